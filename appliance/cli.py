@@ -1,0 +1,55 @@
+"""The ``tppscan`` command.
+
+Each command group lives beside the code it drives and exposes ``register(subparsers)``; this module
+only assembles them, so ``tppscan --help`` stays fast (groups import their heavy modules lazily,
+inside the handler).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from appliance import __version__
+
+# (module, what it adds). A module here must define ``register(subparsers) -> None`` and set
+# ``func`` on its parsers; the handler returns the process exit code.
+COMMAND_MODULES: tuple[str, ...] = (
+    "appliance.commands.demo",
+    "appliance.sim.cli",
+    "appliance.hardware.stage.cli",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every command group registered."""
+    parser = argparse.ArgumentParser(
+        prog="tppscan",
+        description="Autonomous slide scanner for two-photon-polymerised microstructures.",
+    )
+    parser.add_argument("--version", action="version", version=f"tppscan {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code (also used by the console script)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func = getattr(args, "func", None)
+    if func is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(func(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

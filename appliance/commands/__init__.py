@@ -1,0 +1,1 @@
+"""Top-level commands that belong to no single subsystem."""

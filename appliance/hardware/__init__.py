@@ -1,0 +1,1 @@
+"""Device interfaces (camera, stage, triggers), each with a real and a simulated implementation."""

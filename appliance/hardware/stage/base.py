@@ -1,0 +1,89 @@
+"""The stage interface shared by the GRBL serial driver and the simulated stage.
+
+All positions are in micrometres in the stage's machine frame. Focus is the z axis, whether the
+hardware turns the fine-focus knob with a hobby servo or with a stepper: implementations hide which.
+"""
+
+from __future__ import annotations
+
+import abc
+from types import TracebackType
+from typing import NamedTuple
+
+
+class Position(NamedTuple):
+    """A stage position in micrometres."""
+
+    x_um: float
+    y_um: float
+    z_um: float
+
+
+class StageError(RuntimeError):
+    """Base class of every stage failure."""
+
+
+class StageTimeout(StageError):
+    """The stage did not answer, or did not finish a move, in time."""
+
+
+class StageProtocolError(StageError):
+    """The stage answered something the protocol does not allow, or rejected a command (``error:N``)."""
+
+
+class StageAlarm(StageError):
+    """The stage is in alarm (limit hit, position lost): it must be homed or unlocked before moving."""
+
+
+class StageLimitError(StageError):
+    """A requested target lies outside the stage's travel (soft limits)."""
+
+
+class Stage(abc.ABC):
+    """An XYZ stage. Open with ``open()`` or ``with``; never in ``__init__``.
+
+    Moves block until the stage reports the target reached (or raise). ``move_*`` returns the
+    position the stage reports afterwards, which on real mechanics may differ from the target by
+    backlash: callers that care (autofocus) use :meth:`focus_to_um`, which approaches from one side.
+    """
+
+    @abc.abstractmethod
+    def open(self) -> None:
+        """Connect to the stage and check it answers."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release the connection; safe to call twice."""
+
+    @abc.abstractmethod
+    def position_um(self) -> Position:
+        """The current position as the stage reports it."""
+
+    @abc.abstractmethod
+    def move_to_um(self, x: float | None = None, y: float | None = None, z: float | None = None) -> Position:
+        """Move to an absolute position; ``None`` leaves an axis where it is."""
+
+    def move_by_um(self, dx: float = 0.0, dy: float = 0.0, dz: float = 0.0) -> Position:
+        """Move relative to the current position."""
+        p = self.position_um()
+        return self.move_to_um(p.x_um + dx, p.y_um + dy, p.z_um + dz)
+
+    @abc.abstractmethod
+    def focus_to_um(self, z: float) -> Position:
+        """Move focus to ``z``, always finishing the approach from the same side to cancel backlash."""
+
+    @abc.abstractmethod
+    def home(self) -> Position:
+        """Run the homing cycle and return the position afterwards."""
+
+    @abc.abstractmethod
+    def stop(self) -> None:
+        """Stop any motion at once (the position may be lost afterwards)."""
+
+    def __enter__(self) -> Stage:
+        self.open()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()

@@ -1,0 +1,22 @@
+import subprocess
+import sys
+
+from appliance.cli import build_parser, main
+
+
+def test_help_lists_every_command(capsys):
+    parser = build_parser()
+    text = parser.format_help()
+    for cmd in ("demo", "sim", "stage"):
+        assert cmd in text
+
+
+def test_no_command_prints_help_and_fails(capsys):
+    assert main([]) == 2
+    assert "usage: tppscan" in capsys.readouterr().out
+
+
+def test_console_script_help_runs():
+    out = subprocess.run([sys.executable, "-m", "appliance.cli", "--help"], capture_output=True, text=True,
+                         check=True)
+    assert "tppscan" in out.stdout
