@@ -104,6 +104,11 @@ def trapezoid_distance_um(t_s: float, distance_um: float, max_speed_um_s: float,
     return d - 0.5 * accel_um_s2 * (total - t_s) ** 2
 
 
+def _round_half_away(v: float) -> int:
+    """Round to the nearest integer, halves away from zero (C's ``lround``, which GRBL uses for steps)."""
+    return int(math.copysign(math.floor(abs(v) + 0.5), v))
+
+
 def _check_number(name: str, value: object, *, positive: bool = False, nonneg: bool = False) -> float:
     """Return ``value`` as a finite float, or raise ``ValueError`` naming ``name``."""
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
@@ -320,7 +325,7 @@ class SimStage(Stage):
         self._upu = self._p.units_per_um()
         self._limits_units = tuple(self._unit_limits(i) for i in range(3))
         start = self._p.start_position_um
-        self._motor = [self._clip_units(i, round(start[i] * self._upu[i])) for i in range(3)]
+        self._motor = [self._clip_units(i, _round_half_away(start[i] * self._upu[i])) for i in range(3)]
         # Power-on: the carriage rests against the motor's upper face (as after a move up): no error.
         self._carriage = [self._motor_um(i) for i in range(3)]
         self._last_dir = [1, 1, 1]
@@ -397,8 +402,9 @@ class SimStage(Stage):
     def focus_to_um(self, z: float) -> Position:
         """Move focus to ``z``, finishing with an upward approach so the z backlash is taken up.
 
-        If the last z motion was upward and ``z`` is above, it goes straight there; otherwise it first
-        goes ``focus_overshoot_um`` below ``z`` (not below the z soft limit) and comes up. A target closer
+        It goes straight up to ``z`` when ``z`` is above and either the last z motion was upward or the
+        climb is at least ``focus_overshoot_um``; otherwise it first goes ``focus_overshoot_um`` below
+        ``z`` (not below the z soft limit) and comes up. A target closer
         to the lower z limit than the backlash cannot be fully approached from below.
         """
         with self._lock:
@@ -419,8 +425,10 @@ class SimStage(Stage):
             self._require_open()
             self._stop.clear()
             self._alarm = None
+            self._homed = False  # until the cycle completes
             if self._p.z_mode == "servo":
-                self._approach_z_from_below(self._clip_units(2, round(self._p.servo_home_z_um * self._upu[2])))
+                home_z = _round_half_away(self._p.servo_home_z_um * self._upu[2])
+                self._approach_z_from_below(self._clip_units(2, home_z))
                 self._home_steppers((0, 1))
             else:
                 self._home_steppers((2,))
@@ -505,7 +513,7 @@ class SimStage(Stage):
             if not lo <= v <= hi:
                 raise StageLimitError(f"{axis} target {v} um is outside the soft limits [{lo}, {hi}] um "
                                       f"(travel_{axis}_um); nothing moved")
-            out[i] = self._clip_units(i, round(v * self._upu[i]))
+            out[i] = self._clip_units(i, _round_half_away(v * self._upu[i]))
         return out
 
     def _line_limits(self, d_um: list[float], length: float) -> tuple[float, float]:
@@ -545,8 +553,10 @@ class SimStage(Stage):
         cur = self._motor[2]
         if units == cur and self._last_dir[2] > 0:
             return
-        if not (self._last_dir[2] > 0 and units > cur):
-            overshoot = math.ceil(self._p.focus_overshoot_um * self._upu[2] - 1e-9)
+        overshoot = math.ceil(self._p.focus_overshoot_um * self._upu[2] - 1e-9)
+        # Straight up is enough if the slack is already taken up, or the climb itself takes it up.
+        direct = units > cur and (self._last_dir[2] > 0 or units - cur >= overshoot)
+        if not direct:
             self._run_z(max(units - overshoot, self._limits_units[2][0]))
         self._run_z(units)
         self._clock.advance(self._p.servo_settle_s if self._p.z_mode == "servo" else self._p.settle_s)
@@ -577,23 +587,44 @@ class SimStage(Stage):
         self._set_motors({2: angle})
 
     def _home_steppers(self, axes: tuple[int, ...]) -> None:
-        """Seek the switches of ``axes`` together, pull off to the travel minimum, settle."""
-        seek, pull = 0.0, 0.0
+        """Seek the switches of ``axes`` together, pull off to the travel minimum, settle.
+
+        Each switch sits ``homing_pulloff_um`` below its travel minimum and trips when the carriage
+        reaches it; moving down, the carriage rides ``backlash`` above the motor, so the motor stops at
+        ``switch - backlash``. The pull-off climbs ``pulloff + backlash``: first the slack, then the carriage
+        up to the travel minimum, which is where the machine position is defined (as GRBL sets its position
+        after homing). Simplified from GRBL: one seek at ``homing_speed_um_s``, no slower second locate.
+        """
+        at_switch, home = {}, {}
         for i in axes:
-            speed = min(self._p.homing_speed_um_s, self._p.max_speed_um_s[i])
-            switch_um = self._p.travel_um()[i][0] - self._p.homing_pulloff_um[i]
-            seek = max(seek, trapezoid_time_s(self._carriage[i] - switch_um, speed, self._p.accel_um_s2[i]))
-            pull = max(pull, trapezoid_time_s(self._p.homing_pulloff_um[i], speed, self._p.accel_um_s2[i]))
-        for duration in (seek, pull):
-            if self._run_timed(duration) < duration:
-                self._homed = False
-                self._halted()
+            lo_um = self._p.travel_um()[i][0]
+            switch_um = lo_um - self._p.homing_pulloff_um[i]
+            trip = math.floor((switch_um - self._p.backlash_um[i]) * self._upu[i] + 1e-9)
+            at_switch[i] = min(trip, self._motor[i])
+            home[i] = self._limits_units[i][0]
+        self._run_independent(at_switch, self._p.homing_speed_um_s)
+        self._run_independent(home, self._p.homing_speed_um_s)
         for i in axes:
-            self._motor[i] = self._limits_units[i][0]
-            self._carriage[i] = self._motor_um(i)  # the pull-off (>= backlash) leaves it pushed from below
             self._last_dir[i] = 1
-            self._jitter[i] = self._draw_jitter(i)
         self._clock.advance(self._p.settle_s)
+
+    def _run_independent(self, target: dict[int, int], speed_cap_um_s: float) -> None:
+        """Move each axis on its own trapezoid at once (homing); the slowest sets the time."""
+        start = {i: self._motor[i] for i in target}
+        profiles = {}
+        for i, u in target.items():
+            d = abs(u - start[i]) / self._upu[i]
+            profiles[i] = (d, min(speed_cap_um_s, self._p.max_speed_um_s[i]), self._p.accel_um_s2[i])
+        duration = max((trapezoid_time_s(*prof) for prof in profiles.values()), default=0.0)
+        elapsed = self._run_timed(duration)
+        if elapsed < duration:
+            reached = {}
+            for i, prof in profiles.items():
+                done = int(trapezoid_distance_um(elapsed, *prof) * self._upu[i])
+                reached[i] = start[i] + (done if target[i] > start[i] else -done)
+            self._set_motors(reached)
+            self._halted()
+        self._set_motors(target)
 
     def _run_timed(self, duration: float) -> float:
         """Let ``duration`` pass on the clock; in real-time mode in slices, stopping early on stop()."""

@@ -1,0 +1,78 @@
+"""Bad parameters raise ValueError naming the parameter (and the value)."""
+
+import pytest
+
+from appliance.sim.clock import VirtualClock
+from appliance.sim.stage import SimStage, SimStageParams
+
+BAD = [
+    ({"steps_per_um_x": 0.0}, "steps_per_um_x"),
+    ({"steps_per_um_y": -1.0}, "steps_per_um_y"),
+    ({"steps_per_um_x": float("nan")}, "steps_per_um_x"),
+    ({"steps_per_um_x": "1"}, "steps_per_um_x"),
+    ({"steps_per_um_x": True}, "steps_per_um_x"),
+    ({"z_mode": "piezo"}, "z_mode"),
+    ({"um_per_servo_degree": 0.0}, "um_per_servo_degree"),
+    ({"servo_angle_range_deg": (10.0, 10.0)}, "servo_angle_range_deg"),
+    ({"servo_angle_range_deg": (-5.0, 180.0)}, "servo_angle_range_deg"),
+    ({"servo_angle_range_deg": (0.0, 400.0)}, "servo_angle_range_deg"),
+    ({"servo_angle_range_deg": (0.0,)}, "servo_angle_range_deg"),
+    ({"servo_slew_deg_s": -600.0}, "servo_slew_deg_s"),
+    ({"servo_settle_s": -0.1}, "servo_settle_s"),
+    ({"z_steps_per_um": 0.0}, "z_steps_per_um"),
+    ({"max_speed_um_s": (2000.0, 0.0, 100.0)}, "max_speed_um_s[y]"),
+    ({"max_speed_um_s": (2000.0, 2000.0)}, "max_speed_um_s"),
+    ({"accel_um_s2": (1.0, 1.0, -1.0)}, "accel_um_s2[z]"),
+    ({"backlash_um": (-1.0, 0.0, 0.0)}, "backlash_um[x]"),
+    ({"travel_x_um": (100.0, 0.0)}, "travel_x_um"),
+    ({"travel_y_um": (0.0, float("inf"))}, "travel_y_um[1]"),
+    ({"travel_z_um": (0.0, 200.0)}, "travel_z_um"),  # beyond the servo's reach of 180 um
+    ({"settle_s": -1.0}, "settle_s"),
+    ({"homing_required": "yes"}, "homing_required"),
+    ({"homing_speed_um_s": 0.0}, "homing_speed_um_s"),
+    ({"homing_pulloff_um": (1.0, 200.0, 20.0)}, "homing_pulloff_um[x]"),  # less than the 4 um backlash
+    ({"servo_home_z_um": 190.0}, "servo_home_z_um"),
+    ({"focus_overshoot_um": 1.0}, "focus_overshoot_um"),  # less than the 2 um z backlash
+    ({"start_position_um": (0.0, -1.0, 90.0)}, "start_position_um[y]"),
+    ({"start_position_um": (0.0, 0.0)}, "start_position_um"),
+    ({"jitter_um": (0.0, 0.0, -0.1)}, "jitter_um[z]"),
+]
+
+
+@pytest.mark.parametrize("kwargs, name", BAD, ids=[b[1] for b in BAD])
+def test_bad_param_named(kwargs, name):
+    with pytest.raises(ValueError) as err:
+        SimStageParams(**kwargs)
+    assert str(err.value).startswith(name), str(err.value)
+
+
+def test_message_shows_value_and_what_is_allowed():
+    with pytest.raises(ValueError, match=r"z_mode must be 'servo' or 'stepper', got 'piezo'"):
+        SimStageParams(z_mode="piezo")
+    with pytest.raises(ValueError, match=r"steps_per_um_x must be > 0, got -2"):
+        SimStageParams(steps_per_um_x=-2)
+
+
+def test_stepper_mode_frees_z_travel_from_the_servo():
+    p = SimStageParams(z_mode="stepper", travel_z_um=(0.0, 5000.0))
+    assert p.travel_z_um == (0.0, 5000.0)
+
+
+def test_lists_become_tuples_of_floats():
+    p = SimStageParams(backlash_um=[1, 2, 0], travel_x_um=[0, 100], start_position_um=[0, 0, 90])
+    assert p.backlash_um == (1.0, 2.0, 0.0) and isinstance(p.backlash_um, tuple)
+    assert p.travel_x_um == (0.0, 100.0)
+    assert hash(p)  # still a frozen, hashable value
+
+
+def test_from_mapping_rejects_unknown_keys():
+    assert SimStageParams.from_mapping({"settle_s": 0.2}).settle_s == 0.2
+    with pytest.raises(ValueError, match=r"unknown SimStageParams key\(s\) \['backlash'\]"):
+        SimStageParams.from_mapping({"backlash": 3})
+
+
+def test_stage_constructor_checks_its_arguments():
+    with pytest.raises(ValueError, match="clock"):
+        SimStage(clock=1.0)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="params"):
+        SimStage(VirtualClock(), params={"settle_s": 0.1})  # type: ignore[arg-type]
