@@ -1,0 +1,321 @@
+"""Line-level GRBL 1.1 I/O over a byte transport: send a line and collect its one ``ok``/``error:N``.
+
+A :class:`GrblLink` sends one line at a time and waits for the reply that ends it (GRBL's simple
+send-response streaming), sorts every line it reads on the way (status reports, ``[MSG:...]`` pushes,
+``ALARM:N``, the reset banner) and enforces deadlines on a monotonic clock. It knows nothing of
+positions or units: the stage driver (:mod:`appliance.hardware.stage.grbl`) and the streaming sender
+(:mod:`appliance.hardware.stage.streamer`) sit on top of it.
+
+The transport is anything with pyserial's ``read``/``write``/``in_waiting``/``reset_input_buffer``/
+``close``, so tests run the link over a pseudo-terminal or pyserial's ``loop://``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from appliance.hardware.stage.base import (
+    StageAlarm,
+    StageError,
+    StageLimitError,
+    StageProtocolError,
+    StageTimeout,
+)
+from appliance.hardware.stage.grbl_protocol import (
+    MAX_LINE_LENGTH,
+    STATUS_QUERY,
+    Line,
+    LineKind,
+    StatusReport,
+    alarm_text,
+    classify,
+    error_text,
+    parse_status,
+)
+
+#: A reply line longer than this is a broken link or not GRBL: GRBL's longest lines are ~80 chars.
+MAX_REPLY_LENGTH = 512
+
+
+class Transport(Protocol):
+    """The part of ``serial.Serial`` the link uses (``timeout`` must be small: it is the poll period)."""
+
+    @property
+    def in_waiting(self) -> int:
+        """Bytes ready to read."""
+        ...
+
+    def read(self, size: int = 1) -> bytes:
+        """Read up to ``size`` bytes, waiting at most the port's timeout."""
+        ...
+
+    def write(self, data: bytes) -> int | None:
+        """Write bytes."""
+        ...
+
+    def reset_input_buffer(self) -> None:
+        """Drop bytes received but not yet read."""
+        ...
+
+    def close(self) -> None:
+        """Close the port."""
+        ...
+
+
+class StageConnectionError(StageError):
+    """The serial link failed (unplugged, port vanished) and could not be re-established."""
+
+
+class SoftLimitAlarm(StageAlarm):
+    """``ALARM:2``: stock GRBL's answer to a G-code target beyond the travel (soft limits).
+
+    It is an alarm (stock GRBL wants a reset and ``$X`` or ``$H``) caused by a target outside the
+    travel; :class:`~appliance.hardware.stage.base.StageLimitError` is raised for ``error:15``.
+    """
+
+
+@dataclass(frozen=True)
+class Reply:
+    """The outcome of one line: the lines printed before its ``ok``, or the error code."""
+
+    command: str
+    lines: tuple[str, ...]
+    ok: bool
+    error_code: int | None = None
+
+    @property
+    def result(self) -> str:
+        """``ok`` or ``error:N``, as the board printed it."""
+        return "ok" if self.ok else f"error:{self.error_code}"
+
+
+def alarm_error(code: int, context: str) -> StageAlarm:
+    """The exception for ``ALARM:code`` seen while ``context`` (``ALARM:2`` is a :class:`SoftLimitAlarm`)."""
+    cls = SoftLimitAlarm if code == 2 else StageAlarm
+    return cls(f"ALARM:{code} ({alarm_text(code)}) {context}; reset, then home ($H) or unlock ($X)")
+
+
+class GrblLink:
+    """Send lines and real-time bytes to a GRBL 1.1 board and read its replies.
+
+    Parameters
+    ----------
+    transport : Transport
+        An open port; its read timeout is the poll period (20-50 ms suits).
+    clock : callable, optional
+        A monotonic clock in seconds (tests may inject one).
+
+    Notes
+    -----
+    Lines are sent one at a time and the next is sent only after the board has answered: GRBL's
+    "send-response" streaming. It never overflows the board's 128-byte receive buffer, the one place
+    GRBL drops bytes. ``[MSG:...]`` lines the board pushes at any time (the button, for one) are kept
+    in :attr:`messages`; ``ALARM:N`` pushes are recorded in :attr:`last_alarm`.
+    """
+
+    def __init__(self, transport: Transport, clock: Callable[[], float] = time.monotonic) -> None:
+        self.transport = transport
+        self._clock = clock
+        self._buf = bytearray()
+        self.messages: deque[str] = deque(maxlen=256)
+        self.last_alarm: int | None = None
+        self.last_status: StatusReport | None = None
+        self.banners: deque[str] = deque(maxlen=16)
+        self._dirty = False
+
+    # -- reading --------------------------------------------------------------------------------------
+
+    def _fill(self) -> None:
+        waiting = self.transport.in_waiting
+        chunk = self.transport.read(max(1, min(waiting, 4096)))
+        self._buf.extend(chunk)
+
+    def read_line(self, deadline: float, waiting_for: str) -> str | None:
+        """Read the next line before ``deadline`` (monotonic seconds); None if none arrived.
+
+        Raises
+        ------
+        StageProtocolError
+            If a line grows beyond :data:`MAX_REPLY_LENGTH` bytes without a newline.
+        """
+        while True:
+            nl = self._buf.find(b"\n")
+            if nl >= 0:
+                raw = bytes(self._buf[:nl])
+                del self._buf[: nl + 1]
+                return raw.decode("ascii", errors="replace").rstrip("\r")
+            if len(self._buf) > MAX_REPLY_LENGTH:
+                junk = bytes(self._buf[:64])
+                self._buf.clear()
+                self._dirty = True
+                raise StageProtocolError(
+                    f"reply longer than {MAX_REPLY_LENGTH} bytes without a newline while {waiting_for} "
+                    f"(starts {junk!r}): wrong baud rate or not a GRBL board?")
+            if self._clock() >= deadline:
+                return None
+            self._fill()
+
+    def _note(self, line: Line) -> None:
+        """Record what a line says about the board, whatever it answers."""
+        if line.kind is LineKind.FEEDBACK and line.text.startswith("[MSG:"):
+            self.messages.append(line.text)
+        elif line.kind is LineKind.ALARM:
+            self.last_alarm = line.code if line.code is not None else 0
+        elif line.kind is LineKind.BANNER:
+            self.banners.append(line.text)
+
+    def drain(self, quiet_s: float = 0.05, max_s: float = 1.0) -> list[str]:
+        """Read and return whatever the board sends until it is quiet for ``quiet_s`` (at most ``max_s``)."""
+        out: list[str] = []
+        end = self._clock() + max_s
+        while True:
+            now = self._clock()
+            line = self.read_line(min(now + quiet_s, end), "draining")
+            if line is None:
+                break
+            parsed = classify(line)
+            self._note(parsed)
+            if parsed.kind is LineKind.STATUS:
+                self._store_status(parsed.text)
+            out.append(line)
+        self._buf.clear()
+        self._dirty = False
+        return out
+
+    def _store_status(self, text: str) -> StatusReport:
+        report = parse_status(text)
+        self.last_status = report
+        if report.alarm and self.last_alarm is None:
+            self.last_alarm = 0
+        return report
+
+    # -- commands -------------------------------------------------------------------------------------
+
+    def write_realtime(self, byte: bytes) -> None:
+        """Send one real-time byte (``?``, ``!``, ``~`` or 0x18); it needs no newline and gets no ``ok``."""
+        if len(byte) != 1:
+            raise ValueError(f"a real-time command is one byte, got {byte!r}")
+        self.transport.write(byte)
+
+    def send(self, command: str, timeout_s: float) -> Reply:
+        """Send one line and wait for its ``ok`` or ``error:N``.
+
+        Parameters
+        ----------
+        command : str
+            The line without its newline; at most 80 characters, printable ASCII.
+        timeout_s : float
+            How long to wait for the reply.
+
+        Returns
+        -------
+        Reply
+            ``ok`` with the lines printed before it, or the ``error:N`` code (not raised here: the
+            caller decides, see :func:`check`).
+
+        Raises
+        ------
+        ValueError
+            If the line is too long or not printable ASCII (it would draw ``error:11`` or garble the link).
+        StageTimeout
+            If no ``ok``/``error:N`` arrives within ``timeout_s``.
+        StageAlarm
+            If the board pushes ``ALARM:N`` instead of answering (stock GRBL does for soft limits).
+        StageProtocolError
+            If a line that GRBL never sends arrives, or the board resets while the line is pending.
+        """
+        if len(command) > MAX_LINE_LENGTH:
+            raise ValueError(f"a GRBL line is at most {MAX_LINE_LENGTH} characters, got {len(command)}: "
+                             f"{command[:40]!r}...")
+        if not command.isascii() or not command.isprintable():
+            raise ValueError(f"a GRBL line must be printable ASCII without line breaks, got {command!r}")
+        if self._dirty:
+            self.drain()
+        self.transport.write(command.encode("ascii") + b"\n")
+        return self._await_reply(command, self._clock() + timeout_s, timeout_s)
+
+    def _await_reply(self, command: str, deadline: float, timeout_s: float) -> Reply:
+        payload: list[str] = []
+        while True:
+            text = self.read_line(deadline, f"waiting for the reply to {command!r}")
+            if text is None:
+                self._dirty = True
+                raise StageTimeout(f"no ok/error for {command!r} within {timeout_s:g} s "
+                                   f"(got {payload!r}); is the board powered and on this port?")
+            line = classify(text)
+            self._note(line)
+            if line.kind is LineKind.OK:
+                return Reply(command, tuple(payload), True)
+            if line.kind is LineKind.ERROR:
+                return Reply(command, tuple(payload), False, line.code)
+            if line.kind is LineKind.ALARM:
+                self._dirty = True
+                raise alarm_error(line.code or 0, f"while waiting for the reply to {command!r}")
+            if line.kind is LineKind.BANNER:
+                self._dirty = True
+                raise StageProtocolError(f"the board reset ({text!r}) while {command!r} was pending")
+            if line.kind is LineKind.STATUS:
+                self._store_status(line.text)
+            elif line.kind is LineKind.OTHER:
+                self._dirty = True
+                raise StageProtocolError(f"unexpected reply {text!r} to {command!r}: not a GRBL 1.1 line")
+            elif line.kind is not LineKind.EMPTY:
+                payload.append(line.text)
+
+    def query_status(self, timeout_s: float) -> StatusReport:
+        """Send ``?`` and return the status report that answers it.
+
+        Raises
+        ------
+        StageTimeout
+            If no report arrives within ``timeout_s``.
+        StageProtocolError
+            If the report is malformed, or a line GRBL never sends arrives.
+        """
+        if self._dirty:
+            self.drain()
+        self.write_realtime(STATUS_QUERY)
+        deadline = self._clock() + timeout_s
+        while True:
+            text = self.read_line(deadline, "waiting for a status report")
+            if text is None:
+                self._dirty = True
+                raise StageTimeout(f"no status report (<...>) within {timeout_s:g} s of '?'")
+            line = classify(text)
+            self._note(line)
+            if line.kind is LineKind.STATUS:
+                try:
+                    return self._store_status(line.text)
+                except StageProtocolError:
+                    self._dirty = True
+                    raise
+            if line.kind is LineKind.OTHER:
+                self._dirty = True
+                raise StageProtocolError(f"unexpected reply {text!r} while waiting for a status report")
+
+
+def check(reply: Reply) -> Reply:
+    """Return ``reply`` if it is ``ok``; raise the matching stage error for ``error:N``.
+
+    Raises
+    ------
+    StageAlarm
+        For ``error:9`` (G-code locked out in alarm).
+    StageLimitError
+        For ``error:15`` (target beyond the travel).
+    StageProtocolError
+        For every other ``error:N``, with GRBL's text.
+    """
+    if reply.ok:
+        return reply
+    code = reply.error_code if reply.error_code is not None else 0
+    msg = f"board rejected {reply.command!r}: error:{code} ({error_text(code)})"
+    if code == 9:
+        raise StageAlarm(msg + "; home ($H) or unlock ($X) first")
+    if code == 15:
+        raise StageLimitError(msg)
+    raise StageProtocolError(msg)
