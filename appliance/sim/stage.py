@@ -404,8 +404,8 @@ class SimStage(Stage):
 
         It goes straight up to ``z`` when ``z`` is above and either the last z motion was upward or the
         climb is at least ``focus_overshoot_um``; otherwise it first goes ``focus_overshoot_um`` below
-        ``z`` (not below the z soft limit) and comes up. A target closer
-        to the lower z limit than the backlash cannot be fully approached from below.
+        ``z`` (not below the z soft limit) and comes up. A target closer to the lower z limit than the
+        backlash cannot be fully approached from below.
         """
         with self._lock:
             self._require_ready()
@@ -556,8 +556,11 @@ class SimStage(Stage):
         overshoot = math.ceil(self._p.focus_overshoot_um * self._upu[2] - 1e-9)
         # Straight up is enough if the slack is already taken up, or the climb itself takes it up.
         direct = units > cur and (self._last_dir[2] > 0 or units - cur >= overshoot)
+        below = max(units - overshoot, self._limits_units[2][0])
+        if units == cur and below == cur:
+            return  # at the lower z limit already: nowhere to approach from; nothing moves, no settle
         if not direct:
-            self._run_z(max(units - overshoot, self._limits_units[2][0]))
+            self._run_z(below)
         self._run_z(units)
         self._clock.advance(self._p.servo_settle_s if self._p.z_mode == "servo" else self._p.settle_s)
 

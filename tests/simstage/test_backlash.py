@@ -100,3 +100,16 @@ def test_backlash_combines_with_a_diagonal_move(make_stage):
     assert _err(stage) == pytest.approx((0.0, 6.0, 0.0))
     stage.move_to_um(x=550, y=450)  # x down, y up
     assert _err(stage) == pytest.approx((4.0, 0.0, 0.0))
+
+
+def test_focus_at_the_lower_limit_cannot_approach_from_below(make_stage, clock):
+    stage = make_stage(backlash_um=(4.0, 4.0, 2.0))
+    stage.focus_to_um(0.0)  # from 90, going down to the limit: the carriage rides 2 um above the motor
+    assert stage.position_um().z_um == 0.0 and stage.true_position_um().z_um == pytest.approx(2.0)
+    t0 = clock.now_s()
+    stage.focus_to_um(0.0)  # nothing it can do: no motion, no time
+    assert clock.now_s() == t0
+    stage.focus_to_um(1.0)  # a climb of 1 um is less than the backlash: overshoot clipped at 0, then up 1
+    assert stage.true_position_um().z_um == pytest.approx(2.0)
+    stage.focus_to_um(3.0)
+    assert stage.true_position_um().z_um == pytest.approx(3.0)
