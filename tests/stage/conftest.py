@@ -364,7 +364,7 @@ class FakeGrbl:
             return
         self.state = "Run"
         step = rate / 60.0 * dt
-        delta = [d - p for d, p in zip(dest, self.mpos)]
+        delta = [d - p for d, p in zip(dest, self.mpos, strict=True)]
         dist = math.sqrt(sum(d * d for d in delta))
         if dist <= step:
             self.mpos = list(dest)
@@ -372,7 +372,7 @@ class FakeGrbl:
             if not self.queue:
                 self.state = "Idle"
         else:
-            self.mpos = [p + d * step / dist for p, d in zip(self.mpos, delta)]
+            self.mpos = [p + d * step / dist for p, d in zip(self.mpos, delta, strict=True)]
 
     def _status(self) -> None:
         if self.status_override is not None:
@@ -383,7 +383,7 @@ class FakeGrbl:
         if int(self.settings[10]) & 1:
             fields.append("MPos:" + ",".join(f"{v:.3f}" for v in self.mpos))
         else:
-            fields.append("WPos:" + ",".join(f"{v - o:.3f}" for v, o in zip(self.mpos, self.wco)))
+            fields.append("WPos:" + ",".join(f"{v - o:.3f}" for v, o in zip(self.mpos, self.wco, strict=True)))
         if int(self.settings[10]) & 2:
             fields.append(f"Bf:{15 - len(self.queue)},128")
         fields.append(f"FS:{int(self.feed or 0) if self.state == 'Run' else 0},0")

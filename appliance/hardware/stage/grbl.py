@@ -574,6 +574,8 @@ class GrblStage(Stage):
         """
         if not math.isfinite(z):
             raise ValueError(f"focus target must be a finite number of um, got {z!r}")
+        if self.focus_mode == "servo":
+            self._servo_angle(z)  # out of range: refuse before any approach move
         current = self.position_um().z_um
         coming_up = self._z_last_up and not math.isnan(current) and z >= current
         approach = self.config.backlash_approach_um

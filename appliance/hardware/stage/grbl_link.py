@@ -143,7 +143,7 @@ class GrblLink:
             If a line grows beyond :data:`MAX_REPLY_LENGTH` bytes without a newline.
         """
         while True:
-            nl = self._buf.find(b"\n")
+            nl = self._buf.find(b"\n", 0, MAX_REPLY_LENGTH + 1)
             if nl >= 0:
                 raw = bytes(self._buf[:nl])
                 del self._buf[: nl + 1]

@@ -1,0 +1,315 @@
+"""GrblStage against FakeGrbl, a stock GRBL 1.1 board on a pty (see conftest.py)."""
+
+import threading
+import time
+from types import SimpleNamespace
+
+import pytest
+
+from appliance.hardware.stage.base import (
+    Position,
+    StageAlarm,
+    StageError,
+    StageLimitError,
+    StageProtocolError,
+    StageTimeout,
+)
+from appliance.hardware.stage.grbl import GrblStage, GrblStageConfig
+from appliance.hardware.stage.grbl_link import GrblLink, SoftLimitAlarm, StageConnectionError
+from appliance.hardware.stage.ports import PortNotFound, find_port
+
+
+def test_handshake_reads_version_and_settings_stock_board_means_stepper_focus(fake_grbl, stage_config):
+    with GrblStage(stage_config(fake_grbl.path)) as stage:
+        assert stage.build_info.version == "1.1h.20190825"
+        assert stage.focus_mode == "stepper"
+        assert stage.board_settings[100] == 250.0
+        assert stage.status().alarm  # homing enabled: stock GRBL powers up locked
+    assert fake_grbl.received[:3] == ["", "$I", "$$"]  # never waits for a banner
+
+
+def test_move_in_alarm_is_refused_until_homed(fake_grbl, stage_config):
+    with GrblStage(stage_config(fake_grbl.path)) as stage:
+        with pytest.raises(StageAlarm, match=r"error:9 \(G-code locked out"):
+            stage.move_to_um(x=-100)
+        assert stage.home() == Position(0.0, 0.0, 0.0)
+        assert stage.move_to_um(x=-1500, y=-250) == Position(-1500.0, -250.0, 0.0)
+        assert stage.move_by_um(dx=700) == Position(-800.0, -250.0, 0.0)
+        assert stage.move_to_um(z=-30.4).z_um == pytest.approx(-30.0)  # GRBL lines carry 1 um
+        assert tuple(round(v, 3) for v in fake_grbl.mpos) == (-0.8, -0.25, -0.03)
+
+
+def test_soft_limit_on_stock_grbl_is_alarm_2(fake_grbl, stage_config):
+    with GrblStage(stage_config(fake_grbl.path)) as stage:
+        stage.home()
+        with pytest.raises(SoftLimitAlarm, match="ALARM:2") as err:
+            stage.move_to_um(x=+5000)  # stock GRBL travel is 0..-200 mm
+        assert isinstance(err.value, StageAlarm)
+        assert fake_grbl.mpos == [0.0, 0.0, 0.0]
+        stage.soft_reset()
+        stage.home()
+        assert stage.move_to_um(x=-10).x_um == -10
+
+
+def test_limit_switch_during_move_raises_alarm(fake_grbl, stage_config):
+    with GrblStage(stage_config(fake_grbl.path, feed_xy_mm_per_min=300)) as stage:
+        stage.home()
+        target = stage.begin_move_to_um(x=-5000)
+        threading.Timer(0.1, fake_grbl.trigger_limit, args=("x",)).start()
+        with pytest.raises(StageAlarm, match=r"ALARM:1 \(Hard limit"):
+            stage.wait_for_move(target)
+        assert -5000 < stage.position_um().x_um < 0
+
+
+def test_stop_mid_move_loses_position_until_homed(fake_grbl, stage_config):
+    with GrblStage(stage_config(fake_grbl.path, feed_xy_mm_per_min=300)) as stage:
+        stage.home()
+        stage.begin_move_to_um(x=-5000)
+        time.sleep(0.1)
+        stage.stop()
+        assert stage.link.last_alarm == 3
+        assert stage.status().alarm
+        with pytest.raises(StageAlarm):
+            stage.move_to_um(x=-10)
+        stage.home()
+        assert stage.move_to_um(x=-10).x_um == -10
+
+
+def test_feed_hold_and_resume(fake_grbl, stage_config):
+    with GrblStage(stage_config(fake_grbl.path, feed_xy_mm_per_min=600)) as stage:
+        stage.home()
+        target = stage.begin_move_to_um(x=-2000)
+        time.sleep(0.05)
+        stage.feed_hold()
+        time.sleep(0.05)
+        held = stage.status()
+        assert held.state == "Hold"
+        time.sleep(0.1)
+        assert stage.status().mpos_mm == held.mpos_mm  # not moving while held
+        stage.resume()
+        assert stage.wait_for_move(target).x_um == -2000
+
+
+def test_servo_focus_on_stock_grbl_is_refused_with_grbl_text(fake_grbl, stage_config):
+    with GrblStage(stage_config(fake_grbl.path, focus="servo")) as stage:
+        stage.home()
+        with pytest.raises(StageProtocolError, match=r"'M280 P0 S\d+'.*error:20 \(Unsupported"):
+            stage.focus_to_um(10)
+
+
+def test_stepper_focus_always_finishes_from_below(fake_grbl, stage_config):
+    with GrblStage(stage_config(fake_grbl.path, backlash_approach_um=50)) as stage:
+        stage.home()
+        stage.move_to_um(z=-100)
+        n = len(fake_grbl.received)
+        assert stage.focus_to_um(-120).z_um == -120  # downwards: overshoot below, come up
+        assert fake_grbl.received[n:] == ["G1Z-0.17F600", "G1Z-0.12F600"]
+        n = len(fake_grbl.received)
+        assert stage.focus_to_um(-110).z_um == -110  # upwards after an upward move: direct
+        assert fake_grbl.received[n:] == ["G1Z-0.11F600"]
+
+
+def test_settings_sync_writes_only_differences_and_verifies(fake_grbl, stage_config):
+    cfg = stage_config(fake_grbl.path, settings={100: 800.0, 101: 250.0, 110: 1000})
+    with GrblStage(cfg):
+        pass
+    assert fake_grbl.settings[100] == 800.0 and fake_grbl.settings[110] == 1000
+    writes = [line for line in fake_grbl.received if "=" in line]
+    assert writes == ["$100=800", "$110=1000"]
+    with GrblStage(cfg):
+        pass
+    assert [line for line in fake_grbl.received if "=" in line] == writes  # nothing differs now
+
+
+def test_unknown_setting_is_an_error(fake_grbl, stage_config):
+    with pytest.raises(StageProtocolError, match=r"no setting \$77"):
+        with GrblStage(stage_config(fake_grbl.path, settings={77: 1})):
+            pass
+
+
+def test_inches_mode_refused(fake_grbl, stage_config):
+    fake_grbl.settings[13] = 1
+    with pytest.raises(StageProtocolError, match=r"\$13=1"):
+        GrblStage(stage_config(fake_grbl.path)).open()
+    with GrblStage(stage_config(fake_grbl.path, settings={13: 0})) as stage:
+        assert stage.board_settings[13] == 0
+
+
+def test_wrong_grbl_version_refused(fake_grbl, stage_config):
+    fake_grbl.version = "0.9j.20160316"
+    with pytest.raises(StageProtocolError, match="'0.9j.20160316'.*GRBL 1.1 only"):
+        GrblStage(stage_config(fake_grbl.path)).open()
+
+
+def test_work_offset_and_wpos_reports_are_converted(fake_grbl, stage_config):
+    fake_grbl.settings[10] = 0  # report WPos instead of MPos
+    fake_grbl.wco = (-1.0, 0.0, 0.0)  # a G92/G54 offset a previous host left
+    with GrblStage(stage_config(fake_grbl.path)) as stage:
+        stage.home()
+        assert stage.move_to_um(x=-3000).x_um == pytest.approx(-3000)
+    assert fake_grbl.mpos[0] == pytest.approx(-3.0)  # machine coordinates, not work ones
+    assert "G1X-2F1200" in fake_grbl.received
+
+
+def test_silent_board_times_out_with_clear_error(fake_grbl, stage_config):
+    fake_grbl.silent = True
+    t0 = time.monotonic()
+    with pytest.raises(StageTimeout, match=r"no GRBL status report from .* within 2 s"):
+        GrblStage(stage_config(fake_grbl.path)).open()
+    assert time.monotonic() - t0 < 5
+
+
+def test_board_hangs_mid_session(fake_grbl, stage_config):
+    with GrblStage(stage_config(fake_grbl.path)) as stage:
+        stage.home()
+        fake_grbl.silent = True
+        with pytest.raises(StageTimeout, match=r"no ok/error for 'G90' within 1 s"):
+            stage.move_to_um(x=-1)
+        with pytest.raises(StageTimeout, match="no status report"):
+            stage.position_um()
+        fake_grbl.silent = False
+        assert stage.move_to_um(x=-1).x_um == -1  # the link resynchronises
+
+
+def test_malformed_replies_are_protocol_errors_and_link_recovers(fake_grbl, stage_config):
+    with GrblStage(stage_config(fake_grbl.path)) as stage:
+        stage.home()
+        fake_grbl.reply_override["G90"] = ["okay"]
+        with pytest.raises(StageProtocolError, match="unexpected reply 'okay' to 'G90'"):
+            stage.move_to_um(x=-1)
+        del fake_grbl.reply_override["G90"]
+        fake_grbl.status_override = "<Idle|MPos:0.000,zz,0.000>"
+        with pytest.raises(StageProtocolError, match="non-numeric"):
+            stage.position_um()
+        fake_grbl.status_override = None
+        assert stage.move_to_um(x=-2).x_um == -2
+
+
+def test_unexpected_reset_while_waiting_is_reported(fake_grbl, stage_config):
+    with GrblStage(stage_config(fake_grbl.path)) as stage:
+        fake_grbl.reply_override["$$"] = ["", "Grbl 1.1h ['$' for help]"]
+        with pytest.raises(StageProtocolError, match="board reset"):
+            stage.read_settings()
+
+
+def test_reconnect_after_unplug(fake_grbl, stage_config):
+    with GrblStage(stage_config(fake_grbl.path, reconnect_delay_s=0.3)) as stage:
+        stage.home()
+        fake_grbl.unplug()
+        threading.Timer(0.2, fake_grbl.replug).start()
+        pos = stage.position_um()  # fails, reconnects to the re-plugged board, answers
+        assert stage.reconnects == 1
+        assert fake_grbl.received.count("$I") == 2  # a second handshake on the re-plugged board
+        assert pos == Position(0.0, 0.0, 0.0)
+        with pytest.raises(StageAlarm):  # power cycled: stock GRBL wants homing again
+            stage.move_to_um(x=-1)
+
+
+def test_reconnect_gives_up_after_bounded_attempts(fake_grbl, stage_config):
+    stage = GrblStage(stage_config(fake_grbl.path, reconnect_attempts=2, reconnect_delay_s=0.1))
+    stage.open()
+    fake_grbl.unplug()
+    t0 = time.monotonic()
+    with pytest.raises(StageConnectionError, match="2 reconnect attempts failed"):
+        stage.position_um()
+    assert time.monotonic() - t0 < 3
+    stage.close()
+    stage.close()  # safe twice
+
+
+def test_reconnect_finds_the_port_again_by_usb_id(make_fake_grbl, stage_config, monkeypatch):
+    board = make_fake_grbl(stable_name=False)
+
+    def comports():
+        return [SimpleNamespace(device="/dev/ttyS0", vid=None, pid=None),
+                SimpleNamespace(device=board.slave_path, vid=0x2341, pid=0x0043)]
+    monkeypatch.setattr("serial.tools.list_ports.comports", comports)
+    cfg = stage_config(None, usb_id="2341:0043", reconnect_delay_s=0.3)
+    with GrblStage(cfg) as stage:
+        assert stage.port == board.slave_path
+        board.unplug()
+        threading.Timer(0.1, board.replug).start()
+        stage.position_um()
+        assert stage.port == board.slave_path and stage.reconnects == 1
+
+
+def test_find_port_errors_name_what_was_seen(monkeypatch):
+    monkeypatch.setattr("serial.tools.list_ports.comports",
+                        lambda: [SimpleNamespace(device="/dev/ttyUSB0", vid=0x1A86, pid=0x7523)])
+    assert find_port("/dev/ttyACM3", "2341:0043") == "/dev/ttyACM3"
+    assert find_port(None, "1a86:7523") == "/dev/ttyUSB0"
+    with pytest.raises(PortNotFound, match=r"2341:0043; ports seen: /dev/ttyUSB0 \(1a86:7523\)"):
+        find_port(None, "2341:0043")
+    with pytest.raises(PortNotFound, match="no serial port configured"):
+        find_port(None, None)
+
+
+def test_open_missing_port_is_a_connection_error(tmp_path, stage_config):
+    with pytest.raises(StageConnectionError, match="nonexistent"):
+        GrblStage(stage_config(str(tmp_path / "nonexistent"))).open()
+
+
+def test_not_open_is_a_clear_error(stage_config):
+    with pytest.raises(StageError, match="not open"):
+        GrblStage(stage_config("/dev/null")).position_um()
+
+
+@pytest.mark.parametrize("kw,needle", [
+    ({"port": None}, "GrblStageConfig.port"),
+    ({"usb_id": "arduino"}, "GrblStageConfig.usb_id"),
+    ({"baud": 1234}, "GrblStageConfig.baud: must be one of"),
+    ({"focus": "magic"}, "GrblStageConfig.focus"),
+    ({"um_per_servo_degree": 0}, "GrblStageConfig.um_per_servo_degree: must be a finite number > 0, got 0"),
+    ({"feed_xy_mm_per_min": float("nan")}, "GrblStageConfig.feed_xy_mm_per_min"),
+    ({"backlash_approach_um": -1}, "GrblStageConfig.backlash_approach_um: must be a finite number >= 0"),
+    ({"servo_min_deg": 100, "servo_max_deg": 90}, "GrblStageConfig.servo_min_deg/servo_max_deg"),
+    ({"reconnect_attempts": -1}, "GrblStageConfig.reconnect_attempts"),
+    ({"settings": {300: 1}}, "GrblStageConfig.settings: keys are $ numbers 0..255, got 300"),
+    ({"settings": {100: "fast"}}, "GrblStageConfig.settings[100]: must be a finite number, got 'fast'"),
+])
+def test_config_errors_name_the_field(kw, needle):
+    base = {"port": "/dev/ttyACM0"}
+    base.update(kw)
+    with pytest.raises(ValueError) as err:
+        GrblStageConfig(**base)
+    assert needle in str(err.value)
+
+
+def test_bad_targets_are_value_errors(fake_grbl, stage_config):
+    with GrblStage(stage_config(fake_grbl.path)) as stage:
+        stage.home()
+        with pytest.raises(ValueError, match="finite"):
+            stage.move_to_um(x=float("nan"))
+        with pytest.raises(ValueError, match="at least one axis"):
+            stage.begin_move_to_um()
+        with pytest.raises(ValueError, match="at most 80 characters"):
+            stage.link.send("G1 X" + "1" * 90, 1.0)
+        with pytest.raises(ValueError, match="printable ASCII"):
+            stage.link.send("G1 X1\nG1 X2", 1.0)
+
+
+def test_servo_range_is_a_limit_error(fake_grbl, stage_config):
+    with GrblStage(stage_config(fake_grbl.path, focus="servo", um_per_servo_degree=2.0)) as stage:
+        with pytest.raises(StageLimitError, match=r"z=400 um needs servo angle 200 deg.*z 0\.\.360 um"):
+            stage.focus_to_um(400)
+        with pytest.raises(StageError, match="servo angle is unknown"):
+            stage.move_by_um(dz=1)
+
+
+def test_button_messages_are_collected(fake_grbl, stage_config):
+    with GrblStage(stage_config(fake_grbl.path)) as stage:
+        fake_grbl._out("[MSG:BUTTON PRESSED]")
+        time.sleep(0.05)
+        assert stage.pending_messages() == ["[MSG:BUTTON PRESSED]"]
+        assert stage.pending_messages() == []
+
+
+def test_link_rejects_endless_line(fake_grbl):
+    import serial
+
+    port = serial.Serial(fake_grbl.path, 115200, timeout=0.02)
+    link = GrblLink(port)
+    fake_grbl._out("x" * 600)
+    with pytest.raises(StageProtocolError, match="longer than 512 bytes"):
+        link.send("$I", 1.0)
+    port.close()
