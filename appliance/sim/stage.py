@@ -126,7 +126,7 @@ def _check_number(name: str, value: object, *, positive: bool = False, nonneg: b
 def _check_tuple(name: str, value: object, length: int, *, positive: bool = False,
                  nonneg: bool = False) -> tuple[float, ...]:
     """Return ``value`` as a tuple of ``length`` finite floats, or raise ``ValueError`` naming ``name``."""
-    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or len(value) != length:
+    if isinstance(value, (str, bytes)) or not isinstance(value, (Sequence, np.ndarray)) or len(value) != length:
         raise ValueError(f"{name} must be a sequence of {length} numbers, got {value!r}")
     labels = AXES if length == 3 else tuple(str(i) for i in range(length))
     return tuple(_check_number(f"{name}[{lab}]", v, positive=positive, nonneg=nonneg)
@@ -321,7 +321,9 @@ class SimStage(Stage):
         self._p = params if params is not None else SimStageParams()
         if not isinstance(self._p, SimStageParams):
             raise ValueError(f"params must be SimStageParams or None, got {type(self._p).__name__}")
-        self._rng = np.random.default_rng(seed)
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        self._rng = np.random.default_rng(int(seed))
         self._upu = self._p.units_per_um()
         self._limits_units = tuple(self._unit_limits(i) for i in range(3))
         start = self._p.start_position_um

@@ -1,5 +1,6 @@
 """Bad parameters raise ValueError naming the parameter (and the value)."""
 
+import numpy as np
 import pytest
 
 from appliance.sim.clock import VirtualClock
@@ -65,6 +66,11 @@ def test_lists_become_tuples_of_floats():
     assert hash(p)  # still a frozen, hashable value
 
 
+def test_numpy_arrays_are_accepted():
+    p = SimStageParams(backlash_um=np.array([1.0, 2.0, 0.5]), travel_x_um=np.array([0, 100]))
+    assert p.backlash_um == (1.0, 2.0, 0.5) and p.travel_x_um == (0.0, 100.0)
+
+
 def test_from_mapping_rejects_unknown_keys():
     assert SimStageParams.from_mapping({"settle_s": 0.2}).settle_s == 0.2
     with pytest.raises(ValueError, match=r"unknown SimStageParams key\(s\) \['backlash'\]"):
@@ -76,3 +82,6 @@ def test_stage_constructor_checks_its_arguments():
         SimStage(clock=1.0)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="params"):
         SimStage(VirtualClock(), params={"settle_s": 0.1})  # type: ignore[arg-type]
+    for bad in (-1, 1.5, "7", None):
+        with pytest.raises(ValueError, match="seed must be a non-negative integer"):
+            SimStage(VirtualClock(), seed=bad)  # type: ignore[arg-type]
