@@ -1,0 +1,146 @@
+/* system.c: machine state, the 1 kHz system tick (Timer0), position access, and the '$' commands. */
+#include <string.h>
+#include <avr/interrupt.h>
+#include <avr/io.h>
+#include <avr/pgmspace.h>
+#include "button.h"
+#include "gcode.h"
+#include "limits.h"
+#include "planner.h"
+#include "protocol.h"
+#include "report.h"
+#include "settings.h"
+#include "status.h"
+#include "system.h"
+
+system_t sys;
+volatile uint8_t sys_rt;
+volatile uint8_t sys_rt_alarm;
+volatile int32_t sys_position[N_AXIS];
+static volatile uint32_t ms_ticks;
+
+void system_init(void)
+{
+    TCCR0A = (1 << WGM01);                 /* CTC: 16 MHz / 64 / 250 = 1 kHz */
+    OCR0A = 249;
+    TCCR0B = (1 << CS01) | (1 << CS00);
+    TIMSK0 = (1 << OCIE0A);
+}
+
+ISR(TIMER0_COMPA_vect)
+{
+    ms_ticks++;
+    button_tick();
+}
+
+uint32_t millis(void)
+{
+    uint8_t sreg = SREG;
+    cli();
+    uint32_t t = ms_ticks;
+    SREG = sreg;
+    return t;
+}
+
+void system_get_position(int32_t steps[N_AXIS])
+{
+    uint8_t sreg = SREG;
+    cli();
+    for (uint8_t a = 0; a < N_AXIS; a++) steps[a] = sys_position[a];
+    SREG = sreg;
+}
+
+void system_set_position(const int32_t steps[N_AXIS])
+{
+    uint8_t sreg = SREG;
+    cli();
+    for (uint8_t a = 0; a < N_AXIS; a++) sys_position[a] = steps[a];
+    SREG = sreg;
+}
+
+static uint8_t idle_or_alarm(void)
+{
+    return sys.state == STATE_IDLE || sys.state == STATE_ALARM;
+}
+
+static uint8_t set_setting(const char *line)
+{
+    uint8_t i = 1;
+    float number, value;
+    if (!gc_read_float(line, &i, &number) || line[i] != '=') {
+        return STATUS_INVALID_STATEMENT;
+    }
+    i++;
+    if (!gc_read_float(line, &i, &value) || line[i] != '\0') {
+        return STATUS_BAD_NUMBER_FORMAT;
+    }
+    if (number < 0.0f || number > 999.0f || number != (float)(uint16_t)number) {
+        return STATUS_INVALID_STATEMENT;
+    }
+    if (!idle_or_alarm()) {
+        return STATUS_IDLE_ERROR;
+    }
+    uint8_t status = settings_store_value((uint16_t)number, value);
+    if (status == STATUS_OK) {
+        /* steps/mm may have changed: the position in steps is kept, its millimetres follow */
+        int32_t pos[N_AXIS];
+        system_get_position(pos);
+        gc_sync_position(pos);
+    }
+    return status;
+}
+
+static uint8_t unlock(void)
+{
+    if (!idle_or_alarm()) return STATUS_IDLE_ERROR;
+    if (sys.state == STATE_ALARM) {
+        sys.state = STATE_IDLE;
+        report_message_P(PSTR("Caution: Unlocked"));
+    }
+    return STATUS_OK;
+}
+
+static uint8_t home(void)
+{
+    if (!(settings.flags & FLAG_HOMING)) return STATUS_SETTING_DISABLED;
+    if (!idle_or_alarm()) return STATUS_IDLE_ERROR;
+    return limits_go_home();
+}
+
+static uint8_t restore_defaults(const char *line)
+{
+    if (strcmp_P(line, PSTR("$RST=$")) != 0 && strcmp_P(line, PSTR("$RST=*")) != 0) {
+        return STATUS_INVALID_STATEMENT;
+    }
+    if (!idle_or_alarm()) return STATUS_IDLE_ERROR;
+    settings_restore_defaults();
+    settings_write();
+    report_message_P(PSTR("Restoring defaults"));
+    int32_t pos[N_AXIS];
+    system_get_position(pos);
+    gc_sync_position(pos);
+    return STATUS_OK;
+}
+
+uint8_t system_execute_dollar(const char *line)
+{
+    switch (line[1]) {
+    case '\0': report_help(); return STATUS_OK;
+    case '$':
+        if (line[2] != '\0') return STATUS_INVALID_STATEMENT;
+        report_settings();
+        return STATUS_OK;
+    case 'I':
+        if (line[2] != '\0') return STATUS_INVALID_STATEMENT;
+        report_build_info();
+        return STATUS_OK;
+    case 'G':
+        if (line[2] != '\0') return STATUS_INVALID_STATEMENT;
+        report_parser_state();
+        return STATUS_OK;
+    case 'X': return line[2] == '\0' ? unlock() : STATUS_INVALID_STATEMENT;
+    case 'H': return line[2] == '\0' ? home() : STATUS_INVALID_STATEMENT;
+    case 'R': return restore_defaults(line);
+    default: return set_setting(line);
+    }
+}
