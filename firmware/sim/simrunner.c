@@ -6,8 +6,18 @@
  *
  * First stdout line: "PTY /dev/pts/N". Then one reply line per command line read from stdin.
  * simavr's own chatter goes to stderr. Commands are executed by the simulation thread between instructions,
- * so they never race the simulated CPU. */
+ * so they never race the simulated CPU.
+ *
+ * The pseudo-terminal bridge is the runner's own (openpty, raw, non-blocking master, serviced by a cycle timer
+ * in the simulation thread: one byte per byte time at 115200 baud 8N1, as a wire would). simavr 1.6's
+ * uart_pty part was tried first and deadlocks on input bursts: its thread reads up to 511 bytes, stores
+ * what fits in its FIFO, and then only moves the rest when select() reports an fd, which it never does
+ * while that rest is pending and the AVR sends nothing; a 600-byte line stalled the link for good.
+ * The shared /tmp/simavr-uart0 link is never touched. */
 #include <errno.h>
+#include <fcntl.h>
+#include <pty.h>
+#include <termios.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -18,11 +28,11 @@
 #include <unistd.h>
 
 #include "avr_eeprom.h"
+#include "avr_uart.h"
 #include "avr_ioport.h"
 #include "sim_avr.h"
 #include "sim_elf.h"
 #include "sim_irq.h"
-#include "uart_pty.h"
 
 #define N_AXIS 3
 #define EEPROM_BYTES 1024
@@ -49,7 +59,8 @@ typedef struct {
 } auto_switch_t;
 
 static avr_t *avr;
-static uart_pty_t pty;
+static int pty_master = -1, pty_slave = -1;
+static char pty_name[128];
 static FILE *out;   /* our replies: the original stdout */
 static long net_steps[N_AXIS], pulses[N_AXIS];
 static int step_level[N_AXIS], dir_level[N_AXIS];
@@ -62,6 +73,13 @@ static pthread_mutex_t box_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t box_done = PTHREAD_COND_INITIALIZER;
 static atomic_int box_pending;
 static char box_cmd[256], box_reply[256];
+
+/* Bytes between the pty and the AVR's UART, touched only by the simulation thread. */
+#define BRIDGE_BUF 4096
+static uint8_t rx_buf[BRIDGE_BUF], tx_buf[BRIDGE_BUF];
+static size_t rx_len, rx_pos, tx_len;
+static avr_irq_t *uart_input;
+static avr_cycle_count_t cycles_per_byte;
 
 static void drive_pin(char port, int pin, int level)
 {
@@ -240,6 +258,71 @@ static int serve_mailbox(void)
     return quit;
 }
 
+static void flush_tx(void)
+{
+    if (tx_len == 0) return;
+    ssize_t n = write(pty_master, tx_buf, tx_len);
+    if (n > 0) {
+        memmove(tx_buf, tx_buf + n, tx_len - (size_t)n);
+        tx_len -= (size_t)n;
+    }
+}
+
+/* The AVR sent a byte. If nobody reads the pty for 4 KB, later bytes are dropped (a host that is not there). */
+static void uart_output_hook(struct avr_irq_t *irq, uint32_t value, void *param)
+{
+    (void)irq;
+    (void)param;
+    if (tx_len < BRIDGE_BUF) tx_buf[tx_len++] = (uint8_t)value;
+    flush_tx();
+}
+
+/* Once per byte time: hand the UART the next received byte, reading the pty when the buffer is used up. */
+static avr_cycle_count_t pump_uart(struct avr_t *a, avr_cycle_count_t when, void *param)
+{
+    (void)a;
+    (void)param;
+    if (rx_pos == rx_len) {
+        ssize_t n = read(pty_master, rx_buf, sizeof(rx_buf));
+        rx_len = n > 0 ? (size_t)n : 0;
+        rx_pos = 0;
+    }
+    if (rx_pos < rx_len) avr_raise_irq(uart_input, rx_buf[rx_pos++]);
+    flush_tx();
+    return when + cycles_per_byte;
+}
+
+static int open_pty(void)
+{
+    if (openpty(&pty_master, &pty_slave, pty_name, NULL, NULL) < 0) {
+        fprintf(stderr, "simrunner: openpty failed: %s\n", strerror(errno));
+        return -1;
+    }
+    struct termios tio;
+    for (int i = 0; i < 2; i++) {
+        int fd = i ? pty_slave : pty_master;
+        tcgetattr(fd, &tio);
+        cfmakeraw(&tio);
+        tcsetattr(fd, TCSANOW, &tio);
+    }
+    /* the slave stays open here too, so the master never sees a hang-up while the host reconnects */
+    fcntl(pty_master, F_SETFL, fcntl(pty_master, F_GETFL) | O_NONBLOCK);
+    return 0;
+}
+
+static void connect_uart(void)
+{
+    uint32_t flags = 0;
+    avr_ioctl(avr, AVR_IOCTL_UART_GET_FLAGS('0'), &flags);
+    flags &= ~(uint32_t)AVR_UART_FLAG_STDIO;   /* binary traffic: no console echo */
+    avr_ioctl(avr, AVR_IOCTL_UART_SET_FLAGS('0'), &flags);
+    uart_input = avr_io_getirq(avr, AVR_IOCTL_UART_GETIRQ('0'), UART_IRQ_INPUT);
+    avr_irq_register_notify(avr_io_getirq(avr, AVR_IOCTL_UART_GETIRQ('0'), UART_IRQ_OUTPUT), uart_output_hook,
+                            NULL);
+    cycles_per_byte = avr->frequency / (115200 / 10);
+    avr_cycle_timer_register(avr, cycles_per_byte, pump_uart, NULL);
+}
+
 static void no_sleep(avr_t *a, avr_cycle_count_t how_long)
 {
     (void)a;
@@ -313,10 +396,10 @@ int main(int argc, char **argv)
     avr->sleep = no_sleep;
     if (eeprom_path) load_eeprom();
 
-    uart_pty_init(avr, &pty);
-    uart_pty_connect(&pty, '0');
+    if (open_pty() != 0) return 1;
+    connect_uart();
     connect_pins();
-    fprintf(out, "PTY %s\n", pty.port[0].slavename);
+    fprintf(out, "PTY %s\n", pty_name);
     fflush(out);
 
     pthread_t reader;
@@ -337,9 +420,6 @@ int main(int argc, char **argv)
         fprintf(out, "DEAD %s at pc 0x%04x\n", state == cpu_Crashed ? "crashed" : "done", avr->pc);
         fflush(out);
     }
-    /* uart_pty_stop can hang on its thread: cancel it instead */
-    pthread_cancel(pty.thread);
-    pthread_join(pty.thread, NULL);
     if (state != cpu_Done && state != cpu_Crashed) pthread_join(reader, NULL);   /* it prints BYE */
     return state == cpu_Crashed ? 3 : 0;
 }
