@@ -194,26 +194,36 @@ def test_limit_switch_hit_is_alarm(simboard, simstage):
         simstage.move_to_um(x=1000)
 
 
+def replies_to(link, data: bytes, timeout_s: float = 10.0) -> list[str]:
+    """Write raw bytes; return every non-empty line up to the first ok/error and any that follow quickly."""
+    link.transport.write(data)
+    deadline = time.monotonic() + timeout_s
+    got = []
+    while True:
+        text = link.read_line(deadline, "waiting for a reply to raw bytes")
+        assert text is not None, f"no ok/error within {timeout_s} s for {data[:40]!r}...; got {got}"
+        if classify(text).kind is not LineKind.EMPTY:
+            got.append(text)
+        if classify(text).kind in (LineKind.OK, LineKind.ERROR):
+            break
+    got += [t for t in link.drain(quiet_s=0.2, max_s=1.0) if classify(t).kind is not LineKind.EMPTY]
+    return got
+
+
 def test_garbage_and_overlong_lines_get_errors_and_no_motion(simboard, simstage):
     simstage.unlock()
     link = simstage.link
     counts = simboard.step_counts()
     rng = random.Random(4)
     realtime = {0x18, ord("?"), ord("!"), ord("~"), 0x0A, 0x0D}
-    replies = []
     for _ in range(40):
         body = bytes(b for b in rng.randbytes(rng.randint(1, 60)) if b not in realtime)
         line = bytes([rng.choice(b"#*@0123456789.=%&")]) + body  # never a valid first character
-        link.transport.write(line + b"\n")
-        got = link.drain(quiet_s=0.15, max_s=2.0)
-        replies.append([r for r in got if classify(r).kind is not LineKind.EMPTY])
-    for got in replies:
-        assert len(got) == 1 and classify(got[0]).kind is LineKind.ERROR, replies
+        got = replies_to(link, line + b"\n")
+        assert len(got) == 1 and classify(got[0]).kind is LineKind.ERROR, (line, got)
     for overlong in (b"G1X5F100" + b"Y0" * 496, b"G1F100X" + b"1" * 993):
         assert len(overlong) >= 1000
-        link.transport.write(overlong + b"\n")
-        got = [r for r in link.drain(quiet_s=0.3, max_s=3.0) if classify(r).kind is not LineKind.EMPTY]
-        assert got == ["error:11"]
+        assert replies_to(link, overlong + b"\n") == ["error:11"]
     time.sleep(0.2)
     assert simboard.step_counts() == counts  # nothing moved
     assert simstage.status().idle
