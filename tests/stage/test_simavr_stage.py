@@ -228,3 +228,40 @@ def test_garbage_and_overlong_lines_get_errors_and_no_motion(simboard, simstage)
     assert simboard.step_counts() == counts  # nothing moved
     assert simstage.status().idle
     assert simstage.move_to_um(x=500).x_um == 500.0  # and the board still works
+
+
+def test_reconnect_after_the_board_goes_away(firmware_paths, stage_config, tmp_path):
+    """Unplug = the runner dies (its pty vanishes); replug = a new runner behind the same by-id style link."""
+    from appliance.hardware.stage.grbl import GrblStage
+    from appliance.hardware.stage.simavr_board import SimavrBoard
+
+    link = tmp_path / "ttyACM-stage"
+    eeprom = tmp_path / "eeprom.bin"
+    board = SimavrBoard(*firmware_paths, eeprom=eeprom)
+    board.start()
+    link.symlink_to(board.pty_path)
+    stage = GrblStage(stage_config(str(link), settings={100: 500.0}, reconnect_delay_s=0.5,
+                                   handshake_timeout_s=5.0, reply_timeout_s=2.0))
+    replug: SimavrBoard | None = None
+    try:
+        stage.open()
+        stage.unlock()
+        assert stage.move_to_um(x=1000).x_um == 1000.0
+        board.stop()  # the cable is pulled: the EEPROM is saved, the pty disappears
+        replug = SimavrBoard(*firmware_paths, eeprom=eeprom)
+
+        def plug_in() -> None:
+            replug.start()
+            tmp = tmp_path / "new-link"
+            tmp.symlink_to(replug.pty_path)
+            tmp.replace(link)
+        threading.Timer(0.2, plug_in).start()
+        report = stage.status()  # fails on the dead port, re-finds the link, re-opens, handshakes
+        assert stage.reconnects == 1
+        assert report.alarm  # a fresh power-up: locked until homed or unlocked
+        assert stage.board_settings[100] == 500.0  # kept in the (saved and reloaded) EEPROM
+    finally:
+        stage.close()
+        board.stop()
+        if replug is not None:
+            replug.stop()

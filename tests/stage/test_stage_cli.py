@@ -1,5 +1,7 @@
 """``tppscan stage ...`` against the fake stock-GRBL board."""
 
+from pathlib import Path
+
 import pytest
 
 from appliance.cli import main
@@ -63,3 +65,19 @@ def test_clear_errors_without_a_board(capsys, tmp_path):
     assert code == 2 and "missing.gcode" in err
     code, _, err = run(capsys, "move", "--port", "/dev/null")
     assert code == 2 and "at least one of --x, --y, --z" in err
+
+
+@pytest.mark.simavr
+def test_simavr_try_without_hardware(capsys, firmware_paths):
+    code, out, _ = run(capsys, "status", "--simavr")
+    assert code == 0 and "tppscan-stage" in out and "focus    servo" in out and "state    Alarm" in out
+    code, out, _ = run(capsys, "move", "--simavr", "--unlock", "--x", "1500", "--y", "250")
+    assert code == 0 and "x=1500.0 um  y=250.0 um" in out
+    code, out, err = run(capsys, "move", "--simavr", "--unlock", "--x", "99000")
+    assert code == 1 and "error:15" in err
+    code, out, _ = run(capsys, "focus", "--simavr", "--unlock", "--um-per-degree", "2", "90")
+    assert code == 0 and "z=90.0 um (servo focus)" in out
+    program = Path(__file__).parent / "data" / "transcript.gcode"
+    code, out, err = run(capsys, "stream", "--simavr", str(program))
+    assert code == 1 and out.splitlines()[-1].startswith("G1 X100 F300 -> error:15")
+    assert "1 line(s) rejected, stopped" in err

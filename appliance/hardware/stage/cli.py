@@ -54,12 +54,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     for axis in "xyz":
         s.add_argument(f"--{axis}", type=float, metavar="UM", help=f"{axis} target in um")
     s.add_argument("--relative", action="store_true", help="targets are offsets from the current position")
-    s.add_argument("--home", action="store_true", help="home first (a fresh simavr board starts in alarm)")
+    _first_options(s)
     s.set_defaults(func=_guarded(_move))
 
     s = cmds.add_parser("focus", parents=[common], help="move focus to Z um, approaching from below")
     s.add_argument("z", type=float, metavar="Z_UM", help="focus position in um")
-    s.add_argument("--home", action="store_true", help="home first")
+    _first_options(s)
     s.set_defaults(func=_guarded(_focus))
 
     s = cmds.add_parser("stream", parents=[common], help="send a G-code file line by line (send, wait for ok)")
@@ -72,6 +72,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--set", action="append", default=[], metavar="N=VALUE",
                    help="write $N=VALUE when it differs (repeatable)")
     s.set_defaults(func=_guarded(_settings))
+
+
+def _first_options(p: argparse.ArgumentParser) -> None:
+    first = p.add_mutually_exclusive_group()
+    first.add_argument("--home", action="store_true", help="run the homing cycle ($H) first")
+    first.add_argument("--unlock", action="store_true",
+                       help="unlock ($X) first, trusting the position (a fresh --simavr board starts locked "
+                            "and has no switches to home on)")
+
+
+def _prepare(stage: GrblStage, args: argparse.Namespace) -> None:
+    if args.home:
+        stage.home()
+    elif args.unlock:
+        stage.unlock()
 
 
 def _parse_assignments(items: list[str]) -> dict[int, float]:
@@ -154,8 +169,7 @@ def _move(args: argparse.Namespace) -> int:
     if args.x is None and args.y is None and args.z is None:
         raise ValueError("move needs at least one of --x, --y, --z (um)")
     with _open_stage(args) as stage:
-        if args.home:
-            stage.home()
+        _prepare(stage, args)
         if args.relative:
             pos = stage.move_by_um(args.x or 0.0, args.y or 0.0, args.z or 0.0)
         else:
@@ -166,8 +180,7 @@ def _move(args: argparse.Namespace) -> int:
 
 def _focus(args: argparse.Namespace) -> int:
     with _open_stage(args) as stage:
-        if args.home:
-            stage.home()
+        _prepare(stage, args)
         print(f"at {_fmt(stage.focus_to_um(args.z))} ({stage.focus_mode} focus)")
     return 0
 
