@@ -286,6 +286,10 @@ class GrblStage(Stage):
             raise StageProtocolError("board reports positions in inches ($13=1); set $13=0 "
                                      "(add 13: 0 to GrblStageConfig.settings)")
         self._modal_synced = False
+        # A (re)connected board may have been power-cycled (an Arduino resets on open): the servo has no
+        # feedback, so its angle is unknown until the next focus move, which then approaches from below.
+        self._servo_deg = None
+        self._z_last_up = False
         self._update(link.query_status(cfg.reply_timeout_s))
 
     def _first_status(self) -> StatusReport:
