@@ -64,10 +64,10 @@ void gc_sync_position(const int32_t steps[N_AXIS])
 
 static uint8_t parse_g(gc_block_t *b, float value)
 {
-    uint8_t code = (uint8_t)value;
-    if (value != (float)code || value > 99.0f) {
-        return STATUS_UNSUPPORTED_COMMAND;   /* G38.2, G200 ... */
+    if (!(value >= 0.0f && value <= 99.0f) || value != (float)(uint8_t)value) {
+        return STATUS_UNSUPPORTED_COMMAND;   /* G38.2, G200, G-1 ... (range first: the cast needs it) */
     }
+    uint8_t code = (uint8_t)value;
     switch (code) {
     case 0:
     case 1:

@@ -1,6 +1,7 @@
 /* settings.c: defaults, validation and EEPROM persistence of the $N settings (a versioned, checksummed block). */
 #include <string.h>
 #include "compat.h"
+#include "gcode.h"
 #include "nvm.h"
 #include "settings.h"
 #include "status.h"
@@ -289,4 +290,22 @@ uint8_t settings_get_value(uint16_t number, float *value)
     }
     *value = (number >= 100 && number < 140) ? axis_value(number) : small_value(number);
     return 1;
+}
+
+uint8_t settings_parse_assignment(const char *line, uint16_t *number, float *value)
+{
+    uint8_t i = 1;
+    float n;
+    if (line[0] != '$' || !gc_read_float(line, &i, &n) || line[i] != '=') {
+        return STATUS_INVALID_STATEMENT;
+    }
+    if (n < 0.0f || n > 999.0f || n != (float)(uint16_t)n || line[1] == '-' || line[1] == '+') {
+        return STATUS_INVALID_STATEMENT;
+    }
+    i++;
+    if (!gc_read_float(line, &i, value) || line[i] != '\0') {
+        return STATUS_BAD_NUMBER_FORMAT;
+    }
+    *number = (uint16_t)n;
+    return STATUS_OK;
 }

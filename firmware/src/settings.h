@@ -48,6 +48,8 @@ void settings_write(void);
 uint8_t settings_store_value(uint16_t number, float value);
 /* Read the value of $number; returns 0 if there is no such setting. */
 uint8_t settings_get_value(uint16_t number, float *value);
+/* Parse "$N=value" (a normalised line); STATUS_OK with *number and *value, or the error code. */
+uint8_t settings_parse_assignment(const char *line, uint16_t *number, float *value);
 /* The setting numbers in listing order, terminated by 0xFFFF. */
 uint16_t settings_number_at(uint8_t index);
 uint8_t settings_checksum(const uint8_t *data, uint16_t len);

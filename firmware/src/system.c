@@ -65,22 +65,16 @@ static uint8_t idle_or_alarm(void)
 
 static uint8_t set_setting(const char *line)
 {
-    uint8_t i = 1;
-    float number, value;
-    if (!gc_read_float(line, &i, &number) || line[i] != '=') {
-        return STATUS_INVALID_STATEMENT;
-    }
-    i++;
-    if (!gc_read_float(line, &i, &value) || line[i] != '\0') {
-        return STATUS_BAD_NUMBER_FORMAT;
-    }
-    if (number < 0.0f || number > 999.0f || number != (float)(uint16_t)number) {
-        return STATUS_INVALID_STATEMENT;
+    uint16_t number;
+    float value;
+    uint8_t parsed = settings_parse_assignment(line, &number, &value);
+    if (parsed != STATUS_OK) {
+        return parsed;
     }
     if (!idle_or_alarm()) {
         return STATUS_IDLE_ERROR;
     }
-    uint8_t status = settings_store_value((uint16_t)number, value);
+    uint8_t status = settings_store_value(number, value);
     if (status == STATUS_OK) {
         /* steps/mm may have changed: the position in steps is kept, its millimetres follow */
         int32_t pos[N_AXIS];

@@ -1,0 +1,2 @@
+G0 (comment) X5 ; rest
+N10 g1 x1 f200
