@@ -313,3 +313,28 @@ def test_link_rejects_endless_line(fake_grbl):
     with pytest.raises(StageProtocolError, match="longer than 512 bytes"):
         link.send("$I", 1.0)
     port.close()
+
+
+def test_a_second_thread_can_poll_messages_while_moving(fake_grbl, stage_config):
+    with GrblStage(stage_config(fake_grbl.path, feed_xy_mm_per_min=600)) as stage:
+        stage.home()
+        seen, errors, done = [], [], threading.Event()
+
+        def poll():
+            try:
+                while not done.is_set():
+                    seen.extend(stage.pending_messages())
+                    time.sleep(0.001)
+            except Exception as exc:  # noqa: BLE001 - any failure in the poller fails the test below
+                errors.append(exc)
+        t = threading.Thread(target=poll)
+        t.start()
+        try:
+            for i in range(1, 6):
+                fake_grbl._out("[MSG:BUTTON PRESSED]")
+                assert stage.move_to_um(x=-200.0 * i).x_um == -200.0 * i
+        finally:
+            done.set()
+            t.join(2)
+        assert errors == []
+        assert seen + stage.pending_messages() == ["[MSG:BUTTON PRESSED]"] * 5

@@ -14,6 +14,7 @@ USB VID:PID), re-opens it and repeats the handshake, a bounded number of times. 
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -225,6 +226,7 @@ class GrblStage(Stage):
         self._servo_deg: float | None = None
         self._z_last_up = False
         self.reconnects = 0
+        self._lock = threading.RLock()
 
     # -- connection -----------------------------------------------------------------------------------
 
@@ -328,7 +330,16 @@ class GrblStage(Stage):
                                    "reconnect attempts failed") from cause
 
     def _io(self, fn: Callable[[], T]) -> T:
-        """Run ``fn``; on a serial failure reconnect and run it again (commands here are idempotent)."""
+        """Run ``fn`` under the stage's lock; on a serial failure reconnect and run it again.
+
+        Every exchange here is safe to repeat (absolute targets, queries). The lock lets a second thread
+        (a button poller calling :meth:`pending_messages`) share the stage with the scan thread: exchanges
+        never interleave on the wire.
+        """
+        with self._lock:
+            return self._io_unlocked(fn)
+
+    def _io_unlocked(self, fn: Callable[[], T]) -> T:
         for _ in range(self.config.reconnect_attempts + 1):
             self.link  # noqa: B018 - raises if not open
             try:
