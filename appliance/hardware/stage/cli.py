@@ -108,12 +108,8 @@ def _open_stage(args: argparse.Namespace, settings: dict[int, float] | None = No
 
     with _board_port(args) as port:
         config = _config(args, port, settings or {})
-        stage = GrblStage(config)
-        stage.open()
-        try:
+        with GrblStage(config) as stage:
             yield stage
-        finally:
-            stage.close()
 
 
 @contextlib.contextmanager

@@ -259,6 +259,10 @@ class GrblStage(Stage):
             self._sleep(cfg.boot_delay_s)
         self._handshake()
 
+    def __enter__(self) -> GrblStage:
+        self.open()
+        return self
+
     def close(self) -> None:
         """Close the port; safe to call twice."""
         link, self._link = self._link, None
