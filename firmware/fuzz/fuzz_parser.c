@@ -23,8 +23,9 @@ static void check_invariants(uint8_t status, int moved)
     for (int a = 0; a < N_AXIS; a++) {
         if (!isfinite(gc.position[a])) abort();
         /* a move accepted with soft limits on ends inside the travel (a later $10x change may rescale it) */
+        float slack = 0.5f / settings.steps_per_mm[a] + 1e-4f;   /* the firmware allows half a step */
         if (moved && (settings.flags & FLAG_SOFT_LIMITS) &&
-            (gc.position[a] < -0.01f || gc.position[a] > settings.max_travel[a] + 0.01f)) abort();
+            (gc.position[a] < -slack || gc.position[a] > settings.max_travel[a] + slack)) abort();
     }
     const plan_block_t *b = plan_current();
     if (b) {

@@ -133,7 +133,8 @@ void st_hold(void)
 
 uint8_t st_hold_complete(void)
 {
-    return held;
+    /* also complete when nothing was moving: a hold that arrived between the last step and Idle */
+    return held || !(TIMSK2 & (1 << OCIE2A));
 }
 
 void st_resume(void)
