@@ -265,3 +265,17 @@ def test_reconnect_after_the_board_goes_away(firmware_paths, stage_config, tmp_p
         board.stop()
         if replug is not None:
             replug.stop()
+
+
+def test_button_pushes_reach_the_driver(simboard, simstage):
+    simstage.unlock()
+    simboard.set_button(True)
+    time.sleep(0.2)  # longer than the firmware's debounce
+    simboard.set_button(False)
+    deadline = time.monotonic() + 3
+    seen: list[str] = []
+    while len(seen) < 2 and time.monotonic() < deadline:
+        seen += [m for m in simstage.pending_messages() if m.startswith("[MSG:BUTTON")]
+        time.sleep(0.02)
+    assert seen == ["[MSG:BUTTON PRESSED]", "[MSG:BUTTON RELEASED]"]
+    assert simstage.move_to_um(x=100).x_um == 100.0  # pushes do not disturb the command stream

@@ -390,8 +390,7 @@ class GrblStage(Stage):
     def pending_messages(self) -> list[str]:
         """``[MSG:...]`` lines the board pushed (``[MSG:BUTTON ...]`` among them), oldest first; clears them."""
         def take() -> list[str]:
-            if self.link.transport.in_waiting:
-                self.link.drain(quiet_s=0.01, max_s=0.2)
+            self.link.poll()
             out = list(self.link.messages)
             self.link.messages.clear()
             return out

@@ -186,6 +186,24 @@ class GrblLink:
         self._dirty = False
         return out
 
+    def poll(self) -> list[str]:
+        """Read what has arrived, without waiting; returns the complete lines (a partial one stays buffered).
+
+        Pushed lines (``[MSG:...]``, ``ALARM:N``) are recorded as usual. Use it between commands only.
+        """
+        while self.transport.in_waiting:
+            self._fill()
+        out: list[str] = []
+        while True:
+            line = self.read_line(-1.0, "polling")
+            if line is None:
+                return out
+            parsed = classify(line)
+            self._note(parsed)
+            if parsed.kind is LineKind.STATUS:
+                self._store_status(parsed.text)
+            out.append(line)
+
     def _store_status(self, text: str) -> StatusReport:
         report = parse_status(text)
         self.last_status = report

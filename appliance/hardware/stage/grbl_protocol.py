@@ -52,7 +52,8 @@ ERROR_CODES: dict[int, str] = {
     35: "G2 and G3 arcs require at least one in-plane offset word",
     36: "Unused value words found in block",
     37: "G43.1 dynamic tool length offset is not assigned to the configured tool length axis",
-    38: "Tool number greater than the maximum supported value",
+    # GRBL's meaning; the tppscan firmware uses 38 for any value above its maximum (G4 P over 600 s).
+    38: "Tool number greater than the maximum supported value (tppscan firmware: a value above its maximum)",
 }
 
 #: ``ALARM:N`` codes of GRBL 1.1 and their short meaning.
