@@ -286,6 +286,8 @@ def test_bad_targets_are_value_errors(fake_grbl, stage_config):
             stage.link.send("G1 X" + "1" * 90, 1.0)
         with pytest.raises(ValueError, match="printable ASCII"):
             stage.link.send("G1 X1\nG1 X2", 1.0)
+        with pytest.raises(ValueError, match="real-time characters"):
+            stage.link.send("$X!", 1.0)
 
 
 def test_servo_range_is_a_limit_error(fake_grbl, stage_config):

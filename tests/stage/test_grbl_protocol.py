@@ -118,3 +118,5 @@ def test_gcode_cleaning():
         program_lines(["G90", "G1 X" + "1" * 77])
     with pytest.raises(ValueError, match="line 1: not printable ASCII"):
         program_lines(["G1 X1 \u00b5"])
+    with pytest.raises(ValueError, match="line 2: contains a real-time character"):
+        program_lines(["G1 X1 (why?)", "G1 X2 ~"])

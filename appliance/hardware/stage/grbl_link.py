@@ -37,6 +37,9 @@ from appliance.hardware.stage.grbl_protocol import (
     parse_status,
 )
 
+#: Bytes GRBL executes at once wherever they appear in the stream (0x18 is not printable anyway).
+REALTIME_CHARS = "?!~"
+
 #: A reply line longer than this is a broken link or not GRBL: GRBL's longest lines are ~80 chars.
 MAX_REPLY_LENGTH = 512
 
@@ -238,7 +241,8 @@ class GrblLink:
         Raises
         ------
         ValueError
-            If the line is too long or not printable ASCII (it would draw ``error:11`` or garble the link).
+            If the line is too long, not printable ASCII, or holds ``?``/``!``/``~`` (it would draw
+            ``error:11``, garble the link or act as a real-time command).
         StageTimeout
             If no ``ok``/``error:N`` arrives within ``timeout_s``.
         StageAlarm
@@ -251,6 +255,9 @@ class GrblLink:
                              f"{command[:40]!r}...")
         if not command.isascii() or not command.isprintable():
             raise ValueError(f"a GRBL line must be printable ASCII without line breaks, got {command!r}")
+        if any(c in command for c in REALTIME_CHARS):
+            # GRBL acts on these bytes wherever they appear, so inside a line they would hold or query
+            raise ValueError(f"a GRBL line cannot contain the real-time characters ? ! ~, got {command!r}")
         if self._dirty:
             self.drain()
         self.transport.write(command.encode("ascii") + b"\n")

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from appliance.hardware.stage.base import StageTimeout
-from appliance.hardware.stage.grbl_link import GrblLink
+from appliance.hardware.stage.grbl_link import REALTIME_CHARS, GrblLink
 from appliance.hardware.stage.grbl_protocol import MAX_LINE_LENGTH, error_text
 
 _PAREN_COMMENT = re.compile(r"\([^)]*\)")
@@ -83,7 +83,8 @@ def program_lines(lines: Iterable[str]) -> list[tuple[int, str]]:
     Raises
     ------
     ValueError
-        If a cleaned line is longer than GRBL's 80 characters or not printable ASCII (named by number).
+        If a cleaned line is longer than GRBL's 80 characters, not printable ASCII, or holds a real-time
+        character ``?``/``!``/``~`` (named by number).
     """
     out = []
     for number, raw in enumerate(lines, start=1):
@@ -97,6 +98,8 @@ def program_lines(lines: Iterable[str]) -> list[tuple[int, str]]:
             raise ValueError(f"line {number}: {len(text)} characters, GRBL takes at most {MAX_LINE_LENGTH}")
         if not text.isascii() or not text.isprintable():
             raise ValueError(f"line {number}: not printable ASCII: {text!r}")
+        if any(c in text for c in REALTIME_CHARS):
+            raise ValueError(f"line {number}: contains a real-time character (? ! ~) outside a comment: {text!r}")
         out.append((number, text))
     return out
 
