@@ -57,6 +57,7 @@ class FakeGrbl:
         self._running = False
         self.slave_path = ""
         self.wco = (0.0, 0.0, 0.0)
+        self.speed_factor = 1.0                # < 1: a board whose motors run slower than commanded
         self.power_on()
 
     # -- board state ------------------------------------------------------------------------------
@@ -363,7 +364,7 @@ class FakeGrbl:
                 self.queue.popleft()
             return
         self.state = "Run"
-        step = rate / 60.0 * dt
+        step = rate / 60.0 * dt * self.speed_factor
         delta = [d - p for d, p in zip(dest, self.mpos, strict=True)]
         dist = math.sqrt(sum(d * d for d in delta))
         if dist <= step:
@@ -409,6 +410,12 @@ class FakeGrbl:
         self._banner()
 
     # -- test hooks -------------------------------------------------------------------------------
+
+    def drop_queue(self) -> None:
+        """Forget the queued moves and go Idle where the carriage is (a board that lost its plan)."""
+        with self._lock:
+            self.queue.clear()
+            self.state = "Idle"
 
     def trigger_limit(self, axis: str) -> None:
         """A limit switch closes: hard limits stop everything, ALARM:1, then only reset is served."""

@@ -340,3 +340,23 @@ def test_a_second_thread_can_poll_messages_while_moving(fake_grbl, stage_config)
             t.join(2)
         assert errors == []
         assert seen + stage.pending_messages() == ["[MSG:BUTTON PRESSED]"] * 5
+
+
+def test_move_that_stops_short_is_an_error(fake_grbl, stage_config):
+    with GrblStage(stage_config(fake_grbl.path, feed_xy_mm_per_min=300)) as stage:
+        stage.home()
+        target = stage.begin_move_to_um(x=-3000)
+        time.sleep(0.1)
+        fake_grbl.drop_queue()
+        with pytest.raises(StageError, match=r"stage stopped at .* not at the target of 'G1 X-3 F300'"):
+            stage.wait_for_move(target)
+
+
+def test_move_slower_than_its_deadline_times_out(fake_grbl, stage_config):
+    with GrblStage(stage_config(fake_grbl.path, feed_xy_mm_per_min=600, move_timeout_margin_s=0.3)) as stage:
+        stage.home()
+        fake_grbl.speed_factor = 0.1  # 1 mm at 600 mm/min should take 0.1 s; it takes 1 s
+        t0 = time.monotonic()
+        with pytest.raises(StageTimeout, match=r"'G1 X-1 F600' not finished by its deadline: last status <Run"):
+            stage.move_to_um(x=-1000)
+        assert 0.4 < time.monotonic() - t0 < 1.0  # 1.5 x 0.1 s + 0.3 s margin
