@@ -285,9 +285,9 @@ class GrblStage(Stage):
             raise StageProtocolError(f"board reports GRBL version {self.build_info.version!r}; this driver "
                                      "speaks GRBL 1.1 only")
         self.focus_mode = self._pick_focus_mode(self.build_info)
-        self.board_settings = self.read_settings()
+        self.board_settings = self._read_settings()
         if cfg.settings:
-            self.sync_settings(cfg.settings)
+            self._sync_settings(cfg.settings)
         if self.board_settings.get(13, 0.0) != 0.0:
             raise StageProtocolError("board reports positions in inches ($13=1); set $13=0 "
                                      "(add 13: 0 to GrblStageConfig.settings)")
@@ -400,17 +400,7 @@ class GrblStage(Stage):
 
     def read_settings(self) -> dict[int, float]:
         """Read ``$$`` into ``{N: value}``."""
-        def read() -> dict[int, float]:
-            reply = self._cmd("$$")
-            out = {}
-            for line in reply.lines:
-                if classify(line).kind is LineKind.SETTING:
-                    n, v = parse_setting(line)
-                    out[n] = v
-            if not out:
-                raise StageProtocolError(f"'$$' listed no settings: {reply.lines!r}")
-            return out
-        return self._io(read)
+        return self._io(self._read_settings)
 
     def sync_settings(self, wanted: Mapping[int, float]) -> dict[int, float]:
         """Write every ``$N`` in ``wanted`` that differs on the board, then verify; returns what changed.
@@ -420,17 +410,31 @@ class GrblStage(Stage):
         StageProtocolError
             If the board rejects a value, lacks a setting, or reads back a different value.
         """
-        current = self.read_settings()
+        return self._io(lambda: self._sync_settings(wanted))
+
+    def _read_settings(self) -> dict[int, float]:
+        reply = self._cmd("$$")
+        out = {}
+        for line in reply.lines:
+            if classify(line).kind is LineKind.SETTING:
+                n, v = parse_setting(line)
+                out[n] = v
+        if not out:
+            raise StageProtocolError(f"'$$' listed no settings: {reply.lines!r}")
+        return out
+
+    def _sync_settings(self, wanted: Mapping[int, float]) -> dict[int, float]:
+        # not wrapped in _io: it also runs inside the handshake, itself inside a reconnect
+        current = self._read_settings()
         changed: dict[int, float] = {}
         for n, value in sorted(wanted.items()):
             if n not in current:
                 raise StageProtocolError(f"board has no setting ${n} (it lists {sorted(current)})")
             if not math.isclose(current[n], value, rel_tol=1e-6, abs_tol=5e-4):
-                line = f"${n}={format_number(value)}"
-                self._io(lambda line=line: self._cmd(line))  # type: ignore[misc]
+                self._cmd(f"${n}={format_number(value)}")
                 changed[n] = value
         if changed:
-            after = self.read_settings()
+            after = self._read_settings()
             for n, value in changed.items():
                 if not math.isclose(after.get(n, math.nan), value, rel_tol=1e-6, abs_tol=5e-4):
                     raise StageProtocolError(f"setting ${n} reads back {after.get(n)} after writing {value}")
