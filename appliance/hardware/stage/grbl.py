@@ -483,6 +483,7 @@ class GrblStage(Stage):
         def send() -> None:
             self._ensure_modal()
             self._cmd(command)
+            self.link.last_alarm = None  # accepted, so not in alarm: any ALARM:N from here is this move's
         self._io(send)
         duration = math.sqrt(dist2) / (feed / 60.0)
         deadline = self._clock() + 1.5 * duration + self.config.move_timeout_margin_s
@@ -615,6 +616,7 @@ class GrblStage(Stage):
         deadline = self._clock() + self.config.homing_timeout_s
 
         def run() -> None:
+            self.link.last_alarm = None
             self._cmd("$H", self.config.homing_timeout_s)
         self._io(run)
         while True:
