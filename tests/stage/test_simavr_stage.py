@@ -189,7 +189,10 @@ def test_limit_switch_hit_is_alarm(simboard, simstage):
     stopped = simboard.step_counts()
     time.sleep(0.2)
     assert simboard.step_counts() == stopped
+    assert simstage.status().pins == "X"  # the report shows the pressed switch
     simboard.set_limit("x", False)
+    time.sleep(0.05)
+    assert simstage.status().pins == ""
     with pytest.raises(StageAlarm):
         simstage.move_to_um(x=1000)
 
