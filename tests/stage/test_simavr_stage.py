@@ -282,3 +282,16 @@ def test_button_pushes_reach_the_driver(simboard, simstage):
         time.sleep(0.02)
     assert seen == ["[MSG:BUTTON PRESSED]", "[MSG:BUTTON RELEASED]"]
     assert simstage.move_to_um(x=100).x_um == 100.0  # pushes do not disturb the command stream
+
+
+def test_homing_without_switches_fails_with_alarm_9(simboard, stage_config):
+    from appliance.hardware.stage.grbl import GrblStage
+
+    # short travel so the seek gives up quickly (1.5 x the longest homed axis travel)
+    cfg = stage_config(simboard.pty_path, settings={130: 2.0, 131: 2.0}, homing_timeout_s=20.0)
+    with GrblStage(cfg) as stage:
+        with pytest.raises(StageAlarm, match=r"ALARM:9 \(Homing fail: could not find the limit switch"):
+            stage.home()
+        assert stage.status().alarm
+        with pytest.raises(StageAlarm, match="error:9"):
+            stage.move_to_um(x=100)
