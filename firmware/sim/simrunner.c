@@ -287,9 +287,14 @@ static avr_cycle_count_t pump_uart(struct avr_t *a, avr_cycle_count_t when, void
         rx_len = n > 0 ? (size_t)n : 0;
         rx_pos = 0;
     }
-    if (rx_pos < rx_len) avr_raise_irq(uart_input, rx_buf[rx_pos++]);
+    if (rx_pos < rx_len) {
+        avr_raise_irq(uart_input, rx_buf[rx_pos++]);
+        flush_tx();
+        return when + cycles_per_byte;
+    }
     flush_tx();
-    return when + cycles_per_byte;
+    /* nothing to send: look at the pty again in 100 us rather than every byte time (saves host CPU) */
+    return when + avr->frequency / 10000;
 }
 
 static int open_pty(void)

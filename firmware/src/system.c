@@ -25,6 +25,10 @@ void system_init(void)
     OCR0A = 249;
     TCCR0B = (1 << CS01) | (1 << CS00);
     TIMSK0 = (1 << OCIE0A);
+    /* INT0/INT1 (on the step pins D2/D3) stay masked; their sense is set to rising edge anyway, because
+     * simavr 1.6 polls a low-level-sensed pin every few cycles after each wake from sleep, which cost ten
+     * times the host CPU of the whole rest of the simulation. No effect on hardware. */
+    EICRA = (1 << ISC11) | (1 << ISC10) | (1 << ISC01) | (1 << ISC00);
 }
 
 ISR(TIMER0_COMPA_vect)

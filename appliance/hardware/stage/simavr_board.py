@@ -127,7 +127,10 @@ class SimavrBoard:
         self._stderr = tempfile.TemporaryFile(mode="w+", prefix="simrunner-")
         self._proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                       stderr=self._stderr, text=True, bufsize=1)
-        first = self._read_line(_START_TIMEOUT_S)
+        try:
+            first = self._read_line(_START_TIMEOUT_S)
+        except SimavrBoardError as exc:
+            first = f"nothing ({exc})"
         if not first.startswith("PTY "):
             err = self._drain_stderr()
             self._kill()
