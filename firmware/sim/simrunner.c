@@ -185,6 +185,14 @@ static int execute(const char *cmd, char *reply, size_t n)
         snprintf(reply, n, "PULSES %ld %ld %ld", pulses[0], pulses[1], pulses[2]);
     } else if (words >= 1 && strcmp(w1, "SERVO?") == 0) {
         servo_reply(reply, n);
+    } else if (words == 2 && strcmp(w1, "PEEK") == 0) {
+        char *end = NULL;
+        unsigned long addr = strtoul(w2, &end, 0);
+        if (end && *end == '\0' && addr <= avr->ramend) {
+            snprintf(reply, n, "PEEK 0x%04lx 0x%02x", addr, avr->data[addr]);
+        } else {
+            snprintf(reply, n, "ERR PEEK needs a data-space address 0..0x%04x", (unsigned)avr->ramend);
+        }
     } else if (words >= 1 && strcmp(w1, "CYCLES?") == 0) {
         snprintf(reply, n, "CYCLES %llu", (unsigned long long)avr->cycle);
     } else if (words == 3 && strcmp(w1, "LIMIT") == 0 && axis_index(w2) >= 0 &&
@@ -216,7 +224,7 @@ static int execute(const char *cmd, char *reply, size_t n)
         snprintf(reply, n, "BYE");
         return 1;
     } else {
-        snprintf(reply, n, "ERR unknown command '%.60s' (STEPS? PULSES? SERVO? CYCLES? LIMIT BUTTON SWITCH QUIT)",
+        snprintf(reply, n, "ERR unknown command '%.60s' (STEPS? PULSES? SERVO? CYCLES? PEEK LIMIT BUTTON SWITCH QUIT)",
                  cmd);
     }
     return 0;

@@ -262,3 +262,13 @@ def test_pty_survives_reconnect(board, unlocked, make_link):
     again = make_link(board, reset=False)   # no reset: the chip keeps running, unlocked
     assert again.status().group(1) == "Idle"
     again.port.close()
+
+
+def test_watchdog_is_on(board, link):
+    wdtcsr = board.peek(0x60)
+    assert wdtcsr & 0x08, f"WDE clear in WDTCSR={wdtcsr:#04x}"   # system reset mode
+    assert wdtcsr & 0x27 == 0x04, f"WDTCSR={wdtcsr:#04x}: timeout is not 250 ms"   # WDP = 0100
+    assert link.status()   # and the firmware keeps feeding it: still alive a while later
+    time.sleep(0.6)
+    assert link.status().group(1) == "Alarm"   # no watchdog reset (that would print a banner)
+    assert link.drain(0.2) == []

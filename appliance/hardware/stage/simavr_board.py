@@ -191,6 +191,13 @@ class SimavrBoard:
         reply = self._command("CYCLES?", expect="CYCLES")
         return int(reply.split()[1])
 
+    def peek(self, address: int) -> int:
+        """One byte of the AVR's data space (registers from 0x20, SRAM from 0x100), e.g. WDTCSR at 0x60."""
+        if not 0 <= int(address) <= 0x8FF:
+            raise ValueError(f"address must lie in 0..0x8ff (ATmega328P data space), got {address:#x}")
+        reply = self._command(f"PEEK {int(address)}", expect="PEEK")
+        return int(reply.split()[2], 16)
+
     def set_limit(self, axis: str, pressed: bool) -> None:
         """Close (``pressed``) or open the limit switch of ``axis`` ('x', 'y' or 'z')."""
         self._command(f"LIMIT {self._axis(axis)} {int(bool(pressed))}", expect="OK")
