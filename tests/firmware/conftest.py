@@ -29,8 +29,11 @@ class Link:
         self.port = port
         self.pushed: list[str] = []   # every non-reply line seen (messages, alarms, status, banner)
         self._partial = b""
+        self._backlog: list[str] = []   # lines read while looking for something else, in order
 
     def _lines(self, timeout_s: float) -> Iterator[str]:
+        while self._backlog:
+            yield self._backlog.pop(0)
         end = time.monotonic() + timeout_s
         while time.monotonic() < end:
             chunk = self.port.read(self.port.in_waiting or 1)
@@ -63,12 +66,14 @@ class Link:
         raise AssertionError(f"no ok/error within {timeout_s} s; other lines: {others}")
 
     def expect_line(self, pattern: str, timeout_s: float = 5.0) -> str:
-        """Wait for a line matching the regular expression; return it."""
-        seen = []
+        """Wait for a line matching the regular expression; return it. Other lines stay for later reads."""
+        seen: list[str] = []
         for text in self._lines(timeout_s):
-            seen.append(text)
             if re.match(pattern, text):
+                self._backlog = seen + self._backlog
                 return text
+            seen.append(text)
+        self._backlog = seen + self._backlog
         raise AssertionError(f"no line matching {pattern!r} within {timeout_s} s; saw {seen}")
 
     def drain(self, quiet_s: float = 0.3) -> list[str]:

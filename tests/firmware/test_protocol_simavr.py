@@ -212,12 +212,13 @@ def test_feed_hold_and_resume(board, unlocked):
     m = unlocked.status()
     assert m.group(1) == "Hold:0"
     held = board.step_counts()
+    assert unlocked.command("G1Y1")[0] == "ok"   # lines are still parsed and queued while held
     time.sleep(0.3)
     assert board.step_counts() == held and 0 < held[0] < 2000
     unlocked.write(b"~")
     m = unlocked.wait_idle()
-    assert m.group(1) == "Idle" and m.group(2) == "5.000"
-    assert board.step_counts() == (2000, 0, 0)
+    assert m.group(1) == "Idle" and m.group(2, 3) == ("5.000", "1.000")
+    assert board.step_counts() == (2000, 400, 0)
 
 
 def test_soft_reset_mid_move_loses_position_until_homed(board, unlocked):
@@ -272,3 +273,15 @@ def test_watchdog_is_on(board, link):
     time.sleep(0.6)
     assert link.status().group(1) == "Alarm"   # no watchdog reset (that would print a banner)
     assert link.drain(0.2) == []
+
+
+def test_full_planner_delays_replies_but_not_status(board, unlocked):
+    moves = [f"G1X{0.2 * (i + 1):.1f}F600" for i in range(12)]   # 12 short moves, 8-block planner
+    unlocked.write(("\n".join(moves) + "\n").encode())
+    time.sleep(0.15)
+    m = unlocked.status()   # answered while the main loop waits for a free block
+    assert m.group(1) == "Run" and int(m.group(5)) == 0
+    replies = [unlocked.reply(10)[0] for _ in moves]
+    assert replies == ["ok"] * 12
+    m = unlocked.wait_idle()
+    assert m.group(2) == "2.400" and board.step_counts() == (960, 0, 0)
