@@ -67,6 +67,7 @@ static int step_level[N_AXIS], dir_level[N_AXIS];
 static int limit_forced[N_AXIS];   /* pressed by a LIMIT command */
 static auto_switch_t switches[N_AXIS];
 static const char *eeprom_path;
+static avr_cycle_count_t busy_cycles, total_cycles;   /* since the last LOAD? */
 
 /* One-slot mailbox between the stdin thread and the simulation thread. */
 static pthread_mutex_t box_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -193,6 +194,9 @@ static int execute(const char *cmd, char *reply, size_t n)
         } else {
             snprintf(reply, n, "ERR PEEK needs a data-space address 0..0x%04x", (unsigned)avr->ramend);
         }
+    } else if (words >= 1 && strcmp(w1, "LOAD?") == 0) {
+        snprintf(reply, n, "LOAD %llu %llu", (unsigned long long)busy_cycles, (unsigned long long)total_cycles);
+        busy_cycles = total_cycles = 0;
     } else if (words >= 1 && strcmp(w1, "CYCLES?") == 0) {
         snprintf(reply, n, "CYCLES %llu", (unsigned long long)avr->cycle);
     } else if (words == 3 && strcmp(w1, "LIMIT") == 0 && axis_index(w2) >= 0 &&
@@ -224,7 +228,7 @@ static int execute(const char *cmd, char *reply, size_t n)
         snprintf(reply, n, "BYE");
         return 1;
     } else {
-        snprintf(reply, n, "ERR unknown command '%.60s' (STEPS? PULSES? SERVO? CYCLES? PEEK LIMIT BUTTON SWITCH QUIT)",
+        snprintf(reply, n, "ERR unknown command '%.60s' (STEPS? PULSES? SERVO? CYCLES? LOAD? PEEK LIMIT BUTTON SWITCH QUIT)",
                  cmd);
     }
     return 0;
@@ -421,7 +425,11 @@ int main(int argc, char **argv)
     avr_cycle_count_t next_pace = 0;
     int state = cpu_Running;
     for (;;) {
+        avr_cycle_count_t before = avr->cycle;
+        int was = avr->state;
         state = avr_run(avr);
+        total_cycles += avr->cycle - before;
+        if (was != cpu_Sleeping) busy_cycles += avr->cycle - before;
         if (state == cpu_Done || state == cpu_Crashed) break;
         if (serve_mailbox()) break;
         if (realtime && avr->cycle >= next_pace) {

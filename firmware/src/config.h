@@ -12,7 +12,7 @@
 #define LINE_BUFFER_SIZE 80     /* longest accepted line, excluding the line ending (as GRBL) */
 #define PLANNER_BLOCKS   8      /* queued moves; power of two */
 
-#define STEP_TICK_HZ     20000UL  /* fixed step-interrupt rate: the highest step rate per axis */
+#define STEP_TICK_HZ     10000UL  /* fixed step-interrupt rate: the highest step rate per axis (see firmware.md) */
 #define MAX_STEP_RATE    STEP_TICK_HZ
 #define MIN_STEP_RATE    20UL     /* floor of the ramp, in step events per second */
 #define SERVO_PERIOD_US  20000UL  /* 50 Hz hobby-servo frame */

@@ -12,6 +12,9 @@
 #define DIR_PORT        PORTD
 #define DIR_BIT(axis)   (5 + (axis))
 #define DIR_MASK        ((1 << 5) | (1 << 6) | (1 << 7))
+/* X, Y, Z occupy consecutive bits, so an axis mask (bit 0 = X) shifts straight onto the port */
+#define STEP_PINS(axes) ((uint8_t)((axes) << 2))
+#define DIR_PINS(axes)  ((uint8_t)((axes) << 5))
 
 /* Stepper driver enable, active low: D8 (PB0). */
 #define ENABLE_DDR      DDRB

@@ -1,7 +1,6 @@
 /* stepper.c: Timer2 interrupt at STEP_TICK_HZ driving st_core: direction and step pins, position, hold. */
 #include <avr/interrupt.h>
 #include <avr/io.h>
-#include <util/delay.h>
 #include "cpu_map.h"
 #include "limits.h"
 #include "planner.h"
@@ -11,17 +10,9 @@
 #include "system.h"
 
 static st_core_t core;
-static uint8_t step_invert_bits;
+static uint8_t step_invert_pins;
+static uint8_t out_axes, out_negative;   /* step events computed for the next tick and their directions */
 static volatile uint8_t hold_requested, held, missed;
-
-static uint8_t axis_pin_bits(uint8_t axis_mask, uint8_t first_bit)
-{
-    uint8_t bits = 0;
-    for (uint8_t a = 0; a < N_AXIS; a++) {
-        if (axis_mask & (1u << a)) bits |= (uint8_t)(1u << (first_bit + a));
-    }
-    return bits;
-}
 
 static void stop_interrupt(void)
 {
@@ -31,24 +22,31 @@ static void stop_interrupt(void)
 static void start_block(const plan_block_t *b)
 {
     core_load(&core, b);
-    step_invert_bits = axis_pin_bits(settings.step_invert, STEP_BIT(0));
-    uint8_t dir = axis_pin_bits(b->dir_negative ^ settings.dir_invert, DIR_BIT(0));
-    DIR_PORT = (uint8_t)((DIR_PORT & ~DIR_MASK) | dir);   /* set a tick or more before the first step */
+    step_invert_pins = STEP_PINS(settings.step_invert);
+    DIR_PORT = (uint8_t)((DIR_PORT & ~DIR_MASK) | DIR_PINS(b->dir_negative ^ settings.dir_invert));
 }
 
-static void pulse(uint8_t axes)
+/* Raise the step pins computed in the previous tick (so the pulse starts at a fixed point of the tick) and
+ * count them into the position. */
+static void pulse_start(uint8_t axes)
 {
-    uint8_t bits = axis_pin_bits(axes, STEP_BIT(0));
-    STEP_PORT = (uint8_t)((STEP_PORT & ~STEP_MASK) | ((bits ^ step_invert_bits) & STEP_MASK));
+    STEP_PORT = (uint8_t)((STEP_PORT & ~STEP_MASK) | ((STEP_PINS(axes) ^ step_invert_pins) & STEP_MASK));
     for (uint8_t a = 0; a < N_AXIS; a++) {
-        if (axes & (1u << a)) sys_position[a] += (core.block->dir_negative & (1u << a)) ? -1 : 1;
+        if (axes & (1u << a)) sys_position[a] += (out_negative & (1u << a)) ? -1 : 1;
     }
-    /* the bookkeeping above takes about 2 us; wait out the rest of the $0 pulse width */
-    for (uint8_t us = settings.pulse_us; us > 2; us--) _delay_us(1);
-    STEP_PORT = (uint8_t)((STEP_PORT & ~STEP_MASK) | (step_invert_bits & STEP_MASK));
 }
 
-ISR(TIMER2_COMPA_vect)
+/* End the pulse once it has lasted $0 us (Timer2 counts 0.5 us); the tick's own work usually takes longer. */
+static void pulse_end(uint8_t started_at)
+{
+    uint8_t counts = (uint8_t)(settings.pulse_us * (F_CPU / STEP_TIMER_PRESCALE / 1000000UL));
+    while ((uint8_t)(TCNT2 - started_at) < counts) {
+    }
+    STEP_PORT = (uint8_t)((STEP_PORT & ~STEP_MASK) | (step_invert_pins & STEP_MASK));
+}
+
+/* The tick's work: fetch a block when needed, advance the core, remember the step events for the next tick. */
+static void step_tick(void)
 {
     if (core.block == NULL) {
         const plan_block_t *b = plan_current();
@@ -62,18 +60,28 @@ ISR(TIMER2_COMPA_vect)
     core.hold = hold_requested;
     uint8_t done;
     uint8_t limits = core.block->kind == BLOCK_HOMING ? limits_pressed() : 0;
-    uint8_t axes = core_tick(&core, limits, &done);
+    out_axes = core_tick(&core, limits, &done);
+    out_negative = core.block->dir_negative;
     if (core.held) {
         held = 1;
         stop_interrupt();
         return;
     }
-    if (axes) pulse(axes);
     if (done) {
         if (core.block->kind == BLOCK_HOMING) missed |= core.active;
         core.block = NULL;
         plan_discard_current();
     }
+}
+
+ISR(TIMER2_COMPA_vect)
+{
+    uint8_t started_at = TCNT2;
+    uint8_t axes = out_axes;
+    out_axes = 0;
+    if (axes) pulse_start(axes);
+    step_tick();
+    if (axes) pulse_end(started_at);
 }
 
 void st_init(void)
@@ -107,7 +115,8 @@ void st_wake_up(void)
 void st_kill(void)
 {
     stop_interrupt();
-    STEP_PORT = (uint8_t)((STEP_PORT & ~STEP_MASK) | (step_invert_bits & STEP_MASK));
+    out_axes = 0;   /* a step computed but not yet output is dropped with the rest of the motion */
+    STEP_PORT = (uint8_t)((STEP_PORT & ~STEP_MASK) | (step_invert_pins & STEP_MASK));
 }
 
 void st_reset(void)
@@ -116,6 +125,7 @@ void st_reset(void)
     cli();
     stop_interrupt();
     core.block = NULL;
+    out_axes = 0;
     hold_requested = held = 0;
     missed = 0;
     SREG = sreg;
@@ -123,7 +133,8 @@ void st_reset(void)
 
 uint8_t st_busy(void)
 {
-    return core.block != NULL || plan_current() != NULL;
+    /* a step computed in the last tick of a block is output one tick later: still busy until then */
+    return core.block != NULL || plan_current() != NULL || out_axes != 0;
 }
 
 void st_hold(void)

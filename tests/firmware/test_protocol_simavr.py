@@ -285,3 +285,25 @@ def test_full_planner_delays_replies_but_not_status(board, unlocked):
     assert replies == ["ok"] * 12
     m = unlocked.wait_idle()
     assert m.group(2) == "2.400" and board.step_counts() == (960, 0, 0)
+
+
+def test_status_stays_prompt_at_the_highest_step_rate_on_three_axes(board, unlocked):
+    # 1500 mm/min x 400 steps/mm = 10 kHz, the step tick rate, on X, Y and Z at once
+    for n in (110, 111, 112):
+        assert unlocked.command(f"${n}=1500")[0] == "ok"
+    for n in (120, 121, 122):
+        assert unlocked.command(f"${n}=5000")[0] == "ok"
+    assert unlocked.command("$111=1501")[0] == "error:12"   # one step per second too fast
+    assert unlocked.command("G1X9Y9Z9F2598")[0] == "ok"   # 1500 mm/min per axis
+    time.sleep(0.25)
+    c0, t0 = board.pulse_counts(), time.monotonic()
+    worst = 0.0
+    for _ in range(10):
+        start = time.monotonic()
+        assert unlocked.status().group(1) == "Run"
+        worst = max(worst, time.monotonic() - start)
+    rate = (board.pulse_counts()[2] - c0[2]) / (time.monotonic() - t0)
+    assert worst < 0.1, f"status took {worst * 1000:.0f} ms while stepping"   # the main loop is not starved
+    assert rate == pytest.approx(10000, rel=0.25)
+    unlocked.wait_idle()
+    assert board.step_counts() == (3600, 3600, 3600)

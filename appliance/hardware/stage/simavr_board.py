@@ -191,6 +191,12 @@ class SimavrBoard:
         reply = self._command("CYCLES?", expect="CYCLES")
         return int(reply.split()[1])
 
+    def cpu_load(self) -> float:
+        """Fraction of simulated cycles the AVR was awake (not sleeping) since the previous call."""
+        parts = self._command("LOAD?", expect="LOAD").split()
+        busy, total = int(parts[1]), int(parts[2])
+        return busy / total if total else 0.0
+
     def peek(self, address: int) -> int:
         """One byte of the AVR's data space (registers from 0x20, SRAM from 0x100), e.g. WDTCSR at 0x60."""
         if not 0 <= int(address) <= 0x8FF:
