@@ -133,7 +133,9 @@ void st_reset(void)
 
 uint8_t st_busy(void)
 {
-    /* a step computed in the last tick of a block is output one tick later: still busy until then */
+    /* a step computed in the last tick of a block is output one tick later: still busy until then.
+     * The barrier makes the compiler re-read what the interrupt changes on every call (LTO inlines this). */
+    __asm__ __volatile__("" ::: "memory");
     return core.block != NULL || plan_current() != NULL || out_axes != 0;
 }
 
