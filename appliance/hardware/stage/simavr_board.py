@@ -1,7 +1,8 @@
 """The compiled stage firmware running in simavr: a virtual serial board for tests, benches and trials.
 
-``firmware/build/simrunner`` (C on libsimavr and its ``uart_pty`` part) runs the real ``.elf`` and exposes
-the AVR's UART on a pseudo-terminal. This module starts it and speaks its small stdin/stdout line protocol
+``firmware/build/simrunner`` (C on libsimavr) runs the real ``.elf`` and exposes the AVR's UART on a
+pseudo-terminal at the wire rate of 115200 baud (its own pty bridge: simavr 1.6's ``uart_pty`` part stalls on
+input bursts, see ``docs/firmware.md``). This module starts it and speaks its small stdin/stdout line protocol
 (documented in ``docs/firmware.md``) to read the step pulses it counts per axis, to read the servo timer
 registers, and to drive the limit and button pins.
 
