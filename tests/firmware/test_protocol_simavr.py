@@ -307,3 +307,17 @@ def test_status_stays_prompt_at_the_highest_step_rate_on_three_axes(board, unloc
     assert rate == pytest.approx(10000, rel=0.25)
     unlocked.wait_idle()
     assert board.step_counts() == (3600, 3600, 3600)
+
+
+def test_arbitrary_bytes_never_lock_it_up(board, link):
+    # every byte value, real-time ones included, in bursts; the board stays in Alarm (locked) so nothing moves
+    rng = random.Random(99)
+    for _ in range(20):
+        link.write(rng.randbytes(500))
+        time.sleep(0.05)
+    link.drain(0.5)
+    lines = link.reset()   # whatever state the bytes left, a soft reset brings the banner back
+    assert lines[-2:] == [BANNER, "[MSG:'$H'|'$X' to unlock]"]
+    assert link.command("$I")[0] == "ok"
+    assert link.status().group(1) == "Alarm"
+    assert board.pulse_counts() == (0, 0, 0)
