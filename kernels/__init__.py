@@ -1,1 +1,66 @@
-"""Numba kernels on 2-D uint8 frames: thresholds, focus measures, blob search (DESIGN.md section 2)."""
+"""Numba kernels on 2-D uint8 frames: thresholds, focus measures, blob search (DESIGN.md section 2).
+
+Every public function is plain Python that validates its input (raising ``ValueError`` before any compiled
+code runs) and then calls a private ``@njit(cache=True)`` core. Compiled code is cached in ``__pycache__``
+beside these sources; where that directory is read-only (an installed appliance) set ``NUMBA_CACHE_DIR``
+to a writeable directory before importing (see docs/kernels.md). :func:`warmup` compiles, or loads from
+the cache, every signature the appliance uses, so JIT time is paid once at start.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from kernels.analysis import METHODS, FrameAnalysis, analyse_frame
+from kernels.blobs import Components, connected_components, filter_by_area
+from kernels.focus import brenner, laplacian_variance, normalized_variance, tenengrad
+from kernels.threshold import adaptive_gaussian, adaptive_mean, gaussian_kernel, otsu, otsu_level, threshold
+
+__all__ = [
+    "METHODS",
+    "Components",
+    "FrameAnalysis",
+    "adaptive_gaussian",
+    "adaptive_mean",
+    "analyse_frame",
+    "brenner",
+    "connected_components",
+    "filter_by_area",
+    "gaussian_kernel",
+    "laplacian_variance",
+    "normalized_variance",
+    "otsu",
+    "otsu_level",
+    "tenengrad",
+    "threshold",
+    "warmup",
+]
+
+
+def warmup() -> None:
+    """Compile (or load from the cache) every kernel signature, on a tiny frame.
+
+    All cores take C-contiguous 2-D uint8 frames, so one call each covers every signature; both the
+    aligned and the unaligned mask path of the blob search are exercised.
+    """
+    frame = np.zeros((16, 24), np.uint8)
+    frame[4:9, 5:12] = 200
+    frame[10:14, 15:20] = 90
+    threshold(frame, 100)
+    otsu(frame)
+    otsu_level(frame)
+    adaptive_mean(frame, 3, 2.0)
+    adaptive_gaussian(frame, 3, 2.0)
+    binary = threshold(frame, 100)
+    connected_components(binary, 8)
+    # An unaligned mask (no uint64 word view) compiles the other specialisation of the words argument.
+    buf = np.zeros(binary.size + 1, np.uint8)
+    connected_components(buf[1:].reshape(binary.shape), 4)
+    for rect in (None, (1, 1, 8, 8)):
+        laplacian_variance(frame, rect)
+        tenengrad(frame, rect)
+        brenner(frame, rect)
+        normalized_variance(frame, rect)
+    for method in METHODS:
+        analyse_frame(frame, method, block_size=3, mask_out=np.empty_like(frame))
+        analyse_frame(frame, method, block_size=3)

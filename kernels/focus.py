@@ -77,6 +77,19 @@ def _laplacian_row_sums(src: np.ndarray, y: int, x0: int, x1: int) -> tuple[int,
 
 
 @njit(cache=True, nogil=True)
+def _laplacian_row(src: np.ndarray, y: int, dst: np.ndarray) -> None:
+    """The 4-neighbour Laplacian of row ``y`` (reflect-101 borders) into ``dst`` (int32, frame width)."""
+    height, width = src.shape
+    up = src[_reflect101(y - 1, height)]
+    c = src[y]
+    dn = src[_reflect101(y + 1, height)]
+    for x in range(width):
+        xl = _reflect101(x - 1, width)
+        xr = _reflect101(x + 1, width)
+        dst[x] = np.int32(up[x]) + np.int32(dn[x]) + np.int32(c[xl]) + np.int32(c[xr]) - 4 * np.int32(c[x])
+
+
+@njit(cache=True, nogil=True)
 def _laplacian_variance_core(src: np.ndarray, x: int, y: int, w: int, h: int) -> float:
     s = 0
     ss = 0
