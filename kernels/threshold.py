@@ -258,8 +258,9 @@ def _adaptive_gaussian_core(src: np.ndarray, k: np.ndarray, idelta: int, maxval:
 def gaussian_kernel(block_size: int) -> np.ndarray:
     """The 1-D Gaussian weights of ``cv2.getGaussianKernel(block_size, 0, cv2.CV_32F)``.
 
-    Sigma is ``0.3 * ((block_size - 1) * 0.5 - 1) + 0.8``; sizes 3, 5 and 7 use OpenCV's fixed binomial
-    tables. Computed in float64, normalised, then rounded to float32, as OpenCV does.
+    Sigma is ``0.3 * ((block_size - 1) * 0.5 - 1) + 0.8``; sizes 3, 5, 7 and 9 use OpenCV's fixed
+    tables (binomial up to 7; the 9-tap one is 1, 3.25, 7.5, 12.75, 15, ... / 64). Other sizes are computed
+    in float64, normalised, then rounded to float32, as OpenCV does.
 
     Parameters
     ----------
@@ -271,7 +272,9 @@ def gaussian_kernel(block_size: int) -> np.ndarray:
     (block_size,) ndarray of float32
     """
     tables = {3: [0.25, 0.5, 0.25], 5: [0.0625, 0.25, 0.375, 0.25, 0.0625],
-              7: [0.03125, 0.109375, 0.21875, 0.28125, 0.21875, 0.109375, 0.03125]}
+              7: [0.03125, 0.109375, 0.21875, 0.28125, 0.21875, 0.109375, 0.03125],
+              9: [0.015625, 0.05078125, 0.1171875, 0.19921875, 0.234375, 0.19921875, 0.1171875, 0.05078125,
+                  0.015625]}
     if block_size in tables:
         return np.array(tables[block_size], np.float32)
     sigma = 0.3 * ((block_size - 1) * 0.5 - 1) + 0.8
