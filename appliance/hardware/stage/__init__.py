@@ -9,6 +9,8 @@ from appliance.hardware.stage.base import (
     StageProtocolError,
     StageTimeout,
 )
+from appliance.hardware.stage.grbl import GrblStage, GrblStageConfig
+from appliance.hardware.stage.grbl_link import SoftLimitAlarm, StageConnectionError
 
-__all__ = ["Position", "Stage", "StageAlarm", "StageError", "StageLimitError", "StageProtocolError",
-           "StageTimeout"]
+__all__ = ["GrblStage", "GrblStageConfig", "Position", "SoftLimitAlarm", "Stage", "StageAlarm",
+           "StageConnectionError", "StageError", "StageLimitError", "StageProtocolError", "StageTimeout"]
