@@ -1,0 +1,411 @@
+"""The virtual slide: TPP structures and debris on a tilted, slightly bowed glass plane, with ground truth.
+
+Coordinates are slide micrometres, identical to stage x/y: the slide spans ``0 <= x <= width_um``,
+``0 <= y <= height_um``. Heights and focus are stage z micrometres: :meth:`Slide.surface_z_um` is the stage z
+at which the glass surface at ``(x, y)`` is in focus, and a point ``h`` µm above the surface is in focus at
+``surface_z_um(x, y) + h``.
+
+Surface model: ``z = surface_z0_um + tilt_x_um_per_mm * (x - cx) / 1000 + tilt_y_um_per_mm * (y - cy) / 1000
++ bow_um * r^2 / r_corner^2``, with ``(cx, cy)`` the slide centre and ``r_corner`` the centre-to-corner
+distance: a positive bow means the centre sags ``bow_um`` below the corners.
+
+True focus of an object (``SlideObject.focus_z_um``) is defined as the surface z at its centre plus half its
+height extreme (half the maximum height; for a groove, half its depth below the surface): the mid-plane of
+the object, which is where a through-focus metric of a thick phase object peaks most symmetrically.
+
+Placement: structures keep ``STRUCTURE_MARGIN_UM`` between their bounding boxes and ``EDGE_MARGIN_UM`` from
+the slide's edges. Debris never overlaps a structure's bounding box (grown by ``DEBRIS_CLEARANCE_UM``) but may
+overlap other debris (dust on a fibre, as on real glass); a piece of debris that finds no free place in
+``_DEBRIS_TRIES`` draws is dropped and counted in ``truth()["debris_dropped"]``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from appliance.sim import debris as _debris
+from appliance.sim.structures import GENERATORS, STRUCTURE_PITCH_UM, Shape
+
+STRUCTURE_TYPES: tuple[str, ...] = ("woodpile", "microlens", "scaffold", "pentagon", "split_ring")
+DEBRIS_TYPES: tuple[str, ...] = ("dust", "fibre", "bubble", "scratch")
+
+STRUCTURE_MARGIN_UM = 30.0
+EDGE_MARGIN_UM = 100.0
+DEBRIS_CLEARANCE_UM = 5.0
+_STRUCTURE_TRIES = 500
+_DEBRIS_TRIES = 30
+_GRID_CELL_UM = 250.0
+
+
+def _number(name: str, value: object, lo: float, hi: float) -> float:
+    """Return ``value`` as a float in ``[lo, hi]``, or raise ``ValueError`` naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(f"{name} must be a number in [{lo}, {hi}], got {value!r}")
+    v = float(value)
+    if not math.isfinite(v) or not lo <= v <= hi:
+        raise ValueError(f"{name} must be in [{lo}, {hi}], got {value!r}")
+    return v
+
+
+@dataclass(frozen=True)
+class SlideParams:
+    """Parameters of a generated slide; validated on construction.
+
+    Attributes
+    ----------
+    width_um, height_um : float
+        Slide area, µm, 1000..100000.
+    n_structures : int
+        Number of TPP structures, 0..5000.
+    type_mix : tuple of 5 float or None
+        Relative weights of ``STRUCTURE_TYPES`` (>= 0, not all 0); None for an even mix. Counts per type are
+        apportioned from the weights (largest remainder), so an even mix of 20 gives 4 of each.
+    debris_per_mm2 : float
+        Mean debris count per square millimetre, 0..200.
+    tilt_x_um_per_mm, tilt_y_um_per_mm : float
+        Slope of the slide plane, µm of z per mm of x / y, -50..50.
+    bow_um : float
+        Centre-to-corner sag, µm, -50..50 (positive: the centre sits lower than the corners).
+    surface_z0_um : float
+        Stage z of the surface at the slide centre, µm, -10000..10000.
+    index_delta : float
+        Refractive-index step of the cured polymer against air, 0.01..1.5.
+    """
+
+    width_um: float = 10000.0
+    height_um: float = 10000.0
+    n_structures: int = 20
+    type_mix: tuple[float, ...] | None = None
+    debris_per_mm2: float = 8.0
+    tilt_x_um_per_mm: float = 2.0
+    tilt_y_um_per_mm: float = -1.5
+    bow_um: float = 1.5
+    surface_z0_um: float = 90.0
+    index_delta: float = 0.5
+
+    def __post_init__(self) -> None:
+        def put(name: str, value: object) -> None:
+            object.__setattr__(self, name, value)
+
+        for name, lo, hi in (("width_um", 1000.0, 100000.0), ("height_um", 1000.0, 100000.0),
+                             ("debris_per_mm2", 0.0, 200.0), ("tilt_x_um_per_mm", -50.0, 50.0),
+                             ("tilt_y_um_per_mm", -50.0, 50.0), ("bow_um", -50.0, 50.0),
+                             ("surface_z0_um", -10000.0, 10000.0), ("index_delta", 0.01, 1.5)):
+            put(name, _number(name, getattr(self, name), lo, hi))
+        n = self.n_structures
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 0 <= n <= 5000:
+            raise ValueError(f"n_structures must be an integer in [0, 5000], got {n!r}")
+        put("n_structures", int(n))
+        put("type_mix", self._checked_mix())
+
+    def _checked_mix(self) -> tuple[float, ...] | None:
+        mix = self.type_mix
+        if mix is None:
+            return None
+        if isinstance(mix, (str, bytes)) or not isinstance(mix, (tuple, list, np.ndarray)) \
+                or len(mix) != len(STRUCTURE_TYPES):
+            raise ValueError(f"type_mix must be {len(STRUCTURE_TYPES)} weights for {STRUCTURE_TYPES} "
+                             f"or None, got {mix!r}")
+        out = tuple(_number(f"type_mix[{t}]", w, 0.0, 1e9) for t, w in zip(STRUCTURE_TYPES, mix, strict=True))
+        if sum(out) <= 0:
+            raise ValueError(f"type_mix must have at least one weight > 0, got {mix!r}")
+        return out
+
+
+@dataclass(frozen=True, eq=False)
+class SlideObject:
+    """One structure or piece of debris placed on the slide.
+
+    Maps are centred on ``center_um``: sample ``[i, j]`` of an ``(h, w)`` map lies at slide
+    ``x = cx + (j - (w - 1) / 2) * pitch_um``, ``y = cy + (i - (h - 1) / 2) * pitch_um``. The maps are
+    cropped to the object's nonzero region, so ``footprint_um == (w * pitch_um, h * pitch_um)``. Arrays are
+    read-only (small dust specks share theirs).
+
+    Attributes
+    ----------
+    id : int
+        Unique on the slide; structures first (0..n_structures-1), then debris.
+    kind : str
+        ``"structure"`` or ``"debris"``.
+    cls : str
+        One of ``STRUCTURE_TYPES`` or ``DEBRIS_TYPES``.
+    center_um : (float, float)
+        Slide x, y of the map centre, µm.
+    pitch_um : float
+        Sample spacing of the maps, µm.
+    height_um : (h, w) ndarray of float32
+        Height above the slide surface, µm (negative for a groove), 0 outside the object.
+    absorption : (h, w) ndarray of float32
+        Amplitude absorption coefficient per µm of material (>= 0).
+    index_delta : float
+        Refractive-index step of the material against its surroundings.
+    rotation_deg : float
+        Rotation of the object's own frame, degrees counter-clockwise.
+    max_height_um : float
+        Largest absolute height, µm (a groove's depth).
+    focus_z_um : float
+        True focus, stage z µm: surface z at the centre + half the signed height extreme.
+    footprint_um : (float, float)
+        Axis-aligned width and height of the map, µm.
+    attrs : dict
+        Generator parameters (sizes, defects, collapse), JSON-ready.
+    """
+
+    id: int
+    kind: str
+    cls: str
+    center_um: tuple[float, float]
+    pitch_um: float
+    height_um: np.ndarray
+    absorption: np.ndarray
+    index_delta: float
+    rotation_deg: float
+    max_height_um: float
+    focus_z_um: float
+    footprint_um: tuple[float, float]
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def bbox_um(self) -> tuple[float, float, float, float]:
+        """Axis-aligned box ``(x0, y0, x1, y1)`` of the map, slide µm."""
+        cx, cy = self.center_um
+        w, h = self.footprint_um
+        return (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2)
+
+    def truth(self) -> dict[str, Any]:
+        """JSON-ready description of the object (no maps)."""
+        return {"id": self.id, "kind": self.kind, "cls": self.cls,
+                "center_um": list(self.center_um), "footprint_um": list(self.footprint_um),
+                "bbox_um": list(self.bbox_um), "max_height_um": self.max_height_um,
+                "focus_z_um": self.focus_z_um, "rotation_deg": self.rotation_deg,
+                "index_delta": self.index_delta, "pitch_um": self.pitch_um, "attrs": dict(self.attrs)}
+
+
+def _crop(shape: Shape) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """Crop a shape's maps to their nonzero region; return maps and the centre's offset (µm) from before."""
+    h = shape.height_um
+    rows = np.flatnonzero(np.any(h != 0, axis=1))
+    cols = np.flatnonzero(np.any(h != 0, axis=0))
+    if rows.size == 0:  # an empty shape (cannot happen with the ranges used) keeps one sample
+        rows = cols = np.array([h.shape[0] // 2])
+    r0, r1, c0, c1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+    dy = ((r0 + r1 - 1) / 2 - (h.shape[0] - 1) / 2) * shape.pitch_um
+    dx = ((c0 + c1 - 1) / 2 - (h.shape[1] - 1) / 2) * shape.pitch_um
+    if (r0, r1, c0, c1) == (0, h.shape[0], 0, h.shape[1]):
+        return h, shape.absorption, 0.0, 0.0
+    hc = np.ascontiguousarray(h[r0:r1, c0:c1])
+    ac = np.ascontiguousarray(shape.absorption[r0:r1, c0:c1])
+    return hc, ac, dx, dy
+
+
+class _GridIndex:
+    """Bounding boxes bucketed on a square grid, for fast rectangle queries."""
+
+    def __init__(self, cell_um: float) -> None:
+        self.cell = cell_um
+        self.cells: dict[tuple[int, int], list[int]] = defaultdict(list)
+        self.boxes: list[tuple[float, float, float, float]] = []
+
+    def _span(self, x0: float, y0: float, x1: float, y1: float) -> tuple[range, range]:
+        c = self.cell
+        return (range(math.floor(x0 / c), math.floor(x1 / c) + 1), range(math.floor(y0 / c), math.floor(y1 / c) + 1))
+
+    def add(self, box: tuple[float, float, float, float]) -> int:
+        i = len(self.boxes)
+        self.boxes.append(box)
+        xs, ys = self._span(*box)
+        for gx in xs:
+            for gy in ys:
+                self.cells[(gx, gy)].append(i)
+        return i
+
+    def query(self, x0: float, y0: float, x1: float, y1: float) -> list[int]:
+        """Indices of boxes that overlap ``[x0, x1] x [y0, y1]``, in insertion order."""
+        xs, ys = self._span(x0, y0, x1, y1)
+        found: set[int] = set()
+        for gx in xs:
+            for gy in ys:
+                for i in self.cells.get((gx, gy), ()):
+                    b = self.boxes[i]
+                    if b[0] <= x1 and b[2] >= x0 and b[1] <= y1 and b[3] >= y0:
+                        found.add(i)
+        return sorted(found)
+
+
+class Slide:
+    """A generated slide: its parameters, seed, objects and surface; build it with :func:`make_slide`."""
+
+    def __init__(self, params: SlideParams, seed: int, objects: tuple[SlideObject, ...],
+                 debris_dropped: int = 0) -> None:
+        self.params = params
+        self.seed = seed
+        self.objects = objects
+        self.debris_dropped = debris_dropped
+        self._index = _GridIndex(_GRID_CELL_UM)
+        for obj in objects:
+            self._index.add(obj.bbox_um)
+        p = params
+        self._corner2 = (p.width_um / 2) ** 2 + (p.height_um / 2) ** 2
+
+    def surface_z_um(self, x_um: float | np.ndarray, y_um: float | np.ndarray) -> Any:
+        """Stage z at which the glass surface at ``(x, y)`` is in focus, µm (tilt + bow; see module doc)."""
+        p = self.params
+        dx = np.asarray(x_um, dtype=np.float64) - p.width_um / 2
+        dy = np.asarray(y_um, dtype=np.float64) - p.height_um / 2
+        z = (p.surface_z0_um + p.tilt_x_um_per_mm * dx / 1000 + p.tilt_y_um_per_mm * dy / 1000
+             + p.bow_um * (dx * dx + dy * dy) / self._corner2)
+        return float(z) if np.ndim(z) == 0 else z
+
+    def objects_in_rect(self, x0: float, y0: float, x1: float, y1: float) -> list[SlideObject]:
+        """Objects whose bounding box overlaps the rectangle ``[x0, x1] x [y0, y1]`` (slide µm), by id."""
+        return [self.objects[i] for i in self._index.query(min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))]
+
+    def truth(self) -> dict[str, Any]:
+        """JSON-ready ground truth: seed, parameters, surface model and every object (without maps)."""
+        params = asdict(self.params)
+        if params["type_mix"] is not None:
+            params["type_mix"] = list(params["type_mix"])
+        return {"seed": self.seed, "params": params,
+                "surface": {"model": "z0 + tx*(x-cx)/1000 + ty*(y-cy)/1000 + bow*r^2/r_corner^2",
+                            "center_um": [self.params.width_um / 2, self.params.height_um / 2]},
+                "focus_reference": "surface z at centre + half the signed height extreme",
+                "debris_dropped": self.debris_dropped,
+                "objects": [o.truth() for o in self.objects]}
+
+
+def _type_counts(n: int, mix: tuple[float, ...] | None) -> list[int]:
+    """Apportion ``n`` structures to types by the weights (largest remainder, ties to the earlier type)."""
+    w = np.ones(len(STRUCTURE_TYPES)) if mix is None else np.asarray(mix, dtype=np.float64)
+    share = n * w / w.sum()
+    counts = np.floor(share).astype(int)
+    order = sorted(range(len(w)), key=lambda i: (-(share[i] - counts[i]), i))
+    for i in order[: n - int(counts.sum())]:
+        counts[i] += 1
+    return [int(c) for c in counts]
+
+
+def _place(obj_shape: Shape, ident: int, kind: str, cls: str, center: tuple[float, float],
+           index_delta: float, slide_z: float) -> SlideObject:
+    """Crop a shape and wrap it as a placed :class:`SlideObject` with its true focus."""
+    h, a, dx, dy = _crop(obj_shape)
+    if h.flags.writeable:
+        h.setflags(write=False)
+    if a.flags.writeable:
+        a.setflags(write=False)
+    hmax, hmin = float(h.max()), float(h.min())
+    extreme = hmax if hmax >= -hmin else hmin
+    pitch = obj_shape.pitch_um
+    return SlideObject(
+        id=ident, kind=kind, cls=cls, center_um=(center[0] + dx, center[1] + dy), pitch_um=pitch,
+        height_um=h, absorption=a, index_delta=index_delta, rotation_deg=obj_shape.rotation_deg,
+        max_height_um=abs(extreme), focus_z_um=slide_z + extreme / 2,
+        footprint_um=(h.shape[1] * pitch, h.shape[0] * pitch), attrs=dict(obj_shape.attrs))
+
+
+def _free(index: _GridIndex, box: tuple[float, float, float, float], margin: float) -> bool:
+    return not index.query(box[0] - margin, box[1] - margin, box[2] + margin, box[3] + margin)
+
+
+def _random_center(rng: np.random.Generator, p: SlideParams, w: float, h: float,
+                   edge: float) -> tuple[float, float] | None:
+    lo_x, hi_x = edge + w / 2, p.width_um - edge - w / 2
+    lo_y, hi_y = edge + h / 2, p.height_um - edge - h / 2
+    if lo_x > hi_x or lo_y > hi_y:
+        return None
+    return float(rng.uniform(lo_x, hi_x)), float(rng.uniform(lo_y, hi_y))
+
+
+def _box(center: tuple[float, float], shape: Shape) -> tuple[float, float, float, float]:
+    w = shape.height_um.shape[1] * shape.pitch_um
+    h = shape.height_um.shape[0] * shape.pitch_um
+    return (center[0] - w / 2, center[1] - h / 2, center[0] + w / 2, center[1] + h / 2)
+
+
+def make_slide(seed: int, params: SlideParams | None = None) -> Slide:
+    """Generate a slide, deterministically from ``seed``.
+
+    Parameters
+    ----------
+    seed : int
+        Non-negative seed; the same seed and parameters give byte-identical maps.
+    params : SlideParams, optional
+        Slide parameters; defaults to ``SlideParams()``.
+
+    Returns
+    -------
+    Slide
+
+    Raises
+    ------
+    ValueError
+        If ``seed`` is not a non-negative integer, or ``n_structures`` do not fit on the slide.
+    """
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    p = SlideParams() if params is None else params
+    if not isinstance(p, SlideParams):
+        raise ValueError(f"params must be a SlideParams, got {type(p).__name__}")
+    seed = int(seed)
+    probe = Slide(p, seed, ())  # for the surface model only
+    objects: list[SlideObject] = []
+    s_index = _GridIndex(_GRID_CELL_UM)
+    # Independent streams: the structures do not change when only the debris density changes.
+    place_rng = np.random.default_rng([seed, 1])
+    shape_rng = np.random.default_rng([seed, 2])
+    types = [t for t, c in zip(STRUCTURE_TYPES, _type_counts(p.n_structures, p.type_mix), strict=True)
+             for _ in range(c)]
+    place_rng.shuffle(types)
+    for cls in types:
+        shape = GENERATORS[cls](shape_rng, STRUCTURE_PITCH_UM)
+        h, a, dx, dy = _crop(shape)
+        shape = Shape(h, a, shape.pitch_um, shape.rotation_deg, shape.attrs)
+        for _ in range(_STRUCTURE_TRIES):
+            c = _random_center(place_rng, p, h.shape[1] * shape.pitch_um, h.shape[0] * shape.pitch_um,
+                               EDGE_MARGIN_UM)
+            if c is None:
+                break
+            box = _box(c, shape)
+            if _free(s_index, box, STRUCTURE_MARGIN_UM):
+                s_index.add(box)
+                objects.append(_place(shape, len(objects), "structure", cls, c, p.index_delta,
+                                      probe.surface_z_um(*c)))
+                break
+        else:
+            c = None
+        if c is None:
+            raise ValueError(f"n_structures={p.n_structures} do not fit on a {p.width_um:g} x {p.height_um:g} um "
+                             f"slide with {STRUCTURE_MARGIN_UM:g} um between structures; lower n_structures")
+    dropped = _add_debris(np.random.default_rng([seed, 3]), p, probe, s_index, objects)
+    return Slide(p, seed, tuple(objects), debris_dropped=dropped)
+
+
+def _add_debris(rng: np.random.Generator, p: SlideParams, probe: Slide, s_index: _GridIndex,
+                objects: list[SlideObject]) -> int:
+    """Append Poisson-many debris objects clear of every structure; return how many found no place."""
+    n = int(rng.poisson(p.debris_per_mm2 * p.width_um * p.height_um / 1e6))
+    kinds = list(_debris.DEBRIS_MIX)
+    weights = np.array([_debris.DEBRIS_MIX[k] for k in kinds])
+    drawn = rng.choice(len(kinds), size=n, p=weights / weights.sum())
+    templates = _debris.DustTemplates(rng)
+    dropped = 0
+    for k in drawn:
+        cls = kinds[int(k)]
+        shape = _debris.make_debris(cls, rng, templates)
+        h, a, dx, dy = _crop(shape)
+        shape = Shape(h, a, shape.pitch_um, shape.rotation_deg, shape.attrs)
+        for _ in range(_DEBRIS_TRIES):
+            c = _random_center(rng, p, h.shape[1] * shape.pitch_um, h.shape[0] * shape.pitch_um, 0.0)
+            if c is None:
+                break
+            if _free(s_index, _box(c, shape), DEBRIS_CLEARANCE_UM):
+                objects.append(_place(shape, len(objects), "debris", cls, c, _debris.INDEX_DELTA[cls],
+                                      probe.surface_z_um(*c)))
+                break
+        else:
+            dropped += 1
+    return dropped
