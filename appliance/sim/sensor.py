@@ -1,0 +1,153 @@
+"""The virtual microscope's light and sensor: uneven illumination, vignetting, exposure, noise, 8-bit output.
+
+The optics give a transmission map (clear glass = 1.0) in camera pixels. Here it is multiplied by a fixed
+background (the lamp's uneven field and the objective's vignetting, fixed to the camera, not the slide),
+turned into photo-electrons by the exposure, given shot noise (Gaussian with variance equal to the mean, the
+Poisson limit at these counts) and read noise, scaled so the full well is 255, and rounded to uint8.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+MAX_WIDTH_PX = 2592
+MAX_HEIGHT_PX = 1944
+
+
+def _check_number(name: str, value: object, lo: float, hi: float) -> float:
+    """Return ``value`` as a float in ``[lo, hi]``, else raise ``ValueError`` naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    v = float(value)
+    if not (math.isfinite(v) and lo <= v <= hi):
+        raise ValueError(f"{name} must be a number in [{lo}, {hi}], got {value!r}")
+    return v
+
+
+def check_exposure_ms(value: object) -> float:
+    """Return a valid exposure time in ms (0.01..10000), else raise ``ValueError`` naming ``exposure_ms``."""
+    return _check_number("exposure_ms", value, 0.01, 10000.0)
+
+
+@dataclass(frozen=True)
+class SensorParams:
+    """Camera sensor and illumination.
+
+    Parameters
+    ----------
+    width_px, height_px : int
+        Frame size, 16..2592 by 16..1944 (the OV5647's full frame). Default 640 x 480.
+    pixel_um : float
+        Pixel pitch on the sensor, 0.5..30 µm. Default 5.6 (an OV5647's 1.4 µm pixels binned 4 x 4, its
+        640 x 480 mode): 0.56 µm per pixel at the sample under a 10x objective.
+    exposure_ms : float
+        Exposure time, 0.01..10000 ms. Default 10.
+    electrons_per_ms : float
+        Photo-electrons per ms per pixel through clear glass at the field centre, 1..1e6. Default 600, so
+        the default exposure fills 60 % of the well (background near 150 of 255, as in bright field).
+    full_well_e : float
+        Electrons that map to 255, 100..1e6. Default 10000.
+    read_noise_e : float
+        Read noise, electrons RMS, 0..100. Default 4.
+    vignetting : float
+        Fractional loss of light at the frame's corners, 0..0.9. Default 0.25.
+    illumination_variation : float
+        Amplitude of the lamp's uneven field (smooth, seeded), 0..0.5. Default 0.06.
+
+    Raises
+    ------
+    ValueError
+        A parameter out of range; the message names it, the value and the allowed range.
+    """
+
+    width_px: int = 640
+    height_px: int = 480
+    pixel_um: float = 5.6
+    exposure_ms: float = 10.0
+    electrons_per_ms: float = 600.0
+    full_well_e: float = 10000.0
+    read_noise_e: float = 4.0
+    vignetting: float = 0.25
+    illumination_variation: float = 0.06
+
+    def __post_init__(self) -> None:
+        for name, hi in (("width_px", MAX_WIDTH_PX), ("height_px", MAX_HEIGHT_PX)):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not 16 <= v <= hi:
+                raise ValueError(f"{name} must be an integer in [16, {hi}], got {v!r}")
+        _check_number("pixel_um", self.pixel_um, 0.5, 30.0)
+        check_exposure_ms(self.exposure_ms)
+        _check_number("electrons_per_ms", self.electrons_per_ms, 1.0, 1e6)
+        _check_number("full_well_e", self.full_well_e, 100.0, 1e6)
+        _check_number("read_noise_e", self.read_noise_e, 0.0, 100.0)
+        _check_number("vignetting", self.vignetting, 0.0, 0.9)
+        _check_number("illumination_variation", self.illumination_variation, 0.0, 0.5)
+
+
+def illumination_background(params: SensorParams, seed: int) -> np.ndarray:
+    """Relative illumination per pixel: a smooth seeded lamp field times radial vignetting.
+
+    Parameters
+    ----------
+    params : SensorParams
+        Frame size, vignetting and variation amplitude.
+    seed : int
+        Seed of the lamp field's shape.
+
+    Returns
+    -------
+    (H, W) ndarray of float32
+        About 1.0 at the centre, lower towards the corners.
+    """
+    h, w = params.height_px, params.width_px
+    rng = np.random.default_rng([int(seed), 0x11E])
+    # Normalised coordinates in [-1, 1] over the frame's width; the lamp field is a few low-order waves.
+    yy = (np.arange(h, dtype=np.float32)[:, None] - (h - 1) / 2) / (w / 2)
+    xx = (np.arange(w, dtype=np.float32)[None, :] - (w - 1) / 2) / (w / 2)
+    lamp = np.zeros((h, w), dtype=np.float32)
+    for _ in range(4):
+        kx, ky = rng.uniform(-2.0, 2.0, size=2)
+        ph = rng.uniform(0, 2 * math.pi)
+        lamp += np.cos(np.float32(math.pi) * (np.float32(kx) * xx + np.float32(ky) * yy) + np.float32(ph))
+    lamp *= np.float32(params.illumination_variation / 2.0)
+    r2 = (xx * xx + yy * yy) / np.float32(1.0 + (h / w) ** 2)  # 1.0 at the corners
+    vig = 1.0 - np.float32(params.vignetting) * r2
+    return np.ascontiguousarray((1.0 + lamp) * vig, dtype=np.float32)
+
+
+def expose(transmission: np.ndarray, background: np.ndarray, params: SensorParams, exposure_ms: float,
+           rng: np.random.Generator) -> np.ndarray:
+    """Turn a transmission map into an 8-bit frame: exposure, shot and read noise, clipping.
+
+    Parameters
+    ----------
+    transmission : (H, W) ndarray of float32
+        Light passed by the slide, clear glass = 1.0 (modified in place).
+    background : (H, W) ndarray of float32
+        From :func:`illumination_background`.
+    params : SensorParams
+        Electrons per ms, full well, read noise.
+    exposure_ms : float
+        Exposure time, ms.
+    rng : numpy.random.Generator
+        Noise source (seeded by the caller, for reproducible frames).
+
+    Returns
+    -------
+    (H, W) ndarray of uint8
+        C-contiguous frame.
+    """
+    e = transmission
+    e *= background
+    e *= np.float32(params.electrons_per_ms * exposure_ms)
+    np.maximum(e, 0.0, out=e)
+    sigma = np.sqrt(e + np.float32(params.read_noise_e**2))
+    noise = rng.standard_normal(size=e.shape, dtype=np.float32)
+    noise *= sigma
+    e += noise
+    e *= np.float32(255.0 / params.full_well_e)
+    np.clip(e, 0.0, 255.0, out=e)
+    return np.ascontiguousarray(np.rint(e).astype(np.uint8))
