@@ -21,8 +21,9 @@ from collections.abc import Callable
 
 import cv2
 import numpy as np
+from scipy.ndimage import distance_transform_edt
 
-from appliance.sim.structures import Attrs, Shape, local_grid, rect_grid
+from appliance.sim.structures import Attrs, Shape, crop_shape, local_grid, rect_grid
 
 DUST_PITCH_UM = 0.25
 # Fibres and scratches are long: a coarser grid keeps their maps small; their widths are >= 1 µm.
@@ -70,7 +71,7 @@ class DustTemplates:
     def __init__(self, rng: np.random.Generator, count: int = 12) -> None:
         self._shapes = []
         for _ in range(count):
-            shape = _dust_shape(rng, float(rng.uniform(0.5, 4.0)))
+            shape = crop_shape(_dust_shape(rng, float(rng.uniform(0.5, 4.0))))[0]
             shape.height_um.setflags(write=False)
             shape.absorption.setflags(write=False)
             self._shapes.append(shape)
@@ -106,7 +107,8 @@ def fibre(rng: np.random.Generator) -> Shape:
     img = np.full((ny, nx), 255, np.uint8)
     pix = (pts / LONG_PITCH_UM + [(nx - 1) / 2, (ny - 1) / 2]) * 16
     cv2.polylines(img, [np.rint(pix).astype(np.int32)], False, 0, 1, cv2.LINE_8, 4)
-    dist = cv2.distanceTransform(img, cv2.DIST_L2, cv2.DIST_MASK_PRECISE) * LONG_PITCH_UM
+    # scipy's exact transform: OpenCV's DIST_MASK_PRECISE gave run-to-run differences here.
+    dist = (distance_transform_edt(img) * LONG_PITCH_UM).astype(np.float32)
     h = (2 * np.sqrt(np.clip(radius * radius - dist * dist, 0.0, None))).astype(np.float32)
     alpha = float(rng.uniform(0.02, 0.2))
     absorption = np.where(h > 0, np.float32(alpha), np.float32(0)).astype(np.float32)

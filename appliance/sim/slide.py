@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from appliance.sim import debris as _debris
-from appliance.sim.structures import GENERATORS, STRUCTURE_PITCH_UM, Shape
+from appliance.sim.structures import GENERATORS, STRUCTURE_PITCH_UM, Shape, crop_shape
 
 STRUCTURE_TYPES: tuple[str, ...] = ("woodpile", "microlens", "scaffold", "pentagon", "split_ring")
 DEBRIS_TYPES: tuple[str, ...] = ("dust", "fibre", "bubble", "scratch")
@@ -186,23 +186,6 @@ class SlideObject:
                 "index_delta": self.index_delta, "pitch_um": self.pitch_um, "attrs": dict(self.attrs)}
 
 
-def _crop(shape: Shape) -> tuple[np.ndarray, np.ndarray, float, float]:
-    """Crop a shape's maps to their nonzero region; return maps and the centre's offset (µm) from before."""
-    h = shape.height_um
-    rows = np.flatnonzero(np.any(h != 0, axis=1))
-    cols = np.flatnonzero(np.any(h != 0, axis=0))
-    if rows.size == 0:  # an empty shape (cannot happen with the ranges used) keeps one sample
-        rows = cols = np.array([h.shape[0] // 2])
-    r0, r1, c0, c1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
-    dy = ((r0 + r1 - 1) / 2 - (h.shape[0] - 1) / 2) * shape.pitch_um
-    dx = ((c0 + c1 - 1) / 2 - (h.shape[1] - 1) / 2) * shape.pitch_um
-    if (r0, r1, c0, c1) == (0, h.shape[0], 0, h.shape[1]):
-        return h, shape.absorption, 0.0, 0.0
-    hc = np.ascontiguousarray(h[r0:r1, c0:c1])
-    ac = np.ascontiguousarray(shape.absorption[r0:r1, c0:c1])
-    return hc, ac, dx, dy
-
-
 class _GridIndex:
     """Bounding boxes bucketed on a square grid, for fast rectangle queries."""
 
@@ -292,7 +275,8 @@ def _type_counts(n: int, mix: tuple[float, ...] | None) -> list[int]:
 def _place(obj_shape: Shape, ident: int, kind: str, cls: str, center: tuple[float, float],
            index_delta: float, slide_z: float) -> SlideObject:
     """Crop a shape and wrap it as a placed :class:`SlideObject` with its true focus."""
-    h, a, dx, dy = _crop(obj_shape)
+    obj_shape, dx, dy = crop_shape(obj_shape)
+    h, a = obj_shape.height_um, obj_shape.absorption
     if h.flags.writeable:
         h.setflags(write=False)
     if a.flags.writeable:
@@ -362,8 +346,8 @@ def make_slide(seed: int, params: SlideParams | None = None) -> Slide:
     place_rng.shuffle(types)
     for cls in types:
         shape = GENERATORS[cls](shape_rng, STRUCTURE_PITCH_UM)
-        h, a, dx, dy = _crop(shape)
-        shape = Shape(h, a, shape.pitch_um, shape.rotation_deg, shape.attrs)
+        shape = crop_shape(shape)[0]
+        h = shape.height_um
         for _ in range(_STRUCTURE_TRIES):
             c = _random_center(place_rng, p, h.shape[1] * shape.pitch_um, h.shape[0] * shape.pitch_um,
                                EDGE_MARGIN_UM)
@@ -396,8 +380,8 @@ def _add_debris(rng: np.random.Generator, p: SlideParams, probe: Slide, s_index:
     for k in drawn:
         cls = kinds[int(k)]
         shape = _debris.make_debris(cls, rng, templates)
-        h, a, dx, dy = _crop(shape)
-        shape = Shape(h, a, shape.pitch_um, shape.rotation_deg, shape.attrs)
+        shape = crop_shape(shape)[0]
+        h = shape.height_um
         for _ in range(_DEBRIS_TRIES):
             c = _random_center(rng, p, h.shape[1] * shape.pitch_um, h.shape[0] * shape.pitch_um, 0.0)
             if c is None:

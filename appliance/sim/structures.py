@@ -90,6 +90,32 @@ def local_grid(radius_um: float, rotation_deg: float, pitch_um: float) -> tuple[
     return rect_grid(radius_um, radius_um, rotation_deg, pitch_um)
 
 
+def crop_shape(shape: Shape) -> tuple[Shape, float, float]:
+    """Crop a shape's maps to their nonzero region.
+
+    Returns
+    -------
+    cropped : Shape
+        The same shape on the smallest map holding every nonzero height (``shape`` itself if already tight).
+    dx_um, dy_um : float
+        Offset of the cropped map's centre from the original map's centre, slide µm.
+    """
+    h = shape.height_um
+    rows = np.flatnonzero(np.any(h != 0, axis=1))
+    cols = np.flatnonzero(np.any(h != 0, axis=0))
+    if rows.size == 0:  # an empty shape (not produced by the ranges used) keeps its central sample
+        rows = np.array([h.shape[0] // 2])
+        cols = np.array([h.shape[1] // 2])
+    r0, r1, c0, c1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+    if (r0, r1, c0, c1) == (0, h.shape[0], 0, h.shape[1]):
+        return shape, 0.0, 0.0
+    dy = ((r0 + r1 - 1) / 2 - (h.shape[0] - 1) / 2) * shape.pitch_um
+    dx = ((c0 + c1 - 1) / 2 - (h.shape[1] - 1) / 2) * shape.pitch_um
+    cropped = Shape(np.ascontiguousarray(h[r0:r1, c0:c1]), np.ascontiguousarray(shape.absorption[r0:r1, c0:c1]),
+                    shape.pitch_um, shape.rotation_deg, shape.attrs)
+    return cropped, dx, dy
+
+
 def _collapse(rng: np.random.Generator, h: np.ndarray, u: np.ndarray, v: np.ndarray, half_um: float,
               p: float, attrs: Attrs) -> np.ndarray:
     """With probability ``p`` lower one side of the shape, tilting it down (partial collapse)."""

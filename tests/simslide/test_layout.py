@@ -1,0 +1,108 @@
+"""Placement: structures keep their margin, debris stays off structures, queries match brute force."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from appliance.sim.slide import (
+    DEBRIS_CLEARANCE_UM,
+    EDGE_MARGIN_UM,
+    STRUCTURE_MARGIN_UM,
+    STRUCTURE_TYPES,
+    SlideParams,
+    make_slide,
+)
+
+
+def _overlap(a, b, margin=0.0) -> bool:
+    return a[0] - margin < b[2] and b[0] - margin < a[2] and a[1] - margin < b[3] and b[1] - margin < a[3]
+
+
+def test_structures_do_not_overlap_and_keep_the_margin(slide):
+    st = [o for o in slide.objects if o.kind == "structure"]
+    assert len(st) == 20
+    for i, a in enumerate(st):
+        x0, y0, x1, y1 = a.bbox_um
+        assert x0 >= EDGE_MARGIN_UM and y0 >= EDGE_MARGIN_UM
+        assert x1 <= slide.params.width_um - EDGE_MARGIN_UM and y1 <= slide.params.height_um - EDGE_MARGIN_UM
+        for b in st[i + 1:]:
+            assert not _overlap(a.bbox_um, b.bbox_um, STRUCTURE_MARGIN_UM)
+
+
+def test_debris_is_never_on_a_structure(slide):
+    st = [o for o in slide.objects if o.kind == "structure"]
+    debris = [o for o in slide.objects if o.kind == "debris"]
+    assert len(debris) > 500
+    for d in debris:
+        x0, y0, x1, y1 = d.bbox_um
+        assert 0 <= x0 and 0 <= y0 and x1 <= slide.params.width_um and y1 <= slide.params.height_um
+        assert not any(_overlap(d.bbox_um, s.bbox_um, DEBRIS_CLEARANCE_UM) for s in st)
+
+
+def test_debris_count_follows_density(slide):
+    n = sum(o.kind == "debris" for o in slide.objects) + slide.debris_dropped
+    expected = 8.0 * 100  # per mm2 x 100 mm2
+    assert abs(n - expected) < 4 * np.sqrt(expected)  # Poisson, 4 sigma
+    assert slide.debris_dropped < 5
+
+
+def test_every_debris_type_and_some_the_size_of_structures(slide):
+    debris = [o for o in slide.objects if o.kind == "debris"]
+    assert set(Counter(o.cls for o in debris)) == {"dust", "fibre", "bubble", "scratch"}
+    sized = [o for o in debris if 20.0 <= max(o.footprint_um) <= 120.0]
+    assert Counter(o.cls for o in sized).keys() >= {"dust", "fibre", "bubble"}
+    assert len(sized) >= 30
+
+
+def test_even_mix_gives_equal_counts_and_mix_is_obeyed(slide):
+    counts = Counter(o.cls for o in slide.objects if o.kind == "structure")
+    assert counts == dict.fromkeys(STRUCTURE_TYPES, 4)
+    s = make_slide(1, SlideParams(n_structures=10, type_mix=(0, 3, 0, 1, 0), debris_per_mm2=0))
+    assert Counter(o.cls for o in s.objects) == {"microlens": 8, "pentagon": 2}
+
+
+def test_ids_are_positions_structures_first(slide):
+    assert [o.id for o in slide.objects] == list(range(len(slide.objects)))
+    kinds = [o.kind for o in slide.objects]
+    assert kinds == sorted(kinds, key=lambda k: k != "structure")
+
+
+def test_objects_in_rect_matches_brute_force(slide):
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        x0, y0 = rng.uniform(-200, 10000, size=2)
+        w, h = rng.uniform(10, 1500, size=2)
+        got = [o.id for o in slide.objects_in_rect(x0, y0, x0 + w, y0 + h)]
+        want = [o.id for o in slide.objects if _overlap(o.bbox_um, (x0, y0, x0 + w, y0 + h))
+                or (o.bbox_um[2] == x0 or o.bbox_um[0] == x0 + w)]
+        assert got == want
+    # A rectangle around a structure finds it, given its corners in either order.
+    s = slide.objects[0]
+    x0, y0, x1, y1 = s.bbox_um
+    assert s in slide.objects_in_rect(x1, y1, x0, y0)
+
+
+def test_truth_round_trips_through_json(slide):
+    t = slide.truth()
+    back = json.loads(json.dumps(t))
+    assert back == t
+    assert back["seed"] == 7 and len(back["objects"]) == len(slide.objects)
+    o = back["objects"][0]
+    assert {"id", "kind", "cls", "center_um", "footprint_um", "max_height_um", "focus_z_um",
+            "rotation_deg"} <= o.keys()
+    s = slide.objects[0]
+    assert o["center_um"] == list(s.center_um) and o["focus_z_um"] == s.focus_z_um
+
+
+@pytest.mark.parametrize("mix", [None, (1.0, 2.0, 0.0, 0.5, 1.0)])
+def test_truth_params_round_trip(mix):
+    s = make_slide(0, SlideParams(n_structures=4, type_mix=mix, debris_per_mm2=0.5, width_um=3000,
+                                  height_um=3000))
+    p = json.loads(json.dumps(s.truth()))["params"]
+    if p["type_mix"] is not None:
+        p["type_mix"] = tuple(p["type_mix"])
+    assert SlideParams(**p) == s.params

@@ -1,0 +1,97 @@
+"""Each structure and debris generator: sizes, heights, variation, defects and collapse, map conventions."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from appliance.sim import debris
+from appliance.sim.slide import STRUCTURE_TYPES, SlideParams, make_slide
+from appliance.sim.structures import GENERATORS, POLYMER_ABSORPTION_PER_UM
+
+
+@pytest.fixture(scope="module")
+def many():
+    """60 structures of each type, no debris."""
+    s = make_slide(11, SlideParams(width_um=30000, height_um=30000, n_structures=300, debris_per_mm2=0))
+    return [o for o in s.objects]
+
+
+def test_sizes_and_heights_in_range(many):
+    for o in many:
+        assert 3.0 <= o.max_height_um <= 30.0 + 1e-3, (o.cls, o.max_height_um)
+        assert 18.0 <= max(o.footprint_um) <= 120.0 * np.sqrt(2) + 10, (o.cls, o.footprint_um)
+        assert o.height_um.min() >= 0 and o.height_um.dtype == np.float32
+        assert o.absorption.shape == o.height_um.shape
+        assert np.all(o.absorption[o.height_um > 0] == np.float32(POLYMER_ABSORPTION_PER_UM))
+    heights = np.array([o.max_height_um for o in many])
+    assert heights.min() < 8 and heights.max() > 25  # the range is used, not one size
+
+
+@pytest.mark.parametrize("cls", STRUCTURE_TYPES)
+def test_each_type_varies_in_size_rotation_defects_collapse(many, cls):
+    obs = [o for o in many if o.cls == cls]
+    assert len(obs) == 60
+    assert len({round(o.rotation_deg, 3) for o in obs}) == 60
+    assert np.ptp([max(o.footprint_um) for o in obs]) > 20
+    assert sum(o.attrs["collapse"] > 0 for o in obs) >= 3
+    assert sum(o.attrs["collapse"] == 0 for o in obs) >= 30
+    defects = [o.attrs.get("holes", 0) + o.attrs.get("missing_rods", 0) + o.attrs.get("missing_walls", 0)
+               for o in obs]
+    assert sum(d > 0 for d in defects) >= 5
+    assert sum(d == 0 for d in defects) >= 10
+
+
+def test_maps_are_tight_read_only_and_match_the_footprint(many):
+    for o in many:
+        h = o.height_um
+        assert not h.flags.writeable and not o.absorption.flags.writeable
+        assert o.footprint_um == (h.shape[1] * o.pitch_um, h.shape[0] * o.pitch_um)
+        for edge in (h[0], h[-1], h[:, 0], h[:, -1]):
+            assert np.any(edge != 0)
+
+
+def test_type_specific_geometry():
+    rng = np.random.default_rng(4)
+    # Micro-lens: highest at the middle, falling off to the rim.
+    lens = GENERATORS["microlens"](rng, 0.25)
+    h = lens.height_um
+    c = h.shape[0] // 2
+    if lens.attrs["collapse"] == 0 and lens.attrs["holes"] == 0:
+        assert h[c, c] == pytest.approx(h.max(), rel=1e-3)
+    # Split ring: the centre is empty, a ring of polymer around it.
+    ring = GENERATORS["split_ring"](rng, 0.25)
+    c = ring.height_um.shape[0] // 2
+    assert ring.height_um[c, c] == 0 and ring.height_um.max() > 0
+    # Scaffold: open cells, so most of the footprint is bare glass.
+    sc = GENERATORS["scaffold"](rng, 0.25)
+    assert np.mean(sc.height_um > 0) < 0.5
+    # Pentagon: a solid flat top covering most of its footprint.
+    pe = GENERATORS["pentagon"](rng, 0.25)
+    top = pe.height_um >= 0.99 * pe.height_um.max()
+    assert top.mean() > 0.3
+    # Woodpile: the top layer is rods with gaps to the layer below, so several height levels show.
+    wp = GENERATORS["woodpile"](rng, 0.25)
+    levels = np.unique(wp.height_um[wp.height_um > 0])
+    assert len(levels) >= 2
+
+
+def test_debris_kinds_have_their_physics(slide):
+    d = [o for o in slide.objects if o.kind == "debris"]
+    by = {k: [o for o in d if o.cls == k] for k in debris.DEBRIS_MIX}
+    assert all(o.absorption.max() >= 0.3 for o in by["dust"])  # strongly absorbing
+    assert all(o.index_delta < 0 and o.absorption.max() == 0 for o in by["bubble"])
+    assert all(o.height_um.max() == 0 and o.height_um.min() < 0 for o in by["scratch"])
+    assert all(max(o.footprint_um) > 3 * o.attrs["diameter_um"] for o in by["fibre"])
+    counts = Counter(o.cls for o in d)
+    assert counts["dust"] > counts["fibre"] > counts["scratch"]
+    # Small dust specks share a few read-only template maps.
+    small = [o for o in by["dust"] if max(o.footprint_um) < 10]
+    assert len({id(o.height_um) for o in small}) <= 12 < len(small)
+
+
+def test_unknown_debris_kind_is_named():
+    with pytest.raises(ValueError, match="'lint'"):
+        debris.make_debris("lint", np.random.default_rng(0), debris.DustTemplates(np.random.default_rng(0)))
