@@ -1,0 +1,130 @@
+"""The virtual microscope: one seeded slide, stage and camera on one virtual clock, plus ground truth.
+
+>>> from appliance.sim.microscope import VirtualMicroscope
+>>> scope = VirtualMicroscope(seed=3)
+>>> with scope.stage, scope.camera:
+...     _ = scope.stage.move_to_um(x=5000, y=5000, z=95)
+...     frame = scope.camera.capture()
+>>> boxes = scope.boxes_in_view(frame)   # what is in that frame, in pixels, with class
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from appliance.hardware.camera.base import Frame
+from appliance.sim.camera import SimCamera, pixel_to_slide_um
+from appliance.sim.clock import VirtualClock
+from appliance.sim.optics import OpticsParams
+from appliance.sim.sensor import SensorParams
+from appliance.sim.slide import Slide, SlideParams, make_slide
+from appliance.sim.stage import SimStage, SimStageParams
+
+
+@dataclass(frozen=True)
+class ViewBox:
+    """One object in a frame.
+
+    Attributes
+    ----------
+    id : int
+        The object's id in the slide's ground truth.
+    kind : str
+        ``"structure"`` or ``"debris"``.
+    cls : str
+        Structure type or debris type.
+    box_px : (int, int, int, int)
+        ``xmin, ymin, xmax, ymax`` in pixels (exclusive max), clipped to the frame.
+    complete : bool
+        True when the whole footprint lies inside the frame.
+    focus_z_um : float
+        Stage z at which the object is in focus.
+    """
+
+    id: int
+    kind: str
+    cls: str
+    box_px: tuple[int, int, int, int]
+    complete: bool
+    focus_z_um: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {"id": self.id, "kind": self.kind, "cls": self.cls, "box_px": list(self.box_px),
+                "complete": self.complete, "focus_z_um": self.focus_z_um}
+
+
+class VirtualMicroscope:
+    """Slide + SimStage + SimCamera built from one seed, sharing a :class:`VirtualClock`.
+
+    Parameters
+    ----------
+    seed : int
+        Seeds the slide, the stage's jitter and the camera's lamp field and noise.
+    slide : SlideParams, optional
+        Slide parameters (defaults: 10 x 10 mm, 20 structures).
+    stage : SimStageParams, optional
+        Stage mechanics.
+    optics : OpticsParams, optional
+        Objective and condenser.
+    sensor : SensorParams, optional
+        Sensor and illumination.
+    realtime : bool
+        Moves and exposures also take wall-clock time.
+    """
+
+    def __init__(self, seed: int = 0, slide: SlideParams | None = None, stage: SimStageParams | None = None,
+                 optics: OpticsParams | None = None, sensor: SensorParams | None = None,
+                 realtime: bool = False) -> None:
+        self.seed = int(seed)
+        self.clock = VirtualClock(realtime=realtime)
+        self.slide: Slide = make_slide(self.seed, slide)
+        self.stage = SimStage(self.clock, stage, seed=self.seed)
+        self.camera = SimCamera(self.stage, self.slide, optics, sensor, seed=self.seed)
+
+    def truth(self) -> dict[str, Any]:
+        """Ground truth of the slide (JSON-ready) plus the imaging parameters."""
+        t = dict(self.slide.truth())
+        t["imaging"] = {"um_per_px": self.camera.um_per_px, "size_px": list(self.camera.size_px),
+                        "optics": vars(self.camera.optics).copy(), "sensor": vars(self.camera.sensor).copy()}
+        return t
+
+    def boxes_at(self, x_um: float, y_um: float) -> list[ViewBox]:
+        """Pixel boxes of every object in a frame whose centre is at stage (true) x, y.
+
+        Parameters
+        ----------
+        x_um, y_um : float
+            The stage's true position when the frame was taken, µm.
+
+        Returns
+        -------
+        list of ViewBox
+            Ordered by id; boxes come from each object's footprint (its nonzero map region).
+        """
+        w, h = self.camera.size_px
+        s = self.camera.um_per_px
+        x0, y0 = pixel_to_slide_um(-0.5, -0.5, (x_um, y_um), (w, h), s)
+        x1, y1 = pixel_to_slide_um(w - 0.5, h - 0.5, (x_um, y_um), (w, h), s)
+        out = []
+        for o in sorted(self.slide.objects_in_rect(float(x0), float(y0), float(x1), float(y1)), key=lambda o: o.id):
+            fw, fh = o.footprint_um
+            # Pixel edge coordinates: pixel u spans [u - 0.5, u + 0.5] around its centre.
+            ua = (o.center_um[0] - fw / 2 - float(x0)) / s
+            ub = (o.center_um[0] + fw / 2 - float(x0)) / s
+            va = (o.center_um[1] - fh / 2 - float(y0)) / s
+            vb = (o.center_um[1] + fh / 2 - float(y0)) / s
+            box = (max(0, int(ua)), max(0, int(va)), min(w, int(ub + 0.999)), min(h, int(vb + 0.999)))
+            if box[2] <= box[0] or box[3] <= box[1]:
+                continue
+            complete = ua >= 0 and va >= 0 and ub <= w and vb <= h
+            out.append(ViewBox(o.id, o.kind, o.cls, box, complete, o.focus_z_um))
+        return out
+
+    def boxes_in_view(self, frame: Frame) -> list[ViewBox]:
+        """Pixel boxes of every object in ``frame`` (uses the true position the camera recorded)."""
+        true = frame.meta.get("true_position_um")
+        if not isinstance(true, tuple):
+            raise ValueError("frame has no true_position_um in its meta: it was not taken by this simulator")
+        return self.boxes_at(float(true[0]), float(true[1]))

@@ -1,0 +1,97 @@
+"""Physics of the optics: focus, contrast inversion, blur, depth of field, parameter errors."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from appliance.sim.optics import OpticsParams, image_intensity, object_spectrum
+from appliance.sim.slide import STRUCTURE_TYPES
+
+
+def _focus_curve(scope, obj, dzs):
+    """Variance of the Laplacian in a box around ``obj`` in noise-free frames centred on it."""
+    r = scope.camera.renderer
+    s = scope.camera.um_per_px
+    w, h = scope.camera.size_px
+    fw, fh = obj.footprint_um
+    hw, hh = int(fw / 2 / s) + 10, int(fh / 2 / s) + 10
+    out = []
+    for dz in dzs:
+        t = r.transmission(obj.center_um[0], obj.center_um[1], obj.focus_z_um + dz, (w, h)) * 150.0
+        crop = t[max(0, h // 2 - hh):h // 2 + hh, max(0, w // 2 - hw):w // 2 + hw]
+        out.append(float(cv2.Laplacian(crop, cv2.CV_32F).var()))
+    return np.asarray(out)
+
+
+@pytest.mark.parametrize("cls", STRUCTURE_TYPES)
+def test_focus_measure_peaks_within_one_depth_of_field(scope, cls):
+    dof = scope.camera.optics.depth_of_field_um(scope.camera.um_per_px)
+    dzs = np.arange(-15.0, 15.01, 1.0)
+    objs = [o for o in scope.slide.objects if o.cls == cls][:2]
+    assert objs, f"seed 2 has no {cls}"
+    for obj in objs:
+        curve = _focus_curve(scope, obj, dzs)
+        best = dzs[int(np.argmax(curve))]
+        assert abs(best) <= dof, f"{cls} id {obj.id}: focus measure peaks at dz={best} um, DoF {dof:.1f} um"
+        # and it is a peak, not a flat line
+        assert curve.max() > 1.3 * min(curve[0], curve[-1])
+
+
+def test_defocus_contrast_inverts_across_focus(scope):
+    # Transport of intensity: I(+d) - I(0) and I(-d) - I(0) have opposite sign at the edges of a phase object.
+    for cls in ("pentagon", "microlens", "split_ring"):
+        obj = next(o for o in scope.slide.objects if o.cls == cls)
+        r = scope.camera.renderer
+        _, i0 = r.patch(obj, 0.0)
+        _, ip = r.patch(obj, 3.0)
+        _, im = r.patch(obj, -3.0)
+        corr = np.corrcoef((ip - i0).ravel(), (im - i0).ravel())[0, 1]
+        assert corr < -0.3, f"{cls}: defocus contrast above and below focus correlate at {corr:.2f}"
+
+
+def _width_um(inten, pitch):
+    c = 1.0 - inten
+    return float(np.sqrt(c.sum() * pitch**2 / c.max()))
+
+
+def test_blur_grows_with_defocus(disc_maps):
+    h, a = disc_maps(0.3, 1.0, 5.0)
+    o = OpticsParams()
+    spec = object_spectrum(h, a, 0.0, 0.25, (0.0, 0.0), o, 20.0)
+    for sign in (1, -1):
+        widths = [_width_um(image_intensity(spec, sign * dz, o), spec.pitch_um[0]) for dz in (0, 3, 6, 9, 12)]
+        assert all(b > a for a, b in zip(widths, widths[1:], strict=False)), widths
+
+
+def test_depth_of_field_follows_na(disc_maps):
+    h, a = disc_maps(0.3, 1.0, 5.0)
+    dzs = np.arange(-40.0, 40.01, 0.5)
+    widths = []
+    for na in (0.15, 0.25, 0.4):
+        o = OpticsParams(na=na)
+        spec = object_spectrum(h, a, 0.0, 0.25, (0.0, 0.0), o, 20.0)
+        peak = np.array([(1.0 - image_intensity(spec, dz, o)).max() for dz in dzs])
+        inside = dzs[peak >= peak.max() / 2]
+        width = inside.max() - inside.min()
+        widths.append(width)
+        # full width at half contrast of a point absorber ~ lambda / NA^2 (within a factor of 2)
+        assert 0.8 <= width * na**2 / o.wavelength_um <= 2.0, (na, width)
+    assert widths[0] > widths[1] > widths[2]
+
+
+def test_clear_glass_is_one_at_any_focus(disc_maps):
+    h, a = disc_maps(5.0, 0.0, 0.0)
+    o = OpticsParams()
+    spec = object_spectrum(h, a, 0.5, 0.25, (0.0, 0.0), o, 5.0)
+    for dz in (-10.0, 0.0, 7.0):
+        np.testing.assert_allclose(image_intensity(spec, dz, o), 1.0, atol=1e-4)
+
+
+@pytest.mark.parametrize(("name", "value"), [("na", 0.0), ("na", 1.2), ("magnification", -10.0),
+                                             ("wavelength_um", 5.0), ("condenser_sigma", float("nan")),
+                                             ("n_source_points", 0), ("magnification", "10")])
+def test_bad_optics_parameter_named(name, value):
+    with pytest.raises(ValueError, match=name):
+        OpticsParams(**{name: value})
