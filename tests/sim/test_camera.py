@@ -1,0 +1,150 @@
+"""The simulated camera: determinism, consistency between positions, tilt, clock, boxes, errors."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from appliance.hardware.camera.base import CameraError
+from appliance.sim.microscope import VirtualMicroscope
+from appliance.sim.sensor import SensorParams
+from appliance.sim.slide import SlideParams
+
+
+def _frames(seed: int, positions) -> list[np.ndarray]:
+    scope = VirtualMicroscope(seed=seed)
+    out = []
+    with scope.stage, scope.camera:
+        for x, y, z in positions:
+            scope.stage.move_to_um(x=x, y=y)
+            scope.stage.focus_to_um(z)
+            out.append(scope.camera.capture().image)
+    return out
+
+
+def _near_structure(seed: int) -> tuple[float, float, float]:
+    scope = VirtualMicroscope(seed=seed)
+    o = next(o for o in scope.slide.objects if o.kind == "structure")
+    return (round(o.center_um[0]) + 20, round(o.center_um[1]) - 10, round(o.focus_z_um))
+
+
+def test_same_seed_byte_identical_frames():
+    x, y, z = _near_structure(5)
+    pos = [(x, y, z), (x + 40, y, z + 3), (x, y, z)]
+    a = _frames(5, pos)
+    b = _frames(5, pos)
+    for fa, fb in zip(a, b, strict=True):
+        assert fa.tobytes() == fb.tobytes()
+    # the noise differs between captures at one place, the scene does not
+    assert a[0].tobytes() != a[2].tobytes()
+    assert abs(float(a[0].mean()) - float(a[2].mean())) < 0.5
+
+
+def test_different_seeds_different_slides_and_frames():
+    x, y, z = _near_structure(5)
+    a = _frames(5, [(x, y, z)])[0]
+    b = _frames(6, [(x, y, z)])[0]
+    assert a.tobytes() != b.tobytes()
+    ta, tb = VirtualMicroscope(seed=5).truth(), VirtualMicroscope(seed=6).truth()
+    assert ta["objects"] != tb["objects"]
+
+
+def test_overlapping_positions_show_the_same_slide(scope):
+    o = next(o for o in scope.slide.objects if o.cls == "pentagon")
+    r, s = scope.camera.renderer, scope.camera.um_per_px
+    z = o.focus_z_um + 2.0
+    a = r.transmission(o.center_um[0], o.center_um[1], z, (640, 480))
+    shift_px = 60
+    b = r.transmission(o.center_um[0] + shift_px * s, o.center_um[1] - 2 * shift_px * s, z, (640, 480))
+    # pixel (u, v) in a is pixel (u - 60, v + 120) in b: x right, y down
+    np.testing.assert_allclose(a[:480 - 120, 60:], b[120:, :640 - 60], atol=2e-3)
+    assert a.min() < 0.8  # the structure is really there
+
+
+def test_tilted_slide_focus_follows_the_tilt():
+    tilt_x, tilt_y = 5.0, -3.0
+    params = SlideParams(n_structures=8, type_mix=(0, 0, 0, 1, 0), tilt_x_um_per_mm=tilt_x,
+                         tilt_y_um_per_mm=tilt_y, bow_um=0.0, debris_per_mm2=0.0)
+    scope = VirtualMicroscope(seed=11, slide=params)
+    rows = []
+    with scope.stage, scope.camera:
+        for o in scope.slide.objects[:6]:
+            scope.stage.move_to_um(x=round(o.center_um[0]), y=round(o.center_um[1]))
+            nominal = params.surface_z0_um + o.max_height_um / 2
+            zs = np.arange(round(nominal) - 40, round(nominal) + 41, 2)
+            vals = []
+            for z in zs:
+                scope.stage.focus_to_um(float(z))
+                img = scope.camera.capture().image[140:340, 220:420].astype(np.float32)
+                vals.append(cv2.Laplacian(cv2.GaussianBlur(img, (0, 0), 1.0), cv2.CV_32F).var())
+            best = float(zs[int(np.argmax(vals))])
+            rows.append((o.center_um[0], o.center_um[1], best - o.max_height_um / 2))
+    d = np.asarray(rows)
+    design = np.column_stack([d[:, 0] / 1000.0, d[:, 1] / 1000.0, np.ones(len(d))])
+    (sx, sy, _), *_ = np.linalg.lstsq(design, d[:, 2], rcond=None)
+    assert abs(sx - tilt_x) < 1.0 and abs(sy - tilt_y) < 1.0, (sx, sy, rows)
+
+
+def test_capture_advances_the_clock_by_the_exposure(scope):
+    with scope.stage, scope.camera:
+        scope.camera.exposure_ms = 25.0
+        t0 = scope.clock.now_s()
+        f = scope.camera.capture()
+        assert f.time_s == t0
+        assert scope.clock.now_s() - t0 == pytest.approx(0.025)
+        assert f.exposure_ms == 25.0 and f.shape == (480, 640)
+
+
+def test_exposure_scales_the_background():
+    scope = VirtualMicroscope(seed=1)
+    means = []
+    with scope.stage, scope.camera:
+        scope.stage.move_to_um(x=50, y=50)  # slide corner, clear of structures
+        for ms in (5.0, 10.0):
+            scope.camera.exposure_ms = ms
+            means.append(float(np.median(scope.camera.capture().image)))
+    assert means[1] / means[0] == pytest.approx(2.0, rel=0.1)
+
+
+def test_capture_on_closed_camera_fails(scope):
+    with pytest.raises(CameraError, match="not open"):
+        scope.camera.capture()
+
+
+def test_boxes_in_view_match_the_dark_pixels(scope):
+    o = next(o for o in scope.slide.objects if o.cls == "pentagon")
+    with scope.stage, scope.camera:
+        scope.stage.move_to_um(x=round(o.center_um[0]) - 100, y=round(o.center_um[1]) + 50)
+        scope.stage.focus_to_um(round(o.focus_z_um))
+        f = scope.camera.capture()
+    boxes = [b for b in scope.boxes_in_view(f) if b.id == o.id]
+    assert len(boxes) == 1 and boxes[0].cls == "pentagon" and boxes[0].complete
+    x0, y0, x1, y1 = boxes[0].box_px
+    dark = f.image < np.median(f.image) * 0.6
+    ys, xs = np.nonzero(dark)
+    inside = (xs >= x0 - 3) & (xs < x1 + 3) & (ys >= y0 - 3) & (ys < y1 + 3)
+    assert inside.mean() > 0.9
+    assert xs[inside].min() <= x0 + 6 and xs[inside].max() >= x1 - 7
+
+
+def test_exposure_setter_rejects_bad_values(scope):
+    for bad in (0.0, -1.0, float("inf"), 1e6):
+        with pytest.raises(ValueError, match="exposure_ms"):
+            scope.camera.exposure_ms = bad
+
+
+@pytest.mark.parametrize(("name", "value"), [("width_px", 2600), ("height_px", 2000), ("width_px", 8),
+                                             ("pixel_um", 0.0), ("exposure_ms", -5.0), ("read_noise_e", -1.0),
+                                             ("vignetting", 1.5), ("width_px", 640.0)])
+def test_bad_sensor_parameter_named(name, value):
+    with pytest.raises(ValueError, match=name):
+        SensorParams(**{name: value})
+
+
+def test_largest_frame_renders():
+    scope = VirtualMicroscope(seed=3, sensor=SensorParams(width_px=2592, height_px=1944))
+    with scope.stage, scope.camera:
+        scope.stage.move_to_um(x=5000, y=5000)
+        f = scope.camera.capture()
+    assert f.shape == (1944, 2592)
