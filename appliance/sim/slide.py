@@ -139,7 +139,9 @@ class SlideObject:
     pitch_um : float
         Sample spacing of the maps, µm.
     height_um : (h, w) ndarray of float32
-        Height above the slide surface, µm (negative for a groove), 0 outside the object.
+        Material height above the slide surface, µm (negative for a groove), 0 outside the object: the
+        top surface for solid shapes, the summed thickness of the rod layers for a woodpile (its layers
+        hold air between them, so this is what sets the optical path).
     absorption : (h, w) ndarray of float32
         Amplitude absorption coefficient per µm of material (>= 0).
     index_delta : float
@@ -147,9 +149,11 @@ class SlideObject:
     rotation_deg : float
         Rotation of the object's own frame, degrees counter-clockwise.
     max_height_um : float
-        Largest absolute height, µm (a groove's depth).
+        Largest absolute height, µm (a groove's depth); for a woodpile, the geometric top of its stack,
+        which may exceed ``height_um.max()``.
     focus_z_um : float
-        True focus, stage z µm: surface z at the centre + half the signed height extreme.
+        True focus, stage z µm: surface z at the centre + half the signed height extreme (half
+        ``max_height_um``, or minus half a groove's depth).
     footprint_um : (float, float)
         Axis-aligned width and height of the map, µm.
     attrs : dict
@@ -283,6 +287,8 @@ def _place(obj_shape: Shape, ident: int, kind: str, cls: str, center: tuple[floa
         a.setflags(write=False)
     hmax, hmin = float(h.max()), float(h.min())
     extreme = hmax if hmax >= -hmin else hmin
+    if obj_shape.top_height_um is not None:  # an open lattice: focus on its geometric mid-height
+        extreme = obj_shape.top_height_um
     pitch = obj_shape.pitch_um
     return SlideObject(
         id=ident, kind=kind, cls=cls, center_um=(center[0] + dx, center[1] + dy), pitch_um=pitch,

@@ -1,7 +1,9 @@
 """Procedural TPP structures: five generators that each draw one 3-D shape as a height map.
 
-Every generator takes a :class:`numpy.random.Generator` and returns a :class:`Shape`: a height map (µm above
-the slide surface, sampled every ``pitch_um``), an absorption map and a few descriptive attributes. The shape
+Every generator takes a :class:`numpy.random.Generator` and returns a :class:`Shape`: a height map (µm of
+material above the slide surface, sampled every ``pitch_um``), an absorption map and a few descriptive
+attributes. For solid shapes the height map is the top surface; for the woodpile, whose rod layers hold air
+between them, it is the material thickness of each column (see :func:`woodpile`). The shape
 is drawn directly in the rotated frame (each sample's slide offset is rotated into the structure's own
 ``(u, v)`` frame and the shape is evaluated there), so rotation costs no resampling and no blur.
 
@@ -47,6 +49,9 @@ class Shape:
         Rotation of the shape's own frame, degrees counter-clockwise.
     attrs : dict
         Descriptive, JSON-ready parameters (sizes, defect counts, collapse) for the ground truth.
+    top_height_um : float or None
+        Geometric top of an open shape whose height map is a material thickness below its top (the
+        woodpile); None when the height map is the top surface itself.
     """
 
     height_um: np.ndarray
@@ -54,6 +59,7 @@ class Shape:
     pitch_um: float
     rotation_deg: float
     attrs: Attrs = field(default_factory=dict)
+    top_height_um: float | None = None
 
 
 def rect_grid(half_x_um: float, half_y_um: float, rotation_deg: float,
@@ -112,51 +118,60 @@ def crop_shape(shape: Shape) -> tuple[Shape, float, float]:
     dy = ((r0 + r1 - 1) / 2 - (h.shape[0] - 1) / 2) * shape.pitch_um
     dx = ((c0 + c1 - 1) / 2 - (h.shape[1] - 1) / 2) * shape.pitch_um
     cropped = Shape(np.ascontiguousarray(h[r0:r1, c0:c1]), np.ascontiguousarray(shape.absorption[r0:r1, c0:c1]),
-                    shape.pitch_um, shape.rotation_deg, shape.attrs)
+                    shape.pitch_um, shape.rotation_deg, shape.attrs, shape.top_height_um)
     return cropped, dx, dy
 
 
-def _collapse(rng: np.random.Generator, h: np.ndarray, u: np.ndarray, v: np.ndarray, half_um: float,
-              p: float, attrs: Attrs) -> np.ndarray:
-    """With probability ``p`` lower one side of the shape, tilting it down (partial collapse)."""
+def _collapse(rng: np.random.Generator, u: np.ndarray, v: np.ndarray, half_um: float, p: float,
+              attrs: Attrs) -> np.ndarray | float:
+    """With probability ``p``, a factor map that lowers one side of the shape, tilting it (partial collapse).
+
+    Returns 1.0 (no collapse) or a map in ``(0, 1]`` to multiply the height by.
+    """
     if rng.random() >= p:
         attrs["collapse"] = 0.0
-        return h
+        return 1.0
     phi = rng.uniform(0, 2 * math.pi)
     depth = float(rng.uniform(0.25, 0.7))  # fraction of height lost at the far edge
     start = float(rng.uniform(-0.3, 0.4)) * half_um  # where the sag begins, along the direction phi
     s = (math.cos(phi) * u + math.sin(phi) * v - start) / max(half_um - start, 1e-6)
-    factor = 1.0 - depth * np.clip(s, 0.0, 1.0)
     attrs["collapse"] = round(depth, 3)
-    return (h * factor).astype(np.float32)
+    return (1.0 - depth * np.clip(s, 0.0, 1.0)).astype(np.float32)
 
 
-def _holes(rng: np.random.Generator, h: np.ndarray, u: np.ndarray, v: np.ndarray, half_um: float,
-           mean: float, attrs: Attrs) -> np.ndarray:
-    """Punch a Poisson number of round holes (unpolymerised voids) into the shape."""
+def _holes(rng: np.random.Generator, u: np.ndarray, v: np.ndarray, half_um: float, mean: float,
+           attrs: Attrs) -> np.ndarray | float:
+    """A factor map with a Poisson number of round holes (unpolymerised voids), or 1.0 for none."""
     n = int(rng.poisson(mean))
     attrs["holes"] = n
+    if n == 0:
+        return 1.0
+    keep = np.ones(u.shape, np.float32)
     for _ in range(n):
         cu, cv = rng.uniform(-0.8, 0.8, size=2) * half_um
         r = rng.uniform(1.0, max(1.5, 0.12 * half_um))
-        keep = float(rng.uniform(0.0, 0.4))
         inside = (u - cu) ** 2 + (v - cv) ** 2 < r * r
-        h = np.where(inside, h * keep, h).astype(np.float32)
-    return h
+        keep[inside] *= np.float32(rng.uniform(0.0, 0.4))
+    return keep
 
 
-def _finish(h: np.ndarray, rotation_deg: float, pitch_um: float, attrs: Attrs) -> Shape:
-    """Wrap a polymer height map into a :class:`Shape` with the polymer's weak absorption."""
+def _finish(h: np.ndarray, rotation_deg: float, pitch_um: float, attrs: Attrs,
+            top: np.ndarray | None = None) -> Shape:
+    """Wrap a polymer thickness map (and, for open shapes, its top-surface map) into a :class:`Shape`."""
     h = np.maximum(h, 0.0).astype(np.float32)
     absorption = np.where(h > 0, np.float32(POLYMER_ABSORPTION_PER_UM), np.float32(0)).astype(np.float32)
-    attrs["max_height_um"] = round(float(h.max()), 4)
-    return Shape(h, absorption, pitch_um, rotation_deg, attrs)
+    top_um = float(h.max()) if top is None else max(float(top.max()), float(h.max()))
+    attrs["max_height_um"] = round(top_um, 4)
+    return Shape(h, absorption, pitch_um, rotation_deg, attrs, None if top is None else top_um)
 
 
 def woodpile(rng: np.random.Generator, pitch_um: float = STRUCTURE_PITCH_UM) -> Shape:
     """Woodpile photonic crystal: layers of parallel rods, crossed 90° layer to layer.
 
     Every second layer of the same direction is shifted by half a rod pitch (the face-centred stacking).
+    The height map is the polymer *thickness* along each column (rods of different layers with air between
+    them add up), which is what a thin-element phase model needs; the stack's geometric top, which sets its
+    focus, is carried as ``Shape.top_height_um``. A rod over a missing rod bridges the gap.
     Defects: missing rods; holes; partial collapse.
     """
     side = float(rng.uniform(20.0, 80.0))
@@ -168,8 +183,9 @@ def woodpile(rng: np.random.Generator, pitch_um: float = STRUCTURE_PITCH_UM) -> 
     u, v = local_grid(side / 2 * math.sqrt(2), rot, pitch_um)
     half = side / 2
     inside = (np.abs(u) <= half) & (np.abs(v) <= half)
-    h = np.zeros(u.shape, np.float32)
-    n_rods = int(side / rod_pitch) + 3
+    thick = np.zeros(u.shape, np.float32)
+    top = np.zeros(u.shape, np.float32)
+    n_rods = int(side / rod_pitch) + 3  # rod index k runs over -n_rods..n_rods
     p_missing = float(rng.choice([0.0, 0.02, 0.08]))
     missing_total = 0
     for layer in range(n_layers):
@@ -178,15 +194,19 @@ def woodpile(rng: np.random.Generator, pitch_um: float = STRUCTURE_PITCH_UM) -> 
         k = np.rint((c - shift) / rod_pitch)
         dist = np.abs(c - shift - k * rod_pitch)
         missing = rng.random(2 * n_rods + 1) < p_missing
-        missing_total += int(missing.sum())
+        k_lo = math.ceil((-half - shift - rod_w / 2) / rod_pitch) + n_rods  # rods that touch the square
+        k_hi = math.floor((half - shift + rod_w / 2) / rod_pitch) + n_rods
+        missing_total += int(missing[k_lo:k_hi + 1].sum())
         k_idx = np.clip(k.astype(np.int64) + n_rods, 0, 2 * n_rods)
         covered = inside & (dist < rod_w / 2) & ~missing[k_idx]
-        h = np.where(covered, np.float32((layer + 1) * layer_um), h)
+        thick += np.where(covered, np.float32(layer_um), np.float32(0))
+        top = np.where(covered, np.float32((layer + 1) * layer_um), top)
     attrs: Attrs = {"side_um": round(side, 3), "layers": n_layers, "layer_um": round(layer_um, 3),
-                    "rod_pitch_um": round(rod_pitch, 3), "missing_rods": missing_total}
-    h = _holes(rng, h, u, v, half, 0.3, attrs)
-    h = _collapse(rng, h, u, v, half, 0.2, attrs)
-    return _finish(h, rot, pitch_um, attrs)
+                    "rod_pitch_um": round(rod_pitch, 3), "rod_width_um": round(rod_w, 3),
+                    "missing_rods": missing_total}
+    factor = _holes(rng, u, v, half, 0.3, attrs)
+    factor = factor * _collapse(rng, u, v, half, 0.2, attrs)
+    return _finish(thick * factor, rot, pitch_um, attrs, top * factor)
 
 
 def microlens(rng: np.random.Generator, pitch_um: float = STRUCTURE_PITCH_UM) -> Shape:
@@ -200,8 +220,8 @@ def microlens(rng: np.random.Generator, pitch_um: float = STRUCTURE_PITCH_UM) ->
     h = np.sqrt(np.maximum(radius * radius - r2, 0.0)) - (radius - height)
     h = np.where(r2 <= (diameter / 2) ** 2, h, 0.0).astype(np.float32)
     attrs: Attrs = {"diameter_um": round(diameter, 3), "sag_um": round(height, 3)}
-    h = _holes(rng, h, u, v, diameter / 2, 0.3, attrs)
-    h = _collapse(rng, h, u, v, diameter / 2, 0.2, attrs)
+    h = h * _holes(rng, u, v, diameter / 2, 0.3, attrs)
+    h = h * _collapse(rng, u, v, diameter / 2, 0.2, attrs)
     return _finish(h, rot, pitch_um, attrs)
 
 
@@ -235,7 +255,7 @@ def scaffold(rng: np.random.Generator, pitch_um: float = STRUCTURE_PITCH_UM) -> 
     h = np.where(box & (wall_u | wall_v), np.float32(height), np.float32(0)).astype(np.float32)
     attrs: Attrs = {"side_um": round(side, 3), "cells": cells, "wall_um": round(wall, 3),
                     "missing_walls": int(miss_u.sum() + miss_v.sum())}
-    h = _collapse(rng, h, u, v, half, 0.25, attrs)
+    h = h * _collapse(rng, u, v, half, 0.25, attrs)
     return _finish(h, rot, pitch_um, attrs)
 
 
@@ -255,8 +275,8 @@ def pentagon(rng: np.random.Generator, pitch_um: float = STRUCTURE_PITCH_UM) -> 
         dist = np.minimum(dist, apothem + run - (math.cos(a) * u + math.sin(a) * v))
     h = (height * np.clip(dist / max(run, pitch_um), 0.0, 1.0)).astype(np.float32)
     attrs: Attrs = {"circumradius_um": round(circum, 3), "wall_angle_deg": round(wall_angle, 2)}
-    h = _holes(rng, h, u, v, circum, 0.4, attrs)
-    h = _collapse(rng, h, u, v, circum, 0.2, attrs)
+    h = h * _holes(rng, u, v, circum, 0.4, attrs)
+    h = h * _collapse(rng, u, v, circum, 0.2, attrs)
     return _finish(h, rot, pitch_um, attrs)
 
 
@@ -274,8 +294,8 @@ def split_ring(rng: np.random.Generator, pitch_um: float = STRUCTURE_PITCH_UM) -
     h = np.where(ring, np.float32(height), np.float32(0)).astype(np.float32)
     attrs: Attrs = {"outer_radius_um": round(r_out, 3), "ring_width_um": round(width, 3),
                     "gap_deg": round(gap_deg, 2)}
-    h = _holes(rng, h, u, v, r_out, 0.3, attrs)
-    h = _collapse(rng, h, u, v, r_out, 0.2, attrs)
+    h = h * _holes(rng, u, v, r_out, 0.3, attrs)
+    h = h * _collapse(rng, u, v, r_out, 0.2, attrs)
     return _finish(h, rot, pitch_um, attrs)
 
 

@@ -72,10 +72,26 @@ def test_type_specific_geometry():
     pe = GENERATORS["pentagon"](rng, 0.25)
     top = pe.height_um >= 0.99 * pe.height_um.max()
     assert top.mean() > 0.3
-    # Woodpile: the top layer is rods with gaps to the layer below, so several height levels show.
+    # Woodpile: rods with air between them, so the material thickness takes several levels and is on
+    # average well below the stack's top (about half of each layer is rod).
     wp = GENERATORS["woodpile"](rng, 0.25)
     levels = np.unique(wp.height_um[wp.height_um > 0])
-    assert len(levels) >= 2
+    assert len(levels) >= 3
+    assert wp.top_height_um is not None
+    assert wp.height_um.max() <= wp.top_height_um + 1e-4
+    assert np.mean(wp.height_um[wp.height_um > 0]) < 0.8 * wp.top_height_um
+
+
+def test_woodpile_thickness_counts_layers():
+    # No defects drawn here matter: thickness is a whole number of layers wherever nothing collapsed.
+    for seed in range(10):
+        wp = GENERATORS["woodpile"](np.random.default_rng(seed), 0.25)
+        if wp.attrs["collapse"] or wp.attrs["holes"]:
+            continue
+        n = wp.height_um / wp.attrs["layer_um"]
+        assert np.allclose(n, np.rint(n), atol=0.02)  # layer_um is rounded in attrs
+        assert np.rint(n).max() <= wp.attrs["layers"]
+        assert wp.top_height_um == pytest.approx(wp.attrs["layers"] * wp.attrs["layer_um"], rel=1e-3)
 
 
 def test_debris_kinds_have_their_physics(slide):
