@@ -37,13 +37,20 @@ PAD_UM = 12.0
 class SlideObjectLike(Protocol):
     """What the camera needs of a slide object (``appliance.sim.slide.SlideObject`` has it)."""
 
-    id: int
-    center_um: tuple[float, float]
-    pitch_um: float
-    height_um: np.ndarray
-    absorption: np.ndarray
-    index_delta: float
-    focus_z_um: float
+    @property
+    def id(self) -> int: ...  # noqa: D102
+    @property
+    def center_um(self) -> tuple[float, float]: ...  # noqa: D102
+    @property
+    def pitch_um(self) -> float: ...  # noqa: D102
+    @property
+    def height_um(self) -> np.ndarray: ...  # noqa: D102
+    @property
+    def absorption(self) -> np.ndarray: ...  # noqa: D102
+    @property
+    def index_delta(self) -> float: ...  # noqa: D102
+    @property
+    def focus_z_um(self) -> float: ...  # noqa: D102
 
 
 class SlideLike(Protocol):
