@@ -21,7 +21,9 @@ overlap other debris (dust on a fibre, as on real glass); a piece of debris that
 
 from __future__ import annotations
 
+import json
 import math
+import os
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -251,6 +253,34 @@ class Slide:
     def objects_in_rect(self, x0: float, y0: float, x1: float, y1: float) -> list[SlideObject]:
         """Objects whose bounding box overlaps the rectangle ``[x0, x1] x [y0, y1]`` (slide µm), by id."""
         return [self.objects[i] for i in self._index.query(min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))]
+
+    def truth_in_rect(self, x0: float, y0: float, x1: float, y1: float) -> list[dict[str, Any]]:
+        """Ground-truth boxes of what lies in a view ``[x0, x1] x [y0, y1]`` (slide µm), e.g. one frame.
+
+        Returns
+        -------
+        list of dict
+            One per object whose box overlaps the view, by id: ``id``, ``kind``, ``cls``, ``focus_z_um``,
+            ``bbox_um`` (the whole object), ``visible_bbox_um`` (clipped to the view) and
+            ``visible_fraction`` (clipped box area over whole box area, so a caller can skip edge slivers).
+        """
+        vx0, vx1 = min(x0, x1), max(x0, x1)
+        vy0, vy1 = min(y0, y1), max(y0, y1)
+        out = []
+        for o in self.objects_in_rect(vx0, vy0, vx1, vy1):
+            bx0, by0, bx1, by1 = o.bbox_um
+            cx0, cy0, cx1, cy1 = max(bx0, vx0), max(by0, vy0), min(bx1, vx1), min(by1, vy1)
+            area = (bx1 - bx0) * (by1 - by0)
+            out.append({"id": o.id, "kind": o.kind, "cls": o.cls, "focus_z_um": o.focus_z_um,
+                        "bbox_um": [bx0, by0, bx1, by1], "visible_bbox_um": [cx0, cy0, cx1, cy1],
+                        "visible_fraction": max(cx1 - cx0, 0.0) * max(cy1 - cy0, 0.0) / area})
+        return out
+
+    def write_truth(self, path: str | os.PathLike[str]) -> None:
+        """Write :meth:`truth` to ``path`` as indented JSON (UTF-8)."""
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(self.truth(), f, indent=1)
+            f.write("\n")
 
     def truth(self) -> dict[str, Any]:
         """JSON-ready ground truth: seed, parameters, surface model and every object (without maps)."""

@@ -106,3 +106,27 @@ def test_truth_params_round_trip(mix):
     if p["type_mix"] is not None:
         p["type_mix"] = tuple(p["type_mix"])
     assert SlideParams(**p) == s.params
+
+
+def test_truth_in_rect_clips_boxes_to_the_view(slide):
+    s = slide.objects[0]
+    x0, y0, x1, y1 = s.bbox_um
+    mx, my = (x0 + x1) / 2, (y0 + y1) / 2
+    # A view that covers the left half of the structure sees it half.
+    view = slide.truth_in_rect(x0 - 50, y0 - 50, mx, y1 + 50)
+    mine = [v for v in view if v["id"] == s.id]
+    assert len(mine) == 1
+    v = mine[0]
+    assert v["cls"] == s.cls and v["bbox_um"] == list(s.bbox_um)
+    assert v["visible_bbox_um"] == [x0, y0, mx, y1]
+    assert v["visible_fraction"] == pytest.approx(0.5)
+    assert [v["id"] for v in view] == [o.id for o in slide.objects_in_rect(x0 - 50, y0 - 50, mx, y1 + 50)]
+    whole = [v for v in slide.truth_in_rect(x0 - 1, y0 - 1, x1 + 1, y1 + 1) if v["id"] == s.id][0]
+    assert whole["visible_fraction"] == pytest.approx(1.0)
+    assert slide.truth_in_rect(mx, my, mx + 0.001, my + 0.001)[0]["id"] == s.id
+
+
+def test_write_truth(slide, tmp_path):
+    path = tmp_path / "truth.json"
+    slide.write_truth(path)
+    assert json.loads(path.read_text(encoding="utf-8")) == slide.truth()
