@@ -10,8 +10,12 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
+
+import cv2
+import numpy as np
 
 from appliance.hardware.camera.base import Frame
 from appliance.sim.camera import SimCamera, pixel_to_slide_um
@@ -128,3 +132,36 @@ class VirtualMicroscope:
         if not isinstance(true, tuple):
             raise ValueError("frame has no true_position_um in its meta: it was not taken by this simulator")
         return self.boxes_at(float(true[0]), float(true[1]))
+
+    def overview(self, um_per_px: float = 10.0) -> np.ndarray:
+        """A map of the whole slide: every object imaged in focus, shrunk to ``um_per_px``.
+
+        Parameters
+        ----------
+        um_per_px : float
+            Scale of the map, 1..200 µm per pixel.
+
+        Returns
+        -------
+        (H, W) ndarray of uint8
+            Clear glass at 200, objects darker; no noise and no vignetting.
+        """
+        if not (isinstance(um_per_px, (int, float)) and 1.0 <= um_per_px <= 200.0):
+            raise ValueError(f"um_per_px must be a number in [1, 200], got {um_per_px!r}")
+        p = self.slide.params
+        w, h = int(math.ceil(p.width_um / um_per_px)), int(math.ceil(p.height_um / um_per_px))
+        out = np.ones((h, w), dtype=np.float32)
+        r = self.camera.renderer
+        for o in self.slide.objects:
+            spec, img = r.patch(o, 0.0)
+            f = spec.pitch_um[0] / um_per_px
+            small = cv2.resize(img, None, fx=f, fy=f, interpolation=cv2.INTER_AREA)
+            # INTER_AREA keeps the mean: a structure smaller than a pixel still shows as a grey dot.
+            u0 = int(round(spec.origin_um[0] / um_per_px))
+            v0 = int(round(spec.origin_um[1] / um_per_px))
+            sh, sw = small.shape
+            a0, b0 = max(0, v0), max(0, u0)
+            a1, b1 = min(h, v0 + sh), min(w, u0 + sw)
+            if a1 > a0 and b1 > b0:
+                out[a0:a1, b0:b1] *= small[a0 - v0:a1 - v0, b0 - u0:b1 - u0]
+        return np.ascontiguousarray(np.clip(out * 200.0, 0, 255).round().astype(np.uint8))
