@@ -183,6 +183,40 @@ class SlideObject:
         w, h = self.footprint_um
         return (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2)
 
+    def thickness_between(self, z0_um: float, z1_um: float) -> np.ndarray:
+        """Material thickness map between two heights above the slide surface, for sliced propagation.
+
+        Summed over slices that tile the object's height range, the result equals ``height_um``. A solid
+        shape fills its column from the glass up to its top; a woodpile's thickness is spread evenly over
+        its stack (its layers alternate rods and air at a finer scale than any useful slice); a groove
+        (negative height) is negative thickness of glass between its floor and the surface.
+
+        Parameters
+        ----------
+        z0_um, z1_um : float
+            Slice bounds, µm above the slide surface, ``z0_um <= z1_um``.
+
+        Returns
+        -------
+        (h, w) ndarray of float32
+            Thickness, µm, within the slice.
+
+        Raises
+        ------
+        ValueError
+            If ``z1_um < z0_um``.
+        """
+        if not z0_um <= z1_um:
+            raise ValueError(f"thickness_between needs z0_um <= z1_um, got {z0_um!r} > {z1_um!r}")
+        h = self.height_um
+        if self.cls == "woodpile":
+            top = self.max_height_um
+            frac = max(0.0, min(z1_um, top) - max(z0_um, 0.0)) / top
+            return (h * np.float32(frac)).astype(np.float32)
+        above = np.clip(np.minimum(h, np.float32(z1_um)) - np.float32(max(z0_um, 0.0)), 0.0, None)
+        below = np.clip(np.float32(min(z1_um, 0.0)) - np.maximum(h, np.float32(z0_um)), 0.0, None)
+        return (above - below).astype(np.float32)
+
     def truth(self) -> dict[str, Any]:
         """JSON-ready description of the object (no maps)."""
         return {"id": self.id, "kind": self.kind, "cls": self.cls,

@@ -111,3 +111,22 @@ def test_debris_kinds_have_their_physics(slide):
 def test_unknown_debris_kind_is_named():
     with pytest.raises(ValueError, match="'lint'"):
         debris.make_debris("lint", np.random.default_rng(0), debris.DustTemplates(np.random.default_rng(0)))
+
+
+@pytest.mark.parametrize("cls", STRUCTURE_TYPES + ("scratch", "bubble"))
+def test_slices_add_up_to_the_height_map(slide, cls):
+    o = next(o for o in slide.objects if o.cls == cls)
+    lo = min(0.0, float(o.height_um.min()))
+    edges = np.linspace(lo, o.max_height_um, 7)
+    total = sum(o.thickness_between(a, b) for a, b in zip(edges[:-1], edges[1:], strict=True))
+    assert np.allclose(total, o.height_um, atol=1e-4)
+    # A slice above the object holds nothing; the bottom slice of a solid shape is full wherever it stands.
+    assert not np.any(o.thickness_between(o.max_height_um + 1, o.max_height_um + 5))
+    if cls in ("pentagon", "scaffold", "split_ring", "microlens"):
+        bottom = o.thickness_between(0.0, 1.0)
+        assert np.allclose(bottom[o.height_um >= 1.0], 1.0)
+
+
+def test_slice_bounds_checked(slide):
+    with pytest.raises(ValueError, match="z0_um"):
+        slide.objects[0].thickness_between(5.0, 1.0)
