@@ -68,7 +68,7 @@ class DustTemplates:
         Number of distinct templates.
     """
 
-    def __init__(self, rng: np.random.Generator, count: int = 12) -> None:
+    def __init__(self, rng: np.random.Generator, count: int = 32) -> None:
         self._shapes = []
         for _ in range(count):
             shape = crop_shape(_dust_shape(rng, float(rng.uniform(0.5, 4.0))))[0]

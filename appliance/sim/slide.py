@@ -26,7 +26,7 @@ import math
 import os
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 
@@ -275,7 +275,16 @@ class Slide:
         p = params
         self._corner2 = (p.width_um / 2) ** 2 + (p.height_um / 2) ** 2
 
-    def surface_z_um(self, x_um: float | np.ndarray, y_um: float | np.ndarray) -> Any:
+    @overload
+    def surface_z_um(self, x_um: float, y_um: float) -> float: ...
+
+    @overload
+    def surface_z_um(self, x_um: np.ndarray, y_um: np.ndarray | float) -> np.ndarray: ...
+
+    @overload
+    def surface_z_um(self, x_um: float, y_um: np.ndarray) -> np.ndarray: ...
+
+    def surface_z_um(self, x_um: float | np.ndarray, y_um: float | np.ndarray) -> float | np.ndarray:
         """Stage z at which the glass surface at ``(x, y)`` is in focus, µm (tilt + bow; see module doc)."""
         p = self.params
         dx = np.asarray(x_um, dtype=np.float64) - p.width_um / 2
