@@ -99,3 +99,18 @@ def test_sharper_frame_scores_higher() -> None:
     blurred = cv2.GaussianBlur(f, (9, 9), 3)
     for measure in (K.laplacian_variance, K.tenengrad, K.brenner):
         assert measure(f) > measure(blurred)
+
+
+def test_rows_wider_than_the_uint32_chunk() -> None:
+    """Rows longer than 65535 pixels are summed in chunks (a uint32 row sum would overflow)."""
+    # Columns 0, 0, 255, 255, ...: every Brenner pair differs by 255, so a row sums to 69999 * 255**2 > 2**32.
+    f = np.zeros((3, 70001), np.uint8)
+    f[:, 2::4] = 255
+    f[:, 3::4] = 255
+    ref = f.astype(np.float64)
+    _close(K.brenner(f), ((ref[:, 2:] - ref[:, :-2]) ** 2).mean())
+    # Nearly all 255: the row's sum of squares is about 70001 * 255**2 > 2**32.
+    g = np.full((2, 70001), 255, np.uint8)
+    g[:, ::1000] = 3
+    ref = g.astype(np.float64)
+    _close(K.normalized_variance(g), ref.var() / ref.mean())
