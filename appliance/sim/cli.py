@@ -3,6 +3,7 @@
 - ``sim slide``: an overview map of the whole slide (PNG) and its ground truth (JSON beside it).
 - ``sim field``: one camera frame at x, y, z (PNG) and the boxes of what is in view (JSON beside it).
 - ``sim stack``: a focus stack at x, y as OME-TIFF (Fiji and napari read it), boxes as JSON beside it.
+- ``sim strip``: a through-focus strip of one structure or debris type (PNG), for judging the optics by eye.
 
 Without ``--x/--y`` a field or stack is centred on the slide's first structure, and without ``--z`` (or a z
 range) focused on it, so the default output shows something. Heavy imports happen inside the handlers.
@@ -56,6 +57,17 @@ def register(sub: Any) -> None:
     k.add_argument("--z-to", type=float, default=None, help="last z, µm (default: focus + 10)")
     k.add_argument("--z-step", type=float, default=1.0, help="z step, µm (> 0, default 1)")
     k.set_defaults(func=_cmd_stack)
+
+    t = ss.add_parser("strip", help="through-focus strip of one structure or debris type (PNG)",
+                      description="Crops around the first object of a class, at focus offsets side by side.")
+    common(t, "strip.png")
+    t.add_argument("--cls", required=True, help="a structure type (woodpile, microlens, scaffold, pentagon, "
+                                                 "split_ring) or debris type (dust, fibre, bubble, scratch)")
+    t.add_argument("--dz", type=float, nargs="+", default=[-10.0, -5.0, -2.0, 0.0, 2.0, 5.0, 10.0],
+                   help="focus offsets from the object's true focus, µm (default -10 -5 -2 0 2 5 10)")
+    t.add_argument("--index", type=int, default=0, help="which object of that class (default 0, the first)")
+    t.add_argument("--crop", type=int, default=240, help="crop size, px (default 240)")
+    t.set_defaults(func=_cmd_strip)
 
 
 def _fail(msg: str) -> int:
@@ -162,4 +174,40 @@ def _cmd_stack(args: argparse.Namespace) -> int:
                 {"seed": args.seed, "z_um": [list(f.position)[2] for f in frames], "um_per_px": s,
                  "true_position_um": list(frames[0].meta["true_position_um"]), "boxes": boxes})
     print(f"wrote {args.out}: {n} planes z={z0:.2f}..{z0 + (n - 1) * args.z_step:.2f} um at x={x:.1f} y={y:.1f}")
+    return 0
+
+
+def _cmd_strip(args: argparse.Namespace) -> int:
+    import cv2
+    import numpy as np
+
+    from appliance.sim.slide import DEBRIS_TYPES, STRUCTURE_TYPES
+
+    if args.cls not in STRUCTURE_TYPES + DEBRIS_TYPES:
+        return _fail(f"cls must be one of {STRUCTURE_TYPES + DEBRIS_TYPES}, got {args.cls!r}")
+    if not 16 <= args.crop <= 480:
+        return _fail(f"crop must be in [16, 480] px, got {args.crop}")
+    scope = _scope(argparse.Namespace(seed=args.seed))
+    objs = [o for o in scope.slide.objects if o.cls == args.cls]
+    if not 0 <= args.index < len(objs):
+        return _fail(f"index must be in [0, {len(objs) - 1}] for {args.cls} on seed {args.seed}, got {args.index}")
+    o = objs[args.index]
+    c = args.crop
+    tiles = []
+    with scope.stage, scope.camera:
+        scope.stage.move_to_um(x=o.center_um[0], y=o.center_um[1])
+        for dz in args.dz:
+            try:
+                scope.stage.focus_to_um(o.focus_z_um + dz)
+            except ValueError as e:
+                return _fail(str(e))
+            img = scope.camera.capture().image
+            h, w = img.shape
+            tile = img[h // 2 - c // 2:h // 2 + c - c // 2, w // 2 - c // 2:w // 2 + c - c // 2].copy()
+            cv2.putText(tile, f"{dz:+g} um", (4, c - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.45, 255, 1, cv2.LINE_AA)
+            tiles.append(np.pad(tile, ((0, 0), (0, 2)), constant_values=255))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(args.out), np.hstack(tiles)):
+        return _fail(f"could not write {args.out} (use a .png name)")
+    print(f"wrote {args.out}: {args.cls} id {o.id}, {o.max_height_um:.1f} um tall, dz {args.dz}")
     return 0

@@ -59,3 +59,13 @@ def test_sim_stack_writes_ome_tiff(tmp_path):
 def test_sim_bad_values_named(tmp_path, capsys, argv, name):
     assert main(["sim", *argv, "--out", str(tmp_path / "x.png")]) == 2
     assert name in capsys.readouterr().err
+
+
+def test_sim_strip_writes_a_through_focus_strip(tmp_path, capsys):
+    out = tmp_path / "p.png"
+    assert main(["sim", "strip", "--seed", "4", "--cls", "pentagon", "--crop", "64", "--dz", "-4", "0", "4",
+                 "--out", str(out)]) == 0
+    img = np.asarray(Image.open(out))
+    assert img.shape == (64, 3 * 66)
+    assert main(["sim", "strip", "--cls", "hexagon", "--out", str(out)]) == 2
+    assert "cls must be one of" in capsys.readouterr().err
