@@ -78,8 +78,9 @@ class DustTemplates:
 
     def draw(self, rng: np.random.Generator) -> Shape:
         """Return one template (its arrays are shared and read-only)."""
-        t = self._shapes[int(rng.integers(len(self._shapes)))]
-        return Shape(t.height_um, t.absorption, t.pitch_um, t.rotation_deg, dict(t.attrs))
+        i = int(rng.integers(len(self._shapes)))
+        t = self._shapes[i]
+        return Shape(t.height_um, t.absorption, t.pitch_um, t.rotation_deg, {**t.attrs, "template": i})
 
 
 def dust(rng: np.random.Generator, templates: DustTemplates) -> Shape:

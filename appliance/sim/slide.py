@@ -24,7 +24,9 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections import defaultdict
+import threading
+from collections import OrderedDict, defaultdict
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, overload
 
@@ -119,6 +121,72 @@ class SlideParams:
         return out
 
 
+Recipe = Callable[[], Shape]
+# Maps a slide keeps at once (bytes); a 10 x 10 mm default slide needs about 50 MB, so it never regenerates.
+MAP_BUDGET_BYTES = 256 * 2**20
+
+
+class _MapStore:
+    """Height and absorption maps of a slide's objects, kept under a byte budget (least recently used out).
+
+    Each object registers a recipe that rebuilds its (cropped, read-only) shape from the object's own seed;
+    shared maps (dust templates) are pinned and never counted or evicted.
+    """
+
+    def __init__(self, budget_bytes: int = MAP_BUDGET_BYTES) -> None:
+        self.budget = budget_bytes
+        self._recipes: dict[int, Recipe] = {}
+        self._pinned: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._lru: OrderedDict[int, tuple[np.ndarray, np.ndarray]] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+        self.regenerated = 0  # how many maps were rebuilt after eviction (for tests and tuning)
+
+    def add(self, ident: int, recipe: Recipe, shape: Shape, pinned: bool) -> None:
+        maps = (shape.height_um, shape.absorption)
+        with self._lock:
+            self._recipes[ident] = recipe
+            if pinned:
+                self._pinned[ident] = maps
+            else:
+                self._put(ident, maps)
+
+    def get(self, ident: int) -> tuple[np.ndarray, np.ndarray]:
+        with self._lock:
+            if ident in self._pinned:
+                return self._pinned[ident]
+            maps = self._lru.get(ident)
+            if maps is not None:
+                self._lru.move_to_end(ident)
+                return maps
+            shape = self._recipes[ident]()
+            self.regenerated += 1
+            maps = (shape.height_um, shape.absorption)
+            self._put(ident, maps)
+            return maps
+
+    def set_budget(self, budget_bytes: int) -> None:
+        """Change the byte budget, evicting least recently used maps at once if now over it."""
+        with self._lock:
+            self.budget = budget_bytes
+            self._trim()
+
+    def _put(self, ident: int, maps: tuple[np.ndarray, np.ndarray]) -> None:
+        self._lru[ident] = maps
+        self._bytes += maps[0].nbytes + maps[1].nbytes
+        self._trim()
+
+    def _trim(self) -> None:
+        while self._bytes > self.budget and len(self._lru) > 1:
+            _, old = self._lru.popitem(last=False)
+            self._bytes -= old[0].nbytes + old[1].nbytes
+
+    @property
+    def bytes_held(self) -> int:
+        """Bytes of unpinned maps held now."""
+        return self._bytes
+
+
 @dataclass(frozen=True, eq=False)
 class SlideObject:
     """One structure or piece of debris placed on the slide.
@@ -158,6 +226,9 @@ class SlideObject:
         ``max_height_um``, or minus half a groove's depth).
     footprint_um : (float, float)
         Axis-aligned width and height of the map, µm.
+    store : _MapStore
+        Where the maps live (internal): a slide keeps its maps under a memory budget and regenerates an
+        evicted one, byte-identical, from its own seed, so a full 75 x 25 mm slide fits in memory.
     attrs : dict
         Generator parameters (sizes, defects, collapse), JSON-ready.
     """
@@ -167,14 +238,23 @@ class SlideObject:
     cls: str
     center_um: tuple[float, float]
     pitch_um: float
-    height_um: np.ndarray
-    absorption: np.ndarray
     index_delta: float
     rotation_deg: float
     max_height_um: float
     focus_z_um: float
     footprint_um: tuple[float, float]
+    store: _MapStore = field(repr=False)
     attrs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def height_um(self) -> np.ndarray:
+        """(h, w) float32 height map (see the class doc); regenerated on demand if evicted."""
+        return self.store.get(self.id)[0]
+
+    @property
+    def absorption(self) -> np.ndarray:
+        """(h, w) float32 absorption map; regenerated on demand if evicted."""
+        return self.store.get(self.id)[1]
 
     @property
     def bbox_um(self) -> tuple[float, float, float, float]:
@@ -349,25 +429,39 @@ def _type_counts(n: int, mix: tuple[float, ...] | None) -> list[int]:
     return [int(c) for c in counts]
 
 
-def _place(obj_shape: Shape, ident: int, kind: str, cls: str, center: tuple[float, float],
-           index_delta: float, slide_z: float) -> SlideObject:
-    """Crop a shape and wrap it as a placed :class:`SlideObject` with its true focus."""
-    obj_shape, dx, dy = crop_shape(obj_shape)
-    h, a = obj_shape.height_um, obj_shape.absorption
-    if h.flags.writeable:
-        h.setflags(write=False)
-    if a.flags.writeable:
-        a.setflags(write=False)
+def _readonly(shape: Shape) -> Shape:
+    """Crop a shape to its nonzero region and freeze its maps (they may be shared)."""
+    shape = crop_shape(shape)[0]
+    for arr in (shape.height_um, shape.absorption):
+        if arr.flags.writeable:
+            arr.setflags(write=False)
+    return shape
+
+
+def _structure_recipe(cls: str, seed: int, k: int) -> Recipe:
+    """The recipe of structure ``k``: its own seed, so it can be rebuilt alone, byte-identical."""
+    return lambda: _readonly(GENERATORS[cls](np.random.default_rng([seed, 2, k]), STRUCTURE_PITCH_UM))
+
+
+def _debris_recipe(cls: str, seed: int, k: int, templates: _debris.DustTemplates) -> Recipe:
+    """The recipe of debris piece ``k`` (see :func:`_structure_recipe`)."""
+    return lambda: _readonly(_debris.make_debris(cls, np.random.default_rng([seed, 4, k]), templates))
+
+
+def _place(shape: Shape, store: _MapStore, recipe: Recipe, ident: int, kind: str, cls: str,
+           center: tuple[float, float], index_delta: float, slide_z: float) -> SlideObject:
+    """Wrap a cropped shape as a placed :class:`SlideObject` with its true focus; register its maps."""
+    h = shape.height_um
     hmax, hmin = float(h.max()), float(h.min())
     extreme = hmax if hmax >= -hmin else hmin
-    if obj_shape.top_height_um is not None:  # an open lattice: focus on its geometric mid-height
-        extreme = obj_shape.top_height_um
-    pitch = obj_shape.pitch_um
+    if shape.top_height_um is not None:  # an open lattice: focus on its geometric mid-height
+        extreme = shape.top_height_um
+    store.add(ident, recipe, shape, pinned="template" in shape.attrs)
+    pitch = shape.pitch_um
     return SlideObject(
-        id=ident, kind=kind, cls=cls, center_um=(center[0] + dx, center[1] + dy), pitch_um=pitch,
-        height_um=h, absorption=a, index_delta=index_delta, rotation_deg=obj_shape.rotation_deg,
-        max_height_um=abs(extreme), focus_z_um=slide_z + extreme / 2,
-        footprint_um=(h.shape[1] * pitch, h.shape[0] * pitch), attrs=dict(obj_shape.attrs))
+        id=ident, kind=kind, cls=cls, center_um=center, pitch_um=pitch, index_delta=index_delta,
+        rotation_deg=shape.rotation_deg, max_height_um=abs(extreme), focus_z_um=slide_z + extreme / 2,
+        footprint_um=(h.shape[1] * pitch, h.shape[0] * pitch), store=store, attrs=dict(shape.attrs))
 
 
 def _free(index: _GridIndex, box: tuple[float, float, float, float], margin: float) -> bool:
@@ -415,60 +509,61 @@ def make_slide(seed: int, params: SlideParams | None = None) -> Slide:
         raise ValueError(f"params must be a SlideParams, got {type(p).__name__}")
     seed = int(seed)
     probe = Slide(p, seed, ())  # for the surface model only
+    store = _MapStore()
     objects: list[SlideObject] = []
     s_index = _GridIndex(_GRID_CELL_UM)
-    # Independent streams: the structures do not change when only the debris density changes.
+    # Independent streams (placement, each object's shape, debris): the structures do not change when only
+    # the debris density changes, and any object's maps can be rebuilt alone from its own seed.
     place_rng = np.random.default_rng([seed, 1])
-    shape_rng = np.random.default_rng([seed, 2])
     types = [t for t, c in zip(STRUCTURE_TYPES, _type_counts(p.n_structures, p.type_mix), strict=True)
              for _ in range(c)]
     place_rng.shuffle(types)
-    for cls in types:
-        shape = GENERATORS[cls](shape_rng, STRUCTURE_PITCH_UM)
-        shape = crop_shape(shape)[0]
-        h = shape.height_um
-        for _ in range(_STRUCTURE_TRIES):
-            c = _random_center(place_rng, p, h.shape[1] * shape.pitch_um, h.shape[0] * shape.pitch_um,
-                               EDGE_MARGIN_UM)
-            if c is None:
-                break
-            box = _box(c, shape)
-            if _free(s_index, box, STRUCTURE_MARGIN_UM):
-                s_index.add(box)
-                objects.append(_place(shape, len(objects), "structure", cls, c, p.index_delta,
-                                      probe.surface_z_um(*c)))
-                break
-        else:
-            c = None
+    for k, cls in enumerate(types):
+        recipe = _structure_recipe(cls, seed, k)
+        shape = recipe()
+        c = _find_place(place_rng, p, shape, s_index, STRUCTURE_MARGIN_UM, EDGE_MARGIN_UM, _STRUCTURE_TRIES)
         if c is None:
             raise ValueError(f"n_structures={p.n_structures} do not fit on a {p.width_um:g} x {p.height_um:g} um "
                              f"slide with {STRUCTURE_MARGIN_UM:g} um between structures; lower n_structures")
-    dropped = _add_debris(np.random.default_rng([seed, 3]), p, probe, s_index, objects)
+        s_index.add(_box(c, shape))
+        objects.append(_place(shape, store, recipe, len(objects), "structure", cls, c, p.index_delta,
+                              probe.surface_z_um(*c)))
+    dropped = _add_debris(seed, p, probe, s_index, store, objects)
     return Slide(p, seed, tuple(objects), debris_dropped=dropped)
 
 
-def _add_debris(rng: np.random.Generator, p: SlideParams, probe: Slide, s_index: _GridIndex,
+def _find_place(rng: np.random.Generator, p: SlideParams, shape: Shape, s_index: _GridIndex, margin: float,
+                edge: float, tries: int) -> tuple[float, float] | None:
+    """A random centre where the shape's box keeps ``margin`` from every structure, or None."""
+    w = shape.height_um.shape[1] * shape.pitch_um
+    h = shape.height_um.shape[0] * shape.pitch_um
+    for _ in range(tries):
+        c = _random_center(rng, p, w, h, edge)
+        if c is None:
+            return None
+        if _free(s_index, _box(c, shape), margin):
+            return c
+    return None
+
+
+def _add_debris(seed: int, p: SlideParams, probe: Slide, s_index: _GridIndex, store: _MapStore,
                 objects: list[SlideObject]) -> int:
     """Append Poisson-many debris objects clear of every structure; return how many found no place."""
+    rng = np.random.default_rng([seed, 3])
     n = int(rng.poisson(p.debris_per_mm2 * p.width_um * p.height_um / 1e6))
     kinds = list(_debris.DEBRIS_MIX)
     weights = np.array([_debris.DEBRIS_MIX[k] for k in kinds])
     drawn = rng.choice(len(kinds), size=n, p=weights / weights.sum())
-    templates = _debris.DustTemplates(rng)
+    templates = _debris.DustTemplates(np.random.default_rng([seed, 5]))
     dropped = 0
-    for k in drawn:
-        cls = kinds[int(k)]
-        shape = _debris.make_debris(cls, rng, templates)
-        shape = crop_shape(shape)[0]
-        h = shape.height_um
-        for _ in range(_DEBRIS_TRIES):
-            c = _random_center(rng, p, h.shape[1] * shape.pitch_um, h.shape[0] * shape.pitch_um, 0.0)
-            if c is None:
-                break
-            if _free(s_index, _box(c, shape), DEBRIS_CLEARANCE_UM):
-                objects.append(_place(shape, len(objects), "debris", cls, c, _debris.INDEX_DELTA[cls],
-                                      probe.surface_z_um(*c)))
-                break
-        else:
+    for k, kind_index in enumerate(drawn):
+        cls = kinds[int(kind_index)]
+        recipe = _debris_recipe(cls, seed, k, templates)
+        shape = recipe()
+        c = _find_place(rng, p, shape, s_index, DEBRIS_CLEARANCE_UM, 0.0, _DEBRIS_TRIES)
+        if c is None:
             dropped += 1
+            continue
+        objects.append(_place(shape, store, recipe, len(objects), "debris", cls, c, _debris.INDEX_DELTA[cls],
+                              probe.surface_z_um(*c)))
     return dropped
