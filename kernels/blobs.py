@@ -177,8 +177,8 @@ def _resolve(n_runs: int, x0s: np.ndarray, x1s: np.ndarray, ys: np.ndarray,
 
 
 @njit(cache=True, nogil=True)
-def _scan_runs(mask: np.ndarray, words: np.ndarray, ext: int) -> tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray,
-                                                     np.ndarray]:
+def _scan_runs(mask: np.ndarray, words: np.ndarray,
+               ext: int) -> tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Runs of the whole mask and their union-find forest; returns (n_runs, x0s, x1s, ys, parent, row_start)."""
     height, width = mask.shape
     cap = height * ((width + 1) // 2)
@@ -217,7 +217,8 @@ def _paint_labels(n_runs: int, x0s: np.ndarray, x1s: np.ndarray, row_start: np.n
 
 
 @njit(cache=True, nogil=True)
-def _components_core(mask: np.ndarray, words: np.ndarray, ext: int, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _components_core(mask: np.ndarray, words: np.ndarray, ext: int,
+                     labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     height, width = mask.shape
     n_runs, x0s, x1s, ys, parent, row_start = _scan_runs(mask, words, ext)
     run_label = np.empty(max(n_runs, 1), np.int32)

@@ -48,7 +48,7 @@ def _non_negative_int(text: str) -> int:
     return v
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``demo`` command."""
     p = sub.add_parser("demo", help="analyse a generated frame with the kernels and print the result",
                        description="Analyse a generated slide frame with the kernels; write PNGs and JSON.")
@@ -82,7 +82,7 @@ def _annotate(frame: np.ndarray, result: FrameAnalysis) -> np.ndarray:
         score = np.log1p(result.focus / area)
         lo, hi = float(score.min()), float(score.max())
         t = (score - lo) / (hi - lo) if hi > lo else np.ones_like(score)
-        for (x, y, w, h, _), s in zip(result.stats.tolist(), t.tolist()):
+        for (x, y, w, h, _), s in zip(result.stats.tolist(), t.tolist(), strict=True):
             colour = (0, int(255 * s), int(255 * (1 - s)))
             cv2.rectangle(img, (x, y), (x + w - 1, y + h - 1), colour, 1)
     return img
@@ -92,7 +92,7 @@ def _blob_records(result: FrameAnalysis) -> list[dict[str, Any]]:
     return [{"x": x, "y": y, "width": w, "height": h, "area_px": a, "centroid_x": cx, "centroid_y": cy,
              "focus": f}
             for (x, y, w, h, a), (cx, cy), f in zip(result.stats.tolist(), result.centroids.tolist(),
-                                                   result.focus.tolist())]
+                                                   result.focus.tolist(), strict=True)]
 
 
 def run(args: argparse.Namespace) -> int:

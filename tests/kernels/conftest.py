@@ -19,7 +19,7 @@ SIZES = [(480, 640), (1944, 2592)]
 KINDS = ["random", "blobs", "camera", "coins"]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def make_frame(kind: str, height: int, width: int) -> np.ndarray:
     """One test frame, cached for the session (read-only so that no test can alter it for the next)."""
     if kind == "random":
