@@ -260,21 +260,33 @@ def scaffold(rng: np.random.Generator, pitch_um: float = STRUCTURE_PITCH_UM) -> 
 
 
 def pentagon(rng: np.random.Generator, pitch_um: float = STRUCTURE_PITCH_UM) -> Shape:
-    """Pentagon prism: flat-topped pentagon with slightly sloped side walls (the TPP reference structure)."""
+    """Pentagon prism: flat-topped pentagon with slightly sloped side walls (the TPP reference structure).
+
+    The top edge is rounded (a quarter circle of radius 1-3 µm meeting the wall and the top), as the
+    elongated voxel and the resin's shrinkage leave it on real prints; that shoulder of gentle slope is the
+    inner rim whose contrast inverts through focus, while the steep wall scatters light out of the pupil.
+    """
     circum = float(rng.uniform(10.0, 60.0))
     height = float(rng.uniform(5.0, 30.0))
     wall_angle = float(rng.uniform(80.0, 88.0))  # degrees from the slide plane
     run = height / math.tan(math.radians(wall_angle))  # horizontal extent of a sloped wall
     rot = float(rng.uniform(0, 72))
+    rounding = min(float(rng.uniform(1.0, 3.0)), 0.5 * height)
     apothem = circum * math.cos(math.pi / 5)
     u, v = local_grid((apothem + run) / math.cos(math.pi / 5) + pitch_um, rot, pitch_um)
-    # Inside distance to a convex polygon: the smallest (apothem - n_i . p) over its edges.
+    # Inward distance from the base outline: the smallest (apothem + run - n_i . p) over the five edges.
     dist = np.full(u.shape, np.inf, np.float32)
     for i in range(5):
         a = math.pi / 2 + 2 * math.pi * i / 5 + math.pi / 5
         dist = np.minimum(dist, apothem + run - (math.cos(a) * u + math.sin(a) * v))
-    h = (height * np.clip(dist / max(run, pitch_um), 0.0, 1.0)).astype(np.float32)
-    attrs: Attrs = {"circumradius_um": round(circum, 3), "wall_angle_deg": round(wall_angle, 2)}
+    wall = height * dist / max(run, pitch_um)
+    # The shoulder starts where the wall reaches height - rounding, rising vertically, ending flat.
+    d0 = run * (1.0 - rounding / height)
+    x = np.clip(dist - d0, 0.0, rounding)
+    cap = height - rounding + np.sqrt(np.maximum(rounding * rounding - (rounding - x) ** 2, 0.0))
+    h = np.where(dist > 0, np.minimum(wall, cap), 0.0).astype(np.float32)
+    attrs: Attrs = {"circumradius_um": round(circum, 3), "wall_angle_deg": round(wall_angle, 2),
+                    "edge_rounding_um": round(rounding, 3)}
     h = h * _holes(rng, u, v, circum, 0.4, attrs)
     h = h * _collapse(rng, u, v, circum, 0.2, attrs)
     return _finish(h, rot, pitch_um, attrs)
