@@ -130,3 +130,21 @@ def test_slices_add_up_to_the_height_map(slide, cls):
 def test_slice_bounds_checked(slide):
     with pytest.raises(ValueError, match="z0_um"):
         slide.objects[0].thickness_between(5.0, 1.0)
+
+
+def test_pentagon_top_edge_is_rounded():
+    # The shoulder (height between top - rounding and the top) is a band about `rounding` wide all round,
+    # while the steep wall below it is much narrower than its height.
+    checked = 0
+    for seed in range(30):
+        pe = GENERATORS["pentagon"](np.random.default_rng(seed), 0.25)
+        if pe.attrs["collapse"] or pe.attrs["holes"]:
+            continue
+        h, top, r = pe.height_um, float(pe.height_um.max()), pe.attrs["edge_rounding_um"]
+        perimeter = 5 * 2 * pe.attrs["circumradius_um"] * np.sin(np.pi / 5)
+        shoulder = np.count_nonzero((h > top - r) & (h < 0.999 * top)) * 0.25**2
+        wall = np.count_nonzero((h > 0) & (h <= top - r)) * 0.25**2
+        assert 0.5 * r * perimeter < shoulder < 1.5 * r * perimeter + 0.5 * perimeter
+        assert wall < 0.3 * (top - r) * perimeter  # walls steeper than ~73 degrees
+        checked += 1
+    assert checked >= 10
