@@ -30,8 +30,20 @@ from appliance.sim.stage import SimStage
 
 # Defocus is quantised to this step for the patch cache (well below any depth of field here).
 DZ_STEP_UM = 0.1
-# Clear glass around each object, µm: holds the blur of |dz| up to about 25 µm at NA 0.25 before wrap-around.
-PAD_UM = 12.0
+# Clear glass around each object, µm, by defocus: light spreads about 0.4 |dz| sideways at NA 0.25 (sigma 0.5),
+# and the FFT is periodic, so a pad too small for |dz| would wrap the blur around into false edges.
+# (largest |dz|, pad) pairs; beyond the last, the last pad is used (the stage's z travel is 180 µm).
+PAD_CLASSES_UM: tuple[tuple[float, float], ...] = ((25.0, 12.0), (70.0, 32.0), (1e9, 80.0))
+PAD_UM = PAD_CLASSES_UM[-1][1]  # the margin for finding objects whose blur may reach a frame
+
+
+def pad_for_dz_um(dz_um: float, na: float) -> float:
+    """Clear-glass pad for an object imaged at defocus ``dz_um`` (scaled for apertures above NA 0.25)."""
+    scale = max(1.0, na / 0.25)
+    for dz_max, pad in PAD_CLASSES_UM:
+        if abs(dz_um) <= dz_max / scale:
+            return pad
+    return PAD_CLASSES_UM[-1][1]
 
 
 class SlideObjectLike(Protocol):
@@ -135,12 +147,12 @@ class FieldRenderer:
         self._spectra.clear()
         self._patches.clear()
 
-    def _spectrum(self, obj: SlideObjectLike) -> ObjectSpectrum:
-        spec = self._spectra.get(obj.id)
+    def _spectrum(self, obj: SlideObjectLike, pad_um: float) -> ObjectSpectrum:
+        spec = self._spectra.get((obj.id, pad_um))
         if spec is None:
             spec = object_spectrum(obj.height_um, obj.absorption, obj.index_delta, obj.pitch_um,
-                                   obj.center_um, self.optics, PAD_UM)
-            self._spectra.put(obj.id, spec)
+                                   obj.center_um, self.optics, pad_um)
+            self._spectra.put((obj.id, pad_um), spec)
         assert isinstance(spec, ObjectSpectrum)
         return spec
 
@@ -148,7 +160,7 @@ class FieldRenderer:
         """The object's intensity patch at ``dz_um`` quantised to ``DZ_STEP_UM`` (cached)."""
         q = int(round(dz_um / DZ_STEP_UM))
         key = (obj.id, q)
-        spec = self._spectrum(obj)
+        spec = self._spectrum(obj, pad_for_dz_um(q * DZ_STEP_UM, self.optics.na))
         img = self._patches.get(key)
         if img is None:
             img = image_intensity(spec, q * DZ_STEP_UM, self.optics)
