@@ -105,6 +105,20 @@ def _laplacian_variance_core(src: np.ndarray, x: int, y: int, w: int, h: int) ->
 @njit(cache=True, nogil=True)
 def _laplacian_sq_sum_box(src: np.ndarray, x: int, y: int, w: int, h: int) -> int:
     """Sum of squared Laplacian over a box (the per-blob focus score)."""
+    height, width = src.shape
+    if x >= 1 and y >= 1 and x + w <= width - 1 and y + h <= height - 1:
+        # A box clear of the frame's edges needs no border logic: plain 2-D indexing, no per-row views.
+        # Blob boxes are small (tens of pixels wide), where the per-row slicing of the general path cost
+        # 5x more than the arithmetic (113 boxes at 640x480: 0.157 -> 0.029 ms).
+        ss = 0
+        for yy in range(y, y + h):
+            rs = 0
+            for xx in range(x, x + w):
+                v = (np.int32(src[yy - 1, xx]) + np.int32(src[yy + 1, xx]) + np.int32(src[yy, xx - 1])
+                     + np.int32(src[yy, xx + 1]) - 4 * np.int32(src[yy, xx]))
+                rs += v * v
+            ss += rs
+        return ss
     ss = 0
     for yy in range(y, y + h):
         ss += _laplacian_row_sums(src, yy, x, x + w)[1]
