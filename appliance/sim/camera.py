@@ -150,11 +150,28 @@ class FieldRenderer:
     def _spectrum(self, obj: SlideObjectLike, pad_um: float) -> ObjectSpectrum:
         spec = self._spectra.get((obj.id, pad_um))
         if spec is None:
+            slices, step, ref = self._slices(obj)
             spec = object_spectrum(obj.height_um, obj.absorption, obj.index_delta, obj.pitch_um,
-                                   obj.center_um, self.optics, pad_um)
+                                   obj.center_um, self.optics, pad_um, slices, step, ref)
             self._spectra.put((obj.id, pad_um), spec)
         assert isinstance(spec, ObjectSpectrum)
         return spec
+
+    def _slices(self, obj: SlideObjectLike) -> tuple[list[np.ndarray] | None, float, float]:
+        """Thickness slices of a tall object when the optics ask for slicing, their step and the reference height.
+
+        Objects that rise above the surface, are taller than ``optics.slice_um`` and can say how much material
+        lies between two heights (``thickness_between``, as the slide's objects do) are sliced; the reference plane
+        is half their height (the slide's focus definition). Anything else stays one thin screen.
+        """
+        step_max = self.optics.slice_um
+        max_h = float(getattr(obj, "max_height_um", 0.0))
+        between = getattr(obj, "thickness_between", None)
+        if step_max is None or between is None or max_h <= step_max or float(obj.height_um.min()) < 0.0:
+            return None, 0.0, 0.0
+        n = int(math.ceil(max_h / step_max))
+        step = max_h / n
+        return [between(j * step, (j + 1) * step) for j in range(n)], step, max_h / 2.0
 
     def patch(self, obj: SlideObjectLike, dz_um: float) -> tuple[ObjectSpectrum, np.ndarray]:
         """The object's intensity patch at ``dz_um`` quantised to ``DZ_STEP_UM`` (cached)."""

@@ -59,6 +59,11 @@ class OpticsParams:
         Condenser NA over objective NA (partial coherence), 0.05..1. Default 0.5.
     n_source_points : int
         Plane waves summed for the condenser: one on axis plus a ring, 1..25. Default 7.
+    slice_um : float or None
+        None (default): each object is one thin phase screen. A number (0.5..50 µm): objects taller than that are
+        cut into slices of at most this thickness and the field is propagated through them (multi-slice, one run
+        per condenser point; about 10-50x the cost of a thin object, cached per object). Experimental: not yet
+        validated against the thin element for thin objects (a 0.4 um disc in two slices differs by up to 0.07).
 
     Raises
     ------
@@ -71,6 +76,7 @@ class OpticsParams:
     wavelength_um: float = 0.55
     condenser_sigma: float = 0.5
     n_source_points: int = 7
+    slice_um: float | None = None
 
     def __post_init__(self) -> None:
         _check_positive("magnification", self.magnification, 1.0, 100.0)
@@ -80,6 +86,8 @@ class OpticsParams:
         n = self.n_source_points
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 1 <= n <= 25:
             raise ValueError(f"n_source_points must be an integer in [1, 25], got {n!r}")
+        if self.slice_um is not None:
+            _check_positive("slice_um", self.slice_um, 0.5, 50.0)
 
     @property
     def cutoff_per_um(self) -> float:
@@ -123,8 +131,9 @@ class ObjectSpectrum:
 
     Attributes
     ----------
-    spectrum : (My, Mx) ndarray of complex64
-        The cropped FFT of the transmittance, scaled so an inverse FFT of size (My, Mx) gives the field.
+    spectrum : (My, Mx) or (K, My, Mx) ndarray of complex64
+        The cropped FFT of the transmittance, scaled so an inverse FFT of size (My, Mx) gives the field; one per
+        condenser point (K of them) when the object was sliced.
     origin_um : (float, float)
         Slide x, y of output sample (row 0, column 0), µm.
     pitch_um : (float, float)
@@ -137,7 +146,9 @@ class ObjectSpectrum:
 
 
 def object_spectrum(height_um: np.ndarray, absorption: np.ndarray, index_delta: float, pitch_um: float,
-                    center_um: tuple[float, float], optics: OpticsParams, pad_um: float) -> ObjectSpectrum:
+                    center_um: tuple[float, float], optics: OpticsParams, pad_um: float,
+                    slices: list[np.ndarray] | None = None, slice_step_um: float = 0.0,
+                    ref_height_um: float = 0.0) -> ObjectSpectrum:
     """The transmittance of one object, Fourier transformed and cropped to the band the pupil can pass.
 
     Parameters
@@ -156,6 +167,14 @@ def object_spectrum(height_um: np.ndarray, absorption: np.ndarray, index_delta: 
         The objective and condenser.
     pad_um : float
         Clear glass added around the maps so defocus blur does not wrap around, µm.
+    slices : list of (h, w) ndarray of float32, optional
+        Material thickness per slice, bottom to top, each ``slice_step_um`` thick (they sum to ``height_um``).
+        Given, the field is propagated through them (multi-slice) once per condenser point.
+    slice_step_um : float
+        Thickness of each slice, µm.
+    ref_height_um : float
+        Height above the surface of the object's focus reference plane (where ``dz = 0``), µm; with slices the
+        exit field is propagated back to it.
 
     Returns
     -------
@@ -169,24 +188,65 @@ def object_spectrum(height_um: np.ndarray, absorption: np.ndarray, index_delta: 
     ny = scipy.fft.next_fast_len(h + 2 * p)
     nx = scipy.fft.next_fast_len(w + 2 * p)
     k0 = 2.0 * math.pi / optics.wavelength_um
-    hh = height_um.astype(np.float32, copy=False)
-    t_obj = np.exp(-absorption.astype(np.float32, copy=False) * hh + 1j * np.float32(k0 * index_delta) * hh)
-    t = np.ones((ny, nx), dtype=np.complex64)
     oy, ox = (ny - h) // 2, (nx - w) // 2
-    t[oy:oy + h, ox:ox + w] = t_obj
-    spec = scipy.fft.fft2(t, workers=1)
+    aa = absorption.astype(np.float32, copy=False)
+
+    def screen(thickness: np.ndarray) -> np.ndarray:
+        th = thickness.astype(np.float32, copy=False)
+        t = np.ones((ny, nx), dtype=np.complex64)
+        t[oy:oy + h, ox:ox + w] = np.exp(-aa * th + 1j * np.float32(k0 * index_delta) * th)
+        return t
+
+    if slices is None or len(slices) < 2:
+        spec = scipy.fft.fft2(screen(height_um), workers=1)
+    else:
+        spec = _multislice(list(map(screen, slices)), pitch_um, slice_step_um,
+                           ref_height_um - (len(slices) - 0.5) * slice_step_um, optics)
     target = optics.out_pitch_um()
     my = min(ny, scipy.fft.next_fast_len(int(math.ceil(ny * pitch_um / target))))
     mx = min(nx, scipy.fft.next_fast_len(int(math.ceil(nx * pitch_um / target))))
     ky = np.fft.fftfreq(my, 1.0 / my).astype(np.int64) % ny
     kx = np.fft.fftfreq(mx, 1.0 / mx).astype(np.int64) % nx
-    crop = spec[np.ix_(ky, kx)] * np.float32((my * mx) / (ny * nx))
+    crop = spec[..., ky[:, None], kx[None, :]] * np.float32((my * mx) / (ny * nx))
     # Fine sample (row i, col j) lies at slide x = cx + (j - ox - (w-1)/2) * pitch; the output grid spans the
     # same extent with my x mx samples, so it starts at the same place.
     x0 = center_um[0] - (ox + (w - 1) / 2.0) * pitch_um
     y0 = center_um[1] - (oy + (h - 1) / 2.0) * pitch_um
     return ObjectSpectrum(spectrum=crop.astype(np.complex64), origin_um=(x0, y0),
                           pitch_um=(nx * pitch_um / mx, ny * pitch_um / my))
+
+
+def _tilted_propagator(shape: tuple[int, int], pitch_um: float, s: np.ndarray, dist_um: float,
+                       optics: OpticsParams) -> np.ndarray:
+    """Angular-spectrum transfer function over ``dist_um`` for a field whose tilt ``s`` was factored out."""
+    fy = np.fft.fftfreq(shape[0], pitch_um)[:, None] + s[1]
+    fx = np.fft.fftfreq(shape[1], pitch_um)[None, :] + s[0]
+    inv_lam2 = 1.0 / optics.wavelength_um**2
+    r2 = fx * fx + fy * fy
+    prop = r2 < inv_lam2  # the rest is evanescent: gone within a wavelength
+    kz = np.sqrt(np.where(prop, inv_lam2 - r2, 0.0)) - math.sqrt(inv_lam2 - float(s @ s))
+    return np.where(prop, np.exp(1j * 2.0 * math.pi * dist_um * kz), 0.0).astype(np.complex64)
+
+
+def _multislice(screens: list[np.ndarray], pitch_um: float, step_um: float, back_um: float,
+                optics: OpticsParams) -> np.ndarray:
+    """Exit-field spectra, one per condenser point, of a field sent up through thin screens ``step_um`` apart.
+
+    Each screen is the transmittance of one slice, applied at the slice's mid-plane; between slices the field
+    travels ``step_um`` (through air: the material's extra phase is in the screens). The field under tilt ``s``
+    is written as carrier times envelope, so each point's propagator is the shifted ``H(f + s)``. At the end the
+    exit field is propagated by ``back_um`` (negative: back down) to the reference plane.
+    """
+    shape = screens[0].shape
+    out = np.empty((optics.n_source_points, *shape), dtype=np.complex64)
+    for i, s in enumerate(optics.source_points()):
+        step = _tilted_propagator(shape, pitch_um, s, step_um, optics)
+        v = screens[0].copy()
+        for t in screens[1:]:
+            v = scipy.fft.ifft2(scipy.fft.fft2(v, workers=1) * step, workers=1)
+            v *= t
+        out[i] = scipy.fft.fft2(v, workers=1) * _tilted_propagator(shape, pitch_um, s, back_um, optics)
+    return out
 
 
 def image_intensity(obj: ObjectSpectrum, dz_um: float, optics: OpticsParams) -> np.ndarray:
@@ -206,7 +266,7 @@ def image_intensity(obj: ObjectSpectrum, dz_um: float, optics: OpticsParams) -> 
     (My, Mx) ndarray of float32
         Intensity on the output grid of ``obj``.
     """
-    my, mx = obj.spectrum.shape
+    my, mx = obj.spectrum.shape[-2:]
     fy = np.fft.fftfreq(my, obj.pitch_um[1])[:, None]
     fx = np.fft.fftfreq(mx, obj.pitch_um[0])[None, :]
     lam = optics.wavelength_um
@@ -218,7 +278,8 @@ def image_intensity(obj: ObjectSpectrum, dz_um: float, optics: OpticsParams) -> 
         mask = r2 <= min(fc, _MAX_SINE / lam) ** 2
         # Phase relative to the tilted carrier, so clear glass keeps phase 0 at every dz.
         kz = np.sqrt(inv_lam2 - r2[mask]) - math.sqrt(inv_lam2 - (sx * sx + sy * sy))
-        fields[i][mask] = obj.spectrum[mask] * np.exp(1j * (2.0 * math.pi * dz_um) * kz).astype(np.complex64)
+        spec = obj.spectrum if obj.spectrum.ndim == 2 else obj.spectrum[i]
+        fields[i][mask] = spec[mask] * np.exp(1j * (2.0 * math.pi * dz_um) * kz).astype(np.complex64)
     out = scipy.fft.ifft2(fields, axes=(-2, -1), workers=1)
     inten: np.ndarray = np.ascontiguousarray((out.real * out.real + out.imag * out.imag).mean(axis=0),
                                              dtype=np.float32)
