@@ -28,6 +28,8 @@ def register(sub: Any) -> None:
     def common(q: argparse.ArgumentParser, out_default: str) -> None:
         q.add_argument("--seed", type=int, default=0, help="slide and camera seed (default 0)")
         q.add_argument("--out", type=Path, default=Path(out_default), help=f"output file (default {out_default})")
+        q.add_argument("--slice-um", type=float, default=None,
+                       help="propagate through slices of at most this thickness, µm (default: thin screens)")
 
     s = ss.add_parser("slide", help="overview map of the slide (PNG) + ground truth (JSON)",
                       description="Write an overview map of the slide and its ground truth JSON beside it.")
@@ -77,6 +79,7 @@ def _fail(msg: str) -> int:
 
 def _scope(args: argparse.Namespace) -> Any:
     from appliance.sim.microscope import VirtualMicroscope
+    from appliance.sim.optics import OpticsParams
     from appliance.sim.sensor import SensorParams
     from appliance.sim.stage import SimStageParams
 
@@ -84,7 +87,8 @@ def _scope(args: argparse.Namespace) -> Any:
     if hasattr(args, "width"):
         sensor = SensorParams(width_px=args.width, height_px=args.height, exposure_ms=args.exposure_ms)
     # A Z stepper (not the 1-degree servo) so any requested z is reached to 1/32 µm.
-    return VirtualMicroscope(seed=args.seed, sensor=sensor, stage=SimStageParams(z_mode="stepper"))
+    optics = OpticsParams(slice_um=getattr(args, "slice_um", None))
+    return VirtualMicroscope(seed=args.seed, sensor=sensor, optics=optics, stage=SimStageParams(z_mode="stepper"))
 
 
 def _target(scope: Any, args: argparse.Namespace) -> tuple[float, float, float]:
@@ -187,7 +191,10 @@ def _cmd_strip(args: argparse.Namespace) -> int:
         return _fail(f"cls must be one of {STRUCTURE_TYPES + DEBRIS_TYPES}, got {args.cls!r}")
     if not 16 <= args.crop <= 480:
         return _fail(f"crop must be in [16, 480] px, got {args.crop}")
-    scope = _scope(argparse.Namespace(seed=args.seed))
+    try:
+        scope = _scope(argparse.Namespace(seed=args.seed, slice_um=args.slice_um))
+    except ValueError as e:
+        return _fail(str(e))
     objs = [o for o in scope.slide.objects if o.cls == args.cls]
     if not 0 <= args.index < len(objs):
         return _fail(f"index must be in [0, {len(objs) - 1}] for {args.cls} on seed {args.seed}, got {args.index}")

@@ -69,3 +69,12 @@ def test_sim_strip_writes_a_through_focus_strip(tmp_path, capsys):
     assert img.shape == (64, 3 * 66)
     assert main(["sim", "strip", "--cls", "hexagon", "--out", str(out)]) == 2
     assert "cls must be one of" in capsys.readouterr().err
+
+
+def test_sim_slice_option(tmp_path, capsys):
+    out = tmp_path / "f.png"
+    assert main(["sim", "field", "--seed", "4", "--slice-um", "5", "--width", "128", "--height", "96",
+                 "--out", str(out)]) == 0
+    assert out.exists()
+    assert main(["sim", "field", "--slice-um", "0.1", "--out", str(out)]) == 2
+    assert "slice_um" in capsys.readouterr().err
