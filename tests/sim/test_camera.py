@@ -148,3 +148,14 @@ def test_largest_frame_renders():
         scope.stage.move_to_um(x=5000, y=5000)
         f = scope.camera.capture()
     assert f.shape == (1944, 2592)
+
+
+def test_frame_does_not_depend_on_the_cache(scope):
+    o = next(o for o in scope.slide.objects if o.cls == "microlens")
+    r = scope.camera.renderer
+    r.clear_cache()
+    cold = r.transmission(o.center_um[0], o.center_um[1], o.focus_z_um + 1.23, (320, 240))
+    r.transmission(o.center_um[0], o.center_um[1], o.focus_z_um + 1.21, (320, 240))  # same 0.1 um bin, cached
+    warm = r.transmission(o.center_um[0], o.center_um[1], o.focus_z_um + 1.23, (320, 240))
+    assert cold.tobytes() == warm.tobytes()
+    assert r._patches.hits >= 2
