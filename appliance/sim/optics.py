@@ -62,8 +62,9 @@ class OpticsParams:
     slice_um : float or None
         None (default): each object is one thin phase screen. A number (0.5..50 µm): objects taller than that are
         cut into slices of at most this thickness and the field is propagated through them (multi-slice, one run
-        per condenser point; about 10-50x the cost of a thin object, cached per object). Experimental: not yet
-        validated against the thin element for thin objects (a 0.4 um disc in two slices differs by up to 0.07).
+        per condenser point; about 10-50x the cost of a thin object, cached per object). A smooth 0.4 um bump
+        in two slices matches the thin screen to 1e-3; a sharp-edged disc differs by up to 0.07 at its edge
+        (evanescent light is dropped between slices).
 
     Raises
     ------

@@ -181,3 +181,17 @@ def test_sliced_propagation_of_a_tall_disc(disc_maps):
 def test_slice_um_is_validated():
     with pytest.raises(ValueError, match="slice_um"):
         OpticsParams(slice_um=0.1)
+
+
+def test_sliced_smooth_thin_bump_matches_thin_element():
+    # a smooth 0.4 um bump in two equal slices is still thin: multi-slice and one screen must agree
+    n = 72
+    yy, xx = np.mgrid[:n, :n]
+    r = np.hypot(xx - (n - 1) / 2, yy - (n - 1) / 2) * 0.25
+    h = (0.4 * np.exp(-((r / 3.0) ** 2))).astype(np.float32)
+    a = np.where(h > 0.01, 0.01, 0.0).astype(np.float32)
+    o = OpticsParams(slice_um=0.5)
+    thin = image_intensity(object_spectrum(h, a, 0.5, 0.25, (0.0, 0.0), o, 8.0), 3.0, o)
+    sliced = image_intensity(object_spectrum(h, a, 0.5, 0.25, (0.0, 0.0), o, 8.0, [h / 2, h / 2], 0.2, 0.2), 3.0, o)
+    assert np.abs(thin - 1.0).max() > 0.1  # the bump is visible
+    assert np.abs(sliced - thin).max() < 2e-3
