@@ -40,27 +40,40 @@ __all__ = [
 def warmup() -> None:
     """Compile (or load from the cache) every kernel signature, on a tiny frame.
 
-    All cores take C-contiguous 2-D uint8 frames, so one call each covers every signature; both the
-    aligned and the unaligned mask path of the blob search are exercised.
+    All cores take C-contiguous 2-D uint8 frames; Numba types a read-only array (a camera buffer, a
+    memory-mapped file) apart from a writeable one, so both are compiled. The blob search is also run on an
+    unaligned mask (no uint64 word view), its other specialisation.
     """
-    frame = np.zeros((16, 24), np.uint8)
-    frame[4:9, 5:12] = 200
-    frame[10:14, 15:20] = 90
+    base = np.zeros((16, 24), np.uint8)
+    base[4:9, 5:12] = 200
+    base[10:14, 15:20] = 90
+    frozen = base.copy()
+    frozen.setflags(write=False)
+    for frame in (base, frozen):
+        _warm_frame(frame)
+
+
+def _warm_frame(frame: np.ndarray) -> None:
     threshold(frame, 100)
     otsu(frame)
     otsu_level(frame)
     adaptive_mean(frame, 3, 2.0)
     adaptive_gaussian(frame, 3, 2.0)
     binary = threshold(frame, 100)
+    if not frame.flags.writeable:
+        binary.setflags(write=False)
     connected_components(binary, 8)
-    # An unaligned mask (no uint64 word view) compiles the other specialisation of the words argument.
     buf = np.zeros(binary.size + 1, np.uint8)
-    connected_components(buf[1:].reshape(binary.shape), 4)
+    unaligned = buf[1:].reshape(binary.shape)
+    unaligned[:] = binary
+    if not frame.flags.writeable:
+        unaligned.setflags(write=False)
+    connected_components(unaligned, 4)
     for rect in (None, (1, 1, 8, 8)):
         laplacian_variance(frame, rect)
         tenengrad(frame, rect)
         brenner(frame, rect)
         normalized_variance(frame, rect)
     for method in METHODS:
-        analyse_frame(frame, method, block_size=3, mask_out=np.empty_like(frame))
+        analyse_frame(frame, method, block_size=3, mask_out=np.empty(frame.shape, np.uint8))
         analyse_frame(frame, method, block_size=3)

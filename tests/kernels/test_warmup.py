@@ -35,6 +35,12 @@ def test_warmup_compiles_every_kernel_signature() -> None:
                    if hasattr(getattr(m, n), "signatures")]
     before = {id(d): len(d.signatures) for d in dispatchers}
     f = np.random.default_rng(0).integers(0, 256, (37, 53), dtype=np.uint8)
+    frozen = f.copy()
+    frozen.setflags(write=False)  # Numba compiles read-only arrays separately
+    kernels.analyse_frame(frozen)
+    kernels.connected_components(frozen)
+    kernels.adaptive_gaussian(frozen, 5, 1)
+    kernels.tenengrad(frozen)
     for m in kernels.METHODS:
         kernels.analyse_frame(f, m, block_size=5, min_area=2, max_area=50, connectivity=4,
                               mask_out=np.empty_like(f))
