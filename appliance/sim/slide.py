@@ -85,7 +85,7 @@ class SlideParams:
     height_um: float = 10000.0
     n_structures: int = 20
     type_mix: tuple[float, ...] | None = None
-    debris_per_mm2: float = 8.0
+    debris_per_mm2: float = 20.0
     tilt_x_um_per_mm: float = 2.0
     tilt_y_um_per_mm: float = -1.5
     bow_um: float = 1.5

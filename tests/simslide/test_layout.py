@@ -45,7 +45,7 @@ def test_debris_is_never_on_a_structure(slide):
 
 def test_debris_count_follows_density(slide):
     n = sum(o.kind == "debris" for o in slide.objects) + slide.debris_dropped
-    expected = 8.0 * 100  # per mm2 x 100 mm2
+    expected = slide.params.debris_per_mm2 * slide.params.width_um * slide.params.height_um / 1e6
     assert abs(n - expected) < 4 * np.sqrt(expected)  # Poisson, 4 sigma
     assert slide.debris_dropped < 5
 
