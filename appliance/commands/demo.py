@@ -1,7 +1,9 @@
-"""``tppscan demo``: analyse a generated slide frame with the kernels (the main job until the scan lands).
+"""``tppscan demo``: analyse a slide frame with the kernels (the main job until the scan lands).
 
-A seeded synthetic frame (dark TPP-like structures on unevenly lit glass, no files, no network) goes
-through the fused per-frame analysis; the command prints a summary and writes ``frame.png``,
+By default the frame comes from the virtual microscope (``--source sim``): the stage drives to the slide's
+first structure, focuses at its true focus and captures; the blobs found are then checked against the
+simulator's ground truth. ``--source synthetic`` uses a seeded synthetic frame instead (kernels only). Either
+frame goes through the fused per-frame analysis; the command prints a summary and writes ``frame.png``,
 ``annotated.png`` (each kept blob boxed, colour by focus) and ``blobs.json`` into ``--out``. The analysis
 call is the single function :func:`analyse`, so a later issue can feed it frames from the virtual
 microscope instead. Heavy imports happen inside the handler so ``tppscan --help`` stays fast.
@@ -57,8 +59,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=_non_negative_int, default=0, help="random seed of the frame (default 0)")
     p.add_argument("--size", type=parse_size, default=(640, 480), metavar="WxH",
                    help="frame size in pixels, each side in [16, 8192] (default 640x480)")
+    p.add_argument("--source", choices=("sim", "synthetic"), default="sim",
+                   help="sim: a field of the virtual microscope, checked against its ground truth (default); "
+                        "synthetic: a generated blob frame")
     p.add_argument("--blobs", type=_non_negative_int, default=120, metavar="N",
-                   help="structures drawn on the frame (default 120; overlapping ones merge)")
+                   help="with --source synthetic: structures drawn on the frame (default 120)")
     p.set_defaults(func=run)
 
 
@@ -112,7 +117,11 @@ def run(args: argparse.Namespace) -> int:
     from kernels.testing import blob_frame
 
     width, height = args.size
-    frame = blob_frame(height, width, n_blobs=args.blobs, seed=args.seed)
+    truth: list[dict[str, Any]] | None = None
+    if args.source == "sim":
+        frame, truth = sim_frame(args.seed, width, height)
+    else:
+        frame = blob_frame(height, width, n_blobs=args.blobs, seed=args.seed)
     t0 = time.perf_counter()
     kernels.warmup()
     t_warm = time.perf_counter() - t0
@@ -133,13 +142,43 @@ def run(args: argparse.Namespace) -> int:
             x, y, w, h, a = result.stats[i].tolist()
             print(f"  sharpest: box ({x}, {y}, {w}, {h}), area {a} px, focus {result.focus[i]:.4g}")
     print(f"  frame Laplacian variance {result.laplacian_variance:.2f}")
+    if truth is not None:
+        found = sum(_covered(t["box_px"], result) for t in truth)
+        print(f"  ground truth: {len(truth)} objects in view, {found} covered by a blob: "
+              + ", ".join(f"{t['cls']}{'*' if _covered(t['box_px'], result) else ''}" for t in truth)
+              + " (* = found)")
     print(f"  timing: warm-up {t_warm * 1e3:.0f} ms, analysis median {t_med * 1e3:.2f} ms of 5 runs")
     cv2.imwrite(str(out / "frame.png"), frame)
     cv2.imwrite(str(out / "annotated.png"), _annotate(frame, result))
-    doc = {"width": width, "height": height, "seed": args.seed, "method": "gaussian", "c": 15.0,
+    doc = {"source": args.source, "width": width, "height": height, "seed": args.seed, "method": "gaussian",
+           "c": 15.0, "truth": truth,
            "min_area_px": 12, "n_components": result.n_components,
            "laplacian_variance": result.laplacian_variance, "analysis_ms_median": t_med * 1e3,
            "blobs": _blob_records(result)}
     (out / "blobs.json").write_text(json.dumps(doc, indent=1))
     print(f"  wrote {out / 'frame.png'}, {out / 'annotated.png'}, {out / 'blobs.json'}")
     return 0
+
+
+def sim_frame(seed: int, width: int, height: int) -> tuple[np.ndarray, list[dict[str, Any]]]:
+    """Capture the virtual microscope's first structure in focus; return the frame and the truth in view."""
+    from appliance.sim.microscope import VirtualMicroscope
+    from appliance.sim.sensor import SensorParams
+    from appliance.sim.stage import SimStageParams
+
+    scope = VirtualMicroscope(seed=seed, sensor=SensorParams(width_px=width, height_px=height),
+                              stage=SimStageParams(z_mode="stepper"))
+    target = next(o for o in scope.slide.objects if o.kind == "structure")
+    with scope.stage, scope.camera:
+        scope.stage.move_to_um(x=round(target.center_um[0]), y=round(target.center_um[1]))
+        scope.stage.focus_to_um(round(target.focus_z_um, 1))
+        frame = scope.camera.capture()
+    truth = [{"id": b.id, "kind": b.kind, "cls": b.cls, "box_px": list(b.box_px), "complete": b.complete}
+             for b in scope.boxes_in_view(frame)]
+    return frame.image, truth
+
+
+def _covered(box: list[int], result: FrameAnalysis) -> bool:
+    """Whether some kept blob's box overlaps the truth box ``xmin, ymin, xmax, ymax`` (exclusive max)."""
+    x0, y0, x1, y1 = box
+    return any(x < x1 and x + w > x0 and y < y1 and y + h > y0 for x, y, w, h, _ in result.stats.tolist())

@@ -16,7 +16,7 @@ from kernels.testing import blob_frame
 
 def test_demo_writes_png_and_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "demo"
-    assert main(["demo", "--out", str(out), "--seed", "4", "--size", "320x240"]) == 0
+    assert main(["demo", "--out", str(out), "--seed", "4", "--size", "320x240", "--source", "synthetic"]) == 0
     text = capsys.readouterr().out
     doc = json.loads((out / "blobs.json").read_text())
     assert doc["width"] == 320 and doc["height"] == 240 and doc["seed"] == 4
@@ -69,3 +69,18 @@ def test_demo_help(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     for opt in ("--out", "--seed", "--size"):
         assert opt in out
+
+
+def test_demo_on_the_virtual_microscope_finds_the_structure(tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "sim"
+    assert main(["demo", "--out", str(out), "--seed", "1"]) == 0
+    doc = json.loads((out / "blobs.json").read_text())
+    assert doc["source"] == "sim"
+    structures = [t for t in doc["truth"] if t["kind"] == "structure"]
+    assert structures, "the demo field must show the structure it drove to"
+    for t in structures:  # every structure in view is covered by a kept blob
+        x0, y0, x1, y1 = t["box_px"]
+        assert any(b["x"] < x1 and b["x"] + b["width"] > x0 and b["y"] < y1 and b["y"] + b["height"] > y0
+                   for b in doc["blobs"])
+    assert "ground truth:" in capsys.readouterr().out
