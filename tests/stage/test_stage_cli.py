@@ -73,6 +73,8 @@ def test_simavr_try_without_hardware(capsys, firmware_paths):
     assert code == 0 and "tppscan-stage" in out and "focus    servo" in out and "state    Alarm" in out
     code, out, _ = run(capsys, "move", "--simavr", "--unlock", "--x", "1500", "--y", "250")
     assert code == 0 and "x=1500.0 um  y=250.0 um" in out
+    code, out, _ = run(capsys, "move", "--simavr", "--home", "--x", "1000", "--y", "500")
+    assert code == 0 and "x=1000.0 um  y=500.0 um" in out  # virtual limit switches make homing work
     code, out, err = run(capsys, "move", "--simavr", "--unlock", "--x", "99000")
     assert code == 1 and "error:15" in err
     code, out, _ = run(capsys, "focus", "--simavr", "--unlock", "--um-per-degree", "2", "90")

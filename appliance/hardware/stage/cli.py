@@ -112,6 +112,10 @@ def _open_stage(args: argparse.Namespace, settings: dict[int, float] | None = No
             yield stage
 
 
+#: Net steps below the power-up position where the --simavr board's virtual limit switches close.
+SIMAVR_SWITCH_STEPS = 400
+
+
 @contextlib.contextmanager
 def _board_port(args: argparse.Namespace) -> Iterator[tuple[str | None, str | None]]:
     """(port, usb_id) to use; starts and stops the simavr board for ``--simavr``."""
@@ -124,6 +128,10 @@ def _board_port(args: argparse.Namespace) -> Iterator[tuple[str | None, str | No
 
     elf, runner = build_firmware()
     with SimavrBoard(elf, runner) as board:
+        # Virtual limit switches a little below each axis's start, as on a bench rig, so that `--home` works
+        # without hardware (homing runs toward minus by default; docs/firmware.md).
+        for axis in "xyz":
+            board.place_limit_switch(axis, -SIMAVR_SWITCH_STEPS, "-")
         yield board.pty_path, None
 
 
