@@ -44,11 +44,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     if func is None:
         parser.print_help()
         return 2
+    from appliance.hardware.camera.base import CameraError
+    from appliance.hardware.stage.base import StageError
+
     try:
         return int(func(args) or 0)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except ValueError as exc:  # a bad value that reached a device or model: the user's to fix
+        print(f"tppscan {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except (StageError, CameraError, OSError) as exc:  # the device or the file system refused
+        print(f"tppscan {args.command}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
