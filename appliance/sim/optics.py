@@ -29,18 +29,10 @@ import cv2
 import numpy as np
 import scipy.fft
 
+from appliance.sim._checks import check_number
+
 # Largest sine of a ray angle kept by the propagator: evanescent waves are dropped by the pupil anyway.
 _MAX_SINE = 0.98
-
-
-def _check_positive(name: str, value: object, lo: float, hi: float) -> float:
-    """Return ``value`` as a float in ``[lo, hi]`` (and > 0), else raise ``ValueError`` naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ValueError(f"{name} must be a number, got {value!r}")
-    v = float(value)
-    if not (math.isfinite(v) and v > 0 and lo <= v <= hi):
-        raise ValueError(f"{name} must be a number in [{lo}, {hi}], got {value!r}")
-    return v
 
 
 @dataclass(frozen=True)
@@ -80,15 +72,15 @@ class OpticsParams:
     slice_um: float | None = None
 
     def __post_init__(self) -> None:
-        _check_positive("magnification", self.magnification, 1.0, 100.0)
-        _check_positive("na", self.na, 0.01, 0.95)
-        _check_positive("wavelength_um", self.wavelength_um, 0.3, 1.2)
-        _check_positive("condenser_sigma", self.condenser_sigma, 0.05, 1.0)
+        check_number("magnification", self.magnification, 1.0, 100.0, positive=True)
+        check_number("na", self.na, 0.01, 0.95, positive=True)
+        check_number("wavelength_um", self.wavelength_um, 0.3, 1.2, positive=True)
+        check_number("condenser_sigma", self.condenser_sigma, 0.05, 1.0, positive=True)
         n = self.n_source_points
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 1 <= n <= 25:
             raise ValueError(f"n_source_points must be an integer in [1, 25], got {n!r}")
         if self.slice_um is not None:
-            _check_positive("slice_um", self.slice_um, 0.5, 50.0)
+            check_number("slice_um", self.slice_um, 0.5, 50.0, positive=True)
 
     @property
     def cutoff_per_um(self) -> float:

@@ -13,23 +13,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from appliance.sim._checks import check_number
+
 MAX_WIDTH_PX = 2592
 MAX_HEIGHT_PX = 1944
 
 
-def _check_number(name: str, value: object, lo: float, hi: float) -> float:
-    """Return ``value`` as a float in ``[lo, hi]``, else raise ``ValueError`` naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ValueError(f"{name} must be a number, got {value!r}")
-    v = float(value)
-    if not (math.isfinite(v) and lo <= v <= hi):
-        raise ValueError(f"{name} must be a number in [{lo}, {hi}], got {value!r}")
-    return v
-
-
 def check_exposure_ms(value: object) -> float:
     """Return a valid exposure time in ms (0.01..10000), else raise ``ValueError`` naming ``exposure_ms``."""
-    return _check_number("exposure_ms", value, 0.01, 10000.0)
+    return check_number("exposure_ms", value, 0.01, 10000.0)
 
 
 @dataclass(frozen=True)
@@ -78,13 +70,13 @@ class SensorParams:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not 16 <= v <= hi:
                 raise ValueError(f"{name} must be an integer in [16, {hi}], got {v!r}")
-        _check_number("pixel_um", self.pixel_um, 0.5, 30.0)
+        check_number("pixel_um", self.pixel_um, 0.5, 30.0)
         check_exposure_ms(self.exposure_ms)
-        _check_number("electrons_per_ms", self.electrons_per_ms, 1.0, 1e6)
-        _check_number("full_well_e", self.full_well_e, 100.0, 1e6)
-        _check_number("read_noise_e", self.read_noise_e, 0.0, 100.0)
-        _check_number("vignetting", self.vignetting, 0.0, 0.9)
-        _check_number("illumination_variation", self.illumination_variation, 0.0, 0.5)
+        check_number("electrons_per_ms", self.electrons_per_ms, 1.0, 1e6)
+        check_number("full_well_e", self.full_well_e, 100.0, 1e6)
+        check_number("read_noise_e", self.read_noise_e, 0.0, 100.0)
+        check_number("vignetting", self.vignetting, 0.0, 0.9)
+        check_number("illumination_variation", self.illumination_variation, 0.0, 0.5)
 
 
 def illumination_background(params: SensorParams, seed: int) -> np.ndarray:

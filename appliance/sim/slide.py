@@ -33,6 +33,7 @@ from typing import Any, overload
 import numpy as np
 
 from appliance.sim import debris as _debris
+from appliance.sim._checks import check_number
 from appliance.sim.structures import GENERATORS, STRUCTURE_PITCH_UM, Shape, crop_shape
 
 STRUCTURE_TYPES: tuple[str, ...] = ("woodpile", "microlens", "scaffold", "pentagon", "split_ring")
@@ -44,16 +45,6 @@ DEBRIS_CLEARANCE_UM = 5.0
 _STRUCTURE_TRIES = 500
 _DEBRIS_TRIES = 30
 _GRID_CELL_UM = 250.0
-
-
-def _number(name: str, value: object, lo: float, hi: float) -> float:
-    """Return ``value`` as a float in ``[lo, hi]``, or raise ``ValueError`` naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ValueError(f"{name} must be a number in [{lo}, {hi}], got {value!r}")
-    v = float(value)
-    if not math.isfinite(v) or not lo <= v <= hi:
-        raise ValueError(f"{name} must be in [{lo}, {hi}], got {value!r}")
-    return v
 
 
 @dataclass(frozen=True)
@@ -100,7 +91,7 @@ class SlideParams:
                              ("debris_per_mm2", 0.0, 200.0), ("tilt_x_um_per_mm", -50.0, 50.0),
                              ("tilt_y_um_per_mm", -50.0, 50.0), ("bow_um", -50.0, 50.0),
                              ("surface_z0_um", -10000.0, 10000.0), ("index_delta", 0.01, 1.5)):
-            put(name, _number(name, getattr(self, name), lo, hi))
+            put(name, check_number(name, getattr(self, name), lo, hi))
         n = self.n_structures
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 0 <= n <= 5000:
             raise ValueError(f"n_structures must be an integer in [0, 5000], got {n!r}")
@@ -115,7 +106,7 @@ class SlideParams:
                 or len(mix) != len(STRUCTURE_TYPES):
             raise ValueError(f"type_mix must be {len(STRUCTURE_TYPES)} weights for {STRUCTURE_TYPES} "
                              f"or None, got {mix!r}")
-        out = tuple(_number(f"type_mix[{t}]", w, 0.0, 1e9) for t, w in zip(STRUCTURE_TYPES, mix, strict=True))
+        out = tuple(check_number(f"type_mix[{t}]", w, 0.0, 1e9) for t, w in zip(STRUCTURE_TYPES, mix, strict=True))
         if sum(out) <= 0:
             raise ValueError(f"type_mix must have at least one weight > 0, got {mix!r}")
         return out
