@@ -11,8 +11,8 @@ while diffraction changes by the ±12 % spread of the channels' wavelengths. So 
 image times a **colour ratio** ``exp(-2 a(x) (s_c - s_0))``, where ``a`` is the object's amplitude loss at 0.55 µm,
 ``s_c`` its wavelength scale at channel ``c`` and ``s_0`` at the optics' wavelength; the ratio is smoothed by the
 point spread and the condenser's defocus cone (:func:`ratio_blur_um`). Grey absorbers (dust, exponent 0) have no
-colour ratio. ``tests/sim/test_capture.py`` compares this with a full render at the red and blue wavelengths (within 0.02 of
-clear glass in focus, 0.04 at 6 µm defocus).
+colour ratio. ``tests/sim/test_capture.py`` compares this with a full render at the red and blue wavelengths
+(within 0.02 of clear glass in focus, 0.04 at 6 µm defocus).
 """
 
 from __future__ import annotations
