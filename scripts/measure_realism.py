@@ -1,7 +1,7 @@
 """Re-measure the realism table: the real tiles against matched simulated pentagons (appliance.sim.realism).
 
 Run: ``.venv/bin/python scripts/measure_realism.py [--camera default|cheap_colour|mono_raw] [--seeds 0 1 2 3]
-[--json]``. Prints one row per measure: real value, simulated value, their ratio.
+[--json] [--picture side-by-side.png]``. Prints one row per measure: real value, simulated value, their ratio.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import cv2  # noqa: E402
 
 from appliance.sim import capture, realism  # noqa: E402
 
@@ -24,6 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3], help="matched pentagons (>= 0)")
     parser.add_argument("--tiles", type=Path, default=realism.REAL_TILES, help="the real 5x3 tile grid")
     parser.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    parser.add_argument("--picture", type=Path, help="also write real vs simulated tiles through focus (PNG)")
     args = parser.parse_args(argv)
     if any(s < 0 for s in args.seeds):
         parser.error(f"--seeds must be >= 0, got {args.seeds}")
@@ -34,6 +37,11 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     setup = realism.SimSetup(seeds=tuple(args.seeds), chain=capture.PRESETS[args.camera])
     sim = realism.simulated_table(setup, area)
+    if args.picture is not None:
+        rows = {f"sim {name}": realism.SimSetup(chain=capture.PRESETS[name]) for name in ("default", "cheap_colour")}
+        if not cv2.imwrite(str(args.picture), realism.side_by_side(rows, area, seed=args.seeds[0])):
+            print(f"error: could not write {args.picture} (use a .png name in a writable folder)", file=sys.stderr)
+            return 1
     if args.json:
         print(json.dumps({"camera": args.camera, "seeds": args.seeds, "real_area_px": area,
                           "real": real, "sim": sim}, indent=1))

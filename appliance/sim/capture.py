@@ -15,7 +15,8 @@ What a real colour camera does between the light on its sensor and the frame the
 4. **ISP gains**: lens-shading correction (undoes ``lens_shading_correction`` of the optics' radial vignetting),
    white balance (``white_balance`` of the way from the lamp's warm colour to grey), then 12-bit quantisation and
    the encoding **gamma** through a lookup table, into 8 bits.
-5. **Demosaic** (OpenCV: bilinear, edge-aware or VNG), then the ISP's **upscale** (bilinear) if any.
+5. **Demosaic** (OpenCV: bilinear, edge-aware or VNG), then the ISP's **upscale** (bilinear) if any; the
+   **colour matrix**, approximated as a ``saturation`` gain about the grey value (so grey output skips it).
 6. **Denoise** (Gaussian, ``denoise_px``) and **sharpen** (unsharp mask, ``sharpen`` x (image - blur of
    ``sharpen_px``)).
 7. **JPEG** (``jpeg_quality`` > 0: encoded and decoded, as a camera streaming MJPEG or saving JPEGs does).
@@ -66,6 +67,10 @@ class CameraChainParams:
         pixels, 0..8, applied to the light before the photosites. Default 0.5.
     demosaic : str
         ``"bilinear"`` (default), ``"edge_aware"`` or ``"vng"`` (OpenCV's methods).
+    saturation : float
+        The colour-correction matrix's effect, approximated as a saturation gain about the grey value, 0..3.
+        Default 1.2 (a Bayer filter's channels overlap; a camera's matrix pulls them apart). It leaves the grey
+        value unchanged, so it affects only colour output.
     denoise_px : float
         Sigma of the ISP's spatial noise reduction, output pixels, 0..4. Default 0.6.
     sharpen : float
@@ -92,6 +97,7 @@ class CameraChainParams:
     isp_upscale: float = 1.0
     lens_blur_px: float = 0.5
     demosaic: str = "bilinear"
+    saturation: float = 1.2
     denoise_px: float = 0.6
     sharpen: float = 0.3
     sharpen_px: float = 1.0
@@ -103,6 +109,7 @@ class CameraChainParams:
         if not isinstance(self.colour, bool):
             raise ValueError(f"colour must be True or False, got {self.colour!r}")
         for name, lo, hi in (("lamp_temperature_k", 2000.0, 7000.0), ("white_balance", 0.0, 1.0),
+                             ("saturation", 0.0, 3.0),
                              ("isp_upscale", 1.0, 4.0), ("lens_blur_px", 0.0, 8.0), ("denoise_px", 0.0, 4.0),
                              ("sharpen", 0.0, 3.0), ("sharpen_px", 0.3, 5.0), ("gamma", 1.0, 3.0),
                              ("lens_shading_correction", 0.0, 1.0)):
@@ -202,7 +209,7 @@ class CaptureChain:
             img = cv2.cvtColor(img, DEMOSAIC_CODES[p.demosaic])
         if self.size_px != (s.width_px, s.height_px):
             img = cv2.resize(img, (s.width_px, s.height_px), interpolation=cv2.INTER_LINEAR)
-        if grey and not p.jpeg_quality:
+        if grey and not p.jpeg_quality:  # (the saturation step leaves grey unchanged: skipped too)
             # Denoise and sharpen are the same linear filter on every channel, so they commute with the grey
             # conversion (up to 8-bit rounding): converting first does a third of the work.
             img = to_grey(img)
@@ -212,6 +219,8 @@ class CaptureChain:
             blur = cv2.GaussianBlur(img, (0, 0), p.sharpen_px)
             img = cv2.addWeighted(img, 1.0 + p.sharpen, blur, -p.sharpen, 0.0)
         if p.jpeg_quality:
+            if img.ndim == 3:  # the camera encodes what its colour matrix made
+                img = _saturate(img, p.saturation)
             ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, int(p.jpeg_quality)])
             if not ok:  # OpenCV's encoder does not fail on a valid 8-bit image; say so if it ever does
                 raise RuntimeError("JPEG encoding of a frame failed")
@@ -219,7 +228,11 @@ class CaptureChain:
             if decoded is None:
                 raise RuntimeError("JPEG decoding of a frame failed")
             img = decoded
-        return to_grey(img) if grey else np.ascontiguousarray(img)
+        if grey:
+            return to_grey(img)
+        if img.ndim == 3 and not p.jpeg_quality:
+            img = _saturate(img, p.saturation)
+        return np.ascontiguousarray(img)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -240,6 +253,14 @@ def _expose_encode(trans: np.ndarray, light: np.ndarray, noise: np.ndarray, rate
             elif v > top:
                 v = top
             out[i, j] = lut[int(v)]
+
+
+def _saturate(bgr: np.ndarray, gain: float) -> np.ndarray:
+    """``grey + gain (colour - grey)`` with grey as BGR2GRAY weighs it, so the grey value stays."""
+    if gain == 1.0:
+        return bgr
+    g = cv2.cvtColor(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
+    return cv2.addWeighted(bgr, gain, g, 1.0 - gain, 0.0)
 
 
 def to_grey(img: np.ndarray) -> np.ndarray:

@@ -307,3 +307,25 @@ def simulated_table(setup: SimSetup, real_area_px: float) -> dict[str, float]:
         frames, masks = simulated_series(setup, seed, radius_um)
         tables.append(series_table(frames, masks))
     return {k: float(np.nanmedian([t[k] for t in tables])) for k in tables[0]}
+
+
+def side_by_side(setups: dict[str, SimSetup], real_area_px: float, seed: int = 0,
+                 picks: tuple[int, ...] = (0, 4, 7, 10, 14)) -> np.ndarray:
+    """A picture: the real tiles in the top row, then one row per simulated setup, the same frames of the series.
+
+    Every tile is 256 x 192 at 1.4 µm per pixel (the simulated frames shrunk by area), labelled top left.
+    """
+    radius_um = math.sqrt(real_area_px / _PENTAGON_AREA) * TILE_UM_PER_PX
+    rows = [("real", [load_tiles()[i] for i in picks])]
+    for name, setup in setups.items():
+        frames, _ = simulated_series(setup, seed, radius_um)
+        rows.append((name, [frames[i] for i in picks]))
+    out = []
+    for name, tiles in rows:
+        labelled = []
+        for t in tiles:
+            t = t.copy()
+            cv2.putText(t, name, (5, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
+            labelled.append(np.pad(t, ((0, 2), (0, 2), (0, 0)), constant_values=255))
+        out.append(np.hstack(labelled))
+    return np.vstack(out)

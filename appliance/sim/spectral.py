@@ -1,9 +1,10 @@
 """Colour: a halogen lamp seen through a Bayer sensor's filters, and the colour of a print's light loss.
 
 The lamp is a black body at ``lamp_temperature_k`` (a halogen bulb runs at 2800-3300 K); each Bayer channel
-sees it through a broad colour filter (Gaussian pass bands centred at 0.46, 0.535 and 0.60 µm), an IR-cut filter
-(edge at 0.65 µm) and silicon's quantum efficiency. :func:`channel_response` integrates that on a 5 nm grid into
-each channel's relative signal through clear glass and its mean wavelength.
+sees it through a broad colour filter (Gaussian pass bands at 0.46 and 0.535 µm for blue and green, a long-pass
+edge at 0.585 µm for red), an IR-cut filter (edge at 0.67 µm) and silicon's quantum efficiency.
+:func:`channel_response` integrates that on a 5 nm grid into each channel's relative signal through clear glass
+and its mean wavelength.
 
 Cheap spectral rendering: the optics run once, at the green channel's wavelength (``OpticsParams.wavelength_um``);
 what changes strongly across the channels is the print's loss (it grows as λ⁻², see :mod:`appliance.sim.polymer`),
@@ -24,10 +25,12 @@ import numpy as np
 
 from appliance.sim.optics import ObjectSpectrum, OpticsParams
 
-# Bayer channel pass bands: centre and FWHM, µm (typical CMOS colour filter arrays, order R, G, B).
+# Bayer channel pass bands (typical CMOS colour filter arrays): green and blue are bands (centre, FWHM, µm); red
+# is a long-pass edge that the IR-cut filter closes.
 FILTER_CENTRES_UM = (0.600, 0.535, 0.460)
-FILTER_FWHM_UM = (0.080, 0.100, 0.090)
-IR_CUT_UM = 0.65
+FILTER_FWHM_UM = (0.080, 0.090, 0.090)
+RED_EDGE_UM = 0.585
+IR_CUT_UM = 0.67
 _WAVELENGTHS_UM = np.arange(0.38, 0.78, 0.005)
 _HC_OVER_K_UM_K = 14387.77
 
@@ -52,8 +55,10 @@ def channel_response(lamp_temperature_k: float) -> tuple[np.ndarray, np.ndarray]
     silicon = np.clip(1.0 - ((lam - 0.6) / 0.45) ** 2, 0.0, None)
     ir_cut = 1.0 / (1.0 + np.exp((lam - IR_CUT_UM) / 0.008))
     gains, means = [], []
-    for c, fwhm in zip(FILTER_CENTRES_UM, FILTER_FWHM_UM, strict=True):
-        w = planck * silicon * ir_cut * np.exp(-4.0 * math.log(2.0) * ((lam - c) / fwhm) ** 2)
+    for k, (c, fwhm) in enumerate(zip(FILTER_CENTRES_UM, FILTER_FWHM_UM, strict=True)):
+        band = 1.0 / (1.0 + np.exp(-(lam - RED_EDGE_UM) / 0.01)) if k == 0 else \
+            np.exp(-4.0 * math.log(2.0) * ((lam - c) / fwhm) ** 2)
+        w = planck * silicon * ir_cut * band
         gains.append(w.sum())
         means.append(float((w * lam).sum() / w.sum()))
     g = np.asarray(gains)

@@ -41,12 +41,13 @@ def test_bayer_layout_is_rggb():
 
 
 def test_demosaic_returns_the_channel_each_site_saw():
-    cc = CaptureChain(CLEAN, CameraChainParams(denoise_px=0.0, sharpen=0.0), 0.56, 0)
+    plain = CameraChainParams(denoise_px=0.0, sharpen=0.0, saturation=1.0)
+    cc = CaptureChain(CLEAN, plain, 0.56, 0)
     h, w = cc.size_px[1], cc.size_px[0]
     t = np.ones((h, w), np.float32)
     t[cc.sites == 2] = 0.25  # blue sites see a quarter of the light
     img = cc.capture(t, 10.0, np.random.default_rng(0))
-    ref = _blank(CameraChainParams(denoise_px=0.0, sharpen=0.0))
+    ref = _blank(plain)
     b_ratio = img[100:300, 100:500, 0].mean() / ref[100:300, 100:500, 0].mean()
     r_ratio = img[100:300, 100:500, 2].mean() / ref[100:300, 100:500, 2].mean()
     assert b_ratio == pytest.approx(0.25 ** (1 / 2.2), rel=0.05) and r_ratio == pytest.approx(1.0, rel=0.02)
