@@ -221,7 +221,7 @@ class Config(_Section):
     logging: LoggingConfig = LoggingConfig()
 
 
-def _describe(err: dict[str, Any]) -> str:
+def _describe(err: Any) -> str:
     """One error of a ValidationError as 'key.path: what is allowed, got value'."""
     path = ".".join(str(p) for p in err["loc"]) or "(top level)"
     msg = str(err["msg"])
@@ -241,6 +241,9 @@ def _describe(err: dict[str, Any]) -> str:
     return f"{path}: {msg}, got {err.get('input')!r}"
 
 
+_BOUND_KINDS = (("gt", True, True), ("ge", True, False), ("lt", False, True), ("le", False, False))
+
+
 def _range_text(loc: tuple[int | str, ...]) -> str | None:
     """'must be between A and B' from the bounds declared on the field at ``loc``."""
     model: type[BaseModel] = Config
@@ -258,7 +261,7 @@ def _range_text(loc: tuple[int | str, ...]) -> str | None:
     lo = hi = None
     lo_open = hi_open = False
     for m in info.metadata:
-        for attr, is_lo, is_open in (("gt", True, True), ("ge", True, False), ("lt", False, True), ("le", False, False)):
+        for attr, is_lo, is_open in _BOUND_KINDS:
             v = getattr(m, attr, None)
             if v is not None:
                 if is_lo:
