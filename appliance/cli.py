@@ -21,6 +21,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "appliance.sim.cli",
     "appliance.hardware.stage.cli",
     "appliance.config.cli",
+    "appliance.service.cli",
+    "appliance.service.logs_cli",
 )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 
 class Command(enum.Enum):
@@ -26,7 +27,7 @@ class TriggerEvent:
     args: dict[str, str] = field(default_factory=dict)
 
 
-Handler = Callable[[TriggerEvent], str]
+Handler = Callable[[TriggerEvent], Any]  # the reply: a line for the serial console, ignored by buttons
 
 
 class PressClassifier:

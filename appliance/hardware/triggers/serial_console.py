@@ -58,7 +58,7 @@ def answer(line: bytes | None, handler: Handler) -> str:
     if cmd is None:
         shown = text if len(text) <= 32 else text[:32] + "..."
         return f"ERROR unknown command {shown!r} (allowed: {', '.join(COMMANDS)})"
-    return handler(TriggerEvent(cmd, "serial"))
+    return str(handler(TriggerEvent(cmd, "serial")))
 
 
 class SerialConsole:
