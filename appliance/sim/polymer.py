@@ -12,8 +12,9 @@ their phase model and simply see a darker object):
   and a Gaussian texture of 0.3 µm correlation length scatters 83 % of its light beyond NA 0.25 (the fraction
   inside is ``1 - exp(-(pi l NA / lambda)^2)``; 0.5 µm and NA 0.5 would keep 87 % inside, where this model
   overstates the loss). So the intensity loss is ``1 - exp(-phi^2)``, growing as ``lambda^-2``. The outline of
-  every slice is traced by a contour line, not hatched, so a band of ``contour_um`` along the footprint's edge (the rounded top edge and the
-  walls) keeps only ``contour_roughness`` of the top's roughness: the rim of a real print is lighter than its top.
+  every slice is traced by a contour line, not hatched, so a band of ``contour_um`` inside the outline of the top
+  (and the walls and rounded top edge below it) keeps only ``contour_roughness`` of the top's roughness: the rim
+  of a real print is lighter than its top.
 - **Internal inhomogeneity.** Cross-link density varies voxel to voxel; the resulting index fluctuations scatter a
   fraction per µm of path (``internal_scatter_per_um`` at 0.55 µm), with about the same ``lambda^-2`` law
   (Rayleigh-Gans scattering by inhomogeneities comparable to the wavelength).
