@@ -52,7 +52,7 @@ def test_stream_prints_transcript_and_fails_on_error(capsys, fake_grbl, tmp_path
     code, out, err = run(capsys, "stream", *port, str(prog))
     assert code == 1
     assert out.splitlines() == ["$X -> ok", "G91 -> ok", "G1 X-1 F600 -> ok",
-                                "M280 P0 S90 -> error:20 (Unsupported or invalid g-code command found in block)"]
+                                "M280 P0 S90 -> error:23 (G-code command in block requires an integer value)"]
     assert "1 line(s) rejected, stopped" in err
 
 
