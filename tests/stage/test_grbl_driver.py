@@ -371,7 +371,7 @@ def test_move_that_stops_short_is_an_error(fake_grbl, stage_config):
         target = stage.begin_move_to_um(x=-3000)
         time.sleep(0.1)
         fake_grbl.drop_queue()
-        with pytest.raises(StageError, match=r"stage stopped at .* not at the target of 'G17 G21 G90 G94 G54 G1 X-3 F300'"):
+        with pytest.raises(StageError, match=r"stopped at .* not at the target of 'G17 G21 G90 G94 G54 G1 X-3 F300'"):
             stage.wait_for_move(target)
 
 

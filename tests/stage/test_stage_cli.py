@@ -41,8 +41,9 @@ def test_settings_list_and_set(capsys, fake_grbl):
     code, out, _ = run(capsys, "settings", *port, "--set", "100=400", "--set", "$101=300")
     assert code == 0 and "$100=400" in out and "$101=300" in out
     assert fake_grbl.settings[100] == 400
-    code, _, err = run(capsys, "settings", *port, "--set", "speed")
-    assert code == 2 and "--set takes N=VALUE" in err
+    with pytest.raises(SystemExit) as done:
+        main(["stage", "settings", *port, "--set", "speed"])
+    assert done.value.code == 2 and "argument --set: 'speed' is not N=VALUE" in capsys.readouterr().err
 
 
 def test_stream_prints_transcript_and_fails_on_error(capsys, fake_grbl, tmp_path):
@@ -52,7 +53,8 @@ def test_stream_prints_transcript_and_fails_on_error(capsys, fake_grbl, tmp_path
     code, out, err = run(capsys, "stream", *port, str(prog))
     assert code == 1
     assert out.splitlines() == ["$X -> ok", "G91 -> ok", "G1 X-1 F600 -> ok",
-                                "M280 P0 S90 -> error:23 (G-code command in block requires an integer value)"]
+                                "M280 P0 S90 -> error:23 (G-code command in block requires an integer value)",
+                                "board Idle: motion finished"]
     assert "1 line(s) rejected, stopped" in err
 
 
@@ -62,7 +64,7 @@ def test_clear_errors_without_a_board(capsys, tmp_path):
     code, _, err = run(capsys, "status", "--port", str(tmp_path / "ttyNONE"))
     assert code == 1 and "cannot open stage port" in err
     code, _, err = run(capsys, "stream", "--port", "/dev/null", str(tmp_path / "missing.gcode"))
-    assert code == 2 and "missing.gcode" in err
+    assert code == 1 and "missing.gcode: no such file" in err
     code, _, err = run(capsys, "move", "--port", "/dev/null")
     assert code == 2 and "at least one of --x, --y, --z" in err
 

@@ -896,17 +896,28 @@ class GrblStage(Stage):
         answers nothing, not even ``?``: the hold is skipped and the reset waits for GRBL to take it.
         """
         def run() -> None:
-            link = self.link
-            if link.critical_alarm is None:
-                link.write_realtime(FEED_HOLD)
-                deadline = self._clock() + self.config.reply_timeout_s
-                while self._clock() < deadline:
-                    try:
-                        report = self._update(link.query_status(self.config.reply_timeout_s))
-                    except (StageAlarm, StageTimeout, StageProtocolError):
-                        break  # whatever it is doing, the reset below is what stops it
-                    if report.idle or report.alarm or (report.state == "Hold" and report.substate == 0):
-                        break
-                    self._sleep(self.config.poll_interval_s)
+            if self.link.critical_alarm is None:
+                self.link.write_realtime(FEED_HOLD)
+                try:
+                    self.wait_stopped(self.config.reply_timeout_s)
+                except (StageAlarm, StageTimeout, StageProtocolError):
+                    pass  # whatever it is doing, the reset below is what stops it
             self._reset_and_wait_banner()
         self._io(run)
+
+    def wait_stopped(self, timeout_s: float) -> StatusReport:
+        """Poll until the board stands still: ``Idle``, ``Alarm`` or a completed hold (``Hold:0``).
+
+        Raises
+        ------
+        StageTimeout
+            If it still moves (or decelerates) after ``timeout_s``.
+        """
+        deadline = self._clock() + timeout_s
+        while True:
+            report = self.status()
+            if report.idle or report.alarm or (report.state == "Hold" and report.substate == 0):
+                return report
+            if self._clock() > deadline:
+                raise StageTimeout(f"the board did not stop within {timeout_s:g} s: {report.raw}")
+            self._sleep(self.config.poll_interval_s)
