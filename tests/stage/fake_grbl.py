@@ -201,11 +201,22 @@ class FakeGrbl:
             except OSError:
                 pass  # nobody listening (host closed the port): bytes fall on the floor, as on a wire
 
-    def out_raw(self, data: bytes) -> None:
-        """Misbehaving: put raw bytes on the wire (noise, half lines)."""
-        with self._lock:
-            if self._master >= 0:
-                os.write(self._master, data)
+    def out_raw(self, data: bytes) -> threading.Thread:
+        """Misbehaving: put raw bytes on the wire (noise, half lines), from a thread (a pty holds only a few KB).
+
+        Returns the writer thread; join it to know every byte has been read by the host.
+        """
+        def write() -> None:
+            view = memoryview(data)
+            while view and self._master >= 0:
+                try:
+                    n = os.write(self._master, view[:1024])
+                except OSError:
+                    return
+                view = view[n:]
+        writer = threading.Thread(target=write, daemon=True)
+        writer.start()
+        return writer
 
     def _loop(self) -> None:
         last = time.monotonic()

@@ -191,8 +191,12 @@ class GrblLink:
                     return raw.decode("ascii", errors="replace").rstrip("\r")
                 if len(self._buf) > MAX_REPLY_LENGTH:
                     junk = bytes(self._buf[:64])
-                    self._buf.clear()
-                    self._skipping = True  # the rest of this line is dropped too, up to its newline
+                    end = self._buf.find(b"\n")
+                    if end >= 0:
+                        del self._buf[: end + 1]  # the lines after it are kept
+                    else:
+                        self._buf.clear()
+                        self._skipping = True  # the rest of this line is dropped too, up to its newline
                     self._dirty = True
                     raise StageProtocolError(
                         f"reply longer than {MAX_REPLY_LENGTH} bytes without a newline while {waiting_for} "
@@ -252,7 +256,9 @@ class GrblLink:
                     pass  # a mangled report while resynchronising: the next query asks again
             out.append(line)
         if self._clock() < end:
-            self._buf.clear()  # quiet: a partial line left now is a fragment, not the start of a reply
+            # quiet: a partial line left now is a fragment, not the start of a reply; the next line is new
+            self._buf.clear()
+            self._skipping = False
         self._dirty = False
         return out
 
