@@ -344,12 +344,13 @@ def _stream(args: argparse.Namespace) -> int:
     text = _read_program(args.file)
     with _open_stage(args) as stage:
         _prepare(stage, args)
+        stage.link.last_alarm = None  # from here, an ALARM:N line is this program's
         transcript = stream(stage.link, text, stop_on_error=not args.keep_going,
                             line_timeout_s=args.line_timeout)
         # 'ok' means queued: the command is over when the motion is
         final = wait_idle(stage.link, args.line_timeout)
     print(transcript.text())
-    print(f"board {final.split('|')[0].lstrip('<')}: motion finished")
+    print(f"board {final.split('|')[0].lstrip('<')}: " + ("motion finished" if "<Idle" in final else "nothing moving"))
     if transcript.errors:
         hint = ""
         if any(e.result == "error:9" for e in transcript.errors):

@@ -116,6 +116,8 @@ class Reply:
 
 def alarm_error(code: int, context: str) -> StageAlarm:
     """The exception for ``ALARM:code`` seen while ``context`` (``ALARM:2`` is a :class:`SoftLimitAlarm`)."""
+    if code == 0:  # the state says Alarm, but no ALARM:N line was read (power-up lock, or it was missed)
+        return StageAlarm(f"the board is in Alarm {context}; home ($H) or unlock ($X)")
     cls = SoftLimitAlarm if code == 2 else StageAlarm
     return cls(f"ALARM:{code} ({alarm_text(code)}) {context}; reset, then home ($H) or unlock ($X)")
 
@@ -295,8 +297,6 @@ class GrblLink:
     def _store_status(self, text: str) -> StatusReport:
         report = parse_status(text)
         self.last_status = report
-        if report.alarm and self.last_alarm is None:
-            self.last_alarm = 0
         return report
 
     # -- commands -------------------------------------------------------------------------------------

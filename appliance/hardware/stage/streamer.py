@@ -153,10 +153,13 @@ def wait_idle(link: GrblLink, stall_timeout_s: float, poll_s: float = 0.02) -> s
     A long program is fine: the deadline moves on every time the reported position changes, so only a
     board that makes no progress for ``stall_timeout_s`` (held, stuck, silent) times out.
 
+    A board that is in ``Alarm`` without having pushed an ``ALARM:N`` since ``link.last_alarm`` was cleared
+    (locked at power-up, every motion line refused) has nothing to finish: its report is returned.
+
     Raises
     ------
     StageAlarm
-        If the board is in alarm (limit switch, reset) instead of finishing.
+        If the board pushed ``ALARM:N`` (limit switch, reset) instead of finishing.
     StageTimeout
         If the board is not idle and its position has not changed for ``stall_timeout_s``.
     """
@@ -167,8 +170,9 @@ def wait_idle(link: GrblLink, stall_timeout_s: float, poll_s: float = 0.02) -> s
         if report.idle:
             return report.raw
         if report.alarm:
-            code = link.last_alarm if link.last_alarm is not None else 0
-            raise alarm_error(code, f"before the streamed motion finished (status {report.raw})")
+            if link.last_alarm is None:
+                return report.raw
+            raise alarm_error(link.last_alarm, f"before the streamed motion finished (status {report.raw})")
         pos = report.mpos_mm or report.wpos_mm
         if pos != last_pos:
             last_pos = pos
