@@ -224,7 +224,8 @@ class GrblLink:
             self.banners.append(line.text)
             self.critical_alarm = None
             self.reset_to_continue = False
-            if not self.expect_reset:
+            # before the board's first status report a banner is its power-up (a DTR reset on open)
+            if not self.expect_reset and self.last_status is not None:
                 self.unexpected_reset = line.text
 
     def _raise_if_reset(self) -> None:
@@ -410,7 +411,7 @@ class GrblLink:
                 raise alarm_error(line.code or 0, f"while waiting for the reply to {command!r}")
             if line.kind is LineKind.BANNER:
                 self._dirty = True
-                if not self.expect_reset:
+                if self.unexpected_reset is not None:
                     raise StageResetError(f"the board reset ({text!r}) while {command!r} was pending")
                 raise StageProtocolError(f"the board reset ({text!r}) while {command!r} was pending")
             if line.kind is LineKind.STATUS:
