@@ -276,3 +276,17 @@ def test_case13_an_alarm_line_read_between_polls_counts(fake_grbl, stage_config)
         stage.pending_messages()  # the line is read here, not by a status query
         with pytest.raises(StageAlarm, match="ALARM:5"):
             stage.wait_for_move(target)
+
+
+# -- one rounding rule for servo focus (case 16) -----------------------------------------------------
+
+@pytest.mark.parametrize("z_um", [0.5, 42.5, 43.5, 89.5, 42.49, 42.51])
+def test_case16_servo_angle_rounds_as_simstage_does(stage_config, z_um):
+    from appliance.hardware.stage.base import round_half_away
+    from appliance.sim.clock import VirtualClock
+    from appliance.sim.stage import SimStage, SimStageParams
+
+    grbl = GrblStage(stage_config("/dev/null", focus="servo"))  # the angle needs no board
+    with SimStage(VirtualClock(), SimStageParams(z_mode="servo", travel_z_um=(0.0, 180.0))) as sim:
+        sim.home()
+        assert grbl._servo_angle(z_um) == sim.focus_to_um(z_um).z_um == round_half_away(z_um)

@@ -338,8 +338,6 @@ class GrblStage(Stage):
         try:
             if cfg.reset_on_open:
                 link.write_realtime(SOFT_RESET)
-                if link.critical_alarm is None:
-                    self._sleep(0.05)
             # A newline ends any half line a previous host left in the board's buffer; its reply is drained.
             link.transport.write(b"\n")
             link.drain(quiet_s=0.1, max_s=1.0)
@@ -876,6 +874,11 @@ class GrblStage(Stage):
     def _await_reset_to_continue(self) -> list[str]:
         """After ALARM:1/2, read until stock GRBL says ``[MSG:Reset to continue]`` (it may never: ours does not)."""
         link = self.link
+        try:
+            link.query_status(self.config.reply_timeout_s)
+            return []  # it answers '?': not in stock GRBL's silent loop (our firmware never is)
+        except (StageAlarm, StageTimeout, StageProtocolError):
+            pass
         seen: list[str] = []
         deadline = self._clock() + 1.0  # GRBL prints it 500 ms after the alarm line
         while not link.reset_to_continue:
