@@ -290,3 +290,14 @@ def test_case16_servo_angle_rounds_as_simstage_does(stage_config, z_um):
     with SimStage(VirtualClock(), SimStageParams(z_mode="servo", travel_z_um=(0.0, 180.0))) as sim:
         sim.home()
         assert grbl._servo_angle(z_um) == sim.focus_to_um(z_um).z_um == round_half_away(z_um)
+
+
+def test_case10_error_read_by_the_message_poller_reaches_the_move(fake_grbl, stage_config):
+    with homed(fake_grbl, stage_config, feed_xy_mm_per_min=300) as stage:
+        target = stage.begin_move_to_um(x=-3000)
+        fake_grbl._out("error:15")
+        time.sleep(0.05)
+        stage.pending_messages()  # a button poller reads the line first
+        fake_grbl.drop_queue()
+        with pytest.raises(StageLimitError, match="error:15.*late"):
+            stage.wait_for_move(target)

@@ -1,10 +1,11 @@
 """The stage driver for a GRBL 1.1 board: our ATmega328P firmware or a stock GRBL CNC-shield board.
 
 :class:`GrblStage` implements :class:`~appliance.hardware.stage.base.Stage` over a serial port with
-pyserial. Moves are ``G90`` + ``G1`` lines; completion is read from status reports (``?``) until the
-board is ``Idle`` at the target. Focus is either a hobby servo on the fine-focus knob (``M280 P0 S<deg>``,
-our firmware only) or the Z stepper (stock GRBL), behind one :meth:`GrblStage.focus_to_um` that always
-finishes its approach from below so the knob's backlash is taken up the same way every time.
+pyserial. Moves are single ``G1`` lines that carry every modal word they rely on (``G17 G21 G90 G94 G54``);
+completion is read from status reports (``?``) until the board is ``Idle`` at the target. Focus is either
+a hobby servo on the fine-focus knob (``M280 P0 S<deg>``, our firmware only) or the Z stepper (stock GRBL),
+behind one :meth:`GrblStage.focus_to_um` that always finishes its approach from below so the knob's
+backlash is taken up the same way every time.
 
 Every reply is checked (``error:N`` and ``ALARM:N`` become stage errors with GRBL's text); every wait
 has a deadline on a monotonic clock; a serial failure (unplug) closes the port, finds it again (path or
@@ -262,9 +263,11 @@ class GrblStage(Stage):
 
     Notes
     -----
-    Positions are machine coordinates in um. Commands are sent in work coordinates after subtracting
-    the ``WCO`` the board reports (zero on our firmware). In servo focus mode z is derived from the last
-    commanded servo angle (the servo has no feedback); it is NaN until the first focus move.
+    Positions are machine coordinates in um. Commands are sent in G54 work coordinates after subtracting
+    the offsets ``$#`` lists at open (G54, G92, tool length; none on our firmware before work offsets);
+    ``WPos`` reports are converted with the active system's offset, then with each ``WCO`` field. In servo
+    focus mode z is derived from the last commanded servo angle (the servo has no feedback); it is NaN until
+    the first focus move, and again after a reset.
     """
 
     def __init__(self, config: GrblStageConfig, *,
@@ -282,7 +285,6 @@ class GrblStage(Stage):
         self.focus_mode: Literal["servo", "stepper"] = "stepper"
         self._wco = (0.0, 0.0, 0.0)
         self._offsets: dict[str, tuple[float, ...]] = {}
-        self._active_cs = "G54"
         self._servo_deg: float | None = None
         self._z_last_up = False
         self.reconnects = 0
@@ -428,7 +430,6 @@ class GrblStage(Stage):
             self._offsets = {}
         else:
             self._offsets = parse_ngc_parameters(list(check(reply).lines))
-        self._active_cs = active
         self._wco = self._offset_for(active)
 
     def _offset_for(self, system: str) -> tuple[float, float, float]:
@@ -448,7 +449,6 @@ class GrblStage(Stage):
         self._forget_motion_state()
         if "G92" in self._offsets:
             self._offsets["G92"] = (0.0, 0.0, 0.0)
-        self._active_cs = "G54"
         self._wco = self._offset_for("G54")
 
     def _pick_focus_mode(self, info: BuildInfo) -> Literal["servo", "stepper"]:
@@ -639,8 +639,7 @@ class GrblStage(Stage):
         def send() -> None:
             self._cmd(command)
             self.link.last_alarm = None  # accepted, so not in alarm: any ALARM:N from here is this move's
-            self._active_cs = "G54"
-            self._wco = offset
+            self._wco = offset  # G54 is the active system now
         self._io(send)
         duration = math.sqrt(dist2) / (feed / 60.0)
         deadline = self._clock() + 1.5 * duration + self.config.move_timeout_margin_s

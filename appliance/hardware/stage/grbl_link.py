@@ -160,6 +160,7 @@ class GrblLink:
         self.reset_to_continue = False
         #: The last line sent, to name it when its reply comes late.
         self.last_command: str | None = None
+        self._late: Line | None = None    # an error:N poll() read: raised by the next command or query
 
     # -- reading --------------------------------------------------------------------------------------
 
@@ -293,6 +294,8 @@ class GrblLink:
                     self._store_status(parsed.text)
                 except StageProtocolError:
                     pass  # a pushed report nobody asked for: a mangled one is not worth failing over
+            elif parsed.kind is LineKind.ERROR and self._late is None:
+                self._late = parsed  # a late reply: the thread that sent the line hears of it next
             out.append(line)
 
     def _store_status(self, text: str) -> StatusReport:
@@ -360,6 +363,9 @@ class GrblLink:
         StageError
             For a stray ``error:N``: the previous line was refused after all (its reply came late).
         """
+        if self._late is not None:
+            late, self._late = self._late, None
+            self._late_error(late)
         while self.transport.in_waiting:
             self._fill()
         while True:
