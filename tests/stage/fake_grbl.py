@@ -104,6 +104,7 @@ class FakeGrbl:
         # EEPROM: G54..G59 coordinate systems survive resets and power cycles
         self.coord_systems = [[0.0, 0.0, 0.0] for _ in range(6)]
         self.speed_factor = 1.0                # < 1: a board whose motors run slower than commanded
+        self.homing_s = 0.2                    # how long $H takes (switches found at once, simplified)
         self.power_on()
 
     # -- board state ------------------------------------------------------------------------------
@@ -332,7 +333,7 @@ class FakeGrbl:
                 return "error:5"
             self.state = "Home"
             self.pending_ok_at = math.inf  # GRBL answers $H when the cycle is over
-            self.home_done_at = now + 0.2
+            self.home_done_at = now + self.homing_s
             return "defer"
         if "=" in line and line[1:line.index("=")].isdigit():
             return self._store_setting(int(line[1:line.index("=")]), line[line.index("=") + 1:])

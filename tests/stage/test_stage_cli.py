@@ -240,6 +240,17 @@ def test_ctrl_c_with_on_interrupt_reset_drops_the_queued_motion(fake_grbl, tmp_p
     assert -50.0 < fake_grbl.mpos[0] < -0.2
 
 
+def test_ctrl_c_during_homing_resets_by_default(fake_grbl):
+    """A feed hold does not stop GRBL's homing cycle; Ctrl-C in 'stage home' resets (ALARM:6, stopped)."""
+    fake_grbl.homing_s = 30.0
+    proc = _cli("home", "--port", fake_grbl.path, "--boot-delay", "0")
+    _interrupt_when(proc, lambda: fake_grbl.state == "Home")
+    out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 130, err
+    assert "then reset" in err and "Traceback" not in err
+    assert fake_grbl.resets_received == 1 and fake_grbl.state == "Alarm"
+
+
 @pytest.mark.simavr
 @pytest.mark.parametrize("action", ["move", "stream"])
 def test_ctrl_c_stops_the_simavr_stage(simboard, tmp_path, action):

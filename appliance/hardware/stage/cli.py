@@ -105,7 +105,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.set_defaults(func=_guarded(_status))
 
     s = cmds.add_parser("home", parents=[common], help="run the homing cycle ($H)")
-    _interrupt_option(s)
+    _interrupt_option(s, default="reset")  # GRBL's homing cycle ignores a feed hold: only a reset stops it
     s.set_defaults(func=_guarded(_home))
 
     s = cmds.add_parser("move", parents=[common], help="move to a position (or by an offset) in um")
@@ -147,10 +147,10 @@ def _first_options(p: argparse.ArgumentParser) -> None:
                             "locked; --simavr has virtual limit switches, so --home works there too)")
 
 
-def _interrupt_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--on-interrupt", choices=("hold", "reset"), default="hold",
-                   help="what Ctrl-C sends before exiting: a feed hold (default: the stage decelerates and "
-                        "stops, the rest of the motion stays queued) or a hold then a soft reset (drops it)")
+def _interrupt_option(p: argparse.ArgumentParser, default: str = "hold") -> None:
+    p.add_argument("--on-interrupt", choices=("hold", "reset"), default=default,
+                   help="what Ctrl-C sends before exiting: a feed hold (the stage decelerates and stops, the rest "
+                        f"of the motion stays queued) or a hold then a soft reset (drops it); default {default}")
 
 
 def _assignment(item: str) -> tuple[int, float]:
@@ -209,13 +209,16 @@ def _halt(stage: GrblStage, how: str) -> None:
         try:
             report = stage.wait_stopped(2.0)
             where = f" at {_fmt(stage._to_position(report))} ({report.state})"
-            if how == "reset":
-                stage.soft_reset()
-                where += ", then reset (queued motion dropped)"
-            else:
-                where += "; the rest of the motion stays queued: resume it, or drop it with --reset"
         except StageError as exc:
-            where = f" (could not confirm the stop: {exc})"
+            where = f" (stop not confirmed: {_one_line(exc, 120)})"
+        if how == "reset":
+            try:
+                stage.soft_reset()  # also when the hold was not confirmed: the reset stops whatever runs
+                where += ", then reset (queued motion dropped)"
+            except StageError as exc:
+                where += f", reset failed: {_one_line(exc, 120)}"
+        else:
+            where += "; the rest of the motion stays queued: resume it, or drop it with --reset"
         print(f"stage: feed hold sent{where}", file=sys.stderr)
     finally:
         signal.signal(signal.SIGINT, previous)
