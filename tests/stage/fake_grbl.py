@@ -398,7 +398,7 @@ class FakeGrbl:
             i = j
         return words
 
-    def _gcode(self, line: str, now: float) -> str | None:  # noqa: C901 - one branch per word, as GRBL
+    def _gcode(self, line: str, now: float) -> str | None:
         if "(" in line or ";" in line:
             line = line.split(";")[0].split("(")[0]
         words = self._words(line)
@@ -408,8 +408,8 @@ class FakeGrbl:
             return "error:9"
         target: dict[str, float] = {}
         motion, dwell, g53, g92, g10 = None, None, False, False, False
-        modal = {"absolute": self.absolute, "inches": self.inches, "plane": self.plane,
-                 "inverse_time": self.inverse_time, "coord_select": self.coord_select}
+        modal: dict[str, int] = {"absolute": self.absolute, "inches": self.inches, "plane": self.plane,
+                                 "inverse_time": self.inverse_time, "coord_select": self.coord_select}
         feed, p_word, l_word = None, None, None
         for letter, value in words:
             if letter == "M":
@@ -455,10 +455,10 @@ class FakeGrbl:
         if g53 and (motion if motion is not None else self.motion) not in (0, 1):
             return "error:30"
         scale = INCH_MM if modal["inches"] else 1.0
-        self.absolute, self.inches, self.plane = modal["absolute"], modal["inches"], modal["plane"]  # type: ignore
-        self.inverse_time = bool(modal["inverse_time"])
+        self.absolute, self.inches = bool(modal["absolute"]), bool(modal["inches"])
+        self.plane, self.inverse_time = modal["plane"], bool(modal["inverse_time"])
         if modal["coord_select"] != self.coord_select:
-            self.coord_select = int(modal["coord_select"])  # type: ignore[call-overload]
+            self.coord_select = modal["coord_select"]
             self.wco_counter = 0
         if feed is not None:
             self.feed = feed * scale

@@ -27,8 +27,16 @@ def read_lines(port, wait_s: float = 0.15) -> list[str]:
 
 
 def send(port, text: str, wait_s: float = 0.15) -> list[str]:
+    """Send a line; the lines that come back until its ok/error:N (or ``wait_s`` without one)."""
     port.write(text.encode() + b"\n")
-    return read_lines(port, wait_s)
+    end = time.monotonic() + wait_s
+    data = b""
+    while time.monotonic() < end:
+        data += port.read(4096)
+        lines = [t for t in data.decode("latin-1").replace("\r", "").split("\n") if t]
+        if data.endswith(b"\n") and lines and (lines[-1] == "ok" or lines[-1].startswith("error:")):
+            break
+    return [t for t in data.decode("latin-1").replace("\r", "").split("\n") if t]
 
 
 def unlocked(port) -> None:
