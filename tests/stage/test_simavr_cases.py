@@ -69,3 +69,14 @@ def test_case16_servo_halves_round_away_from_zero_like_simstage(simboard, stage_
     sim.open()
     sim.home()
     assert sim.focus_to_um(42.5).z_um == 43.0
+
+
+def test_case08_a_reset_we_send_keeps_the_servo_angle(simboard, stage_config):
+    """Our firmware keeps the servo pulse through a soft reset, so the driver keeps z (unlike an unasked reset)."""
+    with GrblStage(stage_config(simboard.pty_path, backlash_approach_um=0.0)) as stage:
+        stage.unlock()
+        stage.focus_to_um(60.0)
+        pulse = simboard.servo_pulse_us()
+        stage.stop()
+        assert simboard.servo_pulse_us() == pulse
+        assert stage.position_um().z_um == 60.0

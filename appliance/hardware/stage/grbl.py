@@ -444,9 +444,17 @@ class GrblStage(Stage):
         self._servo_deg = None
         self._z_last_up = False
 
-    def _after_board_reset(self) -> None:
-        """What a reset does to the board's parser (GRBL's gc_init): G92 cleared, G54 active again."""
-        self._forget_motion_state()
+    def _after_board_reset(self, *, asked: bool) -> None:
+        """What a reset does to the board's parser (GRBL's gc_init): G92 cleared, G54 active again.
+
+        The side focus last came from is forgotten either way (a reset in motion may skip steps). The
+        servo angle survives a reset this host sent (our firmware keeps the pulse, docs/protocol.md); after
+        a reset nobody asked for (a brown-out restarts the chip) it is unknown.
+        """
+        if asked:
+            self._z_last_up = False
+        else:
+            self._forget_motion_state()
         if "G92" in self._offsets:
             self._offsets["G92"] = (0.0, 0.0, 0.0)
         self._wco = self._offset_for("G54")
@@ -492,7 +500,7 @@ class GrblStage(Stage):
                 self._reconnect(exc)
             except StageResetError:
                 # nothing the host knew still holds: forget it before the caller hears of the reset
-                self._after_board_reset()
+                self._after_board_reset(asked=False)
                 self.link.unexpected_reset = None
                 raise
         raise StageConnectionError(f"stage on {self.port} kept failing after {self.config.reconnect_attempts} "
@@ -867,7 +875,7 @@ class GrblStage(Stage):
         finally:
             link.expect_reset = False
             link.unexpected_reset = None
-        self._after_board_reset()
+        self._after_board_reset(asked=True)
         return seen
 
     def _await_reset_to_continue(self) -> list[str]:
