@@ -161,8 +161,8 @@ static uint8_t parse_g(parser_t *p, float value)
     uint8_t mantissa = (uint8_t)lroundf((value - (float)code) * 100.0f);   /* 10 for G43.1, as GRBL */
     if (mantissa == 0) return parse_g_integer(p, code);
     if (code == 28 || code == 30 || code == 92 || code == 43) return parse_g_decimal(p, code, mantissa);
-    if (code == 0 || code == 1 || code == 4 || code == 10 || code == 53 || code == 54 || code == 90 ||
-        code == 91 || code == 17 || code == 94 || code == 21) {
+    if (code <= 1 || code == 4 || code == 10 || code == 17 || code == 20 || code == 21 || code == 49 ||
+        code == 53 || (code >= 54 && code <= 59) || code == 90 || code == 91 || code == 94) {
         return STATUS_COMMAND_VALUE_NOT_INTEGER;   /* G1.5 ... */
     }
     return STATUS_UNSUPPORTED_COMMAND;   /* G38.2, G61.1 ... */

@@ -84,8 +84,12 @@ static void set_ramp(plan_block_t *b, float rate, float rate_max, float accel)
 {
     if (rate_max > (float)MAX_STEP_RATE) rate_max = (float)MAX_STEP_RATE;
     if (accel < 1.0f) accel = 1.0f;
-    /* start a ramp at the speed reached after half a step from rest, so the first step comes promptly */
+    /* start a ramp at the speed reached after half a step from rest, so the first step comes promptly; but
+     * never above the slowest rate the block may be asked for (10 % feed override, 25 % rapid), which it
+     * could then never run at (a G1 F10 used to run at this floor: twice too fast) */
+    float slowest = rate * (b->mode == PLAN_FEED ? 0.10f : (b->mode == PLAN_RAPID ? 0.25f : 1.0f));
     float floor_rate = sqrtf(accel);
+    if (floor_rate > slowest) floor_rate = slowest;
     if (floor_rate < (float)MIN_STEP_RATE) floor_rate = (float)MIN_STEP_RATE;
     b->rate = rate;
     b->rate_max = rate_max;

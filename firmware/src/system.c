@@ -240,6 +240,11 @@ uint8_t system_execute_dollar(const char *line)
     case 'J': return jog(line);
     case 'C': return line[2] == '\0' ? toggle_check_mode() : STATUS_INVALID_STATEMENT;
     case 'N': return startup_lines(line);
+#ifdef TEST_STARVE_WATCHDOG
+    case 'W':   /* test builds only (make starve): hang with interrupts on, so the watchdog must reset the chip */
+        for (;;) {
+        }
+#endif
     case 'X': return line[2] == '\0' ? unlock() : STATUS_INVALID_STATEMENT;
     case 'H': return line[2] == '\0' ? home() : STATUS_INVALID_STATEMENT;
     case 'R': return restore_defaults(line);
