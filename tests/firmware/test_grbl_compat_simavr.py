@@ -29,12 +29,15 @@ def status_line(link) -> str:
     return status(link).group(0)
 
 
-def send_realtime(link, data: bytes) -> None:
-    """Real-time bytes one at a time: GRBL (and this firmware) keep one flag per kind, so two identical bytes
-    arriving before the main loop looks count once."""
+def send_realtime(link, board, data: bytes) -> None:
+    """Real-time bytes one at a time, each 2 ms of simulated time after the last: GRBL (and this firmware) keep
+    one flag per kind, so two equal bytes arriving before the main loop looks count once, and a simulation that
+    runs behind the wall clock under host load would otherwise get them back to back from the pty."""
     for byte in data:
+        start = board.cycles()
         link.write(bytes([byte]))
-        time.sleep(0.003)
+        while board.cycles() - start < 32000:
+            time.sleep(0.001)
 
 
 def overrides(link) -> tuple[str, str, str]:
@@ -81,19 +84,19 @@ def test_extended_bytes_inside_a_line_never_reach_it(board, unlocked):
     assert overrides(unlocked) == ("100", "25", "100")
 
 
-def test_overrides_reported_in_ov_and_clamped(unlocked):
+def test_overrides_reported_in_ov_and_clamped(board, unlocked):
     status(unlocked)   # the first report after a reset carries WCO, which (as in GRBL) defers Ov by one report
-    send_realtime(unlocked, bytes([0x91] * 3 + [0x93] * 2 + [0x96] + [0x9B]))
+    send_realtime(unlocked, board, bytes([0x91] * 3 + [0x93] * 2 + [0x96] + [0x9B]))
     m = status(unlocked)
     assert m.group(13), "an override change shows Ov: in the very next report"
     assert m.group(14, 15, 16) == ("132", "50", "90")
-    send_realtime(unlocked, bytes([0x91] * 15 + [0x97] + [0x9A] * 20))
+    send_realtime(unlocked, board, bytes([0x91] * 15 + [0x97] + [0x9A] * 20))
     assert status(unlocked).group(14, 15, 16) == ("200", "25", "200")   # clamped at 200 %, rapid low 25 %
-    send_realtime(unlocked, bytes([0x92] * 30 + [0x94]))
+    send_realtime(unlocked, board, bytes([0x92] * 30 + [0x94]))
     assert status(unlocked).group(14) == "10"                            # clamped at 10 %
-    send_realtime(unlocked, bytes([0x90, 0x95, 0x99]))
+    send_realtime(unlocked, board, bytes([0x90, 0x95, 0x99]))
     assert status(unlocked).group(14, 15, 16) == ("100", "100", "100")
-    send_realtime(unlocked, bytes([0x9E, 0xA0, 0xA1, 0x84, 0x98, 0xFF]))   # not overrides: dropped
+    send_realtime(unlocked, board, bytes([0x9E, 0xA0, 0xA1, 0x84, 0x98, 0xFF]))   # not overrides: dropped
     assert unlocked.drain(0.3) == []
     assert overrides(unlocked) == ("100", "100", "100")
 
@@ -113,12 +116,12 @@ def test_feed_override_scales_a_running_move_and_keeps_the_count(board, unlocked
     assert unlocked.command("G1X8F150")[0] == "ok"            # 1000 steps/s
     time.sleep(0.5)
     before = rate_steps_per_s(board)
-    send_realtime(unlocked, bytes([0x91] * 10))               # 200 %
+    send_realtime(unlocked, board, bytes([0x91] * 10))               # 200 %
     time.sleep(0.4)
     after = rate_steps_per_s(board)
     assert before == pytest.approx(1000, rel=0.2)
     assert after == pytest.approx(2000, rel=0.2)
-    send_realtime(unlocked, bytes([0x92] * 19))               # 10 %
+    send_realtime(unlocked, board, bytes([0x92] * 19))               # 10 %
     time.sleep(0.5)
     assert rate_steps_per_s(board, window_s=0.6) == pytest.approx(100, rel=0.25)
     unlocked.write(bytes([0x90]))
