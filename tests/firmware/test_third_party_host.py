@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 import pytest
 import serial
 from grbl_link.interface import Grbl
-from grbl_link.messages import ErrorMessage, FeedbackMessage, OKMessage
+from grbl_link.messages import ErrorMessage, FeedbackMessage, OKMessage, StatusMessage
 
 pytestmark = pytest.mark.simavr
 
@@ -51,10 +51,24 @@ class Host:
         answers = self.replies()[before:before + len(lines)]
         assert all(isinstance(a, OKMessage) for a in answers), list(zip(lines, answers, strict=True))
 
+    def acknowledged(self, call: Callable[[], None]) -> object:
+        """Run a library call that sends one line; return that line's reply once it came (the library queues the
+        line, so a status query sent meanwhile could still describe the state before it)."""
+        before = len(self.replies())
+        call()
+        self.wait("the reply", lambda: len(self.replies()) > before)
+        return self.replies()[before]
+
     def mode(self) -> str:
+        """The state in a status report asked for now (never an older one; '' if none came within 1 s)."""
+        before = sum(isinstance(m, StatusMessage) for m in self.messages)
         self.grbl.query_status()
-        time.sleep(0.05)
-        return str(self.grbl.status.get("mode"))
+        end = time.monotonic() + 1.0
+        while time.monotonic() < end:
+            if sum(isinstance(m, StatusMessage) for m in self.messages) > before:
+                return str(self.grbl.status.get("mode"))
+            time.sleep(0.01)
+        return ""
 
     def wait_mode(self, mode: str, timeout_s: float = 30.0) -> None:
         self.wait(f"state {mode}", lambda: self.mode() == mode, timeout_s)
@@ -82,8 +96,8 @@ def test_grbl_link_drives_the_firmware(board, host):
     grbl.soft_reset()
     host.wait("the banner", lambda: grbl.version == "1.1h")
     # settings
-    grbl.query_settings()
-    host.wait("$$", lambda: len(grbl.state.settings) == 31)
+    assert isinstance(host.acknowledged(grbl.query_settings), OKMessage)
+    assert len(grbl.state.settings) == 31
     assert grbl.state.settings["100"] == "400.000" and grbl.state.settings["110"] == "600.000"
     # home: seek, pull off 1 mm, locate, pull off: machine zero 1 mm from each switch
     host.stream(["$H"])
@@ -94,14 +108,14 @@ def test_grbl_link_drives_the_firmware(board, host):
     host.wait_mode("Idle")
     assert steps_from(board, zero) == (600, 200, 0)
     # jog, relative and absolute, with the library's jog API; the modal G90 is untouched
-    grbl.jog(600, x=1.0, y=-0.5)
+    assert isinstance(host.acknowledged(lambda: grbl.jog(600, x=1.0, y=-0.5)), OKMessage)
     host.wait_mode("Idle")
     assert steps_from(board, zero) == (1000, 0, 0)
-    grbl.jog(300, relative=False, x=0.5, z=1.0)
+    assert isinstance(host.acknowledged(lambda: grbl.jog(300, relative=False, x=0.5, z=1.0)), OKMessage)
     host.wait_mode("Idle")
     assert steps_from(board, zero) == (200, 0, 400)
     # a long jog, cancelled with 0x85: a controlled stop short of the target, the parser at the real position
-    grbl.jog(600, x=30.0)
+    assert isinstance(host.acknowledged(lambda: grbl.jog(600, x=30.0)), OKMessage)
     host.wait_mode("Jog", 5)
     time.sleep(0.4)
     grbl.jog_cancel()
@@ -112,7 +126,7 @@ def test_grbl_link_drives_the_firmware(board, host):
     host.wait_mode("Idle")
     assert steps_from(board, zero) == (400, 0, 0)
     # zero here: G10 L20 P1, the WCO in the status report, then a move in work coordinates
-    grbl.set_coord_system(1, x=0, y=0)
+    assert isinstance(host.acknowledged(lambda: grbl.set_coord_system(1, x=0, y=0)), OKMessage)
     host.wait("the WCO field", lambda: host.mode() == "Idle" and grbl.status.get("WCO") == [1.0, 0.0, 0.0])
     host.stream(["G0 X2 Y1"])
     host.wait_mode("Idle")
@@ -128,13 +142,27 @@ def test_grbl_link_drives_the_firmware(board, host):
     grbl.send(b"~")
     host.wait_mode("Idle")
     assert steps_from(board, zero) == (1200 + 2000, 400, 0)
+    # check mode through the library's toggle: a program is checked (one error found) with zero steps
+    assert isinstance(host.acknowledged(grbl.toggle_check_mode), OKMessage)
+    host.wait_mode("Check", 5)
+    before = board.pulse_counts()
+    replies = len(host.replies())
+    for line in ["G0 X5 Y5", "G1 X10 F300", "G4 P3", "G0 X80"]:
+        grbl.send(line)
+    host.wait("4 replies", lambda: len(host.replies()) >= replies + 4)
+    assert [type(r).__name__ for r in host.replies()[replies:]] == ["OKMessage"] * 3 + ["ErrorMessage"]
+    assert host.replies()[-1].error_number == "15"
+    assert isinstance(host.acknowledged(grbl.toggle_check_mode), OKMessage)   # off: a soft reset, as GRBL
+    host.wait_mode("Idle", 5)
+    assert board.pulse_counts() == before
+    host.messages.clear()
     # soft reset mid-move: the position is lost (ALARM:3), the library's unlock clears it
     host.stream(["G1 X0 F300"])
     time.sleep(0.3)
     grbl.soft_reset()
     host.wait("ALARM:3", lambda: grbl.alarm_state == "3")
     host.wait_mode("Alarm", 5)
-    grbl.unlock()
+    assert isinstance(host.acknowledged(grbl.unlock), OKMessage)
     host.wait("the unlock message",
               lambda: any(isinstance(m, FeedbackMessage) and m.feedback == "Caution: Unlocked" for m in host.messages))
     host.wait_mode("Idle", 5)
