@@ -413,3 +413,29 @@ def test_watchdog_reset_keeps_the_link(make_link):
         board.set_limit("x", True)                               # the runner drives its pins again
         assert status(lk).group(8) == "X"
         lk.port.close()
+
+
+# -- the tppscan host driver with work offsets in force ----------------------------------------------------------
+
+
+def test_grbl_stage_moves_in_machine_coordinates_with_an_offset_in_force(firmware_build, make_link, tmp_path):
+    """GrblStage speaks machine coordinates; a G54 offset another host left in EEPROM must not shift its moves."""
+    from appliance.hardware.stage.grbl import GrblStage, GrblStageConfig
+    from appliance.hardware.stage.simavr_board import SimavrBoard
+
+    with SimavrBoard(*firmware_build, eeprom=tmp_path / "eeprom.bin") as board:
+        lk = make_link(board)
+        assert lk.command("$X")[0] == "ok"
+        assert lk.command("G10L2P1X5Y2Z1")[0] == "ok"          # e.g. a GUI's "zero here" from another session
+        lk.port.close()
+        cfg = GrblStageConfig(port=board.pty_path, focus="stepper", reset_on_open=True, reply_timeout_s=2.0,
+                              handshake_timeout_s=5.0, move_timeout_margin_s=10.0, servo_settle_s=0.0,
+                              backlash_approach_um=0.0, feed_xy_mm_per_min=600.0, feed_z_mm_per_min=300.0)
+        with GrblStage(cfg) as stage:
+            stage.unlock()
+            reached = stage.move_to_um(x=2000.0, y=3000.0, z=1000.0)
+            assert (reached.x_um, reached.y_um, reached.z_um) == (2000.0, 3000.0, 1000.0)
+            assert board.step_counts() == (800, 1200, 400)      # machine millimetres, exactly
+        lk = make_link(board)
+        assert ngc_parameters(lk)["G54"] == "5.000,2.000,1.000"   # and the host's offset was left alone
+        lk.port.close()
