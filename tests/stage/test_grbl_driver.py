@@ -278,7 +278,10 @@ def test_not_open_is_a_clear_error(stage_config):
     ({"usb_id": "arduino"}, "GrblStageConfig.usb_id"),
     ({"baud": 1234}, "GrblStageConfig.baud: must be one of"),
     ({"focus": "magic"}, "GrblStageConfig.focus"),
-    ({"um_per_servo_degree": 0}, "GrblStageConfig.um_per_servo_degree: must be a finite number > 0, got 0"),
+    ({"um_per_servo_degree": 0}, "GrblStageConfig.um_per_servo_degree: must be a finite number > 0 and <= 1000, "
+                                 "got 0"),
+    ({"boot_delay_s": 1e9}, "GrblStageConfig.boot_delay_s: must be a finite number >= 0 and <= 60, got 1000000000.0"),
+    ({"reply_timeout_s": float("inf")}, "GrblStageConfig.reply_timeout_s: must be a finite number > 0 and <= 600"),
     ({"feed_xy_mm_per_min": float("nan")}, "GrblStageConfig.feed_xy_mm_per_min"),
     ({"backlash_approach_um": -1}, "GrblStageConfig.backlash_approach_um: must be a finite number >= 0"),
     ({"servo_min_deg": 100, "servo_max_deg": 90}, "GrblStageConfig.servo_min_deg/servo_max_deg"),

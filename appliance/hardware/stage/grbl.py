@@ -88,10 +88,20 @@ _MOVING = ("Run", "Jog", "Home")
 _RESET_RESEND_S = 0.75
 
 
+#: Upper bounds of the config's numbers: beyond them a value is a typo (1e9 s of boot delay is a hang).
+_UPPER = {"um_per_servo_degree": 1000.0, "servo_resolution_deg": 180.0, "feed_xy_mm_per_min": 1e5,
+          "feed_z_mm_per_min": 1e5, "reply_timeout_s": 600.0, "handshake_timeout_s": 600.0,
+          "move_timeout_margin_s": 3600.0, "homing_timeout_s": 3600.0, "poll_interval_s": 1.0,
+          "servo_settle_s": 10.0, "backlash_approach_um": 1e4, "boot_delay_s": 60.0, "reconnect_delay_s": 60.0,
+          "position_tolerance_um": 1e4}
+
+
 def _positive(name: str, value: float, *, allow_zero: bool = False) -> None:
-    ok = math.isfinite(value) and (value >= 0 if allow_zero else value > 0)
+    top = _UPPER[name]
+    ok = isinstance(value, (int, float)) and math.isfinite(value) and (value >= 0 if allow_zero else value > 0) \
+        and value <= top
     if not ok:
-        what = "a finite number >= 0" if allow_zero else "a finite number > 0"
+        what = f"a finite number {'>= 0' if allow_zero else '> 0'} and <= {top:g}"
         raise ValueError(f"GrblStageConfig.{name}: must be {what}, got {value!r}")
 
 
