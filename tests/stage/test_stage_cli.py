@@ -101,6 +101,7 @@ BAD_VALUES = [  # (argv after 'stage', option named in the message, value as typ
     (["status", "--boot-delay", "1e9"], "--boot-delay", "1e9", "[0, 30]"),
     (["status", "--boot-delay", "-1"], "--boot-delay", "-1", "[0, 30]"),
     (["status", "--boot-delay", "nan"], "--boot-delay", "nan", "[0, 30]"),
+    (["status", "--usb-id", "arduino"], "--usb-id", "arduino", "VID:PID with 4 hex digits"),
     (["status", "--baud", "1234"], "--baud", "1234", "115200"),
     (["status", "--baud", "fast"], "--baud", "fast", "115200"),
     (["status", "--um-per-degree", "0"], "--um-per-degree", "0", "[0.001, 1000]"),

@@ -70,12 +70,23 @@ def baud(text: str) -> int:
     return value
 
 
+def usb_id(text: str) -> str:
+    """An argparse ``type``: ``VID:PID``, 4 hex digits each."""
+    from appliance.hardware.stage.ports import parse_usb_id
+
+    try:
+        parse_usb_id(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not VID:PID with 4 hex digits each (e.g. 2341:0043)") from None
+    return text
+
+
 def _connection_options() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False)
     g = p.add_argument_group("board")
     where = g.add_mutually_exclusive_group()
     where.add_argument("--port", help="serial device or pyserial URL, e.g. /dev/ttyACM0")
-    where.add_argument("--usb-id", help="find the port by USB VID:PID, e.g. 2341:0043 (Arduino Uno)")
+    where.add_argument("--usb-id", type=usb_id, help="find the port by USB VID:PID, e.g. 2341:0043 (Arduino Uno)")
     where.add_argument("--simavr", action="store_true",
                        help="start the stage firmware in simavr (builds it with make) and use its pty")
     g.add_argument("--baud", type=baud, default=115200, help=f"serial speed, one of {BAUDS} (default 115200)")
