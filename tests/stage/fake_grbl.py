@@ -105,6 +105,7 @@ class FakeGrbl:
         self.coord_systems = [[0.0, 0.0, 0.0] for _ in range(6)]
         self.speed_factor = 1.0                # < 1: a board whose motors run slower than commanded
         self.homing_s = 0.2                    # how long $H takes (switches found at once, simplified)
+        self.alarm_pause_s = ALARM_PAUSE_S     # GRBL's is 500 ms; a test on a loaded machine may widen it
         self.power_on()
 
     # -- board state ------------------------------------------------------------------------------
@@ -575,8 +576,8 @@ class FakeGrbl:
         self.state = "Alarm"
         self.critical = True
         self._out(f"ALARM:{code}")
-        self.reset_armed_at = now + ALARM_PAUSE_S
-        self.reset_msg_at = now + ALARM_PAUSE_S
+        self.reset_armed_at = now + self.alarm_pause_s
+        self.reset_msg_at = now + self.alarm_pause_s
 
     def _soft_reset(self, now: float) -> None:
         if self.banner_at is not None:
@@ -598,8 +599,8 @@ class FakeGrbl:
         if moving:
             self.state = "Alarm"
             self._out("ALARM:6" if homing else "ALARM:3")
-            self.paused_until = now + ALARM_PAUSE_S
-            self.banner_at = now + ALARM_PAUSE_S   # report_alarm_message's pause, then the reset loop
+            self.paused_until = now + self.alarm_pause_s
+            self.banner_at = now + self.alarm_pause_s   # report_alarm_message's pause, then the reset loop
             return
         if self.state != "Alarm":
             self.state = "Idle"  # from Idle or a completed hold (Hold:0): no alarm, position kept

@@ -44,15 +44,17 @@ def unlocked(port) -> None:
 
 
 def test_after_hard_limit_silence_then_reset_to_continue_then_reset_honoured(fake_grbl, wire):
+    fake_grbl.alarm_pause_s = 1.5  # GRBL's 500 ms, widened so a loaded test machine stays inside it
     unlocked(wire)
     fake_grbl.trigger_limit("x")
     t0 = time.monotonic()
     wire.write(b"?")
-    assert read_lines(wire, 0.1) == ["ALARM:1"]            # the alarm, and no answer to '?'
-    wire.write(b"\x18")                                     # inside the 500 ms pause: discarded
-    assert read_lines(wire, 0.2) == []
+    assert read_lines(wire, 0.2) == ["ALARM:1"]            # the alarm, and no answer to '?'
+    wire.write(b"\x18")                                     # inside the pause: discarded
+    assert time.monotonic() - t0 < 1.0
+    assert read_lines(wire, 0.3) == []
     assert fake_grbl.resets_dropped == 1
-    got = read_lines(wire, 0.5 - (time.monotonic() - t0) + 0.1)
+    got = read_lines(wire, 1.5 - (time.monotonic() - t0) + 0.3)
     assert got == ["[MSG:Reset to continue]"]
     wire.write(b"?")
     assert send(wire, "$I", 0.2) == []                      # nothing served: not '?', not a line
@@ -65,7 +67,7 @@ def test_after_hard_limit_silence_then_reset_to_continue_then_reset_honoured(fak
 def test_soft_limit_is_alarm_2_the_line_gets_no_reply(fake_grbl, wire):
     unlocked(wire)
     assert send(wire, "G1 X5 F100") == ["ALARM:2"]         # stock travel is 0..-200 mm
-    assert read_lines(wire, 0.5) == ["[MSG:Reset to continue]"]
+    assert read_lines(wire, 0.8) == ["[MSG:Reset to continue]"]
 
 
 def test_reset_in_motion_is_alarm_3_and_banner_half_a_second_later(fake_grbl, wire):
@@ -73,7 +75,7 @@ def test_reset_in_motion_is_alarm_3_and_banner_half_a_second_later(fake_grbl, wi
     assert send(wire, "G1 X-50 F600") == ["ok"]
     wire.write(b"\x18")
     assert read_lines(wire, 0.2) == ["ALARM:3"]
-    assert read_lines(wire, 0.5) == ["Grbl 1.1h ['$' for help]", "[MSG:'$H'|'$X' to unlock]"]
+    assert read_lines(wire, 0.8) == ["Grbl 1.1h ['$' for help]", "[MSG:'$H'|'$X' to unlock]"]
 
 
 def test_reset_in_a_completed_hold_is_no_alarm_and_keeps_the_position(fake_grbl, wire):
