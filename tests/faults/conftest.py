@@ -23,3 +23,13 @@ def scale() -> int:
     if value < 1:
         pytest.fail(f"TPPSCAN_FAULT_RUNS must be a positive integer, got {raw!r}")
     return value
+
+
+# the board fixtures of tests/stage, shared rather than copied
+from tests.stage.conftest import (  # noqa: E402,F401
+    fake_grbl,
+    firmware_paths,
+    simboard,
+    stage_config,
+    switches,
+)
