@@ -185,3 +185,33 @@ def test_port_gone_for_good_is_a_bounded_error_and_reopening_recovers(rig):
         assert stage.position_um().x_um == far and _board_at(board, kind, stage, far)
     else:
         assert stage.move_to_um(x=far / 2).x_um == far / 2
+
+
+def test_reconnect_to_a_board_that_restarted_unlocked_is_a_reset_not_a_position(fake_grbl, stage_config):
+    """Stock GRBL without homing lock ($22=0) powers up Idle at 0: after the reconnect the driver must not
+    report that 0 as where the carriage is (it is wherever the power cut left it)."""
+    fake_grbl.settings[22] = 0.0
+    fake_grbl.power_on()
+    with GrblStage(stage_config(fake_grbl.path, reconnect_delay_s=0.2)) as stage:
+        assert stage.move_to_um(x=-2000).x_um == -2000
+        fake_grbl.unplug()
+        fake_grbl.replug()          # power-cycled: Idle at 0, no alarm, no banner on an already-open pty
+        with pytest.raises(StageResetError, match="restarted"):
+            stage.position_um()
+        assert stage.reconnects == 1
+        assert stage.position_um().x_um == 0.0   # told once; from here on the board's 0 is the origin
+        assert stage.move_to_um(x=-500).x_um == -500
+
+
+def test_reconnect_mid_move_to_a_board_that_kept_its_position_is_not_a_reset(fake_grbl, stage_config):
+    """The other side: a port that comes back to a board still on the path of its move is no reset."""
+    faults = Faults()
+    with GrblStage(stage_config(fake_grbl.path, reconnect_delay_s=0.2, feed_xy_mm_per_min=600),
+                   opener=faulty_opener(faults)) as stage:
+        stage.home()
+        target = stage.begin_move_to_um(x=-3000)
+        time.sleep(0.3)
+        faults.unplugged = True   # the host side of the port fails; the board lives on and keeps moving
+        threading.Timer(0.3, lambda: setattr(faults, "unplugged", False)).start()
+        assert stage.wait_for_move(target).x_um == -3000
+        assert stage.reconnects == 1
