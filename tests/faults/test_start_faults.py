@@ -77,7 +77,8 @@ def _run_with_detector(tmp_path: Path, detector: Path) -> subprocess.CompletedPr
     cfg = tmp_path / "config.yaml"
     cfg.write_text(f"stage: {{kind: grbl, port: {tmp_path / 'no-such-tty'}, connect_retry_s: 0.5}}\n"
                    f"models: {{detector: {detector}}}\n"
-                   f"paths: {{data_dir: {tmp_path / 'data'}, log_dir: {tmp_path / 'log'}, run_dir: {tmp_path / 'run'}}}\n"
+                   f"paths: {{data_dir: {tmp_path / 'data'}, log_dir: {tmp_path / 'log'}, "
+                   f"run_dir: {tmp_path / 'run'}}}\n"
                    f"triggers: {{socket: {{path: {tmp_path / 'control.sock'}, group: ''}}}}\n"
                    "logging: {file: false}\n")
     try:
