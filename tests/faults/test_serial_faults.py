@@ -140,28 +140,31 @@ def test_board_reset_mid_move_invalidates_the_position_then_rehome_continues(rig
 
 def test_port_vanishes_mid_move_and_returns(rig):
     stage, faults, board, kind = rig
-    far = 3000.0 if kind == "simavr" else -3000.0
-    target = stage.begin_move_to_um(x=far)
-    time.sleep(0.2)
-    faults.unplugged = True
-    if kind == "fake_grbl":
-        board.unplug()   # the fake's replug is a power-up (position 0, alarm): a USB reset of an Uno
-    def replug() -> None:
-        faults.unplugged = False
+    rng = random.Random(5)
+    for i in range(scale()):
+        far = (3000.0 if i % 2 == 0 else 500.0) * (1 if kind == "simavr" else -1)
+        target = stage.begin_move_to_um(x=far)
+        time.sleep(rng.uniform(0.05, 0.4))
+        faults.unplugged = True
         if kind == "fake_grbl":
-            board.replug()
-    threading.Timer(0.5, replug).start()
-    if kind == "simavr":
-        # the chip kept running (a CH340 hiccup, no DTR reset): the driver reconnects and the move ends
-        assert stage.wait_for_move(target).x_um == far
-        assert _board_at(board, kind, stage, far)
-    else:
-        # the board was power-cycled: position lost, and the driver says so rather than report one
-        with pytest.raises((StageAlarm, StageResetError)):
-            stage.wait_for_move(target)
-        stage.home()
-        assert stage.move_to_um(x=far).x_um == far
-    assert stage.reconnects == 1
+            board.unplug()   # the fake's replug is a power-up (position 0, alarm): a USB reset of an Uno
+
+        def replug() -> None:
+            faults.unplugged = False
+            if kind == "fake_grbl":
+                board.replug()
+        threading.Timer(rng.uniform(0.1, 0.8), replug).start()
+        if kind == "simavr":
+            # the chip kept running (a CH340 hiccup, no DTR reset): the driver reconnects and the move ends
+            assert stage.wait_for_move(target).x_um == far
+            assert _board_at(board, kind, stage, far)
+        else:
+            # the board was power-cycled: position lost, and the driver says so rather than report one
+            with pytest.raises((StageAlarm, StageResetError)):
+                stage.wait_for_move(target)
+            stage.home()
+            assert stage.move_to_um(x=far).x_um == far
+        assert stage.reconnects == i + 1
 
 
 def test_port_gone_for_good_is_a_bounded_error_and_reopening_recovers(rig):
