@@ -107,6 +107,24 @@ def test_a_reply_that_never_comes_is_a_timeout_and_the_next_call_works(rig):
     assert _board_at(board, kind, stage, x)
 
 
+def test_a_board_that_stops_reading_is_a_bounded_error_then_reopen_works(rig):
+    stage, faults, board, kind = rig
+    faults.write_stall = True
+    t0 = time.monotonic()
+    with pytest.raises(StageConnectionError):
+        stage.move_to_um(x=_targets(kind, 1, 4)[0])
+    cfg = stage.config
+    assert time.monotonic() - t0 < (cfg.reconnect_attempts + 1) * (cfg.reconnect_delay_s + 2.0) + 2.0
+    faults.write_stall = False
+    stage.open()
+    x = _targets(kind, 2, 4)[1]
+    if kind == "fake_grbl":
+        stage.home()   # stock GRBL: the fake keeps its homing state across re-opens, home anyway to be sure
+    else:
+        stage.unlock()
+    assert stage.move_to_um(x=x).x_um == x and _board_at(board, kind, stage, x)
+
+
 def _reset_mid_move(stage: GrblStage, board, kind: str) -> None:
     """Reset the board behind the driver's back while it moves (a brown-out, a watchdog)."""
     if kind == "simavr":

@@ -6,6 +6,8 @@ It wraps the real ``serial.Serial`` of a simavr or fake GRBL board and can, swit
 - ``noise``: insert a whole garbage line (random bytes, non-UTF-8 and control bytes included) in front of
   a line the board sends, with this probability per line;
 - ``blackhole``: swallow every byte the board sends (a reply that never comes);
+- ``write_stall``: every write times out (``serial.SerialTimeoutException``, as pyserial raises when the
+  board stops reading and ``write_timeout`` passes);
 - ``unplugged``: raise ``OSError`` on every read and write, and make the opener fail too (the port has
   vanished: pyserial raises ``SerialException``, an ``OSError`` subclass, when a USB port disappears).
 """
@@ -13,6 +15,7 @@ It wraps the real ``serial.Serial`` of a simavr or fake GRBL board and can, swit
 from __future__ import annotations
 
 import random
+import time
 from dataclasses import dataclass, field
 
 import serial
@@ -27,6 +30,7 @@ class Faults:
     split: int = 0
     noise: float = 0.0
     blackhole: bool = False
+    write_stall: bool = False
     unplugged: bool = False
     seed: int = 0
     opens: int = 0
@@ -87,6 +91,9 @@ class FaultyTransport:
 
     def write(self, data: bytes) -> int | None:
         self._check()
+        if self.faults.write_stall:
+            time.sleep(min(self.inner.write_timeout or 0.0, 0.5))
+            raise serial.SerialTimeoutException("Write timeout")
         return self.inner.write(data)
 
     def reset_input_buffer(self) -> None:
