@@ -42,6 +42,9 @@ def test_random_and_mutated_lines_one_reply_no_motion_on_error(firmware_build):
     total = LineStats()
     for seed in range(first, first + CHUNKS * scale()):
         total.add(_run_chunk(firmware_build, seed))
+        if scale() > 1:   # a long run: progress (with -s), so a stopped run still has its figures
+            print(f"chunk {seed}: {total.lines} lines, {sum(total.errors.values())} error, {total.moved} moved, "
+                  f"{len(total.failures)} failures", flush=True)
     print(f"\nfirmware lines: {total.lines} sent, {total.ok} ok, {sum(total.errors.values())} error "
           f"({dict(sorted(total.errors.items()))}), {total.moved} ok lines moved, "
           f"{total.recoveries} soft resets for long moves, {len(total.failures)} failures")
