@@ -168,7 +168,10 @@ def run_lines(board, link: Link, lines: list[bytes], move_budget_s: float = 3.0)
 def _one_line(board, link: Link, line: bytes, steps: tuple[int, int, int], mpos: tuple[str, ...],
               move_budget_s: float, stats: LineStats) -> tuple[tuple[int, int, int], tuple[str, ...]]:
     """Send one line and check it; return the step counts and MPos the next line starts from."""
-    reply, _ = link.command(line, timeout_s=5.0)
+    # G4 answers after its dwell (docs/protocol.md): a fuzzed `G4 P00101` is 101 s of simulated time, which
+    # a loaded host may need well over 5 s of wall time to simulate
+    dwell = b"G4" in line.upper().replace(b" ", b"").replace(b"\t", b"")
+    reply, _ = link.command(line, timeout_s=600.0 if dwell else 5.0)
     if reply == "ok":
         stats.ok += 1
         after, mpos = _settle(board, link, move_budget_s, stats)
