@@ -108,18 +108,17 @@ def _with_map(stage: Stage, camera: Camera, pred: tuple[float, float], z_range: 
         lo, hi = z_range
     z_pred = min(max(z_pred, lo), hi)
     s = FocusSession(stage, camera, mode, rect, (lo, hi), now_s)
+    z0 = s.capture(z_pred)
+    target = s.target if s.target is not None else find_target(s.images[-1])
+    if target is None:  # empty glass: the map carries the field, no search
+        return _strategy(s.result(z_pred, False, "nothing in view: left at the map's prediction", "map"), "map")
+    coarse = min(coarse_um, max(hi - lo, 1e-3) / 3)
     if estimator is not None:
-        z0 = s.capture(z_pred)
-        target = s.target if s.target is not None else find_target(s.images[-1])
-        if target is None:
-            return _strategy(s.result(z_pred, False, "nothing in view: left at the map's prediction", "map"), "map")
         e = estimate(estimator, s.images[-1], target)
         z1 = z0 - e.defocus_um
         if e.confidence >= 0.5 and lo <= z1 <= hi:
             return _strategy(s.result(z1, True, "focused (map + one net frame)", "map"), "map")
-        r = classical(s, z0, coarse_um=min(coarse_um, max(hi - lo, 1e-3) / 3))
-    else:
-        r = classical(s, z_pred, coarse_um=min(coarse_um, max(hi - lo, 1e-3) / 3))
+    r = classical(s, z0, coarse_um=coarse)
     if not r.ok:
         return _park_at_map(s, r, z_pred, strategy="map")
     return _strategy(r, "map" if r.strategy == "map" else f"map>{r.strategy}")

@@ -60,7 +60,7 @@ def parabola_peak(z: Sequence[float], v: Sequence[float]) -> float:
 
 
 def estimate_focus(z: Sequence[float] | np.ndarray, v: Sequence[float] | np.ndarray, estimator: str = "centre",
-                   level: float = 0.3) -> float:
+                   level: float = 0.3, floor: float | None = None) -> float:
     """The focus position a sampled curve points to.
 
     Parameters
@@ -75,6 +75,9 @@ def estimate_focus(z: Sequence[float] | np.ndarray, v: Sequence[float] | np.ndar
         maximum and its neighbours, on the scores or on their logarithm; ``max``: the best sample.
     level : float
         The crossing level of ``centre``, as a fraction of the curve's range, in (0, 1).
+    floor : float, optional
+        The score of a frame with nothing in focus (the noise floor), when known and below the curve's
+        minimum: the level is then measured from it, so a faint lobe is read over its whole width.
 
     Raises
     ------
@@ -95,6 +98,8 @@ def estimate_focus(z: Sequence[float] | np.ndarray, v: Sequence[float] | np.ndar
         return float(zs[i])
     if estimator == "centre":
         lo, hi = float(vs.min()), float(vs.max())
+        if floor is not None:
+            lo = min(lo, float(floor))
         left, right = crossings(zs, vs, lo + level * (hi - lo))
         if left is not None and right is not None:
             return 0.5 * (left + right)

@@ -9,7 +9,7 @@ from collections.abc import Callable
 import numpy as np
 
 from appliance.focus.result import FocusResult
-from appliance.focus.scores import Rect, find_target, score
+from appliance.focus.scores import Rect, biharmonic_variance, find_target, noise_floor, score
 from appliance.hardware.camera.base import Camera
 from appliance.hardware.stage.base import Stage
 
@@ -48,6 +48,8 @@ class FocusSession:
         self.z: list[float] = []
         self.images: list[np.ndarray] = []
         self._scores: list[float] = []
+        self._fine: list[float] = []
+        self._floor: list[float] = []
 
     # ----- motion and capture ------------------------------------------------------------------------
 
@@ -67,8 +69,25 @@ class FocusSession:
             if found is not None:
                 self.target = found
                 self._scores = [score(im, self.mode, found) for im in self.images[:-1]]
+                self._fine = [self._fine_score(im) for im in self.images[:-1]]
+                self._floor = [noise_floor(im, found) for im in self.images[:-1]]
         self._scores.append(score(frame.image, self.mode, self.target))
+        self._fine.append(self._fine_score(frame.image))
+        self._floor.append(noise_floor(frame.image, self.target) if self.mode in ("roi", "widest_edge")
+                           else math.inf)
         return z
+
+    def floor(self) -> float:
+        """The walking score of bare glass in the target's rectangle (median over the frames).
+
+        ``inf`` when unknown (whole-frame and blob modes).
+        """
+        return float(np.median(self._floor)) if self._floor else math.inf
+
+    def _fine_score(self, image: np.ndarray) -> float:
+        if self.mode == "blobs":
+            return score(image, self.mode)
+        return biharmonic_variance(image, None if self.mode == "frame" else self.target)
 
     def has_frame_at(self, z_um: float, tol_um: float = 1e-6) -> bool:
         """Whether a frame was already taken at ``z_um``."""
@@ -81,10 +100,13 @@ class FocusSession:
         """Frames captured so far."""
         return len(self.images)
 
-    def curve(self) -> tuple[np.ndarray, np.ndarray]:
-        """(z, score) of the frames so far, sorted by z; a z visited twice keeps its best score."""
+    def curve(self, fine: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """(z, score) of the frames so far, sorted by z; a z visited twice keeps its best score.
+
+        ``fine`` selects the fine measure (:func:`biharmonic_variance`) instead of the walking one.
+        """
         best: dict[float, float] = {}
-        for z, s in zip(self.z, self._scores, strict=True):
+        for z, s in zip(self.z, self._fine if fine else self._scores, strict=True):
             best[z] = max(s, best.get(z, -math.inf))
         zs = np.array(sorted(best), dtype=np.float64)
         return zs, np.array([best[z] for z in zs], dtype=np.float64)
