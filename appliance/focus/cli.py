@@ -60,6 +60,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--per-field", action="store_true", help="with --json: add every field's row")
     b.set_defaults(func=run_bench)
 
+    k = fs.add_parser("blank", help="map strategy on fields with nothing in view or only debris",
+                      description="Focus three structures of slide SEED (classical), then run the map strategy on "
+                                  "N empty and N debris-only fields: frames and how far any frame strays from the "
+                                  "map's prediction, in its standard deviations.")
+    k.add_argument("--seed", type=_int_in("--seed", 0, 2**31 - 1), default=1000)
+    k.add_argument("--fields", type=_int_in("--fields", 1, 1000), default=10, help="of each kind (default 10)")
+    k.add_argument("--focus", choices=("servo", "stepper"), default="servo")
+    k.add_argument("--json", action="store_true", help="print one JSON object")
+    k.set_defaults(func=run_blank)
+
     s = fs.add_parser("stack", help="autofocus on a structure, then write a focus stack as OME-TIFF",
                       description="Focus on a structure of slide SEED (classical search), then capture a stack "
                                   "around it and write OME-TIFF with each plane's stage z in its metadata.")
@@ -118,6 +128,30 @@ def run_bench(args: argparse.Namespace) -> int:
     for name, o in rows:
         print(f"{name:24} {o['frames_median']:>7.1f}/{o['frames_p95']:<7.1f} {o['abs_dz_median_um']:>7.2f}/"
               f"{o['abs_dz_p95_um']:<8.2f} {100 * o['success_rate']:>7.1f}% {o['time_s_median']:>10.2f}")
+    return 0
+
+
+def run_blank(args: argparse.Namespace) -> int:
+    """Handler of ``tppscan focus blank``."""
+    from appliance.focus.autofocus import MAP_WINDOW_K
+    from appliance.focus.bench import run_blank_fields
+
+    runs = run_blank_fields(args.seed, args.fields, args.focus, _estimator("map"))
+    out: dict[str, Any] = {"seed": args.seed, "focus": args.focus, "window_k": MAP_WINDOW_K}
+    for kind in ("empty", "debris"):
+        rs = [r for r in runs if r.kind == kind]
+        out[kind] = {"fields": len(rs), "frames_max": max((r.frames for r in rs), default=0),
+                     "frames_median": float(sorted(r.frames for r in rs)[len(rs) // 2]) if rs else 0.0,
+                     "max_excursion_sigma": max((r.max_excursion_sigma for r in rs), default=0.0),
+                     "max_final_offset_sigma": max((r.final_offset_sigma for r in rs), default=0.0)}
+    if args.json:
+        print(json.dumps(out))
+        return 0
+    for kind in ("empty", "debris"):
+        o = out[kind]
+        print(f"{kind:7} {o['fields']:3} fields: frames median {o['frames_median']:.0f} max {o['frames_max']}, "
+              f"furthest frame {o['max_excursion_sigma']:.2f} sigma from the map's prediction, final "
+              f"{o['max_final_offset_sigma']:.2f} sigma (window ±{MAP_WINDOW_K:g} sigma)")
     return 0
 
 
