@@ -87,16 +87,17 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _estimator(strategy: str) -> Any:
     """The focus net for ``neural`` (required) and ``map`` (optional: without it the map uses classical)."""
-    try:
-        import importlib
+    from appliance.focus.netadapter import FocusNetEstimator
+    from appliance.sim.optics import OpticsParams
+    from appliance.sim.sensor import SensorParams
 
-        focusnet: Any = importlib.import_module("appliance.vision.focusnet")
-    except ImportError:
+    um_per_px = SensorParams().pixel_um / OpticsParams().magnification  # the bench's virtual camera
+    try:
+        return FocusNetEstimator(um_per_px)
+    except OSError:
         if strategy == "neural":
-            raise OSError("the neural strategy needs the focus net (appliance/vision/focusnet.py), "
-                          "which this build does not have") from None
+            raise
         return None
-    return focusnet.load()
 
 
 def run_bench(args: argparse.Namespace) -> int:
