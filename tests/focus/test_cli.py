@@ -56,6 +56,7 @@ def test_stack_writes_ome_tiff(tmp_path: Path, capsys: pytest.CaptureFixture[str
     (["focus", "bench", "--offset-um", "nan"], "--offset-um must be a number"),
     (["focus", "bench", "--offset-um", "20", "--range-um", "10"], "--offset-um must be below --range-um"),
     (["focus", "stack", "--out", "x.tif", "--step-um", "0"], "--step-um must be a number"),
+    (["focus", "blank", "--fields", "0"], "--fields must be an integer in [1, 1000]"),
     (["focus", "stack", "--out", "x.tif", "--structure", "999"], "--structure must be in"),
 ])
 def test_bad_values_exit_2_with_one_line(argv: list[str], needle: str, capsys: pytest.CaptureFixture[str]) -> None:
@@ -67,7 +68,8 @@ def test_bad_values_exit_2_with_one_line(argv: list[str], needle: str, capsys: p
     assert needle in err
 
 
-@pytest.mark.parametrize("argv", [["focus", "--help"], ["focus", "bench", "--help"], ["focus", "stack", "--help"]])
+@pytest.mark.parametrize("argv", [["focus", "--help"], ["focus", "bench", "--help"], ["focus", "stack", "--help"],
+                                  ["focus", "blank", "--help"]])
 def test_help(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as e:
         main(argv)
