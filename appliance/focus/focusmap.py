@@ -19,6 +19,8 @@ from scipy.optimize import least_squares
 #: Before the map has residual degrees of freedom to measure its scatter, it assumes this (µm): about the
 #: spread of half-heights of the structures a slide carries.
 PRIOR_SIGMA_UM = 5.0
+#: Weight of that prior, in residual degrees of freedom.
+PRIOR_DOF = 1.0
 
 
 class FocusMap:
@@ -136,10 +138,11 @@ class FocusMap:
         Ai, zi = A[inl], z[inl]
         coef = np.linalg.lstsq(Ai, zi, rcond=None)[0]
         dof = len(zi) - p
-        if dof >= 2:
-            res = zi - Ai @ coef
-            sigma = max(math.sqrt(float(res @ res) / dof), self.sigma_floor_um)
-        else:
-            sigma = PRIOR_SIGMA_UM
+        res = zi - Ai @ coef
+        # The scatter is learnt from the residuals, starting from the prior as if from PRIOR_DOF points: a
+        # handful of points that happen to lie on a plane must not make the map overconfident.
+        ss = float(res @ res) if dof > 0 else 0.0
+        sigma = max(math.sqrt((ss + PRIOR_DOF * PRIOR_SIGMA_UM ** 2) / (max(dof, 0) + PRIOR_DOF)),
+                    self.sigma_floor_um)
         cov = sigma * sigma * np.linalg.pinv(Ai.T @ Ai)
         return coef, cov, sigma, inl
