@@ -17,6 +17,7 @@ from numba import njit
 from kernels._checks import (
     check_block_size,
     check_connectivity,
+    check_contrast,
     check_frame,
     check_int,
     check_out,
@@ -26,6 +27,7 @@ from kernels.blobs import _link_runs, _resolve, _row_runs
 from kernels.focus import _laplacian_row, _laplacian_row_sums, _laplacian_sq_sum_box
 from kernels.threshold import (
     _adaptive_delta,
+    _background_from_hist,
     _gauss_ring_fill,
     _gauss_row,
     _gauss_start,
@@ -40,7 +42,7 @@ from kernels.threshold import (
 __all__ = ["METHODS", "FrameAnalysis", "analyse_frame"]
 
 #: Threshold methods of :func:`analyse_frame`, with the code its compiled core uses.
-METHODS: dict[str, int] = {"global": 0, "otsu": 1, "mean": 2, "gaussian": 3}
+METHODS: dict[str, int] = {"global": 0, "otsu": 1, "mean": 2, "gaussian": 3, "background": 4}
 
 
 @dataclass(frozen=True)
@@ -50,7 +52,9 @@ class FrameAnalysis:
     Attributes
     ----------
     level : int
-        The global level used (method ``global`` or ``otsu``); -1 for the adaptive methods.
+        The global level used (methods ``global``, ``otsu``, ``background``; foreground is the side of
+        ``frame > level`` that ``invert`` picks); -1 for the adaptive methods, and for ``background`` when no
+        pixel can be foreground (a black background).
     n_components : int
         Components found before the area filter.
     stats : (K, 5) ndarray of int32
@@ -84,7 +88,7 @@ def _threshold_row(srow: np.ndarray, t: np.uint8, hi: np.uint8, lo: np.uint8, ds
 
 @njit(cache=True, nogil=True)
 def _analyse_core(src: np.ndarray, method: int, level: int, kernel: np.ndarray, block: int, idelta: int,
-                  invert: bool, ext: int, min_area: int, max_area: int, mask_out: np.ndarray,
+                  contrast: float, invert: bool, ext: int, min_area: int, max_area: int, mask_out: np.ndarray,
                   write_mask: bool) -> tuple[int, int, np.ndarray, np.ndarray, np.ndarray, float]:
     height, width = src.shape
     hi = np.uint8(255)
@@ -93,7 +97,9 @@ def _analyse_core(src: np.ndarray, method: int, level: int, kernel: np.ndarray, 
         hi, lo = lo, hi
     if method == 1:
         level = _otsu_from_hist(_histogram(src), src.size)
-    t = np.uint8(level)
+    elif method == 4:
+        level = _background_from_hist(_histogram(src), src.size, contrast)
+    t = np.uint8(max(level, 0))
     r = block // 2
     # Per-method row state (small: a row or a ring of 2r + 1 rows).
     col = np.empty(width, np.int32)
@@ -121,8 +127,11 @@ def _analyse_core(src: np.ndarray, method: int, level: int, kernel: np.ndarray, 
     lap_s = 0
     lap_ss = 0
     for y in range(height):
-        if method <= 1:
-            _threshold_row(src[y], t, hi, lo, row)
+        if method <= 1 or method == 4:
+            if level >= 0:
+                _threshold_row(src[y], t, hi, lo, row)
+            else:
+                row[:] = hi  # no pixel lies below a level of -1
         elif method == 2:
             if y > 0:
                 _mean_advance(src, y, r, col)
@@ -198,12 +207,14 @@ def _box_focus(src: np.ndarray, stats: np.ndarray, focus: np.ndarray) -> None:
 
 
 def analyse_frame(frame: np.ndarray, method: str = "gaussian", *, block_size: int = 31, c: float = 5.0,
-                  level: int = 128, invert: bool = True, connectivity: int = 8, min_area: int = 1,
-                  max_area: int | None = None, mask_out: np.ndarray | None = None) -> FrameAnalysis:
+                  level: int = 128, contrast: float = 0.2, invert: bool = True, connectivity: int = 8,
+                  min_area: int = 1, max_area: int | None = None,
+                  mask_out: np.ndarray | None = None) -> FrameAnalysis:
     """Threshold a frame, find its blobs and score each blob's focus, in one sweep over the frame.
 
     Equivalent to: a threshold (:func:`kernels.threshold` / :func:`kernels.otsu` /
-    :func:`kernels.adaptive_mean` / :func:`kernels.adaptive_gaussian`, maxval 255), then
+    :func:`kernels.adaptive_mean` / :func:`kernels.adaptive_gaussian`, maxval 255; ``background``:
+    :func:`kernels.threshold` at :func:`kernels.background_level`), then
     :func:`kernels.connected_components`, then :func:`kernels.filter_by_area`, then per blob the sum of
     squared 4-neighbour Laplacian (reflect-101 border) over its box, plus :func:`kernels.laplacian_variance`.
 
@@ -211,14 +222,17 @@ def analyse_frame(frame: np.ndarray, method: str = "gaussian", *, block_size: in
     ----------
     frame : (M, N) ndarray of uint8
         C-contiguous grayscale frame.
-    method : {'gaussian', 'mean', 'otsu', 'global'}, optional
-        The threshold.
+    method : {'gaussian', 'mean', 'otsu', 'global', 'background'}, optional
+        The threshold. ``background``: foreground is ``contrast`` darker than the glass (the median of the
+        pixels above the Otsu level); dark objects only, so ``invert`` must be True.
     block_size : int, optional
         Adaptive methods: odd, >= 3, at most ``min(M, N)`` and 2047.
     c : float, optional
         Adaptive methods: constant subtracted from the local mean.
     level : int, optional
         Method ``global``: foreground where ``frame > level`` (in [0, 255]).
+    contrast : float, optional
+        Method ``background``: in (0, 1).
     invert : bool, optional
         Foreground is the dark side (THRESH_BINARY_INV); True by default because TPP structures are darker
         than the glass around them.
@@ -249,7 +263,10 @@ def analyse_frame(frame: np.ndarray, method: str = "gaussian", *, block_size: in
         raise ValueError(f"method must be one of {sorted(METHODS)}, got {method!r}")
     code = METHODS[method]
     lv = check_int(level, "level", 0, 255)
-    if code >= 2:
+    cv = check_contrast(contrast)
+    if code == 4 and not invert:
+        raise ValueError("method 'background' finds objects darker than the glass: invert must be True, got False")
+    if code in (2, 3):
         block = check_block_size(block_size, frame.shape)
         idelta = _adaptive_delta(c, bool(invert))
     else:
@@ -263,6 +280,6 @@ def analyse_frame(frame: np.ndarray, method: str = "gaussian", *, block_size: in
         np.empty((1, 1), np.uint8)
     kernel = gaussian_kernel(block) if code == 3 else np.ones(1, np.float32)
     used, n_comp, stats, centroids, focus, lap_var = _analyse_core(
-        frame, code, lv, kernel, block, idelta, bool(invert), 1 if conn == 8 else 0, lo, hi, mask, write_mask)
-    return FrameAnalysis(level=int(used) if code <= 1 else -1, n_components=int(n_comp), stats=stats,
+        frame, code, lv, kernel, block, idelta, cv, bool(invert), 1 if conn == 8 else 0, lo, hi, mask, write_mask)
+    return FrameAnalysis(level=int(used) if code in (0, 1, 4) else -1, n_components=int(n_comp), stats=stats,
                          centroids=centroids, focus=focus, laplacian_variance=float(lap_var))
