@@ -27,6 +27,7 @@ SIZES: tuple[tuple[int, int], ...] = ((480, 640), (1944, 2592))
 MIN_GATED_S = 50e-6
 
 BLOCK = 31
+GATE_CONTRAST = 0.2  # the candidate gate's default (appliance/vision/gate.py)
 C = 15.0  # with block 31 this finds ~115 blobs at 640x480 on the benchmark frame (C=5 picks up noise: ~9800)
 
 
@@ -116,6 +117,27 @@ def _fused(f: np.ndarray) -> tuple[Callable[[], object], Callable[[], object]]:
     return (lambda: K.analyse_frame(f, "gaussian", block_size=BLOCK, c=C, invert=True)), opencv
 
 
+def _fused_gate(f: np.ndarray) -> tuple[Callable[[], object], Callable[[], object]]:
+    """The candidate gate's analysis (method ``background``) against the same steps in OpenCV and NumPy."""
+    mask = np.empty_like(f)
+    labels = np.empty(f.shape, np.int32)
+    lap = np.empty(f.shape, np.float64)
+
+    def opencv() -> object:
+        otsu, _ = cv2.threshold(f, 0, 255, cv2.THRESH_BINARY | cv2.THRESH_OTSU, dst=mask)
+        hist = cv2.calcHist([f], [0], None, [256], [0, 256]).ravel()
+        bright = np.cumsum(hist[int(otsu) + 1:])
+        if bright.size == 0 or bright[-1] == 0:
+            bg = int(np.searchsorted(np.cumsum(hist), (f.size + 1) // 2))
+        else:
+            bg = int(otsu) + 1 + int(np.searchsorted(bright, (bright[-1] + 1) // 2))
+        level = int(np.ceil(bg * (1.0 - GATE_CONTRAST))) - 1
+        cv2.threshold(f, level, 255, cv2.THRESH_BINARY_INV, dst=mask)
+        out = cv2.connectedComponentsWithStats(mask, labels=labels, connectivity=8)
+        return out, cv2.Laplacian(f, cv2.CV_64F, dst=lap).var()
+    return (lambda: K.analyse_frame(f, "background", contrast=GATE_CONTRAST, invert=True)), opencv
+
+
 CASES: tuple[Case, ...] = (
     Case("threshold", 1.0, _threshold),
     Case("otsu", 1.0, _otsu),
@@ -127,6 +149,7 @@ CASES: tuple[Case, ...] = (
     Case("brenner", 1.0, _brenner),
     Case("normalized_variance", 1.0, _normalized_variance),
     Case("fused_analysis", 0.5, _fused),
+    Case("fused_gate", 0.5, _fused_gate),
 )
 
 

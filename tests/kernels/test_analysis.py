@@ -19,6 +19,8 @@ def _chain(frame: np.ndarray, method: str, conn: int, min_area: int, max_area: i
         mask = cv2.adaptiveThreshold(frame, 255, cv2.ADAPTIVE_THRESH_MEAN_C, kind, 31, 5.0)
     elif method == "otsu":
         mask = cv2.threshold(frame, 0, 255, kind | cv2.THRESH_OTSU)[1]
+    elif method == "background":  # its level is checked against a NumPy reference in test_threshold.py
+        mask = cv2.threshold(frame, K.background_level(frame, 0.2), 255, kind)[1]
     else:
         mask = cv2.threshold(frame, 128, 255, kind)[1]
     _, _, stats, cents = cv2.connectedComponentsWithStats(mask, connectivity=conn)
@@ -33,7 +35,7 @@ def _chain(frame: np.ndarray, method: str, conn: int, min_area: int, max_area: i
     return mask, stats, cents, focus
 
 
-@pytest.mark.parametrize("method", ["gaussian", "mean", "otsu", "global"])
+@pytest.mark.parametrize("method", ["gaussian", "mean", "otsu", "global", "background"])
 def test_fused_analysis_equals_chain(frame: np.ndarray, method: str) -> None:
     mask_ref, stats, cents, focus = _chain(frame, method, 8, 4, None, True)
     mask = np.empty_like(frame)
@@ -49,6 +51,8 @@ def test_fused_analysis_equals_chain(frame: np.ndarray, method: str) -> None:
     assert abs(res.laplacian_variance - lap_var) <= 1e-9 * lap_var
     if method == "otsu":
         assert res.level == int(cv2.threshold(frame, 0, 255, cv2.THRESH_OTSU)[0])
+    if method == "background":
+        assert res.level == K.background_level(frame, 0.2)
 
 
 def test_area_filter_and_connectivity() -> None:
@@ -67,3 +71,13 @@ def test_area_filter_and_connectivity() -> None:
 def test_blank_frame_has_no_blobs() -> None:
     r = K.analyse_frame(np.full((48, 64), 200, np.uint8))
     assert r.n_blobs == 0 and r.n_components == 0 and r.laplacian_variance == 0.0
+
+
+def test_background_method_on_black_and_on_noise() -> None:
+    """Level -1 (nothing darker than a black frame) and an empty field of noise: no blob at all."""
+    r = K.analyse_frame(np.zeros((48, 64), np.uint8), "background")
+    assert r.level == -1 and r.n_components == 0
+    noise = np.clip(np.random.default_rng(1).normal(160, 4, (480, 640)), 0, 255).astype(np.uint8)
+    r = K.analyse_frame(noise, "background", contrast=0.2)
+    assert r.n_components == 0 and 120 <= r.level <= 130
+    assert K.analyse_frame(noise, "otsu").n_components > 1000  # Otsu alone splits the noise

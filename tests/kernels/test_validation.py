@@ -93,6 +93,11 @@ def test_block_size_above_hard_limit() -> None:
     (lambda: K.analyse_frame(GOOD, "global", min_area=0), "min_area"),
     (lambda: K.analyse_frame(GOOD, "global", min_area=5, max_area=4), "max_area"),
     (lambda: K.analyse_frame(GOOD, "global", mask_out=np.zeros((2, 2), np.uint8)), "mask_out"),
+    (lambda: K.analyse_frame(GOOD, "background", contrast=1.0), "contrast must be in"),
+    (lambda: K.analyse_frame(GOOD, "background", contrast=float("nan")), "contrast must be finite"),
+    (lambda: K.analyse_frame(GOOD, "background", invert=False), "invert must be True"),
+    (lambda: K.background_level(GOOD, 0.0), "contrast must be in"),
+    (lambda: K.background_level(GOOD.astype(np.int16), 0.2), "uint8"),
     (lambda: K.filter_by_area(np.zeros((3, 4), np.int32)), "stats must be"),
 ])
 def test_bad_parameter(call: Callable[[], Any], words: str) -> None:
