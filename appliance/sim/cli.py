@@ -327,23 +327,15 @@ def _cmd_field(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_stack(args: argparse.Namespace) -> int:
-    import numpy as np
-    import tifffile
+def _n_planes(z0: float, z1: float, step: float) -> int:
+    return int(math.floor((z1 - z0) / step + 1e-9)) + 1
 
-    sidecar = Path(str(args.out) + ".json")
-    if (code := _check_outputs(args.out, args.out_suffixes, sidecar)) is not None:
-        return code
-    scope = _scope(args)
-    x, y, zf, _ = _target(scope, args)
-    z0 = zf - 10.0 if args.z_from is None else float(args.z_from)
-    z1 = zf + 10.0 if args.z_to is None else float(args.z_to)
-    for option, z, given in (("--z-from (focus - 10)", z0, args.z_from), ("--z-to (focus + 10)", z1, args.z_to)):
-        if given is None and (msg := _z_in_travel(f"{option} is at", z)):
-            return _fail(f"{msg}; give {option.split()[0]}")
+
+def _check_stack(z0: float, z1: float, args: argparse.Namespace) -> int | None:
+    """None when the z range is ordered and the stack fits the plane count and memory budget, else exit 2."""
     if z1 < z0:
         return _fail(f"--z-to must be >= --z-from, got --z-from {z0:g} and --z-to {z1:g} µm")
-    n = int(np.floor((z1 - z0) / args.z_step + 1e-9)) + 1
+    n = _n_planes(z0, z1, args.z_step)
     if n > MAX_PLANES:
         return _fail(f"a stack has at most {MAX_PLANES} planes, --z-from {z0:g} --z-to {z1:g} --z-step "
                      f"{args.z_step:g} µm gives {n}")
@@ -351,6 +343,29 @@ def _cmd_stack(args: argparse.Namespace) -> int:
     if need > STACK_BUDGET_BYTES:
         return _fail(f"a stack of {n} planes of {args.width}x{args.height} needs {need / 1e9:.2f} GB, more than "
                      f"the {STACK_BUDGET_BYTES / 1e9:.2f} GB allowed (--width, --height, --z-from, --z-to, --z-step)")
+    return None
+
+
+def _cmd_stack(args: argparse.Namespace) -> int:
+    import numpy as np
+    import tifffile
+
+    sidecar = Path(str(args.out) + ".json")
+    if (code := _check_outputs(args.out, args.out_suffixes, sidecar)) is not None:
+        return code
+    if args.z_from is not None and args.z_to is not None:  # refuse a bad range before building the slide
+        if (code := _check_stack(args.z_from, args.z_to, args)) is not None:
+            return code
+    scope = _scope(args)
+    x, y, zf, _ = _target(scope, args)
+    z0 = zf - 10.0 if args.z_from is None else float(args.z_from)
+    z1 = zf + 10.0 if args.z_to is None else float(args.z_to)
+    for option, z, given in (("--z-from (focus - 10)", z0, args.z_from), ("--z-to (focus + 10)", z1, args.z_to)):
+        if given is None and (msg := _z_in_travel(f"{option} is at", z)):
+            return _fail(f"{msg}; give {option.split()[0]}")
+    if (code := _check_stack(z0, z1, args)) is not None:
+        return code
+    n = _n_planes(z0, z1, args.z_step)
     stack = np.empty((n, args.height, args.width), np.uint8)
     z_um: list[float] = []
     true_xy: list[float] = []
