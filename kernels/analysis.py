@@ -23,11 +23,11 @@ from kernels._checks import (
     check_out,
     check_real,
 )
+from kernels.background import _centre_level, _limit_row, _surface, _threshold_row_below
 from kernels.blobs import _link_runs, _resolve, _row_runs
 from kernels.focus import _laplacian_row, _laplacian_row_sums, _laplacian_sq_sum_box
 from kernels.threshold import (
     _adaptive_delta,
-    _background_from_hist,
     _gauss_ring_fill,
     _gauss_row,
     _gauss_start,
@@ -52,9 +52,9 @@ class FrameAnalysis:
     Attributes
     ----------
     level : int
-        The global level used (methods ``global``, ``otsu``, ``background``; foreground is the side of
-        ``frame > level`` that ``invert`` picks); -1 for the adaptive methods, and for ``background`` when no
-        pixel can be foreground (a black background).
+        The global level used (methods ``global``, ``otsu``; foreground is the side of ``frame > level``
+        that ``invert`` picks); for ``background`` the level at the frame's centre (dark side
+        ``frame <= level``, -1 when nothing can be darker); -1 for the adaptive methods.
     n_components : int
         Components found before the area filter.
     stats : (K, 5) ndarray of int32
@@ -97,8 +97,11 @@ def _analyse_core(src: np.ndarray, method: int, level: int, kernel: np.ndarray, 
         hi, lo = lo, hi
     if method == 1:
         level = _otsu_from_hist(_histogram(src), src.size)
-    elif method == 4:
-        level = _background_from_hist(_histogram(src), src.size, contrast)
+    coef, s_lo, s_hi = np.zeros(6), 0.0, 0.0
+    lim = np.empty(width if method == 4 else 1, np.float32)
+    if method == 4:
+        coef, s_lo, s_hi = _surface(src, contrast)
+        level = _centre_level(coef, s_lo, s_hi, contrast)
     t = np.uint8(max(level, 0))
     r = block // 2
     # Per-method row state (small: a row or a ring of 2r + 1 rows).
@@ -127,11 +130,11 @@ def _analyse_core(src: np.ndarray, method: int, level: int, kernel: np.ndarray, 
     lap_s = 0
     lap_ss = 0
     for y in range(height):
-        if method <= 1 or method == 4:
-            if level >= 0:
-                _threshold_row(src[y], t, hi, lo, row)
-            else:
-                row[:] = hi  # no pixel lies below a level of -1
+        if method <= 1:
+            _threshold_row(src[y], t, hi, lo, row)
+        elif method == 4:
+            _limit_row(coef, s_lo, s_hi, contrast, y, height, lim)
+            _threshold_row_below(src[y], lim, hi, lo, row)
         elif method == 2:
             if y > 0:
                 _mean_advance(src, y, r, col)
@@ -207,14 +210,14 @@ def _box_focus(src: np.ndarray, stats: np.ndarray, focus: np.ndarray) -> None:
 
 
 def analyse_frame(frame: np.ndarray, method: str = "gaussian", *, block_size: int = 31, c: float = 5.0,
-                  level: int = 128, contrast: float = 0.2, invert: bool = True, connectivity: int = 8,
+                  level: int = 128, contrast: float = 0.06, invert: bool = True, connectivity: int = 8,
                   min_area: int = 1, max_area: int | None = None,
                   mask_out: np.ndarray | None = None) -> FrameAnalysis:
     """Threshold a frame, find its blobs and score each blob's focus, in one sweep over the frame.
 
     Equivalent to: a threshold (:func:`kernels.threshold` / :func:`kernels.otsu` /
-    :func:`kernels.adaptive_mean` / :func:`kernels.adaptive_gaussian`, maxval 255; ``background``:
-    :func:`kernels.threshold` at :func:`kernels.background_level`), then
+    :func:`kernels.adaptive_mean` / :func:`kernels.adaptive_gaussian` / :func:`kernels.background_threshold`,
+    maxval 255), then
     :func:`kernels.connected_components`, then :func:`kernels.filter_by_area`, then per blob the sum of
     squared 4-neighbour Laplacian (reflect-101 border) over its box, plus :func:`kernels.laplacian_variance`.
 
@@ -223,8 +226,8 @@ def analyse_frame(frame: np.ndarray, method: str = "gaussian", *, block_size: in
     frame : (M, N) ndarray of uint8
         C-contiguous grayscale frame.
     method : {'gaussian', 'mean', 'otsu', 'global', 'background'}, optional
-        The threshold. ``background``: foreground is ``contrast`` darker than the glass (the median of the
-        pixels above the Otsu level); dark objects only, so ``invert`` must be True.
+        The threshold. ``background``: foreground is ``contrast`` darker than the glass, a smooth surface
+        fitted to the frame (:mod:`kernels.background`); dark objects only, so ``invert`` must be True.
     block_size : int, optional
         Adaptive methods: odd, >= 3, at most ``min(M, N)`` and 2047.
     c : float, optional

@@ -1,4 +1,4 @@
-"""Thresholds: global fixed, Otsu, adaptive mean and adaptive Gaussian (OpenCV's exact semantics), background.
+"""Thresholds with OpenCV's exact semantics: global fixed, Otsu, adaptive mean and adaptive Gaussian.
 
 Every function returns a binary ``uint8`` frame whose foreground pixels are ``maxval`` and background 0,
 pixel-identical to ``cv2.threshold`` / ``cv2.adaptiveThreshold`` (adaptive Gaussian: see
@@ -13,10 +13,9 @@ import math
 import numpy as np
 from numba import njit
 
-from kernels._checks import check_block_size, check_contrast, check_frame, check_int, check_out, check_real
+from kernels._checks import check_block_size, check_frame, check_int, check_out, check_real
 
-__all__ = ["adaptive_gaussian", "adaptive_mean", "background_level", "gaussian_kernel", "otsu", "otsu_level",
-           "threshold"]
+__all__ = ["adaptive_gaussian", "adaptive_mean", "gaussian_kernel", "otsu", "otsu_level", "threshold"]
 
 
 # ---------------------------------------------------------------------------------------------------- cores
@@ -83,33 +82,6 @@ def _otsu_from_hist(hist: np.ndarray, size: int) -> int:
             max_sigma = sigma
             max_val = i
     return max_val
-
-
-@njit(cache=True, nogil=True)
-def _background_from_hist(hist: np.ndarray, size: int, contrast: float) -> int:
-    """Level below which a pixel is ``contrast`` darker than the background; -1 when none can be.
-
-    The background is the (lower) median of the pixels above the Otsu level: the bright class of Otsu's split
-    is the clear glass whether the dark class holds structures, dust, or (on an empty field) the darker half
-    of the noise. Foreground is ``v < (1 - contrast) * background``, i.e. ``v <= level``.
-    """
-    otsu_level = _otsu_from_hist(hist, size)
-    n_bright = 0
-    for v in range(otsu_level + 1, 256):
-        n_bright += hist[v]
-    start = otsu_level + 1
-    if n_bright == 0:  # a flat frame: the whole histogram is the background
-        n_bright = size
-        start = 0
-    half = (n_bright + 1) // 2
-    acc = 0
-    bg = 255
-    for v in range(start, 256):
-        acc += hist[v]
-        if acc >= half:
-            bg = v
-            break
-    return int(math.ceil(bg * (1.0 - contrast))) - 1
 
 
 @njit(cache=True, nogil=True)
@@ -403,42 +375,6 @@ def otsu_level(frame: np.ndarray) -> int:
     """
     frame = check_frame(frame)
     return int(_otsu_from_hist(_histogram(frame), frame.size))
-
-
-def background_level(frame: np.ndarray, contrast: float = 0.2) -> int:
-    """The level of a threshold relative to the background: dark objects are ``frame <= level``.
-
-    The background is the median of the pixels above the Otsu level (:func:`otsu_level`), or of all pixels
-    when none lies above it (a flat frame). A pixel is foreground when it is at least ``contrast`` darker
-    than that background: ``frame < (1 - contrast) * background``, so ``level = ceil((1 - contrast) *
-    background) - 1``. Unlike Otsu's level alone, this stays put when the frame holds only glass and noise
-    (nothing is found) or when very dark debris shares the frame with a fainter structure. No OpenCV twin.
-
-    Parameters
-    ----------
-    frame : (M, N) ndarray of uint8
-    contrast : float, optional
-        Fraction of the background brightness a pixel must lack to be foreground, in (0, 1).
-
-    Returns
-    -------
-    int
-        The level in [-1, 254]; -1 when no pixel can be foreground (a black background).
-
-    Raises
-    ------
-    ValueError
-        On a bad frame or contrast.
-
-    Examples
-    --------
-    >>> f = np.full((10, 10), 200, np.uint8); f[:3, :3] = 90
-    >>> background_level(f, 0.2)   # 0.8 * 200 = 160: foreground where f < 160
-    159
-    """
-    frame = check_frame(frame)
-    cv = check_contrast(contrast)
-    return int(_background_from_hist(_histogram(frame), frame.size, cv))
 
 
 def otsu(frame: np.ndarray, maxval: int = 255, invert: bool = False,

@@ -40,7 +40,7 @@ class GateParams:
         Smallest length of the longer side of a blob's box, µm (>= 0).
     """
 
-    contrast: float = 0.2
+    contrast: float = 0.06
     min_area_um2: float = 80.0
     min_size_um: float = 10.0
 

@@ -67,42 +67,6 @@ def test_preallocated_output_is_used_and_returned() -> None:
     np.testing.assert_array_equal(out, np.where(f > 100, 255, 0))
 
 
-def _background_level_reference(frame: np.ndarray, contrast: float) -> int:
-    """Slow NumPy statement of :func:`kernels.background_level` (Otsu from OpenCV, without IPP)."""
-    cv2.ipp.setUseIPP(False)
-    try:
-        otsu = int(cv2.threshold(frame, 0, 255, cv2.THRESH_BINARY | cv2.THRESH_OTSU)[0])
-    finally:
-        cv2.ipp.setUseIPP(True)
-    bright = np.sort(frame[frame > otsu], kind="stable")
-    if bright.size == 0:
-        bright = np.sort(frame.ravel())
-    bg = int(bright[(bright.size + 1) // 2 - 1])  # the lower median
-    return int(np.ceil(bg * (1.0 - contrast))) - 1
-
-
-@pytest.mark.parametrize("contrast", [0.05, 0.2, 0.5, 0.95])
-def test_background_level_equals_reference(frame: np.ndarray, contrast: float) -> None:
-    level = K.background_level(frame, contrast)
-    assert level == _background_level_reference(frame, contrast)
-    if level >= 0:  # every foreground pixel is `contrast` darker than the glass, and no other pixel is
-        bright = frame[frame > K.otsu_level(frame)]
-        bg = float(np.sort(bright)[(bright.size + 1) // 2 - 1])
-        assert np.all(frame[frame <= level] < (1 - contrast) * bg)
-        assert np.all(frame[frame > level] >= (1 - contrast) * bg)
-
-
-@pytest.mark.parametrize(("values", "expected"), [
-    ([200], 159),                      # flat frame: the frame is the glass
-    ([0], -1),                         # black: nothing can be darker
-    ([0, 0, 200, 200, 200], 159),      # dark class ignored
-    ([10, 20, 190, 200, 210], 159),    # median of the bright class (190, 200, 210)
-])
-def test_background_level_small_cases(values: list[int], expected: int) -> None:
-    f = np.ascontiguousarray(np.array(values, np.uint8).reshape(1, -1))
-    assert K.background_level(f, 0.2) == expected
-
-
 # Frames whose Otsu criterion has two exactly equal maxima: three grey levels in equal thirds.
 TIES = [np.repeat(np.array(v, np.uint8), n).reshape(1, -1).copy()
         for v, n in [([10, 100, 190], 100), ([1, 2, 3], 2), ([100, 101, 102], 1000)]]
