@@ -28,7 +28,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from appliance.sim.microscope import VirtualMicroscope, ViewBox  # noqa: E402
+from appliance.sim.microscope import ViewBox, VirtualMicroscope  # noqa: E402
 from appliance.sim.stage import SimStageParams  # noqa: E402
 from appliance.vision.gate import find_candidates  # noqa: E402
 
