@@ -71,12 +71,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def analyse(frame: np.ndarray, um_per_px: float = SYNTHETIC_UM_PER_PX) -> FrameAnalysis:
-    """The scan loop's candidate gate with its defaults; the result holds only the blobs that pass it."""
+    """The scan loop's candidate gate with its defaults; the result holds the blobs of its candidates."""
     import dataclasses
 
     from appliance.vision.gate import gate_frame
 
-    res, keep = gate_frame(frame, um_per_px)
+    res, cands = gate_frame(frame, um_per_px)
+    keep = sorted(r for c in cands for r in c.rows)  # the blobs that make up the candidates
     return dataclasses.replace(res, stats=res.stats[keep], centroids=res.centroids[keep], focus=res.focus[keep])
 
 

@@ -39,7 +39,7 @@ def _footprint(shape: tuple[int, int], poly: np.ndarray) -> np.ndarray:
 
 
 def score_tile(tile: np.ndarray, poly: np.ndarray, size: tuple[int, int] | None) -> tuple[float, float, int]:
-    """(coverage of the footprint by the best candidate, its area / footprint, other candidates)."""
+    """(coverage of the footprint by the best candidate's pixels, their area / footprint, other candidates)."""
     um_per_px = OUTLINE["um_per_px"]
     if size is not None:
         f = size[0] / tile.shape[1]
@@ -48,21 +48,18 @@ def score_tile(tile: np.ndarray, poly: np.ndarray, size: tuple[int, int] | None)
         um_per_px /= f
     fp = _footprint(tile.shape, poly)
     mask = np.empty_like(tile)
-    res, keep = gate_frame(tile, um_per_px, mask_out=mask)
+    res, cands = gate_frame(tile, um_per_px, mask_out=mask)
     comps = K.connected_components(mask)
-    kept = {tuple(res.stats[i].tolist()) for i in keep.tolist()}
-    best, spill, best_box = 0.0, 0.0, None
-    for label in range(1, comps.n_labels):
-        row = tuple(comps.stats[label].tolist())
-        if row not in kept:
-            continue
-        blob = comps.labels == label
-        cover = float((blob & fp).sum()) / float(fp.sum())
+    label_of = {tuple(comps.stats[k].tolist()): k for k in range(1, comps.n_labels)}
+    best, spill = 0.0, 0.0
+    for c in cands:
+        labels = [label_of[tuple(res.stats[r].tolist())] for r in c.rows]
+        pixels = np.isin(comps.labels, labels)
+        cover = float((pixels & fp).sum()) / float(fp.sum())
         if cover > best:
-            best, spill, best_box = cover, float(blob.sum()) / float(fp.sum()), row
-    others = len(kept) - (best_box is not None)
-    assert len(find_candidates(tile, um_per_px)) == len(kept)
-    return best, spill, others
+            best, spill = cover, float(pixels.sum()) / float(fp.sum())
+    assert [c.box_px for c in find_candidates(tile, um_per_px)] == [c.box_px for c in cands]
+    return best, spill, len(cands) - (best > 0)
 
 
 @pytest.mark.parametrize("size", [None, (640, 480)], ids=["tile", "640x480"])
