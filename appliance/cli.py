@@ -20,6 +20,9 @@ COMMAND_MODULES: tuple[str, ...] = (
     "appliance.commands.demo",
     "appliance.sim.cli",
     "appliance.hardware.stage.cli",
+    "appliance.config.cli",
+    "appliance.service.cli",
+    "appliance.service.logs_cli",
 )
 
 
