@@ -39,7 +39,7 @@ def _chain(frame: np.ndarray, method: str, conn: int, min_area: int, max_area: i
 def test_fused_analysis_equals_chain(frame: np.ndarray, method: str) -> None:
     mask_ref, stats, cents, focus = _chain(frame, method, 8, 4, None, True)
     mask = np.empty_like(frame)
-    res = K.analyse_frame(frame, method, block_size=31, c=5.0, level=128, invert=True, min_area=4,
+    res = K.analyse_frame(frame, method, block_size=31, c=5.0, level=128, contrast=0.06, invert=True, min_area=4,
                           mask_out=mask)
     np.testing.assert_array_equal(mask, mask_ref)
     # Equal (top, left) cannot tie in raster order of first pixels unless boxes differ; compare as sorted.
@@ -77,6 +77,6 @@ def test_blank_frame_has_no_blobs() -> None:
 def test_background_method_on_an_empty_field() -> None:
     """Glass and noise only: the background method finds nothing, where Otsu's level splits the noise."""
     noise = np.clip(np.random.default_rng(1).normal(160, 3, (480, 640)), 0, 255).astype(np.uint8)
-    r = K.analyse_frame(noise, "background", min_area=5)
+    r = K.analyse_frame(noise, "background", contrast=0.06, min_area=5)
     assert r.n_blobs == 0 and 145 <= r.level <= 152
     assert K.analyse_frame(noise, "otsu", min_area=5).n_blobs > 100

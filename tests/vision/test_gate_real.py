@@ -4,8 +4,9 @@ The 15 tiles of ``docs/img/seed-frames.png`` are a TEST only: the gate's method 
 the simulator. The pentagon's outline in each tile was drawn by hand (tests/vision/data). A tile passes
 when one candidate covers >= 80 % of the outline's footprint without leaking into the glass (its area at most
 1.5 x the footprint: the outline follows the soft edge's half-way line, the gate's blob its 5 % line, 3-4 px
-further out at 1.4 µm/px, which makes it 10-30 % larger) and at most two other candidates are found. Checked at the tiles' own size
-(1.4 µm/px) and enlarged to 640 x 480 (0.56 µm/px, the virtual microscope's default scale).
+further out at 1.4 µm/px, which makes it 10-30 % larger) and at most two other candidates are found. Checked
+at the tiles' own size (1.4 µm/px) and enlarged to 640 x 480 (0.56 µm/px, the virtual microscope's default
+scale).
 """
 
 from __future__ import annotations
