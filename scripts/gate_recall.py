@@ -4,6 +4,7 @@ Usage::
 
     python scripts/gate_recall.py                      # 10 held-out slides x 20 fields = 200 fields
     python scripts/gate_recall.py --seeds 7001 7002 --fields 5
+    python scripts/gate_recall.py --camera cheap_colour          # a camera preset of appliance.sim.capture
 
 Held-out slides: seeds 7001-7010 by default, used by no test, model or tuning run. On each slide, one field
 per structure (in slide order, up to ``--fields``): the stage goes to the structure's centre plus a random
@@ -28,6 +29,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from appliance.sim.capture import preset  # noqa: E402
 from appliance.sim.microscope import ViewBox, VirtualMicroscope  # noqa: E402
 from appliance.sim.stage import SimStageParams  # noqa: E402
 from appliance.vision.gate import find_candidates  # noqa: E402
@@ -74,9 +76,10 @@ def _score(boxes: list[ViewBox], cands: list[tuple[int, int, int, int]], seed: i
             tally.missed.append(f"seed {seed} id {b.id} {b.cls}: best IoU {best:.2f}")
 
 
-def measure_slide(seed: int, n_fields: int, n_empty: int, tally: Tally) -> None:
-    """Add one slide's fields to ``tally``."""
-    scope = VirtualMicroscope(seed=seed, stage=SimStageParams(z_mode="stepper"))
+def measure_slide(seed: int, n_fields: int, n_empty: int, tally: Tally, camera: str | None = None) -> None:
+    """Add one slide's fields to ``tally`` (``camera``: a capture-chain preset name; None: the default)."""
+    chain = None if camera is None else preset(camera)
+    scope = VirtualMicroscope(seed=seed, stage=SimStageParams(z_mode="stepper"), chain=chain)
     rng = np.random.default_rng(seed)
     cam = scope.camera
     s = cam.um_per_px
@@ -116,10 +119,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fields", type=int, default=20, help="fields per slide, one per structure (default 20)")
     ap.add_argument("--empty", type=int, default=5, help="fields of clear glass per slide (default 5)")
     ap.add_argument("--bar", type=float, default=0.99, help="recall needed for exit status 0 (default 0.99)")
+    ap.add_argument("--camera", default=None, help="capture-chain preset (appliance.sim.capture.PRESETS)")
     args = ap.parse_args(argv)
     tally = Tally()
     for seed in args.seeds:
-        measure_slide(seed, args.fields, args.empty, tally)
+        measure_slide(seed, args.fields, args.empty, tally, args.camera)
     print(f"fields {tally.fields}: structures {tally.structures}, found {tally.found}, recall {tally.recall:.4f}; "
           f"candidates per field {tally.candidates / max(tally.fields, 1):.2f}")
     print(f"clear-glass fields {tally.empty_fields}: candidates {tally.empty_candidates}")
