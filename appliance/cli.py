@@ -23,6 +23,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "appliance.config.cli",
     "appliance.service.cli",
     "appliance.service.logs_cli",
+    "appliance.focus.cli",
 )
 
 
