@@ -20,6 +20,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "appliance.commands.demo",
     "appliance.sim.cli",
     "appliance.hardware.stage.cli",
+    "models.data.cli",
 )
 
 

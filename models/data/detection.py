@@ -1,0 +1,166 @@
+"""Detection frames: whole camera frames with the box of every structure and piece of debris in view.
+
+Each slide job builds one randomised virtual slide and renders its items: a frame centred near a structure
+(``p_on_structure``), near a fibre, scratch or bubble (``p_on_line_debris``, so rare line debris is common
+enough to learn), or anywhere (empty glass and dust); focused at the target's focus plus a drawn defocus;
+through the sensor and camera chain; then augmented. Boxes come from the simulator's ground truth
+(object footprints), clipped to the frame; objects cut by the edge to less than ``MIN_VISIBLE`` of their area,
+and specks under ``MIN_SIDE_PX``, are kept as *ignore* regions (COCO ``iscrowd``): neither counted as misses
+nor as false detections.
+
+Files: ``images/<split>_<seed>_<item>.png`` (8-bit grey), ``annotations.csv`` (the seed paper's columns
+``filename,width,height,class,xmin,ymin,xmax,ymax``, pixels, exclusive max, ignore regions left out) and
+``annotations.coco.json`` (every image, also empty ones; categories 1 ``structure``, 2 ``debris``; each
+annotation also carries ``type`` (woodpile, dust, ...) and ``dz_um``).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from models.data.cli import SlideJob
+from models.data.randomise import (
+    augment,
+    build_microscope,
+    draw_dz_um,
+    render_frame,
+    sample_scene,
+    sample_shot,
+)
+
+CATEGORIES: tuple[str, ...] = ("structure", "debris")
+CSV_COLUMNS: tuple[str, ...] = ("filename", "width", "height", "class", "xmin", "ymin", "xmax", "ymax")
+MIN_VISIBLE = 0.2
+MIN_SIDE_PX = 2.0
+
+
+def _scope_for(job: SlideJob) -> Any:
+    """Build the job's slide; on a slide too crowded for its structures, draw again (deterministically)."""
+    rng = job.slide_rng()
+    for _ in range(5):
+        scene = sample_scene(rng, job.ranges, job.size_px)
+        try:
+            return build_microscope(scene, job.slide_seed)
+        except ValueError as exc:
+            if "do not fit" not in str(exc):
+                raise
+    raise ValueError(f"slide {job.slide_seed}: could not place the structures in 5 draws; lower "
+                     f"--structures-per-mm2")
+
+
+def _pick_view(scope: Any, rng: np.random.Generator, job: SlideJob) -> tuple[float, float, float]:
+    """Stage (x, y, z) of one frame: near a target object, or anywhere on the slide."""
+    objs = scope.slide.objects
+    w_um = job.size_px[0] * scope.camera.um_per_px
+    h_um = job.size_px[1] * scope.camera.um_per_px
+    r = job.ranges
+    u = rng.random()
+    pool = []
+    if u < r.p_on_structure:
+        pool = [o for o in objs if o.kind == "structure"]
+    elif u < r.p_on_structure + r.p_on_line_debris:
+        pool = [o for o in objs if o.kind == "debris" and o.cls != "dust"]
+    p = scope.slide.params
+    if pool:
+        o = pool[int(rng.integers(len(pool)))]
+        x = o.center_um[0] + rng.uniform(-0.4, 0.4) * w_um
+        y = o.center_um[1] + rng.uniform(-0.4, 0.4) * h_um
+        z = o.focus_z_um + draw_dz_um(rng, r)
+    else:
+        x = rng.uniform(0.0, p.width_um)
+        y = rng.uniform(0.0, p.height_um)
+        # Focused somewhere a structure could be in focus: 2.5-15 µm above the glass.
+        z = scope.slide.surface_z_um(x, y) + rng.uniform(2.5, 15.0) + draw_dz_um(rng, r)
+    return float(x), float(y), float(z)
+
+
+def _truth_boxes(scope: Any, x: float, y: float) -> tuple[np.ndarray, list[dict[str, Any]]]:
+    """Clipped boxes in view and, per box, its category, type, visible fraction and focus."""
+    s = scope.camera.um_per_px
+    w, h = scope.camera.size_px
+    by_id = {o.id: o for o in scope.slide.objects}
+    boxes, info = [], []
+    for vb in scope.boxes_at(x, y):
+        o = by_id[vb.id]
+        full = (o.footprint_um[0] / s) * (o.footprint_um[1] / s)
+        b = vb.box_px
+        vis = min(1.0, (b[2] - b[0]) * (b[3] - b[1]) / max(full, 1e-9))
+        boxes.append(b)
+        info.append({"category": vb.kind, "type": vb.cls, "visible": vis, "focus_z_um": vb.focus_z_um})
+    del w, h
+    return np.array(boxes, dtype=np.float64).reshape(-1, 4), info
+
+
+def render_detection(job: SlideJob) -> list[dict[str, Any]]:
+    """Render a slide job's detection frames; returns one record per image (with its annotations)."""
+    scope = _scope_for(job)
+    out = job.out_dir / "images"
+    out.mkdir(parents=True, exist_ok=True)
+    records = []
+    for i in job.items():
+        rng = job.rng(i)
+        x, y, z = _pick_view(scope, rng, job)
+        shot = sample_shot(rng, job.ranges, job.augment, job.size_px)
+        img = render_frame(scope, x, y, z, shot, exposure_seed=int(rng.integers(0, 2**31)))
+        boxes, info = _truth_boxes(scope, x, y)
+        img, boxes, keep = augment(img, boxes, shot, min_side_px=1.0)
+        info = [d for d, k in zip(info, keep, strict=True) if k]
+        name = f"{job.split}_{job.seed}_{i:06d}.png"
+        cv2.imwrite(str(out / name), img)
+        anns = []
+        for b, d in zip(boxes, info, strict=True):
+            xb = [int(np.floor(b[0])), int(np.floor(b[1])), int(np.ceil(b[2])), int(np.ceil(b[3]))]
+            small = min(b[2] - b[0], b[3] - b[1]) < MIN_SIDE_PX
+            anns.append({"category": d["category"], "type": d["type"], "box": xb,
+                         "ignore": bool(small or d["visible"] < MIN_VISIBLE),
+                         "dz_um": round(z - d["focus_z_um"], 3)})
+        records.append({"file": f"images/{name}", "width": img.shape[1], "height": img.shape[0],
+                        "item": i, "slide_seed": job.slide_seed, "um_per_px": scope.camera.um_per_px,
+                        "stage_um": [round(x, 3), round(y, 3), round(z, 3)], "annotations": anns})
+    return records
+
+
+def write_detection_index(out_dir: Path, records: list[dict[str, Any]]) -> None:
+    """Write ``annotations.csv`` (seed paper's columns) and ``annotations.coco.json``."""
+    with open(out_dir / "annotations.csv", "w", newline="") as fh:
+        wr = csv.writer(fh)
+        wr.writerow(CSV_COLUMNS)
+        for r in records:
+            for a in r["annotations"]:
+                if not a["ignore"]:
+                    wr.writerow([r["file"], r["width"], r["height"], a["category"], *a["box"]])
+    (out_dir / "annotations.coco.json").write_text(json.dumps(to_coco(records)))
+
+
+def to_coco(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """COCO detection dict of the records (boxes as ``[x, y, w, h]``; ignore regions as ``iscrowd``)."""
+    images: list[dict[str, Any]] = []
+    anns: list[dict[str, Any]] = []
+    cat_id = {c: k + 1 for k, c in enumerate(CATEGORIES)}
+    for img_id, r in enumerate(records, start=1):
+        images.append({"id": img_id, "file_name": r["file"], "width": r["width"], "height": r["height"],
+                       "slide_seed": r["slide_seed"], "um_per_px": r["um_per_px"], "stage_um": r["stage_um"]})
+        for a in r["annotations"]:
+            x0, y0, x1, y1 = a["box"]
+            anns.append({"id": len(anns) + 1, "image_id": img_id, "category_id": cat_id[a["category"]],
+                         "bbox": [x0, y0, x1 - x0, y1 - y0], "area": (x1 - x0) * (y1 - y0),
+                         "iscrowd": int(a["ignore"]), "type": a["type"], "dz_um": a["dz_um"]})
+    return {"images": images, "annotations": anns,
+            "categories": [{"id": cat_id[c], "name": c} for c in CATEGORIES]}
+
+
+def load_coco(data_dir: Path) -> dict[str, Any]:
+    """A detection dataset's COCO dict (``OSError`` naming the file when missing or malformed)."""
+    path = Path(data_dir) / "annotations.coco.json"
+    try:
+        coco = json.loads(path.read_text())
+        _ = coco["images"], coco["annotations"], coco["categories"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise OSError(f"{path}: not a detection dataset made by `tppscan dataset detection` ({exc})") from None
+    return dict(coco)
