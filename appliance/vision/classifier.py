@@ -101,7 +101,11 @@ class StructureClassifier:
         path = Path(model_path) if model_path is not None else DEFAULT_MODEL
         lpath = Path(labels_path) if labels_path is not None else path.with_name("labels.txt")
         labels = read_labels(lpath)
-        self.model = LiteModel(path, (CROP_PX, CROP_PX, 1), [OutputSpec("probs", len(labels))], num_threads, batch)
+        self.model = LiteModel(path, (CROP_PX, CROP_PX, 1), [OutputSpec("probs", None)], num_threads, batch)
+        k = self.model.output_size("probs")
+        if k != len(labels):
+            raise ModelFileError(f"{lpath}: {len(labels)} labels, but {path} gives {k} class probabilities per crop; "
+                                 f"expected the labels file written with that model")
         missing = REQUIRED_LABELS - set(labels)
         if missing:
             raise ModelFileError(f"{lpath}: labels {labels} lack {sorted(missing)}; expected the five structure "

@@ -41,10 +41,14 @@ def _interpreter_class() -> Any:
 
 @dataclass(frozen=True)
 class OutputSpec:
-    """One expected output: a name for messages and its size per sample (the last dimension)."""
+    """One expected output: a name for messages and its size per sample (the last dimension).
+
+    ``size=None`` takes the one output left after the sized ones are matched (the caller checks its size,
+    e.g. against a labels file, to say which file is wrong).
+    """
 
     name: str
-    size: int
+    size: int | None
 
 
 def read_labels(path: str | Path, expected_count: int | None = None) -> list[str]:
@@ -140,11 +144,17 @@ class LiteModel:
     def _match_outputs(self, specs: list[OutputSpec]) -> dict[str, dict[str, Any]]:
         outs = self._interp.get_output_details()
         by_size = {int(d["shape"][-1]): dict(d) for d in outs}
-        want = ", ".join(f"{s.name} [N, {s.size}]" for s in specs)
-        if len(outs) != len(specs) or len(by_size) != len(outs) or any(s.size not in by_size for s in specs):
+        want = ", ".join(f"{s.name} [N, {s.size if s.size is not None else 'K'}]" for s in specs)
+        sized = [s.size for s in specs if s.size is not None]
+        if len(outs) != len(specs) or len(by_size) != len(outs) or any(k not in by_size for k in sized):
             got = ", ".join("[" + ", ".join(map(str, d["shape"])) + "]" for d in outs)
             raise ModelFileError(f"{self.path}: outputs {got}; expected {want}")
-        return {s.name: by_size[s.size] for s in specs}
+        free = [k for k in by_size if k not in sized]
+        return {s.name: by_size[s.size if s.size is not None else free.pop()] for s in specs}
+
+    def output_size(self, name: str) -> int:
+        """Per-sample size of output ``name``."""
+        return int(self._outs[name]["shape"][-1])
 
     @property
     def quantized_input(self) -> bool:

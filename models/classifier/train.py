@@ -106,7 +106,8 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     if vds is not None:
         callbacks.append(keras.callbacks.ModelCheckpoint(str(best), monitor="val_accuracy", save_best_only=True,
                                                          save_weights_only=True))
-    hist = model.fit(ds, validation_data=vds, epochs=epochs, callbacks=callbacks, verbose=2 if not args.quick else 0)
+    hist = model.fit(ds, validation_data=vds, epochs=epochs, callbacks=callbacks, shuffle=False,
+                     verbose=0 if args.quick else 2)
     if vds is not None and best.exists():
         model.load_weights(str(best))
         best.unlink()
