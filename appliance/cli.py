@@ -21,6 +21,9 @@ COMMAND_MODULES: tuple[str, ...] = (
     "appliance.sim.cli",
     "appliance.hardware.stage.cli",
     "models.data.cli",
+    "models.train_cli",
+    "appliance.vision.detect_cli",
+    "appliance.vision.eval_cli",
 )
 
 

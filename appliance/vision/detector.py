@@ -114,12 +114,32 @@ def to_gray(frame: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(a)
 
 
-def preprocess(gray: np.ndarray, input_hw: tuple[int, int]) -> np.ndarray:
-    """The input detectNet builds: resized (bilinear), ``(x/255 - 0.5)/0.5``, grey repeated to 3 channels, NCHW."""
+def resize_to_input(gray: np.ndarray, input_hw: tuple[int, int]) -> np.ndarray:
+    """A grey frame resized to the model's input (area-averaged when shrinking, as in training).
+
+    Every backend gets the frame at exactly the input size: detectNet's own resize samples the nearest pixel
+    (jetson-utils ``gpuTensorNormMean``), which would alias small dust differently from ONNX Runtime.
+    """
     h, w = input_hw
-    img = cv2.resize(gray, (w, h), interpolation=cv2.INTER_LINEAR) if gray.shape != (h, w) else gray
+    if gray.shape == (h, w):
+        return gray
+    shrink = gray.shape[0] >= h and gray.shape[1] >= w
+    return np.ascontiguousarray(cv2.resize(gray, (w, h), interpolation=cv2.INTER_AREA if shrink
+                                           else cv2.INTER_LINEAR))
+
+
+def preprocess(gray: np.ndarray, input_hw: tuple[int, int]) -> np.ndarray:
+    """The input detectNet builds: resized, ``(x/255 - 0.5)/0.5``, grey repeated to 3 channels, NCHW."""
+    h, w = input_hw
+    img = resize_to_input(gray, input_hw)
     x = img.astype(np.float32) * np.float32(2.0 / 255.0) - np.float32(1.0)
     return np.ascontiguousarray(np.broadcast_to(x, (1, 3, h, w)), dtype=np.float32)
+
+
+def scale_detections(dets: list[Detection], sx: float, sy: float) -> list[Detection]:
+    """Detections with boxes scaled from model-input pixels to frame pixels."""
+    return [Detection(d.class_id, d.label, d.score, (d.box[0] * sx, d.box[1] * sy, d.box[2] * sx, d.box[3] * sy))
+            for d in dets]
 
 
 def postprocess(scores: np.ndarray, boxes: np.ndarray, width: int, height: int, labels: list[str],
@@ -350,13 +370,24 @@ class Detector:
         return self.runner.run(preprocess(to_gray(frame), self.input_hw))
 
     def detect(self, frame: np.ndarray) -> list[Detection]:
-        """Detections in one frame (grey or BGR, any size), in that frame's pixels, largest first."""
+        """Detections in one frame (grey or BGR, any size), in that frame's pixels, largest first.
+
+        Raises
+        ------
+        ValueError
+            Not an image array (see :func:`to_gray`).
+        """
         gray = to_gray(frame)
         h, w = gray.shape
+        ih, iw = self.input_hw
+        # Post-processing happens at the input size on every backend (detectNet sees an input-sized image),
+        # then boxes are scaled to the frame: the backends agree to float rounding.
         if self.backend == "jetson":
-            return list(self.runner.detect(gray))
-        s, b = self.runner.run(preprocess(gray, self.input_hw))
-        return postprocess(s, b, w, h, self.labels, self.threshold)
+            dets = list(self.runner.detect(resize_to_input(gray, self.input_hw)))
+        else:
+            s, b = self.runner.run(preprocess(gray, self.input_hw))
+            dets = postprocess(s, b, iw, ih, self.labels, self.threshold)
+        return scale_detections(dets, w / iw, h / ih)
 
 
 def available_backends() -> list[str]:

@@ -4,9 +4,10 @@ Each slide job builds one randomised virtual slide and renders its items: a fram
 (``p_on_structure``), near a fibre, scratch or bubble (``p_on_line_debris``, so rare line debris is common
 enough to learn), or anywhere (empty glass and dust); focused at the target's focus plus a drawn defocus;
 through the sensor and camera chain; then augmented. Boxes come from the simulator's ground truth
-(object footprints), clipped to the frame; objects cut by the edge to less than ``MIN_VISIBLE`` of their area,
-and specks under ``MIN_SIDE_PX``, are kept as *ignore* regions (COCO ``iscrowd``): neither counted as misses
-nor as false detections.
+(object footprints), clipped to the frame. Kept as *ignore* regions (COCO ``iscrowd``: neither counted as
+misses nor as false detections): objects cut by the edge to less than ``MIN_VISIBLE`` of their area, boxes
+under ``MIN_SIDE_PX``, and specks whose longer side is under ``MIN_OBJECT_UM`` (10 µm, the candidate gate's
+``min_size_um``: the scan never looks closer at anything smaller, and a 2 µm speck is a pixel or two).
 
 Files: ``images/<split>_<seed>_<item>.png`` (8-bit grey), ``annotations.csv`` (the seed paper's columns
 ``filename,width,height,class,xmin,ymin,xmax,ymax``, pixels, exclusive max, ignore regions left out) and
@@ -38,6 +39,13 @@ CATEGORIES: tuple[str, ...] = ("structure", "debris")
 CSV_COLUMNS: tuple[str, ...] = ("filename", "width", "height", "class", "xmin", "ymin", "xmax", "ymax")
 MIN_VISIBLE = 0.2
 MIN_SIDE_PX = 2.0
+MIN_OBJECT_UM = 10.0
+
+
+def is_ignored(box: tuple[float, float, float, float] | list[float], um_per_px: float, visible: float) -> bool:
+    """Whether a box becomes an ignore region (see the module docstring)."""
+    w, h = box[2] - box[0], box[3] - box[1]
+    return min(w, h) < MIN_SIDE_PX or max(w, h) * um_per_px < MIN_OBJECT_UM or visible < MIN_VISIBLE
 
 
 def _scope_for(job: SlideJob) -> Any:
@@ -116,10 +124,9 @@ def render_detection(job: SlideJob) -> list[dict[str, Any]]:
         anns = []
         for b, d in zip(boxes, info, strict=True):
             xb = [int(np.floor(b[0])), int(np.floor(b[1])), int(np.ceil(b[2])), int(np.ceil(b[3]))]
-            small = min(b[2] - b[0], b[3] - b[1]) < MIN_SIDE_PX
             anns.append({"category": d["category"], "type": d["type"], "box": xb,
-                         "ignore": bool(small or d["visible"] < MIN_VISIBLE),
-                         "dz_um": round(z - d["focus_z_um"], 3)})
+                         "ignore": is_ignored(b, scope.camera.um_per_px, d["visible"]),
+                         "visible": round(d["visible"], 3), "dz_um": round(z - d["focus_z_um"], 3)})
         records.append({"file": f"images/{name}", "width": img.shape[1], "height": img.shape[0],
                         "item": i, "slide_seed": job.slide_seed, "um_per_px": scope.camera.um_per_px,
                         "stage_um": [round(x, 3), round(y, 3), round(z, 3)], "annotations": anns})
@@ -150,7 +157,8 @@ def to_coco(records: list[dict[str, Any]]) -> dict[str, Any]:
             x0, y0, x1, y1 = a["box"]
             anns.append({"id": len(anns) + 1, "image_id": img_id, "category_id": cat_id[a["category"]],
                          "bbox": [x0, y0, x1 - x0, y1 - y0], "area": (x1 - x0) * (y1 - y0),
-                         "iscrowd": int(a["ignore"]), "type": a["type"], "dz_um": a["dz_um"]})
+                         "iscrowd": int(a["ignore"]), "type": a["type"], "visible": a["visible"],
+                         "dz_um": a["dz_um"]})
     return {"images": images, "annotations": anns,
             "categories": [{"id": cat_id[c], "name": c} for c in CATEGORIES]}
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import warnings
 from pathlib import Path
 
 import torch
@@ -41,9 +42,11 @@ def export_onnx(net: DetectorNet, path: Path, input_hw: tuple[int, int] = (INPUT
     wrapped = DetectNetExport(net, input_hw).eval()
     dummy = torch.zeros(1, 3, *input_hw)
     buf = io.BytesIO()
-    with torch.no_grad():
-        # The TorchScript exporter writes a plain single-file graph with folded constants that OpenCV DNN,
-        # ONNX Runtime and TensorRT all read.
+    with torch.no_grad(), warnings.catch_warnings():
+        # The TorchScript exporter (deprecated since torch 2.9, hence the silenced warning) takes about a second
+        # where the torch.export-based one took 36 s here, and writes the same operators (checked: OpenCV DNN,
+        # ONNX Runtime agree on both); the tests' quick training exports within its 30 s.
+        warnings.simplefilter("ignore", DeprecationWarning)
         torch.onnx.export(wrapped, (dummy,), buf,  # type: ignore[arg-type]
                           input_names=["input_0"], output_names=["scores", "boxes"],
                           opset_version=OPSET, do_constant_folding=True, dynamo=False)

@@ -19,9 +19,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-CLASSES: tuple[str, ...] = ("BACKGROUND", "structure", "debris")
-STRIDE = 4
-INPUT_W, INPUT_H = 320, 240
+from models.detector.spec import CLASSES, INPUT_H, INPUT_W, STRIDE
+
+__all__ = ["CLASSES", "INPUT_H", "INPUT_W", "STRIDE", "DetectNetExport", "DetectorNet", "cell_centres",
+           "count_parameters", "side_distances"]
 
 
 def _cbr(cin: int, cout: int, stride: int = 1, dilation: int = 1) -> nn.Sequential:

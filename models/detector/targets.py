@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from models.detector.net import STRIDE
+from models.detector.spec import STRIDE
 
 ALPHA = 0.54
 

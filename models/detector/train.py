@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from models.detector.net import INPUT_H, INPUT_W, STRIDE
+from models.detector.spec import INPUT_H, INPUT_W, STRIDE
 
 QUICK_STEPS = 25
 QUICK_IMAGES = 48
