@@ -146,6 +146,8 @@ def add_common_arguments(p: Any, default_out: Path, default_epochs: int) -> None
     p.add_argument("--seed", type=int, default=0, help="training seed, 0..2**31-1")
     p.add_argument("--threads", type=int, default=2, help="TensorFlow threads, 1..64")
     p.add_argument("--minutes", type=float, default=60.0, help="time budget for training, 0.1..600 minutes")
+    p.add_argument("--init", type=Path, default=None,
+                   help="start from these Keras weights (a .weights.h5 an earlier run wrote) instead of random")
     p.add_argument("--quick", action="store_true",
                    help="smoke run: at most 512 crops, 1 epoch, 8 s budget (for tests)")
 

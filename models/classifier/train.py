@@ -92,6 +92,11 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     epochs = 1 if args.quick else args.epochs
     budget_s = 8.0 if args.quick else args.minutes * 60.0
     model = build_model(keras)
+    if args.init is not None:
+        try:
+            model.load_weights(str(args.init))
+        except (OSError, ValueError) as exc:
+            raise OSError(f"--init {args.init}: cannot load these weights into the model ({exc})") from None
     steps = epochs * int(np.ceil(len(xt) / args.batch))
     sched = keras.optimizers.schedules.CosineDecay(2e-3, decay_steps=max(1, steps), alpha=0.02)
     model.compile(optimizer=keras.optimizers.Adam(sched),
@@ -112,6 +117,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         model.load_weights(str(best))
         best.unlink()
     train_s = time.monotonic() - t0
+    model.save_weights(str(args.out / "classifier.weights.h5"))
 
     def calibration() -> Any:
         for k in range(0, min(len(xt), 400), 8):

@@ -48,6 +48,41 @@ BEYOND_FRACTION = 0.1
 BEYOND_UM = 3.0
 # The augmentation window is this much larger than the crop, so rotated corners hold real pixels.
 WINDOW_FACTOR = 1.5
+# Largest |defocus| of any object in a crop's window, µm (dz range + beyond + the slide's tilt across a window).
+MAX_WINDOW_DZ_UM = 20.0
+
+
+class _NearSlide:
+    """A view of a slide for one renderer: queries skip objects whose blurred image cannot reach the window.
+
+    The renderer asks for objects within ``PAD_UM`` (80 µm, enough for any defocus the stage can reach) of a
+    frame; each object's patch only reaches ``pad_for_dz_um(dz)`` beyond its footprint (12 µm at the defocus
+    of these crops), so the rest, mostly dust, is imaged at every new defocus for nothing. Shrinking the query
+    by the difference changes no pixel (``tests/classifier_focus/test_crops_dataset.py`` checks it) and makes
+    crops about three times cheaper.
+    """
+
+    def __init__(self, slide: Any, shrink_um: float) -> None:
+        self._slide = slide
+        self._shrink = max(0.0, float(shrink_um))
+
+    def objects_in_rect(self, x0: float, y0: float, x1: float, y1: float) -> Any:
+        """Objects overlapping the rectangle shrunk by the unneeded part of the renderer's pad."""
+        e = self._shrink
+        return self._slide.objects_in_rect(x0 + e, y0 + e, x1 - e, y1 - e)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._slide, name)
+
+
+def scope_for_crops(job: SlideJob) -> Any:
+    """The job's virtual microscope, its renderer looking only as far as the crops' defocus can blur."""
+    from appliance.sim.camera import PAD_UM, pad_for_dz_um
+
+    scope = _scope_for(job)
+    r = scope.camera.renderer
+    r.slide = _NearSlide(r.slide, PAD_UM - pad_for_dz_um(MAX_WINDOW_DZ_UM, r.optics.na))
+    return scope
 
 
 def _window_around(scope: Any, x_um: float, y_um: float, z_um: float, shot: Shot, seed: int,
@@ -197,7 +232,7 @@ def _focus_item(scope: Any, job: SlideJob, i: int, objs: Sequence[Any]) -> Item 
 
 
 def _render(job: SlideJob, make: Any) -> list[dict[str, Any]]:
-    scope = _scope_for(job)
+    scope = scope_for_crops(job)
     objs = list(scope.slide.objects)
     out = job.out_dir / "images"
     out.mkdir(parents=True, exist_ok=True)
