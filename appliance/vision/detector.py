@@ -247,6 +247,8 @@ class OrtRunner:
         opts.log_severity_level = 3
         if threads:
             opts.intra_op_num_threads = threads
+        # No busy-waiting between ops: the scan loop shares the CPU with the kernels and the stage driver.
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         avail = ort.get_available_providers()
         providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in avail]
         try:

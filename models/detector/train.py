@@ -22,8 +22,8 @@ import numpy as np
 
 from models.detector.spec import INPUT_H, INPUT_W, STRIDE
 
-QUICK_STEPS = 25
-QUICK_IMAGES = 48
+QUICK_STEPS = 8
+QUICK_IMAGES = 16
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -37,7 +37,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate, (0, 1] (default 2e-3)")
     p.add_argument("--width", type=int, default=16, help="channel multiplier, 4..64 (default 16)")
     p.add_argument("--seed", type=int, default=0, help="initialisation and batch-order seed (default 0)")
-    p.add_argument("--threads", type=int, default=2, help="torch CPU threads, 1..64 (default 2)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads, 1..64 (default 1: on a shared 2-core machine two threads spent 4x the "
+                        "CPU time waiting on each other)")
     p.add_argument("--quick", action="store_true",
                    help=f"smoke run: {QUICK_STEPS} steps on at most {QUICK_IMAGES} frames (tests)")
 
@@ -132,7 +134,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
     steps = QUICK_STEPS if args.quick else args.steps
-    batch = min(args.batch, 8) if args.quick else args.batch
+    batch = min(args.batch, 4) if args.quick else args.batch
     t0 = time.monotonic()
     frames, targets, _ = load_frames(args.data, limit=QUICK_IMAGES if args.quick else None)
     if len(frames) == 0:
@@ -168,7 +170,8 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         sched.step()
         done = step + 1
         for k in run:
-            run[k] = 0.9 * run[k] + 0.1 * float(parts[k]) if step else float(parts[k])
+            v = float(parts[k].detach())
+            run[k] = 0.9 * run[k] + 0.1 * v if step else v
         if done % 50 == 0 or done == steps:
             history.append({"step": done, "heat": round(run["heat"], 4), "box": round(run["box"], 4),
                             "s": round(time.monotonic() - t0, 1)})
