@@ -101,10 +101,12 @@ def evaluate_detector(data_dir: Path, model: Path | None = None, limit: int | No
         ev.evaluate()
         ev.accumulate()
         ev.summarize()
-    out["map"] = round(float(ev.stats[0]), 4)
-    out["map50"] = round(float(ev.stats[1]), 4)
-    # precision[T, R, K, A, M]: IoU 0.5 is T=0, area 'all' A=0, the largest maxDets M=-1.
+    # precision[T, R, K, A, M]: IoU 0.5 is T=0, area 'all' A=0, the largest maxDets M=-1. (COCOeval.stats[0]
+    # is read at 100 detections per image, which MAX_DETS does not list, so it is computed here.)
     prec = ev.eval["precision"]
+    all_t = prec[:, :, :, 0, -1]
+    out["map"] = round(float(all_t[all_t > -1].mean()), 4) if (all_t > -1).any() else 0.0
+    out["map50"] = round(float(ev.stats[1]), 4)
     ap50 = {}
     for k, cat_id in enumerate(ev.params.catIds):
         p = prec[0, :, k, 0, -1]

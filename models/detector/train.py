@@ -40,6 +40,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads, 1..64 (default 1: on a shared 2-core machine two threads spent 4x the "
                         "CPU time waiting on each other)")
+    p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
+                   help="bfloat16 autocast for the convolutions (default: on where the CPU has native bf16, "
+                        "AVX512-BF16 or AMX: 2.8x faster here)")
     p.add_argument("--quick", action="store_true",
                    help=f"smoke run: {QUICK_STEPS} steps on at most {QUICK_IMAGES} frames (tests)")
 
@@ -122,6 +125,15 @@ def _batch(frames: np.ndarray, targets: list[dict[str, np.ndarray]], idx: np.nda
     return x, tt
 
 
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX), from ``/proc/cpuinfo``."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
 def train(args: argparse.Namespace) -> dict[str, Any]:
     """Train, export and (with ``--val``) evaluate; returns the training log."""
     import torch
@@ -143,9 +155,16 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     net = DetectorNet(width=args.width)
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
     warm = max(1, min(200, steps // 10))
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps))))
-    deadline = t0 + args.minutes * 60.0
+    budget_s = args.minutes * 60.0
+    deadline = t0 + budget_s
+    bf16 = cpu_has_bf16() if args.bf16 is None else bool(args.bf16)
+
+    def lr_at(step: int) -> float:
+        # Progress is steps done or clock used, whichever is further: a run the clock cuts short still
+        # anneals (its result then depends on the machine's speed; the log says when that happened).
+        prog = min(1.0, max(step / steps, (time.monotonic() - t0) / budget_s))
+        return args.lr * min(1.0, (step + 1) / warm) * 0.5 * (1 + math.cos(math.pi * prog))
+
     history: list[dict[str, float]] = []
     run = {"heat": 0.0, "box": 0.0}
     done = 0
@@ -160,14 +179,16 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         idx = order[pos:pos + batch]
         pos += batch
         x, t = _batch(frames, targets, idx, rng)
-        heat_raw, box_raw = net(x)
-        parts = losses(heat_raw, box_raw, t)
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            heat_raw, box_raw = net(x)
+        parts = losses(heat_raw.float(), box_raw.float(), t)
         loss = parts["heat"] + parts["box"]
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 10.0)
         opt.step()
-        sched.step()
         done = step + 1
         for k in run:
             v = float(parts[k].detach())
@@ -185,8 +206,8 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     log: dict[str, Any] = {
         "command": "tppscan train detector " + " ".join(sys.argv[3:] if len(sys.argv) > 3 else []),
         "data": str(args.data), "frames": len(frames), "steps_planned": steps, "steps_done": done,
-        "stopped_by_clock": done < steps, "batch": batch, "lr": args.lr, "width": args.width, "seed": args.seed,
-        "threads": args.threads, "parameters": count_parameters(net), "load_s": round(load_s, 1),
+        "stopped_by_clock": done < steps, "bf16": bf16, "batch": batch, "lr": args.lr, "width": args.width,
+        "seed": args.seed, "threads": args.threads, "parameters": count_parameters(net), "load_s": round(load_s, 1),
         "train_s": round(train_s, 1), "history": history, "onnx_bytes": onnx_path.stat().st_size,
         "ops_outside_tensorrt": check_exported(onnx_path),
     }
