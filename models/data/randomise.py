@@ -2,15 +2,18 @@
 
 A model trained on one simulator setting learns that setting. Every frame of a dataset is therefore rendered
 from a :class:`Scene` drawn from :class:`Ranges`: the imaging (pixel size at the sample, NA, condenser,
-wavelength), the light and the camera (level, exposure noise, vignetting, uneven lamp, gamma, blur, JPEG), the
-slide (dust density, tilt, bow, index step, how crowded), where the frame looks and how far out of focus it is.
-Each knob's range is a field of :class:`Ranges` with its reason; ``tppscan dataset --help`` lists them as
-``--<knob> LO HI`` options, so a held-out set with other settings is one command line.
+wavelength), the light and the sensor (level, noise, vignetting, uneven lamp, faint dust on the optics), the
+prints' light losses (rough tops, contour band, internal scatter, initiator absorption: how dark a print is
+all over), the colour camera's capture chain (Bayer or mono, lamp colour, white balance, ISP upscale, lens
+blur, demosaic, denoise, sharpening, gamma, JPEG, then grey), the slide (dust density, tilt, bow, index step,
+how crowded), where the frame looks and how far out of focus it is. Ranges follow the simulator's own
+suggestions (``docs/simulator.md``, "Parameters for randomised training data"), widened where real benches
+differ more (pixel size, dust). Each knob's range is a field of :class:`Ranges` with its reason;
+``tppscan dataset --help`` lists them as ``--<knob> LO HI`` options, so a held-out set with other settings is
+one command line.
 
-Draws are per slide (imaging, slide, camera: one slide is one session on one microscope) and per frame
-(position, focus, exposure level, lamp field, camera chain, augmentation). Knobs the simulator does not have
-yet (``SIM_EXTRA_KNOBS``: light scattered by rough prints, the colour camera chain, faint dust on other
-surfaces) are passed only when its parameter classes have them, and :func:`applied_knobs` says which were.
+Draws are per slide (imaging, camera, light, prints: one slide is one session on one microscope) and per
+frame (position, focus, noise, augmentation).
 
 Augmentation (the seed paper's Keras settings): rotation up to 30°, shift 0.1 of the frame, shear 0.2 (as a
 shear factor, about 11°), zoom 0.8-1.2, horizontal flip; boxes follow the image, using the box's inscribed
@@ -21,12 +24,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 if TYPE_CHECKING:  # the simulator is imported where it is used, so `tppscan --help` stays fast
+    from appliance.sim.capture import CameraChainParams
     from appliance.sim.microscope import VirtualMicroscope
     from appliance.sim.optics import OpticsParams
     from appliance.sim.sensor import SensorParams
@@ -34,6 +38,8 @@ if TYPE_CHECKING:  # the simulator is imported where it is used, so `tppscan --h
 
 # Sensor pixel pitch; the pixel size at the sample is set through the magnification.
 SENSOR_PIXEL_UM = 5.6
+EXPOSURE_MS = 10.0
+DEMOSAIC_METHODS: tuple[str, ...] = ("bilinear", "edge_aware", "vng")
 # Bounds no range may leave (the simulator's own limits, or physical sense).
 HARD_BOUNDS: dict[str, tuple[float, float]] = {
     "um_per_px": (0.1, 5.0),
@@ -45,21 +51,34 @@ HARD_BOUNDS: dict[str, tuple[float, float]] = {
     "read_noise_e": (0.0, 50.0),
     "vignetting": (0.0, 0.9),
     "illumination_variation": (0.0, 0.5),
-    "gamma": (0.4, 2.5),
-    "blur_px": (0.0, 3.0),
-    "jpeg_quality": (5.0, 100.0),
+    "optics_dust_per_mm2": (0.0, 2000.0),
+    "optics_dust_blur_um": (0.5, 30.0),
     "debris_per_mm2": (0.0, 200.0),
     "structures_per_mm2": (0.0, 40.0),
     "tilt_um_per_mm": (0.0, 50.0),
     "bow_um": (0.0, 50.0),
     "index_delta": (0.05, 1.0),
+    "top_roughness_um": (0.0, 0.5),
+    "contour_um": (0.0, 10.0),
+    "contour_roughness": (0.0, 1.0),
+    "internal_scatter_per_um": (0.0, 0.2),
+    "initiator_absorption_per_um": (0.0, 0.5),
+    "lamp_temperature_k": (2000.0, 7000.0),
+    "white_balance": (0.0, 1.0),
+    "saturation": (0.0, 3.0),
+    "isp_upscale": (1.0, 4.0),
+    "lens_blur_px": (0.0, 8.0),
+    "denoise_px": (0.0, 4.0),
+    "sharpen": (0.0, 3.0),
+    "sharpen_px": (0.3, 5.0),
+    "gamma": (1.0, 3.0),
+    "jpeg_quality": (10.0, 100.0),
+    "lens_shading_correction": (0.0, 1.0),
     "dz_um": (-30.0, 30.0),
     "rotation_deg": (0.0, 180.0),
     "shift": (0.0, 0.5),
     "shear": (0.0, 0.5),
     "zoom": (0.0, 0.5),
-    "scatter": (0.0, 1.0),
-    "far_dust_per_mm2": (0.0, 200.0),
 }
 
 
@@ -70,53 +89,53 @@ class Ranges:
     Attributes
     ----------
     um_per_px : (float, float)
-        Pixel size at the sample, µm (drawn log-uniformly): 0.3 (a 20x objective on a fine sensor) to 1.2
-        (4x on a binned camera); the seed's real frames sit near 1.
+        Pixel size at the sample, µm, of the 640 x 480 frame (drawn log-uniformly): 0.3 (a 20x objective on a
+        fine sensor) to 1.2 (4x on a binned camera). The seed's real frames are 1.4 µm per pixel at 256 x 192,
+        i.e. 0.56 at 640 x 480 once the detector's input size is reached.
     na_factor : (float, float)
-        Objective NA *relative to* a typical objective of that magnification (``0.025 x M``, so 10x/0.25,
-        4x/0.1, 20x/0.5 clipped to 0.45): a factor 0.7-1.3 covers economy and plan objectives.
+        Objective NA over a typical objective of that magnification (``0.025 x M``: 10x/0.25, 4x/0.1, 20x/0.5,
+        clipped to 0.06-0.45): 0.8-1.2 covers economy and plan objectives.
     condenser_sigma : (float, float)
-        Condenser aperture over objective NA: 0.3 (nearly closed) to 0.9 (open).
+        Condenser aperture over objective NA: 0.3 (nearly closed) to 0.8.
     wavelength_um : (float, float)
-        Mean wavelength: 0.5-0.62 µm (filtered to unfiltered halogen, white LEDs).
+        Mean wavelength of a monochrome camera's light: 0.5-0.62 µm (a colour camera uses the lamp's channels).
     level : (float, float)
-        Clear-glass brightness at the frame centre, fraction of full scale: 0.3-0.9 (dim to nearly clipped).
+        Clear-glass brightness at the frame centre, fraction of the well: 0.4-0.85.
     full_well_e : (float, float)
-        Electrons at full scale (drawn log-uniformly): 3000-20000, i.e. shot noise 1.1-3 DN at mid grey.
+        Electrons at full scale (log-uniform), 4000-20000: shot noise from small to large pixels.
     read_noise_e : (float, float)
-        Read noise, electrons RMS, 2-20 (gain turned up on a dim lamp).
-    vignetting : (float, float)
-        Light lost in the corners, 0-0.45.
-    illumination_variation : (float, float)
-        Amplitude of the lamp field's smooth waves, 0-0.15.
-    gamma : (float, float)
-        Camera tone curve exponent applied to the 8-bit frame, 0.75-1.35.
-    blur_px : (float, float)
-        Gaussian sigma of the camera's softening (demosaic, lens, motion), px, 0-1.0.
-    jpeg_quality : (float, float)
-        JPEG quality when a frame is compressed (probability ``p_jpeg``), 40-95.
+        Read noise, electrons RMS, 2-10.
+    vignetting, illumination_variation : (float, float)
+        Light lost in the corners, 0.1-0.4; amplitude of the lamp field's smooth waves, 0-0.06.
+    optics_dust_per_mm2, optics_dust_blur_um : (float, float)
+        Faint out-of-focus dust on the optics: 50-400 specks per mm² of field, shadows blurred 1.5-6 µm.
     debris_per_mm2 : (float, float)
-        Dust, fibres, bubbles and scratches per mm², 5-150 (clean to dirty slides).
+        Dust, fibres, bubbles and scratches on the slide per mm², 5-100 (clean to dirty slides).
     structures_per_mm2 : (float, float)
-        Structure density of the slide, 4-14 per mm² (sparse to crowded: neighbours close by).
-    tilt_um_per_mm : (float, float)
-        Magnitude of the slide's slope in x and y (random signs), 0-8 µm/mm.
-    bow_um : (float, float)
-        Magnitude of the slide's bow, 0-5 µm.
+        Structure density, 4-14 per mm² (sparse to crowded: neighbours close by).
+    tilt_um_per_mm, bow_um : (float, float)
+        Magnitudes (random signs) of the slide's slope, 0-8 µm/mm, and bow, 0-5 µm.
     index_delta : (float, float)
-        Refractive-index step of the cured polymer, 0.4-0.6 (resins and immersion differ).
+        Refractive-index step of the cured polymer, 0.45-0.55.
+    top_roughness_um, contour_um, contour_roughness, internal_scatter_per_um, initiator_absorption_per_um
+        The prints' light losses (how dark a print is all over, ``appliance.sim.polymer``): 0.08-0.3 µm RMS,
+        1-7 µm, 0.05-0.5, 0-0.03 /µm, 0-0.05 /µm.
+    lamp_temperature_k, white_balance, saturation : (float, float)
+        Colour camera: lamp 2600-3400 K, white balance 0-1 of the way to grey, saturation 0.8-1.6.
+    isp_upscale, lens_blur_px, denoise_px, sharpen, sharpen_px, gamma, lens_shading_correction : (float, float)
+        The ISP: 1-2 output px per photosite, camera blur 0.3-4 px, denoise 0-1.5 px, unsharp 0-0.8 at
+        0.8-2 px, gamma 1.8-2.4, shading correction 0.5-1.
+    jpeg_quality : (float, float)
+        JPEG quality when a camera compresses (probability ``p_jpeg``), 40-95.
     dz_um : (float, float)
         Defocus of the frame from the target object's focus, µm. With probability ``p_near_focus`` drawn
         within ``near_focus_um`` of focus instead (scans spend most frames near focus).
     rotation_deg, shift, shear, zoom : (float, float)
         Augmentation magnitudes (only ``hi`` is used; the draw is symmetric): 30°, 0.1, 0.2, 0.2.
-    scatter : (float, float)
-        Fraction of light that rough print tops and voxel ripple scatter out of the pupil, 0.2-0.9. Used when
-        the simulator has the knob (see ``SIM_EXTRA_KNOBS``).
-    far_dust_per_mm2 : (float, float)
-        Faint out-of-focus dust on the other glass surfaces, 0-120 per mm². Used when the simulator has it.
-    p_jpeg, p_hflip, p_augment, p_near_focus : float
-        Probabilities of JPEG compression, horizontal flip, augmentation at all, a near-focus draw.
+    p_colour, p_linear, p_jpeg : float
+        Probabilities of a Bayer colour camera (else mono), a linear (gamma 1) camera, JPEG compression.
+    p_hflip, p_augment, p_near_focus : float
+        Probabilities of a horizontal flip, of augmentation at all, of a near-focus draw.
     near_focus_um : float
         Half-width of the near-focus band, µm.
     p_on_structure, p_on_line_debris : float
@@ -125,30 +144,45 @@ class Ranges:
     """
 
     um_per_px: tuple[float, float] = (0.3, 1.2)
-    na_factor: tuple[float, float] = (0.7, 1.3)
-    condenser_sigma: tuple[float, float] = (0.3, 0.9)
+    na_factor: tuple[float, float] = (0.8, 1.2)
+    condenser_sigma: tuple[float, float] = (0.3, 0.8)
     wavelength_um: tuple[float, float] = (0.5, 0.62)
-    level: tuple[float, float] = (0.3, 0.9)
-    full_well_e: tuple[float, float] = (3000.0, 20000.0)
-    read_noise_e: tuple[float, float] = (2.0, 20.0)
-    vignetting: tuple[float, float] = (0.0, 0.45)
-    illumination_variation: tuple[float, float] = (0.0, 0.15)
-    gamma: tuple[float, float] = (0.75, 1.35)
-    blur_px: tuple[float, float] = (0.0, 1.0)
-    jpeg_quality: tuple[float, float] = (40.0, 95.0)
-    debris_per_mm2: tuple[float, float] = (5.0, 150.0)
+    level: tuple[float, float] = (0.4, 0.85)
+    full_well_e: tuple[float, float] = (4000.0, 20000.0)
+    read_noise_e: tuple[float, float] = (2.0, 10.0)
+    vignetting: tuple[float, float] = (0.1, 0.4)
+    illumination_variation: tuple[float, float] = (0.0, 0.06)
+    optics_dust_per_mm2: tuple[float, float] = (50.0, 400.0)
+    optics_dust_blur_um: tuple[float, float] = (1.5, 6.0)
+    debris_per_mm2: tuple[float, float] = (5.0, 100.0)
     structures_per_mm2: tuple[float, float] = (4.0, 14.0)
     tilt_um_per_mm: tuple[float, float] = (0.0, 8.0)
     bow_um: tuple[float, float] = (0.0, 5.0)
-    index_delta: tuple[float, float] = (0.4, 0.6)
+    index_delta: tuple[float, float] = (0.45, 0.55)
+    top_roughness_um: tuple[float, float] = (0.08, 0.3)
+    contour_um: tuple[float, float] = (1.0, 7.0)
+    contour_roughness: tuple[float, float] = (0.05, 0.5)
+    internal_scatter_per_um: tuple[float, float] = (0.0, 0.03)
+    initiator_absorption_per_um: tuple[float, float] = (0.0, 0.05)
+    lamp_temperature_k: tuple[float, float] = (2600.0, 3400.0)
+    white_balance: tuple[float, float] = (0.0, 1.0)
+    saturation: tuple[float, float] = (0.8, 1.6)
+    isp_upscale: tuple[float, float] = (1.0, 2.0)
+    lens_blur_px: tuple[float, float] = (0.3, 4.0)
+    denoise_px: tuple[float, float] = (0.0, 1.5)
+    sharpen: tuple[float, float] = (0.0, 0.8)
+    sharpen_px: tuple[float, float] = (0.8, 2.0)
+    gamma: tuple[float, float] = (1.8, 2.4)
+    jpeg_quality: tuple[float, float] = (40.0, 95.0)
+    lens_shading_correction: tuple[float, float] = (0.5, 1.0)
     dz_um: tuple[float, float] = (-10.0, 10.0)
     rotation_deg: tuple[float, float] = (0.0, 30.0)
     shift: tuple[float, float] = (0.0, 0.1)
     shear: tuple[float, float] = (0.0, 0.2)
     zoom: tuple[float, float] = (0.0, 0.2)
-    scatter: tuple[float, float] = (0.2, 0.9)
-    far_dust_per_mm2: tuple[float, float] = (0.0, 120.0)
-    p_jpeg: float = 0.7
+    p_colour: float = 0.9
+    p_linear: float = 0.05
+    p_jpeg: float = 0.5
     p_hflip: float = 0.5
     p_augment: float = 1.0
     p_near_focus: float = 0.6
@@ -193,37 +227,25 @@ def check_range(name: str, value: object) -> tuple[float, float]:
     return float(value[0]), float(value[1])  # type: ignore[index]
 
 
-# Knobs the realistic simulator adds; mapped to (parameter class, field name) when that class has the field.
-SIM_EXTRA_KNOBS: dict[str, tuple[str, str]] = {
-    "scatter": ("slide", "scatter_fraction"),
-    "far_dust_per_mm2": ("slide", "far_dust_per_mm2"),
-}
-
-
 @dataclass(frozen=True)
 class Scene:
-    """One slide's draw: what the simulator is built with, plus the per-slide camera-chain settings."""
+    """One slide's draw: the simulator's slide, optics, sensor and capture-chain parameters."""
 
     slide: SlideParams
     optics: OpticsParams
     sensor: SensorParams
-    extra: dict[str, float] = field(default_factory=dict)
+    chain: CameraChainParams
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (for a dataset's meta file)."""
         return {"slide": dataclasses.asdict(self.slide), "optics": dataclasses.asdict(self.optics),
-                "sensor": dataclasses.asdict(self.sensor), "extra": dict(self.extra)}
+                "sensor": dataclasses.asdict(self.sensor), "chain": dataclasses.asdict(self.chain)}
 
 
 @dataclass(frozen=True)
 class Shot:
-    """One frame's draw: light level, lamp-field seed and the camera chain after the sensor."""
+    """One frame's draw after the simulator: augmentation."""
 
-    level: float
-    lamp_seed: int
-    gamma: float
-    blur_px: float
-    jpeg_quality: int | None
     augment: np.ndarray | None  # 2x3 affine matrix (destination <- source), or None
     hflip: bool
 
@@ -244,7 +266,7 @@ def _signed(rng: np.random.Generator, r: tuple[float, float]) -> float:
 
 def sample_scene(rng: np.random.Generator, ranges: Ranges, size_px: tuple[int, int] = (640, 480),
                  slide_frames: float = 3.0) -> Scene:
-    """Draw one slide's imaging, camera and slide parameters.
+    """Draw one slide's imaging, camera, light and slide parameters.
 
     Parameters
     ----------
@@ -262,45 +284,54 @@ def sample_scene(rng: np.random.Generator, ranges: Ranges, size_px: tuple[int, i
     -------
     Scene
     """
+    from appliance.sim.capture import CameraChainParams
     from appliance.sim.optics import OpticsParams
     from appliance.sim.sensor import SensorParams
     from appliance.sim.slide import SlideParams
 
-    um_per_px = _log_uniform(rng, ranges.um_per_px)
+    r = ranges
+    um_per_px = _log_uniform(rng, r.um_per_px)
     mag = SENSOR_PIXEL_UM / um_per_px
-    na = float(np.clip(0.025 * mag * _uniform(rng, ranges.na_factor), 0.06, 0.45))
-    optics = OpticsParams(magnification=mag, na=na, condenser_sigma=_uniform(rng, ranges.condenser_sigma),
-                          wavelength_um=_uniform(rng, ranges.wavelength_um))
+    na = float(np.clip(0.025 * mag * _uniform(rng, r.na_factor), 0.06, 0.45))
+    optics = OpticsParams(magnification=mag, na=na, condenser_sigma=_uniform(rng, r.condenser_sigma),
+                          wavelength_um=_uniform(rng, r.wavelength_um))
+    full_well = _log_uniform(rng, r.full_well_e)
     sensor = SensorParams(width_px=size_px[0], height_px=size_px[1], pixel_um=SENSOR_PIXEL_UM,
-                          full_well_e=_log_uniform(rng, ranges.full_well_e),
-                          read_noise_e=_uniform(rng, ranges.read_noise_e),
-                          vignetting=_uniform(rng, ranges.vignetting),
-                          illumination_variation=_uniform(rng, ranges.illumination_variation))
+                          exposure_ms=EXPOSURE_MS, full_well_e=full_well,
+                          electrons_per_ms=_uniform(rng, r.level) * full_well / EXPOSURE_MS,
+                          read_noise_e=_uniform(rng, r.read_noise_e), vignetting=_uniform(rng, r.vignetting),
+                          illumination_variation=_uniform(rng, r.illumination_variation),
+                          optics_dust_per_mm2=_uniform(rng, r.optics_dust_per_mm2),
+                          optics_dust_blur_um=_uniform(rng, r.optics_dust_blur_um))
+    jpeg = int(round(_uniform(rng, r.jpeg_quality))) if rng.random() < r.p_jpeg else 0
+    chain = CameraChainParams(colour=bool(rng.random() < r.p_colour),
+                              lamp_temperature_k=_uniform(rng, r.lamp_temperature_k),
+                              white_balance=_uniform(rng, r.white_balance), saturation=_uniform(rng, r.saturation),
+                              isp_upscale=_uniform(rng, r.isp_upscale), lens_blur_px=_uniform(rng, r.lens_blur_px),
+                              demosaic=DEMOSAIC_METHODS[int(rng.integers(len(DEMOSAIC_METHODS)))],
+                              denoise_px=_uniform(rng, r.denoise_px), sharpen=_uniform(rng, r.sharpen),
+                              sharpen_px=_uniform(rng, r.sharpen_px),
+                              gamma=1.0 if rng.random() < r.p_linear else _uniform(rng, r.gamma),
+                              jpeg_quality=jpeg,
+                              lens_shading_correction=_uniform(rng, r.lens_shading_correction))
     side = max(1500.0, slide_frames * max(size_px) * um_per_px)
     # make_slide keeps EDGE_MARGIN_UM (100 µm) free at the slide's edges.
     usable_mm2 = max(0.1, (side - 200.0) ** 2 / 1e6)
-    n_struct = int(rng.poisson(_uniform(rng, ranges.structures_per_mm2) * usable_mm2))
+    n_struct = int(rng.poisson(_uniform(rng, r.structures_per_mm2) * usable_mm2))
     slide = SlideParams(width_um=side, height_um=side, n_structures=n_struct,
-                        debris_per_mm2=_uniform(rng, ranges.debris_per_mm2),
-                        tilt_x_um_per_mm=_signed(rng, ranges.tilt_um_per_mm),
-                        tilt_y_um_per_mm=_signed(rng, ranges.tilt_um_per_mm),
-                        bow_um=_signed(rng, ranges.bow_um), index_delta=_uniform(rng, ranges.index_delta))
-    extra = {k: _uniform(rng, getattr(ranges, k)) for k in SIM_EXTRA_KNOBS}
-    return Scene(slide=slide, optics=optics, sensor=sensor, extra=extra)
-
-
-def _known_fields(obj: Any) -> set[str]:
-    return {f.name for f in dataclasses.fields(obj)}
-
-
-def applied_knobs(scene: Scene) -> dict[str, bool]:
-    """Which of the simulator's optional knobs this simulator version has (and so are applied)."""
-    targets = {"slide": scene.slide, "optics": scene.optics, "sensor": scene.sensor}
-    return {k: f in _known_fields(targets[c]) for k, (c, f) in SIM_EXTRA_KNOBS.items()}
+                        debris_per_mm2=_uniform(rng, r.debris_per_mm2),
+                        tilt_x_um_per_mm=_signed(rng, r.tilt_um_per_mm),
+                        tilt_y_um_per_mm=_signed(rng, r.tilt_um_per_mm),
+                        bow_um=_signed(rng, r.bow_um), index_delta=_uniform(rng, r.index_delta),
+                        top_roughness_um=_uniform(rng, r.top_roughness_um), contour_um=_uniform(rng, r.contour_um),
+                        contour_roughness=_uniform(rng, r.contour_roughness),
+                        internal_scatter_per_um=_uniform(rng, r.internal_scatter_per_um),
+                        initiator_absorption_per_um=_uniform(rng, r.initiator_absorption_per_um))
+    return Scene(slide=slide, optics=optics, sensor=sensor, chain=chain)
 
 
 def build_microscope(scene: Scene, slide_seed: int) -> VirtualMicroscope:
-    """The virtual microscope for one scene, with every optional knob the simulator knows applied.
+    """The virtual microscope of one scene.
 
     Raises
     ------
@@ -309,24 +340,18 @@ def build_microscope(scene: Scene, slide_seed: int) -> VirtualMicroscope:
     """
     from appliance.sim.microscope import VirtualMicroscope
 
-    parts: dict[str, Any] = {"slide": scene.slide, "optics": scene.optics, "sensor": scene.sensor}
-    for knob, (cls, name) in SIM_EXTRA_KNOBS.items():
-        if name in _known_fields(parts[cls]):
-            parts[cls] = dataclasses.replace(parts[cls], **{name: scene.extra[knob]})
-    return VirtualMicroscope(seed=slide_seed, slide=parts["slide"], optics=parts["optics"], sensor=parts["sensor"])
+    return VirtualMicroscope(seed=slide_seed, slide=scene.slide, optics=scene.optics, sensor=scene.sensor,
+                             chain=scene.chain)
 
 
 def sample_shot(rng: np.random.Generator, ranges: Ranges, augment: bool, size_px: tuple[int, int]) -> Shot:
-    """Draw one frame's light level, camera chain and (optionally) augmentation."""
-    jpeg = int(round(_uniform(rng, ranges.jpeg_quality))) if rng.random() < ranges.p_jpeg else None
+    """Draw one frame's augmentation (none unless ``augment``)."""
     m = None
     flip = False
     if augment and rng.random() < ranges.p_augment:
         m = augment_matrix(rng, ranges, size_px)
         flip = bool(rng.random() < ranges.p_hflip)
-    return Shot(level=_uniform(rng, ranges.level), lamp_seed=int(rng.integers(0, 2**31)),
-                gamma=_uniform(rng, ranges.gamma), blur_px=_uniform(rng, ranges.blur_px), jpeg_quality=jpeg,
-                augment=m, hflip=flip)
+    return Shot(augment=m, hflip=flip)
 
 
 def augment_matrix(rng: np.random.Generator, ranges: Ranges, size_px: tuple[int, int]) -> np.ndarray:
@@ -344,67 +369,65 @@ def augment_matrix(rng: np.random.Generator, ranges: Ranges, size_px: tuple[int,
     return np.hstack([lin, t[:, None]])
 
 
-def render_frame(scope: VirtualMicroscope, x_um: float, y_um: float, z_um: float, shot: Shot,
+def render_frame(scope: VirtualMicroscope, x_um: float, y_um: float, z_um: float, shot: Shot | None,
                  exposure_seed: int, window: tuple[int, int, int, int] | None = None) -> np.ndarray:
-    """Render one frame at stage (x, y, z) through the sensor and the camera chain (before augmentation).
-
-    The optics come from the scope's renderer (cached per object and defocus); the sensor's light level and
-    lamp field come from ``shot`` so they vary per frame; then gamma, blur and JPEG as a cheap camera does.
+    """Render one grey frame at stage (x, y, z) through the scope's optics and capture chain (no augmentation).
 
     Parameters
     ----------
     scope : VirtualMicroscope
+        Built by :func:`build_microscope` (its camera's renderer and capture chain are used).
     x_um, y_um, z_um : float
         Stage position of the (whole) frame.
-    shot : Shot
+    shot : Shot or None
+        Unused here (augmentation is :func:`augment`); kept so callers pass one draw around.
     exposure_seed : int
         Seed of the shot and read noise.
     window : (int, int, int, int), optional
-        ``(u0, v0, w, h)`` in frame pixels: render only that part of the frame (the same pixels as the whole
-        frame's, apart from noise and JPEG blocks), for crops at a fraction of the cost.
+        ``(u0, v0, w, h)`` in frame pixels: render only that part of the frame, for crops at a fraction of the
+        cost. The window gets a capture chain of its own size with the scene's settings: the same optics,
+        light level, noise and ISP, but its own (flat) lamp field and no vignetting, and its photosites keep
+        the frame's pitch to within half a photosite over the window.
 
     Returns
     -------
     (H, W) or (h, w) ndarray of uint8
     """
-    from appliance.sim.sensor import expose, illumination_background
+    from appliance.sim.camera import render_frame as sim_render
 
+    del shot
     cam = scope.camera
-    sensor = cam.sensor
-    fw, fh = cam.size_px
-    bg = illumination_background(sensor, shot.lamp_seed)
+    rng = np.random.default_rng([exposure_seed, 0xE4])
     if window is None:
-        trans = cam.renderer.transmission(x_um, y_um, z_um, cam.size_px)
-    else:
-        u0, v0, w, h = (int(v) for v in window)
-        if not (0 <= u0 and 0 <= v0 and w > 0 and h > 0 and u0 + w <= fw and v0 + h <= fh):
-            raise ValueError(f"window must lie inside the {fw} x {fh} frame, got {window!r}")
-        s = cam.um_per_px
-        # The window's centre pixel, in slide µm: the same pixel grid as the whole frame's.
-        xc = x_um + (u0 + (w - 1) / 2.0 - (fw - 1) / 2.0) * s
-        yc = y_um + (v0 + (h - 1) / 2.0 - (fh - 1) / 2.0) * s
-        trans = cam.renderer.transmission(xc, yc, z_um, (w, h))
-        bg = np.ascontiguousarray(bg[v0:v0 + h, u0:u0 + w])
-    exposure_ms = sensor.exposure_ms
-    sensor = dataclasses.replace(sensor, electrons_per_ms=shot.level * sensor.full_well_e / exposure_ms)
-    img = expose(trans, bg, sensor, exposure_ms, np.random.default_rng([exposure_seed, 0xE4]))
-    return camera_chain(img, shot)
+        return np.ascontiguousarray(sim_render(cam.renderer, cam.chain, (x_um, y_um, z_um), cam.exposure_ms, rng,
+                                               grey=True))
+    fw, fh = cam.size_px
+    u0, v0, w, h = (int(v) for v in window)
+    if not (0 <= u0 and 0 <= v0 and w > 0 and h > 0 and u0 + w <= fw and v0 + h <= fh):
+        raise ValueError(f"window must lie inside the {fw} x {fh} frame, got {window!r}")
+    if w < 16 or h < 16:  # the sensor model's smallest frame: render 16 px around it and cut
+        gu, gv = min(fw - 16, max(0, u0 - (16 - w) // 2)), min(fh - 16, max(0, v0 - (16 - h) // 2))
+        gw, gh = max(w, 16), max(h, 16)
+        big = render_frame(scope, x_um, y_um, z_um, None, exposure_seed, (gu, gv, gw, gh))
+        return np.ascontiguousarray(big[v0 - gv:v0 - gv + h, u0 - gu:u0 - gu + w])
+    s = cam.um_per_px
+    # The window's centre pixel, in slide µm: the same pixel grid as the whole frame's.
+    xc = x_um + (u0 + (w - 1) / 2.0 - (fw - 1) / 2.0) * s
+    yc = y_um + (v0 + (h - 1) / 2.0 - (fh - 1) / 2.0) * s
+    chain = _window_chain(scope, w, h)
+    return np.ascontiguousarray(sim_render(cam.renderer, chain, (xc, yc, z_um), cam.exposure_ms, rng, grey=True))
 
 
-def camera_chain(img: np.ndarray, shot: Shot) -> np.ndarray:
-    """Tone curve, softening and JPEG compression of an 8-bit frame (what a cheap camera adds)."""
-    import cv2
+def _window_chain(scope: VirtualMicroscope, w: int, h: int) -> Any:
+    """A capture chain for a (w, h) window of the scope's frames (cached on the scope)."""
+    from appliance.sim.capture import CaptureChain
 
-    if abs(shot.gamma - 1.0) > 1e-3:
-        lut = np.clip(255.0 * (np.arange(256) / 255.0) ** shot.gamma + 0.5, 0, 255).astype(np.uint8)
-        img = cv2.LUT(img, lut)
-    if shot.blur_px > 0.05:
-        img = cv2.GaussianBlur(img, (0, 0), shot.blur_px)
-    if shot.jpeg_quality is not None:
-        ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, int(shot.jpeg_quality)])
-        if ok:
-            img = np.asarray(cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE))
-    return np.ascontiguousarray(img)
+    cache: dict[tuple[int, int], Any] = scope.__dict__.setdefault("_window_chains", {})
+    if (w, h) not in cache:
+        cam = scope.camera
+        sensor = dataclasses.replace(cam.sensor, width_px=w, height_px=h, vignetting=0.0)
+        cache[(w, h)] = CaptureChain(sensor, cam.chain_params, cam.um_per_px, cam.seed)
+    return cache[(w, h)]
 
 
 def augment(img: np.ndarray, boxes: np.ndarray, shot: Shot,
@@ -461,11 +484,6 @@ def _affine_boxes(boxes: np.ndarray, m: np.ndarray) -> np.ndarray:
     qx = m[0, 0] * px + m[0, 1] * py + m[0, 2]
     qy = m[1, 0] * px + m[1, 1] * py + m[1, 2]
     return np.stack([qx.min(1), qy.min(1), qx.max(1), qy.max(1)], axis=1)
-
-
-def item_rng(split_code: int, seed: int, slide_seed: int, index: int) -> np.random.Generator:
-    """The generator for one dataset item: independent of every other item, the same on every run."""
-    return np.random.default_rng([split_code, seed, slide_seed, index, 0xDA7A])
 
 
 def draw_dz_um(rng: np.random.Generator, ranges: Ranges) -> float:

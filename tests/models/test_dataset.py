@@ -68,6 +68,8 @@ def test_scene_draws_stay_inside_the_ranges():
         assert r.um_per_px[0] - 1e-9 <= ump <= r.um_per_px[1] + 1e-9
         assert r.debris_per_mm2[0] <= sc.slide.debris_per_mm2 <= r.debris_per_mm2[1]
         assert r.vignetting[0] <= sc.sensor.vignetting <= r.vignetting[1]
+        assert r.top_roughness_um[0] <= sc.slide.top_roughness_um <= r.top_roughness_um[1]
+        assert r.lens_blur_px[0] <= sc.chain.lens_blur_px <= r.lens_blur_px[1]
         assert abs(sc.slide.tilt_x_um_per_mm) <= r.tilt_um_per_mm[1]
 
 
@@ -82,7 +84,7 @@ def test_rotated_box_stays_tight():
 def test_flip_moves_boxes_with_the_image():
     img = np.zeros((40, 60), np.uint8)
     img[5:15, 2:12] = 255
-    shot = Shot(0.5, 0, 1.0, 0.0, None, None, True)
+    shot = Shot(augment=None, hflip=True)
     out, boxes, keep = augment(img, np.array([[2.0, 5.0, 12.0, 15.0]]), shot)
     assert keep.all()
     ys, xs = np.nonzero(out)
@@ -95,6 +97,7 @@ def test_flip_moves_boxes_with_the_image():
     (["--count", "2", "--size", "10x10"], "--size must be"),
     (["--count", "2", "--um-per-px", "1.2", "0.3"], "--um-per-px"),
     (["--count", "2", "--p-jpeg", "1.5"], "p_jpeg must be a number in [0, 1]"),
+    (["--count", "2", "--lens-blur-px", "0", "9"], "--lens-blur-px"),
     (["--count", "2", "--jobs", "0"], "--jobs must be"),
 ])
 def test_bad_values_exit_2_with_one_line(argv, needle, tmp_path, capsys):
