@@ -1,9 +1,10 @@
 """``tppscan train classifier``: train the LeNet-style structure classifier and export it as ``.tflite``.
 
 Network (the seed paper's LeNet-like 64 x 64 grey classifier, with batch norm): per-crop standardisation
-(so the lamp level and the camera's gain do not matter), three 5x5/5x5/3x3 convolution blocks of 16, 32 and
-32 channels each followed by 2x2 max pooling, a 128-unit dense layer with dropout, softmax over
-:data:`models.data.crops.CLASSIFIER_LABELS`. About 0.3 M parameters, ~1.1 MB as float TFLite.
+(so the lamp level and the camera's gain do not matter), three 5x5/3x3/3x3 convolution blocks of 16, 32 and
+32 channels each followed by 2x2 max pooling (8.7 M multiply-adds per crop), a 128-unit dense layer with
+dropout, softmax over :data:`models.data.crops.CLASSIFIER_LABELS`. About 0.3 M parameters, ~1.1 MB as float
+TFLite.
 
 Training: Adam with a cosine learning-rate decay, cross-entropy with 0.05 label smoothing, on-line
 quarter-turns and flips; the epoch with the best validation accuracy is kept. Writes into ``--out``:
@@ -45,7 +46,7 @@ def build_model(keras: Any, n_classes: int = len(CLASSIFIER_LABELS)) -> Any:
     # Per-crop standardisation inside the graph: the input contract stays "grey in [0, 1]".
     x = layers.Lambda(lambda t: (t - ops.mean(t, axis=(1, 2, 3), keepdims=True))
                       / (ops.std(t, axis=(1, 2, 3), keepdims=True) + 0.02), name="standardise")(inp)
-    for filters, k in ((16, 5), (32, 5), (32, 3)):
+    for filters, k in ((16, 5), (32, 3), (32, 3)):
         x = layers.Conv2D(filters, k, padding="same", use_bias=False)(x)
         x = layers.BatchNormalization()(x)
         x = layers.ReLU()(x)
