@@ -18,7 +18,9 @@ import numpy as np
 from appliance.vision.detector import Detector, to_gray
 
 # Until the scan's candidate gate (appliance/vision/gate.py) is in this tree, the gate is one call of the
-# fused analysis: Otsu, dark side, blobs at least this big.
+# fused analysis: pixels GATE_CONTRAST darker than the glass (the frame's median: glass covers most of a
+# frame), blobs at least GATE_MIN_AREA_UM2. (Otsu alone splits an empty frame's noise into blobs.)
+GATE_CONTRAST = 0.2
 GATE_MIN_AREA_UM2 = 80.0
 
 
@@ -77,7 +79,8 @@ def gate_candidates(gray: np.ndarray, um_per_px: float) -> list[tuple[int, int, 
     if not um_per_px > 0:
         raise ValueError(f"um_per_px must be > 0, got {um_per_px!r}")
     min_area = max(1, int(round(GATE_MIN_AREA_UM2 / (um_per_px * um_per_px))))
-    res = analyse_frame(np.ascontiguousarray(gray), "otsu", invert=True, min_area=min_area)
+    level = int(np.median(gray) * (1.0 - GATE_CONTRAST))
+    res = analyse_frame(np.ascontiguousarray(gray), "global", level=level, invert=True, min_area=min_area)
     return [tuple(int(v) for v in row[:4]) for row in res.stats]  # type: ignore[misc]
 
 
