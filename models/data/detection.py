@@ -12,7 +12,8 @@ under ``MIN_SIDE_PX``, and specks whose longer side is under ``MIN_OBJECT_UM`` (
 Files: ``images/<split>_<seed>_<item>.png`` (8-bit grey), ``annotations.csv`` (the seed paper's columns
 ``filename,width,height,class,xmin,ymin,xmax,ymax``, pixels, exclusive max, ignore regions left out) and
 ``annotations.coco.json`` (every image, also empty ones; categories 1 ``structure``, 2 ``debris``; each
-annotation also carries ``type`` (woodpile, dust, ...) and ``dz_um``).
+annotation also carries ``type`` (woodpile, dust, ...), ``visible`` (fraction of its box in the frame), ``dz_um``
+and ``anchor``: the point of the visible object nearest its box's centre, where the detector learns to peak).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from models.data.randomise import (
     augment,
     build_microscope,
     draw_dz_um,
+    move_points,
     render_frame,
     sample_scene,
     sample_shot,
@@ -88,21 +90,48 @@ def _pick_view(scope: Any, rng: np.random.Generator, job: SlideJob) -> tuple[flo
     return float(x), float(y), float(z)
 
 
-def _truth_boxes(scope: Any, x: float, y: float) -> tuple[np.ndarray, list[dict[str, Any]]]:
-    """Clipped boxes in view and, per box, its category, type, visible fraction and focus."""
+def _anchor(o: Any, box: tuple[int, int, int, int], x: float, y: float, s: float,
+            size_px: tuple[int, int]) -> tuple[float, float]:
+    """The point of the object, in view, nearest its clipped box's centre (box pixel coordinates).
+
+    For a compact object that is the box centre; for a fibre, scratch or curved object whose box centre is bare
+    glass, and for an object cut by the frame edge, it is a point on the visible object: where the detector
+    is taught to put its peak (it regresses the four box sides from there).
+    """
+    hm = np.asarray(o.height_um)
+    ii, jj = np.nonzero(hm)
+    if ii.size == 0:
+        return (box[0] + box[2]) / 2.0, (box[1] + box[3]) / 2.0
+    step = max(1, ii.size // 20000)
+    ii, jj = ii[::step], jj[::step]
+    mh, mw = hm.shape
+    # Map sample -> slide µm -> box coordinates (pixel u spans [u, u + 1) in box coordinates).
+    px = (o.center_um[0] + (jj - (mw - 1) / 2.0) * o.pitch_um - x) / s + (size_px[0] - 1) / 2.0 + 0.5
+    py = (o.center_um[1] + (ii - (mh - 1) / 2.0) * o.pitch_um - y) / s + (size_px[1] - 1) / 2.0 + 0.5
+    inside = (px >= box[0]) & (px < box[2]) & (py >= box[1]) & (py < box[3])
+    if inside.any():
+        px, py = px[inside], py[inside]
+    cx, cy = (box[0] + box[2]) / 2.0, (box[1] + box[3]) / 2.0
+    k = int(np.argmin((px - cx) ** 2 + (py - cy) ** 2))
+    return float(px[k]), float(py[k])
+
+
+def _truth_boxes(scope: Any, x: float, y: float) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]]]:
+    """Clipped boxes in view, their anchors and, per box, its category, type, visible fraction and focus."""
     s = scope.camera.um_per_px
-    w, h = scope.camera.size_px
+    size = scope.camera.size_px
     by_id = {o.id: o for o in scope.slide.objects}
-    boxes, info = [], []
+    boxes, anchors, info = [], [], []
     for vb in scope.boxes_at(x, y):
         o = by_id[vb.id]
         full = (o.footprint_um[0] / s) * (o.footprint_um[1] / s)
         b = vb.box_px
         vis = min(1.0, (b[2] - b[0]) * (b[3] - b[1]) / max(full, 1e-9))
         boxes.append(b)
+        anchors.append(_anchor(o, b, x, y, s, size))
         info.append({"category": vb.kind, "type": vb.cls, "visible": vis, "focus_z_um": vb.focus_z_um})
-    del w, h
-    return np.array(boxes, dtype=np.float64).reshape(-1, 4), info
+    return (np.array(boxes, dtype=np.float64).reshape(-1, 4), np.array(anchors, dtype=np.float64).reshape(-1, 2),
+            info)
 
 
 def render_detection(job: SlideJob) -> list[dict[str, Any]]:
@@ -116,17 +145,21 @@ def render_detection(job: SlideJob) -> list[dict[str, Any]]:
         x, y, z = _pick_view(scope, rng, job)
         shot = sample_shot(rng, job.ranges, job.augment, job.size_px)
         img = render_frame(scope, x, y, z, shot, exposure_seed=int(rng.integers(0, 2**31)))
-        boxes, info = _truth_boxes(scope, x, y)
+        boxes, anchors, info = _truth_boxes(scope, x, y)
         img, boxes, keep = augment(img, boxes, shot, min_side_px=1.0)
+        anchors = move_points(anchors, shot, img.shape[1])[keep]
         info = [d for d, k in zip(info, keep, strict=True) if k]
         name = f"{job.split}_{job.seed}_{i:06d}.png"
         cv2.imwrite(str(out / name), img)
         anns = []
-        for b, d in zip(boxes, info, strict=True):
+        for b, pt, d in zip(boxes, anchors, info, strict=True):
             xb = [int(np.floor(b[0])), int(np.floor(b[1])), int(np.ceil(b[2])), int(np.ceil(b[3]))]
+            # The anchor stays inside the (augmented, clipped) box.
+            d["anchor"] = [round(float(np.clip(pt[0], b[0], b[2])), 2), round(float(np.clip(pt[1], b[1], b[3])), 2)]
             anns.append({"category": d["category"], "type": d["type"], "box": xb,
                          "ignore": is_ignored(b, scope.camera.um_per_px, d["visible"]),
-                         "visible": round(d["visible"], 3), "dz_um": round(z - d["focus_z_um"], 3)})
+                         "visible": round(d["visible"], 3), "anchor": d["anchor"],
+                         "dz_um": round(z - d["focus_z_um"], 3)})
         records.append({"file": f"images/{name}", "width": img.shape[1], "height": img.shape[0],
                         "item": i, "slide_seed": job.slide_seed, "um_per_px": scope.camera.um_per_px,
                         "stage_um": [round(x, 3), round(y, 3), round(z, 3)], "annotations": anns})
@@ -158,7 +191,7 @@ def to_coco(records: list[dict[str, Any]]) -> dict[str, Any]:
             anns.append({"id": len(anns) + 1, "image_id": img_id, "category_id": cat_id[a["category"]],
                          "bbox": [x0, y0, x1 - x0, y1 - y0], "area": (x1 - x0) * (y1 - y0),
                          "iscrowd": int(a["ignore"]), "type": a["type"], "visible": a["visible"],
-                         "dz_um": a["dz_um"]})
+                         "anchor": a["anchor"], "dz_um": a["dz_um"]})
     return {"images": images, "annotations": anns,
             "categories": [{"id": cat_id[c], "name": c} for c in CATEGORIES]}
 

@@ -470,6 +470,18 @@ def augment(img: np.ndarray, boxes: np.ndarray, shot: Shot,
     return np.ascontiguousarray(img), out[keep], keep
 
 
+def move_points(points: np.ndarray, shot: Shot, width: int) -> np.ndarray:
+    """Points ``(K, 2)`` in box coordinates through the shot's affine map and flip (as :func:`augment` moves boxes)."""
+    out = points.astype(np.float64).reshape(-1, 2).copy()
+    if shot.augment is not None and len(out):
+        m = shot.augment
+        u, v = out[:, 0], out[:, 1]  # the same convention as the boxes (sub-pixel offsets ignored alike)
+        out = np.stack([m[0, 0] * u + m[0, 1] * v + m[0, 2], m[1, 0] * u + m[1, 1] * v + m[1, 2]], 1)
+    if shot.hflip and len(out):
+        out[:, 0] = width - out[:, 0]
+    return out
+
+
 def _affine_boxes(boxes: np.ndarray, m: np.ndarray) -> np.ndarray:
     """Boxes through an affine map, via each box's inscribed ellipse (tight under rotation and shear)."""
     if not len(boxes):

@@ -14,7 +14,7 @@ from models.detector.net import CLASSES, INPUT_H, INPUT_W, DetectNetExport, Dete
 TENSORRT_OPS: frozenset[str] = frozenset({
     "Conv", "BatchNormalization", "Relu", "Add", "Resize", "Sigmoid", "MaxPool", "Sign", "Sub", "Mul", "Div",
     "ReduceSum", "Clip", "Max", "Concat", "Exp", "Reshape", "Transpose", "Slice", "Constant", "Identity",
-    "Gather", "Shape", "Unsqueeze", "Squeeze", "Cast", "Min", "Expand",
+    "Gather", "Shape", "Unsqueeze", "Squeeze", "Cast", "Min", "Expand", "QuantizeLinear", "DequantizeLinear",
 })
 OPSET = 17
 

@@ -1,9 +1,11 @@
 """Training targets and losses of the detector (TTFNet's recipe: Gaussian heat, GIoU from many cells).
 
 Each box puts an elliptical Gaussian (sigma = 0.54 x its side / 6) of its class into the heat map, peaking at 1
-in the cell holding its centre; the cells under that Gaussian all regress the box (weighted by the Gaussian,
-so a 200-cell box and a 1-cell speck weigh the same in total times log of their area). Ignore regions (objects
-mostly outside the frame, specks below a pixel or two) mask the heat loss and train no box.
+in the cell holding its anchor (the visible object's point nearest the box centre: the centre itself for a
+compact object, a point on the fibre or on the visible part of a cut object otherwise); the cells under that
+Gaussian all regress the box (weighted by the Gaussian, so a 200-cell box and a 1-cell speck weigh the same in
+total times log of their area). Ignore regions (objects mostly outside the frame, specks under 10 µm) mask the
+heat loss and train no box.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ ALPHA = 0.54
 
 
 def encode(boxes: np.ndarray, labels: np.ndarray, ignore: np.ndarray, out_hw: tuple[int, int],
-           n_fg: int = 2) -> dict[str, np.ndarray]:
+           n_fg: int = 2, anchors: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Targets of one image.
 
     Parameters
@@ -35,6 +37,9 @@ def encode(boxes: np.ndarray, labels: np.ndarray, ignore: np.ndarray, out_hw: tu
         Output grid (h, w).
     n_fg : int
         Foreground classes.
+    anchors : (K, 2) ndarray of float, optional
+        Per box, the point of the visible object nearest its centre (network-input pixels): the heat peaks
+        there instead of at the box centre, so a fibre's or a cut object's peak lies on the object itself.
 
     Returns
     -------
@@ -61,6 +66,8 @@ def encode(boxes: np.ndarray, labels: np.ndarray, ignore: np.ndarray, out_hw: tu
             continue
         bw, bh = max(x2 - x1, 1.0), max(y2 - y1, 1.0)
         cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+        if anchors is not None:
+            cx, cy = float(anchors[k][0]), float(anchors[k][1])
         ci, cj = min(h - 1, max(0, int(cy // STRIDE))), min(w - 1, max(0, int(cx // STRIDE)))
         sx, sy = max(ALPHA * bw / 6, 0.35 * STRIDE), max(ALPHA * bh / 6, 0.35 * STRIDE)
         # Centred on the peak cell's own centre, so that cell is exactly 1.

@@ -94,7 +94,10 @@ def load_frames(data_dir: Path, input_hw: tuple[int, int] = (INPUT_H, INPUT_W),
                            (a["bbox"][1] + a["bbox"][3]) * sy] for a in anns], np.float32).reshape(-1, 4)
         labels = np.array([a["category_id"] - 1 for a in anns], np.int64)
         ignore = np.array([bool(a.get("iscrowd", 0)) for a in anns], bool)
-        targets.append(encode(boxes, labels, ignore, (h // STRIDE, w // STRIDE)))
+        anchors = None
+        if anns and all("anchor" in a for a in anns):
+            anchors = np.array([[a["anchor"][0] * sx, a["anchor"][1] * sy] for a in anns], np.float32)
+        targets.append(encode(boxes, labels, ignore, (h // STRIDE, w // STRIDE), anchors=anchors))
     return frames, targets, images
 
 
