@@ -69,20 +69,31 @@ def make_dataset(tf: Any, x: np.ndarray, targets: Any, batch: int, shuffle: bool
     return ds.map(prep, num_parallel_calls=1).prefetch(2)
 
 
-def time_budget(seconds: float) -> Any:
-    """A Keras callback that ends training once ``seconds`` have passed (checked after each batch).
+def time_budget(seconds: float, total_steps: int, peak_lr: float, floor: float = 0.02) -> Any:
+    """A Keras callback: cosine learning-rate decay over steps *or* time, and a stop when ``seconds`` pass.
 
-    Its ``stopped`` attribute says whether the budget, not the epoch count, ended training.
+    The schedule follows whichever of the two is further along, so a run cut short by the clock (a busy
+    machine) still ends at a low learning rate instead of stopping mid-descent. Its ``stopped`` attribute
+    says whether the budget, not the epoch count, ended training.
     """
+    import math
+
     import keras
 
     class _Budget(keras.callbacks.Callback):
         def __init__(self) -> None:
             super().__init__()
             self.t0 = time.monotonic()
+            self.step = 0
             self.stopped = False
 
+        def on_train_batch_begin(self, batch: int, logs: Any = None) -> None:
+            frac = min(1.0, max(self.step / max(1, total_steps), (time.monotonic() - self.t0) / seconds))
+            lr = peak_lr * (floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * frac)))
+            self.model.optimizer.learning_rate.assign(lr)
+
         def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+            self.step += 1
             if time.monotonic() - self.t0 > seconds:
                 self.model.stop_training = True
                 self.stopped = True

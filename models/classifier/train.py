@@ -6,8 +6,9 @@ Network (the seed paper's LeNet-like 64 x 64 grey classifier, with batch norm): 
 dropout, softmax over :data:`models.data.crops.CLASSIFIER_LABELS`. About 0.3 M parameters, ~1.1 MB as float
 TFLite.
 
-Training: Adam with a cosine learning-rate decay, cross-entropy with 0.05 label smoothing, on-line
-quarter-turns and flips; the epoch with the best validation accuracy is kept. Writes into ``--out``:
+Training: Adam with a cosine learning-rate decay over the epochs or the time budget, whichever ends first,
+cross-entropy with 0.05 label smoothing, on-line quarter-turns and flips; the epoch with the best validation
+accuracy is kept. Writes into ``--out``:
 ``classifier.tflite`` (the shipped model), ``classifier_dynamic.tflite``, ``classifier_int8.tflite``,
 ``labels.txt`` and ``metrics.json`` (command, data, time, size and test accuracy of each variant).
 """
@@ -48,7 +49,7 @@ def build_model(keras: Any, n_classes: int = len(CLASSIFIER_LABELS)) -> Any:
                       / (ops.std(t, axis=(1, 2, 3), keepdims=True) + 0.02), name="standardise")(inp)
     for filters, k in ((16, 5), (32, 3), (32, 3)):
         x = layers.Conv2D(filters, k, padding="same", use_bias=False)(x)
-        x = layers.BatchNormalization()(x)
+        x = layers.BatchNormalization(momentum=0.9)(x)
         x = layers.ReLU()(x)
         x = layers.MaxPooling2D(2)(x)
     x = layers.Flatten()(x)
@@ -99,13 +100,12 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         except (OSError, ValueError) as exc:
             raise OSError(f"--init {args.init}: cannot load these weights into the model ({exc})") from None
     steps = epochs * int(np.ceil(len(xt) / args.batch))
-    sched = keras.optimizers.schedules.CosineDecay(2e-3, decay_steps=max(1, steps), alpha=0.02)
-    model.compile(optimizer=keras.optimizers.Adam(sched),
+    model.compile(optimizer=keras.optimizers.Adam(2e-3),
                   loss=keras.losses.CategoricalCrossentropy(label_smoothing=0.05), metrics=["accuracy"])
     n = len(CLASSIFIER_LABELS)
     ds = make_dataset(tf, xt, np.eye(n, dtype=np.float32)[yt], args.batch, True, args.seed)
     vds = make_dataset(tf, val[0], np.eye(n, dtype=np.float32)[val[1]], 256, False, 0) if val else None
-    budget = time_budget(budget_s)
+    budget = time_budget(budget_s, steps, 2e-3)
     callbacks: list[Any] = [budget]
     best = args.out / ".best.weights.h5"
     args.out.mkdir(parents=True, exist_ok=True)
