@@ -43,7 +43,7 @@ def quantize(model: Path, calib_dir: Path, out: Path, frames: int = 64) -> Path:
     hw = OrtRunner(model).input_hw
     data = calibration_inputs(calib_dir, hw, frames)
 
-    class Reader(CalibrationDataReader):  # type: ignore[misc]
+    class Reader(CalibrationDataReader):
         def __init__(self) -> None:
             self.it = iter(data)
 
