@@ -15,7 +15,8 @@ an item about ten times cheaper than a full frame.
 - **focus**: a structure, drawn evenly over the five types; defocus uniform over ``Ranges.dz_um`` and, for
   ``BEYOND_FRACTION`` of the items, up to ``BEYOND_UM`` beyond it on either side (so the net has seen what
   lies outside its 41 classes). The crop is :func:`appliance.vision.crops.focus_crop` (48 µm at 0.75 µm per
-  pixel) around a point within a quarter of the structure's size from its centre, after rotation, shift and
+  pixel) around one of :func:`appliance.vision.crops.focus_points` (the centre of a small structure, an edge
+  midpoint of a large one, so the crop holds an edge), jittered by 15 % of the crop, after rotation and
   flip only: zoom and shear would change the blur's size in µm, which is what the net measures.
 
 Files: ``images/<split>_<seed>_<item>.png`` (64 x 64 uint8) and ``labels.csv`` with one row per crop:
@@ -33,7 +34,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from appliance.vision.crops import FOCUS_CROP_UM, box_crop, focus_crop
+from appliance.vision.crops import FOCUS_CROP_UM, box_crop, focus_crop, focus_points
 from models.data.cli import SlideJob
 from models.data.detection import _scope_for
 from models.data.randomise import Shot, augment_matrix, draw_dz_um, render_frame, sample_shot
@@ -213,9 +214,13 @@ def _focus_item(scope: Any, job: SlideJob, i: int, objs: Sequence[Any]) -> Item 
         dz = float(rng.uniform(lo, hi))
     s = scope.camera.um_per_px
     fw, fh = scope.camera.size_px
-    # The crop's centre: within a quarter of the structure's size from its centre.
-    px_um = (obj.center_um[0] + rng.uniform(-0.25, 0.25) * obj.footprint_um[0],
-             obj.center_um[1] + rng.uniform(-0.25, 0.25) * obj.footprint_um[1])
+    # The crop's centre: one of the points the scan loop uses (focus_points: the centre of a small structure,
+    # an edge midpoint of a large one), jittered by up to 15 % of the crop.
+    (ox, oy), (w_um, h_um) = obj.center_um, obj.footprint_um
+    points = focus_points((ox - w_um / 2, oy - h_um / 2, ox + w_um / 2, oy + h_um / 2), 1.0)
+    p0 = points[int(rng.integers(len(points)))]
+    px_um = (p0[0] + 0.5 * (len(points) > 1) + rng.uniform(-0.15, 0.15) * FOCUS_CROP_UM,
+             p0[1] + 0.5 * (len(points) > 1) + rng.uniform(-0.15, 0.15) * FOCUS_CROP_UM)
     x, y = _frame_center_for(rng, px_um, (fw * s, fh * s), 0.7)
     # Pixel of px_um in the frame at (x, y): u = (x' - x)/s + (W - 1)/2.
     cu = (px_um[0] - x) / s + (fw - 1) / 2.0
