@@ -52,3 +52,12 @@ def test_colour_frames_are_converted_to_grey():
 def test_bad_input_names_the_value(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def test_focus_points_centre_of_a_small_structure_edges_of_a_large_one():
+    from appliance.vision.crops import focus_points
+
+    # 30 x 20 px at 1 µm/px fits a 48 µm crop: one point, the centre.
+    assert focus_points((10, 10, 40, 30), 1.0) == [(24.5, 19.5)]
+    # The same box at 2 µm/px is 60 µm wide: the four edge midpoints (pixel edges at x 10 and 40, y 10 and 30).
+    assert focus_points((10, 10, 40, 30), 2.0) == [(9.5, 19.5), (39.5, 19.5), (24.5, 9.5), (24.5, 29.5)]
