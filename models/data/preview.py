@@ -16,10 +16,11 @@ from models.data.detection import load_coco
 
 
 def contact_sheet(data_dir: Path, n: int = 8, cols: int = 4, tile_w: int = 320) -> np.ndarray:
-    """The first ``n`` frames of a detection dataset with their boxes, ``cols`` per row."""
+    """``n`` frames spread evenly over a detection dataset (so over its slides), with their boxes, ``cols`` a row."""
     coco = load_coco(data_dir)
     tiles = []
-    for im in coco["images"][:n]:
+    step = max(1, len(coco["images"]) // max(n, 1))
+    for im in coco["images"][::step][:n]:
         img = cv2.imread(str(Path(data_dir) / im["file_name"]), cv2.IMREAD_GRAYSCALE)
         if img is None:
             raise OSError(f"{data_dir / im['file_name']}: missing or unreadable")
