@@ -35,7 +35,8 @@ def register(sub: Any) -> None:
     p.add_argument("--classifier", type=Path, default=None, help="classifier .tflite (default: the shipped one)")
     p.add_argument("--no-classifier", action="store_true", help="do not name structure types")
     p.add_argument("--backend", default="auto", help="detector backend: auto, jetson, onnxruntime, opencv")
-    p.add_argument("--threshold", type=float, default=0.5, help="detector score threshold, (0, 1] (default 0.5)")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="detector score threshold, (0, 1] (default: the shipped model's, 0.25)")
     p.add_argument("--um-per-px", type=float, default=1.0,
                    help="pixel size at the sample for the gate, 0.01..100 µm (default 1.0)")
     p.set_defaults(func=_cmd_detect)
@@ -74,6 +75,10 @@ def _cmd_detect(args: argparse.Namespace) -> int:
 
     if args.backend not in BACKENDS:
         return _bad("--backend", args.backend, "one of " + ", ".join(BACKENDS))
+    from appliance.vision.detector import DEFAULT_THRESHOLD
+
+    if args.threshold is None:
+        args.threshold = DEFAULT_THRESHOLD
     if not (0 < args.threshold <= 1):
         return _bad("--threshold", args.threshold, "a number in (0, 1]")
     if not (0.01 <= args.um_per_px <= 100) or math.isnan(args.um_per_px):

@@ -31,7 +31,9 @@ import cv2
 import numpy as np
 
 BACKENDS: tuple[str, ...] = ("auto", "jetson", "onnxruntime", "opencv")
-DEFAULT_THRESHOLD = 0.5
+# The shipped model's F1-optimal score threshold on its validation split (MODEL_CARD.md); detectNet's own
+# default is 0.5, which this model's compressed scores would turn into low recall.
+DEFAULT_THRESHOLD = 0.25
 # detectNet's DETECTNET_DEFAULT_CLUSTERING_THRESHOLD.
 DEFAULT_CLUSTER_THRESHOLD = 0.75
 INPUT_NAME, SCORES_NAME, BOXES_NAME = "input_0", "scores", "boxes"
@@ -331,7 +333,7 @@ class Detector:
     backend : str
         One of :data:`BACKENDS`.
     threshold : float
-        Minimum class score in (0, 1].
+        Minimum class score in (0, 1] (default :data:`DEFAULT_THRESHOLD`).
     threads : int
         ONNX Runtime intra-op threads (0: its default).
 
