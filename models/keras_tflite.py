@@ -101,6 +101,15 @@ def time_budget(seconds: float, total_steps: int, peak_lr: float, floor: float =
     return _Budget()
 
 
+def save_weights(model: Any, path: Path) -> None:
+    """``model.save_weights`` without the NumPy 2 ``__array__(copy=...)`` deprecation Keras's h5 writer triggers."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        model.save_weights(str(path))
+
+
 def export_tflite(tf: Any, model: Any, out: Path, stem: str,
                   calibration: Callable[[], Iterator[list[np.ndarray]]]) -> dict[str, dict[str, Any]]:
     """Write ``<stem>.tflite`` (float), ``<stem>_dynamic.tflite`` and ``<stem>_int8.tflite`` into ``out``.

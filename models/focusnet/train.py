@@ -39,6 +39,7 @@ from models.keras_tflite import (
     data_meta,
     export_tflite,
     make_dataset,
+    save_weights,
     setup_tensorflow,
     time_budget,
 )
@@ -167,7 +168,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         model.load_weights(str(best))
         best.unlink()
     train_s = time.monotonic() - t0
-    model.save_weights(str(args.out / f"{stem}.weights.h5"))
+    save_weights(model, args.out / f"{stem}.weights.h5")
 
     def calibration() -> Any:
         for k in range(0, min(len(xt), 400), 8):
