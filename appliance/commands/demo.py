@@ -5,8 +5,8 @@ first structure, focuses at its true focus and captures; the blobs found are the
 simulator's ground truth. ``--source synthetic`` uses a seeded synthetic frame instead (kernels only). Either
 frame goes through the fused per-frame analysis; the command prints a summary and writes ``frame.png``,
 ``annotated.png`` (each kept blob boxed, colour by focus) and ``blobs.json`` into ``--out``. The analysis
-call is the single function :func:`analyse`, so a later issue can feed it frames from the virtual
-microscope instead. Heavy imports happen inside the handler so ``tppscan --help`` stays fast.
+call is the single function :func:`analyse`: the scan loop's candidate gate (:mod:`appliance.vision.gate`)
+with its defaults. Heavy imports happen inside the handler so ``tppscan --help`` stays fast.
 """
 
 from __future__ import annotations
@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 
 MIN_SIDE = 16
 MAX_SIDE = 8192
+#: Scale assumed for synthetic frames: their structures are 6-28 px across at 640x480, as TPP structures of
+#: 20-120 µm look through a low-magnification objective (about 3 µm per pixel).
+SYNTHETIC_UM_PER_PX = 3.0
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -67,13 +70,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def analyse(frame: np.ndarray) -> FrameAnalysis:
-    """The scan loop's per-frame analysis with the demo's settings (adaptive Gaussian, blobs >= 12 px)."""
-    from kernels import analyse_frame
+def analyse(frame: np.ndarray, um_per_px: float = SYNTHETIC_UM_PER_PX) -> FrameAnalysis:
+    """The scan loop's candidate gate with its defaults; the result holds the blobs of its candidates."""
+    import dataclasses
 
-    block = min(31, (min(frame.shape) - 1) | 1)  # odd and no larger than the frame
-    return analyse_frame(frame, "gaussian", block_size=block, c=15.0, invert=True, connectivity=8,
-                         min_area=12)
+    from appliance.vision.gate import gate_frame
+
+    res, cands = gate_frame(frame, um_per_px)
+    keep = sorted(r for c in cands for r in c.rows)  # the blobs that make up the candidates
+    return dataclasses.replace(res, stats=res.stats[keep], centroids=res.centroids[keep], focus=res.focus[keep])
 
 
 def _annotate(frame: np.ndarray, result: FrameAnalysis) -> np.ndarray:
@@ -111,15 +116,19 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"tppscan demo: cannot create --out {out}: {exc.strerror}", file=sys.stderr)
         return 2
+    import dataclasses
+
     import cv2
 
     import kernels
+    from appliance.vision.gate import GateParams
     from kernels.testing import blob_frame
 
     width, height = args.size
     truth: list[dict[str, Any]] | None = None
+    um_per_px = SYNTHETIC_UM_PER_PX
     if args.source == "sim":
-        frame, truth = sim_frame(args.seed, width, height)
+        frame, truth, um_per_px = sim_frame(args.seed, width, height)
     else:
         frame = blob_frame(height, width, n_blobs=args.blobs, seed=args.seed)
     t0 = time.perf_counter()
@@ -128,12 +137,14 @@ def run(args: argparse.Namespace) -> int:
     times = []
     for _ in range(5):
         t1 = time.perf_counter()
-        result = analyse(frame)
+        result = analyse(frame, um_per_px)
         times.append(time.perf_counter() - t1)
     t_med = sorted(times)[len(times) // 2]
     areas = result.stats[:, 4]
-    print(f"frame {width}x{height}, seed {args.seed}: {result.n_blobs} blobs kept of {result.n_components} "
-          f"components (area >= 12 px)")
+    gate = GateParams()
+    print(f"frame {width}x{height}, seed {args.seed}, {um_per_px:.3g} um/px: {result.n_blobs} blobs kept of "
+          f"{result.n_components} components (gate: {gate.contrast:g} darker than the glass, "
+          f">= {gate.min_area_um2:g} um^2, >= {gate.min_size_um:g} um across)")
     if result.n_blobs:
         print(f"  areas px: min {areas.min()}, median {int(sorted(areas.tolist())[len(areas) // 2])}, "
               f"max {areas.max()}")
@@ -150,9 +161,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"  timing: warm-up {t_warm * 1e3:.0f} ms, analysis median {t_med * 1e3:.2f} ms of 5 runs")
     cv2.imwrite(str(out / "frame.png"), frame)
     cv2.imwrite(str(out / "annotated.png"), _annotate(frame, result))
-    doc = {"source": args.source, "width": width, "height": height, "seed": args.seed, "method": "gaussian",
-           "c": 15.0, "truth": truth,
-           "min_area_px": 12, "n_components": result.n_components,
+    doc = {"source": args.source, "width": width, "height": height, "seed": args.seed, "um_per_px": um_per_px,
+           "method": "background", "gate": dataclasses.asdict(gate), "level": result.level, "truth": truth,
+           "n_components": result.n_components,
            "laplacian_variance": result.laplacian_variance, "analysis_ms_median": t_med * 1e3,
            "blobs": _blob_records(result)}
     (out / "blobs.json").write_text(json.dumps(doc, indent=1))
@@ -160,8 +171,8 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def sim_frame(seed: int, width: int, height: int) -> tuple[np.ndarray, list[dict[str, Any]]]:
-    """Capture the virtual microscope's first structure in focus; return the frame and the truth in view."""
+def sim_frame(seed: int, width: int, height: int) -> tuple[np.ndarray, list[dict[str, Any]], float]:
+    """Capture the virtual microscope's first structure in focus; return the frame, the truth in view, µm/px."""
     from appliance.sim.microscope import VirtualMicroscope
     from appliance.sim.sensor import SensorParams
     from appliance.sim.stage import SimStageParams
@@ -175,7 +186,7 @@ def sim_frame(seed: int, width: int, height: int) -> tuple[np.ndarray, list[dict
         frame = scope.camera.capture()
     truth = [{"id": b.id, "kind": b.kind, "cls": b.cls, "box_px": list(b.box_px), "complete": b.complete}
              for b in scope.boxes_in_view(frame)]
-    return frame.image, truth
+    return frame.image, truth, float(scope.camera.um_per_px)
 
 
 def _covered(box: list[int], result: FrameAnalysis) -> bool:
