@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, TypeVar
 
@@ -299,6 +299,11 @@ class GrblStage(Stage):
         self._z_last_up = False
         self.reconnects = 0
         self._lock = threading.RLock()
+        # Where the carriage can be (machine mm, per-axis low/high): the last reported position widened by
+        # every move target sent since it was last seen at rest; None while homing (anywhere).
+        self._span: tuple[list[float], list[float]] | None = None
+        self._moving = False
+        self._homing = False
 
     # -- connection -----------------------------------------------------------------------------------
 
@@ -465,6 +470,7 @@ class GrblStage(Stage):
             self._z_last_up = False
         else:
             self._forget_motion_state()
+        self._moving, self._span = False, None   # the next report says where the board now is
         if "G92" in self._offsets:
             self._offsets["G92"] = (0.0, 0.0, 0.0)
         self._wco = self._offset_for("G54")
@@ -476,20 +482,55 @@ class GrblStage(Stage):
         return "servo" if "tppscan" in text else "stepper"
 
     def _reconnect(self, cause: BaseException) -> None:
-        """Close, re-find, re-open and re-handshake; bounded attempts."""
+        """Close, re-find, re-open and re-handshake; bounded attempts.
+
+        Raises
+        ------
+        StageConnectionError
+            When every attempt failed (the stage is closed: :meth:`open` again once the port is back).
+        StageResetError
+            When the board came back restarted (see :meth:`_check_survived`); the link is open.
+        """
         cfg = self.config
+        span = None if self._span is None or self._homing else (list(self._span[0]), list(self._span[1]))
         self.close()
         for _ in range(cfg.reconnect_attempts):
             self._sleep(cfg.reconnect_delay_s)
             try:
                 self._connect()
                 self.reconnects += 1
-                return
+                break
             except (serial.SerialException, OSError, StageError) as exc:
                 cause = exc
                 self.close()
-        raise StageConnectionError(f"lost the stage on {self.port} ({cause}); {cfg.reconnect_attempts} "
-                                   "reconnect attempts failed") from cause
+        else:
+            raise StageConnectionError(f"lost the stage on {self.port} ({cause}); {cfg.reconnect_attempts} "
+                                       "reconnect attempts failed") from cause
+        self._check_survived(span)
+
+    def _check_survived(self, span: tuple[list[float], list[float]] | None) -> None:
+        """After a reconnect: refuse to carry on as if the board had kept its position when it restarted.
+
+        A board that lost power (or an Uno reset by the re-open) reports a position off the path of the
+        motion in flight (power-up zeroes it), or prints its banner. A board in Alarm says so itself
+        (homing lock) and is left to the caller's next move, which it refuses.
+        """
+        report = self.link.last_status
+        if report is None or report.alarm:
+            return
+        pos = self._machine_mm(report)
+        off = span is not None and any(
+            not (lo - self._tolerance_mm(i) <= p <= hi + self._tolerance_mm(i))
+            for i, (p, lo, hi) in enumerate(zip(pos, span[0], span[1], strict=True)))
+        banner = bool(self.link.banners) and not self.config.reset_on_open
+        if off or banner:
+            self._after_board_reset(asked=False)
+            self._span = ([*pos], [*pos])
+            self._moving = False
+            why = f"banner {self.link.banners[-1]!r}" if banner else \
+                f"it reports {pos} mm, outside where it was or was moving: {span[0]}..{span[1]} mm"  # type: ignore[index]
+            raise StageResetError(f"reconnected to {self.port}, but the board restarted while the port was gone "
+                                  f"({why}): the position is lost; home ($H) or re-establish it before moving")
 
     def _io(self, fn: Callable[[], T]) -> T:
         """Run ``fn`` under the stage's lock; on a serial failure reconnect and run it again.
@@ -524,7 +565,22 @@ class GrblStage(Stage):
     def _update(self, report: StatusReport) -> StatusReport:
         if report.wco_mm is not None:
             self._wco = report.wco_mm[:3]  # type: ignore[assignment]
+        self._widen_span(self._machine_mm(report), reset=not self._moving)
         return report
+
+    def _widen_span(self, pos: Sequence[float | None], *, reset: bool = False) -> None:
+        """Add a position (None: that axis stays) to where the carriage can be; ``reset`` starts afresh."""
+        if self._homing:
+            return   # anywhere until homing ends
+        if self._span is None or reset:
+            if None in pos:
+                return
+            self._span = ([float(p) for p in pos], [float(p) for p in pos])  # type: ignore[arg-type]
+            return
+        lo, hi = self._span
+        for i, p in enumerate(pos):
+            if p is not None:
+                lo[i], hi[i] = min(lo[i], p), max(hi[i], p)
 
     def status(self) -> StatusReport:
         """Query and return a fresh status report."""
@@ -655,6 +711,8 @@ class GrblStage(Stage):
         command = f"{MODAL_WORDS} G1 {' '.join(words)} F{format_number(feed)}"
 
         def send() -> None:
+            self._moving = True
+            self._widen_span(target)
             self._cmd(command)
             self.link.last_alarm = None  # accepted, so not in alarm: any ALARM:N from here is this move's
             self._wco = offset  # G54 is the active system now
@@ -703,6 +761,8 @@ class GrblStage(Stage):
                 held_since = None
             pos = self._machine_mm(report)
             if report.idle and self._at_target(pos, target):
+                self._moving = False
+                self._widen_span(pos, reset=True)
                 return self._to_position(report)
             if report.idle:
                 idle_off_since = idle_off_since if idle_off_since is not None else now
@@ -815,13 +875,23 @@ class GrblStage(Stage):
 
         def run() -> None:
             self.link.last_alarm = None
+            self._homing, self._span = True, None   # homing may take the carriage anywhere
             self._cmd("$H", self.config.homing_timeout_s)
-        self._io(run)
+        try:
+            self._io(run)
+            report = self._await_homed(deadline)
+        finally:
+            self._homing = False
+        self._moving = False
+        self._widen_span(self._machine_mm(report), reset=True)
+        return self._to_position(report)
+
+    def _await_homed(self, deadline: float) -> StatusReport:
         while True:
             report = self.status()
             if report.idle:
                 self._z_last_up = False
-                return self._to_position(report)
+                return report
             if report.alarm:
                 raise alarm_error(self.link.last_alarm or 0, "during homing ($H)")
             if self._clock() > deadline:
