@@ -326,7 +326,7 @@ class ResultStore:
         rows = self.db.execute("SELECT cell, seq, x_um, y_um, z_um, focus_source, n_candidates, n_structures, "
                                "n_debris, stage_time_s, wall_time_s, timings_json FROM field WHERE scan_id=? "
                                "ORDER BY seq", (scan_id,))
-        return [FieldRecord(*r[:11], timings=json.loads(r[11])) for r in rows]
+        return [FieldRecord(*r[:11], json.loads(r[11])) for r in rows]
 
     def objects(self, scan_id: int, kind: str | None = None) -> list[ObjectRecord]:
         """The scan's recorded objects (optionally one kind), in id order."""

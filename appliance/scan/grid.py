@@ -61,7 +61,7 @@ class Grid:
 
     @property
     def n_fields(self) -> int:
-        """rows * columns."""
+        """Number of fields, rows times columns."""
         return self.rows * self.columns
 
     def position(self, row: int, column: int) -> FieldPosition:

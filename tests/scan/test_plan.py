@@ -72,7 +72,7 @@ def test_every_static_order_visits_each_cell_once(mode):
 def test_snake_reverses_every_other_row_and_steps_one_field_at_a_time():
     g = _grid("row_wise_snake")
     seq = list(FieldOrder(g, "row_wise_snake"))
-    for a, b in zip(seq, seq[1:]):
+    for a, b in zip(seq, seq[1:], strict=False):
         assert abs(a.row - b.row) + abs(a.column - b.column) == 1
 
 
