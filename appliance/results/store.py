@@ -326,7 +326,9 @@ class ResultStore:
         rows = self.db.execute("SELECT cell, seq, x_um, y_um, z_um, focus_source, n_candidates, n_structures, "
                                "n_debris, stage_time_s, wall_time_s, timings_json FROM field WHERE scan_id=? "
                                "ORDER BY seq", (scan_id,))
-        return [FieldRecord(*r[:11], json.loads(r[11])) for r in rows]
+        return [FieldRecord(cell=r[0], seq=r[1], x_um=r[2], y_um=r[3], z_um=r[4], focus_source=r[5], n_candidates=r[6],
+                            n_structures=r[7], n_debris=r[8], stage_time_s=r[9], wall_time_s=r[10],
+                            timings=json.loads(r[11])) for r in rows]
 
     def objects(self, scan_id: int, kind: str | None = None) -> list[ObjectRecord]:
         """The scan's recorded objects (optionally one kind), in id order."""
