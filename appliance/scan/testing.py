@@ -1,0 +1,140 @@
+"""Test doubles for the scan runner that read the virtual microscope's ground truth. NOT the product path.
+
+They exist so the runner's logic (states, overlap, resume, records, scoring) can be tested before, and apart
+from, the trained models and the autofocus: the candidate gate stays the real classical one
+(``kernels.analyse_frame``), and only the naming of each candidate and the focus z come from the slide's
+ground truth. The ``tppscan scan`` command never uses them unless asked by name (``--vision sim-truth``,
+``--focus sim-truth``), and then says so on every run.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+import numpy as np
+
+from appliance.hardware.camera.base import Camera, Frame
+from appliance.hardware.stage.base import Stage
+from appliance.scan.protocols import Box, Detection, FocusOutcome, VisionResult
+from appliance.sim.microscope import VirtualMicroscope
+
+
+def gate_blobs(image: np.ndarray, min_area: int = 12) -> np.ndarray:
+    """The classical candidate gate: fused analysis (adaptive Gaussian, block 31, C 15, dark blobs).
+
+    Returns the kept blobs' ``(K, 5)`` stats (left, top, width, height, area).
+    """
+    from kernels import analyse_frame
+
+    block = min(31, (min(image.shape) - 1) | 1)
+    return analyse_frame(image, "gaussian", block_size=block, c=15.0, invert=True, connectivity=8,
+                         min_area=min_area).stats
+
+
+def _overlaps(a: Box, b: Box) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+class SimTruthVision:
+    """Gate -> candidates with the real kernels; each candidate named from the slide's ground truth.
+
+    Candidate blobs that overlap the same true object are merged into one detection (as a detector gives
+    one box per object), boxed by the union of those blobs; blobs that overlap nothing true (noise) are
+    dropped. Structures get their true type, debris ``"debris"``; confidence 1.
+
+    Parameters
+    ----------
+    scope : VirtualMicroscope
+        The microscope whose frames are analysed (frames must carry ``true_position_um``).
+    """
+
+    name = "sim-truth"
+
+    def __init__(self, scope: VirtualMicroscope) -> None:
+        self.scope = scope
+
+    def analyse(self, frame: Frame) -> VisionResult:
+        """Gate the frame; name its candidates from the ground truth."""
+        t0 = time.perf_counter()
+        stats = gate_blobs(frame.image)
+        t1 = time.perf_counter()
+        if stats.shape[0] == 0:
+            return VisionResult(0, (), {"gate": t1 - t0})
+        truth = self.scope.boxes_in_view(frame)
+        groups: dict[int, list[Box]] = {}
+        kinds = {}
+        for x, y, w, h, _ in stats.tolist():
+            blob = (x, y, x + w, y + h)
+            for t in truth:
+                if _overlaps(blob, t.box_px):
+                    groups.setdefault(t.id, []).append(blob)
+                    kinds[t.id] = t
+                    break
+        dets = []
+        for tid, boxes in sorted(groups.items()):
+            t = kinds[tid]
+            box = (min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes),
+                   max(b[3] for b in boxes))
+            cls = t.cls if t.kind == "structure" else "debris"
+            dets.append(Detection(box, t.kind, cls, 1.0, {cls: 1.0}))
+        return VisionResult(int(stats.shape[0]), tuple(dets), {"gate": t1 - t0,
+                                                               "classify": time.perf_counter() - t1})
+
+
+class SimTruthFocuser:
+    """Moves focus to the true focus of what is in the region (a structure's, else the glass's). A double.
+
+    Parameters
+    ----------
+    scope : VirtualMicroscope
+        Source of the truth.
+    """
+
+    name = "sim-truth"
+
+    def __init__(self, scope: VirtualMicroscope) -> None:
+        self.scope = scope
+
+    def focus(self, stage: Stage, camera: Camera, z_guess_um: float, range_um: float,
+              roi_px: Box | None = None) -> FocusOutcome:
+        """Focus on the true focus z of the structure in ``roi_px``, or the glass at the frame's centre."""
+        true = self.scope.stage.true_position_um()
+        z = float(self.scope.slide.surface_z_um(true.x_um, true.y_um))
+        if roi_px is not None:
+            for b in self.scope.boxes_at(true.x_um, true.y_um):
+                if b.kind == "structure" and _overlaps(b.box_px, roi_px):
+                    z = b.focus_z_um
+                    break
+        stage.focus_to_um(z)
+        return FocusOutcome(stage.position_um().z_um, 1, True)
+
+
+class PlaneFocusMap:
+    """A least-squares plane through the focused points (at least three); a stand-in for ``appliance.focus``.
+
+    ``predict`` returns None until three points are in, then the plane's z and the points' RMS misfit plus
+    1 µm as the uncertainty.
+    """
+
+    def __init__(self) -> None:
+        self.points: list[tuple[float, float, float]] = []
+
+    def add(self, x_um: float, y_um: float, z_um: float) -> None:
+        """Add a focused point."""
+        self.points.append((x_um, y_um, z_um))
+
+    def predict(self, x_um: float, y_um: float) -> tuple[float, float] | None:
+        """Plane z at ``(x, y)`` and its uncertainty, or None with fewer than three points."""
+        if len(self.points) < 3:
+            return None
+        p = np.asarray(self.points)
+        a = np.column_stack([p[:, 0], p[:, 1], np.ones(len(p))])
+        coef, *_ = np.linalg.lstsq(a, p[:, 2], rcond=None)
+        rms = float(np.sqrt(np.mean((a @ coef - p[:, 2]) ** 2)))
+        return float(coef[0] * x_um + coef[1] * y_um + coef[2]), rms + 1.0
+
+
+def truth_boxes(scope: VirtualMicroscope, frame: Frame) -> Sequence[tuple[str, Box]]:
+    """``(cls, box)`` of every object in a frame, for checking exports."""
+    return [(b.cls if b.kind == "structure" else "debris", b.box_px) for b in scope.boxes_in_view(frame)]
