@@ -16,12 +16,13 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 from appliance.hardware.camera.base import Camera
 from appliance.hardware.stage.base import Stage
 from appliance.results.files import ScanFolder
-from appliance.results.store import ResultStore, write_durably
+from appliance.results.store import ObjectRecord, ResultStore, write_durably
 from appliance.scan.calibration import Calibration, calibrate
 from appliance.scan.events import Event
 from appliance.scan.grid import make_grid
@@ -119,8 +120,8 @@ def run_scan(stage: Stage, camera: Camera, vision: Vision, focuser: Focuser, foc
              calibration: Calibration | None = None, device_clock: Callable[[], float] | None = None,
              on_event: Callable[[Event], None] | None = None, config: Mapping[str, Any] | None = None,
              resume: bool = True, truth: Mapping[str, Any] | None = None,
-             z_start_um: float | None = None, runner_hook: Callable[[ScanRunner], None] | None = None
-             ) -> ScanOutcome:
+             z_start_um: float | None = None, runner_hook: Callable[[ScanRunner], None] | None = None,
+             height_truth: HeightTruth | None = None) -> ScanOutcome:
     """Run (or resume) a scan into ``out_dir`` with its rows in ``db_path``; write ``summary.json``.
 
     The stage and camera must be open. Without a ``calibration`` the runner measures one where it starts
@@ -151,9 +152,75 @@ def run_scan(stage: Stage, camera: Camera, vision: Vision, focuser: Focuser, foc
             runner_hook(runner)
         status = runner.run()
         summary = summarise(store, scan_id, area_um, truth)
+        rmse = _height_rmse(store, scan_id, folder, height_truth, summary) if height_truth else None
         store.set_summary(scan_id, summary)
-    write_durably(folder.root / "summary.json", json.dumps(summary, indent=1).encode())
+        write_durably(folder.root / "summary.json", json.dumps(summary, indent=1).encode())
+        write_outputs(store, scan_id, folder, grid.fov_um, area_um, summary, rmse)
     return ScanOutcome(scan_id, status, summary, folder.root, Path(db_path))
+
+
+HeightTruth = Callable[[ObjectRecord, np.ndarray], "np.ndarray | None"]
+
+
+def write_outputs(store: ResultStore, scan_id: int, folder: ScanFolder, fov_um: tuple[float, float],
+                  area_um: Sequence[float], summary: Mapping[str, Any],
+                  height_rmse: Mapping[int, float] | None = None) -> Path:
+    """Write the exports and ``report.html`` of a scan into its folder; return the report's path."""
+    from appliance.results.export import to_coco_json, to_csv
+    from appliance.results.report import write_report
+
+    ann = store.annotations(scan_id)
+    write_durably(folder.root / "export.csv", to_csv(ann).encode())
+    write_durably(folder.root / "export_coco.json", to_coco_json(ann, f"tppscan scan {scan_id}").encode())
+    return write_report(folder.root, store.scan(scan_id), store.fields(scan_id), store.objects(scan_id), summary,
+                        fov_um, area_um, height_rmse)
+
+
+def _height_rmse(store: ResultStore, scan_id: int, folder: ScanFolder, height_truth: HeightTruth,
+                 summary: dict[str, Any]) -> dict[int, float]:
+    """Per structure: RMSE of its height map against the truth; per type, the RMS over its structures."""
+    from appliance.results.score import height_errors
+
+    per_obj: dict[int, float] = {}
+    per_type: dict[str, list[tuple[float, int]]] = {}
+    for o in store.objects(scan_id, "structure"):
+        if not o.height_map_path:
+            continue
+        heights = np.load(folder.root / o.height_map_path)
+        true = height_truth(o, heights)
+        if true is None:
+            continue
+        rmse, n = height_errors(heights, true)
+        if n:
+            per_obj[o.id] = rmse
+            per_type.setdefault(o.cls, []).append((rmse, n))
+    summary["height_rmse_um_by_type"] = {
+        t: float(np.sqrt(sum(r * r * n for r, n in v) / sum(n for _, n in v))) for t, v in sorted(per_type.items())}
+    summary["height_rmse_um_by_structure"] = {str(k): v for k, v in per_obj.items()}
+    return per_obj
+
+
+def sim_height_truth(scope: Any) -> HeightTruth:
+    """Height truth from the virtual slide: the true map of the structure a record matched, on its pixels."""
+    from appliance.results.score import true_heights_on_pixels
+
+    structures = [o for o in scope.slide.objects if o.kind == "structure"]
+
+    def truth(o: ObjectRecord, heights: np.ndarray) -> np.ndarray | None:
+        extra = o.extra or {}
+        pos = extra.get("true_position_um")
+        if not pos:
+            return None
+        hit = [s for s in structures if s.bbox_um[0] - 5 <= o.x_um <= s.bbox_um[2] + 5
+               and s.bbox_um[1] - 5 <= o.y_um <= s.bbox_um[3] + 5]
+        if not hit:
+            return None
+        s = hit[0]
+        return true_heights_on_pixels(s.center_um, s.pitch_um, s.height_um, (pos[0], pos[1]),
+                                      scope.camera.size_px, scope.camera.um_per_px,
+                                      tuple(extra["crop_origin_px"]), heights.shape)
+
+    return truth
 
 
 def summarise(store: ResultStore, scan_id: int, area_um: tuple[float, float, float, float],
