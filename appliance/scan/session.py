@@ -137,6 +137,8 @@ def run_scan(stage: Stage, camera: Camera, vision: Vision, focuser: Focuser, foc
             store.reopen_scan(scan_id)
         else:
             t = time.perf_counter()
+            if calibration is None:  # measure where the sample is: the middle of the area
+                stage.move_to_um(x=(area_um[0] + area_um[2]) / 2, y=(area_um[1] + area_um[3]) / 2)
             cal = calibration if calibration is not None else calibrate(stage, camera)
             cal_s = time.perf_counter() - t
         grid = make_grid(plan.grid, area_um, cal.fov_um)
