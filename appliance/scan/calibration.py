@@ -158,13 +158,13 @@ def _approach(stage: Stage, x: float, y: float, approach_um: float) -> None:
 
 
 def calibrate(stage: Stage, camera: Camera, step_um: float = 40.0, approach_um: float = 20.0,
-              min_response: float = 0.05, search: int = 8, search_step_um: float = 1000.0) -> Calibration:
+              min_response: float = 0.05, search: int = 24, search_step_um: float = 300.0) -> Calibration:
     """Measure the pixel -> stage map around the current position.
 
     Eight moves of ``step_um`` (the compass points and diagonals) around the start, each approached from -x, -y;
     each frame's shift against the start frame by phase correlation. If the start frame has no texture (the
-    correlation response is below ``min_response``), the stage tries up to ``search`` other places
-    ``search_step_um`` apart along +x before giving up.
+    correlation response is below ``min_response``), the stage tries up to ``search`` other places on a square
+    spiral ``search_step_um`` apart around the start before giving up.
 
     Raises
     ------
@@ -177,13 +177,25 @@ def calibrate(stage: Stage, camera: Camera, step_um: float = 40.0, approach_um: 
         raise ValueError(f"step_um must be in [1, 1000], got {step_um!r}")
     start = stage.position_um()
     w, h = camera.size_px
-    for k in range(search + 1):
-        x0, y0 = start.x_um + k * search_step_um, start.y_um
+    for i, j in _spiral_offsets(search + 1):
+        x0, y0 = start.x_um + i * search_step_um, start.y_um + j * search_step_um
         pairs = _measure(stage, camera, x0, y0, step_um, approach_um, min_response)
         if pairs is not None:
             return _fit(pairs, (w, h))
     raise CalibrationError(f"no texture for phase correlation at {search + 1} places from "
                            f"({start.x_um:.0f}, {start.y_um:.0f}) um; move to a structure and calibrate there")
+
+
+def _spiral_offsets(n: int) -> list[tuple[int, int]]:
+    """The first ``n`` cells of a square spiral around (0, 0), ring by ring."""
+    out = [(0, 0)]
+    k = 1
+    while len(out) < n:
+        ring = [(i, -k) for i in range(-k, k)] + [(k, j) for j in range(-k, k)] + \
+            [(-i, k) for i in range(-k, k)] + [(-k, -j) for j in range(-k, k)]
+        out.extend(ring)
+        k += 1
+    return out[:n]
 
 
 def _measure(stage: Stage, camera: Camera, x0: float, y0: float, step: float, approach: float,

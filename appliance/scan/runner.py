@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from appliance.hardware.camera.base import Camera, Frame
-from appliance.hardware.stage.base import Stage
+from appliance.hardware.stage.base import Stage, StageLimitError
 from appliance.results.files import ScanFolder
 from appliance.results.reconstruct import height_map, structure_mask
 from appliance.results.store import Annotation, FieldRecord, ObjectRecord, ResultStore
@@ -317,9 +317,12 @@ class ScanRunner:
         pred = self.focus_map.predict(p.x_um, p.y_um)
         if pred is not None and self.plan.focus.field_focus == "map" \
                 and pred[1] <= self.plan.focus.search_range_um / 2:
-            w.z_um, w.focus_source = pred[0], "map"
-            self.stage.focus_to_um(pred[0])
-            return
+            try:
+                self.stage.focus_to_um(pred[0])
+                w.z_um, w.focus_source = pred[0], "map"
+                return
+            except StageLimitError:  # the map extrapolated beyond the focus travel: search near the last z
+                pred = None
         guess = pred[0] if pred is not None else (self._z_guess if self._z_guess is not None else p.z_um)
         out = self.focuser.focus(self.stage, self.camera, guess, self.plan.focus.search_range_um, None)
         w.z_um, w.focus_source = out.z_um, "autofocus" if out.ok else "autofocus-unsure"

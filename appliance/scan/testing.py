@@ -114,7 +114,7 @@ class PlaneFocusMap:
     """A least-squares plane through the focused points (at least three); a stand-in for ``appliance.focus``.
 
     ``predict`` returns None until three points are in, then the plane's z and the points' RMS misfit plus
-    1 µm as the uncertainty.
+    1 µm as the uncertainty (the points' mean while they lie nearly on a line).
     """
 
     def __init__(self) -> None:
@@ -129,6 +129,10 @@ class PlaneFocusMap:
         if len(self.points) < 3:
             return None
         p = np.asarray(self.points)
+        xy = p[:, :2] - p[:, :2].mean(axis=0)
+        if np.linalg.svd(xy, compute_uv=False)[-1] / np.sqrt(len(p)) < 200.0:
+            # points (nearly) on a line: a plane through them would tilt wildly off it; use their mean
+            return float(p[:, 2].mean()), float(p[:, 2].std()) + 1.0
         a = np.column_stack([p[:, 0], p[:, 1], np.ones(len(p))])
         coef, *_ = np.linalg.lstsq(a, p[:, 2], rcond=None)
         rms = float(np.sqrt(np.mean((a @ coef - p[:, 2]) ** 2)))
