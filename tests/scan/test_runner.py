@@ -1,8 +1,6 @@
 import json
 import threading
 
-import pytest
-
 from appliance.results.store import ResultStore
 from appliance.scan.events import FieldDone, ScanFinished
 from appliance.scan.runner import FieldStep, FinishReason, ScanState
