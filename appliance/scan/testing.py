@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -142,3 +143,29 @@ class PlaneFocusMap:
 def truth_boxes(scope: VirtualMicroscope, frame: Frame) -> Sequence[tuple[str, Box]]:
     """``(cls, box)`` of every object in a frame, for checking exports."""
     return [(b.cls if b.kind == "structure" else "debris", b.box_px) for b in scope.boxes_in_view(frame)]
+
+
+def scan_small_slide(tmp: Any, seed: int = 21, plan: Any = None, vision_factory: Any = None, **kw: Any) -> Any:
+    """Scan a small virtual slide (1.4 x 1.4 mm, 4 structures) with these doubles; returns (outcome, scope).
+
+    A short focus stack (± 3 µm) keeps it quick; ``kw`` goes to :func:`appliance.scan.session.run_scan`.
+    """
+    from pathlib import Path
+
+    from appliance.scan.plan import FocusPlan, ScanPlan
+    from appliance.scan.session import run_scan, scan_area, sim_height_truth, sim_microscope
+
+    tmp = Path(tmp)
+    scope = sim_microscope(seed, SMALL_SLIDE)
+    plan = plan or ScanPlan(name="small", focus=FocusPlan(stack_range_um=3.0, stack_step_um=1.0))
+    p = scope.slide.params
+    with scope.stage, scope.camera:
+        vision = (vision_factory or SimTruthVision)(scope)
+        out = run_scan(scope.stage, scope.camera, vision, SimTruthFocuser(scope), PlaneFocusMap(), plan,
+                       tmp / "scan", tmp / "tppscan.db", scan_area(plan, (p.width_um, p.height_um)),
+                       device_clock=scope.clock.now_s, truth=scope.slide.truth(),
+                       height_truth=sim_height_truth(scope), **kw)
+    return out, scope
+
+
+SMALL_SLIDE = {"slide": {"width_um": 1400.0, "height_um": 1400.0, "n_structures": 4}}
