@@ -2,7 +2,7 @@
 
 Matching: a recorded structure matches the true object whose bounding box contains its position (grown by
 ``MATCH_MARGIN_UM``; the nearest centre wins if several do). Only true objects whose box lies wholly inside the
-scanned area are counted as truth. Then:
+scanned area are counted as truth (records of objects reaching out of it are left out). Then:
 
 - ``recall``: true structures matched by at least one recorded structure, over true structures;
 - ``type_accuracy``: of the matched true structures, those whose first record has the true type;
@@ -63,10 +63,13 @@ def score(objects: Sequence[ObjectRecord], truth: Mapping[str, Any],
     debris_hit: set[int] = set()
     false_structures = 0
     per_type: dict[str, dict[str, int]] = {}
+    inside_ids = {t["id"] for t in inside}
     for o in objects:
         if o.kind != "structure":
             continue
-        t = _match(o, inside)
+        t = _match(o, truth["objects"])
+        if t is not None and t["id"] not in inside_ids:
+            continue  # a true object reaching out of the area, seen by a border field: not scored
         if t is None:
             false_structures += 1
         elif t["kind"] == "debris":

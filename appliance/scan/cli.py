@@ -97,15 +97,13 @@ def _devices(args: argparse.Namespace) -> Iterator[tuple[Any, Any, Any]]:
 
     with contextlib.ExitStack() as stack:
         if args.stage == "simavr":
-            from appliance.hardware.stage.simavr_board import SimavrBoard, build_firmware
+            from appliance.scan.coupled import simavr_stage
 
-            board = stack.enter_context(SimavrBoard(*build_firmware()))
-            config = GrblStageConfig(port=board.pty_path, boot_delay_s=0.0)
+            stage = stack.enter_context(simavr_stage())
         else:
             if not args.port:
                 raise ValueError("--stage grbl needs --port DEVICE (e.g. /dev/ttyACM0)")
-            config = GrblStageConfig(port=args.port)
-        stage = stack.enter_context(GrblStage(config))
+            stage = stack.enter_context(GrblStage(GrblStageConfig(port=args.port)))
         cam = SimCamera(ReportedPositionStage(stage), scope.slide, scope.camera.optics,  # type: ignore[arg-type]
                         scope.camera.sensor, seed=args.seed)
         stack.enter_context(cam)
@@ -115,9 +113,6 @@ def _devices(args: argparse.Namespace) -> Iterator[tuple[Any, Any, Any]]:
 def _vision_focus(args: argparse.Namespace, scope: Any) -> tuple[Any, Any, Any, list[str]]:
     """The vision pipeline, focuser and focus map asked for; test doubles only by name, and said so."""
     notes = []
-    if args.vision == "sim-truth" or args.focus == "sim-truth":
-        if args.stage != "sim" and args.vision == "sim-truth":
-            raise ValueError("--vision sim-truth needs the virtual stage (--stage sim): it reads the true position")
     if args.vision == "sim-truth":
         from appliance.scan.testing import SimTruthVision
 
@@ -196,6 +191,16 @@ class _Progress:
 
 
 def _cmd_scan(args: argparse.Namespace) -> int:
+    from appliance.hardware.stage.simavr_board import SimavrBoardError
+    from appliance.scan.calibration import CalibrationError
+
+    try:
+        return _scan(args)
+    except (CalibrationError, SimavrBoardError) as exc:
+        return _fail("scan", f"{type(exc).__name__}: {exc}", 1)
+
+
+def _scan(args: argparse.Namespace) -> int:
     from appliance.scan.calibration import Calibration
     from appliance.scan.plan import ScanPlan
     from appliance.scan.session import run_scan, scan_area, sim_height_truth
@@ -253,6 +258,16 @@ def _cmd_scan(args: argparse.Namespace) -> int:
 
 
 def _cmd_calibrate(args: argparse.Namespace) -> int:
+    from appliance.hardware.stage.simavr_board import SimavrBoardError
+    from appliance.scan.calibration import CalibrationError
+
+    try:
+        return _calibrate(args)
+    except (CalibrationError, SimavrBoardError) as exc:
+        return _fail("calibrate", f"{type(exc).__name__}: {exc}", 1)
+
+
+def _calibrate(args: argparse.Namespace) -> int:
     from appliance.scan.calibration import calibrate
 
     if not 1.0 <= args.step_um <= 1000.0:

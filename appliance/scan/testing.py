@@ -100,7 +100,9 @@ class SimTruthFocuser:
     def focus(self, stage: Stage, camera: Camera, z_guess_um: float, range_um: float,
               roi_px: Box | None = None) -> FocusOutcome:
         """Focus on the true focus z of the structure in ``roi_px``, or the glass at the frame's centre."""
-        true = self.scope.stage.true_position_um()
+        # the simulator's true position where the stage has one; a firmware stage is where it reports
+        where = getattr(stage, "true_position_um", stage.position_um)
+        true = where()
         z = float(self.scope.slide.surface_z_um(true.x_um, true.y_um))
         if roi_px is not None:
             for b in self.scope.boxes_at(true.x_um, true.y_um):
