@@ -21,6 +21,9 @@ COMMAND_MODULES: tuple[str, ...] = (
     "appliance.results.cli",
     "appliance.sim.cli",
     "appliance.hardware.stage.cli",
+    "appliance.config.cli",
+    "appliance.service.cli",
+    "appliance.service.logs_cli",
 )
 
 

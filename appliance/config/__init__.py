@@ -1,0 +1,1 @@
+"""The appliance configuration: ``schema`` (the typed YAML file) and ``cli`` (``tppscan config``)."""

@@ -1,0 +1,350 @@
+"""The appliance's YAML configuration: one file, typed and validated by pydantic.
+
+Read once at start (``load_config``) into frozen models; parts take the section they need and never the whole
+file. Unknown keys are errors, not warnings (a misspelt ``exposure_ms`` must not silently keep the default).
+Every error names the key path, the value and what is allowed::
+
+    /etc/tppscan/config.yaml: camera.width: must be between 16 and 8192, got 70000
+
+``tppscan config check`` validates a file; ``tppscan config show --defaults`` prints a commented default that
+``systemd/install.sh`` installs as ``/etc/tppscan/config.yaml``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+DEFAULT_CONFIG_PATH = Path("/etc/tppscan/config.yaml")
+MAX_CONFIG_BYTES = 1 << 20  # a config file is a few KB; anything larger is not one
+
+
+class ConfigError(ValueError):
+    """A configuration file is missing, unreadable, not YAML, or holds a bad value (message names the key path)."""
+
+
+class ConfigFileError(ConfigError):
+    """The configuration file itself is missing or unreadable (a file error, not a bad value)."""
+
+
+class _Section(BaseModel):
+    """Base of every section: frozen, unknown keys rejected, no silent type coercion from strings to numbers."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False, validate_default=True)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _finite(cls, value: Any) -> Any:
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError("must be a finite number")
+        return value
+
+
+Seconds = Annotated[float, Field(gt=0.0, le=3600.0)]
+
+
+class CameraConfig(_Section):
+    """Where frames come from (``appliance.hardware.camera``)."""
+
+    kind: Literal["sim", "opencv", "gstreamer", "jetson", "files"] = "sim"
+    device: str = Field("/dev/video0", description="opencv: a /dev/videoN path or an index; jetson: a videoSource URI")
+    sensor_id: int = Field(0, ge=0, le=7, description="gstreamer: the CSI sensor (nvarguscamerasrc sensor-id)")
+    pipeline: str | None = Field(None, description="gstreamer: a whole pipeline ending in appsink, replaces the "
+                                                   "built-in nvarguscamerasrc one")
+    folder: str | None = Field(None, description="files: the folder of PNG/JPEG/TIFF frames to replay")
+    loop: bool = Field(True, description="files: start again after the last file")
+    width: int = Field(640, ge=16, le=8192)
+    height: int = Field(480, ge=16, le=8192)
+    fps: float = Field(30.0, gt=0.0, le=240.0)
+    exposure_ms: float = Field(10.0, gt=0.0, le=10000.0)
+    timeout_s: Seconds = 2.0
+    retries: int = Field(3, ge=0, le=100, description="captures retried before a field is recorded as failed")
+
+    @model_validator(mode="after")
+    def _source_named(self) -> CameraConfig:
+        if self.kind == "files" and not self.folder:
+            raise ValueError("camera.folder: required when camera.kind is 'files'")
+        return self
+
+
+class StageConfig(_Section):
+    """The XY stage and focus (``appliance.hardware.stage``)."""
+
+    kind: Literal["sim", "grbl", "simavr"] = "sim"
+    port: str = Field("auto", description="a serial device (e.g. /dev/tppscan-stage) or 'auto' (find by usb_id)")
+    usb_id: str = Field("2341:0043", description="VID:PID used when port is 'auto'")
+    baud: Literal[9600, 19200, 38400, 57600, 115200, 230400, 250000] = 115200
+    focus: Literal["auto", "servo", "stepper"] = "auto"
+    um_per_degree: float = Field(1.0, gt=0.0, le=100.0, description="servo focus: µm per servo degree")
+    home_on_start: bool = False
+    connect_retry_s: Seconds = Field(5.0, description="wait between attempts while the board is missing")
+
+    @field_validator("usb_id")
+    @classmethod
+    def _usb_id(cls, v: str) -> str:
+        if not re.fullmatch(r"[0-9a-fA-F]{4}:[0-9a-fA-F]{4}", v):
+            raise ValueError("must be VID:PID with 4 hex digits each, e.g. '2341:0043' (Arduino Uno)")
+        return v
+
+
+class SimConfig(_Section):
+    """The virtual microscope, when camera or stage is ``sim``."""
+
+    seed: int = Field(1, ge=0, le=2**31 - 1)
+    set: dict[str, float | int | str | bool] = Field(
+        default_factory=dict, description="simulator parameters as 'group.name: value' (as tppscan scan --sim-set)")
+
+
+class OpticsConfig(_Section):
+    """What the objective and camera give (used until a calibration exists)."""
+
+    magnification: float = Field(10.0, gt=0.0, le=200.0)
+    na: float = Field(0.25, gt=0.0, le=1.6)
+    pixel_um: float = Field(5.6, gt=0.0, le=100.0, description="camera pixel pitch, µm")
+
+
+class CalibrationConfig(_Section):
+    """The pixel -> stage µm mapping (``tppscan calibrate`` writes the file)."""
+
+    file: str = Field("/var/lib/tppscan/calibration.json")
+
+
+class ScanDefaults(_Section):
+    """What a scan does when the trigger gives no plan."""
+
+    plan: str | None = Field(None, description="a scan plan YAML file; none: the whole slide area below")
+    area_um: tuple[float, float, float, float] = Field((0.0, 0.0, 10000.0, 10000.0),
+                                                       description="x0, y0, x1, y1 of the area to scan, µm")
+    overlap: float = Field(0.1, ge=0.0, le=0.5)
+    order: Literal["snake", "raster", "spiral", "adaptive"] = "snake"
+    autofocus: Literal["sweep", "classical", "neural", "map"] = "map"
+    on_camera_error: Literal["skip_field", "stop"] = "skip_field"
+    min_free_mb: int = Field(500, ge=0, le=10**7, description="a scan stops before a field when less is free")
+
+    @field_validator("area_um")
+    @classmethod
+    def _area(cls, v: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
+        if not all(math.isfinite(a) for a in v):
+            raise ValueError("must be four finite numbers")
+        if v[2] <= v[0] or v[3] <= v[1]:
+            raise ValueError("must be x0, y0, x1, y1 with x1 > x0 and y1 > y0")
+        return v
+
+
+class ModelsConfig(_Section):
+    """The model files and how to run them (``appliance.vision``)."""
+
+    detector: str = Field("models/detector/detector.onnx")
+    detector_backend: Literal["auto", "onnxruntime", "opencv", "jetson"] = "auto"
+    detector_threshold: float = Field(0.5, gt=0.0, lt=1.0)
+    classifier: str = Field("models/classifier/classifier.tflite")
+    focus_net: str = Field("models/focusnet/focusnet.tflite")
+    threads: int = Field(2, ge=1, le=64)
+
+
+class PathsConfig(_Section):
+    """Where the service keeps state, results, logs and its sockets."""
+
+    data_dir: str = "/var/lib/tppscan"
+    log_dir: str = "/var/log/tppscan"
+    run_dir: str = "/run/tppscan"
+
+
+class GpioTrigger(_Section):
+    """A push button on the Jetson header (libgpiod): short press start/pause, long press stop."""
+
+    enabled: bool = False
+    chip: str = "/dev/gpiochip0"
+    line: int = Field(0, ge=0, le=1023)
+    active_low: bool = True
+    debounce_ms: int = Field(30, ge=0, le=1000)
+    long_press_s: float = Field(2.0, gt=0.0, le=30.0)
+
+
+class SerialTrigger(_Section):
+    """A serial console that sends START, STOP, PAUSE, STATUS lines."""
+
+    enabled: bool = False
+    port: str = "/dev/ttyTHS1"
+    baud: Literal[9600, 19200, 38400, 57600, 115200] = 115200
+
+
+class BoardButtonTrigger(_Section):
+    """The stage board's button, reported by the firmware as ``[MSG:BUTTON PRESSED]``."""
+
+    enabled: bool = True
+
+
+class SocketTrigger(_Section):
+    """The local control socket behind ``tppscan start|stop|pause|status``."""
+
+    path: str = "/run/tppscan/control.sock"
+    group: str = "tppscan"
+    mode: int = Field(0o660, ge=0, le=0o777)
+
+
+class TriggersConfig(_Section):
+    """What can start, pause and stop a scan."""
+
+    gpio: GpioTrigger = GpioTrigger()
+    serial: SerialTrigger = SerialTrigger()
+    board_button: BoardButtonTrigger = BoardButtonTrigger()
+    socket: SocketTrigger = SocketTrigger()
+
+
+class LoggingConfig(_Section):
+    """Log lines on stdout (journald) and in a rotating file."""
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    file: bool = True
+    max_bytes: int = Field(10_000_000, ge=10_000, le=10**10)
+    backups: int = Field(5, ge=0, le=100)
+
+
+class Config(_Section):
+    """The whole configuration file."""
+
+    camera: CameraConfig = CameraConfig()
+    stage: StageConfig = StageConfig()
+    sim: SimConfig = SimConfig()
+    optics: OpticsConfig = OpticsConfig()
+    calibration: CalibrationConfig = CalibrationConfig()
+    scan: ScanDefaults = ScanDefaults()
+    models: ModelsConfig = ModelsConfig()
+    paths: PathsConfig = PathsConfig()
+    triggers: TriggersConfig = TriggersConfig()
+    logging: LoggingConfig = LoggingConfig()
+
+
+def _describe(err: Any) -> str:
+    """One error of a ValidationError as 'key.path: what is allowed, got value'."""
+    path = ".".join(str(p) for p in err["loc"]) or "(top level)"
+    msg = str(err["msg"])
+    for prefix in ("Value error, ", "Assertion failed, "):
+        msg = msg.removeprefix(prefix)
+    ctx = err.get("ctx") or {}
+    if err["type"] == "extra_forbidden":
+        return f"{path}: unknown key (allowed keys are listed by 'tppscan config show --defaults')"
+    if err["type"] in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+        msg = _range_text(err["loc"]) or msg.replace("Input should be", "must be")
+    elif err["type"] == "literal_error":
+        msg = f"must be one of {ctx.get('expected', '?')}"
+    else:
+        msg = msg.replace("Input should be", "must be")
+    if msg.startswith(path.split(".")[0] + "."):  # a cross-field check names its own key
+        return f"{msg}, got {err.get('input')!r}"
+    return f"{path}: {msg}, got {err.get('input')!r}"
+
+
+_BOUND_KINDS = (("gt", True, True), ("ge", True, False), ("lt", False, True), ("le", False, False))
+
+
+def _range_text(loc: tuple[int | str, ...]) -> str | None:
+    """'must be between A and B' from the bounds declared on the field at ``loc``."""
+    model: type[BaseModel] = Config
+    info = None
+    for part in loc:
+        fields = model.model_fields
+        if not isinstance(part, str) or part not in fields:
+            return None
+        info = fields[part]
+        ann = info.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            model = ann
+    if info is None:
+        return None
+    lo = hi = None
+    lo_open = hi_open = False
+    for m in info.metadata:
+        for attr, is_lo, is_open in _BOUND_KINDS:
+            v = getattr(m, attr, None)
+            if v is not None:
+                if is_lo:
+                    lo, lo_open = v, is_open
+                else:
+                    hi, hi_open = v, is_open
+    if lo is None or hi is None:
+        return None
+    return f"must be {'above' if lo_open else 'at least'} {lo:g} and {'below' if hi_open else 'at most'} {hi:g}"
+
+
+def parse_config(data: object, source: str = "config") -> Config:
+    """Validate already-parsed YAML data; raises ConfigError naming the first bad key path."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping of sections, got {type(data).__name__}")
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        errors = exc.errors()
+        extra = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise ConfigError(f"{source}: {_describe(errors[0])}{extra}") from None
+
+
+def load_config(path: str | Path | None = None) -> Config:
+    """Read and validate a YAML config file; the defaults when ``path`` is None.
+
+    Raises
+    ------
+    ConfigError
+        The file is missing, unreadable, too large, not YAML, or a value is bad.
+    """
+    if path is None:
+        return Config()
+    p = Path(path)
+    try:
+        if p.is_dir():
+            raise ConfigFileError(f"{p}: is a directory, not a config file")
+        if p.stat().st_size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{p}: {p.stat().st_size} bytes is too large for a config file (at most 1 MiB)")
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigFileError(f"{p}: no such config file (write one with 'tppscan config show --defaults')") from None
+    except OSError as exc:
+        raise ConfigFileError(f"{p}: cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{p}: not UTF-8 text") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or "not valid YAML"
+        raise ConfigError(f"{p}: not valid YAML{where}: {problem}") from None
+    return parse_config(data, str(p))
+
+
+def default_yaml() -> str:
+    """The default configuration as commented YAML (every key, its default and what it means)."""
+    lines = ["# tppscan configuration (/etc/tppscan/config.yaml). Every key is optional; shown with its default.",
+             "# Check a file with: tppscan config check --config FILE"]
+    _emit(Config(), 0, lines)
+    return "\n".join(lines) + "\n"
+
+
+def _emit(model: BaseModel, indent: int, lines: list[str]) -> None:
+    pad = "  " * indent
+    for name, info in type(model).model_fields.items():
+        value = getattr(model, name)
+        if isinstance(value, BaseModel):
+            if indent == 0:
+                lines.append("")
+            doc = (type(value).__doc__ or "").strip().splitlines()[0]
+            lines.append(f"{pad}# {doc}")
+            lines.append(f"{pad}{name}:")
+            _emit(value, indent + 1, lines)
+            continue
+        if info.description:
+            lines.append(f"{pad}# {info.description}")
+        if name == "mode" and isinstance(value, int):
+            lines.append(f"{pad}{name}: 0{value:o}  # octal")
+            continue
+        dumped = yaml.safe_dump({name: list(value) if isinstance(value, tuple) else value},
+                                default_flow_style=True, width=1000).strip()
+        lines.append(f"{pad}{dumped[1:-1] if dumped.startswith('{') else dumped}")

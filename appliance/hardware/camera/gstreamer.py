@@ -1,0 +1,80 @@
+"""CSI cameras on a Jetson: ``nvarguscamerasrc`` through a GStreamer pipeline opened by OpenCV.
+
+Needs an OpenCV built with GStreamer (the Jetson's system OpenCV is; the PyPI wheels are not): checked at open,
+with an error that says so instead of a silent failure to open. The pipeline converts to GRAY8 on the Jetson's
+converter (``nvvidconv``), so the CPU never sees colour. Exposure is fixed in the pipeline
+(``exposuretimerange`` in nanoseconds, auto-exposure locked), so changing it rebuilds the pipeline.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import cv2
+
+from appliance.hardware.camera.base import CameraError
+from appliance.hardware.camera.opencv import OpenCVCamera, PositionSource
+
+
+def argus_pipeline(sensor_id: int, width: int, height: int, fps: float, exposure_ms: float | None) -> str:
+    """The nvarguscamerasrc -> nvvidconv -> GRAY8 -> appsink pipeline for one CSI sensor."""
+    exposure = ""
+    if exposure_ms is not None:
+        ns = int(round(exposure_ms * 1e6))
+        exposure = f' exposuretimerange="{ns} {ns}" aelock=true'
+    rate = max(1, int(round(fps)))
+    return (f"nvarguscamerasrc sensor-id={sensor_id}{exposure} ! "
+            f"video/x-raw(memory:NVMM),width={width},height={height},framerate={rate}/1 ! "
+            f"nvvidconv ! video/x-raw,format=GRAY8,width={width},height={height} ! "
+            "appsink drop=true max-buffers=1 sync=false")
+
+
+def opencv_has_gstreamer(build_info: str | None = None) -> bool:
+    """Whether this OpenCV was built with the GStreamer video backend."""
+    info = build_info if build_info is not None else cv2.getBuildInformation()
+    for line in info.splitlines():
+        if line.strip().startswith("GStreamer:"):
+            return "YES" in line.split(":", 1)[1]
+    return False
+
+
+class GStreamerCamera(OpenCVCamera):
+    """A CSI camera (or any GStreamer pipeline ending in appsink) read through ``cv2.CAP_GSTREAMER``."""
+
+    def __init__(self, sensor_id: int = 0, width: int = 640, height: int = 480, fps: float = 30.0,
+                 exposure_ms: float | None = None, timeout_s: float = 2.0, *, pipeline: str | None = None,
+                 position_source: PositionSource | None = None, capture_factory: Callable[..., Any] | None = None,
+                 build_info: str | None = None):
+        if not 0 <= sensor_id <= 7:
+            raise ValueError(f"sensor_id must be 0..7, got {sensor_id}")
+        self.sensor_id = sensor_id
+        self._custom = pipeline
+        self._build_info = build_info
+        super().__init__(pipeline or argus_pipeline(sensor_id, width, height, fps, exposure_ms), width, height, fps,
+                         exposure_ms, timeout_s, backend=cv2.CAP_GSTREAMER, position_source=position_source,
+                         capture_factory=capture_factory, name="gstreamer camera")
+
+    def open(self) -> None:
+        """Check OpenCV's GStreamer support, then open the pipeline."""
+        if not opencv_has_gstreamer(self._build_info):
+            raise CameraError("gstreamer camera: this OpenCV has no GStreamer backend (PyPI wheels do not); use the "
+                              "Jetson's system OpenCV (python3-opencv from JetPack) or camera.kind: jetson")
+        super().open()
+
+    @property
+    def exposure_ms(self) -> float:
+        """Exposure fixed in the pipeline, ms (NaN: automatic)."""
+        return self._exposure_ms if self._exposure_ms is not None else float("nan")
+
+    @exposure_ms.setter
+    def exposure_ms(self, value: float) -> None:
+        if not 0 < value <= 10000:
+            raise ValueError(f"exposure_ms must be in (0, 10000], got {value}")
+        self._exposure_ms = float(value)
+        if self._custom is None:
+            w, h = self._want
+            self.device = argus_pipeline(self.sensor_id, w, h, self._fps, self._exposure_ms)
+        if self._cap is not None:  # the exposure lives in the pipeline: rebuild it
+            self.close()
+            self.open()

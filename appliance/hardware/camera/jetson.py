@@ -1,0 +1,116 @@
+"""Cameras through jetson-utils' ``videoSource`` (CSI ``csi://0``, V4L2 ``v4l2:///dev/video0``, files, RTSP).
+
+An adapter for a library that only exists on a Jetson; tested here against a fake that follows jetson-utils'
+documented Python API (``python/bindings/PyVideo.cpp``, ``PyCUDA.cpp``), awkward parts included:
+- ``videoSource(uri, options={...})`` raises a plain ``Exception`` when the stream cannot be created;
+- ``Capture(format=..., timeout=ms)`` returns ``None`` on a timeout and raises ``Exception`` on an error or at the
+  end of a stream;
+- the returned ``cudaImage`` lives in the source's ring of ``numBuffers`` buffers and is overwritten by a later
+  capture; ``cudaToNumpy`` maps it without a copy, and the GPU may still be writing it until
+  ``cudaDeviceSynchronize()``. So: synchronise, then copy (``to_gray`` always copies).
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from types import ModuleType
+from typing import Any
+
+from appliance.hardware.camera.base import Camera, CameraError, Frame
+from appliance.hardware.camera.convert import to_gray
+from appliance.hardware.camera.opencv import NO_POSITION, PositionSource
+
+
+def _import_jetson_utils() -> ModuleType:
+    for name in ("jetson_utils", "jetson.utils"):  # the second is the pre-2023 package name
+        try:
+            return importlib.import_module(name)
+        except ImportError:
+            continue
+    raise CameraError("jetson camera: jetson_utils is not installed (build jetson-inference on the Jetson; "
+                      "see the README), or use camera.kind: opencv / gstreamer")
+
+
+class JetsonCamera(Camera):
+    """Frames from ``jetson_utils.videoSource``, captured as gray8 on the GPU.
+
+    Parameters
+    ----------
+    uri : str
+        A videoSource URI: ``csi://0``, ``v4l2:///dev/video0``, a file or folder.
+    width, height, fps : requested stream format.
+    timeout_s : float
+        Longest wait for one frame (``Capture``'s timeout).
+    jetson_utils : module, optional
+        The module to use (tests pass a fake); imported on open otherwise.
+    """
+
+    def __init__(self, uri: str = "csi://0", width: int = 640, height: int = 480, fps: float = 30.0,
+                 timeout_s: float = 2.0, *, position_source: PositionSource | None = None,
+                 jetson_utils: ModuleType | Any | None = None, num_buffers: int = 4):
+        if not (16 <= width <= 8192 and 16 <= height <= 8192):
+            raise ValueError(f"width and height must be 16..8192 pixels, got {width}x{height}")
+        if not 0 < timeout_s <= 3600:
+            raise ValueError(f"timeout_s must be in (0, 3600], got {timeout_s}")
+        self.uri = uri
+        self._want = (width, height)
+        self._fps = fps
+        self.timeout_s = timeout_s
+        self._position = position_source or (lambda: NO_POSITION)
+        self._ju = jetson_utils
+        self._num_buffers = num_buffers
+        self._source: Any = None
+        self._size: tuple[int, int] | None = None
+
+    def open(self) -> None:
+        """Create the videoSource stream."""
+        if self._source is not None:
+            return
+        ju = self._ju if self._ju is not None else _import_jetson_utils()
+        self._ju = ju
+        options = {"width": self._want[0], "height": self._want[1], "framerate": float(self._fps),
+                   "numBuffers": self._num_buffers, "zeroCopy": True}
+        try:
+            self._source = ju.videoSource(self.uri, options=options)
+        except Exception as exc:  # jetson_utils raises plain Exception
+            raise CameraError(f"jetson camera: cannot open {self.uri!r}: {exc}") from None
+        self._size = (int(self._source.GetWidth()), int(self._source.GetHeight()))
+
+    def close(self) -> None:
+        """Stop the stream; safe twice."""
+        src, self._source = self._source, None
+        if src is not None:
+            src.Close()
+
+    def capture(self) -> Frame:
+        """One gray frame, copied out of the source's ring buffer."""
+        if self._source is None:
+            raise CameraError("jetson camera is not open: call open() or use it in a with block")
+        position = self._position()
+        t0 = time.monotonic()
+        try:
+            img = self._source.Capture(format="gray8", timeout=int(self.timeout_s * 1000))
+        except Exception as exc:
+            raise CameraError(f"jetson camera {self.uri!r}: capture failed: {exc}") from None
+        if img is None:
+            raise CameraError(f"jetson camera {self.uri!r}: no frame within {self.timeout_s:g} s")
+        ju: Any = self._ju
+        ju.cudaDeviceSynchronize()  # the converter may still be writing the mapped buffer
+        image = to_gray(ju.cudaToNumpy(img), "rgb", "jetson camera")  # copies: the ring buffer is reused
+        return Frame(image=image, position=position, time_s=t0, exposure_ms=float("nan"),
+                     meta={"source": "jetson camera", "uri": self.uri})
+
+    @property
+    def size_px(self) -> tuple[int, int]:
+        """(width, height) of the stream."""
+        return self._size or self._want
+
+    @property
+    def exposure_ms(self) -> float:
+        """No exposure control in videoSource: NaN (the camera's automatic exposure)."""
+        return float("nan")
+
+    @exposure_ms.setter
+    def exposure_ms(self, value: float) -> None:
+        raise CameraError("jetson camera: videoSource has no exposure control; use camera.kind: gstreamer")

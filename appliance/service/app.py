@@ -1,0 +1,60 @@
+"""Assembles the service from the config: logging, backend, control socket, triggers; runs it."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+from appliance.config.schema import Config
+from appliance.service.control import ControlServer
+from appliance.service.daemon import Service
+from appliance.service.logs import setup_logging
+
+log = logging.getLogger("tppscan.service")
+
+
+def run_service(cfg: Config) -> int:
+    """Run the service until SIGTERM; the process's exit code."""
+    from appliance.service.backend import ScanBackend
+
+    setup_logging(cfg.logging.level, cfg.paths.log_dir if cfg.logging.file else None,
+                  max_bytes=cfg.logging.max_bytes, backups=cfg.logging.backups)
+    backend = ScanBackend(cfg)
+    service = Service(backend, connect_retry_s=cfg.stage.connect_retry_s)
+    with _triggers(cfg, service, backend):
+        return service.run()
+
+
+@contextlib.contextmanager
+def _triggers(cfg: Config, service: Service, backend: Any) -> Iterator[None]:
+    """Start the control socket and the configured triggers; stop them all on the way out."""
+    started: list[Any] = []
+    t = cfg.triggers
+    control = ControlServer(t.socket.path, service.handle, group=t.socket.group or None, mode=t.socket.mode)
+    control.start()
+    started.append(control)
+    try:
+        if t.gpio.enabled:
+            from appliance.hardware.triggers.gpio_button import GpioButton
+
+            started.append(GpioButton(service.handle, t.gpio.chip, t.gpio.line, active_low=t.gpio.active_low,
+                                      debounce_ms=t.gpio.debounce_ms, long_press_s=t.gpio.long_press_s))
+            started[-1].start()
+        if t.serial.enabled:
+            from appliance.hardware.triggers.serial_console import SerialConsole
+
+            started.append(SerialConsole(service.serial_reply, t.serial.port, t.serial.baud))
+            started[-1].start()
+        if t.board_button.enabled and hasattr(backend, "board_messages"):
+            from appliance.hardware.triggers.board_button import BoardButton
+
+            started.append(BoardButton(service.handle, backend.board_messages, long_press_s=t.gpio.long_press_s))
+            started[-1].start()
+        log.info("triggers: %s", ", ".join(type(s).__name__ for s in started))
+        yield
+    finally:
+        for s in reversed(started):
+            with contextlib.suppress(Exception):
+                s.stop()

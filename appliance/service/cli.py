@@ -1,0 +1,67 @@
+"""``tppscan run`` (the service) and ``tppscan start|stop|pause|status`` (its control socket)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+DEFAULT_SOCKET = "/run/tppscan/control.sock"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``run`` and the control commands."""
+    p = sub.add_parser("run", help="run the service: wait for triggers, scan, log (systemd starts this)",
+                       description="Run the tppscan service in the foreground: connect the hardware (retrying while "
+                                   "a device is missing), then wait for a trigger (button, serial console, "
+                                   "control socket) and run one scan at a time. SIGTERM stops it; an interrupted "
+                                   "scan resumes on the next start.")
+    p.add_argument("--config", default=None, metavar="FILE", help="config file (default /etc/tppscan/config.yaml)")
+    p.set_defaults(func=_run)
+    for name, text in (("start", "start a scan (or resume an interrupted one)"),
+                       ("stop", "stop the running scan after the field in progress (it stays resumable)"),
+                       ("pause", "pause the running scan, or resume a paused one"),
+                       ("status", "print the service's state and the scan's progress")):
+        c = sub.add_parser(name, help=text, description=f"{text[0].upper()}{text[1:]}, through the service's "
+                                                         "control socket (members of group tppscan).")
+        c.add_argument("--socket", default=DEFAULT_SOCKET, metavar="PATH",
+                       help=f"the control socket (default {DEFAULT_SOCKET})")
+        c.add_argument("--json", action="store_true", help="print the service's whole reply as JSON")
+        c.add_argument("--timeout", type=float, default=10.0, metavar="S", help="seconds to wait (0.1..600)")
+        c.set_defaults(func=_control, control_command=name)
+
+
+def _control(args: argparse.Namespace) -> int:
+    from appliance.service.control import ControlError, send_command
+
+    if not 0.1 <= args.timeout <= 600:  # also false for nan
+        print(f"tppscan {args.control_command}: error: --timeout must be 0.1..600 s, got {args.timeout}",
+              file=sys.stderr)
+        return 2
+    try:
+        reply = send_command(args.socket, args.control_command, timeout_s=args.timeout)
+    except ControlError as exc:
+        print(f"tppscan {args.control_command}: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(reply, indent=2))
+    else:
+        st = reply.get("status") or {}
+        print(reply.get("message", ""))
+        if args.control_command == "status":
+            print(f"scan {st.get('scan_id')}: {st.get('fields_done')}/{st.get('fields_total')} fields, "
+                  f"{st.get('structures')} structures; last scan: {st.get('last_outcome')}")
+    return 0 if reply.get("ok") else 1
+
+
+def _run(args: argparse.Namespace) -> int:
+    from appliance.config.schema import DEFAULT_CONFIG_PATH, ConfigError, ConfigFileError, load_config
+    from appliance.service.app import run_service
+
+    path = args.config if args.config is not None else str(DEFAULT_CONFIG_PATH)
+    try:
+        cfg = load_config(path)
+    except ConfigError as exc:
+        print(f"tppscan run: {exc}", file=sys.stderr)
+        return 1 if isinstance(exc, ConfigFileError) else 2
+    return run_service(cfg)

@@ -1,0 +1,283 @@
+"""``tppscan run``: the service. Connects the hardware, waits for triggers, runs one scan at a time.
+
+States: STARTING -> (connecting, retried while a device is missing; never a switch to simulation) -> IDLE
+<-> SCANNING <-> PAUSED; STOPPING on SIGTERM/SIGINT. A trigger's command is answered at once from the state
+(``handle``); the scan itself runs in a worker thread through a :class:`Backend`, which owns devices, models
+and the scan runner. On SIGTERM mid-scan the worker is asked to stop between fields, so the scan is left
+``interrupted`` in the store and the next START (or the next service start) resumes it.
+
+systemd: READY=1 once connected and warm, STATUS= on every change, WATCHDOG=1 from the main loop.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import signal
+import threading
+import time
+from dataclasses import dataclass, field, replace
+from types import FrameType
+from typing import Any, Protocol
+
+from appliance.hardware.triggers.events import Command, TriggerEvent
+from appliance.service.notify import Notifier
+
+log = logging.getLogger("tppscan.service")
+
+
+class State(enum.Enum):
+    """The service's state, as ``tppscan status`` reports it."""
+
+    STARTING = "starting"
+    IDLE = "idle"
+    SCANNING = "scanning"
+    PAUSED = "paused"
+    STOPPING = "stopping"
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What the running (or last) scan has done."""
+
+    scan_id: str | None = None
+    fields_done: int = 0
+    fields_total: int = 0
+    structures: int = 0
+    eta_s: float | None = None
+    outcome: str | None = None   # done | interrupted | failed (of the last finished scan)
+    message: str = ""
+
+
+class ScanControl:
+    """Handed to the backend's scan: pause and stop requests, and where to report progress."""
+
+    def __init__(self, on_progress: Any) -> None:
+        self._resume = threading.Event()
+        self._resume.set()
+        self.stop_requested = threading.Event()
+        self._on_progress = on_progress
+
+    def pause(self) -> None:
+        """Pause between fields."""
+        self._resume.clear()
+
+    def resume(self) -> None:
+        """Go on."""
+        self._resume.set()
+
+    @property
+    def paused(self) -> bool:
+        """Whether a pause is requested."""
+        return not self._resume.is_set()
+
+    def checkpoint(self) -> bool:
+        """Called by the scan between fields: waits while paused; True when the scan must stop now."""
+        while not self._resume.wait(0.2):
+            if self.stop_requested.is_set():
+                return True
+        return self.stop_requested.is_set()
+
+    def report(self, **changes: Any) -> None:
+        """Progress from the scan (fields_done, fields_total, structures, eta_s, scan_id)."""
+        self._on_progress(**changes)
+
+
+class Backend(Protocol):
+    """What the service needs from the rest of the appliance (devices, models, the scan runner)."""
+
+    def connect(self) -> None:
+        """Open the devices; raises with a clear message when one is missing (the service retries)."""
+
+    def warm(self) -> None:
+        """Compile kernels and load models, so the first scan starts at full speed."""
+
+    def run_scan(self, control: ScanControl) -> str:
+        """Run (or resume) a scan to its end; returns done | interrupted | failed."""
+
+    def close(self) -> None:
+        """Release the devices."""
+
+
+@dataclass
+class _Shared:
+    state: State = State.STARTING
+    progress: Progress = field(default_factory=Progress)
+
+
+class Service:
+    """The daemon's state machine; ``run()`` is the main loop."""
+
+    def __init__(self, backend: Backend, *, connect_retry_s: float = 5.0, notifier: Notifier | None = None) -> None:
+        self.backend = backend
+        self.connect_retry_s = connect_retry_s
+        self.notify = notifier or Notifier()
+        self._lock = threading.Lock()
+        self._shared = _Shared()
+        self._control: ScanControl | None = None
+        self._worker: threading.Thread | None = None
+        self._shutdown = threading.Event()
+
+    # -- commands (any thread) -----------------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        """A snapshot for ``tppscan status`` and the serial console."""
+        with self._lock:
+            s, p = self._shared.state, self._shared.progress
+        return {"state": s.value, "scan_id": p.scan_id, "fields_done": p.fields_done,
+                "fields_total": p.fields_total, "structures": p.structures, "eta_s": p.eta_s,
+                "last_outcome": p.outcome, "message": p.message}
+
+    def handle(self, ev: TriggerEvent) -> dict[str, Any]:
+        """Answer one trigger command: ``{"ok": bool, "message": str, "status": {...}}``."""
+        with self._lock:
+            state = self._shared.state
+        cmd = ev.command
+        if cmd is Command.BUTTON:
+            cmd = Command.START if state is State.IDLE else Command.PAUSE
+        ok, msg = True, ""
+        if cmd is Command.STATUS:
+            msg = state.value
+        elif cmd is Command.START:
+            ok, msg = self._start(ev.source)
+        elif cmd is Command.PAUSE:
+            ok, msg = self._pause_or_resume()
+        elif cmd is Command.STOP:
+            ok, msg = self._stop()
+        log.info("command %s from %s: %s", cmd.value, ev.source, msg)
+        return {"ok": ok, "message": msg, "status": self.status()}
+
+    def serial_reply(self, ev: TriggerEvent) -> str:
+        """The serial console's one-line answer."""
+        r = self.handle(ev)
+        st = r["status"]
+        if ev.command is Command.STATUS:
+            return (f"STATUS state={st['state']} scan={st['scan_id']} fields={st['fields_done']}/"
+                    f"{st['fields_total']} structures={st['structures']}")
+        return f"{'OK' if r['ok'] else 'ERROR'} {r['message']}"
+
+    def _start(self, source: str) -> tuple[bool, str]:
+        with self._lock:
+            if self._shared.state is not State.IDLE:
+                return False, f"cannot start: the service is {self._shared.state.value}"
+            self._control = ScanControl(self._on_progress)
+            self._shared.state = State.SCANNING
+            self._shared.progress = Progress(message=f"started by {source}")
+            self._worker = threading.Thread(target=self._scan, args=(self._control,), name="scan", daemon=True)
+            self._worker.start()
+        self._status_changed()
+        return True, "scan started"
+
+    def _pause_or_resume(self) -> tuple[bool, str]:
+        with self._lock:
+            c, state = self._control, self._shared.state
+            if c is None or state not in (State.SCANNING, State.PAUSED):
+                return False, f"nothing to pause: the service is {state.value}"
+            if state is State.SCANNING:
+                c.pause()
+                self._shared.state, msg = State.PAUSED, "paused (after the field in progress)"
+            else:
+                c.resume()
+                self._shared.state, msg = State.SCANNING, "resumed"
+        self._status_changed()
+        return True, msg
+
+    def _stop(self) -> tuple[bool, str]:
+        with self._lock:
+            c = self._control
+            if c is None:
+                return False, f"no scan to stop: the service is {self._shared.state.value}"
+            c.stop_requested.set()
+            c.resume()
+        return True, "stopping after the field in progress (the scan stays resumable)"
+
+    def _on_progress(self, **changes: Any) -> None:
+        with self._lock:
+            self._shared.progress = replace(self._shared.progress, **changes)
+        self._status_changed()
+
+    # -- the scan worker --------------------------------------------------------------------------------------------
+
+    def _scan(self, control: ScanControl) -> None:
+        try:
+            outcome = self.backend.run_scan(control)
+            message = f"scan {outcome}"
+        except Exception as exc:  # the scan failed: record it, keep serving
+            log.exception("scan failed: %s", exc)
+            outcome, message = "failed", f"scan failed: {exc}"
+        with self._lock:
+            self._shared.progress = replace(self._shared.progress, outcome=outcome, message=message)
+            if self._shared.state is not State.STOPPING:
+                self._shared.state = State.IDLE
+            self._control = None
+        log.info("%s", message)
+        self._status_changed()
+
+    # -- main loop ------------------------------------------------------------------------------------------------
+
+    def _status_changed(self) -> None:
+        st = self.status()
+        text = st["state"]
+        if st["scan_id"] is not None and st["state"] in ("scanning", "paused"):
+            text += f": scan {st['scan_id']} field {st['fields_done']}/{st['fields_total']}, {st['structures']} found"
+        elif st["last_outcome"]:
+            text += f" (last scan {st['last_outcome']})"
+        self.notify.send(status=text)
+
+    def request_shutdown(self, signum: int | None = None, frame: FrameType | None = None) -> None:
+        """SIGTERM/SIGINT: stop the scan between fields (it stays resumable) and leave the main loop."""
+        self._shutdown.set()
+
+    def connect(self) -> bool:
+        """Open devices, retrying while one is missing; False when shut down first."""
+        while not self._shutdown.is_set():
+            try:
+                self.backend.connect()
+                return True
+            except Exception as exc:  # a missing device: say so, wait, try again (never fall back)
+                log.error("cannot connect the hardware: %s; retrying in %g s", exc, self.connect_retry_s)
+                self.notify.send(status=f"waiting for hardware: {exc}")
+                self._sleep(self.connect_retry_s)
+        return False
+
+    def _sleep(self, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while not self._shutdown.is_set() and time.monotonic() < end:
+            self._shutdown.wait(min(0.5, self.notify.watchdog_s / 2 if self.notify.watchdog_s else 0.5))
+            self.notify.send(watchdog=1)
+
+    def run(self, install_signals: bool = True) -> int:
+        """Serve until SIGTERM/SIGINT; returns the exit code."""
+        if install_signals:
+            signal.signal(signal.SIGTERM, self.request_shutdown)
+            signal.signal(signal.SIGINT, self.request_shutdown)
+        self.notify.send(status="warming up")
+        self.backend.warm()
+        if not self.connect():
+            return 0
+        with self._lock:
+            self._shared.state = State.IDLE
+        self.notify.send(ready=1)
+        self._status_changed()
+        log.info("ready: waiting for a trigger")
+        tick = min(1.0, self.notify.watchdog_s / 3) if self.notify.watchdog_s else 1.0
+        while not self._shutdown.wait(tick):
+            self.notify.send(watchdog=1)
+        self._finish()
+        return 0
+
+    def _finish(self) -> None:
+        log.info("shutting down")
+        self.notify.send(stopping=1, status="stopping")
+        with self._lock:
+            self._shared.state = State.STOPPING
+            c, w = self._control, self._worker
+        if c is not None:
+            c.stop_requested.set()
+            c.resume()
+        if w is not None:
+            while w.is_alive():
+                w.join(1.0)
+                self.notify.send(watchdog=1)
+        self.backend.close()
+        self.notify.close()

@@ -1,0 +1,183 @@
+"""One contract for every camera source: frame shape and dtype, owned buffers, errors as CameraError."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+import kernels
+from appliance.hardware.camera.base import Camera, CameraError
+from appliance.hardware.camera.files import ImageFolderCamera
+from appliance.hardware.camera.gstreamer import GStreamerCamera, argus_pipeline, opencv_has_gstreamer
+from appliance.hardware.camera.jetson import JetsonCamera
+from appliance.hardware.camera.opencv import OpenCVCamera
+from tests.cameras.fakes import FakeVideoCapture, make_jetson_utils, scene
+
+GST_YES = "Video I/O:\n    GStreamer:                   YES (1.20.3)\n"
+GST_NO = "Video I/O:\n    GStreamer:                   NO\n"
+
+
+@pytest.fixture(autouse=True)
+def _fake_devices() -> Iterator[None]:
+    FakeVideoCapture.devices = {"/dev/video0": (640, 480), 1: (320, 240)}
+    FakeVideoCapture.unplugged = set()
+    FakeVideoCapture.hung = set()
+    FakeVideoCapture.release_hang.clear()
+    yield
+    FakeVideoCapture.release_hang.set()
+
+
+def _folder(tmp: Path, n: int = 3, size: tuple[int, int] = (200, 150)) -> Path:
+    d = tmp / "frames"
+    d.mkdir(exist_ok=True)
+    for i in range(n):
+        cv2.imwrite(str(d / f"f{i:03d}.png"), scene(i, size[1], size[0]))
+    return d
+
+
+def _sim() -> Camera:
+    from appliance.sim.microscope import VirtualMicroscope
+
+    scope = VirtualMicroscope(seed=2)
+    scope.stage.open()
+    return scope.camera
+
+
+MAKERS: dict[str, Callable[[Path], Camera]] = {
+    "sim": lambda tmp: _sim(),
+    "opencv": lambda tmp: OpenCVCamera("/dev/video0", 1280, 720, capture_factory=FakeVideoCapture, timeout_s=0.5),
+    "gstreamer": lambda tmp: GStreamerCamera(0, 640, 480, capture_factory=lambda *a: FakeVideoCapture(
+        "/dev/video0"), build_info=GST_YES, timeout_s=0.5),
+    "jetson": lambda tmp: JetsonCamera("csi://0", 640, 480, jetson_utils=make_jetson_utils(), timeout_s=0.5),
+    "files": lambda tmp: ImageFolderCamera(_folder(tmp)),
+}
+
+
+@pytest.mark.parametrize("kind", list(MAKERS))
+def test_contract(kind: str, tmp_path: Path) -> None:
+    cam = MAKERS[kind](tmp_path)
+    if kind != "sim":
+        with pytest.raises(CameraError, match="not open"):
+            cam.capture()
+    with cam:
+        f1 = cam.capture()
+        keep = f1.image.copy()
+        f2 = cam.capture()
+        for f in (f1, f2):
+            assert f.image.dtype == np.uint8 and f.image.ndim == 2 and f.image.flags.c_contiguous
+            assert (f.image.shape[1], f.image.shape[0]) == cam.size_px
+        assert np.array_equal(f1.image, keep), "a later capture changed an earlier frame"
+        if kind != "sim":
+            assert not np.array_equal(f1.image, f2.image)
+        ro = f2.image.copy()
+        ro.flags.writeable = False  # camera buffers handed on read-only must work in the kernels
+        assert np.isfinite(kernels.laplacian_variance(ro))
+    cam.close()  # safe twice
+
+
+def test_opencv_reads_back_the_size_the_driver_really_gives() -> None:
+    with OpenCVCamera("/dev/video0", 1280, 720, capture_factory=FakeVideoCapture) as cam:
+        assert cam.size_px == (640, 480)
+        assert cam.capture().image.shape == (480, 640)
+
+
+def test_opencv_gray_matches_opencv_conversion() -> None:
+    with OpenCVCamera(1, 320, 240, capture_factory=FakeVideoCapture, warmup=0) as cam:
+        img = cam.capture().image
+    assert np.array_equal(img, cv2.cvtColor(scene(0, 240, 320), cv2.COLOR_BGR2GRAY))
+
+
+def test_opencv_missing_device_is_a_camera_error() -> None:
+    with pytest.raises(CameraError, match="/dev/video7"):
+        OpenCVCamera("/dev/video7", capture_factory=FakeVideoCapture).open()
+
+
+def test_opencv_unplugged_then_back_reopens() -> None:
+    cam = OpenCVCamera("/dev/video0", capture_factory=FakeVideoCapture, timeout_s=0.5)
+    with cam:
+        cam.capture()
+        FakeVideoCapture.unplugged.add("/dev/video0")
+        with pytest.raises(CameraError, match="no frame"):
+            cam.capture()
+        FakeVideoCapture.unplugged.clear()
+        assert cam.capture().image.shape == (480, 640)  # reopened
+
+
+def test_opencv_hung_read_times_out_as_camera_error() -> None:
+    cam = OpenCVCamera("/dev/video0", capture_factory=FakeVideoCapture, timeout_s=0.3)
+    with cam:
+        FakeVideoCapture.hung.add("/dev/video0")
+        t0 = time.monotonic()
+        with pytest.raises(CameraError, match="no frame within 0.3 s"):
+            cam.capture()
+        assert time.monotonic() - t0 < 2.0
+        FakeVideoCapture.hung.clear()
+        FakeVideoCapture.release_hang.set()
+
+
+def test_opencv_exposure_in_v4l2_units() -> None:
+    fakes: list[FakeVideoCapture] = []
+
+    def factory(*a: object) -> FakeVideoCapture:
+        fakes.append(FakeVideoCapture(*a))
+        return fakes[-1]
+
+    with OpenCVCamera("/dev/video0", exposure_ms=12.5, capture_factory=factory):
+        assert fakes[0].props[cv2.CAP_PROP_AUTO_EXPOSURE] == 1
+        assert fakes[0].props[cv2.CAP_PROP_EXPOSURE] == pytest.approx(125.0)
+
+
+def test_gstreamer_refuses_an_opencv_without_gstreamer() -> None:
+    cam = GStreamerCamera(capture_factory=FakeVideoCapture, build_info=GST_NO)
+    with pytest.raises(CameraError, match="no GStreamer backend"):
+        cam.open()
+    assert opencv_has_gstreamer(GST_YES) and not opencv_has_gstreamer(GST_NO)
+
+
+def test_gstreamer_pipeline_carries_sensor_size_and_exposure() -> None:
+    p = argus_pipeline(1, 1280, 720, 30, 8.0)
+    assert "sensor-id=1" in p and 'exposuretimerange="8000000 8000000"' in p and "format=GRAY8" in p
+    assert p.rstrip().endswith("sync=false") and "appsink" in p
+
+
+def test_jetson_copies_after_synchronising() -> None:
+    ju = make_jetson_utils()
+    with JetsonCamera(jetson_utils=ju) as cam:
+        frames = [cam.capture().image for _ in range(6)]  # more than the ring's 4 buffers
+    for i, img in enumerate(frames):
+        assert np.array_equal(img, cv2.cvtColor(scene(i, 480, 640), cv2.COLOR_BGR2GRAY)), i
+    assert ju.state["synced"] == 6
+
+
+def test_jetson_timeout_end_of_stream_and_open_failure() -> None:
+    with JetsonCamera(jetson_utils=make_jetson_utils(frames=2, timeouts={1})) as cam:
+        cam.capture()
+        with pytest.raises(CameraError, match="no frame within"):
+            cam.capture()
+        with pytest.raises(CameraError, match="capture failed"):
+            cam.capture()
+    with pytest.raises(CameraError, match="csi://9"):
+        JetsonCamera("csi://9", jetson_utils=make_jetson_utils()).open()
+
+
+def test_files_errors_name_the_file(tmp_path: Path) -> None:
+    d = _folder(tmp_path, 2)
+    cv2.imwrite(str(d / "f009.png"), scene(0, 50, 60))
+    (d / "f010.png").write_bytes(b"not a png")
+    cam = ImageFolderCamera(d, loop=False)
+    with cam:
+        cam.capture()
+        cam.capture()
+        with pytest.raises(CameraError, match="f009.png: 60x50 differs"):
+            cam.capture()
+        with pytest.raises(CameraError, match="f010.png: not a readable image"):
+            cam.capture()
+        with pytest.raises(CameraError, match="all 4 files replayed"):
+            cam.capture()
+    with pytest.raises(CameraError, match="holds no"):
+        ImageFolderCamera(tmp_path).open()  # holds only the folder "frames"

@@ -1,0 +1,213 @@
+"""The service's parts in one process: control socket, sd_notify, the state machine, the log reader."""
+
+from __future__ import annotations
+
+import grp
+import json
+import logging
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from appliance.hardware.triggers.events import Command, TriggerEvent
+from appliance.service.control import ControlError, ControlServer, send_command
+from appliance.service.daemon import ScanControl, Service
+from appliance.service.logs import log_context, scan_log_file, setup_logging
+from appliance.service.notify import Notifier
+
+MY_GROUP = grp.getgrgid(os.getgid()).gr_name
+
+
+class ScriptedBackend:
+    """A test double for the scan side: a scan of ``fields`` steps that honours pause and stop."""
+
+    def __init__(self, fields: int = 50, step_s: float = 0.02, fail_connects: int = 0) -> None:
+        self.fields = fields
+        self.step_s = step_s
+        self.fail_connects = fail_connects
+        self.connects = 0
+        self.done_fields = 0
+        self.closed = False
+
+    def connect(self) -> None:
+        self.connects += 1
+        if self.connects <= self.fail_connects:
+            raise OSError("no stage at /dev/tppscan-stage")
+
+    def warm(self) -> None:
+        pass
+
+    def run_scan(self, control: ScanControl) -> str:
+        control.report(scan_id="1", fields_total=self.fields)
+        while self.done_fields < self.fields:
+            if control.checkpoint():
+                return "interrupted"
+            time.sleep(self.step_s)
+            self.done_fields += 1
+            control.report(fields_done=self.done_fields)
+        return "done"
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def _wait(pred, timeout: float = 5.0) -> bool:  # noqa: ANN001
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(0.01)
+    return False
+
+
+@pytest.fixture
+def running(tmp_path: Path):  # noqa: ANN201
+    backend = ScriptedBackend()
+    svc = Service(backend, connect_retry_s=0.05, notifier=Notifier({}))
+    server = ControlServer(tmp_path / "control.sock", svc.handle, group=MY_GROUP)
+    server.start()
+    t = threading.Thread(target=svc.run, kwargs={"install_signals": False}, daemon=True)
+    t.start()
+    assert _wait(lambda: svc.status()["state"] == "idle")
+    yield svc, backend, tmp_path / "control.sock"
+    svc.request_shutdown()
+    t.join(5)
+    server.stop()
+
+
+def test_socket_start_pause_resume_stop(running) -> None:  # noqa: ANN001
+    svc, backend, sock = running
+    assert oct(os.stat(sock).st_mode & 0o777) == "0o660"
+    r = send_command(sock, "start")
+    assert r["ok"] and r["status"]["state"] == "scanning"
+    assert not send_command(sock, "start")["ok"]  # one scan at a time
+    assert send_command(sock, "pause")["status"]["state"] == "paused"
+    time.sleep(0.1)
+    held = backend.done_fields
+    time.sleep(0.2)
+    assert backend.done_fields <= held + 1  # at most the field in progress
+    assert send_command(sock, "pause")["status"]["state"] == "scanning"
+    assert send_command(sock, "stop")["ok"]
+    assert _wait(lambda: svc.status()["state"] == "idle")
+    st = send_command(sock, "status")["status"]
+    assert st["last_outcome"] == "interrupted" and 0 < st["fields_done"] < backend.fields
+
+
+def test_button_starts_then_pauses(running) -> None:  # noqa: ANN001
+    svc, _, _ = running
+    assert svc.handle(TriggerEvent(Command.BUTTON, "gpio"))["status"]["state"] == "scanning"
+    assert _wait(lambda: svc.status()["scan_id"] == "1")
+    assert svc.handle(TriggerEvent(Command.BUTTON, "gpio"))["status"]["state"] == "paused"
+    assert svc.serial_reply(TriggerEvent(Command.STATUS, "serial")).startswith("STATUS state=paused scan=1")
+    assert svc.serial_reply(TriggerEvent(Command.STOP, "serial")).startswith("OK stopping")
+
+
+@pytest.mark.parametrize(("raw", "msg"), [
+    (b"start\n", "not one JSON object"),
+    (b'{"command": "launch"}\n', "unknown command 'launch'"),
+    (b'{"cmd": "start"}\n', 'must be {"command"'),
+    (b'{"command": "start", "args": [1]}\n', "args must be"),
+    (b"x" * 5000 + b"\n", "longer than 4096"),
+])
+def test_bad_requests_get_an_error_reply(running, raw: bytes, msg: str) -> None:  # noqa: ANN001
+    _, _, sock = running
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(str(sock))
+    s.sendall(raw)
+    reply = json.loads(s.makefile("rb").readline())
+    s.close()
+    assert reply["ok"] is False and msg in reply["message"]
+
+
+def test_client_errors_say_what_to_do(tmp_path: Path) -> None:
+    with pytest.raises(ControlError, match="not running"):
+        send_command(tmp_path / "none.sock", "status")
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stale.bind(str(tmp_path / "stale.sock"))
+    stale.close()  # a socket file nobody listens on, as a killed service leaves it
+    with pytest.raises(ControlError, match="not running"):
+        send_command(tmp_path / "stale.sock", "status")
+    server = ControlServer(tmp_path / "stale.sock", lambda ev: {"ok": True}, group=MY_GROUP)
+    server.start()  # replaces the stale file
+    try:
+        with pytest.raises(ControlError, match="already answers"):
+            ControlServer(tmp_path / "stale.sock", lambda ev: {"ok": True}, group=MY_GROUP).start()
+    finally:
+        server.stop()
+    with pytest.raises(ControlError, match="group 'no-such-group-x'"):
+        ControlServer(tmp_path / "g.sock", lambda ev: {"ok": True}, group="no-such-group-x").start()
+
+
+def test_missing_hardware_is_retried_not_replaced(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    backend = ScriptedBackend(fail_connects=3)
+    svc = Service(backend, connect_retry_s=0.01, notifier=Notifier({}))
+    t = threading.Thread(target=svc.run, kwargs={"install_signals": False}, daemon=True)
+    with caplog.at_level(logging.ERROR):
+        t.start()
+        assert _wait(lambda: svc.status()["state"] == "idle")
+    svc.request_shutdown()
+    t.join(5)
+    assert backend.connects == 4 and backend.closed
+    assert sum("no stage at /dev/tppscan-stage" in r.message for r in caplog.records) == 3
+
+
+def test_sd_notify_messages(tmp_path: Path) -> None:
+    path = tmp_path / "notify"
+    rx = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    rx.bind(str(path))
+    rx.settimeout(5)
+    n = Notifier({"NOTIFY_SOCKET": str(path), "WATCHDOG_USEC": "2000000", "WATCHDOG_PID": str(os.getpid())})
+    assert n.enabled and n.watchdog_s == 2.0
+    backend = ScriptedBackend()
+    svc = Service(backend, notifier=n)
+    t = threading.Thread(target=svc.run, kwargs={"install_signals": False}, daemon=True)
+    t.start()
+    got = set()
+    while not {"READY=1", "WATCHDOG=1"} <= got:
+        got |= set(rx.recv(4096).decode().splitlines())
+    svc.request_shutdown()
+    t.join(5)
+    rx.close()
+    assert any(m.startswith("STATUS=") for m in got)
+    assert not Notifier({}).enabled and Notifier({"WATCHDOG_USEC": "5", "WATCHDOG_PID": "1"}).watchdog_s is None
+
+
+def test_logs_of_one_scan_without_a_terminal(tmp_path: Path) -> None:
+    logdir = tmp_path / "log"
+    setup_logging("INFO", logdir, journal_prefix=True)
+    lg = logging.getLogger("tppscan.test")
+    try:
+        with scan_log_file(7, tmp_path / "scan7.log"):
+            with log_context(scan=7):
+                lg.info("scan seven starts")
+                with log_context(field=3):
+                    lg.warning("field three blurry")
+            with log_context(scan=8):
+                lg.info("scan eight")
+        lg.info("no scan")
+    finally:
+        setup_logging("WARNING", None)
+    out = subprocess.run([sys.executable, "-m", "appliance.cli", "logs", "--log-dir", str(logdir), "--scan", "7"],
+                         capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert len(lines) == 2 and "scan=7 scan seven starts" in lines[0] and "scan=7 field=3 field three" in lines[1]
+    assert lines[0][:4].isdigit() and lines[0][23] == "Z"  # a UTC timestamp
+    own = (tmp_path / "scan7.log").read_text().splitlines()
+    assert len(own) == 2 and all("scan=7" in ln for ln in own)
+    bad = subprocess.run([sys.executable, "-m", "appliance.cli", "logs", "--log-dir", str(logdir), "--scan", "7;x"],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("cmd", ["start", "stop", "pause", "status"])
+def test_control_cli_without_a_service_exits_1_with_one_line(tmp_path: Path, cmd: str) -> None:
+    out = subprocess.run([sys.executable, "-m", "appliance.cli", cmd, "--socket", str(tmp_path / "c.sock")],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1 and out.stderr.count("\n") == 1 and "not running" in out.stderr
