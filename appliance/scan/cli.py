@@ -110,7 +110,8 @@ def _devices(args: argparse.Namespace) -> Iterator[tuple[Any, Any, Any]]:
         yield scope, stage, cam
 
 
-def _vision_focus(args: argparse.Namespace, scope: Any) -> tuple[Any, Any, Any, list[str]]:
+def _vision_focus(args: argparse.Namespace, scope: Any, stage: Any,
+                  um_per_px: float) -> tuple[Any, Any, Any, list[str]]:
     """The vision pipeline, focuser and focus map asked for; test doubles only by name, and said so."""
     notes = []
     if args.vision == "sim-truth":
@@ -119,7 +120,13 @@ def _vision_focus(args: argparse.Namespace, scope: Any) -> tuple[Any, Any, Any, 
         vision: Any = SimTruthVision(scope)
         notes.append("vision: sim-truth TEST DOUBLE (candidates from the real gate, named from ground truth)")
     else:
-        vision = _product_vision()
+        from appliance.scan.adapters import PipelineVision
+
+        try:
+            vision = PipelineVision(um_per_px)
+        except ValueError as exc:
+            raise ValueError(f"--vision auto: {exc}; --vision sim-truth runs the scan with a ground-truth "
+                             "test double instead") from None
     if args.focus == "sim-truth":
         from appliance.scan.testing import PlaneFocusMap, SimTruthFocuser
 
@@ -127,28 +134,17 @@ def _vision_focus(args: argparse.Namespace, scope: Any) -> tuple[Any, Any, Any, 
         fmap: Any = PlaneFocusMap()
         notes.append("focus: sim-truth TEST DOUBLE (moves to the true focus)")
     else:
-        focuser, fmap = _product_focus()
+        from appliance.scan.adapters import AutofocusFocuser, FocusMapAdapter
+
+        travel = scope.stage.params.travel_z_um if args.stage == "sim" else (0.0, 180.0)
+        try:
+            fmap = FocusMapAdapter()
+            focuser = AutofocusFocuser(args.strategy, travel, fmap,
+                                       now_s=scope.clock.now_s if args.stage == "sim" else None)
+        except ValueError as exc:
+            raise ValueError(f"--focus auto: {exc}; --focus sim-truth runs the scan with a ground-truth "
+                             "test double instead") from None
     return vision, focuser, fmap, notes
-
-
-def _product_vision() -> Any:
-    try:
-        from appliance.vision.pipeline import ScanVision
-    except ImportError:
-        raise ValueError("--vision auto: the vision pipeline (appliance/vision: gate, detector, classifier) is not "
-                         "installed in this build; --vision sim-truth runs the scan with a ground-truth test "
-                         "double instead") from None
-    return ScanVision()
-
-
-def _product_focus() -> tuple[Any, Any]:
-    try:
-        from appliance.focus.scan import ScanFocus
-    except ImportError:
-        raise ValueError("--focus auto: autofocus (appliance/focus) is not installed in this build; "
-                         "--focus sim-truth runs the scan with a ground-truth test double instead") from None
-    f = ScanFocus()
-    return f, f.focus_map
 
 
 class _Progress:
@@ -227,7 +223,9 @@ def _scan(args: argparse.Namespace) -> int:
 
     kernels.warmup()
     with _devices(args) as (scope, stage, camera):
-        vision, focuser, fmap, notes = _vision_focus(args, scope)
+        args.strategy = plan.focus.strategy
+        um_px = cal.um_per_px if cal is not None else scope.camera.um_per_px
+        vision, focuser, fmap, notes = _vision_focus(args, scope, stage, um_px)
         for n in notes:
             print(f"NOTE {n}", file=sys.stderr)
         p = scope.slide.params

@@ -309,7 +309,10 @@ class ScanRunner:
         """Move so the stage ends moving +x, +y (backlash taken up the same way every time)."""
         a = self.plan.imaging.approach_um
         if a > 0:
-            self.stage.move_to_um(x=x - a, y=y - a)
+            try:
+                self.stage.move_to_um(x=x - a, y=y - a)
+            except StageLimitError:  # at the very edge of the travel: go straight there (backlash stays)
+                pass
         self.stage.move_to_um(x=x, y=y)
 
     def _field_focus(self, w: _FieldWork) -> None:
