@@ -10,7 +10,9 @@
   empty frames.
 - ``test_stage_time_per_field``: median virtual stage time per field of a small scan <= 1.5 s.
 - ``test_memory_flat_over_1000_fields``: resident memory after 1,000 fields within 5 % of its level after
-  a 200-field warm-up.
+  a 500-field warm-up. The warm-up is long because the virtual microscope's render caches (256 rendered
+  patches, each up to a few MB for a large structure, plus their spectra) fill over the first few hundred
+  fields; the curve every 100 fields goes into ``extra_info`` so the fill is visible.
 """
 
 from __future__ import annotations
@@ -152,7 +154,7 @@ def test_memory_flat_over_1000_fields(benchmark, tmp_path):
     samples = {}
 
     def on_event(e):
-        if isinstance(e, FieldDone) and e.status.fields_done in (200, 400, 600, 800, 1000):
+        if isinstance(e, FieldDone) and e.status.fields_done % 100 == 0:
             samples[e.status.fields_done] = _rss_bytes()
 
     # 1,000 fields of 640x480 at 10 % overlap: a 32 x 32 grid over a 10.3 x 7.7 mm slide
@@ -161,7 +163,7 @@ def test_memory_flat_over_1000_fields(benchmark, tmp_path):
     out = benchmark.pedantic(_scan, args=(tmp_path, {"width_um": 10400.0, "height_um": 7800.0, "n_structures": 10},
                                           plan, on_event), rounds=1, iterations=1)
     assert out.summary["fields_done"] >= 1000
-    growth = samples[1000] / samples[200] - 1.0
+    growth = samples[1000] / samples[500] - 1.0
     benchmark.extra_info.update({"rss_mb": {k: v / 2 ** 20 for k, v in samples.items()}, "growth": growth})
-    assert growth <= 0.05, f"resident memory grew {growth:.1%} from field 200 to 1000: {samples}"
+    assert growth <= 0.05, f"resident memory grew {growth:.1%} from field 500 to 1000: {samples}"
     assert np.isfinite(growth)
