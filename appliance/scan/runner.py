@@ -278,6 +278,11 @@ class ScanRunner:
         self._timed(w, FieldStep.FOCUS, lambda: self._field_focus(w))
         frame = self._timed(w, FieldStep.CAPTURE, self.camera.capture)
         result = self._timed(w, FieldStep.ANALYSE, lambda: self.vision.analyse(frame))
+        if w.focus_source == "guess" and result.n_candidates > 0:
+            # something is in view and the map could not say where focus is: focus on it, then look again
+            self._timed(w, FieldStep.FOCUS, lambda: self._autofocus_field(w))
+            frame = self._timed(w, FieldStep.CAPTURE, self.camera.capture)
+            result = self._timed(w, FieldStep.ANALYSE, lambda: self.vision.analyse(frame))
         w.n_candidates = result.n_candidates
         for k, v in result.timings_s.items():
             w.timings[k] = w.timings.get(k, 0.0) + v
@@ -316,24 +321,41 @@ class ScanRunner:
         self.stage.move_to_um(x=x, y=y)
 
     def _field_focus(self, w: _FieldWork) -> None:
+        """Set the field's z from the focus map, or the best guess, or by autofocus.
+
+        The map's prediction when it is sure; else the best guess, and autofocus follows only if the frame
+        then shows something (an empty field costs one frame); always autofocus with ``field_focus: autofocus``.
+        """
         p = self.stage.position_um()
         pred = self.focus_map.predict(p.x_um, p.y_um)
-        if pred is not None and self.plan.focus.field_focus == "map" \
-                and pred[1] <= self.plan.focus.search_range_um / 2:
+        if self.plan.focus.field_focus == "autofocus":
+            self._autofocus_field(w)
+            return
+        if pred is not None and pred[1] <= self.plan.focus.search_range_um / 2:
             try:
                 self.stage.focus_to_um(pred[0])
                 w.z_um, w.focus_source = pred[0], "map"
                 return
-            except StageLimitError:  # the map extrapolated beyond the focus travel: search near the last z
+            except StageLimitError:  # the map extrapolated beyond the focus travel: use the last good z
                 pred = None
         guess = pred[0] if pred is not None else (self._z_guess if self._z_guess is not None else p.z_um)
+        self.stage.focus_to_um(guess)
+        w.z_um, w.focus_source = guess, "guess"
+
+    def _autofocus_field(self, w: _FieldWork) -> None:
+        p = self.stage.position_um()
+        guess = w.z_um if w.focus_source == "guess" else (self._z_guess if self._z_guess is not None else p.z_um)
         out = self.focuser.focus(self.stage, self.camera, guess, self.plan.focus.search_range_um, None)
-        w.z_um, w.focus_source = out.z_um, "autofocus" if out.ok else "autofocus-unsure"
         if out.ok:
+            w.z_um, w.focus_source = out.z_um, "autofocus"
             self._z_guess = out.z_um
+            # Field focus is on what lies on the glass (dust, the foot of a print): one surface, which the map
+            # models. A structure's own focus sits half its height above the glass, so it is recorded with the
+            # structure but kept out of the map.
+            self.focus_map.add(p.x_um, p.y_um, out.z_um)
         else:
             self.stage.focus_to_um(guess)
-            w.z_um = guess
+            w.z_um, w.focus_source = guess, "autofocus-unsure"
 
     def _stage_xy(self, det: Detection, frame: Frame) -> tuple[float, float]:
         x0, y0, x1, y1 = det.box_px
@@ -425,8 +447,6 @@ class ScanRunner:
         self._checkpoint(FieldStep.FOCUS_STRUCTURE)
         t = time.perf_counter()
         out = self.focuser.focus(self.stage, self.camera, w.z_um, self.plan.focus.search_range_um, det.box_px)
-        if out.ok:
-            self.focus_map.add(x, y, out.z_um)
         w.timings["focus_structure"] = w.timings.get("focus_structure", 0.0) + time.perf_counter() - t
         self._checkpoint(FieldStep.STACK)
         t = time.perf_counter()
@@ -477,16 +497,16 @@ class ScanRunner:
 
     # -- resume -----------------------------------------------------------------------------------------------
     def _load_committed(self) -> None:
-        """Pick up an interrupted scan: done cells, recorded objects (for duplicates), focus points."""
+        """Pick up an interrupted scan: done cells, recorded objects (for duplicates), the fields' focus points."""
         for f in self.store.fields(self.scan_id):
             self._done[f.cell] = f.n_candidates > 0
+            if f.focus_source == "autofocus":
+                self.focus_map.add(f.x_um, f.y_um, f.z_um)
         for o in self.store.objects(self.scan_id):
             self._known.append(_Known(o.kind, (o.x_um - o.width_um / 2, o.y_um - o.height_um / 2,
                                                o.x_um + o.width_um / 2, o.y_um + o.height_um / 2)))
             if o.kind == "structure":
                 self._n_struct += 1
-                if o.z_um is not None and (o.extra or {}).get("focus_ok", False):
-                    self.focus_map.add(o.x_um, o.y_um, o.z_um)
             else:
                 self._n_debris += 1
         self._next_object = len(self.store.objects(self.scan_id))
