@@ -21,16 +21,23 @@ from appliance.scan.protocols import Box, Detection, FocusOutcome, VisionResult
 from appliance.sim.microscope import VirtualMicroscope
 
 
-def gate_blobs(image: np.ndarray, min_area: int = 12) -> np.ndarray:
-    """The classical candidate gate: fused analysis (adaptive Gaussian, block 31, C 15, dark blobs).
+def gate_blobs(image: np.ndarray, um_per_px: float = 0.56) -> np.ndarray:
+    """The candidate gate of the scan loop, as this build has it.
 
-    Returns the kept blobs' ``(K, 5)`` stats (left, top, width, height, area).
+    ``appliance.vision.gate`` when present; before it landed, the kernels' fused analysis with the adaptive
+    Gaussian threshold (block 31, C 15, dark blobs >= 12 px). Returns the kept blobs' ``(K, 5)`` stats
+    (left, top, width, height, area).
     """
-    from kernels import analyse_frame
+    try:
+        from appliance.vision.gate import gate_frame
+    except ImportError:
+        from kernels import analyse_frame
 
-    block = min(31, (min(image.shape) - 1) | 1)
-    return analyse_frame(image, "gaussian", block_size=block, c=15.0, invert=True, connectivity=8,
-                         min_area=min_area).stats
+        block = min(31, (min(image.shape) - 1) | 1)
+        return analyse_frame(image, "gaussian", block_size=block, c=15.0, invert=True, connectivity=8,
+                             min_area=12).stats
+    res, keep = gate_frame(image, um_per_px)
+    return res.stats[keep]
 
 
 def _overlaps(a: Box, b: Box) -> bool:
@@ -58,7 +65,7 @@ class SimTruthVision:
     def analyse(self, frame: Frame) -> VisionResult:
         """Gate the frame; name its candidates from the ground truth."""
         t0 = time.perf_counter()
-        stats = gate_blobs(frame.image)
+        stats = gate_blobs(frame.image, self.scope.camera.um_per_px)
         t1 = time.perf_counter()
         if stats.shape[0] == 0:
             return VisionResult(0, (), {"gate": t1 - t0})
