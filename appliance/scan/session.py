@@ -251,3 +251,29 @@ def summarise(store: ResultStore, scan_id: int, area_um: tuple[float, float, flo
     if truth is not None:
         out.update(score(objs, truth, area_um))
     return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in out.items()}
+
+
+def service_hooks(control: Any) -> tuple[Callable[[ScanRunner], None], Callable[[Event], None]]:
+    """Connect a run to the service's ``ScanControl`` (``appliance/service/daemon.py``).
+
+    Returns ``(runner_hook, on_event)`` for :func:`run_scan`: after every committed field the control's
+    ``checkpoint()`` is asked (it waits while the service is paused; True means stop, and the runner is
+    cancelled at its next step boundary), and progress goes to ``control.report``.
+    """
+    from appliance.scan.events import FieldDone
+
+    holder: dict[str, ScanRunner] = {}
+
+    def hook(runner: ScanRunner) -> None:
+        holder["runner"] = runner
+
+    def on_event(event: Event) -> None:
+        if not isinstance(event, FieldDone):
+            return
+        s = event.status
+        control.report(scan_id=s.scan_id, fields_done=s.fields_done, fields_total=s.fields_planned,
+                       structures=s.structures, eta_s=s.eta_s)
+        if control.checkpoint() and "runner" in holder:
+            holder["runner"].cancel()
+
+    return hook, on_event

@@ -121,3 +121,25 @@ def test_pause_holds_between_steps_until_resumed(tmp_path):
     assert out.status.reason is FinishReason.COMPLETED
     assert states and states[0].state is ScanState.PAUSED and states[0].fields_done == 1
     assert states[0].step in (FieldStep.MOVE, None) or isinstance(states[0].step, FieldStep)
+
+
+def test_service_control_pauses_and_stops_the_runner(tmp_path):
+    from appliance.scan.session import service_hooks
+
+    class Control:  # the service's ScanControl, as appliance/service/daemon.py defines it
+        def __init__(self):
+            self.reports, self.calls = [], 0
+
+        def report(self, **kw):
+            self.reports.append(kw)
+
+        def checkpoint(self):
+            self.calls += 1
+            return self.calls >= 2  # stop after the second field
+
+    control = Control()
+    hook, on_event = service_hooks(control)
+    out, _ = scan_small(tmp_path, seed=25, runner_hook=hook, on_event=on_event)
+    assert out.status.reason is FinishReason.CANCELLED
+    assert out.summary["fields_done"] == 2
+    assert control.reports[-1]["fields_done"] == 2 and control.reports[-1]["fields_total"] > 2
