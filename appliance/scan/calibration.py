@@ -8,9 +8,9 @@ the optical axis is taken to pass through the frame's centre, which stage moves 
 Fit: moving the stage by ``d`` µm moves the image content by ``p`` pixels with ``d = -M p`` (content moves the
 other way). Several moves around a start point, each approached from the same side so backlash cancels,
 give pairs ``(p_i, d_i)``; ``M`` is their least-squares fit with an intercept (the intercept soaks up a
-constant move error and is reported as ``bias_um``). Shifts come from ``cv2.phaseCorrelate`` on high-passed,
-windowed frames: the illumination and vignetting are fixed to the camera, so without the high-pass the
-correlation would lock onto them at zero shift.
+constant move error and is reported as ``bias_um``). Shifts come from phase correlation of band-passed,
+windowed frames with the zero-shift peak masked: the illumination, vignetting and dust on the optics are fixed
+to the camera and would otherwise lock the correlation at zero shift.
 """
 
 from __future__ import annotations
@@ -132,23 +132,44 @@ class Calibration:
 
 def _prepare(image: np.ndarray, window: np.ndarray) -> np.ndarray:
     f = image.astype(np.float32)
-    f -= cv2.GaussianBlur(f, (0, 0), 12.0)  # high-pass: drop the camera-fixed illumination
+    # band-pass: drop the camera-fixed illumination (large scale) and the sensor's pixel-scale patterns
+    # (Bayer, JPEG blocks), which do not move with the stage either
+    f = cv2.GaussianBlur(f, (0, 0), 1.5) - cv2.GaussianBlur(f, (0, 0), 12.0)
     return f * window
 
 
-def image_shift_px(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
+def image_shift_px(a: np.ndarray, b: np.ndarray, exclude_px: int = 4) -> tuple[float, float, float]:
     """Shift ``(du, dv)`` of ``b``'s content against ``a``'s, in pixels, and the correlation response.
+
+    Phase correlation with the zero-shift peak masked out (``|du|, |dv| <= exclude_px``): whatever is fixed
+    to the camera (dust on the optics, the illumination) correlates at zero shift, the slide at the move.
 
     Parameters
     ----------
     a, b : (H, W) ndarray of uint8
         Two frames of the same size.
+    exclude_px : int
+        Half-width of the masked zero-shift neighbourhood, pixels.
     """
     if a.shape != b.shape:
         raise ValueError(f"frames must have the same shape, got {a.shape} and {b.shape}")
-    window = cv2.createHanningWindow((a.shape[1], a.shape[0]), cv2.CV_32F)
-    (du, dv), response = cv2.phaseCorrelate(_prepare(a, window), _prepare(b, window))
-    return float(du), float(dv), float(response)
+    h, w = a.shape
+    window = cv2.createHanningWindow((w, h), cv2.CV_32F)
+    fa = np.fft.rfft2(_prepare(a, window))
+    fb = np.fft.rfft2(_prepare(b, window))
+    cross = fb * np.conj(fa)
+    cross /= np.maximum(np.abs(cross), 1e-12)
+    r = np.fft.fftshift(np.fft.irfft2(cross, s=(h, w)))
+    cy, cx = h // 2, w // 2
+    r[cy - exclude_px:cy + exclude_px + 1, cx - exclude_px:cx + exclude_px + 1] = r.min()
+    py, px = np.unravel_index(int(np.argmax(r)), r.shape)
+    y0, y1, x0, x1 = max(py - 1, 0), min(py + 2, h), max(px - 1, 0), min(px + 2, w)
+    patch = np.clip(r[y0:y1, x0:x1], 0.0, None)
+    total = float(patch.sum())
+    yy, xx = np.mgrid[y0:y1, x0:x1]
+    sy = float((yy * patch).sum() / total) if total > 0 else float(py)
+    sx = float((xx * patch).sum() / total) if total > 0 else float(px)
+    return sx - cx, sy - cy, float(r[py, px])
 
 
 def _approach(stage: Stage, x: float, y: float, approach_um: float) -> None:
