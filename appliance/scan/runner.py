@@ -401,7 +401,7 @@ class ScanRunner:
         self._structure(w, det2, frame2)
 
     def _centre(self, det: Detection, frame: Frame) -> tuple[Detection, Frame] | None:
-        """Bring the object to the frame's centre and find it again there (None if it is gone)."""
+        """Bring the object to the frame's centre and find it again there (its old box, centred, if not)."""
         self._checkpoint(FieldStep.CENTRE)
         w, h = self.camera.size_px
         cur_det, cur_frame = det, frame
@@ -412,7 +412,9 @@ class ScanRunner:
             res = self.vision.analyse(cur_frame)
             near = _nearest(res.detections, (w - 1) / 2.0, (h - 1) / 2.0)
             if near is None:
-                return None
+                # seen from the field but not here (a faint object at the gate's edge): keep what the field
+                # saw, now centred, rather than lose a structure
+                return _recentred(cur_det, (w, h)), cur_frame
             cur_det = near
             bx0, by0, bx1, by1 = near.box_px
             off = max(abs((bx0 + bx1 - 1) / 2.0 - (w - 1) / 2.0), abs((by0 + by1 - 1) / 2.0 - (h - 1) / 2.0))
@@ -516,6 +518,15 @@ def _true_position(frame: Frame) -> list[float] | None:
     """The simulator's true stage position of a frame (for scoring), None from real hardware."""
     true = frame.meta.get("true_position_um")
     return [float(v) for v in true] if isinstance(true, tuple) else None
+
+
+def _recentred(det: Detection, size_px: tuple[int, int]) -> Detection:
+    """``det``'s box moved to the middle of a frame (after the stage centred it), clipped to the frame."""
+    x0, y0, x1, y1 = det.box_px
+    bw, bh = x1 - x0, y1 - y0
+    w, h = size_px
+    nx0, ny0 = max(0, (w - bw) // 2), max(0, (h - bh) // 2)
+    return replace(det, box_px=(nx0, ny0, min(w, nx0 + bw), min(h, ny0 + bh)))
 
 
 def _nearest(dets: Sequence[Detection], cx: float, cy: float) -> Detection | None:
