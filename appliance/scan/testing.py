@@ -154,10 +154,12 @@ def truth_boxes(scope: VirtualMicroscope, frame: Frame) -> Sequence[tuple[str, B
     return [(b.cls if b.kind == "structure" else "debris", b.box_px) for b in scope.boxes_in_view(frame)]
 
 
-def scan_small_slide(tmp: Any, seed: int = 21, plan: Any = None, vision_factory: Any = None, **kw: Any) -> Any:
+def scan_small_slide(tmp: Any, seed: int = 21, plan: Any = None, vision_factory: Any = None,
+                     slide: dict[str, Any] | None = None, **kw: Any) -> Any:
     """Scan a small virtual slide (1.4 x 1.4 mm, 4 structures) with these doubles; returns (outcome, scope).
 
-    A short focus stack (± 3 µm) keeps it quick; ``kw`` goes to :func:`appliance.scan.session.run_scan`.
+    A short focus stack (± 3 µm) keeps it quick; ``slide`` overrides the slide parameters; ``kw`` goes to
+    :func:`appliance.scan.session.run_scan`.
     """
     from pathlib import Path
 
@@ -165,7 +167,7 @@ def scan_small_slide(tmp: Any, seed: int = 21, plan: Any = None, vision_factory:
     from appliance.scan.session import run_scan, scan_area, sim_height_truth, sim_microscope
 
     tmp = Path(tmp)
-    scope = sim_microscope(seed, SMALL_SLIDE)
+    scope = sim_microscope(seed, {"slide": {**SMALL_SLIDE["slide"], **(slide or {})}})
     plan = plan or ScanPlan(name="small", focus=FocusPlan(stack_range_um=3.0, stack_step_um=1.0))
     p = scope.slide.params
     with scope.stage, scope.camera:

@@ -7,6 +7,9 @@ from appliance.scan.runner import FieldStep, FinishReason, ScanState
 
 from .conftest import scan_small, small_plan
 
+# the control tests (failure, cancel, pause, service) need only a few fields and one structure
+TINY = {"width_um": 1000.0, "height_um": 1000.0, "n_structures": 1}
+
 SUMMARY_KEYS = ("recall", "type_accuracy", "debris_as_structure", "position_error_um_median", "duplicates",
                 "structures_truth", "structures_found")
 
@@ -67,7 +70,7 @@ def test_a_failing_step_ends_the_scan_cleanly(tmp_path):
         runner._emit = lambda e: done.append(e) if isinstance(e, FieldDone) else None
 
     out, _ = scan_small(tmp_path, vision_factory=lambda scope: _FailingVision(SimTruthVision(scope), fail_at=6),
-                        runner_hook=hook)
+                        runner_hook=hook, slide=TINY)
     assert out.status.reason is FinishReason.FAILED and out.status.state is ScanState.FINISHED
     assert "detector crashed" in out.status.error
     assert stops == [1]  # the stage was stopped in finally
@@ -90,13 +93,13 @@ def test_cancel_acts_between_steps_and_resume_finishes_the_scan(tmp_path):
                 runner.cancel()
         runner._emit = on_event
 
-    out, _ = scan_small(tmp_path, seed=23, runner_hook=hook)
+    out, _ = scan_small(tmp_path, seed=23, runner_hook=hook, slide=TINY)
     assert out.status.reason is FinishReason.CANCELLED
     assert out.summary["fields_done"] == 3
     assert isinstance(seen[-1], ScanFinished)
     first_objects = out.summary["structures_recorded"] + out.summary["debris_recorded"]
     # same folder again: the unfinished scan resumes from its committed fields
-    out2, _ = scan_small(tmp_path, seed=23)
+    out2, _ = scan_small(tmp_path, seed=23, slide=TINY)
     assert out2.scan_id == out.scan_id
     s = out2.summary
     assert s["status"] == "finished" and s["fields_done"] == s["fields_planned"]
@@ -117,7 +120,7 @@ def test_pause_holds_between_steps_until_resumed(tmp_path):
                 threading.Timer(0.3, lambda: (states.append(runner.status()), runner.resume())).start()
         runner._emit = on_event
 
-    out, _ = scan_small(tmp_path, seed=24, runner_hook=hook)
+    out, _ = scan_small(tmp_path, seed=24, runner_hook=hook, slide=TINY)
     assert out.status.reason is FinishReason.COMPLETED
     assert states and states[0].state is ScanState.PAUSED and states[0].fields_done == 1
     assert states[0].step in (FieldStep.MOVE, None) or isinstance(states[0].step, FieldStep)
@@ -139,7 +142,7 @@ def test_service_control_pauses_and_stops_the_runner(tmp_path):
 
     control = Control()
     hook, on_event = service_hooks(control)
-    out, _ = scan_small(tmp_path, seed=25, runner_hook=hook, on_event=on_event)
+    out, _ = scan_small(tmp_path, seed=25, runner_hook=hook, on_event=on_event, slide=TINY)
     assert out.status.reason is FinishReason.CANCELLED
     assert out.summary["fields_done"] == 2
     assert control.reports[-1]["fields_done"] == 2 and control.reports[-1]["fields_total"] > 2
