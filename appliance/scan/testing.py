@@ -123,9 +123,12 @@ class SimTruthFocuser:
 class PlaneFocusMap:
     """A least-squares plane through the focused points (at least three); a stand-in for ``appliance.focus``.
 
-    ``predict`` returns None until three points are in, then the plane's z and the points' RMS misfit plus
-    1 µm as the uncertainty (the points' mean while they lie nearly on a line).
+    ``predict`` returns None until three points are in, then the plane's z and, as the uncertainty, the
+    points' RMS misfit plus 1 µm plus 5 µm per mm to the nearest point (the points' mean while they lie nearly
+    on a line).
     """
+
+    UM_PER_UM_AWAY = 0.005
 
     def __init__(self) -> None:
         self.points: list[tuple[float, float, float]] = []
@@ -139,14 +142,16 @@ class PlaneFocusMap:
         if len(self.points) < 3:
             return None
         p = np.asarray(self.points)
+        # far from every point the plane is a guess: a slide may tilt by a few µm per mm
+        reach = self.UM_PER_UM_AWAY * float(np.min(np.hypot(p[:, 0] - x_um, p[:, 1] - y_um)))
         xy = p[:, :2] - p[:, :2].mean(axis=0)
         if np.linalg.svd(xy, compute_uv=False)[-1] / np.sqrt(len(p)) < 200.0:
             # points (nearly) on a line: a plane through them would tilt wildly off it; use their mean
-            return float(p[:, 2].mean()), float(p[:, 2].std()) + 1.0
+            return float(p[:, 2].mean()), float(p[:, 2].std()) + 1.0 + reach
         a = np.column_stack([p[:, 0], p[:, 1], np.ones(len(p))])
         coef, *_ = np.linalg.lstsq(a, p[:, 2], rcond=None)
         rms = float(np.sqrt(np.mean((a @ coef - p[:, 2]) ** 2)))
-        return float(coef[0] * x_um + coef[1] * y_um + coef[2]), rms + 1.0
+        return float(coef[0] * x_um + coef[1] * y_um + coef[2]), rms + 1.0 + reach
 
 
 def truth_boxes(scope: VirtualMicroscope, frame: Frame) -> Sequence[tuple[str, Box]]:
