@@ -45,11 +45,12 @@ def _overlaps(a: Box, b: Box) -> bool:
 
 
 class SimTruthVision:
-    """Gate -> candidates with the real kernels; each candidate named from the slide's ground truth.
+    """The real candidate gate, then a perfect detector and classifier read from the slide's ground truth.
 
-    Candidate blobs that overlap the same true object are merged into one detection (as a detector gives
-    one box per object), boxed by the union of those blobs; blobs that overlap nothing true (noise) are
-    dropped. Structures get their true type, debris ``"debris"``; confidence 1.
+    Every true object that some candidate blob overlaps is detected once, with its true box in the frame
+    (what a perfect detector would draw), its true type for a structure and ``"debris"`` otherwise,
+    confidence 1. Objects no blob touches are not detected (the gate missed them); blobs on nothing true are
+    dropped. So a scan with this double measures the gate, the stage, the calibration and the runner.
 
     Parameters
     ----------
@@ -70,22 +71,16 @@ class SimTruthVision:
         if stats.shape[0] == 0:
             return VisionResult(0, (), {"gate": t1 - t0})
         truth = self.scope.boxes_in_view(frame)
-        groups: dict[int, list[Box]] = {}
-        kinds = {}
+        hit = {}
         for x, y, w, h, _ in stats.tolist():
             blob = (x, y, x + w, y + h)
             for t in truth:
                 if _overlaps(blob, t.box_px):
-                    groups.setdefault(t.id, []).append(blob)
-                    kinds[t.id] = t
-                    break
+                    hit[t.id] = t
         dets = []
-        for tid, boxes in sorted(groups.items()):
-            t = kinds[tid]
-            box = (min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes),
-                   max(b[3] for b in boxes))
+        for _, t in sorted(hit.items()):
             cls = t.cls if t.kind == "structure" else "debris"
-            dets.append(Detection(box, t.kind, cls, 1.0, {cls: 1.0}))
+            dets.append(Detection(t.box_px, t.kind, cls, 1.0, {cls: 1.0}))
         return VisionResult(int(stats.shape[0]), tuple(dets), {"gate": t1 - t0,
                                                                "classify": time.perf_counter() - t1})
 

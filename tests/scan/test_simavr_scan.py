@@ -30,7 +30,7 @@ def test_scan_with_the_firmware_in_simavr_as_the_stage(tmp_path):
         final = stage.position_um()
     s = out.summary
     assert out.status.reason is FinishReason.COMPLETED, out.status.error
-    assert s["fields_done"] == s["fields_planned"] == 20
+    assert s["fields_done"] == s["fields_planned"] >= 12  # a 1 x 1 mm area in 360 x 270 um fields
     assert s["structures_truth"] >= 1 and s["recall"] == 1.0 and s["type_accuracy"] == 1.0
     assert s["duplicates"] == 0 and s["false_structures"] == 0
     assert s["position_error_um_median"] <= 5.0
