@@ -29,15 +29,15 @@ def gate_blobs(image: np.ndarray, um_per_px: float = 0.56) -> np.ndarray:
     (left, top, width, height, area).
     """
     try:
-        from appliance.vision.gate import gate_frame
+        from appliance.vision.gate import find_candidates
     except ImportError:
         from kernels import analyse_frame
 
         block = min(31, (min(image.shape) - 1) | 1)
         return analyse_frame(image, "gaussian", block_size=block, c=15.0, invert=True, connectivity=8,
                              min_area=12).stats
-    res, keep = gate_frame(image, um_per_px)
-    return res.stats[keep]
+    cands = find_candidates(image, um_per_px)
+    return np.array([[*c.box_px, c.area_px] for c in cands], dtype=np.int64).reshape(-1, 5)
 
 
 def _overlaps(a: Box, b: Box) -> bool:
