@@ -39,6 +39,9 @@ from appliance.scan.protocols import Detection, Focuser, FocusMapLike, Vision
 
 DUPLICATE_MARGIN_UM = 8.0
 MAX_CENTRING_MOVES = 2
+# A field with something in view gets an autofocus (a new focus-map point) when no point is this close: a
+# fitted surface is trusted for interpolation, not for extrapolating across the slide.
+MAP_REFRESH_UM = 1500.0
 
 
 class ScanState(enum.Enum):
@@ -184,6 +187,7 @@ class ScanRunner:
         self._n_debris = 0
         self._next_object = 0
         self._n_run = 0  # fields done by this run (the ETA's rate)
+        self._focus_points: list[tuple[float, float]] = []
         self._load_committed()
 
     # -- control (any thread) -------------------------------------------------------------------------------------
@@ -278,8 +282,9 @@ class ScanRunner:
         self._timed(w, FieldStep.FOCUS, lambda: self._field_focus(w))
         frame = self._timed(w, FieldStep.CAPTURE, self.camera.capture)
         result = self._timed(w, FieldStep.ANALYSE, lambda: self.vision.analyse(frame))
-        if w.focus_source == "guess" and result.n_candidates > 0:
-            # something is in view and the map could not say where focus is: focus on it, then look again
+        if result.n_candidates > 0 and (w.focus_source == "guess" or self._far_from_map(pos)):
+            # something is in view and the map could not say where focus is (or has no point near here to
+            # say it from): focus on it, then look again
             self._timed(w, FieldStep.FOCUS, lambda: self._autofocus_field(w))
             frame = self._timed(w, FieldStep.CAPTURE, self.camera.capture)
             result = self._timed(w, FieldStep.ANALYSE, lambda: self.vision.analyse(frame))
@@ -352,10 +357,19 @@ class ScanRunner:
             # Field focus is on what lies on the glass (dust, the foot of a print): one surface, which the map
             # models. A structure's own focus sits half its height above the glass, so it is recorded with the
             # structure but kept out of the map.
-            self.focus_map.add(p.x_um, p.y_um, out.z_um)
+            self._add_focus_point(p.x_um, p.y_um, out.z_um)
         else:
             self.stage.focus_to_um(guess)
             w.z_um, w.focus_source = guess, "autofocus-unsure"
+
+    def _add_focus_point(self, x: float, y: float, z: float) -> None:
+        self.focus_map.add(x, y, z)
+        self._focus_points.append((x, y))
+
+    def _far_from_map(self, pos: FieldPosition) -> bool:
+        """No focused point within ``MAP_REFRESH_UM``: the map would be extrapolating, so measure one here."""
+        r2 = MAP_REFRESH_UM * MAP_REFRESH_UM
+        return not any((x - pos.x_um) ** 2 + (y - pos.y_um) ** 2 <= r2 for x, y in self._focus_points)
 
     def _stage_xy(self, det: Detection, frame: Frame) -> tuple[float, float]:
         x0, y0, x1, y1 = det.box_px
@@ -503,7 +517,7 @@ class ScanRunner:
         for f in self.store.fields(self.scan_id):
             self._done[f.cell] = f.n_candidates > 0
             if f.focus_source == "autofocus":
-                self.focus_map.add(f.x_um, f.y_um, f.z_um)
+                self._add_focus_point(f.x_um, f.y_um, f.z_um)
         for o in self.store.objects(self.scan_id):
             self._known.append(_Known(o.kind, (o.x_um - o.width_um / 2, o.y_um - o.height_um / 2,
                                                o.x_um + o.width_um / 2, o.y_um + o.height_um / 2)))
