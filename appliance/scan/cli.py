@@ -252,6 +252,9 @@ def _scan(args: argparse.Namespace) -> int:
               f"debris as structure {s['debris_as_structure']:.4f}, position error median "
               f"{'-' if pe is None else f'{pe:.2f}'} um, duplicates {s['duplicates']}")
     print(f"report: {outcome.out_dir / 'report.html'}  (database {outcome.db_path})")
+    if outcome.status.error == "interrupted":
+        print("interrupted: the stage is stopped; run the same command again to resume", file=sys.stderr)
+        return 130
     return 0 if s["status"] == "finished" else 1
 
 

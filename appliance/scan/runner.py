@@ -232,6 +232,9 @@ class ScanRunner:
             self._reason = FinishReason.COMPLETED
         except _Cancelled:
             self._reason = FinishReason.CANCELLED
+        except KeyboardInterrupt:  # Ctrl-C: stop the stage, keep what is committed; the scan can be resumed
+            self._reason = FinishReason.CANCELLED
+            self._error = "interrupted"
         except Exception as exc:  # noqa: BLE001 - any failing step ends the scan cleanly, reported
             self._reason = FinishReason.FAILED
             self._error = f"{type(exc).__name__}: {exc}"

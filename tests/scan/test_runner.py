@@ -146,3 +146,23 @@ def test_service_control_pauses_and_stops_the_runner(tmp_path):
     assert out.status.reason is FinishReason.CANCELLED
     assert out.summary["fields_done"] == 2
     assert control.reports[-1]["fields_done"] == 2 and control.reports[-1]["fields_total"] > 2
+
+
+def test_ctrl_c_stops_the_stage_and_leaves_a_resumable_scan(tmp_path):
+    stops = []
+
+    def hook(runner):
+        orig = runner.stage.stop
+        runner.stage.stop = lambda: (stops.append(1), orig())
+
+        def on_event(e):
+            if isinstance(e, FieldDone) and e.status.fields_done == 2:
+                raise KeyboardInterrupt
+
+        runner._emit = on_event
+
+    out, _ = scan_small(tmp_path, seed=26, runner_hook=hook, slide=TINY)
+    assert out.status.reason is FinishReason.CANCELLED and out.status.error == "interrupted"
+    assert stops == [1] and out.summary["fields_done"] == 2
+    out2, _ = scan_small(tmp_path, seed=26, slide=TINY)
+    assert out2.scan_id == out.scan_id and out2.summary["status"] == "finished"
