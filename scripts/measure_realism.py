@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -30,6 +31,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if any(s < 0 for s in args.seeds):
         parser.error(f"--seeds must be >= 0, got {args.seeds}")
+    if args.picture is not None and args.picture.suffix.lower() != ".png":
+        parser.error(f"--picture must be a .png name, got {str(args.picture)!r}")
+    if args.picture is not None and not os.access(args.picture.parent if str(args.picture.parent) else ".", os.W_OK):
+        print(f"error: cannot write {args.picture}: folder missing or not writable", file=sys.stderr)
+        return 1
     try:
         real, area = realism.real_table(args.tiles)
     except ValueError as e:

@@ -20,7 +20,8 @@ What a real colour camera does between the light on its sensor and the frame the
 6. **Denoise** (Gaussian, ``denoise_px``) and **sharpen** (unsharp mask, ``sharpen`` x (image - blur of
    ``sharpen_px``)).
 7. **JPEG** (``jpeg_quality`` > 0: encoded and decoded, as a camera streaming MJPEG or saving JPEGs does).
-8. **Grey**, as the appliance converts at capture: OpenCV's ``BGR2GRAY`` (0.299 R + 0.587 G + 0.114 B).
+8. **Grey**, as the appliance converts a real camera's frame at capture
+   (:func:`appliance.hardware.camera.convert.to_gray`: OpenCV's ``BGR2GRAY``, 0.299 R + 0.587 G + 0.114 B).
 
 The gamma step is applied to the mosaic before demosaicing (cheap ISPs do so; it lets the rest run on 8-bit
 data, which keeps a 5 MP frame inside the render bar). Noise that starts white per photosite leaves the chain
@@ -38,6 +39,7 @@ import cv2
 import numba
 import numpy as np
 
+from appliance.hardware.camera.convert import to_gray
 from appliance.sim import spectral
 from appliance.sim._checks import check_number
 from appliance.sim.sensor import SensorParams, illumination_background, vignetting_profile
@@ -264,10 +266,10 @@ def _saturate(bgr: np.ndarray, gain: float) -> np.ndarray:
 
 
 def to_grey(img: np.ndarray) -> np.ndarray:
-    """Grey as the appliance converts at capture (OpenCV ``BGR2GRAY``); a grey frame is returned as is."""
+    """Grey exactly as the appliance converts a real camera's frame at capture (``hardware.camera.convert``)."""
     if img.ndim == 2:
         return np.ascontiguousarray(img)
-    return np.ascontiguousarray(cv2.cvtColor(img, cv2.COLOR_BGR2GRAY))
+    return to_gray(img, "bgr", "simulated camera")
 
 
 def preset(name: str, **overrides: object) -> CameraChainParams:

@@ -6,12 +6,15 @@ their phase model and simply see a darker object):
 
 - **Scatter from the top surface.** The writing laser fills each slice with hatch lines and stacks slices, which
   leaves a hatched, rippled top whose height varies on a scale below the optics' resolution (hatch distance and
-  voxel ripple, 0.1-1 µm). A random phase screen of RMS phase ``phi = 2 pi dn sigma / lambda`` keeps
-  ``exp(-phi^2)`` of the light in the unscattered (specular) beam (the total-integrated-scatter law); at
-  these correlation lengths the scattered part leaves the objective's pupil (valid for NA up to about 0.5), so the
-  intensity loss is ``1 - exp(-phi^2)``, growing as ``lambda^-2``. The outline of every slice is traced by a
-  contour line, not hatched, so a band of ``contour_um`` along the footprint's edge (the rounded top edge and the
-  walls) keeps only ``contour_roughness`` of the top's roughness: the rim of a real print is lighter than its top.
+  voxel ripple, 0.1-0.5 µm). A random phase screen of RMS phase ``phi = 2 pi dn sigma / lambda`` keeps
+  ``exp(-phi^2)`` of the light in the unscattered (specular) beam (the total-integrated-scatter law). At these
+  scales the scattered part leaves the objective's pupil: a 0.3 µm hatch diffracts at ``sin = lambda / 0.3 > 1``,
+  and a Gaussian texture of 0.3 µm correlation length scatters 83 % of its light beyond NA 0.25 (the fraction
+  inside is ``1 - exp(-(pi l NA / lambda)^2)``; 0.5 µm and NA 0.5 would keep 87 % inside, where this model
+  overstates the loss). So the intensity loss is ``1 - exp(-phi^2)``, growing as ``lambda^-2``. The outline of
+  every slice is traced by a contour line, not hatched, so a band of ``contour_um`` inside the outline of the top
+  (and the walls and rounded top edge below it) keeps only ``contour_roughness`` of the top's roughness: the rim
+  of a real print is lighter than its top.
 - **Internal inhomogeneity.** Cross-link density varies voxel to voxel; the resulting index fluctuations scatter a
   fraction per µm of path (``internal_scatter_per_um`` at 0.55 µm), with about the same ``lambda^-2`` law
   (Rayleigh-Gans scattering by inhomogeneities comparable to the wavelength).

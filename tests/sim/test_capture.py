@@ -192,3 +192,17 @@ def test_renderer_without_colour_has_no_ratios():
     r: FieldRenderer = scope.camera.renderer
     o = next(o for o in scope.slide.objects if o.kind == "structure")
     assert r.colour_ratios(o, 0.0) is None
+
+
+@pytest.mark.parametrize(("size", "chain"), [((16, 16), CameraChainParams(isp_upscale=4.0, demosaic="vng",
+                                                                           jpeg_quality=10)),
+                                            ((17, 23), CameraChainParams(isp_upscale=3.0, demosaic="edge_aware")),
+                                            ((641, 479), CameraChainParams()), ((33, 31), PRESETS["mono_raw"])])
+def test_odd_and_tiny_frames_keep_their_size(size, chain):
+    w, h = size
+    scope = VirtualMicroscope(seed=1, sensor=SensorParams(width_px=w, height_px=h), chain=chain,
+                              slide=SlideParams(width_um=2000, height_um=2000, n_structures=1))
+    o = scope.slide.objects[0]
+    with scope.stage, scope.camera:
+        scope.stage.move_to_um(x=round(o.center_um[0]), y=round(o.center_um[1]))
+        assert scope.camera.capture().image.shape == (h, w)

@@ -68,3 +68,21 @@ def test_cheap_colour_preset_reaches_the_camera_rows(real):
     for key in ("edge_width_px", "laplacian_var", "noise_corr_px"):
         assert _within(sim[key], table[key]), (key, sim[key], table[key])
         assert not math.isnan(sim[key])
+
+
+def test_script_rejects_bad_options_before_measuring(tmp_path, capsys):
+    import runpy
+
+    main = runpy.run_path(str(realism.REAL_TILES.parents[2] / "scripts" / "measure_realism.py"))["main"]
+    with pytest.raises(SystemExit) as e:
+        main(["--camera", "cheapest"])
+    assert e.value.code == 2
+    with pytest.raises(SystemExit) as e:
+        main(["--seeds", "-1"])
+    assert e.value.code == 2
+    with pytest.raises(SystemExit) as e:
+        main(["--picture", str(tmp_path / "x.jpg")])
+    assert e.value.code == 2
+    assert main(["--picture", "/proc/nope/x.png"]) == 1
+    assert main(["--tiles", str(tmp_path / "missing.png")]) == 1
+    assert "missing.png" in capsys.readouterr().err
