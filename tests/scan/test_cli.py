@@ -106,3 +106,10 @@ def test_help_on_every_command(capsys):
         with pytest.raises(SystemExit) as e:
             main(argv)
         assert e.value.code == 0
+
+
+def test_progress_bar_shows_fields_structures_and_eta(tmp_path, capsys):
+    assert main(["scan", "--seed", "5", *TINY, "--out", str(tmp_path / "s"), "--vision", "sim-truth",
+                 "--focus", "sim-truth", "--progress", "bar"]) == 0
+    err = capsys.readouterr().err
+    assert "\r[" in err and " fields, " in err and "structures" in err and "ETA" in err

@@ -166,3 +166,28 @@ def test_ctrl_c_stops_the_stage_and_leaves_a_resumable_scan(tmp_path):
     assert stops == [1] and out.summary["fields_done"] == 2
     out2, _ = scan_small(tmp_path, seed=26, slide=TINY)
     assert out2.scan_id == out.scan_id and out2.summary["status"] == "finished"
+
+
+class _ObjectsOnly:
+    """Counts as candidates only the objects found (so the gate's reaction to sensor noise cannot grow the
+    spiral: this test is about the order, not the gate)."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def analyse(self, frame):
+        from appliance.scan.protocols import VisionResult
+
+        r = self.inner.analyse(frame)
+        return VisionResult(len(r.detections), r.detections, r.timings_s)
+
+
+def test_adaptive_spiral_scans_only_around_what_it_finds(tmp_path):
+    from appliance.scan.testing import SimTruthVision
+
+    out, _ = scan_small(tmp_path, seed=27, plan=small_plan(mode="adaptive_spiral"),
+                        vision_factory=lambda scope: _ObjectsOnly(SimTruthVision(scope)),
+                        slide={"width_um": 2500.0, "height_um": 2500.0, "n_structures": 1, "debris_per_mm2": 0.0})
+    s = out.summary
+    assert out.status.reason is FinishReason.COMPLETED
+    assert 9 <= s["fields_done"] < s["fields_planned"]  # grew from the centre block, stopped where glass was bare
