@@ -33,11 +33,12 @@ N_FRAMES = 24
 
 
 def _vision(scope):
+    from appliance.scan.adapters import PipelineVision
+
     try:
-        from appliance.vision.pipeline import ScanVision
-    except ImportError:
-        return SimTruthVision(scope), "gate + sim-truth namer (product pipeline not installed)"
-    return ScanVision(), "appliance.vision.pipeline.ScanVision"
+        return PipelineVision(scope.camera.um_per_px), "appliance.vision Pipeline (gate, detector, classifier)"
+    except (ValueError, OSError) as exc:  # not in this build, or its model files are missing
+        return SimTruthVision(scope), f"gate + sim-truth detector double ({exc})"
 
 
 def _frames_with_structures():
