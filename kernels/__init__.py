@@ -12,9 +12,17 @@ from __future__ import annotations
 import numpy as np
 
 from kernels.analysis import METHODS, FrameAnalysis, analyse_frame
+from kernels.background import background_map, background_threshold
 from kernels.blobs import Components, connected_components, filter_by_area
 from kernels.focus import brenner, laplacian_variance, normalized_variance, tenengrad
-from kernels.threshold import adaptive_gaussian, adaptive_mean, gaussian_kernel, otsu, otsu_level, threshold
+from kernels.threshold import (
+    adaptive_gaussian,
+    adaptive_mean,
+    gaussian_kernel,
+    otsu,
+    otsu_level,
+    threshold,
+)
 
 __all__ = [
     "METHODS",
@@ -23,6 +31,8 @@ __all__ = [
     "adaptive_gaussian",
     "adaptive_mean",
     "analyse_frame",
+    "background_map",
+    "background_threshold",
     "brenner",
     "connected_components",
     "filter_by_area",
@@ -57,6 +67,8 @@ def _warm_frame(frame: np.ndarray) -> None:
     threshold(frame, 100)
     otsu(frame)
     otsu_level(frame)
+    background_threshold(frame)
+    background_map(frame)
     adaptive_mean(frame, 3, 2.0)
     adaptive_gaussian(frame, 3, 2.0)
     binary = threshold(frame, 100)

@@ -88,6 +88,14 @@ def check_real(value: Any, name: str, low: float | None = None, high: float | No
     return v
 
 
+def check_contrast(contrast: Any) -> float:
+    """Return ``contrast`` as a float if it is a real number strictly between 0 and 1."""
+    cv = check_real(contrast, "contrast")
+    if not 0.0 < cv < 1.0:
+        raise ValueError(f"contrast must be in (0, 1) (a fraction of the background), got {cv}")
+    return cv
+
+
 def check_block_size(block_size: Any, shape: tuple[int, ...]) -> int:
     """Return ``block_size`` if it is odd, >= 3 and fits the frame (``<= min(H, W)`` and ``<= 2047``)."""
     if isinstance(block_size, bool) or not isinstance(block_size, numbers.Integral):

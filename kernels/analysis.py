@@ -17,11 +17,13 @@ from numba import njit
 from kernels._checks import (
     check_block_size,
     check_connectivity,
+    check_contrast,
     check_frame,
     check_int,
     check_out,
     check_real,
 )
+from kernels.background import _centre_level, _limit_row, _surface, _threshold_row_below
 from kernels.blobs import _link_runs, _resolve, _row_runs
 from kernels.focus import _laplacian_row, _laplacian_row_sums, _laplacian_sq_sum_box
 from kernels.threshold import (
@@ -40,7 +42,7 @@ from kernels.threshold import (
 __all__ = ["METHODS", "FrameAnalysis", "analyse_frame"]
 
 #: Threshold methods of :func:`analyse_frame`, with the code its compiled core uses.
-METHODS: dict[str, int] = {"global": 0, "otsu": 1, "mean": 2, "gaussian": 3}
+METHODS: dict[str, int] = {"global": 0, "otsu": 1, "mean": 2, "gaussian": 3, "background": 4}
 
 
 @dataclass(frozen=True)
@@ -50,7 +52,9 @@ class FrameAnalysis:
     Attributes
     ----------
     level : int
-        The global level used (method ``global`` or ``otsu``); -1 for the adaptive methods.
+        The global level used (methods ``global``, ``otsu``; foreground is the side of ``frame > level``
+        that ``invert`` picks); for ``background`` the level at the frame's centre (dark side
+        ``frame <= level``, -1 when nothing can be darker); -1 for the adaptive methods.
     n_components : int
         Components found before the area filter.
     stats : (K, 5) ndarray of int32
@@ -84,7 +88,7 @@ def _threshold_row(srow: np.ndarray, t: np.uint8, hi: np.uint8, lo: np.uint8, ds
 
 @njit(cache=True, nogil=True)
 def _analyse_core(src: np.ndarray, method: int, level: int, kernel: np.ndarray, block: int, idelta: int,
-                  invert: bool, ext: int, min_area: int, max_area: int, mask_out: np.ndarray,
+                  contrast: float, invert: bool, ext: int, min_area: int, max_area: int, mask_out: np.ndarray,
                   write_mask: bool) -> tuple[int, int, np.ndarray, np.ndarray, np.ndarray, float]:
     height, width = src.shape
     hi = np.uint8(255)
@@ -93,7 +97,12 @@ def _analyse_core(src: np.ndarray, method: int, level: int, kernel: np.ndarray, 
         hi, lo = lo, hi
     if method == 1:
         level = _otsu_from_hist(_histogram(src), src.size)
-    t = np.uint8(level)
+    coef, s_lo, s_hi = np.zeros(6), 0.0, 0.0
+    lim = np.empty(width if method == 4 else 1, np.float32)
+    if method == 4:
+        coef, s_lo, s_hi = _surface(src, contrast)
+        level = _centre_level(coef, s_lo, s_hi, contrast)
+    t = np.uint8(max(level, 0))
     r = block // 2
     # Per-method row state (small: a row or a ring of 2r + 1 rows).
     col = np.empty(width, np.int32)
@@ -123,6 +132,9 @@ def _analyse_core(src: np.ndarray, method: int, level: int, kernel: np.ndarray, 
     for y in range(height):
         if method <= 1:
             _threshold_row(src[y], t, hi, lo, row)
+        elif method == 4:
+            _limit_row(coef, s_lo, s_hi, contrast, y, height, lim)
+            _threshold_row_below(src[y], lim, hi, lo, row)
         elif method == 2:
             if y > 0:
                 _mean_advance(src, y, r, col)
@@ -198,12 +210,14 @@ def _box_focus(src: np.ndarray, stats: np.ndarray, focus: np.ndarray) -> None:
 
 
 def analyse_frame(frame: np.ndarray, method: str = "gaussian", *, block_size: int = 31, c: float = 5.0,
-                  level: int = 128, invert: bool = True, connectivity: int = 8, min_area: int = 1,
-                  max_area: int | None = None, mask_out: np.ndarray | None = None) -> FrameAnalysis:
+                  level: int = 128, contrast: float = 0.05, invert: bool = True, connectivity: int = 8,
+                  min_area: int = 1, max_area: int | None = None,
+                  mask_out: np.ndarray | None = None) -> FrameAnalysis:
     """Threshold a frame, find its blobs and score each blob's focus, in one sweep over the frame.
 
     Equivalent to: a threshold (:func:`kernels.threshold` / :func:`kernels.otsu` /
-    :func:`kernels.adaptive_mean` / :func:`kernels.adaptive_gaussian`, maxval 255), then
+    :func:`kernels.adaptive_mean` / :func:`kernels.adaptive_gaussian` / :func:`kernels.background_threshold`,
+    maxval 255), then
     :func:`kernels.connected_components`, then :func:`kernels.filter_by_area`, then per blob the sum of
     squared 4-neighbour Laplacian (reflect-101 border) over its box, plus :func:`kernels.laplacian_variance`.
 
@@ -211,14 +225,17 @@ def analyse_frame(frame: np.ndarray, method: str = "gaussian", *, block_size: in
     ----------
     frame : (M, N) ndarray of uint8
         C-contiguous grayscale frame.
-    method : {'gaussian', 'mean', 'otsu', 'global'}, optional
-        The threshold.
+    method : {'gaussian', 'mean', 'otsu', 'global', 'background'}, optional
+        The threshold. ``background``: foreground is ``contrast`` darker than the glass, a smooth surface
+        fitted to the frame (:mod:`kernels.background`); dark objects only, so ``invert`` must be True.
     block_size : int, optional
         Adaptive methods: odd, >= 3, at most ``min(M, N)`` and 2047.
     c : float, optional
         Adaptive methods: constant subtracted from the local mean.
     level : int, optional
         Method ``global``: foreground where ``frame > level`` (in [0, 255]).
+    contrast : float, optional
+        Method ``background``: in (0, 1).
     invert : bool, optional
         Foreground is the dark side (THRESH_BINARY_INV); True by default because TPP structures are darker
         than the glass around them.
@@ -249,7 +266,10 @@ def analyse_frame(frame: np.ndarray, method: str = "gaussian", *, block_size: in
         raise ValueError(f"method must be one of {sorted(METHODS)}, got {method!r}")
     code = METHODS[method]
     lv = check_int(level, "level", 0, 255)
-    if code >= 2:
+    cv = check_contrast(contrast)
+    if code == 4 and not invert:
+        raise ValueError("method 'background' finds objects darker than the glass: invert must be True, got False")
+    if code in (2, 3):
         block = check_block_size(block_size, frame.shape)
         idelta = _adaptive_delta(c, bool(invert))
     else:
@@ -263,6 +283,6 @@ def analyse_frame(frame: np.ndarray, method: str = "gaussian", *, block_size: in
         np.empty((1, 1), np.uint8)
     kernel = gaussian_kernel(block) if code == 3 else np.ones(1, np.float32)
     used, n_comp, stats, centroids, focus, lap_var = _analyse_core(
-        frame, code, lv, kernel, block, idelta, bool(invert), 1 if conn == 8 else 0, lo, hi, mask, write_mask)
-    return FrameAnalysis(level=int(used) if code <= 1 else -1, n_components=int(n_comp), stats=stats,
+        frame, code, lv, kernel, block, idelta, cv, bool(invert), 1 if conn == 8 else 0, lo, hi, mask, write_mask)
+    return FrameAnalysis(level=int(used) if code in (0, 1, 4) else -1, n_components=int(n_comp), stats=stats,
                          centroids=centroids, focus=focus, laplacian_variance=float(lap_var))

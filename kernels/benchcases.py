@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 import kernels as K
+from kernels.background import grid_shape
 from kernels.testing import blob_frame
 
 __all__ = ["CASES", "SIZES", "Case", "Timing", "make_case_frame", "time_pair"]
@@ -27,6 +28,7 @@ SIZES: tuple[tuple[int, int], ...] = ((480, 640), (1944, 2592))
 MIN_GATED_S = 50e-6
 
 BLOCK = 31
+GATE_CONTRAST = 0.05  # the candidate gate's default (appliance/vision/gate.py)
 C = 15.0  # with block 31 this finds ~115 blobs at 640x480 on the benchmark frame (C=5 picks up noise: ~9800)
 
 
@@ -116,6 +118,45 @@ def _fused(f: np.ndarray) -> tuple[Callable[[], object], Callable[[], object]]:
     return (lambda: K.analyse_frame(f, "gaussian", block_size=BLOCK, c=C, invert=True)), opencv
 
 
+def _fused_gate(f: np.ndarray) -> tuple[Callable[[], object], Callable[[], object]]:
+    """The candidate gate's analysis (method ``background``) against the same steps in OpenCV and NumPy."""
+    mask = np.empty_like(f)
+    labels = np.empty(f.shape, np.int32)
+    lap = np.empty(f.shape, np.float64)
+    h, w = f.shape
+    gx, gy = grid_shape(h, w)
+    us = (2.0 * np.arange(w) + 1) / w - 1
+    vs = (2.0 * np.arange(h) + 1) / h - 1
+
+    def opencv() -> object:
+        samples, cu, cv = [], [], []
+        for i in range(gy):
+            y0, y1 = i * h // gy, (i + 1) * h // gy
+            for j in range(gx):
+                x0, x1 = j * w // gx, (j + 1) * w // gx
+                cell = np.ascontiguousarray(f[y0:y1:2, x0:x1:2])
+                hist = cv2.calcHist([cell], [0], None, [256], [0, 256]).ravel()
+                c = np.cumsum(hist)
+                samples.append(float(np.searchsorted(c, (3 * c[-1] + 3) // 4)))
+                cu.append((x0 + x1) / w - 1)
+                cv.append((y0 + y1) / h - 1)
+        u, v, m = np.array(cu), np.array(cv), np.array(samples)
+        basis = np.stack([np.ones_like(u), u, v, u * u, u * v, v * v], axis=1)
+        keep = np.ones(u.size, bool)
+        coef = np.linalg.lstsq(basis, m, rcond=None)[0]
+        for tol in (0.25, 0.1, 0.5 * GATE_CONTRAST):
+            fit = basis @ coef
+            keep = np.abs(m - fit) <= np.maximum(tol * fit, 1.0)
+            coef = np.linalg.lstsq(basis[keep], m[keep], rcond=None)[0]
+        uu, vv = us[None, :], vs[:, None]
+        surf = coef[0] + coef[1] * uu + coef[2] * vv + coef[3] * uu * uu + coef[4] * uu * vv + coef[5] * vv * vv
+        limit = ((1 - GATE_CONTRAST) * surf).astype(np.float32)
+        cv2.compare(f.astype(np.float32), limit, cv2.CMP_LT, dst=mask)
+        out = cv2.connectedComponentsWithStats(mask, labels=labels, connectivity=8)
+        return out, cv2.Laplacian(f, cv2.CV_64F, dst=lap).var()
+    return (lambda: K.analyse_frame(f, "background", contrast=GATE_CONTRAST, invert=True)), opencv
+
+
 CASES: tuple[Case, ...] = (
     Case("threshold", 1.0, _threshold),
     Case("otsu", 1.0, _otsu),
@@ -127,6 +168,7 @@ CASES: tuple[Case, ...] = (
     Case("brenner", 1.0, _brenner),
     Case("normalized_variance", 1.0, _normalized_variance),
     Case("fused_analysis", 0.5, _fused),
+    Case("fused_gate", 0.5, _fused_gate),
 )
 
 

@@ -1,6 +1,8 @@
 import subprocess
 import sys
 
+import pytest
+
 from appliance.cli import build_parser, main
 
 
@@ -23,8 +25,13 @@ def test_console_script_help_runs():
 
 
 def test_device_errors_are_reported_not_raised(capsys, tmp_path):
-    # a target beyond the simulated stage's travel: a clear message and exit 1, no traceback
-    code = main(["sim", "field", "--seed", "1", "--x", "99999999", "--out", str(tmp_path / "f.png")])
+    # an output the file system refuses: a clear message and exit 1, no traceback
+    code = main(["sim", "field", "--seed", "1", "--out", "/proc/f.png"])
     err = capsys.readouterr().err
     assert code == 1
-    assert "StageLimitError" in err and "99999999" in err and "Traceback" not in err
+    assert "/proc/f.png" in err and "Traceback" not in err
+    # a target beyond the simulated stage's travel is a bad value: exit 2, refused before the stage moves
+    with pytest.raises(SystemExit) as e:
+        main(["sim", "field", "--seed", "1", "--x", "99999999", "--out", str(tmp_path / "f.png")])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "--x" in err and "99999999" in err and "travel" in err

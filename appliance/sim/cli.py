@@ -1,21 +1,112 @@
-"""``tppscan sim slide|field|stack``: look at the virtual microscope.
+"""``tppscan sim slide|field|stack|strip``: look at the virtual microscope.
 
-- ``sim slide``: an overview map of the whole slide (PNG) and its ground truth (JSON beside it).
+- ``sim slide``: an overview map of the whole slide (PNG, structures marked) and its ground truth (JSON beside it).
 - ``sim field``: one camera frame at x, y, z (PNG) and the boxes of what is in view (JSON beside it).
 - ``sim stack``: a focus stack at x, y as OME-TIFF (Fiji and napari read it), boxes as JSON beside it.
 - ``sim strip``: a through-focus strip of one structure or debris type (PNG), for judging the optics by eye.
 
-Without ``--x/--y`` a field or stack is centred on the slide's first structure, and without ``--z`` (or a z
-range) focused on it, so the default output shows something. Heavy imports happen inside the handlers.
+Without ``--x/--y`` a field or stack is centred on the slide's first structure. Without ``--z`` (or a z range)
+it is focused on what is in view: the structure nearest the frame's centre, else the nearest debris, else the
+glass. Every option value is checked before anything is rendered: a bad value exits 2 with one line naming the
+option, the value and what is allowed; an output that cannot be written exits 1 with one line, also before
+rendering. Heavy imports happen inside the handlers.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
+
+# Limits of the options: the sensor (OV5647 full frame), the overview's scale, exposure, slicing, crops.
+WIDTH_PX = (16, 2592)
+HEIGHT_PX = (16, 1944)
+UM_PER_PX = (1.0, 200.0)
+EXPOSURE_MS = (0.01, 10000.0)
+SLICE_UM = (0.5, 50.0)
+CROP_PX = (16, 480)
+DZ_UM = 100.0
+MAX_PLANES = 1000
+#: A stack is held in memory before it is written; refuse one larger than this up front.
+STACK_BUDGET_BYTES = 2 * 1024**3
+PNG_SUFFIXES = (".png",)
+TIFF_SUFFIXES = (".ome.tif", ".ome.tiff", ".tif", ".tiff")
+
+
+class _Parser(argparse.ArgumentParser):
+    """A bad option value ends in one line (command, option, value, what is allowed) and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _allowed(lo: float | None, hi: float | None, unit: str, open_lo: bool = False) -> str:
+    if hi is None:
+        return f">= {lo}{unit}"
+    return f"in {'(' if open_lo else '['}{lo}, {hi}]{unit}"
+
+
+def _int_in(lo: int, hi: int | None = None, unit: str = "") -> Callable[[str], int]:
+    """An argparse type: an integer in ``[lo, hi]`` (``hi`` None: unbounded)."""
+    def conv(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be an integer {_allowed(lo, hi, unit)}, got {text!r}") from None
+        if v < lo or (hi is not None and v > hi):
+            raise argparse.ArgumentTypeError(f"must be an integer {_allowed(lo, hi, unit)}, got {text}")
+        return v
+    return conv
+
+
+def _number(text: str, allowed: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number {allowed}, got {text!r}") from None
+    if not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"must be a finite number {allowed}, got {text}")
+    return v
+
+
+def _float_in(lo: float, hi: float, unit: str = "", open_lo: bool = False) -> Callable[[str], float]:
+    """An argparse type: a finite number in ``[lo, hi]`` (``(lo, hi]`` with ``open_lo``)."""
+    allowed = _allowed(lo, hi, unit, open_lo)
+
+    def conv(text: str) -> float:
+        v = _number(text, allowed)
+        if v < lo or v > hi or (open_lo and v == lo):
+            raise argparse.ArgumentTypeError(f"must be a number {allowed}, got {text}")
+        return v
+    return conv
+
+
+def _travel(axis: str) -> tuple[float, float]:
+    from appliance.sim.stage import SimStageParams
+
+    lo, hi = getattr(_stage_params(SimStageParams), f"travel_{axis}_um")
+    return float(lo), float(hi)
+
+
+def _stage_params(cls: Any) -> Any:
+    # A Z stepper (not the 1-degree servo) so any requested z is reached to 1/32 µm.
+    return cls(z_mode="stepper")
+
+
+def _on_stage(axis: str) -> Callable[[str], float]:
+    """An argparse type: a finite stage coordinate inside the CLI stage's travel on ``axis``."""
+    def conv(text: str) -> float:
+        lo, hi = _travel(axis)
+        allowed = f"in [{lo:g}, {hi:g}] µm (the stage's {axis} travel)"
+        v = _number(text, allowed)
+        if not lo <= v <= hi:
+            raise argparse.ArgumentTypeError(f"must be a number {allowed}, got {text}")
+        return v
+    return conv
 
 
 def register(sub: Any) -> None:
@@ -23,58 +114,105 @@ def register(sub: Any) -> None:
     p = sub.add_parser("sim", help="inspect the virtual microscope",
                        description="Render the virtual microscope's slide, fields and focus stacks.")
     p.set_defaults(func=lambda a: p.print_help() or 2)
-    ss = p.add_subparsers(dest="sim_command", metavar="SUBCOMMAND")
+    ss = p.add_subparsers(dest="sim_command", metavar="SUBCOMMAND", parser_class=_Parser)
 
-    def common(q: argparse.ArgumentParser, out_default: str) -> None:
-        q.add_argument("--seed", type=int, default=0, help="slide and camera seed (default 0)")
-        q.add_argument("--out", type=Path, default=Path(out_default), help=f"output file (default {out_default})")
-        q.add_argument("--slice-um", type=float, default=None,
-                       help="propagate through slices of at most this thickness, µm (default: thin screens)")
+    def common(q: argparse.ArgumentParser, out_default: str, suffixes: tuple[str, ...]) -> None:
+        q.add_argument("--seed", type=_int_in(0), default=0, help="slide and camera seed, >= 0 (default 0)")
+        q.add_argument("--out", type=Path, default=Path(out_default),
+                       help=f"output file, {' or '.join(suffixes)} (default {out_default})")
+        q.add_argument("--slice-um", type=_float_in(*SLICE_UM, " µm"), default=None,
+                       help="propagate through slices of at most this thickness, µm, 0.5..50 (default: thin screens)")
+        q.set_defaults(out_suffixes=suffixes)
 
     s = ss.add_parser("slide", help="overview map of the slide (PNG) + ground truth (JSON)",
-                      description="Write an overview map of the slide and its ground truth JSON beside it.")
-    common(s, "slide.png")
-    s.add_argument("--um-per-px", type=float, default=10.0, help="map scale, µm per pixel (default 10)")
+                      description="Write an overview map of the slide, structures marked, and its ground truth "
+                                  "JSON beside it.")
+    common(s, "slide.png", PNG_SUFFIXES)
+    s.add_argument("--um-per-px", type=_float_in(*UM_PER_PX, " µm/px"), default=10.0,
+                   help="map scale, µm per pixel, 1..200 (default 10)")
+    s.add_argument("--markers", action=argparse.BooleanOptionalAction, default=True,
+                   help="mark each structure with a red box and its id (default: on)")
     s.set_defaults(func=_cmd_slide)
 
     def position(q: argparse.ArgumentParser) -> None:
-        q.add_argument("--x", type=float, default=None, help="stage x, µm (default: first structure)")
-        q.add_argument("--y", type=float, default=None, help="stage y, µm (default: first structure)")
-        q.add_argument("--width", type=int, default=640, help="frame width, px (16..2592, default 640)")
-        q.add_argument("--height", type=int, default=480, help="frame height, px (16..1944, default 480)")
-        q.add_argument("--exposure-ms", type=float, default=10.0, help="exposure, ms (default 10)")
+        q.add_argument("--x", type=_on_stage("x"), default=None, help="stage x, µm (default: first structure)")
+        q.add_argument("--y", type=_on_stage("y"), default=None, help="stage y, µm (default: first structure)")
+        q.add_argument("--width", type=_int_in(*WIDTH_PX, " px"), default=640, help="frame width, px (16..2592, "
+                                                                                    "default 640)")
+        q.add_argument("--height", type=_int_in(*HEIGHT_PX, " px"), default=480,
+                       help="frame height, px (16..1944, default 480)")
+        q.add_argument("--exposure-ms", type=_float_in(*EXPOSURE_MS, " ms"), default=10.0,
+                       help="exposure, ms (0.01..10000, default 10)")
 
     f = ss.add_parser("field", help="one frame at x, y, z (PNG) + boxes in view (JSON)",
                       description="Capture one frame at a stage position; write PNG and boxes JSON.")
-    common(f, "field.png")
+    common(f, "field.png", PNG_SUFFIXES)
     position(f)
-    f.add_argument("--z", type=float, default=None, help="stage z, µm (default: the structure's focus)")
+    f.add_argument("--z", type=_on_stage("z"), default=None,
+                   help="stage z, µm (default: focus of the structure nearest the centre of the view)")
     f.set_defaults(func=_cmd_field)
 
     k = ss.add_parser("stack", help="a focus stack at x, y (OME-TIFF)",
                       description="Capture frames from z-from to z-to at x, y; write an OME-TIFF (ZYX).")
-    common(k, "stack.ome.tif")
+    common(k, "stack.ome.tif", TIFF_SUFFIXES)
     position(k)
-    k.add_argument("--z-from", type=float, default=None, help="first z, µm (default: focus - 10)")
-    k.add_argument("--z-to", type=float, default=None, help="last z, µm (default: focus + 10)")
-    k.add_argument("--z-step", type=float, default=1.0, help="z step, µm (> 0, default 1)")
+    k.add_argument("--z-from", type=_on_stage("z"), default=None, help="first z, µm (default: focus - 10)")
+    k.add_argument("--z-to", type=_on_stage("z"), default=None, help="last z, µm (default: focus + 10)")
+    k.add_argument("--z-step", type=_float_in(0.0, 180.0, " µm", open_lo=True), default=1.0,
+                   help="z step, µm (0 < step <= 180, default 1)")
     k.set_defaults(func=_cmd_stack)
 
     t = ss.add_parser("strip", help="through-focus strip of one structure or debris type (PNG)",
                       description="Crops around the first object of a class, at focus offsets side by side.")
-    common(t, "strip.png")
+    common(t, "strip.png", PNG_SUFFIXES)
     t.add_argument("--cls", required=True, help="a structure type (woodpile, microlens, scaffold, pentagon, "
                                                  "split_ring) or debris type (dust, fibre, bubble, scratch)")
-    t.add_argument("--dz", type=float, nargs="+", default=[-10.0, -5.0, -2.0, 0.0, 2.0, 5.0, 10.0],
-                   help="focus offsets from the object's true focus, µm (default -10 -5 -2 0 2 5 10)")
-    t.add_argument("--index", type=int, default=0, help="which object of that class (default 0, the first)")
-    t.add_argument("--crop", type=int, default=240, help="crop size, px (default 240)")
+    t.add_argument("--dz", type=_float_in(-DZ_UM, DZ_UM, " µm"), nargs="+",
+                   default=[-10.0, -5.0, -2.0, 0.0, 2.0, 5.0, 10.0],
+                   help="focus offsets from the object's true focus, µm, each in [-100, 100] "
+                        "(default -10 -5 -2 0 2 5 10)")
+    t.add_argument("--index", type=_int_in(0), default=0, help="which object of that class (default 0, the first)")
+    t.add_argument("--crop", type=_int_in(*CROP_PX, " px"), default=240, help="crop size, px, 16..480 (default 240)")
     t.set_defaults(func=_cmd_strip)
 
 
 def _fail(msg: str) -> int:
+    """A bad value: one line, exit status 2."""
     print(f"tppscan sim: error: {msg}", file=sys.stderr)
     return 2
+
+
+def _file_error(msg: str) -> int:
+    """An output that cannot be written: one line, exit status 1."""
+    print(f"tppscan sim: error: {msg}", file=sys.stderr)
+    return 1
+
+
+def _check_outputs(out: Path, suffixes: tuple[str, ...], sidecar: Path) -> int | None:
+    """Check, before rendering, that ``out`` has an allowed extension and it and its JSON sidecar can be written.
+
+    Returns None when both can be written, else the exit code after printing one line. A probe file is
+    created and removed again, so a later failure leaves nothing behind.
+    """
+    if out.is_dir():
+        return _file_error(f"cannot write --out {out}: it is a directory (give a file name ending in "
+                           f"{' or '.join(suffixes)})")
+    name = out.name.lower()
+    if not any(name.endswith(sfx) and len(name) > len(sfx) for sfx in suffixes):
+        return _fail(f"--out must be a file name ending in {' or '.join(suffixes)}, got {str(out)!r}")
+    for path in (out, sidecar):
+        if path.is_dir():
+            return _file_error(f"cannot write {path}: it is a directory")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            existed = path.exists()
+            with open(path, "ab"):
+                pass
+            if not existed:
+                path.unlink()
+        except OSError as e:
+            return _file_error(f"cannot write --out {path}: {e.strerror or e}")
+    return None
 
 
 def _scope(args: argparse.Namespace) -> Any:
@@ -86,97 +224,168 @@ def _scope(args: argparse.Namespace) -> Any:
     sensor = None
     if hasattr(args, "width"):
         sensor = SensorParams(width_px=args.width, height_px=args.height, exposure_ms=args.exposure_ms)
-    # A Z stepper (not the 1-degree servo) so any requested z is reached to 1/32 µm.
     optics = OpticsParams(slice_um=getattr(args, "slice_um", None))
-    return VirtualMicroscope(seed=args.seed, sensor=sensor, optics=optics, stage=SimStageParams(z_mode="stepper"))
+    return VirtualMicroscope(seed=args.seed, sensor=sensor, optics=optics, stage=_stage_params(SimStageParams))
 
 
-def _target(scope: Any, args: argparse.Namespace) -> tuple[float, float, float]:
-    first = next((o for o in scope.slide.objects if o.kind == "structure"), scope.slide.objects[0])
-    x = first.center_um[0] if args.x is None else args.x
-    y = first.center_um[1] if args.y is None else args.y
-    return float(x), float(y), float(first.focus_z_um)
+def _target(scope: Any, args: argparse.Namespace) -> tuple[float, float, float, str]:
+    """Stage x, y (default: the first structure's centre) and the focus of what is in view there.
+
+    Returns (x, y, z, what z is the focus of): the structure nearest the frame's centre, else the nearest
+    other object, else the glass surface.
+    """
+    first = next((o for o in scope.slide.objects if o.kind == "structure"), None)
+    p = scope.slide.params
+    cx, cy = first.center_um if first is not None else (p.width_um / 2, p.height_um / 2)
+    x = float(cx if args.x is None else args.x)
+    y = float(cy if args.y is None else args.y)
+    w, h = scope.camera.size_px
+    in_view = scope.boxes_at(x, y)
+
+    def off_centre(b: Any) -> float:
+        return math.hypot((b.box_px[0] + b.box_px[2]) / 2 - w / 2, (b.box_px[1] + b.box_px[3]) / 2 - h / 2)
+
+    for kind in ("structure", "debris"):
+        near = sorted((b for b in in_view if b.kind == kind), key=off_centre)
+        if near:
+            return x, y, float(near[0].focus_z_um), f"{near[0].cls} id {near[0].id}"
+    return x, y, float(scope.slide.surface_z_um(x, y)), "the glass"
+
+
+def _z_in_travel(option: str, z: float) -> str | None:
+    """A message when ``z`` lies outside the stage's z travel (``option`` says where z came from), else None."""
+    lo, hi = _travel("z")
+    if not lo <= z <= hi:
+        return f"{option} {z:.2f} µm, outside the stage's z travel [{lo:g}, {hi:g}] µm"
+    return None
 
 
 def _write_json(path: Path, data: object) -> None:
     path.write_text(json.dumps(data, indent=1, default=float))
 
 
+def _mark_structures(img: Any, scope: Any, um_per_px: float) -> Any:
+    """The overview in colour with a red box and the id beside each structure (they are faint at map scale)."""
+    import cv2
+
+    out = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
+    for o in scope.slide.objects:
+        if o.kind != "structure":
+            continue
+        x0, y0, x1, y1 = (v / um_per_px for v in o.bbox_um)
+        cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+        half = max((x1 - x0) / 2 + 3, (y1 - y0) / 2 + 3, 5.0)  # visible even when the structure is a dot
+        a = (int(round(cx - half)), int(round(cy - half)))
+        b = (int(round(cx + half)), int(round(cy + half)))
+        cv2.rectangle(out, a, b, (0, 0, 255), 1)
+        cv2.putText(out, str(o.id), (b[0] + 2, a[1] + 8), cv2.FONT_HERSHEY_SIMPLEX, 0.3, (0, 0, 255), 1, cv2.LINE_AA)
+    return out
+
+
 def _cmd_slide(args: argparse.Namespace) -> int:
     import cv2
 
-    try:
-        scope = _scope(args)
-        img = scope.overview(args.um_per_px)
-    except ValueError as e:
-        return _fail(str(e))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
+    sidecar = args.out.with_suffix(".json")
+    if (code := _check_outputs(args.out, args.out_suffixes, sidecar)) is not None:
+        return code
+    scope = _scope(args)
+    img = scope.overview(args.um_per_px)
+    if args.markers:
+        img = _mark_structures(img, scope, args.um_per_px)
     if not cv2.imwrite(str(args.out), img):
-        return _fail(f"could not write {args.out} (use a .png name)")
-    _write_json(args.out.with_suffix(".json"), scope.truth())
-    print(f"wrote {args.out} ({img.shape[1]}x{img.shape[0]}, {args.um_per_px} um/px) and "
-          f"{args.out.with_suffix('.json')} ({len(scope.slide.objects)} objects)")
+        return _file_error(f"could not write --out {args.out}")
+    _write_json(sidecar, scope.truth())
+    n_struct = sum(o.kind == "structure" for o in scope.slide.objects)
+    print(f"wrote {args.out} ({img.shape[1]}x{img.shape[0]}, {args.um_per_px} um/px, {n_struct} structures "
+          f"{'marked' if args.markers else 'unmarked'}) and {sidecar} ({len(scope.slide.objects)} objects)")
     return 0
 
 
 def _cmd_field(args: argparse.Namespace) -> int:
     import cv2
 
-    try:
-        scope = _scope(args)
-        x, y, zf = _target(scope, args)
-        z = zf if args.z is None else float(args.z)
-        with scope.stage, scope.camera:
-            scope.stage.move_to_um(x=x, y=y)
-            scope.stage.focus_to_um(z)
-            frame = scope.camera.capture()
-    except ValueError as e:
-        return _fail(str(e))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
+    sidecar = args.out.with_suffix(".json")
+    if (code := _check_outputs(args.out, args.out_suffixes, sidecar)) is not None:
+        return code
+    scope = _scope(args)
+    x, y, zf, what = _target(scope, args)
+    z = zf if args.z is None else float(args.z)
+    if args.z is None and (msg := _z_in_travel("the focus of what is in view is at", z)):
+        return _fail(f"{msg}; give --z")
+    with scope.stage, scope.camera:
+        scope.stage.move_to_um(x=x, y=y)
+        scope.stage.focus_to_um(z)
+        frame = scope.camera.capture()
     if not cv2.imwrite(str(args.out), frame.image):
-        return _fail(f"could not write {args.out} (use a .png name)")
+        return _file_error(f"could not write --out {args.out}")
     boxes = [b.to_dict() for b in scope.boxes_in_view(frame)]
-    _write_json(args.out.with_suffix(".json"), {"seed": args.seed, "position_um": list(frame.position),
-                                                "true_position_um": list(frame.meta["true_position_um"]),
-                                                "um_per_px": scope.camera.um_per_px, "boxes": boxes})
-    print(f"wrote {args.out} at x={x:.1f} y={y:.1f} z={z:.2f} um ({len(boxes)} objects in view)")
+    _write_json(sidecar, {"seed": args.seed, "position_um": list(frame.position),
+                          "true_position_um": list(frame.meta["true_position_um"]),
+                          "um_per_px": scope.camera.um_per_px, "boxes": boxes})
+    focus = "" if args.z is not None else f" (focus of {what})"
+    print(f"wrote {args.out} at x={x:.1f} y={y:.1f} z={z:.2f} um{focus} ({len(boxes)} objects in view)")
     return 0
+
+
+def _n_planes(z0: float, z1: float, step: float) -> int:
+    return int(math.floor((z1 - z0) / step + 1e-9)) + 1
+
+
+def _check_stack(z0: float, z1: float, args: argparse.Namespace) -> int | None:
+    """None when the z range is ordered and the stack fits the plane count and memory budget, else exit 2."""
+    if z1 < z0:
+        return _fail(f"--z-to must be >= --z-from, got --z-from {z0:g} and --z-to {z1:g} µm")
+    n = _n_planes(z0, z1, args.z_step)
+    if n > MAX_PLANES:
+        return _fail(f"a stack has at most {MAX_PLANES} planes, --z-from {z0:g} --z-to {z1:g} --z-step "
+                     f"{args.z_step:g} µm gives {n}")
+    need = n * args.width * args.height
+    if need > STACK_BUDGET_BYTES:
+        return _fail(f"a stack of {n} planes of {args.width}x{args.height} needs {need / 1e9:.2f} GB, more than "
+                     f"the {STACK_BUDGET_BYTES / 1e9:.2f} GB allowed (--width, --height, --z-from, --z-to, --z-step)")
+    return None
 
 
 def _cmd_stack(args: argparse.Namespace) -> int:
     import numpy as np
     import tifffile
 
-    try:
-        scope = _scope(args)
-        x, y, zf = _target(scope, args)
-        z0 = zf - 10.0 if args.z_from is None else float(args.z_from)
-        z1 = zf + 10.0 if args.z_to is None else float(args.z_to)
-        if not args.z_step > 0:
-            raise ValueError(f"z-step must be > 0, got {args.z_step}")
-        if z1 < z0:
-            raise ValueError(f"z-to must be >= z-from, got {z1} < {z0}")
-        n = int(np.floor((z1 - z0) / args.z_step + 1e-9)) + 1
-        if n > 1000:
-            raise ValueError(f"a stack has at most 1000 planes, got {n} (z-from, z-to, z-step)")
-        frames = []
-        with scope.stage, scope.camera:
-            scope.stage.move_to_um(x=x, y=y)
-            for i in range(n):
-                scope.stage.focus_to_um(z0 + i * args.z_step)
-                frames.append(scope.camera.capture())
-    except ValueError as e:
-        return _fail(str(e))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
+    sidecar = Path(str(args.out) + ".json")
+    if (code := _check_outputs(args.out, args.out_suffixes, sidecar)) is not None:
+        return code
+    if args.z_from is not None and args.z_to is not None:  # refuse a bad range before building the slide
+        if (code := _check_stack(args.z_from, args.z_to, args)) is not None:
+            return code
+    scope = _scope(args)
+    x, y, zf, _ = _target(scope, args)
+    z0 = zf - 10.0 if args.z_from is None else float(args.z_from)
+    z1 = zf + 10.0 if args.z_to is None else float(args.z_to)
+    for option, z, given in (("--z-from (focus - 10)", z0, args.z_from), ("--z-to (focus + 10)", z1, args.z_to)):
+        if given is None and (msg := _z_in_travel(f"{option} is at", z)):
+            return _fail(f"{msg}; give {option.split()[0]}")
+    if (code := _check_stack(z0, z1, args)) is not None:
+        return code
+    n = _n_planes(z0, z1, args.z_step)
+    stack = np.empty((n, args.height, args.width), np.uint8)
+    z_um: list[float] = []
+    true_xy: list[float] = []
+    with scope.stage, scope.camera:
+        scope.stage.move_to_um(x=x, y=y)
+        for i in range(n):
+            scope.stage.focus_to_um(z0 + i * args.z_step)
+            frame = scope.camera.capture()
+            stack[i] = frame.image
+            z_um.append(float(list(frame.position)[2]))
+            if i == 0:
+                true_xy = [float(v) for v in frame.meta["true_position_um"]]
     s = scope.camera.um_per_px
-    tifffile.imwrite(args.out, np.stack([f.image for f in frames]), ome=True, photometric="minisblack",
+    tifffile.imwrite(args.out, stack, ome=True, photometric="minisblack",
                      metadata={"axes": "ZYX", "PhysicalSizeX": s, "PhysicalSizeXUnit": "µm",
                                "PhysicalSizeY": s, "PhysicalSizeYUnit": "µm",
                                "PhysicalSizeZ": args.z_step, "PhysicalSizeZUnit": "µm"})
-    boxes = [b.to_dict() for b in scope.boxes_in_view(frames[0])]
-    _write_json(Path(str(args.out) + ".json"),
-                {"seed": args.seed, "z_um": [list(f.position)[2] for f in frames], "um_per_px": s,
-                 "true_position_um": list(frames[0].meta["true_position_um"]), "boxes": boxes})
+    boxes = [b.to_dict() for b in scope.boxes_at(true_xy[0], true_xy[1])]
+    _write_json(sidecar, {"seed": args.seed, "z_um": z_um, "um_per_px": s, "true_position_um": true_xy,
+                          "boxes": boxes})
     print(f"wrote {args.out}: {n} planes z={z0:.2f}..{z0 + (n - 1) * args.z_step:.2f} um at x={x:.1f} y={y:.1f}")
     return 0
 
@@ -188,33 +397,29 @@ def _cmd_strip(args: argparse.Namespace) -> int:
     from appliance.sim.slide import DEBRIS_TYPES, STRUCTURE_TYPES
 
     if args.cls not in STRUCTURE_TYPES + DEBRIS_TYPES:
-        return _fail(f"cls must be one of {STRUCTURE_TYPES + DEBRIS_TYPES}, got {args.cls!r}")
-    if not 16 <= args.crop <= 480:
-        return _fail(f"crop must be in [16, 480] px, got {args.crop}")
-    try:
-        scope = _scope(argparse.Namespace(seed=args.seed, slice_um=args.slice_um))
-    except ValueError as e:
-        return _fail(str(e))
+        return _fail(f"--cls must be one of {', '.join(STRUCTURE_TYPES + DEBRIS_TYPES)}, got {args.cls!r}")
+    if (code := _check_outputs(args.out, args.out_suffixes, args.out)) is not None:
+        return code
+    scope = _scope(argparse.Namespace(seed=args.seed, slice_um=args.slice_um))
     objs = [o for o in scope.slide.objects if o.cls == args.cls]
     if not 0 <= args.index < len(objs):
-        return _fail(f"index must be in [0, {len(objs) - 1}] for {args.cls} on seed {args.seed}, got {args.index}")
+        return _fail(f"--index must be in [0, {len(objs) - 1}] for {args.cls} on seed {args.seed}, got {args.index}")
     o = objs[args.index]
+    for dz in args.dz:
+        if msg := _z_in_travel(f"--dz {dz:+g} puts z at", o.focus_z_um + dz):
+            return _fail(msg)
     c = args.crop
     tiles = []
     with scope.stage, scope.camera:
         scope.stage.move_to_um(x=o.center_um[0], y=o.center_um[1])
         for dz in args.dz:
-            try:
-                scope.stage.focus_to_um(o.focus_z_um + dz)
-            except ValueError as e:
-                return _fail(str(e))
+            scope.stage.focus_to_um(o.focus_z_um + dz)
             img = scope.camera.capture().image
             h, w = img.shape
             tile = img[h // 2 - c // 2:h // 2 + c - c // 2, w // 2 - c // 2:w // 2 + c - c // 2].copy()
             cv2.putText(tile, f"{dz:+g} um", (4, c - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.45, 255, 1, cv2.LINE_AA)
             tiles.append(np.pad(tile, ((0, 0), (0, 2)), constant_values=255))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(str(args.out), np.hstack(tiles)):
-        return _fail(f"could not write {args.out} (use a .png name)")
+        return _file_error(f"could not write --out {args.out}")
     print(f"wrote {args.out}: {args.cls} id {o.id}, {o.max_height_um:.1f} um tall, dz {args.dz}")
     return 0

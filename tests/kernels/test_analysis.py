@@ -19,6 +19,8 @@ def _chain(frame: np.ndarray, method: str, conn: int, min_area: int, max_area: i
         mask = cv2.adaptiveThreshold(frame, 255, cv2.ADAPTIVE_THRESH_MEAN_C, kind, 31, 5.0)
     elif method == "otsu":
         mask = cv2.threshold(frame, 0, 255, kind | cv2.THRESH_OTSU)[1]
+    elif method == "background":  # checked against a NumPy reference in test_background.py
+        mask = K.background_threshold(frame, 0.06)
     else:
         mask = cv2.threshold(frame, 128, 255, kind)[1]
     _, _, stats, cents = cv2.connectedComponentsWithStats(mask, connectivity=conn)
@@ -33,11 +35,11 @@ def _chain(frame: np.ndarray, method: str, conn: int, min_area: int, max_area: i
     return mask, stats, cents, focus
 
 
-@pytest.mark.parametrize("method", ["gaussian", "mean", "otsu", "global"])
+@pytest.mark.parametrize("method", ["gaussian", "mean", "otsu", "global", "background"])
 def test_fused_analysis_equals_chain(frame: np.ndarray, method: str) -> None:
     mask_ref, stats, cents, focus = _chain(frame, method, 8, 4, None, True)
     mask = np.empty_like(frame)
-    res = K.analyse_frame(frame, method, block_size=31, c=5.0, level=128, invert=True, min_area=4,
+    res = K.analyse_frame(frame, method, block_size=31, c=5.0, level=128, contrast=0.06, invert=True, min_area=4,
                           mask_out=mask)
     np.testing.assert_array_equal(mask, mask_ref)
     # Equal (top, left) cannot tie in raster order of first pixels unless boxes differ; compare as sorted.
@@ -49,6 +51,9 @@ def test_fused_analysis_equals_chain(frame: np.ndarray, method: str) -> None:
     assert abs(res.laplacian_variance - lap_var) <= 1e-9 * lap_var
     if method == "otsu":
         assert res.level == int(cv2.threshold(frame, 0, 255, cv2.THRESH_OTSU)[0])
+    if method == "background":
+        centre = K.background_map(frame, 0.06)[frame.shape[0] // 2, frame.shape[1] // 2]
+        assert abs(res.level + 1 - 0.94 * centre) <= 1.0
 
 
 def test_area_filter_and_connectivity() -> None:
@@ -67,3 +72,11 @@ def test_area_filter_and_connectivity() -> None:
 def test_blank_frame_has_no_blobs() -> None:
     r = K.analyse_frame(np.full((48, 64), 200, np.uint8))
     assert r.n_blobs == 0 and r.n_components == 0 and r.laplacian_variance == 0.0
+
+
+def test_background_method_on_an_empty_field() -> None:
+    """Glass and noise only: the background method finds nothing, where Otsu's level splits the noise."""
+    noise = np.clip(np.random.default_rng(1).normal(160, 3, (480, 640)), 0, 255).astype(np.uint8)
+    r = K.analyse_frame(noise, "background", contrast=0.06, min_area=5)
+    assert r.n_blobs == 0 and 145 <= r.level <= 152
+    assert K.analyse_frame(noise, "otsu", min_area=5).n_blobs > 100

@@ -65,3 +65,39 @@ def test_preallocated_output_is_used_and_returned() -> None:
     assert K.adaptive_mean(f, 3, 0, out=out) is out
     assert K.threshold(f, 100, out=out) is out
     np.testing.assert_array_equal(out, np.where(f > 100, 255, 0))
+
+
+# Frames whose Otsu criterion has two exactly equal maxima: three grey levels in equal thirds.
+TIES = [np.repeat(np.array(v, np.uint8), n).reshape(1, -1).copy()
+        for v, n in [([10, 100, 190], 100), ([1, 2, 3], 2), ([100, 101, 102], 1000)]]
+
+
+def _between_class_variance(frame: np.ndarray, level: int) -> float:
+    """Exact (rational) Otsu criterion of a level, times n**2: n0 * n1 * (mean0 - mean1)**2 scaled."""
+    v = frame.astype(np.int64).ravel()
+    lo, hi = v[v <= level], v[v > level]
+    # n0 n1 (m0 - m1)^2 * n^2 / n^2 == (n1 * s0 - n0 * s1)^2 / (n0 n1): compare as exact fractions.
+    from fractions import Fraction
+    return float(Fraction(int(hi.size * lo.sum() - lo.size * hi.sum()) ** 2, int(lo.size * hi.size)))
+
+
+@pytest.mark.parametrize("frame_", TIES, ids=["10-100-190x100", "1-2-3x2", "100-101-102x1000"])
+def test_otsu_ties_resolve_as_opencvs_own_code(frame_: np.ndarray) -> None:
+    """On an exact tie our level is OpenCV's C++ one (IPP off); the default x86 wheel's IPP may pick the other.
+
+    Both levels are maxima of the criterion in exact arithmetic, so either is Otsu's level; docs/kernels.md
+    says which one we return. Where IPP's pick differs, the test shows that it is the other tied maximum.
+    """
+    ours = K.otsu_level(frame_)
+    cv2.ipp.setUseIPP(False)
+    try:
+        plain = int(cv2.threshold(frame_, 0, 255, cv2.THRESH_BINARY | cv2.THRESH_OTSU)[0])
+    finally:
+        cv2.ipp.setUseIPP(True)
+    default = int(cv2.threshold(frame_, 0, 255, cv2.THRESH_BINARY | cv2.THRESH_OTSU)[0])
+    assert ours == plain
+    levels = sorted(set(frame_.ravel().tolist()))[:-1]
+    best = max(_between_class_variance(frame_, t) for t in levels)
+    assert _between_class_variance(frame_, ours) == best
+    assert _between_class_variance(frame_, default) == best
+    assert ours == min(t for t in levels if _between_class_variance(frame_, t) == best)  # the first maximum

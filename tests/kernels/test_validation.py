@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import kernels as K
-from kernels import analysis, blobs, focus, threshold
+from kernels import analysis, background, blobs, focus, threshold
 
 GOOD = np.zeros((20, 30), np.uint8)
 
@@ -25,6 +25,8 @@ FRAME_FUNCS: list[Callable[[np.ndarray], Any]] = [
     lambda f: K.brenner(f),
     lambda f: K.normalized_variance(f),
     lambda f: K.analyse_frame(f, block_size=3),
+    lambda f: K.background_threshold(f),
+    lambda f: K.background_map(f),
 ]
 
 BAD_FRAMES = [
@@ -45,7 +47,7 @@ def _no_jit(monkeypatch: pytest.MonkeyPatch) -> None:
     def tripwire(*args: Any, **kwargs: Any) -> None:
         raise AssertionError("compiled code ran on bad input")
 
-    for module in (threshold, blobs, focus, analysis):
+    for module in (threshold, blobs, focus, analysis, background):
         for name in dir(module):
             if name.endswith("_core"):
                 monkeypatch.setattr(module, name, tripwire)
@@ -93,6 +95,13 @@ def test_block_size_above_hard_limit() -> None:
     (lambda: K.analyse_frame(GOOD, "global", min_area=0), "min_area"),
     (lambda: K.analyse_frame(GOOD, "global", min_area=5, max_area=4), "max_area"),
     (lambda: K.analyse_frame(GOOD, "global", mask_out=np.zeros((2, 2), np.uint8)), "mask_out"),
+    (lambda: K.analyse_frame(GOOD, "background", contrast=1.0), "contrast must be in"),
+    (lambda: K.analyse_frame(GOOD, "background", contrast=float("nan")), "contrast must be finite"),
+    (lambda: K.analyse_frame(GOOD, "background", invert=False), "invert must be True"),
+    (lambda: K.background_threshold(GOOD, 0.0), "contrast must be in"),
+    (lambda: K.background_threshold(GOOD, 0.1, maxval=300), "maxval"),
+    (lambda: K.background_threshold(GOOD, 0.1, out=GOOD), "overlap"),
+    (lambda: K.background_map(GOOD, float("inf")), "contrast must be finite"),
     (lambda: K.filter_by_area(np.zeros((3, 4), np.int32)), "stats must be"),
 ])
 def test_bad_parameter(call: Callable[[], Any], words: str) -> None:
