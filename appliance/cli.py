@@ -24,6 +24,11 @@ COMMAND_MODULES: tuple[str, ...] = (
     "appliance.config.cli",
     "appliance.service.cli",
     "appliance.service.logs_cli",
+    "appliance.focus.cli",
+    "models.data.cli",
+    "models.train_cli",
+    "appliance.vision.detect_cli",
+    "appliance.vision.eval_cli",
 )
 
 

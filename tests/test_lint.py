@@ -14,7 +14,7 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_ruff_clean():
-    res = _run("ruff", "check", "--no-cache", "appliance", "kernels", "tests", "bench")
+    res = _run("ruff", "check", "--no-cache", "appliance", "kernels", "tests", "bench", "models")
     assert res.returncode == 0, res.stdout + res.stderr
 
 

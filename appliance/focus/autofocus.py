@@ -1,0 +1,136 @@
+"""``autofocus(stage, camera, strategy, ...)``: the one entry point the scan runner calls."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+from appliance.focus.focusmap import FocusMap
+from appliance.focus.neural import DefocusEstimator, estimate, neural
+from appliance.focus.result import FocusResult
+from appliance.focus.scores import SCORE_MODES, check_roi, find_target
+from appliance.focus.search import classical, sweep
+from appliance.focus.session import FocusSession, check_range
+from appliance.hardware.camera.base import Camera
+from appliance.hardware.stage.base import Stage
+
+#: Strategies of :func:`autofocus`.
+STRATEGIES: tuple[str, ...] = ("sweep", "classical", "neural", "map")
+
+#: The map strategy searches within its prediction ± this many standard deviations.
+MAP_WINDOW_K = 2.0
+#: A map needs this many focused points before it replaces a search.
+MAP_MIN_POINTS = 3
+
+
+def autofocus(stage: Stage, camera: Camera, strategy: str, *, z_range_um: Sequence[float],
+              roi: Sequence[int] | None = None, start_um: float | None = None,
+              estimator: DefocusEstimator | None = None, focus_map: FocusMap | None = None,
+              xy_um: tuple[float, float] | None = None, mode: str = "roi", step_um: float = 1.0,
+              coarse_um: float = 4.0, now_s: Callable[[], float] | None = None) -> FocusResult:
+    """Focus the stage on the target in view and say how that went.
+
+    Parameters
+    ----------
+    stage, camera : Stage, Camera
+        Open devices; only their interfaces are used (``focus_to_um``, ``position_um``, ``capture``).
+    strategy : {'sweep', 'classical', 'neural', 'map'}
+        ``sweep``: every ``step_um`` over the range, best frame. ``classical``: coarse walk, centre of the
+        focus curve. ``neural``: ``estimator`` predicts from one frame, one frame verifies, classical when
+        unsure or nothing is in view. ``map``: start from ``focus_map``'s prediction at ``xy_um`` and stay
+        within it ± ``MAP_WINDOW_K`` sigma; with an estimator one frame decides, otherwise a classical
+        search in that window; fewer than ``MAP_MIN_POINTS`` points: ``neural`` or ``classical``.
+    z_range_um : (lo, hi)
+        The focus range the search may visit, µm.
+    roi : (x, y, w, h), optional
+        The target's rectangle in pixels (a detection's box); None picks the largest dark object.
+    start_um : float, optional
+        First z; the stage's current z (clipped to the range) by default.
+    estimator : DefocusEstimator, optional
+        Required by ``neural``.
+    focus_map : FocusMap, optional
+        Required by ``map``. Any strategy that ends without a focus (nothing in view) leaves the stage at
+        the map's prediction when a map with points is given.
+    xy_um : (x, y), optional
+        Stage position of the field for the map; the stage's current x, y by default.
+    mode : str
+        Score mode (:data:`appliance.focus.scores.SCORE_MODES`).
+    step_um, coarse_um : float
+        The sweep's step and the classical search's coarse step, µm.
+    now_s : callable, optional
+        Device clock for ``FocusResult.time_s`` (the simulator's virtual clock); wall clock by default.
+
+    Returns
+    -------
+    FocusResult
+
+    Raises
+    ------
+    ValueError
+        An unknown strategy or mode, a bad range or roi, or a missing estimator / map.
+    """
+    if strategy not in STRATEGIES:
+        raise ValueError(f"strategy must be one of {list(STRATEGIES)}, got {strategy!r}")
+    if mode not in SCORE_MODES:
+        raise ValueError(f"mode must be one of {list(SCORE_MODES)}, got {mode!r}")
+    lo, hi = check_range(z_range_um)
+    rect = check_roi(roi, camera.size_px)
+    pos = stage.position_um()
+    start = min(max(pos.z_um if start_um is None else float(start_um), lo), hi)
+    if strategy == "neural" and estimator is None:
+        raise ValueError("strategy 'neural' needs an estimator (a DefocusEstimator such as the focus net)")
+    if strategy == "map" and focus_map is None:
+        raise ValueError("strategy 'map' needs a focus_map")
+    xy = (pos.x_um, pos.y_um) if xy_um is None else (float(xy_um[0]), float(xy_um[1]))
+    pred = focus_map.predict(*xy) if focus_map is not None and len(focus_map) > 0 else None
+    if strategy == "map" and pred is not None and focus_map is not None and len(focus_map) >= MAP_MIN_POINTS:
+        return _with_map(stage, camera, pred, (lo, hi), rect, estimator, mode, coarse_um, now_s)
+    s = FocusSession(stage, camera, mode, rect, (lo, hi), now_s)
+    if strategy == "sweep":
+        r = sweep(s, step_um)
+    elif strategy == "classical" or estimator is None:
+        r = classical(s, start, coarse_um=coarse_um)
+    else:
+        r = neural(s, estimator, start, coarse_um=coarse_um)
+    if not r.ok and pred is not None:
+        return _park_at_map(s, r, pred[0])
+    return r
+
+
+def _with_map(stage: Stage, camera: Camera, pred: tuple[float, float], z_range: tuple[float, float],
+              rect: tuple[int, int, int, int] | None, estimator: DefocusEstimator | None, mode: str,
+              coarse_um: float, now_s: Callable[[], float] | None) -> FocusResult:
+    """Focus within the map's window: one net frame when it agrees, else a classical search there."""
+    z_pred, sigma = pred
+    half = MAP_WINDOW_K * sigma
+    lo, hi = max(z_range[0], z_pred - half), min(z_range[1], z_pred + half)
+    if lo >= hi:  # the prediction lies outside the caller's range: search the range itself
+        lo, hi = z_range
+    z_pred = min(max(z_pred, lo), hi)
+    s = FocusSession(stage, camera, mode, rect, (lo, hi), now_s)
+    z0 = s.capture(z_pred)
+    target = s.target if s.target is not None else find_target(s.images[-1])
+    if target is None:  # empty glass: the map carries the field, no search
+        return _strategy(s.result(z_pred, False, "nothing in view: left at the map's prediction", "map"), "map")
+    coarse = min(coarse_um, max(hi - lo, 1e-3) / 3)
+    if estimator is not None:
+        e = estimate(estimator, s.images[-1], target)
+        z1 = z0 - e.defocus_um
+        if e.confidence >= 0.5 and lo <= z1 <= hi:
+            return _strategy(s.result(z1, True, "focused (map + one net frame)", "map"), "map")
+    r = classical(s, z0, coarse_um=coarse)
+    if not r.ok:
+        return _park_at_map(s, r, z_pred, strategy="map")
+    return _strategy(r, "map" if r.strategy == "map" else f"map>{r.strategy}")
+
+
+def _park_at_map(s: FocusSession, r: FocusResult, z_pred: float, strategy: str | None = None) -> FocusResult:
+    z = s.move(z_pred)
+    return FocusResult(z_um=z, frames=r.frames, score=math.nan, ok=False,
+                       reason=f"{r.reason}; left at the map's prediction {z_pred:.1f} um",
+                       strategy=strategy or r.strategy, time_s=s.now_s() - s.t0, trace=r.trace)
+
+
+def _strategy(r: FocusResult, name: str) -> FocusResult:
+    return FocusResult(z_um=r.z_um, frames=r.frames, score=r.score, ok=r.ok, reason=r.reason, strategy=name,
+                       time_s=r.time_s, trace=r.trace)

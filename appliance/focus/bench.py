@@ -1,0 +1,193 @@
+"""The autofocus bench on the virtual microscope: K fields, each centred on a structure, one strategy.
+
+Fields are the structures of the slide ``seed`` (then ``seed + 1``, ... when more are needed), visited in
+a serpentine scan order (rows of 1 mm in y, alternate directions in x), so the focus map sees them as a
+scan would. Each autofocus starts at the structure's true focus plus an offset drawn uniformly from
+±``offset_um`` (seeded by the slide seed and the field), searches ``start ± range_um``, and is given the
+structure's box (grown by the score margin) as its roi, as a detection would give it. The error is the
+stage's *true* z afterwards (backlash included) minus the structure's true focus z (the slide's ground
+truth); success is ``|dz| <= 1 µm``. Time is the virtual stage + exposure time of the autofocus.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Literal, cast
+
+import numpy as np
+
+from appliance.focus.autofocus import autofocus
+from appliance.focus.focusmap import FocusMap
+from appliance.focus.neural import DefocusEstimator
+from appliance.focus.scores import TARGET_MARGIN_PX, grow_rect
+from appliance.sim.microscope import VirtualMicroscope
+from appliance.sim.slide import SlideObject
+from appliance.sim.stage import SimStageParams
+
+SUCCESS_UM = 1.0
+
+
+@dataclass(frozen=True)
+class FieldRun:
+    """One field of the bench."""
+
+    seed: int
+    object_id: int
+    cls: str
+    frames: int
+    dz_um: float
+    ok: bool
+    time_s: float
+    map_points: int
+    strategy: str
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return dict(vars(self))
+
+
+def scan_order(scope: VirtualMicroscope) -> list[SlideObject]:
+    """The slide's structures in a serpentine order: 1 mm rows in y, x alternating direction per row."""
+    objs = [o for o in scope.slide.objects if o.kind == "structure"]
+    rows: dict[int, list[SlideObject]] = {}
+    for o in objs:
+        rows.setdefault(int(o.center_um[1] // 1000), []).append(o)
+    out: list[SlideObject] = []
+    for k, r in enumerate(sorted(rows)):
+        out.extend(sorted(rows[r], key=lambda o: o.center_um[0], reverse=bool(k % 2)))
+    return out
+
+
+def _fields(seed: int, focus: str) -> Iterator[tuple[VirtualMicroscope, SlideObject, int]]:
+    s = seed
+    while True:
+        scope = VirtualMicroscope(s, stage=SimStageParams(z_mode=cast(Literal["servo", "stepper"], focus)))
+        for k, o in enumerate(scan_order(scope)):
+            yield scope, o, k
+        s += 1
+
+
+def run_bench(seed: int, fields: int, strategy: str, focus: str = "servo",
+              estimator: DefocusEstimator | None = None, offset_um: float = 10.0,
+              range_um: float = 15.0) -> list[FieldRun]:
+    """Autofocus on ``fields`` structures; one :class:`FieldRun` each (see the module doc).
+
+    Raises
+    ------
+    ValueError
+        A bad count, focus kind, offset or range.
+    """
+    if not (isinstance(fields, int) and fields >= 1):
+        raise ValueError(f"fields must be an integer >= 1, got {fields!r}")
+    if focus not in ("servo", "stepper"):
+        raise ValueError(f"focus must be 'servo' or 'stepper', got {focus!r}")
+    if not (0 <= offset_um < range_um):
+        raise ValueError(f"offset_um must be in [0, range_um), got {offset_um!r} with range_um {range_um!r}")
+    runs: list[FieldRun] = []
+    current: VirtualMicroscope | None = None
+    fmap = FocusMap()
+    for scope, obj, k in _fields(seed, focus):
+        if len(runs) >= fields:
+            break
+        if scope is not current:
+            current, fmap = scope, FocusMap()
+            scope.stage.open()
+            scope.camera.open()
+        runs.append(_one_field(scope, obj, k, strategy, estimator, fmap, offset_um, range_um))
+    return runs
+
+
+def _one_field(scope: VirtualMicroscope, obj: SlideObject, k: int, strategy: str,
+               estimator: DefocusEstimator | None, fmap: FocusMap, offset_um: float,
+               range_um: float) -> FieldRun:
+    rng = np.random.default_rng([scope.seed, k, 0xF0C])
+    cx, cy = obj.center_um
+    start = obj.focus_z_um + float(rng.uniform(-offset_um, offset_um))
+    scope.stage.move_to_um(x=cx, y=cy)
+    scope.stage.focus_to_um(start)
+    box = next(b for b in scope.boxes_at(cx, cy) if b.id == obj.id)
+    w, h = scope.camera.size_px
+    x0, y0, x1, y1 = box.box_px
+    roi = grow_rect((x0, y0, x1 - x0, y1 - y0), TARGET_MARGIN_PX, (h, w))
+    n_map = len(fmap)
+    r = autofocus(scope.stage, scope.camera, strategy, z_range_um=(start - range_um, start + range_um),
+                  roi=roi, estimator=estimator, focus_map=fmap, xy_um=(cx, cy), now_s=scope.clock.now_s)
+    if r.ok:
+        fmap.add(cx, cy, r.z_um)
+    dz = scope.stage.true_position_um().z_um - obj.focus_z_um
+    return FieldRun(scope.seed, obj.id, obj.cls, r.frames, float(dz), r.ok, float(r.time_s), n_map,
+                    r.strategy, r.reason)
+
+
+def summarise(runs: list[FieldRun]) -> dict[str, Any]:
+    """The bench's figures: frames, |dz|, success rate, virtual time (medians and 95th percentiles)."""
+    f = np.array([r.frames for r in runs], dtype=np.float64)
+    d = np.abs(np.array([r.dz_um for r in runs], dtype=np.float64))
+    t = np.array([r.time_s for r in runs], dtype=np.float64)
+    return {"fields": len(runs), "frames_median": float(np.median(f)), "frames_p95": float(np.percentile(f, 95)),
+            "abs_dz_median_um": float(np.median(d)), "abs_dz_p95_um": float(np.percentile(d, 95)),
+            "success_rate": float(np.mean(d <= SUCCESS_UM)), "time_s_median": float(np.median(t)),
+            "ok_rate": float(np.mean([r.ok for r in runs])),
+            "false_ok_rate": float(np.mean([r.ok and abs(r.dz_um) > SUCCESS_UM for r in runs]))}
+
+
+@dataclass(frozen=True)
+class BlankRun:
+    """One field with nothing in view, or only debris, focused by the map strategy."""
+
+    seed: int
+    kind: str
+    frames: int
+    z_pred_um: float
+    sigma_um: float
+    max_excursion_sigma: float
+    final_offset_sigma: float
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return dict(vars(self))
+
+
+def blank_positions(scope: VirtualMicroscope, kind: str, n: int) -> list[tuple[float, float]]:
+    """Up to ``n`` stage positions whose frame shows nothing (``empty``) or debris only (``debris``)."""
+    out: list[tuple[float, float]] = []
+    for y in range(700, 9300, 293):
+        for x in range(700, 9300, 311):
+            boxes = scope.boxes_at(float(x), float(y))
+            if (kind == "empty" and not boxes) or (kind == "debris" and boxes
+                                                    and all(b.kind == "debris" for b in boxes)):
+                out.append((float(x), float(y)))
+                if len(out) >= n:
+                    return out
+    return out
+
+
+def run_blank_fields(seed: int, n: int, focus: str = "servo",
+                     estimator: DefocusEstimator | None = None) -> list[BlankRun]:
+    """Map strategy on ``n`` empty and ``n`` debris-only fields, after classical focus on three structures.
+
+    Each blank field is visited right after the three map points, from the map's prediction; the run
+    records how far any frame went from the prediction, in the map's standard deviations.
+    """
+    scope = VirtualMicroscope(seed, stage=SimStageParams(z_mode=cast(Literal["servo", "stepper"], focus)))
+    scope.stage.open()
+    scope.camera.open()
+    fmap = FocusMap()
+    for k, obj in enumerate(scan_order(scope)):
+        if len(fmap) >= 3:
+            break
+        _one_field(scope, obj, k, "classical", None, fmap, 10.0, 15.0)
+    runs: list[BlankRun] = []
+    for kind in ("empty", "debris"):
+        for x, y in blank_positions(scope, kind, n):
+            z_pred, sigma = fmap.predict(x, y)
+            scope.stage.move_to_um(x=x, y=y)
+            res = autofocus(scope.stage, scope.camera, "map", z_range_um=(z_pred - 40, z_pred + 40),
+                            focus_map=fmap, xy_um=(x, y), estimator=estimator, now_s=scope.clock.now_s)
+            exc = max((abs(z - z_pred) for z, _ in res.trace), default=0.0) / sigma
+            runs.append(BlankRun(seed, kind, res.frames, z_pred, sigma, exc, abs(res.z_um - z_pred) / sigma,
+                                 res.reason))
+    return runs

@@ -1,0 +1,193 @@
+"""``tppscan focus bench | stack``: the autofocus bench and focus stacks on the virtual microscope."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+STRATEGY_CHOICES = ("sweep", "classical", "neural", "map")
+
+
+def _int_in(name: str, lo: int, hi: int) -> Any:
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be an integer in [{lo}, {hi}], got {text!r}") from None
+        if not lo <= v <= hi:
+            raise argparse.ArgumentTypeError(f"{name} must be an integer in [{lo}, {hi}], got {text!r}")
+        return v
+    return parse
+
+
+def _float_in(name: str, lo: float, hi: float) -> Any:
+    def parse(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be a number in [{lo:g}, {hi:g}], got {text!r}") from None
+        if not lo <= v <= hi:
+            raise argparse.ArgumentTypeError(f"{name} must be a number in [{lo:g}, {hi:g}], got {text!r}")
+        return v
+    return parse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``focus bench`` and ``focus stack``."""
+    p = sub.add_parser("focus", help="autofocus bench and focus stacks on the virtual microscope",
+                       description="Autofocus on the virtual microscope (docs/autofocus.md).")
+    fs = p.add_subparsers(dest="focus_command", metavar="SUBCOMMAND")
+    p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
+
+    b = fs.add_parser("bench", help="autofocus over K fields of virtual slides and print the figures",
+                      description="Autofocus over K fields, each centred on a structure of the virtual slide "
+                                  "SEED (then SEED+1, ...): frames, |z - true focus|, success (|dz| <= 1 um), "
+                                  "virtual time.")
+    b.add_argument("--seed", type=_int_in("--seed", 0, 2**31 - 1), default=1000,
+                   help="first slide seed (default 1000; seeds below 100 were used to tune)")
+    b.add_argument("--fields", type=_int_in("--fields", 1, 100000), default=20, help="fields (default 20)")
+    b.add_argument("--strategy", choices=STRATEGY_CHOICES, default="classical", help="default classical")
+    b.add_argument("--focus", choices=("servo", "stepper"), default="servo",
+                   help="servo (1 um per whole degree, the default) or stepper (1/32 um steps)")
+    b.add_argument("--offset-um", type=_float_in("--offset-um", 0.0, 80.0), default=10.0,
+                   help="start up to this far from the true focus, uniform (default 10)")
+    b.add_argument("--range-um", type=_float_in("--range-um", 1.0, 85.0), default=15.0,
+                   help="search start ± this (default 15; must exceed --offset-um)")
+    b.add_argument("--json", action="store_true", help="print one JSON object")
+    b.add_argument("--per-field", action="store_true", help="with --json: add every field's row")
+    b.set_defaults(func=run_bench)
+
+    k = fs.add_parser("blank", help="map strategy on fields with nothing in view or only debris",
+                      description="Focus three structures of slide SEED (classical), then run the map strategy on "
+                                  "N empty and N debris-only fields: frames and how far any frame strays from the "
+                                  "map's prediction, in its standard deviations.")
+    k.add_argument("--seed", type=_int_in("--seed", 0, 2**31 - 1), default=1000)
+    k.add_argument("--fields", type=_int_in("--fields", 1, 1000), default=10, help="of each kind (default 10)")
+    k.add_argument("--focus", choices=("servo", "stepper"), default="servo")
+    k.add_argument("--json", action="store_true", help="print one JSON object")
+    k.set_defaults(func=run_blank)
+
+    s = fs.add_parser("stack", help="autofocus on a structure, then write a focus stack as OME-TIFF",
+                      description="Focus on a structure of slide SEED (classical search), then capture a stack "
+                                  "around it and write OME-TIFF with each plane's stage z in its metadata.")
+    s.add_argument("--seed", type=_int_in("--seed", 0, 2**31 - 1), default=1)
+    s.add_argument("--structure", type=_int_in("--structure", 0, 100000), default=0,
+                   help="index among the slide's structures (default 0)")
+    s.add_argument("--range-um", type=_float_in("--range-um", 0.0, 100.0), default=20.0,
+                   help="total z range around the focus (default 20)")
+    s.add_argument("--step-um", type=_float_in("--step-um", 0.05, 50.0), default=1.0, help="default 1")
+    s.add_argument("--servo-sweep", action="store_true",
+                   help="the seed's mode: every whole servo degree over the range (servo focus)")
+    s.add_argument("--out", type=Path, required=True, help="output .ome.tif")
+    s.set_defaults(func=run_stack)
+
+
+def _estimator(strategy: str) -> Any:
+    """The focus net for ``neural`` (required) and ``map`` (optional: without it the map uses classical)."""
+    from appliance.focus.netadapter import FocusNetEstimator
+    from appliance.sim.optics import OpticsParams
+    from appliance.sim.sensor import SensorParams
+
+    um_per_px = SensorParams().pixel_um / OpticsParams().magnification  # the bench's virtual camera
+    try:
+        return FocusNetEstimator(um_per_px)
+    except OSError:
+        if strategy == "neural":
+            raise
+        return None
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    """Handler of ``tppscan focus bench``."""
+    from appliance.focus.bench import run_bench as bench
+    from appliance.focus.bench import summarise
+
+    if args.offset_um >= args.range_um:
+        print(f"tppscan focus bench: error: --offset-um must be below --range-um ({args.range_um:g}), "
+              f"got {args.offset_um:g}", file=sys.stderr)
+        return 2
+    est = _estimator(args.strategy) if args.strategy in ("neural", "map") else None
+    runs = bench(args.seed, args.fields, args.strategy, args.focus, est, args.offset_um, args.range_um)
+    out: dict[str, Any] = {"strategy": args.strategy, "focus": args.focus, "seed": args.seed,
+                           "estimator": type(est).__name__ if est is not None else None, **summarise(runs)}
+    if args.strategy == "map":
+        later = [r for r in runs if r.map_points >= 3]
+        out["after_3_fields"] = summarise(later) if later else None
+    if args.json:
+        if args.per_field:
+            out["per_field"] = [r.to_dict() for r in runs]
+        print(json.dumps(out))
+        return 0
+    print(f"strategy {args.strategy}, {args.focus} focus, slides from seed {args.seed}, {len(runs)} fields")
+    rows = [("all fields", out)]
+    if out.get("after_3_fields"):
+        rows.append(("after 3 focused fields", out["after_3_fields"]))
+    print(f"{'':24} {'frames med/p95':>15} {'|dz| med/p95 um':>16} {'success':>8} {'time med s':>10}")
+    for name, o in rows:
+        print(f"{name:24} {o['frames_median']:>7.1f}/{o['frames_p95']:<7.1f} {o['abs_dz_median_um']:>7.2f}/"
+              f"{o['abs_dz_p95_um']:<8.2f} {100 * o['success_rate']:>7.1f}% {o['time_s_median']:>10.2f}")
+    return 0
+
+
+def run_blank(args: argparse.Namespace) -> int:
+    """Handler of ``tppscan focus blank``."""
+    from appliance.focus.autofocus import MAP_WINDOW_K
+    from appliance.focus.bench import run_blank_fields
+
+    runs = run_blank_fields(args.seed, args.fields, args.focus, _estimator("map"))
+    out: dict[str, Any] = {"seed": args.seed, "focus": args.focus, "window_k": MAP_WINDOW_K}
+    for kind in ("empty", "debris"):
+        rs = [r for r in runs if r.kind == kind]
+        out[kind] = {"fields": len(rs), "frames_max": max((r.frames for r in rs), default=0),
+                     "frames_median": float(sorted(r.frames for r in rs)[len(rs) // 2]) if rs else 0.0,
+                     "max_excursion_sigma": max((r.max_excursion_sigma for r in rs), default=0.0),
+                     "max_final_offset_sigma": max((r.final_offset_sigma for r in rs), default=0.0)}
+    if args.json:
+        print(json.dumps(out))
+        return 0
+    for kind in ("empty", "debris"):
+        o = out[kind]
+        print(f"{kind:7} {o['fields']:3} fields: frames median {o['frames_median']:.0f} max {o['frames_max']}, "
+              f"furthest frame {o['max_excursion_sigma']:.2f} sigma from the map's prediction, final "
+              f"{o['max_final_offset_sigma']:.2f} sigma (window ±{MAP_WINDOW_K:g} sigma)")
+    return 0
+
+
+def run_stack(args: argparse.Namespace) -> int:
+    """Handler of ``tppscan focus stack``."""
+    from appliance.focus.autofocus import autofocus
+    from appliance.focus.bench import scan_order
+    from appliance.focus.scores import TARGET_MARGIN_PX, grow_rect
+    from appliance.focus.stack import capture_stack, range_planes_um, servo_planes_um, write_ome_stack
+    from appliance.sim.microscope import VirtualMicroscope
+
+    scope = VirtualMicroscope(args.seed)
+    objs = scan_order(scope)
+    if args.structure >= len(objs):
+        print(f"tppscan focus stack: error: --structure must be in [0, {len(objs) - 1}] for slide {args.seed}, "
+              f"got {args.structure}", file=sys.stderr)
+        return 2
+    o = objs[args.structure]
+    with scope.stage, scope.camera:
+        scope.stage.move_to_um(x=o.center_um[0], y=o.center_um[1])
+        box = next(b for b in scope.boxes_at(*o.center_um) if b.id == o.id)
+        w, h = scope.camera.size_px
+        roi = grow_rect((box.box_px[0], box.box_px[1], box.box_px[2] - box.box_px[0],
+                         box.box_px[3] - box.box_px[1]), TARGET_MARGIN_PX, (h, w))
+        z0 = scope.stage.position_um().z_um
+        r = autofocus(scope.stage, scope.camera, "classical", z_range_um=(z0 - 30, z0 + 30), roi=roi,
+                      now_s=scope.clock.now_s)
+        if not r.ok:
+            print(f"tppscan focus stack: autofocus failed: {r.reason}", file=sys.stderr)
+            return 1
+        half = args.range_um / 2
+        planes = (servo_planes_um(r.z_um - half, r.z_um + half, scope.stage.params.um_per_servo_degree)
+                  if args.servo_sweep else range_planes_um(r.z_um, args.range_um, args.step_um))
+        stack, zs = capture_stack(scope.stage, scope.camera, planes)
+    write_ome_stack(args.out, stack, zs, scope.camera.um_per_px, o.center_um)
+    print(f"wrote {args.out}: {len(zs)} planes z {zs[0]:.2f}..{zs[-1]:.2f} um around focus {r.z_um:.2f} um "
+          f"({r.frames} autofocus frames; true focus {o.focus_z_um:.2f} um)")
+    return 0

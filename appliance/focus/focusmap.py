@@ -1,0 +1,148 @@
+"""The focus map: a robust surface through the focused (x, y, z) points of a scan, with its uncertainty.
+
+A slide is a tilted, slightly bowed plane, and every structure stands on it: the focus z of the next field
+is the surface there plus the structure's own half height. The map fits a constant (one or two points),
+then a plane (three or more), then a quadratic surface (``quadratic_from`` points or more), each robustly
+(``scipy.optimize.least_squares`` with a soft-L1 loss), and marks points further than ``outlier_k``
+robust standard deviations as outliers (debris on the cover glass, a failed focus) before a final
+least-squares fit on the rest. Its uncertainty at a point combines the scatter of the inliers about the
+surface (which includes the structures' different heights) with the fit's own uncertainty there.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy.optimize import least_squares
+
+#: Before the map has residual degrees of freedom to measure its scatter, it assumes this (µm): about the
+#: spread of half-heights of the structures a slide carries.
+PRIOR_SIGMA_UM = 5.0
+#: Weight of that prior, in residual degrees of freedom.
+PRIOR_DOF = 1.0
+
+
+class FocusMap:
+    """Focused points of a scan and the surface through them.
+
+    Parameters
+    ----------
+    quadratic_from : int
+        Points needed before the quadratic surface replaces the plane (>= 6).
+    outlier_k : float
+        Residuals beyond ``outlier_k`` robust standard deviations are outliers.
+    sigma_floor_um : float
+        Smallest uncertainty the map reports (the stage's focus step, say).
+    scale_um : float
+        Length that normalises x and y in the fit (conditioning only).
+
+    Examples
+    --------
+    >>> m = FocusMap()
+    >>> for x, y in ((0, 0), (1000, 0), (0, 1000), (1000, 1000)):
+    ...     m.add(x, y, 90 + 0.002 * x - 0.001 * y)
+    >>> z, sigma = m.predict(500, 500)
+    >>> round(z, 3)
+    90.5
+    """
+
+    def __init__(self, quadratic_from: int = 12, outlier_k: float = 3.5, sigma_floor_um: float = 0.5,
+                 scale_um: float = 1000.0) -> None:
+        if not (isinstance(quadratic_from, int) and quadratic_from >= 6):
+            raise ValueError(f"quadratic_from must be an integer >= 6, got {quadratic_from!r}")
+        for name, v in (("outlier_k", outlier_k), ("sigma_floor_um", sigma_floor_um), ("scale_um", scale_um)):
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
+                raise ValueError(f"{name} must be a finite number > 0, got {v!r}")
+        self.quadratic_from = quadratic_from
+        self.outlier_k = float(outlier_k)
+        self.sigma_floor_um = float(sigma_floor_um)
+        self.scale_um = float(scale_um)
+        self._pts: list[tuple[float, float, float]] = []
+        self._fit: tuple[np.ndarray, np.ndarray, float, np.ndarray] | None = None  # coef, cov, sigma, inliers
+        self._origin = (0.0, 0.0)
+
+    # ----- points --------------------------------------------------------------------------------------
+
+    def add(self, x_um: float, y_um: float, z_um: float) -> None:
+        """Add a focused point (stage µm); raises ``ValueError`` on a non-finite value."""
+        vals = (x_um, y_um, z_um)
+        if not all(isinstance(v, (int, float, np.floating, np.integer)) and math.isfinite(float(v)) for v in vals):
+            raise ValueError(f"FocusMap.add needs finite x, y, z in um, got {vals!r}")
+        self._pts.append((float(x_um), float(y_um), float(z_um)))
+        self._fit = None
+
+    def __len__(self) -> int:
+        return len(self._pts)
+
+    @property
+    def order(self) -> int:
+        """Degree of the surface fitted now: 0 (constant), 1 (plane) or 2 (quadratic)."""
+        n = len(self._pts)
+        return 0 if n < 3 else (1 if n < self.quadratic_from else 2)
+
+    @property
+    def outliers(self) -> list[tuple[float, float, float]]:
+        """The points the robust fit set aside."""
+        if len(self._pts) == 0:
+            return []
+        _, _, _, inl = self._fitted()
+        return [p for p, ok in zip(self._pts, inl, strict=True) if not ok]
+
+    # ----- prediction ----------------------------------------------------------------------------------
+
+    def predict(self, x_um: float, y_um: float) -> tuple[float, float]:
+        """Predicted focus z and its uncertainty (one standard deviation) at ``(x_um, y_um)``, µm.
+
+        Raises
+        ------
+        ValueError
+            The map has no points yet, or x, y are not finite.
+        """
+        if not self._pts:
+            raise ValueError("FocusMap.predict: the map has no points yet")
+        if not (math.isfinite(float(x_um)) and math.isfinite(float(y_um))):
+            raise ValueError(f"FocusMap.predict needs finite x, y, got {(x_um, y_um)!r}")
+        coef, cov, sigma, _ = self._fitted()
+        phi = self._design(np.array([float(x_um)]), np.array([float(y_um)]), len(coef))[0]
+        z = float(phi @ coef)
+        var_fit = float(phi @ cov @ phi)
+        return z, max(self.sigma_floor_um, math.sqrt(sigma * sigma + max(var_fit, 0.0)))
+
+    def _design(self, x: np.ndarray, y: np.ndarray, p: int) -> np.ndarray:
+        u = (x - self._origin[0]) / self.scale_um
+        v = (y - self._origin[1]) / self.scale_um
+        cols = [np.ones_like(u), u, v, u * u, u * v, v * v][:p]
+        return np.stack(cols, axis=1)
+
+    def _fitted(self) -> tuple[np.ndarray, np.ndarray, float, np.ndarray]:
+        if self._fit is None:
+            self._fit = self._solve()
+        return self._fit
+
+    def _solve(self) -> tuple[np.ndarray, np.ndarray, float, np.ndarray]:
+        pts = np.array(self._pts, dtype=np.float64)
+        x, y, z = pts[:, 0], pts[:, 1], pts[:, 2]
+        self._origin = (float(np.mean(x)), float(np.mean(y)))
+        n = len(z)
+        p = {0: 1, 1: 3, 2: 6}[self.order]
+        A = self._design(x, y, p)
+        # Robust first pass (soft-L1 with a scale of a few micrometres), then inliers by robust residuals.
+        c0 = np.linalg.lstsq(A, z, rcond=None)[0]
+        if n > p:
+            c0 = least_squares(lambda c: A @ c - z, c0, loss="soft_l1", f_scale=1.0).x
+        r = z - A @ c0
+        mad = 1.4826 * float(np.median(np.abs(r - np.median(r)))) if n > p else 0.0
+        cut = self.outlier_k * max(mad, self.sigma_floor_um)
+        inl = np.abs(r) <= cut if n - p >= 3 else np.ones(n, dtype=bool)
+        Ai, zi = A[inl], z[inl]
+        coef = np.linalg.lstsq(Ai, zi, rcond=None)[0]
+        dof = len(zi) - p
+        res = zi - Ai @ coef
+        # The scatter is learnt from the residuals, starting from the prior as if from PRIOR_DOF points: a
+        # handful of points that happen to lie on a plane must not make the map overconfident.
+        ss = float(res @ res) if dof > 0 else 0.0
+        sigma = max(math.sqrt((ss + PRIOR_DOF * PRIOR_SIGMA_UM ** 2) / (max(dof, 0) + PRIOR_DOF)),
+                    self.sigma_floor_um)
+        cov = sigma * sigma * np.linalg.pinv(Ai.T @ Ai)
+        return coef, cov, sigma, inl

@@ -1,0 +1,178 @@
+"""The two image-only strategies: the full sweep (the baseline) and the classical coarse-to-fine search."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from appliance.focus.curve import estimate_focus
+from appliance.focus.result import FocusResult
+from appliance.focus.session import FocusSession
+
+#: A curve whose best score is less than this times its worst has no focus peak (empty glass, noise).
+MIN_PEAK_CONTRAST = 1.1
+
+
+def sweep(s: FocusSession, step_um: float = 1.0, estimator: str = "max") -> FocusResult:
+    """Frames over the whole range at a fixed step, upwards; focus on the best one.
+
+    Parameters
+    ----------
+    s : FocusSession
+    step_um : float
+        Spacing of the frames, µm (> 0).
+    estimator : str
+        How the curve is read (:func:`appliance.focus.curve.estimate_focus`); ``max``, the best frame, is
+        what users of a sweep expect.
+    """
+    if not step_um > 0:
+        raise ValueError(f"step_um must be > 0, got {step_um!r}")
+    n = int(math.floor((s.hi - s.lo) / step_um + 1e-9)) + 1
+    for k in range(n):
+        s.capture(s.lo + k * step_um)
+    z, v = s.curve()
+    if not _has_peak(v):
+        return s.result(float(z[int(np.argmax(v))]), False, "no focus peak in the range (nothing in view?)",
+                        "sweep", float(v.max()))
+    best = estimate_focus(z, v, estimator)
+    return s.result(best, True, "focused", "sweep", float(v.max()))
+
+
+def _has_peak(v: np.ndarray) -> bool:
+    return bool(v.size >= 3 and v.max() >= MIN_PEAK_CONTRAST * max(float(v.min()), 1e-9))
+
+
+#: A curve whose maximum is below this times its minimum is faint: its lobe is measured from the glass's
+#: noise floor (:func:`appliance.focus.scores.noise_floor`), not from its lowest sample.
+FAINT_CONTRAST = 1.25
+
+
+def _base(s: FocusSession, v: np.ndarray) -> float:
+    """Where the walking curve's level is measured from: its minimum, or the glass floor for a faint lobe."""
+    vmin = float(v.min())
+    if float(v.max()) < FAINT_CONTRAST * vmin:
+        return min(vmin, s.floor())
+    return vmin
+
+
+def classical(s: FocusSession, start_um: float, coarse_um: float = 4.0, level: float = 0.3,
+              estimator: str = "centre", max_frames: int = 40) -> FocusResult:
+    """Walk the focus curve in coarse steps until its main lobe is bracketed, then read its centre.
+
+    The walk starts at ``start_um`` and extends the sampled interval one coarse step at a time, on the side
+    where the curve has not yet fallen below ``min + level * (max - min)`` (uphill first); it stops as soon
+    as both sides have (the early stop), or at the ends of the range. The focus is then the lobe's centre
+    (or a peak fit, ``estimator``) and the stage goes there from below.
+
+    Returns
+    -------
+    FocusResult
+        ``ok`` False, with the reason, when the curve has no peak (nothing in view) or its maximum is at an
+        end of the range (the structure's focus lies outside it): the stage is then left at the best frame
+        seen, never at an extrapolated z.
+    """
+    if not coarse_um > 0:
+        raise ValueError(f"coarse_um must be > 0, got {coarse_um!r}")
+    if not s.has_frame_at(start_um, tol_um=0.5):  # a strategy falling back here may have one already
+        s.capture(start_um)
+    while s.frames < max_frames:
+        nxt = _next_coarse(s, coarse_um, level)
+        if nxt is None:
+            break
+        s.capture(nxt)
+    z, v = s.curve()
+    i = int(np.argmax(v))
+    best = float(z[i])
+    if not _has_peak(v):
+        return s.result(best, False, f"no focus peak in [{s.lo:g}, {s.hi:g}] um (nothing in view?)",
+                        "classical", float(v.max()))
+    left_done, right_done = _sides_done(v, level, _base(s, v))
+    # A lobe cut by an end of the range (not below its level there) counts as a peak only if it has fallen
+    # clearly, by MIN_CUT_DROP of its maximum, by that end: a tail still rising into the range (with a
+    # percent of noise on it) is not a peak.
+    vmax = float(v.max())
+    cut_left = not left_done and z[0] <= s.lo + 0.5 and float(v[0]) > (1 - MIN_CUT_DROP) * vmax
+    cut_right = not right_done and z[-1] >= s.hi - 0.5 and float(v[-1]) > (1 - MIN_CUT_DROP) * vmax
+    if i in (0, len(v) - 1) or cut_left or cut_right:
+        return s.result(best, False, f"no focus peak inside [{s.lo:g}, {s.hi:g}] um: the best frame ({best:g} um) "
+                        "is at an end, so the structure's focus is outside the range (or too faint to bracket)",
+                        "classical", float(v.max()))
+    if s.frames >= max_frames:
+        return s.result(best, False, f"no bracketed focus peak after {max_frames} frames", "classical",
+                        float(v.max()))
+    return s.result(_centre(s, z, v, estimator, level), True, "focused", "classical", float(v.max()))
+
+
+#: See :func:`classical`: how far a lobe cut by the range must have fallen at the cut, as a fraction of its peak.
+MIN_CUT_DROP = 0.1
+
+#: The fine curve is used when its best score is at least this times its worst (above the sensor noise).
+MIN_FINE_CONTRAST = 1.03
+
+
+def _centre(s: FocusSession, z: np.ndarray, v: np.ndarray, estimator: str, level: float) -> float:
+    """The focus from the fine curve when it stands above the noise and peaks inside, else the walking one."""
+    zf, vf = _near_peak(*s.curve(fine=True))
+    i = int(np.argmax(vf))
+    if vf.max() >= MIN_FINE_CONTRAST * max(float(vf.min()), 1e-9) and 0 < i < len(vf) - 1:
+        return estimate_focus(zf, vf, estimator, level)
+    zn, vn = _near_peak(z, v)
+    return estimate_focus(zn, vn, estimator, level, floor=_base(s, v))
+
+
+#: The centre is read from the samples within this distance of the curve's maximum: far samples (a walk
+#: that started 30 µm away) would set the level by a tail that has nothing to do with the lobe.
+LOBE_HALF_WIDTH_UM = 12.0
+
+
+def _near_peak(z: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    keep = np.abs(z - z[int(np.argmax(v))]) <= LOBE_HALF_WIDTH_UM
+    return z[keep], v[keep]
+
+
+def _sides_done(v: np.ndarray, level: float, floor: float = np.inf) -> tuple[bool, bool]:
+    """Whether the curve has fallen below its level (from ``floor`` if lower than its minimum) both sides."""
+    i = int(np.argmax(v))
+    base = min(float(v.min()), floor)
+    thr = base + level * (float(v.max()) - base)
+    return bool(np.any(v[:i] < thr)), bool(np.any(v[i + 1:] < thr))
+
+
+def _next_coarse(s: FocusSession, step: float, level: float) -> float | None:
+    """The next z to sample, or None when the lobe is bracketed (or the range is used up).
+
+    The walking curve (variance of Laplacian) must be bracketed; so must the fine curve once it stands
+    above the noise, since the focus is read from it.
+    """
+    z, v = s.curve()
+    lo, hi = s.lo, s.hi
+    i = int(np.argmax(v))
+    peaked = _has_peak(v) or (len(v) < 3 and float(v.max()) >= MIN_PEAK_CONTRAST * max(float(v.min()), 1e-9))
+    left_done, right_done = _sides_done(v, level, _base(s, v)) if peaked else (False, False)
+    _, vf = s.curve(fine=True)
+    if peaked and float(vf.max()) >= MIN_FINE_CONTRAST * max(float(vf.min()), 1e-9):
+        fl, fr = _sides_done(vf, level)
+        left_done, right_done = left_done and fl, right_done and fr
+    # A side is used up when the next frame would land within half a micrometre of the last one there
+    # (the stage rounds to its step: a servo's whole degree may not reach the range's end exactly).
+    up: float | None = min(float(z[-1]) + step, hi)
+    down: float | None = max(float(z[0]) - step, lo)
+    if up is not None and up - z[-1] < 0.5:
+        up = None
+    if down is not None and z[0] - down < 0.5:
+        down = None
+    if left_done and right_done:
+        return None
+    if not peaked:
+        # Flat so far: follow the tail that is higher (uphill), upwards when it is a tie.
+        prefer_up = len(v) == 1 or v[-1] >= v[0]
+        order = (up, down) if prefer_up else (down, up)
+        return next((c for c in order if c is not None), None)
+    if not right_done and up is not None and (i == len(v) - 1 or left_done or down is None):
+        return up
+    if not left_done and down is not None:
+        return down
+    if not right_done and up is not None:
+        return up
+    return None

@@ -1,0 +1,127 @@
+"""The structure classifier at run time: 64 x 64 grey crops -> structure type or ``debris``, through LiteRT.
+
+The model (``models/classifier/classifier.tflite``, labels in ``labels.txt`` beside it) takes
+``[N, 64, 64, 1]`` float32 grey scaled to [0, 1] and returns softmax probabilities over its labels; it
+standardises each crop itself, so a dim or bright lamp does not matter. Crops come from
+:func:`appliance.vision.crops.box_crop`, the same cut the training crops had.
+
+>>> clf = StructureClassifier()                       # doctest: +SKIP
+>>> result = clf.classify_boxes(frame, [(300, 200, 340, 260)])  # doctest: +SKIP
+>>> result.labels[0], float(result.scores[0])         # doctest: +SKIP
+('pentagon', 0.99)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from appliance.vision.crops import CROP_PX, box_crop
+from appliance.vision.litert import LiteModel, ModelFileError, OutputSpec, read_labels
+
+MODEL_DIR = Path(__file__).resolve().parents[2] / "models" / "classifier"
+DEFAULT_MODEL = MODEL_DIR / "classifier.tflite"
+# The labels the scan loop relies on: every structure type of the simulator, and debris.
+REQUIRED_LABELS: frozenset[str] = frozenset({"woodpile", "microlens", "scaffold", "pentagon", "split_ring", "debris"})
+
+
+@dataclass(frozen=True)
+class Classification:
+    """Per crop: the best label, its probability and the full distribution.
+
+    Attributes
+    ----------
+    labels : list of str
+        Best class per crop.
+    scores : (N,) ndarray of float32
+        Its probability.
+    probs : (N, K) ndarray of float32
+        Softmax over ``classes``.
+    classes : tuple of str
+        The model's labels, in output order.
+    """
+
+    labels: list[str]
+    scores: np.ndarray
+    probs: np.ndarray
+    classes: tuple[str, ...]
+
+
+def crops_to_batch(crops: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
+    """Crops as the models' input: ``[N, 64, 64, 1]`` float32 in [0, 1].
+
+    Parameters
+    ----------
+    crops : (N, 64, 64) uint8, (N, 64, 64) / (N, 64, 64, 1) float in [0, 1], or a list of (64, 64) crops
+
+    Raises
+    ------
+    ValueError
+        Any other shape, or a float batch outside [0, 1].
+    """
+    x = np.stack([np.asarray(c) for c in crops]) if isinstance(crops, (list, tuple)) else np.asarray(crops)
+    if x.ndim == 4 and x.shape[-1] == 1:
+        x = x[..., 0]
+    if x.ndim != 3 or x.shape[1:] != (CROP_PX, CROP_PX):
+        raise ValueError(f"crops must be N x {CROP_PX} x {CROP_PX} grey, got shape {x.shape}")
+    if x.dtype == np.uint8:
+        return (x.astype(np.float32) / np.float32(255.0))[..., None]
+    if not np.issubdtype(x.dtype, np.floating):
+        raise ValueError(f"crops must be uint8 or float in [0, 1], got dtype {x.dtype}")
+    if x.size and (not np.isfinite(x).all() or x.min() < 0.0 or x.max() > 1.0):
+        raise ValueError("float crops must be finite and in [0, 1]")
+    return x.astype(np.float32)[..., None]
+
+
+class StructureClassifier:
+    """The structure classifier, loaded and checked once.
+
+    Parameters
+    ----------
+    model_path : str or Path, optional
+        The ``.tflite`` file (default: the shipped one).
+    labels_path : str or Path, optional
+        Its labels file (default: ``labels.txt`` beside the model).
+    num_threads : int
+        LiteRT threads, 1..16.
+    batch : int
+        Crops run at once, 1..1024.
+
+    Raises
+    ------
+    ModelFileError
+        Missing or malformed model, or labels that do not match it (count, or a required class missing).
+    """
+
+    def __init__(self, model_path: str | Path | None = None, labels_path: str | Path | None = None,
+                 num_threads: int = 1, batch: int = 16) -> None:
+        path = Path(model_path) if model_path is not None else DEFAULT_MODEL
+        lpath = Path(labels_path) if labels_path is not None else path.with_name("labels.txt")
+        labels = read_labels(lpath)
+        self.model = LiteModel(path, (CROP_PX, CROP_PX, 1), [OutputSpec("probs", None)], num_threads, batch)
+        k = self.model.output_size("probs")
+        if k != len(labels):
+            raise ModelFileError(f"{lpath}: {len(labels)} labels, but {path} gives {k} class probabilities per crop; "
+                                 f"expected the labels file written with that model")
+        missing = REQUIRED_LABELS - set(labels)
+        if missing:
+            raise ModelFileError(f"{lpath}: labels {labels} lack {sorted(missing)}; expected the five structure "
+                                 f"types and debris")
+        self.classes = tuple(labels)
+
+    def predict(self, crops: np.ndarray | Sequence[np.ndarray]) -> Classification:
+        """Classify crops (see :func:`crops_to_batch` for what is accepted)."""
+        probs = self.model.run(crops_to_batch(crops))["probs"]
+        best = probs.argmax(axis=1) if len(probs) else np.zeros(0, np.int64)
+        return Classification([self.classes[i] for i in best], probs[np.arange(len(best)), best].astype(np.float32),
+                               probs.astype(np.float32), self.classes)
+
+    def classify_boxes(self, image: np.ndarray, boxes: Sequence[Sequence[float]]) -> Classification:
+        """Crop each detection box of a frame (:func:`box_crop`) and classify the crops in one batch."""
+        crops = [box_crop(image, b) for b in boxes]
+        if not crops:
+            return self.predict(np.zeros((0, CROP_PX, CROP_PX), np.uint8))
+        return self.predict(np.stack(crops))

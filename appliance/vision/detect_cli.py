@@ -1,0 +1,156 @@
+"""``tppscan detect IMAGE|DIR... --out DIR``: try the vision chain on image files from any microscope.
+
+Each image (PNG, JPEG, TIFF; grey or colour, 8 or 16 bit, any size) goes through the gate, the detector and
+the classifier. Written to ``--out``: one annotated PNG per image (boxes coloured by class, labelled with type
+and score), ``detections.csv`` (the seed paper's columns ``filename,width,height,class,xmin,ymin,xmax,ymax``,
+then ``score,type,type_score``; pixels, rounded outward to whole pixels) and ``detections.json`` (the same, plus
+each image's gate count). A folder argument is searched (not recursively) for image files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+IMAGE_SUFFIXES: frozenset[str] = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"})
+CSV_COLUMNS: tuple[str, ...] = ("filename", "width", "height", "class", "xmin", "ymin", "xmax", "ymax", "score",
+                                "type", "type_score")
+COLOURS = {"structure": (0, 0, 255), "debris": (0, 170, 0)}
+
+
+def register(sub: Any) -> None:
+    """Add the ``detect`` command."""
+    p = sub.add_parser("detect", help="run the gate, detector and classifier on image files",
+                       description="Find TPP structures and debris in image files; write annotated PNGs, "
+                                   "detections.csv and detections.json.")
+    p.add_argument("inputs", nargs="+", type=Path, metavar="IMAGE|DIR", help="image files or folders of them")
+    p.add_argument("--out", type=Path, required=True, help="output folder (created)")
+    p.add_argument("--model", type=Path, default=None, help="detector ONNX (default: the shipped one)")
+    p.add_argument("--labels", type=Path, default=None, help="detector labels (default: beside the model)")
+    p.add_argument("--classifier", type=Path, default=None, help="classifier .tflite (default: the shipped one)")
+    p.add_argument("--no-classifier", action="store_true", help="do not name structure types")
+    p.add_argument("--backend", default="auto", help="detector backend: auto, jetson, onnxruntime, opencv")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="detector score threshold, (0, 1] (default: the shipped model's, 0.25)")
+    p.add_argument("--um-per-px", type=float, default=1.0,
+                   help="pixel size at the sample for the gate, 0.01..100 µm (default 1.0)")
+    p.set_defaults(func=_cmd_detect)
+
+
+def _bad(option: str, value: object, allowed: str) -> int:
+    print(f"tppscan detect: error: {option} must be {allowed}, got {value!r}", file=sys.stderr)
+    return 2
+
+
+def collect_images(inputs: list[Path]) -> list[Path]:
+    """Image files named or inside the named folders, in order (``OSError`` for a missing path)."""
+    out: list[Path] = []
+    for p in inputs:
+        if p.is_dir():
+            out.extend(sorted(q for q in p.iterdir() if q.suffix.lower() in IMAGE_SUFFIXES and q.is_file()))
+        elif p.is_file():
+            out.append(p)
+        else:
+            raise OSError(f"{p}: no such file or folder")
+    return out
+
+
+def read_image(path: Path) -> Any:
+    """An image file as a numpy array (``OSError`` naming the file when it cannot be decoded)."""
+    import cv2
+
+    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise OSError(f"{path}: not a readable image (PNG, JPEG, TIFF or BMP expected)")
+    return img
+
+
+def _cmd_detect(args: argparse.Namespace) -> int:
+    from appliance.vision.detector import BACKENDS
+
+    if args.backend not in BACKENDS:
+        return _bad("--backend", args.backend, "one of " + ", ".join(BACKENDS))
+    from appliance.vision.detector import DEFAULT_THRESHOLD
+
+    if args.threshold is None:
+        args.threshold = DEFAULT_THRESHOLD
+    if not (0 < args.threshold <= 1):
+        return _bad("--threshold", args.threshold, "a number in (0, 1]")
+    if not (0.01 <= args.um_per_px <= 100) or math.isnan(args.um_per_px):
+        return _bad("--um-per-px", args.um_per_px, "a number in [0.01, 100]")
+    images = collect_images(args.inputs)
+    if not images:
+        print("tppscan detect: OSError: no image files in " + ", ".join(map(str, args.inputs)), file=sys.stderr)
+        return 1
+    pipe = _pipeline(args)
+    args.out.mkdir(parents=True, exist_ok=True)
+    rows: list[dict[str, Any]] = []
+    per_image: list[dict[str, Any]] = []
+    for path in images:
+        img = read_image(path)
+        try:
+            res = pipe.run(img)
+        except ValueError as exc:
+            raise OSError(f"{path}: {exc}") from None
+        _annotate(img, res, args.out / (path.stem + ".detections.png"))
+        objs = []
+        for o in res.objects:
+            row = {"filename": path.name, "width": res.width, "height": res.height, "class": o.cls,
+                   "xmin": int(math.floor(o.box[0])), "ymin": int(math.floor(o.box[1])),
+                   "xmax": int(math.ceil(o.box[2])), "ymax": int(math.ceil(o.box[3])), "score": round(o.score, 4),
+                   "type": o.type, "type_score": "" if math.isnan(o.type_score) else round(o.type_score, 4)}
+            rows.append(row)
+            objs.append({**row, "type_score": None if row["type_score"] == "" else row["type_score"],
+                         "box": [round(v, 2) for v in o.box]})
+        per_image.append({"filename": path.name, "path": str(path), "width": res.width, "height": res.height,
+                          "gate_candidates": res.gate_candidates, "detections": objs})
+        print(f"{path.name}: {sum(o.cls == 'structure' for o in res.objects)} structure, "
+              f"{sum(o.cls == 'debris' for o in res.objects)} debris")
+    with open(args.out / "detections.csv", "w", newline="") as fh:
+        wr = csv.DictWriter(fh, fieldnames=list(CSV_COLUMNS))
+        wr.writeheader()
+        wr.writerows(rows)
+    meta = {"model": str(pipe.detector.model_path), "backend": pipe.detector.backend,
+            "threshold": args.threshold, "classifier": None if pipe.classifier is None else str(args.classifier
+                                                                                                or "default")}
+    (args.out / "detections.json").write_text(json.dumps({"meta": meta, "images": per_image}, indent=1))
+    print(f"wrote {len(images)} annotated images, detections.csv and detections.json to {args.out}")
+    return 0
+
+
+def _pipeline(args: argparse.Namespace) -> Any:
+    from appliance.vision.detector import Detector
+    from appliance.vision.pipeline import Pipeline
+
+    det = Detector(args.model, args.labels, backend=args.backend, threshold=args.threshold)
+    clf = None
+    if not args.no_classifier:
+        from appliance.vision.classifier import StructureClassifier
+
+        clf = StructureClassifier(args.classifier)
+    return Pipeline(det, clf, um_per_px=args.um_per_px)
+
+
+def _annotate(img: Any, res: Any, path: Path) -> None:
+    """Write the image with each detection's box and label drawn on it."""
+    import cv2
+    import numpy as np
+
+    from appliance.vision.detector import to_gray
+
+    canvas = cv2.cvtColor(to_gray(img), cv2.COLOR_GRAY2BGR)
+    scale = max(1, int(round(max(canvas.shape[:2]) / 640)))
+    for o in res.objects:
+        col = COLOURS.get(o.cls, (255, 0, 0))
+        x1, y1, x2, y2 = (int(round(v)) for v in o.box)
+        cv2.rectangle(canvas, (x1, y1), (x2, y2), col, scale)
+        text = f"{o.type or o.cls} {o.score:.2f}"
+        cv2.putText(canvas, text, (x1, max(10, y1 - 3)), cv2.FONT_HERSHEY_SIMPLEX, 0.35 * scale, col, 1,
+                    cv2.LINE_AA)
+    if not cv2.imwrite(str(path), np.ascontiguousarray(canvas)):
+        raise OSError(f"{path}: cannot write the annotated image")

@@ -1,0 +1,207 @@
+"""Detection frames: whole camera frames with the box of every structure and piece of debris in view.
+
+Each slide job builds one randomised virtual slide and renders its items: a frame centred near a structure
+(``p_on_structure``), near a fibre, scratch or bubble (``p_on_line_debris``, so rare line debris is common
+enough to learn), or anywhere (empty glass and dust); focused at the target's focus plus a drawn defocus;
+through the sensor and camera chain; then augmented. Boxes come from the simulator's ground truth
+(object footprints), clipped to the frame. Kept as *ignore* regions (COCO ``iscrowd``: neither counted as
+misses nor as false detections): objects cut by the edge to less than ``MIN_VISIBLE`` of their area, boxes
+under ``MIN_SIDE_PX``, and specks whose longer side is under ``MIN_OBJECT_UM`` (10 µm, the candidate gate's
+``min_size_um``: the scan never looks closer at anything smaller, and a 2 µm speck is a pixel or two).
+
+Files: ``images/<split>_<seed>_<item>.png`` (8-bit grey), ``annotations.csv`` (the seed paper's columns
+``filename,width,height,class,xmin,ymin,xmax,ymax``, pixels, exclusive max, ignore regions left out) and
+``annotations.coco.json`` (every image, also empty ones; categories 1 ``structure``, 2 ``debris``; each
+annotation also carries ``type`` (woodpile, dust, ...), ``visible`` (fraction of its box in the frame), ``dz_um``
+and ``anchor``: the point of the visible object nearest its box's centre, where the detector learns to peak).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from models.data.cli import SlideJob
+from models.data.randomise import (
+    augment,
+    build_microscope,
+    draw_dz_um,
+    move_points,
+    render_frame,
+    sample_scene,
+    sample_shot,
+)
+
+CATEGORIES: tuple[str, ...] = ("structure", "debris")
+CSV_COLUMNS: tuple[str, ...] = ("filename", "width", "height", "class", "xmin", "ymin", "xmax", "ymax")
+MIN_VISIBLE = 0.2
+MIN_SIDE_PX = 2.0
+MIN_OBJECT_UM = 10.0
+
+
+def is_ignored(box: tuple[float, float, float, float] | list[float], um_per_px: float, visible: float) -> bool:
+    """Whether a box becomes an ignore region (see the module docstring)."""
+    w, h = box[2] - box[0], box[3] - box[1]
+    return min(w, h) < MIN_SIDE_PX or max(w, h) * um_per_px < MIN_OBJECT_UM or visible < MIN_VISIBLE
+
+
+def _scope_for(job: SlideJob) -> Any:
+    """Build the job's slide; on a slide too crowded for its structures, draw again (deterministically)."""
+    rng = job.slide_rng()
+    for _ in range(5):
+        scene = sample_scene(rng, job.ranges, job.size_px)
+        try:
+            return build_microscope(scene, job.slide_seed)
+        except ValueError as exc:
+            if "do not fit" not in str(exc):
+                raise
+    raise ValueError(f"slide {job.slide_seed}: could not place the structures in 5 draws; lower "
+                     f"--structures-per-mm2")
+
+
+def _pick_view(scope: Any, rng: np.random.Generator, job: SlideJob) -> tuple[float, float, float]:
+    """Stage (x, y, z) of one frame: near a target object, or anywhere on the slide."""
+    objs = scope.slide.objects
+    w_um = job.size_px[0] * scope.camera.um_per_px
+    h_um = job.size_px[1] * scope.camera.um_per_px
+    r = job.ranges
+    u = rng.random()
+    pool = []
+    if u < r.p_on_structure:
+        pool = [o for o in objs if o.kind == "structure"]
+    elif u < r.p_on_structure + r.p_on_line_debris:
+        pool = [o for o in objs if o.kind == "debris" and o.cls != "dust"]
+    p = scope.slide.params
+    if pool:
+        o = pool[int(rng.integers(len(pool)))]
+        x = o.center_um[0] + rng.uniform(-0.4, 0.4) * w_um
+        y = o.center_um[1] + rng.uniform(-0.4, 0.4) * h_um
+        z = o.focus_z_um + draw_dz_um(rng, r)
+    else:
+        x = rng.uniform(0.0, p.width_um)
+        y = rng.uniform(0.0, p.height_um)
+        # Focused somewhere a structure could be in focus: 2.5-15 µm above the glass.
+        z = scope.slide.surface_z_um(x, y) + rng.uniform(2.5, 15.0) + draw_dz_um(rng, r)
+    return float(x), float(y), float(z)
+
+
+def _anchor(o: Any, box: tuple[int, int, int, int], x: float, y: float, s: float,
+            size_px: tuple[int, int]) -> tuple[float, float]:
+    """The point of the object, in view, nearest its clipped box's centre (box pixel coordinates).
+
+    For a compact object that is the box centre; for a fibre, scratch or curved object whose box centre is bare
+    glass, and for an object cut by the frame edge, it is a point on the visible object: where the detector
+    is taught to put its peak (it regresses the four box sides from there).
+    """
+    hm = np.asarray(o.height_um)
+    ii, jj = np.nonzero(hm)
+    if ii.size == 0:
+        return (box[0] + box[2]) / 2.0, (box[1] + box[3]) / 2.0
+    step = max(1, ii.size // 20000)
+    ii, jj = ii[::step], jj[::step]
+    mh, mw = hm.shape
+    # Map sample -> slide µm -> box coordinates (pixel u spans [u, u + 1) in box coordinates).
+    px = (o.center_um[0] + (jj - (mw - 1) / 2.0) * o.pitch_um - x) / s + (size_px[0] - 1) / 2.0 + 0.5
+    py = (o.center_um[1] + (ii - (mh - 1) / 2.0) * o.pitch_um - y) / s + (size_px[1] - 1) / 2.0 + 0.5
+    inside = (px >= box[0]) & (px < box[2]) & (py >= box[1]) & (py < box[3])
+    if inside.any():
+        px, py = px[inside], py[inside]
+    cx, cy = (box[0] + box[2]) / 2.0, (box[1] + box[3]) / 2.0
+    k = int(np.argmin((px - cx) ** 2 + (py - cy) ** 2))
+    return float(px[k]), float(py[k])
+
+
+def _truth_boxes(scope: Any, x: float, y: float) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]]]:
+    """Clipped boxes in view, their anchors and, per box, its category, type, visible fraction and focus."""
+    s = scope.camera.um_per_px
+    size = scope.camera.size_px
+    by_id = {o.id: o for o in scope.slide.objects}
+    boxes, anchors, info = [], [], []
+    for vb in scope.boxes_at(x, y):
+        o = by_id[vb.id]
+        full = (o.footprint_um[0] / s) * (o.footprint_um[1] / s)
+        b = vb.box_px
+        vis = min(1.0, (b[2] - b[0]) * (b[3] - b[1]) / max(full, 1e-9))
+        boxes.append(b)
+        anchors.append(_anchor(o, b, x, y, s, size))
+        info.append({"category": vb.kind, "type": vb.cls, "visible": vis, "focus_z_um": vb.focus_z_um})
+    return (np.array(boxes, dtype=np.float64).reshape(-1, 4), np.array(anchors, dtype=np.float64).reshape(-1, 2),
+            info)
+
+
+def render_detection(job: SlideJob) -> list[dict[str, Any]]:
+    """Render a slide job's detection frames; returns one record per image (with its annotations)."""
+    scope = _scope_for(job)
+    out = job.out_dir / "images"
+    out.mkdir(parents=True, exist_ok=True)
+    records = []
+    for i in job.items():
+        rng = job.rng(i)
+        x, y, z = _pick_view(scope, rng, job)
+        shot = sample_shot(rng, job.ranges, job.augment, job.size_px)
+        img = render_frame(scope, x, y, z, shot, exposure_seed=int(rng.integers(0, 2**31)))
+        boxes, anchors, info = _truth_boxes(scope, x, y)
+        img, boxes, keep = augment(img, boxes, shot, min_side_px=1.0)
+        anchors = move_points(anchors, shot, img.shape[1])[keep]
+        info = [d for d, k in zip(info, keep, strict=True) if k]
+        name = f"{job.split}_{job.seed}_{i:06d}.png"
+        cv2.imwrite(str(out / name), img)
+        anns = []
+        for b, pt, d in zip(boxes, anchors, info, strict=True):
+            xb = [int(np.floor(b[0])), int(np.floor(b[1])), int(np.ceil(b[2])), int(np.ceil(b[3]))]
+            # The anchor stays inside the (augmented, clipped) box.
+            d["anchor"] = [round(float(np.clip(pt[0], b[0], b[2])), 2), round(float(np.clip(pt[1], b[1], b[3])), 2)]
+            anns.append({"category": d["category"], "type": d["type"], "box": xb,
+                         "ignore": is_ignored(b, scope.camera.um_per_px, d["visible"]),
+                         "visible": round(d["visible"], 3), "anchor": d["anchor"],
+                         "dz_um": round(z - d["focus_z_um"], 3)})
+        records.append({"file": f"images/{name}", "width": img.shape[1], "height": img.shape[0],
+                        "item": i, "slide_seed": job.slide_seed, "um_per_px": scope.camera.um_per_px,
+                        "stage_um": [round(x, 3), round(y, 3), round(z, 3)], "annotations": anns})
+    return records
+
+
+def write_detection_index(out_dir: Path, records: list[dict[str, Any]]) -> None:
+    """Write ``annotations.csv`` (seed paper's columns) and ``annotations.coco.json``."""
+    with open(out_dir / "annotations.csv", "w", newline="") as fh:
+        wr = csv.writer(fh)
+        wr.writerow(CSV_COLUMNS)
+        for r in records:
+            for a in r["annotations"]:
+                if not a["ignore"]:
+                    wr.writerow([r["file"], r["width"], r["height"], a["category"], *a["box"]])
+    (out_dir / "annotations.coco.json").write_text(json.dumps(to_coco(records)))
+
+
+def to_coco(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """COCO detection dict of the records (boxes as ``[x, y, w, h]``; ignore regions as ``iscrowd``)."""
+    images: list[dict[str, Any]] = []
+    anns: list[dict[str, Any]] = []
+    cat_id = {c: k + 1 for k, c in enumerate(CATEGORIES)}
+    for img_id, r in enumerate(records, start=1):
+        images.append({"id": img_id, "file_name": r["file"], "width": r["width"], "height": r["height"],
+                       "slide_seed": r["slide_seed"], "um_per_px": r["um_per_px"], "stage_um": r["stage_um"]})
+        for a in r["annotations"]:
+            x0, y0, x1, y1 = a["box"]
+            anns.append({"id": len(anns) + 1, "image_id": img_id, "category_id": cat_id[a["category"]],
+                         "bbox": [x0, y0, x1 - x0, y1 - y0], "area": (x1 - x0) * (y1 - y0),
+                         "iscrowd": int(a["ignore"]), "type": a["type"], "visible": a["visible"],
+                         "anchor": a["anchor"], "dz_um": a["dz_um"]})
+    return {"images": images, "annotations": anns,
+            "categories": [{"id": cat_id[c], "name": c} for c in CATEGORIES]}
+
+
+def load_coco(data_dir: Path) -> dict[str, Any]:
+    """A detection dataset's COCO dict (``OSError`` naming the file when missing or malformed)."""
+    path = Path(data_dir) / "annotations.coco.json"
+    try:
+        coco = json.loads(path.read_text())
+        _ = coco["images"], coco["annotations"], coco["categories"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise OSError(f"{path}: not a detection dataset made by `tppscan dataset detection` ({exc})") from None
+    return dict(coco)

@@ -1,0 +1,117 @@
+"""Detector metrics on a ``tppscan dataset detection`` folder: COCO mAP through pycocotools.
+
+The model runs through the appliance's own :class:`~appliance.vision.detector.Detector` (the same
+preprocessing and detectNet post-processing as in a scan) at a low score threshold, so the precision-recall
+curve is complete. Ignore regions of the dataset (COCO ``iscrowd``) count neither as misses nor as false
+detections, as COCO defines them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+EVAL_THRESHOLD = 0.05
+MAX_DETS = (1, 10, 300)
+
+
+def evaluate_detector(data_dir: Path, model: Path | None = None, limit: int | None = None,
+                      threshold: float = EVAL_THRESHOLD, backend: str = "onnxruntime",
+                      threads: int = 1) -> dict[str, Any]:
+    """COCO mAP of a detector on a detection dataset.
+
+    Parameters
+    ----------
+    data_dir : pathlib.Path
+        Dataset folder (``annotations.coco.json`` and ``images/``).
+    model : pathlib.Path, optional
+        ONNX file (default: the shipped detector); ``labels.txt`` beside it.
+    limit : int, optional
+        Use only the first ``limit`` frames.
+    threshold : float
+        Score threshold of the detections scored.
+    backend : str
+        Detector backend.
+    threads : int
+        ONNX Runtime threads (one: the figure is per-core latency, and a shared machine stays usable).
+
+    Returns
+    -------
+    dict
+        ``map50`` (AP at IoU 0.5, all classes), ``map`` (AP at IoU 0.5:0.95), ``ap50`` per class, ``n`` (frames),
+        ``objects`` per class, ``seconds_per_frame``.
+
+    Raises
+    ------
+    OSError
+        Not a detection dataset, a frame missing, or a model file that cannot be used.
+    """
+    import time
+
+    import cv2
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    from appliance.vision.detector import Detector
+    from models.data.detection import load_coco
+
+    coco_dict = load_coco(data_dir)
+    if limit:
+        keep = {im["id"] for im in coco_dict["images"][:limit]}
+        coco_dict["images"] = [im for im in coco_dict["images"] if im["id"] in keep]
+        coco_dict["annotations"] = [a for a in coco_dict["annotations"] if a["image_id"] in keep]
+    det = Detector(model, backend=backend, threshold=threshold, threads=threads)
+    name_to_cat = {c["name"]: c["id"] for c in coco_dict["categories"]}
+    results = []
+    t_run = 0.0
+    for im in coco_dict["images"]:
+        path = Path(data_dir) / im["file_name"]
+        img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        if img is None:
+            raise OSError(f"{path}: missing or not an image (listed in {data_dir}/annotations.coco.json)")
+        t0 = time.perf_counter()
+        found = det.detect(img)
+        t_run += time.perf_counter() - t0
+        for d in found:
+            if d.label not in name_to_cat:
+                continue
+            x1, y1, x2, y2 = d.box
+            results.append({"image_id": im["id"], "category_id": name_to_cat[d.label],
+                            "bbox": [x1, y1, x2 - x1, y2 - y1], "score": d.score})
+    n = len(coco_dict["images"])
+    out: dict[str, Any] = {"n": n, "seconds_per_frame": round(t_run / max(n, 1), 5),
+                           "objects": {c["name"]: sum(1 for a in coco_dict["annotations"]
+                                                      if a["category_id"] == c["id"] and not a["iscrowd"])
+                                       for c in coco_dict["categories"]},
+                           "detections": len(results), "threshold": threshold, "backend": det.backend}
+    if not results:
+        out.update(map50=0.0, map=0.0, ap50={c["name"]: 0.0 for c in coco_dict["categories"]})
+        return out
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress to stdout
+        gt = COCO()
+        gt.dataset = coco_dict
+        gt.createIndex()
+        dt = gt.loadRes(results)
+        ev = COCOeval(gt, dt, "bbox")
+        ev.params.maxDets = list(MAX_DETS)
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    # precision[T, R, K, A, M]: IoU 0.5 is T=0, area 'all' A=0, the largest maxDets M=-1. (COCOeval.stats[0]
+    # is read at 100 detections per image, which MAX_DETS does not list, so it is computed here.)
+    prec = ev.eval["precision"]
+    all_t = prec[:, :, :, 0, -1]
+    out["map"] = round(float(all_t[all_t > -1].mean()), 4) if (all_t > -1).any() else 0.0
+    out["map50"] = round(float(ev.stats[1]), 4)
+    ap50 = {}
+    for k, cat_id in enumerate(ev.params.catIds):
+        p = prec[0, :, k, 0, -1]
+        p = p[p > -1]
+        name = next(c["name"] for c in coco_dict["categories"] if c["id"] == cat_id)
+        ap50[name] = round(float(np.mean(p)), 4) if p.size else float("nan")
+    out["ap50"] = ap50
+    return out

@@ -1,0 +1,208 @@
+"""``tppscan train focus``: train the focus net (or its MobileNetV2-style twin) and export it as ``.tflite``.
+
+Input: a 64 x 64 grey crop in [0, 1] cut by :func:`appliance.vision.crops.focus_crop` (48 µm of slide).
+The graph first divides the crop by its own mean (so the lamp level does not matter but the contrast,
+which carries the defocus, is kept). Two heads share the features: ``defocus_um`` (linear, Huber loss on
+the true signed defocus, including crops beyond ±10 µm) and ``probs`` (softmax over the autofocus paper's 41
+classes, cross-entropy against a Gaussian of 0.4 µm around the true defocus, so neighbouring classes are
+near misses, not plain errors).
+
+Architectures (``--arch``):
+
+- ``small`` (shipped): a strided 5x5 convolution (16 channels, 64 -> 32 px), then 3x3 convolutions of 32
+  (pool), 64, 64 (pool) and 128 channels, each with batch norm and ReLU; global average and max pooling; a
+  128-unit dense layer. About 20 M multiply-adds per crop.
+- ``mobilenetv2``: Keras's MobileNetV2 (inverted residual blocks, width 0.35, no pretrained weights) on the
+  same input, pooled, the same two heads: the autofocus paper's choice, trained on the same data the same way
+  for the model card's side-by-side comparison.
+
+Writes into ``--out``: ``<stem>.tflite``, ``<stem>_dynamic.tflite``, ``<stem>_int8.tflite`` and
+``<stem>.metrics.json`` where ``stem`` is ``focusnet`` or ``focusnet_mobilenetv2``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from appliance.vision.focusnet import DZ_CLASSES_UM, N_CLASSES
+from models.data.crops import load_crops
+from models.keras_tflite import (
+    add_common_arguments,
+    check_common,
+    data_meta,
+    export_tflite,
+    make_dataset,
+    save_weights,
+    setup_tensorflow,
+    time_budget,
+)
+
+DEFAULT_OUT = Path(__file__).resolve().parent
+QUICK_CROPS = 512
+ARCHS: dict[str, str] = {"small": "focusnet", "mobilenetv2": "focusnet_mobilenetv2"}
+# Width of the soft class target around the true defocus, µm.
+SOFT_SIGMA_UM = 0.4
+
+
+def _normalise(keras: Any, inp: Any) -> Any:
+    from keras import layers, ops
+
+    # Relative to the crop's own mean: invariant to the lamp level, keeps the contrast that carries the defocus.
+    return layers.Lambda(lambda t: t / (ops.mean(t, axis=(1, 2, 3), keepdims=True) + 0.02) - 1.0,
+                         name="normalise")(inp)
+
+
+def _heads(keras: Any, feats: Any, inp: Any, name: str) -> Any:
+    from keras import layers
+
+    x = layers.Dense(128, activation="relu")(feats)
+    x = layers.Dropout(0.2)(x)
+    dz = layers.Dense(1, name="defocus_um")(x)
+    probs = layers.Dense(N_CLASSES, activation="softmax", name="probs")(x)
+    return keras.Model(inp, {"defocus_um": dz, "probs": probs}, name=name)
+
+
+def build_small(keras: Any) -> Any:
+    """The shipped focus net (see the module doc)."""
+    from keras import layers
+
+    inp = keras.Input((64, 64, 1), name="crop")
+    x = _normalise(keras, inp)
+    # A strided 5x5 first layer keeps the fringe polarity (it is learnt before the stride) at a quarter of the cost.
+    x = layers.Conv2D(16, 5, strides=2, padding="same", use_bias=False)(x)
+    x = layers.BatchNormalization(momentum=0.9)(x)
+    x = layers.ReLU()(x)
+    for filters, pool in ((32, True), (64, False), (64, True), (128, False)):
+        x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
+        x = layers.BatchNormalization(momentum=0.9)(x)
+        x = layers.ReLU()(x)
+        if pool:
+            x = layers.MaxPooling2D(2)(x)
+    feats = layers.Concatenate()([layers.GlobalAveragePooling2D()(x), layers.GlobalMaxPooling2D()(x)])
+    return _heads(keras, feats, inp, "focusnet_small")
+
+
+def build_mobilenetv2(keras: Any) -> Any:
+    """MobileNetV2 (width 0.35, random init) with the same input normalisation and heads."""
+    from keras import layers
+
+    inp = keras.Input((64, 64, 1), name="crop")
+    x = _normalise(keras, inp)
+    base = keras.applications.MobileNetV2(input_shape=(64, 64, 1), alpha=0.35, include_top=False, weights=None)
+    for layer in base.layers:  # Keras's default 0.999 lags far behind a short run's weights; same as ours
+        if isinstance(layer, layers.BatchNormalization):
+            layer.momentum = 0.9
+    feats = layers.GlobalAveragePooling2D()(base(x))
+    return _heads(keras, feats, inp, "focusnet_mobilenetv2")
+
+
+def soft_targets(dz_um: np.ndarray) -> np.ndarray:
+    """Gaussian class targets around each defocus (clipped to the class range), rows summing to 1."""
+    d = np.clip(np.asarray(dz_um, np.float64), DZ_CLASSES_UM[0], DZ_CLASSES_UM[-1])[:, None]
+    w = np.exp(-0.5 * ((DZ_CLASSES_UM[None, :] - d) / SOFT_SIGMA_UM) ** 2)
+    return (w / w.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Options of ``tppscan train focus``."""
+    add_common_arguments(p, DEFAULT_OUT, default_epochs=40)
+    p.add_argument("--arch", choices=sorted(ARCHS), default="small",
+                   help="small: the shipped net; mobilenetv2: the autofocus paper's family, for comparison")
+
+
+def _load(path: Path, limit: int | None) -> tuple[np.ndarray, np.ndarray]:
+    imgs, rows = load_crops(path, "focus")
+    dz = np.array([float(r["defocus_um"]) for r in rows], dtype=np.float32)
+    if limit is not None:
+        imgs, dz = imgs[:limit], dz[:limit]
+    return imgs, dz
+
+
+def train(args: argparse.Namespace) -> dict[str, Any]:
+    """Train, export and evaluate; returns what the metrics file holds."""
+    from models.focusnet.metrics import evaluate
+
+    t0 = time.monotonic()
+    limit = QUICK_CROPS if args.quick else None
+    xt, dt = _load(args.data, limit)
+    val = _load(args.val, limit) if args.val else None
+    tf = setup_tensorflow(args.seed, args.threads)
+    import keras
+
+    epochs = 1 if args.quick else args.epochs
+    budget_s = 8.0 if args.quick else args.minutes * 60.0
+    model = build_small(keras) if args.arch == "small" else build_mobilenetv2(keras)
+    if args.init is not None:
+        try:
+            model.load_weights(str(args.init))
+        except (OSError, ValueError) as exc:
+            raise OSError(f"--init {args.init}: cannot load these weights into the model ({exc})") from None
+    steps = epochs * int(np.ceil(len(xt) / args.batch))
+    model.compile(optimizer=keras.optimizers.Adam(2e-3),
+                  loss={"defocus_um": keras.losses.Huber(delta=1.0), "probs": keras.losses.CategoricalCrossentropy()},
+                  metrics={"defocus_um": ["mae"]})
+
+    def targets(dz: np.ndarray) -> dict[str, np.ndarray]:
+        return {"defocus_um": dz[:, None].astype(np.float32), "probs": soft_targets(dz)}
+
+    ds = make_dataset(tf, xt, targets(dt), args.batch, True, args.seed)
+    vds = make_dataset(tf, val[0], targets(val[1]), 256, False, 0) if val else None
+    budget = time_budget(budget_s, steps, 2e-3)
+    callbacks: list[Any] = [budget]
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = ARCHS[args.arch]
+    best = args.out / f".{stem}.best.weights.h5"
+    if vds is not None:
+        callbacks.append(keras.callbacks.ModelCheckpoint(str(best), monitor="val_loss", save_best_only=True,
+                                                         save_weights_only=True))
+    hist = model.fit(ds, validation_data=vds, epochs=epochs, callbacks=callbacks, shuffle=False,
+                     verbose=0 if args.quick else 2)
+    if vds is not None and best.exists():
+        model.load_weights(str(best))
+        best.unlink()
+    train_s = time.monotonic() - t0
+    save_weights(model, args.out / f"{stem}.weights.h5")
+
+    def calibration() -> Any:
+        for k in range(0, min(len(xt), 400), 8):
+            yield [xt[k:k + 8, :, :, None].astype(np.float32) / 255.0]
+
+    files = export_tflite(tf, model, args.out, stem, calibration)
+    eval_set = args.test or args.val
+    if eval_set is not None and not args.quick:
+        for v in files.values():
+            m = evaluate(eval_set, args.out / v["file"])
+            v["metrics"] = {k: m[k] for k in ("n", "mae_um", "class_accuracy", "within_one_accuracy", "sign_accuracy",
+                                              "p90_abs_error_um", "by_band", "n_beyond", "sign_accuracy_beyond")}
+    return {"model": stem, "arch": args.arch, "command": "tppscan " + " ".join(sys.argv[1:]), "quick": bool(args.quick),
+            "train": data_meta(args.data), "val": data_meta(args.val), "test": data_meta(args.test),
+            "evaluated_on": str(eval_set) if eval_set else None, "n_train": int(len(xt)),
+            "params": int(model.count_params()), "epochs_run": len(hist.history.get("loss", [])),
+            "stopped_by_budget": bool(budget.stopped), "train_seconds": round(train_s, 1),
+            "val_loss_by_epoch": [round(float(a), 4) for a in hist.history.get("val_loss", [])],
+            "val_mae_by_epoch": [round(float(a), 4) for a in hist.history.get("val_defocus_um_mae", [])],
+            "files": files, "seed": args.seed, "threads": args.threads}
+
+
+def run(args: argparse.Namespace) -> int:
+    """Handler of ``tppscan train focus``; returns the exit code."""
+    bad = check_common(args)
+    if bad:
+        print(f"tppscan train focus: error: {bad}", file=sys.stderr)
+        return 2
+    metrics = train(args)
+    (args.out / f"{metrics['model']}.metrics.json").write_text(json.dumps(metrics, indent=1))
+    for v in metrics["files"].values():
+        m = v.get("metrics")
+        extra = (f", MAE {m['mae_um']:.3f} µm, class {m['class_accuracy']:.3f}, within one "
+                 f"{m['within_one_accuracy']:.3f}, sign {m['sign_accuracy']:.3f}") if m else ""
+        print(f"{args.out / v['file']}: {v['bytes'] / 1e6:.2f} MB{extra}")
+    print(f"trained in {metrics['train_seconds']} s ({metrics['epochs_run']} epochs)")
+    return 0

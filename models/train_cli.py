@@ -1,0 +1,38 @@
+"""``tppscan train detector|classifier|focus``: train a shipped model on rendered data.
+
+Each model is a row of :data:`TRAINERS`: the module that defines ``add_arguments(parser)`` and
+``run(args) -> int``. Modules are imported when their subcommand runs, except for their options, which are
+read when the parser is built (the trainer modules import torch only inside their functions).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+from typing import Any
+
+# subcommand -> (module, one-line help)
+TRAINERS: dict[str, tuple[str, str]] = {
+    "detector": ("models.detector.train", "the detectNet-style ONNX detector (structure / debris)"),
+    "classifier": ("models.classifier.train", "the structure-type classifier (TFLite)"),
+    "focus": ("models.focusnet.train", "the single-frame defocus net (TFLite)"),
+}
+
+
+def register(sub: Any) -> None:
+    """Add the ``train`` command group."""
+    p = sub.add_parser("train", help="train a model on data from `tppscan dataset`",
+                       description="Train one of the shipped models from scratch on rendered data.")
+    p.set_defaults(func=lambda a: p.print_help() or 2)
+    ss = p.add_subparsers(dest="train_command", metavar="MODEL")
+    for name, (mod_name, text) in TRAINERS.items():
+        try:
+            mod = importlib.import_module(mod_name)
+        except ModuleNotFoundError as exc:
+            if exc.name is None or not mod_name.startswith(exc.name):
+                raise
+            continue  # that model's trainer is not part of this version
+        q = ss.add_parser(name, help=text, description=f"Train {text}.",
+                          formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        mod.add_arguments(q)
+        q.set_defaults(func=mod.run)

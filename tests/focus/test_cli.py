@@ -1,0 +1,77 @@
+"""``tppscan focus bench | stack``: output, JSON keys, bad values (exit 2), --help."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from appliance.cli import main
+from appliance.focus.stack import read_plane_z_um
+
+KEYS = {"frames_median", "frames_p95", "abs_dz_median_um", "abs_dz_p95_um", "success_rate", "time_s_median",
+        "fields"}
+
+
+def test_bench_json_has_the_issue_keys(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["focus", "bench", "--seed", "5", "--fields", "3", "--strategy", "classical",
+                 "--focus", "stepper", "--json", "--per-field"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert KEYS <= set(out)
+    assert out["fields"] == 3 and len(out["per_field"]) == 3
+    assert 0.0 <= out["success_rate"] <= 1.0 and out["frames_median"] >= 3
+
+
+def test_bench_table(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["focus", "bench", "--seed", "5", "--fields", "2", "--strategy", "sweep", "--range-um", "6",
+                 "--offset-um", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "frames med/p95" in out and "all fields" in out
+
+
+def test_neural_without_the_net_is_a_device_error(capsys: pytest.CaptureFixture[str]) -> None:
+    try:
+        import appliance.vision.focusnet  # noqa: F401
+    except ImportError:
+        assert main(["focus", "bench", "--fields", "1", "--strategy", "neural"]) == 1
+        assert "focus net" in capsys.readouterr().err
+    else:
+        pytest.skip("the focus net is present: the neural bench runs (tests/focus/test_focusnet_wiring.py)")
+
+
+def test_stack_writes_ome_tiff(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "s.ome.tif"
+    assert main(["focus", "stack", "--seed", "3", "--range-um", "4", "--servo-sweep", "--out", str(out)]) == 0
+    zs = read_plane_z_um(out)
+    assert len(zs) == 5 and all(z == round(z) for z in zs)
+    assert "wrote" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["focus", "bench", "--fields", "0"], "--fields must be an integer in [1, 100000], got '0'"),
+    (["focus", "bench", "--seed", "-1"], "--seed must be an integer"),
+    (["focus", "bench", "--strategy", "fast"], "invalid choice"),
+    (["focus", "bench", "--focus", "piezo"], "invalid choice"),
+    (["focus", "bench", "--offset-um", "nan"], "--offset-um must be a number"),
+    (["focus", "bench", "--offset-um", "20", "--range-um", "10"], "--offset-um must be below --range-um"),
+    (["focus", "stack", "--out", "x.tif", "--step-um", "0"], "--step-um must be a number"),
+    (["focus", "blank", "--fields", "0"], "--fields must be an integer in [1, 1000]"),
+    (["focus", "stack", "--out", "x.tif", "--structure", "999"], "--structure must be in"),
+])
+def test_bad_values_exit_2_with_one_line(argv: list[str], needle: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as e:
+        code = main(argv)
+        raise SystemExit(code)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert needle in err
+
+
+@pytest.mark.parametrize("argv", [["focus", "--help"], ["focus", "bench", "--help"], ["focus", "stack", "--help"],
+                                  ["focus", "blank", "--help"]])
+def test_help(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 0
+    assert "usage" in capsys.readouterr().out

@@ -1,0 +1,112 @@
+"""``tppscan dataset``: determinism, disjoint splits, annotations, randomisation ranges, bad options."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from appliance.cli import main
+from models.data.cli import SPLIT_CODES, plan, slide_seed
+from models.data.randomise import Ranges, Shot, _affine_boxes, augment, sample_scene
+
+
+@pytest.fixture(scope="module")
+def tiny_set(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ds") / "det"
+    assert main(["dataset", "detection", "--seed", "3", "--count", "4", "--out", str(out), "--jobs", "2",
+                 "--per-slide", "2"]) == 0
+    return out
+
+
+def test_detection_set_has_csv_coco_and_meta(tiny_set):
+    meta = json.loads((tiny_set / "meta.json").read_text())
+    assert meta["kind"] == "detection" and meta["count"] == 4 and meta["augment"] is True
+    coco = json.loads((tiny_set / "annotations.coco.json").read_text())
+    assert len(coco["images"]) == 4
+    assert [c["name"] for c in coco["categories"]] == ["structure", "debris"]
+    with open(tiny_set / "annotations.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert list(rows[0]) == ["filename", "width", "height", "class", "xmin", "ymin", "xmax", "ymax"]
+    kept = [a for a in coco["annotations"] if not a["iscrowd"]]
+    assert len(rows) == len(kept) > 0
+    for r in rows:
+        assert r["class"] in ("structure", "debris")
+        assert 0 <= int(r["xmin"]) < int(r["xmax"]) <= int(r["width"])
+        assert 0 <= int(r["ymin"]) < int(r["ymax"]) <= int(r["height"])
+        assert (tiny_set / r["filename"]).is_file()
+
+
+def test_same_seed_same_bytes(tiny_set, tmp_path):
+    again = tmp_path / "again"
+    assert main(["dataset", "detection", "--seed", "3", "--count", "4", "--out", str(again), "--jobs", "1",
+                 "--per-slide", "2"]) == 0
+    assert (again / "annotations.coco.json").read_bytes() == (tiny_set / "annotations.coco.json").read_bytes()
+    for p in sorted((tiny_set / "images").iterdir()):
+        assert (again / "images" / p.name).read_bytes() == p.read_bytes()
+
+
+def test_splits_and_seeds_never_share_a_slide(tmp_path):
+    seeds = {split: {j.slide_seed for j in plan("detection", split, s, 5000, tmp_path, Ranges(), False, (64, 48))}
+             for split in SPLIT_CODES for s in (0, 1)}
+    train = {slide_seed("train", s, k) for s in (0, 1) for k in range(1000)}
+    val = {slide_seed("val", s, k) for s in (0, 1) for k in range(1000)}
+    test = {slide_seed("test", s, k) for s in (0, 1) for k in range(1000)}
+    assert not (train & val) and not (train & test) and not (val & test)
+    assert seeds  # plan() uses the same rule
+    assert slide_seed("train", 0, 999_999) < slide_seed("train", 1, 0)
+
+
+def test_scene_draws_stay_inside_the_ranges():
+    r = Ranges()
+    rng = np.random.default_rng(0)
+    for _ in range(30):
+        sc = sample_scene(rng, r)
+        ump = 5.6 / sc.optics.magnification
+        assert r.um_per_px[0] - 1e-9 <= ump <= r.um_per_px[1] + 1e-9
+        assert r.debris_per_mm2[0] <= sc.slide.debris_per_mm2 <= r.debris_per_mm2[1]
+        assert r.vignetting[0] <= sc.sensor.vignetting <= r.vignetting[1]
+        assert r.top_roughness_um[0] <= sc.slide.top_roughness_um <= r.top_roughness_um[1]
+        assert r.lens_blur_px[0] <= sc.chain.lens_blur_px <= r.lens_blur_px[1]
+        assert abs(sc.slide.tilt_x_um_per_mm) <= r.tilt_um_per_mm[1]
+
+
+def test_rotated_box_stays_tight():
+    # A square box rotated 30 degrees: the corner box would grow to 1.37x; the inscribed circle stays 1x.
+    a = np.radians(30)
+    m = np.array([[np.cos(a), -np.sin(a), 0.0], [np.sin(a), np.cos(a), 0.0]])
+    out = _affine_boxes(np.array([[-10.0, -10.0, 10.0, 10.0]]), m)[0]
+    assert out[2] - out[0] == pytest.approx(20.0, abs=0.5)
+
+
+def test_flip_moves_boxes_with_the_image():
+    img = np.zeros((40, 60), np.uint8)
+    img[5:15, 2:12] = 255
+    shot = Shot(augment=None, hflip=True)
+    out, boxes, keep = augment(img, np.array([[2.0, 5.0, 12.0, 15.0]]), shot)
+    assert keep.all()
+    ys, xs = np.nonzero(out)
+    assert boxes[0].tolist() == [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--count", "0"], "--count must be an integer in [1, 1000000], got 0"),
+    (["--count", "2", "--seed", "-1"], "--seed must be"),
+    (["--count", "2", "--size", "10x10"], "--size must be"),
+    (["--count", "2", "--um-per-px", "1.2", "0.3"], "--um-per-px"),
+    (["--count", "2", "--p-jpeg", "1.5"], "p_jpeg must be a number in [0, 1]"),
+    (["--count", "2", "--lens-blur-px", "0", "9"], "--lens-blur-px"),
+    (["--count", "2", "--jobs", "0"], "--jobs must be"),
+])
+def test_bad_values_exit_2_with_one_line(argv, needle, tmp_path, capsys):
+    assert main(["dataset", "detection", "--out", str(tmp_path / "x"), *argv]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_non_empty_out_is_a_file_error(tmp_path, capsys):
+    (tmp_path / "junk").write_text("x")
+    assert main(["dataset", "detection", "--count", "1", "--out", str(tmp_path)]) == 1
+    assert "not an empty folder" in capsys.readouterr().err

@@ -1,0 +1,102 @@
+"""``tppscan train detector --quick`` end to end: render, train, export, check, evaluate, detect."""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+
+import numpy as np
+import pytest
+
+from appliance.cli import main
+
+pytest.importorskip("torch")
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("quick")
+    data = root / "data"
+    assert main(["dataset", "detection", "--seed", "5", "--count", "6", "--out", str(data), "--per-slide", "3",
+                 "--split", "val"]) == 0
+    # CPU seconds, not wall-clock: on the shared development machine the wall clock ran 3-8x the CPU time.
+    t0 = time.process_time()
+    assert main(["train", "detector", "--quick", "--data", str(data), "--val", str(data), "--out",
+                 str(root / "model")]) == 0
+    return data, root / "model", time.process_time() - t0
+
+
+def test_quick_training_writes_a_detectnet_model_in_30_cpu_s(quick_run):
+    import onnx
+
+    from models.detector.export import check_exported
+
+    _, model, seconds = quick_run
+    assert seconds <= 30.0
+    onnx.checker.check_model(str(model / "detector.onnx"), full_check=True)
+    assert check_exported(model / "detector.onnx") == []  # only TensorRT-parser operators
+    m = onnx.load(str(model / "detector.onnx"))
+    dims = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim] for v in [*m.graph.input, *m.graph.output]}
+    assert dims["input_0"] == [1, 3, 192, 256]
+    assert dims["scores"] == [1, 48 * 64, 3] and dims["boxes"] == [1, 48 * 64, 4]
+    assert not list(model.glob("*.data"))  # single file
+    assert (model / "labels.txt").read_text().split() == ["BACKGROUND", "structure", "debris"]
+    log = json.loads((model / "train_log.json").read_text())
+    assert log["steps_done"] == log["steps_planned"] and 0.0 <= log["val"]["map50"] <= 1.0
+
+
+def test_eval_cli_prints_one_json_object(quick_run, capsys):
+    data, model, _ = quick_run
+    assert main(["models", "eval", "detector", "--data", str(data), "--model", str(model / "detector.onnx"),
+                 "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["n"] == 6 and 0.0 <= out["map50"] <= 1.0 and set(out["ap50"]) == {"structure", "debris"}
+
+
+def test_eval_cli_rejects_the_wrong_dataset_kind(quick_run, tmp_path, capsys):
+    data, _, _ = quick_run
+    assert main(["models", "eval", "classifier", "--data", str(data)]) == 2
+    assert "'detection' dataset" in capsys.readouterr().err
+    assert main(["models", "eval", "detector", "--data", str(tmp_path)]) == 1
+    assert "meta.json" in capsys.readouterr().err
+
+
+def test_detect_cli_writes_csv_json_and_pngs(quick_run, tmp_path, capsys):
+    import cv2
+
+    _, model, _ = quick_run
+    frame = np.full((300, 400, 3), 160, np.uint8)
+    cv2.circle(frame, (200, 150), 30, (60, 60, 60), -1)
+    cv2.imwrite(str(tmp_path / "a.jpg"), frame)
+    cv2.imwrite(str(tmp_path / "b.tif"), frame[:, :, 0].astype(np.uint16) * 256)
+    out = tmp_path / "out"
+    assert main(["detect", str(tmp_path), "--out", str(out), "--model", str(model / "detector.onnx"),
+                 "--no-classifier", "--threshold", "0.01"]) == 0
+    with open(out / "detections.csv") as fh:
+        header, *rows = list(csv.reader(fh))
+    assert header == ["filename", "width", "height", "class", "xmin", "ymin", "xmax", "ymax", "score",
+                             "type", "type_score"]
+    doc = json.loads((out / "detections.json").read_text())
+    assert [im["filename"] for im in doc["images"]] == ["a.jpg", "b.tif"]
+    assert sum(len(im["detections"]) for im in doc["images"]) == len(rows)
+    assert (out / "a.detections.png").is_file() and (out / "b.detections.png").is_file()
+
+
+@pytest.mark.parametrize("argv, code, needle", [
+    (["--threshold", "2"], 2, "--threshold must be a number in (0, 1]"),
+    (["--backend", "cuda"], 2, "--backend must be one of"),
+    (["--model", "/nonexistent/detector.onnx"], 1, "/nonexistent/detector.onnx: not found"),
+])
+def test_detect_cli_bad_values(argv, code, needle, tmp_path, capsys):
+    import cv2
+
+    cv2.imwrite(str(tmp_path / "a.png"), np.zeros((50, 50), np.uint8))
+    assert main(["detect", str(tmp_path / "a.png"), "--out", str(tmp_path / "o"), "--no-classifier", *argv]) == code
+    err = capsys.readouterr().err
+    assert needle in err and "Traceback" not in err
+
+
+def test_train_cli_bad_value(tmp_path, capsys):
+    assert main(["train", "detector", "--data", str(tmp_path), "--out", str(tmp_path / "o"), "--steps", "0"]) == 2
+    assert "--steps must be an integer in [1, 1000000], got 0" in capsys.readouterr().err

@@ -1,0 +1,47 @@
+"""The per-frame chain: gate -> detector -> classifier."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from appliance.vision.detector import Detector
+from appliance.vision.pipeline import Pipeline, gate_candidates
+
+
+class _Typer:
+    """Stands in for the LiteRT classifier: names every box by its width, and records the call."""
+
+    def __init__(self) -> None:
+        self.calls: list[int] = []
+
+    def classify_boxes(self, image, boxes):
+        from types import SimpleNamespace
+
+        self.calls.append(len(boxes))
+        labels = ["pentagon" if b[2] - b[0] > 20 else "debris" for b in boxes]
+        return SimpleNamespace(labels=labels, scores=np.full(len(boxes), 0.9, np.float32))
+
+
+def test_chain_types_every_detection(tiny_detector, sim_frame):
+    typer = _Typer()
+    res = Pipeline(Detector(tiny_detector, threshold=0.2), typer, um_per_px=0.56).run(sim_frame)
+    assert res.detector_ran and res.gate_candidates > 0 and res.objects
+    assert typer.calls == [len(res.objects)]
+    assert all(o.type in ("pentagon", "debris") and o.type_score == pytest.approx(0.9) for o in res.objects)
+    assert (res.width, res.height) == (640, 480)
+
+
+def test_skip_empty_leaves_bare_glass_alone(tiny_detector):
+    typer = _Typer()
+    glass = np.random.default_rng(0).normal(150, 2, (480, 640)).clip(0, 255).astype(np.uint8)
+    res = Pipeline(Detector(tiny_detector), typer, um_per_px=0.56, skip_empty=True).run(glass)
+    assert not res.detector_ran and res.objects == [] and typer.calls == []
+
+
+def test_gate_finds_a_dark_blob_and_checks_its_scale():
+    frame = np.full((100, 120), 180, np.uint8)
+    frame[30:60, 40:80] = 60
+    assert gate_candidates(frame, 1.0) == [(40, 30, 40, 30)]
+    with pytest.raises(ValueError, match="um_per_px"):
+        gate_candidates(frame, 0.0)
