@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(gcc-avr avr-libc binutils-avr simavr libsimavr-dev libsimavrparts1 avrdude
-              gcc make pkg-config libelf-dev clang libclang-rt-dev python3-venv systemd)
+              gcc make pkg-config libelf-dev clang libclang-rt-dev python3-venv systemd chromium)
 
 log() { printf '[setup] %s\n' "$*" >&2; }
 
