@@ -6,8 +6,9 @@ Scenes: a 640 x 480 and a 2592 x 1944 field centred on structures (the busiest f
   patches are new while the object spectra are cached,
 - cold: the renderer cache cleared before every frame (full optics for every object in view).
 The reference is what any camera model must do per frame: make the noise for that frame size and convert it to
-uint8 (``sensor.expose`` on a blank field). Absolute medians go into ``extra_info`` and docs/simulator.md; the
-gates are ratios (PERFORMANCE-NOTES.md: absolute timings on this shared machine move 10-50 %).
+uint8 (``sensor.expose`` on a blank field). The camera under test is the default one: the colour capture chain.
+Absolute medians go into ``extra_info`` and docs/simulator.md; the gates are ratios (PERFORMANCE-NOTES.md:
+absolute timings on this shared machine move 10-50 %).
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from appliance.sim.microscope import VirtualMicroscope
 from appliance.sim.sensor import SensorParams, expose
 from appliance.sim.stage import SimStageParams
 
-# Gates: an order-of-magnitude slowdown fails; measured ratios (1.0, 1.2-3.2, 1.4-4.5) are in docs/simulator.md.
+# Gates: an order-of-magnitude slowdown fails; measured ratios (warm 1.0-1.2, new focus 2.2-3.7, cold 3.2-4.5, with the
+# colour capture chain) are in docs/simulator.md.
 MAX_RATIO = {"warm": 4.0, "new_focus": 25.0, "cold": 40.0}
 
 

@@ -15,6 +15,7 @@ seeded by (camera seed, capture index): the same seed and capture sequence give 
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -24,8 +25,11 @@ import cv2
 import numpy as np
 
 from appliance.hardware.camera.base import Camera, CameraError, Frame
+from appliance.sim import spectral
+from appliance.sim.capture import CameraChainParams, CaptureChain
 from appliance.sim.optics import ObjectSpectrum, OpticsParams, image_intensity, object_spectrum
-from appliance.sim.sensor import SensorParams, check_exposure_ms, expose, illumination_background
+from appliance.sim.polymer import loss_scale
+from appliance.sim.sensor import SensorParams, check_exposure_ms
 from appliance.sim.stage import SimStage
 
 # Defocus is quantised to this step for the patch cache (well below any depth of field here).
@@ -130,29 +134,41 @@ class FieldRenderer:
     optics : OpticsParams
         The objective and condenser.
     pixel_um : float
-        Sensor pixel pitch, µm.
+        Sensor pixel (photosite) pitch, µm: each camera pixel integrates the image over its area.
     cache_items : int
         Patches kept in the LRU (each a few hundred kB).
+    channel_wavelengths_um : (float, float, float) or None
+        Mean wavelengths of a colour sensor's R, G, B channels; given, :meth:`transmission` can render a Bayer
+        mosaic (see :mod:`appliance.sim.spectral`).
+    blur_um : float
+        Gaussian sigma of the camera's own optics referred to the sample, µm (``CameraChainParams.lens_blur_px``).
+        Applied to each object's patch: the clear glass around objects is 1.0 and stays so under any blur.
     """
 
-    def __init__(self, slide: SlideLike, optics: OpticsParams, pixel_um: float, cache_items: int = 256) -> None:
+    def __init__(self, slide: SlideLike, optics: OpticsParams, pixel_um: float, cache_items: int = 256,
+                 channel_wavelengths_um: tuple[float, float, float] | None = None, blur_um: float = 0.0) -> None:
         self.slide = slide
+        self.blur_um = float(blur_um)
         self.optics = optics
         self.um_per_px = pixel_um / optics.magnification
+        self.channel_wavelengths_um = channel_wavelengths_um
         self._spectra = _LRU(max(16, cache_items // 4))
         self._patches = _LRU(cache_items)
+        self._ratio_base = _LRU(max(16, cache_items // 4))
+        self._ratios = _LRU(cache_items)
 
     def clear_cache(self) -> None:
         """Forget every cached spectrum and patch (for cold-cache timings)."""
-        self._spectra.clear()
-        self._patches.clear()
+        for cache in (self._spectra, self._patches, self._ratio_base, self._ratios):
+            cache.clear()
 
     def _spectrum(self, obj: SlideObjectLike, pad_um: float) -> ObjectSpectrum:
         spec = self._spectra.get((obj.id, pad_um))
         if spec is None:
             slices, step, ref = self._slices(obj)
+            scale = loss_scale(_exponent(obj), self.optics.wavelength_um)
             spec = object_spectrum(obj.height_um, obj.absorption, obj.index_delta, obj.pitch_um,
-                                   obj.center_um, self.optics, pad_um, slices, step, ref)
+                                   obj.center_um, self.optics, pad_um, slices, step, ref, absorption_scale=scale)
             self._spectra.put((obj.id, pad_um), spec)
         assert isinstance(spec, ObjectSpectrum)
         return spec
@@ -174,18 +190,46 @@ class FieldRenderer:
         return [between(j * step, (j + 1) * step) for j in range(n)], step, max_h / 2.0
 
     def patch(self, obj: SlideObjectLike, dz_um: float) -> tuple[ObjectSpectrum, np.ndarray]:
-        """The object's intensity patch at ``dz_um`` quantised to ``DZ_STEP_UM`` (cached)."""
+        """The object's intensity patch at ``dz_um`` quantised to ``DZ_STEP_UM``, integrated over a pixel (cached)."""
         q = int(round(dz_um / DZ_STEP_UM))
         key = (obj.id, q)
         spec = self._spectrum(obj, pad_for_dz_um(q * DZ_STEP_UM, self.optics.na))
         img = self._patches.get(key)
         if img is None:
-            img = image_intensity(spec, q * DZ_STEP_UM, self.optics)
+            img = integrate_pixel_area(image_intensity(spec, q * DZ_STEP_UM, self.optics), spec.pitch_um,
+                                       self.um_per_px)
+            if self.blur_um > 0:
+                img = cv2.GaussianBlur(img, (0, 0), sigmaX=self.blur_um / spec.pitch_um[0],
+                                       sigmaY=self.blur_um / spec.pitch_um[1], borderType=cv2.BORDER_REPLICATE)
             self._patches.put(key, img)
         assert isinstance(img, np.ndarray)
         return spec, img
 
-    def transmission(self, x_um: float, y_um: float, z_um: float, size_px: tuple[int, int]) -> np.ndarray:
+    def colour_ratios(self, obj: SlideObjectLike, dz_um: float) -> np.ndarray | None:
+        """Per-channel ratios (3, My, Mx) to the object's patch at ``dz_um``, or None for a grey object (cached)."""
+        if self.channel_wavelengths_um is None or _exponent(obj) == 0.0:
+            return None
+        q = int(round(dz_um / DZ_STEP_UM))
+        hit = self._ratios.get((obj.id, q))
+        if isinstance(hit, np.ndarray):
+            return hit
+        pad = pad_for_dz_um(q * DZ_STEP_UM, self.optics.na)
+        spec = self._spectrum(obj, pad)
+        base = self._ratio_base.get((obj.id, pad))
+        if base is None:
+            loss = spectral.loss_map_on_grid(obj.height_um, obj.absorption, obj.pitch_um, obj.center_um, spec)
+            scales = np.array([loss_scale(_exponent(obj), w) for w in self.channel_wavelengths_um])
+            base = spectral.colour_ratios(loss, scales, loss_scale(_exponent(obj), self.optics.wavelength_um))
+            self._ratio_base.put((obj.id, pad), base)
+        assert isinstance(base, np.ndarray)
+        sig = math.hypot(spectral.ratio_blur_um(q * DZ_STEP_UM, self.optics), self.blur_um)
+        out = np.stack([cv2.GaussianBlur(b, (0, 0), sigmaX=sig / spec.pitch_um[0], sigmaY=sig / spec.pitch_um[1],
+                                         borderType=cv2.BORDER_REPLICATE) for b in base])
+        self._ratios.put((obj.id, q), out)
+        return out
+
+    def transmission(self, x_um: float, y_um: float, z_um: float, size_px: tuple[int, int],
+                     sites: np.ndarray | None = None) -> np.ndarray:
         """Light passed by the slide in a frame centred on (x, y) with the focus at stage z.
 
         Parameters
@@ -194,6 +238,9 @@ class FieldRenderer:
             Stage true position, µm.
         size_px : (int, int)
             Frame (width, height).
+        sites : (H, W) ndarray of uint8, optional
+            Bayer channel of each pixel (0 R, 1 G, 2 B; :func:`spectral.bayer_sites`). Given (and the renderer has
+            ``channel_wavelengths_um``), each pixel gets its channel's colour of the prints' loss.
 
         Returns
         -------
@@ -208,14 +255,16 @@ class FieldRenderer:
         objs = self.slide.objects_in_rect(float(x0) - PAD_UM, float(y0) - PAD_UM,
                                           float(x1) + PAD_UM, float(y1) + PAD_UM)
         for obj in sorted(objs, key=lambda o: o.id):  # fixed order: float products are then reproducible
-            spec, img = self.patch(obj, z_um - obj.focus_z_um)
-            self._composite(out, spec, img, (x_um, y_um), s)
+            dz = z_um - obj.focus_z_um
+            spec, img = self.patch(obj, dz)
+            ratios = None if sites is None else self.colour_ratios(obj, dz)
+            self._composite(out, spec, img, (x_um, y_um), s, ratios, sites)
         return out
 
     @staticmethod
     def _composite(out: np.ndarray, spec: ObjectSpectrum, img: np.ndarray, stage_xy: tuple[float, float],
-                   s: float) -> None:
-        """Multiply one patch, resampled to camera pixels, into ``out``."""
+                   s: float, ratios: np.ndarray | None = None, sites: np.ndarray | None = None) -> None:
+        """Multiply one patch (and, on a mosaic, its colour ratio at each pixel's channel) into ``out``."""
         h, w = out.shape
         (ox, oy), (px, py) = spec.origin_um, spec.pitch_um
         my, mx = img.shape
@@ -231,9 +280,75 @@ class FieldRenderer:
         # dst (u', v') = (u - u0, v - v0) -> src (j, i) = ((ax + (u'+u0) s - ox)/px, ...)
         m = np.array([[s / px, 0.0, (ax + u0 * s - ox) / px],
                       [0.0, s / py, (ay + v0 * s - oy) / py]], dtype=np.float64)
-        region = cv2.warpAffine(img, m, (u1 - u0, v1 - v0), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                                borderMode=cv2.BORDER_CONSTANT, borderValue=1.0)
+
+        def warp(a: np.ndarray) -> np.ndarray:
+            return cv2.warpAffine(a, m, (u1 - u0, v1 - v0), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                                  borderMode=cv2.BORDER_CONSTANT, borderValue=1.0)
+
+        region = warp(img)
+        if ratios is not None and sites is not None:
+            region *= np.choose(sites[v0:v1, u0:u1], [warp(r) for r in ratios])
         out[v0:v1, u0:u1] *= region
+
+
+def _exponent(obj: SlideObjectLike) -> float:
+    """Wavelength exponent of an object's absorption (0 for objects that do not say: grey)."""
+    return float(getattr(obj, "loss_exponent", 0.0))
+
+
+@functools.lru_cache(maxsize=64)
+def _box_kernel(width: float) -> np.ndarray:
+    """Weights of a box ``width`` samples wide centred on a sample (fractional ends), summing to 1."""
+    half = int(math.ceil(width / 2.0 - 0.5))
+    k = np.array([min(j + 0.5, width / 2.0) - max(j - 0.5, -width / 2.0) for j in range(-half, half + 1)])
+    out = (np.clip(k, 0.0, None) / width).astype(np.float32)
+    out.setflags(write=False)
+    return out
+
+
+def integrate_pixel_area(img: np.ndarray, pitch_um: tuple[float, float], pixel_um: float) -> np.ndarray:
+    """An intensity patch averaged over a square pixel of side ``pixel_um`` centred on each sample.
+
+    A camera pixel integrates the light over its area; sampling the patch at pixel centres afterwards gives that
+    integral. The box is ``pixel_um / pitch`` samples wide (fractional widths weight the end samples).
+    """
+    kernels = [_box_kernel(pixel_um / p) for p in pitch_um]
+    if len(kernels[0]) == 1 and len(kernels[1]) == 1:
+        return img
+    return cv2.sepFilter2D(img, -1, kernels[0], kernels[1], borderType=cv2.BORDER_REPLICATE)
+
+
+def build_imaging(slide: SlideLike, optics: OpticsParams, sensor: SensorParams, chain: CameraChainParams,
+                  seed: int) -> tuple[FieldRenderer, CaptureChain]:
+    """The renderer and capture chain of a camera: the renderer works on the chain's photosite grid.
+
+    Parameters
+    ----------
+    slide : SlideLike
+        The slide.
+    optics : OpticsParams
+        Objective and condenser.
+    sensor : SensorParams
+        Sensor and illumination.
+    chain : CameraChainParams
+        The capture chain.
+    seed : int
+        Seeds the lamp field and the optics' dust.
+    """
+    capture = CaptureChain(sensor, chain, sensor.pixel_um / optics.magnification, seed)
+    site_um = sensor.pixel_um * sensor.width_px / capture.size_px[0]
+    wl = capture.channel_wavelengths_um
+    renderer = FieldRenderer(slide, optics, site_um,
+                             channel_wavelengths_um=None if wl is None else (float(wl[0]), float(wl[1]), float(wl[2])),
+                             blur_um=chain.lens_blur_px * sensor.pixel_um / optics.magnification)
+    return renderer, capture
+
+
+def render_frame(renderer: FieldRenderer, chain: CaptureChain, xyz_um: tuple[float, float, float],
+                 exposure_ms: float, rng: np.random.Generator, grey: bool = False) -> np.ndarray:
+    """One frame (uint8: BGR for a colour chain unless ``grey``) with the stage's true position at ``xyz_um``."""
+    trans = renderer.transmission(xyz_um[0], xyz_um[1], xyz_um[2], chain.size_px, chain.sites)
+    return chain.capture(trans, exposure_ms, rng, grey=grey)
 
 
 class SimCamera(Camera):
@@ -250,25 +365,28 @@ class SimCamera(Camera):
     sensor : SensorParams, optional
         Sensor and illumination (defaults: 640 x 480, 5.6 µm pixels, 10 ms).
     seed : int
-        Seeds the lamp field and the noise.
+        Seeds the lamp field, the optics' dust and the noise.
+    chain : CameraChainParams, optional
+        The capture chain (default: a colour camera, :data:`appliance.sim.capture.PRESETS` ``"default"``).
     """
 
     def __init__(self, stage: SimStage, slide: SlideLike, optics: OpticsParams | None = None,
-                 sensor: SensorParams | None = None, seed: int = 0) -> None:
+                 sensor: SensorParams | None = None, seed: int = 0, chain: CameraChainParams | None = None) -> None:
         self.stage = stage
         self.optics = optics or OpticsParams()
         self.sensor = sensor or SensorParams()
+        self.chain_params = chain or CameraChainParams()
         self.seed = int(seed)
-        self.renderer = FieldRenderer(slide, self.optics, self.sensor.pixel_um)
-        self._background = illumination_background(self.sensor, self.seed)
+        self.renderer, self.chain = build_imaging(slide, self.optics, self.sensor, self.chain_params, self.seed)
+        self._um_per_px = self.sensor.pixel_um / self.optics.magnification
         self._exposure_ms = self.sensor.exposure_ms
         self._open = False
         self._count = 0
 
     @property
     def um_per_px(self) -> float:
-        """Micrometres per pixel at the sample."""
-        return self.renderer.um_per_px
+        """Micrometres per (output) pixel at the sample."""
+        return self._um_per_px
 
     def open(self) -> None:
         """Acquire the (virtual) device."""
@@ -305,9 +423,9 @@ class SimCamera(Camera):
         reported = self.stage.position_um()
         true = self.stage.true_position_um()
         t0 = self.stage.clock.now_s()
-        trans = self.renderer.transmission(true.x_um, true.y_um, true.z_um, self.size_px)
         rng = np.random.default_rng([self.seed, self._count, 0xCA3])
-        image = expose(trans, self._background, self.sensor, self._exposure_ms, rng)
+        image = render_frame(self.renderer, self.chain, (true.x_um, true.y_um, true.z_um), self._exposure_ms, rng,
+                             grey=True)
         self._count += 1
         self.stage.clock.advance(self._exposure_ms / 1000.0)
         return Frame(image=image, position=reported, time_s=t0, exposure_ms=self._exposure_ms,

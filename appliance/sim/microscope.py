@@ -19,6 +19,7 @@ import numpy as np
 
 from appliance.hardware.camera.base import Frame
 from appliance.sim.camera import SimCamera, pixel_to_slide_um
+from appliance.sim.capture import CameraChainParams
 from appliance.sim.clock import VirtualClock
 from appliance.sim.optics import OpticsParams
 from appliance.sim.sensor import SensorParams
@@ -76,22 +77,25 @@ class VirtualMicroscope:
         Sensor and illumination.
     realtime : bool
         Moves and exposures also take wall-clock time.
+    chain : CameraChainParams, optional
+        The camera's capture chain (default: a colour camera; ``appliance.sim.capture.PRESETS``).
     """
 
     def __init__(self, seed: int = 0, slide: SlideParams | None = None, stage: SimStageParams | None = None,
                  optics: OpticsParams | None = None, sensor: SensorParams | None = None,
-                 realtime: bool = False) -> None:
+                 realtime: bool = False, chain: CameraChainParams | None = None) -> None:
         self.seed = int(seed)
         self.clock = VirtualClock(realtime=realtime)
         self.slide: Slide = make_slide(self.seed, slide)
         self.stage = SimStage(self.clock, stage, seed=self.seed)
-        self.camera = SimCamera(self.stage, self.slide, optics, sensor, seed=self.seed)
+        self.camera = SimCamera(self.stage, self.slide, optics, sensor, seed=self.seed, chain=chain)
 
     def truth(self) -> dict[str, Any]:
         """Ground truth of the slide (JSON-ready) plus the imaging parameters."""
         t = dict(self.slide.truth())
         t["imaging"] = {"um_per_px": self.camera.um_per_px, "size_px": list(self.camera.size_px),
-                        "optics": vars(self.camera.optics).copy(), "sensor": vars(self.camera.sensor).copy()}
+                        "optics": vars(self.camera.optics).copy(), "sensor": vars(self.camera.sensor).copy(),
+                        "chain": vars(self.camera.chain_params).copy()}
         return t
 
     def boxes_at(self, x_um: float, y_um: float) -> list[ViewBox]:

@@ -22,6 +22,7 @@ a coarser output grid (``out_pitch_um``) whose Nyquist frequency still holds the
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -141,7 +142,7 @@ class ObjectSpectrum:
 def object_spectrum(height_um: np.ndarray, absorption: np.ndarray, index_delta: float, pitch_um: float,
                     center_um: tuple[float, float], optics: OpticsParams, pad_um: float,
                     slices: list[np.ndarray] | None = None, slice_step_um: float = 0.0,
-                    ref_height_um: float = 0.0) -> ObjectSpectrum:
+                    ref_height_um: float = 0.0, absorption_scale: float = 1.0) -> ObjectSpectrum:
     """The transmittance of one object, Fourier transformed and cropped to the band the pupil can pass.
 
     Parameters
@@ -168,6 +169,9 @@ def object_spectrum(height_um: np.ndarray, absorption: np.ndarray, index_delta: 
     ref_height_um : float
         Height above the surface of the object's focus reference plane (where ``dz = 0``), µm; with slices the
         exit field is propagated back to it.
+    absorption_scale : float
+        Factor on ``absorption`` at this wavelength (maps are stated at 0.55 µm; a print's scatter loss grows as
+        λ⁻², see :func:`appliance.sim.polymer.loss_scale`).
 
     Returns
     -------
@@ -183,6 +187,8 @@ def object_spectrum(height_um: np.ndarray, absorption: np.ndarray, index_delta: 
     k0 = 2.0 * math.pi / optics.wavelength_um
     oy, ox = (ny - h) // 2, (nx - w) // 2
     aa = absorption.astype(np.float32, copy=False)
+    if absorption_scale != 1.0:
+        aa = aa * np.float32(absorption_scale)
 
     def screen(thickness: np.ndarray) -> np.ndarray:
         th = thickness.astype(np.float32, copy=False)
@@ -260,19 +266,11 @@ def image_intensity(obj: ObjectSpectrum, dz_um: float, optics: OpticsParams) -> 
         Intensity on the output grid of ``obj``.
     """
     my, mx = obj.spectrum.shape[-2:]
-    fy = np.fft.fftfreq(my, obj.pitch_um[1])[:, None]
-    fx = np.fft.fftfreq(mx, obj.pitch_um[0])[None, :]
-    lam = optics.wavelength_um
-    fc = optics.cutoff_per_um
-    inv_lam2 = 1.0 / lam**2
-    fields = np.zeros((optics.n_source_points, my, mx), dtype=np.complex64)
-    for i, (sx, sy) in enumerate(optics.source_points()):
-        r2 = (fx + sx) ** 2 + (fy + sy) ** 2
-        mask = r2 <= min(fc, _MAX_SINE / lam) ** 2
-        # Phase relative to the tilted carrier, so clear glass keeps phase 0 at every dz.
-        kz = np.sqrt(inv_lam2 - r2[mask]) - math.sqrt(inv_lam2 - (sx * sx + sy * sy))
+    fields = np.zeros((optics.n_source_points, my * mx), dtype=np.complex64)
+    for i, (idx, kz) in enumerate(_pupil_taps((my, mx), obj.pitch_um, optics)):
         spec = obj.spectrum if obj.spectrum.ndim == 2 else obj.spectrum[i]
-        fields[i][mask] = spec[mask] * np.exp(1j * (2.0 * math.pi * dz_um) * kz).astype(np.complex64)
+        fields[i, idx] = spec.reshape(-1)[idx] * np.exp(1j * (2.0 * math.pi * dz_um) * kz)
+    fields = fields.reshape(optics.n_source_points, my, mx)
     out = scipy.fft.ifft2(fields, axes=(-2, -1), workers=1)
     inten: np.ndarray = np.ascontiguousarray((out.real * out.real + out.imag * out.imag).mean(axis=0),
                                              dtype=np.float32)
@@ -282,6 +280,30 @@ def image_intensity(obj: ObjectSpectrum, dz_um: float, optics: OpticsParams) -> 
         inten = cv2.GaussianBlur(inten, (0, 0), sigmaX=sigma_um / obj.pitch_um[0], sigmaY=sigma_um / obj.pitch_um[1],
                                  borderType=cv2.BORDER_REPLICATE)
     return inten
+
+
+@functools.lru_cache(maxsize=512)
+def _pupil_taps(shape: tuple[int, int], pitch_um: tuple[float, float],
+                optics: OpticsParams) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
+    """Per condenser point: flat indices of the spectrum samples the pupil passes, and their ``kz`` (cycles/µm).
+
+    ``kz`` is relative to the tilted carrier, so clear glass keeps phase 0 at every dz. Cached: objects of one size
+    share their output grid, and a focus sweep reuses it for every plane.
+    """
+    my, mx = shape
+    fy = np.fft.fftfreq(my, pitch_um[1])[:, None]
+    fx = np.fft.fftfreq(mx, pitch_um[0])[None, :]
+    lam = optics.wavelength_um
+    inv_lam2 = 1.0 / lam**2
+    taps = []
+    for sx, sy in optics.source_points():
+        r2 = ((fx + sx) ** 2 + (fy + sy) ** 2).ravel()
+        idx = np.flatnonzero(r2 <= min(optics.cutoff_per_um, _MAX_SINE / lam) ** 2)
+        kz = np.sqrt(inv_lam2 - r2[idx]) - math.sqrt(inv_lam2 - (sx * sx + sy * sy))
+        idx.setflags(write=False)
+        kz.setflags(write=False)
+        taps.append((idx, kz))
+    return tuple(taps)
 
 
 def source_gap_blur_um(dz_um: float, optics: OpticsParams) -> float:

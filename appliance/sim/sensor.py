@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from appliance.sim._checks import check_number
+from appliance.sim.faint_dust import speck_field
 
 MAX_WIDTH_PX = 2592
 MAX_HEIGHT_PX = 1944
@@ -45,9 +46,15 @@ class SensorParams:
     read_noise_e : float
         Read noise, electrons RMS, 0..100. Default 4.
     vignetting : float
-        Fractional loss of light at the frame's corners, 0..0.9. Default 0.25.
+        Fractional loss of light at the frame's corners by the optics, 0..0.9. Default 0.25 (the camera's
+        lens-shading correction, ``CameraChainParams.lens_shading_correction``, takes most of it out).
     illumination_variation : float
-        Amplitude of the lamp's uneven field (smooth, seeded), 0..0.5. Default 0.06.
+        Amplitude of the lamp's uneven field (smooth, seeded), 0..0.5. Default 0.03 (a Köhler-aligned lamp).
+    optics_dust_per_mm2 : float
+        Faint dust specks on the optics near an image plane, per mm² of field at the sample, 0..2000.
+        Default 180 (:mod:`appliance.sim.faint_dust`; fixed to the camera, the same at any focus).
+    optics_dust_blur_um : float
+        Largest blur radius of their shadows referred to the sample, µm, 0.5..30. Default 3.
 
     Raises
     ------
@@ -63,7 +70,9 @@ class SensorParams:
     full_well_e: float = 10000.0
     read_noise_e: float = 4.0
     vignetting: float = 0.25
-    illumination_variation: float = 0.06
+    illumination_variation: float = 0.03
+    optics_dust_per_mm2: float = 180.0
+    optics_dust_blur_um: float = 3.0
 
     def __post_init__(self) -> None:
         for name, hi in (("width_px", MAX_WIDTH_PX), ("height_px", MAX_HEIGHT_PX)):
@@ -77,24 +86,31 @@ class SensorParams:
         check_number("read_noise_e", self.read_noise_e, 0.0, 100.0)
         check_number("vignetting", self.vignetting, 0.0, 0.9)
         check_number("illumination_variation", self.illumination_variation, 0.0, 0.5)
+        check_number("optics_dust_per_mm2", self.optics_dust_per_mm2, 0.0, 2000.0)
+        check_number("optics_dust_blur_um", self.optics_dust_blur_um, 0.5, 30.0)
 
 
-def illumination_background(params: SensorParams, seed: int) -> np.ndarray:
-    """Relative illumination per pixel: a smooth seeded lamp field times radial vignetting.
+def illumination_background(params: SensorParams, seed: int, um_per_px: float | None = None,
+                            shape: tuple[int, int] | None = None) -> np.ndarray:
+    """Relative illumination per pixel: a smooth seeded lamp field times radial vignetting (times faint dust).
 
     Parameters
     ----------
     params : SensorParams
-        Frame size, vignetting and variation amplitude.
+        Frame size, vignetting, variation amplitude, optics dust.
     seed : int
-        Seed of the lamp field's shape.
+        Seed of the lamp field's shape and the dust.
+    um_per_px : float, optional
+        Pixel size at the sample, µm; given, the optics' faint dust is added (it needs a scale).
+    shape : (int, int), optional
+        (height, width) of the grid, if not the frame's (a colour camera's photosites may be coarser).
 
     Returns
     -------
     (H, W) ndarray of float32
         About 1.0 at the centre, lower towards the corners.
     """
-    h, w = params.height_px, params.width_px
+    h, w = (params.height_px, params.width_px) if shape is None else shape
     rng = np.random.default_rng([int(seed), 0x11E])
     # Normalised coordinates in [-1, 1] over the frame's width; the lamp field is a few low-order waves.
     yy = (np.arange(h, dtype=np.float32)[:, None] - (h - 1) / 2) / (w / 2)
@@ -107,7 +123,19 @@ def illumination_background(params: SensorParams, seed: int) -> np.ndarray:
     lamp *= np.float32(params.illumination_variation / 2.0)
     r2 = (xx * xx + yy * yy) / np.float32(1.0 + (h / w) ** 2)  # 1.0 at the corners
     vig = 1.0 - np.float32(params.vignetting) * r2
-    return np.ascontiguousarray((1.0 + lamp) * vig, dtype=np.float32)
+    out = (1.0 + lamp) * vig
+    if um_per_px is not None and params.optics_dust_per_mm2 > 0:
+        out *= speck_field((h, w), um_per_px, params.optics_dust_per_mm2, params.optics_dust_blur_um,
+                           np.random.default_rng([int(seed), 0xD057]))
+    return np.ascontiguousarray(out, dtype=np.float32)
+
+
+def vignetting_profile(shape: tuple[int, int]) -> np.ndarray:
+    """Squared radius over the squared corner radius, 0 at the centre and 1 at the corners, shape (H, W) float32."""
+    h, w = shape
+    yy = (np.arange(h, dtype=np.float32)[:, None] - (h - 1) / 2) / (w / 2)
+    xx = (np.arange(w, dtype=np.float32)[None, :] - (w - 1) / 2) / (w / 2)
+    return ((xx * xx + yy * yy) / np.float32(1.0 + (h / w) ** 2)).astype(np.float32)
 
 
 def expose(transmission: np.ndarray, background: np.ndarray, params: SensorParams, exposure_ms: float,

@@ -34,6 +34,7 @@ import numpy as np
 
 from appliance.sim import debris as _debris
 from appliance.sim._checks import check_number
+from appliance.sim.polymer import polymer_loss
 from appliance.sim.structures import GENERATORS, STRUCTURE_PITCH_UM, Shape, crop_shape
 
 STRUCTURE_TYPES: tuple[str, ...] = ("woodpile", "microlens", "scaffold", "pentagon", "split_ring")
@@ -70,6 +71,21 @@ class SlideParams:
         Stage z of the surface at the slide centre, µm, -10000..10000.
     index_delta : float
         Refractive-index step of the cured polymer against air, 0.01..1.5.
+    top_roughness_um : float
+        RMS height of the unresolved hatching and voxel ripple on a printed top, µm, 0..0.5. Scales
+        each structure type's share (``polymer.TYPE_ROUGHNESS``); the light it scatters out of the pupil is what
+        makes a real print dark all over (``docs/simulator.md``). Default 0.22.
+    contour_um : float
+        Width of the contour-traced (smooth) band inside the outline of each structure's top, µm, 0..10: the
+        contour lines of the last slices or, for a large print written as a shell, the shell's wall. Default 5.
+    contour_roughness : float
+        Fraction of the top's roughness left in that band and on the walls, 0..1. Default 0.1.
+    internal_scatter_per_um : float
+        Intensity lost to scatter by the polymer's internal inhomogeneity per µm of path at 0.55 µm (grows as
+        λ⁻²), 1/µm, 0..0.2. Default 0.01.
+    initiator_absorption_per_um : float
+        Intensity absorbed by residual photo-initiator per µm of path at 0.45 µm (falls as λ⁻⁶), 1/µm, 0..0.5.
+        Default 0.01.
     """
 
     width_um: float = 10000.0
@@ -82,6 +98,11 @@ class SlideParams:
     bow_um: float = 1.5
     surface_z0_um: float = 90.0
     index_delta: float = 0.5
+    top_roughness_um: float = 0.22
+    contour_um: float = 5.0
+    contour_roughness: float = 0.1
+    internal_scatter_per_um: float = 0.01
+    initiator_absorption_per_um: float = 0.01
 
     def __post_init__(self) -> None:
         def put(name: str, value: object) -> None:
@@ -90,7 +111,9 @@ class SlideParams:
         for name, lo, hi in (("width_um", 1000.0, 100000.0), ("height_um", 1000.0, 100000.0),
                              ("debris_per_mm2", 0.0, 200.0), ("tilt_x_um_per_mm", -50.0, 50.0),
                              ("tilt_y_um_per_mm", -50.0, 50.0), ("bow_um", -50.0, 50.0),
-                             ("surface_z0_um", -10000.0, 10000.0), ("index_delta", 0.01, 1.5)):
+                             ("surface_z0_um", -10000.0, 10000.0), ("index_delta", 0.01, 1.5),
+                             ("top_roughness_um", 0.0, 0.5), ("contour_um", 0.0, 10.0), ("contour_roughness", 0.0, 1.0),
+                             ("internal_scatter_per_um", 0.0, 0.2), ("initiator_absorption_per_um", 0.0, 0.5)):
             put(name, check_number(name, getattr(self, name), lo, hi))
         n = self.n_structures
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 0 <= n <= 5000:
@@ -217,6 +240,9 @@ class SlideObject:
         ``max_height_um``, or minus half a groove's depth).
     footprint_um : (float, float)
         Axis-aligned width and height of the map, µm.
+    loss_exponent : float
+        Wavelength exponent of the absorption map: at wavelength λ the optics scale it by ``(0.55/λ)^loss_exponent``
+        (0 for grey absorbers such as dust; about 2 for a print's scatter loss, see :mod:`appliance.sim.polymer`).
     store : _MapStore
         Where the maps live (internal): a slide keeps its maps under a memory budget and regenerates an
         evicted one, byte-identical, from its own seed, so a full 75 x 25 mm slide fits in memory.
@@ -236,6 +262,7 @@ class SlideObject:
     footprint_um: tuple[float, float]
     store: _MapStore = field(repr=False)
     attrs: dict[str, Any] = field(default_factory=dict)
+    loss_exponent: float = 0.0
 
     @property
     def height_um(self) -> np.ndarray:
@@ -294,7 +321,8 @@ class SlideObject:
                 "center_um": list(self.center_um), "footprint_um": list(self.footprint_um),
                 "bbox_um": list(self.bbox_um), "max_height_um": self.max_height_um,
                 "focus_z_um": self.focus_z_um, "rotation_deg": self.rotation_deg,
-                "index_delta": self.index_delta, "pitch_um": self.pitch_um, "attrs": dict(self.attrs)}
+                "index_delta": self.index_delta, "loss_exponent": self.loss_exponent, "pitch_um": self.pitch_um,
+                "attrs": dict(self.attrs)}
 
 
 class _GridIndex:
@@ -364,6 +392,32 @@ class Slide:
              + p.bow_um * (dx * dx + dy * dy) / self._corner2)
         return float(z) if np.ndim(z) == 0 else z
 
+    def with_structure(self, cls: str, shape: Shape, center_um: tuple[float, float],
+                       rng: np.random.Generator) -> Slide:
+        """A copy of this slide with one more structure (drawn by the caller) and no debris on its box.
+
+        The structure gets the slide's polymer losses (:func:`with_polymer_loss`, drawing from ``rng``) and the
+        next free id; debris within ``DEBRIS_CLEARANCE_UM`` of its box is left out. Used to image a structure of a
+        chosen size (``appliance.sim.realism``).
+
+        Raises
+        ------
+        ValueError
+            ``cls`` is not a structure type.
+        """
+        if cls not in STRUCTURE_TYPES:
+            raise ValueError(f"cls must be one of {STRUCTURE_TYPES}, got {cls!r}")
+        shaped = _readonly(with_polymer_loss(shape, cls, self.params, rng))
+        store = self.objects[0].store if self.objects else _MapStore()
+        ident = max((o.id for o in self.objects), default=-1) + 1
+        obj = _place(shaped, store, lambda: shaped, ident, "structure", cls, center_um, self.params.index_delta,
+                     self.surface_z_um(*center_um))
+        box = obj.bbox_um
+        c = DEBRIS_CLEARANCE_UM
+        keep = tuple(o for o in self.objects if o.kind != "debris" or o.bbox_um[2] < box[0] - c
+                     or o.bbox_um[0] > box[2] + c or o.bbox_um[3] < box[1] - c or o.bbox_um[1] > box[3] + c)
+        return Slide(self.params, self.seed, (*keep, obj), self.debris_dropped)
+
     def objects_in_rect(self, x0: float, y0: float, x1: float, y1: float) -> list[SlideObject]:
         """Objects whose bounding box overlaps the rectangle ``[x0, x1] x [y0, y1]`` (slide µm), by id."""
         return [self.objects[i] for i in self._index.query(min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))]
@@ -429,9 +483,17 @@ def _readonly(shape: Shape) -> Shape:
     return shape
 
 
-def _structure_recipe(cls: str, seed: int, k: int) -> Recipe:
+def _structure_recipe(cls: str, seed: int, k: int, p: SlideParams) -> Recipe:
     """The recipe of structure ``k``: its own seed, so it can be rebuilt alone, byte-identical."""
-    return lambda: _readonly(GENERATORS[cls](np.random.default_rng([seed, 2, k]), STRUCTURE_PITCH_UM))
+    return lambda: _readonly(with_polymer_loss(GENERATORS[cls](np.random.default_rng([seed, 2, k]),
+                                                               STRUCTURE_PITCH_UM),
+                                               cls, p, np.random.default_rng([seed, 6, k])))
+
+
+def with_polymer_loss(shape: Shape, cls: str, p: SlideParams, rng: np.random.Generator) -> Shape:
+    """A drawn structure with the slide's polymer losses in its absorption map (:func:`polymer.polymer_loss`)."""
+    return polymer_loss(shape, cls, p.index_delta, p.top_roughness_um, p.contour_um, p.contour_roughness,
+                        p.internal_scatter_per_um, p.initiator_absorption_per_um, rng)[0]
 
 
 def _debris_recipe(cls: str, seed: int, k: int, templates: _debris.DustTemplates) -> Recipe:
@@ -452,7 +514,8 @@ def _place(shape: Shape, store: _MapStore, recipe: Recipe, ident: int, kind: str
     return SlideObject(
         id=ident, kind=kind, cls=cls, center_um=center, pitch_um=pitch, index_delta=index_delta,
         rotation_deg=shape.rotation_deg, max_height_um=abs(extreme), focus_z_um=slide_z + extreme / 2,
-        footprint_um=(h.shape[1] * pitch, h.shape[0] * pitch), store=store, attrs=dict(shape.attrs))
+        footprint_um=(h.shape[1] * pitch, h.shape[0] * pitch), store=store, attrs=dict(shape.attrs),
+        loss_exponent=float(shape.attrs.get("loss_exponent", 0.0)))
 
 
 def _free(index: _GridIndex, box: tuple[float, float, float, float], margin: float) -> bool:
@@ -510,7 +573,7 @@ def make_slide(seed: int, params: SlideParams | None = None) -> Slide:
              for _ in range(c)]
     place_rng.shuffle(types)
     for k, cls in enumerate(types):
-        recipe = _structure_recipe(cls, seed, k)
+        recipe = _structure_recipe(cls, seed, k, p)
         shape = recipe()
         c = _find_place(place_rng, p, shape, s_index, STRUCTURE_MARGIN_UM, EDGE_MARGIN_UM, _STRUCTURE_TRIES)
         if c is None:

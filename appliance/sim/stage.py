@@ -36,6 +36,7 @@ from appliance.hardware.stage.base import (
     StageError,
     StageLimitError,
 )
+from appliance.hardware.stage.base import round_half_away as _round_half_away  # the one rule, shared with GRBL
 from appliance.sim.clock import VirtualClock
 
 AXES = ("x", "y", "z")
@@ -102,11 +103,6 @@ def trapezoid_distance_um(t_s: float, distance_um: float, max_speed_um_s: float,
     if t_s <= total - t_acc:
         return 0.5 * v_peak * t_acc + v_peak * (t_s - t_acc)
     return d - 0.5 * accel_um_s2 * (total - t_s) ** 2
-
-
-def _round_half_away(v: float) -> int:
-    """Round to the nearest integer, halves away from zero (C's ``lround``, which GRBL uses for steps)."""
-    return int(math.copysign(math.floor(abs(v) + 0.5), v))
 
 
 def _check_number(name: str, value: object, *, positive: bool = False, nonneg: bool = False) -> float:

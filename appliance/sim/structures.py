@@ -283,19 +283,24 @@ def scaffold(rng: np.random.Generator, pitch_um: float = STRUCTURE_PITCH_UM, rou
     return _finish(rng, h, rot, pitch_um, attrs, roughness=roughness)
 
 
-def pentagon(rng: np.random.Generator, pitch_um: float = STRUCTURE_PITCH_UM, roughness: bool = True) -> Shape:
+def pentagon(rng: np.random.Generator, pitch_um: float = STRUCTURE_PITCH_UM, roughness: bool = True,
+             circumradius_um: float | None = None, height_um: float | None = None) -> Shape:
     """Pentagon prism: flat-topped pentagon with slightly sloped side walls (the TPP reference structure).
 
     The top edge is rounded (a quarter circle of radius 1-3 µm meeting the wall and the top), as the
     elongated voxel and the resin's shrinkage leave it on real prints; that shoulder of gentle slope is the
     inner rim whose contrast inverts through focus, while the steep wall scatters light out of the pupil.
+    ``circumradius_um`` / ``height_um`` replace the drawn size / height (the draws still happen, so the rest of
+    the shape is what the same generator state gives; used to match a structure of known size).
     """
     circum = float(rng.uniform(10.0, 60.0))
     height = float(rng.uniform(5.0, 30.0))
-    wall_angle = float(rng.uniform(80.0, 88.0))  # degrees from the slide plane
+    circum = circum if circumradius_um is None else float(circumradius_um)
+    height = height if height_um is None else float(height_um)
+    wall_angle = float(rng.uniform(84.0, 89.5))  # degrees from the slide plane
     run = height / math.tan(math.radians(wall_angle))  # horizontal extent of a sloped wall
     rot = float(rng.uniform(0, 72))
-    rounding = min(float(rng.uniform(1.0, 3.0)), 0.5 * height)
+    rounding = min(float(rng.uniform(0.5, 2.0)), 0.5 * height)
     apothem = circum * math.cos(math.pi / 5)
     u, v = local_grid((apothem + run) / math.cos(math.pi / 5) + pitch_um, rot, pitch_um)
     # Inward distance from the base outline: the smallest (apothem + run - n_i . p) over the five edges.

@@ -1,5 +1,5 @@
-/* fuzz_parser.c: libFuzzer target for the line path: bytes -> line assembly -> G-code or $N=value execution
- * -> planner, with the invariants that must hold after every line (valid status, finite position within
+/* fuzz_parser.c: libFuzzer target for the line path: bytes -> line assembly -> G-code, $J= jog or $N=value
+ * execution (work offsets, G10/G92/G28/G43.1 included) -> planner, with the invariants that must hold after every line (valid status, finite position within
  * travel, blocks consistent). Built by `make fuzz` with clang -fsanitize=fuzzer,address,undefined. */
 #include <math.h>
 #include <stdint.h>
@@ -20,8 +20,9 @@ static int valid_status(uint8_t s)
 static void check_invariants(uint8_t status, int moved)
 {
     if (!valid_status(status)) abort();
+    if (!isfinite(gc.tlo)) abort();
     for (int a = 0; a < N_AXIS; a++) {
-        if (!isfinite(gc.position[a])) abort();
+        if (!isfinite(gc.position[a]) || !isfinite(gc.coord_system[a]) || !isfinite(gc.g92[a])) abort();
         /* a move accepted with soft limits on ends inside the travel (a later $10x change may rescale it) */
         float slack = 0.5f / settings.steps_per_mm[a] + 1e-4f;   /* the firmware allows half a step */
         if (moved && (settings.flags & FLAG_SOFT_LIMITS) &&
@@ -34,6 +35,7 @@ static void check_invariants(uint8_t status, int moved)
         if (most != b->step_events || b->step_events == 0) abort();
         if (b->nominal_q16 < b->floor_q16 || b->nominal_q16 > (uint32_t)MAX_STEP_RATE << 16) abort();
         if (b->accel_q16_tick == 0) abort();
+        if (b->step_events > (uint32_t)INT32_MAX) abort();   /* the Bresenham sums must not overflow */
     }
 }
 
@@ -41,7 +43,9 @@ static void execute(const char *text)
 {
     uint8_t status;
     int lines_before = motion_log.lines;
-    if (text[0] == '$') {
+    if (text[0] == '$' && text[1] == 'J' && text[2] == '=') {
+        status = gc_execute_jog(text + 3);
+    } else if (text[0] == '$') {
         uint16_t n;
         float v;
         status = settings_parse_assignment(text, &n, &v);

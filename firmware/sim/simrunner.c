@@ -13,7 +13,11 @@
  * uart_pty part was tried first and deadlocks on input bursts: its thread reads up to 511 bytes, stores
  * what fits in its FIFO, and then only moves the rest when select() reports an fd, which it never does
  * while that rest is pending and the AVR sends nothing; a 600-byte line stalled the link for good.
- * The shared /tmp/simavr-uart0 link is never touched. */
+ * The shared /tmp/simavr-uart0 link is never touched.
+ *
+ * avr_reset() (a watchdog reset) deletes every cycle timer, the UART pump included, and resets the ports: a small
+ * IO module of the runner hears the reset, re-arms the pump and drives the limit and button pins again, so a
+ * rebooted chip keeps its link, as real hardware does. RESETS? counts these resets. */
 #include <errno.h>
 #include <fcntl.h>
 #include <pty.h>
@@ -81,13 +85,22 @@ static uint8_t rx_buf[BRIDGE_BUF], tx_buf[BRIDGE_BUF];
 static size_t rx_len, rx_pos, tx_len;
 static avr_irq_t *uart_input;
 static avr_cycle_count_t cycles_per_byte;
+static int button_level = 1;        /* the button pin as driven (1 = open) */
+static long resets;                 /* avr_reset() calls after start-up (watchdog resets) */
+static int redrive_pins;            /* a reset happened: drive the inputs again at the next pump */
+
+static int force_pins;   /* set while re-driving after a reset: the pin IRQs still hold their old values */
 
 static void drive_pin(char port, int pin, int level)
 {
     avr_ioport_external_t ext = {.name = (unsigned long)port, .mask = 1u << pin,
                                  .value = (unsigned long)(level ? 1u << pin : 0u)};
     avr_ioctl(avr, AVR_IOCTL_IOPORT_SET_EXTERNAL(port), &ext);
-    avr_raise_irq(avr_io_getirq(avr, AVR_IOCTL_IOPORT_GETIRQ(port), pin), (uint32_t)level);
+    avr_irq_t *irq = avr_io_getirq(avr, AVR_IOCTL_IOPORT_GETIRQ(port), pin);
+    /* avr_reset() zeroed the PIN registers but not the IRQ values, and a raise of an unchanged value is
+     * filtered out: make it a change so the level reaches the register again */
+    if (force_pins) irq->value = level ? 0 : 1;
+    avr_raise_irq(irq, (uint32_t)level);
 }
 
 static void update_limit(int axis)
@@ -197,6 +210,8 @@ static int execute(const char *cmd, char *reply, size_t n)
     } else if (words >= 1 && strcmp(w1, "LOAD?") == 0) {
         snprintf(reply, n, "LOAD %llu %llu", (unsigned long long)busy_cycles, (unsigned long long)total_cycles);
         busy_cycles = total_cycles = 0;
+    } else if (words >= 1 && strcmp(w1, "RESETS?") == 0) {
+        snprintf(reply, n, "RESETS %ld", resets);
     } else if (words >= 1 && strcmp(w1, "CYCLES?") == 0) {
         snprintf(reply, n, "CYCLES %llu", (unsigned long long)avr->cycle);
     } else if (words == 3 && strcmp(w1, "LIMIT") == 0 && axis_index(w2) >= 0 &&
@@ -205,7 +220,8 @@ static int execute(const char *cmd, char *reply, size_t n)
         update_limit(axis_index(w2));
         snprintf(reply, n, "OK");
     } else if (words == 2 && strcmp(w1, "BUTTON") == 0 && (strcmp(w2, "0") == 0 || strcmp(w2, "1") == 0)) {
-        drive_pin(BUTTON_PORT, BUTTON_PIN, w2[0] == '1' ? 0 : 1);
+        button_level = w2[0] == '1' ? 0 : 1;
+        drive_pin(BUTTON_PORT, BUTTON_PIN, button_level);
         snprintf(reply, n, "OK");
     } else if (words >= 3 && strcmp(w1, "SWITCH") == 0 && axis_index(w2) >= 0) {
         int axis = axis_index(w2);
@@ -228,7 +244,7 @@ static int execute(const char *cmd, char *reply, size_t n)
         snprintf(reply, n, "BYE");
         return 1;
     } else {
-        snprintf(reply, n, "ERR unknown command '%.60s' (STEPS? PULSES? SERVO? CYCLES? LOAD? PEEK LIMIT BUTTON SWITCH QUIT)",
+        snprintf(reply, n, "ERR unknown command '%.60s' (STEPS? PULSES? SERVO? CYCLES? LOAD? RESETS? PEEK LIMIT BUTTON SWITCH QUIT)",
                  cmd);
     }
     return 0;
@@ -289,11 +305,32 @@ static void uart_output_hook(struct avr_irq_t *irq, uint32_t value, void *param)
     flush_tx();
 }
 
+static void set_uart_flags(void)
+{
+    uint32_t flags = 0;
+    avr_ioctl(avr, AVR_IOCTL_UART_GET_FLAGS('0'), &flags);
+    flags &= ~(uint32_t)AVR_UART_FLAG_STDIO;   /* binary traffic: no console echo */
+    avr_ioctl(avr, AVR_IOCTL_UART_SET_FLAGS('0'), &flags);
+}
+
+static void drive_inputs(void)
+{
+    for (int a = 0; a < N_AXIS; a++) update_limit(a);
+    drive_pin(BUTTON_PORT, BUTTON_PIN, button_level);
+}
+
 /* Once per byte time: hand the UART the next received byte, reading the pty when the buffer is used up. */
 static avr_cycle_count_t pump_uart(struct avr_t *a, avr_cycle_count_t when, void *param)
 {
     (void)a;
     (void)param;
+    if (redrive_pins) {   /* after a reset, once every module (ports, UART) has reset itself */
+        redrive_pins = 0;
+        set_uart_flags();
+        force_pins = 1;
+        drive_inputs();
+        force_pins = 0;
+    }
     if (rx_pos == rx_len) {
         ssize_t n = read(pty_master, rx_buf, sizeof(rx_buf));
         rx_len = n > 0 ? (size_t)n : 0;
@@ -327,17 +364,26 @@ static int open_pty(void)
     return 0;
 }
 
+/* avr_reset() runs this after it has cleared the cycle timers: put the pump back. */
+static void runner_reset(avr_io_t *io)
+{
+    (void)io;
+    resets++;
+    redrive_pins = 1;
+    avr_cycle_timer_register(avr, cycles_per_byte, pump_uart, NULL);
+}
+
+static avr_io_t runner_io = {.kind = "tppscan-runner", .reset = runner_reset};
+
 static void connect_uart(void)
 {
-    uint32_t flags = 0;
-    avr_ioctl(avr, AVR_IOCTL_UART_GET_FLAGS('0'), &flags);
-    flags &= ~(uint32_t)AVR_UART_FLAG_STDIO;   /* binary traffic: no console echo */
-    avr_ioctl(avr, AVR_IOCTL_UART_SET_FLAGS('0'), &flags);
+    set_uart_flags();
     uart_input = avr_io_getirq(avr, AVR_IOCTL_UART_GETIRQ('0'), UART_IRQ_INPUT);
     avr_irq_register_notify(avr_io_getirq(avr, AVR_IOCTL_UART_GETIRQ('0'), UART_IRQ_OUTPUT), uart_output_hook,
                             NULL);
     cycles_per_byte = avr->frequency / (115200 / 10);
     avr_cycle_timer_register(avr, cycles_per_byte, pump_uart, NULL);
+    avr_register_io(avr, &runner_io);   /* after avr_init's own reset: only later resets reach it */
 }
 
 static void no_sleep(avr_t *a, avr_cycle_count_t how_long)
@@ -369,9 +415,8 @@ static void connect_pins(void)
                                 (void *)(intptr_t)a);
         avr_irq_register_notify(avr_io_getirq(avr, AVR_IOCTL_IOPORT_GETIRQ('D'), dir_pin[a]), dir_hook,
                                 (void *)(intptr_t)a);
-        update_limit(a);   /* open switches: the line rests high */
     }
-    drive_pin(BUTTON_PORT, BUTTON_PIN, 1);
+    drive_inputs();   /* open switches and button: the lines rest high */
 }
 
 int main(int argc, char **argv)

@@ -1,6 +1,8 @@
-/* gcode.c: the G-code subset of the stage (G0 G1 G4 G90 G91 G21 G17 G54 G94, F, M280) and its checks. */
+/* gcode.c: the G-code of the stage (G0 G1 G4 G10 G17 G20(jog) G21 G28 G30 G43.1 G49 G53 G54-G59 G90 G91 G92 G94,
+ * F, M280) and GRBL 1.1's $J= jog body. Every line is parsed and checked whole before anything changes. */
 #include <math.h>
 #include <string.h>
+#include "coords.h"
 #include "gcode.h"
 #include "motion.h"
 #include "settings.h"
@@ -10,7 +12,12 @@ gc_state_t gc;
 
 #define MAX_INT_DIGITS 9
 #define MAX_DWELL_S 600.0f
-#define MAX_TARGET_STEPS 2000000000.0f
+/* Every target lies within +-1e9 steps, so every move, the difference of two targets, fits in 31 bits: the
+ * planner's step counts and the Bresenham sums in the step interrupt never overflow. */
+#define MAX_TARGET_STEPS 1.0e9f
+#define MM_PER_INCH 25.4f
+
+enum { AXIS_CMD_NONE = 0, AXIS_CMD_MOTION, AXIS_CMD_NONMODAL, AXIS_CMD_TLO };
 
 static const float pow10_table[] = {1e0f, 1e1f, 1e2f, 1e3f, 1e4f, 1e5f, 1e6f, 1e7f, 1e8f, 1e9f};
 
@@ -53,6 +60,8 @@ void gc_init(void)
 {
     memset(&gc, 0, sizeof(gc));
     gc.motion = MOTION_SEEK;
+    coords_read(0, gc.coord_system);   /* G54; a damaged record reads as zero */
+    gc.wco_changed = 1;
 }
 
 void gc_sync_position(const int32_t steps[N_AXIS])
@@ -62,40 +71,106 @@ void gc_sync_position(const int32_t steps[N_AXIS])
     }
 }
 
-static uint8_t parse_g(gc_block_t *b, float value)
+void gc_wco(float wco[N_AXIS])
 {
-    if (!(value >= 0.0f && value <= 99.0f) || value != (float)(uint8_t)value) {
-        return STATUS_UNSUPPORTED_COMMAND;   /* G38.2, G200, G-1 ... (range first: the cast needs it) */
+    for (uint8_t a = 0; a < N_AXIS; a++) wco[a] = gc.coord_system[a] + gc.g92[a];
+    wco[Z_AXIS] += gc.tlo;
+}
+
+/* ---- parsing ---------------------------------------------------------------------------------------------- */
+
+typedef struct {
+    gc_block_t *b;
+    uint8_t axis_cmd;   /* AXIS_CMD_*: which command the axis words belong to */
+} parser_t;
+
+static uint8_t set_once(uint8_t *field, uint8_t unset, uint8_t value)
+{
+    if (*field != unset) return STATUS_MODAL_GROUP_VIOLATION;
+    *field = value;
+    return STATUS_OK;
+}
+
+static uint8_t claim_axes(parser_t *p, uint8_t kind)
+{
+    if (p->axis_cmd != AXIS_CMD_NONE) return STATUS_AXIS_COMMAND_CONFLICT;
+    p->axis_cmd = kind;
+    return STATUS_OK;
+}
+
+/* G-codes with a decimal part: G28.1, G30.1, G92.1, G43.1. */
+static uint8_t parse_g_decimal(parser_t *p, uint8_t code, uint8_t mantissa)
+{
+    gc_block_t *b = p->b;
+    if (mantissa != 10) return STATUS_UNSUPPORTED_COMMAND;
+    switch (code) {
+    case 28: return set_once(&b->nonmodal, GC_NONE, GC_SET_HOME_0);
+    case 30: return set_once(&b->nonmodal, GC_NONE, GC_SET_HOME_1);
+    case 92: return set_once(&b->nonmodal, GC_NONE, GC_RESET_OFFSET);
+    case 43: {
+        uint8_t s = set_once(&b->tlo, TLO_UNSET, TLO_DYNAMIC);
+        return s != STATUS_OK ? s : claim_axes(p, AXIS_CMD_TLO);
     }
-    uint8_t code = (uint8_t)value;
+    default: return STATUS_UNSUPPORTED_COMMAND;
+    }
+}
+
+static uint8_t parse_nonmodal_axis_user(parser_t *p, uint8_t what)
+{
+    uint8_t s = set_once(&p->b->nonmodal, GC_NONE, what);
+    return s != STATUS_OK ? s : claim_axes(p, AXIS_CMD_NONMODAL);
+}
+
+static uint8_t parse_g_integer(parser_t *p, uint8_t code)
+{
+    gc_block_t *b = p->b;
     switch (code) {
     case 0:
-    case 1:
-        if (b->motion != 0xFF) return STATUS_MODAL_GROUP_VIOLATION;
-        b->motion = code;
-        return STATUS_OK;
-    case 4:
-        if (b->nonmodal != GC_NONE) return STATUS_MODAL_GROUP_VIOLATION;
-        b->nonmodal = GC_DWELL;
-        return STATUS_OK;
+    case 1: {
+        uint8_t s = set_once(&b->motion, 0xFF, code);
+        return s != STATUS_OK ? s : claim_axes(p, AXIS_CMD_MOTION);
+    }
+    case 4: return set_once(&b->nonmodal, GC_NONE, GC_DWELL);
+    case 10: return parse_nonmodal_axis_user(p, GC_SET_COORD);
+    case 28: return parse_nonmodal_axis_user(p, GC_GO_HOME_0);
+    case 30: return parse_nonmodal_axis_user(p, GC_GO_HOME_1);
+    case 92: return parse_nonmodal_axis_user(p, GC_SET_OFFSET);
+    case 53: return set_once(&b->nonmodal, GC_NONE, GC_MACHINE_COORDS);
+    case 20:
+    case 21: return set_once(&b->units, UNITS_UNSET, code == 21 ? UNITS_MM : UNITS_INCH);
+    case 49: {
+        uint8_t s = set_once(&b->tlo, TLO_UNSET, TLO_CANCEL);
+        return s != STATUS_OK ? s : claim_axes(p, AXIS_CMD_TLO);
+    }
     case 90:
-    case 91:
-        if (b->distance != DIST_UNSET) return STATUS_MODAL_GROUP_VIOLATION;
-        b->distance = code == 90 ? DIST_ABSOLUTE : DIST_RELATIVE;
-        return STATUS_OK;
-    case 17:   /* XY plane, mm, G54, units per minute: the only modes there are; accepted for GRBL hosts */
-    case 21:
-    case 54:
-    case 94:
-        return STATUS_OK;
+    case 91: return set_once(&b->distance, DIST_UNSET, code == 90 ? DIST_ABSOLUTE : DIST_RELATIVE);
+    case 17:   /* XY plane and units per minute: the only ones there are; accepted for GRBL hosts */
+    case 94: return STATUS_OK;
     default:
+        if (code >= 54 && code <= 59) return set_once(&b->coord_select, 0xFF, (uint8_t)(code - 54));
         return STATUS_UNSUPPORTED_COMMAND;
     }
 }
 
+static uint8_t parse_g(parser_t *p, float value)
+{
+    if (!(value >= 0.0f && value < 100.0f)) {
+        return STATUS_UNSUPPORTED_COMMAND;   /* G200, G-1 ... (range first: the cast needs it) */
+    }
+    uint8_t code = (uint8_t)value;
+    uint8_t mantissa = (uint8_t)lroundf((value - (float)code) * 100.0f);   /* 10 for G43.1, as GRBL */
+    if (mantissa == 0) return parse_g_integer(p, code);
+    if (code == 28 || code == 30 || code == 92 || code == 43) return parse_g_decimal(p, code, mantissa);
+    if (code <= 1 || code == 4 || code == 10 || code == 17 || code == 20 || code == 21 || code == 49 ||
+        code == 53 || (code >= 54 && code <= 59) || code == 90 || code == 91 || code == 94) {
+        return STATUS_COMMAND_VALUE_NOT_INTEGER;   /* G1.5 ... */
+    }
+    return STATUS_UNSUPPORTED_COMMAND;   /* G38.2, G61.1 ... */
+}
+
 static uint8_t parse_word(gc_block_t *b, char letter, float value)
 {
-    static const char letters[] = "XYZFPSN";
+    static const char letters[] = "XYZFPSNL";
     const char *at = strchr(letters, letter);
     if (at == NULL || letter == '\0') {
         return STATUS_UNSUPPORTED_COMMAND;
@@ -112,6 +187,7 @@ static uint8_t parse_word(gc_block_t *b, char letter, float value)
         break;
     case 'P': b->p = value; break;
     case 'S': b->s = value; break;
+    case 'L': b->l = value; break;
     case 'N':
         if (value < 0.0f || value > 9999999.0f || value != (float)(uint32_t)value) {
             return STATUS_INVALID_LINE_NUMBER;
@@ -123,10 +199,19 @@ static uint8_t parse_word(gc_block_t *b, char letter, float value)
     return STATUS_OK;
 }
 
-static uint8_t check_block(const gc_block_t *b)
+static uint8_t parse_m(gc_block_t *b, float value)
+{
+    if (value != 280.0f) return STATUS_UNSUPPORTED_COMMAND;
+    if (b->m280) return STATUS_MODAL_GROUP_VIOLATION;
+    b->m280 = 1;
+    return STATUS_OK;
+}
+
+static uint8_t check_dwell_servo(const gc_block_t *b)
 {
     uint8_t has_axes = b->words & WORD_AXES;
-    if (b->nonmodal == GC_DWELL && b->m280) return STATUS_MODAL_GROUP_VIOLATION;   /* both would take P */
+    uint8_t takes_p = b->nonmodal == GC_DWELL || b->nonmodal == GC_SET_COORD;
+    if (takes_p && b->m280) return STATUS_MODAL_GROUP_VIOLATION;   /* both would take P */
     if ((b->nonmodal == GC_DWELL || b->m280) && has_axes) return STATUS_AXIS_COMMAND_CONFLICT;
     if (b->nonmodal == GC_DWELL) {
         if (!(b->words & WORD_P)) return STATUS_VALUE_WORD_MISSING;
@@ -139,15 +224,63 @@ static uint8_t check_block(const gc_block_t *b)
         if (b->p != 0.0f) return STATUS_UNSUPPORTED_COMMAND;   /* one servo, index 0 */
         if (b->s < 0.0f || b->s > 180.0f) return STATUS_INVALID_TARGET;
     }
-    if ((b->words & WORD_P) && b->nonmodal != GC_DWELL && !b->m280) return STATUS_UNUSED_WORDS;
-    if ((b->words & WORD_S) && !b->m280) return STATUS_UNUSED_WORDS;
     return STATUS_OK;
 }
 
-uint8_t gc_parse_line(const char *line, gc_block_t *b)
+static uint8_t check_offsets(const gc_block_t *b)
+{
+    uint8_t axes = b->words & WORD_AXES;
+    if (b->nonmodal == GC_SET_COORD) {
+        if (!axes) return STATUS_NO_AXIS_WORDS;
+        if ((b->words & (WORD_P | WORD_L)) != (WORD_P | WORD_L)) return STATUS_VALUE_WORD_MISSING;
+        if (b->l != 2.0f && b->l != 20.0f) return STATUS_UNSUPPORTED_COMMAND;
+        if (b->p < 0.0f) return STATUS_NEGATIVE_VALUE;
+        if (b->p != (float)(int32_t)b->p) return STATUS_COMMAND_VALUE_NOT_INTEGER;
+        if (b->p > (float)N_COORD_SYSTEMS) return STATUS_UNSUPPORTED_COORD_SYS;
+    }
+    if (b->nonmodal == GC_SET_OFFSET && !axes) return STATUS_NO_AXIS_WORDS;
+    if (b->tlo != TLO_UNSET && axes != (b->tlo == TLO_DYNAMIC ? WORD_Z : 0)) return STATUS_G43_DYNAMIC_AXIS_ERROR;
+    return STATUS_OK;
+}
+
+static uint8_t check_unused(const gc_block_t *b)
+{
+    uint8_t p_users = b->nonmodal == GC_DWELL || b->nonmodal == GC_SET_COORD || b->m280;
+    if ((b->words & WORD_P) && !p_users) return STATUS_UNUSED_WORDS;
+    if ((b->words & WORD_S) && !b->m280) return STATUS_UNUSED_WORDS;
+    if ((b->words & WORD_L) && b->nonmodal != GC_SET_COORD) return STATUS_UNUSED_WORDS;
+    return STATUS_OK;
+}
+
+/* GRBL 1.1's jog rules: only G90/G91, G20/G21 and G53 may appear, F is required. */
+static uint8_t check_jog(const gc_block_t *b)
+{
+    if (b->motion != 0xFF || b->tlo != TLO_UNSET || b->coord_select != 0xFF || b->m280 ||
+        !(b->nonmodal == GC_NONE || b->nonmodal == GC_MACHINE_COORDS)) {
+        return STATUS_INVALID_JOG_COMMAND;
+    }
+    if (!(b->words & WORD_F)) return STATUS_UNDEFINED_FEED_RATE;
+    if (b->words & (WORD_P | WORD_S | WORD_L)) return STATUS_UNUSED_WORDS;
+    return STATUS_OK;
+}
+
+static uint8_t check_block(const gc_block_t *b)
+{
+    if (b->jog) return check_jog(b);
+    if (b->units == UNITS_INCH) return STATUS_UNSUPPORTED_COMMAND;   /* millimetres only, outside a jog */
+    uint8_t s = check_dwell_servo(b);
+    if (s == STATUS_OK) s = check_offsets(b);
+    if (s == STATUS_OK) s = check_unused(b);
+    return s;
+}
+
+uint8_t gc_parse_line(const char *line, gc_block_t *b, uint8_t jog)
 {
     memset(b, 0, sizeof(*b));
     b->motion = 0xFF;
+    b->coord_select = 0xFF;
+    b->jog = jog;
+    parser_t p = {b, AXIS_CMD_NONE};
     uint8_t i = 0;
     while (line[i] != '\0') {
         char letter = line[i];
@@ -160,18 +293,9 @@ uint8_t gc_parse_line(const char *line, gc_block_t *b)
             return STATUS_BAD_NUMBER_FORMAT;
         }
         uint8_t status;
-        if (letter == 'G') {
-            status = parse_g(b, value);
-        } else if (letter == 'M') {
-            if (value != 280.0f) {
-                status = STATUS_UNSUPPORTED_COMMAND;
-            } else {
-                status = b->m280 ? STATUS_MODAL_GROUP_VIOLATION : STATUS_OK;
-                b->m280 = 1;
-            }
-        } else {
-            status = parse_word(b, letter, value);
-        }
+        if (letter == 'G') status = parse_g(&p, value);
+        else if (letter == 'M') status = parse_m(b, value);
+        else status = parse_word(b, letter, value);
         if (status != STATUS_OK) {
             return status;
         }
@@ -179,16 +303,48 @@ uint8_t gc_parse_line(const char *line, gc_block_t *b)
     return check_block(b);
 }
 
-static uint8_t target_steps(const gc_block_t *b, uint8_t relative, float target_mm[N_AXIS],
-                            int32_t steps[N_AXIS])
+/* ---- checking the targets --------------------------------------------------------------------------------- */
+
+typedef struct {
+    uint8_t relative;              /* G91 in force for this line */
+    uint8_t machine;               /* G53: axis words are machine coordinates */
+    float scale;                   /* mm per unit of the line (25.4 for G20 in a jog) */
+    float coord[N_AXIS];           /* the G54..G59 offset the line works in */
+    float g92[N_AXIS];
+    float tlo;
+} frame_t;
+
+/* The machine position (mm) the axis words of the line name; the other axes stay where they are. */
+static void target_mm(const gc_block_t *b, const frame_t *f, float out[N_AXIS])
 {
     for (uint8_t a = 0; a < N_AXIS; a++) {
-        target_mm[a] = gc.position[a];
-        if (b->words & (1u << a)) {
-            target_mm[a] = relative ? gc.position[a] + b->xyz[a] : b->xyz[a];
+        out[a] = gc.position[a];
+        if (!(b->words & (1u << a))) continue;
+        float v = b->xyz[a] * f->scale;
+        if (f->machine) out[a] = v;
+        else if (f->relative) out[a] = gc.position[a] + v;
+        else out[a] = v + f->coord[a] + f->g92[a] + (a == Z_AXIS ? f->tlo : 0.0f);
+    }
+}
+
+static uint8_t within_travel(const float mm[N_AXIS])
+{
+    for (uint8_t a = 0; a < N_AXIS; a++) {
+        /* half a step of slack so a target written from a reported position is never refused */
+        float slack = 0.5f / settings.steps_per_mm[a];
+        if (mm[a] < -slack || mm[a] > settings.max_travel[a] + slack) {
+            return 0;
         }
-        float s = roundf(target_mm[a] * settings.steps_per_mm[a]);
-        if (!(fabsf(s) < MAX_TARGET_STEPS)) {
+    }
+    return 1;
+}
+
+/* Steps of a target, refused when out of range (error:33) or, with soft limits on, beyond travel (error:15). */
+static uint8_t to_steps(const float mm[N_AXIS], int32_t steps[N_AXIS])
+{
+    for (uint8_t a = 0; a < N_AXIS; a++) {
+        float s = roundf(mm[a] * settings.steps_per_mm[a]);
+        if (!(fabsf(s) <= MAX_TARGET_STEPS)) {
             return STATUS_INVALID_TARGET;
         }
         steps[a] = (int32_t)s;
@@ -196,74 +352,202 @@ static uint8_t target_steps(const gc_block_t *b, uint8_t relative, float target_
     return STATUS_OK;
 }
 
-static uint8_t within_travel(const float target_mm[N_AXIS])
+static uint8_t check_travel(const float mm[N_AXIS])
 {
+    return (settings.flags & FLAG_SOFT_LIMITS) && !within_travel(mm) ? STATUS_TRAVEL_EXCEEDED : STATUS_OK;
+}
+
+/* ---- executing ---------------------------------------------------------------------------------------------- */
+
+/* Everything a line will change, worked out before any of it is applied. */
+typedef struct {
+    frame_t frame;
+    uint8_t motion;
+    uint8_t coord_select;
+    float feed;
+    uint8_t moves;                 /* 0, 1 (a move) or 2 (G28/G30: intermediate point, then the stored one) */
+    float via[N_AXIS];             /* the first move's target (mm) */
+    float to[N_AXIS];              /* the last move's target (mm) */
+    int32_t via_steps[N_AXIS], to_steps[N_AXIS];
+    uint8_t store_index;           /* coordinate record to write, 0xFF for none */
+    float store[N_AXIS];
+} plan_t;
+
+static uint8_t load_frame(const gc_block_t *b, plan_t *pl)
+{
+    frame_t *f = &pl->frame;
+    f->relative = b->distance == DIST_UNSET ? gc.relative : (b->distance == DIST_RELATIVE);
+    f->machine = b->nonmodal == GC_MACHINE_COORDS;
+    f->scale = b->units == UNITS_INCH ? MM_PER_INCH : 1.0f;
+    memcpy(f->g92, gc.g92, sizeof(f->g92));
+    f->tlo = gc.tlo;
+    pl->coord_select = gc.coord_select;
+    memcpy(f->coord, gc.coord_system, sizeof(f->coord));
+    if (b->coord_select != 0xFF) {
+        pl->coord_select = b->coord_select;
+        if (!coords_read(b->coord_select, f->coord)) return STATUS_SETTING_READ_FAIL;
+    }
+    pl->motion = b->motion == 0xFF ? gc.motion : b->motion;
+    pl->feed = (b->words & WORD_F) ? b->f * f->scale : gc.feed;
+    pl->store_index = 0xFF;
+    return STATUS_OK;
+}
+
+/* G10 L2 / L20: the new record, in machine mm. */
+static uint8_t plan_set_coord(const gc_block_t *b, plan_t *pl)
+{
+    uint8_t p = (uint8_t)b->p;
+    uint8_t index = p == 0 ? pl->coord_select : (uint8_t)(p - 1);
+    if (!coords_read(index, pl->store)) return STATUS_SETTING_READ_FAIL;
     for (uint8_t a = 0; a < N_AXIS; a++) {
-        /* half a step of slack so a target written from a reported position is never refused */
-        float slack = 0.5f / settings.steps_per_mm[a];
-        if (target_mm[a] < -slack || target_mm[a] > settings.max_travel[a] + slack) {
-            return 0;
+        if (!(b->words & (1u << a))) continue;
+        if (b->l == 20.0f) {   /* make the current position read as the value: WCS = MPos - G92 - TLO - value */
+            pl->store[a] = gc.position[a] - gc.g92[a] - (a == Z_AXIS ? gc.tlo : 0.0f) - b->xyz[a];
+        } else {
+            pl->store[a] = b->xyz[a];
         }
     }
-    return 1;
+    pl->store_index = index;
+    if (index == pl->coord_select) memcpy(pl->frame.coord, pl->store, sizeof(pl->store));
+    return STATUS_OK;
 }
 
-static uint8_t execute_motion(const gc_block_t *b)
+/* G92: offset so the current position reads as the value: G92 = MPos - WCS - TLO - value. */
+static void plan_set_offset(const gc_block_t *b, plan_t *pl)
 {
-    uint8_t relative = b->distance == DIST_UNSET ? gc.relative : (b->distance == DIST_RELATIVE);
-    float target_mm[N_AXIS];
-    int32_t steps[N_AXIS];
-    uint8_t status = target_steps(b, relative, target_mm, steps);
-    if (status != STATUS_OK) {
-        return status;
+    frame_t *f = &pl->frame;
+    for (uint8_t a = 0; a < N_AXIS; a++) {
+        if (b->words & (1u << a)) {
+            f->g92[a] = gc.position[a] - f->coord[a] - (a == Z_AXIS ? f->tlo : 0.0f) - b->xyz[a];
+        }
     }
-    uint8_t motion = b->motion == 0xFF ? gc.motion : b->motion;
-    float feed = (b->words & WORD_F) ? b->f : gc.feed;
-    if (motion == MOTION_LINEAR && feed <= 0.0f) {
-        return STATUS_UNDEFINED_FEED_RATE;
-    }
-    if ((settings.flags & FLAG_SOFT_LIMITS) && !within_travel(target_mm)) {
-        return STATUS_TRAVEL_EXCEEDED;
-    }
-    status = mc_line(steps, feed, motion == MOTION_SEEK);
-    if (status == STATUS_OK) {
-        memcpy(gc.position, target_mm, sizeof(target_mm));
-    }
-    return status;
 }
 
-static void apply_modes(const gc_block_t *b)
+/* G28 / G30: through the axis words' point (if any) to the stored position of those axes (all without words). */
+static uint8_t plan_go_home(const gc_block_t *b, plan_t *pl, uint8_t record)
+{
+    float stored[N_AXIS];
+    if (!coords_read(record, stored)) return STATUS_SETTING_READ_FAIL;
+    uint8_t axes = b->words & WORD_AXES;
+    target_mm(b, &pl->frame, pl->via);
+    for (uint8_t a = 0; a < N_AXIS; a++) {
+        pl->to[a] = (!axes || (axes & (1u << a))) ? stored[a] : gc.position[a];
+    }
+    pl->moves = axes ? 2 : 1;
+    pl->motion = MOTION_SEEK;
+    if (!axes) memcpy(pl->via, pl->to, sizeof(pl->to));
+    return STATUS_OK;
+}
+
+static uint8_t plan_nonmodal(const gc_block_t *b, plan_t *pl)
+{
+    switch (b->nonmodal) {
+    case GC_SET_COORD: return plan_set_coord(b, pl);
+    case GC_SET_OFFSET: plan_set_offset(b, pl); return STATUS_OK;
+    case GC_RESET_OFFSET: memset(pl->frame.g92, 0, sizeof(pl->frame.g92)); return STATUS_OK;
+    case GC_SET_HOME_0:
+    case GC_SET_HOME_1:
+        memcpy(pl->store, gc.position, sizeof(pl->store));
+        pl->store_index = b->nonmodal == GC_SET_HOME_0 ? COORD_G28 : COORD_G30;
+        return STATUS_OK;
+    case GC_GO_HOME_0: return plan_go_home(b, pl, COORD_G28);
+    case GC_GO_HOME_1: return plan_go_home(b, pl, COORD_G30);
+    default: return STATUS_OK;
+    }
+}
+
+/* Work out the line: new modes, offsets and targets; STATUS_OK when all of it may be applied. */
+static uint8_t plan_line(const gc_block_t *b, plan_t *pl)
+{
+    memset(pl, 0, sizeof(*pl));
+    uint8_t s = load_frame(b, pl);
+    if (s == STATUS_OK) s = plan_nonmodal(b, pl);
+    if (s != STATUS_OK) return s;
+    if (b->tlo == TLO_DYNAMIC) pl->frame.tlo = b->xyz[Z_AXIS];
+    if (b->tlo == TLO_CANCEL) pl->frame.tlo = 0.0f;
+    uint8_t axis_words_move = (b->words & WORD_AXES) && b->tlo == TLO_UNSET &&
+                              (b->nonmodal == GC_NONE || b->nonmodal == GC_MACHINE_COORDS ||
+                               b->nonmodal == GC_SET_HOME_0 || b->nonmodal == GC_SET_HOME_1 ||
+                               b->nonmodal == GC_RESET_OFFSET);
+    if (axis_words_move) {
+        target_mm(b, &pl->frame, pl->to);
+        memcpy(pl->via, pl->to, sizeof(pl->to));
+        pl->moves = 1;
+    }
+    if (!pl->moves) return STATUS_OK;
+    s = to_steps(pl->via, pl->via_steps);
+    if (s == STATUS_OK) s = to_steps(pl->to, pl->to_steps);
+    if (s != STATUS_OK) return s;
+    if (pl->motion == MOTION_LINEAR && pl->feed <= 0.0f) return STATUS_UNDEFINED_FEED_RATE;
+    s = check_travel(pl->via);
+    return s == STATUS_OK ? check_travel(pl->to) : s;
+}
+
+static uint8_t frame_differs(const frame_t *f)
+{
+    return memcmp(f->coord, gc.coord_system, sizeof(f->coord)) != 0 || memcmp(f->g92, gc.g92, sizeof(f->g92)) != 0 ||
+           f->tlo != gc.tlo;
+}
+
+static void apply_modes(const gc_block_t *b, const plan_t *pl)
 {
     if (b->distance != DIST_UNSET) gc.relative = (b->distance == DIST_RELATIVE);
     if (b->motion != 0xFF) gc.motion = b->motion;
     if (b->words & WORD_F) gc.feed = b->f;
+    if (frame_differs(&pl->frame)) gc.wco_changed = 1;
+    gc.coord_select = pl->coord_select;
+    memcpy(gc.coord_system, pl->frame.coord, sizeof(gc.coord_system));
+    memcpy(gc.g92, pl->frame.g92, sizeof(gc.g92));
+    gc.tlo = pl->frame.tlo;
+    if (pl->store_index != 0xFF && !gc.check) coords_write(pl->store_index, pl->store);
+}
+
+static uint8_t run_moves(const plan_t *pl)
+{
+    uint8_t mode = pl->motion == MOTION_SEEK ? PLAN_RAPID : PLAN_FEED;
+    uint8_t s = STATUS_OK;
+    if (pl->moves == 2) {
+        s = mc_line(pl->via_steps, pl->feed, mode);
+        if (s == STATUS_OK) memcpy(gc.position, pl->via, sizeof(gc.position));
+    }
+    if (s == STATUS_OK) s = mc_line(pl->to_steps, pl->feed, mode);
+    if (s == STATUS_OK) memcpy(gc.position, pl->to, sizeof(gc.position));
+    return s;
 }
 
 uint8_t gc_execute_line(const char *line)
 {
     gc_block_t b;
-    uint8_t status = gc_parse_line(line, &b);
+    plan_t pl;
+    uint8_t status = gc_parse_line(line, &b, 0);
+    if (status == STATUS_OK) status = plan_line(&b, &pl);
     if (status != STATUS_OK) {
-        return status;
+        return status;   /* nothing of a refused line takes effect */
     }
-    if (b.words & WORD_AXES) {
-        /* check the move before any mode of the line takes effect, so a refused line changes nothing */
-        status = execute_motion(&b);
-        if (status != STATUS_OK) {
-            return status;
-        }
-        apply_modes(&b);
-        return STATUS_OK;
-    }
-    if (b.motion == MOTION_LINEAR && b.words & WORD_F && b.f <= 0.0f) {
-        return STATUS_UNDEFINED_FEED_RATE;
-    }
-    apply_modes(&b);
+    apply_modes(&b, &pl);
     if (b.nonmodal == GC_DWELL) {
         return mc_dwell(b.p);
     }
     if (b.m280) {
         return mc_servo(b.s);
     }
-    return STATUS_OK;
+    return pl.moves ? run_moves(&pl) : STATUS_OK;
+}
+
+uint8_t gc_execute_jog(const char *body)
+{
+    gc_block_t b;
+    plan_t pl;
+    uint8_t status = gc_parse_line(body, &b, 1);
+    if (status == STATUS_OK) status = load_frame(&b, &pl);
+    if (status != STATUS_OK) return status;
+    if (!(b.words & WORD_AXES)) return STATUS_OK;   /* nothing to move (GRBL answers ok as well) */
+    if (pl.feed <= 0.0f) return STATUS_UNDEFINED_FEED_RATE;
+    target_mm(&b, &pl.frame, pl.to);
+    status = to_steps(pl.to, pl.to_steps);
+    if (status == STATUS_OK) status = check_travel(pl.to);
+    if (status != STATUS_OK) return status;
+    /* the modal state is left as it was; only the position follows the jog (synced again after a cancel) */
+    memcpy(gc.position, pl.to, sizeof(gc.position));
+    return mc_jog(pl.to_steps, pl.feed);
 }

@@ -63,7 +63,7 @@ static uint8_t pull_off(uint8_t axes, uint8_t toward_negative, float rate)
         int32_t d = (axes & (1u << a)) ? (int32_t)(settings.homing_pulloff * settings.steps_per_mm[a]) : 0;
         target[a] = here[a] + ((toward_negative & (1u << a)) ? d : -d);
     }
-    plan_buffer_line(target, rate, 0);
+    plan_buffer_line(target, rate, PLAN_NO_OVERRIDE);
     return run_and_wait() ? STATUS_OK : STATUS_ABORTED;
 }
 

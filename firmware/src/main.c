@@ -3,6 +3,7 @@
 #include <avr/io.h>
 #include <avr/wdt.h>
 #include "button.h"
+#include "coords.h"
 #include "limits.h"
 #include <avr/pgmspace.h>
 #include "protocol.h"
@@ -10,6 +11,7 @@
 #include "serial.h"
 #include "servo.h"
 #include "settings.h"
+#include "startup.h"
 #include "stepper.h"
 #include "system.h"
 
@@ -24,6 +26,8 @@ void early_watchdog_off(void)
 int main(void)
 {
     uint8_t settings_ok = settings_init();
+    /* valid settings but damaged coordinate or startup records (an EEPROM from older firmware): zero them */
+    uint8_t records_damaged = settings_ok ? (uint8_t)(coords_repair() + startup_repair()) : 0;
     serial_init();
     system_init();
     st_init();
@@ -34,6 +38,9 @@ int main(void)
     sei();
     if (!settings_ok) {
         report_message_P(PSTR("EEPROM settings invalid: defaults restored"));
+    }
+    if (records_damaged) {
+        report_message_P(PSTR("EEPROM offsets or startup lines invalid: cleared"));
     }
     protocol_main_loop();
     return 0;

@@ -11,6 +11,7 @@
 #include "protocol.h"
 #include "report.h"
 #include "serial.h"
+#include "override.h"
 #include "settings.h"
 #include "status.h"
 #include "stepper.h"
@@ -21,7 +22,16 @@ static uint32_t last_busy_ms;
 
 static uint8_t motion_state(void)
 {
-    return sys.state == STATE_RUN || sys.state == STATE_HOLD || sys.state == STATE_HOMING;
+    return sys.state == STATE_RUN || sys.state == STATE_HOLD || sys.state == STATE_HOMING ||
+           sys.state == STATE_JOG;
+}
+
+static void sync_positions(void)
+{
+    int32_t pos[N_AXIS];
+    system_get_position(pos);
+    plan_sync_position(pos);
+    gc_sync_position(pos);
 }
 
 void protocol_raise_alarm(uint8_t alarm)
@@ -29,12 +39,10 @@ void protocol_raise_alarm(uint8_t alarm)
     st_kill();
     plan_reset();
     st_reset();
-    int32_t pos[N_AXIS];
-    system_get_position(pos);
-    plan_sync_position(pos);
-    gc_sync_position(pos);
+    sync_positions();
     sys.state = STATE_ALARM;
     sys.resume_pending = 0;
+    sys.jog_cancel = 0;
     report_alarm(alarm);
 }
 
@@ -65,6 +73,32 @@ static void handle_hold_resume(uint8_t rt)
     }
 }
 
+/* 0x85, or '!' while jogging: a controlled stop (the hold's deceleration), then the queue is flushed. */
+static void handle_jog_cancel(uint8_t rt)
+{
+    if ((rt & (RT_JOG_CANCEL | RT_HOLD)) && sys.state == STATE_JOG && !sys.jog_cancel) {
+        st_hold();
+        sys.jog_cancel = 1;
+    }
+    if (sys.jog_cancel && st_hold_complete()) {
+        st_reset();
+        plan_reset();
+        sync_positions();
+        sys.jog_cancel = 0;
+        sys.jog_cancels++;
+        sys.state = STATE_IDLE;
+    }
+}
+
+static void handle_overrides(uint16_t requests)
+{
+    if (requests && ovr_apply(&sys.ovr, requests)) {
+        plan_set_overrides(sys.ovr.feed, sys.ovr.rapid);
+        st_update_overrides();
+        sys.report_ovr = 0;   /* the next status report shows the new values, as GRBL */
+    }
+}
+
 static void handle_button(void)
 {
     uint8_t e = button_take_event();
@@ -74,7 +108,7 @@ static void handle_button(void)
 
 static void handle_idle(void)
 {
-    if (sys.state == STATE_RUN && !st_busy()) {
+    if ((sys.state == STATE_RUN || sys.state == STATE_JOG) && !sys.jog_cancel && !st_busy()) {
         sys.state = STATE_IDLE;
     }
     if (st_busy() || sys.state == STATE_HOMING) {
@@ -91,8 +125,10 @@ void protocol_execute_realtime(void)
     cli();
     uint8_t rt = sys_rt;
     uint8_t alarm = sys_rt_alarm;
+    uint16_t ovr = sys_rt_ovr;
     sys_rt = 0;
     sys_rt_alarm = 0;
+    sys_rt_ovr = 0;
     SREG = sreg;
     if (rt & RT_RESET) {
         handle_reset();
@@ -101,9 +137,11 @@ void protocol_execute_realtime(void)
     if (alarm) {
         protocol_raise_alarm(alarm);
     }
+    handle_overrides(ovr);
     if (rt & RT_STATUS) {
         report_status();
     }
+    handle_jog_cancel(rt);
     handle_hold_resume(rt);
     handle_button();
     handle_idle();
@@ -164,8 +202,8 @@ static void execute_line(const char *text)
         status = STATUS_OK;
     } else if (text[0] == '$') {
         status = system_execute_dollar(text);
-    } else if (sys.state == STATE_ALARM) {
-        status = STATUS_SYSTEM_GC_LOCK;
+    } else if (sys.state == STATE_ALARM || sys.state == STATE_JOG) {
+        status = STATUS_SYSTEM_GC_LOCK;   /* G-code waits until a jog has ended, as in GRBL */
     } else {
         status = gc_execute_line(text);
     }
@@ -184,16 +222,19 @@ static void start_up(void)
     serial_reset_rx();
     line_reset(&line);
     gc_init();
-    int32_t pos[N_AXIS];
-    system_get_position(pos);
-    plan_sync_position(pos);
-    gc_sync_position(pos);
+    sync_positions();
     sys.abort = 0;
     sys.resume_pending = 0;
+    sys.jog_cancel = 0;
+    sys.report_wco = sys.report_ovr = 0;
+    ovr_reset(&sys.ovr);   /* a reset restores 100 %, as GRBL */
+    plan_set_overrides(sys.ovr.feed, sys.ovr.rapid);
     sys.state = was_alarm ? STATE_ALARM : STATE_IDLE;
     report_banner();
     if (sys.state == STATE_ALARM) {
         report_message_P(PSTR("'$H'|'$X' to unlock"));
+    } else {
+        system_execute_startup();   /* never in Alarm: a stored move must not run on an unknown position */
     }
 }
 

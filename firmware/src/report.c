@@ -2,12 +2,14 @@
 #include <math.h>
 #include <avr/pgmspace.h>
 #include "config.h"
+#include "coords.h"
 #include "gcode.h"
 #include "limits.h"
 #include "planner.h"
 #include "report.h"
 #include "serial.h"
 #include "settings.h"
+#include "status.h"
 #include "stepper.h"
 #include "system.h"
 
@@ -83,7 +85,54 @@ static void print_state(void)
     case STATE_RUN: serial_print_P(PSTR("Run")); break;
     case STATE_HOLD: serial_print_P(st_hold_complete() ? PSTR("Hold:0") : PSTR("Hold:1")); break;
     case STATE_HOMING: serial_print_P(PSTR("Home")); break;
+    case STATE_JOG: serial_print_P(PSTR("Jog")); break;   /* also while a cancel decelerates, as GRBL */
+    case STATE_CHECK: serial_print_P(PSTR("Check")); break;
     default: serial_print_P(PSTR("Alarm")); break;
+    }
+}
+
+static void print_axes(const float v[N_AXIS])
+{
+    for (uint8_t a = 0; a < N_AXIS; a++) {
+        if (a) serial_write(',');
+        report_float3(v[a]);
+    }
+}
+
+static uint8_t busy_state(void)
+{
+    return sys.state == STATE_RUN || sys.state == STATE_HOLD || sys.state == STATE_HOMING ||
+           sys.state == STATE_JOG;
+}
+
+/* GRBL 1.1's refresh rule: WCO every 10 reports (30 while moving) and at once after a change; Ov every 10
+ * (20 while moving), at once after a change, and in the report after each WCO. */
+static void print_wco_ov(void)
+{
+    if (gc.wco_changed) {
+        gc.wco_changed = 0;
+        sys.report_wco = 0;
+    }
+    if (sys.report_wco > 0) {
+        sys.report_wco--;
+    } else {
+        sys.report_wco = busy_state() ? 29 : 9;
+        if (sys.report_ovr == 0) sys.report_ovr = 1;
+        float wco[N_AXIS];
+        gc_wco(wco);
+        serial_print_P(PSTR("|WCO:"));
+        print_axes(wco);
+    }
+    if (sys.report_ovr > 0) {
+        sys.report_ovr--;
+    } else {
+        sys.report_ovr = busy_state() ? 19 : 9;
+        serial_print_P(PSTR("|Ov:"));
+        print_uint32(sys.ovr.feed);
+        serial_write(',');
+        print_uint32(sys.ovr.rapid);
+        serial_write(',');
+        print_uint32(sys.ovr.spindle);
     }
 }
 
@@ -94,10 +143,9 @@ void report_status(void)
     serial_write('<');
     print_state();
     serial_print_P(PSTR("|MPos:"));
-    for (uint8_t a = 0; a < N_AXIS; a++) {
-        if (a) serial_write(',');
-        report_float3((float)pos[a] / settings.steps_per_mm[a]);
-    }
+    float mpos[N_AXIS];
+    for (uint8_t a = 0; a < N_AXIS; a++) mpos[a] = (float)pos[a] / settings.steps_per_mm[a];
+    print_axes(mpos);
     if (settings.report_mask & REPORT_BUFFER) {
         serial_print_P(PSTR("|Bf:"));
         print_uint32(plan_free_blocks());
@@ -111,6 +159,7 @@ void report_status(void)
         if (pins & 2) serial_write('Y');
         if (pins & 4) serial_write('Z');
     }
+    print_wco_ov();
     serial_write('>');
     print_eol();
 }
@@ -151,7 +200,9 @@ void report_parser_state(void)
 {
     serial_print_P(PSTR("[GC:G"));
     print_uint32(gc.motion);
-    serial_print_P(PSTR(" G54 G17 G21 "));
+    serial_print_P(PSTR(" G"));
+    print_uint32(54u + gc.coord_select);
+    serial_print_P(PSTR(" G17 G21 "));
     serial_print_P(gc.relative ? PSTR("G91") : PSTR("G90"));
     serial_print_P(PSTR(" G94 M5 M9 T0 F"));
     print_uint32((uint32_t)lroundf(gc.feed));
@@ -159,8 +210,49 @@ void report_parser_state(void)
     print_eol();
 }
 
+uint8_t report_ngc_parameters(void)
+{
+    float v[N_AXIS];
+    for (uint8_t i = 0; i < N_COORD_RECORDS; i++) {
+        if (!coords_read(i, v)) return STATUS_SETTING_READ_FAIL;
+    }
+    for (uint8_t i = 0; i < N_COORD_RECORDS; i++) {
+        coords_read(i, v);
+        serial_print_P(PSTR("[G"));
+        print_uint32(i == COORD_G28 ? 28u : (i == COORD_G30 ? 30u : 54u + i));
+        serial_write(':');
+        print_axes(v);
+        serial_write(']');
+        print_eol();
+    }
+    serial_print_P(PSTR("[G92:"));
+    print_axes(gc.g92);
+    serial_print_P(PSTR("]\r\n[TLO:"));
+    report_float3(gc.tlo);
+    serial_print_P(PSTR("]\r\n[PRB:0.000,0.000,0.000:0]"));   /* no probe: GRBL's values before any probing */
+    print_eol();
+    return STATUS_OK;
+}
+
+void report_startup_line(uint8_t n, const char *line)
+{
+    serial_print_P(PSTR("$N"));
+    print_uint32(n);
+    serial_write('=');
+    serial_print(line);
+    print_eol();
+}
+
+void report_startup_result(const char *line, uint8_t status)
+{
+    serial_write('>');
+    serial_print(line);
+    serial_write(':');
+    report_status_message(status);
+}
+
 void report_help(void)
 {
-    serial_print_P(PSTR("[HLP:$$ $G $I $X $H $RST=$ $N=val ~ ! ? ctrl-x]"));
+    serial_print_P(PSTR("[HLP:$$ $# $G $I $N $x=val $Nx=line $J=line $C $X $H ~ ! ? ctrl-x]"));
     print_eol();
 }

@@ -1,9 +1,11 @@
-/* serial.c: UART0 receive/transmit rings; '?', '!', '~' and 0x18 never enter the line buffer (as in GRBL). */
+/* serial.c: UART0 receive/transmit rings. The real-time bytes ('?', '!', '~', 0x18 and every byte >= 0x80) are
+ * taken here in the receive interrupt and never enter a line, as in GRBL 1.1. */
 #include <avr/interrupt.h>
 #include <avr/io.h>
 #include <avr/pgmspace.h>
 #include <avr/wdt.h>
 #include "config.h"
+#include "override.h"
 #include "serial.h"
 #include "stepper.h"
 #include "system.h"
@@ -34,6 +36,13 @@ ISR(USART_RX_vect)
         sys_rt |= RT_RESET;
         return;
     default: break;
+    }
+    if (c >= 0x80) {
+        /* GRBL 1.1's extended real-time set: jog cancel and overrides act, the rest (safety door, spindle stop,
+         * coolant, unassigned) is dropped: never stored, so it can never corrupt the line around it */
+        if (c == 0x85) sys_rt |= RT_JOG_CANCEL;
+        else if (c >= OVR_FIRST_BYTE && c <= OVR_LAST_BYTE) sys_rt_ovr |= (uint16_t)(1u << (c - OVR_FIRST_BYTE));
+        return;
     }
     uint8_t next = (uint8_t)((rx_head + 1) & (RX_BUFFER_SIZE - 1));
     if (next != rx_tail) {   /* a full buffer drops the byte, as a real UART overrun would */

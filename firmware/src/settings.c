@@ -1,9 +1,11 @@
 /* settings.c: defaults, validation and EEPROM persistence of the $N settings (a versioned, checksummed block). */
 #include <string.h>
 #include "compat.h"
+#include "coords.h"
 #include "gcode.h"
 #include "nvm.h"
 #include "settings.h"
+#include "startup.h"
 #include "status.h"
 
 settings_t settings;
@@ -80,6 +82,8 @@ uint8_t settings_init(void)
     }
     settings_restore_defaults();
     settings_write();
+    coords_clear_all();   /* a blank or foreign EEPROM: start all stored data afresh, as GRBL */
+    startup_clear_all();
     return 0;
 }
 
@@ -91,6 +95,12 @@ static uint8_t is_integer(float v)
 static uint8_t rate_fits(float steps_per_mm, float max_rate)
 {
     return steps_per_mm * max_rate / 60.0f <= (float)MAX_STEP_RATE;
+}
+
+/* Homing sets the position to max travel in steps: keep it well inside int32 (the parser's bound, 1e9). */
+static uint8_t travel_fits(float steps_per_mm, float max_travel)
+{
+    return steps_per_mm * max_travel <= 1.0e9f;
 }
 
 static uint8_t set_flag(uint8_t flag, float value)
@@ -123,6 +133,7 @@ static uint8_t set_axis_value(uint16_t number, float value)
     switch (number / 10) {
     case 10:
         if (!rate_fits(value, settings.max_rate[axis])) return STATUS_MAX_STEP_RATE_EXCEEDED;
+        if (!travel_fits(value, settings.max_travel[axis])) return STATUS_INVALID_STATEMENT;
         settings.steps_per_mm[axis] = value;
         return STATUS_OK;
     case 11:
@@ -133,6 +144,7 @@ static uint8_t set_axis_value(uint16_t number, float value)
         settings.acceleration[axis] = value;
         return STATUS_OK;
     case 13:
+        if (!travel_fits(settings.steps_per_mm[axis], value)) return STATUS_INVALID_STATEMENT;
         settings.max_travel[axis] = value;
         return STATUS_OK;
     default:

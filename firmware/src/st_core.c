@@ -1,4 +1,5 @@
 /* st_core.c: per-tick rate update (time-based acceleration, step-indexed phase changes) and Bresenham. */
+#include <math.h>
 #include <string.h>
 #include "st_core.h"
 
@@ -6,9 +7,7 @@ static void set_ramp_window(st_core_t *c, uint32_t from)
 {
     const plan_block_t *b = c->block;
     uint32_t rest = b->step_events - from;
-    uint32_t up = b->ramp_steps < rest / 2 ? b->ramp_steps : rest / 2;
     uint32_t down = b->ramp_steps < rest - rest / 2 ? b->ramp_steps : rest - rest / 2;
-    c->accel_until = from + up;
     c->decel_after = b->step_events - down;
     c->rate = b->floor_q16;
     c->phase = TICK_Q16 / 2;
@@ -31,6 +30,20 @@ void core_resume(st_core_t *c)
     if (c->block) set_ramp_window(c, c->completed);
 }
 
+void core_retarget(st_core_t *c)
+{
+    const plan_block_t *b = c->block;
+    if (b == NULL || c->hold) return;   /* a hold ends at rest; the resume plans the ramp anew */
+    float rate = (float)c->rate / 65536.0f, floor_rate = (float)b->floor_q16 / 65536.0f;
+    /* steps to stop from here; the peak lies where accelerating and stopping share what is left */
+    uint32_t to_stop = (uint32_t)ceilf((rate * rate - floor_rate * floor_rate) / (2.0f * b->accel));
+    uint32_t rest = b->step_events - c->completed;
+    uint32_t peak = (uint32_t)(((uint64_t)rest + to_stop + 1) / 2);
+    uint32_t down = b->ramp_steps < peak ? b->ramp_steps : peak;
+    if (down > rest) down = rest;
+    c->decel_after = b->step_events - down;
+}
+
 static void update_rate(st_core_t *c)
 {
     const plan_block_t *b = c->block;
@@ -38,13 +51,13 @@ static void update_rate(st_core_t *c)
     if (c->hold) {
         if (c->rate == b->floor_q16) c->held = 1;
         c->rate = slow;
-    } else if (c->completed < c->accel_until) {
-        c->rate += b->accel_q16_tick;
-        if (c->rate > b->nominal_q16) c->rate = b->nominal_q16;
     } else if (c->completed >= c->decel_after) {
         c->rate = slow;
+    } else if (c->rate < b->nominal_q16) {
+        c->rate += b->accel_q16_tick;
+        if (c->rate > b->nominal_q16) c->rate = b->nominal_q16;
     } else {
-        c->rate = b->nominal_q16;
+        c->rate = slow > b->nominal_q16 ? slow : b->nominal_q16;   /* an override lowered the rate */
     }
 }
 

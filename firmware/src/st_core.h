@@ -13,8 +13,7 @@ typedef struct {
     uint32_t completed;     /* step events done in this block */
     uint32_t rate;          /* step events per second, Q16.16 */
     uint32_t phase;         /* DDA accumulator: a step event each time it passes TICK_Q16 */
-    uint32_t accel_until;   /* accelerate while completed < accel_until */
-    uint32_t decel_after;   /* decelerate once completed >= decel_after */
+    uint32_t decel_after;   /* decelerate to a stop once completed >= decel_after; before, approach nominal */
     uint8_t active;         /* homing: axes whose switch is still open */
     uint8_t hold;           /* feed hold requested: decelerate to the floor rate, then stop */
     uint8_t held;           /* the hold has come to rest */
@@ -23,6 +22,9 @@ typedef struct {
 void core_load(st_core_t *c, const plan_block_t *b);
 /* After a hold: ramp up again from rest over what is left of the block. */
 void core_resume(st_core_t *c);
+/* The block's cruise rate changed (an override): move the deceleration point so the block still ends at rest,
+ * from the present rate, and approach the new rate at the block's acceleration meanwhile. */
+void core_retarget(st_core_t *c);
 /* Advance one tick. limits: axes whose switch is closed (used by homing blocks). Returns the axes to step
  * now (bit per axis); *done is set when the block has ended (all steps, or all homing switches closed). */
 uint8_t core_tick(st_core_t *c, uint8_t limits, uint8_t *done);

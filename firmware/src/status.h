@@ -16,6 +16,7 @@
 #define STATUS_OVERFLOW                11
 #define STATUS_MAX_STEP_RATE_EXCEEDED  12
 #define STATUS_TRAVEL_EXCEEDED         15
+#define STATUS_INVALID_JOG_COMMAND     16
 #define STATUS_UNSUPPORTED_COMMAND     20
 #define STATUS_MODAL_GROUP_VIOLATION   21
 #define STATUS_UNDEFINED_FEED_RATE     22
@@ -25,8 +26,10 @@
 #define STATUS_NO_AXIS_WORDS           26
 #define STATUS_INVALID_LINE_NUMBER     27
 #define STATUS_VALUE_WORD_MISSING      28
+#define STATUS_UNSUPPORTED_COORD_SYS   29
 #define STATUS_INVALID_TARGET          33
 #define STATUS_UNUSED_WORDS            36
+#define STATUS_G43_DYNAMIC_AXIS_ERROR  37
 #define STATUS_MAX_VALUE_EXCEEDED      38
 
 #define STATUS_ABORTED 255   /* internal: a soft reset cut the line short; no reply is sent */

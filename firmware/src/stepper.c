@@ -169,3 +169,20 @@ void st_clear_homing_missed(void)
 {
     missed = 0;
 }
+
+static void retarget_block(plan_block_t *b)
+{
+    uint32_t nominal, ramp;
+    plan_block_rates(b, &nominal, &ramp);   /* the float work outside the critical section */
+    uint8_t sreg = SREG;
+    cli();
+    b->nominal_q16 = nominal;
+    b->ramp_steps = ramp;
+    if (core.block == b) core_retarget(&core);
+    SREG = sreg;
+}
+
+void st_update_overrides(void)
+{
+    plan_for_each(retarget_block);
+}

@@ -20,5 +20,8 @@ void st_resume(void);
 uint8_t st_homing_missed(void);
 void st_clear_homing_missed(void);
 void st_enable_drivers(uint8_t on);
+/* The overrides changed (plan_set_overrides): give every queued block its new cruise rate and ramp, and the
+ * block in progress a new deceleration point, each update atomic with respect to the step interrupt. */
+void st_update_overrides(void);
 
 #endif

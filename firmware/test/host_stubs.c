@@ -25,15 +25,23 @@ void nvm_write(uint16_t addr, const void *src, uint16_t len)
     }
 }
 
-uint8_t mc_line(const int32_t target[N_AXIS], float feed_mm_min, uint8_t rapid)
+uint8_t mc_line(const int32_t target[N_AXIS], float feed_mm_min, uint8_t mode)
 {
+    if (gc.check) return STATUS_OK;
     if (plan_is_full()) plan_discard_current();
-    plan_buffer_line(target, feed_mm_min, rapid);
+    plan_buffer_line(target, feed_mm_min, mode);
     motion_log.lines++;
     memcpy(motion_log.last_target, target, sizeof(motion_log.last_target));
     motion_log.last_feed = feed_mm_min;
-    motion_log.last_rapid = rapid;
+    motion_log.last_rapid = mode == PLAN_RAPID;
+    motion_log.last_mode = mode;
     return STATUS_OK;
+}
+
+uint8_t mc_jog(const int32_t target[N_AXIS], float feed_mm_min)
+{
+    motion_log.jogs++;
+    return mc_line(target, feed_mm_min, PLAN_NO_OVERRIDE);
 }
 
 uint8_t mc_dwell(float seconds)
@@ -57,6 +65,7 @@ void host_reset(void)
     settings_init();
     gc_init();
     plan_reset();
+    plan_set_overrides(100, 100);
     int32_t zero[N_AXIS] = {0};
     plan_sync_position(zero);
     gc_sync_position(zero);

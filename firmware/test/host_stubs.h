@@ -6,10 +6,11 @@
 #include "nvm.h"
 
 typedef struct {
-    int lines, dwells, servos;
+    int lines, dwells, servos, jogs;
     int32_t last_target[N_AXIS];
     float last_feed, last_dwell_s, last_servo_deg;
     uint8_t last_rapid;
+    uint8_t last_mode;   /* PLAN_FEED, PLAN_RAPID or PLAN_NO_OVERRIDE */
 } motion_log_t;
 
 extern motion_log_t motion_log;

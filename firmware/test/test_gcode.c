@@ -10,7 +10,7 @@
 static uint8_t parse(const char *line)
 {
     gc_block_t b;
-    return gc_parse_line(line, &b);
+    return gc_parse_line(line, &b, 0);
 }
 
 static void test_read_float(void)

@@ -17,8 +17,10 @@ import serial
 ROOT = Path(__file__).resolve().parents[2]
 FIRMWARE = ROOT / "firmware"
 
-STATUS_RE = re.compile(r"^<(Idle|Run|Hold:[01]|Home|Alarm)\|MPos:(-?\d+\.\d{3}),(-?\d+\.\d{3}),(-?\d+\.\d{3})"
-                       r"\|Bf:(\d+),(\d+)(\|Pn:([XYZ]+))?>$")
+_NUM = r"(-?\d+\.\d{3})"
+# groups: 1 state, 2-4 MPos, 5-6 Bf, 8 Pn, 10-12 WCO (every 10th/30th report), 14-16 Ov (every 10th/20th)
+STATUS_RE = re.compile(rf"^<(Idle|Run|Hold:[01]|Home|Alarm|Jog|Check)\|MPos:{_NUM},{_NUM},{_NUM}"
+                       rf"\|Bf:(\d+),(\d+)(\|Pn:([XYZ]+))?(\|WCO:{_NUM},{_NUM},{_NUM})?(\|Ov:(\d+),(\d+),(\d+))?>$")
 REPLY_RE = re.compile(r"^(ok|error:\d+)$")
 
 
@@ -35,14 +37,14 @@ class Link:
         while self._backlog:
             yield self._backlog.pop(0)
         end = time.monotonic() + timeout_s
-        while time.monotonic() < end:
-            chunk = self.port.read(self.port.in_waiting or 1)
-            if not chunk:
-                continue
-            self._partial += chunk
+        while True:
+            # complete lines left over from an earlier read come first: a burst of replies arrives in one read
             while b"\n" in self._partial:
                 raw, self._partial = self._partial.split(b"\n", 1)
                 yield raw.rstrip(b"\r").decode("ascii", errors="replace")
+            if time.monotonic() >= end:
+                return
+            self._partial += self.port.read(self.port.in_waiting or 1)
 
     def write(self, data: bytes) -> None:
         self.port.write(data)

@@ -28,7 +28,7 @@ def test_host_native_unit_tests_pass_under_sanitizers():
     out = done.stdout + done.stderr
     assert done.returncode == 0, out[-4000:]
     results = re.findall(r"(\d+) checks, (\d+) failed", out)
-    assert len(results) == 4, out[-2000:]                      # line, gcode, planner, settings
+    assert len(results) == 5, out[-2000:]                      # line, gcode, planner, settings, offsets
     assert all(int(failed) == 0 and int(checks) > 20 for checks, failed in results)
     assert "-fsanitize=address,undefined" in (FIRMWARE / "Makefile").read_text()
 

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from appliance.hardware.camera.base import CameraError
+from appliance.sim.capture import PRESETS
 from appliance.sim.microscope import VirtualMicroscope
 from appliance.sim.sensor import SensorParams
 from appliance.sim.slide import SlideParams
@@ -96,15 +97,17 @@ def test_capture_advances_the_clock_by_the_exposure(scope):
         assert f.exposure_ms == 25.0 and f.shape == (480, 640)
 
 
-def test_exposure_scales_the_background():
-    scope = VirtualMicroscope(seed=1)
+@pytest.mark.parametrize(("preset", "gamma"), [("mono_raw", 1.0), ("default", 2.2)])
+def test_exposure_scales_the_background(preset, gamma):
+    # twice the light gives twice the signal on a linear camera, 2^(1/gamma) after the chain's gamma
+    scope = VirtualMicroscope(seed=1, chain=PRESETS[preset], slide=SlideParams(n_structures=0))
     means = []
     with scope.stage, scope.camera:
         scope.stage.move_to_um(x=50, y=50)  # slide corner, clear of structures
         for ms in (5.0, 10.0):
             scope.camera.exposure_ms = ms
             means.append(float(np.median(scope.camera.capture().image)))
-    assert means[1] / means[0] == pytest.approx(2.0, rel=0.1)
+    assert means[1] / means[0] == pytest.approx(2.0 ** (1.0 / gamma), rel=0.05)
 
 
 def test_capture_on_closed_camera_fails(scope):

@@ -130,3 +130,19 @@ def test_write_truth(slide, tmp_path):
     path = tmp_path / "truth.json"
     slide.write_truth(path)
     assert json.loads(path.read_text(encoding="utf-8")) == slide.truth()
+
+
+def test_with_structure_adds_one_print_and_clears_debris_from_its_box():
+    from appliance.sim.structures import pentagon
+
+    base = make_slide(9, SlideParams(width_um=2000, height_um=2000, n_structures=0, debris_per_mm2=200.0))
+    shape = pentagon(np.random.default_rng(1), circumradius_um=30.0)
+    slide = base.with_structure("pentagon", shape, (1000.0, 1000.0), np.random.default_rng(2))
+    new = slide.objects[-1]
+    assert new.kind == "structure" and new.cls == "pentagon" and new.loss_exponent >= 2.0
+    assert new.id == max(o.id for o in base.objects) + 1
+    x0, y0, x1, y1 = new.bbox_um
+    assert not [o for o in slide.objects_in_rect(x0, y0, x1, y1) if o.kind == "debris"]
+    assert len(base.objects) > len(slide.objects) - 1  # some debris was there and was left out
+    with pytest.raises(ValueError, match="cls"):
+        base.with_structure("cube", shape, (1000.0, 1000.0), np.random.default_rng(2))

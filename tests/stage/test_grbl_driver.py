@@ -56,23 +56,40 @@ def test_limit_switch_during_move_raises_alarm(fake_grbl, stage_config):
         stage.home()
         target = stage.begin_move_to_um(x=-5000)
         threading.Timer(0.1, fake_grbl.trigger_limit, args=("x",)).start()
-        with pytest.raises(StageAlarm, match=r"ALARM:1 \(Hard limit"):
+        with pytest.raises(StageAlarm, match=r"ALARM:1 \(Hard limit.*during 'G17 G21 G90 G94 G54 G1 X-5 F300'"):
             stage.wait_for_move(target)
+        with pytest.raises(StageAlarm, match="ALARM:1.*no answer to '\\?'"):  # stock GRBL: silent until reset
+            stage.position_um()
+        stage.stop()
         assert -5000 < stage.position_um().x_um < 0
 
 
-def test_stop_mid_move_loses_position_until_homed(fake_grbl, stage_config):
+def test_reset_mid_move_loses_position_until_homed(fake_grbl, stage_config):
     with GrblStage(stage_config(fake_grbl.path, feed_xy_mm_per_min=300)) as stage:
         stage.home()
         stage.begin_move_to_um(x=-5000)
         time.sleep(0.1)
-        stage.stop()
+        stage.soft_reset()  # no hold first: a reset in motion
         assert stage.link.last_alarm == 3
         assert stage.status().alarm
         with pytest.raises(StageAlarm):
             stage.move_to_um(x=-10)
         stage.home()
         assert stage.move_to_um(x=-10).x_um == -10
+
+
+def test_stop_from_a_completed_hold_keeps_the_position_without_alarm(fake_grbl, stage_config):
+    """GRBL 1.1h: a reset after the hold completed (Hold:0) is not a reset in motion: Idle, no ALARM:3."""
+    with GrblStage(stage_config(fake_grbl.path, feed_xy_mm_per_min=300)) as stage:
+        stage.home()
+        stage.begin_move_to_um(x=-5000)
+        time.sleep(0.1)
+        stage.stop()
+        assert stage.link.last_alarm is None
+        report = stage.status()
+        assert report.idle and -5.0 < report.mpos_mm[0] < 0.0
+        time.sleep(0.1)
+        assert stage.status().mpos_mm == report.mpos_mm  # the rest of the move was dropped
 
 
 def test_feed_hold_and_resume(fake_grbl, stage_config):
@@ -93,7 +110,9 @@ def test_feed_hold_and_resume(fake_grbl, stage_config):
 def test_servo_focus_on_stock_grbl_is_refused_with_grbl_text(fake_grbl, stage_config):
     with GrblStage(stage_config(fake_grbl.path, focus="servo")) as stage:
         stage.home()
-        with pytest.raises(StageProtocolError, match=r"'M280 P0 S\d+'.*error:20 \(Unsupported"):
+        # stock GRBL squeezes M280's 280 into a byte (24, remainder 256): error:23, not error:20
+        with pytest.raises(StageProtocolError, match=r"'M280 P0 S\d+'.*error:23 \(G-code command in block requires "
+                                                     r"an integer value\); this board has no servo command"):
             stage.focus_to_um(10)
 
 
@@ -103,10 +122,10 @@ def test_stepper_focus_always_finishes_from_below(fake_grbl, stage_config):
         stage.move_to_um(z=-100)
         n = len(fake_grbl.received)
         assert stage.focus_to_um(-120).z_um == -120  # downwards: overshoot below, come up
-        assert fake_grbl.received[n:] == ["G1Z-0.17F600", "G1Z-0.12F600"]
+        assert fake_grbl.received[n:] == ["G17G21G90G94G54G1Z-0.17F600", "G17G21G90G94G54G1Z-0.12F600"]
         n = len(fake_grbl.received)
         assert stage.focus_to_um(-110).z_um == -110  # upwards after an upward move: direct
-        assert fake_grbl.received[n:] == ["G1Z-0.11F600"]
+        assert fake_grbl.received[n:] == ["G17G21G90G94G54G1Z-0.11F600"]
 
 
 def test_settings_sync_writes_only_differences_and_verifies(fake_grbl, stage_config):
@@ -143,12 +162,12 @@ def test_wrong_grbl_version_refused(fake_grbl, stage_config):
 
 def test_work_offset_and_wpos_reports_are_converted(fake_grbl, stage_config):
     fake_grbl.settings[10] = 0  # report WPos instead of MPos
-    fake_grbl.wco = (-1.0, 0.0, 0.0)  # a G92/G54 offset a previous host left
+    fake_grbl.coord_systems[0] = [-1.0, 0.0, 0.0]  # a G54 offset a previous host left
     with GrblStage(stage_config(fake_grbl.path)) as stage:
         stage.home()
         assert stage.move_to_um(x=-3000).x_um == pytest.approx(-3000)
     assert fake_grbl.mpos[0] == pytest.approx(-3.0)  # machine coordinates, not work ones
-    assert "G1X-2F1200" in fake_grbl.received
+    assert "G17G21G90G94G54G1X-2F1200" in fake_grbl.received
 
 
 def test_silent_board_times_out_with_clear_error(fake_grbl, stage_config):
@@ -163,7 +182,7 @@ def test_board_hangs_mid_session(fake_grbl, stage_config):
     with GrblStage(stage_config(fake_grbl.path)) as stage:
         stage.home()
         fake_grbl.silent = True
-        with pytest.raises(StageTimeout, match=r"no ok/error for 'G90' within 1 s"):
+        with pytest.raises(StageTimeout, match=r"no ok/error for 'G17 G21 G90 G94 G54 G1 X-0.001 F1200' within 1 s"):
             stage.move_to_um(x=-1)
         with pytest.raises(StageTimeout, match="no status report"):
             stage.position_um()
@@ -174,10 +193,10 @@ def test_board_hangs_mid_session(fake_grbl, stage_config):
 def test_malformed_replies_are_protocol_errors_and_link_recovers(fake_grbl, stage_config):
     with GrblStage(stage_config(fake_grbl.path)) as stage:
         stage.home()
-        fake_grbl.reply_override["G90"] = ["okay"]
-        with pytest.raises(StageProtocolError, match="unexpected reply 'okay' to 'G90'"):
+        fake_grbl.reply_override["G17G21G90G94G54G1X-0.001F1200"] = ["okay"]
+        with pytest.raises(StageProtocolError, match="unexpected reply 'okay' to 'G17 G21 G90 G94 G54 G1 X-0.001"):
             stage.move_to_um(x=-1)
-        del fake_grbl.reply_override["G90"]
+        fake_grbl.reply_override.clear()
         fake_grbl.status_override = "<Idle|MPos:0.000,zz,0.000>"
         with pytest.raises(StageProtocolError, match="non-numeric"):
             stage.position_um()
@@ -259,7 +278,10 @@ def test_not_open_is_a_clear_error(stage_config):
     ({"usb_id": "arduino"}, "GrblStageConfig.usb_id"),
     ({"baud": 1234}, "GrblStageConfig.baud: must be one of"),
     ({"focus": "magic"}, "GrblStageConfig.focus"),
-    ({"um_per_servo_degree": 0}, "GrblStageConfig.um_per_servo_degree: must be a finite number > 0, got 0"),
+    ({"um_per_servo_degree": 0}, "GrblStageConfig.um_per_servo_degree: must be a finite number > 0 and <= 1000, "
+                                 "got 0"),
+    ({"boot_delay_s": 1e9}, "GrblStageConfig.boot_delay_s: must be a finite number >= 0 and <= 60, got 1000000000.0"),
+    ({"reply_timeout_s": float("inf")}, "GrblStageConfig.reply_timeout_s: must be a finite number > 0 and <= 600"),
     ({"feed_xy_mm_per_min": float("nan")}, "GrblStageConfig.feed_xy_mm_per_min"),
     ({"backlash_approach_um": -1}, "GrblStageConfig.backlash_approach_um: must be a finite number >= 0"),
     ({"servo_min_deg": 100, "servo_max_deg": 90}, "GrblStageConfig.servo_min_deg/servo_max_deg"),
@@ -294,7 +316,7 @@ def test_servo_range_is_a_limit_error(fake_grbl, stage_config):
     with GrblStage(stage_config(fake_grbl.path, focus="servo", um_per_servo_degree=2.0)) as stage:
         with pytest.raises(StageLimitError, match=r"z=400 um needs servo angle 200 deg.*z 0\.\.360 um"):
             stage.focus_to_um(400)
-        with pytest.raises(StageError, match="servo angle is unknown"):
+        with pytest.raises(StageError, match="focus position is unknown"):
             stage.move_by_um(dz=1)
 
 
@@ -306,14 +328,18 @@ def test_button_messages_are_collected(fake_grbl, stage_config):
         assert stage.pending_messages() == []
 
 
-def test_link_rejects_endless_line(fake_grbl):
+def test_link_rejects_endless_line_when_waiting_for_a_reply(fake_grbl):
     import serial
 
     port = serial.Serial(fake_grbl.path, 115200, timeout=0.02)
     link = GrblLink(port)
-    fake_grbl._out("x" * 600)
+    fake_grbl.silent = True
+    link.transport.write(b"$I\n")
+    fake_grbl.out_raw(b"x" * 600)
     with pytest.raises(StageProtocolError, match="longer than 512 bytes"):
-        link.send("$I", 1.0)
+        link._await_reply("$I", time.monotonic() + 1.0, 1.0)
+    fake_grbl.silent = False
+    assert link.send("$I", 1.0).ok  # the rest of the noise line is dropped, the link answers again
     port.close()
 
 
@@ -348,7 +374,7 @@ def test_move_that_stops_short_is_an_error(fake_grbl, stage_config):
         target = stage.begin_move_to_um(x=-3000)
         time.sleep(0.1)
         fake_grbl.drop_queue()
-        with pytest.raises(StageError, match=r"stage stopped at .* not at the target of 'G1 X-3 F300'"):
+        with pytest.raises(StageError, match=r"stopped at .* not at the target of 'G17 G21 G90 G94 G54 G1 X-3 F300'"):
             stage.wait_for_move(target)
 
 
@@ -357,6 +383,7 @@ def test_move_slower_than_its_deadline_times_out(fake_grbl, stage_config):
         stage.home()
         fake_grbl.speed_factor = 0.1  # 1 mm at 600 mm/min should take 0.1 s; it takes 1 s
         t0 = time.monotonic()
-        with pytest.raises(StageTimeout, match=r"'G1 X-1 F600' not finished by its deadline: last status <Run"):
+        with pytest.raises(StageTimeout, match=r"'G17 G21 G90 G94 G54 G1 X-1 F600' not finished by its deadline: "
+                                               r"last status <Run"):
             stage.move_to_um(x=-1000)
         assert 0.4 < time.monotonic() - t0 < 1.0  # 1.5 x 0.1 s + 0.3 s margin

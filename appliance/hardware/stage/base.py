@@ -7,6 +7,7 @@ hardware turns the fine-focus knob with a hobby servo or with a stepper: impleme
 from __future__ import annotations
 
 import abc
+import math
 from types import TracebackType
 from typing import NamedTuple
 
@@ -37,6 +38,16 @@ class StageAlarm(StageError):
 
 class StageLimitError(StageError):
     """A requested target lies outside the stage's travel (soft limits)."""
+
+
+def round_half_away(value: float) -> int:
+    """Round to the nearest integer, halves away from zero (C's ``lround``, which GRBL uses for steps).
+
+    The one rounding rule of every stage: the GRBL driver's servo angles and the simulated stage's motor
+    units both use it, so ``focus 42.5`` lands on the same angle on either (Python's ``round`` would go to
+    the even neighbour).
+    """
+    return int(math.copysign(math.floor(abs(value) + 0.5), value))
 
 
 class Stage(abc.ABC):

@@ -1,10 +1,11 @@
 """The stage driver for a GRBL 1.1 board: our ATmega328P firmware or a stock GRBL CNC-shield board.
 
 :class:`GrblStage` implements :class:`~appliance.hardware.stage.base.Stage` over a serial port with
-pyserial. Moves are ``G90`` + ``G1`` lines; completion is read from status reports (``?``) until the
-board is ``Idle`` at the target. Focus is either a hobby servo on the fine-focus knob (``M280 P0 S<deg>``,
-our firmware only) or the Z stepper (stock GRBL), behind one :meth:`GrblStage.focus_to_um` that always
-finishes its approach from below so the knob's backlash is taken up the same way every time.
+pyserial. Moves are single ``G1`` lines that carry every modal word they rely on (``G17 G21 G90 G94 G54``);
+completion is read from status reports (``?``) until the board is ``Idle`` at the target. Focus is either
+a hobby servo on the fine-focus knob (``M280 P0 S<deg>``, our firmware only) or the Z stepper (stock GRBL),
+behind one :meth:`GrblStage.focus_to_um` that always finishes its approach from below so the knob's
+backlash is taken up the same way every time.
 
 Every reply is checked (``error:N`` and ``ALARM:N`` become stage errors with GRBL's text); every wait
 has a deadline on a monotonic clock; a serial failure (unplug) closes the port, finds it again (path or
@@ -25,15 +26,18 @@ import serial
 from appliance.hardware.stage.base import (
     Position,
     Stage,
+    StageAlarm,
     StageError,
     StageLimitError,
     StageProtocolError,
     StageTimeout,
+    round_half_away,
 )
 from appliance.hardware.stage.grbl_link import (
     GrblLink,
     Reply,
     StageConnectionError,
+    StageResetError,
     Transport,
     alarm_error,
     check,
@@ -46,8 +50,10 @@ from appliance.hardware.stage.grbl_protocol import (
     LineKind,
     StatusReport,
     classify,
+    excerpt,
     format_number,
     parse_build_info,
+    parse_ngc_parameters,
     parse_setting,
 )
 from appliance.hardware.stage.ports import find_port, parse_usb_id
@@ -57,11 +63,45 @@ _FOCUS_MODES = ("auto", "servo", "stepper")
 _BAUDS = (9600, 19200, 38400, 57600, 115200, 230400, 250000, 500000, 1000000)
 T = TypeVar("T")
 
+#: Every modal group the driver's moves rely on, re-asserted on each move line: another host (or a streamed
+#: program) may have left inches (G20), relative distances (G91), inverse-time feed (G93), another plane or
+#: another work coordinate system; a reset restores them only on a board that was reset.
+MODAL_WORDS = "G17 G21 G90 G94 G54"
+
+#: Largest target magnitude accepted (um): 1 m, far beyond any microscope stage, short of float trouble.
+MAX_TARGET_UM = 1e6
+
+#: Settings that must be written before others: GRBL refuses soft limits ($20=1) without homing ($22=1), and
+#: clears $20 when $22=0 is written; our firmware wants the servo pulse at 0 deg ($201) below the one at
+#: 180 deg ($202). Each (first, then, when) writes ``first`` before ``then`` if ``when(wanted)`` holds.
+_SETTING_ORDER: tuple[tuple[int, int, Callable[[Mapping[int, float], Mapping[int, float]], bool]], ...] = (
+    (22, 20, lambda want, cur: bool(want.get(22, cur.get(22, 0)))),            # enabling: homing first
+    (20, 22, lambda want, cur: not want.get(22, cur.get(22, 0))),              # disabling: soft limits first
+    (202, 201, lambda want, cur: want.get(201, cur.get(201, 0)) >= cur.get(202, math.inf)),  # raising both
+    (201, 202, lambda want, cur: want.get(202, cur.get(202, math.inf)) <= cur.get(201, 0)),  # lowering both
+)
+
+#: States in which a board is still carrying out motion another host queued.
+_MOVING = ("Run", "Jog", "Home")
+
+#: Between two 0x18 when no banner follows: longer than GRBL's 500 ms pause after an alarm message.
+_RESET_RESEND_S = 0.75
+
+
+#: Upper bounds of the config's numbers: beyond them a value is a typo (1e9 s of boot delay is a hang).
+_UPPER = {"um_per_servo_degree": 1000.0, "servo_resolution_deg": 180.0, "feed_xy_mm_per_min": 1e5,
+          "feed_z_mm_per_min": 1e5, "reply_timeout_s": 600.0, "handshake_timeout_s": 600.0,
+          "move_timeout_margin_s": 3600.0, "homing_timeout_s": 3600.0, "poll_interval_s": 1.0,
+          "servo_settle_s": 10.0, "backlash_approach_um": 1e4, "boot_delay_s": 60.0, "reconnect_delay_s": 60.0,
+          "position_tolerance_um": 1e4}
+
 
 def _positive(name: str, value: float, *, allow_zero: bool = False) -> None:
-    ok = math.isfinite(value) and (value >= 0 if allow_zero else value > 0)
+    top = _UPPER[name]
+    ok = isinstance(value, (int, float)) and math.isfinite(value) and (value >= 0 if allow_zero else value > 0) \
+        and value <= top
     if not ok:
-        what = "a finite number >= 0" if allow_zero else "a finite number > 0"
+        what = f"a finite number {'>= 0' if allow_zero else '> 0'} and <= {top:g}"
         raise ValueError(f"GrblStageConfig.{name}: must be {what}, got {value!r}")
 
 
@@ -174,9 +214,39 @@ class GrblStageConfig:
         object.__setattr__(self, "settings", dict(self.settings))
 
 
+def check_target_um(name: str, value: float | None) -> None:
+    """Refuse a target that is not a finite number of um within +-MAX_TARGET_UM (None: axis not moved).
+
+    Raises
+    ------
+    ValueError
+        Naming ``name``, the value and the allowed range.
+    """
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or abs(value) > MAX_TARGET_UM:
+        raise ValueError(f"{name} must be a finite number of um in [-{MAX_TARGET_UM:g}, {MAX_TARGET_UM:g}], "
+                         f"got {value!r}")
+
+
 def open_serial(port: str, baud: int, poll_s: float, write_timeout_s: float) -> Transport:
     """Open ``port`` (a path or a pyserial URL such as ``loop://``) as the link's transport."""
     return serial.serial_for_url(port, baudrate=baud, timeout=poll_s, write_timeout=write_timeout_s)
+
+
+def _write_order(wanted: Mapping[int, float], current: Mapping[int, float]) -> list[int]:
+    """The setting numbers of ``wanted`` in an order the board accepts: numeric, except where one depends on another.
+
+    See ``_SETTING_ORDER``: ``$22=1`` before ``$20=1``, ``$20=0`` before ``$22=0``, and the servo pulse
+    limits so that ``$201 < $202`` holds after every single write.
+    """
+    order = sorted(wanted)
+    for first, then, when in _SETTING_ORDER:
+        if first in wanted and then in wanted and when(wanted, current):
+            order.remove(first)
+            order.insert(order.index(then), first)
+    return order
 
 
 @dataclass(frozen=True)
@@ -203,9 +273,11 @@ class GrblStage(Stage):
 
     Notes
     -----
-    Positions are machine coordinates in um. Commands are sent in work coordinates after subtracting
-    the ``WCO`` the board reports (zero on our firmware). In servo focus mode z is derived from the last
-    commanded servo angle (the servo has no feedback); it is NaN until the first focus move.
+    Positions are machine coordinates in um. Commands are sent in G54 work coordinates after subtracting
+    the offsets ``$#`` lists at open (G54, G92, tool length; none on our firmware before work offsets);
+    ``WPos`` reports are converted with the active system's offset, then with each ``WCO`` field. In servo
+    focus mode z is derived from the last commanded servo angle (the servo has no feedback); it is NaN until
+    the first focus move, and again after a reset.
     """
 
     def __init__(self, config: GrblStageConfig, *,
@@ -222,7 +294,7 @@ class GrblStage(Stage):
         self.board_settings: dict[int, float] = {}
         self.focus_mode: Literal["servo", "stepper"] = "stepper"
         self._wco = (0.0, 0.0, 0.0)
-        self._modal_synced = False
+        self._offsets: dict[str, tuple[float, ...]] = {}
         self._servo_deg: float | None = None
         self._z_last_up = False
         self.reconnects = 0
@@ -274,12 +346,17 @@ class GrblStage(Stage):
 
     def _handshake(self) -> None:
         cfg, link = self.config, self.link
-        if cfg.reset_on_open:
-            link.write_realtime(SOFT_RESET)
-        # A newline ends any half line a previous host left in the board's buffer; its reply is drained.
-        link.transport.write(b"\n")
-        link.drain(quiet_s=0.1, max_s=1.0)
-        self._first_status()
+        link.expect_reset = True  # a banner now is the board's power-up (DTR reset), or ours
+        try:
+            if cfg.reset_on_open:
+                link.write_realtime(SOFT_RESET)
+            # A newline ends any half line a previous host left in the board's buffer; its reply is drained.
+            link.transport.write(b"\n")
+            link.drain(quiet_s=0.1, max_s=1.0)
+            self._wait_until_still(self._first_status())
+        finally:
+            link.expect_reset = False
+            link.unexpected_reset = None
         self.build_info = parse_build_info(list(self._cmd("$I").lines))
         if not self.build_info.is_grbl_11:
             raise StageProtocolError(f"board reports GRBL version {self.build_info.version!r}; this driver "
@@ -291,11 +368,10 @@ class GrblStage(Stage):
         if self.board_settings.get(13, 0.0) != 0.0:
             raise StageProtocolError("board reports positions in inches ($13=1); set $13=0 "
                                      "(add 13: 0 to GrblStageConfig.settings)")
-        self._modal_synced = False
+        self._read_offsets()
         # A (re)connected board may have been power-cycled (an Arduino resets on open): the servo has no
         # feedback, so its angle is unknown until the next focus move, which then approaches from below.
-        self._servo_deg = None
-        self._z_last_up = False
+        self._forget_motion_state()
         self._update(link.query_status(cfg.reply_timeout_s))
 
     def _first_status(self) -> StatusReport:
@@ -306,10 +382,92 @@ class GrblStage(Stage):
         while self._clock() < deadline:
             try:
                 return self._update(link.query_status(min(0.5, cfg.handshake_timeout_s)))
+            except StageAlarm as exc:
+                # ALARM:1/2 left by a previous host: stock GRBL is silent until reset, so reset it (the
+                # board stays in Alarm afterwards, as it should); any other ALARM line is just history
+                if link.critical_alarm is None:
+                    last = exc
+                    continue
+                self._reset_and_wait_banner()
+                last = exc
             except (StageTimeout, StageProtocolError) as exc:
                 last = exc
         raise StageTimeout(f"no GRBL status report from {self.port} within {cfg.handshake_timeout_s:g} s "
                            f"(wrong port or baud {cfg.baud}? last problem: {last})")
+
+    def _wait_until_still(self, report: StatusReport) -> StatusReport:
+        """Wait (up to ``homing_timeout_s``) for motion another host left running to end; refuse a held board.
+
+        ``$I`` and ``$$`` are refused with ``error:8`` while the board moves or holds.
+
+        Raises
+        ------
+        StageError
+            If the board is in a feed hold (``Hold``) or ``Door``: motion is still queued there.
+        StageTimeout
+            If the motion does not end in time.
+        """
+        deadline = self._clock() + self.config.homing_timeout_s
+        while report.state in _MOVING:
+            if self._clock() > deadline:
+                raise StageTimeout(f"the board kept moving for {self.config.homing_timeout_s:g} s after opening "
+                                   f"(motion another host started): {report.raw}")
+            self._sleep(max(self.config.poll_interval_s, 0.02))
+            report = self._update(self.link.query_status(self.config.reply_timeout_s))
+        if report.state in ("Hold", "Door"):
+            raise StageError(f"the board is in {report.state}" + (f":{report.substate}" if report.substate is not
+                                                                    None else "")
+                             + " with motion still queued (a stopped or interrupted host left it): resume it with "
+                             "a cycle start (~), or drop it with a soft reset (GrblStageConfig.reset_on_open, "
+                             "tppscan stage ... --reset)")
+        return report
+
+    def _read_offsets(self) -> None:
+        """Learn the work offsets from ``$G`` (active system) and ``$#`` (G54..G59, G92, TLO).
+
+        A board that refuses ``$#`` with ``error:3`` has no work coordinates (our firmware before offsets:
+        docs/protocol.md), so every offset is zero there.
+        """
+        modes = self._cmd("$G").lines
+        active = "G54"
+        for line in modes:
+            if line.startswith("[GC:"):
+                for word in line[4:-1].split():
+                    if word in ("G54", "G55", "G56", "G57", "G58", "G59"):
+                        active = word
+        reply = self.link.send("$#", self.config.reply_timeout_s)
+        if not reply.ok and reply.error_code == 3:
+            self._offsets = {}
+        else:
+            self._offsets = parse_ngc_parameters(list(check(reply).lines))
+        self._wco = self._offset_for(active)
+
+    def _offset_for(self, system: str) -> tuple[float, float, float]:
+        """Machine minus work position in ``system``: its G5x offset, plus G92, plus the tool length on z."""
+        cs = self._offsets.get(system, (0.0, 0.0, 0.0))
+        g92 = self._offsets.get("G92", (0.0, 0.0, 0.0))
+        tlo = self._offsets.get("TLO", (0.0,))[0]
+        return (cs[0] + g92[0], cs[1] + g92[1], cs[2] + g92[2] + tlo)
+
+    def _forget_motion_state(self) -> None:
+        """After a reset or a reconnect: the servo angle and the side focus last came from are unknown."""
+        self._servo_deg = None
+        self._z_last_up = False
+
+    def _after_board_reset(self, *, asked: bool) -> None:
+        """What a reset does to the board's parser (GRBL's gc_init): G92 cleared, G54 active again.
+
+        The side focus last came from is forgotten either way (a reset in motion may skip steps). The
+        servo angle survives a reset this host sent (our firmware keeps the pulse, docs/protocol.md); after
+        a reset nobody asked for (a brown-out restarts the chip) it is unknown.
+        """
+        if asked:
+            self._z_last_up = False
+        else:
+            self._forget_motion_state()
+        if "G92" in self._offsets:
+            self._offsets["G92"] = (0.0, 0.0, 0.0)
+        self._wco = self._offset_for("G54")
 
     def _pick_focus_mode(self, info: BuildInfo) -> Literal["servo", "stepper"]:
         if self.config.focus != "auto":
@@ -350,6 +508,11 @@ class GrblStage(Stage):
                 return fn()
             except (serial.SerialException, OSError) as exc:
                 self._reconnect(exc)
+            except StageResetError:
+                # nothing the host knew still holds: forget it before the caller hears of the reset
+                self._after_board_reset(asked=False)
+                self.link.unexpected_reset = None
+                raise
         raise StageConnectionError(f"stage on {self.port} kept failing after {self.config.reconnect_attempts} "
                                    "reconnects")
 
@@ -427,11 +590,13 @@ class GrblStage(Stage):
         # not wrapped in _io: it also runs inside the handshake, itself inside a reconnect
         current = self._read_settings()
         changed: dict[int, float] = {}
-        for n, value in sorted(wanted.items()):
+        for n in wanted:
             if n not in current:
                 raise StageProtocolError(f"board has no setting ${n} (it lists {sorted(current)})")
+        for n in _write_order(wanted, current):
+            value = wanted[n]
             if not math.isclose(current[n], value, rel_tol=1e-6, abs_tol=5e-4):
-                self._cmd(f"${n}={format_number(value)}")
+                self._write_setting(n, value)
                 changed[n] = value
         if changed:
             after = self._read_settings()
@@ -442,6 +607,18 @@ class GrblStage(Stage):
         self.board_settings = current
         return changed
 
+    def _write_setting(self, n: int, value: float) -> None:
+        line = f"${n}={format_number(value)}"
+        reply = self.link.send(line, self.config.reply_timeout_s)
+        if reply.ok:
+            return
+        if reply.error_code == 3:
+            # GRBL's text for error:3 ("'$' system command not recognised") misleads here: the setting
+            # exists (it is in '$$'), so the board refused the value
+            raise StageProtocolError(f"board refused {line!r}: error:3 (the value is outside what the board "
+                                     f"accepts for ${n}; docs/protocol.md lists each setting's range)")
+        check(reply)
+
     # -- motion ---------------------------------------------------------------------------------------
 
     def _tolerance_mm(self, axis: int) -> float:
@@ -451,11 +628,6 @@ class GrblStage(Stage):
         half_step = 0.5 / steps_per_mm if steps_per_mm > 0 else 0.001
         return half_step + 0.0005 + 1e-9  # half a step, plus the 3-decimal rounding of the report
 
-    def _ensure_modal(self) -> None:
-        if not self._modal_synced:
-            self._cmd("G90")
-            self._modal_synced = True
-
     def begin_move_to_um(self, x: float | None = None, y: float | None = None,
                          z: float | None = None) -> MoveTarget:
         """Send a ``G1`` to the target and return without waiting (see :meth:`wait_for_move`).
@@ -463,27 +635,29 @@ class GrblStage(Stage):
         ``z`` here is the Z stepper; in servo focus mode use :meth:`move_to_um` or :meth:`focus_to_um`.
         """
         for name, v in (("x", x), ("y", y), ("z", z)):
-            if v is not None and not math.isfinite(v):
-                raise ValueError(f"move target {name} must be a finite number of um, got {v!r}")
+            check_target_um(f"move target {name}", v)
         if z is not None and self.focus_mode == "servo":
             raise StageError("z is the focus servo on this board: use move_to_um or focus_to_um")
         start = self._machine_mm(self.link.last_status) if self.link.last_status else (0.0, 0.0, 0.0)
         target = [None if v is None else round(v / 1000.0, 3) for v in (x, y, z)]
+        offset = self._offset_for("G54")  # the system MODAL_WORDS selects
         words = []
         dist2 = 0.0
         for i, (letter, t) in enumerate(zip("XYZ", target, strict=True)):
             if t is not None:
-                words.append(f"{letter}{format_number(t - self._wco[i])}")
+                words.append(f"{letter}{format_number(t - offset[i])}")
                 dist2 += (t - start[i]) ** 2
         if not words:
             raise ValueError("move needs at least one axis target")
         feed = self.config.feed_xy_mm_per_min if (x is not None or y is not None) else self.config.feed_z_mm_per_min
-        command = f"G1 {' '.join(words)} F{format_number(feed)}"
+        # the modal words ride on the move line itself: nothing to lose between lines, and a refusal
+        # (error:9 in alarm) names the move
+        command = f"{MODAL_WORDS} G1 {' '.join(words)} F{format_number(feed)}"
 
         def send() -> None:
-            self._ensure_modal()
             self._cmd(command)
             self.link.last_alarm = None  # accepted, so not in alarm: any ALARM:N from here is this move's
+            self._wco = offset  # G54 is the active system now
         self._io(send)
         duration = math.sqrt(dist2) / (feed / 60.0)
         deadline = self._clock() + 1.5 * duration + self.config.move_timeout_margin_s
@@ -508,12 +682,25 @@ class GrblStage(Stage):
             If the target is not reached by the move's deadline.
         """
         idle_off_since: float | None = None
+        deadline = target.deadline
+        held_since: float | None = None
         while True:
-            report = self.status()
+            try:
+                report = self.status()
+            except StageAlarm as exc:
+                code = self.link.last_alarm if self.link.last_alarm is not None else 0
+                raise alarm_error(code, f"during {target.command!r}") from exc
             now = self._clock()
-            if report.alarm:
-                code = self.link.last_alarm or 0
+            if report.alarm or self.link.last_alarm is not None:
+                # any ALARM line since the move was accepted counts, whatever state the reports show
+                code = self.link.last_alarm if self.link.last_alarm is not None else 0
                 raise alarm_error(code, f"during {target.command!r} (status {report.raw})")
+            if report.state in ("Hold", "Door"):
+                # a feed hold pauses the move: its deadline waits too
+                held_since = held_since if held_since is not None else now
+            elif held_since is not None:
+                deadline += now - held_since
+                held_since = None
             pos = self._machine_mm(report)
             if report.idle and self._at_target(pos, target):
                 return self._to_position(report)
@@ -523,7 +710,7 @@ class GrblStage(Stage):
                     raise StageError(f"stage stopped at {pos} mm, not at the target of {target.command!r}")
             else:
                 idle_off_since = None
-            if now > target.deadline:
+            if held_since is None and now > deadline:
                 raise StageTimeout(f"{target.command!r} not finished by its deadline: last status {report.raw}")
             self._sleep(self.config.poll_interval_s)
 
@@ -557,7 +744,8 @@ class GrblStage(Stage):
         """Move relative to the current position; axes with a zero step are not commanded."""
         p = self.position_um()
         if dz and math.isnan(p.z_um):
-            raise StageError("focus servo angle is unknown until the first focus move: use focus_to_um first")
+            raise StageError("the focus position is unknown (the servo reports no angle, and none was set since "
+                             "the board was opened or reset): move focus to an absolute z first")
         return self.move_to_um(p.x_um + dx if dx else None, p.y_um + dy if dy else None,
                                p.z_um + dz if dz else None)
 
@@ -566,7 +754,8 @@ class GrblStage(Stage):
     def _servo_angle(self, z_um: float) -> float:
         cfg = self.config
         raw = cfg.servo_min_deg + z_um / cfg.um_per_servo_degree
-        angle = round(raw / cfg.servo_resolution_deg) * cfg.servo_resolution_deg
+        # halves away from zero, the one rule SimStage shares (base.round_half_away)
+        angle = round_half_away(raw / cfg.servo_resolution_deg) * cfg.servo_resolution_deg
         if not (cfg.servo_min_deg - 1e-9 <= angle <= cfg.servo_max_deg + 1e-9):
             top = (cfg.servo_max_deg - cfg.servo_min_deg) * cfg.um_per_servo_degree
             raise StageLimitError(f"focus z={z_um:g} um needs servo angle {raw:g} deg, outside "
@@ -574,15 +763,25 @@ class GrblStage(Stage):
         return angle
 
     def _servo_to_um(self, z_um: float) -> None:
-        if not math.isfinite(z_um):
-            raise ValueError(f"focus target must be a finite number of um, got {z_um!r}")
+        check_target_um("focus target", z_um)
         angle = self._servo_angle(z_um)
-        self._io(lambda: self._cmd(f"M280 P0 S{format_number(angle)}"))
+        self._io(lambda: self._servo_command(angle))
         if self._servo_deg is not None and angle != self._servo_deg:
             self._z_last_up = angle > self._servo_deg
         self._servo_deg = angle
         if self.config.servo_settle_s:
             self._sleep(self.config.servo_settle_s)
+
+    def _servo_command(self, angle: float) -> None:
+        reply = self.link.send(f"M280 P0 S{format_number(angle)}", self.config.reply_timeout_s)
+        if not reply.ok and reply.error_code in (20, 23):
+            # stock GRBL: error:23, its parser squeezes 280 into a byte; other builds say error:20
+            try:
+                check(reply)
+            except StageProtocolError as exc:
+                raise StageProtocolError(f"{exc}; this board has no servo command (M280): it is not tppscan "
+                                         "firmware, so focus with the Z stepper (focus='stepper' or 'auto')") from None
+        check(reply)
 
     def focus_to_um(self, z: float) -> Position:
         """Move focus to ``z`` um, always finishing the approach upwards.
@@ -595,8 +794,7 @@ class GrblStage(Stage):
         StageLimitError
             If ``z`` (or the approach point) is outside the focus travel.
         """
-        if not math.isfinite(z):
-            raise ValueError(f"focus target must be a finite number of um, got {z!r}")
+        check_target_um("focus target", z)
         if self.focus_mode == "servo":
             self._servo_angle(z)  # out of range: refuse before any approach move
         current = self.position_um().z_um
@@ -645,42 +843,101 @@ class GrblStage(Stage):
     def soft_reset(self) -> list[str]:
         """Send 0x18 and wait for the banner; returns the lines the board printed.
 
+        After ALARM:1/2 stock GRBL discards a reset that arrives before it prints ``[MSG:Reset to continue]``
+        (about 500 ms after the alarm): the reset then waits for that message, and is sent again if no
+        banner follows.
+
         Raises
         ------
         StageTimeout
-            If no banner follows within the reply timeout.
+            If no banner follows within the reply timeout (plus GRBL's 500 ms alarm pause).
         """
-        def run() -> list[str]:
-            link = self.link
+        return self._io(self._reset_and_wait_banner)
+
+    def _reset_and_wait_banner(self) -> list[str]:
+        # not wrapped in _io: the handshake calls it too
+        link, cfg = self.link, self.config
+        seen: list[str] = []
+        link.expect_reset = True
+        try:
+            if link.critical_alarm is not None and not link.reset_to_continue:
+                seen += self._await_reset_to_continue()
             link.write_realtime(SOFT_RESET)
-            seen: list[str] = []
-            deadline = self._clock() + self.config.reply_timeout_s
+            sent_at = self._clock()
+            deadline = sent_at + cfg.reply_timeout_s + 0.5
             while True:
-                text = link.read_line(deadline, "waiting for the banner after a soft reset")
+                resend = sent_at + _RESET_RESEND_S if link.critical_alarm is not None else deadline
+                text = link.read_line(min(deadline, resend), "waiting for the banner after a soft reset")
+                now = self._clock()
                 if text is None:
-                    raise StageTimeout(f"no banner within {self.config.reply_timeout_s:g} s of a soft reset "
-                                       f"(got {seen!r})")
+                    if now >= deadline:
+                        raise StageTimeout(f"no banner within {cfg.reply_timeout_s + 0.5:g} s of a soft reset "
+                                           f"(got {excerpt(seen)})")
+                    link.write_realtime(SOFT_RESET)  # still in GRBL's alarm loop: the first one was dropped
+                    sent_at = now
+                    continue
                 seen.append(text)
                 parsed = classify(text)
                 link._note(parsed)
                 if parsed.kind is LineKind.BANNER:
                     seen += link.drain(quiet_s=0.1, max_s=0.5)
-                    return seen
-        lines = self._io(run)
-        self._modal_synced = False
-        return lines
+                    break
+        finally:
+            link.expect_reset = False
+            link.unexpected_reset = None
+        self._after_board_reset(asked=True)
+        return seen
+
+    def _await_reset_to_continue(self) -> list[str]:
+        """After ALARM:1/2, read until stock GRBL says ``[MSG:Reset to continue]`` (it may never: ours does not)."""
+        link = self.link
+        try:
+            link.query_status(self.config.reply_timeout_s)
+            return []  # it answers '?': not in stock GRBL's silent loop (our firmware never is)
+        except (StageAlarm, StageTimeout, StageProtocolError):
+            pass
+        seen: list[str] = []
+        deadline = self._clock() + 1.0  # GRBL prints it 500 ms after the alarm line
+        while not link.reset_to_continue:
+            text = link.read_line(deadline, "waiting for [MSG:Reset to continue]")
+            if text is None:
+                break
+            seen.append(text)
+            link._note(classify(text))
+        return seen
 
     def stop(self) -> None:
         """Stop now: feed hold (decelerate, keeps steps in sync), then a soft reset to drop the queue.
 
-        After a reset in motion the board is in ``ALARM`` (position unknown) until homed.
+        What the board says afterwards depends on where the reset finds it. A reset once the hold has
+        completed (``Hold:0``) leaves stock GRBL ``Idle`` with its position kept and no alarm; a reset while
+        it still moves or decelerates gives ``ALARM:3`` (position lost) and ``Alarm`` until homed or
+        unlocked (our firmware answers a reset with motion queued that way too). After ALARM:1/2 stock GRBL
+        answers nothing, not even ``?``: the hold is skipped and the reset waits for GRBL to take it.
         """
-        self.feed_hold()
-        deadline = self._clock() + self.config.reply_timeout_s
-        while self._clock() < deadline:
+        def run() -> None:
+            if self.link.critical_alarm is None:
+                self.link.write_realtime(FEED_HOLD)
+                try:
+                    self.wait_stopped(self.config.reply_timeout_s)
+                except (StageAlarm, StageTimeout, StageProtocolError):
+                    pass  # whatever it is doing, the reset below is what stops it
+            self._reset_and_wait_banner()
+        self._io(run)
+
+    def wait_stopped(self, timeout_s: float) -> StatusReport:
+        """Poll until the board stands still: ``Idle``, ``Alarm`` or a completed hold (``Hold:0``).
+
+        Raises
+        ------
+        StageTimeout
+            If it still moves (or decelerates) after ``timeout_s``.
+        """
+        deadline = self._clock() + timeout_s
+        while True:
             report = self.status()
             if report.idle or report.alarm or (report.state == "Hold" and report.substate == 0):
-                break
+                return report
+            if self._clock() > deadline:
+                raise StageTimeout(f"the board did not stop within {timeout_s:g} s: {report.raw}")
             self._sleep(self.config.poll_interval_s)
-        self.soft_reset()
-        self._z_last_up = False

@@ -34,6 +34,7 @@ from appliance.hardware.stage.grbl_protocol import (
     alarm_text,
     classify,
     error_text,
+    excerpt,
     parse_status,
 )
 
@@ -42,6 +43,15 @@ REALTIME_CHARS = "?!~"
 
 #: A reply line longer than this is a broken link or not GRBL: GRBL's longest lines are ~80 chars.
 MAX_REPLY_LENGTH = 512
+
+#: Alarms after which stock GRBL serves nothing, not even ``?``, until a reset (protocol.c, critical event).
+CRITICAL_ALARMS = (1, 2)
+
+#: Stock GRBL's push once a reset will be honoured after ALARM:1/2 (about 500 ms after the alarm).
+RESET_TO_CONTINUE = "[MSG:Reset to continue]"
+
+#: How long a status query waits after ALARM:1/2 before concluding the board is in GRBL's silent loop.
+CRITICAL_SILENCE_S = 0.25
 
 
 class Transport(Protocol):
@@ -73,6 +83,14 @@ class StageConnectionError(StageError):
     """The serial link failed (unplugged, port vanished) and could not be re-established."""
 
 
+class StageResetError(StageProtocolError):
+    """The board printed its reset banner when no reset was asked for (brown-out, watchdog, another host).
+
+    Everything the host knew of the board is stale: queued motion is gone, the G-code modes are back at
+    their defaults, a servo angle and the backlash side are unknown, the position may be lost.
+    """
+
+
 class SoftLimitAlarm(StageAlarm):
     """``ALARM:2``: stock GRBL's answer to a G-code target beyond the travel (soft limits).
 
@@ -98,6 +116,8 @@ class Reply:
 
 def alarm_error(code: int, context: str) -> StageAlarm:
     """The exception for ``ALARM:code`` seen while ``context`` (``ALARM:2`` is a :class:`SoftLimitAlarm`)."""
+    if code == 0:  # the state says Alarm, but no ALARM:N line was read (power-up lock, or it was missed)
+        return StageAlarm(f"the board is in Alarm {context}; home ($H) or unlock ($X)")
     cls = SoftLimitAlarm if code == 2 else StageAlarm
     return cls(f"ALARM:{code} ({alarm_text(code)}) {context}; reset, then home ($H) or unlock ($X)")
 
@@ -129,6 +149,18 @@ class GrblLink:
         self.last_status: StatusReport | None = None
         self.banners: deque[str] = deque(maxlen=16)
         self._dirty = False
+        self._skipping = False           # inside an over-long line: discard up to its newline
+        #: True while the host itself resets the board (handshake, soft reset): a banner is expected then.
+        self.expect_reset = False
+        #: The banner of a reset nobody asked for, until the stage has dealt with it.
+        self.unexpected_reset: str | None = None
+        #: ALARM:1/2 seen and no banner since: stock GRBL is in its silent loop until reset.
+        self.critical_alarm: int | None = None
+        #: ``[MSG:Reset to continue]`` seen since the last ALARM:1/2 (a reset will now be honoured).
+        self.reset_to_continue = False
+        #: The last line sent, to name it when its reply comes late.
+        self.last_command: str | None = None
+        self._late: Line | None = None    # an error:N poll() read: raised by the next command or query
 
     # -- reading --------------------------------------------------------------------------------------
 
@@ -146,18 +178,32 @@ class GrblLink:
             If a line grows beyond :data:`MAX_REPLY_LENGTH` bytes without a newline.
         """
         while True:
-            nl = self._buf.find(b"\n", 0, MAX_REPLY_LENGTH + 1)
-            if nl >= 0:
-                raw = bytes(self._buf[:nl])
-                del self._buf[: nl + 1]
-                return raw.decode("ascii", errors="replace").rstrip("\r")
-            if len(self._buf) > MAX_REPLY_LENGTH:
-                junk = bytes(self._buf[:64])
-                self._buf.clear()
-                self._dirty = True
-                raise StageProtocolError(
-                    f"reply longer than {MAX_REPLY_LENGTH} bytes without a newline while {waiting_for} "
-                    f"(starts {junk!r}): wrong baud rate or not a GRBL board?")
+            if self._skipping:
+                nl = self._buf.find(b"\n")
+                if nl < 0:
+                    self._buf.clear()   # still inside the over-long line: drop it as it arrives
+                else:
+                    del self._buf[: nl + 1]
+                    self._skipping = False
+                    continue
+            else:
+                nl = self._buf.find(b"\n", 0, MAX_REPLY_LENGTH + 1)
+                if nl >= 0:
+                    raw = bytes(self._buf[:nl])
+                    del self._buf[: nl + 1]
+                    return raw.decode("ascii", errors="replace").rstrip("\r")
+                if len(self._buf) > MAX_REPLY_LENGTH:
+                    junk = bytes(self._buf[:64])
+                    end = self._buf.find(b"\n")
+                    if end >= 0:
+                        del self._buf[: end + 1]  # the lines after it are kept
+                    else:
+                        self._buf.clear()
+                        self._skipping = True  # the rest of this line is dropped too, up to its newline
+                    self._dirty = True
+                    raise StageProtocolError(
+                        f"reply longer than {MAX_REPLY_LENGTH} bytes without a newline while {waiting_for} "
+                        f"(starts {junk!r}): wrong baud rate or not a GRBL board?")
             if self._clock() >= deadline:
                 return None
             self._fill()
@@ -166,26 +212,57 @@ class GrblLink:
         """Record what a line says about the board, whatever it answers."""
         if line.kind is LineKind.FEEDBACK and line.text.startswith("[MSG:"):
             self.messages.append(line.text)
+            if line.text == RESET_TO_CONTINUE:
+                self.reset_to_continue = True
+                if self.critical_alarm is None:
+                    self.critical_alarm = self.last_alarm or 0
         elif line.kind is LineKind.ALARM:
             self.last_alarm = line.code if line.code is not None else 0
+            if self.last_alarm in CRITICAL_ALARMS:
+                self.critical_alarm = self.last_alarm
+                self.reset_to_continue = False
         elif line.kind is LineKind.BANNER:
             self.banners.append(line.text)
+            self.critical_alarm = None
+            self.reset_to_continue = False
+            # before the board's first status report a banner is its power-up (a DTR reset on open)
+            if not self.expect_reset and self.last_status is not None:
+                self.unexpected_reset = line.text
+
+    def _raise_if_reset(self) -> None:
+        if self.unexpected_reset is not None:
+            self._dirty = True
+            raise StageResetError(f"the board reset by itself ({self.unexpected_reset!r}, no reset was sent): "
+                                  "queued motion is gone, the position and the G-code modes must be re-established")
 
     def drain(self, quiet_s: float = 0.05, max_s: float = 1.0) -> list[str]:
-        """Read and return whatever the board sends until it is quiet for ``quiet_s`` (at most ``max_s``)."""
+        """Read and return whatever the board sends until it is quiet for ``quiet_s`` (at most ``max_s``).
+
+        Noise (an endless line, a wrong baud rate) is discarded, not raised: draining is how the link
+        resynchronises. Status reports are kept; a malformed one is dropped with the rest.
+        """
         out: list[str] = []
         end = self._clock() + max_s
         while True:
             now = self._clock()
-            line = self.read_line(min(now + quiet_s, end), "draining")
+            try:
+                line = self.read_line(min(now + quiet_s, end), "draining")
+            except StageProtocolError:
+                continue  # an over-long line: read_line now skips to its end
             if line is None:
                 break
             parsed = classify(line)
             self._note(parsed)
             if parsed.kind is LineKind.STATUS:
-                self._store_status(parsed.text)
+                try:
+                    self._store_status(parsed.text)
+                except StageProtocolError:
+                    pass  # a mangled report while resynchronising: the next query asks again
             out.append(line)
-        self._buf.clear()
+        if self._clock() < end:
+            # quiet: a partial line left now is a fragment, not the start of a reply; the next line is new
+            self._buf.clear()
+            self._skipping = False
         self._dirty = False
         return out
 
@@ -193,25 +270,37 @@ class GrblLink:
         """Read what has arrived, without waiting; returns the complete lines (a partial one stays buffered).
 
         Pushed lines (``[MSG:...]``, ``ALARM:N``) are recorded as usual. Use it between commands only.
+
+        Raises
+        ------
+        StageResetError
+            If the board printed its banner without being reset by this host.
         """
         while self.transport.in_waiting:
             self._fill()
         out: list[str] = []
         while True:
-            line = self.read_line(-1.0, "polling")
+            try:
+                line = self.read_line(-1.0, "polling")
+            except StageProtocolError:
+                continue  # noise: dropped up to its newline, as drain() does
             if line is None:
+                self._raise_if_reset()
                 return out
             parsed = classify(line)
             self._note(parsed)
             if parsed.kind is LineKind.STATUS:
-                self._store_status(parsed.text)
+                try:
+                    self._store_status(parsed.text)
+                except StageProtocolError:
+                    pass  # a pushed report nobody asked for: a mangled one is not worth failing over
+            elif parsed.kind is LineKind.ERROR and self._late is None:
+                self._late = parsed  # a late reply: the thread that sent the line hears of it next
             out.append(line)
 
     def _store_status(self, text: str) -> StatusReport:
         report = parse_status(text)
         self.last_status = report
-        if report.alarm and self.last_alarm is None:
-            self.last_alarm = 0
         return report
 
     # -- commands -------------------------------------------------------------------------------------
@@ -260,8 +349,51 @@ class GrblLink:
             raise ValueError(f"a GRBL line cannot contain the real-time characters ? ! ~, got {command!r}")
         if self._dirty:
             self.drain()
+        self._drop_stale_replies()
+        self._raise_if_reset()
+        self.last_command = command
         self.transport.write(command.encode("ascii") + b"\n")
         return self._await_reply(command, self._clock() + timeout_s, timeout_s)
+
+    def _drop_stale_replies(self) -> None:
+        """Read complete lines already received; a stray ``ok`` (a duplicate) must not answer the next line.
+
+        Raises
+        ------
+        StageError
+            For a stray ``error:N``: the previous line was refused after all (its reply came late).
+        """
+        if self._late is not None:
+            late, self._late = self._late, None
+            self._late_error(late)
+        while self.transport.in_waiting:
+            self._fill()
+        while True:
+            try:
+                text = self.read_line(-1.0, "reading stray replies")
+            except StageProtocolError:
+                continue
+            if text is None:
+                return
+            line = classify(text)
+            self._note(line)
+            if line.kind is LineKind.ERROR:
+                self._late_error(line)
+            elif line.kind is LineKind.STATUS:
+                try:
+                    self._store_status(line.text)
+                except StageProtocolError:
+                    pass
+
+    def _late_error(self, line: Line) -> None:
+        """An ``error:N`` with no line pending: the reply of :attr:`last_command`, shifted by a stray ``ok``."""
+        self._dirty = True
+        late = Reply(self.last_command or "(no line sent yet)", (), False, line.code)
+        try:
+            check(late)
+        except StageError as exc:
+            raise type(exc)(f"{exc} (the reply came late, out of step with the commands: the board had "
+                            "answered an extra 'ok')") from None
 
     def _await_reply(self, command: str, deadline: float, timeout_s: float) -> Reply:
         payload: list[str] = []
@@ -269,8 +401,11 @@ class GrblLink:
             text = self.read_line(deadline, f"waiting for the reply to {command!r}")
             if text is None:
                 self._dirty = True
+                if self.critical_alarm is not None:
+                    raise alarm_error(self.critical_alarm, f"before {command!r} was answered (the board "
+                                      "answers nothing after this alarm until it is reset)")
                 raise StageTimeout(f"no ok/error for {command!r} within {timeout_s:g} s "
-                                   f"(got {payload!r}); is the board powered and on this port?")
+                                   f"(got {excerpt(payload)}); is the board powered and on this port?")
             line = classify(text)
             self._note(line)
             if line.kind is LineKind.OK:
@@ -282,12 +417,17 @@ class GrblLink:
                 raise alarm_error(line.code or 0, f"while waiting for the reply to {command!r}")
             if line.kind is LineKind.BANNER:
                 self._dirty = True
+                if self.unexpected_reset is not None:
+                    raise StageResetError(f"the board reset ({text!r}) while {command!r} was pending")
                 raise StageProtocolError(f"the board reset ({text!r}) while {command!r} was pending")
             if line.kind is LineKind.STATUS:
-                self._store_status(line.text)
+                try:
+                    self._store_status(line.text)
+                except StageProtocolError:
+                    pass  # a mangled report pushed amid a reply: the reply itself is what counts here
             elif line.kind is LineKind.OTHER:
                 self._dirty = True
-                raise StageProtocolError(f"unexpected reply {text!r} to {command!r}: not a GRBL 1.1 line")
+                raise StageProtocolError(f"unexpected reply {excerpt(text)} to {command!r}: not a GRBL 1.1 line")
             elif line.kind is not LineKind.EMPTY:
                 payload.append(line.text)
 
@@ -298,29 +438,54 @@ class GrblLink:
         ------
         StageTimeout
             If no report arrives within ``timeout_s``.
+        StageAlarm
+            If ``ALARM:N`` arrives meanwhile, or the board stays silent after ALARM:1/2 (stock GRBL answers
+            nothing, not even ``?``, until it is reset).
+        StageResetError
+            If the board prints its banner without having been reset by this host.
+        StageError
+            If an ``error:N`` arrives meanwhile (a late reply: :func:`check` picks the class).
         StageProtocolError
             If the report is malformed, or a line GRBL never sends arrives.
         """
         if self._dirty:
             self.drain()
+        self._drop_stale_replies()
+        self._raise_if_reset()
         self.write_realtime(STATUS_QUERY)
-        deadline = self._clock() + timeout_s
+        start = self._clock()
+        deadline = start + timeout_s
         while True:
-            text = self.read_line(deadline, "waiting for a status report")
+            wait_until = deadline
+            if self.critical_alarm is not None:
+                wait_until = min(deadline, start + CRITICAL_SILENCE_S)
+            text = self.read_line(wait_until, "waiting for a status report")
             if text is None:
                 self._dirty = True
+                if self.critical_alarm is not None:
+                    raise alarm_error(self.critical_alarm, "(no answer to '?': stock GRBL serves nothing after "
+                                      "this alarm until it is reset)")
                 raise StageTimeout(f"no status report (<...>) within {timeout_s:g} s of '?'")
             line = classify(text)
             self._note(line)
             if line.kind is LineKind.STATUS:
                 try:
-                    return self._store_status(line.text)
+                    report = self._store_status(line.text)
                 except StageProtocolError:
                     self._dirty = True
                     raise
+                self.critical_alarm = None  # it answers '?': not in stock GRBL's silent loop (ours never is)
+                return report
+            if line.kind is LineKind.ALARM:
+                self._dirty = True
+                raise alarm_error(line.code or 0, "pushed by the board while waiting for a status report")
+            if line.kind is LineKind.ERROR:
+                self._late_error(line)
+            if line.kind is LineKind.BANNER:
+                self._raise_if_reset()
             if line.kind is LineKind.OTHER:
                 self._dirty = True
-                raise StageProtocolError(f"unexpected reply {text!r} while waiting for a status report")
+                raise StageProtocolError(f"unexpected reply {excerpt(text)} while waiting for a status report")
 
 
 def check(reply: Reply) -> Reply:

@@ -254,7 +254,10 @@ def parse_status(text: str) -> StatusReport:
     """
     raw = text.strip()
     if not (raw.startswith("<") and raw.endswith(">")) or len(raw) < 3:
-        raise StageProtocolError(f"status report must be enclosed in <...>, got {raw!r}")
+        raise StageProtocolError(f"status report must be enclosed in <...>, got {excerpt(raw)}")
+    if raw.count("<") != 1 or raw.count(">") != 1:
+        # two half reports glued together (a byte lost on the wire): neither half can be trusted
+        raise StageProtocolError(f"status report is not exactly one <...>: {excerpt(raw)}")
     tokens = raw[1:-1].split("|")
     state, substate = _state(tokens[0], raw)
     values: dict[str, str] = {}
@@ -293,6 +296,52 @@ def parse_setting(text: str) -> tuple[int, float]:
     except ValueError:
         raise StageProtocolError(f"setting ${m.group(1)} has a non-numeric value {m.group(2)!r}") from None
     return int(m.group(1)), value
+
+
+def excerpt(text: str | list[str] | tuple[str, ...], limit: int = 160) -> str:
+    """``repr`` of a line (or of a list of lines) cut to about ``limit`` characters, with what was left out.
+
+    Error messages quote what the board sent; a flood or noise must not turn one message into kilobytes.
+    """
+    if isinstance(text, str):
+        r = repr(text)
+        return r if len(r) <= limit else f"{r[:limit]}... ({len(text)} characters)"
+    lines = list(text)
+    shown: list[str] = []
+    used = 0
+    for line in lines:
+        r = repr(line if len(line) <= limit else line[:limit] + "...")
+        if shown and used + len(r) > limit:
+            break
+        shown.append(r)
+        used += len(r) + 2
+    more = len(lines) - len(shown)
+    return "[" + ", ".join(shown) + (f", ... {more} more line(s)" if more else "") + "]"
+
+
+def parse_ngc_parameters(lines: list[str] | tuple[str, ...]) -> dict[str, tuple[float, ...]]:
+    """Parse what ``$#`` prints: ``[G54:0.000,0.000,0.000]`` ... ``[G92:...]``, ``[TLO:0.000]`` into a dict.
+
+    ``PRB`` (``[PRB:x,y,z:0]``) is skipped: it is no offset.
+
+    Raises
+    ------
+    StageProtocolError
+        If a ``[Gnn:...]``, ``[TLO:...]`` line does not hold numbers, or ``G54`` or ``G92`` is missing.
+    """
+    out: dict[str, tuple[float, ...]] = {}
+    for line in lines:
+        s = line.strip()
+        if not (s.startswith("[") and s.endswith("]")) or ":" not in s:
+            continue
+        name, _, value = s[1:-1].partition(":")
+        if name == "PRB" or not (name == "TLO" or re.fullmatch(r"G\d\d", name)):
+            continue
+        out[name] = _numbers(name, value, s)
+    for need in ("G54", "G92"):
+        if need not in out:
+            raise StageProtocolError(f"'$#' reply has no [{need}:...] line: {excerpt(list(lines))}")
+    return out
 
 
 def format_number(value: float) -> str:

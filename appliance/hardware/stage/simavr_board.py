@@ -192,6 +192,11 @@ class SimavrBoard:
         reply = self._command("CYCLES?", expect="CYCLES")
         return int(reply.split()[1])
 
+    def resets(self) -> int:
+        """AVR resets since start (a watchdog reset); the runner re-arms its UART pump after each."""
+        reply = self._command("RESETS?", expect="RESETS")
+        return int(reply.split()[1])
+
     def cpu_load(self) -> float:
         """Fraction of simulated cycles the AVR was awake (not sleeping) since the previous call."""
         parts = self._command("LOAD?", expect="LOAD").split()

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from appliance.hardware.stage.base import StageTimeout
-from appliance.hardware.stage.grbl_link import REALTIME_CHARS, GrblLink
+from appliance.hardware.stage.grbl_link import REALTIME_CHARS, GrblLink, alarm_error
 from appliance.hardware.stage.grbl_protocol import MAX_LINE_LENGTH, error_text
 
 _PAREN_COMMENT = re.compile(r"\([^)]*\)")
@@ -147,19 +147,37 @@ def stream_file(link: GrblLink, path: Path, *, stop_on_error: bool = True,
         return stream(link, fh.readlines(), stop_on_error=stop_on_error, line_timeout_s=line_timeout_s)
 
 
-def wait_idle(link: GrblLink, timeout_s: float, poll_s: float = 0.02) -> str:
+def wait_idle(link: GrblLink, stall_timeout_s: float, poll_s: float = 0.02) -> str:
     """Poll ``?`` until the board reports ``Idle`` (motion finished); returns that report.
+
+    A long program is fine: the deadline moves on every time the reported position changes, so only a
+    board that makes no progress for ``stall_timeout_s`` (held, stuck, silent) times out.
+
+    A board that is in ``Alarm`` without having pushed an ``ALARM:N`` since ``link.last_alarm`` was cleared
+    (locked at power-up, every motion line refused) has nothing to finish: its report is returned.
 
     Raises
     ------
+    StageAlarm
+        If the board pushed ``ALARM:N`` (limit switch, reset) instead of finishing.
     StageTimeout
-        If the board is not idle within ``timeout_s``.
+        If the board is not idle and its position has not changed for ``stall_timeout_s``.
     """
-    deadline = time.monotonic() + timeout_s
+    deadline = time.monotonic() + stall_timeout_s
+    last_pos: tuple[float, ...] | None = None
     while True:
-        report = link.query_status(min(2.0, timeout_s))
+        report = link.query_status(min(2.0, stall_timeout_s))
         if report.idle:
             return report.raw
-        if time.monotonic() > deadline:
-            raise StageTimeout(f"board not idle within {timeout_s:g} s after the stream: {report.raw}")
+        if report.alarm:
+            if link.last_alarm is None:
+                return report.raw
+            raise alarm_error(link.last_alarm, f"before the streamed motion finished (status {report.raw})")
+        pos = report.mpos_mm or report.wpos_mm
+        if pos != last_pos:
+            last_pos = pos
+            deadline = time.monotonic() + stall_timeout_s
+        elif time.monotonic() > deadline:
+            raise StageTimeout(f"board not idle and not moving for {stall_timeout_s:g} s after the stream: "
+                               f"{report.raw}")
         time.sleep(poll_s)
