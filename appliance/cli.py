@@ -17,7 +17,8 @@ from appliance import __version__
 # (module, what it adds). A module here must define ``register(subparsers) -> None`` and set
 # ``func`` on its parsers; the handler returns the process exit code.
 COMMAND_MODULES: tuple[str, ...] = (
-    "appliance.commands.demo",
+    "appliance.scan.cli",
+    "appliance.results.cli",
     "appliance.sim.cli",
     "appliance.hardware.stage.cli",
     "appliance.config.cli",

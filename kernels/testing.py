@@ -1,4 +1,4 @@
-"""Seeded synthetic frames for the kernels' tests, benchmarks and the demo (no files, no network).
+"""Seeded synthetic frames for the kernels' tests and benchmarks (no files, no network).
 
 A frame looks like a TPP slide seen in transmitted light: bright, unevenly lit glass with shot-like noise,
 and dark structures (discs, rings, squares with soft edges) scattered over it.

@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(gcc-avr avr-libc binutils-avr simavr libsimavr-dev libsimavrparts1 avrdude
-              gcc make pkg-config libelf-dev clang libclang-rt-dev python3-venv systemd)
+              gcc make pkg-config libelf-dev clang libclang-rt-dev python3-venv systemd chromium)
 
 # Wanted but not everywhere installable (Ubuntu ships chromium only as a snap): the browser tests need it.
 OPTIONAL_APT_PACKAGES=(chromium)

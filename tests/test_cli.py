@@ -7,7 +7,7 @@ from appliance.cli import build_parser, main
 def test_help_lists_every_command(capsys):
     parser = build_parser()
     text = parser.format_help()
-    for cmd in ("demo", "sim", "stage"):
+    for cmd in ("scan", "calibrate", "results", "sim", "stage"):
         assert cmd in text
 
 

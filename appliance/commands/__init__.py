@@ -1,1 +1,0 @@
-"""Top-level commands that belong to no single subsystem."""

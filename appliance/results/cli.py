@@ -1,0 +1,101 @@
+"""``tppscan results list|show|export``: look at scans in the results database and export them.
+
+``list`` prints every scan in a database; ``show DIR`` one scan's summary (the folder's ``scan.json`` names its
+database and id); ``export DIR`` writes the seed's CSV and/or COCO JSON of a scan's annotated frames.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def register(sub: Any) -> None:
+    """Add the ``results`` command group."""
+    p = sub.add_parser("results", help="list, show and export scans in the results database",
+                       description="Look at recorded scans and export them as training data.")
+    p.set_defaults(func=lambda a: p.print_help() or 2)
+    ss = p.add_subparsers(dest="results_command", metavar="ACTION")
+    s = ss.add_parser("list", help="every scan in a results database",
+                      description="Print one line per scan: id, name, status, fields, structures, folder.")
+    s.add_argument("--db", type=Path, default=Path("out/tppscan.db"), help="database (default out/tppscan.db)")
+    s.set_defaults(func=_cmd_list)
+    s = ss.add_parser("show", help="one scan's summary", description="Print a scan's summary and structures.")
+    s.add_argument("dir", type=Path, metavar="DIR", help="the scan folder")
+    s.set_defaults(func=_cmd_show)
+    s = ss.add_parser("export", help="a scan's annotations as CSV and/or COCO JSON",
+                      description="Write the seed's CSV (filename,width,height,class,xmin,ymin,xmax,ymax) "
+                                  "and/or COCO JSON of a scan.")
+    s.add_argument("dir", type=Path, metavar="DIR", help="the scan folder")
+    s.add_argument("--format", choices=("csv", "coco", "both"), default="both", help="default both")
+    s.add_argument("--out", type=Path, default=None, metavar="DIR",
+                   help="where to write export.csv / export_coco.json (default: the scan folder)")
+    s.set_defaults(func=_cmd_export)
+
+
+def _fail(msg: str, code: int) -> int:
+    print(f"tppscan results: error: {msg}", file=sys.stderr)
+    return code
+
+
+def _locate(folder: Path) -> tuple[Path, int]:
+    meta = folder / "scan.json"
+    try:
+        data = json.loads(meta.read_text())
+        return Path(data["db"]), int(data["scan_id"])
+    except FileNotFoundError:
+        raise OSError(f"{folder} is not a scan folder (no scan.json)") from None
+    except (ValueError, KeyError, TypeError):
+        raise OSError(f"{meta} is damaged (needs db and scan_id)") from None
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    from appliance.results.store import ResultStore
+
+    if not args.db.is_file():
+        return _fail(f"--db {args.db}: no such database", 1)
+    with ResultStore(args.db) as st:
+        for s in st.scans():
+            summ = s.summary or {}
+            print(f"{s.id:4d}  {s.name:20s} {s.status:10s} {summ.get('fields_done', '?')}/{s.fields_planned} fields  "
+                  f"{summ.get('structures_recorded', '?')} structures  {s.out_dir}")
+    return 0
+
+
+def _cmd_show(args: argparse.Namespace) -> int:
+    from appliance.results.store import ResultStore
+
+    db, sid = _locate(args.dir)
+    with ResultStore(db) as st:
+        s = st.scan(sid)
+        print(f"scan {s.id} {s.name}: {s.status} ({s.finish_reason}), folder {s.out_dir}")
+        for k, v in (s.summary or {}).items():
+            if k not in ("missed", "per_type", "height_rmse_um_by_structure", "wall_time_s_by_step"):
+                print(f"  {k}: {v}")
+        for o in st.objects(sid, "structure"):
+            print(f"  structure {o.id}: {o.cls} ({o.confidence:.2f}) at x={o.x_um:.1f} y={o.y_um:.1f} "
+                  f"z={o.z_um or 0:.1f} um  {o.stack_path}")
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from appliance.results.export import to_coco_json, to_csv
+    from appliance.results.store import ResultStore
+
+    db, sid = _locate(args.dir)
+    out = args.out or args.dir
+    out.mkdir(parents=True, exist_ok=True)
+    with ResultStore(db) as st:
+        ann = st.annotations(sid)
+    written = []
+    if args.format in ("csv", "both"):
+        (out / "export.csv").write_text(to_csv(ann))
+        written.append(out / "export.csv")
+    if args.format in ("coco", "both"):
+        (out / "export_coco.json").write_text(to_coco_json(ann, f"tppscan scan {sid}"))
+        written.append(out / "export_coco.json")
+    print(f"{len(ann)} boxes; wrote " + ", ".join(str(p) for p in written))
+    return 0

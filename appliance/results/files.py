@@ -1,0 +1,116 @@
+"""A scan's folder: frames, crops, focus stacks (OME-TIFF), height maps and their 3-D plots.
+
+Layout under the scan folder (paths stored in the database are relative to it)::
+
+    frames/obj_00012.png       the frame a structure was centred in (annotated in the exports)
+    crops/obj_00012.png        the structure (or debris) with a margin
+    stacks/obj_00012.ome.tif   the focus stack of the crop, Z Y X, each plane's stage z in the OME metadata
+    heights/obj_00012.npy      height map, µm above the glass, NaN outside the structure
+    plots/obj_00012_3d.png     matplotlib 3-D surface of the height map
+
+Every writer returns the path it wrote; the runner hands them to ``ResultStore.commit_field``, which
+``fsync``-s them before the field's row is committed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+import tifffile
+
+from appliance.results.store import write_durably
+
+SUBDIRS = ("frames", "crops", "stacks", "heights", "plots")
+
+
+class ScanFolder:
+    """Writers for one scan's files.
+
+    Parameters
+    ----------
+    root : Path
+        The scan folder (created with its subfolders by :meth:`create`).
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def create(self) -> ScanFolder:
+        """Make the folder and its subfolders.
+
+        Raises
+        ------
+        OSError
+            ``root`` exists and is not a folder, or cannot be created.
+        """
+        if self.root.exists() and not self.root.is_dir():
+            raise OSError(f"--out {self.root} exists and is not a directory")
+        for sub in SUBDIRS:
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+        return self
+
+    def rel(self, path: Path) -> str:
+        """``path`` relative to the scan folder (as stored in the database)."""
+        return path.relative_to(self.root).as_posix()
+
+    def png(self, sub: str, name: str, image: np.ndarray) -> Path:
+        """Write a PNG durably."""
+        ok, buf = cv2.imencode(".png", image)
+        if not ok:
+            raise OSError(f"could not encode {name}.png")
+        path = self.root / sub / f"{name}.png"
+        write_durably(path, buf.tobytes())
+        return path
+
+    def stack(self, name: str, planes: np.ndarray, z_um: Sequence[float], um_per_px: float) -> Path:
+        """Write a focus stack as OME-TIFF (ZYX), each plane's stage z as its OME ``PositionZ``."""
+        path = self.root / "stacks" / f"{name}.ome.tif"
+        steps = np.diff(np.asarray(z_um, dtype=np.float64))
+        dz = float(np.median(steps)) if steps.size else 1.0
+        tifffile.imwrite(path, np.ascontiguousarray(planes), ome=True, photometric="minisblack",
+                         metadata={"axes": "ZYX", "PhysicalSizeX": um_per_px, "PhysicalSizeXUnit": "µm",
+                                   "PhysicalSizeY": um_per_px, "PhysicalSizeYUnit": "µm",
+                                   "PhysicalSizeZ": dz, "PhysicalSizeZUnit": "µm",
+                                   "Plane": {"PositionZ": [float(z) for z in z_um],
+                                             "PositionZUnit": ["µm"] * len(z_um),
+                                             "TheZ": list(range(len(z_um)))}})
+        return path
+
+    def heights(self, name: str, heights: np.ndarray) -> Path:
+        """Write a height map as ``.npy``."""
+        path = self.root / "heights" / f"{name}.npy"
+        tmp = path.with_name(path.name + ".part")
+        with open(tmp, "wb") as f:
+            np.save(f, heights.astype(np.float32))
+        tmp.replace(path)
+        return path
+
+    def plot_3d(self, name: str, heights: np.ndarray, um_per_px: float, title: str) -> Path:
+        """Render a 3-D surface of a height map (matplotlib, Agg) as PNG."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        path = self.root / "plots" / f"{name}_3d.png"
+        h = np.nan_to_num(heights, nan=0.0)
+        step = max(1, int(max(h.shape) // 80))  # at most ~80 x 80 facets: quick, and fine enough to see
+        h = h[::step, ::step]
+        yy, xx = np.mgrid[0:h.shape[0], 0:h.shape[1]] * um_per_px * step
+        fig = plt.figure(figsize=(3.2, 2.6), dpi=90)
+        try:
+            ax = fig.add_subplot(projection="3d")
+            ax.plot_surface(xx, yy, h, cmap="viridis", linewidth=0, antialiased=False, rstride=1, cstride=1)
+            ax.set_xlabel("x µm", fontsize=7)
+            ax.set_ylabel("y µm", fontsize=7)
+            ax.set_zlabel("h µm", fontsize=7)
+            ax.tick_params(labelsize=6)
+            ax.set_title(title, fontsize=8)
+            ax.invert_yaxis()
+            fig.savefig(path)
+        finally:
+            plt.close(fig)
+        return path

@@ -1,0 +1,205 @@
+"""``report.html``: the slide map, the focus map, a table of structures with thumbnails and 3-D views, timings.
+
+Everything is a local file beside the report (PNG plots made with matplotlib's Agg backend, the crops, the
+3-D plots, the OME-TIFF stacks), linked by relative paths, so the folder can be copied or served as it is.
+With ground truth (the virtual microscope) the report also shows the scores of ``summary.json`` and each
+structure's height-map error.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from appliance.results.store import FieldRecord, ObjectRecord, ScanRecord, write_durably
+
+TYPE_COLOURS = {"woodpile": "#1f77b4", "microlens": "#ff7f0e", "scaffold": "#2ca02c", "pentagon": "#d62728",
+                "split_ring": "#9467bd"}
+SCORE_KEYS = ("recall", "type_accuracy", "debris_as_structure", "position_error_um_median", "duplicates",
+              "structures_truth", "structures_found")
+
+
+def _plt() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def slide_map(path: Path, fields: Sequence[FieldRecord], objects: Sequence[ObjectRecord],
+              fov_um: tuple[float, float], area_um: Sequence[float],
+              missed: Sequence[Mapping[str, Any]] = ()) -> Path:
+    """The slide map: scanned fields, debris, structures by type (and missed true structures, if known)."""
+    plt = _plt()
+    from matplotlib.patches import Rectangle
+
+    fig, ax = plt.subplots(figsize=(7.5, 6.5), dpi=100)
+    try:
+        fw, fh = fov_um
+        for f in fields:
+            ax.add_patch(Rectangle((f.x_um - fw / 2, f.y_um - fh / 2), fw, fh, fill=False, lw=0.3,
+                                   ec="#bbbbbb"))
+        deb = [o for o in objects if o.kind != "structure"]
+        if deb:
+            ax.scatter([o.x_um for o in deb], [o.y_um for o in deb], s=3, c="#777777", label="debris", lw=0)
+        for cls in sorted({o.cls for o in objects if o.kind == "structure"}):
+            pts = [o for o in objects if o.kind == "structure" and o.cls == cls]
+            ax.scatter([o.x_um for o in pts], [o.y_um for o in pts], s=40, c=TYPE_COLOURS.get(cls, "#000000"),
+                       marker="s", label=cls, edgecolors="k", linewidths=0.5)
+            for o in pts:
+                ax.annotate(str(o.id), (o.x_um, o.y_um), fontsize=6, xytext=(4, 4), textcoords="offset points")
+        if missed:
+            ax.scatter([m["center_um"][0] for m in missed], [m["center_um"][1] for m in missed], s=60,
+                       marker="x", c="red", label="missed (truth)")
+        ax.set_xlim(area_um[0], area_um[2])
+        ax.set_ylim(area_um[3], area_um[1])  # y grows downwards, as on the stage and in the frames
+        ax.set_aspect("equal")
+        ax.set_xlabel("stage x (µm)")
+        ax.set_ylabel("stage y (µm)")
+        ax.legend(fontsize=7, loc="upper right", markerscale=0.8)
+        ax.set_title(f"{len(fields)} fields, {len(objects) - len(deb)} structures, {len(deb)} debris")
+        fig.tight_layout()
+        fig.savefig(path)
+    finally:
+        plt.close(fig)
+    return path
+
+
+def focus_heatmap(path: Path, fields: Sequence[FieldRecord], area_um: Sequence[float]) -> Path:
+    """The focus map as a heat map: each field's z, interpolated between field centres."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.5, 5.5), dpi=100)
+    try:
+        if fields:
+            xs = np.array([f.x_um for f in fields])
+            ys = np.array([f.y_um for f in fields])
+            zs = np.array([f.z_um for f in fields])
+            gx, gy = np.meshgrid(np.linspace(area_um[0], area_um[2], 120), np.linspace(area_um[1], area_um[3], 120))
+            grid = _interpolate(xs, ys, zs, gx, gy)
+            im = ax.imshow(grid, extent=(area_um[0], area_um[2], area_um[3], area_um[1]), cmap="magma",
+                           aspect="equal", interpolation="bilinear")
+            ax.scatter(xs, ys, s=2, c="w", lw=0, alpha=0.5)
+            fig.colorbar(im, ax=ax, label="focus z (µm)")
+        ax.set_xlabel("stage x (µm)")
+        ax.set_ylabel("stage y (µm)")
+        ax.set_title("focus map (field z)")
+        fig.tight_layout()
+        fig.savefig(path)
+    finally:
+        plt.close(fig)
+    return path
+
+
+def _interpolate(xs: np.ndarray, ys: np.ndarray, zs: np.ndarray, gx: np.ndarray, gy: np.ndarray) -> np.ndarray:
+    if len(xs) >= 4 and np.ptp(xs) > 0 and np.ptp(ys) > 0:
+        from scipy.interpolate import griddata
+
+        lin = griddata((xs, ys), zs, (gx, gy), method="linear")
+        near = griddata((xs, ys), zs, (gx, gy), method="nearest")
+        return np.where(np.isfinite(lin), lin, near)
+    return np.full(gx.shape, float(np.mean(zs)))
+
+
+def timings_plot(path: Path, fields: Sequence[FieldRecord], by_step: Mapping[str, float]) -> Path:
+    """Wall time by step and the distribution of stage time per field."""
+    plt = _plt()
+    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.2), dpi=100)
+    try:
+        steps = list(by_step)[:12]
+        a.barh(steps[::-1], [by_step[s] for s in steps][::-1], color="#4c72b0")
+        a.set_xlabel("wall time (s), whole scan")
+        a.tick_params(labelsize=7)
+        st = [f.stage_time_s for f in fields]
+        if st:
+            b.hist(st, bins=40, color="#55a868")
+            b.axvline(float(np.median(st)), color="k", lw=1, ls="--", label=f"median {np.median(st):.2f} s")
+            b.legend(fontsize=7)
+        b.set_xlabel("stage (device) time per field (s)")
+        b.set_ylabel("fields")
+        fig.tight_layout()
+        fig.savefig(path)
+    finally:
+        plt.close(fig)
+    return path
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return html.escape(str(v))
+
+
+def write_report(root: Path, scan: ScanRecord, fields: Sequence[FieldRecord], objects: Sequence[ObjectRecord],
+                 summary: Mapping[str, Any], fov_um: tuple[float, float], area_um: Sequence[float],
+                 height_rmse: Mapping[int, float] | None = None) -> Path:
+    """Write the plots and ``report.html`` into the scan folder ``root``; return the report's path."""
+    root = Path(root)
+    missed = summary.get("missed", []) or []
+    slide_map(root / "slide_map.png", fields, objects, fov_um, area_um, missed)
+    focus_heatmap(root / "focus_map.png", fields, area_um)
+    timings_plot(root / "timings.png", fields, summary.get("wall_time_s_by_step", {}))
+    structures = [o for o in objects if o.kind == "structure"]
+    rows = []
+    for o in structures:
+        extra = o.extra or {}
+        rmse = (height_rmse or {}).get(o.id)
+        rows.append(
+            "<tr>"
+            f"<td>{o.id}</td><td><span class='sw' style='background:{TYPE_COLOURS.get(o.cls, '#000')}'></span>"
+            f"{html.escape(o.cls)}</td><td>{o.confidence:.2f}</td>"
+            f"<td>{o.x_um:.1f}</td><td>{o.y_um:.1f}</td><td>{(o.z_um or 0):.1f}</td>"
+            f"<td>{o.width_um:.0f} × {o.height_um:.0f}</td><td>{extra.get('max_height_um', 0):.1f}</td>"
+            f"<td>{'' if rmse is None else f'{rmse:.2f}'}</td>"
+            f"<td><a href='{o.crop_path}'><img class='thumb' src='{o.crop_path}' alt='crop {o.id}'></a></td>"
+            f"<td><a href='{o.plot_path}'><img class='plot' src='{o.plot_path}' alt='3-D view {o.id}'></a></td>"
+            f"<td><a href='{o.stack_path}'>stack</a> · <a href='{o.frame_path}'>frame</a></td></tr>")
+    scores = [k for k in SCORE_KEYS if k in summary]
+    score_html = ""
+    if scores:
+        score_html = ("<h2>Against the virtual slide's ground truth</h2><table class='kv'>"
+                      + "".join(f"<tr><th>{k}</th><td>{_fmt(summary[k])}</td></tr>" for k in scores)
+                      + "".join(f"<tr><th>height RMSE, {html.escape(t)} (µm)</th><td>{v:.2f}</td></tr>"
+                                for t, v in (summary.get("height_rmse_um_by_type") or {}).items())
+                      + "</table>")
+    info = [("scan", f"{scan.id} · {html.escape(scan.name)}"), ("status", f"{scan.status} ({scan.finish_reason})"),
+            ("fields", f"{summary.get('fields_done')} of {summary.get('fields_planned')}"),
+            ("structures", summary.get("structures_recorded")), ("debris", summary.get("debris_recorded")),
+            ("stage time", f"{summary.get('stage_time_s_total', 0):.0f} s (median "
+                           f"{summary.get('stage_time_s_per_field_median') or 0:.2f} s per field)"),
+            ("computer time", f"{summary.get('wall_time_s_total', 0):.0f} s")]
+    page = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>tppscan report · scan {scan.id}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 1.5em; color: #222; }}
+table {{ border-collapse: collapse; font-size: 13px; }}
+td, th {{ border: 1px solid #ddd; padding: 3px 6px; text-align: left; vertical-align: middle; }}
+.kv th {{ background: #f4f4f4; }}
+.thumb {{ max-width: 110px; max-height: 110px; }}
+.plot {{ max-width: 220px; }}
+.sw {{ display: inline-block; width: 10px; height: 10px; margin-right: 4px; }}
+.figs img {{ max-width: 48%; margin: 0.5%; border: 1px solid #eee; }}
+</style></head><body>
+<h1>tppscan report · {html.escape(scan.name)}</h1>
+<table class="kv">{''.join(f'<tr><th>{k}</th><td>{_fmt(v)}</td></tr>' for k, v in info)}</table>
+{score_html}
+<h2>Slide map and focus map</h2>
+<div class="figs"><img src="slide_map.png" alt="slide map"><img src="focus_map.png" alt="focus map"></div>
+<h2>Structures ({len(structures)})</h2>
+<table><tr><th>id</th><th>type</th><th>conf.</th><th>x µm</th><th>y µm</th><th>focus z µm</th><th>size µm</th>
+<th>height µm</th><th>height RMSE µm</th><th>crop</th><th>3-D view</th><th>files</th></tr>
+{''.join(rows)}</table>
+<h2>Timings</h2>
+<div class="figs"><img src="timings.png" alt="timings"></div>
+<p>Exports: <a href="export.csv">export.csv</a> · <a href="export_coco.json">export_coco.json</a> ·
+<a href="summary.json">summary.json</a></p>
+</body></html>
+"""
+    path = root / "report.html"
+    write_durably(path, page.encode("utf-8"))
+    return path

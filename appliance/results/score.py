@@ -1,0 +1,148 @@
+"""Score a scan against the virtual slide's ground truth (``summary.json``'s metrics).
+
+Matching: a recorded structure matches the true object whose bounding box contains its position (grown by
+``MATCH_MARGIN_UM``; the nearest centre wins if several do). Only true objects whose box lies wholly inside the
+scanned area are counted as truth (records of objects reaching out of it are left out). Then:
+
+- ``recall``: true structures matched by at least one recorded structure, over true structures;
+- ``type_accuracy``: of the matched true structures, those whose first record has the true type;
+- ``debris_as_structure``: true debris pieces matched by a recorded structure, over true debris pieces;
+- ``false_structures``: recorded structures that match no true object at all;
+- ``position_error_um_median``: median distance from a matched record to its true centre, µm;
+- ``duplicates``: recorded structures beyond the first for the same true structure.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from appliance.results.store import ObjectRecord
+
+MATCH_MARGIN_UM = 5.0
+
+
+def _inside(box: Sequence[float], area: Sequence[float]) -> bool:
+    return box[0] >= area[0] and box[1] >= area[1] and box[2] <= area[2] and box[3] <= area[3]
+
+
+def _match(o: ObjectRecord, truth: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    best, best_d = None, math.inf
+    for t in truth:
+        x0, y0, x1, y1 = t["bbox_um"]
+        m = MATCH_MARGIN_UM
+        if x0 - m <= o.x_um <= x1 + m and y0 - m <= o.y_um <= y1 + m:
+            d = math.hypot(o.x_um - t["center_um"][0], o.y_um - t["center_um"][1])
+            if d < best_d:
+                best, best_d = t, d
+    return best
+
+
+def score(objects: Sequence[ObjectRecord], truth: Mapping[str, Any],
+          area_um: tuple[float, float, float, float]) -> dict[str, Any]:
+    """The summary metrics of a scan (see the module doc).
+
+    Parameters
+    ----------
+    objects : sequence of ObjectRecord
+        Everything the scan recorded.
+    truth : mapping
+        ``Slide.truth()`` (its ``objects`` list is used).
+    area_um : (left, top, right, bottom)
+        The scanned area, µm.
+    """
+    inside = [t for t in truth["objects"] if _inside(t["bbox_um"], area_um)]
+    t_struct = [t for t in inside if t["kind"] == "structure"]
+    t_debris = [t for t in inside if t["kind"] == "debris"]
+    first: dict[int, ObjectRecord] = {}
+    dup = 0
+    errors = []
+    debris_hit: set[int] = set()
+    false_structures = 0
+    per_type: dict[str, dict[str, int]] = {}
+    inside_ids = {t["id"] for t in inside}
+    for o in objects:
+        if o.kind != "structure":
+            continue
+        t = _match(o, truth["objects"])
+        if t is not None and t["id"] not in inside_ids:
+            continue  # a true object reaching out of the area, seen by a border field: not scored
+        if t is None:
+            false_structures += 1
+        elif t["kind"] == "debris":
+            debris_hit.add(t["id"])
+        elif t["id"] in first:
+            dup += 1
+        else:
+            first[t["id"]] = o
+            errors.append(math.hypot(o.x_um - t["center_um"][0], o.y_um - t["center_um"][1]))
+    by_id = {t["id"]: t for t in t_struct}
+    correct = sum(by_id[i]["cls"] == o.cls for i, o in first.items())
+    for t in t_struct:
+        row = per_type.setdefault(t["cls"], {"truth": 0, "found": 0, "type_correct": 0})
+        row["truth"] += 1
+        if t["id"] in first:
+            row["found"] += 1
+            row["type_correct"] += int(first[t["id"]].cls == t["cls"])
+    return {
+        "recall": len(first) / len(t_struct) if t_struct else 1.0,
+        "type_accuracy": correct / len(first) if first else 0.0,
+        "debris_as_structure": len(debris_hit) / len(t_debris) if t_debris else 0.0,
+        "position_error_um_median": float(np.median(errors)) if errors else None,
+        "duplicates": dup,
+        "structures_truth": len(t_struct),
+        "structures_found": sum(o.kind == "structure" for o in objects),
+        "structures_matched": len(first),
+        "false_structures": false_structures,
+        "debris_truth": len(t_debris),
+        "debris_recorded": sum(o.kind == "debris" for o in objects),
+        "per_type": per_type,
+        "missed": sorted(({"id": t["id"], "cls": t["cls"], "center_um": t["center_um"]} for t in t_struct
+                          if t["id"] not in first), key=lambda d: d["id"]),
+    }
+
+
+def height_errors(heights: np.ndarray, true_heights: np.ndarray) -> tuple[float, int]:
+    """RMSE (µm) between a measured height map and the true one on the same pixels, over the true footprint.
+
+    Pixels the measurement left NaN inside the true footprint count as height 0 (a part it missed).
+
+    Returns
+    -------
+    rmse_um : float
+    n_pixels : int
+    """
+    if heights.shape != true_heights.shape:
+        raise ValueError(f"height maps differ in shape: {heights.shape} vs {true_heights.shape}")
+    foot = true_heights > 0.05
+    if not foot.any():
+        return 0.0, 0
+    d = np.nan_to_num(heights[foot], nan=0.0) - true_heights[foot]
+    return float(np.sqrt(np.mean(d * d))), int(foot.sum())
+
+
+def true_heights_on_pixels(obj_center_um: tuple[float, float], obj_pitch_um: float, obj_heights: np.ndarray,
+                           stage_true_xy: tuple[float, float], frame_size_px: tuple[int, int], um_per_px: float,
+                           crop_origin_px: tuple[int, int], crop_shape: tuple[int, int]) -> np.ndarray:
+    """The true height map of an object resampled onto a crop's camera pixels (area-averaged, bilinear).
+
+    Pixel ``(u, v)`` of a frame taken with the stage truly at ``stage_true_xy`` sees slide point
+    ``stage + ((u - (W - 1) / 2) s, (v - (H - 1) / 2) s)`` (the simulator's camera model).
+    """
+    import cv2
+
+    w, h = frame_size_px
+    hh, ww = obj_heights.shape
+    sigma = max(0.0, 0.5 * um_per_px / obj_pitch_um)  # about one camera pixel's worth of map samples
+    src = cv2.GaussianBlur(obj_heights.astype(np.float32), (0, 0), sigma) if sigma > 0.3 else \
+        obj_heights.astype(np.float32)
+    v, u = np.mgrid[0:crop_shape[0], 0:crop_shape[1]].astype(np.float64)
+    x = stage_true_xy[0] + (u + crop_origin_px[0] - (w - 1) / 2.0) * um_per_px
+    y = stage_true_xy[1] + (v + crop_origin_px[1] - (h - 1) / 2.0) * um_per_px
+    j = (x - obj_center_um[0]) / obj_pitch_um + (ww - 1) / 2.0
+    i = (y - obj_center_um[1]) / obj_pitch_um + (hh - 1) / 2.0
+    return cv2.remap(src, j.astype(np.float32), i.astype(np.float32), cv2.INTER_LINEAR,
+                     borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)

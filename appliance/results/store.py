@@ -1,0 +1,359 @@
+"""The results database: one SQLite file in WAL mode for every scan (DESIGN.md section 6).
+
+Tables: ``scan`` (plan and settings snapshot, times, status), ``field`` (one row per scanned field: position,
+focus, timings), ``object`` (one row per structure or piece of debris recorded once, with its files) and
+``annotation`` (every box in every frame image the scan saved: the CSV and COCO exports come from here).
+
+Durability: a field is committed as soon as it is done, in one transaction with its objects and annotations.
+The files it refers to are written and ``fsync``-ed first (:func:`write_durably`, then :func:`sync_dir`), and
+only then is the row committed with ``synchronous=FULL``: after a crash or power cut a row never points at a
+file that is not on disk, and at most the field in flight is lost. A scan left ``running`` is resumed from its
+committed fields (:meth:`ResultStore.unfinished_scan`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS scan (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,
+    out_dir TEXT NOT NULL,
+    config_json TEXT NOT NULL,
+    fields_planned INTEGER NOT NULL,
+    started_at REAL NOT NULL,
+    finished_at REAL,
+    status TEXT NOT NULL,
+    finish_reason TEXT,
+    summary_json TEXT
+);
+CREATE TABLE IF NOT EXISTS field (
+    scan_id INTEGER NOT NULL REFERENCES scan(id),
+    cell INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    x_um REAL NOT NULL, y_um REAL NOT NULL, z_um REAL NOT NULL,
+    focus_source TEXT NOT NULL,
+    n_candidates INTEGER NOT NULL,
+    n_structures INTEGER NOT NULL,
+    n_debris INTEGER NOT NULL,
+    stage_time_s REAL NOT NULL,
+    wall_time_s REAL NOT NULL,
+    timings_json TEXT NOT NULL,
+    PRIMARY KEY (scan_id, cell)
+);
+CREATE TABLE IF NOT EXISTS object (
+    id INTEGER PRIMARY KEY,
+    scan_id INTEGER NOT NULL REFERENCES scan(id),
+    cell INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    cls TEXT NOT NULL,
+    confidence REAL NOT NULL,
+    scores_json TEXT NOT NULL,
+    x_um REAL NOT NULL, y_um REAL NOT NULL, z_um REAL,
+    width_um REAL NOT NULL, height_um REAL NOT NULL,
+    frame_path TEXT, xmin INTEGER, ymin INTEGER, xmax INTEGER, ymax INTEGER,
+    crop_path TEXT, stack_path TEXT, height_map_path TEXT, plot_path TEXT,
+    extra_json TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS annotation (
+    scan_id INTEGER NOT NULL REFERENCES scan(id),
+    filename TEXT NOT NULL,
+    width INTEGER NOT NULL, height INTEGER NOT NULL,
+    cls TEXT NOT NULL,
+    xmin INTEGER NOT NULL, ymin INTEGER NOT NULL, xmax INTEGER NOT NULL, ymax INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS object_scan ON object(scan_id);
+CREATE INDEX IF NOT EXISTS annotation_scan ON annotation(scan_id);
+"""
+
+
+@dataclass(frozen=True)
+class ScanRecord:
+    """One row of ``scan``."""
+
+    id: int
+    name: str
+    out_dir: str
+    config: dict[str, Any]
+    fields_planned: int
+    started_at: float
+    finished_at: float | None
+    status: str
+    finish_reason: str | None
+    summary: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class FieldRecord:
+    """One scanned field (``field`` row). Times: ``stage_time_s`` on the device clock, ``wall_time_s`` real."""
+
+    cell: int
+    seq: int
+    x_um: float
+    y_um: float
+    z_um: float
+    focus_source: str
+    n_candidates: int
+    n_structures: int
+    n_debris: int
+    stage_time_s: float
+    wall_time_s: float
+    timings: dict[str, float]
+
+
+@dataclass(frozen=True)
+class ObjectRecord:
+    """One recorded structure or piece of debris (``object`` row; ``id`` is 0 until stored).
+
+    Paths are relative to the scan's folder. ``box`` is ``xmin, ymin, xmax, ymax`` (exclusive max) in
+    ``frame_path``'s pixels.
+    """
+
+    cell: int
+    kind: str
+    cls: str
+    confidence: float
+    x_um: float
+    y_um: float
+    z_um: float | None
+    width_um: float
+    height_um: float
+    frame_path: str | None = None
+    box: tuple[int, int, int, int] | None = None
+    crop_path: str | None = None
+    stack_path: str | None = None
+    height_map_path: str | None = None
+    plot_path: str | None = None
+    scores: dict[str, float] | None = None
+    extra: dict[str, Any] | None = None
+    id: int = 0
+
+
+@dataclass(frozen=True)
+class Annotation:
+    """One box in a saved frame image: a row of the seed's CSV (``filename,width,height,class,xmin,...``)."""
+
+    filename: str
+    width: int
+    height: int
+    cls: str
+    xmin: int
+    ymin: int
+    xmax: int
+    ymax: int
+
+
+def write_durably(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file, ``fsync`` it and rename it into place."""
+    tmp = path.with_name(path.name + ".part")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def fsync_file(path: Path) -> None:
+    """``fsync`` a file written by a library that does not (tifffile, matplotlib)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def sync_dir(path: Path) -> None:
+    """``fsync`` a directory so the names of files created in it survive a power cut."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class ResultStore:
+    """The SQLite results database. Open with ``open()`` or ``with``; one connection per store.
+
+    Parameters
+    ----------
+    path : Path
+        The database file (created with its parent folder if missing).
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._db: sqlite3.Connection | None = None
+
+    def open(self) -> ResultStore:
+        """Open (and create or check) the database.
+
+        Raises
+        ------
+        OSError
+            The file cannot be created or is not a tppscan database of a known version.
+        """
+        if self._db is not None:
+            return self
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            db = sqlite3.connect(self.path, isolation_level=None, timeout=10.0)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.execute("PRAGMA foreign_keys=ON")
+            db.executescript(_SCHEMA)
+            row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            if row is None:
+                db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            elif row[0] != str(SCHEMA_VERSION):
+                raise OSError(f"{self.path}: results schema version {row[0]}, this tppscan reads {SCHEMA_VERSION}")
+        except sqlite3.DatabaseError as exc:
+            raise OSError(f"{self.path}: not a tppscan results database ({exc})") from None
+        self._db = db
+        return self
+
+    def close(self) -> None:
+        """Close the connection; safe to call twice."""
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    def __enter__(self) -> ResultStore:
+        return self.open()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        """The open connection (raises ``OSError`` when closed)."""
+        if self._db is None:
+            raise OSError(f"{self.path}: results store is not open")
+        return self._db
+
+    # -- scans ---------------------------------------------------------------------------------------------------
+    def create_scan(self, name: str, out_dir: Path, config: dict[str, Any], fields_planned: int) -> int:
+        """Insert a ``running`` scan and return its id."""
+        cur = self.db.execute(
+            "INSERT INTO scan (name, out_dir, config_json, fields_planned, started_at, status) "
+            "VALUES (?, ?, ?, ?, ?, 'running')",
+            (name, str(Path(out_dir).resolve()), json.dumps(config, sort_keys=True), fields_planned, time.time()))
+        return int(cur.lastrowid or 0)
+
+    def finish_scan(self, scan_id: int, status: str, reason: str, summary: dict[str, Any] | None = None) -> None:
+        """Record how a scan ended (``status`` ``finished``, ``cancelled`` or ``failed``)."""
+        self.db.execute("UPDATE scan SET finished_at=?, status=?, finish_reason=?, summary_json=? WHERE id=?",
+                        (time.time(), status, reason, None if summary is None else json.dumps(summary), scan_id))
+
+    def reopen_scan(self, scan_id: int) -> None:
+        """Mark a scan ``running`` again (resume)."""
+        self.db.execute("UPDATE scan SET status='running', finished_at=NULL, finish_reason=NULL WHERE id=?",
+                        (scan_id,))
+
+    def set_summary(self, scan_id: int, summary: dict[str, Any]) -> None:
+        """Store the scan's summary (scores, counts, timings)."""
+        self.db.execute("UPDATE scan SET summary_json=? WHERE id=?", (json.dumps(summary), scan_id))
+
+    def scan(self, scan_id: int) -> ScanRecord:
+        """The scan with this id (``KeyError`` if none)."""
+        row = self.db.execute("SELECT * FROM scan WHERE id=?", (scan_id,)).fetchone()
+        if row is None:
+            raise KeyError(f"no scan {scan_id} in {self.path}")
+        return _scan_record(row)
+
+    def scans(self) -> list[ScanRecord]:
+        """Every scan, oldest first."""
+        return [_scan_record(r) for r in self.db.execute("SELECT * FROM scan ORDER BY id")]
+
+    def unfinished_scan(self, out_dir: Path) -> ScanRecord | None:
+        """The latest scan into ``out_dir`` that did not finish (``running``, ``cancelled`` or ``failed``)."""
+        row = self.db.execute("SELECT * FROM scan WHERE out_dir=? AND status!='finished' ORDER BY id DESC LIMIT 1",
+                              (str(Path(out_dir).resolve()),)).fetchone()
+        return None if row is None else _scan_record(row)
+
+    # -- fields and objects -------------------------------------------------------------------------------------
+    def commit_field(self, scan_id: int, fld: FieldRecord, objects: Sequence[ObjectRecord],
+                     annotations: Iterable[Annotation], files: Iterable[Path] = ()) -> list[int]:
+        """Make a field durable: ``fsync`` its files and their folders, then commit its rows in one transaction.
+
+        Returns the new objects' ids.
+        """
+        dirs = set()
+        for f in files:
+            fsync_file(f)
+            dirs.add(f.parent)
+        for d in dirs:
+            sync_dir(d)
+        db = self.db
+        ids = []
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute("INSERT INTO field VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                       (scan_id, fld.cell, fld.seq, fld.x_um, fld.y_um, fld.z_um, fld.focus_source, fld.n_candidates,
+                        fld.n_structures, fld.n_debris, fld.stage_time_s, fld.wall_time_s, json.dumps(fld.timings)))
+            for o in objects:
+                box = o.box or (None, None, None, None)
+                cur = db.execute(
+                    "INSERT INTO object (scan_id, cell, kind, cls, confidence, scores_json, x_um, y_um, z_um, "
+                    "width_um, height_um, frame_path, xmin, ymin, xmax, ymax, crop_path, stack_path, "
+                    "height_map_path, plot_path, extra_json) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (scan_id, o.cell, o.kind, o.cls, o.confidence, json.dumps(o.scores or {}), o.x_um, o.y_um, o.z_um,
+                     o.width_um, o.height_um, o.frame_path, *box, o.crop_path, o.stack_path, o.height_map_path,
+                     o.plot_path, json.dumps(o.extra or {})))
+                ids.append(int(cur.lastrowid or 0))
+            db.executemany("INSERT INTO annotation VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                           [(scan_id, *asdict(a).values()) for a in annotations])
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return ids
+
+    def fields(self, scan_id: int) -> list[FieldRecord]:
+        """The scan's committed fields in scan order."""
+        rows = self.db.execute("SELECT cell, seq, x_um, y_um, z_um, focus_source, n_candidates, n_structures, "
+                               "n_debris, stage_time_s, wall_time_s, timings_json FROM field WHERE scan_id=? "
+                               "ORDER BY seq", (scan_id,))
+        return [FieldRecord(cell=r[0], seq=r[1], x_um=r[2], y_um=r[3], z_um=r[4], focus_source=r[5], n_candidates=r[6],
+                            n_structures=r[7], n_debris=r[8], stage_time_s=r[9], wall_time_s=r[10],
+                            timings=json.loads(r[11])) for r in rows]
+
+    def objects(self, scan_id: int, kind: str | None = None) -> list[ObjectRecord]:
+        """The scan's recorded objects (optionally one kind), in id order."""
+        q = "SELECT * FROM object WHERE scan_id=?" + (" AND kind=?" if kind else "") + " ORDER BY id"
+        rows = self.db.execute(q, (scan_id, kind) if kind else (scan_id,))
+        return [_object_record(r) for r in rows]
+
+    def annotations(self, scan_id: int) -> list[Annotation]:
+        """Every box of every saved frame, in insertion order."""
+        rows = self.db.execute("SELECT filename, width, height, cls, xmin, ymin, xmax, ymax FROM annotation "
+                               "WHERE scan_id=? ORDER BY rowid", (scan_id,))
+        return [Annotation(*r) for r in rows]
+
+
+def _scan_record(row: Sequence[Any]) -> ScanRecord:
+    return ScanRecord(id=row[0], name=row[1], out_dir=row[2], config=json.loads(row[3]), fields_planned=row[4],
+                      started_at=row[5], finished_at=row[6], status=row[7], finish_reason=row[8],
+                      summary=None if row[9] is None else json.loads(row[9]))
+
+
+def _object_record(row: Sequence[Any]) -> ObjectRecord:
+    (oid, _scan, cell, kind, cls, conf, scores, x, y, z, w, h, frame, x0, y0, x1, y1, crop, stack, hmap, plot,
+     extra) = row
+    box = None if x0 is None else (x0, y0, x1, y1)
+    return ObjectRecord(cell=cell, kind=kind, cls=cls, confidence=conf, x_um=x, y_um=y, z_um=z, width_um=w,
+                        height_um=h, frame_path=frame, box=box, crop_path=crop, stack_path=stack,
+                        height_map_path=hmap, plot_path=plot, scores=json.loads(scores), extra=json.loads(extra),
+                        id=oid)

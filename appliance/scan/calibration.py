@@ -1,0 +1,250 @@
+"""Camera-to-stage calibration: move the stage, track the image shift by phase correlation, fit pixel -> µm.
+
+The map (as OpenFlexure's camera-stage mapping): a pixel ``(u, v)`` of a frame taken with the stage at
+``(X, Y)`` shows the slide point ``(X, Y) + M @ (u, v) + offset``, with ``M`` a 2 x 2 matrix (µm per pixel,
+rotation and shear included) and ``offset = -M @ c`` for the image centre ``c = ((W - 1) / 2, (H - 1) / 2)``:
+the optical axis is taken to pass through the frame's centre, which stage moves cannot measure.
+
+Fit: moving the stage by ``d`` µm moves the image content by ``p`` pixels with ``d = -M p`` (content moves the
+other way). Several moves around a start point, each approached from the same side so backlash cancels,
+give pairs ``(p_i, d_i)``; ``M`` is their least-squares fit with an intercept (the intercept soaks up a
+constant move error and is reported as ``bias_um``). Shifts come from phase correlation of band-passed,
+windowed frames with the zero-shift peak masked: the illumination, vignetting and dust on the optics are fixed
+to the camera and would otherwise lock the correlation at zero shift.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import yaml
+
+from appliance.hardware.camera.base import Camera
+from appliance.hardware.stage.base import Stage
+
+
+class CalibrationError(RuntimeError):
+    """The calibration could not be measured (no texture in view, inconsistent shifts)."""
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """A fitted pixel -> stage map.
+
+    Attributes
+    ----------
+    matrix : ((float, float), (float, float))
+        ``M``: µm of slide per pixel of image displacement, rows x and y.
+    size_px : (int, int)
+        Frame (width, height) the map was measured with.
+    residual_um : float
+        RMS misfit of the moves, µm.
+    bias_um : (float, float)
+        Fitted intercept: a constant move error (backlash not cancelled, drift), µm.
+    """
+
+    matrix: tuple[tuple[float, float], tuple[float, float]]
+    size_px: tuple[int, int]
+    residual_um: float = 0.0
+    bias_um: tuple[float, float] = (0.0, 0.0)
+
+    @classmethod
+    def nominal(cls, um_per_px: float, size_px: tuple[int, int]) -> Calibration:
+        """A square-pixel map from a known scale (a test convenience and a starting guess)."""
+        return cls(((um_per_px, 0.0), (0.0, um_per_px)), (int(size_px[0]), int(size_px[1])))
+
+    @property
+    def m(self) -> np.ndarray:
+        """``M`` as a (2, 2) float64 array."""
+        return np.asarray(self.matrix, dtype=np.float64)
+
+    @property
+    def offset_um(self) -> tuple[float, float]:
+        """``-M @ c``: where pixel (0, 0) lies relative to the stage position, µm."""
+        c = np.array([(self.size_px[0] - 1) / 2.0, (self.size_px[1] - 1) / 2.0])
+        o = -self.m @ c
+        return float(o[0]), float(o[1])
+
+    @property
+    def um_per_px(self) -> float:
+        """Mean scale, µm per pixel (square root of ``|det M|``)."""
+        return float(math.sqrt(abs(np.linalg.det(self.m))))
+
+    @property
+    def fov_um(self) -> tuple[float, float]:
+        """Field of view (width, height) in µm: the axis-aligned extent of the frame on the slide."""
+        w, h = self.size_px
+        m = self.m
+        return float(abs(m[0, 0]) * w + abs(m[0, 1]) * h), float(abs(m[1, 0]) * w + abs(m[1, 1]) * h)
+
+    def pixel_to_stage(self, u: float, v: float, stage_xy: tuple[float, float]) -> tuple[float, float]:
+        """Slide µm of pixel ``(u, v)`` in a frame taken at ``stage_xy``."""
+        o = self.offset_um
+        m = self.matrix
+        return (stage_xy[0] + m[0][0] * u + m[0][1] * v + o[0], stage_xy[1] + m[1][0] * u + m[1][1] * v + o[1])
+
+    def stage_to_pixel(self, x: float, y: float, stage_xy: tuple[float, float]) -> tuple[float, float]:
+        """Pixel ``(u, v)`` where slide point ``(x, y)`` appears in a frame taken at ``stage_xy``."""
+        o = self.offset_um
+        uv = np.linalg.solve(self.m, np.array([x - stage_xy[0] - o[0], y - stage_xy[1] - o[1]]))
+        return float(uv[0]), float(uv[1])
+
+    def to_mapping(self) -> dict[str, Any]:
+        """Plain data for YAML and the scan's config snapshot."""
+        return {"matrix": [list(r) for r in self.matrix], "offset_um": list(self.offset_um),
+                "size_px": list(self.size_px), "residual_um": self.residual_um, "bias_um": list(self.bias_um)}
+
+    @classmethod
+    def from_mapping(cls, data: object) -> Calibration:
+        """Inverse of :meth:`to_mapping` (``offset_um`` is derived, so it is ignored); errors name the key."""
+        if not isinstance(data, dict):
+            raise ValueError(f"calibration: must be a mapping, got {type(data).__name__}")
+        try:
+            m = tuple(tuple(float(v) for v in row) for row in data["matrix"])
+            size = tuple(int(v) for v in data["size_px"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"calibration: needs matrix [[a, b], [c, d]] and size_px [w, h] ({exc})") from None
+        if len(m) != 2 or any(len(r) != 2 for r in m) or len(size) != 2 or min(size) < 1:
+            raise ValueError(f"calibration: matrix must be 2 x 2 and size_px two positive integers, got {data!r}")
+        if not all(math.isfinite(v) for r in m for v in r) or abs(np.linalg.det(np.asarray(m))) < 1e-12:
+            raise ValueError(f"calibration.matrix: must be finite and invertible, got {m}")
+        bias = tuple(float(v) for v in data.get("bias_um", (0.0, 0.0)))
+        return cls(((m[0][0], m[0][1]), (m[1][0], m[1][1])), (size[0], size[1]),
+                   float(data.get("residual_um", 0.0)), (bias[0], bias[1]))
+
+    def save(self, path: Path) -> None:
+        """Write as YAML."""
+        Path(path).write_text(yaml.safe_dump(self.to_mapping(), sort_keys=False))
+
+    @classmethod
+    def load(cls, path: Path) -> Calibration:
+        """Read a file written by :meth:`save`."""
+        try:
+            return cls.from_mapping(yaml.safe_load(Path(path).read_text()))
+        except yaml.YAMLError as exc:
+            raise ValueError(f"calibration file {path}: not valid YAML ({exc})") from None
+
+
+def _prepare(image: np.ndarray, window: np.ndarray) -> np.ndarray:
+    f = image.astype(np.float32)
+    # band-pass: drop the camera-fixed illumination (large scale) and the sensor's pixel-scale patterns
+    # (Bayer, JPEG blocks), which do not move with the stage either
+    f = cv2.GaussianBlur(f, (0, 0), 1.5) - cv2.GaussianBlur(f, (0, 0), 12.0)
+    return f * window
+
+
+def image_shift_px(a: np.ndarray, b: np.ndarray, exclude_px: int = 4) -> tuple[float, float, float]:
+    """Shift ``(du, dv)`` of ``b``'s content against ``a``'s, in pixels, and the correlation response.
+
+    Phase correlation with the zero-shift peak masked out (``|du|, |dv| <= exclude_px``): whatever is fixed
+    to the camera (dust on the optics, the illumination) correlates at zero shift, the slide at the move.
+
+    Parameters
+    ----------
+    a, b : (H, W) ndarray of uint8
+        Two frames of the same size.
+    exclude_px : int
+        Half-width of the masked zero-shift neighbourhood, pixels.
+    """
+    if a.shape != b.shape:
+        raise ValueError(f"frames must have the same shape, got {a.shape} and {b.shape}")
+    h, w = a.shape
+    window = cv2.createHanningWindow((w, h), cv2.CV_32F)
+    fa = np.fft.rfft2(_prepare(a, window))
+    fb = np.fft.rfft2(_prepare(b, window))
+    cross = fb * np.conj(fa)
+    cross /= np.maximum(np.abs(cross), 1e-12)
+    r = np.fft.fftshift(np.fft.irfft2(cross, s=(h, w)))
+    cy, cx = h // 2, w // 2
+    r[cy - exclude_px:cy + exclude_px + 1, cx - exclude_px:cx + exclude_px + 1] = r.min()
+    py, px = np.unravel_index(int(np.argmax(r)), r.shape)
+    y0, y1, x0, x1 = max(py - 1, 0), min(py + 2, h), max(px - 1, 0), min(px + 2, w)
+    patch = np.clip(r[y0:y1, x0:x1], 0.0, None)
+    total = float(patch.sum())
+    yy, xx = np.mgrid[y0:y1, x0:x1]
+    sy = float((yy * patch).sum() / total) if total > 0 else float(py)
+    sx = float((xx * patch).sum() / total) if total > 0 else float(px)
+    return sx - cx, sy - cy, float(r[py, px])
+
+
+def _approach(stage: Stage, x: float, y: float, approach_um: float) -> None:
+    if approach_um > 0:
+        stage.move_to_um(x=x - approach_um, y=y - approach_um)
+    stage.move_to_um(x=x, y=y)
+
+
+def calibrate(stage: Stage, camera: Camera, step_um: float = 40.0, approach_um: float = 20.0,
+              min_response: float = 0.05, search: int = 24, search_step_um: float = 300.0) -> Calibration:
+    """Measure the pixel -> stage map around the current position.
+
+    Eight moves of ``step_um`` (the compass points and diagonals) around the start, each approached from -x, -y;
+    each frame's shift against the start frame by phase correlation. If the start frame has no texture (the
+    correlation response is below ``min_response``), the stage tries up to ``search`` other places on a square
+    spiral ``search_step_um`` apart around the start before giving up.
+
+    Raises
+    ------
+    CalibrationError
+        No place with texture was found, or the fitted map is singular.
+    ValueError
+        On a bad argument (named).
+    """
+    if not 1.0 <= step_um <= 1000.0:
+        raise ValueError(f"step_um must be in [1, 1000], got {step_um!r}")
+    start = stage.position_um()
+    w, h = camera.size_px
+    for i, j in _spiral_offsets(search + 1):
+        x0, y0 = start.x_um + i * search_step_um, start.y_um + j * search_step_um
+        pairs = _measure(stage, camera, x0, y0, step_um, approach_um, min_response)
+        if pairs is not None:
+            return _fit(pairs, (w, h))
+    raise CalibrationError(f"no texture for phase correlation at {search + 1} places from "
+                           f"({start.x_um:.0f}, {start.y_um:.0f}) um; move to a structure and calibrate there")
+
+
+def _spiral_offsets(n: int) -> list[tuple[int, int]]:
+    """The first ``n`` cells of a square spiral around (0, 0), ring by ring."""
+    out = [(0, 0)]
+    k = 1
+    while len(out) < n:
+        ring = [(i, -k) for i in range(-k, k)] + [(k, j) for j in range(-k, k)] + \
+            [(-i, k) for i in range(-k, k)] + [(-k, -j) for j in range(-k, k)]
+        out.extend(ring)
+        k += 1
+    return out[:n]
+
+
+def _measure(stage: Stage, camera: Camera, x0: float, y0: float, step: float, approach: float,
+             min_response: float) -> list[tuple[tuple[float, float], tuple[float, float]]] | None:
+    _approach(stage, x0, y0, approach)
+    ref = camera.capture()
+    pairs = []
+    for dx, dy in ((1, 0), (-1, 0), (0, 1), (0, -1), (1, 1), (-1, -1), (1, -1), (-1, 1)):
+        _approach(stage, x0 + dx * step, y0 + dy * step, approach)
+        frame = camera.capture()
+        du, dv, resp = image_shift_px(ref.image, frame.image)
+        if resp < min_response:
+            return None
+        moved = (frame.position.x_um - ref.position.x_um, frame.position.y_um - ref.position.y_um)
+        pairs.append(((du, dv), moved))
+    _approach(stage, x0, y0, approach)
+    return pairs
+
+
+def _fit(pairs: list[tuple[tuple[float, float], tuple[float, float]]], size_px: tuple[int, int]) -> Calibration:
+    p = np.array([q for q, _ in pairs], dtype=np.float64)
+    d = np.array([m for _, m in pairs], dtype=np.float64)
+    a = np.hstack([-p, np.ones((len(p), 1))])
+    sol, *_ = np.linalg.lstsq(a, d, rcond=None)
+    m = sol[:2].T
+    if abs(np.linalg.det(m)) < 1e-9:
+        raise CalibrationError(f"fitted pixel -> um matrix is singular: {m.tolist()}")
+    resid = d - a @ sol
+    rms = float(np.sqrt(np.mean(np.sum(resid ** 2, axis=1))))
+    return Calibration(((float(m[0, 0]), float(m[0, 1])), (float(m[1, 0]), float(m[1, 1]))), size_px, rms,
+                       (float(sol[2, 0]), float(sol[2, 1])))

@@ -1,0 +1,291 @@
+"""``tppscan scan`` and ``tppscan calibrate``: the appliance's main job from the command line.
+
+``scan`` runs a plan (``--plan``, or the default: the whole virtual slide, snake order) on the virtual
+microscope (``--sim``, the default), or with the real stage firmware in simavr (``--stage simavr``) or a GRBL
+board (``--stage grbl --port ...``) as the stage. It leaves the scan folder ``--out`` (report, exports,
+crops, stacks, height maps, ``summary.json``) and the scan's rows in the results database (``--db``). An
+interrupted scan into the same folder resumes from its committed fields. On a terminal a progress bar shows
+fields done, structures found and the ETA; otherwise one log line per structure and every 5 % of fields.
+Heavy imports happen inside the handlers so ``tppscan --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+
+def _seed(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer in [0, 2**32), got {text!r}") from None
+    if not 0 <= v < 2 ** 32:
+        raise argparse.ArgumentTypeError(f"must be an integer in [0, 2**32), got {v}")
+    return v
+
+
+def _device_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("device")
+    g.add_argument("--sim", action="store_true", help="the virtual microscope (the default device)")
+    g.add_argument("--seed", type=_seed, default=0, help="virtual slide seed, integer in [0, 2**32) (default 0)")
+    g.add_argument("--sim-set", action="append", default=[], metavar="KEY=VALUE",
+                   help="set a virtual slide, optics, sensor or stage parameter, e.g. slide.debris_per_mm2=40, "
+                        "slide.tilt_x_um_per_mm=4, sensor.width_px=1280 (repeatable; every value checked)")
+    g.add_argument("--stage", choices=("sim", "simavr", "grbl"), default="sim",
+                   help="sim: the virtual stage (default); simavr: the stage firmware running in simavr; "
+                        "grbl: a GRBL board on --port (the camera stays virtual unless a real one is configured)")
+    g.add_argument("--port", help="serial port of the GRBL board (with --stage grbl)")
+
+
+def register(sub: Any) -> None:
+    """Add the ``scan`` and ``calibrate`` commands."""
+    p = sub.add_parser("scan", help="scan a slide: find, classify, focus, image and reconstruct every structure",
+                       description="Run a scan plan and write the report, exports and results.")
+    _device_options(p)
+    p.add_argument("--plan", type=Path, metavar="PLAN.yaml", help="scan plan (default: whole slide, snake order)")
+    p.add_argument("--out", type=Path, default=Path("out/scan"), metavar="DIR",
+                   help="scan folder (default out/scan); a scan left unfinished there is resumed")
+    p.add_argument("--db", type=Path, default=None, metavar="FILE",
+                   help="results database (default: tppscan.db beside the scan folder)")
+    p.add_argument("--calibration", type=Path, metavar="FILE",
+                   help="pixel -> um calibration from `tppscan calibrate` (default: measure at the start)")
+    p.add_argument("--vision", choices=("auto", "sim-truth"), default="auto",
+                   help="auto: the gate, detector and classifier of appliance/vision; sim-truth: name the "
+                        "gate's candidates from the virtual slide's ground truth (a TEST DOUBLE, --sim only)")
+    p.add_argument("--focus", choices=("auto", "sim-truth"), default="auto",
+                   help="auto: appliance/focus autofocus and focus map; sim-truth: the true focus (a TEST "
+                        "DOUBLE, --sim only)")
+    p.add_argument("--no-resume", action="store_true", help="start a new scan even if one is unfinished in --out")
+    p.add_argument("--progress", choices=("auto", "bar", "log", "none"), default="auto",
+                   help="progress display (auto: a bar on a terminal, log lines otherwise)")
+    p.set_defaults(func=_cmd_scan)
+
+    c = sub.add_parser("calibrate", help="measure the camera's pixel -> stage um map by phase correlation",
+                       description="Move the stage around its position, track the image shift, fit 2x2 + offset.")
+    _device_options(c)
+    c.add_argument("--x", type=float, default=None, help="stage x to calibrate at, um (default: where it is)")
+    c.add_argument("--y", type=float, default=None, help="stage y to calibrate at, um (default: where it is)")
+    c.add_argument("--step-um", type=float, default=40.0, help="move size, um in [1, 1000] (default 40)")
+    c.add_argument("--out", type=Path, default=Path("calibration.yaml"), help="output YAML (default calibration.yaml)")
+    c.set_defaults(func=_cmd_calibrate)
+
+
+def _fail(cmd: str, msg: str, code: int = 2) -> int:
+    print(f"tppscan {cmd}: error: {msg}", file=sys.stderr)
+    return code
+
+
+@contextlib.contextmanager
+def _devices(args: argparse.Namespace) -> Iterator[tuple[Any, Any, Any]]:
+    """(scope, stage, camera), open; the camera renders the virtual slide wherever the stage is."""
+    from appliance.scan.session import parse_sim_sets, sim_microscope
+
+    scope = sim_microscope(args.seed, parse_sim_sets(args.sim_set))
+    if args.stage == "sim":
+        with scope.stage, scope.camera:
+            yield scope, scope.stage, scope.camera
+        return
+    from appliance.hardware.stage.grbl import GrblStage, GrblStageConfig
+    from appliance.scan.coupled import ReportedPositionStage
+    from appliance.sim.camera import SimCamera
+
+    with contextlib.ExitStack() as stack:
+        if args.stage == "simavr":
+            from appliance.scan.coupled import simavr_stage
+
+            stage = stack.enter_context(simavr_stage())
+        else:
+            if not args.port:
+                raise ValueError("--stage grbl needs --port DEVICE (e.g. /dev/ttyACM0)")
+            stage = stack.enter_context(GrblStage(GrblStageConfig(port=args.port)))
+        cam = SimCamera(ReportedPositionStage(stage), scope.slide, scope.camera.optics,  # type: ignore[arg-type]
+                        scope.camera.sensor, seed=args.seed)
+        stack.enter_context(cam)
+        yield scope, stage, cam
+
+
+def _vision_focus(args: argparse.Namespace, scope: Any, stage: Any,
+                  um_per_px: float) -> tuple[Any, Any, Any, list[str]]:
+    """The vision pipeline, focuser and focus map asked for; test doubles only by name, and said so."""
+    notes = []
+    if args.vision == "sim-truth":
+        from appliance.scan.testing import SimTruthVision
+
+        vision: Any = SimTruthVision(scope)
+        notes.append("vision: sim-truth TEST DOUBLE (candidates from the real gate, named from ground truth)")
+    else:
+        from appliance.scan.adapters import PipelineVision
+
+        try:
+            vision = PipelineVision(um_per_px)
+        except ValueError as exc:
+            raise ValueError(f"--vision auto: {exc}; --vision sim-truth runs the scan with a ground-truth "
+                             "test double instead") from None
+    if args.focus == "sim-truth":
+        from appliance.scan.testing import PlaneFocusMap, SimTruthFocuser
+
+        focuser: Any = SimTruthFocuser(scope)
+        fmap: Any = PlaneFocusMap()
+        notes.append("focus: sim-truth TEST DOUBLE (moves to the true focus)")
+    else:
+        from appliance.scan.adapters import AutofocusFocuser, FocusMapAdapter
+
+        travel = scope.stage.params.travel_z_um if args.stage == "sim" else (0.0, 180.0)
+        try:
+            fmap = FocusMapAdapter()
+            focuser = AutofocusFocuser(args.strategy, travel, fmap,
+                                       now_s=scope.clock.now_s if args.stage == "sim" else None)
+        except ValueError as exc:
+            raise ValueError(f"--focus auto: {exc}; --focus sim-truth runs the scan with a ground-truth "
+                             "test double instead") from None
+    return vision, focuser, fmap, notes
+
+
+class _Progress:
+    """A progress bar on a terminal, log lines otherwise (every structure and every 5 % of fields)."""
+
+    def __init__(self, mode: str, planned: int) -> None:
+        self.bar = mode == "bar" or (mode == "auto" and sys.stderr.isatty())
+        self.quiet = mode == "none"
+        self.planned = planned
+        self._last_pct = -1
+        self._t0 = time.monotonic()
+
+    def __call__(self, event: Any) -> None:
+        from appliance.scan.events import FieldDone, ObjectRecorded
+
+        if self.quiet:
+            return
+        if isinstance(event, ObjectRecorded) and event.obj.kind == "structure" and not self.bar:
+            o = event.obj
+            print(f"structure {o.id}: {o.cls} at x={o.x_um:.1f} y={o.y_um:.1f} um, focus z={o.z_um:.1f} um",
+                  file=sys.stderr, flush=True)
+        if isinstance(event, FieldDone):
+            s = event.status
+            eta = "" if s.eta_s is None else f", ETA {s.eta_s:.0f} s"
+            if self.bar:
+                frac = s.fields_done / max(1, s.fields_planned)
+                n = int(frac * 30)
+                print(f"\r[{'#' * n}{'.' * (30 - n)}] {s.fields_done}/{s.fields_planned} fields, "
+                      f"{s.structures} structures{eta}   ", end="", file=sys.stderr, flush=True)
+            else:
+                pct = int(100 * s.fields_done / max(1, s.fields_planned)) // 5 * 5
+                if pct != self._last_pct:
+                    self._last_pct = pct
+                    print(f"fields {s.fields_done}/{s.fields_planned} ({pct}%), {s.structures} structures, "
+                          f"{s.debris} debris{eta}", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.bar and not self.quiet:
+            print(file=sys.stderr)
+
+
+def _cmd_scan(args: argparse.Namespace) -> int:
+    from appliance.hardware.stage.simavr_board import SimavrBoardError
+    from appliance.scan.calibration import CalibrationError
+
+    try:
+        return _scan(args)
+    except (CalibrationError, SimavrBoardError) as exc:
+        return _fail("scan", f"{type(exc).__name__}: {exc}", 1)
+
+
+def _scan(args: argparse.Namespace) -> int:
+    from appliance.scan.calibration import Calibration
+    from appliance.scan.plan import ScanPlan
+    from appliance.scan.session import run_scan, scan_area, sim_height_truth
+
+    try:
+        plan = ScanPlan.from_yaml(args.plan.read_text(encoding="utf-8")) if args.plan else ScanPlan()
+    except OSError as exc:
+        return _fail("scan", f"--plan {args.plan}: {exc.strerror}", 1)
+    except ValueError as exc:
+        return _fail("scan", f"--plan {args.plan}: {exc}")
+    cal = None
+    if args.calibration:
+        try:
+            cal = Calibration.load(args.calibration)
+        except OSError as exc:
+            return _fail("scan", f"--calibration {args.calibration}: {exc.strerror}", 1)
+        except ValueError as exc:
+            return _fail("scan", f"--calibration {args.calibration}: {exc}")
+    out: Path = args.out
+    if out.exists() and not out.is_dir():
+        return _fail("scan", f"--out {out} exists and is not a directory")
+    db = args.db if args.db is not None else out.resolve().parent / "tppscan.db"
+    import kernels
+
+    kernels.warmup()
+    with _devices(args) as (scope, stage, camera):
+        args.strategy = plan.focus.strategy
+        um_px = cal.um_per_px if cal is not None else scope.camera.um_per_px
+        vision, focuser, fmap, notes = _vision_focus(args, scope, stage, um_px)
+        for n in notes:
+            print(f"NOTE {n}", file=sys.stderr)
+        p = scope.slide.params
+        area = scan_area(plan, (p.width_um, p.height_um))
+        progress = _Progress(args.progress, 0)
+        clock = scope.clock.now_s if args.stage == "sim" else None
+        t0 = time.monotonic()
+        try:
+            outcome = run_scan(stage, camera, vision, focuser, fmap, plan, out, db, area, calibration=cal,
+                               device_clock=clock, on_event=progress, resume=not args.no_resume,
+                               config={"seed": args.seed, "sim_set": list(args.sim_set), "stage": args.stage,
+                                       "vision": args.vision, "focus": args.focus},
+                               truth=scope.slide.truth(), height_truth=sim_height_truth(scope),
+                               z_start_um=stage.position_um().z_um)
+        finally:
+            progress.close()
+    s = outcome.summary
+    print(f"scan {outcome.scan_id} {s['status']} ({s['finish_reason']}) in {time.monotonic() - t0:.0f} s: "
+          f"{s['fields_done']}/{s['fields_planned']} fields, {s['structures_recorded']} structures, "
+          f"{s['debris_recorded']} debris")
+    if "recall" in s:
+        pe = s["position_error_um_median"]
+        print(f"against the slide's truth: recall {s['recall']:.3f}, type accuracy {s['type_accuracy']:.3f}, "
+              f"debris as structure {s['debris_as_structure']:.4f}, position error median "
+              f"{'-' if pe is None else f'{pe:.2f}'} um, duplicates {s['duplicates']}")
+    print(f"report: {outcome.out_dir / 'report.html'}  (database {outcome.db_path})")
+    if outcome.status.error == "interrupted":
+        print("interrupted: the stage is stopped; run the same command again to resume", file=sys.stderr)
+        return 130
+    return 0 if s["status"] == "finished" else 1
+
+
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    from appliance.hardware.stage.simavr_board import SimavrBoardError
+    from appliance.scan.calibration import CalibrationError
+
+    try:
+        return _calibrate(args)
+    except (CalibrationError, SimavrBoardError) as exc:
+        return _fail("calibrate", f"{type(exc).__name__}: {exc}", 1)
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    from appliance.scan.calibration import calibrate
+
+    if not 1.0 <= args.step_um <= 1000.0:
+        return _fail("calibrate", f"--step-um must be in [1, 1000], got {args.step_um}")
+    with _devices(args) as (scope, stage, camera):
+        p = stage.position_um()
+        if args.x is not None or args.y is not None:
+            stage.move_to_um(x=args.x if args.x is not None else p.x_um, y=args.y if args.y is not None else p.y_um)
+        elif args.stage == "sim":
+            # the virtual stage powers up at the slide's corner (bare glass); start in the slide's middle
+            sp = scope.slide.params
+            stage.move_to_um(x=sp.width_um / 2, y=sp.height_um / 2)
+        cal = calibrate(stage, camera, step_um=args.step_um)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    cal.save(args.out)
+    m = cal.matrix
+    print(f"calibration: [[{m[0][0]:.5f}, {m[0][1]:.5f}], [{m[1][0]:.5f}, {m[1][1]:.5f}]] um/px, "
+          f"{cal.um_per_px:.4f} um/px, field {cal.fov_um[0]:.1f} x {cal.fov_um[1]:.1f} um, "
+          f"residual {cal.residual_um:.3f} um; wrote {args.out}")
+    return 0

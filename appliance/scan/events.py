@@ -1,0 +1,40 @@
+"""Every event the scan runner emits, declared in one place with its payload.
+
+The runner calls its ``on_event`` callback, in the runner's thread, with one of these frozen objects; the
+progress bar, the log lines and the live view subscribe to them. A callback must return quickly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from appliance.results.store import FieldRecord, ObjectRecord
+
+if TYPE_CHECKING:
+    from appliance.scan.runner import ScanStatus
+
+
+@dataclass(frozen=True)
+class FieldDone:
+    """A field was committed: its row, and the runner's status just after."""
+
+    field: FieldRecord
+    status: ScanStatus
+
+
+@dataclass(frozen=True)
+class ObjectRecorded:
+    """A structure or piece of debris was committed (with its database id)."""
+
+    obj: ObjectRecord
+
+
+@dataclass(frozen=True)
+class ScanFinished:
+    """The scan ended: the final status (its ``reason`` says how)."""
+
+    status: ScanStatus
+
+
+Event = FieldDone | ObjectRecorded | ScanFinished

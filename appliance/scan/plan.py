@@ -1,0 +1,260 @@
+"""Scan plans as frozen, validated data that round-trip through YAML exactly.
+
+A plan says *where* to look (the grid), in *which order*, and *how* to focus and image each structure. The
+grid part follows useq-schema's ``GridFromEdges`` (pymmcore-plus, Micro-Manager's Python users): the area is
+given by its edges ``top, left, bottom, right`` in stage micrometres, ``overlap`` is a percentage of the field
+of view (a number or an ``[x, y]`` pair), ``mode`` is an ``OrderMode`` name (``row_wise``, ``row_wise_snake``,
+``column_wise``, ``column_wise_snake``, ``spiral``), and ``fov_width``/``fov_height`` may be left out to take
+the field of view from the camera and the calibration. Where we depart from useq, and why:
+
+- **y grows downwards** (DESIGN.md section 3: image and stage y point the same way), so ``top < bottom``;
+  useq's y grows upwards and has ``top > bottom``.
+- ``mode`` adds ``adaptive_spiral``, OpenFlexure's "smart spiral": start at the area's centre and grow ring by
+  ring only around fields that held something, so a sparse sample costs few fields. useq has no data-driven
+  order because its plans are fixed before acquisition.
+- Grid positions always cover the whole area (useq's ``GridFromEdges`` also does) and are laid out
+  symmetrically about the area's centre, so the last row or column does not hang off one side only.
+
+>>> plan = ScanPlan.from_yaml("grid: {top: 0, left: 0, bottom: 2000, right: 3000, overlap: 10}")
+>>> ScanPlan.from_yaml(plan.to_yaml()) == plan
+True
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+import yaml
+
+ORDER_MODES: tuple[str, ...] = ("row_wise_snake", "row_wise", "column_wise", "column_wise_snake", "spiral",
+                                "adaptive_spiral")
+FOCUS_STRATEGIES: tuple[str, ...] = ("map", "classical", "sweep", "neural")
+
+
+def _number(path: str, value: object, lo: float, hi: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(float(value)):
+        raise ValueError(f"{path}: must be a number in [{lo:g}, {hi:g}], got {value!r}")
+    v = float(value)
+    if not lo <= v <= hi:
+        raise ValueError(f"{path}: must be a number in [{lo:g}, {hi:g}], got {value!r}")
+    return v
+
+
+def _integer(path: str, value: object, lo: int, hi: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise ValueError(f"{path}: must be an integer in [{lo}, {hi}], got {value!r}")
+    return int(value)
+
+
+def _choice(path: str, value: object, allowed: tuple[str, ...]) -> str:
+    if value not in allowed:
+        raise ValueError(f"{path}: must be one of {', '.join(allowed)}; got {value!r}")
+    return str(value)
+
+
+def _from_mapping(cls: type, path: str, values: object) -> Any:
+    """Build a plan section from a mapping; unknown keys are errors naming the key path."""
+    if values is None:
+        return cls()
+    if not isinstance(values, Mapping):
+        raise ValueError(f"{path}: must be a mapping, got {type(values).__name__}")
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(str(k) for k in values if k not in known)
+    if unknown:
+        raise ValueError(f"{path}.{unknown[0]}: unknown key; allowed: {', '.join(sorted(known))}")
+    return cls(**dict(values))
+
+
+def _put(obj: object, name: str, value: object) -> None:
+    object.__setattr__(obj, name, value)
+
+
+@dataclass(frozen=True)
+class GridPlan:
+    """The scanned area and the order of its fields (useq ``GridFromEdges`` with y down; see module doc).
+
+    Attributes
+    ----------
+    top, left, bottom, right : float or None
+        Edges of the area in stage µm (``top < bottom``, ``left < right``), each in [-1e6, 1e6]. All four
+        None means "the whole slide" (only the virtual microscope knows its slide's size).
+    overlap : (float, float)
+        Overlap of neighbouring fields in percent of the field of view, x and y, each in [0, 50).
+    mode : str
+        Field order, one of ``ORDER_MODES``; default ``row_wise_snake``.
+    fov_width, fov_height : float or None
+        Field of view in µm, (0, 1e5]; None takes it from the camera and the calibration.
+    """
+
+    top: float | None = None
+    left: float | None = None
+    bottom: float | None = None
+    right: float | None = None
+    overlap: tuple[float, float] = (10.0, 10.0)
+    mode: str = "row_wise_snake"
+    fov_width: float | None = None
+    fov_height: float | None = None
+
+    def __post_init__(self) -> None:
+        edges = (self.top, self.left, self.bottom, self.right)
+        if any(e is not None for e in edges):
+            if any(e is None for e in edges):
+                raise ValueError("grid: give all four of top, left, bottom, right, or none (the whole slide)")
+            for name in ("top", "left", "bottom", "right"):
+                _put(self, name, _number(f"grid.{name}", getattr(self, name), -1e6, 1e6))
+            if not (self.top < self.bottom and self.left < self.right):  # type: ignore[operator]
+                raise ValueError(f"grid: need top < bottom and left < right (y grows downwards), got top="
+                                 f"{self.top:g} bottom={self.bottom:g} left={self.left:g} right={self.right:g}")
+        ov = self.overlap
+        pair = (ov, ov) if isinstance(ov, (int, float)) and not isinstance(ov, bool) else ov
+        if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+            raise ValueError(f"grid.overlap: must be a percentage or an [x, y] pair, each in [0, 50), got {ov!r}")
+        checked = tuple(_number(f"grid.overlap[{a}]", v, 0.0, 49.999) for a, v in zip("xy", pair, strict=True))
+        _put(self, "overlap", checked)
+        _put(self, "mode", _choice("grid.mode", self.mode, ORDER_MODES))
+        for name in ("fov_width", "fov_height"):
+            v = getattr(self, name)
+            if v is not None:
+                _put(self, name, _number(f"grid.{name}", v, 1e-3, 1e5))
+
+    @property
+    def whole_slide(self) -> bool:
+        """True when no edges were given (the virtual slide's extent is used)."""
+        return self.top is None
+
+
+@dataclass(frozen=True)
+class FocusPlan:
+    """How fields and structures are focused, and the focus stack taken of each structure.
+
+    Attributes
+    ----------
+    strategy : str
+        Autofocus on a structure: one of ``FOCUS_STRATEGIES`` (``map``: predict from the focus map, then the
+        classical search; see ``appliance/focus``). Default ``classical``.
+    field_focus : str
+        How a field's z is chosen: ``map`` (the focus map's prediction; autofocus only while the map is
+        unsure) or ``autofocus`` (every field). Default ``map``.
+    search_range_um : float
+        Half-range of the autofocus search around the predicted z, µm, (0, 100]. Default 15.
+    stack_range_um : float
+        The focus stack spans the structure's focus ± this, µm, (0, 100]. Default 16.
+    stack_step_um : float
+        Step between stack planes, µm, [0.05, 20]. Default 1 (one servo degree on the default stage).
+    """
+
+    strategy: str = "classical"
+    field_focus: str = "map"
+    search_range_um: float = 15.0
+    stack_range_um: float = 16.0
+    stack_step_um: float = 1.0
+
+    def __post_init__(self) -> None:
+        _put(self, "strategy", _choice("focus.strategy", self.strategy, FOCUS_STRATEGIES))
+        _put(self, "field_focus", _choice("focus.field_focus", self.field_focus, ("map", "autofocus")))
+        _put(self, "search_range_um", _number("focus.search_range_um", self.search_range_um, 0.1, 100.0))
+        _put(self, "stack_range_um", _number("focus.stack_range_um", self.stack_range_um, 0.1, 100.0))
+        _put(self, "stack_step_um", _number("focus.stack_step_um", self.stack_step_um, 0.05, 20.0))
+        if self.stack_range_um * 2 / self.stack_step_um > 400:
+            raise ValueError(f"focus: a stack of {self.stack_range_um * 2 / self.stack_step_um:.0f} planes is too "
+                             "many (at most 400); raise focus.stack_step_um or lower focus.stack_range_um")
+
+    @property
+    def stack_offsets_um(self) -> tuple[float, ...]:
+        """Stack plane offsets from the structure's focus, µm, lowest first."""
+        n = int(math.floor(self.stack_range_um / self.stack_step_um + 1e-9))
+        return tuple(k * self.stack_step_um for k in range(-n, n + 1))
+
+
+@dataclass(frozen=True)
+class ImagingPlan:
+    """What the runner does with each structure it finds.
+
+    Attributes
+    ----------
+    centre : bool
+        Centre each structure in the frame before focusing on it (it then lies whole in view). Default true.
+    approach_um : float
+        Every centring move first goes this far to -x, -y of the target, then comes up to it, so the stage
+        always ends moving +x, +y and backlash cancels (as ``focus_to_um`` does for z), µm, [0, 500].
+    crop_margin_px : int
+        Pixels kept around a structure's box in its crop, [0, 256]. Default 16.
+    settle_s : float
+        Extra wait after each field move before capture, s, [0, 10] (the stage's own settle time comes first).
+    """
+
+    centre: bool = True
+    approach_um: float = 20.0
+    crop_margin_px: int = 16
+    settle_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.centre, bool):
+            raise ValueError(f"imaging.centre: must be true or false, got {self.centre!r}")
+        _put(self, "approach_um", _number("imaging.approach_um", self.approach_um, 0.0, 500.0))
+        _put(self, "crop_margin_px", _integer("imaging.crop_margin_px", self.crop_margin_px, 0, 256))
+        _put(self, "settle_s", _number("imaging.settle_s", self.settle_s, 0.0, 10.0))
+
+
+@dataclass(frozen=True)
+class ScanPlan:
+    """A whole scan: grid, focus and imaging sections (each validated; unknown keys are errors).
+
+    Attributes
+    ----------
+    name : str
+        A label for the results (1..80 printable characters). Default ``scan``.
+    grid : GridPlan
+    focus : FocusPlan
+    imaging : ImagingPlan
+    """
+
+    name: str = "scan"
+    grid: GridPlan = field(default_factory=GridPlan)
+    focus: FocusPlan = field(default_factory=FocusPlan)
+    imaging: ImagingPlan = field(default_factory=ImagingPlan)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not 1 <= len(self.name) <= 80 or not self.name.isprintable():
+            raise ValueError(f"name: must be 1..80 printable characters, got {self.name!r}")
+        for section, cls in (("grid", GridPlan), ("focus", FocusPlan), ("imaging", ImagingPlan)):
+            if not isinstance(getattr(self, section), cls):
+                raise ValueError(f"{section}: must be a {cls.__name__}, got {type(getattr(self, section)).__name__}")
+
+    @classmethod
+    def from_mapping(cls, values: object) -> ScanPlan:
+        """Build from a parsed YAML mapping; every error names the key path, the value and what is allowed."""
+        if values is None:
+            values = {}
+        if not isinstance(values, Mapping):
+            raise ValueError(f"plan: must be a mapping, got {type(values).__name__}")
+        allowed = {"name", "grid", "focus", "imaging"}
+        unknown = sorted(str(k) for k in values if k not in allowed)
+        if unknown:
+            raise ValueError(f"{unknown[0]}: unknown key; allowed: {', '.join(sorted(allowed))}")
+        return cls(name=values.get("name", "scan"),
+                   grid=_from_mapping(GridPlan, "grid", values.get("grid")),
+                   focus=_from_mapping(FocusPlan, "focus", values.get("focus")),
+                   imaging=_from_mapping(ImagingPlan, "imaging", values.get("imaging")))
+
+    @classmethod
+    def from_yaml(cls, text: str) -> ScanPlan:
+        """Parse YAML text (see :meth:`from_mapping`)."""
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ValueError(f"plan: not valid YAML: {exc}") from None
+        return cls.from_mapping(data)
+
+    def to_mapping(self) -> dict[str, Any]:
+        """Plain data (tuples as lists), the inverse of :meth:`from_mapping`."""
+        data = asdict(self)
+        data["grid"]["overlap"] = list(self.grid.overlap)
+        return data
+
+    def to_yaml(self) -> str:
+        """YAML text that :meth:`from_yaml` turns back into an equal plan."""
+        return yaml.safe_dump(self.to_mapping(), sort_keys=False)

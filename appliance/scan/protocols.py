@@ -1,0 +1,98 @@
+"""What the scan runner needs of vision and focus, as small Protocols (the implementations live elsewhere).
+
+The runner talks to the ``Stage`` and ``Camera`` interfaces and to these: a :class:`Vision` that turns a frame
+into candidates and detections (the classical gate, then the detector and classifier: ``appliance/vision``),
+a :class:`Focuser` that brings a region into focus (``appliance/focus``), and a :class:`FocusMapLike` that
+predicts a field's z from the points focused so far. Tests plug in doubles that follow the same Protocols.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from appliance.hardware.camera.base import Camera, Frame
+from appliance.hardware.stage.base import Stage
+
+Box = tuple[int, int, int, int]  # xmin, ymin, xmax, ymax in pixels, exclusive max
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One object found in a frame.
+
+    Attributes
+    ----------
+    box_px : (int, int, int, int)
+        ``xmin, ymin, xmax, ymax`` (exclusive max), pixels.
+    kind : str
+        ``"structure"`` or ``"debris"``.
+    cls : str
+        The structure type, or ``"debris"``.
+    confidence : float
+        Confidence of ``cls``, 0..1.
+    scores : mapping of str to float
+        Every class's score (the classifier's softmax), for the record.
+    """
+
+    box_px: Box
+    kind: str
+    cls: str
+    confidence: float
+    scores: Mapping[str, float] = field(default_factory=dict)
+
+    def touches_edge(self, size_px: tuple[int, int], margin: int = 2) -> bool:
+        """Whether the box reaches within ``margin`` pixels of the frame's border (the object may be cut)."""
+        x0, y0, x1, y1 = self.box_px
+        return x0 <= margin or y0 <= margin or x1 >= size_px[0] - margin or y1 >= size_px[1] - margin
+
+
+@dataclass(frozen=True)
+class VisionResult:
+    """What :meth:`Vision.analyse` found: the gate's candidate count and the detections (empty if gated out).
+
+    ``timings_s`` holds wall seconds per stage (``gate``, ``detect``, ``classify``) for the report.
+    """
+
+    n_candidates: int
+    detections: Sequence[Detection]
+    timings_s: Mapping[str, float] = field(default_factory=dict)
+
+
+class Vision(Protocol):
+    """Frame -> candidates -> detections with class and type."""
+
+    def analyse(self, frame: Frame) -> VisionResult:
+        """Gate the frame; when it has candidates, detect and classify them."""
+        ...
+
+
+@dataclass(frozen=True)
+class FocusOutcome:
+    """Result of one autofocus: the z reached, frames spent, and whether the search trusted its peak."""
+
+    z_um: float
+    frames: int
+    ok: bool
+
+
+class Focuser(Protocol):
+    """Brings a region of the frame into focus and leaves the stage there."""
+
+    def focus(self, stage: Stage, camera: Camera, z_guess_um: float, range_um: float,
+              roi_px: Box | None = None) -> FocusOutcome:
+        """Search ``z_guess_um`` ± ``range_um`` for the sharpest ``roi_px`` (whole frame if None)."""
+        ...
+
+
+class FocusMapLike(Protocol):
+    """A surface fitted to focused points as the scan goes."""
+
+    def add(self, x_um: float, y_um: float, z_um: float) -> None:
+        """Add a focused point."""
+        ...
+
+    def predict(self, x_um: float, y_um: float) -> tuple[float, float] | None:
+        """Predicted z and its uncertainty (µm) at ``(x, y)``, or None before the map can say."""
+        ...

@@ -1,0 +1,559 @@
+"""The scan runner: an explicit state machine per field, talking only to Stage, Camera, Vision and focus.
+
+Per field: ``MOVE`` (to the field, approached from -x, -y) -> ``SETTLE`` -> ``FOCUS`` (the focus map's
+prediction, or an autofocus while the map cannot say) -> ``CAPTURE`` -> ``ANALYSE`` (the vision pipeline:
+fused analysis and gate; no candidate -> straight to ``COMMIT``; else detect and classify) -> for each new
+object: ``CENTRE`` (move it to the middle of the frame and look again, so it lies whole in view and its
+position is measured where the optics are best) -> for a structure ``FOCUS_STRUCTURE`` -> ``STACK`` ->
+``RECONSTRUCT`` -> ``RECORD`` -> and finally ``COMMIT`` (files synced, then the field's rows in one
+transaction). Pause and cancel act between steps; a failing step ends the scan ``FAILED`` with the fields
+committed so far kept, and the stage is stopped in ``finally``.
+
+Overlap: every object is recorded once. A detection whose position (its box centre through the calibration)
+falls inside the box of an object already recorded, grown by ``DUPLICATE_MARGIN_UM``, is the same object seen
+again from a neighbouring field. Structures are checked against structures only, so a structure first seen
+cut by a field edge (and perhaps called debris there) is still recorded whole when it is centred.
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from appliance.hardware.camera.base import Camera, Frame
+from appliance.hardware.stage.base import Stage, StageLimitError
+from appliance.results.files import ScanFolder
+from appliance.results.reconstruct import height_map, structure_mask
+from appliance.results.store import Annotation, FieldRecord, ObjectRecord, ResultStore
+from appliance.scan.calibration import Calibration
+from appliance.scan.events import Event, FieldDone, ObjectRecorded, ScanFinished
+from appliance.scan.grid import FieldOrder, FieldPosition, Grid
+from appliance.scan.plan import ScanPlan
+from appliance.scan.protocols import Detection, Focuser, FocusMapLike, Vision
+
+DUPLICATE_MARGIN_UM = 8.0
+MAX_CENTRING_MOVES = 2
+# A field with something in view gets an autofocus (a new focus-map point) when no point is this close: a
+# fitted surface is trusted for interpolation, not for extrapolating across the slide.
+MAP_REFRESH_UM = 1500.0
+
+
+class ScanState(enum.Enum):
+    """Where the whole scan is."""
+
+    IDLE = "idle"
+    RUNNING = "running"
+    PAUSED = "paused"
+    FINISHED = "finished"
+
+
+class FieldStep(enum.Enum):
+    """The step of the field in hand."""
+
+    MOVE = "move"
+    SETTLE = "settle"
+    FOCUS = "focus"
+    CAPTURE = "capture"
+    ANALYSE = "analyse"
+    CENTRE = "centre"
+    FOCUS_STRUCTURE = "focus_structure"
+    STACK = "stack"
+    RECONSTRUCT = "reconstruct"
+    RECORD = "record"
+    COMMIT = "commit"
+    DONE = "done"
+
+
+class FinishReason(enum.Enum):
+    """Why a scan stopped."""
+
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class ScanStatus:
+    """A frozen snapshot of the runner, safe to hand to another thread."""
+
+    state: ScanState
+    step: FieldStep | None
+    scan_id: int
+    fields_done: int
+    fields_planned: int
+    structures: int
+    debris: int
+    cell: int | None
+    elapsed_s: float
+    eta_s: float | None
+    reason: FinishReason | None = None
+    error: str | None = None
+
+
+class _Cancelled(Exception):
+    """Raised at a checkpoint after :meth:`ScanRunner.cancel`."""
+
+
+@dataclass
+class _Known:
+    """An object already recorded (for duplicate suppression)."""
+
+    kind: str
+    box_um: tuple[float, float, float, float]
+
+    def contains(self, x: float, y: float, margin: float) -> bool:
+        x0, y0, x1, y1 = self.box_um
+        return x0 - margin <= x <= x1 + margin and y0 - margin <= y <= y1 + margin
+
+
+@dataclass
+class _FieldWork:
+    """What one field has produced so far (committed together)."""
+
+    pos: FieldPosition
+    seq: int
+    z_um: float = 0.0
+    focus_source: str = "map"
+    n_candidates: int = 0
+    objects: list[ObjectRecord] = field(default_factory=list)
+    annotations: list[Annotation] = field(default_factory=list)
+    files: list[Any] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class ScanRunner:
+    """Runs one scan plan on a stage and camera, recording into a results store and a scan folder.
+
+    Parameters
+    ----------
+    stage, camera : Stage, Camera
+        Open devices.
+    vision : Vision
+        Frame -> candidates -> detections.
+    focuser : Focuser
+        Autofocus on a region.
+    focus_map : FocusMapLike
+        Predicts field z from the points focused so far.
+    store : ResultStore
+        Open results database.
+    folder : ScanFolder
+        The scan's folder (created).
+    plan : ScanPlan
+    grid : Grid
+        The plan's grid over the area.
+    calibration : Calibration
+        Pixel -> stage map.
+    scan_id : int
+        The scan's row in ``store`` (from ``create_scan``, or an unfinished scan to resume).
+    device_clock : callable, optional
+        Seconds on the device's clock (the virtual clock in the simulator); wall time otherwise.
+    on_event : callable, optional
+        Receives every :mod:`appliance.scan.events` event (progress bars, logs, the live view).
+    z_start_um : float, optional
+        Focus guess before anything is focused (default: the stage's z now).
+    """
+
+    def __init__(self, stage: Stage, camera: Camera, vision: Vision, focuser: Focuser, focus_map: FocusMapLike,
+                 store: ResultStore, folder: ScanFolder, plan: ScanPlan, grid: Grid, calibration: Calibration,
+                 scan_id: int, device_clock: Callable[[], float] | None = None,
+                 on_event: Callable[[Event], None] | None = None, z_start_um: float | None = None) -> None:
+        self.stage, self.camera, self.vision = stage, camera, vision
+        self.focuser, self.focus_map = focuser, focus_map
+        self.store, self.folder, self.plan, self.grid = store, folder, plan, grid
+        self.cal = calibration
+        self.scan_id = scan_id
+        self._clock = device_clock or time.monotonic
+        self._emit = on_event or (lambda e: None)
+        self._z_guess = z_start_um
+        self._lock = threading.Lock()
+        self._resume_evt = threading.Event()
+        self._resume_evt.set()
+        self._cancel = False
+        self._state = ScanState.IDLE
+        self._step: FieldStep | None = None
+        self._cell: int | None = None
+        self._reason: FinishReason | None = None
+        self._error: str | None = None
+        self._t0 = time.monotonic()
+        self._known: list[_Known] = []
+        self._done: dict[int, bool] = {}
+        self._n_struct = 0
+        self._n_debris = 0
+        self._next_object = 0
+        self._n_run = 0  # fields done by this run (the ETA's rate)
+        self._focus_points: list[tuple[float, float]] = []
+        self._load_committed()
+
+    # -- control (any thread) -------------------------------------------------------------------------------------
+    def pause(self) -> None:
+        """Stop at the next step boundary until :meth:`resume`."""
+        self._resume_evt.clear()
+
+    def resume(self) -> None:
+        """Continue after :meth:`pause`."""
+        self._resume_evt.set()
+
+    def cancel(self) -> None:
+        """End the scan at the next step boundary (the field in hand is not committed)."""
+        self._cancel = True
+        self._resume_evt.set()
+
+    def status(self) -> ScanStatus:
+        """A frozen snapshot of where the scan is."""
+        with self._lock:
+            done = len(self._done)
+            elapsed = time.monotonic() - self._t0
+            planned = self.grid.n_fields
+            eta = None
+            if self._n_run and self._state in (ScanState.RUNNING, ScanState.PAUSED):
+                eta = elapsed / self._n_run * max(0, planned - done)
+            return ScanStatus(self._state, self._step, self.scan_id, done, planned, self._n_struct,
+                              self._n_debris, self._cell, elapsed, eta, self._reason, self._error)
+
+    # -- the run ------------------------------------------------------------------------------------------------
+    def run(self) -> ScanStatus:
+        """Scan every field not yet committed; return the final status (never raises for a failed step)."""
+        self._t0 = time.monotonic()
+        self._n_run = 0
+        self._set(state=ScanState.RUNNING)
+        order = FieldOrder(self.grid, self.plan.grid.mode, self._done)
+        try:
+            seq = len(self._done)
+            for pos in order:
+                occupied = self._field(pos, seq)
+                order.report(pos.cell, occupied)
+                seq += 1
+            self._reason = FinishReason.COMPLETED
+        except _Cancelled:
+            self._reason = FinishReason.CANCELLED
+        except KeyboardInterrupt:  # Ctrl-C: stop the stage, keep what is committed; the scan can be resumed
+            self._reason = FinishReason.CANCELLED
+            self._error = "interrupted"
+        except Exception as exc:  # noqa: BLE001 - any failing step ends the scan cleanly, reported
+            self._reason = FinishReason.FAILED
+            self._error = f"{type(exc).__name__}: {exc}"
+        finally:
+            if self._reason is not FinishReason.COMPLETED:
+                self._safe_stop()
+            status = {FinishReason.COMPLETED: "finished", FinishReason.CANCELLED: "cancelled",
+                      FinishReason.FAILED: "failed", None: "failed"}[self._reason]
+            reason = (self._reason.value if self._reason else "failed") + (f": {self._error}" if self._error else "")
+            self.store.finish_scan(self.scan_id, status, reason)
+            self._set(state=ScanState.FINISHED, step=None)
+            final = self.status()
+            self._emit(ScanFinished(final))
+        return final
+
+    def _safe_stop(self) -> None:
+        try:
+            self.stage.stop()
+        except Exception:  # noqa: BLE001 - the stage may be what failed; the scan's end is still recorded
+            pass
+
+    def _set(self, state: ScanState | None = None, step: FieldStep | None = None, cell: int | None = None) -> None:
+        with self._lock:
+            if state is not None:
+                self._state = state
+            self._step = step
+            if cell is not None:
+                self._cell = cell
+
+    def _checkpoint(self, step: FieldStep) -> None:
+        """Between steps: honour pause and cancel, then enter ``step``."""
+        if not self._resume_evt.is_set():
+            self._set(state=ScanState.PAUSED, step=self._step)
+            self._resume_evt.wait()
+            self._set(state=ScanState.RUNNING, step=self._step)
+        if self._cancel:
+            raise _Cancelled
+        self._set(step=step)
+
+    # -- one field ------------------------------------------------------------------------------------------
+    def _field(self, pos: FieldPosition, seq: int) -> bool:
+        w = _FieldWork(pos, seq)
+        t_wall, t_dev = time.monotonic(), self._clock()
+        self._set(cell=pos.cell)
+        self._timed(w, FieldStep.MOVE, lambda: self._approach(pos.x_um, pos.y_um))
+        if self.plan.imaging.settle_s > 0:
+            self._timed(w, FieldStep.SETTLE, lambda: time.sleep(self.plan.imaging.settle_s))
+        self._timed(w, FieldStep.FOCUS, lambda: self._field_focus(w))
+        frame = self._timed(w, FieldStep.CAPTURE, self.camera.capture)
+        result = self._timed(w, FieldStep.ANALYSE, lambda: self.vision.analyse(frame))
+        if result.n_candidates > 0 and (w.focus_source == "guess" or self._far_from_map(pos)):
+            # something is in view and the map could not say where focus is (or has no point near here to
+            # say it from): focus on it, then look again
+            self._timed(w, FieldStep.FOCUS, lambda: self._autofocus_field(w))
+            frame = self._timed(w, FieldStep.CAPTURE, self.camera.capture)
+            result = self._timed(w, FieldStep.ANALYSE, lambda: self.vision.analyse(frame))
+        w.n_candidates = result.n_candidates
+        for k, v in result.timings_s.items():
+            w.timings[k] = w.timings.get(k, 0.0) + v
+        for det in self._new_first(result.detections, frame):
+            self._object(w, det, frame)
+        self._checkpoint(FieldStep.COMMIT)
+        n_s = sum(o.kind == "structure" for o in w.objects)
+        rec = FieldRecord(pos.cell, seq, pos.x_um, pos.y_um, w.z_um, w.focus_source, w.n_candidates, n_s,
+                          len(w.objects) - n_s, self._clock() - t_dev, time.monotonic() - t_wall, w.timings)
+        ids = self.store.commit_field(self.scan_id, rec, w.objects, w.annotations, w.files)
+        with self._lock:
+            self._done[pos.cell] = result.n_candidates > 0
+            self._n_struct += n_s
+            self._n_debris += len(w.objects) - n_s
+            self._n_run += 1
+        for oid, o in zip(ids, w.objects, strict=True):
+            self._emit(ObjectRecorded(replace(o, id=oid)))
+        self._emit(FieldDone(rec, self.status()))
+        return result.n_candidates > 0
+
+    def _timed(self, w: _FieldWork, step: FieldStep, fn: Callable[[], Any]) -> Any:
+        self._checkpoint(step)
+        t = time.perf_counter()
+        out = fn()
+        w.timings[step.value] = w.timings.get(step.value, 0.0) + time.perf_counter() - t
+        return out
+
+    def _approach(self, x: float, y: float) -> None:
+        """Move so the stage ends moving +x, +y (backlash taken up the same way every time)."""
+        a = self.plan.imaging.approach_um
+        if a > 0:
+            try:
+                self.stage.move_to_um(x=x - a, y=y - a)
+            except StageLimitError:  # at the very edge of the travel: go straight there (backlash stays)
+                pass
+        self.stage.move_to_um(x=x, y=y)
+
+    def _field_focus(self, w: _FieldWork) -> None:
+        """Set the field's z from the focus map, or the best guess, or by autofocus.
+
+        The map's prediction when it is sure; else the best guess, and autofocus follows only if the frame
+        then shows something (an empty field costs one frame); always autofocus with ``field_focus: autofocus``.
+        """
+        p = self.stage.position_um()
+        pred = self.focus_map.predict(p.x_um, p.y_um)
+        if self.plan.focus.field_focus == "autofocus":
+            self._autofocus_field(w)
+            return
+        if pred is not None and pred[1] <= self.plan.focus.search_range_um / 2:
+            try:
+                self.stage.focus_to_um(pred[0])
+                w.z_um, w.focus_source = pred[0], "map"
+                return
+            except StageLimitError:  # the map extrapolated beyond the focus travel: use the last good z
+                pred = None
+        guess = pred[0] if pred is not None else (self._z_guess if self._z_guess is not None else p.z_um)
+        self.stage.focus_to_um(guess)
+        w.z_um, w.focus_source = guess, "guess"
+
+    def _autofocus_field(self, w: _FieldWork) -> None:
+        p = self.stage.position_um()
+        guess = w.z_um if w.focus_source == "guess" else (self._z_guess if self._z_guess is not None else p.z_um)
+        out = self.focuser.focus(self.stage, self.camera, guess, self.plan.focus.search_range_um, None)
+        if out.ok:
+            w.z_um, w.focus_source = out.z_um, "autofocus"
+            self._z_guess = out.z_um
+            # Field focus is on what lies on the glass (dust, the foot of a print): one surface, which the map
+            # models. A structure's own focus sits half its height above the glass, so it is recorded with the
+            # structure but kept out of the map.
+            self._add_focus_point(p.x_um, p.y_um, out.z_um)
+        else:
+            self.stage.focus_to_um(guess)
+            w.z_um, w.focus_source = guess, "autofocus-unsure"
+
+    def _add_focus_point(self, x: float, y: float, z: float) -> None:
+        self.focus_map.add(x, y, z)
+        self._focus_points.append((x, y))
+
+    def _far_from_map(self, pos: FieldPosition) -> bool:
+        """No focused point within ``MAP_REFRESH_UM``: the map would be extrapolating, so measure one here."""
+        r2 = MAP_REFRESH_UM * MAP_REFRESH_UM
+        return not any((x - pos.x_um) ** 2 + (y - pos.y_um) ** 2 <= r2 for x, y in self._focus_points)
+
+    def _stage_xy(self, det: Detection, frame: Frame) -> tuple[float, float]:
+        x0, y0, x1, y1 = det.box_px
+        return self.cal.pixel_to_stage((x0 + x1 - 1) / 2.0, (y0 + y1 - 1) / 2.0,
+                                       (frame.position.x_um, frame.position.y_um))
+
+    def _box_um(self, det: Detection, frame: Frame) -> tuple[float, float, float, float]:
+        x0, y0, x1, y1 = det.box_px
+        xy = (frame.position.x_um, frame.position.y_um)
+        a = self.cal.pixel_to_stage(x0 - 0.5, y0 - 0.5, xy)
+        b = self.cal.pixel_to_stage(x1 - 0.5, y1 - 0.5, xy)
+        return (min(a[0], b[0]), min(a[1], b[1]), max(a[0], b[0]), max(a[1], b[1]))
+
+    def _duplicate(self, kind: str, x: float, y: float) -> bool:
+        return any(k.kind == kind and k.contains(x, y, DUPLICATE_MARGIN_UM) for k in self._known)
+
+    def _new_first(self, dets: Sequence[Detection], frame: Frame) -> list[Detection]:
+        """Detections not yet recorded, structures first (centring moves the stage away from this frame)."""
+        fresh = [d for d in dets if not self._duplicate(d.kind, *self._stage_xy(d, frame))]
+        return sorted(fresh, key=lambda d: d.kind != "structure")
+
+    # -- one object -----------------------------------------------------------------------------------------
+    def _object(self, w: _FieldWork, det: Detection, field_frame: Frame) -> None:
+        if det.kind != "structure":
+            if not self._duplicate("debris", *self._stage_xy(det, field_frame)):
+                self._record_debris(w, det, field_frame)
+            return
+        if not self.plan.imaging.centre:
+            self._structure(w, det, field_frame)
+            return
+        t = time.perf_counter()
+        found = self._centre(det, field_frame)
+        w.timings["centre"] = w.timings.get("centre", 0.0) + time.perf_counter() - t
+        if found is None:
+            return
+        det2, frame2 = found
+        x, y = self._stage_xy(det2, frame2)
+        if self._duplicate(det2.kind, x, y):
+            return
+        if det2.kind != "structure":
+            self._record_debris(w, det2, frame2)
+            return
+        self._structure(w, det2, frame2)
+
+    def _centre(self, det: Detection, frame: Frame) -> tuple[Detection, Frame] | None:
+        """Bring the object to the frame's centre and find it again there (its old box, centred, if not)."""
+        self._checkpoint(FieldStep.CENTRE)
+        w, h = self.camera.size_px
+        cur_det, cur_frame = det, frame
+        for _ in range(MAX_CENTRING_MOVES):
+            x, y = self._stage_xy(cur_det, cur_frame)
+            self._approach(x, y)
+            cur_frame = self.camera.capture()
+            res = self.vision.analyse(cur_frame)
+            near = _nearest(res.detections, (w - 1) / 2.0, (h - 1) / 2.0)
+            if near is None:
+                # seen from the field but not here (a faint object at the gate's edge): keep what the field
+                # saw, now centred, rather than lose a structure
+                return _recentred(cur_det, (w, h)), cur_frame
+            cur_det = near
+            bx0, by0, bx1, by1 = near.box_px
+            off = max(abs((bx0 + bx1 - 1) / 2.0 - (w - 1) / 2.0), abs((by0 + by1 - 1) / 2.0 - (h - 1) / 2.0))
+            if off <= 8 and not near.touches_edge((w, h)):
+                break
+        return cur_det, cur_frame
+
+    def _next_name(self) -> str:
+        self._next_object += 1
+        return f"obj_{self.scan_id:03d}_{self._next_object:05d}"
+
+    def _crop_box(self, det: Detection) -> tuple[int, int, int, int]:
+        m = self.plan.imaging.crop_margin_px
+        w, h = self.camera.size_px
+        x0, y0, x1, y1 = det.box_px
+        return (max(0, x0 - m), max(0, y0 - m), min(w, x1 + m), min(h, y1 + m))
+
+    def _record_debris(self, w: _FieldWork, det: Detection, frame: Frame) -> None:
+        self._checkpoint(FieldStep.RECORD)
+        x, y = self._stage_xy(det, frame)
+        b = self._box_um(det, frame)
+        self._known.append(_Known("debris", b))
+        w.objects.append(ObjectRecord(cell=w.pos.cell, kind="debris", cls=det.cls, confidence=det.confidence,
+                                      x_um=x, y_um=y, z_um=frame.position.z_um, width_um=b[2] - b[0],
+                                      height_um=b[3] - b[1], box=det.box_px, scores=dict(det.scores)))
+
+    def _structure(self, w: _FieldWork, det: Detection, frame: Frame) -> None:
+        """Focus on a centred structure, take its stack, reconstruct it and record it."""
+        x, y = self._stage_xy(det, frame)
+        b_um = self._box_um(det, frame)
+        self._known.append(_Known("structure", b_um))
+        self._checkpoint(FieldStep.FOCUS_STRUCTURE)
+        t = time.perf_counter()
+        out = self.focuser.focus(self.stage, self.camera, w.z_um, self.plan.focus.search_range_um, det.box_px)
+        w.timings["focus_structure"] = w.timings.get("focus_structure", 0.0) + time.perf_counter() - t
+        self._checkpoint(FieldStep.STACK)
+        t = time.perf_counter()
+        cx0, cy0, cx1, cy1 = self._crop_box(det)
+        planes, zs = [], []
+        best = None
+        for off in self.plan.focus.stack_offsets_um:
+            self.stage.focus_to_um(out.z_um + off)
+            f = self.camera.capture()
+            planes.append(f.image[cy0:cy1, cx0:cx1])
+            zs.append(f.position.z_um)
+            if off == 0.0:
+                best = f
+        stack = np.stack(planes)
+        self.stage.focus_to_um(out.z_um)
+        w.timings["stack"] = w.timings.get("stack", 0.0) + time.perf_counter() - t
+        self._checkpoint(FieldStep.RECONSTRUCT)
+        t = time.perf_counter()
+        focused = best if best is not None else frame
+        crop = np.ascontiguousarray(focused.image[cy0:cy1, cx0:cx1])
+        local_box = (det.box_px[0] - cx0, det.box_px[1] - cy0, det.box_px[2] - cx0, det.box_px[3] - cy0)
+        mask = structure_mask(crop, local_box)
+        heights, base = height_map(stack, zs, mask)
+        w.timings["reconstruct"] = w.timings.get("reconstruct", 0.0) + time.perf_counter() - t
+        self._checkpoint(FieldStep.RECORD)
+        t = time.perf_counter()
+        name = self._next_name()
+        um_px = self.cal.um_per_px
+        paths = [self.folder.png("frames", name, focused.image), self.folder.png("crops", name, crop),
+                 self.folder.stack(name, stack, zs, um_px), self.folder.heights(name, heights),
+                 self.folder.plot_3d(name, heights, um_px, f"{det.cls} {name[-5:]}")]
+        w.files.extend(paths)
+        fw, fh = self.camera.size_px
+        frame_rel = self.folder.rel(paths[0])
+        for d in self.vision.analyse(focused).detections:  # every box in the saved frame, for the exports
+            w.annotations.append(Annotation(frame_rel, fw, fh, d.cls, *d.box_px))
+        valid = heights[np.isfinite(heights)]
+        w.objects.append(ObjectRecord(
+            cell=w.pos.cell, kind="structure", cls=det.cls, confidence=det.confidence, x_um=x, y_um=y,
+            z_um=out.z_um, width_um=b_um[2] - b_um[0], height_um=b_um[3] - b_um[1], frame_path=frame_rel,
+            box=det.box_px, crop_path=self.folder.rel(paths[1]), stack_path=self.folder.rel(paths[2]),
+            height_map_path=self.folder.rel(paths[3]), plot_path=self.folder.rel(paths[4]), scores=dict(det.scores),
+            extra={"focus_frames": out.frames, "focus_ok": out.ok, "base_z_um": base,
+                   "max_height_um": float(np.percentile(valid, 98)) if valid.size else 0.0,
+                   "crop_origin_px": [cx0, cy0], "stage_xy_um": [focused.position.x_um, focused.position.y_um],
+                   "true_position_um": _true_position(focused)}))
+        w.timings["record"] = w.timings.get("record", 0.0) + time.perf_counter() - t
+
+    # -- resume -----------------------------------------------------------------------------------------------
+    def _load_committed(self) -> None:
+        """Pick up an interrupted scan: done cells, recorded objects (for duplicates), the fields' focus points."""
+        for f in self.store.fields(self.scan_id):
+            self._done[f.cell] = f.n_candidates > 0
+            if f.focus_source == "autofocus":
+                self._add_focus_point(f.x_um, f.y_um, f.z_um)
+        for o in self.store.objects(self.scan_id):
+            self._known.append(_Known(o.kind, (o.x_um - o.width_um / 2, o.y_um - o.height_um / 2,
+                                               o.x_um + o.width_um / 2, o.y_um + o.height_um / 2)))
+            if o.kind == "structure":
+                self._n_struct += 1
+            else:
+                self._n_debris += 1
+        self._next_object = len(self.store.objects(self.scan_id))
+
+
+def _true_position(frame: Frame) -> list[float] | None:
+    """The simulator's true stage position of a frame (for scoring), None from real hardware."""
+    true = frame.meta.get("true_position_um")
+    return [float(v) for v in true] if isinstance(true, tuple) else None
+
+
+def _recentred(det: Detection, size_px: tuple[int, int]) -> Detection:
+    """``det``'s box moved to the middle of a frame (after the stage centred it), clipped to the frame."""
+    x0, y0, x1, y1 = det.box_px
+    bw, bh = x1 - x0, y1 - y0
+    w, h = size_px
+    nx0, ny0 = max(0, (w - bw) // 2), max(0, (h - bh) // 2)
+    return replace(det, box_px=(nx0, ny0, min(w, nx0 + bw), min(h, ny0 + bh)))
+
+
+def _nearest(dets: Sequence[Detection], cx: float, cy: float) -> Detection | None:
+    """The detection whose box centre is nearest ``(cx, cy)``, preferring one whose box contains it."""
+    if not dets:
+        return None
+
+    def key(d: Detection) -> tuple[bool, float]:
+        x0, y0, x1, y1 = d.box_px
+        inside = x0 <= cx < x1 and y0 <= cy < y1
+        return (not inside, (((x0 + x1 - 1) / 2 - cx) ** 2 + ((y0 + y1 - 1) / 2 - cy) ** 2))
+
+    return min(dets, key=key)

@@ -1,0 +1,279 @@
+"""Assemble a scan: devices, vision, focus, calibration, store and folder; run it; write the summary.
+
+:func:`sim_microscope` builds the virtual microscope from a seed and ``--sim-set`` overrides;
+:func:`run_scan` runs a plan on any open Stage and Camera and leaves ``summary.json`` (and, on the virtual
+microscope, the ground truth and the scores) in the scan folder. The command line (``appliance/scan/cli.py``)
+and the tests both come through here.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from appliance.hardware.camera.base import Camera
+from appliance.hardware.stage.base import Stage
+from appliance.results.files import ScanFolder
+from appliance.results.store import ObjectRecord, ResultStore, write_durably
+from appliance.scan.calibration import Calibration, calibrate
+from appliance.scan.events import Event
+from appliance.scan.grid import make_grid
+from appliance.scan.plan import ScanPlan
+from appliance.scan.protocols import Focuser, FocusMapLike, Vision
+from appliance.scan.runner import ScanRunner, ScanStatus
+
+SIM_SECTIONS = ("slide", "optics", "sensor", "stage")
+
+
+def parse_sim_sets(items: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Parse ``SECTION.KEY=VALUE`` items (values as YAML scalars or lists) into per-section mappings.
+
+    Raises
+    ------
+    ValueError
+        An item without ``=`` or a section other than ``slide``, ``optics``, ``sensor``, ``stage``.
+    """
+    out: dict[str, dict[str, Any]] = {s: {} for s in SIM_SECTIONS}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        section, dot, name = key.strip().partition(".")
+        if not sep or not dot or not name:
+            raise ValueError(f"--sim-set {item!r}: must look like SECTION.KEY=VALUE, e.g. slide.debris_per_mm2=40")
+        if section not in SIM_SECTIONS:
+            raise ValueError(f"--sim-set {item!r}: section must be one of {', '.join(SIM_SECTIONS)}, got {section!r}")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            raise ValueError(f"--sim-set {item!r}: value {raw!r} is not a number, word or [list]") from None
+        out[section][name] = tuple(value) if isinstance(value, list) else value
+    return out
+
+
+def _build(cls: type, section: str, values: Mapping[str, Any], **fixed: Any) -> Any:
+    known = {f.name for f in fields(cls)}
+    for k in values:
+        if k not in known:
+            raise ValueError(f"--sim-set {section}.{k}: unknown parameter; allowed: {', '.join(sorted(known))}")
+    try:
+        return cls(**{**fixed, **values})
+    except TypeError as exc:
+        raise ValueError(f"--sim-set {section}: {exc}") from None
+
+
+def sim_microscope(seed: int, sets: Mapping[str, Mapping[str, Any]] | None = None) -> Any:
+    """The virtual microscope for a scan: ``seed`` and the ``--sim-set`` overrides, every value checked."""
+    from appliance.sim.microscope import VirtualMicroscope
+    from appliance.sim.optics import OpticsParams
+    from appliance.sim.sensor import SensorParams
+    from appliance.sim.slide import SlideParams
+    from appliance.sim.stage import SimStageParams
+
+    sets = sets or {}
+    try:
+        slide = _build(SlideParams, "slide", sets.get("slide", {}))
+        optics = _build(OpticsParams, "optics", sets.get("optics", {}))
+        sensor = _build(SensorParams, "sensor", sets.get("sensor", {}))
+        stage = _build(SimStageParams, "stage", sets.get("stage", {}))
+    except ValueError as exc:
+        msg = str(exc)
+        raise ValueError(msg if msg.startswith("--sim-set") else f"--sim-set: {msg}") from None
+    return VirtualMicroscope(seed=seed, slide=slide, optics=optics, sensor=sensor, stage=stage)
+
+
+@dataclass(frozen=True)
+class ScanOutcome:
+    """What :func:`run_scan` leaves: the scan's id, final status, and summary (also in ``summary.json``)."""
+
+    scan_id: int
+    status: ScanStatus
+    summary: dict[str, Any]
+    out_dir: Path
+    db_path: Path
+
+
+def scan_area(plan: ScanPlan, slide_size_um: tuple[float, float] | None) -> tuple[float, float, float, float]:
+    """``(left, top, right, bottom)`` of the scan: the plan's edges, or the whole (virtual) slide.
+
+    Raises
+    ------
+    ValueError
+        The plan gives no edges and there is no virtual slide to take them from.
+    """
+    g = plan.grid
+    if not g.whole_slide:
+        return (float(g.left), float(g.top), float(g.right), float(g.bottom))  # type: ignore[arg-type]
+    if slide_size_um is None:
+        raise ValueError("plan grid: give top, left, bottom, right (a real slide's extent is not known)")
+    return (0.0, 0.0, float(slide_size_um[0]), float(slide_size_um[1]))
+
+
+def run_scan(stage: Stage, camera: Camera, vision: Vision, focuser: Focuser, focus_map: FocusMapLike,
+             plan: ScanPlan, out_dir: Path, db_path: Path, area_um: tuple[float, float, float, float],
+             calibration: Calibration | None = None, device_clock: Callable[[], float] | None = None,
+             on_event: Callable[[Event], None] | None = None, config: Mapping[str, Any] | None = None,
+             resume: bool = True, truth: Mapping[str, Any] | None = None,
+             z_start_um: float | None = None, runner_hook: Callable[[ScanRunner], None] | None = None,
+             height_truth: HeightTruth | None = None) -> ScanOutcome:
+    """Run (or resume) a scan into ``out_dir`` with its rows in ``db_path``; write ``summary.json``.
+
+    The stage and camera must be open. Without a ``calibration`` the runner measures one where it starts
+    (see :func:`appliance.scan.calibration.calibrate`). With ``resume`` an unfinished scan into the same
+    folder is continued from its committed fields. ``truth`` (the virtual slide's) adds the scores.
+    """
+    folder = ScanFolder(out_dir).create()
+    with ResultStore(db_path) as store:
+        old = store.unfinished_scan(out_dir) if resume else None
+        if old is not None:
+            cal = Calibration.from_mapping(old.config["calibration"])
+            scan_id = old.id
+            store.reopen_scan(scan_id)
+        else:
+            t = time.perf_counter()
+            if calibration is None:  # measure where the sample is: the middle of the area
+                stage.move_to_um(x=(area_um[0] + area_um[2]) / 2, y=(area_um[1] + area_um[3]) / 2)
+            cal = calibration if calibration is not None else calibrate(stage, camera)
+            cal_s = time.perf_counter() - t
+        grid = make_grid(plan.grid, area_um, cal.fov_um)
+        if old is None:
+            snapshot = {"plan": plan.to_mapping(), "calibration": cal.to_mapping(), "area_um": list(area_um),
+                        "grid": {"rows": grid.rows, "columns": grid.columns}, **dict(config or {})}
+            scan_id = store.create_scan(plan.name, out_dir, snapshot, grid.n_fields)
+            write_durably(folder.root / "scan.json", json.dumps(
+                {"scan_id": scan_id, "db": str(Path(db_path).resolve()), "calibration_s": cal_s}).encode())
+        runner = ScanRunner(stage, camera, vision, focuser, focus_map, store, folder, plan, grid, cal, scan_id,
+                            device_clock=device_clock, on_event=on_event, z_start_um=z_start_um)
+        if runner_hook is not None:
+            runner_hook(runner)
+        status = runner.run()
+        summary = summarise(store, scan_id, area_um, truth)
+        rmse = _height_rmse(store, scan_id, folder, height_truth, summary) if height_truth else None
+        store.set_summary(scan_id, summary)
+        write_durably(folder.root / "summary.json", json.dumps(summary, indent=1).encode())
+        write_outputs(store, scan_id, folder, grid.fov_um, area_um, summary, rmse)
+    return ScanOutcome(scan_id, status, summary, folder.root, Path(db_path))
+
+
+HeightTruth = Callable[[ObjectRecord, np.ndarray], "np.ndarray | None"]
+
+
+def write_outputs(store: ResultStore, scan_id: int, folder: ScanFolder, fov_um: tuple[float, float],
+                  area_um: Sequence[float], summary: Mapping[str, Any],
+                  height_rmse: Mapping[int, float] | None = None) -> Path:
+    """Write the exports and ``report.html`` of a scan into its folder; return the report's path."""
+    from appliance.results.export import to_coco_json, to_csv
+    from appliance.results.report import write_report
+
+    ann = store.annotations(scan_id)
+    write_durably(folder.root / "export.csv", to_csv(ann).encode())
+    write_durably(folder.root / "export_coco.json", to_coco_json(ann, f"tppscan scan {scan_id}").encode())
+    return write_report(folder.root, store.scan(scan_id), store.fields(scan_id), store.objects(scan_id), summary,
+                        fov_um, area_um, height_rmse)
+
+
+def _height_rmse(store: ResultStore, scan_id: int, folder: ScanFolder, height_truth: HeightTruth,
+                 summary: dict[str, Any]) -> dict[int, float]:
+    """Per structure: RMSE of its height map against the truth; per type, the RMS over its structures."""
+    from appliance.results.score import height_errors
+
+    per_obj: dict[int, float] = {}
+    per_type: dict[str, list[tuple[float, int]]] = {}
+    for o in store.objects(scan_id, "structure"):
+        if not o.height_map_path:
+            continue
+        heights = np.load(folder.root / o.height_map_path)
+        true = height_truth(o, heights)
+        if true is None:
+            continue
+        rmse, n = height_errors(heights, true)
+        if n:
+            per_obj[o.id] = rmse
+            per_type.setdefault(o.cls, []).append((rmse, n))
+    summary["height_rmse_um_by_type"] = {
+        t: float(np.sqrt(sum(r * r * n for r, n in v) / sum(n for _, n in v))) for t, v in sorted(per_type.items())}
+    summary["height_rmse_um_by_structure"] = {str(k): v for k, v in per_obj.items()}
+    return per_obj
+
+
+def sim_height_truth(scope: Any) -> HeightTruth:
+    """Height truth from the virtual slide: the true map of the structure a record matched, on its pixels."""
+    from appliance.results.score import true_heights_on_pixels
+
+    structures = [o for o in scope.slide.objects if o.kind == "structure"]
+
+    def truth(o: ObjectRecord, heights: np.ndarray) -> np.ndarray | None:
+        extra = o.extra or {}
+        pos = extra.get("true_position_um")
+        if not pos:
+            return None
+        hit = [s for s in structures if s.bbox_um[0] - 5 <= o.x_um <= s.bbox_um[2] + 5
+               and s.bbox_um[1] - 5 <= o.y_um <= s.bbox_um[3] + 5]
+        if not hit:
+            return None
+        s = hit[0]
+        return true_heights_on_pixels(s.center_um, s.pitch_um, s.height_um, (pos[0], pos[1]),
+                                      scope.camera.size_px, scope.camera.um_per_px,
+                                      tuple(extra["crop_origin_px"]), heights.shape)
+
+    return truth
+
+
+def summarise(store: ResultStore, scan_id: int, area_um: tuple[float, float, float, float],
+              truth: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Counts, timings and (with ``truth``) the scores of a scan, as ``summary.json`` holds them."""
+    from appliance.results.score import score
+
+    scan = store.scan(scan_id)
+    flds = store.fields(scan_id)
+    objs = store.objects(scan_id)
+    stage_t = sorted(f.stage_time_s for f in flds)
+    out: dict[str, Any] = {
+        "scan_id": scan_id, "name": scan.name, "status": scan.status, "finish_reason": scan.finish_reason,
+        "fields_done": len(flds), "fields_planned": scan.fields_planned,
+        "structures_recorded": sum(o.kind == "structure" for o in objs),
+        "debris_recorded": sum(o.kind == "debris" for o in objs),
+        "stage_time_s_total": float(sum(stage_t)),
+        "stage_time_s_per_field_median": stage_t[len(stage_t) // 2] if stage_t else None,
+        "wall_time_s_total": float(sum(f.wall_time_s for f in flds)),
+    }
+    steps: dict[str, float] = {}
+    for f in flds:
+        for k, v in f.timings.items():
+            steps[k] = steps.get(k, 0.0) + v
+    out["wall_time_s_by_step"] = {k: round(v, 3) for k, v in sorted(steps.items(), key=lambda kv: -kv[1])}
+    if truth is not None:
+        out.update(score(objs, truth, area_um))
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in out.items()}
+
+
+def service_hooks(control: Any) -> tuple[Callable[[ScanRunner], None], Callable[[Event], None]]:
+    """Connect a run to the service's ``ScanControl`` (``appliance/service/daemon.py``).
+
+    Returns ``(runner_hook, on_event)`` for :func:`run_scan`: after every committed field the control's
+    ``checkpoint()`` is asked (it waits while the service is paused; True means stop, and the runner is
+    cancelled at its next step boundary), and progress goes to ``control.report``.
+    """
+    from appliance.scan.events import FieldDone
+
+    holder: dict[str, ScanRunner] = {}
+
+    def hook(runner: ScanRunner) -> None:
+        holder["runner"] = runner
+
+    def on_event(event: Event) -> None:
+        if not isinstance(event, FieldDone):
+            return
+        s = event.status
+        control.report(scan_id=s.scan_id, fields_done=s.fields_done, fields_total=s.fields_planned,
+                       structures=s.structures, eta_s=s.eta_s)
+        if control.checkpoint() and "runner" in holder:
+            holder["runner"].cancel()
+
+    return hook, on_event

@@ -1,0 +1,79 @@
+import csv
+import json
+import re
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import tifffile
+
+from appliance.results.export import CSV_COLUMNS
+from appliance.results.store import ResultStore
+
+
+def test_csv_export_has_the_seeds_columns_and_boxes_inside_frames(finished_scan):
+    out, _ = finished_scan
+    with (out.out_dir / "export.csv").open() as f:
+        rows = list(csv.reader(f))
+    assert tuple(rows[0]) == CSV_COLUMNS == ("filename", "width", "height", "class", "xmin", "ymin", "xmax", "ymax")
+    assert len(rows) > 1
+    for r in rows[1:]:
+        w, h, x0, y0, x1, y1 = map(int, (r[1], r[2], r[4], r[5], r[6], r[7]))
+        assert 0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h
+        assert (out.out_dir / r[0]).is_file()
+
+
+def test_coco_export_loads_in_pycocotools(finished_scan, capsys):
+    from pycocotools.coco import COCO
+
+    out, _ = finished_scan
+    coco = COCO(str(out.out_dir / "export_coco.json"))
+    n_csv = len((out.out_dir / "export.csv").read_text().splitlines()) - 1
+    assert len(coco.getAnnIds()) == n_csv
+    names = {c["name"] for c in coco.loadCats(coco.getCatIds())}
+    with ResultStore(out.db_path) as st:
+        types = {o.cls for o in st.objects(out.scan_id, "structure")}
+    assert types <= names
+    for img in coco.loadImgs(coco.getImgIds()):
+        assert (out.out_dir / img["file_name"]).is_file()
+
+
+def test_focus_stacks_are_ome_tiff_with_their_z_positions(finished_scan):
+    out, _ = finished_scan
+    with ResultStore(out.db_path) as st:
+        objs = st.objects(out.scan_id, "structure")
+    for o in objs:
+        with tifffile.TiffFile(out.out_dir / o.stack_path) as tf:
+            assert tf.is_ome
+            data = tf.asarray()
+            root = ET.fromstring(tf.ome_metadata)
+        ns = {"ome": root.tag.split("}")[0].strip("{")}
+        pixels = root.find(".//ome:Pixels", ns)
+        assert pixels.get("DimensionOrder").startswith("XY") and int(pixels.get("SizeZ")) == data.shape[0]
+        zs = [float(p.get("PositionZ")) for p in sorted(pixels.findall("ome:Plane", ns),
+                                                        key=lambda p: int(p.get("TheZ")))]
+        assert len(zs) == data.shape[0] >= 3
+        assert np.all(np.diff(zs) > 0)  # planes climb through focus
+        assert min(zs) <= o.z_um <= max(zs)
+
+
+def test_report_links_resolve_and_every_plot_is_there(finished_scan):
+    out, _ = finished_scan
+    page = (out.out_dir / "report.html").read_text()
+    refs = re.findall(r"(?:src|href)='([^']+)'|(?:src|href)=\"([^\"]+)\"", page)
+    targets = [a or b for a, b in refs]
+    assert {"slide_map.png", "focus_map.png", "timings.png", "export.csv", "export_coco.json"} <= set(targets)
+    for t in targets:
+        assert (out.out_dir / t).is_file(), t
+    s = json.loads((out.out_dir / "summary.json").read_text())
+    for key in ("recall", "type_accuracy", "debris_as_structure", "position_error_um_median", "duplicates"):
+        assert key in page
+    assert s["structures_found"] == page.count("alt='3-D view")
+
+
+def test_height_maps_are_scored_per_type(finished_scan):
+    out, _ = finished_scan
+    s = out.summary
+    assert set(s["height_rmse_um_by_type"]) <= {"woodpile", "microlens", "scaffold", "pentagon", "split_ring"}
+    assert s["height_rmse_um_by_type"]
+    for v in s["height_rmse_um_by_type"].values():
+        assert v >= 0 and np.isfinite(v)

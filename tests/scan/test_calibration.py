@@ -1,0 +1,52 @@
+import numpy as np
+import pytest
+
+from appliance.scan.calibration import Calibration, CalibrationError, calibrate, image_shift_px
+from appliance.sim.microscope import VirtualMicroscope
+
+
+def test_calibration_recovers_the_simulators_scale():
+    scope = VirtualMicroscope(seed=5)
+    with scope.stage, scope.camera:
+        scope.stage.move_to_um(x=3000, y=3000)
+        cal = calibrate(scope.stage, scope.camera)
+    s = scope.camera.um_per_px
+    np.testing.assert_allclose(cal.m, [[s, 0], [0, s]], atol=0.01 * s)
+    assert cal.residual_um < 1.0
+    # pixel -> stage: the frame centre is the stage position, pixel (0, 0) is half a frame up-left
+    assert cal.pixel_to_stage(319.5, 239.5, (100.0, 200.0)) == pytest.approx((100.0, 200.0), abs=1e-6)
+    x, y = cal.pixel_to_stage(0, 0, (0.0, 0.0))
+    assert x == pytest.approx(-319.5 * s, rel=0.01) and y == pytest.approx(-239.5 * s, rel=0.01)
+    u, v = cal.stage_to_pixel(*cal.pixel_to_stage(12.0, 34.0, (5.0, 6.0)), (5.0, 6.0))
+    assert (u, v) == pytest.approx((12.0, 34.0))
+
+
+def test_phase_correlation_measures_a_known_shift():
+    # a textured frame cut at two offsets
+    rng = np.random.default_rng(0)
+    tex = (rng.random((900, 900)) * 255).astype(np.uint8)
+    import cv2
+    tex = cv2.GaussianBlur(tex, (0, 0), 2)
+    a = np.ascontiguousarray(tex[200:440, 200:520])
+    b = np.ascontiguousarray(tex[205:445, 190:510])  # content moved +10 px in x, -5 px in y
+    du, dv, resp = image_shift_px(a, b)
+    assert (du, dv) == pytest.approx((10, -5), abs=0.2) and resp > 0.2
+
+
+def test_calibration_round_trips_and_rejects_bad_files(tmp_path):
+    cal = Calibration(((0.5, 0.01), (-0.01, 0.5)), (640, 480), 0.1, (0.2, -0.1))
+    cal.save(tmp_path / "c.yaml")
+    assert Calibration.load(tmp_path / "c.yaml") == cal
+    with pytest.raises(ValueError, match="invertible"):
+        Calibration.from_mapping({"matrix": [[1, 1], [1, 1]], "size_px": [640, 480]})
+    with pytest.raises(ValueError, match="matrix"):
+        Calibration.from_mapping({"size_px": [640, 480]})
+
+
+def test_blank_slide_is_a_calibration_error():
+    from appliance.sim.slide import SlideParams
+    scope = VirtualMicroscope(seed=1, slide=SlideParams(n_structures=0, debris_per_mm2=0))
+    with scope.stage, scope.camera:
+        scope.stage.move_to_um(x=2000, y=2000)
+        with pytest.raises(CalibrationError, match="no texture"):
+            calibrate(scope.stage, scope.camera, search=1)

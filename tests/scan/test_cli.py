@@ -1,0 +1,108 @@
+import json
+
+import pytest
+
+from appliance.cli import main
+
+TINY = ["--sim-set", "slide.width_um=1000", "--sim-set", "slide.height_um=1000", "--sim-set", "slide.n_structures=1",
+        "--sim-set", "slide.debris_per_mm2=3"]
+
+
+@pytest.mark.parametrize("argv, code, words", [
+    (["scan", "--seed", "-1"], 2, ["--seed", "-1"]),
+    (["scan", "--seed", "x"], 2, ["--seed", "'x'"]),
+    (["scan", "--sim-set", "debris=4"], 2, ["SECTION.KEY=VALUE", "debris=4"]),
+    (["scan", "--sim-set", "lamp.power=4"], 2, ["section must be one of", "lamp"]),
+    (["scan", "--sim-set", "slide.colour=red"], 2, ["slide.colour", "unknown parameter"]),
+    (["scan", "--sim-set", "slide.debris_per_mm2=999"], 2, ["debris_per_mm2", "999"]),
+    (["scan", "--sim-set", "stage.z_mode=hydraulic"], 2, ["z_mode", "hydraulic"]),
+    (["scan", "--plan", "/nonexistent/plan.yaml"], 1, ["--plan", "/nonexistent/plan.yaml"]),
+    (["scan", "--stage", "warp"], 2, ["--stage", "warp"]),
+    (["scan", "--progress", "loud"], 2, ["--progress", "loud"]),
+    (["calibrate", "--step-um", "0"], 2, ["--step-um", "0"]),
+    (["results", "list", "--db", "/nonexistent/t.db"], 1, ["/nonexistent/t.db"]),
+])
+def test_bad_values_exit_with_one_line(argv, code, words, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) if code == 2 and argv[1] in ("--seed", "--stage", "--progress") else _nothing():
+        got = main(argv)
+        assert got == code
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err
+    for w in words:
+        assert w in err
+
+
+class _nothing:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        return False
+
+
+def test_bad_plan_file_names_the_key(tmp_path, capsys):
+    plan = tmp_path / "p.yaml"
+    plan.write_text("grid: {overlap: 70}\n")
+    assert main(["scan", "--plan", str(plan), "--out", str(tmp_path / "s")]) == 2
+    err = capsys.readouterr().err
+    assert "grid.overlap[x]" in err and "70" in err and len(err.strip().splitlines()) == 1
+
+
+def test_out_that_is_a_file_is_refused(tmp_path, capsys):
+    f = tmp_path / "f"
+    f.write_text("x")
+    assert main(["scan", "--out", str(f)]) == 2
+    assert "not a directory" in capsys.readouterr().err
+
+
+def test_product_path_without_models_is_a_clear_error_not_a_fallback(tmp_path, capsys, monkeypatch):
+    import sys
+
+    for mod in ("appliance.vision", "appliance.vision.pipeline", "appliance.vision.detector",
+                "appliance.vision.classifier"):
+        monkeypatch.setitem(sys.modules, mod, None)  # as in a build without appliance/vision
+    assert main(["scan", *TINY, "--out", str(tmp_path / "s")]) == 2
+    err = capsys.readouterr().err
+    assert "sim-truth" in err and "not installed" in err
+    assert not (tmp_path / "s" / "summary.json").exists()
+
+
+def test_scan_then_results_commands(tmp_path, capsys):
+    out = tmp_path / "out" / "scan"
+    code = main(["scan", "--sim", "--seed", "5", *TINY, "--out", str(out), "--vision", "sim-truth",
+                 "--focus", "sim-truth", "--progress", "log"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "NOTE vision: sim-truth TEST DOUBLE" in captured.err
+    assert "fields" in captured.err and "%" in captured.err  # log lines, not a bar, off a terminal
+    assert "report:" in captured.out
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "finished"
+    assert (out / "report.html").is_file() and (tmp_path / "out" / "tppscan.db").is_file()
+
+    assert main(["results", "list", "--db", str(tmp_path / "out" / "tppscan.db")]) == 0
+    assert "finished" in capsys.readouterr().out
+    assert main(["results", "show", str(out)]) == 0
+    assert "recall" in capsys.readouterr().out
+    assert main(["results", "export", str(out), "--format", "csv", "--out", str(tmp_path / "exp")]) == 0
+    assert (tmp_path / "exp" / "export.csv").read_text().startswith("filename,width,height,class,")
+    assert main(["results", "show", str(tmp_path)]) == 1
+    assert "not a scan folder" in capsys.readouterr().err
+
+
+def test_calibrate_writes_a_calibration(tmp_path, capsys):
+    out = tmp_path / "cal.yaml"
+    assert main(["calibrate", "--seed", "2", "--out", str(out)]) == 0
+    from appliance.scan.calibration import Calibration
+
+    cal = Calibration.load(out)
+    assert abs(cal.um_per_px - 0.56) < 0.01
+    assert "um/px" in capsys.readouterr().out
+
+
+def test_help_on_every_command(capsys):
+    for argv in (["scan", "--help"], ["calibrate", "--help"], ["results", "--help"], ["results", "export", "--help"]):
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        assert e.value.code == 0
