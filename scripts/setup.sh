@@ -6,7 +6,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(gcc-avr avr-libc binutils-avr simavr libsimavr-dev libsimavrparts1 avrdude
-              gcc make pkg-config libelf-dev clang libclang-rt-dev python3-venv systemd chromium)
+              gcc make pkg-config libelf-dev clang libclang-rt-dev python3-venv systemd)
+
+# Wanted but not everywhere installable (Ubuntu ships chromium only as a snap): the browser tests need it.
+OPTIONAL_APT_PACKAGES=(chromium)
 
 log() { printf '[setup] %s\n' "$*" >&2; }
 
@@ -29,6 +32,17 @@ install_system_packages() {
     log "apt-get install ${missing[*]}"
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+install_optional_packages() {
+    command -v dpkg-query >/dev/null || return 0
+    local sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo -n"
+    for p in "${OPTIONAL_APT_PACKAGES[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" && continue
+        log "apt-get install $p (optional: headless browser tests)"
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$p" >/dev/null 2>&1 \
+            || log "could not install $p: the browser tests will say so"
+    done
 }
 
 is_jetson() { [ -f "${TPPSCAN_TEGRA_RELEASE:-/etc/nv_tegra_release}" ]; }
@@ -76,4 +90,5 @@ PY
 }
 
 install_system_packages
+install_optional_packages
 install_python_packages

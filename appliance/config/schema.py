@@ -63,7 +63,6 @@ class CameraConfig(_Section):
     fps: float = Field(30.0, gt=0.0, le=240.0)
     exposure_ms: float = Field(10.0, gt=0.0, le=10000.0)
     timeout_s: Seconds = 2.0
-    retries: int = Field(3, ge=0, le=100, description="captures retried before a field is recorded as failed")
 
     @model_validator(mode="after")
     def _source_named(self) -> CameraConfig:
@@ -115,25 +114,10 @@ class CalibrationConfig(_Section):
 
 
 class ScanDefaults(_Section):
-    """What a scan does when the trigger gives no plan."""
+    """What a scan started by a trigger does."""
 
-    plan: str | None = Field(None, description="a scan plan YAML file; none: the whole slide area below")
-    area_um: tuple[float, float, float, float] = Field((0.0, 0.0, 10000.0, 10000.0),
-                                                       description="x0, y0, x1, y1 of the area to scan, µm")
-    overlap: float = Field(0.1, ge=0.0, le=0.5)
-    order: Literal["snake", "raster", "spiral", "adaptive"] = "snake"
-    autofocus: Literal["sweep", "classical", "neural", "map"] = "map"
-    on_camera_error: Literal["skip_field", "stop"] = "skip_field"
-    min_free_mb: int = Field(500, ge=0, le=10**7, description="a scan stops before a field when less is free")
-
-    @field_validator("area_um")
-    @classmethod
-    def _area(cls, v: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
-        if not all(math.isfinite(a) for a in v):
-            raise ValueError("must be four finite numbers")
-        if v[2] <= v[0] or v[3] <= v[1]:
-            raise ValueError("must be x0, y0, x1, y1 with x1 > x0 and y1 > y0")
-        return v
+    plan: str | None = Field(None, description="a scan plan YAML file (tppscan scan --help shows the format); "
+                                               "none: the default plan over the whole slide")
 
 
 class ModelsConfig(_Section):
@@ -197,6 +181,13 @@ class TriggersConfig(_Section):
     socket: SocketTrigger = SocketTrigger()
 
 
+class LiveConfig(_Section):
+    """The read-only live view, served on a Unix socket (reach it with ssh -L 8080:<socket> host)."""
+
+    enabled: bool = True
+    socket: str = "/run/tppscan/http.sock"
+
+
 class LoggingConfig(_Section):
     """Log lines on stdout (journald) and in a rotating file."""
 
@@ -218,6 +209,7 @@ class Config(_Section):
     models: ModelsConfig = ModelsConfig()
     paths: PathsConfig = PathsConfig()
     triggers: TriggersConfig = TriggersConfig()
+    live: LiveConfig = LiveConfig()
     logging: LoggingConfig = LoggingConfig()
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from appliance.config.schema import Config
@@ -18,13 +19,26 @@ log = logging.getLogger("tppscan.service")
 def run_service(cfg: Config) -> int:
     """Run the service until SIGTERM; the process's exit code."""
     from appliance.service.backend import ScanBackend
+    from appliance.service.live import LiveServer
+    from appliance.service.live_feed import FeedLogHandler, LiveFeed
 
     setup_logging(cfg.logging.level, cfg.paths.log_dir if cfg.logging.file else None,
                   max_bytes=cfg.logging.max_bytes, backups=cfg.logging.backups)
-    backend = ScanBackend(cfg)
-    service = Service(backend, connect_retry_s=cfg.stage.connect_retry_s)
-    with _triggers(cfg, service, backend):
-        return service.run()
+    feed = LiveFeed()
+    logging.getLogger().addHandler(FeedLogHandler(feed))
+    backend = ScanBackend(cfg, feed)
+    service = Service(backend, connect_retry_s=cfg.stage.connect_retry_s, on_status=lambda st: feed.status(**st))
+    live = None
+    if cfg.live.enabled:
+        live = LiveServer(cfg.live.socket, feed, Path(cfg.paths.data_dir) / "scans", group=cfg.triggers.socket.group,
+                          mode=cfg.triggers.socket.mode)
+        live.start()
+    try:
+        with _triggers(cfg, service, backend):
+            return service.run()
+    finally:
+        if live is not None:
+            live.stop()
 
 
 @contextlib.contextmanager

@@ -108,8 +108,10 @@ class _Shared:
 class Service:
     """The daemon's state machine; ``run()`` is the main loop."""
 
-    def __init__(self, backend: Backend, *, connect_retry_s: float = 5.0, notifier: Notifier | None = None) -> None:
+    def __init__(self, backend: Backend, *, connect_retry_s: float = 5.0, notifier: Notifier | None = None,
+                 on_status: Any = None) -> None:
         self.backend = backend
+        self.on_status = on_status
         self.connect_retry_s = connect_retry_s
         self.notify = notifier or Notifier()
         self._lock = threading.Lock()
@@ -223,6 +225,8 @@ class Service:
         elif st["last_outcome"]:
             text += f" (last scan {st['last_outcome']})"
         self.notify.send(status=text)
+        if self.on_status is not None:
+            self.on_status(st)
 
     def request_shutdown(self, signum: int | None = None, frame: FrameType | None = None) -> None:
         """SIGTERM/SIGINT: stop the scan between fields (it stays resumable) and leave the main loop."""

@@ -1,0 +1,204 @@
+"""The service's scan side: devices from the config, the product vision and autofocus, the scan runner.
+
+One scan folder per scan under ``<data_dir>/scans/``; all scans in one SQLite database ``<data_dir>/tppscan.db``.
+A START resumes the newest unfinished scan (one stopped by STOP, SIGTERM, a crash or a power cut) before it
+begins a new one, so no field is lost or done twice. The runner's pause/resume/cancel follow the service's
+:class:`ScanControl`; its events feed the progress, the log and the live view.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from appliance.config.schema import Config
+from appliance.service.daemon import ScanControl
+from appliance.service.devices import Devices, open_devices
+from appliance.service.live_feed import LiveFeed
+from appliance.service.logs import log_context, scan_log_file
+
+log = logging.getLogger("tppscan.scan")
+OUTCOME = {"completed": "done", "cancelled": "interrupted", "failed": "failed"}
+
+
+class ScanBackend:
+    """What :class:`~appliance.service.daemon.Service` drives: connect, warm, run one scan, close."""
+
+    def __init__(self, cfg: Config, feed: LiveFeed | None = None) -> None:
+        self.cfg = cfg
+        self.feed = feed
+        self.data_dir = Path(cfg.paths.data_dir)
+        self.db_path = self.data_dir / "tppscan.db"
+        self.devices: Devices | None = None
+        self._plan: Any = None
+
+    # -- lifecycle -------------------------------------------------------------------------------------------------
+
+    def warm(self) -> None:
+        """Check the plan and the model files, compile the kernels: every start-up error before any device moves."""
+        import kernels
+
+        self._plan = self._load_plan()
+        self._check_models()
+        kernels.warmup()
+
+    def connect(self) -> None:
+        """Open the devices (raises when one is missing; the service retries)."""
+        if self.devices is None:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            self.devices = open_devices(self.cfg)
+            log.info("devices: stage %s, camera %s", type(self.devices.stage).__name__,
+                     type(self.devices.camera).__name__)
+
+    def close(self) -> None:
+        """Close the devices; safe twice."""
+        d, self.devices = self.devices, None
+        if d is not None:
+            d.close()
+
+    def board_messages(self) -> list[str]:
+        """``[MSG:...]`` lines the stage board pushed (its button), when the stage is a GRBL board."""
+        stage = self.devices.stage if self.devices else None
+        take = getattr(stage, "pending_messages", None)
+        return list(take()) if take is not None else []
+
+    # -- one scan -----------------------------------------------------------------------------------------------
+
+    def run_scan(self, control: ScanControl) -> str:
+        """Resume the newest unfinished scan, or start a new one; done | interrupted | failed."""
+        from appliance.scan.session import run_scan, scan_area
+
+        if self.devices is None:
+            raise RuntimeError("the devices are not connected")
+        dev = self.devices
+        out_dir = self._scan_folder()
+        out_dir.mkdir(parents=True, exist_ok=True)
+        vision, focuser, fmap = self._pipeline(dev)
+        scope = dev.scope
+        area = scan_area(self._plan, self._slide_size(scope))
+        if self.feed is not None:
+            self.feed.reset_map()
+        events = _EventBridge(control, self.feed, area)
+        stop_watch = threading.Event()
+        with scan_log_file(out_dir.name, out_dir / "scan.log"), log_context(scan=out_dir.name):
+            log.info("scan folder %s", out_dir)
+            outcome = run_scan(dev.stage, dev.camera, vision, focuser, fmap, self._plan, out_dir, self.db_path,
+                               area, on_event=events, resume=True,
+                               truth=scope.truth() if scope is not None else None,
+                               runner_hook=lambda r: _watch(control, r, stop_watch, events))
+            stop_watch.set()
+        reason = outcome.status.reason.value if outcome.status.reason is not None else "failed"
+        log.info("scan %s ended: %s", out_dir.name, reason)
+        return OUTCOME.get(reason, "failed")
+
+    # -- helpers --------------------------------------------------------------------------------------------------
+
+    def _scan_folder(self) -> Path:
+        """The newest unfinished scan's folder, else a new one named by the UTC time."""
+        scans = self.data_dir / "scans"
+        if self.db_path.exists():
+            from appliance.results.store import ResultStore
+
+            with ResultStore(self.db_path) as store:
+                for rec in sorted(store.scans(), key=lambda r: r.id, reverse=True):
+                    if rec.status != "finished" and Path(rec.out_dir).is_dir():
+                        return Path(rec.out_dir)
+        name = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+        out = scans / name
+        n = 1
+        while out.exists():
+            n += 1
+            out = scans / f"{name}-{n}"
+        return out
+
+    def _load_plan(self) -> Any:
+        from appliance.scan.plan import ScanPlan
+
+        if self.cfg.scan.plan:
+            path = Path(self.cfg.scan.plan)
+            try:
+                return ScanPlan.from_yaml(path.read_text(encoding="utf-8"))
+            except OSError as exc:
+                raise OSError(f"scan.plan {path}: cannot read: {exc.strerror or exc}") from None
+        return ScanPlan()
+
+    def _check_models(self) -> None:
+        """Load the model files once, so a missing or broken one stops the service at start, not mid-scan."""
+        from appliance.scan.adapters import PipelineVision
+
+        PipelineVision(self._um_per_px_guess())
+
+    def _um_per_px_guess(self) -> float:
+        o = self.cfg.optics
+        return o.pixel_um / o.magnification
+
+    def _pipeline(self, dev: Devices) -> tuple[Any, Any, Any]:
+        from appliance.scan.adapters import AutofocusFocuser, FocusMapAdapter, PipelineVision
+
+        um_per_px = float(getattr(dev.camera, "um_per_px", self._um_per_px_guess()))
+        fmap = FocusMapAdapter()
+        travel = dev.scope.stage.params.travel_z_um if dev.scope is not None and self.cfg.stage.kind == "sim" \
+            else (0.0, 180.0)
+        clock = dev.scope.clock.now_s if dev.scope is not None and self.cfg.stage.kind == "sim" else None
+        focuser = AutofocusFocuser(self._plan.focus.strategy, travel, fmap, now_s=clock)
+        return PipelineVision(um_per_px), focuser, fmap
+
+    @staticmethod
+    def _slide_size(scope: Any) -> tuple[float, float] | None:
+        if scope is None:
+            return None
+        p = scope.slide.params
+        return (float(p.width_um), float(p.height_um))
+
+
+class _EventBridge:
+    """Runner events -> the service's progress and the live view."""
+
+    def __init__(self, control: ScanControl, feed: LiveFeed | None, area: tuple[float, float, float, float]) -> None:
+        self.control = control
+        self.feed = feed
+        self.area = area
+        self.fov: tuple[float, float] = (0.0, 0.0)
+
+    def __call__(self, event: Any) -> None:
+        from appliance.scan.events import FieldDone, ObjectRecorded
+
+        if isinstance(event, FieldDone):
+            st = event.status
+            f = event.field
+            self.control.report(scan_id=str(st.scan_id), fields_done=st.fields_done, fields_total=st.fields_planned,
+                                structures=st.structures, eta_s=st.eta_s)
+            if self.feed is not None:
+                w, h = self.fov
+                self.feed.field(f.x_um - w / 2, f.y_um - h / 2, w, h, f.z_um)
+                self.feed.status(state="scanning", scan_id=str(st.scan_id), fields_done=st.fields_done,
+                                 fields_total=st.fields_planned, structures=st.structures, eta_s=st.eta_s,
+                                 area_um=list(self.area))
+        elif isinstance(event, ObjectRecorded) and self.feed is not None:
+            o = event.obj
+            self.feed.obj(o.x_um, o.y_um, o.kind, o.cls)
+
+
+def _watch(control: ScanControl, runner: Any, done: threading.Event, events: _EventBridge) -> None:
+    """Follow pause/resume/stop requests onto the runner from a small thread (the runner checks between steps)."""
+    grid = getattr(runner, "grid", None)
+    if grid is not None and hasattr(grid, "fov_um"):
+        events.fov = (float(grid.fov_um[0]), float(grid.fov_um[1]))
+
+    def follow() -> None:
+        paused = False
+        while not done.wait(0.1):
+            if control.stop_requested.is_set():
+                runner.cancel()
+                return
+            if control.paused and not paused:
+                runner.pause()
+                paused = True
+            elif not control.paused and paused:
+                runner.resume()
+                paused = False
+
+    threading.Thread(target=follow, name="scan-control", daemon=True).start()

@@ -1,0 +1,118 @@
+"""Open the stage and camera the config names (never a silent switch to the simulator).
+
+``stage.kind: sim`` and ``camera.kind: sim`` give the virtual microscope (its camera renders where its stage is);
+``stage.kind: grbl`` opens the board on ``stage.port`` (or the first port with ``stage.usb_id``); a real camera
+kind opens that camera. A sim camera with a real stage renders the virtual slide where the real stage reports it is
+(for bench tests of a board); a real camera with the sim stage is refused, since its frames could not follow.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Any
+
+from appliance.config.schema import CameraConfig, Config
+from appliance.hardware.camera.base import Camera
+from appliance.hardware.stage.base import Stage
+
+
+@dataclass
+class Devices:
+    """The open devices; ``scope`` is the virtual microscope when one is used (for ground truth)."""
+
+    stage: Stage
+    camera: Camera
+    scope: Any | None
+    stack: contextlib.ExitStack
+
+    def close(self) -> None:
+        """Close everything opened, last first."""
+        self.stack.close()
+
+
+def open_camera(cfg: CameraConfig, position_source: Any = None) -> Camera:
+    """A real camera (not opened) from its config section."""
+    if cfg.kind == "opencv":
+        from appliance.hardware.camera.opencv import OpenCVCamera
+
+        return OpenCVCamera(cfg.device, cfg.width, cfg.height, cfg.fps, cfg.exposure_ms, cfg.timeout_s,
+                            position_source=position_source)
+    if cfg.kind == "gstreamer":
+        from appliance.hardware.camera.gstreamer import GStreamerCamera
+
+        return GStreamerCamera(cfg.sensor_id, cfg.width, cfg.height, cfg.fps, cfg.exposure_ms, cfg.timeout_s,
+                               pipeline=cfg.pipeline, position_source=position_source)
+    if cfg.kind == "jetson":
+        from appliance.hardware.camera.jetson import JetsonCamera
+
+        uri = cfg.device if "://" in cfg.device else f"v4l2://{cfg.device}"
+        return JetsonCamera(uri, cfg.width, cfg.height, cfg.fps, cfg.timeout_s, position_source=position_source)
+    if cfg.kind == "files":
+        from appliance.hardware.camera.files import ImageFolderCamera
+
+        return ImageFolderCamera(cfg.folder or "", loop=cfg.loop, exposure_ms=cfg.exposure_ms,
+                                 position_source=position_source)
+    raise ValueError(f"camera.kind {cfg.kind!r} is not a hardware camera")
+
+
+def _sim_scope(cfg: Config) -> Any:
+    from appliance.scan.session import parse_sim_sets, sim_microscope
+
+    items = [f"{k}={v}" for k, v in cfg.sim.set.items()]
+    return sim_microscope(cfg.sim.seed, parse_sim_sets(items))
+
+
+def open_devices(cfg: Config) -> Devices:
+    """Open stage and camera as configured.
+
+    Raises
+    ------
+    ValueError
+        A combination that cannot work (a real camera on the simulated stage).
+    StageError, CameraError, OSError
+        A device is missing or refuses (the service logs it and retries).
+    """
+    stack = contextlib.ExitStack()
+    try:
+        if cfg.stage.kind == "sim":
+            if cfg.camera.kind != "sim":
+                raise ValueError(f"camera.kind {cfg.camera.kind!r} with stage.kind 'sim': a real camera cannot "
+                                 "follow a simulated stage; use camera.kind: sim, or a real stage")
+            scope = _sim_scope(cfg)
+            stack.enter_context(scope.stage)
+            stack.enter_context(scope.camera)
+            return Devices(scope.stage, scope.camera, scope, stack)
+        stage = _open_stage(cfg, stack)
+        if cfg.camera.kind == "sim":
+            from appliance.scan.coupled import ReportedPositionStage
+            from appliance.sim.camera import SimCamera
+
+            scope = _sim_scope(cfg)
+            cam: Camera = SimCamera(ReportedPositionStage(stage), scope.slide,  # type: ignore[arg-type]
+                                    scope.camera.optics, scope.camera.sensor, seed=cfg.sim.seed)
+            stack.enter_context(cam)
+            return Devices(stage, cam, scope, stack)
+        cam = open_camera(cfg.camera, position_source=getattr(stage, "last_position_um", None))
+        stack.enter_context(cam)
+        return Devices(stage, cam, None, stack)
+    except BaseException:
+        stack.close()
+        raise
+
+
+def _open_stage(cfg: Config, stack: contextlib.ExitStack) -> Stage:
+    if cfg.stage.kind == "simavr":
+        from appliance.scan.coupled import simavr_stage
+
+        return stack.enter_context(simavr_stage())
+    from appliance.hardware.stage.grbl import GrblStage, GrblStageConfig
+
+    auto = cfg.stage.port == "auto"
+    gcfg = GrblStageConfig(port=None if auto else cfg.stage.port, usb_id=cfg.stage.usb_id if auto else None,
+                           baud=cfg.stage.baud, focus=cfg.stage.focus, um_per_servo_degree=cfg.stage.um_per_degree,
+                           boot_delay_s=2.0)  # an Arduino resets when the port opens
+    stage = stack.enter_context(GrblStage(gcfg))
+    if cfg.stage.home_on_start:
+        stage.home()
+    return stage
