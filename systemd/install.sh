@@ -54,8 +54,6 @@ else
     [ -x "$py" ] || { echo "install.sh: no Python with tppscan at $py (run scripts/setup.sh, or set PYTHON)" >&2; exit 1; }
     mkdir -p "$DESTDIR/etc/tppscan"
     (cd "$home" && "$py" -m appliance.cli config show --defaults) > "$DESTDIR/etc/tppscan/config.yaml.new"
-    sed -i 's|^  detector: models/|  detector: /opt/tppscan/models/|; s|^  classifier: models/|  classifier: /opt/tppscan/models/|; s|^  focus_net: models/|  focus_net: /opt/tppscan/models/|' \
-        "$DESTDIR/etc/tppscan/config.yaml.new"
     mv "$DESTDIR/etc/tppscan/config.yaml.new" "$DESTDIR/etc/tppscan/config.yaml"
     chmod 0644 "$DESTDIR/etc/tppscan/config.yaml"
     log "wrote /etc/tppscan/config.yaml (defaults; edit it, then: tppscan config check)"

@@ -121,13 +121,13 @@ class ScanDefaults(_Section):
 
 
 class ModelsConfig(_Section):
-    """The model files and how to run them (``appliance.vision``)."""
+    """The model files and how to run them (``appliance.vision``); unset files are the ones shipped in models/."""
 
-    detector: str = Field("models/detector/detector.onnx")
+    detector: str | None = Field(None, description="the detector ONNX file (labels.txt beside it); null: shipped")
     detector_backend: Literal["auto", "onnxruntime", "opencv", "jetson"] = "auto"
-    detector_threshold: float = Field(0.5, gt=0.0, lt=1.0)
-    classifier: str = Field("models/classifier/classifier.tflite")
-    focus_net: str = Field("models/focusnet/focusnet.tflite")
+    detector_threshold: float | None = Field(None, gt=0.0, lt=1.0,
+                                             description="detection score threshold; null: the model card's")
+    classifier: str | None = Field(None, description="the classifier .tflite (labels.txt beside it); null: shipped")
     threads: int = Field(2, ge=1, le=64)
 
 

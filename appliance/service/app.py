@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,11 @@ def run_service(cfg: Config) -> int:
     feed = LiveFeed()
     logging.getLogger().addHandler(FeedLogHandler(feed))
     backend = ScanBackend(cfg, feed)
+    try:  # the plan and the model files: every start-up error before a trigger or a device is touched
+        backend.warm()
+    except (OSError, ValueError) as exc:
+        print(f"tppscan run: {exc}", file=sys.stderr)
+        return 2 if isinstance(exc, ValueError) else 1
     service = Service(backend, connect_retry_s=cfg.stage.connect_retry_s, on_status=lambda st: feed.status(**st))
     live = None
     if cfg.live.enabled:

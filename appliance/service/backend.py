@@ -34,6 +34,7 @@ class ScanBackend:
         self.db_path = self.data_dir / "tppscan.db"
         self.devices: Devices | None = None
         self._plan: Any = None
+        self._models: tuple[Any, Any] | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------------------------
 
@@ -41,8 +42,10 @@ class ScanBackend:
         """Check the plan and the model files, compile the kernels: every start-up error before any device moves."""
         import kernels
 
+        if self._models is not None:
+            return
         self._plan = self._load_plan()
-        self._check_models()
+        self._models = self._load_models()
         kernels.warmup()
 
     def connect(self) -> None:
@@ -125,11 +128,16 @@ class ScanBackend:
                 raise OSError(f"scan.plan {path}: cannot read: {exc.strerror or exc}") from None
         return ScanPlan()
 
-    def _check_models(self) -> None:
-        """Load the model files once, so a missing or broken one stops the service at start, not mid-scan."""
-        from appliance.scan.adapters import PipelineVision
+    def _load_models(self) -> tuple[Any, Any]:
+        """Load the configured model files once, so a missing or broken one stops the service at start."""
+        from appliance.vision.classifier import StructureClassifier
+        from appliance.vision.detector import DEFAULT_THRESHOLD, Detector
 
-        PipelineVision(self._um_per_px_guess())
+        m = self.cfg.models
+        detector = Detector(Path(m.detector) if m.detector else None, None, backend=m.detector_backend,
+                            threshold=m.detector_threshold or DEFAULT_THRESHOLD, threads=m.threads)
+        classifier = StructureClassifier(m.classifier, num_threads=m.threads)
+        return detector, classifier
 
     def _um_per_px_guess(self) -> float:
         o = self.cfg.optics
@@ -137,14 +145,19 @@ class ScanBackend:
 
     def _pipeline(self, dev: Devices) -> tuple[Any, Any, Any]:
         from appliance.scan.adapters import AutofocusFocuser, FocusMapAdapter, PipelineVision
+        from appliance.vision.pipeline import Pipeline
 
+        if self._models is None:
+            self._models = self._load_models()
         um_per_px = float(getattr(dev.camera, "um_per_px", self._um_per_px_guess()))
         fmap = FocusMapAdapter()
         travel = dev.scope.stage.params.travel_z_um if dev.scope is not None and self.cfg.stage.kind == "sim" \
             else (0.0, 180.0)
         clock = dev.scope.clock.now_s if dev.scope is not None and self.cfg.stage.kind == "sim" else None
         focuser = AutofocusFocuser(self._plan.focus.strategy, travel, fmap, now_s=clock)
-        return PipelineVision(um_per_px), focuser, fmap
+        detector, classifier = self._models
+        vision = PipelineVision(um_per_px, Pipeline(detector, classifier, um_per_px=um_per_px, skip_empty=True))
+        return vision, focuser, fmap
 
     @staticmethod
     def _slide_size(scope: Any) -> tuple[float, float] | None:

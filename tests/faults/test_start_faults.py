@@ -2,10 +2,8 @@
 must exit with ONE line naming the problem (1: a file that cannot be read, 2: a bad value) before it
 connects anything or starts the service; never a traceback, never a hang, never a failure mid-scan.
 
-The model checks are ``xfail(strict=True)``: nothing in main loads ``models.*`` before the service starts (the
-loaders in ``appliance.vision`` give clear errors, tested in ``tests/vision`` and ``tests/classifier_focus``, but
-the service's scan backend that calls them is being written). When it lands these tests XPASS and fail on
-purpose: remove the mark then.
+The model checks: the service's scan backend loads the configured model files before it touches a trigger or a
+device; the loaders in ``appliance.vision`` name the file and what was expected.
 """
 
 from __future__ import annotations
@@ -98,9 +96,6 @@ def _bad_detector(tmp_path: Path, kind: str) -> Path:
     return path   # "missing": never written
 
 
-@pytest.mark.xfail(strict=True, reason="appliance/service/app.py: run_service imports appliance.service.backend "
-                   "(not in main), so nothing loads models.detector/classifier/focus_net before the service "
-                   "starts; the loaders themselves (appliance.vision, ModelError/ModelFileError) name the file")
 @pytest.mark.parametrize("kind", ["missing", "corrupt", "wrong-shape"])
 def test_bad_model_file_is_one_line_at_start(tmp_path, kind):
     detector = _bad_detector(tmp_path, kind)

@@ -82,7 +82,7 @@ def test_install_script_dry_run_writes_every_file(tmp_path: Path) -> None:
               "etc/tmpfiles.d/tppscan.conf", "etc/tppscan/config.yaml"):
         assert (tmp_path / f).is_file(), f
     cfg = load_config(tmp_path / "etc/tppscan/config.yaml")
-    assert cfg.models.detector.startswith("/opt/tppscan/models/")
+    assert cfg.models.detector is None  # the shipped model
     (tmp_path / "etc/tppscan/config.yaml").write_text("camera: {width: 800}\n")  # a user's edit survives a rerun
     subprocess.run(["bash", str(ROOT / "systemd/install.sh"), "--destdir", str(tmp_path)], check=True,
                    capture_output=True, timeout=120, env=env)
