@@ -25,7 +25,7 @@ import numpy as np
 import yaml
 
 from appliance.hardware.camera.base import Camera
-from appliance.hardware.stage.base import Stage
+from appliance.hardware.stage.base import Stage, StageLimitError
 
 
 class CalibrationError(RuntimeError):
@@ -200,7 +200,10 @@ def calibrate(stage: Stage, camera: Camera, step_um: float = 40.0, approach_um: 
     w, h = camera.size_px
     for i, j in _spiral_offsets(search + 1):
         x0, y0 = start.x_um + i * search_step_um, start.y_um + j * search_step_um
-        pairs = _measure(stage, camera, x0, y0, step_um, approach_um, min_response)
+        try:
+            pairs = _measure(stage, camera, x0, y0, step_um, approach_um, min_response)
+        except StageLimitError:  # this place of the spiral is beyond the travel (a start near an edge): skip it
+            continue
         if pairs is not None:
             return _fit(pairs, (w, h))
     raise CalibrationError(f"no texture for phase correlation at {search + 1} places from "
