@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import shutil
 import subprocess
 import sys
@@ -42,8 +43,8 @@ def _logs(args: argparse.Namespace) -> int:
     if not 0 <= args.lines <= 10**6:
         print(f"tppscan logs: error: --lines must be 0..1000000, got {args.lines}", file=sys.stderr)
         return 2
-    if args.scan is not None and not args.scan.isalnum():
-        print(f"tppscan logs: error: --scan must be a scan id (letters and digits), got {args.scan!r}",
+    if args.scan is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", args.scan):
+        print(f"tppscan logs: error: --scan must be a scan id (letters, digits, - and _), got {args.scan!r}",
               file=sys.stderr)
         return 2
     log_dir = _log_dir(args)
