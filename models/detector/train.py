@@ -28,7 +28,8 @@ QUICK_IMAGES = 16
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Options of ``tppscan train detector``."""
-    p.add_argument("--data", type=Path, required=True, help="training set from `tppscan dataset detection`")
+    p.add_argument("--data", type=Path, nargs="+", required=True,
+                   help="training set(s) from `tppscan dataset detection` (several folders are concatenated)")
     p.add_argument("--val", type=Path, default=None, help="held-out set for the final mAP (optional)")
     p.add_argument("--out", type=Path, required=True, help="output folder (created)")
     p.add_argument("--steps", type=int, default=4000, help="optimizer steps, 1..1000000 (default 4000)")
@@ -101,6 +102,27 @@ def load_frames(data_dir: Path, input_hw: tuple[int, int] = (INPUT_H, INPUT_W),
     return frames, targets, images
 
 
+def load_sets(data_dirs: list[Path], limit: int | None = None) -> tuple[np.ndarray, list[dict[str, np.ndarray]]]:
+    """The frames and targets of several dataset folders, concatenated (``limit`` applies to the whole).
+
+    Raises
+    ------
+    OSError
+        A folder is not a detection dataset or has no frames.
+    """
+    frames, targets = [], []
+    for d in data_dirs:
+        left = None if limit is None else limit - sum(len(f) for f in frames)
+        if left is not None and left <= 0:
+            break
+        f, t, _ = load_frames(d, limit=left)
+        if len(f) == 0:
+            raise OSError(f"{d}: the dataset has no frames")
+        frames.append(f)
+        targets.extend(t)
+    return np.concatenate(frames), targets
+
+
 def _batch(frames: np.ndarray, targets: list[dict[str, np.ndarray]], idx: np.ndarray,
            rng: np.random.Generator) -> tuple[Any, dict[str, Any]]:
     """One training batch as torch tensors, flipped and jittered."""
@@ -151,9 +173,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     steps = QUICK_STEPS if args.quick else args.steps
     batch = min(args.batch, 4) if args.quick else args.batch
     t0 = time.monotonic()
-    frames, targets, _ = load_frames(args.data, limit=QUICK_IMAGES if args.quick else None)
-    if len(frames) == 0:
-        raise OSError(f"{args.data}: the dataset has no frames")
+    frames, targets = load_sets(args.data, limit=QUICK_IMAGES if args.quick else None)
     load_s = time.monotonic() - t0
     net = DetectorNet(width=args.width)
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
@@ -208,7 +228,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     write_labels(args.out / "labels.txt")
     log: dict[str, Any] = {
         "command": "tppscan train detector " + " ".join(sys.argv[3:] if len(sys.argv) > 3 else []),
-        "data": str(args.data), "frames": len(frames), "steps_planned": steps, "steps_done": done,
+        "data": [str(d) for d in args.data], "frames": len(frames), "steps_planned": steps, "steps_done": done,
         "stopped_by_clock": done < steps, "bf16": bf16, "batch": batch, "lr": args.lr, "width": args.width,
         "seed": args.seed, "threads": args.threads, "parameters": count_parameters(net), "load_s": round(load_s, 1),
         "train_s": round(train_s, 1), "history": history, "onnx_bytes": onnx_path.stat().st_size,
