@@ -37,8 +37,8 @@ from appliance.service.live import LiveServer
 from appliance.service.live_feed import LiveFeed
 
 N_FRAMES = 24
-ROUNDS = 9
-FRAMES_PER_ROUND = 72
+ROUNDS = 7
+FRAMES_PER_ROUND = 48
 
 
 def _frames():

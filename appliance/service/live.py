@@ -160,7 +160,7 @@ class LiveServer:
         if self._thread is not None:
             self._thread.join(10)
             self._thread = None
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(FileNotFoundError, NotADirectoryError):  # never made (a failed start)
             self.path.unlink()
 
     # -- handlers -------------------------------------------------------------------------------------------------

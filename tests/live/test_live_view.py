@@ -139,3 +139,13 @@ def test_event_stream_sends_the_map_in_pieces(served) -> None:  # noqa: ANN001
     assert third["map"]["epoch"] == first["map"]["epoch"] + 1
     assert third["map"]["fields_from"] == 0 and [f["x"] for f in third["map"]["fields"]] == [9]
     c.close()
+
+
+@pytest.mark.parametrize("where", ["under-a-file", "too-long"])
+def test_a_socket_that_cannot_be_made_is_an_os_error_not_a_hang(tmp_path: Path, where: str) -> None:
+    (tmp_path / "file").write_text("")
+    path = tmp_path / "file" / "http.sock" if where == "under-a-file" else tmp_path / ("x" * 120) / "http.sock"
+    server = LiveServer(path, LiveFeed())
+    with pytest.raises(OSError):
+        server.start()
+    server.stop()
