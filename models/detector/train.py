@@ -110,9 +110,10 @@ def load_sets(data_dirs: list[Path], limit: int | None = None) -> tuple[np.ndarr
     OSError
         A folder is not a detection dataset or has no frames.
     """
-    frames, targets = [], []
+    frames: list[np.ndarray] = []
+    targets: list[dict[str, np.ndarray]] = []
     for d in data_dirs:
-        left = None if limit is None else limit - sum(len(f) for f in frames)
+        left = None if limit is None else limit - sum(f.shape[0] for f in frames)
         if left is not None and left <= 0:
             break
         f, t, _ = load_frames(d, limit=left)
