@@ -4,16 +4,17 @@ The loop is the scan's tightest one: capture -> analyse (the product vision when
 classical gate with the ground-truth namer) -> the runner's ``FrameAnalysed`` event through the service's event
 bridge into the :class:`LiveFeed`, on 640x480 frames with 1-5 structures replayed from the virtual microscope (a
 camera hands over a buffer; the simulator's rendering is not the appliance's cost). The live server runs in this
-process as in the service. Three conditions in alternating rounds, medians compared:
+process, as in the service.
 
-- ``bare``: no live feed at all;
-- ``unwatched``: the feed gets every frame, the server runs, nobody watches;
-- ``watched``: a client reads the event stream and fetches ``/frame.jpg`` whenever it announces a new frame, one
-  request at a time, as the page does. The client is a thread of this process, so its own work counts against
-  the scan (a real browser is another process, on another machine).
-
-Bars: watched >= 0.95 x unwatched frames/s (the must-show) and unwatched >= 0.95 x bare. Frames are encoded only
-in the watched rounds.
+- Watched vs unwatched (the must-show): frames/s over rounds of the loop, alternating between nobody watching and a
+  client that reads the event stream and fetches ``/frame.jpg`` whenever it announces a newer frame, one request
+  at a time, as the page does. The client is a thread of this process, so its own work counts against the scan (a
+  real browser is another process, on another machine). A round's rate is frames over wall time (throughput: a
+  cost that hits a few frames counts); the two conditions run as a pair of rounds in turn order (ABBA), and the
+  median of the pairs' ratios drops the pairs another process preempted. Bar: watched >= 0.95 x unwatched; no
+  frame encoded in an unwatched round.
+- The hand-over itself: the event bridge's call per frame, warm median (``timing.median_s``), against the analysis
+  of one frame. Bar: <= 1 %.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import time
 from pathlib import Path
 
 import pytest
+from timing import median_s
 
 from appliance.hardware.camera.base import Frame
 from appliance.scan.events import FrameAnalysed
@@ -37,8 +39,8 @@ from appliance.service.live import LiveServer
 from appliance.service.live_feed import LiveFeed
 
 N_FRAMES = 24
-ROUNDS = 7
-FRAMES_PER_ROUND = 48
+ROUNDS = 12
+FRAMES_PER_ROUND = N_FRAMES  # each round sees the same frames
 
 
 def _frames():
@@ -148,42 +150,48 @@ def test_scan_loop_with_a_client_watching(benchmark, tmp_path):
         f = frames[next(count) % len(frames)]
         return Frame(f.image.copy(), f.position, f.time_s, f.exposure_ms, f.meta)
 
-    def bare() -> None:
-        vision.analyse(capture())
-
     def fed() -> None:
         frame = capture()
         result = vision.analyse(frame)
         bridge(FrameAnalysed(frame, result.detections))
 
+    one = frames[0]
+    event = FrameAnalysed(one, vision.analyse(one).detections)
+    handover_s = median_s(lambda: bridge(event), rounds=500)
+    analyse_s = median_s(lambda: vision.analyse(one), rounds=15)
     server = LiveServer(tmp_path / "http.sock", feed, tmp_path)
     server.start()
     try:
-        for _ in range(2):  # warm every path once
-            bare()
+        for _ in range(2):  # warm the path once
             fed()
-        rates: dict[str, list[float]] = {"bare": [], "unwatched": [], "watched": []}
+        rates: dict[str, list[float]] = {"unwatched": [], "watched": []}
         encoded_unwatched = 0
         frames_watched = 0
-        for _ in range(ROUNDS):  # alternating: load that slows one condition slows the others too
-            rates["bare"].append(_rate(bare, FRAMES_PER_ROUND))
-            before = server.frames_encoded
-            rates["unwatched"].append(_rate(fed, FRAMES_PER_ROUND))
-            encoded_unwatched += server.frames_encoded - before
-            with _Watcher(server.path) as w:
-                rates["watched"].append(_rate(fed, FRAMES_PER_ROUND))
-            frames_watched += w.frames
+        for k in range(ROUNDS):  # paired rounds, in turn order (ABBA): load drifting over a pair hits both
+            for cond in ("unwatched", "watched") if k % 2 == 0 else ("watched", "unwatched"):
+                if cond == "watched":
+                    with _Watcher(server.path) as w:
+                        rates[cond].append(_rate(fed, FRAMES_PER_ROUND))
+                    frames_watched += w.frames
+                else:
+                    before = server.frames_encoded
+                    rates[cond].append(_rate(fed, FRAMES_PER_ROUND))
+                    encoded_unwatched += server.frames_encoded - before
         with _Watcher(server.path):
             benchmark.pedantic(fed, rounds=FRAMES_PER_ROUND, warmup_rounds=2)
     finally:
         server.stop()
     med = {k: statistics.median(v) for k, v in rates.items()}
-    watched_ratio = med["watched"] / med["unwatched"]
-    handover_ratio = med["unwatched"] / med["bare"]
+    watched_ratio = statistics.median(w / u for w, u in zip(rates["watched"], rates["unwatched"], strict=True))
+    handover_ratio = handover_s / analyse_s
     benchmark.extra_info.update({"vision": name, "fps_median": med, "watched_over_unwatched": watched_ratio,
-                                 "unwatched_over_bare": handover_ratio, "frames_encoded": server.frames_encoded,
+                                 "handover_us": handover_s * 1e6, "analyse_ms": analyse_s * 1e3,
+                                 "handover_over_analyse": handover_ratio, "frames_encoded": server.frames_encoded,
                                  "frames_fetched_by_the_client": frames_watched})
+    print(f"\nlive view: watched {med['watched']:.1f} vs unwatched {med['unwatched']:.1f} frames/s "
+          f"(ratio {watched_ratio:.3f}); hand-over {handover_s * 1e6:.1f} us per frame vs analysis "
+          f"{analyse_s * 1e3:.1f} ms ({handover_ratio:.2%}); {server.frames_encoded} frames encoded")
     assert encoded_unwatched == 0, "a frame was encoded while nobody watched"
     assert frames_watched >= ROUNDS, "the client did not see frames: the watched rounds measured nothing"
     assert watched_ratio >= 0.95, f"a watching client slows the loop to {watched_ratio:.1%} ({med})"
-    assert handover_ratio >= 0.95, f"the hand-over slows the loop to {handover_ratio:.1%} ({med})"
+    assert handover_ratio <= 0.01, f"the hand-over costs {handover_ratio:.1%} of a frame's analysis"
