@@ -6,12 +6,15 @@ progress bar, the log lines and the live view subscribe to them. A callback must
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from appliance.results.store import FieldRecord, ObjectRecord
 
 if TYPE_CHECKING:
+    from appliance.hardware.camera.base import Frame
+    from appliance.scan.protocols import Detection
     from appliance.scan.runner import ScanStatus
 
 
@@ -31,10 +34,22 @@ class ObjectRecorded:
 
 
 @dataclass(frozen=True)
+class FrameAnalysed:
+    """A field's (or a centring move's) frame and what the vision found in it, by reference.
+
+    The frame and the detections are the runner's own objects, not copies: a subscriber keeps the references
+    (the live view draws and encodes them later, in its own thread, and only when someone watches).
+    """
+
+    frame: Frame
+    detections: Sequence[Detection]
+
+
+@dataclass(frozen=True)
 class ScanFinished:
     """The scan ended: the final status (its ``reason`` says how)."""
 
     status: ScanStatus
 
 
-Event = FieldDone | ObjectRecorded | ScanFinished
+Event = FieldDone | ObjectRecorded | FrameAnalysed | ScanFinished

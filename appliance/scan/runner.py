@@ -32,10 +32,10 @@ from appliance.results.files import ScanFolder
 from appliance.results.reconstruct import height_map, structure_mask
 from appliance.results.store import Annotation, FieldRecord, ObjectRecord, ResultStore
 from appliance.scan.calibration import Calibration
-from appliance.scan.events import Event, FieldDone, ObjectRecorded, ScanFinished
+from appliance.scan.events import Event, FieldDone, FrameAnalysed, ObjectRecorded, ScanFinished
 from appliance.scan.grid import FieldOrder, FieldPosition, Grid
 from appliance.scan.plan import ScanPlan
-from appliance.scan.protocols import Detection, Focuser, FocusMapLike, Vision
+from appliance.scan.protocols import Detection, Focuser, FocusMapLike, Vision, VisionResult
 
 DUPLICATE_MARGIN_UM = 8.0
 MAX_CENTRING_MOVES = 2
@@ -284,13 +284,13 @@ class ScanRunner:
             self._timed(w, FieldStep.SETTLE, lambda: time.sleep(self.plan.imaging.settle_s))
         self._timed(w, FieldStep.FOCUS, lambda: self._field_focus(w))
         frame = self._timed(w, FieldStep.CAPTURE, self.camera.capture)
-        result = self._timed(w, FieldStep.ANALYSE, lambda: self.vision.analyse(frame))
+        result = self._timed(w, FieldStep.ANALYSE, lambda: self._analyse(frame))
         if result.n_candidates > 0 and (w.focus_source == "guess" or self._far_from_map(pos)):
             # something is in view and the map could not say where focus is (or has no point near here to
             # say it from): focus on it, then look again
             self._timed(w, FieldStep.FOCUS, lambda: self._autofocus_field(w))
             frame = self._timed(w, FieldStep.CAPTURE, self.camera.capture)
-            result = self._timed(w, FieldStep.ANALYSE, lambda: self.vision.analyse(frame))
+            result = self._timed(w, FieldStep.ANALYSE, lambda: self._analyse(frame))
         w.n_candidates = result.n_candidates
         for k, v in result.timings_s.items():
             w.timings[k] = w.timings.get(k, 0.0) + v
@@ -310,6 +310,12 @@ class ScanRunner:
             self._emit(ObjectRecorded(replace(o, id=oid)))
         self._emit(FieldDone(rec, self.status()))
         return result.n_candidates > 0
+
+    def _analyse(self, frame: Frame) -> VisionResult:
+        """Run the vision on ``frame`` and hand both to the subscribers (by reference: the live view)."""
+        result = self.vision.analyse(frame)
+        self._emit(FrameAnalysed(frame, result.detections))
+        return result
 
     def _timed(self, w: _FieldWork, step: FieldStep, fn: Callable[[], Any]) -> Any:
         self._checkpoint(step)
@@ -426,7 +432,7 @@ class ScanRunner:
             x, y = self._stage_xy(cur_det, cur_frame)
             self._approach(x, y)
             cur_frame = self.camera.capture()
-            res = self.vision.analyse(cur_frame)
+            res = self._analyse(cur_frame)
             near = _nearest(res.detections, (w - 1) / 2.0, (h - 1) / 2.0)
             if near is None:
                 # seen from the field but not here (a faint object at the gate's edge): keep what the field

@@ -38,7 +38,12 @@ def run_service(cfg: Config) -> int:
     if cfg.live.enabled:
         live = LiveServer(cfg.live.socket, feed, Path(cfg.paths.data_dir) / "scans", group=cfg.triggers.socket.group,
                           mode=cfg.triggers.socket.mode)
-        live.start()
+        try:
+            live.start()
+        except OSError as exc:
+            print(f"tppscan run: live.socket {cfg.live.socket}: cannot serve the live view: {exc.strerror or exc}",
+                  file=sys.stderr)
+            return 1
     try:
         with _triggers(cfg, service, backend):
             return service.run()

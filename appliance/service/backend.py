@@ -84,6 +84,7 @@ class ScanBackend:
         area = scan_area(self._plan, self._slide_size(scope))
         if self.feed is not None:
             self.feed.reset_map()
+            self.feed.status(area_um=list(area))
         events = _EventBridge(control, self.feed, area)
         stop_watch = threading.Event()
         with scan_log_file(out_dir.name, out_dir / "scan.log"), log_context(scan=out_dir.name):
@@ -168,7 +169,7 @@ class ScanBackend:
 
 
 class _EventBridge:
-    """Runner events -> the service's progress and the live view."""
+    """Runner events -> the service's progress and the live view (frames by reference; the page draws later)."""
 
     def __init__(self, control: ScanControl, feed: LiveFeed | None, area: tuple[float, float, float, float]) -> None:
         self.control = control
@@ -177,19 +178,19 @@ class _EventBridge:
         self.fov: tuple[float, float] = (0.0, 0.0)
 
     def __call__(self, event: Any) -> None:
-        from appliance.scan.events import FieldDone, ObjectRecorded
+        from appliance.scan.events import FieldDone, FrameAnalysed, ObjectRecorded
 
-        if isinstance(event, FieldDone):
+        if isinstance(event, FrameAnalysed):
+            if self.feed is not None:
+                self.feed.frame(event.frame.image, event.detections)
+        elif isinstance(event, FieldDone):
             st = event.status
             f = event.field
-            self.control.report(scan_id=str(st.scan_id), fields_done=st.fields_done, fields_total=st.fields_planned,
-                                structures=st.structures, eta_s=st.eta_s)
-            if self.feed is not None:
+            if self.feed is not None:  # before the report: the page's progress and map move together
                 w, h = self.fov
                 self.feed.field(f.x_um - w / 2, f.y_um - h / 2, w, h, f.z_um)
-                self.feed.status(state="scanning", scan_id=str(st.scan_id), fields_done=st.fields_done,
-                                 fields_total=st.fields_planned, structures=st.structures, eta_s=st.eta_s,
-                                 area_um=list(self.area))
+            self.control.report(scan_id=str(st.scan_id), fields_done=st.fields_done, fields_total=st.fields_planned,
+                                structures=st.structures, eta_s=st.eta_s)
         elif isinstance(event, ObjectRecorded) and self.feed is not None:
             o = event.obj
             self.feed.obj(o.x_um, o.y_um, o.kind, o.cls)
