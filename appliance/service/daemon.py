@@ -146,7 +146,9 @@ class Service:
             ok, msg = self._pause_or_resume()
         elif cmd is Command.STOP:
             ok, msg = self._stop()
-        log.info("command %s from %s: %s", cmd.value, ev.source, msg)
+        # A status query changes nothing: at INFO a monitoring script polling it would flood the journal.
+        log.log(logging.DEBUG if cmd is Command.STATUS else logging.INFO, "command %s from %s: %s",
+                cmd.value, ev.source, msg)
         return {"ok": ok, "message": msg, "status": self.status()}
 
     def serial_reply(self, ev: TriggerEvent) -> str:
