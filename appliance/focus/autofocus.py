@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 from appliance.focus.focusmap import FocusMap
 from appliance.focus.neural import DefocusEstimator, estimate, neural
 from appliance.focus.result import FocusResult
 from appliance.focus.scores import SCORE_MODES, check_roi, find_target
-from appliance.focus.search import classical, sweep
+from appliance.focus.search import SYMMETRY_COVER_UM, classical, sweep
 from appliance.focus.session import FocusSession, check_range
 from appliance.hardware.camera.base import Camera
 from appliance.hardware.stage.base import Stage
@@ -21,13 +22,18 @@ STRATEGIES: tuple[str, ...] = ("sweep", "classical", "neural", "map")
 MAP_WINDOW_K = 2.0
 #: A map needs this many focused points before it replaces a search.
 MAP_MIN_POINTS = 3
+#: With no estimator, a map of the glass whose surface is this sure at the field (one standard deviation of
+#: the fitted surface, :meth:`FocusMap.surface_sigma`, µm) gives the focus after one frame shows the target
+#: in view; a less sure one is searched (classical) within its window.
+MAP_TRUST_SIGMA_UM = 0.5
 
 
 def autofocus(stage: Stage, camera: Camera, strategy: str, *, z_range_um: Sequence[float],
               roi: Sequence[int] | None = None, start_um: float | None = None,
               estimator: DefocusEstimator | None = None, focus_map: FocusMap | None = None,
               xy_um: tuple[float, float] | None = None, mode: str = "roi", step_um: float = 1.0,
-              coarse_um: float = 4.0, now_s: Callable[[], float] | None = None) -> FocusResult:
+              coarse_um: float = 4.0, now_s: Callable[[], float] | None = None,
+              ref_height_um: float | None = None) -> FocusResult:
     """Focus the stage on the target in view and say how that went.
 
     Parameters
@@ -59,6 +65,11 @@ def autofocus(stage: Stage, camera: Camera, strategy: str, *, z_range_um: Sequen
         The sweep's step and the classical search's coarse step, µm.
     now_s : callable, optional
         Device clock for ``FocusResult.time_s`` (the simulator's virtual clock); wall clock by default.
+    ref_height_um : float, optional
+        The target's focus reference plane above the glass (half its printed height, from the print job).
+        Given, ``focus_map`` is read as a map of the glass (its points added with their own offsets, see
+        :meth:`FocusMap.add`) and predicts ``glass + ref_height_um`` here; None: the map's points are
+        structure foci and predict this one's focus directly.
 
     Returns
     -------
@@ -82,9 +93,13 @@ def autofocus(stage: Stage, camera: Camera, strategy: str, *, z_range_um: Sequen
     if strategy == "map" and focus_map is None:
         raise ValueError("strategy 'map' needs a focus_map")
     xy = (pos.x_um, pos.y_um) if xy_um is None else (float(xy_um[0]), float(xy_um[1]))
-    pred = focus_map.predict(*xy) if focus_map is not None and len(focus_map) > 0 else None
+    if ref_height_um is not None and not math.isfinite(float(ref_height_um)):
+        raise ValueError(f"ref_height_um must be a finite number of um, got {ref_height_um!r}")
+    offset = 0.0 if ref_height_um is None else float(ref_height_um)
+    pred = focus_map.predict(*xy, offset_um=offset) if focus_map is not None and len(focus_map) > 0 else None
     if strategy == "map" and pred is not None and focus_map is not None and len(focus_map) >= MAP_MIN_POINTS:
-        return _with_map(stage, camera, pred, (lo, hi), rect, estimator, mode, coarse_um, now_s)
+        trusted = ref_height_um is not None and focus_map.surface_sigma(*xy) <= MAP_TRUST_SIGMA_UM
+        return _with_map(stage, camera, pred, (lo, hi), rect, estimator, mode, coarse_um, now_s, trusted)
     s = FocusSession(stage, camera, mode, rect, (lo, hi), now_s)
     if strategy == "sweep":
         r = sweep(s, step_um)
@@ -99,8 +114,12 @@ def autofocus(stage: Stage, camera: Camera, strategy: str, *, z_range_um: Sequen
 
 def _with_map(stage: Stage, camera: Camera, pred: tuple[float, float], z_range: tuple[float, float],
               rect: tuple[int, int, int, int] | None, estimator: DefocusEstimator | None, mode: str,
-              coarse_um: float, now_s: Callable[[], float] | None) -> FocusResult:
-    """Focus within the map's window: one net frame when it agrees, else a classical search there."""
+              coarse_um: float, now_s: Callable[[], float] | None, trusted: bool = False) -> FocusResult:
+    """Focus within the map's window: one net frame when it agrees, else a classical search there.
+
+    ``trusted`` (a map of the glass, sure at this field): with no estimator, the prediction is the focus
+    once one frame shows the target in view.
+    """
     z_pred, sigma = pred
     half = MAP_WINDOW_K * sigma
     lo, hi = max(z_range[0], z_pred - half), min(z_range[1], z_pred + half)
@@ -111,13 +130,25 @@ def _with_map(stage: Stage, camera: Camera, pred: tuple[float, float], z_range: 
     z0 = s.capture(z_pred)
     target = s.target if s.target is not None else find_target(s.images[-1])
     if target is None:  # empty glass: the map carries the field, no search
-        return _strategy(s.result(z_pred, False, "nothing in view: left at the map's prediction", "map"), "map")
+        r = s.result(z_pred, False, "nothing in view: left at the map's prediction", "map")
+        return replace(_strategy(r, "map"), measured=False)
     coarse = min(coarse_um, max(hi - lo, 1e-3) / 3)
     if estimator is not None:
         e = estimate(estimator, s.images[-1], target)
         z1 = z0 - e.defocus_um
         if e.confidence >= 0.5 and lo <= z1 <= hi:
             return _strategy(s.result(z1, True, "focused (map + one net frame)", "map"), "map")
+    elif trusted:
+        r = s.result(z_pred, True, "focused at the map's prediction (one frame: target in view)", "map",
+                     moved=True)
+        return replace(r, measured=False)
+    if rect is not None:
+        # A detection says a structure is here: search wide enough to measure it (the symmetry reading
+        # needs ±SYMMETRY_COVER_UM), so the map gains a point. A target the session found itself may be
+        # debris: that search stays inside the map's window.
+        wide = max(half, SYMMETRY_COVER_UM + coarse_um)
+        s.lo, s.hi = min(s.lo, max(z_range[0], z_pred - wide)), max(s.hi, min(z_range[1], z_pred + wide))
+        coarse = coarse_um
     r = classical(s, z0, coarse_um=coarse)
     if not r.ok:
         return _park_at_map(s, r, z_pred, strategy="map")
@@ -128,9 +159,8 @@ def _park_at_map(s: FocusSession, r: FocusResult, z_pred: float, strategy: str |
     z = s.move(z_pred)
     return FocusResult(z_um=z, frames=r.frames, score=math.nan, ok=False,
                        reason=f"{r.reason}; left at the map's prediction {z_pred:.1f} um",
-                       strategy=strategy or r.strategy, time_s=s.now_s() - s.t0, trace=r.trace)
+                       strategy=strategy or r.strategy, time_s=s.now_s() - s.t0, trace=r.trace, measured=False)
 
 
 def _strategy(r: FocusResult, name: str) -> FocusResult:
-    return FocusResult(z_um=r.z_um, frames=r.frames, score=r.score, ok=r.ok, reason=r.reason, strategy=name,
-                       time_s=r.time_s, trace=r.trace)
+    return replace(r, strategy=name)

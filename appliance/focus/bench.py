@@ -11,6 +11,7 @@ truth); success is ``|dz| <= 1 µm``. Time is the virtual stage + exposure time 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal, cast
@@ -18,7 +19,7 @@ from typing import Any, Literal, cast
 import numpy as np
 
 from appliance.focus.autofocus import autofocus
-from appliance.focus.focusmap import FocusMap
+from appliance.focus.focusmap import GLASS_PRIOR_SIGMA_UM, FocusMap
 from appliance.focus.neural import DefocusEstimator
 from appliance.focus.scores import TARGET_MARGIN_PX, grow_rect
 from appliance.sim.microscope import VirtualMicroscope
@@ -42,10 +43,12 @@ class FieldRun:
     map_points: int
     strategy: str
     reason: str
+    map_pred_dz_um: float = math.nan
+    map_surface_sigma_um: float = math.nan
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return dict(vars(self))
+        """JSON-ready form (NaN as None)."""
+        return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in vars(self).items()}
 
 
 def scan_order(scope: VirtualMicroscope) -> list[SlideObject]:
@@ -71,8 +74,12 @@ def _fields(seed: int, focus: str) -> Iterator[tuple[VirtualMicroscope, SlideObj
 
 def run_bench(seed: int, fields: int, strategy: str, focus: str = "servo",
               estimator: DefocusEstimator | None = None, offset_um: float = 10.0,
-              range_um: float = 15.0) -> list[FieldRun]:
+              range_um: float = 15.0, glass_map: bool = True) -> list[FieldRun]:
     """Autofocus on ``fields`` structures; one :class:`FieldRun` each (see the module doc).
+
+    ``glass_map`` (the default): each structure's reference height above the glass (half its printed
+    height, which a user knows from the print job) is given to the autofocus, so the focus map holds the
+    glass; False: the map is fitted to the structures' foci themselves.
 
     Raises
     ------
@@ -92,16 +99,17 @@ def run_bench(seed: int, fields: int, strategy: str, focus: str = "servo",
         if len(runs) >= fields:
             break
         if scope is not current:
-            current, fmap = scope, FocusMap()
+            current = scope
+            fmap = FocusMap(prior_sigma_um=GLASS_PRIOR_SIGMA_UM) if glass_map else FocusMap()
             scope.stage.open()
             scope.camera.open()
-        runs.append(_one_field(scope, obj, k, strategy, estimator, fmap, offset_um, range_um))
+        runs.append(_one_field(scope, obj, k, strategy, estimator, fmap, offset_um, range_um, glass_map))
     return runs
 
 
 def _one_field(scope: VirtualMicroscope, obj: SlideObject, k: int, strategy: str,
                estimator: DefocusEstimator | None, fmap: FocusMap, offset_um: float,
-               range_um: float) -> FieldRun:
+               range_um: float, glass_map: bool = True) -> FieldRun:
     rng = np.random.default_rng([scope.seed, k, 0xF0C])
     cx, cy = obj.center_um
     start = obj.focus_z_um + float(rng.uniform(-offset_um, offset_um))
@@ -112,13 +120,19 @@ def _one_field(scope: VirtualMicroscope, obj: SlideObject, k: int, strategy: str
     x0, y0, x1, y1 = box.box_px
     roi = grow_rect((x0, y0, x1 - x0, y1 - y0), TARGET_MARGIN_PX, (h, w))
     n_map = len(fmap)
+    ref = obj.focus_z_um - scope.slide.surface_z_um(cx, cy) if glass_map else None
+    pred_dz, surf_sigma = math.nan, math.nan
+    if n_map:
+        pred_dz = fmap.predict(cx, cy, offset_um=ref or 0.0)[0] - obj.focus_z_um
+        surf_sigma = fmap.surface_sigma(cx, cy)
     r = autofocus(scope.stage, scope.camera, strategy, z_range_um=(start - range_um, start + range_um),
-                  roi=roi, estimator=estimator, focus_map=fmap, xy_um=(cx, cy), now_s=scope.clock.now_s)
-    if r.ok:
-        fmap.add(cx, cy, r.z_um)
+                  roi=roi, estimator=estimator, focus_map=fmap, xy_um=(cx, cy), now_s=scope.clock.now_s,
+                  ref_height_um=ref)
+    if r.ok and r.measured:
+        fmap.add(cx, cy, r.z_um, offset_um=ref or 0.0)
     dz = scope.stage.true_position_um().z_um - obj.focus_z_um
     return FieldRun(scope.seed, obj.id, obj.cls, r.frames, float(dz), r.ok, float(r.time_s), n_map,
-                    r.strategy, r.reason)
+                    r.strategy, r.reason, float(pred_dz), float(surf_sigma))
 
 
 def summarise(runs: list[FieldRun]) -> dict[str, Any]:
@@ -175,7 +189,7 @@ def run_blank_fields(seed: int, n: int, focus: str = "servo",
     scope = VirtualMicroscope(seed, stage=SimStageParams(z_mode=cast(Literal["servo", "stepper"], focus)))
     scope.stage.open()
     scope.camera.open()
-    fmap = FocusMap()
+    fmap = FocusMap(prior_sigma_um=GLASS_PRIOR_SIGMA_UM)  # the glass: _one_field adds each point's offset
     for k, obj in enumerate(scan_order(scope)):
         if len(fmap) >= 3:
             break

@@ -58,6 +58,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="search start ± this (default 15; must exceed --offset-um)")
     b.add_argument("--json", action="store_true", help="print one JSON object")
     b.add_argument("--per-field", action="store_true", help="with --json: add every field's row")
+    b.add_argument("--no-net", action="store_true",
+                   help="map: do not load the focus net (the map alone, one frame to see the target)")
+    b.add_argument("--foci-map", action="store_true",
+                   help="fit the focus map to the structures' foci, not to the glass (each structure's "
+                        "reference height unknown)")
     b.set_defaults(func=run_bench)
 
     k = fs.add_parser("blank", help="map strategy on fields with nothing in view or only debris",
@@ -68,6 +73,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     k.add_argument("--fields", type=_int_in("--fields", 1, 1000), default=10, help="of each kind (default 10)")
     k.add_argument("--focus", choices=("servo", "stepper"), default="servo")
     k.add_argument("--json", action="store_true", help="print one JSON object")
+    k.add_argument("--no-net", action="store_true", help="do not load the focus net")
     k.set_defaults(func=run_blank)
 
     s = fs.add_parser("stack", help="autofocus on a structure, then write a focus stack as OME-TIFF",
@@ -109,10 +115,13 @@ def run_bench(args: argparse.Namespace) -> int:
         print(f"tppscan focus bench: error: --offset-um must be below --range-um ({args.range_um:g}), "
               f"got {args.offset_um:g}", file=sys.stderr)
         return 2
-    est = _estimator(args.strategy) if args.strategy in ("neural", "map") else None
-    runs = bench(args.seed, args.fields, args.strategy, args.focus, est, args.offset_um, args.range_um)
+    want_net = args.strategy == "neural" or (args.strategy == "map" and not args.no_net)
+    est = _estimator(args.strategy) if want_net else None
+    runs = bench(args.seed, args.fields, args.strategy, args.focus, est, args.offset_um, args.range_um,
+                 glass_map=not args.foci_map)
     out: dict[str, Any] = {"strategy": args.strategy, "focus": args.focus, "seed": args.seed,
-                           "estimator": type(est).__name__ if est is not None else None, **summarise(runs)}
+                           "estimator": type(est).__name__ if est is not None else None,
+                           "map_of": "foci" if args.foci_map else "glass", **summarise(runs)}
     if args.strategy == "map":
         later = [r for r in runs if r.map_points >= 3]
         out["after_3_fields"] = summarise(later) if later else None
@@ -137,7 +146,7 @@ def run_blank(args: argparse.Namespace) -> int:
     from appliance.focus.autofocus import MAP_WINDOW_K
     from appliance.focus.bench import run_blank_fields
 
-    runs = run_blank_fields(args.seed, args.fields, args.focus, _estimator("map"))
+    runs = run_blank_fields(args.seed, args.fields, args.focus, None if args.no_net else _estimator("map"))
     out: dict[str, Any] = {"seed": args.seed, "focus": args.focus, "window_k": MAP_WINDOW_K}
     for kind in ("empty", "debris"):
         rs = [r for r in runs if r.kind == kind]

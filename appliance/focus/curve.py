@@ -1,11 +1,13 @@
-"""Where a sampled focus curve says the focus is: its maximum, a three-point peak fit, or its centre.
+"""Where a sampled focus curve says the focus is: its centre of symmetry, its lobe's centre, a peak fit, its maximum.
 
-The structures are transparent phase objects. Their sharpness curves are not symmetric about focus: an
-odd-in-defocus phase-contrast term adds to the even blur term, so the maximum of a sharpness score sits a
+The structures are transparent phase objects. Their sharpness curves are not peaked at focus: an
+odd-in-defocus phase-contrast term mixes with the even blur term, so the maximum of a sharpness score sits a
 few micrometres from the true focus, on the side that depends on the object, and thin rims and bars show
-two maxima with a dip at focus (docs/autofocus.md has the measured curves). The centre of the curve's
-main lobe (the midpoint of its crossings of a level low on the lobe) cancels most of that shift, so it is
-the classical search's default; the peak fits are there for amplitude-like objects and comparison.
+two maxima with a dip at focus (docs/autofocus.md has the measured curves). What stays is the curve's
+mirror symmetry about the object's plane (exact for a pure phase object, broken only by an
+absorption-phase cross term that fades away from focus), so the classical search reads the centre of
+symmetry of the wide curve; the centre of the main lobe (the midpoint of its crossings of a level low on
+the lobe) is its fall-back, and the peak fits are there for amplitude-like objects and comparison.
 """
 
 from __future__ import annotations
@@ -14,9 +16,59 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
+from scipy.interpolate import CubicSpline
 
 #: Estimators of :func:`estimate_focus`.
-ESTIMATORS: tuple[str, ...] = ("centre", "parabola", "gaussian", "max")
+ESTIMATORS: tuple[str, ...] = ("symmetry", "centre", "parabola", "gaussian", "max")
+
+#: :func:`symmetry_centre` compares the curve's two sides out to this distance from a candidate centre, µm.
+SYMMETRY_HALF_WIDTH_UM = 12.0
+#: ... and needs at least this much of both sides sampled around a candidate, µm.
+SYMMETRY_MIN_HALF_WIDTH_UM = 6.0
+
+
+def symmetry_centre(z: np.ndarray, v: np.ndarray, half_width_um: float = SYMMETRY_HALF_WIDTH_UM,
+                    min_half_width_um: float = SYMMETRY_MIN_HALF_WIDTH_UM, grid_um: float = 0.1) -> float | None:
+    """The z about which the sampled curve is most nearly mirror-symmetric, or None when too little is sampled.
+
+    A thin phase object under a centred condenser images at ``-dz`` as its complex conjugate does at ``+dz``;
+    its sharpness curve is symmetric about the object's plane except for a cross term between its absorption
+    and its phase. Far from focus that term fades (it oscillates in z at every spatial frequency), so the wide
+    wings of the curve place the centre better than its peak or its dip (docs/autofocus.md has the figures).
+
+    Parameters
+    ----------
+    z : (N,) ndarray, increasing
+        Sample positions, µm.
+    v : (N,) ndarray
+        Scores there.
+    half_width_um : float
+        How far each side of a candidate centre the two sides are compared, µm.
+    min_half_width_um : float
+        Candidates need this much sampled curve on both sides, µm (near the sampled ends the comparison runs
+        only as far as the samples reach).
+    grid_um : float
+        Spacing of the candidate centres, µm.
+
+    Returns
+    -------
+    float or None
+        The candidate whose mirrored sides differ least (mean squared difference over the variance of the
+        compared values, so flat and steep windows compare fairly); None with fewer than four samples or
+        less than ``2 min_half_width_um`` of z sampled.
+    """
+    if len(z) < 4 or float(z[-1] - z[0]) < 2 * min_half_width_um:
+        return None
+    f = CubicSpline(z, v)
+    best, where = math.inf, None
+    for c in np.arange(float(z[0]) + min_half_width_um, float(z[-1]) - min_half_width_um + 1e-9, grid_um):
+        w = min(half_width_um, c - float(z[0]), float(z[-1]) - c)
+        d = np.arange(grid_um, w + 1e-9, 0.25)
+        a, b = f(c + d), f(c - d)
+        err = float(np.mean((a - b) ** 2)) / (float(np.var(np.concatenate([a, b]))) + 1e-12)
+        if err < best:
+            best, where = err, float(c)
+    return where
 
 
 def crossings(z: np.ndarray, v: np.ndarray, level: float) -> tuple[float | None, float | None]:
@@ -69,9 +121,11 @@ def estimate_focus(z: Sequence[float] | np.ndarray, v: Sequence[float] | np.ndar
         Sample positions, µm (any order; sorted here).
     v : sequence of float
         Scores at those positions (higher is sharper).
-    estimator : {'centre', 'parabola', 'gaussian', 'max'}
-        ``centre``: midpoint of the two crossings of ``min + level * (max - min)`` around the maximum (falls
-        back to ``parabola`` when a side has no crossing); ``parabola`` / ``gaussian``: a parabola through the
+    estimator : {'symmetry', 'centre', 'parabola', 'gaussian', 'max'}
+        ``symmetry``: the centre of mirror symmetry of the sampled curve (:func:`symmetry_centre`; falls back
+        to ``centre`` when too little of the curve is sampled); ``centre``: midpoint of the two crossings of
+        ``min + level * (max - min)`` around the maximum (falls back to ``parabola`` when a side has no
+        crossing); ``parabola`` / ``gaussian``: a parabola through the
         maximum and its neighbours, on the scores or on their logarithm; ``max``: the best sample.
     level : float
         The crossing level of ``centre``, as a fraction of the curve's range, in (0, 1).
@@ -96,6 +150,11 @@ def estimate_focus(z: Sequence[float] | np.ndarray, v: Sequence[float] | np.ndar
     i = int(np.argmax(vs))
     if estimator == "max" or len(zs) < 3:
         return float(zs[i])
+    if estimator == "symmetry":
+        c = symmetry_centre(zs, vs)
+        if c is not None:
+            return c
+        estimator = "centre"
     if estimator == "centre":
         lo, hi = float(vs.min()), float(vs.max())
         if floor is not None:

@@ -1,9 +1,12 @@
 """The focus map: a robust surface through the focused (x, y, z) points of a scan, with its uncertainty.
 
 A slide is a tilted, slightly bowed plane, and every structure stands on it: the focus z of the next field
-is the surface there plus the structure's own half height. The map fits a constant (one or two points),
-then a plane (three or more), then a quadratic surface (``quadratic_from`` points or more), each robustly
-(``scipy.optimize.least_squares`` with a soft-L1 loss), and marks points further than ``outlier_k``
+is the surface there plus the structure's own reference height (half its printed height). Given that height
+(``offset_um``, from the print job) the map holds the glass surface itself (each point's focus minus its
+offset) and predicts a new structure's focus as the surface plus that structure's offset; without it, the
+points are structure foci and their different heights become the map's scatter. The map fits a constant
+(one or two points), then a plane (three or more), then a quadratic surface (``quadratic_from`` points or
+more), each robustly (``scipy.optimize.least_squares`` with a soft-L1 loss), and marks points further than ``outlier_k``
 robust standard deviations as outliers (debris on the cover glass, a failed focus) before a final
 least-squares fit on the rest. Its uncertainty at a point combines the scatter of the inliers about the
 surface (which includes the structures' different heights) with the fit's own uncertainty there.
@@ -19,6 +22,13 @@ from scipy.optimize import least_squares
 #: Before the map has residual degrees of freedom to measure its scatter, it assumes this (µm): about the
 #: spread of half-heights of the structures a slide carries.
 PRIOR_SIGMA_UM = 5.0
+#: The prior for a map of the glass (every point added with its structure's offset): about the classical
+#: search's error on one structure plus the glass's departure from a plane over a few millimetres.
+GLASS_PRIOR_SIGMA_UM = 1.0
+#: Prior standard deviations of the surface's coefficients about a level, flat slide: tilt in µm per mm
+#: (x and y), curvature in µm per mm² (x², xy, y²); the constant has none. Weak: a real slide's tilt in its
+#: holder is a few µm per mm, its bow a few µm over its length.
+_COEF_PRIOR_UM: tuple[float, ...] = (math.inf, 5.0, 5.0, 0.5, 0.5, 0.5)
 #: Weight of that prior, in residual degrees of freedom.
 PRIOR_DOF = 1.0
 
@@ -36,6 +46,10 @@ class FocusMap:
         Smallest uncertainty the map reports (the stage's focus step, say).
     scale_um : float
         Length that normalises x and y in the fit (conditioning only).
+    prior_sigma_um : float
+        The scatter about the surface the map assumes before it has residuals to measure it, µm: about
+        ``PRIOR_SIGMA_UM`` (the spread of half-heights) when points are structure foci, about
+        ``GLASS_PRIOR_SIGMA_UM`` (one focus's error) when every point carries its ``offset_um``.
 
     Examples
     --------
@@ -48,28 +62,33 @@ class FocusMap:
     """
 
     def __init__(self, quadratic_from: int = 12, outlier_k: float = 3.5, sigma_floor_um: float = 0.5,
-                 scale_um: float = 1000.0) -> None:
+                 scale_um: float = 1000.0, prior_sigma_um: float = PRIOR_SIGMA_UM) -> None:
         if not (isinstance(quadratic_from, int) and quadratic_from >= 6):
             raise ValueError(f"quadratic_from must be an integer >= 6, got {quadratic_from!r}")
-        for name, v in (("outlier_k", outlier_k), ("sigma_floor_um", sigma_floor_um), ("scale_um", scale_um)):
+        for name, v in (("outlier_k", outlier_k), ("sigma_floor_um", sigma_floor_um), ("scale_um", scale_um),
+                        ("prior_sigma_um", prior_sigma_um)):
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
                 raise ValueError(f"{name} must be a finite number > 0, got {v!r}")
         self.quadratic_from = quadratic_from
         self.outlier_k = float(outlier_k)
         self.sigma_floor_um = float(sigma_floor_um)
         self.scale_um = float(scale_um)
+        self.prior_sigma_um = float(prior_sigma_um)
         self._pts: list[tuple[float, float, float]] = []
         self._fit: tuple[np.ndarray, np.ndarray, float, np.ndarray] | None = None  # coef, cov, sigma, inliers
         self._origin = (0.0, 0.0)
 
     # ----- points --------------------------------------------------------------------------------------
 
-    def add(self, x_um: float, y_um: float, z_um: float) -> None:
-        """Add a focused point (stage µm); raises ``ValueError`` on a non-finite value."""
-        vals = (x_um, y_um, z_um)
+    def add(self, x_um: float, y_um: float, z_um: float, offset_um: float = 0.0) -> None:
+        """Add a focused point (stage µm) of a target ``offset_um`` above the glass (its reference height).
+
+        Raises ``ValueError`` on a non-finite value.
+        """
+        vals = (x_um, y_um, z_um, offset_um)
         if not all(isinstance(v, (int, float, np.floating, np.integer)) and math.isfinite(float(v)) for v in vals):
-            raise ValueError(f"FocusMap.add needs finite x, y, z in um, got {vals!r}")
-        self._pts.append((float(x_um), float(y_um), float(z_um)))
+            raise ValueError(f"FocusMap.add needs finite x, y, z, offset in um, got {vals!r}")
+        self._pts.append((float(x_um), float(y_um), float(z_um) - float(offset_um)))
         self._fit = None
 
     def __len__(self) -> int:
@@ -91,8 +110,10 @@ class FocusMap:
 
     # ----- prediction ----------------------------------------------------------------------------------
 
-    def predict(self, x_um: float, y_um: float) -> tuple[float, float]:
+    def predict(self, x_um: float, y_um: float, offset_um: float = 0.0) -> tuple[float, float]:
         """Predicted focus z and its uncertainty (one standard deviation) at ``(x_um, y_um)``, µm.
+
+        ``offset_um`` is the target's reference height above the glass (0 for a map of structure foci).
 
         Raises
         ------
@@ -101,13 +122,27 @@ class FocusMap:
         """
         if not self._pts:
             raise ValueError("FocusMap.predict: the map has no points yet")
-        if not (math.isfinite(float(x_um)) and math.isfinite(float(y_um))):
-            raise ValueError(f"FocusMap.predict needs finite x, y, got {(x_um, y_um)!r}")
+        if not (math.isfinite(float(x_um)) and math.isfinite(float(y_um)) and math.isfinite(float(offset_um))):
+            raise ValueError(f"FocusMap.predict needs finite x, y, offset, got {(x_um, y_um, offset_um)!r}")
         coef, cov, sigma, _ = self._fitted()
         phi = self._design(np.array([float(x_um)]), np.array([float(y_um)]), len(coef))[0]
-        z = float(phi @ coef)
+        z = float(phi @ coef) + float(offset_um)
         var_fit = float(phi @ cov @ phi)
         return z, max(self.sigma_floor_um, math.sqrt(sigma * sigma + max(var_fit, 0.0)))
+
+    def surface_sigma(self, x_um: float, y_um: float) -> float:
+        """Uncertainty of the fitted surface itself at ``(x_um, y_um)`` (one standard deviation), µm.
+
+        Unlike :meth:`predict`'s sigma it leaves out the scatter of single points about the surface: on a map
+        of the glass that scatter is each point's own focus error, which a new structure's prediction does
+        not inherit, while the surface's error (shrinking as points come in, growing away from them) it
+        does. Raises ``ValueError`` while the map is empty.
+        """
+        if not self._pts:
+            raise ValueError("FocusMap.surface_sigma: the map has no points yet")
+        coef, cov, _, _ = self._fitted()
+        phi = self._design(np.array([float(x_um)]), np.array([float(y_um)]), len(coef))[0]
+        return math.sqrt(max(float(phi @ cov @ phi), 0.0))
 
     def _design(self, x: np.ndarray, y: np.ndarray, p: int) -> np.ndarray:
         u = (x - self._origin[0]) / self.scale_um
@@ -127,22 +162,29 @@ class FocusMap:
         n = len(z)
         p = {0: 1, 1: 3, 2: 6}[self.order]
         A = self._design(x, y, p)
+        # A slide lies nearly level and nearly flat: weak priors on the tilt and the curvature (as extra rows
+        # of the least squares, ridge regression) keep a few points that lie almost on a line, as the first
+        # fields of a scan row do, from tilting the surface wildly across the slide.
+        k = self.scale_um / 1000.0  # the priors are stated per mm
+        tau = np.array(_COEF_PRIOR_UM[:p]) * np.array([1.0, k, k, k * k, k * k, k * k])[:p]
+        P = np.diag(self.prior_sigma_um / tau)[1:]
+        Aa, za = np.vstack([A, P]), np.concatenate([z, np.zeros(p - 1)])
         # Robust first pass (soft-L1 with a scale of a few micrometres), then inliers by robust residuals.
-        c0 = np.linalg.lstsq(A, z, rcond=None)[0]
+        c0 = np.linalg.lstsq(Aa, za, rcond=None)[0]
         if n > p:
-            c0 = least_squares(lambda c: A @ c - z, c0, loss="soft_l1", f_scale=1.0).x
+            c0 = least_squares(lambda c: Aa @ c - za, c0, loss="soft_l1", f_scale=1.0).x
         r = z - A @ c0
         mad = 1.4826 * float(np.median(np.abs(r - np.median(r)))) if n > p else 0.0
         cut = self.outlier_k * max(mad, self.sigma_floor_um)
         inl = np.abs(r) <= cut if n - p >= 3 else np.ones(n, dtype=bool)
         Ai, zi = A[inl], z[inl]
-        coef = np.linalg.lstsq(Ai, zi, rcond=None)[0]
+        coef = np.linalg.lstsq(np.vstack([Ai, P]), np.concatenate([zi, np.zeros(p - 1)]), rcond=None)[0]
         dof = len(zi) - p
         res = zi - Ai @ coef
         # The scatter is learnt from the residuals, starting from the prior as if from PRIOR_DOF points: a
         # handful of points that happen to lie on a plane must not make the map overconfident.
         ss = float(res @ res) if dof > 0 else 0.0
-        sigma = max(math.sqrt((ss + PRIOR_DOF * PRIOR_SIGMA_UM ** 2) / (max(dof, 0) + PRIOR_DOF)),
+        sigma = max(math.sqrt((ss + PRIOR_DOF * self.prior_sigma_um ** 2) / (max(dof, 0) + PRIOR_DOF)),
                     self.sigma_floor_um)
-        cov = sigma * sigma * np.linalg.pinv(Ai.T @ Ai)
+        cov = sigma * sigma * np.linalg.pinv(Ai.T @ Ai + P.T @ P)
         return coef, cov, sigma, inl

@@ -32,6 +32,9 @@ class FocusResult:
         Device time the autofocus took (virtual seconds on the simulator), NaN if the camera gives no times.
     trace : tuple of (float, float)
         (z µm, score) of every scored frame, in capture order, for plots and tests.
+    measured : bool
+        True when ``z_um`` was measured on this field's frames (a search, the net); False when it was
+        taken from the focus map's prediction. Only measured foci belong in a focus map.
     """
 
     z_um: float
@@ -42,3 +45,4 @@ class FocusResult:
     strategy: str = ""
     time_s: float = float("nan")
     trace: tuple[tuple[float, float], ...] = field(default=())
+    measured: bool = True

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from appliance.focus.curve import estimate_focus
+from appliance.focus.curve import SYMMETRY_HALF_WIDTH_UM, estimate_focus, symmetry_centre
 from appliance.focus.result import FocusResult
 from appliance.focus.session import FocusSession
 
@@ -57,13 +57,15 @@ def _base(s: FocusSession, v: np.ndarray) -> float:
 
 
 def classical(s: FocusSession, start_um: float, coarse_um: float = 4.0, level: float = 0.3,
-              estimator: str = "centre", max_frames: int = 40) -> FocusResult:
+              estimator: str = "symmetry", max_frames: int = 40) -> FocusResult:
     """Walk the focus curve in coarse steps until its main lobe is bracketed, then read its centre.
 
     The walk starts at ``start_um`` and extends the sampled interval one coarse step at a time, on the side
     where the curve has not yet fallen below ``min + level * (max - min)`` (uphill first); it stops as soon
-    as both sides have (the early stop), or at the ends of the range. The focus is then the lobe's centre
-    (or a peak fit, ``estimator``) and the stage goes there from below.
+    as both sides have (the early stop), or at the ends of the range. With the ``symmetry`` estimator (the
+    default) the walk then widens the sampled interval to ``SYMMETRY_COVER_UM`` either side of the lobe's
+    centre, and the focus is the curve's centre of mirror symmetry there; otherwise it is the lobe's centre
+    (or a peak fit, ``estimator``). The stage goes there from below.
 
     Returns
     -------
@@ -101,7 +103,42 @@ def classical(s: FocusSession, start_um: float, coarse_um: float = 4.0, level: f
     if s.frames >= max_frames:
         return s.result(best, False, f"no bracketed focus peak after {max_frames} frames", "classical",
                         float(v.max()))
+    if estimator == "symmetry":
+        _widen(s, _centre(s, z, v, "centre", level), coarse_um, max_frames)
+        return s.result(_symmetry(s, z, v, level), True, "focused", "classical", float(v.max()))
     return s.result(_centre(s, z, v, estimator, level), True, "focused", "classical", float(v.max()))
+
+
+#: The symmetry reading wants the curve sampled this far either side of the lobe's centre, µm (the range
+#: and ``max_frames`` permitting).
+SYMMETRY_COVER_UM = SYMMETRY_HALF_WIDTH_UM - 2.0
+
+
+def _widen(s: FocusSession, c_um: float, step: float, max_frames: int) -> None:
+    """Extend the sampled interval in coarse steps until it spans ``c_um ± SYMMETRY_COVER_UM``."""
+    lo, hi = max(s.lo, c_um - SYMMETRY_COVER_UM), min(s.hi, c_um + SYMMETRY_COVER_UM)
+    while s.frames < max_frames:
+        z, _ = s.curve()
+        if z[0] > lo + 0.5:
+            s.capture(max(float(z[0]) - step, lo))
+        elif z[-1] < hi - 0.5:
+            s.capture(min(float(z[-1]) + step, hi))
+        else:
+            return
+
+
+def _symmetry(s: FocusSession, z: np.ndarray, v: np.ndarray, level: float) -> float:
+    """The centre of symmetry of the fine curve (the walking one when the fine one is lost in the noise).
+
+    Falls back to the lobe's centre when too little of the curve is sampled (the range cuts it).
+    """
+    zf, vf = s.curve(fine=True)
+    if not float(vf.max()) >= MIN_FINE_CONTRAST * max(float(vf.min()), 1e-9):
+        zf, vf = s.curve()
+    c0 = _centre(s, z, v, "centre", level)
+    keep = np.abs(zf - c0) <= SYMMETRY_HALF_WIDTH_UM + 2.0
+    c = symmetry_centre(zf[keep], vf[keep])
+    return _centre(s, z, v, "centre", level) if c is None else c
 
 
 #: See :func:`classical`: how far a lobe cut by the range must have fallen at the cut, as a fraction of its peak.

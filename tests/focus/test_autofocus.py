@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 
 from appliance.focus import FocusMap, autofocus
-from appliance.focus.autofocus import MAP_WINDOW_K
+from appliance.focus.autofocus import MAP_TRUST_SIGMA_UM, MAP_WINDOW_K
+from appliance.focus.focusmap import GLASS_PRIOR_SIGMA_UM
 from appliance.focus.neural import DefocusEstimate
+from appliance.focus.search import SYMMETRY_COVER_UM
 from appliance.focus.testing import GroundTruthDefocus, centre_on, find_field, structures
 from appliance.sim.microscope import VirtualMicroscope
 
@@ -167,3 +169,39 @@ def test_bad_arguments_are_value_errors(servo_scope: VirtualMicroscope, kwargs: 
     strategy = args.pop("strategy")
     with pytest.raises(ValueError, match=match):
         autofocus(servo_scope.stage, servo_scope.camera, strategy, **args)  # type: ignore[arg-type]
+
+
+# ----- the map of the glass: each structure's reference height above the glass is known (print job) -------
+
+def _glass_map(scope: VirtualMicroscope, xy: list[tuple[float, float]]) -> FocusMap:
+    # Points on the glass itself, from the slide's truth: a map that is right, to test what the strategy does
+    # with it (how good a map the classical search builds is the bench's job).
+    fmap = FocusMap(prior_sigma_um=GLASS_PRIOR_SIGMA_UM)
+    for x, y in xy:
+        fmap.add(x, y, scope.slide.surface_z_um(x, y) + 5.0, offset_um=5.0)
+    return fmap
+
+
+def test_a_sure_map_of_the_glass_focuses_a_new_structure_with_one_frame(stepper_scope: VirtualMicroscope) -> None:
+    grid = [(float(x), float(y)) for x in (1500, 5000, 8500) for y in (1500, 5000, 8500)]
+    fmap = _glass_map(stepper_scope, grid * 3)
+    obj = structures(stepper_scope)[1]
+    ref = obj.focus_z_um - stepper_scope.slide.surface_z_um(*obj.center_um)
+    assert fmap.surface_sigma(*obj.center_um) <= MAP_TRUST_SIGMA_UM
+    dz, r = _run(stepper_scope, 1, "map", 7.0, focus_map=fmap, xy_um=obj.center_um, ref_height_um=ref)
+    assert r.ok and r.frames == 1 and not r.measured, r  # type: ignore[attr-defined]
+    assert abs(dz) <= 1.0
+    # Without the structure's reference height the same map predicts the glass: not trusted, a search runs.
+    dz, r = _run(stepper_scope, 1, "map", 7.0, focus_map=fmap, xy_um=obj.center_um)
+    assert r.frames > 1 and r.measured  # type: ignore[attr-defined]
+
+
+def test_an_unsure_map_searches_wide_enough_to_measure_a_detected_structure(stepper_scope: VirtualMicroscope) -> None:
+    fmap = _glass_map(stepper_scope, [(1000.0, 1000.0), (1500.0, 1020.0), (2000.0, 990.0)])
+    obj = structures(stepper_scope)[0]
+    ref = obj.focus_z_um - stepper_scope.slide.surface_z_um(*obj.center_um)
+    assert fmap.surface_sigma(*obj.center_um) > MAP_TRUST_SIGMA_UM
+    _, r = _run(stepper_scope, 0, "map", -8.0, focus_map=fmap, xy_um=obj.center_um, ref_height_um=ref)
+    assert r.measured and r.frames > 1  # type: ignore[attr-defined]
+    zs = [z for z, _ in r.trace]  # type: ignore[attr-defined]
+    assert max(zs) - min(zs) >= 2 * SYMMETRY_COVER_UM - 4.0 or not r.ok  # type: ignore[attr-defined]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from appliance.focus.curve import crossings, estimate_focus, parabola_peak
+from appliance.focus.curve import crossings, estimate_focus, parabola_peak, symmetry_centre
 
 
 def test_parabola_vertex_is_exact_for_a_parabola() -> None:
@@ -39,6 +39,25 @@ def test_centre_falls_back_to_a_peak_fit_when_one_side_never_drops() -> None:
     z = np.array([80.0, 84.0, 88.0])
     v = np.array([10.0, 30.0, 29.0])
     assert estimate_focus(z, v, "centre") == pytest.approx(parabola_peak(tuple(z), tuple(v)))
+
+
+def test_symmetry_centre_finds_the_mirror_plane_of_a_dipped_curve_sampled_coarsely() -> None:
+    # Two equal lobes about 90.6 with a dip there, plus an odd ripple near focus that shifts the maximum and
+    # the dip (the absorption-phase cross term): the wide wings still put the mirror plane at 90.6.
+    z = np.arange(74.0, 107.0, 4.0) + 0.3
+    d = z - 90.6
+    v = 100 + 900 * np.exp(-((np.abs(d) - 5) ** 2) / 12) + 150 * d * np.exp(-(d ** 2) / 8)
+    c = estimate_focus(z, v, "symmetry")
+    assert c == pytest.approx(90.6, abs=0.5)
+    assert abs(estimate_focus(z, v, "max") - 90.6) > 3
+
+
+def test_symmetry_centre_needs_both_sides_sampled() -> None:
+    z = np.array([80.0, 84.0, 88.0, 90.0])
+    assert symmetry_centre(z, np.array([1.0, 2.0, 3.0, 2.0])) is None
+    # ... and the estimator then falls back to the lobe's centre.
+    assert estimate_focus(z, np.array([1.0, 5.0, 3.0, 1.0]), "symmetry") == estimate_focus(
+        z, np.array([1.0, 5.0, 3.0, 1.0]), "centre")
 
 
 def test_crossings_interpolate_linearly() -> None:
