@@ -29,7 +29,7 @@ import numpy as np
 from appliance.hardware.camera.base import Camera, Frame
 from appliance.hardware.stage.base import Stage, StageLimitError
 from appliance.results.files import ScanFolder
-from appliance.results.reconstruct import height_map, structure_mask
+from appliance.results.reconstruct import ReconstructSettings, reconstruct, structure_mask
 from appliance.results.store import Annotation, FieldRecord, ObjectRecord, ResultStore
 from appliance.scan.calibration import Calibration
 from appliance.scan.events import Event, FieldDone, ObjectRecorded, ScanFinished
@@ -487,8 +487,15 @@ class ScanRunner:
         focused = best if best is not None else frame
         crop = np.ascontiguousarray(focused.image[cy0:cy1, cx0:cx1])
         local_box = (det.box_px[0] - cx0, det.box_px[1] - cy0, det.box_px[2] - cx0, det.box_px[3] - cy0)
-        mask = structure_mask(crop, local_box)
-        heights, base = height_map(stack, zs, mask)
+        mask = structure_mask(crop, local_box, fill_holes=det.cls != "scaffold")
+        rp = self.plan.reconstruct
+        settings = ReconstructSettings(method=rp.method, wavelength_um=rp.wavelength_um, index_delta=rp.index_delta,
+                                       camera_gamma=rp.camera_gamma, tie_dz_um=rp.tie_dz_um)
+        # The field's z is its focus on what lies on the glass: the glass reference under the structure
+        # (unless it was only a guess).
+        glass = w.z_um if w.focus_source in ("map", "autofocus") else None
+        rec = reconstruct(stack, zs, mask, det.cls, out.z_um, glass, self.cal.um_per_px, settings)
+        heights, base = rec.heights, rec.base_z_um
         w.timings["reconstruct"] = w.timings.get("reconstruct", 0.0) + time.perf_counter() - t
         self._checkpoint(FieldStep.RECORD)
         t = time.perf_counter()
@@ -510,6 +517,7 @@ class ScanRunner:
             height_map_path=self.folder.rel(paths[3]), plot_path=self.folder.rel(paths[4]), scores=dict(det.scores),
             extra={"focus_frames": out.frames, "focus_ok": out.ok, "base_z_um": base,
                    "max_height_um": float(np.percentile(valid, 98)) if valid.size else 0.0,
+                   "height_source": rec.source, "peak_height_um": rec.peak_um,
                    "crop_origin_px": [cx0, cy0], "stage_xy_um": [focused.position.x_um, focused.position.y_um],
                    "true_position_um": _true_position(focused)}))
         w.timings["record"] = w.timings.get("record", 0.0) + time.perf_counter() - t
