@@ -121,6 +121,7 @@ class _FieldWork:
     z_um: float = 0.0
     focus_source: str = "map"
     n_candidates: int = 0
+    focus_point: tuple[float, float, float] | None = None  # the field's autofocus, for the map once it is known
     objects: list[ObjectRecord] = field(default_factory=list)
     annotations: list[Annotation] = field(default_factory=list)
     files: list[Any] = field(default_factory=list)
@@ -292,6 +293,11 @@ class ScanRunner:
             frame = self._timed(w, FieldStep.CAPTURE, self.camera.capture)
             result = self._timed(w, FieldStep.ANALYSE, lambda: self.vision.analyse(frame))
         w.n_candidates = result.n_candidates
+        if w.focus_point is not None and not any(d.kind == "structure" for d in result.detections):
+            # Only a field of dust and glass focuses on the glass; with a structure in view the autofocus
+            # lands on the structure's mid-plane, half its height above the glass (5-15 µm), and the map,
+            # which is the glass reference of every height map, would learn that.
+            self._add_focus_point(*w.focus_point)
         for k, v in result.timings_s.items():
             w.timings[k] = w.timings.get(k, 0.0) + v
         for det in self._new_first(result.detections, frame):
@@ -357,10 +363,9 @@ class ScanRunner:
         if out.ok:
             w.z_um, w.focus_source = out.z_um, "autofocus"
             self._z_guess = out.z_um
-            # Field focus is on what lies on the glass (dust, the foot of a print): one surface, which the map
-            # models. A structure's own focus sits half its height above the glass, so it is recorded with the
-            # structure but kept out of the map.
-            self._add_focus_point(p.x_um, p.y_um, out.z_um)
+            # The map models one surface, the glass; whether this focus is on the glass is known only once the
+            # frame is analysed (see _field). A structure's own focus is recorded with the structure.
+            w.focus_point = (p.x_um, p.y_um, out.z_um)
         else:
             self.stage.focus_to_um(guess)
             w.z_um, w.focus_source = guess, "autofocus-unsure"
@@ -527,7 +532,7 @@ class ScanRunner:
         """Pick up an interrupted scan: done cells, recorded objects (for duplicates), the fields' focus points."""
         for f in self.store.fields(self.scan_id):
             self._done[f.cell] = f.n_candidates > 0
-            if f.focus_source == "autofocus":
+            if f.focus_source == "autofocus" and f.n_structures == 0:
                 self._add_focus_point(f.x_um, f.y_um, f.z_um)
         for o in self.store.objects(self.scan_id):
             self._known.append(_Known(o.kind, (o.x_um - o.width_um / 2, o.y_um - o.height_um / 2,
