@@ -370,6 +370,17 @@ class ScanRunner:
             self.stage.focus_to_um(guess)
             w.z_um, w.focus_source = guess, "autofocus-unsure"
 
+    def _glass_z(self, x: float, y: float) -> float | None:
+        """The glass's focus at a structure, or None when there is no sure reference.
+
+        The focus map's prediction (the map holds only fields focused on dust and glass) when it is sure to
+        within half the search range.
+        """
+        pred = self.focus_map.predict(x, y)
+        if pred is None or pred[1] > self.plan.focus.search_range_um / 2:
+            return None
+        return float(pred[0])
+
     def _add_focus_point(self, x: float, y: float, z: float) -> None:
         self.focus_map.add(x, y, z)
         self._focus_points.append((x, y))
@@ -496,9 +507,7 @@ class ScanRunner:
         rp = self.plan.reconstruct
         settings = ReconstructSettings(method=rp.method, wavelength_um=rp.wavelength_um, index_delta=rp.index_delta,
                                        camera_gamma=rp.camera_gamma, tie_dz_um=rp.tie_dz_um)
-        # The field's z is its focus on what lies on the glass: the glass reference under the structure
-        # (unless it was only a guess).
-        glass = w.z_um if w.focus_source in ("map", "autofocus") else None
+        glass = self._glass_z(x, y)
         rec = reconstruct(stack, zs, mask, det.cls, out.z_um, glass, self.cal.um_per_px, settings)
         heights, base = rec.heights, rec.base_z_um
         w.timings["reconstruct"] = w.timings.get("reconstruct", 0.0) + time.perf_counter() - t
