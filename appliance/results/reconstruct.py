@@ -112,7 +112,9 @@ def structure_mask(image: np.ndarray, box: tuple[int, int, int, int], fill_holes
     noise = 1.4826 * float(np.median(np.abs(border - glass)))
     thr = max(6.0, 4.0 * noise)
     m = ((np.abs(f - glass) > thr) & inside).astype(np.uint8)
-    m = cv2.morphologyEx(m, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (9, 9)))
+    # Close gaps in a solid print's outline; an open shape's cells may be only a few µm across, keep them.
+    k = 9 if fill_holes else 3
+    m = cv2.morphologyEx(m, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
     n, labels, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=8)
     if n <= 1:
         return inside
