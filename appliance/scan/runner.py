@@ -531,7 +531,7 @@ class ScanRunner:
             height_map_path=self.folder.rel(paths[3]), plot_path=self.folder.rel(paths[4]), scores=dict(det.scores),
             extra={"focus_frames": out.frames, "focus_ok": out.ok, "base_z_um": base,
                    "max_height_um": float(np.percentile(valid, 98)) if valid.size else 0.0,
-                   "height_source": rec.source, "peak_height_um": rec.peak_um,
+                   "height_source": rec.source, "peak_height_um": rec.peak_um, "glass_z_um": glass,
                    "crop_origin_px": [cx0, cy0], "stage_xy_um": [focused.position.x_um, focused.position.y_um],
                    "true_position_um": _true_position(focused)}))
         w.timings["record"] = w.timings.get("record", 0.0) + time.perf_counter() - t
