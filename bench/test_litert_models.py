@@ -11,14 +11,13 @@ net on one crop, and the MobileNetV2-style twin of the focus net for the card's 
 
 from __future__ import annotations
 
-import statistics
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+from timing import median_s
 
 from appliance.vision.classifier import MODEL_DIR as CLF_DIR
 from appliance.vision.classifier import StructureClassifier
@@ -31,16 +30,6 @@ CLASSIFIERS = ["classifier.tflite", "classifier_dynamic.tflite", "classifier_int
 FOCUS = ["focusnet.tflite", "focusnet_dynamic.tflite", "focusnet_int8.tflite", "focusnet_mobilenetv2.tflite"]
 
 
-def _median_s(fn: Callable[[], object], rounds: int = 30) -> float:
-    fn()
-    times = []
-    for _ in range(rounds):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
-
-
 def _reference() -> Callable[[], object]:
     frame = np.random.default_rng(0).integers(0, 256, size=(480, 640), dtype=np.uint8)
     return lambda: cv2.GaussianBlur(frame, (5, 5), 0)
@@ -51,8 +40,8 @@ def _crops(n: int) -> np.ndarray:
 
 
 def _record(benchmark: pytest.FixtureRequest, fn: Callable[[], object], key: str, name: str) -> None:
-    ref = _median_s(_reference())
-    ours = _median_s(fn)
+    ref = median_s(_reference(), 30)
+    ours = median_s(fn, 30)
     ratio = ours / ref
     benchmark.extra_info.update({"model": name, "median_ms": round(ours * 1e3, 3),
                                  "reference_ms": round(ref * 1e3, 3), "ratio": round(ratio, 2)})

@@ -13,12 +13,11 @@ absolute timings on this shared machine move 10-50 %).
 
 from __future__ import annotations
 
-import statistics
-import time
 from collections.abc import Callable
 
 import numpy as np
 import pytest
+from timing import median_s
 
 from appliance.sim.microscope import VirtualMicroscope
 from appliance.sim.sensor import SensorParams, expose
@@ -27,16 +26,6 @@ from appliance.sim.stage import SimStageParams
 # Gates: an order-of-magnitude slowdown fails; measured ratios (warm 1.0-1.2, new focus 2.2-3.7, cold 3.2-4.5, with the
 # colour capture chain) are in docs/simulator.md.
 MAX_RATIO = {"warm": 4.0, "new_focus": 25.0, "cold": 40.0}
-
-
-def _median_s(fn: Callable[[], object], rounds: int) -> float:
-    fn()
-    times = []
-    for _ in range(rounds):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 def _busy_scope(width: int, height: int) -> tuple[VirtualMicroscope, float, float, float]:
@@ -82,8 +71,8 @@ def test_render_speed(benchmark, width, height, mode):
 
     rounds = 15 if width == 640 else 7
     benchmark.pedantic(frame, rounds=rounds, warmup_rounds=1)
-    t_frame = _median_s(frame, rounds)
-    t_ref = _median_s(_reference(width, height), rounds)
+    t_frame = median_s(frame, rounds)
+    t_ref = median_s(_reference(width, height), rounds)
     ratio = t_frame / t_ref
     benchmark.extra_info.update({"objects_in_view": n_view, "median_ms": t_frame * 1e3,
                                  "reference_median_ms": t_ref * 1e3, "ratio": ratio})

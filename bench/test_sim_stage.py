@@ -11,8 +11,8 @@ shared and noisy (PERFORMANCE-NOTES.md).
 from __future__ import annotations
 
 import math
-import statistics
-import time
+
+from timing import median_s
 
 from appliance.sim.clock import VirtualClock
 from appliance.sim.stage import SimStage, SimStageParams
@@ -58,16 +58,6 @@ def reference(v: float = 2000.0, a: float = 10000.0) -> float:
     return total
 
 
-def _median_s(fn, rounds: int = 15) -> float:
-    fn()
-    times = []
-    for _ in range(rounds):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
-
-
 def _fresh_scan() -> float:
     with SimStage(VirtualClock(), SimStageParams()) as stage:
         return scan(stage)
@@ -76,8 +66,8 @@ def _fresh_scan() -> float:
 def test_scan_sequence_cost(benchmark):
     virtual_s = _fresh_scan()
     benchmark.pedantic(_fresh_scan, rounds=15, warmup_rounds=1)
-    t_stage = _median_s(_fresh_scan)
-    t_ref = _median_s(reference)
+    t_stage = median_s(_fresh_scan)
+    t_ref = median_s(reference)
     ratio = t_stage / t_ref
     calls = len(FIELDS) * (2 + len(STACK_UM))
     benchmark.extra_info.update({

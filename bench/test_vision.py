@@ -10,29 +10,16 @@ ratio (the issue's target, 20 ms per frame, is about 20x the reference on the de
 
 from __future__ import annotations
 
-import statistics
-import time
-from collections.abc import Callable
-
 import cv2
 import numpy as np
 import pytest
+from timing import median_s
 
 from appliance.vision.detector import Detector, default_model_path
 
 pytest.importorskip("onnxruntime")
 # 20 ms target / ~1 ms reference, with room for a noisy shared machine.
 MAX_RATIO = 30.0
-
-
-def _median_s(fn: Callable[[], object], rounds: int = 15) -> float:
-    fn()
-    times = []
-    for _ in range(rounds):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 @pytest.fixture(scope="module")
@@ -54,8 +41,8 @@ def test_detector_per_frame(benchmark, frame, backend, threads):
     def reference() -> object:
         return cv2.adaptiveThreshold(frame, 255, cv2.ADAPTIVE_THRESH_GAUSSIAN_C, cv2.THRESH_BINARY_INV, 31, 5)
 
-    ref_s = _median_s(reference)
-    ours_s = _median_s(lambda: det.detect(frame))
+    ref_s = median_s(reference)
+    ours_s = median_s(lambda: det.detect(frame))
     benchmark.pedantic(det.detect, args=(frame,), rounds=10, warmup_rounds=1)
     ratio = ours_s / ref_s
     benchmark.extra_info.update({"median_ms": round(ours_s * 1e3, 3), "reference_ms": round(ref_s * 1e3, 3),

@@ -30,6 +30,8 @@ EXPOSURE_MS = (0.01, 10000.0)
 SLICE_UM = (0.5, 50.0)
 CROP_PX = (16, 480)
 DZ_UM = 100.0
+# The names of appliance.sim.capture.PRESETS, spelled out so --help needs no heavy import (a test keeps them equal).
+CAMERA_PRESETS = ("cheap_colour", "default", "mono_raw")
 MAX_PLANES = 1000
 #: A stack is held in memory before it is written; refuse one larger than this up front.
 STACK_BUDGET_BYTES = 2 * 1024**3
@@ -122,6 +124,10 @@ def register(sub: Any) -> None:
                        help=f"output file, {' or '.join(suffixes)} (default {out_default})")
         q.add_argument("--slice-um", type=_float_in(*SLICE_UM, " µm"), default=None,
                        help="propagate through slices of at most this thickness, µm, 0.5..50 (default: thin screens)")
+        q.add_argument("--camera", choices=CAMERA_PRESETS, default="default",
+                       help="the camera's capture chain, a preset of appliance.sim.capture.PRESETS: default (colour "
+                            "USB/CSI camera), cheap_colour (softer lens, stronger JPEG), mono_raw (monochrome, "
+                            "linear, no ISP) (default: default)")
         q.set_defaults(out_suffixes=suffixes)
 
     s = ss.add_parser("slide", help="overview map of the slide (PNG) + ground truth (JSON)",
@@ -216,6 +222,7 @@ def _check_outputs(out: Path, suffixes: tuple[str, ...], sidecar: Path) -> int |
 
 
 def _scope(args: argparse.Namespace) -> Any:
+    from appliance.sim.capture import preset
     from appliance.sim.microscope import VirtualMicroscope
     from appliance.sim.optics import OpticsParams
     from appliance.sim.sensor import SensorParams
@@ -225,7 +232,8 @@ def _scope(args: argparse.Namespace) -> Any:
     if hasattr(args, "width"):
         sensor = SensorParams(width_px=args.width, height_px=args.height, exposure_ms=args.exposure_ms)
     optics = OpticsParams(slice_um=getattr(args, "slice_um", None))
-    return VirtualMicroscope(seed=args.seed, sensor=sensor, optics=optics, stage=_stage_params(SimStageParams))
+    return VirtualMicroscope(seed=args.seed, sensor=sensor, optics=optics, stage=_stage_params(SimStageParams),
+                             chain=preset(args.camera))
 
 
 def _target(scope: Any, args: argparse.Namespace) -> tuple[float, float, float, str]:
@@ -321,7 +329,7 @@ def _cmd_field(args: argparse.Namespace) -> int:
     boxes = [b.to_dict() for b in scope.boxes_in_view(frame)]
     _write_json(sidecar, {"seed": args.seed, "position_um": list(frame.position),
                           "true_position_um": list(frame.meta["true_position_um"]),
-                          "um_per_px": scope.camera.um_per_px, "boxes": boxes})
+                          "um_per_px": scope.camera.um_per_px, "camera": args.camera, "boxes": boxes})
     focus = "" if args.z is not None else f" (focus of {what})"
     print(f"wrote {args.out} at x={x:.1f} y={y:.1f} z={z:.2f} um{focus} ({len(boxes)} objects in view)")
     return 0
@@ -400,7 +408,7 @@ def _cmd_strip(args: argparse.Namespace) -> int:
         return _fail(f"--cls must be one of {', '.join(STRUCTURE_TYPES + DEBRIS_TYPES)}, got {args.cls!r}")
     if (code := _check_outputs(args.out, args.out_suffixes, args.out)) is not None:
         return code
-    scope = _scope(argparse.Namespace(seed=args.seed, slice_um=args.slice_um))
+    scope = _scope(argparse.Namespace(seed=args.seed, slice_um=args.slice_um, camera=args.camera))
     objs = [o for o in scope.slide.objects if o.cls == args.cls]
     if not 0 <= args.index < len(objs):
         return _fail(f"--index must be in [0, {len(objs) - 1}] for {args.cls} on seed {args.seed}, got {args.index}")

@@ -40,15 +40,21 @@ DEFAULT_OUT = Path(__file__).resolve().parent
 QUICK_CROPS = 512
 
 
-def build_model(keras: Any, n_classes: int = len(CLASSIFIER_LABELS)) -> Any:
-    """The LeNet-style classifier: ``[N, 64, 64, 1]`` in [0, 1] -> softmax ``[N, n_classes]``."""
+WIDTHS = (8, 64)
+
+
+def build_model(keras: Any, n_classes: int = len(CLASSIFIER_LABELS), width: int = 16) -> Any:
+    """The LeNet-style classifier: ``[N, 64, 64, 1]`` in [0, 1] -> softmax ``[N, n_classes]``.
+
+    ``width`` is the first block's channel count; the second and third have twice as many.
+    """
     from keras import layers, ops
 
     inp = keras.Input((64, 64, 1), name="crop")
     # Per-crop standardisation inside the graph: the input contract stays "grey in [0, 1]".
     x = layers.Lambda(lambda t: (t - ops.mean(t, axis=(1, 2, 3), keepdims=True))
                       / (ops.std(t, axis=(1, 2, 3), keepdims=True) + 0.02), name="standardise")(inp)
-    for filters, k in ((16, 5), (32, 3), (32, 3)):
+    for filters, k in ((width, 5), (2 * width, 3), (2 * width, 3)):
         x = layers.Conv2D(filters, k, padding="same", use_bias=False)(x)
         x = layers.BatchNormalization(momentum=0.9)(x)
         x = layers.ReLU()(x)
@@ -63,6 +69,9 @@ def build_model(keras: Any, n_classes: int = len(CLASSIFIER_LABELS)) -> Any:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Options of ``tppscan train classifier``."""
     add_common_arguments(p, DEFAULT_OUT, default_epochs=30)
+    p.add_argument("--width", type=int, default=16,
+                   help=f"channels of the first convolution block (the others have twice as many), "
+                        f"{WIDTHS[0]}..{WIDTHS[1]} (default 16, the seed paper's size)")
 
 
 def _load(path: Path, limit: int | None) -> tuple[np.ndarray, np.ndarray]:
@@ -94,7 +103,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
 
     epochs = 1 if args.quick else args.epochs
     budget_s = 8.0 if args.quick else args.minutes * 60.0
-    model = build_model(keras)
+    model = build_model(keras, width=args.width)
     if args.init is not None:
         try:
             model.load_weights(str(args.init))
@@ -139,12 +148,15 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             "params": int(model.count_params()), "epochs_run": len(hist.history.get("loss", [])),
             "stopped_by_budget": bool(budget.stopped), "train_seconds": round(train_s, 1),
             "val_accuracy_by_epoch": [round(float(a), 4) for a in hist.history.get("val_accuracy", [])],
-            "files": files, "labels": list(CLASSIFIER_LABELS), "seed": args.seed, "threads": args.threads}
+            "files": files, "labels": list(CLASSIFIER_LABELS), "seed": args.seed, "threads": args.threads,
+            "width": args.width}
 
 
 def run(args: argparse.Namespace) -> int:
     """Handler of ``tppscan train classifier``; returns the exit code."""
     bad = check_common(args)
+    if bad is None and not WIDTHS[0] <= args.width <= WIDTHS[1]:
+        bad = f"--width must be in [{WIDTHS[0]}, {WIDTHS[1]}], got {args.width!r}"
     if bad:
         print(f"tppscan train classifier: error: {bad}", file=sys.stderr)
         return 2

@@ -44,6 +44,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
                    help="bfloat16 autocast for the convolutions (default: on where the CPU has native bf16, "
                         "AVX512-BF16 or AMX: 2.8x faster here)")
+    p.add_argument("--init", type=Path, default=None,
+                   help="start from these weights (the detector.pt of an earlier run, same --width) instead of "
+                        "random ones")
     p.add_argument("--quick", action="store_true",
                    help=f"smoke run: {QUICK_STEPS} steps on at most {QUICK_IMAGES} frames (tests)")
 
@@ -110,9 +113,10 @@ def load_sets(data_dirs: list[Path], limit: int | None = None) -> tuple[np.ndarr
     OSError
         A folder is not a detection dataset or has no frames.
     """
-    frames, targets = [], []
+    frames: list[np.ndarray] = []
+    targets: list[dict[str, np.ndarray]] = []
     for d in data_dirs:
-        left = None if limit is None else limit - sum(len(f) for f in frames)
+        left = None if limit is None else limit - sum(f.shape[0] for f in frames)
         if left is not None and left <= 0:
             break
         f, t, _ = load_frames(d, limit=left)
@@ -176,6 +180,12 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     frames, targets = load_sets(args.data, limit=QUICK_IMAGES if args.quick else None)
     load_s = time.monotonic() - t0
     net = DetectorNet(width=args.width)
+    if args.init is not None:
+        try:
+            net.load_state_dict(torch.load(args.init, map_location="cpu", weights_only=True))
+        except (OSError, RuntimeError, ValueError) as exc:
+            raise OSError(f"--init {args.init}: cannot load these weights into a width-{args.width} detector "
+                          f"({str(exc).splitlines()[0]})") from None
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
     warm = max(1, min(200, steps // 10))
     budget_s = args.minutes * 60.0
@@ -230,7 +240,8 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         "command": "tppscan train detector " + " ".join(sys.argv[3:] if len(sys.argv) > 3 else []),
         "data": [str(d) for d in args.data], "frames": len(frames), "steps_planned": steps, "steps_done": done,
         "stopped_by_clock": done < steps, "bf16": bf16, "batch": batch, "lr": args.lr, "width": args.width,
-        "seed": args.seed, "threads": args.threads, "parameters": count_parameters(net), "load_s": round(load_s, 1),
+        "seed": args.seed, "threads": args.threads, "init": str(args.init) if args.init else None,
+        "parameters": count_parameters(net), "load_s": round(load_s, 1),
         "train_s": round(train_s, 1), "history": history, "onnx_bytes": onnx_path.stat().st_size,
         "ops_outside_tensorrt": check_exported(onnx_path),
     }

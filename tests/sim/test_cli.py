@@ -106,3 +106,21 @@ def test_sim_slice_option(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         main(["sim", "field", "--slice-um", "0.1", "--out", str(out)])
     assert e.value.code == 2 and "--slice-um" in capsys.readouterr().err  # tests/sim/test_cli_values.py: all values
+
+
+def test_camera_presets_named_by_the_cli_are_the_simulators() -> None:
+    from appliance.sim.capture import PRESETS
+    from appliance.sim.cli import CAMERA_PRESETS
+
+    assert CAMERA_PRESETS == tuple(sorted(PRESETS))
+
+
+def test_sim_field_camera_preset_changes_the_capture_chain(tmp_path):
+    frames = {}
+    for name in ("default", "mono_raw"):
+        out = tmp_path / f"{name}.png"
+        assert main(["sim", "field", "--seed", "4", "--width", "160", "--height", "120", "--camera", name,
+                     "--out", str(out)]) == 0
+        frames[name] = np.asarray(Image.open(out).convert("L")).astype(int)
+        assert json.loads(out.with_suffix(".json").read_text())["camera"] == name
+    assert np.abs(frames["default"] - frames["mono_raw"]).mean() > 1.0

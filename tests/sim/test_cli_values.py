@@ -69,6 +69,11 @@ ROWS: list[tuple[list[str], int, list[str]]] = [
     (["stack", "--z-from", "0", "--z-to", "180", "--z-step", "0.1"], 2, ["1000 planes", "1801", "--z-step"]),
     (["stack", "--width", "2592", "--height", "1944", "--z-from", "0", "--z-to", "179.82", "--z-step", "0.18"],
      2, ["1000 planes", "2592x1944", "5.04 GB", "--width", "--z-step"]),
+    # every subcommand: --camera names a preset
+    (["slide", "--camera", "webcam"], 2, ["--camera", "'webcam'", "cheap_colour", "default", "mono_raw"]),
+    (["field", "--camera", "Default"], 2, ["--camera", "'Default'", "mono_raw"]),
+    (["stack", "--camera", ""], 2, ["--camera", "''", "mono_raw"]),
+    (["strip", "--cls", "pentagon", "--camera", "raw"], 2, ["--camera", "'raw'", "mono_raw"]),
     # strip: --cls, --dz, --index, --crop
     (["strip", "--cls", "hexagon"], 2, ["--cls", "'hexagon'", "pentagon", "dust"]),
     (["strip", "--cls", "pentagon", "--dz", "0", "nan"], 2, ["--dz", "nan", "finite"]),
@@ -82,11 +87,11 @@ ROWS: list[tuple[list[str], int, list[str]]] = [
 
 #: Every option of every subcommand has at least one row (checked below).
 OPTIONS = {
-    "slide": {"--seed", "--out", "--slice-um", "--um-per-px", "--markers"},
-    "field": {"--seed", "--out", "--slice-um", "--x", "--y", "--width", "--height", "--exposure-ms", "--z"},
-    "stack": {"--seed", "--out", "--slice-um", "--x", "--y", "--width", "--height", "--exposure-ms", "--z-from",
-              "--z-to", "--z-step"},
-    "strip": {"--seed", "--out", "--slice-um", "--cls", "--dz", "--index", "--crop"},
+    "slide": {"--seed", "--out", "--slice-um", "--camera", "--um-per-px", "--markers"},
+    "field": {"--seed", "--out", "--slice-um", "--camera", "--x", "--y", "--width", "--height", "--exposure-ms", "--z"},
+    "stack": {"--seed", "--out", "--slice-um", "--camera", "--x", "--y", "--width", "--height", "--exposure-ms",
+              "--z-from", "--z-to", "--z-step"},
+    "strip": {"--seed", "--out", "--slice-um", "--camera", "--cls", "--dz", "--index", "--crop"},
 }
 
 

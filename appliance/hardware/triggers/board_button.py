@@ -8,26 +8,26 @@ short/long rule as the GPIO button, timed on the host's monotonic clock (the boa
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 
-from appliance.hardware.triggers.events import Handler, PressClassifier, TriggerEvent
+from appliance.hardware.triggers.events import Handler, PressClassifier, TriggerEvent, WatcherThread
 
 log = logging.getLogger(__name__)
 
 
-class BoardButton:
+class BoardButton(WatcherThread):
     """Polls a message source for the board's button lines in a thread."""
+
+    thread_name = "board-button"
 
     def __init__(self, handler: Handler, messages: Callable[[], list[str]], *, long_press_s: float = 2.0,
                  poll_s: float = 0.1) -> None:
+        super().__init__()
         self.handler = handler
         self.messages = messages
         self.poll_s = poll_s
         self._presses = PressClassifier(long_press_s)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def feed(self, line: str, t_ns: int | None = None) -> None:
         """One pushed line (others are ignored)."""
@@ -45,16 +45,11 @@ class BoardButton:
 
     def start(self) -> None:
         """Start polling."""
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="board-button", daemon=True)
-        self._thread.start()
+        self._start_thread()
 
     def stop(self) -> None:
         """Stop polling; safe twice."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(2.0)
-            self._thread = None
+        self._stop_thread()
 
     def _run(self) -> None:
         while not self._stop.wait(self.poll_s):

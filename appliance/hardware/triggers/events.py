@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -56,3 +57,35 @@ class PressClassifier:
         if held < 0:
             return None
         return Command.STOP if held >= self.long_press_ns else Command.BUTTON
+
+
+class TriggerError(RuntimeError):
+    """A trigger device could not be opened."""
+
+
+class WatcherThread:
+    """The one background thread every trigger watches its device in; subclasses write ``_run``.
+
+    ``_run`` must return soon after ``self._stop`` is set (poll it, or wait on it): ``stop`` joins for two
+    seconds at most, so a device read that never returns cannot hang the service's shutdown.
+    """
+
+    thread_name = "trigger"
+
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _start_thread(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name=self.thread_name, daemon=True)
+        self._thread.start()
+
+    def _stop_thread(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(2.0)
+            self._thread = None
+
+    def _run(self) -> None:
+        raise NotImplementedError

@@ -13,22 +13,21 @@ from __future__ import annotations
 
 import importlib
 import logging
-import threading
 from datetime import timedelta
 from types import ModuleType
 from typing import Any
 
-from appliance.hardware.triggers.events import Handler, PressClassifier, TriggerEvent
+from appliance.hardware.triggers.events import Handler, PressClassifier, TriggerError, TriggerEvent, WatcherThread
+
+__all__ = ["GpioButton", "TriggerError"]
 
 log = logging.getLogger(__name__)
 
 
-class TriggerError(RuntimeError):
-    """A trigger device could not be opened."""
-
-
-class GpioButton:
+class GpioButton(WatcherThread):
     """Watches one GPIO line in a thread and sends BUTTON (short press) or STOP (long press) to the handler."""
+
+    thread_name = "gpio-button"
 
     def __init__(self, handler: Handler, chip: str = "/dev/gpiochip0", line: int = 0, *, active_low: bool = True,
                  debounce_ms: int = 30, long_press_s: float = 2.0, gpiod: ModuleType | Any | None = None) -> None:
@@ -36,6 +35,7 @@ class GpioButton:
             raise ValueError(f"line must be 0..1023, got {line}")
         if not 0 <= debounce_ms <= 1000:
             raise ValueError(f"debounce_ms must be 0..1000, got {debounce_ms}")
+        super().__init__()
         self.handler = handler
         self.chip = chip
         self.line = line
@@ -44,8 +44,6 @@ class GpioButton:
         self._presses = PressClassifier(long_press_s)
         self._gpiod = gpiod
         self._request: Any = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def start(self) -> None:
         """Request the line (input, both edges, pull-up) and start watching."""
@@ -64,16 +62,11 @@ class GpioButton:
             self._request = gpiod.request_lines(self.chip, consumer="tppscan-button", config={self.line: settings})
         except (OSError, ValueError) as exc:
             raise TriggerError(f"gpio trigger: cannot request {self.chip} line {self.line}: {exc}") from None
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="gpio-button", daemon=True)
-        self._thread.start()
+        self._start_thread()
 
     def stop(self) -> None:
         """Stop watching and release the line; safe twice."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(2.0)
-            self._thread = None
+        self._stop_thread()
         req, self._request = self._request, None
         if req is not None:
             req.release()

@@ -8,11 +8,10 @@ wrong: an unknown command, a line longer than 128 bytes (discarded up to its end
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 from typing import Any
 
-from appliance.hardware.triggers.events import Command, Handler, TriggerEvent
+from appliance.hardware.triggers.events import Command, Handler, TriggerError, TriggerEvent, WatcherThread
 
 log = logging.getLogger(__name__)
 
@@ -61,18 +60,19 @@ def answer(line: bytes | None, handler: Handler) -> str:
     return str(handler(TriggerEvent(cmd, "serial")))
 
 
-class SerialConsole:
+class SerialConsole(WatcherThread):
     """Reads command lines from a serial port in a thread and writes one reply line to each."""
+
+    thread_name = "serial-console"
 
     def __init__(self, handler: Handler, port: str, baud: int = 115200, *,
                  serial_factory: Callable[..., Any] | None = None) -> None:
+        super().__init__()
         self.handler = handler
         self.port = port
         self.baud = baud
         self._factory = serial_factory
         self._ser: Any = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def start(self) -> None:
         """Open the port and start serving."""
@@ -82,19 +82,12 @@ class SerialConsole:
         try:
             self._ser = factory(self.port, self.baud, timeout=0.2)
         except (OSError, serial.SerialException) as exc:
-            from appliance.hardware.triggers.gpio_button import TriggerError
-
             raise TriggerError(f"serial trigger: cannot open {self.port}: {exc}") from None
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="serial-console", daemon=True)
-        self._thread.start()
+        self._start_thread()
 
     def stop(self) -> None:
         """Stop serving and close the port; safe twice."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(2.0)
-            self._thread = None
+        self._stop_thread()
         ser, self._ser = self._ser, None
         if ser is not None:
             ser.close()
