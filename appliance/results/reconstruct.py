@@ -270,7 +270,10 @@ def reconstruct(stack: np.ndarray, z_um: Sequence[float], mask: np.ndarray, cls:
     """
     if stack.ndim != 3 or stack.shape[1:] != mask.shape:
         raise ValueError(f"stack (Z, H, W) and mask (H, W) must agree, got {stack.shape} and {mask.shape}")
-    if settings.method == "focus" or (glass_z_um is None and cls != "microlens"):
+    # A structure in focus at or below the glass reference means one of the two focus measurements is wrong
+    # (a print stands above the glass): there is no focus offset to use.
+    no_offset = glass_z_um is None or focus_z_um <= glass_z_um
+    if settings.method == "focus" or (no_offset and cls != "microlens"):
         heights, base = height_map(stack, z_um, mask)
         valid = heights[np.isfinite(heights)]
         return Reconstruction(heights, base, float(valid.max()) if valid.size else 0.0, "shape-from-focus")

@@ -77,6 +77,8 @@ def test_flat_topped_prints_take_twice_their_focus_height_over_the_glass():
     sff = reconstruct(stack, [96, 98, 100, 102, 104], mask, "pentagon", 100.0, 93.5, UM_PX,
                       ReconstructSettings(method="focus"))
     assert sff.source == "shape-from-focus"
+    below = reconstruct(stack, [96, 98, 100, 102, 104], mask, "pentagon", 100.0, 101.0, UM_PX, s)
+    assert below.source == "shape-from-focus"  # in focus under the glass: the focus offset is no measurement
 
 
 @pytest.mark.parametrize("kwargs, words", [
