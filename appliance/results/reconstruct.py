@@ -1,18 +1,35 @@
-"""3-D reconstruction by shape from focus: per pixel, the z at which a local focus measure peaks.
+"""3-D reconstruction of a structure from its focus stack: the measured model (default) or shape from focus.
 
-For each plane of a focus stack the focus measure is the squared Laplacian averaged over a small window (the
-sum-modified-Laplacian family, Nayar and Nakagawa's shape from focus); each pixel's peak plane is refined to
-sub-step precision by a parabola through the peak and its two neighbours. Heights are that z minus the base
-z, taken as the median peak z on a thin ring along the structure's outline (the foot of its walls stands on
-the glass), and are kept only inside the structure's mask; outside it the map is NaN.
+**Measured model** (:func:`reconstruct`, ``method="phase"``): what a bright-field stack of a transparent print
+carries is its phase (:mod:`appliance.results.phase`) and where it is in focus. A print is a thin phase element
+whose best focus lies half its height above the glass, so its peak height is twice its focus's height over the
+glass (``2 (focus z - glass z)``, the glass z being the field's focus on what lies on the glass). A lens's cap is
+smooth enough for its phase to be recovered by the transport-of-intensity equation: its curvature and its
+footprint give its sag without any z reference. The map is then the type's geometry with the measured
+numbers: a flat top over the footprint for the prisms (pentagon, split ring, scaffold), the rods' mean
+thickness (``woodpile_fill`` of the stack's height) for a woodpile, the spherical cap for a lens.
+
+**Shape from focus** (:func:`height_map`, ``method="focus"``, the fallback). For each plane of a focus stack
+the focus measure is the squared Laplacian averaged over a small window (the sum-modified-Laplacian family,
+Nayar and Nakagawa's shape from focus); each pixel's peak plane is refined to sub-step precision by a
+parabola through the peak and its two neighbours. Heights are that z minus the base z, taken as the median
+peak z on a thin ring along the structure's outline (the foot of its walls stands on the glass), and are kept
+only inside the structure's mask; outside it the map is NaN.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
+
+from appliance.results.phase import cap_heights, lens_cap, linear_intensity, tie_phase
+
+#: Reconstruction methods: the measured model (phase and focus offset) and shape from focus.
+METHODS: tuple[str, ...] = ("phase", "focus")
 
 
 def focus_volume(stack: np.ndarray, window_px: int = 7) -> np.ndarray:
@@ -67,8 +84,12 @@ def peak_z(volume: np.ndarray, z_um: Sequence[float]) -> np.ndarray:
     return (z[k] + delta * step).astype(np.float32)
 
 
-def structure_mask(image: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
-    """The structure's footprint in the in-focus crop: the darker-than-glass region inside ``box``, holes filled.
+def structure_mask(image: np.ndarray, box: tuple[int, int, int, int], fill_holes: bool = True) -> np.ndarray:
+    """The structure's footprint in the in-focus crop: what differs from the glass inside ``box``, holes filled.
+
+    The glass level and its noise are the median and MAD of the crop's border (the crop keeps a margin of
+    glass around the box), so a structure that fills most of the crop is measured against the glass, not
+    against a blur of itself.
 
     Parameters
     ----------
@@ -76,25 +97,34 @@ def structure_mask(image: np.ndarray, box: tuple[int, int, int, int]) -> np.ndar
         The crop at best focus.
     box : (xmin, ymin, xmax, ymax)
         The detection's box in the crop's pixels.
+    fill_holes : bool
+        Fill enclosed holes (a solid print whose top is as bright as glass); false for open shapes (a
+        scaffold's cells are glass).
     """
     h, w = image.shape
     x0, y0, x1, y1 = (max(0, box[0]), max(0, box[1]), min(w, box[2]), min(h, box[3]))
-    f = image.astype(np.float32)
-    background = cv2.GaussianBlur(f, (0, 0), 25.0)
-    dev = np.abs(f - background)
+    f = cv2.GaussianBlur(image.astype(np.float32), (0, 0), 1.0)
     inside = np.zeros((h, w), bool)
     inside[y0:y1, x0:x1] = True
-    thr = max(6.0, 3.0 * float(np.median(dev[~inside])) if (~inside).any() else 6.0)
-    m = ((dev > thr) & inside).astype(np.uint8)
-    m = cv2.morphologyEx(m, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (9, 9)))
+    b = max(1, min(4, h // 8, w // 8))
+    border = np.concatenate([f[:b].ravel(), f[-b:].ravel(), f[b:-b, :b].ravel(), f[b:-b, -b:].ravel()])
+    glass = float(np.median(border))
+    noise = 1.4826 * float(np.median(np.abs(border - glass)))
+    thr = max(6.0, 4.0 * noise)
+    m = ((np.abs(f - glass) > thr) & inside).astype(np.uint8)
+    # Close gaps in a solid print's outline; an open shape's cells may be only a few µm across, keep them.
+    k = 9 if fill_holes else 3
+    m = cv2.morphologyEx(m, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
     n, labels, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=8)
     if n <= 1:
         return inside
     keep = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
     blob = (labels == keep).astype(np.uint8)
-    flood = blob.copy()
-    cv2.floodFill(flood, np.zeros((h + 2, w + 2), np.uint8), (0, 0), 1)  # fill enclosed holes
-    return ((blob | (1 - flood)) > 0) if blob[0, 0] == 0 else blob > 0
+    if not fill_holes:
+        return blob > 0
+    flood = np.pad(blob, 1)  # a glass frame around it, so the flood reaches every outside pixel
+    cv2.floodFill(flood, np.zeros((h + 4, w + 4), np.uint8), (0, 0), 1)  # fill enclosed holes
+    return (blob | (1 - flood[1:-1, 1:-1])) > 0
 
 
 def height_map(stack: np.ndarray, z_um: Sequence[float], mask: np.ndarray,
@@ -127,3 +157,145 @@ def height_map(stack: np.ndarray, z_um: Sequence[float], mask: np.ndarray,
     out = np.full(zmap.shape, np.nan, np.float32)
     out[mask] = np.maximum(zmap[mask] - base, 0.0)
     return out, base
+
+
+@dataclass(frozen=True)
+class ReconstructSettings:
+    """What the reconstruction needs to know of the optics and the print (from the plan, never the truth).
+
+    Attributes
+    ----------
+    method : str
+        ``phase`` (the measured model) or ``focus`` (shape from focus).
+    wavelength_um : float
+        Mean illumination wavelength, µm.
+    index_delta : float
+        Refractive-index step of the cured polymer against its surroundings.
+    camera_gamma : float
+        The camera's encoding gamma (frames are linearised with it before the TIE).
+    tie_dz_um : float
+        Distance of the TIE's two planes from focus, µm (the stack planes nearest it are used).
+    woodpile_fill : float
+        Mean polymer thickness of a woodpile over its footprint, as a fraction of its height (rods about half
+        the rod pitch wide: each layer covers about half the area).
+    """
+
+    method: str = "phase"
+    wavelength_um: float = 0.55
+    index_delta: float = 0.5
+    camera_gamma: float = 2.2
+    tie_dz_um: float = 2.0
+    woodpile_fill: float = 0.55
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
+        for name, lo, hi in (("wavelength_um", 0.3, 1.2), ("index_delta", 0.01, 1.5), ("camera_gamma", 0.2, 5.0),
+                             ("tie_dz_um", 0.1, 20.0), ("woodpile_fill", 0.05, 1.0)):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not (math.isfinite(v) and lo <= v <= hi):
+                raise ValueError(f"{name} must be a number in [{lo}, {hi}], got {v!r}")
+
+
+@dataclass(frozen=True)
+class Reconstruction:
+    """A height map and how it was measured.
+
+    Attributes
+    ----------
+    heights : (H, W) ndarray of float32
+        µm above the glass, NaN outside the structure.
+    base_z_um : float
+        Stage z taken as the glass under the structure.
+    peak_um : float
+        The measured peak height, µm.
+    source : str
+        What set the peak: ``focus-offset``, ``tie-curvature`` or ``shape-from-focus``.
+    """
+
+    heights: np.ndarray
+    base_z_um: float
+    peak_um: float
+    source: str
+
+
+def _nearest(z: np.ndarray, target: float) -> int:
+    return int(np.argmin(np.abs(z - target)))
+
+
+def lens_from_stack(stack: np.ndarray, z_um: Sequence[float], mask: np.ndarray, focus_z_um: float,
+                    um_per_px: float, s: ReconstructSettings) -> np.ndarray | None:
+    """A lens's cap from the TIE phase of the stack around its focus, or None if no plane pair or no cap fits."""
+    z = np.asarray(z_um, dtype=np.float64)
+    k0 = _nearest(z, focus_z_um)
+    km, kp = _nearest(z, z[k0] - s.tie_dz_um), _nearest(z, z[k0] + s.tie_dz_um)
+    if not km < k0 < kp:
+        return None
+    dz = 0.5 * (z[kp] - z[km])
+    i_m, i_0, i_p = (linear_intensity(stack[i], s.camera_gamma) for i in (km, k0, kp))
+    phi = tie_phase(i_m, i_0, i_p, dz, s.wavelength_um, um_per_px)
+    fit = lens_cap(phi, mask, um_per_px, s.wavelength_um, s.index_delta)
+    if fit is None:
+        return None
+    radius, base, centre = fit
+    return cap_heights(mask.shape, radius, base, centre, um_per_px)
+
+
+def reconstruct(stack: np.ndarray, z_um: Sequence[float], mask: np.ndarray, cls: str, focus_z_um: float,
+                glass_z_um: float | None, um_per_px: float, settings: ReconstructSettings) -> Reconstruction:
+    """The height map of one structure (see the module doc for the two methods).
+
+    Parameters
+    ----------
+    stack : (Z, H, W) ndarray of uint8
+        The structure's crop through focus.
+    z_um : sequence of Z floats
+        Stage z of each plane, increasing.
+    mask : (H, W) ndarray of bool
+        The structure's footprint.
+    cls : str
+        The structure's type (from the classifier): chooses the geometry.
+    focus_z_um : float
+        The structure's own best focus (autofocus).
+    glass_z_um : float or None
+        The glass's focus at the structure (the field's focus); None when unknown, which leaves only the
+        lens's curvature and shape from focus.
+    um_per_px : float
+        Pixel size at the sample (calibration), µm.
+    settings : ReconstructSettings
+
+    Returns
+    -------
+    Reconstruction
+    """
+    if stack.ndim != 3 or stack.shape[1:] != mask.shape:
+        raise ValueError(f"stack (Z, H, W) and mask (H, W) must agree, got {stack.shape} and {mask.shape}")
+    # A structure in focus at or below the glass reference means one of the two focus measurements is wrong
+    # (a print stands above the glass): there is no focus offset to use.
+    no_offset = glass_z_um is None or focus_z_um <= glass_z_um
+    if settings.method == "focus" or (no_offset and cls != "microlens"):
+        heights, base = height_map(stack, z_um, mask)
+        valid = heights[np.isfinite(heights)]
+        return Reconstruction(heights, base, float(valid.max()) if valid.size else 0.0, "shape-from-focus")
+    out = np.full(mask.shape, np.nan, np.float32)
+    peak = max(0.0, 2.0 * (focus_z_um - glass_z_um)) if glass_z_um is not None else 0.0
+    base = glass_z_um if glass_z_um is not None else focus_z_um - 0.5 * peak
+    source = "focus-offset"
+    if cls == "microlens":
+        cap = lens_from_stack(stack, z_um, mask, focus_z_um, um_per_px, settings)
+        if cap is not None:
+            out[mask] = cap[mask]
+            peak = float(cap.max())
+            return Reconstruction(out, focus_z_um - 0.5 * peak if glass_z_um is None else base, peak,
+                                  "tie-curvature")
+    if cls == "microlens" and peak > 0 and mask.sum() >= 30:
+        ys, xs = np.nonzero(mask)
+        a = math.sqrt(xs.size / math.pi) * um_per_px
+        cap = cap_heights(mask.shape, (a * a + peak * peak) / (2.0 * peak), a,
+                          (float(xs.mean()), float(ys.mean())), um_per_px)
+        out[mask] = cap[mask]
+    elif cls == "woodpile":
+        out[mask] = settings.woodpile_fill * peak
+    else:
+        out[mask] = peak
+    return Reconstruction(out, base, peak, source)

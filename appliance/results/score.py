@@ -106,9 +106,10 @@ def score(objects: Sequence[ObjectRecord], truth: Mapping[str, Any],
 
 
 def height_errors(heights: np.ndarray, true_heights: np.ndarray) -> tuple[float, int]:
-    """RMSE (µm) between a measured height map and the true one on the same pixels, over the true footprint.
+    """RMSE (µm) between a measured height map and the true one on the same pixels.
 
-    Pixels the measurement left NaN inside the true footprint count as height 0 (a part it missed).
+    Over the true footprint and every pixel the measurement put above the glass (so a map cannot gain by
+    spreading height over glass); pixels the measurement left NaN count as height 0 (a part it missed).
 
     Returns
     -------
@@ -117,10 +118,11 @@ def height_errors(heights: np.ndarray, true_heights: np.ndarray) -> tuple[float,
     """
     if heights.shape != true_heights.shape:
         raise ValueError(f"height maps differ in shape: {heights.shape} vs {true_heights.shape}")
-    foot = true_heights > 0.05
+    measured = np.nan_to_num(heights, nan=0.0)
+    foot = (true_heights > 0.05) | (measured > 0.05)
     if not foot.any():
         return 0.0, 0
-    d = np.nan_to_num(heights[foot], nan=0.0) - true_heights[foot]
+    d = measured[foot] - true_heights[foot]
     return float(np.sqrt(np.mean(d * d))), int(foot.sum())
 
 

@@ -202,8 +202,40 @@ class ImagingPlan:
 
 
 @dataclass(frozen=True)
+class ReconstructPlan:
+    """How each structure's height map is measured (``appliance/results/reconstruct.py``).
+
+    Attributes
+    ----------
+    method : str
+        ``phase`` (default): the measured model: peak height from the focus offset over the glass, a lens's
+        cap from the transport-of-intensity phase; ``focus``: shape from focus.
+    wavelength_um : float
+        Mean illumination wavelength, µm, [0.3, 1.2]. Default 0.55 (a green filter).
+    index_delta : float
+        Refractive-index step of the cured resin against air, [0.01, 1.5]. Default 0.5 (IP-Dip and similar).
+    camera_gamma : float
+        The camera's encoding gamma, [0.2, 5]. Default 2.2 (1 for a linear camera).
+    tie_dz_um : float
+        Distance of the TIE's planes from focus, µm, [0.1, 20]. Default 2.
+    """
+
+    method: str = "phase"
+    wavelength_um: float = 0.55
+    index_delta: float = 0.5
+    camera_gamma: float = 2.2
+    tie_dz_um: float = 2.0
+
+    def __post_init__(self) -> None:
+        _put(self, "method", _choice("reconstruct.method", self.method, ("phase", "focus")))
+        for name, lo, hi in (("wavelength_um", 0.3, 1.2), ("index_delta", 0.01, 1.5), ("camera_gamma", 0.2, 5.0),
+                             ("tie_dz_um", 0.1, 20.0)):
+            _put(self, name, _number(f"reconstruct.{name}", getattr(self, name), lo, hi))
+
+
+@dataclass(frozen=True)
 class ScanPlan:
-    """A whole scan: grid, focus and imaging sections (each validated; unknown keys are errors).
+    """A whole scan: grid, focus, imaging and reconstruct sections (each validated; unknown keys are errors).
 
     Attributes
     ----------
@@ -212,17 +244,20 @@ class ScanPlan:
     grid : GridPlan
     focus : FocusPlan
     imaging : ImagingPlan
+    reconstruct : ReconstructPlan
     """
 
     name: str = "scan"
     grid: GridPlan = field(default_factory=GridPlan)
     focus: FocusPlan = field(default_factory=FocusPlan)
     imaging: ImagingPlan = field(default_factory=ImagingPlan)
+    reconstruct: ReconstructPlan = field(default_factory=ReconstructPlan)
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not 1 <= len(self.name) <= 80 or not self.name.isprintable():
             raise ValueError(f"name: must be 1..80 printable characters, got {self.name!r}")
-        for section, cls in (("grid", GridPlan), ("focus", FocusPlan), ("imaging", ImagingPlan)):
+        for section, cls in (("grid", GridPlan), ("focus", FocusPlan), ("imaging", ImagingPlan),
+                             ("reconstruct", ReconstructPlan)):
             if not isinstance(getattr(self, section), cls):
                 raise ValueError(f"{section}: must be a {cls.__name__}, got {type(getattr(self, section)).__name__}")
 
@@ -233,14 +268,15 @@ class ScanPlan:
             values = {}
         if not isinstance(values, Mapping):
             raise ValueError(f"plan: must be a mapping, got {type(values).__name__}")
-        allowed = {"name", "grid", "focus", "imaging"}
+        allowed = {"name", "grid", "focus", "imaging", "reconstruct"}
         unknown = sorted(str(k) for k in values if k not in allowed)
         if unknown:
             raise ValueError(f"{unknown[0]}: unknown key; allowed: {', '.join(sorted(allowed))}")
         return cls(name=values.get("name", "scan"),
                    grid=_from_mapping(GridPlan, "grid", values.get("grid")),
                    focus=_from_mapping(FocusPlan, "focus", values.get("focus")),
-                   imaging=_from_mapping(ImagingPlan, "imaging", values.get("imaging")))
+                   imaging=_from_mapping(ImagingPlan, "imaging", values.get("imaging")),
+                   reconstruct=_from_mapping(ReconstructPlan, "reconstruct", values.get("reconstruct")))
 
     @classmethod
     def from_yaml(cls, text: str) -> ScanPlan:

@@ -29,7 +29,7 @@ import numpy as np
 from appliance.hardware.camera.base import Camera, Frame
 from appliance.hardware.stage.base import Stage, StageLimitError
 from appliance.results.files import ScanFolder
-from appliance.results.reconstruct import height_map, structure_mask
+from appliance.results.reconstruct import ReconstructSettings, reconstruct, structure_mask
 from appliance.results.store import Annotation, FieldRecord, ObjectRecord, ResultStore
 from appliance.scan.calibration import Calibration
 from appliance.scan.events import Event, FieldDone, FrameAnalysed, ObjectRecorded, ScanFinished
@@ -121,6 +121,7 @@ class _FieldWork:
     z_um: float = 0.0
     focus_source: str = "map"
     n_candidates: int = 0
+    focus_point: tuple[float, float, float] | None = None  # the field's autofocus, for the map once it is known
     objects: list[ObjectRecord] = field(default_factory=list)
     annotations: list[Annotation] = field(default_factory=list)
     files: list[Any] = field(default_factory=list)
@@ -292,6 +293,11 @@ class ScanRunner:
             frame = self._timed(w, FieldStep.CAPTURE, self.camera.capture)
             result = self._timed(w, FieldStep.ANALYSE, lambda: self._analyse(frame))
         w.n_candidates = result.n_candidates
+        if w.focus_point is not None and not any(d.kind == "structure" for d in result.detections):
+            # Only a field of dust and glass focuses on the glass; with a structure in view the autofocus
+            # lands on the structure's mid-plane, half its height above the glass (5-15 µm), and the map,
+            # which is the glass reference of every height map, would learn that.
+            self._add_focus_point(*w.focus_point)
         for k, v in result.timings_s.items():
             w.timings[k] = w.timings.get(k, 0.0) + v
         for det in self._new_first(result.detections, frame):
@@ -363,13 +369,23 @@ class ScanRunner:
         if out.ok:
             w.z_um, w.focus_source = out.z_um, "autofocus"
             self._z_guess = out.z_um
-            # Field focus is on what lies on the glass (dust, the foot of a print): one surface, which the map
-            # models. A structure's own focus sits half its height above the glass, so it is recorded with the
-            # structure but kept out of the map.
-            self._add_focus_point(p.x_um, p.y_um, out.z_um)
+            # The map models one surface, the glass; whether this focus is on the glass is known only once the
+            # frame is analysed (see _field). A structure's own focus is recorded with the structure.
+            w.focus_point = (p.x_um, p.y_um, out.z_um)
         else:
             self.stage.focus_to_um(guess)
             w.z_um, w.focus_source = guess, "autofocus-unsure"
+
+    def _glass_z(self, x: float, y: float) -> float | None:
+        """The glass's focus at a structure, or None when there is no sure reference.
+
+        The focus map's prediction (the map holds only fields focused on dust and glass) when it is sure to
+        within half the search range.
+        """
+        pred = self.focus_map.predict(x, y)
+        if pred is None or pred[1] > self.plan.focus.search_range_um / 2:
+            return None
+        return float(pred[0])
 
     def _add_focus_point(self, x: float, y: float, z: float) -> None:
         self.focus_map.add(x, y, z)
@@ -493,8 +509,13 @@ class ScanRunner:
         focused = best if best is not None else frame
         crop = np.ascontiguousarray(focused.image[cy0:cy1, cx0:cx1])
         local_box = (det.box_px[0] - cx0, det.box_px[1] - cy0, det.box_px[2] - cx0, det.box_px[3] - cy0)
-        mask = structure_mask(crop, local_box)
-        heights, base = height_map(stack, zs, mask)
+        mask = structure_mask(crop, local_box, fill_holes=det.cls != "scaffold")
+        rp = self.plan.reconstruct
+        settings = ReconstructSettings(method=rp.method, wavelength_um=rp.wavelength_um, index_delta=rp.index_delta,
+                                       camera_gamma=rp.camera_gamma, tie_dz_um=rp.tie_dz_um)
+        glass = self._glass_z(x, y)
+        rec = reconstruct(stack, zs, mask, det.cls, out.z_um, glass, self.cal.um_per_px, settings)
+        heights, base = rec.heights, rec.base_z_um
         w.timings["reconstruct"] = w.timings.get("reconstruct", 0.0) + time.perf_counter() - t
         self._checkpoint(FieldStep.RECORD)
         t = time.perf_counter()
@@ -516,6 +537,7 @@ class ScanRunner:
             height_map_path=self.folder.rel(paths[3]), plot_path=self.folder.rel(paths[4]), scores=dict(det.scores),
             extra={"focus_frames": out.frames, "focus_ok": out.ok, "base_z_um": base,
                    "max_height_um": float(np.percentile(valid, 98)) if valid.size else 0.0,
+                   "height_source": rec.source, "peak_height_um": rec.peak_um, "glass_z_um": glass,
                    "crop_origin_px": [cx0, cy0], "stage_xy_um": [focused.position.x_um, focused.position.y_um],
                    "true_position_um": _true_position(focused)}))
         w.timings["record"] = w.timings.get("record", 0.0) + time.perf_counter() - t
@@ -525,7 +547,7 @@ class ScanRunner:
         """Pick up an interrupted scan: done cells, recorded objects (for duplicates), the fields' focus points."""
         for f in self.store.fields(self.scan_id):
             self._done[f.cell] = f.n_candidates > 0
-            if f.focus_source == "autofocus":
+            if f.focus_source == "autofocus" and f.n_structures == 0:
                 self._add_focus_point(f.x_um, f.y_um, f.z_um)
         for o in self.store.objects(self.scan_id):
             self._known.append(_Known(o.kind, (o.x_um - o.width_um / 2, o.y_um - o.height_um / 2,

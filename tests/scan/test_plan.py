@@ -15,6 +15,7 @@ name: slide-7
 grid: {top: 100, left: 200, bottom: 2100, right: 3200, overlap: [12.5, 5], mode: spiral, fov_width: 350}
 focus: {strategy: sweep, field_focus: autofocus, search_range_um: 10, stack_range_um: 8, stack_step_um: 0.5}
 imaging: {centre: false, approach_um: 0, crop_margin_px: 4, settle_s: 0.2}
+reconstruct: {method: focus, wavelength_um: 0.63, index_delta: 0.52, camera_gamma: 1, tie_dz_um: 1}
 """
     plan = ScanPlan.from_yaml(text)
     assert plan.grid.overlap == (12.5, 5.0) and plan.grid.mode == "spiral"
@@ -31,6 +32,8 @@ imaging: {centre: false, approach_um: 0, crop_margin_px: 4, settle_s: 0.2}
     ("focus: {stack_step_um: 0}", ["focus.stack_step_um", "0"]),
     ("focus: {strategy: guess}", ["focus.strategy", "guess"]),
     ("imaging: {centre: maybe}", ["imaging.centre", "maybe"]),
+    ("reconstruct: {method: guess}", ["reconstruct.method", "guess", "phase"]),
+    ("reconstruct: {index_delta: 3}", ["reconstruct.index_delta", "3"]),
     ("speed: 3", ["speed", "unknown key"]),
     ("[1, 2]", ["plan", "mapping"]),
     ("grid: {top: 0", ["not valid YAML"]),

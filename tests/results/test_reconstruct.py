@@ -1,0 +1,131 @@
+"""Height maps: the TIE phase of a rendered lens, the measured model per type, masks and the height score."""
+
+import math
+
+import cv2
+import numpy as np
+import pytest
+
+from appliance.results.phase import lens_cap, linear_intensity, tie_phase
+from appliance.results.reconstruct import ReconstructSettings, reconstruct, structure_mask
+from appliance.results.score import height_errors
+from appliance.sim.optics import OpticsParams, image_intensity, object_spectrum
+
+UM_PX = 0.56
+
+
+def _lens(diameter: float, sag: float, pitch: float = 0.25) -> np.ndarray:
+    radius = (diameter**2 / 4 + sag**2) / (2 * sag)
+    n = int(diameter / pitch) + 1
+    y, x = (np.mgrid[:n, :n] - (n - 1) / 2) * pitch
+    r2 = x * x + y * y
+    return np.where(r2 <= diameter**2 / 4, np.sqrt(np.maximum(radius**2 - r2, 0)) - (radius - sag), 0).astype(
+        np.float32)
+
+
+def _render_stack(h: np.ndarray, dzs: list[float], absorption: float = 0.0) -> np.ndarray:
+    """Intensities of a thin polymer element (index step 0.5) through the simulator's optics, on 0.56 µm pixels."""
+    optics = OpticsParams()
+    spec = object_spectrum(h, np.where(h > 0, absorption, 0).astype(np.float32), 0.5, 0.25, (0.0, 0.0), optics,
+                           pad_um=20.0)
+    scale = spec.pitch_um[0] / UM_PX
+    return np.stack([cv2.resize(image_intensity(spec, dz, optics), None, fx=scale, fy=scale,
+                                interpolation=cv2.INTER_AREA) for dz in dzs]).astype(np.float64)
+
+
+def _disc(shape: tuple[int, int], radius_um: float) -> np.ndarray:
+    v, u = np.mgrid[:shape[0], :shape[1]]
+    c0, c1 = (shape[0] - 1) / 2, (shape[1] - 1) / 2
+    return ((v - c0) ** 2 + (u - c1) ** 2) * UM_PX**2 <= radius_um**2
+
+
+@pytest.mark.parametrize("diameter, sag", [(60.0, 8.0), (40.0, 10.0)])
+def test_tie_recovers_a_rendered_lens_curvature(diameter, sag):
+    stack = _render_stack(_lens(diameter, sag), [-2.0, 0.0, 2.0], absorption=0.03)
+    phi = tie_phase(stack[0], stack[1], stack[2], 2.0, 0.55, UM_PX)
+    fit = lens_cap(phi, _disc(stack[0].shape, diameter / 2), UM_PX, 0.55, 0.5)
+    assert fit is not None
+    true_r = (diameter**2 / 4 + sag**2) / (2 * sag)
+    assert fit[0] == pytest.approx(true_r, rel=0.08)
+    # the sign matters: a flat (uncurved) object gives no lens
+    flat = np.ones_like(stack[0])
+    assert lens_cap(tie_phase(flat, flat, flat, 2.0, 0.55, UM_PX), _disc(flat.shape, diameter / 2), UM_PX,
+                    0.55, 0.5) is None
+
+
+def test_reconstruct_measures_a_lens_sag_from_its_phase_without_a_glass_reference():
+    dzs = [-4.0, -2.0, 0.0, 2.0, 4.0]
+    inten = _render_stack(_lens(50.0, 9.0), dzs, absorption=0.03)
+    stack = np.clip(255 * (0.8 * inten) ** (1 / 2.2), 0, 255).astype(np.uint8)  # a gamma-2.2 camera
+    mask = _disc(stack.shape[1:], 25.0)
+    rec = reconstruct(stack, [100 + d for d in dzs], mask, "microlens", 100.0, None, UM_PX, ReconstructSettings())
+    assert rec.source == "tie-curvature"
+    assert rec.peak_um == pytest.approx(9.0, abs=1.0)
+    assert np.isnan(rec.heights[~mask]).all()
+
+
+def test_flat_topped_prints_take_twice_their_focus_height_over_the_glass():
+    stack = np.full((5, 40, 50), 200, np.uint8)
+    mask = np.zeros((40, 50), bool)
+    mask[10:30, 12:40] = True
+    s = ReconstructSettings()
+    rec = reconstruct(stack, [96, 98, 100, 102, 104], mask, "pentagon", 100.0, 93.5, UM_PX, s)
+    assert rec.source == "focus-offset" and rec.peak_um == pytest.approx(13.0) and rec.base_z_um == 93.5
+    assert np.allclose(rec.heights[mask], 13.0) and np.isnan(rec.heights[~mask]).all()
+    wood = reconstruct(stack, [96, 98, 100, 102, 104], mask, "woodpile", 100.0, 93.5, UM_PX, s)
+    assert np.allclose(wood.heights[mask], 13.0 * s.woodpile_fill)
+    sff = reconstruct(stack, [96, 98, 100, 102, 104], mask, "pentagon", 100.0, 93.5, UM_PX,
+                      ReconstructSettings(method="focus"))
+    assert sff.source == "shape-from-focus"
+    below = reconstruct(stack, [96, 98, 100, 102, 104], mask, "pentagon", 100.0, 101.0, UM_PX, s)
+    assert below.source == "shape-from-focus"  # in focus under the glass: the focus offset is no measurement
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    ({"method": "guess"}, ["method", "guess", "phase"]),
+    ({"index_delta": 0.0}, ["index_delta", "0.0"]),
+    ({"camera_gamma": float("nan")}, ["camera_gamma", "nan"]),
+])
+def test_bad_settings_are_named(kwargs, words):
+    with pytest.raises(ValueError) as err:
+        ReconstructSettings(**kwargs)
+    for w in words:
+        assert w in str(err.value)
+
+
+def test_tie_rejects_mismatched_planes_and_bad_steps():
+    a = np.ones((20, 20))
+    with pytest.raises(ValueError, match="shape"):
+        tie_phase(a, a, np.ones((20, 21)), 2.0, 0.55, UM_PX)
+    with pytest.raises(ValueError, match="dz_um"):
+        tie_phase(a, a, a, 0.0, 0.55, UM_PX)
+    with pytest.raises(ValueError, match="gamma"):
+        linear_intensity(np.zeros((20, 20), np.uint8), 0.0)
+
+
+def test_mask_finds_a_structure_that_fills_most_of_the_crop():
+    img = np.full((200, 200), 200, np.uint8)
+    disc = _disc(img.shape, 52.0)  # 186 px across: the blur-of-itself background used to lose it
+    ring = disc & ~_disc(img.shape, 45.0)
+    img[ring] = 60
+    img[disc & ~ring] = 175
+    m = structure_mask(img, (4, 4, 196, 196))
+    assert (m & disc).sum() / (m | disc).sum() > 0.95
+
+
+def test_open_shapes_keep_their_holes():
+    img = np.full((120, 120), 200, np.uint8)
+    img[20:100, 20:26] = img[20:100, 94:100] = img[20:26, 20:100] = img[94:100, 20:100] = 70
+    box = (16, 16, 104, 104)
+    assert structure_mask(img, box)[60, 60]
+    assert not structure_mask(img, box, fill_holes=False)[60, 60]
+
+
+def test_height_score_counts_height_put_on_glass():
+    true = np.zeros((10, 10), np.float32)
+    true[2:5, 2:5] = 10.0
+    exact = np.where(true > 0, true, np.nan)
+    assert height_errors(exact, true) == (0.0, 9)
+    spread = np.full((10, 10), 10.0, np.float32)  # height everywhere: the glass pixels count against it
+    rmse, n = height_errors(spread, true)
+    assert n == 100 and rmse == pytest.approx(10.0 * math.sqrt(91 / 100))
