@@ -132,11 +132,21 @@ def test_loop_fps_empty_frames(benchmark):
     _measure(benchmark, scope, frames, 300, False)
 
 
-def _scan(tmp_path, slide, plan, on_event=None):
+def _scan(tmp_path, slide, plan, on_event=None, product=False):
+    """A scan of a virtual slide: with the ground-truth doubles, or (``product``) with the shipped detector,
+    classifier, autofocus and focus map, as ``tppscan scan`` runs them."""
     scope = sim_microscope(103, {"slide": slide})
     p = scope.slide.params
     with scope.stage, scope.camera:
-        return run_scan(scope.stage, scope.camera, SimTruthVision(scope), SimTruthFocuser(scope), PlaneFocusMap(),
+        if product:
+            from appliance.scan.adapters import AutofocusFocuser, FocusMapAdapter, PipelineVision
+
+            fmap = FocusMapAdapter()
+            vision = PipelineVision(scope.camera.um_per_px)
+            focuser = AutofocusFocuser("classical", scope.stage.params.travel_z_um, fmap, now_s=scope.clock.now_s)
+        else:
+            fmap, vision, focuser = PlaneFocusMap(), SimTruthVision(scope), SimTruthFocuser(scope)
+        return run_scan(scope.stage, scope.camera, vision, focuser, fmap,
                         plan, tmp_path / "scan", tmp_path / "t.db", scan_area(plan, (p.width_um, p.height_um)),
                         device_clock=scope.clock.now_s, on_event=on_event)
 
@@ -169,7 +179,7 @@ def test_memory_flat_over_1000_fields(benchmark, tmp_path):
     plan = ScanPlan(grid=GridPlan(top=0, left=0, bottom=7750, right=10300),
                     focus=FocusPlan(stack_range_um=3.0))
     out = benchmark.pedantic(_scan, args=(tmp_path, {"width_um": 10400.0, "height_um": 7800.0, "n_structures": 10},
-                                          plan, on_event), rounds=1, iterations=1)
+                                          plan, on_event, True), rounds=1, iterations=1)
     assert out.summary["fields_done"] >= 1000
     growth = samples[1000] / samples[500] - 1.0
     benchmark.extra_info.update({"rss_mb": {k: v / 2 ** 20 for k, v in samples.items()}, "growth": growth})
