@@ -2,10 +2,19 @@
 
 Input: a 64 x 64 grey crop in [0, 1] cut by :func:`appliance.vision.crops.focus_crop` (48 µm of slide).
 The graph first divides the crop by its own mean (so the lamp level does not matter but the contrast,
-which carries the defocus, is kept). Two heads share the features: ``defocus_um`` (linear, Huber loss on
-the true signed defocus, including crops beyond ±10 µm) and ``probs`` (softmax over the autofocus paper's 41
-classes, cross-entropy against a Gaussian of 0.4 µm around the true defocus, so neighbouring classes are
-near misses, not plain errors).
+which carries the defocus, is kept). Three heads share the features while training:
+
+- ``mag``: how far from focus, ``|dz|`` in µm (softplus, Huber loss). Blur and fringe width grow with
+  ``|dz|`` whichever the side, so this is the part a net learns first.
+- ``sign``: a logit for "above focus" (binary cross-entropy, weighted up from 0 at focus to 1 at
+  ``SIGN_RAMP_UM``: at focus the sign means nothing). The phase fringes' polarity carries it.
+- ``probs``: softmax over the autofocus paper's 41 classes, cross-entropy against a Gaussian of
+  ``SOFT_SIGMA_UM`` around the true defocus (neighbouring classes are near misses, not plain errors).
+
+The exported graph outputs ``defocus_um = mag * (2 sigmoid(sign) - 1)`` (the expected signed defocus; near 0
+when the sign is unsure) and ``probs``. A single signed regression (the first version) cannot work here: while
+the sign is unknown, the L1/Huber-optimal answer is 0 whatever ``|dz|`` is, so the gradient rewards nothing
+but the hardest cue, and the net sat at the mean prediction for every epoch.
 
 Architectures (``--arch``):
 
@@ -49,6 +58,8 @@ QUICK_CROPS = 512
 ARCHS: dict[str, str] = {"small": "focusnet", "mobilenetv2": "focusnet_mobilenetv2"}
 # Width of the soft class target around the true defocus, µm.
 SOFT_SIGMA_UM = 0.4
+# The sign loss's weight grows from 0 at focus to 1 at this |dz|, µm.
+SIGN_RAMP_UM = 1.0
 
 
 def _normalise(keras: Any, inp: Any) -> Any:
@@ -59,18 +70,38 @@ def _normalise(keras: Any, inp: Any) -> Any:
                          name="normalise")(inp)
 
 
-def _heads(keras: Any, feats: Any, inp: Any, name: str) -> Any:
-    from keras import layers
+def _heads(keras: Any, feats: Any, inp: Any, name: str) -> tuple[Any, Any]:
+    """The training model (``mag``, ``sign``, ``probs``) and the exported one (``defocus_um``, ``probs``).
+
+    Both share every layer, so the weights the first learns are the second's.
+    """
+    from keras import layers, ops
 
     x = layers.Dense(128, activation="relu")(feats)
     x = layers.Dropout(0.2)(x)
-    dz = layers.Dense(1, name="defocus_um")(x)
+    mag = layers.Dense(1, activation="softplus", name="mag")(x)
+    sign = layers.Dense(1, name="sign")(x)
     probs = layers.Dense(N_CLASSES, activation="softmax", name="probs")(x)
-    return keras.Model(inp, {"defocus_um": dz, "probs": probs}, name=name)
+    dz = layers.Lambda(lambda t: t[0] * (2.0 * ops.sigmoid(t[1]) - 1.0), name="defocus_um")([mag, sign])
+    train_model = keras.Model(inp, {"mag": mag, "sign": sign, "probs": probs}, name=name)
+    export_model = keras.Model(inp, {"defocus_um": dz, "probs": probs}, name=name)
+    return train_model, export_model
 
 
-def build_small(keras: Any) -> Any:
-    """The shipped focus net (see the module doc)."""
+def sign_loss(dz_true: Any, logit: Any) -> Any:
+    """Binary cross-entropy of "above focus", weighted by ``min(1, |dz| / SIGN_RAMP_UM)`` (a Keras loss)."""
+    from keras import ops
+
+    dz = ops.cast(dz_true, "float32")
+    above = ops.cast(dz > 0, "float32")
+    weight = ops.clip(ops.abs(dz) / SIGN_RAMP_UM, 0.0, 1.0)
+    # log(1 + exp(-|x|)) form: no overflow for large logits.
+    bce = ops.maximum(logit, 0.0) - logit * above + ops.log1p(ops.exp(-ops.abs(logit)))
+    return ops.mean(weight * bce, axis=-1)
+
+
+def build_small(keras: Any) -> tuple[Any, Any]:
+    """The shipped focus net (see the module doc): training and export models."""
     from keras import layers
 
     inp = keras.Input((64, 64, 1), name="crop")
@@ -89,7 +120,7 @@ def build_small(keras: Any) -> Any:
     return _heads(keras, feats, inp, "focusnet_small")
 
 
-def build_mobilenetv2(keras: Any) -> Any:
+def build_mobilenetv2(keras: Any) -> tuple[Any, Any]:
     """MobileNetV2 (width 0.35, random init) with the same input normalisation and heads."""
     from keras import layers
 
@@ -138,7 +169,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
 
     epochs = 1 if args.quick else args.epochs
     budget_s = 8.0 if args.quick else args.minutes * 60.0
-    model = build_small(keras) if args.arch == "small" else build_mobilenetv2(keras)
+    model, export_model = build_small(keras) if args.arch == "small" else build_mobilenetv2(keras)
     if args.init is not None:
         try:
             model.load_weights(str(args.init))
@@ -146,11 +177,13 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             raise OSError(f"--init {args.init}: cannot load these weights into the model ({exc})") from None
     steps = epochs * int(np.ceil(len(xt) / args.batch))
     model.compile(optimizer=keras.optimizers.Adam(2e-3),
-                  loss={"defocus_um": keras.losses.Huber(delta=1.0), "probs": keras.losses.CategoricalCrossentropy()},
-                  metrics={"defocus_um": ["mae"]})
+                  loss={"mag": keras.losses.Huber(delta=1.0), "sign": sign_loss,
+                        "probs": keras.losses.CategoricalCrossentropy()},
+                  metrics={"mag": ["mae"]})
 
     def targets(dz: np.ndarray) -> dict[str, np.ndarray]:
-        return {"defocus_um": dz[:, None].astype(np.float32), "probs": soft_targets(dz)}
+        return {"mag": np.abs(dz)[:, None].astype(np.float32), "sign": dz[:, None].astype(np.float32),
+                "probs": soft_targets(dz)}
 
     ds = make_dataset(tf, xt, targets(dt), args.batch, True, args.seed)
     vds = make_dataset(tf, val[0], targets(val[1]), 256, False, 0) if val else None
@@ -174,7 +207,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         for k in range(0, min(len(xt), 400), 8):
             yield [xt[k:k + 8, :, :, None].astype(np.float32) / 255.0]
 
-    files = export_tflite(tf, model, args.out, stem, calibration)
+    files = export_tflite(tf, export_model, args.out, stem, calibration)
     eval_set = args.test or args.val
     if eval_set is not None and not args.quick:
         for v in files.values():
@@ -187,7 +220,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             "params": int(model.count_params()), "epochs_run": len(hist.history.get("loss", [])),
             "stopped_by_budget": bool(budget.stopped), "train_seconds": round(train_s, 1),
             "val_loss_by_epoch": [round(float(a), 4) for a in hist.history.get("val_loss", [])],
-            "val_mae_by_epoch": [round(float(a), 4) for a in hist.history.get("val_defocus_um_mae", [])],
+            "val_abs_dz_mae_by_epoch": [round(float(a), 4) for a in hist.history.get("val_mag_mae", [])],
             "files": files, "seed": args.seed, "threads": args.threads}
 
 
