@@ -278,9 +278,10 @@ class ResultStore:
         return [_scan_record(r) for r in self.db.execute("SELECT * FROM scan ORDER BY id")]
 
     def unfinished_scan(self, out_dir: Path) -> ScanRecord | None:
-        """The latest scan into ``out_dir`` that did not finish (``running``, ``cancelled`` or ``failed``)."""
-        row = self.db.execute("SELECT * FROM scan WHERE out_dir=? AND status!='finished' ORDER BY id DESC LIMIT 1",
-                              (str(Path(out_dir).resolve()),)).fetchone()
+        """The latest scan into ``out_dir`` still to complete: ``running``, ``cancelled`` or ``failed``, or
+        ``finished`` without its summary (stopped while its outputs were written, which the summary ends)."""
+        row = self.db.execute("SELECT * FROM scan WHERE out_dir=? AND (status!='finished' OR summary_json IS NULL) "
+                              "ORDER BY id DESC LIMIT 1", (str(Path(out_dir).resolve()),)).fetchone()
         return None if row is None else _scan_record(row)
 
     # -- fields and objects -------------------------------------------------------------------------------------

@@ -521,6 +521,7 @@ class ScanRunner:
             self._done[f.cell] = f.n_candidates > 0
             if f.focus_source == "autofocus":
                 self._add_focus_point(f.x_um, f.y_um, f.z_um)
+                self._z_guess = f.z_um  # the latest focus found, as the interrupted run had it
         for o in self.store.objects(self.scan_id):
             self._known.append(_Known(o.kind, (o.x_um - o.width_um / 2, o.y_um - o.height_um / 2,
                                                o.x_um + o.width_um / 2, o.y_um + o.height_um / 2)))

@@ -155,9 +155,11 @@ def run_scan(stage: Stage, camera: Camera, vision: Vision, focuser: Focuser, foc
         status = runner.run()
         summary = summarise(store, scan_id, area_um, truth)
         rmse = _height_rmse(store, scan_id, folder, height_truth, summary) if height_truth else None
-        store.set_summary(scan_id, summary)
         write_durably(folder.root / "summary.json", json.dumps(summary, indent=1).encode())
         write_outputs(store, scan_id, folder, grid.fov_um, area_um, summary, rmse)
+        # last: a scan with its summary row is complete; one stopped before this is resumed (and its
+        # outputs written) by the next run into the same folder
+        store.set_summary(scan_id, summary)
     return ScanOutcome(scan_id, status, summary, folder.root, Path(db_path))
 
 
