@@ -24,6 +24,15 @@ class FieldDone:
 
 
 @dataclass(frozen=True)
+class FieldFailed:
+    """A field could not be imaged (its error is in the store's ``field_error`` table); not committed."""
+
+    cell: int
+    error: str
+    status: ScanStatus
+
+
+@dataclass(frozen=True)
 class ObjectRecorded:
     """A structure or piece of debris was committed (with its database id)."""
 
@@ -37,4 +46,4 @@ class ScanFinished:
     status: ScanStatus
 
 
-Event = FieldDone | ObjectRecorded | ScanFinished
+Event = FieldDone | FieldFailed | ObjectRecorded | ScanFinished

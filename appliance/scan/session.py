@@ -24,6 +24,7 @@ from appliance.hardware.stage.base import Stage
 from appliance.results.files import ScanFolder
 from appliance.results.store import ObjectRecord, ResultStore, write_durably
 from appliance.scan.calibration import Calibration, calibrate
+from appliance.scan.capture import CheckedCamera
 from appliance.scan.events import Event
 from appliance.scan.grid import make_grid
 from appliance.scan.plan import ScanPlan
@@ -139,7 +140,8 @@ def run_scan(stage: Stage, camera: Camera, vision: Vision, focuser: Focuser, foc
             t = time.perf_counter()
             if calibration is None:  # measure where the sample is: the middle of the area
                 stage.move_to_um(x=(area_um[0] + area_um[2]) / 2, y=(area_um[1] + area_um[3]) / 2)
-            cal = calibration if calibration is not None else calibrate(stage, camera)
+            checked = CheckedCamera(camera, plan.faults.capture_retries, plan.faults.retry_wait_s)
+            cal = calibration if calibration is not None else calibrate(stage, checked)
             cal_s = time.perf_counter() - t
         grid = make_grid(plan.grid, area_um, cal.fov_um)
         if old is None:
@@ -244,6 +246,9 @@ def summarise(store: ResultStore, scan_id: int, area_um: tuple[float, float, flo
         "stage_time_s_total": float(sum(stage_t)),
         "stage_time_s_per_field_median": stage_t[len(stage_t) // 2] if stage_t else None,
         "wall_time_s_total": float(sum(f.wall_time_s for f in flds)),
+        # fields the camera failed on and no later run imaged (a rerun into the folder retries them)
+        "field_errors": [{"cell": c, "error": m} for c, m in store.field_errors(scan_id)
+                         if c not in {f.cell for f in flds}],
     }
     steps: dict[str, float] = {}
     for f in flds:

@@ -31,7 +31,7 @@ import pytest
 from tests.faults.conftest import scale
 from tests.faults.scans import PLAN_YAML, ScanContents, check_scan, scan_argv
 
-KILLS = 6
+KILLS = 50
 POSITION_TOL_UM = 0.5  # a resumed scan measures each object where the uninterrupted one did
 
 
