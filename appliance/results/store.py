@@ -165,10 +165,13 @@ class Annotation:
 def write_durably(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file, ``fsync`` it and rename it into place."""
     tmp = path.with_name(path.name + ".part")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as exc:  # a full disk raises from write() without a file name: name it
+        raise OSError(exc.errno, exc.strerror, str(path)) from None
     os.replace(tmp, path)
 
 
