@@ -163,7 +163,10 @@ class Annotation:
 
 
 def write_durably(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file, ``fsync`` it and rename it into place."""
+    """Write ``data`` to ``path`` through a temporary file, ``fsync`` it, rename it into place, sync the folder.
+
+    After a power cut the file is there whole, with the new or the old content, never a part.
+    """
     tmp = path.with_name(path.name + ".part")
     try:
         with open(tmp, "wb") as f:
@@ -173,6 +176,7 @@ def write_durably(path: Path, data: bytes) -> None:
     except OSError as exc:  # a full disk raises from write() without a file name: name it
         raise OSError(exc.errno, exc.strerror, str(path)) from None
     os.replace(tmp, path)
+    sync_dir(path.parent)  # the new name, or a power cut may leave the old file (or none)
 
 
 def fsync_file(path: Path) -> None:

@@ -132,6 +132,7 @@ def run_scan(stage: Stage, camera: Camera, vision: Vision, focuser: Focuser, foc
     folder = ScanFolder(out_dir).create()
     with ResultStore(db_path) as store:
         old = store.unfinished_scan(out_dir) if resume else None
+        cal_s: float | None = None
         if old is not None:
             cal = Calibration.from_mapping(old.config["calibration"])
             scan_id = old.id
@@ -148,7 +149,9 @@ def run_scan(stage: Stage, camera: Camera, vision: Vision, focuser: Focuser, foc
             snapshot = {"plan": plan.to_mapping(), "calibration": cal.to_mapping(), "area_um": list(area_um),
                         "grid": {"rows": grid.rows, "columns": grid.columns}, **dict(config or {})}
             scan_id = store.create_scan(plan.name, out_dir, snapshot, grid.n_fields)
-            write_durably(folder.root / "scan.json", json.dumps(
+        meta = folder.root / "scan.json"
+        if old is None or not meta.is_file():  # on resume too, if a cut came between the row and the file
+            write_durably(meta, json.dumps(
                 {"scan_id": scan_id, "db": str(Path(db_path).resolve()), "calibration_s": cal_s}).encode())
         runner = ScanRunner(stage, camera, vision, focuser, focus_map, store, folder, plan, grid, cal, scan_id,
                             device_clock=device_clock, on_event=on_event, z_start_um=z_start_um)
