@@ -88,6 +88,8 @@ def test_transient_faults_are_retried_and_change_nothing(tmp_path, clean):
         else:
             k += 1
     out, cam = _scan(tmp_path, script=script, calibration=cal)
+    print(f"\ntransient: {len(cam.injected)} faults in {cam.calls} captures "
+          f"({', '.join(f'{cam.injected.count(f)} {f}' for f in sorted(set(cam.injected)))})")
     assert out.status.reason is FinishReason.COMPLETED, out.status.error
     assert len(cam.injected) >= 5 and set(cam.injected) == {"timeout", "black", "saturated"}
     assert out.status.captures_retried == len(cam.injected)

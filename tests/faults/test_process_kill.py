@@ -155,6 +155,10 @@ def test_sigkill_at_random_moments_loses_and_doubles_nothing(tmp_path):
             index += 2
             done = [f.result() for f in batch]
             chains += [c for c in done if c is not None]
+            for c in done:
+                if c is not None:
+                    print(f"chain {c.index}: {c.runs} runs, kills at {[round(k, 1) for k in c.kills]} s, "
+                          f"{len(c.problems)} problems", flush=True)
             if any(c is None for c in done) or total["kills"] >= target:
                 break
     kills = [k for c in chains for k in c.kills]
