@@ -254,9 +254,11 @@ class ScanRunner:
             in_a_row = 0
             for pos in order:
                 self._check_disk()
+                n_known = len(self._known)
                 try:
                     occupied = self._field(pos, seq)
                 except CameraError as exc:
+                    del self._known[n_known:]  # the field's objects were not committed: not yet recorded
                     in_a_row += 1
                     self._field_failed(pos, exc, in_a_row)
                     order.report(pos.cell, False)
