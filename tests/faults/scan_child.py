@@ -21,6 +21,10 @@ from appliance.scan import session, testing  # noqa: F401
 kernels.warmup()
 
 
+def ready() -> None:
+    """A child that does nothing: starting one starts the fork server (its preload takes seconds)."""
+
+
 def run_scan_process(argv: list[str], log: str) -> None:
     """The child's body: ``tppscan <argv>``, its output appended to ``log``; exits with its code."""
     with open(log, "a") as out, contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
