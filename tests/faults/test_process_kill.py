@@ -1,8 +1,9 @@
 """SIGKILL a real ``tppscan scan`` process at random moments, restart it, and check nothing was lost or doubled.
 
 Each *chain* scans a small virtual slide into a fresh folder: start ``tppscan scan --out DIR``, SIGKILL it
-after ``u * T`` seconds (``u`` from a seeded RNG, ``T`` the length of an uninterrupted run measured first, so
-the kills fall over startup, fields, commits and the report on a slow or a fast machine alike), check the
+after ``u * T`` seconds (``u`` from a seeded RNG, ``T`` the length of an uninterrupted run, measured first and
+again whenever a chain's first run ends unkilled, so the kills fall over startup, fields, commits and the
+report on a slow or a fast machine alike, and as a shared machine's load changes), check the
 folder, start again, until a run ends by itself. After every kill the database passes ``PRAGMA
 integrity_check`` and every file a row names opens whole; at the end the chain's one scan holds every planned
 field exactly once and the same structures and debris as the uninterrupted scan.
@@ -112,6 +113,7 @@ def test_sigkill_at_random_moments_loses_and_doubles_nothing(tmp_path):
     target = KILLS * scale()
     lock = threading.Lock()
     total = {"kills": 0}
+    t_full = {"s": t_ref}  # how long an uninterrupted scan takes, updated as whole scans run
 
     def chain(index: int) -> Chain | None:
         with lock:
@@ -125,9 +127,12 @@ def test_sigkill_at_random_moments_loses_and_doubles_nothing(tmp_path):
         while c.runs < 40:
             with lock:
                 budget_left = total["kills"] < target
-            after = rng.uniform(0.0, 1.0) * t_ref if budget_left else None
-            code, _ = _run(ctx, argv, d / "log.txt", after)
+            after = rng.uniform(0.0, 1.0) * t_full["s"] if budget_left else None
+            code, took = _run(ctx, argv, d / "log.txt", after)
             c.runs += 1
+            if code == 0 and c.runs == 1:  # a whole scan ran: the machine's pace now (its load changes)
+                with lock:
+                    t_full["s"] = took
             problems, scans = check_scan(d / "scan", d / "tppscan.db")
             c.problems += [f"after run {c.runs}: {p}" for p in problems]
             if code is None:
