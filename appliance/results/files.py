@@ -8,8 +8,10 @@ Layout under the scan folder (paths stored in the database are relative to it)::
     heights/obj_00012.npy      height map, µm above the glass, NaN outside the structure
     plots/obj_00012_3d.png     matplotlib 3-D surface of the height map
 
-Every writer returns the path it wrote; the runner hands them to ``ResultStore.commit_field``, which
-``fsync``-s them before the field's row is committed.
+Every writer writes a ``.part`` file and renames it into place, so a file under its final name is always
+whole (a process killed mid-write leaves only a ``.part``, which the next write of that name replaces), and
+returns the path it wrote; the runner hands them to ``ResultStore.commit_field``, which ``fsync``-s them and
+their folders before the field's row is committed.
 """
 
 from __future__ import annotations
@@ -68,21 +70,23 @@ class ScanFolder:
     def stack(self, name: str, planes: np.ndarray, z_um: Sequence[float], um_per_px: float) -> Path:
         """Write a focus stack as OME-TIFF (ZYX), each plane's stage z as its OME ``PositionZ``."""
         path = self.root / "stacks" / f"{name}.ome.tif"
+        tmp = _part(path)
         steps = np.diff(np.asarray(z_um, dtype=np.float64))
         dz = float(np.median(steps)) if steps.size else 1.0
-        tifffile.imwrite(path, np.ascontiguousarray(planes), ome=True, photometric="minisblack",
+        tifffile.imwrite(tmp, np.ascontiguousarray(planes), ome=True, photometric="minisblack",
                          metadata={"axes": "ZYX", "PhysicalSizeX": um_per_px, "PhysicalSizeXUnit": "µm",
                                    "PhysicalSizeY": um_per_px, "PhysicalSizeYUnit": "µm",
                                    "PhysicalSizeZ": dz, "PhysicalSizeZUnit": "µm",
                                    "Plane": {"PositionZ": [float(z) for z in z_um],
                                              "PositionZUnit": ["µm"] * len(z_um),
                                              "TheZ": list(range(len(z_um)))}})
+        tmp.replace(path)
         return path
 
     def heights(self, name: str, heights: np.ndarray) -> Path:
         """Write a height map as ``.npy``."""
         path = self.root / "heights" / f"{name}.npy"
-        tmp = path.with_name(path.name + ".part")
+        tmp = _part(path)
         with open(tmp, "wb") as f:
             np.save(f, heights.astype(np.float32))
         tmp.replace(path)
@@ -110,7 +114,13 @@ class ScanFolder:
             ax.tick_params(labelsize=6)
             ax.set_title(title, fontsize=8)
             ax.invert_yaxis()
-            fig.savefig(path)
+            fig.savefig(tmp := _part(path), format="png")
         finally:
             plt.close(fig)
+        tmp.replace(path)
         return path
+
+
+def _part(path: Path) -> Path:
+    """Where ``path`` is written before it is renamed into place (a file under its final name is whole)."""
+    return path.with_name(path.name + ".part")

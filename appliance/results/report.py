@@ -119,7 +119,7 @@ def timings_plot(path: Path, fields: Sequence[FieldRecord], by_step: Mapping[str
         if st:
             b.hist(st, bins=40, color="#55a868")
             b.axvline(float(np.median(st)), color="k", lw=1, ls="--", label=f"median {np.median(st):.2f} s")
-            b.legend(fontsize=7)
+            b.legend(fontsize=7, loc="upper right")  # "best" warns when slow (a loaded machine)
         b.set_xlabel("stage (device) time per field (s)")
         b.set_ylabel("fields")
         fig.tight_layout()

@@ -1,7 +1,8 @@
 """The results database: one SQLite file in WAL mode for every scan (DESIGN.md section 6).
 
 Tables: ``scan`` (plan and settings snapshot, times, status), ``field`` (one row per scanned field: position,
-focus, timings), ``object`` (one row per structure or piece of debris recorded once, with its files) and
+focus, timings), ``field_error`` (a field the camera failed on, and why: the field itself stays uncommitted),
+``object`` (one row per structure or piece of debris recorded once, with its files) and
 ``annotation`` (every box in every frame image the scan saved: the CSV and COCO exports come from here).
 
 Durability: a field is committed as soon as it is done, in one transaction with its objects and annotations.
@@ -73,6 +74,12 @@ CREATE TABLE IF NOT EXISTS annotation (
     width INTEGER NOT NULL, height INTEGER NOT NULL,
     cls TEXT NOT NULL,
     xmin INTEGER NOT NULL, ymin INTEGER NOT NULL, xmax INTEGER NOT NULL, ymax INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS field_error (
+    scan_id INTEGER NOT NULL REFERENCES scan(id),
+    cell INTEGER NOT NULL,
+    at REAL NOT NULL,
+    message TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS object_scan ON object(scan_id);
 CREATE INDEX IF NOT EXISTS annotation_scan ON annotation(scan_id);
@@ -156,13 +163,20 @@ class Annotation:
 
 
 def write_durably(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file, ``fsync`` it and rename it into place."""
+    """Write ``data`` to ``path`` through a temporary file, ``fsync`` it, rename it into place, sync the folder.
+
+    After a power cut the file is there whole, with the new or the old content, never a part.
+    """
     tmp = path.with_name(path.name + ".part")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as exc:  # a full disk raises from write() without a file name: name it
+        raise OSError(exc.errno, exc.strerror, str(path)) from None
     os.replace(tmp, path)
+    sync_dir(path.parent)  # the new name, or a power cut may leave the old file (or none)
 
 
 def fsync_file(path: Path) -> None:
@@ -278,9 +292,13 @@ class ResultStore:
         return [_scan_record(r) for r in self.db.execute("SELECT * FROM scan ORDER BY id")]
 
     def unfinished_scan(self, out_dir: Path) -> ScanRecord | None:
-        """The latest scan into ``out_dir`` that did not finish (``running``, ``cancelled`` or ``failed``)."""
-        row = self.db.execute("SELECT * FROM scan WHERE out_dir=? AND status!='finished' ORDER BY id DESC LIMIT 1",
-                              (str(Path(out_dir).resolve()),)).fetchone()
+        """The latest scan into ``out_dir`` still to complete.
+
+        That is one ``running``, ``cancelled`` or ``failed``, or ``finished`` without its summary (stopped
+        while its outputs were written: the summary row is written last).
+        """
+        row = self.db.execute("SELECT * FROM scan WHERE out_dir=? AND (status!='finished' OR summary_json IS NULL) "
+                              "ORDER BY id DESC LIMIT 1", (str(Path(out_dir).resolve()),)).fetchone()
         return None if row is None else _scan_record(row)
 
     # -- fields and objects -------------------------------------------------------------------------------------
@@ -320,6 +338,15 @@ class ResultStore:
             db.execute("ROLLBACK")
             raise
         return ids
+
+    def record_field_error(self, scan_id: int, cell: int, message: str) -> None:
+        """Record that a field could not be imaged (it stays uncommitted; a resumed scan tries it again)."""
+        self.db.execute("INSERT INTO field_error VALUES (?, ?, ?, ?)", (scan_id, cell, time.time(), message))
+
+    def field_errors(self, scan_id: int) -> list[tuple[int, str]]:
+        """``(cell, message)`` of every field error of the scan, oldest first (a retried field keeps its)."""
+        return [(int(c), str(m)) for c, m in self.db.execute(
+            "SELECT cell, message FROM field_error WHERE scan_id=? ORDER BY rowid", (scan_id,))]
 
     def fields(self, scan_id: int) -> list[FieldRecord]:
         """The scan's committed fields in scan order."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import sqlite3
 import sys
 import time
 from collections.abc import Iterator
@@ -158,10 +159,12 @@ class _Progress:
         self._t0 = time.monotonic()
 
     def __call__(self, event: Any) -> None:
-        from appliance.scan.events import FieldDone, ObjectRecorded
+        from appliance.scan.events import FieldDone, FieldFailed, ObjectRecorded
 
         if self.quiet:
             return
+        if isinstance(event, FieldFailed):
+            print(f"{chr(10) if self.bar else ''}field {event.cell} failed: {event.error}", file=sys.stderr, flush=True)
         if isinstance(event, ObjectRecorded) and event.obj.kind == "structure" and not self.bar:
             o = event.obj
             print(f"structure {o.id}: {o.cls} at x={o.x_um:.1f} y={o.y_um:.1f} um, focus z={o.z_um:.1f} um",
@@ -194,6 +197,8 @@ def _cmd_scan(args: argparse.Namespace) -> int:
         return _scan(args)
     except (CalibrationError, SimavrBoardError) as exc:
         return _fail("scan", f"{type(exc).__name__}: {exc}", 1)
+    except (OSError, sqlite3.Error) as exc:  # a full disk or a broken database file: committed fields are kept
+        return _fail("scan", f"{exc}; the committed fields are kept: run the same command again to resume", 1)
 
 
 def _scan(args: argparse.Namespace) -> int:

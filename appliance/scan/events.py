@@ -27,6 +27,15 @@ class FieldDone:
 
 
 @dataclass(frozen=True)
+class FieldFailed:
+    """A field could not be imaged (its error is in the store's ``field_error`` table); not committed."""
+
+    cell: int
+    error: str
+    status: ScanStatus
+
+
+@dataclass(frozen=True)
 class ObjectRecorded:
     """A structure or piece of debris was committed (with its database id)."""
 
@@ -52,4 +61,4 @@ class ScanFinished:
     status: ScanStatus
 
 
-Event = FieldDone | ObjectRecorded | FrameAnalysed | ScanFinished
+Event = FieldDone | FieldFailed | ObjectRecorded | FrameAnalysed | ScanFinished

@@ -234,6 +234,40 @@ class ReconstructPlan:
 
 
 @dataclass(frozen=True)
+class FaultsPlan:
+    """What the runner does when a field cannot be imaged, and how much disk it keeps free.
+
+    Attributes
+    ----------
+    capture_retries : int
+        Captures tried again after a camera error or a black or saturated frame, [0, 10]. Default 2.
+    retry_wait_s : float
+        Wait before each retry (a camera that dropped off the bus needs a moment to come back), s, [0, 60].
+    on_field_error : str
+        ``continue`` (record the error for that field and go on; the scan ends ``failed`` and a rerun
+        retries the failed fields) or ``stop`` (end the scan at the first failed field). Default ``continue``.
+    max_failed_in_a_row : int
+        With ``continue``, stop after this many failed fields in a row (the camera is gone), [1, 10000].
+    min_free_mb : float
+        Free space needed on the scan folder's and the database's disks before each field, MB, [0, 1e6]:
+        below it the scan stops with an error naming the folder instead of failing mid-write. Default 200.
+    """
+
+    capture_retries: int = 2
+    retry_wait_s: float = 0.5
+    on_field_error: str = "continue"
+    max_failed_in_a_row: int = 3
+    min_free_mb: float = 200.0
+
+    def __post_init__(self) -> None:
+        _put(self, "capture_retries", _integer("faults.capture_retries", self.capture_retries, 0, 10))
+        _put(self, "retry_wait_s", _number("faults.retry_wait_s", self.retry_wait_s, 0.0, 60.0))
+        _put(self, "on_field_error", _choice("faults.on_field_error", self.on_field_error, ("continue", "stop")))
+        _put(self, "max_failed_in_a_row", _integer("faults.max_failed_in_a_row", self.max_failed_in_a_row, 1, 10000))
+        _put(self, "min_free_mb", _number("faults.min_free_mb", self.min_free_mb, 0.0, 1e6))
+
+
+@dataclass(frozen=True)
 class ScanPlan:
     """A whole scan: grid, focus, imaging and reconstruct sections (each validated; unknown keys are errors).
 
@@ -245,6 +279,7 @@ class ScanPlan:
     focus : FocusPlan
     imaging : ImagingPlan
     reconstruct : ReconstructPlan
+    faults : FaultsPlan
     """
 
     name: str = "scan"
@@ -252,12 +287,13 @@ class ScanPlan:
     focus: FocusPlan = field(default_factory=FocusPlan)
     imaging: ImagingPlan = field(default_factory=ImagingPlan)
     reconstruct: ReconstructPlan = field(default_factory=ReconstructPlan)
+    faults: FaultsPlan = field(default_factory=FaultsPlan)
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not 1 <= len(self.name) <= 80 or not self.name.isprintable():
             raise ValueError(f"name: must be 1..80 printable characters, got {self.name!r}")
         for section, cls in (("grid", GridPlan), ("focus", FocusPlan), ("imaging", ImagingPlan),
-                             ("reconstruct", ReconstructPlan)):
+                             ("reconstruct", ReconstructPlan), ("faults", FaultsPlan)):
             if not isinstance(getattr(self, section), cls):
                 raise ValueError(f"{section}: must be a {cls.__name__}, got {type(getattr(self, section)).__name__}")
 
@@ -268,7 +304,7 @@ class ScanPlan:
             values = {}
         if not isinstance(values, Mapping):
             raise ValueError(f"plan: must be a mapping, got {type(values).__name__}")
-        allowed = {"name", "grid", "focus", "imaging", "reconstruct"}
+        allowed = {"name", "grid", "focus", "imaging", "reconstruct", "faults"}
         unknown = sorted(str(k) for k in values if k not in allowed)
         if unknown:
             raise ValueError(f"{unknown[0]}: unknown key; allowed: {', '.join(sorted(allowed))}")
@@ -276,7 +312,8 @@ class ScanPlan:
                    grid=_from_mapping(GridPlan, "grid", values.get("grid")),
                    focus=_from_mapping(FocusPlan, "focus", values.get("focus")),
                    imaging=_from_mapping(ImagingPlan, "imaging", values.get("imaging")),
-                   reconstruct=_from_mapping(ReconstructPlan, "reconstruct", values.get("reconstruct")))
+                   reconstruct=_from_mapping(ReconstructPlan, "reconstruct", values.get("reconstruct")),
+                   faults=_from_mapping(FaultsPlan, "faults", values.get("faults")))
 
     @classmethod
     def from_yaml(cls, text: str) -> ScanPlan:

@@ -9,6 +9,13 @@ position is measured where the optics are best) -> for a structure ``FOCUS_STRUC
 transaction). Pause and cancel act between steps; a failing step ends the scan ``FAILED`` with the fields
 committed so far kept, and the stage is stopped in ``finally``.
 
+Faults (the plan's ``faults`` section): every capture goes through
+:class:`~appliance.scan.capture.CheckedCamera` (camera errors and black or saturated frames retried); a field
+whose capture still fails is recorded in the store's ``field_error`` table and the scan goes on
+(``on_field_error: continue``, ending ``failed`` so that a rerun retries those fields) or stops (``stop``, or
+``max_failed_in_a_row`` failures in a row). Before each field the free space of the scan folder's and the
+database's disks is checked against ``min_free_mb``.
+
 Overlap: every object is recorded once. A detection whose position (its box centre through the calibration)
 falls inside the box of an object already recorded, grown by ``DUPLICATE_MARGIN_UM``, is the same object seen
 again from a neighbouring field. Structures are checked against structures only, so a structure first seen
@@ -18,6 +25,8 @@ cut by a field edge (and perhaps called debris there) is still recorded whole wh
 from __future__ import annotations
 
 import enum
+import shutil
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -26,13 +35,14 @@ from typing import Any
 
 import numpy as np
 
-from appliance.hardware.camera.base import Camera, Frame
+from appliance.hardware.camera.base import Camera, CameraError, Frame
 from appliance.hardware.stage.base import Stage, StageLimitError
 from appliance.results.files import ScanFolder
 from appliance.results.reconstruct import ReconstructSettings, reconstruct, structure_mask
 from appliance.results.store import Annotation, FieldRecord, ObjectRecord, ResultStore
 from appliance.scan.calibration import Calibration
-from appliance.scan.events import Event, FieldDone, FrameAnalysed, ObjectRecorded, ScanFinished
+from appliance.scan.capture import CheckedCamera
+from appliance.scan.events import Event, FieldDone, FieldFailed, FrameAnalysed, ObjectRecorded, ScanFinished
 from appliance.scan.grid import FieldOrder, FieldPosition, Grid
 from appliance.scan.plan import ScanPlan
 from appliance.scan.protocols import Detection, Focuser, FocusMapLike, Vision, VisionResult
@@ -94,10 +104,20 @@ class ScanStatus:
     eta_s: float | None
     reason: FinishReason | None = None
     error: str | None = None
+    fields_failed: int = 0
+    captures_retried: int = 0
 
 
 class _Cancelled(Exception):
     """Raised at a checkpoint after :meth:`ScanRunner.cancel`."""
+
+
+class DiskSpaceError(OSError):
+    """Less free space than the plan's ``faults.min_free_mb`` where the scan writes."""
+
+
+class FieldErrorLimit(RuntimeError):
+    """Fields failed as the plan's ``faults`` section says the scan must stop."""
 
 
 @dataclass
@@ -164,7 +184,10 @@ class ScanRunner:
                  store: ResultStore, folder: ScanFolder, plan: ScanPlan, grid: Grid, calibration: Calibration,
                  scan_id: int, device_clock: Callable[[], float] | None = None,
                  on_event: Callable[[Event], None] | None = None, z_start_um: float | None = None) -> None:
-        self.stage, self.camera, self.vision = stage, camera, vision
+        self.stage, self.vision = stage, vision
+        # every capture of the scan (the focuser's too) is checked and retried; see appliance/scan/capture.py
+        self.camera = CheckedCamera(camera, plan.faults.capture_retries, plan.faults.retry_wait_s,
+                                    on_retry=self._count_retry)
         self.focuser, self.focus_map = focuser, focus_map
         self.store, self.folder, self.plan, self.grid = store, folder, plan, grid
         self.cal = calibration
@@ -188,6 +211,8 @@ class ScanRunner:
         self._n_debris = 0
         self._next_object = 0
         self._n_run = 0  # fields done by this run (the ETA's rate)
+        self._n_retries = 0  # captures retried by this run
+        self._failed: dict[int, str] = {}  # cell -> error, fields that failed in this run
         self._focus_points: list[tuple[float, float]] = []
         self._load_committed()
 
@@ -215,7 +240,8 @@ class ScanRunner:
             if self._n_run and self._state in (ScanState.RUNNING, ScanState.PAUSED):
                 eta = elapsed / self._n_run * max(0, planned - done)
             return ScanStatus(self._state, self._step, self.scan_id, done, planned, self._n_struct,
-                              self._n_debris, self._cell, elapsed, eta, self._reason, self._error)
+                              self._n_debris, self._cell, elapsed, eta, self._reason, self._error,
+                              len(self._failed), self._n_retries)
 
     # -- the run ------------------------------------------------------------------------------------------------
     def run(self) -> ScanStatus:
@@ -226,10 +252,25 @@ class ScanRunner:
         order = FieldOrder(self.grid, self.plan.grid.mode, self._done)
         try:
             seq = len(self._done)
+            in_a_row = 0
             for pos in order:
-                occupied = self._field(pos, seq)
+                self._check_disk()
+                n_known = len(self._known)
+                try:
+                    occupied = self._field(pos, seq)
+                except CameraError as exc:
+                    del self._known[n_known:]  # the field's objects were not committed: not yet recorded
+                    in_a_row += 1
+                    self._field_failed(pos, exc, in_a_row)
+                    order.report(pos.cell, False)
+                    continue
+                in_a_row = 0
                 order.report(pos.cell, occupied)
                 seq += 1
+            if self._failed:
+                cells = ", ".join(str(c) for c in self._failed)
+                raise FieldErrorLimit(f"{len(self._failed)} field(s) failed (cells {cells}); run again to retry "
+                                      f"them; last: {list(self._failed.values())[-1]}")
             self._reason = FinishReason.COMPLETED
         except _Cancelled:
             self._reason = FinishReason.CANCELLED
@@ -245,11 +286,42 @@ class ScanRunner:
             status = {FinishReason.COMPLETED: "finished", FinishReason.CANCELLED: "cancelled",
                       FinishReason.FAILED: "failed", None: "failed"}[self._reason]
             reason = (self._reason.value if self._reason else "failed") + (f": {self._error}" if self._error else "")
-            self.store.finish_scan(self.scan_id, status, reason)
+            try:
+                self.store.finish_scan(self.scan_id, status, reason)
+            except (sqlite3.Error, OSError) as exc:  # a full disk: the scan stays resumable as it was
+                self._reason = FinishReason.FAILED
+                self._error = f"{self._error or reason}; the end could not be recorded: {exc}"
             self._set(state=ScanState.FINISHED, step=None)
             final = self.status()
             self._emit(ScanFinished(final))
         return final
+
+    def _count_retry(self, reason: str) -> None:
+        with self._lock:
+            self._n_retries += 1
+
+    def _check_disk(self) -> None:
+        """Refuse the next field when the scan folder's or the database's disk is nearly full."""
+        need = self.plan.faults.min_free_mb
+        for where in (self.folder.root, self.store.path.parent):
+            free = shutil.disk_usage(where).free / 1e6
+            if free < need:
+                raise DiskSpaceError(f"disk: {free:.1f} MB free at {where}, below the plan's faults.min_free_mb "
+                                     f"{need:g}; free space, then run the scan again to resume it")
+
+    def _field_failed(self, pos: FieldPosition, exc: CameraError, in_a_row: int) -> None:
+        """Record a field the camera failed on; raise :class:`FieldErrorLimit` when the plan says stop."""
+        msg = f"{type(exc).__name__}: {exc}"
+        self.store.record_field_error(self.scan_id, pos.cell, msg)
+        with self._lock:
+            self._failed[pos.cell] = msg
+        self._emit(FieldFailed(pos.cell, msg, self.status()))
+        f = self.plan.faults
+        if f.on_field_error == "stop":
+            raise FieldErrorLimit(f"field {pos.cell} failed (faults.on_field_error: stop): {msg}")
+        if in_a_row >= f.max_failed_in_a_row:
+            raise FieldErrorLimit(f"{in_a_row} fields in a row failed (faults.max_failed_in_a_row "
+                                  f"{f.max_failed_in_a_row}): {msg}")
 
     def _safe_stop(self) -> None:
         try:
@@ -549,6 +621,7 @@ class ScanRunner:
             self._done[f.cell] = f.n_candidates > 0
             if f.focus_source == "autofocus" and f.n_structures == 0:
                 self._add_focus_point(f.x_um, f.y_um, f.z_um)
+                self._z_guess = f.z_um  # the latest focus found, as the interrupted run had it
         for o in self.store.objects(self.scan_id):
             self._known.append(_Known(o.kind, (o.x_um - o.width_um / 2, o.y_um - o.height_um / 2,
                                                o.x_um + o.width_um / 2, o.y_um + o.height_um / 2)))

@@ -24,6 +24,7 @@ from appliance.hardware.stage.base import Stage
 from appliance.results.files import ScanFolder
 from appliance.results.store import ObjectRecord, ResultStore, write_durably
 from appliance.scan.calibration import Calibration, calibrate
+from appliance.scan.capture import CheckedCamera
 from appliance.scan.events import Event
 from appliance.scan.grid import make_grid
 from appliance.scan.plan import ScanPlan
@@ -131,6 +132,7 @@ def run_scan(stage: Stage, camera: Camera, vision: Vision, focuser: Focuser, foc
     folder = ScanFolder(out_dir).create()
     with ResultStore(db_path) as store:
         old = store.unfinished_scan(out_dir) if resume else None
+        cal_s: float | None = None
         if old is not None:
             cal = Calibration.from_mapping(old.config["calibration"])
             scan_id = old.id
@@ -139,14 +141,17 @@ def run_scan(stage: Stage, camera: Camera, vision: Vision, focuser: Focuser, foc
             t = time.perf_counter()
             if calibration is None:  # measure where the sample is: the middle of the area
                 stage.move_to_um(x=(area_um[0] + area_um[2]) / 2, y=(area_um[1] + area_um[3]) / 2)
-            cal = calibration if calibration is not None else calibrate(stage, camera)
+            checked = CheckedCamera(camera, plan.faults.capture_retries, plan.faults.retry_wait_s)
+            cal = calibration if calibration is not None else calibrate(stage, checked)
             cal_s = time.perf_counter() - t
         grid = make_grid(plan.grid, area_um, cal.fov_um)
         if old is None:
             snapshot = {"plan": plan.to_mapping(), "calibration": cal.to_mapping(), "area_um": list(area_um),
                         "grid": {"rows": grid.rows, "columns": grid.columns}, **dict(config or {})}
             scan_id = store.create_scan(plan.name, out_dir, snapshot, grid.n_fields)
-            write_durably(folder.root / "scan.json", json.dumps(
+        meta = folder.root / "scan.json"
+        if old is None or not meta.is_file():  # on resume too, if a cut came between the row and the file
+            write_durably(meta, json.dumps(
                 {"scan_id": scan_id, "db": str(Path(db_path).resolve()), "calibration_s": cal_s}).encode())
         runner = ScanRunner(stage, camera, vision, focuser, focus_map, store, folder, plan, grid, cal, scan_id,
                             device_clock=device_clock, on_event=on_event, z_start_um=z_start_um)
@@ -155,9 +160,11 @@ def run_scan(stage: Stage, camera: Camera, vision: Vision, focuser: Focuser, foc
         status = runner.run()
         summary = summarise(store, scan_id, area_um, truth)
         rmse = _height_rmse(store, scan_id, folder, height_truth, summary) if height_truth else None
-        store.set_summary(scan_id, summary)
         write_durably(folder.root / "summary.json", json.dumps(summary, indent=1).encode())
         write_outputs(store, scan_id, folder, grid.fov_um, area_um, summary, rmse)
+        # last: a scan with its summary row is complete; one stopped before this is resumed (and its
+        # outputs written) by the next run into the same folder
+        store.set_summary(scan_id, summary)
     return ScanOutcome(scan_id, status, summary, folder.root, Path(db_path))
 
 
@@ -242,6 +249,9 @@ def summarise(store: ResultStore, scan_id: int, area_um: tuple[float, float, flo
         "stage_time_s_total": float(sum(stage_t)),
         "stage_time_s_per_field_median": stage_t[len(stage_t) // 2] if stage_t else None,
         "wall_time_s_total": float(sum(f.wall_time_s for f in flds)),
+        # fields the camera failed on and no later run imaged (a rerun into the folder retries them)
+        "field_errors": [{"cell": c, "error": m} for c, m in store.field_errors(scan_id)
+                         if c not in {f.cell for f in flds}],
     }
     steps: dict[str, float] = {}
     for f in flds:
