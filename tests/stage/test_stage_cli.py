@@ -214,10 +214,21 @@ def test_stream_waits_until_the_motion_has_ended(capsys, fake_grbl, tmp_path):
 
 # -- Ctrl-C stops the stage (issue 8, case 14; must show 3) -------------------------------------------
 
+def _as_from_a_terminal() -> None:
+    """In the child, before exec: SIGINT at its default and unblocked, as a shell gives it to a command.
+
+    An ignored or blocked signal is inherited through exec, so without this the test would depend on whatever an
+    earlier test or library left in the pytest process (seen once in a full run: the child never saw the Ctrl-C).
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
 def _cli(*argv: str) -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     return subprocess.Popen([sys.executable, "-m", "appliance.cli", "stage", *argv], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_as_from_a_terminal)
 
 
 def _interrupt_when(proc: subprocess.Popen, moving: Callable[[], bool], timeout_s: float = 30.0) -> float:
