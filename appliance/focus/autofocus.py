@@ -33,7 +33,7 @@ def autofocus(stage: Stage, camera: Camera, strategy: str, *, z_range_um: Sequen
               estimator: DefocusEstimator | None = None, focus_map: FocusMap | None = None,
               xy_um: tuple[float, float] | None = None, mode: str = "roi", step_um: float = 1.0,
               coarse_um: float = 4.0, now_s: Callable[[], float] | None = None,
-              ref_height_um: float | None = None) -> FocusResult:
+              ref_height_um: float | None = None, ref_sigma_um: float = 0.0) -> FocusResult:
     """Focus the stage on the target in view and say how that went.
 
     Parameters
@@ -70,6 +70,10 @@ def autofocus(stage: Stage, camera: Camera, strategy: str, *, z_range_um: Sequen
         Given, ``focus_map`` is read as a map of the glass (its points added with their own offsets, see
         :meth:`FocusMap.add`) and predicts ``glass + ref_height_um`` here; None: the map's points are
         structure foci and predict this one's focus directly.
+    ref_sigma_um : float
+        How well ``ref_height_um`` is known (one standard deviation, µm; 0: exactly, as a print job's design
+        height for the print): added in quadrature to the map's uncertainty, so a reference known only
+        roughly widens the map's window and never lets the prediction alone be the focus.
 
     Returns
     -------
@@ -95,10 +99,17 @@ def autofocus(stage: Stage, camera: Camera, strategy: str, *, z_range_um: Sequen
     xy = (pos.x_um, pos.y_um) if xy_um is None else (float(xy_um[0]), float(xy_um[1]))
     if ref_height_um is not None and not math.isfinite(float(ref_height_um)):
         raise ValueError(f"ref_height_um must be a finite number of um, got {ref_height_um!r}")
+    if isinstance(ref_sigma_um, bool) or not (isinstance(ref_sigma_um, (int, float)) and ref_sigma_um >= 0
+                                              and math.isfinite(ref_sigma_um)):
+        raise ValueError(f"ref_sigma_um must be a finite number of um >= 0, got {ref_sigma_um!r}")
     offset = 0.0 if ref_height_um is None else float(ref_height_um)
+    ref_sigma = 0.0 if ref_height_um is None else float(ref_sigma_um)
     pred = focus_map.predict(*xy, offset_um=offset) if focus_map is not None and len(focus_map) > 0 else None
+    if pred is not None:
+        pred = (pred[0], math.hypot(pred[1], ref_sigma))
     if strategy == "map" and pred is not None and focus_map is not None and len(focus_map) >= MAP_MIN_POINTS:
-        trusted = ref_height_um is not None and focus_map.surface_sigma(*xy) <= MAP_TRUST_SIGMA_UM
+        sure = math.hypot(focus_map.surface_sigma(*xy), ref_sigma)
+        trusted = ref_height_um is not None and sure <= MAP_TRUST_SIGMA_UM
         return _with_map(stage, camera, pred, (lo, hi), rect, estimator, mode, coarse_um, now_s, trusted)
     s = FocusSession(stage, camera, mode, rect, (lo, hi), now_s)
     if strategy == "sweep":

@@ -135,13 +135,16 @@ def _vision_focus(args: argparse.Namespace, scope: Any, stage: Any,
         fmap: Any = PlaneFocusMap()
         notes.append("focus: sim-truth TEST DOUBLE (moves to the true focus)")
     else:
+        from appliance.focus.reference import reference_heights
         from appliance.scan.adapters import AutofocusFocuser, FocusMapAdapter
 
         travel = scope.stage.params.travel_z_um if args.stage == "sim" else (0.0, 180.0)
         try:
             fmap = FocusMapAdapter()
+            # the camera renders the virtual slide whatever the stage: its catalogue's heights by default
             focuser = AutofocusFocuser(args.strategy, travel, fmap,
-                                       now_s=scope.clock.now_s if args.stage == "sim" else None)
+                                       now_s=scope.clock.now_s if args.stage == "sim" else None,
+                                       reference_heights=reference_heights(args.reference_heights, virtual=True))
         except ValueError as exc:
             raise ValueError(f"--focus auto: {exc}; --focus sim-truth runs the scan with a ground-truth "
                              "test double instead") from None
@@ -229,6 +232,7 @@ def _scan(args: argparse.Namespace) -> int:
     kernels.warmup()
     with _devices(args) as (scope, stage, camera):
         args.strategy = plan.focus.strategy
+        args.reference_heights = plan.focus.reference_heights
         um_px = cal.um_per_px if cal is not None else scope.camera.um_per_px
         vision, focuser, fmap, notes = _vision_focus(args, scope, stage, um_px)
         for n in notes:

@@ -126,6 +126,29 @@ class GridPlan:
         return self.top is None
 
 
+def _reference_heights(value: object) -> tuple[tuple[str, float], ...]:
+    """``focus.reference_height_um`` (a mapping, or ``(type, um)`` pairs) as sorted, checked pairs."""
+    path = "focus.reference_height_um"
+    if value is None:
+        return ()
+    if isinstance(value, Mapping):
+        items = list(value.items())
+    elif isinstance(value, (tuple, list)) and all(isinstance(p, (tuple, list)) and len(p) == 2 for p in value):
+        items = [(p[0], p[1]) for p in value]
+    else:
+        raise ValueError(f"{path}: must be a mapping of structure type to um, e.g. {{pentagon: 10}}, got {value!r}")
+    out: dict[str, float] = {}
+    for name, v in items:
+        if not isinstance(name, str) or not 1 <= len(name) <= 40 or not name.isprintable() or name.strip() != name:
+            raise ValueError(f"{path}: a structure type must be a name of 1..40 printable characters, got {name!r}")
+        if name in out:
+            raise ValueError(f"{path}.{name}: given twice")
+        if name == "debris":
+            raise ValueError(f"{path}.debris: debris is not a printed structure; name structure types only")
+        out[name] = _number(f"{path}.{name}", v, -250.0, 250.0)
+    return tuple(sorted(out.items()))
+
+
 @dataclass(frozen=True)
 class FocusPlan:
     """How fields and structures are focused, and the focus stack taken of each structure.
@@ -146,6 +169,13 @@ class FocusPlan:
         Step between stack planes, µm, [0.05, 20]. Default 2 (two servo degrees on the default stage): under
         a quarter of the 10x/0.25 objective's depth of field, so a focus curve is still sampled finely enough
         for the sub-step peak fit, at half the frames of 1 µm steps.
+    reference_height_um : tuple of (str, float)
+        The print job's focus reference height of each structure type above the glass (half its printed
+        height; a groove: minus half its depth), µm in [-250, 250], by the classifier's type name; in YAML a
+        mapping, e.g. ``{pentagon: 10, microlens: 7.5}``. With it the focus map holds the glass and predicts
+        each structure's focus from its type; a type it does not name is focused with the map of structure
+        foci. Empty (the default): the virtual microscope takes its catalogue's heights, a real device has
+        none. Stored as sorted ``(type, height)`` pairs; :attr:`reference_heights` gives the mapping.
     """
 
     strategy: str = "classical"
@@ -153,6 +183,7 @@ class FocusPlan:
     search_range_um: float = 15.0
     stack_range_um: float = 16.0
     stack_step_um: float = 2.0
+    reference_height_um: tuple[tuple[str, float], ...] = ()
 
     def __post_init__(self) -> None:
         _put(self, "strategy", _choice("focus.strategy", self.strategy, FOCUS_STRATEGIES))
@@ -163,6 +194,12 @@ class FocusPlan:
         if self.stack_range_um * 2 / self.stack_step_um > 400:
             raise ValueError(f"focus: a stack of {self.stack_range_um * 2 / self.stack_step_um:.0f} planes is too "
                              "many (at most 400); raise focus.stack_step_um or lower focus.stack_range_um")
+        _put(self, "reference_height_um", _reference_heights(self.reference_height_um))
+
+    @property
+    def reference_heights(self) -> dict[str, float]:
+        """``reference_height_um`` as a mapping of structure type to µm."""
+        return dict(self.reference_height_um)
 
     @property
     def stack_offsets_um(self) -> tuple[float, ...]:
@@ -328,6 +365,7 @@ class ScanPlan:
         """Plain data (tuples as lists), the inverse of :meth:`from_mapping`."""
         data = asdict(self)
         data["grid"]["overlap"] = list(self.grid.overlap)
+        data["focus"]["reference_height_um"] = self.focus.reference_heights
         return data
 
     def to_yaml(self) -> str:

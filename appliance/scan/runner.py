@@ -559,7 +559,8 @@ class ScanRunner:
         self._known.append(_Known("structure", b_um))
         self._checkpoint(FieldStep.FOCUS_STRUCTURE)
         t = time.perf_counter()
-        out = self.focuser.focus(self.stage, self.camera, w.z_um, self.plan.focus.search_range_um, det.box_px)
+        out = self.focuser.focus(self.stage, self.camera, w.z_um, self.plan.focus.search_range_um, det.box_px,
+                                 cls=det.cls)
         w.timings["focus_structure"] = w.timings.get("focus_structure", 0.0) + time.perf_counter() - t
         self._checkpoint(FieldStep.STACK)
         t = time.perf_counter()

@@ -155,7 +155,10 @@ class ScanBackend:
         travel = dev.scope.stage.params.travel_z_um if dev.scope is not None and self.cfg.stage.kind == "sim" \
             else (0.0, 180.0)
         clock = dev.scope.clock.now_s if dev.scope is not None and self.cfg.stage.kind == "sim" else None
-        focuser = AutofocusFocuser(self._plan.focus.strategy, travel, fmap, now_s=clock)
+        from appliance.focus.reference import reference_heights
+
+        refs = reference_heights(self._plan.focus.reference_heights, virtual=dev.scope is not None)
+        focuser = AutofocusFocuser(self._plan.focus.strategy, travel, fmap, now_s=clock, reference_heights=refs)
         detector, classifier = self._models
         vision = PipelineVision(um_per_px, Pipeline(detector, classifier, um_per_px=um_per_px, skip_empty=True))
         return vision, focuser, fmap
