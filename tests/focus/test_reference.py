@@ -46,10 +46,10 @@ def test_heights_come_from_the_plan_else_the_virtual_catalogue_else_nowhere() ->
     cat = reference_heights({}, virtual=True)
     assert set(cat) == set(STRUCTURE_TYPES) and all(r.source == "sim catalogue" for r in cat.values())
     # The catalogue prints pentagons, scaffolds and split rings 5-30 um tall (uniform): half-height 8.75 um
-    # on average, spread 25 / sqrt(12) / 2 = 3.6 um; 200 draws give the mean to about 0.25 um.
+    # on average, spread 25 / sqrt(12) / 2 = 3.6 um; 1000 draws give the mean to about 0.1 um.
     for cls in ("pentagon", "scaffold", "split_ring"):
-        assert cat[cls].height_um == pytest.approx(8.75, abs=0.8)
-        assert cat[cls].sigma_um == pytest.approx(3.61, abs=0.5)
+        assert cat[cls].height_um == pytest.approx(8.75, abs=0.4)
+        assert cat[cls].sigma_um == pytest.approx(3.61, abs=0.3)
     assert all(2.5 <= r.height_um <= 15.0 and r.sigma_um > 1.0 for r in cat.values())
     assert sim_catalogue_reference() is sim_catalogue_reference()  # drawn once
 
