@@ -148,7 +148,7 @@ class AutofocusFocuser:
                             start_um=z_guess_um, estimator=self.estimator, focus_map=fmap,
                             xy_um=(p.x_um, p.y_um), now_s=self.now_s,
                             ref_height_um=None if ref is None else ref.height_um,
-                            ref_sigma_um=0.0 if ref is None else ref.sigma_um)
+                            ref_sigma_um=0.0 if ref is None else ref.sigma_um, target_type=cls)
         if cls is not None and r.ok and r.measured and self.focus_map is not None:
             sure = ref is not None and ref.sigma_um <= self._sure_ref_um
             self.focus_map.add_structure(p.x_um, p.y_um, float(r.z_um), ref.height_um if sure and ref else None)

@@ -97,10 +97,12 @@ def test_a_map_of_the_glass_predicts_the_next_structure_from_its_type(servo_scop
     _focus(servo_scope, focuser, last, glass_guess, last.cls)
     start = spy.calls[-1]["start_um"]
     assert spy.calls[-1]["ref_height_um"] == pytest.approx(_half_height(servo_scope, last))
-    assert abs(start - last.focus_z_um) <= 1.5, (start, last.focus_z_um)
-    # The map of the foci of three other designs misses it by their different heights
+    # The glass under three classical foci (each within a micrometre or two, whole servo degrees) plus the
+    # fourth design's height: the search starts near its focus; the map of the foci of three other designs
+    # misses it by their different heights.
+    assert abs(start - last.focus_z_um) <= 2.5, (start, last.focus_z_um)
     foci_pred = fmap.foci.predict(*last.center_um)[0]
-    assert abs(foci_pred - last.focus_z_um) > abs(start - last.focus_z_um) + 1.0
+    assert abs(foci_pred - last.focus_z_um) > abs(start - last.focus_z_um) + 0.5
 
 
 def test_a_type_without_a_height_is_focused_with_the_map_of_foci_and_the_log_says_so(
