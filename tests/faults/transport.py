@@ -10,12 +10,18 @@ It wraps the real ``serial.Serial`` of a simavr or fake GRBL board and can, swit
   board stops reading and ``write_timeout`` passes);
 - ``unplugged``: raise ``OSError`` on every read and write, and make the opener fail too (the port has
   vanished: pyserial raises ``SerialException``, an ``OSError`` subclass, when a USB port disappears).
+
+Two hooks let a test time a fault to the protocol rather than to the clock (a scan on a loaded machine runs
+at any pace): ``on_write(data, transport)`` after every write the driver makes (the board has the bytes),
+``on_board_line(line, transport)`` for every whole line the board sends, before the driver sees it. A hook
+may switch the faults above, or write to the board behind the driver's back (``transport.inner.write``).
 """
 
 from __future__ import annotations
 
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import serial
@@ -35,6 +41,8 @@ class Faults:
     seed: int = 0
     opens: int = 0
     noise_lines: int = 0
+    on_write: Callable[[bytes, FaultyTransport], None] | None = None
+    on_board_line: Callable[[bytes, FaultyTransport], None] | None = None
     rng: random.Random = field(init=False)
 
     def __post_init__(self) -> None:
@@ -55,6 +63,7 @@ class FaultyTransport:
         self.faults = faults
         self._pending = bytearray()
         self._line_start = True
+        self._line = bytearray()  # the board's line being received, for on_board_line
 
     def _check(self) -> None:
         if self.faults.unplugged:
@@ -71,7 +80,9 @@ class FaultyTransport:
         f = self.faults
         if not self._pending:
             chunk = self.inner.read(max(1, size))
-            if f.blackhole:
+            self._watch(chunk)
+            if f.blackhole or f.unplugged:   # a hook may have switched a fault on
+                self._check()
                 return b""
             out = bytearray()
             for b in chunk:
@@ -89,12 +100,27 @@ class FaultyTransport:
         del self._pending[:n]
         return data
 
+    def _watch(self, chunk: bytes) -> None:
+        """Hand every whole line the board sent to ``on_board_line``."""
+        hook = self.faults.on_board_line
+        if hook is None:
+            return
+        for b in chunk:
+            if b == 0x0A:
+                line, self._line = bytes(self._line).rstrip(b"\r"), bytearray()
+                hook(line, self)
+            else:
+                self._line.append(b)
+
     def write(self, data: bytes) -> int | None:
         self._check()
         if self.faults.write_stall:
             time.sleep(min(self.inner.write_timeout or 0.0, 0.5))
             raise serial.SerialTimeoutException("Write timeout")
-        return self.inner.write(data)
+        n = self.inner.write(data)
+        if self.faults.on_write is not None:
+            self.faults.on_write(bytes(data), self)
+        return n
 
     def reset_input_buffer(self) -> None:
         self._check()
