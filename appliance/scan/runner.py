@@ -29,6 +29,7 @@ cut by a field edge (and perhaps called debris there) is still recorded whole wh
 from __future__ import annotations
 
 import enum
+import math
 import shutil
 import sqlite3
 import threading
@@ -262,6 +263,11 @@ class ScanRunner:
         self._set(state=ScanState.RUNNING)
         order = FieldOrder(self.grid, self.plan.grid.mode, self._done)
         try:
+            if self._z_guess is None:
+                # read once, at the start: after a stage fault a servo's angle is unknown (NaN) until the next
+                # focus move, so "where focus is now" is no guess any more
+                z = self.stage.position_um().z_um
+                self._z_guess = z if math.isfinite(z) else None
             seq = len(self._done)
             in_a_row = 0
             for pos in order:
