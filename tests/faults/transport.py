@@ -5,6 +5,7 @@ It wraps the real ``serial.Serial`` of a simavr or fake GRBL board and can, swit
 - ``split``: hand the driver at most this many bytes per read (a USB-serial chip delivering odd chunks);
 - ``noise``: insert a whole garbage line (random bytes, non-UTF-8 and control bytes included) in front of
   a line the board sends, with this probability per line;
+- ``garble_next``: insert a garbage line in front of each of the next this many lines the board sends;
 - ``blackhole``: swallow every byte the board sends (a reply that never comes);
 - ``write_stall``: every write times out (``serial.SerialTimeoutException``, as pyserial raises when the
   board stops reading and ``write_timeout`` passes);
@@ -35,6 +36,7 @@ class Faults:
 
     split: int = 0
     noise: float = 0.0
+    garble_next: int = 0
     blackhole: bool = False
     write_stall: bool = False
     unplugged: bool = False
@@ -87,9 +89,10 @@ class FaultyTransport:
             out = bytearray()
             for b in chunk:
                 # the garbage goes in front of a line, so it can land between a command and its reply
-                if self._line_start and f.noise and f.rng.random() < f.noise:
+                if self._line_start and (f.garble_next > 0 or (f.noise and f.rng.random() < f.noise)):
                     out += f.garbage()
                     f.noise_lines += 1
+                    f.garble_next = max(0, f.garble_next - 1)
                 out.append(b)
                 self._line_start = b == 0x0A
             self._pending += out

@@ -583,8 +583,20 @@ class GrblStage(Stage):
                 lo[i], hi[i] = min(lo[i], p), max(hi[i], p)
 
     def status(self) -> StatusReport:
-        """Query and return a fresh status report."""
-        return self._io(lambda: self._update(self.link.query_status(self.config.reply_timeout_s)))
+        """Query and return a fresh status report.
+
+        A garbled line in the way of the report (line noise: bytes GRBL never sends) is answered by asking
+        once more, after the link has drained: a ``?`` is harmless to repeat. A second garbled answer, a
+        reset banner or an alarm is raised.
+        """
+        def query() -> StatusReport:
+            try:
+                return self.link.query_status(self.config.reply_timeout_s)
+            except StageResetError:
+                raise
+            except StageProtocolError:
+                return self.link.query_status(self.config.reply_timeout_s)
+        return self._io(lambda: self._update(query()))
 
     def _machine_mm(self, report: StatusReport) -> tuple[float, float, float]:
         if report.mpos_mm is not None:
