@@ -202,8 +202,8 @@ def _cmd_scan(args: argparse.Namespace) -> int:
     except (CalibrationError, SimavrBoardError) as exc:
         return _fail("scan", f"{type(exc).__name__}: {exc}", 1)
     except StageError as exc:  # opening the stage, or a fault before the first field (the runner handles the rest)
-        return _fail("scan", f"stage: {type(exc).__name__}: {exc}; the committed fields are kept: run the same "
-                     "command again to resume", 1)
+        return _fail("scan", f"stage: {type(exc).__name__}: {exc}; check the board and its port, then run the same "
+                     "command again (a scan left unfinished in --out resumes)", 1)
     except (OSError, sqlite3.Error) as exc:  # a full disk or a broken database file: committed fields are kept
         return _fail("scan", f"{exc}; the committed fields are kept: run the same command again to resume", 1)
 

@@ -4,8 +4,10 @@
 ``tppscan scan --stage simavr`` does, opens ``GrblStage`` through :func:`~tests.faults.transport.faulty_opener`
 (every byte between driver and board passes the fault switches), homes and parks focus. :func:`scan` runs a
 small virtual slide on it with the ground-truth vision and focus doubles (the fault under test is the serial
-line, not vision). :class:`AtMotion` times a fault to the protocol: armed once a given number of fields are
-committed, it fires at the first status report that says ``Run`` (the carriage is moving: a field's move).
+line, not vision). :func:`fake_grbl_rig` does the same with the stock-GRBL fake (Z stepper focus; it
+power-cycles when its port comes back). :class:`AtMotion` times a fault to the protocol: armed once a given
+number of fields are committed, it fires at the first status report that says ``Run`` (the carriage is
+moving: a field's move).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from appliance.hardware.stage.base import Position, Stage
 from appliance.hardware.stage.grbl import GrblStage, GrblStageConfig
 from appliance.scan.calibration import Calibration
 from appliance.scan.coupled import SIMAVR_SWITCH_STEPS, ReportedPositionStage
@@ -49,7 +52,7 @@ class Rig:
     """The board, the open stage and the fault switches between them."""
 
     board: Any
-    stage: GrblStage
+    stage: Stage
     faults: Faults
 
 
@@ -68,6 +71,64 @@ def simavr_rig(firmware_paths: tuple[Path, Path], faults: Faults | None = None) 
             stage.focus_to_um(PARK_Z_UM)
             yield Rig(board, stage, faults)
             faults.unplugged = faults.blackhole = False   # let close() and the board's stop run clean
+
+
+class ShiftedStage(Stage):
+    """A stage whose machine origin lies ``offset_um`` from the slide's: stock GRBL homes to its + end.
+
+    Stock GRBL's machine coordinates run from 0 (the switches) to minus the travel, so the slide's corner
+    sits at ``-offset_um`` in machine coordinates; this adapter adds the offset to every target and takes it
+    off every position (the part of a real setup a work offset would play), and passes everything else on.
+    """
+
+    def __init__(self, inner: GrblStage, offset_um: tuple[float, float, float]) -> None:
+        self.inner = inner
+        self.offset = offset_um
+
+    def _out(self, p: Position) -> Position:
+        return Position(p.x_um - self.offset[0], p.y_um - self.offset[1], p.z_um - self.offset[2])
+
+    def open(self) -> None:
+        self.inner.open()
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def position_um(self) -> Position:
+        return self._out(self.inner.position_um())
+
+    def move_to_um(self, x: float | None = None, y: float | None = None, z: float | None = None) -> Position:
+        dx, dy, dz = self.offset
+        return self._out(self.inner.move_to_um(None if x is None else x + dx, None if y is None else y + dy,
+                                               None if z is None else z + dz))
+
+    def focus_to_um(self, z: float) -> Position:
+        return self._out(self.inner.focus_to_um(z + self.offset[2]))
+
+    def home(self) -> Position:
+        return self._out(self.inner.home())
+
+    def stop(self) -> None:
+        self.inner.stop()
+
+
+# stock GRBL's travel is 0..-200 mm on every axis: the slide (and focus) well inside it
+FAKE_OFFSET_UM = (-50_000.0, -50_000.0, -100_000.0)
+
+
+@contextlib.contextmanager
+def fake_grbl_rig(board: Any, faults: Faults | None = None) -> Iterator[Rig]:
+    """``GrblStage`` on the stock-GRBL fake (``tests/stage/fake_grbl.py``, Z stepper focus) through a fault
+    transport, homed, focus parked; the rig's stage is the :class:`ShiftedStage` the scan sees."""
+    faults = faults or Faults()
+    cfg = GrblStageConfig(port=board.path, **{**STAGE, "feed_z_mm_per_min": 600.0})
+    inner = GrblStage(cfg, opener=faulty_opener(faults))
+    with inner:
+        stage = ShiftedStage(inner, FAKE_OFFSET_UM)
+        stage.home()
+        stage.focus_to_um(PARK_Z_UM)
+        yield Rig(board, stage, faults)  # type: ignore[arg-type]
+        faults.unplugged = faults.blackhole = False
 
 
 @dataclass

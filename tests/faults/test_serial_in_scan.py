@@ -22,8 +22,9 @@ from appliance.scan.calibration import Calibration
 from appliance.scan.events import FieldDone, StageFault
 from appliance.scan.runner import FinishReason
 from tests.faults.scans import ScanContents, differences
-from tests.faults.serial_scan import AtMotion, Log, contents, plan, scan, simavr_rig
+from tests.faults.serial_scan import AtMotion, Log, contents, fake_grbl_rig, plan, scan, simavr_rig
 from tests.faults.transport import Faults, FaultyTransport
+from tests.stage.fake_grbl import FakeGrbl
 
 pytestmark = [pytest.mark.simavr, pytest.mark.slow]
 
@@ -194,3 +195,49 @@ def test_a_reply_that_never_comes_stops_the_scan_in_bounded_time_and_a_rerun_com
     final = contents(tmp_path)
     assert final.cells[:len(first.cells)] == first.cells
     assert differences(final, ref) == []
+
+
+# -- stock GRBL (the fake): a replugged Uno comes back power-cycled -----------------------------------------
+
+@pytest.fixture(scope="module")
+def fake_reference(tmp_path_factory) -> tuple[ScanContents, Calibration]:
+    """The uninterrupted scan on the stock-GRBL fake (its own reference: a stepper focus, another step grid)."""
+    out = tmp_path_factory.mktemp("fake-reference")
+    board = FakeGrbl(out).start()
+    try:
+        with fake_grbl_rig(board) as rig:
+            outcome, _took = scan(rig, out, plan())
+    finally:
+        board.stop()
+    assert outcome.status.reason is FinishReason.COMPLETED, outcome.status.error
+    ref = contents(out)
+    assert len(ref.structures) == 2 and sorted(ref.cells) == list(range(ref.fields_planned))
+    with ResultStore(out / "t.db") as store:
+        cal = Calibration.from_mapping(store.scan(outcome.scan_id).config["calibration"])
+    return ref, cal
+
+
+def test_stock_grbl_power_cycled_by_a_replug_mid_move_is_rehomed_and_the_scan_continues(
+        tmp_path, fake_reference, fake_grbl):
+    ref, cal = fake_reference
+    log = Log()
+    with fake_grbl_rig(fake_grbl) as rig:
+        def pull(t: FaultyTransport) -> None:
+            rig.faults.unplugged = True
+            fake_grbl.unplug()
+
+            def back() -> None:
+                rig.faults.unplugged = False
+                fake_grbl.replug()   # an Uno resets when its port opens: power-up, Alarm (homing lock), at 0
+            threading.Timer(0.5, back).start()
+        trigger = AtMotion(3, pull).attach(log, rig.faults)
+        outcome, _took = scan(rig, tmp_path, plan(), log, cal)
+        reconnects = rig.stage.inner.reconnects
+    assert outcome.status.reason is FinishReason.COMPLETED, outcome.status.error
+    # the driver got the port back (one reconnect) to a board that had lost its position and said so (Alarm);
+    # the runner homed it and redid the field in flight
+    faults = log.stage_faults()
+    assert reconnects == 1 and [f.action for f in faults] == ["homed"], [(f.error, f.action) for f in faults]
+    assert "StageAlarm" in faults[0].error
+    _redone(log, trigger)
+    assert differences(contents(tmp_path), ref) == []
