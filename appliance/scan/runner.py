@@ -51,7 +51,7 @@ from appliance.scan.events import Event, FieldDone, FieldFailed, FrameAnalysed, 
 from appliance.scan.grid import FieldOrder, FieldPosition, Grid
 from appliance.scan.plan import ScanPlan
 from appliance.scan.protocols import Detection, Focuser, FocusMapLike, Vision, VisionResult
-from appliance.scan.stage_recovery import recover_stage
+from appliance.scan.stage_recovery import more_drastic, recover_stage
 
 DUPLICATE_MARGIN_UM = 8.0
 MAX_CENTRING_MOVES = 2
@@ -366,6 +366,7 @@ class ScanRunner:
             (a recovery that fails is one more).
         """
         f = self.plan.faults
+        need = fault  # what the recovery must do: a fault while recovering never asks for less
         while True:
             with self._lock:
                 self._n_stage_faults += 1
@@ -379,11 +380,11 @@ class ScanRunner:
                                       "kept: run the scan again to resume it")
             time.sleep(f.stage_retry_wait_s)
             try:
-                action = recover_stage(self.stage, fault)
+                action = recover_stage(self.stage, need)
             except StageLimitError:
                 raise
             except StageError as again:
-                fault, faults = again, faults + 1
+                fault, faults, need = again, faults + 1, more_drastic(need, again)
                 continue
             self._emit(StageFault(pos.cell, msg, action, self.status()))
             return faults

@@ -22,6 +22,22 @@ from appliance.hardware.stage.base import Stage, StageAlarm, StageError, StageLi
 from appliance.hardware.stage.grbl_link import StageConnectionError, StageResetError
 
 
+def _drastic(fault: StageError) -> int:
+    """How much recovering from ``fault`` does: 2 reopen and home, 1 home, 0 resynchronise."""
+    if isinstance(fault, StageConnectionError):
+        return 2
+    return 1 if isinstance(fault, (StageAlarm, StageResetError)) else 0
+
+
+def more_drastic(first: StageError, then: StageError) -> StageError:
+    """The fault to recover from after ``then`` struck while recovering from ``first``.
+
+    A position once lost stays lost until a homing succeeds: a timeout or a garbled line during the homing
+    must not turn the next attempt into a mere resynchronisation. Of equals, the later fault.
+    """
+    return first if _drastic(first) > _drastic(then) else then
+
+
 def recover_stage(stage: Stage, fault: StageError) -> str:
     """Make ``stage`` usable again after ``fault``; return what was done, in words.
 

@@ -170,7 +170,15 @@ def scan(rig: Rig, out: Path, plan_: ScanPlan, log: Log | None = None,
         outcome = run_scan(rig.stage, cam, SimTruthVision(scope), SimTruthFocuser(scope), PlaneFocusMap(), plan_,
                            out / "scan", out / "t.db", scan_area(plan_, (p.width_um, p.height_um)),
                            calibration=calibration, on_event=log, runner_hook=log.hook, truth=scope.slide.truth())
-    return outcome, time.monotonic() - t0
+    took = time.monotonic() - t0
+    driver = getattr(rig.stage, "inner", rig.stage)
+    s = outcome.summary
+    # the figures docs/reliability.md quotes (pytest -s)
+    print(f"\n  scan: {outcome.status.reason.value if outcome.status.reason else None}, {s['fields_done']}/"
+          f"{s['fields_planned']} fields, {s['structures_recorded']} structures, {took:.1f} s; driver reconnects "
+          f"{getattr(driver, 'reconnects', '-')}; faults the runner met: "
+          f"{[(f.cell, f.error.split(':')[0], f.action) for f in log.stage_faults()]}", flush=True)
+    return outcome, took
 
 
 def contents(out: Path) -> ScanContents:
