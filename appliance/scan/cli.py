@@ -162,12 +162,15 @@ class _Progress:
         self._t0 = time.monotonic()
 
     def __call__(self, event: Any) -> None:
-        from appliance.scan.events import FieldDone, FieldFailed, ObjectRecorded
+        from appliance.scan.events import FieldDone, FieldFailed, ObjectRecorded, StageFault
 
         if self.quiet:
             return
         if isinstance(event, FieldFailed):
             print(f"{chr(10) if self.bar else ''}field {event.cell} failed: {event.error}", file=sys.stderr, flush=True)
+        if isinstance(event, StageFault):
+            print(f"{chr(10) if self.bar else ''}field {event.cell}: stage fault ({event.error}); {event.action}, "
+                  "the field is redone", file=sys.stderr, flush=True)
         if isinstance(event, ObjectRecorded) and event.obj.kind == "structure" and not self.bar:
             o = event.obj
             print(f"structure {o.id}: {o.cls} at x={o.x_um:.1f} y={o.y_um:.1f} um, focus z={o.z_um:.1f} um",
@@ -193,6 +196,7 @@ class _Progress:
 
 
 def _cmd_scan(args: argparse.Namespace) -> int:
+    from appliance.hardware.stage.base import StageError
     from appliance.hardware.stage.simavr_board import SimavrBoardError
     from appliance.scan.calibration import CalibrationError
 
@@ -200,6 +204,9 @@ def _cmd_scan(args: argparse.Namespace) -> int:
         return _scan(args)
     except (CalibrationError, SimavrBoardError) as exc:
         return _fail("scan", f"{type(exc).__name__}: {exc}", 1)
+    except StageError as exc:  # opening the stage, or a fault before the first field (the runner handles the rest)
+        return _fail("scan", f"stage: {type(exc).__name__}: {exc}; check the board and its port, then run the same "
+                     "command again (a scan left unfinished in --out resumes)", 1)
     except (OSError, sqlite3.Error) as exc:  # a full disk or a broken database file: committed fields are kept
         return _fail("scan", f"{exc}; the committed fields are kept: run the same command again to resume", 1)
 

@@ -288,6 +288,17 @@ class FaultsPlan:
     min_free_mb : float
         Free space needed on the scan folder's and the database's disks before each field, MB, [0, 1e6]:
         below it the scan stops with an error naming the folder instead of failing mid-write. Default 200.
+    on_stage_error : str
+        What a stage fault in the middle of a field does (a lost port the driver could not get back, a board
+        that reset, an alarm, a reply that never came, a garbled line): ``recover`` (bring the stage back:
+        reopen it, re-home it where its position is lost, then redo the field from its move) or ``stop``
+        (end the scan there; the committed fields are kept and a rerun resumes). Default ``recover``.
+    stage_recoveries : int
+        With ``recover``, the faults one field may meet (recoveries that fail included) before the scan
+        stops anyway, [1, 100]. Default 3.
+    stage_retry_wait_s : float
+        Wait before each attempt to bring the stage back (a USB port re-enumerates, a board boots), s,
+        [0, 600]. Default 2.
     """
 
     capture_retries: int = 2
@@ -295,6 +306,9 @@ class FaultsPlan:
     on_field_error: str = "continue"
     max_failed_in_a_row: int = 3
     min_free_mb: float = 200.0
+    on_stage_error: str = "recover"
+    stage_recoveries: int = 3
+    stage_retry_wait_s: float = 2.0
 
     def __post_init__(self) -> None:
         _put(self, "capture_retries", _integer("faults.capture_retries", self.capture_retries, 0, 10))
@@ -302,6 +316,9 @@ class FaultsPlan:
         _put(self, "on_field_error", _choice("faults.on_field_error", self.on_field_error, ("continue", "stop")))
         _put(self, "max_failed_in_a_row", _integer("faults.max_failed_in_a_row", self.max_failed_in_a_row, 1, 10000))
         _put(self, "min_free_mb", _number("faults.min_free_mb", self.min_free_mb, 0.0, 1e6))
+        _put(self, "on_stage_error", _choice("faults.on_stage_error", self.on_stage_error, ("recover", "stop")))
+        _put(self, "stage_recoveries", _integer("faults.stage_recoveries", self.stage_recoveries, 1, 100))
+        _put(self, "stage_retry_wait_s", _number("faults.stage_retry_wait_s", self.stage_retry_wait_s, 0.0, 600.0))
 
 
 @dataclass(frozen=True)
