@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,6 +13,7 @@ import pytest
 from appliance.focus.bench import scan_order
 from appliance.focus.reference import PRINT_JOB_SIGMA_UM, ReferenceHeight, reference_heights, sim_catalogue_reference
 from appliance.focus.testing import centre_on
+from appliance.results.store import ResultStore
 from appliance.scan.adapters import AutofocusFocuser, FocusMapAdapter
 from appliance.scan.plan import FocusPlan, ScanPlan
 from appliance.sim.microscope import VirtualMicroscope
@@ -122,3 +124,34 @@ def test_a_type_without_a_height_is_focused_with_the_map_of_foci_and_the_log_say
     assert "no reference height for structure type 'crescent'" in said[0] and "pentagon" in said[0]
     assert all(c["focus_map"] is fmap.foci and c["ref_height_um"] is None for c in spy.calls)
     assert len(fmap.focusing) == 0  # a focus with no height says nothing about the glass
+
+
+def test_a_scan_hands_each_structures_type_to_the_focus_and_maps_the_glass(tmp_path: Path) -> None:
+    # The runner -> adapter -> autofocus path on a small virtual slide (4 structures), named by the
+    # ground-truth vision double so the types are right; the focus is the product's (classical, real frames).
+    from appliance.scan.plan import ScanPlan
+    from appliance.scan.session import run_scan, scan_area, sim_microscope
+    from appliance.scan.testing import SMALL_SLIDE, SimTruthVision
+
+    scope = sim_microscope(21, SMALL_SLIDE)
+    plan = ScanPlan(name="glass", focus=FocusPlan(stack_range_um=2.0, stack_step_um=2.0))
+    refs = reference_heights(plan.focus.reference_heights, virtual=True)
+    fmap = FocusMapAdapter()
+    p = scope.slide.params
+    with scope.stage, scope.camera:
+        focuser = AutofocusFocuser("classical", scope.stage.params.travel_z_um, fmap, now_s=scope.clock.now_s,
+                                   reference_heights=refs)
+        spy = focuser._autofocus = _Spy(focuser._autofocus)  # type: ignore[method-assign]
+        out = run_scan(scope.stage, scope.camera, SimTruthVision(scope), focuser, fmap, plan, tmp_path / "scan",
+                       tmp_path / "t.db", scan_area(plan, (p.width_um, p.height_um)), device_clock=scope.clock.now_s)
+    assert out.summary["status"] == "finished"
+    with ResultStore(out.db_path) as st:
+        recorded = {o.cls for o in st.objects(out.scan_id, "structure")}
+    typed = [c for c in spy.calls if c["target_type"] is not None]
+    assert recorded and recorded <= {c["target_type"] for c in typed}  # every structure focused with its type
+    for c in typed:
+        assert c["ref_height_um"] == pytest.approx(refs[c["target_type"]].height_um)
+        assert c["ref_sigma_um"] == pytest.approx(refs[c["target_type"]].sigma_um)
+    assert all(c["ref_height_um"] is None for c in spy.calls if c["target_type"] is None)  # a field: the glass
+    assert 0 < len(fmap.foci) <= len(typed)
+    assert len(fmap.focusing) == len(fmap.inner)  # catalogue heights (+-3.5 um) add no point of the glass
