@@ -105,11 +105,15 @@ class AutofocusFocuser:
         Each structure type's focus reference height above the glass
         (``appliance.focus.reference.reference_heights``); None or empty: every structure is focused with
         the map of structure foci.
+    reading_bias : bool
+        Take the classical reading's per-type bias off a structure's focus (``appliance.focus.typebias``).
+        That bias was measured on the virtual microscope's default optics, so only a virtual device turns it
+        on; a real microscope's bias is its own and is not known here (default False).
     """
 
     def __init__(self, strategy: str, z_travel_um: tuple[float, float], focus_map: FocusMapAdapter | None = None,
                  estimator: Any | None = None, now_s: Callable[[], float] | None = None,
-                 reference_heights: Mapping[str, Any] | None = None) -> None:
+                 reference_heights: Mapping[str, Any] | None = None, reading_bias: bool = False) -> None:
         try:
             from appliance.focus import autofocus
             from appliance.focus.focusmap import GLASS_PRIOR_SIGMA_UM
@@ -123,6 +127,7 @@ class AutofocusFocuser:
         self.estimator = estimator
         self.now_s = now_s
         self.reference_heights = dict(reference_heights or {})
+        self.reading_bias = bool(reading_bias)
         self._warned: set[str] = set()
 
     def focus(self, stage: Stage, camera: Camera, z_guess_um: float, range_um: float,
@@ -148,7 +153,8 @@ class AutofocusFocuser:
                             start_um=z_guess_um, estimator=self.estimator, focus_map=fmap,
                             xy_um=(p.x_um, p.y_um), now_s=self.now_s,
                             ref_height_um=None if ref is None else ref.height_um,
-                            ref_sigma_um=0.0 if ref is None else ref.sigma_um, target_type=cls)
+                            ref_sigma_um=0.0 if ref is None else ref.sigma_um,
+                            target_type=cls if self.reading_bias else None)
         if cls is not None and r.ok and r.measured and self.focus_map is not None:
             sure = ref is not None and ref.sigma_um <= self._sure_ref_um
             self.focus_map.add_structure(p.x_um, p.y_um, float(r.z_um), ref.height_um if sure and ref else None)

@@ -144,7 +144,8 @@ def _vision_focus(args: argparse.Namespace, scope: Any, stage: Any,
             # the camera renders the virtual slide whatever the stage: its catalogue's heights by default
             focuser = AutofocusFocuser(args.strategy, travel, fmap,
                                        now_s=scope.clock.now_s if args.stage == "sim" else None,
-                                       reference_heights=reference_heights(args.reference_heights, virtual=True))
+                                       reference_heights=reference_heights(args.reference_heights, virtual=True),
+                                       reading_bias=True)
         except ValueError as exc:
             raise ValueError(f"--focus auto: {exc}; --focus sim-truth runs the scan with a ground-truth "
                              "test double instead") from None

@@ -158,7 +158,8 @@ class ScanBackend:
         from appliance.focus.reference import reference_heights
 
         refs = reference_heights(self._plan.focus.reference_heights, virtual=dev.scope is not None)
-        focuser = AutofocusFocuser(self._plan.focus.strategy, travel, fmap, now_s=clock, reference_heights=refs)
+        focuser = AutofocusFocuser(self._plan.focus.strategy, travel, fmap, now_s=clock, reference_heights=refs,
+                                   reading_bias=dev.scope is not None)
         detector, classifier = self._models
         vision = PipelineVision(um_per_px, Pipeline(detector, classifier, um_per_px=um_per_px, skip_empty=True))
         return vision, focuser, fmap

@@ -94,6 +94,8 @@ def test_a_map_of_the_glass_predicts_the_next_structure_from_its_type(servo_scop
     for o in objs[:3]:
         _focus(servo_scope, focuser, o, o.focus_z_um - 6.0, o.cls)
     assert len(fmap.focusing) == 3 and len(fmap.foci) == 3 and len(fmap.inner) == 0  # heights stay measured
+    # reading_bias off (a real device's default): the simulator-measured type bias is never applied
+    assert all(c["target_type"] is None for c in spy.calls)
     last = objs[3]
     glass_guess = servo_scope.slide.surface_z_um(*last.center_um)  # the field's z: the glass, a structure below
     _focus(servo_scope, focuser, last, glass_guess, last.cls)
@@ -140,7 +142,7 @@ def test_a_scan_hands_each_structures_type_to_the_focus_and_maps_the_glass(tmp_p
     p = scope.slide.params
     with scope.stage, scope.camera:
         focuser = AutofocusFocuser("classical", scope.stage.params.travel_z_um, fmap, now_s=scope.clock.now_s,
-                                   reference_heights=refs)
+                                   reference_heights=refs, reading_bias=True)
         spy = focuser._autofocus = _Spy(focuser._autofocus)  # type: ignore[method-assign]
         out = run_scan(scope.stage, scope.camera, SimTruthVision(scope), focuser, fmap, plan, tmp_path / "scan",
                        tmp_path / "t.db", scan_area(plan, (p.width_um, p.height_um)), device_clock=scope.clock.now_s)
