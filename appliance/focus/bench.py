@@ -12,7 +12,7 @@ truth); success is ``|dz| <= 1 µm``. Time is the virtual stage + exposure time 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
@@ -23,6 +23,7 @@ from appliance.focus.focusmap import GLASS_PRIOR_SIGMA_UM, FocusMap
 from appliance.focus.neural import DefocusEstimator
 from appliance.focus.scores import TARGET_MARGIN_PX, grow_rect
 from appliance.sim.microscope import VirtualMicroscope
+from appliance.sim.overrides import sim_microscope
 from appliance.sim.slide import SlideObject
 from appliance.sim.stage import SimStageParams
 
@@ -63,10 +64,27 @@ def scan_order(scope: VirtualMicroscope) -> list[SlideObject]:
     return out
 
 
-def _fields(seed: int, focus: str) -> Iterator[tuple[VirtualMicroscope, SlideObject, int]]:
+def bench_sets(focus: str, sim_sets: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, dict[str, Any]]:
+    """The bench's simulator overrides: ``sim_sets`` (as ``--sim-set`` gives them) with the focus drive's kind.
+
+    Raises
+    ------
+    ValueError
+        ``stage.z_mode`` among the overrides (the bench's ``focus`` sets it).
+    """
+    sets = {k: dict(v) for k, v in (sim_sets or {}).items()}
+    if "z_mode" in sets.get("stage", {}):
+        raise ValueError("--sim-set stage.z_mode: set the focus drive with --focus servo|stepper instead")
+    sets.setdefault("stage", {})["z_mode"] = focus
+    return sets
+
+
+def _fields(seed: int, focus: str, sim_sets: Mapping[str, Mapping[str, Any]] | None = None
+            ) -> Iterator[tuple[VirtualMicroscope, SlideObject, int]]:
+    sets = bench_sets(focus, sim_sets)
     s = seed
     while True:
-        scope = VirtualMicroscope(s, stage=SimStageParams(z_mode=cast(Literal["servo", "stepper"], focus)))
+        scope = sim_microscope(s, sets)
         for k, o in enumerate(scan_order(scope)):
             yield scope, o, k
         s += 1
@@ -74,8 +92,12 @@ def _fields(seed: int, focus: str) -> Iterator[tuple[VirtualMicroscope, SlideObj
 
 def run_bench(seed: int, fields: int, strategy: str, focus: str = "servo",
               estimator: DefocusEstimator | None = None, offset_um: float = 10.0,
-              range_um: float = 15.0, glass_map: bool = True, type_bias: bool = True) -> list[FieldRun]:
+              range_um: float = 15.0, glass_map: bool = True, type_bias: bool = True,
+              sim_sets: Mapping[str, Mapping[str, Any]] | None = None) -> list[FieldRun]:
     """Autofocus on ``fields`` structures; one :class:`FieldRun` each (see the module doc).
+
+    ``sim_sets``: simulator overrides by section (``appliance.sim.overrides``), e.g. a 20x objective as
+    ``{"optics": {"magnification": 20, "na": 0.4}}``; the slides are otherwise the default ones.
 
     ``glass_map`` (the default): each structure's reference height above the glass (half its printed
     height, which a user knows from the print job) is given to the autofocus, so the focus map holds the
@@ -97,7 +119,8 @@ def run_bench(seed: int, fields: int, strategy: str, focus: str = "servo",
     runs: list[FieldRun] = []
     current: VirtualMicroscope | None = None
     fmap = FocusMap()
-    for scope, obj, k in _fields(seed, focus):
+    bench_sets(focus, sim_sets)  # a bad override fails here, before any field
+    for scope, obj, k in _fields(seed, focus, sim_sets):
         if len(runs) >= fields:
             break
         if scope is not current:

@@ -64,7 +64,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="fit the focus map to the structures' foci, not to the glass (each structure's "
                         "reference height unknown)")
     b.add_argument("--no-type-bias", action="store_true",
-                   help="do not take the classical reading's per-type bias off (appliance/focus/typebias.py)")
+                   help="do not take the classical reading's per-type bias off (appliance/focus/typebias.py; "
+                        "measured for the default optics)")
+    b.add_argument("--sim-set", action="append", default=[], metavar="KEY=VALUE",
+                   help="set a virtual slide, optics, sensor or stage parameter, as tppscan scan does, e.g. "
+                        "optics.magnification=20 optics.na=0.4 for the focus net's objective class "
+                        "(repeatable; every value checked; the focus drive is --focus)")
     b.set_defaults(func=run_bench)
 
     k = fs.add_parser("blank", help="map strategy on fields with nothing in view or only debris",
@@ -93,13 +98,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.set_defaults(func=run_stack)
 
 
-def _estimator(strategy: str) -> Any:
-    """The focus net for ``neural`` (required) and ``map`` (optional: without it the map uses classical)."""
-    from appliance.focus.netadapter import FocusNetEstimator
-    from appliance.sim.optics import OpticsParams
-    from appliance.sim.sensor import SensorParams
+def _estimator(strategy: str, um_per_px: float) -> Any:
+    """The focus net for ``neural`` (required) and ``map`` (optional: without it the map uses classical).
 
-    um_per_px = SensorParams().pixel_um / OpticsParams().magnification  # the bench's virtual camera
+    ``um_per_px``: the bench camera's scale, so the net's crops cover the slide it was trained on.
+    """
+    from appliance.focus.netadapter import FocusNetEstimator
+
     try:
         return FocusNetEstimator(um_per_px)
     except OSError:
@@ -117,11 +122,21 @@ def run_bench(args: argparse.Namespace) -> int:
         print(f"tppscan focus bench: error: --offset-um must be below --range-um ({args.range_um:g}), "
               f"got {args.offset_um:g}", file=sys.stderr)
         return 2
+    from appliance.focus.bench import bench_sets
+    from appliance.sim.overrides import parse_sim_sets, sim_microscope
+
+    try:
+        sets = parse_sim_sets(args.sim_set)
+        um_per_px = float(sim_microscope(args.seed, bench_sets(args.focus, sets)).camera.um_per_px)  # all checked
+    except ValueError as exc:
+        print(f"tppscan focus bench: error: {exc}", file=sys.stderr)
+        return 2
     want_net = args.strategy == "neural" or (args.strategy == "map" and not args.no_net)
-    est = _estimator(args.strategy) if want_net else None
+    est = _estimator(args.strategy, um_per_px) if want_net else None
     runs = bench(args.seed, args.fields, args.strategy, args.focus, est, args.offset_um, args.range_um,
-                 glass_map=not args.foci_map, type_bias=not args.no_type_bias)
+                 glass_map=not args.foci_map, type_bias=not args.no_type_bias, sim_sets=sets)
     out: dict[str, Any] = {"strategy": args.strategy, "focus": args.focus, "seed": args.seed,
+                           "sim_set": list(args.sim_set), "um_per_px": um_per_px,
                            "estimator": type(est).__name__ if est is not None else None,
                            "map_of": "foci" if args.foci_map else "glass", "type_bias": not args.no_type_bias,
                            **summarise(runs)}
@@ -148,8 +163,12 @@ def run_blank(args: argparse.Namespace) -> int:
     """Handler of ``tppscan focus blank``."""
     from appliance.focus.autofocus import MAP_WINDOW_K
     from appliance.focus.bench import run_blank_fields
+    from appliance.sim.optics import OpticsParams
+    from appliance.sim.sensor import SensorParams
 
-    runs = run_blank_fields(args.seed, args.fields, args.focus, None if args.no_net else _estimator("map"))
+    um_per_px = SensorParams().pixel_um / OpticsParams().magnification  # the default virtual camera's
+    runs = run_blank_fields(args.seed, args.fields, args.focus,
+                            None if args.no_net else _estimator("map", um_per_px))
     out: dict[str, Any] = {"seed": args.seed, "focus": args.focus, "window_k": MAP_WINDOW_K}
     for kind in ("empty", "debris"):
         rs = [r for r in runs if r.kind == kind]

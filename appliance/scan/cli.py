@@ -85,7 +85,7 @@ def _fail(cmd: str, msg: str, code: int = 2) -> int:
 @contextlib.contextmanager
 def _devices(args: argparse.Namespace) -> Iterator[tuple[Any, Any, Any]]:
     """(scope, stage, camera), open; the camera renders the virtual slide wherever the stage is."""
-    from appliance.scan.session import parse_sim_sets, sim_microscope
+    from appliance.sim.overrides import parse_sim_sets, sim_microscope
 
     scope = sim_microscope(args.seed, parse_sim_sets(args.sim_set))
     if args.stage == "sim":

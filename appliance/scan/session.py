@@ -1,6 +1,7 @@
 """Assemble a scan: devices, vision, focus, calibration, store and folder; run it; write the summary.
 
-:func:`sim_microscope` builds the virtual microscope from a seed and ``--sim-set`` overrides;
+:func:`sim_microscope` (from ``appliance.sim.overrides``) builds the virtual microscope from a seed and
+``--sim-set`` overrides;
 :func:`run_scan` runs a plan on any open Stage and Camera and leaves ``summary.json`` (and, on the virtual
 microscope, the ground truth and the scores) in the scan folder. The command line (``appliance/scan/cli.py``)
 and the tests both come through here.
@@ -12,12 +13,11 @@ import json
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from appliance.hardware.camera.base import Camera
 from appliance.hardware.stage.base import Stage
@@ -31,62 +31,10 @@ from appliance.scan.plan import ScanPlan
 from appliance.scan.protocols import Focuser, FocusMapLike, Vision
 from appliance.scan.runner import ScanRunner, ScanStatus
 
-SIM_SECTIONS = ("slide", "optics", "sensor", "stage")
-
-
-def parse_sim_sets(items: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """Parse ``SECTION.KEY=VALUE`` items (values as YAML scalars or lists) into per-section mappings.
-
-    Raises
-    ------
-    ValueError
-        An item without ``=`` or a section other than ``slide``, ``optics``, ``sensor``, ``stage``.
-    """
-    out: dict[str, dict[str, Any]] = {s: {} for s in SIM_SECTIONS}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        section, dot, name = key.strip().partition(".")
-        if not sep or not dot or not name:
-            raise ValueError(f"--sim-set {item!r}: must look like SECTION.KEY=VALUE, e.g. slide.debris_per_mm2=40")
-        if section not in SIM_SECTIONS:
-            raise ValueError(f"--sim-set {item!r}: section must be one of {', '.join(SIM_SECTIONS)}, got {section!r}")
-        try:
-            value = yaml.safe_load(raw)
-        except yaml.YAMLError:
-            raise ValueError(f"--sim-set {item!r}: value {raw!r} is not a number, word or [list]") from None
-        out[section][name] = tuple(value) if isinstance(value, list) else value
-    return out
-
-
-def _build(cls: type, section: str, values: Mapping[str, Any], **fixed: Any) -> Any:
-    known = {f.name for f in fields(cls)}
-    for k in values:
-        if k not in known:
-            raise ValueError(f"--sim-set {section}.{k}: unknown parameter; allowed: {', '.join(sorted(known))}")
-    try:
-        return cls(**{**fixed, **values})
-    except TypeError as exc:
-        raise ValueError(f"--sim-set {section}: {exc}") from None
-
-
-def sim_microscope(seed: int, sets: Mapping[str, Mapping[str, Any]] | None = None) -> Any:
-    """The virtual microscope for a scan: ``seed`` and the ``--sim-set`` overrides, every value checked."""
-    from appliance.sim.microscope import VirtualMicroscope
-    from appliance.sim.optics import OpticsParams
-    from appliance.sim.sensor import SensorParams
-    from appliance.sim.slide import SlideParams
-    from appliance.sim.stage import SimStageParams
-
-    sets = sets or {}
-    try:
-        slide = _build(SlideParams, "slide", sets.get("slide", {}))
-        optics = _build(OpticsParams, "optics", sets.get("optics", {}))
-        sensor = _build(SensorParams, "sensor", sets.get("sensor", {}))
-        stage = _build(SimStageParams, "stage", sets.get("stage", {}))
-    except ValueError as exc:
-        msg = str(exc)
-        raise ValueError(msg if msg.startswith("--sim-set") else f"--sim-set: {msg}") from None
-    return VirtualMicroscope(seed=seed, slide=slide, optics=optics, sensor=sensor, stage=stage)
+# re-exported: scans and their tests build the virtual microscope through this module
+from appliance.sim.overrides import SIM_SECTIONS as SIM_SECTIONS
+from appliance.sim.overrides import parse_sim_sets as parse_sim_sets
+from appliance.sim.overrides import sim_microscope as sim_microscope
 
 
 @dataclass(frozen=True)

@@ -57,7 +57,7 @@ def open_camera(cfg: CameraConfig, position_source: Any = None) -> Camera:
 
 
 def _sim_scope(cfg: Config) -> Any:
-    from appliance.scan.session import parse_sim_sets, sim_microscope
+    from appliance.sim.overrides import parse_sim_sets, sim_microscope
 
     items = [f"{k}={v}" for k, v in cfg.sim.set.items()]
     return sim_microscope(cfg.sim.seed, parse_sim_sets(items))

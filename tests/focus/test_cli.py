@@ -53,6 +53,16 @@ def test_the_type_bias_can_be_left_out(capsys: pytest.CaptureFixture[str]) -> No
     assert json.loads(capsys.readouterr().out)["type_bias"] is False
 
 
+def test_the_bench_runs_other_optics_and_crops_the_net_at_their_scale(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # a 20x objective (the focus net's class): the camera's scale halves, and the bench reports it
+    assert main(["focus", "bench", "--seed", "5", "--fields", "1", "--json", "--sim-set", "optics.magnification=20",
+                 "--sim-set", "optics.na=0.4"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["um_per_px"] == pytest.approx(0.28) and out["sim_set"] == ["optics.magnification=20", "optics.na=0.4"]
+    assert out["fields"] == 1
+
+
 def test_stack_writes_ome_tiff(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "s.ome.tif"
     assert main(["focus", "stack", "--seed", "3", "--range-um", "4", "--servo-sweep", "--out", str(out)]) == 0
@@ -71,6 +81,9 @@ def test_stack_writes_ome_tiff(tmp_path: Path, capsys: pytest.CaptureFixture[str
     (["focus", "stack", "--out", "x.tif", "--step-um", "0"], "--step-um must be a number"),
     (["focus", "blank", "--fields", "0"], "--fields must be an integer in [1, 1000]"),
     (["focus", "stack", "--out", "x.tif", "--structure", "999"], "--structure must be in"),
+    (["focus", "bench", "--sim-set", "optics.na=7"], "na must be a number in [0.01, 0.95]"),
+    (["focus", "bench", "--sim-set", "optics.zoom=2"], "optics.zoom: unknown parameter"),
+    (["focus", "bench", "--sim-set", "stage.z_mode=servo"], "set the focus drive with --focus"),
 ])
 def test_bad_values_exit_2_with_one_line(argv: list[str], needle: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as e:
