@@ -1,9 +1,8 @@
 """The product vision and focus behind the runner's Protocols (``appliance/vision``, ``appliance/focus``).
 
 - :class:`PipelineVision` wraps ``appliance.vision.pipeline.Pipeline`` (gate -> detector -> classifier, the
-  detector skipped when the gate finds nothing): a detector ``structure`` box whose classifier label is a
-  structure type becomes a structure detection of that type; a ``debris`` box, or a structure box the
-  classifier calls debris, becomes debris.
+  detector skipped when the gate finds nothing); each box's verdict, structure (of a type) or debris, weighs
+  the detector's call against the classifier's distribution (``appliance.vision.decision``).
 - :class:`AutofocusFocuser` calls ``appliance.focus.autofocus`` on a detection's box (or on the largest dark
   object in view) within the stage's focus travel.
 - :class:`FocusMapAdapter` wraps ``appliance.focus.FocusMap`` (its ``predict`` raises while empty; the
@@ -17,11 +16,13 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from appliance.hardware.camera.base import Camera, Frame
 from appliance.hardware.stage.base import Stage
 from appliance.scan.protocols import Box, Detection, FocusOutcome, VisionResult
+from appliance.vision.decision import Evidence, decide, join_overlapping
 
 
 def _box(b: tuple[float, float, float, float], size: tuple[int, int]) -> Box:
@@ -40,11 +41,13 @@ class PipelineVision:
         Pixel size at the sample (from the calibration), for the gate's size limits.
     pipeline : object, optional
         A loaded ``Pipeline``; by default the shipped detector and classifier are loaded.
+    rule : DecisionRule, optional
+        How the detector's and the classifier's evidence are weighed (``appliance.vision.decision``).
     """
 
     name = "appliance.vision"
 
-    def __init__(self, um_per_px: float, pipeline: Any | None = None) -> None:
+    def __init__(self, um_per_px: float, pipeline: Any | None = None, rule: Any | None = None) -> None:
         if pipeline is None:
             try:
                 from appliance.vision.classifier import StructureClassifier
@@ -55,6 +58,7 @@ class PipelineVision:
                     from None
             pipeline = Pipeline(Detector(None, None), StructureClassifier(), um_per_px=um_per_px, skip_empty=True)
         self.pipeline = pipeline
+        self.rule = rule
 
     def analyse(self, frame: Frame) -> VisionResult:
         """Gate, detect, classify one frame."""
@@ -63,15 +67,14 @@ class PipelineVision:
         dt = time.perf_counter() - t
         size = (frame.shape[1], frame.shape[0])
         dets = []
-        for o in r.objects:
-            typ = o.type or ""
-            structure = o.cls == "structure" and typ not in ("", "debris")
-            if structure:
-                dets.append(Detection(_box(o.box, size), "structure", typ, float(o.type_score),
-                                      {typ: float(o.type_score), "detector": float(o.score)}))
-            else:
-                dets.append(Detection(_box(o.box, size), "debris", "debris", float(o.score),
-                                      {"debris": float(o.score)}))
+        seen = join_overlapping([Evidence(o.box, {o.cls: float(o.score)}, o.type_probs) for o in r.objects])
+        for e in seen:
+            v = decide(e, self.rule)
+            if v.kind == "structure" and not v.cls:  # no classifier: a structure of unknown type is not recorded
+                v = replace(v, kind="debris", cls="debris")
+            scores = {**{c: round(float(p), 6) for c, p in e.probs.items()},
+                      **{f"detector_{c}": float(s) for c, s in e.detector.items()}}
+            dets.append(Detection(_box(e.box, size), v.kind, v.cls, v.confidence, scores, recheck=not v.agree))
         return VisionResult(r.gate_candidates, tuple(dets), {"vision": dt})
 
 

@@ -4,7 +4,8 @@ Per field: ``MOVE`` (to the field, approached from -x, -y) -> ``SETTLE`` -> ``FO
 prediction, or an autofocus while the map cannot say) -> ``CAPTURE`` -> ``ANALYSE`` (the vision pipeline:
 fused analysis and gate; no candidate -> straight to ``COMMIT``; else detect and classify) -> for each new
 object: ``CENTRE`` (move it to the middle of the frame and look again, so it lies whole in view and its
-position is measured where the optics are best) -> for a structure ``FOCUS_STRUCTURE`` -> ``STACK`` ->
+position is measured where the optics are best; debris only when the vision is unsure of it, i.e.
+``Detection.recheck``, else it is recorded from the field frame) -> for a structure ``FOCUS_STRUCTURE`` -> ``STACK`` ->
 ``RECONSTRUCT`` -> ``RECORD`` -> and finally ``COMMIT`` (files synced, then the field's rows in one
 transaction). Pause and cancel act between steps; a failing step ends the scan ``FAILED`` with the fields
 committed so far kept, and the stage is stopped in ``finally``.
@@ -46,6 +47,7 @@ from appliance.scan.events import Event, FieldDone, FieldFailed, FrameAnalysed, 
 from appliance.scan.grid import FieldOrder, FieldPosition, Grid
 from appliance.scan.plan import ScanPlan
 from appliance.scan.protocols import Detection, Focuser, FocusMapLike, Vision, VisionResult
+from appliance.vision.decision import iou
 
 DUPLICATE_MARGIN_UM = 8.0
 MAX_CENTRING_MOVES = 2
@@ -484,19 +486,21 @@ class ScanRunner:
         return any(k.kind == kind and k.contains(x, y, DUPLICATE_MARGIN_UM) for k in self._known)
 
     def _new_first(self, dets: Sequence[Detection], frame: Frame) -> list[Detection]:
-        """Detections not yet recorded, structures first (centring moves the stage away from this frame)."""
+        """Detections not yet recorded: structures, then debris to look at again, then the rest."""
         fresh = [d for d in dets if not self._duplicate(d.kind, *self._stage_xy(d, frame))]
-        return sorted(fresh, key=lambda d: d.kind != "structure")
+        return sorted(fresh, key=lambda d: (d.kind != "structure", not d.recheck))
 
     # -- one object -----------------------------------------------------------------------------------------
     def _object(self, w: _FieldWork, det: Detection, field_frame: Frame) -> None:
-        if det.kind != "structure":
+        if det.kind != "structure" and not (det.recheck and self.plan.imaging.centre):
             if not self._duplicate("debris", *self._stage_xy(det, field_frame)):
                 self._record_debris(w, det, field_frame)
             return
         if not self.plan.imaging.centre:
             self._structure(w, det, field_frame)
             return
+        # A structure, or debris the vision is unsure of (det.recheck): centred, it is seen whole and sharpest,
+        # and that view decides.
         t = time.perf_counter()
         found = self._centre(det, field_frame)
         w.timings["centre"] = w.timings.get("centre", 0.0) + time.perf_counter() - t
@@ -576,9 +580,17 @@ class ScanRunner:
         stack = np.stack(planes)
         self.stage.focus_to_um(out.z_um)
         w.timings["stack"] = w.timings.get("stack", 0.0) + time.perf_counter() - t
+        focused = best if best is not None else frame
+        seen = self._analyse(focused)
+        again = _same_box(seen.detections, det.box_px)
+        if again is not None and again.kind != "structure":
+            # Sharp, it is dirt: a dust speck or bubble looks like a print only blurred (a print's own focus is
+            # above the glass the field was focused on, dirt's is on it, so the field frame blurs the print)
+            self._known.pop()
+            self._record_debris(w, again, focused)
+            return
         self._checkpoint(FieldStep.RECONSTRUCT)
         t = time.perf_counter()
-        focused = best if best is not None else frame
         crop = np.ascontiguousarray(focused.image[cy0:cy1, cx0:cx1])
         local_box = (det.box_px[0] - cx0, det.box_px[1] - cy0, det.box_px[2] - cx0, det.box_px[3] - cy0)
         mask = structure_mask(crop, local_box, fill_holes=det.cls != "scaffold")
@@ -599,7 +611,7 @@ class ScanRunner:
         w.files.extend(paths)
         fw, fh = self.camera.size_px
         frame_rel = self.folder.rel(paths[0])
-        for d in self.vision.analyse(focused).detections:  # every box in the saved frame, for the exports
+        for d in seen.detections:  # every box in the saved frame, for the exports
             w.annotations.append(Annotation(frame_rel, fw, fh, d.cls, *d.box_px))
         valid = heights[np.isfinite(heights)]
         w.objects.append(ObjectRecord(
@@ -645,6 +657,16 @@ def _recentred(det: Detection, size_px: tuple[int, int]) -> Detection:
     w, h = size_px
     nx0, ny0 = max(0, (w - bw) // 2), max(0, (h - bh) // 2)
     return replace(det, box_px=(nx0, ny0, min(w, nx0 + bw), min(h, ny0 + bh)))
+
+
+def _same_box(dets: Sequence[Detection], box: tuple[int, int, int, int], min_iou: float = 0.3) -> Detection | None:
+    """The detection whose box overlaps ``box`` most (IoU at least ``min_iou``), None if none does."""
+    best, best_iou = None, min_iou
+    for d in dets:
+        v = iou(d.box_px, box)
+        if v >= best_iou:
+            best, best_iou = d, v
+    return best
 
 
 def _nearest(dets: Sequence[Detection], cx: float, cy: float) -> Detection | None:

@@ -20,7 +20,10 @@ class _Typer:
 
         self.calls.append(len(boxes))
         labels = ["pentagon" if b[2] - b[0] > 20 else "debris" for b in boxes]
-        return SimpleNamespace(labels=labels, scores=np.full(len(boxes), 0.9, np.float32))
+        classes = ("pentagon", "debris")
+        probs = np.array([[0.9, 0.1] if lab == "pentagon" else [0.1, 0.9] for lab in labels], np.float32)
+        return SimpleNamespace(labels=labels, scores=np.full(len(boxes), 0.9, np.float32),
+                               probs=probs.reshape(-1, 2), classes=classes)
 
 
 def test_chain_types_every_detection(tiny_detector, sim_frame):
@@ -29,6 +32,8 @@ def test_chain_types_every_detection(tiny_detector, sim_frame):
     assert res.detector_ran and res.gate_candidates > 0 and res.objects
     assert typer.calls == [len(res.objects)]
     assert all(o.type in ("pentagon", "debris") and o.type_score == pytest.approx(0.9) for o in res.objects)
+    assert all(o.type_probs[o.type] == pytest.approx(0.9) and set(o.type_probs) == {"pentagon", "debris"}
+               for o in res.objects)
     assert (res.width, res.height) == (640, 480)
 
 
