@@ -59,6 +59,7 @@ class PipelineVision:
             pipeline = Pipeline(Detector(None, None), StructureClassifier(), um_per_px=um_per_px, skip_empty=True)
         self.pipeline = pipeline
         self.rule = rule
+        self.um_per_px = float(um_per_px)
 
     def analyse(self, frame: Frame) -> VisionResult:
         """Gate, detect, classify one frame."""
@@ -69,7 +70,7 @@ class PipelineVision:
         dets = []
         seen = join_overlapping([Evidence(o.box, {o.cls: float(o.score)}, o.type_probs) for o in r.objects])
         for e in seen:
-            v = decide(e, self.rule)
+            v = decide(e, self.rule, self.um_per_px)
             if v.kind == "structure" and not v.cls:  # no classifier: a structure of unknown type is not recorded
                 v = replace(v, kind="debris", cls="debris")
             scores = {**{c: round(float(p), 6) for c, p in e.probs.items()},

@@ -34,6 +34,8 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from appliance.vision.gate import GateParams
+
 DEBRIS = "debris"
 STRUCTURE = "structure"
 
@@ -60,16 +62,26 @@ class DecisionRule:
         ... and the detector's ``debris`` score is below this, in [0, 1] (0 turns the rescue off). Chosen on
         the detector's validation split (docs/scan.md): the detector's scores for prints it calls debris
         sit at 0.25-0.6, its scores for real dust mostly above.
+    min_area_um2, min_size_um : float
+        A box smaller than the candidate gate's size limits (its area in µm², its longer side in µm; the
+        gate's defaults, docs/gate.md) is debris whatever the models say: the classifier sees every crop at
+        the same size, so it cannot tell an 8 µm speck from a 40 µm pentagon by size.
     """
 
     min_structure: float = 0.5
     rescue_min_structure: float = 0.9
     rescue_max_debris_score: float = 0.5
+    min_area_um2: float = GateParams.min_area_um2
+    min_size_um: float = GateParams.min_size_um
 
     def __post_init__(self) -> None:
         _unit(self.min_structure, "min_structure")
         _unit(self.rescue_min_structure, "rescue_min_structure")
         _unit(self.rescue_max_debris_score, "rescue_max_debris_score")
+        for name in ("min_area_um2", "min_size_um"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= v < math.inf:
+                raise ValueError(f"{name} must be a number >= 0, got {v!r}")
 
 
 @dataclass(frozen=True)
@@ -187,7 +199,7 @@ def structure_probability(probs: Mapping[str, float]) -> float:
     return float(sum(float(p) for c, p in probs.items() if c != DEBRIS))
 
 
-def decide(evidence: Evidence, rule: DecisionRule | None = None) -> Verdict:
+def decide(evidence: Evidence, rule: DecisionRule | None = None, um_per_px: float | None = None) -> Verdict:
     """One object's verdict from the detector's scores and the classifier's distribution.
 
     Parameters
@@ -197,6 +209,8 @@ def decide(evidence: Evidence, rule: DecisionRule | None = None) -> Verdict:
         softmax; with no classifier output the detector's call stands and a structure's type is ``""``.
     rule : DecisionRule, optional
         Defaults when None.
+    um_per_px : float, optional
+        The frame's pixel size at the sample; without it the size limits are not applied.
 
     Returns
     -------
@@ -205,8 +219,8 @@ def decide(evidence: Evidence, rule: DecisionRule | None = None) -> Verdict:
     Raises
     ------
     ValueError
-        No detector score, a class other than ``structure`` or ``debris``, or a score or probability not
-        in [0, 1].
+        No detector score, a class other than ``structure`` or ``debris``, a score or probability not in
+        [0, 1], or ``um_per_px`` not > 0.
     """
     r = DecisionRule() if rule is None else rule
     if not evidence.detector:
@@ -218,11 +232,15 @@ def decide(evidence: Evidence, rule: DecisionRule | None = None) -> Verdict:
     for c, p in evidence.probs.items():
         if not (isinstance(p, (int, float)) and math.isfinite(p) and -1e-6 <= p <= 1.0 + 1e-6):
             raise ValueError(f"evidence.probs[{c!r}] must be a probability in [0, 1], got {p!r}")
+    if um_per_px is not None and not (isinstance(um_per_px, (int, float)) and 0 < um_per_px < math.inf):
+        raise ValueError(f"um_per_px must be > 0, got {um_per_px!r}")
     label = evidence.detector_label
     score = float(evidence.detector[label])
+    p_struct = structure_probability(evidence.probs) if evidence.probs else float("nan")
+    if um_per_px is not None and _too_small(evidence.box, um_per_px, r):
+        return Verdict(DEBRIS, DEBRIS, score if label == DEBRIS else 1.0 - score, p_struct, label, agree=True)
     if not evidence.probs:
-        return Verdict(label, "" if label == STRUCTURE else DEBRIS, score, float("nan"), label, agree=True)
-    p_struct = structure_probability(evidence.probs)
+        return Verdict(label, "" if label == STRUCTURE else DEBRIS, score, p_struct, label, agree=True)
     types = {c: float(p) for c, p in evidence.probs.items() if c != DEBRIS}
     best = max(types, key=lambda c: types[c]) if types else ""
     clf_structure = bool(best) and p_struct >= r.min_structure
@@ -233,3 +251,8 @@ def decide(evidence: Evidence, rule: DecisionRule | None = None) -> Verdict:
         return Verdict(STRUCTURE, best, types[best], p_struct, label, agree, rescued=True)
     conf = score if label == DEBRIS else float(evidence.probs.get(DEBRIS, 1.0 - p_struct))
     return Verdict(DEBRIS, DEBRIS, conf, p_struct, label, agree)
+
+
+def _too_small(box: Box, um_per_px: float, rule: DecisionRule) -> bool:
+    w, h = (box[2] - box[0]) * um_per_px, (box[3] - box[1]) * um_per_px
+    return w * h < rule.min_area_um2 or max(w, h) < rule.min_size_um

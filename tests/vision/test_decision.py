@@ -98,3 +98,16 @@ def test_a_speck_inside_a_large_box_stays_its_own_object():
 def test_iou_by_hand():
     assert iou((0, 0, 10, 10), (5, 0, 15, 10)) == pytest.approx(50 / 150)
     assert iou((0, 0, 10, 10), (10, 0, 20, 10)) == 0.0
+
+
+def test_a_box_below_the_gates_size_limits_is_debris_whatever_the_models_say():
+    speck = ev({"structure": 0.9}, {"pentagon": 0.99, "debris": 0.01}, (100, 100, 115, 114))  # 8.4 x 7.8 µm
+    assert decide(speck).kind == "structure"  # no pixel size: no size limit
+    v = decide(speck, um_per_px=0.56)
+    assert (v.kind, v.agree) == ("debris", True)
+    assert decide(ev({"structure": 0.9}, {"pentagon": 0.99, "debris": 0.01}, (100, 100, 140, 140)),
+                  um_per_px=0.56).kind == "structure"  # 22 µm
+    with pytest.raises(ValueError, match="um_per_px must be > 0, got 0"):
+        decide(speck, um_per_px=0)
+    with pytest.raises(ValueError, match="min_size_um must be a number >= 0, got -1"):
+        DecisionRule(min_size_um=-1)
