@@ -56,7 +56,8 @@ class PipelineVision:
             except ImportError as exc:
                 raise ValueError(f"the vision pipeline (appliance/vision) is not installed in this build ({exc})") \
                     from None
-            pipeline = Pipeline(Detector(None, None), StructureClassifier(), um_per_px=um_per_px, skip_empty=True)
+            pipeline = Pipeline(Detector(None, None), StructureClassifier(), um_per_px=um_per_px, skip_empty=True,
+                                type_uncovered=True)
         self.pipeline = pipeline
         self.rule = rule
         self.um_per_px = float(um_per_px)
@@ -68,9 +69,12 @@ class PipelineVision:
         dt = time.perf_counter() - t
         size = (frame.shape[1], frame.shape[0])
         dets = []
-        seen = join_overlapping([Evidence(o.box, {o.cls: float(o.score)}, o.type_probs) for o in r.objects])
+        seen = join_overlapping([Evidence(o.box, {o.cls: float(o.score)} if o.cls else {}, o.type_probs)
+                                 for o in r.objects])
         for e in seen:
             v = decide(e, self.rule, self.um_per_px)
+            if not e.detector and v.kind != "structure":  # a candidate the detector left out, and no print
+                continue
             if v.kind == "structure" and not v.cls:  # no classifier: a structure of unknown type is not recorded
                 v = replace(v, kind="debris", cls="debris")
             scores = {**{c: round(float(p), 6) for c, p in e.probs.items()},

@@ -4,11 +4,10 @@ The detector (``structure`` / ``debris`` with one score, detectNet's contract) a
 (a softmax over the five structure types and ``debris``, on a crop of the box) look at the same object in
 different ways, and each is wrong in its own way (docs/scan.md, "Structure or debris"):
 
-- the detector calls a faint or thin print ``debris`` at a low score (split rings most often: 0.25-0.6 where
+- the detector calls a faint or thin print ``debris`` at a low score (split rings most often: 0.25-0.4 where
   the classifier gives the ring 0.9-0.99), so "the detector says debris" alone loses real structures;
-- the classifier names a dark speck of dust a pentagon or a bubble a micro-lens now and then, so "the
-  classifier says a type" alone records dirt.
-
+- the classifier names a dark speck of dust a pentagon or a bubble a micro-lens now and then, and sees every
+  crop at one size, so "the classifier says a type" alone records dirt;
 - detectNet's suppression is per class, so one object can come out as a ``structure`` box *and* a
   ``debris`` box; read one at a time, whichever the scan picks decides.
 
@@ -17,11 +16,12 @@ the detector's score for each class, the classifier's distribution averaged over
 :func:`decide` then keeps a structure whose crop the classifier gives mostly to the structure types when
 the detector's stronger class is ``structure``, and also when the detector's call is ``debris`` at a low
 score (below ``DecisionRule.rescue_max_debris_score``) but the classifier is sure it is a structure (at least
-``DecisionRule.rescue_min_structure``). The type is the classifier's most likely structure type. A verdict
+``DecisionRule.rescue_min_structure``). A box smaller than the candidate gate's size limits is debris. The
+type is the classifier's most likely structure type. A verdict
 also says whether the two models agreed (:attr:`Verdict.agree`): where they did not, the scan looks again
 with the object centred and whole in view before it records it (``appliance/scan/runner.py``).
 
->>> v = decide(Evidence((0, 0, 9, 9), {"debris": 0.36}, {"split_ring": 0.962, "debris": 0.029, "scaffold": 0.009}))
+>>> v = decide(Evidence((0, 0, 9, 9), {"debris": 0.29}, {"split_ring": 0.962, "debris": 0.029, "scaffold": 0.009}))
 >>> v.kind, v.cls, v.rescued, v.agree
 ('structure', 'split_ring', True, False)
 >>> decide(Evidence((0, 0, 9, 9), {"debris": 0.85}, {"pentagon": 0.95, "debris": 0.05})).kind
@@ -60,8 +60,9 @@ class DecisionRule:
         least this, in [0, 1] ...
     rescue_max_debris_score : float
         ... and the detector's ``debris`` score is below this, in [0, 1] (0 turns the rescue off). Chosen on
-        the detector's validation split (docs/scan.md): the detector's scores for prints it calls debris
-        sit at 0.25-0.6, its scores for real dust mostly above.
+        the detector's validation split (docs/scan.md, "Structure or debris"): below 0.35, 27 of the 29
+        boxes this rescues are prints; from 0.35 to 0.6, 45 of 74, too few for slides that hold ten times
+        more dust than prints.
     min_area_um2, min_size_um : float
         A box smaller than the candidate gate's size limits (its area in µm², its longer side in µm; the
         gate's defaults, docs/gate.md) is debris whatever the models say: the classifier sees every crop at
@@ -70,7 +71,7 @@ class DecisionRule:
 
     min_structure: float = 0.5
     rescue_min_structure: float = 0.9
-    rescue_max_debris_score: float = 0.5
+    rescue_max_debris_score: float = 0.35
     min_area_um2: float = GateParams.min_area_um2
     min_size_um: float = GateParams.min_size_um
 
@@ -129,7 +130,9 @@ class Evidence:
     box : (float, float, float, float)
         ``x1, y1, x2, y2`` in frame pixels.
     detector : mapping of str to float
-        The detector's score for each class it gave this object (``structure``, ``debris`` or both), in [0, 1].
+        The detector's score for each class it gave this object (``structure``, ``debris`` or both), in [0, 1];
+        empty for a gate candidate the detector drew no box on, which counts as a ``debris`` call at score 0
+        (the detector as unsure as it can be).
     probs : mapping of str to float
         The classifier's softmax over its labels on the box's crop; empty when no classifier ran.
     """
@@ -140,7 +143,9 @@ class Evidence:
 
     @property
     def detector_label(self) -> str:
-        """The detector's stronger class (``structure`` on a tie)."""
+        """The detector's stronger class (``structure`` on a tie; ``debris`` when it drew no box)."""
+        if not self.detector:
+            return DEBRIS
         s, d = self.detector.get(STRUCTURE, 0.0), self.detector.get(DEBRIS, 0.0)
         return STRUCTURE if s >= d else DEBRIS
 
@@ -205,8 +210,9 @@ def decide(evidence: Evidence, rule: DecisionRule | None = None, um_per_px: floa
     Parameters
     ----------
     evidence : Evidence
-        The detector's score per class (at least one of ``structure``, ``debris``) and the classifier's
-        softmax; with no classifier output the detector's call stands and a structure's type is ``""``.
+        The detector's score per class (``structure``, ``debris``; none for a candidate it drew no box on)
+        and the classifier's softmax; with no classifier output the detector's call stands and a
+        structure's type is ``""``.
     rule : DecisionRule, optional
         Defaults when None.
     um_per_px : float, optional
@@ -219,12 +225,10 @@ def decide(evidence: Evidence, rule: DecisionRule | None = None, um_per_px: floa
     Raises
     ------
     ValueError
-        No detector score, a class other than ``structure`` or ``debris``, a score or probability not in
-        [0, 1], or ``um_per_px`` not > 0.
+        A detector class other than ``structure`` or ``debris``, a score or probability not in [0, 1], or
+        ``um_per_px`` not > 0.
     """
     r = DecisionRule() if rule is None else rule
-    if not evidence.detector:
-        raise ValueError("evidence.detector must give a score for 'structure' or 'debris', got none")
     for c, v in evidence.detector.items():
         if c not in (STRUCTURE, DEBRIS):
             raise ValueError(f"evidence.detector: class must be 'structure' or 'debris', got {c!r}")
@@ -235,7 +239,7 @@ def decide(evidence: Evidence, rule: DecisionRule | None = None, um_per_px: floa
     if um_per_px is not None and not (isinstance(um_per_px, (int, float)) and 0 < um_per_px < math.inf):
         raise ValueError(f"um_per_px must be > 0, got {um_per_px!r}")
     label = evidence.detector_label
-    score = float(evidence.detector[label])
+    score = float(evidence.detector.get(label, 0.0))
     p_struct = structure_probability(evidence.probs) if evidence.probs else float("nan")
     if um_per_px is not None and _too_small(evidence.box, um_per_px, r):
         return Verdict(DEBRIS, DEBRIS, score if label == DEBRIS else 1.0 - score, p_struct, label, agree=True)

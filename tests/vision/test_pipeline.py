@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from appliance.vision.detector import Detector
-from appliance.vision.pipeline import Pipeline, gate_candidates
+from appliance.vision.pipeline import Pipeline, gate_candidates, uncovered
 
 
 class _Typer:
@@ -50,3 +50,22 @@ def test_gate_finds_a_dark_blob_and_checks_its_scale():
     assert gate_candidates(frame, 1.0) == [(40, 30, 40, 30)]
     with pytest.raises(ValueError, match="um_per_px"):
         gate_candidates(frame, 0.0)
+
+
+def test_candidates_no_detector_box_covers_are_classified_when_asked(tiny_detector):
+    typer = _Typer()
+    frame = np.full((480, 640), 180, np.uint8)
+    frame[200:260, 300:360] = 90  # a dark square the gate finds; whatever the tiny detector makes of it
+    det = Detector(tiny_detector, threshold=0.99)  # draws no box at this threshold
+    plain = Pipeline(det, typer, um_per_px=0.56).run(frame)
+    assert plain.gate_candidates == 1 and plain.objects == []
+    res = Pipeline(det, typer, um_per_px=0.56, type_uncovered=True).run(frame)
+    assert [(o.cls, o.score, o.type) for o in res.objects] == [("", 0.0, "pentagon")]
+    x0, y0, x1, y1 = res.objects[0].box
+    assert x0 <= 300 and y0 <= 200 and x1 >= 360 and y1 >= 260
+
+
+def test_uncovered_by_hand():
+    cands = [(0, 0, 10, 10), (50, 50, 10, 10)]
+    assert uncovered(cands, [(0, 0, 10, 6)]) == [(50.0, 50.0, 60.0, 60.0)]  # 60 % of the first is covered
+    assert uncovered(cands, [(0, 0, 10, 4)]) == [(0.0, 0.0, 10.0, 10.0), (50.0, 50.0, 60.0, 60.0)]
