@@ -4,11 +4,12 @@ Per field: ``MOVE`` (to the field, approached from -x, -y) -> ``SETTLE`` -> ``FO
 prediction, or an autofocus while the map cannot say) -> ``CAPTURE`` -> ``ANALYSE`` (the vision pipeline:
 fused analysis and gate; no candidate -> straight to ``COMMIT``; else detect and classify) -> for each new
 object: ``CENTRE`` (move it to the middle of the frame and look again, so it lies whole in view and its
-position is measured where the optics are best; debris only when the vision is unsure of it, i.e.
-``Detection.recheck``, else it is recorded from the field frame) -> for a structure ``FOCUS_STRUCTURE`` -> ``STACK`` ->
-``RECONSTRUCT`` -> ``RECORD`` -> and finally ``COMMIT`` (files synced, then the field's rows in one
-transaction). Pause and cancel act between steps; a failing step ends the scan ``FAILED`` with the fields
-committed so far kept, and the stage is stopped in ``finally``.
+position is measured where the optics are best; debris only when the vision is unsure of it
+(``Detection.recheck``) or saw it cut by the frame's edge, else it is recorded from the field frame) -> for a
+structure ``FOCUS_STRUCTURE`` -> ``STACK`` -> (unless the vision calls its sharp frame debris) ``RECONSTRUCT``
+-> ``RECORD`` -> and finally ``COMMIT`` (files synced, then the field's rows in one transaction). Pause and
+cancel act between steps; a failing step ends the scan ``FAILED`` with the fields committed so far kept, and
+the stage is stopped in ``finally``.
 
 Faults (the plan's ``faults`` section): every capture goes through
 :class:`~appliance.scan.capture.CheckedCamera` (camera errors and black or saturated frames retried); a field
@@ -492,15 +493,16 @@ class ScanRunner:
 
     # -- one object -----------------------------------------------------------------------------------------
     def _object(self, w: _FieldWork, det: Detection, field_frame: Frame) -> None:
-        if det.kind != "structure" and not (det.recheck and self.plan.imaging.centre):
+        # Debris the vision is unsure of, or saw cut by the frame's edge (a ring's arc is no ring to either
+        # model), is looked at again like a structure: centred, it is seen whole, and that view decides.
+        unsure = det.recheck or det.touches_edge(self.camera.size_px)
+        if det.kind != "structure" and not (unsure and self.plan.imaging.centre):
             if not self._duplicate("debris", *self._stage_xy(det, field_frame)):
                 self._record_debris(w, det, field_frame)
             return
         if not self.plan.imaging.centre:
             self._structure(w, det, field_frame)
             return
-        # A structure, or debris the vision is unsure of (det.recheck): centred, it is seen whole and sharpest,
-        # and that view decides.
         t = time.perf_counter()
         found = self._centre(det, field_frame)
         w.timings["centre"] = w.timings.get("centre", 0.0) + time.perf_counter() - t
