@@ -512,10 +512,10 @@ class ScanRunner:
         x, y = self._stage_xy(det2, frame2)
         if self._duplicate(det2.kind, x, y):
             return
-        if det2.kind != "structure":
+        if det2.kind != "structure" and not det2.recheck:
             self._record_debris(w, det2, frame2)
             return
-        self._structure(w, det2, frame2)
+        self._structure(w, det2, frame2)  # a structure, or debris still unsure: its sharp frame decides
 
     def _centre(self, det: Detection, frame: Frame) -> tuple[Detection, Frame] | None:
         """Bring the object to the frame's centre and find it again there (its old box, centred, if not)."""
@@ -559,38 +559,44 @@ class ScanRunner:
                                       height_um=b[3] - b[1], box=det.box_px, scores=dict(det.scores)))
 
     def _structure(self, w: _FieldWork, det: Detection, frame: Frame) -> None:
-        """Focus on a centred structure, take its stack, reconstruct it and record it."""
+        """Focus on a centred object; if its sharp frame shows a structure, take its stack, reconstruct and record it.
+
+        The sharp frame has the last word: a structure there is stacked and recorded; debris there (or, when
+        the vision finds nothing there, ``det`` being debris) is recorded as debris without a stack.
+        """
         x, y = self._stage_xy(det, frame)
         b_um = self._box_um(det, frame)
         self._known.append(_Known("structure", b_um))
         self._checkpoint(FieldStep.FOCUS_STRUCTURE)
         t = time.perf_counter()
         out = self.focuser.focus(self.stage, self.camera, w.z_um, self.plan.focus.search_range_um, det.box_px)
+        focused = self.camera.capture()
+        seen = self._analyse(focused)
         w.timings["focus_structure"] = w.timings.get("focus_structure", 0.0) + time.perf_counter() - t
+        again = _same_box(seen.detections, det.box_px) or det
+        if again.kind != "structure":
+            # Sharp, it is dirt: blurred dust and bubbles pass for prints more often (a print's own focus lies
+            # above the glass the field was focused on, dirt's on it), and so does a print to them
+            self._known.pop()
+            if not self._duplicate("debris", x, y):
+                self._record_debris(w, again, focused)
+            return
+        if det.kind != "structure":  # debris the vision was unsure of is a structure once sharp
+            det = replace(again, box_px=det.box_px)
         self._checkpoint(FieldStep.STACK)
         t = time.perf_counter()
         cx0, cy0, cx1, cy1 = self._crop_box(det)
         planes, zs = [], []
-        best = None
         for off in self.plan.focus.stack_offsets_um:
-            self.stage.focus_to_um(out.z_um + off)
-            f = self.camera.capture()
+            f = focused
+            if off != 0.0:  # the plane at focus is the frame just analysed
+                self.stage.focus_to_um(out.z_um + off)
+                f = self.camera.capture()
             planes.append(f.image[cy0:cy1, cx0:cx1])
             zs.append(f.position.z_um)
-            if off == 0.0:
-                best = f
         stack = np.stack(planes)
         self.stage.focus_to_um(out.z_um)
         w.timings["stack"] = w.timings.get("stack", 0.0) + time.perf_counter() - t
-        focused = best if best is not None else frame
-        seen = self._analyse(focused)
-        again = _same_box(seen.detections, det.box_px)
-        if again is not None and again.kind != "structure":
-            # Sharp, it is dirt: a dust speck or bubble looks like a print only blurred (a print's own focus is
-            # above the glass the field was focused on, dirt's is on it, so the field frame blurs the print)
-            self._known.pop()
-            self._record_debris(w, again, focused)
-            return
         self._checkpoint(FieldStep.RECONSTRUCT)
         t = time.perf_counter()
         crop = np.ascontiguousarray(focused.image[cy0:cy1, cx0:cx1])
