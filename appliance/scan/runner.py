@@ -510,7 +510,7 @@ class ScanRunner:
             return
         det2, frame2 = found
         x, y = self._stage_xy(det2, frame2)
-        if self._duplicate(det2.kind, x, y):
+        if self._duplicate(det2.kind, x, y) or (det2.recheck and self._duplicate("structure", x, y)):
             return
         if det2.kind != "structure" and not det2.recheck:
             self._record_debris(w, det2, frame2)
@@ -581,8 +581,11 @@ class ScanRunner:
             if not self._duplicate("debris", x, y):
                 self._record_debris(w, again, focused)
             return
-        if det.kind != "structure":  # debris the vision was unsure of is a structure once sharp
-            det = replace(again, box_px=det.box_px)
+        # ... and names the type: the classifier's woodpile and scaffold are told apart in focus, not blurred
+        det = again
+        x, y = self._stage_xy(det, focused)
+        b_um = self._box_um(det, focused)
+        self._known[-1] = _Known("structure", b_um)
         self._checkpoint(FieldStep.STACK)
         t = time.perf_counter()
         cx0, cy0, cx1, cy1 = self._crop_box(det)
