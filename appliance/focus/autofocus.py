@@ -12,6 +12,7 @@ from appliance.focus.result import FocusResult
 from appliance.focus.scores import SCORE_MODES, check_roi, find_target
 from appliance.focus.search import SYMMETRY_COVER_UM, classical, sweep
 from appliance.focus.session import FocusSession, check_range
+from appliance.focus.typebias import reading_bias_um
 from appliance.hardware.camera.base import Camera
 from appliance.hardware.stage.base import Stage
 
@@ -33,7 +34,8 @@ def autofocus(stage: Stage, camera: Camera, strategy: str, *, z_range_um: Sequen
               estimator: DefocusEstimator | None = None, focus_map: FocusMap | None = None,
               xy_um: tuple[float, float] | None = None, mode: str = "roi", step_um: float = 1.0,
               coarse_um: float = 4.0, now_s: Callable[[], float] | None = None,
-              ref_height_um: float | None = None) -> FocusResult:
+              ref_height_um: float | None = None, ref_sigma_um: float = 0.0,
+              target_type: str | None = None) -> FocusResult:
     """Focus the stage on the target in view and say how that went.
 
     Parameters
@@ -70,6 +72,14 @@ def autofocus(stage: Stage, camera: Camera, strategy: str, *, z_range_um: Sequen
         Given, ``focus_map`` is read as a map of the glass (its points added with their own offsets, see
         :meth:`FocusMap.add`) and predicts ``glass + ref_height_um`` here; None: the map's points are
         structure foci and predict this one's focus directly.
+    ref_sigma_um : float
+        How well ``ref_height_um`` is known (one standard deviation, µm; 0: exactly, as a print job's design
+        height for the print): added in quadrature to the map's uncertainty, so a reference known only
+        roughly widens the map's window and never lets the prediction alone be the focus.
+    target_type : str, optional
+        The target's structure type (a classifier's label). A focus read by the classical search is moved
+        by that type's measured reading bias (``appliance.focus.typebias.READING_BIAS_UM``; 0 for a type it
+        does not hold), the reason says so; None: no correction.
 
     Returns
     -------
@@ -95,11 +105,19 @@ def autofocus(stage: Stage, camera: Camera, strategy: str, *, z_range_um: Sequen
     xy = (pos.x_um, pos.y_um) if xy_um is None else (float(xy_um[0]), float(xy_um[1]))
     if ref_height_um is not None and not math.isfinite(float(ref_height_um)):
         raise ValueError(f"ref_height_um must be a finite number of um, got {ref_height_um!r}")
+    if isinstance(ref_sigma_um, bool) or not (isinstance(ref_sigma_um, (int, float)) and ref_sigma_um >= 0
+                                              and math.isfinite(ref_sigma_um)):
+        raise ValueError(f"ref_sigma_um must be a finite number of um >= 0, got {ref_sigma_um!r}")
     offset = 0.0 if ref_height_um is None else float(ref_height_um)
+    ref_sigma = 0.0 if ref_height_um is None else float(ref_sigma_um)
     pred = focus_map.predict(*xy, offset_um=offset) if focus_map is not None and len(focus_map) > 0 else None
+    if pred is not None:
+        pred = (pred[0], math.hypot(pred[1], ref_sigma))
     if strategy == "map" and pred is not None and focus_map is not None and len(focus_map) >= MAP_MIN_POINTS:
-        trusted = ref_height_um is not None and focus_map.surface_sigma(*xy) <= MAP_TRUST_SIGMA_UM
-        return _with_map(stage, camera, pred, (lo, hi), rect, estimator, mode, coarse_um, now_s, trusted)
+        sure = math.hypot(focus_map.surface_sigma(*xy), ref_sigma)
+        trusted = ref_height_um is not None and sure <= MAP_TRUST_SIGMA_UM
+        return _with_map(stage, camera, pred, (lo, hi), rect, estimator, mode, coarse_um, now_s, trusted,
+                         target_type)
     s = FocusSession(stage, camera, mode, rect, (lo, hi), now_s)
     if strategy == "sweep":
         r = sweep(s, step_um)
@@ -107,6 +125,7 @@ def autofocus(stage: Stage, camera: Camera, strategy: str, *, z_range_um: Sequen
         r = classical(s, start, coarse_um=coarse_um)
     else:
         r = neural(s, estimator, start, coarse_um=coarse_um)
+    r = _debias(s, r, target_type)
     if not r.ok and pred is not None:
         return _park_at_map(s, r, pred[0])
     return r
@@ -114,7 +133,8 @@ def autofocus(stage: Stage, camera: Camera, strategy: str, *, z_range_um: Sequen
 
 def _with_map(stage: Stage, camera: Camera, pred: tuple[float, float], z_range: tuple[float, float],
               rect: tuple[int, int, int, int] | None, estimator: DefocusEstimator | None, mode: str,
-              coarse_um: float, now_s: Callable[[], float] | None, trusted: bool = False) -> FocusResult:
+              coarse_um: float, now_s: Callable[[], float] | None, trusted: bool = False,
+              target_type: str | None = None) -> FocusResult:
     """Focus within the map's window: one net frame when it agrees, else a classical search there.
 
     ``trusted`` (a map of the glass, sure at this field): with no estimator, the prediction is the focus
@@ -152,7 +172,17 @@ def _with_map(stage: Stage, camera: Camera, pred: tuple[float, float], z_range: 
     r = classical(s, z0, coarse_um=coarse)
     if not r.ok:
         return _park_at_map(s, r, z_pred, strategy="map")
-    return _strategy(r, "map" if r.strategy == "map" else f"map>{r.strategy}")
+    return _strategy(_debias(s, r, target_type), "map" if r.strategy == "map" else f"map>{r.strategy}")
+
+
+def _debias(s: FocusSession, r: FocusResult, target_type: str | None) -> FocusResult:
+    """Take the type's reading bias off a focus the classical search read (a net's or a map's z: untouched)."""
+    bias = reading_bias_um(target_type)
+    if bias == 0.0 or not (r.ok and r.measured) or "classical" not in r.strategy:
+        return r
+    z = s.move(r.z_um - bias)
+    return replace(r, z_um=z, reason=f"{r.reason} (less the {target_type} reading bias {bias:+.2f} um)",
+                   time_s=s.now_s() - s.t0)
 
 
 def _park_at_map(s: FocusSession, r: FocusResult, z_pred: float, strategy: str | None = None) -> FocusResult:

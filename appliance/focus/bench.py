@@ -74,12 +74,14 @@ def _fields(seed: int, focus: str) -> Iterator[tuple[VirtualMicroscope, SlideObj
 
 def run_bench(seed: int, fields: int, strategy: str, focus: str = "servo",
               estimator: DefocusEstimator | None = None, offset_um: float = 10.0,
-              range_um: float = 15.0, glass_map: bool = True) -> list[FieldRun]:
+              range_um: float = 15.0, glass_map: bool = True, type_bias: bool = True) -> list[FieldRun]:
     """Autofocus on ``fields`` structures; one :class:`FieldRun` each (see the module doc).
 
     ``glass_map`` (the default): each structure's reference height above the glass (half its printed
     height, which a user knows from the print job) is given to the autofocus, so the focus map holds the
-    glass; False: the map is fitted to the structures' foci themselves.
+    glass; False: the map is fitted to the structures' foci themselves. ``type_bias`` (the default): the
+    structure's type is given too, as a classifier would give it, so the classical reading's per-type bias is
+    taken off (``appliance.focus.typebias``).
 
     Raises
     ------
@@ -103,13 +105,14 @@ def run_bench(seed: int, fields: int, strategy: str, focus: str = "servo",
             fmap = FocusMap(prior_sigma_um=GLASS_PRIOR_SIGMA_UM) if glass_map else FocusMap()
             scope.stage.open()
             scope.camera.open()
-        runs.append(_one_field(scope, obj, k, strategy, estimator, fmap, offset_um, range_um, glass_map))
+        runs.append(_one_field(scope, obj, k, strategy, estimator, fmap, offset_um, range_um, glass_map,
+                               type_bias))
     return runs
 
 
 def _one_field(scope: VirtualMicroscope, obj: SlideObject, k: int, strategy: str,
                estimator: DefocusEstimator | None, fmap: FocusMap, offset_um: float,
-               range_um: float, glass_map: bool = True) -> FieldRun:
+               range_um: float, glass_map: bool = True, type_bias: bool = True) -> FieldRun:
     rng = np.random.default_rng([scope.seed, k, 0xF0C])
     cx, cy = obj.center_um
     start = obj.focus_z_um + float(rng.uniform(-offset_um, offset_um))
@@ -127,7 +130,7 @@ def _one_field(scope: VirtualMicroscope, obj: SlideObject, k: int, strategy: str
         surf_sigma = fmap.surface_sigma(cx, cy)
     r = autofocus(scope.stage, scope.camera, strategy, z_range_um=(start - range_um, start + range_um),
                   roi=roi, estimator=estimator, focus_map=fmap, xy_um=(cx, cy), now_s=scope.clock.now_s,
-                  ref_height_um=ref)
+                  ref_height_um=ref, target_type=obj.cls if type_bias else None)
     if r.ok and r.measured:
         fmap.add(cx, cy, r.z_um, offset_um=ref or 0.0)
     dz = scope.stage.true_position_um().z_um - obj.focus_z_um

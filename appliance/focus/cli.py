@@ -63,6 +63,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--foci-map", action="store_true",
                    help="fit the focus map to the structures' foci, not to the glass (each structure's "
                         "reference height unknown)")
+    b.add_argument("--no-type-bias", action="store_true",
+                   help="do not take the classical reading's per-type bias off (appliance/focus/typebias.py)")
     b.set_defaults(func=run_bench)
 
     k = fs.add_parser("blank", help="map strategy on fields with nothing in view or only debris",
@@ -118,10 +120,11 @@ def run_bench(args: argparse.Namespace) -> int:
     want_net = args.strategy == "neural" or (args.strategy == "map" and not args.no_net)
     est = _estimator(args.strategy) if want_net else None
     runs = bench(args.seed, args.fields, args.strategy, args.focus, est, args.offset_um, args.range_um,
-                 glass_map=not args.foci_map)
+                 glass_map=not args.foci_map, type_bias=not args.no_type_bias)
     out: dict[str, Any] = {"strategy": args.strategy, "focus": args.focus, "seed": args.seed,
                            "estimator": type(est).__name__ if est is not None else None,
-                           "map_of": "foci" if args.foci_map else "glass", **summarise(runs)}
+                           "map_of": "foci" if args.foci_map else "glass", "type_bias": not args.no_type_bias,
+                           **summarise(runs)}
     if args.strategy == "map":
         later = [r for r in runs if r.map_points >= 3]
         out["after_3_fields"] = summarise(later) if later else None

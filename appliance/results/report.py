@@ -62,7 +62,8 @@ def slide_map(path: Path, fields: Sequence[FieldRecord], objects: Sequence[Objec
         ax.set_aspect("equal")
         ax.set_xlabel("stage x (µm)")
         ax.set_ylabel("stage y (µm)")
-        ax.legend(fontsize=7, loc="upper right", markerscale=0.8)
+        if objects or missed:  # a scan stopped before its first object has nothing to label
+            ax.legend(fontsize=7, loc="upper right", markerscale=0.8)
         ax.set_title(f"{len(fields)} fields, {len(objects) - len(deb)} structures, {len(deb)} debris")
         fig.tight_layout()
         fig.savefig(path)

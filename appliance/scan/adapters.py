@@ -4,18 +4,20 @@
   detector skipped when the gate finds nothing); each box's verdict, structure (of a type) or debris, weighs
   the detector's call against the classifier's distribution (``appliance.vision.decision``).
 - :class:`AutofocusFocuser` calls ``appliance.focus.autofocus`` on a detection's box (or on the largest dark
-  object in view) within the stage's focus travel.
-- :class:`FocusMapAdapter` wraps ``appliance.focus.FocusMap`` (its ``predict`` raises while empty; the
-  runner's Protocol answers None).
+  object in view) within the stage's focus travel; a structure of a type with a reference height above the
+  glass (the print job's) is focused from the map of the glass.
+- :class:`FocusMapAdapter` holds the scan's focus maps (``appliance.focus.FocusMap``: the glass as measured,
+  the glass for focusing, the structure foci); its ``predict`` answers None while the glass has no map.
 
 The imports happen at construction, so a build without those packages fails with one clear message.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -23,6 +25,8 @@ from appliance.hardware.camera.base import Camera, Frame
 from appliance.hardware.stage.base import Stage
 from appliance.scan.protocols import Box, Detection, FocusOutcome, VisionResult
 from appliance.vision.decision import Evidence, decide, join_overlapping
+
+_log = logging.getLogger(__name__)
 
 
 def _box(b: tuple[float, float, float, float], size: tuple[int, int]) -> Box:
@@ -86,6 +90,13 @@ class PipelineVision:
 class AutofocusFocuser:
     """``appliance.focus.autofocus`` as the runner's :class:`~appliance.scan.protocols.Focuser`.
 
+    A structure whose type has a reference height (``reference_heights``: the plan's print job, or the
+    virtual microscope's catalogue) is focused from the map of the glass: its search starts at the glass
+    there plus that height, the ``map`` strategy predicts from it, and a focus found with a height the print
+    job states (known to better than ``GLASS_PRIOR_SIGMA_UM``) adds a point of the glass to the map it
+    focuses with. A structure of a type without one is focused with the map of structure foci, the previous
+    behaviour, and the log says so once per type.
+
     Parameters
     ----------
     strategy : str
@@ -93,56 +104,124 @@ class AutofocusFocuser:
     z_travel_um : (float, float)
         The stage's focus travel; searches never leave it.
     focus_map : FocusMapAdapter, optional
-        Needed by the ``map`` strategy.
+        The scan's maps; needed by the ``map`` strategy and by the reference heights.
     estimator : object, optional
         The focus net (a ``DefocusEstimator``) for ``neural`` and ``map``.
     now_s : callable, optional
         The device clock (the simulator's virtual clock).
+    reference_heights : mapping of str to ReferenceHeight, optional
+        Each structure type's focus reference height above the glass
+        (``appliance.focus.reference.reference_heights``); None or empty: every structure is focused with
+        the map of structure foci.
+    reading_bias : bool
+        Take the classical reading's per-type bias off a structure's focus (``appliance.focus.typebias``).
+        That bias was measured on the virtual microscope's default optics, so only a virtual device turns it
+        on; a real microscope's bias is its own and is not known here (default False).
     """
 
     def __init__(self, strategy: str, z_travel_um: tuple[float, float], focus_map: FocusMapAdapter | None = None,
-                 estimator: Any | None = None, now_s: Callable[[], float] | None = None) -> None:
+                 estimator: Any | None = None, now_s: Callable[[], float] | None = None,
+                 reference_heights: Mapping[str, Any] | None = None, reading_bias: bool = False) -> None:
         try:
             from appliance.focus import autofocus
+            from appliance.focus.focusmap import GLASS_PRIOR_SIGMA_UM
         except ImportError as exc:
             raise ValueError(f"autofocus (appliance/focus) is not installed in this build ({exc})") from None
         self._autofocus = autofocus
+        self._sure_ref_um = GLASS_PRIOR_SIGMA_UM
         self.strategy = strategy
         self.z_travel_um = (float(z_travel_um[0]), float(z_travel_um[1]))
         self.focus_map = focus_map
         self.estimator = estimator
         self.now_s = now_s
+        self.reference_heights = dict(reference_heights or {})
+        self.reading_bias = bool(reading_bias)
+        self._warned: set[str] = set()
 
     def focus(self, stage: Stage, camera: Camera, z_guess_um: float, range_um: float,
-              roi_px: Box | None = None) -> FocusOutcome:
-        """Search ``z_guess_um`` ± ``range_um`` (within the travel) on ``roi_px``."""
+              roi_px: Box | None = None, cls: str | None = None) -> FocusOutcome:
+        """Search ``z_guess_um`` ± ``range_um`` (within the travel) on ``roi_px``; ``cls``: a structure's type.
+
+        With ``cls`` and its reference height, the search is centred on the map of the glass's prediction
+        for the structure instead (when the map has a point).
+        """
+        p = stage.position_um()
+        ref = self._reference(cls)
+        fmap = None if self.focus_map is None else self.focus_map.for_target(cls is not None and ref is None)
+        if fmap is not None and len(fmap) == 0:
+            fmap = None
+        if ref is not None and fmap is not None:
+            z_guess_um = fmap.predict(p.x_um, p.y_um, offset_um=ref.height_um)[0]
+        z_guess_um = min(max(z_guess_um, self.z_travel_um[0]), self.z_travel_um[1])  # a prediction past the end
         lo = max(self.z_travel_um[0], z_guess_um - range_um)
         hi = min(self.z_travel_um[1], z_guess_um + range_um)
         roi = None if roi_px is None else (roi_px[0], roi_px[1], roi_px[2] - roi_px[0], roi_px[3] - roi_px[1])
-        p = stage.position_um()
-        fmap = self.focus_map.inner if self.focus_map is not None and len(self.focus_map.inner) else None
         strategy = self.strategy if (self.strategy != "map" or fmap is not None) else "classical"
-        r = self._autofocus(stage, camera, strategy, z_range_um=(lo, hi), roi=roi, start_um=z_guess_um,
-                            estimator=self.estimator, focus_map=fmap, xy_um=(p.x_um, p.y_um), now_s=self.now_s)
+        r = self._autofocus(stage, camera, strategy, z_range_um=(lo, hi), roi=roi,
+                            start_um=z_guess_um, estimator=self.estimator, focus_map=fmap,
+                            xy_um=(p.x_um, p.y_um), now_s=self.now_s,
+                            ref_height_um=None if ref is None else ref.height_um,
+                            ref_sigma_um=0.0 if ref is None else ref.sigma_um,
+                            target_type=cls if self.reading_bias else None)
+        if cls is not None and r.ok and r.measured and self.focus_map is not None:
+            sure = ref is not None and ref.sigma_um <= self._sure_ref_um
+            self.focus_map.add_structure(p.x_um, p.y_um, float(r.z_um), ref.height_um if sure and ref else None)
         return FocusOutcome(float(r.z_um), int(r.frames), bool(r.ok))
+
+    def _reference(self, cls: str | None) -> Any | None:
+        """The type's reference height, or None (and a log line the first time a type has none)."""
+        if cls is None:
+            return None
+        ref = self.reference_heights.get(cls)
+        if ref is None and cls not in self._warned:
+            self._warned.add(cls)
+            known = ", ".join(sorted(self.reference_heights)) or "none"
+            _log.warning("focus: no reference height for structure type %r (known: %s; plan key "
+                         "focus.reference_height_um): its structures are focused with the map of structure foci",
+                         cls, known)
+        return ref
 
 
 class FocusMapAdapter:
-    """``appliance.focus.FocusMap`` as the runner's :class:`~appliance.scan.protocols.FocusMapLike`."""
+    """``appliance.focus.FocusMap`` as the runner's :class:`~appliance.scan.protocols.FocusMapLike`.
+
+    Three maps, each of one surface:
+
+    - ``inner``, the glass as measured: the fields the runner focuses on dust and glass. The runner's
+      :meth:`predict` reads it (each field's z, and the glass under a structure for its height map, which
+      must not depend on a height assumed from the print job).
+    - ``focusing``, the glass for focusing structures: ``inner``'s points plus each structure's focus minus
+      a reference height the print job states.
+    - ``foci``, the structures' foci themselves, for a type without a reference height.
+    """
 
     def __init__(self) -> None:
         try:
             from appliance.focus import FocusMap
+            from appliance.focus.focusmap import GLASS_PRIOR_SIGMA_UM
         except ImportError as exc:
             raise ValueError(f"the focus map (appliance/focus) is not installed in this build ({exc})") from None
-        self.inner = FocusMap()
+        self.inner = FocusMap(prior_sigma_um=GLASS_PRIOR_SIGMA_UM)
+        self.focusing = FocusMap(prior_sigma_um=GLASS_PRIOR_SIGMA_UM)
+        self.foci = FocusMap()
 
     def add(self, x_um: float, y_um: float, z_um: float) -> None:
-        """Add a focused point."""
+        """Add a focused point of the glass (a field of dust and glass)."""
         self.inner.add(x_um, y_um, z_um)
+        self.focusing.add(x_um, y_um, z_um)
+
+    def add_structure(self, x_um: float, y_um: float, z_um: float, ref_height_um: float | None) -> None:
+        """Add a structure's focus: to the map of foci, and with a sure reference height to the glass's."""
+        self.foci.add(x_um, y_um, z_um)
+        if ref_height_um is not None:
+            self.focusing.add(x_um, y_um, z_um, offset_um=ref_height_um)
+
+    def for_target(self, foci: bool) -> Any:
+        """The map a target is focused with: the foci's (``foci``), else the glass's (a field, or a known type)."""
+        return self.foci if foci else self.focusing
 
     def predict(self, x_um: float, y_um: float) -> tuple[float, float] | None:
-        """The map's z and sigma, or None while it has fewer than three points (a single z is no map)."""
+        """The glass's z and sigma, or None while it has fewer than three points (a single z is no map)."""
         if len(self.inner) < 3:
             return None
         z, sigma = self.inner.predict(x_um, y_um)

@@ -135,13 +135,17 @@ def _vision_focus(args: argparse.Namespace, scope: Any, stage: Any,
         fmap: Any = PlaneFocusMap()
         notes.append("focus: sim-truth TEST DOUBLE (moves to the true focus)")
     else:
+        from appliance.focus.reference import reference_heights
         from appliance.scan.adapters import AutofocusFocuser, FocusMapAdapter
 
         travel = scope.stage.params.travel_z_um if args.stage == "sim" else (0.0, 180.0)
         try:
             fmap = FocusMapAdapter()
+            # the camera renders the virtual slide whatever the stage: its catalogue's heights by default
             focuser = AutofocusFocuser(args.strategy, travel, fmap,
-                                       now_s=scope.clock.now_s if args.stage == "sim" else None)
+                                       now_s=scope.clock.now_s if args.stage == "sim" else None,
+                                       reference_heights=reference_heights(args.reference_heights, virtual=True),
+                                       reading_bias=True)
         except ValueError as exc:
             raise ValueError(f"--focus auto: {exc}; --focus sim-truth runs the scan with a ground-truth "
                              "test double instead") from None
@@ -159,12 +163,15 @@ class _Progress:
         self._t0 = time.monotonic()
 
     def __call__(self, event: Any) -> None:
-        from appliance.scan.events import FieldDone, FieldFailed, ObjectRecorded
+        from appliance.scan.events import FieldDone, FieldFailed, ObjectRecorded, StageFault
 
         if self.quiet:
             return
         if isinstance(event, FieldFailed):
             print(f"{chr(10) if self.bar else ''}field {event.cell} failed: {event.error}", file=sys.stderr, flush=True)
+        if isinstance(event, StageFault):
+            print(f"{chr(10) if self.bar else ''}field {event.cell}: stage fault ({event.error}); {event.action}, "
+                  "the field is redone", file=sys.stderr, flush=True)
         if isinstance(event, ObjectRecorded) and event.obj.kind == "structure" and not self.bar:
             o = event.obj
             print(f"structure {o.id}: {o.cls} at x={o.x_um:.1f} y={o.y_um:.1f} um, focus z={o.z_um:.1f} um",
@@ -190,6 +197,7 @@ class _Progress:
 
 
 def _cmd_scan(args: argparse.Namespace) -> int:
+    from appliance.hardware.stage.base import StageError
     from appliance.hardware.stage.simavr_board import SimavrBoardError
     from appliance.scan.calibration import CalibrationError
 
@@ -197,6 +205,9 @@ def _cmd_scan(args: argparse.Namespace) -> int:
         return _scan(args)
     except (CalibrationError, SimavrBoardError) as exc:
         return _fail("scan", f"{type(exc).__name__}: {exc}", 1)
+    except StageError as exc:  # opening the stage, or a fault before the first field (the runner handles the rest)
+        return _fail("scan", f"stage: {type(exc).__name__}: {exc}; check the board and its port, then run the same "
+                     "command again (a scan left unfinished in --out resumes)", 1)
     except (OSError, sqlite3.Error) as exc:  # a full disk or a broken database file: committed fields are kept
         return _fail("scan", f"{exc}; the committed fields are kept: run the same command again to resume", 1)
 
@@ -229,6 +240,7 @@ def _scan(args: argparse.Namespace) -> int:
     kernels.warmup()
     with _devices(args) as (scope, stage, camera):
         args.strategy = plan.focus.strategy
+        args.reference_heights = plan.focus.reference_heights
         um_px = cal.um_per_px if cal is not None else scope.camera.um_per_px
         vision, focuser, fmap, notes = _vision_focus(args, scope, stage, um_px)
         for n in notes:

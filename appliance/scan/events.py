@@ -36,6 +36,19 @@ class FieldFailed:
 
 
 @dataclass(frozen=True)
+class StageFault:
+    """The stage failed in the middle of a field and was brought back; the field is redone from its move.
+
+    ``action`` is what brought it back (``reopened and homed``, ``homed``, ``resynchronised``).
+    """
+
+    cell: int
+    error: str
+    action: str
+    status: ScanStatus
+
+
+@dataclass(frozen=True)
 class ObjectRecorded:
     """A structure or piece of debris was committed (with its database id)."""
 
@@ -61,4 +74,4 @@ class ScanFinished:
     status: ScanStatus
 
 
-Event = FieldDone | FieldFailed | ObjectRecorded | FrameAnalysed | ScanFinished
+Event = FieldDone | FieldFailed | StageFault | ObjectRecorded | FrameAnalysed | ScanFinished

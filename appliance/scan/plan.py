@@ -126,6 +126,29 @@ class GridPlan:
         return self.top is None
 
 
+def _reference_heights(value: object) -> tuple[tuple[str, float], ...]:
+    """``focus.reference_height_um`` (a mapping, or ``(type, um)`` pairs) as sorted, checked pairs."""
+    path = "focus.reference_height_um"
+    if value is None:
+        return ()
+    if isinstance(value, Mapping):
+        items = list(value.items())
+    elif isinstance(value, (tuple, list)) and all(isinstance(p, (tuple, list)) and len(p) == 2 for p in value):
+        items = [(p[0], p[1]) for p in value]
+    else:
+        raise ValueError(f"{path}: must be a mapping of structure type to um, e.g. {{pentagon: 10}}, got {value!r}")
+    out: dict[str, float] = {}
+    for name, v in items:
+        if not isinstance(name, str) or not 1 <= len(name) <= 40 or not name.isprintable() or name.strip() != name:
+            raise ValueError(f"{path}: a structure type must be a name of 1..40 printable characters, got {name!r}")
+        if name in out:
+            raise ValueError(f"{path}.{name}: given twice")
+        if name == "debris":
+            raise ValueError(f"{path}.debris: debris is not a printed structure; name structure types only")
+        out[name] = _number(f"{path}.{name}", v, -250.0, 250.0)
+    return tuple(sorted(out.items()))
+
+
 @dataclass(frozen=True)
 class FocusPlan:
     """How fields and structures are focused, and the focus stack taken of each structure.
@@ -146,6 +169,13 @@ class FocusPlan:
         Step between stack planes, µm, [0.05, 20]. Default 2 (two servo degrees on the default stage): under
         a quarter of the 10x/0.25 objective's depth of field, so a focus curve is still sampled finely enough
         for the sub-step peak fit, at half the frames of 1 µm steps.
+    reference_height_um : tuple of (str, float)
+        The print job's focus reference height of each structure type above the glass (half its printed
+        height; a groove: minus half its depth), µm in [-250, 250], by the classifier's type name; in YAML a
+        mapping, e.g. ``{pentagon: 10, microlens: 7.5}``. With it the focus map holds the glass and predicts
+        each structure's focus from its type; a type it does not name is focused with the map of structure
+        foci. Empty (the default): the virtual microscope takes its catalogue's heights, a real device has
+        none. Stored as sorted ``(type, height)`` pairs; :attr:`reference_heights` gives the mapping.
     """
 
     strategy: str = "classical"
@@ -153,6 +183,7 @@ class FocusPlan:
     search_range_um: float = 15.0
     stack_range_um: float = 16.0
     stack_step_um: float = 2.0
+    reference_height_um: tuple[tuple[str, float], ...] = ()
 
     def __post_init__(self) -> None:
         _put(self, "strategy", _choice("focus.strategy", self.strategy, FOCUS_STRATEGIES))
@@ -163,6 +194,12 @@ class FocusPlan:
         if self.stack_range_um * 2 / self.stack_step_um > 400:
             raise ValueError(f"focus: a stack of {self.stack_range_um * 2 / self.stack_step_um:.0f} planes is too "
                              "many (at most 400); raise focus.stack_step_um or lower focus.stack_range_um")
+        _put(self, "reference_height_um", _reference_heights(self.reference_height_um))
+
+    @property
+    def reference_heights(self) -> dict[str, float]:
+        """``reference_height_um`` as a mapping of structure type to µm."""
+        return dict(self.reference_height_um)
 
     @property
     def stack_offsets_um(self) -> tuple[float, ...]:
@@ -251,6 +288,17 @@ class FaultsPlan:
     min_free_mb : float
         Free space needed on the scan folder's and the database's disks before each field, MB, [0, 1e6]:
         below it the scan stops with an error naming the folder instead of failing mid-write. Default 200.
+    on_stage_error : str
+        What a stage fault in the middle of a field does (a lost port the driver could not get back, a board
+        that reset, an alarm, a reply that never came, a garbled line): ``recover`` (bring the stage back:
+        reopen it, re-home it where its position is lost, then redo the field from its move) or ``stop``
+        (end the scan there; the committed fields are kept and a rerun resumes). Default ``recover``.
+    stage_recoveries : int
+        With ``recover``, the faults one field may meet (recoveries that fail included) before the scan
+        stops anyway, [1, 100]. Default 3.
+    stage_retry_wait_s : float
+        Wait before each attempt to bring the stage back (a USB port re-enumerates, a board boots), s,
+        [0, 600]. Default 2.
     """
 
     capture_retries: int = 2
@@ -258,6 +306,9 @@ class FaultsPlan:
     on_field_error: str = "continue"
     max_failed_in_a_row: int = 3
     min_free_mb: float = 200.0
+    on_stage_error: str = "recover"
+    stage_recoveries: int = 3
+    stage_retry_wait_s: float = 2.0
 
     def __post_init__(self) -> None:
         _put(self, "capture_retries", _integer("faults.capture_retries", self.capture_retries, 0, 10))
@@ -265,6 +316,9 @@ class FaultsPlan:
         _put(self, "on_field_error", _choice("faults.on_field_error", self.on_field_error, ("continue", "stop")))
         _put(self, "max_failed_in_a_row", _integer("faults.max_failed_in_a_row", self.max_failed_in_a_row, 1, 10000))
         _put(self, "min_free_mb", _number("faults.min_free_mb", self.min_free_mb, 0.0, 1e6))
+        _put(self, "on_stage_error", _choice("faults.on_stage_error", self.on_stage_error, ("recover", "stop")))
+        _put(self, "stage_recoveries", _integer("faults.stage_recoveries", self.stage_recoveries, 1, 100))
+        _put(self, "stage_retry_wait_s", _number("faults.stage_retry_wait_s", self.stage_retry_wait_s, 0.0, 600.0))
 
 
 @dataclass(frozen=True)
@@ -328,6 +382,7 @@ class ScanPlan:
         """Plain data (tuples as lists), the inverse of :meth:`from_mapping`."""
         data = asdict(self)
         data["grid"]["overlap"] = list(self.grid.overlap)
+        data["focus"]["reference_height_um"] = self.focus.reference_heights
         return data
 
     def to_yaml(self) -> str:

@@ -85,8 +85,12 @@ class Focuser(Protocol):
     """Brings a region of the frame into focus and leaves the stage there."""
 
     def focus(self, stage: Stage, camera: Camera, z_guess_um: float, range_um: float,
-              roi_px: Box | None = None) -> FocusOutcome:
-        """Search ``z_guess_um`` ± ``range_um`` for the sharpest ``roi_px`` (whole frame if None)."""
+              roi_px: Box | None = None, cls: str | None = None) -> FocusOutcome:
+        """Search ``z_guess_um`` ± ``range_um`` for the sharpest ``roi_px`` (whole frame if None).
+
+        ``cls`` is the structure's type when ``roi_px`` is a structure's box (its reference height above
+        the glass then predicts its focus); None for a field.
+        """
         ...
 
 

@@ -16,7 +16,11 @@ Faults (the plan's ``faults`` section): every capture goes through
 whose capture still fails is recorded in the store's ``field_error`` table and the scan goes on
 (``on_field_error: continue``, ending ``failed`` so that a rerun retries those fields) or stops (``stop``, or
 ``max_failed_in_a_row`` failures in a row). Before each field the free space of the scan folder's and the
-database's disks is checked against ``min_free_mb``.
+database's disks is checked against ``min_free_mb``. A stage fault in the middle of a field (a port the driver
+could not get back, a board that reset, an alarm, a reply that never came) is met by
+:func:`~appliance.scan.stage_recovery.recover_stage` and the field redone from its move (``on_stage_error:
+recover``, at most ``stage_recoveries`` faults per field), or ends the scan (``stop``); either way nothing of
+the field in flight is committed twice or lost.
 
 Overlap: every object is recorded once. A detection whose position (its box centre through the calibration)
 falls inside the box of an object already recorded, grown by ``DUPLICATE_MARGIN_UM``, is the same object seen
@@ -27,6 +31,7 @@ cut by a field edge (and perhaps called debris there) is still recorded whole wh
 from __future__ import annotations
 
 import enum
+import math
 import shutil
 import sqlite3
 import threading
@@ -38,16 +43,17 @@ from typing import Any
 import numpy as np
 
 from appliance.hardware.camera.base import Camera, CameraError, Frame
-from appliance.hardware.stage.base import Stage, StageLimitError
+from appliance.hardware.stage.base import Stage, StageError, StageLimitError
 from appliance.results.files import ScanFolder
 from appliance.results.reconstruct import ReconstructSettings, reconstruct, structure_mask
 from appliance.results.store import Annotation, FieldRecord, ObjectRecord, ResultStore
 from appliance.scan.calibration import Calibration
 from appliance.scan.capture import CheckedCamera
-from appliance.scan.events import Event, FieldDone, FieldFailed, FrameAnalysed, ObjectRecorded, ScanFinished
+from appliance.scan.events import Event, FieldDone, FieldFailed, FrameAnalysed, ObjectRecorded, ScanFinished, StageFault
 from appliance.scan.grid import FieldOrder, FieldPosition, Grid
 from appliance.scan.plan import ScanPlan
 from appliance.scan.protocols import Detection, Focuser, FocusMapLike, Vision, VisionResult
+from appliance.scan.stage_recovery import more_drastic, recover_stage
 from appliance.vision.decision import iou
 
 DUPLICATE_MARGIN_UM = 8.0
@@ -109,6 +115,7 @@ class ScanStatus:
     error: str | None = None
     fields_failed: int = 0
     captures_retried: int = 0
+    stage_faults: int = 0
 
 
 class _Cancelled(Exception):
@@ -121,6 +128,10 @@ class DiskSpaceError(OSError):
 
 class FieldErrorLimit(RuntimeError):
     """Fields failed as the plan's ``faults`` section says the scan must stop."""
+
+
+class StageFaultLimit(RuntimeError):
+    """The stage failed mid-field and the plan's ``faults`` section says stop (or its recoveries ran out)."""
 
 
 @dataclass
@@ -215,6 +226,7 @@ class ScanRunner:
         self._next_object = 0
         self._n_run = 0  # fields done by this run (the ETA's rate)
         self._n_retries = 0  # captures retried by this run
+        self._n_stage_faults = 0  # stage faults this run recovered from or stopped at
         self._failed: dict[int, str] = {}  # cell -> error, fields that failed in this run
         self._focus_points: list[tuple[float, float]] = []
         self._load_committed()
@@ -244,7 +256,7 @@ class ScanRunner:
                 eta = elapsed / self._n_run * max(0, planned - done)
             return ScanStatus(self._state, self._step, self.scan_id, done, planned, self._n_struct,
                               self._n_debris, self._cell, elapsed, eta, self._reason, self._error,
-                              len(self._failed), self._n_retries)
+                              len(self._failed), self._n_retries, self._n_stage_faults)
 
     # -- the run ------------------------------------------------------------------------------------------------
     def run(self) -> ScanStatus:
@@ -254,13 +266,18 @@ class ScanRunner:
         self._set(state=ScanState.RUNNING)
         order = FieldOrder(self.grid, self.plan.grid.mode, self._done)
         try:
+            if self._z_guess is None:
+                # read once, at the start: after a stage fault a servo's angle is unknown (NaN) until the next
+                # focus move, so "where focus is now" is no guess any more
+                z = self.stage.position_um().z_um
+                self._z_guess = z if math.isfinite(z) else None
             seq = len(self._done)
             in_a_row = 0
             for pos in order:
                 self._check_disk()
                 n_known = len(self._known)
                 try:
-                    occupied = self._field(pos, seq)
+                    occupied = self._field_recovering(pos, seq)
                 except CameraError as exc:
                     del self._known[n_known:]  # the field's objects were not committed: not yet recorded
                     in_a_row += 1
@@ -325,6 +342,55 @@ class ScanRunner:
         if in_a_row >= f.max_failed_in_a_row:
             raise FieldErrorLimit(f"{in_a_row} fields in a row failed (faults.max_failed_in_a_row "
                                   f"{f.max_failed_in_a_row}): {msg}")
+
+    def _field_recovering(self, pos: FieldPosition, seq: int) -> bool:
+        """:meth:`_field`, redone from its move after each stage fault the stage is brought back from."""
+        faults = 0
+        while True:
+            n_known, n_names = len(self._known), self._next_object
+            try:
+                return self._field(pos, seq)
+            except StageLimitError:
+                raise
+            except StageError as exc:
+                # nothing of the field was committed: forget its objects and reuse their names, so the redone
+                # field records them once, under the names an uninterrupted scan would have given them
+                del self._known[n_known:]
+                self._next_object = n_names
+                faults = self._recover(pos, exc, faults + 1)
+
+    def _recover(self, pos: FieldPosition, fault: StageError, faults: int) -> int:
+        """Bring the stage back after the field's ``faults``-th fault; return the faults counted by then.
+
+        Raises
+        ------
+        StageFaultLimit
+            With ``on_stage_error: stop``, or once the field has met more than ``stage_recoveries`` faults
+            (a recovery that fails is one more).
+        """
+        f = self.plan.faults
+        need = fault  # what the recovery must do: a fault while recovering never asks for less
+        while True:
+            with self._lock:
+                self._n_stage_faults += 1
+            msg = f"{type(fault).__name__}: {fault}"
+            if f.on_stage_error == "stop":
+                raise StageFaultLimit(f"stage fault at field {pos.cell} (faults.on_stage_error: stop): {msg}; the "
+                                      "committed fields are kept: run the scan again to resume it")
+            if faults > f.stage_recoveries:
+                raise StageFaultLimit(f"stage fault at field {pos.cell}, {faults} faults in this field (faults."
+                                      f"stage_recoveries {f.stage_recoveries}): {msg}; the committed fields are "
+                                      "kept: run the scan again to resume it")
+            time.sleep(f.stage_retry_wait_s)
+            try:
+                action = recover_stage(self.stage, need)
+            except StageLimitError:
+                raise
+            except StageError as again:
+                fault, faults, need = again, faults + 1, more_drastic(need, again)
+                continue
+            self._emit(StageFault(pos.cell, msg, action, self.status()))
+            return faults
 
     def _safe_stop(self) -> None:
         try:
@@ -463,6 +529,8 @@ class ScanRunner:
         return float(pred[0])
 
     def _add_focus_point(self, x: float, y: float, z: float) -> None:
+        if (x, y) in self._focus_points:
+            return  # a field redone after a stage fault: its point is in the map already
         self.focus_map.add(x, y, z)
         self._focus_points.append((x, y))
 
@@ -569,7 +637,8 @@ class ScanRunner:
         self._known.append(_Known("structure", b_um))
         self._checkpoint(FieldStep.FOCUS_STRUCTURE)
         t = time.perf_counter()
-        out = self.focuser.focus(self.stage, self.camera, w.z_um, self.plan.focus.search_range_um, det.box_px)
+        out = self.focuser.focus(self.stage, self.camera, w.z_um, self.plan.focus.search_range_um, det.box_px,
+                                 cls=det.cls)
         focused = self.camera.capture()
         seen = self._analyse(focused)
         w.timings["focus_structure"] = w.timings.get("focus_structure", 0.0) + time.perf_counter() - t

@@ -100,7 +100,7 @@ class SimTruthFocuser:
         self.scope = scope
 
     def focus(self, stage: Stage, camera: Camera, z_guess_um: float, range_um: float,
-              roi_px: Box | None = None) -> FocusOutcome:
+              roi_px: Box | None = None, cls: str | None = None) -> FocusOutcome:
         """Focus on the true focus z of the structure in ``roi_px``, or the glass at the frame's centre."""
         # the simulator's true position where the stage has one; a firmware stage is where it reports
         where = getattr(stage, "true_position_um", stage.position_um)

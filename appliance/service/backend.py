@@ -155,7 +155,11 @@ class ScanBackend:
         travel = dev.scope.stage.params.travel_z_um if dev.scope is not None and self.cfg.stage.kind == "sim" \
             else (0.0, 180.0)
         clock = dev.scope.clock.now_s if dev.scope is not None and self.cfg.stage.kind == "sim" else None
-        focuser = AutofocusFocuser(self._plan.focus.strategy, travel, fmap, now_s=clock)
+        from appliance.focus.reference import reference_heights
+
+        refs = reference_heights(self._plan.focus.reference_heights, virtual=dev.scope is not None)
+        focuser = AutofocusFocuser(self._plan.focus.strategy, travel, fmap, now_s=clock, reference_heights=refs,
+                                   reading_bias=dev.scope is not None)
         detector, classifier = self._models
         vision = PipelineVision(um_per_px, Pipeline(detector, classifier, um_per_px=um_per_px, skip_empty=True))
         return vision, focuser, fmap
@@ -178,7 +182,7 @@ class _EventBridge:
         self.fov: tuple[float, float] = (0.0, 0.0)
 
     def __call__(self, event: Any) -> None:
-        from appliance.scan.events import FieldDone, FrameAnalysed, ObjectRecorded
+        from appliance.scan.events import FieldDone, FieldFailed, FrameAnalysed, ObjectRecorded, StageFault
 
         if isinstance(event, FrameAnalysed):
             if self.feed is not None:
@@ -191,6 +195,11 @@ class _EventBridge:
                 self.feed.field(f.x_um - w / 2, f.y_um - h / 2, w, h, f.z_um)
             self.control.report(scan_id=str(st.scan_id), fields_done=st.fields_done, fields_total=st.fields_planned,
                                 structures=st.structures, eta_s=st.eta_s)
+        elif isinstance(event, FieldFailed):  # the journal is where an SSH user looks for what went wrong
+            log.warning("field failed cell=%d error=%s", event.cell, event.error)
+        elif isinstance(event, StageFault):
+            log.warning("stage fault cell=%d error=%s recovered=%s; the field is redone", event.cell, event.error,
+                        event.action)
         elif isinstance(event, ObjectRecorded) and self.feed is not None:
             o = event.obj
             self.feed.obj(o.x_um, o.y_um, o.kind, o.cls)

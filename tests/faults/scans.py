@@ -20,6 +20,7 @@ import tifffile
 # a 1 x 1 mm slide (about 15 fields), two structures and a little debris
 SLIDE_SETS = ("slide.width_um=1000", "slide.height_um=1000", "slide.n_structures=2", "slide.debris_per_mm2=3")
 PLAN_YAML = "name: faults\nfocus: {stack_range_um: 2.0, stack_step_um: 1.0}\n"
+POSITION_TOL_UM = 0.5  # a resumed scan measures each object where the uninterrupted one did
 
 
 def scan_argv(out: Path, plan: Path, seed: int = 5, extra: tuple[str, ...] = ()) -> list[str]:
@@ -110,3 +111,25 @@ def check_scan(out: Path, db: Path) -> tuple[list[str], list[ScanContents]]:
     finally:
         con.close()
     return problems, scans
+
+
+def differences(a: ScanContents, b: ScanContents) -> list[str]:
+    """How a resumed or faulted scan's contents ``a`` differ from the uninterrupted scan's ``b`` (empty: equal).
+
+    Equal: finished, every planned cell committed once, the same structures (type, position within
+    ``POSITION_TOL_UM``) and debris.
+    """
+    out = []
+    if a.status != "finished":
+        out.append(f"status {a.status}")
+    if sorted(a.cells) != list(range(b.fields_planned)) or len(a.cells) != len(set(a.cells)):
+        out.append(f"cells {a.cells}, planned {b.fields_planned}")
+    if len(a.structures) != len(b.structures) or any(
+            s[0] != t[0] or abs(s[1] - t[1]) > POSITION_TOL_UM or abs(s[2] - t[2]) > POSITION_TOL_UM
+            for s, t in zip(sorted(a.structures), sorted(b.structures), strict=False)):
+        out.append(f"structures {a.structures} != {b.structures}")
+    if len(a.debris) != len(b.debris) or any(
+            abs(s[0] - t[0]) > POSITION_TOL_UM or abs(s[1] - t[1]) > POSITION_TOL_UM
+            for s, t in zip(sorted(a.debris), sorted(b.debris), strict=False)):
+        out.append(f"debris {a.debris} != {b.debris}")
+    return out

@@ -31,10 +31,9 @@ from pathlib import Path
 import pytest
 
 from tests.faults.conftest import scale
-from tests.faults.scans import PLAN_YAML, ScanContents, check_scan, scan_argv
+from tests.faults.scans import PLAN_YAML, ScanContents, check_scan, differences, scan_argv
 
 KILLS = 50
-POSITION_TOL_UM = 0.5  # a resumed scan measures each object where the uninterrupted one did
 
 
 @dataclass
@@ -89,24 +88,6 @@ def _complete(db: Path) -> bool:
     finally:
         con.close()
     return len(rows) == 1 and bool(rows[0][0])
-
-
-def _same(a: ScanContents, b: ScanContents) -> list[str]:
-    """How a resumed scan's contents differ from the uninterrupted scan's."""
-    out = []
-    if a.status != "finished":
-        out.append(f"status {a.status}")
-    if sorted(a.cells) != list(range(b.fields_planned)) or len(a.cells) != len(set(a.cells)):
-        out.append(f"cells {a.cells}, planned {b.fields_planned}")
-    if len(a.structures) != len(b.structures) or any(
-            s[0] != t[0] or abs(s[1] - t[1]) > POSITION_TOL_UM or abs(s[2] - t[2]) > POSITION_TOL_UM
-            for s, t in zip(sorted(a.structures), sorted(b.structures), strict=False)):
-        out.append(f"structures {a.structures} != {b.structures}")
-    if len(a.debris) != len(b.debris) or any(
-            abs(s[0] - t[0]) > POSITION_TOL_UM or abs(s[1] - t[1]) > POSITION_TOL_UM
-            for s, t in zip(sorted(a.debris), sorted(b.debris), strict=False)):
-        out.append(f"debris {a.debris} != {b.debris}")
-    return out
 
 
 @pytest.mark.slow
@@ -167,7 +148,7 @@ def test_sigkill_at_random_moments_loses_and_doubles_nothing(tmp_path):
                 c.problems.append(f"{len(scans)} scans in one folder, not one resumed scan")
             else:
                 c.final = scans[0]
-                c.problems += _same(scans[0], reference)
+                c.problems += differences(scans[0], reference)
             summary = json.loads((d / "scan" / "summary.json").read_text())
             if summary["fields_done"] != reference.fields_planned or summary["status"] != "finished":
                 c.problems.append(f"summary.json: {summary['fields_done']} fields, {summary['status']}")

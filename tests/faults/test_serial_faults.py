@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from appliance.hardware.stage.base import StageAlarm, StageError, StageTimeout
+from appliance.hardware.stage.base import StageAlarm, StageError, StageProtocolError, StageTimeout
 from appliance.hardware.stage.grbl import GrblStage
 from appliance.hardware.stage.grbl_link import StageConnectionError, StageResetError
 from tests.faults.conftest import scale
@@ -90,6 +90,16 @@ def test_garbage_and_non_utf8_lines_are_errors_never_wrong_positions(rig):
     print(f"\n{kind}: {faults.noise_lines} garbage lines injected, {survived} calls failed cleanly and were "
           "retried, every target reached")
     assert faults.noise_lines > 0
+
+
+def test_a_garbled_line_before_a_status_report_is_asked_again_not_raised(rig):
+    stage, faults, board, kind = rig
+    faults.garble_next = 1
+    assert stage.status().state in ("Idle", "Alarm") and faults.noise_lines == 1
+    faults.garble_next = 2   # the second answer garbled too: an error naming the line, and the next call works
+    with pytest.raises(StageProtocolError, match="unexpected reply"):
+        stage.status()
+    assert faults.noise_lines == 3 and stage.status().state in ("Idle", "Alarm")
 
 
 def test_a_reply_that_never_comes_is_a_timeout_and_the_next_call_works(rig):

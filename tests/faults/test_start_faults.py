@@ -53,6 +53,14 @@ def test_bad_config_is_one_line_before_anything_connects(tmp_path, capsys, no_se
     assert len(err) == 1 and needle in err[0], err
 
 
+def test_a_stage_port_that_does_not_exist_is_one_line_at_scan_start(tmp_path, capsys):
+    code = main(["scan", "--stage", "grbl", "--port", str(tmp_path / "ttyACM9"), "--out", str(tmp_path / "scan"),
+                 "--vision", "sim-truth", "--focus", "sim-truth", "--progress", "none"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1, err
+    assert "stage: StageConnectionError: cannot open stage port" in err[0] and "ttyACM9" in err[0]
+
+
 def test_config_directory_and_unreadable_file_exit_1(tmp_path, capsys, no_service):
     assert main(["run", "--config", str(tmp_path)]) == 1
     assert "is a directory" in capsys.readouterr().err

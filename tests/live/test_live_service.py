@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.live.forward import Forwarder
-from tests.live.service_process import (
+from tests.service_process import (
     ServiceProcess,
     inet_sockets,
     socket_inodes,

@@ -73,8 +73,8 @@ class _SharpPoint:
     def __init__(self, inner, vision):
         self.inner, self.vision = inner, vision
 
-    def focus(self, stage, camera, z_guess_um, range_um, roi_px=None):
-        out = self.inner.focus(stage, camera, z_guess_um, range_um, roi_px)
+    def focus(self, stage, camera, z_guess_um, range_um, roi_px=None, cls=None):
+        out = self.inner.focus(stage, camera, z_guess_um, range_um, roi_px, cls=cls)
         if roi_px is not None:
             p = stage.position_um()
             self.vision.sharp = (p.x_um, p.y_um, p.z_um)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -20,85 +19,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from appliance.service.control import ControlError, send_command
+from appliance.service.control import send_command
+from tests.service_process import ServiceProcess, inet_sockets, write_config
 
 SLIDE = {"slide.width_um": 1400, "slide.height_um": 1000, "slide.n_structures": 3}
 
 
 def _config(tmp: Path, **triggers: Any) -> Path:
-    cfg = {
-        "sim": {"seed": 11, "set": SLIDE},
-        "paths": {"data_dir": str(tmp / "data"), "log_dir": str(tmp / "log"), "run_dir": str(tmp / "run")},
-        "triggers": {"socket": {"path": str(tmp / "run" / "control.sock"), "group": ""},
-                     "board_button": {"enabled": False}, **triggers},
-        "live": {"socket": str(tmp / "run" / "http.sock")},
-    }
-    path = tmp / "config.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return path
-
-
-class ServiceProcess:
-    def __init__(self, tmp: Path, config: Path) -> None:
-        self.sock = tmp / "run" / "control.sock"
-        self.log = open(tmp / f"service-{time.monotonic_ns()}.out", "w")  # noqa: SIM115
-        self.proc = subprocess.Popen([sys.executable, "-m", "appliance.cli", "run", "--config", str(config)],
-                                     stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-
-    def status(self) -> dict[str, Any]:
-        return send_command(self.sock, "status", timeout_s=10)["status"]
-
-    def wait(self, pred: Any, timeout: float, what: str) -> dict[str, Any]:
-        end = time.monotonic() + timeout
-        last: dict[str, Any] = {}
-        while time.monotonic() < end:
-            assert self.proc.poll() is None, f"service exited {self.proc.returncode}: {self.output()}"
-            try:
-                last = self.status()
-                if pred(last):
-                    return last
-            except ControlError:
-                pass
-            time.sleep(0.2)
-        raise AssertionError(f"timed out waiting for {what}; last status {last}; output: {self.output()[-3000:]}")
-
-    def output(self) -> str:
-        if not self.log.closed:
-            self.log.flush()
-        return Path(self.log.name).read_text()
-
-    def terminate(self, timeout: float = 120) -> int:
-        self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout)
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(30)
-        if not self.log.closed:
-            self.log.close()
-
-    def inet_sockets(self) -> list[str]:
-        """TCP/UDP sockets held by the service process (its fds matched against /proc/<pid>/net)."""
-        pid = self.proc.pid
-        inodes = set()
-        for fd in os.listdir(f"/proc/{pid}/fd"):
-            try:
-                target = os.readlink(f"/proc/{pid}/fd/{fd}")
-            except OSError:
-                continue
-            if target.startswith("socket:["):
-                inodes.add(target[8:-1])
-        found = []
-        for table in ("tcp", "tcp6", "udp", "udp6"):
-            with open(f"/proc/{pid}/net/{table}") as fh:
-                for line in list(fh)[1:]:
-                    cols = line.split()
-                    if len(cols) > 9 and cols[9] in inodes:
-                        found.append(f"{table}: {line.strip()}")
-        return found
+    return write_config(tmp, SLIDE, seed=11, live=False, **triggers)
 
 
 def _db_fields(tmp: Path) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
@@ -121,7 +50,7 @@ def test_serial_start_sigterm_mid_scan_then_socket_resumes(tmp_path: Path) -> No
     svc = ServiceProcess(tmp_path, cfg)
     try:
         svc.wait(lambda s: s["state"] == "idle", 300, "the service to be ready")
-        assert svc.inet_sockets() == []
+        assert inet_sockets(svc.proc.pid) == []
         os.write(master, b"START\r\n")
         reply = b""
         end = time.monotonic() + 30
@@ -143,10 +72,10 @@ def test_serial_start_sigterm_mid_scan_then_socket_resumes(tmp_path: Path) -> No
     svc = ServiceProcess(tmp_path, _config(tmp_path))
     try:
         svc.wait(lambda s: s["state"] == "idle", 300, "the restarted service")
-        assert send_command(svc.sock, "start")["ok"]
+        assert send_command(svc.control, "start")["ok"]
         st = svc.wait(lambda s: s["state"] == "idle" and s["last_outcome"] is not None, 900, "the scan to finish")
         assert st["last_outcome"] == "done", svc.output()[-3000:]
-        assert svc.inet_sockets() == []
+        assert inet_sockets(svc.proc.pid) == []
         assert svc.terminate() == 0
     finally:
         svc.kill()

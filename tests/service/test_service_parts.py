@@ -211,3 +211,21 @@ def test_control_cli_without_a_service_exits_1_with_one_line(tmp_path: Path, cmd
     out = subprocess.run([sys.executable, "-m", "appliance.cli", cmd, "--socket", str(tmp_path / "c.sock")],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 1 and out.stderr.count("\n") == 1 and "not running" in out.stderr
+
+
+def test_failed_fields_and_stage_faults_reach_the_log(caplog: pytest.LogCaptureFixture) -> None:
+    """Read over SSH, the journal must say when a field failed or the stage had to be brought back."""
+    from appliance.scan.events import FieldFailed, StageFault
+    from appliance.scan.runner import ScanState, ScanStatus
+    from appliance.service.backend import _EventBridge
+    from appliance.service.daemon import ScanControl
+
+    st = ScanStatus(ScanState.RUNNING, None, 1, 3, 10, 0, 0, 4, 1.0, None)
+    bridge = _EventBridge(ScanControl(lambda **_: None), None, (0.0, 0.0, 1.0, 1.0))
+    with caplog.at_level("WARNING", logger="tppscan.scan"):
+        bridge(FieldFailed(4, "CameraError: no frame", st))
+        bridge(StageFault(5, "StageTimeout: no reply to ?", "resynchronised", st))
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines == ["field failed cell=4 error=CameraError: no frame",
+                     "stage fault cell=5 error=StageTimeout: no reply to ? recovered=resynchronised; "
+                     "the field is redone"]

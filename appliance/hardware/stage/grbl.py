@@ -34,6 +34,7 @@ from appliance.hardware.stage.base import (
     round_half_away,
 )
 from appliance.hardware.stage.grbl_link import (
+    GarbledLineError,
     GrblLink,
     Reply,
     StageConnectionError,
@@ -583,8 +584,28 @@ class GrblStage(Stage):
                 lo[i], hi[i] = min(lo[i], p), max(hi[i], p)
 
     def status(self) -> StatusReport:
-        """Query and return a fresh status report."""
-        return self._io(lambda: self._update(self.link.query_status(self.config.reply_timeout_s)))
+        """Query and return a fresh status report.
+
+        A garbled line in the way of the report (line noise) is answered by asking once more
+        (:meth:`_twice_if_garbled`); a second garbled answer is raised.
+        """
+        return self._io(lambda: self._update(self._twice_if_garbled(
+            lambda: self.link.query_status(self.config.reply_timeout_s))))
+
+    @staticmethod
+    def _twice_if_garbled(exchange: Callable[[], T]) -> T:
+        """Run an exchange that is harmless to repeat, and once more if a garbled line stood in its reply's way.
+
+        Line noise (bytes GRBL never sends) before a reply fails the exchange, and the link then drains what
+        was still coming. A status query, an absolute move with its modal words and a servo angle leave the
+        board where one alone would (a move accepted twice is the second time a move of length zero), so
+        repeating them once makes a noisy line cost one round trip instead of an error. Anything else (an
+        ``error:N``, a banner, an alarm, a late reply) is never repeated.
+        """
+        try:
+            return exchange()
+        except GarbledLineError:
+            return exchange()
 
     def _machine_mm(self, report: StatusReport) -> tuple[float, float, float]:
         if report.mpos_mm is not None:
@@ -713,7 +734,7 @@ class GrblStage(Stage):
         def send() -> None:
             self._moving = True
             self._widen_span(target)
-            self._cmd(command)
+            self._twice_if_garbled(lambda: self._cmd(command))
             self.link.last_alarm = None  # accepted, so not in alarm: any ALARM:N from here is this move's
             self._wco = offset  # G54 is the active system now
         self._io(send)
@@ -833,7 +854,8 @@ class GrblStage(Stage):
             self._sleep(self.config.servo_settle_s)
 
     def _servo_command(self, angle: float) -> None:
-        reply = self.link.send(f"M280 P0 S{format_number(angle)}", self.config.reply_timeout_s)
+        line = f"M280 P0 S{format_number(angle)}"
+        reply = self._twice_if_garbled(lambda: self.link.send(line, self.config.reply_timeout_s))
         if not reply.ok and reply.error_code in (20, 23):
             # stock GRBL: error:23, its parser squeezes 280 into a byte; other builds say error:20
             try:

@@ -83,6 +83,14 @@ class StageConnectionError(StageError):
     """The serial link failed (unplugged, port vanished) and could not be re-established."""
 
 
+class GarbledLineError(StageProtocolError):
+    """A line GRBL never sends stood where a reply or a status report was awaited (line noise, EMI).
+
+    The link has marked itself dirty: the next exchange drains first. An exchange that is harmless to repeat
+    (a status query, an absolute move, a servo angle) may be sent again once.
+    """
+
+
 class StageResetError(StageProtocolError):
     """The board printed its reset banner when no reset was asked for (brown-out, watchdog, another host).
 
@@ -427,7 +435,7 @@ class GrblLink:
                     pass  # a mangled report pushed amid a reply: the reply itself is what counts here
             elif line.kind is LineKind.OTHER:
                 self._dirty = True
-                raise StageProtocolError(f"unexpected reply {excerpt(text)} to {command!r}: not a GRBL 1.1 line")
+                raise GarbledLineError(f"unexpected reply {excerpt(text)} to {command!r}: not a GRBL 1.1 line")
             elif line.kind is not LineKind.EMPTY:
                 payload.append(line.text)
 
@@ -485,7 +493,7 @@ class GrblLink:
                 self._raise_if_reset()
             if line.kind is LineKind.OTHER:
                 self._dirty = True
-                raise StageProtocolError(f"unexpected reply {excerpt(text)} while waiting for a status report")
+                raise GarbledLineError(f"unexpected reply {excerpt(text)} while waiting for a status report")
 
 
 def check(reply: Reply) -> Reply:

@@ -1,4 +1,7 @@
-"""The real service (``tppscan run``) in a subprocess on Unix sockets in a temporary folder, for the live tests."""
+"""The real service (``tppscan run``) in a subprocess on Unix sockets in a temporary folder.
+
+Shared by the service's end-to-end tests (`tests/service`) and the live view's (`tests/live`).
+"""
 
 from __future__ import annotations
 
@@ -15,14 +18,17 @@ import yaml
 from appliance.service.control import ControlError, send_command
 
 
-def write_config(tmp: Path, slide: dict[str, Any], seed: int) -> Path:
-    """A config for the virtual microscope with every socket and folder under ``tmp``."""
+def write_config(tmp: Path, slide: dict[str, Any], seed: int, *, live: bool = True, **triggers: Any) -> Path:
+    """A config for the virtual microscope with every socket and folder under ``tmp``.
+
+    ``triggers`` adds trigger sections (``serial={...}``, ``gpio={...}``) beside the control socket.
+    """
     cfg = {
         "sim": {"seed": seed, "set": slide},
         "paths": {"data_dir": str(tmp / "data"), "log_dir": str(tmp / "log"), "run_dir": str(tmp / "run")},
         "triggers": {"socket": {"path": str(tmp / "run" / "control.sock"), "group": ""},
-                     "board_button": {"enabled": False}},
-        "live": {"enabled": True, "socket": str(tmp / "run" / "http.sock")},
+                     "board_button": {"enabled": False}, **triggers},
+        "live": {"enabled": live, "socket": str(tmp / "run" / "http.sock")},
     }
     path = tmp / "config.yaml"
     path.write_text(yaml.safe_dump(cfg))
@@ -36,7 +42,8 @@ class ServiceProcess:
         self.control = tmp / "run" / "control.sock"
         self.http = tmp / "run" / "http.sock"
         self.config = config
-        self.log = open(tmp / "service.out", "w")  # noqa: SIM115 - closed in kill()
+        # one file per start: a test may restart the service in the same folder
+        self.log = open(tmp / f"service-{time.monotonic_ns()}.out", "w")  # noqa: SIM115 - closed in kill()
         self.proc = subprocess.Popen([sys.executable, "-m", "appliance.cli", "run", "--config", str(config)],
                                      stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
@@ -45,6 +52,10 @@ class ServiceProcess:
         return subprocess.run([sys.executable, "-m", "appliance.cli", command, "--socket", str(self.control)],
                               capture_output=True, text=True, timeout=120)
 
+    def status(self) -> dict[str, Any]:
+        """The service's ``status`` reply, through the control socket."""
+        return send_command(self.control, "status", timeout_s=10)["status"]
+
     def wait(self, pred: Any, timeout: float, what: str) -> dict[str, Any]:
         """Poll ``status`` on the control socket until ``pred(status)``."""
         end = time.monotonic() + timeout
@@ -52,7 +63,7 @@ class ServiceProcess:
         while time.monotonic() < end:
             assert self.proc.poll() is None, f"service exited {self.proc.returncode}: {self.output()[-3000:]}"
             try:
-                last = send_command(self.control, "status", timeout_s=10)["status"]
+                last = self.status()
                 if pred(last):
                     return last
             except ControlError:

@@ -1,0 +1,135 @@
+"""How the scan runner answers each stage fault (``appliance/scan/stage_recovery.py``), without a board.
+
+The whole-scan tests on the firmware are ``test_serial_in_scan.py``; these pin the policy (which fault
+reopens, which homes, which only resynchronises) and the stop when a stage cannot be brought back.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from appliance.hardware.stage.base import Position, Stage, StageAlarm, StageLimitError, StageProtocolError, StageTimeout
+from appliance.hardware.stage.grbl_link import GarbledLineError, StageConnectionError, StageResetError
+from appliance.scan.plan import FaultsPlan, FocusPlan, ScanPlan
+from appliance.scan.runner import FinishReason
+from appliance.scan.session import parse_sim_sets, run_scan, scan_area, sim_microscope
+from appliance.scan.stage_recovery import more_drastic, recover_stage
+from appliance.scan.testing import PlaneFocusMap, SimTruthFocuser, SimTruthVision
+from tests.faults.scans import SLIDE_SETS, check_scan
+
+
+class Recording(Stage):
+    """A stage that records the calls recovery makes."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def open(self) -> None:
+        self.calls.append("open")
+
+    def close(self) -> None:
+        self.calls.append("close")
+
+    def position_um(self) -> Position:
+        self.calls.append("position")
+        return Position(0.0, 0.0, 0.0)
+
+    def move_to_um(self, x: float | None = None, y: float | None = None, z: float | None = None) -> Position:
+        raise AssertionError("recovery never moves the stage itself")
+
+    def focus_to_um(self, z: float) -> Position:
+        raise AssertionError("recovery never moves the focus itself")
+
+    def home(self) -> Position:
+        self.calls.append("home")
+        return Position(0.0, 0.0, 0.0)
+
+    def stop(self) -> None:
+        self.calls.append("stop")
+
+
+@pytest.mark.parametrize(("fault", "action", "calls"), [
+    (StageConnectionError("lost the stage; 3 reconnect attempts failed"), "reopened and homed",
+     ["close", "open", "home"]),
+    (StageResetError("the board reset by itself"), "homed", ["home"]),
+    (StageAlarm("ALARM:3"), "homed", ["home"]),
+    (StageTimeout("no ok/error"), "resynchronised", ["position"]),
+    (GarbledLineError("unexpected reply"), "resynchronised", ["position"]),
+    (StageProtocolError("board rejected 'M280 P0 S90': error:23"), "resynchronised", ["position"]),
+])
+def test_each_fault_gets_the_least_that_makes_the_position_true(fault, action, calls):
+    stage = Recording()
+    assert recover_stage(stage, fault) == action
+    assert stage.calls == calls
+
+
+def test_a_lost_position_stays_lost_whatever_fails_while_homing():
+    reset, timeout = StageResetError("banner"), StageTimeout("no reply to $H")
+    lost = StageConnectionError("gone")
+    assert more_drastic(reset, timeout) is reset and more_drastic(timeout, reset) is reset
+    assert more_drastic(lost, reset) is lost and more_drastic(reset, StageAlarm("ALARM:3")).args == ("ALARM:3",)
+
+
+def test_a_target_beyond_the_travel_is_no_fault_to_recover_from():
+    stage = Recording()
+    with pytest.raises(ValueError, match="beyond the travel"):
+        recover_stage(stage, StageLimitError("error:15"))
+    assert stage.calls == []
+
+
+class ResetsAndCannotHome(Stage):
+    """The virtual stage, except that its ``reset_at``-th move once armed (by the runner's start) meets a
+    reset banner, and homing is refused (stock GRBL with ``$22=0`` answers ``$H`` with ``error:5``)."""
+
+    def __init__(self, inner: Stage, reset_at: int) -> None:
+        self.inner = inner
+        self.reset_at = reset_at
+        self.armed = False
+        self.moves = 0
+        self.homes = 0
+
+    def open(self) -> None:
+        self.inner.open()
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def position_um(self) -> Position:
+        return self.inner.position_um()
+
+    def move_to_um(self, x: float | None = None, y: float | None = None, z: float | None = None) -> Position:
+        self.moves += self.armed
+        if self.moves == self.reset_at:
+            raise StageResetError("the board reset by itself ('Grbl 1.1h', no reset was sent)")
+        return self.inner.move_to_um(x, y, z)
+
+    def focus_to_um(self, z: float) -> Position:
+        return self.inner.focus_to_um(z)
+
+    def home(self) -> Position:
+        self.homes += 1
+        raise StageProtocolError("board rejected '$H': error:5 (Homing cycle failure. Homing is not enabled)")
+
+    def stop(self) -> None:
+        self.inner.stop()
+
+
+def test_a_stage_that_cannot_be_rehomed_after_a_reset_stops_the_scan_with_one_line(tmp_path):
+    scope = sim_microscope(5, parse_sim_sets(SLIDE_SETS))
+    plan = ScanPlan(name="no-homing", focus=FocusPlan(stack_range_um=2.0, stack_step_um=1.0),
+                    faults=FaultsPlan(stage_retry_wait_s=0.0))
+    p = scope.slide.params
+    with scope.stage, scope.camera:
+        stage = ResetsAndCannotHome(scope.stage, reset_at=12)   # a few fields in
+        out = run_scan(stage, scope.camera, SimTruthVision(scope), SimTruthFocuser(scope), PlaneFocusMap(), plan,
+                       tmp_path / "scan", tmp_path / "t.db", scan_area(plan, (p.width_um, p.height_um)),
+                       device_clock=scope.clock.now_s, runner_hook=lambda runner: setattr(stage, "armed", True))
+    st = out.status
+    assert st.reason is FinishReason.FAILED and st.error is not None and "\n" not in st.error
+    assert st.error.startswith("StageFaultLimit: stage fault at field") and "error:5" in st.error, st.error
+    # the reset, then three homing attempts refused: four faults, the default faults.stage_recoveries 3
+    assert st.stage_faults == 4 and stage.homes == 3
+    problems, scans = check_scan(tmp_path / "scan", tmp_path / "t.db")
+    assert not problems and len(scans) == 1
+    assert scans[0].status == "failed" and 1 <= len(scans[0].cells) < scans[0].fields_planned
+    assert st.cell not in scans[0].cells   # the field in flight was not committed
