@@ -1,9 +1,8 @@
 """The product vision and focus behind the runner's Protocols (``appliance/vision``, ``appliance/focus``).
 
 - :class:`PipelineVision` wraps ``appliance.vision.pipeline.Pipeline`` (gate -> detector -> classifier, the
-  detector skipped when the gate finds nothing): a detector ``structure`` box whose classifier label is a
-  structure type becomes a structure detection of that type; a ``debris`` box, or a structure box the
-  classifier calls debris, becomes debris.
+  detector skipped when the gate finds nothing); each box's verdict, structure (of a type) or debris, weighs
+  the detector's call against the classifier's distribution (``appliance.vision.decision``).
 - :class:`AutofocusFocuser` calls ``appliance.focus.autofocus`` on a detection's box (or on the largest dark
   object in view) within the stage's focus travel; a structure of a type with a reference height above the
   glass (the print job's) is focused from the map of the glass.
@@ -19,11 +18,13 @@ import logging
 import math
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 from appliance.hardware.camera.base import Camera, Frame
 from appliance.hardware.stage.base import Stage
 from appliance.scan.protocols import Box, Detection, FocusOutcome, VisionResult
+from appliance.vision.decision import Evidence, decide, join_overlapping
 
 _log = logging.getLogger(__name__)
 
@@ -44,11 +45,13 @@ class PipelineVision:
         Pixel size at the sample (from the calibration), for the gate's size limits.
     pipeline : object, optional
         A loaded ``Pipeline``; by default the shipped detector and classifier are loaded.
+    rule : DecisionRule, optional
+        How the detector's and the classifier's evidence are weighed (``appliance.vision.decision``).
     """
 
     name = "appliance.vision"
 
-    def __init__(self, um_per_px: float, pipeline: Any | None = None) -> None:
+    def __init__(self, um_per_px: float, pipeline: Any | None = None, rule: Any | None = None) -> None:
         if pipeline is None:
             try:
                 from appliance.vision.classifier import StructureClassifier
@@ -57,8 +60,11 @@ class PipelineVision:
             except ImportError as exc:
                 raise ValueError(f"the vision pipeline (appliance/vision) is not installed in this build ({exc})") \
                     from None
-            pipeline = Pipeline(Detector(None, None), StructureClassifier(), um_per_px=um_per_px, skip_empty=True)
+            pipeline = Pipeline(Detector(None, None), StructureClassifier(), um_per_px=um_per_px, skip_empty=True,
+                                type_uncovered=True)
         self.pipeline = pipeline
+        self.rule = rule
+        self.um_per_px = float(um_per_px)
 
     def analyse(self, frame: Frame) -> VisionResult:
         """Gate, detect, classify one frame."""
@@ -67,15 +73,17 @@ class PipelineVision:
         dt = time.perf_counter() - t
         size = (frame.shape[1], frame.shape[0])
         dets = []
-        for o in r.objects:
-            typ = o.type or ""
-            structure = o.cls == "structure" and typ not in ("", "debris")
-            if structure:
-                dets.append(Detection(_box(o.box, size), "structure", typ, float(o.type_score),
-                                      {typ: float(o.type_score), "detector": float(o.score)}))
-            else:
-                dets.append(Detection(_box(o.box, size), "debris", "debris", float(o.score),
-                                      {"debris": float(o.score)}))
+        seen = join_overlapping([Evidence(o.box, {o.cls: float(o.score)} if o.cls else {}, o.type_probs)
+                                 for o in r.objects])
+        for e in seen:
+            v = decide(e, self.rule, self.um_per_px)
+            if not e.detector and v.kind != "structure":  # a candidate the detector left out, and no print
+                continue
+            if v.kind == "structure" and not v.cls:  # no classifier: a structure of unknown type is not recorded
+                v = replace(v, kind="debris", cls="debris")
+            scores = {**{c: round(float(p), 6) for c, p in e.probs.items()},
+                      **{f"detector_{c}": float(s) for c, s in e.detector.items()}}
+            dets.append(Detection(_box(e.box, size), v.kind, v.cls, v.confidence, scores, recheck=not v.agree))
         return VisionResult(r.gate_candidates, tuple(dets), {"vision": dt})
 
 

@@ -34,6 +34,9 @@ class Detection:
         Confidence of ``cls``, 0..1.
     scores : mapping of str to float
         Every class's score (the classifier's softmax), for the record.
+    recheck : bool
+        The vision is unsure of ``kind`` (its detector and classifier disagree): the runner centres the object
+        and looks again before recording it, whatever ``kind`` says.
     """
 
     box_px: Box
@@ -41,6 +44,7 @@ class Detection:
     cls: str
     confidence: float
     scores: Mapping[str, float] = field(default_factory=dict)
+    recheck: bool = False
 
     def touches_edge(self, size_px: tuple[int, int], margin: int = 2) -> bool:
         """Whether the box reaches within ``margin`` pixels of the frame's border (the object may be cut)."""

@@ -4,10 +4,12 @@ Per field: ``MOVE`` (to the field, approached from -x, -y) -> ``SETTLE`` -> ``FO
 prediction, or an autofocus while the map cannot say) -> ``CAPTURE`` -> ``ANALYSE`` (the vision pipeline:
 fused analysis and gate; no candidate -> straight to ``COMMIT``; else detect and classify) -> for each new
 object: ``CENTRE`` (move it to the middle of the frame and look again, so it lies whole in view and its
-position is measured where the optics are best) -> for a structure ``FOCUS_STRUCTURE`` -> ``STACK`` ->
-``RECONSTRUCT`` -> ``RECORD`` -> and finally ``COMMIT`` (files synced, then the field's rows in one
-transaction). Pause and cancel act between steps; a failing step ends the scan ``FAILED`` with the fields
-committed so far kept, and the stage is stopped in ``finally``.
+position is measured where the optics are best; debris only when the vision is unsure of it
+(``Detection.recheck``) or saw it cut by the frame's edge, else it is recorded from the field frame) -> for a
+structure ``FOCUS_STRUCTURE`` -> ``STACK`` -> (unless the vision calls its sharp frame debris) ``RECONSTRUCT``
+-> ``RECORD`` -> and finally ``COMMIT`` (files synced, then the field's rows in one transaction). Pause and
+cancel act between steps; a failing step ends the scan ``FAILED`` with the fields committed so far kept, and
+the stage is stopped in ``finally``.
 
 Faults (the plan's ``faults`` section): every capture goes through
 :class:`~appliance.scan.capture.CheckedCamera` (camera errors and black or saturated frames retried); a field
@@ -52,6 +54,7 @@ from appliance.scan.grid import FieldOrder, FieldPosition, Grid
 from appliance.scan.plan import ScanPlan
 from appliance.scan.protocols import Detection, Focuser, FocusMapLike, Vision, VisionResult
 from appliance.scan.stage_recovery import more_drastic, recover_stage
+from appliance.vision.decision import iou
 
 DUPLICATE_MARGIN_UM = 8.0
 MAX_CENTRING_MOVES = 2
@@ -552,13 +555,16 @@ class ScanRunner:
         return any(k.kind == kind and k.contains(x, y, DUPLICATE_MARGIN_UM) for k in self._known)
 
     def _new_first(self, dets: Sequence[Detection], frame: Frame) -> list[Detection]:
-        """Detections not yet recorded, structures first (centring moves the stage away from this frame)."""
+        """Detections not yet recorded: structures, then debris to look at again, then the rest."""
         fresh = [d for d in dets if not self._duplicate(d.kind, *self._stage_xy(d, frame))]
-        return sorted(fresh, key=lambda d: d.kind != "structure")
+        return sorted(fresh, key=lambda d: (d.kind != "structure", not d.recheck))
 
     # -- one object -----------------------------------------------------------------------------------------
     def _object(self, w: _FieldWork, det: Detection, field_frame: Frame) -> None:
-        if det.kind != "structure":
+        # Debris the vision is unsure of, or saw cut by the frame's edge (a ring's arc is no ring to either
+        # model), is looked at again like a structure: centred, it is seen whole, and that view decides.
+        unsure = det.recheck or det.touches_edge(self.camera.size_px)
+        if det.kind != "structure" and not (unsure and self.plan.imaging.centre):
             if not self._duplicate("debris", *self._stage_xy(det, field_frame)):
                 self._record_debris(w, det, field_frame)
             return
@@ -572,12 +578,12 @@ class ScanRunner:
             return
         det2, frame2 = found
         x, y = self._stage_xy(det2, frame2)
-        if self._duplicate(det2.kind, x, y):
+        if self._duplicate(det2.kind, x, y) or (det2.recheck and self._duplicate("structure", x, y)):
             return
-        if det2.kind != "structure":
+        if det2.kind != "structure" and not det2.recheck:
             self._record_debris(w, det2, frame2)
             return
-        self._structure(w, det2, frame2)
+        self._structure(w, det2, frame2)  # a structure, or debris still unsure: its sharp frame decides
 
     def _centre(self, det: Detection, frame: Frame) -> tuple[Detection, Frame] | None:
         """Bring the object to the frame's centre and find it again there (its old box, centred, if not)."""
@@ -621,7 +627,11 @@ class ScanRunner:
                                       height_um=b[3] - b[1], box=det.box_px, scores=dict(det.scores)))
 
     def _structure(self, w: _FieldWork, det: Detection, frame: Frame) -> None:
-        """Focus on a centred structure, take its stack, reconstruct it and record it."""
+        """Focus on a centred object; if its sharp frame shows a structure, take its stack, reconstruct and record it.
+
+        The sharp frame has the last word: a structure there is stacked and recorded; debris there (or, when
+        the vision finds nothing there, ``det`` being debris) is recorded as debris without a stack.
+        """
         x, y = self._stage_xy(det, frame)
         b_um = self._box_um(det, frame)
         self._known.append(_Known("structure", b_um))
@@ -629,25 +639,38 @@ class ScanRunner:
         t = time.perf_counter()
         out = self.focuser.focus(self.stage, self.camera, w.z_um, self.plan.focus.search_range_um, det.box_px,
                                  cls=det.cls)
+        focused = self.camera.capture()
+        seen = self._analyse(focused)
         w.timings["focus_structure"] = w.timings.get("focus_structure", 0.0) + time.perf_counter() - t
+        again = _same_box(seen.detections, det.box_px) or det
+        if again.kind != "structure":
+            # Sharp, it is dirt: blurred dust and bubbles pass for prints more often (a print's own focus lies
+            # above the glass the field was focused on, dirt's on it), and so does a print to them
+            self._known.pop()
+            if not self._duplicate("debris", x, y):
+                self._record_debris(w, again, focused)
+            return
+        # ... and names the type: the classifier's woodpile and scaffold are told apart in focus, not blurred
+        det = again
+        x, y = self._stage_xy(det, focused)
+        b_um = self._box_um(det, focused)
+        self._known[-1] = _Known("structure", b_um)
         self._checkpoint(FieldStep.STACK)
         t = time.perf_counter()
         cx0, cy0, cx1, cy1 = self._crop_box(det)
         planes, zs = [], []
-        best = None
         for off in self.plan.focus.stack_offsets_um:
-            self.stage.focus_to_um(out.z_um + off)
-            f = self.camera.capture()
+            f = focused
+            if off != 0.0:  # the plane at focus is the frame just analysed
+                self.stage.focus_to_um(out.z_um + off)
+                f = self.camera.capture()
             planes.append(f.image[cy0:cy1, cx0:cx1])
             zs.append(f.position.z_um)
-            if off == 0.0:
-                best = f
         stack = np.stack(planes)
         self.stage.focus_to_um(out.z_um)
         w.timings["stack"] = w.timings.get("stack", 0.0) + time.perf_counter() - t
         self._checkpoint(FieldStep.RECONSTRUCT)
         t = time.perf_counter()
-        focused = best if best is not None else frame
         crop = np.ascontiguousarray(focused.image[cy0:cy1, cx0:cx1])
         local_box = (det.box_px[0] - cx0, det.box_px[1] - cy0, det.box_px[2] - cx0, det.box_px[3] - cy0)
         mask = structure_mask(crop, local_box, fill_holes=det.cls != "scaffold")
@@ -668,7 +691,7 @@ class ScanRunner:
         w.files.extend(paths)
         fw, fh = self.camera.size_px
         frame_rel = self.folder.rel(paths[0])
-        for d in self.vision.analyse(focused).detections:  # every box in the saved frame, for the exports
+        for d in seen.detections:  # every box in the saved frame, for the exports
             w.annotations.append(Annotation(frame_rel, fw, fh, d.cls, *d.box_px))
         valid = heights[np.isfinite(heights)]
         w.objects.append(ObjectRecord(
@@ -714,6 +737,16 @@ def _recentred(det: Detection, size_px: tuple[int, int]) -> Detection:
     w, h = size_px
     nx0, ny0 = max(0, (w - bw) // 2), max(0, (h - bh) // 2)
     return replace(det, box_px=(nx0, ny0, min(w, nx0 + bw), min(h, ny0 + bh)))
+
+
+def _same_box(dets: Sequence[Detection], box: tuple[int, int, int, int], min_iou: float = 0.3) -> Detection | None:
+    """The detection whose box overlaps ``box`` most (IoU at least ``min_iou``), None if none does."""
+    best, best_iou = None, min_iou
+    for d in dets:
+        v = iou(d.box_px, box)
+        if v >= best_iou:
+            best, best_iou = d, v
+    return best
 
 
 def _nearest(dets: Sequence[Detection], cx: float, cy: float) -> Detection | None:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from appliance.vision.detector import Detector
-from appliance.vision.pipeline import Pipeline, gate_candidates
+from appliance.vision.pipeline import Pipeline, gate_candidates, uncovered
 
 
 class _Typer:
@@ -20,7 +20,10 @@ class _Typer:
 
         self.calls.append(len(boxes))
         labels = ["pentagon" if b[2] - b[0] > 20 else "debris" for b in boxes]
-        return SimpleNamespace(labels=labels, scores=np.full(len(boxes), 0.9, np.float32))
+        classes = ("pentagon", "debris")
+        probs = np.array([[0.9, 0.1] if lab == "pentagon" else [0.1, 0.9] for lab in labels], np.float32)
+        return SimpleNamespace(labels=labels, scores=np.full(len(boxes), 0.9, np.float32),
+                               probs=probs.reshape(-1, 2), classes=classes)
 
 
 def test_chain_types_every_detection(tiny_detector, sim_frame):
@@ -29,6 +32,8 @@ def test_chain_types_every_detection(tiny_detector, sim_frame):
     assert res.detector_ran and res.gate_candidates > 0 and res.objects
     assert typer.calls == [len(res.objects)]
     assert all(o.type in ("pentagon", "debris") and o.type_score == pytest.approx(0.9) for o in res.objects)
+    assert all(o.type_probs[o.type] == pytest.approx(0.9) and set(o.type_probs) == {"pentagon", "debris"}
+               for o in res.objects)
     assert (res.width, res.height) == (640, 480)
 
 
@@ -45,3 +50,22 @@ def test_gate_finds_a_dark_blob_and_checks_its_scale():
     assert gate_candidates(frame, 1.0) == [(40, 30, 40, 30)]
     with pytest.raises(ValueError, match="um_per_px"):
         gate_candidates(frame, 0.0)
+
+
+def test_candidates_no_detector_box_covers_are_classified_when_asked(tiny_detector):
+    typer = _Typer()
+    frame = np.full((480, 640), 180, np.uint8)
+    frame[200:260, 300:360] = 90  # a dark square the gate finds; whatever the tiny detector makes of it
+    det = Detector(tiny_detector, threshold=0.99)  # draws no box at this threshold
+    plain = Pipeline(det, typer, um_per_px=0.56).run(frame)
+    assert plain.gate_candidates == 1 and plain.objects == []
+    res = Pipeline(det, typer, um_per_px=0.56, type_uncovered=True).run(frame)
+    assert [(o.cls, o.score, o.type) for o in res.objects] == [("", 0.0, "pentagon")]
+    x0, y0, x1, y1 = res.objects[0].box
+    assert x0 <= 300 and y0 <= 200 and x1 >= 360 and y1 >= 260
+
+
+def test_uncovered_by_hand():
+    cands = [(0, 0, 10, 10), (50, 50, 10, 10)]
+    assert uncovered(cands, [(0, 0, 10, 6)]) == [(50.0, 50.0, 60.0, 60.0)]  # 60 % of the first is covered
+    assert uncovered(cands, [(0, 0, 10, 4)]) == [(0.0, 0.0, 10.0, 10.0), (50.0, 50.0, 60.0, 60.0)]

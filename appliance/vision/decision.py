@@ -1,0 +1,264 @@
+"""Structure or debris: one verdict from the detector's call and the classifier's distribution.
+
+The detector (``structure`` / ``debris`` with one score, detectNet's contract) and the structure classifier
+(a softmax over the five structure types and ``debris``, on a crop of the box) look at the same object in
+different ways, and each is wrong in its own way (docs/scan.md, "Structure or debris"):
+
+- the detector calls a faint or thin print ``debris`` at a low score (split rings most often: 0.25-0.4 where
+  the classifier gives the ring 0.9-0.99), so "the detector says debris" alone loses real structures;
+- the classifier names a dark speck of dust a pentagon or a bubble a micro-lens now and then, and sees every
+  crop at one size, so "the classifier says a type" alone records dirt;
+- detectNet's suppression is per class, so one object can come out as a ``structure`` box *and* a
+  ``debris`` box; read one at a time, whichever the scan picks decides.
+
+:func:`join_overlapping` makes one :class:`Evidence` of boxes that overlap (IoU >= 0.5) across the classes:
+the detector's score for each class, the classifier's distribution averaged over the boxes' crops.
+:func:`decide` then keeps a structure when the classifier is sure of it (the structure types together at
+least ``DecisionRule.min_structure``) and the detector's stronger class is ``structure``; also when the
+detector's call is ``debris`` at a low score (below ``DecisionRule.rescue_max_debris_score``) and the
+classifier is as sure (at least ``DecisionRule.rescue_min_structure``). A box smaller than the candidate
+gate's size limits is debris. The type is the classifier's most likely structure type. A verdict also says
+whether the two models agreed (:attr:`Verdict.agree`): where they did not, the scan looks again, with the
+object centred and then in focus, before it records it (``appliance/scan/runner.py``).
+
+>>> v = decide(Evidence((0, 0, 9, 9), {"debris": 0.29}, {"split_ring": 0.962, "debris": 0.029, "scaffold": 0.009}))
+>>> v.kind, v.cls, v.rescued, v.agree
+('structure', 'split_ring', True, False)
+>>> decide(Evidence((0, 0, 9, 9), {"debris": 0.85}, {"pentagon": 0.95, "debris": 0.05})).kind
+'debris'
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from appliance.vision.gate import GateParams
+
+DEBRIS = "debris"
+STRUCTURE = "structure"
+
+
+def _unit(value: float, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name} must be a number in [0, 1], got {value!r}")
+    return float(value)
+
+
+@dataclass(frozen=True)
+class DecisionRule:
+    """How the detector's and the classifier's evidence are weighed.
+
+    Attributes
+    ----------
+    min_structure : float
+        A detector ``structure`` box is a structure when the classifier gives the structure types together at
+        least this, in [0, 1]. Chosen on the detector's validation split as the rescue's bound was: boxes the
+        detector called structure were prints 49 times in 93 where the classifier gave the types 0.5-0.9
+        (dirt 38), and 604 times in 633 where it gave them 0.9 or more.
+    rescue_min_structure : float
+        A detector ``debris`` box is still a structure when the classifier gives the structure types together at
+        least this, in [0, 1] ...
+    rescue_max_debris_score : float
+        ... and the detector's ``debris`` score is below this, in [0, 1] (0 turns the rescue off). Chosen on
+        the detector's validation split (docs/scan.md, "Structure or debris"): below 0.35, 27 of the 29
+        boxes this rescues are prints; from 0.35 to 0.6, 45 of 74, too few for slides that hold ten times
+        more dust than prints.
+    min_area_um2, min_size_um : float
+        A box smaller than the candidate gate's size limits (its area in µm², its longer side in µm; the
+        gate's defaults, docs/gate.md) is debris whatever the models say: the classifier sees every crop at
+        the same size, so it cannot tell an 8 µm speck from a 40 µm pentagon by size.
+    """
+
+    min_structure: float = 0.9
+    rescue_min_structure: float = 0.9
+    rescue_max_debris_score: float = 0.35
+    min_area_um2: float = GateParams.min_area_um2
+    min_size_um: float = GateParams.min_size_um
+
+    def __post_init__(self) -> None:
+        _unit(self.min_structure, "min_structure")
+        _unit(self.rescue_min_structure, "rescue_min_structure")
+        _unit(self.rescue_max_debris_score, "rescue_max_debris_score")
+        for name in ("min_area_um2", "min_size_um"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= v < math.inf:
+                raise ValueError(f"{name} must be a number >= 0, got {v!r}")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What one view says of one object.
+
+    Attributes
+    ----------
+    kind : str
+        ``structure`` or ``debris``.
+    cls : str
+        The structure type, or ``debris``.
+    confidence : float
+        For a structure, the classifier's probability of ``cls``; for debris, the detector's score when the
+        detector called it debris, else the classifier's ``debris`` probability.
+    structure_prob : float
+        The classifier's probability summed over the structure types (NaN when no classifier ran).
+    detector_label : str
+        The detector's stronger class.
+    agree : bool
+        The detector's call and the classifier's (structure types at least ``min_structure``, or not) are the
+        same: a verdict the models disagree on is worth a second look.
+    rescued : bool
+        A structure the detector called debris (the classifier overruled it).
+    """
+
+    kind: str
+    cls: str
+    confidence: float
+    structure_prob: float
+    detector_label: str
+    agree: bool
+    rescued: bool = False
+
+
+Box = tuple[float, float, float, float]
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What the detector and the classifier say of one object in one frame.
+
+    Attributes
+    ----------
+    box : (float, float, float, float)
+        ``x1, y1, x2, y2`` in frame pixels.
+    detector : mapping of str to float
+        The detector's score for each class it gave this object (``structure``, ``debris`` or both), in [0, 1];
+        empty for a gate candidate the detector drew no box on, which counts as a ``debris`` call at score 0
+        (the detector as unsure as it can be).
+    probs : mapping of str to float
+        The classifier's softmax over its labels on the box's crop; empty when no classifier ran.
+    """
+
+    box: Box
+    detector: Mapping[str, float]
+    probs: Mapping[str, float]
+
+    @property
+    def detector_label(self) -> str:
+        """The detector's stronger class (``structure`` on a tie; ``debris`` when it drew no box)."""
+        if not self.detector:
+            return DEBRIS
+        s, d = self.detector.get(STRUCTURE, 0.0), self.detector.get(DEBRIS, 0.0)
+        return STRUCTURE if s >= d else DEBRIS
+
+
+def iou(a: Box, b: Box) -> float:
+    """Intersection over union of two ``x1, y1, x2, y2`` boxes (0 when either is empty)."""
+    iw = min(a[2], b[2]) - max(a[0], b[0])
+    ih = min(a[3], b[3]) - max(a[1], b[1])
+    if iw <= 0 or ih <= 0:
+        return 0.0
+    inter = iw * ih
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return float(inter / union) if union > 0 else 0.0
+
+
+def join_overlapping(items: Sequence[Evidence], min_iou: float = 0.5) -> list[Evidence]:
+    """One evidence per object: boxes overlapping by ``min_iou`` or more are joined, across the classes.
+
+    Strongest detection first; each later box joins the first group whose leading box it overlaps. A group
+    keeps its leading box, the highest score per detector class and the classifier's distribution averaged
+    over its boxes (every box is a crop of the same object).
+
+    Parameters
+    ----------
+    items : sequence of Evidence
+        One per detector box.
+    min_iou : float
+        In (0, 1].
+    """
+    if not 0.0 < min_iou <= 1.0:
+        raise ValueError(f"min_iou must be in (0, 1], got {min_iou!r}")
+    order = sorted(items, key=lambda e: -max(e.detector.values(), default=0.0))
+    groups: list[list[Evidence]] = []
+    for e in order:
+        for g in groups:
+            if iou(g[0].box, e.box) >= min_iou:
+                g.append(e)
+                break
+        else:
+            groups.append([e])
+    out = []
+    for g in groups:
+        det: dict[str, float] = {}
+        for e in g:
+            for c, v in e.detector.items():
+                det[c] = max(det.get(c, 0.0), float(v))
+        with_probs = [e.probs for e in g if e.probs]
+        labels = {c for p in with_probs for c in p}
+        probs = {c: sum(float(p.get(c, 0.0)) for p in with_probs) / len(with_probs) for c in sorted(labels)}
+        out.append(Evidence(g[0].box, det, probs))
+    return out
+
+
+def structure_probability(probs: Mapping[str, float]) -> float:
+    """The classifier's probability that the crop is any structure: every label's but ``debris``'s."""
+    return float(sum(float(p) for c, p in probs.items() if c != DEBRIS))
+
+
+def decide(evidence: Evidence, rule: DecisionRule | None = None, um_per_px: float | None = None) -> Verdict:
+    """One object's verdict from the detector's scores and the classifier's distribution.
+
+    Parameters
+    ----------
+    evidence : Evidence
+        The detector's score per class (``structure``, ``debris``; none for a candidate it drew no box on)
+        and the classifier's softmax; with no classifier output the detector's call stands and a
+        structure's type is ``""``.
+    rule : DecisionRule, optional
+        Defaults when None.
+    um_per_px : float, optional
+        The frame's pixel size at the sample; without it the size limits are not applied.
+
+    Returns
+    -------
+    Verdict
+
+    Raises
+    ------
+    ValueError
+        A detector class other than ``structure`` or ``debris``, a score or probability not in [0, 1], or
+        ``um_per_px`` not > 0.
+    """
+    r = DecisionRule() if rule is None else rule
+    for c, v in evidence.detector.items():
+        if c not in (STRUCTURE, DEBRIS):
+            raise ValueError(f"evidence.detector: class must be 'structure' or 'debris', got {c!r}")
+        _unit(v, f"evidence.detector[{c!r}]")
+    for c, p in evidence.probs.items():
+        if not (isinstance(p, (int, float)) and math.isfinite(p) and -1e-6 <= p <= 1.0 + 1e-6):
+            raise ValueError(f"evidence.probs[{c!r}] must be a probability in [0, 1], got {p!r}")
+    if um_per_px is not None and not (isinstance(um_per_px, (int, float)) and 0 < um_per_px < math.inf):
+        raise ValueError(f"um_per_px must be > 0, got {um_per_px!r}")
+    label = evidence.detector_label
+    score = float(evidence.detector.get(label, 0.0))
+    p_struct = structure_probability(evidence.probs) if evidence.probs else float("nan")
+    if um_per_px is not None and _too_small(evidence.box, um_per_px, r):
+        return Verdict(DEBRIS, DEBRIS, score if label == DEBRIS else 1.0 - score, p_struct, label, agree=True)
+    if not evidence.probs:
+        return Verdict(label, "" if label == STRUCTURE else DEBRIS, score, p_struct, label, agree=True)
+    types = {c: float(p) for c, p in evidence.probs.items() if c != DEBRIS}
+    best = max(types, key=lambda c: types[c]) if types else ""
+    clf_structure = bool(best) and p_struct >= r.min_structure
+    agree = clf_structure == (label == STRUCTURE)
+    if label == STRUCTURE and clf_structure:
+        return Verdict(STRUCTURE, best, types[best], p_struct, label, agree)
+    if label == DEBRIS and best and score < r.rescue_max_debris_score and p_struct >= r.rescue_min_structure:
+        return Verdict(STRUCTURE, best, types[best], p_struct, label, agree, rescued=True)
+    conf = score if label == DEBRIS else float(evidence.probs.get(DEBRIS, 1.0 - p_struct))
+    return Verdict(DEBRIS, DEBRIS, conf, p_struct, label, agree)
+
+
+def _too_small(box: Box, um_per_px: float, rule: DecisionRule) -> bool:
+    w, h = (box[2] - box[0]) * um_per_px, (box[3] - box[1]) * um_per_px
+    return w * h < rule.min_area_um2 or max(w, h) < rule.min_size_um

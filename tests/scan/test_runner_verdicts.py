@@ -1,0 +1,105 @@
+"""How the runner acts on the vision's verdicts: unsure debris is looked at again, and the focused frame has the
+last word (appliance/scan/runner.py; the verdicts themselves: appliance/vision/decision.py).
+
+Vision doubles built on the ground-truth double play the product models' known mistakes on purpose."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from appliance.scan.plan import FocusPlan, GridPlan, ScanPlan
+from appliance.scan.protocols import VisionResult
+from appliance.scan.runner import FinishReason
+from appliance.scan.session import run_scan, scan_area, sim_height_truth, sim_microscope
+from appliance.scan.testing import PlaneFocusMap, SimTruthFocuser, SimTruthVision
+
+SLIDE = {"width_um": 1400.0, "height_um": 1400.0, "n_structures": 4}
+PLAN = ScanPlan(name="verdicts", focus=FocusPlan(stack_range_um=2.0, stack_step_um=1.0))
+
+
+def _scan(tmp_path, seed, make_vision, focuser_wrap=None, slide=SLIDE, plan=PLAN):
+    scope = sim_microscope(seed, {"slide": slide})
+    p = scope.slide.params
+    with scope.stage, scope.camera:
+        vision = make_vision(scope)
+        focuser = SimTruthFocuser(scope)
+        if focuser_wrap is not None:
+            focuser = focuser_wrap(focuser, vision)
+        out = run_scan(scope.stage, scope.camera, vision, focuser, PlaneFocusMap(), plan, tmp_path / "scan",
+                       tmp_path / "t.db", scan_area(plan, (p.width_um, p.height_um)),
+                       device_clock=scope.clock.now_s, truth=scope.slide.truth(),
+                       height_truth=sim_height_truth(scope))
+    assert out.status.reason is FinishReason.COMPLETED, out.status.error
+    return out.summary
+
+
+class _DebrisUnlessCentred:
+    """Calls every structure ``debris`` unless its box is centred in the frame (a detector that knows a faint
+    ring only when it sees it whole); ``recheck`` says whether it admits being unsure. It reports nothing cut
+    by the frame's edge, so only ``recheck`` can bring the runner to centre a structure."""
+
+    def __init__(self, scope, recheck):
+        self.inner, self.recheck = SimTruthVision(scope), recheck
+
+    def analyse(self, frame):
+        r = self.inner.analyse(frame)
+        h, w = frame.image.shape
+        dets = []
+        for d in r.detections:
+            if d.touches_edge((w, h)):
+                continue
+            x0, y0, x1, y1 = d.box_px
+            centred = abs((x0 + x1) / 2 - w / 2) <= 20 and abs((y0 + y1) / 2 - h / 2) <= 20
+            if d.kind == "structure" and not centred:
+                d = replace(d, kind="debris", cls="debris", confidence=0.4, recheck=self.recheck)
+            dets.append(d)
+        return VisionResult(r.n_candidates, tuple(dets), r.timings_s)
+
+
+def test_debris_the_vision_is_unsure_of_is_centred_and_looked_at_again(tmp_path):
+    # 45 % overlap: every structure lies whole, off the frame's edge, in some field
+    slide, plan = {"width_um": 1000.0, "height_um": 1000.0, "n_structures": 3}, replace(PLAN, grid=GridPlan(overlap=45))
+    s = _scan(tmp_path / "unsure", 31, lambda scope: _DebrisUnlessCentred(scope, recheck=True), slide=slide, plan=plan)
+    assert s["structures_truth"] == 3
+    assert s["recall"] == 1.0 and s["type_accuracy"] == 1.0 and s["duplicates"] == 0
+    # the same double, sure of its mistake: the structures are recorded as debris from the field frames
+    s = _scan(tmp_path / "sure", 31, lambda scope: _DebrisUnlessCentred(scope, recheck=False), slide=slide, plan=plan)
+    assert s["recall"] == 0.0
+
+
+class _SharpPoint:
+    """Wraps a focuser; remembers where the stage stood after each focus on a region (the structure's focus)."""
+
+    def __init__(self, inner, vision):
+        self.inner, self.vision = inner, vision
+
+    def focus(self, stage, camera, z_guess_um, range_um, roi_px=None, cls=None):
+        out = self.inner.focus(stage, camera, z_guess_um, range_um, roi_px, cls=cls)
+        if roi_px is not None:
+            p = stage.position_um()
+            self.vision.sharp = (p.x_um, p.y_um, p.z_um)
+        return out
+
+
+class _DirtLooksLikeAPrintUnlessSharp:
+    """Names every piece of debris a pentagon, except in the frame taken at a structure focus, where it is seen
+    for what it is (a classifier that takes blurred dust for a print)."""
+
+    def __init__(self, scope):
+        self.inner, self.sharp = SimTruthVision(scope), None
+
+    def analyse(self, frame):
+        r = self.inner.analyse(frame)
+        p = frame.position
+        sharp = self.sharp is not None and all(abs(a - b) < 1e-6 for a, b in zip((p.x_um, p.y_um, p.z_um),
+                                                                                   self.sharp, strict=True))
+        dets = [d if d.kind == "structure" or sharp else replace(d, kind="structure", cls="pentagon", confidence=0.9)
+                for d in r.detections]
+        return VisionResult(r.n_candidates, tuple(dets), r.timings_s)
+
+
+def test_the_focused_frame_overrules_a_structure_verdict(tmp_path):
+    s = _scan(tmp_path, 32, _DirtLooksLikeAPrintUnlessSharp, _SharpPoint)
+    assert s["debris_recorded"] > 0  # every one of them was taken for a pentagon in the field frame
+    assert s["debris_as_structure"] == 0.0 and s["false_structures"] == 0
+    assert s["recall"] == 1.0 and s["duplicates"] == 0
