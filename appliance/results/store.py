@@ -226,12 +226,20 @@ class ResultStore:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
             db.execute("PRAGMA foreign_keys=ON")
-            db.executescript(_SCHEMA)
-            row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-            if row is None:
-                db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-            elif row[0] != str(SCHEMA_VERSION):
-                raise OSError(f"{self.path}: results schema version {row[0]}, this tppscan reads {SCHEMA_VERSION}")
+            # One transaction for the schema and its version: a process killed here leaves no tables or all of
+            # them, never a half-made database.
+            db.executescript("BEGIN IMMEDIATE;" + _SCHEMA)
+            try:
+                row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+                if row is None:
+                    db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+                elif row[0] != str(SCHEMA_VERSION):
+                    raise OSError(f"{self.path}: results schema version {row[0]}, this tppscan reads "
+                                  f"{SCHEMA_VERSION}")
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
         except sqlite3.DatabaseError as exc:
             raise OSError(f"{self.path}: not a tppscan results database ({exc})") from None
         self._db = db

@@ -87,6 +87,10 @@ def check_scan(out: Path, db: Path) -> tuple[list[str], list[ScanContents]]:
     scans = []
     try:
         tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if not tables:  # killed before the schema's transaction committed: nothing was ever recorded
+            return problems, []
+        if "scan" not in tables:
+            return [f"a half-made database: tables {sorted(tables)} but no scan table"], []
         for sid, status, planned in con.execute("SELECT id, status, fields_planned FROM scan WHERE out_dir=?",
                                                 (str(out.resolve()),)).fetchall():
             cells = [r[0] for r in con.execute("SELECT cell FROM field WHERE scan_id=? ORDER BY seq", (sid,))]
