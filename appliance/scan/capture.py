@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from appliance.hardware.camera.base import Camera, CameraError, Frame
+from appliance.hardware.camera.base import Camera, CameraError, CameraWrapper, Frame
 
 # A black frame (lamp off, shutter shut, a dead sensor link sending zeros): almost no pixel above this level.
 BLACK_LEVEL = 8
@@ -42,7 +42,7 @@ def frame_fault(frame: Frame) -> str | None:
     return None
 
 
-class CheckedCamera(Camera):
+class CheckedCamera(CameraWrapper):
     """A camera whose ``capture`` retries camera errors and bad frames, then raises :class:`CaptureFailed`.
 
     Parameters
@@ -59,32 +59,10 @@ class CheckedCamera(Camera):
 
     def __init__(self, inner: Camera, retries: int = 2, retry_wait_s: float = 0.5,
                  on_retry: Callable[[str], None] | None = None) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.retries = retries
         self.retry_wait_s = retry_wait_s
         self.on_retry = on_retry or (lambda reason: None)
-
-    def open(self) -> None:
-        """Open the inner camera."""
-        self.inner.open()
-
-    def close(self) -> None:
-        """Close the inner camera."""
-        self.inner.close()
-
-    @property
-    def size_px(self) -> tuple[int, int]:
-        """The inner camera's frame size."""
-        return self.inner.size_px
-
-    @property
-    def exposure_ms(self) -> float:
-        """The inner camera's exposure."""
-        return self.inner.exposure_ms
-
-    @exposure_ms.setter
-    def exposure_ms(self, value: float) -> None:
-        self.inner.exposure_ms = value
 
     def capture(self) -> Frame:
         """One good frame, or :class:`CaptureFailed` after ``1 + retries`` attempts."""

@@ -14,12 +14,12 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from appliance.hardware.camera.base import Camera, CameraError, Frame
+from appliance.hardware.camera.base import Camera, CameraError, CameraWrapper, Frame
 
 FAULTS = ("timeout", "black", "saturated", "gone")
 
 
-class FaultyCamera(Camera):
+class FaultyCamera(CameraWrapper):
     """Wraps ``inner``; capture number ``k`` (from 0) fails as ``script[k]`` says, or ``gone_from`` on.
 
     Parameters
@@ -39,27 +39,10 @@ class FaultyCamera(Camera):
         for k, v in (script or {}).items():
             if v not in FAULTS:
                 raise ValueError(f"capture {k}: fault must be one of {FAULTS}, got {v!r}")
-        self.inner, self.script, self.gone_from, self.timeout_s = inner, dict(script or {}), gone_from, timeout_s
+        super().__init__(inner)
+        self.script, self.gone_from, self.timeout_s = dict(script or {}), gone_from, timeout_s
         self.calls = 0
         self.injected: list[str] = []
-
-    def open(self) -> None:
-        self.inner.open()
-
-    def close(self) -> None:
-        self.inner.close()
-
-    @property
-    def size_px(self) -> tuple[int, int]:
-        return self.inner.size_px
-
-    @property
-    def exposure_ms(self) -> float:
-        return self.inner.exposure_ms
-
-    @exposure_ms.setter
-    def exposure_ms(self, value: float) -> None:
-        self.inner.exposure_ms = value
 
     def capture(self) -> Frame:
         k = self.calls

@@ -89,3 +89,32 @@ class Camera(abc.ABC):
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.close()
+
+
+class CameraWrapper(Camera):
+    """A camera that adds behaviour to another's ``capture`` and hands everything else to it (``self.inner``)."""
+
+    def __init__(self, inner: Camera) -> None:
+        self.inner = inner
+
+    def open(self) -> None:
+        """Open the inner camera."""
+        self.inner.open()
+
+    def close(self) -> None:
+        """Close the inner camera."""
+        self.inner.close()
+
+    @property
+    def size_px(self) -> tuple[int, int]:
+        """The inner camera's frame size."""
+        return self.inner.size_px
+
+    @property
+    def exposure_ms(self) -> float:
+        """The inner camera's exposure."""
+        return self.inner.exposure_ms
+
+    @exposure_ms.setter
+    def exposure_ms(self, value: float) -> None:
+        self.inner.exposure_ms = value
