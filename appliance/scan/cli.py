@@ -36,8 +36,9 @@ def _device_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--sim", action="store_true", help="the virtual microscope (the default device)")
     g.add_argument("--seed", type=_seed, default=0, help="virtual slide seed, integer in [0, 2**32) (default 0)")
     g.add_argument("--sim-set", action="append", default=[], metavar="KEY=VALUE",
-                   help="set a virtual slide, optics, sensor or stage parameter, e.g. slide.debris_per_mm2=40, "
-                        "slide.tilt_x_um_per_mm=4, sensor.width_px=1280 (repeatable; every value checked)")
+                   help="set a virtual slide, optics, sensor, stage or camera (capture chain) parameter, e.g. "
+                        "slide.debris_per_mm2=40, slide.tilt_x_um_per_mm=4, sensor.width_px=1280, "
+                        "camera.preset=cheap_colour (repeatable; every value checked)")
     g.add_argument("--stage", choices=("sim", "simavr", "grbl"), default="sim",
                    help="sim: the virtual stage (default); simavr: the stage firmware running in simavr; "
                         "grbl: a GRBL board on --port (the camera stays virtual unless a real one is configured)")
@@ -106,7 +107,7 @@ def _devices(args: argparse.Namespace) -> Iterator[tuple[Any, Any, Any]]:
                 raise ValueError("--stage grbl needs --port DEVICE (e.g. /dev/ttyACM0)")
             stage = stack.enter_context(GrblStage(GrblStageConfig(port=args.port)))
         cam = SimCamera(ReportedPositionStage(stage), scope.slide, scope.camera.optics,  # type: ignore[arg-type]
-                        scope.camera.sensor, seed=args.seed)
+                        scope.camera.sensor, seed=args.seed, chain=scope.camera.chain_params)
         stack.enter_context(cam)
         yield scope, stage, cam
 

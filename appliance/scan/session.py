@@ -29,7 +29,7 @@ from appliance.scan.events import Event
 from appliance.scan.grid import make_grid
 from appliance.scan.plan import ScanPlan
 from appliance.scan.protocols import Focuser, FocusMapLike, Vision
-from appliance.scan.runner import ScanRunner, ScanStatus
+from appliance.scan.runner import FIND_SLIDE_RANGE_UM, ScanRunner, ScanStatus
 
 # re-exported: scans and their tests build the virtual microscope through this module
 from appliance.sim.overrides import SIM_SECTIONS as SIM_SECTIONS
@@ -87,9 +87,11 @@ def run_scan(stage: Stage, camera: Camera, vision: Vision, focuser: Focuser, foc
             store.reopen_scan(scan_id)
         else:
             t = time.perf_counter()
-            if calibration is None:  # measure where the sample is: the middle of the area
-                stage.move_to_um(x=(area_um[0] + area_um[2]) / 2, y=(area_um[1] + area_um[3]) / 2)
             checked = CheckedCamera(camera, plan.faults.capture_retries, plan.faults.retry_wait_s)
+            if calibration is None:  # measure where the sample is: the middle of the area, in focus
+                stage.move_to_um(x=(area_um[0] + area_um[2]) / 2, y=(area_um[1] + area_um[3]) / 2)
+                z_found = find_slide(stage, checked, focuser, plan.focus.search_range_um)
+                z_start_um = z_start_um if z_found is None else z_found
             cal = calibration if calibration is not None else calibrate(stage, checked)
             cal_s = time.perf_counter() - t
         grid = make_grid(plan.grid, area_um, cal.fov_um)
@@ -114,6 +116,22 @@ def run_scan(stage: Stage, camera: Camera, vision: Vision, focuser: Focuser, foc
         # outputs written) by the next run into the same folder
         store.set_summary(scan_id, summary)
     return ScanOutcome(scan_id, status, summary, folder.root, Path(db_path))
+
+
+def find_slide(stage: Stage, camera: Camera, focuser: Focuser, search_range_um: float) -> float | None:
+    """Focus on whatever is in view, searching ``FIND_SLIDE_RANGE_UM`` either side; the z found, or None.
+
+    A slide put in by hand sits tens of micrometres from where the last one was in focus, beyond a field's
+    search range: the dust that the calibration's phase correlation needs is then blurred away, and no field
+    of the scan shows anything to focus on. Without a peak the stage is put back where it was.
+    """
+    z0 = stage.position_um().z_um
+    out = focuser.focus(stage, camera, z0, max(search_range_um, FIND_SLIDE_RANGE_UM), None)
+    if out.ok:
+        return out.z_um
+    if math.isfinite(z0):
+        stage.focus_to_um(z0)
+    return None
 
 
 HeightTruth = Callable[[ObjectRecord, np.ndarray], "np.ndarray | None"]
