@@ -146,7 +146,8 @@ def _vision_focus(args: argparse.Namespace, scope: Any, stage: Any,
             focuser = AutofocusFocuser(args.strategy, travel, fmap,
                                        now_s=scope.clock.now_s if args.stage == "sim" else None,
                                        reference_heights=reference_heights(args.reference_heights, virtual=True),
-                                       reading_bias=True)
+                                       reading_bias=True,
+                                       depth_of_field_um=scope.camera.optics.depth_of_field_um(um_per_px))
         except ValueError as exc:
             raise ValueError(f"--focus auto: {exc}; --focus sim-truth runs the scan with a ground-truth "
                              "test double instead") from None
