@@ -61,9 +61,10 @@ MAX_CENTRING_MOVES = 2
 # A field with something in view gets an autofocus (a new focus-map point) when no point is this close: a
 # fitted surface is trusted for interpolation, not for extrapolating across the slide.
 MAP_REFRESH_UM = 1500.0
-#: Until one field's autofocus has found focus, every field is searched this far either side of the guess, µm,
-#: whether or not it shows a candidate: a slide put in by hand (30 µm off, issue 9) or a tilted slide's far
-#: corner (5 µm/mm over 5 mm from where the scan found focus) blurs every candidate away.
+#: Until one field's autofocus has found focus, every field is autofocused whether or not it shows a
+#: candidate, and searched this far either side of the guess (µm) when the usual search finds nothing: a
+#: slide put in by hand (30 µm off, issue 9) or a tilted slide's far corner (5 µm/mm over 5 mm from where the
+#: scan found focus) blurs every candidate away.
 FIND_SLIDE_RANGE_UM = 60.0
 #: ... and also when the map's z there differs from its nearest point's by more than this fraction of the
 #: plan's search range (see ``ScanRunner._map_drifted``).
@@ -517,13 +518,16 @@ class ScanRunner:
         p = self.stage.position_um()
         guess = w.z_um if w.focus_source == "guess" else (self._z_guess if self._z_guess is not None else p.z_um)
         span = self.plan.focus.search_range_um
-        if not self._focus_found:
-            span = max(span, FIND_SLIDE_RANGE_UM)
         out = self.focuser.focus(self.stage, self.camera, guess, span, None)
         last = self._z_guess
         if not out.ok and last is not None and abs(guess - last) > span / 2:
             # the guess was an unsure map's, far from the last focus found: look where focus last was
             out = self.focuser.focus(self.stage, self.camera, last, span, None)
+        if not out.ok and not self._focus_found:
+            # nothing found yet in this scan: the slide may be far from where the stage started. Only then,
+            # and only after the usual search, the wide one (a flat curve of noise shows a "peak" somewhere
+            # in a range that wide more often: the cheap camera's frames showed one in 29 flat samples)
+            out = self.focuser.focus(self.stage, self.camera, guess, max(span, FIND_SLIDE_RANGE_UM), None)
         if out.ok:
             w.z_um, w.focus_source = out.z_um, "autofocus"
             self._z_guess = out.z_um

@@ -119,14 +119,16 @@ def run_scan(stage: Stage, camera: Camera, vision: Vision, focuser: Focuser, foc
 
 
 def find_slide(stage: Stage, camera: Camera, focuser: Focuser, search_range_um: float) -> float | None:
-    """Focus on whatever is in view, searching ``FIND_SLIDE_RANGE_UM`` either side; the z found, or None.
+    """Focus on whatever is in view, searching ``FIND_SLIDE_RANGE_UM`` either side if need be; the z, or None.
 
     A slide put in by hand sits tens of micrometres from where the last one was in focus, beyond a field's
     search range: the dust that the calibration's phase correlation needs is then blurred away, and no field
     of the scan shows anything to focus on. Without a peak the stage is put back where it was.
     """
     z0 = stage.position_um().z_um
-    out = focuser.focus(stage, camera, z0, max(search_range_um, FIND_SLIDE_RANGE_UM), None)
+    out = focuser.focus(stage, camera, z0, search_range_um, None)
+    if not out.ok:  # the wide search only when the usual one finds nothing (see runner.FIND_SLIDE_RANGE_UM)
+        out = focuser.focus(stage, camera, z0, max(search_range_um, FIND_SLIDE_RANGE_UM), None)
     if out.ok:
         return out.z_um
     if math.isfinite(z0):
