@@ -14,6 +14,7 @@ from appliance.results.store import ResultStore
 from appliance.scan.adapters import AutofocusFocuser, FocusMapAdapter
 from appliance.scan.calibration import Calibration
 from appliance.scan.plan import FocusPlan, ScanPlan
+from appliance.scan.protocols import FocusOutcome
 from appliance.scan.runner import FinishReason
 from appliance.scan.session import run_scan, scan_area, sim_microscope
 from appliance.scan.testing import SMALL_SLIDE, PlaneFocusMap, SimTruthFocuser, SimTruthVision
@@ -110,3 +111,36 @@ def test_a_field_resting_on_the_maps_slope_is_measured_not_trusted(tmp_path: Pat
     assert out.status.reason is FinishReason.COMPLETED, out.status.error
     off = _field_focus_errors(out, scope)
     assert off and max(off) <= PLAN.focus.search_range_um / 2, off
+
+
+class _MapMissesTypedFocus(SimTruthFocuser):
+    """The true focus, except that a structure's first search (with its type) fails and ends 11 um above it, as
+    the classical search did where the map of the glass was 6 um high (seed 85, a woodpile then read as a
+    scaffold)."""
+
+    def focus(self, stage: Any, camera: Any, z_guess_um: float, range_um: float, roi_px: Any = None,
+              cls: str | None = None) -> FocusOutcome:
+        out = super().focus(stage, camera, z_guess_um, range_um, roi_px, cls)
+        if cls is None:
+            return out
+        stage.focus_to_um(out.z_um + 11.0)
+        return FocusOutcome(stage.position_um().z_um, 6, False)
+
+
+def test_a_structure_whose_typed_search_fails_is_searched_again_where_its_field_saw_it(tmp_path: Path) -> None:
+    # Before: the structure was stacked and typed at the failed search's z, 11 um from its focus.
+    scope = sim_microscope(27, SMALL_SLIDE)
+    p = scope.slide.params
+    with scope.stage, scope.camera:
+        out = run_scan(scope.stage, scope.camera, SimTruthVision(scope), _MapMissesTypedFocus(scope),
+                       PlaneFocusMap(), PLAN, tmp_path / "scan", tmp_path / "t.db",
+                       scan_area(PLAN, (p.width_um, p.height_um)), device_clock=scope.clock.now_s,
+                       truth=scope.slide.truth())
+    assert out.status.reason is FinishReason.COMPLETED, out.status.error
+    with ResultStore(out.db_path) as st:
+        recs = st.objects(out.scan_id, "structure")
+    true = [o for o in scope.slide.objects if o.kind == "structure"]
+    assert len(recs) == len(true)
+    for o in recs:
+        near = min(true, key=lambda s: abs(float(s.center_um[0]) - o.x_um) + abs(float(s.center_um[1]) - o.y_um))
+        assert o.extra["focus_ok"] and abs(o.z_um - near.focus_z_um) <= 1.0, (o.cls, o.z_um, near.focus_z_um)
