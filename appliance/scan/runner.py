@@ -164,6 +164,7 @@ class _FieldWork:
     focus_source: str = "map"
     n_candidates: int = 0
     focus_point: tuple[float, float, float] | None = None  # the field's autofocus, for the map once it is known
+    wide_from: float | None = None  # the guess a wide search for the lost slide started from (it found a peak)
     objects: list[ObjectRecord] = field(default_factory=list)
     annotations: list[Annotation] = field(default_factory=list)
     files: list[Any] = field(default_factory=list)
@@ -444,6 +445,8 @@ class ScanRunner:
             self._timed(w, FieldStep.FOCUS, lambda: self._autofocus_field(w))
             frame = self._timed(w, FieldStep.CAPTURE, self.camera.capture)
             result = self._timed(w, FieldStep.ANALYSE, lambda: self._analyse(frame))
+            if w.wide_from is not None and result.n_candidates == 0:
+                self._forget_wide_focus(w)
         w.n_candidates = result.n_candidates
         if w.focus_point is not None and not any(d.kind == "structure" for d in result.detections):
             # Only a field of dust and glass focuses on the glass; with a structure in view the autofocus
@@ -528,6 +531,7 @@ class ScanRunner:
             # and only after the usual search, the wide one (a flat curve of noise shows a "peak" somewhere
             # in a range that wide more often: the cheap camera's frames showed one in 29 flat samples)
             out = self.focuser.focus(self.stage, self.camera, guess, max(span, FIND_SLIDE_RANGE_UM), None)
+            w.wide_from = guess if out.ok else None
         if out.ok:
             w.z_um, w.focus_source = out.z_um, "autofocus"
             self._z_guess = out.z_um
@@ -538,6 +542,18 @@ class ScanRunner:
         else:
             self.stage.focus_to_um(guess)
             w.z_um, w.focus_source = guess, "autofocus-unsure"
+
+    def _forget_wide_focus(self, w: _FieldWork) -> None:
+        """A wide search's peak with nothing in view there is the noise of a flat curve, not the slide.
+
+        The cheap colour camera's denoised frames score bare glass the same at every z (0.5-0.6), and one of
+        29 such samples passed for a peak 40-70 µm above the glass; every later search then started there.
+        """
+        assert w.wide_from is not None
+        self._focus_found = False
+        self._z_guess = w.wide_from
+        self.stage.focus_to_um(w.wide_from)
+        w.z_um, w.focus_source, w.focus_point, w.wide_from = w.wide_from, "autofocus-unsure", None, None
 
     def _glass_z(self, x: float, y: float) -> float | None:
         """The glass's focus at a structure, or None when there is no sure reference.
@@ -715,7 +731,10 @@ class ScanRunner:
         for off in self.plan.focus.stack_offsets_um:
             f = focused
             if off != 0.0:  # the plane at focus is the frame just analysed
-                self.stage.focus_to_um(out.z_um + off)
+                try:
+                    self.stage.focus_to_um(out.z_um + off)
+                except StageLimitError:  # a focus near an end of the travel: the stack stops there
+                    continue
                 f = self.camera.capture()
             planes.append(f.image[cy0:cy1, cx0:cx1])
             zs.append(f.position.z_um)

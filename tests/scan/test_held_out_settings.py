@@ -9,6 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from appliance.focus.reference import reference_heights
 from appliance.results.store import ResultStore
 from appliance.scan.adapters import AutofocusFocuser, FocusMapAdapter
@@ -144,3 +146,19 @@ def test_a_structure_whose_typed_search_fails_is_searched_again_where_its_field_
     for o in recs:
         near = min(true, key=lambda s: abs(float(s.center_um[0]) - o.x_um) + abs(float(s.center_um[1]) - o.y_um))
         assert o.extra["focus_ok"] and abs(o.z_um - near.focus_z_um) <= 1.0, (o.cls, o.z_um, near.focus_z_um)
+
+
+def test_a_stack_stops_at_the_end_of_the_focus_travel(tmp_path: Path) -> None:
+    # Before: a structure focused within 16 um of the travel's top (the cheap camera's false peak put one at
+    # 166 of 180 um) failed the whole scan with StageLimitError at its stack's upper planes.
+    slide = {**SMALL_SLIDE["slide"]}
+    top = max(o.focus_z_um for o in sim_microscope(28, {"slide": slide}).slide.objects if o.kind == "structure")
+    scope = sim_microscope(28, {"slide": slide, "stage": {"travel_z_um": [0.0, float(np.ceil(top)) + 1.0]}})
+    plan = ScanPlan(name="near-top", focus=FocusPlan(stack_range_um=4.0, stack_step_um=2.0))
+    p = scope.slide.params
+    with scope.stage, scope.camera:
+        out = run_scan(scope.stage, scope.camera, SimTruthVision(scope), SimTruthFocuser(scope), PlaneFocusMap(),
+                       plan, tmp_path / "scan", tmp_path / "t.db", scan_area(plan, (p.width_um, p.height_um)),
+                       device_clock=scope.clock.now_s, truth=scope.slide.truth())
+    assert out.status.reason is FinishReason.COMPLETED, out.status.error
+    assert out.summary["recall"] == 1.0
