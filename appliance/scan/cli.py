@@ -258,7 +258,7 @@ def _scan(args: argparse.Namespace) -> int:
                                config={"seed": args.seed, "sim_set": list(args.sim_set), "stage": args.stage,
                                        "vision": args.vision, "focus": args.focus},
                                truth=scope.slide.truth(), height_truth=sim_height_truth(scope),
-                               z_start_um=stage.position_um().z_um)
+                               z_start_um=stage.position_um().z_um, nominal_um_per_px=scope.camera.um_per_px)
         finally:
             progress.close()
     s = outcome.summary

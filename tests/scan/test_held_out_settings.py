@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 
 from appliance.focus.reference import reference_heights
 from appliance.results.store import ResultStore
@@ -162,3 +163,25 @@ def test_a_stack_stops_at_the_end_of_the_focus_travel(tmp_path: Path) -> None:
                        device_clock=scope.clock.now_s, truth=scope.slide.truth())
     assert out.status.reason is FinishReason.COMPLETED, out.status.error
     assert out.summary["recall"] == 1.0
+
+
+def test_the_calibration_moves_follow_the_field_of_a_40x_objective() -> None:
+    # Before: 40 um moves whatever the objective; at 40x (a 90 x 67 um field) a dust piece in the middle of
+    # the frame leaves it on the +-40 um y moves, and seed 91's scan found "no texture" at 25 places.
+    from appliance.scan.calibration import CalibrationError, calibrate
+    from appliance.scan.session import calibration_step_um
+
+    scope = sim_microscope(29, {"slide": {"width_um": 1000.0, "height_um": 1000.0, "n_structures": 0,
+                                          "debris_per_mm2": 20.0}, "optics": {"magnification": 40.0, "na": 0.65}})
+    dust = max((o for o in scope.slide.objects), key=lambda o: o.footprint_um[0] * o.footprint_um[1])
+    step = calibration_step_um(scope.camera.um_per_px, scope.camera.size_px)
+    assert step == pytest.approx(10.0) and calibration_step_um(0.56, (640, 480)) == 40.0
+    with scope.stage, scope.camera:
+        scope.stage.focus_to_um(float(dust.focus_z_um))
+        scope.stage.move_to_um(x=float(dust.center_um[0]), y=float(dust.center_um[1]))
+        with pytest.raises(CalibrationError):
+            calibrate(scope.stage, scope.camera, step_um=40.0, search=0)
+        scope.stage.move_to_um(x=float(dust.center_um[0]), y=float(dust.center_um[1]))
+        cal = calibrate(scope.stage, scope.camera, step_um=step, search=0)
+    s = scope.camera.um_per_px
+    np.testing.assert_allclose(cal.m, [[s, 0], [0, s]], atol=0.02 * s)
