@@ -38,14 +38,6 @@ MIN_COARSE_UM = 1.0
 #: The plan's default search half-range (15 µm) per tuned depth of field: a deeper focus is searched at
 #: least this many depths of field either side.
 MIN_RANGE_PER_DOF = 15.0 / TUNED_DEPTH_OF_FIELD_UM
-#: A structure's focus curve is read over this many times the classical search's widths (``SYMMETRY_*``,
-#: ``LOBE_HALF_WIDTH_UM``): a woodpile's rods have their weakest contrast at focus, so its curve has a lobe
-#: 6-7 µm either side and a dip at the focus, and the narrow reading took the first lobe the walk met (3 of 4
-#: woodpiles of seed 99 read 7 µm off, then named scaffolds). Read wider, woodpiles started within 4 µm of
-#: their focus came within 1 µm 78 % of the time instead of 38 % (none beyond 3 µm instead of 11 of 32;
-#: seed 98), and every other type at least as well (scaffolds 69 -> 78 %, pentagons 25 -> 41 %), for about
-#: two more frames per structure.
-STRUCTURE_READ_SCALE = 1.8
 
 
 def _box(b: tuple[float, float, float, float], size: tuple[int, int]) -> Box:
@@ -197,7 +189,7 @@ class AutofocusFocuser:
         r = self._autofocus(stage, camera, strategy, z_range_um=(lo, hi), roi=roi,
                             start_um=z_guess_um, estimator=self.estimator, focus_map=fmap,
                             xy_um=(p.x_um, p.y_um), now_s=self.now_s, coarse_um=self.coarse_um,
-                            width_scale=self.width_scale * (STRUCTURE_READ_SCALE if roi_px is not None else 1.0),
+                            width_scale=self.width_scale,
                             ref_height_um=None if ref is None else ref.height_um,
                             ref_sigma_um=0.0 if ref is None else ref.sigma_um,
                             target_type=cls if self.reading_bias else None)
