@@ -20,6 +20,9 @@ from appliance.service.devices import Devices, open_devices
 from appliance.service.live_feed import LiveFeed
 from appliance.service.logs import log_context, scan_log_file
 
+# Mean wavelength of a halogen lamp through a green filter, µm: the depth of field of a real objective is stated at it.
+GREEN_UM = 0.55
+
 log = logging.getLogger("tppscan.scan")
 OUTCOME = {"completed": "done", "cancelled": "interrupted", "failed": "failed"}
 
@@ -92,7 +95,8 @@ class ScanBackend:
             outcome = run_scan(dev.stage, dev.camera, vision, focuser, fmap, self._plan, out_dir, self.db_path,
                                area, on_event=events, resume=True,
                                truth=scope.truth() if scope is not None else None,
-                               runner_hook=lambda r: _watch(control, r, stop_watch, events))
+                               runner_hook=lambda r: _watch(control, r, stop_watch, events),
+                               nominal_um_per_px=float(getattr(dev.camera, "um_per_px", self._um_per_px_guess())))
             stop_watch.set()
         reason = outcome.status.reason.value if outcome.status.reason is not None else "failed"
         log.info("scan %s ended: %s", out_dir.name, reason)
@@ -159,10 +163,22 @@ class ScanBackend:
 
         refs = reference_heights(self._plan.focus.reference_heights, virtual=dev.scope is not None)
         focuser = AutofocusFocuser(self._plan.focus.strategy, travel, fmap, now_s=clock, reference_heights=refs,
-                                   reading_bias=dev.scope is not None)
+                                   reading_bias=dev.scope is not None,
+                                   depth_of_field_um=self._depth_of_field_um(dev, um_per_px))
         detector, classifier = self._models
         vision = PipelineVision(um_per_px, Pipeline(detector, classifier, um_per_px=um_per_px, skip_empty=True))
         return vision, focuser, fmap
+
+    def _depth_of_field_um(self, dev: Devices, um_per_px: float) -> float:
+        """The objective's depth of field, which the autofocus's steps and ranges follow.
+
+        The virtual microscope states its optics; a real one is described by ``optics.na`` in the config
+        (Inoué's ``λ/NA² + pixel/NA`` at 0.55 µm, as the simulator computes it).
+        """
+        if dev.scope is not None:
+            return float(dev.scope.camera.optics.depth_of_field_um(um_per_px))
+        na = self.cfg.optics.na
+        return GREEN_UM / na**2 + um_per_px / na
 
     @staticmethod
     def _slide_size(scope: Any) -> tuple[float, float] | None:

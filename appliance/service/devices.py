@@ -90,7 +90,8 @@ def open_devices(cfg: Config) -> Devices:
 
             scope = _sim_scope(cfg)
             cam: Camera = SimCamera(ReportedPositionStage(stage), scope.slide,  # type: ignore[arg-type]
-                                    scope.camera.optics, scope.camera.sensor, seed=cfg.sim.seed)
+                                    scope.camera.optics, scope.camera.sensor, seed=cfg.sim.seed,
+                                    chain=scope.camera.chain_params)
             stack.enter_context(cam)
             return Devices(stage, cam, scope, stack)
         cam = open_camera(cfg.camera, position_source=getattr(stage, "last_position_um", None))

@@ -229,3 +229,21 @@ def test_failed_fields_and_stage_faults_reach_the_log(caplog: pytest.LogCaptureF
     assert lines == ["field failed cell=4 error=CameraError: no frame",
                      "stage fault cell=5 error=StageTimeout: no reply to ? recovered=resynchronised; "
                      "the field is redone"]
+
+
+def test_the_autofocus_follows_the_objectives_depth_of_field() -> None:
+    """The service's autofocus steps and ranges follow the configured objective, as `tppscan scan`'s do."""
+    from types import SimpleNamespace
+
+    from appliance.config.schema import Config, OpticsConfig
+    from appliance.service.backend import ScanBackend
+    from appliance.sim.optics import OpticsParams
+
+    def dof(na: float, scope: object = None) -> float:
+        backend = ScanBackend(Config(optics=OpticsConfig(na=na)))
+        return backend._depth_of_field_um(SimpleNamespace(scope=scope), 0.5)  # type: ignore[arg-type]
+
+    assert dof(0.25) == pytest.approx(0.55 / 0.25**2 + 0.5 / 0.25)
+    assert dof(0.1) > 5 * dof(0.25)  # a 5x objective searches in far coarser steps
+    sim = SimpleNamespace(camera=SimpleNamespace(optics=OpticsParams(na=0.4)))
+    assert dof(0.1, sim) == pytest.approx(OpticsParams(na=0.4).depth_of_field_um(0.5))  # the virtual optics win
