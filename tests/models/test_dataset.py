@@ -177,3 +177,25 @@ def test_an_object_turned_out_of_the_frame_is_dropped():
     _, _, keep, kept = _augmented_boxes([(pts, half)], np.array([_points_box(pts, half, size_px)]),
                                         Shot(augment=m, hflip=False), size_px)
     assert not keep[0] and kept[0] == 0.0
+
+
+def test_identity_augmentation_labels_like_no_augmentation(tmp_path):
+    # The augmented path (boxes from moved footprint samples) and the plain one (the simulator's boxes) must agree
+    # when the augmentation moves nothing: same boxes to a pixel, same ignore regions.
+    common = ["dataset", "detection", "--seed", "5", "--count", "4", "--per-slide", "4", "--jobs", "1"]
+    still = ["--rotation-deg", "0", "0", "--shift", "0", "0", "--shear", "0", "0", "--zoom", "0", "0",
+             "--p-hflip", "0"]
+    assert main([*common, "--out", str(tmp_path / "a"), "--augment", *still]) == 0
+    assert main([*common, "--out", str(tmp_path / "p"), "--no-augment"]) == 0
+    a = json.loads((tmp_path / "a" / "annotations.coco.json").read_text())["annotations"]
+    p = json.loads((tmp_path / "p" / "annotations.coco.json").read_text())["annotations"]
+    def same(x, y):
+        return (x["image_id"], x["type"], x["iscrowd"]) == (y["image_id"], y["type"], y["iscrowd"]) and \
+            np.abs(np.array(x["bbox"]) - np.array(y["bbox"])).max() <= 1
+
+    # Every labelled object alike; a speck reaching less than one footprint sample into the frame is an ignore
+    # region in the plain set and absent from the augmented one (no sample of it lands in the frame).
+    assert sum(not y["iscrowd"] for y in p) > 5
+    assert all(any(same(x, y) for y in p) for x in a)
+    assert all(any(same(x, y) for x in a) for y in p if not y["iscrowd"])
+    assert len(p) - len(a) <= 2
