@@ -35,7 +35,7 @@ def autofocus(stage: Stage, camera: Camera, strategy: str, *, z_range_um: Sequen
               xy_um: tuple[float, float] | None = None, mode: str = "roi", step_um: float = 1.0,
               coarse_um: float = 4.0, now_s: Callable[[], float] | None = None,
               ref_height_um: float | None = None, ref_sigma_um: float = 0.0,
-              target_type: str | None = None) -> FocusResult:
+              target_type: str | None = None, width_scale: float = 1.0) -> FocusResult:
     """Focus the stage on the target in view and say how that went.
 
     Parameters
@@ -80,6 +80,9 @@ def autofocus(stage: Stage, camera: Camera, strategy: str, *, z_range_um: Sequen
         The target's structure type (a classifier's label). A focus read by the classical search is moved
         by that type's measured reading bias (``appliance.focus.typebias.READING_BIAS_UM``; 0 for a type it
         does not hold), the reason says so; None: no correction.
+    width_scale : float
+        The objective's depth of field over the 11 µm the classical search was tuned at (10x / NA 0.25): the
+        widths it reads the focus curve over are stretched by it (:func:`appliance.focus.search.classical`).
 
     Returns
     -------
@@ -117,12 +120,12 @@ def autofocus(stage: Stage, camera: Camera, strategy: str, *, z_range_um: Sequen
         sure = math.hypot(focus_map.surface_sigma(*xy), ref_sigma)
         trusted = ref_height_um is not None and sure <= MAP_TRUST_SIGMA_UM
         return _with_map(stage, camera, pred, (lo, hi), rect, estimator, mode, coarse_um, now_s, trusted,
-                         target_type)
+                         target_type, width_scale)
     s = FocusSession(stage, camera, mode, rect, (lo, hi), now_s)
     if strategy == "sweep":
         r = sweep(s, step_um)
     elif strategy == "classical" or estimator is None:
-        r = classical(s, start, coarse_um=coarse_um)
+        r = classical(s, start, coarse_um=coarse_um, width_scale=width_scale)
     else:
         r = neural(s, estimator, start, coarse_um=coarse_um)
     r = _debias(s, r, target_type)
@@ -134,7 +137,7 @@ def autofocus(stage: Stage, camera: Camera, strategy: str, *, z_range_um: Sequen
 def _with_map(stage: Stage, camera: Camera, pred: tuple[float, float], z_range: tuple[float, float],
               rect: tuple[int, int, int, int] | None, estimator: DefocusEstimator | None, mode: str,
               coarse_um: float, now_s: Callable[[], float] | None, trusted: bool = False,
-              target_type: str | None = None) -> FocusResult:
+              target_type: str | None = None, width_scale: float = 1.0) -> FocusResult:
     """Focus within the map's window: one net frame when it agrees, else a classical search there.
 
     ``trusted`` (a map of the glass, sure at this field): with no estimator, the prediction is the focus
@@ -169,7 +172,7 @@ def _with_map(stage: Stage, camera: Camera, pred: tuple[float, float], z_range: 
         wide = max(half, SYMMETRY_COVER_UM + coarse_um)
         s.lo, s.hi = min(s.lo, max(z_range[0], z_pred - wide)), max(s.hi, min(z_range[1], z_pred + wide))
         coarse = coarse_um
-    r = classical(s, z0, coarse_um=coarse)
+    r = classical(s, z0, coarse_um=coarse, width_scale=width_scale)
     if not r.ok:
         return _park_at_map(s, r, z_pred, strategy="map")
     return _strategy(_debias(s, r, target_type), "map" if r.strategy == "map" else f"map>{r.strategy}")

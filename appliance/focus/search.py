@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from appliance.focus.curve import SYMMETRY_HALF_WIDTH_UM, estimate_focus, symmetry_centre
+from appliance.focus.curve import SYMMETRY_HALF_WIDTH_UM, SYMMETRY_MIN_HALF_WIDTH_UM, estimate_focus, symmetry_centre
 from appliance.focus.result import FocusResult
 from appliance.focus.session import FocusSession
 
@@ -57,7 +57,7 @@ def _base(s: FocusSession, v: np.ndarray) -> float:
 
 
 def classical(s: FocusSession, start_um: float, coarse_um: float = 4.0, level: float = 0.3,
-              estimator: str = "symmetry", max_frames: int = 40) -> FocusResult:
+              estimator: str = "symmetry", max_frames: int = 40, width_scale: float = 1.0) -> FocusResult:
     """Walk the focus curve in coarse steps until its main lobe is bracketed, then read its centre.
 
     The walk starts at ``start_um`` and extends the sampled interval one coarse step at a time, on the side
@@ -66,6 +66,10 @@ def classical(s: FocusSession, start_um: float, coarse_um: float = 4.0, level: f
     default) the walk then widens the sampled interval to ``SYMMETRY_COVER_UM`` either side of the lobe's
     centre, and the focus is the curve's centre of mirror symmetry there; otherwise it is the lobe's centre
     (or a peak fit, ``estimator``). The stage goes there from below.
+
+    ``width_scale`` stretches the widths the curve is read over (``SYMMETRY_HALF_WIDTH_UM``,
+    ``SYMMETRY_COVER_UM``, ``LOBE_HALF_WIDTH_UM``, tuned at a depth of field of 11 µm) for an objective whose
+    depth of field is that many times deeper; below 1 it is taken as 1.
 
     Returns
     -------
@@ -76,6 +80,9 @@ def classical(s: FocusSession, start_um: float, coarse_um: float = 4.0, level: f
     """
     if not coarse_um > 0:
         raise ValueError(f"coarse_um must be > 0, got {coarse_um!r}")
+    if not (isinstance(width_scale, (int, float)) and math.isfinite(width_scale) and width_scale > 0):
+        raise ValueError(f"width_scale must be a finite number > 0, got {width_scale!r}")
+    k = max(1.0, float(width_scale))
     if not s.has_frame_at(start_um, tol_um=0.5):  # a strategy falling back here may have one already
         s.capture(start_um)
     while s.frames < max_frames:
@@ -104,9 +111,9 @@ def classical(s: FocusSession, start_um: float, coarse_um: float = 4.0, level: f
         return s.result(best, False, f"no bracketed focus peak after {max_frames} frames", "classical",
                         float(v.max()))
     if estimator == "symmetry":
-        _widen(s, _centre(s, z, v, "centre", level), coarse_um, max_frames)
-        return s.result(_symmetry(s, z, v, level), True, "focused", "classical", float(v.max()))
-    return s.result(_centre(s, z, v, estimator, level), True, "focused", "classical", float(v.max()))
+        _widen(s, _centre(s, z, v, "centre", level, k), coarse_um, max_frames, k)
+        return s.result(_symmetry(s, z, v, level, k), True, "focused", "classical", float(v.max()))
+    return s.result(_centre(s, z, v, estimator, level, k), True, "focused", "classical", float(v.max()))
 
 
 #: The symmetry reading wants the curve sampled this far either side of the lobe's centre, µm (the range
@@ -114,9 +121,9 @@ def classical(s: FocusSession, start_um: float, coarse_um: float = 4.0, level: f
 SYMMETRY_COVER_UM = SYMMETRY_HALF_WIDTH_UM - 2.0
 
 
-def _widen(s: FocusSession, c_um: float, step: float, max_frames: int) -> None:
-    """Extend the sampled interval in coarse steps until it spans ``c_um ± SYMMETRY_COVER_UM``."""
-    lo, hi = max(s.lo, c_um - SYMMETRY_COVER_UM), min(s.hi, c_um + SYMMETRY_COVER_UM)
+def _widen(s: FocusSession, c_um: float, step: float, max_frames: int, k: float = 1.0) -> None:
+    """Extend the sampled interval in coarse steps until it spans ``c_um ± k SYMMETRY_COVER_UM``."""
+    lo, hi = max(s.lo, c_um - k * SYMMETRY_COVER_UM), min(s.hi, c_um + k * SYMMETRY_COVER_UM)
     while s.frames < max_frames:
         z, _ = s.curve()
         if z[0] > lo + 0.5:
@@ -127,7 +134,7 @@ def _widen(s: FocusSession, c_um: float, step: float, max_frames: int) -> None:
             return
 
 
-def _symmetry(s: FocusSession, z: np.ndarray, v: np.ndarray, level: float) -> float:
+def _symmetry(s: FocusSession, z: np.ndarray, v: np.ndarray, level: float, k: float = 1.0) -> float:
     """The centre of symmetry of the fine curve (the walking one when the fine one is lost in the noise).
 
     Falls back to the lobe's centre when too little of the curve is sampled (the range cuts it).
@@ -135,10 +142,10 @@ def _symmetry(s: FocusSession, z: np.ndarray, v: np.ndarray, level: float) -> fl
     zf, vf = s.curve(fine=True)
     if not float(vf.max()) >= MIN_FINE_CONTRAST * max(float(vf.min()), 1e-9):
         zf, vf = s.curve()
-    c0 = _centre(s, z, v, "centre", level)
-    keep = np.abs(zf - c0) <= SYMMETRY_HALF_WIDTH_UM + 2.0
-    c = symmetry_centre(zf[keep], vf[keep])
-    return _centre(s, z, v, "centre", level) if c is None else c
+    c0 = _centre(s, z, v, "centre", level, k)
+    keep = np.abs(zf - c0) <= k * SYMMETRY_HALF_WIDTH_UM + 2.0
+    c = symmetry_centre(zf[keep], vf[keep], k * SYMMETRY_HALF_WIDTH_UM, k * SYMMETRY_MIN_HALF_WIDTH_UM)
+    return c0 if c is None else c
 
 
 #: See :func:`classical`: how far a lobe cut by the range must have fallen at the cut, as a fraction of its peak.
@@ -148,13 +155,13 @@ MIN_CUT_DROP = 0.1
 MIN_FINE_CONTRAST = 1.03
 
 
-def _centre(s: FocusSession, z: np.ndarray, v: np.ndarray, estimator: str, level: float) -> float:
+def _centre(s: FocusSession, z: np.ndarray, v: np.ndarray, estimator: str, level: float, k: float = 1.0) -> float:
     """The focus from the fine curve when it stands above the noise and peaks inside, else the walking one."""
-    zf, vf = _near_peak(*s.curve(fine=True))
+    zf, vf = _near_peak(*s.curve(fine=True), k)
     i = int(np.argmax(vf))
     if vf.max() >= MIN_FINE_CONTRAST * max(float(vf.min()), 1e-9) and 0 < i < len(vf) - 1:
         return estimate_focus(zf, vf, estimator, level)
-    zn, vn = _near_peak(z, v)
+    zn, vn = _near_peak(z, v, k)
     return estimate_focus(zn, vn, estimator, level, floor=_base(s, v))
 
 
@@ -163,8 +170,8 @@ def _centre(s: FocusSession, z: np.ndarray, v: np.ndarray, estimator: str, level
 LOBE_HALF_WIDTH_UM = 12.0
 
 
-def _near_peak(z: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    keep = np.abs(z - z[int(np.argmax(v))]) <= LOBE_HALF_WIDTH_UM
+def _near_peak(z: np.ndarray, v: np.ndarray, k: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    keep = np.abs(z - z[int(np.argmax(v))]) <= k * LOBE_HALF_WIDTH_UM
     return z[keep], v[keep]
 
 

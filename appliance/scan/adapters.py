@@ -28,6 +28,17 @@ from appliance.vision.decision import Evidence, decide, join_overlapping
 
 _log = logging.getLogger(__name__)
 
+#: The depth of field the focus search's steps and ranges were tuned on: 10x / NA 0.25 at 0.56 µm per pixel
+#: (``OpticsParams.depth_of_field_um``), µm.
+TUNED_DEPTH_OF_FIELD_UM = 11.04
+#: The classical search's coarse step there, µm; it follows the depth of field, down to ``MIN_COARSE_UM``
+#: (a servo focus moves in whole degrees, 1 µm on the default stage).
+TUNED_COARSE_UM = 4.0
+MIN_COARSE_UM = 1.0
+#: The plan's default search half-range (15 µm) per tuned depth of field: a deeper focus is searched at
+#: least this many depths of field either side.
+MIN_RANGE_PER_DOF = 15.0 / TUNED_DEPTH_OF_FIELD_UM
+
 
 def _box(b: tuple[float, float, float, float], size: tuple[int, int]) -> Box:
     w, h = size
@@ -117,11 +128,19 @@ class AutofocusFocuser:
         Take the classical reading's per-type bias off a structure's focus (``appliance.focus.typebias``).
         That bias was measured on the virtual microscope's default optics, so only a virtual device turns it
         on; a real microscope's bias is its own and is not known here (default False).
+    depth_of_field_um : float, optional
+        The objective's depth of field at the camera's pixel size (``OpticsParams.depth_of_field_um``), µm.
+        The classical search's coarse step follows it (4 µm at the 11 µm of 10x / NA 0.25, at least
+        ``MIN_COARSE_UM``), and a search range narrower than ``MIN_RANGE_PER_DOF`` depths of field is widened
+        to that, and the widths the curve is read over are stretched in proportion: a 5x / NA 0.1 objective's
+        focus curve is 66 µm deep, and the plan's ±15 µm could not bracket a single one (11 of 13 structure
+        foci failed, seed 82). None: the tuned values (10x / NA 0.25).
     """
 
     def __init__(self, strategy: str, z_travel_um: tuple[float, float], focus_map: FocusMapAdapter | None = None,
                  estimator: Any | None = None, now_s: Callable[[], float] | None = None,
-                 reference_heights: Mapping[str, Any] | None = None, reading_bias: bool = False) -> None:
+                 reference_heights: Mapping[str, Any] | None = None, reading_bias: bool = False,
+                 depth_of_field_um: float | None = None) -> None:
         try:
             from appliance.focus import autofocus
             from appliance.focus.focusmap import GLASS_PRIOR_SIGMA_UM
@@ -137,6 +156,15 @@ class AutofocusFocuser:
         self.reference_heights = dict(reference_heights or {})
         self.reading_bias = bool(reading_bias)
         self._warned: set[str] = set()
+        dof = TUNED_DEPTH_OF_FIELD_UM if depth_of_field_um is None else depth_of_field_um
+        if isinstance(dof, bool) or not isinstance(dof, (int, float)) or not 0.05 <= dof <= 5000:
+            raise ValueError(f"depth_of_field_um must be a number in [0.05, 5000], got {depth_of_field_um!r}")
+        scale = float(dof) / TUNED_DEPTH_OF_FIELD_UM
+        self.depth_of_field_um = float(dof)
+        tuned = abs(scale - 1.0) < 0.05  # the default optics: exactly the tuned search
+        self.coarse_um = TUNED_COARSE_UM if tuned else max(MIN_COARSE_UM, TUNED_COARSE_UM * scale)
+        self.min_range_um = 0.0 if tuned else MIN_RANGE_PER_DOF * float(dof)
+        self.width_scale = 1.0 if tuned else max(1.0, scale)
 
     def focus(self, stage: Stage, camera: Camera, z_guess_um: float, range_um: float,
               roi_px: Box | None = None, cls: str | None = None) -> FocusOutcome:
@@ -146,6 +174,7 @@ class AutofocusFocuser:
         for the structure instead (when the map has a point).
         """
         p = stage.position_um()
+        range_um = max(range_um, self.min_range_um)
         ref = self._reference(cls)
         fmap = None if self.focus_map is None else self.focus_map.for_target(cls is not None and ref is None)
         if fmap is not None and len(fmap) == 0:
@@ -159,7 +188,8 @@ class AutofocusFocuser:
         strategy = self.strategy if (self.strategy != "map" or fmap is not None) else "classical"
         r = self._autofocus(stage, camera, strategy, z_range_um=(lo, hi), roi=roi,
                             start_um=z_guess_um, estimator=self.estimator, focus_map=fmap,
-                            xy_um=(p.x_um, p.y_um), now_s=self.now_s,
+                            xy_um=(p.x_um, p.y_um), now_s=self.now_s, coarse_um=self.coarse_um,
+                            width_scale=self.width_scale,
                             ref_height_um=None if ref is None else ref.height_um,
                             ref_sigma_um=0.0 if ref is None else ref.sigma_um,
                             target_type=cls if self.reading_bias else None)

@@ -36,8 +36,9 @@ def _device_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--sim", action="store_true", help="the virtual microscope (the default device)")
     g.add_argument("--seed", type=_seed, default=0, help="virtual slide seed, integer in [0, 2**32) (default 0)")
     g.add_argument("--sim-set", action="append", default=[], metavar="KEY=VALUE",
-                   help="set a virtual slide, optics, sensor or stage parameter, e.g. slide.debris_per_mm2=40, "
-                        "slide.tilt_x_um_per_mm=4, sensor.width_px=1280 (repeatable; every value checked)")
+                   help="set a virtual slide, optics, sensor, stage or camera (capture chain) parameter, e.g. "
+                        "slide.debris_per_mm2=40, slide.tilt_x_um_per_mm=4, sensor.width_px=1280, "
+                        "camera.preset=cheap_colour (repeatable; every value checked)")
     g.add_argument("--stage", choices=("sim", "simavr", "grbl"), default="sim",
                    help="sim: the virtual stage (default); simavr: the stage firmware running in simavr; "
                         "grbl: a GRBL board on --port (the camera stays virtual unless a real one is configured)")
@@ -106,7 +107,7 @@ def _devices(args: argparse.Namespace) -> Iterator[tuple[Any, Any, Any]]:
                 raise ValueError("--stage grbl needs --port DEVICE (e.g. /dev/ttyACM0)")
             stage = stack.enter_context(GrblStage(GrblStageConfig(port=args.port)))
         cam = SimCamera(ReportedPositionStage(stage), scope.slide, scope.camera.optics,  # type: ignore[arg-type]
-                        scope.camera.sensor, seed=args.seed)
+                        scope.camera.sensor, seed=args.seed, chain=scope.camera.chain_params)
         stack.enter_context(cam)
         yield scope, stage, cam
 
@@ -145,7 +146,8 @@ def _vision_focus(args: argparse.Namespace, scope: Any, stage: Any,
             focuser = AutofocusFocuser(args.strategy, travel, fmap,
                                        now_s=scope.clock.now_s if args.stage == "sim" else None,
                                        reference_heights=reference_heights(args.reference_heights, virtual=True),
-                                       reading_bias=True)
+                                       reading_bias=True,
+                                       depth_of_field_um=scope.camera.optics.depth_of_field_um(um_per_px))
         except ValueError as exc:
             raise ValueError(f"--focus auto: {exc}; --focus sim-truth runs the scan with a ground-truth "
                              "test double instead") from None
@@ -256,7 +258,7 @@ def _scan(args: argparse.Namespace) -> int:
                                config={"seed": args.seed, "sim_set": list(args.sim_set), "stage": args.stage,
                                        "vision": args.vision, "focus": args.focus},
                                truth=scope.slide.truth(), height_truth=sim_height_truth(scope),
-                               z_start_um=stage.position_um().z_um)
+                               z_start_um=stage.position_um().z_um, nominal_um_per_px=scope.camera.um_per_px)
         finally:
             progress.close()
     s = outcome.summary

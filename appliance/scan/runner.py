@@ -52,7 +52,7 @@ from appliance.scan.capture import CheckedCamera
 from appliance.scan.events import Event, FieldDone, FieldFailed, FrameAnalysed, ObjectRecorded, ScanFinished, StageFault
 from appliance.scan.grid import FieldOrder, FieldPosition, Grid
 from appliance.scan.plan import ScanPlan
-from appliance.scan.protocols import Detection, Focuser, FocusMapLike, Vision, VisionResult
+from appliance.scan.protocols import Detection, Focuser, FocusMapLike, FocusOutcome, Vision, VisionResult
 from appliance.scan.stage_recovery import more_drastic, recover_stage
 from appliance.vision.decision import iou
 
@@ -61,6 +61,14 @@ MAX_CENTRING_MOVES = 2
 # A field with something in view gets an autofocus (a new focus-map point) when no point is this close: a
 # fitted surface is trusted for interpolation, not for extrapolating across the slide.
 MAP_REFRESH_UM = 1500.0
+#: Until one field's autofocus has found focus, every field is autofocused whether or not it shows a
+#: candidate, and searched this far either side of the guess (µm) when the usual search finds nothing: a
+#: slide put in by hand (30 µm off, issue 9) or a tilted slide's far corner (5 µm/mm over 5 mm from where the
+#: scan found focus) blurs every candidate away.
+FIND_SLIDE_RANGE_UM = 60.0
+#: ... and also when the map's z there differs from its nearest point's by more than this fraction of the
+#: plan's search range (see ``ScanRunner._map_drifted``).
+MAP_DRIFT_FRACTION = 1.0 / 3.0
 
 
 class ScanState(enum.Enum):
@@ -156,6 +164,7 @@ class _FieldWork:
     focus_source: str = "map"
     n_candidates: int = 0
     focus_point: tuple[float, float, float] | None = None  # the field's autofocus, for the map once it is known
+    wide_from: float | None = None  # the guess a wide search for the lost slide started from (it found a peak)
     objects: list[ObjectRecord] = field(default_factory=list)
     annotations: list[Annotation] = field(default_factory=list)
     files: list[Any] = field(default_factory=list)
@@ -228,7 +237,8 @@ class ScanRunner:
         self._n_retries = 0  # captures retried by this run
         self._n_stage_faults = 0  # stage faults this run recovered from or stopped at
         self._failed: dict[int, str] = {}  # cell -> error, fields that failed in this run
-        self._focus_points: list[tuple[float, float]] = []
+        self._focus_points: list[tuple[float, float, float]] = []  # the map's points: x, y, z
+        self._focus_found = False  # a field's autofocus has found focus (in this scan, this run or before)
         self._load_committed()
 
     # -- control (any thread) -------------------------------------------------------------------------------------
@@ -427,12 +437,16 @@ class ScanRunner:
         self._timed(w, FieldStep.FOCUS, lambda: self._field_focus(w))
         frame = self._timed(w, FieldStep.CAPTURE, self.camera.capture)
         result = self._timed(w, FieldStep.ANALYSE, lambda: self._analyse(frame))
-        if result.n_candidates > 0 and (w.focus_source == "guess" or self._far_from_map(pos)):
+        lost = not self._focus_found and w.focus_source in ("map", "guess")
+        unsure = w.focus_source == "guess" or self._far_from_map(pos) or self._map_drifted(pos, w)
+        if lost or (result.n_candidates > 0 and unsure):
             # something is in view and the map could not say where focus is (or has no point near here to
-            # say it from): focus on it, then look again
+            # say it from), or no field has found focus yet: focus on it, then look again
             self._timed(w, FieldStep.FOCUS, lambda: self._autofocus_field(w))
             frame = self._timed(w, FieldStep.CAPTURE, self.camera.capture)
             result = self._timed(w, FieldStep.ANALYSE, lambda: self._analyse(frame))
+            if w.wide_from is not None and result.n_candidates == 0:
+                self._forget_wide_focus(w)
         w.n_candidates = result.n_candidates
         if w.focus_point is not None and not any(d.kind == "structure" for d in result.detections):
             # Only a field of dust and glass focuses on the glass; with a structure in view the autofocus
@@ -506,16 +520,40 @@ class ScanRunner:
     def _autofocus_field(self, w: _FieldWork) -> None:
         p = self.stage.position_um()
         guess = w.z_um if w.focus_source == "guess" else (self._z_guess if self._z_guess is not None else p.z_um)
-        out = self.focuser.focus(self.stage, self.camera, guess, self.plan.focus.search_range_um, None)
+        span = self.plan.focus.search_range_um
+        out = self.focuser.focus(self.stage, self.camera, guess, span, None)
+        last = self._z_guess
+        if not out.ok and last is not None and abs(guess - last) > span / 2:
+            # the guess was an unsure map's, far from the last focus found: look where focus last was
+            out = self.focuser.focus(self.stage, self.camera, last, span, None)
+        if not out.ok and not self._focus_found:
+            # nothing found yet in this scan: the slide may be far from where the stage started. Only then,
+            # and only after the usual search, the wide one (a flat curve of noise shows a "peak" somewhere
+            # in a range that wide more often: the cheap camera's frames showed one in 29 flat samples)
+            out = self.focuser.focus(self.stage, self.camera, guess, max(span, FIND_SLIDE_RANGE_UM), None)
+            w.wide_from = guess if out.ok else None
         if out.ok:
             w.z_um, w.focus_source = out.z_um, "autofocus"
             self._z_guess = out.z_um
+            self._focus_found = True
             # The map models one surface, the glass; whether this focus is on the glass is known only once the
             # frame is analysed (see _field). A structure's own focus is recorded with the structure.
             w.focus_point = (p.x_um, p.y_um, out.z_um)
         else:
             self.stage.focus_to_um(guess)
             w.z_um, w.focus_source = guess, "autofocus-unsure"
+
+    def _forget_wide_focus(self, w: _FieldWork) -> None:
+        """A wide search's peak with nothing in view there is the noise of a flat curve, not the slide.
+
+        The cheap colour camera's denoised frames score bare glass the same at every z (0.5-0.6), and one of
+        29 such samples passed for a peak 40-70 µm above the glass; every later search then started there.
+        """
+        assert w.wide_from is not None
+        self._focus_found = False
+        self._z_guess = w.wide_from
+        self.stage.focus_to_um(w.wide_from)
+        w.z_um, w.focus_source, w.focus_point, w.wide_from = w.wide_from, "autofocus-unsure", None, None
 
     def _glass_z(self, x: float, y: float) -> float | None:
         """The glass's focus at a structure, or None when there is no sure reference.
@@ -529,15 +567,29 @@ class ScanRunner:
         return float(pred[0])
 
     def _add_focus_point(self, x: float, y: float, z: float) -> None:
-        if (x, y) in self._focus_points:
+        if any((x, y) == p[:2] for p in self._focus_points):
             return  # a field redone after a stage fault: its point is in the map already
         self.focus_map.add(x, y, z)
-        self._focus_points.append((x, y))
+        self._focus_points.append((x, y, z))
 
     def _far_from_map(self, pos: FieldPosition) -> bool:
         """No focused point within ``MAP_REFRESH_UM``: the map would be extrapolating, so measure one here."""
         r2 = MAP_REFRESH_UM * MAP_REFRESH_UM
-        return not any((x - pos.x_um) ** 2 + (y - pos.y_um) ** 2 <= r2 for x, y in self._focus_points)
+        return not any((x - pos.x_um) ** 2 + (y - pos.y_um) ** 2 <= r2 for x, y, _ in self._focus_points)
+
+    def _map_drifted(self, pos: FieldPosition, w: _FieldWork) -> bool:
+        """The map's z here is more than ``MAP_DRIFT_FRACTION`` of the search range from its nearest point's.
+
+        A plane through a first row of points and one point off it takes its cross slope from that one
+        point's error (dust 3-5 µm above the glass): extrapolated a millimetre, it ran 45 µm up a level slide
+        (80 dust pieces per mm², seed 86) and no field's search reached the glass again. A field whose z rests
+        that much on the map's slope is measured instead (one more point where the map needs it); a level
+        slide's map stays within it.
+        """
+        if w.focus_source != "map" or not self._focus_points:
+            return False
+        near = min(self._focus_points, key=lambda p: (p[0] - pos.x_um) ** 2 + (p[1] - pos.y_um) ** 2)
+        return abs(w.z_um - near[2]) > MAP_DRIFT_FRACTION * self.plan.focus.search_range_um
 
     def _stage_xy(self, det: Detection, frame: Frame) -> tuple[float, float]:
         x0, y0, x1, y1 = det.box_px
@@ -607,6 +659,21 @@ class ScanRunner:
                 break
         return cur_det, cur_frame
 
+    def _refocus_where_seen(self, w: _FieldWork, det: Detection, failed: FocusOutcome) -> FocusOutcome:
+        """A second search for a structure whose first one failed, around the z its field was seen at.
+
+        The first search centres on what the focus map and the type's reference height predict; where the map
+        is wrong (a tilted or bowed slide between its points) the structure's focus lies outside it, the search
+        ends at the best frame of its range, and the type is read off a frame 10 µm out of focus (a woodpile
+        taken for a scaffold, seed 85). The field's own z was close enough to see the structure, so its focus
+        lies within the search range of it. Without a peak there either, the first result stands.
+        """
+        again = self.focuser.focus(self.stage, self.camera, w.z_um, self.plan.focus.search_range_um, det.box_px)
+        if again.ok:
+            return FocusOutcome(again.z_um, failed.frames + again.frames, True)
+        self.stage.focus_to_um(failed.z_um)
+        return FocusOutcome(failed.z_um, failed.frames + again.frames, False)
+
     def _next_name(self) -> str:
         self._next_object += 1
         return f"obj_{self.scan_id:03d}_{self._next_object:05d}"
@@ -639,6 +706,8 @@ class ScanRunner:
         t = time.perf_counter()
         out = self.focuser.focus(self.stage, self.camera, w.z_um, self.plan.focus.search_range_um, det.box_px,
                                  cls=det.cls)
+        if not out.ok:
+            out = self._refocus_where_seen(w, det, out)
         focused = self.camera.capture()
         seen = self._analyse(focused)
         w.timings["focus_structure"] = w.timings.get("focus_structure", 0.0) + time.perf_counter() - t
@@ -662,7 +731,10 @@ class ScanRunner:
         for off in self.plan.focus.stack_offsets_um:
             f = focused
             if off != 0.0:  # the plane at focus is the frame just analysed
-                self.stage.focus_to_um(out.z_um + off)
+                try:
+                    self.stage.focus_to_um(out.z_um + off)
+                except StageLimitError:  # a focus near an end of the travel: the stack stops there
+                    continue
                 f = self.camera.capture()
             planes.append(f.image[cy0:cy1, cx0:cx1])
             zs.append(f.position.z_um)
@@ -711,6 +783,7 @@ class ScanRunner:
         """Pick up an interrupted scan: done cells, recorded objects (for duplicates), the fields' focus points."""
         for f in self.store.fields(self.scan_id):
             self._done[f.cell] = f.n_candidates > 0
+            self._focus_found = self._focus_found or f.focus_source == "autofocus"
             if f.focus_source == "autofocus" and f.n_structures == 0:
                 self._add_focus_point(f.x_um, f.y_um, f.z_um)
                 self._z_guess = f.z_um  # the latest focus found, as the interrupted run had it

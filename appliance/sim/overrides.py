@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-SIM_SECTIONS = ("slide", "optics", "sensor", "stage")
+SIM_SECTIONS = ("slide", "optics", "sensor", "stage", "camera")
 
 
 def parse_sim_sets(items: Sequence[str]) -> dict[str, dict[str, Any]]:
@@ -21,7 +21,7 @@ def parse_sim_sets(items: Sequence[str]) -> dict[str, dict[str, Any]]:
     Raises
     ------
     ValueError
-        An item without ``=`` or a section other than ``slide``, ``optics``, ``sensor``, ``stage``.
+        An item without ``=`` or a section other than ``slide``, ``optics``, ``sensor``, ``stage``, ``camera``.
     """
     out: dict[str, dict[str, Any]] = {s: {} for s in SIM_SECTIONS}
     for item in items:
@@ -39,19 +39,42 @@ def parse_sim_sets(items: Sequence[str]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _build(cls: type, section: str, values: Mapping[str, Any], **fixed: Any) -> Any:
+def _build(cls: type, section: str, values: Mapping[str, Any], extra: tuple[str, ...] = ()) -> Any:
     known = {f.name for f in fields(cls)}
     for k in values:
         if k not in known:
-            raise ValueError(f"--sim-set {section}.{k}: unknown parameter; allowed: {', '.join(sorted(known))}")
+            allowed = ", ".join(sorted(known | set(extra)))
+            raise ValueError(f"--sim-set {section}.{k}: unknown parameter; allowed: {allowed}")
     try:
-        return cls(**{**fixed, **values})
+        return cls(**values)
     except TypeError as exc:
         raise ValueError(f"--sim-set {section}: {exc}") from None
+    except ValueError as exc:  # the class names the parameter first: say which section it is in
+        msg = str(exc)
+        first = msg.split(" ", 1)[0].split("[", 1)[0]
+        raise ValueError(f"--sim-set {section}.{msg}" if first in known else f"--sim-set {section}: {msg}") \
+            from None
+
+
+def _chain(values: Mapping[str, Any]) -> Any:
+    """The camera's capture chain: ``camera.preset`` (a name of ``capture.PRESETS``) with the other keys changed."""
+    from appliance.sim.capture import PRESETS, CameraChainParams, preset
+
+    values = dict(values)
+    name = values.pop("preset", "default")
+    if name not in PRESETS:
+        raise ValueError(f"--sim-set camera.preset: must be one of {', '.join(sorted(PRESETS))}, got {name!r}")
+    base = _build(CameraChainParams, "camera", values, extra=("preset",))  # unknown keys and bad values, named
+    return preset(str(name), **{k: getattr(base, k) for k in values})
 
 
 def sim_microscope(seed: int, sets: Mapping[str, Mapping[str, Any]] | None = None) -> Any:
-    """The virtual microscope for a scan: ``seed`` and the ``--sim-set`` overrides, every value checked."""
+    """The virtual microscope for a scan: ``seed`` and the ``--sim-set`` overrides, every value checked.
+
+    Sections: ``slide`` (:class:`SlideParams`), ``optics`` (:class:`OpticsParams`), ``sensor``
+    (:class:`SensorParams`), ``stage`` (:class:`SimStageParams`) and ``camera``, the capture chain
+    (:class:`CameraChainParams`; ``camera.preset=cheap_colour`` starts from a preset of ``capture.PRESETS``).
+    """
     from appliance.sim.microscope import VirtualMicroscope
     from appliance.sim.optics import OpticsParams
     from appliance.sim.sensor import SensorParams
@@ -64,7 +87,8 @@ def sim_microscope(seed: int, sets: Mapping[str, Mapping[str, Any]] | None = Non
         optics = _build(OpticsParams, "optics", sets.get("optics", {}))
         sensor = _build(SensorParams, "sensor", sets.get("sensor", {}))
         stage = _build(SimStageParams, "stage", sets.get("stage", {}))
+        chain = _chain(sets.get("camera", {}))
     except ValueError as exc:
         msg = str(exc)
         raise ValueError(msg if msg.startswith("--sim-set") else f"--sim-set: {msg}") from None
-    return VirtualMicroscope(seed=seed, slide=slide, optics=optics, sensor=sensor, stage=stage)
+    return VirtualMicroscope(seed=seed, slide=slide, optics=optics, sensor=sensor, stage=stage, chain=chain)
