@@ -4,10 +4,12 @@ Each slide job builds one randomised virtual slide and renders its items: a fram
 (``p_on_structure``), near a fibre, scratch or bubble (``p_on_line_debris``, so rare line debris is common
 enough to learn), or anywhere (empty glass and dust); focused at the target's focus plus a drawn defocus;
 through the sensor and camera chain; then augmented. Boxes come from the simulator's ground truth
-(object footprints), clipped to the frame. Kept as *ignore* regions (COCO ``iscrowd``: neither counted as
-misses nor as false detections): objects cut by the edge to less than ``MIN_VISIBLE`` of their area, boxes
-under ``MIN_SIDE_PX``, and specks whose longer side is under ``MIN_OBJECT_UM`` (10 µm, the candidate gate's
-``min_size_um``: the scan never looks closer at anything smaller, and a 2 µm speck is a pixel or two).
+(object footprints): the box of the footprint's part in the frame, and after augmentation the box of where the
+footprint's samples land (not the old box moved), so cut and rotated thin fibres keep tight boxes. Kept as
+*ignore* regions (COCO ``iscrowd``: neither counted as misses nor as false detections): objects cut by the edge
+to less than ``MIN_VISIBLE`` of their area, boxes under ``MIN_SIDE_PX``, and specks whose longer side is under
+``MIN_OBJECT_UM`` (10 µm, the candidate gate's ``min_size_um``: the scan never looks closer at anything smaller,
+and a 2 µm speck is a pixel or two), all judged on the whole-pixel box.
 
 Files: ``images/<split>_<seed>_<item>.png`` (8-bit grey), ``annotations.csv`` (the seed paper's columns
 ``filename,width,height,class,xmin,ymin,xmax,ymax``, pixels, exclusive max, ignore regions left out) and
@@ -20,6 +22,8 @@ from __future__ import annotations
 
 import csv
 import json
+import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,9 +46,10 @@ CSV_COLUMNS: tuple[str, ...] = ("filename", "width", "height", "class", "xmin", 
 MIN_VISIBLE = 0.2
 MIN_SIDE_PX = 2.0
 MIN_OBJECT_UM = 10.0
+FOOTPRINT_SAMPLES = 200_000
 
 
-def is_ignored(box: tuple[float, float, float, float] | list[float], um_per_px: float, visible: float) -> bool:
+def is_ignored(box: Sequence[float], um_per_px: float, visible: float) -> bool:
     """Whether a box becomes an ignore region (see the module docstring)."""
     w, h = box[2] - box[0], box[3] - box[1]
     return min(w, h) < MIN_SIDE_PX or max(w, h) * um_per_px < MIN_OBJECT_UM or visible < MIN_VISIBLE
@@ -90,48 +95,115 @@ def _pick_view(scope: Any, rng: np.random.Generator, job: SlideJob) -> tuple[flo
     return float(x), float(y), float(z)
 
 
-def _anchor(o: Any, box: tuple[int, int, int, int], x: float, y: float, s: float,
-            size_px: tuple[int, int]) -> tuple[float, float]:
-    """The point of the object, in view, nearest its clipped box's centre (box pixel coordinates).
+def _footprint_points(o: Any, x: float, y: float, s: float, size_px: tuple[int, int]) -> tuple[np.ndarray, float]:
+    """Samples of the object's footprint that lie in the frame, in box coordinates, and half a sample's size (px).
+
+    Box coordinates: pixel ``u`` spans ``[u, u + 1)``. The object's height map is read on a grid of at most about
+    ``FOOTPRINT_SAMPLES`` points (every k-th row and column, so thin lines keep their extremes to within one
+    grid step, which the returned half-size covers).
+    """
+    hm = np.asarray(o.height_um)
+    k = max(1, math.ceil(math.sqrt(hm.size / FOOTPRINT_SAMPLES)))
+    ii, jj = np.nonzero(hm[::k, ::k])
+    ii, jj = ii * k, jj * k
+    mh, mw = hm.shape
+    px = (o.center_um[0] + (jj - (mw - 1) / 2.0) * o.pitch_um - x) / s + (size_px[0] - 1) / 2.0 + 0.5
+    py = (o.center_um[1] + (ii - (mh - 1) / 2.0) * o.pitch_um - y) / s + (size_px[1] - 1) / 2.0 + 0.5
+    inside = (px >= 0) & (px < size_px[0]) & (py >= 0) & (py < size_px[1])
+    return np.stack([px[inside], py[inside]], axis=1), 0.5 * k * o.pitch_um / s
+
+
+def _points_box(points: np.ndarray, half: float, size_px: tuple[int, int]) -> tuple[float, float, float, float]:
+    """The box of footprint samples (each ``2 * half`` px wide), clipped to the frame."""
+    x1, y1 = points.min(axis=0) - half
+    x2, y2 = points.max(axis=0) + half
+    return (max(0.0, float(x1)), max(0.0, float(y1)), min(float(size_px[0]), float(x2)),
+            min(float(size_px[1]), float(y2)))
+
+
+def _anchor(points: np.ndarray, box: tuple[float, float, float, float] | np.ndarray) -> tuple[float, float]:
+    """The footprint sample nearest the box's centre (box coordinates), or the centre when there is none.
 
     For a compact object that is the box centre; for a fibre, scratch or curved object whose box centre is bare
     glass, and for an object cut by the frame edge, it is a point on the visible object: where the detector
     is taught to put its peak (it regresses the four box sides from there).
     """
-    hm = np.asarray(o.height_um)
-    ii, jj = np.nonzero(hm)
-    if ii.size == 0:
-        return (box[0] + box[2]) / 2.0, (box[1] + box[3]) / 2.0
-    step = max(1, ii.size // 20000)
-    ii, jj = ii[::step], jj[::step]
-    mh, mw = hm.shape
-    # Map sample -> slide µm -> box coordinates (pixel u spans [u, u + 1) in box coordinates).
-    px = (o.center_um[0] + (jj - (mw - 1) / 2.0) * o.pitch_um - x) / s + (size_px[0] - 1) / 2.0 + 0.5
-    py = (o.center_um[1] + (ii - (mh - 1) / 2.0) * o.pitch_um - y) / s + (size_px[1] - 1) / 2.0 + 0.5
-    inside = (px >= box[0]) & (px < box[2]) & (py >= box[1]) & (py < box[3])
-    if inside.any():
-        px, py = px[inside], py[inside]
     cx, cy = (box[0] + box[2]) / 2.0, (box[1] + box[3]) / 2.0
-    k = int(np.argmin((px - cx) ** 2 + (py - cy) ** 2))
-    return float(px[k]), float(py[k])
+    if not len(points):
+        return float(cx), float(cy)
+    k = int(np.argmin((points[:, 0] - cx) ** 2 + (points[:, 1] - cy) ** 2))
+    return float(points[k, 0]), float(points[k, 1])
 
 
-def _truth_boxes(scope: Any, x: float, y: float) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]]]:
-    """Clipped boxes in view, their anchors and, per box, its category, type, visible fraction and focus."""
+def _truth_boxes(scope: Any, x: float, y: float) -> tuple[np.ndarray, list[tuple[np.ndarray, float]],
+                                                         list[dict[str, Any]]]:
+    """Boxes in view, their objects' in-frame footprint samples and, per box, category, type, visible fraction, focus.
+
+    An object cut by the frame edge gets the box of its samples in the frame, not its footprint box clipped to
+    the frame: a diagonal fibre cut by the edge otherwise keeps a corner of bare glass it no longer crosses.
+    """
     s = scope.camera.um_per_px
     size = scope.camera.size_px
     by_id = {o.id: o for o in scope.slide.objects}
-    boxes, anchors, info = [], [], []
+    boxes, samples, info = [], [], []
     for vb in scope.boxes_at(x, y):
         o = by_id[vb.id]
         full = (o.footprint_um[0] / s) * (o.footprint_um[1] / s)
         b = vb.box_px
         vis = min(1.0, (b[2] - b[0]) * (b[3] - b[1]) / max(full, 1e-9))
+        pts, half = _footprint_points(o, x, y, s, size)
+        if not vb.complete and len(pts):
+            b = _points_box(pts, half, size)
         boxes.append(b)
-        anchors.append(_anchor(o, b, x, y, s, size))
+        samples.append((pts, half))
         info.append({"category": vb.kind, "type": vb.cls, "visible": vis, "focus_z_um": vb.focus_z_um})
-    return (np.array(boxes, dtype=np.float64).reshape(-1, 4), np.array(anchors, dtype=np.float64).reshape(-1, 2),
-            info)
+    return np.array(boxes, dtype=np.float64).reshape(-1, 4), samples, info
+
+
+def _augmented_boxes(samples: list[tuple[np.ndarray, float]], boxes: np.ndarray, shot: Any,
+                     size_px: tuple[int, int]) -> tuple[np.ndarray, list[np.ndarray], np.ndarray, np.ndarray]:
+    """Boxes after the shot's augmentation, from where the objects' own samples land.
+
+    The box of a rotated or sheared object is the box of its moved footprint samples that stay in the frame:
+    a thin diagonal fibre turned by 30 degrees has a narrow box, which the box's corners or its inscribed
+    ellipse (a circle for a square box) would make square. Without an affine map (a flip or nothing) the
+    boxes move exactly as they are.
+
+    Returns
+    -------
+    boxes : (K, 4) ndarray
+        All K boxes (rows of dropped objects are meaningless).
+    points : list of ndarray
+        Moved samples in the output frame, per object.
+    keep : (K,) ndarray of bool
+        Objects with samples left in the frame and a box of at least a pixel each way.
+    kept_fraction : (K,) ndarray
+        Per object, the fraction of its in-frame samples still in the frame.
+    """
+    w, h = size_px
+    out = boxes.astype(np.float64).reshape(-1, 4).copy()
+    keep = np.ones(len(out), dtype=bool)
+    frac = np.ones(len(out))
+    moved: list[np.ndarray] = []
+    zoom = math.sqrt(abs(float(np.linalg.det(shot.augment[:, :2])))) if shot.augment is not None else 1.0
+    for k, (pts, half) in enumerate(samples):
+        q = move_points(pts, shot, w)
+        if shot.augment is None:
+            moved.append(q)
+            if shot.hflip:
+                out[k] = (w - boxes[k, 2], boxes[k, 1], w - boxes[k, 0], boxes[k, 3])
+            continue
+        inside = (q[:, 0] >= 0) & (q[:, 0] < w) & (q[:, 1] >= 0) & (q[:, 1] < h)
+        q = q[inside]
+        moved.append(q)
+        frac[k] = q.shape[0] / max(1, pts.shape[0])
+        if not len(q):
+            keep[k] = False
+            continue
+        out[k] = _points_box(q, half * zoom, size_px)
+    if len(out):
+        keep &= ((out[:, 2] - out[:, 0]) >= 1.0) & ((out[:, 3] - out[:, 1]) >= 1.0)
+    return out, moved, keep, frac
 
 
 def render_detection(job: SlideJob) -> list[dict[str, Any]]:
@@ -145,9 +217,14 @@ def render_detection(job: SlideJob) -> list[dict[str, Any]]:
         x, y, z = _pick_view(scope, rng, job)
         shot = sample_shot(rng, job.ranges, job.augment, job.size_px)
         img = render_frame(scope, x, y, z, shot, exposure_seed=int(rng.integers(0, 2**31)))
-        boxes, anchors, info = _truth_boxes(scope, x, y)
-        img, boxes, keep = augment(img, boxes, shot, min_side_px=1.0)
-        anchors = move_points(anchors, shot, img.shape[1])[keep]
+        boxes, samples, info = _truth_boxes(scope, x, y)
+        img, _, _ = augment(img, boxes, shot, min_side_px=1.0)
+        boxes, moved, keep, kept = _augmented_boxes(samples, boxes, shot, job.size_px)
+        anchors = [_anchor(q, b) for q, b in zip(moved, boxes, strict=True)]
+        for d, f in zip(info, kept, strict=True):
+            d["visible"] *= float(f)
+        boxes = boxes[keep]
+        anchors = [a for a, k in zip(anchors, keep, strict=True) if k]
         info = [d for d, k in zip(info, keep, strict=True) if k]
         name = f"{job.split}_{job.seed}_{i:06d}.png"
         cv2.imwrite(str(out / name), img)
@@ -157,7 +234,10 @@ def render_detection(job: SlideJob) -> list[dict[str, Any]]:
             # The anchor stays inside the (augmented, clipped) box.
             d["anchor"] = [round(float(np.clip(pt[0], b[0], b[2])), 2), round(float(np.clip(pt[1], b[1], b[3])), 2)]
             anns.append({"category": d["category"], "type": d["type"], "box": xb,
-                         "ignore": is_ignored(b, scope.camera.um_per_px, d["visible"]),
+                         # Judged on the whole-pixel box, as an unaugmented frame's boxes are (the simulator's):
+                         # the exact box of an augmented 9 um speck would otherwise fall under 10 um where an
+                         # unaugmented one's box rounds up to it.
+                         "ignore": is_ignored(xb, scope.camera.um_per_px, d["visible"]),
                          "visible": round(d["visible"], 3), "anchor": d["anchor"],
                          "dz_um": round(z - d["focus_z_um"], 3)})
         records.append({"file": f"images/{name}", "width": img.shape[1], "height": img.shape[0],

@@ -1,6 +1,6 @@
 """``tppscan train detector``: train the detector from scratch on a ``tppscan dataset detection`` folder.
 
-Frames are loaded once, resized to the network input (320 x 240) and their targets encoded once; each step
+Frames are loaded once, resized to the network input (``--input-size``) and their targets encoded once; each step
 draws a batch, flips it at random (both axes: bright field has no up or down) and jitters brightness,
 contrast and noise a little more. AdamW with a short warm-up and a cosine decay over ``--steps``; ``--minutes``
 stops early if the wall clock runs out (the log says so). The result: ``detector.onnx`` (single file, detectNet's
@@ -37,6 +37,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch", type=int, default=16, help="batch size, 1..256 (default 16)")
     p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate, (0, 1] (default 2e-3)")
     p.add_argument("--width", type=int, default=16, help="channel multiplier, 4..64 (default 16)")
+    p.add_argument("--input-size", type=_size, default=(INPUT_W, INPUT_H), metavar="WxH",
+                   help=f"network input, width x height, multiples of 16 from 64 to 1024 (default "
+                        f"{INPUT_W}x{INPUT_H})")
     p.add_argument("--seed", type=int, default=0, help="initialisation and batch-order seed (default 0)")
     p.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads, 1..64 (default 1: on a shared 2-core machine two threads spent 4x the "
@@ -49,6 +52,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "random ones")
     p.add_argument("--quick", action="store_true",
                    help=f"smoke run: {QUICK_STEPS} steps on at most {QUICK_IMAGES} frames (tests)")
+
+
+def _size(text: str) -> tuple[int, int]:
+    """``WxH`` -> (W, H); argparse turns the ValueError into a one-line usage error (exit 2)."""
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not WxH (e.g. {INPUT_W}x{INPUT_H})") from None
+    if not (64 <= w <= 1024 and 64 <= h <= 1024 and w % 16 == 0 and h % 16 == 0):
+        raise argparse.ArgumentTypeError(f"{text!r}: width and height must be multiples of 16 in [64, 1024]")
+    return w, h
 
 
 def check_arguments(args: argparse.Namespace) -> str | None:
@@ -105,7 +119,8 @@ def load_frames(data_dir: Path, input_hw: tuple[int, int] = (INPUT_H, INPUT_W),
     return frames, targets, images
 
 
-def load_sets(data_dirs: list[Path], limit: int | None = None) -> tuple[np.ndarray, list[dict[str, np.ndarray]]]:
+def load_sets(data_dirs: list[Path], limit: int | None = None,
+              input_hw: tuple[int, int] = (INPUT_H, INPUT_W)) -> tuple[np.ndarray, list[dict[str, np.ndarray]]]:
     """The frames and targets of several dataset folders, concatenated (``limit`` applies to the whole).
 
     Raises
@@ -119,7 +134,7 @@ def load_sets(data_dirs: list[Path], limit: int | None = None) -> tuple[np.ndarr
         left = None if limit is None else limit - sum(f.shape[0] for f in frames)
         if left is not None and left <= 0:
             break
-        f, t, _ = load_frames(d, limit=left)
+        f, t, _ = load_frames(d, input_hw, limit=left)
         if len(f) == 0:
             raise OSError(f"{d}: the dataset has no frames")
         frames.append(f)
@@ -177,7 +192,8 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     steps = QUICK_STEPS if args.quick else args.steps
     batch = min(args.batch, 4) if args.quick else args.batch
     t0 = time.monotonic()
-    frames, targets = load_sets(args.data, limit=QUICK_IMAGES if args.quick else None)
+    input_hw = (args.input_size[1], args.input_size[0])
+    frames, targets = load_sets(args.data, limit=QUICK_IMAGES if args.quick else None, input_hw=input_hw)
     load_s = time.monotonic() - t0
     net = DetectorNet(width=args.width)
     if args.init is not None:
@@ -234,12 +250,13 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     train_s = time.monotonic() - t0
     args.out.mkdir(parents=True, exist_ok=True)
     torch.save(net.state_dict(), args.out / "detector.pt")
-    onnx_path = export_onnx(net, args.out / "detector.onnx")
+    onnx_path = export_onnx(net, args.out / "detector.onnx", input_hw)
     write_labels(args.out / "labels.txt")
     log: dict[str, Any] = {
         "command": "tppscan train detector " + " ".join(sys.argv[3:] if len(sys.argv) > 3 else []),
         "data": [str(d) for d in args.data], "frames": len(frames), "steps_planned": steps, "steps_done": done,
         "stopped_by_clock": done < steps, "bf16": bf16, "batch": batch, "lr": args.lr, "width": args.width,
+        "input_size": list(args.input_size),
         "seed": args.seed, "threads": args.threads, "init": str(args.init) if args.init else None,
         "parameters": count_parameters(net), "load_s": round(load_s, 1),
         "train_s": round(train_s, 1), "history": history, "onnx_bytes": onnx_path.stat().st_size,

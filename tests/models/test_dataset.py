@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import csv
 import json
+from types import SimpleNamespace
 
+import cv2
 import numpy as np
 import pytest
 
 from appliance.cli import main
 from models.data.cli import SPLIT_CODES, plan, slide_seed
+from models.data.detection import _augmented_boxes, _footprint_points, _points_box
 from models.data.randomise import Ranges, Shot, _affine_boxes, augment, sample_scene
 
 
@@ -110,3 +113,89 @@ def test_non_empty_out_is_a_file_error(tmp_path, capsys):
     (tmp_path / "junk").write_text("x")
     assert main(["dataset", "detection", "--count", "1", "--out", str(tmp_path)]) == 1
     assert "not an empty folder" in capsys.readouterr().err
+
+
+def _line_object(center_um=(0.0, 0.0), size=200, pitch=0.5):
+    """A fake slide object: a thin line along its map's diagonal (a fibre), 3 samples thick."""
+    hm = np.zeros((size, size), np.float32)
+    for d in (-1, 0, 1):
+        idx = np.arange(max(0, -d), min(size, size - d))
+        hm[idx, idx + d] = 1.0
+    return SimpleNamespace(height_um=hm, center_um=center_um, pitch_um=pitch)
+
+
+def _mask_box(points, size_px, m=None):
+    """Box of the pixels the points fall in, after an optional affine warp of that mask (the reference)."""
+    w, h = size_px
+    mask = np.zeros((h, w), np.uint8)
+    mask[points[:, 1].astype(int), points[:, 0].astype(int)] = 255
+    if m is not None:
+        mask = cv2.warpAffine(mask, m, (w, h), flags=cv2.INTER_LINEAR)
+    ys, xs = np.nonzero(mask)
+    return np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], float)
+
+
+def test_a_cut_diagonal_fibre_gets_the_box_of_its_visible_part():
+    size_px = (128, 96)
+    # A 100 um diagonal line centred 50 um left of the frame centre: the frame's left edge (-64 um) cuts it,
+    # leaving the part from y = -14 um down.
+    o = _line_object(center_um=(-50.0, 0.0))
+    pts, half = _footprint_points(o, 0.0, 0.0, 1.0, size_px)
+    box = np.array(_points_box(pts, half, size_px))
+    ref = _mask_box(pts, size_px)
+    assert np.abs(box - ref).max() <= 1.5
+    # The footprint box clipped to the frame spans the frame's whole height (96 px); the visible part, 62.
+    assert box[3] - box[1] == pytest.approx(62.0, abs=1.5)
+
+
+def test_augmented_boxes_follow_the_object_not_its_old_box():
+    size_px = (160, 120)
+    o = _line_object(size=120)  # 60 x 60 um diagonal line, in view
+    pts, half = _footprint_points(o, 0.0, 0.0, 1.0, size_px)
+    old = np.array([_points_box(pts, half, size_px)])
+    a = np.radians(30)
+    m = np.array([[np.cos(a), -np.sin(a), 0.0], [np.sin(a), np.cos(a), 0.0]])
+    c = np.array([(size_px[0] - 1) / 2, (size_px[1] - 1) / 2])
+    m[:, 2] = c - m[:, :2] @ c
+    shot = Shot(augment=m, hflip=False)
+    boxes, moved, keep, kept = _augmented_boxes([(pts, half)], old, shot, size_px)
+    assert keep.all() and kept[0] == pytest.approx(1.0)
+    ref = _mask_box(pts, size_px, m)
+    assert np.abs(boxes[0] - ref).max() <= 2.0
+    # A 45-degree line turned by 30 degrees runs at 75 degrees: a narrow box, where the old box's inscribed
+    # ellipse (a circle) stays square.
+    ellipse = _affine_boxes(old, m)[0]
+    assert boxes[0, 2] - boxes[0, 0] < 0.5 * (ellipse[2] - ellipse[0])
+    assert len(moved[0]) == len(pts)
+
+
+def test_an_object_turned_out_of_the_frame_is_dropped():
+    size_px = (160, 120)
+    o = _line_object(center_um=(70.0, 0.0), size=20)  # a 10 um line at the right edge
+    pts, half = _footprint_points(o, 0.0, 0.0, 1.0, size_px)
+    m = np.array([[1.0, 0.0, 30.0], [0.0, 1.0, 0.0]])  # shifted 30 px right: out of the frame
+    _, _, keep, kept = _augmented_boxes([(pts, half)], np.array([_points_box(pts, half, size_px)]),
+                                        Shot(augment=m, hflip=False), size_px)
+    assert not keep[0] and kept[0] == 0.0
+
+
+def test_identity_augmentation_labels_like_no_augmentation(tmp_path):
+    # The augmented path (boxes from moved footprint samples) and the plain one (the simulator's boxes) must agree
+    # when the augmentation moves nothing: same boxes to a pixel, same ignore regions.
+    common = ["dataset", "detection", "--seed", "5", "--count", "4", "--per-slide", "4", "--jobs", "1"]
+    still = ["--rotation-deg", "0", "0", "--shift", "0", "0", "--shear", "0", "0", "--zoom", "0", "0",
+             "--p-hflip", "0"]
+    assert main([*common, "--out", str(tmp_path / "a"), "--augment", *still]) == 0
+    assert main([*common, "--out", str(tmp_path / "p"), "--no-augment"]) == 0
+    a = json.loads((tmp_path / "a" / "annotations.coco.json").read_text())["annotations"]
+    p = json.loads((tmp_path / "p" / "annotations.coco.json").read_text())["annotations"]
+    def same(x, y):
+        return (x["image_id"], x["type"], x["iscrowd"]) == (y["image_id"], y["type"], y["iscrowd"]) and \
+            np.abs(np.array(x["bbox"]) - np.array(y["bbox"])).max() <= 1
+
+    # Every labelled object alike; a speck reaching less than one footprint sample into the frame is an ignore
+    # region in the plain set and absent from the augmented one (no sample of it lands in the frame).
+    assert sum(not y["iscrowd"] for y in p) > 5
+    assert all(any(same(x, y) for y in p) for x in a)
+    assert all(any(same(x, y) for x in a) for y in p if not y["iscrowd"])
+    assert len(p) - len(a) <= 2

@@ -46,8 +46,8 @@ def test_quick_training_writes_a_detectnet_model_in_30_cpu_s(quick_run):
     assert check_exported(model / "detector.onnx") == []  # only TensorRT-parser operators
     m = onnx.load(str(model / "detector.onnx"))
     dims = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim] for v in [*m.graph.input, *m.graph.output]}
-    assert dims["input_0"] == [1, 3, 192, 256]
-    assert dims["scores"] == [1, 48 * 64, 3] and dims["boxes"] == [1, 48 * 64, 4]
+    assert dims["input_0"] == [1, 3, 240, 320]
+    assert dims["scores"] == [1, 60 * 80, 3] and dims["boxes"] == [1, 60 * 80, 4]
     assert not list(model.glob("*.data"))  # single file
     assert (model / "labels.txt").read_text().split() == ["BACKGROUND", "structure", "debris"]
     log = json.loads((model / "train_log.json").read_text())
@@ -108,3 +108,13 @@ def test_detect_cli_bad_values(argv, code, needle, tmp_path, capsys):
 def test_train_cli_bad_value(tmp_path, capsys):
     assert main(["train", "detector", "--data", str(tmp_path), "--out", str(tmp_path / "o"), "--steps", "0"]) == 2
     assert "--steps must be an integer in [1, 1000000], got 0" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("size, needle", [("320x241", "multiples of 16"), ("wide", "is not WxH"),
+                                          ("2048x240", "multiples of 16 in [64, 1024]")])
+def test_train_cli_bad_input_size(size, needle, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "detector", "--data", str(tmp_path), "--out", str(tmp_path / "o"), "--input-size", size])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "--input-size" in err and needle in err and "Traceback" not in err
