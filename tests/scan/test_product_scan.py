@@ -14,10 +14,13 @@ pytestmark = pytest.mark.slow
 HELD_OUT_SEED = 9101  # training, validation and test slides have seeds >= 10**12 (models/data/cli.py)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10 open: recall, type accuracy, position and duplicates meet the bars "
-                   "here (8 of 8 structures), but 1 of this slide's 78 debris pieces (1.3 %; bar 1 %) is recorded "
-                   "as a structure, dirt both models take for a print (about one per 4 x 4 mm slide of 300 pieces, "
-                   "docs/scan.md 'Structure or debris'); this test turns green when the models tell them apart")
+@pytest.mark.xfail(strict=True, reason="issue 10 open: with the classifier retrained on debris as a scan meets it, "
+                   "none of this slide's 78 debris pieces is recorded as a structure (was 1) and type accuracy, "
+                   "position and duplicates meet the bars, but recall is 7 of 8: a 40 um split ring, 17 um tall, is "
+                   "seen in one field only, 11.8 um below its focus, where the detector draws no box and the "
+                   "classifier gives the gate's candidate the structure types 0.80 (< 0.9, so it is dropped). The "
+                   "new training data images debris up to 20 um from focus but prints only to 10 um; drawing prints "
+                   "as far out is the next step (models/classifier/MODEL_CARD.md, 'Known limits')")
 def test_small_held_out_slide_meets_the_bars_on_the_product_path(tmp_path):
     scope = sim_microscope(HELD_OUT_SEED, {"slide": {"width_um": 2000.0, "height_um": 2000.0, "n_structures": 8}})
     plan = ScanPlan(name="product", focus=FocusPlan(stack_range_um=4.0, stack_step_um=2.0))
