@@ -704,8 +704,10 @@ class ScanRunner:
         self._known.append(_Known("structure", b_um))
         self._checkpoint(FieldStep.FOCUS_STRUCTURE)
         t = time.perf_counter()
+        # Only a structure's type has a reference height and a map of foci: a disputed piece of debris focused
+        # for a last look is searched like the field, and its focus never joins the structures' map of foci
         out = self.focuser.focus(self.stage, self.camera, w.z_um, self.plan.focus.search_range_um, det.box_px,
-                                 cls=det.cls)
+                                 cls=det.cls if det.kind == "structure" else None)
         if not out.ok:
             out = self._refocus_where_seen(w, det, out)
         focused = self.camera.capture()

@@ -103,3 +103,44 @@ def test_the_focused_frame_overrules_a_structure_verdict(tmp_path):
     assert s["debris_recorded"] > 0  # every one of them was taken for a pentagon in the field frame
     assert s["debris_as_structure"] == 0.0 and s["false_structures"] == 0
     assert s["recall"] == 1.0 and s["duplicates"] == 0
+
+
+class _AlwaysDisputed:
+    """Calls every structure ``debris`` but admits being unsure, centred or not: the runner's last look is a focus."""
+
+    def __init__(self, scope):
+        self.inner = SimTruthVision(scope)
+
+    def analyse(self, frame):
+        r = self.inner.analyse(frame)
+        dets = tuple(replace(d, kind="debris", cls="debris", confidence=0.4, recheck=True) if d.kind == "structure"
+                     else d for d in r.detections)
+        return VisionResult(r.n_candidates, dets, r.timings_s)
+
+
+class _TypesSeen:
+    """Records the ``cls`` every structure focus is asked with."""
+
+    def __init__(self, inner, _vision):
+        self.inner, self.types = inner, []
+
+    def focus(self, stage, camera, z_guess_um, range_um, roi_px=None, cls=None):
+        if roi_px is not None:
+            self.types.append(cls)
+        return self.inner.focus(stage, camera, z_guess_um, range_um, roi_px, cls=cls)
+
+
+def test_disputed_debris_is_focused_without_a_structure_type(tmp_path):
+    # a piece focused for its last look is no structure type: 'debris' has no reference height, and its focus
+    # (on the glass) must not join the map of structure foci that types without a height are focused with
+    seen = []
+
+    def wrap(inner, vision):
+        f = _TypesSeen(inner, vision)
+        seen.append(f)
+        return f
+
+    s = _scan(tmp_path, 31, _AlwaysDisputed, focuser_wrap=wrap)
+    assert s["structures_truth"] == 4 and s["recall"] == 0.0  # the double never gives in
+    assert seen[0].types, "no disputed piece was focused for a last look"
+    assert "debris" not in seen[0].types
