@@ -20,9 +20,6 @@ from appliance.service.devices import Devices, open_devices
 from appliance.service.live_feed import LiveFeed
 from appliance.service.logs import log_context, scan_log_file
 
-# Mean wavelength of a halogen lamp through a green filter, µm: the depth of field of a real objective is stated at it.
-GREEN_UM = 0.55
-
 log = logging.getLogger("tppscan.scan")
 OUTCOME = {"completed": "done", "cancelled": "interrupted", "failed": "failed"}
 
@@ -173,12 +170,13 @@ class ScanBackend:
         """The objective's depth of field, which the autofocus's steps and ranges follow.
 
         The virtual microscope states its optics; a real one is described by ``optics.na`` in the config
-        (Inoué's ``λ/NA² + pixel/NA`` at 0.55 µm, as the simulator computes it).
+        (the simulator's formula, at its green default wavelength).
         """
         if dev.scope is not None:
             return float(dev.scope.camera.optics.depth_of_field_um(um_per_px))
-        na = self.cfg.optics.na
-        return GREEN_UM / na**2 + um_per_px / na
+        from appliance.sim.optics import depth_of_field_um
+
+        return depth_of_field_um(self.cfg.optics.na, um_per_px)
 
     @staticmethod
     def _slide_size(scope: Any) -> tuple[float, float] | None:

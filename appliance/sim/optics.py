@@ -97,7 +97,7 @@ class OpticsParams:
             Camera pixel size divided by the magnification, µm (0 for the optical term only). Here it is the
             sensor pixel projected onto the sample, so the detector term is ``pixel_at_sample / NA``.
         """
-        return self.wavelength_um / self.na**2 + pixel_at_sample_um / self.na
+        return depth_of_field_um(self.na, pixel_at_sample_um, self.wavelength_um)
 
     def source_points(self) -> np.ndarray:
         """Illumination tilts as spatial frequencies, shape (K, 2) of (fx, fy), cycles per µm.
@@ -117,6 +117,14 @@ class OpticsParams:
         """Largest sampling pitch that holds the image intensity's band without aliasing, µm."""
         band = 2.0 * (1.0 + self.condenser_sigma) * self.cutoff_per_um
         return 0.5 / band * 0.95
+
+
+def depth_of_field_um(na: float, pixel_at_sample_um: float = 0.0, wavelength_um: float = 0.55) -> float:
+    """Depth of field of any objective, µm: ``λ/NA² + pixel/NA`` (Inoué's formula).
+
+    Unchecked, unlike :class:`OpticsParams`, so a real immersion objective (NA > 1) may use it too.
+    """
+    return wavelength_um / na**2 + pixel_at_sample_um / na
 
 
 @dataclass(frozen=True)
