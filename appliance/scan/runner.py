@@ -45,6 +45,7 @@ import numpy as np
 from appliance.hardware.camera.base import Camera, CameraError, Frame
 from appliance.hardware.stage.base import Stage, StageError, StageLimitError
 from appliance.results.files import ScanFolder
+from appliance.results.glass import glass_focus
 from appliance.results.reconstruct import ReconstructSettings, reconstruct, structure_mask
 from appliance.results.store import Annotation, FieldRecord, ObjectRecord, ResultStore
 from appliance.scan.calibration import Calibration
@@ -566,6 +567,24 @@ class ScanRunner:
             return None
         return float(pred[0])
 
+    def _structure_glass(self, frames: np.ndarray, zs: list[float], box: tuple[int, int, int, int], x: float,
+                         y: float) -> tuple[float | None, str | None]:
+        """The glass's focus for a structure's height and where it came from.
+
+        The specks on the glass beside it in its own stack (:func:`appliance.results.glass.glass_focus`) first,
+        else the focus map's prediction, sure or not (an unsure map is a few µm off; without any glass
+        reference the height map falls back to shape from focus, which a thin print defeats).
+        """
+        if frames.ndim == 3 and len(zs) >= 3 and bool(np.all(np.diff(zs) > 0)):
+            found = glass_focus(frames, zs, box, self.cal.um_per_px)
+            if found is not None:
+                return found.z_um, "specks"
+        sure = self._glass_z(x, y)
+        if sure is not None:
+            return sure, "focus-map"
+        pred = self.focus_map.predict(x, y)
+        return (float(pred[0]), "focus-map-unsure") if pred is not None else (None, None)
+
     def _add_focus_point(self, x: float, y: float, z: float) -> None:
         if any((x, y) == p[:2] for p in self._focus_points):
             return  # a field redone after a stage fault: its point is in the map already
@@ -729,7 +748,7 @@ class ScanRunner:
         self._checkpoint(FieldStep.STACK)
         t = time.perf_counter()
         cx0, cy0, cx1, cy1 = self._crop_box(det)
-        planes, zs = [], []
+        planes, zs, whole = [], [], []
         for off in self.plan.focus.stack_offsets_um:
             f = focused
             if off != 0.0:  # the plane at focus is the frame just analysed
@@ -739,6 +758,7 @@ class ScanRunner:
                     continue
                 f = self.camera.capture()
             planes.append(f.image[cy0:cy1, cx0:cx1])
+            whole.append(f.image)
             zs.append(f.position.z_um)
         stack = np.stack(planes)
         self.stage.focus_to_um(out.z_um)
@@ -751,7 +771,7 @@ class ScanRunner:
         rp = self.plan.reconstruct
         settings = ReconstructSettings(method=rp.method, wavelength_um=rp.wavelength_um, index_delta=rp.index_delta,
                                        camera_gamma=rp.camera_gamma, tie_dz_um=rp.tie_dz_um)
-        glass = self._glass_z(x, y)
+        glass, glass_source = self._structure_glass(np.stack(whole), zs, det.box_px, x, y)
         rec = reconstruct(stack, zs, mask, det.cls, out.z_um, glass, self.cal.um_per_px, settings)
         heights, base = rec.heights, rec.base_z_um
         w.timings["reconstruct"] = w.timings.get("reconstruct", 0.0) + time.perf_counter() - t
@@ -776,6 +796,7 @@ class ScanRunner:
             extra={"focus_frames": out.frames, "focus_ok": out.ok, "base_z_um": base,
                    "max_height_um": float(np.percentile(valid, 98)) if valid.size else 0.0,
                    "height_source": rec.source, "peak_height_um": rec.peak_um, "glass_z_um": glass,
+                   "glass_source": glass_source, "height_focus_z_um": rec.focus_z_um,
                    "crop_origin_px": [cx0, cy0], "stage_xy_um": [focused.position.x_um, focused.position.y_um],
                    "true_position_um": _true_position(focused)}))
         w.timings["record"] = w.timings.get("record", 0.0) + time.perf_counter() - t
