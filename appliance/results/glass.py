@@ -28,6 +28,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from appliance.results.focuscurve import curve_focus
+
 #: Specks larger than this (µm²) are left out: clumps, fibres and bubbles stand several µm tall.
 MAX_SPECK_AREA_UM2 = 120.0
 #: Specks smaller than this (µm²) are left out: one a few µm across reads 2-3 µm below its focus on the virtual
@@ -40,7 +42,7 @@ MIN_DIP = 0.08
 #: Glass kept around a speck for its focus measure, µm.
 WINDOW_MARGIN_UM = 3.5
 #: A speck whose sharpness never falls below this fraction of its peak through the stack is not on the slide.
-FLAT_CURVE = 0.6
+FLAT_CURVE = 0.5
 
 
 @dataclass(frozen=True)
@@ -62,25 +64,13 @@ class GlassFocus:
     spread_um: float
 
 
-def _peak(z: np.ndarray, v: np.ndarray) -> float | None:
-    """The z of the maximum of ``v`` refined by a parabola; None at either end of the stack (no peak seen)."""
-    k = int(np.argmax(v))
-    if k == 0 or k == v.size - 1:
-        return None
-    f0, f1, f2 = float(v[k - 1]), float(v[k]), float(v[k + 1])
-    den = f0 - 2.0 * f1 + f2
-    delta = 0.5 * (f0 - f2) / den if den < 0 else 0.0
-    step = 0.5 * float(z[k + 1] - z[k - 1])
-    return float(z[k] + max(-0.5, min(0.5, delta)) * step)
-
-
 def _sharpness(window: np.ndarray) -> np.ndarray:
     """Variance of the Laplacian of each plane of a small window: peaks where a speck is in focus."""
     return np.array([float(np.var(cv2.Laplacian(p, cv2.CV_32F))) for p in window])
 
 
 def glass_focus(planes: np.ndarray, z_um: Sequence[float], structure_box_px: tuple[int, int, int, int],
-                um_per_px: float, min_specks: int = 1) -> GlassFocus | None:
+                um_per_px: float, below_z_um: float | None = None, min_specks: int = 1) -> GlassFocus | None:
     """The glass's focus from the specks around a structure in its focus stack, or None if none is usable.
 
     Parameters
@@ -93,6 +83,9 @@ def glass_focus(planes: np.ndarray, z_um: Sequence[float], structure_box_px: tup
         The structure's box in the frames; specks within ``STRUCTURE_CLEARANCE_UM`` of it are left out.
     um_per_px : float
         Pixel size at the sample, µm.
+    below_z_um : float or None
+        The structure's focus: a print stands on the glass, so a "speck" focused above it is something else (a
+        neighbour's defocused halo reaching into the frame).
     min_specks : int
         Fewest specks to call it a measurement.
 
@@ -134,8 +127,8 @@ def glass_focus(planes: np.ndarray, z_um: Sequence[float], structure_box_px: tup
         curve = _sharpness(smooth[:, by - g:by + bh + g, bx - g:bx + bw + g])
         if curve.min() > FLAT_CURVE * curve.max():
             continue  # the same at every plane: dust on the camera's window, not on the slide
-        zf = _peak(z, curve)
-        if zf is not None:
+        zf = curve_focus(z, curve)
+        if zf is not None and (below_z_um is None or zf < below_z_um):
             foci.append(zf)
     if len(foci) < min_specks:
         return None

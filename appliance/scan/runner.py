@@ -568,7 +568,7 @@ class ScanRunner:
         return float(pred[0])
 
     def _structure_glass(self, frames: np.ndarray, zs: list[float], box: tuple[int, int, int, int], x: float,
-                         y: float) -> tuple[float | None, str | None]:
+                         y: float, focus_z: float) -> tuple[float | None, str | None]:
         """The glass's focus for a structure's height and where it came from.
 
         The specks on the glass beside it in its own stack (:func:`appliance.results.glass.glass_focus`) first,
@@ -576,7 +576,7 @@ class ScanRunner:
         reference the height map falls back to shape from focus, which a thin print defeats).
         """
         if frames.ndim == 3 and len(zs) >= 3 and bool(np.all(np.diff(zs) > 0)):
-            found = glass_focus(frames, zs, box, self.cal.um_per_px)
+            found = glass_focus(frames, zs, box, self.cal.um_per_px, below_z_um=focus_z)
             if found is not None:
                 return found.z_um, "specks"
         sure = self._glass_z(x, y)
@@ -771,7 +771,7 @@ class ScanRunner:
         rp = self.plan.reconstruct
         settings = ReconstructSettings(method=rp.method, wavelength_um=rp.wavelength_um, index_delta=rp.index_delta,
                                        camera_gamma=rp.camera_gamma, tie_dz_um=rp.tie_dz_um)
-        glass, glass_source = self._structure_glass(np.stack(whole), zs, det.box_px, x, y)
+        glass, glass_source = self._structure_glass(np.stack(whole), zs, det.box_px, x, y, out.z_um)
         rec = reconstruct(stack, zs, mask, det.cls, out.z_um, glass, self.cal.um_per_px, settings)
         heights, base = rec.heights, rec.base_z_um
         w.timings["reconstruct"] = w.timings.get("reconstruct", 0.0) + time.perf_counter() - t

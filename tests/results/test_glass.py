@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from appliance.results.focuscurve import curve_focus
 from appliance.results.glass import glass_focus
 from appliance.results.reconstruct import ReconstructSettings, reconstruct, stack_focus
 
@@ -38,6 +39,10 @@ def test_glass_is_the_focus_of_the_specks_beside_the_structure_not_of_the_camera
     g = glass_focus(frames, z, box, UM_PX)
     assert g is not None and g.n_specks == 3  # the speck on the structure and the camera's dust are left out
     assert g.z_um == pytest.approx(95.5, abs=0.6)
+    # something focused above the structure's own focus is not on the glass under it
+    high = _speck_stack(z, [*specks[:3], (200, 280, 5, 106.0)], camera_dust=[])
+    assert glass_focus(high, z, box, UM_PX).n_specks == 4
+    assert glass_focus(high, z, box, UM_PX, below_z_um=102.0).n_specks == 3
     assert glass_focus(_speck_stack(z, [], camera_dust=[(200, 250)]), z, box, UM_PX) is None
 
 
@@ -50,6 +55,14 @@ def test_glass_rejects_bad_input_by_name():
         glass_focus(frames, z[::-1], (0, 0, 1, 1), UM_PX)
     with pytest.raises(ValueError, match="um_per_px"):
         glass_focus(frames, z, (0, 0, 1, 1), 0.0)
+
+
+def test_a_small_specks_two_lobed_curve_is_read_between_its_lobes():
+    z = np.arange(80.0, 113.0, 2.0)
+    v = np.exp(-((z - 90.0) / 3.0) ** 2) + 0.8 * np.exp(-((z - 102.0) / 3.0) ** 2) + 0.05
+    assert curve_focus(z, v) == pytest.approx(96.0, abs=0.3)  # not the stronger lobe at 90
+    assert curve_focus(z, np.exp(-((z - 97.3) / 5.0) ** 2)) == pytest.approx(97.3, abs=0.3)
+    assert curve_focus(z, np.exp(-((z - 120.0) / 5.0) ** 2)) is None  # its peak lies beyond the stack
 
 
 def _wall_stack(z: np.ndarray, z0: float, phase: bool) -> tuple[np.ndarray, np.ndarray]:
