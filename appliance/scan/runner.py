@@ -45,7 +45,7 @@ import numpy as np
 from appliance.hardware.camera.base import Camera, CameraError, Frame
 from appliance.hardware.stage.base import Stage, StageError, StageLimitError
 from appliance.results.files import ScanFolder
-from appliance.results.glass import glass_focus
+from appliance.results.glass import SpeckGlassPlane, glass_focus
 from appliance.results.reconstruct import ReconstructSettings, reconstruct, structure_mask
 from appliance.results.store import Annotation, FieldRecord, ObjectRecord, ResultStore
 from appliance.scan.calibration import Calibration
@@ -239,6 +239,7 @@ class ScanRunner:
         self._n_stage_faults = 0  # stage faults this run recovered from or stopped at
         self._failed: dict[int, str] = {}  # cell -> error, fields that failed in this run
         self._focus_points: list[tuple[float, float, float]] = []  # the map's points: x, y, z
+        self._speck_glass = SpeckGlassPlane()  # the glass measured from specks beside structures
         self._focus_found = False  # a field's autofocus has found focus (in this scan, this run or before)
         self._load_committed()
 
@@ -572,13 +573,18 @@ class ScanRunner:
         """The glass's focus for a structure's height and where it came from.
 
         The specks on the glass beside it in its own stack (:func:`appliance.results.glass.glass_focus`) first,
+        then the plane through the specks measured beside the structures before it (``SpeckGlassPlane``),
         else the focus map's prediction, sure or not (an unsure map is a few µm off; without any glass
         reference the height map falls back to shape from focus, which a thin print defeats).
         """
         if frames.ndim == 3 and len(zs) >= 3 and bool(np.all(np.diff(zs) > 0)):
             found = glass_focus(frames, zs, box, self.cal.um_per_px, below_z_um=focus_z)
             if found is not None:
+                self._speck_glass.add(x, y, found.z_um)
                 return found.z_um, "specks"
+        beside = self._speck_glass.predict(x, y)
+        if beside is not None and beside < focus_z:
+            return beside, "specks-plane"
         sure = self._glass_z(x, y)
         if sure is not None:
             return sure, "focus-map"
@@ -815,6 +821,9 @@ class ScanRunner:
                                                o.x_um + o.width_um / 2, o.y_um + o.height_um / 2)))
             if o.kind == "structure":
                 self._n_struct += 1
+                extra = o.extra or {}
+                if extra.get("glass_source") == "specks" and extra.get("glass_z_um") is not None:
+                    self._speck_glass.add(o.x_um, o.y_um, float(extra["glass_z_um"]))
             else:
                 self._n_debris += 1
         self._next_object = len(self.store.objects(self.scan_id))

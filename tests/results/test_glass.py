@@ -98,3 +98,19 @@ def test_the_height_uses_the_focus_read_again():
     rec = reconstruct(stack, list(z), mask, "split_ring", 96.0, 91.0, UM_PX, ReconstructSettings())
     assert rec.source == "focus-offset" and rec.focus_z_um == pytest.approx(101.0, abs=1.0)
     assert rec.peak_um == pytest.approx(20.0, abs=2.0)  # 2 (101 - 91); the lobe would have given 10
+
+
+def test_the_specks_plane_follows_a_tilt_it_has_seen_and_does_not_tip_on_two_points():
+    from appliance.results.glass import SpeckGlassPlane
+
+    plane = SpeckGlassPlane()
+    assert plane.predict(0.0, 0.0) is None
+    for x, y in [(0, 0), (3000, 0), (0, 3000), (3000, 3000), (1500, 1500), (500, 2500)]:
+        plane.add(x, y, 90.0 + 2.0 * x / 1000)  # 2 µm/mm along x
+    assert plane.predict(2000.0, 1000.0) == pytest.approx(94.0, abs=0.5)
+    two = SpeckGlassPlane()
+    two.add(0, 0, 90.0)
+    two.add(200, 0, 93.0)  # 15 µm/mm between two noisy points 200 µm apart
+    assert abs(two.predict(2000.0, 0.0) - 91.5) < 3.0  # a free plane would say 120
+    with pytest.raises(ValueError, match="slope_sd_um_per_mm"):
+        SpeckGlassPlane(0.0)
