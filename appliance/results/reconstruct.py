@@ -3,11 +3,13 @@
 **Measured model** (:func:`reconstruct`, ``method="phase"``): what a bright-field stack of a transparent print
 carries is its phase (:mod:`appliance.results.phase`) and where it is in focus. A print is a thin phase element
 whose best focus lies half its height above the glass, so its peak height is twice its focus's height over the
-glass (``2 (focus z - glass z)``, the glass z being the field's focus on what lies on the glass). A lens's cap is
-smooth enough for its phase to be recovered by the transport-of-intensity equation: its curvature and its
-footprint give its sag without any z reference. The map is then the type's geometry with the measured
-numbers: a flat top over the footprint for the prisms (pentagon, split ring, scaffold), the rods' mean
-thickness (``woodpile_fill`` of the stack's height) for a woodpile, the spherical cap for a lens.
+glass (``2 (focus z - glass z)``; the caller measures the glass, :mod:`appliance.results.glass`). The focus is
+the autofocus's, read again from the stack where its curve has the two lobes of a thin phase object
+(:func:`stack_focus`). A lens's cap is smooth enough for its phase to be recovered by the
+transport-of-intensity equation: its curvature and its footprint give its sag without any z reference. The map
+is then the type's geometry with the measured numbers: a flat top over the footprint for the prisms (pentagon,
+split ring, scaffold), the rods' mean thickness (``woodpile_fill`` of the stack's height) for a woodpile, both
+rising over ``edge_um`` from the mask's edge, and the spherical cap for a lens.
 
 **Shape from focus** (:func:`height_map`, ``method="focus"``, the fallback). For each plane of a focus stack
 the focus measure is the squared Laplacian averaged over a small window (the sum-modified-Laplacian family,
