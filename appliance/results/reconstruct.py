@@ -309,8 +309,8 @@ def reconstruct(stack: np.ndarray, z_um: Sequence[float], mask: np.ndarray, cls:
     focus_z_um : float
         The structure's own best focus (autofocus).
     glass_z_um : float or None
-        The glass's focus at the structure (the field's focus); None when unknown, which leaves only the
-        lens's curvature and shape from focus.
+        The glass's focus at the structure (the specks beside it, or the focus map); None when unknown, which
+        leaves only the lens's curvature and shape from focus.
     um_per_px : float
         Pixel size at the sample (calibration), µm.
     settings : ReconstructSettings
