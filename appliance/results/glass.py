@@ -64,6 +64,11 @@ class GlassFocus:
     spread_um: float
 
 
+def _smooth(plane: np.ndarray, level: float) -> np.ndarray:
+    """A plane relative to its glass level (glass 1.0), lightly blurred against the camera's noise, float32."""
+    return cv2.GaussianBlur(plane.astype(np.float32) / np.float32(level), (0, 0), 1.0)
+
+
 def _sharpness(window: np.ndarray) -> np.ndarray:
     """Variance of the Laplacian of each plane of a small window: peaks where a speck is in focus."""
     return np.array([float(np.var(cv2.Laplacian(p, cv2.CV_32F))) for p in window])
@@ -101,12 +106,12 @@ def glass_focus(planes: np.ndarray, z_um: Sequence[float], structure_box_px: tup
     if not (math.isfinite(um_per_px) and um_per_px > 0):
         raise ValueError(f"um_per_px must be a finite number > 0, got {um_per_px!r}")
     n, h, w = planes.shape
-    rel = np.empty(planes.shape, np.float32)
+    # One plane at a time (a 5 MP stack as float32 would take 0.7 GB): its glass level, and the running minimum
+    levels = [max(float(np.median(planes[k])), 1.0) for k in range(n)]
+    darkest = np.full((h, w), np.inf, np.float32)
     for k in range(n):
-        p = planes[k].astype(np.float32)
-        rel[k] = p / max(float(np.median(p)), 1.0)
-    smooth = np.stack([cv2.GaussianBlur(r, (0, 0), 1.0) for r in rel])
-    dip = 1.0 - smooth.min(axis=0)
+        np.minimum(darkest, _smooth(planes[k], levels[k]), out=darkest)
+    dip = 1.0 - darkest
     keep_out = np.zeros((h, w), bool)
     c = int(math.ceil(STRUCTURE_CLEARANCE_UM / um_per_px))
     x0, y0, x1, y1 = structure_box_px
@@ -124,7 +129,10 @@ def glass_focus(planes: np.ndarray, z_um: Sequence[float], structure_box_px: tup
             continue  # cut by the frame: part of something larger
         if max(bw, bh) > 3 * max(1, min(bw, bh)) + 2:
             continue  # long and thin: a fibre's end or a scratch
-        curve = _sharpness(smooth[:, by - g:by + bh + g, bx - g:bx + bw + g])
+        # blurred with 3 px of context each side, so the window's own border is not the blur's
+        ya, yb, xa, xb = max(0, by - g - 3), min(h, by + bh + g + 3), max(0, bx - g - 3), min(w, bx + bw + g + 3)
+        inner = (slice(by - g - ya, by + bh + g - ya), slice(bx - g - xa, bx + bw + g - xa))
+        curve = _sharpness(np.stack([_smooth(planes[k, ya:yb, xa:xb], levels[k])[inner] for k in range(n)]))
         if curve.min() > FLAT_CURVE * curve.max():
             continue  # the same at every plane: dust on the camera's window, not on the slide
         zf = curve_focus(z, curve)
