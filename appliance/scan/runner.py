@@ -46,7 +46,7 @@ from appliance.hardware.camera.base import Camera, CameraError, Frame
 from appliance.hardware.stage.base import Stage, StageError, StageLimitError
 from appliance.results.files import ScanFolder
 from appliance.results.glass import SpeckGlassPlane, glass_focus
-from appliance.results.reconstruct import ReconstructSettings, reconstruct, structure_mask
+from appliance.results.reconstruct import ReconstructSettings, reconstruct, stack_focus, structure_mask
 from appliance.results.store import Annotation, FieldRecord, ObjectRecord, ResultStore
 from appliance.scan.calibration import Calibration
 from appliance.scan.capture import CheckedCamera
@@ -777,7 +777,9 @@ class ScanRunner:
         rp = self.plan.reconstruct
         settings = ReconstructSettings(method=rp.method, wavelength_um=rp.wavelength_um, index_delta=rp.index_delta,
                                        camera_gamma=rp.camera_gamma, tie_dz_um=rp.tie_dz_um)
-        glass, glass_source = self._structure_glass(np.stack(whole), zs, det.box_px, x, y, out.z_um)
+        # the glass lies under the structure's focus as its own stack reads it (reconstruct reads it again)
+        focus_z = out.z_um if det.cls == "microlens" else stack_focus(stack, zs, mask, out.z_um)
+        glass, glass_source = self._structure_glass(np.stack(whole), zs, det.box_px, x, y, focus_z)
         rec = reconstruct(stack, zs, mask, det.cls, out.z_um, glass, self.cal.um_per_px, settings)
         heights, base = rec.heights, rec.base_z_um
         w.timings["reconstruct"] = w.timings.get("reconstruct", 0.0) + time.perf_counter() - t

@@ -90,6 +90,8 @@ def test_a_thin_walls_focus_is_read_between_the_two_lobes_of_its_stack():
     assert stack_focus(stack, z, mask, 96.0) == pytest.approx(101.0, abs=1.0)
     solid, mask = _wall_stack(z, 101.0, phase=False)
     assert stack_focus(solid, z, mask, 100.6) == 100.6  # one peak: the autofocus's reading stands
+    # ... unless the stack's own peak is farther from it than any lobe can be: the autofocus found the glass
+    assert stack_focus(solid, z, mask, 88.0) == pytest.approx(101.0, abs=0.5)
 
 
 def test_the_height_uses_the_focus_read_again():
