@@ -4,6 +4,11 @@ An object that mostly absorbs is sharpest in focus: its curve has one peak. A th
 wall, rim or rods; a dust speck a few µm across, which is as tall as it is wide) has no contrast in focus and
 inverts through it: its curve has two lobes either side of its focus and a dip at it, and the higher lobe is
 4-7 µm off. :func:`curve_focus` reads both kinds.
+
+How far apart the lobes lie is an objective's property: a weak phase object's defocus contrast at spatial
+frequency ``f`` peaks near ``dz = 1 / (2 λ f²)``, and a wall or speck near the resolution limit is seen up to
+``f = NA / λ``, so the lobes lie about ``λ / NA²`` apart, i.e. they scale with the depth of field.
+:func:`lobe_gap_um` gives the window at any depth of field; the tuned one is 10x / NA 0.25's.
 """
 
 from __future__ import annotations
@@ -14,6 +19,27 @@ import numpy as np
 DIP_FRACTION = 0.8
 #: Distance between the two lobes of a thin phase object's focus curve, µm (about one depth of field at NA 0.25).
 LOBE_GAP_UM = (6.0, 20.0)
+#: The depth of field ``LOBE_GAP_UM`` was measured at: 10x / NA 0.25 at 0.56 µm per pixel
+#: (``λ/NA² + pixel/NA``, the autofocus's ``TUNED_DEPTH_OF_FIELD_UM``), µm.
+TUNED_DEPTH_OF_FIELD_UM = 11.04
+
+
+def depth_of_field_scale(depth_of_field_um: float | None) -> float:
+    """The objective's depth of field over the tuned one; exactly 1 within 5 % of it (and for None).
+
+    The snap keeps the tuned objective's readings bit for bit what they were measured with (the
+    autofocus's search does the same, ``appliance.scan.adapters``).
+    """
+    if depth_of_field_um is None:
+        return 1.0
+    scale = float(depth_of_field_um) / TUNED_DEPTH_OF_FIELD_UM
+    return 1.0 if abs(scale - 1.0) < 0.05 else scale
+
+
+def lobe_gap_um(depth_of_field_um: float | None) -> tuple[float, float]:
+    """The window of lobe distances (``LOBE_GAP_UM``) at an objective's depth of field, µm (None: tuned)."""
+    s = depth_of_field_scale(depth_of_field_um)
+    return (LOBE_GAP_UM[0] * s, LOBE_GAP_UM[1] * s)
 
 
 def lobes(z: np.ndarray, v: np.ndarray) -> list[tuple[float, float]]:
@@ -46,9 +72,12 @@ def two_lobe_centre(z: np.ndarray, v: np.ndarray, max_dip: float = DIP_FRACTION,
     return 0.5 * (lo + hi)
 
 
-def curve_focus(z: np.ndarray, v: np.ndarray) -> float | None:
-    """The focus a curve says: between its two lobes, else its peak; None when the peak is at an end of the stack."""
-    mid = two_lobe_centre(z, v)
+def curve_focus(z: np.ndarray, v: np.ndarray, lobe_gap: tuple[float, float] = LOBE_GAP_UM) -> float | None:
+    """The focus a curve says: between its two lobes, else its peak; None when the peak is at an end of the stack.
+
+    ``lobe_gap`` is the two-lobe window (:func:`lobe_gap_um` of the objective's depth of field).
+    """
+    mid = two_lobe_centre(z, v, lobe_gap_um=lobe_gap)
     if mid is not None:
         return mid
     found = lobes(z, v)

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from appliance.results.focuscurve import curve_focus
+from appliance.results.focuscurve import LOBE_GAP_UM, curve_focus
 
 #: Specks larger than this (µm²) are left out: clumps, fibres and bubbles stand several µm tall.
 MAX_SPECK_AREA_UM2 = 120.0
@@ -75,7 +75,8 @@ def _sharpness(window: np.ndarray) -> np.ndarray:
 
 
 def glass_focus(planes: np.ndarray, z_um: Sequence[float], structure_box_px: tuple[int, int, int, int],
-                um_per_px: float, below_z_um: float | None = None, min_specks: int = 1) -> GlassFocus | None:
+                um_per_px: float, below_z_um: float | None = None, min_specks: int = 1,
+                lobe_gap_um: tuple[float, float] = LOBE_GAP_UM) -> GlassFocus | None:
     """The glass's focus from the specks around a structure in its focus stack, or None if none is usable.
 
     Parameters
@@ -93,6 +94,9 @@ def glass_focus(planes: np.ndarray, z_um: Sequence[float], structure_box_px: tup
         neighbour's defocused halo reaching into the frame).
     min_specks : int
         Fewest specks to call it a measurement.
+    lobe_gap_um : (float, float)
+        The two-lobe window of a small speck's focus curve at the objective's depth of field
+        (:func:`appliance.results.focuscurve.lobe_gap_um`).
 
     Returns
     -------
@@ -135,7 +139,7 @@ def glass_focus(planes: np.ndarray, z_um: Sequence[float], structure_box_px: tup
         curve = _sharpness(np.stack([_smooth(planes[k, ya:yb, xa:xb], levels[k])[inner] for k in range(n)]))
         if curve.min() > FLAT_CURVE * curve.max():
             continue  # the same at every plane: dust on the camera's window, not on the slide
-        zf = curve_focus(z, curve)
+        zf = curve_focus(z, curve, lobe_gap_um)
         if zf is not None and (below_z_um is None or zf < below_z_um):
             foci.append(zf)
     if len(foci) < min_specks:

@@ -45,6 +45,7 @@ import numpy as np
 from appliance.hardware.camera.base import Camera, CameraError, Frame
 from appliance.hardware.stage.base import Stage, StageError, StageLimitError
 from appliance.results.files import ScanFolder
+from appliance.results.focuscurve import LOBE_GAP_UM, TUNED_DEPTH_OF_FIELD_UM
 from appliance.results.glass import SpeckGlassPlane, glass_focus
 from appliance.results.reconstruct import ReconstructSettings, reconstruct, stack_focus, structure_mask
 from appliance.results.store import Annotation, FieldRecord, ObjectRecord, ResultStore
@@ -569,16 +570,19 @@ class ScanRunner:
         return float(pred[0])
 
     def _structure_glass(self, frames: np.ndarray, zs: list[float], box: tuple[int, int, int, int], x: float,
-                         y: float, focus_z: float) -> tuple[float | None, str | None]:
+                         y: float, focus_z: float, lobe_gap: tuple[float, float] = LOBE_GAP_UM
+                         ) -> tuple[float | None, str | None]:
         """The glass's focus for a structure's height and where it came from.
 
-        The specks on the glass beside it in its own stack (:func:`appliance.results.glass.glass_focus`) first,
-        then the plane through the specks measured beside the structures before it (``SpeckGlassPlane``),
-        else the focus map's prediction, sure or not (an unsure map is a few µm off; without any glass
-        reference the height map falls back to shape from focus, which a thin print defeats).
+        The specks on the glass beside it in its own stack (:func:`appliance.results.glass.glass_focus`,
+        reading small specks' curves with the objective's ``lobe_gap``) first, then the plane through the
+        specks measured beside the structures before it (``SpeckGlassPlane``), else the focus map's prediction,
+        sure or not (an unsure map is a few µm off), else the nearest of the fields' own foci on dust and glass
+        that the map holds back while it has fewer than three (``field-focus``; below the structure's focus
+        only); without any the height map falls back to shape from focus, which a thin print defeats.
         """
         if frames.ndim == 3 and len(zs) >= 3 and bool(np.all(np.diff(zs) > 0)):
-            found = glass_focus(frames, zs, box, self.cal.um_per_px, below_z_um=focus_z)
+            found = glass_focus(frames, zs, box, self.cal.um_per_px, below_z_um=focus_z, lobe_gap_um=lobe_gap)
             if found is not None:
                 self._speck_glass.add(x, y, found.z_um)
                 return found.z_um, "specks"
@@ -589,7 +593,20 @@ class ScanRunner:
         if sure is not None:
             return sure, "focus-map"
         pred = self.focus_map.predict(x, y)
-        return (float(pred[0]), "focus-map-unsure") if pred is not None else (None, None)
+        if pred is not None:
+            return float(pred[0]), "focus-map-unsure"
+        below = [p for p in self._focus_points if p[2] < focus_z]
+        if below:
+            return min(below, key=lambda p: (p[0] - x) ** 2 + (p[1] - y) ** 2)[2], "field-focus"
+        return None, None
+
+    def _depth_of_field_um(self) -> float:
+        """The objective's depth of field the focuser searches with, µm (``AutofocusFocuser.depth_of_field_um``).
+
+        A focuser that does not say (a test double) is taken to have the tuned 10x / NA 0.25 one.
+        """
+        dof = getattr(self.focuser, "depth_of_field_um", None)
+        return float(dof) if isinstance(dof, (int, float)) and not isinstance(dof, bool) else TUNED_DEPTH_OF_FIELD_UM
 
     def _add_focus_point(self, x: float, y: float, z: float) -> None:
         if any((x, y) == p[:2] for p in self._focus_points):
@@ -776,10 +793,13 @@ class ScanRunner:
         mask = structure_mask(crop, local_box, fill_holes=det.cls != "scaffold")
         rp = self.plan.reconstruct
         settings = ReconstructSettings(method=rp.method, wavelength_um=rp.wavelength_um, index_delta=rp.index_delta,
-                                       camera_gamma=rp.camera_gamma, tie_dz_um=rp.tie_dz_um)
+                                       camera_gamma=rp.camera_gamma, tie_dz_um=rp.tie_dz_um,
+                                       depth_of_field_um=self._depth_of_field_um())
         # the glass lies under the structure's focus as its own stack reads it (reconstruct reads it again)
-        focus_z = out.z_um if det.cls == "microlens" else stack_focus(stack, zs, mask, out.z_um)
-        glass, glass_source = self._structure_glass(np.stack(whole), zs, det.box_px, x, y, focus_z)
+        focus_z = out.z_um if det.cls == "microlens" else stack_focus(stack, zs, mask, out.z_um,
+                                                                       lobe_gap_um=settings.lobe_gap)
+        glass, glass_source = self._structure_glass(np.stack(whole), zs, det.box_px, x, y, focus_z,
+                                                    settings.lobe_gap)
         rec = reconstruct(stack, zs, mask, det.cls, out.z_um, glass, self.cal.um_per_px, settings)
         heights, base = rec.heights, rec.base_z_um
         w.timings["reconstruct"] = w.timings.get("reconstruct", 0.0) + time.perf_counter() - t

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from appliance.results.focuscurve import curve_focus
+from appliance.results.focuscurve import LOBE_GAP_UM, curve_focus, lobe_gap_um
 from appliance.results.glass import glass_focus
 from appliance.results.reconstruct import ReconstructSettings, reconstruct, stack_focus
 
@@ -65,14 +65,17 @@ def test_a_small_specks_two_lobed_curve_is_read_between_its_lobes():
     assert curve_focus(z, np.exp(-((z - 120.0) / 5.0) ** 2)) is None  # its peak lies beyond the stack
 
 
-def _wall_stack(z: np.ndarray, z0: float, phase: bool) -> tuple[np.ndarray, np.ndarray]:
-    """A ring wall whose contrast is antisymmetric through its focus ``z0`` (a phase object) or peaks at it."""
+def _wall_stack(z: np.ndarray, z0: float, phase: bool, dof_scale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """A ring wall whose contrast is antisymmetric through its focus ``z0`` (a phase object) or peaks at it.
+
+    ``dof_scale``: the objective's depth of field over 10x / NA 0.25's (the curve's z widths scale with it).
+    """
     v, u = np.mgrid[:120, :120].astype(np.float64)
     r = np.hypot(v - 60, u - 60)
     wall = np.exp(-((r - 35) ** 2) / 8.0)
     out = []
     for zz in z:
-        d = zz - z0
+        d = (zz - z0) / dof_scale
         if phase:  # contrast grows from zero at focus and inverts through it, then fades far out
             c = 0.4 * (d / 6.0) * np.exp(-(d / 9.0) ** 2)
         else:
@@ -100,6 +103,30 @@ def test_the_height_uses_the_focus_read_again():
     rec = reconstruct(stack, list(z), mask, "split_ring", 96.0, 91.0, UM_PX, ReconstructSettings())
     assert rec.source == "focus-offset" and rec.focus_z_um == pytest.approx(101.0, abs=1.0)
     assert rec.peak_um == pytest.approx(20.0, abs=2.0)  # 2 (101 - 91); the lobe would have given 10
+
+
+#: 20x / NA 0.4 at 0.28 µm per pixel: 0.55 / 0.4² + 0.28 / 0.4, µm.
+DOF_20X = 4.1375
+
+
+def test_the_lobe_window_follows_the_objectives_depth_of_field_and_not_at_the_default():
+    assert lobe_gap_um(None) == LOBE_GAP_UM == lobe_gap_um(11.04) == lobe_gap_um(11.3)  # within 5 %: as tuned
+    assert lobe_gap_um(DOF_20X) == pytest.approx((2.25, 7.5), abs=0.01)
+    assert ReconstructSettings().lobe_gap == LOBE_GAP_UM and ReconstructSettings().edge_width_um == 2.0
+    assert ReconstructSettings(depth_of_field_um=DOF_20X).edge_width_um == pytest.approx(1.22, abs=0.01)
+
+
+def test_a_thin_walls_lobes_at_20x_are_read_between_with_that_objectives_window():
+    z = np.arange(84.0, 117.0, 1.0)
+    s = DOF_20X / 11.04
+    stack, mask = _wall_stack(z, 101.0, phase=True, dof_scale=s)  # lobes about 4.8 µm apart
+    lobe = 101.0 - 2.4
+    # NA 0.25's window (6-20 µm) takes these lobes for one peak: the autofocus's lobe reading stood
+    assert stack_focus(stack, z, mask, lobe) == lobe
+    assert stack_focus(stack, z, mask, lobe, lobe_gap_um=lobe_gap_um(DOF_20X)) == pytest.approx(101.0, abs=0.5)
+    rec = reconstruct(stack, list(z), mask, "split_ring", lobe, 91.0, UM_PX,
+                      ReconstructSettings(depth_of_field_um=DOF_20X))
+    assert rec.focus_z_um == pytest.approx(101.0, abs=0.5) and rec.peak_um == pytest.approx(20.0, abs=1.0)
 
 
 def test_the_specks_plane_follows_a_tilt_it_has_seen_and_does_not_tip_on_two_points():

@@ -95,6 +95,8 @@ def test_flat_topped_prints_take_twice_their_focus_height_over_the_glass():
     ({"index_delta": 0.0}, ["index_delta", "0.0"]),
     ({"camera_gamma": float("nan")}, ["camera_gamma", "nan"]),
     ({"edge_um": -1.0}, ["edge_um", "-1.0", "10.0"]),
+    ({"depth_of_field_um": 0.0}, ["depth_of_field_um", "0.0", "5000"]),
+    ({"depth_of_field_um": True}, ["depth_of_field_um", "True"]),
 ])
 def test_bad_settings_are_named(kwargs, words):
     with pytest.raises(ValueError) as err:

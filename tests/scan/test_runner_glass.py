@@ -24,6 +24,7 @@ def _runner(pred) -> ScanRunner:
     r.focus_map = _Map(pred)
     r.cal = Calibration.nominal(0.56, (320, 240))
     r._speck_glass = SpeckGlassPlane()
+    r._focus_points = []
     return r
 
 
@@ -61,3 +62,27 @@ def test_specks_beside_the_structure_win_and_serve_the_next_structure_without_an
     assert src2 == "specks-plane" and g2 == pytest.approx(g, abs=0.5)
     # a plane above the structure's own focus is no glass under it: the map takes over
     assert r._structure_glass(bare, z, (120, 80, 200, 160), 1400.0, 1100.0, 94.0)[1] == "focus-map"
+
+
+def test_the_first_structure_takes_the_nearest_field_focus_below_it_while_the_map_holds_back():
+    r = _runner(None)  # fewer than three points: the map predicts nothing
+    frames, z = _frames(specks=False)
+    box = (120, 80, 200, 160)
+    assert r._structure_glass(frames, z, box, 1000.0, 1000.0, 100.0) == (None, None)
+    r._focus_points = [(0.0, 0.0, 92.0), (900.0, 1000.0, 94.0), (1100.0, 1000.0, 103.0)]
+    assert r._structure_glass(frames, z, box, 1000.0, 1000.0, 100.0) == (94.0, "field-focus")
+    # a field focus above the structure's own is no glass under it
+    assert r._structure_glass(frames, z, box, 1000.0, 1000.0, 93.0) == (92.0, "field-focus")
+    assert r._structure_glass(frames, z, box, 1000.0, 1000.0, 91.0) == (None, None)
+
+
+class _Focuser:
+    depth_of_field_um = 4.1375
+
+
+def test_the_reconstruction_is_told_the_focusers_depth_of_field():
+    r = _runner(None)
+    r.focuser = _Focuser()
+    assert r._depth_of_field_um() == 4.1375
+    r.focuser = object()  # a double that does not say: the tuned objective
+    assert r._depth_of_field_um() == pytest.approx(11.04)
