@@ -714,7 +714,7 @@ class ScanRunner:
         seen = self._analyse(focused)
         w.timings["focus_structure"] = w.timings.get("focus_structure", 0.0) + time.perf_counter() - t
         again = _same_box(seen.detections, det.box_px) or det
-        if again.kind != "structure":
+        if again.kind != "structure" and not _structure_stands(det, again):
             # Sharp, it is dirt: blurred dust and bubbles pass for prints more often (a print's own focus lies
             # above the glass the field was focused on, dirt's on it), and so does a print to them
             self._known.pop()
@@ -722,7 +722,7 @@ class ScanRunner:
                 self._record_debris(w, again, focused)
             return
         # ... and names the type: the classifier's woodpile and scaffold are told apart in focus, not blurred
-        det = again
+        det = again if again.kind == "structure" else _as_structure(again, det)
         x, y = self._stage_xy(det, focused)
         b_um = self._box_um(det, focused)
         self._known[-1] = _Known("structure", b_um)
@@ -812,6 +812,32 @@ def _recentred(det: Detection, size_px: tuple[int, int]) -> Detection:
     w, h = size_px
     nx0, ny0 = max(0, (w - bw) // 2), max(0, (h - bh) // 2)
     return replace(det, box_px=(nx0, ny0, min(w, nx0 + bw), min(h, ny0 + bh)))
+
+
+def _structure_stands(before: Detection, sharp: Detection) -> bool:
+    """Whether a structure verdict stands against a sharp frame that calls the object debris.
+
+    Only a sure debris verdict overrules one: where the sharp frame's models disagree (``sharp.recheck``), that
+    view is as unsure as the one before it, and the earlier structure verdict stands. A 21 µm micro-lens was a
+    structure centred (the classifier 0.97, the detector's ``debris`` 0.30: the rule's rescue) and, sharp, the
+    detector's ``structure`` 0.29 against the classifier's 0.85: disputed, and it was recorded as dirt (the
+    README's slide, the miss of every scan before).
+    """
+    return before.kind == "structure" and sharp.recheck
+
+
+def _as_structure(sharp: Detection, before: Detection) -> Detection:
+    """The sharp view of an object whose structure verdict stands (:func:`_structure_stands`).
+
+    Its box and position are the sharp frame's; its type is the likeliest structure type of the sharp frame's
+    scores when they hold the classifier's (the type is read in focus, as for every structure), else the
+    earlier view's.
+    """
+    types = {c: float(p) for c, p in sharp.scores.items() if c != "debris" and not c.startswith("detector_")}
+    if types:
+        cls = max(types, key=lambda c: types[c])
+        return replace(sharp, kind="structure", cls=cls, confidence=types[cls])
+    return replace(sharp, kind="structure", cls=before.cls, confidence=before.confidence)
 
 
 def _same_box(dets: Sequence[Detection], box: tuple[int, int, int, int], min_iou: float = 0.3) -> Detection | None:

@@ -144,3 +144,32 @@ def test_disputed_debris_is_focused_without_a_structure_type(tmp_path):
     assert s["structures_truth"] == 4 and s["recall"] == 0.0  # the double never gives in
     assert seen[0].types, "no disputed piece was focused for a last look"
     assert "debris" not in seen[0].types
+
+
+class _DisputedWhenSharp:
+    """Sees every structure as one, except in the frame taken at its focus, where the two models disagree on it:
+    debris to the vision, unsure (``recheck``), the classifier's scores still naming the type (the README
+    slide's 21 µm micro-lens: ``structure`` 0.29 to the detector, 0.85 to the classifier when sharp). With
+    ``sure`` the sharp frame's debris verdict is one both models agree on."""
+
+    def __init__(self, scope, sure=False):
+        self.inner, self.sharp, self.sure = SimTruthVision(scope), None, sure
+
+    def analyse(self, frame):
+        r = self.inner.analyse(frame)
+        p = frame.position
+        sharp = self.sharp is not None and all(abs(a - b) < 1e-6 for a, b in zip((p.x_um, p.y_um, p.z_um),
+                                                                                   self.sharp, strict=True))
+        dets = tuple(replace(d, kind="debris", cls="debris", confidence=0.6, recheck=not self.sure,
+                             scores={d.cls: 0.55, "woodpile": 0.3, "debris": 0.15, "detector_structure": 0.29})
+                     if sharp and d.kind == "structure" else d for d in r.detections)
+        return VisionResult(r.n_candidates, dets, r.timings_s)
+
+
+def test_a_disputed_sharp_frame_does_not_overrule_a_structure(tmp_path):
+    s = _scan(tmp_path / "disputed", 32, _DisputedWhenSharp, _SharpPoint)
+    assert s["structures_truth"] == 4
+    assert s["recall"] == 1.0 and s["type_accuracy"] == 1.0 and s["duplicates"] == 0
+    # a sure debris verdict when sharp still has the last word
+    s = _scan(tmp_path / "sure", 32, lambda scope: _DisputedWhenSharp(scope, sure=True), _SharpPoint)
+    assert s["recall"] == 0.0
