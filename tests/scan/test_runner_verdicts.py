@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from appliance.scan.plan import FocusPlan, GridPlan, ScanPlan
-from appliance.scan.protocols import VisionResult
+from appliance.scan.protocols import Detection, VisionResult
 from appliance.scan.runner import FinishReason
 from appliance.scan.session import run_scan, scan_area, sim_height_truth, sim_microscope
 from appliance.scan.testing import PlaneFocusMap, SimTruthFocuser, SimTruthVision
@@ -173,3 +173,44 @@ def test_a_disputed_sharp_frame_does_not_overrule_a_structure(tmp_path):
     # a sure debris verdict when sharp still has the last word
     s = _scan(tmp_path / "sure", 32, lambda scope: _DisputedWhenSharp(scope, sure=True), _SharpPoint)
     assert s["recall"] == 0.0
+
+
+class _LostWhenCentredSpeckBeside:
+    """Loses every structure once it is centred (a faint print the gate passes over in that view) and sees a
+    speck of dust 150 px right of and 100 px below where the first one was centred, wherever that speck is in
+    view: the nearest detection to the frame's centre is then another object."""
+
+    def __init__(self, scope):
+        self.inner, self.upp, self.specks = SimTruthVision(scope), scope.camera.um_per_px, []
+
+    def analyse(self, frame):
+        r = self.inner.analyse(frame)
+        h, w = frame.image.shape
+        p = frame.position
+        dets = []
+        for d in r.detections:
+            x0, y0, x1, y1 = d.box_px
+            cx, cy = (x0 + x1 - 1) / 2, (y0 + y1 - 1) / 2
+            if d.kind == "structure" and abs(cx - (w - 1) / 2) <= 10 and abs(cy - (h - 1) / 2) <= 10:
+                if not self.specks:
+                    self.specks.append((p.x_um + 150 * self.upp, p.y_um + 100 * self.upp))
+                continue
+            dets.append(d)
+        for sx, sy in self.specks:
+            u, v = (w - 1) / 2 + (sx - p.x_um) / self.upp, (h - 1) / 2 + (sy - p.y_um) / self.upp
+            if 10 <= u < w - 10 and 10 <= v < h - 10:
+                box = (int(u) - 5, int(v) - 5, int(u) + 5, int(v) + 5)
+                dets.append(Detection(box, "debris", "debris", 0.9, {"debris": 0.9}))
+        return VisionResult(r.n_candidates, tuple(dets), r.timings_s)
+
+
+def test_centring_does_not_follow_another_object(tmp_path):
+    vision = []
+
+    def make(scope):
+        vision.append(_LostWhenCentredSpeckBeside(scope))
+        return vision[-1]
+
+    s = _scan(tmp_path, 32, make)
+    assert vision[0].specks, "no structure was centred"
+    assert s["structures_truth"] == 4 and s["recall"] == 1.0 and s["duplicates"] == 0
