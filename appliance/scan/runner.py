@@ -6,7 +6,7 @@ fused analysis and gate; no candidate -> straight to ``COMMIT``; else detect and
 object: ``CENTRE`` (move it to the middle of the frame and look again, so it lies whole in view and its
 position is measured where the optics are best; debris only when the vision is unsure of it
 (``Detection.recheck``) or saw it cut by the frame's edge, else it is recorded from the field frame) -> for a
-structure ``FOCUS_STRUCTURE`` -> ``STACK`` -> (unless the vision calls its sharp frame debris) ``RECONSTRUCT``
+structure ``FOCUS_STRUCTURE`` -> ``STACK`` -> (unless the vision is sure its sharp frame is debris) ``RECONSTRUCT``
 -> ``RECORD`` -> and finally ``COMMIT`` (files synced, then the field's rows in one transaction). Pause and
 cancel act between steps; a failing step ends the scan ``FAILED`` with the fields committed so far kept, and
 the stage is stopped in ``finally``.
@@ -706,7 +706,8 @@ class ScanRunner:
         """Focus on a centred object; if its sharp frame shows a structure, take its stack, reconstruct and record it.
 
         The sharp frame has the last word: a structure there is stacked and recorded; debris there (or, when
-        the vision finds nothing there, ``det`` being debris) is recorded as debris without a stack.
+        the vision finds nothing there, ``det`` being debris) is recorded as debris without a stack, unless
+        ``det`` is a structure and the sharp frame's models disagree (:func:`_structure_stands`).
         """
         x, y = self._stage_xy(det, frame)
         b_um = self._box_um(det, frame)
