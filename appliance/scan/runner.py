@@ -629,6 +629,11 @@ class ScanRunner:
         if found is None:
             return
         det2, frame2 = found
+        if det2.kind != "structure" and not det.recheck and _structure_stands(det, det2):
+            # a sure structure in its field, disputed centred: a 167 µm scaffold among dense dust was a
+            # scaffold to both models cut by a field's edge (0.84) and 0.05-0.23 to the classifier centred
+            # (seed 113); only a sure debris verdict overrules a sure structure
+            det2 = _as_structure(det2, det)
         x, y = self._stage_xy(det2, frame2)
         if self._duplicate(det2.kind, x, y) or (det2.recheck and self._duplicate("structure", x, y)):
             return
@@ -825,7 +830,7 @@ def _recentred(det: Detection, size_px: tuple[int, int]) -> Detection:
 
 
 def _structure_stands(before: Detection, sharp: Detection) -> bool:
-    """Whether a structure verdict stands against a sharp frame that calls the object debris.
+    """Whether a structure verdict stands against a later view (the sharp frame) that calls the object debris.
 
     Only a sure debris verdict overrules one: where the sharp frame's models disagree (``sharp.recheck``), that
     view is as unsure as the one before it, and the earlier structure verdict stands. A 21 µm micro-lens was a
