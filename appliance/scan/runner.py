@@ -628,11 +628,12 @@ class ScanRunner:
         w.timings["centre"] = w.timings.get("centre", 0.0) + time.perf_counter() - t
         if found is None:
             return
-        det2, frame2 = found
-        if det2.kind != "structure" and not det.recheck and _structure_stands(det, det2):
+        det2, frame2, sure_debris = found
+        if det2.kind != "structure" and not det.recheck and not sure_debris and _structure_stands(det, det2):
             # a sure structure in its field, disputed centred: a 167 µm scaffold among dense dust was a
             # scaffold to both models cut by a field's edge (0.84) and 0.05-0.23 to the classifier centred
-            # (seed 113); only a sure debris verdict overrules a sure structure
+            # (seed 113); only a sure debris verdict overrules a sure structure (in any of the centring's
+            # views: a 31 µm bubble was sure debris after the first move and disputed after the second, seed 116)
             det2 = _as_structure(det2, det)
         x, y = self._stage_xy(det2, frame2)
         if self._duplicate(det2.kind, x, y) or (det2.recheck and self._duplicate("structure", x, y)):
@@ -642,8 +643,11 @@ class ScanRunner:
             return
         self._structure(w, det2, frame2)  # a structure, or debris still unsure: its sharp frame decides
 
-    def _centre(self, det: Detection, frame: Frame, field_z_um: float) -> tuple[Detection, Frame] | None:
+    def _centre(self, det: Detection, frame: Frame, field_z_um: float) -> tuple[Detection, Frame, bool] | None:
         """Bring the object to the frame's centre and find it again there (its old box, centred, if not).
+
+        Returns the last view of it, its frame, and whether any view on the way was a debris verdict both
+        models agreed on.
 
         The centred view is taken at the field's z, where the field saw the object: after a structure's stack
         the stage stands at that structure's focus, 5-15 µm above the glass, and a 26 µm dust clump the next
@@ -654,6 +658,7 @@ class ScanRunner:
             self.stage.focus_to_um(field_z_um)
         w, h = self.camera.size_px
         cur_det, cur_frame = det, frame
+        sure_debris = False
         for _ in range(MAX_CENTRING_MOVES):
             x, y = self._stage_xy(cur_det, cur_frame)
             self._approach(x, y)
@@ -665,13 +670,15 @@ class ScanRunner:
                 # seen from the field but not here (a faint object at the gate's edge): keep what the field
                 # saw, now centred, rather than lose a structure. The nearest detection elsewhere is another
                 # object: following it left a 41 µm split ring for a 6 µm speck beside it (seed 206)
-                return _recentred(cur_det, (w, h)), cur_frame
+                return _recentred(cur_det, (w, h)), cur_frame, sure_debris
             cur_det = near
+            whole = not near.touches_edge((w, h))
+            sure_debris = sure_debris or (near.kind != "structure" and not near.recheck and whole)
             bx0, by0, bx1, by1 = near.box_px
             off = max(abs((bx0 + bx1 - 1) / 2.0 - (w - 1) / 2.0), abs((by0 + by1 - 1) / 2.0 - (h - 1) / 2.0))
             if off <= 8 and not near.touches_edge((w, h)):
                 break
-        return cur_det, cur_frame
+        return cur_det, cur_frame, sure_debris
 
     def _refocus_where_seen(self, w: _FieldWork, det: Detection, failed: FocusOutcome) -> FocusOutcome:
         """A second search for a structure whose first one failed, around the z its field was seen at.

@@ -275,3 +275,45 @@ def test_a_sure_structure_stands_against_a_disputed_centred_view(tmp_path):
     s = _scan(tmp_path, 32, _DisputedOnceCentred)
     assert s["structures_truth"] == 4
     assert s["recall"] == 1.0 and s["type_accuracy"] == 1.0 and s["duplicates"] == 0
+
+
+class _SureDebrisThenDisputed:
+    """Sure of every structure in the field frames until it first comes near the frame's centre; that view is
+    sure it is debris and draws its box 12 px to the right (so the runner moves again); every later view of it,
+    anywhere, is unsure (debris, ``recheck``). The seed-116 bubble: a micro-lens in its field, sure debris
+    centred, disputed after."""
+
+    def __init__(self, scope):
+        self.inner, self.upp, self.seen = SimTruthVision(scope), scope.camera.um_per_px, []
+
+    def _known(self, x, y):
+        return any(abs(x - a) < 40 and abs(y - b) < 40 for a, b in self.seen)
+
+    def analyse(self, frame):
+        r = self.inner.analyse(frame)
+        h, w = frame.image.shape
+        tx, ty, _ = frame.meta["true_position_um"]
+        dets = []
+        for d in r.detections:
+            x0, y0, x1, y1 = d.box_px
+            cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+            sx, sy = tx + (cx - w / 2) * self.upp, ty + (cy - h / 2) * self.upp
+            if d.kind == "structure" and self._known(sx, sy):
+                d = replace(d, kind="debris", cls="debris", recheck=True, scores={d.cls: 0.5, "debris": 0.5})
+            elif d.kind == "structure" and abs(cx - w / 2) <= 30 and abs(cy - h / 2) <= 30:
+                self.seen.append((sx, sy))
+                d = replace(d, box_px=(x0 + 12, y0, x1 + 12, y1), kind="debris", cls="debris", recheck=False)
+            dets.append(d)
+        return VisionResult(r.n_candidates, tuple(dets), r.timings_s)
+
+
+def test_a_sure_debris_view_while_centring_overrules_a_structure(tmp_path):
+    vision = []
+
+    def make(scope):
+        vision.append(_SureDebrisThenDisputed(scope))
+        return vision[-1]
+
+    s = _scan(tmp_path, 32, make)
+    assert vision[0].seen, "no structure was centred"
+    assert s["structures_truth"] == 4 and s["recall"] == 0.0
