@@ -45,7 +45,8 @@ import numpy as np
 from appliance.hardware.camera.base import Camera, CameraError, Frame
 from appliance.hardware.stage.base import Stage, StageError, StageLimitError
 from appliance.results.files import ScanFolder
-from appliance.results.reconstruct import ReconstructSettings, reconstruct, structure_mask
+from appliance.results.glass import SpeckGlassPlane, glass_focus
+from appliance.results.reconstruct import ReconstructSettings, reconstruct, stack_focus, structure_mask
 from appliance.results.store import Annotation, FieldRecord, ObjectRecord, ResultStore
 from appliance.scan.calibration import Calibration
 from appliance.scan.capture import CheckedCamera
@@ -238,6 +239,7 @@ class ScanRunner:
         self._n_stage_faults = 0  # stage faults this run recovered from or stopped at
         self._failed: dict[int, str] = {}  # cell -> error, fields that failed in this run
         self._focus_points: list[tuple[float, float, float]] = []  # the map's points: x, y, z
+        self._speck_glass = SpeckGlassPlane()  # the glass measured from specks beside structures
         self._focus_found = False  # a field's autofocus has found focus (in this scan, this run or before)
         self._load_committed()
 
@@ -566,6 +568,29 @@ class ScanRunner:
             return None
         return float(pred[0])
 
+    def _structure_glass(self, frames: np.ndarray, zs: list[float], box: tuple[int, int, int, int], x: float,
+                         y: float, focus_z: float) -> tuple[float | None, str | None]:
+        """The glass's focus for a structure's height and where it came from.
+
+        The specks on the glass beside it in its own stack (:func:`appliance.results.glass.glass_focus`) first,
+        then the plane through the specks measured beside the structures before it (``SpeckGlassPlane``),
+        else the focus map's prediction, sure or not (an unsure map is a few µm off; without any glass
+        reference the height map falls back to shape from focus, which a thin print defeats).
+        """
+        if frames.ndim == 3 and len(zs) >= 3 and bool(np.all(np.diff(zs) > 0)):
+            found = glass_focus(frames, zs, box, self.cal.um_per_px, below_z_um=focus_z)
+            if found is not None:
+                self._speck_glass.add(x, y, found.z_um)
+                return found.z_um, "specks"
+        beside = self._speck_glass.predict(x, y)
+        if beside is not None and beside < focus_z:
+            return beside, "specks-plane"
+        sure = self._glass_z(x, y)
+        if sure is not None:
+            return sure, "focus-map"
+        pred = self.focus_map.predict(x, y)
+        return (float(pred[0]), "focus-map-unsure") if pred is not None else (None, None)
+
     def _add_focus_point(self, x: float, y: float, z: float) -> None:
         if any((x, y) == p[:2] for p in self._focus_points):
             return  # a field redone after a stage fault: its point is in the map already
@@ -751,7 +776,7 @@ class ScanRunner:
         self._checkpoint(FieldStep.STACK)
         t = time.perf_counter()
         cx0, cy0, cx1, cy1 = self._crop_box(det)
-        planes, zs = [], []
+        planes, zs, whole = [], [], []
         for off in self.plan.focus.stack_offsets_um:
             f = focused
             if off != 0.0:  # the plane at focus is the frame just analysed
@@ -761,6 +786,7 @@ class ScanRunner:
                     continue
                 f = self.camera.capture()
             planes.append(f.image[cy0:cy1, cx0:cx1])
+            whole.append(f.image)
             zs.append(f.position.z_um)
         stack = np.stack(planes)
         self.stage.focus_to_um(out.z_um)
@@ -773,7 +799,9 @@ class ScanRunner:
         rp = self.plan.reconstruct
         settings = ReconstructSettings(method=rp.method, wavelength_um=rp.wavelength_um, index_delta=rp.index_delta,
                                        camera_gamma=rp.camera_gamma, tie_dz_um=rp.tie_dz_um)
-        glass = self._glass_z(x, y)
+        # the glass lies under the structure's focus as its own stack reads it (reconstruct reads it again)
+        focus_z = out.z_um if det.cls == "microlens" else stack_focus(stack, zs, mask, out.z_um)
+        glass, glass_source = self._structure_glass(np.stack(whole), zs, det.box_px, x, y, focus_z)
         rec = reconstruct(stack, zs, mask, det.cls, out.z_um, glass, self.cal.um_per_px, settings)
         heights, base = rec.heights, rec.base_z_um
         w.timings["reconstruct"] = w.timings.get("reconstruct", 0.0) + time.perf_counter() - t
@@ -798,6 +826,7 @@ class ScanRunner:
             extra={"focus_frames": out.frames, "focus_ok": out.ok, "base_z_um": base,
                    "max_height_um": float(np.percentile(valid, 98)) if valid.size else 0.0,
                    "height_source": rec.source, "peak_height_um": rec.peak_um, "glass_z_um": glass,
+                   "glass_source": glass_source, "height_focus_z_um": rec.focus_z_um,
                    "crop_origin_px": [cx0, cy0], "stage_xy_um": [focused.position.x_um, focused.position.y_um],
                    "true_position_um": _true_position(focused)}))
         w.timings["record"] = w.timings.get("record", 0.0) + time.perf_counter() - t
@@ -816,6 +845,9 @@ class ScanRunner:
                                                o.x_um + o.width_um / 2, o.y_um + o.height_um / 2)))
             if o.kind == "structure":
                 self._n_struct += 1
+                extra = o.extra or {}
+                if extra.get("glass_source") == "specks" and extra.get("glass_z_um") is not None:
+                    self._speck_glass.add(o.x_um, o.y_um, float(extra["glass_z_um"]))
             else:
                 self._n_debris += 1
         self._next_object = len(self.store.objects(self.scan_id))

@@ -71,9 +71,18 @@ def test_flat_topped_prints_take_twice_their_focus_height_over_the_glass():
     s = ReconstructSettings()
     rec = reconstruct(stack, [96, 98, 100, 102, 104], mask, "pentagon", 100.0, 93.5, UM_PX, s)
     assert rec.source == "focus-offset" and rec.peak_um == pytest.approx(13.0) and rec.base_z_um == 93.5
-    assert np.allclose(rec.heights[mask], 13.0) and np.isnan(rec.heights[~mask]).all()
+    inner = mask.copy()
+    inner[:, :] = False
+    inner[16:24, 18:34] = True  # more than edge_um inside the mask's edge
+    assert np.allclose(rec.heights[inner], 13.0) and np.isnan(rec.heights[~mask]).all()
+    edge = mask & ~np.pad(mask[1:-1, 1:-1] & mask[:-2, 1:-1] & mask[2:, 1:-1] & mask[1:-1, :-2] & mask[1:-1, 2:],
+                          1)
+    assert (rec.heights[edge] < 0.5 * 13.0).all()  # the map rises from the mask's edge over edge_um
     wood = reconstruct(stack, [96, 98, 100, 102, 104], mask, "woodpile", 100.0, 93.5, UM_PX, s)
-    assert np.allclose(wood.heights[mask], 13.0 * s.woodpile_fill)
+    assert np.allclose(wood.heights[inner], 13.0 * s.woodpile_fill)
+    step = reconstruct(stack, [96, 98, 100, 102, 104], mask, "pentagon", 100.0, 93.5, UM_PX,
+                       ReconstructSettings(edge_um=0.0))
+    assert np.allclose(step.heights[mask], 13.0)
     sff = reconstruct(stack, [96, 98, 100, 102, 104], mask, "pentagon", 100.0, 93.5, UM_PX,
                       ReconstructSettings(method="focus"))
     assert sff.source == "shape-from-focus"
@@ -85,6 +94,7 @@ def test_flat_topped_prints_take_twice_their_focus_height_over_the_glass():
     ({"method": "guess"}, ["method", "guess", "phase"]),
     ({"index_delta": 0.0}, ["index_delta", "0.0"]),
     ({"camera_gamma": float("nan")}, ["camera_gamma", "nan"]),
+    ({"edge_um": -1.0}, ["edge_um", "-1.0", "10.0"]),
 ])
 def test_bad_settings_are_named(kwargs, words):
     with pytest.raises(ValueError) as err:
