@@ -6,7 +6,7 @@ fused analysis and gate; no candidate -> straight to ``COMMIT``; else detect and
 object: ``CENTRE`` (move it to the middle of the frame and look again, so it lies whole in view and its
 position is measured where the optics are best; debris only when the vision is unsure of it
 (``Detection.recheck``) or saw it cut by the frame's edge, else it is recorded from the field frame) -> for a
-structure ``FOCUS_STRUCTURE`` -> ``STACK`` -> (unless the vision calls its sharp frame debris) ``RECONSTRUCT``
+structure ``FOCUS_STRUCTURE`` -> ``STACK`` -> (unless the vision is sure its sharp frame is debris) ``RECONSTRUCT``
 -> ``RECORD`` -> and finally ``COMMIT`` (files synced, then the field's rows in one transaction). Pause and
 cancel act between steps; a failing step ends the scan ``FAILED`` with the fields committed so far kept, and
 the stage is stopped in ``finally``.
@@ -666,11 +666,17 @@ class ScanRunner:
             self._structure(w, det, field_frame)
             return
         t = time.perf_counter()
-        found = self._centre(det, field_frame)
+        found = self._centre(det, field_frame, w.z_um)
         w.timings["centre"] = w.timings.get("centre", 0.0) + time.perf_counter() - t
         if found is None:
             return
-        det2, frame2 = found
+        det2, frame2, sure_debris = found
+        if det2.kind != "structure" and not det.recheck and not sure_debris and _structure_stands(det, det2):
+            # a sure structure in its field, disputed centred: a 167 µm scaffold among dense dust was a
+            # scaffold to both models cut by a field's edge (0.84) and 0.05-0.23 to the classifier centred
+            # (seed 113); only a sure debris verdict overrules a sure structure (in any of the centring's
+            # views: a 31 µm bubble was sure debris after the first move and disputed after the second, seed 116)
+            det2 = _as_structure(det2, det)
         x, y = self._stage_xy(det2, frame2)
         if self._duplicate(det2.kind, x, y) or (det2.recheck and self._duplicate("structure", x, y)):
             return
@@ -679,27 +685,42 @@ class ScanRunner:
             return
         self._structure(w, det2, frame2)  # a structure, or debris still unsure: its sharp frame decides
 
-    def _centre(self, det: Detection, frame: Frame) -> tuple[Detection, Frame] | None:
-        """Bring the object to the frame's centre and find it again there (its old box, centred, if not)."""
+    def _centre(self, det: Detection, frame: Frame, field_z_um: float) -> tuple[Detection, Frame, bool] | None:
+        """Bring the object to the frame's centre and find it again there (its old box, centred, if not).
+
+        Returns the last view of it, its frame, and whether any view on the way was a debris verdict both
+        models agreed on.
+
+        The centred view is taken at the field's z, where the field saw the object: after a structure's stack
+        the stage stands at that structure's focus, 5-15 µm above the glass, and a 26 µm dust clump the next
+        centring saw there, blurred, was a pentagon to both models (seed 72).
+        """
         self._checkpoint(FieldStep.CENTRE)
+        if self.stage.position_um().z_um != field_z_um:
+            self.stage.focus_to_um(field_z_um)
         w, h = self.camera.size_px
         cur_det, cur_frame = det, frame
+        sure_debris = False
         for _ in range(MAX_CENTRING_MOVES):
             x, y = self._stage_xy(cur_det, cur_frame)
             self._approach(x, y)
             cur_frame = self.camera.capture()
             res = self._analyse(cur_frame)
+            expected = _recentred(cur_det, (w, h)).box_px
             near = _nearest(res.detections, (w - 1) / 2.0, (h - 1) / 2.0)
-            if near is None:
+            if near is None or not _same_place(near.box_px, expected):
                 # seen from the field but not here (a faint object at the gate's edge): keep what the field
-                # saw, now centred, rather than lose a structure
-                return _recentred(cur_det, (w, h)), cur_frame
+                # saw, now centred, rather than lose a structure. The nearest detection elsewhere is another
+                # object: following it left a 41 µm split ring for a 6 µm speck beside it (seed 206)
+                return _recentred(cur_det, (w, h)), cur_frame, sure_debris
             cur_det = near
+            whole = not near.touches_edge((w, h))
+            sure_debris = sure_debris or (near.kind != "structure" and not near.recheck and whole)
             bx0, by0, bx1, by1 = near.box_px
             off = max(abs((bx0 + bx1 - 1) / 2.0 - (w - 1) / 2.0), abs((by0 + by1 - 1) / 2.0 - (h - 1) / 2.0))
             if off <= 8 and not near.touches_edge((w, h)):
                 break
-        return cur_det, cur_frame
+        return cur_det, cur_frame, sure_debris
 
     def _refocus_where_seen(self, w: _FieldWork, det: Detection, failed: FocusOutcome) -> FocusOutcome:
         """A second search for a structure whose first one failed, around the z its field was seen at.
@@ -739,7 +760,8 @@ class ScanRunner:
         """Focus on a centred object; if its sharp frame shows a structure, take its stack, reconstruct and record it.
 
         The sharp frame has the last word: a structure there is stacked and recorded; debris there (or, when
-        the vision finds nothing there, ``det`` being debris) is recorded as debris without a stack.
+        the vision finds nothing there, ``det`` being debris) is recorded as debris without a stack, unless
+        ``det`` is a structure and the sharp frame's models disagree (:func:`_structure_stands`).
         """
         x, y = self._stage_xy(det, frame)
         b_um = self._box_um(det, frame)
@@ -756,7 +778,7 @@ class ScanRunner:
         seen = self._analyse(focused)
         w.timings["focus_structure"] = w.timings.get("focus_structure", 0.0) + time.perf_counter() - t
         again = _same_box(seen.detections, det.box_px) or det
-        if again.kind != "structure":
+        if again.kind != "structure" and not _structure_stands(det, again):
             # Sharp, it is dirt: blurred dust and bubbles pass for prints more often (a print's own focus lies
             # above the glass the field was focused on, dirt's on it), and so does a print to them
             self._known.pop()
@@ -764,7 +786,7 @@ class ScanRunner:
                 self._record_debris(w, again, focused)
             return
         # ... and names the type: the classifier's woodpile and scaffold are told apart in focus, not blurred
-        det = again
+        det = again if again.kind == "structure" else _as_structure(again, det)
         x, y = self._stage_xy(det, focused)
         b_um = self._box_um(det, focused)
         self._known[-1] = _Known("structure", b_um)
@@ -866,6 +888,32 @@ def _recentred(det: Detection, size_px: tuple[int, int]) -> Detection:
     return replace(det, box_px=(nx0, ny0, min(w, nx0 + bw), min(h, ny0 + bh)))
 
 
+def _structure_stands(before: Detection, sharp: Detection) -> bool:
+    """Whether a structure verdict stands against a later view (the sharp frame) that calls the object debris.
+
+    Only a sure debris verdict overrules one: where the sharp frame's models disagree (``sharp.recheck``), that
+    view is as unsure as the one before it, and the earlier structure verdict stands. A 21 µm micro-lens was a
+    structure centred (the classifier 0.97, the detector's ``debris`` 0.30: the rule's rescue) and, sharp, the
+    detector's ``structure`` 0.29 against the classifier's 0.85: disputed, and it was recorded as dirt (the
+    README's slide, the miss of every scan before).
+    """
+    return before.kind == "structure" and sharp.recheck
+
+
+def _as_structure(sharp: Detection, before: Detection) -> Detection:
+    """The sharp view of an object whose structure verdict stands (:func:`_structure_stands`).
+
+    Its box and position are the sharp frame's; its type is the likeliest structure type of the sharp frame's
+    scores when they hold the classifier's (the type is read in focus, as for every structure), else the
+    earlier view's.
+    """
+    types = {c: float(p) for c, p in sharp.scores.items() if c != "debris" and not c.startswith("detector_")}
+    if types:
+        cls = max(types, key=lambda c: types[c])
+        return replace(sharp, kind="structure", cls=cls, confidence=types[cls])
+    return replace(sharp, kind="structure", cls=before.cls, confidence=before.confidence)
+
+
 def _same_box(dets: Sequence[Detection], box: tuple[int, int, int, int], min_iou: float = 0.3) -> Detection | None:
     """The detection whose box overlaps ``box`` most (IoU at least ``min_iou``), None if none does."""
     best, best_iou = None, min_iou
@@ -874,6 +922,15 @@ def _same_box(dets: Sequence[Detection], box: tuple[int, int, int, int], min_iou
         if v >= best_iou:
             best, best_iou = d, v
     return best
+
+
+def _same_place(box: tuple[int, int, int, int], expected: tuple[int, int, int, int]) -> bool:
+    """Whether ``box`` is the object expected at ``expected``: either box holds the other's centre."""
+    def holds(b: tuple[int, int, int, int], x: float, y: float) -> bool:
+        return b[0] <= x < b[2] and b[1] <= y < b[3]
+
+    return holds(expected, (box[0] + box[2]) / 2.0, (box[1] + box[3]) / 2.0) or \
+        holds(box, (expected[0] + expected[2]) / 2.0, (expected[1] + expected[3]) / 2.0)
 
 
 def _nearest(dets: Sequence[Detection], cx: float, cy: float) -> Detection | None:
