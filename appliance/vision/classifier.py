@@ -25,6 +25,9 @@ from appliance.vision.litert import LiteModel, ModelFileError, OutputSpec, read_
 MODEL_DIR = Path(__file__).resolve().parents[2] / "models" / "classifier"
 DEFAULT_MODEL = MODEL_DIR / "classifier.tflite"
 # The labels the scan loop relies on: every structure type of the simulator, and debris.
+# Test-time flip averaging: the numbers of views StructureClassifier accepts, and the one it uses unless told.
+VIEWS: tuple[int, ...] = (1, 2, 4)
+DEFAULT_VIEWS = 1
 REQUIRED_LABELS: frozenset[str] = frozenset({"woodpile", "microlens", "scaffold", "pentagon", "split_ring", "debris"})
 
 
@@ -89,15 +92,24 @@ class StructureClassifier:
         LiteRT threads, 1..16.
     batch : int
         Crops run at once, 1..1024.
+    views : int
+        Test-time flip averaging: the softmax is averaged over this many views of each crop, one of
+        :data:`VIEWS` (1: the crop; 2: and its mirror image; 4: and its vertical flip and half-turn). Every
+        label is invariant to these flips (the model trained with them); each view costs one more pass.
 
     Raises
     ------
     ModelFileError
         Missing or malformed model, or labels that do not match it (count, or a required class missing).
+    ValueError
+        ``views`` is not one of :data:`VIEWS`.
     """
 
     def __init__(self, model_path: str | Path | None = None, labels_path: str | Path | None = None,
-                 num_threads: int = 1, batch: int = 16) -> None:
+                 num_threads: int = 1, batch: int = 16, views: int = DEFAULT_VIEWS) -> None:
+        if views not in VIEWS:
+            raise ValueError(f"views must be one of {VIEWS}, got {views!r}")
+        self.views = views
         path = Path(model_path) if model_path is not None else DEFAULT_MODEL
         lpath = Path(labels_path) if labels_path is not None else path.with_name("labels.txt")
         labels = read_labels(lpath)
@@ -114,7 +126,9 @@ class StructureClassifier:
 
     def predict(self, crops: np.ndarray | Sequence[np.ndarray]) -> Classification:
         """Classify crops (see :func:`crops_to_batch` for what is accepted)."""
-        probs = self.model.run(crops_to_batch(crops))["probs"]
+        x = crops_to_batch(crops)
+        flips = (x, x[:, :, ::-1], x[:, ::-1, :], x[:, ::-1, ::-1])[:self.views]
+        probs = np.mean([self.model.run(np.ascontiguousarray(v))["probs"] for v in flips], axis=0)
         best = probs.argmax(axis=1) if len(probs) else np.zeros(0, np.int64)
         return Classification([self.classes[i] for i in best], probs[np.arange(len(best)), best].astype(np.float32),
                                probs.astype(np.float32), self.classes)

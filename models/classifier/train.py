@@ -69,6 +69,8 @@ def build_model(keras: Any, n_classes: int = len(CLASSIFIER_LABELS), width: int 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Options of ``tppscan train classifier``."""
     add_common_arguments(p, DEFAULT_OUT, default_epochs=30)
+    p.add_argument("--more-data", type=Path, nargs="+", default=[], metavar="DIR",
+                   help="further training sets, appended to --data (e.g. one rendered with another draw)")
     p.add_argument("--width", type=int, default=16,
                    help=f"channels of the first convolution block (the others have twice as many), "
                         f"{WIDTHS[0]}..{WIDTHS[1]} (default 16, the seed paper's size)")
@@ -96,7 +98,8 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     """Train, export and evaluate; returns what ``metrics.json`` holds."""
     t0 = time.monotonic()
     limit = QUICK_CROPS if args.quick else None
-    xt, yt = _load(args.data, limit)
+    parts = [_load(d, limit) for d in [args.data, *args.more_data]]
+    xt, yt = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
     val = _load(args.val, limit) if args.val else None
     tf = setup_tensorflow(args.seed, args.threads)
     import keras
@@ -143,7 +146,8 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         for v in files.values():
             v["accuracy"] = _accuracy(args.out / v["file"], labels_path, xe, ye)
     return {"model": "classifier", "command": "tppscan " + " ".join(sys.argv[1:]), "quick": bool(args.quick),
-            "train": data_meta(args.data), "val": data_meta(args.val), "test": data_meta(args.test),
+            "train": data_meta(args.data), "more_train": [data_meta(d) for d in args.more_data],
+            "val": data_meta(args.val), "test": data_meta(args.test),
             "evaluated_on": str(eval_set) if eval_set else None, "n_train": int(len(xt)),
             "params": int(model.count_params()), "epochs_run": len(hist.history.get("loss", [])),
             "stopped_by_budget": bool(budget.stopped), "train_seconds": round(train_s, 1),

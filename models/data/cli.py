@@ -201,7 +201,7 @@ def register(sub: Any) -> None:
         g.add_argument("--" + name.replace("_", "-"), type=float, nargs=2, metavar=("LO", "HI"), default=None,
                        help=f"default {lo:g} {hi:g}; bounds {HARD_BOUNDS[name][0]:g}..{HARD_BOUNDS[name][1]:g}")
     for name in ("p_colour", "p_linear", "p_jpeg", "p_hflip", "p_augment", "p_near_focus", "p_on_structure",
-                 "p_on_line_debris"):
+                 "p_on_line_debris", "p_far_print", "p_bubble_debris"):
         g.add_argument("--" + name.replace("_", "-"), type=float, default=None,
                        help=f"probability 0..1, default {getattr(d, name):g}")
     p.set_defaults(func=_cmd_dataset)

@@ -158,10 +158,20 @@ def _debris_kind(obj: Any) -> str:
     return str(obj.cls)
 
 
-def _pick_classifier_target(rng: np.random.Generator, objs: Sequence[Any]) -> tuple[Any, str] | None:
+def debris_draw(bubble_share: float) -> tuple[tuple[str, float], ...]:
+    """``DEBRIS_DRAW`` with bubbles given ``bubble_share`` and the other kinds their proportions of the rest."""
+    base = dict(DEBRIS_DRAW)
+    if bubble_share == base["bubble"]:
+        return DEBRIS_DRAW
+    rest = 1.0 - base["bubble"]
+    return tuple((k, bubble_share if k == "bubble" else w * (1.0 - bubble_share) / rest) for k, w in DEBRIS_DRAW)
+
+
+def _pick_classifier_target(rng: np.random.Generator, objs: Sequence[Any],
+                            draw: Sequence[tuple[str, float]] = DEBRIS_DRAW) -> tuple[Any, str] | None:
     """A target object and its class label, drawn evenly over the labels present on the slide.
 
-    Debris is drawn by kind with the weights of ``DEBRIS_DRAW`` over the kinds the slide has.
+    Debris is drawn by kind with the weights of ``draw`` (:func:`debris_draw`) over the kinds the slide has.
     """
     by_label: dict[str, list[Any]] = {}
     for o in objs:
@@ -175,7 +185,9 @@ def _pick_classifier_target(rng: np.random.Generator, objs: Sequence[Any]) -> tu
         kinds: dict[str, list[Any]] = {}
         for o in pool:
             kinds.setdefault(_debris_kind(o), []).append(o)
-        present = [(k, w) for k, w in DEBRIS_DRAW if kinds.get(k)]
+        present = [(k, w) for k, w in draw if kinds.get(k) and w > 0]
+        if not present:
+            return None
         p = np.array([w for _, w in present])
         pool = kinds[present[int(rng.choice(len(present), p=p / p.sum()))][0]]
     return pool[int(rng.integers(len(pool)))], label
@@ -204,7 +216,7 @@ Item = tuple[np.ndarray, dict[str, Any]]
 
 def _classifier_item(scope: Any, job: SlideJob, i: int, objs: Sequence[Any]) -> Item | None:
     rng = job.rng(i)
-    picked = _pick_classifier_target(rng, objs)
+    picked = _pick_classifier_target(rng, objs, debris_draw(job.ranges.p_bubble_debris))
     if picked is None:
         return None
     obj, label = picked
@@ -218,7 +230,8 @@ def _classifier_item(scope: Any, job: SlideJob, i: int, objs: Sequence[Any]) -> 
     if box is None:
         return None
     dz = draw_dz_um(rng, job.ranges)
-    if label == "debris" and rng.random() < DEBRIS_FAR_FRACTION:
+    far = DEBRIS_FAR_FRACTION if label == "debris" else job.ranges.p_far_print
+    if far > 0.0 and rng.random() < far:
         dz = float(rng.uniform(-DEBRIS_FAR_UM, DEBRIS_FAR_UM))
     shot = sample_shot(rng, job.ranges, False, scope.camera.size_px)
     jb = _jitter_box(rng, box)

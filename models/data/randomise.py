@@ -141,6 +141,14 @@ class Ranges:
     p_on_structure, p_on_line_debris : float
         Where a frame looks: centred near a structure, near a fibre/scratch/bubble (so the rare line debris
         is seen often), else anywhere on the slide (empty glass and dust included).
+    p_far_print : float
+        Classifier crops only: fraction of *structure* crops imaged anywhere within
+        ``models.data.crops.DEBRIS_FAR_UM`` of focus instead of by ``dz_um`` (0: prints only within ``dz_um``,
+        as the scan's test sets draw them; debris crops always have their own far fraction).
+    p_bubble_debris : float
+        Classifier crops only: share of debris crops that are bubbles on slides that have some (the other
+        kinds keep their ``DEBRIS_DRAW`` proportions). The default is ``DEBRIS_DRAW``'s, as a scan meets
+        bubbles; a training set may draw more of them, the kind most often taken for a print.
     """
 
     um_per_px: tuple[float, float] = (0.3, 1.2)
@@ -189,6 +197,8 @@ class Ranges:
     near_focus_um: float = 3.0
     p_on_structure: float = 0.6
     p_on_line_debris: float = 0.15
+    p_far_print: float = 0.0
+    p_bubble_debris: float = 0.25
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):

@@ -71,3 +71,18 @@ def test_culling_far_objects_changes_no_pixel(tmp_path: Path):
             a = render_frame(full, x, y, o.focus_z_um + dz, shot, 7, window=(200, 140, 240, 200))
             b = render_frame(near, x, y, o.focus_z_um + dz, shot, 7, window=(200, 140, 240, 200))
             assert np.array_equal(a, b)
+
+
+def test_far_prints_are_drawn_only_when_asked(classifier_data, tmp_path: Path):
+    near = [r for r in _rows(classifier_data["train"]) if r["class"] != "debris"]
+    assert near and all(abs(float(r["dz_um"])) <= 10.0 for r in near)
+    out = tmp_path / "far"
+    assert cli_main(["dataset", "classifier", "--seed", "5", "--count", "32", "--out", str(out), "--jobs", "1",
+                     "--p-far-print", "1", "--p-bubble-debris", "1"]) == 0
+    rows = _rows(out)
+    far = [abs(float(r["dz_um"])) for r in rows if r["class"] != "debris"]
+    assert far and max(far) > 10.0 and max(far) <= 20.0
+    assert all(r["type"] == "bubble" for r in rows if r["class"] == "debris")
+    import json
+
+    assert json.loads((out / "meta.json").read_text())["ranges"]["p_far_print"] == 1.0

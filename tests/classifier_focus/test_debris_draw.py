@@ -52,3 +52,30 @@ def test_gate_sized_follows_the_gate_limits():
     assert _debris_kind(_obj("debris", "dust", 12.5, 1)) == "dust_large"  # 156 µm², 12.5 µm
     assert _debris_kind(_obj("debris", "dust", 12.0, 1)) == "dust_small"  # 144 µm² < 150
     assert _debris_kind(_obj("debris", "bubble", 5.0, 1)) == "bubble"
+
+
+def test_a_bubble_share_gives_bubbles_that_share_and_keeps_the_other_proportions():
+    from models.data.crops import debris_draw
+
+    assert debris_draw(dict(DEBRIS_DRAW)["bubble"]) == DEBRIS_DRAW  # the default draws exactly as before
+    draw = dict(debris_draw(0.6))
+    assert abs(sum(draw.values()) - 1.0) < 1e-9 and draw["bubble"] == 0.6
+    assert abs(draw["dust_large"] / draw["fibre"] - 0.35 / 0.15) < 1e-9
+    rng = np.random.default_rng(2)
+    objs = _slide()
+    kinds = Counter()
+    for _ in range(4000):
+        obj, label = _pick_classifier_target(rng, objs, debris_draw(0.6))
+        if label == "debris":
+            kinds[_debris_kind(obj)] += 1
+    assert abs(kinds["bubble"] / sum(kinds.values()) - 0.6) < 0.04
+
+
+def test_a_zero_share_never_draws_that_kind_and_a_slide_of_only_it_gives_no_item():
+    from models.data.crops import debris_draw
+
+    rng = np.random.default_rng(3)
+    picks = [_pick_classifier_target(rng, _slide(), debris_draw(0.0)) for _ in range(600)]
+    assert all(_debris_kind(o) != "bubble" for o, lab in picks if lab == "debris")
+    only = [_obj("debris", "bubble", 60.0, 1)]
+    assert _pick_classifier_target(rng, only, debris_draw(0.0)) is None

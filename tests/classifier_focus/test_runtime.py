@@ -132,3 +132,19 @@ def test_bad_crops_and_options_are_value_errors(quick_classifier: Path):
     with pytest.raises(ValueError, match="num_threads"):
         StructureClassifier(quick_classifier / "classifier.tflite", num_threads=0)
     np.testing.assert_allclose(crops_to_batch([np.full((64, 64), 255, np.uint8)]), 1.0)
+
+
+def test_flip_averaging_is_the_mean_over_the_flipped_crops(quick_classifier: Path):
+    one = StructureClassifier(quick_classifier / "classifier.tflite", views=1)
+    x = _crops(5, 4)
+    views = [x, x[:, :, ::-1], x[:, ::-1, :], x[:, ::-1, ::-1]]
+    each = [one.predict(np.ascontiguousarray(v)).probs for v in views]
+    for n in (2, 4):
+        got = StructureClassifier(quick_classifier / "classifier.tflite", views=n).predict(x)
+        np.testing.assert_allclose(got.probs, np.mean(each[:n], axis=0), atol=1e-6)
+        np.testing.assert_allclose(got.probs.sum(axis=1), 1.0, atol=1e-4)
+    # a crop and its mirror image get the same answer once both views are averaged
+    two = StructureClassifier(quick_classifier / "classifier.tflite", views=2)
+    np.testing.assert_allclose(two.predict(x).probs, two.predict(np.ascontiguousarray(x[:, :, ::-1])).probs, atol=1e-6)
+    with pytest.raises(ValueError, match=r"views must be one of \(1, 2, 4\), got 3"):
+        StructureClassifier(quick_classifier / "classifier.tflite", views=3)

@@ -72,3 +72,12 @@ def test_wrong_dataset_kind_is_an_os_error(classifier_data, tmp_path: Path):
 
     with pytest.raises(OSError, match="expected one made by `tppscan dataset focus`"):
         _train("models.focusnet.train", classifier_data["train"], tmp_path)
+
+
+def test_more_data_is_appended_to_the_training_set(classifier_data, tmp_path: Path):
+    from tests.classifier_focus.conftest import _train
+
+    d = classifier_data["train"]
+    assert _train("models.classifier.train", d, tmp_path, "--more-data", str(d), str(d)) == 0
+    m = json.loads((tmp_path / "metrics.json").read_text())
+    assert m["n_train"] == 3 * 64 and [x["dir"] for x in m["more_train"]] == [str(d), str(d)]
