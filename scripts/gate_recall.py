@@ -5,6 +5,7 @@ Usage::
     python scripts/gate_recall.py                      # 10 held-out slides x 20 fields = 200 fields
     python scripts/gate_recall.py --seeds 7001 7002 --fields 5
     python scripts/gate_recall.py --camera cheap_colour          # a camera preset of appliance.sim.capture
+    python scripts/gate_recall.py --debris 40                    # dusty glass: debris pieces per mm²
 
 Held-out slides: seeds 7001-7010 by default, used by no test, model or tuning run. On each slide, one field
 per structure (in slide order, up to ``--fields``): the stage goes to the structure's centre plus a random
@@ -31,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from appliance.sim.capture import preset  # noqa: E402
 from appliance.sim.microscope import ViewBox, VirtualMicroscope  # noqa: E402
+from appliance.sim.slide import SlideParams  # noqa: E402
 from appliance.sim.stage import SimStageParams  # noqa: E402
 from appliance.vision.gate import find_candidates  # noqa: E402
 
@@ -76,10 +78,16 @@ def _score(boxes: list[ViewBox], cands: list[tuple[int, int, int, int]], seed: i
             tally.missed.append(f"seed {seed} id {b.id} {b.cls}: best IoU {best:.2f}")
 
 
-def measure_slide(seed: int, n_fields: int, n_empty: int, tally: Tally, camera: str | None = None) -> None:
-    """Add one slide's fields to ``tally`` (``camera``: a capture-chain preset name; None: the default)."""
+def measure_slide(seed: int, n_fields: int, n_empty: int, tally: Tally, camera: str | None = None,
+                  debris: float | None = None) -> None:
+    """Add one slide's fields to ``tally``.
+
+    ``camera`` is a capture-chain preset name and ``debris`` the slide's debris pieces per mm²; None keeps
+    the defaults.
+    """
     chain = None if camera is None else preset(camera)
-    scope = VirtualMicroscope(seed=seed, stage=SimStageParams(z_mode="stepper"), chain=chain)
+    slide = None if debris is None else SlideParams(debris_per_mm2=debris)
+    scope = VirtualMicroscope(seed=seed, slide=slide, stage=SimStageParams(z_mode="stepper"), chain=chain)
     rng = np.random.default_rng(seed)
     cam = scope.camera
     s = cam.um_per_px
@@ -120,10 +128,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--empty", type=int, default=5, help="fields of clear glass per slide (default 5)")
     ap.add_argument("--bar", type=float, default=0.99, help="recall needed for exit status 0 (default 0.99)")
     ap.add_argument("--camera", default=None, help="capture-chain preset (appliance.sim.capture.PRESETS)")
+    ap.add_argument("--debris", type=float, default=None, help="debris pieces per mm² (default: the slide's)")
     args = ap.parse_args(argv)
     tally = Tally()
     for seed in args.seeds:
-        measure_slide(seed, args.fields, args.empty, tally, args.camera)
+        measure_slide(seed, args.fields, args.empty, tally, args.camera, args.debris)
     print(f"fields {tally.fields}: structures {tally.structures}, found {tally.found}, recall {tally.recall:.4f}; "
           f"candidates per field {tally.candidates / max(tally.fields, 1):.2f}")
     print(f"clear-glass fields {tally.empty_fields}: candidates {tally.empty_candidates}")

@@ -12,7 +12,16 @@ field (interior about half the background in the seed authors' real frames), wit
 enlarged; Otsu's level alone fills them but drifts with whatever else is in the frame (very dark debris, or
 an empty field, where it splits the noise) and takes darker corners for objects. A fixed fraction of the
 local glass's brightness does neither. Structures on the simulator are as faint as 7 % in places (thin
-scaffold walls, woodpiles), hence the 6 % default.
+scaffold walls, woodpiles), hence the 5 % default.
+
+A second, texture evidence catches what is not dark: a large scaffold at its own focus is a phase object
+whose thin walls are barely 1-3 % off the glass and turn brighter or darker through focus (issue 10: 0
+candidates at its focus). On a frame halved in size, the absolute difference from a 5 x 5 local mean is
+averaged over cells of 8 x 8 frame pixels; cells above ``texture_factor`` x the frame's 90th-percentile cell
+(the glass's own noise, whatever the camera: a print's walls fill far fewer than a tenth of the cells) that
+join into a network at least ``texture_size_um`` long are candidates too, unless a dark candidate already
+covers half of it. It costs under a millisecond at 640 x 480 and finds nothing on the default camera's clear
+or dusty glass (docs/gate.md has the figures, and the cost on a compressing camera).
 """
 
 from __future__ import annotations
@@ -20,12 +29,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from kernels import FrameAnalysis, analyse_frame
 from kernels._checks import check_contrast, check_real
 
-__all__ = ["Candidate", "GateParams", "find_candidates", "gate_frame"]
+__all__ = ["Candidate", "GateParams", "find_candidates", "gate_frame", "texture_boxes"]
 
 
 @dataclass(frozen=True)
@@ -46,6 +56,12 @@ class GateParams:
     merge_gap_um : float
         Blobs whose boxes come within this distance form one candidate (the faint walls of a scaffold break
         into pieces), µm (>= 0).
+    texture_factor : float
+        A texture cell is more than this many times the frame's 90th-percentile cell (> 1); 0 turns the
+        texture evidence off.
+    texture_size_um : float
+        Smallest longer side of a texture candidate's box, µm (> 0): larger than any dust (up to 40 µm on
+        the simulator's clear glass), as only large thin-walled prints need this evidence.
     """
 
     contrast: float = 0.05
@@ -53,6 +69,8 @@ class GateParams:
     min_size_um: float = 10.0
     piece_area_um2: float = 1.0
     merge_gap_um: float = 3.0
+    texture_factor: float = 1.8
+    texture_size_um: float = 60.0
 
     def __post_init__(self) -> None:
         check_contrast(self.contrast)
@@ -63,6 +81,11 @@ class GateParams:
             raise ValueError(f"piece_area_um2 must be in (0, min_area_um2 = {self.min_area_um2}] µm², "
                              f"got {self.piece_area_um2}")
         check_real(self.merge_gap_um, "merge_gap_um", 0.0)
+        f = check_real(self.texture_factor, "texture_factor", 0.0)
+        if f != 0 and f <= 1:
+            raise ValueError(f"texture_factor must be 0 (off) or > 1, got {self.texture_factor}")
+        if check_real(self.texture_size_um, "texture_size_um") <= 0:
+            raise ValueError(f"texture_size_um must be > 0 µm, got {self.texture_size_um}")
 
 
 @dataclass(frozen=True)
@@ -78,7 +101,7 @@ class Candidate:
     centroid_px : (float, float)
         Mean x, y of those pixels.
     focus : float
-        Sum of squared Laplacian over its blobs' boxes (higher is sharper).
+        Sum of squared Laplacian over its blobs' boxes (higher is sharper); 0 for a texture candidate.
     rows : tuple of int
         Its blobs: rows of the :class:`kernels.FrameAnalysis` tables.
     """
@@ -116,6 +139,61 @@ def _groups(stats: np.ndarray, gap_px: float) -> list[list[int]]:
     return list(out.values())
 
 
+_CELL = 8  # texture cell side, frame pixels (4 x 4 pixels of the halved frame)
+_GLASS_PCT = 90.0  # percentile of the frame's cells taken as the glass's own texture
+
+
+def texture_boxes(frame: np.ndarray, um_per_px: float, factor: float, size_um: float) -> list[tuple[int, ...]]:
+    """Boxes ``x, y, w, h, cells`` of large regions of fine texture (thin walls), frame pixels.
+
+    Parameters
+    ----------
+    frame : (M, N) ndarray of uint8
+        Grayscale frame.
+    um_per_px : float
+        Scale, µm per pixel (> 0).
+    factor : float
+        A cell is textured above ``factor`` x the frame's 90th-percentile cell (> 1).
+    size_um : float
+        Smallest longer side of a region's box, µm.
+
+    Returns
+    -------
+    list of tuple of int
+    """
+    h, w = frame.shape
+    gh, gw = h // _CELL, w // _CELL
+    if gh < 3 or gw < 3:
+        return []
+    # Halving averages the sensor noise down while a 1-2 px wall survives; the absolute difference from the
+    # local mean counts a wall whether it is darker or brighter than the glass at this focus.
+    small = cv2.resize(frame[:gh * _CELL, :gw * _CELL], (gw * _CELL // 2, gh * _CELL // 2),
+                       interpolation=cv2.INTER_AREA).astype(np.float32)
+    dev = cv2.absdiff(small, cv2.blur(small, (5, 5)))
+    energy = cv2.resize(dev, (gw, gh), interpolation=cv2.INTER_AREA)
+    mask = (energy > factor * float(np.percentile(energy, _GLASS_PCT))).astype(np.uint8)
+    # one cell of slack joins the pieces of a wall that fades in places
+    mask = np.asarray(cv2.dilate(mask, np.ones((3, 3), np.uint8)), np.uint8)
+    n, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    out: list[tuple[int, ...]] = []
+    for x, y, bw, bh, cells in stats[1:n].tolist():
+        if max(bw, bh) * _CELL * um_per_px >= size_um:
+            out.append((x * _CELL, y * _CELL, bw * _CELL, bh * _CELL, cells))
+    return out
+
+
+def _covered(box: tuple[int, ...], by: list[Candidate]) -> bool:
+    """Whether half of ``box`` (x, y, w, h) or more lies in one candidate's box."""
+    x, y, w, h = box[:4]
+    for c in by:
+        cx, cy, cw, ch = c.box_px
+        ix = max(0, min(x + w, cx + cw) - max(x, cx))
+        iy = max(0, min(y + h, cy + ch) - max(y, cy))
+        if 2 * ix * iy >= w * h:
+            return True
+    return False
+
+
 def gate_frame(frame: np.ndarray, um_per_px: float, params: GateParams | None = None,
                mask_out: np.ndarray | None = None) -> tuple[FrameAnalysis, list[Candidate]]:
     """Run the fused analysis with the gate's settings; return it and the candidates.
@@ -135,7 +213,8 @@ def gate_frame(frame: np.ndarray, um_per_px: float, params: GateParams | None = 
     -------
     FrameAnalysis, list of Candidate
         The analysis (its blobs are the pieces, at least ``piece_area_um2``) and the candidates grouped
-        from them that pass the size gate, in raster order of their first piece.
+        from them that pass the size gate, in raster order of their first piece; then the texture
+        candidates no dark one covers (``rows`` empty, ``focus`` 0).
 
     Raises
     ------
@@ -161,6 +240,12 @@ def gate_frame(frame: np.ndarray, um_per_px: float, params: GateParams | None = 
         cx, cy = (res.centroids[rows] * weights[:, None]).sum(axis=0) / weights.sum()
         cands.append(Candidate(box_px=(x, y, w, h), area_px=area, centroid_px=(float(cx), float(cy)),
                                focus=float(res.focus[rows].sum()), rows=tuple(rows)))
+    if p.texture_factor:
+        dark = list(cands)
+        for x, y, w, h, cells in texture_boxes(frame, scale, p.texture_factor, p.texture_size_um):
+            if not _covered((x, y, w, h), dark):
+                cands.append(Candidate(box_px=(x, y, w, h), area_px=cells * _CELL * _CELL,
+                                       centroid_px=(x + w / 2, y + h / 2), focus=0.0, rows=()))
     return res, cands
 
 

@@ -1,0 +1,96 @@
+"""The gate's texture evidence: large thin-walled prints that are not dark enough (issue 10).
+
+A scaffold at its own focus is a phase object: its walls are 1-3 % off the glass, brighter or darker, and
+the dark-pixel test finds no candidate at all. These tests fail without the texture evidence.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from appliance.vision.gate import GateParams, find_candidates, texture_boxes
+
+UM_PER_PX = 0.56
+
+
+def _glass(seed: int, shape: tuple[int, int] = (480, 640)) -> np.ndarray:
+    """Clear glass: a vignetted lamp at about 200 grey levels and sensor noise (std 1 level)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:shape[0], :shape[1]].astype(np.float64)
+    r2 = ((xx - shape[1] / 2) / shape[1]) ** 2 + ((yy - shape[0] / 2) / shape[0]) ** 2
+    return 205.0 * (1 - 0.15 * r2) + rng.normal(0, 1.0, shape)
+
+
+def _scaffold(img: np.ndarray, x0: int, y0: int, side: int, cells: int, contrast: float) -> np.ndarray:
+    """Thin walls (2 px) of a square lattice, ``contrast`` brighter than the glass (a phase object in focus)."""
+    walls = np.zeros(img.shape, np.uint8)
+    for k in range(cells + 1):
+        p = k * side // cells
+        cv2.line(walls, (x0 + p, y0), (x0 + p, y0 + side), 255, 2)
+        cv2.line(walls, (x0, y0 + p), (x0 + side, y0 + p), 255, 2)
+    out = img * (1 + contrast * (walls > 0))
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("contrast", [0.02, -0.02, 0.03])
+def test_faint_scaffold_is_a_candidate(contrast: float) -> None:
+    frame = _scaffold(_glass(1), 200, 120, 240, 4, contrast)  # 134 µm, walls 2 % off the glass
+    assert find_candidates(frame, UM_PER_PX, GateParams(texture_factor=0)) == []  # the dark test alone: none
+    cands = find_candidates(frame, UM_PER_PX)
+    assert len(cands) == 1
+    x, y, w, h = cands[0].box_px
+    ix = max(0, min(x + w, 440) - max(x, 200)) * max(0, min(y + h, 360) - max(y, 120))
+    assert ix / (w * h + 240 * 240 - ix) >= 0.5
+
+
+@pytest.mark.parametrize("seed", [2, 3, 4])
+def test_clear_glass_has_no_texture_candidate(seed: int) -> None:
+    frame = np.clip(np.rint(_glass(seed)), 0, 255).astype(np.uint8)
+    assert texture_boxes(frame, UM_PER_PX, GateParams().texture_factor, 60.0) == []
+    assert find_candidates(frame, UM_PER_PX) == []
+
+
+def test_small_dust_is_no_texture_candidate() -> None:
+    frame = _glass(5)
+    rng = np.random.default_rng(5)
+    # 8 specks 4-10 µm across in 0.1 mm²: twice the simulator's dusty setting (40 per mm²)
+    for x, y in rng.integers(40, 440, (8, 2)):
+        cv2.circle(frame, (int(x) + 100, int(y)), int(rng.integers(4, 9)), 120.0, -1)
+    frame8 = np.clip(np.rint(frame), 0, 255).astype(np.uint8)
+    for c in find_candidates(frame8, UM_PER_PX):
+        assert c.rows, f"a texture candidate from dust: {c.box_px}"
+
+
+def test_scaffold_at_its_own_focus_on_the_simulator() -> None:
+    """The issue's case: dev seed 205's 134 µm scaffold gave 0 candidates at its focus (and +-1, +2 µm)."""
+    from appliance.sim.overrides import parse_sim_sets, sim_microscope
+
+    scope = sim_microscope(205, parse_sim_sets(["slide.width_um=4000", "slide.height_um=4000",
+                                                "slide.n_structures=12"]))
+    big = [o for o in scope.slide.objects if o.kind == "structure" and o.cls == "scaffold"
+           and max(o.footprint_um) > 120]
+    assert big
+    o = big[0]
+    with scope.stage, scope.camera:
+        for dz in (-1.0, 0.0, 1.0):
+            scope.stage.move_to_um(x=o.center_um[0], y=o.center_um[1])
+            scope.stage.focus_to_um(o.focus_z_um + dz)
+            frame = scope.camera.capture()
+            truth = next(b.box_px for b in scope.boxes_in_view(frame) if b.id == o.id)
+            s = scope.camera.um_per_px
+            assert find_candidates(frame.image, s, GateParams(texture_factor=0)) == []
+            best = 0.0
+            for x, y, w, h in (c.box_px for c in find_candidates(frame.image, s)):
+                ix = max(0, min(x + w, truth[2]) - max(x, truth[0])) * max(0, min(y + h, truth[3]) - max(y, truth[1]))
+                union = w * h + (truth[2] - truth[0]) * (truth[3] - truth[1]) - ix
+                best = max(best, ix / union)
+            assert best >= 0.5, (dz, best)
+
+
+def test_texture_factor_is_checked() -> None:
+    with pytest.raises(ValueError, match="texture_factor"):
+        GateParams(texture_factor=0.5)
+    with pytest.raises(ValueError, match="texture_size_um"):
+        GateParams(texture_size_um=0)
