@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -38,6 +38,9 @@ MIN_COARSE_UM = 1.0
 #: The plan's default search half-range (15 µm) per tuned depth of field: a deeper focus is searched at
 #: least this many depths of field either side.
 MIN_RANGE_PER_DOF = 15.0 / TUNED_DEPTH_OF_FIELD_UM
+#: A failed search's curve must rise this many times over its lowest frame before a range end it is still
+#: high at is searched past (the classical search's faint-lobe ratio): flat noise never moves the range.
+CUT_RISE = 1.25
 
 
 def _box(b: tuple[float, float, float, float], size: tuple[int, int]) -> Box:
@@ -186,17 +189,29 @@ class AutofocusFocuser:
         hi = min(self.z_travel_um[1], z_guess_um + range_um)
         roi = None if roi_px is None else (roi_px[0], roi_px[1], roi_px[2] - roi_px[0], roi_px[3] - roi_px[1])
         strategy = self.strategy if (self.strategy != "map" or fmap is not None) else "classical"
-        r = self._autofocus(stage, camera, strategy, z_range_um=(lo, hi), roi=roi,
-                            start_um=z_guess_um, estimator=self.estimator, focus_map=fmap,
-                            xy_um=(p.x_um, p.y_um), now_s=self.now_s, coarse_um=self.coarse_um,
-                            width_scale=self.width_scale,
-                            ref_height_um=None if ref is None else ref.height_um,
-                            ref_sigma_um=0.0 if ref is None else ref.sigma_um,
-                            target_type=cls if self.reading_bias else None)
+
+        def search(a: float, b: float, start: float) -> Any:
+            return self._autofocus(stage, camera, strategy, z_range_um=(a, b), roi=roi,
+                                   start_um=start, estimator=self.estimator, focus_map=fmap,
+                                   xy_um=(p.x_um, p.y_um), now_s=self.now_s, coarse_um=self.coarse_um,
+                                   width_scale=self.width_scale,
+                                   ref_height_um=None if ref is None else ref.height_um,
+                                   ref_sigma_um=0.0 if ref is None else ref.sigma_um,
+                                   target_type=cls if self.reading_bias else None)
+
+        r = search(lo, hi, z_guess_um)
+        frames = int(r.frames)
+        shifted = None if r.ok or roi is None else _shifted_range(r.trace, lo, hi, range_um, self.z_travel_um)
+        if shifted is not None:
+            # An object's curve still high at an end of the range: a thin wall's upper lobe cut there (a
+            # 17 µm tall split ring 8.6 µm above its field's z, lobes at -7 and +4 µm around its focus). One
+            # more search, half a range further that way, brackets it; a flat curve of noise is not shifted.
+            r = search(shifted[0], shifted[1], shifted[2])
+            frames += int(r.frames)
         if cls is not None and r.ok and r.measured and self.focus_map is not None:
             sure = ref is not None and ref.sigma_um <= self._sure_ref_um
             self.focus_map.add_structure(p.x_um, p.y_um, float(r.z_um), ref.height_um if sure and ref else None)
-        return FocusOutcome(float(r.z_um), int(r.frames), bool(r.ok))
+        return FocusOutcome(float(r.z_um), frames, bool(r.ok))
 
     def _reference(self, cls: str | None) -> Any | None:
         """The type's reference height, or None (and a log line the first time a type has none)."""
@@ -256,3 +271,31 @@ class FocusMapAdapter:
             return None
         z, sigma = self.inner.predict(x_um, y_um)
         return float(z), float(sigma)
+
+
+def _shifted_range(trace: Sequence[tuple[float, float]], lo: float, hi: float, range_um: float,
+                   travel: tuple[float, float]) -> tuple[float, float, float] | None:
+    """The range half a range further towards the end where a failed search's curve was still high, or None.
+
+    Only a curve that rose by ``CUT_RISE`` over its own lowest frame counts (noise on empty glass is flat), and
+    only where the travel leaves room to move.
+    """
+    from appliance.focus.search import MIN_CUT_DROP
+
+    if len(trace) < 3:
+        return None
+    pts = sorted(trace)
+    vs = [v for _, v in pts]
+    vmax, vmin = max(vs), min(vs)
+    if not vmax > CUT_RISE * max(vmin, 1e-9):
+        return None
+    high = (1.0 - MIN_CUT_DROP) * vmax
+    shift = 0.0
+    if pts[-1][0] >= hi - 0.5 and pts[-1][1] >= high and hi < travel[1]:
+        shift = 0.5 * range_um
+    elif pts[0][0] <= lo + 0.5 and pts[0][1] >= high and lo > travel[0]:
+        shift = -0.5 * range_um
+    if shift == 0.0:
+        return None
+    a, b = max(travel[0], lo + shift), min(travel[1], hi + shift)
+    return (a, b, min(max(pts[-1][0] if shift > 0 else pts[0][0], a), b))
