@@ -23,14 +23,15 @@ from typing import Any
 
 from appliance.hardware.camera.base import Camera, Frame
 from appliance.hardware.stage.base import Stage
+from appliance.results.focuscurve import TUNED_DEPTH_OF_FIELD_UM, depth_of_field_scale
 from appliance.scan.protocols import Box, Detection, FocusOutcome, VisionResult
 from appliance.vision.decision import Evidence, decide, join_overlapping
 
 _log = logging.getLogger(__name__)
 
-#: The depth of field the focus search's steps and ranges were tuned on: 10x / NA 0.25 at 0.56 µm per pixel
-#: (``OpticsParams.depth_of_field_um``), µm.
-TUNED_DEPTH_OF_FIELD_UM = 11.04
+# The depth of field the focus search's steps and ranges were tuned on (10x / NA 0.25 at 0.56 µm per pixel),
+# and the snap that keeps that objective's search exactly as tuned: one definition, shared with the height
+# maps' focus-curve reading.
 #: The classical search's coarse step there, µm; it follows the depth of field, down to ``MIN_COARSE_UM``
 #: (a servo focus moves in whole degrees, 1 µm on the default stage).
 TUNED_COARSE_UM = 4.0
@@ -162,9 +163,9 @@ class AutofocusFocuser:
         dof = TUNED_DEPTH_OF_FIELD_UM if depth_of_field_um is None else depth_of_field_um
         if isinstance(dof, bool) or not isinstance(dof, (int, float)) or not 0.05 <= dof <= 5000:
             raise ValueError(f"depth_of_field_um must be a number in [0.05, 5000], got {depth_of_field_um!r}")
-        scale = float(dof) / TUNED_DEPTH_OF_FIELD_UM
+        scale = depth_of_field_scale(float(dof))
         self.depth_of_field_um = float(dof)
-        tuned = abs(scale - 1.0) < 0.05  # the default optics: exactly the tuned search
+        tuned = scale == 1.0  # the default optics: exactly the tuned search
         self.coarse_um = TUNED_COARSE_UM if tuned else max(MIN_COARSE_UM, TUNED_COARSE_UM * scale)
         self.min_range_um = 0.0 if tuned else MIN_RANGE_PER_DOF * float(dof)
         self.width_scale = 1.0 if tuned else max(1.0, scale)

@@ -24,10 +24,10 @@ from appliance.vision.litert import LiteModel, ModelFileError, OutputSpec, read_
 
 MODEL_DIR = Path(__file__).resolve().parents[2] / "models" / "classifier"
 DEFAULT_MODEL = MODEL_DIR / "classifier.tflite"
-# The labels the scan loop relies on: every structure type of the simulator, and debris.
 # Test-time flip averaging: the numbers of views StructureClassifier accepts, and the one it uses unless told.
 VIEWS: tuple[int, ...] = (1, 2, 4)
 DEFAULT_VIEWS = 1
+# The labels the scan loop relies on: every structure type of the simulator, and debris.
 REQUIRED_LABELS: frozenset[str] = frozenset({"woodpile", "microlens", "scaffold", "pentagon", "split_ring", "debris"})
 
 
