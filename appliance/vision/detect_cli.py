@@ -4,7 +4,9 @@ Each image (PNG, JPEG, TIFF; grey or colour, 8 or 16 bit, any size) goes through
 the classifier. Written to ``--out``: one annotated PNG per image (boxes coloured by class, labelled with type
 and score), ``detections.csv`` (the seed paper's columns ``filename,width,height,class,xmin,ymin,xmax,ymax``,
 then ``score,type,type_score``; pixels, rounded outward to whole pixels) and ``detections.json`` (the same, plus
-each image's gate count). A folder argument is searched (not recursively) for image files.
+each image's gate count). A folder argument is searched (not recursively) for image files. Files are read by
+:mod:`appliance.vision.imagefile` (any bit depth, float TIFF, every page of a stack); a file that cannot be read
+is reported and skipped, the others' results are still written, and the command then exits 1.
 """
 
 from __future__ import annotations
@@ -60,18 +62,9 @@ def collect_images(inputs: list[Path]) -> list[Path]:
     return out
 
 
-def read_image(path: Path) -> Any:
-    """An image file as a numpy array (``OSError`` naming the file when it cannot be decoded)."""
-    import cv2
-
-    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if img is None:
-        raise OSError(f"{path}: not a readable image (PNG, JPEG, TIFF or BMP expected)")
-    return img
-
-
 def _cmd_detect(args: argparse.Namespace) -> int:
     from appliance.vision.detector import BACKENDS
+    from appliance.vision.imagefile import ImageFileError, read_frames
 
     if args.backend not in BACKENDS:
         return _bad("--backend", args.backend, "one of " + ", ".join(BACKENDS))
@@ -91,26 +84,67 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
     per_image: list[dict[str, Any]] = []
+    errors: list[dict[str, str]] = []
+    used: set[str] = set()
     for path in images:
-        img = read_image(path)
+        # One unreadable file is reported and skipped: the other frames' results are still written.
         try:
-            res = pipe.run(img)
-        except ValueError as exc:
-            raise OSError(f"{path}: {exc}") from None
-        _annotate(img, res, args.out / (path.stem + ".detections.png"))
-        objs = []
-        for o in res.objects:
-            row = {"filename": path.name, "width": res.width, "height": res.height, "class": o.cls,
-                   "xmin": int(math.floor(o.box[0])), "ymin": int(math.floor(o.box[1])),
-                   "xmax": int(math.ceil(o.box[2])), "ymax": int(math.ceil(o.box[3])), "score": round(o.score, 4),
-                   "type": o.type, "type_score": "" if math.isnan(o.type_score) else round(o.type_score, 4)}
-            rows.append(row)
-            objs.append({**row, "type_score": None if row["type_score"] == "" else row["type_score"],
-                         "box": [round(v, 2) for v in o.box]})
-        per_image.append({"filename": path.name, "path": str(path), "width": res.width, "height": res.height,
-                          "gate_candidates": res.gate_candidates, "detections": objs})
-        print(f"{path.name}: {sum(o.cls == 'structure' for o in res.objects)} structure, "
-              f"{sum(o.cls == 'debris' for o in res.objects)} debris")
+            frames = read_frames(path)
+        except ImageFileError as exc:
+            errors.append(_report_error(path, str(exc)))
+            continue
+        for name, img in frames:
+            try:
+                res = pipe.run(img)
+            except ValueError as exc:
+                errors.append(_report_error(path, f"{name}: {exc}"))
+                continue
+            _annotate(img, res, args.out / _annotated_name(path, name, len(frames), used))
+            objs = _rows(name, res)
+            rows.extend(objs)
+            per_image.append({"filename": name, "path": str(path), "width": res.width, "height": res.height,
+                              "gate_candidates": res.gate_candidates,
+                              "detections": [{**r, "type_score": None if r["type_score"] == "" else r["type_score"],
+                                              "box": [round(v, 2) for v in o.box]}
+                                             for r, o in zip(objs, res.objects, strict=True)]})
+            print(f"{name}: {sum(o.cls == 'structure' for o in res.objects)} structure, "
+                  f"{sum(o.cls == 'debris' for o in res.objects)} debris")
+    _write(args, pipe, rows, per_image, errors)
+    print(f"wrote {len(per_image)} annotated images, detections.csv and detections.json to {args.out}")
+    if errors:
+        print(f"tppscan detect: {len(errors)} of {len(images)} files could not be read or run (listed above and "
+              f"under 'errors' in detections.json)", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _report_error(path: Path, message: str) -> dict[str, str]:
+    print(f"tppscan detect: skipped: {message}", file=sys.stderr)
+    return {"path": str(path), "error": message}
+
+
+def _annotated_name(path: Path, name: str, pages: int, used: set[str]) -> str:
+    """``stem.detections.png`` (``stem_p<k>`` for a page of a stack), made unique when two folders share a stem."""
+    stem = path.stem if pages == 1 else f"{path.stem}_p{name.rsplit('[', 1)[1].rstrip(']')}"
+    out, n = f"{stem}.detections.png", 1
+    while out in used:
+        n += 1
+        out = f"{stem}-{n}.detections.png"
+    used.add(out)
+    return out
+
+
+def _rows(name: str, res: Any) -> list[dict[str, Any]]:
+    """The CSV rows of one frame's detections (pixels rounded outward to whole pixels)."""
+    return [{"filename": name, "width": res.width, "height": res.height, "class": o.cls,
+             "xmin": int(math.floor(o.box[0])), "ymin": int(math.floor(o.box[1])),
+             "xmax": int(math.ceil(o.box[2])), "ymax": int(math.ceil(o.box[3])), "score": round(o.score, 4),
+             "type": o.type, "type_score": "" if math.isnan(o.type_score) else round(o.type_score, 4)}
+            for o in res.objects]
+
+
+def _write(args: argparse.Namespace, pipe: Any, rows: list[dict[str, Any]], per_image: list[dict[str, Any]],
+           errors: list[dict[str, str]]) -> None:
     with open(args.out / "detections.csv", "w", newline="") as fh:
         wr = csv.DictWriter(fh, fieldnames=list(CSV_COLUMNS))
         wr.writeheader()
@@ -118,9 +152,8 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     meta = {"model": str(pipe.detector.model_path), "backend": pipe.detector.backend,
             "threshold": args.threshold, "classifier": None if pipe.classifier is None else str(args.classifier
                                                                                                 or "default")}
-    (args.out / "detections.json").write_text(json.dumps({"meta": meta, "images": per_image}, indent=1))
-    print(f"wrote {len(images)} annotated images, detections.csv and detections.json to {args.out}")
-    return 0
+    (args.out / "detections.json").write_text(json.dumps({"meta": meta, "images": per_image, "errors": errors},
+                                                         indent=1))
 
 
 def _pipeline(args: argparse.Namespace) -> Any:
