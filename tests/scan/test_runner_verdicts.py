@@ -50,8 +50,9 @@ class _DebrisUnlessCentred:
                 continue
             x0, y0, x1, y1 = d.box_px
             centred = abs((x0 + x1) / 2 - w / 2) <= 20 and abs((y0 + y1) / 2 - h / 2) <= 20
-            if d.kind == "structure" and not centred:
-                d = replace(d, kind="debris", cls="debris", confidence=0.4, recheck=self.recheck)
+            if d.kind == "structure" and not centred:  # the classifier's word too: a lens at 1.0 would be disputed
+                d = replace(d, kind="debris", cls="debris", confidence=0.4, scores={"debris": 1.0},
+                            recheck=self.recheck)
             dets.append(d)
         return VisionResult(r.n_candidates, tuple(dets), r.timings_s)
 
