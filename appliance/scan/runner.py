@@ -57,7 +57,7 @@ from appliance.scan.grid import FieldOrder, FieldPosition, Grid
 from appliance.scan.plan import ScanPlan
 from appliance.scan.protocols import Detection, Focuser, FocusMapLike, FocusOutcome, Vision, VisionResult
 from appliance.scan.stage_recovery import more_drastic, recover_stage
-from appliance.vision.decision import MICROLENS, iou, lens_disputed, likeliest_type
+from appliance.vision.decision import MICROLENS, iou, lens_disputed, likeliest_type, too_small
 from appliance.vision.phasesign import CONVERGING, DIVERGING, PhaseSignRule, phase_sign
 
 _log = logging.getLogger(__name__)
@@ -666,7 +666,7 @@ class ScanRunner:
         # So is a round object the classifier takes for a micro-lens and the rule does not call a sure
         # structure (``lens_disputed``): a 20 µm lens seen once, 6.5 µm out of focus, was debris to both
         # models (README slide); only its phase's sign, in focus, tells it from a bubble
-        lens = _lens_disputed(det)
+        lens = self._lens_disputed(det, field_frame)
         unsure = det.recheck or lens or det.touches_edge(self.camera.size_px)
         if det.kind != "structure" and not (unsure and self.plan.imaging.centre):
             if not self._duplicate("debris", *self._stage_xy(det, field_frame)):
@@ -681,7 +681,7 @@ class ScanRunner:
         if found is None:
             return
         det2, frame2, sure_debris = found
-        lens = lens or _lens_disputed(det2)
+        lens = lens or self._lens_disputed(det2, frame2)
         if det2.kind != "structure" and not det.recheck and not sure_debris and _structure_stands(det, det2):
             # a sure structure in its field, disputed centred: a 167 µm scaffold among dense dust was a
             # scaffold to both models cut by a field's edge (0.84) and 0.05-0.23 to the classifier centred
@@ -732,6 +732,18 @@ class ScanRunner:
             if off <= 8 and not near.touches_edge((w, h)):
                 break
         return cur_det, cur_frame, sure_debris
+
+    def _lens_disputed(self, det: Detection, frame: Frame, seen_before: bool = False) -> bool:
+        """A micro-lens or a bubble only the phase's sign can tell (``appliance.vision.decision.lens_disputed``).
+
+        With ``seen_before`` (an earlier view of the object was disputed so) it is enough that this view's
+        likeliest structure type is still a micro-lens. A box under the gate's size limits never is.
+        """
+        x0, y0, x1, y1 = self._box_um(det, frame)
+        size = (x1 - x0, y1 - y0)
+        if seen_before:
+            return likeliest_type(det.scores) == MICROLENS and not too_small(size)
+        return lens_disputed(det.scores, det.kind, agree=not det.recheck, size_um=size)
 
     def _phase_verdict(self, det: Detection, focus_z_um: float) -> Detection:
         """A micro-lens or a bubble, by the sign of its phase: two frames either side of its focus.
@@ -802,7 +814,7 @@ class ScanRunner:
         The sharp frame has the last word: a structure there is stacked and recorded; debris there (or, when
         the vision finds nothing there, ``det`` being debris) is recorded as debris without a stack, unless
         ``det`` is a structure and the sharp frame's models disagree (:func:`_structure_stands`). Where the
-        sharp frame is :func:`_lens_disputed`, or an earlier view was (``lens``) and the sharp frame's
+        sharp frame is :meth:`_lens_disputed`, or an earlier view was (``lens``) and the sharp frame's
         likeliest type is still a micro-lens, the phase's sign decides first (:meth:`_phase_verdict`).
         """
         x, y = self._stage_xy(det, frame)
@@ -820,7 +832,7 @@ class ScanRunner:
         seen = self._analyse(focused)
         w.timings["focus_structure"] = w.timings.get("focus_structure", 0.0) + time.perf_counter() - t
         again = _same_box(seen.detections, det.box_px) or det
-        if _lens_disputed(again) or (lens and likeliest_type(again.scores) == MICROLENS):
+        if self._lens_disputed(again, focused, seen_before=lens):
             t = time.perf_counter()
             again = self._phase_verdict(again, out.z_um)
             w.timings["focus_structure"] += time.perf_counter() - t
@@ -932,11 +944,6 @@ def _recentred(det: Detection, size_px: tuple[int, int]) -> Detection:
     w, h = size_px
     nx0, ny0 = max(0, (w - bw) // 2), max(0, (h - bh) // 2)
     return replace(det, box_px=(nx0, ny0, min(w, nx0 + bw), min(h, ny0 + bh)))
-
-
-def _lens_disputed(det: Detection) -> bool:
-    """A micro-lens or a bubble only the phase's sign can tell (``appliance.vision.decision.lens_disputed``)."""
-    return lens_disputed(det.scores, det.kind, agree=not det.recheck)
 
 
 def _structure_stands(before: Detection, sharp: Detection) -> bool:

@@ -284,7 +284,8 @@ def likeliest_type(scores: Mapping[str, float]) -> str:
     return max(types, key=lambda c: types[c]) if types else ""
 
 
-def lens_disputed(scores: Mapping[str, float], kind: str, agree: bool, rule: DecisionRule | None = None) -> bool:
+def lens_disputed(scores: Mapping[str, float], kind: str, agree: bool, rule: DecisionRule | None = None,
+                  size_um: tuple[float, float] | None = None) -> bool:
     """Whether an object is a micro-lens or a bubble only its phase can tell (``appliance/vision/phasesign.py``).
 
     Parameters
@@ -296,13 +297,16 @@ def lens_disputed(scores: Mapping[str, float], kind: str, agree: bool, rule: Dec
     agree : bool
         Whether the two models agreed on it (:attr:`Verdict.agree`).
     rule : DecisionRule, optional
-        ``lens_check_min``; defaults when None.
+        ``lens_check_min`` and the size limits; defaults when None.
+    size_um : (float, float), optional
+        The box's width and height, µm; a box under the size limits is debris whatever the models say, so
+        never disputed (the classifier names 5-8 µm specks micro-lenses at 0.4-0.6).
 
     Returns
     -------
     bool
-        The likeliest structure type is ``microlens`` with at least ``rule.lens_check_min``, and the verdict
-        is not a structure both models agree on.
+        The likeliest structure type is ``microlens`` with at least ``rule.lens_check_min``, the verdict
+        is not a structure both models agree on, and the box is not under the size limits.
 
     >>> lens_disputed({"microlens": 0.67, "debris": 0.32, "detector_debris": 0.57}, "debris", agree=True)
     True
@@ -310,11 +314,20 @@ def lens_disputed(scores: Mapping[str, float], kind: str, agree: bool, rule: Dec
     False
     """
     r = DecisionRule() if rule is None else rule
-    if kind == STRUCTURE and agree:
+    if (kind == STRUCTURE and agree) or (size_um is not None and too_small(size_um, r)):
         return False
     return likeliest_type(scores) == MICROLENS and float(scores[MICROLENS]) >= r.lens_check_min
 
 
+def too_small(size_um: tuple[float, float], rule: DecisionRule | None = None) -> bool:
+    """Whether a box of ``size_um`` (width, height, µm) is under the rule's size limits: debris whatever the models say.
+
+    ``DecisionRule.min_area_um2`` and ``min_size_um`` (the candidate gate's); defaults when ``rule`` is None.
+    """
+    r = DecisionRule() if rule is None else rule
+    w, h = size_um
+    return w * h < r.min_area_um2 or max(w, h) < r.min_size_um
+
+
 def _too_small(box: Box, um_per_px: float, rule: DecisionRule) -> bool:
-    w, h = (box[2] - box[0]) * um_per_px, (box[3] - box[1]) * um_per_px
-    return w * h < rule.min_area_um2 or max(w, h) < rule.min_size_um
+    return too_small(((box[2] - box[0]) * um_per_px, (box[3] - box[1]) * um_per_px), rule)

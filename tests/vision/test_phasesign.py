@@ -1,4 +1,4 @@
-"""A converging micro-lens or a diverging bubble from two frames either side of focus (appliance/vision/phasesign.py)."""
+"""A converging micro-lens or a diverging bubble from two frames about focus (appliance/vision/phasesign.py)."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def test_bad_input_is_named():
     above, below = _planes(240.0, 160.0)
     with pytest.raises(ValueError, match="one shape"):
         phase_sign(above, below[:30], BOX)
-    with pytest.raises(ValueError, match=r"box must lie inside the 40 x 40 frame and not be empty, got \(30, 10, 30, 20\)"):
+    with pytest.raises(ValueError, match=r"inside the 40 x 40 frame and not be empty, got \(30, 10, 30, 20\)"):
         phase_sign(above, below, (30, 10, 30, 20))
     with pytest.raises(ValueError, match="centre_fraction"):
         phase_sign(above, below, BOX, centre_fraction=0.0)
