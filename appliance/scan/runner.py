@@ -5,8 +5,10 @@ prediction, or an autofocus while the map cannot say) -> ``CAPTURE`` -> ``ANALYS
 fused analysis and gate; no candidate -> straight to ``COMMIT``; else detect and classify) -> for each new
 object: ``CENTRE`` (move it to the middle of the frame and look again, so it lies whole in view and its
 position is measured where the optics are best; debris only when the vision is unsure of it
-(``Detection.recheck``) or saw it cut by the frame's edge, else it is recorded from the field frame) -> for a
-structure ``FOCUS_STRUCTURE`` -> ``STACK`` -> (unless the vision is sure its sharp frame is debris) ``RECONSTRUCT``
+(``Detection.recheck``), takes it for a micro-lens it does not call a sure structure (the lens check below) or saw
+it cut by the frame's edge, else it is recorded from the field frame) -> for a structure ``FOCUS_STRUCTURE``
+(where its sharp frame still disputes a micro-lens, two frames either side of its focus: converging, a lens;
+diverging, a bubble) -> ``STACK`` -> (unless the vision is sure its sharp frame is debris) ``RECONSTRUCT``
 -> ``RECORD`` -> and finally ``COMMIT`` (files synced, then the field's rows in one transaction). Pause and
 cancel act between steps; a failing step ends the scan ``FAILED`` with the fields committed so far kept, and
 the stage is stopped in ``finally``.
