@@ -752,7 +752,8 @@ class ScanRunner:
 
         ``det`` is the object's view at ``focus_z_um`` (the stage stands there). A converging object (a
         polymer cap) is a micro-lens, a diverging one (air in resin) debris, both as sure verdicts; where the
-        sign is unclear (an absorbing dust clump, dark on both sides) ``det`` stands. The planes lie
+        sign is unclear (an absorbing dust clump, dark on both sides; a collapsed or a very flat lens) ``det``
+        stands, so a micro-lens the models were sure of is only ever dropped for diverging. The planes lie
         ``PHASE_SIGN.step_dof`` depths of field from focus, both approached from below as every focus move is;
         one beyond the focus travel leaves ``det`` as it is.
         """
@@ -817,7 +818,8 @@ class ScanRunner:
         the vision finds nothing there, ``det`` being debris) is recorded as debris without a stack, unless
         ``det`` is a structure and the sharp frame's models disagree (:func:`_structure_stands`). Where the
         sharp frame is :meth:`_lens_disputed`, or an earlier view was (``lens``) and the sharp frame's
-        likeliest type is still a micro-lens, the phase's sign decides first (:meth:`_phase_verdict`).
+        likeliest type is still a micro-lens, or it is a micro-lens both models are sure of, the phase's sign
+        decides first (:meth:`_phase_verdict`).
         """
         x, y = self._stage_xy(det, frame)
         b_um = self._box_um(det, frame)
@@ -834,7 +836,10 @@ class ScanRunner:
         seen = self._analyse(focused)
         w.timings["focus_structure"] = w.timings.get("focus_structure", 0.0) + time.perf_counter() - t
         again = _same_box(seen.detections, det.box_px) or det
-        if self._lens_disputed(again, focused, seen_before=lens):
+        # a micro-lens both models are sure of is checked too, and dropped only when it diverges: a 34 µm
+        # bubble was a lens to both (0.96, dev seed 207); no lens read diverging (docs/scan.md)
+        sure_lens = again.kind == "structure" and not again.recheck and again.cls == MICROLENS
+        if sure_lens or self._lens_disputed(again, focused, seen_before=lens):
             t = time.perf_counter()
             again = self._phase_verdict(again, out.z_um)
             w.timings["focus_structure"] += time.perf_counter() - t
