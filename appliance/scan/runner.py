@@ -836,8 +836,8 @@ class ScanRunner:
         seen = self._analyse(focused)
         w.timings["focus_structure"] = w.timings.get("focus_structure", 0.0) + time.perf_counter() - t
         again = _same_box(seen.detections, det.box_px) or det
-        # a micro-lens both models are sure of is checked too, and dropped only when it diverges: a 34 µm
-        # bubble was a lens to both (0.96, dev seed 207); no lens read diverging (docs/scan.md)
+        # a micro-lens both models are sure of is read too, and dropped only when it diverges: bubbles are
+        # named lenses at 0.96 (dev seed 207), and no lens has read below -0.06 (docs/scan.md, step 6)
         sure_lens = again.kind == "structure" and not again.recheck and again.cls == MICROLENS
         if sure_lens or self._lens_disputed(again, focused, seen_before=lens):
             t = time.perf_counter()
