@@ -5,8 +5,10 @@ prediction, or an autofocus while the map cannot say) -> ``CAPTURE`` -> ``ANALYS
 fused analysis and gate; no candidate -> straight to ``COMMIT``; else detect and classify) -> for each new
 object: ``CENTRE`` (move it to the middle of the frame and look again, so it lies whole in view and its
 position is measured where the optics are best; debris only when the vision is unsure of it
-(``Detection.recheck``) or saw it cut by the frame's edge, else it is recorded from the field frame) -> for a
-structure ``FOCUS_STRUCTURE`` -> ``STACK`` -> (unless the vision is sure its sharp frame is debris) ``RECONSTRUCT``
+(``Detection.recheck``), takes it for a micro-lens it does not call a sure structure (the lens check below) or saw
+it cut by the frame's edge, else it is recorded from the field frame) -> for a structure ``FOCUS_STRUCTURE``
+(where its sharp frame still disputes a micro-lens, two frames either side of its focus: converging, a lens;
+diverging, a bubble) -> ``STACK`` -> (unless the vision is sure its sharp frame is debris) ``RECONSTRUCT``
 -> ``RECORD`` -> and finally ``COMMIT`` (files synced, then the field's rows in one transaction). Pause and
 cancel act between steps; a failing step ends the scan ``FAILED`` with the fields committed so far kept, and
 the stage is stopped in ``finally``.
@@ -31,6 +33,7 @@ cut by a field edge (and perhaps called debris there) is still recorded whole wh
 from __future__ import annotations
 
 import enum
+import logging
 import math
 import shutil
 import sqlite3
@@ -56,9 +59,14 @@ from appliance.scan.grid import FieldOrder, FieldPosition, Grid
 from appliance.scan.plan import ScanPlan
 from appliance.scan.protocols import Detection, Focuser, FocusMapLike, FocusOutcome, Vision, VisionResult
 from appliance.scan.stage_recovery import more_drastic, recover_stage
-from appliance.vision.decision import iou
+from appliance.vision.decision import MICROLENS, iou, lens_disputed, likeliest_type, too_small
+from appliance.vision.phasesign import CONVERGING, DIVERGING, PhaseSignRule, phase_sign
+
+_log = logging.getLogger(__name__)
 
 DUPLICATE_MARGIN_UM = 8.0
+#: How a micro-lens is told from a bubble by the sign of its phase (``ScanRunner._phase_verdict``).
+PHASE_SIGN = PhaseSignRule()
 MAX_CENTRING_MOVES = 2
 # A field with something in view gets an autofocus (a new focus-map point) when no point is this close: a
 # fitted surface is trusted for interpolation, not for extrapolating across the slide.
@@ -657,7 +665,11 @@ class ScanRunner:
     def _object(self, w: _FieldWork, det: Detection, field_frame: Frame) -> None:
         # Debris the vision is unsure of, or saw cut by the frame's edge (a ring's arc is no ring to either
         # model), is looked at again like a structure: centred, it is seen whole, and that view decides.
-        unsure = det.recheck or det.touches_edge(self.camera.size_px)
+        # So is a round object the classifier takes for a micro-lens and the rule does not call a sure
+        # structure (``lens_disputed``): a 20 µm lens seen once, 6.5 µm out of focus, was debris to both
+        # models (README slide); only its phase's sign, in focus, tells it from a bubble
+        lens = self._lens_disputed(det, field_frame)
+        unsure = det.recheck or lens or det.touches_edge(self.camera.size_px)
         if det.kind != "structure" and not (unsure and self.plan.imaging.centre):
             if not self._duplicate("debris", *self._stage_xy(det, field_frame)):
                 self._record_debris(w, det, field_frame)
@@ -671,6 +683,7 @@ class ScanRunner:
         if found is None:
             return
         det2, frame2, sure_debris = found
+        lens = lens or self._lens_disputed(det2, frame2)
         if det2.kind != "structure" and not det.recheck and not sure_debris and _structure_stands(det, det2):
             # a sure structure in its field, disputed centred: a 167 µm scaffold among dense dust was a
             # scaffold to both models cut by a field's edge (0.84) and 0.05-0.23 to the classifier centred
@@ -678,12 +691,12 @@ class ScanRunner:
             # views: a 31 µm bubble was sure debris after the first move and disputed after the second, seed 116)
             det2 = _as_structure(det2, det)
         x, y = self._stage_xy(det2, frame2)
-        if self._duplicate(det2.kind, x, y) or (det2.recheck and self._duplicate("structure", x, y)):
+        if self._duplicate(det2.kind, x, y) or ((det2.recheck or lens) and self._duplicate("structure", x, y)):
             return
-        if det2.kind != "structure" and not det2.recheck:
+        if det2.kind != "structure" and not det2.recheck and not lens:
             self._record_debris(w, det2, frame2)
             return
-        self._structure(w, det2, frame2)  # a structure, or debris still unsure: its sharp frame decides
+        self._structure(w, det2, frame2, lens)  # a structure, or debris still unsure: its sharp frame decides
 
     def _centre(self, det: Detection, frame: Frame, field_z_um: float) -> tuple[Detection, Frame, bool] | None:
         """Bring the object to the frame's centre and find it again there (its old box, centred, if not).
@@ -722,6 +735,48 @@ class ScanRunner:
                 break
         return cur_det, cur_frame, sure_debris
 
+    def _lens_disputed(self, det: Detection, frame: Frame, seen_before: bool = False) -> bool:
+        """A micro-lens or a bubble only the phase's sign can tell (``appliance.vision.decision.lens_disputed``).
+
+        With ``seen_before`` (an earlier view of the object was disputed so) it is enough that this view's
+        likeliest structure type is still a micro-lens. A box under the gate's size limits never is.
+        """
+        x0, y0, x1, y1 = self._box_um(det, frame)
+        size = (x1 - x0, y1 - y0)
+        if seen_before:
+            return likeliest_type(det.scores) == MICROLENS and not too_small(size)
+        return lens_disputed(det.scores, det.kind, agree=not det.recheck, size_um=size)
+
+    def _phase_verdict(self, det: Detection, focus_z_um: float) -> Detection:
+        """A micro-lens or a bubble, by the sign of its phase: two frames either side of its focus.
+
+        ``det`` is the object's view at ``focus_z_um`` (the stage stands there). A converging object (a
+        polymer cap) is a micro-lens, a diverging one (air in resin) debris, both as sure verdicts; where the
+        sign is unclear (an absorbing dust clump, dark on both sides; a collapsed or a very flat lens) ``det``
+        stands, so a micro-lens the models were sure of is only ever dropped for diverging. The planes lie
+        ``PHASE_SIGN.step_dof`` depths of field from focus, both approached from below as every focus move is;
+        one beyond the focus travel leaves ``det`` as it is.
+        """
+        step = PHASE_SIGN.step_um(self._depth_of_field_um())
+        planes = []
+        try:
+            for dz in (-step, step):
+                self.stage.focus_to_um(focus_z_um + dz)
+                planes.append(self.camera.capture().image)
+        except StageLimitError:
+            return det
+        finally:
+            self.stage.focus_to_um(focus_z_um)
+        sign = phase_sign(planes[1], planes[0], det.box_px)
+        call = PHASE_SIGN.call(sign)
+        _log.debug("phase sign %.3f (%s) of %s at %s", sign, call, det.cls, det.box_px)
+        if call == CONVERGING:
+            return replace(det, kind="structure", cls=MICROLENS,
+                           confidence=float(det.scores.get(MICROLENS, det.confidence)), recheck=False)
+        if call == DIVERGING:
+            return replace(det, kind="debris", cls="debris", recheck=False)
+        return det
+
     def _refocus_where_seen(self, w: _FieldWork, det: Detection, failed: FocusOutcome) -> FocusOutcome:
         """A second search for a structure whose first one failed, around the z its field was seen at.
 
@@ -756,12 +811,15 @@ class ScanRunner:
                                       x_um=x, y_um=y, z_um=frame.position.z_um, width_um=b[2] - b[0],
                                       height_um=b[3] - b[1], box=det.box_px, scores=dict(det.scores)))
 
-    def _structure(self, w: _FieldWork, det: Detection, frame: Frame) -> None:
+    def _structure(self, w: _FieldWork, det: Detection, frame: Frame, lens: bool = False) -> None:
         """Focus on a centred object; if its sharp frame shows a structure, take its stack, reconstruct and record it.
 
         The sharp frame has the last word: a structure there is stacked and recorded; debris there (or, when
         the vision finds nothing there, ``det`` being debris) is recorded as debris without a stack, unless
-        ``det`` is a structure and the sharp frame's models disagree (:func:`_structure_stands`).
+        ``det`` is a structure and the sharp frame's models disagree (:func:`_structure_stands`). Where the
+        sharp frame is :meth:`_lens_disputed`, or an earlier view was (``lens``) and the sharp frame's
+        likeliest type is still a micro-lens, or it is a micro-lens both models are sure of, the phase's sign
+        decides first (:meth:`_phase_verdict`).
         """
         x, y = self._stage_xy(det, frame)
         b_um = self._box_um(det, frame)
@@ -778,6 +836,13 @@ class ScanRunner:
         seen = self._analyse(focused)
         w.timings["focus_structure"] = w.timings.get("focus_structure", 0.0) + time.perf_counter() - t
         again = _same_box(seen.detections, det.box_px) or det
+        # a micro-lens both models are sure of is read too, and dropped only when it diverges: bubbles are
+        # named lenses at 0.96 (dev seed 207), and no lens has read below -0.06 (docs/scan.md, step 6)
+        sure_lens = again.kind == "structure" and not again.recheck and again.cls == MICROLENS
+        if sure_lens or self._lens_disputed(again, focused, seen_before=lens):
+            t = time.perf_counter()
+            again = self._phase_verdict(again, out.z_um)
+            w.timings["focus_structure"] += time.perf_counter() - t
         if again.kind != "structure" and not _structure_stands(det, again):
             # Sharp, it is dirt: blurred dust and bubbles pass for prints more often (a print's own focus lies
             # above the glass the field was focused on, dirt's on it), and so does a print to them
