@@ -707,7 +707,13 @@ class ScanRunner:
         sure_debris = False
         for _ in range(MAX_CENTRING_MOVES):
             x, y = self._stage_xy(cur_det, cur_frame)
-            self._approach(x, y)
+            try:
+                self._approach(x, y)
+            except StageLimitError:
+                # its middle lies past the end of the travel (seen at the edge of a field that overhangs the
+                # slide's end; the scan failed there, seed 412): it is judged from the view that holds it
+                self._approach(cur_frame.position.x_um, cur_frame.position.y_um)
+                return cur_det, cur_frame, sure_debris
             cur_frame = self.camera.capture()
             res = self._analyse(cur_frame)
             expected = _recentred(cur_det, (w, h)).box_px

@@ -1,4 +1,4 @@
-"""Where a field's own autofocus searches, and where it leaves the field when the search fails.
+"""Where a field's own autofocus searches and leaves the field; an object past the end of the travel.
 
 A field that the focus map placed, but that the runner measures anyway (no focused point within
 ``MAP_REFRESH_UM``, or the map leaning on its slope), used to be searched around the last focus found, which on
@@ -8,11 +8,17 @@ searched around a z 12-19 µm above their glass, found nothing, and were imaged 
 
 from __future__ import annotations
 
+import threading
 from types import SimpleNamespace
 
+import numpy as np
+
+from appliance.hardware.camera.base import Frame
+from appliance.hardware.stage.base import Position, StageLimitError
+from appliance.scan.calibration import Calibration
 from appliance.scan.grid import FieldPosition
 from appliance.scan.plan import FocusPlan, ScanPlan
-from appliance.scan.protocols import FocusOutcome
+from appliance.scan.protocols import Detection, FocusOutcome
 from appliance.scan.runner import ScanRunner, _FieldWork
 
 GLASS_UM = 92.0
@@ -92,3 +98,36 @@ def test_field_focus_autofocus_still_starts_at_the_last_focus():
     r, w = _runner(GLASS_UM, 95.0, field_focus="autofocus"), _field(0.0)
     r._autofocus_field(w)
     assert r.focuser.guesses[0] == 95.0 and w.z_um == GLASS_UM
+
+
+class _EdgeStage(_Stage):
+    """A stage whose x travel starts at 0 (as the virtual stage's and GRBL's soft limits)."""
+
+    def __init__(self) -> None:
+        super().__init__(95.0)
+        self.xy = (79.6, 559.7)
+
+    def move_to_um(self, x=None, y=None, z=None):
+        if x is not None and x < 0:
+            raise StageLimitError(f"x target {x} um is outside the soft limits [0.0, 25000.0] um")
+        self.xy = (self.xy[0] if x is None else x, self.xy[1] if y is None else y)
+
+
+def test_an_object_past_the_end_of_the_travel_is_judged_where_it_was_seen():
+    # a field at x 79.6 um overhangs the slide's left end by 100 um; something seen at its left edge lies at
+    # stage x -15 um, and centring it failed the scan with StageLimitError (seed 412, 4 x 4 mm, cheap camera)
+    r = object.__new__(ScanRunner)
+    r.plan = ScanPlan()
+    r.stage = _EdgeStage()
+    r.camera = SimpleNamespace(size_px=(640, 480))
+    r.cal = Calibration.nominal(0.56, (640, 480))
+    r._resume_evt = threading.Event()
+    r._resume_evt.set()
+    r._cancel, r._lock = False, threading.Lock()
+    r._step = r._cell = None
+    pos = Position(79.6, 559.7, 95.0)
+    frame = Frame(np.zeros((480, 640), np.uint8), pos, 0.0, 10.0, {})
+    det = Detection((0, 200, 24, 240), "debris", "debris", 0.4, recheck=True)
+    got, seen_in, sure = r._centre(det, frame, 95.0)
+    assert got == det and seen_in is frame and not sure
+    assert r.stage.xy == (79.6, 559.7)  # back where the view was taken
