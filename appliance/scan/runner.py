@@ -530,12 +530,16 @@ class ScanRunner:
 
     def _autofocus_field(self, w: _FieldWork) -> None:
         p = self.stage.position_um()
-        guess = w.z_um if w.focus_source == "guess" else (self._z_guess if self._z_guess is not None else p.z_um)
+        # Start where the field focus put this field (the map's z, sure or not): the last focus found may lie
+        # millimetres away, 12-19 µm off on a slide tilted 2 µm/mm, and a failed search there left the field
+        # imaged that far out of focus (default slide, seed 406)
+        here = w.focus_source in ("guess", "map") and self.plan.focus.field_focus != "autofocus"
+        guess = w.z_um if here else (self._z_guess if self._z_guess is not None else p.z_um)
         span = self.plan.focus.search_range_um
         out = self.focuser.focus(self.stage, self.camera, guess, span, None)
         last = self._z_guess
         if not out.ok and last is not None and abs(guess - last) > span / 2:
-            # the guess was an unsure map's, far from the last focus found: look where focus last was
+            # the guess was the map's, far from the last focus found: look where focus last was
             out = self.focuser.focus(self.stage, self.camera, last, span, None)
         if not out.ok and not self._focus_found:
             # nothing found yet in this scan: the slide may be far from where the stage started. Only then,
@@ -716,7 +720,13 @@ class ScanRunner:
         sure_debris = False
         for _ in range(MAX_CENTRING_MOVES):
             x, y = self._stage_xy(cur_det, cur_frame)
-            self._approach(x, y)
+            try:
+                self._approach(x, y)
+            except StageLimitError:
+                # its middle lies past the end of the travel (seen at the edge of a field that overhangs the
+                # slide's end; the scan failed there, seed 412): it is judged from the view that holds it
+                self._approach(cur_frame.position.x_um, cur_frame.position.y_um)
+                return cur_det, cur_frame, sure_debris
             cur_frame = self.camera.capture()
             res = self._analyse(cur_frame)
             expected = _recentred(cur_det, (w, h)).box_px

@@ -1,0 +1,133 @@
+"""Where a field's own autofocus searches and leaves the field; an object past the end of the travel.
+
+A field that the focus map placed, but that the runner measures anyway (no focused point within
+``MAP_REFRESH_UM``, or the map leaning on its slope), used to be searched around the last focus found, which on
+a snake over a tilted slide lies millimetres away: on the default slide, seed 406 (2 µm/mm), fields were
+searched around a z 12-19 µm above their glass, found nothing, and were imaged there, out of focus.
+"""
+
+from __future__ import annotations
+
+import threading
+from types import SimpleNamespace
+
+import numpy as np
+
+from appliance.hardware.camera.base import Frame
+from appliance.hardware.stage.base import Position, StageLimitError
+from appliance.scan.calibration import Calibration
+from appliance.scan.grid import FieldPosition
+from appliance.scan.plan import FocusPlan, ScanPlan
+from appliance.scan.protocols import Detection, FocusOutcome
+from appliance.scan.runner import ScanRunner, _FieldWork
+
+GLASS_UM = 92.0
+
+
+class _Stage:
+    def __init__(self, z: float) -> None:
+        self.z = z
+
+    def position_um(self) -> SimpleNamespace:
+        return SimpleNamespace(x_um=3400.0, y_um=2200.0, z_um=self.z)
+
+    def focus_to_um(self, z: float) -> None:
+        self.z = z
+
+
+class _Focuser:
+    """Finds the glass when it lies inside the searched range (as a classical search does), else fails."""
+
+    def __init__(self, glass: float) -> None:
+        self.glass = glass
+        self.guesses: list[float] = []
+
+    def focus(self, stage, camera, z_guess_um, range_um, roi_px=None, cls=None) -> FocusOutcome:
+        self.guesses.append(z_guess_um)
+        if abs(self.glass - z_guess_um) <= range_um:
+            stage.focus_to_um(self.glass)
+            return FocusOutcome(self.glass, 7, True)
+        stage.focus_to_um(z_guess_um + range_um)
+        return FocusOutcome(z_guess_um + range_um, 7, False)
+
+
+def _runner(glass: float, last_focus: float, field_focus: str = "map") -> ScanRunner:
+    """Only what ``_autofocus_field`` reads: the plan, stage, focuser and the last focus found."""
+    r = object.__new__(ScanRunner)
+    r.plan = ScanPlan(focus=FocusPlan(search_range_um=15.0, field_focus=field_focus))
+    r.stage = _Stage(last_focus)
+    r.camera = None
+    r.focuser = _Focuser(glass)
+    r._z_guess = last_focus
+    r._focus_found = True
+    return r
+
+
+def _field(map_z: float, source: str = "map") -> _FieldWork:
+    w = _FieldWork(FieldPosition(cell=289, row=4, column=10, x_um=3400.0, y_um=2200.0), seq=299)
+    w.z_um, w.focus_source = map_z, source
+    return w
+
+
+def test_a_measured_map_field_is_searched_around_the_maps_z_not_the_last_focus():
+    # the map puts the field at 99 (7 um above its glass at 92); the last focus, 6 mm away, was 110
+    r, w = _runner(GLASS_UM, 110.0), _field(99.0)
+    r._autofocus_field(w)
+    assert r.focuser.guesses[0] == 99.0
+    assert w.focus_source == "autofocus" and w.z_um == GLASS_UM and r._z_guess == GLASS_UM
+
+
+def test_a_failed_search_leaves_the_field_at_the_maps_z():
+    # nothing to focus on near either z: the frame is taken where the map says, not 18 um above the glass
+    r, w = _runner(60.0, 110.0), _field(99.0)
+    r._autofocus_field(w)
+    assert r.focuser.guesses == [99.0, 110.0]  # the map's z, then where focus was last found
+    assert w.focus_source == "autofocus-unsure" and w.z_um == 99.0 and r.stage.z == 99.0
+
+
+def test_a_map_that_ran_off_is_searched_again_at_the_last_focus():
+    # the map leaning on its slope (45 um up a level slide, seed 86): its z fails, the last focus finds the glass
+    r, w = _runner(GLASS_UM, 93.0), _field(137.0)
+    r._autofocus_field(w)
+    assert r.focuser.guesses == [137.0, 93.0]
+    assert w.focus_source == "autofocus" and w.z_um == GLASS_UM
+
+
+def test_field_focus_autofocus_still_starts_at_the_last_focus():
+    # with `field_focus: autofocus` the field has no z of its own before its search
+    r, w = _runner(GLASS_UM, 95.0, field_focus="autofocus"), _field(0.0)
+    r._autofocus_field(w)
+    assert r.focuser.guesses[0] == 95.0 and w.z_um == GLASS_UM
+
+
+class _EdgeStage(_Stage):
+    """A stage whose x travel starts at 0 (as the virtual stage's and GRBL's soft limits)."""
+
+    def __init__(self) -> None:
+        super().__init__(95.0)
+        self.xy = (79.6, 559.7)
+
+    def move_to_um(self, x=None, y=None, z=None):
+        if x is not None and x < 0:
+            raise StageLimitError(f"x target {x} um is outside the soft limits [0.0, 25000.0] um")
+        self.xy = (self.xy[0] if x is None else x, self.xy[1] if y is None else y)
+
+
+def test_an_object_past_the_end_of_the_travel_is_judged_where_it_was_seen():
+    # a field at x 79.6 um overhangs the slide's left end by 100 um; something seen at its left edge lies at
+    # stage x -15 um, and centring it failed the scan with StageLimitError (seed 412, 4 x 4 mm, cheap camera)
+    r = object.__new__(ScanRunner)
+    r.plan = ScanPlan()
+    r.stage = _EdgeStage()
+    r.camera = SimpleNamespace(size_px=(640, 480))
+    r.cal = Calibration.nominal(0.56, (640, 480))
+    r._resume_evt = threading.Event()
+    r._resume_evt.set()
+    r._cancel, r._lock = False, threading.Lock()
+    r._step = r._cell = None
+    pos = Position(79.6, 559.7, 95.0)
+    frame = Frame(np.zeros((480, 640), np.uint8), pos, 0.0, 10.0, {})
+    det = Detection((0, 200, 24, 240), "debris", "debris", 0.4, recheck=True)
+    got, seen_in, sure = r._centre(det, frame, 95.0)
+    assert got == det and seen_in is frame and not sure
+    assert r.stage.xy == (79.6, 559.7)  # back where the view was taken
