@@ -56,6 +56,16 @@ from appliance.scan.grid import FieldOrder, FieldPosition, Grid
 from appliance.scan.plan import ScanPlan
 from appliance.scan.protocols import Detection, Focuser, FocusMapLike, FocusOutcome, Vision, VisionResult
 from appliance.scan.stage_recovery import more_drastic, recover_stage
+from appliance.scan.stitch import (
+    Footprint,
+    area,
+    cut_sides,
+    grow,
+    intersect,
+    join_pieces,
+    same_print,
+    stitch_tolerance_um,
+)
 from appliance.vision.decision import iou
 
 DUPLICATE_MARGIN_UM = 8.0
@@ -650,11 +660,14 @@ class ScanRunner:
 
     def _new_first(self, dets: Sequence[Detection], frame: Frame) -> list[Detection]:
         """Detections not yet recorded: structures, then debris to look at again, then the rest."""
-        fresh = [d for d in dets if not self._duplicate(d.kind, *self._stage_xy(d, frame))]
+        fresh = [d for d in dets if not self._duplicate(d.kind, *self._stage_xy(d, frame))
+                 and not self._part_of_known_print(d, frame)]
         return sorted(fresh, key=lambda d: (d.kind != "structure", not d.recheck))
 
     # -- one object -----------------------------------------------------------------------------------------
     def _object(self, w: _FieldWork, det: Detection, field_frame: Frame) -> None:
+        if self._part_of_known_print(det, field_frame):  # another piece of a print this field just recorded
+            return
         # Debris the vision is unsure of, or saw cut by the frame's edge (a ring's arc is no ring to either
         # model), is looked at again like a structure: centred, it is seen whole, and that view decides.
         unsure = det.recheck or det.touches_edge(self.camera.size_px)
@@ -683,7 +696,7 @@ class ScanRunner:
         if det2.kind != "structure" and not det2.recheck:
             self._record_debris(w, det2, frame2)
             return
-        self._structure(w, det2, frame2)  # a structure, or debris still unsure: its sharp frame decides
+        self._whole_or_stitched(w, det, field_frame, det2, frame2)  # its sharp frame decides
 
     def _centre(self, det: Detection, frame: Frame, field_z_um: float) -> tuple[Detection, Frame, bool] | None:
         """Bring the object to the frame's centre and find it again there (its old box, centred, if not).
@@ -850,6 +863,110 @@ class ScanRunner:
                    "crop_origin_px": [cx0, cy0], "stage_xy_um": [focused.position.x_um, focused.position.y_um],
                    "true_position_um": _true_position(focused)}))
         w.timings["record"] = w.timings.get("record", 0.0) + time.perf_counter() - t
+
+    # -- prints larger than the field (appliance/scan/stitch.py) ---------------------------------------------
+    def _whole_or_stitched(self, w: _FieldWork, field_det: Detection, field_frame: Frame, det: Detection,
+                           frame: Frame) -> None:
+        """Focus, stack and record an object centred in ``frame``; one its centred view still shows cut is stitched.
+
+        A print that the centred view still shows cut by the frame's edge is larger than the field (or lay
+        beyond the centring's reach): its partial views are joined into one footprint (:meth:`_stitch`), it is
+        focused and stacked at the footprint's centre, and recorded once there with the footprint as its box.
+        A cut view is never a sure debris verdict, so a structure the centring saw stays one at the centre.
+        """
+        if not det.touches_edge(self.camera.size_px):
+            self._structure(w, det, frame)
+            return
+        t = time.perf_counter()
+        at_centre, view, fp = self._stitch(field_det, field_frame, det, frame)
+        w.timings["stitch"] = w.timings.get("stitch", 0.0) + time.perf_counter() - t
+        x, y = fp.centre_um
+        if self._duplicate("structure", x, y):
+            return
+        cut = at_centre.touches_edge(self.camera.size_px)
+        if cut and at_centre.kind != "structure" and det.kind == "structure":
+            at_centre = _as_structure(at_centre, det)
+        n = len(w.objects)
+        self._structure(w, at_centre, view)
+        if cut and len(w.objects) > n:
+            self._record_footprint(w, fp)
+
+    def _stitch(self, field_det: Detection, field_frame: Frame, det: Detection,
+                frame: Frame) -> tuple[Detection, Frame, Footprint]:
+        """Join the partial views of a print into its footprint; return its view at the footprint's centre.
+
+        Starts from the centred view (and the field's, when it is the same print), looks past every side a
+        view cut it on (:meth:`Footprint.next_view`), then moves to the footprint's centre and finds the print
+        there: the pieces of it joined (:func:`~appliance.scan.stitch.join_pieces`), or, if none is found, the
+        centred view's verdict over the part of the footprint in view.
+        """
+        size = self.camera.size_px
+        tol = stitch_tolerance_um(self.cal)
+        fp = Footprint.start(self._box_um(det, frame), cut_sides(det.box_px, size), tol)
+        seen = self._box_um(field_det, field_frame)
+        if same_print(seen, fp.box_um, self._view_um(field_frame), tol):
+            fp.add(seen, cut_sides(field_det.box_px, size))
+        while (step := fp.next_view()) is not None:
+            (x, y), sides = step
+            before = fp.box_um
+            self._approach(x, y)
+            view = self.camera.capture()
+            piece = self._piece(view, fp)
+            if piece is None:
+                fp.views += 1
+            else:
+                fp.add(self._box_um(piece, view), cut_sides(piece.box_px, size))
+            fp.looked_past(sides, before)
+        self._approach(*fp.centre_um)
+        view = self.camera.capture()
+        piece = self._piece(view, fp)
+        if piece is None:
+            piece = replace(det, box_px=self._px_box(fp.box_um, view))
+        return piece, view, fp
+
+    def _piece(self, view: Frame, fp: Footprint) -> Detection | None:
+        """The print of footprint ``fp`` in ``view``: its pieces there joined, None if none is found."""
+        shown = self._view_um(view)
+        pieces = [d for d in self._analyse(view).detections
+                  if same_print(self._box_um(d, view), fp.box_um, shown, fp.tol_um)]
+        return join_pieces(pieces) if pieces else None
+
+    def _record_footprint(self, w: _FieldWork, fp: Footprint) -> None:
+        """Put the footprint's centre and box on the object just recorded (and on the duplicate check)."""
+        o = w.objects[-1]
+        b = fp.box_um
+        extra = {**(o.extra or {}), "footprint_um": [round(v, 2) for v in b], "footprint_views": fp.views,
+                 "view_xy_um": [o.x_um, o.y_um]}
+        w.objects[-1] = replace(o, x_um=fp.centre_um[0], y_um=fp.centre_um[1], width_um=fp.size_um[0],
+                                height_um=fp.size_um[1], extra=extra)
+        self._known[-1] = _Known(o.kind, b)
+
+    def _part_of_known_print(self, det: Detection, frame: Frame) -> bool:
+        """Whether a cut view lies mostly (half its box or more) on a structure already recorded.
+
+        A print larger than the field is recorded with its whole footprint; a later field that sees another
+        part of it cut by its edge sees that footprint again, wherever the part's own centre lies.
+        """
+        if not det.touches_edge(self.camera.size_px):
+            return False
+        b = self._box_um(det, frame)
+        tol = stitch_tolerance_um(self.cal)
+        return any(k.kind == "structure" and area(intersect(b, grow(k.box_um, tol))) >= 0.5 * area(b)
+                   for k in self._known)
+
+    def _view_um(self, frame: Frame) -> tuple[float, float, float, float]:
+        """The slide box a frame shows, µm."""
+        w, h = self.camera.size_px
+        return self._box_um(Detection((0, 0, w, h), "debris", "debris", 0.0), frame)
+
+    def _px_box(self, box_um: tuple[float, float, float, float], frame: Frame) -> tuple[int, int, int, int]:
+        """A slide box as pixels of ``frame``, clipped to the frame."""
+        w, h = self.camera.size_px
+        xy = (frame.position.x_um, frame.position.y_um)
+        us, vs = zip(*(self.cal.stage_to_pixel(x, y, xy) for x in box_um[0::2] for y in box_um[1::2]), strict=True)
+        x0, y0 = max(0, int(math.floor(min(us) + 0.5))), max(0, int(math.floor(min(vs) + 0.5)))
+        return (x0, y0, max(x0 + 1, min(w, int(math.ceil(max(us) + 0.5)))),
+                max(y0 + 1, min(h, int(math.ceil(max(vs) + 0.5)))))
 
     # -- resume -----------------------------------------------------------------------------------------------
     def _load_committed(self) -> None:
