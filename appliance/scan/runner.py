@@ -36,6 +36,7 @@ import shutil
 import sqlite3
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -252,7 +253,7 @@ class ScanRunner:
         self._focus_points: list[tuple[float, float, float]] = []  # the map's points: x, y, z
         self._speck_glass = SpeckGlassPlane()  # the glass measured from specks beside structures
         self._focus_found = False  # a field's autofocus has found focus (in this scan, this run or before)
-        self._last_analysed: tuple[Frame, VisionResult] | None = None  # the frame analysed last (stitching)
+        self._analysed: deque[tuple[Frame, VisionResult]] = deque(maxlen=4)  # the last frames analysed (stitching)
         self._load_committed()
 
     # -- control (any thread) -------------------------------------------------------------------------------------
@@ -489,7 +490,7 @@ class ScanRunner:
     def _analyse(self, frame: Frame) -> VisionResult:
         """Run the vision on ``frame`` and hand both to the subscribers (by reference: the live view)."""
         result = self.vision.analyse(frame)
-        self._last_analysed = (frame, result)
+        self._analysed.append((frame, result))
         self._emit(FrameAnalysed(frame, result.detections))
         return result
 
@@ -906,8 +907,8 @@ class ScanRunner:
         Only structures and disputed boxes join: a piece of debris both models are sure of (dust, a fibre
         crossing the view) never makes a print larger.
         """
-        seen = self._last_analysed
-        dets = seen[1].detections if seen is not None and seen[0] is frame else self._analyse(frame).detections
+        seen = [r for f, r in self._analysed if f is frame]
+        dets = seen[-1].detections if seen else self._analyse(frame).detections
         g = stitch_tolerance_um(self.cal) / self.cal.um_per_px
         pieces, box = [det], det.box_px
         grown = True
@@ -938,10 +939,14 @@ class ScanRunner:
         fp = Footprint.start(self._box_um(det, frame), cut_sides(det.box_px, size), tol)
         for d in pieces:
             fp.vote(d, area(self._box_um(d, frame)))
-        seen = self._box_um(field_det, field_frame)
+        # the field's view joins as its pieces together: one piece's end inside the frame is not the print's
+        field_pieces = self._pieces_with(field_det, field_frame)
+        field_view = join_pieces(field_pieces)
+        seen = self._box_um(field_view, field_frame)
         if same_print(seen, fp.box_um, self._view_um(field_frame), tol):
-            fp.add(seen, cut_sides(field_det.box_px, size))
-            fp.vote(field_det, area(seen))
+            fp.add(seen, cut_sides(field_view.box_px, size))
+            for d in field_pieces:
+                fp.vote(d, area(self._box_um(d, field_frame)))
         while (step := fp.next_view()) is not None:
             (x, y), sides = step
             before = fp.box_um

@@ -104,14 +104,14 @@ def test_cut_sides_and_joined_pieces():
         join_pieces([])
 
 
-def _small_field_scan(tmp_path: Path, seed: int, overlap: float):
+def _small_field_scan(tmp_path: Path, seed: int, overlap: float, vision=SimTruthVision):
     sets = {"slide": {"width_um": 1000.0, "height_um": 1000.0, "n_structures": 3, "debris_per_mm2": 10.0},
             "sensor": {"width_px": SIZE[0], "height_px": SIZE[1]}}
     scope = sim_microscope(seed, sets)
     plan = ScanPlan(name="big", grid=GridPlan(overlap=overlap), focus=FocusPlan(stack_range_um=1.0, stack_step_um=1.0))
     p = scope.slide.params
     with scope.stage, scope.camera:
-        out = run_scan(scope.stage, scope.camera, SimTruthVision(scope), SimTruthFocuser(scope), PlaneFocusMap(),
+        out = run_scan(scope.stage, scope.camera, vision(scope), SimTruthFocuser(scope), PlaneFocusMap(),
                        plan, tmp_path / "scan", tmp_path / "t.db", scan_area(plan, (p.width_um, p.height_um)),
                        calibration=Calibration.nominal(scope.camera.um_per_px, scope.camera.size_px),
                        device_clock=scope.clock.now_s, truth=scope.slide.truth())
@@ -141,3 +141,41 @@ def test_prints_larger_than_the_field_are_recorded_once_at_their_centre(tmp_path
         if t in big:
             assert (o.extra or {}).get("footprint_views", 0) >= 3
             assert o.width_um == pytest.approx(t["bbox_um"][2] - t["bbox_um"][0], abs=3.0)
+
+
+class _SplitsLargeBoxes:
+    """Draws every structure box at least ``min_px`` wide as two overlapping boxes: the left half the true
+    type, the right half disputed debris that the classifier thinks a woodpile at 0.3 (the detector splitting
+    a print too large for the scale it was trained at, as at 40x)."""
+
+    def __init__(self, scope, min_px=100):
+        self.inner, self.min_px = SimTruthVision(scope), min_px
+
+    def analyse(self, frame):
+        from dataclasses import replace
+
+        from appliance.scan.protocols import VisionResult
+
+        r = self.inner.analyse(frame)
+        dets = []
+        for d in r.detections:
+            x0, y0, x1, y1 = d.box_px
+            if d.kind != "structure" or x1 - x0 < self.min_px:
+                dets.append(d)
+                continue
+            mid = (x0 + x1) // 2
+            dets.append(replace(d, box_px=(x0, y0, mid + 2, y1), scores={d.cls: 0.9, "woodpile": 0.1}))
+            dets.append(Detection((mid - 2, y0, x1, y1), "debris", "debris", 0.6,
+                                  {"debris": 0.7, "woodpile": 0.3}, recheck=True))
+        return VisionResult(r.n_candidates, tuple(dets), r.timings_s)
+
+
+def test_a_print_the_detector_splits_is_one_record_of_the_voted_type(tmp_path):
+    out, scope = _small_field_scan(tmp_path, 44, overlap=10, vision=_SplitsLargeBoxes)
+    s = out.summary
+    assert s["recall"] == 1.0 and s["duplicates"] == 0 and s["type_accuracy"] == 1.0, s
+    assert s["position_error_um_median"] <= 3.0
+    with ResultStore(out.db_path) as st:
+        big = [o for o in st.objects(out.scan_id, "structure") if o.width_um > 2 * FOV[1]]
+    assert len(big) == 1 and big[0].cls == "scaffold"
+    assert abs(big[0].x_um - _match(big[0], scope.slide.truth()["objects"])["center_um"][0]) <= 3.0
