@@ -39,6 +39,7 @@ import shutil
 import sqlite3
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -59,6 +60,16 @@ from appliance.scan.grid import FieldOrder, FieldPosition, Grid
 from appliance.scan.plan import ScanPlan
 from appliance.scan.protocols import Detection, Focuser, FocusMapLike, FocusOutcome, Vision, VisionResult
 from appliance.scan.stage_recovery import more_drastic, recover_stage
+from appliance.scan.stitch import (
+    Footprint,
+    area,
+    cut_sides,
+    grow,
+    intersect,
+    join_pieces,
+    same_print,
+    stitch_tolerance_um,
+)
 from appliance.vision.decision import MICROLENS, iou, lens_disputed, likeliest_type, too_small
 from appliance.vision.phasesign import CONVERGING, DIVERGING, PhaseSignRule, phase_sign
 
@@ -250,6 +261,7 @@ class ScanRunner:
         self._focus_points: list[tuple[float, float, float]] = []  # the map's points: x, y, z
         self._speck_glass = SpeckGlassPlane()  # the glass measured from specks beside structures
         self._focus_found = False  # a field's autofocus has found focus (in this scan, this run or before)
+        self._analysed: deque[tuple[Frame, VisionResult]] = deque(maxlen=4)  # the last frames analysed (stitching)
         self._load_committed()
 
     # -- control (any thread) -------------------------------------------------------------------------------------
@@ -486,6 +498,7 @@ class ScanRunner:
     def _analyse(self, frame: Frame) -> VisionResult:
         """Run the vision on ``frame`` and hand both to the subscribers (by reference: the live view)."""
         result = self.vision.analyse(frame)
+        self._analysed.append((frame, result))
         self._emit(FrameAnalysed(frame, result.detections))
         return result
 
@@ -662,11 +675,14 @@ class ScanRunner:
 
     def _new_first(self, dets: Sequence[Detection], frame: Frame) -> list[Detection]:
         """Detections not yet recorded: structures, then debris to look at again, then the rest."""
-        fresh = [d for d in dets if not self._duplicate(d.kind, *self._stage_xy(d, frame))]
+        fresh = [d for d in dets if not self._duplicate(d.kind, *self._stage_xy(d, frame))
+                 and not self._part_of_known_print(d, frame)]
         return sorted(fresh, key=lambda d: (d.kind != "structure", not d.recheck))
 
     # -- one object -----------------------------------------------------------------------------------------
     def _object(self, w: _FieldWork, det: Detection, field_frame: Frame) -> None:
+        if self._part_of_known_print(det, field_frame):  # another piece of a print this field just recorded
+            return
         # Debris the vision is unsure of, or saw cut by the frame's edge (a ring's arc is no ring to either
         # model), is looked at again like a structure: centred, it is seen whole, and that view decides.
         # So is a round object the classifier takes for a micro-lens and the rule does not call a sure
@@ -700,7 +716,8 @@ class ScanRunner:
         if det2.kind != "structure" and not det2.recheck and not lens:
             self._record_debris(w, det2, frame2)
             return
-        self._structure(w, det2, frame2, lens)  # a structure, or debris still unsure: its sharp frame decides
+        # a structure, or debris still unsure: its sharp frame decides; a print larger than the field is stitched
+        self._whole_or_stitched(w, det, field_frame, det2, frame2, lens)
 
     def _centre(self, det: Detection, frame: Frame, field_z_um: float) -> tuple[Detection, Frame, bool] | None:
         """Bring the object to the frame's centre and find it again there (its old box, centred, if not).
@@ -925,6 +942,166 @@ class ScanRunner:
                    "crop_origin_px": [cx0, cy0], "stage_xy_um": [focused.position.x_um, focused.position.y_um],
                    "true_position_um": _true_position(focused)}))
         w.timings["record"] = w.timings.get("record", 0.0) + time.perf_counter() - t
+
+    # -- prints larger than the field (appliance/scan/stitch.py) ---------------------------------------------
+    def _whole_or_stitched(self, w: _FieldWork, field_det: Detection, field_frame: Frame, det: Detection,
+                           frame: Frame, lens: bool = False) -> None:
+        """Focus, stack and record an object centred in ``frame``; one its centred view still shows cut is stitched.
+
+        A print whose pieces in the centred view (:meth:`_pieces_with`: at 40x the detector drew an 82 µm
+        woodpile as strips 20-40 µm wide) still reach the frame's edge is larger than the field, or lay beyond
+        the centring's reach. Its partial views are joined into one footprint (:meth:`_stitch`); it is focused
+        and stacked at the footprint's centre and recorded once there, with the footprint as its box and the
+        views' voted type, also where that centre's view shows it whole: that was one piece of it, a 42 µm box
+        inside a 93 µm micro-lens at 40x, a woodpile at 0.41 to the sharp frame where the views had said
+        micro-lens at 0.80-0.95. A cut view is never a sure debris verdict, so a structure the centring saw
+        stays one at the centre.
+        """
+        pieces = self._pieces_with(det, frame)
+        if not join_pieces(pieces).touches_edge(self.camera.size_px):
+            self._structure(w, det, frame, lens)
+            return
+        t = time.perf_counter()
+        at_centre, view, fp = self._stitch(field_det, field_frame, pieces, frame)
+        w.timings["stitch"] = w.timings.get("stitch", 0.0) + time.perf_counter() - t
+        x, y = fp.centre_um
+        if self._duplicate("structure", x, y):
+            return
+        cut = at_centre.touches_edge(self.camera.size_px)
+        if cut and at_centre.kind != "structure" and det.kind == "structure":
+            at_centre = _as_structure(at_centre, det)
+        n = len(w.objects)
+        self._structure(w, at_centre, view, lens)
+        if len(w.objects) > n:
+            self._record_footprint(w, fp)
+
+    def _pieces_with(self, det: Detection, frame: Frame) -> list[Detection]:
+        """The pieces of ``det``'s print as the detector drew them in ``frame``: boxes overlapping it, in a chain.
+
+        Boxes join within the stitching tolerance, each overlapping ``det`` or one joined before it.
+
+        Only structures and disputed boxes join: a piece of debris both models are sure of (dust, a fibre
+        crossing the view) never makes a print larger.
+        """
+        seen = [r for f, r in self._analysed if f is frame]
+        dets = seen[-1].detections if seen else self._analyse(frame).detections
+        g = stitch_tolerance_um(self.cal) / self.cal.um_per_px
+        pieces, box = [det], det.box_px
+        grown = True
+        while grown:
+            grown = False
+            for d in dets:
+                if d in pieces or (d.kind != "structure" and not d.recheck):
+                    continue
+                b = d.box_px
+                if b[0] < box[2] + g and box[0] < b[2] + g and b[1] < box[3] + g and box[1] < b[3] + g:
+                    pieces.append(d)
+                    box = (min(box[0], b[0]), min(box[1], b[1]), max(box[2], b[2]), max(box[3], b[3]))
+                    grown = True
+        return pieces
+
+    def _stitch(self, field_det: Detection, field_frame: Frame, pieces: list[Detection],
+                frame: Frame) -> tuple[Detection, Frame, Footprint]:
+        """Join the partial views of a print into its footprint; return its view at the footprint's centre.
+
+        Starts from the centred view's pieces of the print (and the field's view, when it is the same print),
+        looks past every side a view cut it on (:meth:`Footprint.next_view`), then moves to the footprint's
+        centre and finds the print there: its pieces joined (:func:`~appliance.scan.stitch.join_pieces`), or,
+        if none is found, the centred view's verdict over the part of the footprint in view.
+        """
+        size = self.camera.size_px
+        tol = stitch_tolerance_um(self.cal)
+        det = join_pieces(pieces)
+        fp = Footprint.start(self._box_um(det, frame), cut_sides(det.box_px, size), tol)
+        for d in pieces:
+            fp.vote(d, area(self._box_um(d, frame)))
+        # the field's view joins as its pieces together: one piece's end inside the frame is not the print's
+        field_pieces = self._pieces_with(field_det, field_frame)
+        field_view = join_pieces(field_pieces)
+        seen = self._box_um(field_view, field_frame)
+        if same_print(seen, fp.box_um, self._view_um(field_frame), tol):
+            fp.add(seen, cut_sides(field_view.box_px, size))
+            for d in field_pieces:
+                fp.vote(d, area(self._box_um(d, field_frame)))
+        while (step := fp.next_view()) is not None:
+            (x, y), sides = step
+            before = fp.box_um
+            self._approach(x, y)
+            view = self.camera.capture()
+            piece = self._piece(view, fp)
+            if piece is None:
+                fp.views += 1
+            else:
+                fp.add(self._box_um(piece, view), cut_sides(piece.box_px, size))
+            fp.looked_past(sides, before)
+        self._approach(*fp.centre_um)
+        view = self.camera.capture()
+        piece = self._piece(view, fp)
+        if piece is None:
+            piece = replace(det, box_px=self._px_box(fp.box_um, view))
+        return piece, view, fp
+
+    def _piece(self, view: Frame, fp: Footprint) -> Detection | None:
+        """The print of footprint ``fp`` in ``view``: its pieces there joined (each votes), None if none is found."""
+        shown = self._view_um(view)
+        pieces = []
+        for d in self._analyse(view).detections:
+            b = self._box_um(d, view)
+            if same_print(b, fp.box_um, shown, fp.tol_um):
+                pieces.append(d)
+                fp.vote(d, area(b))
+        return join_pieces(pieces) if pieces else None
+
+    def _record_footprint(self, w: _FieldWork, fp: Footprint) -> None:
+        """Put the footprint's centre, box and voted type on the object just recorded (and on the duplicate check).
+
+        A structure's type is the vote of every view's pieces (:meth:`Footprint.vote`), its sharp frame's
+        verdict among them, weighted by the area each shows; debris keeps its sharp frame's verdict.
+        """
+        o = w.objects[-1]
+        b = fp.box_um
+        extra = {**(o.extra or {}), "footprint_um": [round(v, 2) for v in b], "footprint_views": fp.views,
+                 "view_xy_um": [o.x_um, o.y_um], "view_type": o.cls}
+        cls, conf = o.cls, o.confidence
+        if o.kind == "structure":
+            if o.box is not None:
+                px = self.cal.um_per_px ** 2
+                fp.vote(Detection(o.box, o.kind, o.cls, o.confidence, o.scores or {}),
+                        (o.box[2] - o.box[0]) * (o.box[3] - o.box[1]) * px)
+            voted = fp.type()
+            if voted is not None:
+                cls, conf = voted
+                extra["footprint_type_votes"] = {c: round(v, 1) for c, v in fp.votes.items()}
+        w.objects[-1] = replace(o, cls=cls, confidence=conf, x_um=fp.centre_um[0], y_um=fp.centre_um[1],
+                                width_um=fp.size_um[0], height_um=fp.size_um[1], extra=extra)
+        self._known[-1] = _Known(o.kind, b)
+
+    def _part_of_known_print(self, det: Detection, frame: Frame) -> bool:
+        """Whether a cut view lies mostly (half its box or more) on a structure already recorded.
+
+        A print larger than the field is recorded with its whole footprint; a later field that sees another
+        part of it cut by its edge sees that footprint again, wherever the part's own centre lies.
+        """
+        if not det.touches_edge(self.camera.size_px):
+            return False
+        b = self._box_um(det, frame)
+        tol = stitch_tolerance_um(self.cal)
+        return any(k.kind == "structure" and area(intersect(b, grow(k.box_um, tol))) >= 0.5 * area(b)
+                   for k in self._known)
+
+    def _view_um(self, frame: Frame) -> tuple[float, float, float, float]:
+        """The slide box a frame shows, µm."""
+        w, h = self.camera.size_px
+        return self._box_um(Detection((0, 0, w, h), "debris", "debris", 0.0), frame)
+
+    def _px_box(self, box_um: tuple[float, float, float, float], frame: Frame) -> tuple[int, int, int, int]:
+        """A slide box as pixels of ``frame``, clipped to the frame."""
+        w, h = self.camera.size_px
+        xy = (frame.position.x_um, frame.position.y_um)
+        us, vs = zip(*(self.cal.stage_to_pixel(x, y, xy) for x in box_um[0::2] for y in box_um[1::2]), strict=True)
+        x0, y0 = max(0, int(math.floor(min(us) + 0.5))), max(0, int(math.floor(min(vs) + 0.5)))
+        return (x0, y0, max(x0 + 1, min(w, int(math.ceil(max(us) + 0.5)))),
+                max(y0 + 1, min(h, int(math.ceil(max(vs) + 0.5)))))
 
     # -- resume -----------------------------------------------------------------------------------------------
     def _load_committed(self) -> None:
