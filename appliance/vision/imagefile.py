@@ -106,6 +106,11 @@ def _read_tiff(path: Path) -> list[np.ndarray]:
             data = series.asarray()
             axes = series.axes
     except Exception as exc:  # noqa: BLE001 - tifffile raises many types for a broken file; all mean "unreadable"
+        # Compressions tifffile decodes only with the optional imagecodecs (LZW, as OpenCV writes TIFF) are read
+        # by OpenCV instead, page by page (already BGR).
+        pages = _read_tiff_opencv(path)
+        if pages:
+            return pages
         raise ImageFileError(f"{path}: not a readable TIFF ({type(exc).__name__}: {exc})") from None
     pages = _tiff_pages(np.asarray(data), axes, path)
     # TIFF stores colour as RGB(A); the rest of the chain takes OpenCV's BGR(A), as imdecode gives it.
@@ -121,6 +126,17 @@ def _tiff_pages(data: np.ndarray, axes: str, path: Path) -> list[np.ndarray]:
     data = np.transpose(data, lead + keep)  # samples (colour) last, whether stored planar or interleaved
     pages = data.reshape((-1, *data.shape[len(lead):]))
     return [pages[k] for k in range(pages.shape[0])]
+
+
+def _read_tiff_opencv(path: Path) -> list[np.ndarray]:
+    log = cv2.utils.logging
+    level = log.getLogLevel()
+    log.setLogLevel(log.LOG_LEVEL_SILENT)
+    try:
+        ok, pages = cv2.imreadmulti(str(path), flags=cv2.IMREAD_UNCHANGED)
+    finally:
+        log.setLogLevel(level)
+    return list(pages) if ok and pages else []
 
 
 def _read_other(path: Path) -> np.ndarray:

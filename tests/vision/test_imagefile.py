@@ -28,6 +28,12 @@ def test_a_camera_depth_in_16_bits_keeps_its_full_scale(tmp_path, bits):
     assert bit_depth(_ramp((1 << bits) - 1)) == bits
 
 
+def test_an_lzw_tiff_as_opencv_writes_it_is_read_without_imagecodecs(tmp_path):
+    cv2.imwrite(str(tmp_path / "w.tif"), (_ramp(4095) << 4).astype(np.uint16))  # OpenCV writes LZW
+    [(name, img)] = read_frames(tmp_path / "w.tif")
+    assert name == "w.tif" and img.dtype == np.uint8 and img.max() == 255
+
+
 def test_floats_in_0_1_are_fractions_of_full_scale_and_others_are_stretched():
     half = np.full((8, 8), 0.5, np.float32)
     assert to_uint8(half).max() == 128
