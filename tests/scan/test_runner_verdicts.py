@@ -320,15 +320,15 @@ def test_a_sure_debris_view_while_centring_overrules_a_structure(tmp_path):
     assert s["structures_truth"] == 4 and s["recall"] == 0.0
 
 
-class _LensOrBubble:
-    """Plays the models' lens-or-bubble confusion: every micro-lens and every bubble, whatever the view, is
-    debris to both models with the classifier's likeliest type a micro-lens at 0.67 (the README slide's
-    20 µm lens, seen once 6.5 µm out of focus). The rest is the ground truth."""
-
-    SCORES = {"debris": 0.321, "microlens": 0.669, "detector_debris": 0.566}
+class _RelabelTruth:
+    """The ground truth's vision, except that the true objects :meth:`relabel` picks get the models' mistaken word."""
 
     def __init__(self, scope):
-        self.inner, self.scope, self.disputed = SimTruthVision(scope), scope, set()
+        self.inner, self.scope, self.seen = SimTruthVision(scope), scope, set()
+
+    def relabel(self, det, truth):
+        """The detection as the models would give it for this true object, or None to keep the truth's."""
+        raise NotImplementedError
 
     def analyse(self, frame):
         r = self.inner.analyse(frame)
@@ -336,25 +336,42 @@ class _LensOrBubble:
         dets = []
         for d in r.detections:
             t = truth.get(d.box_px)
-            if t is not None and t.cls in ("microlens", "bubble"):
-                self.disputed.add((t.id, t.cls))
-                d = replace(d, kind="debris", cls="debris", confidence=0.566, scores=self.SCORES, recheck=False)
-            dets.append(d)
+            wrong = None if t is None else self.relabel(d, t)
+            if wrong is not None:
+                self.seen.add((t.id, t.cls))
+            dets.append(d if wrong is None else wrong)
         return VisionResult(r.n_candidates, tuple(dets), r.timings_s)
+
+
+def _scan_relabelled(tmp_path, seed, cls, slide):
+    vision = []
+
+    def make(scope):
+        vision.append(cls(scope))
+        return vision[-1]
+
+    return _scan(tmp_path, seed, make, slide=slide), vision[0]
+
+
+class _LensOrBubble(_RelabelTruth):
+    """Plays the models' lens-or-bubble confusion: every micro-lens and every bubble, whatever the view, is
+    debris to both models with the classifier's likeliest type a micro-lens at 0.67 (the README slide's
+    20 µm lens, seen once 6.5 µm out of focus). The rest is the ground truth."""
+
+    SCORES = {"debris": 0.321, "microlens": 0.669, "detector_debris": 0.566}
+
+    def relabel(self, det, truth):
+        if truth.cls not in ("microlens", "bubble"):
+            return None
+        return replace(det, kind="debris", cls="debris", confidence=0.566, scores=self.SCORES, recheck=False)
 
 
 def test_a_lens_both_models_call_debris_is_told_from_a_bubble_by_its_phase(tmp_path):
     # Seed 35: micro-lenses of 22, 39, 39 (collapsed on one side) and 114 µm, bubbles of 35 and 78 µm among 60
     # dirt pieces per mm²
     slide = {**SLIDE, "type_mix": (0, 1, 0, 0, 0), "debris_per_mm2": 60.0}
-    vision = []
-
-    def make(scope):
-        vision.append(_LensOrBubble(scope))
-        return vision[-1]
-
-    s = _scan(tmp_path, 35, make, slide=slide)
-    assert {c for _, c in vision[0].disputed} == {"microlens", "bubble"}
+    s, vision = _scan_relabelled(tmp_path, 35, _LensOrBubble, slide)
+    assert {c for _, c in vision.seen} == {"microlens", "bubble"}
     # every round lens up to 60 µm is recorded, as a micro-lens; the flat 114 µm one (focal length ~1 mm) and
     # the collapsed one (its bright core off the box's centre) read unclear and keep the models' debris; no
     # bubble becomes a structure
@@ -365,37 +382,21 @@ def test_a_lens_both_models_call_debris_is_told_from_a_bubble_by_its_phase(tmp_p
     assert s["type_accuracy"] == 1.0 and s["false_structures"] == 0 and s["duplicates"] == 0
 
 
-class _BubbleIsASureLens:
+class _BubbleIsASureLens(_RelabelTruth):
     """Both models sure that every bubble is a micro-lens (0.96, detector ``structure`` 0.6: a 34 µm bubble on
     dev seed 207); the rest is the ground truth."""
 
     SCORES = {"debris": 0.014, "microlens": 0.956, "detector_structure": 0.6}
 
-    def __init__(self, scope):
-        self.inner, self.scope, self.bubbles = SimTruthVision(scope), scope, set()
-
-    def analyse(self, frame):
-        r = self.inner.analyse(frame)
-        truth = {t.box_px: t for t in self.scope.boxes_in_view(frame)}
-        dets = []
-        for d in r.detections:
-            t = truth.get(d.box_px)
-            if t is not None and t.cls == "bubble":
-                self.bubbles.add(t.id)
-                d = replace(d, kind="structure", cls="microlens", confidence=0.956, scores=self.SCORES)
-            dets.append(d)
-        return VisionResult(r.n_candidates, tuple(dets), r.timings_s)
+    def relabel(self, det, truth):
+        if truth.cls != "bubble":
+            return None
+        return replace(det, kind="structure", cls="microlens", confidence=0.956, scores=self.SCORES)
 
 
 def test_a_bubble_both_models_call_a_lens_is_dropped_for_diverging(tmp_path):
     slide = {**SLIDE, "type_mix": (0, 1, 0, 0, 0), "debris_per_mm2": 60.0}
-    vision = []
-
-    def make(scope):
-        vision.append(_BubbleIsASureLens(scope))
-        return vision[-1]
-
-    s = _scan(tmp_path, 35, make, slide=slide)
-    assert len(vision[0].bubbles) >= 2  # seed 35's bubbles of 35 and 78 µm at least
+    s, vision = _scan_relabelled(tmp_path, 35, _BubbleIsASureLens, slide)
+    assert len(vision.seen) >= 2  # seed 35's bubbles of 35 and 78 µm at least
     assert s["false_structures"] == 0 and s["debris_as_structure"] == 0.0
     assert s["recall"] == 1.0 and s["type_accuracy"] == 1.0  # the real lenses, sure, are all kept
