@@ -29,7 +29,7 @@ from appliance.scan.events import Event
 from appliance.scan.grid import make_grid
 from appliance.scan.plan import ScanPlan
 from appliance.scan.protocols import Focuser, FocusMapLike, Vision
-from appliance.scan.runner import FIND_SLIDE_RANGE_UM, ScanRunner, ScanStatus
+from appliance.scan.runner import FIND_SLIDE_RANGE_UM, ScanRunner, ScanStatus, searched_range_um
 
 # re-exported: scans and their tests build the virtual microscope through this module
 from appliance.sim.overrides import SIM_SECTIONS as SIM_SECTIONS
@@ -142,7 +142,9 @@ def find_slide(stage: Stage, camera: Camera, focuser: Focuser, search_range_um: 
     """
     z0 = stage.position_um().z_um
     out = focuser.focus(stage, camera, z0, search_range_um, None)
-    if not out.ok:  # the wide search only when the usual one finds nothing (see runner.FIND_SLIDE_RANGE_UM)
+    # the wide search only when the usual one finds nothing (see runner.FIND_SLIDE_RANGE_UM), and reaches
+    # further than it did (a deep-focus objective's usual search is already wider)
+    if not out.ok and FIND_SLIDE_RANGE_UM > searched_range_um(focuser, search_range_um):
         out = focuser.focus(stage, camera, z0, max(search_range_um, FIND_SLIDE_RANGE_UM), None)
     if out.ok:
         return out.z_um

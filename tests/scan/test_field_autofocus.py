@@ -125,6 +125,7 @@ def test_an_object_past_the_end_of_the_travel_is_judged_where_it_was_seen():
     r._resume_evt.set()
     r._cancel, r._lock = False, threading.Lock()
     r._step = r._cell = None
+    r._xy_loaded = None
     pos = Position(79.6, 559.7, 95.0)
     frame = Frame(np.zeros((480, 640), np.uint8), pos, 0.0, 10.0, {})
     det = Detection((0, 200, 24, 240), "debris", "debris", 0.4, recheck=True)
