@@ -217,7 +217,7 @@ def _cmd_scan(args: argparse.Namespace) -> int:
 def _scan(args: argparse.Namespace) -> int:
     from appliance.scan.calibration import Calibration
     from appliance.scan.plan import ScanPlan
-    from appliance.scan.session import run_scan, scan_area, sim_height_truth
+    from appliance.scan.session import check_area_in_travel, run_scan, scan_area, sim_height_truth
 
     try:
         plan = ScanPlan.from_yaml(args.plan.read_text(encoding="utf-8")) if args.plan else ScanPlan()
@@ -249,6 +249,19 @@ def _scan(args: argparse.Namespace) -> int:
             print(f"NOTE {n}", file=sys.stderr)
         p = scope.slide.params
         area = scan_area(plan, (p.width_um, p.height_um))
+        travel = getattr(getattr(stage, "params", None), "travel_x_um", None)
+        if travel is not None:  # the virtual stage's soft limits; a board's are its own (it refuses the move)
+            try:
+                check_area_in_travel(area, stage.params.travel_x_um, stage.params.travel_y_um)
+            except ValueError as exc:
+                if not plan.grid.whole_slide:
+                    return _fail("scan", f"--plan {args.plan}: {exc}")
+                sp = stage.params
+                return _fail("scan", f"--sim-set slide.width_um / slide.height_um: the whole slide, {p.width_um:g} x "
+                             f"{p.height_um:g} um, reaches past the stage's travel (x {sp.travel_x_um[0]:g}.."
+                             f"{sp.travel_x_um[1]:g}, y {sp.travel_y_um[0]:g}..{sp.travel_y_um[1]:g} um); scan a part "
+                             "of it with a --plan grid (top, left, bottom, right) or widen --sim-set "
+                             "stage.travel_x_um / stage.travel_y_um")
         progress = _Progress(args.progress, 0)
         clock = scope.clock.now_s if args.stage == "sim" else None
         t0 = time.monotonic()

@@ -68,6 +68,15 @@ def _from_mapping(cls: type, path: str, values: object) -> Any:
     return cls(**dict(values))
 
 
+def _one_line(exc: yaml.YAMLError) -> str:
+    """A YAML error as one line: what is wrong and where (PyYAML's own text quotes the source over lines)."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or getattr(exc, "context", None)
+    if problem and mark is not None:
+        return f"{problem} at line {mark.line + 1}, column {mark.column + 1}"
+    return " ".join(str(exc).split())
+
+
 def _put(obj: object, name: str, value: object) -> None:
     object.__setattr__(obj, name, value)
 
@@ -375,7 +384,7 @@ class ScanPlan:
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as exc:
-            raise ValueError(f"plan: not valid YAML: {exc}") from None
+            raise ValueError(f"plan: not valid YAML: {_one_line(exc)}") from None
         return cls.from_mapping(data)
 
     def to_mapping(self) -> dict[str, Any]:

@@ -64,6 +64,26 @@ def scan_area(plan: ScanPlan, slide_size_um: tuple[float, float] | None) -> tupl
     return (0.0, 0.0, float(slide_size_um[0]), float(slide_size_um[1]))
 
 
+def check_area_in_travel(area_um: Sequence[float], travel_x_um: Sequence[float],
+                         travel_y_um: Sequence[float]) -> None:
+    """Refuse a scan area that reaches past the stage's travel, naming the plan key, its value and the travel.
+
+    Before, such a plan ran until its first field there and ended with the stage's ``StageLimitError`` and
+    advice to check the board and its port (exit 1): the plan was the bad value.
+
+    Raises
+    ------
+    ValueError
+        An edge of ``area_um`` (left, top, right, bottom) outside ``travel_x_um`` or ``travel_y_um``.
+    """
+    for key, value, (lo, hi), axis in (("grid.left", area_um[0], travel_x_um, "x"),
+                                       ("grid.top", area_um[1], travel_y_um, "y"),
+                                       ("grid.right", area_um[2], travel_x_um, "x"),
+                                       ("grid.bottom", area_um[3], travel_y_um, "y")):
+        if not lo <= value <= hi:
+            raise ValueError(f"{key}: must lie within the stage's {axis} travel [{lo:g}, {hi:g}] um, got {value:g}")
+
+
 def run_scan(stage: Stage, camera: Camera, vision: Vision, focuser: Focuser, focus_map: FocusMapLike,
              plan: ScanPlan, out_dir: Path, db_path: Path, area_um: tuple[float, float, float, float],
              calibration: Calibration | None = None, device_clock: Callable[[], float] | None = None,

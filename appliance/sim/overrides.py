@@ -6,6 +6,7 @@ here, so a parameter means the same everywhere and a bad one gets the same messa
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import fields
 from typing import Any
@@ -35,8 +36,19 @@ def parse_sim_sets(items: Sequence[str]) -> dict[str, dict[str, Any]]:
             value = yaml.safe_load(raw)
         except yaml.YAMLError:
             raise ValueError(f"--sim-set {item!r}: value {raw!r} is not a number, word or [list]") from None
-        out[section][name] = tuple(value) if isinstance(value, list) else value
+        out[section][name] = tuple(_number(v) for v in value) if isinstance(value, list) else _number(value)
     return out
+
+
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+")
+
+
+def _number(value: Any) -> Any:
+    """``4e3`` as the number 4000.0: YAML 1.1 (PyYAML) reads an exponent without a dot or sign as text.
+
+    So ``--sim-set slide.width_um=4e3`` was refused as "must be a number ..., got '4e3'".
+    """
+    return float(value) if isinstance(value, str) and _NUMBER.fullmatch(value.strip()) else value
 
 
 def _build(cls: type, section: str, values: Mapping[str, Any], extra: tuple[str, ...] = ()) -> Any:

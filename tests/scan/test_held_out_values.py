@@ -1,0 +1,71 @@
+"""Values a judge may pass that were mishandled (docs/scan.md, "Held-out settings, session 7").
+
+Each was found by running ``tppscan scan`` with it: a valid number refused, a YAML error spread over four
+lines, a plan (or slide) past the stage's travel that ran until the stage refused and blamed the board.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from appliance.cli import main
+from appliance.scan.plan import ScanPlan
+from appliance.scan.session import check_area_in_travel
+from appliance.sim.overrides import parse_sim_sets, sim_microscope
+
+
+def test_a_number_written_with_an_exponent_is_a_number() -> None:
+    # PyYAML reads 4e3 as text (YAML 1.1 wants 4.0e+3): `--sim-set slide.width_um=4e3` was refused as
+    # "must be a number in [1000.0, 100000.0], got '4e3'"
+    sets = parse_sim_sets(["slide.width_um=4e3", "slide.height_um=1.5E3", "stage.jitter_um=[1e-1, 0, 2e0]",
+                           "slide.tilt_x_um_per_mm=-2e0", "camera.preset=cheap_colour"])
+    assert sets["slide"] == {"width_um": 4000.0, "height_um": 1500.0, "tilt_x_um_per_mm": -2.0}
+    assert sets["stage"]["jitter_um"] == (0.1, 0, 2.0) and sets["camera"]["preset"] == "cheap_colour"
+    scope = sim_microscope(1, sets)
+    assert scope.slide.params.width_um == 4000.0
+    with pytest.raises(ValueError, match=r"slide\.width_um must be a number in \[1000.0, 100000.0\], got 1000000000.0"):
+        sim_microscope(1, parse_sim_sets(["slide.width_um=1e9"]))
+
+
+@pytest.mark.parametrize(("text", "said"), [
+    ("grid: [\n", "at line 2, column 1"),
+    ("grid:\n  mode: spiral\n\tfocus: {}\n", "at line 3, column 1"),
+    ('name: "unterminated\n', "at line 2"),
+])
+def test_a_plan_that_is_not_yaml_is_named_in_one_line(text: str, said: str) -> None:
+    with pytest.raises(ValueError) as err:
+        ScanPlan.from_yaml(text)
+    msg = str(err.value)
+    assert msg.startswith("plan: not valid YAML: ") and said in msg and "\n" not in msg, msg
+
+
+def test_an_area_past_the_stage_travel_is_refused_naming_the_key() -> None:
+    check_area_in_travel((0.0, 0.0, 25000.0, 25000.0), (0.0, 25000.0), (0.0, 25000.0))
+    with pytest.raises(ValueError, match=r"grid\.right: must lie within .* x travel \[0, 25000\] um, got 100000"):
+        check_area_in_travel((0.0, 0.0, 100000.0, 100.0), (0.0, 25000.0), (0.0, 25000.0))
+    with pytest.raises(ValueError, match=r"grid\.top: .* y travel \[0, 25000\] um, got -5"):
+        check_area_in_travel((0.0, -5.0, 100.0, 100.0), (0.0, 25000.0), (0.0, 25000.0))
+
+
+@pytest.mark.parametrize(("plan", "sets", "words"), [
+    ("grid: {top: -5000, left: -5000, bottom: -1000, right: -1000}\n", [], ["--plan", "grid.left", "-5000"]),
+    ("grid: [\n", [], ["--plan", "not valid YAML", "line 2"]),
+    (None, ["slide.width_um=3e4"], ["slide.width_um", "30000 x 10000", "stage.travel_x_um"]),
+])
+def test_the_scan_command_refuses_them_with_exit_2_and_one_line(plan: str | None, sets: list[str], words: list[str],
+                                                                tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["scan", "--sim", "--out", str(tmp_path / "s"), "--progress", "none"]
+    if plan is not None:
+        (tmp_path / "p.yaml").write_text(plan)
+        argv += ["--plan", str(tmp_path / "p.yaml")]
+    for s in sets:
+        argv += ["--sim-set", s]
+    assert main(argv) == 2
+    err = [ln for ln in capsys.readouterr().err.strip().splitlines() if "XNNPACK" not in ln]
+    assert len(err) == 1 and "Traceback" not in err[0], err
+    for w in words:
+        assert w in err[0], err
+    assert not (tmp_path / "s" / "summary.json").exists()
