@@ -5,7 +5,8 @@ Matching: a recorded structure matches the true object whose bounding box contai
 scanned area are counted as truth (records of objects reaching out of it are left out). Then:
 
 - ``recall``: true structures matched by at least one recorded structure, over true structures;
-- ``type_accuracy``: of the matched true structures, those whose first record has the true type;
+- ``type_accuracy``: of the matched true structures, those whose first record has the true type (1.0 when
+  the area holds no true structure, 0.0 when it holds some and none was matched);
 - ``debris_as_structure``: true debris pieces matched by a recorded structure, over true debris pieces;
 - ``false_structures``: recorded structures that match no true object at all;
 - ``position_error_um_median``: median distance from a matched record to its true centre, µm;
@@ -89,7 +90,8 @@ def score(objects: Sequence[ObjectRecord], truth: Mapping[str, Any],
             row["type_correct"] += int(first[t["id"]].cls == t["cls"])
     return {
         "recall": len(first) / len(t_struct) if t_struct else 1.0,
-        "type_accuracy": correct / len(first) if first else 0.0,
+        # a slide without structures has nothing to type, as it has nothing to miss (recall 1.0 above)
+        "type_accuracy": correct / len(first) if first else (0.0 if t_struct else 1.0),
         "debris_as_structure": len(debris_hit) / len(t_debris) if t_debris else 0.0,
         "position_error_um_median": float(np.median(errors)) if errors else None,
         "duplicates": dup,

@@ -185,13 +185,31 @@ MAX_RESIDUAL_FRACTION = 0.075
 MIN_RESIDUAL_UM = 1.0
 
 
+#: The response a texture must reach, at most (see :func:`min_response_for`).
+MAX_MIN_RESPONSE = 0.05
+
+
+def min_response_for(size_px: tuple[int, int]) -> float:
+    """The correlation response that tells texture from none in frames of ``size_px``.
+
+    Twice the highest peak that phase correlation of noise alone reaches over ``N`` pixels
+    (``sqrt(2 ln N / N)``: 0.009 at 640 x 480), and at most ``MAX_MIN_RESPONSE``. A fixed 0.05 asked a
+    640 x 480 frame for five times that: at NA 0.05 (10x) the dust's correlation peaks stood at 0.02-0.03
+    at every place, all at the right shift, and the scan ended "no texture" (seed 457). A false peak above
+    the bound still has to agree with the other seven moves to within ``MAX_RESIDUAL_FRACTION`` of the step.
+    """
+    n = float(size_px[0]) * float(size_px[1])
+    return min(MAX_MIN_RESPONSE, 2.0 * math.sqrt(2.0 * math.log(n) / n))
+
+
 def calibrate(stage: Stage, camera: Camera, step_um: float = 40.0, approach_um: float = 20.0,
-              min_response: float = 0.05, search: int = 24, search_step_um: float = 300.0) -> Calibration:
+              min_response: float | None = None, search: int = 24, search_step_um: float = 300.0) -> Calibration:
     """Measure the pixel -> stage map around the current position.
 
     Eight moves of ``step_um`` (the compass points and diagonals) around the start, each approached from -x, -y;
     each frame's shift against the start frame by phase correlation. If the start frame has no texture (the
-    correlation response is below ``min_response``), or the moves do not agree with one map (RMS misfit above
+    correlation response is below ``min_response``, by default :func:`min_response_for` the frame's size),
+    or the moves do not agree with one map (RMS misfit above
     ``MAX_RESIDUAL_FRACTION`` of the step: a false correlation peak), the stage tries up to ``search`` other
     places on a square spiral ``search_step_um`` apart around the start before giving up.
 
@@ -206,6 +224,8 @@ def calibrate(stage: Stage, camera: Camera, step_um: float = 40.0, approach_um: 
         raise ValueError(f"step_um must be in [1, 1000], got {step_um!r}")
     start = stage.position_um()
     w, h = camera.size_px
+    if min_response is None:
+        min_response = min_response_for((w, h))
     tolerance = max(MIN_RESIDUAL_UM, MAX_RESIDUAL_FRACTION * step_um)
     worst: Calibration | None = None
     for i, j in _spiral_offsets(search + 1):

@@ -23,7 +23,7 @@ from appliance.hardware.camera.base import Camera
 from appliance.hardware.stage.base import Stage
 from appliance.results.files import ScanFolder
 from appliance.results.store import ObjectRecord, ResultStore, write_durably
-from appliance.scan.calibration import Calibration, calibrate
+from appliance.scan.calibration import Calibration, CalibrationError, calibrate
 from appliance.scan.capture import CheckedCamera
 from appliance.scan.events import Event
 from appliance.scan.grid import make_grid
@@ -110,12 +110,19 @@ def run_scan(stage: Stage, camera: Camera, vision: Vision, focuser: Focuser, foc
         else:
             t = time.perf_counter()
             checked = CheckedCamera(camera, plan.faults.capture_retries, plan.faults.retry_wait_s)
+            z_found: float | None = None
             if calibration is None:  # measure where the sample is: the middle of the area, in focus
                 stage.move_to_um(x=(area_um[0] + area_um[2]) / 2, y=(area_um[1] + area_um[3]) / 2)
                 z_found = find_slide(stage, checked, focuser, plan.focus.search_range_um)
                 z_start_um = z_start_um if z_found is None else z_found
             step = 40.0 if nominal_um_per_px is None else calibration_step_um(nominal_um_per_px, camera.size_px)
-            cal = calibration if calibration is not None else calibrate(stage, checked, step_um=step)
+            try:
+                cal = calibration if calibration is not None else calibrate(stage, checked, step_um=step)
+            except CalibrationError as exc:
+                if calibration is None and z_found is None:  # say why there was nothing to correlate
+                    raise CalibrationError(f"{exc} (no focus was found over the focus travel either: is the "
+                                           "slide in place, and its glass within the focus travel?)") from None
+                raise
             cal_s = time.perf_counter() - t
         grid = make_grid(plan.grid, area_um, cal.fov_um)
         if old is None:
@@ -166,6 +173,14 @@ def find_slide(stage: Stage, camera: Camera, focuser: Focuser, search_range_um: 
     # further than it did (a deep-focus objective's usual search is already wider)
     if not out.ok and FIND_SLIDE_RANGE_UM > searched_range_um(focuser, search_range_um):
         out = focuser.focus(stage, camera, z0, max(search_range_um, FIND_SLIDE_RANGE_UM), None)
+    travel = getattr(focuser, "z_travel_um", None)
+    if not out.ok and travel is not None and math.isfinite(z0):
+        # last, the whole focus travel: a slide whose glass lies 75 µm from where the stage stood (z 165 of
+        # 0-180, seed 464) was beyond the wide search, and the calibration then found "no texture" anywhere
+        lo, hi = float(travel[0]), float(travel[1])
+        half = max(hi - z0, z0 - lo)
+        if half > searched_range_um(focuser, max(search_range_um, FIND_SLIDE_RANGE_UM)):
+            out = focuser.focus(stage, camera, z0, half, None)
     if out.ok:
         return out.z_um
     if math.isfinite(z0):

@@ -69,3 +69,58 @@ def test_the_scan_command_refuses_them_with_exit_2_and_one_line(plan: str | None
     for w in words:
         assert w in err[0], err
     assert not (tmp_path / "s" / "summary.json").exists()
+
+
+class _GlassAt:
+    """A focuser over a focus travel that finds the glass only where a search's range reaches it."""
+
+    def __init__(self, glass: float | None, travel: tuple[float, float] = (0.0, 180.0)) -> None:
+        self.glass, self.z_travel_um = glass, travel
+        self.ranges: list[tuple[float, float]] = []
+
+    def focus(self, stage, camera, z_guess_um, range_um, roi_px=None, cls=None):  # type: ignore[no-untyped-def]
+        from appliance.scan.protocols import FocusOutcome
+
+        self.ranges.append((z_guess_um, range_um))
+        if self.glass is not None and abs(self.glass - z_guess_um) <= range_um:
+            stage.focus_to_um(self.glass)
+            return FocusOutcome(self.glass, 9, True)
+        return FocusOutcome(z_guess_um, 9, False)
+
+
+class _Z:
+    def __init__(self, z: float) -> None:
+        self.z = z
+
+    def position_um(self):  # type: ignore[no-untyped-def]
+        from types import SimpleNamespace
+
+        return SimpleNamespace(x_um=1500.0, y_um=1500.0, z_um=self.z)
+
+    def focus_to_um(self, z: float) -> None:
+        self.z = z
+
+
+def test_a_slide_beyond_the_wide_search_is_found_over_the_whole_focus_travel() -> None:
+    # the glass at z 165 of a 0-180 travel, the stage at 90: the +-15 and +-60 searches miss it, and the
+    # calibration then found "no texture" at 25 places (seed 464)
+    from appliance.scan.session import find_slide
+
+    focuser = _GlassAt(165.0)
+    assert find_slide(_Z(90.0), None, focuser, 15.0) == 165.0  # type: ignore[arg-type]
+    assert focuser.ranges == [(90.0, 15.0), (90.0, 60.0), (90.0, 90.0)]
+    near = _GlassAt(120.0)  # found by the wide search, as before: nothing more
+    assert find_slide(_Z(90.0), None, near, 15.0) == 120.0 and len(near.ranges) == 2  # type: ignore[arg-type]
+    none = _GlassAt(None)  # no slide in the travel at all: three searches, None, the stage put back
+    stage = _Z(90.0)
+    assert find_slide(stage, None, none, 15.0) is None and len(none.ranges) == 3 and stage.z == 90.0  # type: ignore[arg-type]
+
+
+def test_a_slide_without_structures_scores_nothing_missed_and_nothing_mistyped() -> None:
+    # summary.json said type_accuracy 0.000 for an empty slide (seed 466, slide.n_structures=0) next to recall 1.000
+    from appliance.results.score import score
+
+    truth = {"objects": [{"id": 1, "kind": "debris", "cls": "dust", "center_um": [50.0, 50.0],
+                          "bbox_um": [45.0, 45.0, 55.0, 55.0]}]}
+    s = score([], truth, (0.0, 0.0, 100.0, 100.0))
+    assert s["recall"] == 1.0 and s["type_accuracy"] == 1.0 and s["structures_truth"] == 0
