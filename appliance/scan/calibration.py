@@ -247,7 +247,8 @@ def calibrate(stage: Stage, camera: Camera, step_um: float = 40.0, approach_um: 
     if worst is not None:
         raise CalibrationError(f"the moves never agreed with one pixel -> um map {where} (best RMS misfit "
                                f"{worst.residual_um:.1f} um, allowed {tolerance:.1f} um for {step_um:g} um moves): "
-                               "false correlation peaks; move to dust or a structure and calibrate there")
+                               "false correlation peaks, or a stage that does not repeat its moves to a few um; "
+                               "move to dust or a structure and calibrate there, or check the stage")
     raise CalibrationError(f"no texture for phase correlation {where}; move to a structure and calibrate there")
 
 
