@@ -200,6 +200,11 @@ class FocusPlan:
         _put(self, "search_range_um", _number("focus.search_range_um", self.search_range_um, 0.1, 100.0))
         _put(self, "stack_range_um", _number("focus.stack_range_um", self.stack_range_um, 0.1, 100.0))
         _put(self, "stack_step_um", _number("focus.stack_step_um", self.stack_step_um, 0.05, 20.0))
+        if self.stack_range_um < self.stack_step_um:
+            # one plane: the height maps need the focus and a plane either side (a scan with such a plan ran
+            # until its first structure and failed there: "stack must be (Z, H, W) with Z >= 3")
+            raise ValueError(f"focus.stack_range_um: must be at least focus.stack_step_um ({self.stack_step_um:g}) "
+                             f"for a stack of 3 planes or more, got {self.stack_range_um:g}")
         if self.stack_range_um * 2 / self.stack_step_um > 400:
             raise ValueError(f"focus: a stack of {self.stack_range_um * 2 / self.stack_step_um:.0f} planes is too "
                              "many (at most 400); raise focus.stack_step_um or lower focus.stack_range_um")

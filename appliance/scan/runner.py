@@ -926,18 +926,19 @@ class ScanRunner:
         self._checkpoint(FieldStep.STACK)
         t = time.perf_counter()
         cx0, cy0, cx1, cy1 = self._crop_box(det)
-        planes, zs, whole = [], [], []
-        for off in self.plan.focus.stack_offsets_um:
-            f = focused
-            if off != 0.0:  # the plane at focus is the frame just analysed
-                try:
-                    self.stage.focus_to_um(out.z_um + off)
-                except StageLimitError:  # a focus near an end of the travel: the stack stops there
-                    continue
-                f = self.camera.capture()
-            planes.append(f.image[cy0:cy1, cx0:cx1])
-            whole.append(f.image)
-            zs.append(f.position.z_um)
+        taken: dict[float, Frame] = {0.0: focused}  # the plane at focus is the frame just analysed
+        base = self.plan.focus.stack_offsets_um
+        for off in base:
+            self._stack_plane(out.z_um, off, taken)
+        step = self.plan.focus.stack_step_um
+        for k in (1, 2):  # a stack cut by an end of the travel to fewer than the 3 planes a height map needs
+            for off in (base[0] - k * step, base[-1] + k * step):  # goes on past its other end
+                if len(taken) < 3:
+                    self._stack_plane(out.z_um, off, taken)
+        frames = [taken[off] for off in sorted(taken)]
+        planes = [f.image[cy0:cy1, cx0:cx1] for f in frames]
+        whole = [f.image for f in frames]
+        zs = [f.position.z_um for f in frames]
         stack = np.stack(planes)
         self.stage.focus_to_um(out.z_um)
         w.timings["stack"] = w.timings.get("stack", 0.0) + time.perf_counter() - t
@@ -983,6 +984,16 @@ class ScanRunner:
                    "crop_origin_px": [cx0, cy0], "stage_xy_um": [focused.position.x_um, focused.position.y_um],
                    "true_position_um": _true_position(focused)}))
         w.timings["record"] = w.timings.get("record", 0.0) + time.perf_counter() - t
+
+    def _stack_plane(self, focus_z_um: float, offset_um: float, taken: dict[float, Frame]) -> None:
+        """Capture the stack's plane ``offset_um`` from focus into ``taken``; none beyond the focus travel."""
+        if offset_um in taken:
+            return
+        try:
+            self.stage.focus_to_um(focus_z_um + offset_um)
+        except StageLimitError:  # a focus near an end of the travel: the stack stops there
+            return
+        taken[offset_um] = self.camera.capture()
 
     # -- prints larger than the field (appliance/scan/stitch.py) ---------------------------------------------
     def _whole_or_stitched(self, w: _FieldWork, field_det: Detection, field_frame: Frame, det: Detection,

@@ -124,3 +124,43 @@ def test_a_slide_without_structures_scores_nothing_missed_and_nothing_mistyped()
                           "bbox_um": [45.0, 45.0, 55.0, 55.0]}]}
     s = score([], truth, (0.0, 0.0, 100.0, 100.0))
     assert s["recall"] == 1.0 and s["type_accuracy"] == 1.0 and s["structures_truth"] == 0
+
+
+def test_a_stack_of_one_plane_is_refused_with_the_plan() -> None:
+    # `stack_range_um: 1, stack_step_um: 5` gave a one-plane stack; the scan failed at its first structure
+    # ("stack must be (Z, H, W) with Z >= 3") after 65 of 130 fields (seed 486)
+    from appliance.scan.plan import FocusPlan
+
+    with pytest.raises(ValueError, match=r"focus\.stack_range_um: must be at least focus\.stack_step_um \(5\)"):
+        ScanPlan.from_yaml("focus: {stack_range_um: 1, stack_step_um: 5}\n")
+    assert FocusPlan(stack_range_um=2.0, stack_step_um=2.0).stack_offsets_um == (-2.0, 0.0, 2.0)
+
+
+def test_a_three_plane_stack_cut_by_the_top_of_the_travel_goes_on_below(tmp_path: Path) -> None:
+    # the same plan's smallest stack (focus +-2 um) for a structure within 2 um of the travel's top: its upper
+    # plane is beyond the travel, two planes were left, and the scan failed on them ("Z >= 3")
+    import numpy as np
+
+    from appliance.results.store import ResultStore
+    from appliance.scan.plan import FocusPlan
+    from appliance.scan.runner import FinishReason
+    from appliance.scan.session import run_scan, scan_area
+    from appliance.scan.testing import SMALL_SLIDE, PlaneFocusMap, SimTruthFocuser, SimTruthVision
+
+    slide = {**SMALL_SLIDE["slide"]}
+    top = max(o.focus_z_um for o in sim_microscope(28, {"slide": slide}).slide.objects if o.kind == "structure")
+    scope = sim_microscope(28, {"slide": slide, "stage": {"travel_z_um": [0.0, float(np.ceil(top)) + 1.0]}})
+    plan = ScanPlan(name="near-top", focus=FocusPlan(stack_range_um=2.0, stack_step_um=2.0))
+    p = scope.slide.params
+    with scope.stage, scope.camera:
+        out = run_scan(scope.stage, scope.camera, SimTruthVision(scope), SimTruthFocuser(scope), PlaneFocusMap(),
+                       plan, tmp_path / "scan", tmp_path / "t.db", scan_area(plan, (p.width_um, p.height_um)),
+                       device_clock=scope.clock.now_s, truth=scope.slide.truth())
+    assert out.status.reason is FinishReason.COMPLETED, out.status.error
+    assert out.summary["recall"] == 1.0
+    import tifffile
+
+    with ResultStore(out.db_path) as st:
+        recs = st.objects(out.scan_id, "structure")
+    depths = [tifffile.imread(out.out_dir / o.stack_path).shape[0] for o in recs]
+    assert min(depths) == 3, depths
