@@ -927,12 +927,12 @@ class ScanRunner:
         t = time.perf_counter()
         cx0, cy0, cx1, cy1 = self._crop_box(det)
         taken: dict[float, Frame] = {0.0: focused}  # the plane at focus is the frame just analysed
-        base = self.plan.focus.stack_offsets_um
-        for off in base:
+        offsets = self.plan.focus.stack_offsets_um
+        for off in offsets:
             self._stack_plane(out.z_um, off, taken)
         step = self.plan.focus.stack_step_um
         for k in (1, 2):  # a stack cut by an end of the travel to fewer than the 3 planes a height map needs
-            for off in (base[0] - k * step, base[-1] + k * step):  # goes on past its other end
+            for off in (offsets[0] - k * step, offsets[-1] + k * step):  # goes on past its other end
                 if len(taken) < 3:
                     self._stack_plane(out.z_um, off, taken)
         frames = [taken[off] for off in sorted(taken)]
