@@ -142,8 +142,16 @@ def _vision_focus(args: argparse.Namespace, scope: Any, stage: Any,
         travel = scope.stage.params.travel_z_um if args.stage == "sim" else (0.0, 180.0)
         try:
             fmap = FocusMapAdapter()
+            estimator = None
+            if args.strategy == "neural":  # the focus net predicts the defocus from one frame (appliance/focus)
+                from appliance.focus.netadapter import FocusNetEstimator
+
+                try:
+                    estimator = FocusNetEstimator(um_per_px)
+                except OSError as exc:
+                    raise ValueError(f"focus.strategy neural: {exc}; use classical, sweep or map") from None
             # the camera renders the virtual slide whatever the stage: its catalogue's heights by default
-            focuser = AutofocusFocuser(args.strategy, travel, fmap,
+            focuser = AutofocusFocuser(args.strategy, travel, fmap, estimator=estimator,
                                        now_s=scope.clock.now_s if args.stage == "sim" else None,
                                        reference_heights=reference_heights(args.reference_heights, virtual=True),
                                        reading_bias=True,

@@ -163,6 +163,8 @@ def calibration_step_um(um_per_px: float, size_px: tuple[int, int]) -> float:
 def find_slide(stage: Stage, camera: Camera, focuser: Focuser, search_range_um: float) -> float | None:
     """Focus on whatever is in view, searching ``FIND_SLIDE_RANGE_UM`` either side if need be; the z, or None.
 
+    A wide search that fails leaves the stage at its best frame; one more wide search is centred there.
+
     A slide put in by hand sits tens of micrometres from where the last one was in focus, beyond a field's
     search range: the dust that the calibration's phase correlation needs is then blurred away, and no field
     of the scan shows anything to focus on. Without a peak the stage is put back where it was.
@@ -173,14 +175,11 @@ def find_slide(stage: Stage, camera: Camera, focuser: Focuser, search_range_um: 
     # further than it did (a deep-focus objective's usual search is already wider)
     if not out.ok and FIND_SLIDE_RANGE_UM > searched_range_um(focuser, search_range_um):
         out = focuser.focus(stage, camera, z0, max(search_range_um, FIND_SLIDE_RANGE_UM), None)
-    travel = getattr(focuser, "z_travel_um", None)
-    if not out.ok and travel is not None and math.isfinite(z0):
-        # last, the whole focus travel: a slide whose glass lies 75 µm from where the stage stood (z 165 of
-        # 0-180, seed 464) was beyond the wide search, and the calibration then found "no texture" anywhere
-        lo, hi = float(travel[0]), float(travel[1])
-        half = max(hi - z0, z0 - lo)
-        if half > searched_range_um(focuser, max(search_range_um, FIND_SLIDE_RANGE_UM)):
-            out = focuser.focus(stage, camera, z0, half, None)
+    if not out.ok and math.isfinite(out.z_um) and abs(out.z_um - z0) > 1.0:
+        # last, around the failed search's best frame (where it left the stage): a glass 75 µm from where the
+        # stage stood (z 165 of 0-180, seed 464) lay beyond the wide search, whose curve rose to its end
+        # there; the calibration then found "no texture" anywhere
+        out = focuser.focus(stage, camera, out.z_um, max(search_range_um, FIND_SLIDE_RANGE_UM), None)
     if out.ok:
         return out.z_um
     if math.isfinite(z0):

@@ -82,10 +82,14 @@ class _GlassAt:
         from appliance.scan.protocols import FocusOutcome
 
         self.ranges.append((z_guess_um, range_um))
-        if self.glass is not None and abs(self.glass - z_guess_um) <= range_um:
+        lo, hi = max(self.z_travel_um[0], z_guess_um - range_um), min(self.z_travel_um[1], z_guess_um + range_um)
+        if self.glass is not None and lo <= self.glass <= hi:
             stage.focus_to_um(self.glass)
             return FocusOutcome(self.glass, 9, True)
-        return FocusOutcome(z_guess_um, 9, False)
+        # no peak: the stage is left at the best frame, the end of the range the glass's blur rose towards
+        best = z_guess_um if self.glass is None or range_um < 30 else (hi if self.glass > hi else lo)
+        stage.focus_to_um(best)
+        return FocusOutcome(best, 9, False)
 
 
 class _Z:
@@ -101,19 +105,19 @@ class _Z:
         self.z = z
 
 
-def test_a_slide_beyond_the_wide_search_is_found_over_the_whole_focus_travel() -> None:
+def test_a_slide_beyond_the_wide_search_is_found_around_its_best_frame() -> None:
     # the glass at z 165 of a 0-180 travel, the stage at 90: the +-15 and +-60 searches miss it, and the
     # calibration then found "no texture" at 25 places (seed 464)
     from appliance.scan.session import find_slide
 
     focuser = _GlassAt(165.0)
     assert find_slide(_Z(90.0), None, focuser, 15.0) == 165.0  # type: ignore[arg-type]
-    assert focuser.ranges == [(90.0, 15.0), (90.0, 60.0), (90.0, 90.0)]
+    assert focuser.ranges == [(90.0, 15.0), (90.0, 60.0), (150.0, 60.0)]  # the last around the wide one's end
     near = _GlassAt(120.0)  # found by the wide search, as before: nothing more
     assert find_slide(_Z(90.0), None, near, 15.0) == 120.0 and len(near.ranges) == 2  # type: ignore[arg-type]
-    none = _GlassAt(None)  # no slide in the travel at all: three searches, None, the stage put back
+    none = _GlassAt(None)  # no slide in the travel at all (a flat curve, its best frame where it began): None
     stage = _Z(90.0)
-    assert find_slide(stage, None, none, 15.0) is None and len(none.ranges) == 3 and stage.z == 90.0  # type: ignore[arg-type]
+    assert find_slide(stage, None, none, 15.0) is None and len(none.ranges) == 2 and stage.z == 90.0  # type: ignore[arg-type]
 
 
 def test_a_slide_without_structures_scores_nothing_missed_and_nothing_mistyped() -> None:
