@@ -230,16 +230,19 @@ def calibrate(stage: Stage, camera: Camera, step_um: float = 40.0, approach_um: 
     bounds = (MAX_MIN_RESPONSE, min_response_for((w, h))) if min_response is None else (min_response,)
     tolerance = max(MIN_RESIDUAL_UM, MAX_RESIDUAL_FRACTION * step_um)
     worst: Calibration | None = None
+    places = _spiral_offsets(search + 1)
     for k, bound in enumerate(bounds):
         if k > 0 and bound >= bounds[k - 1]:
             break
-        for i, j in _spiral_offsets(search + 1):
+        faint = []  # the places too faint for this bound: the next, lower one looks at them again
+        for i, j in places:
             x0, y0 = start.x_um + i * search_step_um, start.y_um + j * search_step_um
             try:
                 pairs = _measure(stage, camera, x0, y0, step_um, approach_um, bound)
             except StageLimitError:  # this place of the spiral is beyond the travel (a start near an edge): skip
                 continue
             if pairs is None:
+                faint.append((i, j))
                 continue
             try:
                 cal = _fit(pairs, (w, h))
@@ -248,6 +251,7 @@ def calibrate(stage: Stage, camera: Camera, step_um: float = 40.0, approach_um: 
             if cal.residual_um <= tolerance:
                 return cal
             worst = cal if worst is None or cal.residual_um < worst.residual_um else worst
+        places = faint
     where = f"at {search + 1} places from ({start.x_um:.0f}, {start.y_um:.0f}) um"
     if worst is not None:
         raise CalibrationError(f"the moves never agreed with one pixel -> um map {where} (best RMS misfit "
