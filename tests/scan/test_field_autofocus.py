@@ -9,6 +9,7 @@ searched around a z 12-19 µm above their glass, found nothing, and were imaged 
 from __future__ import annotations
 
 import threading
+from collections import deque
 from types import SimpleNamespace
 
 import numpy as np
@@ -132,3 +133,58 @@ def test_an_object_past_the_end_of_the_travel_is_judged_where_it_was_seen():
     got, seen_in, sure = r._centre(det, frame, 95.0)
     assert got == det and seen_in is frame and not sure
     assert r.stage.xy == (79.6, 559.7)  # back where the view was taken
+
+
+class _TopEdgeStage(_EdgeStage):
+    """The travel starts at x 0 and y 0; the stage stands in the slide's top row."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.xy = (400.0, 20.0)
+
+    def move_to_um(self, x=None, y=None, z=None):
+        if y is not None and y < 0:
+            raise StageLimitError(f"y target {y} um is outside the soft limits [0.0, 25000.0] um")
+        super().move_to_um(x, y, z)
+
+    def position_um(self) -> SimpleNamespace:
+        return SimpleNamespace(x_um=self.xy[0], y_um=self.xy[1], z_um=self.z)
+
+
+class _Camera:
+    size_px = (160, 120)
+
+    def __init__(self, stage: _TopEdgeStage) -> None:
+        self.stage = stage
+
+    def capture(self) -> Frame:
+        return Frame(np.zeros((120, 160), np.uint8), Position(*self.stage.xy, 95.0), 0.0, 10.0, {})
+
+
+class _CutAtTheTop:
+    """Every view shows a print reaching past the frame's top edge (a print at the slide's top end)."""
+
+    def analyse(self, frame):
+        from appliance.scan.protocols import VisionResult
+
+        return VisionResult(1, [Detection((50, 0, 110, 70), "structure", "scaffold", 0.9)])
+
+
+def test_a_print_cut_at_the_end_of_the_travel_is_stitched_without_looking_past_it():
+    # a print cut by a field's top edge, in the slide's top row: the view past that edge is centred at stage
+    # y < 0, and StageLimitError there failed the scan (cheap colour camera, seed 496, main at 2c33e3f)
+    r = object.__new__(ScanRunner)
+    r.plan = ScanPlan()
+    r.stage = _TopEdgeStage()
+    r.camera = _Camera(r.stage)
+    r.vision = _CutAtTheTop()
+    r.cal = Calibration.nominal(0.56, (160, 120))
+    r._analysed = deque(maxlen=4)
+    r._emit = lambda e: None
+    r._xy_loaded = None
+    frame = r.camera.capture()
+    det = r.vision.analyse(frame).detections[0]
+    r._analysed.append((frame, r.vision.analyse(frame)))
+    piece, view, fp = r._stitch(det, frame, [det], frame)
+    assert piece.kind == "structure" and fp.views <= 10
+    assert fp.box_um[1] < 0.0  # the footprint reaches the frame's top: its top side was closed, not seen

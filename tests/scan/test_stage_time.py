@@ -173,3 +173,16 @@ def test_a_field_with_something_in_view_is_searched_wide_when_the_glass_has_left
     r, w = _field_runner(focuser, True, 92.0)  # type: ignore[arg-type]
     r._autofocus_field(w)
     assert len(focuser.calls) == 1 and w.focus_source == "autofocus-unsure"
+
+
+def test_the_maps_drift_bound_follows_what_a_field_search_reaches():
+    # 5x / NA 0.1: the searches reach +-90 um, and a map 20 um (a third of the 66 um depth of field) from its
+    # nearest point is no reason for a 1.3-2.4 s search; at 10x (+-15 um) 5 um still is (seed 86's runaway map)
+    from appliance.scan.runner import MAP_DRIFT_FRACTION
+
+    for min_range, drifted in ((90.0, False), (None, True)):
+        r, w = _field_runner(_FailingFocuser(min_range), True, 92.0)
+        r._focus_points = [(700.0, 400.0, 92.0)]
+        w.focus_source, w.z_um = "map", 112.0
+        assert r._map_drifted(w.pos, w) is drifted
+        assert r._drift_bound_um() == pytest.approx(MAP_DRIFT_FRACTION * (min_range or 15.0))
