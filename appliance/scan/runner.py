@@ -198,7 +198,6 @@ class _FieldWork:
     n_candidates: int = 0
     focus_point: tuple[float, float, float] | None = None  # the field's autofocus, for the map once it is known
     wide_from: float | None = None  # the guess a wide search for the lost slide started from (it found a peak)
-    wide_undo: tuple[bool, float | None] = (False, None)  # focus found and last focus before that wide search
     objects: list[ObjectRecord] = field(default_factory=list)
     annotations: list[Annotation] = field(default_factory=list)
     files: list[Any] = field(default_factory=list)
@@ -479,7 +478,7 @@ class ScanRunner:
         if lost or (result.n_candidates > 0 and unsure):
             # something is in view and the map could not say where focus is (or has no point near here to
             # say it from), or no field has found focus yet: focus on it, then look again
-            self._timed(w, FieldStep.FOCUS, lambda: self._autofocus_field(w, seen=result.n_candidates > 0))
+            self._timed(w, FieldStep.FOCUS, lambda: self._autofocus_field(w))
             frame = self._timed(w, FieldStep.CAPTURE, self.camera.capture)
             result = self._timed(w, FieldStep.ANALYSE, lambda: self._analyse(frame))
             if w.wide_from is not None and result.n_candidates == 0:
@@ -568,14 +567,7 @@ class ScanRunner:
         self.stage.focus_to_um(guess)
         w.z_um, w.focus_source = guess, "guess"
 
-    def _autofocus_field(self, w: _FieldWork, seen: bool = False) -> None:
-        """Search the field's focus (around its own z, then the last focus found, then wide); see the docs.
-
-        ``seen``: the field's frame showed a candidate. The wide search runs while no field has found focus,
-        and afterwards for a field with something in view whose other searches all failed: on a slide tilted
-        20 µm/mm the glass moves 6.5 µm a field, left the ±15 µm searches around the last focus after three
-        fields, and every later field of the row was imaged 18-58 µm off its glass (seed 462).
-        """
+    def _autofocus_field(self, w: _FieldWork) -> None:
         p = self.stage.position_um()
         # Start where the field focus put this field (the map's z, sure or not): the last focus found may lie
         # millimetres away, 12-19 µm off on a slide tilted 2 µm/mm, and a failed search there left the field
@@ -591,12 +583,10 @@ class ScanRunner:
         if not out.ok and last is not None and abs(guess - last) > reach / 2:
             # the guess was the map's, far from the last focus found: look where focus last was
             out = self.focuser.focus(self.stage, self.camera, last, span, None)
-        if not out.ok and (seen or not self._focus_found) and FIND_SLIDE_RANGE_UM > reach:
-            # nothing found yet in this scan (the slide may be far from where the stage started), or nothing
-            # near the field's z and the last focus though something is in view (a steep slide). Only then,
+        if not out.ok and not self._focus_found and FIND_SLIDE_RANGE_UM > reach:
+            # nothing found yet in this scan: the slide may be far from where the stage started. Only then,
             # and only after the usual search, the wide one (a flat curve of noise shows a "peak" somewhere
             # in a range that wide more often: the cheap camera's frames showed one in 29 flat samples)
-            w.wide_undo = (self._focus_found, self._z_guess)
             out = self.focuser.focus(self.stage, self.camera, guess, max(span, FIND_SLIDE_RANGE_UM), None)
             w.wide_from = guess if out.ok else None
         if out.ok:
@@ -617,10 +607,8 @@ class ScanRunner:
         29 such samples passed for a peak 40-70 µm above the glass; every later search then started there.
         """
         assert w.wide_from is not None
-        found, last = w.wide_undo
-        # back to what was known before it: lost (the search's start the next guess), or the last focus found
-        self._focus_found = found
-        self._z_guess = last if found else w.wide_from
+        self._focus_found = False
+        self._z_guess = w.wide_from
         self.stage.focus_to_um(w.wide_from)
         w.z_um, w.focus_source, w.focus_point, w.wide_from = w.wide_from, "autofocus-unsure", None, None
 

@@ -142,39 +142,6 @@ def test_finding_the_slide_searches_wide_only_where_that_reaches_further():
     assert searched_range_um(_FailingFocuser(0.0), FIND_SLIDE_RANGE_UM) == FIND_SLIDE_RANGE_UM
 
 
-class _GlassFocuser(_FailingFocuser):
-    """Finds the glass where the searched range (widened to ``min_range_um``) reaches it."""
-
-    def __init__(self, glass: float) -> None:
-        super().__init__(None)
-        self.glass = glass
-
-    def focus(self, stage, camera, z_guess_um, range_um, roi_px=None, cls=None) -> FocusOutcome:  # type: ignore[no-untyped-def]
-        self.calls.append((z_guess_um, range_um))
-        if abs(self.glass - z_guess_um) <= range_um:
-            stage.focus_to_um(self.glass)
-            return FocusOutcome(self.glass, 7, True)
-        return FocusOutcome(z_guess_um, 9, False)
-
-
-def test_a_field_with_something_in_view_is_searched_wide_when_the_glass_has_left_the_last_focus():
-    # a slide tilted 20 um/mm: the glass 39 um above the last focus found, three fields on (seed 462)
-    focuser = _GlassFocuser(131.0)
-    r, w = _field_runner(focuser, True, 92.0)  # type: ignore[arg-type]
-    w.z_um = 92.0
-    r._autofocus_field(w, seen=True)
-    assert focuser.calls == [(92.0, 15.0), (92.0, FIND_SLIDE_RANGE_UM)]
-    assert w.focus_source == "autofocus" and w.z_um == 131.0 and r._z_guess == 131.0 and w.wide_from == 92.0
-    # the frame there shows nothing: a flat curve's false peak, forgotten; the last focus found stands
-    r._forget_wide_focus(w)
-    assert r._focus_found and r._z_guess == 92.0 and w.focus_source == "autofocus-unsure" and r.stage.z == 92.0
-    # a field autofocused with nothing seen (`field_focus: autofocus`) does not search wide once focus is found
-    focuser = _GlassFocuser(131.0)
-    r, w = _field_runner(focuser, True, 92.0)  # type: ignore[arg-type]
-    r._autofocus_field(w)
-    assert len(focuser.calls) == 1 and w.focus_source == "autofocus-unsure"
-
-
 def test_the_maps_drift_bound_follows_what_a_field_search_reaches():
     # 5x / NA 0.1: the searches reach +-90 um, and a map 20 um (a third of the 66 um depth of field) from its
     # nearest point is no reason for a 1.3-2.4 s search; at 10x (+-15 um) 5 um still is (seed 86's runaway map)
