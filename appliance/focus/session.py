@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from appliance.focus import scores as _s
 from appliance.focus.result import FocusResult
 from appliance.focus.scores import Rect, biharmonic_variance, find_target, noise_floor, score
 from appliance.hardware.camera.base import Camera
@@ -42,6 +43,9 @@ class FocusSession:
         self.mode = mode
         self.roi = roi
         self.target: Rect | None = roi
+        #: ``specks`` mode: the specks' rectangles, found in the first frame that shows one (None until then)
+        self.specks: tuple[Rect, ...] | None = None
+        self._speck_values: list[tuple[np.ndarray, np.ndarray]] = []
         self.lo, self.hi = z_range_um
         self.now_s = now_s or time.monotonic
         self.t0 = self.now_s()
@@ -71,11 +75,33 @@ class FocusSession:
                 self._scores = [score(im, self.mode, found) for im in self.images[:-1]]
                 self._fine = [self._fine_score(im) for im in self.images[:-1]]
                 self._floor = [noise_floor(im, found) for im in self.images[:-1]]
+        if self.mode == "specks":
+            self._score_specks(frame.image)
+            return z
         self._scores.append(score(frame.image, self.mode, self.target))
         self._fine.append(self._fine_score(frame.image))
         self._floor.append(noise_floor(frame.image, self.target) if self.mode in ("roi", "widest_edge")
                            else math.inf)
         return z
+
+    def _score_specks(self, image: np.ndarray) -> None:
+        """``specks`` mode: score the specks in every frame, and the glass's curves from those that change.
+
+        The specks are found in the first frame that shows one; until then a frame scores its whole area.
+        """
+        self._floor.append(math.inf)
+        if self.specks is None:
+            self.specks = _s.find_specks(image)
+            if self.specks is None:
+                self._scores.append(score(image, "frame"))
+                self._fine.append(biharmonic_variance(image))
+                return
+            self.target = self.specks[0]
+            self._speck_values = [_s.speck_scores(im, self.specks) for im in self.images[:-1]]
+        self._speck_values.append(_s.speck_scores(image, self.specks))
+        walking, fine = _s.glass_curve(np.array([v[0] for v in self._speck_values]),
+                                    np.array([v[1] for v in self._speck_values]), self.specks)
+        self._scores, self._fine = [float(v) for v in walking], [float(v) for v in fine]
 
     def floor(self) -> float:
         """The walking score of bare glass in the target's rectangle (median over the frames).

@@ -191,8 +191,8 @@ class AutofocusFocuser:
         roi = None if roi_px is None else (roi_px[0], roi_px[1], roi_px[2] - roi_px[0], roi_px[3] - roi_px[1])
         strategy = self.strategy if (self.strategy != "map" or fmap is not None) else "classical"
 
-        def search(a: float, b: float, start: float) -> Any:
-            return self._autofocus(stage, camera, strategy, z_range_um=(a, b), roi=roi,
+        def search(a: float, b: float, start: float, mode: str = "roi") -> Any:
+            return self._autofocus(stage, camera, strategy, z_range_um=(a, b), roi=roi, mode=mode,
                                    start_um=start, estimator=self.estimator, focus_map=fmap,
                                    xy_um=(p.x_um, p.y_um), now_s=self.now_s, coarse_um=self.coarse_um,
                                    width_scale=self.width_scale,
@@ -200,8 +200,18 @@ class AutofocusFocuser:
                                    ref_sigma_um=0.0 if ref is None else ref.sigma_um,
                                    target_type=cls if self.reading_bias else None)
 
-        r = search(lo, hi, z_guess_um)
+        glass = roi is None and cls is None  # a field's own focus: the glass, read from its specks
+        r = search(lo, hi, z_guess_um, "specks" if glass else "roi")
         frames = int(r.frames)
+        if glass and not r.ok:
+            # No speck on the glass with a focus curve in view: focus on the largest object, as a field did
+            # before; its focus is its own mid-plane (a fibre or a bubble: up to 10 µm above the glass), so it
+            # is not a point of the glass
+            glass = False
+            r = search(lo, hi, z_guess_um)
+            frames += int(r.frames)
+        if roi is None and cls is None and r.ok and not glass and self.focus_map is not None:
+            self.focus_map.not_glass(p.x_um, p.y_um, float(r.z_um))
         shifted = None if r.ok or roi is None else _shifted_range(r.trace, lo, hi, range_um, self.z_travel_um)
         if shifted is not None:
             # An object's curve still high at an end of the range: a thin wall's upper lobe cut there (a
@@ -250,9 +260,19 @@ class FocusMapAdapter:
         self.inner = FocusMap(prior_sigma_um=GLASS_PRIOR_SIGMA_UM)
         self.focusing = FocusMap(prior_sigma_um=GLASS_PRIOR_SIGMA_UM)
         self.foci = FocusMap()
+        #: Every field's focus, on the glass's specks or not: the map a scan reads until the glass has 3 points.
+        self.fields = FocusMap(prior_sigma_um=GLASS_PRIOR_SIGMA_UM)
+        self._objects: set[tuple[float, float, float]] = set()
+
+    def not_glass(self, x_um: float, y_um: float, z_um: float) -> None:
+        """Say that the field focus found at (x, y), z is an object's (no speck on the glass was in view)."""
+        self._objects.add((float(x_um), float(y_um), float(z_um)))
 
     def add(self, x_um: float, y_um: float, z_um: float) -> None:
-        """Add a focused point of the glass (a field of dust and glass)."""
+        """Add a field's focus: a point of the glass, unless :meth:`not_glass` said it is an object's."""
+        self.fields.add(x_um, y_um, z_um)
+        if (float(x_um), float(y_um), float(z_um)) in self._objects:
+            return
         self.inner.add(x_um, y_um, z_um)
         self.focusing.add(x_um, y_um, z_um)
 
@@ -267,10 +287,15 @@ class FocusMapAdapter:
         return self.foci if foci else self.focusing
 
     def predict(self, x_um: float, y_um: float) -> tuple[float, float] | None:
-        """The glass's z and sigma, or None while it has fewer than three points (a single z is no map)."""
-        if len(self.inner) < 3:
+        """The glass's z and sigma, or None while no map has three points (a single z is no map).
+
+        Until the glass has three points, the fields' foci stand in for it (objects' mid-planes among them, as
+        every field's focus was before the glass was read from its specks).
+        """
+        m = self.inner if len(self.inner) >= 3 else self.fields
+        if len(m) < 3:
             return None
-        z, sigma = self.inner.predict(x_um, y_um)
+        z, sigma = m.predict(x_um, y_um)
         return float(z), float(sigma)
 
 
