@@ -3,11 +3,13 @@
 - :class:`PipelineVision` wraps ``appliance.vision.pipeline.Pipeline`` (gate -> detector -> classifier, the
   detector skipped when the gate finds nothing); each box's verdict, structure (of a type) or debris, weighs
   the detector's call against the classifier's distribution (``appliance.vision.decision``).
-- :class:`AutofocusFocuser` calls ``appliance.focus.autofocus`` on a detection's box (or on the largest dark
-  object in view) within the stage's focus travel; a structure of a type with a reference height above the
-  glass (the print job's) is focused from the map of the glass.
+- :class:`AutofocusFocuser` calls ``appliance.focus.autofocus`` on a detection's box, or for a field's own
+  focus on the specks resting on the glass (the largest dark object in view when there are none), within the
+  stage's focus travel; a structure of a type with a reference height above the glass (the print job's) is
+  focused from the map of the glass.
 - :class:`FocusMapAdapter` holds the scan's focus maps (``appliance.focus.FocusMap``: the glass as measured,
-  the glass for focusing, the structure foci); its ``predict`` answers None while the glass has no map.
+  the glass for focusing, the structure foci, every field's focus); its ``predict`` answers None while no map
+  of the glass or of the fields has three points.
 
 The imports happen at construction, so a build without those packages fails with one clear message.
 """
@@ -104,6 +106,12 @@ class PipelineVision:
 
 class AutofocusFocuser:
     """``appliance.focus.autofocus`` as the runner's :class:`~appliance.scan.protocols.Focuser`.
+
+    A field's own focus (no box, no type) is the glass's: the ``specks`` score mode reads the focus curve of
+    the small specks resting on it, clear of fibres, bubbles and prints, whose mid-planes stand up to 10 µm
+    above it (docs/autofocus.md, "A field's focus: the glass under specks"). With no speck whose curve peaks
+    in range, the field is focused on the largest dark object as before, and the map is told
+    (:meth:`FocusMapAdapter.not_glass`) that this focus is not the glass.
 
     A structure whose type has a reference height (``reference_heights``: the plan's print job, or the
     virtual microscope's catalogue) is focused from the map of the glass: its search starts at the glass
@@ -249,6 +257,8 @@ class FocusMapAdapter:
     - ``focusing``, the glass for focusing structures: ``inner``'s points plus each structure's focus minus
       a reference height the print job states.
     - ``foci``, the structures' foci themselves, for a type without a reference height.
+    - ``fields``, every field's focus, the glass's and an object's alike: :meth:`predict` reads it while the
+      glass has fewer than three points (a slide with few specks), as the scan read every field's focus before.
     """
 
     def __init__(self) -> None:

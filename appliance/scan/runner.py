@@ -259,6 +259,7 @@ class ScanRunner:
         self._n_stage_faults = 0  # stage faults this run recovered from or stopped at
         self._failed: dict[int, str] = {}  # cell -> error, fields that failed in this run
         self._focus_points: list[tuple[float, float, float]] = []  # the map's points: x, y, z
+        self._blind: list[tuple[float, float, float]] = []  # empty fields autofocused while the map could not say
         self._speck_glass = SpeckGlassPlane()  # the glass measured from specks beside structures
         self._focus_found = False  # a field's autofocus has found focus (in this scan, this run or before)
         self._analysed: deque[tuple[Frame, VisionResult]] = deque(maxlen=4)  # the last frames analysed (stitching)
@@ -462,7 +463,12 @@ class ScanRunner:
         result = self._timed(w, FieldStep.ANALYSE, lambda: self._analyse(frame))
         lost = not self._focus_found and w.focus_source in ("map", "guess")
         unsure = w.focus_source == "guess" or self._far_from_map(pos) or self._map_drifted(pos, w)
-        if lost or (result.n_candidates > 0 and unsure):
+        # No map yet and no focus near: a view with nothing in it may only be out of focus (the first row of a
+        # slide tilted 2 µm/mm ran 20 µm out at the last focus's z, seed 431); look once per MAP_REFRESH_UM
+        blind = w.focus_source == "guess" and result.n_candidates == 0 and self._far_from_map(pos, self._blind)
+        if blind:
+            self._blind.append((pos.x_um, pos.y_um, w.z_um))
+        if lost or blind or (result.n_candidates > 0 and unsure):
             # something is in view and the map could not say where focus is (or has no point near here to
             # say it from), or no field has found focus yet: focus on it, then look again
             self._timed(w, FieldStep.FOCUS, lambda: self._autofocus_field(w))
@@ -639,10 +645,10 @@ class ScanRunner:
         self.focus_map.add(x, y, z)
         self._focus_points.append((x, y, z))
 
-    def _far_from_map(self, pos: FieldPosition) -> bool:
-        """No focused point within ``MAP_REFRESH_UM``: the map would be extrapolating, so measure one here."""
+    def _far_from_map(self, pos: FieldPosition, tried: Sequence[tuple[float, float, float]] = ()) -> bool:
+        """No focused point (nor one of ``tried``) within ``MAP_REFRESH_UM``: the map would be extrapolating."""
         r2 = MAP_REFRESH_UM * MAP_REFRESH_UM
-        return not any((x - pos.x_um) ** 2 + (y - pos.y_um) ** 2 <= r2 for x, y, _ in self._focus_points)
+        return not any((x - pos.x_um) ** 2 + (y - pos.y_um) ** 2 <= r2 for x, y, _ in (*self._focus_points, *tried))
 
     def _map_drifted(self, pos: FieldPosition, w: _FieldWork) -> bool:
         """The map's z here is more than ``MAP_DRIFT_FRACTION`` of the search range from its nearest point's.
