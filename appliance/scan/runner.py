@@ -461,14 +461,7 @@ class ScanRunner:
         self._timed(w, FieldStep.FOCUS, lambda: self._field_focus(w))
         frame = self._timed(w, FieldStep.CAPTURE, self.camera.capture)
         result = self._timed(w, FieldStep.ANALYSE, lambda: self._analyse(frame))
-        lost = not self._focus_found and w.focus_source in ("map", "guess")
-        unsure = w.focus_source == "guess" or self._far_from_map(pos) or self._map_drifted(pos, w)
-        # No map yet and no focus near: a view with nothing in it may only be out of focus (the first row of a
-        # slide tilted 2 µm/mm ran 20 µm out at the last focus's z, seed 431); look once per MAP_REFRESH_UM
-        blind = w.focus_source == "guess" and result.n_candidates == 0 and self._far_from_map(pos, self._blind)
-        if blind:
-            self._blind.append((pos.x_um, pos.y_um, w.z_um))
-        if lost or blind or (result.n_candidates > 0 and unsure):
+        if self._wants_autofocus(pos, w, result.n_candidates):
             # something is in view and the map could not say where focus is (or has no point near here to
             # say it from), or no field has found focus yet: focus on it, then look again
             self._timed(w, FieldStep.FOCUS, lambda: self._autofocus_field(w))
@@ -500,6 +493,17 @@ class ScanRunner:
             self._emit(ObjectRecorded(replace(o, id=oid)))
         self._emit(FieldDone(rec, self.status()))
         return result.n_candidates > 0
+
+    def _wants_autofocus(self, pos: FieldPosition, w: _FieldWork, n_candidates: int) -> bool:
+        """Whether a field, first seen at the z its field focus gave it, gets its own autofocus."""
+        lost = not self._focus_found and w.focus_source in ("map", "guess")
+        unsure = w.focus_source == "guess" or self._far_from_map(pos) or self._map_drifted(pos, w)
+        # No map yet and no focus near: a view with nothing in it may only be out of focus (the first row of a
+        # slide tilted 2 µm/mm ran 20 µm out at the last focus's z, seed 431); look once per MAP_REFRESH_UM
+        blind = w.focus_source == "guess" and n_candidates == 0 and self._far_from_map(pos, self._blind)
+        if blind:
+            self._blind.append((pos.x_um, pos.y_um, w.z_um))
+        return lost or blind or (n_candidates > 0 and unsure)
 
     def _analyse(self, frame: Frame) -> VisionResult:
         """Run the vision on ``frame`` and hand both to the subscribers (by reference: the live view)."""
