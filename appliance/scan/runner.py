@@ -498,9 +498,10 @@ class ScanRunner:
         """Whether a field, first seen at the z its field focus gave it, gets its own autofocus."""
         lost = not self._focus_found and w.focus_source in ("map", "guess")
         unsure = w.focus_source == "guess" or self._far_from_map(pos) or self._map_drifted(pos, w)
-        # No map yet and no focus near: a view with nothing in it may only be out of focus (the first row of a
-        # slide tilted 2 µm/mm ran 20 µm out at the last focus's z, seed 431); look once per MAP_REFRESH_UM
-        blind = w.focus_source == "guess" and n_candidates == 0 and self._far_from_map(pos, self._blind)
+        # No focus near: a view with nothing in it may only be out of focus (the first row of a slide tilted
+        # 2 µm/mm ran 20 µm out at the last focus's z, then 9 µm out on a map extrapolated from three points at
+        # its start, seed 431); look once per MAP_REFRESH_UM
+        blind = w.focus_source in ("guess", "map") and n_candidates == 0 and self._far_from_map(pos, self._blind)
         if blind:
             self._blind.append((pos.x_um, pos.y_um, w.z_um))
         return lost or blind or (n_candidates > 0 and unsure)

@@ -158,6 +158,10 @@ def test_an_empty_view_with_no_map_and_no_focus_near_is_autofocused_once_per_ref
     assert r._wants_autofocus(*_at(2100.0, "guess"), 0)      # 1.9 mm on: look
     assert not r._wants_autofocus(*_at(2422.0, "guess"), 0)  # looked 322 µm back (found nothing, say)
     assert r._wants_autofocus(*_at(3711.0, "guess"), 0)      # 1.6 mm past that look
-    assert not r._wants_autofocus(*_at(6000.0, "map"), 0)    # the map says: an empty view is empty
-    assert r._wants_autofocus(*_at(6000.0, "map"), 2)        # something in view, no point near: measure
     assert r._wants_autofocus(*_at(2422.0, "guess"), 1)      # something in view, no map: focus on it
+    # with a map: an empty view near a point is empty; far from every point the map extrapolates (a row
+    # beyond three points at its start ran 9 µm out): look there once per refresh distance too
+    assert not r._wants_autofocus(*_at(4000.0, "map"), 0)
+    assert r._wants_autofocus(*_at(6000.0, "map"), 0)
+    assert not r._wants_autofocus(*_at(6300.0, "map"), 0)
+    assert r._wants_autofocus(*_at(6300.0, "map"), 2)        # something in view, no point near: measure
