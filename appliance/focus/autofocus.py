@@ -136,13 +136,17 @@ def autofocus(stage: Stage, camera: Camera, strategy: str, *, z_range_um: Sequen
     else:
         r = neural(s, estimator, start, coarse_um=coarse_um)
     r = _debias(s, r, target_type)
+    if mode == "specks" and r.ok and not s.glass_seen():
+        r = replace(r, ok=False, reason=NO_GLASS)  # a "peak" of the shadows that never change: noise
     if not r.ok and pred is not None:
         return _park_at_map(s, r, pred[0])
     return r
 
 
-#: What :func:`autofocus` says, in ``specks`` mode, when its first frame shows no speck on the glass.
+#: What :func:`autofocus` says, in ``specks`` mode, when its first frame shows no speck on the glass ...
 NO_SPECKS = "no specks on the glass in view"
+#: ... and when no speck it scored changed with z (the camera's own dust only, or the glass out of range).
+NO_GLASS = "no speck in view changed with focus: the glass is not in range (or has no specks)"
 
 
 def _no_specks(s: FocusSession, pred: tuple[float, float] | None) -> FocusResult:
@@ -190,6 +194,8 @@ def _with_map(stage: Stage, camera: Camera, pred: tuple[float, float], z_range: 
         s.lo, s.hi = min(s.lo, max(z_range[0], z_pred - wide)), max(s.hi, min(z_range[1], z_pred + wide))
         coarse = coarse_um
     r = classical(s, z0, coarse_um=coarse, width_scale=width_scale)
+    if mode == "specks" and r.ok and not s.glass_seen():
+        r = replace(r, ok=False, reason=NO_GLASS)
     if not r.ok:
         return _park_at_map(s, r, z_pred, strategy="map")
     return _strategy(_debias(s, r, target_type), "map" if r.strategy == "map" else f"map>{r.strategy}")

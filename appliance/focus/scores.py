@@ -110,9 +110,20 @@ def find_specks(image: np.ndarray, min_area_px: int = SPECK_MIN_AREA_PX,
     tuple of (x, y, w, h), or None
         Each speck's blob box grown by ``SPECK_MARGIN_PX``, largest speck first, at most ``MAX_SPECKS``.
     """
+    keep, avoid = speck_blobs(image, min_area_px, max_area_px)
+    keep = [r for r in keep if not any(overlap(r, b) for b in avoid)]
+    return tuple(keep[:MAX_SPECKS]) or None
+
+
+def speck_blobs(image: np.ndarray, min_area_px: int = SPECK_MIN_AREA_PX,
+                max_area_px: int = SPECK_MAX_AREA_PX) -> tuple[list[Rect], list[Rect]]:
+    """The specks' rectangles in ``image`` (largest first) and the rectangles to keep them clear of.
+
+    The second list holds every larger blob and every blob cut by the frame's edge, grown by
+    ``SPECK_CLEARANCE_PX``; a search collects it over its frames, since a fibre or a bubble breaks into
+    speck-sized pieces in some of them (:func:`find_specks` applies one frame's).
+    """
     stats = _blobs(image, min_area_px)
-    if stats.shape[0] == 0:
-        return None
     H, W = image.shape[0], image.shape[1]
 
     def box(st: np.ndarray, margin: int) -> Rect:
@@ -124,11 +135,11 @@ def find_specks(image: np.ndarray, min_area_px: int = SPECK_MIN_AREA_PX,
     avoid = [box(st, SPECK_CLEARANCE_PX) for st in stats if st[4] > max_area_px or cut(st)]
     keep = [box(st, SPECK_MARGIN_PX) for st in sorted(stats, key=lambda st: -int(st[4]))
             if st[4] <= max_area_px and not cut(st)]
-    keep = [r for r in keep if not any(_overlap(r, b) for b in avoid)]
-    return tuple(keep[:MAX_SPECKS]) or None
+    return keep, avoid
 
 
-def _overlap(a: Rect, b: Rect) -> bool:
+def overlap(a: Rect, b: Rect) -> bool:
+    """Whether two rectangles (x, y, w, h) share a pixel."""
     return a[0] < b[0] + b[2] and b[0] < a[0] + a[2] and a[1] < b[1] + b[3] and b[1] < a[1] + a[3]
 
 
@@ -136,6 +147,11 @@ def speck_scores(image: np.ndarray, rects: Sequence[Rect]) -> tuple[np.ndarray, 
     """Each speck's walking and fine focus measure in ``image`` (variance of the Laplacian, of the biharmonic)."""
     return (np.array([laplacian_variance(image, r) for r in rects], dtype=np.float64),
             np.array([biharmonic_variance(image, r) for r in rects], dtype=np.float64))
+
+
+def live_specks(walking: np.ndarray) -> np.ndarray:
+    """Which specks' walking scores, (frames, specks), vary by ``SPECK_LIVE_CONTRAST`` over the frames."""
+    return np.asarray(walking.max(axis=0) >= SPECK_LIVE_CONTRAST * np.maximum(walking.min(axis=0), 1e-9))
 
 
 def glass_curve(walking: np.ndarray, fine: np.ndarray, rects: Sequence[Rect]) -> tuple[np.ndarray, np.ndarray]:
@@ -155,7 +171,7 @@ def glass_curve(walking: np.ndarray, fine: np.ndarray, rects: Sequence[Rect]) ->
         over the frames (all of them while none does yet: one frame, or all out of focus).
     """
     area = np.array([r[2] * r[3] for r in rects], dtype=np.float64)
-    live = walking.max(axis=0) >= SPECK_LIVE_CONTRAST * np.maximum(walking.min(axis=0), 1e-9)
+    live = live_specks(walking)
     w = area * live if live.any() else area
     return walking @ w / w.sum(), fine @ w / w.sum()
 

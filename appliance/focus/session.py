@@ -45,7 +45,8 @@ class FocusSession:
         self.target: Rect | None = roi
         #: ``specks`` mode: the specks' rectangles, found in the first frame that shows one (None until then)
         self.specks: tuple[Rect, ...] | None = None
-        self._speck_values: list[tuple[np.ndarray, np.ndarray]] = []
+        self._speck_values: list[np.ndarray] = []  # per speck: (2, frames) walking and fine scores
+        self._avoid: list[Rect] = []  # larger objects' surroundings, over every frame so far
         self.lo, self.hi = z_range_um
         self.now_s = now_s or time.monotonic
         self.t0 = self.now_s()
@@ -87,21 +88,48 @@ class FocusSession:
     def _score_specks(self, image: np.ndarray) -> None:
         """``specks`` mode: score the specks in every frame, and the glass's curves from those that change.
 
-        The specks are found in the first frame that shows one; until then a frame scores its whole area.
+        Far out of focus the first frames show only what is always there (the camera's own dust): while no
+        speck scored so far has changed with z, each frame adds the specks it shows (the frames before are
+        scored for them too). A speck that any frame shows near a larger object (a fibre or a bubble breaks
+        into speck-sized pieces in some frames) is left out of the curves. Until one is found a frame scores
+        its whole area.
         """
         self._floor.append(math.inf)
-        if self.specks is None:
-            self.specks = _s.find_specks(image)
-            if self.specks is None:
-                self._scores.append(score(image, "frame"))
-                self._fine.append(biharmonic_variance(image))
-                return
-            self.target = self.specks[0]
-            self._speck_values = [_s.speck_scores(im, self.specks) for im in self.images[:-1]]
-        self._speck_values.append(_s.speck_scores(image, self.specks))
-        walking, fine = _s.glass_curve(np.array([v[0] for v in self._speck_values]),
-                                    np.array([v[1] for v in self._speck_values]), self.specks)
-        self._scores, self._fine = [float(v) for v in walking], [float(v) for v in fine]
+        found, avoid = _s.speck_blobs(image)
+        self._avoid.extend(avoid)
+        known = list(self.specks or ())
+        if not self.glass_seen():
+            new = [r for r in found if not any(_s.overlap(r, k) for k in known)
+                   and not any(_s.overlap(r, b) for b in self._avoid)][:max(0, _s.MAX_SPECKS - len(known))]
+            for r in new:
+                before = [_s.speck_scores(im, [r]) for im in self.images[:-1]]
+                self._speck_values.append(np.array([[b[0][0] for b in before], [b[1][0] for b in before]],
+                                                   dtype=np.float64).reshape(2, len(before)))
+            known += new
+        if not known:
+            self._scores.append(score(image, "frame"))
+            self._fine.append(biharmonic_variance(image))
+            return
+        self.specks = tuple(known)
+        self.target = self.specks[0]
+        now = _s.speck_scores(image, self.specks)
+        self._speck_values = [np.concatenate([v, np.array([[now[0][k]], [now[1][k]]])], axis=1)
+                              for k, v in enumerate(self._speck_values)]
+        clear = [k for k, r in enumerate(self.specks) if not any(_s.overlap(r, b) for b in self._avoid)]
+        if not clear:  # every speck lies by something large: the curves are that object's, not the glass's
+            clear = list(range(len(self.specks)))
+        walking = np.stack([self._speck_values[k][0] for k in clear], axis=1)
+        fine = np.stack([self._speck_values[k][1] for k in clear], axis=1)
+        w, f = _s.glass_curve(walking, fine, [self.specks[k] for k in clear])
+        self._scores, self._fine = [float(v) for v in w], [float(v) for v in f]
+
+    def glass_seen(self) -> bool:
+        """``specks`` mode: whether a speck clear of larger objects has changed with z (it lies on the slide)."""
+        if not self._speck_values or self.specks is None:
+            return False
+        live = _s.live_specks(np.stack([v[0] for v in self._speck_values], axis=1))
+        return any(bool(live[k]) and not any(_s.overlap(r, b) for b in self._avoid)
+                   for k, r in enumerate(self.specks))
 
     def floor(self) -> float:
         """The walking score of bare glass in the target's rectangle (median over the frames).
