@@ -91,8 +91,8 @@ class FocusSession:
         Far out of focus the first frames show only what is always there (the camera's own dust): while no
         speck scored so far has changed with z, each frame adds the specks it shows (the frames before are
         scored for them too). A speck that any frame shows near a larger object (a fibre or a bubble breaks
-        into speck-sized pieces in some frames) is left out of the curves. Until one is found a frame scores
-        its whole area.
+        into speck-sized pieces in some frames) is left out of the curves. Until one has changed with z the
+        curves are flat (the walk then covers the range); until one is found a frame scores its whole area.
         """
         self._floor.append(math.inf)
         found, avoid = _s.speck_blobs(image)
@@ -121,6 +121,10 @@ class FocusSession:
         walking = np.stack([self._speck_values[k][0] for k in clear], axis=1)
         fine = np.stack([self._speck_values[k][1] for k in clear], axis=1)
         w, f = _s.glass_curve(walking, fine, [self.specks[k] for k in clear])
+        if not self.glass_seen():
+            # nothing that lies on the slide has changed yet: the curve is flat, whatever its noise (a noise
+            # "peak" of the camera's dust would end the walk far from the glass)
+            w, f = np.ones_like(w), np.ones_like(f)
         self._scores, self._fine = [float(v) for v in w], [float(v) for v in f]
 
     def glass_seen(self) -> bool:

@@ -131,3 +131,30 @@ def test_the_scan_adapter_maps_the_glass_and_keeps_an_objects_focus_out(stepper_
     fmap.add(200.0, 900.0, glass)
     z, _ = fmap.predict(100.0, 200.0)  # type: ignore[misc]
     assert abs(z - glass) < 2.0  # the glass's map, without the object's 9 µm
+
+
+class _SpeckAndShadow(_BareGlass):
+    """Glass with one speck in focus at ``GLASS`` and a shadow of dust on the camera, the same at every z."""
+
+    GLASS = 100.0
+    size_px = (240, 160)
+
+    def capture(self) -> Frame:
+        v, u = np.mgrid[:160, :240].astype(np.float64)
+        sigma = np.hypot(2.0, 0.2 * abs(self.z - self.GLASS) / 0.56)  # blur grows with defocus, light is kept
+        speck = 120.0 * 4.0 / sigma**2 * np.exp(-((v - 90) ** 2 + (u - 150) ** 2) / (2 * sigma**2))
+        shadow = 70.0 * np.exp(-((v - 40) ** 2 + (u - 50) ** 2) / (2 * 2.0**2))
+        img = 200.0 - speck - shadow + self.rng.normal(0, 0.3, (160, 240))
+        return Frame(np.clip(img, 0, 255).astype(np.uint8), self.position_um(), 0.0, 1.0)
+
+
+def test_far_out_of_focus_only_the_cameras_dust_shows_and_the_speck_is_found_as_the_walk_nears_it() -> None:
+    dev = _SpeckAndShadow()
+    dev.z = 122.0  # 22 µm above the glass: the speck is blurred away, the camera's shadow is not
+    r = autofocus(dev, dev, "classical", mode="specks", z_range_um=(80, 125))  # type: ignore[arg-type]
+    assert r.ok and abs(r.z_um - _SpeckAndShadow.GLASS) <= 1.0, r
+    # the shadow alone never makes a focus
+    lone = _SpeckAndShadow()
+    lone.GLASS = 500.0  # the speck far out of range: only the shadow is seen
+    r = autofocus(lone, lone, "classical", mode="specks", z_range_um=(80, 125))  # type: ignore[arg-type]
+    assert not r.ok
