@@ -259,6 +259,7 @@ class ScanRunner:
         self._n_stage_faults = 0  # stage faults this run recovered from or stopped at
         self._failed: dict[int, str] = {}  # cell -> error, fields that failed in this run
         self._focus_points: list[tuple[float, float, float]] = []  # the map's points: x, y, z
+        self._blind: list[tuple[float, float, float]] = []  # empty fields autofocused while the map could not say
         self._speck_glass = SpeckGlassPlane()  # the glass measured from specks beside structures
         self._focus_found = False  # a field's autofocus has found focus (in this scan, this run or before)
         self._analysed: deque[tuple[Frame, VisionResult]] = deque(maxlen=4)  # the last frames analysed (stitching)
@@ -460,9 +461,7 @@ class ScanRunner:
         self._timed(w, FieldStep.FOCUS, lambda: self._field_focus(w))
         frame = self._timed(w, FieldStep.CAPTURE, self.camera.capture)
         result = self._timed(w, FieldStep.ANALYSE, lambda: self._analyse(frame))
-        lost = not self._focus_found and w.focus_source in ("map", "guess")
-        unsure = w.focus_source == "guess" or self._far_from_map(pos) or self._map_drifted(pos, w)
-        if lost or (result.n_candidates > 0 and unsure):
+        if self._wants_autofocus(pos, w, result.n_candidates):
             # something is in view and the map could not say where focus is (or has no point near here to
             # say it from), or no field has found focus yet: focus on it, then look again
             self._timed(w, FieldStep.FOCUS, lambda: self._autofocus_field(w))
@@ -494,6 +493,18 @@ class ScanRunner:
             self._emit(ObjectRecorded(replace(o, id=oid)))
         self._emit(FieldDone(rec, self.status()))
         return result.n_candidates > 0
+
+    def _wants_autofocus(self, pos: FieldPosition, w: _FieldWork, n_candidates: int) -> bool:
+        """Whether a field, first seen at the z its field focus gave it, gets its own autofocus."""
+        lost = not self._focus_found and w.focus_source in ("map", "guess")
+        unsure = w.focus_source == "guess" or self._far_from_map(pos) or self._map_drifted(pos, w)
+        # No focus near: a view with nothing in it may only be out of focus (the first row of a slide tilted
+        # 2 µm/mm ran 20 µm out at the last focus's z, then 9 µm out on a map extrapolated from three points at
+        # its start, seed 431); look once per MAP_REFRESH_UM
+        blind = w.focus_source in ("guess", "map") and n_candidates == 0 and self._far_from_map(pos, self._blind)
+        if blind:
+            self._blind.append((pos.x_um, pos.y_um, w.z_um))
+        return lost or blind or (n_candidates > 0 and unsure)
 
     def _analyse(self, frame: Frame) -> VisionResult:
         """Run the vision on ``frame`` and hand both to the subscribers (by reference: the live view)."""
@@ -639,10 +650,10 @@ class ScanRunner:
         self.focus_map.add(x, y, z)
         self._focus_points.append((x, y, z))
 
-    def _far_from_map(self, pos: FieldPosition) -> bool:
-        """No focused point within ``MAP_REFRESH_UM``: the map would be extrapolating, so measure one here."""
+    def _far_from_map(self, pos: FieldPosition, tried: Sequence[tuple[float, float, float]] = ()) -> bool:
+        """No focused point (nor one of ``tried``) within ``MAP_REFRESH_UM``: the map would be extrapolating."""
         r2 = MAP_REFRESH_UM * MAP_REFRESH_UM
-        return not any((x - pos.x_um) ** 2 + (y - pos.y_um) ** 2 <= r2 for x, y, _ in self._focus_points)
+        return not any((x - pos.x_um) ** 2 + (y - pos.y_um) ** 2 <= r2 for x, y, _ in (*self._focus_points, *tried))
 
     def _map_drifted(self, pos: FieldPosition, w: _FieldWork) -> bool:
         """The map's z here is more than ``MAP_DRIFT_FRACTION`` of the search range from its nearest point's.
