@@ -90,6 +90,13 @@ FIND_SLIDE_RANGE_UM = 60.0
 #: ... and also when the map's z there differs from its nearest point's by more than this fraction of the
 #: plan's search range (see ``ScanRunner._map_drifted``).
 MAP_DRIFT_FRACTION = 1.0 / 3.0
+#: A field the map places is imaged this far above the map's glass, µm. Prints stand on the glass with their
+#: mid-planes 2.5-15 µm up (half their 5-30 µm height), and the detector learnt prints within ±10 µm of their
+#: mid-planes (models/data: ``Ranges.dz_um``; its frames of no print in particular lie 2.5-15 µm above the
+#: glass): 5 µm up, the tallest print is 10 µm below its mid-plane and the flattest 2.5 µm above it. At the
+#: glass itself a 17 µm tall ring and a 16 µm tall pentagon, 8-9 µm below, were taken for debris (seeds 9101
+#: and 433); the 2-8 µm above the glass the field focus used to land at by accident kept them.
+FIELD_VIEW_ABOVE_GLASS_UM = 5.0
 
 
 class ScanState(enum.Enum):
@@ -543,8 +550,9 @@ class ScanRunner:
             return
         if pred is not None and pred[1] <= self.plan.focus.search_range_um / 2:
             try:
-                self.stage.focus_to_um(pred[0])
-                w.z_um, w.focus_source = pred[0], "map"
+                z = pred[0] + FIELD_VIEW_ABOVE_GLASS_UM
+                self.stage.focus_to_um(z)
+                w.z_um, w.focus_source = z, "map"
                 return
             except StageLimitError:  # the map extrapolated beyond the focus travel: use the last good z
                 pred = None
@@ -667,7 +675,7 @@ class ScanRunner:
         if w.focus_source != "map" or not self._focus_points:
             return False
         near = min(self._focus_points, key=lambda p: (p[0] - pos.x_um) ** 2 + (p[1] - pos.y_um) ** 2)
-        return abs(w.z_um - near[2]) > MAP_DRIFT_FRACTION * self.plan.focus.search_range_um
+        return abs(w.z_um - FIELD_VIEW_ABOVE_GLASS_UM - near[2]) > MAP_DRIFT_FRACTION * self.plan.focus.search_range_um
 
     def _stage_xy(self, det: Detection, frame: Frame) -> tuple[float, float]:
         x0, y0, x1, y1 = det.box_px

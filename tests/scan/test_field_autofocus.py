@@ -19,7 +19,7 @@ from appliance.scan.calibration import Calibration
 from appliance.scan.grid import FieldPosition
 from appliance.scan.plan import FocusPlan, ScanPlan
 from appliance.scan.protocols import Detection, FocusOutcome
-from appliance.scan.runner import ScanRunner, _FieldWork
+from appliance.scan.runner import FIELD_VIEW_ABOVE_GLASS_UM, ScanRunner, _FieldWork
 
 GLASS_UM = 92.0
 
@@ -146,7 +146,7 @@ def _deciding(points: list[tuple[float, float, float]]) -> ScanRunner:
 def _at(x: float, source: str) -> tuple[FieldPosition, _FieldWork]:
     pos = FieldPosition(cell=int(x), row=0, column=int(x // 322), x_um=x, y_um=29.0)
     w = _FieldWork(pos, seq=int(x))
-    w.z_um, w.focus_source = 89.0, source
+    w.z_um, w.focus_source = 89.0 + (FIELD_VIEW_ABOVE_GLASS_UM if source == "map" else 0.0), source
     return pos, w
 
 
