@@ -354,6 +354,7 @@ class ScanRunner:
         except Exception as exc:  # noqa: BLE001 - any failing step ends the scan cleanly, reported
             self._reason = FinishReason.FAILED
             self._error = f"{type(exc).__name__}: {exc}"
+            _log.debug("scan %s failed at cell %s, step %s", self.scan_id, self._cell, self._step, exc_info=True)
         finally:
             if self._reason is not FinishReason.COMPLETED:
                 self._safe_stop()
@@ -583,7 +584,13 @@ class ScanRunner:
             except StageLimitError:  # the map extrapolated beyond the focus travel: use the last good z
                 pred = None
         guess = pred[0] if pred is not None else (self._z_guess if self._z_guess is not None else p.z_um)
-        self.stage.focus_to_um(guess)
+        try:
+            self.stage.focus_to_um(guess)
+        except StageLimitError:
+            # an unsure map extrapolated past the focus travel (cheap colour camera on a tilted slide: the
+            # scan failed after 180 of 221 fields, seed 412): the last focus found, else stay where we are
+            guess = self._z_guess if self._z_guess is not None else p.z_um
+            self.stage.focus_to_um(guess)
         w.z_um, w.focus_source = guess, "guess"
 
     def _autofocus_field(self, w: _FieldWork) -> None:

@@ -222,3 +222,31 @@ def test_an_empty_view_with_no_map_and_no_focus_near_is_autofocused_once_per_ref
     assert r._wants_autofocus(*_at(6000.0, "map"), 0)
     assert not r._wants_autofocus(*_at(6300.0, "map"), 0)
     assert r._wants_autofocus(*_at(6300.0, "map"), 2)        # something in view, no point near: measure
+
+
+class _TopZStage(_Stage):
+    """A focus travel that ends at 180 µm (the virtual stage's and a GRBL board's soft limit)."""
+
+    def focus_to_um(self, z: float) -> None:
+        if not 0.0 <= z <= 180.0:
+            raise StageLimitError(f"z target {z} um is outside the soft limits [0.0, 180.0] um")
+        self.z = z
+
+
+class _UnsureMap:
+    def __init__(self, z: float) -> None:
+        self.z = z
+
+    def predict(self, x: float, y: float) -> tuple[float, float]:
+        return self.z, 50.0  # far less sure than half the search range: a guess only
+
+
+def test_an_unsure_map_past_the_focus_travel_leaves_the_field_at_the_last_focus():
+    """The cheap colour camera on a tilted slide (seed 412): an unsure map extrapolated to 180.8 µm and the
+    scan failed with StageLimitError after 180 of 221 fields."""
+    r = _runner(GLASS_UM, last_focus=150.0)
+    r.stage = _TopZStage(150.0)
+    r.focus_map = _UnsureMap(180.8)
+    w = _field(0.0)
+    r._field_focus(w)
+    assert (w.z_um, w.focus_source, r.stage.z) == (150.0, "guess", 150.0)
