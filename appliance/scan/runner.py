@@ -755,7 +755,8 @@ class ScanRunner:
                 # slide's end; the scan failed there, seed 412): it is judged from the view that holds it
                 self._approach(cur_frame.position.x_um, cur_frame.position.y_um)
                 if on_slide is None and self._probe_on_slide(cur_det, cur_frame) is False:
-                    return self._blemish_found(cur_det)
+                    self._blemish_found(cur_det)
+                    return None
                 return cur_det, cur_frame, sure_debris
             cur_frame = self.camera.capture()
             res = self._analyse(cur_frame)
@@ -785,7 +786,8 @@ class ScanRunner:
         if on_slide is None:
             on_slide = self._probe_on_slide(cur_det, cur_frame)
         if on_slide is False:
-            return self._blemish_found(cur_det)
+            self._blemish_found(cur_det)
+            return None
         return cur_det, cur_frame, sure_debris
 
     def _blemish_found(self, det: Detection) -> None:
