@@ -71,7 +71,6 @@ from appliance.scan.stitch import (
     stitch_tolerance_um,
 )
 from appliance.vision.decision import MICROLENS, iou, lens_disputed, likeliest_type, too_small
-from appliance.vision.onslide import MIN_SHIFT_PX, on_slide
 from appliance.vision.phasesign import CONVERGING, DIVERGING, PhaseSignRule, phase_sign
 
 _log = logging.getLogger(__name__)
@@ -80,6 +79,11 @@ DUPLICATE_MARGIN_UM = 8.0
 #: How a micro-lens is told from a bubble by the sign of its phase (``ScanRunner._phase_verdict``).
 PHASE_SIGN = PhaseSignRule()
 MAX_CENTRING_MOVES = 2
+#: A move of at least this many pixels shows whether an object moves with the slide (``ScanRunner._on_slide``);
+#: well above the stage's repeatability after the approach (2 µm, 4 px at 10x) and a box's jitter.
+SLIDE_CHECK_MIN_PX = 16
+#: A detection whose frame box overlaps a proved blemish of the optics this much (IoU) is that blemish again.
+BLEMISH_IOU = 0.6
 # A field with something in view gets an autofocus (a new focus-map point) when no point is this close: a
 # fitted surface is trusted for interpolation, not for extrapolating across the slide.
 MAP_REFRESH_UM = 1500.0
@@ -251,8 +255,8 @@ class ScanRunner:
         self._error: str | None = None
         self._t0 = time.monotonic()
         self._known: list[_Known] = []
-        # objects that stayed put in the frame while the slide moved: blemishes of the optics, not recorded
-        self._blemishes = 0
+        # frame boxes of blemishes of the optics: objects that stayed put in the frame while the slide moved
+        self._blemishes: list[tuple[int, int, int, int]] = []
         self._done: dict[int, bool] = {}
         self._n_struct = 0
         self._n_debris = 0
@@ -686,6 +690,8 @@ class ScanRunner:
     def _object(self, w: _FieldWork, det: Detection, field_frame: Frame) -> None:
         if self._part_of_known_print(det, field_frame):  # another piece of a print this field just recorded
             return
+        if self._blemish(det):  # the optics', seen in every field: proved once (``_centre``), skipped after
+            return
         # Debris the vision is unsure of, or saw cut by the frame's edge (a ring's arc is no ring to either
         # model), is looked at again like a structure: centred, it is seen whole, and that view decides.
         # So is a round object the classifier takes for a micro-lens and the rule does not call a sure
@@ -738,7 +744,7 @@ class ScanRunner:
         w, h = self.camera.size_px
         cur_det, cur_frame = det, frame
         sure_debris = False
-        on_slide: bool | None = None  # whether it moves with the slide, once a move or a look has told
+        on_slide: bool | None = None
         for _ in range(MAX_CENTRING_MOVES):
             prev_det, prev_frame = cur_det, cur_frame
             x, y = self._stage_xy(cur_det, cur_frame)
@@ -753,38 +759,39 @@ class ScanRunner:
                     return None
                 return cur_det, cur_frame, sure_debris
             cur_frame = self.camera.capture()
-            if on_slide is None:
-                on_slide = self._moved_with_slide(prev_det.box_px, prev_frame, cur_frame)
-                if on_slide is False:
-                    self._blemish_found(prev_det)
-                    return None
             res = self._analyse(cur_frame)
             expected = _recentred(cur_det, (w, h)).box_px
-            near = _in_place(res.detections, expected) or _nearest(res.detections, (w - 1) / 2.0, (h - 1) / 2.0)
+            dets = [d for d in res.detections if not self._blemish(d)]
+            near = _in_place(dets, expected) or _nearest(dets, (w - 1) / 2.0, (h - 1) / 2.0)
             if near is None or not _same_place(near.box_px, expected):
+                stay = _same_box(res.detections, cur_det.box_px, 0.5)
+                if stay is not None and self._moved_with_slide(cur_det, prev_frame, stay, cur_frame) is False:
+                    on_slide = False
+                    break
                 # seen from the field but not here (a faint object at the gate's edge): keep what the field
                 # saw, now centred, rather than lose a structure. The nearest detection elsewhere is another
-                # object: following it left a 41 µm split ring for a 6 µm speck beside it (seed 206). The
-                # detector's word flickers on a faint blemish, so its pixels still say whether it moved
-                kept = _recentred(cur_det, (w, h))
-                if on_slide is None and self._probe_on_slide(kept, cur_frame) is False:
-                    self._blemish_found(kept)
-                    return None
-                return kept, cur_frame, sure_debris
+                # object: following it left a 41 µm split ring for a 6 µm speck beside it (seed 206)
+                return _recentred(cur_det, (w, h)), cur_frame, sure_debris
             cur_det = near
             whole = not near.touches_edge((w, h))
+            if on_slide is None:
+                on_slide = self._moved_with_slide(prev_det, prev_frame, near, cur_frame)
+            if on_slide is False:
+                break
             sure_debris = sure_debris or (near.kind != "structure" and not near.recheck and whole)
             bx0, by0, bx1, by1 = near.box_px
             off = max(abs((bx0 + bx1 - 1) / 2.0 - (w - 1) / 2.0), abs((by0 + by1 - 1) / 2.0 - (h - 1) / 2.0))
             if off <= 8 and not near.touches_edge((w, h)):
                 break
-        if on_slide is None and self._probe_on_slide(cur_det, cur_frame) is False:
+        if on_slide is None:
+            on_slide = self._probe_on_slide(cur_det, cur_frame)
+        if on_slide is False:
             self._blemish_found(cur_det)
             return None
         return cur_det, cur_frame, sure_debris
 
     def _blemish_found(self, det: Detection) -> None:
-        """Log an object that stayed where it was in the frame while the slide moved; it is not recorded.
+        """Remember an object that stayed where it was in the frame while the slide moved; nothing is recorded.
 
         It is a blemish of the optics (out-of-focus dust on a lens or the camera's window, a lamp's hot spot),
         seen in every field: seed 441's cheap colour camera showed a blotch at the frame's centre that both
@@ -792,48 +799,67 @@ class ScanRunner:
         """
         _log.debug("an object that does not move with the slide (frame box %s) is the optics': not recorded",
                    det.box_px)
-        self._blemishes += 1
+        self._blemishes.append(det.box_px)
 
-    def _moved_with_slide(self, box: tuple[int, int, int, int], before: Frame, after: Frame) -> bool | None:
-        """Whether the object in ``box`` of ``before`` moved with the slide in ``after`` (``vision.onslide``).
+    def _blemish(self, det: Detection) -> bool:
+        """Whether ``det`` lies where a blemish of the optics was proved to lie (its frame box, IoU >= 0.6)."""
+        return any(iou(det.box_px, b) >= BLEMISH_IOU for b in self._blemishes)
 
-        The shift it should show is the stage's move between the frames through the calibration; None when
-        the frames cannot tell (a move under ``onslide.MIN_SHIFT_PX``, the object not seen again).
+    def _moved_with_slide(self, before: Detection, before_frame: Frame, after: Detection,
+                          after_frame: Frame) -> bool | None:
+        """Whether an object seen in two views moved with the slide (True), stayed put in the frame (False).
+
+        None when the views cannot say: the stage moved less than ``SLIDE_CHECK_MIN_PX`` between them, or the
+        object touches the frame's edge in either (a cut view's box moves as more of the object comes in).
+        An object on the slide keeps its slide position (its box centre through the calibration) whatever the
+        stage does; one fixed to the optics keeps its place in the frame, so its slide position follows the
+        stage.
         """
-        x0, y0, x1, y1 = box
-        cx, cy = (x0 + x1 - 1) / 2.0, (y0 + y1 - 1) / 2.0
-        sx, sy = self.cal.pixel_to_stage(cx, cy, (before.position.x_um, before.position.y_um))
-        u, v = self.cal.stage_to_pixel(sx, sy, (after.position.x_um, after.position.y_um))
-        return on_slide(before.image, box, after.image, (u - cx, v - cy))
+        size = self.camera.size_px
+        if before.touches_edge(size) or after.touches_edge(size):
+            return None
+        p0, p1 = before_frame.position, after_frame.position
+        move = math.hypot(p1.x_um - p0.x_um, p1.y_um - p0.y_um)
+        if move < SLIDE_CHECK_MIN_PX * self.cal.um_per_px:
+            return None
+        (ax, ay), (bx, by) = self._stage_xy(before, before_frame), self._stage_xy(after, after_frame)
+        return math.hypot(bx - ax, by - ay) <= 0.5 * move
 
     def _probe_on_slide(self, det: Detection, frame: Frame) -> bool | None:
         """Look once more with the object shifted in the frame, to see whether it moves with the slide.
 
-        For an object the centring did not move far enough to tell (it lay near the frame's centre already,
-        or the stage could not go there). The stage moves so the object should appear a quarter of the frame
-        to one side (less for a large box; the other way at the end of the travel), one frame is taken and the
-        stage returns: :meth:`_moved_with_slide` on the two frames. The shift is a whole number of 8 px
-        blocks, so a compressing camera's block grid, fixed to the frame, lies alike in both places.
+        For an object the centring did not move far enough to tell (:meth:`_moved_with_slide`; it lay near the
+        frame's centre already). The stage moves so the object should appear a quarter of the frame to one
+        side (less for a large box), the view is analysed, and the stage returns. True: a detection lies where
+        the object should be; False: one lies where it was and none where it should be; None: neither
+        (the view does not say; the object is kept), or no room to shift it, or the stage cannot go there.
         """
         w, h = self.camera.size_px
+        if det.touches_edge((w, h)):
+            return None
         x0, y0, x1, y1 = det.box_px
-        # a quarter of the frame, or what room there is to shift it and keep it in view
-        rooms = ((min(w // 4, w - 8 - x1), 0), (-min(w // 4, x0 - 8), 0),
-                 (0, min(h // 4, h - 8 - y1)), (0, -min(h // 4, y0 - 8)))
-        shifts = [(8 * int(dx / 8), 8 * int(dy / 8)) for dx, dy in rooms]
-        shifts = [(dx, dy) for dx, dy in shifts if max(abs(dx), abs(dy)) >= MIN_SHIFT_PX]
+        # a quarter of the frame, or what room there is to shift it and keep it whole in view
+        rooms = ((min(w // 4, w - 4 - x1), 0), (-min(w // 4, x0 - 4), 0),
+                 (0, min(h // 4, h - 4 - y1)), (0, -min(h // 4, y0 - 4)))
+        shifts = [(dx, dy) for dx, dy in rooms if max(abs(dx), abs(dy)) >= SLIDE_CHECK_MIN_PX]
         back = (frame.position.x_um, frame.position.y_um)
-        for dx, dy in shifts:
+        for dx, dy in shifts:  # the other way where the stage's travel ends (a field at the slide's edge)
             # the view's centre moves dx, dy px against the object, so it appears dx, dy px further on
             try:
                 self._approach(*self.cal.pixel_to_stage((w - 1) / 2.0 - dx, (h - 1) / 2.0 - dy, back))
+                break
             except StageLimitError:
                 continue
-            probe = self.camera.capture()
+        else:
             self._approach(*back)
-            return self._moved_with_slide(det.box_px, frame, probe)
+            return None
+        seen = self._analyse(self.camera.capture())
         self._approach(*back)
-        return None
+        moved = (x0 + dx, y0 + dy, x1 + dx, y1 + dy)
+        best = max(seen.detections, key=lambda d: max(iou(d.box_px, moved), iou(d.box_px, det.box_px)), default=None)
+        if best is None or max(iou(best.box_px, moved), iou(best.box_px, det.box_px)) < 0.3:
+            return None
+        return iou(best.box_px, moved) >= iou(best.box_px, det.box_px)
 
     def _lens_disputed(self, det: Detection, frame: Frame, seen_before: bool = False) -> bool:
         """A micro-lens or a bubble only the phase's sign can tell (``appliance.vision.decision.lens_disputed``).
