@@ -6,7 +6,8 @@ fused analysis and gate; no candidate -> straight to ``COMMIT``; else detect and
 object: ``CENTRE`` (move it to the middle of the frame and look again, so it lies whole in view and its
 position is measured where the optics are best; debris only when the vision is unsure of it
 (``Detection.recheck``), takes it for a micro-lens it does not call a sure structure (the lens check below) or saw
-it cut by the frame's edge, else it is recorded from the field frame) -> for a structure ``FOCUS_STRUCTURE``
+it cut by the frame's edge, else it is recorded from the field frame; one that stays put in the frame while the
+stage moves is a blemish of the optics and is not recorded) -> for a structure ``FOCUS_STRUCTURE``
 (where its sharp frame still disputes a micro-lens, two frames either side of its focus: converging, a lens;
 diverging, a bubble) -> ``STACK`` -> (unless the vision is sure its sharp frame is debris) ``RECONSTRUCT``
 -> ``RECORD`` -> and finally ``COMMIT`` (files synced, then the field's rows in one transaction). Pause and
@@ -79,7 +80,7 @@ DUPLICATE_MARGIN_UM = 8.0
 #: How a micro-lens is told from a bubble by the sign of its phase (``ScanRunner._phase_verdict``).
 PHASE_SIGN = PhaseSignRule()
 MAX_CENTRING_MOVES = 2
-#: A move of at least this many pixels shows whether an object moves with the slide (``ScanRunner._on_slide``);
+#: A move of at least this many pixels shows whether an object moves with the slide (``_moved_with_slide``);
 #: well above the stage's repeatability after the approach (2 µm, 4 px at 10x) and a box's jitter.
 SLIDE_CHECK_MIN_PX = 16
 #: A detection whose frame box overlaps a proved blemish of the optics this much (IoU) is that blemish again.
