@@ -771,8 +771,13 @@ class ScanRunner:
                     break
                 # seen from the field but not here (a faint object at the gate's edge): keep what the field
                 # saw, now centred, rather than lose a structure. The nearest detection elsewhere is another
-                # object: following it left a 41 µm split ring for a 6 µm speck beside it (seed 206)
-                return _recentred(cur_det, (w, h)), cur_frame, sure_debris
+                # object: following it left a 41 µm split ring for a 6 µm speck beside it (seed 206). The
+                # detector boxes a faint blemish in one frame and not the next: one more look may tell
+                kept = _recentred(cur_det, (w, h))
+                if on_slide is None and self._probe_on_slide(kept, cur_frame) is False:
+                    self._blemish_found(kept)
+                    return None
+                return kept, cur_frame, sure_debris
             cur_det = near
             whole = not near.touches_edge((w, h))
             if on_slide is None:
