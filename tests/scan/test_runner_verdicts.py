@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pytest
+
 from appliance.scan.plan import FocusPlan, GridPlan, ScanPlan
 from appliance.scan.protocols import Detection, VisionResult
 from appliance.scan.runner import FinishReason
@@ -405,22 +407,34 @@ def test_a_bubble_both_models_call_a_lens_is_dropped_for_diverging(tmp_path):
 class _BlemishOfTheOptics:
     """The truth, plus a blotch fixed in the frame (out-of-focus dust on a lens) that both models call a
     scaffold wherever the stage stands: seed 441's cheap colour camera showed one at the frame's centre, and 92
-    fields recorded it as a structure."""
+    fields recorded it as a structure. With ``flicker`` it is boxed in every other frame only, as the real
+    detector boxes a faint blotch."""
 
-    def __init__(self, scope, box):
-        self.inner, self.box = SimTruthVision(scope), box
+    def __init__(self, scope, box, flicker=False):
+        self.inner, self.box, self.flicker, self.n = SimTruthVision(scope), box, flicker, 0
 
     def analyse(self, frame):
         r = self.inner.analyse(frame)
+        self.n += 1
+        if self.flicker and self.n % 2 == 0:
+            return r
         blotch = Detection(self.box, "structure", "scaffold", 0.93, {"scaffold": 0.93, "detector_structure": 0.4})
         return VisionResult(max(r.n_candidates, 1), (*r.detections, blotch), r.timings_s)
 
 
-def test_an_object_that_does_not_move_with_the_slide_is_not_recorded(tmp_path):
+@pytest.mark.parametrize("flicker", [False, True])
+def test_an_object_that_does_not_move_with_the_slide_is_not_recorded(tmp_path, flicker):
     # at the frame's centre (the centring does not move: a look with it shifted tells) and off it (the centring
-    # moves tell); a 1 x 1 mm slide at 10x is 20 fields
+    # moves tell); a 1 x 1 mm slide at 10x is 20 fields. Flickering, only the centre's is covered: one off the
+    # centre and not boxed in the centred view is kept (11 records; docs/scan.md, step 4, "What it does not
+    # reach")
     slide = {"width_um": 1000.0, "height_um": 1000.0, "n_structures": 3}
-    for name, box in (("centre", (274, 196, 366, 284)), ("off", (100, 300, 180, 380))):
-        s = _scan(tmp_path / name, 31, lambda scope, b=box: _BlemishOfTheOptics(scope, b), slide=slide)
+    places = (("centre", (274, 196, 366, 284)),) + (() if flicker else (("off", (100, 300, 180, 380)),))
+    for name, box in places:
+        s = _scan(tmp_path / name, 31, lambda scope, b=box: _BlemishOfTheOptics(scope, b, flicker), slide=slide)
         assert s["false_structures"] == 0, name
-        assert s["recall"] == 1.0 and s["type_accuracy"] == 1.0 and s["duplicates"] == 0, name
+        assert s["recall"] == 1.0 and s["type_accuracy"] == 1.0, name
+        # with the flicker a print first seen as a sliver at a field's edge and not found in its centred view is
+        # recorded from that sliver, and again whole from the next field (the fallback for faint prints, not
+        # this check)
+        assert s["duplicates"] <= int(flicker), name
