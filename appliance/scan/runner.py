@@ -774,7 +774,7 @@ class ScanRunner:
                 # object: following it left a 41 µm split ring for a 6 µm speck beside it (seed 206). The
                 # detector boxes a faint blemish in one frame and not the next: one more look may tell
                 kept = _recentred(cur_det, (w, h))
-                if on_slide is None and self._probe_on_slide(kept, cur_frame) is False:
+                if on_slide is None and self._fixed_in_frame(cur_det, kept, cur_frame):
                     self._blemish_found(kept)
                     return None
                 return kept, cur_frame, sure_debris
@@ -830,6 +830,19 @@ class ScanRunner:
             return None
         (ax, ay), (bx, by) = self._stage_xy(before, before_frame), self._stage_xy(after, after_frame)
         return math.hypot(bx - ax, by - ay) <= 0.5 * move
+
+    def _fixed_in_frame(self, seen: Detection, kept: Detection, frame: Frame) -> bool:
+        """Whether an object the centred view did not show lies where the view before showed it, in the frame.
+
+        ``seen`` is its box in the view before, ``kept`` the same box centred, ``frame`` the centred view. The
+        detector boxes a faint blemish in one frame and not the next, so one more frame is taken: in place when
+        the centring moved it (a blemish lies at ``seen``'s box, a print at ``kept``'s), shifted when it did not
+        (:meth:`_probe_on_slide`).
+        """
+        if iou(seen.box_px, kept.box_px) >= 0.3 or seen.touches_edge(self.camera.size_px):
+            return self._probe_on_slide(kept, frame) is False
+        again = self._analyse(self.camera.capture()).detections
+        return _same_box(again, seen.box_px, 0.5) is not None and _same_box(again, kept.box_px) is None
 
     def _probe_on_slide(self, det: Detection, frame: Frame) -> bool | None:
         """Look once more with the object shifted in the frame, to see whether it moves with the slide.

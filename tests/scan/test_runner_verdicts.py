@@ -425,14 +425,13 @@ class _BlemishOfTheOptics:
 @pytest.mark.parametrize("flicker", [False, True])
 def test_an_object_that_does_not_move_with_the_slide_is_not_recorded(tmp_path, flicker):
     # at the frame's centre (the centring does not move: a look with it shifted tells) and off it (the centring
-    # moves tell); a 1 x 1 mm slide at 10x is 20 fields. Flickering, only the centre's is covered: one off the
-    # centre and not boxed in the centred view is kept (11 records; docs/scan.md, step 4, "What it does not
-    # reach")
+    # moves tell); a 1 x 1 mm slide at 10x is 20 fields. Flickering, a blotch the centred view does not show
+    # is looked at once more (6 records at the centre, 11 off it, without that look)
     slide = {"width_um": 1000.0, "height_um": 1000.0, "n_structures": 3}
-    places = (("centre", (274, 196, 366, 284)),) + (() if flicker else (("off", (100, 300, 180, 380)),))
-    for name, box in places:
+    for name, box in (("centre", (274, 196, 366, 284)), ("off", (100, 300, 180, 380))):
         s = _scan(tmp_path / name, 31, lambda scope, b=box: _BlemishOfTheOptics(scope, b, flicker), slide=slide)
-        assert s["false_structures"] == 0, name
+        # flickering, a blotch the double does not box in the extra look either is kept (off the centre: 2)
+        assert s["false_structures"] <= (2 if flicker and name == "off" else 0), name
         assert s["recall"] == 1.0 and s["type_accuracy"] == 1.0, name
         # with the flicker a print first seen as a sliver at a field's edge and not found in its centred view is
         # recorded from that sliver, and again whole from the next field (the fallback for faint prints, not
