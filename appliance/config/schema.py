@@ -58,6 +58,9 @@ class CameraConfig(_Section):
                                                    "built-in nvarguscamerasrc one")
     folder: str | None = Field(None, description="files: the folder of PNG/JPEG/TIFF frames to replay")
     loop: bool = Field(True, description="files: start again after the last file")
+    bit_depth: Literal[8, 10, 12, 14, 16] | None = Field(
+        None, description="files: the bits per pixel of 16-bit files (a 12-bit camera's TIFFs: 12); "
+                          "unset: the smallest depth that holds the first file")
     width: int = Field(640, ge=16, le=8192)
     height: int = Field(480, ge=16, le=8192)
     fps: float = Field(30.0, gt=0.0, le=240.0)

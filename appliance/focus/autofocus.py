@@ -62,7 +62,10 @@ def autofocus(stage: Stage, camera: Camera, strategy: str, *, z_range_um: Sequen
     xy_um : (x, y), optional
         Stage position of the field for the map; the stage's current x, y by default.
     mode : str
-        Score mode (:data:`appliance.focus.scores.SCORE_MODES`).
+        Score mode (:data:`appliance.focus.scores.SCORE_MODES`). ``specks`` (with no ``roi``) focuses on the
+        glass: the small specks resting on it, clear of larger objects (fibres, bubbles and prints stand up to
+        20 µm above it); with no speck in the first frame the result is ``ok`` False, reason ``NO_SPECKS``,
+        after that one frame.
     step_um, coarse_um : float
         The sweep's step and the classical search's coarse step, µm.
     now_s : callable, optional
@@ -122,6 +125,10 @@ def autofocus(stage: Stage, camera: Camera, strategy: str, *, z_range_um: Sequen
         return _with_map(stage, camera, pred, (lo, hi), rect, estimator, mode, coarse_um, now_s, trusted,
                          target_type, width_scale)
     s = FocusSession(stage, camera, mode, rect, (lo, hi), now_s)
+    if mode == "specks" and rect is None:
+        s.capture(start)
+        if s.specks is None:  # nothing small on the glass in view: the caller decides what else to focus on
+            return _no_specks(s, pred)
     if strategy == "sweep":
         r = sweep(s, step_um)
     elif strategy == "classical" or estimator is None:
@@ -129,9 +136,22 @@ def autofocus(stage: Stage, camera: Camera, strategy: str, *, z_range_um: Sequen
     else:
         r = neural(s, estimator, start, coarse_um=coarse_um)
     r = _debias(s, r, target_type)
+    if mode == "specks" and r.ok and not s.glass_seen():
+        r = replace(r, ok=False, reason=NO_GLASS)  # a "peak" of the shadows that never change: noise
     if not r.ok and pred is not None:
         return _park_at_map(s, r, pred[0])
     return r
+
+
+#: What :func:`autofocus` says, in ``specks`` mode, when its first frame shows no speck on the glass ...
+NO_SPECKS = "no specks on the glass in view"
+#: ... and when no speck it scored changed with z (the camera's own dust only, or the glass out of range).
+NO_GLASS = "no speck in view changed with focus: the glass is not in range (or has no specks)"
+
+
+def _no_specks(s: FocusSession, pred: tuple[float, float] | None) -> FocusResult:
+    r = s.result(s.z[-1], False, NO_SPECKS, "classical", moved=True)
+    return r if pred is None else _park_at_map(s, r, pred[0])
 
 
 def _with_map(stage: Stage, camera: Camera, pred: tuple[float, float], z_range: tuple[float, float],
@@ -151,9 +171,10 @@ def _with_map(stage: Stage, camera: Camera, pred: tuple[float, float], z_range: 
     z_pred = min(max(z_pred, lo), hi)
     s = FocusSession(stage, camera, mode, rect, (lo, hi), now_s)
     z0 = s.capture(z_pred)
-    target = s.target if s.target is not None else find_target(s.images[-1])
+    target = s.target if s.target is not None or mode == "specks" else find_target(s.images[-1])
     if target is None:  # empty glass: the map carries the field, no search
-        r = s.result(z_pred, False, "nothing in view: left at the map's prediction", "map")
+        what = NO_SPECKS if mode == "specks" else "nothing in view"
+        r = s.result(z_pred, False, f"{what}: left at the map's prediction", "map")
         return replace(_strategy(r, "map"), measured=False)
     coarse = min(coarse_um, max(hi - lo, 1e-3) / 3)
     if estimator is not None:
@@ -173,6 +194,8 @@ def _with_map(stage: Stage, camera: Camera, pred: tuple[float, float], z_range: 
         s.lo, s.hi = min(s.lo, max(z_range[0], z_pred - wide)), max(s.hi, min(z_range[1], z_pred + wide))
         coarse = coarse_um
     r = classical(s, z0, coarse_um=coarse, width_scale=width_scale)
+    if mode == "specks" and r.ok and not s.glass_seen():
+        r = replace(r, ok=False, reason=NO_GLASS)
     if not r.ok:
         return _park_at_map(s, r, z_pred, strategy="map")
     return _strategy(_debias(s, r, target_type), "map" if r.strategy == "map" else f"map>{r.strategy}")

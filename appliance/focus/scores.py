@@ -20,8 +20,9 @@ Rect = tuple[int, int, int, int]
 
 #: Score modes: ``frame`` (variance of Laplacian over the whole frame), ``roi`` (over a caller's or a chosen
 #: target rectangle), ``blobs`` (mean squared Laplacian over the boxes of all blobs found in that frame),
-#: ``widest_edge`` (the seed's mode: the rectangle around the blob with the widest extent).
-SCORE_MODES: tuple[str, ...] = ("roi", "frame", "blobs", "widest_edge")
+#: ``widest_edge`` (the seed's mode: the rectangle around the blob with the widest extent), ``specks`` (over
+#: small rectangles around the specks on the glass, away from anything large: the glass's own focus).
+SCORE_MODES: tuple[str, ...] = ("roi", "frame", "blobs", "widest_edge", "specks")
 
 #: Blob search settings: the demo's adaptive Gaussian threshold, dark objects; a target must cover at least
 #: ``TARGET_MIN_AREA_PX`` pixels (about 45 µm² at 0.56 µm per pixel: smaller specks are dust).
@@ -72,6 +73,109 @@ def find_target(image: np.ndarray, mode: str = "roi", min_area_px: int = TARGET_
     return grow_rect((x, y, w, h), TARGET_MARGIN_PX, (image.shape[0], image.shape[1]))
 
 
+#: Blobs of this many pixels (at 0.56 µm per pixel: about 2.5-125 µm², dust 2-12 µm across) are specks. A speck
+#: stands at most about as tall as it is wide, so its mid-plane, where its focus curve is mirror-symmetric,
+#: lies within a micrometre or two of the glass it rests on; fibres, bubbles and clumps stand up to 20 µm tall.
+SPECK_MIN_AREA_PX = 8
+SPECK_MAX_AREA_PX = 400
+#: Pixels kept around a speck's blob box: its focus measure needs the glass beside it and its defocus blur.
+SPECK_MARGIN_PX = 10
+#: A speck this close (pixels) to a larger object's box is left out: that object's blur and halo would mix
+#: its focus into the speck's curve (about 0.4 µm of halo per µm of defocus: 24 px is 13 µm).
+SPECK_CLEARANCE_PX = 24
+#: At most this many specks (the largest) are scored: more add frames' worth of work, not information.
+MAX_SPECKS = 24
+
+
+#: A speck's own focus curve must vary at least this much (max over min of its walking score, over the frames
+#: so far) to count: dust on the camera's window or sensor casts shadows that look the same at every z.
+SPECK_LIVE_CONTRAST = 1.5
+
+
+def find_specks(image: np.ndarray, min_area_px: int = SPECK_MIN_AREA_PX,
+                max_area_px: int = SPECK_MAX_AREA_PX) -> tuple[Rect, ...] | None:
+    """Rectangles around the specks in ``image`` that lie clear of every larger object, or None when none do.
+
+    A blob touching the frame's edge may be the end of a fibre or the rim of a print, so it is kept clear of like
+    a large one.
+
+    Parameters
+    ----------
+    image : (H, W) ndarray of uint8
+    min_area_px, max_area_px : int
+        A speck's blob area, pixels (see ``SPECK_MIN_AREA_PX``); larger blobs are objects to keep clear of.
+
+    Returns
+    -------
+    tuple of (x, y, w, h), or None
+        Each speck's blob box grown by ``SPECK_MARGIN_PX``, largest speck first, at most ``MAX_SPECKS``.
+    """
+    keep, avoid = speck_blobs(image, min_area_px, max_area_px)
+    keep = [r for r in keep if not any(overlap(r, b) for b in avoid)]
+    return tuple(keep[:MAX_SPECKS]) or None
+
+
+def speck_blobs(image: np.ndarray, min_area_px: int = SPECK_MIN_AREA_PX,
+                max_area_px: int = SPECK_MAX_AREA_PX) -> tuple[list[Rect], list[Rect]]:
+    """The specks' rectangles in ``image`` (largest first) and the rectangles to keep them clear of.
+
+    The second list holds every larger blob and every blob cut by the frame's edge, grown by
+    ``SPECK_CLEARANCE_PX``; a search collects it over its frames, since a fibre or a bubble breaks into
+    speck-sized pieces in some of them (:func:`find_specks` applies one frame's).
+    """
+    stats = _blobs(image, min_area_px)
+    H, W = image.shape[0], image.shape[1]
+
+    def box(st: np.ndarray, margin: int) -> Rect:
+        return grow_rect((int(st[0]), int(st[1]), int(st[2]), int(st[3])), margin, (H, W))
+
+    def cut(st: np.ndarray) -> bool:
+        return bool(st[0] <= 0 or st[1] <= 0 or st[0] + st[2] >= W or st[1] + st[3] >= H)
+
+    avoid = [box(st, SPECK_CLEARANCE_PX) for st in stats if st[4] > max_area_px or cut(st)]
+    keep = [box(st, SPECK_MARGIN_PX) for st in sorted(stats, key=lambda st: -int(st[4]))
+            if st[4] <= max_area_px and not cut(st)]
+    return keep, avoid
+
+
+def overlap(a: Rect, b: Rect) -> bool:
+    """Whether two rectangles (x, y, w, h) share a pixel."""
+    return a[0] < b[0] + b[2] and b[0] < a[0] + a[2] and a[1] < b[1] + b[3] and b[1] < a[1] + a[3]
+
+
+def speck_scores(image: np.ndarray, rects: Sequence[Rect]) -> tuple[np.ndarray, np.ndarray]:
+    """Each speck's walking and fine focus measure in ``image`` (variance of the Laplacian, of the biharmonic)."""
+    return (np.array([laplacian_variance(image, r) for r in rects], dtype=np.float64),
+            np.array([biharmonic_variance(image, r) for r in rects], dtype=np.float64))
+
+
+def live_specks(walking: np.ndarray) -> np.ndarray:
+    """Which specks' walking scores, (frames, specks), vary by ``SPECK_LIVE_CONTRAST`` over the frames."""
+    return np.asarray(walking.max(axis=0) >= SPECK_LIVE_CONTRAST * np.maximum(walking.min(axis=0), 1e-9))
+
+
+def glass_curve(walking: np.ndarray, fine: np.ndarray, rects: Sequence[Rect]) -> tuple[np.ndarray, np.ndarray]:
+    """The glass's focus curves from each speck's: area-weighted means over the specks that change with z.
+
+    Parameters
+    ----------
+    walking, fine : (frames, specks) ndarray
+        :func:`speck_scores` of every frame.
+    rects : sequence of (x, y, w, h)
+        The specks' rectangles (their areas weight them).
+
+    Returns
+    -------
+    ((frames,) ndarray, (frames,) ndarray)
+        The walking and fine curves over the specks whose walking score varies by ``SPECK_LIVE_CONTRAST``
+        over the frames (all of them while none does yet: one frame, or all out of focus).
+    """
+    area = np.array([r[2] * r[3] for r in rects], dtype=np.float64)
+    live = live_specks(walking)
+    w = area * live if live.any() else area
+    return walking @ w / w.sum(), fine @ w / w.sum()
+
+
 def blob_score(image: np.ndarray, min_area_px: int = 12) -> float:
     """Mean squared Laplacian over the boxes of the blobs found in ``image`` (0.0 when there are none)."""
     block = min(BLOCK_SIZE, (min(image.shape) - 1) | 1)
@@ -89,9 +193,10 @@ def score(image: np.ndarray, mode: str, rect: Rect | None = None) -> float:
     Parameters
     ----------
     image : (H, W) ndarray of uint8
-    mode : {'roi', 'frame', 'blobs', 'widest_edge'}
+    mode : {'roi', 'frame', 'blobs', 'widest_edge', 'specks'}
     rect : (x, y, w, h), optional
-        The rectangle of the ``roi`` and ``widest_edge`` modes; without one they score the whole frame.
+        The rectangle of the ``roi`` and ``widest_edge`` modes (one speck's for ``specks``, whose searches score
+        all of them with :func:`specks_score`); without one they score the whole frame.
 
     Raises
     ------

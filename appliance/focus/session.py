@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from appliance.focus import scores as _s
 from appliance.focus.result import FocusResult
 from appliance.focus.scores import Rect, biharmonic_variance, find_target, noise_floor, score
 from appliance.hardware.camera.base import Camera
@@ -42,6 +43,10 @@ class FocusSession:
         self.mode = mode
         self.roi = roi
         self.target: Rect | None = roi
+        #: ``specks`` mode: the specks' rectangles, found in the first frame that shows one (None until then)
+        self.specks: tuple[Rect, ...] | None = None
+        self._speck_values: list[np.ndarray] = []  # per speck: (2, frames) walking and fine scores
+        self._avoid: list[Rect] = []  # larger objects' surroundings, over every frame so far
         self.lo, self.hi = z_range_um
         self.now_s = now_s or time.monotonic
         self.t0 = self.now_s()
@@ -71,11 +76,64 @@ class FocusSession:
                 self._scores = [score(im, self.mode, found) for im in self.images[:-1]]
                 self._fine = [self._fine_score(im) for im in self.images[:-1]]
                 self._floor = [noise_floor(im, found) for im in self.images[:-1]]
+        if self.mode == "specks":
+            self._score_specks(frame.image)
+            return z
         self._scores.append(score(frame.image, self.mode, self.target))
         self._fine.append(self._fine_score(frame.image))
         self._floor.append(noise_floor(frame.image, self.target) if self.mode in ("roi", "widest_edge")
                            else math.inf)
         return z
+
+    def _score_specks(self, image: np.ndarray) -> None:
+        """``specks`` mode: score the specks in every frame, and the glass's curves from those that change.
+
+        Far out of focus the first frames show only what is always there (the camera's own dust): while no
+        speck scored so far has changed with z, each frame adds the specks it shows (the frames before are
+        scored for them too). A speck that any frame shows near a larger object (a fibre or a bubble breaks
+        into speck-sized pieces in some frames) is left out of the curves. Until one has changed with z the
+        curves are flat (the walk then covers the range); until one is found a frame scores its whole area.
+        """
+        self._floor.append(math.inf)
+        found, avoid = _s.speck_blobs(image)
+        self._avoid.extend(avoid)
+        known = list(self.specks or ())
+        if not self.glass_seen():
+            new = [r for r in found if not any(_s.overlap(r, k) for k in known)
+                   and not any(_s.overlap(r, b) for b in self._avoid)][:max(0, _s.MAX_SPECKS - len(known))]
+            for r in new:
+                before = [_s.speck_scores(im, [r]) for im in self.images[:-1]]
+                self._speck_values.append(np.array([[b[0][0] for b in before], [b[1][0] for b in before]],
+                                                   dtype=np.float64).reshape(2, len(before)))
+            known += new
+        if not known:
+            self._scores.append(score(image, "frame"))
+            self._fine.append(biharmonic_variance(image))
+            return
+        self.specks = tuple(known)
+        self.target = self.specks[0]
+        now = _s.speck_scores(image, self.specks)
+        self._speck_values = [np.concatenate([v, np.array([[now[0][k]], [now[1][k]]])], axis=1)
+                              for k, v in enumerate(self._speck_values)]
+        clear = [k for k, r in enumerate(self.specks) if not any(_s.overlap(r, b) for b in self._avoid)]
+        if not clear:  # every speck lies by something large: the curves are that object's, not the glass's
+            clear = list(range(len(self.specks)))
+        walking = np.stack([self._speck_values[k][0] for k in clear], axis=1)
+        fine = np.stack([self._speck_values[k][1] for k in clear], axis=1)
+        w, f = _s.glass_curve(walking, fine, [self.specks[k] for k in clear])
+        if not self.glass_seen():
+            # nothing that lies on the slide has changed yet: the curve is flat, whatever its noise (a noise
+            # "peak" of the camera's dust would end the walk far from the glass)
+            w, f = np.ones_like(w), np.ones_like(f)
+        self._scores, self._fine = [float(v) for v in w], [float(v) for v in f]
+
+    def glass_seen(self) -> bool:
+        """``specks`` mode: whether a speck clear of larger objects has changed with z (it lies on the slide)."""
+        if not self._speck_values or self.specks is None:
+            return False
+        live = _s.live_specks(np.stack([v[0] for v in self._speck_values], axis=1))
+        return any(bool(live[k]) and not any(_s.overlap(r, b) for b in self._avoid)
+                   for k, r in enumerate(self.specks))
 
     def floor(self) -> float:
         """The walking score of bare glass in the target's rectangle (median over the frames).

@@ -3,11 +3,13 @@
 - :class:`PipelineVision` wraps ``appliance.vision.pipeline.Pipeline`` (gate -> detector -> classifier, the
   detector skipped when the gate finds nothing); each box's verdict, structure (of a type) or debris, weighs
   the detector's call against the classifier's distribution (``appliance.vision.decision``).
-- :class:`AutofocusFocuser` calls ``appliance.focus.autofocus`` on a detection's box (or on the largest dark
-  object in view) within the stage's focus travel; a structure of a type with a reference height above the
-  glass (the print job's) is focused from the map of the glass.
+- :class:`AutofocusFocuser` calls ``appliance.focus.autofocus`` on a detection's box, or for a field's own
+  focus on the specks resting on the glass (the largest dark object in view when there are none), within the
+  stage's focus travel; a structure of a type with a reference height above the glass (the print job's) is
+  focused from the map of the glass.
 - :class:`FocusMapAdapter` holds the scan's focus maps (``appliance.focus.FocusMap``: the glass as measured,
-  the glass for focusing, the structure foci); its ``predict`` answers None while the glass has no map.
+  the glass for focusing, the structure foci, every field's focus); its ``predict`` answers None while no map
+  of the glass or of the fields has three points.
 
 The imports happen at construction, so a build without those packages fails with one clear message.
 """
@@ -105,6 +107,12 @@ class PipelineVision:
 class AutofocusFocuser:
     """``appliance.focus.autofocus`` as the runner's :class:`~appliance.scan.protocols.Focuser`.
 
+    A field's own focus (no box, no type) is the glass's: the ``specks`` score mode reads the focus curve of
+    the small specks resting on it, clear of fibres, bubbles and prints, whose mid-planes stand up to 10 µm
+    above it (docs/autofocus.md, "A field's focus: the glass under specks"). With no speck whose curve peaks
+    in range, the field is focused on the largest dark object as before, and the map is told
+    (:meth:`FocusMapAdapter.not_glass`) that this focus is not the glass.
+
     A structure whose type has a reference height (``reference_heights``: the plan's print job, or the
     virtual microscope's catalogue) is focused from the map of the glass: its search starts at the glass
     there plus that height, the ``map`` strategy predicts from it, and a focus found with a height the print
@@ -191,8 +199,8 @@ class AutofocusFocuser:
         roi = None if roi_px is None else (roi_px[0], roi_px[1], roi_px[2] - roi_px[0], roi_px[3] - roi_px[1])
         strategy = self.strategy if (self.strategy != "map" or fmap is not None) else "classical"
 
-        def search(a: float, b: float, start: float) -> Any:
-            return self._autofocus(stage, camera, strategy, z_range_um=(a, b), roi=roi,
+        def search(a: float, b: float, start: float, mode: str = "roi") -> Any:
+            return self._autofocus(stage, camera, strategy, z_range_um=(a, b), roi=roi, mode=mode,
                                    start_um=start, estimator=self.estimator, focus_map=fmap,
                                    xy_um=(p.x_um, p.y_um), now_s=self.now_s, coarse_um=self.coarse_um,
                                    width_scale=self.width_scale,
@@ -200,8 +208,18 @@ class AutofocusFocuser:
                                    ref_sigma_um=0.0 if ref is None else ref.sigma_um,
                                    target_type=cls if self.reading_bias else None)
 
-        r = search(lo, hi, z_guess_um)
+        glass = roi is None and cls is None  # a field's own focus: the glass, read from its specks
+        r = search(lo, hi, z_guess_um, "specks" if glass else "roi")
         frames = int(r.frames)
+        if glass and not r.ok:
+            # No speck on the glass with a focus curve in view: focus on the largest object, as a field did
+            # before; its focus is its own mid-plane (a fibre or a bubble: up to 10 µm above the glass), so it
+            # is not a point of the glass
+            glass = False
+            r = search(lo, hi, z_guess_um)
+            frames += int(r.frames)
+        if roi is None and cls is None and r.ok and not glass and self.focus_map is not None:
+            self.focus_map.not_glass(p.x_um, p.y_um, float(r.z_um))
         shifted = None if r.ok or roi is None else _shifted_range(r.trace, lo, hi, range_um, self.z_travel_um)
         if shifted is not None:
             # An object's curve still high at an end of the range: a thin wall's upper lobe cut there (a
@@ -239,6 +257,8 @@ class FocusMapAdapter:
     - ``focusing``, the glass for focusing structures: ``inner``'s points plus each structure's focus minus
       a reference height the print job states.
     - ``foci``, the structures' foci themselves, for a type without a reference height.
+    - ``fields``, every field's focus, the glass's and an object's alike: :meth:`predict` reads it while the
+      glass has fewer than three points (a slide with few specks), as the scan read every field's focus before.
     """
 
     def __init__(self) -> None:
@@ -250,9 +270,19 @@ class FocusMapAdapter:
         self.inner = FocusMap(prior_sigma_um=GLASS_PRIOR_SIGMA_UM)
         self.focusing = FocusMap(prior_sigma_um=GLASS_PRIOR_SIGMA_UM)
         self.foci = FocusMap()
+        #: Every field's focus, on the glass's specks or not: the map a scan reads until the glass has 3 points.
+        self.fields = FocusMap(prior_sigma_um=GLASS_PRIOR_SIGMA_UM)
+        self._objects: set[tuple[float, float, float]] = set()
+
+    def not_glass(self, x_um: float, y_um: float, z_um: float) -> None:
+        """Say that the field focus found at (x, y), z is an object's (no speck on the glass was in view)."""
+        self._objects.add((float(x_um), float(y_um), float(z_um)))
 
     def add(self, x_um: float, y_um: float, z_um: float) -> None:
-        """Add a focused point of the glass (a field of dust and glass)."""
+        """Add a field's focus: a point of the glass, unless :meth:`not_glass` said it is an object's."""
+        self.fields.add(x_um, y_um, z_um)
+        if (float(x_um), float(y_um), float(z_um)) in self._objects:
+            return
         self.inner.add(x_um, y_um, z_um)
         self.focusing.add(x_um, y_um, z_um)
 
@@ -267,10 +297,15 @@ class FocusMapAdapter:
         return self.foci if foci else self.focusing
 
     def predict(self, x_um: float, y_um: float) -> tuple[float, float] | None:
-        """The glass's z and sigma, or None while it has fewer than three points (a single z is no map)."""
-        if len(self.inner) < 3:
+        """The glass's z and sigma, or None while no map has three points (a single z is no map).
+
+        Until the glass has three points, the fields' foci stand in for it (objects' mid-planes among them, as
+        every field's focus was before the glass was read from its specks).
+        """
+        m = self.inner if len(self.inner) >= 3 else self.fields
+        if len(m) < 3:
             return None
-        z, sigma = self.inner.predict(x_um, y_um)
+        z, sigma = m.predict(x_um, y_um)
         return float(z), float(sigma)
 
 

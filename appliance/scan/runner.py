@@ -96,6 +96,13 @@ FIND_SLIDE_RANGE_UM = 60.0
 #: ... and also when the map's z there differs from its nearest point's by more than this fraction of the
 #: plan's search range (see ``ScanRunner._map_drifted``).
 MAP_DRIFT_FRACTION = 1.0 / 3.0
+#: A field the map places is imaged this far above the map's glass, µm. Prints stand on the glass with their
+#: mid-planes 2.5-15 µm up (half their 5-30 µm height), and the detector learnt prints within ±10 µm of their
+#: mid-planes (models/data: ``Ranges.dz_um``; its frames of no print in particular lie 2.5-15 µm above the
+#: glass): 5 µm up, the tallest print is 10 µm below its mid-plane and the flattest 2.5 µm above it. At the
+#: glass itself a 17 µm tall ring and a 16 µm tall pentagon, 8-9 µm below, were taken for debris (seeds 9101
+#: and 433); the 2-8 µm above the glass the field focus used to land at by accident kept them.
+FIELD_VIEW_ABOVE_GLASS_UM = 5.0
 
 
 class ScanState(enum.Enum):
@@ -267,6 +274,7 @@ class ScanRunner:
         self._n_stage_faults = 0  # stage faults this run recovered from or stopped at
         self._failed: dict[int, str] = {}  # cell -> error, fields that failed in this run
         self._focus_points: list[tuple[float, float, float]] = []  # the map's points: x, y, z
+        self._blind: list[tuple[float, float, float]] = []  # empty fields autofocused while the map could not say
         self._speck_glass = SpeckGlassPlane()  # the glass measured from specks beside structures
         self._focus_found = False  # a field's autofocus has found focus (in this scan, this run or before)
         self._analysed: deque[tuple[Frame, VisionResult]] = deque(maxlen=4)  # the last frames analysed (stitching)
@@ -468,9 +476,7 @@ class ScanRunner:
         self._timed(w, FieldStep.FOCUS, lambda: self._field_focus(w))
         frame = self._timed(w, FieldStep.CAPTURE, self.camera.capture)
         result = self._timed(w, FieldStep.ANALYSE, lambda: self._analyse(frame))
-        lost = not self._focus_found and w.focus_source in ("map", "guess")
-        unsure = w.focus_source == "guess" or self._far_from_map(pos) or self._map_drifted(pos, w)
-        if lost or (result.n_candidates > 0 and unsure):
+        if self._wants_autofocus(pos, w, result.n_candidates):
             # something is in view and the map could not say where focus is (or has no point near here to
             # say it from), or no field has found focus yet: focus on it, then look again
             self._timed(w, FieldStep.FOCUS, lambda: self._autofocus_field(w))
@@ -502,6 +508,18 @@ class ScanRunner:
             self._emit(ObjectRecorded(replace(o, id=oid)))
         self._emit(FieldDone(rec, self.status()))
         return result.n_candidates > 0
+
+    def _wants_autofocus(self, pos: FieldPosition, w: _FieldWork, n_candidates: int) -> bool:
+        """Whether a field, first seen at the z its field focus gave it, gets its own autofocus."""
+        lost = not self._focus_found and w.focus_source in ("map", "guess")
+        unsure = w.focus_source == "guess" or self._far_from_map(pos) or self._map_drifted(pos, w)
+        # No focus near: a view with nothing in it may only be out of focus (the first row of a slide tilted
+        # 2 µm/mm ran 20 µm out at the last focus's z, then 9 µm out on a map extrapolated from three points at
+        # its start, seed 431); look once per MAP_REFRESH_UM
+        blind = w.focus_source in ("guess", "map") and n_candidates == 0 and self._far_from_map(pos, self._blind)
+        if blind:
+            self._blind.append((pos.x_um, pos.y_um, w.z_um))
+        return lost or blind or (n_candidates > 0 and unsure)
 
     def _analyse(self, frame: Frame) -> VisionResult:
         """Run the vision on ``frame`` and hand both to the subscribers (by reference: the live view)."""
@@ -540,8 +558,9 @@ class ScanRunner:
             return
         if pred is not None and pred[1] <= self.plan.focus.search_range_um / 2:
             try:
-                self.stage.focus_to_um(pred[0])
-                w.z_um, w.focus_source = pred[0], "map"
+                z = pred[0] + FIELD_VIEW_ABOVE_GLASS_UM
+                self.stage.focus_to_um(z)
+                w.z_um, w.focus_source = z, "map"
                 return
             except StageLimitError:  # the map extrapolated beyond the focus travel: use the last good z
                 pred = None
@@ -647,10 +666,10 @@ class ScanRunner:
         self.focus_map.add(x, y, z)
         self._focus_points.append((x, y, z))
 
-    def _far_from_map(self, pos: FieldPosition) -> bool:
-        """No focused point within ``MAP_REFRESH_UM``: the map would be extrapolating, so measure one here."""
+    def _far_from_map(self, pos: FieldPosition, tried: Sequence[tuple[float, float, float]] = ()) -> bool:
+        """No focused point (nor one of ``tried``) within ``MAP_REFRESH_UM``: the map would be extrapolating."""
         r2 = MAP_REFRESH_UM * MAP_REFRESH_UM
-        return not any((x - pos.x_um) ** 2 + (y - pos.y_um) ** 2 <= r2 for x, y, _ in self._focus_points)
+        return not any((x - pos.x_um) ** 2 + (y - pos.y_um) ** 2 <= r2 for x, y, _ in (*self._focus_points, *tried))
 
     def _map_drifted(self, pos: FieldPosition, w: _FieldWork) -> bool:
         """The map's z here is more than ``MAP_DRIFT_FRACTION`` of the search range from its nearest point's.
@@ -664,7 +683,7 @@ class ScanRunner:
         if w.focus_source != "map" or not self._focus_points:
             return False
         near = min(self._focus_points, key=lambda p: (p[0] - pos.x_um) ** 2 + (p[1] - pos.y_um) ** 2)
-        return abs(w.z_um - near[2]) > MAP_DRIFT_FRACTION * self.plan.focus.search_range_um
+        return abs(w.z_um - FIELD_VIEW_ABOVE_GLASS_UM - near[2]) > MAP_DRIFT_FRACTION * self.plan.focus.search_range_um
 
     def _stage_xy(self, det: Detection, frame: Frame) -> tuple[float, float]:
         x0, y0, x1, y1 = det.box_px

@@ -52,7 +52,7 @@ def open_camera(cfg: CameraConfig, position_source: Any = None) -> Camera:
         from appliance.hardware.camera.files import ImageFolderCamera
 
         return ImageFolderCamera(cfg.folder or "", loop=cfg.loop, exposure_ms=cfg.exposure_ms,
-                                 position_source=position_source)
+                                 position_source=position_source, bit_depth=cfg.bit_depth)
     raise ValueError(f"camera.kind {cfg.kind!r} is not a hardware camera")
 
 

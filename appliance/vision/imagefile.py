@@ -22,8 +22,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from appliance.hardware.camera.convert import bit_depth
+
+__all__ = ["ImageFileError", "bit_depth", "read_frames", "to_uint8"]
+
 TIFF_SUFFIXES = frozenset({".tif", ".tiff"})
-_DEPTHS = (8, 10, 12, 14, 16)
 
 
 class ImageFileError(OSError):
@@ -63,12 +66,6 @@ def to_uint8(image: np.ndarray, source: Path | str = "image") -> np.ndarray:
     if a.dtype.kind == "f":
         return _floats_to_uint8(a, source)
     raise ImageFileError(f"{source}: {a.dtype} pixels; expected integer or real brightness values")
-
-
-def bit_depth(image: np.ndarray) -> int:
-    """The smallest of 8, 10, 12, 14 or 16 bits that holds every value of a non-negative integer image."""
-    top = int(image.max()) if image.size else 0
-    return next(d for d in _DEPTHS if top < (1 << d)) if top < (1 << 16) else 16
 
 
 def _integers_to_uint8(a: np.ndarray, source: Path | str) -> np.ndarray:

@@ -181,3 +181,35 @@ def test_files_errors_name_the_file(tmp_path: Path) -> None:
             cam.capture()
     with pytest.raises(CameraError, match="holds no"):
         ImageFolderCamera(tmp_path).open()  # holds only the folder "frames"
+
+
+def _write_16bit(folder: Path, name: str, value_top: int) -> np.ndarray:
+    ramp = np.linspace(0, value_top, 48 * 64).reshape(48, 64).astype(np.uint16)
+    cv2.imwrite(str(folder / name), ramp)
+    return ramp
+
+
+def test_files_keep_a_12_bit_cameras_brightness(tmp_path: Path) -> None:
+    """A 12-bit camera's 16-bit TIFFs are shifted by 4, with the depth found once for the folder."""
+    bright = _write_16bit(tmp_path, "a.tif", 4095)
+    dim = _write_16bit(tmp_path, "b.tif", 1000)  # a dim frame must stay dim: the depth is the camera's
+    with ImageFolderCamera(tmp_path) as cam:
+        assert cam.bit_depth == 12
+        first, second = cam.capture().image, cam.capture().image
+    assert np.array_equal(first, (bright >> 4).astype(np.uint8))
+    assert np.array_equal(second, (dim >> 4).astype(np.uint8))
+    assert first.max() == 255 and second.max() == 62
+
+
+def test_files_a_pixel_above_the_depth_is_an_error_naming_the_file(tmp_path: Path) -> None:
+    _write_16bit(tmp_path, "a.tif", 1023)
+    _write_16bit(tmp_path, "b.tif", 4095)
+    with ImageFolderCamera(tmp_path, loop=False) as cam:
+        assert cam.bit_depth == 10
+        cam.capture()
+        with pytest.raises(CameraError, match=r"b\.tif holds pixel value 4095, above its 10-bit depth"):
+            cam.capture()
+    with ImageFolderCamera(tmp_path, bit_depth=16) as cam:  # a depth given is kept
+        assert cam.capture().image.max() == 1023 >> 8
+    with pytest.raises(ValueError, match="bit_depth must be one of 8, 10, 12, 14, 16"):
+        ImageFolderCamera(tmp_path, bit_depth=11)

@@ -19,7 +19,7 @@ from appliance.scan.calibration import Calibration
 from appliance.scan.grid import FieldPosition
 from appliance.scan.plan import FocusPlan, ScanPlan
 from appliance.scan.protocols import Detection, FocusOutcome
-from appliance.scan.runner import ScanRunner, _FieldWork
+from appliance.scan.runner import FIELD_VIEW_ABOVE_GLASS_UM, ScanRunner, _FieldWork
 
 GLASS_UM = 92.0
 
@@ -131,3 +131,37 @@ def test_an_object_past_the_end_of_the_travel_is_judged_where_it_was_seen():
     got, seen_in, sure = r._centre(det, frame, 95.0)
     assert got == det and seen_in is frame and not sure
     assert r.stage.xy == (79.6, 559.7)  # back where the view was taken
+
+
+def _deciding(points: list[tuple[float, float, float]]) -> ScanRunner:
+    """Only what ``_wants_autofocus`` reads."""
+    r = object.__new__(ScanRunner)
+    r.plan = ScanPlan(focus=FocusPlan(search_range_um=15.0))
+    r._focus_found = True
+    r._focus_points = list(points)
+    r._blind = []
+    return r
+
+
+def _at(x: float, source: str) -> tuple[FieldPosition, _FieldWork]:
+    pos = FieldPosition(cell=int(x), row=0, column=int(x // 322), x_um=x, y_um=29.0)
+    w = _FieldWork(pos, seq=int(x))
+    w.z_um, w.focus_source = 89.0 + (FIELD_VIEW_ABOVE_GLASS_UM if source == "map" else 0.0), source
+    return pos, w
+
+
+def test_an_empty_view_with_no_map_and_no_focus_near_is_autofocused_once_per_refresh_distance():
+    # the first row of a tilted slide: one focus found at x = 167, no map yet; the row runs on at that z, and
+    # 2 µm/mm further on its views are empty only because they are out of focus (seed 431)
+    r = _deciding([(167.0, 29.0, 89.0)])
+    assert not r._wants_autofocus(*_at(1134.0, "guess"), 0)  # near the focus found: the view is empty
+    assert r._wants_autofocus(*_at(2100.0, "guess"), 0)      # 1.9 mm on: look
+    assert not r._wants_autofocus(*_at(2422.0, "guess"), 0)  # looked 322 µm back (found nothing, say)
+    assert r._wants_autofocus(*_at(3711.0, "guess"), 0)      # 1.6 mm past that look
+    assert r._wants_autofocus(*_at(2422.0, "guess"), 1)      # something in view, no map: focus on it
+    # with a map: an empty view near a point is empty; far from every point the map extrapolates (a row
+    # beyond three points at its start ran 9 µm out): look there once per refresh distance too
+    assert not r._wants_autofocus(*_at(4000.0, "map"), 0)
+    assert r._wants_autofocus(*_at(6000.0, "map"), 0)
+    assert not r._wants_autofocus(*_at(6300.0, "map"), 0)
+    assert r._wants_autofocus(*_at(6300.0, "map"), 2)        # something in view, no point near: measure

@@ -18,7 +18,7 @@ from appliance.scan.adapters import AutofocusFocuser, FocusMapAdapter
 from appliance.scan.calibration import Calibration
 from appliance.scan.plan import FocusPlan, ScanPlan
 from appliance.scan.protocols import FocusOutcome
-from appliance.scan.runner import FinishReason
+from appliance.scan.runner import FIELD_VIEW_ABOVE_GLASS_UM, FinishReason
 from appliance.scan.session import run_scan, scan_area, sim_microscope
 from appliance.scan.testing import SMALL_SLIDE, PlaneFocusMap, SimTruthFocuser, SimTruthVision
 
@@ -44,12 +44,14 @@ def _scan(tmp_path: Path, seed: int, slide: dict[str, Any], calibration: Calibra
 
 
 def _field_focus_errors(out: Any, scope: Any) -> list[float]:
-    """|field z - the glass there| of every field that showed dust and no structure, µm.
+    """|field focus - the glass there| of every field that showed dust and no structure, µm.
 
-    (A field with a structure in view focuses on its mid-plane, 3-15 µm above the glass.)"""
+    (A field with a structure in view focuses on its mid-plane, 3-15 µm above the glass; a field the map placed
+    is imaged ``FIELD_VIEW_ABOVE_GLASS_UM`` above the map's glass.)"""
     with ResultStore(out.db_path) as st:
         fields = [f for f in st.fields(out.scan_id) if f.n_candidates > 0 and f.n_structures == 0]
-    return [abs(f.z_um - float(scope.slide.surface_z_um(f.x_um, f.y_um))) for f in fields]
+    return [abs(f.z_um - (FIELD_VIEW_ABOVE_GLASS_UM if f.focus_source == "map" else 0.0)
+                - float(scope.slide.surface_z_um(f.x_um, f.y_um))) for f in fields]
 
 
 def test_a_slide_put_in_30_um_out_of_focus_is_found_before_the_calibration(tmp_path: Path) -> None:

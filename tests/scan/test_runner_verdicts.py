@@ -11,7 +11,7 @@ import pytest
 
 from appliance.scan.plan import FocusPlan, GridPlan, ScanPlan
 from appliance.scan.protocols import Detection, VisionResult
-from appliance.scan.runner import FinishReason
+from appliance.scan.runner import FIELD_VIEW_ABOVE_GLASS_UM, FinishReason
 from appliance.scan.session import run_scan, scan_area, sim_height_truth, sim_microscope
 from appliance.scan.testing import PlaneFocusMap, SimTruthFocuser, SimTruthVision
 
@@ -220,9 +220,10 @@ def test_centring_does_not_follow_another_object(tmp_path):
 
 
 class _DirtIsAPrintWhenBlurred:
-    """Takes every piece of debris for a pentagon (both models sure) when the frame is more than 4 µm from the
-    glass under it, and is unsure of it (debris, ``recheck``) nearer the glass; structures are structures.
-    Blurred dust and bubbles pass for prints (docs/scan.md, "Structure or debris")."""
+    """Takes every piece of debris for a pentagon (both models sure) when the frame is more than 4 µm further
+    from the glass under it than the plane a field is viewed at (``FIELD_VIEW_ABOVE_GLASS_UM`` up), and is
+    unsure of it (debris, ``recheck``) nearer the glass; structures are structures. Dust and bubbles seen far
+    from their focus pass for prints (docs/scan.md, "Structure or debris")."""
 
     def __init__(self, scope):
         self.inner, self.scope, self.blurred_dirt = SimTruthVision(scope), scope, 0
@@ -230,7 +231,7 @@ class _DirtIsAPrintWhenBlurred:
     def analyse(self, frame):
         r = self.inner.analyse(frame)
         tx, ty, tz = frame.meta["true_position_um"]
-        blurred = abs(tz - self.scope.slide.surface_z_um(tx, ty)) > 4.0
+        blurred = abs(tz - self.scope.slide.surface_z_um(tx, ty)) > FIELD_VIEW_ABOVE_GLASS_UM + 4.0
         dets = []
         for d in r.detections:
             if d.kind != "structure":

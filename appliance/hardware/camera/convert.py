@@ -18,21 +18,32 @@ from appliance.hardware.camera.base import CameraError
 
 T = TypeVar("T")
 
+BIT_DEPTHS = (8, 10, 12, 14, 16)
+
 _CODES = {("bgr", 3): cv2.COLOR_BGR2GRAY, ("rgb", 3): cv2.COLOR_RGB2GRAY,
           ("bgr", 4): cv2.COLOR_BGRA2GRAY, ("rgb", 4): cv2.COLOR_RGBA2GRAY}
 
 
-def to_gray(image: object, order: str = "bgr", source: str = "camera") -> np.ndarray:
+def bit_depth(image: np.ndarray) -> int:
+    """The smallest of 8, 10, 12, 14 or 16 bits that holds every value of a non-negative integer image."""
+    top = int(image.max()) if image.size else 0
+    return next(d for d in BIT_DEPTHS if top < (1 << d)) if top < (1 << 16) else 16
+
+
+def to_gray(image: object, order: str = "bgr", source: str = "camera", bits: int = 16) -> np.ndarray:
     """A new C-contiguous (H, W) uint8 gray image from a driver's buffer.
 
     Parameters
     ----------
     image : ndarray
-        (H, W), (H, W, 1), (H, W, 3) or (H, W, 4), uint8 (or uint16, scaled down by 256).
+        (H, W), (H, W, 1), (H, W, 3) or (H, W, 4), uint8 or uint16.
     order : {'bgr', 'rgb'}
         Channel order of a colour image (OpenCV gives BGR, jetson_utils RGB).
     source : str
         Named in the error message.
+    bits : {8, 10, 12, 14, 16}
+        The depth of a uint16 image's pixels: a 12-bit camera's frames are shifted down by 4, not by 8, so they
+        keep their brightness (shifting every 16-bit buffer by 8 turns a 12-bit frame nearly black).
 
     Raises
     ------
@@ -43,7 +54,12 @@ def to_gray(image: object, order: str = "bgr", source: str = "camera") -> np.nda
         raise CameraError(f"{source} returned no image data ({type(image).__name__})")
     img = image
     if img.dtype == np.uint16:
-        img = (img >> 8).astype(np.uint8)
+        if bits not in BIT_DEPTHS:
+            raise CameraError(f"{source}: bit depth {bits}; expected one of {', '.join(map(str, BIT_DEPTHS))}")
+        if bits < 16 and int(img.max()) >= 1 << bits:
+            raise CameraError(f"{source} holds pixel value {int(img.max())}, above its {bits}-bit depth "
+                              f"(largest {(1 << bits) - 1}); set the camera's bit depth to the depth it writes")
+        img = (img >> (bits - 8)).astype(np.uint8)
     if img.dtype != np.uint8:
         raise CameraError(f"{source} returned {img.dtype} pixels; expected uint8 or uint16")
     if img.ndim == 3 and img.shape[2] == 1:

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 
 from appliance.hardware.camera.base import Camera, CameraError, Frame
-from appliance.hardware.camera.convert import to_gray
+from appliance.hardware.camera.convert import BIT_DEPTHS, bit_depth, to_gray
 from appliance.hardware.camera.opencv import NO_POSITION, PositionSource
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
@@ -20,11 +20,19 @@ class ImageFolderCamera(Camera):
 
     Every file must have the size of the first one (a camera's frames do); an unreadable or differently sized
     file is a CameraError naming the file.
+
+    16-bit files keep their brightness: a scientific camera's 10-, 12- or 14-bit pixels are shifted down by
+    ``bit_depth - 8``. The depth is the camera's, so it is one for the whole folder: given, or else the smallest
+    of 8-16 bits that holds the first 16-bit file's pixels (read again per file, a dim frame would be brightened
+    and the focus curve would lie). A later file with pixels above that depth is a CameraError that says so.
     """
 
     def __init__(self, folder: str | Path, *, loop: bool = True, exposure_ms: float = 10.0,
-                 position_source: PositionSource | None = None):
+                 position_source: PositionSource | None = None, bit_depth: int | None = None):
+        if bit_depth is not None and bit_depth not in BIT_DEPTHS:
+            raise ValueError(f"bit_depth must be one of {', '.join(map(str, BIT_DEPTHS))} or None, got {bit_depth}")
         self.folder = Path(folder)
+        self.bit_depth = bit_depth
         self.loop = loop
         self._exposure_ms = float(exposure_ms)
         self._position = position_source or (lambda: NO_POSITION)
@@ -40,7 +48,7 @@ class ImageFolderCamera(Camera):
         self._files = sorted(p for p in self.folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
         if not self._files:
             raise CameraError(f"image folder {self.folder} holds no {'/'.join(IMAGE_SUFFIXES)} files")
-        first = self._read(self._files[0])
+        first = self._read(self._files[0], probe_depth=self.bit_depth is None)
         self._size = (first.shape[1], first.shape[0])
         self._next = 0
         self._open = True
@@ -66,12 +74,13 @@ class ImageFolderCamera(Camera):
         return Frame(image=image, position=self._position(), time_s=time.monotonic(), exposure_ms=self._exposure_ms,
                      meta={"source": "files", "file": str(path)})
 
-    @staticmethod
-    def _read(path: Path) -> np.ndarray:
+    def _read(self, path: Path, probe_depth: bool = False) -> np.ndarray:
         img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
         if img is None:
             raise CameraError(f"{path}: not a readable image")
-        return to_gray(img, "bgr", str(path))
+        if probe_depth and img.dtype == np.uint16:
+            self.bit_depth = bit_depth(img)
+        return to_gray(img, "bgr", str(path), bits=self.bit_depth or 16)
 
     @property
     def size_px(self) -> tuple[int, int]:
