@@ -6,7 +6,8 @@ fused analysis and gate; no candidate -> straight to ``COMMIT``; else detect and
 object: ``CENTRE`` (move it to the middle of the frame and look again, so it lies whole in view and its
 position is measured where the optics are best; debris only when the vision is unsure of it
 (``Detection.recheck``), takes it for a micro-lens it does not call a sure structure (the lens check below) or saw
-it cut by the frame's edge, else it is recorded from the field frame) -> for a structure ``FOCUS_STRUCTURE``
+it cut by the frame's edge, else it is recorded from the field frame; one that stays put in the frame while the
+stage moves is a blemish of the optics and is not recorded) -> for a structure ``FOCUS_STRUCTURE``
 (where its sharp frame still disputes a micro-lens, two frames either side of its focus: converging, a lens;
 diverging, a bubble) -> ``STACK`` -> (unless the vision is sure its sharp frame is debris) ``RECONSTRUCT``
 -> ``RECORD`` -> and finally ``COMMIT`` (files synced, then the field's rows in one transaction). Pause and
@@ -79,6 +80,11 @@ DUPLICATE_MARGIN_UM = 8.0
 #: How a micro-lens is told from a bubble by the sign of its phase (``ScanRunner._phase_verdict``).
 PHASE_SIGN = PhaseSignRule()
 MAX_CENTRING_MOVES = 2
+#: A move of at least this many pixels shows whether an object moves with the slide (``_moved_with_slide``);
+#: well above the stage's repeatability after the approach (2 µm, 4 px at 10x) and a box's jitter.
+SLIDE_CHECK_MIN_PX = 16
+#: A detection whose frame box overlaps a proved blemish of the optics this much (IoU) is that blemish again.
+BLEMISH_IOU = 0.6
 # A field with something in view gets an autofocus (a new focus-map point) when no point is this close: a
 # fitted surface is trusted for interpolation, not for extrapolating across the slide.
 MAP_REFRESH_UM = 1500.0
@@ -269,6 +275,8 @@ class ScanRunner:
         self._error: str | None = None
         self._t0 = time.monotonic()
         self._known: list[_Known] = []
+        # frame boxes of blemishes of the optics: objects that stayed put in the frame while the slide moved
+        self._blemishes: list[tuple[int, int, int, int]] = []
         self._done: dict[int, bool] = {}
         self._n_struct = 0
         self._n_debris = 0
@@ -751,6 +759,8 @@ class ScanRunner:
     def _object(self, w: _FieldWork, det: Detection, field_frame: Frame) -> None:
         if self._part_of_known_print(det, field_frame):  # another piece of a print this field just recorded
             return
+        if self._blemish(det):  # the optics', seen in every field: proved once (``_centre``), skipped after
+            return
         # Debris the vision is unsure of, or saw cut by the frame's edge (a ring's arc is no ring to either
         # model), is looked at again like a structure: centred, it is seen whole, and that view decides.
         # So is a round object the classifier takes for a micro-lens and the rule does not call a sure
@@ -803,7 +813,9 @@ class ScanRunner:
         w, h = self.camera.size_px
         cur_det, cur_frame = det, frame
         sure_debris = False
+        on_slide: bool | None = None
         for _ in range(MAX_CENTRING_MOVES):
+            prev_det, prev_frame = cur_det, cur_frame
             x, y = self._stage_xy(cur_det, cur_frame)
             try:
                 self._approach(x, y)
@@ -811,24 +823,130 @@ class ScanRunner:
                 # its middle lies past the end of the travel (seen at the edge of a field that overhangs the
                 # slide's end; the scan failed there, seed 412): it is judged from the view that holds it
                 self._approach(cur_frame.position.x_um, cur_frame.position.y_um)
+                if on_slide is None and self._probe_on_slide(cur_det, cur_frame) is False:
+                    self._blemish_found(cur_det)
+                    return None
                 return cur_det, cur_frame, sure_debris
             cur_frame = self.camera.capture()
             res = self._analyse(cur_frame)
             expected = _recentred(cur_det, (w, h)).box_px
-            near = _nearest(res.detections, (w - 1) / 2.0, (h - 1) / 2.0)
+            dets = [d for d in res.detections if not self._blemish(d)]
+            near = _in_place(dets, expected) or _nearest(dets, (w - 1) / 2.0, (h - 1) / 2.0)
             if near is None or not _same_place(near.box_px, expected):
+                stay = _same_box(res.detections, cur_det.box_px, 0.5)
+                if stay is not None and self._moved_with_slide(cur_det, prev_frame, stay, cur_frame) is False:
+                    on_slide = False
+                    break
                 # seen from the field but not here (a faint object at the gate's edge): keep what the field
                 # saw, now centred, rather than lose a structure. The nearest detection elsewhere is another
-                # object: following it left a 41 µm split ring for a 6 µm speck beside it (seed 206)
-                return _recentred(cur_det, (w, h)), cur_frame, sure_debris
+                # object: following it left a 41 µm split ring for a 6 µm speck beside it (seed 206). The
+                # detector boxes a faint blemish in one frame and not the next: one more look may tell
+                kept = _recentred(cur_det, (w, h))
+                if on_slide is None and self._fixed_in_frame(cur_det, kept, cur_frame):
+                    self._blemish_found(kept)
+                    return None
+                return kept, cur_frame, sure_debris
             cur_det = near
             whole = not near.touches_edge((w, h))
+            if on_slide is None:
+                on_slide = self._moved_with_slide(prev_det, prev_frame, near, cur_frame)
+            if on_slide is False:
+                break
             sure_debris = sure_debris or (near.kind != "structure" and not near.recheck and whole)
             bx0, by0, bx1, by1 = near.box_px
             off = max(abs((bx0 + bx1 - 1) / 2.0 - (w - 1) / 2.0), abs((by0 + by1 - 1) / 2.0 - (h - 1) / 2.0))
             if off <= 8 and not near.touches_edge((w, h)):
                 break
+        if on_slide is None:
+            on_slide = self._probe_on_slide(cur_det, cur_frame)
+        if on_slide is False:
+            self._blemish_found(cur_det)
+            return None
         return cur_det, cur_frame, sure_debris
+
+    def _blemish_found(self, det: Detection) -> None:
+        """Remember an object that stayed where it was in the frame while the slide moved; nothing is recorded.
+
+        It is a blemish of the optics (out-of-focus dust on a lens or the camera's window, a lamp's hot spot),
+        seen in every field: seed 441's cheap colour camera showed a blotch at the frame's centre that both
+        models called a scaffold, recorded in 92 fields.
+        """
+        _log.debug("an object that does not move with the slide (frame box %s) is the optics': not recorded",
+                   det.box_px)
+        self._blemishes.append(det.box_px)
+
+    def _blemish(self, det: Detection) -> bool:
+        """Whether ``det`` lies where a blemish of the optics was proved to lie (its frame box, IoU >= 0.6)."""
+        return any(iou(det.box_px, b) >= BLEMISH_IOU for b in self._blemishes)
+
+    def _moved_with_slide(self, before: Detection, before_frame: Frame, after: Detection,
+                          after_frame: Frame) -> bool | None:
+        """Whether an object seen in two views moved with the slide (True), stayed put in the frame (False).
+
+        None when the views cannot say: the stage moved less than ``SLIDE_CHECK_MIN_PX`` between them, or the
+        object touches the frame's edge in either (a cut view's box moves as more of the object comes in).
+        An object on the slide keeps its slide position (its box centre through the calibration) whatever the
+        stage does; one fixed to the optics keeps its place in the frame, so its slide position follows the
+        stage.
+        """
+        size = self.camera.size_px
+        if before.touches_edge(size) or after.touches_edge(size):
+            return None
+        p0, p1 = before_frame.position, after_frame.position
+        move = math.hypot(p1.x_um - p0.x_um, p1.y_um - p0.y_um)
+        if move < SLIDE_CHECK_MIN_PX * self.cal.um_per_px:
+            return None
+        (ax, ay), (bx, by) = self._stage_xy(before, before_frame), self._stage_xy(after, after_frame)
+        return math.hypot(bx - ax, by - ay) <= 0.5 * move
+
+    def _fixed_in_frame(self, seen: Detection, kept: Detection, frame: Frame) -> bool:
+        """Whether an object the centred view did not show lies where the view before showed it, in the frame.
+
+        ``seen`` is its box in the view before, ``kept`` the same box centred, ``frame`` the centred view. The
+        detector boxes a faint blemish in one frame and not the next, so one more frame is taken: in place when
+        the centring moved it (a blemish lies at ``seen``'s box, a print at ``kept``'s), shifted when it did not
+        (:meth:`_probe_on_slide`).
+        """
+        if iou(seen.box_px, kept.box_px) >= 0.3 or seen.touches_edge(self.camera.size_px):
+            return self._probe_on_slide(kept, frame) is False
+        again = self._analyse(self.camera.capture()).detections
+        return _same_box(again, seen.box_px, 0.5) is not None and _same_box(again, kept.box_px) is None
+
+    def _probe_on_slide(self, det: Detection, frame: Frame) -> bool | None:
+        """Look once more with the object shifted in the frame, to see whether it moves with the slide.
+
+        For an object the centring did not move far enough to tell (:meth:`_moved_with_slide`; it lay near the
+        frame's centre already). The stage moves so the object should appear a quarter of the frame to one
+        side (less for a large box), the view is analysed, and the stage returns. True: a detection lies where
+        the object should be; False: one lies where it was and none where it should be; None: neither
+        (the view does not say; the object is kept), or no room to shift it, or the stage cannot go there.
+        """
+        w, h = self.camera.size_px
+        if det.touches_edge((w, h)):
+            return None
+        x0, y0, x1, y1 = det.box_px
+        # a quarter of the frame, or what room there is to shift it and keep it whole in view
+        rooms = ((min(w // 4, w - 4 - x1), 0), (-min(w // 4, x0 - 4), 0),
+                 (0, min(h // 4, h - 4 - y1)), (0, -min(h // 4, y0 - 4)))
+        shifts = [(dx, dy) for dx, dy in rooms if max(abs(dx), abs(dy)) >= SLIDE_CHECK_MIN_PX]
+        back = (frame.position.x_um, frame.position.y_um)
+        for dx, dy in shifts:  # the other way where the stage's travel ends (a field at the slide's edge)
+            # the view's centre moves dx, dy px against the object, so it appears dx, dy px further on
+            try:
+                self._approach(*self.cal.pixel_to_stage((w - 1) / 2.0 - dx, (h - 1) / 2.0 - dy, back))
+                break
+            except StageLimitError:
+                continue
+        else:
+            self._approach(*back)
+            return None
+        seen = self._analyse(self.camera.capture())
+        self._approach(*back)
+        moved = (x0 + dx, y0 + dy, x1 + dx, y1 + dy)
+        best = max(seen.detections, key=lambda d: max(iou(d.box_px, moved), iou(d.box_px, det.box_px)), default=None)
+        if best is None or max(iou(best.box_px, moved), iou(best.box_px, det.box_px)) < 0.3:
+            return None
+        return iou(best.box_px, moved) >= iou(best.box_px, det.box_px)
 
     def _lens_disputed(self, det: Detection, frame: Frame, seen_before: bool = False) -> bool:
         """A micro-lens or a bubble only the phase's sign can tell (``appliance.vision.decision.lens_disputed``).
@@ -1270,6 +1388,21 @@ def _same_place(box: tuple[int, int, int, int], expected: tuple[int, int, int, i
 
     return holds(expected, (box[0] + box[2]) / 2.0, (box[1] + box[3]) / 2.0) or \
         holds(box, (expected[0] + expected[2]) / 2.0, (expected[1] + expected[3]) / 2.0)
+
+
+def _in_place(dets: Sequence[Detection], expected: tuple[int, int, int, int]) -> Detection | None:
+    """Of the detections in the expected object's place (:func:`_same_place`), the one whose box fits it best.
+
+    The box's size counts, not only its centre: a blemish of the optics at the frame's centre lies in the place
+    of every object centred there, and the nearest-centre rule followed it instead of the object (a test of
+    ``tests/scan/test_runner_verdicts.py``). None when no detection overlaps the expected box.
+    """
+    best, best_iou = None, 0.0
+    for d in dets:
+        v = iou(d.box_px, expected)
+        if v > best_iou and _same_place(d.box_px, expected):
+            best, best_iou = d, v
+    return best
 
 
 def _nearest(dets: Sequence[Detection], cx: float, cy: float) -> Detection | None:

@@ -69,3 +69,33 @@ def test_uncovered_by_hand():
     cands = [(0, 0, 10, 10), (50, 50, 10, 10)]
     assert uncovered(cands, [(0, 0, 10, 6)]) == [(50.0, 50.0, 60.0, 60.0)]  # 60 % of the first is covered
     assert uncovered(cands, [(0, 0, 10, 4)]) == [(0.0, 0.0, 10.0, 10.0), (50.0, 50.0, 60.0, 60.0)]
+
+
+def _lattice(frame: np.ndarray, x0: int, y0: int, side: int, cells: int, contrast: float) -> np.ndarray:
+    """Thin (2 px) walls of a square lattice ``contrast`` off the glass: texture, and no pixel 5 % darker."""
+    import cv2
+
+    walls = np.zeros(frame.shape, np.uint8)
+    for k in range(cells + 1):
+        p = k * side // cells
+        cv2.line(walls, (x0 + p, y0), (x0 + p, y0 + side), 255, 2)
+        cv2.line(walls, (x0, y0 + p), (x0 + side, y0 + p), 255, 2)
+    return np.clip(np.rint(frame * (1 + contrast * (walls > 0))), 0, 255).astype(np.uint8)
+
+
+def test_a_texture_candidate_wakes_the_detector_but_is_not_typed_alone(tiny_detector):
+    """Seed 412: a compressing camera's bare glass made texture candidates the classifier named scaffolds."""
+    typer = _Typer()
+    glass = np.random.default_rng(1).normal(205, 1.0, (480, 640))
+    frame = _lattice(glass, 200, 120, 240, 4, 0.02)
+    from appliance.vision.gate import find_candidates
+
+    cands = find_candidates(frame, 0.56)
+    assert len(cands) == 1 and cands[0].rows == ()  # a texture candidate only
+    det = Detector(tiny_detector, threshold=0.99)  # draws no box
+    res = Pipeline(det, typer, um_per_px=0.56, skip_empty=True, type_uncovered=True).run(frame)
+    assert res.gate_candidates == 1 and res.detector_ran  # the detector looked
+    assert res.objects == [] and typer.calls == []  # and nothing was typed from the texture alone
+    frame[30:90, 40:100] = 100  # a dark candidate beside it is typed as before
+    res = Pipeline(det, typer, um_per_px=0.56, skip_empty=True, type_uncovered=True).run(frame)
+    assert [(o.cls, o.type) for o in res.objects] == [("", "pentagon")] and typer.calls == [1]
