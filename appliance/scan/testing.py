@@ -155,11 +155,11 @@ def truth_boxes(scope: VirtualMicroscope, frame: Frame) -> Sequence[tuple[str, B
 
 
 def scan_small_slide(tmp: Any, seed: int = 21, plan: Any = None, vision_factory: Any = None,
-                     slide: dict[str, Any] | None = None, **kw: Any) -> Any:
+                     slide: dict[str, Any] | None = None, stage: dict[str, Any] | None = None, **kw: Any) -> Any:
     """Scan a small virtual slide (1.4 x 1.4 mm, 4 structures) with these doubles; returns (outcome, scope).
 
-    A short focus stack (± 3 µm) keeps it quick; ``slide`` overrides the slide parameters; ``kw`` goes to
-    :func:`appliance.scan.session.run_scan`.
+    A short focus stack (± 3 µm) keeps it quick; ``slide`` and ``stage`` override the slide's and the virtual
+    stage's parameters; ``kw`` goes to :func:`appliance.scan.session.run_scan`.
     """
     from pathlib import Path
 
@@ -167,7 +167,10 @@ def scan_small_slide(tmp: Any, seed: int = 21, plan: Any = None, vision_factory:
     from appliance.scan.session import run_scan, scan_area, sim_height_truth, sim_microscope
 
     tmp = Path(tmp)
-    scope = sim_microscope(seed, {"slide": {**SMALL_SLIDE["slide"], **(slide or {})}})
+    sets: dict[str, Any] = {"slide": {**SMALL_SLIDE["slide"], **(slide or {})}}
+    if stage:
+        sets["stage"] = stage
+    scope = sim_microscope(seed, sets)
     plan = plan or ScanPlan(name="small", focus=FocusPlan(stack_range_um=3.0, stack_step_um=1.0))
     p = scope.slide.params
     with scope.stage, scope.camera:
@@ -180,3 +183,17 @@ def scan_small_slide(tmp: Any, seed: int = 21, plan: Any = None, vision_factory:
 
 
 SMALL_SLIDE = {"slide": {"width_um": 1400.0, "height_um": 1400.0, "n_structures": 4}}
+
+
+def travel_just_above_the_prints(seed: int) -> dict[str, Any]:
+    """Stage overrides for :func:`scan_small_slide` whose focus travel ends 1-2 µm above the highest print focus.
+
+    The small slide's focus stacks then meet the end of the travel.
+    """
+    import math
+
+    from appliance.scan.session import sim_microscope
+
+    objects = sim_microscope(seed, SMALL_SLIDE).slide.objects
+    top = max(o.focus_z_um for o in objects if o.kind == "structure")
+    return {"travel_z_um": [0.0, float(math.ceil(top)) + 1.0]}

@@ -20,7 +20,14 @@ from appliance.scan.plan import FocusPlan, ScanPlan
 from appliance.scan.protocols import FocusOutcome
 from appliance.scan.runner import FIELD_VIEW_ABOVE_GLASS_UM, FinishReason
 from appliance.scan.session import run_scan, scan_area, sim_microscope
-from appliance.scan.testing import SMALL_SLIDE, PlaneFocusMap, SimTruthFocuser, SimTruthVision
+from appliance.scan.testing import (
+    SMALL_SLIDE,
+    PlaneFocusMap,
+    SimTruthFocuser,
+    SimTruthVision,
+    scan_small_slide,
+    travel_just_above_the_prints,
+)
 
 PLAN = ScanPlan(name="held-out", focus=FocusPlan(stack_range_um=2.0, stack_step_um=2.0))
 
@@ -154,15 +161,8 @@ def test_a_structure_whose_typed_search_fails_is_searched_again_where_its_field_
 def test_a_stack_stops_at_the_end_of_the_focus_travel(tmp_path: Path) -> None:
     # Before: a structure focused within 16 um of the travel's top (the cheap camera's false peak put one at
     # 166 of 180 um) failed the whole scan with StageLimitError at its stack's upper planes.
-    slide = {**SMALL_SLIDE["slide"]}
-    top = max(o.focus_z_um for o in sim_microscope(28, {"slide": slide}).slide.objects if o.kind == "structure")
-    scope = sim_microscope(28, {"slide": slide, "stage": {"travel_z_um": [0.0, float(np.ceil(top)) + 1.0]}})
     plan = ScanPlan(name="near-top", focus=FocusPlan(stack_range_um=4.0, stack_step_um=2.0))
-    p = scope.slide.params
-    with scope.stage, scope.camera:
-        out = run_scan(scope.stage, scope.camera, SimTruthVision(scope), SimTruthFocuser(scope), PlaneFocusMap(),
-                       plan, tmp_path / "scan", tmp_path / "t.db", scan_area(plan, (p.width_um, p.height_um)),
-                       device_clock=scope.clock.now_s, truth=scope.slide.truth())
+    out, _ = scan_small_slide(tmp_path, 28, plan, stage=travel_just_above_the_prints(28))
     assert out.status.reason is FinishReason.COMPLETED, out.status.error
     assert out.summary["recall"] == 1.0
 

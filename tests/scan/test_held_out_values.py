@@ -143,23 +143,13 @@ def test_a_stack_of_one_plane_is_refused_with_the_plan() -> None:
 def test_a_three_plane_stack_cut_by_the_top_of_the_travel_goes_on_below(tmp_path: Path) -> None:
     # the same plan's smallest stack (focus +-2 um) for a structure within 2 um of the travel's top: its upper
     # plane is beyond the travel, two planes were left, and the scan failed on them ("Z >= 3")
-    import numpy as np
-
     from appliance.results.store import ResultStore
     from appliance.scan.plan import FocusPlan
     from appliance.scan.runner import FinishReason
-    from appliance.scan.session import run_scan, scan_area
-    from appliance.scan.testing import SMALL_SLIDE, PlaneFocusMap, SimTruthFocuser, SimTruthVision
+    from appliance.scan.testing import scan_small_slide, travel_just_above_the_prints
 
-    slide = {**SMALL_SLIDE["slide"]}
-    top = max(o.focus_z_um for o in sim_microscope(28, {"slide": slide}).slide.objects if o.kind == "structure")
-    scope = sim_microscope(28, {"slide": slide, "stage": {"travel_z_um": [0.0, float(np.ceil(top)) + 1.0]}})
     plan = ScanPlan(name="near-top", focus=FocusPlan(stack_range_um=2.0, stack_step_um=2.0))
-    p = scope.slide.params
-    with scope.stage, scope.camera:
-        out = run_scan(scope.stage, scope.camera, SimTruthVision(scope), SimTruthFocuser(scope), PlaneFocusMap(),
-                       plan, tmp_path / "scan", tmp_path / "t.db", scan_area(plan, (p.width_um, p.height_um)),
-                       device_clock=scope.clock.now_s, truth=scope.slide.truth())
+    out, _ = scan_small_slide(tmp_path, 28, plan, stage=travel_just_above_the_prints(28))
     assert out.status.reason is FinishReason.COMPLETED, out.status.error
     assert out.summary["recall"] == 1.0
     import tifffile

@@ -23,20 +23,9 @@ def _glass(seed: int, shape: tuple[int, int] = (480, 640)) -> np.ndarray:
     return 205.0 * (1 - 0.15 * r2) + rng.normal(0, 1.0, shape)
 
 
-def _scaffold(img: np.ndarray, x0: int, y0: int, side: int, cells: int, contrast: float) -> np.ndarray:
-    """Thin walls (2 px) of a square lattice, ``contrast`` brighter than the glass (a phase object in focus)."""
-    walls = np.zeros(img.shape, np.uint8)
-    for k in range(cells + 1):
-        p = k * side // cells
-        cv2.line(walls, (x0 + p, y0), (x0 + p, y0 + side), 255, 2)
-        cv2.line(walls, (x0, y0 + p), (x0 + side, y0 + p), 255, 2)
-    out = img * (1 + contrast * (walls > 0))
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
-
-
 @pytest.mark.parametrize("contrast", [0.02, -0.02, 0.03])
-def test_faint_scaffold_is_a_candidate(contrast: float) -> None:
-    frame = _scaffold(_glass(1), 200, 120, 240, 4, contrast)  # 134 µm, walls 2 % off the glass
+def test_faint_scaffold_is_a_candidate(contrast: float, draw_lattice) -> None:
+    frame = draw_lattice(_glass(1), 200, 120, 240, 4, contrast)  # 134 µm, walls 2 % off the glass
     assert find_candidates(frame, UM_PER_PX, GateParams(texture_factor=0)) == []  # the dark test alone: none
     cands = find_candidates(frame, UM_PER_PX)
     assert len(cands) == 1

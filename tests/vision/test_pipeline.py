@@ -71,23 +71,11 @@ def test_uncovered_by_hand():
     assert uncovered(cands, [(0, 0, 10, 4)]) == [(0.0, 0.0, 10.0, 10.0), (50.0, 50.0, 60.0, 60.0)]
 
 
-def _lattice(frame: np.ndarray, x0: int, y0: int, side: int, cells: int, contrast: float) -> np.ndarray:
-    """Thin (2 px) walls of a square lattice ``contrast`` off the glass: texture, and no pixel 5 % darker."""
-    import cv2
-
-    walls = np.zeros(frame.shape, np.uint8)
-    for k in range(cells + 1):
-        p = k * side // cells
-        cv2.line(walls, (x0 + p, y0), (x0 + p, y0 + side), 255, 2)
-        cv2.line(walls, (x0, y0 + p), (x0 + side, y0 + p), 255, 2)
-    return np.clip(np.rint(frame * (1 + contrast * (walls > 0))), 0, 255).astype(np.uint8)
-
-
-def test_a_texture_candidate_wakes_the_detector_but_is_not_typed_alone(tiny_detector):
+def test_a_texture_candidate_wakes_the_detector_but_is_not_typed_alone(tiny_detector, draw_lattice):
     """Seed 412: a compressing camera's bare glass made texture candidates the classifier named scaffolds."""
     typer = _Typer()
     glass = np.random.default_rng(1).normal(205, 1.0, (480, 640))
-    frame = _lattice(glass, 200, 120, 240, 4, 0.02)
+    frame = draw_lattice(glass, 200, 120, 240, 4, 0.02)
     from appliance.vision.gate import find_candidates
 
     cands = find_candidates(frame, 0.56)
