@@ -94,12 +94,23 @@ def test_garbage_and_non_utf8_lines_are_errors_never_wrong_positions(rig):
 
 def test_a_garbled_line_before_a_status_report_is_asked_again_not_raised(rig):
     stage, faults, board, kind = rig
-    faults.garble_next = 1
-    assert stage.status().state in ("Idle", "Alarm") and faults.noise_lines == 1
-    faults.garble_next = 2   # the second answer garbled too: an error naming the line, and the next call works
+    repeats = stage.config.garbled_repeats
+    assert repeats >= 1
+    faults.garble_next = repeats   # every repeat but the last garbled: still absorbed
+    assert stage.status().state in ("Idle", "Alarm") and faults.noise_lines == repeats
+    faults.garble_next = repeats + 1   # every answer garbled: an error naming the line, and the next call works
     with pytest.raises(StageProtocolError, match="unexpected reply"):
         stage.status()
-    assert faults.noise_lines == 3 and stage.status().state in ("Idle", "Alarm")
+    assert faults.noise_lines == 2 * repeats + 1 and stage.status().state in ("Idle", "Alarm")
+
+
+def test_garbled_repeats_zero_raises_the_first_garbled_answer(stage_config, fake_grbl):
+    faults = Faults(seed=1201)
+    with GrblStage(stage_config(fake_grbl.path, garbled_repeats=0), opener=faulty_opener(faults)) as stage:
+        faults.garble_next = 1
+        with pytest.raises(StageProtocolError, match="unexpected reply"):
+            stage.status()
+        assert faults.noise_lines == 1 and stage.status().state in ("Idle", "Alarm")
 
 
 def test_a_reply_that_never_comes_is_a_timeout_and_the_next_call_works(rig):

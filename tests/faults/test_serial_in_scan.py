@@ -134,12 +134,13 @@ def test_garbage_split_and_non_utf8_lines_during_a_scan_change_no_result(firmwar
     with simavr_rig(firmware_paths, Faults(seed=1212)) as rig:
         rig.faults.split = 3      # every read hands over 1..3 bytes
         rig.faults.noise = 0.1    # a garbage line (random bytes, 0x80..0xFF and control bytes) before 1 line in 10
-        # and once, in a field's move, two in a row: more than the driver's one repeat absorbs, so the runner
-        # surely meets one (the random ones reach it only now and then)
-        twice = AtMotion(4, lambda t: setattr(rig.faults, "garble_next", 2)).attach(log, rig.faults)
-        # the driver asks again once after a garbled reply; on a line this noisy both tries fail about once in
-        # a hundred exchanges, a field with a structure fails that way about every other time, and the plan
-        # allows a field more recoveries than the default 3, as a lab with a noisy cable would set it
+        # and once, in a field's move, more in a row than the driver's repeats absorb, so the runner surely
+        # meets one (the random ones reach it only now and then)
+        burst = rig.stage.config.garbled_repeats + 1
+        twice = AtMotion(4, lambda t: setattr(rig.faults, "garble_next", burst)).attach(log, rig.faults)
+        # the driver asks again up to twice after a garbled reply; on a line this noisy all three tries fail
+        # about once in a thousand exchanges, a field with a structure makes a few hundred, and the plan allows
+        # a field more recoveries than the default 3, as a lab with a noisy cable would set it
         outcome, _took = scan(rig, tmp_path, plan(stage_recoveries=10), log, cal)
         injected = rig.faults.noise_lines
     assert outcome.status.reason is FinishReason.COMPLETED, outcome.status.error

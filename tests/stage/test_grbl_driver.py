@@ -286,6 +286,8 @@ def test_not_open_is_a_clear_error(stage_config):
     ({"backlash_approach_um": -1}, "GrblStageConfig.backlash_approach_um: must be a finite number >= 0"),
     ({"servo_min_deg": 100, "servo_max_deg": 90}, "GrblStageConfig.servo_min_deg/servo_max_deg"),
     ({"reconnect_attempts": -1}, "GrblStageConfig.reconnect_attempts"),
+    ({"garbled_repeats": 11}, "GrblStageConfig.garbled_repeats: must be an integer 0..10, got 11"),
+    ({"garbled_repeats": True}, "GrblStageConfig.garbled_repeats"),
     ({"settings": {300: 1}}, "GrblStageConfig.settings: keys are $ numbers 0..255, got 300"),
     ({"settings": {100: "fast"}}, "GrblStageConfig.settings[100]: must be a finite number, got 'fast'"),
 ])

@@ -148,6 +148,11 @@ class GrblStageConfig:
         How many times a failed port is re-found and re-opened before giving up (0: never).
     reconnect_delay_s : float
         Wait before each reconnect attempt (USB re-enumeration takes about a second).
+    garbled_repeats : int
+        How many times an exchange that is harmless to repeat (status, absolute move, servo angle) is sent
+        again after a garbled line stood in its reply's way (0: never). On a cable that garbles one line in
+        ten, one repeat still fails about one exchange in a hundred, and a field with a through-focus stack
+        makes hundreds; two repeats fail about one in a thousand.
     settings : mapping of int to float
         ``$N`` values to write to the board at open when they differ (steps/mm, rates, travel...).
     position_tolerance_um : float or None
@@ -177,6 +182,7 @@ class GrblStageConfig:
     poll_interval_s: float = 0.02
     reconnect_attempts: int = 3
     reconnect_delay_s: float = 1.0
+    garbled_repeats: int = 2
     settings: Mapping[int, float] = field(default_factory=dict)
     position_tolerance_um: float | None = None
     reset_on_open: bool = False
@@ -205,6 +211,10 @@ class GrblStageConfig:
         if not isinstance(self.reconnect_attempts, int) or not 0 <= self.reconnect_attempts <= 100:
             raise ValueError(f"GrblStageConfig.reconnect_attempts: must be an integer 0..100, "
                              f"got {self.reconnect_attempts!r}")
+        if (not isinstance(self.garbled_repeats, int) or isinstance(self.garbled_repeats, bool)
+                or not 0 <= self.garbled_repeats <= 10):
+            raise ValueError(f"GrblStageConfig.garbled_repeats: must be an integer 0..10, "
+                             f"got {self.garbled_repeats!r}")
         if self.position_tolerance_um is not None:
             _positive("position_tolerance_um", self.position_tolerance_um)
         for key, value in dict(self.settings).items():
@@ -586,26 +596,28 @@ class GrblStage(Stage):
     def status(self) -> StatusReport:
         """Query and return a fresh status report.
 
-        A garbled line in the way of the report (line noise) is answered by asking once more
-        (:meth:`_twice_if_garbled`); a second garbled answer is raised.
+        A garbled line in the way of the report (line noise) is answered by asking again, up to
+        ``garbled_repeats`` times (:meth:`_repeat_if_garbled`); the garbled answer after the last is raised.
         """
-        return self._io(lambda: self._update(self._twice_if_garbled(
+        return self._io(lambda: self._update(self._repeat_if_garbled(
             lambda: self.link.query_status(self.config.reply_timeout_s))))
 
-    @staticmethod
-    def _twice_if_garbled(exchange: Callable[[], T]) -> T:
-        """Run an exchange that is harmless to repeat, and once more if a garbled line stood in its reply's way.
+    def _repeat_if_garbled(self, exchange: Callable[[], T]) -> T:
+        """Run an exchange that is harmless to repeat, again while a garbled line stood in its reply's way.
 
         Line noise (bytes GRBL never sends) before a reply fails the exchange, and the link then drains what
         was still coming. A status query, an absolute move with its modal words and a servo angle leave the
         board where one alone would (a move accepted twice is the second time a move of length zero), so
-        repeating them once makes a noisy line cost one round trip instead of an error. Anything else (an
-        ``error:N``, a banner, an alarm, a late reply) is never repeated.
+        repeating them makes a noisy line cost a round trip instead of an error: up to ``garbled_repeats``
+        times, then the last ``GarbledLineError`` is raised. Anything else (an ``error:N``, a banner, an
+        alarm, a late reply) is never repeated.
         """
-        try:
-            return exchange()
-        except GarbledLineError:
-            return exchange()
+        for _ in range(self.config.garbled_repeats):
+            try:
+                return exchange()
+            except GarbledLineError:
+                continue
+        return exchange()
 
     def _machine_mm(self, report: StatusReport) -> tuple[float, float, float]:
         if report.mpos_mm is not None:
@@ -734,7 +746,7 @@ class GrblStage(Stage):
         def send() -> None:
             self._moving = True
             self._widen_span(target)
-            self._twice_if_garbled(lambda: self._cmd(command))
+            self._repeat_if_garbled(lambda: self._cmd(command))
             self.link.last_alarm = None  # accepted, so not in alarm: any ALARM:N from here is this move's
             self._wco = offset  # G54 is the active system now
         self._io(send)
@@ -855,7 +867,7 @@ class GrblStage(Stage):
 
     def _servo_command(self, angle: float) -> None:
         line = f"M280 P0 S{format_number(angle)}"
-        reply = self._twice_if_garbled(lambda: self.link.send(line, self.config.reply_timeout_s))
+        reply = self._repeat_if_garbled(lambda: self.link.send(line, self.config.reply_timeout_s))
         if not reply.ok and reply.error_code in (20, 23):
             # stock GRBL: error:23, its parser squeezes 280 into a byte; other builds say error:20
             try:
