@@ -83,6 +83,10 @@ MAX_CENTRING_MOVES = 2
 #: A move of at least this many pixels shows whether an object moves with the slide (``_moved_with_slide``);
 #: well above the stage's repeatability after the approach (2 µm, 4 px at 10x) and a box's jitter.
 SLIDE_CHECK_MIN_PX = 16
+#: ... and one of at least this fraction of the object's box (its longer side): the detector's box of a large,
+#: faint print moves by a few percent of its size from view to view (a 135 µm scaffold's by 6.7 µm over a
+#: 9 µm centring move, seed 602, which called it the optics'), so a short move proves nothing about it.
+SLIDE_CHECK_BOX_FRACTION = 0.25
 #: A detection whose frame box overlaps a proved blemish of the optics this much (IoU) is that blemish again.
 BLEMISH_IOU = 0.6
 # A field with something in view gets an autofocus (a new focus-map point) when no point is this close: a
@@ -883,7 +887,8 @@ class ScanRunner:
                           after_frame: Frame) -> bool | None:
         """Whether an object seen in two views moved with the slide (True), stayed put in the frame (False).
 
-        None when the views cannot say: the stage moved less than ``SLIDE_CHECK_MIN_PX`` between them, or the
+        None when the views cannot say: the stage moved less than ``SLIDE_CHECK_MIN_PX`` between them or less
+        than ``SLIDE_CHECK_BOX_FRACTION`` of the object's box (whose place jitters with its size), or the
         object touches the frame's edge in either (a cut view's box moves as more of the object comes in).
         An object on the slide keeps its slide position (its box centre through the calibration) whatever the
         stage does; one fixed to the optics keeps its place in the frame, so its slide position follows the
@@ -894,7 +899,8 @@ class ScanRunner:
             return None
         p0, p1 = before_frame.position, after_frame.position
         move = math.hypot(p1.x_um - p0.x_um, p1.y_um - p0.y_um)
-        if move < SLIDE_CHECK_MIN_PX * self.cal.um_per_px:
+        x0, y0, x1, y1 = before.box_px
+        if move < max(SLIDE_CHECK_MIN_PX, SLIDE_CHECK_BOX_FRACTION * max(x1 - x0, y1 - y0)) * self.cal.um_per_px:
             return None
         (ax, ay), (bx, by) = self._stage_xy(before, before_frame), self._stage_xy(after, after_frame)
         return math.hypot(bx - ax, by - ay) <= 0.5 * move

@@ -22,6 +22,18 @@ averaged over cells of 8 x 8 frame pixels; cells above ``texture_factor`` x the 
 join into a network at least ``texture_size_um`` long are candidates too, unless a dark candidate already
 covers half of it. It costs under a millisecond at 640 x 480 and finds nothing on the default camera's clear
 or dusty glass (docs/gate.md has the figures, and the cost on a compressing camera).
+
+A third, faint evidence catches what is dark but not 5 % dark: a flat woodpile between its glass and its own
+focus is a uniform region 2.6-3.3 % darker than the glass, plain to the eye and to the detector (``structure``
+0.67-0.70) but with almost no pixel past the dark test (seed 401: 0 candidates from 2 to 6 µm above the glass,
+the fields' view plane in between). On the frame halved and smoothed over ``faint_smooth_um`` (the sensor's
+noise averaged away), regions ``faint_contrast`` darker than the fitted glass that pass the size gate are
+candidates when they are also ``faint_local`` darker than the ring of glass just around them and lie clear of
+the frame's edge: the lamp field's fall-off in a corner is as dark against the fitted surface, but soft, and
+its surround is almost as dark (1.1-2.3 %).
+
+Texture and faint candidates (``Candidate.rows`` empty) only wake the detector: the classifier alone does not
+type them (``appliance/vision/pipeline.py``, ``dark_only``).
 """
 
 from __future__ import annotations
@@ -35,7 +47,7 @@ import numpy as np
 from kernels import FrameAnalysis, analyse_frame
 from kernels._checks import check_contrast, check_real
 
-__all__ = ["Candidate", "GateParams", "find_candidates", "gate_frame", "texture_boxes"]
+__all__ = ["Candidate", "GateParams", "faint_boxes", "find_candidates", "gate_frame", "texture_boxes"]
 
 
 @dataclass(frozen=True)
@@ -62,6 +74,14 @@ class GateParams:
     texture_size_um : float
         Smallest longer side of a texture candidate's box, µm (> 0): larger than any dust (up to 40 µm on
         the simulator's clear glass), as only large thin-walled prints need this evidence.
+    faint_contrast : float
+        A faint region is this much darker than the glass on the smoothed frame, in [0, contrast); 0 turns the
+        faint evidence off. Below the sensor's noise per pixel, above it once ``faint_smooth_um`` averages it.
+    faint_local : float
+        ... and at least this much darker than the ring of glass around it, in (0, 1): a print's edge is sharp,
+        the lamp field's fall-off is not.
+    faint_smooth_um : float
+        Side of the box the halved frame is averaged over for the faint evidence, µm (> 0).
     """
 
     contrast: float = 0.05
@@ -71,6 +91,9 @@ class GateParams:
     merge_gap_um: float = 3.0
     texture_factor: float = 1.8
     texture_size_um: float = 60.0
+    faint_contrast: float = 0.025
+    faint_local: float = 0.02
+    faint_smooth_um: float = 3.0
 
     def __post_init__(self) -> None:
         check_contrast(self.contrast)
@@ -86,6 +109,12 @@ class GateParams:
             raise ValueError(f"texture_factor must be 0 (off) or > 1, got {self.texture_factor}")
         if check_real(self.texture_size_um, "texture_size_um") <= 0:
             raise ValueError(f"texture_size_um must be > 0 µm, got {self.texture_size_um}")
+        if not 0 <= check_real(self.faint_contrast, "faint_contrast") < self.contrast:
+            raise ValueError(f"faint_contrast must be in [0, contrast = {self.contrast}), got {self.faint_contrast}")
+        if not 0 < check_real(self.faint_local, "faint_local") < 1:
+            raise ValueError(f"faint_local must be in (0, 1), got {self.faint_local}")
+        if check_real(self.faint_smooth_um, "faint_smooth_um") <= 0:
+            raise ValueError(f"faint_smooth_um must be > 0 µm, got {self.faint_smooth_um}")
 
 
 @dataclass(frozen=True)
@@ -182,6 +211,74 @@ def texture_boxes(frame: np.ndarray, um_per_px: float, factor: float, size_um: f
     return out
 
 
+def faint_boxes(frame: np.ndarray, um_per_px: float, params: GateParams) -> list[tuple[int, int, int, int]]:
+    """Boxes ``x, y, w, h`` (frame pixels) of regions a little darker than the glass and than their surround.
+
+    Parameters
+    ----------
+    frame : (M, N) ndarray of uint8
+        Grayscale frame.
+    um_per_px : float
+        Scale, µm per pixel (> 0).
+    params : GateParams
+        ``faint_contrast``, ``faint_local`` and ``faint_smooth_um``; the size gate's ``min_area_um2``.
+
+    Returns
+    -------
+    list of tuple of int
+        Regions on the halved, smoothed frame ``faint_contrast`` darker than the glass fitted to it, of the
+        size gate's area and ``_FAINT_MIN_SIZE_UM`` long, clear of the frame's edge, whose mean is
+        ``faint_local`` below the median of a ring around them (``_FAINT_RING_UM`` wide, one pixel out) and
+        whose darkest point is not ``_FAINT_MAX_DEPTH`` below it (a dust speck the dark test found too small,
+        grown by the smoothing).
+    """
+    h, w = frame.shape
+    if h < 16 or w < 16 or not params.faint_contrast:
+        return []
+    scale = 2.0 * um_per_px
+    # halving and a box mean average the sensor's noise away, so a 2.5 % step is well above it
+    k = max(1, round(params.faint_smooth_um / scale)) | 1
+    small = np.ascontiguousarray(cv2.blur(cv2.resize(frame, (w // 2, h // 2), interpolation=cv2.INTER_AREA), (k, k)))
+    mask = np.zeros_like(small)
+    analyse_frame(small, "background", contrast=params.faint_contrast, invert=True, connectivity=8, min_area=1,
+                  mask_out=mask)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    sh, sw = small.shape
+    ring = max(2, round(_FAINT_RING_UM / scale))
+    min_area = params.min_area_um2 / (scale * scale)
+    out = []
+    for i, (x, y, bw, bh, area) in enumerate(stats[1:n].tolist(), start=1):
+        if area < min_area or max(bw, bh) * scale < _FAINT_MIN_SIZE_UM:
+            continue
+        if x <= 1 or y <= 1 or x + bw >= sw - 1 or y + bh >= sh - 1:
+            continue  # its surround is not all in view, and the lamp field falls off at the edges
+        x0, y0 = max(0, x - 2 * ring), max(0, y - 2 * ring)
+        x1, y1 = min(sw, x + bw + 2 * ring), min(sh, y + bh + 2 * ring)
+        region = (labels[y0:y1, x0:x1] == i).astype(np.uint8)
+        near = cv2.dilate(region, np.ones((3, 3), np.uint8))
+        far = cv2.dilate(region, np.ones((2 * ring + 1, 2 * ring + 1), np.uint8))
+        around = (far > 0) & (near == 0) & (mask[y0:y1, x0:x1] == 0)
+        if int(around.sum()) < 4:
+            continue
+        patch = small[y0:y1, x0:x1].astype(np.float32)
+        glass = float(np.median(patch[around]))
+        inside = patch[region > 0]
+        # a region with a dark core is a speck the dark test saw and found too small (its blur made it larger)
+        if glass > 0 and float(inside.mean()) <= (1 - params.faint_local) * glass \
+                and float(inside.min()) >= (1 - _FAINT_MAX_DEPTH) * glass:
+            out.append((2 * x, 2 * y, 2 * bw, 2 * bh))
+    return out
+
+
+_FAINT_RING_UM = 4.0  # width of the glass around a faint region that it is compared with
+# A faint region's darkest smoothed point lies at most this far below its surround: a 20 µm split ring too small
+# for the size gate reads 0.08, a 58 µm woodpile 0.03, an 11-14 µm dust speck 0.23-0.42
+_FAINT_MAX_DEPTH = 0.15
+# Smallest longer side of a faint region, µm: the prints are 20 µm and more (the smoothing grows a region by
+# about a micrometre); fainter, smaller blobs are out-of-focus dust (15 µm ones on the real seed frames)
+_FAINT_MIN_SIZE_UM = 18.0
+
+
 def _covered(box: tuple[int, ...], by: list[Candidate]) -> bool:
     """Whether half of ``box`` (x, y, w, h) or more lies in one candidate's box."""
     x, y, w, h = box[:4]
@@ -246,6 +343,12 @@ def gate_frame(frame: np.ndarray, um_per_px: float, params: GateParams | None = 
             if not _covered((x, y, w, h), dark):
                 cands.append(Candidate(box_px=(x, y, w, h), area_px=cells * _CELL * _CELL,
                                        centroid_px=(x + w / 2, y + h / 2), focus=0.0, rows=()))
+    if p.faint_contrast:
+        before = list(cands)
+        for x, y, w, h in faint_boxes(frame, scale, p):
+            if not _covered((x, y, w, h), before):
+                cands.append(Candidate(box_px=(x, y, w, h), area_px=w * h, centroid_px=(x + w / 2, y + h / 2),
+                                       focus=0.0, rows=()))
     return res, cands
 
 
