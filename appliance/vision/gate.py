@@ -19,8 +19,8 @@ whose thin walls are barely 1-3 % off the glass and turn brighter or darker thro
 candidates at its focus). On a frame halved in size, the absolute difference from a 5 x 5 local mean is
 averaged over cells of 8 x 8 frame pixels; cells above ``texture_factor`` x the frame's 90th-percentile cell
 (the glass's own noise, whatever the camera: a print's walls fill far fewer than a tenth of the cells) that
-join into a network at least ``texture_size_um`` long are candidates too, unless a dark candidate already
-covers half of it. It costs under a millisecond at 640 x 480 and finds nothing on the default camera's clear
+join into a network at least ``texture_size_um`` long are candidates too, unless a dark candidate's box already
+holds a quarter of it. It costs under a millisecond at 640 x 480 and finds nothing on the default camera's clear
 or dusty glass (docs/gate.md has the figures, and the cost on a compressing camera).
 
 A third, faint evidence catches what is dark but not 5 % dark: a flat woodpile between its glass and its own
@@ -72,8 +72,10 @@ class GateParams:
         A texture cell is more than this many times the frame's 90th-percentile cell (> 1); 0 turns the
         texture evidence off.
     texture_size_um : float
-        Smallest longer side of a texture candidate's box, µm (> 0): larger than any dust (up to 40 µm on
-        the simulator's clear glass), as only large thin-walled prints need this evidence.
+        Smallest longer side of a texture candidate's box, µm (> 0): the smallest scaffold the virtual
+        microscope prints (40 µm) with the region's cell of slack either side; most dust networks on clear
+        glass are smaller (up to 40 µm seen). It was 60 µm, and a 43 µm scaffold at its focus, whose thin
+        walls the dark test breaks up, was missed (seed 606: a 58 µm region).
     faint_contrast : float
         A faint region is this much darker than the glass on the smoothed frame, in [0, contrast); 0 turns the
         faint evidence off. Below the sensor's noise per pixel, above it once ``faint_smooth_um`` averages it.
@@ -90,7 +92,7 @@ class GateParams:
     piece_area_um2: float = 1.0
     merge_gap_um: float = 3.0
     texture_factor: float = 1.8
-    texture_size_um: float = 60.0
+    texture_size_um: float = 45.0
     faint_contrast: float = 0.025
     faint_local: float = 0.02
     faint_smooth_um: float = 3.0
@@ -279,16 +281,21 @@ _FAINT_MAX_DEPTH = 0.15
 _FAINT_MIN_SIZE_UM = 18.0
 
 
-def _covered(box: tuple[int, ...], by: list[Candidate]) -> bool:
-    """Whether half of ``box`` (x, y, w, h) or more lies in one candidate's box."""
+def _covered(box: tuple[int, ...], by: list[Candidate], fraction: float = 0.5) -> bool:
+    """Whether ``fraction`` of ``box`` (x, y, w, h) or more lies in one candidate's box."""
     x, y, w, h = box[:4]
     for c in by:
         cx, cy, cw, ch = c.box_px
         ix = max(0, min(x + w, cx + cw) - max(x, cx))
         iy = max(0, min(y + h, cy + ch) - max(y, cy))
-        if 2 * ix * iy >= w * h:
+        if ix * iy >= fraction * w * h:
             return True
     return False
+
+
+# A texture region a quarter in a dark candidate's box is that object's edge (a dark print's or a dust clump's
+# blurred rim has texture too), not another print
+_TEXTURE_ON_DARK = 0.25
 
 
 def gate_frame(frame: np.ndarray, um_per_px: float, params: GateParams | None = None,
@@ -340,7 +347,7 @@ def gate_frame(frame: np.ndarray, um_per_px: float, params: GateParams | None = 
     if p.texture_factor:
         dark = list(cands)
         for x, y, w, h, cells in texture_boxes(frame, scale, p.texture_factor, p.texture_size_um):
-            if not _covered((x, y, w, h), dark):
+            if not _covered((x, y, w, h), dark, _TEXTURE_ON_DARK):
                 cands.append(Candidate(box_px=(x, y, w, h), area_px=cells * _CELL * _CELL,
                                        centroid_px=(x + w / 2, y + h / 2), focus=0.0, rows=()))
     if p.faint_contrast:

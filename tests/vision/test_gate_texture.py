@@ -78,6 +78,26 @@ def test_scaffold_at_its_own_focus_on_the_simulator() -> None:
             assert best >= 0.5, (dz, best)
 
 
+def test_a_small_scaffold_at_its_own_focus_is_a_texture_candidate() -> None:
+    """Seed 606's 43 µm scaffold (walls 1-3 µm) where the scan's field saw it, 0.4 µm above its focus: its walls
+    break up for the dark test and its texture region is 58 µm long, which the 60 µm bound of before dropped."""
+    from appliance.sim.overrides import sim_microscope
+
+    scope = sim_microscope(606)
+    o = next(o for o in scope.slide.objects if o.id == 12)
+    s = scope.camera.um_per_px
+    with scope.stage, scope.camera:
+        for dz in (0.4, 1.4):
+            scope.stage.move_to_um(x=o.center_um[0] + 108, y=o.center_um[1] - 55)  # the field's view of it
+            scope.stage.focus_to_um(o.focus_z_um + dz)
+            frame = scope.camera.capture()
+            x0, y0, x1, y1 = next(b.box_px for b in scope.boxes_in_view(frame) if b.id == o.id)
+            assert find_candidates(frame.image, s, GateParams(texture_size_um=60.0)) == [], dz
+            found = [c for c in find_candidates(frame.image, s) if c.box_px[0] <= x0 and c.box_px[1] <= y0
+                     and c.box_px[0] + c.box_px[2] >= x1 and c.box_px[1] + c.box_px[3] >= y1]
+            assert len(found) == 1 and found[0].box_px[2] * s < 2 * (x1 - x0) * s, dz
+
+
 def test_texture_factor_is_checked() -> None:
     with pytest.raises(ValueError, match="texture_factor"):
         GateParams(texture_factor=0.5)
