@@ -241,25 +241,26 @@ def faint_boxes(frame: np.ndarray, um_per_px: float, params: GateParams) -> list
     # halving and a box mean average the sensor's noise away, so a 2.5 % step is well above it
     k = max(1, round(params.faint_smooth_um / scale)) | 1
     small = np.ascontiguousarray(cv2.blur(cv2.resize(frame, (w // 2, h // 2), interpolation=cv2.INTER_AREA), (k, k)))
-    mask = np.zeros_like(small)
-    analyse_frame(small, "background", contrast=params.faint_contrast, invert=True, connectivity=8, min_area=1,
-                  mask_out=mask)
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    mask = np.empty_like(small)
+    min_area = params.min_area_um2 / (scale * scale)
+    found = analyse_frame(small, "background", contrast=params.faint_contrast, invert=True, connectivity=8,
+                          min_area=max(1, math.ceil(min_area)), mask_out=mask)
     sh, sw = small.shape
     ring = max(2, round(_FAINT_RING_UM / scale))
-    min_area = params.min_area_um2 / (scale * scale)
     out = []
-    for i, (x, y, bw, bh, area) in enumerate(stats[1:n].tolist(), start=1):
-        if area < min_area or max(bw, bh) * scale < _FAINT_MIN_SIZE_UM:
+    for x, y, bw, bh, _ in found.stats.tolist():
+        if max(bw, bh) * scale < _FAINT_MIN_SIZE_UM:
             continue
         if x <= 1 or y <= 1 or x + bw >= sw - 1 or y + bh >= sh - 1:
             continue  # its surround is not all in view, and the lamp field falls off at the edges
         x0, y0 = max(0, x - 2 * ring), max(0, y - 2 * ring)
         x1, y1 = min(sw, x + bw + 2 * ring), min(sh, y + bh + 2 * ring)
-        region = (labels[y0:y1, x0:x1] == i).astype(np.uint8)
+        marked = mask[y0:y1, x0:x1] > 0
+        region = np.zeros(marked.shape, np.uint8)  # the marked pixels in the blob's box: the blob, near enough
+        region[y - y0:y - y0 + bh, x - x0:x - x0 + bw] = marked[y - y0:y - y0 + bh, x - x0:x - x0 + bw]
         near = cv2.dilate(region, np.ones((3, 3), np.uint8))
         far = cv2.dilate(region, np.ones((2 * ring + 1, 2 * ring + 1), np.uint8))
-        around = (far > 0) & (near == 0) & (mask[y0:y1, x0:x1] == 0)
+        around = (far > 0) & (near == 0) & ~marked
         if int(around.sum()) < 4:
             continue
         patch = small[y0:y1, x0:x1].astype(np.float32)
