@@ -199,8 +199,10 @@ class AutofocusFocuser:
         roi = None if roi_px is None else (roi_px[0], roi_px[1], roi_px[2] - roi_px[0], roi_px[3] - roi_px[1])
         strategy = self.strategy if (self.strategy != "map" or fmap is not None) else "classical"
 
+        field = roi is None and cls is None  # a field's own focus: a point of the map, so its curve is checked
+
         def search(a: float, b: float, start: float, mode: str = "roi") -> Any:
-            return self._autofocus(stage, camera, strategy, z_range_um=(a, b), roi=roi, mode=mode,
+            return self._autofocus(stage, camera, strategy, z_range_um=(a, b), roi=roi, mode=mode, check_lobe=field,
                                    start_um=start, estimator=self.estimator, focus_map=fmap,
                                    xy_um=(p.x_um, p.y_um), now_s=self.now_s, coarse_um=self.coarse_um,
                                    width_scale=self.width_scale,
@@ -208,7 +210,7 @@ class AutofocusFocuser:
                                    ref_sigma_um=0.0 if ref is None else ref.sigma_um,
                                    target_type=cls if self.reading_bias else None)
 
-        glass = roi is None and cls is None  # a field's own focus: the glass, read from its specks
+        glass = field  # a field's own focus: the glass, read from its specks
         r = search(lo, hi, z_guess_um, "specks" if glass else "roi")
         frames = int(r.frames)
         if glass and not r.ok:

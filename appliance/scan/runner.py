@@ -96,6 +96,14 @@ FIND_SLIDE_RANGE_UM = 60.0
 #: ... and also when the map's z there differs from its nearest point's by more than this fraction of the
 #: plan's search range (see ``ScanRunner._map_drifted``).
 MAP_DRIFT_FRACTION = 1.0 / 3.0
+#: The map is sure at a field when twice its sigma there lies within the drift bound (``_drift_bound_um``, 5 µm
+#: at the tuned 10x): a field it places is then within the bound of its glass at two standard deviations, and
+#: every print's mid-plane within the ±10 µm the detector learnt around the view 5 µm above the glass.
+#: Elsewhere a field is looked at, an empty one too (see ``ScanRunner._map_unsure``).
+MAP_SURE_K = 2.0
+#: An empty view where the map is unsure is looked at again only this far (µm) from the last look that found
+#: nothing to add: a camera whose field readings cannot be trusted would otherwise search every field.
+MAP_RETRY_UM = 500.0
 #: A field the map places is imaged this far above the map's glass, µm. Prints stand on the glass with their
 #: mid-planes 2.5-15 µm up (half their 5-30 µm height), and the detector learnt prints within ±10 µm of their
 #: mid-planes (models/data: ``Ranges.dz_um``; its frames of no print in particular lie 2.5-15 µm above the
@@ -526,11 +534,15 @@ class ScanRunner:
     def _wants_autofocus(self, pos: FieldPosition, w: _FieldWork, n_candidates: int) -> bool:
         """Whether a field, first seen at the z its field focus gave it, gets its own autofocus."""
         lost = not self._focus_found and w.focus_source in ("map", "guess")
-        unsure = w.focus_source == "guess" or self._far_from_map(pos) or self._map_drifted(pos, w)
-        # No focus near: a view with nothing in it may only be out of focus (the first row of a slide tilted
-        # 2 µm/mm ran 20 µm out at the last focus's z, then 9 µm out on a map extrapolated from three points at
-        # its start, seed 431); look once per MAP_REFRESH_UM
-        blind = w.focus_source in ("guess", "map") and n_candidates == 0 and self._far_from_map(pos, self._blind)
+        map_unsure = w.focus_source in ("guess", "map") and self._map_unsure(pos)
+        unsure = w.focus_source == "guess" or self._far_from_map(pos) or self._map_drifted(pos, w) or map_unsure
+        # No focus near, or a map not sure here: a view with nothing in it may only be out of focus (the first
+        # row of a slide tilted 2 µm/mm ran 20 µm out at the last focus's z, then 9 µm out on a map extrapolated
+        # from three points at its start, seed 431; at 4 µm/mm the row walked off its glass before the next
+        # point 1.5 mm on). Look once per MAP_REFRESH_UM, and where the map is unsure once per MAP_RETRY_UM
+        retry = map_unsure and not self._looked_near(pos)
+        blind = w.focus_source in ("guess", "map") and n_candidates == 0 and (
+            retry or self._far_from_map(pos, self._blind))
         if blind:
             self._blind.append((pos.x_um, pos.y_um, w.z_um))
         return lost or blind or (n_candidates > 0 and unsure)
@@ -719,6 +731,22 @@ class ScanRunner:
         """No focused point (nor one of ``tried``) within ``MAP_REFRESH_UM``: the map would be extrapolating."""
         r2 = MAP_REFRESH_UM * MAP_REFRESH_UM
         return not any((x - pos.x_um) ** 2 + (y - pos.y_um) ** 2 <= r2 for x, y, _ in (*self._focus_points, *tried))
+
+    def _map_unsure(self, pos: FieldPosition) -> bool:
+        """The map cannot place this field: no prediction, or ``MAP_SURE_K`` sigma beyond the drift bound.
+
+        The map's sigma grows with how few, how close together and how scattered its points are
+        (:class:`appliance.focus.FocusMap`): three points at a row's start are sure between them and not a
+        millimetre on, where a tilted slide has walked away from their plane.
+        """
+        pred = self.focus_map.predict(pos.x_um, pos.y_um)
+        return pred is None or MAP_SURE_K * pred[1] > self._drift_bound_um()
+
+    def _looked_near(self, pos: FieldPosition) -> bool:
+        """An empty view looked at within ``MAP_RETRY_UM`` of this field added no point (``_wants_autofocus``)."""
+        r2 = MAP_RETRY_UM * MAP_RETRY_UM
+        found = {(x, y) for x, y, _ in self._focus_points}
+        return any((x - pos.x_um) ** 2 + (y - pos.y_um) ** 2 <= r2 for x, y, _ in self._blind if (x, y) not in found)
 
     def _map_drifted(self, pos: FieldPosition, w: _FieldWork) -> bool:
         """The map's z here is more than ``MAP_DRIFT_FRACTION`` of the search range from its nearest point's.

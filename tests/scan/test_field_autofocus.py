@@ -16,6 +16,7 @@ import numpy as np
 
 from appliance.hardware.camera.base import Frame
 from appliance.hardware.stage.base import Position, StageLimitError
+from appliance.scan.adapters import FocusMapAdapter
 from appliance.scan.calibration import Calibration
 from appliance.scan.grid import FieldPosition
 from appliance.scan.plan import FocusPlan, ScanPlan
@@ -191,37 +192,63 @@ def test_a_print_cut_at_the_end_of_the_travel_is_stitched_without_looking_past_i
 
 
 def _deciding(points: list[tuple[float, float, float]]) -> ScanRunner:
-    """Only what ``_wants_autofocus`` reads."""
+    """Only what ``_wants_autofocus`` reads: the plan, the focused points and the scan's map of them."""
     r = object.__new__(ScanRunner)
     r.plan = ScanPlan(focus=FocusPlan(search_range_um=15.0))
     r._focus_found = True
     r._focus_points = list(points)
     r._blind = []
+    r.focuser = None
+    r.focus_map = FocusMapAdapter()
+    for p in points:
+        r.focus_map.add(*p)
     return r
 
 
-def _at(x: float, source: str) -> tuple[FieldPosition, _FieldWork]:
-    pos = FieldPosition(cell=int(x), row=0, column=int(x // 322), x_um=x, y_um=29.0)
+def _at(x: float, source: str, y: float = 29.0) -> tuple[FieldPosition, _FieldWork]:
+    pos = FieldPosition(cell=int(x + y), row=int(y // 271), column=int(x // 322), x_um=x, y_um=y)
     w = _FieldWork(pos, seq=int(x))
     w.z_um, w.focus_source = 89.0 + (FIELD_VIEW_ABOVE_GLASS_UM if source == "map" else 0.0), source
     return pos, w
 
 
-def test_an_empty_view_with_no_map_and_no_focus_near_is_autofocused_once_per_refresh_distance():
-    # the first row of a tilted slide: one focus found at x = 167, no map yet; the row runs on at that z, and
-    # 2 µm/mm further on its views are empty only because they are out of focus (seed 431)
+def test_an_empty_view_the_map_cannot_place_is_looked_at_once_per_retry_distance():
+    # the first row of a tilted slide: one focus found at x = 167, no map yet (one point); the row runs on at
+    # that z, and 2 µm/mm further on its views are empty only because they are out of focus (seed 431)
     r = _deciding([(167.0, 29.0, 89.0)])
-    assert not r._wants_autofocus(*_at(1134.0, "guess"), 0)  # near the focus found: the view is empty
-    assert r._wants_autofocus(*_at(2100.0, "guess"), 0)      # 1.9 mm on: look
-    assert not r._wants_autofocus(*_at(2422.0, "guess"), 0)  # looked 322 µm back (found nothing, say)
-    assert r._wants_autofocus(*_at(3711.0, "guess"), 0)      # 1.6 mm past that look
-    assert r._wants_autofocus(*_at(2422.0, "guess"), 1)      # something in view, no map: focus on it
-    # with a map: an empty view near a point is empty; far from every point the map extrapolates (a row
-    # beyond three points at its start ran 9 µm out): look there once per refresh distance too
-    assert not r._wants_autofocus(*_at(4000.0, "map"), 0)
-    assert r._wants_autofocus(*_at(6000.0, "map"), 0)
-    assert not r._wants_autofocus(*_at(6300.0, "map"), 0)
-    assert r._wants_autofocus(*_at(6300.0, "map"), 2)        # something in view, no point near: measure
+    assert r._wants_autofocus(*_at(1134.0, "guess"), 0)      # no map to place it: look
+    assert not r._wants_autofocus(*_at(1456.0, "guess"), 0)  # looked 322 µm back and found nothing to add
+    assert r._wants_autofocus(*_at(1778.0, "guess"), 0)      # 644 µm past that look: again
+    assert r._wants_autofocus(*_at(1456.0, "guess"), 1)      # something in view, no map: focus on it
+    r._focus_points.append((1778.0, 29.0, 90.0))             # that look found the glass: a point, no bar
+    assert r._wants_autofocus(*_at(2100.0, "guess"), 0)
+
+
+def test_a_map_is_trusted_near_its_points_and_looked_past_where_it_is_unsure():
+    # Three points 322 µm apart at a row's start: the map places the next fields, and a millimetre on (still
+    # within MAP_REFRESH_UM of a point) its sigma says it does not know: a slide tilted 4 µm/mm has walked 4 µm
+    # off their plane by then, and the row used to run on until 1.5 mm from every point (seed 412).
+    r = _deciding([(167.0, 29.0, 89.0), (489.0, 29.0, 89.0), (811.0, 29.0, 89.0)])
+    assert not r._wants_autofocus(*_at(1133.0, "map"), 0)
+    assert not r._wants_autofocus(*_at(1455.0, "map"), 0)
+    assert r._wants_autofocus(*_at(1777.0, "map"), 0)         # 966 µm from the last point: unsure, look
+    assert not r._wants_autofocus(*_at(2100.0, "map"), 0)    # that look found nothing: not again so near
+    assert r._wants_autofocus(*_at(2422.0, "map"), 0)         # 645 µm on
+    assert r._wants_autofocus(*_at(489.0, "map", y=300.0), 0)  # the next row: the map knows no cross tilt
+    assert r._wants_autofocus(*_at(1777.0, "map"), 2)        # something in view where the map is unsure: measured...
+    r._blind.clear()
+    r._focus_points = r._focus_points[:3]
+    assert not r._wants_autofocus(*_at(489.0, "map"), 2)     # ... but not between the points
+
+
+def test_an_empty_view_far_from_every_point_is_looked_at_once_per_refresh_distance():
+    # a map sure everywhere (many points of a level slide) still looks 1.5 mm from every point
+    pts = [(x, y, 89.0) for x in np.linspace(0.0, 1000.0, 5) for y in (0.0, 600.0)]
+    r = _deciding(pts)
+    assert not r._wants_autofocus(*_at(1400.0, "map"), 0)
+    assert r._wants_autofocus(*_at(2700.0, "map"), 0)
+    assert not r._wants_autofocus(*_at(3000.0, "map"), 0)
+    assert r._wants_autofocus(*_at(3000.0, "map"), 2)         # something in view, no point near: measure
 
 
 class _TopZStage(_Stage):
