@@ -101,8 +101,9 @@ MAP_DRIFT_FRACTION = 1.0 / 3.0
 #: every print's mid-plane within the ±10 µm the detector learnt around the view 5 µm above the glass.
 #: Elsewhere a field is looked at, an empty one too (see ``ScanRunner._map_unsure``).
 MAP_SURE_K = 2.0
-#: An empty view where the map is unsure is looked at again only this far (µm) from the last look that found
-#: nothing to add: a camera whose field readings cannot be trusted would otherwise search every field.
+#: A field is not autofocused within this distance (µm) of a field whose own autofocus found no focus to trust:
+#: a camera whose focus curves are noise (the cheap colour camera's) would otherwise search every field, for
+#: 2-9 s of stage time each, and find nothing each time.
 MAP_RETRY_UM = 500.0
 #: A field the map places is imaged this far above the map's glass, µm. Prints stand on the glass with their
 #: mid-planes 2.5-15 µm up (half their 5-30 µm height), and the detector learnt prints within ±10 µm of their
@@ -295,6 +296,7 @@ class ScanRunner:
         self._failed: dict[int, str] = {}  # cell -> error, fields that failed in this run
         self._focus_points: list[tuple[float, float, float]] = []  # the map's points: x, y, z
         self._blind: list[tuple[float, float, float]] = []  # empty fields autofocused while the map could not say
+        self._unfocused: list[tuple[float, float]] = []  # fields whose own autofocus found no focus to trust
         self._speck_glass = SpeckGlassPlane()  # the glass measured from specks beside structures
         self._xy_loaded: tuple[float, float] | None = None  # where _approach last ended moving +x, +y
         self._focus_found = False  # a field's autofocus has found focus (in this scan, this run or before)
@@ -506,6 +508,8 @@ class ScanRunner:
             result = self._timed(w, FieldStep.ANALYSE, lambda: self._analyse(frame))
             if w.wide_from is not None and result.n_candidates == 0:
                 self._forget_wide_focus(w)
+            if w.focus_source != "autofocus":
+                self._unfocused.append((pos.x_um, pos.y_um))
         w.n_candidates = result.n_candidates
         if w.focus_point is not None and not any(d.kind == "structure" for d in result.detections):
             # Only a field of dust and glass focuses on the glass; with a structure in view the autofocus
@@ -533,16 +537,19 @@ class ScanRunner:
 
     def _wants_autofocus(self, pos: FieldPosition, w: _FieldWork, n_candidates: int) -> bool:
         """Whether a field, first seen at the z its field focus gave it, gets its own autofocus."""
+        if self._looked_near(pos):
+            # a field search within MAP_RETRY_UM found nothing it could trust (a camera whose curves are noise,
+            # bare glass): one here would most likely fail the same way, at 2-9 s of stage time a field
+            return False
         lost = not self._focus_found and w.focus_source in ("map", "guess")
         map_unsure = w.focus_source in ("guess", "map") and self._map_unsure(pos)
         unsure = w.focus_source == "guess" or self._far_from_map(pos) or self._map_drifted(pos, w) or map_unsure
         # No focus near, or a map not sure here: a view with nothing in it may only be out of focus (the first
         # row of a slide tilted 2 µm/mm ran 20 µm out at the last focus's z, then 9 µm out on a map extrapolated
         # from three points at its start, seed 431; at 4 µm/mm the row walked off its glass before the next
-        # point 1.5 mm on). Look once per MAP_REFRESH_UM, and where the map is unsure once per MAP_RETRY_UM
-        retry = map_unsure and not self._looked_near(pos)
+        # point 1.5 mm on). Look once per MAP_REFRESH_UM, and where the map is unsure
         blind = w.focus_source in ("guess", "map") and n_candidates == 0 and (
-            retry or self._far_from_map(pos, self._blind))
+            map_unsure or self._far_from_map(pos, self._blind))
         if blind:
             self._blind.append((pos.x_um, pos.y_um, w.z_um))
         return lost or blind or (n_candidates > 0 and unsure)
@@ -743,10 +750,9 @@ class ScanRunner:
         return pred is None or MAP_SURE_K * pred[1] > self._drift_bound_um()
 
     def _looked_near(self, pos: FieldPosition) -> bool:
-        """An empty view looked at within ``MAP_RETRY_UM`` of this field added no point (``_wants_autofocus``)."""
+        """A field's own autofocus within ``MAP_RETRY_UM`` of this field found no focus (``_wants_autofocus``)."""
         r2 = MAP_RETRY_UM * MAP_RETRY_UM
-        found = {(x, y) for x, y, _ in self._focus_points}
-        return any((x - pos.x_um) ** 2 + (y - pos.y_um) ** 2 <= r2 for x, y, _ in self._blind if (x, y) not in found)
+        return any((x - pos.x_um) ** 2 + (y - pos.y_um) ** 2 <= r2 for x, y in self._unfocused)
 
     def _map_drifted(self, pos: FieldPosition, w: _FieldWork) -> bool:
         """The map's z here is more than ``MAP_DRIFT_FRACTION`` of the search range from its nearest point's.

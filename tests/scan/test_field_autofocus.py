@@ -198,6 +198,7 @@ def _deciding(points: list[tuple[float, float, float]]) -> ScanRunner:
     r._focus_found = True
     r._focus_points = list(points)
     r._blind = []
+    r._unfocused = []
     r.focuser = None
     r.focus_map = FocusMapAdapter()
     for p in points:
@@ -212,16 +213,26 @@ def _at(x: float, source: str, y: float = 29.0) -> tuple[FieldPosition, _FieldWo
     return pos, w
 
 
-def test_an_empty_view_the_map_cannot_place_is_looked_at_once_per_retry_distance():
+def _looked(r: ScanRunner, x: float, y: float = 29.0, found: float | None = None) -> None:
+    """What ``_field`` records after a field's own autofocus: its point, or that it found nothing."""
+    if found is None:
+        r._unfocused.append((x, y))
+    else:
+        r._focus_points.append((x, y, found))
+        r.focus_map.add(x, y, found)
+
+
+def test_an_empty_view_the_map_cannot_place_is_looked_at_but_not_again_near_a_failed_look():
     # the first row of a tilted slide: one focus found at x = 167, no map yet (one point); the row runs on at
     # that z, and 2 µm/mm further on its views are empty only because they are out of focus (seed 431)
     r = _deciding([(167.0, 29.0, 89.0)])
     assert r._wants_autofocus(*_at(1134.0, "guess"), 0)      # no map to place it: look
-    assert not r._wants_autofocus(*_at(1456.0, "guess"), 0)  # looked 322 µm back and found nothing to add
+    _looked(r, 1134.0)                                       # ... and found nothing it could trust
+    assert not r._wants_autofocus(*_at(1456.0, "guess"), 0)  # 322 µm on: not again
+    assert not r._wants_autofocus(*_at(1456.0, "guess"), 1)  # nor for something in view (its own focus follows)
     assert r._wants_autofocus(*_at(1778.0, "guess"), 0)      # 644 µm past that look: again
-    assert r._wants_autofocus(*_at(1456.0, "guess"), 1)      # something in view, no map: focus on it
-    r._focus_points.append((1778.0, 29.0, 90.0))             # that look found the glass: a point, no bar
-    assert r._wants_autofocus(*_at(2100.0, "guess"), 0)
+    _looked(r, 1778.0, found=90.0)                           # found the glass: a point, and no bar near it
+    assert r._wants_autofocus(*_at(2100.0, "guess"), 0)      # two points are no map yet
 
 
 def test_a_map_is_trusted_near_its_points_and_looked_past_where_it_is_unsure():
@@ -232,13 +243,11 @@ def test_a_map_is_trusted_near_its_points_and_looked_past_where_it_is_unsure():
     assert not r._wants_autofocus(*_at(1133.0, "map"), 0)
     assert not r._wants_autofocus(*_at(1455.0, "map"), 0)
     assert r._wants_autofocus(*_at(1777.0, "map"), 0)         # 966 µm from the last point: unsure, look
-    assert not r._wants_autofocus(*_at(2100.0, "map"), 0)    # that look found nothing: not again so near
-    assert r._wants_autofocus(*_at(2422.0, "map"), 0)         # 645 µm on
+    assert r._wants_autofocus(*_at(1777.0, "map"), 2)         # something in view where the map is unsure too
     assert r._wants_autofocus(*_at(489.0, "map", y=300.0), 0)  # the next row: the map knows no cross tilt
-    assert r._wants_autofocus(*_at(1777.0, "map"), 2)        # something in view where the map is unsure: measured...
-    r._blind.clear()
-    r._focus_points = r._focus_points[:3]
-    assert not r._wants_autofocus(*_at(489.0, "map"), 2)     # ... but not between the points
+    assert not r._wants_autofocus(*_at(489.0, "map"), 2)      # between its points it is sure
+    _looked(r, 1777.0, found=93.0)                            # the look finds the glass 4 µm up: the map follows
+    assert not r._wants_autofocus(*_at(2100.0, "map"), 0)
 
 
 def test_an_empty_view_far_from_every_point_is_looked_at_once_per_refresh_distance():
