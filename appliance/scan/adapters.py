@@ -9,7 +9,7 @@
   focused from the map of the glass.
 - :class:`FocusMapAdapter` holds the scan's focus maps (``appliance.focus.FocusMap``: the glass as measured,
   the glass for focusing, the structure foci, every field's focus); its ``predict`` answers None while no map
-  of the glass or of the fields has three points.
+  of the glass or of the fields has five points (``CHECKED_POINTS``).
 
 The imports happen at construction, so a build without those packages fails with one clear message.
 """
@@ -248,6 +248,10 @@ class AutofocusFocuser:
         return ref
 
 
+#: The runner's map places fields once it has this many points: a plane's three and two that check them.
+CHECKED_POINTS = 5
+
+
 class FocusMapAdapter:
     """``appliance.focus.FocusMap`` as the runner's :class:`~appliance.scan.protocols.FocusMapLike`.
 
@@ -260,20 +264,24 @@ class FocusMapAdapter:
       a reference height the print job states.
     - ``foci``, the structures' foci themselves, for a type without a reference height.
     - ``fields``, every field's focus, the glass's and an object's alike: :meth:`predict` reads it while the
-      glass has fewer than three points (a slide with few specks), as the scan read every field's focus before.
+      glass has fewer than ``CHECKED_POINTS`` points (a slide with few specks), as the scan read every field's
+      focus before.
     """
 
     def __init__(self) -> None:
         try:
             from appliance.focus import FocusMap
-            from appliance.focus.focusmap import GLASS_PRIOR_SIGMA_UM
+            from appliance.focus.focusmap import GLASS_PRIOR_SIGMA_UM, PRIOR_SIGMA_UM
         except ImportError as exc:
             raise ValueError(f"the focus map (appliance/focus) is not installed in this build ({exc})") from None
         self.inner = FocusMap(prior_sigma_um=GLASS_PRIOR_SIGMA_UM)
         self.focusing = FocusMap(prior_sigma_um=GLASS_PRIOR_SIGMA_UM)
         self.foci = FocusMap()
         #: Every field's focus, on the glass's specks or not: the map a scan reads until the glass has 3 points.
-        self.fields = FocusMap(prior_sigma_um=GLASS_PRIOR_SIGMA_UM)
+        #: Its points include objects' mid-planes (a fibre's, a bubble's: 1-10 µm above the glass), so it assumes
+        #: their spread, not one glass reading's: four such points of the cheap colour camera, fitted as sure as
+        #: the glass, tilted it 18 µm/mm off and walked a row's fields 55 µm above their glass (seed 441).
+        self.fields = FocusMap(prior_sigma_um=PRIOR_SIGMA_UM)
         self._objects: set[tuple[float, float, float]] = set()
 
     def not_glass(self, x_um: float, y_um: float, z_um: float) -> None:
@@ -299,13 +307,17 @@ class FocusMapAdapter:
         return self.foci if foci else self.focusing
 
     def predict(self, x_um: float, y_um: float) -> tuple[float, float] | None:
-        """The glass's z and sigma, or None while no map has three points (a single z is no map).
+        """The glass's z and sigma, or None while no map has ``CHECKED_POINTS`` points.
 
-        Until the glass has three points, the fields' foci stand in for it (objects' mid-planes among them, as
-        every field's focus was before the glass was read from its specks).
+        A plane through three points fits them exactly, whatever their errors, and a fourth leaves one residual:
+        the map's scatter is then its prior's (1 µm), not the readings'. Three readings of the cheap colour
+        camera 8-13 µm below the glass made such a plane, sure of a 15 µm/mm tilt that was not there (seed 441).
+        With two more the residuals show how far the readings scatter. Until the glass has that many points, the
+        fields' foci stand in for it (objects' mid-planes among them, as every field's focus was before the
+        glass was read from its specks).
         """
-        m = self.inner if len(self.inner) >= 3 else self.fields
-        if len(m) < 3:
+        m = self.inner if len(self.inner) >= CHECKED_POINTS else self.fields
+        if len(m) < CHECKED_POINTS:
             return None
         z, sigma = m.predict(x_um, y_um)
         return float(z), float(sigma)
