@@ -610,7 +610,15 @@ class ScanRunner:
                 return
             except StageLimitError:  # the map extrapolated beyond the focus travel: use the last good z
                 pred = None
-        guess = pred[0] if pred is not None else (self._z_guess if self._z_guess is not None else p.z_um)
+        # Not sure of the glass here, the field is still viewed above the best guess of it (an unsure map's, or
+        # the last focus found), as a field the map places is: at the glass itself a print 16 µm tall lies 8 µm
+        # below its mid-plane, and on the cheap colour camera such views lost a woodpile (seed 443)
+        if pred is not None:
+            guess = pred[0] + FIELD_VIEW_ABOVE_GLASS_UM
+        elif self._z_guess is not None:
+            guess = self._z_guess + FIELD_VIEW_ABOVE_GLASS_UM
+        else:
+            guess = p.z_um
         try:
             self.stage.focus_to_um(guess)
         except StageLimitError:

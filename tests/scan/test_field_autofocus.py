@@ -287,3 +287,28 @@ def test_an_unsure_map_past_the_focus_travel_leaves_the_field_at_the_last_focus(
     w = _field(0.0)
     r._field_focus(w)
     assert (w.z_um, w.focus_source, r.stage.z) == (150.0, "guess", 150.0)
+
+
+class _SureOrNot:
+    def __init__(self, z: float, sigma: float) -> None:
+        self.z, self.sigma = z, sigma
+
+    def predict(self, x: float, y: float) -> tuple[float, float]:
+        return self.z, self.sigma
+
+
+def test_a_field_the_map_is_not_sure_of_is_viewed_above_the_glass_it_guesses():
+    # An unsure map (or only the last focus found) still says where the glass most likely is: the view goes
+    # FIELD_VIEW_ABOVE_GLASS_UM above it, as for a field the map places (at the glass a tall print is 8 µm below
+    # its mid-plane; the cheap colour camera's scan of seed 443 lost a woodpile so)
+    for fmap, want in ((_SureOrNot(90.0, 1.0), "map"), (_SureOrNot(90.0, 9.0), "guess")):
+        r = _runner(GLASS_UM, last_focus=92.0)
+        r.focus_map = fmap
+        w = _field(0.0)
+        r._field_focus(w)
+        assert (w.z_um, w.focus_source, r.stage.z) == (90.0 + FIELD_VIEW_ABOVE_GLASS_UM, want, w.z_um)
+    r = _runner(GLASS_UM, last_focus=92.0)
+    r.focus_map = SimpleNamespace(predict=lambda x, y: None)
+    w = _field(0.0)
+    r._field_focus(w)
+    assert (w.z_um, w.focus_source) == (92.0 + FIELD_VIEW_ABOVE_GLASS_UM, "guess")
