@@ -9,6 +9,7 @@ scan's fields tens of micrometres off their glass (docs/autofocus.md, "A reading
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 from appliance.focus import autofocus
@@ -99,3 +100,40 @@ def test_the_cheap_colour_cameras_field_readings_are_ok_only_near_the_glass() ->
     # the default camera's specks still read the glass
     default = _field_readings("default")
     assert sum(ok and abs(dz) <= 1.5 for ok, dz in default) >= 3, default
+
+
+class _ObjectAbove:
+    """Bare glass and one large dark object whose focus lies 25 µm above the field's guess: no speck at all."""
+
+    size_px = (240, 160)
+
+    def __init__(self) -> None:
+        self.z = 100.0
+        self.rng = np.random.default_rng(3)
+
+    def position_um(self) -> Position:
+        return Position(0.0, 0.0, self.z)
+
+    def focus_to_um(self, z: float) -> Position:
+        self.z = z
+        return self.position_um()
+
+    def capture(self) -> Frame:
+        v, u = np.mgrid[:160, :240].astype(np.float64)
+        disc = np.where((v - 80) ** 2 + (u - 120) ** 2 <= 20**2, 110.0, 0.0)
+        sigma = 0.5 + 0.3 * abs(self.z - 125.0) / 0.56  # blur grows with defocus, light is kept
+        img = 200.0 - cv2.GaussianBlur(disc, (0, 0), sigma) + self.rng.normal(0, 1.0, (160, 240))
+        return Frame(np.clip(img, 0, 255).astype(np.uint8), self.position_um(), 0.0, 1.0)
+
+
+def test_a_slide_finding_search_takes_no_objects_focus_far_from_the_guess() -> None:
+    # The runner's slide-finding search covers ±60 µm; with no glass in view, the largest object is searched
+    # only within the usual ±15 µm: an object's curve 25 µm away (a broad hump of a noisy camera, or a bubble's
+    # top) is not where the slide is. Before, it became the scan's focus and every later field was viewed there.
+    dev = _ObjectAbove()
+    out = AutofocusFocuser("classical", (0.0, 180.0), FocusMapAdapter()).focus(dev, dev, 100.0, 60.0)  # type: ignore[arg-type]
+    assert not out.ok and dev.z <= 115.5 + 1e-6
+    # within reach it is still found (a field with no specks focuses on the largest object, as before)
+    dev = _ObjectAbove()
+    out = AutofocusFocuser("classical", (0.0, 180.0), FocusMapAdapter()).focus(dev, dev, 120.0, 60.0)  # type: ignore[arg-type]
+    assert out.ok and abs(out.z_um - 125.0) <= 2.0, out
