@@ -156,9 +156,11 @@ class AutofocusFocuser:
         try:
             from appliance.focus import autofocus
             from appliance.focus.focusmap import GLASS_PRIOR_SIGMA_UM
+            from appliance.focus.search import UNTRUSTED
         except ImportError as exc:
             raise ValueError(f"autofocus (appliance/focus) is not installed in this build ({exc})") from None
         self._autofocus = autofocus
+        self._untrusted = UNTRUSTED
         self._sure_ref_um = GLASS_PRIOR_SIGMA_UM
         self.strategy = strategy
         self.z_travel_um = (float(z_travel_um[0]), float(z_travel_um[1]))
@@ -217,13 +219,16 @@ class AutofocusFocuser:
             # No speck on the glass with a focus curve in view: focus on the largest object, as a field did
             # before; its focus is its own mid-plane (a fibre or a bubble: up to 10 µm above the glass), so it
             # is not a point of the glass
-            # is not a point of the glass. Within the plan's usual reach only (MIN_RANGE_PER_DOF depths of
-            # field, ±15 µm at 10x): over a slide-finding search's ±60 µm a camera whose curves are noise shows
-            # a broad hump of an object somewhere (the cheap colour camera: +21 µm over its glass, 1.35 times
-            # its floor, on seed 443), and every later field was viewed there
+            # is not a point of the glass. When the specks were there but their curve was noise, only within the
+            # plan's usual reach (MIN_RANGE_PER_DOF depths of field, ±15 µm at 10x): over a slide-finding search's
+            # ±60 µm such a camera shows a broad hump of an object somewhere (the cheap colour camera: +21 µm over
+            # its glass, 1.35 times its floor, seed 443), and every later field was viewed there. With no speck
+            # (far out of focus only the camera's own dust shows) the objects are what finds the slide.
             glass = False
             reach = max(MIN_RANGE_PER_DOF * self.depth_of_field_um, self.min_range_um)
-            r = search(max(lo, z_guess_um - reach), min(hi, z_guess_um + reach), z_guess_um)
+            if str(r.reason).startswith(self._untrusted):
+                lo, hi = max(lo, z_guess_um - reach), min(hi, z_guess_um + reach)
+            r = search(lo, hi, z_guess_um)
             frames += int(r.frames)
         if roi is None and cls is None and r.ok and not glass and self.focus_map is not None:
             self.focus_map.not_glass(p.x_um, p.y_um, float(r.z_um))

@@ -508,7 +508,7 @@ class ScanRunner:
             result = self._timed(w, FieldStep.ANALYSE, lambda: self._analyse(frame))
             if w.wide_from is not None and result.n_candidates == 0:
                 self._forget_wide_focus(w)
-            if w.focus_source != "autofocus":
+            if w.focus_source != "autofocus" and self._focus_found:  # (lost, every field looks: see below)
                 self._unfocused.append((pos.x_um, pos.y_um))
         w.n_candidates = result.n_candidates
         if w.focus_point is not None and not any(d.kind == "structure" for d in result.detections):
@@ -537,9 +537,10 @@ class ScanRunner:
 
     def _wants_autofocus(self, pos: FieldPosition, w: _FieldWork, n_candidates: int) -> bool:
         """Whether a field, first seen at the z its field focus gave it, gets its own autofocus."""
-        if self._looked_near(pos):
+        if self._focus_found and self._looked_near(pos):
             # a field search within MAP_RETRY_UM found nothing it could trust (a camera whose curves are noise,
-            # bare glass): one here would most likely fail the same way, at 2-9 s of stage time a field
+            # bare glass): one here would most likely fail the same way, at 2-9 s of stage time a field. Until
+            # the scan has found focus at all, every field still looks (a slide put in by hand, 45 µm off)
             return False
         lost = not self._focus_found and w.focus_source in ("map", "guess")
         map_unsure = w.focus_source in ("guess", "map") and self._map_unsure(pos)
@@ -613,10 +614,11 @@ class ScanRunner:
         # Not sure of the glass here, the field is still viewed above the best guess of it (an unsure map's, or
         # the last focus found), as a field the map places is: at the glass itself a print 16 µm tall lies 8 µm
         # below its mid-plane, and on the cheap colour camera such views lost a woodpile (seed 443)
+        # (until a focus is found, the last guess is only where a search started: no offset)
         if pred is not None:
             guess = pred[0] + FIELD_VIEW_ABOVE_GLASS_UM
         elif self._z_guess is not None:
-            guess = self._z_guess + FIELD_VIEW_ABOVE_GLASS_UM
+            guess = self._z_guess + (FIELD_VIEW_ABOVE_GLASS_UM if self._focus_found else 0.0)
         else:
             guess = p.z_um
         try:

@@ -103,7 +103,8 @@ def test_the_cheap_colour_cameras_field_readings_are_ok_only_near_the_glass() ->
 
 
 class _ObjectAbove:
-    """Bare glass and one large dark object whose focus lies 25 µm above the field's guess: no speck at all."""
+    """Glass with specks that flicker without a focus (a noisy camera's) and one large dark object whose focus
+    lies 25 µm above the field's guess."""
 
     size_px = (240, 160)
 
@@ -123,13 +124,15 @@ class _ObjectAbove:
         disc = np.where((v - 80) ** 2 + (u - 120) ** 2 <= 20**2, 110.0, 0.0)
         sigma = 0.5 + 0.3 * abs(self.z - 125.0) / 0.56  # blur grows with defocus, light is kept
         img = 200.0 - cv2.GaussianBlur(disc, (0, 0), sigma) + self.rng.normal(0, 1.0, (160, 240))
+        for cv, cu in ((25, 30), (135, 30), (135, 210)):
+            img -= 90.0 * self.rng.uniform(0.6, 1.0) * np.exp(-((v - cv) ** 2 + (u - cu) ** 2) / (2 * 1.6**2))
         return Frame(np.clip(img, 0, 255).astype(np.uint8), self.position_um(), 0.0, 1.0)
 
 
 def test_a_slide_finding_search_takes_no_objects_focus_far_from_the_guess() -> None:
-    # The runner's slide-finding search covers ±60 µm; with no glass in view, the largest object is searched
-    # only within the usual ±15 µm: an object's curve 25 µm away (a broad hump of a noisy camera, or a bubble's
-    # top) is not where the slide is. Before, it became the scan's focus and every later field was viewed there.
+    # The runner's slide-finding search covers ±60 µm; when the specks' curve was noise, the largest object is
+    # searched only within the usual ±15 µm: a camera that cannot show a speck in focus shows a broad hump of an
+    # object somewhere in ±60 µm. Before, it became the scan's focus and every later field was viewed there.
     dev = _ObjectAbove()
     out = AutofocusFocuser("classical", (0.0, 180.0), FocusMapAdapter()).focus(dev, dev, 100.0, 60.0)  # type: ignore[arg-type]
     assert not out.ok and dev.z <= 115.5 + 1e-6

@@ -312,3 +312,9 @@ def test_a_field_the_map_is_not_sure_of_is_viewed_above_the_glass_it_guesses():
     w = _field(0.0)
     r._field_focus(w)
     assert (w.z_um, w.focus_source) == (92.0 + FIELD_VIEW_ABOVE_GLASS_UM, "guess")
+    r = _runner(GLASS_UM, last_focus=140.0)
+    r._focus_found = False  # no focus found yet: the last guess is where a search started, not a focus
+    r.focus_map = SimpleNamespace(predict=lambda x, y: None)
+    w = _field(0.0)
+    r._field_focus(w)
+    assert (w.z_um, w.focus_source) == (140.0, "guess")
