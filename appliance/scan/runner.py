@@ -101,6 +101,9 @@ MAP_DRIFT_FRACTION = 1.0 / 3.0
 #: every print's mid-plane within the ±10 µm the detector learnt around the view 5 µm above the glass.
 #: Elsewhere a field is looked at, an empty one too (see ``ScanRunner._map_unsure``).
 MAP_SURE_K = 2.0
+#: Until a focus is found every field is autofocused (``FIND_SLIDE_RANGE_UM``), but after this many in vain
+#: only as ``MAP_RETRY_UM`` allows: the cheap colour camera found none to trust in 110 fields, 6-11 s each (seed 412).
+LOST_LOOKS = 12
 #: A field is not autofocused within this distance (µm) of a field whose own autofocus found no focus to trust:
 #: a camera whose focus curves are noise (the cheap colour camera's) would otherwise search every field, for
 #: 2-9 s of stage time each, and find nothing each time.
@@ -297,6 +300,7 @@ class ScanRunner:
         self._focus_points: list[tuple[float, float, float]] = []  # the map's points: x, y, z
         self._blind: list[tuple[float, float, float]] = []  # empty fields autofocused while the map could not say
         self._unfocused: list[tuple[float, float]] = []  # fields whose own autofocus found no focus to trust
+        self._lost_looks = 0  # fields autofocused in vain before any focus was found
         self._speck_glass = SpeckGlassPlane()  # the glass measured from specks beside structures
         self._xy_loaded: tuple[float, float] | None = None  # where _approach last ended moving +x, +y
         self._focus_found = False  # a field's autofocus has found focus (in this scan, this run or before)
@@ -508,8 +512,9 @@ class ScanRunner:
             result = self._timed(w, FieldStep.ANALYSE, lambda: self._analyse(frame))
             if w.wide_from is not None and result.n_candidates == 0:
                 self._forget_wide_focus(w)
-            if w.focus_source != "autofocus" and self._focus_found:  # (lost, every field looks: see below)
+            if w.focus_source != "autofocus":
                 self._unfocused.append((pos.x_um, pos.y_um))
+                self._lost_looks += not self._focus_found
         w.n_candidates = result.n_candidates
         if w.focus_point is not None and not any(d.kind == "structure" for d in result.detections):
             # Only a field of dust and glass focuses on the glass; with a structure in view the autofocus
@@ -537,10 +542,10 @@ class ScanRunner:
 
     def _wants_autofocus(self, pos: FieldPosition, w: _FieldWork, n_candidates: int) -> bool:
         """Whether a field, first seen at the z its field focus gave it, gets its own autofocus."""
-        if self._focus_found and self._looked_near(pos):
+        if self._looked_near(pos) and (self._focus_found or self._lost_looks >= LOST_LOOKS):
             # a field search within MAP_RETRY_UM found nothing it could trust (a camera whose curves are noise,
             # bare glass): one here would most likely fail the same way, at 2-9 s of stage time a field. Until
-            # the scan has found focus at all, every field still looks (a slide put in by hand, 45 µm off)
+            # the scan has found focus, the first LOST_LOOKS fields all look (a slide put in by hand, 45 µm off)
             return False
         lost = not self._focus_found and w.focus_source in ("map", "guess")
         map_unsure = w.focus_source in ("guess", "map") and self._map_unsure(pos)
@@ -655,6 +660,8 @@ class ScanRunner:
         if out.ok:
             w.z_um, w.focus_source = out.z_um, "autofocus"
             self._z_guess = out.z_um
+            if not self._focus_found:
+                self._unfocused.clear()  # those searches failed for want of the slide, not of a camera to trust
             self._focus_found = True
             # The map models one surface, the glass; whether this focus is on the glass is known only once the
             # frame is analysed (see _field). A structure's own focus is recorded with the structure.

@@ -199,6 +199,7 @@ def _deciding(points: list[tuple[float, float, float]]) -> ScanRunner:
     r._focus_points = list(points)
     r._blind = []
     r._unfocused = []
+    r._lost_looks = 0
     r.focuser = None
     r.focus_map = FocusMapAdapter()
     for p in points:
@@ -318,3 +319,16 @@ def test_a_field_the_map_is_not_sure_of_is_viewed_above_the_glass_it_guesses():
     w = _field(0.0)
     r._field_focus(w)
     assert (w.z_um, w.focus_source) == (140.0, "guess")
+
+
+def test_until_focus_is_found_every_field_looks_but_only_for_so_many_fields():
+    from appliance.scan.runner import LOST_LOOKS
+
+    r = _deciding([])
+    r._focus_found = False
+    r._unfocused.append((1134.0, 29.0))
+    r._lost_looks = 1
+    assert r._wants_autofocus(*_at(1456.0, "guess"), 0)      # a slide put in by hand: look again next door
+    r._lost_looks = LOST_LOOKS                               # a camera that finds nothing it can trust
+    assert not r._wants_autofocus(*_at(1456.0, "guess"), 2)
+    assert r._wants_autofocus(*_at(1778.0, "guess"), 2)
