@@ -332,3 +332,15 @@ def test_until_focus_is_found_every_field_looks_but_only_for_so_many_fields():
     r._lost_looks = LOST_LOOKS                               # a camera that finds nothing it can trust
     assert not r._wants_autofocus(*_at(1456.0, "guess"), 2)
     assert r._wants_autofocus(*_at(1778.0, "guess"), 2)
+
+
+def test_a_field_focus_with_a_structure_in_view_is_not_the_next_fields_guess():
+    # the field's autofocus found a focus (the print's mid-plane, 14 µm up); the map does not take it, and the
+    # next fields at a guess are not viewed above it either
+    r = _runner(GLASS_UM, last_focus=92.0)
+    w = _field(92.0, source="guess")
+    r.focuser.glass = 106.0
+    r._autofocus_field(w)
+    assert (w.focus_source, r._z_guess, w.guess_before) == ("autofocus", 106.0, 92.0)
+    r._keep_glass_guess(w)
+    assert r._z_guess == 92.0
