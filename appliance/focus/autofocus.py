@@ -10,7 +10,7 @@ from appliance.focus.focusmap import FocusMap
 from appliance.focus.neural import DefocusEstimator, estimate, neural
 from appliance.focus.result import FocusResult
 from appliance.focus.scores import SCORE_MODES, check_roi, find_target
-from appliance.focus.search import SYMMETRY_COVER_UM, classical, sweep
+from appliance.focus.search import GLASS_MIN_CONTRAST, SYMMETRY_COVER_UM, classical, sweep, untrusted
 from appliance.focus.session import FocusSession, check_range
 from appliance.focus.typebias import reading_bias_um
 from appliance.hardware.camera.base import Camera
@@ -35,7 +35,7 @@ def autofocus(stage: Stage, camera: Camera, strategy: str, *, z_range_um: Sequen
               xy_um: tuple[float, float] | None = None, mode: str = "roi", step_um: float = 1.0,
               coarse_um: float = 4.0, now_s: Callable[[], float] | None = None,
               ref_height_um: float | None = None, ref_sigma_um: float = 0.0,
-              target_type: str | None = None, width_scale: float = 1.0) -> FocusResult:
+              target_type: str | None = None, width_scale: float = 1.0, check_lobe: bool = False) -> FocusResult:
     """Focus the stage on the target in view and say how that went.
 
     Parameters
@@ -86,6 +86,10 @@ def autofocus(stage: Stage, camera: Camera, strategy: str, *, z_range_um: Sequen
     width_scale : float
         The objective's depth of field over the 11 µm the classical search was tuned at (10x / NA 0.25): the
         widths it reads the focus curve over are stretched by it (:func:`appliance.focus.search.classical`).
+    check_lobe : bool
+        Report a focus whose walking curve is not one lobe (:func:`appliance.focus.search.untrusted`) as not
+        ``ok``: a scan's field focus asks it, since its reading becomes a point of the focus map. ``specks``
+        mode always checks, and also wants the glass's curve to rise ``GLASS_MIN_CONTRAST`` times.
 
     Returns
     -------
@@ -123,7 +127,7 @@ def autofocus(stage: Stage, camera: Camera, strategy: str, *, z_range_um: Sequen
         sure = math.hypot(focus_map.surface_sigma(*xy), ref_sigma)
         trusted = ref_height_um is not None and sure <= MAP_TRUST_SIGMA_UM
         return _with_map(stage, camera, pred, (lo, hi), rect, estimator, mode, coarse_um, now_s, trusted,
-                         target_type, width_scale)
+                         target_type, width_scale, check_lobe)
     s = FocusSession(stage, camera, mode, rect, (lo, hi), now_s)
     if mode == "specks" and rect is None:
         s.capture(start)
@@ -135,9 +139,7 @@ def autofocus(stage: Stage, camera: Camera, strategy: str, *, z_range_um: Sequen
         r = classical(s, start, coarse_um=coarse_um, width_scale=width_scale)
     else:
         r = neural(s, estimator, start, coarse_um=coarse_um)
-    r = _debias(s, r, target_type)
-    if mode == "specks" and r.ok and not s.glass_seen():
-        r = replace(r, ok=False, reason=NO_GLASS)  # a "peak" of the shadows that never change: noise
+    r = _trust(s, _debias(s, r, target_type), mode, check_lobe)
     if not r.ok and pred is not None:
         return _park_at_map(s, r, pred[0])
     return r
@@ -149,6 +151,23 @@ NO_SPECKS = "no specks on the glass in view"
 NO_GLASS = "no speck in view changed with focus: the glass is not in range (or has no specks)"
 
 
+def _trust(s: FocusSession, r: FocusResult, mode: str, check_lobe: bool) -> FocusResult:
+    """``r``, or ``r`` marked not ``ok`` (with the reason) when its frames cannot back it.
+
+    In ``specks`` mode a focus needs a speck that changed with z (not the camera's own dust) and a glass curve
+    that rises ``GLASS_MIN_CONTRAST`` times in one lobe; with ``check_lobe`` any mode's curve must be one lobe.
+    """
+    if not (r.ok and r.measured):
+        return r
+    if mode == "specks" and not s.glass_seen():
+        return replace(r, ok=False, reason=NO_GLASS)  # a "peak" of the shadows that never change: noise
+    if mode == "specks" or check_lobe:
+        doubt = untrusted(s, GLASS_MIN_CONTRAST if mode == "specks" else 0.0)
+        if doubt is not None:
+            return replace(r, ok=False, reason=doubt)
+    return r
+
+
 def _no_specks(s: FocusSession, pred: tuple[float, float] | None) -> FocusResult:
     r = s.result(s.z[-1], False, NO_SPECKS, "classical", moved=True)
     return r if pred is None else _park_at_map(s, r, pred[0])
@@ -157,7 +176,7 @@ def _no_specks(s: FocusSession, pred: tuple[float, float] | None) -> FocusResult
 def _with_map(stage: Stage, camera: Camera, pred: tuple[float, float], z_range: tuple[float, float],
               rect: tuple[int, int, int, int] | None, estimator: DefocusEstimator | None, mode: str,
               coarse_um: float, now_s: Callable[[], float] | None, trusted: bool = False,
-              target_type: str | None = None, width_scale: float = 1.0) -> FocusResult:
+              target_type: str | None = None, width_scale: float = 1.0, check_lobe: bool = False) -> FocusResult:
     """Focus within the map's window: one net frame when it agrees, else a classical search there.
 
     ``trusted`` (a map of the glass, sure at this field): with no estimator, the prediction is the focus
@@ -193,9 +212,7 @@ def _with_map(stage: Stage, camera: Camera, pred: tuple[float, float], z_range: 
         wide = max(half, SYMMETRY_COVER_UM + coarse_um)
         s.lo, s.hi = min(s.lo, max(z_range[0], z_pred - wide)), max(s.hi, min(z_range[1], z_pred + wide))
         coarse = coarse_um
-    r = classical(s, z0, coarse_um=coarse, width_scale=width_scale)
-    if mode == "specks" and r.ok and not s.glass_seen():
-        r = replace(r, ok=False, reason=NO_GLASS)
+    r = _trust(s, classical(s, z0, coarse_um=coarse, width_scale=width_scale), mode, check_lobe)
     if not r.ok:
         return _park_at_map(s, r, z_pred, strategy="map")
     return _strategy(_debias(s, r, target_type), "map" if r.strategy == "map" else f"map>{r.strategy}")

@@ -71,6 +71,36 @@ def symmetry_centre(z: np.ndarray, v: np.ndarray, half_width_um: float = SYMMETR
     return where
 
 
+def second_lobes(v: np.ndarray, rise: float) -> int:
+    """How often the curve rises again after falling, walking out from its maximum on either side.
+
+    A rise counts when the curve climbs more than ``rise`` times its range (max - min) above the lowest value
+    seen since the maximum on that side. One object's focus curve, sampled at a fraction of the depth of field,
+    falls away from its lobe on both sides (0); a curve that zigzags (a flat curve's noise, compression blocks
+    that come and go) or holds two objects' lobes counts one or more.
+
+    Parameters
+    ----------
+    v : (N,) ndarray
+        Scores in z order.
+    rise : float
+        The smallest rise that counts, as a fraction of the curve's range, in (0, 1).
+    """
+    v = np.asarray(v, dtype=np.float64)
+    if v.size < 3:
+        return 0
+    tol = rise * float(v.max() - v.min())
+    i = int(np.argmax(v))
+    n = 0
+    for side in (v[i::-1], v[i:]):
+        low = float(side[0])
+        for q in side[1:]:
+            if q > low + tol:
+                n += 1
+            low = min(low, float(q)) if q <= low + tol else float(q)
+    return n
+
+
 def crossings(z: np.ndarray, v: np.ndarray, level: float) -> tuple[float | None, float | None]:
     """Where the curve last rises through ``level`` left of its maximum and first falls through it right.
 

@@ -26,9 +26,11 @@ PRIOR_SIGMA_UM = 5.0
 #: search's error on one structure plus the glass's departure from a plane over a few millimetres.
 GLASS_PRIOR_SIGMA_UM = 1.0
 #: Prior standard deviations of the surface's coefficients about a level, flat slide: tilt in µm per mm
-#: (x and y), curvature in µm per mm² (x², xy, y²); the constant has none. Weak: a real slide's tilt in its
-#: holder is a few µm per mm, its bow a few µm over its length.
-_COEF_PRIOR_UM: tuple[float, ...] = (math.inf, 5.0, 5.0, 0.5, 0.5, 0.5)
+#: (x and y), curvature in µm per mm² (x², xy, y²); the constant has none. A slide's tilt in its holder is a
+#: few µm per mm and may reach 20 (two standard deviations), its bow a few µm over its length. Where the points
+#: say nothing (across the first row of a scan, beyond its last point) this is the map's uncertainty: 10 µm
+#: per mm away from them.
+_COEF_PRIOR_UM: tuple[float, ...] = (math.inf, 10.0, 10.0, 0.5, 0.5, 0.5)
 #: Weight of that prior, in residual degrees of freedom.
 PRIOR_DOF = 1.0
 
@@ -162,14 +164,22 @@ class FocusMap:
         n = len(z)
         p = {0: 1, 1: 3, 2: 6}[self.order]
         A = self._design(x, y, p)
-        # A slide lies nearly level and nearly flat: weak priors on the tilt and the curvature (as extra rows
-        # of the least squares, ridge regression) keep a few points that lie almost on a line, as the first
-        # fields of a scan row do, from tilting the surface wildly across the slide.
+        # A slide lies nearly level and nearly flat: priors on the tilt and the curvature (as extra rows of the
+        # least squares, ridge regression) keep a few points that lie almost on a line, as the first fields of a
+        # scan row do, from tilting the surface wildly across the slide, and say how far the surface may
+        # depart from its points where they say nothing: the prior's rows are the coefficients' own standard
+        # deviations, whatever the points' scatter (scaled by it, a map whose points agreed to 0.5 um was sure
+        # of the tilt to 2.5 um/mm where no point constrained it).
         k = self.scale_um / 1000.0  # the priors are stated per mm
         tau = np.array(_COEF_PRIOR_UM[:p]) * np.array([1.0, k, k, k * k, k * k, k * k])[:p]
-        P = np.diag(self.prior_sigma_um / tau)[1:]
-        Aa, za = np.vstack([A, P]), np.concatenate([z, np.zeros(p - 1)])
-        # Robust first pass (soft-L1 with a scale of a few micrometres), then inliers by robust residuals.
+        P = np.diag(1.0 / tau)[1:]
+        zeros = np.zeros(p - 1)
+
+        def system(rows: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray]:
+            return np.vstack([A[rows] / sigma, P]), np.concatenate([z[rows] / sigma, zeros])
+
+        # Robust first pass (soft-L1 at the prior scatter), then inliers by robust residuals.
+        Aa, za = system(np.ones(n, dtype=bool), self.prior_sigma_um)
         c0 = np.linalg.lstsq(Aa, za, rcond=None)[0]
         if n > p:
             c0 = least_squares(lambda c: Aa @ c - za, c0, loss="soft_l1", f_scale=1.0).x
@@ -177,14 +187,17 @@ class FocusMap:
         mad = 1.4826 * float(np.median(np.abs(r - np.median(r)))) if n > p else 0.0
         cut = self.outlier_k * max(mad, self.sigma_floor_um)
         inl = np.abs(r) <= cut if n - p >= 3 else np.ones(n, dtype=bool)
-        Ai, zi = A[inl], z[inl]
-        coef = np.linalg.lstsq(np.vstack([Ai, P]), np.concatenate([zi, np.zeros(p - 1)]), rcond=None)[0]
-        dof = len(zi) - p
-        res = zi - Ai @ coef
-        # The scatter is learnt from the residuals, starting from the prior as if from PRIOR_DOF points: a
-        # handful of points that happen to lie on a plane must not make the map overconfident.
-        ss = float(res @ res) if dof > 0 else 0.0
-        sigma = max(math.sqrt((ss + PRIOR_DOF * self.prior_sigma_um ** 2) / (max(dof, 0) + PRIOR_DOF)),
-                    self.sigma_floor_um)
-        cov = sigma * sigma * np.linalg.pinv(Ai.T @ Ai + P.T @ P)
+        # The scatter is learnt from the inliers' residuals, starting from the prior as if from PRIOR_DOF
+        # points (a handful of points that happen to lie on a plane must not make the map overconfident); the
+        # surface is refitted with it, since it sets how far the points may pull the surface off the prior.
+        sigma = self.prior_sigma_um
+        for _ in range(2):
+            coef = np.linalg.lstsq(*system(inl, sigma), rcond=None)[0]
+            res = z[inl] - A[inl] @ coef
+            dof = int(inl.sum()) - p
+            ss = float(res @ res) if dof > 0 else 0.0
+            sigma = max(math.sqrt((ss + PRIOR_DOF * self.prior_sigma_um ** 2) / (max(dof, 0) + PRIOR_DOF)),
+                        self.sigma_floor_um)
+        Ai = A[inl]
+        cov = np.linalg.pinv(Ai.T @ Ai / (sigma * sigma) + P.T @ P)
         return coef, cov, sigma, inl

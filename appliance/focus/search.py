@@ -6,7 +6,13 @@ import math
 
 import numpy as np
 
-from appliance.focus.curve import SYMMETRY_HALF_WIDTH_UM, SYMMETRY_MIN_HALF_WIDTH_UM, estimate_focus, symmetry_centre
+from appliance.focus.curve import (
+    SYMMETRY_HALF_WIDTH_UM,
+    SYMMETRY_MIN_HALF_WIDTH_UM,
+    estimate_focus,
+    second_lobes,
+    symmetry_centre,
+)
 from appliance.focus.result import FocusResult
 from appliance.focus.session import FocusSession
 
@@ -41,6 +47,44 @@ def sweep(s: FocusSession, step_um: float = 1.0, estimator: str = "max") -> Focu
 
 def _has_peak(v: np.ndarray) -> bool:
     return bool(v.size >= 3 and v.max() >= MIN_PEAK_CONTRAST * max(float(v.min()), 1e-9))
+
+
+#: A field's reading of its glass (score mode ``specks``) is trusted only when the glass's walking curve rises to
+#: at least this many times its lowest frame. A speck resting on the glass, a few micrometres across, is sharp
+#: at the objective's resolution in focus and a blur over the glass's noise a depth of field away: its
+#: Laplacian's variance in its small box grows several-fold (3.5-10 times on the virtual 10x camera, 12-24 times
+#: at 20x). Noise alone moves that variance by tens of percent from frame to frame, and on a camera that smooths
+#: and compresses its frames (Bayer demosaicing, denoising, JPEG at quality 40) the specks' scores wandered
+#: 1.2-1.96 times over a search with no lobe at all (docs/autofocus.md, "A reading that cannot be trusted").
+GLASS_MIN_CONTRAST = 2.0
+#: A field's reading is trusted only when its walking curve has one lobe: walking out from its maximum it never
+#: rises again by more than this fraction of its range (:func:`appliance.focus.curve.second_lobes`). One object
+#: sampled every 4 µm through an 11 µm depth of field falls away on both sides; noise zigzags.
+LOBE_RISE = 0.1
+#: What the reason of a reading that fails those tests starts with.
+UNTRUSTED = "the focus curve cannot be trusted"
+
+
+def untrusted(s: FocusSession, min_contrast: float = 0.0) -> str | None:
+    """Why the session's walking curve is no reading to trust, or None when it is one lobe standing clear.
+
+    Parameters
+    ----------
+    s : FocusSession
+    min_contrast : float
+        The curve's maximum must reach this many times its minimum (0: no contrast test).
+    """
+    z, v = s.curve()
+    if v.size == 0:
+        return f"{UNTRUSTED}: no frame"
+    c = float(v.max()) / max(float(v.min()), 1e-9)
+    if min_contrast > 0 and c < min_contrast:
+        return f"{UNTRUSTED}: its best frame is {c:.2f} times its worst, below {min_contrast:g} (a flat curve's noise)"
+    n = second_lobes(v, LOBE_RISE)
+    if n:
+        return (f"{UNTRUSTED}: it rises again {n} time(s) by more than {LOBE_RISE:.0%} of its range away from its "
+                "maximum (noise, or more than one object)")
+    return None
 
 
 #: A curve whose maximum is below this times its minimum is faint: its lobe is measured from the glass's

@@ -9,7 +9,7 @@
   focused from the map of the glass.
 - :class:`FocusMapAdapter` holds the scan's focus maps (``appliance.focus.FocusMap``: the glass as measured,
   the glass for focusing, the structure foci, every field's focus); its ``predict`` answers None while no map
-  of the glass or of the fields has three points.
+  of the glass or of the fields has five points (``CHECKED_POINTS``).
 
 The imports happen at construction, so a build without those packages fails with one clear message.
 """
@@ -156,9 +156,11 @@ class AutofocusFocuser:
         try:
             from appliance.focus import autofocus
             from appliance.focus.focusmap import GLASS_PRIOR_SIGMA_UM
+            from appliance.focus.search import UNTRUSTED
         except ImportError as exc:
             raise ValueError(f"autofocus (appliance/focus) is not installed in this build ({exc})") from None
         self._autofocus = autofocus
+        self._untrusted = UNTRUSTED
         self._sure_ref_um = GLASS_PRIOR_SIGMA_UM
         self.strategy = strategy
         self.z_travel_um = (float(z_travel_um[0]), float(z_travel_um[1]))
@@ -199,8 +201,10 @@ class AutofocusFocuser:
         roi = None if roi_px is None else (roi_px[0], roi_px[1], roi_px[2] - roi_px[0], roi_px[3] - roi_px[1])
         strategy = self.strategy if (self.strategy != "map" or fmap is not None) else "classical"
 
+        field = roi is None and cls is None  # a field's own focus: a point of the map, so its curve is checked
+
         def search(a: float, b: float, start: float, mode: str = "roi") -> Any:
-            return self._autofocus(stage, camera, strategy, z_range_um=(a, b), roi=roi, mode=mode,
+            return self._autofocus(stage, camera, strategy, z_range_um=(a, b), roi=roi, mode=mode, check_lobe=field,
                                    start_um=start, estimator=self.estimator, focus_map=fmap,
                                    xy_um=(p.x_um, p.y_um), now_s=self.now_s, coarse_um=self.coarse_um,
                                    width_scale=self.width_scale,
@@ -208,14 +212,22 @@ class AutofocusFocuser:
                                    ref_sigma_um=0.0 if ref is None else ref.sigma_um,
                                    target_type=cls if self.reading_bias else None)
 
-        glass = roi is None and cls is None  # a field's own focus: the glass, read from its specks
+        glass = field  # a field's own focus: the glass, read from its specks
         r = search(lo, hi, z_guess_um, "specks" if glass else "roi")
         frames = int(r.frames)
         if glass and not r.ok:
             # No speck on the glass with a focus curve in view: focus on the largest object, as a field did
             # before; its focus is its own mid-plane (a fibre or a bubble: up to 10 µm above the glass), so it
             # is not a point of the glass
+            # is not a point of the glass. When the specks were there but their curve was noise, only within the
+            # plan's usual reach (MIN_RANGE_PER_DOF depths of field, ±15 µm at 10x): over a slide-finding search's
+            # ±60 µm such a camera shows a broad hump of an object somewhere (the cheap colour camera: +21 µm over
+            # its glass, 1.35 times its floor, seed 443), and every later field was viewed there. With no speck
+            # (far out of focus only the camera's own dust shows) the objects are what finds the slide.
             glass = False
+            reach = max(MIN_RANGE_PER_DOF * self.depth_of_field_um, self.min_range_um)
+            if str(r.reason).startswith(self._untrusted):
+                lo, hi = max(lo, z_guess_um - reach), min(hi, z_guess_um + reach)
             r = search(lo, hi, z_guess_um)
             frames += int(r.frames)
         if roi is None and cls is None and r.ok and not glass and self.focus_map is not None:
@@ -246,6 +258,10 @@ class AutofocusFocuser:
         return ref
 
 
+#: The runner's map places fields once it has this many points: a plane's three and two that check them.
+CHECKED_POINTS = 5
+
+
 class FocusMapAdapter:
     """``appliance.focus.FocusMap`` as the runner's :class:`~appliance.scan.protocols.FocusMapLike`.
 
@@ -258,20 +274,24 @@ class FocusMapAdapter:
       a reference height the print job states.
     - ``foci``, the structures' foci themselves, for a type without a reference height.
     - ``fields``, every field's focus, the glass's and an object's alike: :meth:`predict` reads it while the
-      glass has fewer than three points (a slide with few specks), as the scan read every field's focus before.
+      glass has fewer than ``CHECKED_POINTS`` points (a slide with few specks), as the scan read every field's
+      focus before.
     """
 
     def __init__(self) -> None:
         try:
             from appliance.focus import FocusMap
-            from appliance.focus.focusmap import GLASS_PRIOR_SIGMA_UM
+            from appliance.focus.focusmap import GLASS_PRIOR_SIGMA_UM, PRIOR_SIGMA_UM
         except ImportError as exc:
             raise ValueError(f"the focus map (appliance/focus) is not installed in this build ({exc})") from None
         self.inner = FocusMap(prior_sigma_um=GLASS_PRIOR_SIGMA_UM)
         self.focusing = FocusMap(prior_sigma_um=GLASS_PRIOR_SIGMA_UM)
         self.foci = FocusMap()
         #: Every field's focus, on the glass's specks or not: the map a scan reads until the glass has 3 points.
-        self.fields = FocusMap(prior_sigma_um=GLASS_PRIOR_SIGMA_UM)
+        #: Its points include objects' mid-planes (a fibre's, a bubble's: 1-10 µm above the glass), so it assumes
+        #: their spread, not one glass reading's: four such points of the cheap colour camera, fitted as sure as
+        #: the glass, tilted it 18 µm/mm off and walked a row's fields 55 µm above their glass (seed 441).
+        self.fields = FocusMap(prior_sigma_um=PRIOR_SIGMA_UM)
         self._objects: set[tuple[float, float, float]] = set()
 
     def not_glass(self, x_um: float, y_um: float, z_um: float) -> None:
@@ -297,13 +317,17 @@ class FocusMapAdapter:
         return self.foci if foci else self.focusing
 
     def predict(self, x_um: float, y_um: float) -> tuple[float, float] | None:
-        """The glass's z and sigma, or None while no map has three points (a single z is no map).
+        """The glass's z and sigma, or None while no map has ``CHECKED_POINTS`` points.
 
-        Until the glass has three points, the fields' foci stand in for it (objects' mid-planes among them, as
-        every field's focus was before the glass was read from its specks).
+        A plane through three points fits them exactly, whatever their errors, and a fourth leaves one residual:
+        the map's scatter is then its prior's (1 µm), not the readings'. Three readings of the cheap colour
+        camera 8-13 µm below the glass made such a plane, sure of a 15 µm/mm tilt that was not there (seed 441).
+        With two more the residuals show how far the readings scatter. Until the glass has that many points, the
+        fields' foci stand in for it (objects' mid-planes among them, as every field's focus was before the
+        glass was read from its specks).
         """
-        m = self.inner if len(self.inner) >= 3 else self.fields
-        if len(m) < 3:
+        m = self.inner if len(self.inner) >= CHECKED_POINTS else self.fields
+        if len(m) < CHECKED_POINTS:
             return None
         z, sigma = m.predict(x_um, y_um)
         return float(z), float(sigma)

@@ -100,6 +100,18 @@ FIND_SLIDE_RANGE_UM = 60.0
 #: ... and also when the map's z there differs from its nearest point's by more than this fraction of the
 #: plan's search range (see ``ScanRunner._map_drifted``).
 MAP_DRIFT_FRACTION = 1.0 / 3.0
+#: The map is sure at a field when twice its sigma there lies within the drift bound (``_drift_bound_um``, 5 µm
+#: at the tuned 10x): a field it places is then within the bound of its glass at two standard deviations, and
+#: every print's mid-plane within the ±10 µm the detector learnt around the view 5 µm above the glass.
+#: Elsewhere a field is looked at, an empty one too (see ``ScanRunner._map_unsure``).
+MAP_SURE_K = 2.0
+#: Until a focus is found every field is autofocused (``FIND_SLIDE_RANGE_UM``), but after this many in vain
+#: only as ``MAP_RETRY_UM`` allows: the cheap colour camera found none to trust in 110 fields, 6-11 s each (seed 412).
+LOST_LOOKS = 12
+#: A field is not autofocused within this distance (µm) of a field whose own autofocus found no focus to trust:
+#: a camera whose focus curves are noise (the cheap colour camera's) would otherwise search every field, for
+#: 2-9 s of stage time each, and find nothing each time.
+MAP_RETRY_UM = 500.0
 #: A field the map places is imaged this far above the map's glass, µm. Prints stand on the glass with their
 #: mid-planes 2.5-15 µm up (half their 5-30 µm height), and the detector learnt prints within ±10 µm of their
 #: mid-planes (models/data: ``Ranges.dz_um``; its frames of no print in particular lie 2.5-15 µm above the
@@ -215,6 +227,7 @@ class _FieldWork:
     n_candidates: int = 0
     focus_point: tuple[float, float, float] | None = None  # the field's autofocus, for the map once it is known
     wide_from: float | None = None  # the guess a wide search for the lost slide started from (it found a peak)
+    guess_before: float | None = None  # the last focus found before this field's own autofocus found one
     objects: list[ObjectRecord] = field(default_factory=list)
     annotations: list[Annotation] = field(default_factory=list)
     files: list[Any] = field(default_factory=list)
@@ -291,6 +304,8 @@ class ScanRunner:
         self._failed: dict[int, str] = {}  # cell -> error, fields that failed in this run
         self._focus_points: list[tuple[float, float, float]] = []  # the map's points: x, y, z
         self._blind: list[tuple[float, float, float]] = []  # empty fields autofocused while the map could not say
+        self._unfocused: list[tuple[float, float]] = []  # fields whose own autofocus found no focus to trust
+        self._lost_looks = 0  # fields autofocused in vain before any focus was found
         self._speck_glass = SpeckGlassPlane()  # the glass measured from specks beside structures
         self._xy_loaded: tuple[float, float] | None = None  # where _approach last ended moving +x, +y
         self._focus_found = False  # a field's autofocus has found focus (in this scan, this run or before)
@@ -502,12 +517,17 @@ class ScanRunner:
             result = self._timed(w, FieldStep.ANALYSE, lambda: self._analyse(frame))
             if w.wide_from is not None and result.n_candidates == 0:
                 self._forget_wide_focus(w)
+            if w.focus_source != "autofocus":
+                self._unfocused.append((pos.x_um, pos.y_um))
+                self._lost_looks += not self._focus_found
         w.n_candidates = result.n_candidates
         if w.focus_point is not None and not any(d.kind == "structure" for d in result.detections):
             # Only a field of dust and glass focuses on the glass; with a structure in view the autofocus
             # lands on the structure's mid-plane, half its height above the glass (5-15 µm), and the map,
             # which is the glass reference of every height map, would learn that.
             self._add_focus_point(*w.focus_point)
+        elif w.focus_point is not None:
+            self._keep_glass_guess(w)
         for k, v in result.timings_s.items():
             w.timings[k] = w.timings.get(k, 0.0) + v
         for det in self._new_first(result.detections, frame):
@@ -529,12 +549,20 @@ class ScanRunner:
 
     def _wants_autofocus(self, pos: FieldPosition, w: _FieldWork, n_candidates: int) -> bool:
         """Whether a field, first seen at the z its field focus gave it, gets its own autofocus."""
+        if self._looked_near(pos) and (self._focus_found or self._lost_looks >= LOST_LOOKS):
+            # a field search within MAP_RETRY_UM found nothing it could trust (a camera whose curves are noise,
+            # bare glass): one here would most likely fail the same way, at 2-9 s of stage time a field. Until
+            # the scan has found focus, the first LOST_LOOKS fields all look (a slide put in by hand, 45 µm off)
+            return False
         lost = not self._focus_found and w.focus_source in ("map", "guess")
-        unsure = w.focus_source == "guess" or self._far_from_map(pos) or self._map_drifted(pos, w)
-        # No focus near: a view with nothing in it may only be out of focus (the first row of a slide tilted
-        # 2 µm/mm ran 20 µm out at the last focus's z, then 9 µm out on a map extrapolated from three points at
-        # its start, seed 431); look once per MAP_REFRESH_UM
-        blind = w.focus_source in ("guess", "map") and n_candidates == 0 and self._far_from_map(pos, self._blind)
+        map_unsure = w.focus_source in ("guess", "map") and self._map_unsure(pos)
+        unsure = w.focus_source == "guess" or self._far_from_map(pos) or self._map_drifted(pos, w) or map_unsure
+        # No focus near, or a map not sure here: a view with nothing in it may only be out of focus (the first
+        # row of a slide tilted 2 µm/mm ran 20 µm out at the last focus's z, then 9 µm out on a map extrapolated
+        # from three points at its start, seed 431; at 4 µm/mm the row walked off its glass before the next
+        # point 1.5 mm on). Look once per MAP_REFRESH_UM, and where the map is unsure
+        blind = w.focus_source in ("guess", "map") and n_candidates == 0 and (
+            map_unsure or self._far_from_map(pos, self._blind))
         if blind:
             self._blind.append((pos.x_um, pos.y_um, w.z_um))
         return lost or blind or (n_candidates > 0 and unsure)
@@ -595,7 +623,16 @@ class ScanRunner:
                 return
             except StageLimitError:  # the map extrapolated beyond the focus travel: use the last good z
                 pred = None
-        guess = pred[0] if pred is not None else (self._z_guess if self._z_guess is not None else p.z_um)
+        # Not sure of the glass here, the field is still viewed above the best guess of it (an unsure map's, or
+        # the last focus found), as a field the map places is: at the glass itself a print 16 µm tall lies 8 µm
+        # below its mid-plane, and on the cheap colour camera such views lost a woodpile (seed 443)
+        # (until a focus is found, the last guess is only where a search started: no offset)
+        if pred is not None:
+            guess = pred[0] + FIELD_VIEW_ABOVE_GLASS_UM
+        elif self._z_guess is not None:
+            guess = self._z_guess + (FIELD_VIEW_ABOVE_GLASS_UM if self._focus_found else 0.0)
+        else:
+            guess = p.z_um
         try:
             self.stage.focus_to_um(guess)
         except StageLimitError:
@@ -629,7 +666,9 @@ class ScanRunner:
             w.wide_from = guess if out.ok else None
         if out.ok:
             w.z_um, w.focus_source = out.z_um, "autofocus"
-            self._z_guess = out.z_um
+            w.guess_before, self._z_guess = self._z_guess, out.z_um
+            if not self._focus_found:
+                self._unfocused.clear()  # those searches failed for want of the slide, not of a camera to trust
             self._focus_found = True
             # The map models one surface, the glass; whether this focus is on the glass is known only once the
             # frame is analysed (see _field). A structure's own focus is recorded with the structure.
@@ -637,6 +676,16 @@ class ScanRunner:
         else:
             self.stage.focus_to_um(guess)
             w.z_um, w.focus_source = guess, "autofocus-unsure"
+
+    def _keep_glass_guess(self, w: _FieldWork) -> None:
+        """A field focus with a structure in view is the structure's mid-plane: not the next fields' guess.
+
+        Fields at a guess are viewed ``FIELD_VIEW_ABOVE_GLASS_UM`` above the last focus found; one taken 14 µm
+        up on a print (the cheap colour camera, seed 443) put every later field 19 µm above its glass. The
+        guess stays the last focus before, when there was one.
+        """
+        if w.guess_before is not None:
+            self._z_guess = w.guess_before
 
     def _forget_wide_focus(self, w: _FieldWork) -> None:
         """A wide search's peak with nothing in view there is the noise of a flat curve, not the slide.
@@ -723,6 +772,21 @@ class ScanRunner:
         """No focused point (nor one of ``tried``) within ``MAP_REFRESH_UM``: the map would be extrapolating."""
         r2 = MAP_REFRESH_UM * MAP_REFRESH_UM
         return not any((x - pos.x_um) ** 2 + (y - pos.y_um) ** 2 <= r2 for x, y, _ in (*self._focus_points, *tried))
+
+    def _map_unsure(self, pos: FieldPosition) -> bool:
+        """The map cannot place this field: no prediction, or ``MAP_SURE_K`` sigma beyond the drift bound.
+
+        The map's sigma grows with how few, how close together and how scattered its points are
+        (:class:`appliance.focus.FocusMap`): three points at a row's start are sure between them and not a
+        millimetre on, where a tilted slide has walked away from their plane.
+        """
+        pred = self.focus_map.predict(pos.x_um, pos.y_um)
+        return pred is None or MAP_SURE_K * pred[1] > self._drift_bound_um()
+
+    def _looked_near(self, pos: FieldPosition) -> bool:
+        """A field's own autofocus within ``MAP_RETRY_UM`` of this field found no focus (``_wants_autofocus``)."""
+        r2 = MAP_RETRY_UM * MAP_RETRY_UM
+        return any((x - pos.x_um) ** 2 + (y - pos.y_um) ** 2 <= r2 for x, y in self._unfocused)
 
     def _map_drifted(self, pos: FieldPosition, w: _FieldWork) -> bool:
         """The map's z here is more than ``MAP_DRIFT_FRACTION`` of the search range from its nearest point's.

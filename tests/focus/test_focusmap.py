@@ -27,13 +27,39 @@ def test_plane_is_recovered_from_three_points_with_the_prior_uncertainty() -> No
 def test_three_points_almost_on_a_line_do_not_tilt_the_map_across_the_slide() -> None:
     # The first fields of a serpentine scan lie in one row: their y spread says nothing of the y tilt, and one
     # point a few micrometres off must not swing the plane by hundreds of micrometres (a free plane through
-    # these points tilts by 160 um/mm in y); the map stays near level and says it does not know there.
+    # these points tilts by 160 um/mm in y); the map stays within the tilt a slide may have (10 um/mm, one
+    # standard deviation, 5 mm away: 50 um) and says it does not know there.
     m = FocusMap(prior_sigma_um=GLASS_PRIOR_SIGMA_UM)
     for x, y, dz in ((1000, 1000, 0.0), (3000, 1020, 4.0), (5000, 990, 0.0)):
         m.add(x, y, 90 + dz, offset_um=0.0)
     z, _ = m.predict(3000, 6000)
-    assert abs(z - 91.3) < 10.0
-    assert m.surface_sigma(3000, 1000) < 1.5 < 10 < m.surface_sigma(3000, 6000)  # sure only near its points
+    assert abs(z - 91.3) < min(50.0, m.surface_sigma(3000, 6000))
+    assert m.surface_sigma(3000, 1000) < 1.5 < 40 < m.surface_sigma(3000, 6000)  # sure only near its points
+
+
+def test_few_close_points_are_not_sure_far_away_on_a_slide_that_may_tilt() -> None:
+    # Three fields 300 um apart at the start of a row: 1.5 mm further along, a slide tilted 20 um/mm may lie
+    # 30 um away from a level plane through them; the map must not be sure there, though it is sure between
+    # them. (Scaled by the points' scatter, as before, the prior let a map whose points agreed claim 1.2 um.)
+    m = FocusMap(prior_sigma_um=GLASS_PRIOR_SIGMA_UM)
+    for x in (1000.0, 1300.0, 1600.0):
+        m.add(x, 500.0, 90.0)
+    assert m.predict(1300.0, 500.0)[1] < 1.5
+    assert m.predict(3100.0, 500.0)[1] > 3.0   # along the row: the points' own scatter over a short baseline
+    assert m.predict(1300.0, 2000.0)[1] > 10.0  # across it: only the prior on the tilt
+
+
+def test_noisy_points_widen_the_map() -> None:
+    # The same places read by a noisy focus (a few micrometres either way): the scatter the residuals show
+    # makes the map less sure everywhere, and most of all far from its points.
+    rng = np.random.default_rng(5)
+    quiet, noisy = FocusMap(prior_sigma_um=GLASS_PRIOR_SIGMA_UM), FocusMap(prior_sigma_um=GLASS_PRIOR_SIGMA_UM)
+    for x in np.linspace(1000.0, 2400.0, 8):
+        quiet.add(x, 500.0, 90.0 + rng.normal(0, 0.3))
+        noisy.add(x, 500.0, 90.0 + rng.normal(0, 4.0))
+    for where in ((1700.0, 500.0), (4000.0, 500.0)):
+        assert noisy.predict(*where)[1] > 3 * quiet.predict(*where)[1]
+    assert noisy.surface_sigma(4000.0, 500.0) > 4.0
 
 
 def test_a_map_of_the_glass_adds_each_structures_offset() -> None:

@@ -126,8 +126,10 @@ def test_the_scan_adapter_maps_the_glass_and_keeps_an_objects_focus_out(stepper_
     fmap.not_glass(100.0, 200.0, glass + 9.0)
     fmap.add(100.0, 200.0, glass + 9.0)
     fmap.add(300.0, 200.0, glass)
-    assert len(fmap.inner) == 2 and len(fmap.fields) == 3
-    assert fmap.predict(200.0, 200.0) is not None  # three fields stand in while the glass has two points
+    fmap.add(500.0, 700.0, glass)
+    fmap.add(700.0, 300.0, glass)
+    assert len(fmap.inner) == 4 and len(fmap.fields) == 5
+    assert fmap.predict(200.0, 200.0) is not None  # five fields stand in while the glass has four points
     fmap.add(200.0, 900.0, glass)
     z, _ = fmap.predict(100.0, 200.0)  # type: ignore[misc]
     assert abs(z - glass) < 2.0  # the glass's map, without the object's 9 µm
