@@ -137,7 +137,10 @@ def test_prints_larger_than_the_field_are_recorded_once_at_their_centre(tmp_path
         t = _match(o, truth)
         assert t is not None
         err = math.hypot(o.x_um - t["center_um"][0], o.y_um - t["center_um"][1])
-        assert err <= 3.0, (t["cls"], err)
+        # the issue's bar is 5 µm (median); session 8's runner autofocuses fields where the map is unsure, so
+        # the big scaffold's views come from more than one z and its stitched centre moved from within 3 µm to
+        # 4.2 µm (measured on this seed; the tilted-slide fix that caused it is worth more than the 1.2 µm)
+        assert err <= 5.0, (t["cls"], err)
         if t in big:
             assert (o.extra or {}).get("footprint_views", 0) >= 3
             assert o.width_um == pytest.approx(t["bbox_um"][2] - t["bbox_um"][0], abs=3.0)
