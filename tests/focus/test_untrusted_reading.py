@@ -30,9 +30,8 @@ def test_second_lobes_count_rises_after_a_fall_and_ignore_small_wiggles() -> Non
     assert second_lobes(np.array([2.0, 1.0]), 0.1) == 0
 
 
-class _FlickeringSpecks:
-    """Glass with three small specks whose darkness flickers from frame to frame (compression blocks that come
-    and go) and does not depend on z: their scores change by up to twice over a search, with no focus."""
+class _AtOnePlace:
+    """A stage that only focuses and a camera of ``size_px`` at x = y = 0, starting at z = 100 µm."""
 
     size_px = (240, 160)
 
@@ -46,6 +45,11 @@ class _FlickeringSpecks:
     def focus_to_um(self, z: float) -> Position:
         self.z = z
         return self.position_um()
+
+
+class _FlickeringSpecks(_AtOnePlace):
+    """Glass with three small specks whose darkness flickers from frame to frame (compression blocks that come
+    and go) and does not depend on z: their scores change by up to twice over a search, with no focus."""
 
     def capture(self) -> Frame:
         v, u = np.mgrid[:160, :240].astype(np.float64)
@@ -102,22 +106,12 @@ def test_the_cheap_colour_cameras_field_readings_are_ok_only_near_the_glass() ->
     assert sum(ok and abs(dz) <= 1.5 for ok, dz in default) >= 3, default
 
 
-class _ObjectAbove:
+class _ObjectAbove(_AtOnePlace):
     """Glass with specks that flicker without a focus (a noisy camera's) and one large dark object whose focus
     lies 25 µm above the field's guess."""
 
-    size_px = (240, 160)
-
     def __init__(self) -> None:
-        self.z = 100.0
-        self.rng = np.random.default_rng(3)
-
-    def position_um(self) -> Position:
-        return Position(0.0, 0.0, self.z)
-
-    def focus_to_um(self, z: float) -> Position:
-        self.z = z
-        return self.position_um()
+        super().__init__(3)
 
     def capture(self) -> Frame:
         v, u = np.mgrid[:160, :240].astype(np.float64)
