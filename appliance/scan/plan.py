@@ -237,16 +237,22 @@ class ImagingPlan:
         Pixels kept around a structure's box in its crop, [0, 256]. Default 16.
     settle_s : float
         Extra wait after each field move before capture, s, [0, 10] (the stage's own settle time comes first).
+    flat_field : bool
+        Measure the light field fixed to the camera (lamp, vignetting) on the slide before the first field and
+        divide every frame by it where it is uneven (``appliance/scan/flatfield.py``). Default false: turn it
+        on for a lamp or objective whose field is uneven by more than about 10 %.
     """
 
     centre: bool = True
     approach_um: float = 20.0
     crop_margin_px: int = 16
     settle_s: float = 0.0
+    flat_field: bool = False
 
     def __post_init__(self) -> None:
-        if not isinstance(self.centre, bool):
-            raise ValueError(f"imaging.centre: must be true or false, got {self.centre!r}")
+        for key in ("centre", "flat_field"):
+            if not isinstance(getattr(self, key), bool):
+                raise ValueError(f"imaging.{key}: must be true or false, got {getattr(self, key)!r}")
         _put(self, "approach_um", _number("imaging.approach_um", self.approach_um, 0.0, 500.0))
         _put(self, "crop_margin_px", _integer("imaging.crop_margin_px", self.crop_margin_px, 0, 256))
         _put(self, "settle_s", _number("imaging.settle_s", self.settle_s, 0.0, 10.0))

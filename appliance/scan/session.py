@@ -10,6 +10,7 @@ and the tests both come through here.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -26,6 +27,8 @@ from appliance.results.store import ObjectRecord, ResultStore, write_durably
 from appliance.scan.calibration import Calibration, CalibrationError, calibrate
 from appliance.scan.capture import CheckedCamera
 from appliance.scan.events import Event
+from appliance.scan.flatfield import FILE_NAME as FLAT_FIELD_FILE
+from appliance.scan.flatfield import FlatField, FlatFieldCamera, FlatFieldError, measure_flat_field
 from appliance.scan.grid import make_grid
 from appliance.scan.plan import ScanPlan
 from appliance.scan.protocols import Focuser, FocusMapLike, Vision
@@ -46,6 +49,9 @@ class ScanOutcome:
     summary: dict[str, Any]
     out_dir: Path
     db_path: Path
+
+
+_log = logging.getLogger(__name__)
 
 
 def scan_area(plan: ScanPlan, slide_size_um: tuple[float, float] | None) -> tuple[float, float, float, float]:
@@ -103,6 +109,8 @@ def run_scan(stage: Stage, camera: Camera, vision: Vision, focuser: Focuser, foc
     with ResultStore(db_path) as store:
         old = store.unfinished_scan(out_dir) if resume else None
         cal_s: float | None = None
+        if plan.imaging.flat_field:  # first: the slide's focus and the calibration are read on corrected frames
+            camera = _flat_field_camera(stage, camera, plan, folder, area_um, resumed=old is not None)
         if old is not None:
             cal = Calibration.from_mapping(old.config["calibration"])
             scan_id = old.id
@@ -158,6 +166,37 @@ def calibration_step_um(um_per_px: float, size_px: tuple[int, int]) -> float:
     if not (isinstance(um_per_px, (int, float)) and math.isfinite(um_per_px) and um_per_px > 0):
         raise ValueError(f"nominal_um_per_px must be a finite number > 0, got {um_per_px!r}")
     return min(1000.0, max(1.0, 40.0 * (float(um_per_px) / 0.56) * (min(size_px) / 480.0)))
+
+
+def _flat_field_camera(stage: Stage, camera: Camera, plan: ScanPlan, folder: ScanFolder,
+                       area_um: tuple[float, float, float, float], resumed: bool) -> Camera:
+    """``camera`` with the scan's flat field applied (:mod:`appliance.scan.flatfield`), or as it is if none.
+
+    A resumed scan reads the flat field its first run saved in the folder, so its frames are corrected as
+    before; a folder without one (or with one that cannot be read) measures it again. A light field that cannot
+    be trusted leaves the frames uncorrected, logged as a warning: the scan runs as it would without the key.
+    """
+    path = folder.root / FLAT_FIELD_FILE
+    checked = CheckedCamera(camera, plan.faults.capture_retries, plan.faults.retry_wait_s)
+    field: FlatField | None = None
+    try:
+        if resumed and path.is_file():
+            try:
+                field = FlatField.load(path)
+            except FlatFieldError as exc:
+                _log.warning("%s; measuring the flat field again", exc)
+        if field is None:
+            field = measure_flat_field(stage, checked, area_um)
+            field.save(path)
+    except FlatFieldError as exc:
+        _log.warning("flat field not applied: %s", exc)
+        return camera
+    lo, hi = field.spread
+    if field.even:
+        _log.info("flat field: the light is even (%.2f-%.2f of its median): frames left as they are", lo, hi)
+        return camera
+    _log.info("flat field: the light is %.2f-%.2f of its median: every frame is divided by it", lo, hi)
+    return FlatFieldCamera(camera, field)
 
 
 def find_slide(stage: Stage, camera: Camera, focuser: Focuser, search_range_um: float) -> float | None:
