@@ -126,8 +126,8 @@ class FlatField:
                 raise FlatFieldError("a flat field's frame is black")
             blocks.append(b / level)  # a lamp that flickers between frames changes the level, not the shape
         med = np.median(np.stack(blocks), axis=0).astype(np.float32)
-        light = cv2.resize(med, (w, h), interpolation=cv2.INTER_LINEAR)
-        light /= np.float32(np.median(light))
+        full = np.asarray(cv2.resize(med, (w, h), interpolation=cv2.INTER_LINEAR), dtype=np.float32)
+        light = full / np.float32(np.median(full))
         lo, hi = np.percentile(light, [2, 98])
         if not (math.isfinite(lo) and math.isfinite(hi)) or lo < MIN_RELATIVE_LIGHT * hi:
             raise FlatFieldError(f"the darkest 2 % of the light field is under {MIN_RELATIVE_LIGHT} of its brightest "

@@ -1,4 +1,4 @@
-"""The flat field: the light fixed to the camera, measured on the slide and divided out (appliance/scan/flatfield.py)."""
+"""The flat field: the light fixed to the camera, measured on the slide and divided out (scan/flatfield.py)."""
 
 from __future__ import annotations
 
@@ -106,9 +106,9 @@ def test_the_flat_field_survives_a_restart(tmp_path: Path) -> None:
 def test_the_places_cover_the_area_in_snake_order() -> None:
     places = flat_field_places((0, 0, 4000, 3000), 16)
     assert len(places) == 16
-    xs, ys = zip(*places)
+    xs, ys = zip(*places, strict=True)
     assert min(xs) == 500 and max(xs) == 3500 and min(ys) == 375 and max(ys) == 2625
-    steps = [abs(a[0] - b[0]) + abs(a[1] - b[1]) for a, b in zip(places, places[1:])]
+    steps = [abs(a[0] - b[0]) + abs(a[1] - b[1]) for a, b in zip(places, places[1:], strict=False)]
     assert max(steps) == 1000  # no move across the area: a snake, row by row
 
 
