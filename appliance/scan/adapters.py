@@ -239,10 +239,18 @@ class AutofocusFocuser:
             # more search, half a range further that way, brackets it; a flat curve of noise is not shifted.
             r = search(shifted[0], shifted[1], shifted[2])
             frames += int(r.frames)
-        if cls is not None and r.ok and r.measured and self.focus_map is not None:
-            sure = ref is not None and ref.sigma_um <= self._sure_ref_um
-            self.focus_map.add_structure(p.x_um, p.y_um, float(r.z_um), ref.height_um if sure and ref else None)
+        if cls is not None and r.ok and r.measured:
+            self.structure_focused(p.x_um, p.y_um, float(r.z_um), cls)
         return FocusOutcome(float(r.z_um), frames, bool(r.ok))
+
+    def structure_focused(self, x_um: float, y_um: float, z_um: float, cls: str) -> None:
+        """Tell the maps a structure of type ``cls`` was focused at ``z_um`` (also a resumed scan's structures)."""
+        if self.focus_map is None:
+            return
+        ref = self.reference_heights.get(cls)
+        sure = ref is not None and ref.sigma_um <= self._sure_ref_um
+        self.focus_map.add_structure(x_um, y_um, z_um, ref.height_um if sure and ref else None,
+                                     loose=None if ref is None else (ref.height_um, ref.sigma_um))
 
     def _reference(self, cls: str | None) -> Any | None:
         """The type's reference height, or None (and a log line the first time a type has none)."""
@@ -292,6 +300,12 @@ class FocusMapAdapter:
         #: their spread, not one glass reading's: four such points of the cheap colour camera, fitted as sure as
         #: the glass, tilted it 18 µm/mm off and walked a row's fields 55 µm above their glass (seed 441).
         self.fields = FocusMap(prior_sigma_um=PRIOR_SIGMA_UM)
+        #: The glass as everything says it: the measured glass's points and each structure's focus less its
+        #: reference height, however loosely known (the catalogue's ±3.5 µm), weighed by that uncertainty
+        #: (:meth:`guess`). And the structures' points alone, to check a field's glass reading against
+        #: (:meth:`structures_say`).
+        self.evidence = FocusMap(prior_sigma_um=GLASS_PRIOR_SIGMA_UM)
+        self.structures = FocusMap(prior_sigma_um=GLASS_PRIOR_SIGMA_UM)
         self._objects: set[tuple[float, float, float]] = set()
 
     def not_glass(self, x_um: float, y_um: float, z_um: float) -> None:
@@ -305,12 +319,45 @@ class FocusMapAdapter:
             return
         self.inner.add(x_um, y_um, z_um)
         self.focusing.add(x_um, y_um, z_um)
+        self.evidence.add(x_um, y_um, z_um)
 
-    def add_structure(self, x_um: float, y_um: float, z_um: float, ref_height_um: float | None) -> None:
-        """Add a structure's focus: to the map of foci, and with a sure reference height to the glass's."""
+    def add_structure(self, x_um: float, y_um: float, z_um: float, ref_height_um: float | None,
+                      loose: tuple[float, float] | None = None) -> None:
+        """Add a structure's focus: to the map of foci, and with a sure reference height to the glass's.
+
+        ``loose``: the type's reference height and its sigma however sure (the catalogue's ±3.5 µm): the
+        focus less that height joins the evidence of the glass (:meth:`guess`, :meth:`structures_say`) with
+        that sigma.
+        """
         self.foci.add(x_um, y_um, z_um)
         if ref_height_um is not None:
             self.focusing.add(x_um, y_um, z_um, offset_um=ref_height_um)
+        if loose is not None:
+            self.evidence.add(x_um, y_um, z_um, offset_um=loose[0], extra_sigma_um=loose[1])
+            self.structures.add(x_um, y_um, z_um, offset_um=loose[0], extra_sigma_um=loose[1])
+
+    def guess(self, x_um: float, y_um: float) -> tuple[float, float] | None:
+        """The glass's z and sigma from every reading of it, structures' included; None until one structure.
+
+        Without a structure's point this map is the measured glass's, which :meth:`predict` answers for from
+        ``CHECKED_POINTS`` points on (three glass readings alone fit a plane exactly, whatever their errors).
+        """
+        if len(self.structures) == 0:
+            return None
+        z, sigma = self.evidence.predict(x_um, y_um)
+        return float(z), float(sigma)
+
+    def structures_say(self, x_um: float, y_um: float) -> tuple[float, float] | None:
+        """The glass's z and sigma from the structures' foci less their reference heights alone, or None.
+
+        None below three structures: one or two fit a constant, as sure a millimetre away as beside them,
+        where a slide tilted 4 µm/mm has moved 4 µm; from three the plane's tilt prior widens the sigma with
+        the distance from them.
+        """
+        if len(self.structures) < 3:
+            return None
+        z, sigma = self.structures.predict(x_um, y_um)
+        return float(z), float(sigma)
 
     def for_target(self, foci: bool) -> Any:
         """The map a target is focused with: the foci's (``foci``), else the glass's (a field, or a known type)."""

@@ -54,12 +54,13 @@ class _Focuser:
 
 
 def _runner(glass: float, last_focus: float, field_focus: str = "map") -> ScanRunner:
-    """Only what ``_autofocus_field`` reads: the plan, stage, focuser and the last focus found."""
+    """Only what ``_autofocus_field`` reads: the plan, stage, focuser, map and the last focus found."""
     r = object.__new__(ScanRunner)
     r.plan = ScanPlan(focus=FocusPlan(search_range_um=15.0, field_focus=field_focus))
     r.stage = _Stage(last_focus)
     r.camera = None
     r.focuser = _Focuser(glass)
+    r.focus_map = SimpleNamespace(predict=lambda x, y: None)  # no map yet, and no structures' word on the glass
     r._z_guess = last_focus
     r._focus_found = True
     return r
@@ -344,3 +345,38 @@ def test_a_field_focus_with_a_structure_in_view_is_not_the_next_fields_guess():
     assert (w.focus_source, r._z_guess, w.guess_before) == ("autofocus", 106.0, 92.0)
     r._keep_glass_guess(w)
     assert r._z_guess == 92.0
+
+
+def _structures_around(glass: float) -> FocusMapAdapter:
+    """A map told of four structures (foci less the catalogue's 8.7 ± 3.5 µm) around a field at (3400, 2200)."""
+    m = FocusMapAdapter()
+    for (x, y), dz in zip(((3000, 1900), (3900, 2000), (3300, 2600), (3700, 2500)), (1.5, -2.0, 2.5, -1.0),
+                          strict=True):
+        m.add_structure(x, y, glass + 8.7 + dz, None, loose=(8.7, 3.5))
+    return m
+
+
+def test_a_field_reading_the_structures_around_contradict_is_not_taken():
+    # The cheap colour camera's empty-field reading 17 µm above the glass passed the curve's own tests (rise,
+    # one lobe) and set the guess the following fields were viewed at (seed 443, session 8); four structures
+    # around, each loose, put the glass at 92
+    r = _runner(GLASS_UM, last_focus=GLASS_UM)
+    r.focus_map = _structures_around(GLASS_UM)
+    r.focuser.glass = GLASS_UM + 17.0  # what the search reads
+    w = _field(GLASS_UM + FIELD_VIEW_ABOVE_GLASS_UM, source="guess")
+    r._autofocus_field(w)
+    assert (w.focus_source, w.focus_point, r._z_guess) == ("autofocus-unsure", None, GLASS_UM)
+    r.focuser.glass = GLASS_UM + 2.0  # a reading within their spread is taken
+    r._autofocus_field(w)
+    assert (w.focus_source, r._z_guess) == ("autofocus", GLASS_UM + 2.0)
+
+
+def test_a_field_at_a_guess_is_viewed_above_the_glass_the_structures_say():
+    # no map of the glass yet (the cheap colour camera reads it on a few fields of 221): the structures'
+    # foci less their reference heights say where it is, where the last focus found lies millimetres away
+    r = _runner(GLASS_UM, last_focus=GLASS_UM + 12.0)
+    r.focus_map = _structures_around(GLASS_UM)
+    w = _field(0.0)
+    r._field_focus(w)
+    assert w.focus_source == "guess"
+    assert abs(w.z_um - (GLASS_UM + FIELD_VIEW_ABOVE_GLASS_UM)) < 1.5
