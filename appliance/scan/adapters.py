@@ -268,6 +268,12 @@ class AutofocusFocuser:
 
 #: The runner's map places fields once it has this many points: a plane's three and two that check them.
 CHECKED_POINTS = 5
+#: A field's glass reading is not taken (no point of the map, not the next fields' guess) when the structures'
+#: foci less their reference heights put the glass further than this many sigma from it (their sigma and one
+#: reading's together: :meth:`FocusMapAdapter.contradicted`). A wrong reading passes its curve's own tests now
+#: and then (the cheap colour camera's, 14-17 µm up, seed 443 in session 8); the structures around it, each
+#: loose (the catalogue's ±3.5 µm), outvote it.
+STRUCTURES_VETO_K = 3.0
 
 
 class FocusMapAdapter:
@@ -300,12 +306,16 @@ class FocusMapAdapter:
         #: their spread, not one glass reading's: four such points of the cheap colour camera, fitted as sure as
         #: the glass, tilted it 18 µm/mm off and walked a row's fields 55 µm above their glass (seed 441).
         self.fields = FocusMap(prior_sigma_um=PRIOR_SIGMA_UM)
-        #: The glass as everything says it: the measured glass's points and each structure's focus less its
-        #: reference height, however loosely known (the catalogue's ±3.5 µm), weighed by that uncertainty
-        #: (:meth:`guess`). And the structures' points alone, to check a field's glass reading against
-        #: (:meth:`structures_say`).
-        self.evidence = FocusMap(prior_sigma_um=GLASS_PRIOR_SIGMA_UM)
+        #: The structures' foci less their reference heights, however loosely known (the catalogue's ±3.5 µm),
+        #: each weighed by that uncertainty: what a field's glass reading is checked against
+        #: (:meth:`contradicted`), and with the readings they do not contradict, the glass as everything says
+        #: it (:meth:`guess`).
         self.structures = FocusMap(prior_sigma_um=GLASS_PRIOR_SIGMA_UM)
+        self._loose: list[tuple[float, float, float, float, float]] = []  # x, y, focus, height, its sigma
+        self._glass: list[tuple[float, float, float]] = []
+        self._evidence: tuple[tuple[int, int], Any] | None = None  # (points it holds, the map)
+        self._FocusMap = FocusMap
+        self._glass_prior = GLASS_PRIOR_SIGMA_UM
         self._objects: set[tuple[float, float, float]] = set()
 
     def not_glass(self, x_um: float, y_um: float, z_um: float) -> None:
@@ -319,32 +329,48 @@ class FocusMapAdapter:
             return
         self.inner.add(x_um, y_um, z_um)
         self.focusing.add(x_um, y_um, z_um)
-        self.evidence.add(x_um, y_um, z_um)
+        self._glass.append((float(x_um), float(y_um), float(z_um)))
 
     def add_structure(self, x_um: float, y_um: float, z_um: float, ref_height_um: float | None,
                       loose: tuple[float, float] | None = None) -> None:
         """Add a structure's focus: to the map of foci, and with a sure reference height to the glass's.
 
         ``loose``: the type's reference height and its sigma however sure (the catalogue's ±3.5 µm): the
-        focus less that height joins the evidence of the glass (:meth:`guess`, :meth:`structures_say`) with
-        that sigma.
+        focus less that height is evidence of the glass (:meth:`guess`, :meth:`contradicted`) with that sigma.
         """
         self.foci.add(x_um, y_um, z_um)
         if ref_height_um is not None:
             self.focusing.add(x_um, y_um, z_um, offset_um=ref_height_um)
         if loose is not None:
-            self.evidence.add(x_um, y_um, z_um, offset_um=loose[0], extra_sigma_um=loose[1])
             self.structures.add(x_um, y_um, z_um, offset_um=loose[0], extra_sigma_um=loose[1])
+            self._loose.append((float(x_um), float(y_um), float(z_um), float(loose[0]), float(loose[1])))
+
+    def contradicted(self, x_um: float, y_um: float, z_um: float) -> bool:
+        """Whether the structures' foci less their reference heights put the glass at (x, y) further than
+        ``STRUCTURES_VETO_K`` sigma (theirs and one reading's) from ``z_um``; False while they cannot say."""
+        said = self.structures_say(x_um, y_um)
+        return said is not None and abs(float(z_um) - said[0]) > STRUCTURES_VETO_K * said[1]
 
     def guess(self, x_um: float, y_um: float) -> tuple[float, float] | None:
-        """The glass's z and sigma from every reading of it, structures' included; None until one structure.
+        """The glass's z and sigma from the structures' points and the glass readings they do not contradict.
 
-        Without a structure's point this map is the measured glass's, which :meth:`predict` answers for from
-        ``CHECKED_POINTS`` points on (three glass readings alone fit a plane exactly, whatever their errors).
+        None until a structure has been focused: without one this is the measured glass, which
+        :meth:`predict` answers for from ``CHECKED_POINTS`` points on (three glass readings alone fit a plane
+        exactly, whatever their errors). A reading taken before the structures could say (fewer than three)
+        is checked again as they come, so one wrong reading early in a scan does not stay in.
         """
-        if len(self.structures) == 0:
+        if not self._loose:
             return None
-        z, sigma = self.evidence.predict(x_um, y_um)
+        key = (len(self._glass), len(self._loose))
+        if self._evidence is None or self._evidence[0] != key:
+            m = self._FocusMap(prior_sigma_um=self._glass_prior)
+            for x, y, z, h, sd in self._loose:
+                m.add(x, y, z, offset_um=h, extra_sigma_um=sd)
+            for x, y, z in self._glass:
+                if not self.contradicted(x, y, z):
+                    m.add(x, y, z)
+            self._evidence = (key, m)
+        z, sigma = self._evidence[1].predict(x_um, y_um)
         return float(z), float(sigma)
 
     def structures_say(self, x_um: float, y_um: float) -> tuple[float, float] | None:

@@ -112,11 +112,6 @@ LOST_LOOKS = 12
 #: a camera whose focus curves are noise (the cheap colour camera's) would otherwise search every field, for
 #: 2-9 s of stage time each, and find nothing each time.
 MAP_RETRY_UM = 500.0
-#: A field's own reading of its glass is not taken (no point of the map, not the next fields' guess) when the
-#: structures' foci less their reference heights put the glass further than this many sigma from it (their
-#: sigma and one reading's together: ``FocusMapAdapter.structures_say``). A wrong speck reading passes the
-#: curve's own tests now and then; the structures around it, each loose (the catalogue's ±3.5 µm), outvote it.
-STRUCTURES_VETO_K = 3.0
 #: A field the map places is imaged this far above the map's glass, µm. Prints stand on the glass with their
 #: mid-planes 2.5-15 µm up (half their 5-30 µm height), and the detector learnt prints within ±10 µm of their
 #: mid-planes (models/data: ``Ranges.dz_um``; its frames of no print in particular lie 2.5-15 µm above the
@@ -690,10 +685,10 @@ class ScanRunner:
     def _field_search(self, x: float, y: float, guess: float, span: float) -> FocusOutcome:
         """A field's own focus search; a focus the structures around contradict is not ``ok``."""
         out = self.focuser.focus(self.stage, self.camera, guess, span, None)
-        said = self._structures_say(x, y)
-        if out.ok and said is not None and abs(out.z_um - said[0]) > STRUCTURES_VETO_K * said[1]:
-            _log.info("field focus at (%.0f, %.0f): %.1f um is %.1f um from the glass its structures say "
-                      "(%.1f +- %.1f um): not taken", x, y, out.z_um, out.z_um - said[0], said[0], said[1])
+        contradicted = getattr(self.focus_map, "contradicted", None)
+        if out.ok and callable(contradicted) and contradicted(x, y, out.z_um):
+            _log.info("field focus at (%.0f, %.0f): %.1f um, where the structures around put the glass "
+                      "elsewhere: not taken", x, y, out.z_um)
             return replace(out, ok=False)
         return out
 
@@ -705,11 +700,6 @@ class ScanRunner:
         """
         guess = getattr(self.focus_map, "guess", None)
         return guess(x, y) if callable(guess) else None
-
-    def _structures_say(self, x: float, y: float) -> tuple[float, float] | None:
-        """The glass's z and sigma from the structures' foci less their reference heights alone, or None."""
-        say = getattr(self.focus_map, "structures_say", None)
-        return say(x, y) if callable(say) else None
 
     def _keep_glass_guess(self, w: _FieldWork) -> None:
         """A field focus with a structure in view is the structure's mid-plane: not the next fields' guess.

@@ -380,3 +380,19 @@ def test_a_field_at_a_guess_is_viewed_above_the_glass_the_structures_say():
     r._field_focus(w)
     assert w.focus_source == "guess"
     assert abs(w.z_um - (GLASS_UM + FIELD_VIEW_ABOVE_GLASS_UM)) < 1.5
+
+
+def test_a_reading_taken_before_the_structures_could_say_leaves_the_guess_once_they_do():
+    # one wrong reading 17 µm up, taken when two structures had been focused (too few to check it: they fit a
+    # constant, as sure 3 mm away as beside them); from the third on, the guess is theirs
+    m = FocusMapAdapter()
+    m.add(3400.0, 2200.0, GLASS_UM + 17.0)
+    assert m.guess(3400.0, 2200.0) is None  # no structure yet: the runner's own last focus stands
+    few = _structures_around(GLASS_UM)
+    for i, pt in enumerate(few._loose):
+        x, y, z, h, sd = pt
+        m.add_structure(x, y, z, None, loose=(h, sd))
+        z_guess, _ = m.guess(3400.0, 2200.0)
+        if i >= 2:
+            assert abs(z_guess - GLASS_UM) < 2.0
+    assert not m.contradicted(3400.0, 2200.0, GLASS_UM + 2.0) and m.contradicted(3400.0, 2200.0, GLASS_UM + 17.0)
