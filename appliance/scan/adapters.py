@@ -23,6 +23,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
+import numpy as np
+
 from appliance.hardware.camera.base import Camera, Frame
 from appliance.hardware.stage.base import Stage
 from appliance.results.focuscurve import TUNED_DEPTH_OF_FIELD_UM, depth_of_field_scale
@@ -240,17 +242,23 @@ class AutofocusFocuser:
             r = search(shifted[0], shifted[1], shifted[2])
             frames += int(r.frames)
         if cls is not None and r.ok and r.measured:
-            self.structure_focused(p.x_um, p.y_um, float(r.z_um), cls)
+            self.structure_focused(p.x_um, p.y_um, float(r.z_um), cls, evidence=_one_lobe(r.trace))
         return FocusOutcome(float(r.z_um), frames, bool(r.ok))
 
-    def structure_focused(self, x_um: float, y_um: float, z_um: float, cls: str) -> None:
-        """Tell the maps a structure of type ``cls`` was focused at ``z_um`` (also a resumed scan's structures)."""
+    def structure_focused(self, x_um: float, y_um: float, z_um: float, cls: str, evidence: bool = False) -> None:
+        """Tell the maps a structure of type ``cls`` was focused at ``z_um`` (also a resumed scan's structures).
+
+        ``evidence``: its focus less its type's reference height, however loose, is also evidence of the glass
+        (:meth:`FocusMapAdapter.guess`): only a focus whose curve is one lobe, the test a field's reading
+        passes. A structure's search is not held to it (its focus stands either way), but on the cheap colour
+        camera its other readings lay 5-30 µm off and followed the z its search started from.
+        """
         if self.focus_map is None:
             return
         ref = self.reference_heights.get(cls)
         sure = ref is not None and ref.sigma_um <= self._sure_ref_um
         self.focus_map.add_structure(x_um, y_um, z_um, ref.height_um if sure and ref else None,
-                                     loose=None if ref is None else (ref.height_um, ref.sigma_um))
+                                     loose=None if ref is None or not evidence else (ref.height_um, ref.sigma_um))
 
     def _reference(self, cls: str | None) -> Any | None:
         """The type's reference height, or None (and a log line the first time a type has none)."""
@@ -404,6 +412,17 @@ class FocusMapAdapter:
             return None
         z, sigma = m.predict(x_um, y_um)
         return float(z), float(sigma)
+
+
+def _one_lobe(trace: Sequence[tuple[float, float]]) -> bool:
+    """Whether a search's walking curve (its frames' z and score) is one lobe (``search.untrusted``'s test)."""
+    from appliance.focus.curve import second_lobes
+    from appliance.focus.search import LOBE_RISE
+
+    best: dict[float, float] = {}
+    for z, v in trace:
+        best[z] = max(v, best.get(z, -math.inf))
+    return len(best) >= 3 and second_lobes(np.array([best[z] for z in sorted(best)]), LOBE_RISE) == 0
 
 
 def _shifted_range(trace: Sequence[tuple[float, float]], lo: float, hi: float, range_um: float,

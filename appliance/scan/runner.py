@@ -1429,7 +1429,9 @@ class ScanRunner:
                 extra = o.extra or {}
                 told = getattr(self.focuser, "structure_focused", None)
                 if callable(told) and o.z_um is not None and extra.get("focus_ok"):
-                    told(o.x_um, o.y_um, float(o.z_um), o.cls)  # its focus less its reference height: the glass
+                    # its focus, to the maps that focus structures (not as evidence of the glass: whether its
+                    # curve was one lobe is not recorded)
+                    told(o.x_um, o.y_um, float(o.z_um), o.cls)
                 if extra.get("glass_source") == "specks" and extra.get("glass_z_um") is not None:
                     self._speck_glass.add(o.x_um, o.y_um, float(extra["glass_z_um"]))
             else:
