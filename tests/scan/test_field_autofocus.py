@@ -396,3 +396,21 @@ def test_a_reading_taken_before_the_structures_could_say_leaves_the_guess_once_t
         if i >= 2:
             assert abs(z_guess - GLASS_UM) < 2.0
     assert not m.contradicted(3400.0, 2200.0, GLASS_UM + 2.0) and m.contradicted(3400.0, 2200.0, GLASS_UM + 17.0)
+
+
+def test_a_resumed_scan_tells_the_focuser_of_its_structures_but_not_as_evidence_of_the_glass():
+    # a structure's focus feeds the maps that focus structures (the foci's, the glass's with a stated height);
+    # whether its curve was one lobe (what makes it evidence of the glass) is not recorded, so it is not that
+    from appliance.results.store import ObjectRecord
+    from appliance.scan.runner import SpeckGlassPlane
+
+    told: list[tuple] = []
+    r = object.__new__(ScanRunner)
+    r.scan_id, r._done, r._focus_found, r._known, r._n_struct, r._n_debris = 1, {}, False, [], 0, 0
+    r._focus_points, r._z_guess, r._speck_glass = [], None, SpeckGlassPlane()
+    r.focuser = SimpleNamespace(structure_focused=lambda *a, **k: told.append((a, k)))
+    obj = ObjectRecord(cell=3, kind="structure", cls="pentagon", confidence=0.9, x_um=500.0, y_um=700.0, z_um=101.0,
+                       width_um=40.0, height_um=40.0, extra={"focus_ok": True})
+    r.store = SimpleNamespace(fields=lambda sid: [], objects=lambda sid: [obj])
+    r._load_committed()
+    assert told == [((500.0, 700.0, 101.0, "pentagon"), {})]
