@@ -13,6 +13,7 @@ from collections import deque
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 
 from appliance.hardware.camera.base import Frame
 from appliance.hardware.stage.base import Position, StageLimitError
@@ -414,3 +415,20 @@ def test_a_resumed_scan_tells_the_focuser_of_its_structures_but_not_as_evidence_
     r.store = SimpleNamespace(fields=lambda sid: [], objects=lambda sid: [obj])
     r._load_committed()
     assert told == [((500.0, 700.0, 101.0, "pentagon"), {})]
+
+
+def test_a_structure_focus_is_evidence_of_the_glass_only_when_its_curve_is_one_lobe():
+    # the cheap colour camera's structure foci whose curves zigzag lay 5-30 µm off and followed the z their
+    # search started from (seed 441): fed to the guess, they walked the fields 8 µm below their glass
+    from appliance.focus.reference import ReferenceHeight
+    from appliance.scan.adapters import AutofocusFocuser, _one_lobe
+
+    assert _one_lobe([(0.0, 1.0), (4.0, 2.0), (8.0, 5.0), (12.0, 2.0), (16.0, 1.0)])
+    assert not _one_lobe([(0.0, 1.0), (4.0, 5.0), (8.0, 2.0), (12.0, 5.0), (16.0, 1.0)])
+    m = FocusMapAdapter()
+    f = AutofocusFocuser("classical", (0.0, 200.0), focus_map=m,
+                         reference_heights={"pentagon": ReferenceHeight(8.7, 3.6, "sim catalogue")})
+    f.structure_focused(500.0, 700.0, 101.0, "pentagon")
+    assert m.guess(500.0, 700.0) is None and len(m.foci) == 1
+    f.structure_focused(500.0, 700.0, 101.0, "pentagon", evidence=True)
+    assert m.guess(500.0, 700.0)[0] == pytest.approx(101.0 - 8.7, abs=0.1)
