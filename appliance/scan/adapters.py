@@ -362,12 +362,12 @@ class FocusMapAdapter:
     def guess(self, x_um: float, y_um: float) -> tuple[float, float] | None:
         """The glass's z and sigma from the structures' points and the glass readings they do not contradict.
 
-        None until a structure has been focused: without one this is the measured glass, which
-        :meth:`predict` answers for from ``CHECKED_POINTS`` points on (three glass readings alone fit a plane
-        exactly, whatever their errors). A reading taken before the structures could say (fewer than three)
+        None until a structure has been focused and ``CHECKED_POINTS`` points are in (a plane through three fits
+        them exactly, whatever their errors): without one this is the measured glass, which :meth:`predict`
+        answers for. A reading taken before the structures could say (fewer than three)
         is checked again as they come, so one wrong reading early in a scan does not stay in.
         """
-        if not self._loose:
+        if not self._loose or len(self._loose) + len(self._glass) < CHECKED_POINTS:
             return None
         key = (len(self._glass), len(self._loose))
         if self._evidence is None or self._evidence[0] != key:
@@ -384,11 +384,11 @@ class FocusMapAdapter:
     def structures_say(self, x_um: float, y_um: float) -> tuple[float, float] | None:
         """The glass's z and sigma from the structures' foci less their reference heights alone, or None.
 
-        None below three structures: one or two fit a constant, as sure a millimetre away as beside them,
-        where a slide tilted 4 µm/mm has moved 4 µm; from three the plane's tilt prior widens the sigma with
-        the distance from them.
+        None below ``CHECKED_POINTS`` structures: one or two fit a constant, as sure a millimetre away as beside
+        them, and three a plane that fits them exactly whatever their errors; with two more the residuals show
+        how far they scatter (on the cheap colour camera 5-30 µm, not the catalogue's 3.5).
         """
-        if len(self.structures) < 3:
+        if len(self.structures) < CHECKED_POINTS:
             return None
         z, sigma = self.structures.predict(x_um, y_um)
         return float(z), float(sigma)

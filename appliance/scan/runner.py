@@ -628,9 +628,11 @@ class ScanRunner:
         # below its mid-plane, and on the cheap colour camera such views lost a woodpile (seed 443)
         # (until a focus is found, the last guess is only where a search started: no offset)
         said = self._glass_evidence(p.x_um, p.y_um)
-        if said is not None and (pred is None or said[1] < pred[1]):
-            # the structures' foci less their reference heights, with the glass readings: surer than the map
-            # (or the only map), and on a tilted slide nearer than the last focus found millimetres away
+        if said is not None and MAP_SURE_K * said[1] <= self._drift_bound_um() and (pred is None or said[1] < pred[1]):
+            # the structures' foci less their reference heights, with the glass readings, where they are sure
+            # as the map must be to be trusted (and surer than it): on a tilted slide nearer than the last
+            # focus found millimetres away. An unsure one is not used: a plane through a few structures 5-27 µm
+            # off tilted a level slide's fields up to 60 µm off their glass (the cheap colour camera, seed 443)
             guess = said[0] + FIELD_VIEW_ABOVE_GLASS_UM
         elif pred is not None:
             guess = pred[0] + FIELD_VIEW_ABOVE_GLASS_UM
