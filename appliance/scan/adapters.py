@@ -354,8 +354,10 @@ class FocusMapAdapter:
             self._loose.append((float(x_um), float(y_um), float(z_um), float(loose[0]), float(loose[1])))
 
     def contradicted(self, x_um: float, y_um: float, z_um: float) -> bool:
-        """Whether the structures' foci less their reference heights put the glass at (x, y) further than
-        ``STRUCTURES_VETO_K`` sigma (theirs and one reading's) from ``z_um``; False while they cannot say."""
+        """Whether the structures put the glass at (x, y) further than ``STRUCTURES_VETO_K`` sigma from ``z_um``.
+
+        Their sigma and one reading's together; False while they cannot say (:meth:`structures_say`).
+        """
         said = self.structures_say(x_um, y_um)
         return said is not None and abs(float(z_um) - said[0]) > STRUCTURES_VETO_K * said[1]
 
