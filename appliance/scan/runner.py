@@ -632,7 +632,7 @@ class ScanRunner:
             # the structures' foci less their reference heights, with the glass readings, where they are sure
             # as the map must be to be trusted (and surer than it): on a tilted slide nearer than the last
             # focus found millimetres away. An unsure one is not used: a plane through a few structures 5-27 µm
-            # off tilted a level slide's fields up to 60 µm off their glass (the cheap colour camera, seed 443)
+            # off tilted a level slide's fields up to 70 µm off their glass (the cheap colour camera, seed 443)
             guess = said[0] + FIELD_VIEW_ABOVE_GLASS_UM
         elif pred is not None:
             guess = pred[0] + FIELD_VIEW_ABOVE_GLASS_UM
