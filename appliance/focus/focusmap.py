@@ -77,20 +77,28 @@ class FocusMap:
         self.scale_um = float(scale_um)
         self.prior_sigma_um = float(prior_sigma_um)
         self._pts: list[tuple[float, float, float]] = []
+        self._extra: list[float] = []  # each point's own uncertainty beyond the map's scatter (``add``)
         self._fit: tuple[np.ndarray, np.ndarray, float, np.ndarray] | None = None  # coef, cov, sigma, inliers
         self._origin = (0.0, 0.0)
 
     # ----- points --------------------------------------------------------------------------------------
 
-    def add(self, x_um: float, y_um: float, z_um: float, offset_um: float = 0.0) -> None:
+    def add(self, x_um: float, y_um: float, z_um: float, offset_um: float = 0.0, extra_sigma_um: float = 0.0) -> None:
         """Add a focused point (stage µm) of a target ``offset_um`` above the glass (its reference height).
 
-        Raises ``ValueError`` on a non-finite value.
+        ``extra_sigma_um``: the point's own uncertainty beyond the map's scatter, added in quadrature (a
+        structure's focus less a reference height known to ±3.5 µm is a point of the glass that loose). Such a
+        point weighs less in the fit and is an outlier only that much further out.
+
+        Raises ``ValueError`` on a non-finite value or a negative ``extra_sigma_um``.
         """
-        vals = (x_um, y_um, z_um, offset_um)
+        vals = (x_um, y_um, z_um, offset_um, extra_sigma_um)
         if not all(isinstance(v, (int, float, np.floating, np.integer)) and math.isfinite(float(v)) for v in vals):
-            raise ValueError(f"FocusMap.add needs finite x, y, z, offset in um, got {vals!r}")
+            raise ValueError(f"FocusMap.add needs finite x, y, z, offset, extra sigma in um, got {vals!r}")
+        if extra_sigma_um < 0:
+            raise ValueError(f"FocusMap.add: extra_sigma_um must be >= 0, got {extra_sigma_um!r}")
         self._pts.append((float(x_um), float(y_um), float(z_um) - float(offset_um)))
+        self._extra.append(float(extra_sigma_um))
         self._fit = None
 
     def __len__(self) -> int:
@@ -175,15 +183,23 @@ class FocusMap:
         P = np.diag(1.0 / tau)[1:]
         zeros = np.zeros(p - 1)
 
-        def system(rows: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray]:
-            return np.vstack([A[rows] / sigma, P]), np.concatenate([z[rows] / sigma, zeros])
+        e2 = np.square(np.array(self._extra, dtype=np.float64))
 
+        def system(rows: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray]:
+            s = np.sqrt(sigma * sigma + e2[rows])[:, None]
+            return np.vstack([A[rows] / s, P]), np.concatenate([z[rows] / s[:, 0], zeros])
+
+        def scaled(r: np.ndarray, rows: np.ndarray, sigma: float) -> np.ndarray:
+            """Residuals on the scale of the map's own points (a loose point's shrunk by its extra sigma)."""
+            return r * sigma / np.sqrt(sigma * sigma + e2[rows])
+
+        everyone = np.ones(n, dtype=bool)
         # Robust first pass (soft-L1 at the prior scatter), then inliers by robust residuals.
-        Aa, za = system(np.ones(n, dtype=bool), self.prior_sigma_um)
+        Aa, za = system(everyone, self.prior_sigma_um)
         c0 = np.linalg.lstsq(Aa, za, rcond=None)[0]
         if n > p:
             c0 = least_squares(lambda c: Aa @ c - za, c0, loss="soft_l1", f_scale=1.0).x
-        r = z - A @ c0
+        r = scaled(z - A @ c0, everyone, self.prior_sigma_um)
         mad = 1.4826 * float(np.median(np.abs(r - np.median(r)))) if n > p else 0.0
         cut = self.outlier_k * max(mad, self.sigma_floor_um)
         inl = np.abs(r) <= cut if n - p >= 3 else np.ones(n, dtype=bool)
@@ -193,11 +209,11 @@ class FocusMap:
         sigma = self.prior_sigma_um
         for _ in range(2):
             coef = np.linalg.lstsq(*system(inl, sigma), rcond=None)[0]
-            res = z[inl] - A[inl] @ coef
+            res = scaled(z[inl] - A[inl] @ coef, inl, sigma)
             dof = int(inl.sum()) - p
             ss = float(res @ res) if dof > 0 else 0.0
             sigma = max(math.sqrt((ss + PRIOR_DOF * self.prior_sigma_um ** 2) / (max(dof, 0) + PRIOR_DOF)),
                         self.sigma_floor_um)
-        Ai = A[inl]
-        cov = np.linalg.pinv(Ai.T @ Ai / (sigma * sigma) + P.T @ P)
+        Ai = A[inl] / np.sqrt(sigma * sigma + e2[inl])[:, None]
+        cov = np.linalg.pinv(Ai.T @ Ai + P.T @ P)
         return coef, cov, sigma, inl

@@ -23,6 +23,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
+import numpy as np
+
 from appliance.hardware.camera.base import Camera, Frame
 from appliance.hardware.stage.base import Stage
 from appliance.results.focuscurve import TUNED_DEPTH_OF_FIELD_UM, depth_of_field_scale
@@ -239,10 +241,24 @@ class AutofocusFocuser:
             # more search, half a range further that way, brackets it; a flat curve of noise is not shifted.
             r = search(shifted[0], shifted[1], shifted[2])
             frames += int(r.frames)
-        if cls is not None and r.ok and r.measured and self.focus_map is not None:
-            sure = ref is not None and ref.sigma_um <= self._sure_ref_um
-            self.focus_map.add_structure(p.x_um, p.y_um, float(r.z_um), ref.height_um if sure and ref else None)
+        if cls is not None and r.ok and r.measured:
+            self.structure_focused(p.x_um, p.y_um, float(r.z_um), cls, evidence=_one_lobe(r.trace))
         return FocusOutcome(float(r.z_um), frames, bool(r.ok))
+
+    def structure_focused(self, x_um: float, y_um: float, z_um: float, cls: str, evidence: bool = False) -> None:
+        """Tell the maps a structure of type ``cls`` was focused at ``z_um`` (also a resumed scan's structures).
+
+        ``evidence``: its focus less its type's reference height, however loose, is also evidence of the glass
+        (:meth:`FocusMapAdapter.guess`): only a focus whose curve is one lobe, the test a field's reading
+        passes. A structure's search is not held to it (its focus stands either way), but on the cheap colour
+        camera its other readings lay 5-30 µm off and followed the z its search started from.
+        """
+        if self.focus_map is None:
+            return
+        ref = self.reference_heights.get(cls)
+        sure = ref is not None and ref.sigma_um <= self._sure_ref_um
+        self.focus_map.add_structure(x_um, y_um, z_um, ref.height_um if sure and ref else None,
+                                     loose=None if ref is None or not evidence else (ref.height_um, ref.sigma_um))
 
     def _reference(self, cls: str | None) -> Any | None:
         """The type's reference height, or None (and a log line the first time a type has none)."""
@@ -260,6 +276,12 @@ class AutofocusFocuser:
 
 #: The runner's map places fields once it has this many points: a plane's three and two that check them.
 CHECKED_POINTS = 5
+#: A field's glass reading is not taken (no point of the map, not the next fields' guess) when the structures'
+#: foci less their reference heights put the glass further than this many sigma from it (their sigma and one
+#: reading's together: :meth:`FocusMapAdapter.contradicted`). A wrong reading passes its curve's own tests now
+#: and then (the cheap colour camera's, 14-17 µm up, seed 443 in session 8); the structures around it, each
+#: loose (the catalogue's ±3.5 µm), outvote it.
+STRUCTURES_VETO_K = 3.0
 
 
 class FocusMapAdapter:
@@ -292,6 +314,16 @@ class FocusMapAdapter:
         #: their spread, not one glass reading's: four such points of the cheap colour camera, fitted as sure as
         #: the glass, tilted it 18 µm/mm off and walked a row's fields 55 µm above their glass (seed 441).
         self.fields = FocusMap(prior_sigma_um=PRIOR_SIGMA_UM)
+        #: The structures' foci less their reference heights, however loosely known (the catalogue's ±3.5 µm),
+        #: each weighed by that uncertainty: what a field's glass reading is checked against
+        #: (:meth:`contradicted`), and with the readings they do not contradict, the glass as everything says
+        #: it (:meth:`guess`).
+        self.structures = FocusMap(prior_sigma_um=GLASS_PRIOR_SIGMA_UM)
+        self._loose: list[tuple[float, float, float, float, float]] = []  # x, y, focus, height, its sigma
+        self._glass: list[tuple[float, float, float]] = []
+        self._evidence: tuple[tuple[int, int], Any] | None = None  # (points it holds, the map)
+        self._FocusMap = FocusMap
+        self._glass_prior = GLASS_PRIOR_SIGMA_UM
         self._objects: set[tuple[float, float, float]] = set()
 
     def not_glass(self, x_um: float, y_um: float, z_um: float) -> None:
@@ -305,12 +337,63 @@ class FocusMapAdapter:
             return
         self.inner.add(x_um, y_um, z_um)
         self.focusing.add(x_um, y_um, z_um)
+        self._glass.append((float(x_um), float(y_um), float(z_um)))
 
-    def add_structure(self, x_um: float, y_um: float, z_um: float, ref_height_um: float | None) -> None:
-        """Add a structure's focus: to the map of foci, and with a sure reference height to the glass's."""
+    def add_structure(self, x_um: float, y_um: float, z_um: float, ref_height_um: float | None,
+                      loose: tuple[float, float] | None = None) -> None:
+        """Add a structure's focus: to the map of foci, and with a sure reference height to the glass's.
+
+        ``loose``: the type's reference height and its sigma however sure (the catalogue's ±3.5 µm): the
+        focus less that height is evidence of the glass (:meth:`guess`, :meth:`contradicted`) with that sigma.
+        """
         self.foci.add(x_um, y_um, z_um)
         if ref_height_um is not None:
             self.focusing.add(x_um, y_um, z_um, offset_um=ref_height_um)
+        if loose is not None:
+            self.structures.add(x_um, y_um, z_um, offset_um=loose[0], extra_sigma_um=loose[1])
+            self._loose.append((float(x_um), float(y_um), float(z_um), float(loose[0]), float(loose[1])))
+
+    def contradicted(self, x_um: float, y_um: float, z_um: float) -> bool:
+        """Whether the structures put the glass at (x, y) further than ``STRUCTURES_VETO_K`` sigma from ``z_um``.
+
+        Their sigma and one reading's together; False while they cannot say (:meth:`structures_say`).
+        """
+        said = self.structures_say(x_um, y_um)
+        return said is not None and abs(float(z_um) - said[0]) > STRUCTURES_VETO_K * said[1]
+
+    def guess(self, x_um: float, y_um: float) -> tuple[float, float] | None:
+        """The glass's z and sigma from the structures' points and the glass readings they do not contradict.
+
+        None until a structure has been focused and ``CHECKED_POINTS`` points are in (a plane through three fits
+        them exactly, whatever their errors): without one this is the measured glass, which :meth:`predict`
+        answers for. A reading taken before the structures could say (fewer than three)
+        is checked again as they come, so one wrong reading early in a scan does not stay in.
+        """
+        if not self._loose or len(self._loose) + len(self._glass) < CHECKED_POINTS:
+            return None
+        key = (len(self._glass), len(self._loose))
+        if self._evidence is None or self._evidence[0] != key:
+            m = self._FocusMap(prior_sigma_um=self._glass_prior)
+            for x, y, z, h, sd in self._loose:
+                m.add(x, y, z, offset_um=h, extra_sigma_um=sd)
+            for x, y, z in self._glass:
+                if not self.contradicted(x, y, z):
+                    m.add(x, y, z)
+            self._evidence = (key, m)
+        z, sigma = self._evidence[1].predict(x_um, y_um)
+        return float(z), float(sigma)
+
+    def structures_say(self, x_um: float, y_um: float) -> tuple[float, float] | None:
+        """The glass's z and sigma from the structures' foci less their reference heights alone, or None.
+
+        None below ``CHECKED_POINTS`` structures: one or two fit a constant, as sure a millimetre away as beside
+        them, and three a plane that fits them exactly whatever their errors; with two more the residuals show
+        how far they scatter (on the cheap colour camera 5-30 µm, not the catalogue's 3.5).
+        """
+        if len(self.structures) < CHECKED_POINTS:
+            return None
+        z, sigma = self.structures.predict(x_um, y_um)
+        return float(z), float(sigma)
 
     def for_target(self, foci: bool) -> Any:
         """The map a target is focused with: the foci's (``foci``), else the glass's (a field, or a known type)."""
@@ -331,6 +414,17 @@ class FocusMapAdapter:
             return None
         z, sigma = m.predict(x_um, y_um)
         return float(z), float(sigma)
+
+
+def _one_lobe(trace: Sequence[tuple[float, float]]) -> bool:
+    """Whether a search's walking curve (its frames' z and score) is one lobe (``search.untrusted``'s test)."""
+    from appliance.focus.curve import second_lobes
+    from appliance.focus.search import LOBE_RISE
+
+    best: dict[float, float] = {}
+    for z, v in trace:
+        best[z] = max(v, best.get(z, -math.inf))
+    return len(best) >= 3 and second_lobes(np.array([best[z] for z in sorted(best)]), LOBE_RISE) == 0
 
 
 def _shifted_range(trace: Sequence[tuple[float, float]], lo: float, hi: float, range_um: float,

@@ -627,7 +627,14 @@ class ScanRunner:
         # the last focus found), as a field the map places is: at the glass itself a print 16 µm tall lies 8 µm
         # below its mid-plane, and on the cheap colour camera such views lost a woodpile (seed 443)
         # (until a focus is found, the last guess is only where a search started: no offset)
-        if pred is not None:
+        said = self._glass_evidence(p.x_um, p.y_um)
+        if said is not None and MAP_SURE_K * said[1] <= self._drift_bound_um() and (pred is None or said[1] < pred[1]):
+            # the structures' foci less their reference heights, with the glass readings, where they are sure
+            # as the map must be to be trusted (and surer than it): on a tilted slide nearer than the last
+            # focus found millimetres away. An unsure one is not used: a plane through a few structures 5-27 µm
+            # off tilted a level slide's fields up to 70 µm off their glass (the cheap colour camera, seed 443)
+            guess = said[0] + FIELD_VIEW_ABOVE_GLASS_UM
+        elif pred is not None:
             guess = pred[0] + FIELD_VIEW_ABOVE_GLASS_UM
         elif self._z_guess is not None:
             guess = self._z_guess + (FIELD_VIEW_ABOVE_GLASS_UM if self._focus_found else 0.0)
@@ -650,19 +657,19 @@ class ScanRunner:
         here = w.focus_source in ("guess", "map") and self.plan.focus.field_focus != "autofocus"
         guess = w.z_um if here else (self._z_guess if self._z_guess is not None else p.z_um)
         span = self.plan.focus.search_range_um
-        out = self.focuser.focus(self.stage, self.camera, guess, span, None)
+        out = self._field_search(p.x_um, p.y_um, guess, span)
         last = self._z_guess
         # what the search reached: a deep-focus objective's is widened to its depth of field (±90 µm at 5x /
         # NA 0.1), and a second search that reaches no further is the same search again (1.3-2.4 s there)
         reach = searched_range_um(self.focuser, span)
         if not out.ok and last is not None and abs(guess - last) > reach / 2:
             # the guess was the map's, far from the last focus found: look where focus last was
-            out = self.focuser.focus(self.stage, self.camera, last, span, None)
+            out = self._field_search(p.x_um, p.y_um, last, span)
         if not out.ok and not self._focus_found and FIND_SLIDE_RANGE_UM > reach:
             # nothing found yet in this scan: the slide may be far from where the stage started. Only then,
             # and only after the usual search, the wide one (a flat curve of noise shows a "peak" somewhere
             # in a range that wide more often: the cheap camera's frames showed one in 29 flat samples)
-            out = self.focuser.focus(self.stage, self.camera, guess, max(span, FIND_SLIDE_RANGE_UM), None)
+            out = self._field_search(p.x_um, p.y_um, guess, max(span, FIND_SLIDE_RANGE_UM))
             w.wide_from = guess if out.ok else None
         if out.ok:
             w.z_um, w.focus_source = out.z_um, "autofocus"
@@ -676,6 +683,25 @@ class ScanRunner:
         else:
             self.stage.focus_to_um(guess)
             w.z_um, w.focus_source = guess, "autofocus-unsure"
+
+    def _field_search(self, x: float, y: float, guess: float, span: float) -> FocusOutcome:
+        """A field's own focus search; a focus the structures around contradict is not ``ok``."""
+        out = self.focuser.focus(self.stage, self.camera, guess, span, None)
+        contradicted = getattr(self.focus_map, "contradicted", None)
+        if out.ok and callable(contradicted) and contradicted(x, y, out.z_um):
+            _log.info("field focus at (%.0f, %.0f): %.1f um, where the structures around put the glass "
+                      "elsewhere: not taken", x, y, out.z_um)
+            return replace(out, ok=False)
+        return out
+
+    def _glass_evidence(self, x: float, y: float) -> tuple[float, float] | None:
+        """The glass's z and sigma from its readings and the structures' foci less their reference heights.
+
+        None while no structure has been focused with a reference height (or the map cannot say:
+        ``FocusMapAdapter.guess``).
+        """
+        guess = getattr(self.focus_map, "guess", None)
+        return guess(x, y) if callable(guess) else None
 
     def _keep_glass_guess(self, w: _FieldWork) -> None:
         """A field focus with a structure in view is the structure's mid-plane: not the next fields' guess.
@@ -1408,6 +1434,11 @@ class ScanRunner:
             if o.kind == "structure":
                 self._n_struct += 1
                 extra = o.extra or {}
+                told = getattr(self.focuser, "structure_focused", None)
+                if callable(told) and o.z_um is not None and extra.get("focus_ok"):
+                    # its focus, to the maps that focus structures (not as evidence of the glass: whether its
+                    # curve was one lobe is not recorded)
+                    told(o.x_um, o.y_um, float(o.z_um), o.cls)
                 if extra.get("glass_source") == "specks" and extra.get("glass_z_um") is not None:
                     self._speck_glass.add(o.x_um, o.y_um, float(extra["glass_z_um"]))
             else:

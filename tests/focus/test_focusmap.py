@@ -133,3 +133,26 @@ def test_bad_settings_name_the_parameter() -> None:
         FocusMap(quadratic_from=3)
     with pytest.raises(ValueError, match="outlier_k"):
         FocusMap(outlier_k=0)
+
+
+def test_a_loose_point_weighs_by_its_own_sigma_and_is_an_outlier_only_further_out() -> None:
+    # A structure's focus less a catalogue height (±3.5 µm) is a point of the glass that loose: beside two glass
+    # readings it moves the map by a fraction of what a third reading would, and 6 µm off it is no outlier
+    # among loose points, where a reading of the glass 6 µm off is
+    m = FocusMap(prior_sigma_um=GLASS_PRIOR_SIGMA_UM)
+    m.add(0, 0, 90.0)
+    m.add(0, 100, 90.0)
+    m.add(100, 0, 96.0, offset_um=0.0, extra_sigma_um=3.5)
+    z, _ = m.predict(0, 50)
+    assert 90.0 < z < 90.8  # a third glass reading at 96 would pull the constant to 92
+    for off_is_loose in (True, False):
+        mixed = FocusMap(prior_sigma_um=GLASS_PRIOR_SIGMA_UM, quadratic_from=50)
+        for i in range(6):  # glass readings within ±0.3 µm, structures' points within the catalogue's ±3.5
+            mixed.add(200 * i, 0, 90.0 + 0.3 * (-1) ** i)
+            mixed.add(200 * i + 100, 300, 90.0 + 3.0 * (-1) ** i, extra_sigma_um=3.5)
+        mixed.add(500, 150, 97.0, extra_sigma_um=3.5 if off_is_loose else 0.0)
+        assert (mixed.outliers == []) == off_is_loose  # 7 µm off: two sigma of a loose point, 7 of a reading
+
+def test_a_negative_extra_sigma_is_refused() -> None:
+    with pytest.raises(ValueError, match="extra_sigma_um"):
+        FocusMap().add(0, 0, 90.0, extra_sigma_um=-1.0)

@@ -13,6 +13,7 @@ from collections import deque
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 
 from appliance.hardware.camera.base import Frame
 from appliance.hardware.stage.base import Position, StageLimitError
@@ -54,12 +55,13 @@ class _Focuser:
 
 
 def _runner(glass: float, last_focus: float, field_focus: str = "map") -> ScanRunner:
-    """Only what ``_autofocus_field`` reads: the plan, stage, focuser and the last focus found."""
+    """Only what ``_autofocus_field`` reads: the plan, stage, focuser, map and the last focus found."""
     r = object.__new__(ScanRunner)
     r.plan = ScanPlan(focus=FocusPlan(search_range_um=15.0, field_focus=field_focus))
     r.stage = _Stage(last_focus)
     r.camera = None
     r.focuser = _Focuser(glass)
+    r.focus_map = SimpleNamespace(predict=lambda x, y: None)  # no map yet, and no structures' word on the glass
     r._z_guess = last_focus
     r._focus_found = True
     return r
@@ -344,3 +346,105 @@ def test_a_field_focus_with_a_structure_in_view_is_not_the_next_fields_guess():
     assert (w.focus_source, r._z_guess, w.guess_before) == ("autofocus", 106.0, 92.0)
     r._keep_glass_guess(w)
     assert r._z_guess == 92.0
+
+
+def _structures_around(glass: float) -> FocusMapAdapter:
+    """A map told of five structures (foci less the catalogue's 8.7 ± 3.5 µm) around a field at (3400, 2200)."""
+    m = FocusMapAdapter()
+    for (x, y), dz in zip(((3000, 1900), (3900, 2000), (3300, 2600), (3700, 2500), (3100, 2300)),
+                          (1.5, -2.0, 2.5, -1.0, 0.5), strict=True):
+        m.add_structure(x, y, glass + 8.7 + dz, None, loose=(8.7, 3.5))
+    return m
+
+
+def test_a_field_reading_the_structures_around_contradict_is_not_taken():
+    # The cheap colour camera's empty-field reading 17 µm above the glass passed the curve's own tests (rise,
+    # one lobe) and set the guess the following fields were viewed at (seed 443, session 8); five structures
+    # around, each loose, put the glass at 92
+    r = _runner(GLASS_UM, last_focus=GLASS_UM)
+    r.focus_map = _structures_around(GLASS_UM)
+    r.focuser.glass = GLASS_UM + 17.0  # what the search reads
+    w = _field(GLASS_UM + FIELD_VIEW_ABOVE_GLASS_UM, source="guess")
+    r._autofocus_field(w)
+    assert (w.focus_source, w.focus_point, r._z_guess) == ("autofocus-unsure", None, GLASS_UM)
+    r.focuser.glass = GLASS_UM + 2.0  # a reading within their spread is taken
+    r._autofocus_field(w)
+    assert (w.focus_source, r._z_guess) == ("autofocus", GLASS_UM + 2.0)
+
+
+def test_a_field_at_a_guess_is_viewed_above_the_glass_the_structures_say():
+    # no map of the glass yet (the cheap colour camera reads it on a few fields of 221): the structures'
+    # foci less their reference heights say where it is, where the last focus found lies millimetres away
+    r = _runner(GLASS_UM, last_focus=GLASS_UM + 12.0)
+    r.focus_map = _structures_around(GLASS_UM)
+    w = _field(0.0)
+    r._field_focus(w)
+    assert w.focus_source == "guess"
+    assert abs(w.z_um - (GLASS_UM + FIELD_VIEW_ABOVE_GLASS_UM)) < 1.5
+
+
+def test_a_reading_taken_before_the_structures_could_say_leaves_the_guess_once_they_do():
+    # one wrong reading 17 µm up, taken when two structures had been focused (too few to check it: they fit a
+    # constant, as sure 3 mm away as beside them); from the fifth on, the guess is theirs
+    m = FocusMapAdapter()
+    m.add(3400.0, 2200.0, GLASS_UM + 17.0)
+    assert m.guess(3400.0, 2200.0) is None  # no structure yet: the runner's own last focus stands
+    few = _structures_around(GLASS_UM)
+    for i, pt in enumerate(few._loose):
+        x, y, z, h, sd = pt
+        m.add_structure(x, y, z, None, loose=(h, sd))
+        z_guess = m.guess(3400.0, 2200.0)
+        if i < 3:
+            assert z_guess is None  # fewer than five points in all: no plane whose scatter shows
+        elif i >= 4:
+            assert abs(z_guess[0] - GLASS_UM) < 2.0
+    assert not m.contradicted(3400.0, 2200.0, GLASS_UM + 2.0) and m.contradicted(3400.0, 2200.0, GLASS_UM + 17.0)
+
+
+def test_a_resumed_scan_tells_the_focuser_of_its_structures_but_not_as_evidence_of_the_glass():
+    # a structure's focus feeds the maps that focus structures (the foci's, the glass's with a stated height);
+    # whether its curve was one lobe (what makes it evidence of the glass) is not recorded, so it is not that
+    from appliance.results.store import ObjectRecord
+    from appliance.scan.runner import SpeckGlassPlane
+
+    told: list[tuple] = []
+    r = object.__new__(ScanRunner)
+    r.scan_id, r._done, r._focus_found, r._known, r._n_struct, r._n_debris = 1, {}, False, [], 0, 0
+    r._focus_points, r._z_guess, r._speck_glass = [], None, SpeckGlassPlane()
+    r.focuser = SimpleNamespace(structure_focused=lambda *a, **k: told.append((a, k)))
+    obj = ObjectRecord(cell=3, kind="structure", cls="pentagon", confidence=0.9, x_um=500.0, y_um=700.0, z_um=101.0,
+                       width_um=40.0, height_um=40.0, extra={"focus_ok": True})
+    r.store = SimpleNamespace(fields=lambda sid: [], objects=lambda sid: [obj])
+    r._load_committed()
+    assert told == [((500.0, 700.0, 101.0, "pentagon"), {})]
+
+
+def test_a_structure_focus_is_evidence_of_the_glass_only_when_its_curve_is_one_lobe():
+    # the cheap colour camera's structure foci whose curves zigzag lay 5-30 µm off and followed the z their
+    # search started from (seed 441): fed to the guess, they walked the fields 8 µm below their glass
+    from appliance.focus.reference import ReferenceHeight
+    from appliance.scan.adapters import AutofocusFocuser, _one_lobe
+
+    assert _one_lobe([(0.0, 1.0), (4.0, 2.0), (8.0, 5.0), (12.0, 2.0), (16.0, 1.0)])
+    assert not _one_lobe([(0.0, 1.0), (4.0, 5.0), (8.0, 2.0), (12.0, 5.0), (16.0, 1.0)])
+    m = FocusMapAdapter()
+    f = AutofocusFocuser("classical", (0.0, 200.0), focus_map=m,
+                         reference_heights={"pentagon": ReferenceHeight(8.7, 3.6, "sim catalogue")})
+    f.structure_focused(500.0, 700.0, 101.0, "pentagon")
+    assert len(m.structures) == 0 and len(m.foci) == 1
+    f.structure_focused(500.0, 700.0, 101.0, "pentagon", evidence=True)
+    assert len(m.structures) == 1 and m.structures.predict(500.0, 700.0)[0] == pytest.approx(101.0 - 8.7)
+
+
+def test_structures_that_scatter_leave_a_field_at_the_last_focus():
+    # the cheap colour camera's structure foci lay 5-27 µm off (seed 443): a plane through them is not sure, and
+    # a field at a guess stays above the last focus found, not on their tilt (fields up to 60 µm off before)
+    r = _runner(GLASS_UM, last_focus=GLASS_UM)
+    m = FocusMapAdapter()
+    for (x, y), dz in zip(((3000, 1900), (3900, 2000), (3300, 2600), (3700, 2500), (3100, 2300)),
+                          (15.0, -12.0, 20.0, -9.0, 27.0), strict=True):
+        m.add_structure(x, y, GLASS_UM + 8.7 + dz, None, loose=(8.7, 3.5))
+    r.focus_map = m
+    w = _field(0.0)
+    r._field_focus(w)
+    assert (w.z_um, w.focus_source) == (GLASS_UM + FIELD_VIEW_ABOVE_GLASS_UM, "guess")

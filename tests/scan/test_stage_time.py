@@ -111,6 +111,7 @@ def _field_runner(focuser: _FailingFocuser, found: bool, last: float) -> tuple[S
     r = object.__new__(ScanRunner)
     r.plan = ScanPlan(focus=FocusPlan(search_range_um=15.0))
     r.stage, r.camera, r.focuser = _ZStage(last), None, focuser
+    r.focus_map = SimpleNamespace(predict=lambda x, y: None)  # no map, and no structures' word on the glass
     r._z_guess, r._focus_found = last, found
     w = _FieldWork(FieldPosition(cell=3, row=0, column=3, x_um=700.0, y_um=75.0), seq=3)
     w.z_um, w.focus_source = 91.0, "guess"
