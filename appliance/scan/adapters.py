@@ -105,6 +105,17 @@ class PipelineVision:
             dets.append(Detection(_box(e.box, size), v.kind, v.cls, v.confidence, scores, recheck=not v.agree))
         return VisionResult(r.gate_candidates, tuple(dets), {"vision": dt})
 
+    def read_type(self, images: Sequence[Any], box: Box) -> Mapping[str, float]:
+        """The classifier's distribution for one object from several frames of it (one batch, views pooled).
+
+        ``images`` are grey frames in which the object lies in ``box`` (the focus stack's planes: the stage
+        does not move in x, y between them). Empty when the pipeline has no classifier.
+        """
+        clf = getattr(self.pipeline, "classifier", None)
+        if clf is None or not len(images):
+            return {}
+        return dict(clf.classify_views(images, box))
+
 
 class AutofocusFocuser:
     """``appliance.focus.autofocus`` as the runner's :class:`~appliance.scan.protocols.Focuser`.

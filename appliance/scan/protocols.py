@@ -12,6 +12,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import numpy as np
+
 from appliance.hardware.camera.base import Camera, Frame
 from appliance.hardware.stage.base import Stage
 
@@ -69,6 +71,18 @@ class Vision(Protocol):
 
     def analyse(self, frame: Frame) -> VisionResult:
         """Gate the frame; when it has candidates, detect and classify them."""
+        ...
+
+
+class TypeReader(Protocol):
+    """A :class:`Vision` that can also name one object's type from several frames of it (optional).
+
+    The runner asks it for a structure's type from the planes of its focus stack nearest focus
+    (``ScanRunner._type_from_views``); a vision without ``read_type`` leaves the type its sharp frame's.
+    """
+
+    def read_type(self, images: Sequence[np.ndarray], box: Box) -> Mapping[str, float]:
+        """Label -> probability for the object in ``box`` of each grey frame, the frames' views pooled."""
         ...
 
 

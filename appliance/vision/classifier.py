@@ -139,3 +139,54 @@ class StructureClassifier:
         if not crops:
             return self.predict(np.zeros((0, CROP_PX, CROP_PX), np.uint8))
         return self.predict(np.stack(crops))
+
+    def classify_views(self, images: Sequence[np.ndarray], box: Sequence[float], flips: int = 4) -> dict[str, float]:
+        """One distribution for one object seen in several frames (the same box in each), in one batch.
+
+        Each frame's crop (:func:`box_crop`) is classified with its first ``flips`` flipped copies (as for
+        ``views``: the crop, its mirror image, its vertical flip, its half-turn) and every view is pooled by
+        :func:`pool_views`. Returns label -> probability; empty when ``images`` is.
+
+        Raises
+        ------
+        ValueError
+            ``flips`` is not one of :data:`VIEWS`.
+        """
+        if flips not in VIEWS:
+            raise ValueError(f"flips must be one of {VIEWS}, got {flips!r}")
+        if not len(images):
+            return {}
+        x = crops_to_batch(np.stack([box_crop(im, box) for im in images]))
+        views = np.concatenate((x, x[:, :, ::-1], x[:, ::-1, :], x[:, ::-1, ::-1])[:flips])
+        probs = self.model.run(np.ascontiguousarray(views))["probs"]
+        return dict(zip(self.classes, (float(v) for v in pool_views(probs)), strict=True))
+
+
+def pool_views(probs: np.ndarray) -> np.ndarray:
+    """Several views' softmax rows pooled into one: the renormalised geometric mean (mean log-probability).
+
+    A label one view rules out (near 0) stays unlikely however sure another view is of it, where an
+    arithmetic mean would let one confident view outvote the rest. Probabilities are floored at 1e-6 so a
+    single view's 0 does not decide alone.
+
+    Parameters
+    ----------
+    probs : (N, K) ndarray
+        N >= 1 views' distributions over K labels.
+
+    Returns
+    -------
+    (K,) ndarray of float64
+        Sums to 1.
+
+    Raises
+    ------
+    ValueError
+        ``probs`` is not a non-empty 2-D array.
+    """
+    p = np.asarray(probs, dtype=np.float64)
+    if p.ndim != 2 or p.shape[0] == 0:
+        raise ValueError(f"probs must be (N, K) with N >= 1, got shape {p.shape}")
+    log = np.log(np.clip(p, 1e-6, 1.0)).mean(axis=0)
+    e = np.exp(log - log.max())
+    return e / e.sum()

@@ -528,3 +528,68 @@ def test_a_disputed_sliver_at_the_edge_that_no_later_look_shows_is_no_structure(
     s = _scan(tmp_path, 31, _CornerGhost, slide=slide)
     assert s["recall"] == 1.0 and s["type_accuracy"] == 1.0 and s["duplicates"] == 0
     assert s["false_structures"] == 0  # before: one per field, the ghost centred and recorded from its field view
+
+
+class _WrongTypeWhenSharp:
+    """Names every print its look-alike in the frame taken at its focus (a woodpile a scaffold, as the classifier
+    named 26-47 µm woodpiles on dev seeds 604 and 608) and the true type in every other frame; ``read_type``
+    reads each stack plane the same way and pools them as the product vision does. Micro-lenses keep their type
+    (a lens's verdict has its own checks). Without ``read_type`` (``plain``) the sharp frame's type stands."""
+
+    TWIN = {"woodpile": "scaffold", "scaffold": "woodpile", "pentagon": "split_ring", "split_ring": "pentagon"}
+
+    def __init__(self, scope):
+        self.inner, self.scope, self.sharp, self.sharp_image = SimTruthVision(scope), scope, None, None
+
+    def analyse(self, frame):
+        r = self.inner.analyse(frame)
+        p = frame.position
+        if self.sharp is None or any(abs(a - b) > 1e-6 for a, b in zip((p.x_um, p.y_um, p.z_um), self.sharp,
+                                                                         strict=True)):
+            return r
+        self.sharp_image = frame.image
+        dets = tuple(replace(d, cls=self.TWIN[d.cls], confidence=0.8, scores=self._scores(d.cls, True))
+                     if d.kind == "structure" and d.cls in self.TWIN else d for d in r.detections)
+        return VisionResult(r.n_candidates, dets, r.timings_s)
+
+    def _scores(self, cls, sharp):
+        wrong = self.TWIN.get(cls, cls)
+        return {wrong: 0.8, cls: 0.15, "debris": 0.05} if sharp and wrong != cls else {cls: 0.95, "debris": 0.05}
+
+    def read_type(self, images, box):
+        from appliance.vision.classifier import pool_views
+
+        true = self.scope.stage.true_position_um()
+        cls = next(b.cls for b in self.scope.boxes_at(true.x_um, true.y_um)
+                   if b.kind == "structure" and b.box_px[0] < box[2] and box[0] < b.box_px[2]
+                   and b.box_px[1] < box[3] and box[1] < b.box_px[3])
+        labels = sorted({*self._scores(cls, True), *self._scores(cls, False)})
+        rows = [[self._scores(cls, im is self.sharp_image).get(c, 0.0) for c in labels] for im in images]
+        assert any(im is self.sharp_image for im in images)  # the sharp frame is one of the views
+        return dict(zip(labels, pool_views(rows).tolist(), strict=True))
+
+
+class _WrongTypeWhenSharpPlain:
+    """:class:`_WrongTypeWhenSharp` without ``read_type``: a vision that types from one frame only."""
+
+    def __init__(self, scope):
+        self.double = _WrongTypeWhenSharp(scope)
+
+    @property
+    def sharp(self):
+        return self.double.sharp
+
+    @sharp.setter
+    def sharp(self, value):
+        self.double.sharp = value
+
+    def analyse(self, frame):
+        return self.double.analyse(frame)
+
+
+def test_the_type_is_what_the_planes_near_focus_agree_on(tmp_path):
+    # seed 32's four prints: the sharp frame names each a wrong type; the stack's other planes name it right
+    s = _scan(tmp_path / "plain", 32, _WrongTypeWhenSharpPlain, _SharpPoint)
+    assert s["recall"] == 1.0 and s["type_accuracy"] < 1.0  # one frame: its wrong type is recorded
+    s = _scan(tmp_path / "views", 32, _WrongTypeWhenSharp, _SharpPoint)
+    assert s["recall"] == 1.0 and s["type_accuracy"] == 1.0 and s["duplicates"] == 0
