@@ -109,8 +109,9 @@ def run_scan(stage: Stage, camera: Camera, vision: Vision, focuser: Focuser, foc
     with ResultStore(db_path) as store:
         old = store.unfinished_scan(out_dir) if resume else None
         cal_s: float | None = None
+        flat: dict[str, Any] = {}
         if plan.imaging.flat_field:  # first: the slide's focus and the calibration are read on corrected frames
-            camera = _flat_field_camera(stage, camera, plan, folder, area_um, resumed=old is not None)
+            camera, flat = _flat_field_camera(stage, camera, plan, folder, area_um, resumed=old is not None)
         if old is not None:
             cal = Calibration.from_mapping(old.config["calibration"])
             scan_id = old.id
@@ -139,8 +140,8 @@ def run_scan(stage: Stage, camera: Camera, vision: Vision, focuser: Focuser, foc
             scan_id = store.create_scan(plan.name, out_dir, snapshot, grid.n_fields)
         meta = folder.root / "scan.json"
         if old is None or not meta.is_file():  # on resume too, if a cut came between the row and the file
-            write_durably(meta, json.dumps(
-                {"scan_id": scan_id, "db": str(Path(db_path).resolve()), "calibration_s": cal_s}).encode())
+            info = {"scan_id": scan_id, "db": str(Path(db_path).resolve()), "calibration_s": cal_s}
+            write_durably(meta, json.dumps({**info, **({"flat_field": flat} if flat else {})}).encode())
         runner = ScanRunner(stage, camera, vision, focuser, focus_map, store, folder, plan, grid, cal, scan_id,
                             device_clock=device_clock, on_event=on_event, z_start_um=z_start_um)
         if runner_hook is not None:
@@ -169,8 +170,11 @@ def calibration_step_um(um_per_px: float, size_px: tuple[int, int]) -> float:
 
 
 def _flat_field_camera(stage: Stage, camera: Camera, plan: ScanPlan, folder: ScanFolder,
-                       area_um: tuple[float, float, float, float], resumed: bool) -> Camera:
-    """``camera`` with the scan's flat field applied (:mod:`appliance.scan.flatfield`), or as it is if none.
+                       area_um: tuple[float, float, float, float], resumed: bool) -> tuple[Camera, dict[str, Any]]:
+    """``camera`` with the scan's flat field applied (:mod:`appliance.scan.flatfield`), and what was decided.
+
+    The second item goes into ``scan.json`` as ``flat_field``: ``applied``, the light's 2nd and 98th
+    percentiles, the frames it was measured from and a ``note``.
 
     A resumed scan reads the flat field its first run saved in the folder, so its frames are corrected as
     before; a folder without one (or with one that cannot be read) measures it again. A light field that cannot
@@ -190,13 +194,14 @@ def _flat_field_camera(stage: Stage, camera: Camera, plan: ScanPlan, folder: Sca
             field.save(path)
     except FlatFieldError as exc:
         _log.warning("flat field not applied: %s", exc)
-        return camera
+        return camera, {"applied": False, "note": f"refused: {exc}"}
     lo, hi = field.spread
+    info = {"applied": not field.even, "light_p2": round(lo, 4), "light_p98": round(hi, 4), "frames": field.frames}
     if field.even:
         _log.info("flat field: the light is even (%.2f-%.2f of its median): frames left as they are", lo, hi)
-        return camera
+        return camera, {**info, "note": "even: frames left as they are"}
     _log.info("flat field: the light is %.2f-%.2f of its median: every frame is divided by it", lo, hi)
-    return FlatFieldCamera(camera, field)
+    return FlatFieldCamera(camera, field), {**info, "note": "every frame divided by it"}
 
 
 def find_slide(stage: Stage, camera: Camera, focuser: Focuser, search_range_um: float) -> float | None:

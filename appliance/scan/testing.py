@@ -155,11 +155,12 @@ def truth_boxes(scope: VirtualMicroscope, frame: Frame) -> Sequence[tuple[str, B
 
 
 def scan_small_slide(tmp: Any, seed: int = 21, plan: Any = None, vision_factory: Any = None,
-                     slide: dict[str, Any] | None = None, stage: dict[str, Any] | None = None, **kw: Any) -> Any:
+                     slide: dict[str, Any] | None = None, stage: dict[str, Any] | None = None,
+                     sensor: dict[str, Any] | None = None, **kw: Any) -> Any:
     """Scan a small virtual slide (1.4 x 1.4 mm, 4 structures) with these doubles; returns (outcome, scope).
 
-    A short focus stack (± 3 µm) keeps it quick; ``slide`` and ``stage`` override the slide's and the virtual
-    stage's parameters; ``kw`` goes to :func:`appliance.scan.session.run_scan`.
+    A short focus stack (± 3 µm) keeps it quick; ``slide``, ``stage`` and ``sensor`` override the slide's, the
+    virtual stage's and the sensor's parameters; ``kw`` goes to :func:`appliance.scan.session.run_scan`.
     """
     from pathlib import Path
 
@@ -170,6 +171,8 @@ def scan_small_slide(tmp: Any, seed: int = 21, plan: Any = None, vision_factory:
     sets: dict[str, Any] = {"slide": {**SMALL_SLIDE["slide"], **(slide or {})}}
     if stage:
         sets["stage"] = stage
+    if sensor:
+        sets["sensor"] = sensor
     scope = sim_microscope(seed, sets)
     plan = plan or ScanPlan(name="small", focus=FocusPlan(stack_range_um=3.0, stack_step_um=1.0))
     p = scope.slide.params

@@ -152,3 +152,22 @@ def test_the_camera_keeps_everything_but_the_pixels() -> None:
     f = cam.capture()
     assert f.image.max() == 200 and f.position == Position(1.0, 2.0, 3.0) and f.time_s == 4.0
     assert f.meta == {"seed": 7, "flat_field": True}
+
+
+@pytest.mark.parametrize("variation,applied", [(0.5, True), (0.03, False)])
+def test_a_scan_with_the_flat_field_says_what_it_decided(tmp_path: Path, variation: float, applied: bool) -> None:
+    import json
+
+    from appliance.scan.plan import FocusPlan
+    from appliance.scan.runner import FinishReason
+    from appliance.scan.testing import scan_small_slide
+
+    plan = ScanPlan(name="flat", focus=FocusPlan(stack_range_um=2.0, stack_step_um=2.0),
+                    imaging=ImagingPlan(flat_field=True))
+    out, _ = scan_small_slide(tmp_path, 21, plan=plan, sensor={"illumination_variation": variation})
+    assert out.status.reason is FinishReason.COMPLETED, out.status.error
+    meta = json.loads((out.out_dir / "scan.json").read_text())["flat_field"]
+    assert meta["applied"] is applied and meta["frames"] == 16, meta
+    assert (meta["light_p98"] > 1.2 * meta["light_p2"]) is applied, meta
+    assert FlatField.load(out.out_dir / "flat_field.npy").frames == 16
+    assert out.summary["recall"] == 1.0 and out.summary["false_structures"] == 0, out.summary
