@@ -40,9 +40,9 @@ FLAT_FRAMES = 16
 # tenth of a per cent of it (no smoothing is needed, which would flatten the field's slope at the frame's edge)
 BLOCK_PX = 4
 # A light field whose darkest 2 % is under this part of its brightest 2 % is no shading (a frame half off the
-# slide, a shutter half shut): refused, the scan runs uncorrected and says so. Darker specks (dust on the
-# camera's window, 0.18 on the virtual one) are divided only down to it: the noise of a pixel that dark would
-# be amplified more than its contrast is worth, and what stays is the runner's (its slide-or-optics check)
+# slide, a shutter half shut): refused, the scan runs uncorrected and says so. Pixels darker than this part of
+# the median (the darkest spots of the virtual lamp at +-50 %, 0.18) are divided only as far as it: the noise of
+# a pixel that dark would be amplified more than its contrast is worth
 MIN_RELATIVE_LIGHT = 0.1
 # Frames whose light is even within this (brightest 2 % over darkest 2 %) are left as they are: the models
 # were trained on such frames (lamp variation up to 6 %, vignetting the camera's ISP mostly corrects), and the

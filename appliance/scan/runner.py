@@ -1267,8 +1267,7 @@ class ScanRunner:
             return det, {}
         reach = TYPE_VIEW_RANGE_UM * self._depth_of_field_um() / TUNED_DEPTH_OF_FIELD_UM
         images = [taken[off].image for off in sorted(taken) if abs(off) <= reach + 1e-9]
-        probs = read(images, det.box_px)
-        types = {c: float(p) for c, p in probs.items() if c != "debris"}
+        types = _type_scores(read(images, det.box_px))
         if not types:
             return det, {}
         cls = max(types, key=lambda c: types[c])
@@ -1531,6 +1530,11 @@ def _structure_stands(before: Detection, sharp: Detection) -> bool:
     return before.kind == "structure" and sharp.recheck
 
 
+def _type_scores(scores: Mapping[str, float]) -> dict[str, float]:
+    """The structure types' probabilities in ``scores`` (no ``debris``, no ``detector_*`` scores)."""
+    return {c: float(p) for c, p in scores.items() if c != "debris" and not c.startswith("detector_")}
+
+
 def _as_structure(sharp: Detection, before: Detection) -> Detection:
     """The sharp view of an object whose structure verdict stands (:func:`_structure_stands`).
 
@@ -1538,7 +1542,7 @@ def _as_structure(sharp: Detection, before: Detection) -> Detection:
     scores when they hold the classifier's (the type is read in focus, as for every structure), else the
     earlier view's.
     """
-    types = {c: float(p) for c, p in sharp.scores.items() if c != "debris" and not c.startswith("detector_")}
+    types = _type_scores(sharp.scores)
     if types:
         cls = max(types, key=lambda c: types[c])
         return replace(sharp, kind="structure", cls=cls, confidence=types[cls])
