@@ -35,7 +35,7 @@ def test_host_native_unit_tests_pass_under_sanitizers():
 
 @pytest.mark.slow
 def test_parser_fuzzer_runs_clean():
-    seconds = os.environ.get("TPPSCAN_FUZZ_SECONDS", "20")
+    seconds = os.environ.get("TPPSCAN_FUZZ_SECONDS", "10")
     done = make("fuzz-run", f"FUZZ_SECONDS={seconds}", timeout=int(seconds) + 300)
     out = done.stdout + done.stderr
     assert done.returncode == 0, out[-4000:]
