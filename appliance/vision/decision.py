@@ -76,6 +76,10 @@ class DecisionRule:
         A box smaller than the candidate gate's size limits (its area in µm², its longer side in µm; the
         gate's defaults, docs/gate.md) is debris whatever the models say: the classifier sees every crop at
         the same size, so it cannot tell an 8 µm speck from a 40 µm pentagon by size.
+    dispute_min_structure : float
+        A detector ``debris`` call is disputed (:attr:`Verdict.agree` False, so a scan looks at it again) when
+        the classifier gives the structure types together at least this, in [0, 1], short of the rescue's
+        bound: the classifier leans to a type, the detector to debris, and neither view is sure.
     lens_check_min : float
         An object whose likeliest structure type is ``microlens`` at least this, and which is not a structure
         both models agree on, is :func:`lens_disputed`, in [0, 1]. Micro-lenses of 20-24 µm the scans
@@ -87,6 +91,7 @@ class DecisionRule:
     min_structure: float = 0.9
     rescue_min_structure: float = 0.9
     rescue_max_debris_score: float = 0.35
+    dispute_min_structure: float = 0.5
     min_area_um2: float = GateParams.min_area_um2
     min_size_um: float = GateParams.min_size_um
     lens_check_min: float = 0.3
@@ -96,6 +101,7 @@ class DecisionRule:
         _unit(self.lens_check_min, "lens_check_min")
         _unit(self.rescue_min_structure, "rescue_min_structure")
         _unit(self.rescue_max_debris_score, "rescue_max_debris_score")
+        _unit(self.dispute_min_structure, "dispute_min_structure")
         for name in ("min_area_um2", "min_size_um"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= v < math.inf:
@@ -265,7 +271,10 @@ def decide(evidence: Evidence, rule: DecisionRule | None = None, um_per_px: floa
     types = {c: float(p) for c, p in evidence.probs.items() if c != DEBRIS}
     best = max(types, key=lambda c: types[c]) if types else ""
     clf_structure = bool(best) and p_struct >= r.min_structure
-    agree = clf_structure == (label == STRUCTURE)
+    if label == STRUCTURE:
+        agree = clf_structure
+    else:  # the classifier leaning to a type, even short of the rescue's bound, disputes a debris call
+        agree = not (bool(best) and p_struct >= r.dispute_min_structure)
     if label == STRUCTURE and clf_structure:
         return Verdict(STRUCTURE, best, types[best], p_struct, label, agree)
     if label == DEBRIS and best and score < r.rescue_max_debris_score and p_struct >= r.rescue_min_structure:

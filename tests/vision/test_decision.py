@@ -61,6 +61,21 @@ def test_a_sure_debris_call_or_an_unsure_classifier_stays_debris():
     assert agreed.kind == "debris" and agreed.agree
 
 
+def test_a_debris_call_the_classifier_leans_against_is_disputed_not_final():
+    # seed 831's 31 um split ring, sharp: the detector's debris 0.37-0.42 against the ring at 0.50 (debris 0.48);
+    # seed 811's 113 um ring in its only field view: debris 0.53 against the ring at 0.61 (debris 0.30)
+    for det, probs in [({"debris": 0.42}, {"split_ring": 0.5, "debris": 0.47, "woodpile": 0.03}),
+                       ({"debris": 0.53}, {"split_ring": 0.61, "debris": 0.3, "scaffold": 0.09})]:
+        v = decide(ev(det, probs))
+        assert (v.kind, v.cls, v.agree, v.rescued) == ("debris", "debris", False, False)
+    leaning_to_debris = decide(ev({"debris": 0.42}, {"split_ring": 0.45, "debris": 0.55}))
+    assert leaning_to_debris.agree  # both say debris: final
+    assert decide(ev({"debris": 0.42}, {"split_ring": 0.6, "debris": 0.4}),
+                  DecisionRule(dispute_min_structure=0.7)).agree
+    with pytest.raises(ValueError, match="dispute_min_structure"):
+        DecisionRule(dispute_min_structure=1.5)
+
+
 def test_classifier_saying_debris_overrules_a_structure_box_and_flags_it():
     v = decide(ev({"structure": 0.9}, DUST))
     assert (v.kind, v.cls, v.agree) == ("debris", "debris", False)
@@ -144,8 +159,9 @@ README_LENS = {"debris": 0.321, "microlens": 0.669, "detector_debris": 0.566}
 
 def test_a_round_object_the_classifier_takes_for_a_lens_is_disputed_unless_both_call_it_a_structure():
     v = decide(ev({"debris": README_LENS["detector_debris"]}, {"debris": 0.321, "microlens": 0.669}))
-    assert (v.kind, v.agree) == ("debris", True)  # both models say debris: final without the lens check
+    assert (v.kind, v.agree) == ("debris", False)  # the classifier leans to a lens: disputed
     assert lens_disputed(README_LENS, v.kind, v.agree)
+    assert lens_disputed(README_LENS, v.kind, agree=True)  # a lens is looked at even where both say debris
     assert lens_disputed({"microlens": 0.6, "debris": 0.4, "detector_structure": 0.5}, "debris", agree=False)
     assert lens_disputed({"microlens": 0.85, "debris": 0.15}, "structure", agree=False)  # a disputed structure
     assert not lens_disputed({"microlens": 0.95, "debris": 0.05}, "structure", agree=True)
