@@ -983,11 +983,11 @@ class ScanRunner:
         self._blemishes.append((det.box_px, det.kind, det.cls))
 
     def _blemish(self, det: Detection) -> bool:
-        """Whether ``det`` is a blemish of the optics seen before: where one was proved to lie (its frame box, IoU
-        >= 0.6) and with the verdict it had then (kind and class).
+        """Whether ``det`` is a blemish of the optics seen before: in its place and with its verdict.
 
-        The place alone is not enough: a blemish the vision called debris (a diffuse 257 x 150 px blotch, seed
-        832 with the slide tilted 4 µm/mm) made a 90 µm pentagon both models were sure of (0.99, detector
+        Its place is its frame box (IoU >= 0.6), its verdict the kind and class it had when it was proved. The
+        place alone is not enough: a blemish the vision called debris (a diffuse 257 x 150 px blotch, seed 832
+        with the slide tilted 4 µm/mm) made a 90 µm pentagon both models were sure of (0.99, detector
         ``structure`` 0.88), which lay in that place of a later field's frame, be skipped unseen.
         """
         return any(iou(det.box_px, b) >= BLEMISH_IOU and det.kind == kind and det.cls == cls
