@@ -76,6 +76,13 @@ class DecisionRule:
         A box smaller than the candidate gate's size limits (its area in µm², its longer side in µm; the
         gate's defaults, docs/gate.md) is debris whatever the models say: the classifier sees every crop at
         the same size, so it cannot tell an 8 µm speck from a 40 µm pentagon by size.
+    large_min_size_um, large_rescue_max_debris_score : float
+        A box whose longer side is at least ``large_min_size_um`` (µm) is rescued (the classifier's types at
+        ``rescue_min_structure`` or more) up to this detector ``debris`` score. The classifier sees every crop at
+        one size, and the crops it wrongly sure-names a type are specks: on 13 held-out slides of session 10
+        (docs/scan.md, "Held-out slides, session 10") the debris records with the types at 0.9 or more and the
+        detector's ``debris`` at 0.35-0.6 were 120 pieces of 6-22 µm and 3 prints of 49-113 µm (a pentagon
+        and two split rings, lost). Off with a ``large_min_size_um`` of inf, and without a pixel size.
     dispute_min_structure : float
         A detector ``debris`` call is disputed (:attr:`Verdict.agree` False, so a scan looks at it again) when
         the classifier gives the structure types together at least this, in [0, 1], short of the rescue's
@@ -92,6 +99,8 @@ class DecisionRule:
     rescue_min_structure: float = 0.9
     rescue_max_debris_score: float = 0.35
     dispute_min_structure: float = 0.5
+    large_min_size_um: float = 30.0
+    large_rescue_max_debris_score: float = 0.5
     min_area_um2: float = GateParams.min_area_um2
     min_size_um: float = GateParams.min_size_um
     lens_check_min: float = 0.3
@@ -102,10 +111,14 @@ class DecisionRule:
         _unit(self.rescue_min_structure, "rescue_min_structure")
         _unit(self.rescue_max_debris_score, "rescue_max_debris_score")
         _unit(self.dispute_min_structure, "dispute_min_structure")
+        _unit(self.large_rescue_max_debris_score, "large_rescue_max_debris_score")
         for name in ("min_area_um2", "min_size_um"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= v < math.inf:
                 raise ValueError(f"{name} must be a number >= 0, got {v!r}")
+        v = self.large_min_size_um
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or math.isnan(v) or v < 0:
+            raise ValueError(f"large_min_size_um must be a number >= 0 (inf turns it off), got {v!r}")
 
 
 @dataclass(frozen=True)
@@ -277,7 +290,10 @@ def decide(evidence: Evidence, rule: DecisionRule | None = None, um_per_px: floa
         agree = not (bool(best) and p_struct >= r.dispute_min_structure)
     if label == STRUCTURE and clf_structure:
         return Verdict(STRUCTURE, best, types[best], p_struct, label, agree)
-    if label == DEBRIS and best and score < r.rescue_max_debris_score and p_struct >= r.rescue_min_structure:
+    bound = r.rescue_max_debris_score
+    if um_per_px is not None and _longer_side_um(evidence.box, um_per_px) >= r.large_min_size_um:
+        bound = max(bound, r.large_rescue_max_debris_score)
+    if label == DEBRIS and best and score < bound and p_struct >= r.rescue_min_structure:
         return Verdict(STRUCTURE, best, types[best], p_struct, label, agree, rescued=True)
     conf = score if label == DEBRIS else float(evidence.probs.get(DEBRIS, 1.0 - p_struct))
     return Verdict(DEBRIS, DEBRIS, conf, p_struct, label, agree)
@@ -336,6 +352,10 @@ def too_small(size_um: tuple[float, float], rule: DecisionRule | None = None) ->
     r = DecisionRule() if rule is None else rule
     w, h = size_um
     return w * h < r.min_area_um2 or max(w, h) < r.min_size_um
+
+
+def _longer_side_um(box: Box, um_per_px: float) -> float:
+    return float(max(box[2] - box[0], box[3] - box[1]) * um_per_px)
 
 
 def _too_small(box: Box, um_per_px: float, rule: DecisionRule) -> bool:
