@@ -1062,10 +1062,10 @@ class ScanRunner:
                 seen = self._analyse(self.camera.capture())
                 looks += 1
                 moved = (x0 + dx, y0 + dy, x1 + dx, y1 + dy)
-                best = max(seen.detections, key=lambda d, m=moved: max(iou(d.box_px, m), iou(d.box_px, det.box_px)),
-                           default=None)
-                if best is not None and max(iou(best.box_px, moved), iou(best.box_px, det.box_px)) >= 0.3:
-                    return iou(best.box_px, moved) >= iou(best.box_px, det.box_px)
+                fits = [(max(iou(d.box_px, moved), iou(d.box_px, det.box_px)), d) for d in seen.detections]
+                best = max(fits, key=lambda f: f[0], default=None)
+                if best is not None and best[0] >= 0.3:
+                    return iou(best[1].box_px, moved) >= iou(best[1].box_px, det.box_px)
                 if looks >= PROBE_LOOKS:
                     break
         finally:
