@@ -12,8 +12,11 @@ three).
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -103,8 +106,6 @@ def time_budget(seconds: float, total_steps: int, peak_lr: float, floor: float =
 
 def save_weights(model: Any, path: Path) -> None:
     """``model.save_weights`` without the NumPy 2 ``__array__(copy=...)`` deprecation Keras's h5 writer triggers."""
-    import warnings
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         model.save_weights(str(path))
@@ -132,17 +133,13 @@ def export_tflite(tf: Any, model: Any, out: Path, stem: str,
     dict
         Per variant: ``file`` and ``bytes``.
     """
-    import contextlib
-    import io
     import tempfile
-    import warnings
 
     files: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="tflite-export-") as saved:
         # One SavedModel for the three conversions: ``from_keras_model`` writes the same one again for each
         # (a MobileNetV2 took 27 s a conversion, two thirds of it that export)
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")
+        with _quiet():
             _saved_model(tf, model, saved)
         for variant in VARIANTS:
             data = _convert(tf, saved, variant, calibration)
@@ -169,20 +166,22 @@ def _saved_model(tf: Any, model: Any, folder: str) -> None:
 
 def _convert(tf: Any, saved: str, variant: str, calibration: Callable[[], Iterator[list[np.ndarray]]]) -> bytes:
     """One variant's ``.tflite`` bytes from the SavedModel in ``saved``."""
-    import contextlib
-    import io
-    import warnings
-
     conv = tf.lite.TFLiteConverter.from_saved_model(saved)
     if variant != "float":
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
     if variant == "int8":
         conv.representative_dataset = calibration
         conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    # The converter warns about float I/O (what we ask for) and Keras prints the traced endpoints.
+    with _quiet():
+        return bytes(conv.convert())
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """No warnings, no stdout: the converter warns about float I/O (what we ask for), Keras prints endpoints."""
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
-        return bytes(conv.convert())
+        yield
 
 
 def add_common_arguments(p: Any, default_out: Path, default_epochs: int) -> None:

@@ -127,8 +127,7 @@ class StructureClassifier:
     def predict(self, crops: np.ndarray | Sequence[np.ndarray]) -> Classification:
         """Classify crops (see :func:`crops_to_batch` for what is accepted)."""
         x = crops_to_batch(crops)
-        flips = (x, x[:, :, ::-1], x[:, ::-1, :], x[:, ::-1, ::-1])[:self.views]
-        probs = np.mean([self.model.run(np.ascontiguousarray(v))["probs"] for v in flips], axis=0)
+        probs = np.mean([self.model.run(np.ascontiguousarray(v))["probs"] for v in _flips(x, self.views)], axis=0)
         best = probs.argmax(axis=1) if len(probs) else np.zeros(0, np.int64)
         return Classification([self.classes[i] for i in best], probs[np.arange(len(best)), best].astype(np.float32),
                                probs.astype(np.float32), self.classes)
@@ -157,9 +156,14 @@ class StructureClassifier:
         if not len(images):
             return {}
         x = crops_to_batch(np.stack([box_crop(im, box) for im in images]))
-        views = np.concatenate((x, x[:, :, ::-1], x[:, ::-1, :], x[:, ::-1, ::-1])[:flips])
+        views = np.concatenate(_flips(x, flips))
         probs = self.model.run(np.ascontiguousarray(views))["probs"]
         return dict(zip(self.classes, (float(v) for v in pool_views(probs)), strict=True))
+
+
+def _flips(x: np.ndarray, n: int) -> tuple[np.ndarray, ...]:
+    """A batch of crops and its first ``n`` - 1 flipped copies: mirror image, vertical flip, half-turn."""
+    return (x, x[:, :, ::-1], x[:, ::-1, :], x[:, ::-1, ::-1])[:n]
 
 
 def pool_views(probs: np.ndarray) -> np.ndarray:

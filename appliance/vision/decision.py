@@ -291,7 +291,7 @@ def decide(evidence: Evidence, rule: DecisionRule | None = None, um_per_px: floa
     if label == STRUCTURE and clf_structure:
         return Verdict(STRUCTURE, best, types[best], p_struct, label, agree)
     bound = r.rescue_max_debris_score
-    if um_per_px is not None and _longer_side_um(evidence.box, um_per_px) >= r.large_min_size_um:
+    if um_per_px is not None and max(_size_um(evidence.box, um_per_px)) >= r.large_min_size_um:
         bound = max(bound, r.large_rescue_max_debris_score)
     if label == DEBRIS and best and score < bound and p_struct >= r.rescue_min_structure:
         return Verdict(STRUCTURE, best, types[best], p_struct, label, agree, rescued=True)
@@ -354,9 +354,9 @@ def too_small(size_um: tuple[float, float], rule: DecisionRule | None = None) ->
     return w * h < r.min_area_um2 or max(w, h) < r.min_size_um
 
 
-def _longer_side_um(box: Box, um_per_px: float) -> float:
-    return float(max(box[2] - box[0], box[3] - box[1]) * um_per_px)
+def _size_um(box: Box, um_per_px: float) -> tuple[float, float]:
+    return (float((box[2] - box[0]) * um_per_px), float((box[3] - box[1]) * um_per_px))
 
 
 def _too_small(box: Box, um_per_px: float, rule: DecisionRule) -> bool:
-    return too_small(((box[2] - box[0]) * um_per_px, (box[3] - box[1]) * um_per_px), rule)
+    return too_small(_size_um(box, um_per_px), rule)
