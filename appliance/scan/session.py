@@ -25,7 +25,7 @@ from appliance.hardware.stage.base import Stage
 from appliance.results.files import ScanFolder
 from appliance.results.store import ObjectRecord, ResultStore, write_durably
 from appliance.scan.calibration import Calibration, CalibrationError, calibrate
-from appliance.scan.capture import CheckedCamera
+from appliance.scan.capture import CaptureFailed, CheckedCamera
 from appliance.scan.events import Event
 from appliance.scan.flatfield import FILE_NAME as FLAT_FIELD_FILE
 from appliance.scan.flatfield import FlatField, FlatFieldCamera, FlatFieldError, measure_flat_field
@@ -179,6 +179,8 @@ def _flat_field_camera(stage: Stage, camera: Camera, plan: ScanPlan, folder: Sca
     A resumed scan reads the flat field its first run saved in the folder, so its frames are corrected as
     before; a folder without one (or with one that cannot be read) measures it again. A light field that cannot
     be trusted leaves the frames uncorrected, logged as a warning: the scan runs as it would without the key.
+    So does a camera that fails while the field is measured (after the plan's retries): the fields then meet
+    the fault themselves, and the plan's ``faults`` section says what a scan does about it.
     """
     path = folder.root / FLAT_FIELD_FILE
     checked = CheckedCamera(camera, plan.faults.capture_retries, plan.faults.retry_wait_s)
@@ -195,6 +197,9 @@ def _flat_field_camera(stage: Stage, camera: Camera, plan: ScanPlan, folder: Sca
     except FlatFieldError as exc:
         _log.warning("flat field not applied: %s", exc)
         return camera, {"applied": False, "note": f"refused: {exc}"}
+    except CaptureFailed as exc:
+        _log.warning("flat field not measured, frames left as they are: %s", exc)
+        return camera, {"applied": False, "note": f"not measured: {exc}"}
     lo, hi = field.spread
     info = {"applied": not field.even, "light_p2": round(lo, 4), "light_p98": round(hi, 4), "frames": field.frames}
     if field.even:

@@ -156,3 +156,17 @@ def test_bad_faults_settings_name_the_key_and_the_range(faults, words):
         ScanPlan.from_mapping({"faults": faults})
     for w in words:
         assert w in str(err.value)
+
+
+def test_a_camera_failing_while_the_flat_field_is_measured_leaves_the_frames_uncorrected(tmp_path, clean):
+    # the flat field's first frame and both its retries fail: before, CaptureFailed ended the scan before its
+    # first field; now the scan runs uncorrected, says so, and finds what the clean scan found
+    import json
+
+    plan = replace(PLAN, imaging=replace(PLAN.imaging, flat_field=True))
+    out, cam = _scan(tmp_path, plan=plan, script=dict.fromkeys(range(3), "timeout"))
+    assert out.status.reason is FinishReason.COMPLETED, out.status.error
+    assert cam.injected == ["timeout"] * 3
+    decided = json.loads((out.out_dir / "scan.json").read_text())["flat_field"]
+    assert decided["applied"] is False and decided["note"].startswith("not measured: capture failed 3 times")
+    assert _structures(out) == clean[3]
