@@ -95,6 +95,10 @@ SLIDE_CHECK_MIN_PX = 16
 #: faint print moves by a few percent of its size from view to view (a 135 µm scaffold's by 6.7 µm over a
 #: 9 µm centring move, seed 602, which called it the optics'), so a short move proves nothing about it.
 SLIDE_CHECK_BOX_FRACTION = 0.25
+#: A side of a cut object's box counts as having stayed put, or as having moved with the slide, within this
+#: fraction of the shift the stage's move gives it (``ScanRunner._cut_moved_with_slide``): a lamp band's uncut
+#: sides jittered by up to 15-20 px over 80-100 px moves (seed 858).
+SIDE_SHIFT_TOLERANCE = 0.25
 #: Shifted looks :meth:`ScanRunner._probe_on_slide` takes at most, while none shows the object.
 PROBE_LOOKS = 2
 #: A detection whose frame box overlaps a proved blemish of the optics this much (IoU) is that blemish again.
@@ -1047,9 +1051,9 @@ class ScanRunner:
             expected = on_slide - was
             if cut[side] or abs(expected) < least:
                 continue
-            if abs(now - was) <= 0.25 * abs(expected):
+            if abs(now - was) <= SIDE_SHIFT_TOLERANCE * abs(expected):
                 stayed += 1
-            elif abs(now - on_slide) <= 0.25 * abs(expected):
+            elif abs(now - on_slide) <= SIDE_SHIFT_TOLERANCE * abs(expected):
                 moved += 1
             else:
                 return None
