@@ -1198,6 +1198,13 @@ class ScanRunner:
                                       x_um=x, y_um=y, z_um=frame.position.z_um, width_um=b[2] - b[0],
                                       height_um=b[3] - b[1], box=det.box_px, scores=dict(det.scores), extra=extra))
 
+    def _debris_after_all(self, w: _FieldWork, det: Detection, frame: Frame, xy: tuple[float, float],
+                          extra: dict[str, Any] | None = None) -> None:
+        """Drop the structure :meth:`_structure` took ``det`` for and record it as debris at ``xy``, once."""
+        self._known.pop()
+        if not self._duplicate("debris", *xy):
+            self._record_debris(w, det, frame, extra)
+
     def _structure(self, w: _FieldWork, det: Detection, frame: Frame, lens: bool = False) -> None:
         """Focus on a centred object; if its sharp frame shows a structure, take its stack, reconstruct and record it.
 
@@ -1233,9 +1240,7 @@ class ScanRunner:
         if again.kind != "structure" and not _structure_stands(det, again):
             # Sharp, it is dirt: blurred dust and bubbles pass for prints more often (a print's own focus lies
             # above the glass the field was focused on, dirt's on it), and so does a print to them
-            self._known.pop()
-            if not self._duplicate("debris", x, y):
-                self._record_debris(w, again, focused)
+            self._debris_after_all(w, again, focused, (x, y))
             return
         # ... and names the type: the classifier's woodpile and scaffold are told apart in focus, not blurred
         det = again if again.kind == "structure" else _as_structure(again, det)
@@ -1266,10 +1271,8 @@ class ScanRunner:
         det, type_views = self._type_from_views(det, taken)
         w.timings["type"] = w.timings.get("type", 0.0) + time.perf_counter() - t
         if _views_say_debris(type_views):
-            self._known.pop()
-            if not self._duplicate("debris", x, y):
-                dirt = replace(det, kind="debris", cls="debris", confidence=1.0 - sum(type_views.values()))
-                self._record_debris(w, dirt, focused, {"type_sharp": sharp_cls, "type_views": type_views})
+            dirt = replace(det, kind="debris", cls="debris", confidence=1.0 - sum(type_views.values()))
+            self._debris_after_all(w, dirt, focused, (x, y), {"type_sharp": sharp_cls, "type_views": type_views})
             return
         self._checkpoint(FieldStep.RECONSTRUCT)
         t = time.perf_counter()
