@@ -29,10 +29,19 @@ def register(sub: Any) -> None:
         try:
             mod = importlib.import_module(mod_name)
         except ModuleNotFoundError as exc:
-            if exc.name is None or not mod_name.startswith(exc.name):
+            if exc.name is None or not (mod_name.startswith(exc.name) or _ours(exc.name)):
                 raise
-            continue  # that model's trainer is not part of this version
+            continue  # that model's trainer, or the part of the project it needs, is not part of this version
         q = ss.add_parser(name, help=text, description=f"Train {text}.",
                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
         mod.add_arguments(q)
         q.set_defaults(func=mod.run)
+
+
+def _ours(module: str) -> bool:
+    """Whether ``module`` belongs to this project (``appliance`` or ``models``).
+
+    A build without ``appliance/vision`` (its crops) has no classifier or focus trainer, and ``tppscan`` must
+    still start and say what is missing where it is needed.
+    """
+    return module.split(".")[0] in ("appliance", "models")
