@@ -21,6 +21,7 @@ from __future__ import annotations
 import io
 import logging
 import math
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -49,7 +50,11 @@ MIN_RELATIVE_LIGHT = 0.1
 # scan's verdicts were measured on them. The default virtual microscope reads 1.05, its mono raw camera (no
 # lens-shading correction) 1.27, a lamp field of +-25 % 1.31
 EVEN_WITHIN = 1.2
-FILE_NAME = "flat_field.npy"
+FILE_NAME = "flat_field.npz"
+# The scan area must span this many frames each way: the 16 places are then half a frame apart or more, so an
+# object lies in the same pixels in few of them. Over a one-field area every frame holds the same prints in
+# nearly the same pixels, and their median would print them into the light field and divide them out
+MIN_AREA_FRAMES = 2.0
 
 
 class FlatFieldError(ValueError):
@@ -66,10 +71,30 @@ class FlatField:
         Relative light per pixel (the frame size of the camera that measured it).
     frames : int
         Frames it was measured from.
+    blocks : (H / BLOCK_PX, W / BLOCK_PX) ndarray of float32, optional
+        The measured field ``light`` was interpolated from (:meth:`from_blocks`); what :meth:`save` writes when
+        present: 1/16 of the size (77 KB for a 640 x 480 camera, where the full field took 2.4 MB and a scan on
+        a small disk ran out of space before its first field).
     """
 
     light: np.ndarray
     frames: int
+    blocks: np.ndarray | None = None
+
+    @classmethod
+    def from_blocks(cls, blocks: np.ndarray, size: tuple[int, int], frames: int) -> FlatField:
+        """The field of a frame of ``size`` (width, height) interpolated from its ``blocks``, 1.0 at its median.
+
+        ``FlatFieldError`` when the blocks are no lamp's shading (see :data:`MIN_RELATIVE_LIGHT`).
+        """
+        full = np.asarray(cv2.resize(blocks, size, interpolation=cv2.INTER_LINEAR), dtype=np.float32)
+        light = full / np.float32(np.median(full))
+        lo, hi = np.percentile(light, [2, 98])
+        if not (math.isfinite(lo) and math.isfinite(hi)) or lo < MIN_RELATIVE_LIGHT * hi:
+            raise FlatFieldError(f"the darkest 2 % of the light field is under {MIN_RELATIVE_LIGHT} of its brightest "
+                                 f"2 % ({lo / hi:.2f}): no lamp's shading; is part of the view blocked?")
+        light = np.maximum(light, np.float32(MIN_RELATIVE_LIGHT))
+        return cls(np.ascontiguousarray(light, dtype=np.float32), frames, np.ascontiguousarray(blocks))
 
     @property
     def spread(self) -> tuple[float, float]:
@@ -92,22 +117,38 @@ class FlatField:
         return np.ascontiguousarray(np.clip(np.rint(out), 0, 255).astype(np.uint8))
 
     def save(self, path: Path) -> None:
-        """Write the light field to ``path`` (``.npy``) durably."""
+        """Write the field to ``path`` (``.npz``) durably: its blocks where it has them, else its light."""
+        h, w = self.light.shape
         buf = io.BytesIO()
-        np.save(buf, np.stack([self.light, np.full_like(self.light, self.frames)]))
+        if self.blocks is not None:
+            np.savez(buf, size=np.array([w, h]), frames=np.array(self.frames), blocks=self.blocks)
+        else:
+            np.savez(buf, size=np.array([w, h]), frames=np.array(self.frames), light=self.light)
         write_durably(path, buf.getvalue())
 
     @classmethod
     def load(cls, path: Path) -> FlatField:
-        """Read a light field written by :meth:`save`; ``FlatFieldError`` naming the file if it cannot be."""
+        """Read a field written by :meth:`save`; ``FlatFieldError`` naming the file if it cannot be."""
         try:
-            arr = np.load(path, allow_pickle=False)
-        except (OSError, ValueError, EOFError) as exc:
+            loaded = np.load(path, allow_pickle=False)
+            if not isinstance(loaded, np.lib.npyio.NpzFile):
+                raise ValueError(f"one {loaded.dtype} array of shape {loaded.shape}, not an archive of arrays")
+            with loaded as z:
+                arrays = {k: z[k] for k in z.files}
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
             raise FlatFieldError(f"{path}: not a flat field ({exc})") from None
-        if arr.ndim != 3 or arr.shape[0] != 2 or arr.dtype != np.float32:
-            raise FlatFieldError(f"{path}: not a flat field (shape {arr.shape}, {arr.dtype}; expected (2, H, W) "
-                                 "float32)")
-        return cls(np.ascontiguousarray(arr[0]), int(arr[1].flat[0]))
+        try:
+            w, h = (int(v) for v in arrays["size"])
+            frames = int(arrays["frames"])
+            if "blocks" in arrays:
+                return cls.from_blocks(_float32_2d(arrays["blocks"]), (w, h), frames)
+            light = _float32_2d(arrays["light"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise FlatFieldError(f"{path}: not a flat field (arrays {sorted(arrays)}: {exc}); expected size, "
+                                 "frames and blocks or light") from None
+        if light.shape != (h, w):
+            raise FlatFieldError(f"{path}: not a flat field (light {light.shape} for a {w} x {h} px frame)")
+        return cls(light, frames)
 
     @classmethod
     def estimate(cls, images: Sequence[np.ndarray]) -> FlatField:
@@ -126,14 +167,14 @@ class FlatField:
                 raise FlatFieldError("a flat field's frame is black")
             blocks.append(b / level)  # a lamp that flickers between frames changes the level, not the shape
         med = np.median(np.stack(blocks), axis=0).astype(np.float32)
-        full = np.asarray(cv2.resize(med, (w, h), interpolation=cv2.INTER_LINEAR), dtype=np.float32)
-        light = full / np.float32(np.median(full))
-        lo, hi = np.percentile(light, [2, 98])
-        if not (math.isfinite(lo) and math.isfinite(hi)) or lo < MIN_RELATIVE_LIGHT * hi:
-            raise FlatFieldError(f"the darkest 2 % of the light field is under {MIN_RELATIVE_LIGHT} of its brightest "
-                                 f"2 % ({lo / hi:.2f}): no lamp's shading; is part of the view blocked?")
-        light = np.maximum(light, np.float32(MIN_RELATIVE_LIGHT))
-        return cls(np.ascontiguousarray(light, dtype=np.float32), len(images))
+        return cls.from_blocks(med, (w, h), len(images))
+
+
+def _float32_2d(a: np.ndarray) -> np.ndarray:
+    """``a`` as a 2-D float32 array of finite values; ValueError if it is none."""
+    if a.ndim != 2 or a.dtype != np.float32 or not np.all(np.isfinite(a)):
+        raise ValueError(f"shape {a.shape}, {a.dtype}; expected a 2-D float32 array of finite values")
+    return np.ascontiguousarray(a)
 
 
 class FlatFieldCamera(CameraWrapper):
@@ -158,6 +199,16 @@ def flat_field_places(area_um: Sequence[float], n: int = FLAT_FRAMES) -> list[tu
     ys = [y0 + (y1 - y0) * (j + 0.5) / rows for j in range(rows)]
     places = [(x, y) for j, y in enumerate(ys) for x in (xs if j % 2 == 0 else xs[::-1])]
     return places[:n]
+
+
+def check_area(area_um: Sequence[float], frame_um: tuple[float, float]) -> None:
+    """``FlatFieldError`` if the area (x0, y0, x1, y1) is under :data:`MIN_AREA_FRAMES` frames (w, h µm) each way."""
+    x0, y0, x1, y1 = area_um
+    w, h = x1 - x0, y1 - y0
+    if w < MIN_AREA_FRAMES * frame_um[0] or h < MIN_AREA_FRAMES * frame_um[1]:
+        raise FlatFieldError(f"the scan area is {w:.0f} x {h:.0f} um, under {MIN_AREA_FRAMES:g} frames "
+                             f"({frame_um[0]:.0f} x {frame_um[1]:.0f} um) each way: the same objects would lie in "
+                             "the same pixels of most frames and be taken for the light")
 
 
 def measure_flat_field(stage: Stage, camera: Camera, area_um: Sequence[float], n: int = FLAT_FRAMES) -> FlatField:

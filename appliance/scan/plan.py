@@ -239,15 +239,16 @@ class ImagingPlan:
         Extra wait after each field move before capture, s, [0, 10] (the stage's own settle time comes first).
     flat_field : bool
         Measure the light field fixed to the camera (lamp, vignetting) on the slide before the first field and
-        divide every frame by it where it is uneven (``appliance/scan/flatfield.py``). Default false: turn it
-        on for a lamp or objective whose field is uneven by more than about 10 %.
+        divide every frame by it where it is uneven (``appliance/scan/flatfield.py``). Default true: where
+        the light is even (within the measurement's own spread) the frames are left as they are, so the cost
+        is the 16 frames of the measurement; off for a plan whose slide has too little bare glass to measure.
     """
 
     centre: bool = True
     approach_um: float = 20.0
     crop_margin_px: int = 16
     settle_s: float = 0.0
-    flat_field: bool = False
+    flat_field: bool = True
 
     def __post_init__(self) -> None:
         for key in ("centre", "flat_field"):

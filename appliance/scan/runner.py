@@ -1229,7 +1229,10 @@ class ScanRunner:
         focused = self.camera.capture()
         seen = self._analyse(focused)
         w.timings["focus_structure"] = w.timings.get("focus_structure", 0.0) + time.perf_counter() - t
-        again = _same_box(seen.detections, det.box_px) or det
+        # the sharp frame's view of it: the box that overlaps it most, else the object in its place. A 2 px
+        # sliver of a fibre at a field's edge, unseen centred, was kept as its own sliver box; sharp, the fibre's
+        # box (debris) held that sliver's place but overlapped it by 1 %, and the sliver stayed a pentagon
+        again = _same_box(seen.detections, det.box_px) or _in_place(seen.detections, det.box_px) or det
         # a micro-lens both models are sure of is read too, and dropped only when it diverges: bubbles are
         # named lenses at 0.96 (dev seed 207), and no lens has read below -0.06 (docs/scan.md, step 6)
         sure_lens = again.kind == "structure" and not again.recheck and again.cls == MICROLENS

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from appliance.hardware.camera.base import Camera
-from appliance.hardware.stage.base import Stage
+from appliance.hardware.stage.base import Stage, StageError, StageLimitError
 from appliance.results.files import ScanFolder
 from appliance.results.store import ObjectRecord, ResultStore, write_durably
 from appliance.scan.calibration import Calibration, CalibrationError, calibrate
@@ -29,10 +29,12 @@ from appliance.scan.capture import CaptureFailed, CheckedCamera
 from appliance.scan.events import Event
 from appliance.scan.flatfield import FILE_NAME as FLAT_FIELD_FILE
 from appliance.scan.flatfield import FlatField, FlatFieldCamera, FlatFieldError, measure_flat_field
+from appliance.scan.flatfield import check_area as check_flat_field_area
 from appliance.scan.grid import make_grid
 from appliance.scan.plan import ScanPlan
 from appliance.scan.protocols import Focuser, FocusMapLike, Vision
 from appliance.scan.runner import FIND_SLIDE_RANGE_UM, ScanRunner, ScanStatus, searched_range_um
+from appliance.scan.stage_recovery import more_drastic, recover_stage
 
 # re-exported: scans and their tests build the virtual microscope through this module
 from appliance.sim.overrides import SIM_SECTIONS as SIM_SECTIONS
@@ -111,7 +113,9 @@ def run_scan(stage: Stage, camera: Camera, vision: Vision, focuser: Focuser, foc
         cal_s: float | None = None
         flat: dict[str, Any] = {}
         if plan.imaging.flat_field:  # first: the slide's focus and the calibration are read on corrected frames
-            camera, flat = _flat_field_camera(stage, camera, plan, folder, area_um, resumed=old is not None)
+            scale = calibration.um_per_px if calibration is not None else nominal_um_per_px
+            camera, flat = _flat_field_camera(stage, camera, plan, folder, area_um, resumed=old is not None,
+                                              um_per_px=scale)
         if old is not None:
             cal = Calibration.from_mapping(old.config["calibration"])
             scan_id = old.id
@@ -170,7 +174,8 @@ def calibration_step_um(um_per_px: float, size_px: tuple[int, int]) -> float:
 
 
 def _flat_field_camera(stage: Stage, camera: Camera, plan: ScanPlan, folder: ScanFolder,
-                       area_um: tuple[float, float, float, float], resumed: bool) -> tuple[Camera, dict[str, Any]]:
+                       area_um: tuple[float, float, float, float], resumed: bool,
+                       um_per_px: float | None = None) -> tuple[Camera, dict[str, Any]]:
     """``camera`` with the scan's flat field applied (:mod:`appliance.scan.flatfield`), and what was decided.
 
     The second item goes into ``scan.json`` as ``flat_field``: ``applied``, the light's 2nd and 98th
@@ -180,7 +185,9 @@ def _flat_field_camera(stage: Stage, camera: Camera, plan: ScanPlan, folder: Sca
     before; a folder without one (or with one that cannot be read) measures it again. A light field that cannot
     be trusted leaves the frames uncorrected, logged as a warning: the scan runs as it would without the key.
     So does a camera that fails while the field is measured (after the plan's retries): the fields then meet
-    the fault themselves, and the plan's ``faults`` section says what a scan does about it.
+    the fault themselves, and the plan's ``faults`` section says what a scan does about it. With ``um_per_px``
+    (the calibration's, or the objective's nominal) an area too small to measure on (:func:`check_area`) is
+    refused before the stage moves.
     """
     path = folder.root / FLAT_FIELD_FILE
     checked = CheckedCamera(camera, plan.faults.capture_retries, plan.faults.retry_wait_s)
@@ -192,7 +199,10 @@ def _flat_field_camera(stage: Stage, camera: Camera, plan: ScanPlan, folder: Sca
             except FlatFieldError as exc:
                 _log.warning("%s; measuring the flat field again", exc)
         if field is None:
-            field = measure_flat_field(stage, checked, area_um)
+            if um_per_px is not None:
+                w, h = camera.size_px
+                check_flat_field_area(area_um, (w * um_per_px, h * um_per_px))
+            field = _measure_recovering(stage, checked, area_um, plan)
             field.save(path)
     except FlatFieldError as exc:
         _log.warning("flat field not applied: %s", exc)
@@ -207,6 +217,33 @@ def _flat_field_camera(stage: Stage, camera: Camera, plan: ScanPlan, folder: Sca
         return camera, {**info, "note": "even: frames left as they are"}
     _log.info("flat field: the light is %.2f-%.2f of its median: every frame is divided by it", lo, hi)
     return FlatFieldCamera(camera, field), {**info, "note": "every frame divided by it"}
+
+
+def _measure_recovering(stage: Stage, camera: Camera, area_um: tuple[float, float, float, float],
+                        plan: ScanPlan) -> FlatField:
+    """:func:`measure_flat_field`, measured again from its first place after each stage fault it recovers from.
+
+    The plan's ``faults`` section rules as it does for a field: with ``on_stage_error: recover`` up to
+    ``stage_recoveries`` faults are recovered from (:func:`recover_stage`); with ``stop``, or past that, the
+    fault is raised and the scan ends before its first field. Its 16 moves are as many status exchanges as a
+    few fields, and a garbled line on a noisy cable met one (tests/faults/test_serial_in_scan.py).
+    """
+    f = plan.faults
+    faults, need = 0, None
+    while True:
+        try:
+            if need is not None:
+                time.sleep(f.stage_retry_wait_s)
+                _log.warning("flat field: stage %s after %s; measuring again",
+                             recover_stage(stage, need), type(need).__name__)
+            return measure_flat_field(stage, camera, area_um)
+        except StageLimitError:
+            raise
+        except StageError as exc:
+            faults += 1
+            if f.on_stage_error == "stop" or faults > f.stage_recoveries:
+                raise
+            need = exc if need is None else more_drastic(need, exc)
 
 
 def find_slide(stage: Stage, camera: Camera, focuser: Focuser, search_range_um: float) -> float | None:

@@ -2,7 +2,7 @@
 
 ``python -m tests.faults.disk_child LOW FULL`` expects two fresh tmpfs mounts of 2 MiB and 384 KiB and runs:
 
-- ``low``: a scan on LOW whose plan wants ``faults.min_free_mb`` 0.15 MB under the empty mount's size, so
+- ``low``: a scan on LOW whose plan wants ``faults.min_free_mb`` 0.25 MB under the empty mount's size, so
   the free-space check stops it after a few fields;
 - ``full``: a scan on FULL with no minimum, which runs out of space mid-write (ENOSPC);
 
@@ -44,7 +44,7 @@ def _run(root: Path, plan: Path, label: str) -> dict[str, object]:
 
 def main(low: Path, full: Path) -> None:
     """Run the four scans and print their results, one JSON line each."""
-    for root, min_free in ((low, shutil.disk_usage(low).total / 1e6 - 0.15), (full, 0.0)):
+    for root, min_free in ((low, shutil.disk_usage(low).total / 1e6 - 0.25), (full, 0.0)):
         plan = root.parent / f"plan-{root.name}.yaml"  # beside the mount, not on the small disk
         plan.write_text(PLAN_YAML + f"faults: {{min_free_mb: {min_free:.3f}}}\n")
         print(json.dumps(_run(root, plan, f"{root.name} first")), flush=True)

@@ -5,7 +5,8 @@ The scan runs on real small tmpfs mounts, made in a private mount namespace (``u
 (``tests/faults/disk_child.py``), because the mounts vanish with it. Two cases:
 
 - the free-space check: the plan's ``faults.min_free_mb`` is just under the empty disk's size, so the
-  check before a field stops the scan once the database and the first files have taken 0.15 MB;
+  check before a field stops the scan once the flat field, the database and the first files have taken
+  0.25 MB;
 - no minimum: the disk fills mid-write (ENOSPC) while a structure's files are written.
 
 Each must end with exit code 1 and an error naming the problem (no traceback), ``PRAGMA integrity_check`` ok,

@@ -12,6 +12,7 @@ from appliance.scan.flatfield import (
     FlatField,
     FlatFieldCamera,
     FlatFieldError,
+    check_area,
     flat_field_places,
     measure_flat_field,
 )
@@ -92,15 +93,30 @@ def test_a_frame_of_another_size_is_a_camera_error() -> None:
 
 def test_the_flat_field_survives_a_restart(tmp_path: Path) -> None:
     field = FlatField(_light(), 16)
-    field.save(tmp_path / "f.npy")
-    back = FlatField.load(tmp_path / "f.npy")
+    field.save(tmp_path / "f.npz")
+    back = FlatField.load(tmp_path / "f.npz")
     assert back.frames == 16 and np.array_equal(back.light, field.light)
-    (tmp_path / "bad.npy").write_bytes(b"not numpy")
-    with pytest.raises(FlatFieldError, match="bad.npy: not a flat field"):
-        FlatField.load(tmp_path / "bad.npy")
-    np.save(tmp_path / "shape.npy", np.ones((4, 4), np.float32))
-    with pytest.raises(FlatFieldError, match=r"shape.npy: not a flat field \(shape \(4, 4\)"):
-        FlatField.load(tmp_path / "shape.npy")
+    (tmp_path / "bad.npz").write_bytes(b"not numpy")
+    with pytest.raises(FlatFieldError, match="bad.npz: not a flat field"):
+        FlatField.load(tmp_path / "bad.npz")
+    np.savez(tmp_path / "shape.npz", size=np.array([W, H]), frames=np.array(16), light=np.ones((4, 4), np.float32))
+    with pytest.raises(FlatFieldError, match=r"shape.npz: not a flat field \(light \(4, 4\) for a 160 x 120 px"):
+        FlatField.load(tmp_path / "shape.npz")
+    nan = np.full((30, 40), np.nan, np.float32)
+    np.savez(tmp_path / "nan.npz", size=np.array([W, H]), frames=np.array(16), blocks=nan)
+    with pytest.raises(FlatFieldError, match=r"nan.npz: not a flat field .*finite values"):
+        FlatField.load(tmp_path / "nan.npz")
+    np.save(tmp_path / "plain.npy", np.ones((4, 4), np.float32))  # a bare array, no archive
+    with pytest.raises(FlatFieldError, match="plain.npy: not a flat field"):
+        FlatField.load(tmp_path / "plain.npy")
+
+
+def test_a_measured_flat_field_is_saved_as_its_blocks_and_read_back_the_same(tmp_path: Path) -> None:
+    field = FlatField.estimate(_frames(8, np.random.default_rng(4)))
+    field.save(tmp_path / "f.npz")
+    assert (tmp_path / "f.npz").stat().st_size < field.light.nbytes / 10
+    back = FlatField.load(tmp_path / "f.npz")
+    assert back.frames == 8 and np.array_equal(back.light, field.light)
 
 
 def test_the_places_cover_the_area_in_snake_order() -> None:
@@ -134,7 +150,7 @@ def test_the_virtual_microscopes_lamp_is_divided_out() -> None:
 
 
 def test_the_plan_key_is_checked() -> None:
-    assert ImagingPlan().flat_field is False
+    assert ImagingPlan().flat_field is True
     assert ScanPlan.from_mapping({"imaging": {"flat_field": True}}).imaging.flat_field is True
     with pytest.raises(ValueError, match="imaging.flat_field: must be true or false, got 'yes'"):
         ImagingPlan(flat_field="yes")  # type: ignore[arg-type]
@@ -169,5 +185,66 @@ def test_a_scan_with_the_flat_field_says_what_it_decided(tmp_path: Path, variati
     meta = json.loads((out.out_dir / "scan.json").read_text())["flat_field"]
     assert meta["applied"] is applied and meta["frames"] == 16, meta
     assert (meta["light_p98"] > 1.2 * meta["light_p2"]) is applied, meta
-    assert FlatField.load(out.out_dir / "flat_field.npy").frames == 16
+    assert FlatField.load(out.out_dir / "flat_field.npz").frames == 16
     assert out.summary["recall"] == 1.0 and out.summary["false_structures"] == 0, out.summary
+
+
+def test_an_area_under_two_frames_each_way_is_no_place_to_measure_the_light() -> None:
+    check_area((0, 0, 800, 600), (360, 270))  # 2.2 frames each way: places half a frame apart
+    with pytest.raises(FlatFieldError, match=r"scan area is 700 x 600 um, under 2 frames \(360 x 270 um\) each way"):
+        check_area((0, 0, 700, 600), (360, 270))
+
+
+def test_a_one_field_scan_leaves_its_frames_as_they_are(tmp_path: Path) -> None:
+    # one field: its prints would sit in the same pixels of all 16 frames and be divided out as "light"
+    import json
+
+    from appliance.scan.plan import GridPlan
+    from appliance.scan.runner import FinishReason
+    from appliance.scan.testing import scan_small_slide
+
+    plan = ScanPlan(name="one", grid=GridPlan(left=500.0, top=500.0, right=700.0, bottom=700.0))
+    out, scope = scan_small_slide(tmp_path, 3, plan=plan, sensor={"illumination_variation": 0.5},
+                                  nominal_um_per_px=0.56)
+    assert out.status.reason is FinishReason.COMPLETED, out.status.error
+    meta = json.loads((out.out_dir / "scan.json").read_text())["flat_field"]
+    assert meta["applied"] is False and "under 2 frames" in meta["note"], meta
+    assert not (out.out_dir / "flat_field.npz").exists()
+
+
+class _StageFailingAt:
+    """The virtual stage, whose moves number ``fail_at`` raise a timeout (a reply lost on the cable)."""
+
+    def __init__(self, inner, fail_at: set[int]) -> None:
+        self.inner, self.fail_at, self.moves = inner, fail_at, 0
+
+    def move_to_um(self, **kw):
+        self.moves += 1
+        if self.moves in self.fail_at:
+            from appliance.hardware.stage.base import StageTimeout
+
+            raise StageTimeout("no status report (<...>) within 1 s of '?'")
+        return self.inner.move_to_um(**kw)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+@pytest.mark.parametrize("fail_at,on_error,measured", [({3}, "recover", True), ({3, 6}, "recover", True),
+                                                        ({3}, "stop", False), ({3, 6, 9, 12}, "recover", False)])
+def test_a_stage_fault_while_the_light_is_measured_is_recovered_as_in_a_field(fail_at, on_error, measured) -> None:
+    from appliance.hardware.stage.base import StageTimeout
+    from appliance.scan.plan import FaultsPlan
+    from appliance.scan.session import _measure_recovering
+
+    scope = sim_microscope(5, {"sensor": {"illumination_variation": 0.3}})
+    plan = ScanPlan(faults=FaultsPlan(on_stage_error=on_error, stage_recoveries=3, stage_retry_wait_s=0.0))
+    stage = _StageFailingAt(scope.stage, fail_at)
+    with scope.stage, scope.camera:
+        if not measured:  # "stop", or a fourth fault past stage_recoveries 3: the scan ends before its first field
+            with pytest.raises(StageTimeout):
+                _measure_recovering(stage, scope.camera, (0, 0, 3000, 3000), plan)
+            return
+        field = _measure_recovering(stage, scope.camera, (0, 0, 3000, 3000), plan)
+    assert field.frames == 16 and not field.even
+    assert stage.moves == 16 + max(fail_at)  # measured again from its first place after each fault
