@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -54,6 +54,7 @@ class ScanOutcome:
 
 
 _log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 
 def scan_area(plan: ScanPlan, slide_size_um: tuple[float, float] | None) -> tuple[float, float, float, float]:
@@ -123,19 +124,11 @@ def run_scan(stage: Stage, camera: Camera, vision: Vision, focuser: Focuser, foc
         else:
             t = time.perf_counter()
             checked = CheckedCamera(camera, plan.faults.capture_retries, plan.faults.retry_wait_s)
-            z_found: float | None = None
-            if calibration is None:  # measure where the sample is: the middle of the area, in focus
-                stage.move_to_um(x=(area_um[0] + area_um[2]) / 2, y=(area_um[1] + area_um[3]) / 2)
-                z_found = find_slide(stage, checked, focuser, plan.focus.search_range_um)
-                z_start_um = z_start_um if z_found is None else z_found
             step = 40.0 if nominal_um_per_px is None else calibration_step_um(nominal_um_per_px, camera.size_px)
-            try:
-                cal = calibration if calibration is not None else calibrate(stage, checked, step_um=step)
-            except CalibrationError as exc:
-                if calibration is None and z_found is None:  # say why there was nothing to correlate
-                    raise CalibrationError(f"{exc} (no focus was found over the focus travel either: is the "
-                                           "slide in place, and its glass within the focus travel?)") from None
-                raise
+            cal, z_found = _stage_recovering(stage, plan, "the calibration", lambda: _find_and_calibrate(
+                stage, checked, focuser, plan, area_um, calibration, step))
+            if z_found is not None:
+                z_start_um = z_found
             cal_s = time.perf_counter() - t
         grid = make_grid(plan.grid, area_um, cal.fov_um)
         if old is None:
@@ -202,7 +195,8 @@ def _flat_field_camera(stage: Stage, camera: Camera, plan: ScanPlan, folder: Sca
             if um_per_px is not None:
                 w, h = camera.size_px
                 check_flat_field_area(area_um, (w * um_per_px, h * um_per_px))
-            field = _measure_recovering(stage, checked, area_um, plan)
+            field = _stage_recovering(stage, plan, "the flat field",
+                                      lambda: measure_flat_field(stage, checked, area_um))
             field.save(path)
     except FlatFieldError as exc:
         _log.warning("flat field not applied: %s", exc)
@@ -219,14 +213,36 @@ def _flat_field_camera(stage: Stage, camera: Camera, plan: ScanPlan, folder: Sca
     return FlatFieldCamera(camera, field), {**info, "note": "every frame divided by it"}
 
 
-def _measure_recovering(stage: Stage, camera: Camera, area_um: tuple[float, float, float, float],
-                        plan: ScanPlan) -> FlatField:
-    """:func:`measure_flat_field`, measured again from its first place after each stage fault it recovers from.
+def _find_and_calibrate(stage: Stage, camera: Camera, focuser: Focuser, plan: ScanPlan,
+                        area_um: tuple[float, float, float, float], calibration: Calibration | None,
+                        step_um: float) -> tuple[Calibration, float | None]:
+    """The scan's calibration and the slide's focus found for it.
 
-    The plan's ``faults`` section rules as it does for a field: with ``on_stage_error: recover`` up to
-    ``stage_recoveries`` faults are recovered from (:func:`recover_stage`); with ``stop``, or past that, the
-    fault is raised and the scan ends before its first field. Its 16 moves are as many status exchanges as a
-    few fields, and a garbled line on a noisy cable met one (tests/faults/test_serial_in_scan.py).
+    ``calibration`` if given (the focus is then None), else one measured in focus at the area's middle (the
+    focus None when none was found there).
+    """
+    if calibration is not None:
+        return calibration, None
+    stage.move_to_um(x=(area_um[0] + area_um[2]) / 2, y=(area_um[1] + area_um[3]) / 2)
+    z_found = find_slide(stage, camera, focuser, plan.focus.search_range_um)
+    try:
+        return calibrate(stage, camera, step_um=step_um), z_found
+    except CalibrationError as exc:
+        if z_found is None:  # say why there was nothing to correlate
+            raise CalibrationError(f"{exc} (no focus was found over the focus travel either: is the slide in "
+                                   "place, and its glass within the focus travel?)") from None
+        raise
+
+
+def _stage_recovering(stage: Stage, plan: ScanPlan, what: str, work: Callable[[], _T]) -> _T:
+    """``work()``, done again from its start after each stage fault it recovers from.
+
+    For what a scan does before its first field (the flat field's 16 moves, the slide's focus and the
+    calibration): the plan's ``faults`` section rules as it does for a field. With ``on_stage_error: recover``
+    up to ``stage_recoveries`` faults are recovered from (:func:`recover_stage`); with ``stop``, or past that,
+    the fault is raised and the scan ends before its first field. A garbled line on a noisy cable met the flat
+    field's moves (tests/faults/test_serial_in_scan.py); a recovery that homes the stage leaves it far from
+    where the work started, so the work starts again, not where it stopped.
     """
     f = plan.faults
     faults, need = 0, None
@@ -234,9 +250,9 @@ def _measure_recovering(stage: Stage, camera: Camera, area_um: tuple[float, floa
         try:
             if need is not None:
                 time.sleep(f.stage_retry_wait_s)
-                _log.warning("flat field: stage %s after %s; measuring again",
-                             recover_stage(stage, need), type(need).__name__)
-            return measure_flat_field(stage, camera, area_um)
+                _log.warning("%s: stage %s after %s; starting it again", what, recover_stage(stage, need),
+                             type(need).__name__)
+            return work()
         except StageLimitError:
             raise
         except StageError as exc:

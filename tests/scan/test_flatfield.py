@@ -235,16 +235,19 @@ class _StageFailingAt:
 def test_a_stage_fault_while_the_light_is_measured_is_recovered_as_in_a_field(fail_at, on_error, measured) -> None:
     from appliance.hardware.stage.base import StageTimeout
     from appliance.scan.plan import FaultsPlan
-    from appliance.scan.session import _measure_recovering
+    from appliance.scan.session import _stage_recovering
 
     scope = sim_microscope(5, {"sensor": {"illumination_variation": 0.3}})
     plan = ScanPlan(faults=FaultsPlan(on_stage_error=on_error, stage_recoveries=3, stage_retry_wait_s=0.0))
     stage = _StageFailingAt(scope.stage, fail_at)
+    def measure():
+        return measure_flat_field(stage, scope.camera, (0, 0, 3000, 3000))
+
     with scope.stage, scope.camera:
         if not measured:  # "stop", or a fourth fault past stage_recoveries 3: the scan ends before its first field
             with pytest.raises(StageTimeout):
-                _measure_recovering(stage, scope.camera, (0, 0, 3000, 3000), plan)
+                _stage_recovering(stage, plan, "the flat field", measure)
             return
-        field = _measure_recovering(stage, scope.camera, (0, 0, 3000, 3000), plan)
+        field = _stage_recovering(stage, plan, "the flat field", measure)
     assert field.frames == 16 and not field.even
     assert stage.moves == 16 + max(fail_at)  # measured again from its first place after each fault
