@@ -9,6 +9,7 @@ structure's height-map error.
 from __future__ import annotations
 
 import html
+import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -136,6 +137,19 @@ def _fmt(v: Any) -> str:
     return html.escape(str(v))
 
 
+def _flat_field_line(scan_json: Path) -> str:
+    """What the scan decided about the light's flat field, in a line (``scan.json``'s ``flat_field``)."""
+    try:
+        flat = json.loads(scan_json.read_text(encoding="utf-8")).get("flat_field")
+    except (OSError, ValueError, AttributeError):
+        return "unknown (scan.json unreadable)"
+    if not isinstance(flat, dict):
+        return "off (imaging.flat_field: false)"
+    light = (f"the light {flat['light_p2']:.2f}-{flat['light_p98']:.2f} of its median over {flat['frames']} frames"
+             if all(k in flat for k in ("light_p2", "light_p98", "frames")) else "")
+    return "; ".join(p for p in (str(flat.get("note", "")), light) if p)
+
+
 def write_report(root: Path, scan: ScanRecord, fields: Sequence[FieldRecord], objects: Sequence[ObjectRecord],
                  summary: Mapping[str, Any], fov_um: tuple[float, float], area_um: Sequence[float],
                  height_rmse: Mapping[int, float] | None = None) -> Path:
@@ -173,7 +187,8 @@ def write_report(root: Path, scan: ScanRecord, fields: Sequence[FieldRecord], ob
             ("structures", summary.get("structures_recorded")), ("debris", summary.get("debris_recorded")),
             ("stage time", f"{summary.get('stage_time_s_total', 0):.0f} s (median "
                            f"{summary.get('stage_time_s_per_field_median') or 0:.2f} s per field)"),
-            ("computer time", f"{summary.get('wall_time_s_total', 0):.0f} s")]
+            ("computer time", f"{summary.get('wall_time_s_total', 0):.0f} s"),
+            ("flat field", html.escape(_flat_field_line(root / "scan.json")))]
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>tppscan report · scan {scan.id}</title>
 <style>

@@ -184,6 +184,9 @@ def test_a_scan_with_the_flat_field_says_what_it_decided(tmp_path: Path, variati
     assert out.status.reason is FinishReason.COMPLETED, out.status.error
     meta = json.loads((out.out_dir / "scan.json").read_text())["flat_field"]
     assert meta["applied"] is applied and meta["frames"] == 16, meta
+    lo, hi = meta["light_p2"], meta["light_p98"]
+    line = f"{meta['note']}; the light {lo:.2f}-{hi:.2f} of its median over 16 frames"
+    assert f"<th>flat field</th><td>{line}</td>" in (out.out_dir / "report.html").read_text()
     assert (meta["light_p98"] > 1.2 * meta["light_p2"]) is applied, meta
     assert FlatField.load(out.out_dir / "flat_field.npz").frames == 16
     assert out.summary["recall"] == 1.0 and out.summary["false_structures"] == 0, out.summary
@@ -210,6 +213,7 @@ def test_a_one_field_scan_leaves_its_frames_as_they_are(tmp_path: Path) -> None:
     meta = json.loads((out.out_dir / "scan.json").read_text())["flat_field"]
     assert meta["applied"] is False and "under 2 frames" in meta["note"], meta
     assert not (out.out_dir / "flat_field.npz").exists()
+    assert "<th>flat field</th><td>refused: the scan area is 200 x 200 um" in (out.out_dir / "report.html").read_text()
 
 
 class _StageFailingAt:
@@ -251,3 +255,13 @@ def test_a_stage_fault_while_the_light_is_measured_is_recovered_as_in_a_field(fa
         field = _stage_recovering(stage, plan, "the flat field", measure)
     assert field.frames == 16 and not field.even
     assert stage.moves == 16 + max(fail_at)  # measured again from its first place after each fault
+
+
+def test_the_report_says_when_the_flat_field_was_off_or_unreadable(tmp_path: Path) -> None:
+    from appliance.results.report import _flat_field_line
+
+    (tmp_path / "scan.json").write_text('{"scan_id": 1}')
+    assert _flat_field_line(tmp_path / "scan.json") == "off (imaging.flat_field: false)"
+    (tmp_path / "scan.json").write_text("{not json")
+    assert _flat_field_line(tmp_path / "scan.json").startswith("unknown")
+    assert _flat_field_line(tmp_path / "missing.json").startswith("unknown")
