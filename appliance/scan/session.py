@@ -189,7 +189,11 @@ def _flat_field_camera(stage: Stage, camera: Camera, plan: ScanPlan, folder: Sca
         if resumed and path.is_file():
             try:
                 field = FlatField.load(path)
+                if field.light.shape[::-1] != tuple(camera.size_px):  # another camera since the first run
+                    raise FlatFieldError(f"{path}: measured at {field.light.shape[1]} x {field.light.shape[0]} px, "
+                                         f"the camera gives {camera.size_px[0]} x {camera.size_px[1]} px")
             except FlatFieldError as exc:
+                field = None
                 _log.warning("%s; measuring the flat field again", exc)
         if field is None:
             if um_per_px is not None:

@@ -265,3 +265,20 @@ def test_the_report_says_when_the_flat_field_was_off_or_unreadable(tmp_path: Pat
     (tmp_path / "scan.json").write_text("{not json")
     assert _flat_field_line(tmp_path / "scan.json").startswith("unknown")
     assert _flat_field_line(tmp_path / "missing.json").startswith("unknown")
+
+
+def test_a_resumed_scan_measures_again_a_flat_field_of_another_camera(tmp_path: Path, caplog) -> None:
+    from appliance.results.files import ScanFolder
+    from appliance.scan.flatfield import FILE_NAME
+    from appliance.scan.session import _flat_field_camera
+
+    folder = ScanFolder(tmp_path / "scan").create()
+    FlatField(_light(), 16).save(folder.root / FILE_NAME)  # 160 x 120 px: not this camera's
+    scope = sim_microscope(5, {"sensor": {"illumination_variation": 0.3}})
+    with scope.stage, scope.camera:
+        camera, info = _flat_field_camera(scope.stage, scope.camera, ScanPlan(), folder, (0, 0, 3000, 3000),
+                                          resumed=True)
+        frame = camera.capture()  # before: every capture raised CameraError on the size
+    assert "measured at 160 x 120 px, the camera gives 640 x 480 px; measuring the flat field again" in caplog.text
+    assert info["applied"] is True and frame.meta["flat_field"] is True
+    assert FlatField.load(folder.root / FILE_NAME).light.shape == (480, 640)
