@@ -6,9 +6,10 @@ from __future__ import annotations
 import pytest
 
 from appliance.hardware.stage.base import StageTimeout
+from appliance.scan.flatfield import measure_flat_field
 from appliance.scan.plan import FaultsPlan, FocusPlan, ImagingPlan, ScanPlan
 from appliance.scan.runner import FinishReason
-from appliance.scan.session import run_scan, scan_area, sim_microscope
+from appliance.scan.session import _stage_recovering, run_scan, scan_area, sim_microscope
 from appliance.scan.testing import PlaneFocusMap, SimTruthFocuser, SimTruthVision
 
 SLIDE = {"slide": {"width_um": 1000.0, "height_um": 1000.0, "n_structures": 2}}
@@ -57,3 +58,23 @@ def test_a_stage_fault_in_the_calibration_is_recovered_and_the_calibration_start
 def test_with_on_stage_error_stop_the_fault_ends_the_scan_before_its_first_field(tmp_path):
     with pytest.raises(StageTimeout):
         _scan(tmp_path, {3}, on_error="stop")
+
+
+@pytest.mark.parametrize("fail_at,on_error,measured", [({3}, "recover", True), ({3, 6}, "recover", True),
+                                                        ({3}, "stop", False), ({3, 6, 9, 12}, "recover", False)])
+def test_a_stage_fault_while_the_light_is_measured_is_recovered_as_in_a_field(fail_at, on_error, measured) -> None:
+    scope = sim_microscope(5, {"sensor": {"illumination_variation": 0.3}})
+    plan = ScanPlan(faults=FaultsPlan(on_stage_error=on_error, stage_recoveries=3, stage_retry_wait_s=0.0))
+    stage = _StageFailingAt(scope.stage, fail_at)
+
+    def measure():
+        return measure_flat_field(stage, scope.camera, (0, 0, 3000, 3000))
+
+    with scope.stage, scope.camera:
+        if not measured:  # "stop", or a fourth fault past stage_recoveries 3: the scan ends before its first field
+            with pytest.raises(StageTimeout):
+                _stage_recovering(stage, plan, "the flat field", measure)
+            return
+        field = _stage_recovering(stage, plan, "the flat field", measure)
+    assert field.frames == 16 and not field.even
+    assert stage.moves == 16 + max(fail_at)  # measured again from its first place after each fault

@@ -216,47 +216,6 @@ def test_a_one_field_scan_leaves_its_frames_as_they_are(tmp_path: Path) -> None:
     assert "<th>flat field</th><td>refused: the scan area is 200 x 200 um" in (out.out_dir / "report.html").read_text()
 
 
-class _StageFailingAt:
-    """The virtual stage, whose moves number ``fail_at`` raise a timeout (a reply lost on the cable)."""
-
-    def __init__(self, inner, fail_at: set[int]) -> None:
-        self.inner, self.fail_at, self.moves = inner, fail_at, 0
-
-    def move_to_um(self, **kw):
-        self.moves += 1
-        if self.moves in self.fail_at:
-            from appliance.hardware.stage.base import StageTimeout
-
-            raise StageTimeout("no status report (<...>) within 1 s of '?'")
-        return self.inner.move_to_um(**kw)
-
-    def __getattr__(self, name):
-        return getattr(self.inner, name)
-
-
-@pytest.mark.parametrize("fail_at,on_error,measured", [({3}, "recover", True), ({3, 6}, "recover", True),
-                                                        ({3}, "stop", False), ({3, 6, 9, 12}, "recover", False)])
-def test_a_stage_fault_while_the_light_is_measured_is_recovered_as_in_a_field(fail_at, on_error, measured) -> None:
-    from appliance.hardware.stage.base import StageTimeout
-    from appliance.scan.plan import FaultsPlan
-    from appliance.scan.session import _stage_recovering
-
-    scope = sim_microscope(5, {"sensor": {"illumination_variation": 0.3}})
-    plan = ScanPlan(faults=FaultsPlan(on_stage_error=on_error, stage_recoveries=3, stage_retry_wait_s=0.0))
-    stage = _StageFailingAt(scope.stage, fail_at)
-    def measure():
-        return measure_flat_field(stage, scope.camera, (0, 0, 3000, 3000))
-
-    with scope.stage, scope.camera:
-        if not measured:  # "stop", or a fourth fault past stage_recoveries 3: the scan ends before its first field
-            with pytest.raises(StageTimeout):
-                _stage_recovering(stage, plan, "the flat field", measure)
-            return
-        field = _stage_recovering(stage, plan, "the flat field", measure)
-    assert field.frames == 16 and not field.even
-    assert stage.moves == 16 + max(fail_at)  # measured again from its first place after each fault
-
-
 def test_the_report_says_when_the_flat_field_was_off_or_unreadable(tmp_path: Path) -> None:
     from appliance.results.report import _flat_field_line
 
