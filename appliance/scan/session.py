@@ -16,12 +16,12 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 
 from appliance.hardware.camera.base import Camera
-from appliance.hardware.stage.base import Stage, StageError, StageLimitError
+from appliance.hardware.stage.base import Stage
 from appliance.results.files import ScanFolder
 from appliance.results.store import ObjectRecord, ResultStore, write_durably
 from appliance.scan.calibration import Calibration, CalibrationError, calibrate
@@ -34,7 +34,7 @@ from appliance.scan.grid import make_grid
 from appliance.scan.plan import ScanPlan
 from appliance.scan.protocols import Focuser, FocusMapLike, Vision
 from appliance.scan.runner import FIND_SLIDE_RANGE_UM, ScanRunner, ScanStatus, searched_range_um
-from appliance.scan.stage_recovery import more_drastic, recover_stage
+from appliance.scan.stage_recovery import retry_after_stage_faults
 
 # re-exported: scans and their tests build the virtual microscope through this module
 from appliance.sim.overrides import SIM_SECTIONS as SIM_SECTIONS
@@ -54,7 +54,6 @@ class ScanOutcome:
 
 
 _log = logging.getLogger(__name__)
-_T = TypeVar("_T")
 
 
 def scan_area(plan: ScanPlan, slide_size_um: tuple[float, float] | None) -> tuple[float, float, float, float]:
@@ -125,7 +124,7 @@ def run_scan(stage: Stage, camera: Camera, vision: Vision, focuser: Focuser, foc
             t = time.perf_counter()
             checked = CheckedCamera(camera, plan.faults.capture_retries, plan.faults.retry_wait_s)
             step = 40.0 if nominal_um_per_px is None else calibration_step_um(nominal_um_per_px, camera.size_px)
-            cal, z_found = _stage_recovering(stage, plan, "the calibration", lambda: _find_and_calibrate(
+            cal, z_found = retry_after_stage_faults(stage, plan.faults, "the calibration", lambda: _find_and_calibrate(
                 stage, checked, focuser, plan, area_um, calibration, step))
             if z_found is not None:
                 z_start_um = z_found
@@ -187,19 +186,12 @@ def _flat_field_camera(stage: Stage, camera: Camera, plan: ScanPlan, folder: Sca
     field: FlatField | None = None
     try:
         if resumed and path.is_file():
-            try:
-                field = FlatField.load(path)
-                if field.light.shape[::-1] != tuple(camera.size_px):  # another camera since the first run
-                    raise FlatFieldError(f"{path}: measured at {field.light.shape[1]} x {field.light.shape[0]} px, "
-                                         f"the camera gives {camera.size_px[0]} x {camera.size_px[1]} px")
-            except FlatFieldError as exc:
-                field = None
-                _log.warning("%s; measuring the flat field again", exc)
+            field = _saved_flat_field(path, camera.size_px)
         if field is None:
             if um_per_px is not None:
                 w, h = camera.size_px
                 check_flat_field_area(area_um, (w * um_per_px, h * um_per_px))
-            field = _stage_recovering(stage, plan, "the flat field",
+            field = retry_after_stage_faults(stage, plan.faults, "the flat field",
                                       lambda: measure_flat_field(stage, checked, area_um))
             field.save(path)
     except FlatFieldError as exc:
@@ -215,6 +207,24 @@ def _flat_field_camera(stage: Stage, camera: Camera, plan: ScanPlan, folder: Sca
         return camera, {**info, "note": "even: frames left as they are"}
     _log.info("flat field: the light is %.2f-%.2f of its median: every frame is divided by it", lo, hi)
     return FlatFieldCamera(camera, field), {**info, "note": "every frame divided by it"}
+
+
+def _saved_flat_field(path: Path, size_px: tuple[int, int]) -> FlatField | None:
+    """The flat field a resumed scan's first run saved, or None (logged): it is then measured again.
+
+    None when the file cannot be read, or holds another frame size (another camera since the first run).
+    """
+    try:
+        field = FlatField.load(path)
+    except FlatFieldError as exc:
+        _log.warning("%s; measuring the flat field again", exc)
+        return None
+    h, w = field.light.shape
+    if (w, h) != tuple(size_px):
+        _log.warning("%s: measured at %d x %d px, the camera gives %d x %d px; measuring the flat field again",
+                     path, w, h, size_px[0], size_px[1])
+        return None
+    return field
 
 
 def _find_and_calibrate(stage: Stage, camera: Camera, focuser: Focuser, plan: ScanPlan,
@@ -236,34 +246,6 @@ def _find_and_calibrate(stage: Stage, camera: Camera, focuser: Focuser, plan: Sc
             raise CalibrationError(f"{exc} (no focus was found over the focus travel either: is the slide in "
                                    "place, and its glass within the focus travel?)") from None
         raise
-
-
-def _stage_recovering(stage: Stage, plan: ScanPlan, what: str, work: Callable[[], _T]) -> _T:
-    """``work()``, done again from its start after each stage fault it recovers from.
-
-    For what a scan does before its first field (the flat field's 16 moves, the slide's focus and the
-    calibration): the plan's ``faults`` section rules as it does for a field. With ``on_stage_error: recover``
-    up to ``stage_recoveries`` faults are recovered from (:func:`recover_stage`); with ``stop``, or past that,
-    the fault is raised and the scan ends before its first field. A garbled line on a noisy cable met the flat
-    field's moves (tests/faults/test_serial_in_scan.py); a recovery that homes the stage leaves it far from
-    where the work started, so the work starts again, not where it stopped.
-    """
-    f = plan.faults
-    faults, need = 0, None
-    while True:
-        try:
-            if need is not None:
-                time.sleep(f.stage_retry_wait_s)
-                _log.warning("%s: stage %s after %s; starting it again", what, recover_stage(stage, need),
-                             type(need).__name__)
-            return work()
-        except StageLimitError:
-            raise
-        except StageError as exc:
-            faults += 1
-            if f.on_stage_error == "stop" or faults > f.stage_recoveries:
-                raise
-            need = exc if need is None else more_drastic(need, exc)
 
 
 def find_slide(stage: Stage, camera: Camera, focuser: Focuser, search_range_um: float) -> float | None:

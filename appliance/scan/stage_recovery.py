@@ -18,8 +18,17 @@ the link but of the plan (a target beyond the travel); it is never "recovered" h
 
 from __future__ import annotations
 
+import logging
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
 from appliance.hardware.stage.base import Stage, StageAlarm, StageError, StageLimitError
 from appliance.hardware.stage.grbl_link import StageConnectionError, StageResetError
+from appliance.scan.plan import FaultsPlan
+
+_log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 
 def _drastic(fault: StageError) -> int:
@@ -74,3 +83,31 @@ def recover_stage(stage: Stage, fault: StageError) -> str:
         return "homed"
     stage.position_um()  # a status round trip: the driver first drains what a broken exchange left coming
     return "resynchronised"
+
+
+def retry_after_stage_faults(stage: Stage, faults: FaultsPlan, what: str, work: Callable[[], _T]) -> _T:
+    """``work()``, done again from its start after each stage fault it recovers from.
+
+    For what a scan does before its first field (the flat field's 16 moves, the slide's focus and the
+    calibration): ``faults`` (the plan's section) rules as it does for a field (``ScanRunner._recover``).
+    With ``on_stage_error: recover`` up to ``stage_recoveries`` faults are recovered from
+    (:func:`recover_stage`); with ``stop``, or past that, the fault is raised and the scan ends before its
+    first field. A garbled line on a noisy cable met the flat
+    field's moves (tests/faults/test_serial_in_scan.py); a recovery that homes the stage leaves it far from
+    where the work started, so the work starts again, not where it stopped.
+    """
+    met, need = 0, None
+    while True:
+        try:
+            if need is not None:
+                time.sleep(faults.stage_retry_wait_s)
+                _log.warning("%s: stage %s after %s; starting it again", what, recover_stage(stage, need),
+                             type(need).__name__)
+            return work()
+        except StageLimitError:
+            raise
+        except StageError as exc:
+            met += 1
+            if faults.on_stage_error == "stop" or met > faults.stage_recoveries:
+                raise
+            need = exc if need is None else more_drastic(need, exc)

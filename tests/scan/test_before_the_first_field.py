@@ -9,7 +9,8 @@ from appliance.hardware.stage.base import StageTimeout
 from appliance.scan.flatfield import measure_flat_field
 from appliance.scan.plan import FaultsPlan, FocusPlan, ImagingPlan, ScanPlan
 from appliance.scan.runner import FinishReason
-from appliance.scan.session import _stage_recovering, run_scan, scan_area, sim_microscope
+from appliance.scan.session import run_scan, scan_area, sim_microscope
+from appliance.scan.stage_recovery import retry_after_stage_faults
 from appliance.scan.testing import PlaneFocusMap, SimTruthFocuser, SimTruthVision
 
 SLIDE = {"slide": {"width_um": 1000.0, "height_um": 1000.0, "n_structures": 2}}
@@ -73,8 +74,8 @@ def test_a_stage_fault_while_the_light_is_measured_is_recovered_as_in_a_field(fa
     with scope.stage, scope.camera:
         if not measured:  # "stop", or a fourth fault past stage_recoveries 3: the scan ends before its first field
             with pytest.raises(StageTimeout):
-                _stage_recovering(stage, plan, "the flat field", measure)
+                retry_after_stage_faults(stage, plan.faults, "the flat field", measure)
             return
-        field = _stage_recovering(stage, plan, "the flat field", measure)
+        field = retry_after_stage_faults(stage, plan.faults, "the flat field", measure)
     assert field.frames == 16 and not field.even
     assert stage.moves == 16 + max(fail_at)  # measured again from its first place after each fault
