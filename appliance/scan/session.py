@@ -27,13 +27,14 @@ from appliance.results.store import ObjectRecord, ResultStore, write_durably
 from appliance.scan.calibration import Calibration, CalibrationError, calibrate
 from appliance.scan.capture import CaptureFailed, CheckedCamera
 from appliance.scan.events import Event
+from appliance.scan.field_focus import FIND_SLIDE_RANGE_UM, searched_range_um
 from appliance.scan.flatfield import FILE_NAME as FLAT_FIELD_FILE
 from appliance.scan.flatfield import FlatField, FlatFieldCamera, FlatFieldError, measure_flat_field
 from appliance.scan.flatfield import check_area as check_flat_field_area
 from appliance.scan.grid import make_grid
 from appliance.scan.plan import ScanPlan
 from appliance.scan.protocols import Focuser, FocusMapLike, Vision
-from appliance.scan.runner import FIND_SLIDE_RANGE_UM, ScanRunner, ScanStatus, searched_range_um
+from appliance.scan.runner import ScanRunner, ScanStatus
 from appliance.scan.stage_recovery import retry_after_stage_faults
 
 # re-exported: scans and their tests build the virtual microscope through this module
@@ -259,7 +260,7 @@ def find_slide(stage: Stage, camera: Camera, focuser: Focuser, search_range_um: 
     """
     z0 = stage.position_um().z_um
     out = focuser.focus(stage, camera, z0, search_range_um, None)
-    # the wide search only when the usual one finds nothing (see runner.FIND_SLIDE_RANGE_UM), and reaches
+    # the wide search only when the usual one finds nothing (see field_focus.FIND_SLIDE_RANGE_UM), and reaches
     # further than it did (a deep-focus objective's usual search is already wider)
     if not out.ok and FIND_SLIDE_RANGE_UM > searched_range_um(focuser, search_range_um):
         out = focuser.focus(stage, camera, z0, max(search_range_um, FIND_SLIDE_RANGE_UM), None)

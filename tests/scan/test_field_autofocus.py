@@ -19,10 +19,11 @@ from appliance.hardware.camera.base import Frame
 from appliance.hardware.stage.base import Position, StageLimitError
 from appliance.scan.adapters import FocusMapAdapter
 from appliance.scan.calibration import Calibration
+from appliance.scan.field_focus import FIELD_VIEW_ABOVE_GLASS_UM, LOST_LOOKS, FieldFocus, FieldWork
 from appliance.scan.grid import FieldPosition
 from appliance.scan.plan import FocusPlan, ScanPlan
 from appliance.scan.protocols import Detection, FocusOutcome
-from appliance.scan.runner import FIELD_VIEW_ABOVE_GLASS_UM, ScanRunner, _FieldWork
+from appliance.scan.runner import ScanRunner
 
 GLASS_UM = 92.0
 
@@ -54,21 +55,16 @@ class _Focuser:
         return FocusOutcome(z_guess_um + range_um, 7, False)
 
 
-def _runner(glass: float, last_focus: float, field_focus: str = "map") -> ScanRunner:
-    """Only what ``_autofocus_field`` reads: the plan, stage, focuser, map and the last focus found."""
-    r = object.__new__(ScanRunner)
-    r.plan = ScanPlan(focus=FocusPlan(search_range_um=15.0, field_focus=field_focus))
-    r.stage = _Stage(last_focus)
-    r.camera = None
-    r.focuser = _Focuser(glass)
-    r.focus_map = SimpleNamespace(predict=lambda x, y: None)  # no map yet, and no structures' word on the glass
-    r._z_guess = last_focus
+def _runner(glass: float, last_focus: float, field_focus: str = "map") -> FieldFocus:
+    """A field focus that has found focus at ``last_focus``, with no map yet and no structures' word on the glass."""
+    r = FieldFocus(_Stage(last_focus), None, _Focuser(glass), SimpleNamespace(predict=lambda x, y: None),
+                   FocusPlan(search_range_um=15.0, field_focus=field_focus), 0.56, z_start_um=last_focus)
     r._focus_found = True
     return r
 
 
-def _field(map_z: float, source: str = "map") -> _FieldWork:
-    w = _FieldWork(FieldPosition(cell=289, row=4, column=10, x_um=3400.0, y_um=2200.0), seq=299)
+def _field(map_z: float, source: str = "map") -> FieldWork:
+    w = FieldWork(FieldPosition(cell=289, row=4, column=10, x_um=3400.0, y_um=2200.0), seq=299)
     w.z_um, w.focus_source = map_z, source
     return w
 
@@ -76,7 +72,7 @@ def _field(map_z: float, source: str = "map") -> _FieldWork:
 def test_a_measured_map_field_is_searched_around_the_maps_z_not_the_last_focus():
     # the map puts the field at 99 (7 um above its glass at 92); the last focus, 6 mm away, was 110
     r, w = _runner(GLASS_UM, 110.0), _field(99.0)
-    r._autofocus_field(w)
+    r.autofocus_field(w)
     assert r.focuser.guesses[0] == 99.0
     assert w.focus_source == "autofocus" and w.z_um == GLASS_UM and r._z_guess == GLASS_UM
 
@@ -84,7 +80,7 @@ def test_a_measured_map_field_is_searched_around_the_maps_z_not_the_last_focus()
 def test_a_failed_search_leaves_the_field_at_the_maps_z():
     # nothing to focus on near either z: the frame is taken where the map says, not 18 um above the glass
     r, w = _runner(60.0, 110.0), _field(99.0)
-    r._autofocus_field(w)
+    r.autofocus_field(w)
     assert r.focuser.guesses == [99.0, 110.0]  # the map's z, then where focus was last found
     assert w.focus_source == "autofocus-unsure" and w.z_um == 99.0 and r.stage.z == 99.0
 
@@ -92,7 +88,7 @@ def test_a_failed_search_leaves_the_field_at_the_maps_z():
 def test_a_map_that_ran_off_is_searched_again_at_the_last_focus():
     # the map leaning on its slope (45 um up a level slide, seed 86): its z fails, the last focus finds the glass
     r, w = _runner(GLASS_UM, 93.0), _field(137.0)
-    r._autofocus_field(w)
+    r.autofocus_field(w)
     assert r.focuser.guesses == [137.0, 93.0]
     assert w.focus_source == "autofocus" and w.z_um == GLASS_UM
 
@@ -100,7 +96,7 @@ def test_a_map_that_ran_off_is_searched_again_at_the_last_focus():
 def test_field_focus_autofocus_still_starts_at_the_last_focus():
     # with `field_focus: autofocus` the field has no z of its own before its search
     r, w = _runner(GLASS_UM, 95.0, field_focus="autofocus"), _field(0.0)
-    r._autofocus_field(w)
+    r.autofocus_field(w)
     assert r.focuser.guesses[0] == 95.0 and w.z_um == GLASS_UM
 
 
@@ -193,49 +189,41 @@ def test_a_print_cut_at_the_end_of_the_travel_is_stitched_without_looking_past_i
     assert fp.box_um[1] < 0.0  # the footprint reaches the frame's top: its top side was closed, not seen
 
 
-def _deciding(points: list[tuple[float, float, float]]) -> ScanRunner:
-    """Only what ``_wants_autofocus`` reads: the plan, the focused points and the scan's map of them."""
-    r = object.__new__(ScanRunner)
-    r.plan = ScanPlan(focus=FocusPlan(search_range_um=15.0))
+def _deciding(points: list[tuple[float, float, float]]) -> FieldFocus:
+    """A field focus that has found focus, with ``points`` in its map."""
+    r = FieldFocus(None, None, None, FocusMapAdapter(), FocusPlan(search_range_um=15.0), 0.56)
     r._focus_found = True
-    r._focus_points = list(points)
-    r._blind = []
-    r._unfocused = []
-    r._lost_looks = 0
-    r.focuser = None
-    r.focus_map = FocusMapAdapter()
     for p in points:
-        r.focus_map.add(*p)
+        r.add_point(*p)
     return r
 
 
-def _at(x: float, source: str, y: float = 29.0) -> tuple[FieldPosition, _FieldWork]:
+def _at(x: float, source: str, y: float = 29.0) -> tuple[FieldPosition, FieldWork]:
     pos = FieldPosition(cell=int(x + y), row=int(y // 271), column=int(x // 322), x_um=x, y_um=y)
-    w = _FieldWork(pos, seq=int(x))
+    w = FieldWork(pos, seq=int(x))
     w.z_um, w.focus_source = 89.0 + (FIELD_VIEW_ABOVE_GLASS_UM if source == "map" else 0.0), source
     return pos, w
 
 
-def _looked(r: ScanRunner, x: float, y: float = 29.0, found: float | None = None) -> None:
-    """What ``_field`` records after a field's own autofocus: its point, or that it found nothing."""
+def _looked(r: FieldFocus, x: float, y: float = 29.0, found: float | None = None) -> None:
+    """What a field's own autofocus leaves: its point, or that it found nothing."""
     if found is None:
         r._unfocused.append((x, y))
     else:
-        r._focus_points.append((x, y, found))
-        r.focus_map.add(x, y, found)
+        r.add_point(x, y, found)
 
 
 def test_an_empty_view_the_map_cannot_place_is_looked_at_but_not_again_near_a_failed_look():
     # the first row of a tilted slide: one focus found at x = 167, no map yet (one point); the row runs on at
     # that z, and 2 µm/mm further on its views are empty only because they are out of focus (seed 431)
     r = _deciding([(167.0, 29.0, 89.0)])
-    assert r._wants_autofocus(*_at(1134.0, "guess"), 0)      # no map to place it: look
+    assert r.wants_autofocus(*_at(1134.0, "guess"), 0)      # no map to place it: look
     _looked(r, 1134.0)                                       # ... and found nothing it could trust
-    assert not r._wants_autofocus(*_at(1456.0, "guess"), 0)  # 322 µm on: not again
-    assert not r._wants_autofocus(*_at(1456.0, "guess"), 1)  # nor for something in view (its own focus follows)
-    assert r._wants_autofocus(*_at(1778.0, "guess"), 0)      # 644 µm past that look: again
+    assert not r.wants_autofocus(*_at(1456.0, "guess"), 0)  # 322 µm on: not again
+    assert not r.wants_autofocus(*_at(1456.0, "guess"), 1)  # nor for something in view (its own focus follows)
+    assert r.wants_autofocus(*_at(1778.0, "guess"), 0)      # 644 µm past that look: again
     _looked(r, 1778.0, found=90.0)                           # found the glass: a point, and no bar near it
-    assert r._wants_autofocus(*_at(2100.0, "guess"), 0)      # two points are no map yet
+    assert r.wants_autofocus(*_at(2100.0, "guess"), 0)      # two points are no map yet
 
 
 def test_a_map_is_trusted_near_its_points_and_looked_past_where_it_is_unsure():
@@ -245,23 +233,23 @@ def test_a_map_is_trusted_near_its_points_and_looked_past_where_it_is_unsure():
     # fields with their prior's 1 µm; at 4 µm/mm the row then walked off its glass (seed 412).
     r = _deciding([(167.0, 29.0, 89.0), (489.0, 29.0, 90.0), (811.0, 29.0, 88.0), (1133.0, 29.0, 89.8),
                    (1455.0, 29.0, 88.4)])
-    assert not r._wants_autofocus(*_at(2100.0, "map"), 0)
-    assert r._wants_autofocus(*_at(3066.0, "map"), 0)          # 1.6 mm past the last point: unsure, look
-    assert r._wants_autofocus(*_at(3066.0, "map"), 2)          # something in view there too
-    assert r._wants_autofocus(*_at(489.0, "map", y=300.0), 0)  # the next row
-    assert not r._wants_autofocus(*_at(489.0, "map"), 2)       # between its points it is sure
+    assert not r.wants_autofocus(*_at(2100.0, "map"), 0)
+    assert r.wants_autofocus(*_at(3066.0, "map"), 0)          # 1.6 mm past the last point: unsure, look
+    assert r.wants_autofocus(*_at(3066.0, "map"), 2)          # something in view there too
+    assert r.wants_autofocus(*_at(489.0, "map", y=300.0), 0)  # the next row
+    assert not r.wants_autofocus(*_at(489.0, "map"), 2)       # between its points it is sure
     r2 = _deciding([(167.0, 29.0, 89.0), (489.0, 29.0, 90.0), (811.0, 29.0, 88.0)])
-    assert r2._wants_autofocus(*_at(650.0, "guess"), 0)        # three points fitted exactly are no map yet
+    assert r2.wants_autofocus(*_at(650.0, "guess"), 0)        # three points fitted exactly are no map yet
 
 
 def test_an_empty_view_far_from_every_point_is_looked_at_once_per_refresh_distance():
     # a map sure everywhere (many points of a level slide) still looks 1.5 mm from every point
     pts = [(x, y, 89.0) for x in np.linspace(0.0, 1000.0, 5) for y in (0.0, 600.0)]
     r = _deciding(pts)
-    assert not r._wants_autofocus(*_at(1400.0, "map"), 0)
-    assert r._wants_autofocus(*_at(2700.0, "map"), 0)
-    assert not r._wants_autofocus(*_at(3000.0, "map"), 0)
-    assert r._wants_autofocus(*_at(3000.0, "map"), 2)         # something in view, no point near: measure
+    assert not r.wants_autofocus(*_at(1400.0, "map"), 0)
+    assert r.wants_autofocus(*_at(2700.0, "map"), 0)
+    assert not r.wants_autofocus(*_at(3000.0, "map"), 0)
+    assert r.wants_autofocus(*_at(3000.0, "map"), 2)         # something in view, no point near: measure
 
 
 class _TopZStage(_Stage):
@@ -288,7 +276,7 @@ def test_an_unsure_map_past_the_focus_travel_leaves_the_field_at_the_last_focus(
     r.stage = _TopZStage(150.0)
     r.focus_map = _UnsureMap(180.8)
     w = _field(0.0)
-    r._field_focus(w)
+    r.set_field_z(w)
     assert (w.z_um, w.focus_source, r.stage.z) == (150.0, "guess", 150.0)
 
 
@@ -308,32 +296,30 @@ def test_a_field_the_map_is_not_sure_of_is_viewed_above_the_glass_it_guesses():
         r = _runner(GLASS_UM, last_focus=92.0)
         r.focus_map = fmap
         w = _field(0.0)
-        r._field_focus(w)
+        r.set_field_z(w)
         assert (w.z_um, w.focus_source, r.stage.z) == (90.0 + FIELD_VIEW_ABOVE_GLASS_UM, want, w.z_um)
     r = _runner(GLASS_UM, last_focus=92.0)
     r.focus_map = SimpleNamespace(predict=lambda x, y: None)
     w = _field(0.0)
-    r._field_focus(w)
+    r.set_field_z(w)
     assert (w.z_um, w.focus_source) == (92.0 + FIELD_VIEW_ABOVE_GLASS_UM, "guess")
     r = _runner(GLASS_UM, last_focus=140.0)
     r._focus_found = False  # no focus found yet: the last guess is where a search started, not a focus
     r.focus_map = SimpleNamespace(predict=lambda x, y: None)
     w = _field(0.0)
-    r._field_focus(w)
+    r.set_field_z(w)
     assert (w.z_um, w.focus_source) == (140.0, "guess")
 
 
 def test_until_focus_is_found_every_field_looks_but_only_for_so_many_fields():
-    from appliance.scan.runner import LOST_LOOKS
-
     r = _deciding([])
     r._focus_found = False
     r._unfocused.append((1134.0, 29.0))
     r._lost_looks = 1
-    assert r._wants_autofocus(*_at(1456.0, "guess"), 0)      # a slide put in by hand: look again next door
+    assert r.wants_autofocus(*_at(1456.0, "guess"), 0)      # a slide put in by hand: look again next door
     r._lost_looks = LOST_LOOKS                               # a camera that finds nothing it can trust
-    assert not r._wants_autofocus(*_at(1456.0, "guess"), 2)
-    assert r._wants_autofocus(*_at(1778.0, "guess"), 2)
+    assert not r.wants_autofocus(*_at(1456.0, "guess"), 2)
+    assert r.wants_autofocus(*_at(1778.0, "guess"), 2)
 
 
 def test_a_field_focus_with_a_structure_in_view_is_not_the_next_fields_guess():
@@ -342,7 +328,7 @@ def test_a_field_focus_with_a_structure_in_view_is_not_the_next_fields_guess():
     r = _runner(GLASS_UM, last_focus=92.0)
     w = _field(92.0, source="guess")
     r.focuser.glass = 106.0
-    r._autofocus_field(w)
+    r.autofocus_field(w)
     assert (w.focus_source, r._z_guess, w.guess_before) == ("autofocus", 106.0, 92.0)
     r._keep_glass_guess(w)
     assert r._z_guess == 92.0
@@ -365,10 +351,10 @@ def test_a_field_reading_the_structures_around_contradict_is_not_taken():
     r.focus_map = _structures_around(GLASS_UM)
     r.focuser.glass = GLASS_UM + 17.0  # what the search reads
     w = _field(GLASS_UM + FIELD_VIEW_ABOVE_GLASS_UM, source="guess")
-    r._autofocus_field(w)
+    r.autofocus_field(w)
     assert (w.focus_source, w.focus_point, r._z_guess) == ("autofocus-unsure", None, GLASS_UM)
     r.focuser.glass = GLASS_UM + 2.0  # a reading within their spread is taken
-    r._autofocus_field(w)
+    r.autofocus_field(w)
     assert (w.focus_source, r._z_guess) == ("autofocus", GLASS_UM + 2.0)
 
 
@@ -378,7 +364,7 @@ def test_a_field_at_a_guess_is_viewed_above_the_glass_the_structures_say():
     r = _runner(GLASS_UM, last_focus=GLASS_UM + 12.0)
     r.focus_map = _structures_around(GLASS_UM)
     w = _field(0.0)
-    r._field_focus(w)
+    r.set_field_z(w)
     assert w.focus_source == "guess"
     assert abs(w.z_um - (GLASS_UM + FIELD_VIEW_ABOVE_GLASS_UM)) < 1.5
 
@@ -405,13 +391,12 @@ def test_a_resumed_scan_tells_the_focuser_of_its_structures_but_not_as_evidence_
     # a structure's focus feeds the maps that focus structures (the foci's, the glass's with a stated height);
     # whether its curve was one lobe (what makes it evidence of the glass) is not recorded, so it is not that
     from appliance.results.store import ObjectRecord
-    from appliance.scan.runner import SpeckGlassPlane
 
     told: list[tuple] = []
     r = object.__new__(ScanRunner)
-    r.scan_id, r._done, r._focus_found, r._known, r._n_struct, r._n_debris = 1, {}, False, [], 0, 0
-    r._focus_points, r._z_guess, r._speck_glass = [], None, SpeckGlassPlane()
+    r.scan_id, r._done, r._known, r._n_struct, r._n_debris = 1, {}, [], 0, 0
     r.focuser = SimpleNamespace(structure_focused=lambda *a, **k: told.append((a, k)))
+    r.field_focus = FieldFocus(None, None, r.focuser, None, FocusPlan(), 0.56)
     obj = ObjectRecord(cell=3, kind="structure", cls="pentagon", confidence=0.9, x_um=500.0, y_um=700.0, z_um=101.0,
                        width_um=40.0, height_um=40.0, extra={"focus_ok": True})
     r.store = SimpleNamespace(fields=lambda sid: [], objects=lambda sid: [obj])
@@ -446,5 +431,5 @@ def test_structures_that_scatter_leave_a_field_at_the_last_focus():
         m.add_structure(x, y, GLASS_UM + 8.7 + dz, None, loose=(8.7, 3.5))
     r.focus_map = m
     w = _field(0.0)
-    r._field_focus(w)
+    r.set_field_z(w)
     assert (w.z_um, w.focus_source) == (GLASS_UM + FIELD_VIEW_ABOVE_GLASS_UM, "guess")

@@ -16,9 +16,10 @@ from appliance.focus.reference import reference_heights
 from appliance.results.store import ResultStore
 from appliance.scan.adapters import AutofocusFocuser, FocusMapAdapter
 from appliance.scan.calibration import Calibration
+from appliance.scan.field_focus import FIELD_VIEW_ABOVE_GLASS_UM
 from appliance.scan.plan import FocusPlan, ScanPlan
 from appliance.scan.protocols import FocusOutcome
-from appliance.scan.runner import FIELD_VIEW_ABOVE_GLASS_UM, FinishReason
+from appliance.scan.runner import FinishReason
 from appliance.scan.session import run_scan, scan_area, sim_microscope
 from appliance.scan.testing import (
     SMALL_SLIDE,

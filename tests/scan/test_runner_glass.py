@@ -3,10 +3,8 @@
 import numpy as np
 import pytest
 
-from appliance.results.glass import SpeckGlassPlane
-from appliance.scan.calibration import Calibration
-from appliance.scan.plan import ScanPlan
-from appliance.scan.runner import ScanRunner
+from appliance.scan.field_focus import FieldFocus
+from appliance.scan.plan import FocusPlan
 
 
 class _Map:
@@ -17,15 +15,9 @@ class _Map:
         return self.pred
 
 
-def _runner(pred) -> ScanRunner:
-    """A runner with only what ``_structure_glass`` reads (the rest of a scan is not needed to choose a glass)."""
-    r = object.__new__(ScanRunner)
-    r.plan = ScanPlan()
-    r.focus_map = _Map(pred)
-    r.cal = Calibration.nominal(0.56, (320, 240))
-    r._speck_glass = SpeckGlassPlane()
-    r._focus_points = []
-    return r
+def _runner(pred) -> FieldFocus:
+    """A field focus whose map predicts ``pred`` everywhere (no stage or camera is needed to choose a glass)."""
+    return FieldFocus(None, None, None, _Map(pred), FocusPlan(), 0.56)
 
 
 def _frames(specks: bool) -> tuple[np.ndarray, list[float]]:
@@ -45,35 +37,35 @@ def _frames(specks: bool) -> tuple[np.ndarray, list[float]]:
 def test_an_unsure_map_is_used_rather_than_no_glass_at_all():
     r = _runner((93.0, 40.0))  # sigma 40 µm: more than half the search range
     frames, z = _frames(specks=False)
-    assert r._structure_glass(frames, z, (120, 80, 200, 160), 1000.0, 1000.0, 100.0) == (93.0, "focus-map-unsure")
+    assert r.structure_glass(frames, z, (120, 80, 200, 160), 1000.0, 1000.0, 100.0) == (93.0, "focus-map-unsure")
     r.focus_map = _Map((93.0, 1.0))
-    assert r._structure_glass(frames, z, (120, 80, 200, 160), 1000.0, 1000.0, 100.0) == (93.0, "focus-map")
+    assert r.structure_glass(frames, z, (120, 80, 200, 160), 1000.0, 1000.0, 100.0) == (93.0, "focus-map")
     r.focus_map = _Map(None)
-    assert r._structure_glass(frames, z, (120, 80, 200, 160), 1000.0, 1000.0, 100.0) == (None, None)
+    assert r.structure_glass(frames, z, (120, 80, 200, 160), 1000.0, 1000.0, 100.0) == (None, None)
 
 
 def test_specks_beside_the_structure_win_and_serve_the_next_structure_without_any():
     r = _runner((99.0, 1.0))
     frames, z = _frames(specks=True)
-    g, src = r._structure_glass(frames, z, (120, 80, 200, 160), 1000.0, 1000.0, 104.0)
+    g, src = r.structure_glass(frames, z, (120, 80, 200, 160), 1000.0, 1000.0, 104.0)
     assert src == "specks" and g == pytest.approx(95.5, abs=0.6)
     bare, _ = _frames(specks=False)
-    g2, src2 = r._structure_glass(bare, z, (120, 80, 200, 160), 1400.0, 1100.0, 104.0)
+    g2, src2 = r.structure_glass(bare, z, (120, 80, 200, 160), 1400.0, 1100.0, 104.0)
     assert src2 == "specks-plane" and g2 == pytest.approx(g, abs=0.5)
     # a plane above the structure's own focus is no glass under it: the map takes over
-    assert r._structure_glass(bare, z, (120, 80, 200, 160), 1400.0, 1100.0, 94.0)[1] == "focus-map"
+    assert r.structure_glass(bare, z, (120, 80, 200, 160), 1400.0, 1100.0, 94.0)[1] == "focus-map"
 
 
 def test_the_first_structure_takes_the_nearest_field_focus_below_it_while_the_map_holds_back():
     r = _runner(None)  # fewer than three points: the map predicts nothing
     frames, z = _frames(specks=False)
     box = (120, 80, 200, 160)
-    assert r._structure_glass(frames, z, box, 1000.0, 1000.0, 100.0) == (None, None)
+    assert r.structure_glass(frames, z, box, 1000.0, 1000.0, 100.0) == (None, None)
     r._focus_points = [(0.0, 0.0, 92.0), (900.0, 1000.0, 94.0), (1100.0, 1000.0, 103.0)]
-    assert r._structure_glass(frames, z, box, 1000.0, 1000.0, 100.0) == (94.0, "field-focus")
+    assert r.structure_glass(frames, z, box, 1000.0, 1000.0, 100.0) == (94.0, "field-focus")
     # a field focus above the structure's own is no glass under it
-    assert r._structure_glass(frames, z, box, 1000.0, 1000.0, 93.0) == (92.0, "field-focus")
-    assert r._structure_glass(frames, z, box, 1000.0, 1000.0, 91.0) == (None, None)
+    assert r.structure_glass(frames, z, box, 1000.0, 1000.0, 93.0) == (92.0, "field-focus")
+    assert r.structure_glass(frames, z, box, 1000.0, 1000.0, 91.0) == (None, None)
 
 
 class _Focuser:
@@ -83,6 +75,6 @@ class _Focuser:
 def test_the_reconstruction_is_told_the_focusers_depth_of_field():
     r = _runner(None)
     r.focuser = _Focuser()
-    assert r._depth_of_field_um() == 4.1375
+    assert r.depth_of_field_um() == 4.1375
     r.focuser = object()  # a double that does not say: the tuned objective
-    assert r._depth_of_field_um() == pytest.approx(11.04)
+    assert r.depth_of_field_um() == pytest.approx(11.04)

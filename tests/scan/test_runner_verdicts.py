@@ -10,9 +10,10 @@ from dataclasses import replace
 
 import pytest
 
+from appliance.scan.field_focus import FIELD_VIEW_ABOVE_GLASS_UM
 from appliance.scan.plan import FocusPlan, GridPlan, ScanPlan
 from appliance.scan.protocols import Detection, VisionResult
-from appliance.scan.runner import FIELD_VIEW_ABOVE_GLASS_UM, FinishReason
+from appliance.scan.runner import FinishReason
 from appliance.scan.session import run_scan, scan_area, sim_height_truth, sim_microscope
 from appliance.scan.testing import PlaneFocusMap, SimTruthFocuser, SimTruthVision
 

@@ -14,10 +14,11 @@ from types import SimpleNamespace
 
 import pytest
 
+from appliance.scan.field_focus import FIND_SLIDE_RANGE_UM, MAP_DRIFT_FRACTION, FieldFocus, FieldWork, searched_range_um
 from appliance.scan.grid import FieldPosition
 from appliance.scan.plan import FocusPlan, ImagingPlan, ScanPlan
 from appliance.scan.protocols import FocusOutcome
-from appliance.scan.runner import FIND_SLIDE_RANGE_UM, ScanRunner, _FieldWork, searched_range_um
+from appliance.scan.runner import ScanRunner
 from appliance.scan.session import find_slide
 from appliance.sim.clock import VirtualClock
 from appliance.sim.stage import SimStage, SimStageParams
@@ -107,13 +108,12 @@ class _ZStage:
         self.z = z
 
 
-def _field_runner(focuser: _FailingFocuser, found: bool, last: float) -> tuple[ScanRunner, _FieldWork]:
-    r = object.__new__(ScanRunner)
-    r.plan = ScanPlan(focus=FocusPlan(search_range_um=15.0))
-    r.stage, r.camera, r.focuser = _ZStage(last), None, focuser
-    r.focus_map = SimpleNamespace(predict=lambda x, y: None)  # no map, and no structures' word on the glass
-    r._z_guess, r._focus_found = last, found
-    w = _FieldWork(FieldPosition(cell=3, row=0, column=3, x_um=700.0, y_um=75.0), seq=3)
+def _field_runner(focuser: _FailingFocuser, found: bool, last: float) -> tuple[FieldFocus, FieldWork]:
+    # no map, and no structures' word on the glass
+    r = FieldFocus(_ZStage(last), None, focuser, SimpleNamespace(predict=lambda x, y: None),
+                   FocusPlan(search_range_um=15.0), 1.0, z_start_um=last)
+    r._focus_found = found
+    w = FieldWork(FieldPosition(cell=3, row=0, column=3, x_um=700.0, y_um=75.0), seq=3)
     w.z_um, w.focus_source = 91.0, "guess"
     return r, w
 
@@ -128,7 +128,7 @@ def _field_runner(focuser: _FailingFocuser, found: bool, last: float) -> tuple[S
 def test_a_second_field_search_runs_only_where_it_reaches_further(min_range, found, last, searches):
     focuser = _FailingFocuser(min_range)
     r, w = _field_runner(focuser, found, last)
-    r._autofocus_field(w)
+    r.autofocus_field(w)
     assert len(focuser.calls) == searches, focuser.calls
     assert w.focus_source == "autofocus-unsure" and w.z_um == 91.0 and r.stage.z == 91.0
 
@@ -146,11 +146,9 @@ def test_finding_the_slide_searches_wide_only_where_that_reaches_further():
 def test_the_maps_drift_bound_follows_what_a_field_search_reaches():
     # 5x / NA 0.1: the searches reach +-90 um, and a map 20 um (a third of the 66 um depth of field) from its
     # nearest point is no reason for a 1.3-2.4 s search; at 10x (+-15 um) 5 um still is (seed 86's runaway map)
-    from appliance.scan.runner import MAP_DRIFT_FRACTION
-
     for min_range, drifted in ((90.0, False), (None, True)):
         r, w = _field_runner(_FailingFocuser(min_range), True, 92.0)
-        r._focus_points = [(700.0, 400.0, 92.0)]
+        r._focus_points = [(700.0, 400.0, 92.0)]  # a point the map itself need not hold
         w.focus_source, w.z_um = "map", 112.0
         assert r._map_drifted(w.pos, w) is drifted
         assert r._drift_bound_um() == pytest.approx(MAP_DRIFT_FRACTION * (min_range or 15.0))
