@@ -13,7 +13,7 @@ reads as fainter. Divided out, every frame looks like a frame under an even lamp
 
 The field is measured on ``BLOCK_PX`` blocks, so sensor noise is not printed into every frame; blurred dust on
 the camera's window is divided out with the lamp, and what is too dark to divide (``MIN_RELATIVE_LIGHT``) or
-smaller than a block stays for the runner's slide-or-optics check (``ScanRunner._moved_with_slide``).
+smaller than a block stays for the slide-or-optics check (``appliance/scan/slide_or_optics.py``).
 """
 
 from __future__ import annotations

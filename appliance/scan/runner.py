@@ -53,6 +53,7 @@ from appliance.results.files import ScanFolder
 from appliance.results.focuscurve import TUNED_DEPTH_OF_FIELD_UM
 from appliance.results.reconstruct import ReconstructSettings, reconstruct, stack_focus, structure_mask
 from appliance.results.store import Annotation, FieldRecord, ObjectRecord, ResultStore
+from appliance.scan.boxes import beyond_the_cut, in_place, nearest, on_slide_um, recentred, same_box, same_place
 from appliance.scan.calibration import Calibration
 from appliance.scan.capture import CheckedCamera
 from appliance.scan.events import Event, FieldDone, FieldFailed, FrameAnalysed, ObjectRecorded, ScanFinished, StageFault
@@ -60,6 +61,7 @@ from appliance.scan.field_focus import FieldFocus, FieldWork
 from appliance.scan.grid import FieldOrder, FieldPosition, Grid
 from appliance.scan.plan import ScanPlan
 from appliance.scan.protocols import Detection, Focuser, FocusMapLike, FocusOutcome, Vision, VisionResult
+from appliance.scan.slide_or_optics import SlideOrOptics
 from appliance.scan.stage_recovery import more_drastic, recover_stage
 from appliance.scan.stitch import (
     Footprint,
@@ -71,7 +73,7 @@ from appliance.scan.stitch import (
     same_print,
     stitch_tolerance_um,
 )
-from appliance.vision.decision import MICROLENS, iou, lens_disputed, likeliest_type, too_small
+from appliance.vision.decision import MICROLENS, lens_disputed, likeliest_type, too_small
 from appliance.vision.phasesign import CONVERGING, DIVERGING, PhaseSignRule, phase_sign
 
 _log = logging.getLogger(__name__)
@@ -88,21 +90,6 @@ VIEWS_MIN_STRUCTURE = 0.25
 #: How a micro-lens is told from a bubble by the sign of its phase (``ScanRunner._phase_verdict``).
 PHASE_SIGN = PhaseSignRule()
 MAX_CENTRING_MOVES = 2
-#: A move of at least this many pixels shows whether an object moves with the slide (``_moved_with_slide``);
-#: well above the stage's repeatability after the approach (2 µm, 4 px at 10x) and a box's jitter.
-SLIDE_CHECK_MIN_PX = 16
-#: ... and one of at least this fraction of the object's box (its longer side): the detector's box of a large,
-#: faint print moves by a few percent of its size from view to view (a 135 µm scaffold's by 6.7 µm over a
-#: 9 µm centring move, seed 602, which called it the optics'), so a short move proves nothing about it.
-SLIDE_CHECK_BOX_FRACTION = 0.25
-#: A side of a cut object's box counts as having stayed put, or as having moved with the slide, within this
-#: fraction of the shift the stage's move gives it (``ScanRunner._cut_moved_with_slide``): a lamp band's uncut
-#: sides jittered by up to 15-20 px over 80-100 px moves (seed 858).
-SIDE_SHIFT_TOLERANCE = 0.25
-#: Shifted looks :meth:`ScanRunner._probe_on_slide` takes at most, while none shows the object.
-PROBE_LOOKS = 2
-#: A detection whose frame box overlaps a proved blemish of the optics this much (IoU) is that blemish again.
-BLEMISH_IOU = 0.6
 
 
 class ScanState(enum.Enum):
@@ -248,8 +235,8 @@ class ScanRunner:
         self._error: str | None = None
         self._t0 = time.monotonic()
         self._known: list[_Known] = []
-        # frame boxes of blemishes of the optics: objects that stayed put in the frame while the slide moved
-        self._blemishes: list[tuple[tuple[int, int, int, int], str, str]] = []  # frame box, kind, class
+        # blemishes of the optics: objects that stayed put in the frame while the slide moved
+        self.slide_or_optics = SlideOrOptics(self.camera, calibration, self._approach, self._analyse)
         self._done: dict[int, bool] = {}
         self._n_struct = 0
         self._n_debris = 0
@@ -521,9 +508,7 @@ class ScanRunner:
             self._xy_loaded = (end.x_um, end.y_um)
 
     def _stage_xy(self, det: Detection, frame: Frame) -> tuple[float, float]:
-        x0, y0, x1, y1 = det.box_px
-        return self.cal.pixel_to_stage((x0 + x1 - 1) / 2.0, (y0 + y1 - 1) / 2.0,
-                                       (frame.position.x_um, frame.position.y_um))
+        return on_slide_um(self.cal, det, frame)
 
     def _box_um(self, det: Detection, frame: Frame) -> tuple[float, float, float, float]:
         x0, y0, x1, y1 = det.box_px
@@ -545,7 +530,7 @@ class ScanRunner:
     def _object(self, w: FieldWork, det: Detection, field_frame: Frame) -> None:
         if self._part_of_known_print(det, field_frame):  # another piece of a print this field just recorded
             return
-        if self._blemish(det):  # the optics', seen in every field: proved once (``_centre``), skipped after
+        if self.slide_or_optics.known(det):  # the optics', seen in every field: proved once (``_centre``)
             return
         if det.kind == "structure" and not det.touches_edge(self.camera.size_px) and self._too_small(det, field_frame):
             # a whole box under the gate's size limits is a speck whatever a vision says (``decide`` holds the
@@ -602,6 +587,7 @@ class ScanRunner:
         if self.stage.position_um().z_um != field_z_um:
             self.stage.focus_to_um(field_z_um)
         w, h = self.camera.size_px
+        optics = self.slide_or_optics
         cur_det, cur_frame = det, frame
         sure_debris = False
         on_slide: bool | None = None
@@ -614,27 +600,27 @@ class ScanRunner:
                 # its middle lies past the end of the travel (seen at the edge of a field that overhangs the
                 # slide's end; the scan failed there, seed 412): it is judged from the view that holds it
                 self._approach(cur_frame.position.x_um, cur_frame.position.y_um)
-                if on_slide is None and self._probe_on_slide(cur_det, cur_frame) is False:
-                    self._blemish_found(cur_det)
+                if on_slide is None and optics.probe(cur_det, cur_frame) is False:
+                    optics.remember(cur_det)
                     return None
                 return cur_det, cur_frame, sure_debris
             cur_frame = self.camera.capture()
             res = self._analyse(cur_frame)
-            expected = _beyond_the_cut(cur_det, _recentred(cur_det, (w, h)).box_px, (w, h))
-            dets = [d for d in res.detections if not self._blemish(d)]
-            near = _in_place(dets, expected) or _nearest(dets, (w - 1) / 2.0, (h - 1) / 2.0)
-            if near is None or not _same_place(near.box_px, expected):
-                stay = _same_box(res.detections, cur_det.box_px, 0.5)
-                if stay is not None and self._moved_with_slide(cur_det, prev_frame, stay, cur_frame) is False:
+            expected = beyond_the_cut(cur_det, recentred(cur_det, (w, h)).box_px, (w, h))
+            dets = [d for d in res.detections if not optics.known(d)]
+            near = in_place(dets, expected) or nearest(dets, (w - 1) / 2.0, (h - 1) / 2.0)
+            if near is None or not same_place(near.box_px, expected):
+                stay = same_box(res.detections, cur_det.box_px, 0.5)
+                if stay is not None and optics.moved_with_slide(cur_det, prev_frame, stay, cur_frame) is False:
                     on_slide = False
                     break
                 # seen from the field but not here (a faint object at the gate's edge): keep what the field
                 # saw, now centred, rather than lose a structure. The nearest detection elsewhere is another
                 # object: following it left a 41 µm split ring for a 6 µm speck beside it (seed 206). The
                 # detector boxes a faint blemish in one frame and not the next: one more look may tell
-                kept = _recentred(cur_det, (w, h))
-                if on_slide is None and self._fixed_in_frame(cur_det, kept, cur_frame):
-                    self._blemish_found(kept)
+                kept = recentred(cur_det, (w, h))
+                if on_slide is None and optics.fixed_in_frame(cur_det, kept, cur_frame):
+                    optics.remember(kept)
                     return None
                 if cur_det.recheck and cur_det.touches_edge((w, h)):
                     # disputed, and only ever seen cut by the frame's edge: nothing confirms it. The corners of
@@ -645,7 +631,7 @@ class ScanRunner:
             cur_det = near
             whole = not near.touches_edge((w, h))
             if on_slide is None:
-                on_slide = self._moved_with_slide(prev_det, prev_frame, near, cur_frame)
+                on_slide = optics.moved_with_slide(prev_det, prev_frame, near, cur_frame)
             if on_slide is False:
                 break
             sure_debris = sure_debris or (near.kind != "structure" and not near.recheck and whole)
@@ -654,145 +640,11 @@ class ScanRunner:
             if off <= 8 and not near.touches_edge((w, h)):
                 break
         if on_slide is None:
-            on_slide = self._probe_on_slide(cur_det, cur_frame)
+            on_slide = optics.probe(cur_det, cur_frame)
         if on_slide is False:
-            self._blemish_found(cur_det)
+            optics.remember(cur_det)
             return None
         return cur_det, cur_frame, sure_debris
-
-    def _blemish_found(self, det: Detection) -> None:
-        """Remember an object that stayed where it was in the frame while the slide moved; nothing is recorded.
-
-        It is a blemish of the optics (out-of-focus dust on a lens or the camera's window, a lamp's hot spot),
-        seen in every field: seed 441's cheap colour camera showed a blotch at the frame's centre that both
-        models called a scaffold, recorded in 92 fields.
-        """
-        _log.debug("an object that does not move with the slide (frame box %s) is the optics': not recorded",
-                   det.box_px)
-        self._blemishes.append((det.box_px, det.kind, det.cls))
-
-    def _blemish(self, det: Detection) -> bool:
-        """Whether ``det`` is a blemish of the optics seen before: in its place and with its verdict.
-
-        Its place is its frame box (IoU >= 0.6), its verdict the kind and class it had when it was proved. The
-        place alone is not enough: a blemish the vision called debris (a diffuse 257 x 150 px blotch, seed 832
-        with the slide tilted 4 µm/mm) made a 90 µm pentagon both models were sure of (0.99, detector
-        ``structure`` 0.88), which lay in that place of a later field's frame, be skipped unseen.
-        """
-        return any(iou(det.box_px, b) >= BLEMISH_IOU and det.kind == kind and det.cls == cls
-                   for b, kind, cls in self._blemishes)
-
-    def _moved_with_slide(self, before: Detection, before_frame: Frame, after: Detection,
-                          after_frame: Frame) -> bool | None:
-        """Whether an object seen in two views moved with the slide (True), stayed put in the frame (False).
-
-        None when the views cannot say: the stage moved less than ``SLIDE_CHECK_MIN_PX`` between them or less
-        than ``SLIDE_CHECK_BOX_FRACTION`` of the object's box (whose place jitters with its size), or the
-        object touches the frame's edge in either (a cut view's box moves as more of the object comes in).
-        An object on the slide keeps its slide position (its box centre through the calibration) whatever the
-        stage does; one fixed to the optics keeps its place in the frame, so its slide position follows the
-        stage.
-        """
-        size = self.camera.size_px
-        if before.touches_edge(size) or after.touches_edge(size):
-            return self._cut_moved_with_slide(before, before_frame, after, after_frame)
-        p0, p1 = before_frame.position, after_frame.position
-        move = math.hypot(p1.x_um - p0.x_um, p1.y_um - p0.y_um)
-        x0, y0, x1, y1 = before.box_px
-        if move < max(SLIDE_CHECK_MIN_PX, SLIDE_CHECK_BOX_FRACTION * max(x1 - x0, y1 - y0)) * self.cal.um_per_px:
-            return None
-        (ax, ay), (bx, by) = self._stage_xy(before, before_frame), self._stage_xy(after, after_frame)
-        return math.hypot(bx - ax, by - ay) <= 0.5 * move
-
-    def _cut_moved_with_slide(self, before: Detection, before_frame: Frame, after: Detection,
-                              after_frame: Frame) -> bool | None:
-        """:meth:`_moved_with_slide` for an object cut by the frame's edge in either view: read on its other sides.
-
-        A cut side moves as more of the object comes into view; a side inside the frame in both views is the
-        object's own edge, and it moves with the stage if the object lies on the slide, not at all if it is the
-        optics'. An uneven lamp's dark band (``sensor.illumination_variation=0.25``, seed 858), always cut by
-        the frame's bottom edge, was centred and stitched as a print larger than the field in every field; its
-        footprint swallowed two prints beside it. A side counts where the move shifts it by at least
-        ``SLIDE_CHECK_MIN_PX`` and ``SLIDE_CHECK_BOX_FRACTION`` of the box's longer side; False needs two
-        such sides to have stayed put (a large print's pieces are strips whose one edge may land anywhere).
-        """
-        size = self.camera.size_px
-        cut = [a or b for a, b in zip(cut_sides(before.box_px, size), cut_sides(after.box_px, size), strict=True)]
-        p0 = (before_frame.position.x_um, before_frame.position.y_um)
-        p1 = (after_frame.position.x_um, after_frame.position.y_um)
-        x0, y0, x1, y1 = before.box_px
-        u0, v0 = self.cal.stage_to_pixel(*self.cal.pixel_to_stage(x0, y0, p0), p1)
-        u1, v1 = self.cal.stage_to_pixel(*self.cal.pixel_to_stage(x1, y1, p0), p1)
-        least = max(SLIDE_CHECK_MIN_PX, SLIDE_CHECK_BOX_FRACTION * max(x1 - x0, y1 - y0))
-        stayed, moved = 0, 0
-        for side, was, now, on_slide in zip(range(4), before.box_px, after.box_px, (u0, v0, u1, v1), strict=True):
-            expected = on_slide - was
-            if cut[side] or abs(expected) < least:
-                continue
-            if abs(now - was) <= SIDE_SHIFT_TOLERANCE * abs(expected):
-                stayed += 1
-            elif abs(now - on_slide) <= SIDE_SHIFT_TOLERANCE * abs(expected):
-                moved += 1
-            else:
-                return None
-        if stayed and moved:
-            return None
-        return True if moved else (False if stayed >= 2 else None)
-
-    def _fixed_in_frame(self, seen: Detection, kept: Detection, frame: Frame) -> bool:
-        """Whether an object the centred view did not show lies where the view before showed it, in the frame.
-
-        ``seen`` is its box in the view before, ``kept`` the same box centred, ``frame`` the centred view. The
-        detector boxes a faint blemish in one frame and not the next, so one more frame is taken: in place when
-        the centring moved it (a blemish lies at ``seen``'s box, a print at ``kept``'s), shifted when it did not
-        (:meth:`_probe_on_slide`).
-        """
-        if iou(seen.box_px, kept.box_px) >= 0.3 or seen.touches_edge(self.camera.size_px):
-            return self._probe_on_slide(kept, frame) is False
-        again = self._analyse(self.camera.capture()).detections
-        return _same_box(again, seen.box_px, 0.5) is not None and _same_box(again, kept.box_px) is None
-
-    def _probe_on_slide(self, det: Detection, frame: Frame) -> bool | None:
-        """Look with the object shifted in the frame, to see whether it moves with the slide.
-
-        For an object the centring did not move far enough to tell (:meth:`_moved_with_slide`; it lay near the
-        frame's centre already). The stage moves so the object should appear a quarter of the frame to one
-        side (less for a large box), the view is analysed, and the stage returns. True: a detection lies where
-        the object should be; False: one lies where it was and none where it should be; None: neither, in
-        ``PROBE_LOOKS`` looks shifted different ways (the object is kept), or no room to shift it, or the stage
-        cannot go there. The detector boxes a faint blotch of the optics in some frames and not in the next:
-        with one look, the cheap colour camera's blotch at the frame's centre was recorded as a scaffold in 6
-        fields of seed 834 where that look saw nothing.
-        """
-        w, h = self.camera.size_px
-        if det.touches_edge((w, h)):
-            return None
-        x0, y0, x1, y1 = det.box_px
-        # a quarter of the frame, or what room there is to shift it and keep it whole in view
-        rooms = ((min(w // 4, w - 4 - x1), 0), (-min(w // 4, x0 - 4), 0),
-                 (0, min(h // 4, h - 4 - y1)), (0, -min(h // 4, y0 - 4)))
-        shifts = [(dx, dy) for dx, dy in rooms if max(abs(dx), abs(dy)) >= SLIDE_CHECK_MIN_PX]
-        back = (frame.position.x_um, frame.position.y_um)
-        looks = 0
-        try:
-            for dx, dy in shifts:  # the other way where the stage's travel ends (a field at the slide's edge)
-                # the view's centre moves dx, dy px against the object, so it appears dx, dy px further on
-                try:
-                    self._approach(*self.cal.pixel_to_stage((w - 1) / 2.0 - dx, (h - 1) / 2.0 - dy, back))
-                except StageLimitError:
-                    continue
-                seen = self._analyse(self.camera.capture())
-                looks += 1
-                moved = (x0 + dx, y0 + dy, x1 + dx, y1 + dy)
-                fits = [(max(iou(d.box_px, moved), iou(d.box_px, det.box_px)), d) for d in seen.detections]
-                best = max(fits, key=lambda f: f[0], default=None)
-                if best is not None and best[0] >= 0.3:
-                    return iou(best[1].box_px, moved) >= iou(best[1].box_px, det.box_px)
-                if looks >= PROBE_LOOKS:
-                    break
-        finally:
-            self._approach(*back)
-        return None
 
     def _too_small(self, det: Detection, frame: Frame) -> bool:
         """Whether ``det``'s box is under the gate's size limits (``appliance.vision.decision.too_small``)."""
@@ -910,7 +762,7 @@ class ScanRunner:
         # the sharp frame's view of it: the box that overlaps it most, else the object in its place. A 2 px
         # sliver of a fibre at a field's edge, unseen centred, was kept as its own sliver box; sharp, the fibre's
         # box (debris) held that sliver's place but overlapped it by 1 %, and the sliver stayed a pentagon
-        again = _same_box(seen.detections, det.box_px) or _in_place(seen.detections, det.box_px) or det
+        again = same_box(seen.detections, det.box_px) or in_place(seen.detections, det.box_px) or det
         # a micro-lens both models are sure of is read too, and dropped only when it diverges: bubbles are
         # named lenses at 0.96 (dev seed 207), and no lens has read below -0.06 (docs/scan.md, step 6)
         sure_lens = again.kind == "structure" and not again.recheck and again.cls == MICROLENS
@@ -1082,7 +934,7 @@ class ScanRunner:
         while grown:
             grown = False
             for d in dets:
-                if d in pieces or (d.kind != "structure" and not d.recheck) or self._blemish(d):
+                if d in pieces or (d.kind != "structure" and not d.recheck) or self.slide_or_optics.known(d):
                     continue
                 b = d.box_px
                 if b[0] < box[2] + g and box[0] < b[2] + g and b[1] < box[3] + g and box[1] < b[3] + g:
@@ -1232,40 +1084,6 @@ def _true_position(frame: Frame) -> list[float] | None:
     return [float(v) for v in true] if isinstance(true, tuple) else None
 
 
-def _recentred(det: Detection, size_px: tuple[int, int]) -> Detection:
-    """``det``'s box moved to the middle of a frame (after the stage centred it), clipped to the frame."""
-    x0, y0, x1, y1 = det.box_px
-    bw, bh = x1 - x0, y1 - y0
-    w, h = size_px
-    nx0, ny0 = max(0, (w - bw) // 2), max(0, (h - bh) // 2)
-    return replace(det, box_px=(nx0, ny0, min(w, nx0 + bw), min(h, ny0 + bh)))
-
-
-def _beyond_the_cut(det: Detection, box: tuple[int, int, int, int],
-                    size_px: tuple[int, int]) -> tuple[int, int, int, int]:
-    """Where the object ``det`` (its box ``box`` once centred) lies whole: past each side the frame cut it at.
-
-    A print cut by the frame's edge goes on beyond it, about as far as it is wide: a 10 px sliver of a 160 px
-    scaffold at a field's bottom edge, centred, is the top of the scaffold below the frame's middle. Matched
-    against the sliver alone, a blemish of the optics at the frame's middle overlapped it more than the whole
-    scaffold did, and the sliver was recorded from the field frame, then the scaffold again from the next
-    field (a duplicate; ``tests/scan/test_runner_verdicts.py``, the blemish at the frame's centre).
-    """
-    w, h = size_px
-    x0, y0, x1, y1 = box
-    grow = max(x1 - x0, y1 - y0)
-    cut = det.box_px
-    if cut[0] <= 2:  # cut at the left: the object goes on to the left of the sliver
-        x0 = max(0, x1 - grow)
-    if cut[2] >= w - 2:
-        x1 = min(w, x0 + grow)
-    if cut[1] <= 2:
-        y0 = max(0, y1 - grow)
-    if cut[3] >= h - 2:
-        y1 = min(h, y0 + grow)
-    return x0, y0, x1, y1
-
-
 def _structure_stands(before: Detection, sharp: Detection) -> bool:
     """Whether a structure verdict stands against a later view (the sharp frame) that calls the object debris.
 
@@ -1306,50 +1124,3 @@ def _as_structure(sharp: Detection, before: Detection) -> Detection:
         cls = max(types, key=lambda c: types[c])
         return replace(sharp, kind="structure", cls=cls, confidence=types[cls])
     return replace(sharp, kind="structure", cls=before.cls, confidence=before.confidence)
-
-
-def _same_box(dets: Sequence[Detection], box: tuple[int, int, int, int], min_iou: float = 0.3) -> Detection | None:
-    """The detection whose box overlaps ``box`` most (IoU at least ``min_iou``), None if none does."""
-    best, best_iou = None, min_iou
-    for d in dets:
-        v = iou(d.box_px, box)
-        if v >= best_iou:
-            best, best_iou = d, v
-    return best
-
-
-def _same_place(box: tuple[int, int, int, int], expected: tuple[int, int, int, int]) -> bool:
-    """Whether ``box`` is the object expected at ``expected``: either box holds the other's centre."""
-    def holds(b: tuple[int, int, int, int], x: float, y: float) -> bool:
-        return b[0] <= x < b[2] and b[1] <= y < b[3]
-
-    return holds(expected, (box[0] + box[2]) / 2.0, (box[1] + box[3]) / 2.0) or \
-        holds(box, (expected[0] + expected[2]) / 2.0, (expected[1] + expected[3]) / 2.0)
-
-
-def _in_place(dets: Sequence[Detection], expected: tuple[int, int, int, int]) -> Detection | None:
-    """Of the detections in the expected object's place (:func:`_same_place`), the one whose box fits it best.
-
-    The box's size counts, not only its centre: a blemish of the optics at the frame's centre lies in the place
-    of every object centred there, and the nearest-centre rule followed it instead of the object (a test of
-    ``tests/scan/test_runner_verdicts.py``). None when no detection overlaps the expected box.
-    """
-    best, best_iou = None, 0.0
-    for d in dets:
-        v = iou(d.box_px, expected)
-        if v > best_iou and _same_place(d.box_px, expected):
-            best, best_iou = d, v
-    return best
-
-
-def _nearest(dets: Sequence[Detection], cx: float, cy: float) -> Detection | None:
-    """The detection whose box centre is nearest ``(cx, cy)``, preferring one whose box contains it."""
-    if not dets:
-        return None
-
-    def key(d: Detection) -> tuple[bool, float]:
-        x0, y0, x1, y1 = d.box_px
-        inside = x0 <= cx < x1 and y0 <= cy < y1
-        return (not inside, (((x0 + x1 - 1) / 2 - cx) ** 2 + ((y0 + y1 - 1) / 2 - cy) ** 2))
-
-    return min(dets, key=key)

@@ -24,6 +24,7 @@ from appliance.scan.grid import FieldPosition
 from appliance.scan.plan import FocusPlan, ScanPlan
 from appliance.scan.protocols import Detection, FocusOutcome
 from appliance.scan.runner import ScanRunner
+from appliance.scan.slide_or_optics import SlideOrOptics
 
 GLASS_UM = 92.0
 
@@ -126,6 +127,7 @@ def test_an_object_past_the_end_of_the_travel_is_judged_where_it_was_seen():
     r._cancel, r._lock = False, threading.Lock()
     r._step = r._cell = None
     r._xy_loaded = None
+    r.slide_or_optics = SlideOrOptics(r.camera, r.cal, r._approach, r._analyse)
     pos = Position(79.6, 559.7, 95.0)
     frame = Frame(np.zeros((480, 640), np.uint8), pos, 0.0, 10.0, {})
     det = Detection((0, 200, 24, 240), "debris", "debris", 0.4, recheck=True)

@@ -484,22 +484,22 @@ def test_a_sliver_cut_by_the_frame_is_found_again_whole_not_as_a_blemish_at_the_
     # centred view holds the whole scaffold below the middle and a blemish of the optics at the middle. Matched
     # with the sliver's box alone, the blemish overlapped it more (IoU 0.10 against 0.02) and the sliver was
     # recorded from the field frame, then the scaffold again from the next field (a duplicate)
-    from appliance.scan.runner import _beyond_the_cut, _in_place, _recentred
+    from appliance.scan.boxes import beyond_the_cut, in_place, recentred
 
     size = (640, 480)
     sliver = Detection((83, 470, 244, 480), "structure", "scaffold", 0.9, {})
     blemish = Detection((274, 196, 366, 284), "structure", "scaffold", 0.93, {})
     scaffold = Detection((241, 241, 401, 402), "structure", "scaffold", 0.9, {})
-    centred = _recentred(sliver, size).box_px
-    assert _in_place([blemish, scaffold], centred) is blemish  # what the runner followed before
-    expected = _beyond_the_cut(sliver, centred, size)
+    centred = recentred(sliver, size).box_px
+    assert in_place([blemish, scaffold], centred) is blemish  # what the runner followed before
+    expected = beyond_the_cut(sliver, centred, size)
     assert expected == (239, 235, 400, 396)
-    assert _in_place([blemish, scaffold], expected) is scaffold
+    assert in_place([blemish, scaffold], expected) is scaffold
     # an object whole in the field frame keeps its box; one cut at the left goes on to the left
     whole = Detection((100, 100, 150, 140), "structure", "pentagon", 0.9, {})
-    assert _beyond_the_cut(whole, (295, 220, 345, 260), size) == (295, 220, 345, 260)
+    assert beyond_the_cut(whole, (295, 220, 345, 260), size) == (295, 220, 345, 260)
     left = Detection((0, 200, 12, 260), "structure", "pentagon", 0.9, {})
-    assert _beyond_the_cut(left, (314, 210, 326, 270), size) == (266, 210, 326, 270)
+    assert beyond_the_cut(left, (314, 210, 326, 270), size) == (266, 210, 326, 270)
 
 
 class _CornerGhost:
