@@ -21,6 +21,15 @@ def on_slide_um(cal: Calibration, det: Detection, frame: Frame) -> tuple[float, 
     return cal.pixel_to_stage((x0 + x1 - 1) / 2.0, (y0 + y1 - 1) / 2.0, (frame.position.x_um, frame.position.y_um))
 
 
+def on_slide_box_um(cal: Calibration, det: Detection, frame: Frame) -> tuple[float, float, float, float]:
+    """The slide box (µm, x0, y0, x1, y1) that ``det``'s pixel box covers in ``frame``."""
+    x0, y0, x1, y1 = det.box_px
+    xy = (frame.position.x_um, frame.position.y_um)
+    a = cal.pixel_to_stage(x0 - 0.5, y0 - 0.5, xy)
+    b = cal.pixel_to_stage(x1 - 0.5, y1 - 0.5, xy)
+    return (min(a[0], b[0]), min(a[1], b[1]), max(a[0], b[0]), max(a[1], b[1]))
+
+
 def recentred(det: Detection, size_px: tuple[int, int]) -> Detection:
     """``det``'s box moved to the middle of a frame (after the stage centred it), clipped to the frame."""
     x0, y0, x1, y1 = det.box_px

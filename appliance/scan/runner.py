@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import enum
 import logging
-import math
 import shutil
 import sqlite3
 import threading
@@ -53,7 +52,16 @@ from appliance.results.files import ScanFolder
 from appliance.results.focuscurve import TUNED_DEPTH_OF_FIELD_UM
 from appliance.results.reconstruct import ReconstructSettings, reconstruct, stack_focus, structure_mask
 from appliance.results.store import Annotation, FieldRecord, ObjectRecord, ResultStore
-from appliance.scan.boxes import beyond_the_cut, in_place, nearest, on_slide_um, recentred, same_box, same_place
+from appliance.scan.boxes import (
+    beyond_the_cut,
+    in_place,
+    nearest,
+    on_slide_box_um,
+    on_slide_um,
+    recentred,
+    same_box,
+    same_place,
+)
 from appliance.scan.calibration import Calibration
 from appliance.scan.capture import CheckedCamera
 from appliance.scan.events import Event, FieldDone, FieldFailed, FrameAnalysed, ObjectRecorded, ScanFinished, StageFault
@@ -66,13 +74,12 @@ from appliance.scan.stage_recovery import more_drastic, recover_stage
 from appliance.scan.stitch import (
     Footprint,
     area,
-    cut_sides,
     grow,
     intersect,
     join_pieces,
-    same_print,
     stitch_tolerance_um,
 )
+from appliance.scan.stitcher import Stitcher
 from appliance.vision.decision import MICROLENS, lens_disputed, likeliest_type, too_small
 from appliance.vision.phasesign import CONVERGING, DIVERGING, PhaseSignRule, phase_sign
 
@@ -237,6 +244,9 @@ class ScanRunner:
         self._known: list[_Known] = []
         # blemishes of the optics: objects that stayed put in the frame while the slide moved
         self.slide_or_optics = SlideOrOptics(self.camera, calibration, self._approach, self._analyse)
+        # prints larger than the field, looked at view by view
+        self.stitcher = Stitcher(self.camera, calibration, self._approach, self._analyse, self._analysis_of,
+                                 self.slide_or_optics)
         self._done: dict[int, bool] = {}
         self._n_struct = 0
         self._n_debris = 0
@@ -477,6 +487,11 @@ class ScanRunner:
         self._emit(FrameAnalysed(frame, result.detections))
         return result
 
+    def _analysis_of(self, frame: Frame) -> VisionResult:
+        """``frame``'s analysis: the one made when it was taken, if it is among the last few, else a new one."""
+        seen = [r for f, r in self._analysed if f is frame]
+        return seen[-1] if seen else self._analyse(frame)
+
     def _timed(self, w: FieldWork, step: FieldStep, fn: Callable[[], Any]) -> Any:
         self._checkpoint(step)
         t = time.perf_counter()
@@ -511,11 +526,7 @@ class ScanRunner:
         return on_slide_um(self.cal, det, frame)
 
     def _box_um(self, det: Detection, frame: Frame) -> tuple[float, float, float, float]:
-        x0, y0, x1, y1 = det.box_px
-        xy = (frame.position.x_um, frame.position.y_um)
-        a = self.cal.pixel_to_stage(x0 - 0.5, y0 - 0.5, xy)
-        b = self.cal.pixel_to_stage(x1 - 0.5, y1 - 0.5, xy)
-        return (min(a[0], b[0]), min(a[1], b[1]), max(a[0], b[0]), max(a[1], b[1]))
+        return on_slide_box_um(self.cal, det, frame)
 
     def _duplicate(self, kind: str, x: float, y: float) -> bool:
         return any(k.kind == kind and k.contains(x, y, DUPLICATE_MARGIN_UM) for k in self._known)
@@ -899,12 +910,12 @@ class ScanRunner:
         micro-lens at 0.80-0.95. A cut view is never a sure debris verdict, so a structure the centring saw
         stays one at the centre.
         """
-        pieces = self._pieces_with(det, frame)
+        pieces = self.stitcher.pieces_with(det, frame)
         if not join_pieces(pieces).touches_edge(self.camera.size_px):
             self._structure(w, det, frame, lens)
             return
         t = time.perf_counter()
-        at_centre, view, fp = self._stitch(field_det, field_frame, pieces, frame)
+        at_centre, view, fp = self.stitcher.stitch(field_det, field_frame, pieces, frame)
         w.timings["stitch"] = w.timings.get("stitch", 0.0) + time.perf_counter() - t
         x, y = fp.centre_um
         if self._duplicate("structure", x, y):
@@ -916,92 +927,6 @@ class ScanRunner:
         self._structure(w, at_centre, view, lens)
         if len(w.objects) > n:
             self._record_footprint(w, fp)
-
-    def _pieces_with(self, det: Detection, frame: Frame) -> list[Detection]:
-        """The pieces of ``det``'s print as the detector drew them in ``frame``: boxes overlapping it, in a chain.
-
-        Boxes join within the stitching tolerance, each overlapping ``det`` or one joined before it.
-
-        Only structures and disputed boxes join: a piece of debris both models are sure of (dust, a fibre
-        crossing the view) never makes a print larger, nor does a proved blemish of the optics (an uneven
-        lamp's dark band beside a 34 µm ring made it a print larger than the field, seed 858).
-        """
-        seen = [r for f, r in self._analysed if f is frame]
-        dets = seen[-1].detections if seen else self._analyse(frame).detections
-        g = stitch_tolerance_um(self.cal) / self.cal.um_per_px
-        pieces, box = [det], det.box_px
-        grown = True
-        while grown:
-            grown = False
-            for d in dets:
-                if d in pieces or (d.kind != "structure" and not d.recheck) or self.slide_or_optics.known(d):
-                    continue
-                b = d.box_px
-                if b[0] < box[2] + g and box[0] < b[2] + g and b[1] < box[3] + g and box[1] < b[3] + g:
-                    pieces.append(d)
-                    box = (min(box[0], b[0]), min(box[1], b[1]), max(box[2], b[2]), max(box[3], b[3]))
-                    grown = True
-        return pieces
-
-    def _stitch(self, field_det: Detection, field_frame: Frame, pieces: list[Detection],
-                frame: Frame) -> tuple[Detection, Frame, Footprint]:
-        """Join the partial views of a print into its footprint; return its view at the footprint's centre.
-
-        Starts from the centred view's pieces of the print (and the field's view, when it is the same print),
-        looks past every side a view cut it on (:meth:`Footprint.next_view`), then moves to the footprint's
-        centre and finds the print there: its pieces joined (:func:`~appliance.scan.stitch.join_pieces`), or,
-        if none is found, the centred view's verdict over the part of the footprint in view.
-        """
-        size = self.camera.size_px
-        tol = stitch_tolerance_um(self.cal)
-        det = join_pieces(pieces)
-        fp = Footprint.start(self._box_um(det, frame), cut_sides(det.box_px, size), tol)
-        for d in pieces:
-            fp.vote(d, area(self._box_um(d, frame)))
-        # the field's view joins as its pieces together: one piece's end inside the frame is not the print's
-        field_pieces = self._pieces_with(field_det, field_frame)
-        field_view = join_pieces(field_pieces)
-        seen = self._box_um(field_view, field_frame)
-        if same_print(seen, fp.box_um, self._view_um(field_frame), tol):
-            fp.add(seen, cut_sides(field_view.box_px, size))
-            for d in field_pieces:
-                fp.vote(d, area(self._box_um(d, field_frame)))
-        while (step := fp.next_view()) is not None:
-            (x, y), sides = step
-            before = fp.box_um
-            try:
-                self._approach(x, y)
-            except StageLimitError:  # past the end of the travel (a print at the slide's edge): that side
-                fp.views += 1        # closes, as a view that found nothing more there (the scan failed, seed 496)
-                fp.looked_past(sides, before)
-                continue
-            view = self.camera.capture()
-            piece = self._piece(view, fp)
-            if piece is None:
-                fp.views += 1
-            else:
-                fp.add(self._box_um(piece, view), cut_sides(piece.box_px, size))
-            fp.looked_past(sides, before)
-        try:
-            self._approach(*fp.centre_um)
-        except StageLimitError:  # its centre past the end of the travel: judged from the centred view's place
-            self._approach(frame.position.x_um, frame.position.y_um)
-        view = self.camera.capture()
-        piece = self._piece(view, fp)
-        if piece is None:
-            piece = replace(det, box_px=self._px_box(fp.box_um, view))
-        return piece, view, fp
-
-    def _piece(self, view: Frame, fp: Footprint) -> Detection | None:
-        """The print of footprint ``fp`` in ``view``: its pieces there joined (each votes), None if none is found."""
-        shown = self._view_um(view)
-        pieces = []
-        for d in self._analyse(view).detections:
-            b = self._box_um(d, view)
-            if same_print(b, fp.box_um, shown, fp.tol_um):
-                pieces.append(d)
-                fp.vote(d, area(b))
-        return join_pieces(pieces) if pieces else None
 
     def _record_footprint(self, w: FieldWork, fp: Footprint) -> None:
         """Put the footprint's centre, box and voted type on the object just recorded (and on the duplicate check).
@@ -1039,20 +964,6 @@ class ScanRunner:
         tol = stitch_tolerance_um(self.cal)
         return any(k.kind == "structure" and area(intersect(b, grow(k.box_um, tol))) >= 0.5 * area(b)
                    for k in self._known)
-
-    def _view_um(self, frame: Frame) -> tuple[float, float, float, float]:
-        """The slide box a frame shows, µm."""
-        w, h = self.camera.size_px
-        return self._box_um(Detection((0, 0, w, h), "debris", "debris", 0.0), frame)
-
-    def _px_box(self, box_um: tuple[float, float, float, float], frame: Frame) -> tuple[int, int, int, int]:
-        """A slide box as pixels of ``frame``, clipped to the frame."""
-        w, h = self.camera.size_px
-        xy = (frame.position.x_um, frame.position.y_um)
-        us, vs = zip(*(self.cal.stage_to_pixel(x, y, xy) for x in box_um[0::2] for y in box_um[1::2]), strict=True)
-        x0, y0 = max(0, int(math.floor(min(us) + 0.5))), max(0, int(math.floor(min(vs) + 0.5)))
-        return (x0, y0, max(x0 + 1, min(w, int(math.ceil(max(us) + 0.5)))),
-                max(y0 + 1, min(h, int(math.ceil(max(vs) + 0.5)))))
 
     # -- resume -----------------------------------------------------------------------------------------------
     def _load_committed(self) -> None:

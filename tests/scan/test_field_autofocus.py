@@ -25,6 +25,7 @@ from appliance.scan.plan import FocusPlan, ScanPlan
 from appliance.scan.protocols import Detection, FocusOutcome
 from appliance.scan.runner import ScanRunner
 from appliance.scan.slide_or_optics import SlideOrOptics
+from appliance.scan.stitcher import Stitcher
 
 GLASS_UM = 92.0
 
@@ -183,10 +184,12 @@ def test_a_print_cut_at_the_end_of_the_travel_is_stitched_without_looking_past_i
     r._analysed = deque(maxlen=4)
     r._emit = lambda e: None
     r._xy_loaded = None
+    stitcher = Stitcher(r.camera, r.cal, r._approach, r._analyse, r._analysis_of,
+                        SlideOrOptics(r.camera, r.cal, r._approach, r._analyse))
     frame = r.camera.capture()
     det = r.vision.analyse(frame).detections[0]
     r._analysed.append((frame, r.vision.analyse(frame)))
-    piece, view, fp = r._stitch(det, frame, [det], frame)
+    piece, view, fp = stitcher.stitch(det, frame, [det], frame)
     assert piece.kind == "structure" and fp.views <= 10
     assert fp.box_um[1] < 0.0  # the footprint reaches the frame's top: its top side was closed, not seen
 
