@@ -50,7 +50,13 @@ from appliance.hardware.camera.base import Camera, CameraError, Frame
 from appliance.hardware.stage.base import Stage, StageError, StageLimitError
 from appliance.results.files import ScanFolder
 from appliance.results.focuscurve import TUNED_DEPTH_OF_FIELD_UM
-from appliance.results.reconstruct import ReconstructSettings, reconstruct, stack_focus, structure_mask
+from appliance.results.reconstruct import (
+    Reconstruction,
+    ReconstructSettings,
+    reconstruct,
+    stack_focus,
+    structure_mask,
+)
 from appliance.results.store import Annotation, FieldRecord, ObjectRecord, ResultStore
 from appliance.scan.boxes import (
     beyond_the_cut,
@@ -180,6 +186,39 @@ class _Known:
     def contains(self, x: float, y: float, margin: float) -> bool:
         x0, y0, x1, y1 = self.box_um
         return x0 - margin <= x <= x1 + margin and y0 - margin <= y <= y1 + margin
+
+
+@dataclass
+class _Stack:
+    """A structure's focus stack: the frames by offset from focus (µm), and the crop box of the structure."""
+
+    taken: dict[float, Frame]
+    crop_box: tuple[int, int, int, int]
+
+    def frames(self) -> list[Frame]:
+        return [self.taken[off] for off in sorted(self.taken)]
+
+    def zs(self) -> list[float]:
+        return [f.position.z_um for f in self.frames()]
+
+    def planes(self) -> np.ndarray:
+        """The crops, bottom plane first."""
+        cx0, cy0, cx1, cy1 = self.crop_box
+        return np.stack([f.image[cy0:cy1, cx0:cx1] for f in self.frames()])
+
+    def whole(self) -> np.ndarray:
+        """The whole frames, bottom plane first (the glass is read beside the structure)."""
+        return np.stack([f.image for f in self.frames()])
+
+
+@dataclass
+class _Shape:
+    """What the reconstruction made of a structure's stack."""
+
+    crop: np.ndarray
+    rec: Reconstruction
+    glass: float | None
+    glass_source: str | None
 
 
 class ScanRunner:
@@ -757,8 +796,33 @@ class ScanRunner:
         decides first (:meth:`_phase_verdict`).
         """
         x, y = self._stage_xy(det, frame)
-        b_um = self._box_um(det, frame)
-        self._known.append(_Known("structure", b_um))
+        self._known.append(_Known("structure", self._box_um(det, frame)))
+        again, focused, seen, out = self._sharp_view(w, det, lens)
+        if again.kind != "structure" and not _structure_stands(det, again):
+            # Sharp, it is dirt: blurred dust and bubbles pass for prints more often (a print's own focus lies
+            # above the glass the field was focused on, dirt's on it), and so does a print to them
+            self._debris_after_all(w, again, focused, (x, y))
+            return
+        # ... and names the type: the classifier's woodpile and scaffold are told apart in focus, not blurred
+        det = again if again.kind == "structure" else _as_structure(again, det)
+        x, y = self._stage_xy(det, focused)
+        self._known[-1] = _Known("structure", self._box_um(det, focused))
+        stack = self._take_stack(w, det, focused, out.z_um)
+        t = time.perf_counter()
+        sharp_cls = det.cls
+        det, type_views = self._type_from_views(det, stack.taken)
+        w.timings["type"] = w.timings.get("type", 0.0) + time.perf_counter() - t
+        if _views_say_debris(type_views):
+            dirt = replace(det, kind="debris", cls="debris", confidence=1.0 - sum(type_views.values()))
+            self._debris_after_all(w, dirt, focused, (x, y), {"type_sharp": sharp_cls, "type_views": type_views})
+            return
+        shape = self._shape(w, det, focused, stack, out.z_um, (x, y))
+        self._record_structure(w, det, focused, seen, out, stack, shape,
+                               {"type_sharp": sharp_cls, "type_views": type_views})
+
+    def _sharp_view(self, w: FieldWork, det: Detection, lens: bool
+                    ) -> tuple[Detection, Frame, VisionResult, FocusOutcome]:
+        """Focus on ``det`` and look again: its sharp view, that frame, the frame's analysis and the focus."""
         self._checkpoint(FieldStep.FOCUS_STRUCTURE)
         t = time.perf_counter()
         # Only a structure's type has a reference height and a map of foci: a disputed piece of debris focused
@@ -781,45 +845,31 @@ class ScanRunner:
             t = time.perf_counter()
             again = self._phase_verdict(again, out.z_um)
             w.timings["focus_structure"] += time.perf_counter() - t
-        if again.kind != "structure" and not _structure_stands(det, again):
-            # Sharp, it is dirt: blurred dust and bubbles pass for prints more often (a print's own focus lies
-            # above the glass the field was focused on, dirt's on it), and so does a print to them
-            self._debris_after_all(w, again, focused, (x, y))
-            return
-        # ... and names the type: the classifier's woodpile and scaffold are told apart in focus, not blurred
-        det = again if again.kind == "structure" else _as_structure(again, det)
-        x, y = self._stage_xy(det, focused)
-        b_um = self._box_um(det, focused)
-        self._known[-1] = _Known("structure", b_um)
+        return again, focused, seen, out
+
+    def _take_stack(self, w: FieldWork, det: Detection, focused: Frame, focus_z_um: float) -> _Stack:
+        """The focus stack about ``focus_z_um`` (``focused`` is its plane at focus); the stage ends at focus."""
         self._checkpoint(FieldStep.STACK)
         t = time.perf_counter()
-        cx0, cy0, cx1, cy1 = self._crop_box(det)
         taken: dict[float, Frame] = {0.0: focused}  # the plane at focus is the frame just analysed
         offsets = self.plan.focus.stack_offsets_um
         for off in offsets:
-            self._stack_plane(out.z_um, off, taken)
+            self._stack_plane(focus_z_um, off, taken)
         step = self.plan.focus.stack_step_um
         for k in (1, 2):  # a stack cut by an end of the travel to fewer than the 3 planes a height map needs
             for off in (offsets[0] - k * step, offsets[-1] + k * step):  # goes on past its other end
                 if len(taken) < 3:
-                    self._stack_plane(out.z_um, off, taken)
-        frames = [taken[off] for off in sorted(taken)]
-        planes = [f.image[cy0:cy1, cx0:cx1] for f in frames]
-        whole = [f.image for f in frames]
-        zs = [f.position.z_um for f in frames]
-        stack = np.stack(planes)
-        self.stage.focus_to_um(out.z_um)
+                    self._stack_plane(focus_z_um, off, taken)
+        self.stage.focus_to_um(focus_z_um)
         w.timings["stack"] = w.timings.get("stack", 0.0) + time.perf_counter() - t
-        t = time.perf_counter()
-        sharp_cls = det.cls
-        det, type_views = self._type_from_views(det, taken)
-        w.timings["type"] = w.timings.get("type", 0.0) + time.perf_counter() - t
-        if _views_say_debris(type_views):
-            dirt = replace(det, kind="debris", cls="debris", confidence=1.0 - sum(type_views.values()))
-            self._debris_after_all(w, dirt, focused, (x, y), {"type_sharp": sharp_cls, "type_views": type_views})
-            return
+        return _Stack(taken, self._crop_box(det))
+
+    def _shape(self, w: FieldWork, det: Detection, focused: Frame, stack: _Stack, focus_z_um: float,
+               xy: tuple[float, float]) -> _Shape:
+        """The structure's mask and height map from its stack, with the glass they stand on."""
         self._checkpoint(FieldStep.RECONSTRUCT)
         t = time.perf_counter()
+        cx0, cy0, cx1, cy1 = stack.crop_box
         crop = np.ascontiguousarray(focused.image[cy0:cy1, cx0:cx1])
         local_box = (det.box_px[0] - cx0, det.box_px[1] - cy0, det.box_px[2] - cx0, det.box_px[3] - cy0)
         mask = structure_mask(crop, local_box, fill_holes=det.cls != "scaffold")
@@ -828,19 +878,25 @@ class ScanRunner:
                                        camera_gamma=rp.camera_gamma, tie_dz_um=rp.tie_dz_um,
                                        depth_of_field_um=self.field_focus.depth_of_field_um())
         # the glass lies under the structure's focus as its own stack reads it (reconstruct reads it again)
-        focus_z = out.z_um if det.cls == "microlens" else stack_focus(stack, zs, mask, out.z_um,
-                                                                       lobe_gap_um=settings.lobe_gap)
-        glass, glass_source = self.field_focus.structure_glass(np.stack(whole), zs, det.box_px, x, y, focus_z,
-                                                    settings.lobe_gap)
-        rec = reconstruct(stack, zs, mask, det.cls, out.z_um, glass, self.cal.um_per_px, settings)
-        heights, base = rec.heights, rec.base_z_um
+        planes, zs = stack.planes(), stack.zs()
+        focus_z = focus_z_um if det.cls == "microlens" else stack_focus(planes, zs, mask, focus_z_um,
+                                                                        lobe_gap_um=settings.lobe_gap)
+        glass, glass_source = self.field_focus.structure_glass(stack.whole(), zs, det.box_px, *xy, focus_z,
+                                                               settings.lobe_gap)
+        rec = reconstruct(planes, zs, mask, det.cls, focus_z_um, glass, self.cal.um_per_px, settings)
         w.timings["reconstruct"] = w.timings.get("reconstruct", 0.0) + time.perf_counter() - t
+        return _Shape(crop, rec, glass, glass_source)
+
+    def _record_structure(self, w: FieldWork, det: Detection, focused: Frame, seen: VisionResult,
+                          out: FocusOutcome, stack: _Stack, shape: _Shape, types: dict[str, Any]) -> None:
+        """Write the structure's frame, crop, stack, height map and 3-D plot, and add its row to the field's."""
         self._checkpoint(FieldStep.RECORD)
         t = time.perf_counter()
         name = self._next_name()
         um_px = self.cal.um_per_px
-        paths = [self.folder.png("frames", name, focused.image), self.folder.png("crops", name, crop),
-                 self.folder.stack(name, stack, zs, um_px), self.folder.heights(name, heights),
+        heights, zs = shape.rec.heights, stack.zs()
+        paths = [self.folder.png("frames", name, focused.image), self.folder.png("crops", name, shape.crop),
+                 self.folder.stack(name, stack.planes(), zs, um_px), self.folder.heights(name, heights),
                  self.folder.plot_3d(name, heights, um_px, f"{det.cls} {name[-5:]}")]
         w.files.extend(paths)
         fw, fh = self.camera.size_px
@@ -848,18 +904,21 @@ class ScanRunner:
         for d in seen.detections:  # every box in the saved frame, for the exports
             w.annotations.append(Annotation(frame_rel, fw, fh, d.cls, *d.box_px))
         valid = heights[np.isfinite(heights)]
+        x, y = self._stage_xy(det, focused)
+        b_um = self._box_um(det, focused)
+        cx0, cy0 = stack.crop_box[:2]
         w.objects.append(ObjectRecord(
             cell=w.pos.cell, kind="structure", cls=det.cls, confidence=det.confidence, x_um=x, y_um=y,
             z_um=out.z_um, width_um=b_um[2] - b_um[0], height_um=b_um[3] - b_um[1], frame_path=frame_rel,
             box=det.box_px, crop_path=self.folder.rel(paths[1]), stack_path=self.folder.rel(paths[2]),
             height_map_path=self.folder.rel(paths[3]), plot_path=self.folder.rel(paths[4]), scores=dict(det.scores),
-            extra={"focus_frames": out.frames, "focus_ok": out.ok, "base_z_um": base,
+            extra={"focus_frames": out.frames, "focus_ok": out.ok, "base_z_um": shape.rec.base_z_um,
                    "max_height_um": float(np.percentile(valid, 98)) if valid.size else 0.0,
-                   "height_source": rec.source, "peak_height_um": rec.peak_um, "glass_z_um": glass,
-                   "glass_source": glass_source, "height_focus_z_um": rec.focus_z_um,
+                   "height_source": shape.rec.source, "peak_height_um": shape.rec.peak_um,
+                   "glass_z_um": shape.glass, "glass_source": shape.glass_source,
+                   "height_focus_z_um": shape.rec.focus_z_um,
                    "crop_origin_px": [cx0, cy0], "stage_xy_um": [focused.position.x_um, focused.position.y_um],
-                   "true_position_um": _true_position(focused), "type_sharp": sharp_cls,
-                   "type_views": type_views}))
+                   "true_position_um": _true_position(focused), **types}))
         w.timings["record"] = w.timings.get("record", 0.0) + time.perf_counter() - t
 
     def _type_from_views(self, det: Detection, taken: Mapping[float, Frame]) -> tuple[Detection, dict[str, float]]:
