@@ -76,7 +76,7 @@ from appliance.scan.grid import FieldOrder, FieldPosition, Grid
 from appliance.scan.plan import ScanPlan
 from appliance.scan.protocols import Detection, Focuser, FocusMapLike, FocusOutcome, Vision, VisionResult
 from appliance.scan.slide_or_optics import SlideOrOptics
-from appliance.scan.stage_recovery import more_drastic, recover_stage
+from appliance.scan.stage_recovery import redo_after_stage_faults
 from appliance.scan.stitch import (
     Footprint,
     area,
@@ -408,23 +408,7 @@ class ScanRunner:
                                   f"{f.max_failed_in_a_row}): {msg}")
 
     def _field_recovering(self, pos: FieldPosition, seq: int) -> bool:
-        """:meth:`_field`, redone from its move after each stage fault the stage is brought back from."""
-        faults = 0
-        while True:
-            n_known, n_names = len(self._known), self._next_object
-            try:
-                return self._field(pos, seq)
-            except StageLimitError:
-                raise
-            except StageError as exc:
-                # nothing of the field was committed: forget its objects and reuse their names, so the redone
-                # field records them once, under the names an uninterrupted scan would have given them
-                del self._known[n_known:]
-                self._next_object = n_names
-                faults = self._recover(pos, exc, faults + 1)
-
-    def _recover(self, pos: FieldPosition, fault: StageError, faults: int) -> int:
-        """Bring the stage back after the field's ``faults``-th fault; return the faults counted by then.
+        """:meth:`_field`, redone from its move after each stage fault the stage is brought back from.
 
         Raises
         ------
@@ -432,29 +416,31 @@ class ScanRunner:
             With ``on_stage_error: stop``, or once the field has met more than ``stage_recoveries`` faults
             (a recovery that fails is one more).
         """
+        n_known, n_names = len(self._known), self._next_object
         f = self.plan.faults
-        need = fault  # what the recovery must do: a fault while recovering never asks for less
-        while True:
+
+        def fault(exc: StageError, met: int) -> None:
+            # nothing of the field was committed: forget its objects and reuse their names, so the redone
+            # field records them once, under the names an uninterrupted scan would have given them
+            del self._known[n_known:]
+            self._next_object = n_names
             with self._lock:
                 self._n_stage_faults += 1
-            msg = f"{type(fault).__name__}: {fault}"
+
+        def recovered(exc: StageError, action: str) -> None:
+            self._emit(StageFault(pos.cell, f"{type(exc).__name__}: {exc}", action, self.status()))
+
+        def give_up(exc: StageError, met: int) -> StageFaultLimit:
+            msg = f"{type(exc).__name__}: {exc}"
             if f.on_stage_error == "stop":
-                raise StageFaultLimit(f"stage fault at field {pos.cell} (faults.on_stage_error: stop): {msg}; the "
-                                      "committed fields are kept: run the scan again to resume it")
-            if faults > f.stage_recoveries:
-                raise StageFaultLimit(f"stage fault at field {pos.cell}, {faults} faults in this field (faults."
-                                      f"stage_recoveries {f.stage_recoveries}): {msg}; the committed fields are "
-                                      "kept: run the scan again to resume it")
-            time.sleep(f.stage_retry_wait_s)
-            try:
-                action = recover_stage(self.stage, need)
-            except StageLimitError:
-                raise
-            except StageError as again:
-                fault, faults, need = again, faults + 1, more_drastic(need, again)
-                continue
-            self._emit(StageFault(pos.cell, msg, action, self.status()))
-            return faults
+                return StageFaultLimit(f"stage fault at field {pos.cell} (faults.on_stage_error: stop): {msg}; the "
+                                       "committed fields are kept: run the scan again to resume it")
+            return StageFaultLimit(f"stage fault at field {pos.cell}, {met} faults in this field (faults."
+                                   f"stage_recoveries {f.stage_recoveries}): {msg}; the committed fields are "
+                                   "kept: run the scan again to resume it")
+
+        return redo_after_stage_faults(self.stage, f, lambda: self._field(pos, seq), on_fault=fault,
+                                       on_recovered=recovered, give_up=give_up)
 
     def _safe_stop(self) -> None:
         try:

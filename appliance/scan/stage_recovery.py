@@ -85,29 +85,55 @@ def recover_stage(stage: Stage, fault: StageError) -> str:
     return "resynchronised"
 
 
-def retry_after_stage_faults(stage: Stage, faults: FaultsPlan, what: str, work: Callable[[], _T]) -> _T:
-    """``work()``, done again from its start after each stage fault it recovers from.
+def redo_after_stage_faults(stage: Stage, faults: FaultsPlan, work: Callable[[], _T], *,
+                            on_fault: Callable[[StageError, int], None] = lambda fault, met: None,
+                            on_recovered: Callable[[StageError, str], None] = lambda fault, action: None,
+                            give_up: Callable[[StageError, int], BaseException] | None = None) -> _T:
+    """``work()``, done again from its start after each stage fault the stage is brought back from.
 
-    For what a scan does before its first field (the flat field's 16 moves, the slide's focus and the
-    calibration): ``faults`` (the plan's section) rules as it does for a field (``ScanRunner._recover``).
-    With ``on_stage_error: recover`` up to ``stage_recoveries`` faults are recovered from
-    (:func:`recover_stage`); with ``stop``, or past that, the fault is raised and the scan ends before its
-    first field. A garbled line on a noisy cable met the flat
-    field's moves (tests/faults/test_serial_in_scan.py); a recovery that homes the stage leaves it far from
-    where the work started, so the work starts again, not where it stopped.
+    The plan's ``faults`` section rules: with ``on_stage_error: recover`` the stage is brought back
+    (:func:`recover_stage`, after ``stage_retry_wait_s``) from up to ``stage_recoveries`` faults; a fault while
+    recovering is one more, and the next attempt does at least what the first had to (:func:`more_drastic`).
+    With ``stop``, or past the limit, the scan ends: ``give_up(fault, met)`` names the exception to raise
+    (default: the fault itself). A recovery that homes the stage leaves it far from where the work stopped,
+    so the work starts again from its beginning: a field from its move, the flat field from its first frame.
+
+    Parameters
+    ----------
+    on_fault : callable
+        ``on_fault(fault, met)`` for every fault caught (``met`` counts them, from 1), before anything else:
+        where the caller forgets what the interrupted work had not committed, and counts faults.
+    on_recovered : callable
+        ``on_recovered(fault, action)`` once the stage is back (``fault``: the last one met), before the work
+        starts again.
     """
-    met, need = 0, None
+    met, need, last = 0, None, None
     while True:
         try:
-            if need is not None:
+            if need is not None and last is not None:
                 time.sleep(faults.stage_retry_wait_s)
-                _log.warning("%s: stage %s after %s; starting it again", what, recover_stage(stage, need),
-                             type(need).__name__)
+                on_recovered(last, recover_stage(stage, need))
             return work()
         except StageLimitError:
             raise
         except StageError as exc:
-            met += 1
+            met, last = met + 1, exc
+            on_fault(exc, met)
             if faults.on_stage_error == "stop" or met > faults.stage_recoveries:
-                raise
+                if give_up is None:
+                    raise
+                raise give_up(exc, met) from exc
             need = exc if need is None else more_drastic(need, exc)
+
+
+def retry_after_stage_faults(stage: Stage, faults: FaultsPlan, what: str, work: Callable[[], _T]) -> _T:
+    """:func:`redo_after_stage_faults` for what a scan does before its first field, logging each recovery.
+
+    The flat field's 16 moves, the slide's focus and the calibration: a garbled line on a noisy cable met
+    the flat field's moves (tests/faults/test_serial_in_scan.py). A fault it cannot recover from is raised
+    as it came, and the scan ends before its first field.
+    """
+    def recovered(fault: StageError, action: str) -> None:
+        _log.warning("%s: stage %s after %s; starting it again", what, action, type(fault).__name__)
+
+    return redo_after_stage_faults(stage, faults, work, on_recovered=recovered)
