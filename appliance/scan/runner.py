@@ -88,6 +88,7 @@ from appliance.scan.stitch import (
 from appliance.scan.stitcher import Stitcher
 from appliance.vision.decision import MICROLENS, lens_disputed, likeliest_type, too_small
 from appliance.vision.phasesign import CONVERGING, DIVERGING, PhaseSignRule, phase_sign
+from appliance.vision.ringcheck import RingFit, not_a_ring
 
 _log = logging.getLogger(__name__)
 
@@ -103,6 +104,7 @@ VIEWS_MIN_STRUCTURE = 0.25
 #: How a micro-lens is told from a bubble by the sign of its phase (``ScanRunner._phase_verdict``).
 PHASE_SIGN = PhaseSignRule()
 MAX_CENTRING_MOVES = 2
+SPLIT_RING = "split_ring"
 
 
 class ScanState(enum.Enum):
@@ -798,13 +800,30 @@ class ScanRunner:
         sharp_cls = det.cls
         det, type_views = self._type_from_views(det, stack.taken)
         w.timings["type"] = w.timings.get("type", 0.0) + time.perf_counter() - t
+        types: dict[str, Any] = {"type_sharp": sharp_cls, "type_views": type_views}
         if _views_say_debris(type_views):
             dirt = replace(det, kind="debris", cls="debris", confidence=1.0 - sum(type_views.values()))
-            self._debris_after_all(w, dirt, focused, (x, y), {"type_sharp": sharp_cls, "type_views": type_views})
+            self._debris_after_all(w, dirt, focused, (x, y), types)
+            return
+        fit = self._not_a_ring(det, focused, stack)
+        if fit is not None:
+            # a fibre the classifier named a split ring: its circle is centred out in a corner of its box, or its
+            # long pixels lie far from any circle (appliance/vision/ringcheck.py)
+            dirt = replace(det, kind="debris", cls="debris", confidence=float(det.scores.get("debris", 0.0)))
+            ring = {"centre_offset": round(fit.centre_offset, 3), "spread": round(fit.spread, 3),
+                    "elongation": round(fit.elongation, 2)}
+            self._debris_after_all(w, dirt, focused, (x, y), {**types, "no_ring": ring})
             return
         shape = self._shape(w, det, focused, stack, out.z_um, (x, y))
-        self._record_structure(w, det, focused, seen, out, stack, shape,
-                               {"type_sharp": sharp_cls, "type_views": type_views})
+        self._record_structure(w, det, focused, seen, out, stack, shape, types)
+
+    def _not_a_ring(self, det: Detection, focused: Frame, stack: _Stack) -> RingFit | None:
+        """For a whole split ring whose outline is surely no ring, the circle fitted to it (:mod:`ringcheck`)."""
+        if det.cls != SPLIT_RING or det.touches_edge(self.camera.size_px):
+            return None
+        cx0, cy0, cx1, cy1 = stack.crop_box
+        local = (det.box_px[0] - cx0, det.box_px[1] - cy0, det.box_px[2] - cx0, det.box_px[3] - cy0)
+        return not_a_ring(focused.image[cy0:cy1, cx0:cx1], local)
 
     def _sharp_view(self, w: FieldWork, det: Detection, lens: bool
                     ) -> tuple[Detection, Frame, VisionResult, FocusOutcome]:

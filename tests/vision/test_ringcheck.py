@@ -1,0 +1,75 @@
+"""A split ring's outline against what the classifier takes for one (appliance/vision/ringcheck.py)."""
+
+import cv2
+import numpy as np
+import pytest
+
+from appliance.vision.ringcheck import RING_MAX_CENTRE_OFFSET, RING_MAX_SPREAD, not_a_ring, ring_fit
+
+GLASS, DARK = 170, 90
+
+
+def _crop(draw, size=200, blur=1.5, seed=0) -> np.ndarray:
+    img = np.full((size, size), GLASS, np.uint8)
+    draw(img)
+    img = cv2.GaussianBlur(img, (0, 0), blur)
+    noise = np.random.default_rng(seed).normal(0, 2.0, img.shape)
+    return np.clip(img + noise, 0, 255).astype(np.uint8)
+
+
+def _box(crop: np.ndarray) -> tuple[int, int, int, int]:
+    """The object's box as a detector would draw it: where the crop differs from the glass."""
+    v, u = np.nonzero(np.abs(crop.astype(int) - GLASS) > 20)
+    return int(u.min()), int(v.min()), int(u.max()) + 1, int(v.max()) + 1
+
+
+def _ring(r: int, width: int, gap_deg: float, turn_deg: float):
+    def draw(img):
+        start = turn_deg + gap_deg / 2
+        cv2.ellipse(img, (100, 100), (r, r), 0, start, start + 360 - gap_deg, DARK, width)
+    return draw
+
+
+@pytest.mark.parametrize("r", [12, 25, 45, 70])
+@pytest.mark.parametrize("gap", [15.0, 40.0, 60.0])
+@pytest.mark.parametrize("width", [2, 6])
+def test_split_rings_of_every_size_and_gap_pass(r, gap, width):
+    crop = _crop(_ring(r, width, gap, turn_deg=37.0 * r))
+    fit = ring_fit(crop, _box(crop))
+    assert fit is not None and fit.centre_offset <= 0.15 and not fit.no_ring, fit
+    assert not_a_ring(crop, _box(crop)) is None
+
+
+def test_a_square_split_ring_and_a_ring_too_small_to_show_its_hole_pass():
+    def square(img):
+        cv2.rectangle(img, (60, 60), (140, 140), DARK, 4)
+        img[95:105, 136:145] = GLASS  # the gap
+    crop = _crop(square)
+    assert not_a_ring(crop, _box(crop)) is None
+    crop = _crop(lambda img: cv2.circle(img, (100, 100), 6, DARK, -1), blur=3.0)
+    assert not_a_ring(crop, _box(crop)) is None
+
+
+@pytest.mark.parametrize("span", [90.0, 120.0, 180.0])
+def test_a_curved_fibre_is_no_ring(span):
+    # an arc of a 150 px circle, its centre of curvature out at a corner of the arc's box (seed 938's fibre)
+    def arc(img):
+        cv2.ellipse(img, (30, 30), (150, 150), 0, 0, span / 2, DARK, 4)
+    crop = _crop(arc, size=220)
+    fit = not_a_ring(crop, _box(crop))
+    assert fit is not None and fit.centre_offset > RING_MAX_CENTRE_OFFSET
+
+
+@pytest.mark.parametrize("end", [(180, 150), (180, 40), (100, 185)])
+def test_a_straight_fibre_is_no_ring(end):
+    # seed 44's straight fibres: the fit puts the circle at the line's middle, and the long pixels lie far from it
+    crop = _crop(lambda img: cv2.line(img, (20, 40), end, DARK, 5))
+    fit = not_a_ring(crop, _box(crop))
+    assert fit is not None and fit.spread > RING_MAX_SPREAD, fit
+
+
+def test_too_little_to_fit_says_nothing_and_bare_glass_is_no_evidence():
+    crop = _crop(lambda img: None)
+    assert ring_fit(crop, (99, 99, 102, 102)) is None
+    assert not_a_ring(crop, (90, 90, 110, 110)) is None  # nothing differs from the glass: a ring's box kept
+    assert not_a_ring(crop, (90, 90, 110, 110)) is None
