@@ -88,7 +88,7 @@ from appliance.scan.stitch import (
 from appliance.scan.stitcher import Stitcher
 from appliance.vision.decision import MICROLENS, lens_disputed, likeliest_type, too_small
 from appliance.vision.phasesign import CONVERGING, DIVERGING, PhaseSignRule, phase_sign
-from appliance.vision.ringcheck import RingFit, not_a_ring
+from appliance.vision.typeshape import not_its_shape
 
 _log = logging.getLogger(__name__)
 
@@ -104,7 +104,6 @@ VIEWS_MIN_STRUCTURE = 0.25
 #: How a micro-lens is told from a bubble by the sign of its phase (``ScanRunner._phase_verdict``).
 PHASE_SIGN = PhaseSignRule()
 MAX_CENTRING_MOVES = 2
-SPLIT_RING = "split_ring"
 
 
 class ScanState(enum.Enum):
@@ -773,7 +772,8 @@ class ScanRunner:
         if not self._duplicate("debris", *xy):
             self._record_debris(w, det, frame, extra)
 
-    def _structure(self, w: FieldWork, det: Detection, frame: Frame, lens: bool = False) -> None:
+    def _structure(self, w: FieldWork, det: Detection, frame: Frame, lens: bool = False,
+                   stitched: bool = False) -> None:
         """Focus on a centred object; if its sharp frame shows a structure, take its stack, reconstruct and record it.
 
         The sharp frame has the last word: a structure there is stacked and recorded; debris there (or, when
@@ -781,7 +781,8 @@ class ScanRunner:
         ``det`` is a structure and the sharp frame's models disagree (:func:`_structure_stands`). Where the
         sharp frame is :meth:`_lens_disputed`, or an earlier view was (``lens``) and the sharp frame's
         likeliest type is still a micro-lens, or it is a micro-lens both models are sure of, the phase's sign
-        decides first (:meth:`_phase_verdict`).
+        decides first (:meth:`_phase_verdict`). A whole object, not ``stitched`` from views, is also debris
+        when its shape cannot be its type's (:meth:`_not_its_shape`).
         """
         x, y = self._stage_xy(det, frame)
         self._known.append(_Known("structure", self._box_um(det, frame)))
@@ -805,25 +806,23 @@ class ScanRunner:
             dirt = replace(det, kind="debris", cls="debris", confidence=1.0 - sum(type_views.values()))
             self._debris_after_all(w, dirt, focused, (x, y), types)
             return
-        fit = self._not_a_ring(det, focused, stack)
-        if fit is not None:
-            # a fibre the classifier named a split ring: its circle is centred out in a corner of its box, or its
-            # long pixels lie far from any circle (appliance/vision/ringcheck.py)
+        why = None if stitched else self._not_its_shape(det, focused, stack)
+        if why is not None:
+            # dirt the classifier named a print: a clump too narrow for any type, a fibre named a split ring
+            # (appliance/vision/typeshape.py)
             dirt = replace(det, kind="debris", cls="debris", confidence=float(det.scores.get("debris", 0.0)))
-            ring = {"centre_offset": round(fit.centre_offset, 3), "spread": round(fit.spread, 3),
-                    "elongation": round(fit.elongation, 2)}
-            self._debris_after_all(w, dirt, focused, (x, y), {**types, "no_ring": ring})
+            self._debris_after_all(w, dirt, focused, (x, y), {**types, "not_its_shape": why})
             return
         shape = self._shape(w, det, focused, stack, out.z_um, (x, y))
         self._record_structure(w, det, focused, seen, out, stack, shape, types)
 
-    def _not_a_ring(self, det: Detection, focused: Frame, stack: _Stack) -> RingFit | None:
-        """For a whole split ring whose outline is surely no ring, the circle fitted to it (:mod:`ringcheck`)."""
-        if det.cls != SPLIT_RING or det.touches_edge(self.camera.size_px):
+    def _not_its_shape(self, det: Detection, focused: Frame, stack: _Stack) -> dict[str, float] | None:
+        """Why a whole object cannot be the type it is named, in numbers (:mod:`appliance.vision.typeshape`)."""
+        if det.touches_edge(self.camera.size_px):
             return None
         cx0, cy0, cx1, cy1 = stack.crop_box
         local = (det.box_px[0] - cx0, det.box_px[1] - cy0, det.box_px[2] - cx0, det.box_px[3] - cy0)
-        return not_a_ring(focused.image[cy0:cy1, cx0:cx1], local)
+        return not_its_shape(focused.image[cy0:cy1, cx0:cx1], local, det.cls)
 
     def _sharp_view(self, w: FieldWork, det: Detection, lens: bool
                     ) -> tuple[Detection, Frame, VisionResult, FocusOutcome]:
@@ -988,7 +987,7 @@ class ScanRunner:
         if cut and at_centre.kind != "structure" and det.kind == "structure":
             at_centre = _as_structure(at_centre, det)
         n = len(w.objects)
-        self._structure(w, at_centre, view, lens)
+        self._structure(w, at_centre, view, lens, stitched=True)
         if len(w.objects) > n:
             self._record_footprint(w, fp)
 

@@ -722,7 +722,7 @@ class _FibresNamedRings:
 
 
 def test_a_fibre_named_a_split_ring_is_no_ring_and_true_rings_stay(tmp_path):
-    # seed 44: five fibres of 46-188 um beside five prints, one a split ring (appliance/vision/ringcheck.py)
+    # seed 44: five fibres of 46-188 um beside five prints, one a split ring (appliance/vision/typeshape.py)
     slide = {"width_um": 1400.0, "height_um": 1400.0, "n_structures": 5, "debris_per_mm2": 40.0}
     made = []
 

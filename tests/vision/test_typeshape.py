@@ -1,10 +1,18 @@
-"""A split ring's outline against what the classifier takes for one (appliance/vision/ringcheck.py)."""
+"""An object's shape against the structure type it is named (appliance/vision/typeshape.py)."""
 
 import cv2
 import numpy as np
 import pytest
 
-from appliance.vision.ringcheck import RING_MAX_CENTRE_OFFSET, RING_MAX_SPREAD, not_a_ring, ring_fit
+from appliance.vision.typeshape import (
+    MIN_BOX_ASPECT,
+    RING_MAX_CENTRE_OFFSET,
+    RING_MAX_SPREAD,
+    box_aspect,
+    not_a_ring,
+    not_its_shape,
+    ring_fit,
+)
 
 GLASS, DARK = 170, 90
 
@@ -73,3 +81,25 @@ def test_too_little_to_fit_says_nothing_and_bare_glass_is_no_evidence():
     assert ring_fit(crop, (99, 99, 102, 102)) is None
     assert not_a_ring(crop, (90, 90, 110, 110)) is None  # nothing differs from the glass: a ring's box kept
     assert not_a_ring(crop, (90, 90, 110, 110)) is None
+
+
+def test_no_type_is_long_and_narrow():
+    # a pentagon's box is 0.95-1 as wide as high at any turn, a square's and a lens's 1, a split ring's 0.93+
+    for turn in range(0, 72, 6):
+        a = np.radians(turn + 90 + 72 * np.arange(5))
+        pts = np.stack([100 + 40 * np.cos(a), 100 + 40 * np.sin(a)], axis=1).astype(np.int32)
+        crop = _crop(lambda img, pts=pts: cv2.fillPoly(img, [pts], DARK))
+        assert box_aspect(_box(crop)) > 0.9 and not_its_shape(crop, _box(crop), "pentagon") is None
+    # seed 938's 25 x 13 um dust clump named a pentagon; seed 937's 82 x 53 um clump named a woodpile
+    crop = _crop(lambda img: cv2.ellipse(img, (100, 100), (40, 20), 15, 0, 360, DARK, -1))
+    why = not_its_shape(crop, _box(crop), "woodpile")
+    assert why is not None and why["box_aspect"] < MIN_BOX_ASPECT
+
+
+def test_a_split_ring_named_so_passes_and_a_fibre_named_so_is_told_why():
+    crop = _crop(_ring(40, 4, 30.0, 10.0))
+    assert not_its_shape(crop, _box(crop), "split_ring") is None
+    crop = _crop(lambda img: cv2.ellipse(img, (30, 30), (150, 150), 0, 0, 90, DARK, 4), size=220)
+    why = not_its_shape(crop, _box(crop), "split_ring")
+    assert why is not None and why.get("centre_offset", 0.0) > RING_MAX_CENTRE_OFFSET
+    assert not_its_shape(crop, _box(crop), "microlens") is None  # only a ring is judged by its circle
