@@ -213,6 +213,21 @@ class _Stack:
 
 
 @dataclass
+class _SharpView:
+    """An object's view at its focus.
+
+    Its detection there, the frame, the frame's analysis, the focus, and the phase's sign where it was read
+    (:meth:`ScanRunner._phase_verdict`).
+    """
+
+    det: Detection
+    frame: Frame
+    seen: VisionResult
+    focus: FocusOutcome
+    phase_sign: float | None
+
+
+@dataclass
 class _Shape:
     """What the reconstruction made of a structure's stack."""
 
@@ -700,7 +715,7 @@ class ScanRunner:
             return likeliest_type(det.scores) == MICROLENS and not too_small(size)
         return lens_disputed(det.scores, det.kind, agree=not det.recheck, size_um=size)
 
-    def _phase_verdict(self, det: Detection, focus_z_um: float) -> Detection:
+    def _phase_verdict(self, det: Detection, focus_z_um: float) -> tuple[Detection, float | None]:
         """A micro-lens or a bubble, by the sign of its phase: two frames either side of its focus.
 
         ``det`` is the object's view at ``focus_z_um`` (the stage stands there). A converging object (a
@@ -708,7 +723,8 @@ class ScanRunner:
         sign is unclear (an absorbing dust clump, dark on both sides; a collapsed or a very flat lens) ``det``
         stands, so a micro-lens the models were sure of is only ever dropped for diverging. The planes lie
         ``PHASE_SIGN.step_dof`` depths of field from focus, both approached from below as every focus move is;
-        one beyond the focus travel leaves ``det`` as it is.
+        one beyond the focus travel leaves ``det`` as it is. Returns the verdict and the sign read (None: not
+        read), which the object's record keeps.
         """
         step = PHASE_SIGN.step_um(self.field_focus.depth_of_field_um())
         planes = []
@@ -717,7 +733,7 @@ class ScanRunner:
                 self.stage.focus_to_um(focus_z_um + dz)
                 planes.append(self.camera.capture().image)
         except StageLimitError:
-            return det
+            return det, None
         finally:
             self.stage.focus_to_um(focus_z_um)
         sign = phase_sign(planes[1], planes[0], det.box_px)
@@ -725,10 +741,10 @@ class ScanRunner:
         _log.debug("phase sign %.3f (%s) of %s at %s", sign, call, det.cls, det.box_px)
         if call == CONVERGING:
             return replace(det, kind="structure", cls=MICROLENS,
-                           confidence=float(det.scores.get(MICROLENS, det.confidence)), recheck=False)
+                           confidence=float(det.scores.get(MICROLENS, det.confidence)), recheck=False), sign
         if call == DIVERGING:
-            return replace(det, kind="debris", cls="debris", recheck=False)
-        return det
+            return replace(det, kind="debris", cls="debris", recheck=False), sign
+        return det, sign
 
     def _refocus_where_seen(self, w: FieldWork, det: Detection, failed: FocusOutcome) -> FocusOutcome:
         """A second search for a structure whose first one failed, around the z its field was seen at.
@@ -786,11 +802,14 @@ class ScanRunner:
         """
         x, y = self._stage_xy(det, frame)
         self._known.append(_Known("structure", self._box_um(det, frame)))
-        again, focused, seen, out = self._sharp_view(w, det, lens)
+        sharp = self._sharp_view(w, det, lens)
+        again, focused, out = sharp.det, sharp.frame, sharp.focus
+        # the phase's sign, where it was read, goes with the record: it decides lenses and bubbles
+        read: dict[str, Any] = {} if sharp.phase_sign is None else {"phase_sign": round(sharp.phase_sign, 3)}
         if again.kind != "structure" and not _structure_stands(det, again):
             # Sharp, it is dirt: blurred dust and bubbles pass for prints more often (a print's own focus lies
             # above the glass the field was focused on, dirt's on it), and so does a print to them
-            self._debris_after_all(w, again, focused, (x, y))
+            self._debris_after_all(w, again, focused, (x, y), read or None)
             return
         # ... and names the type: the classifier's woodpile and scaffold are told apart in focus, not blurred
         det = again if again.kind == "structure" else _as_structure(again, det)
@@ -801,7 +820,7 @@ class ScanRunner:
         sharp_cls = det.cls
         det, type_views = self._type_from_views(det, stack.taken)
         w.timings["type"] = w.timings.get("type", 0.0) + time.perf_counter() - t
-        types: dict[str, Any] = {"type_sharp": sharp_cls, "type_views": type_views}
+        types: dict[str, Any] = {**read, "type_sharp": sharp_cls, "type_views": type_views}
         if _views_say_debris(type_views):
             dirt = replace(det, kind="debris", cls="debris", confidence=1.0 - sum(type_views.values()))
             self._debris_after_all(w, dirt, focused, (x, y), types)
@@ -814,7 +833,7 @@ class ScanRunner:
             self._debris_after_all(w, dirt, focused, (x, y), {**types, "not_its_shape": why})
             return
         shape = self._shape(w, det, focused, stack, out.z_um, (x, y))
-        self._record_structure(w, det, focused, seen, out, stack, shape, types)
+        self._record_structure(w, det, focused, sharp.seen, out, stack, shape, types)
 
     def _not_its_shape(self, det: Detection, focused: Frame, stack: _Stack) -> dict[str, float] | None:
         """Why a whole object cannot be the type it is named, in numbers (:mod:`appliance.vision.typeshape`)."""
@@ -824,9 +843,8 @@ class ScanRunner:
         local = (det.box_px[0] - cx0, det.box_px[1] - cy0, det.box_px[2] - cx0, det.box_px[3] - cy0)
         return not_its_shape(focused.image[cy0:cy1, cx0:cx1], local, det.cls)
 
-    def _sharp_view(self, w: FieldWork, det: Detection, lens: bool
-                    ) -> tuple[Detection, Frame, VisionResult, FocusOutcome]:
-        """Focus on ``det`` and look again: its sharp view, that frame, the frame's analysis and the focus."""
+    def _sharp_view(self, w: FieldWork, det: Detection, lens: bool) -> _SharpView:
+        """Focus on ``det`` and look again: its view in that frame, the frame and its analysis, the focus."""
         self._checkpoint(FieldStep.FOCUS_STRUCTURE)
         t = time.perf_counter()
         # Only a structure's type has a reference height and a map of foci: a disputed piece of debris focused
@@ -845,11 +863,12 @@ class ScanRunner:
         # a micro-lens both models are sure of is read too, and dropped only when it diverges: bubbles are
         # named lenses at 0.96 (dev seed 207), and no lens has read below -0.06 (docs/scan.md, step 6)
         sure_lens = again.kind == "structure" and not again.recheck and again.cls == MICROLENS
+        sign = None
         if sure_lens or self._lens_disputed(again, focused, seen_before=lens):
             t = time.perf_counter()
-            again = self._phase_verdict(again, out.z_um)
+            again, sign = self._phase_verdict(again, out.z_um)
             w.timings["focus_structure"] += time.perf_counter() - t
-        return again, focused, seen, out
+        return _SharpView(again, focused, seen, out, sign)
 
     def _take_stack(self, w: FieldWork, det: Detection, focused: Frame, focus_z_um: float) -> _Stack:
         """The focus stack about ``focus_z_um`` (``focused`` is its plane at focus); the stage ends at focus."""

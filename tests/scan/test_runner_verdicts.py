@@ -5,7 +5,9 @@ Vision doubles built on the ground-truth double play the product models' known m
 
 from __future__ import annotations
 
+import json
 import logging
+import sqlite3
 from dataclasses import replace
 
 import pytest
@@ -385,6 +387,12 @@ def test_a_lens_both_models_call_debris_is_told_from_a_bubble_by_its_phase(tmp_p
               if o["cls"] == "microlens" and not o["attrs"].get("collapse")}
     assert len(lenses) == 3 and missed == {0, 2}, (lenses, missed)
     assert s["type_accuracy"] == 1.0 and s["false_structures"] == 0 and s["duplicates"] == 0
+    # each record says what the sign read: the lenses kept converging, the bubbles dropped diverging
+    with sqlite3.connect(tmp_path / "t.db") as db:
+        read = [(kind, json.loads(extra)["phase_sign"]) for kind, extra in
+                db.execute("select kind, extra_json from object where extra_json like '%phase_sign%'")]
+    assert {k for k, _ in read} == {"structure", "debris"}
+    assert all(v >= 0.2 for k, v in read if k == "structure") and any(v <= -0.2 for k, v in read if k == "debris")
 
 
 class _BubbleIsASureLens(_RelabelTruth):
