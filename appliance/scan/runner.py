@@ -42,6 +42,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -196,20 +197,25 @@ class _Stack:
     taken: dict[float, Frame]
     crop_box: tuple[int, int, int, int]
 
+    @cached_property
     def frames(self) -> list[Frame]:
+        """The frames, bottom plane first."""
         return [self.taken[off] for off in sorted(self.taken)]
 
+    @cached_property
     def zs(self) -> list[float]:
-        return [f.position.z_um for f in self.frames()]
+        """Each frame's z, µm."""
+        return [f.position.z_um for f in self.frames]
 
+    @cached_property
     def planes(self) -> np.ndarray:
-        """The crops, bottom plane first."""
+        """The crops, bottom plane first (the height map's stack and the saved OME-TIFF)."""
         cx0, cy0, cx1, cy1 = self.crop_box
-        return np.stack([f.image[cy0:cy1, cx0:cx1] for f in self.frames()])
+        return np.stack([f.image[cy0:cy1, cx0:cx1] for f in self.frames])
 
     def whole(self) -> np.ndarray:
         """The whole frames, bottom plane first (the glass is read beside the structure)."""
-        return np.stack([f.image for f in self.frames()])
+        return np.stack([f.image for f in self.frames])
 
 
 @dataclass
@@ -814,7 +820,8 @@ class ScanRunner:
         # ... and names the type: the classifier's woodpile and scaffold are told apart in focus, not blurred
         det = again if again.kind == "structure" else _as_structure(again, det)
         x, y = self._stage_xy(det, focused)
-        self._known[-1] = _Known("structure", self._box_um(det, focused))
+        box_um = self._box_um(det, focused)
+        self._known[-1] = _Known("structure", box_um)
         stack = self._take_stack(w, det, focused, out.z_um)
         t = time.perf_counter()
         sharp_cls = det.cls
@@ -833,7 +840,7 @@ class ScanRunner:
             self._debris_after_all(w, dirt, focused, (x, y), {**types, "not_its_shape": why})
             return
         shape = self._shape(w, det, focused, stack, out.z_um, (x, y))
-        self._record_structure(w, det, focused, sharp.seen, out, stack, shape, types)
+        self._record_structure(w, det, focused, sharp.seen, out, stack, shape, (x, y), box_um, types)
 
     def _not_its_shape(self, det: Detection, focused: Frame, stack: _Stack) -> dict[str, float] | None:
         """Why a whole object cannot be the type it is named, in numbers (:mod:`appliance.vision.typeshape`)."""
@@ -901,7 +908,7 @@ class ScanRunner:
                                        camera_gamma=rp.camera_gamma, tie_dz_um=rp.tie_dz_um,
                                        depth_of_field_um=self.field_focus.depth_of_field_um())
         # the glass lies under the structure's focus as its own stack reads it (reconstruct reads it again)
-        planes, zs = stack.planes(), stack.zs()
+        planes, zs = stack.planes, stack.zs
         focus_z = focus_z_um if det.cls == "microlens" else stack_focus(planes, zs, mask, focus_z_um,
                                                                         lobe_gap_um=settings.lobe_gap)
         glass, glass_source = self.field_focus.structure_glass(stack.whole(), zs, det.box_px, *xy, focus_z,
@@ -911,15 +918,16 @@ class ScanRunner:
         return _Shape(crop, rec, glass, glass_source)
 
     def _record_structure(self, w: FieldWork, det: Detection, focused: Frame, seen: VisionResult,
-                          out: FocusOutcome, stack: _Stack, shape: _Shape, types: dict[str, Any]) -> None:
+                          out: FocusOutcome, stack: _Stack, shape: _Shape, xy: tuple[float, float],
+                          box_um: tuple[float, float, float, float], types: dict[str, Any]) -> None:
         """Write the structure's frame, crop, stack, height map and 3-D plot, and add its row to the field's."""
         self._checkpoint(FieldStep.RECORD)
         t = time.perf_counter()
         name = self._next_name()
         um_px = self.cal.um_per_px
-        heights, zs = shape.rec.heights, stack.zs()
+        heights, zs = shape.rec.heights, stack.zs
         paths = [self.folder.png("frames", name, focused.image), self.folder.png("crops", name, shape.crop),
-                 self.folder.stack(name, stack.planes(), zs, um_px), self.folder.heights(name, heights),
+                 self.folder.stack(name, stack.planes, zs, um_px), self.folder.heights(name, heights),
                  self.folder.plot_3d(name, heights, um_px, f"{det.cls} {name[-5:]}")]
         w.files.extend(paths)
         fw, fh = self.camera.size_px
@@ -927,12 +935,11 @@ class ScanRunner:
         for d in seen.detections:  # every box in the saved frame, for the exports
             w.annotations.append(Annotation(frame_rel, fw, fh, d.cls, *d.box_px))
         valid = heights[np.isfinite(heights)]
-        x, y = self._stage_xy(det, focused)
-        b_um = self._box_um(det, focused)
+        (x, y), (bx0, by0, bx1, by1) = xy, box_um
         cx0, cy0 = stack.crop_box[:2]
         w.objects.append(ObjectRecord(
             cell=w.pos.cell, kind="structure", cls=det.cls, confidence=det.confidence, x_um=x, y_um=y,
-            z_um=out.z_um, width_um=b_um[2] - b_um[0], height_um=b_um[3] - b_um[1], frame_path=frame_rel,
+            z_um=out.z_um, width_um=bx1 - bx0, height_um=by1 - by0, frame_path=frame_rel,
             box=det.box_px, crop_path=self.folder.rel(paths[1]), stack_path=self.folder.rel(paths[2]),
             height_map_path=self.folder.rel(paths[3]), plot_path=self.folder.rel(paths[4]), scores=dict(det.scores),
             extra={"focus_frames": out.frames, "focus_ok": out.ok, "base_z_um": shape.rec.base_z_um,

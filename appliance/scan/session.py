@@ -125,8 +125,9 @@ def run_scan(stage: Stage, camera: Camera, vision: Vision, focuser: Focuser, foc
             t = time.perf_counter()
             checked = CheckedCamera(camera, plan.faults.capture_retries, plan.faults.retry_wait_s)
             step = 40.0 if nominal_um_per_px is None else calibration_step_um(nominal_um_per_px, camera.size_px)
-            cal, z_found = retry_after_stage_faults(stage, plan.faults, "the calibration", lambda: _find_and_calibrate(
-                stage, checked, focuser, plan, area_um, calibration, step))
+            cal, z_found = retry_after_stage_faults(
+                stage, plan.faults, "the calibration",
+                lambda: _find_and_calibrate(stage, checked, focuser, plan, area_um, calibration, step))
             if z_found is not None:
                 z_start_um = z_found
             cal_s = time.perf_counter() - t
@@ -193,7 +194,7 @@ def _flat_field_camera(stage: Stage, camera: Camera, plan: ScanPlan, folder: Sca
                 w, h = camera.size_px
                 check_flat_field_area(area_um, (w * um_per_px, h * um_per_px))
             field = retry_after_stage_faults(stage, plan.faults, "the flat field",
-                                      lambda: measure_flat_field(stage, checked, area_um))
+                                             lambda: measure_flat_field(stage, checked, area_um))
             field.save(path)
     except FlatFieldError as exc:
         _log.warning("flat field not applied: %s", exc)

@@ -107,12 +107,14 @@ def redo_after_stage_faults(stage: Stage, faults: FaultsPlan, work: Callable[[],
         ``on_recovered(fault, action)`` once the stage is back (``fault``: the last one met), before the work
         starts again.
     """
-    met, need, last = 0, None, None
+    met = 0
+    need: StageError | None = None  # what the recovery must do: a fault while recovering never asks for less
+    last: StageError | None = None
     while True:
         try:
-            if need is not None and last is not None:
+            if need is not None:
                 time.sleep(faults.stage_retry_wait_s)
-                on_recovered(last, recover_stage(stage, need))
+                on_recovered(last or need, recover_stage(stage, need))
             return work()
         except StageLimitError:
             raise
