@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import sqlite3
 import sys
 import time
@@ -73,6 +74,9 @@ def register(sub: Any) -> None:
     _device_options(c)
     c.add_argument("--x", type=float, default=None, help="stage x to calibrate at, um (default: where it is)")
     c.add_argument("--y", type=float, default=None, help="stage y to calibrate at, um (default: where it is)")
+    c.add_argument("--z", type=float, default=None,
+                   help="stage z (focus) to calibrate at, um (default: where it is); a high-NA objective's depth of "
+                        "field is about a micrometre, so put it where a structure or dust at --x, --y is sharp")
     c.add_argument("--step-um", type=float, default=40.0, help="move size, um in [1, 1000] (default 40)")
     c.add_argument("--out", type=Path, default=Path("calibration.yaml"), help="output YAML (default calibration.yaml)")
     c.set_defaults(func=_cmd_calibrate)
@@ -299,12 +303,13 @@ def _scan(args: argparse.Namespace) -> int:
 
 
 def _cmd_calibrate(args: argparse.Namespace) -> int:
+    from appliance.hardware.stage.base import StageLimitError
     from appliance.hardware.stage.simavr_board import SimavrBoardError
     from appliance.scan.calibration import CalibrationError
 
     try:
         return _calibrate(args)
-    except (CalibrationError, SimavrBoardError) as exc:
+    except (CalibrationError, SimavrBoardError, StageLimitError) as exc:
         return _fail("calibrate", f"{type(exc).__name__}: {exc}", 1)
 
 
@@ -313,7 +318,13 @@ def _calibrate(args: argparse.Namespace) -> int:
 
     if not 1.0 <= args.step_um <= 1000.0:
         return _fail("calibrate", f"--step-um must be in [1, 1000], got {args.step_um}")
+    for name in ("x", "y", "z"):
+        value = getattr(args, name)
+        if value is not None and not math.isfinite(value):
+            return _fail("calibrate", f"--{name} must be a finite number of um, got {value}")
     with _devices(args) as (scope, stage, camera):
+        if args.z is not None:
+            stage.focus_to_um(args.z)
         p = stage.position_um()
         if args.x is not None or args.y is not None:
             stage.move_to_um(x=args.x if args.x is not None else p.x_um, y=args.y if args.y is not None else p.y_um)
