@@ -273,13 +273,18 @@ class ScanRunner:
         Receives every :mod:`appliance.scan.events` event (progress bars, logs, the live view).
     z_start_um : float, optional
         Focus guess before anything is focused (default: the stage's z now).
+    area_um : (left, top, right, bottom), optional
+        The area the plan scans, µm; an object centred outside it is not recorded (:meth:`_outside_area`).
+        None: every object the fields show is.
     """
 
     def __init__(self, stage: Stage, camera: Camera, vision: Vision, focuser: Focuser, focus_map: FocusMapLike,
                  store: ResultStore, folder: ScanFolder, plan: ScanPlan, grid: Grid, calibration: Calibration,
                  scan_id: int, device_clock: Callable[[], float] | None = None,
-                 on_event: Callable[[Event], None] | None = None, z_start_um: float | None = None) -> None:
+                 on_event: Callable[[Event], None] | None = None, z_start_um: float | None = None,
+                 area_um: tuple[float, float, float, float] | None = None) -> None:
         self.stage, self.vision = stage, vision
+        self.area_um = area_um
         # every capture of the scan (the focuser's too) is checked and retried; see appliance/scan/capture.py
         self.camera = CheckedCamera(camera, plan.faults.capture_retries, plan.faults.retry_wait_s,
                                     on_retry=self._count_retry)
@@ -807,6 +812,8 @@ class ScanRunner:
         when its shape cannot be its type's (:meth:`_not_its_shape`).
         """
         x, y = self._stage_xy(det, frame)
+        if not stitched and self._outside_area(x, y, self._box_um(det, frame)):
+            return
         self._known.append(_Known("structure", self._box_um(det, frame)))
         sharp = self._sharp_view(w, det, lens)
         again, focused, out = sharp.det, sharp.frame, sharp.focus
@@ -857,6 +864,25 @@ class ScanRunner:
         if sign is not None:
             extra["phase_sign"] = round(sign, 3)
         return verdict.kind != "structure"
+
+    def _outside_area(self, x: float, y: float, box_um: tuple[float, float, float, float]) -> bool:
+        """Whether an object centred at ``(x, y)`` lies outside the scanned area; then it is known and not recorded.
+
+        The fields reach past the area's edges by up to half a field, and what they show there is another
+        scan's (a neighbouring area of the same slide: each object is its centre's) or off the slide: the cheap
+        colour camera's blotch at a frame's edge, stitched from three views, was a 42 µm scaffold centred 40 µm
+        beyond the top edge of the slide (seed 856). It is kept among the known objects so that later fields
+        skip it.
+        """
+        if self.area_um is None:
+            return False
+        left, top, right, bottom = self.area_um
+        if left <= x <= right and top <= y <= bottom:
+            return False
+        _log.info("an object centred at (%.0f, %.0f) um lies outside the scanned area %s: not recorded", x, y,
+                  self.area_um)
+        self._known.append(_Known("structure", box_um))
+        return True
 
     def _not_its_shape(self, det: Detection, focused: Frame, stack: _Stack) -> dict[str, float] | None:
         """Why a whole object cannot be the type it is named, in numbers (:mod:`appliance.vision.typeshape`)."""
@@ -1023,7 +1049,7 @@ class ScanRunner:
         at_centre, view, fp = self.stitcher.stitch(field_det, field_frame, pieces, frame)
         w.timings["stitch"] = w.timings.get("stitch", 0.0) + time.perf_counter() - t
         x, y = fp.centre_um
-        if self._duplicate("structure", x, y):
+        if self._duplicate("structure", x, y) or self._outside_area(x, y, fp.box_um):
             return
         cut = at_centre.touches_edge(self.camera.size_px)
         if cut and at_centre.kind != "structure" and det.kind == "structure":

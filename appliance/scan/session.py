@@ -141,7 +141,7 @@ def run_scan(stage: Stage, camera: Camera, vision: Vision, focuser: Focuser, foc
             info = {"scan_id": scan_id, "db": str(Path(db_path).resolve()), "calibration_s": cal_s}
             write_durably(meta, json.dumps({**info, **({"flat_field": flat} if flat else {})}).encode())
         runner = ScanRunner(stage, camera, vision, focuser, focus_map, store, folder, plan, grid, cal, scan_id,
-                            device_clock=device_clock, on_event=on_event, z_start_um=z_start_um)
+                            device_clock=device_clock, on_event=on_event, z_start_um=z_start_um, area_um=area_um)
         if runner_hook is not None:
             runner_hook(runner)
         status = runner.run()

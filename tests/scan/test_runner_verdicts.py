@@ -786,3 +786,15 @@ def test_a_fibre_named_a_split_ring_is_no_ring_and_true_rings_stay(tmp_path):
     assert made[0].offered > 0
     assert s["recall"] == 1.0 and s["type_accuracy"] == 1.0 and s["duplicates"] == 0
     assert s["debris_as_structure"] == 0 and s["false_structures"] == 0
+
+
+def test_an_object_centred_outside_the_scanned_area_is_not_recorded(tmp_path):
+    # The fields of an area from x = 300 um reach x = 187 um: seed 31's pentagon (175-241 um) and micro-lens
+    # (203-305 um) lie there, centred outside the area (a neighbouring area's, or off the slide: the cheap colour
+    # camera's blotch, stitched beyond the slide's top edge, seed 856)
+    plan = replace(PLAN, grid=GridPlan(left=300.0, top=0.0, right=1400.0, bottom=1400.0))
+    s = _scan(tmp_path, 31, SimTruthVision, plan=plan)
+    assert s["structures_truth"] == 2 and s["recall"] == 1.0 and s["false_structures"] == 0
+    with sqlite3.connect(tmp_path / "t.db") as db:
+        xs = [x for (x,) in db.execute("select x_um from object where kind = 'structure'")]
+    assert len(xs) == 2 and min(xs) > 300.0, xs
