@@ -130,12 +130,16 @@ class Calibration:
             raise ValueError(f"calibration file {path}: not valid YAML ({exc})") from None
 
 
-def _prepare(image: np.ndarray, window: np.ndarray) -> np.ndarray:
+def spectrum(image: np.ndarray) -> np.ndarray:
+    """A frame's spectrum as phase correlation reads it: band-passed, Hann-windowed, ``rfft2``.
+
+    The band-pass drops the camera-fixed illumination (large scale) and damps the sensor's pixel-scale patterns
+    (Bayer, JPEG blocks), which do not move with the stage either.
+    """
+    h, w = image.shape
     f = image.astype(np.float32)
-    # band-pass: drop the camera-fixed illumination (large scale) and the sensor's pixel-scale patterns
-    # (Bayer, JPEG blocks), which do not move with the stage either
     f = cv2.GaussianBlur(f, (0, 0), 1.5) - cv2.GaussianBlur(f, (0, 0), 12.0)
-    return f * window
+    return np.fft.rfft2(f * cv2.createHanningWindow((w, h), cv2.CV_32F))
 
 
 def image_shift_px(a: np.ndarray, b: np.ndarray, exclude_px: int = 4) -> tuple[float, float, float]:
@@ -151,20 +155,18 @@ def image_shift_px(a: np.ndarray, b: np.ndarray, exclude_px: int = 4) -> tuple[f
     exclude_px : int
         Half-width of the masked zero-shift neighbourhood, pixels.
     """
-    return correlation_peak(correlation_surface(a, b, exclude_px))
-
-
-def correlation_surface(a: np.ndarray, b: np.ndarray, exclude_px: int = 4) -> np.ndarray:
-    """The phase correlation of ``b`` against ``a`` over every shift, zero shift at the centre and masked.
-
-    Arguments as :func:`image_shift_px`, which reads its peak (:func:`correlation_peak`).
-    """
     if a.shape != b.shape:
         raise ValueError(f"frames must have the same shape, got {a.shape} and {b.shape}")
-    h, w = a.shape
-    window = cv2.createHanningWindow((w, h), cv2.CV_32F)
-    fa = np.fft.rfft2(_prepare(a, window))
-    fb = np.fft.rfft2(_prepare(b, window))
+    return correlation_peak(correlation_surface(spectrum(a), spectrum(b), a.shape, exclude_px))
+
+
+def correlation_surface(fa: np.ndarray, fb: np.ndarray, shape: tuple[int, ...], exclude_px: int = 4) -> np.ndarray:
+    """The phase correlation of a frame against another over every shift, zero shift at the centre and masked.
+
+    ``fa``, ``fb``: the two frames' :func:`spectrum`; ``shape``: the frames' (H, W). :func:`image_shift_px`
+    reads its peak (:func:`correlation_peak`).
+    """
+    h, w = shape
     cross = fb * np.conj(fa)
     cross /= np.maximum(np.abs(cross), 1e-12)
     r = np.fft.fftshift(np.fft.irfft2(cross, s=(h, w)))
@@ -295,12 +297,17 @@ def _measure(stage: Stage, camera: Camera, x0: float, y0: float, step: float, ap
              min_response: float) -> list[tuple[tuple[float, float], tuple[float, float]]] | None:
     _approach(stage, x0, y0, approach)
     ref = camera.capture()
-    frames = []
+    f_ref = spectrum(ref.image)
+    frames, surfaces = [], []
     for dx, dy in ((1, 0), (-1, 0), (0, 1), (0, -1), (1, 1), (-1, -1), (1, -1), (-1, 1)):
         _approach(stage, x0 + dx * step, y0 + dy * step, approach)
-        frames.append(camera.capture())
+        frame = camera.capture()
+        r = correlation_surface(f_ref, spectrum(frame.image), ref.image.shape)
+        if correlation_peak(r)[2] < min_response:  # nothing to follow here, not even the camera's pattern
+            return None
+        frames.append(frame)
+        surfaces.append(r)
     _approach(stage, x0, y0, approach)
-    surfaces = [correlation_surface(ref.image, f.image) for f in frames]
     # What the eight correlations share is the camera's, not the slide's: the slide peaks at a different shift
     # for every move, a pattern fixed to the sensor at the same ones. The cheap colour camera's JPEG blocks at
     # 20x, over a slide with little dust, peaked at +-8 and +-16 px on every move (0.04-0.085, above the bound),

@@ -89,7 +89,7 @@ from appliance.scan.stitch import (
 from appliance.scan.stitcher import Stitcher
 from appliance.vision.decision import MICROLENS, lens_disputed, likeliest_type, too_small
 from appliance.vision.phasesign import CONVERGING, DIVERGING, PhaseSignRule, phase_sign
-from appliance.vision.typeshape import not_its_shape
+from appliance.vision.typeshape import not_a_footprint, not_its_shape
 
 _log = logging.getLogger(__name__)
 
@@ -1050,6 +1050,13 @@ class ScanRunner:
         w.timings["stitch"] = w.timings.get("stitch", 0.0) + time.perf_counter() - t
         x, y = fp.centre_um
         if self._duplicate("structure", x, y) or self._outside_area(x, y, fp.box_um):
+            return
+        why = not_a_footprint(fp.box_um)
+        if why is not None:  # a long scratch or fibre the views named a print: no type is that narrow
+            seen = self._duplicate("debris", *self._stage_xy(det, frame))
+            self._known.append(_Known("debris", fp.box_um))  # its every piece is known now, not only this view's
+            if not seen:
+                self._record_debris(w, replace(det, kind="debris", cls="debris"), frame, {"not_its_shape": why})
             return
         cut = at_centre.touches_edge(self.camera.size_px)
         if cut and at_centre.kind != "structure" and det.kind == "structure":

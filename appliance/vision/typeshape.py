@@ -53,6 +53,12 @@ RING_MAX_SPREAD = 0.35
 #: "About as wide as long": the pixels' second moments differ by less than this factor (a filled disk 1,
 #: true rings up to 6.9 where part of the ring was faint, a thin straight fibre 20 or more).
 MAX_ELONGATION = 3.0
+#: A print stitched from views (larger than the field) has a footprint at least this wide for its length: the
+#: stitched 40x prints of sessions 12 and 13 were 0.75 or more, a 62 x 108 µm pentagon's of session 14 0.58
+#: (views may crop a footprint, so the bound is far looser than a whole box's); a 373 µm scratch stitched
+#: from three views was 0.06 (a test double named it a pentagon in every view but the sharp one, where it
+#: vanished), a thin fibre's would be 0.1-0.3.
+MIN_FOOTPRINT_ASPECT = 0.35
 SPLIT_RING = "split_ring"
 #: Fewer object pixels than this fit no circle worth reading.
 MIN_PIXELS = 12
@@ -123,10 +129,16 @@ def not_a_ring(crop: np.ndarray, box: tuple[int, int, int, int]) -> RingFit | No
     return fit if fit is not None and fit.no_ring else None
 
 
-def box_aspect(box: tuple[int, int, int, int]) -> float:
+def box_aspect(box: tuple[float, float, float, float]) -> float:
     """How wide a box is for its length: its shorter side over its longer, in (0, 1]."""
     w, h = box[2] - box[0], box[3] - box[1]
     return min(w, h) / max(w, h, 1)
+
+
+def not_a_footprint(box_um: tuple[float, float, float, float]) -> dict[str, float] | None:
+    """Why a footprint stitched from views cannot be a print (far too narrow for its length), or None."""
+    aspect = box_aspect(box_um)
+    return {"footprint_aspect": round(aspect, 3)} if aspect < MIN_FOOTPRINT_ASPECT else None
 
 
 def not_its_shape(crop: np.ndarray, box: tuple[int, int, int, int], cls: str) -> dict[str, float] | None:

@@ -6,9 +6,11 @@ import pytest
 
 from appliance.vision.typeshape import (
     MIN_BOX_ASPECT,
+    MIN_FOOTPRINT_ASPECT,
     RING_MAX_CENTRE_OFFSET,
     RING_MAX_SPREAD,
     box_aspect,
+    not_a_footprint,
     not_a_ring,
     not_its_shape,
     ring_fit,
@@ -103,3 +105,12 @@ def test_a_split_ring_named_so_passes_and_a_fibre_named_so_is_told_why():
     why = not_its_shape(crop, _box(crop), "split_ring")
     assert why is not None and why.get("centre_offset", 0.0) > RING_MAX_CENTRE_OFFSET
     assert not_its_shape(crop, _box(crop), "microlens") is None  # only a ring is judged by its circle
+
+
+def test_a_footprint_stitched_from_views_is_judged_by_its_own_aspect():
+    # the stitched 40x prints of sessions 12-13 had footprints 0.75 or more as wide as long; a 373 um scratch
+    # stitched from three views, 348 x 22 um
+    assert not_a_footprint((0.0, 0.0, 150.0, 115.0)) is None
+    assert not_a_footprint((0.0, 0.0, 150.0, 0.8 * MIN_FOOTPRINT_ASPECT * 150.0)) is not None
+    why = not_a_footprint((236.5, 316.2, 584.4, 337.8))
+    assert why is not None and why["footprint_aspect"] == pytest.approx(0.062, abs=0.001)
