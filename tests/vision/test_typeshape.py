@@ -114,3 +114,14 @@ def test_a_footprint_stitched_from_views_is_judged_by_its_own_aspect():
     assert not_a_footprint((0.0, 0.0, 150.0, 0.8 * MIN_FOOTPRINT_ASPECT * 150.0)) is not None
     why = not_a_footprint((236.5, 316.2, 584.4, 337.8))
     assert why is not None and why["footprint_aspect"] == pytest.approx(0.062, abs=0.001)
+
+
+def test_a_ring_in_a_box_widened_on_one_side_is_still_a_ring():
+    # seed 1461 at 20x: a 117 um split ring in a 139 x 116 um box, its circle 0.206 radii off the box's centre
+    # but its pixels all around it; an arc of the same offset is no ring
+    crop = _crop(_ring(60, 5, 40.0, 90.0), size=220)
+    x0, y0, x1, y1 = _box(crop)
+    wide = (x0, y0, x1 + 30, y1)
+    fit = ring_fit(crop, wide)
+    assert fit.centre_offset > RING_MAX_CENTRE_OFFSET and fit.cover_deg >= 300
+    assert not_its_shape(crop, wide, "split_ring") is None
