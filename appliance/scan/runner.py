@@ -890,7 +890,7 @@ class ScanRunner:
             return None
         cx0, cy0, cx1, cy1 = stack.crop_box
         local = (det.box_px[0] - cx0, det.box_px[1] - cy0, det.box_px[2] - cx0, det.box_px[3] - cy0)
-        return not_its_shape(focused.image[cy0:cy1, cx0:cx1], local, det.cls)
+        return not_its_shape(focused.image[cy0:cy1, cx0:cx1], local, det.cls, self.camera.size_px)
 
     def _sharp_view(self, w: FieldWork, det: Detection, lens: bool) -> _SharpView:
         """Focus on ``det`` and look again: its view in that frame, the frame and its analysis, the focus."""

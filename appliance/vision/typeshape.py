@@ -64,6 +64,10 @@ MAX_ELONGATION = 3.0
 #: from three views was 0.06 (a test double named it a pentagon in every view but the sharp one, where it
 #: vanished), a thin fibre's would be 0.1-0.3.
 MIN_FOOTPRINT_ASPECT = 0.35
+#: A box spanning more than this share of its frame's width or height may not hold the whole object: a 133 µm
+#: scaffold at 20x in a 101 µm-high field was boxed 87 µm high, 50 px short of the top and bottom edges (its
+#: faint cells there), and called debris for a box 0.66 as wide as long (seed 1465, a 1280 x 720 camera).
+MAX_FRAME_FILL = 0.75
 SPLIT_RING = "split_ring"
 #: Fewer object pixels than this fit no circle worth reading.
 MIN_PIXELS = 12
@@ -143,19 +147,29 @@ def box_aspect(box: tuple[float, float, float, float]) -> float:
     return min(w, h) / max(w, h, 1)
 
 
+def fills_frame(box: tuple[int, int, int, int], frame_px: tuple[int, int]) -> bool:
+    """Whether ``box`` spans more than :data:`MAX_FRAME_FILL` of a ``frame_px`` (width, height) frame either way."""
+    return box[2] - box[0] > MAX_FRAME_FILL * frame_px[0] or box[3] - box[1] > MAX_FRAME_FILL * frame_px[1]
+
+
 def not_a_footprint(box_um: tuple[float, float, float, float]) -> dict[str, float] | None:
     """Why a footprint stitched from views cannot be a print (far too narrow for its length), or None."""
     aspect = box_aspect(box_um)
     return {"footprint_aspect": round(aspect, 3)} if aspect < MIN_FOOTPRINT_ASPECT else None
 
 
-def not_its_shape(crop: np.ndarray, box: tuple[int, int, int, int], cls: str) -> dict[str, float] | None:
+def not_its_shape(crop: np.ndarray, box: tuple[int, int, int, int], cls: str,
+                  frame_px: tuple[int, int] | None = None) -> dict[str, float] | None:
     """Why an object named the structure type ``cls`` cannot be one, in numbers; None when its shape fits.
 
     ``box`` is the object's box in ``crop`` (its sharp frame, cut with a margin of glass): too narrow for its
     length for any type (``box_aspect``), or, for a split ring, no ring (``centre_offset``, ``spread``,
-    ``elongation`` of :class:`RingFit`).
+    ``elongation``, ``cover_deg`` of :class:`RingFit`). With ``frame_px``, the frame's (width, height), a box
+    spanning more than :data:`MAX_FRAME_FILL` of it in either direction says nothing: the object may go on
+    past the frame where the box stops short of its edge.
     """
+    if frame_px is not None and fills_frame(box, frame_px):
+        return None
     aspect = box_aspect(box)
     if aspect < MIN_BOX_ASPECT:
         return {"box_aspect": round(aspect, 3)}

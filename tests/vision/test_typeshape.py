@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from appliance.vision.typeshape import (
+    MAX_FRAME_FILL,
     MIN_BOX_ASPECT,
     MIN_FOOTPRINT_ASPECT,
     RING_MAX_CENTRE_OFFSET,
@@ -125,3 +126,13 @@ def test_a_ring_in_a_box_widened_on_one_side_is_still_a_ring():
     fit = ring_fit(crop, wide)
     assert fit.centre_offset > RING_MAX_CENTRE_OFFSET and fit.cover_deg >= 300
     assert not_its_shape(crop, wide, "split_ring") is None
+
+
+def test_a_box_that_nearly_fills_its_frame_says_nothing_of_the_shape():
+    # seed 1465: a 133 um scaffold in a 101 um-high field, boxed 942 x 620 px in a 1280 x 720 frame
+    crop = _crop(lambda img: cv2.rectangle(img, (20, 60), (180, 140), DARK, -1))
+    box = _box(crop)
+    assert not_its_shape(crop, box, "scaffold") is not None  # 0.5 as wide as long, seen whole
+    h = box[3] - box[1]
+    assert not_its_shape(crop, box, "scaffold", frame_px=(400, int(h / MAX_FRAME_FILL) - 1)) is None
+    assert not_its_shape(crop, box, "scaffold", frame_px=(400, 2 * h)) is not None
