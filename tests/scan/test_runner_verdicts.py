@@ -327,6 +327,14 @@ def test_a_sure_debris_view_while_centring_overrules_a_structure(tmp_path):
     assert s["structures_truth"] == 4 and s["recall"] == 0.0
 
 
+def _print_under(scope, box):
+    """The true print a box in the frame the stage stands at overlaps, or None."""
+    true = scope.stage.true_position_um()
+    over = [b for b in scope.boxes_at(true.x_um, true.y_um) if b.box_px[0] < box[2] and box[0] < b.box_px[2]
+            and b.box_px[1] < box[3] and box[1] < b.box_px[3]]
+    return next((b for b in over if b.kind == "structure"), None)
+
+
 class _RelabelTruth:
     """The ground truth's vision, except that the true objects :meth:`relabel` picks get the models' mistaken word."""
 
@@ -457,10 +465,7 @@ class _BubbleDisputedWhenSharp(_RelabelTruth):
         return replace(det, kind="structure", cls="microlens", confidence=0.95, scores=dict(self.SURE), recheck=False)
 
     def read_type(self, images, box):
-        true = self.scope.stage.true_position_um()
-        over = [b for b in self.scope.boxes_at(true.x_um, true.y_um) if b.box_px[0] < box[2] and box[0] < b.box_px[2]
-                and b.box_px[1] < box[3] and box[1] < b.box_px[3]]
-        print_ = next((b for b in over if b.kind == "structure"), None)
+        print_ = _print_under(self.scope, box)
         return {print_.cls: 0.95, "debris": 0.05} if print_ is not None else {"microlens": 0.27, "debris": 0.73}
 
 
@@ -706,10 +711,7 @@ class _DirtNamedPrintWhenSharp(_RelabelTruth):
         return replace(det, kind="structure", cls="scaffold", confidence=0.92, scores=dict(self.SURE), recheck=False)
 
     def read_type(self, images, box):
-        true = self.scope.stage.true_position_um()
-        over = [b for b in self.scope.boxes_at(true.x_um, true.y_um) if b.box_px[0] < box[2] and box[0] < b.box_px[2]
-                and b.box_px[1] < box[3] and box[1] < b.box_px[3]]
-        print_ = next((b for b in over if b.kind == "structure"), None)
+        print_ = _print_under(self.scope, box)
         if print_ is not None:
             return {print_.cls: 0.95, "debris": 0.05}
         return {"debris": 0.89, "scaffold": 0.11}
