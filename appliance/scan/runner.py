@@ -599,7 +599,7 @@ class ScanRunner:
             # a whole box under the gate's size limits is a speck whatever a vision says (``decide`` holds the
             # product's to it); a speck found only through a larger gate candidate around it, and not in its
             # sharp frame, was recorded as a 4 µm pentagon (a vision double's, tests/scan/test_runner_verdicts.py)
-            det = replace(det, kind="debris", cls="debris", recheck=False)
+            det = _as_debris(det)
         # Debris the vision is unsure of, or saw cut by the frame's edge (a ring's arc is no ring to either
         # model), is looked at again like a structure: centred, it is seen whole, and that view decides.
         # So is a round object the classifier takes for a micro-lens and the rule does not call a sure
@@ -689,7 +689,7 @@ class ScanRunner:
                     # disputed, and only ever seen cut by the frame's edge: nothing confirms it. The corners of
                     # a vignetted frame (sensor.vignetting=0.7) showed a 17 x 22 um "woodpile" the classifier
                     # alone named at 0.3-0.66, seen in no later look: 10 false structures on a 3 x 3 mm slide
-                    return replace(kept, kind="debris", cls="debris", recheck=False), cur_frame, True
+                    return _as_debris(kept), cur_frame, True
                 return kept, cur_frame, sure_debris
             cur_det = near
             whole = not near.touches_edge((w, h))
@@ -754,7 +754,7 @@ class ScanRunner:
             return replace(det, kind="structure", cls=MICROLENS,
                            confidence=float(det.scores.get(MICROLENS, det.confidence)), recheck=False), sign
         if call == DIVERGING:
-            return replace(det, kind="debris", cls="debris", recheck=False), sign
+            return _as_debris(det), sign
         return det, sign
 
     def _refocus_where_seen(self, w: FieldWork, det: Detection, failed: FocusOutcome) -> FocusOutcome:
@@ -812,9 +812,10 @@ class ScanRunner:
         when its shape cannot be its type's (:meth:`_not_its_shape`).
         """
         x, y = self._stage_xy(det, frame)
-        if not stitched and self._outside_area(x, y, self._box_um(det, frame)):
+        seen_um = self._box_um(det, frame)
+        if not stitched and self._outside_area(x, y, seen_um):
             return
-        self._known.append(_Known("structure", self._box_um(det, frame)))
+        self._known.append(_Known("structure", seen_um))
         sharp = self._sharp_view(w, det, lens)
         again, focused, out = sharp.det, sharp.frame, sharp.focus
         # the phase's sign, where it was read, goes with the record: it decides lenses and bubbles
@@ -836,22 +837,20 @@ class ScanRunner:
         w.timings["type"] = w.timings.get("type", 0.0) + time.perf_counter() - t
         types: dict[str, Any] = {**read, "type_sharp": sharp_cls, "type_views": type_views}
         if _views_say_debris(type_views):
-            dirt = replace(det, kind="debris", cls="debris", confidence=1.0 - sum(type_views.values()))
-            self._debris_after_all(w, dirt, focused, (x, y), types)
+            self._debris_after_all(w, _as_debris(det, 1.0 - sum(type_views.values())), focused, (x, y), types)
             return
         if det.cls == MICROLENS and sharp.phase_sign is None and self._diverges(w, det, out.z_um, types):
             # a bubble: no micro-lens is recorded unread (step 6). One whose sharp view was disputed with the
             # classifier's micro-lens under the check's bound (0.19) kept the earlier view's structure verdict
             # unread and was recorded as a lens (seed 1411 at 320 x 240)
-            dirt = replace(det, kind="debris", cls="debris", confidence=float(det.scores.get("debris", 0.0)))
-            self._debris_after_all(w, dirt, focused, (x, y), types)
+            self._debris_after_all(w, _as_debris(det, _debris_score(det)), focused, (x, y), types)
             return
         why = None if stitched else self._not_its_shape(det, focused, stack)
         if why is not None:
             # dirt the classifier named a print: a clump too narrow for any type, a fibre named a split ring
             # (appliance/vision/typeshape.py)
-            dirt = replace(det, kind="debris", cls="debris", confidence=float(det.scores.get("debris", 0.0)))
-            self._debris_after_all(w, dirt, focused, (x, y), {**types, "not_its_shape": why})
+            self._debris_after_all(w, _as_debris(det, _debris_score(det)), focused, (x, y),
+                                   {**types, "not_its_shape": why})
             return
         shape = self._shape(w, det, focused, stack, out.z_um, (x, y))
         self._record_structure(w, det, focused, sharp.seen, out, stack, shape, (x, y), box_um, types)
@@ -1056,7 +1055,7 @@ class ScanRunner:
             seen = self._duplicate("debris", *self._stage_xy(det, frame))
             self._known.append(_Known("debris", fp.box_um))  # its every piece is known now, not only this view's
             if not seen:
-                self._record_debris(w, replace(det, kind="debris", cls="debris"), frame, {"not_its_shape": why})
+                self._record_debris(w, _as_debris(det), frame, {"not_its_shape": why})
             return
         cut = at_centre.touches_edge(self.camera.size_px)
         if cut and at_centre.kind != "structure" and det.kind == "structure":
@@ -1154,6 +1153,17 @@ def _views_say_debris(type_views: Mapping[str, float]) -> bool:
     the sharp frame's verdict stands.
     """
     return bool(type_views) and sum(type_views.values()) < VIEWS_MIN_STRUCTURE
+
+
+def _as_debris(det: Detection, confidence: float | None = None) -> Detection:
+    """``det`` as a sure debris verdict (its confidence kept unless given)."""
+    conf = det.confidence if confidence is None else confidence
+    return replace(det, kind="debris", cls="debris", confidence=conf, recheck=False)
+
+
+def _debris_score(det: Detection) -> float:
+    """The classifier's ``debris`` probability in ``det``'s scores (0 where it said nothing)."""
+    return float(det.scores.get("debris", 0.0))
 
 
 def _type_scores(scores: Mapping[str, float]) -> dict[str, float]:
