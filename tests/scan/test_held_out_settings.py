@@ -182,7 +182,7 @@ def test_the_calibration_moves_follow_the_field_of_a_40x_objective() -> None:
     with scope.stage, scope.camera:
         scope.stage.focus_to_um(float(dust.focus_z_um))
         scope.stage.move_to_um(x=float(dust.center_um[0]), y=float(dust.center_um[1]))
-        with pytest.raises(CalibrationError):
+        with pytest.raises(CalibrationError, match="wrap-around: make the moves smaller"):
             calibrate(scope.stage, scope.camera, step_um=40.0, search=0)
         scope.stage.move_to_um(x=float(dust.center_um[0]), y=float(dust.center_um[1]))
         cal = calibrate(scope.stage, scope.camera, step_um=step, search=0)
