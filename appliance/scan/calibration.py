@@ -397,8 +397,8 @@ MAX_SHIFT_FRACTION = 1.0 / 3.0
 #: wrapped around, a fibre read along its length), or a stage axis that moves far from what it is told.
 MAX_STRETCH = 1.25
 
-#: A place whose moves' correlations peak below the bound on more than this many is bare (the search goes on
-#: at once): on bare glass this ends a place after five moves, not eight.
+#: A place whose moves' correlations peak below the bound on more than this many, or on both of its first two
+#: (the x moves), is bare: the search goes on at once.
 MAX_FAINT_MOVES = 4
 
 Pair = tuple[tuple[float, float], tuple[float, float]]
@@ -428,7 +428,8 @@ def _measure(stage: Stage, camera: Camera, x0: float, y0: float, step: float, ap
         r = correlation_surface(f_ref, spectrum(frame.image), ref.image.shape)
         if correlation_peak(r)[2] < min_response:  # nothing above the bound anywhere, not even the camera's
             faint += 1
-            if faint > MAX_FAINT_MOVES:
+            # both x moves faint: a speck in view stays in view on one of them, so this is bare glass
+            if faint > MAX_FAINT_MOVES or (len(frames) == 1 and faint == 2):
                 return None
         frames.append(frame)
         surfaces.append(r)
