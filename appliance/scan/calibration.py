@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 import yaml
 
-from appliance.hardware.camera.base import Camera
+from appliance.hardware.camera.base import Camera, Frame
 from appliance.hardware.stage.base import Stage, StageLimitError
 
 
@@ -327,13 +327,13 @@ def calibrate(stage: Stage, camera: Camera, step_um: float = 40.0, approach_um: 
     for k, bound in enumerate(bounds):
         if k > 0 and bound >= bounds[k - 1]:
             break
-        faint = []  # the places too faint for this bound: the next, lower one looks at them again
+        faint = []  # the places too faint for this bound, with their strongest peak: a lower bound may look again
         for i, j in places:
             x0, y0 = start.x_um + i * search_step_um, start.y_um + j * search_step_um
             try:
                 pairs = _measure(stage, camera, x0, y0, step_um, approach_um, bound)
-                if pairs is None:
-                    faint.append((i, j))
+                if isinstance(pairs, float):
+                    faint.append(((i, j), pairs))
                     continue
                 cal = _fit_robust(pairs, (w, h), tolerance)
             except StageLimitError:  # this place of the spiral is beyond the travel (a start near an edge): skip
@@ -351,7 +351,8 @@ def calibrate(stage: Stage, camera: Camera, step_um: float = 40.0, approach_um: 
             if cal.residual_um <= tolerance:
                 return cal
             worst = cal if worst is None or cal.residual_um < worst.residual_um else worst
-        places = faint
+        # bare glass peaks under every bound: only a place whose moves reached the next one is measured again
+        places = [ij for ij, peak in faint if k + 1 < len(bounds) and peak >= bounds[k + 1]]
     where = f"at {search + 1} place{'s' if search else ''} from ({start.x_um:.0f}, {start.y_um:.0f}) um"
     if worst is not None or why:
         misfit = (f"best RMS misfit {worst.residual_um:.1f} um, allowed {tolerance:.1f} um for {step_um:g} um moves"
@@ -405,11 +406,12 @@ Pair = tuple[tuple[float, float], tuple[float, float]]
 
 
 def _measure(stage: Stage, camera: Camera, x0: float, y0: float, step: float, approach: float,
-             min_response: float) -> list[Pair] | None:
-    """The (image shift, stage move) pairs of a place's moves read, or None when it has nothing to follow.
+             min_response: float) -> list[Pair] | float:
+    """The (image shift, stage move) pairs of a place's moves read, or its strongest peak if it has no texture.
 
-    The shifts are read together (:func:`joint_shifts`); a place has texture when their correlations average
-    ``min_response``. A move is read when its own correlation there reaches half of it.
+    With nothing to follow, the highest correlation peak its moves reached is returned: a lower bound looks
+    again where that reaches it. The shifts are read together (:func:`joint_shifts`); a place has texture when
+    their correlations average ``min_response``. A move is read when its own correlation there reaches half of it.
 
     Raises
     ------
@@ -421,16 +423,20 @@ def _measure(stage: Stage, camera: Camera, x0: float, y0: float, step: float, ap
     _approach(stage, x0, y0, approach)
     ref = camera.capture()
     f_ref = spectrum(ref.image)
-    frames, surfaces, faint = [], [], 0
+    frames: list[Frame] = []
+    surfaces: list[np.ndarray] = []
+    faint, strongest = 0, 0.0
     for dx, dy in MOVES:
         _approach(stage, x0 + dx * step, y0 + dy * step, approach)
         frame = camera.capture()
         r = correlation_surface(f_ref, spectrum(frame.image), ref.image.shape)
-        if correlation_peak(r)[2] < min_response:  # nothing above the bound anywhere, not even the camera's
+        peak = correlation_peak(r)[2]
+        strongest = max(strongest, peak)
+        if peak < min_response:  # nothing above the bound anywhere, not even the camera's
             faint += 1
             # both x moves faint: a speck in view stays in view on one of them, so this is bare glass
             if faint > MAX_FAINT_MOVES or (len(frames) == 1 and faint == 2):
-                return None
+                return strongest
         frames.append(frame)
         surfaces.append(r)
     _approach(stage, x0, y0, approach)
@@ -442,7 +448,7 @@ def _measure(stage: Stage, camera: Camera, x0: float, y0: float, step: float, ap
     own = [r - common for r in surfaces]
     shifts = joint_shifts(own)
     if float(np.mean([resp for _, _, resp in shifts])) < min_response:
-        return None
+        return strongest
     agreeing = sum(_near(correlation_peak(r), s) for r, s in zip(own, shifts, strict=True))
     if agreeing < MIN_MOVES_AGREEING:
         raise _NoMap(f"{agreeing} of {len(MOVES)} moves peaked where one shift map puts them, "

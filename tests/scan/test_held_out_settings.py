@@ -188,3 +188,23 @@ def test_the_calibration_moves_follow_the_field_of_a_40x_objective() -> None:
         cal = calibrate(scope.stage, scope.camera, step_um=step, search=0)
     s = scope.camera.um_per_px
     np.testing.assert_allclose(cal.m, [[s, 0], [0, s]], atol=0.02 * s)
+
+
+def test_a_sparse_slide_at_40x_calibrates_on_a_search_spread_over_the_area() -> None:
+    # 40x over 5 dust pieces per mm² (a field holds about 0.06 objects): the 49 places 300 um apart around the
+    # middle of a 2 x 2 mm area held one object, a fibre out of focus, and the scan stopped "no texture" (seed
+    # 1513). The scan's search is an 11 x 11 spiral spread over the area, and a bare place costs three frames.
+    from appliance.scan.calibration import calibrate
+    from appliance.scan.session import CALIBRATION_PLACES, calibration_spacing_um, calibration_step_um
+
+    scope = sim_microscope(1513, {"slide": {"width_um": 2000.0, "height_um": 2000.0, "n_structures": 8,
+                                            "debris_per_mm2": 5.0}, "optics": {"magnification": 40.0, "na": 0.65}})
+    step = calibration_step_um(scope.camera.um_per_px, scope.camera.size_px)
+    spacing = calibration_spacing_um((0.0, 0.0, 2000.0, 2000.0), step)
+    assert spacing == pytest.approx(2000.0 / 11) and calibration_spacing_um((0, 0, 1e4, 1e4), step) == 300.0
+    assert calibration_spacing_um((0, 0, 100, 100), step) == 7 * step  # places never overlap
+    with scope.stage, scope.camera:
+        scope.stage.move_to_um(x=1000.0, y=1000.0)
+        cal = calibrate(scope.stage, scope.camera, step_um=step, search=CALIBRATION_PLACES - 1, search_step_um=spacing)
+    s = scope.camera.um_per_px
+    np.testing.assert_allclose(cal.m, [[s, 0], [0, s]], atol=0.01 * s)
