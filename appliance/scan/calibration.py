@@ -198,12 +198,6 @@ def _refined(r: np.ndarray, py: int, px: int) -> tuple[float, float, float]:
     return sx - cx, sy - cy, float(r[py, px])
 
 
-def _mirrored(r: np.ndarray) -> np.ndarray:
-    """``r`` read at minus each shift: the surface of the opposite move."""
-    h, w = r.shape
-    return np.roll(r[::-1, ::-1], (2 * (h // 2) - (h - 1), 2 * (w // 2) - (w - 1)), axis=(0, 1))
-
-
 def _top_cells(r: np.ndarray, k: int) -> list[tuple[int, int]]:
     """The ``k`` highest local maxima of ``r`` as (row, column)."""
     peaks = (r >= cv2.dilate(r.astype(np.float32), np.ones((3, 3), np.uint8))) & (r > r.min())
@@ -216,46 +210,51 @@ def _top_cells(r: np.ndarray, k: int) -> list[tuple[int, int]]:
 MOVES = ((1, 0), (-1, 0), (0, 1), (0, -1), (1, 1), (-1, -1), (1, -1), (-1, 1))
 
 
-def joint_shifts(surfaces: list[np.ndarray], candidates: int = 12,
+def joint_shifts(surfaces: list[np.ndarray], moves_um: list[tuple[float, float]], candidates: int = 12,
                  radius: int = 3) -> list[tuple[float, float, float]]:
     """The image shifts of the eight :data:`MOVES`, read together as one linear map of the stage predicts them.
 
-    ``surfaces`` holds each move's correlation surface, in the order of ``MOVES``. A linear map puts the shift
-    of move ``(i, j)`` at ``i a + j b``: ``a`` and ``b`` are taken from the strongest peaks of the two x moves'
-    surfaces added (one mirrored) and of the two y moves', and the pair whose eight predicted shifts add up to
-    the most correlation wins. Each move's shift is then its surface's highest cell within ``radius`` px of the
-    prediction, refined (the radius takes up a constant move error of a few pixels, which the prediction leaves
-    out and the fit's intercept takes). Read one by one, a move whose view lost the speck, or whose diagonal
-    peak lost to a scaffold's rods, took a false peak and spoilt the place's fit (60x / NA 0.85, seed 1417);
-    read together, the moves that see the speck carry the ones that barely do. Returns ``(du, dv, height)`` per move.
+    ``surfaces`` holds each move's correlation surface and ``moves_um`` how far the stage moved (x, y), in the
+    order of ``MOVES``. A linear map ``A`` puts the shift of a move ``d`` at ``A d``: ``A`` is solved from one
+    of the strongest peaks of an x move's surface and one of a y move's, and of those candidates the one whose
+    eight predicted shifts add up to the most correlation wins. Each move's shift is then its surface's highest
+    cell within ``radius`` px of the prediction, refined (the radius takes up a constant move error of a few
+    pixels, which the prediction leaves out and the fit's intercept takes). The stage's own moves are used, not
+    the steps asked for: a stage that rounds to whole micrometres moved +7 and -6 µm for +-6.67 (60x, seed 1527).
+    Read one by one, a move whose view lost the speck, or whose diagonal peak lost to a scaffold's rods, took a
+    false peak and spoilt the place's fit (60x / NA 0.85, seed 1417); read together, the moves that see the speck
+    carry the ones that barely do. Returns ``(du, dv, height)`` per move.
     """
-    if len(surfaces) != len(MOVES):
-        raise ValueError(f"joint_shifts needs {len(MOVES)} surfaces (one per move), got {len(surfaces)}")
+    if len(surfaces) != len(MOVES) or len(moves_um) != len(MOVES):
+        raise ValueError(f"joint_shifts needs {len(MOVES)} surfaces and moves (one per move), "
+                         f"got {len(surfaces)} and {len(moves_um)}")
     h, w = surfaces[0].shape
     cy, cx = h // 2, w // 2
-    x_pair = surfaces[0] + _mirrored(surfaces[1])
-    y_pair = surfaces[2] + _mirrored(surfaces[3])
+    d = np.asarray(moves_um, dtype=np.float64)
+    tops = [[(float(px - cx), float(py - cy)) for py, px in _top_cells(r, candidates)] for r in surfaces[:4]]
 
-    def at(r: np.ndarray, dy: int, dx: int) -> float:
-        y, x = cy + dy, cx + dx
-        return float(r[y, x]) if 0 <= y < h and 0 <= x < w else -1.0
+    def height(r: np.ndarray, p: np.ndarray) -> float:
+        y, x = int(round(cy + p[1])), int(round(cx + p[0]))
+        return float(r[max(y - 1, 0):y + 2, max(x - 1, 0):x + 2].max()) if 0 <= y < h and 0 <= x < w else -1.0
 
-    best, best_score = ((0, 0), (0, 0)), -math.inf
-    for ay, ax in _top_cells(x_pair, candidates):
-        for by, bx in _top_cells(y_pair, candidates):
-            a, b = (ay - cy, ax - cx), (by - cy, bx - cx)
-            diagonals = zip(surfaces[4:], MOVES[4:], strict=True)
-            score = float(x_pair[ay, ax] + y_pair[by, bx]) + sum(
-                at(r, i * a[0] + j * b[0], i * a[1] + j * b[1]) for r, (i, j) in diagonals)
-            if score > best_score:
-                best, best_score = (a, b), score
-    a, b = best
+    best, best_score = np.zeros((2, 2)), -math.inf
+    for i, j in ((0, 2), (0, 3), (1, 2), (1, 3)):
+        moves = np.stack([d[i], d[j]], axis=1)
+        if abs(np.linalg.det(moves)) < 1e-9:
+            continue
+        for pi in tops[i]:
+            for pj in tops[j]:
+                m = np.stack([pi, pj], axis=1) @ np.linalg.inv(moves)  # pixels per µm
+                score = sum(height(r, m @ dk) for r, dk in zip(surfaces, d, strict=True))
+                if score > best_score:
+                    best, best_score = m, score
     out = []
-    for r, (i, j) in zip(surfaces, MOVES, strict=True):
-        qy, qx = cy + i * a[0] + j * b[0], cx + i * a[1] + j * b[1]
+    for r, dk in zip(surfaces, d, strict=True):
+        q = best @ dk
+        qy, qx = int(round(cy + q[1])), int(round(cx + q[0]))
         y0, y1, x0, x1 = max(qy - radius, 0), min(qy + radius + 1, h), max(qx - radius, 0), min(qx + radius + 1, w)
         if y0 >= y1 or x0 >= x1:  # predicted off the surface: this move cannot be read
-            out.append((float(qx - cx), float(qy - cy), -1.0))
+            out.append((float(q[0]), float(q[1]), -1.0))
             continue
         py, px = np.unravel_index(int(np.argmax(r[y0:y1, x0:x1])), (y1 - y0, x1 - x0))
         out.append(_refined(r, int(py) + y0, int(px) + x0))
@@ -446,7 +445,8 @@ def _measure(stage: Stage, camera: Camera, x0: float, y0: float, step: float, ap
     # and no place of 25 agreed with one map (seed 1442); less their median they peak at 0.01-0.03.
     common = np.median(np.stack(surfaces), axis=0)
     own = [r - common for r in surfaces]
-    shifts = joint_shifts(own)
+    moved = [(f.position.x_um - ref.position.x_um, f.position.y_um - ref.position.y_um) for f in frames]
+    shifts = joint_shifts(own, moved)
     if float(np.mean([resp for _, _, resp in shifts])) < min_response:
         return strongest
     agreeing = sum(_near(correlation_peak(r), s) for r, s in zip(own, shifts, strict=True))
@@ -458,8 +458,7 @@ def _measure(stage: Stage, camera: Camera, x0: float, y0: float, step: float, ap
             max(abs(dv) / h for _, dv, _ in shifts) > MAX_SHIFT_FRACTION:
         raise _NoMap(f"the image moved by more than {MAX_SHIFT_FRACTION:.2g} of the frame, where phase correlation "
                      "cannot tell a shift from its wrap-around: make the moves smaller")
-    pairs = [((du, dv), (f.position.x_um - ref.position.x_um, f.position.y_um - ref.position.y_um))
-             for (du, dv, resp), f in zip(shifts, frames, strict=True) if resp >= min_response / 2]
+    pairs = [((du, dv), dk) for (du, dv, resp), dk in zip(shifts, moved, strict=True) if resp >= min_response / 2]
     if len(pairs) < MIN_MOVES_READ:
         raise _NoMap(f"{len(pairs)} of {len(MOVES)} moves read, {MIN_MOVES_READ} needed")
     return pairs
