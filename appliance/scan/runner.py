@@ -102,6 +102,9 @@ TYPE_VIEW_RANGE_UM = 2.0
 #: 400 true prints' views gave 0.44 or more, while 11 records of dirt and of the optics gave 0.02-0.18: the
 #: cheap colour camera's blotch and an uneven lamp's dark band, each named a structure by one sharp frame.
 VIEWS_MIN_STRUCTURE = 0.25
+#: The type a print larger than the field is recorded with comes from one image pasted from its views
+#: (:meth:`ScanRunner._mosaic_type`) when that names it this surely; below, the vote of its pieces stands.
+MOSAIC_MIN_TYPE = 0.5
 #: How a micro-lens is told from a bubble by the sign of its phase (``ScanRunner._phase_verdict``).
 PHASE_SIGN = PhaseSignRule()
 MAX_CENTRING_MOVES = 2
@@ -1085,9 +1088,39 @@ class ScanRunner:
             if voted is not None:
                 cls, conf = voted
                 extra["footprint_type_votes"] = {c: round(v, 1) for c, v in fp.votes.items()}
+            whole = self._mosaic_type(o, fp)
+            if whole is not None:
+                extra["mosaic_type"], extra["mosaic_views"] = whole
+                best = max(whole[0], key=lambda c: whole[0][c])
+                if whole[0][best] >= MOSAIC_MIN_TYPE:
+                    cls, conf = best, whole[0][best]
         w.objects[-1] = replace(o, cls=cls, confidence=conf, x_um=fp.centre_um[0], y_um=fp.centre_um[1],
                                 width_um=fp.size_um[0], height_um=fp.size_um[1], extra=extra)
         self._known[-1] = _Known(o.kind, b)
+
+    def _mosaic_type(self, o: ObjectRecord, fp: Footprint) -> tuple[dict[str, float], int] | None:
+        """The structure types of a print larger than the field read from one image of it, and the views taken.
+
+        The image is pasted from views at the print's focus (:meth:`Stitcher.mosaic`); None for a print that
+        fits the field (its centred view showed it whole), without a focus, or that cannot be looked at whole.
+        Pieces of a print are not its type: at 20x with a 320 x 240 sensor a 119 µm micro-lens was named a
+        pentagon and a woodpile from its pieces, a 105 µm pentagon a woodpile (seed 1501); pasted whole they
+        read micro-lens 0.94 and pentagon 0.97.
+        """
+        read = getattr(self.vision, "read_type", None)
+        fov = self.cal.fov_um
+        if read is None or o.z_um is None or (fp.size_um[0] <= fov[0] and fp.size_um[1] <= fov[1]):
+            return None
+        try:
+            self.stage.focus_to_um(o.z_um)
+        except StageLimitError:
+            return None
+        pasted = self.stitcher.mosaic(fp.box_um)
+        if pasted is None:
+            return None
+        image, box, views = pasted
+        types = _type_scores(read([image], box))
+        return ({c: round(p, 4) for c, p in types.items()}, views) if types else None
 
     def _part_of_known_print(self, det: Detection, frame: Frame) -> bool:
         """Whether a cut view lies mostly (half its box or more) on a structure already recorded.

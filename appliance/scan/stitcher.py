@@ -12,13 +12,17 @@ import math
 from collections.abc import Callable
 from dataclasses import replace
 
+import numpy as np
+
 from appliance.hardware.camera.base import Camera, Frame
 from appliance.hardware.stage.base import StageLimitError
 from appliance.scan.boxes import on_slide_box_um
 from appliance.scan.calibration import Calibration
+from appliance.scan.mosaic import covered_fov_um, paste, view_positions
 from appliance.scan.protocols import Detection, VisionResult
 from appliance.scan.slide_or_optics import SlideOrOptics
 from appliance.scan.stitch import Footprint, area, cut_sides, join_pieces, same_print, stitch_tolerance_um
+from appliance.vision.crops import BOX_MARGIN
 
 
 class Stitcher:
@@ -123,6 +127,31 @@ class Stitcher:
         if piece is None:
             piece = replace(det, box_px=self._px_box(fp.box_um, view))
         return piece, view, fp
+
+    def mosaic(self, box_um: tuple[float, float, float, float]) -> tuple[np.ndarray, tuple[float, ...], int] | None:
+        """The print in slide box ``box_um`` as one image pasted from views at the current focus (module mosaic).
+
+        The image is the square the classifier crops around the box (its ``BOX_MARGIN`` of glass on each side);
+        returns it, the box's pixels in it and the views taken, or None when it cannot be looked at whole (more
+        than ``mosaic.MAX_VIEWS`` views, or past the end of the travel).
+        """
+        cx, cy = (box_um[0] + box_um[2]) / 2, (box_um[1] + box_um[3]) / 2
+        half = max(box_um[2] - box_um[0], box_um[3] - box_um[1]) * (1.0 + 2.0 * BOX_MARGIN) / 2
+        square = (cx - half, cy - half, cx + half, cy + half)
+        try:
+            positions = view_positions(square, covered_fov_um(self.cal))
+        except ValueError:
+            return None
+        frames = []
+        for x, y in positions:
+            try:
+                self._approach(x, y)
+            except StageLimitError:
+                return None
+            frames.append(self.camera.capture())
+        s = self.cal.um_per_px
+        box = tuple((v - square[k % 2]) / s for k, v in enumerate(box_um))
+        return paste(frames, self.cal, square), box, len(frames)
 
     def _piece(self, view: Frame, fp: Footprint) -> Detection | None:
         """The print of footprint ``fp`` in ``view``: its pieces there joined (each votes), None if none is found."""
