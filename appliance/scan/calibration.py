@@ -342,13 +342,14 @@ def calibrate(stage: Stage, camera: Camera, step_um: float = 40.0, approach_um: 
                 continue
             except CalibrationError:
                 continue
-            if cal.residual_um <= tolerance and _stretch(cal) > MAX_STRETCH:
-                why = why or (f"the fitted map stretches one image axis against the other by {_stretch(cal):.2f}, "
+            if cal.residual_um <= tolerance:
+                stretch = _stretch(cal)
+                if stretch <= MAX_STRETCH:
+                    return cal
+                why = why or (f"the fitted map stretches one image axis against the other by {stretch:.2f}, "
                               f"at most {MAX_STRETCH:g} allowed: pixels are square, so a false reading, or a stage "
                               "axis whose steps per mm are off")
                 continue
-            if cal.residual_um <= tolerance:
-                return cal
             worst = cal if worst is None or cal.residual_um < worst.residual_um else worst
         # bare glass peaks under every bound: only a place whose moves reached the next one is measured again
         places = [ij for ij, peak in faint if k + 1 < len(bounds) and peak >= bounds[k + 1]]
@@ -493,8 +494,7 @@ def _fit_robust(pairs: list[Pair], size_px: tuple[int, int], tolerance_um: float
             except CalibrationError:
                 continue
         if fits:
-            cal = min(fits, key=lambda c: c.residual_um)
-            best = cal if cal.residual_um <= tolerance_um or cal.residual_um < best.residual_um else best
+            best = min([best, *fits], key=lambda c: c.residual_um)
     return best
 
 

@@ -83,20 +83,18 @@ def paste(frames: Sequence[Frame], cal: Calibration, box_um: BoxUm) -> np.ndarra
     total = np.zeros((height, width), np.float32)
     weight = np.zeros((height, width), np.float32)
     m_inv = np.linalg.inv(cal.m)
-    for f in frames:
-        image = _grey(f.image)
+    corner = np.array(box_um[:2]) - np.array(cal.offset_um)
+    images = [_grey(f.image) for f in frames]
+    for f, image in zip(frames, images, strict=True):
         # frame pixel of a mosaic pixel: uv = M^-1 (slide - stage - offset), slide = corner + s (j, i)
-        o = np.array(cal.offset_um)
-        stage = np.array([f.position.x_um, f.position.y_um])
-        a = m_inv * s
-        b = m_inv @ (np.array(box_um[:2]) - stage - o)
-        affine = np.hstack([a, b[:, None]]).astype(np.float64)
+        b = m_inv @ (corner - np.array([f.position.x_um, f.position.y_um]))
+        affine = np.hstack([m_inv * s, b[:, None]]).astype(np.float64)
         flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
         total += cv2.warpAffine(image.astype(np.float32), affine, (width, height), flags=flags,
                                 borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
         weight += cv2.warpAffine(np.ones(image.shape, np.float32), affine, (width, height), flags=flags,
                                  borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
-    glass = float(np.median([np.median(_grey(f.image)) for f in frames]))
+    glass = float(np.median([np.median(image) for image in images]))
     out = np.where(weight > 0.5, total / np.maximum(weight, 1e-6), glass)
     return np.clip(out, 0, 255).astype(np.uint8)
 

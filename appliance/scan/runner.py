@@ -1090,10 +1090,11 @@ class ScanRunner:
                 extra["footprint_type_votes"] = {c: round(v, 1) for c, v in fp.votes.items()}
             whole = self._mosaic_type(o, fp)
             if whole is not None:
-                extra["mosaic_type"], extra["mosaic_views"] = whole
-                best = max(whole[0], key=lambda c: whole[0][c])
-                if whole[0][best] >= MOSAIC_MIN_TYPE:
-                    cls, conf = best, whole[0][best]
+                types, extra["mosaic_views"] = whole
+                extra["mosaic_type"] = types
+                best = max(types, key=lambda c: types[c])
+                if types[best] >= MOSAIC_MIN_TYPE:
+                    cls, conf = best, types[best]
         w.objects[-1] = replace(o, cls=cls, confidence=conf, x_um=fp.centre_um[0], y_um=fp.centre_um[1],
                                 width_um=fp.size_um[0], height_um=fp.size_um[1], extra=extra)
         self._known[-1] = _Known(o.kind, b)
