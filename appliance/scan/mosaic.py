@@ -29,6 +29,15 @@ OVERLAP = 0.3
 #: No mosaic of more views than this: a box this large is no print (a long fibre joined into one footprint).
 MAX_VIEWS = 36
 
+#: A whole look's image is at least this wide, µm: the detector shrinks any image to its 320 px input, and it
+#: was trained on frames of 0.3-1.2 µm per pixel shrunk 2x, i.e. 0.6-2.4 µm per input pixel; a narrower image
+#: would show it a print at a finer scale than any it learnt.
+LOOK_MIN_WIDTH_UM = 200.0
+#: ... and shaped like the frames the detector was trained on (4:3), so that its resize does not squash it.
+LOOK_ASPECT = 4.0 / 3.0
+#: Glass kept around what a whole look should show, as a fraction of its size on each side.
+LOOK_MARGIN = 0.15
+
 
 def view_positions(box_um: BoxUm, fov_um: tuple[float, float], overlap: float = OVERLAP) -> list[tuple[float, float]]:
     """Stage positions whose views cover ``box_um`` with ``overlap``, row by row in a serpentine.
@@ -52,6 +61,32 @@ def view_positions(box_um: BoxUm, fov_um: tuple[float, float], overlap: float = 
         raise ValueError(f"a mosaic of {box_um} needs {len(axes[0])} x {len(axes[1])} views, at most {MAX_VIEWS}")
     return [(float(x), float(y)) for k, y in enumerate(axes[1])
             for x in (axes[0] if k % 2 == 0 else axes[0][::-1])]
+
+
+def look_region(box_um: BoxUm, cut: tuple[bool, bool, bool, bool], largest_um: float) -> BoxUm:
+    """The slide box a whole look pastes to show the object seen as ``box_um``, cut by the frame at ``cut``.
+
+    ``cut`` (left, top, right, bottom): the sides where the view's frame cut it, past which it may go on, up to
+    ``largest_um`` across (the largest print a scan expects). Each cut side is pushed out by what the object may
+    still have there; the box grows by ``LOOK_MARGIN`` of glass on each side, to ``LOOK_ASPECT`` and to at
+    least ``LOOK_MIN_WIDTH_UM``, about its centre.
+
+    Raises
+    ------
+    ValueError
+        A box without extent, or ``largest_um`` not > 0.
+    """
+    x0, y0, x1, y1 = box_um
+    if not (x1 > x0 and y1 > y0 and largest_um > 0):
+        raise ValueError(f"need a box with x1 > x0, y1 > y0 and largest_um > 0, got {box_um}, {largest_um!r}")
+    more_x, more_y = max(0.0, largest_um - (x1 - x0)), max(0.0, largest_um - (y1 - y0))
+    x0, x1 = x0 - more_x * cut[0], x1 + more_x * cut[2]
+    y0, y1 = y0 - more_y * cut[1], y1 + more_y * cut[3]
+    w, h = (x1 - x0) * (1.0 + 2.0 * LOOK_MARGIN), (y1 - y0) * (1.0 + 2.0 * LOOK_MARGIN)
+    w = max(w, h * LOOK_ASPECT, LOOK_MIN_WIDTH_UM)
+    h = w / LOOK_ASPECT
+    cx, cy = (x0 + x1) / 2.0, (y0 + y1) / 2.0
+    return (cx - w / 2.0, cy - h / 2.0, cx + w / 2.0, cy + h / 2.0)
 
 
 def covered_fov_um(cal: Calibration) -> tuple[float, float]:

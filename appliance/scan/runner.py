@@ -48,7 +48,7 @@ from typing import Any
 import numpy as np
 
 from appliance.hardware.camera.base import Camera, CameraError, Frame
-from appliance.hardware.stage.base import Stage, StageError, StageLimitError
+from appliance.hardware.stage.base import Position, Stage, StageError, StageLimitError
 from appliance.results.files import ScanFolder
 from appliance.results.focuscurve import TUNED_DEPTH_OF_FIELD_UM
 from appliance.results.reconstruct import (
@@ -74,6 +74,7 @@ from appliance.scan.capture import CheckedCamera
 from appliance.scan.events import Event, FieldDone, FieldFailed, FrameAnalysed, ObjectRecorded, ScanFinished, StageFault
 from appliance.scan.field_focus import FieldFocus, FieldWork
 from appliance.scan.grid import FieldOrder, FieldPosition, Grid
+from appliance.scan.mosaic import covered_fov_um, look_region
 from appliance.scan.plan import ScanPlan
 from appliance.scan.protocols import Detection, Focuser, FocusMapLike, FocusOutcome, Vision, VisionResult
 from appliance.scan.slide_or_optics import SlideOrOptics
@@ -81,6 +82,7 @@ from appliance.scan.stage_recovery import redo_after_stage_faults
 from appliance.scan.stitch import (
     Footprint,
     area,
+    cut_sides,
     grow,
     intersect,
     join_pieces,
@@ -105,6 +107,11 @@ VIEWS_MIN_STRUCTURE = 0.25
 #: The type a print larger than the field is recorded with comes from one image pasted from its views
 #: (:meth:`ScanRunner._mosaic_type`) when that names it this surely; below, the vote of its pieces stands.
 MOSAIC_MIN_TYPE = 0.5
+#: The largest print a scan expects, µm across: the virtual microscope's catalogue makes them up to 150 µm. Where
+#: the field is narrower, a piece of debris whose view still runs off the frame once centred is looked at whole
+#: (:meth:`ScanRunner._whole_look`): at 40x (a 90 x 67 µm field) a 114 µm split ring and a 103 µm micro-lens
+#: were arcs and caps both models called dust in every view, and were lost (seed 1601).
+LARGEST_PRINT_UM = 150.0
 #: How a micro-lens is told from a bubble by the sign of its phase (``ScanRunner._phase_verdict``).
 PHASE_SIGN = PhaseSignRule()
 MAX_CENTRING_MOVES = 2
@@ -311,6 +318,7 @@ class ScanRunner:
         self._error: str | None = None
         self._t0 = time.monotonic()
         self._known: list[_Known] = []
+        self._looked: list[tuple[float, float, float, float]] = []  # slide boxes a whole look found no print in
         # blemishes of the optics: objects that stayed put in the frame while the slide moved
         self.slide_or_optics = SlideOrOptics(self.camera, calibration, self._approach, self._analyse)
         # prints larger than the field, looked at view by view
@@ -634,7 +642,11 @@ class ScanRunner:
         if self._duplicate(det2.kind, x, y) or ((det2.recheck or lens) and self._duplicate("structure", x, y)):
             return
         if det2.kind != "structure" and not det2.recheck and not lens:
-            self._record_debris(w, det2, frame2)
+            whole = self._whole_look(det2, frame2)
+            if whole is None:
+                self._record_debris(w, det2, frame2)
+            else:
+                self._record_looked(w, det2, frame2, *whole)
             return
         # a structure, or debris still unsure: its sharp frame decides; a print larger than the field is stitched
         self._whole_or_stitched(w, det, field_frame, det2, frame2, lens)
@@ -711,6 +723,70 @@ class ScanRunner:
             optics.remember(cur_det)
             return None
         return cur_det, cur_frame, sure_debris
+
+    def _whole_look(self, det: Detection, frame: Frame) -> tuple[Detection, Footprint] | None:
+        """The print larger than the field that sure debris ``det``, centred in ``frame``, is a piece of, or None.
+
+        Only where a print may be larger than the field (``LARGEST_PRINT_UM``) and what the frame shows of ``det``
+        with the boxes it joins (any verdict) still runs off the frame: the region it may fill
+        (:func:`~appliance.scan.mosaic.look_region`) is pasted from views at the current focus and the vision
+        reads that one image as it reads a frame. A structure there that holds ``det``, larger than the field
+        and shaped like a print (not a fibre's length), is the print, with its box as the footprint; anything
+        else leaves the debris verdict standing. Pasted at the field's z, the prints of three 40x slides that
+        are larger than the field were structures of their type, 0.81-0.97 (22 of 22), dust, bubbles and
+        scratches debris or, for a 272 µm scratch, too narrow a box (session 16).
+        """
+        fov = covered_fov_um(self.cal)
+        if min(fov) >= LARGEST_PRINT_UM:
+            return None
+        here = self._box_um(det, frame)
+        cx, cy = (here[0] + here[2]) / 2.0, (here[1] + here[3]) / 2.0
+        if any(b[0] <= cx <= b[2] and b[1] <= cy <= b[3] for b in self._looked):
+            return None
+        joined = join_pieces(self.stitcher.pieces_with(det, frame, any_verdict=True))
+        cut = cut_sides(joined.box_px, self.camera.size_px)
+        if not any(cut):
+            return None
+        region = look_region(self._box_um(joined, frame), cut, LARGEST_PRINT_UM)
+        pasted = self.stitcher.paste_views(region)
+        if pasted is None:
+            return None
+        image, views = pasted
+        z = frame.position.z_um
+        middle = Position((region[0] + region[2]) / 2.0, (region[1] + region[3]) / 2.0, z)
+        seen = self.vision.analyse(Frame(image=image, position=middle, time_s=frame.time_s,
+                                         exposure_ms=frame.exposure_ms))
+        s = self.cal.um_per_px
+        u, v = (cx - region[0]) / s, (cy - region[1]) / s
+        holding = [d for d in seen.detections if d.box_px[0] <= u <= d.box_px[2] and d.box_px[1] <= v <= d.box_px[3]]
+        best = max(holding, key=lambda d: area(d.box_px), default=None)
+        if best is not None:
+            b = best.box_px
+            box_um = (region[0] + b[0] * s, region[1] + b[1] * s, region[0] + b[2] * s, region[1] + b[3] * s)
+            larger = box_um[2] - box_um[0] > fov[0] or box_um[3] - box_um[1] > fov[1]
+            if best.kind == "structure" and larger and not_a_footprint(box_um) is None:
+                _log.info("debris at (%.0f, %.0f) um is a piece of a %s %.0f x %.0f um, looked at whole in %d views",
+                          cx, cy, best.cls, box_um[2] - box_um[0], box_um[3] - box_um[1], views)
+                return best, Footprint(box_um, [False] * 4, stitch_tolerance_um(self.cal), views=views)
+        self._looked.append(region)
+        return None
+
+    def _record_looked(self, w: FieldWork, det: Detection, frame: Frame, whole: Detection, fp: Footprint) -> None:
+        """Focus, stack and record the print larger than the field a whole look found (:meth:`_whole_look`) once.
+
+        It is recorded at its footprint's centre as a stitched print is (:meth:`_whole_or_stitched`), the whole
+        look's verdict standing against the views of its pieces there, which were what called it debris.
+        """
+        x, y = fp.centre_um
+        if self._duplicate("structure", x, y) or self._outside_area(x, y, fp.box_um):
+            return
+        at_centre, view = self.stitcher.view_at_centre(fp, det, frame)
+        if at_centre.kind != "structure":
+            at_centre = replace(at_centre, kind="structure", cls=whole.cls, confidence=whole.confidence)
+        n = len(w.objects)
+        self._structure(w, at_centre, view, stitched=True, looked=True)
+        if len(w.objects) > n:
+            self._record_footprint(w, fp, _type_scores(whole.scores))
 
     def _too_small(self, det: Detection, frame: Frame) -> bool:
         """Whether ``det``'s box is under the gate's size limits (``appliance.vision.decision.too_small``)."""
@@ -803,7 +879,7 @@ class ScanRunner:
             self._record_debris(w, det, frame, extra)
 
     def _structure(self, w: FieldWork, det: Detection, frame: Frame, lens: bool = False,
-                   stitched: bool = False) -> None:
+                   stitched: bool = False, looked: bool = False) -> None:
         """Focus on a centred object; if its sharp frame shows a structure, take its stack, reconstruct and record it.
 
         The sharp frame has the last word: a structure there is stacked and recorded; debris there (or, when
@@ -812,7 +888,8 @@ class ScanRunner:
         sharp frame is :meth:`_lens_disputed`, or an earlier view was (``lens``) and the sharp frame's
         likeliest type is still a micro-lens, or it is a micro-lens both models are sure of, the phase's sign
         decides first (:meth:`_phase_verdict`). A whole object, not ``stitched`` from views, is also debris
-        when its shape cannot be its type's (:meth:`_not_its_shape`).
+        when its shape cannot be its type's (:meth:`_not_its_shape`). A print ``looked`` at whole
+        (:meth:`_whole_look`) is one whatever its piece in view says, sharp or in its stack's views.
         """
         x, y = self._stage_xy(det, frame)
         seen_um = self._box_um(det, frame)
@@ -823,7 +900,7 @@ class ScanRunner:
         again, focused, out = sharp.det, sharp.frame, sharp.focus
         # the phase's sign, where it was read, goes with the record: it decides lenses and bubbles
         read: dict[str, Any] = {} if sharp.phase_sign is None else {"phase_sign": round(sharp.phase_sign, 3)}
-        if again.kind != "structure" and not _structure_stands(det, again):
+        if again.kind != "structure" and not _structure_stands(det, again) and not looked:
             # Sharp, it is dirt: blurred dust and bubbles pass for prints more often (a print's own focus lies
             # above the glass the field was focused on, dirt's on it), and so does a print to them
             self._debris_after_all(w, again, focused, (x, y), read or None)
@@ -839,7 +916,7 @@ class ScanRunner:
         det, type_views = self._type_from_views(det, stack.taken)
         w.timings["type"] = w.timings.get("type", 0.0) + time.perf_counter() - t
         types: dict[str, Any] = {**read, "type_sharp": sharp_cls, "type_views": type_views}
-        if _views_say_debris(type_views):
+        if _views_say_debris(type_views) and not looked:
             self._debris_after_all(w, _as_debris(det, 1.0 - sum(type_views.values())), focused, (x, y), types)
             return
         if det.cls == MICROLENS and sharp.phase_sign is None and self._diverges(w, det, out.z_um, types):
@@ -1068,11 +1145,13 @@ class ScanRunner:
         if len(w.objects) > n:
             self._record_footprint(w, fp)
 
-    def _record_footprint(self, w: FieldWork, fp: Footprint) -> None:
+    def _record_footprint(self, w: FieldWork, fp: Footprint, looked: Mapping[str, float] | None = None) -> None:
         """Put the footprint's centre, box and voted type on the object just recorded (and on the duplicate check).
 
         A structure's type is the vote of every view's pieces (:meth:`Footprint.vote`), its sharp frame's
-        verdict among them, weighted by the area each shows; debris keeps its sharp frame's verdict.
+        verdict among them, weighted by the area each shows; debris keeps its sharp frame's verdict. The type
+        from a pasted image (:meth:`_mosaic_type`, at the print's focus) overrules the vote, and where it names
+        none surely, the types a whole look read (``looked``, :meth:`_whole_look`) do.
         """
         o = w.objects[-1]
         b = fp.box_um
@@ -1089,12 +1168,19 @@ class ScanRunner:
                 cls, conf = voted
                 extra["footprint_type_votes"] = {c: round(v, 1) for c, v in fp.votes.items()}
             whole = self._mosaic_type(o, fp)
+            pasted: list[Mapping[str, float]] = []
             if whole is not None:
                 types, extra["mosaic_views"] = whole
                 extra["mosaic_type"] = types
-                best = max(types, key=lambda c: types[c])
-                if types[best] >= MOSAIC_MIN_TYPE:
-                    cls, conf = best, types[best]
+                pasted.append(types)
+            if looked:
+                extra["whole_look_type"] = {c: round(p, 4) for c, p in looked.items()}
+                pasted.append(looked)
+            for read in filter(None, pasted):
+                best = max(read, key=lambda c: read[c])
+                if read[best] >= MOSAIC_MIN_TYPE:
+                    cls, conf = best, read[best]
+                    break
         w.objects[-1] = replace(o, cls=cls, confidence=conf, x_um=fp.centre_um[0], y_um=fp.centre_um[1],
                                 width_um=fp.size_um[0], height_um=fp.size_um[1], extra=extra)
         self._known[-1] = _Known(o.kind, b)

@@ -54,14 +54,15 @@ class Stitcher:
     def _on_slide_box(self, det: Detection, frame: Frame) -> tuple[float, float, float, float]:
         return on_slide_box_um(self.cal, det, frame)
 
-    def pieces_with(self, det: Detection, frame: Frame) -> list[Detection]:
+    def pieces_with(self, det: Detection, frame: Frame, any_verdict: bool = False) -> list[Detection]:
         """The pieces of ``det``'s print as the detector drew them in ``frame``: boxes overlapping it, in a chain.
 
         Boxes join within the stitching tolerance, each overlapping ``det`` or one joined before it.
 
         Only structures and disputed boxes join: a piece of debris both models are sure of (dust, a fibre
         crossing the view) never makes a print larger, nor does a proved blemish of the optics (an uneven
-        lamp's dark band beside a 34 µm ring made it a print larger than the field, seed 858).
+        lamp's dark band beside a 34 µm ring made it a print larger than the field, seed 858). With
+        ``any_verdict`` sure debris joins too: what the frame shows of something whose verdict is not made yet.
         """
         dets = self._analysis_of(frame).detections
         g = stitch_tolerance_um(self.cal) / self.cal.um_per_px
@@ -70,7 +71,8 @@ class Stitcher:
         while grown:
             grown = False
             for d in dets:
-                if d in pieces or (d.kind != "structure" and not d.recheck) or self._optics.known(d):
+                sure_debris = d.kind != "structure" and not d.recheck
+                if d in pieces or (sure_debris and not any_verdict) or self._optics.known(d):
                     continue
                 b = d.box_px
                 if b[0] < box[2] + g and box[0] < b[2] + g and b[1] < box[3] + g and box[1] < b[3] + g:
@@ -118,6 +120,15 @@ class Stitcher:
             else:
                 fp.add(self._on_slide_box(piece, view), cut_sides(piece.box_px, size))
             fp.looked_past(sides, before)
+        piece, view = self.view_at_centre(fp, det, frame)
+        return piece, view, fp
+
+    def view_at_centre(self, fp: Footprint, det: Detection, frame: Frame) -> tuple[Detection, Frame]:
+        """The print of footprint ``fp`` seen from the footprint's centre, and that view.
+
+        Its pieces there joined, or, if none is found, ``det``'s verdict over the part of the footprint in view.
+        A centre past the end of the travel is looked at from ``frame``'s place.
+        """
         try:
             self._approach(*fp.centre_um)
         except StageLimitError:  # its centre past the end of the travel: judged from the centred view's place
@@ -126,7 +137,7 @@ class Stitcher:
         piece = self._piece(view, fp)
         if piece is None:
             piece = replace(det, box_px=self._px_box(fp.box_um, view))
-        return piece, view, fp
+        return piece, view
 
     def mosaic(self, box_um: tuple[float, float, float, float]) -> tuple[np.ndarray, tuple[float, ...], int] | None:
         """The print in slide box ``box_um`` as one image pasted from views at the current focus (module mosaic).
@@ -138,8 +149,22 @@ class Stitcher:
         cx, cy = (box_um[0] + box_um[2]) / 2, (box_um[1] + box_um[3]) / 2
         half = max(box_um[2] - box_um[0], box_um[3] - box_um[1]) * (1.0 + 2.0 * BOX_MARGIN) / 2
         square = (cx - half, cy - half, cx + half, cy + half)
+        pasted = self.paste_views(square)
+        if pasted is None:
+            return None
+        s = self.cal.um_per_px
+        box = tuple((v - square[k % 2]) / s for k, v in enumerate(box_um))
+        return pasted[0], box, pasted[1]
+
+    def paste_views(self, region_um: tuple[float, float, float, float]) -> tuple[np.ndarray, int] | None:
+        """Slide box ``region_um`` as one image pasted from views at the current focus, and the views taken.
+
+        Mosaic pixel ``(j, i)`` shows slide point ``region_um[:2] + (j, i)`` times the calibration's µm per pixel
+        (:func:`~appliance.scan.mosaic.paste`). None when it cannot be looked at whole: more than
+        ``mosaic.MAX_VIEWS`` views, or a view past the end of the travel.
+        """
         try:
-            positions = view_positions(square, covered_fov_um(self.cal))
+            positions = view_positions(region_um, covered_fov_um(self.cal))
         except ValueError:
             return None
         frames = []
@@ -149,9 +174,7 @@ class Stitcher:
             except StageLimitError:
                 return None
             frames.append(self.camera.capture())
-        s = self.cal.um_per_px
-        box = tuple((v - square[k % 2]) / s for k, v in enumerate(box_um))
-        return paste(frames, self.cal, square), box, len(frames)
+        return paste(frames, self.cal, region_um), len(frames)
 
     def _piece(self, view: Frame, fp: Footprint) -> Detection | None:
         """The print of footprint ``fp`` in ``view``: its pieces there joined (each votes), None if none is found."""

@@ -97,3 +97,18 @@ def test_a_print_larger_than_the_field_is_named_from_its_views_pasted_whole() ->
     assert views >= 4 and image.shape[0] == image.shape[1]
     whole = StructureClassifier().classify_views([image], box)
     assert max(whole, key=lambda c: whole[c]) == "microlens" and whole["microlens"] > 0.8
+
+
+def test_a_whole_look_reaches_past_the_cut_sides_to_the_largest_print_and_keeps_the_detectors_shape() -> None:
+    from appliance.scan.mosaic import LOOK_ASPECT, LOOK_MIN_WIDTH_UM, look_region
+
+    # a 40 x 30 um piece cut on the right: the print may run on up to 150 um across, rightwards only
+    region = look_region((100.0, 100.0, 140.0, 130.0), (False, False, True, False), 150.0)
+    assert region[0] < 100.0 and region[2] > 100.0 + 150.0  # the piece's left end and all it may have beyond
+    assert (region[2] - region[0]) / (region[3] - region[1]) == pytest.approx(LOOK_ASPECT)
+    assert (region[1] + region[3]) / 2 == pytest.approx(115.0)  # not cut in y: centred on the piece
+    # a small whole piece still gets the detector's widest scale
+    small = look_region((0.0, 0.0, 10.0, 10.0), (False,) * 4, 150.0)
+    assert small[2] - small[0] == pytest.approx(LOOK_MIN_WIDTH_UM)
+    with pytest.raises(ValueError, match="x1 > x0"):
+        look_region((5.0, 0.0, 5.0, 10.0), (False,) * 4, 150.0)
