@@ -620,7 +620,7 @@ class ScanRunner:
         unsure = det.recheck or lens or det.touches_edge(self.camera.size_px)
         if det.kind != "structure" and not (unsure and self.plan.imaging.centre):
             if not self._duplicate("debris", *self._stage_xy(det, field_frame)):
-                self._record_debris(w, det, field_frame)
+                self._debris_unless_whole(w, det, field_frame)
             return
         if not self.plan.imaging.centre:
             self._structure(w, det, field_frame)
@@ -642,11 +642,7 @@ class ScanRunner:
         if self._duplicate(det2.kind, x, y) or ((det2.recheck or lens) and self._duplicate("structure", x, y)):
             return
         if det2.kind != "structure" and not det2.recheck and not lens:
-            whole = self._whole_look(det2, frame2)
-            if whole is None:
-                self._record_debris(w, det2, frame2)
-            else:
-                self._record_looked(w, det2, frame2, *whole)
+            self._debris_unless_whole(w, det2, frame2)
             return
         # a structure, or debris still unsure: its sharp frame decides; a print larger than the field is stitched
         self._whole_or_stitched(w, det, field_frame, det2, frame2, lens)
@@ -724,24 +720,36 @@ class ScanRunner:
             return None
         return cur_det, cur_frame, sure_debris
 
+    def _debris_unless_whole(self, w: FieldWork, det: Detection, frame: Frame) -> None:
+        """Record sure debris ``det``, unless a whole look finds it a piece of a print larger than the field."""
+        whole = self._whole_look(det, frame)
+        if whole is None:
+            self._record_debris(w, det, frame)
+        else:
+            self._record_looked(w, det, frame, *whole)
+
     def _whole_look(self, det: Detection, frame: Frame) -> tuple[Detection, Footprint] | None:
-        """The print larger than the field that sure debris ``det``, centred in ``frame``, is a piece of, or None.
+        """The print larger than the field that sure debris ``det``, seen in ``frame``, is a piece of, or None.
 
         Only where a print may be larger than the field (``LARGEST_PRINT_UM``) and what the frame shows of ``det``
         with the boxes it joins (any verdict) still runs off the frame: the region it may fill
         (:func:`~appliance.scan.mosaic.look_region`) is pasted from views at the current focus and the vision
         reads that one image as it reads a frame. A structure there that holds ``det``, larger than the field
-        and shaped like a print (not a fibre's length), is the print, with its box as the footprint; anything
-        else leaves the debris verdict standing. Pasted at the field's z, the prints of three 40x slides that
-        are larger than the field were structures of their type, 0.81-0.97 (22 of 22), dust, bubbles and
-        scratches debris or, for a 272 µm scratch, too narrow a box (session 16).
+        and shaped like a print (not a fibre's length), is the print, with its box as the footprint, unless
+        that box runs off the pasted image too: the region holds any print, so that is longer than one (a 334 µm
+        scratch at 40x, named a scaffold in a 224 µm look, seed 1601). Anything else leaves the debris verdict
+        standing, and so does a piece lying on a print already recorded. Pasted at the field's z, the prints
+        of three 40x slides that are larger than the field were structures of their type, 0.81-0.97 (22 of 22),
+        dust, bubbles and scratches debris or, for a 272 µm scratch, too narrow a box (session 16).
         """
         fov = covered_fov_um(self.cal)
         if min(fov) >= LARGEST_PRINT_UM:
             return None
         here = self._box_um(det, frame)
         cx, cy = (here[0] + here[2]) / 2.0, (here[1] + here[3]) / 2.0
-        if any(b[0] <= cx <= b[2] and b[1] <= cy <= b[3] for b in self._looked):
+        tol = stitch_tolerance_um(self.cal)
+        if any(b[0] <= cx <= b[2] and b[1] <= cy <= b[3] for b in self._looked) or any(
+                k.kind == "structure" and k.contains(cx, cy, tol) for k in self._known):
             return None
         joined = join_pieces(self.stitcher.pieces_with(det, frame, any_verdict=True))
         cut = cut_sides(joined.box_px, self.camera.size_px)
@@ -764,10 +772,11 @@ class ScanRunner:
             b = best.box_px
             box_um = (region[0] + b[0] * s, region[1] + b[1] * s, region[0] + b[2] * s, region[1] + b[3] * s)
             larger = box_um[2] - box_um[0] > fov[0] or box_um[3] - box_um[1] > fov[1]
-            if best.kind == "structure" and larger and not_a_footprint(box_um) is None:
+            inside = not any(cut_sides(b, (image.shape[1], image.shape[0])))
+            if best.kind == "structure" and larger and inside and not_a_footprint(box_um) is None:
                 _log.info("debris at (%.0f, %.0f) um is a piece of a %s %.0f x %.0f um, looked at whole in %d views",
                           cx, cy, best.cls, box_um[2] - box_um[0], box_um[3] - box_um[1], views)
-                return best, Footprint(box_um, [False] * 4, stitch_tolerance_um(self.cal), views=views)
+                return best, Footprint(box_um, [False] * 4, tol, views=views)
         self._looked.append(region)
         return None
 
