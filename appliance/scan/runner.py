@@ -81,6 +81,7 @@ from appliance.scan.slide_or_optics import SlideOrOptics
 from appliance.scan.stage_recovery import redo_after_stage_faults
 from appliance.scan.stitch import (
     Footprint,
+    Sides,
     area,
     cut_sides,
     grow,
@@ -756,29 +757,48 @@ class ScanRunner:
         if not any(cut):
             return None
         region = look_region(self._box_um(joined, frame), cut, LARGEST_PRINT_UM)
+        for look in range(2):
+            seen = self._look_at(region, frame, (cx, cy))
+            if seen is None:
+                return None
+            best, box_um, edge, views = seen
+            if best is None or best.kind != "structure":
+                break
+            if any(edge) and look == 0:  # the region cut it: once more, reaching past the sides it was cut on
+                region = look_region(box_um, edge, LARGEST_PRINT_UM)
+                continue
+            larger = box_um[2] - box_um[0] > fov[0] or box_um[3] - box_um[1] > fov[1]
+            if larger and not any(edge) and not_a_footprint(box_um) is None:
+                _log.info("debris at (%.0f, %.0f) um is a piece of a %s %.0f x %.0f um, looked at whole in %d views",
+                          cx, cy, best.cls, box_um[2] - box_um[0], box_um[3] - box_um[1], views)
+                return best, Footprint(box_um, [False] * 4, tol, views=views)
+            break
+        self._looked.append(region)
+        return None
+
+    def _look_at(self, region: tuple[float, float, float, float], frame: Frame, xy: tuple[float, float]
+                 ) -> tuple[Detection | None, tuple[float, float, float, float], Sides, int] | None:
+        """What the vision sees at slide point ``xy`` in slide box ``region`` pasted from views at the current z.
+
+        The largest detection holding ``xy`` (None if none), its slide box, the sides where it runs off the
+        pasted image, and the views taken; None where the region cannot be pasted.
+        """
         pasted = self.stitcher.paste_views(region)
         if pasted is None:
             return None
         image, views = pasted
-        z = frame.position.z_um
-        middle = Position((region[0] + region[2]) / 2.0, (region[1] + region[3]) / 2.0, z)
+        middle = Position((region[0] + region[2]) / 2.0, (region[1] + region[3]) / 2.0, frame.position.z_um)
         seen = self.vision.analyse(Frame(image=image, position=middle, time_s=frame.time_s,
                                          exposure_ms=frame.exposure_ms))
         s = self.cal.um_per_px
-        u, v = (cx - region[0]) / s, (cy - region[1]) / s
+        u, v = (xy[0] - region[0]) / s, (xy[1] - region[1]) / s
         holding = [d for d in seen.detections if d.box_px[0] <= u <= d.box_px[2] and d.box_px[1] <= v <= d.box_px[3]]
         best = max(holding, key=lambda d: area(d.box_px), default=None)
-        if best is not None:
-            b = best.box_px
-            box_um = (region[0] + b[0] * s, region[1] + b[1] * s, region[0] + b[2] * s, region[1] + b[3] * s)
-            larger = box_um[2] - box_um[0] > fov[0] or box_um[3] - box_um[1] > fov[1]
-            inside = not any(cut_sides(b, (image.shape[1], image.shape[0])))
-            if best.kind == "structure" and larger and inside and not_a_footprint(box_um) is None:
-                _log.info("debris at (%.0f, %.0f) um is a piece of a %s %.0f x %.0f um, looked at whole in %d views",
-                          cx, cy, best.cls, box_um[2] - box_um[0], box_um[3] - box_um[1], views)
-                return best, Footprint(box_um, [False] * 4, tol, views=views)
-        self._looked.append(region)
-        return None
+        if best is None:
+            return None, region, (False,) * 4, views
+        b = best.box_px
+        box_um = (region[0] + b[0] * s, region[1] + b[1] * s, region[0] + b[2] * s, region[1] + b[3] * s)
+        return best, box_um, cut_sides(b, (image.shape[1], image.shape[0])), views
 
     def _record_looked(self, w: FieldWork, det: Detection, frame: Frame, whole: Detection, fp: Footprint) -> None:
         """Focus, stack and record the print larger than the field a whole look found (:meth:`_whole_look`) once.
