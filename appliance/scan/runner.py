@@ -113,6 +113,9 @@ MOSAIC_MIN_TYPE = 0.5
 #: (:meth:`ScanRunner._whole_look`): at 40x (a 90 x 67 µm field) a 114 µm split ring and a 103 µm micro-lens
 #: were arcs and caps both models called dust in every view, and were lost (seed 1601).
 LARGEST_PRINT_UM = 150.0
+#: ... and so is one whose boxes, whole in view, span this fraction of the field's shorter side: at 40x a 103 µm
+#: micro-lens's rim was three whole 49 x 24 µm boxes of debris, the rest of it boxed by nothing (seed 1601).
+LARGE_PIECE = 0.5
 #: How a micro-lens is told from a bubble by the sign of its phase (``ScanRunner._phase_verdict``).
 PHASE_SIGN = PhaseSignRule()
 MAX_CENTRING_MOVES = 2
@@ -733,15 +736,16 @@ class ScanRunner:
         """The print larger than the field that sure debris ``det``, seen in ``frame``, is a piece of, or None.
 
         Only where a print may be larger than the field (``LARGEST_PRINT_UM``) and what the frame shows of ``det``
-        with the boxes it joins (any verdict) still runs off the frame: the region it may fill
-        (:func:`~appliance.scan.mosaic.look_region`) is pasted from views at the current focus and the vision
-        reads that one image as it reads a frame. A structure there that holds ``det``, larger than the field
-        and shaped like a print (not a fibre's length), is the print, with its box as the footprint, unless
-        that box runs off the pasted image too: the region holds any print, so that is longer than one (a 334 µm
-        scratch at 40x, named a scaffold in a 224 µm look, seed 1601). Anything else leaves the debris verdict
-        standing, and so does a piece lying on a print already recorded. Pasted at the field's z, the prints
-        of three 40x slides that are larger than the field were structures of their type, 0.81-0.97 (22 of 22),
-        dust, bubbles and scratches debris or, for a 272 µm scratch, too narrow a box (session 16).
+        with the boxes it joins (any verdict) still runs off the frame or spans ``LARGE_PIECE`` of it: the region
+        it may fill (:func:`~appliance.scan.mosaic.look_region`) is pasted from views at the current focus and
+        the vision reads that one image as it reads a frame. A structure there that holds ``det``, larger than
+        the field and shaped like a print (not a fibre's length), is the print, with its box as the footprint.
+        One the region cuts is looked at once more, past its cut sides; one that runs off that image too is
+        longer than any print (a 334 µm scratch at 40x, named a scaffold in a 224 µm look, seed 1601).
+        Anything else leaves the debris verdict standing, and so does a piece lying on a print already
+        recorded. Pasted at the field's z, the prints of three 40x slides that are larger than the field were
+        structures of their type, 0.81-0.97 (22 of 22), dust, bubbles and scratches debris or, for a 272 µm
+        scratch, too narrow a box (session 16).
         """
         fov = covered_fov_um(self.cal)
         if min(fov) >= LARGEST_PRINT_UM:
@@ -754,9 +758,11 @@ class ScanRunner:
             return None
         joined = join_pieces(self.stitcher.pieces_with(det, frame, any_verdict=True))
         cut = cut_sides(joined.box_px, self.camera.size_px)
-        if not any(cut):
+        joined_um = self._box_um(joined, frame)
+        large = max(joined_um[2] - joined_um[0], joined_um[3] - joined_um[1]) >= LARGE_PIECE * min(fov)
+        if not (any(cut) or large):
             return None
-        region = look_region(self._box_um(joined, frame), cut, LARGEST_PRINT_UM)
+        region = look_region(joined_um, cut, LARGEST_PRINT_UM)
         for look in range(2):
             seen = self._look_at(region, frame, (cx, cy))
             if seen is None:
