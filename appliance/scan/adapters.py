@@ -87,10 +87,14 @@ class PipelineVision:
 
     def analyse(self, frame: Frame) -> VisionResult:
         """Gate, detect, classify one frame."""
+        return self.analyse_image(frame.image)
+
+    def analyse_image(self, image: np.ndarray) -> VisionResult:
+        """Gate, detect, classify a grey image at the camera's scale: a frame, or views pasted into one."""
         t = time.perf_counter()
-        r = self.pipeline.run(frame.image)
+        r = self.pipeline.run(image)
         dt = time.perf_counter() - t
-        size = (frame.shape[1], frame.shape[0])
+        size = (image.shape[1], image.shape[0])
         dets = []
         seen = join_overlapping([Evidence(o.box, {o.cls: float(o.score)} if o.cls else {}, o.type_probs)
                                  for o in r.objects])

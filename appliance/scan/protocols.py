@@ -86,6 +86,20 @@ class TypeReader(Protocol):
         ...
 
 
+class ImageReader(Protocol):
+    """A :class:`Vision` that can also read an image no camera took (optional): one pasted from views.
+
+    The runner shows it a region of the slide pasted from several views at the camera's scale
+    (``ScanRunner._whole_look``: a print larger than the field whose every piece is dust to the models); a
+    vision that reads only the camera's frames (the ground-truth double, which knows a frame by where it was
+    taken) is never asked, and such prints stay as its frames call them.
+    """
+
+    def analyse_image(self, image: np.ndarray) -> VisionResult:
+        """:meth:`Vision.analyse` for a grey image at the camera's scale, of any size."""
+        ...
+
+
 @dataclass(frozen=True)
 class FocusOutcome:
     """Result of one autofocus: the z reached, frames spent, and whether the search trusted its peak."""

@@ -43,12 +43,12 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import cached_property
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
 from appliance.hardware.camera.base import Camera, CameraError, Frame
-from appliance.hardware.stage.base import Position, Stage, StageError, StageLimitError
+from appliance.hardware.stage.base import Stage, StageError, StageLimitError
 from appliance.results.files import ScanFolder
 from appliance.results.focuscurve import TUNED_DEPTH_OF_FIELD_UM
 from appliance.results.reconstruct import (
@@ -76,7 +76,15 @@ from appliance.scan.field_focus import FieldFocus, FieldWork
 from appliance.scan.grid import FieldOrder, FieldPosition, Grid
 from appliance.scan.mosaic import covered_fov_um, look_region
 from appliance.scan.plan import ScanPlan
-from appliance.scan.protocols import Detection, Focuser, FocusMapLike, FocusOutcome, Vision, VisionResult
+from appliance.scan.protocols import (
+    Detection,
+    Focuser,
+    FocusMapLike,
+    FocusOutcome,
+    ImageReader,
+    Vision,
+    VisionResult,
+)
 from appliance.scan.slide_or_optics import SlideOrOptics
 from appliance.scan.stage_recovery import redo_after_stage_faults
 from appliance.scan.stitch import (
@@ -748,7 +756,7 @@ class ScanRunner:
         scratch, too narrow a box (session 16).
         """
         fov = covered_fov_um(self.cal)
-        if min(fov) >= LARGEST_PRINT_UM:
+        if min(fov) >= LARGEST_PRINT_UM or getattr(self.vision, "analyse_image", None) is None:
             return None
         here = self._box_um(det, frame)
         cx, cy = (here[0] + here[2]) / 2.0, (here[1] + here[3]) / 2.0
@@ -764,7 +772,7 @@ class ScanRunner:
             return None
         region = look_region(joined_um, cut, LARGEST_PRINT_UM)
         for look in range(2):
-            seen = self._look_at(region, frame, (cx, cy))
+            seen = self._look_at(region, (cx, cy))
             if seen is None:
                 return None
             best, box_um, edge, views = seen
@@ -782,7 +790,7 @@ class ScanRunner:
         self._looked.append(region)
         return None
 
-    def _look_at(self, region: tuple[float, float, float, float], frame: Frame, xy: tuple[float, float]
+    def _look_at(self, region: tuple[float, float, float, float], xy: tuple[float, float]
                  ) -> tuple[Detection | None, tuple[float, float, float, float], Sides, int] | None:
         """What the vision sees at slide point ``xy`` in slide box ``region`` pasted from views at the current z.
 
@@ -793,9 +801,7 @@ class ScanRunner:
         if pasted is None:
             return None
         image, views = pasted
-        middle = Position((region[0] + region[2]) / 2.0, (region[1] + region[3]) / 2.0, frame.position.z_um)
-        seen = self.vision.analyse(Frame(image=image, position=middle, time_s=frame.time_s,
-                                         exposure_ms=frame.exposure_ms))
+        seen = cast(ImageReader, self.vision).analyse_image(image)  # the caller checked that it reads images
         s = self.cal.um_per_px
         u, v = (xy[0] - region[0]) / s, (xy[1] - region[1]) / s
         holding = [d for d in seen.detections if d.box_px[0] <= u <= d.box_px[2] and d.box_px[1] <= v <= d.box_px[3]]
