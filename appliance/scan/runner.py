@@ -747,7 +747,8 @@ class ScanRunner:
         with the boxes it joins (any verdict) still runs off the frame or spans ``LARGE_PIECE`` of it: the region
         it may fill (:func:`~appliance.scan.mosaic.look_region`) is pasted from views at the current focus and
         the vision reads that one image as it reads a frame. A structure there that holds ``det``, larger than
-        the field and shaped like a print (not a fibre's length), is the print, with its box as the footprint.
+        the field and shaped like its type (:func:`not_its_shape`, as every object seen whole), is the print,
+        with its box as the footprint.
         One the region cuts is looked at once more, past its cut sides; one that runs off that image too is
         longer than any print (a 334 µm scratch at 40x, named a scaffold in a 224 µm look, seed 1601).
         Anything else leaves the debris verdict standing, and so does a piece lying on a print already
@@ -775,14 +776,14 @@ class ScanRunner:
             seen = self._look_at(region, (cx, cy))
             if seen is None:
                 return None
-            best, box_um, edge, views = seen
+            best, box_um, edge, views, why = seen
             if best is None or best.kind != "structure":
                 break
             if any(edge) and look == 0:  # the region cut it: once more, reaching past the sides it was cut on
                 region = look_region(box_um, edge, LARGEST_PRINT_UM)
                 continue
             larger = box_um[2] - box_um[0] > fov[0] or box_um[3] - box_um[1] > fov[1]
-            if larger and not any(edge) and not_a_footprint(box_um) is None:
+            if larger and not any(edge) and why is None:
                 _log.info("debris at (%.0f, %.0f) um is a piece of a %s %.0f x %.0f um, looked at whole in %d views",
                           cx, cy, best.cls, box_um[2] - box_um[0], box_um[3] - box_um[1], views)
                 return best, Footprint(box_um, [False] * 4, tol, views=views)
@@ -791,11 +792,14 @@ class ScanRunner:
         return None
 
     def _look_at(self, region: tuple[float, float, float, float], xy: tuple[float, float]
-                 ) -> tuple[Detection | None, tuple[float, float, float, float], Sides, int] | None:
+                 ) -> tuple[Detection | None, tuple[float, float, float, float], Sides, int, dict[str, float] | None
+                            ] | None:
         """What the vision sees at slide point ``xy`` in slide box ``region`` pasted from views at the current z.
 
         The largest detection holding ``xy`` (None if none), its slide box, the sides where it runs off the
-        pasted image, and the views taken; None where the region cannot be pasted.
+        pasted image, the views taken, and why its shape cannot be its type's (:func:`not_its_shape`, as for
+        any object seen whole: a 138 µm scratch across a 40x look was a scaffold's 87 x 155 µm box, seed 1603);
+        None where the region cannot be pasted.
         """
         pasted = self.stitcher.paste_views(region)
         if pasted is None:
@@ -807,10 +811,11 @@ class ScanRunner:
         holding = [d for d in seen.detections if d.box_px[0] <= u <= d.box_px[2] and d.box_px[1] <= v <= d.box_px[3]]
         best = max(holding, key=lambda d: area(d.box_px), default=None)
         if best is None:
-            return None, region, (False,) * 4, views
+            return None, region, (False,) * 4, views, None
         b = best.box_px
         box_um = (region[0] + b[0] * s, region[1] + b[1] * s, region[0] + b[2] * s, region[1] + b[3] * s)
-        return best, box_um, cut_sides(b, (image.shape[1], image.shape[0])), views
+        why = not_its_shape(image, b, best.cls) if best.kind == "structure" else None
+        return best, box_um, cut_sides(b, (image.shape[1], image.shape[0])), views, why
 
     def _record_looked(self, w: FieldWork, det: Detection, frame: Frame, whole: Detection, fp: Footprint) -> None:
         """Focus, stack and record the print larger than the field a whole look found (:meth:`_whole_look`) once.
