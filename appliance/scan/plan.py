@@ -242,6 +242,10 @@ class ImagingPlan:
         divide every frame by it where it is uneven (``appliance/scan/flatfield.py``). Default true: where
         the light is even (within the measurement's own spread) the frames are left as they are, so the cost
         is the 16 frames of the measurement; off for a plan whose slide has too little bare glass to measure.
+    largest_print_um : float
+        The largest print on the slide, µm across, [10, 2000]. Default 150. Where the field is narrower, a
+        piece of debris that may belong to a print larger than the field is looked at whole (the runner's
+        ``_whole_look``): at 40x a print's every piece can be dust to the models.
     """
 
     centre: bool = True
@@ -249,6 +253,7 @@ class ImagingPlan:
     crop_margin_px: int = 16
     settle_s: float = 0.0
     flat_field: bool = True
+    largest_print_um: float = 150.0
 
     def __post_init__(self) -> None:
         for key in ("centre", "flat_field"):
@@ -257,6 +262,7 @@ class ImagingPlan:
         _put(self, "approach_um", _number("imaging.approach_um", self.approach_um, 0.0, 500.0))
         _put(self, "crop_margin_px", _integer("imaging.crop_margin_px", self.crop_margin_px, 0, 256))
         _put(self, "settle_s", _number("imaging.settle_s", self.settle_s, 0.0, 10.0))
+        _put(self, "largest_print_um", _number("imaging.largest_print_um", self.largest_print_um, 10.0, 2000.0))
 
 
 @dataclass(frozen=True)

@@ -116,13 +116,11 @@ VIEWS_MIN_STRUCTURE = 0.25
 #: The type a print larger than the field is recorded with comes from one image pasted from its views
 #: (:meth:`ScanRunner._mosaic_type`) when that names it this surely; below, the vote of its pieces stands.
 MOSAIC_MIN_TYPE = 0.5
-#: The largest print a scan expects, µm across: the virtual microscope's catalogue makes them up to 150 µm. Where
-#: the field is narrower, a piece of debris whose view still runs off the frame once centred is looked at whole
-#: (:meth:`ScanRunner._whole_look`): at 40x (a 90 x 67 µm field) a 114 µm split ring and a 103 µm micro-lens
-#: were arcs and caps both models called dust in every view, and were lost (seed 1601).
-LARGEST_PRINT_UM = 150.0
-#: ... and so is one whose boxes, whole in view, span this fraction of the field's shorter side: at 40x a 103 µm
-#: micro-lens's rim was three whole 49 x 24 µm boxes of debris, the rest of it boxed by nothing (seed 1601).
+#: Where the field is narrower than the plan's largest print (``imaging.largest_print_um``), a piece of sure
+#: debris whose view still runs off the frame, or spans this fraction of the field's shorter side, is looked at
+#: whole (:meth:`ScanRunner._whole_look`): at 40x (a 90 x 67 µm field) a 114 µm split ring was arcs both models
+#: called dust in every view, and a 103 µm micro-lens's rim three whole 49 x 24 µm boxes of dust, the rest of it
+#: boxed by nothing; both were lost (seed 1601).
 LARGE_PIECE = 0.5
 #: How a micro-lens is told from a bubble by the sign of its phase (``ScanRunner._phase_verdict``).
 PHASE_SIGN = PhaseSignRule()
@@ -743,21 +741,22 @@ class ScanRunner:
     def _whole_look(self, det: Detection, frame: Frame) -> tuple[Detection, Footprint] | None:
         """The print larger than the field that sure debris ``det``, seen in ``frame``, is a piece of, or None.
 
-        Only where a print may be larger than the field (``LARGEST_PRINT_UM``) and what the frame shows of ``det``
-        with the boxes it joins (any verdict) still runs off the frame or spans ``LARGE_PIECE`` of it: the region
-        it may fill (:func:`~appliance.scan.mosaic.look_region`) is pasted from views at the current focus and
-        the vision reads that one image as it reads a frame. A structure there that holds ``det``, larger than
-        the field and shaped like its type (:func:`not_its_shape`, as every object seen whole), is the print,
-        with its box as the footprint.
-        One the region cuts is looked at once more, past its cut sides; one that runs off that image too is
-        longer than any print (a 334 µm scratch at 40x, named a scaffold in a 224 µm look, seed 1601).
+        Only where a print may be larger than the field (the plan's ``imaging.largest_print_um``) and what the
+        frame shows of ``det`` with the boxes it joins (any verdict) still runs off the frame or spans
+        ``LARGE_PIECE`` of it: the region it may fill (:func:`~appliance.scan.mosaic.look_region`) is pasted
+        from views at the current focus and the vision reads that one image as it reads a frame. A structure
+        there that holds ``det``, larger than the field and shaped like its type (:func:`not_its_shape`, as
+        every object seen whole), is the print, with its box as the footprint. One the region cuts is looked
+        at once more, past its cut sides; one that runs off that image too is longer than any print (a 334 µm
+        scratch at 40x, named a scaffold in a 224 µm look, seed 1601).
         Anything else leaves the debris verdict standing, and so does a piece lying on a print already
         recorded. Pasted at the field's z, the prints of three 40x slides that are larger than the field were
         structures of their type, 0.81-0.97 (22 of 22), dust, bubbles and scratches debris or, for a 272 µm
         scratch, too narrow a box (session 16).
         """
         fov = covered_fov_um(self.cal)
-        if min(fov) >= LARGEST_PRINT_UM or getattr(self.vision, "analyse_image", None) is None:
+        largest = self.plan.imaging.largest_print_um
+        if min(fov) >= largest or getattr(self.vision, "analyse_image", None) is None:
             return None
         here = self._box_um(det, frame)
         cx, cy = (here[0] + here[2]) / 2.0, (here[1] + here[3]) / 2.0
@@ -771,7 +770,7 @@ class ScanRunner:
         large = max(joined_um[2] - joined_um[0], joined_um[3] - joined_um[1]) >= LARGE_PIECE * min(fov)
         if not (any(cut) or large):
             return None
-        region = look_region(joined_um, cut, LARGEST_PRINT_UM)
+        region = look_region(joined_um, cut, largest)
         for look in range(2):
             seen = self._look_at(region, (cx, cy))
             if seen is None:
@@ -780,7 +779,7 @@ class ScanRunner:
             if best is None or best.kind != "structure":
                 break
             if any(edge) and look == 0:  # the region cut it: once more, reaching past the sides it was cut on
-                region = look_region(box_um, edge, LARGEST_PRINT_UM)
+                region = look_region(box_um, edge, largest)
                 continue
             larger = box_um[2] - box_um[0] > fov[0] or box_um[3] - box_um[1] > fov[1]
             if larger and not any(edge) and why is None:

@@ -14,11 +14,12 @@ def test_full_plan_round_trips_exactly():
 name: slide-7
 grid: {top: 100, left: 200, bottom: 2100, right: 3200, overlap: [12.5, 5], mode: spiral, fov_width: 350}
 focus: {strategy: sweep, field_focus: autofocus, search_range_um: 10, stack_range_um: 8, stack_step_um: 0.5}
-imaging: {centre: false, approach_um: 0, crop_margin_px: 4, settle_s: 0.2}
+imaging: {centre: false, approach_um: 0, crop_margin_px: 4, settle_s: 0.2, largest_print_um: 300}
 reconstruct: {method: focus, wavelength_um: 0.63, index_delta: 0.52, camera_gamma: 1, tie_dz_um: 1}
 """
     plan = ScanPlan.from_yaml(text)
     assert plan.grid.overlap == (12.5, 5.0) and plan.grid.mode == "spiral"
+    assert plan.imaging.largest_print_um == 300.0
     again = ScanPlan.from_yaml(plan.to_yaml())
     assert again == plan and again.to_yaml() == plan.to_yaml()
 
@@ -32,6 +33,7 @@ reconstruct: {method: focus, wavelength_um: 0.63, index_delta: 0.52, camera_gamm
     ("focus: {stack_step_um: 0}", ["focus.stack_step_um", "0"]),
     ("focus: {strategy: guess}", ["focus.strategy", "guess"]),
     ("imaging: {centre: maybe}", ["imaging.centre", "maybe"]),
+    ("imaging: {largest_print_um: 5}", ["imaging.largest_print_um", "5", "[10, 2000]"]),
     ("reconstruct: {method: guess}", ["reconstruct.method", "guess", "phase"]),
     ("reconstruct: {index_delta: 3}", ["reconstruct.index_delta", "3"]),
     ("speed: 3", ["speed", "unknown key"]),
