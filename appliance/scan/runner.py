@@ -328,7 +328,8 @@ class ScanRunner:
         self._error: str | None = None
         self._t0 = time.monotonic()
         self._known: list[_Known] = []
-        self._looked: list[tuple[float, float, float, float]] = []  # slide boxes a whole look found no print in
+        self._looked: list[tuple[float, float, float, float]] = []  # objects a whole look found no print larger
+        # than the field in (their slide boxes)
         # blemishes of the optics: objects that stayed put in the frame while the slide moved
         self.slide_or_optics = SlideOrOptics(self.camera, calibration, self._approach, self._analyse)
         # prints larger than the field, looked at view by view
@@ -787,7 +788,10 @@ class ScanRunner:
                           cx, cy, best.cls, box_um[2] - box_um[0], box_um[3] - box_um[1], views)
                 return best, Footprint(box_um, [False] * 4, tol, views=views)
             break
-        self._looked.append(region)
+        # what was judged is the object holding the piece (or the piece alone): a later piece inside it is that
+        # object again, while a piece elsewhere in the region may be another print's (seed 1611: a look from a
+        # speck beside a 105 µm ring covered the ring's arcs, which were then never looked at)
+        self._looked.append(box_um if best is not None else here)
         return None
 
     def _look_at(self, region: tuple[float, float, float, float], xy: tuple[float, float]
