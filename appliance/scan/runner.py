@@ -740,7 +740,7 @@ class ScanRunner:
             self._record_looked(w, det, frame, *whole)
 
     def _whole_look(self, det: Detection, frame: Frame) -> tuple[Detection, Footprint] | None:
-        """The print larger than the field that sure debris ``det``, seen in ``frame``, is a piece of, or None.
+        """The print larger than the field that ``det``, seen whole in ``frame``, is a piece of, or None.
 
         Only where a print may be larger than the field (the plan's ``imaging.largest_print_um``) and what the
         frame shows of ``det`` with the boxes it joins (any verdict) still runs off the frame or spans
@@ -1171,7 +1171,13 @@ class ScanRunner:
         """
         pieces = self.stitcher.pieces_with(det, frame)
         if not join_pieces(pieces).touches_edge(self.camera.size_px):
-            self._structure(w, det, frame, lens)
+            # whole in view, but a piece of a print larger than the field may be too: at 40x an 81 µm pentagon
+            # was two whole boxes, recorded as two pentagons (seed 1605), a 101 µm scaffold two scaffolds (1609)
+            whole = self._whole_look(det, frame) if det.kind == "structure" else None
+            if whole is None:
+                self._structure(w, det, frame, lens)
+            else:
+                self._record_looked(w, det, frame, *whole)
             return
         t = time.perf_counter()
         at_centre, view, fp = self.stitcher.stitch(field_det, field_frame, pieces, frame)
