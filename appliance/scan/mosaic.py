@@ -37,6 +37,18 @@ LOOK_MIN_WIDTH_UM = 200.0
 LOOK_ASPECT = 4.0 / 3.0
 #: Glass kept around what a whole look should show, as a fraction of its size on each side.
 LOOK_MARGIN = 0.15
+#: A box this close to a whole look's border (fraction of the image's width or height) may go on past it: the
+#: region keeps glass around what it should show, so a print reaching into that band was cut. A 105 µm ring
+#: whose box stopped 3 µm short of the border was half a ring, too short to be read as one (seed 1611).
+LOOK_EDGE = 0.05
+
+
+def look_cut(box_px: tuple[float, float, float, float], size_px: tuple[int, int]) -> tuple[bool, bool, bool, bool]:
+    """The sides (left, top, right, bottom) where a box in a whole look's image reaches ``LOOK_EDGE`` of its border."""
+    w, h = size_px
+    mx, my = LOOK_EDGE * w, LOOK_EDGE * h
+    x0, y0, x1, y1 = box_px
+    return (x0 <= mx, y0 <= my, x1 >= w - mx, y1 >= h - my)
 
 
 def view_positions(box_um: BoxUm, fov_um: tuple[float, float], overlap: float = OVERLAP) -> list[tuple[float, float]]:

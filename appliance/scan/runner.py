@@ -74,7 +74,7 @@ from appliance.scan.capture import CheckedCamera
 from appliance.scan.events import Event, FieldDone, FieldFailed, FrameAnalysed, ObjectRecorded, ScanFinished, StageFault
 from appliance.scan.field_focus import FieldFocus, FieldWork
 from appliance.scan.grid import FieldOrder, FieldPosition, Grid
-from appliance.scan.mosaic import covered_fov_um, look_region
+from appliance.scan.mosaic import covered_fov_um, look_cut, look_region
 from appliance.scan.plan import ScanPlan
 from appliance.scan.protocols import (
     Detection,
@@ -799,8 +799,8 @@ class ScanRunner:
                             ] | None:
         """What the vision sees at slide point ``xy`` in slide box ``region`` pasted from views at the current z.
 
-        The largest detection holding ``xy`` (None if none), its slide box, the sides where it runs off the
-        pasted image, the views taken, and why its shape cannot be its type's (:func:`not_its_shape`, as for
+        The largest detection holding ``xy`` (None if none), its slide box, the sides where it may run on past
+        the pasted image (:func:`~appliance.scan.mosaic.look_cut`), the views taken, and why its shape cannot be its type's (:func:`not_its_shape`, as for
         any object seen whole: a 138 µm scratch across a 40x look was a scaffold's 87 x 155 µm box, seed 1603);
         None where the region cannot be pasted.
         """
@@ -818,7 +818,7 @@ class ScanRunner:
         b = best.box_px
         box_um = (region[0] + b[0] * s, region[1] + b[1] * s, region[0] + b[2] * s, region[1] + b[3] * s)
         why = not_its_shape(image, b, best.cls) if best.kind == "structure" else None
-        return best, box_um, cut_sides(b, (image.shape[1], image.shape[0])), views, why
+        return best, box_um, look_cut(b, (image.shape[1], image.shape[0])), views, why
 
     def _record_looked(self, w: FieldWork, det: Detection, frame: Frame, whole: Detection, fp: Footprint) -> None:
         """Focus, stack and record the print larger than the field a whole look found (:meth:`_whole_look`) once.

@@ -112,3 +112,13 @@ def test_a_whole_look_reaches_past_the_cut_sides_to_the_largest_print_and_keeps_
     assert small[2] - small[0] == pytest.approx(LOOK_MIN_WIDTH_UM)
     with pytest.raises(ValueError, match="x1 > x0"):
         look_region((5.0, 0.0, 5.0, 10.0), (False,) * 4, 150.0)
+
+
+def test_a_box_reaching_into_a_whole_looks_border_band_may_go_on_past_it() -> None:
+    from appliance.scan.mosaic import LOOK_EDGE, look_cut
+
+    size = (1000, 750)
+    # a 105 um ring whose box stopped 3 um (21 px) short of the bottom was half a ring (seed 1611)
+    assert look_cut((300, 100, 700, 729), size) == (False, False, False, True)
+    inner = LOOK_EDGE * 1000 + 1
+    assert look_cut((inner, inner, 1000 - inner, 750 - inner), size) == (False, False, False, False)
