@@ -25,6 +25,11 @@ could not get back, a board that reset, an alarm, a reply that never came) is me
 recover``, at most ``stage_recoveries`` faults per field), or ends the scan (``stop``); either way nothing of
 the field in flight is committed twice or lost.
 
+Prints larger than the field: one whose centred view still reaches the frame's edge is stitched from views
+(:class:`~appliance.scan.stitcher.Stitcher`); where the field is narrower than the plan's largest print, a piece
+the models call dust, or a structure spanning half the field, is looked at whole, its region pasted from views
+into one image the vision reads (:meth:`ScanRunner._whole_look`).
+
 Overlap: every object is recorded once. A detection whose position (its box centre through the calibration)
 falls inside the box of an object already recorded, grown by ``DUPLICATE_MARGIN_UM``, is the same object seen
 again from a neighbouring field. Structures are checked against structures only, so a structure first seen
