@@ -805,9 +805,9 @@ class ScanRunner:
         """What the vision sees at slide point ``xy`` in slide box ``region`` pasted from views at the current z.
 
         The largest detection holding ``xy`` (None if none), its slide box, the sides where it may run on past
-        the pasted image (:func:`~appliance.scan.mosaic.look_cut`), the views taken, and why its shape cannot be its type's (:func:`not_its_shape`, as for
-        any object seen whole: a 138 µm scratch across a 40x look was a scaffold's 87 x 155 µm box, seed 1603);
-        None where the region cannot be pasted.
+        the pasted image (:func:`~appliance.scan.mosaic.look_cut`), the views taken, and why its shape cannot
+        be its type's (:func:`not_its_shape`, as for any object seen whole: a 138 µm scratch across a 40x look
+        was a scaffold's 87 x 155 µm box, seed 1603); None where the region cannot be pasted.
         """
         pasted = self.stitcher.paste_views(region)
         if pasted is None:
