@@ -776,9 +776,18 @@ class ScanRunner:
         large = max(joined_um[2] - joined_um[0], joined_um[3] - joined_um[1]) >= LARGE_PIECE * min(fov)
         if not (any(cut) or large):
             return None
-        region = look_region(joined_um, cut, largest)
+        found = self._find_whole(look_region(joined_um, cut, largest), (cx, cy), here, fov)
+        if found is None:  # the views moved the stage: the object is seen again, focused and recorded from its view
+            self._approach(frame.position.x_um, frame.position.y_um)
+        return found
+
+    def _find_whole(self, region: tuple[float, float, float, float], xy: tuple[float, float],
+                    here: tuple[float, float, float, float], fov: tuple[float, float]
+                    ) -> tuple[Detection, Footprint] | None:
+        """The looks of :meth:`_whole_look` from ``region``: the print holding slide point ``xy``, or None."""
+        largest = self.plan.imaging.largest_print_um
         for look in range(2):
-            seen = self._look_at(region, (cx, cy))
+            seen = self._look_at(region, xy)
             if seen is None:
                 return None
             best, box_um, edge, views, why = seen
@@ -789,9 +798,9 @@ class ScanRunner:
                 continue
             larger = box_um[2] - box_um[0] > fov[0] or box_um[3] - box_um[1] > fov[1]
             if larger and not any(edge) and why is None:
-                _log.info("debris at (%.0f, %.0f) um is a piece of a %s %.0f x %.0f um, looked at whole in %d views",
-                          cx, cy, best.cls, box_um[2] - box_um[0], box_um[3] - box_um[1], views)
-                return best, Footprint(box_um, [False] * 4, tol, views=views)
+                _log.info("the object at (%.0f, %.0f) um is part of a %s %.0f x %.0f um, looked at whole in %d views",
+                          *xy, best.cls, box_um[2] - box_um[0], box_um[3] - box_um[1], views)
+                return best, Footprint(box_um, [False] * 4, stitch_tolerance_um(self.cal), views=views)
             break
         # what was judged is the object holding the piece (or the piece alone): a later piece inside it is that
         # object again, while a piece elsewhere in the region may be another print's (seed 1611: a look from a
