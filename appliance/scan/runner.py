@@ -752,11 +752,11 @@ class ScanRunner:
         ``LARGE_PIECE`` of it: the region it may fill (:func:`~appliance.scan.mosaic.look_region`) is pasted
         from views at the current focus and the vision reads that one image as it reads a frame. A structure
         there that holds ``det``, larger than the field and shaped like its type (:func:`not_its_shape`, as
-        every object seen whole), is the print, with its box as the footprint. One the region cuts is looked
-        at once more, past its cut sides; one that runs off that image too is longer than any print (a 334 µm
-        scratch at 40x, named a scaffold in a 224 µm look, seed 1601).
-        Anything else leaves the debris verdict standing, and so does a piece lying on a print already
-        recorded. Pasted at the field's z, the prints of three 40x slides that are larger than the field were
+        every object seen whole), is the print, with its box as the footprint. One reaching into the image's
+        border band is looked at once more, past those sides; one at the border of that image too is longer
+        than any print (a 334 µm scratch at 40x, named a scaffold in a 224 µm look, seed 1601). Anything else
+        leaves the verdict as it was, and so does a piece lying on a print already recorded. Pasted at the
+        field's z, the prints of three 40x slides that are larger than the field were
         structures of their type, 0.81-0.97 (22 of 22), dust, bubbles and scratches debris or, for a 272 µm
         scratch, too narrow a box (session 16).
         """
