@@ -5,9 +5,9 @@ a 320 x 240 sensor a 119 µm micro-lens was named a pentagon and a woodpile from
 each placed on the slide by the pixel -> stage map, make one image of the whole print at the camera's scale, which
 the classifier reads as it reads any crop: the same lens pasted from 12 views read micro-lens at 0.94.
 
-The geometry only: :func:`view_positions` says where to look (over :func:`covered_fov_um`), :func:`paste` joins
-what was seen. Moving the stage
-and capturing is the stitcher's (:meth:`appliance.scan.stitcher.Stitcher.mosaic`).
+The geometry only: :func:`view_positions` says where to look (over :func:`covered_fov_um`), :func:`look_region`
+what a whole look must hold, :func:`paste` joins what was seen. Moving the stage and capturing is the stitcher's
+(:meth:`appliance.scan.stitcher.Stitcher.paste_views`).
 """
 
 from __future__ import annotations

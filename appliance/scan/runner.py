@@ -736,6 +736,11 @@ class ScanRunner:
             return None
         return cur_det, cur_frame, sure_debris
 
+    @cached_property
+    def _covered_fov_um(self) -> tuple[float, float]:
+        """What one frame shows whole, µm (:func:`~appliance.scan.mosaic.covered_fov_um`): fixed by the calibration."""
+        return covered_fov_um(self.cal)
+
     def _debris_unless_whole(self, w: FieldWork, det: Detection, frame: Frame) -> None:
         """Record sure debris ``det``, unless a whole look finds it a piece of a print larger than the field."""
         whole = self._whole_look(det, frame)
@@ -760,7 +765,7 @@ class ScanRunner:
         structures of their type, 0.81-0.97 (22 of 22), dust, bubbles and scratches debris or, for a 272 µm
         scratch, too narrow a box (session 16).
         """
-        fov = covered_fov_um(self.cal)
+        fov = self._covered_fov_um
         largest = self.plan.imaging.largest_print_um
         if min(fov) >= largest or getattr(self.vision, "analyse_image", None) is None:
             return None
