@@ -244,8 +244,8 @@ class ImagingPlan:
         is the 16 frames of the measurement; off for a plan whose slide has too little bare glass to measure.
     largest_print_um : float
         The largest print on the slide, µm across, [10, 2000]. Default 150. Where the field is narrower, a
-        piece of debris that may belong to a print larger than the field is looked at whole (the runner's
-        ``_whole_look``): at 40x a print's every piece can be dust to the models.
+        piece of debris that may belong to a print larger than the field is looked at whole (``WholeLook``,
+        ``appliance.scan.whole_look``): at 40x a print's every piece can be dust to the models.
     """
 
     centre: bool = True

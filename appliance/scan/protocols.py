@@ -90,7 +90,7 @@ class ImageReader(Protocol):
     """A :class:`Vision` that can also read an image no camera took (optional): one pasted from views.
 
     The runner shows it a region of the slide pasted from several views at the camera's scale
-    (``ScanRunner._whole_look``: a print larger than the field whose every piece is dust to the models); a
+    (``appliance.scan.whole_look.WholeLook``: a print larger than the field whose every piece is dust to the models); a
     vision that reads only the camera's frames (the ground-truth double, which knows a frame by where it was
     taken) is never asked, and such prints stay as its frames call them.
     """

@@ -28,7 +28,7 @@ the field in flight is committed twice or lost.
 Prints larger than the field: one whose centred view still reaches the frame's edge is stitched from views
 (:class:`~appliance.scan.stitcher.Stitcher`); where the field is narrower than the plan's largest print, a piece
 the models call dust, or a structure spanning half the field, is looked at whole, its region pasted from views
-into one image the vision reads (:meth:`ScanRunner._whole_look`).
+into one image the vision reads (:class:`~appliance.scan.whole_look.WholeLook`).
 
 Overlap: every object is recorded once. A detection whose position (its box centre through the calibration)
 falls inside the box of an object already recorded, grown by ``DUPLICATE_MARGIN_UM``, is the same object seen
@@ -79,7 +79,6 @@ from appliance.scan.capture import CheckedCamera
 from appliance.scan.events import Event, FieldDone, FieldFailed, FrameAnalysed, ObjectRecorded, ScanFinished, StageFault
 from appliance.scan.field_focus import FieldFocus, FieldWork
 from appliance.scan.grid import FieldOrder, FieldPosition, Grid
-from appliance.scan.mosaic import covered_fov_um, look_cut, look_region
 from appliance.scan.plan import ScanPlan
 from appliance.scan.protocols import (
     Detection,
@@ -94,15 +93,14 @@ from appliance.scan.slide_or_optics import SlideOrOptics
 from appliance.scan.stage_recovery import redo_after_stage_faults
 from appliance.scan.stitch import (
     Footprint,
-    Sides,
     area,
-    cut_sides,
     grow,
     intersect,
     join_pieces,
     stitch_tolerance_um,
 )
 from appliance.scan.stitcher import Stitcher
+from appliance.scan.whole_look import WholeLook
 from appliance.vision.decision import MICROLENS, lens_disputed, likeliest_type, too_small
 from appliance.vision.phasesign import CONVERGING, DIVERGING, PhaseSignRule, phase_sign
 from appliance.vision.typeshape import not_a_footprint, not_its_shape
@@ -121,12 +119,6 @@ VIEWS_MIN_STRUCTURE = 0.25
 #: The type a print larger than the field is recorded with comes from one image pasted from its views
 #: (:meth:`ScanRunner._mosaic_type`) when that names it this surely; below, the vote of its pieces stands.
 MOSAIC_MIN_TYPE = 0.5
-#: Where the field is narrower than the plan's largest print (``imaging.largest_print_um``), a piece of sure
-#: debris whose view still runs off the frame, or spans this fraction of the field's shorter side, is looked at
-#: whole (:meth:`ScanRunner._whole_look`): at 40x (a 90 x 67 µm field) a 114 µm split ring was arcs both models
-#: called dust in every view, and a 103 µm micro-lens's rim three whole 49 x 24 µm boxes of dust, the rest of it
-#: boxed by nothing; both were lost (seed 1601).
-LARGE_PIECE = 0.5
 #: How a micro-lens is told from a bubble by the sign of its phase (``ScanRunner._phase_verdict``).
 PHASE_SIGN = PhaseSignRule()
 MAX_CENTRING_MOVES = 2
@@ -333,13 +325,15 @@ class ScanRunner:
         self._error: str | None = None
         self._t0 = time.monotonic()
         self._known: list[_Known] = []
-        self._looked: list[tuple[float, float, float, float]] = []  # objects a whole look found no print larger
-        # than the field in (their slide boxes)
         # blemishes of the optics: objects that stayed put in the frame while the slide moved
         self.slide_or_optics = SlideOrOptics(self.camera, calibration, self._approach, self._analyse)
         # prints larger than the field, looked at view by view
         self.stitcher = Stitcher(self.camera, calibration, self._approach, self._analyse, self._analysis_of,
                                  self.slide_or_optics)
+        # ... and those every view calls dust, read whole from one image pasted from views
+        reader = cast(ImageReader, vision) if callable(getattr(vision, "analyse_image", None)) else None
+        self.whole_look = WholeLook(reader, self.stitcher, calibration, self.camera, plan.imaging.largest_print_um,
+                                    self._approach)
         self._done: dict[int, bool] = {}
         self._n_struct = 0
         self._n_debris = 0
@@ -736,11 +730,6 @@ class ScanRunner:
             return None
         return cur_det, cur_frame, sure_debris
 
-    @cached_property
-    def _covered_fov_um(self) -> tuple[float, float]:
-        """What one frame shows whole, µm (:func:`~appliance.scan.mosaic.covered_fov_um`): fixed by the calibration."""
-        return covered_fov_um(self.cal)
-
     def _debris_unless_whole(self, w: FieldWork, det: Detection, frame: Frame) -> None:
         """Record sure debris ``det``, unless a whole look finds it a piece of a print larger than the field."""
         whole = self._whole_look(det, frame)
@@ -750,98 +739,10 @@ class ScanRunner:
             self._record_looked(w, det, frame, *whole)
 
     def _whole_look(self, det: Detection, frame: Frame) -> tuple[Detection, Footprint] | None:
-        """The print larger than the field that ``det``, seen whole in ``frame``, is a piece of, or None.
-
-        Only where a print may be larger than the field (the plan's ``imaging.largest_print_um``) and what the
-        frame shows of ``det`` with the boxes it joins (any verdict) still runs off the frame or spans
-        ``LARGE_PIECE`` of it: the region it may fill (:func:`~appliance.scan.mosaic.look_region`) is pasted
-        from views at the current focus and the vision reads that one image as it reads a frame. A structure
-        there that holds ``det``, larger than the field and shaped like its type (:func:`not_its_shape`, as
-        every object seen whole), is the print, with its box as the footprint. One reaching into the image's
-        border band is looked at once more, past those sides; one at the border of that image too is longer
-        than any print (a 334 µm scratch at 40x, named a scaffold in a 224 µm look, seed 1601). Anything else
-        leaves the verdict as it was, and so does a piece lying on a print already recorded. Pasted at the
-        field's z, the prints of three 40x slides that are larger than the field were
-        structures of their type, 0.81-0.97 (22 of 22), dust, bubbles and scratches debris or, for a 272 µm
-        scratch, too narrow a box (session 16).
-        """
-        fov = self._covered_fov_um
-        largest = self.plan.imaging.largest_print_um
-        if min(fov) >= largest or getattr(self.vision, "analyse_image", None) is None:
-            return None
-        here = self._box_um(det, frame)
-        cx, cy = (here[0] + here[2]) / 2.0, (here[1] + here[3]) / 2.0
+        """The print larger than the field ``det`` is a piece of (:meth:`WholeLook.find`), or None."""
         tol = stitch_tolerance_um(self.cal)
-        if any(b[0] <= cx <= b[2] and b[1] <= cy <= b[3] for b in self._looked) or any(
-                k.kind == "structure" and k.contains(cx, cy, tol) for k in self._known):
-            return None
-        joined = join_pieces(self.stitcher.pieces_with(det, frame, any_verdict=True))
-        cut = cut_sides(joined.box_px, self.camera.size_px)
-        joined_um = self._box_um(joined, frame)
-        large = max(joined_um[2] - joined_um[0], joined_um[3] - joined_um[1]) >= LARGE_PIECE * min(fov)
-        if not (any(cut) or large):
-            return None
-        found = self._find_whole(look_region(joined_um, cut, largest), (cx, cy), here, fov)
-        if found is None:  # the views moved the stage: the object is seen again, focused and recorded from its view
-            self._approach(frame.position.x_um, frame.position.y_um)
-        return found
-
-    def _find_whole(self, region: tuple[float, float, float, float], xy: tuple[float, float],
-                    here: tuple[float, float, float, float], fov: tuple[float, float]
-                    ) -> tuple[Detection, Footprint] | None:
-        """The looks of :meth:`_whole_look` from ``region``: the print holding slide point ``xy``, or None."""
-        largest = self.plan.imaging.largest_print_um
-        for look in range(2):
-            seen = self._look_at(region, xy)
-            if seen is None:
-                return None
-            best, box_um, edge, border, views, why = seen
-            if best is None or best.kind != "structure":
-                break
-            if any(edge) and look == 0:  # the region cut it: once more, reaching past the sides it was cut on
-                region = look_region(box_um, edge, largest)
-                continue
-            # the second region holds it with glass to spare, but a box is looser than the print: only one at
-            # the border runs on past it (seed 1611's ring, whole, came within 8 µm of its second region's top)
-            larger = box_um[2] - box_um[0] > fov[0] or box_um[3] - box_um[1] > fov[1]
-            if larger and not any(edge if look == 0 else border) and why is None:
-                _log.info("the object at (%.0f, %.0f) um is part of a %s %.0f x %.0f um, looked at whole in %d views",
-                          *xy, best.cls, box_um[2] - box_um[0], box_um[3] - box_um[1], views)
-                return best, Footprint(box_um, [False] * 4, stitch_tolerance_um(self.cal), views=views)
-            break
-        # what was judged is the object holding the piece (or the piece alone): a later piece inside it is that
-        # object again, while a piece elsewhere in the region may be another print's (seed 1611: a look from a
-        # speck beside a 105 µm ring covered the ring's arcs, which were then never looked at)
-        self._looked.append(box_um if best is not None else here)
-        return None
-
-    def _look_at(self, region: tuple[float, float, float, float], xy: tuple[float, float]
-                 ) -> tuple[Detection | None, tuple[float, float, float, float], Sides, Sides, int,
-                            dict[str, float] | None] | None:
-        """What the vision sees at slide point ``xy`` in slide box ``region`` pasted from views at the current z.
-
-        The largest detection holding ``xy`` (None if none), its slide box, the sides where it may run on past
-        the pasted image (:func:`~appliance.scan.mosaic.look_cut`) and those where it reaches its border
-        (:func:`~appliance.scan.stitch.cut_sides`), the views taken, and why its shape cannot
-        be its type's (:func:`not_its_shape`, as for any object seen whole: a 138 µm scratch across a 40x look
-        was a scaffold's 87 x 155 µm box, seed 1603); None where the region cannot be pasted.
-        """
-        pasted = self.stitcher.paste_views(region)
-        if pasted is None:
-            return None
-        image, views = pasted
-        seen = cast(ImageReader, self.vision).analyse_image(image)  # the caller checked that it reads images
-        s = self.cal.um_per_px
-        u, v = (xy[0] - region[0]) / s, (xy[1] - region[1]) / s
-        holding = [d for d in seen.detections if d.box_px[0] <= u <= d.box_px[2] and d.box_px[1] <= v <= d.box_px[3]]
-        best = max(holding, key=lambda d: area(d.box_px), default=None)
-        if best is None:
-            return None, region, (False,) * 4, (False,) * 4, views, None
-        b = best.box_px
-        box_um = (region[0] + b[0] * s, region[1] + b[1] * s, region[0] + b[2] * s, region[1] + b[3] * s)
-        why = not_its_shape(image, b, best.cls) if best.kind == "structure" else None
-        size = (image.shape[1], image.shape[0])
-        return best, box_um, look_cut(b, size), cut_sides(b, size), views, why
+        return self.whole_look.find(det, frame, lambda x, y: any(
+            k.kind == "structure" and k.contains(x, y, tol) for k in self._known))
 
     def _record_looked(self, w: FieldWork, det: Detection, frame: Frame, whole: Detection, fp: Footprint) -> None:
         """Focus, stack and record the print larger than the field a whole look found (:meth:`_whole_look`) once.
