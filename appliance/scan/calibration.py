@@ -322,7 +322,7 @@ def calibrate(stage: Stage, camera: Camera, step_um: float = 40.0, approach_um: 
     tolerance = max(MIN_RESIDUAL_UM, MAX_RESIDUAL_FRACTION * step_um)
     worst: Calibration | None = None
     why = ""  # why the first place with texture but no map had none
-    places = _spiral_offsets(search + 1)
+    places = spiral_offsets(search + 1)
     for k, bound in enumerate(bounds):
         if k > 0 and bound >= bounds[k - 1]:
             break
@@ -363,7 +363,7 @@ def calibrate(stage: Stage, camera: Camera, step_um: float = 40.0, approach_um: 
     raise CalibrationError(f"no texture for phase correlation {where}; move to a structure and calibrate there")
 
 
-def _spiral_offsets(n: int) -> list[tuple[int, int]]:
+def spiral_offsets(n: int) -> list[tuple[int, int]]:
     """The first ``n`` cells of a square spiral around (0, 0), ring by ring."""
     out = [(0, 0)]
     k = 1

@@ -1,0 +1,92 @@
+"""Finding a slide put in by hand far from the stage's focus when the middle of the area is bare glass.
+
+At 20x / NA 0.4 (a 4 µm depth of field) a slide whose glass lay 28 µm above the stage's z was a blur at every one
+of the calibration's 121 places, and the middle of the area, where the slide is looked for, held nothing to
+focus on: the scan stopped with "the moves never agreed" (seed 1720). The slide is now looked for at other
+places of the calibration's spiral before the calibration is given up.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from appliance.focus.reference import reference_heights
+from appliance.scan.adapters import AutofocusFocuser, FocusMapAdapter
+from appliance.scan.plan import ScanPlan
+from appliance.scan.protocols import FocusOutcome
+from appliance.scan.session import (
+    FIND_SLIDE_PLACES,
+    _find_and_calibrate,
+    calibration_step_um,
+    find_slide_around,
+    sim_microscope,
+)
+
+
+def test_a_slide_far_out_of_focus_is_found_past_a_bare_middle_and_then_calibrated() -> None:
+    sets = {"slide": {"width_um": 2000, "height_um": 2000, "n_structures": 8, "surface_z0_um": 118},
+            "optics": {"magnification": 20, "na": 0.4}}
+    scope = sim_microscope(1720, sets)
+    um = scope.camera.um_per_px
+    with scope.stage, scope.camera:
+        assert abs(scope.slide.surface_z_um(1000.0, 1000.0) - scope.stage.position_um().z_um) > 20.0
+        focuser = AutofocusFocuser("classical", scope.stage.params.travel_z_um, FocusMapAdapter(),
+                                   now_s=scope.clock.now_s, reference_heights=reference_heights({}, virtual=True),
+                                   depth_of_field_um=scope.camera.optics.depth_of_field_um(um))
+        cal, z = _find_and_calibrate(scope.stage, scope.camera, focuser, ScanPlan(name="by-hand"),
+                                     (0.0, 0.0, 2000.0, 2000.0), None, calibration_step_um(um, scope.camera.size_px))
+        here = scope.stage.position_um()
+        assert (here.x_um, here.y_um) != (1000.0, 1000.0)  # found elsewhere: the middle alone did not
+        assert z is not None and abs(z - scope.slide.surface_z_um(here.x_um, here.y_um)) < 2.0
+    assert cal.um_per_px == pytest.approx(um, rel=0.01)
+
+
+class _Stage:
+    """x, y moves within a 0-2000 µm travel (beyond it: the driver's StageLimitError); z from focus_to_um."""
+
+    def __init__(self) -> None:
+        self.x, self.y, self.z = 1000.0, 1000.0, 90.0
+        self.visited: list[tuple[float, float]] = []
+
+    def position_um(self) -> SimpleNamespace:
+        return SimpleNamespace(x_um=self.x, y_um=self.y, z_um=self.z)
+
+    def move_to_um(self, x: float, y: float) -> None:
+        from appliance.hardware.stage.base import StageLimitError
+
+        if not (0 <= x <= 2000 and 0 <= y <= 2000):
+            raise StageLimitError(f"({x}, {y}) is beyond the travel")
+        self.x, self.y = x, y
+        self.visited.append((x, y))
+
+    def focus_to_um(self, z: float) -> None:
+        self.z = z
+
+
+class _SlideAt:
+    """A focuser that finds the glass (z 118) only at the places in ``sharp``, and nothing elsewhere."""
+
+    z_travel_um = (0.0, 180.0)
+
+    def __init__(self, stage: _Stage, sharp: set[tuple[float, float]]) -> None:
+        self.stage, self.sharp = stage, sharp
+
+    def focus(self, stage, camera, z_guess_um, range_um, roi_px=None, cls=None):  # type: ignore[no-untyped-def]
+        if (self.stage.x, self.stage.y) in self.sharp:
+            stage.focus_to_um(118.0)
+            return FocusOutcome(118.0, 9, True)
+        return FocusOutcome(z_guess_um, 9, False)
+
+
+def test_the_slide_is_looked_for_place_by_place_beyond_the_travel_skipped_and_the_stage_left_where_found() -> None:
+    stage = _Stage()
+    found = find_slide_around(stage, None, _SlideAt(stage, {(1300.0, 1000.0)}), 15.0,  # type: ignore[arg-type]
+                              (1000.0, 1000.0), 300.0, first=1)
+    assert found == 118.0 and (stage.x, stage.y) == (1300.0, 1000.0)
+    assert (1000.0, 1000.0) not in stage.visited  # the middle was looked at already
+    corner = _Stage()  # from a corner of the travel, three of the first eight places lie beyond it
+    assert find_slide_around(corner, None, _SlideAt(corner, set()), 15.0, (0.0, 0.0), 300.0) is None  # type: ignore[arg-type]
+    assert all(0 <= x <= 2000 and 0 <= y <= 2000 for x, y in corner.visited)
+    assert len(set(corner.visited)) < FIND_SLIDE_PLACES and (corner.x, corner.y) == (0.0, 0.0)
