@@ -258,7 +258,7 @@ class AutofocusFocuser:
             frames += int(r.frames)
         if cls is not None and r.ok and r.measured:
             self.structure_focused(p.x_um, p.y_um, float(r.z_um), cls, evidence=_one_lobe(r.trace))
-        return FocusOutcome(float(r.z_um), frames, bool(r.ok))
+        return FocusOutcome(float(r.z_um), frames, bool(r.ok), glass=bool(glass and r.ok))
 
     def structure_focused(self, x_um: float, y_um: float, z_um: float, cls: str, evidence: bool = False) -> None:
         """Tell the maps a structure of type ``cls`` was focused at ``z_um`` (also a resumed scan's structures).

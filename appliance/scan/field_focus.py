@@ -116,10 +116,14 @@ class FieldFocus:
         The calibration's pixel size, µm (the specks beside a structure are sized with it).
     z_start_um : float, optional
         Focus guess before anything is focused (default: the stage's z at :meth:`read_start_z`).
+    start_on_glass : bool
+        ``z_start_um`` is the glass's own focus (the scan found the slide on specks): fields are viewed
+        ``FIELD_VIEW_ABOVE_GLASS_UM`` above it from the first, as above any focus found.
     """
 
     def __init__(self, stage: Stage, camera: Camera, focuser: Focuser, focus_map: FocusMapLike,
-                 focus_plan: FocusPlan, um_per_px: float, z_start_um: float | None = None) -> None:
+                 focus_plan: FocusPlan, um_per_px: float, z_start_um: float | None = None,
+                 start_on_glass: bool = False) -> None:
         self.stage, self.camera, self.focuser, self.focus_map = stage, camera, focuser, focus_map
         self.focus_plan = focus_plan
         self.um_per_px = um_per_px
@@ -130,6 +134,10 @@ class FieldFocus:
         self._lost_looks = 0  # fields autofocused in vain before any focus was found
         self._speck_glass = SpeckGlassPlane()  # the glass measured from specks beside structures
         self._focus_found = False  # a field's autofocus has found focus (in this scan, this run or before)
+        # the guess is the glass's focus, found before the first field (at 40x most fields are bare glass and
+        # never find one: a whole scan was viewed at the glass, where a 55 µm woodpile 5 µm below its
+        # mid-plane was too faint for the gate in every field over it, seed 1609)
+        self._guess_on_glass = start_on_glass and z_start_um is not None
 
     def read_start_z(self) -> None:
         """Without a guess, take the stage's z now as the first one (once, at the start of a run).
@@ -228,7 +236,7 @@ class FieldFocus:
         elif pred is not None:
             guess = pred[0] + FIELD_VIEW_ABOVE_GLASS_UM
         elif self._z_guess is not None:
-            guess = self._z_guess + (FIELD_VIEW_ABOVE_GLASS_UM if self._focus_found else 0.0)
+            guess = self._z_guess + (FIELD_VIEW_ABOVE_GLASS_UM if self._focus_found or self._guess_on_glass else 0.0)
         else:
             guess = p.z_um
         try:
@@ -316,8 +324,8 @@ class FieldFocus:
         29 such samples passed for a peak 40-70 µm above the glass; every later search then started there.
         """
         assert w.wide_from is not None
-        self._focus_found = False
-        self._z_guess = w.wide_from
+        self._focus_found = self._guess_on_glass = False
+        self._z_guess = w.wide_from  # where that field was viewed
         self.stage.focus_to_um(w.wide_from)
         w.z_um, w.focus_source, w.focus_point, w.wide_from = w.wide_from, "autofocus-unsure", None, None
 

@@ -102,11 +102,16 @@ class ImageReader(Protocol):
 
 @dataclass(frozen=True)
 class FocusOutcome:
-    """Result of one autofocus: the z reached, frames spent, and whether the search trusted its peak."""
+    """Result of one autofocus: the z reached, frames spent, and whether the search trusted its peak.
+
+    ``glass``: the z is the glass's own, read from the specks resting on it (a field's search), not an object's
+    mid-plane.
+    """
 
     z_um: float
     frames: int
     ok: bool
+    glass: bool = False
 
 
 class Focuser(Protocol):

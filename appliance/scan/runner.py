@@ -293,13 +293,15 @@ class ScanRunner:
     area_um : (left, top, right, bottom), optional
         The area the plan scans, µm; an object centred outside it is not recorded (:meth:`_outside_area`).
         None: every object the fields show is.
+    start_on_glass : bool
+        ``z_start_um`` is the glass's own focus (:class:`~appliance.scan.field_focus.FieldFocus`).
     """
 
     def __init__(self, stage: Stage, camera: Camera, vision: Vision, focuser: Focuser, focus_map: FocusMapLike,
                  store: ResultStore, folder: ScanFolder, plan: ScanPlan, grid: Grid, calibration: Calibration,
                  scan_id: int, device_clock: Callable[[], float] | None = None,
                  on_event: Callable[[Event], None] | None = None, z_start_um: float | None = None,
-                 area_um: tuple[float, float, float, float] | None = None) -> None:
+                 area_um: tuple[float, float, float, float] | None = None, start_on_glass: bool = False) -> None:
         self.stage, self.vision = stage, vision
         self.area_um = area_um
         # every capture of the scan (the focuser's too) is checked and retried; see appliance/scan/capture.py
@@ -308,7 +310,7 @@ class ScanRunner:
         self.focuser = focuser
         # the z of each field and the glass under each structure: appliance/scan/field_focus.py
         self.field_focus = FieldFocus(stage, self.camera, focuser, focus_map, plan.focus, calibration.um_per_px,
-                                      z_start_um)
+                                      z_start_um, start_on_glass)
         self.store, self.folder, self.plan, self.grid = store, folder, plan, grid
         self.cal = calibration
         self.scan_id = scan_id

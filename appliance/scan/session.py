@@ -33,7 +33,7 @@ from appliance.scan.flatfield import FlatField, FlatFieldCamera, FlatFieldError,
 from appliance.scan.flatfield import check_area as check_flat_field_area
 from appliance.scan.grid import make_grid
 from appliance.scan.plan import ScanPlan
-from appliance.scan.protocols import Focuser, FocusMapLike, Vision
+from appliance.scan.protocols import Focuser, FocusMapLike, FocusOutcome, Vision
 from appliance.scan.runner import ScanRunner, ScanStatus
 from appliance.scan.stage_recovery import retry_after_stage_faults
 
@@ -112,6 +112,7 @@ def run_scan(stage: Stage, camera: Camera, vision: Vision, focuser: Focuser, foc
     with ResultStore(db_path) as store:
         old = store.unfinished_scan(out_dir) if resume else None
         cal_s: float | None = None
+        start_on_glass = False  # z_start_um is the glass's own focus, found before the first field
         flat: dict[str, Any] = {}
         if plan.imaging.flat_field:  # first: the slide's focus and the calibration are read on corrected frames
             scale = calibration.um_per_px if calibration is not None else nominal_um_per_px
@@ -125,11 +126,11 @@ def run_scan(stage: Stage, camera: Camera, vision: Vision, focuser: Focuser, foc
             t = time.perf_counter()
             checked = CheckedCamera(camera, plan.faults.capture_retries, plan.faults.retry_wait_s)
             step = 40.0 if nominal_um_per_px is None else calibration_step_um(nominal_um_per_px, camera.size_px)
-            cal, z_found = retry_after_stage_faults(
+            cal, found = retry_after_stage_faults(
                 stage, plan.faults, "the calibration",
                 lambda: _find_and_calibrate(stage, checked, focuser, plan, area_um, calibration, step))
-            if z_found is not None:
-                z_start_um = z_found
+            if found is not None:
+                z_start_um, start_on_glass = found.z_um, found.glass
             cal_s = time.perf_counter() - t
         grid = make_grid(plan.grid, area_um, cal.fov_um)
         if old is None:
@@ -141,7 +142,8 @@ def run_scan(stage: Stage, camera: Camera, vision: Vision, focuser: Focuser, foc
             info = {"scan_id": scan_id, "db": str(Path(db_path).resolve()), "calibration_s": cal_s}
             write_durably(meta, json.dumps({**info, **({"flat_field": flat} if flat else {})}).encode())
         runner = ScanRunner(stage, camera, vision, focuser, focus_map, store, folder, plan, grid, cal, scan_id,
-                            device_clock=device_clock, on_event=on_event, z_start_um=z_start_um, area_um=area_um)
+                            device_clock=device_clock, on_event=on_event, z_start_um=z_start_um, area_um=area_um,
+                            start_on_glass=start_on_glass)
         if runner_hook is not None:
             runner_hook(runner)
         status = runner.run()
@@ -247,34 +249,40 @@ def _saved_flat_field(path: Path, size_px: tuple[int, int]) -> FlatField | None:
 
 def _find_and_calibrate(stage: Stage, camera: Camera, focuser: Focuser, plan: ScanPlan,
                         area_um: tuple[float, float, float, float], calibration: Calibration | None,
-                        step_um: float) -> tuple[Calibration, float | None]:
+                        step_um: float) -> tuple[Calibration, FocusOutcome | None]:
     """The scan's calibration and the slide's focus found for it.
 
-    ``calibration`` if given (the focus is then None), else one measured in focus at the area's middle (the
-    focus None when none was found there).
+    ``calibration`` if given (the focus is then None), else one measured in focus at the area's middle, or
+    where the calibration found something to follow; the focus None when none was found.
     """
     if calibration is not None:
         return calibration, None
     middle = ((area_um[0] + area_um[2]) / 2, (area_um[1] + area_um[3]) / 2)
     stage.move_to_um(x=middle[0], y=middle[1])
-    z_found = find_slide(stage, camera, focuser, plan.focus.search_range_um)
+    found = find_slide(stage, camera, focuser, plan.focus.search_range_um)
     spacing = calibration_spacing_um(area_um, step_um)
 
     def measure() -> Calibration:
         return calibrate(stage, camera, step_um=step_um, search=CALIBRATION_PLACES - 1, search_step_um=spacing)
 
     try:
-        return measure(), z_found
+        cal = measure()
     except CalibrationError as exc:
-        if z_found is not None:
+        if found is not None:
             raise
         # nothing to focus on in the middle, and no place of the spiral sharp enough to correlate: the slide
         # may lie beyond the depth of field of where the stage stood, so look for it at other places first
-        z_found = find_slide_around(stage, camera, focuser, plan.focus.search_range_um, middle, spacing, first=1)
-        if z_found is None:  # say why there was nothing to correlate
+        found = find_slide_around(stage, camera, focuser, plan.focus.search_range_um, middle, spacing, first=1)
+        if found is None:  # say why there was nothing to correlate
             raise CalibrationError(f"{exc} (no focus was found over the focus travel either, at {FIND_SLIDE_PLACES} "
                                    "places: is the slide in place, and its glass within the focus travel?)") from None
-    return measure(), z_found
+        return measure(), found
+    if found is None:
+        # the middle was bare glass, but the calibration left the stage where it followed something (at 40x a
+        # field holds a speck only now and then): focus there, so the scan knows where the slide is, and where
+        # its glass is when specks show it, instead of keeping the z the stage happened to stand at
+        found = find_slide(stage, camera, focuser, plan.focus.search_range_um)
+    return cal, found
 
 
 #: Where the area's middle shows nothing to focus on and the calibration finds no place sharp enough, the slide
@@ -287,11 +295,11 @@ FIND_SLIDE_PLACES = 25
 
 def find_slide_around(stage: Stage, camera: Camera, focuser: Focuser, search_range_um: float,
                       centre_um: tuple[float, float], spacing_um: float, first: int = 0,
-                      places: int = FIND_SLIDE_PLACES) -> float | None:
+                      places: int = FIND_SLIDE_PLACES) -> FocusOutcome | None:
     """:func:`find_slide` at the places of a square spiral ``spacing_um`` apart around ``centre_um``.
 
     Places ``first`` to ``places - 1`` of the spiral (0 is the centre), beyond the travel skipped. The z of the
-    first that finds focus, the stage left there; None, the stage back at the centre, when none does.
+    first that finds focus (its outcome), the stage left there; None, the stage back at the centre, when none does.
     """
     for k, (i, j) in enumerate(spiral_offsets(places)):
         if k < first:
@@ -301,15 +309,17 @@ def find_slide_around(stage: Stage, camera: Camera, focuser: Focuser, search_ran
         except StageLimitError:
             continue
         _log.info("looking for the slide at place %d of %d", k + 1, places)
-        z = find_slide(stage, camera, focuser, search_range_um)
-        if z is not None:
-            return z
+        found = find_slide(stage, camera, focuser, search_range_um)
+        if found is not None:
+            return found
     stage.move_to_um(x=centre_um[0], y=centre_um[1])
     return None
 
 
-def find_slide(stage: Stage, camera: Camera, focuser: Focuser, search_range_um: float) -> float | None:
-    """Focus on whatever is in view, searching ``FIND_SLIDE_RANGE_UM`` either side if need be; the z, or None.
+def find_slide(stage: Stage, camera: Camera, focuser: Focuser, search_range_um: float) -> FocusOutcome | None:
+    """Focus on whatever is in view, searching ``FIND_SLIDE_RANGE_UM`` either side if need be; its outcome, or None.
+
+    The outcome says whether the focus is the glass's (``FocusOutcome.glass``: specks on it were in view).
 
     A wide search that fails leaves the stage at its best frame; one more wide search is centred there.
 
@@ -329,7 +339,7 @@ def find_slide(stage: Stage, camera: Camera, focuser: Focuser, search_range_um: 
         # there; the calibration then found "no texture" anywhere
         out = focuser.focus(stage, camera, out.z_um, max(search_range_um, FIND_SLIDE_RANGE_UM), None)
     if out.ok:
-        return out.z_um
+        return out
     if math.isfinite(z0):
         stage.focus_to_um(z0)
     return None

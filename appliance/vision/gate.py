@@ -76,6 +76,11 @@ class GateParams:
         microscope prints (40 µm) with the region's cell of slack either side; most dust networks on clear
         glass are smaller (up to 40 µm seen). It was 60 µm, and a 43 µm scaffold at its focus, whose thin
         walls the dark test breaks up, was missed (seed 606: a 58 µm region).
+    texture_edge_size_um : float
+        ... and of one whose box reaches the frame's edge and spans at least 12 texture cells (so only on frames
+        finer than about 0.3 µm per pixel), µm (> 0, <= ``texture_size_um``): a print cut by the edge shows
+        only a part of itself. At 40x a 55 µm woodpile at its focus lay cut in each of the four
+        fields over it, its corners 20-38 µm of texture there, and no field opened the gate for it (seed 1609).
     faint_contrast : float
         A faint region is this much darker than the glass on the smoothed frame, in [0, contrast); 0 turns the
         faint evidence off. Below the sensor's noise per pixel, above it once ``faint_smooth_um`` averages it.
@@ -93,6 +98,7 @@ class GateParams:
     merge_gap_um: float = 3.0
     texture_factor: float = 1.8
     texture_size_um: float = 45.0
+    texture_edge_size_um: float = 20.0
     faint_contrast: float = 0.025
     faint_local: float = 0.02
     faint_smooth_um: float = 3.0
@@ -111,6 +117,9 @@ class GateParams:
             raise ValueError(f"texture_factor must be 0 (off) or > 1, got {self.texture_factor}")
         if check_real(self.texture_size_um, "texture_size_um") <= 0:
             raise ValueError(f"texture_size_um must be > 0 µm, got {self.texture_size_um}")
+        if not 0 < check_real(self.texture_edge_size_um, "texture_edge_size_um") <= self.texture_size_um:
+            raise ValueError(f"texture_edge_size_um must be in (0, texture_size_um = {self.texture_size_um}] µm, "
+                             f"got {self.texture_edge_size_um}")
         if not 0 <= check_real(self.faint_contrast, "faint_contrast") < self.contrast:
             raise ValueError(f"faint_contrast must be in [0, contrast = {self.contrast}), got {self.faint_contrast}")
         if not 0 < check_real(self.faint_local, "faint_local") < 1:
@@ -172,9 +181,15 @@ def _groups(stats: np.ndarray, gap_px: float) -> list[list[int]]:
 
 _CELL = 8  # texture cell side, frame pixels (4 x 4 pixels of the halved frame)
 _GLASS_PCT = 90.0  # percentile of the frame's cells taken as the glass's own texture
+# A texture region at the frame's edge shorter than ``texture_size_um`` spans at least this many cells: on the
+# real seed frames (1.4 µm/px, and enlarged to 0.56) the camera's own texture along the edges made regions of
+# up to 6 cells, while a 40x print's cut corners were 18-34 cells (0.14 µm/px). So the shorter edge size acts
+# only on fine-sampled frames, above about 20x, where a field is narrower than the prints.
+_EDGE_MIN_CELLS = 12
 
 
-def texture_boxes(frame: np.ndarray, um_per_px: float, factor: float, size_um: float) -> list[tuple[int, ...]]:
+def texture_boxes(frame: np.ndarray, um_per_px: float, factor: float, size_um: float,
+                  edge_size_um: float | None = None) -> list[tuple[int, ...]]:
     """Boxes ``x, y, w, h, cells`` of large regions of fine texture (thin walls), frame pixels.
 
     Parameters
@@ -187,6 +202,9 @@ def texture_boxes(frame: np.ndarray, um_per_px: float, factor: float, size_um: f
         A cell is textured above ``factor`` x the frame's 90th-percentile cell (> 1).
     size_um : float
         Smallest longer side of a region's box, µm.
+    edge_size_um : float, optional
+        ... of a region whose box reaches the frame's edge, if it spans ``_EDGE_MIN_CELLS`` cells (default
+        ``size_um``).
 
     Returns
     -------
@@ -208,7 +226,11 @@ def texture_boxes(frame: np.ndarray, um_per_px: float, factor: float, size_um: f
     n, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
     out: list[tuple[int, ...]] = []
     for x, y, bw, bh, cells in stats[1:n].tolist():
-        if max(bw, bh) * _CELL * um_per_px >= size_um:
+        edge = x == 0 or y == 0 or x + bw == gw or y + bh == gh
+        least = size_um
+        if edge and edge_size_um is not None:
+            least = min(size_um, max(edge_size_um, _EDGE_MIN_CELLS * _CELL * um_per_px))
+        if max(bw, bh) * _CELL * um_per_px >= least:
             out.append((x * _CELL, y * _CELL, bw * _CELL, bh * _CELL, cells))
     return out
 
@@ -347,7 +369,8 @@ def gate_frame(frame: np.ndarray, um_per_px: float, params: GateParams | None = 
                                focus=float(res.focus[rows].sum()), rows=tuple(rows)))
     if p.texture_factor:
         dark = list(cands)
-        for x, y, w, h, cells in texture_boxes(frame, scale, p.texture_factor, p.texture_size_um):
+        for x, y, w, h, cells in texture_boxes(frame, scale, p.texture_factor, p.texture_size_um,
+                                                p.texture_edge_size_um):
             if not _covered((x, y, w, h), dark, _TEXTURE_ON_DARK):
                 cands.append(Candidate(box_px=(x, y, w, h), area_px=cells * _CELL * _CELL,
                                        centroid_px=(x + w / 2, y + h / 2), focus=0.0, rows=()))

@@ -35,11 +35,11 @@ def test_a_slide_far_out_of_focus_is_found_past_a_bare_middle_and_then_calibrate
         focuser = AutofocusFocuser("classical", scope.stage.params.travel_z_um, FocusMapAdapter(),
                                    now_s=scope.clock.now_s, reference_heights=reference_heights({}, virtual=True),
                                    depth_of_field_um=scope.camera.optics.depth_of_field_um(um))
-        cal, z = _find_and_calibrate(scope.stage, scope.camera, focuser, ScanPlan(name="by-hand"),
+        cal, found = _find_and_calibrate(scope.stage, scope.camera, focuser, ScanPlan(name="by-hand"),
                                      (0.0, 0.0, 2000.0, 2000.0), None, calibration_step_um(um, scope.camera.size_px))
         here = scope.stage.position_um()
         assert (here.x_um, here.y_um) != (1000.0, 1000.0)  # found elsewhere: the middle alone did not
-        assert z is not None and abs(z - scope.slide.surface_z_um(here.x_um, here.y_um)) < 2.0
+        assert found is not None and abs(found.z_um - scope.slide.surface_z_um(here.x_um, here.y_um)) < 2.0
     assert cal.um_per_px == pytest.approx(um, rel=0.01)
 
 
@@ -84,7 +84,7 @@ def test_the_slide_is_looked_for_place_by_place_beyond_the_travel_skipped_and_th
     stage = _Stage()
     found = find_slide_around(stage, None, _SlideAt(stage, {(1300.0, 1000.0)}), 15.0,  # type: ignore[arg-type]
                               (1000.0, 1000.0), 300.0, first=1)
-    assert found == 118.0 and (stage.x, stage.y) == (1300.0, 1000.0)
+    assert found is not None and found.z_um == 118.0 and (stage.x, stage.y) == (1300.0, 1000.0)
     assert (1000.0, 1000.0) not in stage.visited  # the middle was looked at already
     corner = _Stage()  # from a corner of the travel, three of the first eight places lie beyond it
     assert find_slide_around(corner, None, _SlideAt(corner, set()), 15.0, (0.0, 0.0), 300.0) is None  # type: ignore[arg-type]

@@ -111,10 +111,10 @@ def test_a_slide_beyond_the_wide_search_is_found_around_its_best_frame() -> None
     from appliance.scan.session import find_slide
 
     focuser = _GlassAt(165.0)
-    assert find_slide(_Z(90.0), None, focuser, 15.0) == 165.0  # type: ignore[arg-type]
+    assert find_slide(_Z(90.0), None, focuser, 15.0).z_um == 165.0  # type: ignore[arg-type, union-attr]
     assert focuser.ranges == [(90.0, 15.0), (90.0, 60.0), (150.0, 60.0)]  # the last around the wide one's end
     near = _GlassAt(120.0)  # found by the wide search, as before: nothing more
-    assert find_slide(_Z(90.0), None, near, 15.0) == 120.0 and len(near.ranges) == 2  # type: ignore[arg-type]
+    assert find_slide(_Z(90.0), None, near, 15.0).z_um == 120.0 and len(near.ranges) == 2  # type: ignore[arg-type, union-attr]
     none = _GlassAt(None)  # no slide in the travel at all (a flat curve, its best frame where it began): None
     stage = _Z(90.0)
     assert find_slide(stage, None, none, 15.0) is None and len(none.ranges) == 2 and stage.z == 90.0  # type: ignore[arg-type]
