@@ -438,3 +438,23 @@ def test_structures_that_scatter_leave_a_field_at_the_last_focus():
     w = _field(0.0)
     r.set_field_z(w)
     assert (w.z_um, w.focus_source) == (GLASS_UM + FIELD_VIEW_ABOVE_GLASS_UM, "guess")
+
+
+def test_fields_are_viewed_above_a_glass_found_before_the_first_field_and_at_a_bare_start_z_otherwise():
+    # at 40x most fields are bare glass and never find focus: a whole scan was viewed at the glass the slide was
+    # found on, where a woodpile 5 um below its mid-plane was too faint for the gate in every field (seed 1609)
+    def field_focus(on_glass: bool) -> FieldFocus:
+        return FieldFocus(_Stage(90.0), None, _Focuser(GLASS_UM), SimpleNamespace(predict=lambda x, y: None),
+                          FocusPlan(search_range_um=15.0), 0.14, z_start_um=90.0, start_on_glass=on_glass)
+
+    for on_glass, z in ((True, 90.0 + FIELD_VIEW_ABOVE_GLASS_UM), (False, 90.0)):
+        r, w = field_focus(on_glass), _field(0.0)
+        r.set_field_z(w)
+        assert (w.z_um, w.focus_source, r.stage.z) == (z, "guess", z)
+    r = field_focus(True)  # a wide search's "peak" taken back: its guess is a view's z now, not the glass
+    w = _field(95.0, "autofocus")
+    w.wide_from = 95.0
+    r._forget_wide_focus(w)
+    w2 = _field(0.0)
+    r.set_field_z(w2)
+    assert w2.z_um == 95.0

@@ -90,3 +90,21 @@ def test_the_slide_is_looked_for_place_by_place_beyond_the_travel_skipped_and_th
     assert find_slide_around(corner, None, _SlideAt(corner, set()), 15.0, (0.0, 0.0), 300.0) is None  # type: ignore[arg-type]
     assert all(0 <= x <= 2000 and 0 <= y <= 2000 for x, y in corner.visited)
     assert len(set(corner.visited)) < FIND_SLIDE_PLACES and (corner.x, corner.y) == (0.0, 0.0)
+
+
+def test_a_bare_middle_is_focused_where_the_calibration_found_something_to_follow() -> None:
+    # at 40x over 5 dust pieces per mm² the middle of the area was bare glass: the scan kept the z the stage
+    # happened to stand at, and viewed all 825 fields there (seed 1609)
+    sets = {"slide": {"width_um": 2000, "height_um": 2000, "n_structures": 8, "debris_per_mm2": 5},
+            "optics": {"magnification": 40, "na": 0.65}, "stage": {"z_mode": "stepper"}}
+    scope = sim_microscope(1609, sets)
+    um = scope.camera.um_per_px
+    with scope.stage, scope.camera:
+        focuser = AutofocusFocuser("classical", scope.stage.params.travel_z_um, FocusMapAdapter(),
+                                   now_s=scope.clock.now_s, reference_heights=reference_heights({}, virtual=True),
+                                   depth_of_field_um=scope.camera.optics.depth_of_field_um(um))
+        _, found = _find_and_calibrate(scope.stage, scope.camera, focuser, ScanPlan(name="bare-middle"),
+                                       (0.0, 0.0, 2000.0, 2000.0), None, calibration_step_um(um, scope.camera.size_px))
+        here = scope.stage.position_um()
+        assert (here.x_um, here.y_um) != (1000.0, 1000.0)
+        assert found is not None and abs(found.z_um - scope.slide.surface_z_um(here.x_um, here.y_um)) < 3.0

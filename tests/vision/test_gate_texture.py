@@ -103,3 +103,33 @@ def test_texture_factor_is_checked() -> None:
         GateParams(texture_factor=0.5)
     with pytest.raises(ValueError, match="texture_size_um"):
         GateParams(texture_size_um=0)
+
+
+FORTY_X = 0.14  # µm per pixel: a 40x objective on the default sensor, a 90 x 67 µm field
+
+
+def test_a_prints_textured_corner_cut_by_the_frames_edge_is_a_candidate_at_high_magnification(draw_lattice) -> None:
+    # At 40x a 55 µm woodpile at its focus lay cut in each of the four fields over it, its corners 20-38 µm of
+    # texture, under the 45 µm a texture region needs, and not dark: no field opened the gate (seed 1609)
+    frame = draw_lattice(_glass(6), 460, 300, 420, 12, 0.03)  # a lattice running on past the right and bottom
+    corner = (460, 300, 180, 180)  # 25 x 25 µm in view
+    assert find_candidates(frame, FORTY_X, GateParams(texture_edge_size_um=45.0)) == []  # the size rule alone
+    cands = find_candidates(frame, FORTY_X)
+    assert len(cands) == 1 and not cands[0].rows
+    x, y, w, h = cands[0].box_px
+    assert abs(x - corner[0]) <= 16 and abs(y - corner[1]) <= 16 and x + w == 640 and y + h == 480
+    speck = draw_lattice(_glass(7), 560, 400, 300, 4, 0.03)  # 80 x 80 px = 11 µm of it in view: too little
+    assert find_candidates(speck, FORTY_X) == []
+
+
+@pytest.mark.parametrize("seed", [8, 9])
+def test_clear_glass_at_high_magnification_has_no_texture_candidate(seed: int) -> None:
+    frame = np.clip(np.rint(_glass(seed)), 0, 255).astype(np.uint8)
+    assert find_candidates(frame, FORTY_X) == []
+
+
+def test_texture_edge_size_is_checked() -> None:
+    with pytest.raises(ValueError, match="texture_edge_size_um"):
+        GateParams(texture_edge_size_um=0)
+    with pytest.raises(ValueError, match="texture_edge_size_um"):
+        GateParams(texture_edge_size_um=50.0)  # above texture_size_um
