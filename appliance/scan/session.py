@@ -13,7 +13,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -271,12 +271,20 @@ def _find_and_calibrate(stage: Stage, camera: Camera, focuser: Focuser, plan: Sc
         if found is not None:
             raise
         # nothing to focus on in the middle, and no place of the spiral sharp enough to correlate: the slide
-        # may lie beyond the depth of field of where the stage stood, so look for it at other places first
-        found = find_slide_around(stage, camera, focuser, plan.focus.search_range_um, middle, spacing, first=1)
-        if found is None:  # say why there was nothing to correlate
-            raise CalibrationError(f"{exc} (no focus was found over the focus travel either, at {FIND_SLIDE_PLACES} "
-                                   "places: is the slide in place, and its glass within the focus travel?)") from None
-        return measure(), found
+        # may lie beyond the depth of field of where the stage stood, so look for it at other places first,
+        # and calibrate from each place that finds focus until one calibrates (a reading can be wrong: at 40x
+        # a blurred speck read 7 µm below its focus left every place too blurred to correlate, seed 1609)
+        tries = 0
+        for found in slide_places(stage, camera, focuser, plan.focus.search_range_um, middle, spacing, first=1):
+            try:
+                return measure(), found
+            except CalibrationError:
+                tries += 1
+                if tries >= CALIBRATION_TRIES:
+                    break
+        raise CalibrationError(f"{exc} (no focus was found over the focus travel either, at {FIND_SLIDE_PLACES} "
+                               "places, that a calibration could follow: is the slide in place, and its glass "
+                               "within the focus travel?)") from None
     if found is None:
         # the middle was bare glass, but the calibration left the stage where it followed something (at 40x a
         # field holds a speck only now and then): focus there, so the scan knows where the slide is, and where
@@ -293,13 +301,17 @@ def _find_and_calibrate(stage: Stage, camera: Camera, focuser: Focuser, plan: Sc
 FIND_SLIDE_PLACES = 25
 
 
-def find_slide_around(stage: Stage, camera: Camera, focuser: Focuser, search_range_um: float,
-                      centre_um: tuple[float, float], spacing_um: float, first: int = 0,
-                      places: int = FIND_SLIDE_PLACES) -> FocusOutcome | None:
+#: ... and calibrated from at most this many of the places that find focus.
+CALIBRATION_TRIES = 3
+
+
+def slide_places(stage: Stage, camera: Camera, focuser: Focuser, search_range_um: float,
+                 centre_um: tuple[float, float], spacing_um: float, first: int = 0,
+                 places: int = FIND_SLIDE_PLACES) -> Iterator[FocusOutcome]:
     """:func:`find_slide` at the places of a square spiral ``spacing_um`` apart around ``centre_um``.
 
-    Places ``first`` to ``places - 1`` of the spiral (0 is the centre), beyond the travel skipped. The z of the
-    first that finds focus (its outcome), the stage left there; None, the stage back at the centre, when none does.
+    Places ``first`` to ``places - 1`` of the spiral (0 is the centre), beyond the travel skipped; yields the
+    outcome of each that finds focus, the stage left there. After the last the stage is back at the centre.
     """
     for k, (i, j) in enumerate(spiral_offsets(places)):
         if k < first:
@@ -311,9 +323,8 @@ def find_slide_around(stage: Stage, camera: Camera, focuser: Focuser, search_ran
         _log.info("looking for the slide at place %d of %d", k + 1, places)
         found = find_slide(stage, camera, focuser, search_range_um)
         if found is not None:
-            return found
+            yield found
     stage.move_to_um(x=centre_um[0], y=centre_um[1])
-    return None
 
 
 def find_slide(stage: Stage, camera: Camera, focuser: Focuser, search_range_um: float) -> FocusOutcome | None:

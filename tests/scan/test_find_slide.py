@@ -20,8 +20,8 @@ from appliance.scan.session import (
     FIND_SLIDE_PLACES,
     _find_and_calibrate,
     calibration_step_um,
-    find_slide_around,
     sim_microscope,
+    slide_places,
 )
 
 
@@ -80,14 +80,17 @@ class _SlideAt:
         return FocusOutcome(z_guess_um, 9, False)
 
 
-def test_the_slide_is_looked_for_place_by_place_beyond_the_travel_skipped_and_the_stage_left_where_found() -> None:
+def test_the_slide_is_looked_for_place_by_place_beyond_the_travel_skipped_the_stage_left_where_found() -> None:
     stage = _Stage()
-    found = find_slide_around(stage, None, _SlideAt(stage, {(1300.0, 1000.0)}), 15.0,  # type: ignore[arg-type]
-                              (1000.0, 1000.0), 300.0, first=1)
-    assert found is not None and found.z_um == 118.0 and (stage.x, stage.y) == (1300.0, 1000.0)
-    assert (1000.0, 1000.0) not in stage.visited  # the middle was looked at already
+    places = slide_places(stage, None, _SlideAt(stage, {(1300.0, 1000.0), (1000.0, 1300.0)}),  # type: ignore[arg-type]
+                          15.0, (1000.0, 1000.0), 300.0, first=1)
+    found = next(places)
+    assert found.z_um == 118.0 and (stage.x, stage.y) == (1300.0, 1000.0)  # the stage left where it was found
+    assert next(places).z_um == 118.0 and (stage.x, stage.y) == (1000.0, 1300.0)  # the next place that finds it
+    assert list(places) == [] and (stage.x, stage.y) == (1000.0, 1000.0)  # and back at the centre after the last
+    assert (1000.0, 1000.0) not in stage.visited[:-1]  # the middle was looked at already: only the way back
     corner = _Stage()  # from a corner of the travel, three of the first eight places lie beyond it
-    assert find_slide_around(corner, None, _SlideAt(corner, set()), 15.0, (0.0, 0.0), 300.0) is None  # type: ignore[arg-type]
+    assert list(slide_places(corner, None, _SlideAt(corner, set()), 15.0, (0.0, 0.0), 300.0)) == []  # type: ignore[arg-type]
     assert all(0 <= x <= 2000 and 0 <= y <= 2000 for x, y in corner.visited)
     assert len(set(corner.visited)) < FIND_SLIDE_PLACES and (corner.x, corner.y) == (0.0, 0.0)
 
