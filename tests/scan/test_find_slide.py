@@ -9,11 +9,13 @@ places of the calibration's spiral before the calibration is given up.
 from __future__ import annotations
 
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
 from appliance.focus.reference import reference_heights
 from appliance.scan.adapters import AutofocusFocuser, FocusMapAdapter
+from appliance.scan.calibration import Calibration
 from appliance.scan.plan import ScanPlan
 from appliance.scan.protocols import FocusOutcome
 from appliance.scan.session import (
@@ -25,22 +27,27 @@ from appliance.scan.session import (
 )
 
 
+def _find_and_calibrate_2mm(scope: Any) -> tuple[Calibration, FocusOutcome | None]:
+    """The scan's slide finding and calibration over a 2 x 2 mm slide, with the product's autofocus."""
+    um = scope.camera.um_per_px
+    focuser = AutofocusFocuser("classical", scope.stage.params.travel_z_um, FocusMapAdapter(), now_s=scope.clock.now_s,
+                               reference_heights=reference_heights({}, virtual=True),
+                               depth_of_field_um=scope.camera.optics.depth_of_field_um(um))
+    return _find_and_calibrate(scope.stage, scope.camera, focuser, ScanPlan(name="by-hand"),
+                               (0.0, 0.0, 2000.0, 2000.0), None, calibration_step_um(um, scope.camera.size_px))
+
+
 def test_a_slide_far_out_of_focus_is_found_past_a_bare_middle_and_then_calibrated() -> None:
     sets = {"slide": {"width_um": 2000, "height_um": 2000, "n_structures": 8, "surface_z0_um": 118},
             "optics": {"magnification": 20, "na": 0.4}}
     scope = sim_microscope(1720, sets)
-    um = scope.camera.um_per_px
     with scope.stage, scope.camera:
         assert abs(scope.slide.surface_z_um(1000.0, 1000.0) - scope.stage.position_um().z_um) > 20.0
-        focuser = AutofocusFocuser("classical", scope.stage.params.travel_z_um, FocusMapAdapter(),
-                                   now_s=scope.clock.now_s, reference_heights=reference_heights({}, virtual=True),
-                                   depth_of_field_um=scope.camera.optics.depth_of_field_um(um))
-        cal, found = _find_and_calibrate(scope.stage, scope.camera, focuser, ScanPlan(name="by-hand"),
-                                     (0.0, 0.0, 2000.0, 2000.0), None, calibration_step_um(um, scope.camera.size_px))
+        cal, found = _find_and_calibrate_2mm(scope)
         here = scope.stage.position_um()
         assert (here.x_um, here.y_um) != (1000.0, 1000.0)  # found elsewhere: the middle alone did not
         assert found is not None and abs(found.z_um - scope.slide.surface_z_um(here.x_um, here.y_um)) < 2.0
-    assert cal.um_per_px == pytest.approx(um, rel=0.01)
+    assert cal.um_per_px == pytest.approx(scope.camera.um_per_px, rel=0.01)
 
 
 class _Stage:
@@ -101,13 +108,8 @@ def test_a_bare_middle_is_focused_where_the_calibration_found_something_to_follo
     sets = {"slide": {"width_um": 2000, "height_um": 2000, "n_structures": 8, "debris_per_mm2": 5},
             "optics": {"magnification": 40, "na": 0.65}, "stage": {"z_mode": "stepper"}}
     scope = sim_microscope(1609, sets)
-    um = scope.camera.um_per_px
     with scope.stage, scope.camera:
-        focuser = AutofocusFocuser("classical", scope.stage.params.travel_z_um, FocusMapAdapter(),
-                                   now_s=scope.clock.now_s, reference_heights=reference_heights({}, virtual=True),
-                                   depth_of_field_um=scope.camera.optics.depth_of_field_um(um))
-        _, found = _find_and_calibrate(scope.stage, scope.camera, focuser, ScanPlan(name="bare-middle"),
-                                       (0.0, 0.0, 2000.0, 2000.0), None, calibration_step_um(um, scope.camera.size_px))
+        _, found = _find_and_calibrate_2mm(scope)
         here = scope.stage.position_um()
         assert (here.x_um, here.y_um) != (1000.0, 1000.0)
         assert found is not None and abs(found.z_um - scope.slide.surface_z_um(here.x_um, here.y_um)) < 3.0
