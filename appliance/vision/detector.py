@@ -30,6 +30,8 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 
+from appliance.vision.tiles import detect_in_tiles
+
 BACKENDS: tuple[str, ...] = ("auto", "jetson", "onnxruntime", "opencv")
 # The shipped model's F1-optimal score threshold on its validation split (MODEL_CARD.md); detectNet's own
 # default is 0.5, which this model's compressed scores would turn into low recall.
@@ -383,15 +385,23 @@ class Detector:
         """
         gray = to_gray(frame)
         h, w = gray.shape
+        # a frame far from the input's shape is read in tiles of that shape (appliance/vision/tiles.py)
+        return detect_in_tiles((w, h), self.input_hw, lambda t: self._detect_tile(gray, t))
+
+    def _detect_tile(self, gray: np.ndarray, tile: tuple[int, int, int, int]) -> list[Detection]:
+        """Detections in one tile ``x, y, width, height`` of a grey frame, in the frame's pixels."""
+        x, y, w, h = tile
+        part = gray if (w, h) == (gray.shape[1], gray.shape[0]) else np.ascontiguousarray(gray[y:y + h, x:x + w])
         ih, iw = self.input_hw
         # Post-processing happens at the input size on every backend (detectNet sees an input-sized image),
         # then boxes are scaled to the frame: the backends agree to float rounding.
         if self.backend == "jetson":
-            dets = list(self.runner.detect(resize_to_input(gray, self.input_hw)))
+            dets = list(self.runner.detect(resize_to_input(part, self.input_hw)))
         else:
-            s, b = self.runner.run(preprocess(gray, self.input_hw))
+            s, b = self.runner.run(preprocess(part, self.input_hw))
             dets = postprocess(s, b, iw, ih, self.labels, self.threshold)
-        return scale_detections(dets, w / iw, h / ih)
+        return [Detection(d.class_id, d.label, d.score, (d.box[0] + x, d.box[1] + y, d.box[2] + x, d.box[3] + y))
+                for d in scale_detections(dets, w / iw, h / ih)]
 
 
 def available_backends() -> list[str]:

@@ -1,0 +1,105 @@
+"""Frames far from the detector's aspect ratio, read in tiles shaped like its input instead of stretched to it.
+
+The detector was trained on 4:3 frames of square pixels and sees every frame resized to its 320 x 240 input. A
+16:9 or 3:4 frame stretched so is still read well (the virtual microscope's 1920 x 1080 and 480 x 640 sensors:
+8 of 8 prints each), but a 1280 x 240 frame became four times narrower than it is and a 320 x 960 one three
+times flatter, and the prints on them were lost (2 and 6 of 8, seeds 1759, 1760, 1765, 1766, session 17).
+Such a frame is cut into tiles of the input's shape along its long side, half a tile apart, so that an object
+up to half a tile long lies whole in one of them; of the boxes two tiles give one object the surer is kept, and
+a box a tile cut at an inner border is dropped where a whole box of the same class covers most of it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Protocol, TypeVar
+
+#: A frame whose width-to-height ratio is more than this many times the input's, or less than its inverse, is read
+#: in tiles (3:4 and 16:9 frames are not: they were read well stretched).
+TILE_ASPECT_LIMIT = 2.0
+#: A cut box is dropped when this much of its area lies in a whole box of its class from another tile ...
+COVERED = 0.5
+#: ... and of two whole boxes of one class this close (intersection over union), the less sure one.
+SAME_OBJECT_IOU = 0.5
+
+Tile = tuple[int, int, int, int]  # x, y, width, height in frame pixels
+
+
+class _Boxed(Protocol):
+    @property
+    def label(self) -> str: ...
+    @property
+    def score(self) -> float: ...
+    @property
+    def box(self) -> tuple[float, float, float, float]: ...
+
+
+D = TypeVar("D", bound=_Boxed)
+
+
+def tiles(size: tuple[int, int], input_hw: tuple[int, int]) -> list[Tile]:
+    """The tiles a frame of ``size`` (width, height) is read in: the whole frame, unless its shape is far off."""
+    w, h = size
+    ih, iw = input_hw
+    ratio = (w / h) / (iw / ih)
+    if 1.0 / TILE_ASPECT_LIMIT <= ratio <= TILE_ASPECT_LIMIT:
+        return [(0, 0, w, h)]
+    if ratio > 1.0:
+        tw = min(w, round(h * iw / ih))
+        return [(x, 0, tw, h) for x in _starts(w, tw)]
+    th = min(h, round(w * ih / iw))
+    return [(0, y, w, th) for y in _starts(h, th)]
+
+
+def _starts(length: int, tile: int) -> list[int]:
+    """Tile origins along ``length``, half a tile apart, the last flush with the end."""
+    step = max(1, tile // 2)
+    n = max(1, math.ceil((length - tile) / step) + 1)
+    return sorted({min(k * step, length - tile) for k in range(n)})
+
+
+def detect_in_tiles(size: tuple[int, int], input_hw: tuple[int, int],
+                    detect_tile: Callable[[Tile], Sequence[D]]) -> list[D]:
+    """Detections over a frame read tile by tile; ``detect_tile(tile)`` returns boxes in frame pixels."""
+    layout = tiles(size, input_hw)
+    if len(layout) == 1:
+        return list(detect_tile(layout[0]))
+    w, h = size
+    whole: list[D] = []
+    cut: list[D] = []
+    for t in layout:
+        for d in detect_tile(t):
+            (cut if _at_inner_border(d.box, t, (w, h)) else whole).append(d)
+    kept: list[D] = []
+    for d in sorted(whole, key=lambda d: -d.score):  # an object whole in two tiles: the surer box
+        if not any(o.label == d.label and _iou(d.box, o.box) >= SAME_OBJECT_IOU for o in kept):
+            kept.append(d)
+    for d in cut:
+        if not any(o.label == d.label and _covered(d.box, o.box) >= COVERED for o in kept):
+            kept.append(d)
+    return kept
+
+
+def _at_inner_border(box: tuple[float, float, float, float], t: Tile, size: tuple[int, int]) -> bool:
+    """Whether ``box`` reaches a side of tile ``t`` that is not the frame's own edge."""
+    x, y, tw, th = t
+    x0, y0, x1, y1 = box
+    return ((x > 0 and x0 <= x + 1) or (y > 0 and y0 <= y + 1)
+            or (x + tw < size[0] and x1 >= x + tw - 1) or (y + th < size[1] and y1 >= y + th - 1))
+
+
+def _iou(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def _covered(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
+    """The fraction of box ``a``'s area inside box ``b``."""
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    area = max(1e-9, (a[2] - a[0]) * (a[3] - a[1]))
+    return ix * iy / area
