@@ -1,0 +1,60 @@
+"""Frames far from the detector's 4:3, read in tiles shaped like its input (appliance/vision/tiles.py).
+
+A 1280 x 240 frame stretched to the 320 x 240 input is four times narrower than it is, and the prints on it were
+lost (2 of 8, seeds 1759 and 1760; a 320 x 960 sensor 6 of 8, session 17).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from appliance.vision.tiles import detect_in_tiles, tiles
+
+INPUT_HW = (240, 320)
+
+
+@dataclass(frozen=True)
+class _Det:
+    label: str
+    score: float
+    box: tuple[float, float, float, float]
+
+
+def test_frames_near_the_inputs_shape_are_read_whole() -> None:
+    for size in ((640, 480), (1920, 1080), (480, 640), (320, 240)):
+        assert tiles(size, INPUT_HW) == [(0, 0, size[0], size[1])]
+
+
+def test_a_wide_or_tall_frame_is_cut_into_input_shaped_tiles_half_a_tile_apart() -> None:
+    wide = tiles((1280, 240), INPUT_HW)
+    assert [t[0] for t in wide] == [0, 160, 320, 480, 640, 800, 960]
+    assert all(t[1:] == (0, 320, 240) for t in wide)
+    tall = tiles((320, 1000), INPUT_HW)
+    assert [t[1] for t in tall] == [0, 120, 240, 360, 480, 600, 720, 760]  # the last flush with the end
+    assert all((t[0], t[2], t[3]) == (0, 320, 240) for t in tall)
+
+
+def test_one_object_seen_in_two_tiles_is_one_box_and_a_cut_box_gives_way_to_a_whole_one() -> None:
+    def detect_tile(t: tuple[int, int, int, int]) -> list[_Det]:
+        x = t[0]
+        out = []
+        if x in (160, 320):  # a print at 400-460 px, whole in the tiles from 160 and 320
+            out.append(_Det("structure", 0.8 if x == 160 else 0.7, (400.0 + x / 1000, 60.0, 460.0, 120.0)))
+        # a second print at 600-700 px: cut by the right border of the tile from 320, whole in the one from 480,
+        # cut by the left border of the one from 640
+        cut_or_whole = {320: (600.0, 640.0, 0.9), 480: (600.0, 700.0, 0.6), 640: (640.0, 700.0, 0.95)}
+        if x in cut_or_whole:
+            x0, x1, score = cut_or_whole[x]
+            out.append(_Det("structure", score, (x0, 50.0, x1, 110.0)))
+        if x == 960:  # a speck at the frame's own right edge: cut by the frame, not by a tile
+            out.append(_Det("debris", 0.5, (1270.0, 10.0, 1280.0, 20.0)))
+        return out
+
+    dets = detect_in_tiles((1280, 240), INPUT_HW, detect_tile)
+    assert sorted((d.label, d.score) for d in dets) == [("debris", 0.5), ("structure", 0.6), ("structure", 0.8)]
+
+
+def test_a_frame_read_whole_is_passed_through() -> None:
+    seen: list[tuple[int, int, int, int]] = []
+    dets = detect_in_tiles((640, 480), INPUT_HW, lambda t: seen.append(t) or [_Det("structure", 0.5, (0, 0, 9, 9))])
+    assert seen == [(0, 0, 640, 480)] and len(dets) == 1
