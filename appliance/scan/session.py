@@ -299,8 +299,6 @@ def _find_and_calibrate(stage: Stage, camera: Camera, focuser: Focuser, plan: Sc
 #: depths of field) was a blur at every one of the calibration's 121 places, and the scan stopped with "the
 #: moves never agreed" (seed 1720, `slide.surface_z0_um=118`); the wide search found its glass at the second.
 FIND_SLIDE_PLACES = 25
-
-
 #: ... and calibrated from at most this many of the places that find focus.
 CALIBRATION_TRIES = 3
 

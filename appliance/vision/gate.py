@@ -224,13 +224,11 @@ def texture_boxes(frame: np.ndarray, um_per_px: float, factor: float, size_um: f
     # one cell of slack joins the pieces of a wall that fades in places
     mask = np.asarray(cv2.dilate(mask, np.ones((3, 3), np.uint8)), np.uint8)
     n, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    at_edge = size_um if edge_size_um is None else min(size_um, max(edge_size_um, _EDGE_MIN_CELLS * _CELL * um_per_px))
     out: list[tuple[int, ...]] = []
     for x, y, bw, bh, cells in stats[1:n].tolist():
         edge = x == 0 or y == 0 or x + bw == gw or y + bh == gh
-        least = size_um
-        if edge and edge_size_um is not None:
-            least = min(size_um, max(edge_size_um, _EDGE_MIN_CELLS * _CELL * um_per_px))
-        if max(bw, bh) * _CELL * um_per_px >= least:
+        if max(bw, bh) * _CELL * um_per_px >= (at_edge if edge else size_um):
             out.append((x * _CELL, y * _CELL, bw * _CELL, bh * _CELL, cells))
     return out
 
