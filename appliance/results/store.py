@@ -347,6 +347,28 @@ class ResultStore:
             raise
         return ids
 
+    def merge_objects(self, scan_id: int, keep_id: int, drop_ids: Sequence[int], xy_um: tuple[float, float],
+                      size_um: tuple[float, float], extra: dict[str, Any]) -> None:
+        """Make ``keep_id`` the one record of objects recorded more than once, in one transaction.
+
+        Its centre and size become ``xy_um`` and ``size_um`` and its ``extra`` is replaced (the caller puts the
+        dropped records there); the ``drop_ids`` rows are deleted. Their files stay on disk. ``KeyError`` when a
+        row is not one of the scan's.
+        """
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for oid in (keep_id, *drop_ids):
+                if db.execute("SELECT 1 FROM object WHERE id=? AND scan_id=?", (oid, scan_id)).fetchone() is None:
+                    raise KeyError(f"object {oid} is not a record of scan {scan_id}")
+            db.execute("UPDATE object SET x_um=?, y_um=?, width_um=?, height_um=?, extra_json=? WHERE id=?",
+                       (*xy_um, *size_um, json.dumps(extra), keep_id))
+            db.executemany("DELETE FROM object WHERE id=?", [(oid,) for oid in drop_ids])
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
     def record_field_error(self, scan_id: int, cell: int, message: str) -> None:
         """Record that a field could not be imaged (it stays uncommitted; a resumed scan tries it again)."""
         self.db.execute("INSERT INTO field_error VALUES (?, ?, ?, ?)", (scan_id, cell, time.time(), message))

@@ -32,6 +32,7 @@ from appliance.scan.flatfield import FILE_NAME as FLAT_FIELD_FILE
 from appliance.scan.flatfield import FlatField, FlatFieldCamera, FlatFieldError, measure_flat_field
 from appliance.scan.flatfield import check_area as check_flat_field_area
 from appliance.scan.grid import make_grid
+from appliance.scan.one_print import merge_pieces
 from appliance.scan.plan import ScanPlan
 from appliance.scan.protocols import Focuser, FocusMapLike, FocusOutcome, Vision
 from appliance.scan.runner import ScanRunner, ScanStatus
@@ -147,6 +148,9 @@ def run_scan(stage: Stage, camera: Camera, vision: Vision, focuser: Focuser, foc
         if runner_hook is not None:
             runner_hook(runner)
         status = runner.run()
+        for m in merge_pieces(store, scan_id):  # a print larger than the field, recorded from two of its pieces
+            _log.info("scan %s: %s %d holds %d more record(s) of the same print: %s", scan_id, m.keep.cls, m.keep.id,
+                      len(m.pieces), ", ".join(f"{p.cls} {p.id}" for p in m.pieces))
         summary = summarise(store, scan_id, area_um, truth)
         rmse = _height_rmse(store, scan_id, folder, height_truth, summary) if height_truth else None
         write_durably(folder.root / "summary.json", json.dumps(summary, indent=1).encode())
