@@ -64,7 +64,8 @@ def test_a_print_larger_than_the_field_that_each_view_calls_dust_is_recorded_onc
 
 def test_a_print_cut_in_its_centred_view_is_recorded_where_a_look_at_it_whole_puts_it(tmp_path: Path) -> None:
     """Seed 1643's 87 µm woodpile at 40x: stitched view by view its footprint stopped 61 x 59 µm wide, its
-    record 20.6 µm off the print's centre; looked at whole it is within a few µm (docs/scan.md, step 7)."""
+    record 20.6 µm off the print's centre; looked at whole it is within a few µm (docs/scan.md, "Prints larger
+    than the field", step 5)."""
     sets = {"slide": {"width_um": 2000, "height_um": 2000, "n_structures": 8},
             "optics": {"magnification": 40, "na": 0.65}}
     near, summary, (cx, cy), fw = _scan_around(tmp_path, 1643, sets, "woodpile")
