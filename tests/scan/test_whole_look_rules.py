@@ -139,3 +139,26 @@ def test_a_small_whole_piece_is_not_looked_at() -> None:
     speck = Detection((300, 220, 330, 250), "debris", "debris", 0.9, {"debris": 0.9})  # 4 µm, mid-frame
     look, stitcher, _ = _look([_print_around(speck, 120.0, 110.0)])
     assert look.find(speck, _frame(), lambda x, y: False) is None and stitcher.regions == []
+
+
+def test_a_stitched_footprint_short_of_its_print_is_looked_at_whole_around_it() -> None:
+    # stitching stopped short: a 61 x 59 µm footprint of an 87 µm print (40x, seed 1643's woodpile)
+    print_um = (1000.0, 1000.0, 1087.0, 1087.0)
+    short = (1000.0, 1000.0, 1061.0, 1059.0)
+    look, stitcher, moves = _look([print_um])
+    found = look.around(short, (1020.0, 1030.0))
+    assert found is not None
+    det, fp = found
+    assert det.kind == "structure" and fp.box_um == pytest.approx(print_um, abs=UM_PER_PX)
+    region = stitcher.regions[0]
+    assert (region[0] + region[2]) / 2 == pytest.approx(1030.5) and (region[1] + region[3]) / 2 == pytest.approx(1029.5)
+    assert moves == []  # the runner focuses and records it from the look's place
+
+
+def test_no_print_around_a_footprint_leaves_the_stitched_record_and_goes_back() -> None:
+    look, stitcher, moves = _look([])
+    assert look.around((1000.0, 1000.0, 1061.0, 1059.0), (1020.0, 1030.0)) is None
+    assert len(stitcher.regions) == 1 and moves == [(1020.0, 1030.0)]
+    off, off_stitcher, off_moves = _look([(1000.0, 1000.0, 1087.0, 1087.0)], reader=False)
+    assert off.around((1000.0, 1000.0, 1061.0, 1059.0), (0.0, 0.0)) is None  # a vision that reads only frames
+    assert off_stitcher.regions == [] and off_moves == []
