@@ -14,6 +14,8 @@ import logging
 from collections.abc import Callable
 from functools import cached_property
 
+import numpy as np
+
 from appliance.hardware.camera.base import Camera, Frame
 from appliance.scan.boxes import on_slide_box_um
 from appliance.scan.calibration import Calibration
@@ -26,6 +28,12 @@ from appliance.vision.typeshape import not_its_shape
 _log = logging.getLogger(__name__)
 
 BoxUm = tuple[float, float, float, float]
+
+#: Glass kept around a print's box when its shape is checked in a pasted image (µm): the 16 px of a structure's crop
+#: at 10x, where the shape checks' bounds were chosen (``appliance.vision.typeshape``). The whole pasted image's
+#: border lies far from the print, across its views' seams: its noise raised the mask's threshold above a faint
+#: ring's contrast, and a 105 µm split ring found whole in every look was no ring to the check (40x, seed 1641).
+SHAPE_MARGIN_UM = 9.0
 
 #: A piece (joined with every box it touches) spanning this fraction of the field's shorter side is looked at
 #: whole even when the frame shows it uncut: at 40x an 81 µm pentagon was two whole boxes, recorded as two
@@ -172,6 +180,16 @@ class WholeLook:
             return None, region, (False,) * 4, (False,) * 4, views, None
         b = best.box_px
         box_um = (region[0] + b[0] * s, region[1] + b[1] * s, region[0] + b[2] * s, region[1] + b[3] * s)
-        why = not_its_shape(image, b, best.cls) if best.kind == "structure" else None
+        why = _shape_check(image, b, best.cls, s) if best.kind == "structure" else None
         size = (image.shape[1], image.shape[0])
         return best, box_um, look_cut(b, size), cut_sides(b, size), views, why
+
+
+def _shape_check(image: np.ndarray, box: tuple[int, int, int, int], cls: str, um_per_px: float
+                 ) -> dict[str, float] | None:
+    """:func:`not_its_shape` of the object boxed ``box`` in a pasted image, cut with ``SHAPE_MARGIN_UM`` of glass."""
+    m = max(1, round(SHAPE_MARGIN_UM / um_per_px))
+    h, w = image.shape[:2]
+    x0, y0, x1, y1 = (int(v) for v in box)
+    cx0, cy0, cx1, cy1 = max(0, x0 - m), max(0, y0 - m), min(w, x1 + m), min(h, y1 + m)
+    return not_its_shape(image[cy0:cy1, cx0:cx1], (x0 - cx0, y0 - cy0, x1 - cx0, y1 - cy0), cls)

@@ -162,3 +162,24 @@ def test_no_print_around_a_footprint_leaves_the_stitched_record_and_goes_back() 
     off, off_stitcher, off_moves = _look([(1000.0, 1000.0, 1087.0, 1087.0)], reader=False)
     assert off.around((1000.0, 1000.0, 1061.0, 1059.0), (0.0, 0.0)) is None  # a vision that reads only frames
     assert off_stitcher.regions == [] and off_moves == []
+
+
+def test_a_faint_ring_in_a_pasted_image_is_checked_against_the_glass_around_it_not_the_images_border() -> None:
+    from appliance.scan.whole_look import SHAPE_MARGIN_UM, _shape_check
+    from appliance.vision.typeshape import not_its_shape
+
+    rng = np.random.default_rng(0)
+    img = rng.normal(170.0, 0.8, (1000, 1300))
+    yy, xx = np.mgrid[:1000, :1300]
+    r = np.hypot(xx - 650.0, yy - 500.0)
+    wall = (np.abs(r - 350.0) < 12) & (np.arctan2(yy - 500.0, xx - 650.0) < 2.6)  # a split ring, 8 levels dark
+    img[wall] -= 8.0
+    img[wall & (xx > 975)] -= 10.0  # one short arc darker, as the light falls
+    band = np.zeros(img.shape, bool)
+    band[:4], band[-4:], band[:, :4], band[:, -4:] = True, True, True, True
+    img[band] += -2.5 + 3.5 * np.sin((xx + yy)[band] / 30.0)  # the pasted views' seams and shading at its border
+    img = np.clip(img, 0, 255).astype(np.uint8)
+    box = (288, 138, 1013, 863)
+    assert not_its_shape(img, box, "split_ring") is not None  # the whole image: only the darkest arc is seen
+    assert _shape_check(img, box, "split_ring", UM_PER_PX) is None  # with 9 µm of glass around it: a ring
+    assert round(SHAPE_MARGIN_UM / 0.56) == 16  # a structure crop's margin at 10x
