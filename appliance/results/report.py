@@ -150,6 +150,13 @@ def _flat_field_line(scan_json: Path) -> str:
     return "; ".join(p for p in (str(flat.get("note", "")), light) if p)
 
 
+def _pieces(extra: Mapping[str, Any]) -> str:
+    """Links to the crops of the records merged into this one (a print recorded from two of its pieces)."""
+    links = [f" · <a href='{html.escape(str(p['crop_path']))}'>piece {int(p['id'])}</a>"
+             for p in extra.get("pieces", []) if p.get("crop_path")]
+    return "".join(links)
+
+
 def write_report(root: Path, scan: ScanRecord, fields: Sequence[FieldRecord], objects: Sequence[ObjectRecord],
                  summary: Mapping[str, Any], fov_um: tuple[float, float], area_um: Sequence[float],
                  height_rmse: Mapping[int, float] | None = None) -> Path:
@@ -173,7 +180,7 @@ def write_report(root: Path, scan: ScanRecord, fields: Sequence[FieldRecord], ob
             f"<td>{'' if rmse is None else f'{rmse:.2f}'}</td>"
             f"<td><a href='{o.crop_path}'><img class='thumb' src='{o.crop_path}' alt='crop {o.id}'></a></td>"
             f"<td><a href='{o.plot_path}'><img class='plot' src='{o.plot_path}' alt='3-D view {o.id}'></a></td>"
-            f"<td><a href='{o.stack_path}'>stack</a> · <a href='{o.frame_path}'>frame</a></td></tr>")
+            f"<td><a href='{o.stack_path}'>stack</a> · <a href='{o.frame_path}'>frame</a>{_pieces(extra)}</td></tr>")
     scores = [k for k in SCORE_KEYS if k in summary]
     score_html = ""
     if scores:

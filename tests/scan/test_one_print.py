@@ -83,3 +83,22 @@ def test_merging_a_record_of_another_scan_changes_nothing(tmp_path):
         with pytest.raises(KeyError, match=f"object {kb} is not a record of scan {a}"):
             st.merge_objects(a, ka, [kb], (0.0, 0.0), (1.0, 1.0), {})
         assert box_of(st.objects(a)[0]) == pytest.approx(HALF_A) and len(st.objects(b)) == 1
+
+
+def test_the_report_shows_one_row_for_the_print_and_links_its_pieces_crop(tmp_path):
+    from appliance.results.report import write_report
+
+    out = tmp_path / "scan"
+    (out / "crops").mkdir(parents=True)
+    with ResultStore(tmp_path / "t.db") as st:
+        sid = st.create_scan("s", out, {}, 2)
+        for cell, box in ((0, HALF_A), (1, HALF_B)):
+            crop = f"crops/{cell}.png"
+            (out / crop).write_bytes(b"png")
+            st.commit_field(sid, _field(cell), [_rec(0, box, crop_path=crop, plot_path=crop, stack_path=crop,
+                                                     frame_path=crop)], [])
+        (m,) = merge_pieces(st, sid)
+        page = write_report(out, st.scan(sid), st.fields(sid), st.objects(sid), {"structures_found": 1},
+                            (90.0, 67.0), (0.0, 0.0, 2000.0, 2000.0)).read_text()
+    assert page.count("alt='3-D view") == 1
+    assert f"<a href='crops/0.png'>piece {m.pieces[0].id}</a>" in page
