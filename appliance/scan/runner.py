@@ -79,6 +79,7 @@ from appliance.scan.capture import CheckedCamera
 from appliance.scan.events import Event, FieldDone, FieldFailed, FrameAnalysed, ObjectRecorded, ScanFinished, StageFault
 from appliance.scan.field_focus import FieldFocus, FieldWork
 from appliance.scan.grid import FieldOrder, FieldPosition, Grid
+from appliance.scan.one_print import box_of
 from appliance.scan.plan import ScanPlan
 from appliance.scan.protocols import (
     Detection,
@@ -1225,8 +1226,7 @@ class ScanRunner:
             self._done[f.cell] = f.n_candidates > 0
             self.field_focus.resume_field(f)
         for o in self.store.objects(self.scan_id):
-            self._known.append(_Known(o.kind, (o.x_um - o.width_um / 2, o.y_um - o.height_um / 2,
-                                               o.x_um + o.width_um / 2, o.y_um + o.height_um / 2)))
+            self._known.append(_Known(o.kind, box_of(o)))
             if o.kind == "structure":
                 self._n_struct += 1
                 extra = o.extra or {}

@@ -15,6 +15,8 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Protocol, TypeVar
 
+from appliance.vision.decision import iou
+
 #: A frame whose width-to-height ratio is more than this many times the input's, or less than its inverse, is read
 #: in tiles (3:4 and 16:9 frames are not: they were read well stretched).
 TILE_ASPECT_LIMIT = 2.0
@@ -73,7 +75,7 @@ def detect_in_tiles(size: tuple[int, int], input_hw: tuple[int, int],
             (cut if _at_inner_border(d.box, t, (w, h)) else whole).append(d)
     kept: list[D] = []
     for d in sorted(whole, key=lambda d: -d.score):  # an object whole in two tiles: the surer box
-        if not any(o.label == d.label and _iou(d.box, o.box) >= SAME_OBJECT_IOU for o in kept):
+        if not any(o.label == d.label and iou(d.box, o.box) >= SAME_OBJECT_IOU for o in kept):
             kept.append(d)
     for d in cut:
         if not any(o.label == d.label and _covered(d.box, o.box) >= COVERED for o in kept):
@@ -87,14 +89,6 @@ def _at_inner_border(box: tuple[float, float, float, float], t: Tile, size: tupl
     x0, y0, x1, y1 = box
     return ((x > 0 and x0 <= x + 1) or (y > 0 and y0 <= y + 1)
             or (x + tw < size[0] and x1 >= x + tw - 1) or (y + th < size[1] and y1 >= y + th - 1))
-
-
-def _iou(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def _covered(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
