@@ -10,7 +10,14 @@ from appliance.focus.focusmap import FocusMap
 from appliance.focus.neural import DefocusEstimator, estimate, neural
 from appliance.focus.result import FocusResult
 from appliance.focus.scores import SCORE_MODES, check_roi, find_target
-from appliance.focus.search import GLASS_MIN_CONTRAST, SYMMETRY_COVER_UM, classical, sweep, untrusted
+from appliance.focus.search import (
+    GLASS_MIN_CONTRAST,
+    PAIR_READING,
+    SYMMETRY_COVER_UM,
+    classical,
+    sweep,
+    untrusted,
+)
 from appliance.focus.session import FocusSession, check_range
 from appliance.focus.typebias import reading_bias_um
 from appliance.hardware.camera.base import Camera
@@ -221,7 +228,8 @@ def _with_map(stage: Stage, camera: Camera, pred: tuple[float, float], z_range: 
 def _debias(s: FocusSession, r: FocusResult, target_type: str | None) -> FocusResult:
     """Take the type's reading bias off a focus the classical search read (a net's or a map's z: untouched)."""
     bias = reading_bias_um(target_type)
-    if bias == 0.0 or not (r.ok and r.measured) or "classical" not in r.strategy:
+    pair = r.reason.startswith(PAIR_READING)  # the table holds the symmetry reading's bias, not the pair's
+    if bias == 0.0 or pair or not (r.ok and r.measured) or "classical" not in r.strategy:
         return r
     z = s.move(r.z_um - bias)
     return replace(r, z_um=z, reason=f"{r.reason} (less the {target_type} reading bias {bias:+.2f} um)",

@@ -10,6 +10,7 @@ from appliance.focus.curve import (
     SYMMETRY_HALF_WIDTH_UM,
     SYMMETRY_MIN_HALF_WIDTH_UM,
     estimate_focus,
+    parabola_peak,
     second_lobes,
     symmetry_centre,
 )
@@ -109,7 +110,9 @@ def classical(s: FocusSession, start_um: float, coarse_um: float = 4.0, level: f
     as both sides have (the early stop), or at the ends of the range. With the ``symmetry`` estimator (the
     default) the walk then widens the sampled interval to ``SYMMETRY_COVER_UM`` either side of the lobe's
     centre, and the focus is the curve's centre of mirror symmetry there; otherwise it is the lobe's centre
-    (or a peak fit, ``estimator``). The stage goes there from below.
+    (or a peak fit, ``estimator``). On a caller's target box (``roi`` mode with a box), a curve that rises into
+    a second lobe past a dip is a thin wall's pair: the second lobe is sampled past its maximum and the focus
+    is midway between the two maxima (``_pair_focus``). The stage goes there from below.
 
     ``width_scale`` stretches the widths the curve is read over (``SYMMETRY_HALF_WIDTH_UM``,
     ``SYMMETRY_COVER_UM``, ``LOBE_HALF_WIDTH_UM``, tuned at a depth of field of 11 µm) for an objective whose
@@ -156,6 +159,9 @@ def classical(s: FocusSession, start_um: float, coarse_um: float = 4.0, level: f
                         float(v.max()))
     if estimator == "symmetry":
         _widen(s, _centre(s, z, v, "centre", level, k), coarse_um, max_frames, k)
+        pair = _pair_focus(s, coarse_um, max_frames, k) if s.roi is not None and s.mode == "roi" else None
+        if pair is not None:
+            return s.result(pair, True, PAIR_READING, "classical", float(v.max()))
         return s.result(_symmetry(s, z, v, level, k), True, "focused", "classical", float(v.max()))
     return s.result(_centre(s, z, v, estimator, level, k), True, "focused", "classical", float(v.max()))
 
@@ -264,3 +270,105 @@ def _next_coarse(s: FocusSession, step: float, level: float) -> float | None:
     if not right_done and up is not None:
         return up
     return None
+
+
+#: A thin wall, bar or rim of a phase object fades at its own plane (its contrast inverts through focus): its
+#: focus curve has two lobes a few micrometres either side, with the dip between them at the focus. A walk
+#: that brackets one lobe has found a lobe, not the focus. A second lobe counts when the walking curve, past
+#: a dip, climbs again by this fraction of its range (a one-lobe curve's ripple and noise stay below it) ...
+PAIR_RISE = 0.2
+#: ... within this distance of the first lobe's maximum (at 10x / NA 0.25 the two maxima lie 9-15 µm apart), µm.
+PAIR_REACH_UM = 16.0
+#: A side whose last frame fell by less than this fraction of the range from the one before is probed one
+#: coarse step further, unless it already reaches ``PAIR_REACH_UM``: a tail that has stopped falling may be
+#: the dip before a second lobe.
+PAIR_FLAT = 0.1
+#: The reason a pair's reading gives.
+PAIR_READING = "focused (midway between the two lobes of a thin wall's curve)"
+
+
+def _pair_focus(s: FocusSession, step: float, max_frames: int, k: float = 1.0) -> float | None:
+    """The focus midway between the maxima of a two-lobed walking curve; None for a one-lobe curve.
+
+    None too when the second lobe cannot be sampled past its maximum within the range and the frame budget.
+    """
+    reach = k * PAIR_REACH_UM
+    _probe_flat_sides(s, step, max_frames, reach)
+    z, v = s.curve()
+    side = _pair_side(z, v, reach)
+    if side == 0:
+        return None
+    tol = PAIR_RISE * float(v.max() - v.min())
+    zm = float(z[int(np.argmax(v))])
+    while True:
+        z, v = s.curve()
+        i = int(np.argmin(np.abs(z - zm)))
+        seg_z, seg_v = (z[i:], v[i:]) if side > 0 else (z[i::-1], v[i::-1])
+        d = _dip(seg_v, tol)
+        j = d + int(np.argmax(seg_v[d:]))  # the second lobe's best frame
+        if j < len(seg_v) - 1 and float(seg_v[j]) - float(seg_v[-1]) >= tol:
+            break  # fallen again past its maximum: bracketed
+        nxt = min(max(float(seg_z[-1]) + side * step, s.lo), s.hi)
+        if s.frames >= max_frames or abs(nxt - float(seg_z[-1])) < 0.5 or abs(nxt - zm) > 2 * reach:
+            if j == len(seg_v) - 1:
+                return None  # still rising where the search must stop: no maximum to read
+            break  # cut by the range after its maximum: read it as it is
+        s.capture(nxt)
+    z, v = s.curve()
+    i = int(np.argmin(np.abs(z - zm)))
+    second = int(np.argmin(np.abs(z - float(seg_z[j]))))
+    return 0.5 * (_vertex(z, v, i) + _vertex(z, v, second))
+
+
+def _probe_flat_sides(s: FocusSession, step: float, max_frames: int, reach: float) -> None:
+    """One more coarse frame on each side whose tail has stopped falling short of ``reach``."""
+    for side in (-1, 1):
+        z, v = s.curve()
+        if s.frames >= max_frames or len(v) < 3:
+            return
+        zm, rng = float(z[int(np.argmax(v))]), float(v.max() - v.min())
+        end = -1 if side > 0 else 0
+        # the frame a coarse step in from the end (a servo's whole degrees may have put two frames 1 µm apart)
+        inner = np.flatnonzero(np.abs(z - z[end]) >= 0.75 * step)
+        if abs(float(z[end]) - zm) >= reach or inner.size == 0:
+            continue
+        before = int(inner[-1] if side > 0 else inner[0])
+        if float(v[before]) - float(v[end]) >= PAIR_FLAT * rng:
+            continue
+        nxt = min(max(float(z[end]) + side * step, s.lo), s.hi)
+        if abs(nxt - float(z[end])) >= 0.5:  # not at the range's end already
+            s.capture(nxt)
+
+
+def _pair_side(z: np.ndarray, v: np.ndarray, reach_um: float) -> int:
+    """-1 / +1 when the curve rises into a second lobe left / right of its maximum within ``reach_um``, else 0."""
+    i = int(np.argmax(v))
+    tol = PAIR_RISE * float(v.max() - v.min())
+    for sign, idx in ((-1, range(i - 1, -1, -1)), (1, range(i + 1, len(v)))):
+        low = float(v[i])
+        for j in idx:
+            if abs(float(z[j]) - float(z[i])) > reach_um:
+                break
+            if float(v[j]) > low + tol:
+                return sign
+            low = min(low, float(v[j]))
+    return 0
+
+
+def _dip(seg: np.ndarray, tol: float) -> int:
+    """Index of the lowest frame before the curve ``seg`` (walking out from a maximum) first climbs by ``tol``."""
+    low = 0
+    for j in range(1, len(seg)):
+        if float(seg[j]) > float(seg[low]) + tol:
+            break
+        if seg[j] < seg[low]:
+            low = j
+    return low
+
+
+def _vertex(z: np.ndarray, v: np.ndarray, i: int) -> float:
+    """The vertex of the parabola through sample ``i`` and its neighbours (``z[i]`` at an end or when flat)."""
+    if i == 0 or i == len(z) - 1:
+        return float(z[i])
+    p = parabola_peak(z[i - 1:i + 2].tolist(), v[i - 1:i + 2].tolist())
+    return float(min(max(p, z[i - 1]), z[i + 1]))

@@ -1,0 +1,122 @@
+"""A thin wall's focus curve has two lobes with its focus in the dip between them: the classical search reads
+the middle of the pair, not the lobe it happened to walk onto.
+
+A thin wall, bar or rim of a phase object fades at its own plane (its contrast inverts through focus), so its
+sharpness rises a few micrometres either side and dips at the focus. On the virtual microscope's held-out
+slides the walk bracketed one lobe and read it on about a third of the scaffolds and many woodpiles and split
+rings, 4-9 µm from their mid-plane (docs/autofocus.md, "Two lobes: a thin wall's curve"). The device here
+images a texture whose contrast follows a hand-made curve of z, so the tests say exactly where the focus is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import cv2
+import numpy as np
+import pytest
+
+from appliance.focus import autofocus
+from appliance.focus.search import PAIR_READING, _dip, _pair_side, _vertex
+from appliance.hardware.camera.base import Frame
+from appliance.hardware.stage.base import Position
+
+FOCUS_UM = 100.0
+ROI = (80, 50, 80, 60)  # x, y, w, h: where the texture is
+
+
+def _lobe(z: float, at: float, width: float = 3.0) -> float:
+    return float(np.exp(-0.5 * ((z - at) / width) ** 2))
+
+
+class _Texture:
+    """A stage that only focuses and a camera whose frame holds a texture of contrast ``curve(z)`` in ``ROI``."""
+
+    size_px = (240, 160)
+
+    def __init__(self, curve: Callable[[float], float], seed: int = 0) -> None:
+        self.curve = curve
+        self.z = FOCUS_UM
+        self.rng = np.random.default_rng(seed)
+        tex = cv2.GaussianBlur(np.random.default_rng(99).normal(0, 1, (160, 240)), (0, 0), 1.5)
+        self.texture = tex / tex.std()
+
+    def position_um(self) -> Position:
+        return Position(0.0, 0.0, self.z)
+
+    def focus_to_um(self, z: float) -> Position:
+        self.z = z
+        return self.position_um()
+
+    def capture(self) -> Frame:
+        img = np.full((160, 240), 170.0)
+        x, y, w, h = ROI
+        amp = 4.0 + 30.0 * self.curve(self.z)
+        img[y:y + h, x:x + w] += amp * self.texture[y:y + h, x:x + w]
+        img += self.rng.normal(0, 0.5, img.shape)
+        return Frame(np.clip(img, 0, 255).astype(np.uint8), self.position_um(), 0.0, 1.0)
+
+
+def _pair(left: float = 1.0, right: float = 1.0, half_gap: float = 6.0) -> Callable[[float], float]:
+    return lambda z: left * _lobe(z, FOCUS_UM - half_gap) + right * _lobe(z, FOCUS_UM + half_gap)
+
+
+def _focus(dev: _Texture, start: float, **kw: object) -> tuple[float, object]:
+    dev.z = start
+    r = autofocus(dev, dev, "classical", z_range_um=(start - 15, start + 15), roi=ROI, **kw)  # type: ignore[arg-type]
+    return dev.z - FOCUS_UM, r
+
+
+@pytest.mark.parametrize("start", [FOCUS_UM - 7.0, FOCUS_UM - 2.0, FOCUS_UM + 3.0, FOCUS_UM + 8.0])
+def test_a_pair_of_lobes_is_read_in_the_middle_wherever_the_walk_starts(start: float) -> None:
+    dz, r = _focus(_Texture(_pair()), start)
+    assert r.ok and r.reason == PAIR_READING, r  # type: ignore[attr-defined]
+    assert abs(dz) <= 1.0, dz
+    assert r.frames <= 10  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("left,right", [(1.0, 0.75), (0.75, 1.0)])
+def test_unequal_lobes_are_read_in_the_middle_too(left: float, right: float) -> None:
+    # the absorption-phase cross term makes one lobe stronger (here its score is about half the other's);
+    # the maxima stay either side of the focus
+    dz, r = _focus(_Texture(_pair(left, right)), FOCUS_UM + 6.0)
+    assert r.reason == PAIR_READING, r  # type: ignore[attr-defined]
+    assert abs(dz) <= 1.0, dz
+
+
+def test_one_lobe_is_read_as_before() -> None:
+    dz, r = _focus(_Texture(lambda z: _lobe(z, FOCUS_UM, 4.0)), FOCUS_UM + 5.0)
+    assert r.ok and r.reason == "focused", r  # type: ignore[attr-defined]
+    assert abs(dz) <= 1.0, dz
+
+
+def test_a_pair_reading_is_not_moved_by_the_symmetry_readings_type_bias() -> None:
+    # the per-type table (appliance.focus.typebias) is the symmetry reading's bias; a pentagon's is +1 um
+    dz, r = _focus(_Texture(_pair()), FOCUS_UM + 6.0, target_type="pentagon")
+    assert r.reason == PAIR_READING, r  # type: ignore[attr-defined]
+    assert abs(dz) <= 1.0, dz
+
+
+def test_a_second_lobe_beyond_the_range_leaves_the_one_lobe_reading() -> None:
+    # the range stops on the second lobe's rising side: no maximum to read, so no pair
+    dev = _Texture(_pair())
+    dev.z = FOCUS_UM + 6.0
+    r = autofocus(dev, dev, "classical", z_range_um=(FOCUS_UM - 3.0, FOCUS_UM + 20.0), roi=ROI)  # type: ignore[arg-type]
+    assert r.reason != PAIR_READING, r
+
+
+def test_pair_side_needs_a_rise_after_a_dip_within_reach() -> None:
+    z = np.arange(-12.0, 13.0, 4.0)  # -12 ... 12
+    assert _pair_side(z, np.array([0.2, 0.9, 1.0, 0.3, 0.8, 0.7, 0.1]), 16.0) == 1
+    assert _pair_side(z, np.array([0.1, 0.7, 0.8, 0.3, 1.0, 0.9, 0.2]), 16.0) == -1
+    assert _pair_side(z, np.array([0.1, 0.3, 0.7, 1.0, 0.7, 0.3, 0.1]), 16.0) == 0  # one lobe
+    assert _pair_side(z, np.array([0.1, 0.3, 0.7, 1.0, 0.6, 0.65, 0.2]), 16.0) == 0  # a ripple under the rise
+    assert _pair_side(z, np.array([1.0, 0.6, 0.2, 0.1, 0.1, 0.2, 0.9]), 16.0) == 0  # beyond reach: another object
+
+
+def test_dip_and_vertex() -> None:
+    assert _dip(np.array([1.0, 0.5, 0.3, 0.4, 0.9, 0.2]), 0.2) == 2  # the low before the climb, not the tail
+    z = np.array([0.0, 4.0, 8.0])
+    assert _vertex(z, np.array([0.0, 4.0, 0.0]), 1) == pytest.approx(4.0)
+    assert _vertex(z, 16.0 - (z - 5.0) ** 2, 1) == pytest.approx(5.0)
+    assert _vertex(z, np.array([3.0, 2.0, 1.0]), 0) == 0.0  # at an end: the sample itself
