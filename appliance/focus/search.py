@@ -150,7 +150,12 @@ def classical(s: FocusSession, start_um: float, coarse_um: float = 4.0, level: f
     vmax = float(v.max())
     cut_left = not left_done and z[0] <= s.lo + 0.5 and float(v[0]) > (1 - MIN_CUT_DROP) * vmax
     cut_right = not right_done and z[-1] >= s.hi - 0.5 and float(v[-1]) > (1 - MIN_CUT_DROP) * vmax
+    pairs = estimator == "symmetry" and s.roi is not None and s.mode == "roi"
     if i in (0, len(v) - 1) or cut_left or cut_right:
+        # a thin wall's lobe cut by the range, with the dip and the other lobe inside: its focus is inside
+        pair = _pair_focus(s, coarse_um, max_frames, k) if pairs else None
+        if pair is not None:
+            return s.result(pair[0], True, PAIR_CUT_READING, "classical", float(v.max()))
         return s.result(best, False, f"no focus peak inside [{s.lo:g}, {s.hi:g}] um: the best frame ({best:g} um) "
                         "is at an end, so the structure's focus is outside the range (or too faint to bracket)",
                         "classical", float(v.max()))
@@ -159,9 +164,10 @@ def classical(s: FocusSession, start_um: float, coarse_um: float = 4.0, level: f
                         float(v.max()))
     if estimator == "symmetry":
         _widen(s, _centre(s, z, v, "centre", level, k), coarse_um, max_frames, k)
-        pair = _pair_focus(s, coarse_um, max_frames, k) if s.roi is not None and s.mode == "roi" else None
+        pair = _pair_focus(s, coarse_um, max_frames, k) if pairs else None
         if pair is not None:
-            return s.result(pair, True, PAIR_READING, "classical", float(v.max()))
+            return s.result(pair[0], True, PAIR_CUT_READING if pair[1] else PAIR_READING, "classical",
+                            float(v.max()))
         return s.result(_symmetry(s, z, v, level, k), True, "focused", "classical", float(v.max()))
     return s.result(_centre(s, z, v, estimator, level, k), True, "focused", "classical", float(v.max()))
 
@@ -285,12 +291,18 @@ PAIR_REACH_UM = 16.0
 PAIR_FLAT = 0.1
 #: The reason a pair's reading gives.
 PAIR_READING = "focused (midway between the two lobes of a thin wall's curve)"
+#: ... and when one lobe's maximum lay at or beyond an end of the range (read at that end: the focus, between the
+#: lobes, is inside the range, but the reading leans towards the range by up to half the cut).
+PAIR_CUT_READING = PAIR_READING + ", one of them cut by the range's end"
 
 
-def _pair_focus(s: FocusSession, step: float, max_frames: int, k: float = 1.0) -> float | None:
-    """The focus midway between the maxima of a two-lobed walking curve; None for a one-lobe curve.
+def _pair_focus(s: FocusSession, step: float, max_frames: int, k: float = 1.0) -> tuple[float, bool] | None:
+    """The focus midway between the maxima of a two-lobed walking curve, and whether a maximum was read at an end
+    of the range (a lobe cut by it); None for a one-lobe curve.
 
-    None too when the second lobe cannot be sampled past its maximum within the range and the frame budget.
+    None too when the frame budget ends before the second lobe's maximum. A lobe still rising at an end of the
+    range is read there: the reading then leans towards the range by half the cut, where reading one lobe
+    would miss the focus by the lobe's whole distance from it.
     """
     reach = k * PAIR_REACH_UM
     _probe_flat_sides(s, step, max_frames, reach)
@@ -309,15 +321,18 @@ def _pair_focus(s: FocusSession, step: float, max_frames: int, k: float = 1.0) -
         if j < len(seg_v) - 1 and float(seg_v[j]) - float(seg_v[-1]) >= tol:
             break  # fallen again past its maximum: bracketed
         nxt = min(max(float(seg_z[-1]) + side * step, s.lo), s.hi)
-        if s.frames >= max_frames or abs(nxt - float(seg_z[-1])) < 0.5 or abs(nxt - zm) > 2 * reach:
+        if abs(nxt - float(seg_z[-1])) < 0.5:
+            break  # the range ends here: the lobe's maximum is read as far as the range lets it be seen
+        if s.frames >= max_frames or abs(nxt - zm) > 2 * reach:
             if j == len(seg_v) - 1:
-                return None  # still rising where the search must stop: no maximum to read
-            break  # cut by the range after its maximum: read it as it is
+                return None  # still rising where the frames run out: no maximum to read
+            break
         s.capture(nxt)
     z, v = s.curve()
     i = int(np.argmin(np.abs(z - zm)))
     second = int(np.argmin(np.abs(z - float(seg_z[j]))))
-    return 0.5 * (_vertex(z, v, i) + _vertex(z, v, second))
+    ends = (0, len(z) - 1)
+    return 0.5 * (_vertex(z, v, i) + _vertex(z, v, second)), i in ends or second in ends
 
 
 def _probe_flat_sides(s: FocusSession, step: float, max_frames: int, reach: float) -> None:
