@@ -297,12 +297,12 @@ PAIR_CUT_READING = PAIR_READING + ", one of them cut by the range's end"
 
 
 def _pair_focus(s: FocusSession, step: float, max_frames: int, k: float = 1.0) -> tuple[float, bool] | None:
-    """The focus midway between the maxima of a two-lobed walking curve, and whether a maximum was read at an end
-    of the range (a lobe cut by it); None for a one-lobe curve.
+    """The focus midway between the maxima of a two-lobed walking curve, and whether a lobe was cut by the range.
 
-    None too when the frame budget ends before the second lobe's maximum. A lobe still rising at an end of the
-    range is read there: the reading then leans towards the range by half the cut, where reading one lobe
-    would miss the focus by the lobe's whole distance from it.
+    The second value is True when a maximum was read at an end of the range. None for a one-lobe curve, and
+    when the frame budget ends before the second lobe's maximum. A lobe still rising at an end of the range is
+    read there: the reading then leans towards the range by half the cut, where reading one lobe would miss the
+    focus by the lobe's whole distance from it.
     """
     reach = k * PAIR_REACH_UM
     _probe_flat_sides(s, step, max_frames, reach)
