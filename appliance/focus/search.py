@@ -153,7 +153,7 @@ def classical(s: FocusSession, start_um: float, coarse_um: float = 4.0, level: f
     pairs = estimator == "symmetry" and s.roi is not None and s.mode == "roi"
     if i in (0, len(v) - 1) or cut_left or cut_right:
         # a thin wall's lobe cut by the range, with the dip and the other lobe inside: its focus is inside
-        pair = _pair_focus(s, coarse_um, max_frames, k) if pairs else None
+        pair = _pair_focus(s, coarse_um, max_frames) if pairs else None
         if pair is not None:
             return s.result(pair[0], True, PAIR_CUT_READING, "classical", float(v.max()))
         return s.result(best, False, f"no focus peak inside [{s.lo:g}, {s.hi:g}] um: the best frame ({best:g} um) "
@@ -164,7 +164,7 @@ def classical(s: FocusSession, start_um: float, coarse_um: float = 4.0, level: f
                         float(v.max()))
     if estimator == "symmetry":
         _widen(s, _centre(s, z, v, "centre", level, k), coarse_um, max_frames, k)
-        pair = _pair_focus(s, coarse_um, max_frames, k) if pairs else None
+        pair = _pair_focus(s, coarse_um, max_frames) if pairs else None
         if pair is not None:
             return s.result(pair[0], True, PAIR_CUT_READING if pair[1] else PAIR_READING, "classical",
                             float(v.max()))
@@ -283,10 +283,12 @@ def _next_coarse(s: FocusSession, step: float, level: float) -> float | None:
 #: that brackets one lobe has found a lobe, not the focus. A second lobe counts when the walking curve, past
 #: a dip, climbs again by this fraction of its range (a one-lobe curve's ripple and noise stay below it) ...
 PAIR_RISE = 0.2
-#: ... within this distance of the first lobe's maximum (at 10x / NA 0.25 the two maxima lie 9-15 µm apart), µm.
-PAIR_REACH_UM = 16.0
+#: ... within this many coarse steps of the first lobe's maximum. The lobes' distance follows the depth of field,
+#: and so does the coarse step (a scan sets it from the objective): at 10x / NA 0.25 the two maxima lie 9-15 µm
+#: apart and the step is 4 µm.
+PAIR_REACH_STEPS = 4.0
 #: A side whose last frame fell by less than this fraction of the range from the one before is probed one
-#: coarse step further, unless it already reaches ``PAIR_REACH_UM``: a tail that has stopped falling may be
+#: coarse step further, unless it already reaches ``PAIR_REACH_STEPS``: a tail that has stopped falling may be
 #: the dip before a second lobe.
 PAIR_FLAT = 0.1
 #: The reason a pair's reading gives.
@@ -296,7 +298,7 @@ PAIR_READING = "focused (midway between the two lobes of a thin wall's curve)"
 PAIR_CUT_READING = PAIR_READING + ", one of them cut by the range's end"
 
 
-def _pair_focus(s: FocusSession, step: float, max_frames: int, k: float = 1.0) -> tuple[float, bool] | None:
+def _pair_focus(s: FocusSession, step: float, max_frames: int) -> tuple[float, bool] | None:
     """The focus midway between the maxima of a two-lobed walking curve, and whether a lobe was cut by the range.
 
     The second value is True when a maximum was read at an end of the range. None for a one-lobe curve, and
@@ -304,7 +306,7 @@ def _pair_focus(s: FocusSession, step: float, max_frames: int, k: float = 1.0) -
     read there: the reading then leans towards the range by half the cut, where reading one lobe would miss the
     focus by the lobe's whole distance from it.
     """
-    reach = k * PAIR_REACH_UM
+    reach = PAIR_REACH_STEPS * step
     _probe_flat_sides(s, step, max_frames, reach)
     z, v = s.curve()
     side = _pair_side(z, v, reach)
