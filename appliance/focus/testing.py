@@ -14,8 +14,28 @@ import numpy as np
 
 from appliance.focus.neural import DefocusEstimate
 from appliance.focus.scores import TARGET_MARGIN_PX, grow_rect
+from appliance.hardware.stage.base import Position
 from appliance.sim.microscope import VirtualMicroscope
 from appliance.sim.slide import SlideObject
+
+
+class FocusOnly:
+    """A stage that only focuses, at x = y = 0, starting at ``z_um``: the base of hand-made search-test devices.
+
+    A subclass adds ``size_px`` and ``capture`` and is passed to the search as both stage and camera.
+    """
+
+    def __init__(self, z_um: float = 100.0) -> None:
+        self.z = z_um
+
+    def position_um(self) -> Position:
+        """Where the stage is: x = y = 0 and its focus z, µm."""
+        return Position(0.0, 0.0, self.z)
+
+    def focus_to_um(self, z: float) -> Position:
+        """Go to focus ``z`` µm at once (no backlash, no steps)."""
+        self.z = z
+        return self.position_um()
 
 
 class GroundTruthDefocus:

@@ -14,8 +14,8 @@ import pytest
 from appliance.focus import autofocus
 from appliance.focus.autofocus import NO_SPECKS
 from appliance.focus.scores import SPECK_LIVE_CONTRAST, find_specks, glass_curve
+from appliance.focus.testing import FocusOnly
 from appliance.hardware.camera.base import Frame
-from appliance.hardware.stage.base import Position
 from appliance.scan.adapters import AutofocusFocuser, FocusMapAdapter
 from appliance.sim.microscope import VirtualMicroscope
 
@@ -75,21 +75,14 @@ def test_a_field_with_a_tall_object_focuses_on_its_glass(stepper_scope: VirtualM
     assert on_glass.frames <= 8
 
 
-class _BareGlass:
+class _BareGlass(FocusOnly):
     """A stage and a camera over clean glass (sensor noise only)."""
 
     size_px = (160, 120)
 
     def __init__(self) -> None:
-        self.z = 100.0
+        super().__init__(100.0)
         self.rng = np.random.default_rng(0)
-
-    def position_um(self) -> Position:
-        return Position(0.0, 0.0, self.z)
-
-    def focus_to_um(self, z: float) -> Position:
-        self.z = z
-        return self.position_um()
 
     def capture(self) -> Frame:
         img = np.clip(self.rng.normal(200, 2, (120, 160)), 0, 255).astype(np.uint8)

@@ -18,8 +18,8 @@ import pytest
 
 from appliance.focus import autofocus
 from appliance.focus.search import PAIR_READING, _dip, _pair_side, _vertex
+from appliance.focus.testing import FocusOnly
 from appliance.hardware.camera.base import Frame
-from appliance.hardware.stage.base import Position
 
 FOCUS_UM = 100.0
 ROI = (80, 50, 80, 60)  # x, y, w, h: where the texture is
@@ -29,24 +29,17 @@ def _lobe(z: float, at: float, width: float = 3.0) -> float:
     return float(np.exp(-0.5 * ((z - at) / width) ** 2))
 
 
-class _Texture:
+class _Texture(FocusOnly):
     """A stage that only focuses and a camera whose frame holds a texture of contrast ``curve(z)`` in ``ROI``."""
 
     size_px = (240, 160)
 
     def __init__(self, curve: Callable[[float], float], seed: int = 0) -> None:
+        super().__init__(FOCUS_UM)
         self.curve = curve
-        self.z = FOCUS_UM
         self.rng = np.random.default_rng(seed)
         tex = cv2.GaussianBlur(np.random.default_rng(99).normal(0, 1, (160, 240)), (0, 0), 1.5)
         self.texture = tex / tex.std()
-
-    def position_um(self) -> Position:
-        return Position(0.0, 0.0, self.z)
-
-    def focus_to_um(self, z: float) -> Position:
-        self.z = z
-        return self.position_um()
 
     def capture(self) -> Frame:
         img = np.full((160, 240), 170.0)

@@ -15,8 +15,8 @@ import numpy as np
 from appliance.focus import autofocus
 from appliance.focus.curve import second_lobes
 from appliance.focus.search import UNTRUSTED
+from appliance.focus.testing import FocusOnly
 from appliance.hardware.camera.base import Frame
-from appliance.hardware.stage.base import Position
 from appliance.scan.adapters import AutofocusFocuser, FocusMapAdapter
 from appliance.sim.overrides import parse_sim_sets, sim_microscope
 
@@ -30,21 +30,14 @@ def test_second_lobes_count_rises_after_a_fall_and_ignore_small_wiggles() -> Non
     assert second_lobes(np.array([2.0, 1.0]), 0.1) == 0
 
 
-class _AtOnePlace:
+class _AtOnePlace(FocusOnly):
     """A stage that only focuses and a camera of ``size_px`` at x = y = 0, starting at z = 100 µm."""
 
     size_px = (240, 160)
 
     def __init__(self, seed: int) -> None:
-        self.z = 100.0
+        super().__init__(100.0)
         self.rng = np.random.default_rng(seed)
-
-    def position_um(self) -> Position:
-        return Position(0.0, 0.0, self.z)
-
-    def focus_to_um(self, z: float) -> Position:
-        self.z = z
-        return self.position_um()
 
 
 class _FlickeringSpecks(_AtOnePlace):
