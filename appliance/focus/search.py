@@ -361,31 +361,34 @@ def _pair_side(z: np.ndarray, v: np.ndarray, reach_um: float) -> int:
     """-1 / +1 when the curve rises into a second lobe left / right of its maximum within ``reach_um``, else 0."""
     i = int(np.argmax(v))
     tol = PAIR_RISE * float(v.max() - v.min())
-    for sign, idx in ((-1, range(i - 1, -1, -1)), (1, range(i + 1, len(v)))):
-        low = float(v[i])
-        for j in idx:
-            if abs(float(z[j]) - float(z[i])) > reach_um:
-                break
-            if float(v[j]) > low + tol:
-                return sign
-            low = min(low, float(v[j]))
+    near = np.abs(z - z[i]) <= reach_um
+    for sign, seg in ((-1, v[:i + 1][near[:i + 1]][::-1]), (1, v[i:][near[i:]])):
+        if _walk_out(seg, tol)[1]:
+            return sign
     return 0
 
 
 def _dip(seg: np.ndarray, tol: float) -> int:
     """Index of the lowest frame before the curve ``seg`` (walking out from a maximum) first climbs by ``tol``."""
+    return _walk_out(seg, tol)[0]
+
+
+def _walk_out(seg: np.ndarray, tol: float) -> tuple[int, bool]:
+    """The lowest frame of ``seg`` before it first climbs by ``tol`` above it, and whether it does.
+
+    ``seg`` is a curve walked out from a maximum (``seg[0]``).
+    """
     low = 0
     for j in range(1, len(seg)):
         if float(seg[j]) > float(seg[low]) + tol:
-            break
+            return low, True
         if seg[j] < seg[low]:
             low = j
-    return low
+    return low, False
 
 
 def _vertex(z: np.ndarray, v: np.ndarray, i: int) -> float:
     """The vertex of the parabola through sample ``i`` and its neighbours (``z[i]`` at an end or when flat)."""
     if i == 0 or i == len(z) - 1:
         return float(z[i])
-    p = parabola_peak(z[i - 1:i + 2].tolist(), v[i - 1:i + 2].tolist())
-    return float(min(max(p, z[i - 1]), z[i + 1]))
+    return parabola_peak(z[i - 1:i + 2].tolist(), v[i - 1:i + 2].tolist())  # within its neighbours
