@@ -5,8 +5,8 @@ runner calls it the same way on the virtual microscope and on the real appliance
 
     from appliance.focus import autofocus, FocusMap
     result = autofocus(stage, camera, "classical", z_range_um=(60.0, 120.0), roi=(x, y, w, h))
-    if result.ok:
-        fmap.add(x_um, y_um, result.z_um)
+    if result.ok and result.measured:
+        fmap.add(x_um, y_um, result.point_um)   # the frames' reading (``map`` may have moved z_um off it)
 """
 
 from __future__ import annotations

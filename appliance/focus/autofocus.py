@@ -34,6 +34,10 @@ MAP_MIN_POINTS = 3
 #: the fitted surface, :meth:`FocusMap.surface_sigma`, µm) gives the focus after one frame shows the target
 #: in view; a less sure one is searched (classical) within its window.
 MAP_TRUST_SIGMA_UM = 0.5
+#: The classical reading's scatter about a structure's true focus (a robust standard deviation, µm): 0.73 µm
+#: over the 200 development fields (seeds 0-9, stepper; 2-6 µm misses of a lobe read for the focus on top).
+#: A map of the glass's prediction is combined with the reading by their uncertainties (:func:`_combine`).
+READING_SIGMA_UM = 0.7
 
 
 def autofocus(stage: Stage, camera: Camera, strategy: str, *, z_range_um: Sequence[float],
@@ -134,7 +138,7 @@ def autofocus(stage: Stage, camera: Camera, strategy: str, *, z_range_um: Sequen
         sure = math.hypot(focus_map.surface_sigma(*xy), ref_sigma)
         trusted = ref_height_um is not None and sure <= MAP_TRUST_SIGMA_UM
         return _with_map(stage, camera, pred, (lo, hi), rect, estimator, mode, coarse_um, now_s, trusted,
-                         target_type, width_scale, check_lobe)
+                         target_type, width_scale, check_lobe, sure if ref_height_um is not None else None)
     s = FocusSession(stage, camera, mode, rect, (lo, hi), now_s)
     if mode == "specks" and rect is None:
         s.capture(start)
@@ -183,12 +187,16 @@ def _no_specks(s: FocusSession, pred: tuple[float, float] | None) -> FocusResult
 def _with_map(stage: Stage, camera: Camera, pred: tuple[float, float], z_range: tuple[float, float],
               rect: tuple[int, int, int, int] | None, estimator: DefocusEstimator | None, mode: str,
               coarse_um: float, now_s: Callable[[], float] | None, trusted: bool = False,
-              target_type: str | None = None, width_scale: float = 1.0, check_lobe: bool = False) -> FocusResult:
+              target_type: str | None = None, width_scale: float = 1.0, check_lobe: bool = False,
+              combine_um: float | None = None) -> FocusResult:
     """Focus within the map's window: one net frame when it agrees, else a classical search there.
 
     ``trusted`` (a map of the glass, sure at this field): with no estimator, the prediction is the focus
-    once one frame shows the target in view.
+    once one frame shows the target in view. ``combine_um`` (a map of the glass: its surface's and the
+    reference height's uncertainty here): a search's reading of a caller's target is combined with the
+    prediction (:func:`_combine`).
     """
+    z_map = pred[0]
     z_pred, sigma = pred
     half = MAP_WINDOW_K * sigma
     lo, hi = max(z_range[0], z_pred - half), min(z_range[1], z_pred + half)
@@ -222,7 +230,24 @@ def _with_map(stage: Stage, camera: Camera, pred: tuple[float, float], z_range: 
     r = _trust(s, classical(s, z0, coarse_um=coarse, width_scale=width_scale), mode, check_lobe)
     if not r.ok:
         return _park_at_map(s, r, z_pred, strategy="map")
-    return _strategy(_debias(s, r, target_type), "map" if r.strategy == "map" else f"map>{r.strategy}")
+    r = _strategy(_debias(s, r, target_type), "map" if r.strategy == "map" else f"map>{r.strategy}")
+    return r if combine_um is None or rect is None else _combine(s, r, z_map, combine_um)
+
+
+def _combine(s: FocusSession, r: FocusResult, z_pred: float, sure_um: float) -> FocusResult:
+    """A searched focus combined with a map of the glass's prediction, each weighed by its uncertainty.
+
+    The two are independent measurements of one z: the search's reading (scatter ``READING_SIGMA_UM``) and the
+    glass the other structures measured plus this one's reference height (``sure_um``: the fitted surface's
+    uncertainty here and the height's). The stage moves to their weighted mean from below, no frame taken;
+    ``reading_um`` keeps the reading for the map. A net's or the map's own answer is left as it is.
+    """
+    if not (r.ok and r.measured and "classical" in r.strategy) or not math.isfinite(sure_um):
+        return r
+    w_read, w_map = READING_SIGMA_UM ** -2, max(sure_um, 1e-3) ** -2
+    z = (r.z_um * w_read + z_pred * w_map) / (w_read + w_map)
+    return replace(r, z_um=s.move(z), reading_um=r.z_um, time_s=s.now_s() - s.t0,
+                   reason=f"{r.reason}; combined with the map's prediction {z_pred:.1f} +- {sure_um:.2f} um")
 
 
 def _debias(s: FocusSession, r: FocusResult, target_type: str | None) -> FocusResult:

@@ -155,7 +155,7 @@ def _one_field(scope: VirtualMicroscope, obj: SlideObject, k: int, strategy: str
                   roi=roi, estimator=estimator, focus_map=fmap, xy_um=(cx, cy), now_s=scope.clock.now_s,
                   ref_height_um=ref, target_type=obj.cls if type_bias else None)
     if r.ok and r.measured:
-        fmap.add(cx, cy, r.z_um, offset_um=ref or 0.0)
+        fmap.add(cx, cy, r.point_um, offset_um=ref or 0.0)
     dz = scope.stage.true_position_um().z_um - obj.focus_z_um
     return FieldRun(scope.seed, obj.id, obj.cls, r.frames, float(dz), r.ok, float(r.time_s), n_map,
                     r.strategy, r.reason, float(pred_dz), float(surf_sigma))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 
@@ -35,6 +36,10 @@ class FocusResult:
     measured : bool
         True when ``z_um`` was measured on this field's frames (a search, the net); False when it was
         taken from the focus map's prediction. Only measured foci belong in a focus map.
+    reading_um : float
+        The focus the frames read, when ``z_um`` is not that alone (NaN otherwise): the ``map`` strategy
+        combines its search's reading with the map's prediction, and a map must be fed the reading
+        (:attr:`point_um`), never a z that holds its own prediction.
     """
 
     z_um: float
@@ -46,3 +51,9 @@ class FocusResult:
     time_s: float = float("nan")
     trace: tuple[tuple[float, float], ...] = field(default=())
     measured: bool = True
+    reading_um: float = float("nan")
+
+    @property
+    def point_um(self) -> float:
+        """The z to add to a focus map for a measured result: the frames' own reading."""
+        return self.z_um if math.isnan(self.reading_um) else self.reading_um

@@ -156,3 +156,41 @@ def test_a_loose_point_weighs_by_its_own_sigma_and_is_an_outlier_only_further_ou
 def test_a_negative_extra_sigma_is_refused() -> None:
     with pytest.raises(ValueError, match="extra_sigma_um"):
         FocusMap().add(0, 0, 90.0, extra_sigma_um=-1.0)
+
+
+def _scan_rows(n: int) -> list[tuple[float, float]]:
+    """``n`` structures of a serpentine scan over 3 x 3 mm: rows 1 mm apart, x alternating."""
+    rng = np.random.default_rng(3)
+    pts = [(float(x), float(y)) for x, y in zip(rng.uniform(3500, 6500, n), rng.uniform(3500, 6500, n), strict=True)]
+    return sorted(pts, key=lambda p: (p[1] // 1000, p[0] if int(p[1] // 1000) % 2 == 0 else -p[0]))
+
+
+def test_a_bow_below_the_scatter_keeps_the_plane_and_predicts_better_than_a_quadratic() -> None:
+    # The development slides' glass (tilt 2 / -1.5 um/mm, a bow of 1.5 um at the corners: 0.1 um over these
+    # 3 mm) under foci with 0.7 um of scatter and one in ten 3-6 um off (a lobe read for the focus): the
+    # quadratic's three more coefficients follow the scatter, and the map must not take them.
+    rng = np.random.default_rng(11)
+    pts = _scan_rows(40)
+    z_err = rng.normal(0, 0.7, len(pts)) + np.where(rng.uniform(size=len(pts)) < 0.1,
+                                                    rng.choice([-1, 1], len(pts)) * rng.uniform(3, 6, len(pts)), 0)
+    plane_errs, quad_errs = [], []
+    m, q = FocusMap(prior_sigma_um=GLASS_PRIOR_SIGMA_UM), FocusMap(prior_sigma_um=GLASS_PRIOR_SIGMA_UM)
+    for k, ((x, y), e) in enumerate(zip(pts, z_err, strict=True)):
+        if k >= 12:
+            plane_errs.append(abs(m.predict(x, y)[0] - _surface(x, y)))
+            quad_errs.append(abs(q._solve_degree(np.array(q._pts), 6)[0] @ q._design(np.array([x]), np.array([y]), 6)[0]
+                                 - _surface(x, y)))
+        m.add(x, y, _surface(x, y) + e)
+        q.add(x, y, _surface(x, y) + e)
+    assert m.order == 1
+    assert np.mean(np.array(plane_errs) <= 1.0) > np.mean(np.array(quad_errs) <= 1.0)
+
+
+def test_a_real_bow_takes_the_quadratic_from_twelve_points() -> None:
+    # A slide bowed by 20 um at its corners (0.8 um/mm^2 here) under 0.3 um of scatter: far above the test.
+    rng = np.random.default_rng(5)
+    m = FocusMap(prior_sigma_um=GLASS_PRIOR_SIGMA_UM)
+    for x, y in rng.uniform(500, 9500, (12, 2)):
+        m.add(x, y, 90 + 8e-7 * ((x - 5000) ** 2 + (y - 5000) ** 2) + rng.normal(0, 0.3))
+    assert m.order == 2
+    assert m.predict(5000, 5000)[0] == pytest.approx(90, abs=1.0)
