@@ -70,7 +70,8 @@ def sim_catalogue_reference(draws: int = CATALOGUE_DRAWS) -> dict[str, Reference
     return out
 
 
-def reference_heights(stated: Mapping[str, float], virtual: bool) -> dict[str, ReferenceHeight]:
+def reference_heights(stated: Mapping[str, float], virtual: bool,
+                      sigma_um: float = PRINT_JOB_SIGMA_UM) -> dict[str, ReferenceHeight]:
     """The reference heights a scan focuses with.
 
     Parameters
@@ -80,6 +81,9 @@ def reference_heights(stated: Mapping[str, float], virtual: bool) -> dict[str, R
         only those types have a reference height.
     virtual : bool
         The device is the virtual microscope: with nothing stated, its catalogue gives every type's.
+    sigma_um : float
+        How well a stated height is known (the plan's ``focus.reference_height_sigma_um``); the catalogue's
+        heights carry their own spread.
 
     Returns
     -------
@@ -88,5 +92,5 @@ def reference_heights(stated: Mapping[str, float], virtual: bool) -> dict[str, R
         structure foci).
     """
     if stated:
-        return {str(k): ReferenceHeight(float(v), PRINT_JOB_SIGMA_UM, "plan") for k, v in stated.items()}
+        return {str(k): ReferenceHeight(float(v), float(sigma_um), "plan") for k, v in stated.items()}
     return dict(sim_catalogue_reference()) if virtual else {}

@@ -140,7 +140,7 @@ def _vision_focus(args: argparse.Namespace, scope: Any, stage: Any,
         fmap: Any = PlaneFocusMap()
         notes.append("focus: sim-truth TEST DOUBLE (moves to the true focus)")
     else:
-        from appliance.focus.reference import reference_heights
+        from appliance.focus.reference import PRINT_JOB_SIGMA_UM, reference_heights
         from appliance.scan.adapters import AutofocusFocuser, FocusMapAdapter
 
         travel = scope.stage.params.travel_z_um if args.stage == "sim" else (0.0, 180.0)
@@ -157,7 +157,9 @@ def _vision_focus(args: argparse.Namespace, scope: Any, stage: Any,
             # the camera renders the virtual slide whatever the stage: its catalogue's heights by default
             focuser = AutofocusFocuser(args.strategy, travel, fmap, estimator=estimator,
                                        now_s=scope.clock.now_s if args.stage == "sim" else None,
-                                       reference_heights=reference_heights(args.reference_heights, virtual=True),
+                                       reference_heights=reference_heights(
+                                           args.reference_heights, virtual=True,
+                                           sigma_um=getattr(args, "reference_sigma", PRINT_JOB_SIGMA_UM)),
                                        reading_bias=True,
                                        depth_of_field_um=scope.camera.optics.depth_of_field_um(um_per_px))
         except ValueError as exc:
@@ -255,6 +257,7 @@ def _scan(args: argparse.Namespace) -> int:
     with _devices(args) as (scope, stage, camera):
         args.strategy = plan.focus.strategy
         args.reference_heights = plan.focus.reference_heights
+        args.reference_sigma = plan.focus.reference_height_sigma_um
         um_px = cal.um_per_px if cal is not None else scope.camera.um_per_px
         vision, focuser, fmap, notes = _vision_focus(args, scope, stage, um_px)
         for n in notes:

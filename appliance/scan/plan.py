@@ -185,6 +185,12 @@ class FocusPlan:
         each structure's focus from its type; a type it does not name is focused with the map of structure
         foci. Empty (the default): the virtual microscope takes its catalogue's heights, a real device has
         none. Stored as sorted ``(type, height)`` pairs; :attr:`reference_heights` gives the mapping.
+    reference_height_sigma_um : float
+        How well a print's reference height is known from those stated heights (one standard deviation), µm
+        in [0, 50]. Default 0.3 (``appliance.focus.reference.PRINT_JOB_SIGMA_UM``: a print against its design).
+        A resin that shrinks by more, or one design printed in several heights, wants a larger value: it widens
+        the map strategy's window, keeps the map from standing alone, and weighs the map less against a
+        search's reading; above 1 µm a structure's focus no longer becomes a point of the glass.
     """
 
     strategy: str = "classical"
@@ -193,6 +199,7 @@ class FocusPlan:
     stack_range_um: float = 16.0
     stack_step_um: float = 2.0
     reference_height_um: tuple[tuple[str, float], ...] = ()
+    reference_height_sigma_um: float = 0.3
 
     def __post_init__(self) -> None:
         _put(self, "strategy", _choice("focus.strategy", self.strategy, FOCUS_STRATEGIES))
@@ -209,6 +216,8 @@ class FocusPlan:
             raise ValueError(f"focus: a stack of {self.stack_range_um * 2 / self.stack_step_um:.0f} planes is too "
                              "many (at most 400); raise focus.stack_step_um or lower focus.stack_range_um")
         _put(self, "reference_height_um", _reference_heights(self.reference_height_um))
+        _put(self, "reference_height_sigma_um",
+             _number("focus.reference_height_sigma_um", self.reference_height_sigma_um, 0.0, 50.0))
 
     @property
     def reference_heights(self) -> dict[str, float]:

@@ -158,7 +158,8 @@ class ScanBackend:
         clock = dev.scope.clock.now_s if dev.scope is not None and self.cfg.stage.kind == "sim" else None
         from appliance.focus.reference import reference_heights
 
-        refs = reference_heights(self._plan.focus.reference_heights, virtual=dev.scope is not None)
+        refs = reference_heights(self._plan.focus.reference_heights, virtual=dev.scope is not None,
+                                 sigma_um=self._plan.focus.reference_height_sigma_um)
         focuser = AutofocusFocuser(self._plan.focus.strategy, travel, fmap, now_s=clock, reference_heights=refs,
                                    reading_bias=dev.scope is not None,
                                    depth_of_field_um=self._depth_of_field_um(dev, um_per_px))

@@ -41,6 +41,21 @@ def test_bad_reference_heights_name_the_key_and_the_value(value: str, message: s
         ScanPlan.from_yaml(f"focus: {{reference_height_um: {value}}}")
 
 
+def test_the_plan_says_how_well_its_heights_are_known() -> None:
+    # A resin that shrinks, or one design printed in several heights: the stated heights are known less well
+    # than a print against its design, and the scan must weigh them so.
+    assert FocusPlan().reference_height_sigma_um == PRINT_JOB_SIGMA_UM
+    plan = ScanPlan.from_yaml("focus: {reference_height_um: {pentagon: 10}, reference_height_sigma_um: 1.5}")
+    assert plan.focus.reference_height_sigma_um == 1.5
+    assert ScanPlan.from_yaml(plan.to_yaml()) == plan
+    assert reference_heights(plan.focus.reference_heights, virtual=False,
+                             sigma_um=plan.focus.reference_height_sigma_um) == {
+        "pentagon": ReferenceHeight(10.0, 1.5, "plan")}
+    for bad in ("-0.1", "51", ".nan", "wide"):
+        with pytest.raises(ValueError, match=re.escape("focus.reference_height_sigma_um: must be a number in [0, 50]")):
+            ScanPlan.from_yaml(f"focus: {{reference_height_sigma_um: {bad}}}")
+
+
 def test_heights_come_from_the_plan_else_the_virtual_catalogue_else_nowhere() -> None:
     stated = reference_heights({"pentagon": 9.0}, virtual=True)
     assert stated == {"pentagon": ReferenceHeight(9.0, PRINT_JOB_SIGMA_UM, "plan")}  # the print job only
@@ -157,3 +172,15 @@ def test_a_scan_hands_each_structures_type_to_the_focus_and_maps_the_glass(tmp_p
     assert all(c["ref_height_um"] is None for c in spy.calls if c["target_type"] is None)  # a field: the glass
     assert 0 < len(fmap.foci) <= len(typed)
     assert len(fmap.focusing) == len(fmap.inner)  # catalogue heights (+-3.5 um) add no point of the glass
+
+
+def test_the_scan_command_focuses_with_the_plans_heights_and_their_sigma() -> None:
+    import argparse
+
+    from appliance.scan.cli import _vision_focus
+
+    scope = VirtualMicroscope(5)
+    args = argparse.Namespace(vision="sim-truth", focus="auto", stage="sim", strategy="map",
+                              reference_heights={"pentagon": 10.0}, reference_sigma=1.5)
+    _, focuser, _, _ = _vision_focus(args, scope, scope.stage, scope.camera.um_per_px)
+    assert focuser.reference_heights == {"pentagon": ReferenceHeight(10.0, 1.5, "plan")}
