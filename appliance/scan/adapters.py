@@ -258,8 +258,7 @@ class AutofocusFocuser:
             frames += int(r.frames)
         if cls is not None and r.ok and r.measured:
             # the maps take the search's own reading (`point_um`), not a z the map strategy combined with them
-            self.structure_focused(p.x_um, p.y_um, float(getattr(r, "point_um", r.z_um)), cls,
-                                   evidence=_one_lobe(r.trace))
+            self.structure_focused(p.x_um, p.y_um, float(r.point_um), cls, evidence=_one_lobe(r.trace))
         return FocusOutcome(float(r.z_um), frames, bool(r.ok), glass=bool(glass and r.ok))
 
     def structure_focused(self, x_um: float, y_um: float, z_um: float, cls: str, evidence: bool = False) -> None:

@@ -140,7 +140,7 @@ def _vision_focus(args: argparse.Namespace, scope: Any, stage: Any,
         fmap: Any = PlaneFocusMap()
         notes.append("focus: sim-truth TEST DOUBLE (moves to the true focus)")
     else:
-        from appliance.focus.reference import PRINT_JOB_SIGMA_UM, reference_heights
+        from appliance.focus.reference import reference_heights
         from appliance.scan.adapters import AutofocusFocuser, FocusMapAdapter
 
         travel = scope.stage.params.travel_z_um if args.stage == "sim" else (0.0, 180.0)
@@ -158,8 +158,7 @@ def _vision_focus(args: argparse.Namespace, scope: Any, stage: Any,
             focuser = AutofocusFocuser(args.strategy, travel, fmap, estimator=estimator,
                                        now_s=scope.clock.now_s if args.stage == "sim" else None,
                                        reference_heights=reference_heights(
-                                           args.reference_heights, virtual=True,
-                                           sigma_um=getattr(args, "reference_sigma", PRINT_JOB_SIGMA_UM)),
+                                           args.reference_heights, virtual=True, sigma_um=args.reference_sigma),
                                        reading_bias=True,
                                        depth_of_field_um=scope.camera.optics.depth_of_field_um(um_per_px))
         except ValueError as exc:
