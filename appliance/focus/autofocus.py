@@ -11,6 +11,7 @@ from appliance.focus.neural import DefocusEstimator, estimate, neural
 from appliance.focus.result import FocusResult
 from appliance.focus.scores import SCORE_MODES, check_roi, find_target
 from appliance.focus.search import (
+    FOCAL_SPOT_TYPES,
     GLASS_MIN_CONTRAST,
     PAIR_READING,
     SYMMETRY_COVER_UM,
@@ -93,7 +94,8 @@ def autofocus(stage: Stage, camera: Camera, strategy: str, *, z_range_um: Sequen
     target_type : str, optional
         The target's structure type (a classifier's label). A focus read by the classical search is moved
         by that type's measured reading bias (``appliance.focus.typebias.READING_BIAS_UM``; 0 for a type it
-        does not hold), the reason says so; None: no correction.
+        does not hold), the reason says so; None: no correction. A type in
+        ``appliance.focus.search.FOCAL_SPOT_TYPES`` (a lens) has its pair read on the walking curve only.
     width_scale : float
         The objective's depth of field over the 11 µm the classical search was tuned at (10x / NA 0.25): the
         widths it reads the focus curve over are stretched by it (:func:`appliance.focus.search.classical`).
@@ -144,12 +146,13 @@ def autofocus(stage: Stage, camera: Camera, strategy: str, *, z_range_um: Sequen
         s.capture(start)
         if s.specks is None:  # nothing small on the glass in view: the caller decides what else to focus on
             return _no_specks(s, pred)
+    fine_pairs = target_type not in FOCAL_SPOT_TYPES
     if strategy == "sweep":
         r = sweep(s, step_um)
     elif strategy == "classical" or estimator is None:
-        r = classical(s, start, coarse_um=coarse_um, width_scale=width_scale)
+        r = classical(s, start, coarse_um=coarse_um, width_scale=width_scale, fine_pairs=fine_pairs)
     else:
-        r = neural(s, estimator, start, coarse_um=coarse_um)
+        r = neural(s, estimator, start, coarse_um=coarse_um, fine_pairs=fine_pairs)
     r = _trust(s, _debias(s, r, target_type), mode, check_lobe)
     if not r.ok and pred is not None:
         return _park_at_map(s, r, pred[0])
@@ -227,7 +230,9 @@ def _with_map(stage: Stage, camera: Camera, pred: tuple[float, float], z_range: 
         wide = max(half, SYMMETRY_COVER_UM + coarse_um)
         s.lo, s.hi = min(s.lo, max(z_range[0], z_pred - wide)), max(s.hi, min(z_range[1], z_pred + wide))
         coarse = coarse_um
-    r = _trust(s, classical(s, z0, coarse_um=coarse, width_scale=width_scale), mode, check_lobe)
+    fine_pairs = target_type not in FOCAL_SPOT_TYPES
+    r = _trust(s, classical(s, z0, coarse_um=coarse, width_scale=width_scale, fine_pairs=fine_pairs), mode,
+               check_lobe)
     if not r.ok:
         return _park_at_map(s, r, z_pred, strategy="map")
     r = _strategy(_debias(s, r, target_type), "map" if r.strategy == "map" else f"map>{r.strategy}")

@@ -47,7 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                   "SEED (then SEED+1, ...): frames, |z - true focus|, success (|dz| <= 1 um), "
                                   "virtual time.")
     b.add_argument("--seed", type=_int_in("--seed", 0, 2**31 - 1), default=1000,
-                   help="first slide seed (default 1000; seeds below 100 were used to tune)")
+                   help="first slide seed (default 1000; seeds below 200 were used to tune)")
     b.add_argument("--fields", type=_int_in("--fields", 1, 100000), default=20, help="fields (default 20)")
     b.add_argument("--strategy", choices=STRATEGY_CHOICES, default="classical", help="default classical")
     b.add_argument("--focus", choices=("servo", "stepper"), default="servo",

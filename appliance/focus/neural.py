@@ -65,7 +65,8 @@ def estimate(estimator: DefocusEstimator, image: np.ndarray, rect: Rect) -> Defo
 
 
 def neural(s: FocusSession, estimator: DefocusEstimator, start_um: float, *, min_confidence: float = 0.5,
-           accept_um: float = 1.0, verify: bool = True, coarse_um: float = 4.0) -> FocusResult:
+           accept_um: float = 1.0, verify: bool = True, coarse_um: float = 4.0,
+           fine_pairs: bool = True) -> FocusResult:
     """Predict from one frame, move, verify with one more; fall back to :func:`classical` when unsure.
 
     Parameters
@@ -84,6 +85,8 @@ def neural(s: FocusSession, estimator: DefocusEstimator, start_um: float, *, min
         agrees with the map).
     coarse_um : float
         The classical fall-back's coarse step.
+    fine_pairs : bool
+        Whether the fall-back may read a thin wall's pair on the fine curve (:func:`classical`).
 
     Returns
     -------
@@ -93,13 +96,13 @@ def neural(s: FocusSession, estimator: DefocusEstimator, start_um: float, *, min
     z0 = s.capture(start_um)
     rect = s.target if s.target is not None else find_target(s.images[-1])
     if rect is None:
-        return _fallback(s, z0, "nothing in view", coarse_um)
+        return _fallback(s, z0, "nothing in view", coarse_um, fine_pairs)
     e0 = estimate(estimator, s.images[-1], rect)
     if e0.confidence < min_confidence:
-        return _fallback(s, z0, f"net unsure (confidence {e0.confidence:.2f})", coarse_um)
+        return _fallback(s, z0, f"net unsure (confidence {e0.confidence:.2f})", coarse_um, fine_pairs)
     z1_target = z0 - e0.defocus_um
     if not s.lo <= z1_target <= s.hi:
-        return _fallback(s, z0, f"net points outside the range ({z1_target:.1f} um)", coarse_um)
+        return _fallback(s, z0, f"net points outside the range ({z1_target:.1f} um)", coarse_um, fine_pairs)
     if not verify:
         return s.result(z1_target, True, "focused (one frame, not verified)", "neural")
     z1 = s.capture(z1_target)
@@ -107,10 +110,10 @@ def neural(s: FocusSession, estimator: DefocusEstimator, start_um: float, *, min
     if e1.confidence >= min_confidence and abs(e1.defocus_um) <= accept_um:
         return s.result(z1 - e1.defocus_um, True, "focused (verified)", "neural")
     why = f"verify frame disagrees (residual {e1.defocus_um:+.1f} um, confidence {e1.confidence:.2f})"
-    return _fallback(s, z1, why, coarse_um)
+    return _fallback(s, z1, why, coarse_um, fine_pairs)
 
 
-def _fallback(s: FocusSession, start: float, why: str, coarse_um: float) -> FocusResult:
-    r = classical(s, start, coarse_um=coarse_um)
+def _fallback(s: FocusSession, start: float, why: str, coarse_um: float, fine_pairs: bool = True) -> FocusResult:
+    r = classical(s, start, coarse_um=coarse_um, fine_pairs=fine_pairs)
     return FocusResult(z_um=r.z_um, frames=r.frames, score=r.score, ok=r.ok, reason=f"{why}; {r.reason}",
                        strategy="neural>classical", time_s=r.time_s, trace=r.trace)

@@ -133,3 +133,45 @@ def test_one_lobe_cut_by_the_range_is_still_an_error() -> None:
     dev.z = FOCUS_UM + 10.0
     r = autofocus(dev, dev, "classical", z_range_um=(FOCUS_UM + 3.0, FOCUS_UM + 30.0), roi=ROI)  # type: ignore[arg-type]
     assert not r.ok and "no focus peak inside" in r.reason, r
+
+
+class _TwoScales(_Texture):
+    """A print's coarse detail with one lobe 4 µm above the focus, and its fine detail with a thin wall's pair.
+
+    The walking measure (variance of the Laplacian) sees mostly the coarse texture, whose lobe fills the
+    pair's dip; the fine measure (the biharmonic) sees the fine texture's two lobes, the stronger 5 µm below.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(lambda z: 0.0)
+        rng = np.random.default_rng(99)
+        coarse = cv2.GaussianBlur(rng.normal(0, 1, (160, 240)), (0, 0), 2.0)
+        fine = cv2.GaussianBlur(rng.normal(0, 1, (160, 240)), (0, 0), 0.8)
+        self.coarse, self.fine = coarse / coarse.std(), fine / fine.std()
+
+    def capture(self) -> Frame:
+        img = np.full((160, 240), 170.0)
+        x, y, w, h = ROI
+        a_coarse = 4.0 + 35.0 * _lobe(self.z, FOCUS_UM + 4.0, 5.0)
+        a_fine = 1.0 + 5.0 * (_lobe(self.z, FOCUS_UM - 5.0, 2.5) + 0.7 * _lobe(self.z, FOCUS_UM + 5.0, 2.5))
+        img[y:y + h, x:x + w] += a_coarse * self.coarse[y:y + h, x:x + w] + a_fine * self.fine[y:y + h, x:x + w]
+        img += self.rng.normal(0, 0.5, img.shape)
+        return Frame(np.clip(img, 0, 255).astype(np.uint8), self.position_um(), 0.0, 1.0)
+
+
+@pytest.mark.parametrize("start", [FOCUS_UM - 2.0, FOCUS_UM + 3.0, FOCUS_UM + 8.0])
+def test_a_pair_only_the_fine_curve_shows_is_read_in_the_middle(start: float) -> None:
+    # read on the walking curve alone this was the coarse lobe, 4-5 µm above the focus
+    dz, r = _focus(_TwoScales(), start)
+    assert r.ok and r.reason.startswith(PAIR_READING), r  # type: ignore[attr-defined]
+    assert abs(dz) <= 1.0, dz
+
+
+def test_a_lens_pair_is_looked_for_on_the_walking_curve_only() -> None:
+    # a micro-lens's fine curve has a second peak of its own, its focal spot: told the type, the search leaves
+    # the fine curve's pair alone (here the walking curve's one lobe is read, 4 µm above the focus)
+    dz, r = _focus(_TwoScales(), FOCUS_UM + 3.0, target_type="microlens")
+    assert not r.reason.startswith(PAIR_READING), r  # type: ignore[attr-defined]
+    assert dz > 2.0, dz
+    dz, r = _focus(_TwoScales(), FOCUS_UM + 3.0, target_type="scaffold")
+    assert r.reason.startswith(PAIR_READING) and abs(dz) <= 1.0, (r, dz)  # type: ignore[attr-defined]
