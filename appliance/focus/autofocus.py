@@ -47,7 +47,8 @@ def autofocus(stage: Stage, camera: Camera, strategy: str, *, z_range_um: Sequen
               xy_um: tuple[float, float] | None = None, mode: str = "roi", step_um: float = 1.0,
               coarse_um: float = 4.0, now_s: Callable[[], float] | None = None,
               ref_height_um: float | None = None, ref_sigma_um: float = 0.0,
-              target_type: str | None = None, width_scale: float = 1.0, check_lobe: bool = False) -> FocusResult:
+              target_type: str | None = None, width_scale: float = 1.0, check_lobe: bool = False,
+              target_width_um: float | None = None) -> FocusResult:
     """Focus the stage on the target in view and say how that went.
 
     Parameters
@@ -99,6 +100,9 @@ def autofocus(stage: Stage, camera: Camera, strategy: str, *, z_range_um: Sequen
     width_scale : float
         The objective's depth of field over the 11 µm the classical search was tuned at (10x / NA 0.25): the
         widths it reads the focus curve over are stretched by it (:func:`appliance.focus.search.classical`).
+    target_width_um : float, optional
+        The target's width across (its detection box's larger side, µm). With ``ref_height_um`` it gives a
+        micro-lens's shape, which sets its reading bias (``appliance.focus.typebias.SHAPE_BIAS``).
     check_lobe : bool
         Report a focus whose walking curve is not one lobe (:func:`appliance.focus.search.untrusted`) as not
         ``ok``: a scan's field focus asks it, since its reading becomes a point of the focus map. ``specks``
@@ -131,8 +135,14 @@ def autofocus(stage: Stage, camera: Camera, strategy: str, *, z_range_um: Sequen
     if isinstance(ref_sigma_um, bool) or not (isinstance(ref_sigma_um, (int, float)) and ref_sigma_um >= 0
                                               and math.isfinite(ref_sigma_um)):
         raise ValueError(f"ref_sigma_um must be a finite number of um >= 0, got {ref_sigma_um!r}")
+    if target_width_um is not None and (isinstance(target_width_um, bool) or not (
+            isinstance(target_width_um, (int, float)) and math.isfinite(target_width_um) and target_width_um > 0)):
+        raise ValueError(f"target_width_um must be a finite number of um > 0, got {target_width_um!r}")
     offset = 0.0 if ref_height_um is None else float(ref_height_um)
     ref_sigma = 0.0 if ref_height_um is None else float(ref_sigma_um)
+    # the reference plane is the print's mid-plane: the print is twice as tall
+    bias = reading_bias_um(target_type, height_um=None if ref_height_um is None else 2.0 * offset,
+                           width_um=target_width_um)
     pred = focus_map.predict(*xy, offset_um=offset) if focus_map is not None and len(focus_map) > 0 else None
     if pred is not None:
         pred = (pred[0], math.hypot(pred[1], ref_sigma))
@@ -140,7 +150,7 @@ def autofocus(stage: Stage, camera: Camera, strategy: str, *, z_range_um: Sequen
         sure = math.hypot(focus_map.surface_sigma(*xy), ref_sigma)
         trusted = ref_height_um is not None and sure <= MAP_TRUST_SIGMA_UM
         return _with_map(stage, camera, pred, (lo, hi), rect, estimator, mode, coarse_um, now_s, trusted,
-                         target_type, width_scale, check_lobe, sure if ref_height_um is not None else None)
+                         target_type, width_scale, check_lobe, sure if ref_height_um is not None else None, bias)
     s = FocusSession(stage, camera, mode, rect, (lo, hi), now_s)
     if mode == "specks" and rect is None:
         s.capture(start)
@@ -153,7 +163,7 @@ def autofocus(stage: Stage, camera: Camera, strategy: str, *, z_range_um: Sequen
         r = classical(s, start, coarse_um=coarse_um, width_scale=width_scale, fine_pairs=fine_pairs)
     else:
         r = neural(s, estimator, start, coarse_um=coarse_um, fine_pairs=fine_pairs)
-    r = _trust(s, _debias(s, r, target_type), mode, check_lobe)
+    r = _trust(s, _debias(s, r, target_type, bias), mode, check_lobe)
     if not r.ok and pred is not None:
         return _park_at_map(s, r, pred[0])
     return r
@@ -191,7 +201,7 @@ def _with_map(stage: Stage, camera: Camera, pred: tuple[float, float], z_range: 
               rect: tuple[int, int, int, int] | None, estimator: DefocusEstimator | None, mode: str,
               coarse_um: float, now_s: Callable[[], float] | None, trusted: bool = False,
               target_type: str | None = None, width_scale: float = 1.0, check_lobe: bool = False,
-              combine_um: float | None = None) -> FocusResult:
+              combine_um: float | None = None, bias_um: float = 0.0) -> FocusResult:
     """Focus within the map's window: one net frame when it agrees, else a classical search there.
 
     ``trusted`` (a map of the glass, sure at this field): with no estimator, the prediction is the focus
@@ -235,7 +245,7 @@ def _with_map(stage: Stage, camera: Camera, pred: tuple[float, float], z_range: 
                check_lobe)
     if not r.ok:
         return _park_at_map(s, r, z_pred, strategy="map")
-    r = _strategy(_debias(s, r, target_type), "map" if r.strategy == "map" else f"map>{r.strategy}")
+    r = _strategy(_debias(s, r, target_type, bias_um), "map" if r.strategy == "map" else f"map>{r.strategy}")
     return r if combine_um is None or rect is None else _combine(s, r, z_map, combine_um)
 
 
@@ -255,9 +265,8 @@ def _combine(s: FocusSession, r: FocusResult, z_pred: float, sure_um: float) -> 
                    reason=f"{r.reason}; combined with the map's prediction {z_pred:.1f} +- {sure_um:.2f} um")
 
 
-def _debias(s: FocusSession, r: FocusResult, target_type: str | None) -> FocusResult:
+def _debias(s: FocusSession, r: FocusResult, target_type: str | None, bias: float) -> FocusResult:
     """Take the type's reading bias off a focus the classical search read (a net's or a map's z: untouched)."""
-    bias = reading_bias_um(target_type)
     pair = r.reason.startswith(PAIR_READING)  # the table holds the symmetry reading's bias, not the pair's
     if bias == 0.0 or pair or not (r.ok and r.measured) or "classical" not in r.strategy:
         return r

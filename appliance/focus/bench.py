@@ -103,7 +103,8 @@ def run_bench(seed: int, fields: int, strategy: str, focus: str = "servo",
     height, which a user knows from the print job) is given to the autofocus, so the focus map holds the
     glass; False: the map is fitted to the structures' foci themselves. ``type_bias`` (the default): the
     structure's type is given too, as a classifier would give it, so the classical reading's per-type bias is
-    taken off (``appliance.focus.typebias``).
+    taken off (``appliance.focus.typebias``), and its width across (its box's larger side, µm), as a detection
+    and the camera's calibration give it, for the types whose bias follows their shape.
 
     Raises
     ------
@@ -153,7 +154,8 @@ def _one_field(scope: VirtualMicroscope, obj: SlideObject, k: int, strategy: str
         surf_sigma = fmap.surface_sigma(cx, cy)
     r = autofocus(scope.stage, scope.camera, strategy, z_range_um=(start - range_um, start + range_um),
                   roi=roi, estimator=estimator, focus_map=fmap, xy_um=(cx, cy), now_s=scope.clock.now_s,
-                  ref_height_um=ref, target_type=obj.cls if type_bias else None)
+                  ref_height_um=ref, target_type=obj.cls if type_bias else None,
+                  target_width_um=max(x1 - x0, y1 - y0) * float(scope.camera.um_per_px))
     if r.ok and r.measured:
         fmap.add(cx, cy, r.point_um, offset_um=ref or 0.0)
     dz = scope.stage.true_position_um().z_um - obj.focus_z_um

@@ -6,7 +6,7 @@ import pytest
 
 from appliance.focus import autofocus
 from appliance.focus.testing import GroundTruthDefocus, centre_on, structures
-from appliance.focus.typebias import READING_BIAS_UM, reading_bias_um
+from appliance.focus.typebias import READING_BIAS_UM, SHAPE_BIAS, reading_bias_um
 from appliance.sim.microscope import VirtualMicroscope
 from appliance.sim.stage import SimStageParams
 
@@ -17,6 +17,20 @@ def test_the_table_holds_the_types_measured_consistent_on_the_development_slides
     assert reading_bias_um("scaffold") == 0.0 and reading_bias_um(None) == 0.0
     with pytest.raises(ValueError, match="reading bias for 'pentagon' must be a finite number of um, got nan"):
         reading_bias_um("pentagon", {"pentagon": float("nan")})
+
+
+def test_a_lens_bias_follows_its_shape_when_height_and_width_are_known() -> None:
+    a, b, c = SHAPE_BIAS["microlens"]
+    flat = reading_bias_um("microlens", height_um=5.0, width_um=100.0)  # height / width 0.05
+    steep = reading_bias_um("microlens", height_um=20.0, width_um=50.0)  # 0.4
+    assert flat == pytest.approx(a + b * 0.05 + c * 5.0) and steep == pytest.approx(a + b * 0.4 + c * 20.0)
+    assert flat < -3.0 < 0.0 < steep  # a flat lens reads far below its mid-plane, a steep one a little above
+    # beyond the fitted shapes the ratio is held at the nearer end; without both sizes, the type's constant
+    assert reading_bias_um("microlens", height_um=2.0, width_um=200.0) == pytest.approx(a + b * 0.05 + c * 2.0)
+    assert reading_bias_um("microlens", height_um=30.0, width_um=30.0) == pytest.approx(a + b * 0.5 + c * 30.0)
+    assert reading_bias_um("microlens", height_um=10.0) == reading_bias_um("microlens") == -0.55
+    assert reading_bias_um("microlens", height_um=10.0, width_um=float("nan")) == -0.55
+    assert reading_bias_um("pentagon", height_um=10.0, width_um=50.0) == 1.0  # a constant type stays constant
 
 
 def _focus(strategy: str, target_type: str | None, **kw: object) -> tuple[float, object, float]:
@@ -43,6 +57,22 @@ def test_a_searched_focus_is_moved_by_its_types_bias_and_says_so() -> None:
     assert "less the pentagon reading bias +1.00 um" in r1.reason  # type: ignore[attr-defined]
     z2, r2, _ = _focus("classical", "woodpile")  # a type without a measured bias: untouched
     assert z2 == pytest.approx(z0) and "bias" not in r2.reason  # type: ignore[attr-defined]
+
+
+def test_a_lens_shape_moves_its_searched_focus_and_a_bad_width_is_an_error() -> None:
+    scope = VirtualMicroscope(seed=3, stage=SimStageParams(z_mode="stepper"))
+    scope.stage.open()
+    scope.camera.open()
+    obj = next(o for o in structures(scope) if o.cls == "microlens")
+    start = obj.focus_z_um + 6.0
+    roi = centre_on(scope, obj, start)
+    kw = dict(z_range_um=(start - 15, start + 15), roi=roi, target_type="microlens", ref_height_um=5.0)
+    r = autofocus(scope.stage, scope.camera, "classical", target_width_um=100.0, **kw)  # type: ignore[arg-type]
+    want = reading_bias_um("microlens", height_um=10.0, width_um=100.0)
+    assert f"less the microlens reading bias {want:+.2f} um" in r.reason
+    for bad in (0.0, -3.0, float("nan"), True):
+        with pytest.raises(ValueError, match="target_width_um must be a finite number of um > 0"):
+            autofocus(scope.stage, scope.camera, "classical", target_width_um=bad, **kw)  # type: ignore[arg-type]
 
 
 def test_a_nets_answer_is_not_corrected() -> None:
