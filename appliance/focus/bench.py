@@ -22,6 +22,7 @@ from appliance.focus.autofocus import autofocus
 from appliance.focus.focusmap import GLASS_PRIOR_SIGMA_UM, FocusMap
 from appliance.focus.neural import DefocusEstimator
 from appliance.focus.scores import TARGET_MARGIN_PX, grow_rect
+from appliance.results.focuscurve import depth_of_field_scale
 from appliance.sim.microscope import VirtualMicroscope
 from appliance.sim.overrides import sim_microscope
 from appliance.sim.slide import SlideObject
@@ -155,12 +156,21 @@ def _one_field(scope: VirtualMicroscope, obj: SlideObject, k: int, strategy: str
     r = autofocus(scope.stage, scope.camera, strategy, z_range_um=(start - range_um, start + range_um),
                   roi=roi, estimator=estimator, focus_map=fmap, xy_um=(cx, cy), now_s=scope.clock.now_s,
                   ref_height_um=ref, target_type=obj.cls if type_bias else None,
-                  target_width_um=max(x1 - x0, y1 - y0) * float(scope.camera.um_per_px))
+                  target_width_um=_width_um(scope, box.box_px))
     if r.ok and r.measured:
         fmap.add(cx, cy, r.point_um, offset_um=ref or 0.0)
     dz = scope.stage.true_position_um().z_um - obj.focus_z_um
     return FieldRun(scope.seed, obj.id, obj.cls, r.frames, float(dz), r.ok, float(r.time_s), n_map,
                     r.strategy, r.reason, float(pred_dz), float(surf_sigma))
+
+
+def _width_um(scope: VirtualMicroscope, box_px: tuple[int, int, int, int]) -> float | None:
+    """A box's larger side in µm, at the objective the lens's shape bias was fitted at (else None, as a scan)."""
+    um_per_px = float(scope.camera.um_per_px)
+    if depth_of_field_scale(scope.camera.optics.depth_of_field_um(um_per_px)) != 1.0:
+        return None
+    x0, y0, x1, y1 = box_px
+    return max(x1 - x0, y1 - y0) * um_per_px
 
 
 def summarise(runs: list[FieldRun]) -> dict[str, Any]:

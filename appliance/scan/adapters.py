@@ -164,12 +164,17 @@ class AutofocusFocuser:
         to that, and the widths the curve is read over are stretched in proportion: a 5x / NA 0.1 objective's
         focus curve is 66 µm deep, and the plan's ±15 µm could not bracket a single one (11 of 13 structure
         foci failed, seed 82). None: the tuned values (10x / NA 0.25).
+    um_per_px : float, optional
+        The camera's scale (the calibration's): a structure's box is then given to the autofocus as its width
+        across in µm, which with its reference height sets a micro-lens's reading bias
+        (``appliance.focus.typebias.SHAPE_BIAS``), at the tuned objective only (the fit's: a flat lens's -4 µm
+        at 10x would be a different figure at 20x). None, or another objective: the type's constant bias.
     """
 
     def __init__(self, strategy: str, z_travel_um: tuple[float, float], focus_map: FocusMapAdapter | None = None,
                  estimator: Any | None = None, now_s: Callable[[], float] | None = None,
                  reference_heights: Mapping[str, Any] | None = None, reading_bias: bool = False,
-                 depth_of_field_um: float | None = None) -> None:
+                 depth_of_field_um: float | None = None, um_per_px: float | None = None) -> None:
         try:
             from appliance.focus import autofocus
             from appliance.focus.focusmap import GLASS_PRIOR_SIGMA_UM
@@ -196,6 +201,10 @@ class AutofocusFocuser:
         self.coarse_um = TUNED_COARSE_UM if tuned else max(MIN_COARSE_UM, TUNED_COARSE_UM * scale)
         self.min_range_um = 0.0 if tuned else MIN_RANGE_PER_DOF * float(dof)
         self.width_scale = 1.0 if tuned else max(1.0, scale)
+        if um_per_px is not None and (isinstance(um_per_px, bool) or not isinstance(um_per_px, (int, float))
+                                      or not 0 < um_per_px < 1000 or not math.isfinite(um_per_px)):
+            raise ValueError(f"um_per_px must be a number in (0, 1000), got {um_per_px!r}")
+        self.um_per_px = None if um_per_px is None or not tuned else float(um_per_px)
 
     def focus(self, stage: Stage, camera: Camera, z_guess_um: float, range_um: float,
               roi_px: Box | None = None, cls: str | None = None) -> FocusOutcome:
@@ -219,6 +228,7 @@ class AutofocusFocuser:
         strategy = self.strategy if (self.strategy != "map" or fmap is not None) else "classical"
 
         field = roi is None and cls is None  # a field's own focus: a point of the map, so its curve is checked
+        width = None if roi is None or cls is None or self.um_per_px is None else max(roi[2], roi[3]) * self.um_per_px
 
         def search(a: float, b: float, start: float, mode: str = "roi") -> Any:
             return self._autofocus(stage, camera, strategy, z_range_um=(a, b), roi=roi, mode=mode, check_lobe=field,
@@ -227,7 +237,8 @@ class AutofocusFocuser:
                                    width_scale=self.width_scale,
                                    ref_height_um=None if ref is None else ref.height_um,
                                    ref_sigma_um=0.0 if ref is None else ref.sigma_um,
-                                   target_type=cls if self.reading_bias else None)
+                                   target_type=cls if self.reading_bias else None,
+                                   target_width_um=width if width else None)
 
         glass = field  # a field's own focus: the glass, read from its specks
         r = search(lo, hi, z_guess_um, "specks" if glass else "roi")

@@ -160,7 +160,8 @@ def _vision_focus(args: argparse.Namespace, scope: Any, stage: Any,
                                        reference_heights=reference_heights(
                                            args.reference_heights, virtual=True, sigma_um=args.reference_sigma),
                                        reading_bias=True,
-                                       depth_of_field_um=scope.camera.optics.depth_of_field_um(um_per_px))
+                                       depth_of_field_um=scope.camera.optics.depth_of_field_um(um_per_px),
+                                       um_per_px=um_per_px)
         except ValueError as exc:
             raise ValueError(f"--focus auto: {exc}; --focus sim-truth runs the scan with a ground-truth "
                              "test double instead") from None

@@ -162,7 +162,7 @@ class ScanBackend:
                                  sigma_um=self._plan.focus.reference_height_sigma_um)
         focuser = AutofocusFocuser(self._plan.focus.strategy, travel, fmap, now_s=clock, reference_heights=refs,
                                    reading_bias=dev.scope is not None,
-                                   depth_of_field_um=self._depth_of_field_um(dev, um_per_px))
+                                   depth_of_field_um=self._depth_of_field_um(dev, um_per_px), um_per_px=um_per_px)
         detector, classifier = self._models
         vision = PipelineVision(um_per_px, Pipeline(detector, classifier, um_per_px=um_per_px, skip_empty=True))
         return vision, focuser, fmap

@@ -184,3 +184,26 @@ def test_the_scan_command_focuses_with_the_plans_heights_and_their_sigma() -> No
                               reference_heights={"pentagon": 10.0}, reference_sigma=1.5)
     _, focuser, _, _ = _vision_focus(args, scope, scope.stage, scope.camera.um_per_px)
     assert focuser.reference_heights == {"pentagon": ReferenceHeight(10.0, 1.5, "plan")}
+
+
+def test_the_focuser_gives_a_structures_width_in_um_when_it_knows_the_cameras_scale(
+        servo_scope: VirtualMicroscope) -> None:
+    # a micro-lens's reading bias follows its height over its width (appliance.focus.typebias.SHAPE_BIAS)
+    obj = next(o for o in scan_order(servo_scope) if o.cls == "microlens")
+    refs = reference_heights({"microlens": _half_height(servo_scope, obj)}, virtual=False)
+    widths = []
+    for scale, dof in ((0.5, None), (None, None), (0.5, 22.0)):  # 22 um: another objective, not the fit's
+        focuser = AutofocusFocuser("classical", servo_scope.stage.params.travel_z_um, FocusMapAdapter(),
+                                   now_s=servo_scope.clock.now_s, reference_heights=refs, reading_bias=True,
+                                   um_per_px=scale, depth_of_field_um=dof)
+        spy = focuser._autofocus = _Spy(focuser._autofocus)  # type: ignore[method-assign]
+        x, y, w, h = centre_on(servo_scope, obj, obj.focus_z_um + 4.0)
+        focuser.focus(servo_scope.stage, servo_scope.camera, obj.focus_z_um + 4.0, 15.0, (x, y, x + w, y + h),
+                      cls="microlens")
+        focuser.focus(servo_scope.stage, servo_scope.camera, obj.focus_z_um + 4.0, 15.0, None)  # a field's own
+        widths.append((spy.calls[0]["target_width_um"], max(w, h), spy.calls[-1]["target_width_um"]))
+    (given, side, field), (unscaled, _, _), (other_objective, _, _) = widths
+    assert given == pytest.approx(0.5 * side) and field is None and unscaled is None and other_objective is None
+    for bad in (0.0, -1.0, float("nan"), True):
+        with pytest.raises(ValueError, match="um_per_px must be a number in"):
+            AutofocusFocuser("classical", (0.0, 100.0), um_per_px=bad)  # type: ignore[arg-type]
