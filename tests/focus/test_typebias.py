@@ -33,14 +33,19 @@ def test_a_lens_bias_follows_its_shape_when_height_and_width_are_known() -> None
     assert reading_bias_um("pentagon", height_um=10.0, width_um=50.0) == 1.0  # a constant type stays constant
 
 
-def _focus(strategy: str, target_type: str | None, **kw: object) -> tuple[float, object, float]:
-    # a fresh, identical microscope each time: the same frames, so only the correction differs
+def _scene(cls: str) -> tuple[VirtualMicroscope, float, tuple[int, int, int, int]]:
+    """A fresh, identical microscope, 6 µm above a structure of ``cls``: the start z and the structure's roi."""
     scope = VirtualMicroscope(seed=3, stage=SimStageParams(z_mode="stepper"))
     scope.stage.open()
     scope.camera.open()
-    obj = next(o for o in structures(scope) if o.cls == "pentagon")
+    obj = next(o for o in structures(scope) if o.cls == cls)
     start = obj.focus_z_um + 6.0
-    roi = centre_on(scope, obj, start)
+    return scope, start, centre_on(scope, obj, start)
+
+
+def _focus(strategy: str, target_type: str | None, **kw: object) -> tuple[float, object, float]:
+    # a fresh, identical microscope each time: the same frames, so only the correction differs
+    scope, start, roi = _scene("pentagon")
     if kw.pop("net", False):
         kw["estimator"] = GroundTruthDefocus(scope, noise_um=0.1)
     r = autofocus(scope.stage, scope.camera, strategy, z_range_um=(start - 15, start + 15), roi=roi,
@@ -60,12 +65,7 @@ def test_a_searched_focus_is_moved_by_its_types_bias_and_says_so() -> None:
 
 
 def test_a_lens_shape_moves_its_searched_focus_and_a_bad_width_is_an_error() -> None:
-    scope = VirtualMicroscope(seed=3, stage=SimStageParams(z_mode="stepper"))
-    scope.stage.open()
-    scope.camera.open()
-    obj = next(o for o in structures(scope) if o.cls == "microlens")
-    start = obj.focus_z_um + 6.0
-    roi = centre_on(scope, obj, start)
+    scope, start, roi = _scene("microlens")
     kw = dict(z_range_um=(start - 15, start + 15), roi=roi, target_type="microlens", ref_height_um=5.0)
     r = autofocus(scope.stage, scope.camera, "classical", target_width_um=100.0, **kw)  # type: ignore[arg-type]
     want = reading_bias_um("microlens", height_um=10.0, width_um=100.0)
