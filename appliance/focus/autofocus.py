@@ -20,7 +20,7 @@ from appliance.focus.search import (
     untrusted,
 )
 from appliance.focus.session import FocusSession, check_range
-from appliance.focus.typebias import reading_bias_um
+from appliance.focus.typebias import SHAPE_HEIGHT_SIGMA_UM, reading_bias_um
 from appliance.hardware.camera.base import Camera
 from appliance.hardware.stage.base import Stage
 
@@ -101,8 +101,9 @@ def autofocus(stage: Stage, camera: Camera, strategy: str, *, z_range_um: Sequen
         The objective's depth of field over the 11 µm the classical search was tuned at (10x / NA 0.25): the
         widths it reads the focus curve over are stretched by it (:func:`appliance.focus.search.classical`).
     target_width_um : float, optional
-        The target's width across (its detection box's larger side, µm). With ``ref_height_um`` it gives a
-        micro-lens's shape, which sets its reading bias (``appliance.focus.typebias.SHAPE_BIAS``).
+        The target's width across (its detection box's larger side, µm). With ``ref_height_um`` known to
+        ``SHAPE_HEIGHT_SIGMA_UM`` (a print job's height, not a type's typical one) it gives a micro-lens's
+        shape, which sets its reading bias (``appliance.focus.typebias.SHAPE_BIAS``).
     check_lobe : bool
         Report a focus whose walking curve is not one lobe (:func:`appliance.focus.search.untrusted`) as not
         ``ok``: a scan's field focus asks it, since its reading becomes a point of the focus map. ``specks``
@@ -140,9 +141,9 @@ def autofocus(stage: Stage, camera: Camera, strategy: str, *, z_range_um: Sequen
         raise ValueError(f"target_width_um must be a finite number of um > 0, got {target_width_um!r}")
     offset = 0.0 if ref_height_um is None else float(ref_height_um)
     ref_sigma = 0.0 if ref_height_um is None else float(ref_sigma_um)
-    # the reference plane is the print's mid-plane: the print is twice as tall
-    bias = reading_bias_um(target_type, height_um=None if ref_height_um is None else 2.0 * offset,
-                           width_um=target_width_um)
+    # the reference plane is the print's mid-plane: the print is twice as tall (when its own height is known)
+    own_height = ref_height_um is not None and ref_sigma <= SHAPE_HEIGHT_SIGMA_UM
+    bias = reading_bias_um(target_type, height_um=2.0 * offset if own_height else None, width_um=target_width_um)
     pred = focus_map.predict(*xy, offset_um=offset) if focus_map is not None and len(focus_map) > 0 else None
     if pred is not None:
         pred = (pred[0], math.hypot(pred[1], ref_sigma))

@@ -21,7 +21,8 @@ rim's slope, height over diameter, set it (correlation +0.72; the print's height
 -0.29, its roughness 0.0). ``LENS_SHAPE_BIAS`` is the least-squares fit ``a + b h/d + c h`` (h the print's
 height, twice its reference height above the glass; d its width across, the detection box's larger side):
 within 1 µm 61 % with the constant, 88 % with the fit; left out one slide at a time, 54 -> 87 % (stepper) and
-53 -> 83 % (servo). The autofocus uses it when it is told both the height and the width, else the constant.
+53 -> 83 % (servo). The autofocus uses it when it is told both the print's own height (known to
+``SHAPE_HEIGHT_SIGMA_UM``) and its width, else the constant.
 """
 
 from __future__ import annotations
@@ -36,6 +37,10 @@ READING_BIAS_UM: Mapping[str, float] = MappingProxyType({"pentagon": 1.0, "micro
 SHAPE_BIAS: Mapping[str, tuple[float, float, float]] = MappingProxyType({"microlens": (-4.30, 9.62, 0.046)})
 #: The height-over-width the shape fit saw (0.05-0.49); a ratio outside is taken at the nearer end.
 SHAPE_RATIO_RANGE = (0.05, 0.5)
+#: The shape fit wants the print's own height: one known to this (one standard deviation, µm) or better, as a
+#: print job states it. A type's typical height (the virtual microscope's catalogue: ±3.5 µm) would put a lens's
+#: height over its width off by more than the fit explains, so the type's constant is used then.
+SHAPE_HEIGHT_SIGMA_UM = 1.0
 
 
 def reading_bias_um(target_type: str | None, table: Mapping[str, float] = READING_BIAS_UM, *,

@@ -70,6 +70,11 @@ def test_a_lens_shape_moves_its_searched_focus_and_a_bad_width_is_an_error() -> 
     r = autofocus(scope.stage, scope.camera, "classical", target_width_um=100.0, **kw)  # type: ignore[arg-type]
     want = reading_bias_um("microlens", height_um=10.0, width_um=100.0)
     assert f"less the microlens reading bias {want:+.2f} um" in r.reason
+    # a type's typical height (a catalogue's, +-3.5 um) is not the print's own: the type's constant then
+    scope, start, roi = _scene("microlens")
+    r = autofocus(scope.stage, scope.camera, "classical", target_width_um=100.0, ref_sigma_um=3.5,
+                  **kw)  # type: ignore[arg-type]
+    assert "less the microlens reading bias -0.55 um" in r.reason
     for bad in (0.0, -3.0, float("nan"), True):
         with pytest.raises(ValueError, match="target_width_um must be a finite number of um > 0"):
             autofocus(scope.stage, scope.camera, "classical", target_width_um=bad, **kw)  # type: ignore[arg-type]
