@@ -144,6 +144,7 @@ def autofocus(stage: Stage, camera: Camera, strategy: str, *, z_range_um: Sequen
     # the reference plane is the print's mid-plane: the print is twice as tall (when its own height is known)
     own_height = ref_height_um is not None and ref_sigma <= SHAPE_HEIGHT_SIGMA_UM
     bias = reading_bias_um(target_type, height_um=2.0 * offset if own_height else None, width_um=target_width_um)
+    fine_pairs = target_type not in FOCAL_SPOT_TYPES
     pred = focus_map.predict(*xy, offset_um=offset) if focus_map is not None and len(focus_map) > 0 else None
     if pred is not None:
         pred = (pred[0], math.hypot(pred[1], ref_sigma))
@@ -151,13 +152,13 @@ def autofocus(stage: Stage, camera: Camera, strategy: str, *, z_range_um: Sequen
         sure = math.hypot(focus_map.surface_sigma(*xy), ref_sigma)
         trusted = ref_height_um is not None and sure <= MAP_TRUST_SIGMA_UM
         return _with_map(stage, camera, pred, (lo, hi), rect, estimator, mode, coarse_um, now_s, trusted,
-                         target_type, width_scale, check_lobe, sure if ref_height_um is not None else None, bias)
+                         target_type, width_scale, check_lobe, sure if ref_height_um is not None else None, bias,
+                         fine_pairs)
     s = FocusSession(stage, camera, mode, rect, (lo, hi), now_s)
     if mode == "specks" and rect is None:
         s.capture(start)
         if s.specks is None:  # nothing small on the glass in view: the caller decides what else to focus on
             return _no_specks(s, pred)
-    fine_pairs = target_type not in FOCAL_SPOT_TYPES
     if strategy == "sweep":
         r = sweep(s, step_um)
     elif strategy == "classical" or estimator is None:
@@ -202,13 +203,14 @@ def _with_map(stage: Stage, camera: Camera, pred: tuple[float, float], z_range: 
               rect: tuple[int, int, int, int] | None, estimator: DefocusEstimator | None, mode: str,
               coarse_um: float, now_s: Callable[[], float] | None, trusted: bool = False,
               target_type: str | None = None, width_scale: float = 1.0, check_lobe: bool = False,
-              combine_um: float | None = None, bias_um: float = 0.0) -> FocusResult:
+              combine_um: float | None = None, bias_um: float = 0.0, fine_pairs: bool = True) -> FocusResult:
     """Focus within the map's window: one net frame when it agrees, else a classical search there.
 
     ``trusted`` (a map of the glass, sure at this field): with no estimator, the prediction is the focus
     once one frame shows the target in view. ``combine_um`` (a map of the glass: its surface's and the
     reference height's uncertainty here): a search's reading of a caller's target is combined with the
-    prediction (:func:`_combine`).
+    prediction (:func:`_combine`). ``bias_um``: the target's reading bias, taken off a search's reading;
+    ``fine_pairs``: as :func:`appliance.focus.search.classical` has it.
     """
     z_map = pred[0]
     z_pred, sigma = pred
@@ -241,7 +243,6 @@ def _with_map(stage: Stage, camera: Camera, pred: tuple[float, float], z_range: 
         wide = max(half, SYMMETRY_COVER_UM + coarse_um)
         s.lo, s.hi = min(s.lo, max(z_range[0], z_pred - wide)), max(s.hi, min(z_range[1], z_pred + wide))
         coarse = coarse_um
-    fine_pairs = target_type not in FOCAL_SPOT_TYPES
     r = _trust(s, classical(s, z0, coarse_um=coarse, width_scale=width_scale, fine_pairs=fine_pairs), mode,
                check_lobe)
     if not r.ok:

@@ -199,7 +199,7 @@ def _symmetry(s: FocusSession, z: np.ndarray, v: np.ndarray, level: float, k: fl
     Falls back to the lobe's centre when too little of the curve is sampled (the range cuts it).
     """
     zf, vf = s.curve(fine=True)
-    if not float(vf.max()) >= MIN_FINE_CONTRAST * max(float(vf.min()), 1e-9):
+    if not _stands_clear(vf, MIN_FINE_CONTRAST):
         zf, vf = s.curve()
     c0 = _centre(s, z, v, "centre", level, k)
     keep = np.abs(zf - c0) <= k * SYMMETRY_HALF_WIDTH_UM + 2.0
@@ -214,11 +214,16 @@ MIN_CUT_DROP = 0.1
 MIN_FINE_CONTRAST = 1.03
 
 
+def _stands_clear(v: np.ndarray, ratio: float) -> bool:
+    """Whether the curve's best score is at least ``ratio`` times its worst."""
+    return bool(float(v.max()) >= ratio * max(float(v.min()), 1e-9))
+
+
 def _centre(s: FocusSession, z: np.ndarray, v: np.ndarray, estimator: str, level: float, k: float = 1.0) -> float:
     """The focus from the fine curve when it stands above the noise and peaks inside, else the walking one."""
     zf, vf = _near_peak(*s.curve(fine=True), k)
     i = int(np.argmax(vf))
-    if vf.max() >= MIN_FINE_CONTRAST * max(float(vf.min()), 1e-9) and 0 < i < len(vf) - 1:
+    if _stands_clear(vf, MIN_FINE_CONTRAST) and 0 < i < len(vf) - 1:
         return estimate_focus(zf, vf, estimator, level)
     zn, vn = _near_peak(z, v, k)
     return estimate_focus(zn, vn, estimator, level, floor=_base(s, v))
@@ -254,7 +259,7 @@ def _next_coarse(s: FocusSession, step: float, level: float) -> float | None:
     peaked = _has_peak(v) or (len(v) < 3 and float(v.max()) >= MIN_PEAK_CONTRAST * max(float(v.min()), 1e-9))
     left_done, right_done = _sides_done(v, level, _base(s, v)) if peaked else (False, False)
     _, vf = s.curve(fine=True)
-    if peaked and float(vf.max()) >= MIN_FINE_CONTRAST * max(float(vf.min()), 1e-9):
+    if peaked and _stands_clear(vf, MIN_FINE_CONTRAST):
         fl, fr = _sides_done(vf, level)
         left_done, right_done = left_done and fl, right_done and fr
     # A side is used up when the next frame would land within half a micrometre of the last one there
@@ -301,7 +306,7 @@ PAIR_READING = "focused (midway between the two lobes of a thin wall's curve)"
 PAIR_CUT_READING = PAIR_READING + ", one of them cut by the range's end"
 
 
-def _pair_focus(s: FocusSession, step: float, max_frames: int, fine: bool = True) -> tuple[float, bool] | None:
+def _pair_focus(s: FocusSession, step: float, max_frames: int, fine_pairs: bool = True) -> tuple[float, bool] | None:
     """A thin wall's pair read on the walking curve, else on the fine curve when that stands clear of the noise.
 
     The contrast inversion that makes the pair lives in the finest detail a wall shows: the walking measure
@@ -309,15 +314,14 @@ def _pair_focus(s: FocusSession, step: float, max_frames: int, fine: bool = True
     dip, where the fine measure (the biharmonic) still shows both lobes. On the development slides
     (100-139, 800 fields each drive) 16-20 % more thin-walled prints were read as pairs this way, most of them
     scaffolds the walking curve had read on one lobe 5-9 µm off (docs/autofocus.md, "Two lobes on the fine
-    curve"). ``fine`` False: the walking curve only. Returns what :func:`_pair_on` returns.
+    curve"). ``fine_pairs`` False: the walking curve only. Returns what :func:`_pair_on` returns.
     """
     pair = _pair_on(s, step, max_frames, fine=False)
-    if pair is not None or not fine:
+    if pair is not None or not fine_pairs:
         return pair
-    _, vf = s.curve(fine=True)
-    if float(vf.max()) >= PAIR_FINE_CONTRAST * max(float(vf.min()), 1e-9):
-        return _pair_on(s, step, max_frames, fine=True)
-    return None
+    if not _stands_clear(s.curve(fine=True)[1], PAIR_FINE_CONTRAST):
+        return None
+    return _pair_on(s, step, max_frames, fine=True)
 
 
 #: The fine curve is searched for a pair only when its best frame scores this many times its worst: the

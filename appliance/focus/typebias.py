@@ -18,7 +18,7 @@ measurement. The focus net, trained on the simulator's true focus, would learn t
 **A micro-lens's bias follows its shape** (session 21). Over the development slides 100-139 (298 lens readings,
 Z stepper and servo) the lens's error ran from about -4 µm for a flat lens to +0.7 µm for a steep one: its
 rim's slope, height over diameter, set it (correlation +0.72; the print's height alone +0.54, its diameter
--0.29, its roughness 0.0). ``LENS_SHAPE_BIAS`` is the least-squares fit ``a + b h/d + c h`` (h the print's
+-0.29, its roughness 0.0). ``SHAPE_BIAS`` holds the least-squares fit ``a + b h/d + c h`` (h the print's
 height, twice its reference height above the glass; d its width across, the detection box's larger side):
 within 1 µm 61 % with the constant, 88 % with the fit; left out one slide at a time, 54 -> 87 % (stepper) and
 53 -> 83 % (servo). The autofocus uses it when it is told both the print's own height (known to

@@ -238,7 +238,7 @@ class AutofocusFocuser:
                                    ref_height_um=None if ref is None else ref.height_um,
                                    ref_sigma_um=0.0 if ref is None else ref.sigma_um,
                                    target_type=cls if self.reading_bias else None,
-                                   target_width_um=width if width else None)
+                                   target_width_um=width)
 
         glass = field  # a field's own focus: the glass, read from its specks
         r = search(lo, hi, z_guess_um, "specks" if glass else "roi")
