@@ -287,10 +287,10 @@ def _posterior_z(read_um: float, pred_um: float, sure_um: float) -> tuple[float,
     d = read_um - pred_um
 
     def component(rate: float, sigma: float) -> tuple[float, float]:
-        """The component's weight and its posterior mean."""
+        """The component's log weight (no underflow however far apart) and its posterior mean."""
         spread = math.hypot(sigma, sure_um)
         w_read, w_map = sigma ** -2, sure_um ** -2
-        return (rate * math.exp(-0.5 * (d / spread) ** 2) / spread,
+        return (math.log(rate / spread) - 0.5 * (d / spread) ** 2,
                 (read_um * w_read + pred_um * w_map) / (w_read + w_map))
 
     good = component(1.0 - READING_OUTLIER_RATE, READING_SIGMA_UM)

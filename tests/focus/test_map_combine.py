@@ -124,5 +124,6 @@ def test_the_mixture_switches_only_where_the_reading_cannot_be_the_likelier() ->
     # the switch lies where the wide component's weight overtakes: between 2 and 4 µm for a 0.7 µm map
     switched = [d for d in np.arange(0.0, 6.0, 0.1) if _posterior_z(100.0 + d, 100.0, 0.7)[1]]
     assert 2.0 < switched[0] < 4.0 and switched == [d for d in np.arange(0.0, 6.0, 0.1) if d >= switched[0]]
+    assert _posterior_z(1e6, 100.0, 0.5)[1]  # however far: no underflow into a tie
     # a loose prediction (a type's typical height, +-3.5 µm) is no ground to call an 8 µm reading a miss
     assert not _posterior_z(108.0, 100.0, 3.5)[1]
