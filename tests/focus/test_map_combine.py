@@ -6,7 +6,7 @@ On the held-out slides that took the map strategy from 75.5 to 81.5 % within 1 �
 (servo; docs/autofocus.md, "The map's prediction and the reading together"). The device here images a texture
 whose contrast peaks 2 µm above the map's prediction, so the reading and the prediction are known apart (and
 6 µm above it, a reading that missed by a lobe's distance: the reading's error is a mixture, and a sure map then
-carries the field; session 22: 80.0 -> 81.1 % servo, 83.0 -> 85.1 % stepper on the development slides).
+carries the field; session 22: 80.0 -> 80.9 % servo, 83.0 -> 85.4 % stepper on the development slides).
 """
 
 from __future__ import annotations
