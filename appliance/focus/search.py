@@ -47,7 +47,12 @@ def sweep(s: FocusSession, step_um: float = 1.0, estimator: str = "max") -> Focu
 
 
 def _has_peak(v: np.ndarray) -> bool:
-    return bool(v.size >= 3 and v.max() >= MIN_PEAK_CONTRAST * max(float(v.min()), 1e-9))
+    return bool(v.size >= 3 and _stands_clear(v, MIN_PEAK_CONTRAST))
+
+
+def _stands_clear(v: np.ndarray, ratio: float) -> bool:
+    """Whether the curve's best score is at least ``ratio`` times its worst."""
+    return bool(float(v.max()) >= ratio * max(float(v.min()), 1e-9))
 
 
 #: A field's reading of its glass (score mode ``specks``) is trusted only when the glass's walking curve rises to
@@ -214,11 +219,6 @@ MIN_CUT_DROP = 0.1
 MIN_FINE_CONTRAST = 1.03
 
 
-def _stands_clear(v: np.ndarray, ratio: float) -> bool:
-    """Whether the curve's best score is at least ``ratio`` times its worst."""
-    return bool(float(v.max()) >= ratio * max(float(v.min()), 1e-9))
-
-
 def _centre(s: FocusSession, z: np.ndarray, v: np.ndarray, estimator: str, level: float, k: float = 1.0) -> float:
     """The focus from the fine curve when it stands above the noise and peaks inside, else the walking one."""
     zf, vf = _near_peak(*s.curve(fine=True), k)
@@ -256,7 +256,7 @@ def _next_coarse(s: FocusSession, step: float, level: float) -> float | None:
     z, v = s.curve()
     lo, hi = s.lo, s.hi
     i = int(np.argmax(v))
-    peaked = _has_peak(v) or (len(v) < 3 and float(v.max()) >= MIN_PEAK_CONTRAST * max(float(v.min()), 1e-9))
+    peaked = _stands_clear(v, MIN_PEAK_CONTRAST)  # a peak, or (under three frames) a rise so far
     left_done, right_done = _sides_done(v, level, _base(s, v)) if peaked else (False, False)
     _, vf = s.curve(fine=True)
     if peaked and _stands_clear(vf, MIN_FINE_CONTRAST):
