@@ -21,7 +21,8 @@ from appliance.results.store import FieldRecord, ObjectRecord, ScanRecord, write
 TYPE_COLOURS = {"woodpile": "#1f77b4", "microlens": "#ff7f0e", "scaffold": "#2ca02c", "pentagon": "#d62728",
                 "split_ring": "#9467bd"}
 SCORE_KEYS = ("recall", "type_accuracy", "debris_as_structure", "position_error_um_median", "duplicates",
-              "structures_truth", "structures_found")
+              "structures_truth", "structures_found", "focus_error_um_median", "focus_within_1um",
+              "autofocus_within_1um")
 
 
 def _plt() -> Any:

@@ -10,7 +10,14 @@ scanned area are counted as truth (records of objects reaching out of it are lef
 - ``debris_as_structure``: true debris pieces matched by a recorded structure, over true debris pieces;
 - ``false_structures``: recorded structures that match no true object at all;
 - ``position_error_um_median``: median distance from a matched record to its true centre, µm;
-- ``duplicates``: recorded structures beyond the first for the same true structure.
+- ``duplicates``: recorded structures beyond the first for the same true structure;
+- ``focus_error_um_median``, ``focus_error_um_p95``, ``focus_within_1um``: how far each matched structure's
+  recorded focus (``z_um``: where its focus stack reads it, else where the autofocus put the stage) lies from
+  its true focus (its mid-plane, ``focus_z_um``): median and 95th percentile of the absolute error, µm, and the
+  share within 1 µm, over first records with a z; ``per_type`` counts ``focus_within_1um`` per type;
+- ``autofocus_error_um_median``, ``autofocus_error_um_p95``, ``autofocus_within_1um``: the same for where the
+  autofocus put the stage (the focused frame's true stage z), issue 9's measure inside a scan, where the map
+  holds every field's glass (the autofocus bench measures one search per structure on bare slides).
 """
 
 from __future__ import annotations
@@ -42,6 +49,29 @@ def _match(o: ObjectRecord, truth: Sequence[Mapping[str, Any]]) -> Mapping[str, 
     return best
 
 
+def _focus_error(o: ObjectRecord, t: Mapping[str, Any], autofocus: bool = False) -> float | None:
+    """The record's focus z minus the true object's focus, µm (None without a z or a true focus).
+
+    ``autofocus``: where the autofocus put the stage instead (the frame's true stage z where the simulator
+    gives one, else ``extra.autofocus_z_um``; records from before it was kept have only ``z_um``).
+    """
+    extra = o.extra or {}
+    z = o.z_um
+    if autofocus:
+        true = extra.get("true_position_um")
+        z = float(true[2]) if isinstance(true, (list, tuple)) and len(true) == 3 else extra.get("autofocus_z_um", z)
+    if z is None or t.get("focus_z_um") is None:
+        return None
+    return float(z) - float(t["focus_z_um"])
+
+
+def _focus_keys(prefix: str, errors: Sequence[float]) -> dict[str, float | None]:
+    e = np.abs(np.asarray(errors, dtype=np.float64))
+    return {f"{prefix}_error_um_median": float(np.median(e)) if e.size else None,
+            f"{prefix}_error_um_p95": float(np.percentile(e, 95)) if e.size else None,
+            f"{prefix}_within_1um": float(np.mean(e <= 1.0)) if e.size else None}
+
+
 def score(objects: Sequence[ObjectRecord], truth: Mapping[str, Any],
           area_um: tuple[float, float, float, float]) -> dict[str, Any]:
     """The summary metrics of a scan (see the module doc).
@@ -61,6 +91,8 @@ def score(objects: Sequence[ObjectRecord], truth: Mapping[str, Any],
     first: dict[int, ObjectRecord] = {}
     dup = 0
     errors = []
+    focus: dict[int, float] = {}
+    autofocus: list[float] = []
     debris_hit: set[int] = set()
     false_structures = 0
     per_type: dict[str, dict[str, int]] = {}
@@ -80,14 +112,20 @@ def score(objects: Sequence[ObjectRecord], truth: Mapping[str, Any],
         else:
             first[t["id"]] = o
             errors.append(math.hypot(o.x_um - t["center_um"][0], o.y_um - t["center_um"][1]))
+            dz, dz_auto = _focus_error(o, t), _focus_error(o, t, autofocus=True)
+            if dz is not None:
+                focus[t["id"]] = abs(dz)
+            if dz_auto is not None:
+                autofocus.append(dz_auto)
     by_id = {t["id"]: t for t in t_struct}
     correct = sum(by_id[i]["cls"] == o.cls for i, o in first.items())
     for t in t_struct:
-        row = per_type.setdefault(t["cls"], {"truth": 0, "found": 0, "type_correct": 0})
+        row = per_type.setdefault(t["cls"], {"truth": 0, "found": 0, "type_correct": 0, "focus_within_1um": 0})
         row["truth"] += 1
         if t["id"] in first:
             row["found"] += 1
             row["type_correct"] += int(first[t["id"]].cls == t["cls"])
+            row["focus_within_1um"] += int(focus.get(t["id"], math.inf) <= 1.0)
     return {
         "recall": len(first) / len(t_struct) if t_struct else 1.0,
         # a slide without structures has nothing to type, as it has nothing to miss (recall 1.0 above)
@@ -95,6 +133,8 @@ def score(objects: Sequence[ObjectRecord], truth: Mapping[str, Any],
         "debris_as_structure": len(debris_hit) / len(t_debris) if t_debris else 0.0,
         "position_error_um_median": float(np.median(errors)) if errors else None,
         "duplicates": dup,
+        **_focus_keys("focus", list(focus.values())),
+        **_focus_keys("autofocus", autofocus),
         "structures_truth": len(t_struct),
         "structures_found": sum(o.kind == "structure" for o in objects),
         "structures_matched": len(first),

@@ -298,6 +298,10 @@ def _scan(args: argparse.Namespace) -> int:
         print(f"against the slide's truth: recall {s['recall']:.3f}, type accuracy {s['type_accuracy']:.3f}, "
               f"debris as structure {s['debris_as_structure']:.4f}, position error median "
               f"{'-' if pe is None else f'{pe:.2f}'} um, duplicates {s['duplicates']}")
+        fe, f1, fa = s.get("focus_error_um_median"), s.get("focus_within_1um"), s.get("autofocus_within_1um")
+        if fe is not None and f1 is not None and fa is not None:
+            print(f"structure focus: within 1 um of the true focus {f1:.3f} (error median {fe:.2f} um; "
+                  f"where the autofocus put the stage {fa:.3f})")
     print(f"report: {outcome.out_dir / 'report.html'}  (database {outcome.db_path})")
     if outcome.status.error == "interrupted":
         print("interrupted: the stage is stopped; run the same command again to resume", file=sys.stderr)

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import math
 import shutil
 import sqlite3
 import threading
@@ -1033,13 +1034,18 @@ class ScanRunner:
             w.annotations.append(Annotation(frame_rel, fw, fh, d.cls, *d.box_px))
         valid = heights[np.isfinite(heights)]
         (x, y), (bx0, by0, bx1, by1) = xy, box_um
+        # its focus as its stack reads it (a thin wall's two lobes, which the stack holds and a search often
+        # does not: held-out slides, 58-73 % -> 75-82 % within 1 um), else where the autofocus put the stage
+        read = shape.rec.focus_z_um
+        focus_z = float(read) if read is not None and math.isfinite(read) else out.z_um
         cx0, cy0 = stack.crop_box[:2]
         w.objects.append(ObjectRecord(
             cell=w.pos.cell, kind="structure", cls=det.cls, confidence=det.confidence, x_um=x, y_um=y,
-            z_um=out.z_um, width_um=bx1 - bx0, height_um=by1 - by0, frame_path=frame_rel,
+            z_um=focus_z, width_um=bx1 - bx0, height_um=by1 - by0, frame_path=frame_rel,
             box=det.box_px, crop_path=self.folder.rel(paths[1]), stack_path=self.folder.rel(paths[2]),
             height_map_path=self.folder.rel(paths[3]), plot_path=self.folder.rel(paths[4]), scores=dict(det.scores),
-            extra={"focus_frames": out.frames, "focus_ok": out.ok, "base_z_um": shape.rec.base_z_um,
+            extra={"focus_frames": out.frames, "focus_ok": out.ok, "autofocus_z_um": out.z_um,
+                   "base_z_um": shape.rec.base_z_um,
                    "max_height_um": float(np.percentile(valid, 98)) if valid.size else 0.0,
                    "height_source": shape.rec.source, "peak_height_um": shape.rec.peak_um,
                    "glass_z_um": shape.glass, "glass_source": shape.glass_source,
@@ -1231,10 +1237,11 @@ class ScanRunner:
                 self._n_struct += 1
                 extra = o.extra or {}
                 told = getattr(self.focuser, "structure_focused", None)
-                if callable(told) and o.z_um is not None and extra.get("focus_ok"):
+                z = extra.get("autofocus_z_um", o.z_um)  # the maps had the autofocus's z, not the stack's
+                if callable(told) and z is not None and extra.get("focus_ok"):
                     # its focus, to the maps that focus structures (not as evidence of the glass: whether its
                     # curve was one lobe is not recorded)
-                    told(o.x_um, o.y_um, float(o.z_um), o.cls)
+                    told(o.x_um, o.y_um, float(z), o.cls)
                 if extra.get("glass_source") == "specks" and extra.get("glass_z_um") is not None:
                     self.field_focus.resume_glass(o.x_um, o.y_um, float(extra["glass_z_um"]))
             else:

@@ -404,9 +404,12 @@ def test_a_resumed_scan_tells_the_focuser_of_its_structures_but_not_as_evidence_
     r.field_focus = FieldFocus(None, None, r.focuser, None, FocusPlan(), 0.56)
     obj = ObjectRecord(cell=3, kind="structure", cls="pentagon", confidence=0.9, x_um=500.0, y_um=700.0, z_um=101.0,
                        width_um=40.0, height_um=40.0, extra={"focus_ok": True})
-    r.store = SimpleNamespace(fields=lambda sid: [], objects=lambda sid: [obj])
+    # a record that keeps its autofocus's z apart from its stack's focus: the maps had the autofocus's live
+    stacked = ObjectRecord(cell=4, kind="structure", cls="woodpile", confidence=0.9, x_um=900.0, y_um=700.0,
+                           z_um=96.5, width_um=40.0, height_um=40.0, extra={"focus_ok": True, "autofocus_z_um": 100.0})
+    r.store = SimpleNamespace(fields=lambda sid: [], objects=lambda sid: [obj, stacked])
     r._load_committed()
-    assert told == [((500.0, 700.0, 101.0, "pentagon"), {})]
+    assert told == [((500.0, 700.0, 101.0, "pentagon"), {}), ((900.0, 700.0, 100.0, "woodpile"), {})]
 
 
 def test_a_structure_focus_is_evidence_of_the_glass_only_when_its_curve_is_one_lobe():

@@ -39,6 +39,20 @@ def test_every_structure_has_its_files(small_scan):
             assert rel and (out.out_dir / rel).is_file()
 
 
+def test_a_structure_is_recorded_at_its_stacks_focus_and_the_autofocus_is_kept(small_scan):
+    out, _ = small_scan
+    with ResultStore(out.db_path) as st:
+        objs = st.objects(out.scan_id, "structure")
+    for o in objs:
+        e = o.extra or {}
+        read = e["height_focus_z_um"]
+        assert o.z_um == (e["autofocus_z_um"] if read is None else read)
+        assert abs(e["autofocus_z_um"] - e["true_position_um"][2]) < 1.0  # where the stage stood, focused
+    s = out.summary
+    assert s["focus_within_1um"] is not None and s["autofocus_within_1um"] is not None
+    assert 0.0 <= s["focus_error_um_median"] <= s["focus_error_um_p95"]
+
+
 def test_overlapping_fields_record_each_structure_once(tmp_path):
     # 45 % overlap: every structure is seen from two to four fields
     out, _ = scan_small(tmp_path, seed=22, plan=small_plan(overlap=45, mode="spiral"))
