@@ -260,6 +260,7 @@ class _Shape:
     rec: Reconstruction
     glass: float | None
     glass_source: str | None
+    focus_z_um: float  # the structure's focus as its stack reads it (a lens: the autofocus's)
 
 
 class ScanRunner:
@@ -1013,7 +1014,7 @@ class ScanRunner:
                                                                settings.lobe_gap)
         rec = reconstruct(planes, zs, mask, det.cls, focus_z_um, glass, self.cal.um_per_px, settings)
         w.timings["reconstruct"] = w.timings.get("reconstruct", 0.0) + time.perf_counter() - t
-        return _Shape(crop, rec, glass, glass_source)
+        return _Shape(crop, rec, glass, glass_source, float(focus_z))
 
     def _record_structure(self, w: FieldWork, det: Detection, focused: Frame, seen: VisionResult,
                           out: FocusOutcome, stack: _Stack, shape: _Shape, xy: tuple[float, float],
@@ -1035,9 +1036,8 @@ class ScanRunner:
         valid = heights[np.isfinite(heights)]
         (x, y), (bx0, by0, bx1, by1) = xy, box_um
         # its focus as its stack reads it (a thin wall's two lobes, which the stack holds and a search often
-        # does not: held-out slides, 58-73 % -> 75-82 % within 1 um), else where the autofocus put the stage
-        read = shape.rec.focus_z_um
-        focus_z = float(read) if read is not None and math.isfinite(read) else out.z_um
+        # does not: docs/scan.md, "Structure focus in a scan"), else where the autofocus put the stage
+        focus_z = shape.focus_z_um if math.isfinite(shape.focus_z_um) else out.z_um
         cx0, cy0 = stack.crop_box[:2]
         w.objects.append(ObjectRecord(
             cell=w.pos.cell, kind="structure", cls=det.cls, confidence=det.confidence, x_um=x, y_um=y,
