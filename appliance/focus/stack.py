@@ -61,6 +61,33 @@ def capture_stack(stage: Stage, camera: Camera, planes_um: Sequence[float]) -> t
     return np.stack(images), zs
 
 
+def symmetry_focus(planes: np.ndarray, z_um: Sequence[float], width_scale: float = 1.0) -> float | None:
+    """The z about which a focus stack's fine focus curve is most nearly mirror-symmetric, or None.
+
+    The classical search's reading (:func:`appliance.focus.curve.symmetry_centre` of the biharmonic variance,
+    its half-widths stretched by ``width_scale`` for another objective) on the stack's planes, each scored whole
+    (a stack is cut to its structure). A stack spans its autofocus's z ± its range on even steps, so its curve
+    has both wings where the search's six to eight frames often have one; None when it is too short for the
+    reading (under ``SYMMETRY_MIN_HALF_WIDTH_UM`` either side, or under five planes).
+
+    Raises
+    ------
+    ValueError
+        ``planes`` not (Z, H, W), or ``z_um`` not one z per plane.
+    """
+    from appliance.focus.curve import SYMMETRY_HALF_WIDTH_UM, SYMMETRY_MIN_HALF_WIDTH_UM, symmetry_centre
+    from appliance.focus.scores import biharmonic_variance
+
+    if planes.ndim != 3 or len(z_um) != planes.shape[0]:
+        raise ValueError(f"planes must be (Z, H, W) with one z per plane, got {planes.shape} and {len(z_um)} z")
+    if planes.shape[0] < 5:
+        return None
+    z = np.asarray(z_um, dtype=np.float64)
+    order = np.argsort(z, kind="stable")
+    v = np.array([biharmonic_variance(planes[i]) for i in order], dtype=np.float64)
+    return symmetry_centre(z[order], v, width_scale * SYMMETRY_HALF_WIDTH_UM, width_scale * SYMMETRY_MIN_HALF_WIDTH_UM)
+
+
 def write_ome_stack(path: str | os.PathLike[str], stack: np.ndarray, z_um: Sequence[float],
                     um_per_px: float | None = None, xy_um: tuple[float, float] | None = None) -> None:
     """Write a ZYX uint8 stack as OME-TIFF with each plane's stage z in its OME ``Plane``.

@@ -121,6 +121,12 @@ class PipelineVision:
         return dict(clf.classify_views(images, box))
 
 
+#: How far a stack's symmetry reading may lie from the autofocus's z and still be the structure's focus, µm at
+#: 10x / NA 0.25 (:meth:`AutofocusFocuser.read_stack`; chosen on development slides 100-111: 2 µm kept every
+#: gain and cut the reading's gross errors, 3-4 µm kept a few of them).
+STACK_READ_REACH_UM = 2.0
+
+
 class AutofocusFocuser:
     """``appliance.focus.autofocus`` as the runner's :class:`~appliance.scan.protocols.Focuser`.
 
@@ -271,6 +277,26 @@ class AutofocusFocuser:
             # the maps take the search's own reading (`point_um`), not a z the map strategy combined with them
             self.structure_focused(p.x_um, p.y_um, float(r.point_um), cls, evidence=_one_lobe(r.trace))
         return FocusOutcome(float(r.z_um), frames, bool(r.ok), glass=bool(glass and r.ok))
+
+    def read_stack(self, planes: np.ndarray, z_um: Sequence[float], cls: str, near_um: float) -> float | None:
+        """A structure's focus read from its own focus stack, as the search reads its frames, near ``near_um``.
+
+        The centre of symmetry of the stack's fine curve (:func:`appliance.focus.stack.symmetry_focus`) less the
+        type's reading bias where this focuser takes it off (``reading_bias``: a virtual device; the type's
+        constant, since a scan knows a print's height only roughly). None when the stack is too short for it, or
+        when it lies more than ``STACK_READ_REACH_UM`` (stretched with the objective's depth of field) from
+        ``near_um``, the autofocus's z: it refines a focus, a lobe's pair is the stack's other reading, and
+        further out it was more often wrong than right (development slides: p95 3.0 -> 2.3 µm, docs/scan.md,
+        "Structure focus in a scan"). The runner records it where the stack shows no pair of lobes.
+        """
+        from appliance.focus.stack import symmetry_focus
+        from appliance.focus.typebias import reading_bias_um
+
+        c = symmetry_focus(planes, z_um, self.width_scale)
+        if c is None:
+            return None
+        z = c - (reading_bias_um(cls) if self.reading_bias else 0.0)
+        return z if abs(z - near_um) <= STACK_READ_REACH_UM * self.width_scale else None
 
     def structure_focused(self, x_um: float, y_um: float, z_um: float, cls: str, evidence: bool = False) -> None:
         """Tell the maps a structure of type ``cls`` was focused at ``z_um`` (also a resumed scan's structures).

@@ -63,3 +63,54 @@ def test_write_refuses_mismatched_z(tmp_path: Path) -> None:
         write_ome_stack(tmp_path / "x.ome.tif", np.zeros((3, 4, 4), np.uint8), [1.0, 2.0])
     with pytest.raises(ValueError, match="uint8"):
         write_ome_stack(tmp_path / "x.ome.tif", np.zeros((3, 4, 4), np.float32), [1.0, 2.0, 3.0])
+
+
+def _lobed_stack(z: np.ndarray, centre: float) -> np.ndarray:
+    """Planes of one texture whose contrast follows two lobes 5 um either side of ``centre`` (a thin wall's)."""
+    rng = np.random.default_rng(5)
+    texture = rng.normal(0.0, 1.0, (48, 48))
+    amp = [np.exp(-((v - centre - 5.0) ** 2) / 18.0) + np.exp(-((v - centre + 5.0) ** 2) / 18.0)
+           + 0.05 for v in z]
+    return np.stack([128.0 + 40.0 * a * texture for a in amp])
+
+
+def test_a_stacks_symmetry_reading_finds_the_centre_between_both_wings() -> None:
+    from appliance.focus.stack import symmetry_focus
+
+    z = np.arange(84.0, 116.01, 2.0)  # +-16 um at 2 um, as a scan's stack
+    assert symmetry_focus(_lobed_stack(z, 101.3), z) == pytest.approx(101.3, abs=0.3)
+    # the planes in any order, each with its z
+    rev = z[::-1].copy()
+    assert symmetry_focus(_lobed_stack(rev, 101.3), rev) == pytest.approx(101.3, abs=0.3)
+
+
+def test_a_stack_too_short_for_the_reading_gives_none_and_a_bad_one_is_refused() -> None:
+    from appliance.focus.stack import symmetry_focus
+
+    z = np.array([98.0, 100.0, 102.0])
+    assert symmetry_focus(_lobed_stack(z, 100.0), z) is None
+    narrow = np.arange(98.0, 102.01, 1.0)  # five planes, 2 um either side: under the reading's 6 um
+    assert symmetry_focus(_lobed_stack(narrow, 100.0), narrow) is None
+    with pytest.raises(ValueError, match="one z per plane"):
+        symmetry_focus(np.zeros((5, 8, 8)), [1.0, 2.0])
+    with pytest.raises(ValueError, match=r"\(Z, H, W\)"):
+        symmetry_focus(np.zeros((8, 8)), [1.0] * 8)
+
+
+def test_the_focuser_reads_a_stack_less_the_types_bias_only_where_it_takes_bias_off() -> None:
+    from appliance.focus.typebias import READING_BIAS_UM
+    from appliance.scan.adapters import AutofocusFocuser, FocusMapAdapter
+
+    z = np.arange(84.0, 116.01, 2.0)
+    planes = _lobed_stack(z, 100.0)
+    virtual = AutofocusFocuser("classical", (0.0, 180.0), FocusMapAdapter(), reading_bias=True)
+    real = AutofocusFocuser("classical", (0.0, 180.0), FocusMapAdapter())
+    centre = real.read_stack(planes, z, "pentagon", near_um=101.0)
+    assert centre == pytest.approx(100.0, abs=0.3)
+    less_bias = centre - READING_BIAS_UM["pentagon"]
+    assert virtual.read_stack(planes, z, "pentagon", near_um=100.0) == pytest.approx(less_bias)
+    assert virtual.read_stack(planes, z, "woodpile", near_um=101.0) == pytest.approx(centre)  # a type without a bias
+    assert real.read_stack(planes[:3], z[:3], "pentagon", near_um=101.0) is None
+    # a reading more than STACK_READ_REACH_UM from the autofocus's z is not the structure's focus
+    assert real.read_stack(planes, z, "pentagon", near_um=102.5) is None
+    assert real.read_stack(planes, z, "pentagon", near_um=98.5) == pytest.approx(centre)

@@ -461,3 +461,16 @@ def test_fields_are_viewed_above_a_glass_found_before_the_first_field_and_at_a_b
     w2 = _field(0.0)
     r.set_field_z(w2)
     assert w2.z_um == 95.0
+
+
+def test_a_structure_is_recorded_at_its_stacks_pair_else_at_its_stacks_symmetry_else_at_its_autofocus():
+    stack = np.zeros((17, 8, 8))
+    zs = [float(z) for z in range(84, 118, 2)]
+    r = object.__new__(ScanRunner)
+    r.focuser = SimpleNamespace(read_stack=lambda planes, z, cls, near_um: 99.4 if len(z) == 17 and cls == "woodpile"
+                                and near_um == 104.0 else None)
+    assert r._stack_focus(stack, zs, "woodpile", 100.2, 104.0) == 100.2  # a pair of lobes in the stack stands
+    assert r._stack_focus(stack, zs, "woodpile", 104.0, 104.0) == 99.4   # none: the stack's symmetry
+    assert r._stack_focus(stack, zs, "pentagon", 104.0, 104.0) == 104.0  # no reading: the autofocus's z
+    r.focuser = SimpleNamespace()  # a focuser that cannot read a stack (a test double)
+    assert r._stack_focus(stack, zs, "woodpile", 104.0, 104.0) == 104.0
