@@ -1006,15 +1006,18 @@ class ScanRunner:
         settings = ReconstructSettings(method=rp.method, wavelength_um=rp.wavelength_um, index_delta=rp.index_delta,
                                        camera_gamma=rp.camera_gamma, tie_dz_um=rp.tie_dz_um,
                                        depth_of_field_um=self.field_focus.depth_of_field_um())
-        # the glass lies under the structure's focus as its own stack reads it (reconstruct reads it again)
+        # the glass lies under the structure's focus as its own stack reads it (reconstruct reads the pair again);
+        # a lens's TIE keeps its autofocus's plane
         planes, zs = stack.planes, stack.zs
         focus_z = focus_z_um if det.cls == "microlens" else stack_focus(planes, zs, mask, focus_z_um,
                                                                         lobe_gap_um=settings.lobe_gap)
-        glass, glass_source = self.field_focus.structure_glass(stack.whole(), zs, det.box_px, *xy, focus_z,
+        record = self._stack_focus(planes, zs, det.cls, focus_z, focus_z_um)
+        used = focus_z_um if det.cls == "microlens" else record
+        glass, glass_source = self.field_focus.structure_glass(stack.whole(), zs, det.box_px, *xy, used,
                                                                settings.lobe_gap)
-        rec = reconstruct(planes, zs, mask, det.cls, focus_z_um, glass, self.cal.um_per_px, settings)
+        rec = reconstruct(planes, zs, mask, det.cls, used, glass, self.cal.um_per_px, settings)
         w.timings["reconstruct"] = w.timings.get("reconstruct", 0.0) + time.perf_counter() - t
-        return _Shape(crop, rec, glass, glass_source, self._stack_focus(planes, zs, det.cls, focus_z, focus_z_um))
+        return _Shape(crop, rec, glass, glass_source, record)
 
     def _stack_focus(self, planes: np.ndarray, zs: Sequence[float], cls: str, two_lobe_z: float,
                      autofocus_z: float) -> float:
