@@ -14,6 +14,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from appliance.focus.curve import SYMMETRY_HALF_WIDTH_UM, SYMMETRY_MIN_HALF_WIDTH_UM, symmetry_centre
+from appliance.focus.scores import biharmonic_variance
 from appliance.hardware.camera.base import Camera
 from appliance.hardware.stage.base import Stage
 
@@ -75,9 +77,6 @@ def symmetry_focus(planes: np.ndarray, z_um: Sequence[float], width_scale: float
     ValueError
         ``planes`` not (Z, H, W), or ``z_um`` not one z per plane.
     """
-    from appliance.focus.curve import SYMMETRY_HALF_WIDTH_UM, SYMMETRY_MIN_HALF_WIDTH_UM, symmetry_centre
-    from appliance.focus.scores import biharmonic_variance
-
     if planes.ndim != 3 or len(z_um) != planes.shape[0]:
         raise ValueError(f"planes must be (Z, H, W) with one z per plane, got {planes.shape} and {len(z_um)} z")
     if planes.shape[0] < 5:

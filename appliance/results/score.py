@@ -114,7 +114,7 @@ def score(objects: Sequence[ObjectRecord], truth: Mapping[str, Any],
             errors.append(math.hypot(o.x_um - t["center_um"][0], o.y_um - t["center_um"][1]))
             dz, dz_auto = _focus_error(o, t), _focus_error(o, t, autofocus=True)
             if dz is not None:
-                focus[t["id"]] = abs(dz)
+                focus[t["id"]] = dz
             if dz_auto is not None:
                 autofocus.append(dz_auto)
     by_id = {t["id"]: t for t in t_struct}
@@ -125,7 +125,7 @@ def score(objects: Sequence[ObjectRecord], truth: Mapping[str, Any],
         if t["id"] in first:
             row["found"] += 1
             row["type_correct"] += int(first[t["id"]].cls == t["cls"])
-            row["focus_within_1um"] += int(focus.get(t["id"], math.inf) <= 1.0)
+            row["focus_within_1um"] += int(abs(focus.get(t["id"], math.inf)) <= 1.0)
     return {
         "recall": len(first) / len(t_struct) if t_struct else 1.0,
         # a slide without structures has nothing to type, as it has nothing to miss (recall 1.0 above)

@@ -1053,11 +1053,10 @@ class ScanRunner:
             w.annotations.append(Annotation(frame_rel, fw, fh, d.cls, *d.box_px))
         valid = heights[np.isfinite(heights)]
         (x, y), (bx0, by0, bx1, by1) = xy, box_um
-        focus_z = shape.focus_z_um  # its focus as its stack reads it (``_stack_focus``)
         cx0, cy0 = stack.crop_box[:2]
         w.objects.append(ObjectRecord(
             cell=w.pos.cell, kind="structure", cls=det.cls, confidence=det.confidence, x_um=x, y_um=y,
-            z_um=focus_z, width_um=bx1 - bx0, height_um=by1 - by0, frame_path=frame_rel,
+            z_um=shape.focus_z_um, width_um=bx1 - bx0, height_um=by1 - by0, frame_path=frame_rel,
             box=det.box_px, crop_path=self.folder.rel(paths[1]), stack_path=self.folder.rel(paths[2]),
             height_map_path=self.folder.rel(paths[3]), plot_path=self.folder.rel(paths[4]), scores=dict(det.scores),
             extra={"focus_frames": out.frames, "focus_ok": out.ok, "autofocus_z_um": out.z_um,
