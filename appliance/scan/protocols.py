@@ -77,8 +77,9 @@ class Vision(Protocol):
 class TypeReader(Protocol):
     """A :class:`Vision` that can also name one object's type from several frames of it (optional).
 
-    The runner asks it for a structure's type from the planes of its focus stack nearest focus
-    (``ScanRunner._type_from_views``); a vision without ``read_type`` leaves the type its sharp frame's.
+    The runner asks it whether a structure is one from the planes of its focus stack nearest focus, and which
+    type from its plane at focus (``ScanRunner._type_from_views``); a vision without ``read_type`` leaves the
+    type its sharp frame's.
     """
 
     def read_type(self, images: Sequence[np.ndarray], box: Box) -> Mapping[str, float]:

@@ -110,8 +110,8 @@ from appliance.vision.typeshape import not_a_footprint, not_its_shape
 _log = logging.getLogger(__name__)
 
 DUPLICATE_MARGIN_UM = 8.0
-#: A structure's type is read from its stack's planes this far either side of its focus, µm at the tuned
-#: depth of field (``ScanRunner._type_from_views``).
+#: Whether an object is a print is read from its stack's planes this far either side of its focus, µm at the
+#: tuned depth of field (``ScanRunner._type_from_views``); which type, from the plane at focus alone.
 TYPE_VIEW_RANGE_UM = 2.0
 #: ... and when those views together give the five structure types less than this, the object is dirt whatever
 #: its sharp frame said (``_views_say_debris``). On 19 scans of sessions 10-11 (other seeds and settings) the
@@ -891,9 +891,10 @@ class ScanRunner:
         stack = self._take_stack(w, det, focused, out.z_um)
         t = time.perf_counter()
         sharp_cls = det.cls
-        det, type_views = self._type_from_views(det, stack.taken)
+        det, type_views, type_focus = self._type_from_views(det, stack.taken)
         w.timings["type"] = w.timings.get("type", 0.0) + time.perf_counter() - t
-        types: dict[str, Any] = {**read, "type_sharp": sharp_cls, "type_views": type_views}
+        types: dict[str, Any] = {**read, "type_sharp": sharp_cls, "type_views": type_views,
+                                 "type_focus": type_focus}
         if _views_say_debris(type_views) and not looked:
             self._debris_after_all(w, _as_debris(det, 1.0 - sum(type_views.values())), focused, (x, y), types)
             return
@@ -1069,29 +1070,34 @@ class ScanRunner:
                    "true_position_um": _true_position(focused), **types}))
         w.timings["record"] = w.timings.get("record", 0.0) + time.perf_counter() - t
 
-    def _type_from_views(self, det: Detection, taken: Mapping[float, Frame]) -> tuple[Detection, dict[str, float]]:
-        """``det`` with the structure type its stack's planes nearest focus agree on, and that distribution.
+    def _type_from_views(self, det: Detection, taken: Mapping[float, Frame]
+                         ) -> tuple[Detection, dict[str, float], dict[str, float]]:
+        """``det`` named by its plane at focus, with the types the planes near focus agree on and the focus plane's.
 
-        The planes within ``TYPE_VIEW_RANGE_UM`` of focus (scaled with the depth of field: at 10x the sharp
-        frame and the planes 2 µm either side, frames the stack takes anyway) go to the vision's ``read_type``
-        in one batch, each with its flipped copies, pooled by mean log-probability; the likeliest of the five
-        types names the structure, its structure-or-debris verdict stays the sharp frame's. The sharp frame
-        alone named a 43 µm woodpile scaffold (0.64; its flipped copies said woodpile: dev seed 608). Planes
-        further out are blurred, where woodpile and scaffold look alike: the classifier's type was right on
-        79 of 80 prints 4-6 µm from focus, 76 of 80 at 10-16 µm, and 69 of 80 in the field frames (docs/scan.md,
-        "Type from several views, session 9"). A vision without ``read_type``, or one that says nothing of the
-        types, leaves the sharp frame's type.
+        Two reads through the vision's ``read_type``, each crop with its flipped copies, pooled by mean
+        log-probability. **Whether it is a print**: the planes within ``TYPE_VIEW_RANGE_UM`` of focus (scaled
+        with the depth of field: at 10x the sharp frame and the planes 2 µm either side, frames the stack takes
+        anyway), a dozen views where one frame can be fooled (:func:`_views_say_debris`). **Which type**: the
+        plane at focus alone, its flips included; the sharp frame alone named a 43 µm woodpile scaffold (0.64;
+        its flipped copies said woodpile: dev seed 608). Planes off focus are where woodpile and scaffold look
+        alike: a woodpile 2-16 µm above its focus reads scaffold at 0.95 on some prints, so pooling the planes
+        ±2 µm named two woodpiles scaffold that their focus plane named right (0.94; held-out seeds 2311 and
+        2325), and over 334 prints of 25 scans the focus plane with its flips named every type right against
+        332 for the pooled planes (docs/scan.md, "The type from the plane at focus, session 24"). A vision
+        without ``read_type``, or one that says nothing of the types, leaves the sharp frame's type.
         """
         read = getattr(self.vision, "read_type", None)
         if read is None:
-            return det, {}
+            return det, {}, {}
         reach = TYPE_VIEW_RANGE_UM * self.field_focus.depth_of_field_um() / TUNED_DEPTH_OF_FIELD_UM
         images = [taken[off].image for off in sorted(taken) if abs(off) <= reach + 1e-9]
-        types = _type_scores(read(images, det.box_px))
-        if not types:
-            return det, {}
-        cls = max(types, key=lambda c: types[c])
-        return replace(det, cls=cls, confidence=types[cls]), {c: round(p, 4) for c, p in types.items()}
+        views = _type_scores(read(images, det.box_px))
+        at_focus = _type_scores(read([taken[0.0].image], det.box_px))
+        rounded = ({c: round(p, 4) for c, p in views.items()}, {c: round(p, 4) for c, p in at_focus.items()})
+        if not at_focus:
+            return det, *rounded
+        cls = max(at_focus, key=lambda c: at_focus[c])
+        return replace(det, cls=cls, confidence=at_focus[cls]), *rounded
 
     def _stack_plane(self, focus_z_um: float, offset_um: float, taken: dict[float, Frame]) -> None:
         """Capture the stack's plane ``offset_um`` from focus into ``taken``; none beyond the focus travel."""

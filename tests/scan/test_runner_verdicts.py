@@ -590,9 +590,12 @@ def test_a_disputed_sliver_at_the_edge_that_no_later_look_shows_is_no_structure(
 
 class _WrongTypeWhenSharp:
     """Names every print its look-alike in the frame taken at its focus (a woodpile a scaffold, as the classifier
-    named 26-47 µm woodpiles on dev seeds 604 and 608) and the true type in every other frame; ``read_type``
-    reads each stack plane the same way and pools them as the product vision does. Micro-lenses keep their type
-    (a lens's verdict has its own checks). Without ``read_type`` (``plain``) the sharp frame's type stands."""
+    named 26-47 µm woodpiles on dev seeds 604 and 608) and the true type in every other frame. ``read_type`` is
+    the classifier with flipped copies: on the focus plane alone it names the true type (608's woodpile: its
+    flips said woodpile), while every other stack plane reads the look-alike, surely (a woodpile above its focus
+    read scaffold at 0.95: held-out seeds 2311, 2325), so the planes pooled name the look-alike. Micro-lenses keep
+    their type (a lens's verdict has its own checks). Without ``read_type`` (``plain``) the sharp frame's type
+    stands."""
 
     TWIN = {"woodpile": "scaffold", "scaffold": "woodpile", "pentagon": "split_ring", "split_ring": "pentagon"}
 
@@ -614,6 +617,12 @@ class _WrongTypeWhenSharp:
         wrong = self.TWIN.get(cls, cls)
         return {wrong: 0.8, cls: 0.15, "debris": 0.05} if sharp and wrong != cls else {cls: 0.95, "debris": 0.05}
 
+    def _read(self, cls, at_focus):
+        wrong = self.TWIN.get(cls, cls)
+        if wrong == cls:
+            return {cls: 0.95, "debris": 0.05}
+        return {cls: 0.9, wrong: 0.05, "debris": 0.05} if at_focus else {wrong: 0.95, cls: 0.03, "debris": 0.02}
+
     def read_type(self, images, box):
         from appliance.vision.classifier import pool_views
 
@@ -621,8 +630,8 @@ class _WrongTypeWhenSharp:
         cls = next(b.cls for b in self.scope.boxes_at(true.x_um, true.y_um)
                    if b.kind == "structure" and b.box_px[0] < box[2] and box[0] < b.box_px[2]
                    and b.box_px[1] < box[3] and box[1] < b.box_px[3])
-        labels = sorted({*self._scores(cls, True), *self._scores(cls, False)})
-        rows = [[self._scores(cls, im is self.sharp_image).get(c, 0.0) for c in labels] for im in images]
+        labels = sorted({*self._read(cls, True), *self._read(cls, False)})
+        rows = [[self._read(cls, im is self.sharp_image).get(c, 0.0) for c in labels] for im in images]
         assert any(im is self.sharp_image for im in images)  # the sharp frame is one of the views
         return dict(zip(labels, pool_views(rows).tolist(), strict=True))
 
@@ -645,12 +654,20 @@ class _WrongTypeWhenSharpPlain:
         return self.double.analyse(frame)
 
 
-def test_the_type_is_what_the_planes_near_focus_agree_on(tmp_path):
-    # seed 32's four prints: the sharp frame names each a wrong type; the stack's other planes name it right
+def test_the_type_is_what_the_plane_at_focus_reads_with_its_flips(tmp_path):
+    # seed 32's four prints: the sharp frame names each a wrong type, its flipped copies the right one, the
+    # stack's planes off focus the wrong one again
     s = _scan(tmp_path / "plain", 32, _WrongTypeWhenSharpPlain, _SharpPoint)
     assert s["recall"] == 1.0 and s["type_accuracy"] < 1.0  # one frame: its wrong type is recorded
     s = _scan(tmp_path / "views", 32, _WrongTypeWhenSharp, _SharpPoint)
     assert s["recall"] == 1.0 and s["type_accuracy"] == 1.0 and s["duplicates"] == 0
+    with sqlite3.connect(tmp_path / "views" / "t.db") as db:
+        extras = [json.loads(e) for (e,) in db.execute("SELECT extra_json FROM object WHERE kind = 'structure'")]
+    twins = [e for e in extras if e["type_sharp"] in _WrongTypeWhenSharp.TWIN]
+    assert twins  # prints the sharp frame named wrong; the planes ±2 µm pooled name them wrong too, their
+    for e in twins:  # focus plane right, and the record keeps all three readings
+        pooled, focus = e["type_views"], e["type_focus"]
+        assert max(pooled, key=pooled.get) == e["type_sharp"] != max(focus, key=focus.get)
 
 
 class _FirstWholePrint(SimTruthVision):
