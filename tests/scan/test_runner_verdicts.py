@@ -423,6 +423,37 @@ def test_a_bubble_both_models_call_a_lens_is_dropped_for_diverging(tmp_path):
     assert s["recall"] == 1.0 and s["type_accuracy"] == 1.0  # the real lenses, sure, are all kept
 
 
+class _LensViewsSayDust(_RelabelTruth):
+    """Micro-lenses and bubbles are sure micro-lenses to both models in every frame, while ``read_type`` gives
+    every plane of them the types 0.17 together: the cheap colour camera's 55 µm lens, whose views said 0.17 and
+    whose phase read converging 0.56 (held-out seed 2375). The rest is the ground truth."""
+
+    SCORES = {"debris": 0.03, "microlens": 0.97, "detector_structure": 0.8}
+
+    def relabel(self, det, truth):
+        if truth.cls not in ("microlens", "bubble"):
+            return None
+        return replace(det, kind="structure", cls="microlens", confidence=0.97, scores=dict(self.SCORES))
+
+    def read_type(self, images, box):
+        print_ = _print_under(self.scope, box)
+        if print_ is not None and print_.cls != "microlens":
+            return {print_.cls: 0.95, "debris": 0.05}
+        return {"microlens": 0.17, "debris": 0.83}
+
+
+def test_a_lens_whose_phase_converges_is_kept_when_its_views_say_dust(tmp_path):
+    # seed 35's lenses of 22, 39 and 39 µm read converging and are recorded as micro-lenses; the flat 114 µm one
+    # and the collapsed one read unclear, and their views' dust stands; the bubbles diverge
+    slide = {**SLIDE, "type_mix": (0, 1, 0, 0, 0), "debris_per_mm2": 60.0}
+    s, _ = _scan_relabelled(tmp_path, 35, _LensViewsSayDust, slide)
+    assert {m["id"] for m in s["missed"]} == {0, 2}
+    assert s["type_accuracy"] == 1.0 and s["false_structures"] == 0 and s["duplicates"] == 0
+    with sqlite3.connect(tmp_path / "t.db") as db:
+        kept = [json.loads(e) for (e,) in db.execute("select extra_json from object where kind = 'structure'")]
+    assert kept and all(e["phase_sign"] >= 0.2 and sum(e["type_views"].values()) < 0.25 for e in kept)
+
+
 class _BlemishOfTheOptics:
     """The truth, plus a blotch fixed in the frame (out-of-focus dust on a lens) that both models call a
     scaffold wherever the stage stands: seed 441's cheap colour camera showed one at the frame's centre, and 92

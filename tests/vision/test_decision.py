@@ -204,6 +204,14 @@ def test_a_large_box_is_rescued_from_a_hedging_debris_call():
     assert decide(ev({"debris": 0.417}, ring, speck), um_per_px=0.56).kind == "debris"
     assert decide(ev({"debris": 0.417}, ring, large)).kind == "debris"  # no pixel size: no size to trust
     assert decide(ev({"debris": 0.55}, ring, large), um_per_px=0.56).kind == "debris"  # a surer debris call
+    # held-out seed 2364's 25 um pentagon (1280 x 960 sensor): pentagon 0.857, types 0.998, debris 0.47; a
+    # 15 um box with the same scores stays dust (the catalogue's smallest print is 20 um)
+    pentagon = {"pentagon": 0.857, "woodpile": 0.04, "microlens": 0.045, "scaffold": 0.024, "split_ring": 0.031,
+                "debris": 0.002}
+    small_print = (100, 100, 145, 143)  # 25 x 24 um
+    v = decide(ev({"debris": 0.47}, pentagon, small_print), um_per_px=0.56)
+    assert (v.kind, v.cls, v.rescued) == ("structure", "pentagon", True)
+    assert decide(ev({"debris": 0.47}, pentagon, (100, 100, 127, 127)), um_per_px=0.56).kind == "debris"
     off = DecisionRule(large_min_size_um=math.inf)
     assert decide(ev({"debris": 0.417}, ring, large), off, um_per_px=0.56).kind == "debris"
     with pytest.raises(ValueError, match="large_min_size_um"):
