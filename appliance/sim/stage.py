@@ -137,6 +137,10 @@ def _check_range(name: str, value: object) -> tuple[float, float]:
     return lo, hi
 
 
+#: How far below a focus target :meth:`SimStage.focus_to_um` starts by default, µm (more where the z backlash is).
+DEFAULT_FOCUS_OVERSHOOT_UM = 5.0
+
+
 @dataclass(frozen=True)
 class SimStageParams:
     """Mechanics of the simulated stage; validated at construction (``ValueError`` names the field).
@@ -183,9 +187,10 @@ class SimStageParams:
         is used only with a Z stepper.
     servo_home_z_um : float
         Where homing parks a servo focus (a servo has no switch: its angle is absolute). Default 90.
-    focus_overshoot_um : float
+    focus_overshoot_um : float or None
         :meth:`SimStage.focus_to_um` first goes this far below the target, then comes up, so the approach
-        always ends moving up. Must be >= the z backlash. Default 5.
+        always ends moving up. Must be >= the z backlash. Default (None): 5, or the z backlash where that is
+        larger (a stage given 6 µm of z backlash and no overshoot was refused before session 24).
     start_position_um : (float, float, float)
         Where the carriage is at power-on. Default (0, 0, 90).
     jitter_um : (float, float, float)
@@ -212,7 +217,7 @@ class SimStageParams:
     homing_speed_um_s: float = 1000.0
     homing_pulloff_um: tuple[float, float, float] = (200.0, 200.0, 20.0)
     servo_home_z_um: float = 90.0
-    focus_overshoot_um: float = 5.0
+    focus_overshoot_um: float | None = None
     start_position_um: tuple[float, float, float] = (0.0, 0.0, 90.0)
     jitter_um: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
@@ -223,8 +228,10 @@ class SimStageParams:
         for name in ("steps_per_um_x", "steps_per_um_y", "um_per_servo_degree", "servo_slew_deg_s",
                      "z_steps_per_um", "homing_speed_um_s"):
             put(name, _check_number(name, getattr(self, name), positive=True))
-        for name in ("servo_settle_s", "settle_s", "focus_overshoot_um"):
+        for name in ("servo_settle_s", "settle_s"):
             put(name, _check_number(name, getattr(self, name), nonneg=True))
+        if self.focus_overshoot_um is not None:
+            put("focus_overshoot_um", _check_number("focus_overshoot_um", self.focus_overshoot_um, nonneg=True))
         put("servo_home_z_um", _check_number("servo_home_z_um", self.servo_home_z_um))
         if self.z_mode not in ("servo", "stepper"):
             raise ValueError(f"z_mode must be 'servo' or 'stepper', got {self.z_mode!r}")
@@ -235,9 +242,17 @@ class SimStageParams:
         for name in ("backlash_um", "homing_pulloff_um", "jitter_um"):
             put(name, _check_tuple(name, getattr(self, name), 3, nonneg=True))
         put("start_position_um", _check_tuple("start_position_um", self.start_position_um, 3))
+        if self.focus_overshoot_um is None:
+            put("focus_overshoot_um", max(DEFAULT_FOCUS_OVERSHOOT_UM, self.backlash_um[2]))
         for name in ("travel_x_um", "travel_y_um", "travel_z_um", "servo_angle_range_deg"):
             put(name, _check_range(name, getattr(self, name)))
         self._check_relations()
+
+    @property
+    def overshoot_um(self) -> float:
+        """``focus_overshoot_um`` as resolved (never None after construction), µm."""
+        v = self.focus_overshoot_um
+        return max(DEFAULT_FOCUS_OVERSHOOT_UM, self.backlash_um[2]) if v is None else float(v)
 
     def _check_relations(self) -> None:
         """Checks that involve several fields; each error names the field to change."""
@@ -257,7 +272,7 @@ class SimStageParams:
             if not lo <= p <= hi:
                 raise ValueError(f"start_position_um[{axis}] must lie within travel_{axis}_um {(lo, hi)}, "
                                  f"got {p}")
-        if self.focus_overshoot_um < self.backlash_um[2]:
+        if self.overshoot_um < self.backlash_um[2]:
             raise ValueError(f"focus_overshoot_um must be >= backlash_um[z] ({self.backlash_um[2]}) to "
                              f"cancel the backlash, got {self.focus_overshoot_um}")
         n_homed = 3 if self.z_mode == "stepper" else 2
@@ -551,7 +566,7 @@ class SimStage(Stage):
         cur = self._motor[2]
         if units == cur and self._last_dir[2] > 0:
             return
-        overshoot = math.ceil(self._p.focus_overshoot_um * self._upu[2] - 1e-9)
+        overshoot = math.ceil(self._p.overshoot_um * self._upu[2] - 1e-9)
         # Straight up is enough if the slack is already taken up, or the climb itself takes it up.
         direct = units > cur and (self._last_dir[2] > 0 or units - cur >= overshoot)
         below = max(units - overshoot, self._limits_units[2][0])

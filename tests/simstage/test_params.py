@@ -85,3 +85,14 @@ def test_stage_constructor_checks_its_arguments():
     for bad in (-1, 1.5, "7", None):
         with pytest.raises(ValueError, match="seed must be a non-negative integer"):
             SimStage(VirtualClock(), seed=bad)  # type: ignore[arg-type]
+
+
+def test_the_focus_overshoot_follows_a_large_z_backlash_unless_given():
+    # `--sim-set stage.backlash_um=[9,9,6]` alone was refused: the 5 um default overshoot could not take up 6 um
+    assert SimStageParams().focus_overshoot_um == 5.0
+    assert SimStageParams(backlash_um=(9.0, 9.0, 6.0)).focus_overshoot_um == 6.0
+    assert SimStageParams(backlash_um=(9.0, 9.0, 6.0), focus_overshoot_um=8.0).focus_overshoot_um == 8.0
+    with pytest.raises(ValueError, match="focus_overshoot_um"):
+        SimStageParams(backlash_um=(9.0, 9.0, 6.0), focus_overshoot_um=5.0)
+    with pytest.raises(ValueError, match="focus_overshoot_um"):
+        SimStageParams(focus_overshoot_um=-1.0)

@@ -1,0 +1,22 @@
+"""Which field frames may give the map of the glass their focus (``runner._may_show_a_print``)."""
+
+from appliance.scan.protocols import Detection
+from appliance.scan.runner import _may_show_a_print
+
+
+def _det(box, kind="debris", recheck=False):
+    return Detection(box, kind, "woodpile" if kind == "structure" else "debris", 0.5, {}, recheck=recheck)
+
+
+def test_a_disputed_piece_of_a_print_at_the_edge_keeps_the_fields_focus_off_the_map():
+    # held-out seed 2420: a 94 um woodpile cut by a field's corner, disputed debris there (90 x 90 px at
+    # 0.56 um/px); the field's search focused on it, 18 um above the glass, and the map learnt that
+    um, size = 0.56, (640, 480)
+    assert _may_show_a_print([_det((0, 383, 90, 473), recheck=True)], size, um)
+    assert _may_show_a_print([_det((10, 10, 60, 60), kind="structure")], size, um)
+    # a disputed speck at the edge (10 um), a whole disputed clump, a sure debris call, or nothing: the
+    # field's focus is the glass's
+    assert not _may_show_a_print([_det((0, 100, 18, 118), recheck=True)], size, um)
+    assert not _may_show_a_print([_det((200, 200, 290, 290), recheck=True)], size, um)
+    assert not _may_show_a_print([_det((0, 383, 90, 473))], size, um)
+    assert not _may_show_a_print([], size, um)
