@@ -93,6 +93,7 @@ class FieldWork:
     focus_point: tuple[float, float, float] | None = None  # the field's autofocus, for the map once it is known
     wide_from: float | None = None  # the guess a wide search for the lost slide started from (it found a peak)
     guess_before: float | None = None  # the last focus found before this field's own autofocus found one
+    glass_um: float | None = None  # the glass the view's z was set ``FIELD_VIEW_ABOVE_GLASS_UM`` above, if so
     objects: list[ObjectRecord] = field(default_factory=list)
     annotations: list[Annotation] = field(default_factory=list)
     files: list[Any] = field(default_factory=list)
@@ -218,7 +219,7 @@ class FieldFocus:
             try:
                 z = pred[0] + FIELD_VIEW_ABOVE_GLASS_UM
                 self.stage.focus_to_um(z)
-                w.z_um, w.focus_source = z, "map"
+                w.z_um, w.focus_source, w.glass_um = z, "map", pred[0]
                 return
             except StageLimitError:  # the map extrapolated beyond the focus travel: use the last good z
                 pred = None
@@ -227,18 +228,19 @@ class FieldFocus:
         # below its mid-plane, and on the cheap colour camera such views lost a woodpile (seed 443)
         # (until a focus is found, the last guess is only where a search started: no offset)
         said = self._glass_evidence(p.x_um, p.y_um)
+        glass: float | None = None
         if said is not None and MAP_SURE_K * said[1] <= self._drift_bound_um() and (pred is None or said[1] < pred[1]):
             # the structures' foci less their reference heights, with the glass readings, where they are sure
             # as the map must be to be trusted (and surer than it): on a tilted slide nearer than the last
             # focus found millimetres away. An unsure one is not used: a plane through a few structures 5-27 µm
             # off tilted a level slide's fields up to 70 µm off their glass (the cheap colour camera, seed 443)
-            guess = said[0] + FIELD_VIEW_ABOVE_GLASS_UM
+            glass = said[0]
         elif pred is not None:
-            guess = pred[0] + FIELD_VIEW_ABOVE_GLASS_UM
-        elif self._z_guess is not None:
-            guess = self._z_guess + (FIELD_VIEW_ABOVE_GLASS_UM if self._focus_found or self._guess_on_glass else 0.0)
-        else:
-            guess = p.z_um
+            glass = pred[0]
+        elif self._z_guess is not None and (self._focus_found or self._guess_on_glass):
+            glass = self._z_guess
+        guess = (glass + FIELD_VIEW_ABOVE_GLASS_UM if glass is not None
+                 else self._z_guess if self._z_guess is not None else p.z_um)
         try:
             self.stage.focus_to_um(guess)
         except StageLimitError:
@@ -246,7 +248,8 @@ class FieldFocus:
             # scan failed after 180 of 221 fields, seed 412): the last focus found, else stay where we are
             guess = self._z_guess if self._z_guess is not None else p.z_um
             self.stage.focus_to_um(guess)
-        w.z_um, w.focus_source = guess, "guess"
+            glass = None
+        w.z_um, w.focus_source, w.glass_um = guess, "guess", glass
 
     def autofocus_field(self, w: FieldWork) -> None:
         """The field's own focus search: the usual one, then where focus last was, then the wide one.
@@ -259,7 +262,12 @@ class FieldFocus:
         # millimetres away, 12-19 µm off on a slide tilted 2 µm/mm, and a failed search there left the field
         # imaged that far out of focus (default slide, seed 406)
         here = w.focus_source in ("guess", "map") and self.focus_plan.field_focus != "autofocus"
-        guess = w.z_um if here else (self._z_guess if self._z_guess is not None else p.z_um)
+        view = w.z_um if here else (self._z_guess if self._z_guess is not None else p.z_um)
+        # ... at the glass it was viewed above, not at the view: a search over the specks of a bare field lands
+        # nearer its start than the glass is, and started 5 µm up every time it ratcheted fields upwards, each
+        # from the last one's focus (the raw mono camera, seeds 2408 and 2411: 3-5 µm a field, then 20-25 µm
+        # above the glass for the rest of the scan)
+        guess = w.glass_um if here and w.glass_um is not None else view
         span = self.focus_plan.search_range_um
         out = self._field_search(p.x_um, p.y_um, guess, span)
         last = self._z_guess
@@ -285,8 +293,8 @@ class FieldFocus:
             # frame is analysed (see :meth:`field_seen`). A structure's own focus is recorded with the structure.
             w.focus_point = (p.x_um, p.y_um, out.z_um)
         else:
-            self.stage.focus_to_um(guess)
-            w.z_um, w.focus_source = guess, "autofocus-unsure"
+            self.stage.focus_to_um(view)
+            w.z_um, w.focus_source = view, "autofocus-unsure"
 
     def _field_search(self, x: float, y: float, guess: float, span: float) -> FocusOutcome:
         """A field's own focus search; a focus the structures around contradict is not ``ok``."""

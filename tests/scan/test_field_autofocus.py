@@ -474,3 +474,41 @@ def test_a_structure_is_recorded_at_its_stacks_pair_else_at_its_stacks_symmetry_
     assert r._stack_focus(stack, zs, "pentagon", 104.0, 104.0) == 104.0  # no reading: the autofocus's z
     r.focuser = SimpleNamespace()  # a focuser that cannot read a stack (a test double)
     assert r._stack_focus(stack, zs, "woodpile", 104.0, 104.0) == 104.0
+
+
+class _StartBiasedFocuser(_Focuser):
+    """Finds the glass only partly: lands 60 % of the way from the glass back towards where it started (a
+    search over a bare field's faint specks on the raw mono camera, seeds 2408 and 2411)."""
+
+    def focus(self, stage, camera, z_guess_um, range_um, roi_px=None, cls=None) -> FocusOutcome:
+        self.guesses.append(z_guess_um)
+        z = self.glass + 0.6 * (z_guess_um - self.glass)
+        stage.focus_to_um(z)
+        return FocusOutcome(z, 7, True)
+
+
+def test_a_fields_search_starts_at_the_glass_it_guesses_so_readings_do_not_ratchet_upwards():
+    # each field is viewed 5 um above the last focus found; searched from there, a reading that lands nearer
+    # its start than the glass walked every field up (20-25 um above the glass after a row, seed 2411)
+    r = FieldFocus(_Stage(GLASS_UM), None, _StartBiasedFocuser(GLASS_UM),
+                   SimpleNamespace(predict=lambda x, y: None, add=lambda x, y, z: None),
+                   FocusPlan(search_range_um=15.0), 0.56, z_start_um=GLASS_UM)
+    r._focus_found = True
+    for _ in range(10):
+        w = _field(0.0)
+        r.set_field_z(w)
+        assert w.focus_source == "guess" and w.z_um == w.glass_um + FIELD_VIEW_ABOVE_GLASS_UM
+        r.autofocus_field(w)
+        assert r.focuser.guesses[-1] == w.glass_um  # searched from the glass, not from the view
+    assert abs(r._z_guess - GLASS_UM) < 0.5  # from the view it settles 7.5 um up
+
+
+def test_a_failed_search_from_the_glass_leaves_the_field_at_its_view():
+    r = FieldFocus(_Stage(110.0), None, _Focuser(40.0), SimpleNamespace(predict=lambda x, y: None),
+                   FocusPlan(search_range_um=15.0), 0.56, z_start_um=110.0)
+    r._focus_found = True
+    w = _field(0.0)
+    r.set_field_z(w)
+    r.autofocus_field(w)
+    assert r.focuser.guesses == [110.0]
+    assert w.focus_source == "autofocus-unsure" and w.z_um == 115.0 and r.stage.z == 115.0
