@@ -44,6 +44,9 @@ _log = logging.getLogger(__name__)
 #: glass itself a 17 µm tall ring and a 16 µm tall pentagon, 8-9 µm below, were taken for debris (seeds 9101
 #: and 433); the 2-8 µm above the glass the field focus used to land at by accident kept them.
 FIELD_VIEW_ABOVE_GLASS_UM = 5.0
+#: A field's own search starts at the glass it was viewed above (not at the view) up to this many times the
+#: tuned depth of field (``FieldFocus.autofocus_field``).
+GLASS_START_MAX_DOF = 2.0
 # A field with something in view gets an autofocus (a new focus-map point) when no point is this close: a
 # fitted surface is trusted for interpolation, not for extrapolating across the slide.
 MAP_REFRESH_UM = 1500.0
@@ -266,8 +269,11 @@ class FieldFocus:
         # ... at the glass it was viewed above, not at the view: a search over the specks of a bare field lands
         # nearer its start than the glass is, and started 5 µm up every time it ratcheted fields upwards, each
         # from the last one's focus (the raw mono camera, seeds 2408 and 2411: 3-5 µm a field, then 20-25 µm
-        # above the glass for the rest of the scan)
-        guess = w.glass_um if here and w.glass_um is not None else view
+        # above the glass for the rest of the scan). Measured at 10x; at 5x / NA 0.1 (a 66 µm depth of field,
+        # 24 µm steps) the 5 µm are a fraction of a step, and moving every search's samples there moved a
+        # structure's search onto a false pair of lobes (docs/scan.md, session 24), so there it is as it was
+        shallow = self.depth_of_field_um() <= GLASS_START_MAX_DOF * TUNED_DEPTH_OF_FIELD_UM
+        guess = w.glass_um if here and w.glass_um is not None and shallow else view
         span = self.focus_plan.search_range_um
         out = self._field_search(p.x_um, p.y_um, guess, span)
         last = self._z_guess

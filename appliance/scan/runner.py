@@ -123,6 +123,10 @@ VIEWS_MIN_STRUCTURE = 0.25
 MOSAIC_MIN_TYPE = 0.5
 #: How a micro-lens is told from a bubble by the sign of its phase (``ScanRunner._phase_verdict``).
 PHASE_SIGN = PhaseSignRule()
+#: A phase read converging proves a micro-lens against the classifier's views only up to this many times the
+#: tuned depth of field (``ScanRunner._structure``): measured at 10x; at 5x / NA 0.1 (6 times deeper) dust
+#: clumps read converging too (5 of 68 at 0.22-0.56, dev seeds 502-506; docs/scan.md, session 24).
+LENS_PROOF_MAX_DOF = 2.0
 MAX_CENTRING_MOVES = 2
 
 
@@ -895,14 +899,15 @@ class ScanRunner:
         w.timings["type"] = w.timings.get("type", 0.0) + time.perf_counter() - t
         types: dict[str, Any] = {**read, "type_sharp": sharp_cls, "type_views": type_views,
                                  "type_focus": type_focus}
-        converging = sharp.phase_sign is not None and PHASE_SIGN.call(sharp.phase_sign) == CONVERGING
+        converging = _phase_proves_lens(sharp.phase_sign, self.field_focus.depth_of_field_um())
         if _views_say_debris(type_views) and not looked:
             if not converging:
                 self._debris_after_all(w, _as_debris(det, 1.0 - sum(type_views.values())), focused, (x, y), types)
                 return
-            # ... unless its phase converges: only a lens does (dust clumps read -0.01 to 0.11, bubbles
-            # diverge, a blemish of the optics does not change with focus). The cheap colour camera's 55 µm lens
-            # read 0.56 and its views 0.17 (held-out seed 2375): the classifier, not the optics, was wrong
+            # ... unless its phase converges where only a lens does: at 10x dust of 12 µm and more read 0 to
+            # 0.13, bubbles -1 to 0.16, lenses 0.04 to 1 (dev seeds 502-504; at 5x / NA 0.1 dust read up to
+            # 0.56, so not there). A blemish of the optics does not change with focus. The cheap colour
+            # camera's 55 µm lens read 0.56 and its views 0.17 (held-out seed 2375): the classifier was wrong
             det = replace(det, cls=MICROLENS)
         if det.cls == MICROLENS and sharp.phase_sign is None and self._diverges(w, det, out.z_um, types):
             # a bubble: no micro-lens is recorded unread (step 6). One whose sharp view was disputed with the
@@ -1280,6 +1285,16 @@ def _true_position(frame: Frame) -> list[float] | None:
     """The simulator's true stage position of a frame (for scoring), None from real hardware."""
     true = frame.meta.get("true_position_um")
     return [float(v) for v in true] if isinstance(true, tuple) else None
+
+
+def _phase_proves_lens(sign: float | None, depth_of_field_um: float) -> bool:
+    """Whether a phase read converging proves a micro-lens whatever the classifier's views say.
+
+    Only where it was measured to: up to ``LENS_PROOF_MAX_DOF`` times the tuned depth of field (at 10x no dust
+    or bubble read converging; at 5x dust did).
+    """
+    return (sign is not None and PHASE_SIGN.call(sign) == CONVERGING
+            and depth_of_field_um <= LENS_PROOF_MAX_DOF * TUNED_DEPTH_OF_FIELD_UM)
 
 
 def _may_show_a_print(dets: Sequence[Detection], size_px: tuple[int, int], um_per_px: float) -> bool:

@@ -1,4 +1,4 @@
-"""Which field frames may give the map of the glass their focus (``runner._may_show_a_print``)."""
+"""Which field frames may give the map of the glass their focus, and when a phase proves a lens (runner helpers)."""
 
 from appliance.scan.protocols import Detection
 from appliance.scan.runner import _may_show_a_print
@@ -20,3 +20,13 @@ def test_a_disputed_piece_of_a_print_at_the_edge_keeps_the_fields_focus_off_the_
     assert not _may_show_a_print([_det((200, 200, 290, 290), recheck=True)], size, um)
     assert not _may_show_a_print([_det((0, 383, 90, 473))], size, um)
     assert not _may_show_a_print([], size, um)
+
+
+def test_a_converging_phase_proves_a_lens_only_where_it_was_measured_to():
+    from appliance.scan.runner import _phase_proves_lens
+
+    assert _phase_proves_lens(0.56, 11.0)  # 10x: the cheap colour camera's 55 um lens (seed 2375)
+    assert not _phase_proves_lens(0.1, 11.0)  # unclear
+    assert not _phase_proves_lens(-0.5, 11.0)  # diverging: a bubble
+    assert not _phase_proves_lens(None, 11.0)  # not read
+    assert not _phase_proves_lens(0.56, 66.2)  # 5x / NA 0.1: dust read up to 0.56 there
