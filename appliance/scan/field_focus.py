@@ -273,7 +273,7 @@ class FieldFocus:
         # 24 µm steps) the 5 µm are a fraction of a step, and moving every search's samples there moved a
         # structure's search onto a false pair of lobes (docs/scan.md, session 24), so there it is as it was
         shallow = self.depth_of_field_um() <= GLASS_START_MAX_DOF * TUNED_DEPTH_OF_FIELD_UM
-        guess = w.glass_um if here and w.glass_um is not None and shallow else view
+        guess = w.glass_um if w.glass_um is not None and shallow else view  # set only for a field at a guess or map
         span = self.focus_plan.search_range_um
         out = self._field_search(p.x_um, p.y_um, guess, span)
         last = self._z_guess

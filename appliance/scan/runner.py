@@ -899,9 +899,8 @@ class ScanRunner:
         w.timings["type"] = w.timings.get("type", 0.0) + time.perf_counter() - t
         types: dict[str, Any] = {**read, "type_sharp": sharp_cls, "type_views": type_views,
                                  "type_focus": type_focus}
-        converging = _phase_proves_lens(sharp.phase_sign, self.field_focus.depth_of_field_um())
         if _views_say_debris(type_views) and not looked:
-            if not converging:
+            if not _phase_proves_lens(sharp.phase_sign, self.field_focus.depth_of_field_um()):
                 self._debris_after_all(w, _as_debris(det, 1.0 - sum(type_views.values())), focused, (x, y), types)
                 return
             # ... unless its phase converges where only a lens does: at 10x dust of 12 µm and more read 0 to

@@ -250,9 +250,9 @@ class SimStageParams:
 
     @property
     def overshoot_um(self) -> float:
-        """``focus_overshoot_um`` as resolved (never None after construction), µm."""
-        v = self.focus_overshoot_um
-        return max(DEFAULT_FOCUS_OVERSHOOT_UM, self.backlash_um[2]) if v is None else float(v)
+        """``focus_overshoot_um`` as a float: ``__post_init__`` has resolved its default, µm."""
+        assert self.focus_overshoot_um is not None
+        return self.focus_overshoot_um
 
     def _check_relations(self) -> None:
         """Checks that involve several fields; each error names the field to change."""
