@@ -102,31 +102,32 @@ from appliance.scan.stitch import (
     stitch_tolerance_um,
 )
 from appliance.scan.stitcher import Stitcher
+from appliance.scan.verdicts import (
+    PHASE_SIGN,
+    as_debris,
+    as_structure,
+    debris_score,
+    may_show_a_print,
+    phase_proves_lens,
+    structure_stands,
+    type_scores,
+    views_say_debris,
+)
 from appliance.scan.whole_look import WholeLook
-from appliance.vision.decision import MICROLENS, SMALLEST_PRINT_UM, lens_disputed, likeliest_type, too_small
-from appliance.vision.phasesign import CONVERGING, DIVERGING, PhaseSignRule, phase_sign
+from appliance.vision.decision import MICROLENS, lens_disputed, likeliest_type, too_small
+from appliance.vision.phasesign import CONVERGING, DIVERGING, phase_sign
 from appliance.vision.typeshape import not_a_footprint, not_its_shape
 
 _log = logging.getLogger(__name__)
 
 DUPLICATE_MARGIN_UM = 8.0
-#: Whether an object is a print is read from its stack's planes this far either side of its focus, µm at the
-#: tuned depth of field (``ScanRunner._type_from_views``); which type, from the plane at focus alone.
+#: Whether an object is a print is read from its stack's planes this far either side of its focus, µm at the tuned depth
+#: of field (``ScanRunner._type_from_views``; :func:`~appliance.scan.verdicts.views_say_debris`); which type, from the
+#: plane at focus alone.
 TYPE_VIEW_RANGE_UM = 2.0
-#: ... and when those views together give the five structure types less than this, the object is dirt whatever
-#: its sharp frame said (``_views_say_debris``). On 19 scans of sessions 10-11 (other seeds and settings) the
-#: 400 true prints' views gave 0.44 or more, while 11 records of dirt and of the optics gave 0.02-0.18: the
-#: cheap colour camera's blotch and an uneven lamp's dark band, each named a structure by one sharp frame.
-VIEWS_MIN_STRUCTURE = 0.25
 #: The type a print larger than the field is recorded with comes from one image pasted from its views
 #: (:meth:`ScanRunner._mosaic_type`) when that names it this surely; below, the vote of its pieces stands.
 MOSAIC_MIN_TYPE = 0.5
-#: How a micro-lens is told from a bubble by the sign of its phase (``ScanRunner._phase_verdict``).
-PHASE_SIGN = PhaseSignRule()
-#: A phase read converging proves a micro-lens against the classifier's views only up to this many times the
-#: tuned depth of field (``ScanRunner._structure``): measured at 10x; at 5x / NA 0.1 (6 times deeper) dust
-#: clumps read converging too (5 of 68 at 0.22-0.56, dev seeds 502-506; docs/scan.md, session 24).
-LENS_PROOF_MAX_DOF = 2.0
 MAX_CENTRING_MOVES = 2
 
 
@@ -542,7 +543,7 @@ class ScanRunner:
             result = self._timed(w, FieldStep.ANALYSE, lambda: self._analyse(frame))
             self.field_focus.after_autofocus(pos, w, result.n_candidates)
         w.n_candidates = result.n_candidates
-        self.field_focus.field_seen(w, _may_show_a_print(result.detections, self.camera.size_px, self.cal.um_per_px))
+        self.field_focus.field_seen(w, may_show_a_print(result.detections, self.camera.size_px, self.cal.um_per_px))
         for k, v in result.timings_s.items():
             w.timings[k] = w.timings.get(k, 0.0) + v
         for det in self._new_first(result.detections, frame):
@@ -629,7 +630,7 @@ class ScanRunner:
             # a whole box under the gate's size limits is a speck whatever a vision says (``decide`` holds the
             # product's to it); a speck found only through a larger gate candidate around it, and not in its
             # sharp frame, was recorded as a 4 µm pentagon (a vision double's, tests/scan/test_runner_verdicts.py)
-            det = _as_debris(det)
+            det = as_debris(det)
         # Debris the vision is unsure of, or saw cut by the frame's edge (a ring's arc is no ring to either
         # model), is looked at again like a structure: centred, it is seen whole, and that view decides.
         # So is a round object the classifier takes for a micro-lens and the rule does not call a sure
@@ -651,12 +652,12 @@ class ScanRunner:
             return
         det2, frame2, sure_debris = found
         lens = lens or self._lens_disputed(det2, frame2)
-        if det2.kind != "structure" and not det.recheck and not sure_debris and _structure_stands(det, det2):
+        if det2.kind != "structure" and not det.recheck and not sure_debris and structure_stands(det, det2):
             # a sure structure in its field, disputed centred: a 167 µm scaffold among dense dust was a
             # scaffold to both models cut by a field's edge (0.84) and 0.05-0.23 to the classifier centred
             # (seed 113); only a sure debris verdict overrules a sure structure (in any of the centring's
             # views: a 31 µm bubble was sure debris after the first move and disputed after the second, seed 116)
-            det2 = _as_structure(det2, det)
+            det2 = as_structure(det2, det)
         x, y = self._stage_xy(det2, frame2)
         if self._duplicate(det2.kind, x, y) or ((det2.recheck or lens) and self._duplicate("structure", x, y)):
             return
@@ -719,7 +720,7 @@ class ScanRunner:
                     # disputed, and only ever seen cut by the frame's edge: nothing confirms it. The corners of
                     # a vignetted frame (sensor.vignetting=0.7) showed a 17 x 22 um "woodpile" the classifier
                     # alone named at 0.3-0.66, seen in no later look: 10 false structures on a 3 x 3 mm slide
-                    return _as_debris(kept), cur_frame, True
+                    return as_debris(kept), cur_frame, True
                 return kept, cur_frame, sure_debris
             cur_det = near
             whole = not near.touches_edge((w, h))
@@ -768,7 +769,7 @@ class ScanRunner:
         n = len(w.objects)
         self._structure(w, at_centre, view, stitched=True, looked=True)
         if len(w.objects) > n:
-            self._record_footprint(w, fp, _type_scores(whole.scores))
+            self._record_footprint(w, fp, type_scores(whole.scores))
 
     def _too_small(self, det: Detection, frame: Frame) -> bool:
         """Whether ``det``'s box is under the gate's size limits (``appliance.vision.decision.too_small``)."""
@@ -815,7 +816,7 @@ class ScanRunner:
             return replace(det, kind="structure", cls=MICROLENS,
                            confidence=float(det.scores.get(MICROLENS, det.confidence)), recheck=False), sign
         if call == DIVERGING:
-            return _as_debris(det), sign
+            return as_debris(det), sign
         return det, sign
 
     def _refocus_where_seen(self, w: FieldWork, det: Detection, failed: FocusOutcome) -> FocusOutcome:
@@ -866,7 +867,7 @@ class ScanRunner:
 
         The sharp frame has the last word: a structure there is stacked and recorded; debris there (or, when
         the vision finds nothing there, ``det`` being debris) is recorded as debris without a stack, unless
-        ``det`` is a structure and the sharp frame's models disagree (:func:`_structure_stands`). Where the
+        ``det`` is a structure and the sharp frame's models disagree (:func:`structure_stands`). Where the
         sharp frame is :meth:`_lens_disputed`, or an earlier view was (``lens``) and the sharp frame's
         likeliest type is still a micro-lens, or it is a micro-lens both models are sure of, the phase's sign
         decides first (:meth:`_phase_verdict`). A whole object, not ``stitched`` from views, is also debris
@@ -882,13 +883,13 @@ class ScanRunner:
         again, focused, out = sharp.det, sharp.frame, sharp.focus
         # the phase's sign, where it was read, goes with the record: it decides lenses and bubbles
         read: dict[str, Any] = {} if sharp.phase_sign is None else {"phase_sign": round(sharp.phase_sign, 3)}
-        if again.kind != "structure" and not _structure_stands(det, again) and not looked:
+        if again.kind != "structure" and not structure_stands(det, again) and not looked:
             # Sharp, it is dirt: blurred dust and bubbles pass for prints more often (a print's own focus lies
             # above the glass the field was focused on, dirt's on it), and so does a print to them
             self._debris_after_all(w, again, focused, (x, y), read or None)
             return
         # ... and names the type: the classifier's woodpile and scaffold are told apart in focus, not blurred
-        det = again if again.kind == "structure" else _as_structure(again, det)
+        det = again if again.kind == "structure" else as_structure(again, det)
         x, y = self._stage_xy(det, focused)
         box_um = self._box_um(det, focused)
         self._known[-1] = _Known("structure", box_um)
@@ -899,9 +900,9 @@ class ScanRunner:
         w.timings["type"] = w.timings.get("type", 0.0) + time.perf_counter() - t
         types: dict[str, Any] = {**read, "type_sharp": sharp_cls, "type_views": type_views,
                                  "type_focus": type_focus}
-        if _views_say_debris(type_views) and not looked:
-            if not _phase_proves_lens(sharp.phase_sign, self.field_focus.depth_of_field_um()):
-                self._debris_after_all(w, _as_debris(det, 1.0 - sum(type_views.values())), focused, (x, y), types)
+        if views_say_debris(type_views) and not looked:
+            if not phase_proves_lens(sharp.phase_sign, self.field_focus.depth_of_field_um()):
+                self._debris_after_all(w, as_debris(det, 1.0 - sum(type_views.values())), focused, (x, y), types)
                 return
             # ... unless its phase converges where only a lens does: at 10x dust of 12 µm and more read 0 to
             # 0.13, bubbles -1 to 0.16, lenses 0.04 to 1 (dev seeds 502-504; at 5x / NA 0.1 dust read up to
@@ -912,13 +913,13 @@ class ScanRunner:
             # a bubble: no micro-lens is recorded unread (step 6). One whose sharp view was disputed with the
             # classifier's micro-lens under the check's bound (0.19) kept the earlier view's structure verdict
             # unread and was recorded as a lens (seed 1411 at 320 x 240)
-            self._debris_after_all(w, _as_debris(det, _debris_score(det)), focused, (x, y), types)
+            self._debris_after_all(w, as_debris(det, debris_score(det)), focused, (x, y), types)
             return
         why = None if stitched else self._not_its_shape(det, focused, stack)
         if why is not None:
             # dirt the classifier named a print: a clump too narrow for any type, a fibre named a split ring
             # (appliance/vision/typeshape.py)
-            self._debris_after_all(w, _as_debris(det, _debris_score(det)), focused, (x, y),
+            self._debris_after_all(w, as_debris(det, debris_score(det)), focused, (x, y),
                                    {**types, "not_its_shape": why})
             return
         shape = self._shape(w, det, focused, stack, out.z_um, (x, y))
@@ -1087,7 +1088,7 @@ class ScanRunner:
         Two reads through the vision's ``read_type``, each crop with its flipped copies, pooled by mean
         log-probability. **Whether it is a print**: the planes within ``TYPE_VIEW_RANGE_UM`` of focus (scaled
         with the depth of field: at 10x the sharp frame and the planes 2 µm either side, frames the stack takes
-        anyway), a dozen views where one frame can be fooled (:func:`_views_say_debris`). **Which type**: the
+        anyway), a dozen views where one frame can be fooled (:func:`views_say_debris`). **Which type**: the
         plane at focus alone, its flips included; the sharp frame alone named a 43 µm woodpile scaffold (0.64;
         its flipped copies said woodpile: dev seed 608). Planes off focus are where woodpile and scaffold look
         alike: a woodpile 2-16 µm above its focus reads scaffold at 0.95 on some prints, so pooling the planes
@@ -1101,8 +1102,8 @@ class ScanRunner:
             return det, {}, {}
         reach = TYPE_VIEW_RANGE_UM * self.field_focus.depth_of_field_um() / TUNED_DEPTH_OF_FIELD_UM
         images = [taken[off].image for off in sorted(taken) if abs(off) <= reach + 1e-9]
-        views = _type_scores(read(images, det.box_px))
-        at_focus = _type_scores(read([taken[0.0].image], det.box_px))
+        views = type_scores(read(images, det.box_px))
+        at_focus = type_scores(read([taken[0.0].image], det.box_px))
         rounded = ({c: round(p, 4) for c, p in views.items()}, {c: round(p, 4) for c, p in at_focus.items()})
         if not at_focus:
             return det, *rounded
@@ -1162,7 +1163,7 @@ class ScanRunner:
             seen = self._duplicate("debris", *self._stage_xy(det, frame))
             self._known.append(_Known("debris", fp.box_um))  # its every piece is known now, not only this view's
             if not seen:
-                self._record_debris(w, _as_debris(det), frame, {"not_its_shape": why})
+                self._record_debris(w, as_debris(det), frame, {"not_its_shape": why})
             return
         # a piece spanning the field (cut on opposite sides) had a look region too large to paste (more than
         # mosaic.MAX_VIEWS views); around the footprint stitching found, one can be: a 101 µm micro-lens stitched
@@ -1173,7 +1174,7 @@ class ScanRunner:
             return
         cut = at_centre.touches_edge(self.camera.size_px)
         if cut and at_centre.kind != "structure" and det.kind == "structure":
-            at_centre = _as_structure(at_centre, det)
+            at_centre = as_structure(at_centre, det)
         n = len(w.objects)
         self._structure(w, at_centre, view, lens, stitched=True)
         if len(w.objects) > n:
@@ -1240,7 +1241,7 @@ class ScanRunner:
         if pasted is None:
             return None
         image, box, views = pasted
-        types = _type_scores(read([image], box))
+        types = type_scores(read([image], box))
         return ({c: round(p, 4) for c, p in types.items()}, views) if types else None
 
     def _part_of_known_print(self, det: Detection, frame: Frame) -> bool:
@@ -1284,84 +1285,3 @@ def _true_position(frame: Frame) -> list[float] | None:
     """The simulator's true stage position of a frame (for scoring), None from real hardware."""
     true = frame.meta.get("true_position_um")
     return [float(v) for v in true] if isinstance(true, tuple) else None
-
-
-def _phase_proves_lens(sign: float | None, depth_of_field_um: float) -> bool:
-    """Whether a phase read converging proves a micro-lens whatever the classifier's views say.
-
-    Only where it was measured to: up to ``LENS_PROOF_MAX_DOF`` times the tuned depth of field (at 10x no dust
-    or bubble read converging; at 5x dust did).
-    """
-    return (sign is not None and PHASE_SIGN.call(sign) == CONVERGING
-            and depth_of_field_um <= LENS_PROOF_MAX_DOF * TUNED_DEPTH_OF_FIELD_UM)
-
-
-def _may_show_a_print(dets: Sequence[Detection], size_px: tuple[int, int], um_per_px: float) -> bool:
-    """Whether a field's frame may show a print, so its focus is no point of the map of the glass.
-
-    A structure verdict, or a disputed one (``recheck``) cut by the frame's edge and at least as large there as
-    the smallest print: a print's piece at the edge is no print to either model (a ring's arc, a woodpile's
-    corner). A 94 µm woodpile cut by a field's corner was disputed debris there, the field's own search focused
-    18 µm above the glass on its rods, and that point led every later field 20-30 µm above its glass (held-out
-    seed 2420, a tilted and bowed slide). Whole disputed objects (dust clumps, bubbles) stay: the field's search
-    reads the specks clear of them, and without those fields' points the README slide's fields drifted (z above
-    the glass p95 6.3 -> 9.9 µm).
-    """
-    def cut_and_large(d: Detection) -> bool:
-        x0, y0, x1, y1 = d.box_px
-        return d.touches_edge(size_px) and max(x1 - x0, y1 - y0) * um_per_px >= SMALLEST_PRINT_UM
-
-    return any(d.kind == "structure" or (d.recheck and cut_and_large(d)) for d in dets)
-
-
-def _structure_stands(before: Detection, sharp: Detection) -> bool:
-    """Whether a structure verdict stands against a later view (the sharp frame) that calls the object debris.
-
-    Only a sure debris verdict overrules one: where the sharp frame's models disagree (``sharp.recheck``), that
-    view is as unsure as the one before it, and the earlier structure verdict stands. A 21 µm micro-lens was a
-    structure centred (the classifier 0.97, the detector's ``debris`` 0.30: the rule's rescue) and, sharp, the
-    detector's ``structure`` 0.29 against the classifier's 0.85: disputed, and it was recorded as dirt (the
-    README's slide, the miss of every scan before).
-    """
-    return before.kind == "structure" and sharp.recheck
-
-
-def _views_say_debris(type_views: Mapping[str, float]) -> bool:
-    """Whether the pooled views near focus (``ScanRunner._type_from_views``) call the object dirt.
-
-    The sharp frame is one look; the planes around it and their flipped copies are a dozen. A print keeps its
-    types in every one of them, while dirt that one frame named a structure (a blotch of the optics a sharp
-    frame took for a scaffold at 0.9, its views at 0.11) does not. No views (a vision without ``read_type``):
-    the sharp frame's verdict stands.
-    """
-    return bool(type_views) and sum(type_views.values()) < VIEWS_MIN_STRUCTURE
-
-
-def _as_debris(det: Detection, confidence: float | None = None) -> Detection:
-    """``det`` as a sure debris verdict (its confidence kept unless given)."""
-    conf = det.confidence if confidence is None else confidence
-    return replace(det, kind="debris", cls="debris", confidence=conf, recheck=False)
-
-
-def _debris_score(det: Detection) -> float:
-    """The classifier's ``debris`` probability in ``det``'s scores (0 where it said nothing)."""
-    return float(det.scores.get("debris", 0.0))
-
-
-def _type_scores(scores: Mapping[str, float]) -> dict[str, float]:
-    """The structure types' probabilities in ``scores`` (no ``debris``, no ``detector_*`` scores)."""
-    return {c: float(p) for c, p in scores.items() if c != "debris" and not c.startswith("detector_")}
-
-
-def _as_structure(sharp: Detection, before: Detection) -> Detection:
-    """The sharp view of an object whose structure verdict stands (:func:`_structure_stands`).
-
-    Its box and position are the sharp frame's; its type is the likeliest structure type of the sharp frame's
-    scores when they hold the classifier's (the type is read in focus, as for every structure), else the
-    earlier view's.
-    """
-    types = _type_scores(sharp.scores)
-    if types:
-        cls = max(types, key=lambda c: types[c])
-        return replace(sharp, kind="structure", cls=cls, confidence=types[cls])
-    return replace(sharp, kind="structure", cls=before.cls, confidence=before.confidence)

@@ -1,7 +1,7 @@
 """Which field frames may give the map of the glass their focus, and when a phase proves a lens (runner helpers)."""
 
 from appliance.scan.protocols import Detection
-from appliance.scan.runner import _may_show_a_print
+from appliance.scan.verdicts import may_show_a_print
 
 
 def _det(box, kind="debris", recheck=False):
@@ -12,21 +12,21 @@ def test_a_disputed_piece_of_a_print_at_the_edge_keeps_the_fields_focus_off_the_
     # held-out seed 2420: a 94 um woodpile cut by a field's corner, disputed debris there (90 x 90 px at
     # 0.56 um/px); the field's search focused on it, 18 um above the glass, and the map learnt that
     um, size = 0.56, (640, 480)
-    assert _may_show_a_print([_det((0, 383, 90, 473), recheck=True)], size, um)
-    assert _may_show_a_print([_det((10, 10, 60, 60), kind="structure")], size, um)
+    assert may_show_a_print([_det((0, 383, 90, 473), recheck=True)], size, um)
+    assert may_show_a_print([_det((10, 10, 60, 60), kind="structure")], size, um)
     # a disputed speck at the edge (10 um), a whole disputed clump, a sure debris call, or nothing: the
     # field's focus is the glass's
-    assert not _may_show_a_print([_det((0, 100, 18, 118), recheck=True)], size, um)
-    assert not _may_show_a_print([_det((200, 200, 290, 290), recheck=True)], size, um)
-    assert not _may_show_a_print([_det((0, 383, 90, 473))], size, um)
-    assert not _may_show_a_print([], size, um)
+    assert not may_show_a_print([_det((0, 100, 18, 118), recheck=True)], size, um)
+    assert not may_show_a_print([_det((200, 200, 290, 290), recheck=True)], size, um)
+    assert not may_show_a_print([_det((0, 383, 90, 473))], size, um)
+    assert not may_show_a_print([], size, um)
 
 
 def test_a_converging_phase_proves_a_lens_only_where_it_was_measured_to():
-    from appliance.scan.runner import _phase_proves_lens
+    from appliance.scan.verdicts import phase_proves_lens
 
-    assert _phase_proves_lens(0.56, 11.0)  # 10x: the cheap colour camera's 55 um lens (seed 2375)
-    assert not _phase_proves_lens(0.1, 11.0)  # unclear
-    assert not _phase_proves_lens(-0.5, 11.0)  # diverging: a bubble
-    assert not _phase_proves_lens(None, 11.0)  # not read
-    assert not _phase_proves_lens(0.56, 66.2)  # 5x / NA 0.1: dust read up to 0.56 there
+    assert phase_proves_lens(0.56, 11.0)  # 10x: the cheap colour camera's 55 um lens (seed 2375)
+    assert not phase_proves_lens(0.1, 11.0)  # unclear
+    assert not phase_proves_lens(-0.5, 11.0)  # diverging: a bubble
+    assert not phase_proves_lens(None, 11.0)  # not read
+    assert not phase_proves_lens(0.56, 66.2)  # 5x / NA 0.1: dust read up to 0.56 there

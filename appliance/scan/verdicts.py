@@ -1,0 +1,111 @@
+"""How the scan runner weighs its views of one object: structure or dirt, and which verdict stands.
+
+The runner looks at an object several times (in its field, centred, sharp at its focus, the stack's planes
+around that focus, the phase's sign two frames either side); each look is a :class:`Detection`. These rules
+decide between looks that disagree. They are pure functions of the detections and the optics, so each is
+tested alone (``tests/scan/test_runner_helpers.py``) as well as in scans (``tests/scan/test_runner_verdicts.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+
+from appliance.results.focuscurve import TUNED_DEPTH_OF_FIELD_UM
+from appliance.scan.protocols import Detection
+from appliance.vision.decision import SMALLEST_PRINT_UM
+from appliance.vision.phasesign import CONVERGING, PhaseSignRule
+
+#: When the views of an object near its focus (``ScanRunner._type_from_views``) together give the five structure types
+#: less than this, the object is dirt whatever its sharp frame said (:func:`views_say_debris`). On 19 scans of sessions
+#: 10-11 (other seeds and settings) the 400 true prints' views gave 0.44 or more, while 11 records of dirt and of the
+#: optics gave 0.02-0.18: the cheap colour camera's blotch and an uneven lamp's dark band, each named a structure by one
+#: sharp frame.
+VIEWS_MIN_STRUCTURE = 0.25
+#: How a micro-lens is told from a bubble by the sign of its phase (``ScanRunner._phase_verdict``).
+PHASE_SIGN = PhaseSignRule()
+#: A phase read converging proves a micro-lens against the classifier's views only up to this many times the
+#: tuned depth of field (``ScanRunner._structure``): measured at 10x; at 5x / NA 0.1 (6 times deeper) dust
+#: clumps read converging too (5 of 68 at 0.22-0.56, dev seeds 502-506; docs/scan.md, session 24).
+LENS_PROOF_MAX_DOF = 2.0
+
+
+def phase_proves_lens(sign: float | None, depth_of_field_um: float) -> bool:
+    """Whether a phase read converging proves a micro-lens whatever the classifier's views say.
+
+    Only where it was measured to: up to ``LENS_PROOF_MAX_DOF`` times the tuned depth of field (at 10x no dust
+    or bubble read converging; at 5x dust did).
+    """
+    return (sign is not None and PHASE_SIGN.call(sign) == CONVERGING
+            and depth_of_field_um <= LENS_PROOF_MAX_DOF * TUNED_DEPTH_OF_FIELD_UM)
+
+
+def may_show_a_print(dets: Sequence[Detection], size_px: tuple[int, int], um_per_px: float) -> bool:
+    """Whether a field's frame may show a print, so its focus is no point of the map of the glass.
+
+    A structure verdict, or a disputed one (``recheck``) cut by the frame's edge and at least as large there as
+    the smallest print: a print's piece at the edge is no print to either model (a ring's arc, a woodpile's
+    corner). A 94 µm woodpile cut by a field's corner was disputed debris there, the field's own search focused
+    18 µm above the glass on its rods, and that point led every later field 20-30 µm above its glass (held-out
+    seed 2420, a tilted and bowed slide). Whole disputed objects (dust clumps, bubbles) stay: the field's search
+    reads the specks clear of them, and without those fields' points the README slide's fields drifted (z above
+    the glass p95 6.3 -> 9.9 µm).
+    """
+    def cut_and_large(d: Detection) -> bool:
+        x0, y0, x1, y1 = d.box_px
+        return d.touches_edge(size_px) and max(x1 - x0, y1 - y0) * um_per_px >= SMALLEST_PRINT_UM
+
+    return any(d.kind == "structure" or (d.recheck and cut_and_large(d)) for d in dets)
+
+
+def structure_stands(before: Detection, sharp: Detection) -> bool:
+    """Whether a structure verdict stands against a later view (the sharp frame) that calls the object debris.
+
+    Only a sure debris verdict overrules one: where the sharp frame's models disagree (``sharp.recheck``), that
+    view is as unsure as the one before it, and the earlier structure verdict stands. A 21 µm micro-lens was a
+    structure centred (the classifier 0.97, the detector's ``debris`` 0.30: the rule's rescue) and, sharp, the
+    detector's ``structure`` 0.29 against the classifier's 0.85: disputed, and it was recorded as dirt (the
+    README's slide, the miss of every scan before).
+    """
+    return before.kind == "structure" and sharp.recheck
+
+
+def views_say_debris(type_views: Mapping[str, float]) -> bool:
+    """Whether the pooled views near focus (``ScanRunner._type_from_views``) call the object dirt.
+
+    The sharp frame is one look; the planes around it and their flipped copies are a dozen. A print keeps its
+    types in every one of them, while dirt that one frame named a structure (a blotch of the optics a sharp
+    frame took for a scaffold at 0.9, its views at 0.11) does not. No views (a vision without ``read_type``):
+    the sharp frame's verdict stands.
+    """
+    return bool(type_views) and sum(type_views.values()) < VIEWS_MIN_STRUCTURE
+
+
+def as_debris(det: Detection, confidence: float | None = None) -> Detection:
+    """``det`` as a sure debris verdict (its confidence kept unless given)."""
+    conf = det.confidence if confidence is None else confidence
+    return replace(det, kind="debris", cls="debris", confidence=conf, recheck=False)
+
+
+def debris_score(det: Detection) -> float:
+    """The classifier's ``debris`` probability in ``det``'s scores (0 where it said nothing)."""
+    return float(det.scores.get("debris", 0.0))
+
+
+def type_scores(scores: Mapping[str, float]) -> dict[str, float]:
+    """The structure types' probabilities in ``scores`` (no ``debris``, no ``detector_*`` scores)."""
+    return {c: float(p) for c, p in scores.items() if c != "debris" and not c.startswith("detector_")}
+
+
+def as_structure(sharp: Detection, before: Detection) -> Detection:
+    """The sharp view of an object whose structure verdict stands (:func:`structure_stands`).
+
+    Its box and position are the sharp frame's; its type is the likeliest structure type of the sharp frame's
+    scores when they hold the classifier's (the type is read in focus, as for every structure), else the
+    earlier view's.
+    """
+    types = type_scores(sharp.scores)
+    if types:
+        cls = max(types, key=lambda c: types[c])
+        return replace(sharp, kind="structure", cls=cls, confidence=types[cls])
+    return replace(sharp, kind="structure", cls=before.cls, confidence=before.confidence)
