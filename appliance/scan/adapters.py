@@ -107,7 +107,8 @@ class PipelineVision:
             scores = {**{c: round(float(p), 6) for c, p in e.probs.items()},
                       **{f"detector_{c}": float(s) for c, s in e.detector.items()}}
             dets.append(Detection(_box(e.box, size), v.kind, v.cls, v.confidence, scores, recheck=not v.agree))
-        return VisionResult(r.gate_candidates, tuple(dets), {"vision": dt})
+        dark = tuple((x, y, x + bw, y + bh) for x, y, bw, bh in r.dark_boxes)
+        return VisionResult(r.gate_candidates, tuple(dets), {"vision": dt}, dark)
 
     def read_type(self, images: Sequence[Any], box: Box) -> Mapping[str, float]:
         """The classifier's distribution for one object from several frames of it (one batch, views pooled).

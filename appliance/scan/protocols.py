@@ -59,11 +59,15 @@ class VisionResult:
     """What :meth:`Vision.analyse` found: the gate's candidate count and the detections (empty if gated out).
 
     ``timings_s`` holds wall seconds per stage (``gate``, ``detect``, ``classify``) for the report.
+    ``candidate_boxes`` are the gate's candidates found by their dark pixels (``xmin, ymin, xmax, ymax``,
+    exclusive max), where the vision reports them (empty where it does not): something the gate sees where
+    neither model boxed anything, e.g. a print too large in the frame for the detector.
     """
 
     n_candidates: int
     detections: Sequence[Detection]
     timings_s: Mapping[str, float] = field(default_factory=dict)
+    candidate_boxes: Sequence[Box] = ()
 
 
 class Vision(Protocol):

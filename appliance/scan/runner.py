@@ -107,6 +107,7 @@ from appliance.scan.verdicts import (
     as_debris,
     as_structure,
     debris_score,
+    gate_sees,
     may_show_a_print,
     phase_proves_lens,
     structure_stands,
@@ -716,10 +717,13 @@ class ScanRunner:
                 if on_slide is None and optics.fixed_in_frame(cur_det, kept, cur_frame):
                     optics.remember(kept)
                     return None
-                if cur_det.recheck and cur_det.touches_edge((w, h)):
-                    # disputed, and only ever seen cut by the frame's edge: nothing confirms it. The corners of
-                    # a vignetted frame (sensor.vignetting=0.7) showed a 17 x 22 um "woodpile" the classifier
-                    # alone named at 0.3-0.66, seen in no later look: 10 false structures on a 3 x 3 mm slide
+                if cur_det.recheck and cur_det.touches_edge((w, h)) and not gate_sees(res.candidate_boxes,
+                                                                                    kept.box_px):
+                    # disputed, only ever seen cut by the frame's edge, and nothing dark where it should be:
+                    # nothing confirms it. The corners of a vignetted frame (sensor.vignetting=0.7) showed a
+                    # 17 x 22 um "woodpile" the classifier alone named at 0.3-0.66, seen in no later look: 10
+                    # false structures on a 3 x 3 mm slide. Where the gate sees it (a print too large in the
+                    # frame for the detector), its sharp frame decides
                     return as_debris(kept), cur_frame, True
                 return kept, cur_frame, sure_debris
             cur_det = near

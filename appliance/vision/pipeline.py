@@ -64,6 +64,7 @@ class FrameResult:
     gate_candidates: int
     detector_ran: bool
     objects: list[FoundObject] = field(default_factory=list)
+    dark_boxes: list[tuple[int, int, int, int]] = field(default_factory=list)  # :func:`dark_only`, ``x, y, w, h``
 
 
 def gate_candidates(gray: np.ndarray, um_per_px: float) -> list[tuple[int, int, int, int]]:
@@ -164,4 +165,4 @@ class Pipeline:
             probs = [dict(zip(res.classes, (float(v) for v in row), strict=True)) for row in res.probs]
             objs = [FoundObject(o.box, o.cls, o.score, lab, float(sc), pr)
                     for o, lab, sc, pr in zip(objs, res.labels, res.scores, probs, strict=True)]
-        return FrameResult(w, h, len(cands), True, objs)
+        return FrameResult(w, h, len(cands), True, objs, dark_only(cands))

@@ -1,4 +1,5 @@
-"""Which field frames may give the map of the glass their focus, and when a phase proves a lens (runner helpers)."""
+"""Which field frames may give the map of the glass their focus, when a phase proves a lens, and when the gate sees an
+object neither model boxes (runner helpers)."""
 
 from appliance.scan.protocols import Detection
 from appliance.scan.verdicts import may_show_a_print
@@ -30,3 +31,15 @@ def test_a_converging_phase_proves_a_lens_only_where_it_was_measured_to():
     assert not phase_proves_lens(-0.5, 11.0)  # diverging: a bubble
     assert not phase_proves_lens(None, 11.0)  # not read
     assert not phase_proves_lens(0.56, 66.2)  # 5x / NA 0.1: dust read up to 0.56 there
+
+
+def test_the_gate_sees_an_object_where_a_dark_candidate_covers_half_its_box():
+    from appliance.scan.verdicts import gate_sees
+
+    ring = (213, 93, 426, 386)  # held-out seed 2513's 82 um ring at 20x, centred; the gate's candidate beside it
+    assert gate_sees([(128, 96, 399, 367)], ring)  # covers 81 % of it
+    assert not gate_sees([(128, 96, 399, 367)], ring, min_cover=0.9)
+    assert not gate_sees([(300, 200, 320, 220)], ring)  # a speck inside it is not it
+    assert not gate_sees([(600, 440, 640, 480)], (300, 220, 340, 260))  # a vignetted corner: the centre is bare
+    assert not gate_sees([], ring)
+    assert not gate_sees([(0, 0, 640, 480)], (5, 5, 5, 9))  # an empty box
