@@ -13,6 +13,7 @@ from dataclasses import replace
 
 from appliance.results.focuscurve import TUNED_DEPTH_OF_FIELD_UM
 from appliance.scan.protocols import Box, Detection
+from appliance.scan.stitch import area, intersect
 from appliance.vision.decision import SMALLEST_PRINT_UM
 from appliance.vision.phasesign import CONVERGING, PhaseSignRule
 
@@ -125,12 +126,5 @@ def gate_sees(candidates: Sequence[Box], box: Box, min_cover: float = GATE_SEES_
     (held-out seed 2513). A vignetted frame's dark corner, which the rule for slivers at the edge was made for
     (``ScanRunner._centre``), leaves the centre of the centred view bare.
     """
-    x0, y0, x1, y1 = box
-    area = max(0, x1 - x0) * max(0, y1 - y0)
-    if area == 0:
-        return False
-    for cx0, cy0, cx1, cy1 in candidates:
-        inter = max(0, min(x1, cx1) - max(x0, cx0)) * max(0, min(y1, cy1) - max(y0, cy0))
-        if inter >= min_cover * area:
-            return True
-    return False
+    whole = area(box)
+    return whole > 0 and any(area(intersect(box, c)) >= min_cover * whole for c in candidates)

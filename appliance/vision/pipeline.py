@@ -158,11 +158,12 @@ class Pipeline:
             return FrameResult(w, h, 0, False)
         dets = self.detector.detect(gray)
         objs = [FoundObject(d.box, d.label, d.score) for d in dets]
+        dark = dark_only(cands)
         if self.type_uncovered and self.classifier is not None:
-            objs += [FoundObject(b, "", 0.0) for b in uncovered(dark_only(cands), [o.box for o in objs])]
+            objs += [FoundObject(b, "", 0.0) for b in uncovered(dark, [o.box for o in objs])]
         if self.classifier is not None and objs:
             res = self.classifier.classify_boxes(gray, [o.box for o in objs])
             probs = [dict(zip(res.classes, (float(v) for v in row), strict=True)) for row in res.probs]
             objs = [FoundObject(o.box, o.cls, o.score, lab, float(sc), pr)
                     for o, lab, sc, pr in zip(objs, res.labels, res.scores, probs, strict=True)]
-        return FrameResult(w, h, len(cands), True, objs, dark_only(cands))
+        return FrameResult(w, h, len(cands), True, objs, dark)
