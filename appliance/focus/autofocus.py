@@ -14,6 +14,7 @@ from appliance.focus.search import (
     FOCAL_SPOT_TYPES,
     GLASS_MIN_CONTRAST,
     PAIR_READING,
+    STRUCTURE_MIN_CONTRAST,
     SYMMETRY_COVER_UM,
     classical,
     sweep,
@@ -175,7 +176,7 @@ def autofocus(stage: Stage, camera: Camera, strategy: str, *, z_range_um: Sequen
         r = classical(s, start, coarse_um=coarse_um, width_scale=width_scale, fine_pairs=fine_pairs)
     else:
         r = neural(s, estimator, start, coarse_um=coarse_um, fine_pairs=fine_pairs)
-    r = _trust(s, _debias(s, r, target_type, bias), mode, check_lobe)
+    r = _trust(s, _debias(s, r, target_type, bias), mode, check_lobe, boxed=rect is not None)
     if not r.ok and pred is not None:
         return _park_at_map(s, r, pred[0])
     return r
@@ -187,21 +188,24 @@ NO_SPECKS = "no specks on the glass in view"
 NO_GLASS = "no speck in view changed with focus: the glass is not in range (or has no specks)"
 
 
-def _trust(s: FocusSession, r: FocusResult, mode: str, check_lobe: bool) -> FocusResult:
+def _trust(s: FocusSession, r: FocusResult, mode: str, check_lobe: bool, boxed: bool = False) -> FocusResult:
     """``r``, or ``r`` marked not ``ok`` (with the reason) when its frames cannot back it.
 
     In ``specks`` mode a focus needs a speck that changed with z (not the camera's own dust) and a glass curve
     that rises ``GLASS_MIN_CONTRAST`` times in one lobe; with ``check_lobe`` any mode's curve must be one lobe.
+    A search of the caller's box (``boxed``, ``roi`` mode) needs a walking curve that rises
+    ``STRUCTURE_MIN_CONTRAST`` times (one lobe or a thin wall's two).
     """
     if not (r.ok and r.measured):
         return r
     if mode == "specks" and not s.glass_seen():
         return replace(r, ok=False, reason=NO_GLASS)  # a "peak" of the shadows that never change: noise
+    doubt = None
     if mode == "specks" or check_lobe:
         doubt = untrusted(s, GLASS_MIN_CONTRAST if mode == "specks" else 0.0)
-        if doubt is not None:
-            return replace(r, ok=False, reason=doubt)
-    return r
+    if doubt is None and boxed and mode == "roi":
+        doubt = untrusted(s, STRUCTURE_MIN_CONTRAST, lobes=False)
+    return r if doubt is None else replace(r, ok=False, reason=doubt)
 
 
 def _no_specks(s: FocusSession, pred: tuple[float, float] | None) -> FocusResult:
@@ -254,7 +258,7 @@ def _with_map(stage: Stage, camera: Camera, pred: tuple[float, float], z_range: 
         s.lo, s.hi = min(s.lo, max(z_range[0], z_pred - wide)), max(s.hi, min(z_range[1], z_pred + wide))
         coarse = coarse_um
     r = _trust(s, classical(s, z0, coarse_um=coarse, width_scale=width_scale, fine_pairs=fine_pairs), mode,
-               check_lobe)
+               check_lobe, boxed=rect is not None)
     if not r.ok:
         return _park_at_map(s, r, z_pred, strategy="map")
     r = _strategy(_debias(s, r, target_type, bias_um), "map" if r.strategy == "map" else f"map>{r.strategy}")

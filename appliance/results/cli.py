@@ -73,8 +73,10 @@ def _cmd_show(args: argparse.Namespace) -> int:
         s = st.scan(sid)
         print(f"scan {s.id} {s.name}: {s.status} ({s.finish_reason}), folder {s.out_dir}")
         for k, v in (s.summary or {}).items():
-            if k not in ("missed", "per_type", "height_rmse_um_by_structure", "wall_time_s_by_step"):
+            if k not in ("missed", "per_type", "height_rmse_um_by_structure", "wall_time_s_by_step", "warnings"):
                 print(f"  {k}: {v}")
+        for w in (s.summary or {}).get("warnings") or ():
+            print(f"  warning: {w}")
         for o in st.objects(sid, "structure"):
             print(f"  structure {o.id}: {o.cls} ({o.confidence:.2f}) at x={o.x_um:.1f} y={o.y_um:.1f} "
                   f"z={o.z_um or 0:.1f} um  {o.stack_path}")

@@ -196,7 +196,8 @@ def write_report(root: Path, scan: ScanRecord, fields: Sequence[FieldRecord], ob
             ("stage time", f"{summary.get('stage_time_s_total', 0):.0f} s (median "
                            f"{summary.get('stage_time_s_per_field_median') or 0:.2f} s per field)"),
             ("computer time", f"{summary.get('wall_time_s_total', 0):.0f} s"),
-            ("flat field", html.escape(_flat_field_line(root / "scan.json")))]
+            ("flat field", html.escape(_flat_field_line(root / "scan.json"))),
+            *(("warning", html.escape(w)) for w in summary.get("warnings") or ())]
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>tppscan report · scan {scan.id}</title>
 <style>

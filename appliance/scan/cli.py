@@ -302,6 +302,8 @@ def _scan(args: argparse.Namespace) -> int:
         if fe is not None and f1 is not None and fa is not None:
             print(f"structure focus: within 1 um of the true focus {f1:.3f} (error median {fe:.2f} um; "
                   f"where the autofocus put the stage {fa:.3f})")
+    for w in s.get("warnings") or ():
+        print(f"warning: {w}", file=sys.stderr)
     print(f"report: {outcome.out_dir / 'report.html'}  (database {outcome.db_path})")
     if outcome.status.error == "interrupted":
         print("interrupted: the stage is stopped; run the same command again to resume", file=sys.stderr)

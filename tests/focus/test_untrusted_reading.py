@@ -127,3 +127,38 @@ def test_a_slide_finding_search_takes_no_objects_focus_far_from_the_guess() -> N
     dev = _ObjectAbove()
     out = AutofocusFocuser("classical", (0.0, 180.0), FocusMapAdapter()).focus(dev, dev, 120.0, 60.0)  # type: ignore[arg-type]
     assert out.ok and abs(out.z_um - 125.0) <= 2.0, out
+
+
+class _Print(_AtOnePlace):
+    """A 60 px ring (a print) at the frame's centre, focused at z = 100 µm, on noisy glass; ``sharpens`` says
+    whether the camera shows its focus (blur growing with defocus) or smooths it away (the same blur at every
+    z, as a camera whose own optics blur more than the objective's depth of field does)."""
+
+    def __init__(self, sharpens: bool, seed: int) -> None:
+        super().__init__(seed)
+        self.sharpens = sharpens
+
+    def capture(self) -> Frame:
+        v, u = np.mgrid[:160, :240].astype(np.float64)
+        r = np.hypot(v - 80, u - 120)
+        ring = np.where(np.abs(r - 30) <= 2, 80.0, 0.0)
+        sigma = 0.6 + 0.35 * abs(self.z - 100.0) if self.sharpens else 2.0 + 0.05 * abs(self.z - 100.0)
+        img = 200.0 - cv2.GaussianBlur(ring, (0, 0), sigma) + self.rng.normal(0, 2.0, (160, 240))
+        return Frame(np.clip(img, 0, 255).astype(np.uint8), self.position_um(), 0.0, 1.0)
+
+
+def test_a_structure_search_whose_curve_stays_flat_is_no_reading() -> None:
+    # the box a detection gives around a print whose frames do not change with focus beyond their noise: before,
+    # the walk read a "peak" of that noise and said ok (the cheap colour camera: 18 of 120 searches 2-20 µm off)
+    box = (80, 40, 80, 80)
+    reasons = []
+    for seed in range(6):
+        dev = _Print(sharpens=False, seed=seed)
+        r = autofocus(dev, dev, "classical", z_range_um=(88, 118), start_um=103.0, roi=box)  # type: ignore[arg-type]
+        assert not r.ok, (seed, r)  # before: seeds 1 and 3 "focused" 7 µm off, between two noise lobes
+        reasons.append(r.reason)
+    assert sum(x.startswith(UNTRUSTED) and "times its worst" in x for x in reasons) >= 2, reasons
+    # a print the camera shows sharpening is focused as before
+    dev = _Print(sharpens=True, seed=0)
+    r = autofocus(dev, dev, "classical", z_range_um=(88, 118), start_um=103.0, roi=box)  # type: ignore[arg-type]
+    assert r.ok and abs(r.z_um - 100.0) <= 1.5, r

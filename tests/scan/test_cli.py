@@ -81,6 +81,8 @@ def test_scan_then_results_commands(tmp_path, capsys):
     assert "report:" in captured.out
     summary = json.loads((out / "summary.json").read_text())
     assert summary["status"] == "finished"
+    assert summary["warnings"] == [] and "warning:" not in captured.err
+    assert summary["structures_focus_ok"] == summary["structures_recorded"]
     assert (out / "report.html").is_file() and (tmp_path / "out" / "tppscan.db").is_file()
 
     assert main(["results", "list", "--db", str(tmp_path / "out" / "tppscan.db")]) == 0
@@ -131,3 +133,41 @@ def test_progress_bar_shows_fields_structures_and_eta(tmp_path, capsys):
                  "--focus", "sim-truth", "--progress", "bar"]) == 0
     err = capsys.readouterr().err
     assert "\r[" in err and " fields, " in err and "structures" in err and "ETA" in err
+
+
+def test_a_scan_whose_structures_focus_could_not_be_trusted_says_so(tmp_path, capsys, monkeypatch):
+    # a focuser whose structure searches all fail (a camera whose frames barely change with focus): the scan
+    # still records its prints, and says on its last lines, in summary.json and in the report that their foci
+    # are estimates
+    from dataclasses import replace
+
+    from appliance.scan.testing import SimTruthFocuser
+
+    truth_focus = SimTruthFocuser.focus
+
+    def unsure(self, stage, camera, z_guess_um, range_um, roi_px=None, cls=None):  # type: ignore[no-untyped-def]
+        out = truth_focus(self, stage, camera, z_guess_um, range_um, roi_px, cls)
+        return out if roi_px is None else replace(out, ok=False)
+
+    monkeypatch.setattr(SimTruthFocuser, "focus", unsure)
+    out = tmp_path / "scan"
+    sets = ["--sim-set", "slide.width_um=1200", "--sim-set", "slide.height_um=1200", "--sim-set",
+            "slide.n_structures=3", "--sim-set", "slide.debris_per_mm2=3"]
+    code = main(["scan", "--sim", "--seed", "5", *sets, "--out", str(out), "--vision", "sim-truth",
+                 "--focus", "sim-truth", "--progress", "none"])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["structures_recorded"] >= 3 and summary["structures_focus_ok"] == 0
+    assert len(summary["warnings"]) == 1 and "could not be trusted" in summary["warnings"][0]
+    assert "warning: the focus of" in err
+    assert "could not be trusted" in (out / "report.html").read_text()
+
+
+def test_focus_warnings_need_a_few_structures_and_fewer_than_half_of_them_focused() -> None:
+    from appliance.scan.session import focus_warnings
+
+    assert focus_warnings(0, 0) == [] and focus_warnings(2, 0) == []  # too few to say
+    assert focus_warnings(8, 4) == [] and focus_warnings(8, 8) == []
+    (w,) = focus_warnings(8, 3)
+    assert w.startswith("the focus of 5 of 8 structures could not be trusted")
