@@ -193,7 +193,7 @@ def _trust(s: FocusSession, r: FocusResult, mode: str, check_lobe: bool, boxed: 
 
     In ``specks`` mode a focus needs a speck that changed with z (not the camera's own dust) and a glass curve
     that rises ``GLASS_MIN_CONTRAST`` times in one lobe; with ``check_lobe`` any mode's curve must be one lobe.
-    A search of the caller's box (``boxed``, ``roi`` mode) needs a walking curve that rises
+    A classical search of the caller's box (``boxed``, ``roi`` mode) needs a walking curve that rises
     ``STRUCTURE_MIN_CONTRAST`` times (one lobe or a thin wall's two).
     """
     if not (r.ok and r.measured):
@@ -203,7 +203,8 @@ def _trust(s: FocusSession, r: FocusResult, mode: str, check_lobe: bool, boxed: 
     doubt = None
     if mode == "specks" or check_lobe:
         doubt = untrusted(s, GLASS_MIN_CONTRAST if mode == "specks" else 0.0)
-    if doubt is None and boxed and mode == "roi":
+    if doubt is None and boxed and mode == "roi" and "classical" in r.strategy:
+        # the walk's own curve (a net's answer and its verify frame are two frames, no curve to judge)
         doubt = untrusted(s, STRUCTURE_MIN_CONTRAST, lobes=False)
     return r if doubt is None else replace(r, ok=False, reason=doubt)
 
