@@ -161,7 +161,10 @@ def test_a_scan_whose_structures_focus_could_not_be_trusted_says_so(tmp_path, ca
     assert summary["structures_recorded"] >= 3 and summary["structures_focus_ok"] == 0
     assert len(summary["warnings"]) == 1 and "could not be trusted" in summary["warnings"][0]
     assert "warning: the focus of" in err
-    assert "could not be trusted" in (out / "report.html").read_text()
+    report = (out / "report.html").read_text()
+    assert "could not be trusted" in report and report.count("(unsure)</span>") == summary["structures_recorded"]
+    assert main(["results", "show", str(out)]) == 0
+    assert capsys.readouterr().out.count("(focus unsure)") == summary["structures_recorded"]
 
 
 def test_focus_warnings_need_a_few_structures_and_fewer_than_half_of_them_focused() -> None:
