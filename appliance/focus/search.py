@@ -402,8 +402,7 @@ def _probe_flat_sides(s: FocusSession, step: float, max_frames: int, reach: floa
         if abs(float(z[end]) - zm) >= reach or inner.size == 0:
             continue
         before = int(inner[-1] if side > 0 else inner[0])
-        turned_up = float(v[end]) > float(v[end - side])  # the last frame above its neighbour towards the max
-        if float(v[before]) - float(v[end]) >= PAIR_FLAT * rng and not turned_up:
+        if float(v[before]) - float(v[end]) >= PAIR_FLAT * rng:
             continue
         nxt = min(max(float(z[end]) + side * step, s.lo), s.hi)
         if abs(nxt - float(z[end])) >= 0.5:  # not at the range's end already

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from appliance.focus import autofocus
-from appliance.focus.search import PAIR_READING, _dip, _pair_side, _probe_flat_sides, _vertex
+from appliance.focus.search import PAIR_READING, _dip, _pair_side, _vertex
 from appliance.focus.testing import FocusOnly
 from appliance.hardware.camera.base import Frame
 
@@ -175,38 +175,3 @@ def test_a_lens_pair_is_looked_for_on_the_walking_curve_only() -> None:
     assert dz > 2.0, dz
     dz, r = _focus(_TwoScales(), FOCUS_UM + 3.0, target_type="scaffold")
     assert r.reason.startswith(PAIR_READING) and abs(dz) <= 1.0, (r, dz)  # type: ignore[attr-defined]
-
-
-class _Walk:
-    """The parts of a focus session :func:`_probe_flat_sides` reads: sampled z, a curve of z, capture."""
-
-    def __init__(self, zs: list[float], curve: Callable[[float], float]) -> None:
-        self.lo, self.hi, self.curve_of, self.z = 81.0, 111.0, curve, list(zs)
-
-    @property
-    def frames(self) -> int:
-        return len(self.z)
-
-    def curve(self, fine: bool = False) -> tuple[np.ndarray, np.ndarray]:
-        z = np.array(sorted(self.z))
-        return z, np.array([self.curve_of(float(x)) for x in z])
-
-    def capture(self, z: float) -> float:
-        self.z.append(z)
-        return z
-
-
-def test_a_tail_that_turns_up_after_a_short_last_step_is_probed_for_a_second_lobe() -> None:
-    # held-out seed 2621: a 96 µm ring's walk (4 µm steps) widened by a 1.8 µm step at its end: 96 -> 100 fell,
-    # 100 -> 101.8 rose again, the start of the upper lobe. The tail was compared with the frame a whole step in
-    # (96), which it lay well below, so no frame looked past it and the lower lobe was read, 5.5 µm off
-    def ring(z: float) -> float:
-        return 3.7 + 2.1 * _lobe(z, 92.0) + 0.9 * _lobe(z, 104.5)
-
-    walk = _Walk([84.0, 88.0, 92.0, 96.0, 100.0, 101.8], ring)
-    _probe_flat_sides(walk, 4.0, 40, 16.0)  # type: ignore[arg-type]
-    assert 105.8 in walk.z
-    # a tail that keeps falling is left as it was
-    walk = _Walk([84.0, 88.0, 92.0, 96.0, 100.0, 101.8], lambda z: 3.7 + 2.1 * _lobe(z, 92.0))
-    _probe_flat_sides(walk, 4.0, 40, 16.0)  # type: ignore[arg-type]
-    assert max(walk.z) == 101.8
