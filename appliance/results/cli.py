@@ -78,7 +78,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
         for w in (s.summary or {}).get("warnings") or ():
             print(f"  warning: {w}")
         for o in st.objects(sid, "structure"):
-            unsure = " (focus unsure)" if (o.extra or {}).get("focus_ok") is False else ""
+            unsure = " (focus unsure)" if o.focus_unsure else ""
             print(f"  structure {o.id}: {o.cls} ({o.confidence:.2f}) at x={o.x_um:.1f} y={o.y_um:.1f} "
                   f"z={o.z_um or 0:.1f} um{unsure}  {o.stack_path}")
     return 0

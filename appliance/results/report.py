@@ -151,9 +151,9 @@ def _flat_field_line(scan_json: Path) -> str:
     return "; ".join(p for p in (str(flat.get("note", "")), light) if p)
 
 
-def _unsure(extra: Mapping[str, Any]) -> str:
-    """A mark after a structure's focus z where its focus search could not be trusted (``extra.focus_ok`` False)."""
-    if extra.get("focus_ok") is not False:
+def _unsure(o: ObjectRecord) -> str:
+    """A mark after a structure's focus z where its focus search could not be trusted."""
+    if not o.focus_unsure:
         return ""
     why = "its focus search could not be trusted: z, stack and height are estimates"
     return f" <span class='unsure' title='{why}'>(unsure)</span>"
@@ -184,7 +184,7 @@ def write_report(root: Path, scan: ScanRecord, fields: Sequence[FieldRecord], ob
             "<tr>"
             f"<td>{o.id}</td><td><span class='sw' style='background:{TYPE_COLOURS.get(o.cls, '#000')}'></span>"
             f"{html.escape(o.cls)}</td><td>{o.confidence:.2f}</td>"
-            f"<td>{o.x_um:.1f}</td><td>{o.y_um:.1f}</td><td>{(o.z_um or 0):.1f}{_unsure(extra)}</td>"
+            f"<td>{o.x_um:.1f}</td><td>{o.y_um:.1f}</td><td>{(o.z_um or 0):.1f}{_unsure(o)}</td>"
             f"<td>{o.width_um:.0f} × {o.height_um:.0f}</td><td>{extra.get('max_height_um', 0):.1f}</td>"
             f"<td>{'' if rmse is None else f'{rmse:.2f}'}</td>"
             f"<td><a href='{o.crop_path}'><img class='thumb' src='{o.crop_path}' alt='crop {o.id}'></a></td>"

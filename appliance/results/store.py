@@ -147,6 +147,14 @@ class ObjectRecord:
     extra: dict[str, Any] | None = None
     id: int = 0
 
+    @property
+    def focus_unsure(self) -> bool:
+        """Whether this structure's focus search could not be trusted (``extra.focus_ok`` recorded False).
+
+        Its z, stack and height are then estimates.
+        """
+        return (self.extra or {}).get("focus_ok") is False
+
 
 @dataclass(frozen=True)
 class Annotation:

@@ -152,8 +152,6 @@ def run_scan(stage: Stage, camera: Camera, vision: Vision, focuser: Focuser, foc
             _log.info("scan %s: %s %d holds %d more record(s) of the same print: %s", scan_id, m.keep.cls, m.keep.id,
                       len(m.pieces), ", ".join(f"{p.cls} {p.id}" for p in m.pieces))
         summary = summarise(store, scan_id, area_um, truth)
-        for w in summary["warnings"]:
-            _log.warning("scan %s: %s", scan_id, w)
         rmse = _height_rmse(store, scan_id, folder, height_truth, summary) if height_truth else None
         write_durably(folder.root / "summary.json", json.dumps(summary, indent=1).encode())
         write_outputs(store, scan_id, folder, grid.fov_um, area_um, summary, rmse)
@@ -468,7 +466,7 @@ def summarise(store: ResultStore, scan_id: int, area_um: tuple[float, float, flo
             steps[k] = steps.get(k, 0.0) + v
     out["wall_time_s_by_step"] = {k: round(v, 3) for k, v in sorted(steps.items(), key=lambda kv: -kv[1])}
     structures = [o for o in objs if o.kind == "structure"]
-    out["structures_focus_ok"] = sum(bool((o.extra or {}).get("focus_ok")) for o in structures)
+    out["structures_focus_ok"] = sum(not o.focus_unsure for o in structures)
     out["warnings"] = focus_warnings(len(structures), out["structures_focus_ok"])
     if truth is not None:
         out.update(score(objs, truth, area_um))

@@ -95,6 +95,7 @@ class ScanBackend:
                                runner_hook=lambda r: _watch(control, r, stop_watch, events),
                                nominal_um_per_px=float(getattr(dev.camera, "um_per_px", self._um_per_px_guess())))
             stop_watch.set()
+            log_summary_warnings(out_dir.name, outcome.summary)
         reason = outcome.status.reason.value if outcome.status.reason is not None else "failed"
         log.info("scan %s ended: %s", out_dir.name, reason)
         return OUTCOME.get(reason, "failed")
@@ -218,6 +219,12 @@ class _EventBridge:
         elif isinstance(event, ObjectRecorded) and self.feed is not None:
             o = event.obj
             self.feed.obj(o.x_um, o.y_um, o.kind, o.cls)
+
+
+def log_summary_warnings(scan: str, summary: dict[str, Any]) -> None:
+    """A finished scan's warnings (``summary.json``'s ``warnings``) to the journal and the scan's own log."""
+    for w in summary.get("warnings") or ():
+        log.warning("scan %s: %s", scan, w)
 
 
 def _watch(control: ScanControl, runner: Any, done: threading.Event, events: _EventBridge) -> None:

@@ -231,6 +231,17 @@ def test_failed_fields_and_stage_faults_reach_the_log(caplog: pytest.LogCaptureF
                      "the field is redone"]
 
 
+def test_a_finished_scans_warnings_reach_the_log(caplog: pytest.LogCaptureFixture) -> None:
+    """A scan whose structures' focus could not be trusted says so in the journal, where it is read over SSH."""
+    from appliance.service.backend import log_summary_warnings
+
+    with caplog.at_level("WARNING", logger="tppscan.scan"):
+        log_summary_warnings("20261203-150000", {"warnings": ["the focus of 5 of 8 structures could not be trusted"]})
+        log_summary_warnings("20261203-160000", {"warnings": []})
+    assert [r.getMessage() for r in caplog.records] == [
+        "scan 20261203-150000: the focus of 5 of 8 structures could not be trusted"]
+
+
 def test_the_autofocus_follows_the_objectives_depth_of_field() -> None:
     """The service's autofocus steps and ranges follow the configured objective, as `tppscan scan`'s do."""
     from types import SimpleNamespace
