@@ -1,5 +1,6 @@
-/* gcode.c: the G-code of the stage (G0 G1 G4 G10 G17 G20(jog) G21 G28 G30 G43.1 G49 G53 G54-G59 G90 G91 G92 G94,
- * F, M280) and GRBL 1.1's $J= jog body. Every line is parsed and checked whole before anything changes. */
+/* gcode.c: the G-code of the stage (G0 G1 G4 G10 G17 G20(jog) G21 G28 G30 G40 G43.1 G49 G53 G54-G59 G61 G80 G90
+ * G91 G92 G94, F, M0 M1 M2 M5 M9 M30 M280) and GRBL 1.1's $J= jog body. Every line is parsed and checked whole
+ * before anything changes. */
 #include <math.h>
 #include <string.h>
 #include "coords.h"
@@ -91,6 +92,14 @@ static uint8_t set_once(uint8_t *field, uint8_t unset, uint8_t value)
     return STATUS_OK;
 }
 
+/* A modal group with a single mode: named at most once per line (GRBL's modal group violation otherwise). */
+static uint8_t set_noop(gc_block_t *b, uint8_t group)
+{
+    if (b->noop & group) return STATUS_MODAL_GROUP_VIOLATION;
+    b->noop |= group;
+    return STATUS_OK;
+}
+
 static uint8_t claim_axes(parser_t *p, uint8_t kind)
 {
     if (p->axis_cmd != AXIS_CMD_NONE) return STATUS_AXIS_COMMAND_CONFLICT;
@@ -144,8 +153,12 @@ static uint8_t parse_g_integer(parser_t *p, uint8_t code)
     }
     case 90:
     case 91: return set_once(&b->distance, DIST_UNSET, code == 90 ? DIST_ABSOLUTE : DIST_RELATIVE);
-    case 17:   /* XY plane and units per minute: the only ones there are; accepted for GRBL hosts */
-    case 94: return STATUS_OK;
+    case 80: return set_once(&b->motion, 0xFF, MOTION_NONE);   /* motion cancel: axis words are then refused */
+    /* XY plane, units per minute, no cutter compensation, exact path: the only modes there are */
+    case 17: return set_noop(b, NOOP_PLANE);
+    case 94: return set_noop(b, NOOP_FEED);
+    case 40: return set_noop(b, NOOP_CUTTER);
+    case 61: return set_noop(b, NOOP_PATH);
     default:
         if (code >= 54 && code <= 59) return set_once(&b->coord_select, 0xFF, (uint8_t)(code - 54));
         return STATUS_UNSUPPORTED_COMMAND;
@@ -161,11 +174,11 @@ static uint8_t parse_g(parser_t *p, float value)
     uint8_t mantissa = (uint8_t)lroundf((value - (float)code) * 100.0f);   /* 10 for G43.1, as GRBL */
     if (mantissa == 0) return parse_g_integer(p, code);
     if (code == 28 || code == 30 || code == 92 || code == 43) return parse_g_decimal(p, code, mantissa);
-    if (code <= 1 || code == 4 || code == 10 || code == 17 || code == 20 || code == 21 || code == 49 ||
-        code == 53 || (code >= 54 && code <= 59) || code == 90 || code == 91 || code == 94) {
+    if (code <= 1 || code == 4 || code == 10 || code == 17 || code == 20 || code == 21 || code == 40 || code == 49 ||
+        code == 53 || (code >= 54 && code <= 59) || code == 80 || code == 90 || code == 91 || code == 94) {
         return STATUS_COMMAND_VALUE_NOT_INTEGER;   /* G1.5 ... */
     }
-    return STATUS_UNSUPPORTED_COMMAND;   /* G38.2, G61.1 ... */
+    return STATUS_UNSUPPORTED_COMMAND;   /* G38.2, G61.1 (as GRBL) ... */
 }
 
 static uint8_t parse_word(gc_block_t *b, char letter, float value)
@@ -199,12 +212,26 @@ static uint8_t parse_word(gc_block_t *b, char letter, float value)
     return STATUS_OK;
 }
 
+/* M0/M1/M2/M30 (program flow, one group), M5 and M9 (spindle and coolant off: the stage has neither, so off is
+ * their only state, as $G reports), M280 (the servo). M3, M4, M7 and M8 would switch on what is not there. */
 static uint8_t parse_m(gc_block_t *b, float value)
 {
-    if (value != 280.0f) return STATUS_UNSUPPORTED_COMMAND;
-    if (b->m280) return STATUS_MODAL_GROUP_VIOLATION;
-    b->m280 = 1;
-    return STATUS_OK;
+    if (!(value >= 0.0f && value < 1000.0f)) return STATUS_UNSUPPORTED_COMMAND;
+    uint16_t code = (uint16_t)value;
+    if ((float)code != value) return STATUS_COMMAND_VALUE_NOT_INTEGER;   /* M2.5: GRBL's "no Mxx.x" */
+    switch (code) {
+    case 0:
+    case 1:
+    case 2:
+    case 30: return set_once(&b->flow, FLOW_NONE, (uint8_t)code);
+    case 5: return set_noop(b, NOOP_SPINDLE);
+    case 9: return set_noop(b, NOOP_COOLANT);
+    case 280:
+        if (b->m280) return STATUS_MODAL_GROUP_VIOLATION;
+        b->m280 = 1;
+        return STATUS_OK;
+    default: return STATUS_UNSUPPORTED_COMMAND;
+    }
 }
 
 static uint8_t check_dwell_servo(const gc_block_t *b)
@@ -255,7 +282,8 @@ static uint8_t check_unused(const gc_block_t *b)
 /* GRBL 1.1's jog rules: only G90/G91, G20/G21 and G53 may appear, F is required. */
 static uint8_t check_jog(const gc_block_t *b)
 {
-    if (b->motion != 0xFF || b->tlo != TLO_UNSET || b->coord_select != 0xFF || b->m280 ||
+    if (b->motion != 0xFF || b->tlo != TLO_UNSET || b->coord_select != 0xFF || b->m280 || b->flow != FLOW_NONE ||
+        b->noop ||
         !(b->nonmodal == GC_NONE || b->nonmodal == GC_MACHINE_COORDS)) {
         return STATUS_INVALID_JOG_COMMAND;
     }
@@ -279,6 +307,7 @@ uint8_t gc_parse_line(const char *line, gc_block_t *b, uint8_t jog)
     memset(b, 0, sizeof(*b));
     b->motion = 0xFF;
     b->coord_select = 0xFF;
+    b->flow = FLOW_NONE;
     b->jog = jog;
     parser_t p = {b, AXIS_CMD_NONE};
     uint8_t i = 0;
@@ -461,6 +490,8 @@ static uint8_t plan_line(const gc_block_t *b, plan_t *pl)
 {
     memset(pl, 0, sizeof(*pl));
     uint8_t s = load_frame(b, pl);
+    /* G80 in force: no axis words at all, not even for G10, G28, G92 or G43.1 (GRBL's strict rule) */
+    if (s == STATUS_OK && pl->motion == MOTION_NONE && (b->words & WORD_AXES)) s = STATUS_AXIS_WORDS_EXIST;
     if (s == STATUS_OK) s = plan_nonmodal(b, pl);
     if (s != STATUS_OK) return s;
     if (b->tlo == TLO_DYNAMIC) pl->frame.tlo = b->xyz[Z_AXIS];
@@ -515,6 +546,21 @@ static uint8_t run_moves(const plan_t *pl)
     return s;
 }
 
+/* M2 / M30, after the queued moves: G1, G90 and G54 again (G92, the tool offset and F stay, as GRBL 1.1 keeps
+ * them), overrides back to 100 %, [MSG:Pgm End]. */
+static uint8_t program_end(void)
+{
+    uint8_t status = mc_sync();
+    if (status != STATUS_OK) return status;
+    gc.motion = MOTION_LINEAR;
+    gc.relative = 0;
+    gc.coord_select = 0;
+    gc.wco_changed = 1;
+    if (!coords_read(0, gc.coord_system)) return STATUS_SETTING_READ_FAIL;
+    mc_program_end();
+    return STATUS_OK;
+}
+
 uint8_t gc_execute_line(const char *line)
 {
     gc_block_t b;
@@ -526,12 +572,16 @@ uint8_t gc_execute_line(const char *line)
     }
     apply_modes(&b, &pl);
     if (b.nonmodal == GC_DWELL) {
-        return mc_dwell(b.p);
+        status = mc_dwell(b.p);
+    } else if (b.m280) {
+        status = mc_servo(b.s);
+    } else if (pl.moves) {
+        status = run_moves(&pl);
     }
-    if (b.m280) {
-        return mc_servo(b.s);
+    if (status != STATUS_OK || b.flow == FLOW_NONE || b.flow == 1) {
+        return status;   /* M1, the optional stop, is ignored as GRBL ignores it */
     }
-    return pl.moves ? run_moves(&pl) : STATUS_OK;
+    return b.flow == 0 ? mc_pause() : program_end();
 }
 
 uint8_t gc_execute_jog(const char *body)

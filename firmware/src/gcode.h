@@ -6,10 +6,19 @@
 #include "config.h"
 #include "status.h"
 
-enum { MOTION_SEEK = 0, MOTION_LINEAR = 1 };            /* G0, G1 */
+enum { MOTION_SEEK = 0, MOTION_LINEAR = 1, MOTION_NONE = 80 };   /* G0, G1, G80 */
 enum { DIST_UNSET = 0, DIST_ABSOLUTE, DIST_RELATIVE };  /* G90, G91 */
 enum { UNITS_UNSET = 0, UNITS_MM, UNITS_INCH };         /* G21, G20 (G20 only inside a jog) */
 enum { TLO_UNSET = 0, TLO_DYNAMIC, TLO_CANCEL };        /* G43.1, G49 */
+#define FLOW_NONE 0xFF                                  /* else the M number: 0, 1, 2 or 30 */
+/* Modal groups whose only mode is the one the stage is always in: accepted (once per line), as GRBL does for the
+ * safe-start lines of CAM programs ("G17 G40 G80 G90 G94", "M5 M9"). */
+#define NOOP_PLANE   (1u << 0)   /* G17 */
+#define NOOP_FEED    (1u << 1)   /* G94 */
+#define NOOP_CUTTER  (1u << 2)   /* G40 */
+#define NOOP_PATH    (1u << 3)   /* G61 */
+#define NOOP_SPINDLE (1u << 4)   /* M5 */
+#define NOOP_COOLANT (1u << 5)   /* M9 */
 /* The non-modal group (GRBL's group 0): at most one per line. */
 enum {
     GC_NONE = 0, GC_DWELL,          /* G4 */
@@ -40,6 +49,8 @@ typedef struct {
     uint8_t coord_select; /* 0..5 for G54..G59, 0xFF when absent */
     uint8_t tlo;          /* TLO_* */
     uint8_t m280;         /* 1 when the line has M280 */
+    uint8_t flow;         /* M0, M1, M2, M30: the M number, FLOW_NONE when absent */
+    uint8_t noop;         /* NOOP_* groups named */
     uint8_t jog;          /* parsed as the body of $J= */
     uint8_t words;        /* WORD_* present */
     float xyz[N_AXIS];
@@ -47,7 +58,7 @@ typedef struct {
 } gc_block_t;
 
 typedef struct {
-    uint8_t motion;       /* modal G0/G1 */
+    uint8_t motion;       /* modal G0/G1/G80 */
     uint8_t relative;     /* G91 active */
     uint8_t coord_select; /* 0..5: G54..G59 */
     uint8_t check;        /* $C check mode: parse and track, never move or store */

@@ -1,9 +1,13 @@
-/* motion.c: executes what a G-code block asks: queue moves and jogs, dwell after the queue drains, set the servo.
+/* motion.c: executes what a G-code block asks: queue moves and jogs, dwell after the queue drains, set the servo,
+ * pause (M0) and end a program (M2, M30).
  * Check mode ($C) stops here: the parser runs in full, nothing moves. */
+#include <avr/pgmspace.h>
 #include "gcode.h"
 #include "motion.h"
+#include "override.h"
 #include "planner.h"
 #include "protocol.h"
+#include "report.h"
 #include "servo.h"
 #include "status.h"
 #include "stepper.h"
@@ -61,4 +65,29 @@ uint8_t mc_servo(float degrees)
         servo_set(degrees);
     }
     return status;
+}
+
+uint8_t mc_sync(void)
+{
+    return sys.state == STATE_CHECK ? STATUS_OK : protocol_wait_idle();
+}
+
+uint8_t mc_pause(void)
+{
+    uint8_t status = mc_sync();
+    if (status != STATUS_OK || sys.state == STATE_CHECK) {
+        return status;
+    }
+    st_hold();   /* at rest already: the hold is complete at once (Hold:0), as GRBL's feed hold from Idle */
+    sys.state = STATE_HOLD;
+    return protocol_wait_idle();   /* '~' resumes (handle_hold_resume), a reset aborts the line */
+}
+
+void mc_program_end(void)
+{
+    ovr_reset(&sys.ovr);   /* GRBL 1.1's RESTORE_OVERRIDES_AFTER_PROGRAM_END, on by default */
+    plan_set_overrides(sys.ovr.feed, sys.ovr.rapid);
+    st_update_overrides();
+    sys.report_ovr = 0;   /* the next status report carries Ov: */
+    report_message_P(PSTR("Pgm End"));
 }

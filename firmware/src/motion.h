@@ -1,4 +1,4 @@
-/* motion.h: what an executed G-code block asks of the machine (queued moves, jogs, dwell, servo). */
+/* motion.h: what an executed G-code block asks of the machine (queued moves, jogs, dwell, servo, program flow). */
 #ifndef MOTION_H
 #define MOTION_H
 #include <stdint.h>
@@ -15,5 +15,12 @@ uint8_t mc_jog(const int32_t target[N_AXIS], float feed_mm_min);
 uint8_t mc_dwell(float seconds);
 /* Wait for queued moves to finish, then set the focus servo to `degrees` (0..180). */
 uint8_t mc_servo(float degrees);
+
+/* M0: wait for queued moves to finish, then hold (Hold:0) until the cycle start '~'. */
+uint8_t mc_pause(void);
+/* Wait for queued moves to finish (nothing to wait for in check mode). */
+uint8_t mc_sync(void);
+/* M2 / M30, machine side, once the parser has reset its modes: overrides back to 100 %, [MSG:Pgm End]. */
+void mc_program_end(void);
 
 #endif

@@ -58,6 +58,23 @@ uint8_t mc_servo(float degrees)
     return STATUS_OK;
 }
 
+uint8_t mc_sync(void)
+{
+    motion_log.syncs++;
+    return STATUS_OK;
+}
+
+uint8_t mc_pause(void)
+{
+    motion_log.pauses++;
+    return STATUS_OK;
+}
+
+void mc_program_end(void)
+{
+    motion_log.program_ends++;
+}
+
 void host_reset(void)
 {
     memset(fake_eeprom, 0xFF, sizeof(fake_eeprom));

@@ -6,7 +6,7 @@
 #include "nvm.h"
 
 typedef struct {
-    int lines, dwells, servos, jogs;
+    int lines, dwells, servos, jogs, syncs, pauses, program_ends;
     int32_t last_target[N_AXIS];
     float last_feed, last_dwell_s, last_servo_deg;
     uint8_t last_rapid;

@@ -70,6 +70,7 @@ static void test_error_codes(void)
     CHECK_EQ(parse("M280P0"), STATUS_VALUE_WORD_MISSING);
     CHECK_EQ(parse("M280P1S90"), STATUS_UNSUPPORTED_COMMAND);
     CHECK_EQ(parse("M280P0.5S90"), STATUS_COMMAND_VALUE_NOT_INTEGER);
+    CHECK_EQ(parse("M280.5P0S90"), STATUS_COMMAND_VALUE_NOT_INTEGER);
     CHECK_EQ(parse("M280P0S181"), STATUS_INVALID_TARGET);
     CHECK_EQ(parse("M280P0S-1"), STATUS_INVALID_TARGET);
     CHECK_EQ(parse("M280P0S90X1"), STATUS_AXIS_COMMAND_CONFLICT);
@@ -139,6 +140,75 @@ static void test_dwell_and_servo(void)
     CHECK_EQ(motion_log.lines, 0);
 }
 
+/* The safe-start lines CAM programs open with, and M1: accepted, nothing moves, each group once per line. */
+static void test_single_mode_groups(void)
+{
+    host_reset();
+    CHECK_EQ(gc_execute_line("G17G21G40G49G61G90G94"), STATUS_OK);
+    CHECK_EQ(gc_execute_line("M5M9"), STATUS_OK);
+    CHECK_EQ(gc_execute_line("M1"), STATUS_OK);
+    CHECK_EQ(motion_log.lines + motion_log.pauses + motion_log.program_ends, 0);
+    CHECK_EQ(parse("G17G17"), STATUS_MODAL_GROUP_VIOLATION);
+    CHECK_EQ(parse("G40G40"), STATUS_MODAL_GROUP_VIOLATION);
+    CHECK_EQ(parse("M5M5"), STATUS_MODAL_GROUP_VIOLATION);
+    CHECK_EQ(parse("M0M2"), STATUS_MODAL_GROUP_VIOLATION);
+    CHECK_EQ(parse("G61.1"), STATUS_UNSUPPORTED_COMMAND);   /* GRBL: only G61 */
+    CHECK_EQ(parse("G40.5"), STATUS_COMMAND_VALUE_NOT_INTEGER);
+    CHECK_EQ(parse("M2.5"), STATUS_COMMAND_VALUE_NOT_INTEGER);
+    CHECK_EQ(parse("M4"), STATUS_UNSUPPORTED_COMMAND);
+    CHECK_EQ(parse("M7"), STATUS_UNSUPPORTED_COMMAND);
+    CHECK_EQ(parse("M8"), STATUS_UNSUPPORTED_COMMAND);
+    CHECK_EQ(parse("M1000"), STATUS_UNSUPPORTED_COMMAND);
+    CHECK_EQ(gc_parse_line("G91G40X1F10", &(gc_block_t){0}, 1), STATUS_INVALID_JOG_COMMAND);
+    CHECK_EQ(gc_parse_line("G91X1F10M5", &(gc_block_t){0}, 1), STATUS_INVALID_JOG_COMMAND);
+    CHECK_EQ(gc_parse_line("G91X1F10M30", &(gc_block_t){0}, 1), STATUS_INVALID_JOG_COMMAND);
+}
+
+/* G80 cancels the motion mode: axis words are refused until G0 or G1 (GRBL's error:31), even G92's. */
+static void test_motion_cancel(void)
+{
+    host_reset();
+    CHECK_EQ(gc_execute_line("G80"), STATUS_OK);
+    CHECK_EQ(gc.motion, MOTION_NONE);
+    CHECK_EQ(gc_execute_line("X1"), STATUS_AXIS_WORDS_EXIST);
+    CHECK_EQ(gc_execute_line("G92X0"), STATUS_AXIS_WORDS_EXIST);
+    CHECK_EQ(gc_execute_line("G0G80X1"), STATUS_MODAL_GROUP_VIOLATION);
+    CHECK_EQ(gc_execute_line("G80X1"), STATUS_AXIS_WORDS_EXIST);
+    CHECK_EQ(motion_log.lines, 0);
+    CHECK_EQ(gc_execute_line("G28"), STATUS_OK);      /* no axis words: to the stored position, mode kept */
+    CHECK_EQ(gc.motion, MOTION_NONE);
+    CHECK_EQ(gc_execute_line("G1X1F100"), STATUS_OK);
+    CHECK_EQ(motion_log.last_target[0], 400);
+}
+
+/* M2 / M30 after the moves: G1 G90 G54 again, G92 and F kept; M0 pauses; check mode parses them as GRBL. */
+static void test_program_flow(void)
+{
+    host_reset();
+    CHECK_EQ(gc_execute_line("G10L2P2X5"), STATUS_OK);
+    CHECK_EQ(gc_execute_line("G55G91G0X1"), STATUS_OK);
+    CHECK_EQ(gc_execute_line("G92X0F300"), STATUS_OK);
+    CHECK_EQ(gc_execute_line("G1X1M0"), STATUS_OK);   /* the move is queued first, then the pause */
+    CHECK_EQ(motion_log.lines, 2);
+    CHECK_EQ(motion_log.pauses, 1);
+    float g92 = gc.g92[0];
+    CHECK_EQ(gc_execute_line("M30"), STATUS_OK);
+    CHECK_EQ(motion_log.syncs, 1);
+    CHECK_EQ(motion_log.program_ends, 1);
+    CHECK_EQ(gc.motion, MOTION_LINEAR);
+    CHECK(!gc.relative);
+    CHECK_EQ(gc.coord_select, 0);
+    CHECK_NEAR(gc.coord_system[0], 0.0, 0);
+    CHECK_NEAR(gc.g92[0], g92, 0);
+    CHECK_NEAR(gc.feed, 300.0, 0);
+    CHECK_EQ(gc_execute_line("G0G55X1M2"), STATUS_OK);   /* the move in G55, then the end */
+    CHECK_EQ(motion_log.last_target[0], (int32_t)((1.0f + 5.0f + g92) * 400.0f + 0.5f));
+    CHECK_EQ(gc.coord_select, 0);
+    CHECK_EQ(motion_log.program_ends, 2);
+    CHECK_EQ(gc_execute_line("G0X200M2"), STATUS_TRAVEL_EXCEEDED);   /* a refused line ends nothing */
+    CHECK_EQ(motion_log.program_ends, 2);
+}
+
 int main(void)
 {
     RUN(test_read_float);
@@ -147,5 +217,8 @@ int main(void)
     RUN(test_feed_rules);
     RUN(test_soft_limits_refuse_without_side_effects);
     RUN(test_dwell_and_servo);
+    RUN(test_single_mode_groups);
+    RUN(test_motion_cancel);
+    RUN(test_program_flow);
     return HARNESS_RESULT();
 }

@@ -1,5 +1,6 @@
 """GRBL 1.1 host compatibility of the firmware in simavr, raw protocol: real-time bytes and overrides, jogging,
-work coordinates and $#, $G, $C, $N, G43.1/G49, the move-length bound, and the runner across a watchdog reset.
+work coordinates and $#, $G, $C, $N, G43.1/G49, program flow (M0, M2, M30) and the safe-start lines of CAM
+programs (G40, G61, G80, M5, M9), the move-length bound, and the runner across a watchdog reset.
 
 Exact step counts come from the simavr runner (``SimavrBoard.step_counts``), never from the firmware's own report.
 """
@@ -347,6 +348,54 @@ def test_parser_state_complete(unlocked):
     for line in ("G1F250", "G91", "G57"):
         assert unlocked.command(line)[0] == "ok"
     assert parser_state(unlocked) == "[GC:G1 G57 G17 G21 G91 G94 M5 M9 T0 F250 S0]"
+
+
+# -- program flow and the single-mode groups of CAM programs ---------------------------------------------------
+
+
+def test_safe_start_lines_are_accepted_and_g80_refuses_axis_words(board, unlocked):
+    for line in ("G17 G21 G40 G49 G80 G90 G94", "M5 M9", "M1", "G61"):
+        assert unlocked.command(line)[0] == "ok", line
+    assert parser_state(unlocked).startswith("[GC:G80 G54 ")
+    assert unlocked.command("X1")[0] == "error:31"           # G80 in force: GRBL's "axis words exist"
+    assert unlocked.command("G92X0")[0] == "error:31"
+    assert unlocked.command("M3S1000")[0] == "error:20"      # no spindle to switch on
+    assert unlocked.command("M8")[0] == "error:20"
+    assert unlocked.command("G40G40")[0] == "error:21"
+    time.sleep(0.2)
+    assert board.pulse_counts() == (0, 0, 0)
+    assert unlocked.command("G0X1")[0] == "ok"
+    unlocked.wait_idle()
+    assert board.pulse_counts()[0] == 400
+
+
+def test_program_end_waits_for_the_moves_then_resets_the_modes(board, unlocked):
+    assert unlocked.command("G10L2P2X1")[0] == "ok"
+    assert unlocked.command("G55G91G1X1F300")[0] == "ok"      # 1 mm at 5 mm/s: still moving when M30 arrives
+    send_realtime(unlocked, board, b"\x91")                   # feed override +10 %
+    reply, lines = unlocked.command("M30", timeout_s=10.0)
+    assert (reply, lines) == ("ok", ["[MSG:Pgm End]"])
+    assert board.step_counts()[0] == 400                      # answered only once the move was done
+    assert status(unlocked).group(1) == "Idle"
+    assert parser_state(unlocked) == "[GC:G1 G54 G17 G21 G90 G94 M5 M9 T0 F300 S0]"
+    assert overrides(unlocked) == ("100", "100", "100")
+
+
+def test_m0_holds_until_cycle_start(board, unlocked):
+    unlocked.write(b"G1X1F600\nM0\n")
+    assert unlocked.reply()[0] == "ok"                        # the move's line
+    end = time.monotonic() + 10.0
+    while status(unlocked).group(1) != "Hold:0":
+        assert time.monotonic() < end, "no Hold:0 after M0"
+    assert board.step_counts()[0] == 400                      # held at rest after the move
+    with pytest.raises(AssertionError, match="no ok/error"):
+        unlocked.reply(timeout_s=0.5)                         # M0's ok waits for the cycle start
+    send_realtime(unlocked, board, b"~")
+    assert unlocked.reply()[0] == "ok"
+    assert status(unlocked).group(1) == "Idle"
+    assert unlocked.command("G0X0")[0] == "ok"                # and the stage moves again
+    unlocked.wait_idle()
+    assert board.step_counts()[0] == 0
 
 
 # -- check mode, startup lines ---------------------------------------------------------------------------------

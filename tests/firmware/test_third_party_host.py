@@ -1,6 +1,7 @@
 """A GRBL host library nobody here wrote, from PyPI (``grbl-link``), drives the firmware in simavr through its own
-public API: connect, read the settings, home, stream a program, jog (and cancel a jog), zero a work offset,
-hold and resume, soft reset, unlock. Every move is checked in exact step counts from the simavr runner.
+public API: connect, read the settings, home, stream a program (CAM safe-start lines and M30 included), jog (and
+cancel a jog), zero a work offset, hold and resume, soft reset, unlock. Every move is checked in exact step counts
+from the simavr runner.
 
 grbl-link's ``Grbl`` object owns the serial port and a reader/sender thread; lines go through ``send`` (one at a
 time, the next after the previous ``ok``: its ``SimpleProtocol``), real-time bytes (``!``, ``~``, 0x18, 0x85)
@@ -103,10 +104,12 @@ def test_grbl_link_drives_the_firmware(board, host):
     host.stream(["$H"])
     zero = board.step_counts()
     assert zero[:2] == (-800 + 400, -400 + 400)
-    # stream a program
-    host.stream(["G90 G21", "G1 X2 Y1 F600", "G1 X3", "G0 X0.5 Y0.25", "G91 G1 X1 Y0.25 F300", "G90"])
-    host.wait_mode("Idle")
+    # stream a program as CAM tools write one: safe-start lines, moves, M30 (its message once the moves are done)
+    host.stream(["G90 G94 G17 G21 G40 G49 G80", "M5 M9", "G1 X2 Y1 F600", "G1 X3", "G0 X0.5 Y0.25",
+                 "G91 G1 X1 Y0.25 F300", "M30"])
     assert steps_from(board, zero) == (600, 200, 0)
+    assert any(isinstance(m, FeedbackMessage) and m.feedback == "Pgm End" for m in host.messages)
+    host.wait_mode("Idle")
     # jog, relative and absolute, with the library's jog API; the modal G90 is untouched
     assert isinstance(host.acknowledged(lambda: grbl.jog(600, x=1.0, y=-0.5)), OKMessage)
     host.wait_mode("Idle")
