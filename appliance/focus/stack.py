@@ -70,7 +70,8 @@ def symmetry_focus(planes: np.ndarray, z_um: Sequence[float], width_scale: float
     its half-widths stretched by ``width_scale`` for another objective) on the stack's planes, each scored whole
     (a stack is cut to its structure). A stack spans its autofocus's z ± its range on even steps, so its curve
     has both wings where the search's six to eight frames often have one; None when it is too short for the
-    reading (under ``SYMMETRY_MIN_HALF_WIDTH_UM`` either side, or under five planes).
+    reading (under ``SYMMETRY_MIN_HALF_WIDTH_UM`` either side, or under five distinct z). Planes at one z (a focus
+    drive coarser than the stack's step) count as one, their scores averaged.
 
     Raises
     ------
@@ -82,9 +83,13 @@ def symmetry_focus(planes: np.ndarray, z_um: Sequence[float], width_scale: float
     if planes.shape[0] < 5:
         return None
     z = np.asarray(z_um, dtype=np.float64)
-    order = np.argsort(z, kind="stable")
-    v = np.array([biharmonic_variance(planes[i]) for i in order], dtype=np.float64)
-    return symmetry_centre(z[order], v, width_scale * SYMMETRY_HALF_WIDTH_UM, width_scale * SYMMETRY_MIN_HALF_WIDTH_UM)
+    scores = np.array([biharmonic_variance(planes[i]) for i in range(z.size)], dtype=np.float64)
+    # planes the focus drive could not separate (a step coarser than the stack's) are one plane: their mean
+    zu, which = np.unique(z, return_inverse=True)
+    v = np.bincount(which, weights=scores) / np.bincount(which)
+    if zu.size < 5:
+        return None
+    return symmetry_centre(zu, v, width_scale * SYMMETRY_HALF_WIDTH_UM, width_scale * SYMMETRY_MIN_HALF_WIDTH_UM)
 
 
 def write_ome_stack(path: str | os.PathLike[str], stack: np.ndarray, z_um: Sequence[float],

@@ -130,6 +130,9 @@ TYPE_VIEW_RANGE_UM = 2.0
 #: (:meth:`ScanRunner._mosaic_type`) when that names it this surely; below, the vote of its pieces stands.
 MOSAIC_MIN_TYPE = 0.5
 MAX_CENTRING_MOVES = 2
+#: Two stack planes whose reported z lie closer than this (µm) are one plane: the focus drive could not move between
+#: them (``ScanRunner._stack_plane``). Far below any drive's step (the Z stepper's 1/32 µm), above float noise.
+SAME_PLANE_UM = 1e-3
 
 
 class ScanState(enum.Enum):
@@ -1115,12 +1118,19 @@ class ScanRunner:
         return replace(det, cls=cls, confidence=at_focus[cls]), *rounded
 
     def _stack_plane(self, focus_z_um: float, offset_um: float, taken: dict[float, Frame]) -> None:
-        """Capture the stack's plane ``offset_um`` from focus into ``taken``; none beyond the focus travel."""
+        """Capture the stack's plane ``offset_um`` from focus into ``taken``; none beyond the focus travel.
+
+        A focus drive coarser than the stack's step (stock GRBL's 250 steps/mm on a 1 mm screw: 4 µm a step)
+        lands two planes on one z: the second is left out, so the stack's z rise strictly, as every reading of
+        it needs (a repeated z stopped a scan on stock GRBL, ``CubicSpline``'s "x must be strictly increasing").
+        """
         if offset_um in taken:
             return
         try:
-            self.stage.focus_to_um(focus_z_um + offset_um)
+            z = self.stage.focus_to_um(focus_z_um + offset_um).z_um
         except StageLimitError:  # a focus near an end of the travel: the stack stops there
+            return
+        if any(abs(f.position.z_um - z) < SAME_PLANE_UM for f in taken.values()):
             return
         taken[offset_um] = self.camera.capture()
 

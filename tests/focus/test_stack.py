@@ -84,6 +84,17 @@ def test_a_stacks_symmetry_reading_finds_the_centre_between_both_wings() -> None
     assert symmetry_focus(_lobed_stack(rev, 101.3), rev) == pytest.approx(101.3, abs=0.3)
 
 
+def test_planes_a_coarse_focus_drive_landed_on_one_z_count_as_one() -> None:
+    """A stock GRBL Z at 250 steps/mm moves in 4 um: a 2 um stack repeats every other z (a scan stopped on it)."""
+    from appliance.focus.stack import symmetry_focus
+
+    target = np.arange(84.0, 116.01, 2.0)
+    landed = np.floor(target / 4.0) * 4.0  # 84, 84, 88, 88, ...
+    got = symmetry_focus(_lobed_stack(landed, 101.3), landed)
+    assert got == pytest.approx(101.3, abs=1.0)
+    assert symmetry_focus(_lobed_stack(landed[:8], 95.0), landed[:8]) is None  # 8 planes, 4 distinct z
+
+
 def test_a_stack_too_short_for_the_reading_gives_none_and_a_bad_one_is_refused() -> None:
     from appliance.focus.stack import symmetry_focus
 

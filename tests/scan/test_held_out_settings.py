@@ -6,11 +6,13 @@ Each test is a setting that broke the scan before its fix: the real autofocus an
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+import tifffile
 
 from appliance.focus.reference import reference_heights
 from appliance.results.store import ResultStore
@@ -208,3 +210,17 @@ def test_a_sparse_slide_at_40x_calibrates_on_a_search_spread_over_the_area() -> 
         cal = calibrate(scope.stage, scope.camera, step_um=step, search=CALIBRATION_PLACES - 1, search_step_um=spacing)
     s = scope.camera.um_per_px
     np.testing.assert_allclose(cal.m, [[s, 0], [0, s]], atol=0.01 * s)
+
+
+def test_a_focus_drive_coarser_than_the_stack_step_scans_to_the_end(tmp_path: Path) -> None:
+    # Stock GRBL's default 250 steps/mm on a Z screw of 1 mm: 4 um a step. The stack's planes 2 um apart landed on
+    # one z and the stack's reading stopped the scan ("x must be strictly increasing", in simavr and here).
+    out, scope = _scan(tmp_path, 2801, {}, sets={"stage": {"z_mode": "stepper", "z_steps_per_um": 0.25}})
+    assert out.status.reason is FinishReason.COMPLETED, out.status.error
+    assert out.summary["recall"] == 1.0, out.summary
+    stacks = sorted((tmp_path / "scan").rglob("*.ome.tif"))
+    assert stacks
+    for path in stacks:
+        with tifffile.TiffFile(path) as tif:
+            zs = [float(v) for v in re.findall(r'PositionZ="([-0-9.e]+)"', tif.ome_metadata or "")]
+        assert zs and all(b > a for a, b in zip(zs, zs[1:], strict=False)), (path.name, zs)
