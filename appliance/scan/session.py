@@ -136,8 +136,11 @@ def run_scan(stage: Stage, camera: Camera, vision: Vision, focuser: Focuser, foc
         grid = make_grid(plan.grid, area_um, cal.fov_um)
         if old is None:
             snapshot = {"plan": plan.to_mapping(), "calibration": cal.to_mapping(), "area_um": list(area_um),
-                        "grid": {"rows": grid.rows, "columns": grid.columns}, **dict(config or {})}
+                        "grid": {"rows": grid.rows, "columns": grid.columns},
+                        "focus_drive": focus_drive(stage, focuser), **dict(config or {})}
             scan_id = store.create_scan(plan.name, out_dir, snapshot, grid.n_fields)
+            for w in focus_step_warnings(snapshot["focus_drive"]):
+                _log.warning("scan %s: %s", scan_id, w)
         meta = folder.root / "scan.json"
         if old is None or not meta.is_file():  # on resume too, if a cut came between the row and the file
             info = {"scan_id": scan_id, "db": str(Path(db_path).resolve()), "calibration_s": cal_s}
@@ -439,6 +442,34 @@ def focus_warnings(structures: int, focus_ok: int) -> list[str]:
             "too faint to focus on); their z, stacks and heights are estimates"]
 
 
+#: A scan warns when its focus drive's step exceeds this share of the objective's depth of field: every focus is
+#: then off by up to half a step, a quarter of the depth of field or more. The servo's whole degree (1 µm) passes up
+#: to 20x / NA 0.4 (depth of field 4.1 µm); stock GRBL's Z (250 steps/mm, 4 µm) warns at 10x / NA 0.25 (11 µm),
+#: where a scan on it recorded its prints 2.4 µm from focus (median; 0 of 2 within 1 µm, simavr, session 28).
+FOCUS_STEP_WARNING_DOF_SHARE = 0.25
+
+
+def focus_drive(stage: Stage, focuser: Focuser) -> dict[str, float | None]:
+    """What the scan's config records of its focus drive: its step and the objective's depth of field, µm."""
+    def positive(v: object) -> float | None:
+        ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
+        return float(v) if ok else None  # type: ignore[arg-type]
+
+    return {"step_um": positive(getattr(stage, "focus_step_um", None)),
+            "depth_of_field_um": positive(getattr(focuser, "depth_of_field_um", None))}
+
+
+def focus_step_warnings(drive: Mapping[str, Any] | None) -> list[str]:
+    """A warning when the focus drive moves in steps too coarse for the objective (empty otherwise or unknown)."""
+    step = (drive or {}).get("step_um")
+    dof = (drive or {}).get("depth_of_field_um")
+    if step is None or dof is None or step <= FOCUS_STEP_WARNING_DOF_SHARE * dof:
+        return []
+    return [f"the focus drive moves in {step:.2g} um steps, more than a quarter of the objective's {dof:.2g} um depth "
+            f"of field: every focus may be off by up to {step / 2:.2g} um (a Z stepper: more steps per mm, GRBL's "
+            "$102; a servo: a finer gearing or resolution)"]
+
+
 def summarise(store: ResultStore, scan_id: int, area_um: tuple[float, float, float, float],
               truth: Mapping[str, Any] | None) -> dict[str, Any]:
     """Counts, timings and (with ``truth``) the scores of a scan, as ``summary.json`` holds them."""
@@ -467,7 +498,8 @@ def summarise(store: ResultStore, scan_id: int, area_um: tuple[float, float, flo
     out["wall_time_s_by_step"] = {k: round(v, 3) for k, v in sorted(steps.items(), key=lambda kv: -kv[1])}
     structures = [o for o in objs if o.kind == "structure"]
     out["structures_focus_ok"] = sum(not o.focus_unsure for o in structures)
-    out["warnings"] = focus_warnings(len(structures), out["structures_focus_ok"])
+    out["warnings"] = (focus_step_warnings(scan.config.get("focus_drive"))
+                       + focus_warnings(len(structures), out["structures_focus_ok"]))
     if truth is not None:
         out.update(score(objs, truth, area_um))
     return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in out.items()}

@@ -357,6 +357,11 @@ class SimStage(Stage):
         return self._p
 
     @property
+    def focus_step_um(self) -> float:
+        """The focus drive's step, µm: a whole servo degree, or one Z motor step."""
+        return 1.0 / self._p.units_per_um()[2]
+
+    @property
     def clock(self) -> VirtualClock:
         """The shared virtual clock."""
         return self._clock

@@ -174,3 +174,28 @@ def test_focus_warnings_need_a_few_structures_and_fewer_than_half_of_them_focuse
     assert focus_warnings(8, 4) == [] and focus_warnings(8, 8) == []
     (w,) = focus_warnings(8, 3)
     assert w.startswith("the focus of 5 of 8 structures could not be trusted")
+
+
+def test_a_focus_step_coarse_against_the_depth_of_field_is_warned_of() -> None:
+    from appliance.hardware.stage.base import Stage
+    from appliance.scan.session import focus_drive, focus_step_warnings
+    from appliance.sim.clock import VirtualClock
+    from appliance.sim.stage import SimStage, SimStageParams
+
+    assert focus_step_warnings(None) == [] and focus_step_warnings({"step_um": None, "depth_of_field_um": 11.0}) == []
+    assert focus_step_warnings({"step_um": 1.0, "depth_of_field_um": 11.04}) == []   # the servo's degree at 10x
+    assert focus_step_warnings({"step_um": 1.0, "depth_of_field_um": 4.1}) == []     # ... and at 20x / NA 0.4
+    (w,) = focus_step_warnings({"step_um": 1.0, "depth_of_field_um": 1.5})         # ... not at 40x / NA 0.65
+    assert "1 um steps" in w and "1.5 um depth of field" in w and "up to 0.5 um" in w
+    (w,) = focus_step_warnings({"step_um": 4.0, "depth_of_field_um": 11.04})       # stock GRBL's Z at 10x
+    assert w.startswith("the focus drive moves in 4 um steps") and "$102" in w
+    stepper = SimStage(VirtualClock(), SimStageParams(z_mode="stepper", z_steps_per_um=0.25))
+    assert stepper.focus_step_um == pytest.approx(4.0)
+    assert SimStage(VirtualClock()).focus_step_um == pytest.approx(1.0)  # the servo, 1 um per degree
+
+    class Bare:
+        depth_of_field_um = 11.0
+
+    assert focus_drive(stepper, Bare()) == {"step_um": 4.0, "depth_of_field_um": 11.0}
+    assert Stage.focus_step_um.fget is not None and focus_drive(object(), object()) == {   # type: ignore[arg-type]
+        "step_um": None, "depth_of_field_um": None}

@@ -218,6 +218,7 @@ def test_a_focus_drive_coarser_than_the_stack_step_scans_to_the_end(tmp_path: Pa
     out, scope = _scan(tmp_path, 2801, {}, sets={"stage": {"z_mode": "stepper", "z_steps_per_um": 0.25}})
     assert out.status.reason is FinishReason.COMPLETED, out.status.error
     assert out.summary["recall"] == 1.0, out.summary
+    assert any(w.startswith("the focus drive moves in 4 um steps") for w in out.summary["warnings"]), out.summary
     stacks = sorted((tmp_path / "scan").rglob("*.ome.tif"))
     assert stacks
     for path in stacks:

@@ -28,6 +28,17 @@ def test_handshake_reads_version_and_settings_stock_board_means_stepper_focus(fa
     assert fake_grbl.received[:3] == ["", "$I", "$$"]  # never waits for a banner
 
 
+def test_focus_step_is_one_z_step_on_a_stepper_and_the_servo_resolution_on_a_servo(fake_grbl, stage_config):
+    stage = GrblStage(stage_config(fake_grbl.path))
+    assert stage.focus_step_um is None  # not open: nothing read from the board yet
+    with stage:
+        assert stage.focus_step_um == pytest.approx(4.0)  # stock $102=250 steps/mm
+    servo = GrblStage(stage_config(fake_grbl.path, focus="servo", um_per_servo_degree=0.5,
+                                   servo_resolution_deg=2.0))
+    with servo:
+        assert servo.focus_step_um == pytest.approx(1.0)
+
+
 def test_move_in_alarm_is_refused_until_homed(fake_grbl, stage_config):
     with GrblStage(stage_config(fake_grbl.path)) as stage:
         with pytest.raises(StageAlarm, match=r"error:9 \(G-code locked out"):

@@ -83,6 +83,14 @@ class Stage(abc.ABC):
     def focus_to_um(self, z: float) -> Position:
         """Move focus to ``z``, always finishing the approach from the same side to cancel backlash."""
 
+    @property
+    def focus_step_um(self) -> float | None:
+        """The smallest focus move the drive makes, µm (a servo's degree, a stepper's step); None when unknown.
+
+        A scan warns when it is coarse against the objective's depth of field (``appliance.scan.session``).
+        """
+        return None
+
     @abc.abstractmethod
     def home(self) -> Position:
         """Run the homing cycle and return the position afterwards."""

@@ -316,6 +316,16 @@ class GrblStage(Stage):
         self._moving = False
         self._homing = False
 
+    @property
+    def focus_step_um(self) -> float | None:
+        """The focus drive's step, µm: the servo's resolution, or one Z step (``$102``); None before ``open()``."""
+        if self._link is None:
+            return None
+        if self.focus_mode == "servo":
+            return self.config.um_per_servo_degree * self.config.servo_resolution_deg
+        steps_per_mm = self.board_settings.get(102, 0.0)
+        return 1000.0 / steps_per_mm if steps_per_mm > 0 else None
+
     # -- connection -----------------------------------------------------------------------------------
 
     @property
