@@ -54,6 +54,24 @@ def test_case01_soft_limit_alarm_then_status_is_the_alarm(fake_grbl, stage_confi
         assert time.monotonic() - t0 < 1.0
 
 
+def test_case01_a_board_another_host_left_in_alarm_2_is_reset_at_open(fake_grbl, stage_config):
+    # Stock GRBL after ALARM:2 answers nothing, not even '?', until a reset; a host that connects later never saw
+    # the alarm line (and a board without DTR auto-reset keeps the state across the reconnect). Found on GRBL
+    # 1.1h in simavr (docs/stage-driver.md): open() said "wrong port or baud?".
+    with homed(fake_grbl, stage_config) as stage:
+        with pytest.raises(SoftLimitAlarm):
+            stage.move_to_um(x=5000)
+        time.sleep(0.8)  # GRBL's "[MSG:Reset to continue]" comes 500 ms after the alarm: this host reads it
+        with pytest.raises(SoftLimitAlarm):
+            stage.position_um()
+    t0 = time.monotonic()
+    with GrblStage(stage_config(fake_grbl.path)) as stage:
+        assert stage.status().alarm  # reset: the position is kept, the board locked until homed or unlocked
+        stage.unlock()
+        assert stage.move_to_um(x=-10).x_um == -10
+    assert time.monotonic() - t0 < 6.0
+
+
 @pytest.mark.parametrize("alarm", ["limit", "soft"])
 def test_case02_stop_recovers_from_alarm_1_and_2(fake_grbl, stage_config, alarm):
     with homed(fake_grbl, stage_config, feed_xy_mm_per_min=300) as stage:

@@ -33,6 +33,8 @@ def test_focus_step_is_one_z_step_on_a_stepper_and_the_servo_resolution_on_a_ser
     assert stage.focus_step_um is None  # not open: nothing read from the board yet
     with stage:
         assert stage.focus_step_um == pytest.approx(4.0)  # stock $102=250 steps/mm
+        stage.sync_settings({102: 3200})
+        assert stage.focus_step_um == pytest.approx(1.0)  # 0.31 um steps, but lines and reports carry 1 um
     servo = GrblStage(stage_config(fake_grbl.path, focus="servo", um_per_servo_degree=0.5,
                                    servo_resolution_deg=2.0))
     with servo:

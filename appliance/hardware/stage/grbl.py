@@ -14,6 +14,7 @@ USB VID:PID), re-opens it and repeats the handshake, a bounded number of times. 
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
@@ -58,6 +59,11 @@ from appliance.hardware.stage.grbl_protocol import (
     parse_setting,
 )
 from appliance.hardware.stage.ports import find_port, parse_usb_id
+
+_log = logging.getLogger(__name__)
+
+#: What one G-code line or status report resolves, µm: millimetres to three decimals.
+LINE_RESOLUTION_UM = 1.0
 
 FocusMode = Literal["auto", "servo", "stepper"]
 _FOCUS_MODES = ("auto", "servo", "stepper")
@@ -318,13 +324,17 @@ class GrblStage(Stage):
 
     @property
     def focus_step_um(self) -> float | None:
-        """The focus drive's step, µm: the servo's resolution, or one Z step (``$102``); None before ``open()``."""
+        """The focus drive's step, µm: the servo's resolution, or one Z step (``$102``); None before ``open()``.
+
+        On the stepper never under 1 µm: G-code lines and status reports carry millimetres to three decimals
+        (``format_number``), so a finer Z step is neither commanded nor seen.
+        """
         if self._link is None:
             return None
         if self.focus_mode == "servo":
             return self.config.um_per_servo_degree * self.config.servo_resolution_deg
         steps_per_mm = self.board_settings.get(102, 0.0)
-        return 1000.0 / steps_per_mm if steps_per_mm > 0 else None
+        return max(1000.0 / steps_per_mm, LINE_RESOLUTION_UM) if steps_per_mm > 0 else None
 
     # -- connection -----------------------------------------------------------------------------------
 
@@ -418,8 +428,26 @@ class GrblStage(Stage):
                 last = exc
             except (StageTimeout, StageProtocolError) as exc:
                 last = exc
+        if self._reset_silent_board(last):
+            return self._update(link.query_status(cfg.reply_timeout_s))
         raise StageTimeout(f"no GRBL status report from {self.port} within {cfg.handshake_timeout_s:g} s "
                            f"(wrong port or baud {cfg.baud}? last problem: {last})")
+
+    def _reset_silent_board(self, last: Exception | None) -> bool:
+        """One soft reset for a board that answered no ``?`` at open; True when its banner came back.
+
+        Stock GRBL after ALARM:1/2 serves nothing until reset, and a host that connects later never saw the
+        alarm line (found on GRBL 1.1h in simavr: open() then blamed the port). The board keeps its position
+        and stays in Alarm after the reset, as GRBL does; a port with no GRBL on it answers the reset with
+        nothing either, and the caller's error stands.
+        """
+        _log.warning("%s answered no status query (%s): sending one soft reset (0x18), as stock GRBL needs after "
+                     "ALARM:1/2", self.port, last)
+        try:
+            self._reset_and_wait_banner()
+        except (StageTimeout, StageProtocolError):
+            return False
+        return True
 
     def _wait_until_still(self, report: StatusReport) -> StatusReport:
         """Wait (up to ``homing_timeout_s``) for motion another host left running to end; refuse a held board.
