@@ -283,10 +283,12 @@ class FieldFocus:
         if not out.ok and last is not None and abs(guess - last) > reach / 2:
             # the guess was the map's, far from the last focus found: look where focus last was
             out = self._field_search(p.x_um, p.y_um, last, span)
-        if not out.ok and not self._focus_found and FIND_SLIDE_RANGE_UM > reach:
+        if not out.ok and not self._focus_found and FIND_SLIDE_RANGE_UM > reach and self._lost_looks < LOST_LOOKS:
             # nothing found yet in this scan: the slide may be far from where the stage started. Only then,
             # and only after the usual search, the wide one (a flat curve of noise shows a "peak" somewhere
-            # in a range that wide more often: the cheap camera's frames showed one in 29 flat samples)
+            # in a range that wide more often: the cheap camera's frames showed one in 29 flat samples).
+            # Not after LOST_LOOKS fields searched that wide in vain: then the camera, not the slide's distance,
+            # is why (the cheap colour camera on a Z stepper: 9.4 s of stage a field, seed 2717)
             out = self._field_search(p.x_um, p.y_um, guess, max(span, FIND_SLIDE_RANGE_UM))
             w.wide_from = guess if out.ok else None
         if out.ok:

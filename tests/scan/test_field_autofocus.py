@@ -512,3 +512,17 @@ def test_a_failed_search_from_the_glass_leaves_the_field_at_its_view():
     r.autofocus_field(w)
     assert r.focuser.guesses == [110.0]
     assert w.focus_source == "autofocus-unsure" and w.z_um == 115.0 and r.stage.z == 115.0
+
+
+def test_the_wide_search_stops_after_so_many_fields_found_nothing_with_it():
+    # Until focus is found, a failed field search is followed by the wide one (a slide put in by hand). After
+    # LOST_LOOKS fields in vain the camera, not the slide's distance, is why: the cheap colour camera on a Z
+    # stepper paid 9.4 s of stage a field for it (seed 2717)
+    r, w = _runner(300.0, 110.0), _field(99.0)  # the glass beyond every range
+    r._focus_found = False
+    r.autofocus_field(w)
+    assert [round(g) for g in r.focuser.guesses] == [99, 110, 99]  # the usual, at the last focus, then the wide one
+    r._lost_looks = LOST_LOOKS
+    r.focuser.guesses.clear()
+    r.autofocus_field(_field(99.0))
+    assert [round(g) for g in r.focuser.guesses] == [99, 110]
