@@ -165,13 +165,39 @@ def run_lines(board, link: Link, lines: list[bytes], move_budget_s: float = 3.0)
     return stats
 
 
+#: An ``M0`` / ``M00`` word (not ``M05``, ``M0.5``): the program pause, answered only after the cycle start ``~``.
+PAUSE_WORD = re.compile(rb"M0+(?![0-9.])")
+
+
+def _through_pause(link: Link, line: bytes) -> str:
+    """Send a line with an ``M0`` word; return its reply.
+
+    A refused line (or an ``M0`` inside a comment) is answered at once. An accepted one holds the board
+    (``Hold:0``, docs/protocol.md) with no reply until ``~``: that is checked, then the ``~`` sent.
+    """
+    link.write(line + b"\n")
+    try:
+        return link.reply(timeout_s=2.0)[0]
+    except AssertionError:
+        pass
+    link.write(b"?")
+    state = link.expect_line(r"^<", 3.0)
+    assert state.startswith("<Hold:0|"), f"no reply and not held after M0: {state}"
+    link.write(b"~")
+    return link.reply(timeout_s=5.0)[0]
+
+
 def _one_line(board, link: Link, line: bytes, steps: tuple[int, int, int], mpos: tuple[str, ...],
               move_budget_s: float, stats: LineStats) -> tuple[tuple[int, int, int], tuple[str, ...]]:
     """Send one line and check it; return the step counts and MPos the next line starts from."""
     # G4 answers after its dwell (docs/protocol.md): a fuzzed `G4 P00101` is 101 s of simulated time, which
     # a loaded host may need well over 5 s of wall time to simulate
-    dwell = b"G4" in line.upper().replace(b" ", b"").replace(b"\t", b"")
-    reply, _ = link.command(line, timeout_s=600.0 if dwell else 5.0)
+    words = line.upper().replace(b" ", b"").replace(b"\t", b"")
+    dwell = b"G4" in words
+    if PAUSE_WORD.search(words):
+        reply = _through_pause(link, line)
+    else:
+        reply, _ = link.command(line, timeout_s=600.0 if dwell else 5.0)
     if reply == "ok":
         stats.ok += 1
         after, mpos = _settle(board, link, move_budget_s, stats)

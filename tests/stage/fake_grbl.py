@@ -47,6 +47,9 @@ other unknown M codes → ``error:20``                    ``gcode.c`` (``STATUS_
 ``[G30:..]``, ``[G92:..]``, ``[TLO:..]``, ``[PRB:..]``
 machine coordinates 0..-travel after homing to the      ``limits.c`` (homing toward +, ``$23=0``), soft limits
 positive end                                            checked against ``-$13x..0``
+a move ends on whole steps: the target in mm times      ``planner.c`` ``plan_buffer_line``: ``target_steps =
+``$10x``, rounded half away from zero (at the stock     lround(target[idx] * settings.steps_per_mm[idx])``;
+250 steps/mm Z moves 4 um at a time)                    ``MPos`` is ``sys_position / steps_per_mm``
 ======================================================  ========================================================
 
 Simplified, and said so: moves run at constant feed (no acceleration) and a feed hold stops at once
@@ -541,12 +544,20 @@ class FakeGrbl:
         delta = [d - p for d, p in zip(dest, self.mpos, strict=True)]
         dist = math.sqrt(sum(d * d for d in delta))
         if dist <= step:
-            self.mpos = list(dest)
+            self.mpos = self._on_steps(dest)
             self.queue.popleft()
             if not self.queue:
                 self.state = "Idle"
         else:
             self.mpos = [p + d * step / dist for p, d in zip(self.mpos, delta, strict=True)]
+
+    def _on_steps(self, dest: list[float]) -> list[float]:
+        """Where a move to ``dest`` (mm) ends: on the nearest whole step of each axis, as GRBL's planner rounds."""
+        out = []
+        for i, v in enumerate(dest):
+            spm = float(self.settings[100 + i])
+            out.append(math.copysign(math.floor(abs(v) * spm + 0.5), v) / spm if spm > 0 else v)
+        return out
 
     def _status(self) -> None:
         if self.status_override is not None:

@@ -68,7 +68,7 @@ def test_case01_a_board_another_host_left_in_alarm_2_is_reset_at_open(fake_grbl,
     with GrblStage(stage_config(fake_grbl.path)) as stage:
         assert stage.status().alarm  # reset: the position is kept, the board locked until homed or unlocked
         stage.unlock()
-        assert stage.move_to_um(x=-10).x_um == -10
+        assert stage.move_to_um(x=-12).x_um == -12  # on a 4 um step
     assert time.monotonic() - t0 < 6.0
 
 
@@ -88,7 +88,7 @@ def test_case02_stop_recovers_from_alarm_1_and_2(fake_grbl, stage_config, alarm)
         assert fake_grbl.resets_received == 1
         assert stage.status().alarm  # reset, and locked as GRBL wants: home or unlock next
         stage.unlock()
-        assert stage.move_to_um(x=-10).x_um == -10
+        assert stage.move_to_um(x=-12).x_um == -12  # on a 4 um step
 
 
 def test_case03_reset_right_after_the_alarm_is_not_lost(fake_grbl, stage_config):
@@ -266,7 +266,7 @@ def test_case11_noise_without_newline_is_drained_and_the_link_resynchronises(fak
         for _ in range(5):
             assert stage.pending_messages() == []
             assert stage.status().idle
-        assert stage.move_to_um(x=-10).x_um == -10
+        assert stage.move_to_um(x=-12).x_um == -12  # on a 4 um step
 
 
 def test_case12_a_message_flood_gives_a_bounded_error(fake_grbl, stage_config):

@@ -46,10 +46,12 @@ def test_move_in_alarm_is_refused_until_homed(fake_grbl, stage_config):
         with pytest.raises(StageAlarm, match=r"error:9 \(G-code locked out"):
             stage.move_to_um(x=-100)
         assert stage.home() == Position(0.0, 0.0, 0.0)
-        assert stage.move_to_um(x=-1500, y=-250) == Position(-1500.0, -250.0, 0.0)
-        assert stage.move_by_um(dx=700) == Position(-800.0, -250.0, 0.0)
-        assert stage.move_to_um(z=-30.4).z_um == pytest.approx(-30.0)  # GRBL lines carry 1 um
-        assert tuple(round(v, 3) for v in fake_grbl.mpos) == (-0.8, -0.25, -0.03)
+        assert stage.move_to_um(x=-1500, y=-248) == Position(-1500.0, -248.0, 0.0)
+        assert stage.move_by_um(dx=700) == Position(-800.0, -248.0, 0.0)
+        assert stage.move_to_um(y=-250).y_um == -252  # -62.5 steps of 4 um: GRBL rounds half away from zero
+        # GRBL lines carry 1 um (-0.030 mm), then the planner rounds to a whole step: -7.5 -> -8 steps of 4 um
+        assert stage.move_to_um(z=-30.4).z_um == pytest.approx(-32.0)
+        assert tuple(round(v, 3) for v in fake_grbl.mpos) == (-0.8, -0.252, -0.032)
 
 
 def test_soft_limit_on_stock_grbl_is_alarm_2(fake_grbl, stage_config):
@@ -61,7 +63,7 @@ def test_soft_limit_on_stock_grbl_is_alarm_2(fake_grbl, stage_config):
         assert fake_grbl.mpos == [0.0, 0.0, 0.0]
         stage.soft_reset()
         stage.home()
-        assert stage.move_to_um(x=-10).x_um == -10
+        assert stage.move_to_um(x=-12).x_um == -12  # on a 4 um step
 
 
 def test_limit_switch_during_move_raises_alarm(fake_grbl, stage_config):
@@ -88,7 +90,7 @@ def test_reset_mid_move_loses_position_until_homed(fake_grbl, stage_config):
         with pytest.raises(StageAlarm):
             stage.move_to_um(x=-10)
         stage.home()
-        assert stage.move_to_um(x=-10).x_um == -10
+        assert stage.move_to_um(x=-12).x_um == -12  # on a 4 um step
 
 
 def test_stop_from_a_completed_hold_keeps_the_position_without_alarm(fake_grbl, stage_config):
@@ -137,8 +139,8 @@ def test_stepper_focus_always_finishes_from_below(fake_grbl, stage_config):
         assert stage.focus_to_um(-120).z_um == -120  # downwards: overshoot below, come up
         assert fake_grbl.received[n:] == ["G17G21G90G94G54G1Z-0.17F600", "G17G21G90G94G54G1Z-0.12F600"]
         n = len(fake_grbl.received)
-        assert stage.focus_to_um(-110).z_um == -110  # upwards after an upward move: direct
-        assert fake_grbl.received[n:] == ["G17G21G90G94G54G1Z-0.11F600"]
+        assert stage.focus_to_um(-108).z_um == -108  # upwards after an upward move: direct
+        assert fake_grbl.received[n:] == ["G17G21G90G94G54G1Z-0.108F600"]
 
 
 def test_settings_sync_writes_only_differences_and_verifies(fake_grbl, stage_config):
@@ -200,7 +202,7 @@ def test_board_hangs_mid_session(fake_grbl, stage_config):
         with pytest.raises(StageTimeout, match="no status report"):
             stage.position_um()
         fake_grbl.silent = False
-        assert stage.move_to_um(x=-1).x_um == -1  # the link resynchronises
+        assert stage.move_to_um(x=-4).x_um == -4  # the link resynchronises
 
 
 def test_malformed_replies_are_protocol_errors_and_link_recovers(fake_grbl, stage_config):
@@ -214,7 +216,7 @@ def test_malformed_replies_are_protocol_errors_and_link_recovers(fake_grbl, stag
         with pytest.raises(StageProtocolError, match="non-numeric"):
             stage.position_um()
         fake_grbl.status_override = None
-        assert stage.move_to_um(x=-2).x_um == -2
+        assert stage.move_to_um(x=-4).x_um == -4
 
 
 def test_unexpected_reset_while_waiting_is_reported(fake_grbl, stage_config):

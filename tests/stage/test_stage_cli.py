@@ -38,10 +38,10 @@ def test_status_home_move_focus(capsys, fake_grbl):
     assert code == 1 and "error:9" in err
     code, out, _ = run(capsys, "move", *port, "--home", "--x", "-100", "--y", "-20")
     assert code == 0 and "x=-100.0 um  y=-20.0 um" in out
-    code, out, _ = run(capsys, "move", *port, "--relative", "--x", "-50")
-    assert code == 0 and "x=-150.0 um" in out
+    code, out, _ = run(capsys, "move", *port, "--relative", "--x", "-48")
+    assert code == 0 and "x=-148.0 um" in out
     code, out, _ = run(capsys, "focus", *port, "-25")
-    assert code == 0 and "z=-25.0 um (stepper focus)" in out
+    assert code == 0 and "z=-24.0 um (stepper focus)" in out  # stock GRBL's Z: 4 um a step
 
 
 def test_settings_list_and_set(capsys, fake_grbl):
