@@ -180,9 +180,14 @@ def _through_pause(link: Link, line: bytes) -> str:
         return link.reply(timeout_s=2.0)[0]
     except AssertionError:
         pass
-    link.write(b"?")
-    state = link.expect_line(r"^<", 3.0)
-    assert state.startswith("<Hold:0|"), f"no reply and not held after M0: {state}"
+    end = time.monotonic() + 10.0  # the line's own move, if any, runs first
+    while True:
+        link.write(b"?")
+        state = link.expect_line(r"^<", 3.0)
+        if state.startswith("<Hold:0|"):
+            break
+        assert state.startswith("<Run|") and time.monotonic() < end, f"no reply and not held after M0: {state}"
+        time.sleep(0.05)
     link.write(b"~")
     return link.reply(timeout_s=5.0)[0]
 

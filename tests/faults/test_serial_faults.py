@@ -49,8 +49,9 @@ def rig(request, stage_config):
 def _targets(kind: str, n: int, seed: int) -> list[float]:
     rng = random.Random(seed)
     sign = 1 if kind == "simavr" else -1
-    # multiples of 10 um: on the step grid of both boards (simavr 400 steps/mm), so a target is exact
-    return [sign * 10.0 * rng.randint(10, 300) for _ in range(n)]
+    # multiples of 20 um: on the step grid of both boards (simavr 400 steps/mm: 2.5 um; stock GRBL 250: 4 um),
+    # so a target is exact (GRBL's planner rounds a target to a whole step, and FakeGrbl does too)
+    return [sign * 20.0 * rng.randint(5, 150) for _ in range(n)]
 
 
 def _board_at(board, kind: str, stage: GrblStage, x_um: float) -> bool:
