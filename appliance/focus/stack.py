@@ -21,6 +21,10 @@ from appliance.hardware.stage.base import Stage
 
 #: Planes a stack may have (a 2592 x 1944 stack of 401 planes is 2 GB).
 MAX_PLANES = 401
+#: Two planes whose reported z lie closer than this (µm) are one plane: the focus drive could not move between them
+#: (a step coarser than the stack's: stock GRBL's 250 steps/mm Z moves 4 µm). Far below any drive's step (the Z
+#: stepper's 1/32 µm), above float noise. Every reading of a stack needs its z to rise strictly.
+SAME_PLANE_UM = 1e-3
 
 
 def range_planes_um(centre_um: float, range_um: float, step_um: float) -> list[float]:
@@ -53,12 +57,19 @@ def servo_planes_um(z_from_um: float, z_to_um: float, um_per_degree: float) -> l
 
 
 def capture_stack(stage: Stage, camera: Camera, planes_um: Sequence[float]) -> tuple[np.ndarray, list[float]]:
-    """Capture one frame per plane, in ascending z (each approach from below); returns (ZYX stack, z µm)."""
+    """Capture one frame per plane, in ascending z (each approach from below); returns (ZYX stack, z µm).
+
+    A plane the focus drive lands on a z already taken (``SAME_PLANE_UM``) is left out.
+    """
     if len(planes_um) == 0:
         raise ValueError("planes_um must hold at least one z")
-    images, zs = [], []
+    images: list[np.ndarray] = []
+    zs: list[float] = []
     for z in sorted(float(v) for v in planes_um):
-        zs.append(float(stage.focus_to_um(z).z_um))
+        reached = float(stage.focus_to_um(z).z_um)
+        if zs and abs(reached - zs[-1]) < SAME_PLANE_UM:
+            continue
+        zs.append(reached)
         images.append(camera.capture().image)
     return np.stack(images), zs
 
@@ -80,15 +91,12 @@ def symmetry_focus(planes: np.ndarray, z_um: Sequence[float], width_scale: float
     """
     if planes.ndim != 3 or len(z_um) != planes.shape[0]:
         raise ValueError(f"planes must be (Z, H, W) with one z per plane, got {planes.shape} and {len(z_um)} z")
-    if planes.shape[0] < 5:
-        return None
-    z = np.asarray(z_um, dtype=np.float64)
-    scores = np.array([biharmonic_variance(planes[i]) for i in range(z.size)], dtype=np.float64)
     # planes the focus drive could not separate (a step coarser than the stack's) are one plane: their mean
-    zu, which = np.unique(z, return_inverse=True)
-    v = np.bincount(which, weights=scores) / np.bincount(which)
+    zu, which = np.unique(np.asarray(z_um, dtype=np.float64), return_inverse=True)
     if zu.size < 5:
         return None
+    scores = np.array([biharmonic_variance(p) for p in planes], dtype=np.float64)
+    v = np.bincount(which, weights=scores) / np.bincount(which)
     return symmetry_centre(zu, v, width_scale * SYMMETRY_HALF_WIDTH_UM, width_scale * SYMMETRY_MIN_HALF_WIDTH_UM)
 
 

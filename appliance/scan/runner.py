@@ -53,6 +53,7 @@ from typing import Any, cast
 
 import numpy as np
 
+from appliance.focus.stack import SAME_PLANE_UM
 from appliance.hardware.camera.base import Camera, CameraError, Frame
 from appliance.hardware.stage.base import Stage, StageError, StageLimitError
 from appliance.results.files import ScanFolder
@@ -130,9 +131,6 @@ TYPE_VIEW_RANGE_UM = 2.0
 #: (:meth:`ScanRunner._mosaic_type`) when that names it this surely; below, the vote of its pieces stands.
 MOSAIC_MIN_TYPE = 0.5
 MAX_CENTRING_MOVES = 2
-#: Two stack planes whose reported z lie closer than this (µm) are one plane: the focus drive could not move between
-#: them (``ScanRunner._stack_plane``). Far below any drive's step (the Z stepper's 1/32 µm), above float noise.
-SAME_PLANE_UM = 1e-3
 
 
 class ScanState(enum.Enum):
@@ -1121,8 +1119,8 @@ class ScanRunner:
         """Capture the stack's plane ``offset_um`` from focus into ``taken``; none beyond the focus travel.
 
         A focus drive coarser than the stack's step (stock GRBL's 250 steps/mm on a 1 mm screw: 4 µm a step)
-        lands two planes on one z: the second is left out, so the stack's z rise strictly, as every reading of
-        it needs (a repeated z stopped a scan on stock GRBL, ``CubicSpline``'s "x must be strictly increasing").
+        lands two planes on one z (``SAME_PLANE_UM``): the second is left out, as ``capture_stack`` leaves it, so
+        the stack's z rise strictly (a repeated z stopped a scan on stock GRBL, "x must be strictly increasing").
         """
         if offset_um in taken:
             return

@@ -451,12 +451,14 @@ FOCUS_STEP_WARNING_DOF_SHARE = 0.25
 
 def focus_drive(stage: Stage, focuser: Focuser) -> dict[str, float | None]:
     """What the scan's config records of its focus drive: its step and the objective's depth of field, µm."""
-    def positive(v: object) -> float | None:
-        ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
-        return float(v) if ok else None  # type: ignore[arg-type]
+    return {"step_um": _positive_or_none(getattr(stage, "focus_step_um", None)),
+            "depth_of_field_um": _positive_or_none(getattr(focuser, "depth_of_field_um", None))}
 
-    return {"step_um": positive(getattr(stage, "focus_step_um", None)),
-            "depth_of_field_um": positive(getattr(focuser, "depth_of_field_um", None))}
+
+def _positive_or_none(v: object) -> float | None:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+        return None
+    return float(v)
 
 
 def focus_step_warnings(drive: Mapping[str, Any] | None) -> list[str]:

@@ -29,6 +29,16 @@ def test_servo_planes_are_whole_degrees() -> None:
     assert servo_planes_um(10.0, 14.0, 2.5) == [10.0, 12.5]
 
 
+def test_planes_the_drive_lands_on_one_z_are_captured_once(servo_scope: VirtualMicroscope) -> None:
+    # half-degree planes on a servo of whole degrees: every other one lands where the last did
+    obj = structures(servo_scope)[0]
+    centre_on(servo_scope, obj, obj.focus_z_um)
+    planes = range_planes_um(round(obj.focus_z_um), 4.0, 0.5)
+    stack, zs = capture_stack(servo_scope.stage, servo_scope.camera, planes)
+    assert len(planes) == 9 and len(zs) == len(stack) == 5
+    assert all(b - a >= 1.0 - 1e-9 for a, b in zip(zs, zs[1:], strict=False))
+
+
 @pytest.mark.parametrize("call, match", [
     (lambda: range_planes_um(100.0, 4.0, 0.0), "step_um"),
     (lambda: range_planes_um(100.0, -1.0, 1.0), "range_um"),
