@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from models.classifier.metrics import classifier_metrics, format_report
-from models.focusnet.metrics import focus_metrics
+from models.focusnet.metrics import focus_metrics, format_report as focus_report, sign_by_group
 
 
 def test_classifier_metrics_by_hand():
@@ -32,3 +32,20 @@ def test_focus_metrics_by_hand():
     assert m["by_band"]["1-2"]["n"] == 0 and m["by_band"]["2-3"]["sign_accuracy"] == 0.0
     with pytest.raises(ValueError, match="do not match"):
         focus_metrics(true, pred, probs[:3])
+
+
+def test_sign_by_type_splits_above_and_below_focus():
+    true = np.array([2.0, -2.0, 3.0, -3.0, 0.5, 11.0, 4.0])
+    pred = np.array([1.0, 1.0, 2.0, -2.0, -1.0, 9.0, -4.0])
+    groups = ["wall", "wall", "block", "block", "block", "block", "wall"]
+    m = sign_by_group(true, pred, groups)
+    # 0.5 µm is too close to focus and 11 µm outside the classes: neither counts.
+    assert m["block"] == {"n": 2, "sign_accuracy": 1.0, "sign_accuracy_above": 1.0, "sign_accuracy_below": 1.0}
+    assert m["wall"]["n"] == 3 and m["wall"]["sign_accuracy"] == pytest.approx(1 / 3)
+    assert m["wall"]["sign_accuracy_above"] == 0.5 and m["wall"]["sign_accuracy_below"] == 0.0
+    with pytest.raises(ValueError, match="same length"):
+        sign_by_group(true, pred, groups[:2])
+    probs = np.zeros((7, 41))
+    probs[:, 20] = 1.0
+    report = focus_report({**focus_metrics(true, pred, probs), "sign_by_type": m})
+    assert "wall:     3  0.333  0.500  0.000" in report
