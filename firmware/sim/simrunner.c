@@ -2,7 +2,10 @@
  * line protocol on stdin/stdout (see docs/firmware.md) to read step counts and the servo timer and to drive
  * the limit and button pins.
  *
- *   simrunner [--fast] [--eeprom FILE] FIRMWARE.elf
+ *   simrunner [--fast] [--eeprom FILE] [--pins grbl] FIRMWARE.elf
+ *
+ * --pins grbl wires the Y limit switch to D10 (PB2), where stock GRBL 1.1 reads it, instead of our D11 (PB3)
+ * (X D9 and Z D12 are the same on both), so stock GRBL's homing cycle can be run against the runner.
  *
  * First stdout line: "PTY /dev/pts/N". Then one reply line per command line read from stdin.
  * simavr's own chatter goes to stderr. Commands are executed by the simulation thread between instructions,
@@ -51,7 +54,7 @@
 /* Pin map, as firmware/src/cpu_map.h. */
 static const int step_pin[N_AXIS] = {2, 3, 4};   /* port D */
 static const int dir_pin[N_AXIS] = {5, 6, 7};    /* port D */
-static const int limit_pin[N_AXIS] = {1, 3, 4};  /* port B */
+static int limit_pin[N_AXIS] = {1, 3, 4};        /* port B; --pins grbl: {1, 2, 4} */
 #define BUTTON_PORT 'C'
 #define BUTTON_PIN 2
 
@@ -426,14 +429,18 @@ int main(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--fast") == 0) realtime = 0;
         else if (strcmp(argv[i], "--eeprom") == 0 && i + 1 < argc) eeprom_path = argv[++i];
+        else if (strcmp(argv[i], "--pins") == 0 && i + 1 < argc && strcmp(argv[i + 1], "grbl") == 0) {
+            limit_pin[1] = 2;   /* GRBL 1.1's cpu_map.h: Y_LIMIT_BIT 2 (D10) */
+            i++;
+        }
         else if (argv[i][0] != '-' && !elf) elf = argv[i];
         else {
-            fprintf(stderr, "usage: %s [--fast] [--eeprom FILE] FIRMWARE.elf\n", argv[0]);
+            fprintf(stderr, "usage: %s [--fast] [--eeprom FILE] [--pins grbl] FIRMWARE.elf\n", argv[0]);
             return 2;
         }
     }
     if (!elf) {
-        fprintf(stderr, "usage: %s [--fast] [--eeprom FILE] FIRMWARE.elf\n", argv[0]);
+        fprintf(stderr, "usage: %s [--fast] [--eeprom FILE] [--pins grbl] FIRMWARE.elf\n", argv[0]);
         return 2;
     }
     /* keep our stdout for replies; anything simavr prints goes to stderr */

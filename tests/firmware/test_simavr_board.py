@@ -85,3 +85,24 @@ def test_runner_protocol_errors(firmware_build):
             assert proc.wait(timeout=5) == 0
         finally:
             proc.kill()
+
+
+PINB = 0x23  # ATmega328P data-space address of the port B input register
+
+
+@pytest.mark.parametrize("pins", ["ours", "grbl"])
+def test_the_y_limit_switch_is_wired_where_the_firmware_reads_it(firmware_build, pins):
+    # our firmware reads Y on D11 (PB3); stock GRBL 1.1 on D10 (PB2), which our firmware drives as the servo's
+    # output, so with GRBL's wiring a Y switch leaves our PB3 alone; X on D9 (PB1) for both
+    with SimavrBoard(*firmware_build, realtime=False, pins=pins) as board:
+        rest = board.peek(PINB)
+        assert rest & (1 << 3) and rest & (1 << 1)
+        board.set_limit("y", True)
+        assert bool(board.peek(PINB) & (1 << 3)) == (pins == "grbl")
+        board.set_limit("x", True)
+        assert not board.peek(PINB) & (1 << 1)
+
+
+def test_pins_other_than_ours_or_grbl_are_refused(firmware_build):
+    with pytest.raises(ValueError, match="pins must be 'ours' or 'grbl', got 'ramps'"):
+        SimavrBoard(*firmware_build, pins="ramps")

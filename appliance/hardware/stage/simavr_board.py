@@ -86,6 +86,9 @@ class SimavrBoard:
     eeprom : Path, optional
         A file the EEPROM is loaded from at start (when it exists) and saved to at :meth:`stop`;
         without it the EEPROM starts blank (all 0xFF), so the firmware restores default settings.
+    pins : {"ours", "grbl"}
+        Where the limit switches are wired: this firmware's pins (default), or stock GRBL 1.1's (Y on D10
+        instead of D11), to run a stock GRBL build's homing cycle.
 
     Examples
     --------
@@ -93,7 +96,11 @@ class SimavrBoard:
     ...     port = serial.Serial(board.pty_path, 115200, timeout=1)
     """
 
-    def __init__(self, elf: Path, runner: Path, *, realtime: bool = True, eeprom: Path | None = None) -> None:
+    def __init__(self, elf: Path, runner: Path, *, realtime: bool = True, eeprom: Path | None = None,
+                 pins: str = "ours") -> None:
+        if pins not in ("ours", "grbl"):
+            raise ValueError(f"pins must be 'ours' or 'grbl', got {pins!r}")
+        self._pins = pins
         self._elf = Path(elf)
         self._runner = Path(runner)
         self._realtime = realtime
@@ -123,6 +130,8 @@ class SimavrBoard:
             args.append("--fast")
         if self._eeprom is not None:
             args += ["--eeprom", str(self._eeprom)]
+        if self._pins == "grbl":
+            args += ["--pins", "grbl"]
         args.append(str(self._elf))
         # stderr to a file: a pipe nobody reads could fill up and stall the simulation
         self._stderr = tempfile.TemporaryFile(mode="w+", prefix="simrunner-")
