@@ -41,8 +41,12 @@ def phase_proves_lens(sign: float | None, depth_of_field_um: float) -> bool:
     Only where it was measured to: up to ``LENS_PROOF_MAX_DOF`` times the tuned depth of field (at 10x no dust
     or bubble read converging; at 5x dust did).
     """
-    return (sign is not None and PHASE_SIGN.call(sign) == CONVERGING
-            and depth_of_field_um <= LENS_PROOF_MAX_DOF * TUNED_DEPTH_OF_FIELD_UM)
+    return sign is not None and PHASE_SIGN.call(sign) == CONVERGING and phase_can_prove_lens(depth_of_field_um)
+
+
+def phase_can_prove_lens(depth_of_field_um: float) -> bool:
+    """Whether this objective is one where a converging phase proves a lens (:func:`phase_proves_lens`)."""
+    return depth_of_field_um <= LENS_PROOF_MAX_DOF * TUNED_DEPTH_OF_FIELD_UM
 
 
 def may_show_a_print(dets: Sequence[Detection], size_px: tuple[int, int], um_per_px: float) -> bool:

@@ -64,11 +64,18 @@ class PhaseSignRule:
         mm², 10x, 20x, 5x, dim and bright lamp, the cheap camera; each object at its focus and 3 µm either
         side): micro-lenses up to 60 µm -0.02 to 1 (those the classifier disputes with debris 0.08 to 1,
         mostly 1), bubbles of 12 µm and more -1 to -0.32, dust clumps -0.01 to 0.11 (docs/scan.md).
+    min_step_um : float
+        The planes lie at least this far from focus, µm, > 0: the step the bounds were measured at at 10x
+        (0.4 of 11.04 µm). A narrow depth of field does not make the phase's signal any stronger per µm (it
+        grows with the distance from focus whatever the objective), so 0.4 of 4 µm at 20x / NA 0.4 read a
+        48 µm lens +0.15 where its focus was found 5 µm off, unclear, and +0.40 at 4.4 µm; bubbles -0.34 to
+        -1 and dust clumps 0.00-0.03 there either way (held-out seed 2906, focus ±5 µm off; docs/scan.md).
     """
 
     step_dof: float = 0.4
     min_converging: float = 0.2
     max_diverging: float = -0.2
+    min_step_um: float = 4.4
 
     def __post_init__(self) -> None:
         if not _number(self.step_dof) or not 0.0 < self.step_dof <= 2.0:
@@ -77,12 +84,14 @@ class PhaseSignRule:
             raise ValueError(f"min_converging must be a number in (0, 1], got {self.min_converging!r}")
         if not _number(self.max_diverging) or not -1.0 <= self.max_diverging < 0.0:
             raise ValueError(f"max_diverging must be a number in [-1, 0), got {self.max_diverging!r}")
+        if not _number(self.min_step_um) or not 0.0 < self.min_step_um < math.inf:
+            raise ValueError(f"min_step_um must be a number > 0, got {self.min_step_um!r}")
 
     def step_um(self, depth_of_field_um: float) -> float:
         """The distance of each plane from focus, µm, for an objective's depth of field (µm, > 0)."""
         if not _number(depth_of_field_um) or not 0.0 < depth_of_field_um < math.inf:
             raise ValueError(f"depth_of_field_um must be a number > 0, got {depth_of_field_um!r}")
-        return self.step_dof * float(depth_of_field_um)
+        return max(self.step_dof * float(depth_of_field_um), self.min_step_um)
 
     def call(self, sign: float) -> str:
         """``converging``, ``diverging`` or ``unclear`` for a :func:`phase_sign` value."""
