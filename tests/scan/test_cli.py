@@ -173,7 +173,18 @@ def test_focus_warnings_need_a_few_structures_and_fewer_than_half_of_them_focuse
     assert focus_warnings(0, 0) == [] and focus_warnings(2, 0) == []  # too few to say
     assert focus_warnings(8, 4) == [] and focus_warnings(8, 8) == []
     (w,) = focus_warnings(8, 3)
-    assert w.startswith("the focus of 5 of 8 structures could not be trusted")
+    assert w.startswith("the focus of 5 of 8 structures could not be trusted") and "camera that blurs" in w
+
+
+def test_foci_left_at_an_end_of_the_focus_travel_are_blamed_on_the_travel() -> None:
+    from appliance.scan.session import at_travel_end, focus_warnings
+
+    assert at_travel_end([90.0, 89.2, 88.0, 0.5, 45.0], (0.0, 90.0)) == 3 and at_travel_end([90.0], None) == 0
+    (w,) = focus_warnings(20, 0, 20, (0.0, 90.0))
+    assert w.startswith("the focus of 20 of 20 structures could not be trusted: 20 of them were searched up to an "
+                        "end of the focus travel (0 to 90 um)") and "camera" not in w
+    (w,) = focus_warnings(8, 3, 1, (0.0, 90.0))   # one of five at an end: the camera's, as before
+    assert "camera that blurs" in w and "travel" not in w
 
 
 def test_a_focus_step_coarse_against_the_depth_of_field_is_warned_of() -> None:
@@ -196,6 +207,8 @@ def test_a_focus_step_coarse_against_the_depth_of_field_is_warned_of() -> None:
     class Bare:
         depth_of_field_um = 11.0
 
-    assert focus_drive(stepper, Bare()) == {"step_um": 4.0, "depth_of_field_um": 11.0}
+    assert focus_drive(stepper, Bare()) == {"step_um": 4.0, "depth_of_field_um": 11.0, "travel_z_um": None}
     assert Stage.focus_step_um.fget is not None and focus_drive(object(), object()) == {   # type: ignore[arg-type]
-        "step_um": None, "depth_of_field_um": None}
+        "step_um": None, "depth_of_field_um": None, "travel_z_um": None}
+    Bare.z_travel_um = (0.0, 90.0)  # type: ignore[attr-defined]
+    assert focus_drive(stepper, Bare())["travel_z_um"] == [0.0, 90.0]
