@@ -264,8 +264,8 @@ class SimStageParams:
             z_lo, z_hi = self.travel_z_um
             if z_lo < reach[0] or z_hi > reach[1]:
                 raise ValueError(f"travel_z_um {self.travel_z_um} must lie within the servo's reach "
-                                 f"{reach} um (servo_angle_range_deg * um_per_servo_degree): change travel_z_um with them, "
-                                 f"e.g. [{max(z_lo, reach[0]):g}, {min(z_hi, reach[1]):g}]")
+                                 f"{reach} um (servo_angle_range_deg * um_per_servo_degree): change travel_z_um "
+                                 f"with them, e.g. [{max(z_lo, reach[0]):g}, {min(z_hi, reach[1]):g}]")
             if not z_lo <= self.servo_home_z_um <= z_hi:
                 raise ValueError(f"servo_home_z_um must lie within travel_z_um {self.travel_z_um}, "
                                  f"got {self.servo_home_z_um}")

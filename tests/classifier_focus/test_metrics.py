@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 
 from models.classifier.metrics import classifier_metrics, format_report
-from models.focusnet.metrics import focus_metrics, format_report as focus_report, sign_by_group
+from models.focusnet.metrics import focus_metrics, sign_by_group
+from models.focusnet.metrics import format_report as focus_report
 
 
 def test_classifier_metrics_by_hand():

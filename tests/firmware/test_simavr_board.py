@@ -95,6 +95,9 @@ def test_the_y_limit_switch_is_wired_where_the_firmware_reads_it(firmware_build,
     # our firmware reads Y on D11 (PB3); stock GRBL 1.1 on D10 (PB2), which our firmware drives as the servo's
     # output, so with GRBL's wiring a Y switch leaves our PB3 alone; X on D9 (PB1) for both
     with SimavrBoard(*firmware_build, realtime=False, pins=pins) as board:
+        deadline = time.monotonic() + 10.0
+        while board.cycles() < 1_600_000 and time.monotonic() < deadline:  # 0.1 s of AVR time: its pull-ups set
+            time.sleep(0.01)
         rest = board.peek(PINB)
         assert rest & (1 << 3) and rest & (1 << 1)
         board.set_limit("y", True)
