@@ -404,3 +404,12 @@ def test_move_slower_than_its_deadline_times_out(fake_grbl, stage_config):
                                                r"last status <Run"):
             stage.move_to_um(x=-1000)
         assert 0.4 < time.monotonic() - t0 < 1.0  # 1.5 x 0.1 s + 0.3 s margin
+
+
+def test_homing_refused_on_a_board_with_homing_off_says_which_setting(make_fake_grbl, stage_config):
+    # stock GRBL ships with $22=0 and answers $H with error:5 (seen on GRBL 1.1h in simavr)
+    board = make_fake_grbl(homing=False)
+    with GrblStage(stage_config(board.path)) as stage:
+        with pytest.raises(StageProtocolError, match=r"error:5 .*`tppscan stage settings --set 22=1` turns it on"):
+            stage.home()
+        assert stage.move_to_um(x=-100).x_um == -100.0  # the board is usable as it is

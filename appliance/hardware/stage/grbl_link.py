@@ -516,4 +516,8 @@ def check(reply: Reply) -> Reply:
         raise StageAlarm(msg + "; home ($H) or unlock ($X) first")
     if code == 15:
         raise StageLimitError(msg)
+    if code == 5 and reply.command.strip().upper() == "$H":
+        # stock GRBL ships with homing off ($22=0): say which setting turns it on
+        raise StageProtocolError(msg + "; homing is off on this board: `tppscan stage settings --set 22=1` turns it "
+                                 "on (limit switches wired)")
     raise StageProtocolError(msg)
