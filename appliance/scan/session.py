@@ -441,8 +441,9 @@ def focus_warnings(structures: int, focus_ok: int, at_travel_end: int = 0,
                    travel_um: Sequence[float] | None = None) -> list[str]:
     """What a scan's summary warns of about its structures' focus (empty when nothing).
 
-    ``at_travel_end`` of the untrusted foci lay at an end of ``travel_um``: where they are most of them the
-    prints lie beyond what the focus drive reaches, and the warning says that rather than blaming the camera
+    ``at_travel_end`` of the untrusted foci lay at an end of ``travel_um``: where that is at least
+    ``FOCUS_WARNING_SHARE`` of them the prints lie beyond what the focus drive reaches, and the warning says so
+    rather than blaming the camera
     (a servo geared to 0.5 µm a degree, travel 0-90 µm, under prints focused at 94-104 µm: every search ended
     at 90 µm, held-out seed 2918).
     """

@@ -429,6 +429,7 @@ class _LensViewsSayDust(_RelabelTruth):
     whose phase read converging 0.56 (held-out seed 2375). The rest is the ground truth."""
 
     SCORES = {"debris": 0.03, "microlens": 0.97, "detector_structure": 0.8}
+    VIEWS_LENS = 0.17  # what the views near focus give the types together on a lens or a bubble
 
     def relabel(self, det, truth):
         if truth.cls not in ("microlens", "bubble"):
@@ -439,7 +440,7 @@ class _LensViewsSayDust(_RelabelTruth):
         print_ = _print_under(self.scope, box)
         if print_ is not None and print_.cls != "microlens":
             return {print_.cls: 0.95, "debris": 0.05}
-        return {"microlens": 0.17, "debris": 0.83}
+        return {"microlens": self.VIEWS_LENS, "debris": 1.0 - self.VIEWS_LENS}
 
 
 def test_a_lens_whose_phase_converges_is_kept_when_its_views_say_dust(tmp_path):
@@ -478,6 +479,7 @@ class _BubbleDisputedWhenSharp(_RelabelTruth):
     ``structure`` 0.79, classifier ``debris`` 0.77, ``microlens`` 0.19); the views near focus give it the types
     0.27 together, above the views' bound. The rest is the ground truth."""
 
+    TARGET = "bubble"  # the true class played so
     SURE = {"microlens": 0.95, "debris": 0.05, "detector_structure": 0.8}
     SHARP = {"debris": 0.77, "microlens": 0.19, "scaffold": 0.04, "detector_structure": 0.79}
     sharp = None
@@ -489,10 +491,11 @@ class _BubbleDisputedWhenSharp(_RelabelTruth):
         return super().analyse(frame)
 
     def relabel(self, det, truth):
-        if truth.cls != "bubble":
+        if truth.cls != self.TARGET:
             return None
         if self.at_sharp:
-            return replace(det, kind="debris", cls="debris", confidence=0.77, scores=dict(self.SHARP), recheck=True)
+            return replace(det, kind="debris", cls="debris", confidence=self.SHARP["debris"], scores=dict(self.SHARP),
+                           recheck=True)
         return replace(det, kind="structure", cls="microlens", confidence=0.95, scores=dict(self.SURE), recheck=False)
 
     def read_type(self, images, box):
@@ -519,20 +522,10 @@ class _LensDoubtedWhenSharp(_BubbleDisputedWhenSharp):
     give the types 0.19 together, under theirs (the cheap colour camera's 48 µm lens at 20x, held-out seed
     2906). Bubbles and the rest are the ground truth."""
 
+    TARGET = "microlens"
     SHARP = {"debris": 0.80, "microlens": 0.18, "detector_structure": 0.71}
-
-    def relabel(self, det, truth):
-        if truth.cls != "microlens":
-            return None
-        if self.at_sharp:
-            return replace(det, kind="debris", cls="debris", confidence=0.80, scores=dict(self.SHARP), recheck=True)
-        return replace(det, kind="structure", cls="microlens", confidence=0.95, scores=dict(self.SURE), recheck=False)
-
-    def read_type(self, images, box):
-        print_ = _print_under(self.scope, box)
-        if print_ is not None and print_.cls != "microlens":
-            return {print_.cls: 0.95, "debris": 0.05}
-        return {"microlens": 0.19, "debris": 0.81}
+    VIEWS_LENS = 0.19
+    read_type = _LensViewsSayDust.read_type
 
 
 def test_a_lens_whose_views_say_dust_has_its_phase_read_before_it_is_called_dirt(tmp_path):
