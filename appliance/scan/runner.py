@@ -801,21 +801,22 @@ class ScanRunner:
         polymer cap) is a micro-lens, a diverging one (air in resin) debris, both as sure verdicts; where the
         sign is unclear (an absorbing dust clump, dark on both sides; a collapsed or a very flat lens) ``det``
         stands, so a micro-lens the models were sure of is only ever dropped for diverging. The planes lie
-        ``PHASE_SIGN.step_dof`` depths of field from focus, both approached from below as every focus move is;
-        one beyond the focus travel leaves ``det`` as it is. Returns the verdict and the sign read (None: not
-        read), which the object's record keeps.
+        ``PHASE_SIGN.step_um`` from focus, both approached from below as every focus move is; for a deep focus a
+        second pair ``PHASE_SIGN.far_step_um`` out may call it diverging too (there dust converges as much as a
+        flat lens, so the far pair never calls a lens). A pair beyond the focus travel is not read; with none
+        read ``det`` stays as it is. Returns the verdict and the sign that decided (None: not read), which the
+        object's record keeps.
         """
-        step = PHASE_SIGN.step_um(self.field_focus.depth_of_field_um())
-        planes = []
-        try:
-            for dz in (-step, step):
-                self.stage.focus_to_um(focus_z_um + dz)
-                planes.append(self.camera.capture().image)
-        except StageLimitError:
+        dof = self.field_focus.depth_of_field_um()
+        sign = self._sign_at(det, focus_z_um, PHASE_SIGN.step_um(dof))
+        far_um = PHASE_SIGN.far_step_um(dof)
+        far = None if far_um is None else self._sign_at(det, focus_z_um, far_um)
+        if far is not None and (sign is None or PHASE_SIGN.call(far) == DIVERGING):
+            if PHASE_SIGN.call(far) != DIVERGING:
+                return det, far
+            sign = far
+        if sign is None:
             return det, None
-        finally:
-            self.stage.focus_to_um(focus_z_um)
-        sign = phase_sign(planes[1], planes[0], det.box_px)
         call = PHASE_SIGN.call(sign)
         _log.debug("phase sign %.3f (%s) of %s at %s", sign, call, det.cls, det.box_px)
         if call == CONVERGING:
@@ -824,6 +825,22 @@ class ScanRunner:
         if call == DIVERGING:
             return as_debris(det), sign
         return det, sign
+
+    def _sign_at(self, det: Detection, focus_z_um: float, step_um: float) -> float | None:
+        """:func:`phase_sign` of ``det`` from frames ``step_um`` below and above ``focus_z_um``.
+
+        None where either plane lies beyond the focus travel; the stage ends at ``focus_z_um`` either way.
+        """
+        try:
+            self.stage.focus_to_um(focus_z_um - step_um)
+            below = self.camera.capture().image
+            self.stage.focus_to_um(focus_z_um + step_um)
+            above = self.camera.capture().image
+        except StageLimitError:
+            return None
+        finally:
+            self.stage.focus_to_um(focus_z_um)
+        return phase_sign(above, below, det.box_px)
 
     def _refocus_where_seen(self, w: FieldWork, det: Detection, failed: FocusOutcome) -> FocusOutcome:
         """A second search for a structure whose first one failed, around the z its field was seen at.

@@ -70,12 +70,24 @@ class PhaseSignRule:
         grows with the distance from focus whatever the objective), so 0.4 of 4 µm at 20x / NA 0.4 read a
         48 µm lens +0.15 where its focus was found 5 µm off, unclear, and +0.40 at 4.4 µm; bubbles -0.34 to
         -1 and dust clumps 0.00-0.03 there either way (held-out seed 2906, focus ±5 µm off; docs/scan.md).
+    deep_from_dof_um, deep_step_dof : float
+        For an objective whose depth of field is at least ``deep_from_dof_um`` (µm, > 0; twice the tuned 11.04
+        µm, where a converging phase stops proving a lens), a second pair of planes ``deep_step_dof`` depths of
+        field out (in (0, 2]) may call the object diverging (:meth:`far_step_um`). A low NA lets little of a
+        small bubble's diverging light through, so its sign grows slowly with the distance: at 5x / NA 0.1
+        bubbles of 24-56 µm read -0.12 to +0.06 at 0.4 depths of field (26 µm) and -0.25 to -0.47 at 1.0 (66 µm)
+        with the focus 10 µm either way, while steep micro-lenses stayed at -0.07 or more (development seeds
+        3201-3208, each object at its true focus and 10 µm off; docs/scan.md). Dust clumps converge more there
+        too (up to +0.55 in scans), as much as a flat lens, so the far pair never calls a lens. An infinite
+        ``deep_from_dof_um`` turns the far pair off.
     """
 
     step_dof: float = 0.4
     min_converging: float = 0.2
     max_diverging: float = -0.2
     min_step_um: float = 4.4
+    deep_from_dof_um: float = 22.08
+    deep_step_dof: float = 1.0
 
     def __post_init__(self) -> None:
         if not _number(self.step_dof) or not 0.0 < self.step_dof <= 2.0:
@@ -86,12 +98,24 @@ class PhaseSignRule:
             raise ValueError(f"max_diverging must be a number in [-1, 0), got {self.max_diverging!r}")
         if not _number(self.min_step_um) or not 0.0 < self.min_step_um < math.inf:
             raise ValueError(f"min_step_um must be a number > 0, got {self.min_step_um!r}")
+        deep = self.deep_from_dof_um
+        if isinstance(deep, bool) or not isinstance(deep, (int, float)) or math.isnan(deep) or not deep > 0.0:
+            raise ValueError(f"deep_from_dof_um must be a number > 0 (inf: no far pair), got {self.deep_from_dof_um!r}")
+        if not _number(self.deep_step_dof) or not 0.0 < self.deep_step_dof <= 2.0:
+            raise ValueError(f"deep_step_dof must be a number in (0, 2], got {self.deep_step_dof!r}")
 
     def step_um(self, depth_of_field_um: float) -> float:
         """The distance of each plane from focus, µm, for an objective's depth of field (µm, > 0)."""
         if not _number(depth_of_field_um) or not 0.0 < depth_of_field_um < math.inf:
             raise ValueError(f"depth_of_field_um must be a number > 0, got {depth_of_field_um!r}")
         return max(self.step_dof * float(depth_of_field_um), self.min_step_um)
+
+    def far_step_um(self, depth_of_field_um: float) -> float | None:
+        """The distance of a second pair of planes for a deep focus, µm, read for a diverging call only; else None."""
+        near = self.step_um(depth_of_field_um)
+        if depth_of_field_um < self.deep_from_dof_um:
+            return None
+        return max(self.deep_step_dof * float(depth_of_field_um), near)
 
     def call(self, sign: float) -> str:
         """``converging``, ``diverging`` or ``unclear`` for a :func:`phase_sign` value."""

@@ -62,8 +62,18 @@ def test_bad_input_is_named():
 def test_the_planes_lie_at_least_the_tuned_step_from_focus():
     rule = PhaseSignRule()
     assert rule.step_um(11.04) == pytest.approx(4.416)   # 10x / NA 0.25: 0.4 depths of field
-    assert rule.step_um(66.0) == pytest.approx(26.4)     # 5x / NA 0.1
     assert rule.step_um(4.1) == 4.4                      # 20x / NA 0.4: not 1.6 µm
+    assert rule.step_um(66.0) == pytest.approx(26.4)     # 5x / NA 0.1
+    assert rule.far_step_um(11.04) is None and rule.far_step_um(4.1) is None
+    assert rule.far_step_um(66.0) == pytest.approx(66.0)  # 5x: a second pair a depth of field out
+
+
+def test_bad_deep_focus_settings_are_named():
+    with pytest.raises(ValueError, match=r"deep_step_dof must be a number in \(0, 2\], got 0"):
+        PhaseSignRule(deep_step_dof=0)
+    with pytest.raises(ValueError, match=r"deep_from_dof_um must be a number > 0 \(inf: no far pair\), got -1"):
+        PhaseSignRule(deep_from_dof_um=-1)
+    assert PhaseSignRule(deep_from_dof_um=float("inf")).far_step_um(66.0) is None
 
 
 def _at(scope, obj, z_um):
@@ -81,11 +91,13 @@ def _box(frame, obj, um_per_px):
     return (int(u - hw), int(v - hh), int(u + hw) + 1, int(v + hh) + 1)
 
 
-def _calls_per_kind(sets: dict, errors: tuple[float, ...], n: int = 3) -> dict[str, list[str]]:
-    scope = sim_microscope(511, sets)
+def _calls_per_kind(sets: dict, errors: tuple[float, ...], n: int = 3, seed: int = 511,
+                    step_dof: float | None = None) -> dict[str, list[str]]:
+    scope = sim_microscope(seed, sets)
     rule = PhaseSignRule()
     upp = scope.camera.um_per_px
-    step = rule.step_um(scope.camera.optics.depth_of_field_um(upp))
+    dof = scope.camera.optics.depth_of_field_um(upp)
+    step = rule.step_um(dof) if step_dof is None else step_dof * dof
     by_kind: dict[str, list] = {"microlens": [], "bubble": [], "dust": []}
     for o in scope.slide.objects:
         if o.cls in by_kind and len(by_kind[o.cls]) < n and (
@@ -113,6 +125,19 @@ def test_at_20x_the_sign_holds_with_the_focus_5_um_off():
     assert calls["microlens"] == [CONVERGING] * 9
     assert calls["bubble"] == [DIVERGING] * 9
     assert CONVERGING not in calls["dust"] and DIVERGING not in calls["dust"]
+
+
+def test_at_5x_the_far_planes_call_the_bubbles_the_near_ones_leave_unclear():
+    # 5x / NA 0.1 (66 µm deep): a slide seed the deep step was not chosen on, the focus found 10 µm off either
+    # way (the scan's search at 5x lands about that close). At 0.4 depths of field the bubbles mostly read
+    # unclear and were recorded as the micro-lenses the classifier named them; a depth of field out they
+    # diverge, and no lens or dust clump does
+    sets = {"slide": {"width_um": 3000.0, "height_um": 3000.0, "n_structures": 8, "type_mix": (0, 1, 0, 0, 0),
+                      "debris_per_mm2": 40.0}, "optics": {"magnification": 5.0, "na": 0.1}}
+    far = _calls_per_kind(sets, (-10.0, 0.0, 10.0), seed=512, step_dof=PhaseSignRule().deep_step_dof)
+    near = _calls_per_kind(sets, (-10.0, 0.0, 10.0), seed=512, step_dof=0.4)
+    assert DIVERGING not in far["microlens"] and DIVERGING not in far["dust"]
+    assert far["bubble"].count(DIVERGING) >= near["bubble"].count(DIVERGING) + 2, (far, near)
 
 
 def test_the_virtual_microscopes_lenses_converge_its_bubbles_diverge_and_its_dust_is_unclear():
