@@ -811,12 +811,10 @@ class ScanRunner:
         sign = self._sign_at(det, focus_z_um, PHASE_SIGN.step_um(dof))
         far_um = PHASE_SIGN.far_step_um(dof)
         far = None if far_um is None else self._sign_at(det, focus_z_um, far_um)
-        if far is not None and (sign is None or PHASE_SIGN.call(far) == DIVERGING):
-            if PHASE_SIGN.call(far) != DIVERGING:
-                return det, far
-            sign = far
-        if sign is None:
-            return det, None
+        if far is not None and PHASE_SIGN.call(far) == DIVERGING:
+            return as_debris(det), far
+        if sign is None:  # the far pair alone never calls a lens
+            return det, far
         call = PHASE_SIGN.call(sign)
         _log.debug("phase sign %.3f (%s) of %s at %s", sign, call, det.cls, det.box_px)
         if call == CONVERGING:
