@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from appliance.results.phase import lens_cap, linear_intensity, tie_phase
-from appliance.results.reconstruct import ReconstructSettings, reconstruct, structure_mask
+from appliance.results.reconstruct import ReconstructSettings, glass_plane, reconstruct, structure_mask
 from appliance.results.score import height_errors
 from appliance.sim.optics import OpticsParams, image_intensity, object_spectrum
 
@@ -141,3 +141,24 @@ def test_height_score_counts_height_put_on_glass():
     spread = np.full((10, 10), 10.0, np.float32)  # height everywhere: the glass pixels count against it
     rmse, n = height_errors(spread, true)
     assert n == 100 and rmse == pytest.approx(10.0 * math.sqrt(91 / 100))
+
+
+def test_a_faint_print_on_light_that_falls_off_across_the_crop_is_in_the_mask():
+    # light falling 24 grey levels corner to corner is no noise: about one level its border's MAD is 8 and a
+    # threshold of four of them missed a print 30 levels under the glass; about a plane the print is plain
+    rows, cols = np.indices((120, 120))
+    img = 190.0 - 24.0 * (rows + cols) / 240.0 + np.random.default_rng(3).normal(0, 1.0, (120, 120))
+    img[40:80, 40:80] -= 30.0
+    m = structure_mask(np.clip(img, 0, 255).astype(np.uint8), (30, 30, 90, 90))
+    square = np.zeros((120, 120), bool)
+    square[40:80, 40:80] = True
+    assert (m & square).sum() / (m | square).sum() > 0.9
+
+
+def test_the_glass_plane_holds_with_a_neighbour_in_the_border():
+    rows, cols = np.indices((100, 100))
+    glass = 180.0 + 0.2 * cols - 0.1 * rows
+    img = glass + np.random.default_rng(4).normal(0, 1.0, glass.shape)
+    img[:, :3] = 40.0  # a dark neighbour along one side of the border
+    plane, noise = glass_plane(cv2.GaussianBlur(img.astype(np.float32), (0, 0), 1.0))
+    assert np.abs(plane - glass)[10:90, 10:90].max() < 1.5 and noise < 2.0
