@@ -7,7 +7,13 @@ import numpy as np
 import pytest
 
 from appliance.results.phase import lens_cap, linear_intensity, tie_phase
-from appliance.results.reconstruct import ReconstructSettings, glass_plane, reconstruct, structure_mask
+from appliance.results.reconstruct import (
+    ReconstructSettings,
+    glass_plane,
+    mask_threshold,
+    reconstruct,
+    structure_mask,
+)
 from appliance.results.score import height_errors
 from appliance.sim.optics import OpticsParams, image_intensity, object_spectrum
 
@@ -162,3 +168,12 @@ def test_the_glass_plane_holds_with_a_neighbour_in_the_border():
     img[:, :3] = 40.0  # a dark neighbour along one side of the border
     plane, noise = glass_plane(cv2.GaussianBlur(img.astype(np.float32), (0, 0), 1.0))
     assert np.abs(plane - glass)[10:90, 10:90].max() < 1.5 and noise < 2.0
+
+
+def test_the_mask_threshold_follows_a_faint_object_but_not_a_clear_one():
+    clear = np.linspace(0.0, 80.0, 1000)  # a print tens of grey levels off the glass: the fixed 6 levels
+    assert mask_threshold(clear, noise=1.0) == 6.0
+    assert mask_threshold(clear, noise=2.5) == 10.0  # a noisy camera: 4 sigma
+    faint = np.linspace(0.0, 5.6, 1000)  # the cheap colour camera's faint ring (seed 3412): half its contrast
+    assert mask_threshold(faint, noise=0.08) == pytest.approx(0.5 * np.percentile(faint, 99))
+    assert mask_threshold(np.full(100, 0.5), noise=0.0) == 2.0  # never under two 8-bit steps
