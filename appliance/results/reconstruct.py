@@ -129,21 +129,22 @@ def glass_plane(blurred: np.ndarray) -> tuple[np.ndarray, float]:
     yy, xx = np.nonzero(border)
     design = np.column_stack([xx, yy, np.ones_like(xx)]).astype(np.float64)
     values = blurred[border].astype(np.float64)
-    # the first pass is the border's median level, as robust as the constant glass it replaces
+    # the first pass clips about the border's median level, as robust as the constant glass it replaces
     coef = np.array([0.0, 0.0, float(np.median(values))])
     keep = np.ones(values.size, bool)
-    for k in range(GLASS_FIT_PASSES + 1):
-        if k:
-            coef, *_ = np.linalg.lstsq(design[keep], values[keep], rcond=None)
+    for _ in range(GLASS_FIT_PASSES):
         res = values - design @ coef
-        centre = float(np.median(res[keep]))
-        noise = 1.4826 * float(np.median(np.abs(res[keep] - centre)))
-        kept = np.abs(res - centre) <= max(GLASS_CLIP_MAD * noise, 1.0)
-        if kept.sum() < 3:  # (a border of one level with a few outliers: keep what the last pass kept)
-            break
-        keep = kept
+        kept = np.abs(res - np.median(res[keep])) <= max(GLASS_CLIP_MAD * _mad_sigma(res[keep]), 1.0)
+        if kept.sum() >= 3:  # (else a border of one level with a few outliers: keep what the last pass kept)
+            keep = kept
+        coef, *_ = np.linalg.lstsq(design[keep], values[keep], rcond=None)
     cols, rows = np.meshgrid(np.arange(w, dtype=np.float64), np.arange(h, dtype=np.float64))
-    return coef[0] * cols + coef[1] * rows + coef[2], noise
+    return coef[0] * cols + coef[1] * rows + coef[2], _mad_sigma((values - design @ coef)[keep])
+
+
+def _mad_sigma(values: np.ndarray) -> float:
+    """The median absolute deviation, scaled to a normal distribution's σ."""
+    return 1.4826 * float(np.median(np.abs(values - np.median(values))))
 
 
 #: A pixel is the structure's where it differs from the glass by this many noise σ ...

@@ -20,11 +20,11 @@ from appliance.vision.typeshape import (
 GLASS, DARK = 170, 90
 
 
-def _crop(draw, size=200, blur=1.5, seed=0) -> np.ndarray:
+def _crop(draw, size=200, blur=1.5, seed=0, noise_sd=2.0) -> np.ndarray:
     img = np.full((size, size), GLASS, np.uint8)
     draw(img)
     img = cv2.GaussianBlur(img, (0, 0), blur)
-    noise = np.random.default_rng(seed).normal(0, 2.0, img.shape)
+    noise = np.random.default_rng(seed).normal(0, noise_sd, img.shape)
     return np.clip(img + noise, 0, 255).astype(np.uint8)
 
 
@@ -162,15 +162,9 @@ def test_a_faint_ring_with_one_darker_spot_is_judged_whole():
     def faint(img):
         cv2.ellipse(img, (100, 100), (60, 60), 0, 30, 330, GLASS - 6, 6)
         cv2.ellipse(img, (100, 100), (60, 60), 0, 250, 262, GLASS - 10, 6)  # one darker stretch of wall
-    crop = _flat(faint)
+    crop = _crop(faint, noise_sd=0.0)  # a camera that smoothed away its noise: none left on the glass
     box = (36, 36, 165, 165)
     fit = ring_fit(crop, box)
     assert fit is not None and fit.cover_deg >= 240 and fit.centre_offset < 0.15, fit
     assert not_its_shape(crop, box, "split_ring") is None
 
-
-def _flat(draw) -> np.ndarray:
-    """A crop as a camera that smooths away its noise gives it (no noise left on the glass)."""
-    img = np.full((200, 200), GLASS, np.uint8)
-    draw(img)
-    return cv2.GaussianBlur(img, (0, 0), 1.5)
