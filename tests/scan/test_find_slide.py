@@ -3,7 +3,8 @@
 At 20x / NA 0.4 (a 4 µm depth of field) a slide whose glass lay 28 µm above the stage's z was a blur at every one
 of the calibration's 121 places, and the middle of the area, where the slide is looked for, held nothing to
 focus on: the scan stopped with "the moves never agreed" (seed 1720). The slide is now looked for at other
-places of the calibration's spiral before the calibration is given up.
+places of the calibration's spiral before the calibration is given up, and so it is where the middle's own reading
+was wrong and left every place of the calibration a blur (seed 3537 at 40x).
 """
 
 from __future__ import annotations
@@ -14,13 +15,15 @@ from typing import Any
 import pytest
 
 from appliance.focus.reference import reference_heights
+from appliance.scan import session
 from appliance.scan.adapters import AutofocusFocuser, FocusMapAdapter
-from appliance.scan.calibration import Calibration
+from appliance.scan.calibration import Calibration, CalibrationError
 from appliance.scan.plan import ScanPlan
 from appliance.scan.protocols import FocusOutcome
 from appliance.scan.session import (
     FIND_SLIDE_PLACES,
     _find_and_calibrate,
+    calibration_spacing_um,
     calibration_step_um,
     sim_microscope,
     slide_places,
@@ -113,3 +116,46 @@ def test_a_bare_middle_is_focused_where_the_calibration_found_something_to_follo
         here = scope.stage.position_um()
         assert (here.x_um, here.y_um) != (1000.0, 1000.0)
         assert found is not None and abs(found.z_um - scope.slide.surface_z_um(here.x_um, here.y_um)) < 3.0
+
+
+class _WrongInTheMiddle(_SlideAt):
+    """A focuser whose reading in the middle (1000, 1000) is `ok` but 23 µm below the glass; elsewhere as _SlideAt."""
+
+    def focus(self, stage, camera, z_guess_um, range_um, roi_px=None, cls=None):  # type: ignore[no-untyped-def]
+        if (self.stage.x, self.stage.y) == (1000.0, 1000.0):
+            stage.focus_to_um(95.0)
+            return FocusOutcome(95.0, 9, True)
+        return super().focus(stage, camera, z_guess_um, range_um, roi_px, cls)
+
+
+def _sharp_only_at_the_glass(stage: _Stage) -> Any:
+    """``calibrate`` that needs the glass (z 118) in focus: a blur correlates nowhere, as on the bench."""
+
+    def calibrate(stage_: Any, camera: Any, **_: Any) -> Calibration:
+        if stage.z != 118.0:
+            raise CalibrationError("no texture for phase correlation at 121 places from (1000, 1000) um")
+        return Calibration.nominal(0.14, (640, 480))
+
+    return calibrate
+
+
+@pytest.mark.parametrize("glass_elsewhere", [True, False])
+def test_a_wrong_focus_in_the_middle_that_leaves_nothing_to_correlate_is_looked_past(
+        monkeypatch: pytest.MonkeyPatch, glass_elsewhere: bool) -> None:
+    # at 40x a slide whose glass lay 12 µm above the stage: the middle's search read `ok` 7.6 µm below the glass,
+    # every place of the calibration was a blur there, and the scan stopped without looking anywhere else
+    # (held-out seed 3537, `slide.surface_z0_um=102.3`)
+    stage = _Stage()
+    monkeypatch.setattr(session, "calibrate", _sharp_only_at_the_glass(stage))
+    next_place = (1000.0 + calibration_spacing_um((0.0, 0.0, 2000.0, 2000.0), 40.0), 1000.0)  # the spiral's first
+    sharp = {next_place} if glass_elsewhere else set()
+    args = (stage, None, _WrongInTheMiddle(stage, sharp), ScanPlan(name="by-hand"), (0.0, 0.0, 2000.0, 2000.0),
+            None, 40.0)
+    if glass_elsewhere:
+        cal, found = _find_and_calibrate(*args)  # type: ignore[arg-type]
+        assert found is not None and found.z_um == 118.0 and (stage.x, stage.y) == next_place
+        assert cal.um_per_px == pytest.approx(0.14)
+    else:  # nowhere else either: the error names the middle's reading as well as the search
+        with pytest.raises(CalibrationError, match=r"the middle's focus at z 95.0 um left nothing sharp.*"
+                                                   r"no focus was found over the focus travel either"):
+            _find_and_calibrate(*args)  # type: ignore[arg-type]
