@@ -109,12 +109,14 @@ from appliance.scan.verdicts import (
     as_structure,
     debris_score,
     gate_sees,
+    leans_to_a_print,
     may_show_a_print,
     phase_can_prove_lens,
     phase_proves_lens,
     structure_stands,
     type_scores,
     views_say_debris,
+    views_sure_of_a_print,
 )
 from appliance.scan.whole_look import WholeLook
 from appliance.vision.decision import MICROLENS, lens_disputed, likeliest_type, too_small
@@ -888,7 +890,8 @@ class ScanRunner:
 
         The sharp frame has the last word: a structure there is stacked and recorded; debris there (or, when
         the vision finds nothing there, ``det`` being debris) is recorded as debris without a stack, unless
-        ``det`` is a structure and the sharp frame's models disagree (:func:`structure_stands`). Where the
+        ``det`` is a structure and the sharp frame's models disagree (:func:`structure_stands`), or both lean to a
+        print there (:func:`leans_to_a_print`) and its views near focus are sure of one. Where the
         sharp frame is :meth:`_lens_disputed`, or an earlier view was (``lens``) and the sharp frame's
         likeliest type is still a micro-lens, or it is a micro-lens both models are sure of, the phase's sign
         decides first (:meth:`_phase_verdict`). A whole object, not ``stitched`` from views, is also debris
@@ -904,11 +907,14 @@ class ScanRunner:
         again, focused, out = sharp.det, sharp.frame, sharp.focus
         # the phase's sign, where it was read, goes with the record: it decides lenses and bubbles
         read: dict[str, Any] = {} if sharp.phase_sign is None else {"phase_sign": round(sharp.phase_sign, 3)}
+        leaning = False
         if again.kind != "structure" and not structure_stands(det, again) and not looked:
-            # Sharp, it is dirt: blurred dust and bubbles pass for prints more often (a print's own focus lies
-            # above the glass the field was focused on, dirt's on it), and so does a print to them
-            self._debris_after_all(w, again, focused, (x, y), read or None)
-            return
+            leaning = leans_to_a_print(again)
+            if not leaning:
+                # Sharp, it is dirt: blurred dust and bubbles pass for prints more often (a print's own focus
+                # lies above the glass the field was focused on, dirt's on it), and so does a print to them
+                self._debris_after_all(w, again, focused, (x, y), read or None)
+                return
         # ... and names the type: the classifier's woodpile and scaffold are told apart in focus, not blurred
         det = again if again.kind == "structure" else as_structure(again, det)
         x, y = self._stage_xy(det, focused)
@@ -921,6 +927,11 @@ class ScanRunner:
         w.timings["type"] = w.timings.get("type", 0.0) + time.perf_counter() - t
         types: dict[str, Any] = {**read, "type_sharp": sharp_cls, "type_views": type_views,
                                  "type_focus": type_focus}
+        if leaning and not views_sure_of_a_print(type_views):
+            # both models only leaned to a print in its sharp frame, and its views are not sure of one either
+            self._debris_after_all(w, as_debris(det, 1.0 - sum(type_views.values())), focused, (x, y),
+                                   {**types, "leaned_to_a_print": True})
+            return
         if views_say_debris(type_views) and not looked:
             sign = sharp.phase_sign
             dof = self.field_focus.depth_of_field_um()
