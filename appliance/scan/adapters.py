@@ -40,6 +40,12 @@ _log = logging.getLogger(__name__)
 #: (a servo focus moves in whole degrees, 1 µm on the default stage).
 TUNED_COARSE_UM = 4.0
 MIN_COARSE_UM = 1.0
+#: A search walks at most this many coarse steps across its range: a wider range (a slide-finding search's
+#: ±60 µm) is walked in longer steps. At 40x / NA 0.65 (1 µm steps) the search's 40 frames reached 40 µm from
+#: its start, and a slide whose glass lay 42 µm above the stage, or 34 µm below it (a flat curve is walked
+#: upwards first), was found nowhere: the scan stopped uncalibrated (held-out seeds 3551, 3553). At 10x the
+#: tuned 4 µm step already crosses ±60 µm in 30.
+RANGE_COARSE_STEPS = 30
 #: The plan's default search half-range (15 µm) per tuned depth of field: a deeper focus is searched at
 #: least this many depths of field either side.
 MIN_RANGE_PER_DOF = 15.0 / TUNED_DEPTH_OF_FIELD_UM
@@ -232,6 +238,7 @@ class AutofocusFocuser:
         lo = max(self.z_travel_um[0], z_guess_um - range_um)
         hi = min(self.z_travel_um[1], z_guess_um + range_um)
         roi = None if roi_px is None else (roi_px[0], roi_px[1], roi_px[2] - roi_px[0], roi_px[3] - roi_px[1])
+        coarse = max(self.coarse_um, (hi - lo) / RANGE_COARSE_STEPS)
         strategy = self.strategy if (self.strategy != "map" or fmap is not None) else "classical"
 
         field = roi is None and cls is None  # a field's own focus: a point of the map, so its curve is checked
@@ -240,7 +247,7 @@ class AutofocusFocuser:
         def search(a: float, b: float, start: float, mode: str = "roi") -> Any:
             return self._autofocus(stage, camera, strategy, z_range_um=(a, b), roi=roi, mode=mode, check_lobe=field,
                                    start_um=start, estimator=self.estimator, focus_map=fmap,
-                                   xy_um=(p.x_um, p.y_um), now_s=self.now_s, coarse_um=self.coarse_um,
+                                   xy_um=(p.x_um, p.y_um), now_s=self.now_s, coarse_um=coarse,
                                    width_scale=self.width_scale,
                                    ref_height_um=None if ref is None else ref.height_um,
                                    ref_sigma_um=0.0 if ref is None else ref.sigma_um,

@@ -9,6 +9,7 @@ was wrong and left every place of the calibration a blur (seed 3537 at 40x).
 
 from __future__ import annotations
 
+import math
 from types import SimpleNamespace
 from typing import Any
 
@@ -25,6 +26,7 @@ from appliance.scan.session import (
     _find_and_calibrate,
     calibration_spacing_um,
     calibration_step_um,
+    find_slide,
     sim_microscope,
     slide_places,
 )
@@ -159,3 +161,41 @@ def test_a_wrong_focus_in_the_middle_that_leaves_nothing_to_correlate_is_looked_
         with pytest.raises(CalibrationError, match=r"the middle's focus at z 95.0 um left nothing sharp.*"
                                                    r"no focus was found over the focus travel either"):
             _find_and_calibrate(*args)  # type: ignore[arg-type]
+
+
+def _spy_coarse(focuser: AutofocusFocuser) -> list[float]:
+    steps: list[float] = []
+    inner = focuser._autofocus
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        steps.append(kwargs["coarse_um"])
+        return inner(*args, **kwargs)
+
+    focuser._autofocus = spy  # type: ignore[method-assign]
+    return steps
+
+
+def test_a_slide_42_um_above_the_stage_at_40x_is_found_on_a_speck() -> None:
+    # at 40x / NA 0.65 (1 µm coarse steps) the slide-finding search's 40 frames reached 40 µm from its start:
+    # a glass 42 µm above the stage was found at no place, and the scan stopped uncalibrated (held-out seed
+    # 3551). A search now walks its range in at most RANGE_COARSE_STEPS steps (4 µm over ±60 µm), its usual
+    # ±15 µm search as before.
+    sets = {"slide": {"width_um": 1200, "height_um": 1200, "n_structures": 4, "surface_z0_um": 132.2,
+                      "debris_per_mm2": 20}, "optics": {"magnification": 40, "na": 0.65}}
+    scope = sim_microscope(3551, sets)
+    um = scope.camera.um_per_px
+    focuser = AutofocusFocuser("classical", scope.stage.params.travel_z_um, FocusMapAdapter(),
+                               now_s=scope.clock.now_s, reference_heights=reference_heights({}, virtual=True),
+                               depth_of_field_um=scope.camera.optics.depth_of_field_um(um))
+    steps = _spy_coarse(focuser)
+    truth = scope.slide.truth()["objects"]
+    prints = [t for t in truth if t["kind"] == "structure"]
+    specks = [t for t in truth if t["cls"] == "dust" and all(
+        math.dist(t["center_um"], p["center_um"]) > 200 for p in prints)]
+    x, y = specks[3]["center_um"]  # a 4 µm speck, nothing else in view
+    with scope.stage, scope.camera:
+        scope.stage.move_to_um(x, y)
+        scope.stage.focus_to_um(90.0)
+        found = find_slide(scope.stage, scope.camera, focuser, 15.0)
+    assert found is not None and found.ok and abs(found.z_um - scope.slide.surface_z_um(x, y)) <= 2.0
+    assert focuser.coarse_um == 1.0 and steps[0] == 1.0 and max(steps) == pytest.approx(4.0)
