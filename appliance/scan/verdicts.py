@@ -14,7 +14,7 @@ from dataclasses import replace
 from appliance.results.focuscurve import TUNED_DEPTH_OF_FIELD_UM
 from appliance.scan.protocols import Box, Detection
 from appliance.scan.stitch import area, intersect
-from appliance.vision.decision import MICROLENS, SMALLEST_PRINT_UM
+from appliance.vision.decision import MICROLENS, SMALLEST_PRINT_UM, DecisionRule
 from appliance.vision.phasesign import CONVERGING, PhaseSignRule
 
 #: When the views of an object near its focus (``ScanRunner._type_from_views``) together give the five structure types
@@ -28,7 +28,7 @@ VIEWS_MIN_STRUCTURE = 0.25
 #: rule asks one frame to be (``DecisionRule.min_structure``), from a dozen. On 44 held-out scans of session 32 such
 #: sharp frames were a 27 µm split ring (views 0.96) and three pieces of dirt the classifier named split rings
 #: (two bubbles, 0.87 and 0.71; a fibre, 0.68).
-LEANING_VIEWS_MIN = 0.9
+LEANING_VIEWS_MIN = DecisionRule.min_structure
 #: How a micro-lens is told from a bubble by the sign of its phase (``ScanRunner._phase_verdict``).
 PHASE_SIGN = PhaseSignRule()
 #: A phase read converging proves a micro-lens against the classifier's views only up to this many times the
@@ -85,7 +85,7 @@ def structure_stands(before: Detection, sharp: Detection) -> bool:
     return before.kind == "structure" and sharp.recheck
 
 
-def leans_to_a_print(sharp: Detection, min_types: float = 0.5) -> bool:
+def leans_to_a_print(sharp: Detection, min_types: float = DecisionRule.dispute_min_structure) -> bool:
     """Whether a disputed debris verdict in the sharp frame leans to a print in both models.
 
     The detector's ``structure`` score is above its ``debris`` score and the classifier gives the structure types
