@@ -238,7 +238,6 @@ class AutofocusFocuser:
         lo = max(self.z_travel_um[0], z_guess_um - range_um)
         hi = min(self.z_travel_um[1], z_guess_um + range_um)
         roi = None if roi_px is None else (roi_px[0], roi_px[1], roi_px[2] - roi_px[0], roi_px[3] - roi_px[1])
-        coarse = max(self.coarse_um, (hi - lo) / RANGE_COARSE_STEPS)
         strategy = self.strategy if (self.strategy != "map" or fmap is not None) else "classical"
 
         field = roi is None and cls is None  # a field's own focus: a point of the map, so its curve is checked
@@ -247,7 +246,8 @@ class AutofocusFocuser:
         def search(a: float, b: float, start: float, mode: str = "roi") -> Any:
             return self._autofocus(stage, camera, strategy, z_range_um=(a, b), roi=roi, mode=mode, check_lobe=field,
                                    start_um=start, estimator=self.estimator, focus_map=fmap,
-                                   xy_um=(p.x_um, p.y_um), now_s=self.now_s, coarse_um=coarse,
+                                   xy_um=(p.x_um, p.y_um), now_s=self.now_s,
+                                   coarse_um=max(self.coarse_um, (b - a) / RANGE_COARSE_STEPS),
                                    width_scale=self.width_scale,
                                    ref_height_um=None if ref is None else ref.height_um,
                                    ref_sigma_um=0.0 if ref is None else ref.sigma_um,
