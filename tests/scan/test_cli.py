@@ -212,3 +212,18 @@ def test_a_focus_step_coarse_against_the_depth_of_field_is_warned_of() -> None:
         "step_um": None, "depth_of_field_um": None, "travel_z_um": None}
     Bare.z_travel_um = (0.0, 90.0)  # type: ignore[attr-defined]
     assert focus_drive(stepper, Bare())["travel_z_um"] == [0.0, 90.0]
+
+
+def test_fields_viewed_at_an_end_of_the_focus_travel_are_warned_of() -> None:
+    # held-out seed 3742: the glass at 90 um under a servo reaching 0-90 um at 40x; every field viewed at 90 um,
+    # one print of five recorded, and no warning
+    from appliance.scan.session import field_travel_warnings
+
+    assert field_travel_warnings([], (0.0, 90.0)) == [] and field_travel_warnings([90.0] * 4, None) == []
+    assert field_travel_warnings([90.0, 95.0, 93.0, 89.6], (0.0, 120.0)) == []  # a slide well inside the travel
+    (w,) = field_travel_warnings([90.0] * 1199 + [60.0], (0.0, 90.0))
+    assert w.startswith("1199 of 1200 fields were viewed at the top of the focus travel (90 um; the travel is 0 to 90 "
+                        "um)") and "beyond what the focus drive reaches" in w
+    (w,) = field_travel_warnings([0.0, 0.4, 30.0], (0.0, 90.0))
+    assert "2 of 3 fields were viewed at the bottom" in w
+    assert field_travel_warnings([90.0, 50.0, 51.0], (0.0, 90.0)) == []  # one field of three at the end: the slide's
