@@ -83,6 +83,22 @@ def same_place(box: tuple[int, int, int, int], expected: tuple[int, int, int, in
         holds(box, (expected[0] + expected[2]) / 2.0, (expected[1] + expected[3]) / 2.0)
 
 
+def a_small_part_of(box: tuple[int, int, int, int], whole: tuple[int, int, int, int],
+                    max_fraction: float = 0.25) -> bool:
+    """Whether ``box`` is a small part of ``whole``: its centre inside it, its area at most ``max_fraction`` of it.
+
+    A shallow 99 µm micro-lens at 20x was boxed whole in its centred view (both models sure: lens 0.997); at its
+    focus its rim faded and the sharp frame boxed only the dark middle of its collapsed top, 42 µm, which the
+    classifier could not name (held-out seed 3709). The middle lay in the lens's place (:func:`in_place`), so
+    the lens was recorded as that middle, named a pentagon.
+    """
+    x0, y0, x1, y1 = whole
+    area = max(x1 - x0, 0) * max(y1 - y0, 0)
+    part = max(box[2] - box[0], 0) * max(box[3] - box[1], 0)
+    cx, cy = (box[0] + box[2]) / 2.0, (box[1] + box[3]) / 2.0
+    return area > 0 and part <= max_fraction * area and x0 <= cx < x1 and y0 <= cy < y1
+
+
 def in_place(dets: Sequence[Detection], expected: tuple[int, int, int, int]) -> Detection | None:
     """Of the detections in the expected object's place (:func:`same_place`), the one whose box fits it best.
 

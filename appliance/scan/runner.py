@@ -67,6 +67,7 @@ from appliance.results.reconstruct import (
 )
 from appliance.results.store import Annotation, FieldRecord, ObjectRecord, ResultStore
 from appliance.scan.boxes import (
+    a_small_part_of,
     beyond_the_cut,
     in_place,
     nearest,
@@ -1022,6 +1023,10 @@ class ScanRunner:
         # sliver of a fibre at a field's edge, unseen centred, was kept as its own sliver box; sharp, the fibre's
         # box (debris) held that sliver's place but overlapped it by 1 %, and the sliver stayed a pentagon
         again = same_box(seen.detections, det.box_px) or in_place(seen.detections, det.box_px) or det
+        # a print both models named whole is not what the sharp frame boxes of a small part of it (a shallow lens's
+        # rim fades at its focus and its middle was typed instead): it keeps its view, now at this focus
+        if det.kind == "structure" and not det.recheck and a_small_part_of(again.box_px, det.box_px):
+            again = det
         # a micro-lens both models are sure of is read too, and dropped only when it diverges: bubbles are
         # named lenses at 0.96 (dev seed 207), and no lens has read below -0.06 (docs/scan.md, step 6)
         sure_lens = again.kind == "structure" and not again.recheck and again.cls == MICROLENS
