@@ -227,3 +227,17 @@ def test_fields_viewed_at_an_end_of_the_focus_travel_are_warned_of() -> None:
     (w,) = field_travel_warnings([0.0, 0.4, 30.0], (0.0, 90.0))
     assert "2 of 3 fields were viewed at the bottom" in w
     assert field_travel_warnings([90.0, 50.0, 51.0], (0.0, 90.0)) == []  # one field of three at the end: the slide's
+
+
+def test_a_field_of_view_too_narrow_for_the_prints_is_warned_of() -> None:
+    # held-out seed 3766: 60x on a 320 x 240 sensor (30 x 22 um) found none of three prints and said nothing
+    from appliance.scan.session import field_size_warnings
+
+    def cal(um_per_px, size):
+        return {"matrix": [[um_per_px, 0.0], [0.0, um_per_px]], "offset_um": [0.0, 0.0], "size_px": list(size)}
+
+    assert field_size_warnings(None) == [] and field_size_warnings({"matrix": "no"}) == []
+    assert field_size_warnings(cal(0.56, (640, 480))) == []  # 10x: 358 x 269 um
+    assert field_size_warnings(cal(0.0934, (640, 480))) == []  # 60x on 640 x 480: 60 x 45 um
+    (w,) = field_size_warnings(cal(0.0934, (320, 240)))
+    assert w.startswith("the field of view is 30 x 22 um, under 40 um across") and "larger sensor" in w
