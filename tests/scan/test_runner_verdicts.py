@@ -91,6 +91,12 @@ class _SharpPoint:
         return out
 
 
+def _taken_at(frame, point):
+    """Whether ``frame`` was taken where the stage stood at ``point`` (x, y, z µm; None: nowhere yet)."""
+    p = frame.position
+    return point is not None and all(abs(a - b) <= 1e-6 for a, b in zip((p.x_um, p.y_um, p.z_um), point, strict=True))
+
+
 class _FocusOff:
     """Wraps the truth focuser; every focus on a region ends ``OFF_UM`` above it (a search at 5x / NA 0.1 lands
     about that close: 66 µm of depth of field), and it says the objective's depth of field as the product's does."""
@@ -746,9 +752,7 @@ class _WrongTypeWhenSharp:
 
     def analyse(self, frame):
         r = self.inner.analyse(frame)
-        p = frame.position
-        if self.sharp is None or any(abs(a - b) > 1e-6 for a, b in zip((p.x_um, p.y_um, p.z_um), self.sharp,
-                                                                         strict=True)):
+        if not _taken_at(frame, self.sharp):
             return r
         self.sharp_image = frame.image
         dets = tuple(replace(d, cls=self.TWIN[d.cls], confidence=0.8, scores=self._scores(d.cls, True))
@@ -1012,9 +1016,7 @@ class _OnlyItsMiddleWhenSharp:
 
     def analyse(self, frame):
         r = self.inner.analyse(frame)
-        p = frame.position
-        if self.sharp is None or any(abs(a - b) > 1e-6 for a, b in zip((p.x_um, p.y_um, p.z_um), self.sharp,
-                                                                       strict=True)):
+        if not _taken_at(frame, self.sharp):
             return r
         dets = []
         for d in r.detections:
