@@ -12,6 +12,7 @@ from dataclasses import replace
 from appliance.hardware.camera.base import Frame
 from appliance.scan.calibration import Calibration
 from appliance.scan.protocols import Detection
+from appliance.scan.stitch import area
 from appliance.vision.decision import iou
 
 
@@ -93,10 +94,8 @@ def a_small_part_of(box: tuple[int, int, int, int], whole: tuple[int, int, int, 
     the lens was recorded as that middle, named a pentagon.
     """
     x0, y0, x1, y1 = whole
-    area = max(x1 - x0, 0) * max(y1 - y0, 0)
-    part = max(box[2] - box[0], 0) * max(box[3] - box[1], 0)
     cx, cy = (box[0] + box[2]) / 2.0, (box[1] + box[3]) / 2.0
-    return area > 0 and part <= max_fraction * area and x0 <= cx < x1 and y0 <= cy < y1
+    return area(whole) > 0 and area(box) <= max_fraction * area(whole) and x0 <= cx < x1 and y0 <= cy < y1
 
 
 def in_place(dets: Sequence[Detection], expected: tuple[int, int, int, int]) -> Detection | None:
