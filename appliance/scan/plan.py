@@ -251,6 +251,10 @@ class ImagingPlan:
         divide every frame by it where it is uneven (``appliance/scan/flatfield.py``). Default true: where
         the light is even (within the measurement's own spread) the frames are left as they are, so the cost
         is the 16 frames of the measurement; off for a plan whose slide has too little bare glass to measure.
+    auto_exposure : bool
+        Before the first field, bring bare glass that is clipped or dark back to a bright-field grey by the
+        camera's exposure (``appliance/scan/exposure.py``). Default true: a well-set lamp costs one frame and
+        keeps its exposure; a camera on its own automatic exposure is left to it.
     largest_print_um : float
         The largest print on the slide, µm across, [10, 2000]. Default 150. Where the field is narrower, a
         piece of debris that may belong to a print larger than the field is looked at whole (``WholeLook``,
@@ -262,10 +266,11 @@ class ImagingPlan:
     crop_margin_px: int = 16
     settle_s: float = 0.0
     flat_field: bool = True
+    auto_exposure: bool = True
     largest_print_um: float = 150.0
 
     def __post_init__(self) -> None:
-        for key in ("centre", "flat_field"):
+        for key in ("centre", "flat_field", "auto_exposure"):
             if not isinstance(getattr(self, key), bool):
                 raise ValueError(f"imaging.{key}: must be true or false, got {getattr(self, key)!r}")
         _put(self, "approach_um", _number("imaging.approach_um", self.approach_um, 0.0, 500.0))

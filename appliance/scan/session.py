@@ -20,13 +20,14 @@ from typing import Any
 
 import numpy as np
 
-from appliance.hardware.camera.base import Camera
+from appliance.hardware.camera.base import Camera, CameraError
 from appliance.hardware.stage.base import Stage, StageLimitError
 from appliance.results.files import ScanFolder
 from appliance.results.store import ObjectRecord, ResultStore, write_durably
 from appliance.scan.calibration import Calibration, CalibrationError, calibrate, spiral_offsets
 from appliance.scan.capture import CaptureFailed, CheckedCamera
 from appliance.scan.events import Event
+from appliance.scan.exposure import settle_exposure
 from appliance.scan.field_focus import FIND_SLIDE_RANGE_UM, searched_range_um
 from appliance.scan.flatfield import FILE_NAME as FLAT_FIELD_FILE
 from appliance.scan.flatfield import FlatField, FlatFieldCamera, FlatFieldError, measure_flat_field
@@ -116,6 +117,7 @@ def run_scan(stage: Stage, camera: Camera, vision: Vision, focuser: Focuser, foc
         cal_s: float | None = None
         start_on_glass = False  # z_start_um is the glass's own focus, found before the first field
         flat: dict[str, Any] = {}
+        exposure = _settle_exposure(camera, plan.faults.capture_retries) if plan.imaging.auto_exposure else None
         if plan.imaging.flat_field:  # first: the slide's focus and the calibration are read on corrected frames
             scale = calibration.um_per_px if calibration is not None else nominal_um_per_px
             camera, flat = _flat_field_camera(stage, camera, plan, folder, area_um, resumed=old is not None,
@@ -138,14 +140,16 @@ def run_scan(stage: Stage, camera: Camera, vision: Vision, focuser: Focuser, foc
         if old is None:
             snapshot = {"plan": plan.to_mapping(), "calibration": cal.to_mapping(), "area_um": list(area_um),
                         "grid": {"rows": grid.rows, "columns": grid.columns},
-                        "focus_drive": focus_drive(stage, focuser), **dict(config or {})}
+                        "focus_drive": focus_drive(stage, focuser), "exposure": exposure, **dict(config or {})}
             scan_id = store.create_scan(plan.name, out_dir, snapshot, grid.n_fields)
-            for w in field_size_warnings(snapshot["calibration"]) + focus_step_warnings(snapshot["focus_drive"]):
+            for w in (field_size_warnings(snapshot["calibration"]) + focus_step_warnings(snapshot["focus_drive"])
+                      + exposure_warnings(exposure)):
                 _log.warning("scan %s: %s", scan_id, w)
         meta = folder.root / "scan.json"
         if old is None or not meta.is_file():  # on resume too, if a cut came between the row and the file
             info = {"scan_id": scan_id, "db": str(Path(db_path).resolve()), "calibration_s": cal_s}
-            write_durably(meta, json.dumps({**info, **({"flat_field": flat} if flat else {})}).encode())
+            extra = {**({"flat_field": flat} if flat else {}), **({"exposure": exposure} if exposure else {})}
+            write_durably(meta, json.dumps({**info, **extra}).encode())
         runner = ScanRunner(stage, camera, vision, focuser, focus_map, store, folder, plan, grid, cal, scan_id,
                             device_clock=device_clock, on_event=on_event, z_start_um=z_start_um, area_um=area_um,
                             start_on_glass=start_on_glass)
@@ -163,6 +167,28 @@ def run_scan(stage: Stage, camera: Camera, vision: Vision, focuser: Focuser, foc
         # outputs written) by the next run into the same folder
         store.set_summary(scan_id, summary)
     return ScanOutcome(scan_id, status, summary, folder.root, Path(db_path))
+
+
+def _settle_exposure(camera: Camera, retries: int) -> dict[str, Any]:
+    """The camera's exposure settled for the slide (:mod:`appliance.scan.exposure`), as ``scan.json`` keeps it.
+
+    A camera error here is left to the calibration's retrying captures, which come next and say it properly.
+    """
+    try:
+        result = settle_exposure(camera, retries)
+    except CameraError as exc:
+        _log.warning("exposure not checked: the camera failed (%s)", exc)
+        return {"ok": True, "changed": False, "note": f"not checked: the camera failed ({exc})"}
+    if result.ok:  # a changed exposure is worth a line on the terminal: the config or the lamp wants setting
+        (_log.warning if result.changed else _log.info)("exposure: %s", result.note)
+    return result.to_mapping()
+
+
+def exposure_warnings(exposure: Mapping[str, Any] | None) -> list[str]:
+    """A warning when the glass could not be brought to a bright-field grey (empty otherwise or unknown)."""
+    if not exposure or exposure.get("ok", True):
+        return []
+    return [f"the exposure could not be set: {exposure.get('note', '')}"]
 
 
 def calibration_step_um(um_per_px: float, size_px: tuple[int, int]) -> float:
@@ -585,6 +611,7 @@ def summarise(store: ResultStore, scan_id: int, area_um: tuple[float, float, flo
     ends = at_travel_end([o.z_um for o in structures if o.focus_unsure and o.z_um is not None], travel)
     out["warnings"] = (field_size_warnings(scan.config.get("calibration"))
                        + focus_step_warnings(scan.config.get("focus_drive"))
+                       + exposure_warnings(scan.config.get("exposure"))
                        + field_travel_warnings([f.z_um for f in flds], travel)
                        + focus_warnings(len(structures), out["structures_focus_ok"], ends, travel))
     if truth is not None:

@@ -25,10 +25,11 @@ from tests.faults.scans import check_scan
 
 SEED = 7
 SLIDE = {"width_um": 1000.0, "height_um": 1000.0, "n_structures": 2, "debris_per_mm2": 3.0}
-# without the flat field: the fault scripts count the loop's captures from the first, and the clean scan's
-# records are compared with those of a scan whose flat field a fault stopped
+# without the flat field and the exposure step: the fault scripts count the loop's captures from the first, and
+# the clean scan's records are compared with those of a scan whose flat field a fault stopped
 PLAN = ScanPlan(name="camera-faults", focus=FocusPlan(stack_range_um=2.0, stack_step_um=1.0),
-                faults=FaultsPlan(capture_retries=2, retry_wait_s=0.0), imaging=ImagingPlan(flat_field=False))
+                faults=FaultsPlan(capture_retries=2, retry_wait_s=0.0),
+                imaging=ImagingPlan(flat_field=False, auto_exposure=False))
 
 
 def _scan(tmp, plan=PLAN, script=None, gone_from=None, calibration=None):
