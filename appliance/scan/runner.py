@@ -957,6 +957,8 @@ class ScanRunner:
             return
         why = None if stitched else self._not_its_shape(det, focused, stack)
         if why is not None:
+            if self._looked_whole_instead(w, det, focused):
+                return
             # dirt the classifier named a print: a clump too narrow for any type, a fibre named a split ring
             # (appliance/vision/typeshape.py)
             self._debris_after_all(w, as_debris(det, debris_score(det)), focused, (x, y),
@@ -964,6 +966,27 @@ class ScanRunner:
             return
         shape = self._shape(w, det, focused, stack, out.z_um, (x, y))
         self._record_structure(w, det, focused, sharp.seen, out, stack, shape, (x, y), box_um, types)
+
+    def _looked_whole_instead(self, w: FieldWork, det: Detection, frame: Frame) -> bool:
+        """Record the print larger than the field that ``det``, refused by its shape, is a piece of, if one is found.
+
+        Where a print may be larger than the field, a sharp frame can box a part of it clear of the frame's
+        edges: at 60x on 1280 x 720 (a 120 x 67 µm field) a 96 µm pentagon's sharp frame boxed 77 x 47 µm of it,
+        the box's aspect (0.62) made it dirt, and its later views were skipped as that dirt's (held-out seed
+        3845). Only a structure there that holds ``det`` and is shaped like its type counts
+        (:meth:`WholeLook.find`); otherwise the stage is back where ``frame`` was taken and the shape's verdict
+        stands. ``det``'s own entry among the known objects is set aside for the look, which skips pieces of
+        prints already recorded.
+        """
+        if not self.whole_look.active:
+            return False
+        mine = self._known.pop()
+        whole = self._whole_look(det, frame)
+        if whole is None:
+            self._known.append(mine)
+            return False
+        self._record_looked(w, det, frame, *whole)
+        return True
 
     def _diverges(self, w: FieldWork, det: Detection, focus_z_um: float, extra: dict[str, Any]) -> bool:
         """Whether a micro-lens about to be recorded unread diverges light (a bubble); ``extra`` gets the sign."""
