@@ -151,6 +151,17 @@ def _flat_field_line(scan_json: Path) -> str:
     return "; ".join(p for p in (str(flat.get("note", "")), light) if p)
 
 
+def _exposure_line(scan_json: Path) -> str:
+    """What the scan did with the camera's exposure, in a line (``scan.json``'s ``exposure``)."""
+    try:
+        exposure = json.loads(scan_json.read_text(encoding="utf-8")).get("exposure")
+    except (OSError, ValueError, AttributeError):
+        return "unknown (scan.json unreadable)"
+    if not isinstance(exposure, dict):
+        return "not checked (imaging.auto_exposure: false)"
+    return str(exposure.get("note", ""))
+
+
 def _unsure(o: ObjectRecord) -> str:
     """A mark after a structure's focus z where its focus search could not be trusted."""
     if not o.focus_unsure:
@@ -204,6 +215,7 @@ def write_report(root: Path, scan: ScanRecord, fields: Sequence[FieldRecord], ob
             ("stage time", f"{summary.get('stage_time_s_total', 0):.0f} s (median "
                            f"{summary.get('stage_time_s_per_field_median') or 0:.2f} s per field)"),
             ("computer time", f"{summary.get('wall_time_s_total', 0):.0f} s"),
+            ("exposure", html.escape(_exposure_line(root / "scan.json"))),
             ("flat field", html.escape(_flat_field_line(root / "scan.json"))),
             *(("warning", html.escape(w)) for w in summary.get("warnings") or ())]
     page = f"""<!DOCTYPE html>

@@ -145,3 +145,4 @@ def test_a_lamp_three_times_too_bright_is_scanned_at_a_shorter_exposure(tmp_path
     assert info["changed"] and info["ok"] and info["exposure_ms"] < 5.0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["recall"] == 1.0 and summary["warnings"] == []
+    assert "so the scan runs at" in (out / "report.html").read_text()  # the report says it too
