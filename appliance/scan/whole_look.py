@@ -107,7 +107,7 @@ class WholeLook:
         large = max(joined_um[2] - joined_um[0], joined_um[3] - joined_um[1]) >= LARGE_PIECE * min(self._fov_um)
         if not (any(cut) or large):
             return None
-        found = self._find(look_region(joined_um, cut, self._largest), (cx, cy), here)
+        found = self._find(look_region(joined_um, cut, self._largest, self._fov_um), (cx, cy), here)
         if found is None:
             self._approach(frame.position.x_um, frame.position.y_um)
         return found
@@ -124,7 +124,8 @@ class WholeLook:
         if not self.active:
             return None
         centre = ((footprint_um[0] + footprint_um[2]) / 2.0, (footprint_um[1] + footprint_um[3]) / 2.0)
-        found = self._find(look_region(footprint_um, (False,) * 4, self._largest), centre, footprint_um)
+        found = self._find(look_region(footprint_um, (False,) * 4, self._largest, self._fov_um), centre,
+                          footprint_um)
         if found is None:
             self._approach(*back)
         return found
@@ -140,7 +141,7 @@ class WholeLook:
             if best is None or best.kind != "structure":
                 break
             if any(edge) and look == 0:  # the region cut it: once more, reaching past the sides it was cut on
-                region = look_region(box_um, edge, self._largest)
+                region = look_region(box_um, edge, self._largest, fov)
                 continue
             # the second region holds it with glass to spare, but a box is looser than the print: only one at
             # the border runs on past it (seed 1611's ring, whole, came within 8 µm of its second region's top)

@@ -114,6 +114,24 @@ def test_a_whole_look_reaches_past_the_cut_sides_to_the_largest_print_and_keeps_
         look_region((5.0, 0.0, 5.0, 10.0), (False,) * 4, 150.0)
 
 
+def test_a_piece_cut_on_every_side_at_40x_is_looked_at_without_the_margin_rather_than_not_at_all() -> None:
+    from appliance.scan.mosaic import LOOK_ASPECT, MAX_VIEWS, look_region, view_positions
+
+    # held-out seed 3780: a 67 x 65 um piece of a 110 um lens, its joined boxes cut on all four sides of a
+    # 90 x 67 um field: with the margin the region needed 7 x 7 views and the look was never made
+    fov, box = (89.6, 67.2), (523.0, 671.0, 590.0, 736.0)
+    with pytest.raises(ValueError, match=f"at most {MAX_VIEWS}"):
+        view_positions(look_region(box, (True,) * 4, 150.0), fov)
+    region = look_region(box, (True,) * 4, 150.0, fov)
+    assert len(view_positions(region, fov)) <= MAX_VIEWS
+    more = 150.0 - 67.0  # what the print may still have past each cut side
+    assert region[0] <= box[0] - more and region[2] >= box[2] + more
+    assert region[1] <= box[1] - (150.0 - 65.0) and region[3] >= box[3] + (150.0 - 65.0)
+    assert (region[2] - region[0]) / (region[3] - region[1]) == pytest.approx(LOOK_ASPECT)
+    # where the margin fits, it stays
+    assert look_region(box, (False,) * 4, 150.0, fov) == look_region(box, (False,) * 4, 150.0)
+
+
 def test_a_box_reaching_into_a_whole_looks_border_band_may_go_on_past_it() -> None:
     from appliance.scan.mosaic import LOOK_EDGE, look_cut
 
