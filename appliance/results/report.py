@@ -138,11 +138,18 @@ def _fmt(v: Any) -> str:
     return html.escape(str(v))
 
 
+def _scan_json_entry(scan_json: Path, key: str) -> tuple[bool, Any]:
+    """Whether ``scan.json`` could be read, and its ``key`` (None where absent)."""
+    try:
+        return True, json.loads(scan_json.read_text(encoding="utf-8")).get(key)
+    except (OSError, ValueError, AttributeError):
+        return False, None
+
+
 def _flat_field_line(scan_json: Path) -> str:
     """What the scan decided about the light's flat field, in a line (``scan.json``'s ``flat_field``)."""
-    try:
-        flat = json.loads(scan_json.read_text(encoding="utf-8")).get("flat_field")
-    except (OSError, ValueError, AttributeError):
+    readable, flat = _scan_json_entry(scan_json, "flat_field")
+    if not readable:
         return "unknown (scan.json unreadable)"
     if not isinstance(flat, dict):
         return "off (imaging.flat_field: false)"
@@ -153,9 +160,8 @@ def _flat_field_line(scan_json: Path) -> str:
 
 def _exposure_line(scan_json: Path) -> str:
     """What the scan did with the camera's exposure, in a line (``scan.json``'s ``exposure``)."""
-    try:
-        exposure = json.loads(scan_json.read_text(encoding="utf-8")).get("exposure")
-    except (OSError, ValueError, AttributeError):
+    readable, exposure = _scan_json_entry(scan_json, "exposure")
+    if not readable:
         return "unknown (scan.json unreadable)"
     if not isinstance(exposure, dict):
         return "not checked (imaging.auto_exposure: false)"

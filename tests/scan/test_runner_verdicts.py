@@ -1022,13 +1022,18 @@ class _OnlyItsMiddleWhenSharp:
         for d in r.detections:
             x0, y0, x1, y1 = d.box_px
             if d.kind == "structure" and min(x1 - x0, y1 - y0) >= 9:
-                w, h = (x1 - x0) // 3, (y1 - y0) // 3
-                wrong = "woodpile" if d.cls != "woodpile" else "pentagon"
-                d = replace(d, box_px=(x0 + w, y0 + h, x1 - w, y1 - h), cls=wrong, confidence=0.41,
-                            scores={wrong: 0.41, d.cls: 0.2, "debris": 0.07, "detector_structure": 0.78})
+                d = self.part(d)
                 self.parts += 1
             dets.append(d)
         return VisionResult(r.n_candidates, tuple(dets), r.timings_s)
+
+    def part(self, d):
+        """What the sharp frame boxes of print ``d``: its middle ninth, named a type it is not."""
+        x0, y0, x1, y1 = d.box_px
+        w, h = (x1 - x0) // 3, (y1 - y0) // 3
+        wrong = "woodpile" if d.cls != "woodpile" else "pentagon"
+        return replace(d, box_px=(x0 + w, y0 + h, x1 - w, y1 - h), cls=wrong, confidence=0.41,
+                       scores={wrong: 0.41, d.cls: 0.2, "debris": 0.07, "detector_structure": 0.78})
 
 
 def test_a_print_seen_whole_is_not_named_from_the_part_of_it_its_sharp_frame_boxes(tmp_path, monkeypatch):
@@ -1054,19 +1059,11 @@ class _AWideBandWhenSharp(_OnlyItsMiddleWhenSharp):
     every other frame is the ground truth's. It reads pasted images, so the runner may look at a print whole;
     the test's look stands in for the pasted image's reading (``appliance.scan.whole_look`` has its own tests)."""
 
-    def analyse(self, frame):
-        r = self.inner.analyse(frame)
-        if not _taken_at(frame, self.sharp):
-            return r
-        dets = []
-        for d in r.detections:
-            x0, y0, x1, y1 = d.box_px
-            if d.kind == "structure" and min(x1 - x0, y1 - y0) >= 9:
-                h = (y1 - y0) // 3
-                d = replace(d, box_px=(x0, y0 + h, x1, y1 - h))
-                self.parts += 1
-            dets.append(d)
-        return VisionResult(r.n_candidates, tuple(dets), r.timings_s)
+    def part(self, d):
+        """The middle third of print ``d``'s rows, its type kept."""
+        x0, y0, x1, y1 = d.box_px
+        h = (y1 - y0) // 3
+        return replace(d, box_px=(x0, y0 + h, x1, y1 - h))
 
     def analyse_image(self, image):
         return VisionResult(0, (), {})
