@@ -138,19 +138,21 @@ def _fmt(v: Any) -> str:
     return html.escape(str(v))
 
 
-def _scan_json_entry(scan_json: Path, key: str) -> tuple[bool, Any]:
-    """Whether ``scan.json`` could be read, and its ``key`` (None where absent)."""
+def _scan_meta(scan_json: Path) -> dict[str, Any] | None:
+    """``scan.json`` as a mapping, or None where it cannot be read."""
     try:
-        return True, json.loads(scan_json.read_text(encoding="utf-8")).get(key)
-    except (OSError, ValueError, AttributeError):
-        return False, None
+        meta = json.loads(scan_json.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return meta if isinstance(meta, dict) else None
 
 
 def _flat_field_line(scan_json: Path) -> str:
     """What the scan decided about the light's flat field, in a line (``scan.json``'s ``flat_field``)."""
-    readable, flat = _scan_json_entry(scan_json, "flat_field")
-    if not readable:
+    meta = _scan_meta(scan_json)
+    if meta is None:
         return "unknown (scan.json unreadable)"
+    flat = meta.get("flat_field")
     if not isinstance(flat, dict):
         return "off (imaging.flat_field: false)"
     light = (f"the light {flat['light_p2']:.2f}-{flat['light_p98']:.2f} of its median over {flat['frames']} frames"
@@ -160,9 +162,10 @@ def _flat_field_line(scan_json: Path) -> str:
 
 def _exposure_line(scan_json: Path) -> str:
     """What the scan did with the camera's exposure, in a line (``scan.json``'s ``exposure``)."""
-    readable, exposure = _scan_json_entry(scan_json, "exposure")
-    if not readable:
+    meta = _scan_meta(scan_json)
+    if meta is None:
         return "unknown (scan.json unreadable)"
+    exposure = meta.get("exposure")
     if not isinstance(exposure, dict):
         return "not checked (imaging.auto_exposure: false)"
     return str(exposure.get("note", ""))

@@ -123,20 +123,18 @@ def settle_exposure(camera: Camera, retries: int = 2) -> ExposureResult:
                               "the camera's automatic exposure is on: exposure left to it")
     shoot = _Capture(camera, retries)
     first = shoot.level()
-    if not well_exposed(first):
-        again = shoot.level()  # one faulty frame must not change the exposure
-        if well_exposed(again) or (first > TOO_BRIGHT) != (again > TOO_BRIGHT):
-            return ExposureResult(before, before, first, again, shoot.frames, True,
-                                  f"glass at {first:.0f} then {again:.0f} of 255: exposure {before:g} ms kept")
-        first = again
     if well_exposed(first):
         return ExposureResult(before, before, first, first, shoot.frames, True,
                               f"glass at {first:.0f} of 255: exposure {before:g} ms kept")
-    if first <= BLACK:
-        return ExposureResult(before, before, first, first, shoot.frames, False,
-                              f"the frame is black (glass at {first:.0f} of 255): is the lamp on? exposure "
+    again = shoot.level()  # one faulty frame must not change the exposure
+    if well_exposed(again) or (first > TOO_BRIGHT) != (again > TOO_BRIGHT):
+        return ExposureResult(before, before, first, again, shoot.frames, True,
+                              f"glass at {first:.0f} then {again:.0f} of 255: exposure {before:g} ms kept")
+    if again <= BLACK:
+        return ExposureResult(before, before, again, again, shoot.frames, False,
+                              f"the frame is black (glass at {again:.0f} of 255): is the lamp on? exposure "
                               f"{before:g} ms kept")
-    return _adjust(camera, shoot, before, first)
+    return _adjust(camera, shoot, before, again)
 
 
 class _Capture:
@@ -146,16 +144,17 @@ class _Capture:
         self.camera, self.retries, self.frames = camera, max(0, int(retries)), 0
 
     def level(self) -> float:
-        for attempt in range(self.retries + 1):
+        for _ in range(self.retries):
             try:
-                frame = self.camera.capture()
+                return self._level()
             except CameraError:
-                if attempt == self.retries:
-                    raise
                 continue
-            self.frames += 1
-            return glass_level(frame)
-        raise AssertionError("unreachable")
+        return self._level()
+
+    def _level(self) -> float:
+        frame = self.camera.capture()
+        self.frames += 1
+        return glass_level(frame)
 
 
 def _adjust(camera: Camera, shoot: _Capture, before: float, first: float) -> ExposureResult:
