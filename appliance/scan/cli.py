@@ -322,6 +322,12 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
         return _fail("calibrate", f"{type(exc).__name__}: {exc}", 1)
 
 
+def _backlash_text(backlash_um: tuple[float, float] | None) -> str:
+    if backlash_um is None:
+        return "backlash not read"
+    return f"backlash {backlash_um[0]:.1f} um in x, {backlash_um[1]:.1f} um in y"
+
+
 def _calibrate(args: argparse.Namespace) -> int:
     from appliance.scan.calibration import calibrate
 
@@ -347,5 +353,5 @@ def _calibrate(args: argparse.Namespace) -> int:
     m = cal.matrix
     print(f"calibration: [[{m[0][0]:.5f}, {m[0][1]:.5f}], [{m[1][0]:.5f}, {m[1][1]:.5f}]] um/px, "
           f"{cal.um_per_px:.4f} um/px, field {cal.fov_um[0]:.1f} x {cal.fov_um[1]:.1f} um, "
-          f"residual {cal.residual_um:.3f} um; wrote {args.out}")
+          f"residual {cal.residual_um:.3f} um, {_backlash_text(cal.backlash_um)}; wrote {args.out}")
     return 0

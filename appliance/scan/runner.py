@@ -66,6 +66,7 @@ from appliance.results.reconstruct import (
     structure_mask,
 )
 from appliance.results.store import Annotation, FieldRecord, ObjectRecord, ResultStore
+from appliance.scan.backlash import approach_um
 from appliance.scan.boxes import (
     a_small_part_of,
     beyond_the_cut,
@@ -327,6 +328,8 @@ class ScanRunner:
                                       z_start_um, start_on_glass)
         self.store, self.folder, self.plan, self.grid = store, folder, plan, grid
         self.cal = calibration
+        # the plan's detour, or longer where the calibration measured more slack (logged by the session)
+        self.approach_um = approach_um(plan.imaging.approach_um, calibration.to_mapping())
         self.scan_id = scan_id
         self._clock = device_clock or time.monotonic
         self._emit = on_event or (lambda e: None)
@@ -596,7 +599,7 @@ class ScanRunner:
         beyond it on both axes. Half of a snake's fields and of the centring moves are such, and the detour
         was a second move and settle each (at 5x, 0.14 s of a field's 0.7 s of moves).
         """
-        a = self.plan.imaging.approach_um
+        a = self.approach_um
         here = self.stage.position_um()
         loaded, self._xy_loaded = self._xy_loaded, None  # unknown until this move has ended moving +x, +y
         straight = loaded is not None and loaded == (here.x_um, here.y_um) and x >= here.x_um and y >= here.y_um

@@ -24,6 +24,7 @@ from appliance.hardware.camera.base import Camera, CameraError
 from appliance.hardware.stage.base import Stage, StageLimitError
 from appliance.results.files import ScanFolder
 from appliance.results.store import ObjectRecord, ResultStore, write_durably
+from appliance.scan.backlash import backlash_warnings
 from appliance.scan.calibration import Calibration, CalibrationError, calibrate, spiral_offsets
 from appliance.scan.capture import CaptureFailed, CheckedCamera
 from appliance.scan.events import Event
@@ -142,8 +143,7 @@ def run_scan(stage: Stage, camera: Camera, vision: Vision, focuser: Focuser, foc
                         "grid": {"rows": grid.rows, "columns": grid.columns},
                         "focus_drive": focus_drive(stage, focuser), "exposure": exposure, **dict(config or {})}
             scan_id = store.create_scan(plan.name, out_dir, snapshot, grid.n_fields)
-            for w in (field_size_warnings(snapshot["calibration"]) + focus_step_warnings(snapshot["focus_drive"])
-                      + exposure_warnings(exposure)):
+            for w in start_warnings(snapshot):
                 _log.warning("scan %s: %s", scan_id, w)
         meta = folder.root / "scan.json"
         if old is None or not meta.is_file():  # on resume too, if a cut came between the row and the file
@@ -564,6 +564,16 @@ def focus_step_warnings(drive: Mapping[str, Any] | None) -> list[str]:
 FIELD_MIN_PRINTS = 2.0
 
 
+def start_warnings(config: Mapping[str, Any]) -> list[str]:
+    """The warnings a scan's config snapshot gives before its first field (logged, and kept in ``summary.json``).
+
+    On the field's size, the focus drive's step, the exposure and the stage's backlash.
+    """
+    approach = ((config.get("plan") or {}).get("imaging") or {}).get("approach_um", 0.0)
+    return (field_size_warnings(config.get("calibration")) + focus_step_warnings(config.get("focus_drive"))
+            + exposure_warnings(config.get("exposure")) + backlash_warnings(approach, config.get("calibration")))
+
+
 def field_size_warnings(calibration: Mapping[str, Any] | None) -> list[str]:
     """A warning when the field of view is too narrow to hold the smallest prints whole (empty otherwise)."""
     try:
@@ -609,9 +619,7 @@ def summarise(store: ResultStore, scan_id: int, area_um: tuple[float, float, flo
     out["structures_focus_ok"] = sum(not o.focus_unsure for o in structures)
     travel = (scan.config.get("focus_drive") or {}).get("travel_z_um")
     ends = at_travel_end([o.z_um for o in structures if o.focus_unsure and o.z_um is not None], travel)
-    out["warnings"] = (field_size_warnings(scan.config.get("calibration"))
-                       + focus_step_warnings(scan.config.get("focus_drive"))
-                       + exposure_warnings(scan.config.get("exposure"))
+    out["warnings"] = (start_warnings(scan.config)
                        + field_travel_warnings([f.z_um for f in flds], travel)
                        + focus_warnings(len(structures), out["structures_focus_ok"], ends, travel))
     if truth is not None:

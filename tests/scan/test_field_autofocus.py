@@ -120,6 +120,7 @@ def test_an_object_past_the_end_of_the_travel_is_judged_where_it_was_seen():
     # stage x -15 um, and centring it failed the scan with StageLimitError (seed 412, 4 x 4 mm, cheap camera)
     r = object.__new__(ScanRunner)
     r.plan = ScanPlan()
+    r.approach_um = r.plan.imaging.approach_um
     r.stage = _EdgeStage()
     r.camera = SimpleNamespace(size_px=(640, 480))
     r.cal = Calibration.nominal(0.56, (640, 480))
@@ -177,6 +178,7 @@ def test_a_print_cut_at_the_end_of_the_travel_is_stitched_without_looking_past_i
     # y < 0, and StageLimitError there failed the scan (cheap colour camera, seed 496, main at 2c33e3f)
     r = object.__new__(ScanRunner)
     r.plan = ScanPlan()
+    r.approach_um = r.plan.imaging.approach_um
     r.stage = _TopEdgeStage()
     r.camera = _Camera(r.stage)
     r.vision = _CutAtTheTop()

@@ -40,6 +40,7 @@ def _approach_runner(stage: SimStage) -> ScanRunner:
     """Only what ``_approach`` reads."""
     r = object.__new__(ScanRunner)
     r.plan = ScanPlan(imaging=ImagingPlan(approach_um=20.0))
+    r.approach_um = r.plan.imaging.approach_um  # no calibration slack: the plan's
     r.stage = stage
     r._xy_loaded = None
     return r
