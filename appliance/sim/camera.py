@@ -77,8 +77,22 @@ class SlideLike(Protocol):
         ...
 
 
+def pixel_axes(rotation_deg: float = 0.0, mirror: bool = False) -> np.ndarray | None:
+    """The slide directions of a frame's +u and +v pixel axes (the columns of a 2 x 2 matrix).
+
+    None for a camera mounted square (the axes are the stage's): the renderer then keeps its axis-aligned path,
+    whose frames are bit for bit those of earlier versions. See ``SensorParams.rotation_deg`` and ``mirror``.
+    """
+    if rotation_deg == 0.0 and not mirror:
+        return None
+    a = math.radians(rotation_deg)
+    turn = np.array([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]])
+    return turn @ np.diag([-1.0 if mirror else 1.0, 1.0])
+
+
 def pixel_to_slide_um(u: float | np.ndarray, v: float | np.ndarray, stage_xy_um: tuple[float, float],
-                      size_px: tuple[int, int], um_per_px: float) -> tuple[float | np.ndarray, float | np.ndarray]:
+                      size_px: tuple[int, int], um_per_px: float,
+                      axes: np.ndarray | None = None) -> tuple[float | np.ndarray, float | np.ndarray]:
     """Slide coordinates (µm) of pixel column ``u``, row ``v`` in a frame taken at ``stage_xy_um``.
 
     Parameters
@@ -91,9 +105,34 @@ def pixel_to_slide_um(u: float | np.ndarray, v: float | np.ndarray, stage_xy_um:
         Frame (width, height).
     um_per_px : float
         Micrometres per pixel at the sample.
+    axes : (2, 2) ndarray, optional
+        :func:`pixel_axes` of a camera not mounted square.
     """
     w, h = size_px
-    return (stage_xy_um[0] + (u - (w - 1) / 2.0) * um_per_px, stage_xy_um[1] + (v - (h - 1) / 2.0) * um_per_px)
+    du, dv = (u - (w - 1) / 2.0) * um_per_px, (v - (h - 1) / 2.0) * um_per_px
+    if axes is None:
+        return stage_xy_um[0] + du, stage_xy_um[1] + dv
+    return (stage_xy_um[0] + axes[0, 0] * du + axes[0, 1] * dv, stage_xy_um[1] + axes[1, 0] * du + axes[1, 1] * dv)
+
+
+def slide_to_pixel(x_um: float | np.ndarray, y_um: float | np.ndarray, stage_xy_um: tuple[float, float],
+                   size_px: tuple[int, int], um_per_px: float,
+                   axes: np.ndarray | None = None) -> tuple[float | np.ndarray, float | np.ndarray]:
+    """Inverse of :func:`pixel_to_slide_um`: the pixel (column, row) where slide point ``(x_um, y_um)`` appears."""
+    w, h = size_px
+    dx, dy = (x_um - stage_xy_um[0]) / um_per_px, (y_um - stage_xy_um[1]) / um_per_px
+    if axes is not None:  # the axes are orthonormal: their inverse is their transpose
+        dx, dy = axes[0, 0] * dx + axes[1, 0] * dy, axes[0, 1] * dx + axes[1, 1] * dy
+    return dx + (w - 1) / 2.0, dy + (h - 1) / 2.0
+
+
+def frame_rect_um(stage_xy_um: tuple[float, float], size_px: tuple[int, int], um_per_px: float,
+                  axes: np.ndarray | None = None) -> tuple[float, float, float, float]:
+    """The slide rectangle ``(x0, y0, x1, y1)`` a frame's pixels cover (their outer edges; turned: its bounds)."""
+    w, h = size_px
+    xs, ys = pixel_to_slide_um(np.array([-0.5, w - 0.5, -0.5, w - 0.5]), np.array([-0.5, -0.5, h - 0.5, h - 0.5]),
+                               stage_xy_um, size_px, um_per_px, axes)
+    return float(np.min(xs)), float(np.min(ys)), float(np.max(xs)), float(np.max(ys))
 
 
 class _LRU:
@@ -143,11 +182,15 @@ class FieldRenderer:
     blur_um : float
         Gaussian sigma of the camera's own optics referred to the sample, µm (``CameraChainParams.lens_blur_px``).
         Applied to each object's patch: the clear glass around objects is 1.0 and stays so under any blur.
+    axes : (2, 2) ndarray, optional
+        :func:`pixel_axes` of a camera not mounted square (None: the frame's axes are the stage's).
     """
 
     def __init__(self, slide: SlideLike, optics: OpticsParams, pixel_um: float, cache_items: int = 256,
-                 channel_wavelengths_um: tuple[float, float, float] | None = None, blur_um: float = 0.0) -> None:
+                 channel_wavelengths_um: tuple[float, float, float] | None = None, blur_um: float = 0.0,
+                 axes: np.ndarray | None = None) -> None:
         self.slide = slide
+        self.axes = axes
         self.blur_um = float(blur_um)
         self.optics = optics
         self.um_per_px = pixel_um / optics.magnification
@@ -250,15 +293,16 @@ class FieldRenderer:
         w, h = size_px
         s = self.um_per_px
         out = np.ones((h, w), dtype=np.float32)
-        x0, y0 = pixel_to_slide_um(-0.5, -0.5, (x_um, y_um), size_px, s)
-        x1, y1 = pixel_to_slide_um(w - 0.5, h - 0.5, (x_um, y_um), size_px, s)
-        objs = self.slide.objects_in_rect(float(x0) - PAD_UM, float(y0) - PAD_UM,
-                                          float(x1) + PAD_UM, float(y1) + PAD_UM)
+        x0, y0, x1, y1 = frame_rect_um((x_um, y_um), size_px, s, self.axes)
+        objs = self.slide.objects_in_rect(x0 - PAD_UM, y0 - PAD_UM, x1 + PAD_UM, y1 + PAD_UM)
         for obj in sorted(objs, key=lambda o: o.id):  # fixed order: float products are then reproducible
             dz = z_um - obj.focus_z_um
             spec, img = self.patch(obj, dz)
             ratios = None if sites is None else self.colour_ratios(obj, dz)
-            self._composite(out, spec, img, (x_um, y_um), s, ratios, sites)
+            if self.axes is None:
+                self._composite(out, spec, img, (x_um, y_um), s, ratios, sites)
+            else:
+                _composite_turned(out, spec, img, (x_um, y_um), s, self.axes, ratios, sites)
         return out
 
     @staticmethod
@@ -289,6 +333,35 @@ class FieldRenderer:
         if ratios is not None and sites is not None:
             region *= np.choose(sites[v0:v1, u0:u1], [warp(r) for r in ratios])
         out[v0:v1, u0:u1] *= region
+
+
+def _composite_turned(out: np.ndarray, spec: ObjectSpectrum, img: np.ndarray, stage_xy: tuple[float, float],
+                      s: float, axes: np.ndarray, ratios: np.ndarray | None = None,
+                      sites: np.ndarray | None = None) -> None:
+    """:meth:`FieldRenderer._composite` for a camera turned or mirrored on its port (``axes``: :func:`pixel_axes`)."""
+    h, w = out.shape
+    (ox, oy), (px, py) = spec.origin_um, spec.pitch_um
+    my, mx = img.shape
+    cx, cy = ox + np.array([0.0, mx - 1, 0.0, mx - 1]) * px, oy + np.array([0.0, 0.0, my - 1, my - 1]) * py
+    us, vs = slide_to_pixel(cx, cy, stage_xy, (w, h), s, axes)
+    u0, u1 = max(0, int(math.floor(float(np.min(us))))), min(w, int(math.ceil(float(np.max(us)))) + 1)
+    v0, v1 = max(0, int(math.floor(float(np.min(vs))))), min(h, int(math.ceil(float(np.max(vs)))) + 1)
+    if u1 <= u0 or v1 <= v0:
+        return
+    # dst (u', v') = (u - u0, v - v0) -> slide (x, y) = stage + s axes (u - cu, v - cv) -> src ((x - ox)/px, ...)
+    a = s * axes
+    cu, cv = u0 - (w - 1) / 2.0, v0 - (h - 1) / 2.0
+    m = np.array([[a[0, 0] / px, a[0, 1] / px, (stage_xy[0] + a[0, 0] * cu + a[0, 1] * cv - ox) / px],
+                  [a[1, 0] / py, a[1, 1] / py, (stage_xy[1] + a[1, 0] * cu + a[1, 1] * cv - oy) / py]])
+
+    def warp(b: np.ndarray) -> np.ndarray:
+        return cv2.warpAffine(b, m, (u1 - u0, v1 - v0), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                              borderMode=cv2.BORDER_CONSTANT, borderValue=1.0)
+
+    region = warp(img)
+    if ratios is not None and sites is not None:
+        region *= np.choose(sites[v0:v1, u0:u1], [warp(r) for r in ratios])
+    out[v0:v1, u0:u1] *= region
 
 
 def _exponent(obj: SlideObjectLike) -> float:
@@ -340,7 +413,8 @@ def build_imaging(slide: SlideLike, optics: OpticsParams, sensor: SensorParams, 
     wl = capture.channel_wavelengths_um
     renderer = FieldRenderer(slide, optics, site_um,
                              channel_wavelengths_um=None if wl is None else (float(wl[0]), float(wl[1]), float(wl[2])),
-                             blur_um=chain.lens_blur_px * sensor.pixel_um / optics.magnification)
+                             blur_um=chain.lens_blur_px * sensor.pixel_um / optics.magnification,
+                             axes=pixel_axes(sensor.rotation_deg, bool(sensor.mirror)))
     return renderer, capture
 
 

@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from appliance.hardware.camera.base import Frame
-from appliance.sim.camera import SimCamera, pixel_to_slide_um
+from appliance.sim.camera import SimCamera, frame_rect_um, pixel_axes, slide_to_pixel
 from appliance.sim.capture import CameraChainParams
 from appliance.sim.clock import VirtualClock
 from appliance.sim.optics import OpticsParams
@@ -113,16 +113,23 @@ class VirtualMicroscope:
         """
         w, h = self.camera.size_px
         s = self.camera.um_per_px
-        x0, y0 = pixel_to_slide_um(-0.5, -0.5, (x_um, y_um), (w, h), s)
-        x1, y1 = pixel_to_slide_um(w - 0.5, h - 0.5, (x_um, y_um), (w, h), s)
+        axes = pixel_axes(self.camera.sensor.rotation_deg, bool(self.camera.sensor.mirror))
+        x0, y0, x1, y1 = frame_rect_um((x_um, y_um), (w, h), s, axes)
         out = []
-        for o in sorted(self.slide.objects_in_rect(float(x0), float(y0), float(x1), float(y1)), key=lambda o: o.id):
+        for o in sorted(self.slide.objects_in_rect(x0, y0, x1, y1), key=lambda o: o.id):
             fw, fh = o.footprint_um
             # Pixel edge coordinates: pixel u spans [u - 0.5, u + 0.5] around its centre.
-            ua = (o.center_um[0] - fw / 2 - float(x0)) / s
-            ub = (o.center_um[0] + fw / 2 - float(x0)) / s
-            va = (o.center_um[1] - fh / 2 - float(y0)) / s
-            vb = (o.center_um[1] + fh / 2 - float(y0)) / s
+            if axes is None:
+                ua = (o.center_um[0] - fw / 2 - x0) / s
+                ub = (o.center_um[0] + fw / 2 - x0) / s
+                va = (o.center_um[1] - fh / 2 - y0) / s
+                vb = (o.center_um[1] + fh / 2 - y0) / s
+            else:  # a turned camera: the box around the footprint's four corners as the frame shows them
+                cx = o.center_um[0] + np.array([-fw, fw, -fw, fw]) / 2
+                cy = o.center_um[1] + np.array([-fh, -fh, fh, fh]) / 2
+                us, vs = slide_to_pixel(cx, cy, (x_um, y_um), (w, h), s, axes)
+                ua, ub = float(np.min(us)) + 0.5, float(np.max(us)) + 0.5
+                va, vb = float(np.min(vs)) + 0.5, float(np.max(vs)) + 0.5
             box = (max(0, int(ua)), max(0, int(va)), min(w, int(ub + 0.999)), min(h, int(vb + 0.999)))
             if box[2] <= box[0] or box[3] <= box[1]:
                 continue

@@ -55,6 +55,14 @@ class SensorParams:
         Default 180 (:mod:`appliance.sim.faint_dust`; fixed to the camera, the same at any focus).
     optics_dust_blur_um : float
         Largest blur radius of their shadows referred to the sample, µm, 0.5..30. Default 3.
+    rotation_deg : float
+        How the camera is turned on its port, -180..180 degrees: the frame's +u (column) axis points along the
+        slide's ``(cos a, sin a)`` in stage (x, y), its +v (row) axis along ``(-sin a, cos a)``. Default 0 (the
+        frame's axes along the stage's). A camera is rarely mounted square: a few degrees is usual, 90 or 180
+        where it was put on sideways.
+    mirror : bool
+        The frame flipped left to right (an odd number of mirrors in the light path, or a stage x axis wired
+        the other way): +u then points along ``-(cos a, sin a)``. Default False.
 
     Raises
     ------
@@ -73,6 +81,8 @@ class SensorParams:
     illumination_variation: float = 0.03
     optics_dust_per_mm2: float = 180.0
     optics_dust_blur_um: float = 3.0
+    rotation_deg: float = 0.0
+    mirror: bool = False
 
     def __post_init__(self) -> None:
         for name, hi in (("width_px", MAX_WIDTH_PX), ("height_px", MAX_HEIGHT_PX)):
@@ -88,6 +98,9 @@ class SensorParams:
         check_number("illumination_variation", self.illumination_variation, 0.0, 0.5)
         check_number("optics_dust_per_mm2", self.optics_dust_per_mm2, 0.0, 2000.0)
         check_number("optics_dust_blur_um", self.optics_dust_blur_um, 0.5, 30.0)
+        check_number("rotation_deg", self.rotation_deg, -180.0, 180.0)
+        if not isinstance(self.mirror, (bool, np.bool_)):
+            raise ValueError(f"mirror must be true or false, got {self.mirror!r}")
 
 
 def illumination_background(params: SensorParams, seed: int, um_per_px: float | None = None,
