@@ -31,41 +31,60 @@ APPROACH_FACTOR = 1.5
 APPROACH_MARGIN_UM = 2.0
 
 
-#: Two frames in, the stage displacement between them out (µm), or None where they do not say.
-MovedUm = Callable[[np.ndarray, np.ndarray], "tuple[float, float] | None"]
+#: Two frames and the least and most displacement expected on each axis (µm) in, the stage's displacement between
+#: the frames out (µm), or None where they do not say.
+MovedUm = Callable[[np.ndarray, np.ndarray, float, float], "tuple[float, float] | None"]
+
+
+#: The probe's points, as fractions of :data:`PROBE_UM` taken off ``offset_um``, tried in turn until one reads:
+#: the frame reached from above stands ``offset + slack`` from the one reached from below, which phase correlation
+#: cannot read beyond a third of the frame (at 20x, 45 µm of slack past the first point). A nearer point shows the
+#: same slack at a shorter distance, and where the first point failed, the slack is too large for a nearer point
+#: to put the two frames at zero shift, where whatever is fixed to the camera correlates.
+PROBE_POINTS = (0.0, 0.25, 0.5)
 
 
 def measure_backlash(stage: Stage, camera: Camera, x_um: float, y_um: float, offset_um: float, approach_um: float,
                      moved_um: MovedUm) -> tuple[float, float] | None:
     """The XY slack near ``(x_um, y_um)``, µm per axis, or None where the probe could not read it.
 
-    The place is reached from below (``approach_um`` under it on both axes) and captured; then the stage goes
-    ``PROBE_UM`` beyond ``offset_um`` further on, comes back to that offset from above and captures again. The
-    carriage stops short of a target reached from above by the slack, so the stage's displacement between the
-    two frames (``moved_um(a, b)``: µm from the images, or None where they do not correlate well enough to say)
-    exceeds the offset by it. The offset keeps the image shift clear of zero, where whatever is fixed to the
-    camera correlates. The stage is left at the place, reached from below. A probe that would leave the travel,
-    or a reading well below zero (a false correlation peak), reads nothing.
+    The place is reached from below (``approach_um`` under it on both axes) and captured; then a probe point
+    (``offset_um`` on from the place, less one of :data:`PROBE_POINTS` of ``PROBE_UM``) is reached from
+    ``PROBE_UM`` above it and captured, point by point until one reads. The carriage stops short of a target
+    reached from above by the slack, so the stage's displacement between the place's frame and the point's
+    (``moved_um(a, b, lo, hi)``: µm from the images, expected within ``lo`` to ``hi`` on each axis, or None where
+    they do not correlate well enough to say) exceeds the point's offset by it. A reading well below zero or
+    beyond the probe is a false correlation peak and reads nothing. The stage is left at the place, reached
+    from below. A probe that would leave the travel reads nothing.
     """
-    far = x_um + offset_um, y_um + offset_um
+    slack = None
     try:
         stage.move_to_um(x=x_um - approach_um, y=y_um - approach_um)
         stage.move_to_um(x=x_um, y=y_um)
         below = camera.capture().image
-        stage.move_to_um(x=far[0] + PROBE_UM, y=far[1] + PROBE_UM)
-        stage.move_to_um(x=far[0], y=far[1])
-        above = camera.capture().image
+        for k in PROBE_POINTS:
+            point = offset_um - k * PROBE_UM
+            stage.move_to_um(x=x_um + point + PROBE_UM, y=y_um + point + PROBE_UM)
+            stage.move_to_um(x=x_um + point, y=y_um + point)
+            lo, hi = point - APPROACH_MARGIN_UM, point + PROBE_UM + APPROACH_MARGIN_UM
+            slack = _read(moved_um(below, camera.capture().image, lo, hi), point)
+            if slack is not None:
+                break
         stage.move_to_um(x=x_um - approach_um, y=y_um - approach_um)
         stage.move_to_um(x=x_um, y=y_um)
     except StageLimitError:
         return None
-    d = moved_um(below, above)
-    if d is None:
+    return slack
+
+
+def _read(moved: tuple[float, float] | None, point_um: float) -> tuple[float, float] | None:
+    """The slack a displacement reached from above shows past ``point_um``, or None where it is no reading."""
+    if moved is None:
         return None
-    slack = float(d[0]) - offset_um, float(d[1]) - offset_um
-    if min(slack) < -APPROACH_MARGIN_UM or max(slack) > PROBE_UM + APPROACH_MARGIN_UM:
+    bx, by = float(moved[0]) - point_um, float(moved[1]) - point_um
+    if min(bx, by) < -APPROACH_MARGIN_UM or max(bx, by) > PROBE_UM + APPROACH_MARGIN_UM:
         return None
-    return max(slack[0], 0.0), max(slack[1], 0.0)
+    return max(bx, 0.0), max(by, 0.0)
 
 
 def needed_approach_um(backlash_um: Sequence[float] | None) -> float:

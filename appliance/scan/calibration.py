@@ -398,12 +398,29 @@ def _with_backlash(stage: Stage, camera: Camera, cal: Calibration, place: tuple[
                    approach_um: float, bound: float) -> Calibration:
     """``cal`` with the stage's slack read where it was fitted (:func:`appliance.scan.backlash.measure_backlash`).
 
-    The probe's two frames are half a step apart, so their shift stands clear of the masked zero shift; a
-    correlation under half the place's bound reads nothing.
+    Each probe frame's shift against the place's is read from the part of their correlation where the fitted map
+    puts the displacements the probe allows (``lo_um`` to ``hi_um`` on each axis): read over the whole surface,
+    a 112 x 84 µm field's false peaks near zero shift won (held-out seed 3976, 16x on a 320 x 240 sensor, whose
+    slack is now not read at all). A peak under the place's bound, or a shift
+    beyond ``MAX_SHIFT_FRACTION`` of the frame (which phase correlation cannot tell from its wrap-around), reads
+    nothing, and the probe tries a nearer point.
     """
-    def moved(a: np.ndarray, b: np.ndarray) -> tuple[float, float] | None:
-        du, dv, response = image_shift_px(a, b)
-        return cal.moved_um((du, dv)) if response >= bound / 2 else None
+    w, h = cal.size_px
+    to_px = np.linalg.inv(cal.m)
+
+    def moved(a: np.ndarray, b: np.ndarray, lo_um: float, hi_um: float) -> tuple[float, float] | None:
+        r = correlation_surface(spectrum(a), spectrum(b), a.shape)
+        corners = [-(to_px @ (np.array([dx, dy]) - np.asarray(cal.bias_um))) for dx in (lo_um, hi_um)
+                   for dy in (lo_um, hi_um)]
+        u0, v0 = np.floor(np.min(corners, axis=0)).astype(int) + (w // 2, h // 2)
+        u1, v1 = np.ceil(np.max(corners, axis=0)).astype(int) + (w // 2, h // 2)
+        inside = np.full(r.shape, r.min())
+        inside[max(v0, 0):max(v1 + 1, 0), max(u0, 0):max(u1 + 1, 0)] = r[max(v0, 0):max(v1 + 1, 0),
+                                                                         max(u0, 0):max(u1 + 1, 0)]
+        du, dv, response = correlation_peak(inside)
+        if response < bound or abs(du) > MAX_SHIFT_FRACTION * w or abs(dv) > MAX_SHIFT_FRACTION * h:
+            return None
+        return cal.moved_um((du, dv))
 
     slack = measure_backlash(stage, camera, place[0], place[1], step_um / 2, approach_um, moved)
     return replace(cal, backlash_um=slack)

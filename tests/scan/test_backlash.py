@@ -15,6 +15,7 @@ from appliance.scan.backlash import (
     needed_approach_um,
 )
 from appliance.scan.calibration import Calibration, calibrate
+from appliance.scan.session import calibration_step_um
 from appliance.sim.overrides import parse_sim_sets, sim_microscope
 
 
@@ -52,18 +53,48 @@ def test_a_calibration_keeps_its_backlash_and_refuses_a_bad_one(tmp_path):
             Calibration.from_mapping({**old, "backlash_um": bad})
 
 
-def test_a_probe_beyond_the_travel_or_a_false_reading_reads_nothing():
+class _Readings:
+    """``moved_um`` for the probe: one scripted displacement per probe point, counting the calls."""
+
+    def __init__(self, *moved):
+        self.moved, self.calls = list(moved), 0
+
+    def __call__(self, below, above, lo, hi):
+        self.calls += 1
+        return self.moved.pop(0)
+
+
+def test_the_probe_reads_from_the_first_point_that_shows_the_slack():
     scope = sim_microscope(5, parse_sim_sets([]))
     with scope.stage, scope.camera:
         hi = scope.stage.params.travel_x_um[1]
-        assert measure_backlash(scope.stage, scope.camera, hi - 10, 3000, 20.0, 50.0, lambda a, b: (20.0, 20.0)) is None
-        # a displacement well short of the offset is a false correlation peak, not a negative slack
-        assert measure_backlash(scope.stage, scope.camera, 3000, 3000, 20.0, 50.0, lambda a, b: (10.0, 20.0)) is None
-        assert measure_backlash(scope.stage, scope.camera, 3000, 3000, 20.0, 50.0, lambda a, b: None) is None
-        far = 20.0 + PROBE_UM + 10.0  # more slack than the probe can read
-        assert measure_backlash(scope.stage, scope.camera, 3000, 3000, 20.0, 50.0, lambda a, b: (far, 20.0)) is None
+        assert measure_backlash(scope.stage, scope.camera, hi - 10, 3000, 20.0, 50.0, _Readings((24.0, 24.0))) is None
+        first = _Readings((24.0, 23.5), None, None)
+        assert measure_backlash(scope.stage, scope.camera, 3000, 3000, 20.0, 50.0, first) == (4.0, 3.5)
+        assert first.calls == 1  # no more frames than the first point where it reads
+        # the first point lost in a small field (None), the second a false peak well short of its offset, the third
+        # shows 30 um of slack; each point is PROBE_UM / 4 nearer than the last
+        far = _Readings(None, (-20.0, 7.5), (25.0, 26.0))
+        assert measure_backlash(scope.stage, scope.camera, 3000, 3000, 20.0, 50.0, far) == pytest.approx((30.0, 31.0))
+        assert far.calls == 3
+        assert measure_backlash(scope.stage, scope.camera, 3000, 3000, 20.0, 50.0, _Readings(None, None, None)) is None
+        beyond = 20.0 + PROBE_UM + 10.0  # more slack than the probe can read, from every point
         assert measure_backlash(scope.stage, scope.camera, 3000, 3000, 20.0, 50.0,
-                                lambda a, b: (19.5, 24.0)) == (0.0, 4.0)
+                                _Readings((beyond, 20.0), (beyond, 20.0), (beyond, 20.0))) is None
+        assert measure_backlash(scope.stage, scope.camera, 3000, 3000, 20.0, 50.0,
+                                _Readings((19.5, 24.0))) == (0.0, 4.0)  # a hair under zero is none
+
+
+@pytest.mark.parametrize(("optics", "slack"), [(["optics.magnification=20", "optics.na=0.4"], (15.0, 45.0)),
+                                              (["optics.magnification=16", "optics.na=0.4", "sensor.width_px=320",
+                                                "sensor.height_px=240"], (10.6, 31.7))])
+def test_a_small_field_reads_a_large_slack_from_a_nearer_point(optics, slack):
+    # 45 um past the first point is a third of a 20x field: phase correlation cannot tell it from its wrap-around
+    scope = sim_microscope(5, parse_sim_sets([*optics, f"stage.backlash_um=[{slack[0]},{slack[1]},2]"]))
+    with scope.stage, scope.camera:
+        scope.stage.move_to_um(x=3000, y=3000)
+        cal = calibrate(scope.stage, scope.camera, step_um=calibration_step_um(scope.camera.um_per_px, (640, 480)))
+    assert cal.backlash_um == pytest.approx(slack, abs=1.0)
 
 
 def test_a_stage_with_more_slack_than_the_approach_is_scanned_and_said_so(tmp_path, capsys):
