@@ -324,15 +324,7 @@ class FieldRenderer:
         # dst (u', v') = (u - u0, v - v0) -> src (j, i) = ((ax + (u'+u0) s - ox)/px, ...)
         m = np.array([[s / px, 0.0, (ax + u0 * s - ox) / px],
                       [0.0, s / py, (ay + v0 * s - oy) / py]], dtype=np.float64)
-
-        def warp(a: np.ndarray) -> np.ndarray:
-            return cv2.warpAffine(a, m, (u1 - u0, v1 - v0), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                                  borderMode=cv2.BORDER_CONSTANT, borderValue=1.0)
-
-        region = warp(img)
-        if ratios is not None and sites is not None:
-            region *= np.choose(sites[v0:v1, u0:u1], [warp(r) for r in ratios])
-        out[v0:v1, u0:u1] *= region
+        _paste(out, img, m, (u0, u1, v0, v1), ratios, sites)
 
 
 def _composite_turned(out: np.ndarray, spec: ObjectSpectrum, img: np.ndarray, stage_xy: tuple[float, float],
@@ -353,9 +345,19 @@ def _composite_turned(out: np.ndarray, spec: ObjectSpectrum, img: np.ndarray, st
     cu, cv = u0 - (w - 1) / 2.0, v0 - (h - 1) / 2.0
     m = np.array([[a[0, 0] / px, a[0, 1] / px, (stage_xy[0] + a[0, 0] * cu + a[0, 1] * cv - ox) / px],
                   [a[1, 0] / py, a[1, 1] / py, (stage_xy[1] + a[1, 0] * cu + a[1, 1] * cv - oy) / py]])
+    _paste(out, img, m, (u0, u1, v0, v1), ratios, sites)
 
-    def warp(b: np.ndarray) -> np.ndarray:
-        return cv2.warpAffine(b, m, (u1 - u0, v1 - v0), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+
+def _paste(out: np.ndarray, img: np.ndarray, m: np.ndarray, region_px: tuple[int, int, int, int],
+           ratios: np.ndarray | None, sites: np.ndarray | None) -> None:
+    """Multiply ``img`` (and, on a mosaic, its colour ratio at each pixel's channel) into ``out``'s region.
+
+    ``m`` maps the region's pixels (``u0..u1``, ``v0..v1``, offset to 0) to the patch's (``cv2.WARP_INVERSE_MAP``).
+    """
+    u0, u1, v0, v1 = region_px
+
+    def warp(a: np.ndarray) -> np.ndarray:
+        return cv2.warpAffine(a, m, (u1 - u0, v1 - v0), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                               borderMode=cv2.BORDER_CONSTANT, borderValue=1.0)
 
     region = warp(img)
