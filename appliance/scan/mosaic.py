@@ -124,17 +124,26 @@ def _fits(region: BoxUm, fov_um: tuple[float, float]) -> bool:
 
 
 def covered_fov_um(cal: Calibration) -> tuple[float, float]:
-    """The largest slide box (width, height), centred on a frame and shaped like its extent, that it shows whole.
+    """The largest slide box (width, height), square to the stage and centred on a frame, that the frame shows whole.
 
     For a camera square to the stage this is the frame's extent (:attr:`Calibration.fov_um`); a turned camera's
-    frame does not cover its own extent's corners.
+    frame does not cover its own extent's corners. The box's corners ``(±a, ±b)`` lie in the frame where
+    ``|M^-1| (a, b) <= (w / 2, h / 2)``; the largest ``a b`` under those two bounds lies where one bound is met
+    halfway along its line, if the other allows that, or where the two lines meet. (The extent scaled down until
+    it fits, as before session 35, left 64 % of a frame turned 10 degrees where this leaves 73 %: fewer fields.)
     """
-    fw, fh = cal.fov_um
     w, h = cal.size_px
-    m_inv = np.linalg.inv(cal.m)
-    t = min(min((w / 2) / max(abs(du), 1e-12), (h / 2) / max(abs(dv), 1e-12))
-            for du, dv in (m_inv @ np.array([sx * fw / 2, sy * fh / 2]) for sx in (-1, 1) for sy in (-1, 1)))
-    return fw * min(t, 1.0), fh * min(t, 1.0)
+    a = np.abs(np.linalg.inv(cal.m))
+    r = np.array([w / 2.0, h / 2.0])
+    candidates = []
+    for i in range(2):
+        if a[i, 0] > 0 and a[i, 1] > 0:
+            candidates.append(np.array([r[i] / (2 * a[i, 0]), r[i] / (2 * a[i, 1])]))
+    if abs(np.linalg.det(a)) > 1e-12:
+        candidates.append(np.linalg.solve(a, r))
+    fits = [c for c in candidates if c.min() > 0 and np.all(a @ c <= r * (1 + 1e-9))]
+    best = max(fits, key=lambda c: float(c[0] * c[1]))
+    return 2.0 * float(best[0]), 2.0 * float(best[1])
 
 
 def paste(frames: Sequence[Frame], cal: Calibration, box_um: BoxUm) -> np.ndarray:

@@ -587,7 +587,7 @@ def field_grid(plan: ScanPlan, area_um: tuple[float, float, float, float], cal: 
 
 
 #: A camera turned so far on its port that a field's tile (:func:`~appliance.scan.mosaic.covered_fov_um`) is under
-#: this share of the frame is worth squaring: about 3 degrees at 4 : 3.
+#: this share of the frame is worth squaring: a turn of more than about 3 degrees at 4 : 3.
 TURNED_MIN_SHARE = 0.9
 
 

@@ -69,7 +69,7 @@ def test_a_camera_turned_from_square_is_worth_a_warning():
     assert turned_camera_warnings(_turned(0.0, mirror=True).to_mapping()) == []
     assert turned_camera_warnings(None) == [] and turned_camera_warnings({"matrix": "bad"}) == []
     (w,) = turned_camera_warnings(_turned(-10.0).to_mapping())
-    assert "turned -10.0 degrees from square" in w and "1.6 times the fields" in w
+    assert "turned -10.0 degrees from square" in w and "1.4 times the fields" in w
 
 
 def test_a_slide_under_a_camera_turned_45_degrees_is_scanned_whole(tmp_path, capsys):
@@ -85,3 +85,19 @@ def test_a_slide_under_a_camera_turned_45_degrees_is_scanned_whole(tmp_path, cap
     assert summary["recall"] == 1.0 and summary["position_error_um_median"] < 2.0
     assert any("turned 45.0 degrees" in w or "turned -45.0 degrees" in w or "turned 44." in w
                for w in summary["warnings"])
+
+
+@pytest.mark.parametrize(("deg", "share"), [(0.0, 1.0), (3.0, 0.901), (10.0, 0.729), (45.0, 0.375), (90.0, 1.0)])
+def test_a_turned_frame_tiles_with_the_largest_upright_box_it_shows_whole(deg, share):
+    from appliance.scan.mosaic import covered_fov_um
+
+    cal = _turned(deg)
+    cw, ch = covered_fov_um(cal)
+    assert cw * ch / (0.56 ** 2 * 640 * 480) == pytest.approx(share, abs=0.002)
+    for sx in (-1, 1):  # every corner of the box lies in the frame
+        for sy in (-1, 1):
+            u, v = cal.stage_to_pixel(sx * cw / 2, sy * ch / 2, (0.0, 0.0))
+            assert -0.5 - 1e-6 <= u <= 639.5 + 1e-6 and -0.5 - 1e-6 <= v <= 479.5 + 1e-6
+    # a box a hair wider or taller does not fit: it is the largest of its shape
+    wider = [cal.stage_to_pixel(sx * cw * 0.51, sy * ch * 0.51, (0.0, 0.0)) for sx in (-1, 1) for sy in (-1, 1)]
+    assert any(not (-0.5 <= u <= 639.5 and -0.5 <= v <= 479.5) for u, v in wider)
