@@ -171,6 +171,26 @@ def _exposure_line(scan_json: Path) -> str:
     return str(exposure.get("note", ""))
 
 
+def _calibration_line(calibration: object) -> str:
+    """The scan's pixel -> µm map, the camera's turn and the stage's backlash, in a line (the config snapshot's)."""
+    if not isinstance(calibration, Mapping):
+        return "unknown (no calibration in the scan's record)"
+    try:
+        m = np.asarray(calibration["matrix"], dtype=np.float64).reshape(2, 2)
+        residual = float(calibration.get("residual_um", 0.0))
+        backlash = calibration.get("backlash_um")
+        slack = None if backlash is None else (float(backlash[0]), float(backlash[1]))
+    except (KeyError, TypeError, ValueError, IndexError):
+        return "unknown (the scan's calibration record is damaged)"
+    det = float(np.linalg.det(m))
+    flip = 1.0 if det > 0 else -1.0  # a mirrored frame's rows run along its -u axis
+    turn = float(np.degrees(np.arctan2(flip * m[1, 0], flip * m[0, 0])))
+    slack_text = "not read" if slack is None else f"{slack[0]:.1f} µm in x, {slack[1]:.1f} µm in y"
+    return "; ".join([f"{abs(det) ** 0.5:.4f} µm per pixel, moves fitted to {residual:.2f} µm",
+                      f"camera turned {turn:.1f}° from the stage's axes{', mirrored' if det < 0 else ''}",
+                      f"stage backlash {slack_text}"])
+
+
 def _unsure(o: ObjectRecord) -> str:
     """A mark after a structure's focus z where its focus search could not be trusted."""
     if not o.focus_unsure:
@@ -224,6 +244,7 @@ def write_report(root: Path, scan: ScanRecord, fields: Sequence[FieldRecord], ob
             ("stage time", f"{summary.get('stage_time_s_total', 0):.0f} s (median "
                            f"{summary.get('stage_time_s_per_field_median') or 0:.2f} s per field)"),
             ("computer time", f"{summary.get('wall_time_s_total', 0):.0f} s"),
+            ("calibration", html.escape(_calibration_line((scan.config or {}).get("calibration")))),
             ("exposure", html.escape(_exposure_line(root / "scan.json"))),
             ("flat field", html.escape(_flat_field_line(root / "scan.json"))),
             *(("warning", html.escape(w)) for w in summary.get("warnings") or ())]

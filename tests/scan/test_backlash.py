@@ -111,3 +111,5 @@ def test_a_stage_with_more_slack_than_the_approach_is_scanned_and_said_so(tmp_pa
     (w,) = summary["warnings"]
     assert "backlash measured" in w and "imaging.approach_um 20 um" in w
     assert 46 <= int(re.search(r"approaches by (\d+) um instead", w).group(1)) <= 50  # 1.5 x 30 + 2, rounded up
+    line = re.search(r"stage backlash (\d+\.\d) µm in x, (\d+\.\d) µm in y", (out / "report.html").read_text())
+    assert line and abs(float(line.group(1)) - 30) < 1 and abs(float(line.group(2)) - 30) < 1  # the report says it

@@ -1,6 +1,7 @@
 """A camera turned or mirrored on its port: calibrated, its boxes placed, its fields laid without gaps, and said so."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -85,6 +86,19 @@ def test_a_slide_under_a_camera_turned_45_degrees_is_scanned_whole(tmp_path, cap
     assert summary["recall"] == 1.0 and summary["position_error_um_median"] < 2.0
     assert any("turned 45.0 degrees" in w or "turned -45.0 degrees" in w or "turned 44." in w
                for w in summary["warnings"])
+    turn = re.search(r"camera turned (-?\d+\.\d)° from the stage", (out / "report.html").read_text())
+    assert turn and abs(float(turn.group(1)) - 45.0) < 1.0  # the report's calibration line
+
+
+def test_the_reports_calibration_line_names_the_turn_the_mirror_and_the_backlash():
+    from appliance.results.report import _calibration_line
+
+    line = _calibration_line({**_turned(30.0, mirror=True).to_mapping(), "backlash_um": [4.04, 12.0]})
+    assert line == ("0.5600 µm per pixel, moves fitted to 0.00 µm; camera turned 30.0° from the stage's axes, "
+                    "mirrored; stage backlash 4.0 µm in x, 12.0 µm in y")
+    assert "turned -10.0°" in _calibration_line(_turned(-10.0).to_mapping())
+    assert "backlash not read" in _calibration_line(_turned(0.0).to_mapping())
+    assert _calibration_line(None).startswith("unknown") and "damaged" in _calibration_line({"matrix": [1, 2]})
 
 
 @pytest.mark.parametrize(("deg", "share"), [(0.0, 1.0), (3.0, 0.901), (10.0, 0.729), (45.0, 0.375), (90.0, 1.0)])
