@@ -238,16 +238,17 @@ def write_report(root: Path, scan: ScanRecord, fields: Sequence[FieldRecord], ob
                       + "".join(f"<tr><th>height RMSE, {html.escape(t)} (µm)</th><td>{v:.2f}</td></tr>"
                                 for t, v in (summary.get("height_rmse_um_by_type") or {}).items())
                       + "</table>")
-    info = [("scan", f"{scan.id} · {html.escape(scan.name)}"), ("status", f"{scan.status} ({scan.finish_reason})"),
+    # every value is escaped once, by _fmt: escaped here too, a warning's "stage's" read "stage&amp;#x27;s"
+    info = [("scan", f"{scan.id} · {scan.name}"), ("status", f"{scan.status} ({scan.finish_reason})"),
             ("fields", f"{summary.get('fields_done')} of {summary.get('fields_planned')}"),
             ("structures", summary.get("structures_recorded")), ("debris", summary.get("debris_recorded")),
             ("stage time", f"{summary.get('stage_time_s_total', 0):.0f} s (median "
                            f"{summary.get('stage_time_s_per_field_median') or 0:.2f} s per field)"),
             ("computer time", f"{summary.get('wall_time_s_total', 0):.0f} s"),
-            ("calibration", html.escape(_calibration_line((scan.config or {}).get("calibration")))),
-            ("exposure", html.escape(_exposure_line(root / "scan.json"))),
-            ("flat field", html.escape(_flat_field_line(root / "scan.json"))),
-            *(("warning", html.escape(w)) for w in summary.get("warnings") or ())]
+            ("calibration", _calibration_line((scan.config or {}).get("calibration"))),
+            ("exposure", _exposure_line(root / "scan.json")),
+            ("flat field", _flat_field_line(root / "scan.json")),
+            *(("warning", w) for w in summary.get("warnings") or ())]
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>tppscan report · scan {scan.id}</title>
 <style>

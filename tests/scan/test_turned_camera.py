@@ -88,6 +88,8 @@ def test_a_slide_under_a_camera_turned_45_degrees_is_scanned_whole(tmp_path, cap
                for w in summary["warnings"])
     turn = re.search(r"camera turned (-?\d+\.\d)° from the stage", (out / "report.html").read_text())
     assert turn and abs(float(turn.group(1)) - 45.0) < 1.0  # the report's calibration line
+    report = (out / "report.html").read_text()
+    assert "from the stage&#x27;s axes" in report and "&amp;" not in report  # escaped once, not twice
 
 
 def test_the_reports_calibration_line_names_the_turn_the_mirror_and_the_backlash():
