@@ -94,18 +94,18 @@ def needed_approach_um(backlash_um: Sequence[float] | None) -> float:
     return float(math.ceil(APPROACH_FACTOR * max(backlash_um) + APPROACH_MARGIN_UM))
 
 
-def approach_um(plan_approach_um: float, calibration: Mapping[str, Any] | None) -> float:
+def approach_um(plan_approach_um: float, backlash_um: Sequence[float] | None) -> float:
     """The detour a scan's moves take: the plan's, or longer where the calibration measured more slack."""
-    backlash = (calibration or {}).get("backlash_um")
-    return max(float(plan_approach_um), needed_approach_um(backlash))
+    return max(float(plan_approach_um), needed_approach_um(backlash_um))
 
 
 def backlash_warnings(plan_approach_um: float, calibration: Mapping[str, Any] | None) -> list[str]:
     """A warning when the measured slack overrides the plan's ``imaging.approach_um`` (empty otherwise)."""
-    used = approach_um(plan_approach_um, calibration)
-    if used <= plan_approach_um:
+    backlash = (calibration or {}).get("backlash_um")
+    used = approach_um(plan_approach_um, backlash)
+    if backlash is None or used <= plan_approach_um:
         return []
-    bx, by = (calibration or {})["backlash_um"]
+    bx, by = backlash
     return [f"the stage's backlash measured {bx:.1f} um in x and {by:.1f} um in y, more than imaging.approach_um "
             f"{plan_approach_um:g} um takes up, which would leave positions off by as much: every move approaches "
             f"by {used:g} um instead (set imaging.approach_um to at least that to say so in the plan)"]

@@ -410,13 +410,14 @@ def _with_backlash(stage: Stage, camera: Camera, cal: Calibration, place: tuple[
 
     def moved(a: np.ndarray, b: np.ndarray, lo_um: float, hi_um: float) -> tuple[float, float] | None:
         r = correlation_surface(spectrum(a), spectrum(b), a.shape)
+        # the image shifts of the allowed displacements (inverse of Calibration.moved_um), as surface cells
         corners = [-(to_px @ (np.array([dx, dy]) - np.asarray(cal.bias_um))) for dx in (lo_um, hi_um)
                    for dy in (lo_um, hi_um)]
-        u0, v0 = np.floor(np.min(corners, axis=0)).astype(int) + (w // 2, h // 2)
-        u1, v1 = np.ceil(np.max(corners, axis=0)).astype(int) + (w // 2, h // 2)
+        u0, v0 = np.maximum(np.floor(np.min(corners, axis=0)).astype(int) + (w // 2, h // 2), 0)
+        u1, v1 = np.maximum(np.ceil(np.max(corners, axis=0)).astype(int) + (w // 2 + 1, h // 2 + 1), 0)
+        allowed = (slice(v0, v1), slice(u0, u1))
         inside = np.full(r.shape, r.min())
-        inside[max(v0, 0):max(v1 + 1, 0), max(u0, 0):max(u1 + 1, 0)] = r[max(v0, 0):max(v1 + 1, 0),
-                                                                         max(u0, 0):max(u1 + 1, 0)]
+        inside[allowed] = r[allowed]
         du, dv, response = correlation_peak(inside)
         if response < bound or abs(du) > MAX_SHIFT_FRACTION * w or abs(dv) > MAX_SHIFT_FRACTION * h:
             return None

@@ -329,7 +329,7 @@ class ScanRunner:
         self.store, self.folder, self.plan, self.grid = store, folder, plan, grid
         self.cal = calibration
         # the plan's detour, or longer where the calibration measured more slack (logged by the session)
-        self.approach_um = approach_um(plan.imaging.approach_um, calibration.to_mapping())
+        self.approach_um = approach_um(plan.imaging.approach_um, calibration.backlash_um)
         self.scan_id = scan_id
         self._clock = device_clock or time.monotonic
         self._emit = on_event or (lambda e: None)

@@ -36,8 +36,9 @@ def test_the_approach_covers_the_slack_with_room_to_spare():
     assert needed_approach_um((0.4, 0.2)) == 0.0  # the stage's repeatability, not backlash
     assert needed_approach_um((4.0, 4.1)) == 9.0  # 1.5 x 4.1 + 2, rounded up
     cal = {"backlash_um": [4.0, 4.1]}
-    assert approach_um(20.0, cal) == 20.0 and backlash_warnings(20.0, cal) == []
-    assert approach_um(0.0, cal) == 9.0 and approach_um(0.0, None) == 0.0 and approach_um(5.0, {}) == 5.0
+    assert approach_um(20.0, cal["backlash_um"]) == 20.0 and backlash_warnings(20.0, cal) == []
+    assert approach_um(0.0, cal["backlash_um"]) == 9.0 and approach_um(0.0, None) == 0.0
+    assert approach_um(5.0, None) == 5.0 and backlash_warnings(5.0, {}) == []
     (w,) = backlash_warnings(0.0, cal)
     assert "4.0 um in x and 4.1 um in y" in w and "imaging.approach_um 0 um" in w and "by 9 um instead" in w
 
