@@ -30,7 +30,7 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 
-from appliance.vision.tiles import detect_in_tiles
+from appliance.vision.tiles import detect_in_tiles, padded_size
 
 BACKENDS: tuple[str, ...] = ("auto", "jetson", "onnxruntime", "opencv")
 # The shipped model's F1-optimal score threshold on its validation split (MODEL_CARD.md); detectNet's own
@@ -389,9 +389,16 @@ class Detector:
         return detect_in_tiles((w, h), self.input_hw, lambda t: self._detect_tile(gray, t))
 
     def _detect_tile(self, gray: np.ndarray, tile: tuple[int, int, int, int]) -> list[Detection]:
-        """Detections in one tile ``x, y, width, height`` of a grey frame, in the frame's pixels."""
+        """Detections in one tile ``x, y, width, height`` of a grey frame, in the frame's pixels.
+
+        A tile off the input's shape is padded to it first (:func:`~appliance.vision.tiles.padded_size`); a box
+        centred in the padding is dropped and the others are clipped to the tile.
+        """
         x, y, w, h = tile
         part = gray if (w, h) == (gray.shape[1], gray.shape[0]) else np.ascontiguousarray(gray[y:y + h, x:x + w])
+        pw, ph = padded_size((w, h), self.input_hw)
+        if (pw, ph) != (w, h):
+            part = _pad(part, pw, ph)
         ih, iw = self.input_hw
         # Post-processing happens at the input size on every backend (detectNet sees an input-sized image),
         # then boxes are scaled to the frame: the backends agree to float rounding.
@@ -400,8 +407,20 @@ class Detector:
         else:
             s, b = self.runner.run(preprocess(part, self.input_hw))
             dets = postprocess(s, b, iw, ih, self.labels, self.threshold)
-        return [Detection(d.class_id, d.label, d.score, (d.box[0] + x, d.box[1] + y, d.box[2] + x, d.box[3] + y))
-                for d in scale_detections(dets, w / iw, h / ih)]
+        out = []
+        for d in scale_detections(dets, pw / iw, ph / ih):
+            x0, y0, x1, y1 = d.box
+            if (x0 + x1) / 2 >= w or (y0 + y1) / 2 >= h:
+                continue
+            out.append(Detection(d.class_id, d.label, d.score, (x0 + x, y0 + y, min(x1, w) + x, min(y1, h) + y)))
+        return out
+
+
+def _pad(gray: np.ndarray, width: int, height: int) -> np.ndarray:
+    """``gray`` in the top-left corner of a ``width`` x ``height`` image of its median level (bare glass)."""
+    out = np.full((height, width), np.median(gray), dtype=gray.dtype)
+    out[:gray.shape[0], :gray.shape[1]] = gray
+    return out
 
 
 def available_backends() -> list[str]:

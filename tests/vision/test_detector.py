@@ -163,3 +163,40 @@ def test_bad_backend_and_threshold(tiny_detector):
         Detector(tiny_detector, backend="tensorflow")
     with pytest.raises(ValueError, match="threshold must be"):
         Detector(tiny_detector, threshold=0.0)
+
+
+class _StubRunner:
+    """Stands in for a backend: records the input it is given and returns fixed raw outputs."""
+
+    def __init__(self, rows):
+        self.scores, self.boxes = _raw(rows)
+        self.inputs: list[np.ndarray] = []
+
+    def run(self, x):
+        self.inputs.append(x)
+        return self.scores, self.boxes
+
+
+def test_a_portrait_frame_is_padded_not_stretched_and_boxes_in_the_padding_are_dropped(tiny_detector):
+    det = Detector(tiny_detector, backend="onnxruntime", threshold=0.2)
+    ih, iw = det.input_hw  # 240 x 320
+    # A 300 x 400 (3:4) frame is padded on the right to 533 x 400 before the resize: its own pixels fill the
+    # input's left 180 columns (300 / 533 of 320), glass the rest.
+    stub = _StubRunner([
+        (0.1, 0.9, 0.0, 0.10, 0.10, 0.30, 0.30),  # inside the frame: kept as it is
+        (0.1, 0.0, 0.9, 0.50, 0.50, 0.60, 0.60),  # straddles the frame's right edge, centre inside: clipped
+        (0.1, 0.9, 0.0, 0.70, 0.20, 0.90, 0.40),  # centred in the padding: dropped
+    ])
+    det.runner = stub
+    frame = np.full((400, 300), 200, np.uint8)
+    frame[100:140, 50:90] = 40  # something dark to find in the input
+    dets = sorted(det.detect(frame), key=lambda d: d.box[0])
+    x = stub.inputs[-1]
+    assert x.shape == (1, 3, ih, iw)
+    scale = ih / 400  # both axes scaled alike
+    col, row = int((50 + 20) * scale), int((100 + 20) * scale)
+    assert x[0, 0, row, col] < -0.5  # the dark square where an unstretched resize puts it
+    assert np.allclose(x[0, 0, :, round(300 * scale) + 2:], 200 / 127.5 - 1, atol=1e-3)  # the padding: glass
+    assert [d.label for d in dets] == ["structure", "debris"]
+    assert dets[0].box == pytest.approx((0.10 * 533, 0.10 * 400, 0.30 * 533, 0.30 * 400), abs=1e-3)
+    assert dets[1].box[2] == pytest.approx(300) and dets[1].box[0] == pytest.approx(0.5 * 533, abs=1e-3)

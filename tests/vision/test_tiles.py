@@ -1,14 +1,15 @@
-"""Frames far from the detector's 4:3, read in tiles shaped like its input (appliance/vision/tiles.py).
+"""Frames off the detector's 4:3: padded to it, or read in tiles shaped like its input (appliance/vision/tiles.py).
 
 A 1280 x 240 frame stretched to the 320 x 240 input is four times narrower than it is, and the prints on it were
-lost (2 of 8, seeds 1759 and 1760; a 320 x 960 sensor 6 of 8, session 17).
+lost (2 of 8, seeds 1759 and 1760; a 320 x 960 sensor 6 of 8, session 17). A 3:4 frame stretched makes every
+object 1.8 times wider (the real pentagon turned to portrait: 13 of 15 found; session 36).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from appliance.vision.tiles import detect_in_tiles, tiles
+from appliance.vision.tiles import detect_in_tiles, padded_size, tiles
 
 INPUT_HW = (240, 320)
 
@@ -58,3 +59,12 @@ def test_a_frame_read_whole_is_passed_through() -> None:
     seen: list[tuple[int, int, int, int]] = []
     dets = detect_in_tiles((640, 480), INPUT_HW, lambda t: seen.append(t) or [_Det("structure", 0.5, (0, 0, 9, 9))])
     assert seen == [(0, 0, 640, 480)] and len(dets) == 1
+
+
+def test_frames_off_the_inputs_shape_are_padded_to_it_and_near_ones_are_not() -> None:
+    assert padded_size((640, 480), INPUT_HW) == (640, 480)
+    assert padded_size((720, 480), INPUT_HW) == (720, 480)  # 3:2, within the limit
+    assert padded_size((1280, 1024), INPUT_HW) == (1280, 1024)  # 5:4
+    assert padded_size((480, 640), INPUT_HW) == (853, 640)  # 3:4: padded on the right
+    assert padded_size((1920, 1080), INPUT_HW) == (1920, 1440)  # 16:9: padded at the bottom
+    assert padded_size((512, 512), INPUT_HW) == (683, 512)
