@@ -418,7 +418,8 @@ class Detector:
 
 def _pad(gray: np.ndarray, width: int, height: int) -> np.ndarray:
     """``gray`` in the top-left corner of a ``width`` x ``height`` image of its median level (bare glass)."""
-    out = np.full((height, width), np.median(gray), dtype=gray.dtype)
+    # every fourth pixel each way: the level of a whole 1920 x 1080 frame's median, at a sixteenth of its cost
+    out = np.full((height, width), np.median(gray[::4, ::4]), dtype=gray.dtype)
     out[:gray.shape[0], :gray.shape[1]] = gray
     return out
 
