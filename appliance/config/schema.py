@@ -20,6 +20,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from appliance.hardware.camera.fresh import DEFAULT_LATENCY_MS, MAX_LATENCY_MS
+
 DEFAULT_CONFIG_PATH = Path("/etc/tppscan/config.yaml")
 MAX_CONFIG_BYTES = 1 << 20  # a config file is a few KB; anything larger is not one
 
@@ -66,6 +68,10 @@ class CameraConfig(_Section):
     fps: float = Field(30.0, gt=0.0, le=240.0)
     exposure_ms: float = Field(10.0, gt=0.0, le=10000.0)
     timeout_s: Seconds = 2.0
+    latency_ms: float = Field(DEFAULT_LATENCY_MS, ge=0.0, le=MAX_LATENCY_MS, description=(
+        "opencv, gstreamer, jetson: the longest the camera takes from the end of an exposure to delivering the "
+        "frame; each capture drops the frames the driver holds until one delivered an exposure plus this after "
+        "the call, so no frame of a stage move is used (0: the first frame read)"))
 
     @model_validator(mode="after")
     def _source_named(self) -> CameraConfig:

@@ -37,17 +37,18 @@ def open_camera(cfg: CameraConfig, position_source: Any = None) -> Camera:
         from appliance.hardware.camera.opencv import OpenCVCamera
 
         return OpenCVCamera(cfg.device, cfg.width, cfg.height, cfg.fps, cfg.exposure_ms, cfg.timeout_s,
-                            position_source=position_source)
+                            position_source=position_source, latency_ms=cfg.latency_ms)
     if cfg.kind == "gstreamer":
         from appliance.hardware.camera.gstreamer import GStreamerCamera
 
         return GStreamerCamera(cfg.sensor_id, cfg.width, cfg.height, cfg.fps, cfg.exposure_ms, cfg.timeout_s,
-                               pipeline=cfg.pipeline, position_source=position_source)
+                               pipeline=cfg.pipeline, position_source=position_source, latency_ms=cfg.latency_ms)
     if cfg.kind == "jetson":
         from appliance.hardware.camera.jetson import JetsonCamera
 
         uri = cfg.device if "://" in cfg.device else f"v4l2://{cfg.device}"
-        return JetsonCamera(uri, cfg.width, cfg.height, cfg.fps, cfg.timeout_s, position_source=position_source)
+        return JetsonCamera(uri, cfg.width, cfg.height, cfg.fps, cfg.timeout_s, position_source=position_source,
+                            latency_ms=cfg.latency_ms)
     if cfg.kind == "files":
         from appliance.hardware.camera.files import ImageFolderCamera
 

@@ -16,7 +16,7 @@ from appliance.hardware.camera.files import ImageFolderCamera
 from appliance.hardware.camera.gstreamer import GStreamerCamera, argus_pipeline, opencv_has_gstreamer
 from appliance.hardware.camera.jetson import JetsonCamera
 from appliance.hardware.camera.opencv import OpenCVCamera
-from tests.cameras.fakes import FakeVideoCapture, make_jetson_utils, scene
+from tests.cameras.fakes import FakeClock, FakeVideoCapture, World, make_jetson_utils, scene
 
 GST_YES = "Video I/O:\n    GStreamer:                   YES (1.20.3)\n"
 GST_NO = "Video I/O:\n    GStreamer:                   NO\n"
@@ -28,6 +28,8 @@ def _fake_devices() -> Iterator[None]:
     FakeVideoCapture.unplugged = set()
     FakeVideoCapture.hung = set()
     FakeVideoCapture.release_hang.clear()
+    FakeVideoCapture.clock = FakeClock()
+    FakeVideoCapture.world = None
     yield
     FakeVideoCapture.release_hang.set()
 
@@ -50,10 +52,12 @@ def _sim() -> Camera:
 
 MAKERS: dict[str, Callable[[Path], Camera]] = {
     "sim": lambda tmp: _sim(),
-    "opencv": lambda tmp: OpenCVCamera("/dev/video0", 1280, 720, capture_factory=FakeVideoCapture, timeout_s=0.5),
+    "opencv": lambda tmp: OpenCVCamera("/dev/video0", 1280, 720, capture_factory=FakeVideoCapture, timeout_s=0.5,
+                                       clock=FakeVideoCapture.clock),
     "gstreamer": lambda tmp: GStreamerCamera(0, 640, 480, capture_factory=lambda *a: FakeVideoCapture(
-        "/dev/video0"), build_info=GST_YES, timeout_s=0.5),
-    "jetson": lambda tmp: JetsonCamera("csi://0", 640, 480, jetson_utils=make_jetson_utils(), timeout_s=0.5),
+        "/dev/video0"), build_info=GST_YES, timeout_s=0.5, clock=FakeVideoCapture.clock),
+    "jetson": lambda tmp: JetsonCamera("csi://0", 640, 480, jetson_utils=make_jetson_utils(
+        clock=FakeVideoCapture.clock), timeout_s=0.5, clock=FakeVideoCapture.clock),
     "files": lambda tmp: ImageFolderCamera(_folder(tmp)),
 }
 
@@ -81,24 +85,27 @@ def test_contract(kind: str, tmp_path: Path) -> None:
 
 
 def test_opencv_reads_back_the_size_the_driver_really_gives() -> None:
-    with OpenCVCamera("/dev/video0", 1280, 720, capture_factory=FakeVideoCapture) as cam:
+    with OpenCVCamera("/dev/video0", 1280, 720, capture_factory=FakeVideoCapture,
+                      clock=FakeVideoCapture.clock) as cam:
         assert cam.size_px == (640, 480)
         assert cam.capture().image.shape == (480, 640)
 
 
 def test_opencv_gray_matches_opencv_conversion() -> None:
-    with OpenCVCamera(1, 320, 240, capture_factory=FakeVideoCapture, warmup=0) as cam:
+    with OpenCVCamera(1, 320, 240, capture_factory=FakeVideoCapture, clock=FakeVideoCapture.clock, warmup=0,
+                      latency_ms=0) as cam:  # the first frame read: frame 0
         img = cam.capture().image
     assert np.array_equal(img, cv2.cvtColor(scene(0, 240, 320), cv2.COLOR_BGR2GRAY))
 
 
 def test_opencv_missing_device_is_a_camera_error() -> None:
     with pytest.raises(CameraError, match="/dev/video7"):
-        OpenCVCamera("/dev/video7", capture_factory=FakeVideoCapture).open()
+        OpenCVCamera("/dev/video7", capture_factory=FakeVideoCapture, clock=FakeVideoCapture.clock).open()
 
 
 def test_opencv_unplugged_then_back_reopens() -> None:
-    cam = OpenCVCamera("/dev/video0", capture_factory=FakeVideoCapture, timeout_s=0.5)
+    cam = OpenCVCamera("/dev/video0", capture_factory=FakeVideoCapture, clock=FakeVideoCapture.clock,
+                       timeout_s=0.5)
     with cam:
         cam.capture()
         FakeVideoCapture.unplugged.add("/dev/video0")
@@ -109,7 +116,8 @@ def test_opencv_unplugged_then_back_reopens() -> None:
 
 
 def test_opencv_hung_read_times_out_as_camera_error() -> None:
-    cam = OpenCVCamera("/dev/video0", capture_factory=FakeVideoCapture, timeout_s=0.3)
+    cam = OpenCVCamera("/dev/video0", capture_factory=FakeVideoCapture, clock=FakeVideoCapture.clock,
+                       timeout_s=0.3)
     with cam:
         FakeVideoCapture.hung.add("/dev/video0")
         t0 = time.monotonic()
@@ -127,7 +135,7 @@ def test_opencv_exposure_in_v4l2_units() -> None:
         fakes.append(FakeVideoCapture(*a))
         return fakes[-1]
 
-    with OpenCVCamera("/dev/video0", exposure_ms=12.5, capture_factory=factory):
+    with OpenCVCamera("/dev/video0", exposure_ms=12.5, capture_factory=factory, clock=FakeVideoCapture.clock):
         assert fakes[0].props[cv2.CAP_PROP_AUTO_EXPOSURE] == 1
         assert fakes[0].props[cv2.CAP_PROP_EXPOSURE] == pytest.approx(125.0)
 
@@ -147,7 +155,7 @@ def test_gstreamer_pipeline_carries_sensor_size_and_exposure() -> None:
 
 def test_jetson_copies_after_synchronising() -> None:
     ju = make_jetson_utils()
-    with JetsonCamera(jetson_utils=ju) as cam:
+    with JetsonCamera(jetson_utils=ju, latency_ms=0) as cam:  # one Capture per capture
         frames = [cam.capture().image for _ in range(6)]  # more than the ring's 4 buffers
     for i, img in enumerate(frames):
         assert np.array_equal(img, cv2.cvtColor(scene(i, 480, 640), cv2.COLOR_BGR2GRAY)), i
@@ -155,7 +163,7 @@ def test_jetson_copies_after_synchronising() -> None:
 
 
 def test_jetson_timeout_end_of_stream_and_open_failure() -> None:
-    with JetsonCamera(jetson_utils=make_jetson_utils(frames=2, timeouts={1})) as cam:
+    with JetsonCamera(jetson_utils=make_jetson_utils(frames=2, timeouts={1}), latency_ms=0) as cam:
         cam.capture()
         with pytest.raises(CameraError, match="no frame within"):
             cam.capture()
@@ -163,6 +171,59 @@ def test_jetson_timeout_end_of_stream_and_open_failure() -> None:
             cam.capture()
     with pytest.raises(CameraError, match="csi://9"):
         JetsonCamera("csi://9", jetson_utils=make_jetson_utils()).open()
+
+
+def _slide_under_a_stage_that_arrived_at(arrived_s: float) -> World:
+    """Frames exposed before the stage arrived show the old place (dark), after it the new one (bright)."""
+    return lambda t, h, w: np.full((h, w, 3), 200 if t >= arrived_s else 60, np.uint8)
+
+
+STREAMING: dict[str, Callable[[int | float], Camera]] = {
+    "opencv": lambda lat: OpenCVCamera("/dev/video0", exposure_ms=10.0, capture_factory=FakeVideoCapture,
+                                       clock=FakeVideoCapture.clock, latency_ms=lat),
+    "gstreamer": lambda lat: GStreamerCamera(0, exposure_ms=10.0, capture_factory=lambda *a: FakeVideoCapture(
+        "/dev/video0"), build_info=GST_YES, clock=FakeVideoCapture.clock, latency_ms=lat),
+    "jetson": lambda lat: JetsonCamera(jetson_utils=make_jetson_utils(
+        clock=FakeVideoCapture.clock, world=FakeVideoCapture.world), clock=FakeVideoCapture.clock, latency_ms=lat),
+}
+
+
+@pytest.mark.parametrize("kind", list(STREAMING))
+def test_a_capture_after_a_stage_move_shows_the_slide_where_the_stage_is_now(kind: str) -> None:
+    """A streaming camera holds frames exposed before the call; the capture drops them (fresh.py)."""
+    clock = FakeVideoCapture.clock
+    arrived = clock.now + 5.0  # opened, one capture, then a move of five seconds
+    FakeVideoCapture.world = _slide_under_a_stage_that_arrived_at(arrived)
+    for latency_ms, level in ((0, 60), (100, 200)):  # the first frame read is the driver's, from the move
+        with STREAMING[kind](latency_ms) as cam:
+            assert cam.capture().image.mean() < 100
+            clock.now = arrived
+            frame = cam.capture()
+        assert frame.image.mean() == pytest.approx(level, abs=1), (kind, latency_ms)
+        assert frame.meta["dropped_frames"] >= (2 if latency_ms else 0)
+        arrived = clock.now + 5.0
+        FakeVideoCapture.world = _slide_under_a_stage_that_arrived_at(arrived)
+
+
+def test_the_fresh_frame_gate_and_its_bad_values() -> None:
+    from appliance.hardware.camera.fresh import check_latency_ms, fresh_gate_s, read_fresh
+
+    assert fresh_gate_s(10.0, 30.0, 100.0) == pytest.approx(0.110)
+    assert fresh_gate_s(float("nan"), 20.0, 100.0) == pytest.approx(0.150)  # automatic exposure: a frame period
+    assert fresh_gate_s(10.0, 30.0, 0.0) == 0.0
+    for bad in (-1, 5001, float("nan"), True, "100"):
+        with pytest.raises(ValueError, match=r"latency_ms must be in \[0, 5000\] ms"):
+            check_latency_ms(bad)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="latency_ms"):
+        OpenCVCamera(latency_ms=-5)
+    clock = FakeClock()
+    times = iter([0.0, 0.001, 0.002, 0.05, 0.12, 0.16])
+
+    def read() -> float:
+        clock.now = 1000.0 + next(times)
+        return clock.now
+
+    assert read_fresh(read, 0.11, clock) == (pytest.approx(1000.12), 4)
 
 
 def test_files_errors_name_the_file(tmp_path: Path) -> None:

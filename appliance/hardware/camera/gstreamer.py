@@ -8,12 +8,14 @@ converter (``nvvidconv``), so the CPU never sees colour. Exposure is fixed in th
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
 import cv2
 
 from appliance.hardware.camera.base import CameraError
+from appliance.hardware.camera.fresh import DEFAULT_LATENCY_MS
 from appliance.hardware.camera.opencv import OpenCVCamera, PositionSource
 
 
@@ -45,7 +47,8 @@ class GStreamerCamera(OpenCVCamera):
     def __init__(self, sensor_id: int = 0, width: int = 640, height: int = 480, fps: float = 30.0,
                  exposure_ms: float | None = None, timeout_s: float = 2.0, *, pipeline: str | None = None,
                  position_source: PositionSource | None = None, capture_factory: Callable[..., Any] | None = None,
-                 build_info: str | None = None):
+                 build_info: str | None = None, latency_ms: float = DEFAULT_LATENCY_MS,
+                 clock: Callable[[], float] = time.monotonic):
         if not 0 <= sensor_id <= 7:
             raise ValueError(f"sensor_id must be 0..7, got {sensor_id}")
         self.sensor_id = sensor_id
@@ -53,7 +56,7 @@ class GStreamerCamera(OpenCVCamera):
         self._build_info = build_info
         super().__init__(pipeline or argus_pipeline(sensor_id, width, height, fps, exposure_ms), width, height, fps,
                          exposure_ms, timeout_s, backend=cv2.CAP_GSTREAMER, position_source=position_source,
-                         capture_factory=capture_factory, name="gstreamer camera")
+                         capture_factory=capture_factory, name="gstreamer camera", latency_ms=latency_ms, clock=clock)
 
     def open(self) -> None:
         """Check OpenCV's GStreamer support, then open the pipeline."""

@@ -7,18 +7,23 @@ documented Python API (``python/bindings/PyVideo.cpp``, ``PyCUDA.cpp``), awkward
   end of a stream;
 - the returned ``cudaImage`` lives in the source's ring of ``numBuffers`` buffers and is overwritten by a later
   capture; ``cudaToNumpy`` maps it without a copy, and the GPU may still be writing it until
-  ``cudaDeviceSynchronize()``. So: synchronise, then copy (``to_gray`` always copies).
+  ``cudaDeviceSynchronize()``. So: synchronise, then copy (``to_gray`` always copies);
+- ``Capture`` hands out the newest frame at once when it has not been read yet, however old: after a stage move,
+  a frame of the move. Each capture drops frames until one delivered an exposure (a frame period: videoSource
+  has no exposure control) plus ``latency_ms`` after the call (:mod:`appliance.hardware.camera.fresh`).
 """
 
 from __future__ import annotations
 
 import importlib
 import time
+from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
 from appliance.hardware.camera.base import Camera, CameraError, Frame
 from appliance.hardware.camera.convert import to_gray
+from appliance.hardware.camera.fresh import DEFAULT_LATENCY_MS, check_latency_ms, fresh_gate_s, read_fresh
 from appliance.hardware.camera.opencv import NO_POSITION, PositionSource
 
 
@@ -44,15 +49,24 @@ class JetsonCamera(Camera):
         Longest wait for one frame (``Capture``'s timeout).
     jetson_utils : module, optional
         The module to use (tests pass a fake); imported on open otherwise.
+    latency_ms : float
+        The longest the camera takes from the end of an exposure to delivering the frame (0: the first frame).
+    clock : callable
+        Monotonic seconds (tests pass the fake's clock).
     """
 
     def __init__(self, uri: str = "csi://0", width: int = 640, height: int = 480, fps: float = 30.0,
                  timeout_s: float = 2.0, *, position_source: PositionSource | None = None,
-                 jetson_utils: ModuleType | Any | None = None, num_buffers: int = 4):
+                 jetson_utils: ModuleType | Any | None = None, num_buffers: int = 4,
+                 latency_ms: float = DEFAULT_LATENCY_MS, clock: Callable[[], float] = time.monotonic):
         if not (16 <= width <= 8192 and 16 <= height <= 8192):
             raise ValueError(f"width and height must be 16..8192 pixels, got {width}x{height}")
         if not 0 < timeout_s <= 3600:
             raise ValueError(f"timeout_s must be in (0, 3600], got {timeout_s}")
+        if not 0 < fps <= 240:
+            raise ValueError(f"fps must be in (0, 240], got {fps}")
+        self.latency_ms = check_latency_ms(latency_ms)
+        self._clock = clock
         self.uri = uri
         self._want = (width, height)
         self._fps = fps
@@ -88,18 +102,24 @@ class JetsonCamera(Camera):
         if self._source is None:
             raise CameraError("jetson camera is not open: call open() or use it in a with block")
         position = self._position()
-        t0 = time.monotonic()
+        t0 = self._clock()
+        img, dropped = read_fresh(self._capture_one, fresh_gate_s(float("nan"), self._fps, self.latency_ms),
+                                  self._clock)
+        ju: Any = self._ju
+        ju.cudaDeviceSynchronize()  # the converter may still be writing the mapped buffer
+        image = to_gray(ju.cudaToNumpy(img), "rgb", "jetson camera")  # copies: the ring buffer is reused
+        return Frame(image=image, position=position, time_s=t0, exposure_ms=float("nan"),
+                     meta={"source": "jetson camera", "uri": self.uri, "dropped_frames": dropped})
+
+    def _capture_one(self) -> Any:
+        """One ``Capture`` as a cudaImage; CameraError on an error or a timeout."""
         try:
             img = self._source.Capture(format="gray8", timeout=int(self.timeout_s * 1000))
         except Exception as exc:
             raise CameraError(f"jetson camera {self.uri!r}: capture failed: {exc}") from None
         if img is None:
             raise CameraError(f"jetson camera {self.uri!r}: no frame within {self.timeout_s:g} s")
-        ju: Any = self._ju
-        ju.cudaDeviceSynchronize()  # the converter may still be writing the mapped buffer
-        image = to_gray(ju.cudaToNumpy(img), "rgb", "jetson camera")  # copies: the ring buffer is reused
-        return Frame(image=image, position=position, time_s=t0, exposure_ms=float("nan"),
-                     meta={"source": "jetson camera", "uri": self.uri})
+        return img
 
     @property
     def size_px(self) -> tuple[int, int]:

@@ -8,6 +8,9 @@ What a real V4L2 camera does, and this class allows for:
 - The first frames after opening or after an exposure change are often dark or from the old setting: ``warmup``
   frames are read and dropped at open.
 - V4L2's manual exposure (``CAP_PROP_AUTO_EXPOSURE`` = 1) is in units of 100 µs (``exposure_time_absolute``).
+- The driver streams into a ring of buffers and hands out what it holds, frames exposed before the call (after a
+  stage move, frames of the move): each capture drops frames until one delivered ``exposure + latency_ms`` after
+  the call (:mod:`appliance.hardware.camera.fresh`).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import numpy as np
 
 from appliance.hardware.camera.base import Camera, CameraError, Frame
 from appliance.hardware.camera.convert import call_with_timeout, to_gray
+from appliance.hardware.camera.fresh import DEFAULT_LATENCY_MS, check_latency_ms, fresh_gate_s, read_fresh
 from appliance.hardware.stage.base import Position
 
 NO_POSITION = Position(float("nan"), float("nan"), float("nan"))
@@ -48,12 +52,18 @@ class OpenCVCamera(Camera):
         ``cv2.VideoCapture`` unless a test passes a fake with the same API.
     warmup : int
         Frames read and dropped after opening.
+    latency_ms : float
+        The longest the camera takes from the end of an exposure to delivering the frame; each capture takes the
+        first frame delivered an exposure plus this after the call (0: the first frame read).
+    clock : callable
+        Monotonic seconds (tests pass the fake driver's clock).
     """
 
     def __init__(self, device: str | int = 0, width: int = 640, height: int = 480, fps: float = 30.0,
                  exposure_ms: float | None = None, timeout_s: float = 2.0, *,
                  backend: int = cv2.CAP_V4L2, position_source: PositionSource | None = None,
-                 capture_factory: Callable[..., Any] | None = None, warmup: int = 2, name: str = "opencv camera"):
+                 capture_factory: Callable[..., Any] | None = None, warmup: int = 2, name: str = "opencv camera",
+                 latency_ms: float = DEFAULT_LATENCY_MS, clock: Callable[[], float] = time.monotonic):
         if not (16 <= width <= 8192 and 16 <= height <= 8192):
             raise ValueError(f"width and height must be 16..8192 pixels, got {width}x{height}")
         if not 0 < fps <= 240:
@@ -62,6 +72,8 @@ class OpenCVCamera(Camera):
             raise ValueError(f"exposure_ms must be in (0, 10000], got {exposure_ms}")
         if not 0 < timeout_s <= 3600:
             raise ValueError(f"timeout_s must be in (0, 3600], got {timeout_s}")
+        self.latency_ms = check_latency_ms(latency_ms)
+        self._clock = clock
         self.device = int(device) if isinstance(device, str) and device.isdigit() else device
         self._want = (width, height)
         self._fps = fps
@@ -108,9 +120,10 @@ class OpenCVCamera(Camera):
             self.close()
             self.open()
         position = self._position()
-        t0 = time.monotonic()
+        t0 = self._clock()
+        gate = fresh_gate_s(self.exposure_ms, self._fps, self.latency_ms)
         try:
-            raw = self._read_raw()
+            raw, dropped = read_fresh(self._read_raw, gate, self._clock)
         except CameraError:
             self._broken = True
             raise
@@ -121,7 +134,7 @@ class OpenCVCamera(Camera):
                               f"{self._size[0]}x{self._size[1]}")
         return Frame(image=image, position=position, time_s=t0,
                      exposure_ms=self._exposure_ms if self._exposure_ms is not None else float("nan"),
-                     meta={"source": self.name, "device": str(self.device)})
+                     meta={"source": self.name, "device": str(self.device), "dropped_frames": dropped})
 
     @property
     def size_px(self) -> tuple[int, int]:
@@ -139,8 +152,7 @@ class OpenCVCamera(Camera):
             raise ValueError(f"exposure_ms must be in (0, 10000], got {value}")
         self._exposure_ms = float(value)
         if self._cap is not None:
-            self._apply_exposure()
-            self._read_raw()  # the frame in flight still has the old exposure
+            self._apply_exposure()  # the next capture's gate drops the frames exposed before this
 
     # -- internals --------------------------------------------------------------------------------------------
 
