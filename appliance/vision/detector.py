@@ -407,13 +407,21 @@ class Detector:
         else:
             s, b = self.runner.run(preprocess(part, self.input_hw))
             dets = postprocess(s, b, iw, ih, self.labels, self.threshold)
-        out = []
-        for d in scale_detections(dets, pw / iw, ph / ih):
-            x0, y0, x1, y1 = d.box
-            if (x0 + x1) / 2 >= w or (y0 + y1) / 2 >= h:
-                continue
-            out.append(Detection(d.class_id, d.label, d.score, (x0 + x, y0 + y, min(x1, w) + x, min(y1, h) + y)))
-        return out
+        found = scale_detections(dets, pw / iw, ph / ih)
+        if (pw, ph) != (w, h):
+            found = _in_frame(found, w, h)
+        return [Detection(d.class_id, d.label, d.score, (d.box[0] + x, d.box[1] + y, d.box[2] + x, d.box[3] + y))
+                for d in found]
+
+
+def _in_frame(dets: list[Detection], w: int, h: int) -> list[Detection]:
+    """Boxes read on a padded image: those centred in the padding dropped, the others clipped to ``w`` x ``h``."""
+    out = []
+    for d in dets:
+        x0, y0, x1, y1 = d.box
+        if (x0 + x1) / 2 < w and (y0 + y1) / 2 < h:
+            out.append(Detection(d.class_id, d.label, d.score, (x0, y0, min(x1, w), min(y1, h))))
+    return out
 
 
 def _pad(gray: np.ndarray, width: int, height: int) -> np.ndarray:
