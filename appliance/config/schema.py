@@ -90,6 +90,10 @@ class StageConfig(_Section):
     focus: Literal["auto", "servo", "stepper"] = "auto"
     um_per_degree: float = Field(1.0, gt=0.0, le=100.0, description="servo focus: µm per servo degree")
     home_on_start: bool = False
+    z_reversed: bool = Field(False, description=(
+        "the focus drive lowers the focal plane as its z grows (an upright microscope that focuses by raising its "
+        "stage, a servo coupled the other way round): z is mirrored in the focus travel so that it rises, as "
+        "tppscan reads it; a scan whose prints focus below their glass says to set this"))
     connect_retry_s: Seconds = Field(5.0, description="wait between attempts while the board is missing")
 
     @field_validator("usb_id")

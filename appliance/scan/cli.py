@@ -21,6 +21,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from appliance.hardware.stage.base import DEFAULT_FOCUS_TRAVEL_UM
+
 
 def _seed(text: str) -> int:
     try:
@@ -44,6 +46,9 @@ def _device_options(p: argparse.ArgumentParser) -> None:
                    help="sim: the virtual stage (default); simavr: the stage firmware running in simavr; "
                         "grbl: a GRBL board on --port (the camera stays virtual unless a real one is configured)")
     g.add_argument("--port", help="serial port of the GRBL board (with --stage grbl)")
+    g.add_argument("--z-reversed", action="store_true",
+                   help="the focus drive lowers the focal plane as its z grows (an upright microscope that focuses "
+                        "by raising its stage): mirror z so that it rises (the config's stage.z_reversed)")
 
 
 def register(sub: Any) -> None:
@@ -95,7 +100,7 @@ def _devices(args: argparse.Namespace) -> Iterator[tuple[Any, Any, Any]]:
     scope = sim_microscope(args.seed, parse_sim_sets(args.sim_set))
     if args.stage == "sim":
         with scope.stage, scope.camera:
-            yield scope, scope.stage, scope.camera
+            yield (scope, *_oriented(scope.stage, scope.camera, args, scope.stage.params.travel_z_um))
         return
     from appliance.hardware.stage.grbl import GrblStage, GrblStageConfig
     from appliance.scan.coupled import ReportedPositionStage
@@ -113,7 +118,17 @@ def _devices(args: argparse.Namespace) -> Iterator[tuple[Any, Any, Any]]:
         cam = SimCamera(ReportedPositionStage(stage), scope.slide, scope.camera.optics,  # type: ignore[arg-type]
                         scope.camera.sensor, seed=args.seed, chain=scope.camera.chain_params)
         stack.enter_context(cam)
-        yield scope, stage, cam
+        yield (scope, *_oriented(stage, cam, args, DEFAULT_FOCUS_TRAVEL_UM))
+
+
+def _oriented(stage: Any, camera: Any, args: argparse.Namespace, travel_z_um: tuple[float, float]) -> tuple[Any, Any]:
+    """``stage`` and ``camera``, z mirrored (``ReversedFocusStage``) with ``--z-reversed``."""
+    if not getattr(args, "z_reversed", False):
+        return stage, camera
+    from appliance.hardware.stage.reversed import ReversedFocusCamera, ReversedFocusStage, approach_of
+
+    mirrored = ReversedFocusStage(stage, travel_z_um, approach_of(stage))
+    return mirrored, ReversedFocusCamera(camera, mirrored)
 
 
 def _vision_focus(args: argparse.Namespace, scope: Any, stage: Any,
@@ -143,7 +158,7 @@ def _vision_focus(args: argparse.Namespace, scope: Any, stage: Any,
         from appliance.focus.reference import reference_heights
         from appliance.scan.adapters import AutofocusFocuser, FocusMapAdapter
 
-        travel = scope.stage.params.travel_z_um if args.stage == "sim" else (0.0, 180.0)
+        travel = scope.stage.params.travel_z_um if args.stage == "sim" else DEFAULT_FOCUS_TRAVEL_UM
         try:
             fmap = FocusMapAdapter()
             estimator = None

@@ -660,10 +660,47 @@ def summarise(store: ResultStore, scan_id: int, area_um: tuple[float, float, flo
     ends = at_travel_end([o.z_um for o in structures if o.focus_unsure and o.z_um is not None], travel)
     out["warnings"] = (start_warnings(scan.config)
                        + field_travel_warnings([f.z_um for f in flds], travel)
-                       + focus_warnings(len(structures), out["structures_focus_ok"], ends, travel))
+                       + focus_warnings(len(structures), out["structures_focus_ok"], ends, travel)
+                       + focus_direction_warnings(glass_offsets_um(structures)))
     if truth is not None:
         out.update(score(objs, truth, area_um))
     return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in out.items()}
+
+
+#: A scan warns that its focus drive looks reversed when the median of its prints' foci less their glass is below
+#: this (µm) and at least :data:`BELOW_GLASS_SHARE` of them lie below their glass. A print stands on its glass, so
+#: its focus lies above it by half its height (+1.4 to +13.6 µm on the virtual default slides); a drive wired the
+#: other way round puts every print below its glass (-0.4 to -12.1 µm on the same slides, session 36).
+BELOW_GLASS_MEDIAN_UM = -1.0
+BELOW_GLASS_SHARE = 2 / 3
+
+
+def focus_direction_warnings(offsets_um: Sequence[float]) -> list[str]:
+    """A warning when the prints focused below their glass, as a focus drive wired the other way round makes them.
+
+    ``offsets_um``: each structure's recorded focus less the glass read beside it (``extra.glass_z_um``).
+    """
+    if len(offsets_um) < FOCUS_WARNING_MIN_STRUCTURES:
+        return []
+    below = sum(d < 0 for d in offsets_um)
+    median = float(np.median(offsets_um))
+    if median >= BELOW_GLASS_MEDIAN_UM or below < BELOW_GLASS_SHARE * len(offsets_um):
+        return []
+    return [f"{below} of {len(offsets_um)} prints focused below the glass they stand on (median {median:+.1f} um): "
+            "the focus drive looks reversed, its z lowering the focal plane through the slide as it grows (an "
+            "upright microscope that focuses by raising its stage, or a servo coupled the other way round); set "
+            "stage.z_reversed: true in the config (tppscan scan --z-reversed) and scan again, since the fields' "
+            "focus, the lenses' phase and the height maps all read z the other way"]
+
+
+def glass_offsets_um(structures: Sequence[Any]) -> list[float]:
+    """Each structure's recorded focus less the glass read beside it, µm, where both are known."""
+    out = []
+    for o in structures:
+        glass = (o.extra or {}).get("glass_z_um")
+        if o.z_um is not None and isinstance(glass, (int, float)) and math.isfinite(glass) and math.isfinite(o.z_um):
+            out.append(float(o.z_um) - float(glass))
+    return out
 
 
 def service_hooks(control: Any) -> tuple[Callable[[ScanRunner], None], Callable[[Event], None]]:

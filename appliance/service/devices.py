@@ -14,7 +14,7 @@ from typing import Any
 
 from appliance.config.schema import CameraConfig, Config
 from appliance.hardware.camera.base import Camera
-from appliance.hardware.stage.base import Stage
+from appliance.hardware.stage.base import DEFAULT_FOCUS_TRAVEL_UM, Stage
 
 
 @dataclass
@@ -83,24 +83,34 @@ def open_devices(cfg: Config) -> Devices:
             scope = _sim_scope(cfg)
             stack.enter_context(scope.stage)
             stack.enter_context(scope.camera)
-            return Devices(scope.stage, scope.camera, scope, stack)
-        stage = _open_stage(cfg, stack)
+            return Devices(*_oriented(scope.stage, scope.camera, cfg, scope.stage.params.travel_z_um), scope, stack)
+        raw = _open_stage(cfg, stack)
         if cfg.camera.kind == "sim":
             from appliance.scan.coupled import ReportedPositionStage
             from appliance.sim.camera import SimCamera
 
             scope = _sim_scope(cfg)
-            cam: Camera = SimCamera(ReportedPositionStage(stage), scope.slide,  # type: ignore[arg-type]
+            cam: Camera = SimCamera(ReportedPositionStage(raw), scope.slide,  # type: ignore[arg-type]
                                     scope.camera.optics, scope.camera.sensor, seed=cfg.sim.seed,
                                     chain=scope.camera.chain_params)
             stack.enter_context(cam)
-            return Devices(stage, cam, scope, stack)
-        cam = open_camera(cfg.camera, position_source=getattr(stage, "last_position_um", None))
+            return Devices(*_oriented(raw, cam, cfg, DEFAULT_FOCUS_TRAVEL_UM), scope, stack)
+        cam = open_camera(cfg.camera, position_source=getattr(raw, "last_position_um", None))
         stack.enter_context(cam)
-        return Devices(stage, cam, None, stack)
+        return Devices(*_oriented(raw, cam, cfg, DEFAULT_FOCUS_TRAVEL_UM), None, stack)
     except BaseException:
         stack.close()
         raise
+
+
+def _oriented(stage: Stage, camera: Camera, cfg: Config, travel_z_um: tuple[float, float]) -> tuple[Stage, Camera]:
+    """``stage`` and ``camera``, z mirrored in ``travel_z_um`` when ``stage.z_reversed`` is set."""
+    if not cfg.stage.z_reversed:
+        return stage, camera
+    from appliance.hardware.stage.reversed import ReversedFocusCamera, ReversedFocusStage, approach_of
+
+    mirrored = ReversedFocusStage(stage, travel_z_um, approach_of(stage))
+    return mirrored, ReversedFocusCamera(camera, mirrored)
 
 
 def _open_stage(cfg: Config, stack: contextlib.ExitStack) -> Stage:

@@ -196,6 +196,13 @@ class SimStageParams:
     jitter_um : (float, float, float)
         Standard deviation of a random repeatability error added to the true position after each move,
         µm; drawn from the stage's seed. Default (0, 0, 0).
+    z_reversed : bool
+        The focus drive turns the other way round: a commanded z that grows lowers the focal plane through the
+        slide, as on an upright microscope that focuses by raising its stage, or a servo coupled to the knob
+        the other way. The focal plane is then at ``lo + hi - z`` of ``travel_z_um`` (the travel maps onto
+        itself). tppscan's convention is the other one (the focal plane rises with z: a print's focus is its
+        glass's plus half its height); ``stage.z_reversed`` in the config undoes a drive wired this way.
+        Default False.
     """
 
     steps_per_um_x: float = 1.0
@@ -220,6 +227,7 @@ class SimStageParams:
     focus_overshoot_um: float | None = None
     start_position_um: tuple[float, float, float] = (0.0, 0.0, 90.0)
     jitter_um: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    z_reversed: bool = False
 
     def __post_init__(self) -> None:
         def put(name: str, value: object) -> None:
@@ -235,8 +243,9 @@ class SimStageParams:
         put("servo_home_z_um", _check_number("servo_home_z_um", self.servo_home_z_um))
         if self.z_mode not in ("servo", "stepper"):
             raise ValueError(f"z_mode must be 'servo' or 'stepper', got {self.z_mode!r}")
-        if not isinstance(self.homing_required, bool):
-            raise ValueError(f"homing_required must be true or false, got {self.homing_required!r}")
+        for flag in ("homing_required", "z_reversed"):
+            if not isinstance(getattr(self, flag), bool):
+                raise ValueError(f"{flag} must be true or false, got {getattr(self, flag)!r}")
         for name in ("max_speed_um_s", "accel_um_s2"):
             put(name, _check_tuple(name, getattr(self, name), 3, positive=True))
         for name in ("backlash_um", "homing_pulloff_um", "jitter_um"):
@@ -400,9 +409,16 @@ class SimStage(Stage):
     def true_position_um(self) -> Position:
         """The physical position of the slide under the objective, µm, including backlash and jitter.
 
-        Not a controller query: it is the simulator's truth, available whether or not the stage is open.
+        Not a controller query: it is the simulator's truth, available whether or not the stage is open. With
+        ``z_reversed`` its z is the focal plane's, mirrored in the focus travel. The z dead band's zero then
+        lies where the focal plane last moved up, as without it: after an approach that ends moving the focal
+        plane up, the truth and what was asked for agree in either wiring. (Where a dead band's zero lies is a
+        convention; a real drive's z has no absolute truth to compare with.)
         """
-        return Position(*(self._carriage[i] + self._jitter[i] for i in range(3)))
+        x, y, z = (self._carriage[i] + self._jitter[i] for i in range(3))
+        if self._p.z_reversed:
+            z = sum(self._p.travel_z_um) - z + self._p.backlash_um[2]
+        return Position(x, y, z)
 
     def move_to_um(self, x: float | None = None, y: float | None = None, z: float | None = None) -> Position:
         """Move to an absolute position; ``None`` leaves an axis where it is.

@@ -20,6 +20,10 @@ class Position(NamedTuple):
     z_um: float
 
 
+#: A board's focus travel when nothing says otherwise, µm: a hobby servo's 0-180 degrees at 1 µm a degree.
+DEFAULT_FOCUS_TRAVEL_UM = (0.0, 180.0)
+
+
 class StageError(RuntimeError):
     """Base class of every stage failure."""
 
