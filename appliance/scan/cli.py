@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from appliance.hardware.stage.base import DEFAULT_FOCUS_TRAVEL_UM
+from appliance.hardware.stage.base import focus_travel_of
 
 
 def _seed(text: str) -> int:
@@ -100,7 +100,7 @@ def _devices(args: argparse.Namespace) -> Iterator[tuple[Any, Any, Any]]:
     scope = sim_microscope(args.seed, parse_sim_sets(args.sim_set))
     if args.stage == "sim":
         with scope.stage, scope.camera:
-            yield (scope, *_oriented(scope.stage, scope.camera, args, scope.stage.params.travel_z_um))
+            yield (scope, *_oriented(scope.stage, scope.camera, args))
         return
     from appliance.hardware.stage.grbl import GrblStage, GrblStageConfig
     from appliance.scan.coupled import ReportedPositionStage
@@ -118,16 +118,16 @@ def _devices(args: argparse.Namespace) -> Iterator[tuple[Any, Any, Any]]:
         cam = SimCamera(ReportedPositionStage(stage), scope.slide, scope.camera.optics,  # type: ignore[arg-type]
                         scope.camera.sensor, seed=args.seed, chain=scope.camera.chain_params)
         stack.enter_context(cam)
-        yield (scope, *_oriented(stage, cam, args, DEFAULT_FOCUS_TRAVEL_UM))
+        yield (scope, *_oriented(stage, cam, args))
 
 
-def _oriented(stage: Any, camera: Any, args: argparse.Namespace, travel_z_um: tuple[float, float]) -> tuple[Any, Any]:
+def _oriented(stage: Any, camera: Any, args: argparse.Namespace) -> tuple[Any, Any]:
     """``stage`` and ``camera``, z mirrored (``ReversedFocusStage``) with ``--z-reversed``."""
     if not getattr(args, "z_reversed", False):
         return stage, camera
     from appliance.hardware.stage.reversed import ReversedFocusCamera, ReversedFocusStage, approach_of
 
-    mirrored = ReversedFocusStage(stage, travel_z_um, approach_of(stage))
+    mirrored = ReversedFocusStage(stage, focus_travel_of(stage), approach_of(stage))
     return mirrored, ReversedFocusCamera(camera, mirrored)
 
 
@@ -158,7 +158,7 @@ def _vision_focus(args: argparse.Namespace, scope: Any, stage: Any,
         from appliance.focus.reference import reference_heights
         from appliance.scan.adapters import AutofocusFocuser, FocusMapAdapter
 
-        travel = scope.stage.params.travel_z_um if args.stage == "sim" else DEFAULT_FOCUS_TRAVEL_UM
+        travel = focus_travel_of(stage)
         try:
             fmap = FocusMapAdapter()
             estimator = None

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from appliance.config.schema import Config
-from appliance.hardware.stage.base import DEFAULT_FOCUS_TRAVEL_UM
+from appliance.hardware.stage.base import focus_travel_of
 from appliance.service.daemon import ScanControl
 from appliance.service.devices import Devices, open_devices
 from appliance.service.live_feed import LiveFeed
@@ -155,8 +155,7 @@ class ScanBackend:
             self._models = self._load_models()
         um_per_px = float(getattr(dev.camera, "um_per_px", self._um_per_px_guess()))
         fmap = FocusMapAdapter()
-        travel = dev.scope.stage.params.travel_z_um if dev.scope is not None and self.cfg.stage.kind == "sim" \
-            else DEFAULT_FOCUS_TRAVEL_UM
+        travel = focus_travel_of(dev.stage)
         clock = dev.scope.clock.now_s if dev.scope is not None and self.cfg.stage.kind == "sim" else None
         from appliance.focus.reference import reference_heights
 

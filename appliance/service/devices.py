@@ -14,7 +14,7 @@ from typing import Any
 
 from appliance.config.schema import CameraConfig, Config
 from appliance.hardware.camera.base import Camera
-from appliance.hardware.stage.base import DEFAULT_FOCUS_TRAVEL_UM, Stage
+from appliance.hardware.stage.base import Stage, focus_travel_of
 
 
 @dataclass
@@ -83,7 +83,7 @@ def open_devices(cfg: Config) -> Devices:
             scope = _sim_scope(cfg)
             stack.enter_context(scope.stage)
             stack.enter_context(scope.camera)
-            return Devices(*_oriented(scope.stage, scope.camera, cfg, scope.stage.params.travel_z_um), scope, stack)
+            return Devices(*_oriented(scope.stage, scope.camera, cfg), scope, stack)
         raw = _open_stage(cfg, stack)
         if cfg.camera.kind == "sim":
             from appliance.scan.coupled import ReportedPositionStage
@@ -94,22 +94,22 @@ def open_devices(cfg: Config) -> Devices:
                                     scope.camera.optics, scope.camera.sensor, seed=cfg.sim.seed,
                                     chain=scope.camera.chain_params)
             stack.enter_context(cam)
-            return Devices(*_oriented(raw, cam, cfg, DEFAULT_FOCUS_TRAVEL_UM), scope, stack)
+            return Devices(*_oriented(raw, cam, cfg), scope, stack)
         cam = open_camera(cfg.camera, position_source=getattr(raw, "last_position_um", None))
         stack.enter_context(cam)
-        return Devices(*_oriented(raw, cam, cfg, DEFAULT_FOCUS_TRAVEL_UM), None, stack)
+        return Devices(*_oriented(raw, cam, cfg), None, stack)
     except BaseException:
         stack.close()
         raise
 
 
-def _oriented(stage: Stage, camera: Camera, cfg: Config, travel_z_um: tuple[float, float]) -> tuple[Stage, Camera]:
-    """``stage`` and ``camera``, z mirrored in ``travel_z_um`` when ``stage.z_reversed`` is set."""
+def _oriented(stage: Stage, camera: Camera, cfg: Config) -> tuple[Stage, Camera]:
+    """``stage`` and ``camera``, z mirrored in the focus travel when ``stage.z_reversed`` is set."""
     if not cfg.stage.z_reversed:
         return stage, camera
     from appliance.hardware.stage.reversed import ReversedFocusCamera, ReversedFocusStage, approach_of
 
-    mirrored = ReversedFocusStage(stage, travel_z_um, approach_of(stage))
+    mirrored = ReversedFocusStage(stage, focus_travel_of(stage), approach_of(stage))
     return mirrored, ReversedFocusCamera(camera, mirrored)
 
 

@@ -406,6 +406,11 @@ class SimStage(Stage):
         self._require_open()
         return Position(*(self._motor_um(i) for i in range(3)))
 
+    @property
+    def focus_travel_um(self) -> tuple[float, float]:
+        """``params.travel_z_um``, the focus drive's soft limits."""
+        return self._p.travel_z_um
+
     def true_position_um(self) -> Position:
         """The physical position of the slide under the objective, µm, including backlash and jitter.
 

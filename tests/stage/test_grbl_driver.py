@@ -13,6 +13,7 @@ from appliance.hardware.stage.base import (
     StageLimitError,
     StageProtocolError,
     StageTimeout,
+    focus_travel_of,
 )
 from appliance.hardware.stage.grbl import GrblStage, GrblStageConfig
 from appliance.hardware.stage.grbl_link import GrblLink, SoftLimitAlarm, StageConnectionError
@@ -39,6 +40,24 @@ def test_focus_step_is_one_z_step_on_a_stepper_and_the_servo_resolution_on_a_ser
                                    servo_resolution_deg=2.0))
     with servo:
         assert servo.focus_step_um == pytest.approx(1.0)
+
+
+def test_focus_travel_is_the_boards_own(make_fake_grbl, stage_config):
+    """Stock GRBL's machine space runs from minus $132 up to its home switches at 0; a fixed 0-180 um (the
+    service's travel before session 36) sent every focus search above the switches, where it may not go."""
+    homed = make_fake_grbl()
+    with GrblStage(stage_config(homed.path)) as stage:
+        assert stage.focus_travel_um == (-200_000.0, 0.0)  # $132 = 200 mm
+        stage.home()
+        assert focus_travel_of(stage) == (-200_000.0, 0.0)
+    free = make_fake_grbl(homing=False)
+    with GrblStage(stage_config(free.path)) as stage:
+        assert stage.focus_travel_um is None  # no homing: its zero is wherever it powered up
+        stage.move_to_um(z=-40.0)
+        assert focus_travel_of(stage) == (-130.0, 50.0)  # 90 um either side of where it is
+    with GrblStage(stage_config(free.path, focus="servo", um_per_servo_degree=0.5)) as servo:
+        assert servo.focus_travel_um == (0.0, 90.0)  # 0..180 degrees at 0.5 um a degree
+    assert GrblStage(stage_config(free.path)).focus_travel_um is None  # not open
 
 
 def test_move_in_alarm_is_refused_until_homed(fake_grbl, stage_config):

@@ -95,6 +95,14 @@ class Stage(abc.ABC):
         """
         return None
 
+    @property
+    def focus_travel_um(self) -> tuple[float, float] | None:
+        """The focus drive's travel (lowest, highest z), µm, in this stage's z; None when unknown.
+
+        The autofocus keeps every search inside it (:func:`focus_travel_of` has the fall-back).
+        """
+        return None
+
     @abc.abstractmethod
     def home(self) -> Position:
         """Run the homing cycle and return the position afterwards."""
@@ -110,3 +118,24 @@ class Stage(abc.ABC):
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.close()
+
+
+#: Half the focus travel assumed around the present z where a stage does not know its own, µm.
+UNKNOWN_TRAVEL_HALF_UM = 90.0
+
+
+def focus_travel_of(stage: Stage) -> tuple[float, float]:
+    """``stage.focus_travel_um``, or where the stage does not know it, 90 µm either side of its present z.
+
+    (A stock GRBL board without homing has its machine zero wherever it powered up: a fixed 0-180 µm would send
+    the focus searches where the drive may not go.) :data:`DEFAULT_FOCUS_TRAVEL_UM` where z is unknown too (a
+    servo before its first move).
+    """
+    travel = getattr(stage, "focus_travel_um", None)
+    if isinstance(travel, tuple) and len(travel) == 2 and all(math.isfinite(v) for v in travel) \
+            and travel[0] < travel[1]:
+        return float(travel[0]), float(travel[1])
+    z = stage.position_um().z_um
+    if not math.isfinite(z):
+        return DEFAULT_FOCUS_TRAVEL_UM
+    return z - UNKNOWN_TRAVEL_HALF_UM, z + UNKNOWN_TRAVEL_HALF_UM

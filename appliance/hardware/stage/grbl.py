@@ -231,6 +231,11 @@ class GrblStageConfig:
         object.__setattr__(self, "settings", dict(self.settings))
 
 
+def _ours(info: BuildInfo) -> bool:
+    """Whether ``$I`` names this project's firmware (``tppscan``), not a stock GRBL build."""
+    return "tppscan" in " ".join(info.lines).lower()
+
+
 def check_target_um(name: str, value: float | None) -> None:
     """Refuse a target that is not a finite number of um within +-MAX_TARGET_UM (None: axis not moved).
 
@@ -335,6 +340,27 @@ class GrblStage(Stage):
             return self.config.um_per_servo_degree * self.config.servo_resolution_deg
         steps_per_mm = self.board_settings.get(102, 0.0)
         return max(1000.0 / steps_per_mm, LINE_RESOLUTION_UM) if steps_per_mm > 0 else None
+
+    @property
+    def focus_travel_um(self) -> tuple[float, float] | None:
+        """The focus travel in this driver's z, µm; None before ``open()`` or where the board does not fix it.
+
+        Servo: from ``servo_min_deg`` (z 0) to ``servo_max_deg``. Z stepper: the board's ``$132`` (max travel,
+        mm) from 0 up on our firmware (it homes to its minus end), from minus it up to 0 on stock GRBL, whose
+        machine space ends at its home switches whichever way it homes (``limits.c``). A stock board without
+        homing (``$22=0``) has its zero wherever it powered up: None.
+        """
+        if self._link is None:
+            return None
+        if self.focus_mode == "servo":
+            c = self.config
+            return 0.0, (c.servo_max_deg - c.servo_min_deg) * c.um_per_servo_degree
+        travel_um = self.board_settings.get(132, 0.0) * 1000.0
+        if travel_um <= 0:
+            return None
+        if self.build_info is not None and _ours(self.build_info):
+            return 0.0, travel_um
+        return (-travel_um, 0.0) if self.board_settings.get(22, 0.0) else None
 
     # -- connection -----------------------------------------------------------------------------------
 
@@ -527,8 +553,7 @@ class GrblStage(Stage):
     def _pick_focus_mode(self, info: BuildInfo) -> Literal["servo", "stepper"]:
         if self.config.focus != "auto":
             return self.config.focus
-        text = " ".join(info.lines).lower()
-        return "servo" if "tppscan" in text else "stepper"
+        return "servo" if _ours(info) else "stepper"
 
     def _reconnect(self, cause: BaseException) -> None:
         """Close, re-find, re-open and re-handshake; bounded attempts.

@@ -91,6 +91,11 @@ class ReversedFocusStage(Stage):
         """The inner drive's step."""
         return self.inner.focus_step_um
 
+    @property
+    def focus_travel_um(self) -> tuple[float, float]:
+        """The travel the mirror maps onto itself."""
+        return self.travel_z_um
+
     def home(self) -> Position:
         """Home the inner stage."""
         return self._out(self.inner.home())
