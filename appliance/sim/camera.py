@@ -486,6 +486,17 @@ class SimCamera(Camera):
     def exposure_ms(self, value: float) -> None:
         self._exposure_ms = check_exposure_ms(value)
 
+    def _flicker(self) -> float:
+        """The light of the next frame, over the steady lamp's (``sensor.lamp_flicker``).
+
+        Its own draw, so a steady lamp's frames keep their noise bit for bit.
+        """
+        f = self.sensor.lamp_flicker
+        if f <= 0:
+            return 1.0
+        draw = np.random.default_rng([self.seed, self._count, 0xF11C]).standard_normal()
+        return float(max(0.05, 1.0 + f * draw))
+
     def capture(self) -> Frame:
         """Expose and return one frame at the stage's true position; advances the clock by the exposure.
 
@@ -500,7 +511,8 @@ class SimCamera(Camera):
         true = self.stage.true_position_um()
         t0 = self.stage.clock.now_s()
         rng = np.random.default_rng([self.seed, self._count, 0xCA3])
-        image = render_frame(self.renderer, self.chain, (true.x_um, true.y_um, true.z_um), self._exposure_ms, rng,
+        light_ms = self._exposure_ms * self._flicker()
+        image = render_frame(self.renderer, self.chain, (true.x_um, true.y_um, true.z_um), light_ms, rng,
                              grey=True)
         self._count += 1
         self.stage.clock.advance(self._exposure_ms / 1000.0)

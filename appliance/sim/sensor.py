@@ -63,6 +63,10 @@ class SensorParams:
     mirror : bool
         The frame flipped left to right (an odd number of mirrors in the light path, or a stage x axis wired
         the other way): +u then points along ``-(cos a, sin a)``. Default False.
+    lamp_flicker : float
+        Frame-to-frame change of the light each exposure collects, relative (a normal draw's standard deviation
+        per frame), 0..0.3: an LED lamp dimmed by PWM, a lamp on a rippling supply, a camera's automatic exposure
+        hunting. Default 0 (a steady lamp; the frames are then those of earlier sessions, bit for bit).
 
     Raises
     ------
@@ -83,6 +87,7 @@ class SensorParams:
     optics_dust_blur_um: float = 3.0
     rotation_deg: float = 0.0
     mirror: bool = False
+    lamp_flicker: float = 0.0
 
     def __post_init__(self) -> None:
         for name, hi in (("width_px", MAX_WIDTH_PX), ("height_px", MAX_HEIGHT_PX)):
@@ -98,6 +103,7 @@ class SensorParams:
         check_number("illumination_variation", self.illumination_variation, 0.0, 0.5)
         check_number("optics_dust_per_mm2", self.optics_dust_per_mm2, 0.0, 2000.0)
         check_number("optics_dust_blur_um", self.optics_dust_blur_um, 0.5, 30.0)
+        check_number("lamp_flicker", self.lamp_flicker, 0.0, 0.3)
         check_number("rotation_deg", self.rotation_deg, -180.0, 180.0)
         if not isinstance(self.mirror, (bool, np.bool_)):
             raise ValueError(f"mirror must be true or false, got {self.mirror!r}")
