@@ -167,3 +167,22 @@ def test_frame_does_not_depend_on_the_cache(scope):
     warm = r.transmission(o.center_um[0], o.center_um[1], o.focus_z_um + 1.23, (320, 240))
     assert cold.tobytes() == warm.tobytes()
     assert r._patches.hits >= 2
+
+
+def test_a_flickering_lamp_changes_each_frames_light_and_a_steady_one_keeps_every_frame():
+    from appliance.sim.overrides import parse_sim_sets, sim_microscope
+
+    def levels(sets: list[str]) -> tuple[list[float], np.ndarray]:
+        scope = sim_microscope(3, parse_sim_sets(sets))
+        with scope.stage, scope.camera:
+            ims = [scope.camera.capture().image for _ in range(12)]
+        return [float(np.percentile(im, 90)) for im in ims], ims[0]
+
+    steady, first = levels([])
+    zero, first_zero = levels(["sensor.lamp_flicker=0"])
+    assert np.array_equal(first, first_zero) and max(steady) - min(steady) < 1.0
+    flicker, _ = levels(["sensor.lamp_flicker=0.1"])
+    spread = np.std(np.array(flicker) / np.mean(flicker))
+    assert 0.04 < spread < 0.2  # about 10 % (gamma-encoded grey: a little less)
+    with pytest.raises(ValueError, match="lamp_flicker"):
+        SensorParams(lamp_flicker=0.5)
