@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from appliance.hardware.stage.base import Position, Stage
+from appliance.hardware.stage.base import Position, Stage, StageWrapper
 from appliance.hardware.stage.grbl import GrblStage, GrblStageConfig
 from appliance.scan.calibration import Calibration
 from appliance.scan.coupled import SIMAVR_SWITCH_STEPS, ReportedPositionStage
@@ -73,7 +73,7 @@ def simavr_rig(firmware_paths: tuple[Path, Path], faults: Faults | None = None) 
             faults.unplugged = faults.blackhole = False   # let close() and the board's stop run clean
 
 
-class ShiftedStage(Stage):
+class ShiftedStage(StageWrapper):
     """A stage whose machine origin lies ``offset_um`` from the slide's: stock GRBL homes to its + end.
 
     Stock GRBL's machine coordinates run from 0 (the switches) to minus the travel, so the slide's corner
@@ -82,34 +82,14 @@ class ShiftedStage(Stage):
     """
 
     def __init__(self, inner: GrblStage, offset_um: tuple[float, float, float]) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.offset = offset_um
 
-    def _out(self, p: Position) -> Position:
+    def to_inner(self, x: float | None, y: float | None, z: float | None) -> tuple[float | None, ...]:
+        return tuple(None if v is None else v + d for v, d in zip((x, y, z), self.offset, strict=True))
+
+    def from_inner(self, p: Position) -> Position:
         return Position(p.x_um - self.offset[0], p.y_um - self.offset[1], p.z_um - self.offset[2])
-
-    def open(self) -> None:
-        self.inner.open()
-
-    def close(self) -> None:
-        self.inner.close()
-
-    def position_um(self) -> Position:
-        return self._out(self.inner.position_um())
-
-    def move_to_um(self, x: float | None = None, y: float | None = None, z: float | None = None) -> Position:
-        dx, dy, dz = self.offset
-        return self._out(self.inner.move_to_um(None if x is None else x + dx, None if y is None else y + dy,
-                                               None if z is None else z + dz))
-
-    def focus_to_um(self, z: float) -> Position:
-        return self._out(self.inner.focus_to_um(z + self.offset[2]))
-
-    def home(self) -> Position:
-        return self._out(self.inner.home())
-
-    def stop(self) -> None:
-        self.inner.stop()
 
 
 # stock GRBL's travel is 0..-200 mm on every axis: the slide (and focus) well inside it

@@ -9,7 +9,7 @@ from __future__ import annotations
 import abc
 import math
 from types import TracebackType
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 
 class Position(NamedTuple):
@@ -118,6 +118,75 @@ class Stage(abc.ABC):
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.close()
+
+
+class StageWrapper(Stage):
+    """A stage seen through a change of coordinates: ``inner`` moves, :meth:`to_inner` and :meth:`from_inner` map.
+
+    The identity here; a subclass overrides the two maps (and ``focus_to_um`` where the inner stage's approach
+    side changes). What a particular stage offers beyond the interface (the virtual stage's ``params``, a board's
+    settings) is the inner stage's.
+    """
+
+    def __init__(self, inner: Stage) -> None:
+        self.inner = inner
+
+    def to_inner(self, x: float | None, y: float | None, z: float | None) -> tuple[float | None, ...]:
+        """A target in this stage's coordinates as the inner stage's (None: that axis stays)."""
+        return x, y, z
+
+    def from_inner(self, p: Position) -> Position:
+        """A position the inner stage reports, in this stage's coordinates."""
+        return p
+
+    def open(self) -> None:
+        """Open the inner stage."""
+        self.inner.open()
+
+    def close(self) -> None:
+        """Close the inner stage."""
+        self.inner.close()
+
+    def position_um(self) -> Position:
+        """The inner stage's position, mapped."""
+        return self.from_inner(self.inner.position_um())
+
+    def move_to_um(self, x: float | None = None, y: float | None = None, z: float | None = None) -> Position:
+        """Move the inner stage to the mapped target."""
+        return self.from_inner(self.inner.move_to_um(*self.to_inner(x, y, z)))
+
+    def focus_to_um(self, z: float) -> Position:
+        """The inner stage's focus move to the mapped ``z``."""
+        target = self.to_inner(None, None, z)[2]
+        assert target is not None
+        return self.from_inner(self.inner.focus_to_um(target))
+
+    @property
+    def focus_step_um(self) -> float | None:
+        """The inner drive's step."""
+        return self.inner.focus_step_um
+
+    @property
+    def focus_travel_um(self) -> tuple[float, float] | None:
+        """The inner drive's travel, mapped (None when it does not know its own)."""
+        travel = self.inner.focus_travel_um
+        if travel is None:
+            return None
+        ends = sorted(self.from_inner(Position(0.0, 0.0, v)).z_um for v in travel)
+        return ends[0], ends[1]
+
+    def home(self) -> Position:
+        """Home the inner stage."""
+        return self.from_inner(self.inner.home())
+
+    def stop(self) -> None:
+        """Stop the inner stage."""
+        self.inner.stop()
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "inner":  # not set yet (unpickling, a failed __init__): no endless lookup
+            raise AttributeError(name)
+        return getattr(self.inner, name)
 
 
 #: Half the focus travel assumed around the present z where a stage does not know its own, µm.

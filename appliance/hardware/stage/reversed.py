@@ -23,10 +23,10 @@ import math
 from typing import Any
 
 from appliance.hardware.camera.base import Camera, CameraWrapper, Frame
-from appliance.hardware.stage.base import Position, Stage
+from appliance.hardware.stage.base import Position, Stage, StageWrapper
 
 
-class ReversedFocusStage(Stage):
+class ReversedFocusStage(StageWrapper):
     """``inner`` with its z mirrored in ``travel_z_um``: the focal plane rises as this stage's z grows.
 
     Parameters
@@ -46,7 +46,7 @@ class ReversedFocusStage(Stage):
             raise ValueError(f"travel_z_um must be two finite numbers, the lower first, got {travel_z_um!r}")
         if not (math.isfinite(approach_um) and 0 <= approach_um <= hi - lo):
             raise ValueError(f"approach_um must be in [0, {hi - lo:g}] um (the focus travel), got {approach_um!r}")
-        self.inner = inner
+        super().__init__(inner)
         self.travel_z_um = (lo, hi)
         self.approach_um = float(approach_um)
         self._sum = lo + hi
@@ -55,31 +55,17 @@ class ReversedFocusStage(Stage):
         """``z`` in the other stage's coordinates (the mirror is its own inverse)."""
         return self._sum - z
 
-    def _z(self, z: float | None) -> float | None:
-        return None if z is None else self._sum - z
+    def to_inner(self, x: float | None, y: float | None, z: float | None) -> tuple[float | None, ...]:
+        """X and y as they are, z mirrored."""
+        return x, y, None if z is None else self._sum - z
 
-    def _out(self, p: Position) -> Position:
+    def from_inner(self, p: Position) -> Position:
+        """The inner position, its z mirrored."""
         return Position(p.x_um, p.y_um, self._sum - p.z_um)
-
-    def open(self) -> None:
-        """Open the inner stage."""
-        self.inner.open()
-
-    def close(self) -> None:
-        """Close the inner stage."""
-        self.inner.close()
-
-    def position_um(self) -> Position:
-        """The inner stage's position, its z mirrored."""
-        return self._out(self.inner.position_um())
-
-    def move_to_um(self, x: float | None = None, y: float | None = None, z: float | None = None) -> Position:
-        """Move the inner stage, its z target mirrored."""
-        return self._out(self.inner.move_to_um(x, y, self._z(z)))
 
     def move_by_um(self, dx: float = 0.0, dy: float = 0.0, dz: float = 0.0) -> Position:
         """Move the inner stage by ``dx``, ``dy`` and ``-dz``."""
-        return self._out(self.inner.move_by_um(dx, dy, -dz))
+        return self.from_inner(self.inner.move_by_um(dx, dy, -dz))
 
     def focus_to_um(self, z: float) -> Position:
         """Move focus to ``z``, the last move up (in this stage's z) from ``approach_um`` below it."""
@@ -87,29 +73,9 @@ class ReversedFocusStage(Stage):
         return self.move_to_um(z=z)
 
     @property
-    def focus_step_um(self) -> float | None:
-        """The inner drive's step."""
-        return self.inner.focus_step_um
-
-    @property
     def focus_travel_um(self) -> tuple[float, float]:
-        """The travel the mirror maps onto itself."""
+        """The travel the mirror maps onto itself (whatever the inner stage knows of its own)."""
         return self.travel_z_um
-
-    def home(self) -> Position:
-        """Home the inner stage."""
-        return self._out(self.inner.home())
-
-    def stop(self) -> None:
-        """Stop the inner stage."""
-        self.inner.stop()
-
-    def __getattr__(self, name: str) -> Any:
-        # what a particular stage offers beyond the interface (the virtual stage's params and clock, a board's
-        # settings) is the inner stage's
-        if name == "inner":
-            raise AttributeError(name)
-        return getattr(self.inner, name)
 
 
 class ReversedFocusCamera(CameraWrapper):
