@@ -76,7 +76,8 @@ def _sharpness(window: np.ndarray) -> np.ndarray:
 
 def glass_focus(planes: np.ndarray, z_um: Sequence[float], structure_box_px: tuple[int, int, int, int],
                 um_per_px: float, below_z_um: float | None = None, min_specks: int = 1,
-                lobe_gap_um: tuple[float, float] = LOBE_GAP_UM) -> GlassFocus | None:
+                lobe_gap_um: tuple[float, float] = LOBE_GAP_UM,
+                out_foci: list[float] | None = None) -> GlassFocus | None:
     """The glass's focus from the specks around a structure in its focus stack, or None if none is usable.
 
     Parameters
@@ -97,6 +98,9 @@ def glass_focus(planes: np.ndarray, z_um: Sequence[float], structure_box_px: tup
     lobe_gap_um : (float, float)
         The two-lobe window of a small speck's focus curve at the objective's depth of field
         (:func:`appliance.results.focuscurve.lobe_gap_um`).
+    out_foci : list, optional
+        Gets every speck's focus, above ``below_z_um`` too (the focus drive's direction check: on a drive wired
+        the other way round the glass lies above a print's focus).
 
     Returns
     -------
@@ -140,8 +144,11 @@ def glass_focus(planes: np.ndarray, z_um: Sequence[float], structure_box_px: tup
         if curve.min() > FLAT_CURVE * curve.max():
             continue  # the same at every plane: dust on the camera's window, not on the slide
         zf = curve_focus(z, curve, lobe_gap_um)
-        if zf is not None and (below_z_um is None or zf < below_z_um):
+        if zf is not None:
             foci.append(zf)
+    if out_foci is not None:
+        out_foci.extend(foci)
+    foci = [f for f in foci if below_z_um is None or f < below_z_um]
     if len(foci) < min_specks:
         return None
     q1, mid, q3 = np.percentile(np.asarray(foci), [25, 50, 75])

@@ -133,6 +133,9 @@ class FieldFocus:
         self.um_per_px = um_per_px
         self._z_guess = z_start_um
         self._focus_points: list[tuple[float, float, float]] = []  # the map's points: x, y, z
+        #: the median focus of every speck the last structure's stack showed, above its focus too (the glass
+        #: reading keeps only those below): the focus drive's direction check (``session.focus_direction_warnings``)
+        self.specks_either_side_z: float | None = None
         self._blind: list[tuple[float, float, float]] = []  # empty fields autofocused while the map could not say
         self._unfocused: list[tuple[float, float]] = []  # fields whose own autofocus found no focus to trust
         self._lost_looks = 0  # fields autofocused in vain before any focus was found
@@ -368,8 +371,12 @@ class FieldFocus:
         that the map holds back while it has fewer than three (``field-focus``; below the structure's focus
         only); without any the height map falls back to shape from focus, which a thin print defeats.
         """
+        self.specks_either_side_z = None
         if frames.ndim == 3 and len(zs) >= 3 and bool(np.all(np.diff(zs) > 0)):
-            found = glass_focus(frames, zs, box, self.um_per_px, below_z_um=focus_z, lobe_gap_um=lobe_gap)
+            foci: list[float] = []
+            found = glass_focus(frames, zs, box, self.um_per_px, below_z_um=focus_z, lobe_gap_um=lobe_gap,
+                                out_foci=foci)
+            self.specks_either_side_z = float(np.median(foci)) if foci else None
             if found is not None:
                 self._speck_glass.add(x, y, found.z_um)
                 return found.z_um, "specks"

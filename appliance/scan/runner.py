@@ -273,6 +273,7 @@ class _Shape:
     glass: float | None
     glass_source: str | None
     focus_z_um: float  # the structure's focus as its stack reads it (:meth:`ScanRunner._stack_focus`)
+    specks_z: float | None = None  # the specks' focus on both sides of it (the drive's direction check)
 
 
 class ScanRunner:
@@ -1102,9 +1103,10 @@ class ScanRunner:
         used = focus_z_um if det.cls == "microlens" else record
         glass, glass_source = self.field_focus.structure_glass(stack.whole(), zs, det.box_px, *xy, used,
                                                                settings.lobe_gap)
+        specks_z = self.field_focus.specks_either_side_z
         rec = reconstruct(planes, zs, mask, det.cls, used, glass, self.cal.um_per_px, settings)
         w.timings["reconstruct"] = w.timings.get("reconstruct", 0.0) + time.perf_counter() - t
-        return _Shape(crop, rec, glass, glass_source, record)
+        return _Shape(crop, rec, glass, glass_source, record, specks_z)
 
     def _stack_focus(self, planes: np.ndarray, zs: Sequence[float], cls: str, two_lobe_z: float,
                      autofocus_z: float) -> float:
@@ -1151,6 +1153,7 @@ class ScanRunner:
                    "max_height_um": float(np.percentile(valid, 98)) if valid.size else 0.0,
                    "height_source": shape.rec.source, "peak_height_um": shape.rec.peak_um,
                    "glass_z_um": shape.glass, "glass_source": shape.glass_source,
+                   "specks_z_um": shape.specks_z,
                    "height_focus_z_um": shape.rec.focus_z_um,
                    "crop_origin_px": [cx0, cy0], "stage_xy_um": [focused.position.x_um, focused.position.y_um],
                    "true_position_um": _true_position(focused), **types}))

@@ -694,10 +694,16 @@ def focus_direction_warnings(offsets_um: Sequence[float]) -> list[str]:
 
 
 def glass_offsets_um(structures: Sequence[Any]) -> list[float]:
-    """Each structure's recorded focus less the glass read beside it, µm, where both are known."""
+    """Each structure's recorded focus less the glass read beside it, µm, where both are known.
+
+    The glass is its stack's specks on both sides of its focus (``extra.specks_z_um``) where it showed any, else
+    the glass the height map used (which is only looked for below the focus).
+    """
     out = []
     for o in structures:
-        glass = (o.extra or {}).get("glass_z_um")
+        extra = o.extra or {}
+        glass = extra.get("specks_z_um")
+        glass = glass if glass is not None else extra.get("glass_z_um")
         if o.z_um is not None and isinstance(glass, (int, float)) and math.isfinite(glass) and math.isfinite(o.z_um):
             out.append(float(o.z_um) - float(glass))
     return out

@@ -43,6 +43,11 @@ def test_glass_is_the_focus_of_the_specks_beside_the_structure_not_of_the_camera
     high = _speck_stack(z, [*specks[:3], (200, 280, 5, 106.0)], camera_dust=[])
     assert glass_focus(high, z, box, UM_PX).n_specks == 4
     assert glass_focus(high, z, box, UM_PX, below_z_um=102.0).n_specks == 3
+    # ... but the focus drive's direction check hears of it (on a reversed drive the glass lies above the print)
+    every: list[float] = []
+    glass_focus(high, z, box, UM_PX, below_z_um=102.0, out_foci=every)
+    assert sorted(round(f) for f in every) == [95, 96, 96, 106]
+    assert glass_focus(high, z, box, UM_PX, below_z_um=90.0, out_foci=every) is None and len(every) == 8
     assert glass_focus(_speck_stack(z, [], camera_dust=[(200, 250)]), z, box, UM_PX) is None
 
 

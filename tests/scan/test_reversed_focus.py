@@ -12,7 +12,7 @@ import pytest
 from appliance.cli import main
 from appliance.config.schema import Config
 from appliance.hardware.stage.reversed import ReversedFocusCamera, ReversedFocusStage, approach_of
-from appliance.scan.session import focus_direction_warnings
+from appliance.scan.session import focus_direction_warnings, glass_offsets_um
 from appliance.service.devices import open_devices
 from appliance.sim.overrides import parse_sim_sets, sim_microscope
 from appliance.sim.stage import SimStageParams
@@ -56,6 +56,16 @@ def test_prints_below_their_glass_are_said_and_prints_above_it_are_not():
     (w,) = focus_direction_warnings([-6.6, -4.7, 1.2, -8.1, -3.6])
     assert "4 of 5 prints focused below the glass" in w and "stage.z_reversed: true" in w
     assert focus_direction_warnings([-0.4, -0.6, 0.3, -0.2]) == []  # within a micrometre: no direction
+
+
+def test_the_direction_check_reads_the_specks_on_both_sides_of_a_print_first():
+    from types import SimpleNamespace
+
+    def rec(z, glass, specks=None):
+        return SimpleNamespace(z_um=z, extra={"glass_z_um": glass, "specks_z_um": specks})
+
+    # the height map's glass is only looked for below the focus; the specks above it say the drive is reversed
+    assert glass_offsets_um([rec(95.0, 90.0, 100.0), rec(95.0, 90.0), rec(95.0, None), rec(None, 90.0)]) == [-5.0, 5.0]
 
 
 def _scan(tmp_path, name, *extra):
