@@ -122,13 +122,10 @@ def _devices(args: argparse.Namespace) -> Iterator[tuple[Any, Any, Any]]:
 
 
 def _oriented(stage: Any, camera: Any, args: argparse.Namespace) -> tuple[Any, Any]:
-    """``stage`` and ``camera``, z mirrored (``ReversedFocusStage``) with ``--z-reversed``."""
-    if not getattr(args, "z_reversed", False):
-        return stage, camera
-    from appliance.hardware.stage.reversed import ReversedFocusCamera, ReversedFocusStage, approach_of
+    """``stage`` and ``camera``, z mirrored with ``--z-reversed`` (``stage.reversed.oriented``)."""
+    from appliance.hardware.stage.reversed import oriented
 
-    mirrored = ReversedFocusStage(stage, focus_travel_of(stage), approach_of(stage))
-    return mirrored, ReversedFocusCamera(camera, mirrored)
+    return oriented(stage, camera, bool(getattr(args, "z_reversed", False)))
 
 
 def _vision_focus(args: argparse.Namespace, scope: Any, stage: Any,

@@ -14,7 +14,7 @@ from typing import Any
 
 from appliance.config.schema import CameraConfig, Config
 from appliance.hardware.camera.base import Camera
-from appliance.hardware.stage.base import Stage, focus_travel_of
+from appliance.hardware.stage.base import Stage
 
 
 @dataclass
@@ -104,13 +104,10 @@ def open_devices(cfg: Config) -> Devices:
 
 
 def _oriented(stage: Stage, camera: Camera, cfg: Config) -> tuple[Stage, Camera]:
-    """``stage`` and ``camera``, z mirrored in the focus travel when ``stage.z_reversed`` is set."""
-    if not cfg.stage.z_reversed:
-        return stage, camera
-    from appliance.hardware.stage.reversed import ReversedFocusCamera, ReversedFocusStage, approach_of
+    """``stage`` and ``camera``, z mirrored when ``stage.z_reversed`` is set."""
+    from appliance.hardware.stage.reversed import oriented
 
-    mirrored = ReversedFocusStage(stage, focus_travel_of(stage), approach_of(stage))
-    return mirrored, ReversedFocusCamera(camera, mirrored)
+    return oriented(stage, camera, cfg.stage.z_reversed)
 
 
 def _open_stage(cfg: Config, stack: contextlib.ExitStack) -> Stage:

@@ -1,11 +1,9 @@
 """The stage's backlash: read by the calibration, and taken up by every scan move however the plan set the approach."""
 
-import json
 import re
 
 import pytest
 
-from appliance.cli import main
 from appliance.scan.backlash import (
     MIN_BACKLASH_UM,
     PROBE_UM,
@@ -17,6 +15,7 @@ from appliance.scan.backlash import (
 from appliance.scan.calibration import Calibration, calibrate
 from appliance.scan.session import calibration_step_um
 from appliance.sim.overrides import parse_sim_sets, sim_microscope
+from tests.scan.conftest import sim_scan_cli
 
 
 @pytest.mark.parametrize("slack", [(0.0, 0.0), (12.0, 7.0), (30.0, 30.0)])
@@ -102,12 +101,9 @@ def test_a_stage_with_more_slack_than_the_approach_is_scanned_and_said_so(tmp_pa
     # Before: the calibration's 20 um approach left every move up to 10 um short, no place of 121 agreed with one
     # map, and the scan stopped before its first field (exit 1, CalibrationError; held-out seed 3920).
     out = tmp_path / "scan"
-    sets = ["--sim-set", "slide.width_um=1000", "--sim-set", "slide.height_um=1000", "--sim-set",
-            "slide.n_structures=3", "--sim-set", "stage.backlash_um=[30,30,2]"]
-    code = main(["scan", "--sim", "--seed", "3920", *sets, "--out", str(out), "--vision", "sim-truth", "--focus",
-                 "sim-truth", "--progress", "none"])
+    sets = ["slide.width_um=1000", "slide.height_um=1000", "slide.n_structures=3", "stage.backlash_um=[30,30,2]"]
+    code, summary = sim_scan_cli(out, 3920, sets, "--vision", "sim-truth", "--focus", "sim-truth")
     assert code == 0, capsys.readouterr().err
-    summary = json.loads((out / "summary.json").read_text())
     assert summary["recall"] == 1.0 and summary["position_error_um_median"] < 2.0
     (w,) = summary["warnings"]
     assert "backlash measured" in w and "imaging.approach_um 20 um" in w

@@ -5,17 +5,16 @@ or a servo coupled to the knob the other way, lowers the focal plane as z grows.
 ``stage.z_reversed=true``; ``appliance/hardware/stage/reversed.py`` undoes it.
 """
 
-import json
 
 import pytest
 
-from appliance.cli import main
 from appliance.config.schema import Config
 from appliance.hardware.stage.reversed import ReversedFocusCamera, ReversedFocusStage, approach_of
 from appliance.scan.session import focus_direction_warnings, glass_offsets_um
 from appliance.service.devices import open_devices
 from appliance.sim.overrides import parse_sim_sets, sim_microscope
 from appliance.sim.stage import SimStageParams
+from tests.scan.conftest import sim_scan_cli
 
 REVERSED = ["stage.z_reversed=true", "stage.backlash_um=[4,4,2]"]
 
@@ -69,12 +68,10 @@ def test_the_direction_check_reads_the_specks_on_both_sides_of_a_print_first():
 
 
 def _scan(tmp_path, name, *extra):
-    out = tmp_path / name
     sets = ["slide.width_um=1200", "slide.height_um=1200", "slide.n_structures=5", *REVERSED]
-    argv = ["scan", "--sim", "--seed", "4181", *[a for s in sets for a in ("--sim-set", s)], "--out", str(out),
-            "--db", str(tmp_path / f"{name}.db"), "--progress", "none", *extra]
-    assert main(argv) == 0
-    return json.loads((out / "summary.json").read_text())
+    code, summary = sim_scan_cli(tmp_path / name, 4181, sets, *extra)
+    assert code == 0
+    return summary
 
 
 def test_a_reversed_drive_is_said_and_the_flag_scans_it_as_a_square_one(tmp_path):

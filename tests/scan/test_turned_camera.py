@@ -1,12 +1,10 @@
 """A camera turned or mirrored on its port: calibrated, its boxes placed, its fields laid without gaps, and said so."""
 
-import json
 import re
 
 import numpy as np
 import pytest
 
-from appliance.cli import main
 from appliance.hardware.camera.base import Frame
 from appliance.hardware.stage.base import Position
 from appliance.scan.boxes import on_slide_box_um
@@ -16,6 +14,7 @@ from appliance.scan.protocols import Detection
 from appliance.scan.session import field_grid, turned_camera_warnings
 from appliance.sim.camera import pixel_axes
 from appliance.sim.overrides import parse_sim_sets, sim_microscope
+from tests.scan.conftest import sim_scan_cli
 
 
 def _turned(deg: float, mirror: bool = False, s: float = 0.56) -> Calibration:
@@ -77,12 +76,9 @@ def test_a_slide_under_a_camera_turned_45_degrees_is_scanned_whole(tmp_path, cap
     # Before: fields laid over the turned frame's extent left gaps, and 4 of 8 prints were never seen (seed 3932);
     # a pentagon's box read 0.3 um wide and it was recorded as dirt.
     out = tmp_path / "scan"
-    sets = ["--sim-set", "slide.width_um=1200", "--sim-set", "slide.height_um=1200", "--sim-set",
-            "slide.n_structures=6", "--sim-set", "sensor.rotation_deg=45"]
-    code = main(["scan", "--sim", "--seed", "3932", *sets, "--out", str(out), "--vision", "sim-truth", "--focus",
-                 "sim-truth", "--progress", "none"])
+    sets = ["slide.width_um=1200", "slide.height_um=1200", "slide.n_structures=6", "sensor.rotation_deg=45"]
+    code, summary = sim_scan_cli(out, 3932, sets, "--vision", "sim-truth", "--focus", "sim-truth")
     assert code == 0, capsys.readouterr().err
-    summary = json.loads((out / "summary.json").read_text())
     assert summary["recall"] == 1.0 and summary["position_error_um_median"] < 2.0
     assert any("turned 45.0 degrees" in w or "turned -45.0 degrees" in w or "turned 44." in w
                for w in summary["warnings"])

@@ -23,7 +23,7 @@ import math
 from typing import Any
 
 from appliance.hardware.camera.base import Camera, CameraWrapper, Frame
-from appliance.hardware.stage.base import Position, Stage, StageWrapper
+from appliance.hardware.stage.base import Position, Stage, StageWrapper, focus_travel_of
 
 
 class ReversedFocusStage(StageWrapper):
@@ -57,11 +57,11 @@ class ReversedFocusStage(StageWrapper):
 
     def to_inner(self, x: float | None, y: float | None, z: float | None) -> tuple[float | None, ...]:
         """X and y as they are, z mirrored."""
-        return x, y, None if z is None else self._sum - z
+        return x, y, None if z is None else self.mirror(z)
 
     def from_inner(self, p: Position) -> Position:
         """The inner position, its z mirrored."""
-        return Position(p.x_um, p.y_um, self._sum - p.z_um)
+        return Position(p.x_um, p.y_um, self.mirror(p.z_um))
 
     def move_by_um(self, dx: float = 0.0, dy: float = 0.0, dz: float = 0.0) -> Position:
         """Move the inner stage by ``dx``, ``dy`` and ``-dz``."""
@@ -112,3 +112,14 @@ def approach_of(stage: Stage, default_um: float = 20.0) -> float:
         if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0:
             return float(v)
     return default_um
+
+
+def oriented(stage: Stage, camera: Camera, z_reversed: bool) -> tuple[Stage, Camera]:
+    """``stage`` and ``camera`` as the scan reads them: z mirrored in the stage's focus travel when ``z_reversed``.
+
+    The one place the config's ``stage.z_reversed`` and ``tppscan scan --z-reversed`` take effect.
+    """
+    if not z_reversed:
+        return stage, camera
+    mirrored = ReversedFocusStage(stage, focus_travel_of(stage), approach_of(stage))
+    return mirrored, ReversedFocusCamera(camera, mirrored)
