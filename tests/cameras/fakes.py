@@ -10,6 +10,11 @@
   the *newest* frames (V4L2 has no free buffer to fill), and ``read()`` hands out the oldest held frame at once
   (plus ``decode_s``) or waits for the next. What a frame shows is ``world(exposure start, h, w)`` when a test
   sets ``world`` (the slide under a moving stage), else :func:`scene` of its index.
+- opened on an ``nvarguscamerasrc`` pipeline, the frames pass the Argus ISP as that element's documentation has it:
+  temporal noise reduction and edge enhancement are on unless the pipeline sets ``tnr-mode=0`` / ``ee-mode=0``
+  (both default to 1). Argus documents the modes, not the filters: the fake's noise reduction averages every
+  sensor frame half and half with the output before it (read or not, as an ISP runs on every frame), and its
+  edge enhancement is an unsharp mask (amount 0.5, sigma 1 px).
 
 ``FakeJetsonUtils`` (jetson_utils, python/bindings/PyVideo.cpp and PyCUDA.cpp):
 - ``videoSource(uri, options=...)`` raises a plain Exception when the stream cannot be created;
@@ -23,6 +28,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import types
 from collections.abc import Callable
@@ -99,6 +105,9 @@ class FakeVideoCapture:
         self.stream = _Stream(self.clock, self.period_s, self.exposure_s, self.latency_s)
         self._held: list[int] = []  # frames in the ring, oldest first
         self._next = 0  # the next frame the sensor delivers
+        self._tnr, self._ee = _argus_isp(device)
+        self._isp_k = -1  # the last sensor frame the ISP has filtered
+        self._isp_out: np.ndarray | None = None
 
     def isOpened(self) -> bool:  # noqa: N802 - OpenCV's name
         return self._open
@@ -129,11 +138,29 @@ class FakeVideoCapture:
         k = self._held.pop(0)
         self.clock.advance(self.decode_s)
         h, w = self._native[1], self._native[0]
-        # one buffer, overwritten each read
-        world = type(self).world  # a plain function: read through the class, not bound to this instance
-        self._buf[:] = world(self.stream.exposed(k), h, w) if world is not None else scene(k, h, w)
+        self._buf[:] = self._isp(k, h, w)  # one buffer, overwritten each read
         self._i += 1
         return True, self._buf
+
+    def _sensor(self, k: int, h: int, w: int) -> np.ndarray:
+        world = type(self).world  # a plain function: read through the class, not bound to this instance
+        return world(self.stream.exposed(k), h, w) if world is not None else scene(k, h, w)
+
+    def _isp(self, k: int, h: int, w: int) -> np.ndarray:
+        """Frame k as the ISP hands it on: through its noise reduction and edge enhancement when they are on."""
+        if not (self._tnr or self._ee):
+            return self._sensor(k, h, w)
+        out = self._sensor(k, h, w).astype(np.float32)
+        if self._tnr:
+            for j in range(max(self._isp_k + 1, k - 30), k + 1):  # every frame since the last, read or not
+                raw = self._sensor(j, h, w).astype(np.float32)
+                self._isp_out = raw if self._isp_out is None else 0.5 * self._isp_out + 0.5 * raw
+            self._isp_k = max(self._isp_k, k)
+            assert self._isp_out is not None
+            out = self._isp_out.copy()
+        if self._ee:
+            out = out + 0.5 * (out - cv2.GaussianBlur(out, (0, 0), 1.0))
+        return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
     def _fill(self) -> None:
         """Frames delivered by now go into free buffers; with none free, they are lost."""
@@ -143,6 +170,15 @@ class FakeVideoCapture:
             if len(self._held) < ring:
                 self._held.append(self._next)
             self._next += 1
+
+
+def _argus_isp(device: Any) -> tuple[bool, bool]:
+    """(temporal noise reduction on, edge enhancement on) for a pipeline's nvarguscamerasrc; (False, False) else."""
+    if not (isinstance(device, str) and device.lstrip().startswith("nvarguscamerasrc")):
+        return False, False
+    source = device.split("!", 1)[0]
+    modes = dict(re.findall(r"\b(tnr-mode|ee-mode)=(\d)", source))
+    return modes.get("tnr-mode", "1") != "0", modes.get("ee-mode", "1") != "0"
 
 
 class _CudaImage:

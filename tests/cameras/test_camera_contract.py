@@ -13,7 +13,7 @@ import pytest
 import kernels
 from appliance.hardware.camera.base import Camera, CameraError
 from appliance.hardware.camera.files import ImageFolderCamera
-from appliance.hardware.camera.gstreamer import GStreamerCamera, argus_pipeline, opencv_has_gstreamer
+from appliance.hardware.camera.gstreamer import ISP_RAW, GStreamerCamera, argus_pipeline, opencv_has_gstreamer
 from appliance.hardware.camera.jetson import JetsonCamera
 from appliance.hardware.camera.opencv import OpenCVCamera
 from tests.cameras.fakes import FakeClock, FakeVideoCapture, World, make_jetson_utils, scene
@@ -205,6 +205,39 @@ def test_a_capture_after_a_stage_move_shows_the_slide_where_the_stage_is_now(kin
         FakeVideoCapture.world = _slide_under_a_stage_that_arrived_at(arrived)
 
 
+def _edge_under_a_stage_that_arrived_at(arrived_s: float) -> World:
+    """Before the stage arrived, dark glass; after, a print's edge: 60 on the left half, 200 on the right."""
+    def world(t: float, h: int, w: int) -> np.ndarray:
+        img = np.full((h, w, 3), 60, np.uint8)
+        if t >= arrived_s:
+            img[:, w // 2:] = 200
+        return img
+    return world
+
+
+def test_the_argus_isp_hands_on_the_sensor_frames_unfiltered() -> None:
+    """nvarguscamerasrc blends each frame with the ones before it and sharpens edges unless told not to."""
+    clock = FakeVideoCapture.clock
+    ours = argus_pipeline(0, 640, 480, 30, 10.0)
+    assert ISP_RAW in ours.split("!", 1)[0]  # on the source element, where the properties belong
+    element_defaults = ours.replace(ISP_RAW, "")
+    frames = {}
+    for name, pipeline in (("ours", None), ("element defaults", element_defaults)):
+        FakeVideoCapture.devices[pipeline or ours] = (640, 480)
+        arrived = clock.now + 5.0
+        FakeVideoCapture.world = _edge_under_a_stage_that_arrived_at(arrived)
+        with GStreamerCamera(0, exposure_ms=10.0, pipeline=pipeline, capture_factory=FakeVideoCapture,
+                             build_info=GST_YES, clock=clock) as cam:
+            cam.capture()
+            clock.now = arrived  # a five-second move
+            frames[name] = cam.capture().image
+    truth = cv2.cvtColor(_edge_under_a_stage_that_arrived_at(0.0)(1.0, 480, 640), cv2.COLOR_BGR2GRAY)
+    assert np.array_equal(frames["ours"], truth)
+    blended = frames["element defaults"]
+    assert 60 < blended[:, 600].mean() < 195  # the old field still shows through the new one
+    assert blended[:, 320:324].max() > 200  # and the edge overshoots
+
+
 def test_the_fresh_frame_gate_and_its_bad_values() -> None:
     from appliance.hardware.camera.fresh import check_latency_ms, fresh_gate_s, read_fresh
 
@@ -274,3 +307,13 @@ def test_files_a_pixel_above_the_depth_is_an_error_naming_the_file(tmp_path: Pat
         assert cam.capture().image.max() == 1023 >> 8
     with pytest.raises(ValueError, match="bit_depth must be one of 8, 10, 12, 14, 16"):
         ImageFolderCamera(tmp_path, bit_depth=11)
+
+
+def test_a_jetson_csi_source_says_its_isp_filters_stay_on(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("WARNING"), JetsonCamera("csi://0", jetson_utils=make_jetson_utils()):
+        pass
+    assert "camera.kind: gstreamer" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"), JetsonCamera("v4l2:///dev/video0", jetson_utils=make_jetson_utils()):
+        pass
+    assert caplog.text == ""

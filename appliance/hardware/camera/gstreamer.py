@@ -4,6 +4,14 @@ Needs an OpenCV built with GStreamer (the Jetson's system OpenCV is; the PyPI wh
 with an error that says so instead of a silent failure to open. The pipeline converts to GRAY8 on the Jetson's
 converter (``nvvidconv``), so the CPU never sees colour. Exposure is fixed in the pipeline
 (``exposuretimerange`` in nanoseconds, auto-exposure locked), so changing it rebuilds the pipeline.
+
+The Argus ISP's temporal noise reduction and edge enhancement are on unless a pipeline turns them off
+(``tnr-mode`` and ``ee-mode`` default to 1, "fast"), and this one does. Temporal noise reduction averages each
+frame with the frames before it: after a stage move the old field shows through the new one, and through a
+focus walk each frame lags the plane the stage is at, which biases the autofocus towards where it came from.
+Edge enhancement sharpens the frames, which is the focus measure's job and changes the focus curves the
+autofocus reads (the virtual microscope's ``camera.sharpen`` knob shows how much). A measuring instrument
+wants the sensor's frames as they are.
 """
 
 from __future__ import annotations
@@ -18,6 +26,9 @@ from appliance.hardware.camera.base import CameraError
 from appliance.hardware.camera.fresh import DEFAULT_LATENCY_MS
 from appliance.hardware.camera.opencv import OpenCVCamera, PositionSource
 
+# the ISP's temporal noise reduction and edge enhancement off (both default to 1, "fast"): see the module docstring
+ISP_RAW = "tnr-mode=0 ee-mode=0"
+
 
 def argus_pipeline(sensor_id: int, width: int, height: int, fps: float, exposure_ms: float | None) -> str:
     """The nvarguscamerasrc -> nvvidconv -> GRAY8 -> appsink pipeline for one CSI sensor."""
@@ -26,7 +37,7 @@ def argus_pipeline(sensor_id: int, width: int, height: int, fps: float, exposure
         ns = int(round(exposure_ms * 1e6))
         exposure = f' exposuretimerange="{ns} {ns}" aelock=true'
     rate = max(1, int(round(fps)))
-    return (f"nvarguscamerasrc sensor-id={sensor_id}{exposure} ! "
+    return (f"nvarguscamerasrc sensor-id={sensor_id}{exposure} {ISP_RAW} ! "
             f"video/x-raw(memory:NVMM),width={width},height={height},framerate={rate}/1 ! "
             f"nvvidconv ! video/x-raw,format=GRAY8,width={width},height={height} ! "
             "appsink drop=true max-buffers=1 sync=false")

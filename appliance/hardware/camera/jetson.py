@@ -10,12 +10,17 @@ documented Python API (``python/bindings/PyVideo.cpp``, ``PyCUDA.cpp``), awkward
   ``cudaDeviceSynchronize()``. So: synchronise, then copy (``to_gray`` always copies);
 - ``Capture`` hands out the newest frame at once when it has not been read yet, however old: after a stage move,
   a frame of the move. Each capture drops frames until one delivered an exposure (a frame period: videoSource
-  has no exposure control) plus ``latency_ms`` after the call (:mod:`appliance.hardware.camera.fresh`).
+  has no exposure control) plus ``latency_ms`` after the call (:mod:`appliance.hardware.camera.fresh`);
+- a ``csi://`` source is gstCamera's own ``nvarguscamerasrc`` pipeline, which sets no ISP property: the Argus
+  ISP's temporal noise reduction and edge enhancement stay on (see :mod:`appliance.hardware.camera.gstreamer`),
+  and on JetPack 5 and later gstCamera turns the frame 180 degrees unless asked to flip it (the scan's
+  calibration reads either). Opening one logs a warning naming ``camera.kind: gstreamer``, which turns both off.
 """
 
 from __future__ import annotations
 
 import importlib
+import logging
 import time
 from collections.abc import Callable
 from types import ModuleType
@@ -25,6 +30,8 @@ from appliance.hardware.camera.base import Camera, CameraError, Frame
 from appliance.hardware.camera.convert import to_gray
 from appliance.hardware.camera.fresh import DEFAULT_LATENCY_MS, check_latency_ms, fresh_gate_s, read_fresh
 from appliance.hardware.camera.opencv import NO_POSITION, PositionSource
+
+_log = logging.getLogger(__name__)
 
 
 def _import_jetson_utils() -> ModuleType:
@@ -90,6 +97,10 @@ class JetsonCamera(Camera):
         except Exception as exc:  # jetson_utils raises plain Exception
             raise CameraError(f"jetson camera: cannot open {self.uri!r}: {exc}") from None
         self._size = (int(self._source.GetWidth()), int(self._source.GetHeight()))
+        if self.uri.startswith("csi://"):
+            _log.warning("jetson camera %s: the ISP's temporal noise reduction and edge enhancement stay on in "
+                         "videoSource (each frame blends the ones before it, edges are sharpened); camera.kind: "
+                         "gstreamer turns them off", self.uri)
 
     def close(self) -> None:
         """Stop the stream; safe twice."""
