@@ -8,7 +8,7 @@ converter (``nvvidconv``), so the CPU never sees colour. Exposure is fixed in th
 The Argus ISP's temporal noise reduction and edge enhancement are on unless a pipeline turns them off
 (``tnr-mode`` and ``ee-mode`` default to 1, "fast"), and this one does. Temporal noise reduction averages each
 frame with the frames before it: after a stage move the old field shows through the new one, and through a
-focus walk each frame lags the plane the stage is at, which biases the autofocus towards where it came from.
+focus walk each frame keeps some of the plane before it.
 Edge enhancement sharpens the frames, which is the focus measure's job and changes the focus curves the
 autofocus reads (the virtual microscope's ``camera.sharpen`` knob shows how much). A measuring instrument
 wants the sensor's frames as they are.
