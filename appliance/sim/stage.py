@@ -139,6 +139,7 @@ def _check_range(name: str, value: object) -> tuple[float, float]:
 
 #: How far below a focus target :meth:`SimStage.focus_to_um` starts by default, µm (more where the z backlash is).
 DEFAULT_FOCUS_OVERSHOOT_UM = 5.0
+MAX_DRIFT_UM_PER_MIN = 10.0  # beyond this a microscope is not fit to scan: refuse it as a typo
 
 
 @dataclass(frozen=True)
@@ -203,6 +204,12 @@ class SimStageParams:
         itself). tppscan's convention is the other one (the focal plane rises with z: a print's focus is its
         glass's plus half its height); ``stage.z_reversed`` in the config undoes a drive wired this way.
         Default False.
+    z_drift_um_per_min : float
+        Thermal drift of focus: the focal plane rises through the slide by this much per minute of the
+        virtual clock, whatever the drive reports (the stand, the objective and the stage warming up after the
+        lamp is turned on, or a room whose temperature changes). A real microscope drifts about 0.05-1 µm per
+        minute until it settles; a scan of the default slide takes about 18 minutes. Negative: it sinks.
+        Default 0.
     """
 
     steps_per_um_x: float = 1.0
@@ -228,6 +235,7 @@ class SimStageParams:
     start_position_um: tuple[float, float, float] = (0.0, 0.0, 90.0)
     jitter_um: tuple[float, float, float] = (0.0, 0.0, 0.0)
     z_reversed: bool = False
+    z_drift_um_per_min: float = 0.0
 
     def __post_init__(self) -> None:
         def put(name: str, value: object) -> None:
@@ -241,6 +249,10 @@ class SimStageParams:
         if self.focus_overshoot_um is not None:
             put("focus_overshoot_um", _check_number("focus_overshoot_um", self.focus_overshoot_um, nonneg=True))
         put("servo_home_z_um", _check_number("servo_home_z_um", self.servo_home_z_um))
+        put("z_drift_um_per_min", _check_number("z_drift_um_per_min", self.z_drift_um_per_min))
+        if abs(self.z_drift_um_per_min) > MAX_DRIFT_UM_PER_MIN:
+            raise ValueError(f"z_drift_um_per_min must be within ±{MAX_DRIFT_UM_PER_MIN:g} µm per minute, "
+                             f"got {self.z_drift_um_per_min!r}")
         if self.z_mode not in ("servo", "stepper"):
             raise ValueError(f"z_mode must be 'servo' or 'stepper', got {self.z_mode!r}")
         for flag in ("homing_required", "z_reversed"):
@@ -423,7 +435,11 @@ class SimStage(Stage):
         x, y, z = (self._carriage[i] + self._jitter[i] for i in range(3))
         if self._p.z_reversed:
             z = sum(self._p.travel_z_um) - z + self._p.backlash_um[2]
-        return Position(x, y, z)
+        return Position(x, y, z + self.drift_z_um())
+
+    def drift_z_um(self) -> float:
+        """How far the focal plane has drifted up through the slide by now (``z_drift_um_per_min``), µm."""
+        return self._p.z_drift_um_per_min * self._clock.now_s() / 60.0
 
     def move_to_um(self, x: float | None = None, y: float | None = None, z: float | None = None) -> Position:
         """Move to an absolute position; ``None`` leaves an axis where it is.

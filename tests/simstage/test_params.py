@@ -37,6 +37,8 @@ BAD = [
     ({"start_position_um": (0.0, -1.0, 90.0)}, "start_position_um[y]"),
     ({"start_position_um": (0.0, 0.0)}, "start_position_um"),
     ({"jitter_um": (0.0, 0.0, -0.1)}, "jitter_um[z]"),
+    ({"z_drift_um_per_min": 20.0}, "z_drift_um_per_min"),
+    ({"z_drift_um_per_min": float("nan")}, "z_drift_um_per_min"),
 ]
 
 
@@ -96,3 +98,14 @@ def test_the_focus_overshoot_follows_a_large_z_backlash_unless_given():
         SimStageParams(backlash_um=(9.0, 9.0, 6.0), focus_overshoot_um=5.0)
     with pytest.raises(ValueError, match="focus_overshoot_um"):
         SimStageParams(focus_overshoot_um=-1.0)
+
+
+def test_the_focus_drifts_with_the_virtual_clock_not_with_the_drive():
+    clock = VirtualClock()
+    with SimStage(clock, SimStageParams(z_drift_um_per_min=-0.6)) as stage:
+        stage.focus_to_um(100.0)
+        t0, true0 = clock.now_s(), stage.true_position_um().z_um
+        clock.advance(300.0)  # five minutes standing still
+        assert stage.position_um().z_um == pytest.approx(100.0)
+        assert stage.true_position_um().z_um - true0 == pytest.approx(-3.0)
+        assert true0 == pytest.approx(100.0 - 0.6 * t0 / 60.0)
