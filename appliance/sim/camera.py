@@ -497,6 +497,13 @@ class SimCamera(Camera):
         draw = np.random.default_rng([self.seed, self._count, 0xF11C]).standard_normal()
         return float(max(0.05, 1.0 + f * draw))
 
+    def _warmup(self, t_s: float) -> float:
+        """The lamp's light at ``t_s`` of the virtual clock, over its light at power-on (``sensor.lamp_drift``)."""
+        drift = self.sensor.lamp_drift
+        if drift == 0:
+            return 1.0
+        return 1.0 + drift * (1.0 - math.exp(-t_s / (60.0 * self.sensor.lamp_drift_min)))
+
     def capture(self) -> Frame:
         """Expose and return one frame at the stage's true position; advances the clock by the exposure.
 
@@ -511,7 +518,7 @@ class SimCamera(Camera):
         true = self.stage.true_position_um()
         t0 = self.stage.clock.now_s()
         rng = np.random.default_rng([self.seed, self._count, 0xCA3])
-        light_ms = self._exposure_ms * self._flicker()
+        light_ms = self._exposure_ms * self._flicker() * self._warmup(t0)
         image = render_frame(self.renderer, self.chain, (true.x_um, true.y_um, true.z_um), light_ms, rng,
                              grey=True)
         self._count += 1

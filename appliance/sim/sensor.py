@@ -67,6 +67,12 @@ class SensorParams:
         Frame-to-frame change of the light each exposure collects, relative (a normal draw's standard deviation
         per frame), 0..0.3: an LED lamp dimmed by PWM, a lamp on a rippling supply, a camera's automatic exposure
         hunting. Default 0 (a steady lamp; the frames are then those of earlier sessions, bit for bit).
+    lamp_drift : float
+        How far the lamp's light moves as it warms up, relative, -0.5..0.5: it reaches ``1 + lamp_drift`` times
+        its light at power-on along ``1 - exp(-t / lamp_drift_min)`` of the virtual clock. An LED loses 5-10 %
+        as its junction heats; a halogen lamp's housing and supply move it a few percent. Default 0.
+    lamp_drift_min : float
+        The warm-up's time constant, minutes of the virtual clock (0.1..120). Default 5.
 
     Raises
     ------
@@ -88,6 +94,8 @@ class SensorParams:
     rotation_deg: float = 0.0
     mirror: bool = False
     lamp_flicker: float = 0.0
+    lamp_drift: float = 0.0
+    lamp_drift_min: float = 5.0
 
     def __post_init__(self) -> None:
         for name, hi in (("width_px", MAX_WIDTH_PX), ("height_px", MAX_HEIGHT_PX)):
@@ -104,6 +112,8 @@ class SensorParams:
         check_number("optics_dust_per_mm2", self.optics_dust_per_mm2, 0.0, 2000.0)
         check_number("optics_dust_blur_um", self.optics_dust_blur_um, 0.5, 30.0)
         check_number("lamp_flicker", self.lamp_flicker, 0.0, 0.3)
+        check_number("lamp_drift", self.lamp_drift, -0.5, 0.5)
+        check_number("lamp_drift_min", self.lamp_drift_min, 0.1, 120.0)
         check_number("rotation_deg", self.rotation_deg, -180.0, 180.0)
         if not isinstance(self.mirror, (bool, np.bool_)):
             raise ValueError(f"mirror must be true or false, got {self.mirror!r}")

@@ -186,3 +186,21 @@ def test_a_flickering_lamp_changes_each_frames_light_and_a_steady_one_keeps_ever
     assert 0.04 < spread < 0.2  # about 10 % (gamma-encoded grey: a little less)
     with pytest.raises(ValueError, match="lamp_flicker"):
         SensorParams(lamp_flicker=0.5)
+
+
+def test_a_warming_lamp_moves_the_light_along_its_time_constant():
+    from appliance.sim.overrides import parse_sim_sets, sim_microscope
+
+    def glass_after(minutes: float, sets: list[str]) -> float:
+        scope = sim_microscope(3, parse_sim_sets(["camera.preset=mono_raw", *sets]))
+        with scope.stage, scope.camera:
+            scope.clock.advance(60.0 * minutes)
+            return float(np.median(scope.camera.capture().image))
+
+    cold, warm = glass_after(0.0, ["sensor.lamp_drift=-0.2"]), glass_after(30.0, ["sensor.lamp_drift=-0.2"])
+    assert warm / cold == pytest.approx(0.8, abs=0.02)  # six time constants: all of the drift (linear camera)
+    assert glass_after(5.0, ["sensor.lamp_drift=-0.2"]) / cold == pytest.approx(1 - 0.2 * (1 - np.exp(-1)), abs=0.02)
+    assert glass_after(30.0, []) == pytest.approx(cold, abs=1.0)
+    for bad in ("sensor.lamp_drift=0.8", "sensor.lamp_drift_min=0"):
+        with pytest.raises(ValueError, match=bad.split("=")[0].split(".")[1]):
+            sim_microscope(3, parse_sim_sets([bad]))
