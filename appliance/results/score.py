@@ -55,19 +55,17 @@ def _focus_error(o: ObjectRecord, t: Mapping[str, Any], autofocus: bool = False)
     ``autofocus``: where the autofocus put the stage instead (the frame's true stage z where the simulator
     gives one, else ``extra.autofocus_z_um``; records from before it was kept have only ``z_um``).
 
-    The recorded z is the drive's; it is taken into the slide's frame by the difference between the true and the
-    reported z where the autofocus left the stage. That is 0 on a stage that reaches what it reports (the
-    approach from below takes up the backlash), and the focus's thermal drift by then on a drifting one
-    (``stage.z_drift_um_per_min``), where the drive's z of a perfect focus moves with the drift.
+    The recorded z is the drive's. Where the simulator says which true plane it is (``extra.true_focus_z_um``,
+    read off the stack's frames by the runner) that plane is scored: the same z on a sound drive, but not on one
+    whose focus drifted (``stage.z_drift_um_per_min``) or that is wired the other way round and not said to be.
     """
     extra = o.extra or {}
     z = o.z_um
-    true = extra.get("true_position_um")
-    true_z = float(true[2]) if isinstance(true, (list, tuple)) and len(true) == 3 else None
     if autofocus:
-        z = true_z if true_z is not None else extra.get("autofocus_z_um", z)
-    elif z is not None and true_z is not None and extra.get("autofocus_z_um") is not None:
-        z = float(z) + true_z - float(extra["autofocus_z_um"])
+        true = extra.get("true_position_um")
+        z = float(true[2]) if isinstance(true, (list, tuple)) and len(true) == 3 else extra.get("autofocus_z_um", z)
+    elif extra.get("true_focus_z_um") is not None:
+        z = float(extra["true_focus_z_um"])
     if z is None or t.get("focus_z_um") is None:
         return None
     return float(z) - float(t["focus_z_um"])

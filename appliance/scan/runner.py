@@ -1156,7 +1156,8 @@ class ScanRunner:
                    "specks_z_um": shape.specks_z,
                    "height_focus_z_um": shape.rec.focus_z_um,
                    "crop_origin_px": [cx0, cy0], "stage_xy_um": [focused.position.x_um, focused.position.y_um],
-                   "true_position_um": _true_position(focused), **types}))
+                   "true_position_um": _true_position(focused),
+                   "true_focus_z_um": _true_z_at(stack.frames, shape.focus_z_um), **types}))
         w.timings["record"] = w.timings.get("record", 0.0) + time.perf_counter() - t
 
     def _type_from_views(self, det: Detection, taken: Mapping[float, Frame]
@@ -1364,6 +1365,22 @@ class ScanRunner:
             else:
                 self._n_debris += 1
         self._next_object = len(self.store.objects(self.scan_id))
+
+
+def _true_z_at(frames: Sequence[Frame], z_um: float) -> float | None:
+    """The simulator's true focal plane at the drive's ``z_um``, from the stack's frames (for scoring).
+
+    A line through each frame's (reported, true) z: the drive's z and the slide's agree but for an offset on a
+    sound drive, and not even in sign on one wired the other way round; a focus that drifts moves the offset. None
+    from real hardware, or a stack without two planes.
+    """
+    pairs = [(f.position.z_um, float(t[2])) for f in frames
+             if isinstance(t := f.meta.get("true_position_um"), tuple) and len(t) == 3]
+    if len({round(r, 6) for r, _ in pairs}) < 2:
+        return None
+    rep, true = np.array(pairs, dtype=np.float64).T
+    slope, offset = np.polyfit(rep, true, 1)
+    return float(slope * z_um + offset)
 
 
 def _true_position(frame: Frame) -> list[float] | None:

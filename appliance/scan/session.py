@@ -37,8 +37,9 @@ from appliance.scan.grid import Grid, make_grid
 from appliance.scan.mosaic import covered_fov_um
 from appliance.scan.one_print import merge_pieces
 from appliance.scan.plan import ScanPlan
+from appliance.scan.position_check import check_position, position_warnings
 from appliance.scan.protocols import Focuser, FocusMapLike, FocusOutcome, Vision
-from appliance.scan.runner import ScanRunner, ScanStatus
+from appliance.scan.runner import FinishReason, ScanRunner, ScanStatus
 from appliance.scan.stage_recovery import retry_after_stage_faults
 
 # re-exported: scans and their tests build the virtual microscope through this module
@@ -157,10 +158,18 @@ def run_scan(stage: Stage, camera: Camera, vision: Vision, focuser: Focuser, foc
         if runner_hook is not None:
             runner_hook(runner)
         status = runner.run()
+        check = None
+        if status.reason is FinishReason.COMPLETED:  # the slide found again where the scan recorded it
+            check = check_position(stage, camera, store, scan_id, folder.root, cal, runner.approach_um)
         for m in merge_pieces(store, scan_id):  # a print larger than the field, recorded from two of its pieces
             _log.info("scan %s: %s %d holds %d more record(s) of the same print: %s", scan_id, m.keep.cls, m.keep.id,
                       len(m.pieces), ", ".join(f"{p.cls} {p.id}" for p in m.pieces))
         summary = summarise(store, scan_id, area_um, truth)
+        if check is not None:
+            summary["position_check"] = check.to_mapping()
+            for w in position_warnings(check):
+                _log.warning("scan %s: %s", scan_id, w)
+                summary["warnings"].append(w)
         rmse = _height_rmse(store, scan_id, folder, height_truth, summary) if height_truth else None
         write_durably(folder.root / "summary.json", json.dumps(summary, indent=1).encode())
         write_outputs(store, scan_id, folder, grid.fov_um, area_um, summary, rmse)

@@ -204,6 +204,10 @@ class SimStageParams:
         itself). tppscan's convention is the other one (the focal plane rises with z: a print's focus is its
         glass's plus half its height); ``stage.z_reversed`` in the config undoes a drive wired this way.
         Default False.
+    lost_um_per_move : (float, float, float)
+        Standard deviation of the position an axis loses for good on each of its moves, µm: a stepper that
+        misses steps under load, or a slide creeping in its holder. The losses add up (a random walk the drive
+        never reports) until homing finds the switches again; drawn from the stage's seed. Default (0, 0, 0).
     z_drift_um_per_min : float
         Thermal drift of focus: the focal plane rises through the slide by this much per minute of the
         virtual clock, whatever the drive reports (the stand, the objective and the stage warming up after the
@@ -235,6 +239,7 @@ class SimStageParams:
     start_position_um: tuple[float, float, float] = (0.0, 0.0, 90.0)
     jitter_um: tuple[float, float, float] = (0.0, 0.0, 0.0)
     z_reversed: bool = False
+    lost_um_per_move: tuple[float, float, float] = (0.0, 0.0, 0.0)
     z_drift_um_per_min: float = 0.0
 
     def __post_init__(self) -> None:
@@ -260,7 +265,7 @@ class SimStageParams:
                 raise ValueError(f"{flag} must be true or false, got {getattr(self, flag)!r}")
         for name in ("max_speed_um_s", "accel_um_s2"):
             put(name, _check_tuple(name, getattr(self, name), 3, positive=True))
-        for name in ("backlash_um", "homing_pulloff_um", "jitter_um"):
+        for name in ("backlash_um", "homing_pulloff_um", "jitter_um", "lost_um_per_move"):
             put(name, _check_tuple(name, getattr(self, name), 3, nonneg=True))
         put("start_position_um", _check_tuple("start_position_um", self.start_position_um, 3))
         if self.focus_overshoot_um is None:
@@ -365,6 +370,7 @@ class SimStage(Stage):
         self._carriage = [self._motor_um(i) for i in range(3)]
         self._last_dir = [1, 1, 1]
         self._jitter = [0.0, 0.0, 0.0]
+        self._lost = [0.0, 0.0, 0.0]  # what each axis has lost since it was last homed (lost_um_per_move)
         self._open = False
         self._homed = False
         self._alarm: str | None = "homing required (homing_required is set)" if self._p.homing_required else None
@@ -432,7 +438,7 @@ class SimStage(Stage):
         plane up, the truth and what was asked for agree in either wiring. (Where a dead band's zero lies is a
         convention; a real drive's z has no absolute truth to compare with.)
         """
-        x, y, z = (self._carriage[i] + self._jitter[i] for i in range(3))
+        x, y, z = (self._carriage[i] + self._jitter[i] + self._lost[i] for i in range(3))
         if self._p.z_reversed:
             z = sum(self._p.travel_z_um) - z + self._p.backlash_um[2]
         return Position(x, y, z + self.drift_z_um())
@@ -665,6 +671,7 @@ class SimStage(Stage):
         self._run_independent(home, self._p.homing_speed_um_s)
         for i in axes:
             self._last_dir[i] = 1
+            self._lost[i] = 0.0  # the switch tells the carriage's place again
         self._clock.advance(self._p.settle_s)
 
     def _run_independent(self, target: dict[int, int], speed_cap_um_s: float) -> None:
@@ -711,6 +718,8 @@ class SimStage(Stage):
             # The play operator: the carriage stays put unless the motor pushes it from one side.
             self._carriage[i] = min(max(self._carriage[i], m), m + b)
             self._jitter[i] = self._draw_jitter(i)
+            if self._p.lost_um_per_move[i] > 0:
+                self._lost[i] += float(self._rng.normal(0.0, self._p.lost_um_per_move[i]))
 
     def _draw_jitter(self, i: int) -> float:
         sd = self._p.jitter_um[i]

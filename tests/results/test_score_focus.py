@@ -43,8 +43,8 @@ def test_the_recorded_focus_is_scored_against_the_true_focus() -> None:
 
 
 def test_the_autofocus_is_scored_where_the_stage_truly_stood() -> None:
-    # the search read one lobe 4.2 um up, the stack read both: 0.3 um off
-    lobe = _record(50.0, 100.3, autofocus_z_um=104.2, true_position_um=[50.0, 50.0, 104.2])
+    # the search read one lobe 4 um up (the stage truly 4.2 um up), the stack read both: 0.3 um off
+    lobe = _record(50.0, 100.3, autofocus_z_um=104.0, true_position_um=[50.0, 50.0, 104.2])
     # a record with the autofocus's reported z only (a real board: no true position)
     lens = _record(150.0, 110.6, autofocus_z_um=110.6)
     s = score([lobe, lens], _truth(), (0.0, 0.0, 400.0, 100.0))
@@ -63,7 +63,7 @@ def test_no_structure_with_a_z_leaves_the_focus_keys_empty() -> None:
 def test_a_drifting_focus_is_scored_in_the_slides_frame() -> None:
     """The focal plane drifted 3 um up by the time the print was focused: the drive's z of a perfect focus is 3 um
     lower than the print's focus, and that is no error."""
-    drifted = _record(50.0, 97.2, autofocus_z_um=97.0, true_position_um=[50.0, 50.0, 100.0])
+    drifted = _record(50.0, 97.2, autofocus_z_um=97.0, true_position_um=[50.0, 50.0, 100.0], true_focus_z_um=100.2)
     s = score([drifted], _truth(), (0.0, 0.0, 400.0, 100.0))
     assert s["autofocus_error_um_median"] == pytest.approx(0.0)
     assert s["focus_error_um_median"] == pytest.approx(0.2)

@@ -1,0 +1,171 @@
+"""Where the slide is at the end of a scan, against where the scan recorded it.
+
+A scan records every print's place from the drive's step counts. A stepper that missed steps under load, or a
+slide that crept in its holder, moves the slide under those counts for good, and every place recorded after it is
+off by as much. The scan cannot see that from its fields: each frame agrees with where the stage believes it is.
+So at the end the stage goes back to the first print the scan recorded, to where it stood when it saved that
+print's frame, captures a frame there and finds the print in it. The print's shift from its saved frame, through
+the calibration, is how far the slide has moved under the drive since (``summary.json``'s ``position_check``),
+and a scan whose slide moved more than :data:`MAX_SHIFT_UM` says so. A homed drive's switches would tell lost
+steps too, but only on a board that has them, and never a slide that moved.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from appliance.hardware.camera.base import Camera, CameraError
+from appliance.hardware.stage.base import Stage, StageError
+from appliance.results.store import ObjectRecord, ResultStore
+from appliance.scan.calibration import Calibration
+
+_log = logging.getLogger(__name__)
+
+#: A slide found further than this from where the scan recorded it is said, µm: the scan's own bar for a
+#: recorded position (issue 10's median position error).
+MAX_SHIFT_UM = 5.0
+#: The print is looked for this far around where it was, as a fraction of the frame's smaller side.
+SEARCH_FRACTION = 0.25
+#: Pixels of glass kept around the print's box in the template.
+MARGIN_PX = 8
+#: A print found with a lower normalised correlation than this is not taken for found.
+MIN_MATCH = 0.5
+
+
+@dataclass(frozen=True)
+class PositionCheck:
+    """The first recorded print found again at the end of its scan.
+
+    ``shift_um``: where the print appears now less where the scan recorded it, stage µm; None when it was not
+    found within ``search_um`` of its place. ``match``: the normalised correlation of the best place.
+    """
+
+    object_id: int
+    shift_um: tuple[float, float] | None
+    match: float
+    search_um: float
+
+    @property
+    def moved_um(self) -> float | None:
+        """How far the slide moved under the drive, µm (None: not found)."""
+        return None if self.shift_um is None else math.hypot(*self.shift_um)
+
+    def to_mapping(self) -> dict[str, Any]:
+        """JSON-ready, for ``summary.json``."""
+        shift = None if self.shift_um is None else [round(v, 2) for v in self.shift_um]
+        moved = None if self.moved_um is None else round(self.moved_um, 2)
+        return {"object_id": self.object_id, "shift_um": shift, "moved_um": moved, "match": round(self.match, 3),
+                "search_um": round(self.search_um, 1)}
+
+
+def check_position(stage: Stage, camera: Camera, store: ResultStore, scan_id: int, root: Path, cal: Calibration,
+                   approach_um: float) -> PositionCheck | None:
+    """Go back to the scan's first recorded print, find it, and say how far it is from where it was recorded.
+
+    None (logged) when the scan recorded no print with its frame, or the stage or camera failed: the check is
+    the scan's last word on its places, never a reason to lose the scan.
+    """
+    first = _first_print(store.objects(scan_id, "structure"))
+    if first is None:
+        return None
+    assert first.frame_path is not None and first.box is not None and first.extra is not None
+    saved = cv2.imread(str(Path(root) / first.frame_path), cv2.IMREAD_UNCHANGED)
+    if saved is None:
+        _log.warning("scan %s: position check skipped: %s could not be read", scan_id, first.frame_path)
+        return None
+    x, y = (float(v) for v in first.extra["stage_xy_um"])
+    z = first.extra.get("autofocus_z_um", first.z_um)
+    try:
+        if approach_um > 0:
+            stage.move_to_um(x=x - approach_um, y=y - approach_um)
+        stage.move_to_um(x=x, y=y)
+        if z is not None:
+            stage.focus_to_um(float(z))
+        now = camera.capture().image
+    except (StageError, CameraError) as exc:
+        _log.warning("scan %s: position check skipped: %s", scan_id, exc)
+        return None
+    found = print_shift_px(saved, now, first.box, SEARCH_FRACTION)
+    search_um = SEARCH_FRACTION * min(saved.shape[:2]) * cal.um_per_px
+    if found is None:
+        return PositionCheck(first.id, None, 0.0, search_um)
+    (du, dv), match = found
+    d = cal.m @ np.array([du, dv])
+    return PositionCheck(first.id, (float(d[0]), float(d[1])), match, search_um)
+
+
+def _first_print(structures: list[ObjectRecord]) -> ObjectRecord | None:
+    """The earliest recorded structure with a saved frame, its box and where the stage stood for it."""
+    for o in structures:
+        if o.frame_path and o.box and o.extra and len(o.extra.get("stage_xy_um") or ()) == 2:
+            return o
+    return None
+
+
+def print_shift_px(saved: np.ndarray, now: np.ndarray, box: tuple[int, int, int, int] | list[int],
+                   search_fraction: float = SEARCH_FRACTION) -> tuple[tuple[float, float], float] | None:
+    """Where the print in ``box`` of ``saved`` lies in ``now``, as a shift in pixels, and how well it matches.
+
+    The box (with :data:`MARGIN_PX` of glass) is matched by normalised correlation within ``search_fraction`` of
+    the frame's smaller side around its place, refined to a fraction of a pixel by a parabola through the peak.
+    None when the frames differ in size or the best match is under :data:`MIN_MATCH`.
+    """
+    if saved.shape[:2] != now.shape[:2]:
+        return None
+    a, b = _grey(saved), _grey(now)
+    h, w = a.shape
+    x0, y0 = max(int(box[0]) - MARGIN_PX, 0), max(int(box[1]) - MARGIN_PX, 0)
+    x1, y1 = min(int(box[2]) + MARGIN_PX, w), min(int(box[3]) + MARGIN_PX, h)
+    r = int(search_fraction * min(h, w))
+    sx0, sy0, sx1, sy1 = max(x0 - r, 0), max(y0 - r, 0), min(x1 + r, w), min(y1 + r, h)
+    template, area = a[y0:y1, x0:x1], b[sy0:sy1, sx0:sx1]
+    if template.size == 0 or template.std() == 0 or area.shape[0] <= template.shape[0] \
+            or area.shape[1] <= template.shape[1]:
+        return None
+    scores = cv2.matchTemplate(area, template, cv2.TM_CCOEFF_NORMED)
+    _, best, _, (px, py) = cv2.minMaxLoc(scores)
+    if best < MIN_MATCH:
+        return None
+    fx, fy = _parabola(scores[py, max(px - 1, 0):px + 2], px), _parabola(scores[max(py - 1, 0):py + 2, px], py)
+    return (sx0 + fx - x0, sy0 + fy - y0), float(best)
+
+
+def _grey(image: np.ndarray) -> np.ndarray:
+    img = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+    return img.astype(np.float32)
+
+
+def _parabola(values: np.ndarray, at: int) -> float:
+    """The peak of the parabola through three neighbouring scores (``at`` itself at an edge)."""
+    if len(values) != 3:
+        return float(at)
+    left, mid, right = (float(v) for v in values)
+    curve = left - 2 * mid + right
+    return float(at) if curve >= 0 else at + 0.5 * (left - right) / curve
+
+
+def position_warnings(check: PositionCheck | None) -> list[str]:
+    """What the scan says about its places after the check (``summary.json``'s warnings)."""
+    if check is None:
+        return []
+    if check.shift_um is None:
+        return [f"the first print recorded (object {check.object_id}) was not found again within "
+                f"{check.search_um:.0f} um of its place at the end of the scan: the slide moved under the drive "
+                "(a stepper that missed steps, a slide loose in its holder) and recorded places may be off by "
+                "that much; home the stage and check the slide's clips, then scan again"]
+    moved = check.moved_um
+    assert moved is not None
+    if moved <= MAX_SHIFT_UM:
+        return []
+    dx, dy = check.shift_um
+    return [f"the first print recorded (object {check.object_id}) lay {moved:.1f} um from its recorded place at the "
+            f"end of the scan ({dx:+.1f}, {dy:+.1f} um): the slide moved under the drive during the scan (a stepper "
+            "that missed steps, a slide loose in its holder), so places recorded after it may be off by up to that "
+            "much; lower the stage's speed or acceleration ($110-$121 on GRBL) or fix the slide, then scan again"]

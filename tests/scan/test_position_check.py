@@ -1,0 +1,62 @@
+"""The end-of-scan position check: the first recorded print found again, and a slide that moved said."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from appliance.scan.calibration import Calibration
+from appliance.scan.position_check import MAX_SHIFT_UM, PositionCheck, position_warnings, print_shift_px
+from tests.scan.conftest import sim_scan_cli
+
+
+def _frame(shift_px: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
+    """Glass with noise and a dark ring at (300, 200), its content moved by ``shift_px``."""
+    rng = np.random.default_rng(3)
+    img = np.full((480, 640), 170.0, np.float32) + rng.normal(0, 2, (480, 640)).astype(np.float32)
+    cv2.circle(img, (300, 200), 30, 90.0, 6)
+    cv2.circle(img, (300, 200), 8, 120.0, -1)
+    m = np.float32([[1, 0, shift_px[0]], [0, 1, shift_px[1]]])
+    return np.clip(cv2.warpAffine(img, m, (640, 480), borderMode=cv2.BORDER_REFLECT), 0, 255).astype(np.uint8)
+
+
+def test_the_print_is_found_where_it_moved_to_a_tenth_of_a_pixel() -> None:
+    box = (264, 164, 337, 237)
+    for moved in ((0.0, 0.0), (3.4, -2.2), (-41.0, 17.5)):
+        found = print_shift_px(_frame(), _frame(moved), box)
+        assert found is not None
+        (du, dv), match = found
+        assert (du, dv) == pytest.approx(moved, abs=0.15) and match > 0.9
+    assert print_shift_px(_frame(), _frame((200.0, 0.0)), box) is None  # beyond a quarter of the frame
+    assert print_shift_px(_frame(), np.full((480, 640), 170, np.uint8), box) is None  # not there at all
+    assert print_shift_px(_frame(), _frame()[:400], box) is None  # another camera size
+
+
+def test_the_shift_reads_through_the_calibration_and_beyond_five_um_is_said() -> None:
+    cal = Calibration(((0.0, -0.5), (0.5, 0.0)), (640, 480))  # a camera turned 90 degrees
+    (du, dv), _ = print_shift_px(_frame(), _frame((10.0, 0.0)), (264, 164, 337, 237)) or ((0.0, 0.0), 0.0)
+    d = cal.m @ np.array([du, dv])
+    assert d == pytest.approx([0.0, 5.0], abs=0.1)  # ten pixels along the frame's x are 5 um along the stage's y
+    assert position_warnings(PositionCheck(4, (3.0, -3.0), 0.99, 80.0)) == []
+    (w,) = position_warnings(PositionCheck(4, (6.0, -3.0), 0.99, 80.0))
+    assert "object 4" in w and "6.7 um" in w and "(+6.0, -3.0 um)" in w and "missed steps" in w
+    (w,) = position_warnings(PositionCheck(4, None, 0.0, 80.0))
+    assert "not found again within 80 um" in w
+    assert position_warnings(None) == []
+    assert PositionCheck(4, (6.0, -3.0), 0.99, 80.0).to_mapping()["moved_um"] == pytest.approx(6.71, abs=0.01)
+
+
+@pytest.mark.parametrize("lost_um", [0.0, 2.0])
+def test_a_scan_whose_stage_lost_steps_says_so_and_a_sound_one_does_not(tmp_path, capsys, lost_um) -> None:
+    sets = ["slide.width_um=1000", "slide.height_um=1000", "slide.n_structures=3",
+            f"stage.lost_um_per_move=[{lost_um},{lost_um},0]"]
+    code, summary = sim_scan_cli(tmp_path / "scan", 4351, sets, "--vision", "sim-truth", "--focus", "sim-truth")
+    assert code == 0, capsys.readouterr().err
+    check = summary["position_check"]
+    said = [w for w in summary["warnings"] if "moved under the drive" in w]
+    if lost_um == 0:
+        assert check["moved_um"] < 0.5 and check["match"] > 0.9 and not said
+    else:
+        assert check["moved_um"] is None or check["moved_um"] > MAX_SHIFT_UM
+        assert len(said) == 1 and summary["position_error_um_median"] > 2.0  # the places are off: said, not hidden
