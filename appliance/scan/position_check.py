@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 
 from appliance.hardware.camera.base import Camera, CameraError
-from appliance.hardware.stage.base import Stage, StageError
+from appliance.hardware.stage.base import Stage, StageError, StageLimitError
 from appliance.results.store import ObjectRecord, ResultStore
 from appliance.scan.calibration import Calibration
 
@@ -37,6 +37,11 @@ SEARCH_FRACTION = 0.25
 MARGIN_PX = 8
 #: A print found with a lower normalised correlation than this is not taken for found.
 MIN_MATCH = 0.5
+#: A match this good ends the search through focus.
+GOOD_MATCH = 0.8
+#: Where the print is looked at, µm from the z its frame was saved at, in turn until one matches well: the
+#: focus may have drifted since (a microscope warming up drifts up to 1 µm a minute, docs/scan.md).
+Z_OFFSETS_UM = (0.0, -6.0, 6.0, -12.0, 12.0)
 
 
 @dataclass(frozen=True)
@@ -86,19 +91,34 @@ def check_position(stage: Stage, camera: Camera, store: ResultStore, scan_id: in
         if approach_um > 0:
             stage.move_to_um(x=x - approach_um, y=y - approach_um)
         stage.move_to_um(x=x, y=y)
-        if z is not None:
-            stage.focus_to_um(float(z))
-        now = camera.capture().image
+        found = _found_through_focus(stage, camera, saved, first.box, None if z is None else float(z))
     except (StageError, CameraError) as exc:
         _log.warning("scan %s: position check skipped: %s", scan_id, exc)
         return None
-    found = print_shift_px(saved, now, first.box, SEARCH_FRACTION)
     search_um = SEARCH_FRACTION * min(saved.shape[:2]) * cal.um_per_px
     if found is None:
         return PositionCheck(first.id, None, 0.0, search_um)
     (du, dv), match = found
     d = cal.m @ np.array([du, dv])
     return PositionCheck(first.id, (float(d[0]), float(d[1])), match, search_um)
+
+
+def _found_through_focus(stage: Stage, camera: Camera, saved: np.ndarray, box: tuple[int, int, int, int],
+                         z_um: float | None) -> tuple[tuple[float, float], float] | None:
+    """The print's best match over :data:`Z_OFFSETS_UM` about ``z_um`` (where the drive reaches), the first good one."""
+    best: tuple[tuple[float, float], float] | None = None
+    for dz in Z_OFFSETS_UM if z_um is not None else (0.0,):
+        if z_um is not None:
+            try:
+                stage.focus_to_um(z_um + dz)
+            except StageLimitError:
+                continue
+        found = print_shift_px(saved, camera.capture().image, box, SEARCH_FRACTION)
+        if found is not None and (best is None or found[1] > best[1]):
+            best = found
+        if best is not None and best[1] >= GOOD_MATCH:
+            break
+    return best
 
 
 def _first_print(structures: list[ObjectRecord]) -> ObjectRecord | None:

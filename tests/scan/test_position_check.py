@@ -60,3 +60,46 @@ def test_a_scan_whose_stage_lost_steps_says_so_and_a_sound_one_does_not(tmp_path
     else:
         assert check["moved_um"] is None or check["moved_um"] > MAX_SHIFT_UM
         assert len(said) == 1 and summary["position_error_um_median"] > 2.0  # the places are off: said, not hidden
+
+
+class _DriftedScope:
+    """A stage and camera over the ring of :func:`_frame` whose focus drifted 6 um down since the print's frame:
+    at the drive's old z the print is a blur; 6 um lower it is sharp again, 2 px to the right."""
+
+    def __init__(self) -> None:
+        self.z = 0.0
+        self.moves: list[tuple[float | None, float | None]] = []
+
+    def move_to_um(self, x: float | None = None, y: float | None = None, z: float | None = None) -> None:
+        self.moves.append((x, y))
+
+    def focus_to_um(self, z: float) -> None:
+        if not 0.0 <= z <= 200.0:
+            from appliance.hardware.stage.base import StageLimitError
+            raise StageLimitError(f"z {z} beyond the travel")
+        self.z = z
+
+    def capture(self) -> object:
+        from types import SimpleNamespace
+        sharp = _frame((2.0, 0.0))
+        blur = abs(self.z - 94.0)
+        image = sharp if blur == 0 else cv2.GaussianBlur(sharp, (0, 0), 2.0 * blur)
+        return SimpleNamespace(image=image)
+
+
+def test_the_check_looks_through_focus_for_a_print_the_drift_blurred(tmp_path) -> None:
+    from types import SimpleNamespace
+
+    from appliance.results.store import ObjectRecord
+    from appliance.scan.position_check import check_position
+
+    cv2.imwrite(str(tmp_path / "first.png"), _frame())
+    first = ObjectRecord(cell=0, kind="structure", cls="split_ring", confidence=0.9, x_um=10.0, y_um=20.0, z_um=100.0,
+                         width_um=36.0, height_um=36.0, frame_path="first.png", box=(264, 164, 337, 237),
+                         extra={"stage_xy_um": [1000.0, 2000.0], "autofocus_z_um": 100.0}, id=7)
+    store = SimpleNamespace(objects=lambda scan_id, kind: [first])
+    scope = _DriftedScope()
+    check = check_position(scope, scope, store, 1, tmp_path, Calibration.nominal(0.5, (640, 480)), 20.0)
+    assert check is not None and check.object_id == 7
+    assert check.shift_um == pytest.approx((1.0, 0.0), abs=0.1) and check.match > 0.9
+    assert scope.moves == [(980.0, 1980.0), (1000.0, 2000.0)] and scope.z == 94.0  # approached, then down 6 um
