@@ -101,3 +101,22 @@ def test_the_service_mirrors_stage_and_camera_when_the_config_says_so():
         assert not isinstance(plain.stage, ReversedFocusStage)
     finally:
         plain.close()
+
+
+def test_a_records_focus_is_scored_at_the_true_plane_its_z_stood_for():
+    import numpy as np
+
+    from appliance.hardware.camera.base import Frame
+    from appliance.hardware.stage.base import Position
+    from appliance.scan.runner import _true_z_at
+
+    def frame(reported: float, true: float | None) -> Frame:
+        meta = {} if true is None else {"true_position_um": (0.0, 0.0, true)}
+        return Frame(np.zeros((4, 4), np.uint8), Position(0.0, 0.0, reported), 0.0, 10.0, meta)
+
+    reversed_stack = [frame(z, 182.0 - z) for z in (96.0, 98.0, 100.0, 102.0)]  # lo + hi - z + 2 um of backlash
+    assert _true_z_at(reversed_stack, 99.0) == pytest.approx(83.0)
+    drifted = [frame(z, z + 3.0) for z in (96.0, 98.0, 100.0)]
+    assert _true_z_at(drifted, 99.0) == pytest.approx(102.0)
+    assert _true_z_at([frame(100.0, 100.0)], 100.0) is None  # one plane cannot say
+    assert _true_z_at([frame(96.0, None), frame(98.0, None)], 97.0) is None  # real hardware: no truth
