@@ -77,14 +77,11 @@ def check_position(stage: Stage, camera: Camera, store: ResultStore, scan_id: in
     None (logged) when the scan recorded no print with its frame, or the stage or camera failed: the check is
     the scan's last word on its places, never a reason to lose the scan.
     """
-    first = _first_print(store.objects(scan_id, "structure"))
-    if first is None:
+    picked = _first_print(store.objects(scan_id, "structure"), Path(root))
+    if picked is None:
         return None
-    assert first.frame_path is not None and first.box is not None and first.extra is not None
-    saved = cv2.imread(str(Path(root) / first.frame_path), cv2.IMREAD_UNCHANGED)
-    if saved is None:
-        _log.warning("scan %s: position check skipped: %s could not be read", scan_id, first.frame_path)
-        return None
+    first, saved = picked
+    assert first.box is not None and first.extra is not None
     x, y = (float(v) for v in first.extra["stage_xy_um"])
     z = first.extra.get("autofocus_z_um", first.z_um)
     try:
@@ -121,11 +118,24 @@ def _found_through_focus(stage: Stage, camera: Camera, saved: np.ndarray, box: t
     return best
 
 
-def _first_print(structures: list[ObjectRecord]) -> ObjectRecord | None:
-    """The earliest recorded structure with a saved frame, its box and where the stage stood for it."""
+def _first_print(structures: list[ObjectRecord], root: Path) -> tuple[ObjectRecord, np.ndarray] | None:
+    """The earliest recorded structure that can be found again, with its saved frame.
+
+    It needs its frame, where the stage stood for it, and a box that leaves the search room: inside the frame and at
+    most half of it each way. A print larger than the field is recorded with its footprint, which its frame cannot
+    hold (at 40x an 82 µm woodpile's box was the frame's whole height, held-out seed 4440), so it is passed over.
+    """
     for o in structures:
-        if o.frame_path and o.box and o.extra and len(o.extra.get("stage_xy_um") or ()) == 2:
-            return o
+        if not (o.frame_path and o.box and o.extra and len(o.extra.get("stage_xy_um") or ()) == 2):
+            continue
+        saved = cv2.imread(str(root / o.frame_path), cv2.IMREAD_UNCHANGED)
+        if saved is None:
+            _log.warning("position check: %s could not be read", o.frame_path)
+            continue
+        h, w = saved.shape[:2]
+        x0, y0, x1, y1 = o.box
+        if x0 >= 0 and y0 >= 0 and x1 <= w and y1 <= h and x1 - x0 <= w / 2 and y1 - y0 <= h / 2:
+            return o, saved
     return None
 
 

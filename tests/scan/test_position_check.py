@@ -103,3 +103,25 @@ def test_the_check_looks_through_focus_for_a_print_the_drift_blurred(tmp_path) -
     assert check is not None and check.object_id == 7
     assert check.shift_um == pytest.approx((1.0, 0.0), abs=0.1) and check.match > 0.9
     assert scope.moves == [(980.0, 1980.0), (1000.0, 2000.0)] and scope.z == 94.0  # approached, then down 6 um
+
+
+def test_a_print_larger_than_the_field_is_passed_over_for_one_the_frame_holds(tmp_path) -> None:
+    from types import SimpleNamespace
+
+    from appliance.results.store import ObjectRecord
+    from appliance.scan.position_check import check_position
+
+    cv2.imwrite(str(tmp_path / "first.png"), _frame())
+
+    def record(i: int, box: tuple[int, int, int, int]) -> ObjectRecord:
+        return ObjectRecord(cell=0, kind="structure", cls="woodpile", confidence=0.9, x_um=0.0, y_um=0.0,
+                            z_um=100.0, width_um=80.0, height_um=80.0, frame_path="first.png", box=box,
+                            extra={"stage_xy_um": [0.0, 0.0], "autofocus_z_um": 94.0}, id=i)
+
+    footprint = record(1, (51, 0, 615, 480))  # held-out seed 4440 at 40x: a woodpile the frame cannot hold
+    store = SimpleNamespace(objects=lambda scan_id, kind: [footprint, record(2, (264, 164, 337, 237))])
+    scope = _DriftedScope()
+    check = check_position(scope, scope, store, 1, tmp_path, Calibration.nominal(0.5, (640, 480)), 0.0)
+    assert check is not None and check.object_id == 2 and check.moved_um == pytest.approx(1.0, abs=0.1)
+    store = SimpleNamespace(objects=lambda scan_id, kind: [footprint])
+    assert check_position(scope, scope, store, 1, tmp_path, Calibration.nominal(0.5, (640, 480)), 0.0) is None
