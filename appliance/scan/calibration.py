@@ -285,7 +285,8 @@ def joint_shifts(surfaces: list[np.ndarray], moves_um: list[tuple[float, float]]
     return out
 
 
-def _approach(stage: Stage, x: float, y: float, approach_um: float) -> None:
+def approach_xy(stage: Stage, x: float, y: float, approach_um: float) -> None:
+    """Move to ``(x, y)`` ending with +x, +y from ``approach_um`` below it on both axes (0: straight there)."""
     if approach_um > 0:
         stage.move_to_um(x=x - approach_um, y=y - approach_um)
     stage.move_to_um(x=x, y=y)
@@ -484,14 +485,14 @@ def _measure(stage: Stage, camera: Camera, x0: float, y0: float, step: float, ap
         on their own, a shift beyond ``MAX_SHIFT_FRACTION`` of the frame, or fewer than ``MIN_MOVES_READ``
         moves read.
     """
-    _approach(stage, x0, y0, approach)
+    approach_xy(stage, x0, y0, approach)
     ref = camera.capture()
     f_ref = spectrum(ref.image)
     frames: list[Frame] = []
     surfaces: list[np.ndarray] = []
     faint, strongest = 0, 0.0
     for dx, dy in MOVES:
-        _approach(stage, x0 + dx * step, y0 + dy * step, approach)
+        approach_xy(stage, x0 + dx * step, y0 + dy * step, approach)
         frame = camera.capture()
         r = correlation_surface(f_ref, spectrum(frame.image), ref.image.shape)
         peak = correlation_peak(r)[2]
@@ -503,7 +504,7 @@ def _measure(stage: Stage, camera: Camera, x0: float, y0: float, step: float, ap
                 return strongest
         frames.append(frame)
         surfaces.append(r)
-    _approach(stage, x0, y0, approach)
+    approach_xy(stage, x0, y0, approach)
     # What the eight correlations share is the camera's, not the slide's: the slide peaks at a different shift
     # for every move, a pattern fixed to the sensor at the same ones. The cheap colour camera's JPEG blocks at
     # 20x, over a slide with little dust, peaked at +-8 and +-16 px on every move (0.04-0.085, above the bound),

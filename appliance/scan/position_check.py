@@ -21,10 +21,11 @@ from typing import Any
 import cv2
 import numpy as np
 
+from appliance.focus.curve import parabola_peak
 from appliance.hardware.camera.base import Camera, CameraError
 from appliance.hardware.stage.base import Stage, StageError, StageLimitError
 from appliance.results.store import ObjectRecord, ResultStore
-from appliance.scan.calibration import Calibration
+from appliance.scan.calibration import Calibration, approach_xy
 
 _log = logging.getLogger(__name__)
 
@@ -80,15 +81,12 @@ def check_position(stage: Stage, camera: Camera, store: ResultStore, scan_id: in
     picked = _first_print(store.objects(scan_id, "structure"), Path(root))
     if picked is None:
         return None
-    first, saved = picked
+    first, saved, z = picked
     assert first.box is not None and first.extra is not None
     x, y = (float(v) for v in first.extra["stage_xy_um"])
-    z = first.extra.get("autofocus_z_um", first.z_um)
     try:
-        if approach_um > 0:
-            stage.move_to_um(x=x - approach_um, y=y - approach_um)
-        stage.move_to_um(x=x, y=y)
-        found = _found_through_focus(stage, camera, saved, first.box, None if z is None else float(z))
+        approach_xy(stage, x, y, approach_um)
+        found = _found_through_focus(stage, camera, saved, first.box, z)
     except (StageError, CameraError) as exc:
         _log.warning("scan %s: position check skipped: %s", scan_id, exc)
         return None
@@ -101,15 +99,14 @@ def check_position(stage: Stage, camera: Camera, store: ResultStore, scan_id: in
 
 
 def _found_through_focus(stage: Stage, camera: Camera, saved: np.ndarray, box: tuple[int, int, int, int],
-                         z_um: float | None) -> tuple[tuple[float, float], float] | None:
+                         z_um: float) -> tuple[tuple[float, float], float] | None:
     """The print's best match over :data:`Z_OFFSETS_UM` about ``z_um`` (where the drive reaches), the first good one."""
     best: tuple[tuple[float, float], float] | None = None
-    for dz in Z_OFFSETS_UM if z_um is not None else (0.0,):
-        if z_um is not None:
-            try:
-                stage.focus_to_um(z_um + dz)
-            except StageLimitError:
-                continue
+    for dz in Z_OFFSETS_UM:
+        try:
+            stage.focus_to_um(z_um + dz)
+        except StageLimitError:
+            continue
         found = print_shift_px(saved, camera.capture().image, box, SEARCH_FRACTION)
         if found is not None and (best is None or found[1] > best[1]):
             best = found
@@ -118,24 +115,26 @@ def _found_through_focus(stage: Stage, camera: Camera, saved: np.ndarray, box: t
     return best
 
 
-def _first_print(structures: list[ObjectRecord], root: Path) -> tuple[ObjectRecord, np.ndarray] | None:
-    """The earliest recorded structure that can be found again, with its saved frame.
+def _first_print(structures: list[ObjectRecord], root: Path) -> tuple[ObjectRecord, np.ndarray, float] | None:
+    """The earliest recorded structure that can be found again, with its saved frame and the z it was saved at.
 
-    It needs its frame, where the stage stood for it, and a box that leaves the search room: inside the frame and at
-    most half of it each way. A print larger than the field is recorded with its footprint, which its frame cannot
-    hold (at 40x an 82 µm woodpile's box was the frame's whole height, held-out seed 4440), so it is passed over.
+    It needs its frame, where the stage stood for it and at what z, and a box that leaves the search room: inside
+    the frame and at most half of it each way. A print larger than the field is recorded with its footprint, which
+    its frame cannot hold (at 40x an 82 µm woodpile's box was the frame's whole height, held-out seed 4440), so it is
+    passed over.
     """
     for o in structures:
-        if not (o.frame_path and o.box and o.extra and len(o.extra.get("stage_xy_um") or ()) == 2):
+        z = (o.extra or {}).get("autofocus_z_um", o.z_um)
+        if not (o.frame_path and o.box and o.extra and len(o.extra.get("stage_xy_um") or ()) == 2 and z is not None):
             continue
-        saved = cv2.imread(str(root / o.frame_path), cv2.IMREAD_UNCHANGED)
+        saved = cv2.imread(str(root / o.frame_path), cv2.IMREAD_GRAYSCALE)  # a frame is grey (Frame's contract)
         if saved is None:
             _log.warning("position check: %s could not be read", o.frame_path)
             continue
         h, w = saved.shape[:2]
         x0, y0, x1, y1 = o.box
         if x0 >= 0 and y0 >= 0 and x1 <= w and y1 <= h and x1 - x0 <= w / 2 and y1 - y0 <= h / 2:
-            return o, saved
+            return o, saved, float(z)
     return None
 
 
@@ -147,9 +146,9 @@ def print_shift_px(saved: np.ndarray, now: np.ndarray, box: tuple[int, int, int,
     the frame's smaller side around its place, refined to a fraction of a pixel by a parabola through the peak.
     None when the frames differ in size or the best match is under :data:`MIN_MATCH`.
     """
-    if saved.shape[:2] != now.shape[:2]:
+    if saved.shape != now.shape:
         return None
-    a, b = _grey(saved), _grey(now)
+    a, b = saved.astype(np.float32), now.astype(np.float32)
     h, w = a.shape
     x0, y0 = max(int(box[0]) - MARGIN_PX, 0), max(int(box[1]) - MARGIN_PX, 0)
     x1, y1 = min(int(box[2]) + MARGIN_PX, w), min(int(box[3]) + MARGIN_PX, h)
@@ -163,22 +162,14 @@ def print_shift_px(saved: np.ndarray, now: np.ndarray, box: tuple[int, int, int,
     _, best, _, (px, py) = cv2.minMaxLoc(scores)
     if best < MIN_MATCH:
         return None
-    fx, fy = _parabola(scores[py, max(px - 1, 0):px + 2], px), _parabola(scores[max(py - 1, 0):py + 2, px], py)
-    return (sx0 + fx - x0, sy0 + fy - y0), float(best)
+    return (sx0 + _refined(scores[py], px) - x0, sy0 + _refined(scores[:, px], py) - y0), float(best)
 
 
-def _grey(image: np.ndarray) -> np.ndarray:
-    img = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
-    return img.astype(np.float32)
-
-
-def _parabola(values: np.ndarray, at: int) -> float:
-    """The peak of the parabola through three neighbouring scores (``at`` itself at an edge)."""
-    if len(values) != 3:
+def _refined(scores: np.ndarray, at: int) -> float:
+    """The peak at index ``at`` of a row of scores, to a fraction of an index (``at`` itself at an end)."""
+    if not 0 < at < len(scores) - 1:
         return float(at)
-    left, mid, right = (float(v) for v in values)
-    curve = left - 2 * mid + right
-    return float(at) if curve >= 0 else at + 0.5 * (left - right) / curve
+    return parabola_peak((at - 1, at, at + 1), scores[at - 1:at + 2].tolist())
 
 
 def position_warnings(check: PositionCheck | None) -> list[str]:

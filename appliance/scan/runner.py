@@ -1374,8 +1374,7 @@ def _true_z_at(frames: Sequence[Frame], z_um: float) -> float | None:
     sound drive, and not even in sign on one wired the other way round; a focus that drifts moves the offset. None
     from real hardware, or a stack without two planes.
     """
-    pairs = [(f.position.z_um, float(t[2])) for f in frames
-             if isinstance(t := f.meta.get("true_position_um"), tuple) and len(t) == 3]
+    pairs = [(f.position.z_um, t[2]) for f in frames if (t := _true_position(f)) is not None]
     if len({round(r, 6) for r, _ in pairs}) < 2:
         return None
     rep, true = np.array(pairs, dtype=np.float64).T

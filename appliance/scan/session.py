@@ -158,12 +158,13 @@ def run_scan(stage: Stage, camera: Camera, vision: Vision, focuser: Focuser, foc
         if runner_hook is not None:
             runner_hook(runner)
         status = runner.run()
-        check = None
-        if status.reason is FinishReason.COMPLETED:  # the slide found again where the scan recorded it
-            check = check_position(stage, camera, store, scan_id, folder.root, cal, runner.approach_um)
         for m in merge_pieces(store, scan_id):  # a print larger than the field, recorded from two of its pieces
             _log.info("scan %s: %s %d holds %d more record(s) of the same print: %s", scan_id, m.keep.cls, m.keep.id,
                       len(m.pieces), ", ".join(f"{p.cls} {p.id}" for p in m.pieces))
+        check = None
+        if status.reason is FinishReason.COMPLETED:  # the slide found again where the scan recorded it (a record
+            # that stays: after the pieces of one print are merged)
+            check = check_position(stage, camera, store, scan_id, folder.root, cal, runner.approach_um)
         summary = summarise(store, scan_id, area_um, truth)
         if check is not None:
             summary["position_check"] = check.to_mapping()
