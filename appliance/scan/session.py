@@ -24,7 +24,7 @@ from appliance.hardware.camera.base import Camera, CameraError
 from appliance.hardware.stage.base import Stage, StageLimitError
 from appliance.results.files import ScanFolder
 from appliance.results.store import ObjectRecord, ResultStore, write_durably
-from appliance.scan.backlash import backlash_warnings
+from appliance.scan.backlash import approach_um, backlash_warnings
 from appliance.scan.calibration import Calibration, CalibrationError, calibrate, spiral_offsets
 from appliance.scan.capture import CaptureFailed, CheckedCamera
 from appliance.scan.events import Event
@@ -37,7 +37,7 @@ from appliance.scan.grid import Grid, make_grid
 from appliance.scan.mosaic import covered_fov_um
 from appliance.scan.one_print import merge_pieces
 from appliance.scan.plan import ScanPlan
-from appliance.scan.position_check import check_position, position_warnings
+from appliance.scan.position_check import check_position, position_warnings, realign_on_resume, resume_warnings
 from appliance.scan.protocols import Focuser, FocusMapLike, FocusOutcome, Vision
 from appliance.scan.runner import FinishReason, ScanRunner, ScanStatus
 from appliance.scan.stage_recovery import retry_after_stage_faults
@@ -125,10 +125,14 @@ def run_scan(stage: Stage, camera: Camera, vision: Vision, focuser: Focuser, foc
             scale = calibration.um_per_px if calibration is not None else nominal_um_per_px
             camera, flat = _flat_field_camera(stage, camera, plan, folder, area_um, resumed=old is not None,
                                               um_per_px=scale)
+        resumed = None
         if old is not None:
             cal = Calibration.from_mapping(old.config["calibration"])
             scan_id = old.id
             store.reopen_scan(scan_id)
+            # the slide where the first run left it, or the stage's coordinates set back to the first run's
+            stage, camera, resumed = realign_on_resume(stage, camera, store, scan_id, folder.root, cal,
+                                                       approach_um(plan.imaging.approach_um, cal.backlash_um))
         else:
             t = time.perf_counter()
             checked = CheckedCamera(camera, plan.faults.capture_retries, plan.faults.retry_wait_s)
@@ -166,6 +170,11 @@ def run_scan(stage: Stage, camera: Camera, vision: Vision, focuser: Focuser, foc
             # that stays: after the pieces of one print are merged)
             check = check_position(stage, camera, store, scan_id, folder.root, cal, runner.approach_um)
         summary = summarise(store, scan_id, area_um, truth)
+        if resumed is not None:
+            summary["resume_check"] = resumed.to_mapping()
+            for w in resume_warnings(resumed):
+                _log.warning("scan %s: %s", scan_id, w)
+                summary["warnings"].append(w)
         if check is not None:
             summary["position_check"] = check.to_mapping()
             for w in position_warnings(check):

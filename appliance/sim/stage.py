@@ -214,6 +214,13 @@ class SimStageParams:
         lamp is turned on, or a room whose temperature changes). A real microscope drifts about 0.05-1 µm per
         minute until it settles; a scan of the default slide takes about 18 minutes. Negative: it sinks.
         Default 0.
+    slide_offset_um : (float, float)
+        Where the slide lies in its holder against where it lay when its scan began, µm in x and y: a slide
+        nudged in its clips while a scan was stopped, or a drive that came back from a restart at a switch that
+        trips a little elsewhere. It moves what the camera sees under every reported position, and no homing
+        undoes it. Set on the run that resumes a scan, it is what the resumed scan must find again
+        (``appliance.scan.position_check``); on a fresh scan it only moves the slide's origin, which the score
+        then reads as a position error of its size. Default (0, 0).
     """
 
     steps_per_um_x: float = 1.0
@@ -241,6 +248,7 @@ class SimStageParams:
     z_reversed: bool = False
     lost_um_per_move: tuple[float, float, float] = (0.0, 0.0, 0.0)
     z_drift_um_per_min: float = 0.0
+    slide_offset_um: tuple[float, float] = (0.0, 0.0)
 
     def __post_init__(self) -> None:
         def put(name: str, value: object) -> None:
@@ -268,6 +276,7 @@ class SimStageParams:
         for name in ("backlash_um", "homing_pulloff_um", "jitter_um", "lost_um_per_move"):
             put(name, _check_tuple(name, getattr(self, name), 3, nonneg=True))
         put("start_position_um", _check_tuple("start_position_um", self.start_position_um, 3))
+        put("slide_offset_um", _check_tuple("slide_offset_um", self.slide_offset_um, 2))
         if self.focus_overshoot_um is None:
             put("focus_overshoot_um", max(DEFAULT_FOCUS_OVERSHOOT_UM, self.backlash_um[2]))
         for name in ("travel_x_um", "travel_y_um", "travel_z_um", "servo_angle_range_deg"):
@@ -441,7 +450,8 @@ class SimStage(Stage):
         x, y, z = (self._carriage[i] + self._jitter[i] + self._lost[i] for i in range(3))
         if self._p.z_reversed:
             z = sum(self._p.travel_z_um) - z + self._p.backlash_um[2]
-        return Position(x, y, z + self.drift_z_um())
+        dx, dy = self._p.slide_offset_um
+        return Position(x + dx, y + dy, z + self.drift_z_um())
 
     def drift_z_um(self) -> float:
         """How far the focal plane has drifted up through the slide by now (``z_drift_um_per_min``), µm."""

@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from appliance.hardware.stage.base import Position, Stage, StageWrapper
+from appliance.hardware.stage.base import Stage
 from appliance.hardware.stage.grbl import GrblStage, GrblStageConfig
+from appliance.hardware.stage.offset import OffsetStage
 from appliance.scan.calibration import Calibration
 from appliance.scan.coupled import SIMAVR_SWITCH_STEPS, ReportedPositionStage
 from appliance.scan.events import Event, FieldDone, StageFault
@@ -73,25 +74,6 @@ def simavr_rig(firmware_paths: tuple[Path, Path], faults: Faults | None = None) 
             faults.unplugged = faults.blackhole = False   # let close() and the board's stop run clean
 
 
-class ShiftedStage(StageWrapper):
-    """A stage whose machine origin lies ``offset_um`` from the slide's: stock GRBL homes to its + end.
-
-    Stock GRBL's machine coordinates run from 0 (the switches) to minus the travel, so the slide's corner
-    sits at ``-offset_um`` in machine coordinates; this adapter adds the offset to every target and takes it
-    off every position (the part of a real setup a work offset would play), and passes everything else on.
-    """
-
-    def __init__(self, inner: GrblStage, offset_um: tuple[float, float, float]) -> None:
-        super().__init__(inner)
-        self.offset = offset_um
-
-    def to_inner(self, x: float | None, y: float | None, z: float | None) -> tuple[float | None, ...]:
-        return tuple(None if v is None else v + d for v, d in zip((x, y, z), self.offset, strict=True))
-
-    def from_inner(self, p: Position) -> Position:
-        return Position(p.x_um - self.offset[0], p.y_um - self.offset[1], p.z_um - self.offset[2])
-
-
 # stock GRBL's travel is 0..-200 mm on every axis: the slide (and focus) well inside it
 FAKE_OFFSET_UM = (-50_000.0, -50_000.0, -100_000.0)
 
@@ -99,12 +81,13 @@ FAKE_OFFSET_UM = (-50_000.0, -50_000.0, -100_000.0)
 @contextlib.contextmanager
 def fake_grbl_rig(board: Any, faults: Faults | None = None) -> Iterator[Rig]:
     """``GrblStage`` on the stock-GRBL fake (``tests/stage/fake_grbl.py``, Z stepper focus) through a fault
-    transport, homed, focus parked; the rig's stage is the :class:`ShiftedStage` the scan sees."""
+    transport, homed, focus parked; the rig's stage is the :class:`OffsetStage` the scan sees
+    (stock GRBL homes to its + ends, so its machine coordinates run negative: the offset plays the work offset)."""
     faults = faults or Faults()
     cfg = GrblStageConfig(port=board.path, **{**STAGE, "feed_z_mm_per_min": 600.0})
     inner = GrblStage(cfg, opener=faulty_opener(faults))
     with inner:
-        stage = ShiftedStage(inner, FAKE_OFFSET_UM)
+        stage = OffsetStage(inner, FAKE_OFFSET_UM)
         stage.home()
         stage.focus_to_um(PARK_Z_UM)
         yield Rig(board, stage, faults)  # type: ignore[arg-type]

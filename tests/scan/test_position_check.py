@@ -7,7 +7,13 @@ import numpy as np
 import pytest
 
 from appliance.scan.calibration import Calibration
-from appliance.scan.position_check import MAX_SHIFT_UM, PositionCheck, position_warnings, print_shift_px
+from appliance.scan.position_check import (
+    MAX_SHIFT_UM,
+    PositionCheck,
+    position_warnings,
+    print_shift_px,
+    resume_warnings,
+)
 from tests.scan.conftest import sim_scan_cli
 
 
@@ -45,6 +51,15 @@ def test_the_shift_reads_through_the_calibration_and_beyond_five_um_is_said() ->
     assert "not found again within 80 um" in w
     assert position_warnings(None) == []
     assert PositionCheck(4, (6.0, -3.0), 0.99, 80.0).to_mapping()["moved_um"] == pytest.approx(6.71, abs=0.01)
+
+
+def test_a_resume_says_a_slide_it_did_not_find_or_could_not_trust_and_nothing_it_undid() -> None:
+    assert resume_warnings(None) == [] and resume_warnings(PositionCheck(4, (0.4, 0.2), 0.97, 160.0)) == []
+    assert resume_warnings(PositionCheck(4, (8.0, -6.0), 0.95, 160.0, corrected=True)) == []
+    (w,) = resume_warnings(PositionCheck(4, None, 0.0, 160.0))
+    assert "object 4" in w and "not found within 160 um" in w and "after the restart may be off" in w
+    (w,) = resume_warnings(PositionCheck(4, (8.0, -6.0), 0.62, 160.0))
+    assert "10.0 um" in w and "matched only 0.62" in w and "not undone" in w
 
 
 @pytest.mark.parametrize("lost_um", [0.0, 2.0])
@@ -125,3 +140,46 @@ def test_a_print_larger_than_the_field_is_passed_over_for_one_the_frame_holds(tm
     assert check is not None and check.object_id == 2 and check.moved_um == pytest.approx(1.0, abs=0.1)
     store = SimpleNamespace(objects=lambda scan_id, kind: [footprint])
     assert check_position(scope, scope, store, 1, tmp_path, Calibration.nominal(0.5, (640, 480)), 0.0) is None
+
+
+def _cancel_halfway(runner) -> None:
+    """Cancel the scan once half its fields are committed (a scan stopped by a crash or a power cut)."""
+    from appliance.scan.events import FieldDone
+
+    def on_event(e) -> None:
+        if isinstance(e, FieldDone) and e.status.fields_done == e.status.fields_planned // 2:
+            runner.cancel()
+    runner._emit = on_event
+
+
+def _place_errors_um(out, scope) -> dict[int, float]:
+    """Each recorded structure's distance from the nearest true print centre, µm, by cell."""
+    from appliance.results.store import ResultStore
+
+    centres = [t["center_um"] for t in scope.slide.truth()["objects"] if t["kind"] == "structure"]
+    with ResultStore(out.db_path) as st:
+        objs = st.objects(out.scan_id, "structure")
+    return {o.cell: min(float(np.hypot(o.x_um - x, o.y_um - y)) for x, y in centres) for o in objs}
+
+
+@pytest.mark.parametrize("moved_um", [(0.0, 0.0), (7.0, -5.0)])
+def test_a_resumed_scan_finds_its_slide_again_and_goes_on_in_its_first_coordinates(tmp_path, moved_um) -> None:
+    from appliance.scan.runner import FinishReason
+    from appliance.scan.testing import scan_small_slide
+
+    first, _ = scan_small_slide(tmp_path, seed=21, runner_hook=_cancel_halfway)
+    assert first.status.reason is FinishReason.CANCELLED
+    before = first.summary["structures_recorded"]
+    assert before >= 1  # a print to find again
+    # the same command again, on a slide nudged in its clips (or a drive homed elsewhere) while it was stopped
+    out, scope = scan_small_slide(tmp_path, seed=21, stage={"slide_offset_um": list(moved_um)})
+    assert out.scan_id == first.scan_id and out.summary["status"] == "finished"
+    check = out.summary["resume_check"]
+    assert check["match"] > 0.8 and not [w for w in out.summary["warnings"] if "resumed" in w]
+    # the virtual camera sees the slide's (x, y) at the drive's (x, y) + offset: the print appears at minus it
+    assert check["shift_um"] == pytest.approx([-moved_um[0], -moved_um[1]], abs=0.5)
+    assert check["corrected"] is (moved_um != (0.0, 0.0))
+    errors = _place_errors_um(out, scope)
+    assert len(errors) > before and max(errors.values()) < 2.5  # before and after the restart: one frame
+    assert out.summary["recall"] == 1.0 and out.summary["duplicates"] == 0
+    assert out.summary["position_check"]["moved_um"] < 1.0  # and still there at the end, in those coordinates

@@ -18,12 +18,11 @@ recorded 1-2 µm off, 0-3 of 8 within 1 µm).
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from typing import Any
 
-from appliance.hardware.camera.base import Camera, CameraWrapper, Frame
+from appliance.hardware.camera.base import Camera
 from appliance.hardware.stage.base import Position, Stage, StageWrapper, focus_travel_of
+from appliance.hardware.stage.stamped_camera import StampedCamera
 
 
 class ReversedFocusStage(StageWrapper):
@@ -78,7 +77,7 @@ class ReversedFocusStage(StageWrapper):
         return self.travel_z_um
 
 
-class ReversedFocusCamera(CameraWrapper):
+class ReversedFocusCamera(StampedCamera):
     """A camera whose frames' stage positions are stamped in ``stage``'s mirrored z, as the scan reads z.
 
     The camera stamps each frame with the position of the stage as wired (the virtual camera, or a real camera's
@@ -86,20 +85,7 @@ class ReversedFocusCamera(CameraWrapper):
     """
 
     def __init__(self, inner: Camera, stage: ReversedFocusStage) -> None:
-        super().__init__(inner)
-        self.stage = stage
-
-    def capture(self) -> Frame:
-        """The inner camera's frame, its position's z mirrored."""
-        f = self.inner.capture()
-        p = f.position
-        return dataclasses.replace(f, position=Position(p.x_um, p.y_um, self.stage.mirror(p.z_um)))
-
-    def __getattr__(self, name: str) -> Any:
-        # the virtual camera's um_per_px, optics and the like
-        if name in ("inner", "stage"):
-            raise AttributeError(name)
-        return getattr(self.inner, name)
+        super().__init__(inner, stage)
 
 
 def approach_of(stage: Stage, default_um: float = 20.0) -> float:
