@@ -340,6 +340,11 @@ class FaultsPlan:
     stage_retry_wait_s : float
         Wait before each attempt to bring the stage back (a USB port re-enumerates, a board boots), s,
         [0, 600]. Default 2.
+    realign_every_fields : int
+        Every so many fields, go back to the scan's first recorded print, find it, and where the slide moved under
+        the drive (steps lost under load, a slide creeping in its clips) go on in the scan's first coordinates
+        (``appliance/scan/realign.py``); one move and one to five frames each time. 0 (the default): only when a
+        scan resumes and after a recovery that homed the stage. [0, 1000000].
     """
 
     capture_retries: int = 2
@@ -350,6 +355,7 @@ class FaultsPlan:
     on_stage_error: str = "recover"
     stage_recoveries: int = 3
     stage_retry_wait_s: float = 2.0
+    realign_every_fields: int = 0
 
     def __post_init__(self) -> None:
         _put(self, "capture_retries", _integer("faults.capture_retries", self.capture_retries, 0, 10))
@@ -360,6 +366,8 @@ class FaultsPlan:
         _put(self, "on_stage_error", _choice("faults.on_stage_error", self.on_stage_error, ("recover", "stop")))
         _put(self, "stage_recoveries", _integer("faults.stage_recoveries", self.stage_recoveries, 1, 100))
         _put(self, "stage_retry_wait_s", _number("faults.stage_retry_wait_s", self.stage_retry_wait_s, 0.0, 600.0))
+        _put(self, "realign_every_fields", _integer("faults.realign_every_fields", self.realign_every_fields, 0,
+                                                    1_000_000))
 
 
 @dataclass(frozen=True)

@@ -9,12 +9,7 @@ the calibration, is how far the slide has moved under the drive since (``summary
 and a scan whose slide moved more than :data:`MAX_SHIFT_UM` says so. A homed drive's switches would tell lost
 steps too, but only on a board that has them, and never a slide that moved.
 
-A resumed scan does the same before it goes on (:func:`realign_on_resume`), and there it can undo what it
-finds: the fields it has left are still to be scanned. A board that restarted homes to switches that trip a few
-micrometres elsewhere each time, and a slide can be nudged in its clips while a scan is stopped; the places it
-recorded before the restart and those it records after would then disagree by as much. So the resumed scan looks
-for its first print over a wider search, and where it finds it moved, goes on through an
-:class:`~appliance.hardware.stage.offset.OffsetStage` in the coordinates its first run started in.
+The same check, made while fields are still to come, lets the scan undo what it finds: :mod:`appliance.scan.realign`.
 """
 
 from __future__ import annotations
@@ -31,7 +26,6 @@ import numpy as np
 from appliance.focus.curve import parabola_peak
 from appliance.hardware.camera.base import Camera, CameraError
 from appliance.hardware.stage.base import Stage, StageError, StageLimitError
-from appliance.hardware.stage.offset import offset
 from appliance.results.store import ObjectRecord, ResultStore
 from appliance.scan.calibration import Calibration, approach_xy
 
@@ -51,12 +45,6 @@ GOOD_MATCH = 0.8
 #: Where the print is looked at, µm from the z its frame was saved at, in turn until one matches well: the
 #: focus may have drifted since (a microscope warming up drifts up to 1 µm a minute, docs/scan.md).
 Z_OFFSETS_UM = (0.0, -6.0, 6.0, -12.0, 12.0)
-#: A resumed scan looks this far around the print's place (fraction of the frame's smaller side): a homing switch
-#: that trips elsewhere, or a slide nudged in its clips, moves it further than lost steps do in one scan.
-RESUME_SEARCH_FRACTION = 0.5
-#: A resumed scan's slide found moved less than this is left as it is, µm: within what the check itself reads
-#: (a sound drive's check reads 0.0-0.3 µm).
-RESUME_MIN_SHIFT_UM = 1.0
 
 
 @dataclass(frozen=True)
@@ -71,7 +59,7 @@ class PositionCheck:
     shift_um: tuple[float, float] | None
     match: float
     search_um: float
-    corrected: bool = False  #: a resumed scan went on with ``shift_um`` undone (:func:`realign_on_resume`)
+    corrected: bool = False  #: the scan went on with ``shift_um`` undone (:mod:`appliance.scan.realign`)
 
     @property
     def moved_um(self) -> float | None:
@@ -111,45 +99,6 @@ def check_position(stage: Stage, camera: Camera, store: ResultStore, scan_id: in
     (du, dv), match = found
     d = cal.m @ np.array([du, dv])
     return PositionCheck(first.id, (float(d[0]), float(d[1])), match, search_um)
-
-
-def realign_on_resume(stage: Stage, camera: Camera, store: ResultStore, scan_id: int, root: Path, cal: Calibration,
-                      approach_um: float) -> tuple[Stage, Camera, PositionCheck | None]:
-    """Before a resumed scan goes on: its first print found again, and the stage's coordinates set back to its own.
-
-    Returns the stage and camera the scan goes on with (wrapped in an offset when the slide was found moved by
-    :data:`RESUME_MIN_SHIFT_UM` or more, with a match of :data:`GOOD_MATCH`), and the check (None when there is no
-    print to look for yet or the stage or camera failed: the scan then goes on as it stands, as before).
-    """
-    check = check_position(stage, camera, store, scan_id, root, cal, approach_um, RESUME_SEARCH_FRACTION)
-    if check is None or check.moved_um is None or check.shift_um is None:
-        return stage, camera, check
-    if check.moved_um < RESUME_MIN_SHIFT_UM or check.match < GOOD_MATCH:
-        return stage, camera, check
-    dx, dy = check.shift_um
-    _log.warning("scan %s: resumed with its slide %.1f um from where it was (%+.1f, %+.1f um, object %d found "
-                 "again at match %.2f): going on in the scan's first coordinates", scan_id, check.moved_um, dx, dy,
-                 check.object_id, check.match)
-    moved_stage, moved_camera = offset(stage, camera, (dx, dy, 0.0))
-    return moved_stage, moved_camera, PositionCheck(check.object_id, check.shift_um, check.match, check.search_um,
-                                                    corrected=True)
-
-
-def resume_warnings(check: PositionCheck | None) -> list[str]:
-    """What a resumed scan says of its slide found again (``summary.json``'s warnings); nothing once undone."""
-    if check is None or check.corrected:
-        return []
-    if check.shift_um is None:
-        return [f"the first print recorded (object {check.object_id}) was not found within {check.search_um:.0f} "
-                "um of its place when the scan resumed: places recorded after the restart may be off from those "
-                "before it (a drive that came back elsewhere, a slide moved while the scan was stopped)"]
-    moved = check.moved_um
-    assert moved is not None
-    if moved < RESUME_MIN_SHIFT_UM:
-        return []
-    return [f"when the scan resumed, its first print (object {check.object_id}) lay {moved:.1f} um from its place "
-            f"but matched only {check.match:.2f} (under {GOOD_MATCH}), so the shift was not undone: places recorded "
-            "after the restart may be off by up to that much"]
 
 
 def _found_through_focus(stage: Stage, camera: Camera, saved: np.ndarray, box: tuple[int, int, int, int],
@@ -243,4 +192,5 @@ def position_warnings(check: PositionCheck | None) -> list[str]:
     return [f"the first print recorded (object {check.object_id}) lay {moved:.1f} um from its recorded place at the "
             f"end of the scan ({dx:+.1f}, {dy:+.1f} um): the slide moved under the drive during the scan (a stepper "
             "that missed steps, a slide loose in its holder), so places recorded after it may be off by up to that "
-            "much; lower the stage's speed or acceleration ($110-$121 on GRBL) or fix the slide, then scan again"]
+            "much; lower the stage's speed or acceleration ($110-$121 on GRBL), fix the slide, or have the scan find "
+            "its first print again as it goes (the plan's faults.realign_every_fields), then scan again"]

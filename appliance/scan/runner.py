@@ -311,14 +311,20 @@ class ScanRunner:
         None: every object the fields show is.
     start_on_glass : bool
         ``z_start_um`` is the glass's own focus (:class:`~appliance.scan.field_focus.FieldFocus`).
+    realign : callable, optional
+        ``realign(why)`` finds the scan's first print again and keeps the scan's coordinates where the slide moved
+        under the drive (:class:`~appliance.scan.realign.Realigner`): called after a recovery that homed the stage
+        and every ``faults.realign_every_fields`` fields. None: never.
     """
 
     def __init__(self, stage: Stage, camera: Camera, vision: Vision, focuser: Focuser, focus_map: FocusMapLike,
                  store: ResultStore, folder: ScanFolder, plan: ScanPlan, grid: Grid, calibration: Calibration,
                  scan_id: int, device_clock: Callable[[], float] | None = None,
                  on_event: Callable[[Event], None] | None = None, z_start_um: float | None = None,
-                 area_um: tuple[float, float, float, float] | None = None, start_on_glass: bool = False) -> None:
+                 area_um: tuple[float, float, float, float] | None = None, start_on_glass: bool = False,
+                 realign: Callable[[str], object] | None = None) -> None:
         self.stage, self.vision = stage, vision
+        self._realign = realign
         self.area_um = area_um
         # every capture of the scan (the focuser's too) is checked and retried; see appliance/scan/capture.py
         self.camera = CheckedCamera(camera, plan.faults.capture_retries, plan.faults.retry_wait_s,
@@ -404,8 +410,10 @@ class ScanRunner:
             self.field_focus.read_start_z()
             seq = len(self._done)
             in_a_row = 0
+            since_realigned = 0
             for pos in order:
                 self._check_disk()
+                since_realigned = self._realign_now(since_realigned, pos.cell)
                 n_known = len(self._known)
                 try:
                     occupied = self._field_recovering(pos, seq)
@@ -447,6 +455,14 @@ class ScanRunner:
             final = self.status()
             self._emit(ScanFinished(final))
         return final
+
+    def _realign_now(self, fields_since: int, cell: int) -> int:
+        """Realign before ``cell`` where the plan's ``faults.realign_every_fields`` has come round; the new count."""
+        every = self.plan.faults.realign_every_fields
+        if self._realign is None or every <= 0 or fields_since < every:
+            return fields_since + 1
+        self._realign(f"before field {cell} (faults.realign_every_fields {every})")
+        return 1
 
     def _count_retry(self, reason: str) -> None:
         with self._lock:
@@ -497,6 +513,8 @@ class ScanRunner:
 
         def recovered(exc: StageError, action: str) -> None:
             self._emit(StageFault(pos.cell, f"{type(exc).__name__}: {exc}", action, self.status()))
+            if self._realign is not None and "homed" in action:  # the switches are found a little elsewhere
+                self._realign(f"after the stage was {action} at field {pos.cell}")
 
         def give_up(exc: StageError, met: int) -> StageFaultLimit:
             msg = f"{type(exc).__name__}: {exc}"

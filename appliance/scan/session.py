@@ -22,6 +22,7 @@ import numpy as np
 
 from appliance.hardware.camera.base import Camera, CameraError
 from appliance.hardware.stage.base import Stage, StageLimitError
+from appliance.hardware.stage.offset import offset
 from appliance.results.files import ScanFolder
 from appliance.results.store import ObjectRecord, ResultStore, write_durably
 from appliance.scan.backlash import approach_um, backlash_warnings
@@ -37,8 +38,9 @@ from appliance.scan.grid import Grid, make_grid
 from appliance.scan.mosaic import covered_fov_um
 from appliance.scan.one_print import merge_pieces
 from appliance.scan.plan import ScanPlan
-from appliance.scan.position_check import check_position, position_warnings, realign_on_resume, resume_warnings
+from appliance.scan.position_check import check_position, position_warnings
 from appliance.scan.protocols import Focuser, FocusMapLike, FocusOutcome, Vision
+from appliance.scan.realign import Realigner
 from appliance.scan.runner import FinishReason, ScanRunner, ScanStatus
 from appliance.scan.stage_recovery import retry_after_stage_faults
 
@@ -115,6 +117,9 @@ def run_scan(stage: Stage, camera: Camera, vision: Vision, focuser: Focuser, foc
     field (:func:`calibration_step_um`); without it they are 40 µm.
     """
     folder = ScanFolder(out_dir).create()
+    # the scan's own origin, which a realignment moves back where the slide moved under the drive (realign.py)
+    origin, camera = offset(stage, camera, (0.0, 0.0, 0.0))
+    stage = origin
     with ResultStore(db_path) as store:
         old = store.unfinished_scan(out_dir) if resume else None
         cal_s: float | None = None
@@ -125,14 +130,10 @@ def run_scan(stage: Stage, camera: Camera, vision: Vision, focuser: Focuser, foc
             scale = calibration.um_per_px if calibration is not None else nominal_um_per_px
             camera, flat = _flat_field_camera(stage, camera, plan, folder, area_um, resumed=old is not None,
                                               um_per_px=scale)
-        resumed = None
         if old is not None:
             cal = Calibration.from_mapping(old.config["calibration"])
             scan_id = old.id
             store.reopen_scan(scan_id)
-            # the slide where the first run left it, or the stage's coordinates set back to the first run's
-            stage, camera, resumed = realign_on_resume(stage, camera, store, scan_id, folder.root, cal,
-                                                       approach_um(plan.imaging.approach_um, cal.backlash_um))
         else:
             t = time.perf_counter()
             checked = CheckedCamera(camera, plan.faults.capture_retries, plan.faults.retry_wait_s)
@@ -156,9 +157,13 @@ def run_scan(stage: Stage, camera: Camera, vision: Vision, focuser: Focuser, foc
             info = {"scan_id": scan_id, "db": str(Path(db_path).resolve()), "calibration_s": cal_s}
             extra = {**({"flat_field": flat} if flat else {}), **({"exposure": exposure} if exposure else {})}
             write_durably(meta, json.dumps({**info, **extra}).encode())
+        realign = Realigner(origin, camera, store, scan_id, folder.root, cal,
+                            approach_um(plan.imaging.approach_um, cal.backlash_um))
+        # a resumed scan: the slide where the first run left it, or the scan's origin moved back to it
+        resumed = realign("when the scan resumed") if old is not None else None
         runner = ScanRunner(stage, camera, vision, focuser, focus_map, store, folder, plan, grid, cal, scan_id,
                             device_clock=device_clock, on_event=on_event, z_start_um=z_start_um, area_um=area_um,
-                            start_on_glass=start_on_glass)
+                            start_on_glass=start_on_glass, realign=realign)
         if runner_hook is not None:
             runner_hook(runner)
         status = runner.run()
@@ -172,9 +177,11 @@ def run_scan(stage: Stage, camera: Camera, vision: Vision, focuser: Focuser, foc
         summary = summarise(store, scan_id, area_um, truth)
         if resumed is not None:
             summary["resume_check"] = resumed.to_mapping()
-            for w in resume_warnings(resumed):
-                _log.warning("scan %s: %s", scan_id, w)
-                summary["warnings"].append(w)
+        if realign.checks:
+            summary["realignments"] = realign.to_mappings()
+        for w in realign.warnings():
+            _log.warning("scan %s: %s", scan_id, w)
+            summary["warnings"].append(w)
         if check is not None:
             summary["position_check"] = check.to_mapping()
             for w in position_warnings(check):

@@ -221,6 +221,12 @@ class SimStageParams:
         undoes it. Set on the run that resumes a scan, it is what the resumed scan must find again
         (``appliance.scan.position_check``); on a fresh scan it only moves the slide's origin, which the score
         then reads as a position error of its size. Default (0, 0).
+    homing_repeat_um : (float, float, float)
+        Standard deviation of where each homing cycle after the stage's first finds its switches, µm per axis: a
+        mechanical limit switch trips within a few micrometres of the same place (about 2-20 µm), an optical one
+        within about 1. The first homing defines the machine's zero (the slide's coordinates); each later one
+        leaves the carriage off from it by a fresh draw from the stage's seed, which the drive reports as zero.
+        Default (0, 0, 0).
     """
 
     steps_per_um_x: float = 1.0
@@ -249,6 +255,7 @@ class SimStageParams:
     lost_um_per_move: tuple[float, float, float] = (0.0, 0.0, 0.0)
     z_drift_um_per_min: float = 0.0
     slide_offset_um: tuple[float, float] = (0.0, 0.0)
+    homing_repeat_um: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
     def __post_init__(self) -> None:
         def put(name: str, value: object) -> None:
@@ -273,7 +280,7 @@ class SimStageParams:
                 raise ValueError(f"{flag} must be true or false, got {getattr(self, flag)!r}")
         for name in ("max_speed_um_s", "accel_um_s2"):
             put(name, _check_tuple(name, getattr(self, name), 3, positive=True))
-        for name in ("backlash_um", "homing_pulloff_um", "jitter_um", "lost_um_per_move"):
+        for name in ("backlash_um", "homing_pulloff_um", "jitter_um", "lost_um_per_move", "homing_repeat_um"):
             put(name, _check_tuple(name, getattr(self, name), 3, nonneg=True))
         put("start_position_um", _check_tuple("start_position_um", self.start_position_um, 3))
         put("slide_offset_um", _check_tuple("slide_offset_um", self.slide_offset_um, 2))
@@ -382,6 +389,7 @@ class SimStage(Stage):
         self._lost = [0.0, 0.0, 0.0]  # what each axis has lost since it was last homed (lost_um_per_move)
         self._open = False
         self._homed = False
+        self._homings = 0  # homing cycles completed (homing_repeat_um)
         self._alarm: str | None = "homing required (homing_required is set)" if self._p.homing_required else None
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -506,6 +514,7 @@ class SimStage(Stage):
                 self._home_steppers((2,))
                 self._home_steppers((0, 1))
             self._homed = True
+            self._homings += 1
             return Position(*(self._motor_um(i) for i in range(3)))
 
     def unlock(self) -> None:
@@ -681,7 +690,9 @@ class SimStage(Stage):
         self._run_independent(home, self._p.homing_speed_um_s)
         for i in axes:
             self._last_dir[i] = 1
-            self._lost[i] = 0.0  # the switch tells the carriage's place again
+            # the switch tells the carriage's place again, as well as it repeats (the first homing defines it)
+            sd = self._p.homing_repeat_um[i] if self._homings else 0.0
+            self._lost[i] = float(self._rng.normal(0.0, sd)) if sd > 0 else 0.0
         self._clock.advance(self._p.settle_s)
 
     def _run_independent(self, target: dict[int, int], speed_cap_um_s: float) -> None:

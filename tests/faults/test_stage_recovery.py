@@ -133,3 +133,36 @@ def test_a_stage_that_cannot_be_rehomed_after_a_reset_stops_the_scan_with_one_li
     assert not problems and len(scans) == 1
     assert scans[0].status == "failed" and 1 <= len(scans[0].cells) < scans[0].fields_planned
     assert st.cell not in scans[0].cells   # the field in flight was not committed
+
+
+class ResetsOnce(ResetsAndCannotHome):
+    """The virtual stage, except that its ``reset_at``-th move once armed meets a reset banner; homing works."""
+
+    def home(self) -> Position:
+        self.homes += 1
+        return self.inner.home()
+
+
+@pytest.mark.parametrize("realign", [True, False])
+def test_a_stage_homed_after_a_reset_goes_on_in_the_scans_coordinates(tmp_path, realign):
+    # the switches repeat to 6 um (a mechanical switch): the homing after the reset lands the slide elsewhere
+    scope = sim_microscope(5, parse_sim_sets([*SLIDE_SETS, "stage.homing_repeat_um=[6,6,0]"]))
+    plan = ScanPlan(name="homed", focus=FocusPlan(stack_range_um=2.0, stack_step_um=1.0),
+                    faults=FaultsPlan(stage_retry_wait_s=0.0))
+    p = scope.slide.params
+    with scope.stage, scope.camera:
+        scope.stage.home()  # at power-on (home_on_start): the machine's zero is the slide's
+        stage = ResetsOnce(scope.stage, reset_at=40)
+        hook = (lambda runner: setattr(stage, "armed", True)) if realign else \
+            (lambda runner: (setattr(stage, "armed", True), setattr(runner, "_realign", None)))
+        out = run_scan(stage, scope.camera, SimTruthVision(scope), SimTruthFocuser(scope), PlaneFocusMap(), plan,
+                       tmp_path / "scan", tmp_path / "t.db", scan_area(plan, (p.width_um, p.height_um)),
+                       device_clock=scope.clock.now_s, truth=scope.slide.truth(), runner_hook=hook)
+    assert out.status.reason is FinishReason.COMPLETED and stage.homes == 1
+    slide_moved = out.summary["position_check"]["moved_um"]
+    if not realign:  # the places after the homing are off by what the switches missed; said at the end
+        assert slide_moved > 2.0
+        return
+    (after,) = out.summary["realignments"]
+    assert after["when"].startswith("after the stage was homed at field") and after["corrected"]
+    assert after["moved_um"] > 2.0 and slide_moved < 1.0 and out.summary["recall"] == 1.0

@@ -7,13 +7,8 @@ import numpy as np
 import pytest
 
 from appliance.scan.calibration import Calibration
-from appliance.scan.position_check import (
-    MAX_SHIFT_UM,
-    PositionCheck,
-    position_warnings,
-    print_shift_px,
-    resume_warnings,
-)
+from appliance.scan.position_check import MAX_SHIFT_UM, PositionCheck, position_warnings, print_shift_px
+from appliance.scan.realign import realign_warnings
 from tests.scan.conftest import sim_scan_cli
 
 
@@ -53,13 +48,16 @@ def test_the_shift_reads_through_the_calibration_and_beyond_five_um_is_said() ->
     assert PositionCheck(4, (6.0, -3.0), 0.99, 80.0).to_mapping()["moved_um"] == pytest.approx(6.71, abs=0.01)
 
 
-def test_a_resume_says_a_slide_it_did_not_find_or_could_not_trust_and_nothing_it_undid() -> None:
-    assert resume_warnings(None) == [] and resume_warnings(PositionCheck(4, (0.4, 0.2), 0.97, 160.0)) == []
-    assert resume_warnings(PositionCheck(4, (8.0, -6.0), 0.95, 160.0, corrected=True)) == []
-    (w,) = resume_warnings(PositionCheck(4, None, 0.0, 160.0))
-    assert "object 4" in w and "not found within 160 um" in w and "after the restart may be off" in w
-    (w,) = resume_warnings(PositionCheck(4, (8.0, -6.0), 0.62, 160.0))
-    assert "10.0 um" in w and "matched only 0.62" in w and "not undone" in w
+def test_a_realignment_says_a_slide_it_did_not_find_or_could_not_trust_and_nothing_it_undid() -> None:
+    when = "when the scan resumed"
+    assert realign_warnings(None, when) == []
+    assert realign_warnings(PositionCheck(4, (0.4, 0.2), 0.97, 160.0), when) == []
+    assert realign_warnings(PositionCheck(4, (8.0, -6.0), 0.95, 160.0, corrected=True), when) == []
+    (w,) = realign_warnings(PositionCheck(4, None, 0.0, 160.0), when)
+    assert "object 4" in w and "not found within 160 um of its place when the scan resumed" in w
+    (w,) = realign_warnings(PositionCheck(4, (8.0, -6.0), 0.62, 160.0), when)
+    assert w.startswith("when the scan resumed, ") and "10.0 um" in w and "matched only 0.62" in w
+    assert "not undone" in w
 
 
 @pytest.mark.parametrize("lost_um", [0.0, 2.0])
@@ -183,3 +181,40 @@ def test_a_resumed_scan_finds_its_slide_again_and_goes_on_in_its_first_coordinat
     assert len(errors) > before and max(errors.values()) < 2.5  # before and after the restart: one frame
     assert out.summary["recall"] == 1.0 and out.summary["duplicates"] == 0
     assert out.summary["position_check"]["moved_um"] < 1.0  # and still there at the end, in those coordinates
+
+
+def _errors_against_the_first_print(db, seed: int, sets: list[str], first: int) -> list[float]:
+    """Each structure record's error vector against the truth less the first print's, µm: how well the places
+    agree with each other, which is what finding the first print again can keep (the slide's origin itself moved
+    under the drive before any print was recorded)."""
+    import math
+
+    from appliance.results.store import ResultStore
+    from appliance.scan.session import parse_sim_sets, sim_microscope
+
+    truth = [t["center_um"] for t in sim_microscope(seed, parse_sim_sets(sets)).slide.truth()["objects"]
+             if t["kind"] == "structure"]
+    with ResultStore(db) as st:
+        objs = st.objects(1, "structure")  # the only scan in its database
+    err = {o.id: min(((o.x_um - x, o.y_um - y) for x, y in truth), key=lambda e: math.hypot(*e)) for o in objs}
+    fx, fy = err[first]
+    return [math.hypot(ex - fx, ey - fy) for oid, (ex, ey) in err.items() if oid != first]
+
+
+def test_finding_the_first_print_again_every_field_keeps_a_stage_that_loses_steps_to_its_places(tmp_path) -> None:
+    sets = ["slide.width_um=1000", "slide.height_um=1000", "slide.n_structures=3", "stage.lost_um_per_move=[0.5,0.5,0]"]
+    plan = tmp_path / "plan.yaml"
+    plan.write_text("name: realign\nfaults:\n  realign_every_fields: 1\n")
+    for name, extra in (("plain", ()), ("realigned", ("--plan", str(plan)))):
+        code, summary = sim_scan_cli(tmp_path / name, 4351, sets, "--vision", "sim-truth", "--focus", "sim-truth",
+                                     *extra)
+        assert code == 0 and summary["recall"] == 1.0
+        first = summary["position_check"]["object_id"]
+        rel = _errors_against_the_first_print(tmp_path / f"{name}.db", 4351, sets, first)
+        moved = summary["position_check"]["moved_um"]
+        if name == "plain":  # 10.5 um by the end, the places 5.1-5.4 um apart from the first print's
+            assert moved > 5.0 and max(rel) > 4.0 and "realignments" not in summary
+        else:  # found again before every field: 0.9 um by the end, the places 2.3-2.6 um apart
+            undone = [r for r in summary["realignments"] if r["corrected"]]
+            assert moved < 2.0 and max(rel) < 3.5 and len(undone) >= 3
+            assert all(r["when"].startswith("before field") for r in summary["realignments"])

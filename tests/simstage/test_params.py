@@ -37,6 +37,8 @@ BAD = [
     ({"start_position_um": (0.0, -1.0, 90.0)}, "start_position_um[y]"),
     ({"start_position_um": (0.0, 0.0)}, "start_position_um"),
     ({"jitter_um": (0.0, 0.0, -0.1)}, "jitter_um[z]"),
+    ({"homing_repeat_um": (-1.0, 0.0, 0.0)}, "homing_repeat_um[x]"),
+    ({"slide_offset_um": (1.0, 2.0, 3.0)}, "slide_offset_um"),
     ({"z_drift_um_per_min": 20.0}, "z_drift_um_per_min"),
     ({"z_drift_um_per_min": float("nan")}, "z_drift_um_per_min"),
 ]
@@ -109,3 +111,27 @@ def test_the_focus_drifts_with_the_virtual_clock_not_with_the_drive():
         assert stage.position_um().z_um == pytest.approx(100.0)
         assert stage.true_position_um().z_um - true0 == pytest.approx(-3.0)
         assert true0 == pytest.approx(100.0 - 0.6 * t0 / 60.0)
+
+
+def test_a_homing_after_the_first_finds_its_switches_within_their_repeatability():
+    params = SimStageParams(homing_repeat_um=(5.0, 5.0, 0.0), homing_required=True)
+    with SimStage(VirtualClock(), params, seed=3) as stage:
+        stage.home()  # the first defines the machine's zero
+        assert stage.true_position_um()[:2] == stage.position_um()[:2] == (0.0, 0.0)
+        errors = []
+        for _ in range(20):
+            stage.move_to_um(x=500.0, y=500.0)
+            stage.home()
+            true, said = stage.true_position_um(), stage.position_um()
+            assert said[:2] == (0.0, 0.0)
+            errors.append((true.x_um - said.x_um, true.y_um - said.y_um))
+    spread = np.std(np.array(errors), axis=0)
+    assert np.all((spread > 2.5) & (spread < 8.0))  # about the 5 um asked for, each time a fresh draw
+
+
+def test_the_slide_offset_moves_what_the_camera_sees_under_every_reported_place():
+    with SimStage(VirtualClock(), SimStageParams(slide_offset_um=(7.0, -5.0)), seed=1) as stage:
+        stage.move_to_um(x=100.0, y=200.0)
+        assert stage.true_position_um()[:2] == (107.0, 195.0) and stage.position_um()[:2] == (100.0, 200.0)
+        stage.home()  # no homing undoes a slide that moved
+        assert stage.true_position_um()[:2] == (7.0, -5.0)

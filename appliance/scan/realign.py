@@ -1,0 +1,112 @@
+"""Keeping a scan's coordinates: its first print found again, and the stage's origin moved back to where it was.
+
+A scan records every print's place from the drive's step counts, so anything that moves the slide under those
+counts puts every later place off by as much: a board that restarted and homed to switches that trip a few
+micrometres elsewhere each time (a mechanical switch repeats to about 2-20 µm), a slide nudged in its clips while a
+scan was stopped, steps lost under load. The end-of-scan check (:mod:`appliance.scan.position_check`) can only say
+so; while fields are still to come the scan can undo it. :class:`Realigner` looks for the scan's first print where
+it was recorded and, where it finds it moved, moves the origin of the scan's
+:class:`~appliance.hardware.stage.offset.OffsetStage` by as much, so the places recorded from then on agree with those
+before. The session calls it when a scan resumes; the runner after a recovery that homed the stage and, where the
+plan asks (``faults.realign_every_fields``), every so many fields.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from appliance.hardware.camera.base import Camera
+from appliance.hardware.stage.base import StageError
+from appliance.hardware.stage.offset import OffsetStage
+from appliance.results.store import ResultStore
+from appliance.scan.calibration import Calibration
+from appliance.scan.position_check import GOOD_MATCH, PositionCheck, check_position
+
+_log = logging.getLogger(__name__)
+
+#: The print is looked for this far around its place (fraction of the frame's smaller side): a homing switch that
+#: trips elsewhere, or a slide nudged in its clips, moves it further than lost steps do within a scan.
+SEARCH_FRACTION = 0.5
+#: A slide found moved less than this is left as it is, µm: within what the check itself reads (a sound drive's
+#: check reads 0.0-0.3 µm).
+MIN_SHIFT_UM = 1.0
+
+
+@dataclass
+class Realigner:
+    """Finds the scan's first print again and moves ``stage``'s origin by how far the slide moved under it.
+
+    ``checks`` keeps every check made, with why (``summary.json``'s ``realignments``: :meth:`to_mappings`). A
+    check that cannot be made (no print recorded yet, the stage or camera failing) changes nothing: it is the
+    scan's way to keep its places, never a reason to lose the scan.
+    """
+
+    stage: OffsetStage
+    camera: Camera
+    store: ResultStore
+    scan_id: int
+    root: Path
+    cal: Calibration
+    approach_um: float
+    checks: list[tuple[str, PositionCheck]] = field(default_factory=list)
+
+    def __call__(self, why: str) -> PositionCheck | None:
+        """Look for the first print (``why``: what made the scan look, for the log and the summary)."""
+        try:
+            z = self.stage.position_um().z_um
+        except StageError as exc:
+            _log.warning("scan %s: not realigned %s: %s", self.scan_id, why, exc)
+            return None
+        check = check_position(self.stage, self.camera, self.store, self.scan_id, self.root, self.cal,
+                               self.approach_um, SEARCH_FRACTION)
+        if check is None:
+            return None
+        if _undoable(check):
+            assert check.shift_um is not None
+            dx, dy = check.shift_um
+            ox, oy, oz = self.stage.offset_um
+            self.stage.offset_um = (ox + dx, oy + dy, oz)
+            check = PositionCheck(check.object_id, check.shift_um, check.match, check.search_um, corrected=True)
+            _log.warning("scan %s: %s, the slide lay %.1f um from where the scan recorded it (%+.1f, %+.1f um; "
+                         "object %d found again at match %.2f): going on in the scan's first coordinates",
+                         self.scan_id, why, check.moved_um, dx, dy, check.object_id, check.match)
+        self.checks.append((why, check))
+        try:
+            self.stage.focus_to_um(z)  # the focus where the scan left it
+        except StageError as exc:
+            _log.warning("scan %s: the focus was not set back after realigning: %s", self.scan_id, exc)
+        return check
+
+
+    def to_mappings(self) -> list[dict[str, Any]]:
+        """Every check made, JSON-ready: why, then :meth:`PositionCheck.to_mapping`'s keys."""
+        return [{"when": why, **check.to_mapping()} for why, check in self.checks]
+
+    def warnings(self) -> list[str]:
+        """What the scan says of the checks it could not undo (:func:`realign_warnings`)."""
+        return [w for why, check in self.checks for w in realign_warnings(check, why)]
+
+
+def _undoable(check: PositionCheck) -> bool:
+    """Found, moved enough to matter, and matched well enough to be trusted."""
+    return check.moved_um is not None and check.moved_um >= MIN_SHIFT_UM and check.match >= GOOD_MATCH
+
+
+def realign_warnings(check: PositionCheck | None, when: str) -> list[str]:
+    """What the scan says of a check ``when`` (e.g. "when the scan resumed") it could not undo; nothing once undone."""
+    if check is None or check.corrected:
+        return []
+    if check.shift_um is None:
+        return [f"the first print recorded (object {check.object_id}) was not found within {check.search_um:.0f} "
+                f"um of its place {when}: places recorded after that may be off from those before it (a drive that "
+                "came back elsewhere, a slide moved while the scan was stopped)"]
+    moved = check.moved_um
+    assert moved is not None
+    if moved < MIN_SHIFT_UM:
+        return []
+    return [f"{when}, the first print (object {check.object_id}) lay {moved:.1f} um from its place but matched only "
+            f"{check.match:.2f} (under {GOOD_MATCH}), so the shift was not undone: places recorded after that may be "
+            "off by up to that much"]
