@@ -23,11 +23,11 @@ class _StageFailingAt:
     def __init__(self, inner, fail_at: set[int]) -> None:
         self.inner, self.fail_at, self.moves = inner, fail_at, 0
 
-    def move_to_um(self, **kw):
+    def move_to_um(self, x=None, y=None, z=None):  # the Stage interface's signature: wrappers pass it positionally
         self.moves += 1
         if self.moves in self.fail_at:
             raise StageTimeout("no status report (<...>) within 1 s of '?'")
-        return self.inner.move_to_um(**kw)
+        return self.inner.move_to_um(x, y, z)
 
     def __getattr__(self, name):
         return getattr(self.inner, name)
