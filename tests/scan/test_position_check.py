@@ -160,17 +160,20 @@ def _place_errors_um(out, scope) -> dict[int, float]:
     return {o.cell: min(float(np.hypot(o.x_um - x, o.y_um - y)) for x, y in centres) for o in objs}
 
 
-@pytest.mark.parametrize("moved_um", [(0.0, 0.0), (7.0, -5.0)])
-def test_a_resumed_scan_finds_its_slide_again_and_goes_on_in_its_first_coordinates(tmp_path, moved_um) -> None:
+@pytest.mark.parametrize("moved_um, sensor", [((0.0, 0.0), None), ((7.0, -5.0), None),
+                                              ((-6.0, -9.0), {"rotation_deg": 90.0, "mirror": True})])
+def test_a_resumed_scan_finds_its_slide_again_and_goes_on_in_its_first_coordinates(tmp_path, moved_um,
+                                                                                    sensor) -> None:
     from appliance.scan.runner import FinishReason
     from appliance.scan.testing import scan_small_slide
 
-    first, _ = scan_small_slide(tmp_path, seed=21, runner_hook=_cancel_halfway)
+    # (a camera turned and mirrored on its port: the frame's shift reaches the stage through the calibration)
+    first, _ = scan_small_slide(tmp_path, seed=21, runner_hook=_cancel_halfway, sensor=sensor)
     assert first.status.reason is FinishReason.CANCELLED
     before = first.summary["structures_recorded"]
     assert before >= 1  # a print to find again
     # the same command again, on a slide nudged in its clips (or a drive homed elsewhere) while it was stopped
-    out, scope = scan_small_slide(tmp_path, seed=21, stage={"slide_offset_um": list(moved_um)})
+    out, scope = scan_small_slide(tmp_path, seed=21, stage={"slide_offset_um": list(moved_um)}, sensor=sensor)
     assert out.scan_id == first.scan_id and out.summary["status"] == "finished"
     check = out.summary["resume_check"]
     assert check["match"] > 0.8 and not [w for w in out.summary["warnings"] if "resumed" in w]
