@@ -84,12 +84,12 @@ def check_position(stage: Stage, camera: Camera, store: ResultStore, scan_id: in
     picked = _first_print(store.objects(scan_id, "structure"), Path(root))
     if picked is None:
         return None
-    first, saved, z = picked
-    assert first.box is not None and first.extra is not None
+    first, saved, z, box = picked
+    assert first.extra is not None
     x, y = (float(v) for v in first.extra["stage_xy_um"])
     try:
         approach_xy(stage, x, y, approach_um)
-        found = _found_through_focus(stage, camera, saved, first.box, z, search_fraction)
+        found = _found_through_focus(stage, camera, saved, box, z, search_fraction)
     except (StageError, CameraError) as exc:
         _log.warning("scan %s: position check skipped: %s", scan_id, exc)
         return None
@@ -118,14 +118,18 @@ def _found_through_focus(stage: Stage, camera: Camera, saved: np.ndarray, box: t
     return best
 
 
-def _first_print(structures: list[ObjectRecord], root: Path) -> tuple[ObjectRecord, np.ndarray, float] | None:
-    """The earliest recorded structure that can be found again, with its saved frame and the z it was saved at.
+def _first_print(structures: list[ObjectRecord],
+                 root: Path) -> tuple[ObjectRecord, np.ndarray, float, tuple[int, int, int, int]] | None:
+    """The earliest recorded structure that can be found again: its record, saved frame, z and template box.
 
-    It needs its frame, where the stage stood for it and at what z, and a box that leaves the search room: inside
-    the frame and at most half of it each way. A print larger than the field is recorded with its footprint, which
-    its frame cannot hold (at 40x an 82 µm woodpile's box was the frame's whole height, held-out seed 4440), so it is
-    passed over.
+    It needs its frame, and where the stage stood for it and at what z. The template is its box where the box lies
+    in the frame and leaves the search room (at most half the frame each way). A print larger than the field is
+    recorded with its footprint, which its frame cannot hold (at 40x an 82 µm woodpile's box was the frame's whole
+    height, held-out seed 4440), so such a print is passed over for one whose box fits; where no print fits (every
+    print at 40x larger than half the field), the first one's template is half its frame about its place (its own
+    texture fills that: :func:`_window`).
     """
+    fallback = None
     for o in structures:
         z = (o.extra or {}).get("autofocus_z_um", o.z_um)
         if not (o.frame_path and o.box and o.extra and len(o.extra.get("stage_xy_um") or ()) == 2 and z is not None):
@@ -135,10 +139,23 @@ def _first_print(structures: list[ObjectRecord], root: Path) -> tuple[ObjectReco
             _log.warning("position check: %s could not be read", o.frame_path)
             continue
         h, w = saved.shape[:2]
-        x0, y0, x1, y1 = o.box
+        x0, y0, x1, y1 = (int(v) for v in o.box)
         if x0 >= 0 and y0 >= 0 and x1 <= w and y1 <= h and x1 - x0 <= w / 2 and y1 - y0 <= h / 2:
-            return o, saved, float(z)
-    return None
+            return o, saved, float(z), (x0, y0, x1, y1)
+        if fallback is None:
+            fallback = (o, saved, float(z), _window((x0, y0, x1, y1), (h, w)))
+    return fallback
+
+
+def _window(box: tuple[int, int, int, int], shape: tuple[int, int]) -> tuple[int, int, int, int]:
+    """Half the frame each way (less the template's margin) about the centre of ``box`` as the frame shows it."""
+    h, w = shape
+    cx = min(max((box[0] + box[2]) / 2, 0.0), float(w))
+    cy = min(max((box[1] + box[3]) / 2, 0.0), float(h))
+    half_w, half_h = w // 4 - MARGIN_PX, h // 4 - MARGIN_PX
+    x0 = int(min(max(cx - half_w, MARGIN_PX), w - MARGIN_PX - 2 * half_w))
+    y0 = int(min(max(cy - half_h, MARGIN_PX), h - MARGIN_PX - 2 * half_h))
+    return x0, y0, x0 + 2 * half_w, y0 + 2 * half_h
 
 
 def print_shift_px(saved: np.ndarray, now: np.ndarray, box: tuple[int, int, int, int] | list[int],

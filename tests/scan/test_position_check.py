@@ -118,7 +118,8 @@ def test_the_check_looks_through_focus_for_a_print_the_drift_blurred(tmp_path) -
     assert scope.moves == [(980.0, 1980.0), (1000.0, 2000.0)] and scope.z == 94.0  # approached, then down 6 um
 
 
-def test_a_print_larger_than_the_field_is_passed_over_for_one_the_frame_holds(tmp_path) -> None:
+def test_a_print_larger_than_the_field_is_passed_over_for_one_the_frame_holds_or_read_by_half_its_frame(
+        tmp_path) -> None:
     from types import SimpleNamespace
 
     from appliance.results.store import ObjectRecord
@@ -136,8 +137,10 @@ def test_a_print_larger_than_the_field_is_passed_over_for_one_the_frame_holds(tm
     scope = _DriftedScope()
     check = check_position(scope, scope, store, 1, tmp_path, Calibration.nominal(0.5, (640, 480)), 0.0)
     assert check is not None and check.object_id == 2 and check.moved_um == pytest.approx(1.0, abs=0.1)
+    # where no print fits, half the frame about the first one's place is the template: it holds the print's texture
     store = SimpleNamespace(objects=lambda scan_id, kind: [footprint])
-    assert check_position(scope, scope, store, 1, tmp_path, Calibration.nominal(0.5, (640, 480)), 0.0) is None
+    check = check_position(scope, scope, store, 1, tmp_path, Calibration.nominal(0.5, (640, 480)), 0.0)
+    assert check is not None and check.object_id == 1 and check.moved_um == pytest.approx(1.0, abs=0.1)
 
 
 def _cancel_halfway(runner) -> None:
