@@ -60,6 +60,7 @@ class PositionCheck:
     match: float
     search_um: float
     corrected: bool = False  #: the scan went on with ``shift_um`` undone (:mod:`appliance.scan.realign`)
+    saved_z_um: float | None = None  #: the z the print's frame was saved at (its focus)
 
     @property
     def moved_um(self) -> float | None:
@@ -95,10 +96,10 @@ def check_position(stage: Stage, camera: Camera, store: ResultStore, scan_id: in
         return None
     search_um = search_fraction * min(saved.shape[:2]) * cal.um_per_px
     if found is None:
-        return PositionCheck(first.id, None, 0.0, search_um)
+        return PositionCheck(first.id, None, 0.0, search_um, saved_z_um=z)
     (du, dv), match = found
     d = cal.m @ np.array([du, dv])
-    return PositionCheck(first.id, (float(d[0]), float(d[1])), match, search_um)
+    return PositionCheck(first.id, (float(d[0]), float(d[1])), match, search_um, saved_z_um=z)
 
 
 def _found_through_focus(stage: Stage, camera: Camera, saved: np.ndarray, box: tuple[int, int, int, int],

@@ -18,11 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from appliance.hardware.camera.base import Camera
+import numpy as np
+
+from appliance.hardware.camera.base import Camera, CameraError
 from appliance.hardware.stage.base import StageError
 from appliance.hardware.stage.offset import OffsetStage
 from appliance.results.store import ResultStore
-from appliance.scan.calibration import Calibration
+from appliance.scan.calibration import Calibration, CalibrationError, image_shift_px, min_response_for
 from appliance.scan.position_check import GOOD_MATCH, PositionCheck, check_position
 
 _log = logging.getLogger(__name__)
@@ -33,6 +35,18 @@ SEARCH_FRACTION = 0.5
 #: A slide found moved less than this is left as it is, µm: within what the check itself reads (a sound drive's
 #: check reads 0.0-0.3 µm).
 MIN_SHIFT_UM = 1.0
+#: A resumed scan whose image moves further than this fraction off what its stored calibration says stops: another
+#: objective, camera or binning since the scan began (a shared microscope), under which its fields would not tile.
+MAX_SCALE_ERROR = 0.1
+#: The scale probe's two moves, as fractions of the frame's smaller side (diagonally): far enough to read the scale
+#: to a percent, near enough that a frame four times as magnified still overlaps the one before.
+SCALE_PROBES = (1 / 16, 1 / 10)
+#: ... whose readings must agree to this fraction to count.
+PROBES_AGREE = 0.03
+
+
+class ScaleMismatch(CalibrationError):
+    """The microscope no longer has the scale the scan was calibrated with (raised before a resumed scan goes on)."""
 
 
 @dataclass
@@ -52,9 +66,23 @@ class Realigner:
     cal: Calibration
     approach_um: float
     checks: list[tuple[str, PositionCheck]] = field(default_factory=list)
+    _scale: float | None = None
 
-    def __call__(self, why: str) -> PositionCheck | None:
-        """Look for the first print (``why``: what made the scan look, for the log and the summary)."""
+    def _read_scale(self, z_um: float | None) -> float | None:
+        try:
+            if z_um is not None:  # the print's own focus: sharp under another objective too, where a match was not
+                self.stage.focus_to_um(z_um)
+            return scale_ratio(self.stage, self.camera, self.cal)
+        except (StageError, CameraError) as exc:
+            _log.warning("scan %s: the calibration's scale was not checked: %s", self.scan_id, exc)
+            return None
+
+    def __call__(self, why: str, read_scale: bool = False) -> PositionCheck | None:
+        """Look for the first print (``why``: what made the scan look, for the log and the summary).
+
+        ``read_scale``: there, at the print's own focus, also read the microscope's scale against the stored
+        calibration (:meth:`check_scale` then judges it).
+        """
         try:
             z = self.stage.position_um().z_um
         except StageError as exc:
@@ -64,12 +92,15 @@ class Realigner:
                                self.approach_um, SEARCH_FRACTION)
         if check is None:
             return None
+        if read_scale:
+            self._scale = self._read_scale(check.saved_z_um)
         if _undoable(check):
             assert check.shift_um is not None
             dx, dy = check.shift_um
             ox, oy, oz = self.stage.offset_um
             self.stage.offset_um = (ox + dx, oy + dy, oz)
-            check = PositionCheck(check.object_id, check.shift_um, check.match, check.search_um, corrected=True)
+            check = PositionCheck(check.object_id, check.shift_um, check.match, check.search_um, corrected=True,
+                                  saved_z_um=check.saved_z_um)
             _log.warning("scan %s: %s, the slide lay %.1f um from where the scan recorded it (%+.1f, %+.1f um; "
                          "object %d found again at match %.2f): going on in the scan's first coordinates",
                          self.scan_id, why, check.moved_um, dx, dy, check.object_id, check.match)
@@ -81,6 +112,21 @@ class Realigner:
         return check
 
 
+    def check_scale(self) -> float | None:
+        """The ratio :func:`scale_ratio` read at the first print's place and focus, where the last call stood.
+
+        None where it was not read (no print, too little texture, the stage or camera failing). Raises
+        :class:`ScaleMismatch` when it is off by more than :data:`MAX_SCALE_ERROR`. A resumed scan calls it once.
+        """
+        ratio = self._scale
+        if ratio is not None and abs(ratio - 1.0) > MAX_SCALE_ERROR:
+            raise ScaleMismatch(
+                f"the microscope's scale is not the one scan {self.scan_id} was calibrated with: a move of the stage "
+                f"moved the image {ratio:.2f} times as far as the stored calibration says (another objective, "
+                "camera or binning since the scan began?); put the first run's back and run the same command again, "
+                "or start a new scan (--no-resume); the committed fields are kept")
+        return ratio
+
     def to_mappings(self) -> list[dict[str, Any]]:
         """Every check made, JSON-ready: why, then :meth:`PositionCheck.to_mapping`'s keys."""
         return [{"when": why, **check.to_mapping()} for why, check in self.checks]
@@ -88,6 +134,31 @@ class Realigner:
     def warnings(self) -> list[str]:
         """What the scan says of the checks it could not undo (:func:`realign_warnings`)."""
         return [w for why, check in self.checks for w in realign_warnings(check, why)]
+
+
+def scale_ratio(stage: OffsetStage, camera: Camera, cal: Calibration) -> float | None:
+    """How far the image moves, read through the calibration, over how far the stage moved: 1.0 on its microscope.
+
+    Two diagonal moves from where the stage stands (:data:`SCALE_PROBES` of the frame's smaller side, onwards so the
+    slack stays taken up), each read by phase correlation against the frame before, and back. None where either
+    frame pair holds too little texture or the two readings disagree by more than :data:`PROBES_AGREE`: a reading
+    that may be a stray peak never stops a scan.
+    """
+    here = stage.position_um()
+    a = camera.capture().image
+    ratios: list[float] = []
+    for fraction in SCALE_PROBES:
+        step = fraction * min(a.shape[:2]) * cal.um_per_px
+        stage.move_to_um(x=here.x_um + step, y=here.y_um + step)
+        du, dv, response = image_shift_px(a, camera.capture().image)
+        if response < min_response_for((a.shape[1], a.shape[0])):
+            break
+        ratios.append(float(np.hypot(*(cal.m @ np.array([du, dv]))) / (step * np.sqrt(2.0))))
+    stage.move_to_um(x=here.x_um, y=here.y_um)
+    if len(ratios) < len(SCALE_PROBES):
+        return None
+    lo, hi = min(ratios), max(ratios)
+    return (lo + hi) / 2 if hi - lo <= PROBES_AGREE * (lo + hi) / 2 else None
 
 
 def _undoable(check: PositionCheck) -> bool:

@@ -160,7 +160,10 @@ def run_scan(stage: Stage, camera: Camera, vision: Vision, focuser: Focuser, foc
         realign = Realigner(origin, camera, store, scan_id, folder.root, cal,
                             approach_um(plan.imaging.approach_um, cal.backlash_um))
         # a resumed scan: the slide where the first run left it, or the scan's origin moved back to it
-        resumed = realign("when the scan resumed") if old is not None else None
+        resumed, scale = None, None
+        if old is not None:
+            resumed = realign("when the scan resumed", read_scale=True)
+            scale = realign.check_scale()  # another objective since the first run: stop, not scan on at its scale
         runner = ScanRunner(stage, camera, vision, focuser, focus_map, store, folder, plan, grid, cal, scan_id,
                             device_clock=device_clock, on_event=on_event, z_start_um=z_start_um, area_um=area_um,
                             start_on_glass=start_on_glass, realign=realign)
@@ -176,7 +179,8 @@ def run_scan(stage: Stage, camera: Camera, vision: Vision, focuser: Focuser, foc
             check = check_position(stage, camera, store, scan_id, folder.root, cal, runner.approach_um)
         summary = summarise(store, scan_id, area_um, truth)
         if resumed is not None:
-            summary["resume_check"] = resumed.to_mapping()
+            ratio = None if scale is None else round(scale, 4)
+            summary["resume_check"] = {**resumed.to_mapping(), "scale_ratio": ratio}
         if realign.checks:
             summary["realignments"] = realign.to_mappings()
         for w in realign.warnings():

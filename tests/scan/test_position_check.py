@@ -187,6 +187,40 @@ def test_a_resumed_scan_finds_its_slide_again_and_goes_on_in_its_first_coordinat
     assert len(errors) > before and max(errors.values()) < 2.5  # before and after the restart: one frame
     assert out.summary["recall"] == 1.0 and out.summary["duplicates"] == 0
     assert out.summary["position_check"]["moved_um"] < 1.0  # and still there at the end, in those coordinates
+    assert check["scale_ratio"] == pytest.approx(1.0, abs=0.01)  # the same microscope
+
+
+@pytest.mark.parametrize("magnification, ratio", [(20.0, 2.0), (5.0, 0.5)])
+def test_a_scan_resumed_under_another_objective_stops_before_it_scans_at_the_wrong_scale(tmp_path, magnification,
+                                                                                         ratio) -> None:
+    from appliance.results.store import ResultStore
+    from appliance.scan.plan import FocusPlan, ScanPlan
+    from appliance.scan.realign import ScaleMismatch
+    from appliance.scan.runner import FinishReason
+    from appliance.scan.session import run_scan, scan_area, sim_microscope
+    from appliance.scan.testing import SMALL_SLIDE, PlaneFocusMap, SimTruthFocuser, SimTruthVision
+
+    def scan(optics: dict, hook=None):  # the small slide under the objective ``optics`` describes
+        scope = sim_microscope(21, {**SMALL_SLIDE, "optics": optics})
+        plan = ScanPlan(name="small", focus=FocusPlan(stack_range_um=3.0, stack_step_um=1.0))
+        p = scope.slide.params
+        with scope.stage, scope.camera:
+            return run_scan(scope.stage, scope.camera, SimTruthVision(scope), SimTruthFocuser(scope), PlaneFocusMap(),
+                            plan, tmp_path / "scan", tmp_path / "t.db", scan_area(plan, (p.width_um, p.height_um)),
+                            device_clock=scope.clock.now_s, truth=scope.slide.truth(), runner_hook=hook)
+
+    first = scan({"magnification": 10.0}, _cancel_halfway)
+    assert first.status.reason is FinishReason.CANCELLED
+    # a shared microscope: someone turned the nosepiece before the scan was resumed
+    with pytest.raises(ScaleMismatch, match=rf"moved the image {ratio:.1f}\d times as far .*\(--no-resume\)"):
+        scan({"magnification": magnification, "na": 0.4 if magnification > 10 else 0.1})
+    with ResultStore(tmp_path / "t.db") as st:  # nothing lost: the scan waits, resumable, with what it committed
+        again = st.unfinished_scan(tmp_path / "scan")
+        assert again is not None and again.id == first.scan_id
+        assert len(st.fields(first.scan_id)) == first.summary["fields_done"]
+    done = scan({"magnification": 10.0})  # the first run's objective back: it resumes and completes
+    assert done.scan_id == first.scan_id and done.summary["status"] == "finished"
+    assert done.summary["recall"] == 1.0 and done.summary["resume_check"]["scale_ratio"] == pytest.approx(1.0, abs=0.01)
 
 
 def _errors_against_the_first_print(db, seed: int, sets: list[str], first: int) -> list[float]:
