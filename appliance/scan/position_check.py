@@ -45,6 +45,10 @@ GOOD_MATCH = 0.8
 #: Where the print is looked at, µm from the z its frame was saved at, in turn until one matches well: the
 #: focus may have drifted since (a microscope warming up drifts up to 1 µm a minute, docs/scan.md).
 Z_OFFSETS_UM = (0.0, -6.0, 6.0, -12.0, 12.0)
+#: Where a resumed scan looks at the print, every one of them: a drive that restarted may hold its focus tens of
+#: micrometres elsewhere (a servo parked anew, a slide seated higher), and the best match through focus says where
+#: the print's focus went (``PositionCheck.dz_um``). 4 µm apart, half the README objective's depth of field.
+RESUME_Z_OFFSETS_UM = tuple(float(v) for v in sorted(range(-48, 49, 4), key=abs))
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,7 @@ class PositionCheck:
     search_um: float
     corrected: bool = False  #: the scan went on with ``shift_um`` undone (:mod:`appliance.scan.realign`)
     saved_z_um: float | None = None  #: the z the print's frame was saved at (its focus)
+    dz_um: float | None = None  #: where it matched best through focus, from ``saved_z_um``
 
     @property
     def moved_um(self) -> float | None:
@@ -71,16 +76,20 @@ class PositionCheck:
         """JSON-ready, for ``summary.json``."""
         shift = None if self.shift_um is None else [round(v, 2) for v in self.shift_um]
         moved = None if self.moved_um is None else round(self.moved_um, 2)
+        dz = None if self.dz_um is None else round(self.dz_um, 2)
         return {"object_id": self.object_id, "shift_um": shift, "moved_um": moved, "match": round(self.match, 3),
-                "search_um": round(self.search_um, 1), "corrected": self.corrected}
+                "search_um": round(self.search_um, 1), "dz_um": dz, "corrected": self.corrected}
 
 
 def check_position(stage: Stage, camera: Camera, store: ResultStore, scan_id: int, root: Path, cal: Calibration,
-                   approach_um: float, search_fraction: float = SEARCH_FRACTION) -> PositionCheck | None:
+                   approach_um: float, search_fraction: float = SEARCH_FRACTION,
+                   z_offsets_um: tuple[float, ...] = Z_OFFSETS_UM, every_z: bool = False) -> PositionCheck | None:
     """Go back to the scan's first recorded print, find it, and say how far it is from where it was recorded.
 
-    None (logged) when the scan recorded no print with its frame, or the stage or camera failed: the check is
-    the scan's last word on its places, never a reason to lose the scan.
+    The print is looked at ``z_offsets_um`` from the z its frame was saved at, in turn until one matches well, or
+    with ``every_z`` at all of them, the best match's z refined between its neighbours (``dz_um``). None (logged)
+    when the scan recorded no print with its frame, or the stage or camera failed: the check is the scan's last word
+    on its places, never a reason to lose the scan.
     """
     picked = _first_print(store.objects(scan_id, "structure"), Path(root))
     if picked is None:
@@ -90,7 +99,7 @@ def check_position(stage: Stage, camera: Camera, store: ResultStore, scan_id: in
     x, y = (float(v) for v in first.extra["stage_xy_um"])
     try:
         approach_xy(stage, x, y, approach_um)
-        found = _found_through_focus(stage, camera, saved, box, z, search_fraction)
+        found, dz = _found_through_focus(stage, camera, saved, box, z, search_fraction, z_offsets_um, every_z)
     except (StageError, CameraError) as exc:
         _log.warning("scan %s: position check skipped: %s", scan_id, exc)
         return None
@@ -99,24 +108,44 @@ def check_position(stage: Stage, camera: Camera, store: ResultStore, scan_id: in
         return PositionCheck(first.id, None, 0.0, search_um, saved_z_um=z)
     (du, dv), match = found
     d = cal.m @ np.array([du, dv])
-    return PositionCheck(first.id, (float(d[0]), float(d[1])), match, search_um, saved_z_um=z)
+    return PositionCheck(first.id, (float(d[0]), float(d[1])), match, search_um, saved_z_um=z, dz_um=dz)
 
 
 def _found_through_focus(stage: Stage, camera: Camera, saved: np.ndarray, box: tuple[int, int, int, int],
-                         z_um: float, search_fraction: float) -> tuple[tuple[float, float], float] | None:
-    """The print's best match over :data:`Z_OFFSETS_UM` about ``z_um`` (where the drive reaches), the first good one."""
+                         z_um: float, search_fraction: float, z_offsets_um: tuple[float, ...],
+                         every_z: bool) -> tuple[tuple[tuple[float, float], float] | None, float | None]:
+    """The print's best match over ``z_offsets_um`` about ``z_um`` (where the drive reaches), and its offset.
+
+    Without ``every_z`` the first match of :data:`GOOD_MATCH` ends the search; with it every offset is looked at and
+    the best one's is refined by a parabola through its neighbours' matches.
+    """
     best: tuple[tuple[float, float], float] | None = None
-    for dz in Z_OFFSETS_UM:
+    best_dz: float | None = None
+    matches: dict[float, float] = {}
+    for dz in z_offsets_um:
         try:
             stage.focus_to_um(z_um + dz)
         except StageLimitError:
             continue
         found = print_shift_px(saved, camera.capture().image, box, search_fraction)
+        matches[dz] = 0.0 if found is None else found[1]
         if found is not None and (best is None or found[1] > best[1]):
-            best = found
-        if best is not None and best[1] >= GOOD_MATCH:
+            best, best_dz = found, dz
+        if not every_z and best is not None and best[1] >= GOOD_MATCH:
             break
-    return best
+    if every_z and best_dz is not None:
+        best_dz = _refined_offset(matches, best_dz)
+    return best, best_dz
+
+
+def _refined_offset(matches: dict[float, float], at: float) -> float:
+    """The offset ``at`` refined between its neighbours in ``matches`` (``at`` itself at an end of them)."""
+    zs = sorted(matches)
+    i = zs.index(at)
+    if not 0 < i < len(zs) - 1:
+        return at
+    three = zs[i - 1:i + 2]
+    return parabola_peak(three, [matches[z] for z in three])
 
 
 def _first_print(structures: list[ObjectRecord],

@@ -14,7 +14,7 @@ plan asks (``faults.realign_every_fields``), every so many fields.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +24,14 @@ from appliance.hardware.camera.base import Camera, CameraError
 from appliance.hardware.stage.base import StageError
 from appliance.hardware.stage.offset import OffsetStage
 from appliance.results.store import ResultStore
-from appliance.scan.calibration import Calibration, CalibrationError, image_shift_px, min_response_for
-from appliance.scan.position_check import GOOD_MATCH, PositionCheck, check_position
+from appliance.scan.calibration import Calibration, CalibrationError, approach_xy, image_shift_px, min_response_for
+from appliance.scan.position_check import (
+    GOOD_MATCH,
+    RESUME_Z_OFFSETS_UM,
+    Z_OFFSETS_UM,
+    PositionCheck,
+    check_position,
+)
 
 _log = logging.getLogger(__name__)
 
@@ -35,14 +41,19 @@ SEARCH_FRACTION = 0.5
 #: A slide found moved less than this is left as it is, µm: within what the check itself reads (a sound drive's
 #: check reads 0.0-0.3 µm).
 MIN_SHIFT_UM = 1.0
+#: A resumed scan's focus found shifted less than this is left as it is, µm: within what a match through focus reads
+#: (its planes lie 4 µm apart) and what each structure's own search takes up.
+MIN_Z_SHIFT_UM = 3.0
 #: A resumed scan whose image moves further than this fraction off what its stored calibration says stops: another
 #: objective, camera or binning since the scan began (a shared microscope), under which its fields would not tile.
 MAX_SCALE_ERROR = 0.1
 #: The scale probe's two moves, as fractions of the frame's smaller side (diagonally): far enough to read the scale
 #: to a percent, near enough that a frame four times as magnified still overlaps the one before.
 SCALE_PROBES = (1 / 16, 1 / 10)
-#: ... whose readings must agree to this fraction to count.
+#: ... whose readings must agree to this fraction to count, each pointing the way the stage moved to within this
+#: much of its length (about 6 degrees).
 PROBES_AGREE = 0.03
+PROBE_ANGLE = 0.1
 
 
 class ScaleMismatch(CalibrationError):
@@ -68,42 +79,40 @@ class Realigner:
     checks: list[tuple[str, PositionCheck]] = field(default_factory=list)
     _scale: float | None = None
 
+    def _scale_off(self) -> bool:
+        return self._scale is not None and abs(self._scale - 1.0) > MAX_SCALE_ERROR
+
     def _read_scale(self, z_um: float | None) -> float | None:
         try:
             if z_um is not None:  # the print's own focus: sharp under another objective too, where a match was not
                 self.stage.focus_to_um(z_um)
-            return scale_ratio(self.stage, self.camera, self.cal)
+            return scale_ratio(self.stage, self.camera, self.cal, self.approach_um)
         except (StageError, CameraError) as exc:
             _log.warning("scan %s: the calibration's scale was not checked: %s", self.scan_id, exc)
             return None
 
-    def __call__(self, why: str, read_scale: bool = False) -> PositionCheck | None:
+    def __call__(self, why: str, resume: bool = False) -> PositionCheck | None:
         """Look for the first print (``why``: what made the scan look, for the log and the summary).
 
-        ``read_scale``: there, at the print's own focus, also read the microscope's scale against the stored
-        calibration (:meth:`check_scale` then judges it).
+        ``resume``: look through a wide range of focus (:data:`RESUME_Z_OFFSETS_UM`) and keep the focus's shift as
+        well, then read the microscope's scale at the print's focus (:meth:`check_scale` judges it).
         """
         try:
             z = self.stage.position_um().z_um
         except StageError as exc:
             _log.warning("scan %s: not realigned %s: %s", self.scan_id, why, exc)
             return None
+        z_offsets = RESUME_Z_OFFSETS_UM if resume else Z_OFFSETS_UM
         check = check_position(self.stage, self.camera, self.store, self.scan_id, self.root, self.cal,
-                               self.approach_um, SEARCH_FRACTION)
+                               self.approach_um, SEARCH_FRACTION, z_offsets, every_z=resume)
         if check is None:
             return None
-        if read_scale:
+        if resume:  # first, at the z the print was saved at: under another objective a blur can match well
             self._scale = self._read_scale(check.saved_z_um)
-        if _undoable(check):
-            assert check.shift_um is not None
-            dx, dy = check.shift_um
-            ox, oy, oz = self.stage.offset_um
-            self.stage.offset_um = (ox + dx, oy + dy, oz)
-            check = PositionCheck(check.object_id, check.shift_um, check.match, check.search_um, corrected=True,
-                                  saved_z_um=check.saved_z_um)
-            _log.warning("scan %s: %s, the slide lay %.1f um from where the scan recorded it (%+.1f, %+.1f um; "
-                         "object %d found again at match %.2f): going on in the scan's first coordinates",
-                         self.scan_id, why, check.moved_um, dx, dy, check.object_id, check.match)
+        if _undoable(check, with_z=resume) and not self._scale_off():
+            check = self._undo(why, check, with_z=resume)
+            if resume and self._scale is None:  # a focus that moved left the print a blur there: its new focus
+                self._scale = self._read_scale(check.saved_z_um)
         self.checks.append((why, check))
         try:
             self.stage.focus_to_um(z)  # the focus where the scan left it
@@ -111,6 +120,17 @@ class Realigner:
             _log.warning("scan %s: the focus was not set back after realigning: %s", self.scan_id, exc)
         return check
 
+    def _undo(self, why: str, check: PositionCheck, with_z: bool) -> PositionCheck:
+        """Move the scan's origin by the slide's shift (and the focus's, ``with_z``, where it is large enough)."""
+        assert check.shift_um is not None
+        dx, dy = check.shift_um
+        dz = check.dz_um if with_z and check.dz_um is not None and abs(check.dz_um) >= MIN_Z_SHIFT_UM else 0.0
+        ox, oy, oz = self.stage.offset_um
+        self.stage.offset_um = (ox + dx, oy + dy, oz + dz)
+        _log.warning("scan %s: %s, the slide lay %.1f um from where the scan recorded it (%+.1f, %+.1f um; focus "
+                     "%+.1f um; object %d found again at match %.2f): going on in the scan's first coordinates",
+                     self.scan_id, why, check.moved_um, dx, dy, dz, check.object_id, check.match)
+        return replace(check, corrected=True)
 
     def check_scale(self) -> float | None:
         """The ratio :func:`scale_ratio` read at the first print's place and focus, where the last call stood.
@@ -119,7 +139,7 @@ class Realigner:
         :class:`ScaleMismatch` when it is off by more than :data:`MAX_SCALE_ERROR`. A resumed scan calls it once.
         """
         ratio = self._scale
-        if ratio is not None and abs(ratio - 1.0) > MAX_SCALE_ERROR:
+        if self._scale_off():
             raise ScaleMismatch(
                 f"the microscope's scale is not the one scan {self.scan_id} was calibrated with: a move of the stage "
                 f"moved the image {ratio:.2f} times as far as the stored calibration says (another objective, "
@@ -136,34 +156,52 @@ class Realigner:
         return [w for why, check in self.checks for w in realign_warnings(check, why)]
 
 
-def scale_ratio(stage: OffsetStage, camera: Camera, cal: Calibration) -> float | None:
+def scale_ratio(stage: OffsetStage, camera: Camera, cal: Calibration, approach_um: float) -> float | None:
     """How far the image moves, read through the calibration, over how far the stage moved: 1.0 on its microscope.
 
-    Two diagonal moves from where the stage stands (:data:`SCALE_PROBES` of the frame's smaller side, onwards so the
-    slack stays taken up), each read by phase correlation against the frame before, and back. None where either
-    frame pair holds too little texture or the two readings disagree by more than :data:`PROBES_AGREE`: a reading
-    that may be a stray peak never stops a scan.
+    Two diagonal moves onwards from where the stage stands (:data:`SCALE_PROBES` of the frame's smaller side), each
+    read by phase correlation against the frame there; the stage approaches that place from below before and after,
+    so its slack never enters a move. None where a frame pair holds too little texture, a reading points away from
+    the move (:func:`_along`) or the two disagree by more than :data:`PROBES_AGREE`: a reading that may be a stray
+    peak never stops a scan.
     """
     here = stage.position_um()
+    approach_xy(stage, here.x_um, here.y_um, approach_um)  # the slack taken up the way the probes move
     a = camera.capture().image
     ratios: list[float] = []
     for fraction in SCALE_PROBES:
         step = fraction * min(a.shape[:2]) * cal.um_per_px
         stage.move_to_um(x=here.x_um + step, y=here.y_um + step)
         du, dv, response = image_shift_px(a, camera.capture().image)
-        if response < min_response_for((a.shape[1], a.shape[0])):
+        ratio = _along(-(cal.m @ np.array([du, dv])), np.array([step, step]))  # the calibration's d = -M p
+        if response < min_response_for((a.shape[1], a.shape[0])) or ratio is None:
             break
-        ratios.append(float(np.hypot(*(cal.m @ np.array([du, dv]))) / (step * np.sqrt(2.0))))
-    stage.move_to_um(x=here.x_um, y=here.y_um)
+        ratios.append(ratio)
+    approach_xy(stage, here.x_um, here.y_um, approach_um)
     if len(ratios) < len(SCALE_PROBES):
         return None
     lo, hi = min(ratios), max(ratios)
     return (lo + hi) / 2 if hi - lo <= PROBES_AGREE * (lo + hi) / 2 else None
 
 
-def _undoable(check: PositionCheck) -> bool:
-    """Found, moved enough to matter, and matched well enough to be trusted."""
-    return check.moved_um is not None and check.moved_um >= MIN_SHIFT_UM and check.match >= GOOD_MATCH
+def _along(seen: np.ndarray, moved: np.ndarray) -> float | None:
+    """``seen``'s length along ``moved`` over ``moved``'s, where it points the same way (within about 6 degrees).
+
+    A move the image followed at another scale reads its ratio; a stray peak of the correlation (the camera's own
+    pattern, a blur's ringing) points elsewhere and reads None.
+    """
+    ratio = float(seen @ moved) / float(moved @ moved)
+    if ratio <= 0 or np.hypot(*(seen - ratio * moved)) > PROBE_ANGLE * ratio * np.hypot(*moved):
+        return None
+    return ratio
+
+
+def _undoable(check: PositionCheck, with_z: bool) -> bool:
+    """Found, moved (or, ``with_z``, its focus) enough to matter, and matched well enough to be trusted."""
+    if check.moved_um is None or check.match < GOOD_MATCH:
+        return False
+    z_moved = with_z and check.dz_um is not None and abs(check.dz_um) >= MIN_Z_SHIFT_UM
+    return check.moved_um >= MIN_SHIFT_UM or z_moved
 
 
 def realign_warnings(check: PositionCheck | None, when: str) -> list[str]:

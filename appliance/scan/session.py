@@ -162,7 +162,7 @@ def run_scan(stage: Stage, camera: Camera, vision: Vision, focuser: Focuser, foc
         # a resumed scan: the slide where the first run left it, or the scan's origin moved back to it
         resumed, scale = None, None
         if old is not None:
-            resumed = realign("when the scan resumed", read_scale=True)
+            resumed = realign("when the scan resumed", resume=True)
             scale = realign.check_scale()  # another objective since the first run: stop, not scan on at its scale
         runner = ScanRunner(stage, camera, vision, focuser, focus_map, store, folder, plan, grid, cal, scan_id,
                             device_clock=device_clock, on_event=on_event, z_start_um=z_start_um, area_um=area_um,

@@ -111,7 +111,8 @@ class SimTruthFocuser:
                 if b.kind == "structure" and _overlaps(b.box_px, roi_px):
                     z = b.focus_z_um
                     break
-        stage.focus_to_um(z)
+        # the scan's own origin (appliance/hardware/stage/offset.py) may lie off the drive's after a realignment
+        stage.focus_to_um(z - float(getattr(stage, "offset_um", (0.0, 0.0, 0.0))[2]))
         return FocusOutcome(stage.position_um().z_um, 1, True)
 
 

@@ -190,6 +190,27 @@ def test_a_resumed_scan_finds_its_slide_again_and_goes_on_in_its_first_coordinat
     assert check["scale_ratio"] == pytest.approx(1.0, abs=0.01)  # the same microscope
 
 
+def test_a_resumed_scan_finds_where_its_slides_focus_went_and_goes_on_there(tmp_path) -> None:
+    from appliance.scan.testing import scan_small_slide
+
+    first, _ = scan_small_slide(tmp_path, seed=21, runner_hook=_cancel_halfway)
+    # the glass 35 um higher: a slide seated anew, a servo focus parked elsewhere by the restart
+    out, scope = scan_small_slide(tmp_path, seed=21, slide={"surface_z0_um": 125.0})
+    check = out.summary["resume_check"]
+    assert check["corrected"] and check["dz_um"] == pytest.approx(35.0, abs=2.0) and check["moved_um"] < 0.5
+    assert check["scale_ratio"] == pytest.approx(1.0, abs=0.01)  # read at the print's new focus
+    assert out.summary["recall"] == 1.0 and out.summary["position_check"]["match"] > 0.9
+
+
+def test_a_scale_probe_that_points_away_from_the_move_reads_nothing() -> None:
+    from appliance.scan.realign import _along
+
+    moved = np.array([10.0, 10.0])
+    assert _along(np.array([20.0, 20.0]), moved) == pytest.approx(2.0)  # the image followed, twice as far
+    assert _along(np.array([-6.4, 0.0]), moved) is None  # a stray peak along one axis (a blurred frame's)
+    assert _along(np.array([-10.0, -10.0]), moved) is None  # the wrong way round
+
+
 @pytest.mark.parametrize("magnification, ratio", [(20.0, 2.0), (5.0, 0.5)])
 def test_a_scan_resumed_under_another_objective_stops_before_it_scans_at_the_wrong_scale(tmp_path, magnification,
                                                                                          ratio) -> None:
