@@ -77,7 +77,7 @@ class Realigner:
     cal: Calibration
     approach_um: float
     checks: list[tuple[str, PositionCheck]] = field(default_factory=list)
-    _scale: float | None = None
+    _scale: float | None = field(default=None, init=False)  # the resume's scale reading (check_scale)
 
     def _scale_off(self) -> bool:
         return self._scale is not None and abs(self._scale - 1.0) > MAX_SCALE_ERROR
