@@ -228,9 +228,12 @@ def _cmd_scan(args: argparse.Namespace) -> int:
     from appliance.hardware.stage.base import StageError
     from appliance.hardware.stage.simavr_board import SimavrBoardError
     from appliance.scan.calibration import CalibrationError
+    from appliance.scan.session import ScanFolderBusy
 
     try:
         return _scan(args)
+    except ScanFolderBusy as exc:
+        return _fail("scan", str(exc), 1)
     except (CalibrationError, SimavrBoardError) as exc:
         return _fail("scan", f"{type(exc).__name__}: {exc}", 1)
     except StageError as exc:  # opening the stage, or a fault before the first field (the runner handles the rest)

@@ -9,9 +9,12 @@ and the tests both come through here.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
 import math
+import os
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -49,6 +52,36 @@ from appliance.sim.overrides import SIM_SECTIONS as SIM_SECTIONS
 from appliance.sim.overrides import parse_sim_sets as parse_sim_sets
 from appliance.sim.overrides import sim_microscope as sim_microscope
 from appliance.vision.decision import SMALLEST_PRINT_UM
+
+#: The scan folder's lock file: held (``flock``) by the process scanning into the folder, released when it exits.
+LOCK_FILE = ".tppscan.lock"
+
+
+class ScanFolderBusy(RuntimeError):
+    """Another process is scanning into the same folder (a CLI beside the service, a button pressed twice)."""
+
+
+@contextlib.contextmanager
+def folder_lock(root: Path) -> Iterator[None]:
+    """Hold ``root`` for this scan, or raise :class:`ScanFolderBusy` naming the process that holds it.
+
+    Two runs of one scan at once would both resume it, commit the same fields twice and drive one stage from two
+    processes. The lock is the kernel's (``flock``), so a process killed outright releases it with its files: a
+    crash never leaves the folder locked.
+    """
+    fd = os.open(root / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            raise ScanFolderBusy(f"--out {root} is in use by another scan (process {holder}): let it finish or stop "
+                                 "it (the same command then resumes the scan), or scan into another folder") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 @dataclass(frozen=True)
@@ -120,7 +153,7 @@ def run_scan(stage: Stage, camera: Camera, vision: Vision, focuser: Focuser, foc
     # the scan's own origin, which a realignment moves back where the slide moved under the drive (realign.py)
     origin, camera = offset(stage, camera, (0.0, 0.0, 0.0))
     stage = origin
-    with ResultStore(db_path) as store:
+    with folder_lock(folder.root), ResultStore(db_path) as store:
         old = store.unfinished_scan(out_dir) if resume else None
         cal_s: float | None = None
         start_on_glass = False  # z_start_um is the glass's own focus, found before the first field

@@ -279,3 +279,25 @@ def test_finding_the_first_print_again_every_field_keeps_a_stage_that_loses_step
             undone = [r for r in summary["realignments"] if r["corrected"]]
             assert moved < 2.0 and max(rel) < 3.5 and len(undone) >= 3
             assert all(r["when"].startswith("before field") for r in summary["realignments"])
+
+
+def test_a_second_scan_into_a_folder_in_use_is_refused_with_one_line(tmp_path, capsys) -> None:
+    import fcntl
+    import os
+
+    from appliance.scan.session import LOCK_FILE
+
+    sets = ["slide.width_um=1000", "slide.height_um=1000", "slide.n_structures=1"]
+    out = tmp_path / "scan"
+    out.mkdir()
+    holder = os.open(out / LOCK_FILE, os.O_RDWR | os.O_CREAT)  # another process scanning there
+    os.write(holder, b"4242\n")
+    fcntl.flock(holder, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    try:
+        code, _ = sim_scan_cli(out, 5, sets, "--vision", "sim-truth", "--focus", "sim-truth")
+        err = [line for line in capsys.readouterr().err.strip().splitlines() if not line.startswith("NOTE ")]
+        assert code == 1 and len(err) == 1 and "in use by another scan (process 4242)" in err[0], err
+    finally:
+        os.close(holder)  # the other scan ended (or was killed: the kernel releases its lock)
+    code, summary = sim_scan_cli(out, 5, sets, "--vision", "sim-truth", "--focus", "sim-truth")
+    assert code == 0 and summary["status"] == "finished"
