@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,10 +46,6 @@ GOOD_MATCH = 0.8
 #: Where the print is looked at, µm from the z its frame was saved at, in turn until one matches well: the
 #: focus may have drifted since (a microscope warming up drifts up to 1 µm a minute, docs/scan.md).
 Z_OFFSETS_UM = (0.0, -6.0, 6.0, -12.0, 12.0)
-#: Where a resumed scan looks at the print, every one of them: a drive that restarted may hold its focus tens of
-#: micrometres elsewhere (a servo parked anew, a slide seated higher), and the best match through focus says where
-#: the print's focus went (``PositionCheck.dz_um``). 4 µm apart, half the README objective's depth of field.
-RESUME_Z_OFFSETS_UM = tuple(float(v) for v in sorted(range(-48, 49, 4), key=abs))
 
 
 @dataclass(frozen=True)
@@ -134,18 +131,9 @@ def _found_through_focus(stage: Stage, camera: Camera, saved: np.ndarray, box: t
         if not every_z and best is not None and best[1] >= GOOD_MATCH:
             break
     if every_z and best_dz is not None:
-        best_dz = _refined_offset(matches, best_dz)
+        zs = sorted(matches)
+        best_dz = _peak_near(zs, [matches[z] for z in zs], zs.index(best_dz))
     return best, best_dz
-
-
-def _refined_offset(matches: dict[float, float], at: float) -> float:
-    """The offset ``at`` refined between its neighbours in ``matches`` (``at`` itself at an end of them)."""
-    zs = sorted(matches)
-    i = zs.index(at)
-    if not 0 < i < len(zs) - 1:
-        return at
-    three = zs[i - 1:i + 2]
-    return parabola_peak(three, [matches[z] for z in three])
 
 
 def _first_print(structures: list[ObjectRecord],
@@ -212,14 +200,15 @@ def print_shift_px(saved: np.ndarray, now: np.ndarray, box: tuple[int, int, int,
     _, best, _, (px, py) = cv2.minMaxLoc(scores)
     if best < MIN_MATCH:
         return None
-    return (sx0 + _refined(scores[py], px) - x0, sy0 + _refined(scores[:, px], py) - y0), float(best)
+    return (sx0 + _peak_near(range(scores.shape[1]), scores[py].tolist(), px) - x0,
+            sy0 + _peak_near(range(scores.shape[0]), scores[:, px].tolist(), py) - y0), float(best)
 
 
-def _refined(scores: np.ndarray, at: int) -> float:
-    """The peak at index ``at`` of a row of scores, to a fraction of an index (``at`` itself at an end)."""
-    if not 0 < at < len(scores) - 1:
-        return float(at)
-    return parabola_peak((at - 1, at, at + 1), scores[at - 1:at + 2].tolist())
+def _peak_near(xs: Sequence[float], ys: Sequence[float], at: int) -> float:
+    """The peak of ``ys`` at index ``at``, refined by a parabola through its neighbours (``xs[at]`` at an end)."""
+    if not 0 < at < len(xs) - 1:
+        return float(xs[at])
+    return parabola_peak(xs[at - 1:at + 2], ys[at - 1:at + 2])
 
 
 def position_warnings(check: PositionCheck | None) -> list[str]:

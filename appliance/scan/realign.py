@@ -27,7 +27,6 @@ from appliance.results.store import ResultStore
 from appliance.scan.calibration import Calibration, CalibrationError, approach_xy, image_shift_px, min_response_for
 from appliance.scan.position_check import (
     GOOD_MATCH,
-    RESUME_Z_OFFSETS_UM,
     Z_OFFSETS_UM,
     PositionCheck,
     check_position,
@@ -44,6 +43,10 @@ MIN_SHIFT_UM = 1.0
 #: A resumed scan's focus found shifted less than this is left as it is, µm: within what a match through focus reads
 #: (its planes lie 4 µm apart) and what each structure's own search takes up.
 MIN_Z_SHIFT_UM = 3.0
+#: Where a resumed scan looks at the print, every one of them: a drive that restarted may hold its focus tens of
+#: micrometres elsewhere (a servo parked anew, a slide seated higher), and the best match through focus says where
+#: the print's focus went (``PositionCheck.dz_um``). 4 µm apart, half the README objective's depth of field.
+RESUME_Z_OFFSETS_UM = tuple(float(v) for v in sorted(range(-48, 49, 4), key=abs))
 #: A resumed scan whose image moves further than this fraction off what its stored calibration says stops: another
 #: objective, camera or binning since the scan began (a shared microscope), under which its fields would not tile.
 MAX_SCALE_ERROR = 0.1

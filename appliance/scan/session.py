@@ -190,8 +190,8 @@ def run_scan(stage: Stage, camera: Camera, vision: Vision, focuser: Focuser, foc
             info = {"scan_id": scan_id, "db": str(Path(db_path).resolve()), "calibration_s": cal_s}
             extra = {**({"flat_field": flat} if flat else {}), **({"exposure": exposure} if exposure else {})}
             write_durably(meta, json.dumps({**info, **extra}).encode())
-        realign = Realigner(origin, camera, store, scan_id, folder.root, cal,
-                            approach_um(plan.imaging.approach_um, cal.backlash_um))
+        approach = approach_um(plan.imaging.approach_um, cal.backlash_um)  # the runner's detour, as it reckons it
+        realign = Realigner(origin, camera, store, scan_id, folder.root, cal, approach)
         # a resumed scan: the slide where the first run left it, or the scan's origin moved back to it
         resumed, scale = None, None
         if old is not None:
@@ -209,21 +209,18 @@ def run_scan(stage: Stage, camera: Camera, vision: Vision, focuser: Focuser, foc
         check = None
         if status.reason is FinishReason.COMPLETED:  # the slide found again where the scan recorded it (a record
             # that stays: after the pieces of one print are merged)
-            check = check_position(stage, camera, store, scan_id, folder.root, cal, runner.approach_um)
+            check = check_position(stage, camera, store, scan_id, folder.root, cal, approach)
         summary = summarise(store, scan_id, area_um, truth)
         if resumed is not None:
             ratio = None if scale is None else round(scale, 4)
             summary["resume_check"] = {**resumed.to_mapping(), "scale_ratio": ratio}
         if realign.checks:
             summary["realignments"] = realign.to_mappings()
-        for w in realign.warnings():
-            _log.warning("scan %s: %s", scan_id, w)
-            summary["warnings"].append(w)
         if check is not None:
             summary["position_check"] = check.to_mapping()
-            for w in position_warnings(check):
-                _log.warning("scan %s: %s", scan_id, w)
-                summary["warnings"].append(w)
+        for w in [*realign.warnings(), *position_warnings(check)]:
+            _log.warning("scan %s: %s", scan_id, w)
+            summary["warnings"].append(w)
         rmse = _height_rmse(store, scan_id, folder, height_truth, summary) if height_truth else None
         write_durably(folder.root / "summary.json", json.dumps(summary, indent=1).encode())
         write_outputs(store, scan_id, folder, grid.fov_um, area_um, summary, rmse)
