@@ -15,7 +15,7 @@ from appliance.hardware.stage.base import (
     StageTimeout,
     focus_travel_of,
 )
-from appliance.hardware.stage.grbl import GrblStage, GrblStageConfig
+from appliance.hardware.stage.grbl import GrblStage, GrblStageConfig, StagePortBusy
 from appliance.hardware.stage.grbl_link import GrblLink, SoftLimitAlarm, StageConnectionError
 from appliance.hardware.stage.ports import PortNotFound, find_port
 
@@ -300,6 +300,20 @@ def test_find_port_errors_name_what_was_seen(monkeypatch):
 def test_open_missing_port_is_a_connection_error(tmp_path, stage_config):
     with pytest.raises(StageConnectionError, match="nonexistent"):
         GrblStage(stage_config(str(tmp_path / "nonexistent"))).open()
+
+
+def test_a_port_in_use_is_refused_and_its_holder_carries_on(fake_grbl, stage_config):
+    """A second scan on the same board (into another folder) must not share the line with the first."""
+    with GrblStage(stage_config(fake_grbl.path)) as first:
+        first.home()
+        second = GrblStage(stage_config(fake_grbl.path, reconnect_attempts=1))
+        with pytest.raises(StagePortBusy, match="in use by another program"):
+            second.open()
+        assert fake_grbl.received.count("$I") == 1  # the second never spoke on the line
+        first.move_to_um(x=-100)
+        assert first.position_um().x_um == pytest.approx(-100)
+    with GrblStage(stage_config(fake_grbl.path)) as again:  # the lock goes with its holder
+        assert again.position_um() is not None
 
 
 def test_not_open_is_a_clear_error(stage_config):

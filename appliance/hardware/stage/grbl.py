@@ -14,6 +14,7 @@ USB VID:PID), re-opens it and repeats the handshake, a bounded number of times. 
 
 from __future__ import annotations
 
+import errno
 import logging
 import math
 import threading
@@ -252,9 +253,32 @@ def check_target_um(name: str, value: float | None) -> None:
                          f"got {value!r}")
 
 
+class StagePortBusy(StageConnectionError):
+    """The stage's port is held by another program that locked it (another scan, a ``tppscan stage`` shell)."""
+
+
 def open_serial(port: str, baud: int, poll_s: float, write_timeout_s: float) -> Transport:
-    """Open ``port`` (a path or a pyserial URL such as ``loop://``) as the link's transport."""
-    return serial.serial_for_url(port, baudrate=baud, timeout=poll_s, write_timeout=write_timeout_s)
+    """Open ``port`` (a path or a pyserial URL such as ``loop://``) as the link's transport, for this process only.
+
+    The port is locked (pyserial's ``exclusive``: ``flock`` on POSIX, the only mode on Windows) so that a second
+    scan started on the same board, into another folder, stops at once instead of sending its moves between the
+    first one's. The lock is advisory: a terminal program that does not take it can still open the port.
+
+    Raises
+    ------
+    StagePortBusy
+        Another process holds the port's lock.
+    serial.SerialException
+        The port cannot be opened (missing, no permission).
+    """
+    try:
+        return serial.serial_for_url(port, baudrate=baud, timeout=poll_s, write_timeout=write_timeout_s,
+                                     exclusive=True)
+    except serial.SerialException as exc:
+        if exc.errno in (errno.EAGAIN, errno.EWOULDBLOCK) and "lock" in str(exc):
+            raise StagePortBusy(f"stage port {port!r} is in use by another program (another scan, or a "
+                                "'tppscan stage' shell): stop it first, or name another port") from exc
+        raise
 
 
 def _write_order(wanted: Mapping[int, float], current: Mapping[int, float]) -> list[int]:
