@@ -7,13 +7,15 @@ scan was stopped, steps lost under load. The end-of-scan check (:mod:`appliance.
 so; while fields are still to come the scan can undo it. :class:`Realigner` looks for the scan's first print where
 it was recorded and, where it finds it moved, moves the origin of the scan's
 :class:`~appliance.hardware.stage.offset.OffsetStage` by as much, so the places recorded from then on agree with those
-before. The session calls it when a scan resumes; the runner after a recovery that homed the stage and, where the
-plan asks (``faults.realign_every_fields``), every so many fields.
+before. The session calls it when a scan resumes; the runner after a recovery that homed the stage (or, on a board
+without homing, carried its coordinates over the restart: ``OffsetStage.carry_over``) and, where the plan asks
+(``faults.realign_every_fields``), every so many fields.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -40,6 +42,8 @@ SEARCH_FRACTION = 0.5
 #: A slide found moved less than this is left as it is, µm: within what the check itself reads (a sound drive's
 #: check reads 0.0-0.3 µm).
 MIN_SHIFT_UM = 1.0
+#: A slide found moved further than this fraction of the search is looked at again from the corrected place.
+LOOK_AGAIN_BEYOND = 0.25
 #: A resumed scan's focus found shifted less than this is left as it is, µm: within what a match through focus reads
 #: (its planes lie 4 µm apart) and what each structure's own search takes up.
 MIN_Z_SHIFT_UM = 3.0
@@ -94,26 +98,30 @@ class Realigner:
             _log.warning("scan %s: the calibration's scale was not checked: %s", self.scan_id, exc)
             return None
 
-    def __call__(self, why: str, resume: bool = False) -> PositionCheck | None:
+    def __call__(self, why: str, resume: bool = False, restarted: bool = False) -> PositionCheck | None:
         """Look for the first print (``why``: what made the scan look, for the log and the summary).
 
         ``resume``: look through a wide range of focus (:data:`RESUME_Z_OFFSETS_UM`) and keep the focus's shift as
         well, then read the microscope's scale at the print's focus (:meth:`check_scale` judges it).
+        ``restarted``: the stage's board restarted without homing (``OffsetStage.carry_over``): the print is also
+        looked for along the move the carriage was on (``stage.doubt_um``), and through the wide range of focus
+        unless the focus drive kept its place (a servo's angle).
         """
         try:
             z = self.stage.position_um().z_um
         except StageError as exc:
             _log.warning("scan %s: not realigned %s: %s", self.scan_id, why, exc)
             return None
-        z_offsets = RESUME_Z_OFFSETS_UM if resume else Z_OFFSETS_UM
-        check = check_position(self.stage, self.camera, self.store, self.scan_id, self.root, self.cal,
-                               self.approach_um, SEARCH_FRACTION, z_offsets, every_z=resume)
+        wide_z = resume or (restarted and not self.stage.focus_absolute)
+        doubt, self.stage.doubt_um = self.stage.doubt_um, (0.0, 0.0)
+        check = self._search(doubt if restarted else (0.0, 0.0), wide_z)
         if check is None:
             return None
         if resume:  # first, at the z the print was saved at: under another objective a blur can match well
             self._scale = self._read_scale(check.saved_z_um)
-        if _undoable(check, with_z=resume) and not self._scale_off():
-            check = self._undo(why, check, with_z=resume)
+        if _undoable(check, with_z=wide_z) and not self._scale_off():
+            check = self._undo(why, check, with_z=wide_z)
+            check = self._again(why, check)
             if resume and self._scale is None:  # a focus that moved left the print a blur there: its new focus
                 self._scale = self._read_scale(check.saved_z_um)
         self.checks.append((why, check))
@@ -121,6 +129,52 @@ class Realigner:
             self.stage.focus_to_um(z)  # the focus where the scan left it
         except StageError as exc:
             _log.warning("scan %s: the focus was not set back after realigning: %s", self.scan_id, exc)
+        return check
+
+    def _again(self, why: str, check: PositionCheck) -> PositionCheck:
+        """After a shift far across the search (:data:`LOOK_AGAIN_BEYOND`), the print looked at again, centred.
+
+        A template matched near the edge of its search reads its place a micrometre or so off (the README slide
+        after a restart in motion: 1.0 µm left of 128); centred, it reads to a few tenths.
+        """
+        assert check.moved_um is not None
+        if check.moved_um <= LOOK_AGAIN_BEYOND * check.search_um:
+            return check
+        again = self._look(wide_z=False)
+        if again is None or not _undoable(again, with_z=False):
+            return check
+        self._undo(f"{why}, looked at again", again, with_z=False)
+        assert check.shift_um is not None and again.shift_um is not None
+        shift = (check.shift_um[0] + again.shift_um[0], check.shift_um[1] + again.shift_um[1])
+        return replace(check, shift_um=shift, match=again.match)
+
+    def _look(self, wide_z: bool) -> PositionCheck | None:
+        z_offsets = RESUME_Z_OFFSETS_UM if wide_z else Z_OFFSETS_UM
+        return check_position(self.stage, self.camera, self.store, self.scan_id, self.root, self.cal,
+                              self.approach_um, SEARCH_FRACTION, z_offsets, every_z=wide_z)
+
+    def _search(self, doubt: tuple[float, float], wide_z: bool) -> PositionCheck | None:
+        """The check where the origin is, then, until the print is found, at origins along ``doubt`` (µm).
+
+        A carriage that was on a move when its board restarted lies somewhere between the move's target (which the
+        origin assumes) and its start (``doubt`` away): the guesses lie one search radius apart, so one of them
+        sees the print within its search. The origin goes back either way; a guess that found the print answers
+        with its shift from there plus the guess's own (what the caller undoes), else the first check answers.
+        """
+        base = self.stage.offset_um
+        check = self._look(wide_z)
+        if check is None or _found(check) or doubt == (0.0, 0.0):
+            return check
+        n = math.ceil(math.hypot(*doubt) / check.search_um)
+        try:
+            for k in range(1, n + 1):
+                gx, gy = -doubt[0] * k / n, -doubt[1] * k / n
+                self.stage.offset_um = (base[0] + gx, base[1] + gy, base[2])
+                guess = self._look(wide_z)
+                if guess is not None and guess.shift_um is not None and _found(guess):
+                    return replace(guess, shift_um=(guess.shift_um[0] + gx, guess.shift_um[1] + gy))
+        finally:
+            self.stage.offset_um = base
         return check
 
     def _undo(self, why: str, check: PositionCheck, with_z: bool) -> PositionCheck:
@@ -197,6 +251,11 @@ def _along(seen: np.ndarray, moved: np.ndarray) -> float | None:
     if ratio <= 0 or np.hypot(*(seen - ratio * moved)) > PROBE_ANGLE * ratio * np.hypot(*moved):
         return None
     return ratio
+
+
+def _found(check: PositionCheck) -> bool:
+    """The print was found, at a match good enough to be trusted."""
+    return check.moved_um is not None and check.match >= GOOD_MATCH
 
 
 def _undoable(check: PositionCheck, with_z: bool) -> bool:

@@ -312,9 +312,10 @@ class ScanRunner:
     start_on_glass : bool
         ``z_start_um`` is the glass's own focus (:class:`~appliance.scan.field_focus.FieldFocus`).
     realign : callable, optional
-        ``realign(why)`` finds the scan's first print again and keeps the scan's coordinates where the slide moved
-        under the drive (:class:`~appliance.scan.realign.Realigner`): called after a recovery that homed the stage
-        and every ``faults.realign_every_fields`` fields. None: never.
+        ``realign(why, restarted=False)`` finds the scan's first print again and keeps the scan's coordinates where
+        the slide moved under the drive (:class:`~appliance.scan.realign.Realigner`): called after a recovery that
+        homed the stage, or re-established it without homing (``restarted``: the board counts from where it powered
+        up), and every ``faults.realign_every_fields`` fields. None: never.
     """
 
     def __init__(self, stage: Stage, camera: Camera, vision: Vision, focuser: Focuser, focus_map: FocusMapLike,
@@ -322,7 +323,7 @@ class ScanRunner:
                  scan_id: int, device_clock: Callable[[], float] | None = None,
                  on_event: Callable[[Event], None] | None = None, z_start_um: float | None = None,
                  area_um: tuple[float, float, float, float] | None = None, start_on_glass: bool = False,
-                 realign: Callable[[str], object] | None = None) -> None:
+                 realign: Callable[..., object] | None = None) -> None:
         self.stage, self.vision = stage, vision
         self._realign = realign
         self.area_um = area_um
@@ -513,8 +514,10 @@ class ScanRunner:
 
         def recovered(exc: StageError, action: str) -> None:
             self._emit(StageFault(pos.cell, f"{type(exc).__name__}: {exc}", action, self.status()))
-            if self._realign is not None and "homed" in action:  # the switches are found a little elsewhere
-                self._realign(f"after the stage was {action} at field {pos.cell}")
+            # the switches are found a little elsewhere; a board without them only guessed where it stood
+            restarted = "re-established" in action
+            if self._realign is not None and ("homed" in action or restarted):
+                self._realign(f"after the stage was {action} at field {pos.cell}", restarted=restarted)
 
         def give_up(exc: StageError, met: int) -> StageFaultLimit:
             msg = f"{type(exc).__name__}: {exc}"

@@ -11,8 +11,9 @@ runner is what the driver could not absorb, as a :class:`~appliance.hardware.sta
 - ``StageTimeout``, ``StageProtocolError``: a reply that never came, a garbled or unexpected line.
 
 :func:`recover_stage` answers each with the least that makes the stage's position true again: reopen what
-is closed, home where the position is lost, otherwise just ask the stage where it is (which also
-resynchronises the line: the driver drains whatever was still coming). A ``StageLimitError`` is no fault of
+is closed, home where the position is lost (a board without homing: keep the scan's coordinates from where the
+carriage stood, ``OffsetStage.carry_over``), otherwise just ask the stage where it is (which also resynchronises the
+line: the driver drains whatever was still coming). A ``StageLimitError`` is no fault of
 the link but of the plan (a target beyond the travel); it is never "recovered" here.
 """
 
@@ -23,8 +24,9 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from appliance.hardware.stage.base import Stage, StageAlarm, StageError, StageLimitError
+from appliance.hardware.stage.base import HomingDisabled, Stage, StageAlarm, StageError, StageLimitError
 from appliance.hardware.stage.grbl_link import StageConnectionError, StageResetError
+from appliance.hardware.stage.offset import OffsetStage
 from appliance.scan.plan import FaultsPlan
 
 _log = logging.getLogger(__name__)
@@ -60,7 +62,8 @@ def recover_stage(stage: Stage, fault: StageError) -> str:
     Returns
     -------
     str
-        ``"reopened and homed"``, ``"homed"`` or ``"resynchronised"``.
+        ``"reopened and homed"``, ``"homed"``, either with ``"re-established where it stood (no homing)"`` in place
+        of ``"homed"``, or ``"resynchronised"``.
 
     Raises
     ------
@@ -76,13 +79,28 @@ def recover_stage(stage: Stage, fault: StageError) -> str:
         # homing lock then reports its power-up zero as if it were the carriage's place: home it either way.
         stage.close()
         stage.open()
-        stage.home()
-        return "reopened and homed"
+        return f"reopened and {_home_or_carry_over(stage)}"
     if isinstance(fault, (StageAlarm, StageResetError)):
-        stage.home()
-        return "homed"
+        return _home_or_carry_over(stage)
     stage.position_um()  # a status round trip: the driver first drains what a broken exchange left coming
     return "resynchronised"
+
+
+def _home_or_carry_over(stage: Stage) -> str:
+    """Home ``stage``; where it has no homing (``HomingDisabled``), keep its coordinates from where it stood.
+
+    Only a scan's :class:`~appliance.hardware.stage.offset.OffsetStage` knows where the carriage stood before the
+    restart; any other stage without homing cannot be brought back.
+    """
+    try:
+        stage.home()
+        return "homed"
+    except HomingDisabled:
+        if not isinstance(stage, OffsetStage):
+            raise
+    stage.unlock()  # GRBL after a reset in motion: ALARM:3, which homing would have cleared
+    stage.carry_over()
+    return "re-established where it stood (no homing)"
 
 
 def redo_after_stage_faults(stage: Stage, faults: FaultsPlan, work: Callable[[], _T], *,

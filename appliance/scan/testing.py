@@ -112,8 +112,17 @@ class SimTruthFocuser:
                     z = b.focus_z_um
                     break
         # the scan's own origin (appliance/hardware/stage/offset.py) may lie off the drive's after a realignment
-        stage.focus_to_um(z - float(getattr(stage, "offset_um", (0.0, 0.0, 0.0))[2]))
+        stage.focus_to_um(z - _origin_z_um(stage))
         return FocusOutcome(stage.position_um().z_um, 1, True)
+
+
+def _origin_z_um(stage: Stage) -> float:
+    """Where ``stage``'s z origin lies in its innermost drive's: every ``offset_um`` along its ``inner`` chain."""
+    total, layer = 0.0, vars(stage)
+    while layer:
+        total += float(layer.get("offset_um", (0.0, 0.0, 0.0))[2])
+        layer = vars(layer["inner"]) if "inner" in layer else {}
+    return total
 
 
 class PlaneFocusMap:

@@ -402,6 +402,11 @@ class SimStage(Stage):
         return self._p
 
     @property
+    def focus_absolute(self) -> bool:
+        """A servo focus's angle survives a restart of its board; a Z stepper's count does not."""
+        return self._p.z_mode == "servo"
+
+    @property
     def focus_step_um(self) -> float:
         """The focus drive's step, µm: a whole servo degree, or one Z motor step."""
         return 1.0 / self._p.units_per_um()[2]

@@ -7,6 +7,7 @@ from types import SimpleNamespace
 import pytest
 
 from appliance.hardware.stage.base import (
+    HomingDisabled,
     Position,
     StageAlarm,
     StageError,
@@ -443,6 +444,6 @@ def test_homing_refused_on_a_board_with_homing_off_says_which_setting(make_fake_
     # stock GRBL ships with $22=0 and answers $H with error:5 (seen on GRBL 1.1h in simavr)
     board = make_fake_grbl(homing=False)
     with GrblStage(stage_config(board.path)) as stage:
-        with pytest.raises(StageProtocolError, match=r"error:5 .*`tppscan stage settings --set 22=1` turns it on"):
-            stage.home()
+        with pytest.raises(HomingDisabled, match=r"error:5 .*`tppscan stage settings --set 22=1` turns it on"):
+            stage.home()  # a StageProtocolError, which a scan answers by carrying its coordinates over
         assert stage.move_to_um(x=-100).x_um == -100.0  # the board is usable as it is

@@ -36,6 +36,14 @@ class StageProtocolError(StageError):
     """The stage answered something the protocol does not allow, or rejected a command (``error:N``)."""
 
 
+class HomingDisabled(StageProtocolError):
+    """The drive has no homing cycle (stock GRBL ships with ``$22=0`` and answers ``$H`` with ``error:5``).
+
+    Such a bench has no switches to find its place again after the board restarted: its position is wherever the
+    board powered up (:meth:`appliance.hardware.stage.offset.OffsetStage.carry_over` keeps a scan's coordinates).
+    """
+
+
 class StageAlarm(StageError):
     """The stage is in alarm (limit hit, position lost): it must be homed or unlocked before moving."""
 
@@ -103,9 +111,24 @@ class Stage(abc.ABC):
         """
         return None
 
+    @property
+    def focus_absolute(self) -> bool:
+        """Whether the focus drive's position survives a restart of its board.
+
+        A servo's angle is absolute; a stepper's count starts again at the board's power-up zero.
+        """
+        return False
+
     @abc.abstractmethod
     def home(self) -> Position:
         """Run the homing cycle and return the position afterwards."""
+
+    def unlock(self) -> None:
+        """Leave an alarm without homing (GRBL's ``$X``), trusting the position as it is.
+
+        The default is for a stage that has no alarm state: nothing to leave.
+        """
+        return None
 
     @abc.abstractmethod
     def stop(self) -> None:
@@ -175,9 +198,18 @@ class StageWrapper(Stage):
         ends = sorted(self.from_inner(Position(0.0, 0.0, v)).z_um for v in travel)
         return ends[0], ends[1]
 
+    @property
+    def focus_absolute(self) -> bool:
+        """The inner drive's."""
+        return self.inner.focus_absolute
+
     def home(self) -> Position:
         """Home the inner stage."""
         return self.from_inner(self.inner.home())
+
+    def unlock(self) -> None:
+        """Unlock the inner stage."""
+        self.inner.unlock()
 
     def stop(self) -> None:
         """Stop the inner stage."""

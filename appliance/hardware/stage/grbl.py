@@ -352,6 +352,11 @@ class GrblStage(Stage):
         self._homing = False
 
     @property
+    def focus_absolute(self) -> bool:
+        """A servo focus's angle survives a restart of the board; a Z stepper's count does not."""
+        return self.focus_mode == "servo"
+
+    @property
     def focus_step_um(self) -> float | None:
         """The focus drive's step, µm: the servo's resolution, or one Z step (``$102``); None before ``open()``.
 

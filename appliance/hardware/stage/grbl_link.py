@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from appliance.hardware.stage.base import (
+    HomingDisabled,
     StageAlarm,
     StageError,
     StageLimitError,
@@ -505,6 +506,8 @@ def check(reply: Reply) -> Reply:
         For ``error:9`` (G-code locked out in alarm).
     StageLimitError
         For ``error:15`` (target beyond the travel).
+    HomingDisabled
+        For ``error:5`` in answer to ``$H`` (homing is off: ``$22=0``).
     StageProtocolError
         For every other ``error:N``, with GRBL's text.
     """
@@ -518,6 +521,6 @@ def check(reply: Reply) -> Reply:
         raise StageLimitError(msg)
     if code == 5 and reply.command.strip().upper() == "$H":
         # stock GRBL ships with homing off ($22=0): say which setting turns it on
-        raise StageProtocolError(msg + "; homing is off on this board: `tppscan stage settings --set 22=1` turns it "
+        raise HomingDisabled(msg + "; homing is off on this board: `tppscan stage settings --set 22=1` turns it "
                                  "on (limit switches wired)")
     raise StageProtocolError(msg)

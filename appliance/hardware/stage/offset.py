@@ -5,7 +5,8 @@ that trips a little elsewhere, a slide nudged in its clips while the scan was st
 print moved (:mod:`appliance.scan.position_check`) and goes on in the coordinates it started in, so the places
 it records after the restart agree with those before. And a bench whose machine zero is not the slide's corner
 (stock GRBL homes to its + ends, so its machine coordinates run negative) sees the slide in positive coordinates,
-as a work offset (GRBL's G54) would give it.
+as a work offset (GRBL's G54) would give it. And a board without homing switches that restarts mid-scan counts
+from zero again wherever it powered up: :meth:`OffsetStage.carry_over` keeps the carriage's coordinates across it.
 """
 
 from __future__ import annotations
@@ -13,8 +14,12 @@ from __future__ import annotations
 import math
 
 from appliance.hardware.camera.base import Camera
-from appliance.hardware.stage.base import Position, Stage, StageWrapper
+from appliance.hardware.stage.base import Position, Stage, StageError, StageWrapper
 from appliance.hardware.stage.stamped_camera import StampedCamera
+
+#: A board's report after a restart within this of where the carriage was (or on the way there) means it kept its
+#: count, µm: GRBL reports to 1 µm, a step is a few tenths.
+COUNT_KEPT_UM = 2.0
 
 
 class OffsetStage(StageWrapper):
@@ -35,6 +40,10 @@ class OffsetStage(StageWrapper):
         super().__init__(inner)
         self.offset_um: tuple[float, float, float] = (values[0], values[1], values[2])
 
+        self._known: Position | None = None  # the inner stage's last reported position
+        self._going: tuple[float | None, ...] | None = None  # the inner target of a move that has not ended
+        self.doubt_um: tuple[float, float] = (0.0, 0.0)  # see carry_over
+
     def to_inner(self, x: float | None, y: float | None, z: float | None) -> tuple[float | None, ...]:
         """Each given axis plus its offset."""
         return tuple(None if v is None else v + d for v, d in zip((x, y, z), self.offset_um, strict=True))
@@ -42,6 +51,69 @@ class OffsetStage(StageWrapper):
     def from_inner(self, p: Position) -> Position:
         """The inner position less the offset."""
         return Position(*(v - d for v, d in zip(p, self.offset_um, strict=True)))
+
+    def _seen(self, p: Position) -> Position:
+        # only where a move or a homing ended: a query after a restart would read the board's new zero as the
+        # carriage's place
+        self._known, self._going = p, None
+        return self.from_inner(p)
+
+    def move_to_um(self, x: float | None = None, y: float | None = None, z: float | None = None) -> Position:
+        """The inner stage's move to the target plus the offset."""
+        self._going = self.to_inner(x, y, z)
+        return self._seen(self.inner.move_to_um(*self._going))
+
+    def focus_to_um(self, z: float) -> Position:
+        """The inner stage's focus move to ``z`` plus the offset."""
+        self._going = self.to_inner(None, None, z)
+        target = self._going[2]
+        assert target is not None
+        return self._seen(self.inner.focus_to_um(target))
+
+    def home(self) -> Position:
+        """Home the inner stage."""
+        return self._seen(self.inner.home())
+
+    def carry_over(self) -> Position:
+        """After the drive's board restarted and cannot home: keep this stage's coordinates for the carriage.
+
+        A board without homing switches (stock GRBL's ``$22=0``) counts from zero wherever it powered up, but the
+        carriage has not moved: its place was where the last move (or homing) ended, or, where a move had not ended,
+        somewhere between there and the move's target. The offset is moved so that the target (else the last
+        place) keeps its coordinates, and :attr:`doubt_um` is set to how far the carriage may lie from it in x and
+        y (towards where the move began; zero at rest), for a realignment to search along
+        (:class:`~appliance.scan.realign.Realigner`). A board that kept its count (a soft reset at rest, a port
+        that came back to a board that kept its power) reports where it was: nothing moves. A focus whose position
+        survives a restart (:attr:`Stage.focus_absolute`: a servo's angle) keeps its z.
+
+        Returns
+        -------
+        Position
+            Where the stage now says it is, in this stage's coordinates.
+
+        Raises
+        ------
+        StageError
+            Nothing was known of the carriage before the restart, or the inner stage does not answer.
+        """
+        if self._known is None:
+            raise StageError("the board restarted before the scan knew where its carriage was: home or position it "
+                             "by hand, then run the scan again")
+        now = self.inner.position_um()
+        was = self._known
+        going = was if self._going is None else Position(
+            *(w if t is None else t for w, t in zip(was, self._going, strict=True)))
+        kept = all(min(a, b) - COUNT_KEPT_UM <= n <= max(a, b) + COUNT_KEPT_UM
+                   for n, a, b in zip(now, was, going, strict=True))
+        if kept:
+            self.doubt_um = (0.0, 0.0)
+            return self._seen(now)
+        shift = [n - g for n, g in zip(now, going, strict=True)]
+        if self.inner.focus_absolute:
+            shift[2] = 0.0
+        self.offset_um = (self.offset_um[0] + shift[0], self.offset_um[1] + shift[1], self.offset_um[2] + shift[2])
+        self.doubt_um = (was.x_um - going.x_um, was.y_um - going.y_um)
+        return self._seen(now)
 
 
 def offset(stage: Stage, camera: Camera, offset_um: tuple[float, float, float]) -> tuple[OffsetStage, Camera]:
