@@ -31,6 +31,8 @@ from appliance.results.store import ObjectRecord, ResultStore, write_durably
 from appliance.scan.backlash import approach_um, backlash_warnings
 from appliance.scan.calibration import Calibration, CalibrationError, calibrate, spiral_offsets
 from appliance.scan.capture import CaptureFailed, CheckedCamera
+from appliance.scan.carriage import FILE_NAME as CARRIAGE_FILE
+from appliance.scan.carriage import CarriageJournal, carry_over_from, read_journal
 from appliance.scan.events import Event
 from appliance.scan.exposure import settle_exposure
 from appliance.scan.field_focus import FIND_SLIDE_RANGE_UM, searched_range_um
@@ -155,6 +157,8 @@ def run_scan(stage: Stage, camera: Camera, vision: Vision, focuser: Focuser, foc
     stage = origin
     with folder_lock(folder.root), ResultStore(db_path) as store:
         old = store.unfinished_scan(out_dir) if resume else None
+        stood = read_journal(folder.root) if old is not None else None  # before a move of this run replaces it
+        origin.journal = CarriageJournal(folder.root / CARRIAGE_FILE)
         cal_s: float | None = None
         start_on_glass = False  # z_start_um is the glass's own focus, found before the first field
         flat: dict[str, Any] = {}
@@ -193,9 +197,10 @@ def run_scan(stage: Stage, camera: Camera, vision: Vision, focuser: Focuser, foc
         approach = approach_um(plan.imaging.approach_um, cal.backlash_um)  # the runner's detour, as it reckons it
         realign = Realigner(origin, camera, store, scan_id, folder.root, cal, approach)
         # a resumed scan: the slide where the first run left it, or the scan's origin moved back to it
-        resumed, scale = None, None
-        if old is not None:
-            resumed = realign("when the scan resumed", resume=True)
+        resumed, scale, carried = None, None, False
+        if old is not None:  # a board without switches that restarted counts from where the carriage stood
+            carried = carry_over_from(origin, stood)
+            resumed = realign("when the scan resumed", resume=True, restarted=carried)
             scale = realign.check_scale()  # another objective since the first run: stop, not scan on at its scale
         runner = ScanRunner(stage, camera, vision, focuser, focus_map, store, folder, plan, grid, cal, scan_id,
                             device_clock=device_clock, on_event=on_event, z_start_um=z_start_um, area_um=area_um,
@@ -213,7 +218,7 @@ def run_scan(stage: Stage, camera: Camera, vision: Vision, focuser: Focuser, foc
         summary = summarise(store, scan_id, area_um, truth)
         if resumed is not None:
             ratio = None if scale is None else round(scale, 4)
-            summary["resume_check"] = {**resumed.to_mapping(), "scale_ratio": ratio}
+            summary["resume_check"] = {**resumed.to_mapping(), "scale_ratio": ratio, "carried_over": carried}
         if realign.checks:
             summary["realignments"] = realign.to_mappings()
         if check is not None:

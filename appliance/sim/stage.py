@@ -30,6 +30,7 @@ from typing import Literal
 import numpy as np
 
 from appliance.hardware.stage.base import (
+    HomingDisabled,
     Position,
     Stage,
     StageAlarm,
@@ -227,6 +228,13 @@ class SimStageParams:
         within about 1. The first homing defines the machine's zero (the slide's coordinates); each later one
         leaves the carriage off from it by a fresh draw from the stage's seed, which the drive reports as zero.
         Default (0, 0, 0).
+    no_switches : bool
+        The board has no homing switches (stock GRBL's ``$22=0``, a bench built without them): :meth:`SimStage.home`
+        raises :class:`~appliance.hardware.stage.base.HomingDisabled`, and the count starts wherever the carriage
+        stood when the board powered up. Set with ``slide_offset_um`` on a resumed run, it is a board that powered
+        up where the first run left its carriage: the camera sees the slide ``slide_offset_um`` on from every
+        reported place, and the x and y soft limits follow (a board without homing has none of its own: the
+        mechanics' ends stay where they are). Default False.
     """
 
     steps_per_um_x: float = 1.0
@@ -256,6 +264,7 @@ class SimStageParams:
     z_drift_um_per_min: float = 0.0
     slide_offset_um: tuple[float, float] = (0.0, 0.0)
     homing_repeat_um: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    no_switches: bool = False
 
     def __post_init__(self) -> None:
         def put(name: str, value: object) -> None:
@@ -275,7 +284,7 @@ class SimStageParams:
                              f"got {self.z_drift_um_per_min!r}")
         if self.z_mode not in ("servo", "stepper"):
             raise ValueError(f"z_mode must be 'servo' or 'stepper', got {self.z_mode!r}")
-        for flag in ("homing_required", "z_reversed"):
+        for flag in ("homing_required", "z_reversed", "no_switches"):
             if not isinstance(getattr(self, flag), bool):
                 raise ValueError(f"{flag} must be true or false, got {getattr(self, flag)!r}")
         for name in ("max_speed_um_s", "accel_um_s2"):
@@ -318,6 +327,8 @@ class SimStageParams:
         if self.overshoot_um < self.backlash_um[2]:
             raise ValueError(f"focus_overshoot_um must be >= backlash_um[z] ({self.backlash_um[2]}) to "
                              f"cancel the backlash, got {self.focus_overshoot_um}")
+        if self.homing_required and self.no_switches:
+            raise ValueError("homing_required needs switches: set no_switches false, or homing_required false")
         n_homed = 3 if self.z_mode == "stepper" else 2
         for i in range(n_homed):
             if self.homing_pulloff_um[i] < self.backlash_um[i]:
@@ -325,8 +336,15 @@ class SimStageParams:
                                  f"({self.backlash_um[i]}), got {self.homing_pulloff_um[i]}")
 
     def travel_um(self) -> tuple[tuple[float, float], tuple[float, float], tuple[float, float]]:
-        """Soft limits ``((x_lo, x_hi), (y_lo, y_hi), (z_lo, z_hi))`` in micrometres."""
-        return (self.travel_x_um, self.travel_y_um, self.travel_z_um)
+        """Soft limits ``((x_lo, x_hi), (y_lo, y_hi), (z_lo, z_hi))`` in micrometres, in the count's coordinates.
+
+        Without switches the count starts where the carriage stood (``slide_offset_um`` from the first run's): the
+        mechanics' x and y ends lie that much lower in it.
+        """
+        if not self.no_switches:
+            return (self.travel_x_um, self.travel_y_um, self.travel_z_um)
+        (dx, dy), (x_lo, x_hi), (y_lo, y_hi) = self.slide_offset_um, self.travel_x_um, self.travel_y_um
+        return ((x_lo - dx, x_hi - dx), (y_lo - dy, y_hi - dy), self.travel_z_um)
 
     def units_per_um(self) -> tuple[float, float, float]:
         """Motor units per micrometre: steps for steppers, degrees for a servo focus."""
@@ -400,6 +418,11 @@ class SimStage(Stage):
     def params(self) -> SimStageParams:
         """The mechanics this stage was built with."""
         return self._p
+
+    @property
+    def counts_from_power_up(self) -> bool:
+        """``params.no_switches``: the count starts wherever the carriage stood when the board powered up."""
+        return self._p.no_switches
 
     @property
     def focus_absolute(self) -> bool:
@@ -506,6 +529,9 @@ class SimStage(Stage):
         then pull off upward to the travel minimum (taking up the backlash). A servo focus has no switch:
         it goes to ``servo_home_z_um`` by :meth:`focus_to_um`'s upward approach.
         """
+        if self._p.no_switches:
+            raise HomingDisabled("board rejected '$H': error:5 (homing cycle is not enabled in settings): the virtual "
+                                 "stage has no switches (stage.no_switches)")
         with self._lock:
             self._require_open()
             self._stop.clear()

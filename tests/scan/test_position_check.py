@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import cv2
 import numpy as np
 import pytest
@@ -188,6 +190,32 @@ def test_a_resumed_scan_finds_its_slide_again_and_goes_on_in_its_first_coordinat
     assert out.summary["recall"] == 1.0 and out.summary["duplicates"] == 0
     assert out.summary["position_check"]["moved_um"] < 1.0  # and still there at the end, in those coordinates
     assert check["scale_ratio"] == pytest.approx(1.0, abs=0.01)  # the same microscope
+
+
+@pytest.mark.parametrize("journal", [True, False])
+def test_a_scan_resumed_on_a_board_without_switches_goes_on_from_where_its_carriage_stood(tmp_path, journal) -> None:
+    from appliance.scan.carriage import FILE_NAME
+    from appliance.scan.testing import scan_small_slide
+
+    first, scope = scan_small_slide(tmp_path, seed=21, runner_hook=_cancel_halfway, stage={"no_switches": True})
+    stood = scope.stage.true_position_um()
+    assert (tmp_path / "scan" / FILE_NAME).is_file() and math.hypot(stood.x_um, stood.y_um) > 300
+    if not journal:
+        (tmp_path / "scan" / FILE_NAME).unlink()
+    # the host crashed; the Arduino reset as the next run opened its port: its count starts again where the
+    # carriage stood, so the slide lies that far on from every place the board reports
+    out, scope = scan_small_slide(tmp_path, seed=21, stage={"no_switches": True,
+                                                            "slide_offset_um": [stood.x_um, stood.y_um]})
+    assert out.scan_id == first.scan_id and out.summary["status"] == "finished"
+    check, errors = out.summary["resume_check"], _place_errors_um(out, scope)
+    if not journal:  # the first print lies far beyond the search about its place, and the fields after it as far
+        assert not check["carried_over"] and check["shift_um"] is None  # off: off the slide, prints missed
+        assert [w for w in out.summary["warnings"] if "resumed" in w] and out.summary["recall"] < 1.0
+        return
+    # carried over from the journal, the print lay where the scan recorded it (the carriage had stopped at rest)
+    assert check["carried_over"] and check["match"] > 0.8 and check["moved_um"] < 1.0
+    assert max(errors.values()) < 2.5 and out.summary["recall"] == 1.0 and out.summary["duplicates"] == 0
+    assert out.summary["position_check"]["moved_um"] < 1.0
 
 
 def test_a_resumed_scan_finds_where_its_slides_focus_went_and_goes_on_there(tmp_path) -> None:

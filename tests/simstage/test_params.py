@@ -38,6 +38,8 @@ BAD = [
     ({"start_position_um": (0.0, 0.0)}, "start_position_um"),
     ({"jitter_um": (0.0, 0.0, -0.1)}, "jitter_um[z]"),
     ({"homing_repeat_um": (-1.0, 0.0, 0.0)}, "homing_repeat_um[x]"),
+    ({"no_switches": 1}, "no_switches"),
+    ({"no_switches": True, "homing_required": True}, "homing_required needs switches"),
     ({"slide_offset_um": (1.0, 2.0, 3.0)}, "slide_offset_um"),
     ({"z_drift_um_per_min": 20.0}, "z_drift_um_per_min"),
     ({"z_drift_um_per_min": float("nan")}, "z_drift_um_per_min"),
@@ -135,3 +137,19 @@ def test_the_slide_offset_moves_what_the_camera_sees_under_every_reported_place(
         assert stage.true_position_um()[:2] == (107.0, 195.0) and stage.position_um()[:2] == (100.0, 200.0)
         stage.home()  # no homing undoes a slide that moved
         assert stage.true_position_um()[:2] == (7.0, -5.0)
+
+
+def test_a_stage_without_switches_refuses_homing_and_counts_from_where_its_carriage_stood():
+    from appliance.hardware.stage.base import HomingDisabled, StageLimitError
+
+    # the board powered up with its carriage 900 um along x: the mechanics' ends lie that far lower in its count
+    params = SimStageParams(no_switches=True, slide_offset_um=(900.0, 0.0), backlash_um=(0.0, 0.0, 0.0))
+    with SimStage(VirtualClock(), params) as stage:
+        assert stage.counts_from_power_up and not stage.is_homed
+        with pytest.raises(HomingDisabled, match="error:5"):
+            stage.home()
+        assert stage.move_to_um(x=-800.0).x_um == -800.0 and stage.true_position_um().x_um == 100.0
+        with pytest.raises(StageLimitError, match=r"\[-900.0, 24100.0\]"):
+            stage.move_to_um(x=-901.0)
+    with SimStage(VirtualClock(), SimStageParams()) as stage:
+        assert not stage.counts_from_power_up

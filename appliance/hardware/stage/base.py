@@ -112,6 +112,15 @@ class Stage(abc.ABC):
         return None
 
     @property
+    def counts_from_power_up(self) -> bool:
+        """Whether the drive's zero is wherever its board powered up: no homing switches to find it again.
+
+        A position recorded before the board last restarted (a resumed scan's, after the host crashed and the
+        Arduino reset as its port opened) may then lie anywhere in its count.
+        """
+        return False
+
+    @property
     def focus_absolute(self) -> bool:
         """Whether the focus drive's position survives a restart of its board.
 
@@ -202,6 +211,11 @@ class StageWrapper(Stage):
     def focus_absolute(self) -> bool:
         """The inner drive's."""
         return self.inner.focus_absolute
+
+    @property
+    def counts_from_power_up(self) -> bool:
+        """The inner drive's."""
+        return self.inner.counts_from_power_up
 
     def home(self) -> Position:
         """Home the inner stage."""

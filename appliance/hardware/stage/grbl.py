@@ -352,6 +352,11 @@ class GrblStage(Stage):
         self._homing = False
 
     @property
+    def counts_from_power_up(self) -> bool:
+        """Homing off (``$22=0``, as stock GRBL ships): the board's zero is wherever it powered up."""
+        return self._link is not None and not self.board_settings.get(22, 0.0)
+
+    @property
     def focus_absolute(self) -> bool:
         """A servo focus's angle survives a restart of the board; a Z stepper's count does not."""
         return self.focus_mode == "servo"

@@ -12,6 +12,8 @@ from zero again wherever it powered up: :meth:`OffsetStage.carry_over` keeps the
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from appliance.hardware.camera.base import Camera
 from appliance.hardware.stage.base import Position, Stage, StageError, StageWrapper
@@ -43,6 +45,9 @@ class OffsetStage(StageWrapper):
         self._known: Position | None = None  # the inner stage's last reported position
         self._going: tuple[float | None, ...] | None = None  # the inner target of a move that has not ended
         self.doubt_um: tuple[float, float] = (0.0, 0.0)  # see carry_over
+        #: Called with :meth:`journal_entry` before every move in x or y (a scan writes it to its folder, so that a
+        #: resumed run knows where the carriage stood: :meth:`resume_from`).
+        self.journal: Callable[[dict[str, Any]], None] | None = None
 
     def to_inner(self, x: float | None, y: float | None, z: float | None) -> tuple[float | None, ...]:
         """Each given axis plus its offset."""
@@ -61,7 +66,41 @@ class OffsetStage(StageWrapper):
     def move_to_um(self, x: float | None = None, y: float | None = None, z: float | None = None) -> Position:
         """The inner stage's move to the target plus the offset."""
         self._going = self.to_inner(x, y, z)
+        if self.journal is not None and (x is not None or y is not None):
+            self.journal(self.journal_entry())
         return self._seen(self.inner.move_to_um(*self._going))
+
+    def journal_entry(self) -> dict[str, Any]:
+        """Where the carriage is bound (inner µm: from where the last move ended, to the move's target) and the offset.
+
+        JSON-ready; :meth:`resume_from` reads it back.
+        """
+        was = None if self._known is None else list(self._known)
+        going = None if self._going is None else list(self._going)
+        return {"from_um": was, "to_um": going, "offset_um": list(self.offset_um)}
+
+    def resume_from(self, entry: Mapping[str, Any]) -> None:
+        """Take up where a stopped run left the carriage (a :meth:`journal_entry`), before :meth:`carry_over`.
+
+        Raises
+        ------
+        ValueError
+            ``entry`` is not a journal entry (names what is wrong).
+        """
+        try:
+            offset = tuple(float(v) for v in entry["offset_um"])
+            was = entry["from_um"]
+            going = entry["to_um"]
+            known = Position(*(float(v) for v in (was if was is not None else going)))
+            target = None if going is None else tuple(None if v is None else float(v) for v in going)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"not a carriage journal entry (from_um, to_um, offset_um: lists of 3 numbers): "
+                             f"{entry!r}") from exc
+        if len(offset) != 3 or not all(math.isfinite(v) for v in (*offset, *known)) or \
+                (target is not None and len(target) != 3):
+            raise ValueError(f"not a carriage journal entry (3 finite numbers each): {entry!r}")
+        self.offset_um = (offset[0], offset[1], offset[2])
+        self._known, self._going = known, target
 
     def focus_to_um(self, z: float) -> Position:
         """The inner stage's focus move to ``z`` plus the offset."""
