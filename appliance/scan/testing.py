@@ -117,12 +117,17 @@ class SimTruthFocuser:
 
 
 def _origin_z_um(stage: Stage) -> float:
-    """Where ``stage``'s z origin lies in its innermost drive's: every ``offset_um`` along its ``inner`` chain."""
-    total, layer = 0.0, vars(stage)
-    while layer:
-        total += float(layer.get("offset_um", (0.0, 0.0, 0.0))[2])
-        layer = vars(layer["inner"]) if "inner" in layer else {}
-    return total
+    """Where ``stage``'s z origin lies in the truth's.
+
+    The truth is the virtual stage's mechanics where that is the innermost drive (every ``offset_um`` along the
+    ``inner`` chain counts), else the reported place of the stage just inside the scan's own origin (a firmware
+    rig's: the outermost ``offset_um`` alone counts).
+    """
+    layers = [stage]
+    while "inner" in vars(layers[-1]):
+        layers.append(vars(layers[-1])["inner"])
+    offsets = [float(vars(s).get("offset_um", (0.0, 0.0, 0.0))[2]) for s in layers]
+    return sum(offsets) if hasattr(layers[-1], "true_position_um") else offsets[0]
 
 
 class PlaneFocusMap:

@@ -66,6 +66,9 @@ def test_carry_over_keeps_the_carriages_coordinates_where_the_board_counts_anew(
         stage.move_to_um(300.0, 200.0)
         assert stage.carry_over() == Position(300.0, 200.0, 90.0)  # a board that kept its count: nothing moves
         assert stage.offset_um == (0.0, 0.0, 0.0) and stage.doubt_um == (0.0, 0.0)
+        SimStage.move_to_um(inner, 500.0, 400.0)  # jogged by hand, count and carriage together: the count holds
+        assert stage.carry_over() == Position(500.0, 400.0, 90.0) and stage.offset_um == (0.0, 0.0, 0.0)
+        stage.move_to_um(300.0, 200.0)
         _Board.zero = (300.0, 200.0, 90.0)  # it restarted where the move ended, counting from there
         try:
             assert stage.carry_over() == Position(300.0, 200.0, 90.0)

@@ -121,9 +121,11 @@ class OffsetStage(StageWrapper):
         somewhere between there and the move's target. The offset is moved so that the target (else the last
         place) keeps its coordinates, and :attr:`doubt_um` is set to how far the carriage may lie from it in x and
         y (towards where the move began; zero at rest), for a realignment to search along
-        (:class:`~appliance.scan.realign.Realigner`). A board that kept its count (a soft reset at rest, a port
-        that came back to a board that kept its power) reports where it was: nothing moves. A focus whose position
-        survives a restart (:attr:`Stage.focus_absolute`: a servo's angle) keeps its z.
+        (:class:`~appliance.scan.realign.Realigner`). Only a board whose x and y read its power-up zero restarted:
+        one that kept its count (a soft reset at rest, a port that came back to a board that kept its power) reports
+        where it was, and one moved since with its count (jogged by hand between two runs) reports where it is;
+        either way nothing moves. A focus whose position survives a restart (:attr:`Stage.focus_absolute`: a
+        servo's angle) keeps its z.
 
         Returns
         -------
@@ -144,7 +146,9 @@ class OffsetStage(StageWrapper):
             *(w if t is None else t for w, t in zip(was, self._going, strict=True)))
         kept = all(min(a, b) - COUNT_KEPT_UM <= n <= max(a, b) + COUNT_KEPT_UM
                    for n, a, b in zip(now, was, going, strict=True))
-        if kept:
+        # a count neither kept nor at the power-up zero was moved since, with the carriage (a jog by hand): it holds
+        restarted = max(abs(now.x_um), abs(now.y_um)) <= COUNT_KEPT_UM
+        if kept or not restarted:
             self.doubt_um = (0.0, 0.0)
             return self._seen(now)
         shift = [n - g for n, g in zip(now, going, strict=True)]
