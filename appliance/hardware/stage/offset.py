@@ -42,7 +42,7 @@ class OffsetStage(StageWrapper):
         super().__init__(inner)
         self.offset_um: tuple[float, float, float] = (values[0], values[1], values[2])
 
-        self._known: Position | None = None  # the inner stage's last reported position
+        self._known: Position | None = None  # where the inner stage's last move or homing ended
         self._going: tuple[float | None, ...] | None = None  # the inner target of a move that has not ended
         self.doubt_um: tuple[float, float] = (0.0, 0.0)  # see carry_over
         #: Called with :meth:`journal_entry` before every move in x or y (a scan writes it to its folder, so that a
@@ -69,6 +69,17 @@ class OffsetStage(StageWrapper):
         if self.journal is not None and (x is not None or y is not None):
             self.journal(self.journal_entry())
         return self._seen(self.inner.move_to_um(*self._going))
+
+    def focus_to_um(self, z: float) -> Position:
+        """The inner stage's focus move to ``z`` plus the offset."""
+        self._going = self.to_inner(None, None, z)
+        target = self._going[2]
+        assert target is not None
+        return self._seen(self.inner.focus_to_um(target))
+
+    def home(self) -> Position:
+        """Home the inner stage."""
+        return self._seen(self.inner.home())
 
     def journal_entry(self) -> dict[str, Any]:
         """Where the carriage is bound (inner µm: from where the last move ended, to the move's target) and the offset.
@@ -101,17 +112,6 @@ class OffsetStage(StageWrapper):
             raise ValueError(f"not a carriage journal entry (3 finite numbers each): {entry!r}")
         self.offset_um = (offset[0], offset[1], offset[2])
         self._known, self._going = known, target
-
-    def focus_to_um(self, z: float) -> Position:
-        """The inner stage's focus move to ``z`` plus the offset."""
-        self._going = self.to_inner(None, None, z)
-        target = self._going[2]
-        assert target is not None
-        return self._seen(self.inner.focus_to_um(target))
-
-    def home(self) -> Position:
-        """Home the inner stage."""
-        return self._seen(self.inner.home())
 
     def carry_over(self) -> Position:
         """After the drive's board restarted and cannot home: keep this stage's coordinates for the carriage.
