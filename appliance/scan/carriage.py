@@ -82,8 +82,13 @@ def carry_over_from(stage: OffsetStage, entry: Mapping[str, Any] | None) -> bool
         return False
     try:
         stage.resume_from(entry)
-        stage.carry_over()
+        saved = stage.offset_um
+        now = stage.carry_over()
     except (ValueError, StageError) as exc:
         _log.warning("the scan's coordinates were not carried over from where its carriage stood: %s", exc)
         return False
+    moved = [round(a - b, 1) for a, b in zip(stage.offset_um, saved, strict=True)]
+    _log.warning("the stage counts from where its board powered up (no homing): the scan goes on from where its "
+                 "carriage stood, (%.1f, %.1f) um, its origin moved by %s um (0: the board kept its count)",
+                 now.x_um, now.y_um, moved)
     return True

@@ -193,7 +193,8 @@ def test_a_resumed_scan_finds_its_slide_again_and_goes_on_in_its_first_coordinat
 
 
 @pytest.mark.parametrize("journal", [True, False])
-def test_a_scan_resumed_on_a_board_without_switches_goes_on_from_where_its_carriage_stood(tmp_path, journal) -> None:
+def test_a_scan_resumed_on_a_board_without_switches_goes_on_from_where_its_carriage_stood(tmp_path, journal,
+                                                                                          caplog) -> None:
     from appliance.scan.carriage import FILE_NAME
     from appliance.scan.testing import scan_small_slide
 
@@ -214,6 +215,7 @@ def test_a_scan_resumed_on_a_board_without_switches_goes_on_from_where_its_carri
         return
     # carried over from the journal, the print lay where the scan recorded it (the carriage had stopped at rest)
     assert check["carried_over"] and check["match"] > 0.8 and check["moved_um"] < 1.0
+    assert "the scan goes on from where its carriage stood" in caplog.text  # said in the scan's log
     assert max(errors.values()) < 2.5 and out.summary["recall"] == 1.0 and out.summary["duplicates"] == 0
     assert out.summary["position_check"]["moved_um"] < 1.0
 
