@@ -61,6 +61,24 @@ def test_a_stage_port_that_does_not_exist_is_one_line_at_scan_start(tmp_path, ca
     assert "stage: StageConnectionError: cannot open stage port" in err[0] and "ttyACM9" in err[0]
 
 
+def test_a_stage_port_another_scan_holds_is_one_line_at_scan_start(tmp_path, capsys):
+    from appliance.hardware.stage.grbl import GrblStage, GrblStageConfig
+    from tests.stage.fake_grbl import FakeGrbl
+
+    board = FakeGrbl(tmp_path).start()
+    try:
+        with GrblStage(GrblStageConfig(port=board.path, reply_timeout_s=1.0, handshake_timeout_s=2.0)) as first:
+            code = main(["scan", "--stage", "grbl", "--port", board.path, "--out", str(tmp_path / "scan"),
+                         "--vision", "sim-truth", "--focus", "sim-truth", "--progress", "none"])
+            assert first.position_um() is not None  # the scan that holds the port is not disturbed
+    finally:
+        board.stop()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1, err
+    assert "StagePortBusy: stage port" in err[0] and "is in use by another program" in err[0]
+    assert board.received.count("$I") == 1  # the second scan never spoke on the line
+
+
 def test_config_directory_and_unreadable_file_exit_1(tmp_path, capsys, no_service):
     assert main(["run", "--config", str(tmp_path)]) == 1
     assert "is a directory" in capsys.readouterr().err
