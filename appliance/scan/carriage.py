@@ -2,10 +2,11 @@
 
 A board without homing switches (stock GRBL's ``$22=0``) counts from zero wherever it powered up, and an Arduino
 restarts whenever its port opens: a scan resumed after the host crashed meets a board whose count starts again
-where the carriage stood. Nothing on the board says where that was; the scan's folder does. Before every move in x
-or y the scan's :class:`~appliance.hardware.stage.offset.OffsetStage` hands its :meth:`journal_entry` (from where
-the last move ended, to the move's target, and the scan's origin) to a :class:`CarriageJournal`, which replaces
-``carriage.json`` with it. A resumed run reads it before it moves (:func:`read_journal`) and carries the scan's
+where the carriage stood. Nothing on the board says where that was; the scan's folder does. On such a drive
+(:attr:`~appliance.hardware.stage.base.Stage.counts_from_power_up`), before every move in x or y the scan's
+:class:`~appliance.hardware.stage.offset.OffsetStage` hands its :meth:`journal_entry` (from where the last move
+ended, to the move's target, and the scan's origin) to a :class:`CarriageJournal`, which replaces ``carriage.json``
+with it. A resumed run reads it before it moves (:func:`read_journal`) and carries the scan's
 coordinates over from there (:func:`carry_over_from`); the realignment that follows looks for the first print along
 the move that was under way.
 

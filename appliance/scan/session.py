@@ -158,7 +158,8 @@ def run_scan(stage: Stage, camera: Camera, vision: Vision, focuser: Focuser, foc
     with folder_lock(folder.root), ResultStore(db_path) as store:
         old = store.unfinished_scan(out_dir) if resume else None
         stood = read_journal(folder.root) if old is not None else None  # before a move of this run replaces it
-        origin.journal = CarriageJournal(folder.root / CARRIAGE_FILE)
+        if origin.counts_from_power_up:  # only there can a resume use it: a drive with switches homes to its place
+            origin.journal = CarriageJournal(folder.root / CARRIAGE_FILE)
         cal_s: float | None = None
         start_on_glass = False  # z_start_um is the glass's own focus, found before the first field
         flat: dict[str, Any] = {}

@@ -191,8 +191,8 @@ def _resume_and_compare(run: Path, cal, reference) -> None:
 @pytest.fixture(scope="module")
 def calibrated_events(tmp_path_factory, clean) -> int:
     """How many file events an uninterrupted scan given the clean run's calibration makes (the cut runs are given
-    it too; the clean run's own calibration moved the stage, and every move in x or y replaces the carriage
-    journal: more events)."""
+    it too; the clean run calibrated itself, and on a drive that keeps a carriage journal every move of that
+    calibration is one more event)."""
     _, _, _, cal, _ = clean
     disk, mp = Disk(), pytest.MonkeyPatch()
     _watch(mp, disk)
