@@ -460,6 +460,10 @@ class FocusMapAdapter:
         """The map a target is focused with: the foci's (``foci``), else the glass's (a field, or a known type)."""
         return self.foci if foci else self.focusing
 
+    def reads_glass(self) -> bool:
+        """Whether :meth:`predict` answers from the glass's readings (else from the fields' foci in their stead)."""
+        return len(self.inner) >= CHECKED_POINTS
+
     def predict(self, x_um: float, y_um: float) -> tuple[float, float] | None:
         """The glass's z and sigma, or None while no map has ``CHECKED_POINTS`` points.
 

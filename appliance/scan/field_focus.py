@@ -95,8 +95,10 @@ class FieldWork:
     n_candidates: int = 0
     focus_point: tuple[float, float, float] | None = None  # the field's autofocus, for the map once it is known
     wide_from: float | None = None  # the guess a wide search for the lost slide started from (it found a peak)
-    guess_before: float | None = None  # the last focus found before this field's own autofocus found one
+    guess_before: tuple[float | None, bool] | None = None  # the guess, and whether it was the glass's, before
+    # this field's own autofocus found a focus
     glass_um: float | None = None  # the glass the view's z was set ``FIELD_VIEW_ABOVE_GLASS_UM`` above, if so
+    first_look: int = 0  # candidates in view at the z the field focus gave the field, before its own autofocus
     objects: list[ObjectRecord] = field(default_factory=list)
     annotations: list[Annotation] = field(default_factory=list)
     files: list[Any] = field(default_factory=list)
@@ -137,13 +139,15 @@ class FieldFocus:
         #: reading keeps only those below): the focus drive's direction check (``session.focus_direction_warnings``)
         self.specks_either_side_z: float | None = None
         self._blind: list[tuple[float, float, float]] = []  # empty fields autofocused while the map could not say
-        self._unfocused: list[tuple[float, float]] = []  # fields whose own autofocus found no focus to trust
+        # fields whose own autofocus found no focus to trust: x, y and whether anything was in view there
+        self._unfocused: list[tuple[float, float, bool]] = []
         self._lost_looks = 0  # fields autofocused in vain before any focus was found
         self._speck_glass = SpeckGlassPlane()  # the glass measured from specks beside structures
         self._focus_found = False  # a field's autofocus has found focus (in this scan, this run or before)
-        # the guess is the glass's focus, found before the first field (at 40x most fields are bare glass and
-        # never find one: a whole scan was viewed at the glass, where a 55 µm woodpile 5 µm below its
-        # mid-plane was too faint for the gate in every field over it, seed 1609)
+        # the guess is the glass's focus, found before the first field or by a field's search on its specks (at
+        # 40x most fields are bare glass and never find one: a whole scan was viewed at the glass, where a 55 µm
+        # woodpile 5 µm below its mid-plane was too faint for the gate in every field over it, seed 1609);
+        # an object's focus is not (see :meth:`autofocus_field`)
         self._guess_on_glass = start_on_glass and z_start_um is not None
 
     def read_start_z(self) -> None:
@@ -162,6 +166,7 @@ class FieldFocus:
         if f.focus_source == "autofocus" and f.n_structures == 0:
             self.add_point(f.x_um, f.y_um, f.z_um)
             self._z_guess = f.z_um  # the latest focus found, as the interrupted run had it
+            self._guess_on_glass = True  # a field of no structure, as a field's focus before session 40 was read
 
     def resume_glass(self, x: float, y: float, z: float) -> None:
         """Take back a committed structure's glass measured from specks beside it."""
@@ -172,7 +177,7 @@ class FieldFocus:
         if w.wide_from is not None and n_candidates == 0:
             self._forget_wide_focus(w)
         if w.focus_source != "autofocus":
-            self._unfocused.append((pos.x_um, pos.y_um))
+            self._unfocused.append((pos.x_um, pos.y_um, w.first_look > 0 or n_candidates > 0))
             self._lost_looks += not self._focus_found
 
     def field_seen(self, w: FieldWork, structure_in_view: bool) -> None:
@@ -191,7 +196,8 @@ class FieldFocus:
 
     def wants_autofocus(self, pos: FieldPosition, w: FieldWork, n_candidates: int) -> bool:
         """Whether a field, first seen at the z its field focus gave it, gets its own autofocus."""
-        if self._looked_near(pos) and (self._focus_found or self._lost_looks >= LOST_LOOKS):
+        w.first_look = n_candidates
+        if self._looked_near(pos, n_candidates > 0) and (self._focus_found or self._lost_looks >= LOST_LOOKS):
             # a field search within MAP_RETRY_UM found nothing it could trust (a camera whose curves are noise,
             # bare glass): one here would most likely fail the same way, at 2-9 s of stage time a field. Until
             # the scan has found focus, the first LOST_LOOKS fields all look (a slide put in by hand, 45 µm off)
@@ -221,11 +227,13 @@ class FieldFocus:
         if self.focus_plan.field_focus == "autofocus":
             self.autofocus_field(w)
             return
+        on_glass = self._map_reads_glass()
         if pred is not None and pred[1] <= self.focus_plan.search_range_um / 2:
             try:
-                z = pred[0] + FIELD_VIEW_ABOVE_GLASS_UM
+                # a map of objects' foci (no glass read yet) already stands above the glass: viewed as it is
+                z = pred[0] + (FIELD_VIEW_ABOVE_GLASS_UM if on_glass else 0.0)
                 self.stage.focus_to_um(z)
-                w.z_um, w.focus_source, w.glass_um = z, "map", pred[0]
+                w.z_um, w.focus_source, w.glass_um = z, "map", pred[0] if on_glass else None
                 return
             except StageLimitError:  # the map extrapolated beyond the focus travel: use the last good z
                 pred = None
@@ -241,11 +249,12 @@ class FieldFocus:
             # focus found millimetres away. An unsure one is not used: a plane through a few structures 5-27 µm
             # off tilted a level slide's fields up to 70 µm off their glass (the cheap colour camera, seed 443)
             glass = said[0]
-        elif pred is not None:
+        elif pred is not None and on_glass:
             glass = pred[0]
-        elif self._z_guess is not None and (self._focus_found or self._guess_on_glass):
+        elif self._z_guess is not None and self._guess_on_glass:
             glass = self._z_guess
         guess = (glass + FIELD_VIEW_ABOVE_GLASS_UM if glass is not None
+                 else pred[0] if pred is not None  # objects' foci: as they are
                  else self._z_guess if self._z_guess is not None else p.z_um)
         try:
             self.stage.focus_to_um(guess)
@@ -296,7 +305,13 @@ class FieldFocus:
             w.wide_from = guess if out.ok else None
         if out.ok:
             w.z_um, w.focus_source = out.z_um, "autofocus"
-            w.guess_before, self._z_guess = self._z_guess, out.z_um
+            w.guess_before = (self._z_guess, self._guess_on_glass)
+            if out.glass or not self._guess_on_glass:
+                # an object's focus (no speck in view: a dust clump, a fibre, part of a print) is its mid-plane,
+                # 0-15 µm above the glass: it is the next fields' guess as it is, and it does not replace the
+                # glass's. Taken for the glass, fields were viewed 5 µm above it, each object focused on there
+                # raising the guess again: 17 µm above the glass after two (40x, seed 4705)
+                self._z_guess, self._guess_on_glass = out.z_um, out.glass
             if not self._focus_found:
                 self._unfocused.clear()  # those searches failed for want of the slide, not of a camera to trust
             self._focus_found = True
@@ -317,6 +332,16 @@ class FieldFocus:
             return replace(out, ok=False)
         return out
 
+    def _map_reads_glass(self) -> bool:
+        """Whether the map predicts the glass, or (too few glass readings yet) the fields' foci in its stead.
+
+        Those foci are objects' mid-planes where a field showed no speck (a dust clump, a fibre, a bubble, part
+        of a print: 0-15 µm above the glass), and at 40x most fields do: a scan of seed 4604 viewed its fields
+        5 µm above such a map, 13 µm above the glass. A map that does not say is taken for the glass's.
+        """
+        reads = getattr(self.focus_map, "reads_glass", None)
+        return bool(reads()) if callable(reads) else True
+
     def _glass_evidence(self, x: float, y: float) -> tuple[float, float] | None:
         """The glass's z and sigma from its readings and the structures' foci less their reference heights.
 
@@ -334,7 +359,7 @@ class FieldFocus:
         guess stays the last focus before, when there was one.
         """
         if w.guess_before is not None:
-            self._z_guess = w.guess_before
+            self._z_guess, self._guess_on_glass = w.guess_before
 
     def _forget_wide_focus(self, w: FieldWork) -> None:
         """A wide search's peak with nothing in view there is the noise of a flat curve, not the slide.
@@ -437,10 +462,17 @@ class FieldFocus:
         pred = self.focus_map.predict(pos.x_um, pos.y_um)
         return pred is None or MAP_SURE_K * pred[1] > self._drift_bound_um()
 
-    def _looked_near(self, pos: FieldPosition) -> bool:
-        """A field's own autofocus within ``MAP_RETRY_UM`` of this field found no focus (:meth:`wants_autofocus`)."""
+    def _looked_near(self, pos: FieldPosition, in_view: bool) -> bool:
+        """A field's own autofocus within ``MAP_RETRY_UM`` of this field found no focus (:meth:`wants_autofocus`).
+
+        For a field with something ``in_view``, only a search that had something in view too counts: bare
+        glass fails every search whatever the camera, and says nothing of whether an object can be focused. At
+        40x a field of a sparse slide is mostly bare: twelve of them failed along a first row, and then a
+        micro-lens 14 µm above the fields' z showed as a blur in three fields that never looked (seed 4604).
+        """
         r2 = MAP_RETRY_UM * MAP_RETRY_UM
-        return any((x - pos.x_um) ** 2 + (y - pos.y_um) ** 2 <= r2 for x, y in self._unfocused)
+        return any((x - pos.x_um) ** 2 + (y - pos.y_um) ** 2 <= r2
+                   for x, y, seen in self._unfocused if seen or not in_view)
 
     def _map_drifted(self, pos: FieldPosition, w: FieldWork) -> bool:
         """The map's z here is more than ``MAP_DRIFT_FRACTION`` of the search range from its nearest point's.
@@ -454,4 +486,5 @@ class FieldFocus:
         if w.focus_source != "map" or not self._focus_points:
             return False
         near = min(self._focus_points, key=lambda p: (p[0] - pos.x_um) ** 2 + (p[1] - pos.y_um) ** 2)
-        return abs(w.z_um - FIELD_VIEW_ABOVE_GLASS_UM - near[2]) > self._drift_bound_um()
+        view_above = 0.0 if w.glass_um is None else w.z_um - w.glass_um
+        return abs(w.z_um - view_above - near[2]) > self._drift_bound_um()

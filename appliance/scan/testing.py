@@ -106,14 +106,15 @@ class SimTruthFocuser:
         where = getattr(stage, "true_position_um", stage.position_um)
         true = where()
         z = float(self.scope.slide.surface_z_um(true.x_um, true.y_um))
+        glass = True
         if roi_px is not None:
             for b in self.scope.boxes_at(true.x_um, true.y_um):
                 if b.kind == "structure" and _overlaps(b.box_px, roi_px):
-                    z = b.focus_z_um
+                    z, glass = b.focus_z_um, False
                     break
         # the scan's own origin (appliance/hardware/stage/offset.py) may lie off the drive's after a realignment
         stage.focus_to_um(z - _origin_z_um(stage))
-        return FocusOutcome(stage.position_um().z_um, 1, True)
+        return FocusOutcome(stage.position_um().z_um, 1, True, glass=glass)
 
 
 def _origin_z_um(stage: Stage) -> float:
