@@ -53,8 +53,16 @@ def test_prints_below_their_glass_are_said_and_prints_above_it_are_not():
     assert focus_direction_warnings([4.0, 7.5, 2.1, -0.5, 9.0]) == []
     assert focus_direction_warnings([-3.0, -7.0]) == []  # too few to say
     (w,) = focus_direction_warnings([-6.6, -4.7, 1.2, -8.1, -3.6])
-    assert "4 of 5 prints focused below the glass" in w and "stage.z_reversed: true" in w
+    assert "4 of 5 prints focused no higher than 1 um above the glass" in w and "4 of them" in w
+    assert "stage.z_reversed: true" in w
     assert focus_direction_warnings([-0.4, -0.6, 0.3, -0.2]) == []  # within a micrometre: no direction
+    # a reversed drive's searches may also stop at the glass itself (seed 4826: the median -1.6 µm, 5 of 8 below
+    # the glass, which the older test let pass)
+    offsets = [-9.1, -13.0, -9.5, 0.1, -2.1, -1.2, 1.9, 0.2]
+    (w,) = focus_direction_warnings(offsets)
+    assert "7 of 8" in w and "5 of them" in w
+    # a normal drive with more of its prints near the glass than any of 37 held-out scans had (3 of 8) stays silent
+    assert focus_direction_warnings([0.5, 6.0, -0.2, 4.1, 8.0, 5.0, 0.8, 3.3]) == []
 
 
 def test_the_direction_check_reads_the_specks_on_both_sides_of_a_print_first():
