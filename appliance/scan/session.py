@@ -736,7 +736,7 @@ def summarise(store: ResultStore, scan_id: int, area_um: tuple[float, float, flo
 #: A scan warns that its focus drive looks reversed when at least :data:`NOT_ABOVE_SHARE` of its prints' foci lie
 #: less than :data:`NOT_ABOVE_GLASS_UM` above their glass, and at least :data:`BELOW_GLASS_SHARE` of them more than
 #: :data:`BELOW_GLASS_UM` below it. A print stands on its glass, so its focus lies above it by half its height (+1.4
-#: to +13.6 µm on the virtual default slides; under +1 µm for 16 of 297 prints of 37 held-out scans, at most a
+#: to +13.6 µm on the virtual default slides; under +1 µm for 16 of 297 prints of 36 held-out scans, at most a
 #: quarter of one scan's, session 40); a drive wired the other way round puts prints below their glass (-0.4 to
 #: -12.1 µm on the same slides, session 36), or leaves a search at the glass itself: 7 of 8 prints of seed 4826
 #: read under +1 µm, 5 of them below -1 µm, where the older test (a median below -1 µm and two thirds below the
