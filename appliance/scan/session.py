@@ -33,7 +33,7 @@ from appliance.scan.calibration import Calibration, CalibrationError, calibrate,
 from appliance.scan.capture import CaptureFailed, CheckedCamera
 from appliance.scan.carriage import FILE_NAME as CARRIAGE_FILE
 from appliance.scan.carriage import CarriageJournal, carry_over_from, read_journal
-from appliance.scan.events import Event
+from appliance.scan.events import Event, ObjectRecorded
 from appliance.scan.exposure import settle_exposure
 from appliance.scan.field_focus import FIND_SLIDE_RANGE_UM, searched_range_um
 from appliance.scan.flatfield import FILE_NAME as FLAT_FIELD_FILE
@@ -204,7 +204,8 @@ def run_scan(stage: Stage, camera: Camera, vision: Vision, focuser: Focuser, foc
             resumed = realign("when the scan resumed", resume=True, restarted=carried)
             scale = realign.check_scale()  # another objective since the first run: stop, not scan on at its scale
         runner = ScanRunner(stage, camera, vision, focuser, focus_map, store, folder, plan, grid, cal, scan_id,
-                            device_clock=device_clock, on_event=on_event, z_start_um=z_start_um, area_um=area_um,
+                            device_clock=device_clock, on_event=DirectionWatch(scan_id, on_event),
+                            z_start_um=z_start_um, area_um=area_um,
                             start_on_glass=start_on_glass, realign=realign)
         if runner_hook is not None:
             runner_hook(runner)
@@ -767,6 +768,32 @@ def focus_direction_warnings(offsets_um: Sequence[float]) -> list[str]:
             "stage, or a servo coupled the other way round); set stage.z_reversed: true in the config (tppscan "
             "scan --z-reversed) and scan again, since the fields' focus, the lenses' phase and the height maps all "
             "read z the other way"]
+
+
+class DirectionWatch:
+    """Passes the runner's events on, and says in the log once, mid-scan, when its prints say the drive is reversed.
+
+    The summary's warning (:func:`focus_direction_warnings`) comes at the end; a person reading the log over SSH
+    sees it as soon as the prints recorded so far show it, and can stop the scan and start it again with
+    ``--z-reversed`` instead of waiting for a scan whose foci, lenses and height maps all read z the wrong way.
+    """
+
+    def __init__(self, scan_id: int, forward: Callable[[Event], None] | None = None) -> None:
+        self.scan_id, self.forward = scan_id, forward
+        self.offsets_um: list[float] = []
+        self.said = False
+
+    def __call__(self, event: Event) -> None:
+        """Pass ``event`` on; a structure recorded adds its focus less its glass to what is read."""
+        if self.forward is not None:
+            self.forward(event)
+        if self.said or not isinstance(event, ObjectRecorded) or event.obj.kind != "structure":
+            return
+        self.offsets_um.extend(glass_offsets_um([event.obj]))
+        warned = focus_direction_warnings(self.offsets_um)
+        if warned:
+            self.said = True
+            _log.warning("scan %s, after %d prints: %s", self.scan_id, len(self.offsets_um), warned[0])
 
 
 def glass_offsets_um(structures: Sequence[Any]) -> list[float]:

@@ -65,6 +65,36 @@ def test_prints_below_their_glass_are_said_and_prints_above_it_are_not():
     assert focus_direction_warnings([0.5, 6.0, -0.2, 4.1, 8.0, 5.0, 0.8, 3.3]) == []
 
 
+def test_the_log_says_a_reversed_drive_once_as_soon_as_the_prints_show_it(caplog):
+    import logging
+    from types import SimpleNamespace
+
+    from appliance.scan.events import ObjectRecorded
+    from appliance.scan.session import DirectionWatch
+
+    def rec(kind, z, glass):
+        return ObjectRecorded(SimpleNamespace(kind=kind, z_um=z, extra={"glass_z_um": glass}))
+
+    seen = []
+    watch = DirectionWatch(7, seen.append)
+    events = [rec("structure", 84.0, 90.0), rec("debris", 80.0, 90.0), rec("structure", 89.8, 90.0),
+              rec("structure", 83.5, 90.0), rec("structure", 82.0, 90.0), rec("structure", 81.0, 90.0)]
+    with caplog.at_level(logging.WARNING, logger="appliance.scan.session"):
+        for e in events[:3]:
+            watch(e)
+        assert not caplog.records  # two prints: too few to say
+        for e in events[3:]:
+            watch(e)
+    assert seen == events  # every event passed on
+    (said,) = caplog.records  # once, at the third print
+    assert "scan 7, after 3 prints" in said.getMessage() and "--z-reversed" in said.getMessage()
+    quiet = DirectionWatch(8)
+    with caplog.at_level(logging.WARNING, logger="appliance.scan.session"):
+        for z in (95.0, 97.0, 93.5, 99.0):
+            quiet(rec("structure", z, 90.0))
+    assert len(caplog.records) == 1  # a drive wired the usual way: nothing more
+
+
 def test_the_direction_check_reads_the_specks_on_both_sides_of_a_print_first():
     from types import SimpleNamespace
 
