@@ -98,7 +98,6 @@ class FieldWork:
     guess_before: tuple[float | None, bool] | None = None  # the guess, and whether it was the glass's, before
     # this field's own autofocus found a focus
     glass_um: float | None = None  # the glass the view's z was set ``FIELD_VIEW_ABOVE_GLASS_UM`` above, if so
-    first_look: int = 0  # candidates in view at the z the field focus gave the field, before its own autofocus
     objects: list[ObjectRecord] = field(default_factory=list)
     annotations: list[Annotation] = field(default_factory=list)
     files: list[Any] = field(default_factory=list)
@@ -166,18 +165,21 @@ class FieldFocus:
         if f.focus_source == "autofocus" and f.n_structures == 0:
             self.add_point(f.x_um, f.y_um, f.z_um)
             self._z_guess = f.z_um  # the latest focus found, as the interrupted run had it
-            self._guess_on_glass = True  # a field of no structure, as a field's focus before session 40 was read
+            self._guess_on_glass = True  # a field of no structure: its record does not say, the glass is likeliest
 
     def resume_glass(self, x: float, y: float, z: float) -> None:
         """Take back a committed structure's glass measured from specks beside it."""
         self._speck_glass.add(x, y, z)
 
-    def after_autofocus(self, pos: FieldPosition, w: FieldWork, n_candidates: int) -> None:
-        """After a field's own autofocus and the look that followed it (``n_candidates`` in view)."""
+    def after_autofocus(self, pos: FieldPosition, w: FieldWork, before: int, n_candidates: int) -> None:
+        """After a field's own autofocus and the look that followed it.
+
+        ``before``: the candidates in view at the z the field focus gave the field; ``n_candidates``: after.
+        """
         if w.wide_from is not None and n_candidates == 0:
             self._forget_wide_focus(w)
         if w.focus_source != "autofocus":
-            self._unfocused.append((pos.x_um, pos.y_um, w.first_look > 0 or n_candidates > 0))
+            self._unfocused.append((pos.x_um, pos.y_um, before > 0 or n_candidates > 0))
             self._lost_looks += not self._focus_found
 
     def field_seen(self, w: FieldWork, structure_in_view: bool) -> None:
@@ -196,7 +198,6 @@ class FieldFocus:
 
     def wants_autofocus(self, pos: FieldPosition, w: FieldWork, n_candidates: int) -> bool:
         """Whether a field, first seen at the z its field focus gave it, gets its own autofocus."""
-        w.first_look = n_candidates
         if self._looked_near(pos, n_candidates > 0) and (self._focus_found or self._lost_looks >= LOST_LOOKS):
             # a field search within MAP_RETRY_UM found nothing it could trust (a camera whose curves are noise,
             # bare glass): one here would most likely fail the same way, at 2-9 s of stage time a field. Until

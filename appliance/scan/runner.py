@@ -569,10 +569,11 @@ class ScanRunner:
         if self.field_focus.wants_autofocus(pos, w, result.n_candidates):
             # something is in view and the map could not say where focus is (or has no point near here to
             # say it from), or no field has found focus yet: focus on it, then look again
+            first = result.n_candidates
             self._timed(w, FieldStep.FOCUS, lambda: self.field_focus.autofocus_field(w))
             frame = self._timed(w, FieldStep.CAPTURE, self.camera.capture)
             result = self._timed(w, FieldStep.ANALYSE, lambda: self._analyse(frame))
-            self.field_focus.after_autofocus(pos, w, result.n_candidates)
+            self.field_focus.after_autofocus(pos, w, first, result.n_candidates)
         w.n_candidates = result.n_candidates
         self.field_focus.field_seen(w, may_show_a_print(result.detections, self.camera.size_px, self.cal.um_per_px))
         for k, v in result.timings_s.items():

@@ -409,9 +409,8 @@ def test_a_field_records_whether_its_failed_look_had_something_in_view():
     r = _deciding([(167.0, 29.0, 89.0)])
     for first, after, seen in ((0, 0, False), (2, 0, True), (0, 1, True)):
         pos, w = _at(1134.0, "guess")
-        r.wants_autofocus(pos, w, first)
         w.focus_source = "autofocus-unsure"
-        r.after_autofocus(pos, w, after)
+        r.after_autofocus(pos, w, first, after)
         assert r._unfocused[-1] == (1134.0, 29.0, seen)
 
 
