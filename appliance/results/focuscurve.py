@@ -53,11 +53,10 @@ def lobes(z: np.ndarray, v: np.ndarray) -> list[tuple[float, float]]:
     return sorted(out, key=lambda p: -p[1])
 
 
-def two_lobe_centre(z: np.ndarray, v: np.ndarray, max_dip: float = DIP_FRACTION,
-                    lobe_gap_um: tuple[float, float] = LOBE_GAP_UM) -> float | None:
-    """Halfway between the two strongest maxima of a two-lobed curve, None for any other curve.
+def dipped_pair(z: np.ndarray, v: np.ndarray, max_dip: float = DIP_FRACTION) -> tuple[float, float] | None:
+    """The z of the curve's two strongest maxima, lower first; None unless a dip parts them.
 
-    Two-lobed: the maxima lie ``lobe_gap_um`` apart with a dip between them below ``max_dip`` of the weaker.
+    The dip: the curve between them falls below ``max_dip`` of the weaker maximum.
     """
     found = lobes(z, v)
     if len(found) < 2:
@@ -65,11 +64,32 @@ def two_lobe_centre(z: np.ndarray, v: np.ndarray, max_dip: float = DIP_FRACTION,
     (za, va), (zb, vb) = found[0], found[1]
     lo, hi = sorted((za, zb))
     between = (z > lo) & (z < hi)
-    if not (lobe_gap_um[0] <= hi - lo <= lobe_gap_um[1]) or not between.any():
+    if not between.any() or float(v[between].min()) > max_dip * min(va, vb):
         return None
-    if float(v[between].min()) > max_dip * min(va, vb):
+    return lo, hi
+
+
+def two_lobe_centre(z: np.ndarray, v: np.ndarray, max_dip: float = DIP_FRACTION,
+                    lobe_gap_um: tuple[float, float] = LOBE_GAP_UM) -> float | None:
+    """Halfway between the two strongest maxima of a two-lobed curve, None for any other curve.
+
+    Two-lobed: the maxima lie ``lobe_gap_um`` apart with a dip between them below ``max_dip`` of the weaker.
+    """
+    pair = dipped_pair(z, v, max_dip)
+    if pair is None or not lobe_gap_um[0] <= pair[1] - pair[0] <= lobe_gap_um[1]:
         return None
-    return 0.5 * (lo + hi)
+    return 0.5 * (pair[0] + pair[1])
+
+
+def straddles(z: np.ndarray, v: np.ndarray, at_um: float, max_dip: float = DIP_FRACTION) -> bool:
+    """Whether the curve's two strongest maxima lie either side of ``at_um`` with a dip between them.
+
+    Such a curve is a phase object's pair of lobes around ``at_um`` whatever their distance: with a narrow
+    condenser (more coherent light) a 10 µm tall ring's lobes lay 26 µm apart at 10x / NA 0.25, past
+    ``LOBE_GAP_UM``, around an autofocus 0.1 µm from its focus (held-out seed 5007, condenser sigma 0.36).
+    """
+    pair = dipped_pair(z, v, max_dip)
+    return pair is not None and pair[0] < at_um < pair[1]
 
 
 def curve_focus(z: np.ndarray, v: np.ndarray, lobe_gap: tuple[float, float] = LOBE_GAP_UM) -> float | None:

@@ -35,6 +35,7 @@ from appliance.results.focuscurve import (
     curve_focus,
     depth_of_field_scale,
     lobe_gap_um,
+    straddles,
     two_lobe_centre,
 )
 from appliance.results.phase import cap_heights, lens_cap, linear_intensity, tie_phase
@@ -365,7 +366,9 @@ def stack_focus(stack: np.ndarray, z_um: Sequence[float], mask: np.ndarray, focu
     between them. A single-peaked curve (a solid print, a lens) keeps the autofocus's reading, unless its peak
     lies more than half the widest lobe gap from it: no lobe is that far from a focus, so the autofocus locked
     onto something else (the glass under a tall print: 10-13 µm below three structures' foci on a slide tilted
-    5 µm/mm, seed 142, where the stack's own peak was 1.3-4.6 µm from the truth).
+    5 µm/mm, seed 142, where the stack's own peak was 1.3-4.6 µm from the truth). Nor when the curve's two
+    strongest lobes lie either side of the autofocus's z (:func:`~appliance.results.focuscurve.straddles`): a
+    pair wider than the window, one of whose lobes the override would take for the print.
     """
     z = np.asarray(z_um, dtype=np.float64)
     if z.size < 5:
@@ -374,6 +377,8 @@ def stack_focus(stack: np.ndarray, z_um: Sequence[float], mask: np.ndarray, focu
     mid = two_lobe_centre(z, curve, max_dip, lobe_gap_um)
     if mid is not None:
         return mid
+    if straddles(z, curve, focus_z_um, max_dip):
+        return focus_z_um  # a pair of lobes too far apart for the window, around the autofocus: not one peak
     peak = curve_focus(z, curve, lobe_gap_um)
     if peak is not None and abs(peak - focus_z_um) > 0.5 * lobe_gap_um[1]:
         return peak

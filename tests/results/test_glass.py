@@ -148,3 +148,14 @@ def test_the_specks_plane_follows_a_tilt_it_has_seen_and_does_not_tip_on_two_poi
     assert abs(two.predict(2000.0, 0.0) - 91.5) < 3.0  # a free plane would say 120
     with pytest.raises(ValueError, match="slope_sd_um_per_mm"):
         SpeckGlassPlane(0.0)
+
+
+def test_a_pair_of_lobes_wider_than_the_window_around_the_autofocus_is_not_taken_for_a_far_peak():
+    # a narrow condenser puts a thin wall's lobes farther apart: here 24 µm, past the 6-20 µm window
+    z = np.arange(70.0, 133.0, 2.0)
+    stack, mask = _wall_stack(z, 101.0, phase=True, dof_scale=2.1)
+    assert stack_focus(stack, z, mask, 101.0) == 101.0  # the override took the upper lobe, 12 µm off
+    assert stack_focus(stack, z, mask, 100.0) == 100.0
+    # a solid print's single peak far from the autofocus still overrides it (the glass found under it)
+    solid, mask = _wall_stack(z, 101.0, phase=False)
+    assert stack_focus(solid, z, mask, 88.0) == pytest.approx(101.0, abs=0.5)
