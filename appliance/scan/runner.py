@@ -110,6 +110,7 @@ from appliance.scan.verdicts import (
     as_debris,
     as_structure,
     debris_score,
+    gate_cut,
     gate_sees,
     leans_to_a_print,
     may_show_a_print,
@@ -981,7 +982,7 @@ class ScanRunner:
             # unread and was recorded as a lens (seed 1411 at 320 x 240)
             self._debris_after_all(w, as_debris(det, debris_score(det)), focused, (x, y), types)
             return
-        why = None if stitched else self._not_its_shape(det, focused, stack)
+        why = None if stitched else self._not_its_shape(det, focused, stack, sharp.seen)
         if why is not None:
             if self._looked_whole_instead(w, det, focused):
                 return
@@ -1047,9 +1048,15 @@ class ScanRunner:
         self._known.append(_Known("structure", box_um))
         return True
 
-    def _not_its_shape(self, det: Detection, focused: Frame, stack: _Stack) -> dict[str, float] | None:
-        """Why a whole object cannot be the type it is named, in numbers (:mod:`appliance.vision.typeshape`)."""
-        if det.touches_edge(self.camera.size_px):
+    def _not_its_shape(self, det: Detection, focused: Frame, stack: _Stack,
+                       seen: VisionResult) -> dict[str, float] | None:
+        """Why a whole object cannot be the type it is named, in numbers (:mod:`appliance.vision.typeshape`).
+
+        Not asked of an object the frame cuts: its box, or the gate's dark candidate holding it (``seen``'s,
+        :func:`gate_cut`), reaches the frame's edge.
+        """
+        if det.touches_edge(self.camera.size_px) or gate_cut(seen.candidate_boxes, det.box_px,
+                                                              self.camera.size_px):
             return None
         cx0, cy0, cx1, cy1 = stack.crop_box
         local = (det.box_px[0] - cx0, det.box_px[1] - cy0, det.box_px[2] - cx0, det.box_px[3] - cy0)

@@ -1107,3 +1107,43 @@ def test_a_print_its_shape_refuses_is_looked_at_whole_where_prints_may_be_larger
     monkeypatch.setattr(runner_module.ScanRunner, "_looked_whole_instead", lambda self, w, det, frame: False)
     s = _scan(tmp_path / "shape", 36, make, _SharpPoint, plan=plan)
     assert s["recall"] < 0.5
+
+
+class _AWideBandGatedToTheEdge(_AWideBandWhenSharp):
+    """Plays a print the detector boxes short of its dark pixels where these reach the frame's edge (held-out
+    seed 5005: at 40x a 61 µm split ring, centred on the box of its lower two thirds, reached the top of its
+    sharp frame; the detector boxed the lower part, 65 x 34 µm, clear of the edges, and the gate's candidate ran
+    from the top edge down). In the frame taken at a print's focus each print is boxed as the middle third of its
+    rows and, with ``to_edge``, the gate's candidate over it runs up to the frame's top edge; without, it is the
+    print's true box. Every other frame is the ground truth's."""
+
+    def __init__(self, scope, to_edge):
+        super().__init__(scope)
+        self.to_edge = to_edge
+
+    def analyse(self, frame):
+        truth = self.inner.analyse(frame)
+        r = super().analyse(frame)
+        if not _taken_at(frame, self.sharp):
+            return r
+        boxes = tuple((x0, 0 if self.to_edge else y0, x1, y1) for (x0, y0, x1, y1) in
+                      (d.box_px for d in truth.detections if d.kind == "structure"))
+        return VisionResult(r.n_candidates, r.detections, r.timings_s, boxes)
+
+
+def test_a_print_whose_dark_pixels_reach_the_frames_edge_is_not_refused_for_its_boxs_shape(tmp_path, monkeypatch):
+    monkeypatch.setattr(runner_module.ScanRunner, "_looked_whole_instead", lambda self, w, det, frame: False)
+    doubles = []
+
+    def make(to_edge):
+        def made(scope):
+            doubles.append(_AWideBandGatedToTheEdge(scope, to_edge))
+            return doubles[-1]
+        return made
+
+    s = _scan(tmp_path / "cut", 36, make(True), _SharpPoint)
+    assert doubles[-1].parts > 0
+    assert s["recall"] == 1.0 and s["duplicates"] == 0 and s["false_structures"] == 0
+    # the same boxes with the gate's candidate inside the frame: a whole object that shape is no print's
+    s = _scan(tmp_path / "whole", 36, make(False), _SharpPoint)
+    assert s["recall"] < 0.5
