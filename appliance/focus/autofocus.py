@@ -59,7 +59,7 @@ def autofocus(stage: Stage, camera: Camera, strategy: str, *, z_range_um: Sequen
               coarse_um: float = 4.0, now_s: Callable[[], float] | None = None,
               ref_height_um: float | None = None, ref_sigma_um: float = 0.0,
               target_type: str | None = None, width_scale: float = 1.0, check_lobe: bool = False,
-              target_width_um: float | None = None) -> FocusResult:
+              target_width_um: float | None = None, speck_scale: float = 1.0) -> FocusResult:
     """Focus the stage on the target in view and say how that went.
 
     Parameters
@@ -119,6 +119,9 @@ def autofocus(stage: Stage, camera: Camera, strategy: str, *, z_range_um: Sequen
         Report a focus whose walking curve is not one lobe (:func:`appliance.focus.search.untrusted`) as not
         ``ok``: a scan's field focus asks it, since its reading becomes a point of the focus map. ``specks``
         mode always checks, and also wants the glass's curve to rise ``GLASS_MIN_CONTRAST`` times.
+    speck_scale : float
+        ``specks`` mode: the camera's pixels per pixel of the speck sizes, >= 1
+        (:func:`appliance.focus.scores.speck_scale` of its µm per pixel); 1: the sizes as tuned at 0.56 µm.
 
     Returns
     -------
@@ -150,6 +153,9 @@ def autofocus(stage: Stage, camera: Camera, strategy: str, *, z_range_um: Sequen
     if target_width_um is not None and (isinstance(target_width_um, bool) or not (
             isinstance(target_width_um, (int, float)) and math.isfinite(target_width_um) and target_width_um > 0)):
         raise ValueError(f"target_width_um must be a finite number of um > 0, got {target_width_um!r}")
+    if isinstance(speck_scale, bool) or not (isinstance(speck_scale, (int, float)) and math.isfinite(speck_scale)
+                                             and speck_scale >= 1.0):
+        raise ValueError(f"speck_scale must be a finite number >= 1, got {speck_scale!r}")
     offset = 0.0 if ref_height_um is None else float(ref_height_um)
     ref_sigma = 0.0 if ref_height_um is None else float(ref_sigma_um)
     # the reference plane is the print's mid-plane: the print is twice as tall (when its own height is known)
@@ -164,8 +170,8 @@ def autofocus(stage: Stage, camera: Camera, strategy: str, *, z_range_um: Sequen
         trusted = ref_height_um is not None and sure <= MAP_TRUST_SIGMA_UM
         return _with_map(stage, camera, pred, (lo, hi), rect, estimator, mode, coarse_um, now_s, trusted,
                          target_type, width_scale, check_lobe, sure if ref_height_um is not None else None, bias,
-                         fine_pairs)
-    s = FocusSession(stage, camera, mode, rect, (lo, hi), now_s)
+                         fine_pairs, speck_scale)
+    s = FocusSession(stage, camera, mode, rect, (lo, hi), now_s, speck_scale)
     if mode == "specks" and rect is None:
         s.capture(start)
         if s.specks is None:  # nothing small on the glass in view: the caller decides what else to focus on
@@ -218,14 +224,15 @@ def _with_map(stage: Stage, camera: Camera, pred: tuple[float, float], z_range: 
               rect: tuple[int, int, int, int] | None, estimator: DefocusEstimator | None, mode: str,
               coarse_um: float, now_s: Callable[[], float] | None, trusted: bool = False,
               target_type: str | None = None, width_scale: float = 1.0, check_lobe: bool = False,
-              combine_um: float | None = None, bias_um: float = 0.0, fine_pairs: bool = True) -> FocusResult:
+              combine_um: float | None = None, bias_um: float = 0.0, fine_pairs: bool = True,
+              speck_scale: float = 1.0) -> FocusResult:
     """Focus within the map's window: one net frame when it agrees, else a classical search there.
 
     ``trusted`` (a map of the glass, sure at this field): with no estimator, the prediction is the focus
     once one frame shows the target in view. ``combine_um`` (a map of the glass: its surface's and the
     reference height's uncertainty here): a search's reading of a caller's target is combined with the
     prediction (:func:`_combine`). ``bias_um``: the target's reading bias, taken off a search's reading;
-    ``fine_pairs``: as :func:`appliance.focus.search.classical` has it.
+    ``fine_pairs``: as :func:`appliance.focus.search.classical` has it; ``speck_scale``: as :func:`autofocus`.
     """
     z_map = pred[0]
     z_pred, sigma = pred
@@ -234,7 +241,7 @@ def _with_map(stage: Stage, camera: Camera, pred: tuple[float, float], z_range: 
     if lo >= hi:  # the prediction lies outside the caller's range: search the range itself
         lo, hi = z_range
     z_pred = min(max(z_pred, lo), hi)
-    s = FocusSession(stage, camera, mode, rect, (lo, hi), now_s)
+    s = FocusSession(stage, camera, mode, rect, (lo, hi), now_s, speck_scale)
     z0 = s.capture(z_pred)
     target = s.target if s.target is not None or mode == "specks" else find_target(s.images[-1])
     if target is None:  # empty glass: the map carries the field, no search

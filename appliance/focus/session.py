@@ -34,14 +34,18 @@ class FocusSession:
         Lowest and highest z the search may visit.
     now_s : callable, optional
         The device clock (the simulator's virtual clock); ``time.monotonic`` by default.
+    speck_scale : float
+        ``specks`` mode: the camera's pixels per pixel of the speck sizes (:func:`appliance.focus.scores.speck_scale`).
     """
 
     def __init__(self, stage: Stage, camera: Camera, mode: str, roi: Rect | None,
-                 z_range_um: tuple[float, float], now_s: Callable[[], float] | None = None) -> None:
+                 z_range_um: tuple[float, float], now_s: Callable[[], float] | None = None,
+                 speck_scale: float = 1.0) -> None:
         self.stage = stage
         self.camera = camera
         self.mode = mode
         self.roi = roi
+        self.speck_scale = float(speck_scale)
         self.target: Rect | None = roi
         #: ``specks`` mode: the specks' rectangles, found in the first frame that shows one (None until then)
         self.specks: tuple[Rect, ...] | None = None
@@ -95,7 +99,7 @@ class FocusSession:
         curves are flat (the walk then covers the range); until one is found a frame scores its whole area.
         """
         self._floor.append(math.inf)
-        found, avoid = _s.speck_blobs(image)
+        found, avoid = _s.speck_blobs(image, scale=self.speck_scale)
         self._avoid.extend(avoid)
         known = list(self.specks or ())
         if not self.glass_seen():

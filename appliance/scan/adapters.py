@@ -182,6 +182,8 @@ class AutofocusFocuser:
         across in µm, which with its reference height sets a micro-lens's reading bias
         (``appliance.focus.typebias.SHAPE_BIAS``), at the tuned objective only (the fit's: a flat lens's -4 µm
         at 10x would be a different figure at 20x). None, or another objective: the type's constant bias.
+        Whatever the objective, it also scales the sizes of the glass's specks a field's focus reads
+        (:func:`appliance.focus.scores.speck_scale`: finer pixels than 0.56 µm see the same dust larger).
     """
 
     def __init__(self, strategy: str, z_travel_um: tuple[float, float], focus_map: FocusMapAdapter | None = None,
@@ -191,6 +193,7 @@ class AutofocusFocuser:
         try:
             from appliance.focus import autofocus
             from appliance.focus.focusmap import GLASS_PRIOR_SIGMA_UM
+            from appliance.focus.scores import speck_scale
             from appliance.focus.search import UNTRUSTED
         except ImportError as exc:
             raise ValueError(f"autofocus (appliance/focus) is not installed in this build ({exc})") from None
@@ -218,6 +221,7 @@ class AutofocusFocuser:
                                       or not 0 < um_per_px < 1000 or not math.isfinite(um_per_px)):
             raise ValueError(f"um_per_px must be a number in (0, 1000), got {um_per_px!r}")
         self.um_per_px = None if um_per_px is None or not tuned else float(um_per_px)
+        self.speck_scale = speck_scale(um_per_px)  # the glass's specks are measured in µm, not pixels
 
     def focus(self, stage: Stage, camera: Camera, z_guess_um: float, range_um: float,
               roi_px: Box | None = None, cls: str | None = None) -> FocusOutcome:
@@ -252,7 +256,7 @@ class AutofocusFocuser:
                                    ref_height_um=None if ref is None else ref.height_um,
                                    ref_sigma_um=0.0 if ref is None else ref.sigma_um,
                                    target_type=cls if self.reading_bias else None,
-                                   target_width_um=width)
+                                   target_width_um=width, speck_scale=self.speck_scale)
 
         glass = field  # a field's own focus: the glass, read from its specks
         r = search(lo, hi, z_guess_um, "specks" if glass else "roi")

@@ -8,16 +8,18 @@ A speck a few µm across stands at most about as tall as it is wide, so the spec
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
 from appliance.focus import autofocus
 from appliance.focus.autofocus import NO_SPECKS
-from appliance.focus.scores import SPECK_LIVE_CONTRAST, find_specks, glass_curve
+from appliance.focus.scores import SPECK_LIVE_CONTRAST, find_specks, glass_curve, speck_scale
 from appliance.focus.testing import FocusOnly
 from appliance.hardware.camera.base import Frame
 from appliance.scan.adapters import AutofocusFocuser, FocusMapAdapter
 from appliance.sim.microscope import VirtualMicroscope
+from appliance.sim.overrides import parse_sim_sets, sim_microscope
 
 # Fields of development slide 3 centred on a tall object lying on the glass, with dust specks around it
 # (found by a scratch search over slide 3: a bubble and a fibre whose mid-planes lie 5.7 and 5.3 µm up).
@@ -153,3 +155,41 @@ def test_far_out_of_focus_only_the_cameras_dust_shows_and_the_speck_is_found_as_
     lone.GLASS = 500.0  # the speck far out of range: only the shadow is seen
     r = autofocus(lone, lone, "classical", mode="specks", z_range_um=(80, 125))  # type: ignore[arg-type]
     assert not r.ok
+
+
+def test_speck_sizes_are_in_micrometres_for_finer_pixels_than_tuned() -> None:
+    assert speck_scale(None) == speck_scale(0.56) == speck_scale(0.58) == 1.0  # as tuned, bit for bit
+    assert speck_scale(1.12) == 1.0  # coarser pixels: the tuned sizes (not measured there)
+    assert speck_scale(0.14) == pytest.approx(4.0)
+    # the same specks seen through pixels four times finer are the same specks at scale 4 ...
+    fine = cv2.resize(_speckled(), None, fx=4, fy=4, interpolation=cv2.INTER_NEAREST)
+    rects = find_specks(fine, scale=4.0)
+    assert rects is not None and len(rects) == 2
+    centres = sorted((x + w / 2, y + h / 2) for x, y, w, h in rects)
+    assert np.allclose(centres, [(4 * 63 + 2, 4 * 43 + 2), (4 * 203 + 2, 4 * 123.5 + 2)], atol=4.0)
+    # ... and, at the tuned sizes, objects too large to be specks
+    assert find_specks(fine) is None
+
+
+#: Held-out seed 5014 at 40x / NA 0.65 (0.14 µm per pixel): a field whose corner a 12 µm fibre crosses, its
+#: mid-plane 5.5 µm above the glass, and no speck on the glass in view.
+FIBRE_40X = (5014, ["optics.magnification=40", "optics.na=0.65", "slide.width_um=1200", "slide.height_um=1200",
+                    "slide.n_structures=7", "slide.debris_per_mm2=41.915"], (278.0, 85.0))
+
+
+@pytest.mark.parametrize("um_per_px", [None, "camera"])
+def test_at_40x_a_sharp_fibres_rough_edge_is_no_speck_of_the_glass(um_per_px: str | None) -> None:
+    seed, sets, (x, y) = FIBRE_40X
+    scope = sim_microscope(seed, parse_sim_sets(sets))
+    um = scope.camera.um_per_px
+    with scope.stage, scope.camera:
+        focuser = AutofocusFocuser("classical", scope.stage.params.travel_z_um, FocusMapAdapter(),
+                                   now_s=scope.clock.now_s, depth_of_field_um=scope.camera.optics.depth_of_field_um(um),
+                                   um_per_px=None if um_per_px is None else um)
+        glass = float(scope.slide.surface_z_um(x, y))
+        scope.stage.move_to_um(x=x, y=y)
+        out = focuser.focus(scope.stage, scope.camera, glass + 5.7, 15.0)  # started at the fibre's focus
+    if um_per_px is None:  # speck sizes in the tuned pixels: the fibre's sharp edge broke into "specks"
+        assert out.ok and out.glass and out.z_um - glass > 4.0
+    else:
+        assert not out.glass and out.z_um - glass > 4.0  # the fibre's own focus, not taken for the glass's
