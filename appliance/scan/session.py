@@ -442,20 +442,42 @@ def find_slide(stage: Stage, camera: Camera, focuser: Focuser, search_range_um: 
     """
     z0 = stage.position_um().z_um
     out = focuser.focus(stage, camera, z0, search_range_um, None)
+    if out.ok:
+        return out
+    wide = max(search_range_um, FIND_SLIDE_RANGE_UM)
     # the wide search only when the usual one finds nothing (see field_focus.FIND_SLIDE_RANGE_UM), and reaches
     # further than it did (a deep-focus objective's usual search is already wider)
-    if not out.ok and FIND_SLIDE_RANGE_UM > searched_range_um(focuser, search_range_um):
-        out = focuser.focus(stage, camera, z0, max(search_range_um, FIND_SLIDE_RANGE_UM), None)
+    if FIND_SLIDE_RANGE_UM > searched_range_um(focuser, search_range_um):
+        out = _seen_or_noise(focuser.focus(stage, camera, z0, wide, None), camera)
     if not out.ok and math.isfinite(out.z_um) and abs(out.z_um - z0) > 1.0:
         # last, around the failed search's best frame (where it left the stage): a glass 75 µm from where the
         # stage stood (z 165 of 0-180, seed 464) lay beyond the wide search, whose curve rose to its end
         # there; the calibration then found "no texture" anywhere
-        out = focuser.focus(stage, camera, out.z_um, max(search_range_um, FIND_SLIDE_RANGE_UM), None)
+        out = _seen_or_noise(focuser.focus(stage, camera, out.z_um, wide, None), camera)
     if out.ok:
         return out
     if math.isfinite(z0):
         stage.focus_to_um(z0)
     return None
+
+
+def _seen_or_noise(out: FocusOutcome, camera: Camera) -> FocusOutcome:
+    """A wide search's focus, unless the frame there shows nothing: then it is not ``ok`` (a peak of noise).
+
+    Over ±60 µm the curve of a field with nothing in it (one 1.75 µm speck) shows a "peak" somewhere now and then;
+    the cheap colour camera's at 40x passed for a focus 23 µm above the glass the stage stood at, and every field
+    of that scan was viewed there, its searches failing (held-out seed 5208: 3 of 5 prints). The glass's own
+    focus (specks) stands; otherwise a focus needs an object the frame shows (``find_target``), as a field's
+    wide search needs the gate's candidates (``FieldFocus._forget_wide_focus``).
+    """
+    if not out.ok or out.glass:
+        return out
+    from appliance.focus.scores import find_target
+
+    if find_target(camera.capture().image) is not None:
+        return out
+    _log.info("the wide search's focus at z %.1f um shows nothing: noise, not the slide", out.z_um)
+    return FocusOutcome(out.z_um, out.frames + 1, False, False)
 
 
 HeightTruth = Callable[[ObjectRecord, np.ndarray], "np.ndarray | None"]

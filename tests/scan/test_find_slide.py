@@ -13,6 +13,7 @@ import math
 from types import SimpleNamespace
 from typing import Any
 
+import numpy as np
 import pytest
 
 from appliance.focus.reference import reference_heights
@@ -199,3 +200,43 @@ def test_a_slide_42_um_above_the_stage_at_40x_is_found_on_a_speck() -> None:
         found = find_slide(scope.stage, scope.camera, focuser, 15.0)
     assert found is not None and found.ok and abs(found.z_um - scope.slide.surface_z_um(x, y)) <= 2.0
     assert focuser.coarse_um == 1.0 and steps[0] == 1.0 and max(steps) == pytest.approx(4.0)
+
+
+class _NoiseHumpFar(_SlideAt):
+    """A focuser whose usual search finds nothing and whose wide one reports a focus 23 µm up (glass or not)."""
+
+    def __init__(self, stage: _Stage, glass: bool) -> None:
+        super().__init__(stage, set())
+        self.glass, self.calls = glass, 0
+
+    def focus(self, stage, camera, z_guess_um, range_um, roi_px=None, cls=None):  # type: ignore[no-untyped-def]
+        self.calls += 1
+        if range_um < 60.0:
+            return FocusOutcome(z_guess_um, 9, False)
+        stage.focus_to_um(113.0)
+        return FocusOutcome(113.0, 31, True, glass=self.glass)
+
+
+class _Frames:
+    """A camera showing bare glass (sensor noise), or with ``blob`` a dark object in the middle."""
+
+    def __init__(self, blob: bool) -> None:
+        self.blob, self.rng = blob, np.random.default_rng(0)
+
+    def capture(self) -> SimpleNamespace:
+        img = np.clip(self.rng.normal(180, 2, (480, 640)), 0, 255).astype(np.uint8)
+        if self.blob:
+            img[200:260, 300:370] = 90
+        return SimpleNamespace(image=img)
+
+
+@pytest.mark.parametrize(("blob", "glass"), [(False, False), (True, False), (False, True)])
+def test_a_wide_searchs_focus_on_a_frame_showing_nothing_is_noise(blob: bool, glass: bool) -> None:
+    # the cheap colour camera at 40x: a "peak" 23 µm above the glass over a field holding one 1.75 µm speck,
+    # and every field of the scan was viewed there (held-out seed 5208)
+    stage = _Stage()
+    out = find_slide(stage, _Frames(blob), _NoiseHumpFar(stage, glass), 15.0)  # type: ignore[arg-type]
+    if blob or glass:  # an object in view at that focus, or the glass's specks: the slide
+        assert out is not None and out.ok and out.z_um == 113.0 and stage.z == 113.0
+    else:
+        assert out is None and stage.z == 90.0  # put back where it stood
