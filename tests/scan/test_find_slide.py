@@ -240,3 +240,40 @@ def test_a_wide_searchs_focus_on_a_frame_showing_nothing_is_noise(blob: bool, gl
         assert out is not None and out.ok and out.z_um == 113.0 and stage.z == 113.0
     else:
         assert out is None and stage.z == 90.0  # put back where it stood
+
+
+class _SecondTimeNoise(_SlideAt):
+    """A focuser that finds nothing at first and, searched again, a "glass" 17 µm up (a camera's noise)."""
+
+    def __init__(self, stage: _Stage) -> None:
+        super().__init__(stage, set())
+        self.searches = 0
+
+    def focus(self, stage, camera, z_guess_um, range_um, roi_px=None, cls=None):  # type: ignore[no-untyped-def]
+        self.searches += 1
+        if self.searches <= 3:  # find_slide's usual, wide and last searches
+            return FocusOutcome(z_guess_um + 2.0, 9, False)
+        stage.focus_to_um(107.0)
+        return FocusOutcome(107.0, 9, True, glass=True)
+
+
+@pytest.mark.parametrize("moved", [False, True])
+def test_a_bare_middle_is_not_searched_again_where_the_calibration_did_not_move(
+        monkeypatch: pytest.MonkeyPatch, moved: bool) -> None:
+    # the cheap colour camera at 20x: nothing found in the middle, the calibration there, and the same field
+    # searched again passed "specks" 17 µm above the glass for its focus (held-out seed 5207)
+    stage = _Stage()
+
+    def calibrate(stage_: Any, camera: Any, **_: Any) -> Calibration:
+        if moved:
+            stage.move_to_um(1300.0, 1000.0)  # followed something elsewhere
+        return Calibration.nominal(0.28, (640, 480))
+
+    monkeypatch.setattr(session, "calibrate", calibrate)
+    focuser = _SecondTimeNoise(stage)
+    _, found = _find_and_calibrate(stage, None, focuser, ScanPlan(name="s"),  # type: ignore[arg-type]
+                                   (0.0, 0.0, 2000.0, 2000.0), None, 40.0)
+    if moved:  # where the calibration followed something, that field is searched
+        assert found is not None and found.z_um == 107.0 and focuser.searches == 4
+    else:
+        assert found is None and focuser.searches == 3 and stage.z == 90.0
