@@ -865,17 +865,8 @@ class ScanRunner:
         must land within ``PHASE_PLANE_SLACK`` of its place (half to twice the step from focus, on its side).
         A servo of 2 µm per degree at 40x (a 0.6 µm step) put both planes at the focus, and the sign of two
         frames of one plane, noise, called eight dust specks of 5-9 µm micro-lenses (+0.54 to +1.0; held-out
-        seed 5309). Nor is it read where the drive's own step is more than twice the planes' offset: the focus
-        itself may then be off by more than that offset (half a step), and a plane on the wrong side of the
-        object's true focus reads its sign backwards (there the phase was read from planes 1 µm either side of
-        a focus searched in 2 µm steps, and the eight specks read converging all the same). The stage ends at
-        ``focus_z_um`` either way.
+        seed 5309). The stage ends at ``focus_z_um`` either way.
         """
-        drive = getattr(self.stage, "focus_step_um", None)
-        if isinstance(drive, (int, float)) and drive > PHASE_PLANE_SLACK[1] * step_um:
-            _log.info("phase sign of %s not read: the focus drive's %.2g um steps are too coarse for planes "
-                      "%.2g um from focus", det.box_px, drive, step_um)
-            return None
         try:
             self.stage.focus_to_um(focus_z_um - step_um)
             below_z = self.stage.position_um().z_um
