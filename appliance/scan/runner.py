@@ -128,10 +128,6 @@ from appliance.vision.typeshape import not_a_footprint, not_its_shape
 
 _log = logging.getLogger(__name__)
 
-#: A phase-sign plane counts where the drive put it between these fractions of the step from focus, on its side
-#: (:meth:`ScanRunner._sign_at`): a coarse drive rounds a plane onto the focus or two steps out.
-PHASE_PLANE_SLACK = (0.5, 2.0)
-
 DUPLICATE_MARGIN_UM = 8.0
 #: Whether an object is a print is read from its stack's planes this far either side of its focus, µm at the tuned depth
 #: of field (``ScanRunner._type_from_views``; :func:`~appliance.scan.verdicts.views_say_debris`); which type, from the
@@ -861,28 +857,17 @@ class ScanRunner:
     def _sign_at(self, det: Detection, focus_z_um: float, step_um: float) -> float | None:
         """:func:`phase_sign` of ``det`` from frames ``step_um`` below and above ``focus_z_um``.
 
-        None where either plane lies beyond the focus travel, or where the drive cannot put it there: each plane
-        must land within ``PHASE_PLANE_SLACK`` of its place (half to twice the step from focus, on its side).
-        A servo of 2 µm per degree at 40x (a 0.6 µm step) put both planes at the focus, and the sign of two
-        frames of one plane, noise, called eight dust specks of 5-9 µm micro-lenses (+0.54 to +1.0; held-out
-        seed 5309). The stage ends at ``focus_z_um`` either way.
+        None where either plane lies beyond the focus travel; the stage ends at ``focus_z_um`` either way.
         """
         try:
             self.stage.focus_to_um(focus_z_um - step_um)
-            below_z = self.stage.position_um().z_um
             below = self.camera.capture().image
             self.stage.focus_to_um(focus_z_um + step_um)
-            above_z = self.stage.position_um().z_um
             above = self.camera.capture().image
         except StageLimitError:
             return None
         finally:
             self.stage.focus_to_um(focus_z_um)
-        lo, hi = (f * step_um for f in PHASE_PLANE_SLACK)
-        if not (lo <= focus_z_um - below_z <= hi and lo <= above_z - focus_z_um <= hi):
-            _log.info("phase sign of %s not read: the focus drive put its planes at %+.2f and %+.2f um from focus, "
-                      "not %.2f um either side", det.box_px, below_z - focus_z_um, above_z - focus_z_um, step_um)
-            return None
         return phase_sign(above, below, det.box_px)
 
     def _refocus_where_seen(self, w: FieldWork, det: Detection, failed: FocusOutcome) -> FocusOutcome:
