@@ -72,7 +72,7 @@ def test_the_scan_command_refuses_them_with_exit_2_and_one_line(plan: str | None
 
 
 class _GlassAt:
-    """A focuser over a focus travel that finds the glass only where a search's range reaches it."""
+    """A focuser over a focus travel that finds the glass (its specks) only where a search's range reaches it."""
 
     def __init__(self, glass: float | None, travel: tuple[float, float] = (0.0, 180.0)) -> None:
         self.glass, self.z_travel_um = glass, travel
@@ -85,7 +85,7 @@ class _GlassAt:
         lo, hi = max(self.z_travel_um[0], z_guess_um - range_um), min(self.z_travel_um[1], z_guess_um + range_um)
         if self.glass is not None and lo <= self.glass <= hi:
             stage.focus_to_um(self.glass)
-            return FocusOutcome(self.glass, 9, True)
+            return FocusOutcome(self.glass, 9, True, glass=True)  # its specks: the glass
         # no peak: the stage is left at the best frame, the end of the range the glass's blur rose towards
         best = z_guess_um if self.glass is None or range_um < 30 else (hi if self.glass > hi else lo)
         stage.focus_to_um(best)
