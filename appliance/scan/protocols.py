@@ -20,6 +20,12 @@ from appliance.hardware.stage.base import Stage
 Box = tuple[int, int, int, int]  # xmin, ymin, xmax, ymax in pixels, exclusive max
 
 
+def box_touches_edge(box_px: Box, size_px: tuple[int, int], margin: int = 2) -> bool:
+    """Whether ``box_px`` reaches within ``margin`` pixels of a ``size_px`` frame's border (the object may be cut)."""
+    x0, y0, x1, y1 = box_px
+    return x0 <= margin or y0 <= margin or x1 >= size_px[0] - margin or y1 >= size_px[1] - margin
+
+
 @dataclass(frozen=True)
 class Detection:
     """One object found in a frame.
@@ -50,8 +56,7 @@ class Detection:
 
     def touches_edge(self, size_px: tuple[int, int], margin: int = 2) -> bool:
         """Whether the box reaches within ``margin`` pixels of the frame's border (the object may be cut)."""
-        x0, y0, x1, y1 = self.box_px
-        return x0 <= margin or y0 <= margin or x1 >= size_px[0] - margin or y1 >= size_px[1] - margin
+        return box_touches_edge(self.box_px, size_px, margin)
 
 
 @dataclass(frozen=True)

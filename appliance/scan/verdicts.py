@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 from appliance.results.focuscurve import TUNED_DEPTH_OF_FIELD_UM
-from appliance.scan.protocols import Box, Detection
+from appliance.scan.protocols import Box, Detection, box_touches_edge
 from appliance.scan.stitch import area, intersect
 from appliance.vision.decision import MICROLENS, SMALLEST_PRINT_UM, DecisionRule
 from appliance.vision.phasesign import CONVERGING, PhaseSignRule
@@ -171,10 +171,4 @@ def gate_cut(candidates: Sequence[Box], box: Box, size_px: tuple[int, int], marg
     lower part (65 x 34 µm, clear of the edges) and the arc above apart, and the box's aspect (0.53) made the
     ring dirt (held-out seed 5005). Its gate candidate, the dark pixels grouped, ran from the top edge down.
     """
-    w, h = size_px
-    whole = area(box)
-    for c in candidates:
-        if whole > 0 and area(intersect(box, c)) >= GATE_SEES_MIN_COVER * whole and (
-                c[0] <= margin or c[1] <= margin or c[2] >= w - margin or c[3] >= h - margin):
-            return True
-    return False
+    return any(gate_sees((c,), box) and box_touches_edge(c, size_px, margin) for c in candidates)
