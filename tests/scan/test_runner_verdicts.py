@@ -386,14 +386,14 @@ class _RelabelTruth:
         return VisionResult(r.n_candidates, tuple(dets), r.timings_s)
 
 
-def _scan_relabelled(tmp_path, seed, cls, slide, optics=None, focuser_wrap=None):
+def _scan_relabelled(tmp_path, seed, cls, slide, optics=None, focuser_wrap=None, plan=PLAN):
     vision = []
 
     def make(scope):
         vision.append(cls(scope))
         return vision[-1]
 
-    return _scan(tmp_path, seed, make, slide=slide, optics=optics, focuser_wrap=focuser_wrap), vision[0]
+    return _scan(tmp_path, seed, make, slide=slide, optics=optics, focuser_wrap=focuser_wrap, plan=plan), vision[0]
 
 
 class _LensOrBubble(_RelabelTruth):
@@ -1147,3 +1147,96 @@ def test_a_print_whose_dark_pixels_reach_the_frames_edge_is_not_refused_for_its_
     # the same boxes with the gate's candidate inside the frame: a whole object that shape is no print's
     s = _scan(tmp_path / "whole", 36, make(False), _SharpPoint)
     assert s["recall"] < 0.5
+
+
+def _dust_under(scope, box):
+    """The true dust speck a box in the frame the stage stands at overlaps, or None."""
+    true = scope.stage.true_position_um()
+    for b in scope.boxes_at(true.x_um, true.y_um):
+        if b.cls == "dust" and b.box_px[0] < box[2] and box[0] < b.box_px[2] and b.box_px[1] < box[3] \
+                and box[1] < b.box_px[3]:
+            return b
+    return None
+
+
+class _SpeckIsASureLens(_RelabelTruth):
+    """Plays a 40x lens search that ends above a speck: every dust speck of 4-10 µm with nothing else within 5 µm
+    of it is a sure micro-lens to both models in every frame, boxed 20 µm wide about its centre whether the gate
+    sees it or not (its blur 12 µm above it, held-out seed 5309: specks of 5-9 µm boxed 13-31 µm, the
+    classifier's lens 0.26-0.93). The rest is the ground truth. (A neighbour reaching into the box makes one
+    blob of the two: the check says nothing.)"""
+
+    SCORES = {"debris": 0.05, "microlens": 0.95, "detector_structure": 0.7}
+
+    def analyse(self, frame):
+        self.in_view = self.scope.boxes_in_view(frame)
+        r = super().analyse(frame)
+        boxed = {d.box_px for d in r.detections}
+        dets = list(r.detections)
+        for t in self.in_view:
+            lens = self.relabel(Detection(t.box_px, "debris", "debris", 1.0, {"debris": 1.0}), t)
+            if lens is not None and lens.box_px not in boxed:
+                self.seen.add((t.id, t.cls))
+                dets.append(lens)
+        return VisionResult(r.n_candidates, tuple(dets), r.timings_s)
+
+    def relabel(self, det, truth):
+        upp = self.scope.camera.um_per_px
+        x0, y0, x1, y1 = truth.box_px
+        if truth.cls != "dust" or not 4.0 <= upp * max(x1 - x0, y1 - y0) <= 10.0 or min(x0, y0) < 0 \
+                or x1 > self.scope.camera.size_px[0] or y1 > self.scope.camera.size_px[1]:
+            return None
+        half, clear = 10.0 / upp, 5.0 / upp
+        if any(t.id != truth.id and t.box_px[0] < x1 + clear and x0 - clear < t.box_px[2]
+               and t.box_px[1] < y1 + clear and y0 - clear < t.box_px[3] for t in self.in_view):
+            return None
+        cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+        box = (int(cx - half), int(cy - half), int(cx + half), int(cy + half))
+        return replace(det, box_px=box, kind="structure", cls="microlens", confidence=0.95, scores=dict(self.SCORES))
+
+
+class _LensSearchAboveSpecks:
+    """Wraps the truth focuser: a lens search over a speck ends ``OFF_UM`` above it, on a peak of noise (held-out
+    seed 5208; in 5309 the search failed and so did the second); every other search finds its truth. Says the
+    objective's depth of field as the product's focuser does."""
+
+    OFF_UM = 12.0
+
+    def __init__(self, inner, vision):
+        self.inner, self.vision = inner, vision
+        camera = inner.scope.camera
+        self.depth_of_field_um = camera.optics.depth_of_field_um(camera.um_per_px)
+
+    def focus(self, stage, camera, z_guess_um, range_um, roi_px=None, cls=None):
+        out = self.inner.focus(stage, camera, z_guess_um, range_um, roi_px, cls=cls)
+        if roi_px is None or cls != "microlens" or _dust_under(self.inner.scope, roi_px) is None:
+            return out
+        stage.focus_to_um(out.z_um + self.OFF_UM)
+        return replace(out, z_um=stage.position_um().z_um)
+
+
+def test_a_speck_a_lens_search_ended_above_is_dirt_by_its_own_stack(tmp_path, monkeypatch):
+    # 20x / NA 0.4 (0.28 µm per pixel, 4 µm deep), a 16 µm stack either side: the specks' own focus lies in it,
+    # sharp and small. Without the stack's word the same specks are recorded as lenses: their phase reads +0.14 to
+    # +0.24 about the z 12 µm above them, and both models are sure
+    slide = {"width_um": 1000.0, "height_um": 1000.0, "n_structures": 1, "type_mix": (0, 1, 0, 0, 0),
+             "debris_per_mm2": 200.0}
+    plan = ScanPlan(name="specks", grid=GridPlan(left=300.0, top=300.0, right=500.0, bottom=450.0),
+                    focus=FocusPlan(stack_range_um=16.0, stack_step_um=2.0))
+    optics = {"magnification": 20.0, "na": 0.4}
+
+    def records(name):
+        with sqlite3.connect(tmp_path / name / "t.db") as db:
+            return [(kind, round(x), round(y), json.loads(e or "{}"))
+                    for kind, x, y, e in db.execute("select kind, x_um, y_um, extra_json from object")]
+
+    s, _ = _scan_relabelled(tmp_path / "stack", 45, _SpeckIsASureLens, slide, optics, _LensSearchAboveSpecks, plan)
+    assert s["false_structures"] == 0 and s["debris_as_structure"] == 0.0
+    specks = [(x, y) for kind, x, y, e in records("stack") if "speck_at_um" in e]
+    assert len(specks) >= 2 and all(kind == "debris" for kind, _, _, e in records("stack") if "speck_at_um" in e)
+    assert all(e["speck_at_um"] <= -8.8 and max(e["speck_w_um"], e["speck_h_um"]) < 12.0
+               for _, _, _, e in records("stack") if "speck_at_um" in e)
+    monkeypatch.setattr(runner_module.ScanRunner, "_speck_instead", lambda self, det, stack, z: None)
+    s, _ = _scan_relabelled(tmp_path / "unread", 45, _SpeckIsASureLens, slide, optics, _LensSearchAboveSpecks, plan)
+    assert s["debris_as_structure"] > 0.0
+    assert sorted((x, y) for kind, x, y, _ in records("unread") if kind == "structure") == sorted(specks)
