@@ -6,7 +6,7 @@ search fails or locks onto noise it ends 10-14 µm above the speck. There, at 40
 blurred disc two to three times its size, which the classifier names a lens (0.26-0.93) and whose centre
 brightens from the plane below to the plane above as a converging lens's does (+0.33 to +1.0): the speck's
 defocus is not the same on both sides of a z that is not its focus, so the phase's two planes do not cancel
-it. Ten specks were recorded as lenses so in three held-out scans of sessions 41-42 (seeds 5208, 5309).
+it. Ten specks were recorded as lenses so in two held-out scans of sessions 41-42 (seeds 5208, 5309).
 
 The focus stack, taken next, spans that z ± the stack range, and the speck's own focus lies in it: there its
 footprint is sharpest, 10-14 µm below the lens's z and 5 to 300 times as sharp as there, and a dark blob 5-11
@@ -26,15 +26,15 @@ import cv2
 import numpy as np
 
 from appliance.results.reconstruct import focus_curve, glass_plane, structure_mask
+from appliance.scan.protocols import Box
 from appliance.vision.decision import too_small
 
-Box = tuple[int, int, int, int]
-
 #: The stack's sharpest plane must lie at least this many phase steps (``PhaseSignRule.step_um``) from the z the
-#: lens was read about: inside two steps the phase's planes lie either side of the object's focus anyway.
+#: lens was read about: closer, the read was off by no more than the focus errors the phase's bounds were
+#: measured with (±3-5 µm, ``PhaseSignRule``).
 MIN_OFFSET_STEPS = 2.0
 #: ... and be at least this many times as sharp there (variance of the Laplacian over the footprint): a curve's
-#: wobble near its peak is a few tens of per cent, a speck's own focus against its blur hundreds of times.
+#: wobble near its peak is a few tens of per cent, a speck's own focus against its blur 5 to 300 times.
 MIN_GAIN = 2.0
 
 
