@@ -754,7 +754,7 @@ def summarise(store: ResultStore, scan_id: int, area_um: tuple[float, float, flo
     out["warnings"] = (start_warnings(scan.config)
                        + field_travel_warnings([f.z_um for f in flds], travel)
                        + focus_warnings(len(structures), out["structures_focus_ok"], ends, travel)
-                       + focus_direction_warnings(glass_offsets_um(structures)))
+                       + focus_direction_warnings(glass_offsets_um(structures), untrusted_with_glass(structures)))
     if truth is not None:
         out.update(score(objs, truth, area_um))
     return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in out.items()}
@@ -774,10 +774,18 @@ BELOW_GLASS_UM = -1.0
 BELOW_GLASS_SHARE = 1 / 3
 
 
-def focus_direction_warnings(offsets_um: Sequence[float]) -> list[str]:
+#: Where at least this share of the prints read had a focus no curve backed (``extra.focus_ok`` false), the
+#: warning says their foci may say nothing of the drive: on a 4x slide under the cheap colour camera all six
+#: prints' foci were untrusted, 4 read below their glass, and the scan told the user to reverse a drive wired
+#: the usual way (held-out seed 5413), which would have made every later scan read z the wrong way.
+UNTRUSTED_SHARE = 0.5
+
+
+def focus_direction_warnings(offsets_um: Sequence[float], untrusted: int = 0) -> list[str]:
     """A warning when the prints focused below their glass, as a focus drive wired the other way round makes them.
 
-    ``offsets_um``: each structure's recorded focus less the glass read beside it (``extra.glass_z_um``).
+    ``offsets_um``: each structure's recorded focus less the glass read beside it (``extra.glass_z_um``);
+    ``untrusted``: how many of those structures' foci no curve backed (:func:`untrusted_with_glass`).
     """
     if len(offsets_um) < FOCUS_WARNING_MIN_STRUCTURES:
         return []
@@ -793,7 +801,16 @@ def focus_direction_warnings(offsets_um: Sequence[float]) -> list[str]:
             "the focal plane through the slide as it grows (an upright microscope that focuses by raising its "
             "stage, or a servo coupled the other way round); set stage.z_reversed: true in the config (tppscan "
             "scan --z-reversed) and scan again, since the fields' focus, the lenses' phase and the height maps all "
-            "read z the other way"]
+            "read z the other way" + _untrusted_clause(untrusted, n)]
+
+
+def _untrusted_clause(untrusted: int, n: int) -> str:
+    """What the direction warning adds where most of the foci it read were guesses (:data:`UNTRUSTED_SHARE`)."""
+    if untrusted < UNTRUSTED_SHARE * n:
+        return ""
+    return (f"; but the focus of {untrusted} of those {n} could not be trusted (see the warning on that), so "
+            "they may say nothing of the drive: check by hand that a larger z raises the focal plane before "
+            "reversing it")
 
 
 class DirectionWatch:
@@ -807,6 +824,7 @@ class DirectionWatch:
     def __init__(self, scan_id: int, forward: Callable[[Event], None] | None = None) -> None:
         self.scan_id, self.forward = scan_id, forward
         self.offsets_um: list[float] = []
+        self.untrusted = 0
         self.said = False
 
     def __call__(self, event: Event) -> None:
@@ -816,7 +834,8 @@ class DirectionWatch:
         if self.said or not isinstance(event, ObjectRecorded) or event.obj.kind != "structure":
             return
         self.offsets_um.extend(glass_offsets_um([event.obj]))
-        warned = focus_direction_warnings(self.offsets_um)
+        self.untrusted += untrusted_with_glass([event.obj])
+        warned = focus_direction_warnings(self.offsets_um, self.untrusted)
         if warned:
             self.said = True
             _log.warning("scan %s, after %d prints: %s", self.scan_id, len(self.offsets_um), warned[0])
@@ -836,6 +855,12 @@ def glass_offsets_um(structures: Sequence[Any]) -> list[float]:
         if o.z_um is not None and isinstance(glass, (int, float)) and math.isfinite(glass) and math.isfinite(o.z_um):
             out.append(float(o.z_um) - float(glass))
     return out
+
+
+def untrusted_with_glass(structures: Sequence[Any]) -> int:
+    """How many of the ``structures`` :func:`glass_offsets_um` reads had a focus no curve backed (``focus_ok``)."""
+    return sum(bool(glass_offsets_um([o])) and (getattr(o, "extra", None) or {}).get("focus_ok") is False
+               for o in structures)
 
 
 def service_hooks(control: Any) -> tuple[Callable[[ScanRunner], None], Callable[[Event], None]]:

@@ -65,6 +65,44 @@ def test_prints_below_their_glass_are_said_and_prints_above_it_are_not():
     assert focus_direction_warnings([0.5, 6.0, -0.2, 4.1, 8.0, 5.0, 0.8, 3.3]) == []
 
 
+def test_a_direction_read_from_untrusted_foci_says_it_may_say_nothing_of_the_drive():
+    from types import SimpleNamespace
+
+    from appliance.scan.session import untrusted_with_glass
+
+    offsets = [-6.6, -4.7, 1.2, -8.1, -3.6, -5.0]
+    (plain,) = focus_direction_warnings(offsets)
+    assert "could not be trusted" not in plain and "stage.z_reversed: true" in plain
+    # seed 5413 (4x, the cheap colour camera): every print's focus a guess, and the drive wired the usual way
+    (w,) = focus_direction_warnings(offsets, untrusted=6)
+    assert w.startswith(plain) and "the focus of 6 of those 6 could not be trusted" in w
+    assert "check by hand that a larger z raises the focal plane" in w
+    assert focus_direction_warnings(offsets, untrusted=2) == [plain]  # most of them backed by a curve
+    assert focus_direction_warnings([4.0, 7.5, 2.1], untrusted=3) == []  # above their glass: nothing to say
+
+    def rec(ok, glass=90.0):
+        return SimpleNamespace(z_um=85.0, extra={"glass_z_um": glass, "focus_ok": ok})
+
+    # only the structures whose glass was read count, as in the offsets
+    assert untrusted_with_glass([rec(False), rec(True), rec(None), rec(False, None)]) == 1
+
+
+def test_the_log_qualifies_a_direction_read_from_untrusted_foci(caplog):
+    import logging
+    from types import SimpleNamespace
+
+    from appliance.scan.events import ObjectRecorded
+    from appliance.scan.session import DirectionWatch
+
+    watch = DirectionWatch(9)
+    with caplog.at_level(logging.WARNING, logger="appliance.scan.session"):
+        for z in (84.0, 83.5, 82.0):
+            watch(ObjectRecorded(SimpleNamespace(kind="structure", z_um=z, extra={"glass_z_um": 90.0,
+                                                                                  "focus_ok": False})))
+    (said,) = caplog.records
+    assert "--z-reversed" in said.getMessage() and "the focus of 3 of those 3 could not be trusted" in said.getMessage()
+
+
 def test_the_log_says_a_reversed_drive_once_as_soon_as_the_prints_show_it(caplog):
     import logging
     from types import SimpleNamespace
