@@ -118,13 +118,14 @@ from appliance.scan.verdicts import (
     may_show_a_print,
     phase_can_prove_lens,
     phase_proves_lens,
+    still_a_lens,
     structure_stands,
     type_scores,
     views_say_debris,
     views_sure_of_a_print,
 )
 from appliance.scan.whole_look import WholeLook
-from appliance.vision.decision import MICROLENS, lens_disputed, likeliest_type, too_small
+from appliance.vision.decision import MICROLENS, lens_disputed, too_small
 from appliance.vision.phasesign import CONVERGING, DIVERGING, phase_sign
 from appliance.vision.typeshape import not_a_footprint, not_its_shape
 
@@ -823,12 +824,13 @@ class ScanRunner:
         """A micro-lens or a bubble only the phase's sign can tell (``appliance.vision.decision.lens_disputed``).
 
         With ``seen_before`` (an earlier view of the object was disputed so) it is enough that this view's
-        likeliest structure type is still a micro-lens. A box under the gate's size limits never is.
+        likeliest structure type is still a micro-lens (:func:`still_a_lens`). A box under the gate's size limits
+        never is.
         """
         x0, y0, x1, y1 = self._box_um(det, frame)
         size = (x1 - x0, y1 - y0)
         if seen_before:
-            return likeliest_type(det.scores) == MICROLENS and not too_small(size)
+            return still_a_lens(det.scores) and not too_small(size)
         return lens_disputed(det.scores, det.kind, agree=not det.recheck, size_um=size)
 
     def _phase_verdict(self, det: Detection, focus_z_um: float) -> tuple[Detection, float | None]:

@@ -43,3 +43,18 @@ def test_the_gate_sees_an_object_where_a_dark_candidate_covers_half_its_box():
     assert not gate_sees([(600, 440, 640, 480)], (300, 220, 340, 260))  # a vignetted corner: the centre is bare
     assert not gate_sees([], ring)
     assert not gate_sees([(0, 0, 640, 480)], (5, 5, 5, 9))  # an empty box
+
+
+def test_a_view_sure_of_dirt_is_no_longer_a_disputed_lens():
+    from appliance.scan.verdicts import still_a_lens
+
+    # held-out seed 5406's scratch, sharp: the classifier's debris 0.998 and its types near nothing, the lens the
+    # likeliest of them by a hair
+    scratch = {"debris": 0.998, "microlens": 0.0008, "pentagon": 0.0001, "scaffold": 0.0004, "split_ring": 0.0002,
+               "woodpile": 0.0005, "detector_debris": 0.79}
+    assert not still_a_lens(scratch)
+    # the cheap colour camera's 48 µm lens at 20x, sharp (held-out seed 2906): a lens the classifier doubts
+    assert still_a_lens({"debris": 0.80, "microlens": 0.18, "detector_structure": 0.71})
+    assert still_a_lens({"debris": 0.69, "microlens": 0.0506, "pentagon": 0.01})  # the least of sessions 41-42
+    assert not still_a_lens({"debris": 0.5, "microlens": 0.2, "woodpile": 0.3})  # likeliest a woodpile
+    assert not still_a_lens({"debris": 1.0}) and not still_a_lens({})
