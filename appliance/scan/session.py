@@ -847,20 +847,22 @@ def glass_offsets_um(structures: Sequence[Any]) -> list[float]:
     The glass is its stack's specks on both sides of its focus (``extra.specks_z_um``) where it showed any, else
     the glass the height map used (which is only looked for below the focus).
     """
-    out = []
-    for o in structures:
-        extra = o.extra or {}
-        glass = extra.get("specks_z_um")
-        glass = glass if glass is not None else extra.get("glass_z_um")
-        if o.z_um is not None and isinstance(glass, (int, float)) and math.isfinite(glass) and math.isfinite(o.z_um):
-            out.append(float(o.z_um) - float(glass))
-    return out
+    return [d for d in map(_glass_offset_um, structures) if d is not None]
 
 
 def untrusted_with_glass(structures: Sequence[Any]) -> int:
     """How many of the ``structures`` :func:`glass_offsets_um` reads had a focus no curve backed (``focus_ok``)."""
-    return sum(bool(glass_offsets_um([o])) and (getattr(o, "extra", None) or {}).get("focus_ok") is False
-               for o in structures)
+    return sum(_glass_offset_um(o) is not None and (o.extra or {}).get("focus_ok") is False for o in structures)
+
+
+def _glass_offset_um(o: Any) -> float | None:
+    """One structure's recorded focus less its glass (:func:`glass_offsets_um`), or None where either is unknown."""
+    extra = o.extra or {}
+    glass = extra.get("specks_z_um")
+    glass = glass if glass is not None else extra.get("glass_z_um")
+    if o.z_um is None or not isinstance(glass, (int, float)) or not math.isfinite(glass) or not math.isfinite(o.z_um):
+        return None
+    return float(o.z_um) - float(glass)
 
 
 def service_hooks(control: Any) -> tuple[Callable[[ScanRunner], None], Callable[[Event], None]]:
