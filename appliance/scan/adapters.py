@@ -61,6 +61,24 @@ def _box(b: tuple[float, float, float, float], size: tuple[int, int]) -> Box:
     return (x0, y0, max(x1, x0 + 1), max(y1, y0 + 1))
 
 
+def scan_pipeline(um_per_px: float, detector: Any | None = None, classifier: Any | None = None) -> Any:
+    """The ``appliance.vision`` pipeline as a scan runs it, from loaded models or the shipped ones.
+
+    A scan knows its pixel size from the calibration (the detector reads coarse frames in finer tiles), skips
+    the models on frames the gate finds empty, and types the dark candidates the detector left out. The CLI's
+    scans and the service's use this one recipe.
+    """
+    try:
+        from appliance.vision.classifier import StructureClassifier
+        from appliance.vision.detector import Detector
+        from appliance.vision.pipeline import Pipeline
+    except ImportError as exc:
+        raise ValueError(f"the vision pipeline (appliance/vision) is not installed in this build ({exc})") from None
+    return Pipeline(Detector(None, None) if detector is None else detector,
+                    StructureClassifier() if classifier is None else classifier, um_per_px=um_per_px,
+                    skip_empty=True, type_uncovered=True, scale_known=True)
+
+
 class PipelineVision:
     """``appliance.vision`` as the runner's :class:`~appliance.scan.protocols.Vision`.
 
@@ -77,17 +95,7 @@ class PipelineVision:
     name = "appliance.vision"
 
     def __init__(self, um_per_px: float, pipeline: Any | None = None, rule: Any | None = None) -> None:
-        if pipeline is None:
-            try:
-                from appliance.vision.classifier import StructureClassifier
-                from appliance.vision.detector import Detector
-                from appliance.vision.pipeline import Pipeline
-            except ImportError as exc:
-                raise ValueError(f"the vision pipeline (appliance/vision) is not installed in this build ({exc})") \
-                    from None
-            pipeline = Pipeline(Detector(None, None), StructureClassifier(), um_per_px=um_per_px, skip_empty=True,
-                                type_uncovered=True)
-        self.pipeline = pipeline
+        self.pipeline = scan_pipeline(um_per_px) if pipeline is None else pipeline
         self.rule = rule
         self.um_per_px = float(um_per_px)
 

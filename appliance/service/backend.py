@@ -148,8 +148,7 @@ class ScanBackend:
         return o.pixel_um / o.magnification
 
     def _pipeline(self, dev: Devices) -> tuple[Any, Any, Any]:
-        from appliance.scan.adapters import AutofocusFocuser, FocusMapAdapter, PipelineVision
-        from appliance.vision.pipeline import Pipeline
+        from appliance.scan.adapters import AutofocusFocuser, FocusMapAdapter, PipelineVision, scan_pipeline
 
         if self._models is None:
             self._models = self._load_models()
@@ -165,7 +164,7 @@ class ScanBackend:
                                    reading_bias=dev.scope is not None,
                                    depth_of_field_um=self._depth_of_field_um(dev, um_per_px), um_per_px=um_per_px)
         detector, classifier = self._models
-        vision = PipelineVision(um_per_px, Pipeline(detector, classifier, um_per_px=um_per_px, skip_empty=True))
+        vision = PipelineVision(um_per_px, scan_pipeline(um_per_px, detector, classifier))
         return vision, focuser, fmap
 
     def _depth_of_field_um(self, dev: Devices, um_per_px: float) -> float:

@@ -39,8 +39,9 @@ def register(sub: Any) -> None:
     p.add_argument("--backend", default="auto", help="detector backend: auto, jetson, onnxruntime, opencv")
     p.add_argument("--threshold", type=float, default=None,
                    help="detector score threshold, (0, 1] (default: the shipped model's, 0.25)")
-    p.add_argument("--um-per-px", type=float, default=1.0,
-                   help="pixel size at the sample for the gate, 0.01..100 µm (default 1.0)")
+    p.add_argument("--um-per-px", type=float, default=None,
+                   help="pixel size at the sample, 0.01..100 µm: the gate's size limits, and frames coarser than "
+                        "the detector's training are read in finer tiles (default: unknown; the gate takes 1.0)")
     p.set_defaults(func=_cmd_detect)
 
 
@@ -74,7 +75,7 @@ def _cmd_detect(args: argparse.Namespace) -> int:
         args.threshold = DEFAULT_THRESHOLD
     if not (0 < args.threshold <= 1):
         return _bad("--threshold", args.threshold, "a number in (0, 1]")
-    if not (0.01 <= args.um_per_px <= 100) or math.isnan(args.um_per_px):
+    if args.um_per_px is not None and (not (0.01 <= args.um_per_px <= 100) or math.isnan(args.um_per_px)):
         return _bad("--um-per-px", args.um_per_px, "a number in [0.01, 100]")
     images = collect_images(args.inputs)
     if not images:
@@ -166,7 +167,8 @@ def _pipeline(args: argparse.Namespace) -> Any:
         from appliance.vision.classifier import StructureClassifier
 
         clf = StructureClassifier(args.classifier)
-    return Pipeline(det, clf, um_per_px=args.um_per_px)
+    known = args.um_per_px is not None
+    return Pipeline(det, clf, um_per_px=args.um_per_px if known else 1.0, scale_known=known)
 
 
 def _annotate(img: Any, res: Any, path: Path) -> None:

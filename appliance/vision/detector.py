@@ -375,8 +375,11 @@ class Detector:
             raise ValueError("the jetson backend post-processes inside detectNet; raw outputs are not exposed")
         return self.runner.run(preprocess(to_gray(frame), self.input_hw))
 
-    def detect(self, frame: np.ndarray) -> list[Detection]:
+    def detect(self, frame: np.ndarray, um_per_px: float | None = None) -> list[Detection]:
         """Detections in one frame (grey or BGR, any size), in that frame's pixels, largest first.
+
+        With ``um_per_px`` (the frame's pixel size at the sample), a frame the input's size would show coarser
+        than the detector was trained on is read in finer tiles (:func:`appliance.vision.tiles.layout`).
 
         Raises
         ------
@@ -385,8 +388,8 @@ class Detector:
         """
         gray = to_gray(frame)
         h, w = gray.shape
-        # a frame far from the input's shape is read in tiles of that shape (appliance/vision/tiles.py)
-        return detect_in_tiles((w, h), self.input_hw, lambda t: self._detect_tile(gray, t))
+        # a frame far from the input's shape, or too coarse at its size, is read in tiles (appliance/vision/tiles.py)
+        return detect_in_tiles((w, h), self.input_hw, lambda t: self._detect_tile(gray, t), um_per_px)
 
     def _detect_tile(self, gray: np.ndarray, tile: tuple[int, int, int, int]) -> list[Detection]:
         """Detections in one tile ``x, y, width, height`` of a grey frame, in the frame's pixels.

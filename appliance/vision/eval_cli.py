@@ -39,6 +39,9 @@ def register(sub: Any) -> None:
     e.add_argument("--model", type=Path, default=None, help="model file (default: the shipped one)")
     e.add_argument("--json", action="store_true", help="print one JSON object")
     e.add_argument("--limit", type=int, default=None, help="detector: use only the first N frames (>= 1)")
+    e.add_argument("--at-scale", action="store_true",
+                   help="detector: tell it each frame's pixel size, as a scan does (frames coarser than its "
+                        "training are read in finer tiles)")
     e.set_defaults(func=_cmd_eval)
 
 
@@ -48,6 +51,10 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     if args.limit is not None and (args.limit < 1 or args.model_kind != "detector"):
         print(f"tppscan models eval: error: --limit must be an integer >= 1 and applies to the detector only, "
               f"got {args.limit} for {args.model_kind}", file=sys.stderr)
+        return 2
+    if args.at_scale and args.model_kind != "detector":
+        print(f"tppscan models eval: error: --at-scale applies to the detector only, got {args.model_kind}",
+              file=sys.stderr)
         return 2
     mod_name, fn_name, kind = EVALUATORS[args.model_kind]
     meta = read_meta(args.data)
@@ -60,6 +67,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     except ModuleNotFoundError:
         raise OSError(f"the {args.model_kind} evaluation ({mod_name}) is not part of this version") from None
     kwargs: dict[str, Any] = {"limit": args.limit} if args.limit else {}
+    if args.at_scale:
+        kwargs["at_scale"] = True
     result = fn(args.data, args.model, **kwargs)
     result = {"model_kind": args.model_kind, "data": str(args.data), "split": meta.get("split"), **result}
     if args.json:

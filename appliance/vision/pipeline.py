@@ -137,10 +137,13 @@ class Pipeline:
         objects of detector class ``""``: the detector misses some faint prints the gate and the classifier
         see (a split ring it scored 0.22 against its threshold of 0.25, seed 5). Texture candidates
         (:func:`dark_only`) are not: they only wake the detector.
+    scale_known : bool
+        ``um_per_px`` is the frames' true pixel size (a calibrated camera), not a guess: the detector is told it
+        and reads frames coarser than its training in finer tiles (:func:`appliance.vision.tiles.layout`).
     """
 
     def __init__(self, detector: Detector, classifier: Any | None = None, um_per_px: float = 1.0,
-                 skip_empty: bool = False, type_uncovered: bool = False) -> None:
+                 skip_empty: bool = False, type_uncovered: bool = False, scale_known: bool = False) -> None:
         if not (isinstance(um_per_px, (int, float)) and 0.01 <= um_per_px <= 100):
             raise ValueError(f"um_per_px must be a number in [0.01, 100], got {um_per_px!r}")
         self.detector = detector
@@ -148,6 +151,7 @@ class Pipeline:
         self.um_per_px = float(um_per_px)
         self.skip_empty = skip_empty
         self.type_uncovered = type_uncovered
+        self.scale_known = scale_known
 
     def run(self, frame: np.ndarray) -> FrameResult:
         """The chain on one frame (grey or BGR, any size)."""
@@ -156,7 +160,7 @@ class Pipeline:
         cands = find_candidates(np.ascontiguousarray(gray), self.um_per_px)
         if self.skip_empty and not cands:
             return FrameResult(w, h, 0, False)
-        dets = self.detector.detect(gray)
+        dets = self.detector.detect(gray, self.um_per_px if self.scale_known else None)
         objs = [FoundObject(d.box, d.label, d.score) for d in dets]
         dark = dark_only(cands)
         if self.type_uncovered and self.classifier is not None:

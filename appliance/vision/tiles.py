@@ -34,6 +34,14 @@ SAME_OBJECT_IOU = 0.5
 #: is padded to the input's shape before it is resized (16:9 and 1:1 are; 3:2 and 5:4 are only resized).
 PAD_ASPECT_LIMIT = 1.2
 
+#: The pixel size at the detector's input, µm per input pixel, the shipped detector was trained over: frames of
+#: 640 x 480 at 0.3-1.2 µm per pixel (``models/data/randomise.py``, ``Ranges.um_per_px``) resized to 320 x 240.
+TRAINED_INPUT_UM_PER_PX = (0.6, 2.4)
+#: A frame the detector would read coarser than that range is read in tiles this fine at the input
+#: (:func:`zoom_tiles`). Measured on held-out frames at 4x-5x (docs/detector.md, "Frames coarser than the
+#: training"): mAP@0.5 best at 2.0 (1.8: 0.804, 2.0: 0.815, 2.4: 0.775 on 640 x 480 frames at 1.3-1.6 µm/px).
+ZOOM_TARGET_UM_PER_PX = 2.0
+
 Tile = tuple[int, int, int, int]  # x, y, width, height in frame pixels
 
 
@@ -63,6 +71,40 @@ def tiles(size: tuple[int, int], input_hw: tuple[int, int]) -> list[Tile]:
     return [(0, y, w, th) for y in _starts(h, th)]
 
 
+def zoom_tiles(size: tuple[int, int], input_hw: tuple[int, int], um_per_px: float) -> list[Tile]:
+    """Input-shaped tiles read at :data:`ZOOM_TARGET_UM_PER_PX` at the input, half a tile apart both ways.
+
+    Each tile spans the input's size times ``ZOOM_TARGET_UM_PER_PX / um_per_px`` frame pixels (clipped to the
+    frame), so an object up to half a tile (320 µm at the shipped input) lies whole in one of them.
+    """
+    w, h = size
+    ih, iw = input_hw
+    k = ZOOM_TARGET_UM_PER_PX / um_per_px
+    tw, th = min(w, max(1, round(iw * k))), min(h, max(1, round(ih * k)))
+    return [(x, y, tw, th) for y in _starts(h, th) for x in _starts(w, tw)]
+
+
+def read_scale(tile: Tile, input_hw: tuple[int, int], um_per_px: float) -> float:
+    """µm per input pixel at which the detector reads ``tile`` (after its padding, :func:`padded_size`)."""
+    pw, ph = padded_size((tile[2], tile[3]), input_hw)
+    ih, iw = input_hw
+    return um_per_px * max(pw / iw, ph / ih)
+
+
+def layout(size: tuple[int, int], input_hw: tuple[int, int], um_per_px: float | None = None) -> list[Tile]:
+    """The tiles a frame is read in: by its shape (:func:`tiles`), or finer where its pixel size says so.
+
+    With ``um_per_px`` (the frame's pixel size at the sample), a frame those tiles would show the detector
+    coarser than it was trained on (:data:`TRAINED_INPUT_UM_PER_PX`) is read in :func:`zoom_tiles` instead: at
+    4x a 640 x 480 frame is read at 2.8 µm per input pixel, a 1280 x 960 one at 5x at 4.5, where the prints of
+    20-40 µm are 7-14 input pixels.
+    """
+    by_shape = tiles(size, input_hw)
+    if um_per_px is None or read_scale(by_shape[0], input_hw, um_per_px) <= TRAINED_INPUT_UM_PER_PX[1]:
+        return by_shape
+    return zoom_tiles(size, input_hw, um_per_px)
+
+
 def padded_size(size: tuple[int, int], input_hw: tuple[int, int]) -> tuple[int, int]:
     """The (width, height) an image of ``size`` is padded to, on its right or bottom, before it is resized.
 
@@ -87,15 +129,15 @@ def _starts(length: int, tile: int) -> list[int]:
 
 
 def detect_in_tiles(size: tuple[int, int], input_hw: tuple[int, int],
-                    detect_tile: Callable[[Tile], Sequence[D]]) -> list[D]:
-    """Detections over a frame read tile by tile; ``detect_tile(tile)`` returns boxes in frame pixels."""
-    layout = tiles(size, input_hw)
-    if len(layout) == 1:
-        return list(detect_tile(layout[0]))
+                    detect_tile: Callable[[Tile], Sequence[D]], um_per_px: float | None = None) -> list[D]:
+    """Detections over a frame read tile by tile (:func:`layout`); ``detect_tile(tile)`` returns frame pixels."""
+    parts = layout(size, input_hw, um_per_px)
+    if len(parts) == 1:
+        return list(detect_tile(parts[0]))
     w, h = size
     whole: list[D] = []
     cut: list[D] = []
-    for t in layout:
+    for t in parts:
         for d in detect_tile(t):
             (cut if _at_inner_border(d.box, t, (w, h)) else whole).append(d)
     kept: list[D] = []

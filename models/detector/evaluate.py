@@ -21,7 +21,7 @@ MAX_DETS = (1, 10, 300)
 
 def evaluate_detector(data_dir: Path, model: Path | None = None, limit: int | None = None,
                       threshold: float = EVAL_THRESHOLD, backend: str = "onnxruntime",
-                      threads: int = 1) -> dict[str, Any]:
+                      threads: int = 1, at_scale: bool = False) -> dict[str, Any]:
     """COCO mAP of a detector on a detection dataset.
 
     Parameters
@@ -38,6 +38,9 @@ def evaluate_detector(data_dir: Path, model: Path | None = None, limit: int | No
         Detector backend.
     threads : int
         ONNX Runtime threads (one: the figure is per-core latency, and a shared machine stays usable).
+    at_scale : bool
+        Tell the detector each frame's pixel size (the dataset's ``um_per_px``), as a scan does: frames coarser
+        than its training are read in finer tiles (``appliance.vision.tiles.layout``).
 
     Returns
     -------
@@ -74,7 +77,7 @@ def evaluate_detector(data_dir: Path, model: Path | None = None, limit: int | No
         if img is None:
             raise OSError(f"{path}: missing or not an image (listed in {data_dir}/annotations.coco.json)")
         t0 = time.perf_counter()
-        found = det.detect(img)
+        found = det.detect(img, _pixel_size(im, path) if at_scale else None)
         t_run += time.perf_counter() - t0
         for d in found:
             if d.label not in name_to_cat:
@@ -83,7 +86,7 @@ def evaluate_detector(data_dir: Path, model: Path | None = None, limit: int | No
             results.append({"image_id": im["id"], "category_id": name_to_cat[d.label],
                             "bbox": [x1, y1, x2 - x1, y2 - y1], "score": d.score})
     n = len(coco_dict["images"])
-    out: dict[str, Any] = {"n": n, "seconds_per_frame": round(t_run / max(n, 1), 5),
+    out: dict[str, Any] = {"n": n, "seconds_per_frame": round(t_run / max(n, 1), 5), "at_scale": at_scale,
                            "objects": {c["name"]: sum(1 for a in coco_dict["annotations"]
                                                       if a["category_id"] == c["id"] and not a["iscrowd"])
                                        for c in coco_dict["categories"]},
@@ -115,3 +118,12 @@ def evaluate_detector(data_dir: Path, model: Path | None = None, limit: int | No
         ap50[name] = round(float(np.mean(p)), 4) if p.size else float("nan")
     out["ap50"] = ap50
     return out
+
+
+def _pixel_size(image: dict[str, Any], path: Path) -> float:
+    """The frame's pixel size at the sample from its COCO image record, or an error naming the frame."""
+    upp = image.get("um_per_px")
+    if isinstance(upp, bool) or not isinstance(upp, (int, float)) or not 0.01 <= upp <= 100:
+        raise OSError(f"{path}: its record in annotations.coco.json has no pixel size 'um_per_px' in [0.01, 100] "
+                      f"(got {upp!r}), which --at-scale needs")
+    return float(upp)

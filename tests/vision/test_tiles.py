@@ -9,7 +9,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from appliance.vision.tiles import detect_in_tiles, padded_size, tiles
+from appliance.vision.tiles import (
+    TRAINED_INPUT_UM_PER_PX,
+    ZOOM_TARGET_UM_PER_PX,
+    detect_in_tiles,
+    layout,
+    padded_size,
+    read_scale,
+    tiles,
+)
 
 INPUT_HW = (240, 320)
 
@@ -68,3 +76,45 @@ def test_frames_off_the_inputs_shape_are_padded_to_it_and_near_ones_are_not() ->
     assert padded_size((480, 640), INPUT_HW) == (853, 640)  # 3:4: padded on the right
     assert padded_size((1920, 1080), INPUT_HW) == (1920, 1440)  # 16:9: padded at the bottom
     assert padded_size((512, 512), INPUT_HW) == (683, 512)
+
+
+def test_a_frame_within_the_trained_scale_or_of_unknown_scale_is_read_as_its_shape_says() -> None:
+    for size, upp in (((640, 480), 0.56), ((640, 480), 1.2), ((1280, 960), 0.56), ((1280, 240), 1.4)):
+        assert layout(size, INPUT_HW, upp) == tiles(size, INPUT_HW)  # 1.12, 2.4, 2.24, 1.4 um per input px
+    assert layout((2592, 1944), INPUT_HW) == [(0, 0, 2592, 1944)]  # no pixel size: no zoom
+
+
+def test_a_frame_coarser_than_the_training_is_read_in_input_shaped_tiles_at_the_target_scale() -> None:
+    # 4x on a 640 x 480 sensor (1.4 um/px: 2.8 um per input pixel whole), 5x on 1280 x 960 (1.12: 4.5), 5x on a
+    # portrait 480 x 640 (padded to 853 x 640: 3.0)
+    for size, upp in (((640, 480), 1.4), ((1280, 960), 1.12), ((480, 640), 1.12)):
+        assert read_scale(tiles(size, INPUT_HW)[0], INPUT_HW, upp) > TRAINED_INPUT_UM_PER_PX[1]
+        parts = layout(size, INPUT_HW, upp)
+        assert len(parts) > 1
+        for t in parts:
+            x, y, w, h = t
+            assert 0 <= x and 0 <= y and x + w <= size[0] and y + h <= size[1]
+            assert read_scale(t, INPUT_HW, upp) <= ZOOM_TARGET_UM_PER_PX * 1.01  # within the training now
+        # covered, half a tile apart: every point of the frame lies in a tile, and every object up to half a
+        # tile long lies whole in one
+        w, h = parts[0][2], parts[0][3]
+        xs, ys = sorted({t[0] for t in parts}), sorted({t[1] for t in parts})
+        assert xs[0] == 0 and xs[-1] + w == size[0] and ys[0] == 0 and ys[-1] + h == size[1]
+        assert all(b - a <= w // 2 for a, b in zip(xs, xs[1:], strict=False))
+        assert all(b - a <= h // 2 for a, b in zip(ys, ys[1:], strict=False))
+    assert [t[2:] for t in layout((640, 480), INPUT_HW, 1.4)][:1] == [(457, 343)]  # 320 x 240 input at 2.0 / 1.4
+
+
+def test_a_coarse_frame_is_read_in_zoomed_tiles_and_one_object_in_two_of_them_is_one_box() -> None:
+    seen: list[tuple[int, int, int, int]] = []
+
+    def detect_tile(t: tuple[int, int, int, int]) -> list[_Det]:
+        seen.append(t)
+        x, y, w, h = t
+        if x <= 300 and x + w >= 340 and y <= 200 and y + h >= 230:  # a print at 300-340 x 200-230 px
+            return [_Det("structure", 0.5 + x / 10000, (300.0, 200.0, 340.0, 230.0))]
+        return []
+
+    dets = detect_in_tiles((640, 480), INPUT_HW, detect_tile, um_per_px=1.4)
+    assert len(seen) == 4 and all(t[2:] == (457, 343) for t in seen)
+    assert len(dets) == 1 and dets[0].score == max(0.5 + t[0] / 10000 for t in seen)
