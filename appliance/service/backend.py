@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -91,7 +92,7 @@ class ScanBackend:
         with scan_log_file(out_dir.name, out_dir / "scan.log"), log_context(scan=out_dir.name):
             log.info("scan folder %s", out_dir)
             outcome = run_scan(dev.stage, dev.camera, vision, focuser, fmap, self._plan, out_dir, self.db_path,
-                               area, on_event=events, resume=True,
+                               area, on_event=events, resume=True, device_clock=self._device_clock(dev),
                                truth=scope.truth() if scope is not None else None,
                                runner_hook=lambda r: _watch(control, r, stop_watch, events),
                                nominal_um_per_px=float(getattr(dev.camera, "um_per_px", self._um_per_px_guess())))
@@ -147,6 +148,10 @@ class ScanBackend:
         o = self.cfg.optics
         return o.pixel_um / o.magnification
 
+    def _device_clock(self, dev: Devices) -> Callable[[], float] | None:
+        """The virtual microscope's clock where the stage is virtual (its moves take virtual time); else None."""
+        return dev.scope.clock.now_s if dev.scope is not None and self.cfg.stage.kind == "sim" else None
+
     def _pipeline(self, dev: Devices) -> tuple[Any, Any, Any]:
         from appliance.scan.adapters import AutofocusFocuser, FocusMapAdapter, PipelineVision, scan_pipeline
 
@@ -155,7 +160,7 @@ class ScanBackend:
         um_per_px = float(getattr(dev.camera, "um_per_px", self._um_per_px_guess()))
         fmap = FocusMapAdapter()
         travel = focus_travel_of(dev.stage)
-        clock = dev.scope.clock.now_s if dev.scope is not None and self.cfg.stage.kind == "sim" else None
+        clock = self._device_clock(dev)
         from appliance.focus.reference import reference_heights
 
         refs = reference_heights(self._plan.focus.reference_heights, virtual=dev.scope is not None,

@@ -258,3 +258,23 @@ def test_the_autofocus_follows_the_objectives_depth_of_field() -> None:
     assert dof(0.1) > 5 * dof(0.25)  # a 5x objective searches in far coarser steps
     sim = SimpleNamespace(camera=SimpleNamespace(optics=OpticsParams(na=0.4)))
     assert dof(0.1, sim) == pytest.approx(OpticsParams(na=0.4).depth_of_field_um(0.5))  # the virtual optics win
+
+
+def test_the_services_scans_see_and_time_as_the_command_lines_do() -> None:
+    """The service builds its vision with the CLI's recipe (types what the detector left out, tells the detector
+    the pixel size) and, on the virtual microscope, times the stage on its virtual clock as `tppscan scan` does."""
+    from types import SimpleNamespace
+
+    from appliance.config.schema import Config
+    from appliance.service.backend import ScanBackend
+    from appliance.sim.microscope import VirtualMicroscope
+
+    scope = VirtualMicroscope(seed=1)
+    backend = ScanBackend(Config())
+    backend._plan = backend._load_plan()
+    backend._models = (object(), object())  # loaded models stand-ins: only their wiring is checked
+    dev = SimpleNamespace(scope=scope, stage=scope.stage, camera=scope.camera)
+    vision, _, _ = backend._pipeline(dev)  # type: ignore[arg-type]
+    p = vision.pipeline
+    assert p.skip_empty and p.type_uncovered and p.scale_known and p.um_per_px == pytest.approx(scope.camera.um_per_px)
+    assert backend._device_clock(dev) == scope.clock.now_s  # type: ignore[arg-type]
