@@ -79,6 +79,24 @@ def scan_pipeline(um_per_px: float, detector: Any | None = None, classifier: Any
                     skip_empty=True, type_uncovered=True, scale_known=True)
 
 
+def focus_estimator(strategy: str, um_per_px: float) -> Any | None:
+    """The focus net for a strategy that reads one frame's defocus (``neural``), or None for the others.
+
+    Raises
+    ------
+    ValueError
+        The focus net cannot be loaded (its model file missing or broken), naming the strategies that need none.
+    """
+    if strategy != "neural":
+        return None
+    from appliance.focus.netadapter import FocusNetEstimator
+
+    try:
+        return FocusNetEstimator(um_per_px)
+    except OSError as exc:
+        raise ValueError(f"focus.strategy neural: {exc}; use classical, sweep or map") from None
+
+
 class PipelineVision:
     """``appliance.vision`` as the runner's :class:`~appliance.scan.protocols.Vision`.
 

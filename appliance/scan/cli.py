@@ -153,19 +153,12 @@ def _vision_focus(args: argparse.Namespace, scope: Any, stage: Any,
         notes.append("focus: sim-truth TEST DOUBLE (moves to the true focus)")
     else:
         from appliance.focus.reference import reference_heights
-        from appliance.scan.adapters import AutofocusFocuser, FocusMapAdapter
+        from appliance.scan.adapters import AutofocusFocuser, FocusMapAdapter, focus_estimator
 
         travel = focus_travel_of(stage)
         try:
             fmap = FocusMapAdapter()
-            estimator = None
-            if args.strategy == "neural":  # the focus net predicts the defocus from one frame (appliance/focus)
-                from appliance.focus.netadapter import FocusNetEstimator
-
-                try:
-                    estimator = FocusNetEstimator(um_per_px)
-                except OSError as exc:
-                    raise ValueError(f"focus.strategy neural: {exc}; use classical, sweep or map") from None
+            estimator = focus_estimator(args.strategy, um_per_px)  # the focus net, for `neural`
             # the camera renders the virtual slide whatever the stage: its catalogue's heights by default
             focuser = AutofocusFocuser(args.strategy, travel, fmap, estimator=estimator,
                                        now_s=scope.clock.now_s if args.stage == "sim" else None,

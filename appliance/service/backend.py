@@ -46,8 +46,11 @@ class ScanBackend:
 
         if self._models is not None:
             return
+        from appliance.scan.adapters import focus_estimator
+
         self._plan = self._load_plan()
         self._models = self._load_models()
+        focus_estimator(self._plan.focus.strategy, self._um_per_px_guess())  # `neural`: the focus net loads
         kernels.warmup()
 
     def connect(self) -> None:
@@ -153,7 +156,13 @@ class ScanBackend:
         return dev.scope.clock.now_s if dev.scope is not None and self.cfg.stage.kind == "sim" else None
 
     def _pipeline(self, dev: Devices) -> tuple[Any, Any, Any]:
-        from appliance.scan.adapters import AutofocusFocuser, FocusMapAdapter, PipelineVision, scan_pipeline
+        from appliance.scan.adapters import (
+            AutofocusFocuser,
+            FocusMapAdapter,
+            PipelineVision,
+            focus_estimator,
+            scan_pipeline,
+        )
 
         if self._models is None:
             self._models = self._load_models()
@@ -165,7 +174,9 @@ class ScanBackend:
 
         refs = reference_heights(self._plan.focus.reference_heights, virtual=dev.scope is not None,
                                  sigma_um=self._plan.focus.reference_height_sigma_um)
-        focuser = AutofocusFocuser(self._plan.focus.strategy, travel, fmap, now_s=clock, reference_heights=refs,
+        estimator = focus_estimator(self._plan.focus.strategy, um_per_px)  # the focus net, for `neural`
+        focuser = AutofocusFocuser(self._plan.focus.strategy, travel, fmap, estimator=estimator, now_s=clock,
+                                   reference_heights=refs,
                                    reading_bias=dev.scope is not None,
                                    depth_of_field_um=self._depth_of_field_um(dev, um_per_px), um_per_px=um_per_px)
         detector, classifier = self._models

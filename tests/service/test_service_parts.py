@@ -278,3 +278,23 @@ def test_the_services_scans_see_and_time_as_the_command_lines_do() -> None:
     p = vision.pipeline
     assert p.skip_empty and p.type_uncovered and p.scale_known and p.um_per_px == pytest.approx(scope.camera.um_per_px)
     assert backend._device_clock(dev) == scope.clock.now_s  # type: ignore[arg-type]
+
+
+def test_the_services_neural_focus_gets_the_focus_net_as_the_command_lines_does() -> None:
+    """A plan with ``focus.strategy: neural`` focuses with the focus net in the service too (it got none, and every
+    focus raised for want of an estimator)."""
+    from types import SimpleNamespace
+
+    from appliance.config.schema import Config
+    from appliance.focus.netadapter import FocusNetEstimator
+    from appliance.scan.plan import ScanPlan
+    from appliance.service.backend import ScanBackend
+    from appliance.sim.microscope import VirtualMicroscope
+
+    scope = VirtualMicroscope(seed=1)
+    backend = ScanBackend(Config())
+    backend._plan = ScanPlan.from_yaml("focus: {strategy: neural}")
+    backend._models = (object(), object())
+    _, focuser, _ = backend._pipeline(SimpleNamespace(scope=scope, stage=scope.stage,  # type: ignore[arg-type]
+                                                      camera=scope.camera))
+    assert focuser.strategy == "neural" and isinstance(focuser.estimator, FocusNetEstimator)
