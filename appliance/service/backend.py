@@ -77,7 +77,7 @@ class ScanBackend:
 
     def run_scan(self, control: ScanControl) -> str:
         """Resume the newest unfinished scan, or start a new one; done | interrupted | failed."""
-        from appliance.scan.session import run_scan, scan_area
+        from appliance.scan.session import run_scan, scan_area, sim_height_truth
 
         if self.devices is None:
             raise RuntimeError("the devices are not connected")
@@ -97,6 +97,7 @@ class ScanBackend:
             outcome = run_scan(dev.stage, dev.camera, vision, focuser, fmap, self._plan, out_dir, self.db_path,
                                area, on_event=events, resume=True, device_clock=self._device_clock(dev),
                                truth=scope.truth() if scope is not None else None,
+                               height_truth=sim_height_truth(scope) if scope is not None else None,
                                runner_hook=lambda r: _watch(control, r, stop_watch, events),
                                nominal_um_per_px=float(getattr(dev.camera, "um_per_px", self._um_per_px_guess())))
             stop_watch.set()

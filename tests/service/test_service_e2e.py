@@ -85,6 +85,8 @@ def test_serial_start_sigterm_mid_scan_then_socket_resumes(tmp_path: Path) -> No
     assert len(cells) == scans[0][2] == len(set(cells))  # every planned field once: none lost, none twice
     folder = Path(scans[0][3])
     assert (folder / "report.html").is_file() and (folder / "summary.json").is_file()
+    summary = json.loads((folder / "summary.json").read_text())  # scored against the virtual slide as a CLI scan is
+    assert summary["recall"] is not None and "height_rmse_um_by_type" in summary
     assert "scan" in (folder / "scan.log").read_text()
     logs = subprocess.run([sys.executable, "-m", "appliance.cli", "logs", "--log-dir", str(tmp_path / "log"),
                            "--scan", folder.name], capture_output=True, text=True, timeout=60)
