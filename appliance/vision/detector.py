@@ -30,7 +30,7 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 
-from appliance.vision.tiles import detect_in_tiles, padded_size
+from appliance.vision.tiles import canvas_size, detect_in_tiles
 
 BACKENDS: tuple[str, ...] = ("auto", "jetson", "onnxruntime", "opencv")
 # The shipped model's F1-optimal score threshold on its validation split (MODEL_CARD.md); detectNet's own
@@ -379,7 +379,8 @@ class Detector:
         """Detections in one frame (grey or BGR, any size), in that frame's pixels, largest first.
 
         With ``um_per_px`` (the frame's pixel size at the sample), a frame the input's size would show coarser
-        than the detector was trained on is read in finer tiles (:func:`appliance.vision.tiles.layout`).
+        than the detector was trained on is read in finer tiles (:func:`appliance.vision.tiles.layout`), and
+        one it would show finer is padded with bare glass first (:func:`appliance.vision.tiles.canvas_size`).
 
         Raises
         ------
@@ -389,17 +390,19 @@ class Detector:
         gray = to_gray(frame)
         h, w = gray.shape
         # a frame far from the input's shape, or too coarse at its size, is read in tiles (appliance/vision/tiles.py)
-        return detect_in_tiles((w, h), self.input_hw, lambda t: self._detect_tile(gray, t), um_per_px)
+        return detect_in_tiles((w, h), self.input_hw, lambda t: self._detect_tile(gray, t, um_per_px), um_per_px)
 
-    def _detect_tile(self, gray: np.ndarray, tile: tuple[int, int, int, int]) -> list[Detection]:
+    def _detect_tile(self, gray: np.ndarray, tile: tuple[int, int, int, int],
+                     um_per_px: float | None = None) -> list[Detection]:
         """Detections in one tile ``x, y, width, height`` of a grey frame, in the frame's pixels.
 
-        A tile off the input's shape is padded to it first (:func:`~appliance.vision.tiles.padded_size`); a box
-        centred in the padding is dropped and the others are clipped to the tile.
+        A tile off the input's shape, or one that would be read finer than the training, is padded first
+        (:func:`~appliance.vision.tiles.canvas_size`); a box centred in the padding is dropped and the others are
+        clipped to the tile.
         """
         x, y, w, h = tile
         part = gray if (w, h) == (gray.shape[1], gray.shape[0]) else np.ascontiguousarray(gray[y:y + h, x:x + w])
-        pw, ph = padded_size((w, h), self.input_hw)
+        pw, ph = canvas_size((w, h), self.input_hw, um_per_px)
         if (pw, ph) != (w, h):
             part = _pad(part, pw, ph)
         ih, iw = self.input_hw

@@ -42,6 +42,13 @@ TRAINED_INPUT_UM_PER_PX = (0.6, 2.4)
 #: training"): mAP@0.5 best at 2.0 (1.8: 0.804, 2.0: 0.815, 2.4: 0.775 on 640 x 480 frames at 1.3-1.6 µm/px).
 ZOOM_TARGET_UM_PER_PX = 2.0
 
+#: A frame the detector would read finer than that range (40x on a 640 x 480 sensor: 0.28 µm per input pixel) is
+#: padded with bare glass until it is read at this (:func:`canvas_size`): the prints then have the size in input
+#: pixels the detector learnt. Measured on held-out frames (docs/detector.md, "Frames finer than the training"):
+#: padded to 0.7 / 0.8 / 0.9 / 1.1 µm per input pixel, mAP@0.5 0.814 / 0.873 / 0.863 / 0.855 at 0.12-0.18 µm/px
+#: and 0.885 / 0.870 / 0.857 / 0.812 at 0.2-0.3 (read as they are: 0.497 and 0.721).
+PAD_TARGET_UM_PER_PX = 0.8
+
 Tile = tuple[int, int, int, int]  # x, y, width, height in frame pixels
 
 
@@ -103,6 +110,23 @@ def layout(size: tuple[int, int], input_hw: tuple[int, int], um_per_px: float | 
     if um_per_px is None or read_scale(by_shape[0], input_hw, um_per_px) <= TRAINED_INPUT_UM_PER_PX[1]:
         return by_shape
     return zoom_tiles(size, input_hw, um_per_px)
+
+
+def canvas_size(size: tuple[int, int], input_hw: tuple[int, int], um_per_px: float | None = None) -> tuple[int, int]:
+    """The (width, height) a frame or tile of ``size`` is padded to before it is resized to the input.
+
+    :func:`padded_size`, and, where ``um_per_px`` says that would be read finer than the training
+    (:data:`TRAINED_INPUT_UM_PER_PX`), enlarged in proportion until it is read at :data:`PAD_TARGET_UM_PER_PX`.
+    """
+    pw, ph = padded_size(size, input_hw)
+    if um_per_px is None:
+        return pw, ph
+    ih, iw = input_hw
+    scale = um_per_px * max(pw / iw, ph / ih)
+    if scale >= TRAINED_INPUT_UM_PER_PX[0]:
+        return pw, ph
+    k = PAD_TARGET_UM_PER_PX / scale
+    return max(pw, round(pw * k)), max(ph, round(ph * k))
 
 
 def padded_size(size: tuple[int, int], input_hw: tuple[int, int]) -> tuple[int, int]:

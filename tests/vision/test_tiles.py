@@ -10,8 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from appliance.vision.tiles import (
+    PAD_TARGET_UM_PER_PX,
     TRAINED_INPUT_UM_PER_PX,
     ZOOM_TARGET_UM_PER_PX,
+    canvas_size,
     detect_in_tiles,
     layout,
     padded_size,
@@ -118,3 +120,15 @@ def test_a_coarse_frame_is_read_in_zoomed_tiles_and_one_object_in_two_of_them_is
     dets = detect_in_tiles((640, 480), INPUT_HW, detect_tile, um_per_px=1.4)
     assert len(seen) == 4 and all(t[2:] == (457, 343) for t in seen)
     assert len(dets) == 1 and dets[0].score == max(0.5 + t[0] / 10000 for t in seen)
+
+
+def test_a_frame_finer_than_the_training_is_padded_until_it_is_read_at_the_target_scale() -> None:
+    assert canvas_size((640, 480), INPUT_HW) == (640, 480)  # no pixel size: as before
+    assert canvas_size((640, 480), INPUT_HW, 0.56) == (640, 480)  # 10x: 1.12 um per input pixel, trained
+    assert canvas_size((480, 640), INPUT_HW, 0.56) == padded_size((480, 640), INPUT_HW)
+    for size, upp in (((640, 480), 0.14), ((640, 480), 0.28), ((800, 600), 0.14), ((480, 640), 0.14)):
+        pw, ph = canvas_size(size, INPUT_HW, upp)
+        assert pw >= size[0] and ph >= size[1]
+        assert abs((pw / ph) / (4 / 3) - 1) < 0.01  # the input's shape: both axes scale alike
+        assert abs(upp * pw / 320 - PAD_TARGET_UM_PER_PX) < 0.01  # read at the target
+    assert canvas_size((640, 480), INPUT_HW, 0.14) == (1829, 1371)  # 40x: 0.28 um per input pixel -> 0.8
