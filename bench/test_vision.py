@@ -50,3 +50,22 @@ def test_detector_per_frame(benchmark, frame, backend, threads):
     print(f"\ndetector {backend} threads={threads}: {ours_s * 1e3:.2f} ms per 640x480 frame, "
           f"reference {ref_s * 1e3:.2f} ms, ratio {ratio:.1f}")
     assert ratio <= MAX_RATIO
+
+
+#: Read at its scale (appliance/vision/tiles.py), a 4x frame is four tiles and a 40x frame one padded canvas: the
+#: time against the same frame read as it is, in the same process.
+MAX_SCALE_RATIO = {1.4: 8.0, 0.14: 4.0}
+
+
+@pytest.mark.parametrize("um_per_px", [1.4, 0.14], ids=["4x-tiles", "40x-padded"])
+def test_detector_at_scale_against_the_frame_read_as_it_is(benchmark, frame, um_per_px):
+    det = Detector(default_model_path(), backend="onnxruntime", threads=1)
+    plain_s = median_s(lambda: det.detect(frame))
+    ours_s = median_s(lambda: det.detect(frame, um_per_px))
+    benchmark.pedantic(det.detect, args=(frame, um_per_px), rounds=10, warmup_rounds=1)
+    ratio = ours_s / plain_s
+    benchmark.extra_info.update({"median_ms": round(ours_s * 1e3, 3), "plain_ms": round(plain_s * 1e3, 3),
+                                 "ratio": round(ratio, 2)})
+    print(f"\ndetector at {um_per_px} um/px: {ours_s * 1e3:.2f} ms per 640x480 frame, read as it is "
+          f"{plain_s * 1e3:.2f} ms, ratio {ratio:.1f}")
+    assert ratio <= MAX_SCALE_RATIO[um_per_px]
