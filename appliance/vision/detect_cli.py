@@ -151,8 +151,8 @@ def _write(args: argparse.Namespace, pipe: Any, rows: list[dict[str, Any]], per_
         wr.writeheader()
         wr.writerows(rows)
     meta = {"model": str(pipe.detector.model_path), "backend": pipe.detector.backend,
-            "threshold": args.threshold, "classifier": None if pipe.classifier is None else str(args.classifier
-                                                                                                or "default")}
+            "threshold": args.threshold, "um_per_px": args.um_per_px,
+            "classifier": None if pipe.classifier is None else str(args.classifier or "default")}
     (args.out / "detections.json").write_text(json.dumps({"meta": meta, "images": per_image, "errors": errors},
                                                          indent=1))
 

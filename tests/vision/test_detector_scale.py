@@ -103,3 +103,21 @@ def test_a_scan_tells_the_detector_its_pixel_size_and_a_guess_does_not(sim_frame
     assert rec.told == [1.4, None]
     p = scan_pipeline(1.4, rec, _Debris())
     assert p.skip_empty and p.type_uncovered and p.scale_known  # the CLI's scans and the service's alike
+
+
+def test_detect_cli_reads_at_scale_only_when_told_the_pixel_size(tmp_path, monkeypatch):
+    import cv2
+    import numpy as np
+
+    from appliance.vision.detector import Detector
+
+    told: list[float | None] = []
+    real = Detector.detect
+    monkeypatch.setattr(Detector, "detect", lambda self, frame, um_per_px=None: told.append(um_per_px)
+                        or real(self, frame, um_per_px))
+    cv2.imwrite(str(tmp_path / "a.png"), np.full((480, 640), 160, np.uint8))
+    for argv, expect in (([], None), (["--um-per-px", "1.4"], 1.4)):
+        out = tmp_path / f"o{len(told)}"
+        assert main(["detect", str(tmp_path / "a.png"), "--out", str(out), "--no-classifier", *argv]) == 0
+        assert told[-1] == expect
+        assert json.loads((out / "detections.json").read_text())["meta"]["um_per_px"] == expect
