@@ -37,6 +37,7 @@ class ScanBackend:
         self.devices: Devices | None = None
         self._plan: Any = None
         self._models: tuple[Any, Any] | None = None
+        self._focus_net: Any = None  # loaded by warm() for a `neural` plan, shared by its scans
 
     # -- lifecycle -------------------------------------------------------------------------------------------------
 
@@ -50,7 +51,8 @@ class ScanBackend:
 
         self._plan = self._load_plan()
         self._models = self._load_models()
-        focus_estimator(self._plan.focus.strategy, self._um_per_px_guess())  # `neural`: the focus net loads
+        est = focus_estimator(self._plan.focus.strategy, self._um_per_px_guess())  # `neural`: the focus net loads
+        self._focus_net = None if est is None else est.net
         kernels.warmup()
 
     def connect(self) -> None:
@@ -175,7 +177,7 @@ class ScanBackend:
 
         refs = reference_heights(self._plan.focus.reference_heights, virtual=dev.scope is not None,
                                  sigma_um=self._plan.focus.reference_height_sigma_um)
-        estimator = focus_estimator(self._plan.focus.strategy, um_per_px)  # the focus net, for `neural`
+        estimator = focus_estimator(self._plan.focus.strategy, um_per_px, self._focus_net)  # for `neural`
         focuser = AutofocusFocuser(self._plan.focus.strategy, travel, fmap, estimator=estimator, now_s=clock,
                                    reference_heights=refs,
                                    reading_bias=dev.scope is not None,

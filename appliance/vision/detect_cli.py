@@ -40,8 +40,8 @@ def register(sub: Any) -> None:
     p.add_argument("--threshold", type=float, default=None,
                    help="detector score threshold, (0, 1] (default: the shipped model's, 0.25)")
     p.add_argument("--um-per-px", type=float, default=None,
-                   help="pixel size at the sample, 0.01..100 µm: the gate's size limits, and frames coarser than "
-                        "the detector's training are read in finer tiles (default: unknown; the gate takes 1.0)")
+                   help="pixel size at the sample, 0.01..100 µm: the gate's size limits, and the detector reads frames "
+                        "at the scale it was trained on (default: unknown; the gate takes 1.0)")
     p.set_defaults(func=_cmd_detect)
 
 

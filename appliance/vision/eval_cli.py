@@ -40,8 +40,8 @@ def register(sub: Any) -> None:
     e.add_argument("--json", action="store_true", help="print one JSON object")
     e.add_argument("--limit", type=int, default=None, help="detector: use only the first N frames (>= 1)")
     e.add_argument("--at-scale", action="store_true",
-                   help="detector: tell it each frame's pixel size, as a scan does (frames coarser than its "
-                        "training are read in finer tiles)")
+                   help="detector: tell it each frame's pixel size, as a scan does (it reads frames at the scale "
+                        "it was trained on)")
     e.set_defaults(func=_cmd_eval)
 
 

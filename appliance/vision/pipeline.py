@@ -139,7 +139,8 @@ class Pipeline:
         (:func:`dark_only`) are not: they only wake the detector.
     scale_known : bool
         ``um_per_px`` is the frames' true pixel size (a calibrated camera), not a guess: the detector is told it
-        and reads frames coarser than its training in finer tiles (:func:`appliance.vision.tiles.layout`).
+        and reads frames at the scale it was trained on (finer tiles or bare-glass padding,
+        :meth:`appliance.vision.detector.Detector.detect`).
     """
 
     def __init__(self, detector: Detector, classifier: Any | None = None, um_per_px: float = 1.0,

@@ -121,8 +121,7 @@ def canvas_size(size: tuple[int, int], input_hw: tuple[int, int], um_per_px: flo
     pw, ph = padded_size(size, input_hw)
     if um_per_px is None:
         return pw, ph
-    ih, iw = input_hw
-    scale = um_per_px * max(pw / iw, ph / ih)
+    scale = read_scale((0, 0, *size), input_hw, um_per_px)
     if scale >= TRAINED_INPUT_UM_PER_PX[0]:
         return pw, ph
     k = PAD_TARGET_UM_PER_PX / scale

@@ -39,8 +39,8 @@ def evaluate_detector(data_dir: Path, model: Path | None = None, limit: int | No
     threads : int
         ONNX Runtime threads (one: the figure is per-core latency, and a shared machine stays usable).
     at_scale : bool
-        Tell the detector each frame's pixel size (the dataset's ``um_per_px``), as a scan does: frames coarser
-        than its training are read in finer tiles (``appliance.vision.tiles.layout``).
+        Tell the detector each frame's pixel size (the dataset's ``um_per_px``), as a scan does: it reads frames
+        at the scale it was trained on (``appliance.vision.detector.Detector.detect``).
 
     Returns
     -------
