@@ -7,6 +7,12 @@ grbl-link's ``Grbl`` object owns the serial port and a reader/sender thread; lin
 time, the next after the previous ``ok``: its ``SimpleProtocol``), real-time bytes (``!``, ``~``, 0x18, 0x85)
 bypass the queue. Its parser keeps ``state.settings`` ($$), ``state.status`` (the last ``<...>`` report, WCO and
 Ov included), ``state.alarm_state`` and ``state.version``.
+
+An awkward part of that library: its ``query_status()`` sends the str ``'?'``, which its real-time table (bytes)
+does not match, so it goes through the line queue as ``?\n``. GRBL (and this firmware) read the ``?`` as the
+real-time query and then the bare newline as an empty line, which it answers ``ok``. Those oks arrive after the
+status report and would shift any count of replies; the host below pairs each reply with the line it answers
+(one line in flight at a time) and leaves the oks of status queries out.
 """
 
 from __future__ import annotations
@@ -30,10 +36,21 @@ class Host:
     def __init__(self, port: serial.Serial) -> None:
         self.grbl = Grbl(port)
         self.messages: list[object] = []
+        self.lines: list[bytes] = []            # every queued line as written, in order
         self.grbl.add_message_handler(lambda message, _grbl: self.messages.append(message))
+        write = self.grbl.protocol.write
+
+        def recording_write(data: bytes) -> None:
+            if data.endswith(b"\n"):            # a queued line (real-time bytes carry no newline)
+                self.lines.append(data)
+            write(data)
+
+        self.grbl.protocol.write = recording_write
 
     def replies(self) -> list[object]:
-        return [m for m in self.messages if isinstance(m, (OKMessage, ErrorMessage))]
+        """The replies to every line but the status queries' ``?\n``, in order."""
+        answers = [m for m in self.messages if isinstance(m, (OKMessage, ErrorMessage))]
+        return [a for line, a in zip(self.lines, answers, strict=False) if line != b"?\n"]
 
     def wait(self, what: str, predicate: Callable[[], bool], timeout_s: float = 20.0) -> None:
         end = time.monotonic() + timeout_s
