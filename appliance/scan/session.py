@@ -27,6 +27,7 @@ from appliance.hardware.camera.base import Camera, CameraError
 from appliance.hardware.stage.base import Stage, StageLimitError
 from appliance.hardware.stage.offset import offset
 from appliance.results.files import ScanFolder
+from appliance.results.focuscurve import TUNED_DEPTH_OF_FIELD_UM
 from appliance.results.store import ObjectRecord, ResultStore, write_durably
 from appliance.scan.backlash import approach_um, backlash_warnings
 from appliance.scan.calibration import Calibration, CalibrationError, calibrate, spiral_offsets
@@ -203,8 +204,9 @@ def run_scan(stage: Stage, camera: Camera, vision: Vision, focuser: Focuser, foc
             carried = carry_over_from(origin, stood)
             resumed = realign("when the scan resumed", resume=True, restarted=carried)
             scale = realign.check_scale()  # another objective since the first run: stop, not scan on at its scale
+        watch = DirectionWatch(scan_id, on_event, focus_drive(stage, focuser)["depth_of_field_um"])
         runner = ScanRunner(stage, camera, vision, focuser, focus_map, store, folder, plan, grid, cal, scan_id,
-                            device_clock=device_clock, on_event=DirectionWatch(scan_id, on_event),
+                            device_clock=device_clock, on_event=watch,
                             z_start_um=z_start_um, area_um=area_um,
                             start_on_glass=start_on_glass, realign=realign)
         if runner_hook is not None:
@@ -754,7 +756,8 @@ def summarise(store: ResultStore, scan_id: int, area_um: tuple[float, float, flo
     out["warnings"] = (start_warnings(scan.config)
                        + field_travel_warnings([f.z_um for f in flds], travel)
                        + focus_warnings(len(structures), out["structures_focus_ok"], ends, travel)
-                       + focus_direction_warnings(glass_offsets_um(structures), untrusted_with_glass(structures)))
+                       + focus_direction_warnings(glass_offsets_um(structures), untrusted_with_glass(structures),
+                                                  (scan.config.get("focus_drive") or {}).get("depth_of_field_um")))
     if truth is not None:
         out.update(score(objs, truth, area_um))
     return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in out.items()}
@@ -779,13 +782,24 @@ BELOW_GLASS_SHARE = 1 / 3
 #: prints' foci were untrusted, 4 read below their glass, and the scan told the user to reverse a drive wired
 #: the usual way (held-out seed 5413), which would have made every later scan read z the wrong way.
 UNTRUSTED_SHARE = 0.5
+#: Where the objective's depth of field is at least this many times the tuned one (``TUNED_DEPTH_OF_FIELD_UM``,
+#: 10x / NA 0.25), the warning says its foci may say nothing of the drive either: a print's focus lies 1.4-13.6
+#: µm above its glass, and a deep field reads foci only to several micrometres, trusted or not. At 4x / NA 0.13
+#: (43 µm deep) a drive wired the usual way gave trusted foci 7.8 and 3.7 µm below their glass (held-out seed
+#: 5912), and six prints of seed 5916 read -13.9 to +9.7 µm from theirs, four under +1 µm, so the scan told the
+#: user to reverse it. Of 368 scans of sessions 42-44, the three that read a normal drive reversed were all at 4x
+#: or 5x (43 and 32 µm deep: seeds 5413, 5717, 5916); of the six drives wired the other way round it read so, five
+#: were at 10x and 20x (3-11 µm deep) and one at 5x (5404), whose warning this clause only qualifies.
+DEEP_FIELD_SCALE = 2.0
 
 
-def focus_direction_warnings(offsets_um: Sequence[float], untrusted: int = 0) -> list[str]:
+def focus_direction_warnings(offsets_um: Sequence[float], untrusted: int = 0,
+                             depth_of_field_um: float | None = None) -> list[str]:
     """A warning when the prints focused below their glass, as a focus drive wired the other way round makes them.
 
     ``offsets_um``: each structure's recorded focus less the glass read beside it (``extra.glass_z_um``);
-    ``untrusted``: how many of those structures' foci no curve backed (:func:`untrusted_with_glass`).
+    ``untrusted``: how many of those structures' foci no curve backed (:func:`untrusted_with_glass`);
+    ``depth_of_field_um``: the objective's (the scan's ``focus_drive``), None where unknown.
     """
     if len(offsets_um) < FOCUS_WARNING_MIN_STRUCTURES:
         return []
@@ -801,7 +815,7 @@ def focus_direction_warnings(offsets_um: Sequence[float], untrusted: int = 0) ->
             "the focal plane through the slide as it grows (an upright microscope that focuses by raising its "
             "stage, or a servo coupled the other way round); set stage.z_reversed: true in the config (tppscan "
             "scan --z-reversed) and scan again, since the fields' focus, the lenses' phase and the height maps all "
-            "read z the other way" + _untrusted_clause(untrusted, n)]
+            "read z the other way" + _untrusted_clause(untrusted, n) + _deep_field_clause(depth_of_field_um)]
 
 
 def _untrusted_clause(untrusted: int, n: int) -> str:
@@ -813,6 +827,16 @@ def _untrusted_clause(untrusted: int, n: int) -> str:
             "reversing it")
 
 
+def _deep_field_clause(depth_of_field_um: float | None) -> str:
+    """What the direction warning adds where the objective's field is too deep to read it (:data:`DEEP_FIELD_SCALE`)."""
+    if depth_of_field_um is None or depth_of_field_um < DEEP_FIELD_SCALE * TUNED_DEPTH_OF_FIELD_UM:
+        return ""
+    return (f"; but this objective's depth of field ({depth_of_field_um:.0f} um, against the "
+            f"{TUNED_DEPTH_OF_FIELD_UM:.0f} um of a 10x / NA 0.25 the check was set for) reads a focus only to "
+            "several micrometres, so the prints may say nothing of the drive: check by hand that a larger z raises "
+            "the focal plane before reversing it")
+
+
 class DirectionWatch:
     """Passes the runner's events on, and says in the log once, mid-scan, when its prints say the drive is reversed.
 
@@ -821,8 +845,9 @@ class DirectionWatch:
     ``--z-reversed`` instead of waiting for a scan whose foci, lenses and height maps all read z the wrong way.
     """
 
-    def __init__(self, scan_id: int, forward: Callable[[Event], None] | None = None) -> None:
-        self.scan_id, self.forward = scan_id, forward
+    def __init__(self, scan_id: int, forward: Callable[[Event], None] | None = None,
+                 depth_of_field_um: float | None = None) -> None:
+        self.scan_id, self.forward, self.depth_of_field_um = scan_id, forward, depth_of_field_um
         self.offsets_um: list[float] = []
         self.untrusted = 0
         self.said = False
@@ -835,7 +860,7 @@ class DirectionWatch:
             return
         self.offsets_um.extend(glass_offsets_um([event.obj]))
         self.untrusted += untrusted_with_glass([event.obj])
-        warned = focus_direction_warnings(self.offsets_um, self.untrusted)
+        warned = focus_direction_warnings(self.offsets_um, self.untrusted, self.depth_of_field_um)
         if warned:
             self.said = True
             _log.warning("scan %s, after %d prints: %s", self.scan_id, len(self.offsets_um), warned[0])

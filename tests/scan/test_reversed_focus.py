@@ -196,3 +196,33 @@ def test_a_records_focus_is_scored_at_the_true_plane_its_z_stood_for():
     assert _true_z_at(drifted, 99.0) == pytest.approx(102.0)
     assert _true_z_at([frame(100.0, 100.0)], 100.0) is None  # one plane cannot say
     assert _true_z_at([frame(96.0, None), frame(98.0, None)], 97.0) is None  # real hardware: no truth
+
+
+def test_a_direction_read_through_a_deep_field_says_to_check_by_hand():
+    from appliance.results.focuscurve import TUNED_DEPTH_OF_FIELD_UM
+
+    # seed 5916 (4x / NA 0.13, 43 µm deep): six prints -13.9 to +9.7 µm from their glass, the drive wired as usual
+    offsets = [-0.6, 9.7, -2.0, 1.7, -13.9, -9.0]
+    (plain,) = focus_direction_warnings(offsets)
+    (tuned,) = focus_direction_warnings(offsets, depth_of_field_um=TUNED_DEPTH_OF_FIELD_UM)
+    assert tuned == plain and "depth of field" not in plain
+    assert focus_direction_warnings(offsets, depth_of_field_um=20.0) == [plain]  # under twice the tuned one
+    (deep,) = focus_direction_warnings(offsets, depth_of_field_um=43.3)
+    assert deep.startswith(plain) and "depth of field (43 um" in deep
+    assert "check by hand that a larger z raises the focal plane" in deep
+    assert focus_direction_warnings([4.0, 7.5, 2.1], depth_of_field_um=43.3) == []  # above their glass: silent
+
+
+def test_the_log_qualifies_a_direction_read_through_a_deep_field(caplog):
+    import logging
+    from types import SimpleNamespace
+
+    from appliance.scan.events import ObjectRecorded
+    from appliance.scan.session import DirectionWatch
+
+    watch = DirectionWatch(9, depth_of_field_um=43.3)
+    with caplog.at_level(logging.WARNING, logger="appliance.scan.session"):
+        for z in (84.0, 83.5, 82.0):
+            watch(ObjectRecorded(SimpleNamespace(kind="structure", z_um=z, extra={"glass_z_um": 90.0})))
+    (said,) = caplog.records
+    assert "--z-reversed" in said.getMessage() and "depth of field (43 um" in said.getMessage()
