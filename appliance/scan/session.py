@@ -815,26 +815,28 @@ def focus_direction_warnings(offsets_um: Sequence[float], untrusted: int = 0,
             "the focal plane through the slide as it grows (an upright microscope that focuses by raising its "
             "stage, or a servo coupled the other way round); set stage.z_reversed: true in the config (tppscan "
             "scan --z-reversed) and scan again, since the fields' focus, the lenses' phase and the height maps all "
-            "read z the other way" + _untrusted_clause(untrusted, n) + _deep_field_clause(depth_of_field_um)]
+            "read z the other way" + _caveats(untrusted, n, depth_of_field_um)]
 
 
-def _untrusted_clause(untrusted: int, n: int) -> str:
-    """What the direction warning adds where most of the foci it read were guesses (:data:`UNTRUSTED_SHARE`)."""
-    if untrusted < UNTRUSTED_SHARE * n:
+CHECK_BY_HAND = "check by hand that a larger z raises the focal plane before reversing it"
+
+
+def _caveats(untrusted: int, n: int, depth_of_field_um: float | None) -> str:
+    """Why the direction warning's prints may say nothing of the drive, and what to do instead; '' when they can.
+
+    Most foci read were guesses (:data:`UNTRUSTED_SHARE`), or the objective's field is too deep to read a focus to
+    a micrometre (:data:`DEEP_FIELD_SCALE`), or both.
+    """
+    why = []
+    if untrusted >= UNTRUSTED_SHARE * n:
+        why.append(f"the focus of {untrusted} of those {n} could not be trusted (see the warning on that)")
+    if depth_of_field_um is not None and depth_of_field_um >= DEEP_FIELD_SCALE * TUNED_DEPTH_OF_FIELD_UM:
+        why.append(f"this objective's depth of field ({depth_of_field_um:.0f} um, against the "
+                   f"{TUNED_DEPTH_OF_FIELD_UM:.0f} um of a 10x / NA 0.25 the check was set for) reads a focus only "
+                   "to several micrometres")
+    if not why:
         return ""
-    return (f"; but the focus of {untrusted} of those {n} could not be trusted (see the warning on that), so "
-            "they may say nothing of the drive: check by hand that a larger z raises the focal plane before "
-            "reversing it")
-
-
-def _deep_field_clause(depth_of_field_um: float | None) -> str:
-    """What the direction warning adds where the objective's field is too deep to read it (:data:`DEEP_FIELD_SCALE`)."""
-    if depth_of_field_um is None or depth_of_field_um < DEEP_FIELD_SCALE * TUNED_DEPTH_OF_FIELD_UM:
-        return ""
-    return (f"; but this objective's depth of field ({depth_of_field_um:.0f} um, against the "
-            f"{TUNED_DEPTH_OF_FIELD_UM:.0f} um of a 10x / NA 0.25 the check was set for) reads a focus only to "
-            "several micrometres, so the prints may say nothing of the drive: check by hand that a larger z raises "
-            "the focal plane before reversing it")
+    return f"; but {' and '.join(why)}, so they may say nothing of the drive: {CHECK_BY_HAND}"
 
 
 class DirectionWatch:

@@ -208,9 +208,12 @@ def test_a_direction_read_through_a_deep_field_says_to_check_by_hand():
     assert tuned == plain and "depth of field" not in plain
     assert focus_direction_warnings(offsets, depth_of_field_um=20.0) == [plain]  # under twice the tuned one
     (deep,) = focus_direction_warnings(offsets, depth_of_field_um=43.3)
-    assert deep.startswith(plain) and "depth of field (43 um" in deep
+    assert deep.startswith(plain) and "depth of field (43 um" in deep and deep.count("check by hand") == 1
     assert "check by hand that a larger z raises the focal plane" in deep
     assert focus_direction_warnings([4.0, 7.5, 2.1], depth_of_field_um=43.3) == []  # above their glass: silent
+    # seed 5413 (4x, every focus untrusted): both reasons, one request to check by hand
+    (both,) = focus_direction_warnings(offsets, untrusted=6, depth_of_field_um=43.3)
+    assert "could not be trusted" in both and "depth of field (43 um" in both and both.count("check by hand") == 1
 
 
 def test_the_log_qualifies_a_direction_read_through_a_deep_field(caplog):
