@@ -141,7 +141,8 @@ def table(lines: Sequence[tuple[int, list[str]]], out: Path) -> int:
         found, truth, typed, dirt = found + matched, truth + n, typed + right, dirt + pieces
         dups += s["duplicates"]
         knob = {k.split("=")[0]: k.split("=")[1] for k in sets}
-        what = f"{knob.get('optics.magnification', '?')}x {knob.get('camera.preset', 'default')}"
+        objective = f"{knob['optics.magnification']}x" if "optics.magnification" in knob else "default objective"
+        what = f"{objective} {knob.get('camera.preset', 'default')}"
         print(f"{seed} {what}: found {matched} of {n}, typed right {right}, dirt as a print {pieces}, "
               f"duplicates {s['duplicates']}, position error median {s['position_error_um_median']} um")
     share = found / truth if truth else float("nan")

@@ -62,3 +62,15 @@ def test_each_line_runs_as_the_scan_command_line(tmp_path):
     assert cmd[:7] == [sys.executable, "-m", "appliance.cli", "scan", "--sim", "--seed", "5"]
     assert cmd[7:] == ["--sim-set", "slide.bow_um=1.5", "--sim-set", "stage.backlash_um=[1,2,0.5]",
                        "--out", str(tmp_path / "5"), "--db", str(tmp_path / "5.db"), "--progress", "none"]
+
+
+def test_a_line_is_scanned_and_tabled(tmp_path, capsys):
+    knobs = tmp_path / "knobs.txt"
+    knobs.write_text("99 slide.width_um=1000 slide.height_um=1000 slide.n_structures=2\n"
+                     "98 slide.width_um=800\n")  # refused by the scan's own check: exit 2, its reason in the log
+    assert SWEEP["main"](["run", str(knobs), "--out", str(tmp_path / "out"), "--jobs", "1"]) == 1
+    assert "slide.width_um must be a number in [1000.0, 100000.0], got 800" in (tmp_path / "out" / "98.log").read_text()
+    assert SWEEP["main"](["table", str(knobs), "--out", str(tmp_path / "out")]) == 1
+    out = capsys.readouterr().out
+    assert "98: exit 2" in out and "99: exit 0" in out
+    assert "99 default objective default: found 2 of 2, typed right 2" in out and "98: no summary.json" in out
