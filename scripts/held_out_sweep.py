@@ -17,7 +17,8 @@ docs/scan.md's sweeps; any other start gives a held-out set.
 
 ``run`` calls ``tppscan scan --sim --seed N --sim-set K=V ... --out OUT/N --db OUT/N.db --progress none`` per
 line (``--jobs`` at a time), keeping each scan's output in ``OUT/N.log``; ``table`` prints each scan's
-``summary.json`` figures and the totals (prints found, typed right, dirt recorded as a print, duplicates).
+``summary.json`` figures and the totals by objective and camera and in all (prints found, typed right, dirt
+recorded as a print, duplicates).
 Exit status: ``run`` 1 when any scan exited non-zero, ``table`` 1 when any scan has no summary.
 """
 
@@ -27,9 +28,12 @@ import argparse
 import json
 import subprocess
 import sys
+from collections import defaultdict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -125,9 +129,45 @@ def run(lines: Sequence[tuple[int, list[str]]], out: Path, jobs: int) -> int:
         return sum(rc != 0 for rc in pool.map(one, lines))
 
 
+@dataclass
+class Tally:
+    """Prints found, typed right, dirt recorded as a print and duplicates over some scans."""
+
+    scans: int = 0
+    found: int = 0
+    truth: int = 0
+    typed: int = 0
+    dirt: int = 0
+    duplicates: int = 0
+
+    def add(self, s: dict[str, Any]) -> None:
+        """Count one scan's ``summary.json``."""
+        matched = int(s["structures_matched"])
+        self.scans += 1
+        self.found += matched
+        self.truth += int(s["structures_truth"])
+        self.typed += round((s["type_accuracy"] or 0.0) * matched)
+        self.dirt += round((s["debris_as_structure"] or 0.0) * int(s["debris_truth"]))
+        self.duplicates += int(s["duplicates"])
+
+    def __str__(self) -> str:
+        """The counts as the table prints them."""
+        share = f"{self.found / self.truth:.3f}" if self.truth else "-"
+        return (f"found {self.found} of {self.truth} ({share}), typed right {self.typed}, dirt as a print "
+                f"{self.dirt}, duplicates {self.duplicates}")
+
+
+def setting(sets: Sequence[str]) -> str:
+    """A line's objective and camera preset, as the table groups scans."""
+    knob = dict(k.split("=", 1) for k in sets if "=" in k)
+    objective = f"{knob['optics.magnification']}x" if "optics.magnification" in knob else "default objective"
+    return f"{objective} {knob.get('camera.preset', 'default')}"
+
+
 def table(lines: Sequence[tuple[int, list[str]]], out: Path) -> int:
-    """Print each scan's figures and the totals; the number of lines without a summary."""
-    found = truth = typed = dirt = dups = missing = 0
+    """Print each scan's figures, the totals by objective and camera and in all; the lines without a summary."""
+    total, missing = Tally(), 0
+    groups: defaultdict[str, Tally] = defaultdict(Tally)
     for seed, sets in lines:
         path = out / str(seed) / "summary.json"
         if not path.is_file():
@@ -135,19 +175,14 @@ def table(lines: Sequence[tuple[int, list[str]]], out: Path) -> int:
             missing += 1
             continue
         s = json.loads(path.read_text())
-        matched, n = int(s["structures_matched"]), int(s["structures_truth"])
-        right = round((s["type_accuracy"] or 0.0) * matched)
-        pieces = round((s["debris_as_structure"] or 0.0) * int(s["debris_truth"]))
-        found, truth, typed, dirt = found + matched, truth + n, typed + right, dirt + pieces
-        dups += s["duplicates"]
-        knob = {k.split("=")[0]: k.split("=")[1] for k in sets}
-        objective = f"{knob['optics.magnification']}x" if "optics.magnification" in knob else "default objective"
-        what = f"{objective} {knob.get('camera.preset', 'default')}"
-        print(f"{seed} {what}: found {matched} of {n}, typed right {right}, dirt as a print {pieces}, "
-              f"duplicates {s['duplicates']}, position error median {s['position_error_um_median']} um")
-    share = found / truth if truth else float("nan")
-    print(f"total: found {found} of {truth} ({share:.3f}), typed right {typed}, dirt as a print {dirt}, "
-          f"duplicates {dups}, scans without a summary {missing}")
+        one = Tally()
+        one.add(s)
+        total.add(s)
+        groups[setting(sets)].add(s)
+        print(f"{seed} {setting(sets)}: {one}, position error median {s['position_error_um_median']} um")
+    for name in sorted(groups, key=lambda g: (int(g.split("x")[0]) if g[0].isdigit() else 0, g)):
+        print(f"{name} ({groups[name].scans} scans): {groups[name]}")
+    print(f"total: {total}, scans without a summary {missing}")
     return missing
 
 

@@ -42,8 +42,9 @@ def test_the_table_totals_the_scans_and_names_the_missing(tmp_path, capsys):
         "debris_truth": 200, "duplicates": 0, "position_error_um_median": 0.6}))
     assert SWEEP["main"](["table", str(knobs), "--out", str(tmp_path / "out")]) == 1  # 12 has no summary
     out = capsys.readouterr().out
-    assert "11 10x mono_raw: found 7 of 8, typed right 6, dirt as a print 1" in out
+    assert "11 10x mono_raw: found 7 of 8 (0.875), typed right 6, dirt as a print 1" in out
     assert "12: no summary.json" in out
+    assert "10x mono_raw (1 scans): found 7 of 8 (0.875)" in out
     assert ("total: found 7 of 8 (0.875), typed right 6, dirt as a print 1, duplicates 0, "
             "scans without a summary 1") in out
 
