@@ -74,4 +74,4 @@ def test_a_line_is_scanned_and_tabled(tmp_path, capsys):
     assert SWEEP["main"](["table", str(knobs), "--out", str(tmp_path / "out")]) == 1
     out = capsys.readouterr().out
     assert "98: exit 2" in out and "99: exit 0" in out
-    assert "99 default objective default: found 2 of 2, typed right 2" in out and "98: no summary.json" in out
+    assert "99 default objective default: found 2 of 2 (1.000), typed right 2" in out and "98: no summary.json" in out
