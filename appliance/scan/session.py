@@ -27,7 +27,7 @@ from appliance.hardware.camera.base import Camera, CameraError
 from appliance.hardware.stage.base import Stage, StageLimitError
 from appliance.hardware.stage.offset import offset
 from appliance.results.files import ScanFolder
-from appliance.results.focuscurve import TUNED_DEPTH_OF_FIELD_UM
+from appliance.results.focuscurve import TUNED_DEPTH_OF_FIELD_UM, depth_of_field_scale
 from appliance.results.store import ObjectRecord, ResultStore, write_durably
 from appliance.scan.backlash import approach_um, backlash_warnings
 from appliance.scan.calibration import Calibration, CalibrationError, calibrate, spiral_offsets
@@ -204,7 +204,7 @@ def run_scan(stage: Stage, camera: Camera, vision: Vision, focuser: Focuser, foc
             carried = carry_over_from(origin, stood)
             resumed = realign("when the scan resumed", resume=True, restarted=carried)
             scale = realign.check_scale()  # another objective since the first run: stop, not scan on at its scale
-        watch = DirectionWatch(scan_id, on_event, focus_drive(stage, focuser)["depth_of_field_um"])
+        watch = DirectionWatch(scan_id, on_event, objective_depth_of_field_um(focuser))
         runner = ScanRunner(stage, camera, vision, focuser, focus_map, store, folder, plan, grid, cal, scan_id,
                             device_clock=device_clock, on_event=watch,
                             z_start_um=z_start_um, area_um=area_um,
@@ -628,9 +628,14 @@ def focus_drive(stage: Stage, focuser: Focuser) -> dict[str, Any]:
     """What the scan's config records of its focus drive: its step, the depth of field and the focus travel, µm."""
     travel = getattr(focuser, "z_travel_um", None)
     return {"step_um": _positive_or_none(getattr(stage, "focus_step_um", None)),
-            "depth_of_field_um": _positive_or_none(getattr(focuser, "depth_of_field_um", None)),
+            "depth_of_field_um": objective_depth_of_field_um(focuser),
             "travel_z_um": [float(v) for v in travel] if isinstance(travel, (tuple, list)) and len(travel) == 2
             else None}
+
+
+def objective_depth_of_field_um(focuser: Focuser) -> float | None:
+    """The objective's depth of field the focuser searches with, µm; None where it does not say."""
+    return _positive_or_none(getattr(focuser, "depth_of_field_um", None))
 
 
 def _positive_or_none(v: object) -> float | None:
@@ -830,7 +835,7 @@ def _caveats(untrusted: int, n: int, depth_of_field_um: float | None) -> str:
     why = []
     if untrusted >= UNTRUSTED_SHARE * n:
         why.append(f"the focus of {untrusted} of those {n} could not be trusted (see the warning on that)")
-    if depth_of_field_um is not None and depth_of_field_um >= DEEP_FIELD_SCALE * TUNED_DEPTH_OF_FIELD_UM:
+    if depth_of_field_um is not None and depth_of_field_scale(depth_of_field_um) >= DEEP_FIELD_SCALE:
         why.append(f"this objective's depth of field ({depth_of_field_um:.0f} um, against the "
                    f"{TUNED_DEPTH_OF_FIELD_UM:.0f} um of a 10x / NA 0.25 the check was set for) reads a focus only "
                    "to several micrometres")
