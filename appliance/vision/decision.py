@@ -206,12 +206,12 @@ def iou(a: Box, b: Box) -> float:
     return float(inter / union) if union > 0 else 0.0
 
 
-def join_overlapping(items: Sequence[Evidence], min_iou: float = 0.5) -> list[Evidence]:
-    """One evidence per object: boxes overlapping by ``min_iou`` or more are joined, across the classes.
+def group_overlapping(items: Sequence[Evidence], min_iou: float = 0.5) -> list[list[int]]:
+    """Which boxes are one object: indices into ``items``, one list per object, its leading box first.
 
-    Strongest detection first; each later box joins the first group whose leading box it overlaps. A group
-    keeps its leading box, the highest score per detector class and the classifier's distribution averaged
-    over its boxes (every box is a crop of the same object).
+    Strongest detection first; each later box joins the first group whose leading box it overlaps by
+    ``min_iou`` or more, across the classes (detectNet suppresses per class, so one object can come out as a
+    ``structure`` box and a ``debris`` box).
 
     Parameters
     ----------
@@ -222,26 +222,37 @@ def join_overlapping(items: Sequence[Evidence], min_iou: float = 0.5) -> list[Ev
     """
     if not 0.0 < min_iou <= 1.0:
         raise ValueError(f"min_iou must be in (0, 1], got {min_iou!r}")
-    order = sorted(items, key=lambda e: -max(e.detector.values(), default=0.0))
-    groups: list[list[Evidence]] = []
-    for e in order:
+    order = sorted(range(len(items)), key=lambda i: -max(items[i].detector.values(), default=0.0))
+    groups: list[list[int]] = []
+    for i in order:
         for g in groups:
-            if iou(g[0].box, e.box) >= min_iou:
-                g.append(e)
+            if iou(items[g[0]].box, items[i].box) >= min_iou:
+                g.append(i)
                 break
         else:
-            groups.append([e])
-    out = []
-    for g in groups:
-        det: dict[str, float] = {}
-        for e in g:
-            for c, v in e.detector.items():
-                det[c] = max(det.get(c, 0.0), float(v))
-        with_probs = [e.probs for e in g if e.probs]
-        labels = {c for p in with_probs for c in p}
-        probs = {c: sum(float(p.get(c, 0.0)) for p in with_probs) / len(with_probs) for c in sorted(labels)}
-        out.append(Evidence(g[0].box, det, probs))
-    return out
+            groups.append([i])
+    return groups
+
+
+def join(group: Sequence[Evidence]) -> Evidence:
+    """One evidence of the boxes of one object.
+
+    The first box, the highest score per detector class and the classifier's distribution averaged over the
+    boxes (every box is a crop of the same object).
+    """
+    det: dict[str, float] = {}
+    for e in group:
+        for c, v in e.detector.items():
+            det[c] = max(det.get(c, 0.0), float(v))
+    with_probs = [e.probs for e in group if e.probs]
+    labels = {c for p in with_probs for c in p}
+    probs = {c: sum(float(p.get(c, 0.0)) for p in with_probs) / len(with_probs) for c in sorted(labels)}
+    return Evidence(group[0].box, det, probs)
+
+
+def join_overlapping(items: Sequence[Evidence], min_iou: float = 0.5) -> list[Evidence]:
+    """One evidence per object (:func:`group_overlapping`, each group made one by :func:`join`)."""
+    return [join([items[i] for i in g]) for g in group_overlapping(items, min_iou)]
 
 
 def structure_probability(probs: Mapping[str, float]) -> float:

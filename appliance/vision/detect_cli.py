@@ -1,10 +1,17 @@
 """``tppscan detect IMAGE|DIR... --out DIR``: try the vision chain on image files from any microscope.
 
 Each image (PNG, JPEG, TIFF; grey or colour, 8 or 16 bit, any size) goes through the gate, the detector and
-the classifier. Written to ``--out``: one annotated PNG per image (boxes coloured by class, labelled with type
-and score), ``detections.csv`` (the seed paper's columns ``filename,width,height,class,xmin,ymin,xmax,ymax``,
-then ``score,type,type_score``; pixels, rounded outward to whole pixels) and ``detections.json`` (the same, plus
-each image's gate count). A folder argument is searched (not recursively) for image files. Files are read by
+the classifier. Written to ``--out``: one annotated PNG per image (boxes coloured by verdict, labelled with
+type and score), ``detections.csv`` (the seed paper's columns ``filename,width,height,class,xmin,ymin,xmax,ymax``,
+then ``score,type,type_score``; pixels, rounded outward to whole pixels; then ``verdict,agree``)
+and ``detections.json`` (the same, plus each image's gate count).
+
+``class`` is the detector's call alone, as the seed paper's CSV has it. ``verdict`` (``structure`` or ``debris``)
+weighs the detector's call against the classifier's, as a scan's first look at a frame does
+(:func:`appliance.vision.pipeline.verdicts`); ``agree`` says whether the two models agreed (``no``: a scan
+would centre and refocus on the object before deciding, which one image cannot).
+
+A folder argument is searched (not recursively) for image files. Files are read by
 :mod:`appliance.vision.imagefile` (any bit depth, float TIFF, every page of a stack); a file that cannot be read
 is reported and skipped, the others' results are still written, and the command then exits 1.
 """
@@ -21,7 +28,7 @@ from typing import Any
 
 IMAGE_SUFFIXES: frozenset[str] = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"})
 CSV_COLUMNS: tuple[str, ...] = ("filename", "width", "height", "class", "xmin", "ymin", "xmax", "ymax", "score",
-                                "type", "type_score")
+                                "type", "type_score", "verdict", "agree")
 COLOURS = {"structure": (0, 0, 255), "debris": (0, 170, 0)}
 
 
@@ -29,7 +36,9 @@ def register(sub: Any) -> None:
     """Add the ``detect`` command."""
     p = sub.add_parser("detect", help="run the gate, detector and classifier on image files",
                        description="Find TPP structures and debris in image files; write annotated PNGs, "
-                                   "detections.csv and detections.json.")
+                                   "detections.csv and detections.json. Each box has the detector's class and the "
+                                   "classifier's type, and the verdict of both weighed together, as a scan's first "
+                                   "look decides (agree=no: the models disagreed).")
     p.add_argument("inputs", nargs="+", type=Path, metavar="IMAGE|DIR", help="image files or folders of them")
     p.add_argument("--out", type=Path, required=True, help="output folder (created)")
     p.add_argument("--model", type=Path, default=None, help="detector ONNX (default: the shipped one)")
@@ -66,6 +75,7 @@ def collect_images(inputs: list[Path]) -> list[Path]:
 def _cmd_detect(args: argparse.Namespace) -> int:
     from appliance.vision.detector import BACKENDS
     from appliance.vision.imagefile import ImageFileError, read_frames
+    from appliance.vision.pipeline import verdicts
 
     if args.backend not in BACKENDS:
         return _bad("--backend", args.backend, "one of " + ", ".join(BACKENDS))
@@ -100,16 +110,18 @@ def _cmd_detect(args: argparse.Namespace) -> int:
             except ValueError as exc:
                 errors.append(_report_error(path, f"{name}: {exc}"))
                 continue
-            _annotate(img, res, args.out / _annotated_name(path, name, len(frames), used))
-            objs = _rows(name, res)
+            calls = verdicts(res.objects, args.um_per_px)
+            _annotate(img, res, calls, args.out / _annotated_name(path, name, len(frames), used))
+            objs = _rows(name, res, calls)
             rows.extend(objs)
             per_image.append({"filename": name, "path": str(path), "width": res.width, "height": res.height,
                               "gate_candidates": res.gate_candidates,
                               "detections": [{**r, "type_score": None if r["type_score"] == "" else r["type_score"],
-                                              "box": [round(v, 2) for v in o.box]}
+                                              "agree": r["agree"] == "yes", "box": [round(v, 2) for v in o.box]}
                                              for r, o in zip(objs, res.objects, strict=True)]})
-            print(f"{name}: {sum(o.cls == 'structure' for o in res.objects)} structure, "
-                  f"{sum(o.cls == 'debris' for o in res.objects)} debris")
+            print(f"{name}: {_count(calls, 'structure')} structure, {_count(calls, 'debris')} debris "
+                  f"(detector: {sum(o.cls == 'structure' for o in res.objects)} structure, "
+                  f"{sum(o.cls == 'debris' for o in res.objects)} debris boxes)")
     _write(args, pipe, rows, per_image, errors)
     print(f"wrote {len(per_image)} annotated images, detections.csv and detections.json to {args.out}")
     if errors:
@@ -135,13 +147,19 @@ def _annotated_name(path: Path, name: str, pages: int, used: set[str]) -> str:
     return out
 
 
-def _rows(name: str, res: Any) -> list[dict[str, Any]]:
-    """The CSV rows of one frame's detections (pixels rounded outward to whole pixels)."""
+def _count(calls: list[Any], kind: str) -> int:
+    """Objects (not boxes: boxes of one object share their verdict) with the verdict ``kind``."""
+    return len({id(v) for v in calls if v.kind == kind})
+
+
+def _rows(name: str, res: Any, calls: list[Any]) -> list[dict[str, Any]]:
+    """The CSV rows of one frame's detections (pixels rounded outward to whole pixels) with their verdicts."""
     return [{"filename": name, "width": res.width, "height": res.height, "class": o.cls,
              "xmin": int(math.floor(o.box[0])), "ymin": int(math.floor(o.box[1])),
              "xmax": int(math.ceil(o.box[2])), "ymax": int(math.ceil(o.box[3])), "score": round(o.score, 4),
-             "type": o.type, "type_score": "" if math.isnan(o.type_score) else round(o.type_score, 4)}
-            for o in res.objects]
+             "type": o.type, "type_score": "" if math.isnan(o.type_score) else round(o.type_score, 4),
+             "verdict": v.kind, "agree": "yes" if v.agree else "no"}
+            for o, v in zip(res.objects, calls, strict=True)]
 
 
 def _write(args: argparse.Namespace, pipe: Any, rows: list[dict[str, Any]], per_image: list[dict[str, Any]],
@@ -171,8 +189,12 @@ def _pipeline(args: argparse.Namespace) -> Any:
     return Pipeline(det, clf, um_per_px=args.um_per_px if known else 1.0, scale_known=known)
 
 
-def _annotate(img: Any, res: Any, path: Path) -> None:
-    """Write the image with each detection's box and label drawn on it."""
+def _annotate(img: Any, res: Any, calls: list[Any], path: Path) -> None:
+    """Write the image with each detection's box drawn in its verdict's colour.
+
+    Each box is labelled with its type (or ``debris``), the detector's score and a ``?`` where the two models
+    disagreed.
+    """
     import cv2
     import numpy as np
 
@@ -180,11 +202,11 @@ def _annotate(img: Any, res: Any, path: Path) -> None:
 
     canvas = cv2.cvtColor(to_gray(img), cv2.COLOR_GRAY2BGR)
     scale = max(1, int(round(max(canvas.shape[:2]) / 640)))
-    for o in res.objects:
-        col = COLOURS.get(o.cls, (255, 0, 0))
-        x1, y1, x2, y2 = (int(round(v)) for v in o.box)
+    for o, v in zip(res.objects, calls, strict=True):
+        col = COLOURS.get(v.kind, (255, 0, 0))
+        x1, y1, x2, y2 = (int(round(c)) for c in o.box)
         cv2.rectangle(canvas, (x1, y1), (x2, y2), col, scale)
-        text = f"{o.type or o.cls} {o.score:.2f}"
+        text = f"{v.cls or v.kind} {o.score:.2f}{'' if v.agree else ' ?'}"
         cv2.putText(canvas, text, (x1, max(10, y1 - 3)), cv2.FONT_HERSHEY_SIMPLEX, 0.35 * scale, col, 1,
                     cv2.LINE_AA)
     if not cv2.imwrite(str(path), np.ascontiguousarray(canvas)):

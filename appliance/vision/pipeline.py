@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from appliance.vision.decision import DecisionRule, Evidence, Verdict, decide, group_overlapping, join
 from appliance.vision.detector import Detector, to_gray
 from appliance.vision.gate import Candidate, find_candidates
 
@@ -65,6 +66,32 @@ class FrameResult:
     detector_ran: bool
     objects: list[FoundObject] = field(default_factory=list)
     dark_boxes: list[tuple[int, int, int, int]] = field(default_factory=list)  # :func:`dark_only`, ``x, y, w, h``
+
+
+def verdicts(objects: list[FoundObject], um_per_px: float | None = None,
+             rule: DecisionRule | None = None) -> list[Verdict]:
+    """Structure or debris for each object, as a scan's first look at a frame decides it.
+
+    Boxes of one object (IoU 0.5 or more, across the detector's classes) are weighed together and share one
+    verdict (:mod:`appliance.vision.decision`); where the two models disagree (:attr:`Verdict.agree` False) a
+    scan looks again, centred and in focus, before it records anything, which one image cannot do.
+
+    Parameters
+    ----------
+    objects : list of FoundObject
+        One frame's objects (:attr:`FrameResult.objects`).
+    um_per_px : float, optional
+        The frame's true pixel size; without it the size limits are not applied.
+    rule : DecisionRule, optional
+        Defaults when None.
+    """
+    evidence = [Evidence(o.box, {o.cls: float(o.score)} if o.cls else {}, o.type_probs) for o in objects]
+    out: list[Verdict | None] = [None] * len(evidence)
+    for group in group_overlapping(evidence):
+        v = decide(join([evidence[i] for i in group]), rule, um_per_px)
+        for i in group:
+            out[i] = v
+    return [v for v in out if v is not None]
 
 
 def gate_candidates(gray: np.ndarray, um_per_px: float) -> list[tuple[int, int, int, int]]:

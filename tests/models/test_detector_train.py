@@ -84,7 +84,9 @@ def test_detect_cli_writes_csv_json_and_pngs(quick_run, tmp_path, capsys):
     with open(out / "detections.csv") as fh:
         header, *rows = list(csv.reader(fh))
     assert header == ["filename", "width", "height", "class", "xmin", "ymin", "xmax", "ymax", "score",
-                             "type", "type_score"]
+                      "type", "type_score", "verdict", "agree"]
+    # without a classifier the detector's call is the verdict, and nothing disputes it
+    assert all(r[header.index("verdict")] == r[header.index("class")] and r[-1] == "yes" for r in rows)
     doc = json.loads((out / "detections.json").read_text())
     assert [im["filename"] for im in doc["images"]] == ["a.jpg", "b.tif"]
     assert sum(len(im["detections"]) for im in doc["images"]) == len(rows)

@@ -43,11 +43,13 @@ def tiles(tmp_path_factory) -> Path:
     return d
 
 
-def _score(rows: list[dict[str, str]], boxes: dict | None = None) -> tuple[int, int, list[float]]:
+def _score(rows: list[dict[str, str]], boxes: dict | None = None,
+           column: str = "class") -> tuple[int, int, list[float]]:
+    """Tiles whose pentagon is a ``structure`` in ``column`` (IoU >= 0.5), the other structures, best IoUs."""
     found, false_structures, best = 0, 0, []
     for k in range(15):
         truth = (boxes or BOXES)["boxes"][k]
-        mine = [r for r in rows if r["filename"] == f"tile{k:02d}.png" and r["class"] == "structure"]
+        mine = [r for r in rows if r["filename"] == f"tile{k:02d}.png" and r[column] == "structure"]
         ious = [iou([float(r[c]) for c in ("xmin", "ymin", "xmax", "ymax")], truth) for r in mine]
         hit = max(ious, default=0.0) >= 0.5
         found += hit
@@ -94,6 +96,31 @@ def test_classifier_names_the_pentagon(tiles, tmp_path):
                 and iou([float(r[c]) for c in ("xmin", "ymin", "xmax", "ymax")], truth) >= 0.5]
         named += any(r["type"] == "pentagon" for r in hits)
     assert named >= 13, f"classifier named the pentagon in {named}/15 tiles"
+    found, false_structures, best = _score(rows, column="verdict")
+    assert found >= 14, f"verdict: pentagon a structure in {found}/15 tiles; best IoU per tile {best}"
+    assert false_structures <= 1, f"verdict: {false_structures} false structures; rows {rows}"
+
+
+def test_verdict_sets_aside_dust_the_detector_alone_calls_structure(tiles, tmp_path):
+    """The tiles upside down (a camera mounted the other way): the detector alone takes a 20-px dust clump for
+    a structure at 0.25-0.33 in five tiles; the classifier calls it debris, and the verdict that weighs both
+    (as a scan's first look does) keeps the pentagon and sets the clump aside.
+    """
+    assert (ROOT / "models" / "classifier" / "classifier.tflite").is_file(), "the shipped classifier is missing"
+    flipped = tmp_path / "flipped"
+    flipped.mkdir()
+    for p in sorted(tiles.iterdir()):
+        cv2.imwrite(str(flipped / p.name), cv2.flip(cv2.imread(str(p)), 0))
+    out = tmp_path / "out"
+    assert main(["detect", str(flipped), "--out", str(out), "--backend", "onnxruntime"]) == 0
+    with open(out / "detections.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    flipped_boxes = {"boxes": [[b[0], TILE_H - b[3], b[2], TILE_H - b[1]] for b in BOXES["boxes"]]}
+    found, false_structures, best = _score(rows, flipped_boxes, column="verdict")
+    assert found >= 14, f"verdict: pentagon a structure in {found}/15 flipped tiles; best IoU per tile {best}"
+    assert false_structures <= 1, f"verdict: {false_structures} false structures; rows {rows}"
+    detector_found, detector_false, _ = _score(rows, flipped_boxes)
+    assert detector_found >= found and detector_false >= false_structures
 
 
 def test_detect_finds_the_real_pentagon_in_portrait_frames(tiles, tmp_path):

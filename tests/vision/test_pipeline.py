@@ -87,3 +87,27 @@ def test_a_texture_candidate_wakes_the_detector_but_is_not_typed_alone(tiny_dete
     frame[30:90, 40:100] = 100  # a dark candidate beside it is typed as before
     res = Pipeline(det, typer, um_per_px=0.56, skip_empty=True, type_uncovered=True).run(frame)
     assert [(o.cls, o.type) for o in res.objects] == [("", "pentagon")] and typer.calls == [1]
+
+
+def _obj(box, cls, score, probs):
+    from appliance.vision.pipeline import FoundObject
+
+    return FoundObject(box, cls, score, max(probs, key=probs.get) if probs else "", 0.0, probs)
+
+
+def test_verdicts_weigh_both_models_and_boxes_of_one_object_share_one():
+    from appliance.vision.pipeline import verdicts
+
+    sure = {"pentagon": 0.95, "debris": 0.05}
+    dust = {"pentagon": 0.3, "debris": 0.7}
+    objs = [_obj((10, 10, 50, 50), "structure", 0.8, sure),
+            _obj((11, 10, 50, 51), "debris", 0.3, sure),       # the same object, boxed as debris too
+            _obj((100, 100, 120, 120), "structure", 0.28, dust),  # dust the detector alone calls structure
+            _obj((200, 10, 240, 40), "debris", 0.9, {})]          # no classifier output: the detector's call
+    v = verdicts(objs)
+    assert v[0] is v[1] and (v[0].kind, v[0].cls, v[0].agree) == ("structure", "pentagon", True)
+    assert (v[2].kind, v[2].agree) == ("debris", False)
+    assert (v[3].kind, v[3].agree) == ("debris", True)
+    # with the pixel size, a box under the gate's size limits is debris whatever the models say
+    assert verdicts([_obj((0, 0, 4, 4), "structure", 0.9, sure)], um_per_px=1.0)[0].kind == "debris"
+    assert verdicts([]) == []
