@@ -1,4 +1,4 @@
-"""Held-out scans over random settings of the virtual microscope: the sweeps docs/scan.md reports.
+"""Held-out scans over random settings of the virtual microscope: the sweeps docs/held-out.md reports.
 
 Usage::
 
@@ -13,7 +13,7 @@ The draws cover the realism ranges all at once: the objective (4x / NA 0.13 to 4
 roughness, scatter and absorption, the lamp and sensor (light, read noise, vignetting, dust on the optics, uneven
 light, condenser), a camera turned or mirrored, sensors off 4:3, lamp flicker, the three camera presets and JPEG,
 servo or stepper focus, backlash, jitter, drift and settling. Seeds used to tune the code are 0-3 and those of
-docs/scan.md's sweeps; any other start gives a held-out set.
+docs/held-out.md's sweeps; any other start gives a held-out set.
 
 ``run`` calls ``tppscan scan --sim --seed N --sim-set K=V ... --out OUT/N --db OUT/N.db --progress none`` per
 line (``--jobs`` at a time), keeping each scan's output in ``OUT/N.log``; ``table`` prints each scan's

@@ -284,7 +284,7 @@ class FieldFocus:
         # from the last one's focus (the raw mono camera, seeds 2408 and 2411: 3-5 µm a field, then 20-25 µm
         # above the glass for the rest of the scan). Measured at 10x; at 5x / NA 0.1 (a 66 µm depth of field,
         # 24 µm steps) the 5 µm are a fraction of a step, and moving every search's samples there moved a
-        # structure's search onto a false pair of lobes (docs/scan.md, session 24), so there it is as it was
+        # structure's search onto a false pair of lobes (docs/held-out.md, session 24), so there it is as it was
         shallow = self.depth_of_field_um() <= GLASS_START_MAX_DOF * TUNED_DEPTH_OF_FIELD_UM
         guess = w.glass_um if w.glass_um is not None and shallow else view  # set only for a field at a guess or map
         span = self.focus_plan.search_range_um

@@ -6,7 +6,7 @@ a 137 µm scaffold was stitched once from the views of one row of fields and onc
 footprints overlapping by 29 % of the smaller, each centre outside the other's box (seed 1641); with a 320 x 960
 sensor a 106 µm pentagon was first recorded from a 17 x 20 µm piece, then whole around it (seed 1781). Two
 prints cannot lie on the same glass: the virtual slide keeps 30 µm between their boxes, a real array its pitch,
-and on 13 slides at 10x (260 prints) and the fourteen 40x slides of docs/scan.md no two records of distinct
+and on 13 slides at 10x (260 prints) and the fourteen 40x slides of docs/held-out.md no two records of distinct
 prints overlapped at all. So records whose slide boxes overlap by at least :data:`PIECE_OVERLAP` of the smaller
 one are one print.
 

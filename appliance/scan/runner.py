@@ -1220,7 +1220,7 @@ class ScanRunner:
         alike: a woodpile 2-16 µm above its focus reads scaffold at 0.95 on some prints, so pooling the planes
         ±2 µm named two woodpiles scaffold that their focus plane named right (0.94; held-out seeds 2311 and
         2325), and over 334 prints of 25 scans the focus plane with its flips named every type right against
-        332 for the pooled planes (docs/scan.md, "The type from the plane at focus, session 24"). A vision
+        332 for the pooled planes (docs/held-out.md, "The type from the plane at focus, session 24"). A vision
         without ``read_type``, or one that says nothing of the types, leaves the sharp frame's type.
         """
         read = getattr(self.vision, "read_type", None)

@@ -14,7 +14,7 @@ footprint is sharpest, 10-14 µm below the lens's z and 5 to 300 times as sharp 
 models say. A lens is never that: a lens focusing the light makes a bright spot, not a dark one, and of the
 115 true lenses those scans' saved stacks hold (4x-40x), none was; the two sharpest 8 µm or more from their
 focus and twice as sharp there were 12 x 18 µm and 108 µm wide there. All ten specks were (the stacks read
-again offline; docs/scan.md, "Held-out settings, session 42"). :func:`speck_instead` says so in numbers.
+again offline; docs/held-out.md, "Held-out settings, session 42"). :func:`speck_instead` says so in numbers.
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ LEANING_VIEWS_MIN = DecisionRule.min_structure
 PHASE_SIGN = PhaseSignRule()
 #: A phase read converging proves a micro-lens against the classifier's views only up to this many times the
 #: tuned depth of field (``ScanRunner._structure``): measured at 10x; at 5x / NA 0.1 (6 times deeper) dust
-#: clumps read converging too (5 of 68 at 0.22-0.56, dev seeds 502-506; docs/scan.md, session 24).
+#: clumps read converging too (5 of 68 at 0.22-0.56, dev seeds 502-506; docs/held-out.md, session 24).
 LENS_PROOF_MAX_DOF = 2.0
 #: A disputed object seen only cut by the frame's edge and boxed by neither model once centred is kept for its
 #: sharp frame to decide when the gate's dark candidates there cover at least this share of its centred box

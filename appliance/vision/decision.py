@@ -85,7 +85,7 @@ class DecisionRule:
         A box whose longer side is at least ``large_min_size_um`` (µm) is rescued (the classifier's types at
         ``rescue_min_structure`` or more) up to this detector ``debris`` score. The classifier sees every crop at
         one size, and the crops it wrongly sure-names a type are specks: on 13 held-out slides of session 10
-        (docs/scan.md, "Held-out slides, session 10") the debris records with the types at 0.9 or more and the
+        (docs/held-out.md, "Held-out slides, session 10") the debris records with the types at 0.9 or more and the
         detector's ``debris`` at 0.35-0.6 were 120 pieces of 6-22 µm and 3 prints of 49-113 µm (a pentagon
         and two split rings, lost), so the bound was 30 µm until session 24, when two pentagons of 25 and 29 µm
         (held-out seeds 2363, 2364) were lost the same way (types 0.97 and 0.998, ``debris`` 0.43 and 0.47). Now

@@ -63,13 +63,13 @@ class PhaseSignRule:
         in the gaps measured on the virtual microscope's development slides (seeds 502-510, 60 debris per
         mm², 10x, 20x, 5x, dim and bright lamp, the cheap camera; each object at its focus and 3 µm either
         side): micro-lenses up to 60 µm -0.02 to 1 (those the classifier disputes with debris 0.08 to 1,
-        mostly 1), bubbles of 12 µm and more -1 to -0.32, dust clumps -0.01 to 0.11 (docs/scan.md).
+        mostly 1), bubbles of 12 µm and more -1 to -0.32, dust clumps -0.01 to 0.11 (docs/held-out.md).
     min_step_um : float
         The planes lie at least this far from focus, µm, > 0: the step the bounds were measured at at 10x
         (0.4 of 11.04 µm). A narrow depth of field does not make the phase's signal any stronger per µm (it
         grows with the distance from focus whatever the objective), so 0.4 of 4 µm at 20x / NA 0.4 read a
         48 µm lens +0.15 where its focus was found 5 µm off, unclear, and +0.40 at 4.4 µm; bubbles -0.34 to
-        -1 and dust clumps 0.00-0.03 there either way (held-out seed 2906, focus ±5 µm off; docs/scan.md).
+        -1 and dust clumps 0.00-0.03 there either way (held-out seed 2906, focus ±5 µm off; docs/held-out.md).
     deep_from_dof_um, deep_step_dof : float
         For an objective whose depth of field is at least ``deep_from_dof_um`` (µm, > 0; twice the tuned 11.04
         µm, where a converging phase stops proving a lens), a second pair of planes ``deep_step_dof`` depths of
@@ -77,7 +77,7 @@ class PhaseSignRule:
         small bubble's diverging light through, so its sign grows slowly with the distance: at 5x / NA 0.1
         bubbles of 24-56 µm read -0.12 to +0.06 at 0.4 depths of field (26 µm) and -0.25 to -0.47 at 1.0 (66 µm)
         with the focus 10 µm either way, while steep micro-lenses stayed at -0.07 or more (development seeds
-        3201-3208, each object at its true focus and 10 µm off; docs/scan.md). Dust clumps converge more there
+        3201-3208, each object at its true focus and 10 µm off; docs/held-out.md). Dust clumps converge more there
         too (up to +0.55 in scans), as much as a flat lens, so the far pair never calls a lens. An infinite
         ``deep_from_dof_um`` turns the far pair off.
     """

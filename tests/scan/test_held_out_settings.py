@@ -1,4 +1,4 @@
-"""The scan on slides and microscopes set up differently from the default (docs/scan.md, "Held-out settings").
+"""The scan on slides and microscopes set up differently from the default (docs/held-out.md, "Held-out settings").
 
 Each test is a setting that broke the scan before its fix: the real autofocus and focus map
 (``appliance.focus``) with the ground-truth vision double, so what is measured is the focus, not the models.
@@ -104,7 +104,7 @@ def test_a_deep_focus_objective_is_searched_over_its_depth_of_field(tmp_path: Pa
 
 class _RunawayMap(PlaneFocusMap):
     """A map whose cross slope is 10 µm/mm wrong, sure of itself: what a first row of dust foci and one point off
-    that row made of a level slide with 80 dust pieces per mm² (seed 86, docs/scan.md "Held-out settings")."""
+    that row made of a level slide with 80 dust pieces per mm² (seed 86, docs/held-out.md "Held-out settings")."""
 
     def predict(self, x_um: float, y_um: float) -> tuple[float, float] | None:
         if len(self.points) < 3:

@@ -1,4 +1,4 @@
-"""``scripts/held_out_sweep.py``: the random held-out settings docs/scan.md's sweeps were drawn from."""
+"""``scripts/held_out_sweep.py``: the random held-out settings docs/held-out.md's sweeps were drawn from."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ SWEEP = runpy.run_path(str(SCRIPT))
 def test_a_seed_draws_the_same_knobs_every_time_and_seeds_differ():
     assert SWEEP["knobs"](6000) == SWEEP["knobs"](6000)
     assert SWEEP["knobs"](6000) != SWEEP["knobs"](6001)
-    # the sweep of docs/scan.md's session 44 began with this line (a 10x slide under the cheap colour camera)
+    # the sweep of docs/held-out.md's session 44 began with this line (a 10x slide under the cheap colour camera)
     first = SWEEP["knobs"](6000)
     assert first[:2] == ["optics.magnification=10", "optics.na=0.25"] and "camera.preset=cheap_colour" in first
 

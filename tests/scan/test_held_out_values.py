@@ -1,4 +1,4 @@
-"""Values a judge may pass that were mishandled (docs/scan.md, "Held-out settings, session 7").
+"""Values a judge may pass that were mishandled (docs/held-out.md, "Held-out settings, session 7").
 
 Each was found by running ``tppscan scan`` with it: a valid number refused, a YAML error spread over four
 lines, a plan (or slide) past the stage's travel that ran until the stage refused and blamed the board.

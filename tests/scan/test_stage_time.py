@@ -1,4 +1,4 @@
-"""Stage time the runner spent for nothing (docs/scan.md, "Held-out settings, session 7").
+"""Stage time the runner spent for nothing (docs/held-out.md, "Held-out settings, session 7").
 
 At 5x / NA 0.1 the median field took 2.1-2.4 s of stage time (bar 1.5 s). Two wastes, each cut here, each
 without changing where the stage ends or what a search reaches:

@@ -3,7 +3,7 @@
 At 40x (a 90 x 67 µm field) a 114 µm split ring showed each view an arc that the detector and the classifier
 both called debris, centred or not, so the scan recorded four pieces of dust where the ring was; a 103 µm
 micro-lens was three whole 49 x 24 µm boxes of dust along its rim, nothing boxing the rest (seed 1601,
-docs/scan.md "Prints larger than the field", step 5). Runs the product's models, as only they make that mistake.
+docs/held-out.md "Prints larger than the field", step 5). Runs the product's models, as only they make that mistake.
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def test_a_print_larger_than_the_field_that_each_view_calls_dust_is_recorded_onc
 
 def test_a_print_cut_in_its_centred_view_is_recorded_where_a_look_at_it_whole_puts_it(tmp_path: Path) -> None:
     """Seed 1643's 87 µm woodpile at 40x: stitched view by view its footprint stopped 61 x 59 µm wide, its
-    record 20.6 µm off the print's centre; looked at whole it is within a few µm (docs/scan.md, "Prints larger
+    record 20.6 µm off the print's centre; looked at whole it is within a few µm (docs/held-out.md, "Prints larger
     than the field", step 5)."""
     sets = {"slide": {"width_um": 2000, "height_um": 2000, "n_structures": 8},
             "optics": {"magnification": 40, "na": 0.65}}
