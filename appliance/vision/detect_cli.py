@@ -3,13 +3,16 @@
 Each image (PNG, JPEG, TIFF; grey or colour, 8 or 16 bit, any size) goes through the gate, the detector and
 the classifier. Written to ``--out``: one annotated PNG per image (boxes coloured by verdict, labelled with
 type and score), ``detections.csv`` (the seed paper's columns ``filename,width,height,class,xmin,ymin,xmax,ymax``,
-then ``score,type,type_score``; pixels, rounded outward to whole pixels; then ``verdict,agree``)
+then ``score,type,type_score``; pixels, rounded outward to whole pixels; then ``object,verdict,agree``)
 and ``detections.json`` (the same, plus each image's gate count).
 
-``class`` is the detector's call alone, as the seed paper's CSV has it. ``verdict`` (``structure`` or ``debris``)
-weighs the detector's call against the classifier's, as a scan's first look at a frame does
-(:func:`appliance.vision.pipeline.verdicts`); ``agree`` says whether the two models agreed (``no``: a scan
-would centre and refocus on the object before deciding, which one image cannot).
+``class`` is the detector's call alone, as the seed paper's CSV has it, one row per box; detectNet suppresses
+per class, so one object can have a ``structure`` and a ``debris`` box. ``object`` numbers the objects of an
+image (boxes overlapping by IoU 0.5 or more are one), and ``verdict`` (``structure`` or ``debris``) weighs the
+detector's call against the classifier's over all of an object's boxes, as a scan's first look at a frame does
+(:func:`appliance.vision.pipeline.verdicts`). It is written on the object's strongest box only (empty on its
+other boxes), so the rows whose ``verdict`` is ``structure`` count the structures. ``agree`` says whether the two
+models agreed (``no``: a scan would centre and refocus on the object before deciding, which one image cannot).
 
 A folder argument is searched (not recursively) for image files. Files are read by
 :mod:`appliance.vision.imagefile` (any bit depth, float TIFF, every page of a stack); a file that cannot be read
@@ -28,7 +31,7 @@ from typing import Any
 
 IMAGE_SUFFIXES: frozenset[str] = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"})
 CSV_COLUMNS: tuple[str, ...] = ("filename", "width", "height", "class", "xmin", "ymin", "xmax", "ymax", "score",
-                                "type", "type_score", "verdict", "agree")
+                                "type", "type_score", "object", "verdict", "agree")
 COLOURS = {"structure": (0, 0, 255), "debris": (0, 170, 0)}
 
 
@@ -117,7 +120,8 @@ def _cmd_detect(args: argparse.Namespace) -> int:
             per_image.append({"filename": name, "path": str(path), "width": res.width, "height": res.height,
                               "gate_candidates": res.gate_candidates,
                               "detections": [{**r, "type_score": None if r["type_score"] == "" else r["type_score"],
-                                              "agree": r["agree"] == "yes", "box": [round(v, 2) for v in o.box]}
+                                              "agree": None if r["agree"] == "" else r["agree"] == "yes",
+                                              "verdict": r["verdict"] or None, "box": [round(v, 2) for v in o.box]}
                                              for r, o in zip(objs, res.objects, strict=True)]})
             print(f"{name}: {_count(calls, 'structure')} structure, {_count(calls, 'debris')} debris "
                   f"(detector: {sum(o.cls == 'structure' for o in res.objects)} structure, "
@@ -149,7 +153,7 @@ def _annotated_name(path: Path, name: str, pages: int, used: set[str]) -> str:
 
 def _count(calls: list[Any], kind: str) -> int:
     """Objects (not boxes: boxes of one object share their verdict) with the verdict ``kind``."""
-    return len({id(v) for v in calls if v.kind == kind})
+    return sum(c.lead and c.verdict.kind == kind for c in calls)
 
 
 def _rows(name: str, res: Any, calls: list[Any]) -> list[dict[str, Any]]:
@@ -158,8 +162,9 @@ def _rows(name: str, res: Any, calls: list[Any]) -> list[dict[str, Any]]:
              "xmin": int(math.floor(o.box[0])), "ymin": int(math.floor(o.box[1])),
              "xmax": int(math.ceil(o.box[2])), "ymax": int(math.ceil(o.box[3])), "score": round(o.score, 4),
              "type": o.type, "type_score": "" if math.isnan(o.type_score) else round(o.type_score, 4),
-             "verdict": v.kind, "agree": "yes" if v.agree else "no"}
-            for o, v in zip(res.objects, calls, strict=True)]
+             "object": c.object, "verdict": c.verdict.kind if c.lead else "",
+             "agree": ("yes" if c.verdict.agree else "no") if c.lead else ""}
+            for o, c in zip(res.objects, calls, strict=True)]
 
 
 def _write(args: argparse.Namespace, pipe: Any, rows: list[dict[str, Any]], per_image: list[dict[str, Any]],
@@ -190,7 +195,7 @@ def _pipeline(args: argparse.Namespace) -> Any:
 
 
 def _annotate(img: Any, res: Any, calls: list[Any], path: Path) -> None:
-    """Write the image with each detection's box drawn in its verdict's colour.
+    """Write the image with each object's strongest box drawn in its verdict's colour.
 
     Each box is labelled with its type (or ``debris``), the detector's score and a ``?`` where the two models
     disagreed.
@@ -202,9 +207,12 @@ def _annotate(img: Any, res: Any, calls: list[Any], path: Path) -> None:
 
     canvas = cv2.cvtColor(to_gray(img), cv2.COLOR_GRAY2BGR)
     scale = max(1, int(round(max(canvas.shape[:2]) / 640)))
-    for o, v in zip(res.objects, calls, strict=True):
+    for o, c in zip(res.objects, calls, strict=True):
+        if not c.lead:  # one box per object: its strongest
+            continue
+        v = c.verdict
         col = COLOURS.get(v.kind, (255, 0, 0))
-        x1, y1, x2, y2 = (int(round(c)) for c in o.box)
+        x1, y1, x2, y2 = (int(round(u)) for u in o.box)
         cv2.rectangle(canvas, (x1, y1), (x2, y2), col, scale)
         text = f"{v.cls or v.kind} {o.score:.2f}{'' if v.agree else ' ?'}"
         cv2.putText(canvas, text, (x1, max(10, y1 - 3)), cv2.FONT_HERSHEY_SIMPLEX, 0.35 * scale, col, 1,

@@ -68,9 +68,29 @@ class FrameResult:
     dark_boxes: list[tuple[int, int, int, int]] = field(default_factory=list)  # :func:`dark_only`, ``x, y, w, h``
 
 
+@dataclass(frozen=True)
+class ObjectCall:
+    """The verdict on the object one detector box belongs to.
+
+    Attributes
+    ----------
+    object : int
+        The object's number in its frame, from 1, strongest detection first; boxes of one object share it.
+    lead : bool
+        This box is its object's strongest detection: the one to count the object by (detectNet suppresses per
+        class, so one object can come out as a ``structure`` box and a ``debris`` box).
+    verdict : Verdict
+        Structure or debris, weighed over all the object's boxes.
+    """
+
+    object: int
+    lead: bool
+    verdict: Verdict
+
+
 def verdicts(objects: list[FoundObject], um_per_px: float | None = None,
-             rule: DecisionRule | None = None) -> list[Verdict]:
-    """Structure or debris for each object, as a scan's first look at a frame decides it.
+             rule: DecisionRule | None = None) -> list[ObjectCall]:
+    """Structure or debris for each box's object, as a scan's first look at a frame decides it.
 
     Boxes of one object (IoU 0.5 or more, across the detector's classes) are weighed together and share one
     verdict (:mod:`appliance.vision.decision`); where the two models disagree (:attr:`Verdict.agree` False) a
@@ -84,14 +104,19 @@ def verdicts(objects: list[FoundObject], um_per_px: float | None = None,
         The frame's true pixel size; without it the size limits are not applied.
     rule : DecisionRule, optional
         Defaults when None.
+
+    Returns
+    -------
+    list of ObjectCall
+        One per entry of ``objects``, in their order.
     """
     evidence = [Evidence(o.box, {o.cls: float(o.score)} if o.cls else {}, o.type_probs) for o in objects]
-    out: list[Verdict | None] = [None] * len(evidence)
-    for group in group_overlapping(evidence):
+    out: list[ObjectCall | None] = [None] * len(evidence)
+    for number, group in enumerate(group_overlapping(evidence), start=1):
         v = decide(join([evidence[i] for i in group]), rule, um_per_px)
         for i in group:
-            out[i] = v
-    return [v for v in out if v is not None]
+            out[i] = ObjectCall(number, i == group[0], v)
+    return [c for c in out if c is not None]
 
 
 def gate_candidates(gray: np.ndarray, um_per_px: float) -> list[tuple[int, int, int, int]]:

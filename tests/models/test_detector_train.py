@@ -84,9 +84,12 @@ def test_detect_cli_writes_csv_json_and_pngs(quick_run, tmp_path, capsys):
     with open(out / "detections.csv") as fh:
         header, *rows = list(csv.reader(fh))
     assert header == ["filename", "width", "height", "class", "xmin", "ymin", "xmax", "ymax", "score",
-                      "type", "type_score", "verdict", "agree"]
-    # without a classifier the detector's call is the verdict, and nothing disputes it
-    assert all(r[header.index("verdict")] == r[header.index("class")] and r[-1] == "yes" for r in rows)
+                      "type", "type_score", "object", "verdict", "agree"]
+    # without a classifier the detector's call is each object's verdict (on its strongest box), and nothing
+    # disputes it
+    leads = [r for r in rows if r[header.index("verdict")]]
+    assert all(r[header.index("verdict")] == r[header.index("class")] and r[-1] == "yes" for r in leads)
+    assert len(leads) == len({(r[0], r[header.index("object")]) for r in rows})
     doc = json.loads((out / "detections.json").read_text())
     assert [im["filename"] for im in doc["images"]] == ["a.jpg", "b.tif"]
     assert sum(len(im["detections"]) for im in doc["images"]) == len(rows)

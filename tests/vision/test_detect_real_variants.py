@@ -137,3 +137,12 @@ def test_the_real_pentagon_survives_another_camera(results, name):
     assert found >= 14, f"{name}: pentagon a structure in {found}/15 tiles"
     assert false_structures <= 1, f"{name}: {false_structures} false structures"
     assert named >= 13, f"{name}: classifier named the pentagon in {named}/15 tiles"
+
+
+def test_each_object_has_its_verdict_on_one_box(results):
+    _, rows = results
+    objects = {(r["filename"], r["object"]) for r in rows}
+    leads = [(r["filename"], r["object"]) for r in rows if r["verdict"]]
+    assert sorted(leads) == sorted(objects)   # exactly one row with a verdict per object
+    assert all(r["agree"] in ("yes", "no") for r in rows if r["verdict"])
+    assert all(r["agree"] == "" for r in rows if not r["verdict"])

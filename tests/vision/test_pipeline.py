@@ -100,14 +100,17 @@ def test_verdicts_weigh_both_models_and_boxes_of_one_object_share_one():
 
     sure = {"pentagon": 0.95, "debris": 0.05}
     dust = {"pentagon": 0.3, "debris": 0.7}
-    objs = [_obj((10, 10, 50, 50), "structure", 0.8, sure),
-            _obj((11, 10, 50, 51), "debris", 0.3, sure),       # the same object, boxed as debris too
+    objs = [_obj((11, 10, 50, 51), "debris", 0.3, sure),       # the object below, boxed as debris too
+            _obj((10, 10, 50, 50), "structure", 0.8, sure),
             _obj((100, 100, 120, 120), "structure", 0.28, dust),  # dust the detector alone calls structure
             _obj((200, 10, 240, 40), "debris", 0.9, {})]          # no classifier output: the detector's call
-    v = verdicts(objs)
-    assert v[0] is v[1] and (v[0].kind, v[0].cls, v[0].agree) == ("structure", "pentagon", True)
-    assert (v[2].kind, v[2].agree) == ("debris", False)
-    assert (v[3].kind, v[3].agree) == ("debris", True)
+    c = verdicts(objs)
+    assert [x.object for x in c] == [2, 2, 3, 1]                # numbered strongest detection first
+    assert [x.lead for x in c] == [False, True, True, True]     # the object counts once, by its strongest box
+    assert c[0].verdict is c[1].verdict
+    assert (c[1].verdict.kind, c[1].verdict.cls, c[1].verdict.agree) == ("structure", "pentagon", True)
+    assert (c[2].verdict.kind, c[2].verdict.agree) == ("debris", False)
+    assert (c[3].verdict.kind, c[3].verdict.agree) == ("debris", True)
     # with the pixel size, a box under the gate's size limits is debris whatever the models say
-    assert verdicts([_obj((0, 0, 4, 4), "structure", 0.9, sure)], um_per_px=1.0)[0].kind == "debris"
+    assert verdicts([_obj((0, 0, 4, 4), "structure", 0.9, sure)], um_per_px=1.0)[0].verdict.kind == "debris"
     assert verdicts([]) == []
