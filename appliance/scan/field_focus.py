@@ -63,6 +63,9 @@ MAP_DRIFT_FRACTION = 1.0 / 3.0
 #: every print's mid-plane within the ±10 µm the detector learnt around the view 5 µm above the glass.
 #: Elsewhere a field is looked at, an empty one too (see ``FieldFocus._map_unsure``).
 MAP_SURE_K = 2.0
+#: A glass estimate this sure (the map's sigma, µm) places where an object resting on it can focus
+#: (:meth:`FieldFocus.glass_under`): within a micrometre or two, as a field's reading of its specks is.
+GLASS_UNDER_SIGMA_UM = 2.0
 #: Until a focus is found every field is autofocused (``FIND_SLIDE_RANGE_UM``), but after this many in vain
 #: only as ``MAP_RETRY_UM`` allows: the cheap colour camera found none to trust in 110 fields, 6-11 s each (seed 412).
 LOST_LOOKS = 12
@@ -98,6 +101,7 @@ class FieldWork:
     guess_before: tuple[float | None, bool] | None = None  # the guess, and whether it was the glass's, before
     # this field's own autofocus found a focus
     glass_um: float | None = None  # the glass the view's z was set ``FIELD_VIEW_ABOVE_GLASS_UM`` above, if so
+    focus_on_glass: bool = False  # the field's own autofocus read the glass's specks (``w.z_um`` is the glass)
     objects: list[ObjectRecord] = field(default_factory=list)
     annotations: list[Annotation] = field(default_factory=list)
     files: list[Any] = field(default_factory=list)
@@ -305,7 +309,7 @@ class FieldFocus:
             out = self._field_search(p.x_um, p.y_um, guess, max(span, FIND_SLIDE_RANGE_UM))
             w.wide_from = guess if out.ok else None
         if out.ok:
-            w.z_um, w.focus_source = out.z_um, "autofocus"
+            w.z_um, w.focus_source, w.focus_on_glass = out.z_um, "autofocus", bool(out.glass)
             w.guess_before = (self._z_guess, self._guess_on_glass)
             if out.glass or not self._guess_on_glass:
                 # an object's focus (no speck in view: a dust clump, a fibre, part of a print) is its mid-plane,
@@ -373,6 +377,22 @@ class FieldFocus:
         self._z_guess = w.wide_from  # where that field was viewed
         self.stage.focus_to_um(w.wide_from)
         w.z_um, w.focus_source, w.focus_point, w.wide_from = w.wide_from, "autofocus-unsure", None, None
+
+    def glass_under(self, w: FieldWork, x: float, y: float) -> float | None:
+        """The glass under a point of this field where it is known to a micrometre or two; else None.
+
+        This field's own focus where its search read the specks resting on the glass; else the focus map's
+        prediction at ``(x, y)`` where the map reads the glass and its sigma there is at most
+        ``GLASS_UNDER_SIGMA_UM``.
+        """
+        if w.focus_source == "autofocus" and w.focus_on_glass:
+            return float(w.z_um)
+        if not self._map_reads_glass():
+            return None
+        pred = self.focus_map.predict(x, y)
+        if pred is None or not pred[1] <= GLASS_UNDER_SIGMA_UM:
+            return None
+        return float(pred[0])
 
     def _glass_z(self, x: float, y: float) -> float | None:
         """The glass's focus at a structure, or None when there is no sure reference.

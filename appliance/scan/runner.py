@@ -126,7 +126,7 @@ from appliance.scan.verdicts import (
 )
 from appliance.scan.whole_look import WholeLook
 from appliance.vision.decision import MICROLENS, lens_disputed, too_small
-from appliance.vision.phasesign import CONVERGING, DIVERGING, phase_sign
+from appliance.vision.phasesign import CONVERGING, DIVERGING, phase_sign, reading_plane
 from appliance.vision.typeshape import not_a_footprint, not_its_shape
 
 _log = logging.getLogger(__name__)
@@ -833,29 +833,36 @@ class ScanRunner:
             return still_a_lens(det.scores) and not too_small(size)
         return lens_disputed(det.scores, det.kind, agree=not det.recheck, size_um=size)
 
-    def _phase_verdict(self, det: Detection, focus_z_um: float) -> tuple[Detection, float | None]:
+    def _phase_verdict(self, w: FieldWork, det: Detection, frame: Frame,
+                       focus_z_um: float) -> tuple[Detection, float | None]:
         """A micro-lens or a bubble, by the sign of its phase: two frames either side of its focus.
 
-        ``det`` is the object's view at ``focus_z_um`` (the stage stands there). A converging object (a
-        polymer cap) is a micro-lens, a diverging one (air in resin) debris, both as sure verdicts; where the
-        sign is unclear (an absorbing dust clump, dark on both sides; a collapsed or a very flat lens) ``det``
-        stands, so a micro-lens the models were sure of is only ever dropped for diverging. The planes lie
-        ``PHASE_SIGN.step_um`` from focus, both approached from below as every focus move is; for a deep focus a
-        second pair ``PHASE_SIGN.far_step_um`` out may call it diverging too (there dust converges as much as a
-        flat lens, so the far pair never calls a lens). A pair beyond the focus travel is not read; with none
-        read ``det`` stays as it is. Returns the verdict and the sign that decided (None: not read), which the
-        object's record keeps.
+        ``det`` is the object's view in ``frame`` at ``focus_z_um`` (the stage stands there). A converging
+        object (a polymer cap) is a micro-lens, a diverging one (air in resin) debris, both as sure verdicts;
+        where the sign is unclear (an absorbing dust clump, dark on both sides; a collapsed or a very flat lens)
+        ``det`` stands, so a micro-lens the models were sure of is only ever dropped for diverging. The planes
+        lie ``PHASE_SIGN.step_um`` either side of where the object can have its mid-plane
+        (:func:`~appliance.vision.phasesign.reading_plane`: its focus, held between the glass under it and a
+        quarter of its width above, where the glass is known), both approached from below as every focus move
+        is; for a deep focus a second pair ``PHASE_SIGN.far_step_um`` out may call it diverging too (there dust
+        converges as much as a flat lens, so the far pair never calls a lens). A pair beyond the focus travel is
+        not read; with none read ``det`` stays as it is. The stage ends at ``focus_z_um``. Returns the verdict
+        and the sign that decided (None: not read), which the object's record keeps.
         """
         dof = self.field_focus.depth_of_field_um()
-        sign = self._sign_at(det, focus_z_um, PHASE_SIGN.step_um(dof))
+        x, y = self._stage_xy(det, frame)
+        x0, y0, x1, y1 = self._box_um(det, frame)
+        centre = reading_plane(focus_z_um, self.field_focus.glass_under(w, x, y), max(x1 - x0, y1 - y0, 1e-3))
+        sign = self._sign_at(det, centre, PHASE_SIGN.step_um(dof), focus_z_um)
         far_um = PHASE_SIGN.far_step_um(dof)
-        far = None if far_um is None else self._sign_at(det, focus_z_um, far_um)
+        far = None if far_um is None else self._sign_at(det, centre, far_um, focus_z_um)
         if far is not None and PHASE_SIGN.call(far) == DIVERGING:
             return as_debris(det), far
         if sign is None:  # the far pair alone never calls a lens
             return det, far
         call = PHASE_SIGN.call(sign)
-        _log.debug("phase sign %.3f (%s) of %s at %s", sign, call, det.cls, det.box_px)
+        _log.debug("phase sign %.3f (%s) of %s at %s, read about %.2f um (focus %.2f)", sign, call, det.cls,
+                   det.box_px, centre, focus_z_um)
         if call == CONVERGING:
             return replace(det, kind="structure", cls=MICROLENS,
                            confidence=float(det.scores.get(MICROLENS, det.confidence)), recheck=False), sign
@@ -863,15 +870,15 @@ class ScanRunner:
             return as_debris(det), sign
         return det, sign
 
-    def _sign_at(self, det: Detection, focus_z_um: float, step_um: float) -> float | None:
-        """:func:`phase_sign` of ``det`` from frames ``step_um`` below and above ``focus_z_um``.
+    def _sign_at(self, det: Detection, centre_z_um: float, step_um: float, focus_z_um: float) -> float | None:
+        """:func:`phase_sign` of ``det`` from frames ``step_um`` below and above ``centre_z_um``.
 
         None where either plane lies beyond the focus travel; the stage ends at ``focus_z_um`` either way.
         """
         try:
-            self.stage.focus_to_um(focus_z_um - step_um)
+            self.stage.focus_to_um(centre_z_um - step_um)
             below = self.camera.capture().image
-            self.stage.focus_to_um(focus_z_um + step_um)
+            self.stage.focus_to_um(centre_z_um + step_um)
             above = self.camera.capture().image
         except StageLimitError:
             return None
@@ -976,7 +983,7 @@ class ScanRunner:
                 # the sharp frame named a lens the views doubt, and its phase was not read: read it before it
                 # is called dirt. The cheap colour camera's 48 µm lens at 20x (held-out seed 2906): sharp a
                 # micro-lens, its views 0.19, its phase +0.33 at focus: recorded as dirt unread
-                sign = self._read_phase(w, det, out.z_um, types)
+                sign = self._read_phase(w, det, focused, out.z_um, types)
             if not phase_proves_lens(sign, dof):
                 self._debris_after_all(w, as_debris(det, 1.0 - sum(type_views.values())), focused, (x, y), types)
                 return
@@ -991,7 +998,7 @@ class ScanRunner:
             # uneven defocus for a converging phase (held-out seeds 5208, 5309: ten specks at 40x)
             self._debris_after_all(w, as_debris(det, debris_score(det)), focused, (x, y), {**types, **speck})
             return
-        if det.cls == MICROLENS and sharp.phase_sign is None and self._diverges(w, det, out.z_um, types):
+        if det.cls == MICROLENS and sharp.phase_sign is None and self._diverges(w, det, focused, out.z_um, types):
             # a bubble: no micro-lens is recorded unread (step 6). One whose sharp view was disputed with the
             # classifier's micro-lens under the check's bound (0.19) kept the earlier view's structure verdict
             # unread and was recorded as a lens (seed 1411 at 320 x 240)
@@ -1030,15 +1037,17 @@ class ScanRunner:
         self._record_looked(w, det, frame, *whole)
         return True
 
-    def _diverges(self, w: FieldWork, det: Detection, focus_z_um: float, extra: dict[str, Any]) -> bool:
+    def _diverges(self, w: FieldWork, det: Detection, frame: Frame, focus_z_um: float,
+                  extra: dict[str, Any]) -> bool:
         """Whether a micro-lens about to be recorded unread diverges light (a bubble); ``extra`` gets the sign."""
-        sign = self._read_phase(w, det, focus_z_um, extra)
+        sign = self._read_phase(w, det, frame, focus_z_um, extra)
         return sign is not None and PHASE_SIGN.call(sign) == DIVERGING
 
-    def _read_phase(self, w: FieldWork, det: Detection, focus_z_um: float, extra: dict[str, Any]) -> float | None:
+    def _read_phase(self, w: FieldWork, det: Detection, frame: Frame, focus_z_um: float,
+                    extra: dict[str, Any]) -> float | None:
         """The phase's sign of an object not read yet (:meth:`_phase_verdict`); ``extra`` gets it where read."""
         t = time.perf_counter()
-        _, sign = self._phase_verdict(det, focus_z_um)
+        _, sign = self._phase_verdict(w, det, frame, focus_z_um)
         w.timings["focus_structure"] = w.timings.get("focus_structure", 0.0) + time.perf_counter() - t
         if sign is not None:
             extra["phase_sign"] = round(sign, 3)
@@ -1108,7 +1117,7 @@ class ScanRunner:
         sign = None
         if sure_lens or self._lens_disputed(again, focused, seen_before=lens):
             t = time.perf_counter()
-            again, sign = self._phase_verdict(again, out.z_um)
+            again, sign = self._phase_verdict(w, again, focused, out.z_um)
             w.timings["focus_structure"] += time.perf_counter() - t
         return _SharpView(again, focused, seen, out, sign)
 

@@ -128,6 +128,30 @@ class PhaseSignRule:
         return UNCLEAR
 
 
+def reading_plane(focus_z_um: float, glass_z_um: float | None, width_um: float) -> float:
+    """Where to read the phase of a round object resting on the glass: its focus, held within its reach.
+
+    A cap or a bubble of width ``w`` on the glass has its mid-plane between the glass and ``w / 4`` above it
+    (a hemisphere's; flatter ones lower). Its focus can still be found outside that: on a lens's bright spot
+    above it, or a bubble's below it, and about those planes the sign turns over: a 23 µm lens at 10x reads
+    +0.45 to +1 about planes from 6 µm below to 6 µm above its mid-plane and -1 from 8 µm up, its focus
+    having been found 8.3 µm up (held-out seed 6313; docs/held-out.md, session 45); small bubbles whose focus
+    was found 2-4 µm below the glass read +0.21 to +0.29 and were recorded as lenses (seeds 5406, 6308,
+    6313). So the plane is ``focus_z_um`` held within ``[glass, glass + width / 4]``, and ``focus_z_um`` as
+    it is when the glass is not known (None).
+
+    >>> reading_plane(105.75, 95.0, 24.0), reading_plane(92.0, 95.0, 18.0), reading_plane(97.0, 95.0, 24.0)
+    (101.0, 95.0, 97.0)
+    >>> reading_plane(105.75, None, 24.0)
+    105.75
+    """
+    if glass_z_um is None:
+        return float(focus_z_um)
+    if not (_number(width_um) and width_um > 0 and math.isfinite(width_um)):
+        raise ValueError(f"width_um must be a number > 0, got {width_um!r}")
+    return float(min(max(focus_z_um, glass_z_um), glass_z_um + width_um / 4.0))
+
+
 def phase_sign(above: np.ndarray, below: np.ndarray, box: Box, centre_fraction: float = 0.3) -> float:
     """How one object's centre changes from a plane below its focus to one above, in [-1, 1].
 

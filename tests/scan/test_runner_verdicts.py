@@ -1279,9 +1279,9 @@ def test_dirt_a_field_took_for_a_lens_and_every_later_look_for_dirt_has_no_phase
     read = []
     phase_verdict = runner_module.ScanRunner._phase_verdict
 
-    def spy(self, det, focus_z_um):
+    def spy(self, w, det, frame, focus_z_um):
         read.append(dict(det.scores))
-        return phase_verdict(self, det, focus_z_um)
+        return phase_verdict(self, w, det, frame, focus_z_um)
 
     monkeypatch.setattr(runner_module.ScanRunner, "_phase_verdict", spy)
     slide = {**SLIDE, "debris_per_mm2": 60.0}
