@@ -78,3 +78,18 @@ def test_the_reconstruction_is_told_the_focusers_depth_of_field():
     assert r.depth_of_field_um() == 4.1375
     r.focuser = object()  # a double that does not say: the tuned objective
     assert r.depth_of_field_um() == pytest.approx(11.04)
+
+
+def test_the_glass_under_a_field_for_its_round_objects_phase_is_only_a_sure_one():
+    from appliance.scan.field_focus import GLASS_UNDER_SIGMA_UM, FieldWork
+    from appliance.scan.grid import FieldPosition
+
+    w = FieldWork(FieldPosition(0, 0, 0, 0.0, 0.0), 0, z_um=101.0, focus_source="autofocus", focus_on_glass=True)
+    assert _runner((95.0, 9.0)).glass_under(w, 1.0, 2.0) == 101.0   # the field's own reading of its specks
+    w.focus_on_glass = False                                         # ... an object's focus is not the glass
+    assert _runner((95.0, GLASS_UNDER_SIGMA_UM)).glass_under(w, 1.0, 2.0) == 95.0
+    assert _runner((95.0, GLASS_UNDER_SIGMA_UM + 0.1)).glass_under(w, 1.0, 2.0) is None
+    assert _runner(None).glass_under(w, 1.0, 2.0) is None
+    ff = _runner((95.0, 0.5))
+    ff.focus_map.reads_glass = lambda: False                        # a map of objects' foci, not the glass's
+    assert ff.glass_under(w, 1.0, 2.0) is None
