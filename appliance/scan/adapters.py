@@ -29,7 +29,7 @@ from appliance.hardware.camera.base import Camera, Frame
 from appliance.hardware.stage.base import Stage
 from appliance.results.focuscurve import TUNED_DEPTH_OF_FIELD_UM, depth_of_field_scale
 from appliance.scan.protocols import Box, Detection, FocusOutcome, VisionResult
-from appliance.vision.decision import Evidence, decide, join_overlapping
+from appliance.vision.decision import judge
 
 _log = logging.getLogger(__name__)
 
@@ -130,10 +130,7 @@ class PipelineVision:
         dt = time.perf_counter() - t
         size = (image.shape[1], image.shape[0])
         dets = []
-        seen = join_overlapping([Evidence(o.box, {o.cls: float(o.score)} if o.cls else {}, o.type_probs)
-                                 for o in r.objects])
-        for e in seen:
-            v = decide(e, self.rule, self.um_per_px)
+        for _, e, v in judge([o.evidence for o in r.objects], self.um_per_px, self.rule):
             if not e.detector and v.kind != "structure":  # a candidate the detector left out, and no print
                 continue
             if v.kind == "structure" and not v.cls:  # no classifier: a structure of unknown type is not recorded

@@ -11,15 +11,16 @@ different ways, and each is wrong in its own way (docs/scan.md, "Structure or de
 - detectNet's suppression is per class, so one object can come out as a ``structure`` box *and* a
   ``debris`` box; read one at a time, whichever the scan picks decides.
 
-:func:`join_overlapping` makes one :class:`Evidence` of boxes that overlap (IoU >= 0.5) across the classes:
-the detector's score for each class, the classifier's distribution averaged over the boxes' crops.
-:func:`decide` then keeps a structure when the classifier is sure of it (the structure types together at
-least ``DecisionRule.min_structure``) and the detector's stronger class is ``structure``; also when the
-detector's call is ``debris`` at a low score (below ``DecisionRule.rescue_max_debris_score``) and the
-classifier is as sure (at least ``DecisionRule.rescue_min_structure``). A box smaller than the candidate
-gate's size limits is debris. The type is the classifier's most likely structure type. A verdict also says
-whether the two models agreed (:attr:`Verdict.agree`): where they did not, the scan looks again, with the
-object centred and then in focus, before it records it (``appliance/scan/runner.py``).
+:func:`judge` makes one :class:`Evidence` of boxes that overlap (IoU >= 0.5) across the classes
+(:func:`group_overlapping`, :func:`join`; :func:`join_overlapping` without the verdicts): the detector's score for
+each class, the classifier's distribution averaged over the boxes' crops. :func:`decide` then keeps a structure when
+the classifier is sure of it (the structure types together at least ``DecisionRule.min_structure``) and the
+detector's stronger class is ``structure``; also when the detector's call is ``debris`` at a low score (below
+``DecisionRule.rescue_max_debris_score``) and the classifier is as sure (at least
+``DecisionRule.rescue_min_structure``). A box smaller than the candidate gate's size limits is debris. The type is
+the classifier's most likely structure type. A verdict also says whether the two models agreed
+(:attr:`Verdict.agree`): where they did not, the scan looks again, with the object centred and then in focus, before
+it records it (``appliance/scan/runner.py``).
 
 :func:`lens_disputed` names the one confusion neither model can settle from a crop: a round object the
 classifier takes for a micro-lens (at least ``DecisionRule.lens_check_min``) that is not a structure both
@@ -253,6 +254,30 @@ def join(group: Sequence[Evidence]) -> Evidence:
 def join_overlapping(items: Sequence[Evidence], min_iou: float = 0.5) -> list[Evidence]:
     """One evidence per object (:func:`group_overlapping`, each group made one by :func:`join`)."""
     return [join([items[i] for i in g]) for g in group_overlapping(items, min_iou)]
+
+
+def judge(items: Sequence[Evidence], um_per_px: float | None = None,
+          rule: DecisionRule | None = None) -> list[tuple[list[int], Evidence, Verdict]]:
+    """Each object's verdict from the boxes of one frame: :func:`group_overlapping`, :func:`join`, :func:`decide`.
+
+    Parameters
+    ----------
+    items : sequence of Evidence
+        One per detector box (or gate candidate).
+    um_per_px, rule
+        As :func:`decide` takes them.
+
+    Returns
+    -------
+    list of (list of int, Evidence, Verdict)
+        Per object, strongest detection first: the indices of its boxes in ``items`` (its strongest first), the
+        evidence joined over them and its verdict.
+    """
+    out = []
+    for group in group_overlapping(items):
+        joined = join([items[i] for i in group])
+        out.append((group, joined, decide(joined, rule, um_per_px)))
+    return out
 
 
 def structure_probability(probs: Mapping[str, float]) -> float:

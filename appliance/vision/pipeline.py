@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from appliance.vision.decision import DecisionRule, Evidence, Verdict, decide, group_overlapping, join
+from appliance.vision.decision import DecisionRule, Evidence, Verdict, judge
 from appliance.vision.detector import Detector, to_gray
 from appliance.vision.gate import Candidate, find_candidates
 
@@ -49,6 +49,11 @@ class FoundObject:
     type: str = ""
     type_score: float = float("nan")
     type_probs: Mapping[str, float] = field(default_factory=dict)
+
+    @property
+    def evidence(self) -> Evidence:
+        """What the two models say of it, for :mod:`appliance.vision.decision` (no detector class: no box)."""
+        return Evidence(self.box, {self.cls: float(self.score)} if self.cls else {}, self.type_probs)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (box rounded to 0.01 px)."""
@@ -90,30 +95,13 @@ class ObjectCall:
 
 def verdicts(objects: list[FoundObject], um_per_px: float | None = None,
              rule: DecisionRule | None = None) -> list[ObjectCall]:
-    """Structure or debris for each box's object, as a scan's first look at a frame decides it.
+    """Each box's object's verdict, as a scan's first look decides it (:func:`appliance.vision.decision.judge`).
 
-    Boxes of one object (IoU 0.5 or more, across the detector's classes) are weighed together and share one
-    verdict (:mod:`appliance.vision.decision`); where the two models disagree (:attr:`Verdict.agree` False) a
-    scan looks again, centred and in focus, before it records anything, which one image cannot do.
-
-    Parameters
-    ----------
-    objects : list of FoundObject
-        One frame's objects (:attr:`FrameResult.objects`).
-    um_per_px : float, optional
-        The frame's true pixel size; without it the size limits are not applied.
-    rule : DecisionRule, optional
-        Defaults when None.
-
-    Returns
-    -------
-    list of ObjectCall
-        One per entry of ``objects``, in their order.
+    One per entry of ``objects``, in their order; boxes of one object share its verdict and its number.
+    ``um_per_px`` is the frame's true pixel size (None: the size limits are not applied).
     """
-    evidence = [Evidence(o.box, {o.cls: float(o.score)} if o.cls else {}, o.type_probs) for o in objects]
-    out: list[ObjectCall | None] = [None] * len(evidence)
-    for number, group in enumerate(group_overlapping(evidence), start=1):
-        v = decide(join([evidence[i] for i in group]), rule, um_per_px)
+    out: list[ObjectCall | None] = [None] * len(objects)
+    for number, (group, _, v) in enumerate(judge([o.evidence for o in objects], um_per_px, rule), start=1):
         for i in group:
             out[i] = ObjectCall(number, i == group[0], v)
     return [c for c in out if c is not None]

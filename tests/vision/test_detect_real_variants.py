@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 
 from appliance.cli import main
+from appliance.vision.decision import iou
 
 ROOT = Path(__file__).resolve().parents[2]
 BOXES = json.loads((Path(__file__).parent / "data" / "seed_pentagon_boxes.json").read_text())
@@ -95,11 +96,9 @@ VARIANTS: dict[str, Variant] = {
 }
 
 
-def _iou(a: Box, b: Box) -> float:
-    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = iw * ih
-    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+def _box(row: dict[str, str]) -> tuple[float, float, float, float]:
+    x1, y1, x2, y2 = (float(row[c]) for c in ("xmin", "ymin", "xmax", "ymax"))
+    return x1, y1, x2, y2
 
 
 @pytest.fixture(scope="module")
@@ -130,7 +129,7 @@ def test_the_real_pentagon_survives_another_camera(results, name):
     for k in range(15):
         file = f"{name}__tile{k:02d}.png"
         mine = [r for r in rows if r["filename"] == file and r["verdict"] == "structure"]
-        hits = [r for r in mine if _iou([float(r[c]) for c in ("xmin", "ymin", "xmax", "ymax")], truth[file]) >= 0.5]
+        hits = [r for r in mine if iou(_box(r), tuple(truth[file])) >= 0.5]
         found += bool(hits)
         named += any(r["type"] == "pentagon" for r in hits)
         false_structures += len(mine) - (1 if hits else 0)
