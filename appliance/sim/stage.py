@@ -319,11 +319,13 @@ class SimStageParams:
                                  f"with them, e.g. [{max(z_lo, reach[0]):g}, {min(z_hi, reach[1]):g}]")
             if not z_lo <= self.servo_home_z_um <= z_hi:
                 raise ValueError(f"servo_home_z_um must lie within travel_z_um {self.travel_z_um}, "
-                                 f"got {self.servo_home_z_um}")
+                                 f"got {self.servo_home_z_um} (its default is 90): change servo_home_z_um with "
+                                 f"travel_z_um, e.g. {(z_lo + z_hi) / 2:g}")
         for axis, (lo, hi), p in zip(AXES, self.travel_um(), self.start_position_um, strict=True):
             if not lo <= p <= hi:
                 raise ValueError(f"start_position_um[{axis}] must lie within travel_{axis}_um {(lo, hi)}, "
-                                 f"got {p}")
+                                 f"got {p} (the default start is (0, 0, 90)): change start_position_um with "
+                                 f"travel_{axis}_um")
         if self.overshoot_um < self.backlash_um[2]:
             raise ValueError(f"focus_overshoot_um must be >= backlash_um[z] ({self.backlash_um[2]}) to "
                              f"cancel the backlash, got {self.focus_overshoot_um}")

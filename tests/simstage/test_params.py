@@ -60,6 +60,14 @@ def test_message_shows_value_and_what_is_allowed():
         SimStageParams(steps_per_um_x=-2)
 
 
+def test_a_default_outside_a_narrowed_travel_says_to_change_it_too():
+    with pytest.raises(ValueError, match=r"got 90.0 \(its default is 90\): change servo_home_z_um with travel_z_um, e.g. 30"):
+        SimStageParams(travel_z_um=(0.0, 60.0))
+    with pytest.raises(ValueError, match=r"start_position_um\[z\] .* change start_position_um with travel_z_um"):
+        SimStageParams(travel_z_um=(0.0, 60.0), servo_home_z_um=30.0)
+    SimStageParams(travel_z_um=(0.0, 60.0), servo_home_z_um=30.0, start_position_um=(0.0, 0.0, 30.0))
+
+
 def test_stepper_mode_frees_z_travel_from_the_servo():
     p = SimStageParams(z_mode="stepper", travel_z_um=(0.0, 5000.0))
     assert p.travel_z_um == (0.0, 5000.0)
