@@ -65,6 +65,33 @@ def test_candidates_no_detector_box_covers_are_classified_when_asked(tiny_detect
     assert x0 <= 300 and y0 <= 200 and x1 >= 360 and y1 >= 260
 
 
+def test_a_candidate_reaching_every_edge_wakes_the_detector_but_is_not_typed(tiny_detector):
+    """Held-out seed 6719: uneven glass joined with a large print into one dark region the size of the frame."""
+    typer = _Typer()
+    frame = np.full((480, 640), 180, np.uint8)
+    frame[230:250, :] = 90  # a dark cross from edge to edge: one candidate reaching all four edges
+    frame[:, 310:330] = 90
+    det = Detector(tiny_detector, threshold=0.99)  # draws no box
+    pipe = Pipeline(det, typer, um_per_px=0.56, skip_empty=True, type_uncovered=True)
+    res = pipe.run(frame)
+    assert res.gate_candidates == 1 and res.detector_ran  # the detector looked
+    assert res.dark_boxes == [(0, 0, 640, 480)]  # the gate still reports it
+    assert res.objects == [] and typer.calls == []  # but a crop of the whole frame is not typed
+    frame[:, 310:330] = 180
+    frame[230:250, :] = 90  # the bar alone has its top and bottom in view: typed as before
+    res = pipe.run(frame)
+    assert [o.box for o in res.objects] == [(0.0, 230.0, 640.0, 250.0)] and typer.calls == [1]
+
+
+def test_spans_frame_by_hand():
+    from appliance.vision.pipeline import spans_frame
+
+    assert spans_frame((0, 0, 640, 480), (640, 480)) and spans_frame((-2.0, -1.0, 641.5, 480.0), (640, 480))
+    assert not spans_frame((1, 0, 640, 480), (640, 480))  # clear of the left edge
+    assert not spans_frame((0, 0, 640, 479), (640, 480))  # clear of the bottom
+    assert not spans_frame((0, 0, 640, 100), (640, 480))  # a band across the frame has edges in view
+
+
 def test_uncovered_by_hand():
     cands = [(0, 0, 10, 10), (50, 50, 10, 10)]
     assert uncovered(cands, [(0, 0, 10, 6)]) == [(50.0, 50.0, 60.0, 60.0)]  # 60 % of the first is covered
