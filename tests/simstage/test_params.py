@@ -61,7 +61,8 @@ def test_message_shows_value_and_what_is_allowed():
 
 
 def test_a_default_outside_a_narrowed_travel_says_to_change_it_too():
-    with pytest.raises(ValueError, match=r"got 90.0 \(its default is 90\): change servo_home_z_um with travel_z_um, e.g. 30"):
+    said = r"got 90.0 \(its default is 90\): change servo_home_z_um with travel_z_um, e.g. 30"
+    with pytest.raises(ValueError, match=said):
         SimStageParams(travel_z_um=(0.0, 60.0))
     with pytest.raises(ValueError, match=r"start_position_um\[z\] .* change start_position_um with travel_z_um"):
         SimStageParams(travel_z_um=(0.0, 60.0), servo_home_z_um=30.0)
