@@ -387,12 +387,7 @@ class FieldFocus:
         """
         if w.focus_source == "autofocus" and w.focus_on_glass:
             return float(w.z_um)
-        if not self._map_reads_glass():
-            return None
-        pred = self.focus_map.predict(x, y)
-        if pred is None or not pred[1] <= GLASS_UNDER_SIGMA_UM:
-            return None
-        return float(pred[0])
+        return self._map_z(x, y, GLASS_UNDER_SIGMA_UM) if self._map_reads_glass() else None
 
     def _glass_z(self, x: float, y: float) -> float | None:
         """The glass's focus at a structure, or None when there is no sure reference.
@@ -400,8 +395,12 @@ class FieldFocus:
         The focus map's prediction (the map holds only fields focused on dust and glass) when it is sure to
         within half the search range.
         """
+        return self._map_z(x, y, self.focus_plan.search_range_um / 2)
+
+    def _map_z(self, x: float, y: float, max_sigma_um: float) -> float | None:
+        """The focus map's prediction at ``(x, y)`` where its sigma there is at most ``max_sigma_um``; else None."""
         pred = self.focus_map.predict(x, y)
-        if pred is None or pred[1] > self.focus_plan.search_range_um / 2:
+        if pred is None or pred[1] > max_sigma_um:
             return None
         return float(pred[0])
 

@@ -25,7 +25,7 @@ import math
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -141,6 +141,11 @@ def _check_range(name: str, value: object) -> tuple[float, float]:
 #: How far below a focus target :meth:`SimStage.focus_to_um` starts by default, µm (more where the z backlash is).
 DEFAULT_FOCUS_OVERSHOOT_UM = 5.0
 MAX_DRIFT_UM_PER_MIN = 10.0  # beyond this a microscope is not fit to scan: refuse it as a typo
+
+
+def _default(name: str) -> Any:
+    """A :class:`SimStageParams` field's default, for messages that tell a user which default got in the way."""
+    return next(f.default for f in fields(SimStageParams) if f.name == name)
 
 
 @dataclass(frozen=True)
@@ -319,12 +324,14 @@ class SimStageParams:
                                  f"with them, e.g. [{max(z_lo, reach[0]):g}, {min(z_hi, reach[1]):g}]")
             if not z_lo <= self.servo_home_z_um <= z_hi:
                 raise ValueError(f"servo_home_z_um must lie within travel_z_um {self.travel_z_um}, "
-                                 f"got {self.servo_home_z_um} (its default is 90): change servo_home_z_um with "
+                                 f"got {self.servo_home_z_um} (its default is {_default('servo_home_z_um'):g}): change "
+                                 f"servo_home_z_um with "
                                  f"travel_z_um, e.g. {(z_lo + z_hi) / 2:g}")
         for axis, (lo, hi), p in zip(AXES, self.travel_um(), self.start_position_um, strict=True):
             if not lo <= p <= hi:
                 raise ValueError(f"start_position_um[{axis}] must lie within travel_{axis}_um {(lo, hi)}, "
-                                 f"got {p} (the default start is (0, 0, 90)): change start_position_um with "
+                                 f"got {p} (the default start is {_default('start_position_um')}): change "
+                                 f"start_position_um with "
                                  f"travel_{axis}_um")
         if self.overshoot_um < self.backlash_um[2]:
             raise ValueError(f"focus_overshoot_um must be >= backlash_um[z] ({self.backlash_um[2]}) to "

@@ -12,7 +12,7 @@ different ways, and each is wrong in its own way (docs/scan.md, "Structure or de
   ``debris`` box; read one at a time, whichever the scan picks decides.
 
 :func:`judge` makes one :class:`Evidence` of boxes that overlap (IoU >= 0.5) across the classes
-(:func:`group_overlapping`, :func:`join`; :func:`join_overlapping` without the verdicts): the detector's score for
+(:func:`group_overlapping`, then :func:`join`): the detector's score for
 each class, the classifier's distribution averaged over the boxes' crops. :func:`decide` then keeps a structure when
 the classifier is sure of it (the structure types together at least ``DecisionRule.min_structure``) and the
 detector's stronger class is ``structure``; also when the detector's call is ``debris`` at a low score (below
@@ -249,11 +249,6 @@ def join(group: Sequence[Evidence]) -> Evidence:
     labels = {c for p in with_probs for c in p}
     probs = {c: sum(float(p.get(c, 0.0)) for p in with_probs) / len(with_probs) for c in sorted(labels)}
     return Evidence(group[0].box, det, probs)
-
-
-def join_overlapping(items: Sequence[Evidence], min_iou: float = 0.5) -> list[Evidence]:
-    """One evidence per object (:func:`group_overlapping`, each group made one by :func:`join`)."""
-    return [join([items[i] for i in g]) for g in group_overlapping(items, min_iou)]
 
 
 def judge(items: Sequence[Evidence], um_per_px: float | None = None,

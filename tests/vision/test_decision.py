@@ -10,8 +10,9 @@ from appliance.vision.decision import (
     DecisionRule,
     Evidence,
     decide,
+    group_overlapping,
     iou,
-    join_overlapping,
+    judge,
     lens_disputed,
     likeliest_type,
     too_small,
@@ -110,7 +111,7 @@ def test_boxes_of_both_classes_on_one_object_join_into_one_evidence():
     a = ev({"debris": 0.39}, {"microlens": 0.836, "debris": 0.164}, (281, 199, 364, 280))
     b = ev({"structure": 0.61}, {"microlens": 0.832, "debris": 0.168}, (283, 198, 364, 279))
     far = ev({"debris": 0.8}, DUST, (500, 400, 520, 420))
-    out = join_overlapping([a, b, far])
+    out = [e for _, e, _ in judge([a, b, far])]
     assert len(out) == 2
     one, other = out if out[0].box == b.box else out[::-1]  # the stronger box leads its group
     assert one.box == b.box and one.detector == {"structure": 0.61, "debris": 0.39}
@@ -123,9 +124,9 @@ def test_boxes_of_both_classes_on_one_object_join_into_one_evidence():
 def test_a_speck_inside_a_large_box_stays_its_own_object():
     big = ev({"structure": 0.9}, {"woodpile": 0.99, "debris": 0.01}, (0, 0, 100, 100))
     speck = ev({"debris": 0.8}, DUST, (40, 40, 50, 50))
-    assert len(join_overlapping([big, speck])) == 2
+    assert len(judge([big, speck])) == 2
     with pytest.raises(ValueError, match="min_iou"):
-        join_overlapping([big], min_iou=0.0)
+        group_overlapping([big], min_iou=0.0)
 
 
 def test_iou_by_hand():
