@@ -5,6 +5,7 @@ Usage::
     python scripts/held_out_sweep.py knobs --start 6000 --count 20 > knobs.txt   # one line per slide
     python scripts/held_out_sweep.py run knobs.txt --out sweep/ --jobs 2          # tppscan scan per line
     python scripts/held_out_sweep.py table knobs.txt --out sweep/                 # what each scan found
+    python scripts/held_out_sweep.py glass knobs.txt --out sweep/                 # the height maps' glass
 
 Each line is ``SEED KEY=VALUE ...``: the slide's seed and its ``--sim-set`` knobs, drawn from the seed alone
 (``random.Random``-free: NumPy's PCG64 seeded with ``seed * 7919 + 13``), so a line is the same on every machine.
@@ -19,7 +20,11 @@ docs/held-out.md's sweeps; any other start gives a held-out set.
 line (``--jobs`` at a time), keeping each scan's output in ``OUT/N.log``; ``table`` prints each scan's
 ``summary.json`` figures and the totals by objective and camera and in all (prints found, typed right, dirt
 recorded as a print, duplicates).
-Exit status: ``run`` 1 when any scan exited non-zero, ``table`` 1 when any scan has no summary.
+``glass`` compares the glass each recorded structure's height used (``extra.glass_z_um``, read beside it) with the
+slide's true surface under it, by where that glass came from (``extra.glass_source``) and objective: records,
+median error and interquartile range in µm, and the share within 1 µm (docs/scan.md, "Height maps").
+Exit status: ``run`` 1 when any scan exited non-zero, ``table`` 1 when any scan has no summary, ``glass`` 1 when
+any scan has no database.
 """
 
 from __future__ import annotations
@@ -186,14 +191,44 @@ def table(lines: Sequence[tuple[int, list[str]]], out: Path) -> int:
     return missing
 
 
+def glass(lines: Sequence[tuple[int, list[str]]], out: Path) -> int:
+    """Print the glass under recorded structures against the true surface, by source and objective."""
+    from appliance.results.store import ResultStore  # only this command needs the project's scan and sim code
+    from appliance.sim.overrides import parse_sim_sets, sim_microscope
+
+    errors: defaultdict[tuple[str, str], list[float]] = defaultdict(list)
+    missing = 0
+    for seed, sets in lines:
+        db = out / f"{seed}.db"
+        if not db.is_file():
+            print(f"{seed}: no database {db}")
+            missing += 1
+            continue
+        slide = sim_microscope(seed, parse_sim_sets(sets)).slide
+        with ResultStore(db) as store:
+            objects = store.objects(store.scans()[-1].id)
+        for o in objects:
+            z = (o.extra or {}).get("glass_z_um")
+            if o.kind == "structure" and z is not None:
+                key = (str((o.extra or {}).get("glass_source")), setting(sets).split()[0])
+                errors[key].append(float(z) - slide.surface_z_um(o.x_um, o.y_um))
+    for (source, objective), e in sorted(errors.items()):
+        q1, med, q3 = np.percentile(e, [25, 50, 75])
+        within = sum(abs(v) <= 1.0 for v in e) / len(e)
+        print(f"{source} {objective}: {len(e)} records, median {med:+.2f} um, IQR {q1:+.2f} .. {q3:+.2f} um, "
+              f"within 1 um {within:.0%}")
+    return missing
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """``knobs``, ``run`` or ``table`` (see the module's docstring); the exit status."""
+    """``knobs``, ``run``, ``table`` or ``glass`` (see the module's docstring); the exit status."""
     p = argparse.ArgumentParser(description="Held-out scans over random settings of the virtual microscope.")
     sub = p.add_subparsers(dest="cmd", required=True)
     k = sub.add_parser("knobs", help="print one line of knobs per slide seed")
     k.add_argument("--start", type=int, required=True, help="first slide seed (>= 0)")
     k.add_argument("--count", type=int, default=20, help="how many slides (1..10000, default 20)")
-    for name, what in (("run", "scan every line of a knobs file"), ("table", "print what each scan found")):
+    for name, what in (("run", "scan every line of a knobs file"), ("table", "print what each scan found"),
+                       ("glass", "the glass under each recorded structure against the slide's true surface")):
         q = sub.add_parser(name, help=what)
         q.add_argument("knobs", type=Path, help="a file of 'SEED KEY=VALUE ...' lines (from 'knobs')")
         q.add_argument("--out", type=Path, required=True, help="folder of the scans' outputs")
@@ -214,7 +249,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not 1 <= args.jobs <= 64:
             p.error(f"--jobs must be in 1..64, got {args.jobs}")
         return int(run(lines, args.out, args.jobs) > 0)
-    return int(table(lines, args.out) > 0)
+    return int((table if args.cmd == "table" else glass)(lines, args.out) > 0)
 
 
 if __name__ == "__main__":

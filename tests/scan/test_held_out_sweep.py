@@ -75,3 +75,24 @@ def test_a_line_is_scanned_and_tabled(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "98: exit 2" in out and "99: exit 0" in out
     assert "99 default objective default: found 2 of 2 (1.000), typed right 2" in out and "98: no summary.json" in out
+
+
+def test_glass_compares_each_structures_glass_with_the_true_surface(tmp_path, capsys):
+    from appliance.results.store import FieldRecord, ObjectRecord, ResultStore
+
+    knobs = tmp_path / "knobs.txt"
+    knobs.write_text("21 optics.magnification=10\n22 optics.magnification=20\n")
+    slide = sim_microscope(21, parse_sim_sets(["optics.magnification=10"])).slide
+    true = slide.surface_z_um(500.0, 600.0)
+    with ResultStore(tmp_path / "out" / "21.db") as st:
+        sid = st.create_scan("s", tmp_path / "out" / "21", {}, 1)
+        fld = FieldRecord(0, 0, 500.0, 600.0, 100.0, "map", 0, 3, 0, 0.5, 0.1, {})
+        objs = [ObjectRecord(0, "structure", "pentagon", 0.9, 500.0, 600.0, 100.0, 30.0, 30.0,
+                             extra={"glass_z_um": true + d, "glass_source": "specks"}) for d in (0.5, 1.5)]
+        objs.append(ObjectRecord(0, "debris", "debris", 0.9, 500.0, 600.0, 100.0, 5.0, 5.0,
+                                 extra={"glass_z_um": true + 9.0, "glass_source": "specks"}))  # not a structure
+        st.commit_field(sid, fld, objs, [])
+    assert SWEEP["main"](["glass", str(knobs), "--out", str(tmp_path / "out")]) == 1  # 22 has no database
+    out = capsys.readouterr().out
+    assert "specks 10x: 2 records, median +1.00 um, IQR +0.75 .. +1.25 um, within 1 um 50%" in out
+    assert "22: no database" in out
