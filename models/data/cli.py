@@ -19,6 +19,8 @@ import multiprocessing
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +41,8 @@ KINDS: dict[str, tuple[str, str, str]] = {
     "classifier": ("models.data.crops", "render_classifier", "write_classifier_index"),
     "focus": ("models.data.crops", "render_focus", "write_focus_index"),
 }
+
+JobResult = tuple[int, list[dict[str, Any]]]  # what rendering one slide job gives: (items, index rows)
 
 
 @dataclass(frozen=True)
@@ -153,28 +157,63 @@ class Progress:
             print(f"{self.label}: {self.done}/{self.total} items, {dt:.0f} s", file=self.stream, flush=True)
 
 
-def _run_job(job: SlideJob) -> tuple[int, list[dict[str, Any]]]:
+def _run_job(job: SlideJob) -> JobResult:
     render, _ = load_kind(job.kind)
     return job.count, render(job)
 
 
-def run_jobs(jobs: list[SlideJob], workers: int, progress: Progress | None = None) -> list[dict[str, Any]]:
-    """Run slide jobs (in a pool when ``workers > 1``); rows come back in item order."""
+def run_jobs(jobs: list[SlideJob], workers: int, progress: Progress | None = None,
+             work: Callable[[SlideJob], JobResult] | None = None) -> list[dict[str, Any]]:
+    """Run slide jobs (in worker processes when ``workers > 1``); rows come back in item order.
+
+    ``work`` renders one job (default: its kind's renderer); in worker processes it must be importable by name.
+
+    Workers come from a fork server, not from forking this process: a process that has already run torch,
+    ONNX Runtime or a parallel kernel holds native thread pools (OpenMP's among them) whose locks a plain
+    ``fork`` copies in whatever state they were in, and a child that then enters such a pool can wait on a
+    lock no thread will ever release. That hung a test worker's dataset for ten minutes on CI. The server is
+    a fresh interpreter, so its children start clean. A worker that dies (killed, out of memory) ends the run
+    with an error; ``multiprocessing.Pool`` would wait for its result forever. A job that raises ends the
+    run with its exception, and jobs not yet started are dropped.
+
+    Raises
+    ------
+    OSError
+        A worker process died before its job finished.
+    """
     rows: list[dict[str, Any]] = []
 
-    def consume(results: Iterable[tuple[int, list[dict[str, Any]]]]) -> None:
+    def consume(results: Iterable[JobResult]) -> None:
         for n, r in results:
             rows.extend(r)
             if progress:
                 progress.update(n)
 
+    work = work or _run_job
     if workers <= 1 or len(jobs) <= 1:
-        consume(map(_run_job, jobs))
+        consume(map(work, jobs))
         return rows
-    ctx = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
-    with ctx.Pool(processes=min(workers, len(jobs))) as pool:
-        consume(pool.imap(_run_job, jobs, chunksize=1))
+    context = _worker_context([__name__, KINDS[jobs[0].kind][0]])
+    with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=context) as pool:
+        futures = [pool.submit(work, job) for job in jobs]
+        try:
+            consume(f.result() for f in futures)
+        except BrokenProcessPool:
+            raise OSError(f"a dataset worker process died (killed, or out of memory?) after {len(rows)} items "
+                          f"had come back; no index was written") from None
+        finally:
+            for f in futures:
+                f.cancel()  # a no-op when all came back; otherwise the pool's exit waits only for running jobs
     return rows
+
+
+def _worker_context(preload: list[str]) -> multiprocessing.context.BaseContext:
+    """The start method for dataset workers: a fork server that imports ``preload`` once, where there is one."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(preload)  # no effect once the server runs: its children import what they use
+    return ctx
 
 
 def register(sub: Any) -> None:
