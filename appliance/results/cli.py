@@ -41,23 +41,44 @@ def _fail(msg: str, code: int) -> int:
     return code
 
 
+#: SQLite's integer range: a larger id in a damaged scan.json cannot be looked up at all.
+_MAX_SCAN_ID = 2**63 - 1
+
+
 def _locate(folder: Path) -> tuple[Path, int]:
+    """The database and scan id a scan folder's ``scan.json`` names (a relative database beside it)."""
     meta = folder / "scan.json"
     try:
         data = json.loads(meta.read_text())
-        return Path(data["db"]), int(data["scan_id"])
     except FileNotFoundError:
         raise OSError(f"{folder} is not a scan folder (no scan.json)") from None
-    except (ValueError, KeyError, TypeError):
-        raise OSError(f"{meta} is damaged (needs db and scan_id)") from None
+    except IsADirectoryError:
+        raise OSError(f"{meta} is a folder, not a scan's scan.json") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise OSError(f"{meta} is damaged ({exc})") from None
+    if not isinstance(data, dict):
+        raise OSError(f"{meta} is damaged: not a JSON object")
+    db, sid = data.get("db"), data.get("scan_id")
+    if not isinstance(db, str) or not db or "\0" in db:
+        raise OSError(f"{meta} is damaged: 'db' must name the results database, got {db!r}")
+    if not isinstance(sid, int) or isinstance(sid, bool) or not 1 <= sid <= _MAX_SCAN_ID:
+        raise OSError(f"{meta} is damaged: 'scan_id' must be a whole number >= 1, got {sid!r}")
+    return folder / db, sid  # an absolute db stays itself
+
+
+def _scan(st: Any, sid: int, folder: Path) -> Any:
+    """The scan's record, or an error naming the folder and the database that lacks it."""
+    try:
+        return st.scan(sid)
+    except KeyError:
+        raise OSError(f"{folder / 'scan.json'} names scan {sid} of {st.path}, which holds no such scan "
+                      f"(a database replaced or another scan's folder?)") from None
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
     from appliance.results.store import ResultStore
 
-    if not args.db.is_file():
-        return _fail(f"--db {args.db}: no such database", 1)
-    with ResultStore(args.db) as st:
+    with ResultStore(args.db, read_only=True) as st:
         for s in st.scans():
             summ = s.summary or {}
             print(f"{s.id:4d}  {s.name:20s} {s.status:10s} {summ.get('fields_done', '?')}/{s.fields_planned} fields  "
@@ -69,8 +90,8 @@ def _cmd_show(args: argparse.Namespace) -> int:
     from appliance.results.store import ResultStore
 
     db, sid = _locate(args.dir)
-    with ResultStore(db) as st:
-        s = st.scan(sid)
+    with ResultStore(db, read_only=True) as st:
+        s = _scan(st, sid, args.dir)
         print(f"scan {s.id} {s.name}: {s.status} ({s.finish_reason}), folder {s.out_dir}")
         for k, v in (s.summary or {}).items():
             if k not in ("missed", "per_type", "height_rmse_um_by_structure", "wall_time_s_by_step", "warnings"):
@@ -89,10 +110,11 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from appliance.results.store import ResultStore
 
     db, sid = _locate(args.dir)
+    with ResultStore(db, read_only=True) as st:
+        _scan(st, sid, args.dir)
+        ann = st.annotations(sid)
     out = args.out or args.dir
     out.mkdir(parents=True, exist_ok=True)
-    with ResultStore(db) as st:
-        ann = st.annotations(sid)
     written = []
     if args.format in ("csv", "both"):
         (out / "export.csv").write_text(to_csv(ann))

@@ -205,17 +205,26 @@ def sync_dir(path: Path) -> None:
         os.close(fd)
 
 
+#: Every table this version's schema makes: a database holding any other was made by another program.
+_TABLES = frozenset({"meta", "scan", "field", "object", "annotation", "field_error", "sqlite_sequence",
+                     "sqlite_stat1"})
+
+
 class ResultStore:
     """The SQLite results database. Open with ``open()`` or ``with``; one connection per store.
 
     Parameters
     ----------
     path : Path
-        The database file (created with its parent folder if missing).
+        The database file (created with its parent folder if missing, unless ``read_only``).
+    read_only : bool
+        Open an existing database to read it, changing nothing (``tppscan results``): a file that is not a
+        tppscan database is an error, not a database to make there.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, read_only: bool = False) -> None:
         self.path = Path(path)
+        self.read_only = read_only
         self._db: sqlite3.Connection | None = None
 
     def open(self) -> ResultStore:
@@ -224,13 +233,40 @@ class ResultStore:
         Raises
         ------
         OSError
-            The file cannot be created or is not a tppscan database of a known version.
+            The file cannot be created (or, read-only, does not exist), or is not a tppscan database of a known
+            version: another program's SQLite file is refused before anything is written to it.
         """
         if self._db is not None:
             return self
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.path.is_dir():
+            raise OSError(f"{self.path} is a folder, not a results database")
         try:
-            db = sqlite3.connect(self.path, isolation_level=None, timeout=10.0)
+            self._db = self._open_reader() if self.read_only else self._open_writer()
+        except sqlite3.DatabaseError as exc:
+            raise OSError(f"{self.path}: not a tppscan results database ({exc})") from None
+        return self
+
+    def _open_reader(self) -> sqlite3.Connection:
+        if not self.path.is_file():
+            raise OSError(f"{self.path}: no such results database")
+        db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=10.0)
+        try:
+            tables = _table_names(db)
+            if not tables:
+                raise OSError(f"{self.path}: an empty file, not a tppscan results database")
+            self._check_ours(db, tables)
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    def _open_writer(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self.path, isolation_level=None, timeout=10.0)
+        try:
+            tables = _table_names(db)
+            if tables:  # checked before the pragmas below, which would already change another program's file
+                self._check_ours(db, tables)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
             db.execute("PRAGMA foreign_keys=ON")
@@ -238,20 +274,27 @@ class ResultStore:
             # them, never a half-made database.
             db.executescript("BEGIN IMMEDIATE;" + _SCHEMA)
             try:
-                row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-                if row is None:
+                if db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone() is None:
                     db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-                elif row[0] != str(SCHEMA_VERSION):
-                    raise OSError(f"{self.path}: results schema version {row[0]}, this tppscan reads "
-                                  f"{SCHEMA_VERSION}")
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
-        except sqlite3.DatabaseError as exc:
-            raise OSError(f"{self.path}: not a tppscan results database ({exc})") from None
-        self._db = db
-        return self
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    def _check_ours(self, db: sqlite3.Connection, tables: set[str]) -> None:
+        """Refuse a database another program made, or another version of tppscan."""
+        foreign = sorted(tables - _TABLES)
+        row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone() if "meta" in tables else None
+        if foreign or row is None:
+            held = ", ".join(foreign[:5] or sorted(tables)[:5])
+            raise OSError(f"{self.path}: not a tppscan results database (it holds the tables {held}, and no "
+                          f"tppscan schema version); give a new file or a tppscan database")
+        if row[0] != str(SCHEMA_VERSION):
+            raise OSError(f"{self.path}: results schema version {row[0]}, this tppscan reads {SCHEMA_VERSION}")
 
     def close(self) -> None:
         """Close the connection; safe to call twice."""
@@ -406,6 +449,10 @@ class ResultStore:
         rows = self.db.execute("SELECT filename, width, height, cls, xmin, ymin, xmax, ymax FROM annotation "
                                "WHERE scan_id=? ORDER BY rowid", (scan_id,))
         return [Annotation(*r) for r in rows]
+
+
+def _table_names(db: sqlite3.Connection) -> set[str]:
+    return {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
 
 
 def _scan_record(row: Sequence[Any]) -> ScanRecord:

@@ -237,6 +237,7 @@ def _cmd_scan(args: argparse.Namespace) -> int:
 
 
 def _scan(args: argparse.Namespace) -> int:
+    from appliance.results.store import ResultStore
     from appliance.scan.calibration import Calibration
     from appliance.scan.plan import ScanPlan
     from appliance.scan.session import check_area_in_travel, run_scan, scan_area, sim_height_truth
@@ -259,6 +260,10 @@ def _scan(args: argparse.Namespace) -> int:
     if out.exists() and not out.is_dir():
         return _fail("scan", f"--out {out} exists and is not a directory")
     db = args.db if args.db is not None else out.resolve().parent / "tppscan.db"
+    try:  # before any device moves: another program's SQLite file or a folder is the user's to fix, not a fault
+        ResultStore(db).open().close()
+    except OSError as exc:
+        return _fail("scan", f"--db: {exc}", 1)
     import kernels
 
     kernels.warmup()

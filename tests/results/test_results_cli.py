@@ -1,0 +1,133 @@
+"""``tppscan results``: reading a database changes nothing, and a folder or database that does not hold the
+scan is a one-line error, never a traceback or an empty export."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from appliance.cli import main
+from appliance.results.store import Annotation, ResultStore
+
+
+def _foreign(path: Path) -> Path:
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE foo (a, b)")
+    db.commit()
+    db.close()
+    return path
+
+
+def _tables(path: Path) -> set[str]:
+    db = sqlite3.connect(path)
+    try:
+        return {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    finally:
+        db.close()
+
+
+def _scan_folder(tmp_path: Path, scan_json: dict[str, object]) -> Path:
+    folder = tmp_path / "scan"
+    folder.mkdir(exist_ok=True)
+    (folder / "scan.json").write_text(json.dumps(scan_json))
+    return folder
+
+
+@pytest.fixture()
+def one_scan(tmp_path: Path) -> Path:
+    """A database beside a scan folder, holding scan 1 with one box."""
+    db = tmp_path / "tppscan.db"
+    with ResultStore(db) as st:
+        sid = st.create_scan("s", tmp_path / "scan", {}, 1)
+        st.commit_field(sid, _field(), [], [Annotation("frames/a.png", 64, 48, "woodpile", 1, 2, 30, 40)])
+        st.finish_scan(sid, "finished", "completed", {"recall": 1.0})
+    return db
+
+
+def _field():
+    from appliance.results.store import FieldRecord
+
+    return FieldRecord(0, 0, 0.0, 0.0, 90.0, "map", 1, 1, 0, 0.4, 0.02, {})
+
+
+def test_another_programs_database_is_refused_unchanged(tmp_path):
+    db = _foreign(tmp_path / "other.db")
+    before = db.read_bytes()
+    for read_only in (False, True):
+        with pytest.raises(OSError, match="not a tppscan results database.*foo"):
+            ResultStore(db, read_only=read_only).open()
+    assert db.read_bytes() == before and _tables(db) == {"foo"}
+
+
+def test_reading_makes_no_database(tmp_path):
+    with pytest.raises(OSError, match="no such results database"):
+        ResultStore(tmp_path / "none.db", read_only=True).open()
+    empty = tmp_path / "empty.db"
+    empty.write_bytes(b"")
+    with pytest.raises(OSError, match="an empty file"):
+        ResultStore(empty, read_only=True).open()
+    assert not (tmp_path / "none.db").exists() and empty.read_bytes() == b""
+    with pytest.raises(OSError, match="is a folder"):
+        ResultStore(tmp_path, read_only=True).open()
+
+
+def test_a_reader_sees_what_a_running_scan_committed(one_scan, tmp_path):
+    with ResultStore(one_scan) as writer:
+        sid = writer.create_scan("running", tmp_path / "scan2", {}, 3)
+        with ResultStore(one_scan, read_only=True) as reader:
+            assert [s.status for s in reader.scans()] == ["finished", "running"]
+            assert reader.scan(sid).name == "running"
+
+
+def test_results_list_refuses_a_foreign_file_and_a_folder(tmp_path, capsys):
+    db = _foreign(tmp_path / "other.db")
+    assert main(["results", "list", "--db", str(db)]) == 1
+    assert "not a tppscan results database" in capsys.readouterr().err and _tables(db) == {"foo"}
+    assert main(["results", "list", "--db", str(tmp_path)]) == 1
+    assert "is a folder" in capsys.readouterr().err
+
+
+def test_a_scan_the_database_does_not_hold_is_an_error_and_no_export(one_scan, tmp_path, capsys):
+    folder = _scan_folder(tmp_path, {"scan_id": 7, "db": str(one_scan)})
+    assert main(["results", "show", str(folder)]) == 1
+    assert "names scan 7" in capsys.readouterr().err
+    assert main(["results", "export", str(folder), "--out", str(tmp_path / "exp")]) == 1
+    assert "names scan 7" in capsys.readouterr().err and not (tmp_path / "exp").exists()
+
+
+def test_a_scan_folder_whose_database_is_gone_is_an_error_and_makes_none(tmp_path, capsys):
+    folder = _scan_folder(tmp_path, {"scan_id": 1, "db": str(tmp_path / "moved.db")})
+    assert main(["results", "show", str(folder)]) == 1
+    assert "no such results database" in capsys.readouterr().err and not (tmp_path / "moved.db").exists()
+
+
+def test_a_relative_database_is_the_one_beside_the_folder(one_scan, tmp_path, capsys, monkeypatch):
+    folder = _scan_folder(tmp_path, {"scan_id": 1, "db": "../tppscan.db"})
+    monkeypatch.chdir(folder)  # not the folder's parent: a path read from the working folder would miss it
+    assert main(["results", "export", str(folder), "--format", "csv"]) == 0
+    assert "1 boxes" in capsys.readouterr().out and (folder / "export.csv").is_file()
+    assert not (folder / "tppscan.db").exists()
+
+
+@pytest.mark.parametrize("scan_id", [10**26, 0, -1, 1.5, "1", True, None])
+def test_a_damaged_scan_id_is_named(one_scan, tmp_path, capsys, scan_id):
+    folder = _scan_folder(tmp_path, {"scan_id": scan_id, "db": str(one_scan)})
+    assert main(["results", "show", str(folder)]) == 1
+    assert "'scan_id' must be a whole number" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("db", ["", 3, None, "a\0b"])
+def test_a_damaged_db_entry_is_named(tmp_path, capsys, db):
+    folder = _scan_folder(tmp_path, {"scan_id": 1, "db": db})
+    assert main(["results", "show", str(folder)]) == 1
+    assert "'db' must name the results database" in capsys.readouterr().err
+
+
+def test_a_scan_into_another_programs_database_is_refused_before_it_starts(tmp_path, capsys):
+    db = _foreign(tmp_path / "other.db")
+    assert main(["scan", "--sim", "--out", str(tmp_path / "out"), "--db", str(db), "--progress", "none"]) == 1
+    assert "--db: " in capsys.readouterr().err
+    assert _tables(db) == {"foo"} and not (tmp_path / "out").exists()
