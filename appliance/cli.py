@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -61,12 +62,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`tppscan results show DIR | head`): nothing is wrong here
+        _drop_stdout()
+        return 141  # as a shell reports a command ended by SIGPIPE
     except ValueError as exc:  # a bad value that reached a device or model: the user's to fix
         print(f"tppscan {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except (StageError, CameraError, OSError) as exc:  # the device or the file system refused
         print(f"tppscan {args.command}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
+
+
+def _drop_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's flush at exit does not hit the closed pipe again."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # stdout is no file (captured, replaced): no flush to fail
+        pass
 
 
 if __name__ == "__main__":

@@ -35,3 +35,19 @@ def test_device_errors_are_reported_not_raised(capsys, tmp_path):
         main(["sim", "field", "--seed", "1", "--x", "99999999", "--out", str(tmp_path / "f.png")])
     err = capsys.readouterr().err
     assert e.value.code == 2 and "--x" in err and "99999999" in err and "travel" in err
+
+
+class _ClosedPipe:
+    """A stdout whose reader has gone away, as ``tppscan results show DIR | head`` leaves it."""
+
+    def write(self, text: str) -> int:
+        raise BrokenPipeError(32, "Broken pipe")
+
+    def flush(self) -> None:
+        raise BrokenPipeError(32, "Broken pipe")
+
+
+def test_a_reader_that_went_away_ends_the_command_quietly(capsys, monkeypatch):
+    monkeypatch.setattr(sys, "stdout", _ClosedPipe())
+    assert main(["config", "show", "--defaults"]) == 141
+    assert capsys.readouterr().err == ""
