@@ -61,14 +61,15 @@ def evaluate(data_dir: Path, model: Path | None = None, num_threads: int = 2) ->
     Raises
     ------
     OSError
-        Not a classifier dataset, or a model/labels file that cannot be used.
+        Not a classifier dataset, no crops or a class it does not know (``models.data.crops.check_rows``), or
+        a model/labels file that cannot be used.
     """
     from appliance.vision.classifier import StructureClassifier
     from models.data.crops import load_crops
 
     imgs, rows = load_crops(Path(data_dir), "classifier")
     clf = StructureClassifier(model, num_threads=num_threads, batch=64)
-    pred = clf.predict(imgs).labels if len(imgs) else []
+    pred = clf.predict(imgs).labels
     out = classifier_metrics([r["class"] for r in rows], pred, clf.classes)
     out["model"] = str(clf.model.path)
     return out

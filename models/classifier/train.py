@@ -77,7 +77,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _load(path: Path, limit: int | None) -> tuple[np.ndarray, np.ndarray]:
-    imgs, rows = load_crops(path, "classifier")
+    imgs, rows = load_crops(path, "classifier")  # checks every class is one of CLASSIFIER_LABELS
     idx = {c: k for k, c in enumerate(CLASSIFIER_LABELS)}
     y = np.array([idx[r["class"]] for r in rows], dtype=np.int64)
     if limit is not None:
@@ -101,6 +101,9 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     parts = [_load(d, limit) for d in [args.data, *args.more_data]]
     xt, yt = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
     val = _load(args.val, limit) if args.val else None
+    eval_set = args.test or args.val
+    # Loaded before training: an empty or damaged test set is reported now, not after the run.
+    test = _load(args.test, limit) if args.test else val
     tf = setup_tensorflow(args.seed, args.threads)
     import keras
 
@@ -140,9 +143,8 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     files = export_tflite(tf, model, args.out, "classifier", calibration)
     labels_path = args.out / "labels.txt"
     labels_path.write_text("\n".join(CLASSIFIER_LABELS) + "\n")
-    eval_set = args.test or args.val
-    if eval_set is not None:
-        xe, ye = _load(eval_set, limit)
+    if test is not None:
+        xe, ye = test
         for v in files.values():
             v["accuracy"] = _accuracy(args.out / v["file"], labels_path, xe, ye)
     return {"model": "classifier", "command": "tppscan " + " ".join(sys.argv[1:]), "quick": bool(args.quick),

@@ -31,6 +31,7 @@ classifier ``filename,class,type,dz_um,um_per_px,slide_seed``; focus
 from __future__ import annotations
 
 import csv
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,7 @@ import numpy as np
 from appliance.vision.crops import FOCUS_CROP_UM, box_crop, focus_crop, focus_points
 from models.data.cli import SlideJob
 from models.data.detection import _scope_for
-from models.data.randomise import Shot, augment_matrix, draw_dz_um, render_frame, sample_shot
+from models.data.randomise import HARD_BOUNDS, Shot, augment_matrix, draw_dz_um, render_frame, sample_shot
 
 CLASSIFIER_LABELS: tuple[str, ...] = ("woodpile", "microlens", "scaffold", "pentagon", "split_ring", "debris")
 CLASSIFIER_COLUMNS: tuple[str, ...] = ("filename", "class", "type", "dz_um", "um_per_px", "slide_seed")
@@ -61,6 +62,10 @@ DEBRIS_FAR_UM = 20.0
 # Focus items drawn beyond the dz range, and how far beyond, µm.
 BEYOND_FRACTION = 0.1
 BEYOND_UM = 3.0
+# Largest |defocus_um| a focus label may have, µm: the farthest `tppscan dataset focus` draws (the widest dz
+# range plus the items drawn beyond it). A larger one is a damaged file, and one NaN or 1e308 label trains a NaN
+# net.
+MAX_DEFOCUS_UM = HARD_BOUNDS["dz_um"][1] + BEYOND_UM
 # The augmentation window is this much larger than the crop, so rotated corners hold real pixels.
 WINDOW_FACTOR = 1.5
 # Largest |defocus| of any object in a crop's window, µm (the farthest debris dz + the slide's tilt across a window).
@@ -329,12 +334,31 @@ def write_focus_index(out_dir: Path, rows: list[dict[str, Any]]) -> None:
 
 
 def load_crops(data_dir: Path, kind: str) -> tuple[np.ndarray, list[dict[str, str]]]:
-    """All crops of a dataset as ``(N, 64, 64)`` uint8 and their ``labels.csv`` rows.
+    """All crops of a dataset as ``(N, 64, 64)`` uint8 and their ``labels.csv`` rows (checked by ``read_labels``).
 
     Raises
     ------
     OSError
-        The folder is not a ``kind`` dataset made by ``tppscan dataset``, or an image is missing or unreadable.
+        As ``read_labels``, or an image is missing or unreadable.
+    """
+    rows = read_labels(data_dir, kind)
+    imgs = np.zeros((len(rows), 64, 64), np.uint8)
+    for k, r in enumerate(rows):
+        img = cv2.imread(str(Path(data_dir) / r["filename"]), cv2.IMREAD_GRAYSCALE)
+        if img is None or img.shape != (64, 64):
+            raise OSError(f"{Path(data_dir) / r['filename']}: missing or not a 64 x 64 grey crop")
+        imgs[k] = img
+    return imgs, rows
+
+
+def read_labels(data_dir: Path, kind: str) -> list[dict[str, str]]:
+    """A ``kind`` dataset's ``labels.csv`` rows, checked (``check_rows``) without reading the images.
+
+    Raises
+    ------
+    OSError
+        The folder is not a ``kind`` dataset made by ``tppscan dataset``, it has no crops, or a label is not one
+        its kind allows (naming the file, row, column and value).
     """
     from models.data.cli import read_meta
 
@@ -345,12 +369,45 @@ def load_crops(data_dir: Path, kind: str) -> tuple[np.ndarray, list[dict[str, st
     try:
         with open(path, newline="") as fh:
             rows = list(csv.DictReader(fh))
-    except OSError as exc:
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise OSError(f"{path}: cannot read the dataset's labels ({exc})") from None
-    imgs = np.zeros((len(rows), 64, 64), np.uint8)
-    for k, r in enumerate(rows):
-        img = cv2.imread(str(Path(data_dir) / r["filename"]), cv2.IMREAD_GRAYSCALE)
-        if img is None or img.shape != (64, 64):
-            raise OSError(f"{Path(data_dir) / r['filename']}: missing or not a 64 x 64 grey crop")
-        imgs[k] = img
-    return imgs, rows
+    check_rows(path, rows, kind)
+    return rows
+
+
+def check_rows(path: Path, rows: list[dict[str, str]], kind: str) -> None:
+    """Raise ``OSError`` naming ``path``, the row (line of the file), column and value of the first bad label.
+
+    The one check of a crop dataset's labels, shared by training and ``tppscan models eval``: an empty set
+    would make every metric NaN (or TensorFlow fail), an unknown class a KeyError, and a NaN or absurd defocus
+    a NaN model with exit 0.
+    """
+    if not rows:
+        raise OSError(f"{path}: no crops (the file has no data rows); a dataset needs at least one")
+    column = "class" if kind == "classifier" else "defocus_um"
+    for line, r in enumerate(rows, start=2):  # line 1 is the header
+        for col in ("filename", column):
+            if not r.get(col):
+                raise OSError(f"{path}: row {line}: column {col!r} is missing or empty")
+        if kind == "classifier" and r["class"] not in CLASSIFIER_LABELS:
+            raise OSError(f"{path}: row {line}: column 'class' is {r['class']!r}, not one of "
+                          f"{', '.join(CLASSIFIER_LABELS)}")
+        if kind == "focus":
+            _defocus(path, line, r["defocus_um"])
+
+
+def _defocus(path: Path, line: int, text: str) -> float:
+    """One ``defocus_um`` cell as a number in [-MAX_DEFOCUS_UM, MAX_DEFOCUS_UM], or an ``OSError`` saying where."""
+    try:
+        dz = float(text)
+    except ValueError:
+        dz = math.nan
+    if not -MAX_DEFOCUS_UM <= dz <= MAX_DEFOCUS_UM:  # also false for NaN
+        raise OSError(f"{path}: row {line}: column 'defocus_um' is {text!r}; it must be a number in "
+                      f"[{-MAX_DEFOCUS_UM:g}, {MAX_DEFOCUS_UM:g}] µm")
+    return dz
+
+
+def defocus_labels(rows: list[dict[str, str]]) -> np.ndarray:
+    """The ``defocus_um`` of rows ``load_crops`` returned (already checked), µm, float64."""
+    return np.array([float(r["defocus_um"]) for r in rows], dtype=np.float64)

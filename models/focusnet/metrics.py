@@ -118,15 +118,16 @@ def evaluate(data_dir: Path, model: Path | None = None, num_threads: int = 2) ->
     Raises
     ------
     OSError
-        Not a focus dataset, or a model file that cannot be used.
+        Not a focus dataset, no crops or a bad label (``models.data.crops.check_rows``), or a model file that
+        cannot be used.
     """
     from appliance.vision.focusnet import FocusNet
-    from models.data.crops import load_crops
+    from models.data.crops import defocus_labels, load_crops
 
     imgs, rows = load_crops(Path(data_dir), "focus")
     net = FocusNet(model, num_threads=num_threads, batch=64)
     pred = net.predict(imgs)
-    dz = np.array([float(r["defocus_um"]) for r in rows])
+    dz = defocus_labels(rows)
     out = focus_metrics(dz, pred.defocus_um, pred.probs)
     if rows and all(r.get("type") for r in rows):
         out["sign_by_type"] = sign_by_group(dz, pred.defocus_um, [r["type"] for r in rows])

@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from appliance.vision.focusnet import DZ_CLASSES_UM, N_CLASSES
-from models.data.crops import load_crops
+from models.data.crops import defocus_labels, load_crops, read_labels
 from models.keras_tflite import (
     add_common_arguments,
     check_common,
@@ -150,7 +150,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def _load(path: Path, limit: int | None) -> tuple[np.ndarray, np.ndarray]:
     imgs, rows = load_crops(path, "focus")
-    dz = np.array([float(r["defocus_um"]) for r in rows], dtype=np.float32)
+    dz = defocus_labels(rows).astype(np.float32)
     if limit is not None:
         imgs, dz = imgs[:limit], dz[:limit]
     return imgs, dz
@@ -164,6 +164,8 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     limit = QUICK_CROPS if args.quick else None
     xt, dt = _load(args.data, limit)
     val = _load(args.val, limit) if args.val else None
+    if args.test is not None:
+        read_labels(args.test, "focus")  # an empty or damaged test set is reported now, not after the run
     tf = setup_tensorflow(args.seed, args.threads)
     import keras
 
