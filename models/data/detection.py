@@ -277,11 +277,84 @@ def to_coco(records: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def load_coco(data_dir: Path) -> dict[str, Any]:
-    """A detection dataset's COCO dict (``OSError`` naming the file when missing or malformed)."""
+    """A detection dataset's COCO dict, checked by ``check_coco`` (``OSError`` naming the file otherwise)."""
     path = Path(data_dir) / "annotations.coco.json"
     try:
         coco = json.loads(path.read_text())
         _ = coco["images"], coco["annotations"], coco["categories"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise OSError(f"{path}: not a detection dataset made by `tppscan dataset detection` ({exc})") from None
+    problem = check_coco(coco)
+    if problem:
+        raise OSError(f"{path}: {problem}")
+    for a in coco["annotations"]:  # optional in COCO; pycocotools' evaluation reads both
+        a.setdefault("iscrowd", 0)
+        a.setdefault("area", a["bbox"][2] * a["bbox"][3])
     return dict(coco)
+
+
+def check_coco(coco: dict[str, Any]) -> str | None:
+    """The first thing wrong with a detection COCO dict, or None.
+
+    What training and ``tppscan models eval`` rely on: at least one image, unique integer ids, the categories
+    ``CATEGORIES`` (ids 1, 2: training reads ``category_id - 1`` as the class), and annotations on listed
+    images and categories with finite boxes of non-negative size. Left unchecked these gave TypeErrors,
+    pycocotools exceptions, or an exit 0 with pycocotools' "no data" mAP of -1.
+    """
+    parts = [coco["images"], coco["annotations"], coco["categories"]]
+    for name, part in zip(("images", "annotations", "categories"), parts, strict=True):
+        if not isinstance(part, list) or not all(isinstance(x, dict) for x in part):
+            return f"{name!r} must be a list of objects, got {_short(part)}"
+    images, annotations, categories = parts
+    if not images:
+        return "'images' is empty; a dataset needs at least one frame"
+    want = [{"id": k + 1, "name": n} for k, n in enumerate(CATEGORIES)]
+    if [{"id": c.get("id"), "name": c.get("name")} for c in categories] != want:
+        return f"'categories' must be {want}, got {_short(categories)}"
+    for k, im in enumerate(images):
+        if not _is_int(im.get("id")) or not isinstance(im.get("file_name"), str):
+            return f"images[{k}] needs an integer 'id' and a 'file_name' string, got {_short(im)}"
+    image_ids = {im["id"] for im in images}
+    if len(image_ids) < len(images):
+        return "'images' repeats an id"
+    for k, a in enumerate(annotations):
+        problem = _check_annotation(a, image_ids)
+        if problem:
+            return f"annotations[{k}]: {problem}"
+    if len({a["id"] for a in annotations}) < len(annotations):
+        return "'annotations' repeats an id"
+    return None
+
+
+def _check_annotation(a: dict[str, Any], image_ids: set[int]) -> str | None:
+    """What is wrong with one COCO annotation (see ``check_coco``), or None."""
+    if not _is_int(a.get("id")):  # pycocotools indexes annotations by id
+        return f"'id' must be an integer, got {_short(a.get('id'))}"
+    if a.get("image_id") not in image_ids or not _is_int(a.get("image_id")):
+        return f"'image_id' is {_short(a.get('image_id'))}, not the id of an image in 'images'"
+    if a.get("category_id") not in range(1, len(CATEGORIES) + 1) or not _is_int(a.get("category_id")):
+        return (f"'category_id' is {_short(a.get('category_id'))}, not one of "
+                f"{', '.join(f'{k + 1} ({n})' for k, n in enumerate(CATEGORIES))}")
+    box = a.get("bbox")
+    if not (isinstance(box, list) and len(box) == 4 and all(_is_number(v) for v in box)
+            and box[2] >= 0 and box[3] >= 0):
+        return f"'bbox' must be [x, y, width, height], finite numbers, width and height >= 0; got {_short(box)}"
+    if a.get("iscrowd", 0) not in (0, 1):
+        return f"'iscrowd' must be 0 or 1, got {_short(a.get('iscrowd'))}"
+    if not (_is_number(a.get("area", 0)) and a.get("area", 0) >= 0):
+        return f"'area' must be a finite number >= 0, got {_short(a.get('area'))}"
+    return None
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _short(v: Any) -> str:
+    """``repr`` cut to one readable line (a damaged list can be megabytes)."""
+    text = repr(v)
+    return text if len(text) <= 80 else text[:77] + "..."

@@ -51,7 +51,8 @@ def evaluate_detector(data_dir: Path, model: Path | None = None, limit: int | No
     Raises
     ------
     OSError
-        Not a detection dataset, a frame missing, or a model file that cannot be used.
+        Not a detection dataset (``models.data.detection.check_coco``), no objects to score, a frame missing,
+        or a model file that cannot be used.
     """
     import time
 
@@ -67,6 +68,10 @@ def evaluate_detector(data_dir: Path, model: Path | None = None, limit: int | No
         keep = {im["id"] for im in coco_dict["images"][:limit]}
         coco_dict["images"] = [im for im in coco_dict["images"] if im["id"] in keep]
         coco_dict["annotations"] = [a for a in coco_dict["annotations"] if a["image_id"] in keep]
+    if not any(not a["iscrowd"] for a in coco_dict["annotations"]):
+        # pycocotools scores a set without objects -1 ("no data"), which read as a mAP means nothing
+        raise OSError(f"{Path(data_dir) / 'annotations.coco.json'}: no annotated objects in the "
+                      f"{len(coco_dict['images'])} frames evaluated; mAP needs at least one")
     det = Detector(model, backend=backend, threshold=threshold, threads=threads)
     name_to_cat = {c["name"]: c["id"] for c in coco_dict["categories"]}
     results = []

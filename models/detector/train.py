@@ -75,6 +75,8 @@ def check_arguments(args: argparse.Namespace) -> str | None:
         return f"--minutes must be in [0.1, 600], got {args.minutes}"
     if not 0 < args.lr <= 1:
         return f"--lr must be in (0, 1], got {args.lr}"
+    if args.out.exists() and not args.out.is_dir():
+        return f"--out {args.out} exists and is not a folder; give a folder (it is created if missing)"
     return None
 
 
@@ -169,6 +171,38 @@ def _batch(frames: np.ndarray, targets: list[dict[str, np.ndarray]], idx: np.nda
     return x, tt
 
 
+def load_init(net: Any, path: Path, width: int) -> None:
+    """Load ``--init`` weights into ``net``, or raise ``OSError`` naming the file and what it must be.
+
+    ``torch.load`` of a file that is not a state dict fails in many ways (``EOFError`` for an empty file,
+    ``UnpicklingError`` for random bytes or an ONNX file, ``KeyError`` for text): all mean the same to the user.
+    """
+    import pickle
+
+    import torch
+
+    what = f"--init {path}: not the detector.pt of a width-{width} detector (`tppscan train detector` writes it)"
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except OSError:
+        raise
+    except (EOFError, KeyError, RuntimeError, ValueError, TypeError, AttributeError, pickle.UnpicklingError) as exc:
+        # torch's own text suggests weights_only=False, which would run code from an unknown file: not repeated
+        raise OSError(f"{what}: it cannot be read as PyTorch weights ({type(exc).__name__})") from None
+    if not isinstance(state, dict):
+        raise OSError(f"{what}: it holds a {type(state).__name__}, not a state dict")
+    try:
+        net.load_state_dict(state)
+    except (RuntimeError, KeyError, TypeError, ValueError) as exc:
+        raise OSError(f"{what}: {_first_line(exc)}") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    """An exception's first line (torch's load and state-dict errors run to many lines of hints)."""
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
+
+
 def cpu_has_bf16() -> bool:
     """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX), from ``/proc/cpuinfo``."""
     try:
@@ -193,15 +227,16 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     batch = min(args.batch, 4) if args.quick else args.batch
     t0 = time.monotonic()
     input_hw = (args.input_size[1], args.input_size[0])
-    frames, targets = load_sets(args.data, limit=QUICK_IMAGES if args.quick else None, input_hw=input_hw)
-    load_s = time.monotonic() - t0
     net = DetectorNet(width=args.width)
     if args.init is not None:
-        try:
-            net.load_state_dict(torch.load(args.init, map_location="cpu", weights_only=True))
-        except (OSError, RuntimeError, ValueError) as exc:
-            raise OSError(f"--init {args.init}: cannot load these weights into a width-{args.width} detector "
-                          f"({str(exc).splitlines()[0]})") from None
+        load_init(net, args.init, args.width)
+    if args.val is not None:
+        from models.data.detection import load_coco
+
+        load_coco(args.val)  # a damaged or empty held-out set, too
+    frames, targets = load_sets(args.data, limit=QUICK_IMAGES if args.quick else None, input_hw=input_hw)
+    load_s = time.monotonic() - t0
+    args.out.mkdir(parents=True, exist_ok=True)  # before training: a bad --out fails now, not after the run
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
     warm = max(1, min(200, steps // 10))
     budget_s = args.minutes * 60.0
@@ -248,7 +283,6 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             print(f"step {done}/{steps} heat {run['heat']:.3f} box {run['box']:.3f} "
                   f"{time.monotonic() - t0:.0f} s", file=sys.stderr, flush=True)
     train_s = time.monotonic() - t0
-    args.out.mkdir(parents=True, exist_ok=True)
     torch.save(net.state_dict(), args.out / "detector.pt")
     onnx_path = export_onnx(net, args.out / "detector.onnx", input_hw)
     write_labels(args.out / "labels.txt")
