@@ -52,8 +52,9 @@ def register(sub: Any) -> None:
     p.add_argument("--threshold", type=float, default=None,
                    help="detector score threshold, (0, 1] (default: the shipped model's, 0.25)")
     p.add_argument("--um-per-px", type=float, default=None,
-                   help="pixel size at the sample, 0.01..100 µm: the gate's size limits, and the detector reads frames "
-                        "at the scale it was trained on (default: unknown; the gate takes 1.0)")
+                   help="pixel size at the sample, 0.1..5 µm (what the models were trained to read): the gate's size "
+                        "limits, and the detector reads frames at the scale it was trained on (default: unknown; the "
+                        "gate takes 1.0)")
     p.set_defaults(func=_cmd_detect)
 
 
@@ -63,7 +64,11 @@ def _bad(option: str, value: object, allowed: str) -> int:
 
 
 def collect_images(inputs: list[Path]) -> list[Path]:
-    """Image files named or inside the named folders, in order (``OSError`` for a missing path)."""
+    """Image files named or inside the named folders, in order, each once (``OSError`` for a missing path).
+
+    A file named twice (or named and inside a named folder) is read once: its objects would otherwise be
+    counted twice in the CSV and the summary.
+    """
     out: list[Path] = []
     for p in inputs:
         if p.is_dir():
@@ -72,13 +77,17 @@ def collect_images(inputs: list[Path]) -> list[Path]:
             out.append(p)
         else:
             raise OSError(f"{p}: no such file or folder")
-    return out
+    unique: dict[Path, Path] = {}
+    for p in out:
+        unique.setdefault(p.resolve(), p)
+    return list(unique.values())
 
 
 def _cmd_detect(args: argparse.Namespace) -> int:
     from appliance.vision.detector import BACKENDS
     from appliance.vision.imagefile import ImageFileError, read_frames
     from appliance.vision.pipeline import verdicts
+    from appliance.vision.tiles import READABLE_UM_PER_PX
 
     if args.backend not in BACKENDS:
         return _bad("--backend", args.backend, "one of " + ", ".join(BACKENDS))
@@ -88,8 +97,15 @@ def _cmd_detect(args: argparse.Namespace) -> int:
         args.threshold = DEFAULT_THRESHOLD
     if not (0 < args.threshold <= 1):
         return _bad("--threshold", args.threshold, "a number in (0, 1]")
-    if args.um_per_px is not None and (not (0.01 <= args.um_per_px <= 100) or math.isnan(args.um_per_px)):
-        return _bad("--um-per-px", args.um_per_px, "a number in [0.01, 100]")
+    lo, hi = READABLE_UM_PER_PX
+    if args.um_per_px is not None and not lo <= args.um_per_px <= hi:  # NaN fails the comparison too
+        return _bad("--um-per-px", args.um_per_px,
+                    f"a number in [{lo:g}, {hi:g}] µm, the pixel sizes the detector can read (trained on frames of "
+                    f"0.3-1.2 µm/px; coarser than {hi:g} a 10 µm print is under 2 pixels, which upsampling cannot "
+                    f"restore)")
+    if args.no_classifier and args.classifier is not None:
+        print("tppscan detect: error: --no-classifier and --classifier both given; drop one", file=sys.stderr)
+        return 2
     images = collect_images(args.inputs)
     if not images:
         print("tppscan detect: OSError: no image files in " + ", ".join(map(str, args.inputs)), file=sys.stderr)

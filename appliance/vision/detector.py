@@ -30,6 +30,7 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 
+from appliance.vision.litert import repeated_names
 from appliance.vision.tiles import canvas_size, detect_in_tiles
 
 BACKENDS: tuple[str, ...] = ("auto", "jetson", "onnxruntime", "opencv")
@@ -82,7 +83,8 @@ def load_labels(path: Path, n_classes: int | None = None) -> list[str]:
     Raises
     ------
     ModelError
-        Missing or unreadable file, ``BACKGROUND`` not first, or a class count other than ``n_classes``.
+        Missing or unreadable file, ``BACKGROUND`` not first, a repeated name (one class would never be
+        reported), or a class count other than ``n_classes``.
     """
     try:
         names = [ln.strip() for ln in Path(path).read_text().splitlines() if ln.strip()]
@@ -90,6 +92,9 @@ def load_labels(path: Path, n_classes: int | None = None) -> list[str]:
         raise ModelError(f"labels file {path}: cannot read it ({exc})") from None
     if not names or names[0] != "BACKGROUND":
         raise ModelError(f"labels file {path}: the first label must be BACKGROUND, got {names[:1]!r}")
+    if dup := repeated_names(names):
+        raise ModelError(f"labels file {path}: repeats a class name ({', '.join(dup)}): {names}; each class must "
+                         f"be named once, in the model's output order")
     if n_classes is not None and len(names) != n_classes:
         raise ModelError(f"labels file {path}: {len(names)} labels {names} but the model outputs {n_classes} "
                          f"classes per box; they must match")

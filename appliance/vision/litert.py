@@ -51,6 +51,11 @@ class OutputSpec:
     size: int | None
 
 
+def repeated_names(labels: Sequence[str]) -> list[str]:
+    """The names ``labels`` holds more than once, in order: a model's outputs are told apart by name only."""
+    return sorted({n for n in labels if labels.count(n) > 1}, key=list(labels).index)
+
+
 def read_labels(path: str | Path, expected_count: int | None = None) -> list[str]:
     """Class names, one per line (blank lines and surrounding space ignored).
 
@@ -66,7 +71,7 @@ def read_labels(path: str | Path, expected_count: int | None = None) -> list[str
         raise ModelFileError(f"{p}: cannot read labels file ({exc})") from None
     if not labels:
         raise ModelFileError(f"{p}: labels file is empty; expected one class name per line")
-    if len(set(labels)) != len(labels):
+    if repeated_names(labels):
         raise ModelFileError(f"{p}: labels file repeats a class name: {labels}")
     if expected_count is not None and len(labels) != expected_count:
         raise ModelFileError(f"{p}: {len(labels)} labels but the model has {expected_count} outputs per crop")

@@ -49,6 +49,14 @@ ZOOM_TARGET_UM_PER_PX = 2.0
 #: and 0.885 / 0.870 / 0.857 / 0.812 at 0.2-0.3 (read as they are: 0.497 and 0.721).
 PAD_TARGET_UM_PER_PX = 0.8
 
+#: The pixel sizes at the sample, µm per frame pixel, a frame can be read at (``tppscan detect --um-per-px``
+#: refuses others). The training data's own bounds (``models/data/randomise.py``, ``HARD_BOUNDS``): coarser than 5,
+#: a 10 µm print is under 2 pixels, which no upsampling turns back into its shape, and the zoom tiles (four times
+#: as many per doubling of the pixel size) would grow without bound (at 100 µm/px: 40,000 tiles of a 640 x 480
+#: frame); finer than 0.1 a 640 x 480 frame is under 64 µm wide, smaller than many prints, and its padded canvas
+#: would grow the same way.
+READABLE_UM_PER_PX = (0.1, 5.0)
+
 Tile = tuple[int, int, int, int]  # x, y, width, height in frame pixels
 
 
@@ -86,7 +94,8 @@ def zoom_tiles(size: tuple[int, int], input_hw: tuple[int, int], um_per_px: floa
     """
     w, h = size
     ih, iw = input_hw
-    k = ZOOM_TARGET_UM_PER_PX / um_per_px
+    # a pixel size past the readable range is read as at its edge, so that no value makes the tiles unbounded
+    k = ZOOM_TARGET_UM_PER_PX / min(um_per_px, READABLE_UM_PER_PX[1])
     tw, th = min(w, max(1, round(iw * k))), min(h, max(1, round(ih * k)))
     return [(x, y, tw, th) for y in _starts(h, th) for x in _starts(w, tw)]
 
@@ -121,7 +130,8 @@ def canvas_size(size: tuple[int, int], input_hw: tuple[int, int], um_per_px: flo
     pw, ph = padded_size(size, input_hw)
     if um_per_px is None:
         return pw, ph
-    scale = read_scale((0, 0, *size), input_hw, um_per_px)
+    # a pixel size past the readable range is read as at its edge, so that no value makes the canvas unbounded
+    scale = read_scale((0, 0, *size), input_hw, max(um_per_px, READABLE_UM_PER_PX[0]))
     if scale >= TRAINED_INPUT_UM_PER_PX[0]:
         return pw, ph
     k = PAD_TARGET_UM_PER_PX / scale

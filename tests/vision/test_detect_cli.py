@@ -1,0 +1,57 @@
+"""Bad input to ``tppscan detect``: refused before any work, with a message naming the option or file."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from appliance.cli import main
+from appliance.vision.detector import ModelError, load_labels
+from appliance.vision.tiles import READABLE_UM_PER_PX, canvas_size, zoom_tiles
+
+
+@pytest.mark.parametrize("value", ["0.05", "5.5", "100", "nan"])
+def test_a_pixel_size_the_detector_cannot_read_is_refused_naming_the_range(tmp_path, capsys, value):
+    (tmp_path / "a.png").write_bytes(b"never read")
+    rc = main(["detect", str(tmp_path / "a.png"), "--out", str(tmp_path / "out"), "--um-per-px", value])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "--um-per-px" in err and "[0.1, 5]" in err and "trained" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_no_pixel_size_makes_the_tiles_or_the_canvas_unbounded():
+    # Past the readable range the detector reads as at its edge (100 µm/px used to mean 40,000 tiles).
+    lo, hi = READABLE_UM_PER_PX
+    assert len(zoom_tiles((640, 480), (240, 320), 1e6)) == len(zoom_tiles((640, 480), (240, 320), hi))
+    assert canvas_size((640, 480), (240, 320), 1e-9) == canvas_size((640, 480), (240, 320), lo)
+
+
+def test_a_detector_labels_file_repeating_a_class_is_refused(tmp_path):
+    labels = tmp_path / "labels.txt"
+    labels.write_text("BACKGROUND\nstructure\nstructure\n")
+    with pytest.raises(ModelError, match="repeats a class name \\(structure\\)"):
+        load_labels(labels, 3)
+
+
+def test_no_classifier_with_a_classifier_file_is_refused(tmp_path, capsys):
+    (tmp_path / "a.png").write_bytes(b"never read")
+    rc = main(["detect", str(tmp_path / "a.png"), "--out", str(tmp_path / "out"), "--no-classifier",
+               "--classifier", str(tmp_path / "c.tflite")])
+    assert rc == 2
+    assert "--no-classifier and --classifier" in capsys.readouterr().err
+
+
+def test_an_image_named_twice_is_read_once(tmp_path, capsys):
+    frame = np.full((240, 320), 150, np.uint8)
+    cv2.circle(frame, (160, 120), 30, 40, 4)
+    cv2.imwrite(str(tmp_path / "a.png"), frame)
+    out = tmp_path / "out"
+    rc = main(["detect", str(tmp_path / "a.png"), str(tmp_path), str(tmp_path / "." / "a.png"), "--out", str(out),
+               "--no-classifier", "--backend", "onnxruntime"])
+    assert rc == 0
+    assert "wrote 1 annotated images" in capsys.readouterr().out
+    assert [i["filename"] for i in json.loads((out / "detections.json").read_text())["images"]] == ["a.png"]
