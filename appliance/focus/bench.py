@@ -11,6 +11,7 @@ truth); success is ``|dz| <= 1 µm``. Time is the virtual stage + exposure time 
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -28,6 +29,9 @@ from appliance.sim.overrides import sim_microscope
 from appliance.sim.slide import SlideObject
 from appliance.sim.stage import SimStageParams
 
+#: This many slides in a row without a structure end the bench with an error (a slide of the default 20 is never
+#: empty, so only settings such as slide.n_structures=0 reach it).
+EMPTY_SLIDES = 3
 SUCCESS_UM = 1.0
 
 
@@ -82,13 +86,20 @@ def bench_sets(focus: str, sim_sets: Mapping[str, Mapping[str, Any]] | None = No
 
 def _fields(seed: int, focus: str, sim_sets: Mapping[str, Mapping[str, Any]] | None = None
             ) -> Iterator[tuple[VirtualMicroscope, SlideObject, int]]:
+    """Each structure of slide ``seed``, then of slide ``seed + 1``, ... (``ValueError`` after empty slides)."""
     sets = bench_sets(focus, sim_sets)
-    s = seed
-    while True:
+    empty = 0
+    for s in itertools.count(seed):
         scope = sim_microscope(s, sets)
-        for k, o in enumerate(scan_order(scope)):
+        order = scan_order(scope)
+        # Settings that leave every slide without a structure (slide.n_structures=0) would try slides forever.
+        empty = 0 if order else empty + 1
+        if empty >= EMPTY_SLIDES:
+            raise ValueError(f"slides {s - empty + 1}-{s} hold no structure to focus on (slide settings: "
+                             f"{dict(sets.get('slide', {}))}); the bench focuses on structures, so the slides "
+                             f"need some (slide.n_structures >= 1)")
+        for k, o in enumerate(order):
             yield scope, o, k
-        s += 1
 
 
 def run_bench(seed: int, fields: int, strategy: str, focus: str = "servo",

@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 STRATEGY_CHOICES = ("sweep", "classical", "neural", "map")
+#: ``focus stack`` writes OME-TIFF, under a name that says so (as ``sim stack`` asks).
+OME_SUFFIXES = (".ome.tif", ".ome.tiff", ".tif", ".tiff")
 
 
 def _int_in(name: str, lo: int, hi: int) -> Any:
@@ -94,7 +96,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--step-um", type=_float_in("--step-um", 0.05, 50.0), default=1.0, help="default 1")
     s.add_argument("--servo-sweep", action="store_true",
                    help="the seed's mode: every whole servo degree over the range (servo focus)")
-    s.add_argument("--out", type=Path, required=True, help="output .ome.tif")
+    s.add_argument("--out", type=Path, required=True, help="output file, .ome.tif or .tif(f)")
     s.set_defaults(func=run_stack)
 
 
@@ -133,8 +135,12 @@ def run_bench(args: argparse.Namespace) -> int:
         return 2
     want_net = args.strategy == "neural" or (args.strategy == "map" and not args.no_net)
     est = _estimator(args.strategy, um_per_px) if want_net else None
-    runs = bench(args.seed, args.fields, args.strategy, args.focus, est, args.offset_um, args.range_um,
-                 glass_map=not args.foci_map, type_bias=not args.no_type_bias, sim_sets=sets)
+    try:
+        runs = bench(args.seed, args.fields, args.strategy, args.focus, est, args.offset_um, args.range_um,
+                     glass_map=not args.foci_map, type_bias=not args.no_type_bias, sim_sets=sets)
+    except ValueError as exc:  # slides without a structure to focus on
+        print(f"tppscan focus bench: error: {exc}", file=sys.stderr)
+        return 2
     out: dict[str, Any] = {"strategy": args.strategy, "focus": args.focus, "seed": args.seed,
                            "sim_set": list(args.sim_set), "um_per_px": um_per_px,
                            "estimator": type(est).__name__ if est is not None else None,
@@ -193,8 +199,12 @@ def run_stack(args: argparse.Namespace) -> int:
     from appliance.focus.bench import scan_order
     from appliance.focus.scores import TARGET_MARGIN_PX, grow_rect
     from appliance.focus.stack import capture_stack, range_planes_um, servo_planes_um, write_ome_stack
+    from appliance.outpath import out_file_problem
     from appliance.sim.microscope import VirtualMicroscope
 
+    if problem := out_file_problem(args.out, OME_SUFFIXES):  # before the autofocus, not after it
+        print(f"tppscan focus stack: error: {problem}", file=sys.stderr)
+        return 2
     scope = VirtualMicroscope(args.seed)
     objs = scan_order(scope)
     if args.structure >= len(objs):

@@ -27,7 +27,11 @@ import yaml
 
 from appliance.hardware.camera.base import Camera, Frame
 from appliance.hardware.stage.base import Stage, StageLimitError
-from appliance.scan.backlash import measure_backlash
+from appliance.scan.backlash import PROBE_UM, measure_backlash
+
+#: The frame sizes a calibration may name, pixels per side: the virtual sensor's least, and beyond any
+#: microscope camera's (the largest bench sensor here is 2592 x 1944); a size outside is a damaged file.
+SIZE_PX_RANGE = (16, 20000)
 
 
 class CalibrationError(RuntimeError):
@@ -113,16 +117,29 @@ class Calibration:
             raise ValueError(f"calibration: must be a mapping, got {type(data).__name__}")
         try:
             m = tuple(tuple(float(v) for v in row) for row in data["matrix"])
-            size = tuple(int(v) for v in data["size_px"])
+            raw_size = data["size_px"]
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"calibration: needs matrix [[a, b], [c, d]] and size_px [w, h] ({exc})") from None
-        if len(m) != 2 or any(len(r) != 2 for r in m) or len(size) != 2 or min(size) < 1:
-            raise ValueError(f"calibration: matrix must be 2 x 2 and size_px two positive integers, got {data!r}")
+        size = _size_of(raw_size)
+        if len(m) != 2 or any(len(r) != 2 for r in m):
+            raise ValueError(f"calibration: matrix must be 2 x 2, got {data['matrix']!r}")
         if not all(math.isfinite(v) for r in m for v in r) or abs(np.linalg.det(np.asarray(m))) < 1e-12:
             raise ValueError(f"calibration.matrix: must be finite and invertible, got {m}")
         bias = tuple(float(v) for v in data.get("bias_um", (0.0, 0.0)))
         return cls(((m[0][0], m[0][1]), (m[1][0], m[1][1])), (size[0], size[1]),
                    float(data.get("residual_um", 0.0)), (bias[0], bias[1]), _backlash_of(data.get("backlash_um")))
+
+    def check_frame_size(self, size_px: tuple[int, int]) -> None:
+        """Raise :class:`CalibrationError` unless the camera's frames (``size_px``) are the size this map was made at.
+
+        The map's field of view and centre come from its own ``size_px``: frames of another size would put the
+        grid's fields apart by the wrong field (gaps between them, or overlap) and every position off centre.
+        """
+        if tuple(size_px) != tuple(self.size_px):
+            raise CalibrationError(
+                f"the calibration was made at a frame size of {self.size_px[0]} x {self.size_px[1]} px but the "
+                f"camera gives {size_px[0]} x {size_px[1]} px; calibrate again with this camera "
+                f"(tppscan calibrate), or scan without a calibration to measure one at the start")
 
     def moved_um(self, shift_px: tuple[float, float]) -> tuple[float, float]:
         """The stage displacement that shifts the image by ``shift_px`` (``d = -M p``, plus the fit's intercept)."""
@@ -142,6 +159,16 @@ class Calibration:
             raise ValueError(f"calibration file {path}: not valid YAML ({exc})") from None
 
 
+def _size_of(value: object) -> tuple[int, int]:
+    """A mapping's ``size_px``: two whole pixel counts within :data:`SIZE_PX_RANGE` (``ValueError`` naming it)."""
+    lo, hi = SIZE_PX_RANGE
+    if not (isinstance(value, (list, tuple)) and len(value) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi for v in value)):
+        raise ValueError(f"calibration.size_px: must be [width, height], whole pixels in [{lo}, {hi}], "
+                         f"got {value!r}")
+    return value[0], value[1]
+
+
 def _backlash_of(value: object) -> tuple[float, float] | None:
     """A mapping's ``backlash_um``: None, or two finite micrometre values >= 0 (the key named otherwise)."""
     if value is None:
@@ -150,8 +177,9 @@ def _backlash_of(value: object) -> tuple[float, float] | None:
         bx, by = (float(v) for v in value)  # type: ignore[attr-defined]
     except (TypeError, ValueError):
         raise ValueError(f"calibration.backlash_um: must be null or [x, y] in um, got {value!r}") from None
-    if not (math.isfinite(bx) and math.isfinite(by) and bx >= 0 and by >= 0):
-        raise ValueError(f"calibration.backlash_um: must be two finite values >= 0 um, got {value!r}")
+    if not (0 <= bx <= PROBE_UM and 0 <= by <= PROBE_UM):  # NaN fails too
+        raise ValueError(f"calibration.backlash_um: must be two values in [0, {PROBE_UM:g}] um (the most slack the "
+                         f"calibration's probe reads), got {value!r}")
     return bx, by
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import math
 import sqlite3
 import sys
@@ -83,13 +84,52 @@ def register(sub: Any) -> None:
                    help="stage z (focus) to calibrate at, um (default: where it is); a high-NA objective's depth of "
                         "field is about a micrometre, so put it where a structure or dust at --x, --y is sharp")
     c.add_argument("--step-um", type=float, default=40.0, help="move size, um in [1, 1000] (default 40)")
-    c.add_argument("--out", type=Path, default=Path("calibration.yaml"), help="output YAML (default calibration.yaml)")
+    c.add_argument("--out", type=Path, default=Path("calibration.yaml"),
+                   help="output file, .yaml or .yml (default calibration.yaml)")
     c.set_defaults(func=_cmd_calibrate)
 
 
 def _fail(cmd: str, msg: str, code: int = 2) -> int:
     print(f"tppscan {cmd}: error: {msg}", file=sys.stderr)
     return code
+
+
+def _device_problem(args: argparse.Namespace) -> str | None:
+    """Why the device options cannot go together, or None: an option the chosen stage would ignore."""
+    if args.port is not None and args.stage != "grbl":
+        return (f"--port {args.port} is only for --stage grbl (the stage here is {args.stage}); drop it or add "
+                "--stage grbl")
+    return None
+
+
+def _out_problem(out: Path, db: Path, plan: Any, plan_file: Path | None, resume: bool) -> str | None:
+    """Why a scan cannot go into ``out``, or None: a finished scan there, or a scan to resume of another plan.
+
+    A new scan into a finished scan's folder would overwrite its report and exports; resuming a scan runs its
+    stored plan, so a different ``--plan`` would be ignored (docs/scan.md, "Resuming").
+    """
+    from appliance.results.store import ResultStore
+
+    if not out.is_dir():
+        return None
+    mine = []
+    if db.is_file():
+        with ResultStore(db) as store:
+            mine = [r for r in store.scans() if Path(r.out_dir) == out.resolve()]
+    if not mine:
+        meta = out / "scan.json"
+        return (f"--out {out} holds another scan ({meta} names it; its database is not {db}): give another --out, "
+                f"or its --db to resume it") if meta.is_file() else None
+    last = mine[-1]
+    if last.status == "finished" and last.summary is not None:
+        return (f"--out {out} holds finished scan {last.id} ({last.name!r}, {last.finish_reason}); a new scan there "
+                f"would overwrite its report and exports: give another --out")
+    stored = last.config.get("plan")
+    if resume and stored is not None and stored != json.loads(json.dumps(plan.to_mapping())):
+        given = f"--plan {plan_file}" if plan_file is not None else "no --plan (the whole slide)"
+        return (f"--out {out} holds scan {last.id}, unfinished, of plan {stored.get('name')!r}; {given} is another "
+                f"plan. Give the same --plan to resume it, --no-resume to start a new scan there, or another --out")
+    return None
 
 
 @contextlib.contextmanager
@@ -242,6 +282,8 @@ def _scan(args: argparse.Namespace) -> int:
     from appliance.scan.plan import ScanPlan
     from appliance.scan.session import check_area_in_travel, run_scan, scan_area, sim_height_truth
 
+    if problem := _device_problem(args):
+        return _fail("scan", problem)
     try:
         plan = ScanPlan.from_yaml(args.plan.read_text(encoding="utf-8")) if args.plan else ScanPlan()
     except OSError as exc:
@@ -264,6 +306,8 @@ def _scan(args: argparse.Namespace) -> int:
         ResultStore(db).open().close()
     except OSError as exc:
         return _fail("scan", f"--db: {exc}", 1)
+    if problem := _out_problem(out, db, plan, args.plan, not args.no_resume):
+        return _fail("scan", problem)
     import kernels
 
     kernels.warmup()
@@ -342,8 +386,11 @@ def _backlash_text(backlash_um: tuple[float, float] | None) -> str:
 
 
 def _calibrate(args: argparse.Namespace) -> int:
+    from appliance.outpath import out_file_problem
     from appliance.scan.calibration import calibrate
 
+    if problem := out_file_problem(args.out, (".yaml", ".yml")) or _device_problem(args):  # before the stage moves
+        return _fail("calibrate", problem)
     if not 1.0 <= args.step_um <= 1000.0:
         return _fail("calibrate", f"--step-um must be in [1, 1000], got {args.step_um}")
     for name in ("x", "y", "z"):

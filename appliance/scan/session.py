@@ -152,6 +152,8 @@ def run_scan(stage: Stage, camera: Camera, vision: Vision, focuser: Focuser, foc
     ``nominal_um_per_px`` (the objective and camera's nominal scale) scales the calibration's moves with the
     field (:func:`calibration_step_um`); without it they are 40 µm.
     """
+    if calibration is not None:  # before the folder: a map made at another frame size leaves gaps
+        calibration.check_frame_size(camera.size_px)
     folder = ScanFolder(out_dir).create()
     # the scan's own origin, which a realignment moves back where the slide moved under the drive (realign.py)
     origin, camera = offset(stage, camera, (0.0, 0.0, 0.0))
@@ -171,6 +173,7 @@ def run_scan(stage: Stage, camera: Camera, vision: Vision, focuser: Focuser, foc
                                               um_per_px=scale)
         if old is not None:
             cal = Calibration.from_mapping(old.config["calibration"])
+            cal.check_frame_size(camera.size_px)  # the camera changed since the scan was started
             scan_id = old.id
             store.reopen_scan(scan_id)
         else:

@@ -84,6 +84,11 @@ def test_stack_writes_ome_tiff(tmp_path: Path, capsys: pytest.CaptureFixture[str
     (["focus", "bench", "--sim-set", "optics.na=7"], "na must be a number in [0.01, 0.95]"),
     (["focus", "bench", "--sim-set", "optics.zoom=2"], "optics.zoom: unknown parameter"),
     (["focus", "bench", "--sim-set", "stage.z_mode=servo"], "set the focus drive with --focus"),
+    # slides without a structure used to be tried one after another forever
+    (["focus", "bench", "--sim-set", "slide.n_structures=0", "--fields", "1"], "hold no structure to focus on"),
+    # checked before the autofocus: OME-TIFF under a .png name, or a folder that fails only after the work
+    (["focus", "stack", "--out", "x.png"], "--out must be a file name ending in .ome.tif"),
+    (["focus", "stack", "--out", "."], "--out . is a folder"),
 ])
 def test_bad_values_exit_2_with_one_line(argv: list[str], needle: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as e:
