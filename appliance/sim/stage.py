@@ -106,8 +106,9 @@ def trapezoid_distance_um(t_s: float, distance_um: float, max_speed_um_s: float,
     return d - 0.5 * accel_um_s2 * (total - t_s) ** 2
 
 
-def _check_number(name: str, value: object, *, positive: bool = False, nonneg: bool = False) -> float:
-    """Return ``value`` as a finite float, or raise ``ValueError`` naming ``name``."""
+def _check_number(name: str, value: object, *, positive: bool = False, nonneg: bool = False,
+                  hi: float = math.inf) -> float:
+    """Return ``value`` as a finite float (at most ``hi``), or raise ``ValueError`` naming ``name``."""
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise ValueError(f"{name} must be a number, got {value!r}")
     v = float(value)
@@ -117,6 +118,8 @@ def _check_number(name: str, value: object, *, positive: bool = False, nonneg: b
         raise ValueError(f"{name} must be > 0, got {value!r}")
     if nonneg and not v >= 0:
         raise ValueError(f"{name} must be >= 0, got {value!r}")
+    if v > hi:
+        raise ValueError(f"{name} must be <= {hi:g} (beyond any bench drive), got {value!r}")
     return v
 
 
@@ -141,6 +144,20 @@ def _check_range(name: str, value: object) -> tuple[float, float]:
 #: How far below a focus target :meth:`SimStage.focus_to_um` starts by default, µm (more where the z backlash is).
 DEFAULT_FOCUS_OVERSHOOT_UM = 5.0
 MAX_DRIFT_UM_PER_MIN = 10.0  # beyond this a microscope is not fit to scan: refuse it as a typo
+#: Upper bounds of the stage's scalar parameters, each far past what a bench drive has (docs/sim-stage.md): larger
+#: values are typos, and near 1e308 they overflowed the step arithmetic (OverflowError) or the virtual clock (a
+#: settle of 1e20 s broke the report's timing plot, 1e308 made the camera's motion blur NaN).
+MAX_STAGE_VALUE: dict[str, float] = {
+    "steps_per_um_x": 1000.0,  # 1 nm steps; a 0.5 mm lead screw at 256 microsteps gives about 100
+    "steps_per_um_y": 1000.0,
+    "z_steps_per_um": 1000.0,
+    "um_per_servo_degree": 1000.0,  # the GRBL drive's config bound; a coarse focus knob (4 mm a turn) gives 11
+    "servo_slew_deg_s": 10000.0,  # the fastest hobby servos turn about 1500 degrees a second
+    "homing_speed_um_s": 100000.0,  # 100 mm/s, past any microscope stage's fastest move
+    "servo_settle_s": 10.0,  # the GRBL drive's config bound: ten seconds to stop ringing is no drive to scan with
+    "settle_s": 10.0,
+    "focus_overshoot_um": 1000.0,  # the whole focus travel of most drives is a few hundred micrometres
+}
 
 
 def _default(name: str) -> Any:
@@ -277,11 +294,12 @@ class SimStageParams:
 
         for name in ("steps_per_um_x", "steps_per_um_y", "um_per_servo_degree", "servo_slew_deg_s",
                      "z_steps_per_um", "homing_speed_um_s"):
-            put(name, _check_number(name, getattr(self, name), positive=True))
+            put(name, _check_number(name, getattr(self, name), positive=True, hi=MAX_STAGE_VALUE[name]))
         for name in ("servo_settle_s", "settle_s"):
-            put(name, _check_number(name, getattr(self, name), nonneg=True))
+            put(name, _check_number(name, getattr(self, name), nonneg=True, hi=MAX_STAGE_VALUE[name]))
         if self.focus_overshoot_um is not None:
-            put("focus_overshoot_um", _check_number("focus_overshoot_um", self.focus_overshoot_um, nonneg=True))
+            put("focus_overshoot_um", _check_number("focus_overshoot_um", self.focus_overshoot_um, nonneg=True,
+                                                    hi=MAX_STAGE_VALUE["focus_overshoot_um"]))
         put("servo_home_z_um", _check_number("servo_home_z_um", self.servo_home_z_um))
         put("z_drift_um_per_min", _check_number("z_drift_um_per_min", self.z_drift_um_per_min))
         if abs(self.z_drift_um_per_min) > MAX_DRIFT_UM_PER_MIN:

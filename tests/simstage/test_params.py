@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from appliance.sim.clock import VirtualClock
-from appliance.sim.stage import SimStage, SimStageParams
+from appliance.sim.stage import MAX_STAGE_VALUE, SimStage, SimStageParams
 
 BAD = [
     ({"steps_per_um_x": 0.0}, "steps_per_um_x"),
@@ -162,3 +162,18 @@ def test_a_stage_without_switches_refuses_homing_and_counts_from_where_its_carri
             stage.move_to_um(x=-901.0)
     with SimStage(VirtualClock(), SimStageParams()) as stage:
         assert not stage.counts_from_power_up
+
+
+@pytest.mark.parametrize("name", sorted(MAX_STAGE_VALUE))
+def test_a_value_past_any_bench_drive_is_refused_naming_the_bound(name):
+    # 1e308 used to pass and then overflow the step arithmetic or the virtual clock
+    with pytest.raises(ValueError, match=rf"^{name} must be <= {MAX_STAGE_VALUE[name]:g} .*got 1e\+308"):
+        SimStageParams(**{name: 1e308})
+    SimStage(VirtualClock(), SimStageParams(**{name: MAX_STAGE_VALUE[name]}))  # the bound itself works
+
+
+def test_the_sim_set_parser_gives_the_stage_bound():
+    from appliance.sim.overrides import parse_sim_sets, sim_microscope
+
+    with pytest.raises(ValueError, match=r"settle_s must be <= 10 .*got 1e\+20"):
+        sim_microscope(0, parse_sim_sets(["stage.settle_s=1e20"]))
