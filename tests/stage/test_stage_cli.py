@@ -77,6 +77,16 @@ def test_clear_errors_without_a_board(capsys, tmp_path):
     assert code == 2 and "at least one of --x, --y, --z" in err
 
 
+def test_a_program_with_no_commands_or_a_setting_given_twice_is_refused_before_the_board(capsys, tmp_path):
+    # both used to pass: the empty program exited 0 with no note, the second value of $110 silently won
+    for name, text in (("empty.gcode", ""), ("notes.gcode", "; only a comment\n(another)\n\n")):
+        (tmp_path / name).write_text(text)
+        code, _, err = run(capsys, "stream", "--port", "/dev/null", str(tmp_path / name))
+        assert code == 1 and f"{name}: no G-code commands in it" in err
+    code, _, err = run(capsys, "settings", "--port", "/dev/null", "--set", "110=500", "--set", "$110=700")
+    assert code == 2 and "--set $110 given 2 times (500, 700)" in err
+
+
 @pytest.mark.simavr
 def test_simavr_try_without_hardware(capsys, firmware_paths):
     code, out, _ = run(capsys, "status", "--simavr")

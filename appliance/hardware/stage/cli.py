@@ -340,7 +340,9 @@ def _read_program(path: Path) -> list[str]:
             raise ProgramFileError(f"{path}: larger than {MAX_PROGRAM_BYTES // (1024 * 1024)} MiB, "
                                    "not a G-code program for this stage")
         text = data.decode("utf-8").splitlines()
-        program_lines(text)  # refuse a bad line before opening the board
+        if not program_lines(text):  # refuse a bad line, or nothing to send, before opening the board
+            raise ProgramFileError(f"{path}: no G-code commands in it (only blank lines or comments); nothing to "
+                                   "stream")
     except UnicodeDecodeError as exc:
         raise ProgramFileError(f"{path}: not UTF-8 text (byte {exc.start})") from None
     except ValueError as exc:
@@ -376,6 +378,13 @@ def _stream(args: argparse.Namespace) -> int:
 
 
 def _settings(args: argparse.Namespace) -> int:
+    given: dict[int, list[float]] = {}
+    for n, value in args.set:
+        given.setdefault(n, []).append(value)
+    twice = {n: vs for n, vs in given.items() if len(vs) > 1}
+    if twice:  # the last would win silently: which one the user meant is not known
+        raise ValueError("--set " + ", ".join(f"${n} given {len(vs)} times ({', '.join(f'{v:g}' for v in vs)})"
+                                              for n, vs in sorted(twice.items())) + "; give each setting once")
     wanted = dict(args.set)
     with _open_stage(args, wanted) as stage:
         for n, value in sorted(stage.board_settings.items()):
