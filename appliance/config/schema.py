@@ -20,6 +20,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from appliance.config.yamlfile import load_yaml
 from appliance.hardware.camera.fresh import DEFAULT_LATENCY_MS, MAX_LATENCY_MS
 
 DEFAULT_CONFIG_PATH = Path("/etc/tppscan/config.yaml")
@@ -316,7 +317,7 @@ def load_config(path: str | Path | None = None) -> Config:
     except UnicodeDecodeError:
         raise ConfigError(f"{p}: not UTF-8 text") from None
     try:
-        data = yaml.safe_load(text)
+        data = load_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""

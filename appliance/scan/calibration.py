@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 import yaml
 
+from appliance.config.yamlfile import load_yaml
 from appliance.hardware.camera.base import Camera, Frame
 from appliance.hardware.stage.base import Stage, StageLimitError
 from appliance.scan.backlash import PROBE_UM, measure_backlash
@@ -154,7 +155,7 @@ class Calibration:
     def load(cls, path: Path) -> Calibration:
         """Read a file written by :meth:`save`."""
         try:
-            return cls.from_mapping(yaml.safe_load(Path(path).read_text()))
+            return cls.from_mapping(load_yaml(Path(path).read_text()))
         except yaml.YAMLError as exc:
             raise ValueError(f"calibration file {path}: not valid YAML ({exc})") from None
 

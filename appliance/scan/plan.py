@@ -29,6 +29,8 @@ from typing import Any
 
 import yaml
 
+from appliance.config.yamlfile import load_yaml
+
 ORDER_MODES: tuple[str, ...] = ("row_wise_snake", "row_wise", "column_wise", "column_wise_snake", "spiral",
                                 "adaptive_spiral")
 FOCUS_STRATEGIES: tuple[str, ...] = ("map", "classical", "sweep", "neural")
@@ -422,7 +424,7 @@ class ScanPlan:
     def from_yaml(cls, text: str) -> ScanPlan:
         """Parse YAML text (see :meth:`from_mapping`)."""
         try:
-            data = yaml.safe_load(text)
+            data = load_yaml(text)
         except yaml.YAMLError as exc:
             raise ValueError(f"plan: not valid YAML: {_one_line(exc)}") from None
         return cls.from_mapping(data)

@@ -43,6 +43,15 @@ def test_calibration_round_trips_and_rejects_bad_files(tmp_path):
         Calibration.from_mapping({"size_px": [640, 480]})
 
 
+def test_calibration_files_read_exponents_as_numbers_and_refuse_duplicate_keys(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("matrix: [[5e-1, 0], [0, 5e-1]]\nsize_px: [640, 480]\n")
+    assert Calibration.load(f).um_per_px == pytest.approx(0.5)
+    f.write_text("matrix: [[0.5, 0], [0, 0.5]]\nsize_px: [640, 480]\nmatrix: [[2, 0], [0, 2]]\n")
+    with pytest.raises(ValueError, match=r"duplicate key 'matrix' \(first given on line 1\)"):
+        Calibration.load(f)
+
+
 def test_blank_slide_is_a_calibration_error():
     from appliance.sim.slide import SlideParams
     scope = VirtualMicroscope(seed=1, slide=SlideParams(n_structures=0, debris_per_mm2=0))

@@ -39,12 +39,21 @@ reconstruct: {method: focus, wavelength_um: 0.63, index_delta: 0.52, camera_gamm
     ("speed: 3", ["speed", "unknown key"]),
     ("[1, 2]", ["plan", "mapping"]),
     ("grid: {top: 0", ["not valid YAML"]),
+    ("focus: {reference_height_um: {pentagon: 10, pentagon: 20}}", ["duplicate key 'pentagon'", "line 1"]),
+    ("grid: {top: 0, left: 0, bottom: 1e3, right: 1e3}\ngrid: {top: 0}", ["duplicate key 'grid'", "line 2"]),
+    ("faults: {capture_retries: 1e3}", ["faults.capture_retries", "1000"]),
 ])
 def test_bad_plans_name_the_key_and_value(text, words):
     with pytest.raises(ValueError) as err:
         ScanPlan.from_yaml(text)
     for w in words:
         assert w in str(err.value)
+
+
+def test_exponent_numbers_are_numbers():
+    """``1e3`` is a number, as in YAML 1.2 and ``--sim-set`` (PyYAML's YAML 1.1 read it as the text '1e3')."""
+    plan = ScanPlan.from_yaml("grid: {top: 0, left: 0, bottom: 2e3, right: 3E+3}\nreconstruct: {wavelength_um: 63e-2}")
+    assert (plan.grid.bottom, plan.grid.right, plan.reconstruct.wavelength_um) == (2000.0, 3000.0, 0.63)
 
 
 def test_stack_offsets_are_symmetric_and_include_focus():
