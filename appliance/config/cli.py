@@ -13,7 +13,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=lambda a: p.print_help() or 2)
     cmds = p.add_subparsers(dest="config_command", metavar="ACTION")
 
-    s = cmds.add_parser("check", help="validate a config file; exit 2 naming the first bad key")
+    s = cmds.add_parser("check", help="validate a config file and the files it names (plan, calibration, "
+                                      "models); exit 2 naming the first bad key")
     s.add_argument("--config", default=None, metavar="FILE",
                    help="the file to check (default /etc/tppscan/config.yaml)")
     s.set_defaults(func=_check)
@@ -40,9 +41,10 @@ def _report(exc: Exception) -> int:
 
 def _check(args: argparse.Namespace) -> int:
     from appliance.config.schema import ConfigError, load_config
+    from appliance.service.inputs import check_inputs
 
-    try:
-        load_config(_path(args))
+    try:  # the files it names too: the service refuses a missing plan or calibration at start
+        check_inputs(load_config(_path(args)), _path(args))
     except ConfigError as exc:
         return _report(exc)
     print(f"{_path(args)}: ok")

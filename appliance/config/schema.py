@@ -124,7 +124,9 @@ class OpticsConfig(_Section):
 class CalibrationConfig(_Section):
     """The pixel -> stage µm mapping (``tppscan calibrate`` writes the file)."""
 
-    file: str = Field("/var/lib/tppscan/calibration.json")
+    file: str | None = Field(None, description=(
+        "the file 'tppscan calibrate --out FILE' writes; every scan uses it, as 'tppscan scan --calibration FILE' "
+        "does (config check refuses one that is missing or bad); null: each scan calibrates at its start"))
 
 
 class ScanDefaults(_Section):
@@ -286,11 +288,34 @@ def parse_config(data: object, source: str = "config") -> Config:
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: the top level must be a mapping of sections, got {type(data).__name__}")
     try:
-        return Config.model_validate(data)
+        cfg = Config.model_validate(data)
     except ValidationError as exc:
         errors = exc.errors()
         extra = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
         raise ConfigError(f"{source}: {_describe(errors[0])}{extra}") from None
+    problem = _combination_problem(cfg)
+    if problem is not None:
+        raise ConfigError(f"{source}: {problem}")
+    return cfg
+
+
+def _combination_problem(cfg: Config) -> str | None:
+    """What the sections cannot do together, or a bad ``sim.set``; None when nothing.
+
+    Checked here so that ``config check`` and ``run``'s start refuse it, not the device connection, which the
+    service retries as if hardware were missing.
+    """
+    if cfg.stage.kind == "sim" and cfg.camera.kind != "sim":
+        return (f"camera.kind {cfg.camera.kind!r} with stage.kind 'sim': a real camera cannot follow a simulated "
+                "stage; use camera.kind: sim, or a real stage")
+    if cfg.sim.set:
+        from appliance.sim.overrides import config_sim_sets
+
+        try:
+            config_sim_sets(cfg.sim.set)
+        except ValueError as exc:
+            return str(exc)
+    return None
 
 
 def load_config(path: str | Path | None = None) -> Config:

@@ -19,6 +19,7 @@ from appliance.config.schema import Config
 from appliance.hardware.stage.base import focus_travel_of
 from appliance.service.daemon import ScanControl
 from appliance.service.devices import Devices, open_devices
+from appliance.service.inputs import load_calibration, load_plan
 from appliance.service.live_feed import LiveFeed
 from appliance.service.logs import log_context, scan_log_file
 
@@ -36,22 +37,25 @@ class ScanBackend:
         self.db_path = self.data_dir / "tppscan.db"
         self.devices: Devices | None = None
         self._plan: Any = None
+        self._calibration: Any = None  # calibration.file's, else None: each scan measures its own
         self._models: tuple[Any, Any] | None = None
         self._focus_net: Any = None  # loaded by warm() for a `neural` plan, shared by its scans
 
     # -- lifecycle -------------------------------------------------------------------------------------------------
 
     def warm(self) -> None:
-        """Check the plan and the model files, compile the kernels: every start-up error before any device moves."""
+        """Read the plan and calibration, load models, compile kernels: start-up errors before a device moves."""
         import kernels
 
         if self._models is not None:
             return
         from appliance.scan.adapters import focus_estimator
 
-        self._plan = self._load_plan()
+        self._plan = load_plan(self.cfg)
+        self._calibration = load_calibration(self.cfg)
         self._models = self._load_models()
-        est = focus_estimator(self._plan.focus.strategy, self._um_per_px_guess())  # `neural`: the focus net loads
+        scale = self._calibration.um_per_px if self._calibration is not None else self._um_per_px_guess()
+        est = focus_estimator(self._plan.focus.strategy, scale)  # `neural`: the focus net loads
         self._focus_net = None if est is None else est.net
         kernels.warmup()
 
@@ -97,7 +101,8 @@ class ScanBackend:
         with scan_log_file(out_dir.name, out_dir / "scan.log"), log_context(scan=out_dir.name):
             log.info("scan folder %s", out_dir)
             outcome = run_scan(dev.stage, dev.camera, vision, focuser, fmap, self._plan, out_dir, self.db_path,
-                               area, on_event=events, resume=True, device_clock=self._device_clock(dev),
+                               area, calibration=self._calibration, on_event=events, resume=True,
+                               device_clock=self._device_clock(dev),
                                truth=scope.truth() if scope is not None else None,
                                height_truth=sim_height_truth(scope) if scope is not None else None,
                                runner_hook=lambda r: _watch(control, r, stop_watch, events),
@@ -128,17 +133,6 @@ class ScanBackend:
             out = scans / f"{name}-{n}"
         return out
 
-    def _load_plan(self) -> Any:
-        from appliance.scan.plan import ScanPlan
-
-        if self.cfg.scan.plan:
-            path = Path(self.cfg.scan.plan)
-            try:
-                return ScanPlan.from_yaml(path.read_text(encoding="utf-8"))
-            except OSError as exc:
-                raise OSError(f"scan.plan {path}: cannot read: {exc.strerror or exc}") from None
-        return ScanPlan()
-
     def _load_models(self) -> tuple[Any, Any]:
         """Load the configured model files once, so a missing or broken one stops the service at start."""
         from appliance.vision.classifier import StructureClassifier
@@ -149,6 +143,12 @@ class ScanBackend:
                             threshold=m.detector_threshold or DEFAULT_THRESHOLD, threads=m.threads)
         classifier = StructureClassifier(m.classifier, num_threads=m.threads)
         return detector, classifier
+
+    def _scan_um_per_px(self, dev: Devices) -> float:
+        """The pixel size the vision and focus are told: the calibration's, as ``tppscan scan --calibration``."""
+        if self._calibration is not None:
+            return float(self._calibration.um_per_px)
+        return float(getattr(dev.camera, "um_per_px", self._um_per_px_guess()))
 
     def _um_per_px_guess(self) -> float:
         o = self.cfg.optics
@@ -169,7 +169,7 @@ class ScanBackend:
 
         if self._models is None:
             self._models = self._load_models()
-        um_per_px = float(getattr(dev.camera, "um_per_px", self._um_per_px_guess()))
+        um_per_px = self._scan_um_per_px(dev)
         fmap = FocusMapAdapter()
         travel = focus_travel_of(dev.stage)
         clock = self._device_clock(dev)

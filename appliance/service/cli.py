@@ -57,10 +57,12 @@ def _control(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from appliance.config.schema import DEFAULT_CONFIG_PATH, ConfigError, ConfigFileError, load_config
     from appliance.service.app import run_service
+    from appliance.service.inputs import check_inputs
 
     path = args.config if args.config is not None else str(DEFAULT_CONFIG_PATH)
     try:
         cfg = load_config(path)
+        check_inputs(cfg, path)  # as config check does: a missing plan or calibration is refused the same way
     except ConfigError as exc:
         print(f"tppscan run: {exc}", file=sys.stderr)
         return 1 if isinstance(exc, ConfigFileError) else 2

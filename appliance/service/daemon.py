@@ -1,6 +1,7 @@
 """``tppscan run``: the service. Connects the hardware, waits for triggers, runs one scan at a time.
 
-States: STARTING -> (connecting, retried while a device is missing; never a switch to simulation) -> IDLE
+States: STARTING -> (connecting, retried while a device is missing; never a switch to simulation; a
+:class:`~appliance.config.schema.ConfigError` ends the run with exit 2 instead of a retry) -> IDLE
 <-> SCANNING <-> PAUSED; STOPPING on SIGTERM/SIGINT. A trigger's command is answered at once from the state
 (``handle``); the scan itself runs in a worker thread through a :class:`Backend`, which owns devices, models
 and the scan runner. On SIGTERM mid-scan the worker is asked to stop between fields, so the scan is left
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field, replace
 from types import FrameType
 from typing import Any, Protocol
 
+from appliance.config.schema import ConfigError
 from appliance.hardware.triggers.events import Command, TriggerEvent
 from appliance.service.notify import Notifier
 
@@ -235,11 +237,19 @@ class Service:
         self._shutdown.set()
 
     def connect(self) -> bool:
-        """Open devices, retrying while one is missing; False when shut down first."""
+        """Open devices, retrying while one is missing; False when shut down first.
+
+        Raises
+        ------
+        ConfigError
+            The configuration cannot work (not retried: no wait makes it right).
+        """
         while not self._shutdown.is_set():
             try:
                 self.backend.connect()
                 return True
+            except ConfigError:
+                raise
             except Exception as exc:  # a missing device: say so, wait, try again (never fall back)
                 log.error("cannot connect the hardware: %s; retrying in %g s", exc, self.connect_retry_s)
                 self.notify.send(status=f"waiting for hardware: {exc}")
@@ -259,7 +269,16 @@ class Service:
             signal.signal(signal.SIGINT, self.request_shutdown)
         self.notify.send(status="warming up")
         self.backend.warm()
-        if not self.connect():
+        try:
+            connected = self.connect()
+        except ConfigError as exc:
+            log.error("cannot connect the hardware: %s; not retrying, this is the configuration's error: fix it "
+                      "(tppscan config check), then restart the service", exc)
+            self.notify.send(status=f"configuration error: {exc}")
+            self.backend.close()
+            self.notify.close()
+            return 2
+        if not connected:
             return 0
         with self._lock:
             self._shared.state = State.IDLE

@@ -12,7 +12,7 @@ import contextlib
 from dataclasses import dataclass
 from typing import Any
 
-from appliance.config.schema import CameraConfig, Config
+from appliance.config.schema import CameraConfig, Config, ConfigError
 from appliance.hardware.camera.base import Camera
 from appliance.hardware.stage.base import Stage
 
@@ -58,10 +58,12 @@ def open_camera(cfg: CameraConfig, position_source: Any = None) -> Camera:
 
 
 def _sim_scope(cfg: Config) -> Any:
-    from appliance.sim.overrides import parse_sim_sets, sim_microscope
+    from appliance.sim.overrides import CONFIG_KEY, config_sim_sets, sim_microscope
 
-    items = [f"{k}={v}" for k, v in cfg.sim.set.items()]
-    return sim_microscope(cfg.sim.seed, parse_sim_sets(items))
+    try:
+        return sim_microscope(cfg.sim.seed, config_sim_sets(cfg.sim.set), key=CONFIG_KEY)
+    except ValueError as exc:  # the config's fault, not a missing device: the service must not retry it
+        raise ConfigError(str(exc)) from None
 
 
 def open_devices(cfg: Config) -> Devices:
@@ -69,8 +71,9 @@ def open_devices(cfg: Config) -> Devices:
 
     Raises
     ------
-    ValueError
-        A combination that cannot work (a real camera on the simulated stage).
+    ConfigError
+        A combination that cannot work (a real camera on the simulated stage) or a bad ``sim.set``
+        (``load_config`` refuses both first; the service does not retry this one).
     StageError, CameraError, OSError
         A device is missing or refuses (the service logs it and retries).
     """
@@ -78,8 +81,8 @@ def open_devices(cfg: Config) -> Devices:
     try:
         if cfg.stage.kind == "sim":
             if cfg.camera.kind != "sim":
-                raise ValueError(f"camera.kind {cfg.camera.kind!r} with stage.kind 'sim': a real camera cannot "
-                                 "follow a simulated stage; use camera.kind: sim, or a real stage")
+                raise ConfigError(f"camera.kind {cfg.camera.kind!r} with stage.kind 'sim': a real camera cannot "
+                                  "follow a simulated stage; use camera.kind: sim, or a real stage")
             scope = _sim_scope(cfg)
             stack.enter_context(scope.stage)
             stack.enter_context(scope.camera)

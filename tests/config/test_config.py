@@ -44,6 +44,15 @@ BAD = [
     ("- just\n- a list", "top level", "mapping"),
     ("camera: [1, 2]", "camera", ""),
     ("camera: {width: 640\n", "line", "YAML"),
+    # sim.set gets --sim-set's checks at load, named by the config key (run retried them every 5 s, forever)
+    ("sim: {set: {foo: 1}}", "sim.set.foo:", "SECTION.KEY"),
+    ("sim: {set: {lens.x: 1}}", "sim.set.lens.x:", "section must be one of"),
+    ("sim: {set: {slide.wobble: 1}}", "sim.set.slide.wobble:", "unknown parameter"),
+    ("sim: {set: {slide.debris_per_mm2: abc}}", "sim.set.slide.debris_per_mm2 ", "must be a number"),
+    ("sim: {set: {slide.debris_per_mm2: .nan}}", "sim.set.slide.debris_per_mm2 ", "must be a number"),
+    ("sim: {set: {camera.preset: pinhole}}", "sim.set.camera.preset:", "cheap_colour"),
+    ("camera: {kind: files, folder: /srv/frames}", "camera.kind 'files' with stage.kind 'sim'", "real stage"),
+    ("camera: {width: 640}\ncamera: {width: 320}", "line 2", "duplicate key 'camera' (first given on line 1)"),
 ]
 
 
@@ -56,6 +65,65 @@ def test_bad_value_exits_2_with_one_line_naming_the_key(tmp_path: Path, capsys: 
     err = capsys.readouterr().err
     assert err.count("\n") == 1, err
     assert f"{f}: " in err and key in err and allowed in err
+
+
+def test_sim_set_messages_name_the_config_key_not_the_option(tmp_path: Path) -> None:
+    f = tmp_path / "config.yaml"
+    f.write_text("sim: {set: {slide.debris_per_mm2: -4}}")
+    with pytest.raises(ConfigError) as err:
+        load_config(f)
+    assert "sim.set.slide.debris_per_mm2 must be" in str(err.value) and "--sim-set" not in str(err.value)
+    f.write_text("sim: {set: {slide.debris_per_mm2: 4e1, camera.preset: cheap_colour, stage.z_mode: stepper}}")
+    assert load_config(f).sim.set["slide.debris_per_mm2"] == 40.0
+
+
+def test_exponent_numbers_are_numbers(tmp_path: Path) -> None:
+    f = tmp_path / "config.yaml"
+    f.write_text("camera: {exposure_ms: 1e1}\nlogging: {max_bytes: 1e7}")
+    cfg = load_config(f)
+    assert cfg.camera.exposure_ms == 10.0 and cfg.logging.max_bytes == 10_000_000
+
+
+def _check(tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str) -> tuple[int, str]:
+    f = tmp_path / "config.yaml"
+    f.write_text(text)
+    rc = main(["config", "check", "--config", str(f)])
+    return rc, capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("text", "words"), [
+    ("scan: {plan: PLACE/none.yaml}", ["scan.plan", "none.yaml: no such file"]),
+    ("scan: {plan: PLACE/bad_plan.yaml}", ["scan.plan", "grid.mode", "zigzag"]),
+    ("scan: {plan: PLACE}", ["scan.plan", "is a directory"]),
+    ("models: {detector: PLACE/none.onnx}", ["models.detector", "none.onnx: no such file"]),
+    ("models: {classifier: PLACE}", ["models.classifier", "is a directory"]),
+    ("calibration: {file: PLACE/none.yaml}", ["calibration.file", "no such file", "tppscan calibrate --out",
+                                              "calibration.file: null"]),
+    ("calibration: {file: PLACE}", ["calibration.file", "is a directory"]),
+    ("calibration: {file: PLACE/bad_cal.yaml}", ["calibration.file", "invertible"]),
+    ("calibration: {file: PLACE/bytes.yaml}", ["calibration.file", "not UTF-8"]),
+])
+def test_check_refuses_the_files_the_service_could_not_use(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                           text: str, words: list[str]) -> None:
+    """A missing or bad plan, model file or calibration passed the check, and ``run`` refused it (or, for the
+    calibration, never read it)."""
+    (tmp_path / "bad_plan.yaml").write_text("grid: {mode: zigzag}")
+    (tmp_path / "bad_cal.yaml").write_text("matrix: [[1, 1], [1, 1]]\nsize_px: [640, 480]")
+    (tmp_path / "bytes.yaml").write_bytes(bytes(range(128, 256)))
+    rc, err = _check(tmp_path, capsys, text.replace("PLACE", str(tmp_path)))
+    assert rc == 2 and err.count("\n") == 1, err
+    assert all(w in err for w in words), err
+
+
+def test_check_passes_a_good_plan_and_calibration(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from appliance.scan.calibration import Calibration
+
+    Calibration.nominal(0.5, (640, 480)).save(tmp_path / "cal.yaml")
+    (tmp_path / "plan.yaml").write_text("grid: {top: 0, left: 0, bottom: 1e3, right: 1e3}")
+    rc, err = _check(tmp_path, capsys, f"scan: {{plan: {tmp_path}/plan.yaml}}\n"
+                                       f"calibration: {{file: {tmp_path}/cal.yaml}}")
+    assert rc == 0, err
+    assert Config().calibration.file is None  # unset: each scan calibrates at its start
 
 
 def test_defaults_round_trip_through_the_commented_yaml() -> None:

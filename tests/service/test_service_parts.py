@@ -267,11 +267,12 @@ def test_the_services_scans_see_and_time_as_the_command_lines_do() -> None:
 
     from appliance.config.schema import Config
     from appliance.service.backend import ScanBackend
+    from appliance.service.inputs import load_plan
     from appliance.sim.microscope import VirtualMicroscope
 
     scope = VirtualMicroscope(seed=1)
     backend = ScanBackend(Config())
-    backend._plan = backend._load_plan()
+    backend._plan = load_plan(backend.cfg)
     backend._models = (object(), object())  # loaded models stand-ins: only their wiring is checked
     dev = SimpleNamespace(scope=scope, stage=scope.stage, camera=scope.camera)
     vision, _, _ = backend._pipeline(dev)  # type: ignore[arg-type]
@@ -298,3 +299,73 @@ def test_the_services_neural_focus_gets_the_focus_net_as_the_command_lines_does(
     _, focuser, _ = backend._pipeline(SimpleNamespace(scope=scope, stage=scope.stage,  # type: ignore[arg-type]
                                                       camera=scope.camera))
     assert focuser.strategy == "neural" and isinstance(focuser.estimator, FocusNetEstimator)
+
+
+def test_a_configuration_error_is_not_retried(caplog: pytest.LogCaptureFixture) -> None:
+    """A config the devices cannot use (a real camera on the simulated stage, a bad sim.set) ends the run with
+    exit 2; it was retried every 5 s, forever, as if hardware were missing."""
+    from appliance.config.schema import ConfigError
+
+    class BadConfigBackend(ScriptedBackend):
+        def connect(self) -> None:
+            self.connects += 1
+            raise ConfigError("camera.kind 'files' with stage.kind 'sim': a real camera cannot follow")
+
+    backend = BadConfigBackend()
+    svc = Service(backend, connect_retry_s=0.01, notifier=Notifier({}))
+    codes: list[int] = []
+    t = threading.Thread(target=lambda: codes.append(svc.run(install_signals=False)), daemon=True)
+    with caplog.at_level(logging.ERROR):
+        t.start()
+        t.join(5)
+    svc.request_shutdown()  # ends a run that retries
+    t.join(5)
+    assert codes == [2] and backend.connects == 1 and backend.closed
+    assert any("not retrying" in r.getMessage() and "camera.kind 'files'" in r.getMessage() for r in caplog.records)
+
+
+def test_open_devices_raises_config_errors_for_the_config(tmp_path: Path) -> None:
+    from appliance.config.schema import CameraConfig, Config, ConfigError, SimConfig
+    from appliance.service.devices import open_devices
+
+    with pytest.raises(ConfigError, match="simulated stage"):  # built past load_config's check
+        open_devices(Config.model_construct(camera=CameraConfig(kind="files", folder=str(tmp_path)),
+                                            stage=Config().stage, sim=Config().sim))
+    with pytest.raises(ConfigError, match=r"sim\.set\.slide\.debris_per_mm2 must be a number"):
+        open_devices(Config.model_construct(camera=Config().camera, stage=Config().stage,
+                                            sim=SimConfig(set={"slide.debris_per_mm2": "abc"})))
+
+
+def test_the_services_scans_use_the_configured_calibration(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``calibration.file`` reaches the scan as ``tppscan scan --calibration`` gives it: to the runner (no calibration
+    measured) and as the pixel size the vision is told. The service read the key nowhere."""
+    from types import SimpleNamespace
+
+    import appliance.scan.session as session
+    from appliance.config.schema import Config
+    from appliance.scan.calibration import Calibration
+    from appliance.service.backend import ScanBackend
+    from appliance.service.daemon import ScanControl
+    from appliance.service.inputs import load_calibration, load_plan
+    from appliance.sim.microscope import VirtualMicroscope
+
+    cal = Calibration(((0.61, 0.0), (0.0, 0.61)), (640, 480))
+    cal.save(tmp_path / "cal.yaml")
+    cfg = Config.model_validate({"calibration": {"file": str(tmp_path / "cal.yaml")},
+                                 "paths": {"data_dir": str(tmp_path / "data")}})
+    backend = ScanBackend(cfg)
+    backend._plan, backend._calibration = load_plan(cfg), load_calibration(cfg)
+    backend._models = (object(), object())
+    scope = VirtualMicroscope(seed=1)
+    backend.devices = SimpleNamespace(scope=scope, stage=scope.stage, camera=scope.camera)  # type: ignore[assignment]
+    seen: dict[str, object] = {}
+
+    def fake_run_scan(*args: object, **kwargs: object) -> object:
+        seen.update(kwargs, vision=args[2])
+        return SimpleNamespace(summary={}, status=SimpleNamespace(reason=None))
+
+    monkeypatch.setattr(session, "run_scan", fake_run_scan)
+    backend.run_scan(ScanControl(lambda **_: None))
+    assert seen["calibration"] == cal
+    assert seen["vision"].pipeline.um_per_px == pytest.approx(0.61)  # type: ignore[attr-defined]
+

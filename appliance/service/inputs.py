@@ -1,0 +1,82 @@
+"""The files the configuration names (scan plan, calibration, model files), read and checked before any scan.
+
+``tppscan config check`` and ``tppscan run``'s start both come through :func:`check_inputs`, so a file that the
+service cannot use is refused by the check as it would be by the service, with the same message naming the key::
+
+    /etc/tppscan/config.yaml: scan.plan /srv/plan.yaml: no such file
+
+The model files are only looked for here; loading them needs the model runtimes, which ``run`` does at start.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from appliance.config.schema import Config, ConfigError
+
+
+def _readable_file(key: str, path: Path) -> None:
+    """Raise naming ``key`` unless ``path`` is an existing regular file."""
+    if path.is_dir():
+        raise ConfigError(f"{key} {path}: is a directory, not a file")
+    if not path.is_file():
+        raise ConfigError(f"{key} {path}: no such file")
+
+
+def load_plan(cfg: Config) -> Any:
+    """The scan plan of ``scan.plan`` (the default plan when unset)."""
+    from appliance.scan.plan import ScanPlan
+
+    if not cfg.scan.plan:
+        return ScanPlan()
+    path = Path(cfg.scan.plan)
+    _readable_file("scan.plan", path)
+    try:
+        return ScanPlan.from_yaml(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"scan.plan {path}: cannot read: {exc.strerror or exc}") from None
+    except ValueError as exc:  # a bad value in the plan (the message names its key), or not UTF-8
+        raise ConfigError(f"scan.plan {path}: {exc}") from None
+
+
+def load_calibration(cfg: Config) -> Any:
+    """The calibration of ``calibration.file``, read as ``tppscan scan --calibration FILE`` reads it.
+
+    None when unset: each scan then measures its own at the start, as ``tppscan scan`` without ``--calibration``.
+    """
+    from appliance.scan.calibration import Calibration
+
+    if not cfg.calibration.file:
+        return None
+    path = Path(cfg.calibration.file)
+    if not path.exists():
+        raise ConfigError(f"calibration.file {path}: no such file (write one with 'tppscan calibrate --out {path}', "
+                          "or set calibration.file: null to calibrate at the start of each scan)")
+    _readable_file("calibration.file", path)
+    try:
+        return Calibration.load(path)
+    except UnicodeDecodeError:
+        raise ConfigError(f"calibration.file {path}: not UTF-8 text, so not a calibration 'tppscan calibrate' "
+                          "wrote") from None
+    except OSError as exc:
+        raise ConfigError(f"calibration.file {path}: cannot read: {exc.strerror or exc}") from None
+    except ValueError as exc:  # not YAML, not UTF-8, or a bad matrix (the message names the calibration key)
+        raise ConfigError(f"calibration.file {path}: {exc}") from None
+
+
+def check_model_files(cfg: Config) -> None:
+    """The configured model files exist (the shipped ones when unset); ``run`` loads them at start."""
+    for key, name in (("models.detector", cfg.models.detector), ("models.classifier", cfg.models.classifier)):
+        if name:
+            _readable_file(key, Path(name))
+
+
+def check_inputs(cfg: Config, source: str) -> None:
+    """Every file the config names, as the service will read it; ConfigError naming ``source`` and the key."""
+    try:
+        load_plan(cfg)
+        load_calibration(cfg)
+        check_model_files(cfg)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
