@@ -46,9 +46,9 @@ def _control(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(reply, indent=2))
     else:
-        st = reply.get("status") or {}
-        print(reply.get("message", ""))
-        if args.control_command == "status":
+        st = reply.get("status")  # send_command checked its shape; a refused request has none
+        print(reply["message"])
+        if args.control_command == "status" and st is not None:
             print(f"scan {st.get('scan_id')}: {st.get('fields_done')}/{st.get('fields_total')} fields, "
                   f"{st.get('structures')} structures; last scan: {st.get('last_outcome')}")
     return 0 if reply.get("ok") else 1

@@ -157,7 +157,8 @@ def send_command(path: str | Path, command: str, *, timeout_s: float = 10.0,
     Raises
     ------
     ControlError
-        No service on the socket, no permission, or no answer within ``timeout_s``.
+        No service on the socket, no permission, no answer within ``timeout_s``, or a reply not of the shape
+        this version sends.
     """
     p = Path(path)
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -181,12 +182,39 @@ def send_command(path: str | Path, command: str, *, timeout_s: float = 10.0,
                            "(sudo usermod -aG tppscan $USER, then log in again)") from None
     except TimeoutError:
         raise ControlError(f"the tppscan service did not answer within {timeout_s:g} s") from None
+    except OSError as exc:  # e.g. a path longer than a Unix socket's 107 bytes: say which path
+        raise ControlError(f"cannot use the control socket {p}: {exc.strerror or exc}") from None
     finally:
         s.close()
     try:
         reply = json.loads(buf.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise ControlError(f"the service sent a reply that is not JSON: {buf[:80]!r}") from None
-    if not isinstance(reply, dict):
-        raise ControlError(f"the service sent an unexpected reply: {str(reply)[:80]}")
+    if not _understood(reply):
+        raise ControlError(f"the service sent a reply this version of tppscan does not understand (is the service "
+                           f"another version? restart it after an update): {str(reply)[:80]}")
     return reply
+
+
+#: The status fields ``tppscan status`` prints, and the types the service sends them as.
+STATUS_FIELDS: dict[str, tuple[type, ...]] = {
+    "state": (str,), "scan_id": (str, type(None)), "fields_done": (int,), "fields_total": (int,),
+    "structures": (int,), "last_outcome": (str, type(None))}
+
+
+def _understood(reply: object) -> bool:
+    """Whether ``reply`` has the shape this version's service gives (else: another program or another version).
+
+    That is ``ok`` and ``message``, and ``status`` with :data:`STATUS_FIELDS` unless the request was refused.
+    """
+    if not isinstance(reply, dict) or not isinstance(reply.get("ok"), bool) \
+            or not isinstance(reply.get("message"), str):
+        return False
+    status = reply.get("status")
+    if status is None:
+        return not reply["ok"]  # only a refused request comes without a status
+    return isinstance(status, dict) and all(_of_type(status.get(k), t) for k, t in STATUS_FIELDS.items())
+
+
+def _of_type(value: object, types: tuple[type, ...]) -> bool:
+    return isinstance(value, types) and not isinstance(value, bool)  # JSON true is not a count

@@ -48,12 +48,16 @@ def _logs(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     log_dir = _log_dir(args)
+    if args.log_dir and not log_dir.is_dir():  # a typo must not read as "no log lines" from journald
+        what = "is not a folder" if log_dir.exists() else "does not exist"
+        print(f"tppscan logs: error: --log-dir {log_dir} {what}", file=sys.stderr)
+        return 2
     files = log_files(log_dir) if args.source != "journal" else []
     if not files:
         if args.source == "file":
             print(f"tppscan logs: no log file in {log_dir}", file=sys.stderr)
             return 1
-        return _journal(args)
+        return _journal(args, log_dir if args.source == "auto" else None)
     shown: list[str] = []
     for f in files:
         with open(f, encoding="utf-8", errors="replace") as fh:
@@ -62,7 +66,13 @@ def _logs(args: argparse.Namespace) -> int:
         print(ln)
     if args.follow:
         return _follow(files[-1], args.scan)
+    if not shown:  # say so: an empty answer and a wrong place look the same
+        print(f"tppscan logs: no {_what(args.scan)} in {', '.join(str(f) for f in files)}", file=sys.stderr)
     return 0
+
+
+def _what(scan: str | None) -> str:
+    return f"lines of scan {scan}" if scan else "log lines"
 
 
 def _follow(path: Path, scan: str | None) -> int:
@@ -82,7 +92,8 @@ def _follow(path: Path, scan: str | None) -> int:
                 print(line.rstrip("\n"), flush=True)
 
 
-def _journal(args: argparse.Namespace) -> int:
+def _journal(args: argparse.Namespace, log_dir: Path | None) -> int:
+    """The unit's lines from journald; ``log_dir``: the folder that had no log file, named when nothing is found."""
     exe = shutil.which("journalctl")
     if exe is None:
         print("tppscan logs: no log file and no journalctl on this machine", file=sys.stderr)
@@ -94,4 +105,16 @@ def _journal(args: argparse.Namespace) -> int:
         cmd += ["-n", str(args.lines)]
     if args.scan:
         cmd += ["--grep", f"scan={args.scan}( |$)"]
-    return subprocess.call(cmd)
+    if args.follow:
+        return subprocess.call(cmd)
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, errors="replace") as proc:
+        count = 0
+        for line in proc.stdout or ():
+            sys.stdout.write(line)
+            count += 1
+    if proc.returncode not in (0, 1):  # 1: --grep matched nothing
+        return proc.returncode
+    if count == 0:
+        where = f"no log file in {log_dir}, and " if log_dir is not None else ""
+        print(f"tppscan logs: no {_what(args.scan)}: {where}journald has none (unit tppscan)", file=sys.stderr)
+    return 0

@@ -369,3 +369,77 @@ def test_the_services_scans_use_the_configured_calibration(tmp_path: Path, monke
     assert seen["calibration"] == cal
     assert seen["vision"].pipeline.um_per_px == pytest.approx(0.61)  # type: ignore[attr-defined]
 
+
+def _one_reply(path: Path, reply: bytes) -> threading.Thread:
+    """A socket that answers one request with ``reply`` (another program, or another version of the service)."""
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(str(path))
+    srv.listen(1)
+
+    def serve() -> None:
+        conn, _ = srv.accept()
+        conn.recv(65536)
+        conn.sendall(reply)
+        conn.close()
+        srv.close()
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    return t
+
+
+@pytest.mark.parametrize("reply", [b'{"ok": true, "status": "running"}\n', b'{"ok": true}', b'{"ok": 1}\n',
+                                   b'{"ok": true, "message": "idle", "status": {"state": "idle"}}\n'])
+def test_a_reply_of_another_shape_is_said_to_be_not_understood(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                              reply: bytes) -> None:
+    from appliance.cli import main
+
+    t = _one_reply(tmp_path / "c.sock", reply)
+    assert main(["status", "--socket", str(tmp_path / "c.sock"), "--timeout", "5"]) == 1
+    t.join(5)
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1 and "does not understand" in err, err
+
+
+def test_a_refused_request_prints_its_message_only(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from appliance.cli import main
+
+    t = _one_reply(tmp_path / "c.sock", b'{"ok": false, "message": "request is not one JSON object"}\n')
+    assert main(["status", "--socket", str(tmp_path / "c.sock"), "--timeout", "5"]) == 1
+    t.join(5)
+    assert capsys.readouterr().out == "request is not one JSON object\n"
+
+
+def test_a_socket_path_too_long_is_named(tmp_path: Path) -> None:
+    path = tmp_path / ("s" * 200)
+    with pytest.raises(ControlError, match=f"cannot use the control socket {path}: "):
+        send_command(path, "status")
+
+
+def _logs(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "appliance.cli", "logs", *args], capture_output=True, text=True,
+                          timeout=60, stdin=subprocess.DEVNULL)
+
+
+def test_logs_say_where_they_looked_when_there_is_nothing(tmp_path: Path) -> None:
+    """A wrong --log-dir, an unknown scan and no log at all printed nothing with exit 0."""
+    (tmp_path / "file.txt").write_text("x")
+    for bad, what in ((tmp_path / "none", "does not exist"), (tmp_path / "file.txt", "is not a folder")):
+        out = _logs("--log-dir", str(bad))
+        assert out.returncode == 2 and out.stderr == f"tppscan logs: error: --log-dir {bad} {what}\n"
+    logdir = tmp_path / "log"
+    logdir.mkdir()
+    (logdir / "tppscan.log").write_text("2026-12-06T06:23:17.400Z INFO  tppscan.scan scan=7 scan seven\n")
+    out = _logs("--log-dir", str(logdir), "--scan", "nope")
+    assert out.returncode == 0 and out.stdout == ""
+    assert out.stderr == f"tppscan logs: no lines of scan nope in {logdir / 'tppscan.log'}\n"
+    fake = tmp_path / "bin" / "journalctl"  # a journal with no lines of the unit
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\nexit 0\n")
+    fake.chmod(0o755)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    out = subprocess.run([sys.executable, "-m", "appliance.cli", "logs", "--log-dir", str(empty)], capture_output=True,
+                         text=True, timeout=60, env={**os.environ, "PATH": f"{fake.parent}:{os.environ['PATH']}"})
+    assert out.returncode == 0 and out.stdout == ""
+    assert out.stderr == f"tppscan logs: no log lines: no log file in {empty}, and journald has none (unit tppscan)\n"
