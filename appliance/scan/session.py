@@ -679,6 +679,11 @@ def start_warnings(config: Mapping[str, Any]) -> list[str]:
             + exposure_warnings(config.get("exposure")) + backlash_warnings(approach, config.get("calibration")))
 
 
+#: A plan's own field of view may exceed what the calibration says a frame shows by this fraction (its fit's
+#: error, a few pixels), not more: wider fields leave strips of the slide unseen between them.
+FOV_SLACK = 0.02
+
+
 def field_grid(plan: ScanPlan, area_um: tuple[float, float, float, float], cal: Calibration) -> Grid:
     """The plan's grid over ``area_um``, its fields laid over what each frame shows whole.
 
@@ -686,7 +691,14 @@ def field_grid(plan: ScanPlan, area_um: tuple[float, float, float, float], cal: 
     extent's corners (:func:`~appliance.scan.mosaic.covered_fov_um`). Laid over the extent, fields at 45 degrees
     left gaps between them, and half the prints of a slide were never seen (held-out seed 3932).
     """
-    return make_grid(plan.grid, area_um, covered_fov_um(cal))
+    seen = covered_fov_um(cal)
+    g = plan.grid
+    for axis, given, field in (("fov_width", g.fov_width, seen[0]), ("fov_height", g.fov_height, seen[1])):
+        if given is not None and given > field * (1 + FOV_SLACK):
+            raise ValueError(f"grid.{axis}: {given:g} um is more than the {field:.0f} um each frame shows (from the "
+                             f"calibration): the fields would leave gaps between them; leave it out to take the "
+                             f"camera's, or give at most {field:.0f}")
+    return make_grid(plan.grid, area_um, seen)
 
 
 #: A camera turned so far on its port that a field's tile (:func:`~appliance.scan.mosaic.covered_fov_um`) is under

@@ -49,8 +49,9 @@ def _control(args: argparse.Namespace) -> int:
         st = reply.get("status")  # send_command checked its shape; a refused request has none
         print(reply["message"])
         if args.control_command == "status" and st is not None:
+            why = f" ({st['message']})" if st.get("last_outcome") == "failed" and st.get("message") else ""
             print(f"scan {st.get('scan_id')}: {st.get('fields_done')}/{st.get('fields_total')} fields, "
-                  f"{st.get('structures')} structures; last scan: {st.get('last_outcome')}")
+                  f"{st.get('structures')} structures; last scan: {st.get('last_outcome')}{why}")
     return 0 if reply.get("ok") else 1
 
 

@@ -209,7 +209,10 @@ class Service:
             outcome = self.backend.run_scan(control)
             message = f"scan {outcome}"
         except Exception as exc:  # the scan failed: record it, keep serving
-            log.exception("scan failed: %s", exc)
+            if _refusal(exc):  # the scan refused what it was given: the message says it all
+                log.error("scan failed: %s", exc)
+            else:
+                log.exception("scan failed: %s", exc)
             outcome, message = "failed", f"scan failed: {exc}"
         with self._lock:
             self._shared.progress = replace(self._shared.progress, outcome=outcome, message=message)
@@ -306,3 +309,13 @@ class Service:
                 self.notify.send(watchdog=1)
         self.backend.close()
         self.notify.close()
+
+
+def _refusal(exc: Exception) -> bool:
+    """Whether a scan's error is a refusal of its inputs (a bad value, a calibration that does not fit the camera).
+
+    Those are logged as their one line; anything else with its traceback, for the engineer who reads the log.
+    """
+    from appliance.scan.calibration import CalibrationError
+
+    return isinstance(exc, (ValueError, CalibrationError))

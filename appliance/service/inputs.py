@@ -55,7 +55,7 @@ def load_calibration(cfg: Config) -> Any:
                           "or set calibration.file: null to calibrate at the start of each scan)")
     _readable_file("calibration.file", path)
     try:
-        return Calibration.load(path)
+        cal = Calibration.load(path)
     except UnicodeDecodeError:
         raise ConfigError(f"calibration.file {path}: not UTF-8 text, so not a calibration 'tppscan calibrate' "
                           "wrote") from None
@@ -63,6 +63,21 @@ def load_calibration(cfg: Config) -> Any:
         raise ConfigError(f"calibration.file {path}: cannot read: {exc.strerror or exc}") from None
     except ValueError as exc:  # not YAML, not UTF-8, or a bad matrix (the message names the calibration key)
         raise ConfigError(f"calibration.file {path}: {exc}") from None
+    _check_frame_size(cfg, path, tuple(cal.size_px))
+    return cal
+
+
+def _check_frame_size(cfg: Config, path: Path, size_px: tuple[int, ...]) -> None:
+    """A calibration made at another frame size than the configured camera's would fail every scan.
+
+    Either orientation passes here (a sensor turned on its port gives its frames upright or on their side); each
+    scan checks the frames the camera really gives (``Calibration.check_frame_size``).
+    """
+    w, h = cfg.camera.width, cfg.camera.height
+    if size_px not in ((w, h), (h, w)):
+        raise ConfigError(f"calibration.file {path}: made at a frame size of {size_px[0]} x {size_px[1]} px, but "
+                          f"camera.width x camera.height is {w} x {h}; calibrate again with this camera "
+                          f"('tppscan calibrate --out {path}'), or set calibration.file: null")
 
 
 def check_model_files(cfg: Config) -> None:

@@ -102,6 +102,7 @@ def _check(tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str) -> tup
     ("calibration: {file: PLACE}", ["calibration.file", "is a directory"]),
     ("calibration: {file: PLACE/bad_cal.yaml}", ["calibration.file", "invertible"]),
     ("calibration: {file: PLACE/bytes.yaml}", ["calibration.file", "not UTF-8"]),
+    ("calibration: {file: PLACE/big_cal.yaml}", ["calibration.file", "1280 x 960 px", "640 x 480"]),
 ])
 def test_check_refuses_the_files_the_service_could_not_use(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                            text: str, words: list[str]) -> None:
@@ -110,6 +111,7 @@ def test_check_refuses_the_files_the_service_could_not_use(tmp_path: Path, capsy
     (tmp_path / "bad_plan.yaml").write_text("grid: {mode: zigzag}")
     (tmp_path / "bad_cal.yaml").write_text("matrix: [[1, 1], [1, 1]]\nsize_px: [640, 480]")
     (tmp_path / "bytes.yaml").write_bytes(bytes(range(128, 256)))
+    (tmp_path / "big_cal.yaml").write_text("matrix: [[1, 0], [0, 1]]\nsize_px: [1280, 960]")  # camera: 640 x 480
     rc, err = _check(tmp_path, capsys, text.replace("PLACE", str(tmp_path)))
     assert rc == 2 and err.count("\n") == 1, err
     assert all(w in err for w in words), err

@@ -113,3 +113,17 @@ def test_a_turned_frame_tiles_with_the_largest_upright_box_it_shows_whole(deg, s
     # a box a hair wider or taller does not fit: it is the largest of its shape
     wider = [cal.stage_to_pixel(sx * cw * 0.51, sy * ch * 0.51, (0.0, 0.0)) for sx in (-1, 1) for sy in (-1, 1)]
     assert any(not (-0.5 <= u <= 639.5 and -0.5 <= v <= 479.5) for u, v in wider)
+
+
+def test_a_plans_field_of_view_wider_than_a_frame_is_refused():
+    """A plan's fov_width of 100 mm laid one field over a 3 mm area and left 99 % of it unseen, with exit 0."""
+    cal = Calibration.nominal(0.5, (640, 480))  # each frame shows 320 x 240 um
+    area = (0.0, 0.0, 3000.0, 3000.0)
+    wide = ScanPlan.from_mapping({"grid": {"fov_width": 100000}})
+    with pytest.raises(ValueError, match=r"grid.fov_width: 100000 um is more than the 320 um each frame shows"):
+        field_grid(wide, area, cal)
+    tall = ScanPlan.from_mapping({"grid": {"fov_height": 300}})
+    with pytest.raises(ValueError, match="grid.fov_height"):
+        field_grid(tall, area, cal)
+    narrower = field_grid(ScanPlan.from_mapping({"grid": {"fov_width": 200, "fov_height": 240}}), area, cal)
+    assert narrower.columns > field_grid(ScanPlan(), area, cal).columns  # more overlap is the user's to choose

@@ -410,6 +410,25 @@ def test_a_refused_request_prints_its_message_only(tmp_path: Path, capsys: pytes
     assert capsys.readouterr().out == "request is not one JSON object\n"
 
 
+def test_status_says_why_the_last_scan_failed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from appliance.cli import main
+
+    st = {"state": "idle", "scan_id": None, "fields_done": 0, "fields_total": 0, "structures": 0, "eta_s": None,
+          "last_outcome": "failed", "message": "scan failed: the calibration was made at a frame size of 1280 x 960"}
+    t = _one_reply(tmp_path / "c.sock", (json.dumps({"ok": True, "message": "idle", "status": st}) + "\n").encode())
+    assert main(["status", "--socket", str(tmp_path / "c.sock"), "--timeout", "5"]) == 0
+    t.join(5)
+    assert "last scan: failed (scan failed: the calibration was made at a frame size" in capsys.readouterr().out
+
+
+def test_a_scan_refusing_its_inputs_is_logged_as_one_line() -> None:
+    from appliance.scan.calibration import CalibrationError
+    from appliance.service.daemon import _refusal
+
+    assert _refusal(CalibrationError("made at 1280 x 960 px")) and _refusal(ValueError("grid.fov_width"))
+    assert not _refusal(RuntimeError("a bug")) and not _refusal(KeyError("x"))
+
+
 def test_a_socket_path_too_long_is_named(tmp_path: Path) -> None:
     path = tmp_path / ("s" * 200)
     with pytest.raises(ControlError, match=f"cannot use the control socket {path}: "):
