@@ -93,7 +93,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="index among the slide's structures (default 0)")
     s.add_argument("--range-um", type=_float_in("--range-um", 0.0, 100.0), default=20.0,
                    help="total z range around the focus (default 20)")
-    s.add_argument("--step-um", type=_float_in("--step-um", 0.05, 50.0), default=1.0, help="default 1")
+    s.add_argument("--step-um", type=_float_in("--step-um", 0.05, 50.0), default=None,
+                   help="default 1 (not with --servo-sweep, whose step is one servo degree)")
     s.add_argument("--servo-sweep", action="store_true",
                    help="the seed's mode: every whole servo degree over the range (servo focus)")
     s.add_argument("--out", type=Path, required=True, help="output file, .ome.tif or .tif(f)")
@@ -120,6 +121,13 @@ def run_bench(args: argparse.Namespace) -> int:
     from appliance.focus.bench import run_bench as bench
     from appliance.focus.bench import summarise
 
+    if args.no_net and args.strategy == "neural":
+        print("tppscan focus bench: error: --no-net with --strategy neural, which is the net; drop one",
+              file=sys.stderr)
+        return 2
+    if args.per_field and not args.json:  # kept working: measurement commands in docs/ were written so
+        print("NOTE --per-field adds every field's row to --json's object; without --json it changes nothing",
+              file=sys.stderr)
     if args.offset_um >= args.range_um:
         print(f"tppscan focus bench: error: --offset-um must be below --range-um ({args.range_um:g}), "
               f"got {args.offset_um:g}", file=sys.stderr)
@@ -205,6 +213,10 @@ def run_stack(args: argparse.Namespace) -> int:
     if problem := out_file_problem(args.out, OME_SUFFIXES):  # before the autofocus, not after it
         print(f"tppscan focus stack: error: {problem}", file=sys.stderr)
         return 2
+    if args.servo_sweep and args.step_um is not None:
+        print("tppscan focus stack: error: --step-um with --servo-sweep: the sweep steps one servo degree; drop one",
+              file=sys.stderr)
+        return 2
     scope = VirtualMicroscope(args.seed)
     objs = scan_order(scope)
     if args.structure >= len(objs):
@@ -226,7 +238,7 @@ def run_stack(args: argparse.Namespace) -> int:
             return 1
         half = args.range_um / 2
         planes = (servo_planes_um(r.z_um - half, r.z_um + half, scope.stage.params.um_per_servo_degree)
-                  if args.servo_sweep else range_planes_um(r.z_um, args.range_um, args.step_um))
+                  if args.servo_sweep else range_planes_um(r.z_um, args.range_um, args.step_um or 1.0))
         stack, zs = capture_stack(scope.stage, scope.camera, planes)
     write_ome_stack(args.out, stack, zs, scope.camera.um_per_px, o.center_um)
     print(f"wrote {args.out}: {len(zs)} planes z {zs[0]:.2f}..{zs[-1]:.2f} um around focus {r.z_um:.2f} um "

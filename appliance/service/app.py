@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from appliance.config.schema import Config
-from appliance.service.control import ControlServer
+from appliance.hardware.triggers.events import TriggerError
+from appliance.service.control import ControlError, ControlServer
 from appliance.service.daemon import Service
 from appliance.service.logs import setup_logging
 
@@ -47,6 +48,9 @@ def run_service(cfg: Config) -> int:
     try:
         with _triggers(cfg, service, backend):
             return service.run()
+    except (ControlError, TriggerError) as exc:  # a trigger that cannot start: its message names it and why
+        print(f"tppscan run: {exc}", file=sys.stderr)
+        return 1
     finally:
         if live is not None:
             live.stop()

@@ -87,9 +87,25 @@ def check_model_files(cfg: Config) -> None:
             _readable_file(key, Path(name))
 
 
+def check_folders(cfg: Config) -> None:
+    """The service's folders are absolute, and folders or makeable (``ConfigError`` naming the key).
+
+    A file in a folder's place failed every scan's connection as if the hardware were missing, retried every 5 s.
+    """
+    for key, name in (("paths.data_dir", cfg.paths.data_dir), ("paths.log_dir", cfg.paths.log_dir),
+                      ("paths.run_dir", cfg.paths.run_dir)):
+        path = Path(name)
+        if not path.is_absolute():  # under systemd the working folder is /: a relative one lands somewhere else
+            raise ConfigError(f"{key} {name}: must be an absolute path")
+        for p in (path, *path.parents):
+            if p.exists() and not p.is_dir():
+                raise ConfigError(f"{key} {name}: {p} is a file, not a folder")
+
+
 def check_inputs(cfg: Config, source: str) -> None:
     """Every file the config names, as the service will read it; ConfigError naming ``source`` and the key."""
     try:
+        check_folders(cfg)
         load_plan(cfg)
         load_calibration(cfg)
         check_model_files(cfg)

@@ -119,7 +119,8 @@ def register(sub: Any) -> None:
     ss = p.add_subparsers(dest="sim_command", metavar="SUBCOMMAND", parser_class=_Parser)
 
     def common(q: argparse.ArgumentParser, out_default: str, suffixes: tuple[str, ...]) -> None:
-        q.add_argument("--seed", type=_int_in(0), default=0, help="slide and camera seed, >= 0 (default 0)")
+        q.add_argument("--seed", type=_int_in(0, 2**32 - 1), default=0,
+                       help="slide and camera seed, 0..4294967295 (default 0)")
         q.add_argument("--out", type=Path, default=Path(out_default),
                        help=f"output file, {' or '.join(suffixes)} (default {out_default})")
         q.add_argument("--slice-um", type=_float_in(*SLICE_UM, " µm"), default=None,
@@ -346,7 +347,7 @@ def _check_stack(z0: float, z1: float, args: argparse.Namespace) -> int | None:
     n = _n_planes(z0, z1, args.z_step)
     if n > MAX_PLANES:
         return _fail(f"a stack has at most {MAX_PLANES} planes, --z-from {z0:g} --z-to {z1:g} --z-step "
-                     f"{args.z_step:g} µm gives {n}")
+                     f"{args.z_step:g} µm gives {n if n < 10**9 else format(n, '.3g')}")
     need = n * args.width * args.height
     if need > STACK_BUDGET_BYTES:
         return _fail(f"a stack of {n} planes of {args.width}x{args.height} needs {need / 1e9:.2f} GB, more than "

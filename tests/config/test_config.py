@@ -103,6 +103,9 @@ def _check(tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str) -> tup
     ("calibration: {file: PLACE/bad_cal.yaml}", ["calibration.file", "invertible"]),
     ("calibration: {file: PLACE/bytes.yaml}", ["calibration.file", "not UTF-8"]),
     ("calibration: {file: PLACE/big_cal.yaml}", ["calibration.file", "1280 x 960 px", "640 x 480"]),
+    ("paths: {data_dir: PLACE/bytes.yaml}", ["paths.data_dir", "is a file, not a folder"]),
+    ("paths: {log_dir: PLACE/bytes.yaml/logs}", ["paths.log_dir", "is a file, not a folder"]),
+    ("paths: {data_dir: data}", ["paths.data_dir", "must be an absolute path"]),
 ])
 def test_check_refuses_the_files_the_service_could_not_use(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                            text: str, words: list[str]) -> None:

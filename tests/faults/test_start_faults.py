@@ -130,3 +130,20 @@ def test_bad_model_file_is_one_line_at_start(tmp_path, kind):
     assert done.returncode in (1, 2), done.stderr[-2000:]
     assert len(lines) == 1 and str(detector) in lines[0], done.stderr[-2000:]
     assert "Traceback" not in done.stderr
+
+
+def test_a_trigger_that_cannot_start_is_one_line(tmp_path):
+    """The control socket's path is a folder: a ControlError traceback once, one line now (exit 1)."""
+    (tmp_path / "adir").mkdir()
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(f"paths: {{data_dir: {tmp_path / 'data'}, log_dir: {tmp_path / 'log'}, "
+                   f"run_dir: {tmp_path / 'run'}}}\n"
+                   f"triggers: {{socket: {{path: {tmp_path / 'adir'}, group: ''}}}}\n"
+                   "live: {enabled: false}\nlogging: {file: false}\n")
+    try:
+        res = subprocess.run([sys.executable, "-m", "appliance.cli", "run", "--config", str(cfg)], cwd=ROOT,
+                             capture_output=True, text=True, timeout=120)
+    except subprocess.TimeoutExpired:
+        pytest.fail("tppscan run kept running with a control socket it cannot serve")
+    assert res.returncode == 1, res.stderr
+    assert "Traceback" not in res.stderr and "exists and is not a socket" in res.stderr, res.stderr

@@ -106,3 +106,12 @@ def test_help(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
         main(argv)
     assert e.value.code == 0
     assert "usage" in capsys.readouterr().out
+
+
+def test_options_that_cannot_apply_are_refused_or_noted(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["focus", "bench", "--fields", "1", "--strategy", "neural", "--no-net"]) == 2
+    assert "--no-net with --strategy neural" in capsys.readouterr().err
+    assert main(["focus", "stack", "--servo-sweep", "--step-um", "0.5", "--out", str(tmp_path / "s.ome.tif")]) == 2
+    assert "--step-um with --servo-sweep" in capsys.readouterr().err and not (tmp_path / "s.ome.tif").exists()
+    assert main(["focus", "bench", "--seed", "5", "--fields", "1", "--strategy", "sweep", "--per-field"]) == 0
+    assert "NOTE --per-field" in capsys.readouterr().err
