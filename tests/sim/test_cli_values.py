@@ -18,10 +18,11 @@ from appliance.sim.microscope import VirtualMicroscope
 # (subcommand and options, exit code, words the one line must hold). "{tmp}" is the test's directory.
 ROWS: list[tuple[list[str], int, list[str]]] = [
     # --seed (every subcommand)
-    (["slide", "--seed", "-1"], 2, ["--seed", "-1", ">= 0"]),
+    (["slide", "--seed", "-1"], 2, ["--seed", "-1", "[0, 4294967295]"]),
     (["field", "--seed", "x"], 2, ["--seed", "'x'", "integer"]),
     (["stack", "--seed", "1.5"], 2, ["--seed", "'1.5'", "integer"]),
-    (["strip", "--cls", "pentagon", "--seed", "-7"], 2, ["--seed", "-7", ">= 0"]),
+    (["strip", "--cls", "pentagon", "--seed", "-7"], 2, ["--seed", "-7", "[0, 4294967295]"]),
+    (["field", "--seed", "4294967296"], 2, ["--seed", "4294967296", "[0, 4294967295]"]),
     # --out: extension, no extension, directory, unwritable places (file errors: exit 1)
     (["slide", "--out", "{tmp}/map.jpg"], 2, ["--out", "map.jpg", ".png"]),
     (["field", "--out", "{tmp}/frame"], 2, ["--out", "frame", ".png"]),
