@@ -1,8 +1,8 @@
 """Checks of an output file named on the command line, made before the work that fills it.
 
 A command that runs for a while (an autofocus, a calibration) and only then finds its ``--out`` is a folder
-loses the work; one that writes YAML into ``x.png`` leaves a file that no viewer opens. ``sim`` checks its own
-outputs the same way (``appliance.sim.cli._check_outputs``).
+loses the work; one that writes YAML into ``x.png`` leaves a file that no viewer opens. ``sim`` checks its
+outputs' extensions with it too (``appliance.sim.cli._check_outputs``, which also probes that they can be written).
 """
 
 from __future__ import annotations

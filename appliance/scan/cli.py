@@ -102,24 +102,20 @@ def _device_problem(args: argparse.Namespace) -> str | None:
     return None
 
 
-def _out_problem(out: Path, db: Path, plan: Any, plan_file: Path | None, resume: bool) -> str | None:
+def _out_problem(out: Path, store: Any, plan: Any, plan_file: Path | None, resume: bool) -> str | None:
     """Why a scan cannot go into ``out``, or None: a finished scan there, or a scan to resume of another plan.
 
     A new scan into a finished scan's folder would overwrite its report and exports; resuming a scan runs its
-    stored plan, so a different ``--plan`` would be ignored (docs/scan.md, "Resuming").
+    stored plan, so a different ``--plan`` would be ignored (docs/scan.md, "Resuming"). ``store``: the open
+    results database the scan will use.
     """
-    from appliance.results.store import ResultStore
-
     if not out.is_dir():
         return None
-    mine = []
-    if db.is_file():
-        with ResultStore(db) as store:
-            mine = [r for r in store.scans() if Path(r.out_dir) == out.resolve()]
+    mine = [r for r in store.scans() if Path(r.out_dir) == out.resolve()]
     if not mine:
         meta = out / "scan.json"
-        return (f"--out {out} holds another scan ({meta} names it; its database is not {db}): give another --out, "
-                f"or its --db to resume it") if meta.is_file() else None
+        return (f"--out {out} holds another scan ({meta} names it; its database is not {store.path}): give another "
+                f"--out, or its --db to resume it") if meta.is_file() else None
     last = mine[-1]
     if last.status == "finished" and last.summary is not None:
         return (f"--out {out} holds finished scan {last.id} ({last.name!r}, {last.finish_reason}); a new scan there "
@@ -303,10 +299,11 @@ def _scan(args: argparse.Namespace) -> int:
         return _fail("scan", f"--out {out} exists and is not a directory")
     db = args.db if args.db is not None else out.resolve().parent / "tppscan.db"
     try:  # before any device moves: another program's SQLite file or a folder is the user's to fix, not a fault
-        ResultStore(db).open().close()
+        with ResultStore(db) as store:
+            problem = _out_problem(out, store, plan, args.plan, not args.no_resume)
     except OSError as exc:
         return _fail("scan", f"--db: {exc}", 1)
-    if problem := _out_problem(out, db, plan, args.plan, not args.no_resume):
+    if problem:
         return _fail("scan", problem)
     import kernels
 

@@ -22,6 +22,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
+from appliance.outpath import out_file_problem
+
 # Limits of the options: the sensor (OV5647 full frame), the overview's scale, exposure, slicing, crops.
 WIDTH_PX = (16, 2592)
 HEIGHT_PX = (16, 1944)
@@ -204,9 +206,8 @@ def _check_outputs(out: Path, suffixes: tuple[str, ...], sidecar: Path) -> int |
     if out.is_dir():
         return _file_error(f"cannot write --out {out}: it is a directory (give a file name ending in "
                            f"{' or '.join(suffixes)})")
-    name = out.name.lower()
-    if not any(name.endswith(sfx) and len(name) > len(sfx) for sfx in suffixes):
-        return _fail(f"--out must be a file name ending in {' or '.join(suffixes)}, got {str(out)!r}")
+    if problem := out_file_problem(out, suffixes):  # not a folder here: the extension
+        return _fail(problem)
     for path in (out, sidecar):
         if path.is_dir():
             return _file_error(f"cannot write {path}: it is a directory")

@@ -6,12 +6,13 @@ here, so a parameter means the same everywhere and a bad one gets the same messa
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import fields
 from typing import Any
 
 import yaml
+
+from appliance.config.yamlfile import load_yaml
 
 SIM_SECTIONS = ("slide", "optics", "sensor", "stage", "camera")
 OPTION = "--sim-set "  # what a message names: the command-line option ...
@@ -35,22 +36,16 @@ def parse_sim_sets(items: Sequence[str]) -> dict[str, dict[str, Any]]:
         if section not in SIM_SECTIONS:
             raise ValueError(f"--sim-set {item!r}: section must be one of {', '.join(SIM_SECTIONS)}, got {section!r}")
         try:
-            value = yaml.safe_load(raw)
+            value = load_yaml(raw)  # ``4e3`` a number, as in plans and the config
         except yaml.YAMLError:
             raise ValueError(f"--sim-set {item!r}: value {raw!r} is not a number, word or [list]") from None
-        out[section][name] = tuple(_number(v) for v in value) if isinstance(value, list) else _number(value)
+        out[section][name] = _param(value)
     return out
 
 
-_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+")
-
-
-def _number(value: Any) -> Any:
-    """``4e3`` as the number 4000.0: YAML 1.1 (PyYAML) reads an exponent without a dot or sign as text.
-
-    So ``--sim-set slide.width_um=4e3`` was refused as "must be a number ..., got '4e3'".
-    """
-    return float(value) if isinstance(value, str) and _NUMBER.fullmatch(value.strip()) else value
+def _param(value: Any) -> Any:
+    """A parameter's value as the sim's dataclasses take it: a list as a tuple."""
+    return tuple(value) if isinstance(value, list) else value
 
 
 def _build(cls: type, section: str, values: Mapping[str, Any], extra: tuple[str, ...] = (),
@@ -122,7 +117,7 @@ def config_sim_sets(values: Mapping[str, Any], key: str = CONFIG_KEY) -> dict[st
             raise ValueError(f"{key}{name}: must be SECTION.KEY, e.g. slide.debris_per_mm2: 40")
         if section not in SIM_SECTIONS:
             raise ValueError(f"{key}{name}: section must be one of {', '.join(SIM_SECTIONS)}, got {section!r}")
-        out[section][param] = _number(value)
+        out[section][param] = _param(value)  # the config's loader read ``4e3`` as a number
     sim_params(out, key)
     return out
 

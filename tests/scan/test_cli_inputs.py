@@ -94,5 +94,6 @@ def test_resuming_with_the_same_plan_or_into_a_new_folder_is_allowed(tmp_path):
 
     out, db = _scan_record(tmp_path, PLAN, finished=False)
     plan = ScanPlan.from_yaml(PLAN)
-    assert _out_problem(out, db, plan, tmp_path / "p.yaml", resume=True) is None
-    assert _out_problem(tmp_path / "new", db, plan, None, resume=True) is None
+    with ResultStore(db) as store:
+        assert _out_problem(out, store, plan, tmp_path / "p.yaml", resume=True) is None
+        assert _out_problem(tmp_path / "new", store, plan, None, resume=True) is None
