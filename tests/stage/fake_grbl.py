@@ -50,6 +50,10 @@ positive end                                            checked against ``-$13x.
 a move ends on whole steps: the target in mm times      ``planner.c`` ``plan_buffer_line``: ``target_steps =
 ``$10x``, rounded half away from zero (at the stock     lround(target[idx] * settings.steps_per_mm[idx])``;
 250 steps/mm Z moves 4 um at a time)                    ``MPos`` is ``sys_position / steps_per_mm``
+``?`` during ``$H`` answered once, when the cycle      ``limits.c`` ``limits_go_home`` ("No time to run
+ends (state ``Home``, before the ``ok``); a reset       protocol_execute_realtime() in this loop"), then
+meanwhile drops it (our firmware and grblHAL report     ``motion_control.c`` ``mc_homing_cycle`` runs it;
+throughout: ``reports_while_homing``)                   ``EXEC_RESET`` returns before the report
 ======================================================  ========================================================
 
 Simplified, and said so: moves run at constant feed (no acceleration) and a feed hold stops at once
@@ -108,6 +112,8 @@ class FakeGrbl:
         self.coord_systems = [[0.0, 0.0, 0.0] for _ in range(6)]
         self.speed_factor = 1.0                # < 1: a board whose motors run slower than commanded
         self.homing_s = 0.2                    # how long $H takes (switches found at once, simplified)
+        self.reports_while_homing = False      # stock 1.1h: '?' during $H answered when the cycle ends
+        self.build_name = ""                   # $I's build field ("tppscan-stage": our firmware)
         self.alarm_pause_s = ALARM_PAUSE_S     # GRBL's is 500 ms; a test on a loaded machine may widen it
         self.power_on()
 
@@ -136,6 +142,7 @@ class FakeGrbl:
         self.pending_lines: deque[str] = deque()
         self.wco_counter = 0                   # first report after a reset carries WCO
         self.home_done_at = math.inf
+        self.status_pending = False            # a '?' received during $H, answered when the cycle ends
         # gc_init: every modal group at its default, G92 cleared
         self.motion = 0
         self.absolute = True
@@ -262,6 +269,9 @@ class FakeGrbl:
         if b == ord("?"):
             if now < self.paused_until:
                 return
+            if self.state == "Home" and not self.reports_while_homing:
+                self.status_pending = True   # stock GRBL's homing loop runs no real-time commands
+                return
             return self._status()
         if b == ord("!"):
             if self.state == "Run":
@@ -320,7 +330,7 @@ class FakeGrbl:
         if self.state not in ("Idle", "Alarm"):
             return "error:8"
         if line == "$I":
-            self._out(f"[VER:{self.version}:]")
+            self._out(f"[VER:{self.version}:{self.build_name}]")
             self._out("[OPT:V,15,128]")
             return "ok"
         if line == "$#":
@@ -527,6 +537,9 @@ class FakeGrbl:
     def _advance(self, dt: float, now: float) -> None:
         if self.state == "Home" and now >= self.home_done_at:
             self.mpos = [0.0, 0.0, 0.0]
+            if self.status_pending:
+                self.status_pending = False
+                self._status()               # mc_homing_cycle's protocol_execute_realtime: still Home
             self.state = "Idle"
             self.pending_ok_at = now
         if self.state not in ("Run", "Idle") or not self.queue:

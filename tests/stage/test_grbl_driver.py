@@ -447,3 +447,56 @@ def test_homing_refused_on_a_board_with_homing_off_says_which_setting(make_fake_
         with pytest.raises(HomingDisabled, match=r"error:5 .*`tppscan stage settings --set 22=1` turns it on"):
             stage.home()  # a StageProtocolError, which a scan answers by carrying its coordinates over
         assert stage.move_to_um(x=-100).x_um == -100.0  # the board is usable as it is
+
+
+# -- a board that stops answering while it homes (session 48) -----------------------------------------
+
+def _silent_once_homing(board, after_s: float = 0.0) -> threading.Thread:
+    """Make ``board`` fall silent ``after_s`` into its homing cycle (a board unplugged or hung mid-cycle)."""
+    def watch() -> None:
+        deadline = time.monotonic() + 10.0
+        while board.state != "Home" and time.monotonic() < deadline:
+            time.sleep(0.005)
+        time.sleep(after_s)
+        board.silent = True
+    t = threading.Thread(target=watch, daemon=True)
+    t.start()
+    return t
+
+
+def test_homing_on_our_firmware_that_stops_answering_fails_within_the_reply_timeout(fake_grbl, stage_config):
+    """Our firmware reports Home throughout $H: a silent '?' ends homing in reply_timeout_s, not 120 s."""
+    fake_grbl.build_name, fake_grbl.reports_while_homing, fake_grbl.homing_s = "tppscan-stage", True, 60.0
+    with GrblStage(stage_config(fake_grbl.path, reply_timeout_s=0.5, homing_timeout_s=120.0)) as stage:
+        fake_grbl.silent = True  # it never even starts the cycle
+        t0 = time.monotonic()
+        with pytest.raises(StageTimeout, match=rf"no status report from {fake_grbl.path} within 0.5 s of '\?' "
+                                               r"while '\$H' ran: this firmware reports throughout"):
+            stage.home()
+        assert time.monotonic() - t0 < 3.0
+
+
+def test_homing_on_a_board_that_reported_then_fell_silent_fails_quickly(fake_grbl, stage_config):
+    """A board of unknown make that has answered '?' during $H is gone once it stops answering."""
+    fake_grbl.reports_while_homing, fake_grbl.homing_s = True, 60.0
+    with GrblStage(stage_config(fake_grbl.path, reply_timeout_s=0.5, homing_timeout_s=120.0)) as stage:
+        _silent_once_homing(fake_grbl, after_s=0.5)
+        t0 = time.monotonic()
+        with pytest.raises(StageTimeout, match=r"it had reported 'Home' earlier while the line ran"):
+            stage.home()
+        assert time.monotonic() - t0 < 4.0
+
+
+@pytest.mark.parametrize("ours", [True, False], ids=["reports-throughout", "stock-reports-at-the-end"])
+def test_a_slow_live_board_still_homes(fake_grbl, stage_config, ours):
+    """Homing far longer than the reply timeout is fine while the board answers '?' (ours) and also on stock
+    GRBL 1.1h, which answers no '?' until its cycle ends (limits.c runs no real-time commands in its loop)."""
+    fake_grbl.homing_s = 3.0   # 6 reply timeouts: stands for a 60 s cycle against the default 2 s
+    if ours:
+        fake_grbl.build_name, fake_grbl.reports_while_homing = "tppscan-stage", True
+    with GrblStage(stage_config(fake_grbl.path, reply_timeout_s=0.5, homing_timeout_s=20.0)) as stage:
+        t0 = time.monotonic()
+        pos = stage.home()
+        assert time.monotonic() - t0 >= 3.0
+        assert (pos.x_um, pos.y_um) == (0.0, 0.0)  # z: unknown on a servo (ours) until a focus move
+        assert stage.move_to_um(x=-100).x_um == -100.0  # the answer to the last '?' did not get in the way

@@ -4,6 +4,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -314,3 +315,19 @@ def test_ctrl_c_with_simavr_board_exits_cleanly(firmware_paths):
     out, err = proc.communicate(timeout=20)
     assert proc.returncode == 130, err
     assert "feed hold sent" in err and "Traceback" not in err
+
+
+def test_home_on_a_board_that_falls_silent_is_a_quick_one_line_error(capsys, fake_grbl):
+    """`stage home` on our firmware gone silent at $H: one line naming the port within seconds, not 120 s."""
+    fake_grbl.build_name, fake_grbl.reports_while_homing, fake_grbl.homing_s = "tppscan-stage", True, 60.0
+
+    def silence_at_home() -> None:
+        deadline = time.monotonic() + 10.0
+        while "$H" not in fake_grbl.received and time.monotonic() < deadline:
+            time.sleep(0.005)
+        fake_grbl.silent = True
+    threading.Thread(target=silence_at_home, daemon=True).start()
+    t0 = time.monotonic()
+    err = _one_line_exit_1(capsys, "home", "--port", fake_grbl.path, "--boot-delay", "0")
+    assert f"no status report from {fake_grbl.path} within 2 s of '?' while '$H' ran" in err, err
+    assert time.monotonic() - t0 < 8.0

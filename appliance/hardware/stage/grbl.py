@@ -41,6 +41,7 @@ from appliance.hardware.stage.grbl_link import (
     Reply,
     StageConnectionError,
     StageResetError,
+    StatusWatch,
     Transport,
     alarm_error,
     check,
@@ -1007,7 +1008,7 @@ class GrblStage(Stage):
         def run() -> None:
             self.link.last_alarm = None
             self._homing, self._span = True, None   # homing may take the carriage anywhere
-            self._cmd("$H", self.config.homing_timeout_s)
+            check(self.link.send_watched("$H", self.config.homing_timeout_s, self._homing_watch()))
         try:
             self._io(run)
             report = self._await_homed(deadline)
@@ -1016,6 +1017,17 @@ class GrblStage(Stage):
         self._moving = False
         self._widen_span(self._machine_mm(report), reset=True)
         return self._to_position(report)
+
+    def _homing_watch(self) -> StatusWatch:
+        """``?`` during ``$H``: our firmware reports ``Home`` throughout, so its silence ends homing early.
+
+        Stock GRBL 1.1h reports only when the cycle ends; it is waited for up to ``homing_timeout_s`` unless it
+        reports earlier (:class:`StatusWatch`).
+        """
+        cfg = self.config
+        ours = self.build_info is not None and _ours(self.build_info)
+        return StatusWatch(board=str(self.port), poll_s=cfg.poll_interval_s, silence_s=cfg.reply_timeout_s,
+                           expect=ours, running="Home", why="this firmware reports throughout the homing cycle")
 
     def _await_homed(self, deadline: float) -> StatusReport:
         while True:

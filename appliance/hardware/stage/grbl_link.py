@@ -12,6 +12,7 @@ The transport is anything with pyserial's ``read``/``write``/``in_waiting``/``re
 
 from __future__ import annotations
 
+import math
 import time
 from collections import deque
 from collections.abc import Callable
@@ -121,6 +122,43 @@ class Reply:
     def result(self) -> str:
         """``ok`` or ``error:N``, as the board printed it."""
         return "ok" if self.ok else f"error:{self.error_code}"
+
+
+@dataclass
+class StatusWatch:
+    """The ``?`` asked while a long line runs (:meth:`GrblLink.send_watched`), and how long one went unanswered.
+
+    Stock GRBL 1.1h answers no ``?`` during its homing cycle (``limits.c``: "No time to run
+    protocol_execute_realtime() in this loop") and one report when it ends; our firmware and grblHAL report
+    throughout. So a board known to report (``expect``), or one that has reported once during this line, and
+    then leaves a ``?`` unanswered for ``silence_s`` has stopped; a board that has not reported yet is
+    bounded only by the line's own timeout.
+    """
+
+    board: str           # the port, for the message
+    poll_s: float        # the wait between one report and the next '?'
+    silence_s: float     # how long an expected report may take
+    expect: bool         # the board is known to report while the line runs
+    running: str         # the state a report shows while the line runs ("Home")
+    why: str = "the board reports while this line runs"
+    asked_at: float | None = None   # when the '?' still unanswered was sent
+    next_at: float = 0.0            # when the next '?' is due
+
+    def wake_at(self) -> float:
+        """When the link must look again: the next ``?`` is due, or the unanswered one is overdue."""
+        if self.asked_at is None:
+            return self.next_at
+        return self.asked_at + self.silence_s if self.expect else math.inf
+
+    def answered(self, now: float, state: str | None) -> None:
+        """A report came (``state``: None if mangled); the next ``?`` is due after ``poll_s``.
+
+        Only a report in the ``running`` state shows that the board reports while the line runs: a ``?``
+        that overtook the line is answered before the line starts, on stock GRBL too.
+        """
+        if not self.expect and state == self.running:
+            self.expect, self.why = True, f"it had reported {state!r} earlier while the line ran"
+        self.asked_at, self.next_at = None, now + self.poll_s
 
 
 def alarm_error(code: int, context: str) -> StageAlarm:
@@ -348,6 +386,26 @@ class GrblLink:
         StageProtocolError
             If a line that GRBL never sends arrives, or the board resets while the line is pending.
         """
+        self._write_line(command)
+        return self._await_reply(command, self._clock() + timeout_s, timeout_s)
+
+    def send_watched(self, command: str, timeout_s: float, watch: StatusWatch) -> Reply:
+        """:meth:`send` for a line that runs long (``$H``), asking ``?`` meanwhile to tell a live board from a gone one.
+
+        Raises
+        ------
+        StageTimeout
+            Also when the board leaves a ``?`` unanswered for ``watch.silence_s`` while it is expected to
+            report (see :class:`StatusWatch`).
+        """
+        self._write_line(command)
+        try:
+            return self._await_reply(command, self._clock() + timeout_s, timeout_s, watch)
+        finally:
+            if watch.asked_at is not None:
+                self._dirty = True  # the answer to the last '?' may still come: the next exchange drains it
+
+    def _write_line(self, command: str) -> None:
         if len(command) > MAX_LINE_LENGTH:
             raise ValueError(f"a GRBL line is at most {MAX_LINE_LENGTH} characters, got {len(command)}: "
                              f"{command[:40]!r}...")
@@ -362,7 +420,6 @@ class GrblLink:
         self._raise_if_reset()
         self.last_command = command
         self.transport.write(command.encode("ascii") + b"\n")
-        return self._await_reply(command, self._clock() + timeout_s, timeout_s)
 
     def _drop_stale_replies(self) -> None:
         """Read complete lines already received; a stray ``ok`` (a duplicate) must not answer the next line.
@@ -404,10 +461,15 @@ class GrblLink:
             raise type(exc)(f"{exc} (the reply came late, out of step with the commands: the board had "
                             "answered an extra 'ok')") from None
 
-    def _await_reply(self, command: str, deadline: float, timeout_s: float) -> Reply:
+    def _await_reply(self, command: str, deadline: float, timeout_s: float,
+                     watch: StatusWatch | None = None) -> Reply:
         payload: list[str] = []
         while True:
-            text = self.read_line(deadline, f"waiting for the reply to {command!r}")
+            wake = deadline if watch is None else min(deadline, watch.wake_at())
+            text = self.read_line(wake, f"waiting for the reply to {command!r}")
+            if text is None and watch is not None and self._clock() < deadline:
+                self._watch_tick(watch, command)
+                continue
             if text is None:
                 self._dirty = True
                 if self.critical_alarm is not None:
@@ -430,15 +492,32 @@ class GrblLink:
                     raise StageResetError(f"the board reset ({text!r}) while {command!r} was pending")
                 raise StageProtocolError(f"the board reset ({text!r}) while {command!r} was pending")
             if line.kind is LineKind.STATUS:
+                state = None
                 try:
-                    self._store_status(line.text)
+                    state = self._store_status(line.text).state
                 except StageProtocolError:
                     pass  # a mangled report pushed amid a reply: the reply itself is what counts here
+                if watch is not None:
+                    watch.answered(self._clock(), state)  # even a mangled report says the board is alive
             elif line.kind is LineKind.OTHER:
                 self._dirty = True
                 raise GarbledLineError(f"unexpected reply {excerpt(text)} to {command!r}: not a GRBL 1.1 line")
             elif line.kind is not LineKind.EMPTY:
                 payload.append(line.text)
+
+    def _watch_tick(self, watch: StatusWatch, command: str) -> None:
+        """Ask ``?`` when one is due; raise when an expected report is overdue."""
+        now = self._clock()
+        if watch.asked_at is None:
+            if now >= watch.next_at:
+                self.write_realtime(STATUS_QUERY)
+                watch.asked_at = now
+            return
+        if watch.expect and now - watch.asked_at >= watch.silence_s:
+            self._dirty = True
+            raise StageTimeout(f"no status report from {watch.board} within {watch.silence_s:g} s of '?' while "
+                               f"{command!r} ran: {watch.why}, so it has stopped answering (power, cable, "
+                               "hung firmware?); it may still be moving")
 
     def query_status(self, timeout_s: float) -> StatusReport:
         """Send ``?`` and return the status report that answers it.
