@@ -277,7 +277,10 @@ def to_coco(records: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def load_coco(data_dir: Path) -> dict[str, Any]:
-    """A detection dataset's COCO dict, checked by ``check_coco`` (``OSError`` naming the file otherwise)."""
+    """A detection dataset's COCO dict and frame files, checked (``OSError`` naming the file otherwise).
+
+    ``check_coco`` checks the dict, ``check_image_files`` each frame's file and size.
+    """
     path = Path(data_dir) / "annotations.coco.json"
     try:
         coco = json.loads(path.read_text())
@@ -287,10 +290,41 @@ def load_coco(data_dir: Path) -> dict[str, Any]:
     problem = check_coco(coco)
     if problem:
         raise OSError(f"{path}: {problem}")
+    check_image_files(Path(data_dir), coco["images"])
     for a in coco["annotations"]:  # optional in COCO; pycocotools' evaluation reads both
         a.setdefault("iscrowd", 0)
         a.setdefault("area", a["bbox"][2] * a["bbox"][3])
     return dict(coco)
+
+
+def check_image_files(data_dir: Path, images: list[dict[str, Any]]) -> None:
+    """Refuse a frame that is missing, not an image, or not the size its COCO entry gives.
+
+    Boxes are in the listed size's pixels: a frame of another size (replaced, resized) would train and score
+    boxes in the wrong place without a word. Only each file's header is read (PIL opens lazily), so thousands
+    of frames cost well under a second; an entry without ``width``/``height`` is not compared.
+
+    Raises
+    ------
+    OSError
+        Naming the file, and for a size mismatch both sizes.
+    """
+    from PIL import Image
+
+    listed = data_dir / "annotations.coco.json"
+    for k, im in enumerate(images):
+        path = data_dir / im["file_name"]
+        if not path.is_file():  # a FIFO or device would block the open below
+            raise OSError(f"{path}: missing or not a regular file (images[{k}] of {listed})")
+        try:
+            with Image.open(path) as img:
+                real = img.size
+        except (OSError, Image.DecompressionBombError) as exc:
+            raise OSError(f"{path}: not an image ({exc}; images[{k}] of {listed})") from None
+        given = (im.get("width", real[0]), im.get("height", real[1]))
+        if given != real:
+            raise OSError(f"{path}: {real[0]} x {real[1]} pixels, but {listed} gives {given[0]!r} x {given[1]!r} "
+                          f"(images[{k}]); its boxes would land in the wrong place")
 
 
 def check_coco(coco: dict[str, Any]) -> str | None:

@@ -6,9 +6,12 @@ Every COCO file here is written by hand; the checks run before a frame is read o
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
+import cv2
+import numpy as np
 import pytest
 
 from appliance.cli import main
@@ -28,10 +31,13 @@ def _ann(**change: Any) -> list[dict[str, Any]]:
     return [{**_coco()["annotations"][0], **change}]
 
 
-def _dataset(root: Path, coco: dict[str, Any]) -> Path:
+def _dataset(root: Path, coco: dict[str, Any], frame_wh: tuple[int, int] = (64, 48)) -> Path:
+    """A dataset folder with ``coco`` and ``images/a.png`` (``frame_wh`` pixels: the COCO's own size by default)."""
     root.mkdir(parents=True, exist_ok=True)
     (root / "meta.json").write_text(json.dumps({"kind": "detection", "split": "val"}))
     (root / "annotations.coco.json").write_text(json.dumps(coco))
+    (root / "images").mkdir(exist_ok=True)
+    cv2.imwrite(str(root / "images" / "a.png"), np.full((frame_wh[1], frame_wh[0]), 128, np.uint8))
     return root
 
 
@@ -102,3 +108,51 @@ def test_train_detector_empty_val_set_is_refused_before_training(tmp_path: Path,
                  "--quick"]) == 1
     assert "'images' is empty" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+# -- a frame whose file is not the size its COCO entry gives (session 48) --------------------------------
+
+def test_models_eval_detector_refuses_a_frame_of_another_size(tmp_path: Path, capsys):
+    data = _dataset(tmp_path / "d", _coco(), frame_wh=(80, 60))
+    assert main(["models", "eval", "detector", "--data", str(data)]) == 1
+    err = capsys.readouterr().err
+    assert (f"{data / 'images' / 'a.png'}: 80 x 60 pixels, but {data / 'annotations.coco.json'} gives 64 x 48 "
+            "(images[0])") in err and "Traceback" not in err
+
+
+def test_train_detector_refuses_a_frame_of_another_size_before_training(tmp_path: Path, capsys):
+    pytest.importorskip("torch")
+    good = _dataset(tmp_path / "good", _coco())
+    val = _dataset(tmp_path / "val", _coco(), frame_wh=(64, 49))
+    for argv, bad in ((["--data", str(val)], val), (["--data", str(good), "--val", str(val)], val)):
+        assert main(["train", "detector", *argv, "--out", str(tmp_path / "o"), "--quick"]) == 1
+        err = capsys.readouterr().err
+        assert f"{bad / 'images' / 'a.png'}: 64 x 49 pixels, but" in err and "gives 64 x 48" in err, err
+        assert not (tmp_path / "o").exists()
+
+
+def test_frame_sizes_are_read_from_the_headers_only(tmp_path: Path, monkeypatch):
+    """Thousands of frames: the check opens each file's header and never decodes its pixels."""
+    from PIL import Image
+
+    from models.data.detection import load_coco
+
+    data = _dataset(tmp_path / "d", _coco())
+    monkeypatch.setattr(Image.Image, "load", lambda self: pytest.fail("decoded a frame's pixels"))
+    assert load_coco(data)["images"][0]["width"] == 64
+
+
+@pytest.mark.parametrize("make, needle", [
+    (lambda p: None, "missing or not a regular file"),
+    (lambda p: os.mkfifo(p), "missing or not a regular file"),   # opening it would block
+    (lambda p: p.write_text("not a png"), "not an image"),
+])
+def test_a_frame_that_is_not_an_image_file_is_named(make, needle, tmp_path: Path):
+    from models.data.detection import load_coco
+
+    data = _dataset(tmp_path / "d", _coco())
+    frame = data / "images" / "a.png"
+    frame.unlink()
+    make(frame)
+    with pytest.raises(OSError, match=rf"{frame}: {needle}"):
+        load_coco(data)
