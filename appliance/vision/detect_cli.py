@@ -66,17 +66,23 @@ def _bad(option: str, value: object, allowed: str) -> int:
 def collect_images(inputs: list[Path]) -> list[Path]:
     """Image files named or inside the named folders, in order, each once (``OSError`` for a missing path).
 
+    A named FIFO, device or socket is an ``OSError`` saying what it is; it is never opened (a FIFO would block).
     A file named twice (or named and inside a named folder) is read once: its objects would otherwise be
     counted twice in the CSV and the summary.
     """
+    from appliance.vision.imagefile import file_problem
+
     out: list[Path] = []
     for p in inputs:
         if p.is_dir():
             out.extend(sorted(q for q in p.iterdir() if q.suffix.lower() in IMAGE_SUFFIXES and q.is_file()))
-        elif p.is_file():
-            out.append(p)
-        else:
+            continue
+        problem = file_problem(p)
+        if problem == "no such file":
             raise OSError(f"{p}: no such file or folder")
+        if problem:
+            raise OSError(f"{p}: {problem}; give an image file or a folder of them")
+        out.append(p)
     unique: dict[Path, Path] = {}
     for p in out:
         unique.setdefault(p.resolve(), p)

@@ -17,6 +17,7 @@ Errors are :class:`ImageFileError` naming the file and what was wrong, never an 
 
 from __future__ import annotations
 
+import stat
 from pathlib import Path
 
 import cv2
@@ -24,9 +25,13 @@ import numpy as np
 
 from appliance.hardware.camera.convert import bit_depth
 
-__all__ = ["ImageFileError", "bit_depth", "read_frames", "to_uint8"]
+__all__ = ["ImageFileError", "bit_depth", "file_problem", "read_frames", "to_uint8"]
 
 TIFF_SUFFIXES = frozenset({".tif", ".tiff"})
+
+#: What a path that is no regular file is, in a user's words (opening a FIFO for reading blocks until a writer).
+_NOT_REGULAR = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISSOCK, "a socket"),
+                (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
 
 
 class ImageFileError(OSError):
@@ -42,14 +47,32 @@ def read_frames(path: Path) -> list[tuple[str, np.ndarray]]:
         The file is missing, empty, not a decodable image, or holds pixels with no meaning as brightness
         (NaN or infinite values, complex numbers, more than 4 channels).
     """
-    if not path.is_file():
-        raise ImageFileError(f"{path}: no such file")
+    problem = file_problem(path)
+    if problem:
+        raise ImageFileError(f"{path}: {problem}")
     if path.stat().st_size == 0:
         raise ImageFileError(f"{path}: empty file")
     pages = _read_tiff(path) if path.suffix.lower() in TIFF_SUFFIXES else [_read_other(path)]
     if len(pages) == 1:
         return [(path.name, to_uint8(pages[0], path))]
     return [(f"{path.name}[{k}]", to_uint8(p, path)) for k, p in enumerate(pages)]
+
+
+def file_problem(path: Path) -> str | None:
+    """Why ``path`` is not a regular file to read ("no such file", "not a regular file: a named pipe (FIFO)"), or None.
+
+    Only ``stat`` is asked: the path is never opened, so a FIFO cannot block.
+    """
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return "no such file"
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})"
+    if stat.S_ISREG(mode):
+        return None
+    kind = next((name for test, name in _NOT_REGULAR if test(mode)), "another kind of file")
+    return f"not a regular file: {kind}"
 
 
 def to_uint8(image: np.ndarray, source: Path | str = "image") -> np.ndarray:

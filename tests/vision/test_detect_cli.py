@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
+import threading
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -55,3 +59,37 @@ def test_an_image_named_twice_is_read_once(tmp_path, capsys):
     assert rc == 0
     assert "wrote 1 annotated images" in capsys.readouterr().out
     assert [i["filename"] for i in json.loads((out / "detections.json").read_text())["images"]] == ["a.png"]
+
+
+def _bound_socket(path: Path) -> None:
+    with socket.socket(socket.AF_UNIX) as s:
+        s.bind(str(path))  # the socket file stays after the socket is closed
+
+
+@pytest.mark.parametrize("make, kind", [
+    (lambda p: os.mkfifo(p), "a named pipe (FIFO)"),   # opening it for reading would block until a writer came
+    (lambda p: _bound_socket(p), "a socket"),
+])
+def test_an_image_that_is_no_regular_file_is_named_for_what_it_is(tmp_path, capsys, make, kind):
+    image = tmp_path / "frame.png"
+    make(image)
+    done: list[int] = []
+    worker = threading.Thread(target=lambda: done.append(main(["detect", str(image), "--out",
+                                                                 str(tmp_path / "out")])), daemon=True)
+    worker.start()
+    worker.join(60)
+    assert done == [1], "tppscan detect blocked on the file or did not refuse it"
+    err = capsys.readouterr().err
+    assert f"{image}: not a regular file: {kind}" in err and "no such file" not in err, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_read_frames_names_a_fifo_without_opening_it(tmp_path):
+    from appliance.vision.imagefile import ImageFileError, read_frames
+
+    fifo = tmp_path / "f.tif"
+    os.mkfifo(fifo)
+    with pytest.raises(ImageFileError, match=r"f\.tif: not a regular file: a named pipe \(FIFO\)"):
+        read_frames(fifo)
+    with pytest.raises(ImageFileError, match=r"/dev/null: not a regular file: a character device"):
+        read_frames(Path("/dev/null"))
