@@ -163,6 +163,10 @@ def run(args: argparse.Namespace) -> int:
     bad = check_common(args)
     if bad is None and not WIDTHS[0] <= args.width <= WIDTHS[1]:
         bad = f"--width must be in [{WIDTHS[0]}, {WIDTHS[1]}], got {args.width!r}"
+    if bad is None:
+        from models.data.cli import repeated_folder
+
+        bad = repeated_folder("--data and --more-data", [args.data, *args.more_data])
     if bad:
         print(f"tppscan train classifier: error: {bad}", file=sys.stderr)
         return 2

@@ -333,3 +333,19 @@ def read_meta(data_dir: Path) -> dict[str, Any]:
     if not isinstance(meta, dict) or "kind" not in meta:
         raise OSError(f"{path}: not a dataset made by `tppscan dataset` (no 'kind')")
     return meta
+
+
+def repeated_folder(options: str, folders: Iterable[Path]) -> str | None:
+    """One line naming a dataset folder given twice (after resolving links and ``..``), or None.
+
+    Training concatenates its folders, so one given twice counts its frames twice: a silently doubled weight,
+    and a log claiming more data than there is.
+    """
+    seen: dict[Path, Path] = {}
+    for folder in folders:
+        key = folder.resolve()
+        if key in seen:
+            same = "" if str(seen[key]) == str(folder) else f" (as {str(seen[key])!r} and {str(folder)!r})"
+            return f"{options}: the folder {key} is given twice{same}; give each dataset folder once"
+        seen[key] = folder
+    return None

@@ -77,7 +77,9 @@ def check_arguments(args: argparse.Namespace) -> str | None:
         return f"--lr must be in (0, 1], got {args.lr}"
     if args.out.exists() and not args.out.is_dir():
         return f"--out {args.out} exists and is not a folder; give a folder (it is created if missing)"
-    return None
+    from models.data.cli import repeated_folder
+
+    return repeated_folder("--data", args.data)
 
 
 def load_frames(data_dir: Path, input_hw: tuple[int, int] = (INPUT_H, INPUT_W),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -78,6 +79,26 @@ def test_more_data_is_appended_to_the_training_set(classifier_data, tmp_path: Pa
     from tests.classifier_focus.conftest import _train
 
     d = classifier_data["train"]
-    assert _train("models.classifier.train", d, tmp_path, "--more-data", str(d), str(d)) == 0
+    more = [tmp_path / "more1", tmp_path / "more2"]  # copies: one folder given twice is refused
+    for m in more:
+        shutil.copytree(d, m)
+    assert _train("models.classifier.train", d, tmp_path, "--more-data", *map(str, more)) == 0
     m = json.loads((tmp_path / "metrics.json").read_text())
-    assert m["n_train"] == 3 * 64 and [x["dir"] for x in m["more_train"]] == [str(d), str(d)]
+    assert m["n_train"] == 3 * 64 and [x["dir"] for x in m["more_train"]] == list(map(str, more))
+
+
+def test_a_training_folder_given_twice_is_refused(tmp_path: Path, capsys):
+    """--data and --more-data are concatenated: one folder twice would count its crops twice."""
+    import models.classifier.train as mod
+
+    d = tmp_path / "train"
+    d.mkdir()
+    (tmp_path / "link").symlink_to(d)
+    p = argparse.ArgumentParser()
+    mod.add_arguments(p)
+    for more in ([str(d)], [str(tmp_path / "other"), str(tmp_path / "link")], [f"{d}/../train/"]):
+        rc = mod.run(p.parse_args(["--data", str(d), "--more-data", *more, "--out", str(tmp_path / "o")]))
+        err = capsys.readouterr().err.strip()
+        assert rc == 2 and len(err.splitlines()) == 1, err
+        assert f"--data and --more-data: the folder {d} is given twice" in err
+    assert not (tmp_path / "o").exists()

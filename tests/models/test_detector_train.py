@@ -115,6 +115,19 @@ def test_train_cli_bad_value(tmp_path, capsys):
     assert "--steps must be an integer in [1, 1000000], got 0" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("again", ["{d}", "{d}/", "{d}/../data", "{link}"])
+def test_train_cli_refuses_a_data_folder_given_twice(again, tmp_path, capsys):
+    """Several --data folders are concatenated: one given twice (however spelled) would count its frames twice."""
+    d = tmp_path / "data"
+    d.mkdir()
+    (tmp_path / "link").symlink_to(d)
+    second = again.format(d=d, link=tmp_path / "link")
+    assert main(["train", "detector", "--data", str(d), second, "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert f"--data: the folder {d} is given twice" in err and "give each dataset folder once" in err, err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "o").exists()
+
+
 @pytest.mark.parametrize("size, needle", [("320x241", "multiples of 16"), ("wide", "is not WxH"),
                                           ("2048x240", "multiples of 16 in [64, 1024]")])
 def test_train_cli_bad_input_size(size, needle, tmp_path, capsys):
