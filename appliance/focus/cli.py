@@ -207,7 +207,7 @@ def run_stack(args: argparse.Namespace) -> int:
     from appliance.focus.bench import scan_order
     from appliance.focus.scores import TARGET_MARGIN_PX, grow_rect
     from appliance.focus.stack import capture_stack, range_planes_um, servo_planes_um, write_ome_stack
-    from appliance.outpath import out_file_problem
+    from appliance.outpath import out_file_problem, out_file_unwritable
     from appliance.sim.microscope import VirtualMicroscope
 
     if problem := out_file_problem(args.out, OME_SUFFIXES):  # before the autofocus, not after it
@@ -223,6 +223,9 @@ def run_stack(args: argparse.Namespace) -> int:
         print(f"tppscan focus stack: error: --structure must be in [0, {len(objs) - 1}] for slide {args.seed}, "
               f"got {args.structure}", file=sys.stderr)
         return 2
+    if problem := out_file_unwritable(args.out):  # a refusal after the autofocus would lose it
+        print(f"tppscan focus stack: error: {problem}", file=sys.stderr)
+        return 1
     o = objs[args.structure]
     with scope.stage, scope.camera:
         scope.stage.move_to_um(x=o.center_um[0], y=o.center_um[1])

@@ -383,7 +383,7 @@ def _backlash_text(backlash_um: tuple[float, float] | None) -> str:
 
 
 def _calibrate(args: argparse.Namespace) -> int:
-    from appliance.outpath import out_file_problem
+    from appliance.outpath import out_file_problem, out_file_unwritable
     from appliance.scan.calibration import calibrate
 
     if problem := out_file_problem(args.out, (".yaml", ".yml")) or _device_problem(args):  # before the stage moves
@@ -394,6 +394,8 @@ def _calibrate(args: argparse.Namespace) -> int:
         value = getattr(args, name)
         if value is not None and not math.isfinite(value):
             return _fail("calibrate", f"--{name} must be a finite number of um, got {value}")
+    if problem := out_file_unwritable(args.out):  # the file system's refusal, before the stage moves
+        return _fail("calibrate", problem, code=1)
     with _devices(args) as (scope, stage, camera):
         if args.z is not None:
             stage.focus_to_um(args.z)

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
-from appliance.outpath import out_file_problem
+from appliance.outpath import out_file_problem, out_file_unwritable
 
 # Limits of the options: the sensor (OV5647 full frame), the overview's scale, exposure, slicing, crops.
 WIDTH_PX = (16, 2592)
@@ -198,28 +198,16 @@ def _file_error(msg: str) -> int:
 
 
 def _check_outputs(out: Path, suffixes: tuple[str, ...], sidecar: Path) -> int | None:
-    """Check, before rendering, that ``out`` has an allowed extension and it and its JSON sidecar can be written.
+    """Check ``out`` and its JSON sidecar before rendering; None when both can be written, else the exit code.
 
-    Returns None when both can be written, else the exit code after printing one line. A probe file is
-    created and removed again, so a later failure leaves nothing behind.
+    A folder or another extension is bad input (exit 2), a place the file system refuses is exit 1
+    (``appliance.outpath``); either prints one line.
     """
-    if out.is_dir():
-        return _file_error(f"cannot write --out {out}: it is a directory (give a file name ending in "
-                           f"{' or '.join(suffixes)})")
-    if problem := out_file_problem(out, suffixes):  # not a folder here: the extension
+    if problem := out_file_problem(out, suffixes):  # a folder or another extension: bad input
         return _fail(problem)
-    for path in (out, sidecar):
-        if path.is_dir():
-            return _file_error(f"cannot write {path}: it is a directory")
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            existed = path.exists()
-            with open(path, "ab"):
-                pass
-            if not existed:
-                path.unlink()
-        except OSError as e:
-            return _file_error(f"cannot write --out {path}: {e.strerror or e}")
+    for path, what in ((out, "--out"), (sidecar, "--out's sidecar")):
+        if problem := out_file_unwritable(path, what):
+            return _file_error(problem)
     return None
 
 

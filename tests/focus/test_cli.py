@@ -115,3 +115,16 @@ def test_options_that_cannot_apply_are_refused_or_noted(tmp_path, capsys: pytest
     assert "--step-um with --servo-sweep" in capsys.readouterr().err and not (tmp_path / "s.ome.tif").exists()
     assert main(["focus", "bench", "--seed", "5", "--fields", "1", "--strategy", "sweep", "--per-field"]) == 0
     assert "NOTE --per-field" in capsys.readouterr().err
+
+
+def test_stack_out_the_file_system_refuses_is_one_line_before_the_autofocus(tmp_path, capsys, monkeypatch) -> None:
+    """Exit 1 naming the file before any frame, where the write used to fail after the autofocus and stack."""
+    import importlib
+
+    af = importlib.import_module("appliance.focus.autofocus")  # the package exports a function of that name
+    monkeypatch.setattr(af, "autofocus", lambda *a, **k: pytest.fail("focused before checking --out"))
+    (tmp_path / "file.txt").write_text("x")
+    out = tmp_path / "file.txt" / "s.ome.tif"
+    assert main(["focus", "stack", "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert f"tppscan focus stack: error: cannot write --out {out}: " in err and len(err.strip().splitlines()) == 1

@@ -53,6 +53,18 @@ def test_options_that_cannot_be_used_are_refused(argv, words, tmp_path, capsys, 
     assert not (tmp_path / "cal.png").exists()
 
 
+def test_calibrate_out_the_file_system_refuses_is_one_line_before_the_stage_moves(tmp_path, capsys, monkeypatch):
+    """Exit 1 naming the file before the calibration, where the save used to fail after the stage had moved."""
+    import appliance.scan.calibration as calibration
+
+    monkeypatch.setattr(calibration, "calibrate", lambda *a, **k: pytest.fail("calibrated before checking --out"))
+    (tmp_path / "file.txt").write_text("x")
+    out = tmp_path / "file.txt" / "cal.yaml"
+    assert main(["calibrate", "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert f"tppscan calibrate: error: cannot write --out {out}: " in err and len(err.strip().splitlines()) == 1
+
+
 def _scan_record(tmp_path, plan_text: str, finished: bool):
     """A scan folder and its database row, as a scan of ``plan_text`` leaves them (interrupted or finished)."""
     out, db = tmp_path / "s", tmp_path / "tppscan.db"

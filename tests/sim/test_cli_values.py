@@ -7,6 +7,7 @@ camera or the overview fails; no row may leave an output file behind.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -29,8 +30,9 @@ ROWS: list[tuple[list[str], int, list[str]]] = [
     (["field", "--out", "{tmp}/.png"], 2, ["--out", ".png", "ending in .png"]),
     (["stack", "--out", "{tmp}/s.png"], 2, ["--out", "s.png", ".ome.tif"]),
     (["strip", "--cls", "pentagon", "--out", "{tmp}/p.tif"], 2, ["--out", "p.tif", ".png"]),
-    (["field", "--out", "{tmp}"], 1, ["--out", "is a directory"]),
-    (["stack", "--out", "{tmp}/d.ome.tif.json/../d.ome.tif"], 1, ["d.ome.tif.json", "is a directory"]),
+    (["field", "--out", "{tmp}"], 2, ["--out", "is a folder", "ending in .png"]),   # bad input, as focus stack's
+    (["stack", "--out", "{tmp}/d.ome.tif.json/../d.ome.tif"], 1, ["sidecar", "d.ome.tif.json", "is a folder"]),
+    (["field", "--out", "{tmp}/pipe.png"], 1, ["--out", "pipe.png", "not a regular file"]),   # opened, it blocked
     (["field", "--out", "/proc/x.png"], 1, ["--out", "/proc/x.png", "cannot write"]),
     (["slide", "--out", "{tmp}/file.txt/x.png"], 1, ["--out", "file.txt/x.png", "cannot write"]),
     # --slice-um (every subcommand)
@@ -116,6 +118,7 @@ def test_bad_value(tmp_path: Path, capsys: pytest.CaptureFixture[str], no_render
                    code: int, words: list[str]) -> None:
     (tmp_path / "file.txt").write_text("not a directory")
     (tmp_path / "d.ome.tif.json").mkdir()
+    os.mkfifo(tmp_path / "pipe.png")
     args = [a.replace("{tmp}", str(tmp_path)) for a in argv]
     if "--out" not in args:
         args += ["--out", str(tmp_path / ("o.ome.tif" if args[0] == "stack" else "o.png"))]
