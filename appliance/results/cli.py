@@ -106,21 +106,17 @@ def _cmd_show(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from appliance.results.export import to_coco_json, to_csv
+    from appliance.results.export import scan_annotations, write_export
     from appliance.results.store import ResultStore
 
     db, sid = _locate(args.dir)
     with ResultStore(db, read_only=True) as st:
-        _scan(st, sid, args.dir)
-        ann = st.annotations(sid)
+        scan = _scan(st, sid, args.dir)
+        ann = scan_annotations(st, scan)
+    formats = ("csv", "coco") if args.format == "both" else (args.format,)
     out = args.out or args.dir
-    out.mkdir(parents=True, exist_ok=True)
-    written = []
-    if args.format in ("csv", "both"):
-        (out / "export.csv").write_text(to_csv(ann))
-        written.append(out / "export.csv")
-    if args.format in ("coco", "both"):
-        (out / "export_coco.json").write_text(to_coco_json(ann, f"tppscan scan {sid}"))
-        written.append(out / "export_coco.json")
-    print(f"{len(ann)} boxes; wrote " + ", ".join(str(p) for p in written))
+    written = write_export(out, args.dir, ann, f"tppscan scan {sid}", formats)
+    frames = len({a.filename for a in ann})
+    copied = f" and {frames} frames" if out.resolve() != args.dir.resolve() else ""
+    print(f"{len(ann)} boxes in {frames} frames; wrote " + ", ".join(str(p) for p in written) + copied)
     return 0

@@ -496,12 +496,10 @@ def write_outputs(store: ResultStore, scan_id: int, folder: ScanFolder, fov_um: 
                   area_um: Sequence[float], summary: Mapping[str, Any],
                   height_rmse: Mapping[int, float] | None = None) -> Path:
     """Write the exports and ``report.html`` of a scan into its folder; return the report's path."""
-    from appliance.results.export import to_coco_json, to_csv
+    from appliance.results.export import scan_annotations, write_export
     from appliance.results.report import write_report
 
-    ann = store.annotations(scan_id)
-    write_durably(folder.root / "export.csv", to_csv(ann).encode())
-    write_durably(folder.root / "export_coco.json", to_coco_json(ann, f"tppscan scan {scan_id}").encode())
+    write_export(folder.root, folder.root, scan_annotations(store, store.scan(scan_id)), f"tppscan scan {scan_id}")
     return write_report(folder.root, store.scan(scan_id), store.fields(scan_id), store.objects(scan_id), summary,
                         fov_um, area_um, height_rmse)
 
