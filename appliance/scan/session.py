@@ -56,7 +56,8 @@ from appliance.sim.overrides import parse_sim_sets as parse_sim_sets
 from appliance.sim.overrides import sim_microscope as sim_microscope
 from appliance.vision.decision import SMALLEST_PRINT_UM
 
-#: The scan folder's lock file: held (``flock``) by the process scanning into the folder, released when it exits.
+#: The scan folder's lock file: held (``flock``) by the process scanning into the folder, removed when the scan
+#: ends (completed, failed or interrupted); a killed process leaves it behind, unlocked.
 LOCK_FILE = ".tppscan.lock"
 
 
@@ -70,21 +71,46 @@ def folder_lock(root: Path) -> Iterator[None]:
 
     Two runs of one scan at once would both resume it, commit the same fields twice and drive one stage from two
     processes. The lock is the kernel's (``flock``), so a process killed outright releases it with its files: a
-    crash never leaves the folder locked.
+    crash never leaves the folder locked, only the file, which the next scan locks again. The file is removed
+    when the scan ends, still locked, so that a finished folder holds only the scan's results.
     """
-    fd = os.open(root / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = _lock(root / LOCK_FILE)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
-            raise ScanFolderBusy(f"--out {root} is in use by another scan (process {holder}): let it finish or stop "
-                                 "it (the same command then resumes the scan), or scan into another folder") from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield
     finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(root / LOCK_FILE)  # before the lock is let go: no other run can hold this file yet
         os.close(fd)  # releases the lock
+
+
+def _lock(path: Path) -> int:
+    """An open descriptor of ``path``, locked, or :class:`ScanFolderBusy`.
+
+    A run that opened the file just before its holder removed it gets the lock of a file no longer in the folder:
+    it opens the folder's file again (else two runs would each hold a lock, on two files).
+    """
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            root = path.parent
+            raise ScanFolderBusy(f"--out {root} is in use by another scan (process {holder}): let it finish or stop "
+                                 "it (the same command then resumes the scan), or scan into another folder") from None
+        except BaseException:
+            os.close(fd)
+            raise
+        try:
+            same = os.path.samestat(os.fstat(fd), os.stat(path))
+        except FileNotFoundError:
+            same = False
+        if same:
+            return fd
+        os.close(fd)
 
 
 @dataclass(frozen=True)

@@ -331,3 +331,54 @@ def test_a_second_scan_into_a_folder_in_use_is_refused_with_one_line(tmp_path, c
         os.close(holder)  # the other scan ended (or was killed: the kernel releases its lock)
     code, summary = sim_scan_cli(out, 5, sets, "--vision", "sim-truth", "--focus", "sim-truth")
     assert code == 0 and summary["status"] == "finished"
+
+
+def test_a_finished_scan_leaves_no_lock_file_and_a_stale_one_is_taken_over(tmp_path) -> None:
+    import os
+
+    from appliance.scan.session import LOCK_FILE, folder_lock
+
+    sets = ["slide.width_um=1000", "slide.height_um=1000", "slide.n_structures=1"]
+    out = tmp_path / "scan"
+    out.mkdir()
+    (out / LOCK_FILE).write_text("4242\n")  # a killed scan's file: the kernel let go of its lock
+    code, summary = sim_scan_cli(out, 5, sets, "--vision", "sim-truth", "--focus", "sim-truth")
+    assert code == 0 and summary["status"] == "finished"
+    assert not (out / LOCK_FILE).exists()
+    try:  # interrupted (an exception through the scan) or failed: removed all the same
+        with folder_lock(out):
+            assert (out / LOCK_FILE).read_text() == f"{os.getpid()}\n"
+            raise KeyboardInterrupt
+    except KeyboardInterrupt:
+        pass
+    assert not (out / LOCK_FILE).exists()
+
+
+def test_a_run_that_locked_a_removed_lock_file_locks_the_folders_own(tmp_path, monkeypatch) -> None:
+    import fcntl
+    import os
+
+    from appliance.scan import session
+    from appliance.scan.session import LOCK_FILE, ScanFolderBusy, folder_lock
+
+    real_flock, raced = fcntl.flock, []
+
+    def flock_after_a_finish(fd: int, op: int) -> None:  # the holder removes its file between our open and lock
+        if not raced:
+            raced.append(fd)
+            os.unlink(tmp_path / LOCK_FILE)
+        real_flock(fd, op)
+
+    monkeypatch.setattr(session.fcntl, "flock", flock_after_a_finish)
+    with folder_lock(tmp_path):
+        assert (tmp_path / LOCK_FILE).is_file()
+        holder = os.open(tmp_path / LOCK_FILE, os.O_RDWR)  # the folder's file is the one locked
+        try:
+            with pytest.raises(BlockingIOError):
+                real_flock(holder, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        finally:
+            os.close(holder)
+        monkeypatch.setattr(session.fcntl, "flock", real_flock)
+        with pytest.raises(ScanFolderBusy), folder_lock(tmp_path):
+            pass
+    assert len(raced) == 1
