@@ -1,7 +1,8 @@
 """``tppscan results list|show|export``: look at scans in the results database and export them.
 
 ``list`` prints every scan in a database; ``show DIR`` one scan's summary (the folder's ``scan.json`` names its
-database and id); ``export DIR`` writes the seed's CSV and/or COCO JSON of a scan's annotated frames.
+database and id; a folder copied away from it is read from its own ``scan.db``); ``export DIR`` writes the seed's
+CSV and/or COCO JSON of a scan's annotated frames.
 """
 
 from __future__ import annotations
@@ -12,6 +13,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+#: ``results list``'s database where no ``--db`` is given: the default scan's (``tppscan scan --out out/scan``).
+DEFAULT_DB = Path("out/tppscan.db")
+
 
 def register(sub: Any) -> None:
     """Add the ``results`` command group."""
@@ -21,7 +25,7 @@ def register(sub: Any) -> None:
     ss = p.add_subparsers(dest="results_command", metavar="ACTION")
     s = ss.add_parser("list", help="every scan in a results database",
                       description="Print one line per scan: id, name, status, fields, structures, folder.")
-    s.add_argument("--db", type=Path, default=Path("out/tppscan.db"), help="database (default out/tppscan.db)")
+    s.add_argument("--db", type=Path, default=DEFAULT_DB, help=f"database (default {DEFAULT_DB}, from where you are)")
     s.set_defaults(func=_cmd_list)
     s = ss.add_parser("show", help="one scan's summary", description="Print a scan's summary and structures.")
     s.add_argument("dir", type=Path, metavar="DIR", help="the scan folder")
@@ -66,6 +70,38 @@ def _locate(folder: Path) -> tuple[Path, int]:
     return folder / db, sid  # an absolute db stays itself
 
 
+def _records(folder: Path) -> tuple[Path, int]:
+    """The database to read a scan folder from, and the scan's id.
+
+    The shared database its ``scan.json`` names, where that holds the scan as scanned into this folder; else the
+    folder's own copy of its records (``scan.db``, written as the scan ended), which a folder copied to another
+    machine or moved away from its database still has. Without a copy the shared database is read as before (a
+    moved folder of an older scan), and a missing one is an error saying where it was looked for.
+    """
+    from appliance.results.store import SCAN_COPY
+
+    db, sid = _locate(folder)
+    own = folder / SCAN_COPY
+    if own.is_file() and not _holds(db, sid, folder):
+        return own, sid
+    if not db.is_file() and not db.is_dir():
+        raise OSError(f"{db}: no such results database ({folder / 'scan.json'} names it, and the folder holds no "
+                      f"{SCAN_COPY} of its own, which scans since tppscan session 48 leave): copy the database "
+                      f"beside the folder and set scan.json's db to it")
+    return db, sid
+
+
+def _holds(db: Path, sid: int, folder: Path) -> bool:
+    """Whether ``db`` is a readable results database holding scan ``sid`` as scanned into ``folder`` itself."""
+    from appliance.results.store import ResultStore
+
+    try:
+        with ResultStore(db, read_only=True) as st:
+            return Path(st.scan(sid).out_dir) == folder.resolve()
+    except (OSError, KeyError):
+        return False
+
+
 def _scan(st: Any, sid: int, folder: Path) -> Any:
     """The scan's record, or an error naming the folder and the database that lacks it."""
     try:
@@ -78,21 +114,40 @@ def _scan(st: Any, sid: int, folder: Path) -> Any:
 def _cmd_list(args: argparse.Namespace) -> int:
     from appliance.results.store import ResultStore
 
+    if args.db == DEFAULT_DB and not args.db.exists():
+        return _fail(f"no results database at {args.db} (looked for the default in {Path.cwd()}): give one with "
+                     f"--db PATH (a scan's database is tppscan.db beside its folder unless scan --db said otherwise; "
+                     f"the folder's scan.json names it)", 1)
     with ResultStore(args.db, read_only=True) as st:
         for s in st.scans():
-            summ = s.summary or {}
-            print(f"{s.id:4d}  {s.name:20s} {s.status:10s} {summ.get('fields_done', '?')}/{s.fields_planned} fields  "
-                  f"{summ.get('structures_recorded', '?')} structures  {s.out_dir}")
+            print(list_line(s))
     return 0
+
+
+def list_line(s: Any) -> str:
+    """One scan's line of ``results list``: id, start, name with what tells it apart, status, counts, folder.
+
+    Every scan without a plan is named ``scan`` (the plan's default); the start time, the virtual slide's seed
+    and the folder's name tell them apart.
+    """
+    import time
+
+    summ = s.summary or {}
+    started = time.strftime("%Y-%m-%d %H:%M", time.localtime(s.started_at))
+    seed = (s.config or {}).get("seed")
+    label = " ".join([s.name, *([f"seed {seed}"] if isinstance(seed, int) else []), f"({Path(s.out_dir).name})"])
+    return (f"{s.id:4d}  {started}  {label:32s} {s.status:10s} {summ.get('fields_done', '?')}/{s.fields_planned} "
+            f"fields  {summ.get('structures_recorded', '?')} structures  {s.out_dir}")
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
     from appliance.results.store import ResultStore
 
-    db, sid = _locate(args.dir)
+    db, sid = _records(args.dir)
     with ResultStore(db, read_only=True) as st:
         s = _scan(st, sid, args.dir)
-        print(f"scan {s.id} {s.name}: {s.status} ({s.finish_reason}), folder {s.out_dir}")
+        moved = "" if Path(s.out_dir) == args.dir.resolve() else f" (scanned into {s.out_dir})"
+        print(f"scan {s.id} {s.name}: {s.status} ({s.finish_reason}), folder {args.dir}{moved}, records {db}")
         for k, v in (s.summary or {}).items():
             if k not in ("missed", "per_type", "height_rmse_um_by_structure", "wall_time_s_by_step", "warnings"):
                 print(f"  {k}: {v}")
@@ -109,7 +164,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from appliance.results.export import scan_annotations, write_export
     from appliance.results.store import ResultStore
 
-    db, sid = _locate(args.dir)
+    db, sid = _records(args.dir)
     with ResultStore(db, read_only=True) as st:
         scan = _scan(st, sid, args.dir)
         ann = scan_annotations(st, scan)

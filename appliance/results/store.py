@@ -25,6 +25,9 @@ from types import TracebackType
 from typing import Any
 
 SCHEMA_VERSION = 1
+#: A scan folder's own copy of its rows (:meth:`ResultStore.copy_scan`), written as the scan ends: the shared
+#: database stays the store of record; the copy lets ``tppscan results`` read a folder copied to another machine.
+SCAN_COPY = "scan.db"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -443,6 +446,34 @@ class ResultStore:
         q = "SELECT * FROM object WHERE scan_id=?" + (" AND kind=?" if kind else "") + " ORDER BY id"
         rows = self.db.execute(q, (scan_id, kind) if kind else (scan_id,))
         return [_object_record(r) for r in rows]
+
+    def copy_scan(self, scan_id: int, path: Path) -> Path:
+        """Write the scan's rows alone into a new database at ``path`` (replacing one there); return ``path``.
+
+        The scan folder's own copy of its records (:data:`SCAN_COPY`): ``tppscan results`` reads it where the
+        folder was copied away from its database. Same schema and ids; one file (no WAL beside it), written under
+        a temporary name, ``fsync``-ed and renamed into place.
+        """
+        path = Path(path)
+        tmp = path.with_name(path.name + ".part")
+        tmp.unlink(missing_ok=True)
+        db = sqlite3.connect(tmp.resolve().as_uri(), uri=True, isolation_level=None)
+        try:
+            db.executescript("BEGIN;" + _SCHEMA)
+            db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            db.execute("ATTACH DATABASE ? AS src", (f"{self.path.resolve().as_uri()}?mode=ro",))
+            db.execute("INSERT INTO scan SELECT * FROM src.scan WHERE id=?", (scan_id,))
+            for table in ("field", "object", "annotation", "field_error"):
+                db.execute(f"INSERT INTO {table} SELECT * FROM src.{table} WHERE scan_id=? ORDER BY rowid",
+                           (scan_id,))
+            db.execute("COMMIT")
+            db.execute("DETACH DATABASE src")
+        finally:
+            db.close()
+        fsync_file(tmp)
+        os.replace(tmp, path)
+        sync_dir(path.parent)
+        return path
 
     def annotations(self, scan_id: int) -> list[Annotation]:
         """Every box of every saved frame, in insertion order."""

@@ -28,7 +28,7 @@ from appliance.hardware.stage.base import Stage, StageLimitError
 from appliance.hardware.stage.offset import offset
 from appliance.results.files import ScanFolder
 from appliance.results.focuscurve import TUNED_DEPTH_OF_FIELD_UM, depth_of_field_scale
-from appliance.results.store import ObjectRecord, ResultStore, write_durably
+from appliance.results.store import SCAN_COPY, ObjectRecord, ResultStore, write_durably
 from appliance.scan.backlash import approach_um, backlash_warnings
 from appliance.scan.calibration import Calibration, CalibrationError, calibrate, spiral_offsets
 from appliance.scan.capture import CaptureFailed, CheckedCamera
@@ -265,6 +265,7 @@ def run_scan(stage: Stage, camera: Camera, vision: Vision, focuser: Focuser, foc
         # last: a scan with its summary row is complete; one stopped before this is resumed (and its
         # outputs written) by the next run into the same folder
         store.set_summary(scan_id, summary)
+        store.copy_scan(scan_id, folder.root / SCAN_COPY)  # for a copy of the folder away from the database
     return ScanOutcome(scan_id, status, summary, folder.root, Path(db_path))
 
 

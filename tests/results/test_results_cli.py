@@ -4,6 +4,7 @@ scan is a one-line error, never a traceback or an empty export."""
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from pathlib import Path
 
@@ -131,3 +132,59 @@ def test_a_scan_into_another_programs_database_is_refused_before_it_starts(tmp_p
     assert main(["scan", "--sim", "--out", str(tmp_path / "out"), "--db", str(db), "--progress", "none"]) == 1
     assert "--db: " in capsys.readouterr().err
     assert _tables(db) == {"foo"} and not (tmp_path / "out").exists()
+
+
+def test_results_list_tells_scans_of_one_name_apart(one_scan, tmp_path, capsys):
+    with ResultStore(one_scan) as st:
+        st.create_scan("scan", tmp_path / "s7", {"seed": 7}, 4)
+        st.create_scan("scan", tmp_path / "s8", {"seed": 8}, 4)
+    assert main(["results", "list", "--db", str(one_scan)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "scan seed 7 (s7)" in lines[1] and "scan seed 8 (s8)" in lines[2]
+    assert all(re.search(r"^\s+\d+  \d{4}-\d\d-\d\d \d\d:\d\d  ", line) for line in lines)
+
+
+def test_results_list_without_a_database_says_where_it_looked(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["results", "list"]) == 1
+    err = capsys.readouterr().err
+    assert "no results database at out/tppscan.db" in err and str(tmp_path) in err and "--db PATH" in err
+    assert "Traceback" not in err and "OSError" not in err and not (tmp_path / "out").exists()
+
+
+def test_a_scan_folder_keeps_its_own_records(one_scan, tmp_path):
+    with ResultStore(one_scan) as st:
+        other = st.create_scan("other", tmp_path / "other", {}, 2)
+        st.commit_field(other, _field(), [], [Annotation("frames/b.png", 64, 48, "debris", 1, 2, 3, 4)])
+        copy = st.copy_scan(1, tmp_path / "scan.db")
+    assert not list(tmp_path.glob("scan.db-*")) and not (tmp_path / "scan.db.part").exists()
+    with ResultStore(copy, read_only=True) as st:
+        assert [s.id for s in st.scans()] == [1] and st.scan(1).summary == {"recall": 1.0}
+        assert [a.filename for a in st.annotations(1)] == ["frames/a.png"] and st.fields(1)
+
+
+@pytest.mark.parametrize("db_there", [True, False])
+def test_a_copied_scan_folder_is_read_from_its_own_records(finished_scan, tmp_path, capsys, db_there):
+    import shutil
+
+    out, _ = finished_scan
+    copy = tmp_path / "copied"
+    shutil.copytree(out.out_dir, copy)
+    if not db_there:  # another machine: the database scan.json names is not there
+        meta = json.loads((copy / "scan.json").read_text())
+        (copy / "scan.json").write_text(json.dumps({**meta, "db": str(tmp_path / "elsewhere" / "tppscan.db")}))
+    assert main(["results", "show", str(copy)]) == 0
+    shown = capsys.readouterr().out
+    assert f"folder {copy} (scanned into {out.out_dir.resolve()})" in shown and str(copy / "scan.db") in shown
+    assert main(["results", "export", str(copy), "--out", str(tmp_path / "exp")]) == 0
+    assert (tmp_path / "exp" / "export_coco.json").is_file()
+    capsys.readouterr()
+    assert main(["results", "show", str(out.out_dir)]) == 0  # the folder itself: the shared database
+    assert f"records {out.db_path}" in capsys.readouterr().out
+
+
+def test_an_older_folder_without_its_records_names_the_missing_database(tmp_path, capsys):
+    folder = _scan_folder(tmp_path, {"scan_id": 1, "db": str(tmp_path / "gone.db")})
+    assert main(["results", "export", str(folder)]) == 1
+    err = capsys.readouterr().err
+    assert "gone.db: no such results database" in err and "scan.db" in err and "set scan.json's db" in err
