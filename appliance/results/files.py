@@ -4,9 +4,13 @@ Layout under the scan folder (paths stored in the database are relative to it)::
 
     frames/obj_00012.png       the frame a structure was centred in (annotated in the exports)
     crops/obj_00012.png        the structure (or debris) with a margin
-    stacks/obj_00012.ome.tif   the focus stack of the crop, Z Y X, each plane's stage z in the OME metadata
-    heights/obj_00012.npy      height map, µm above the glass, NaN outside the structure
-    plots/obj_00012_3d.png     matplotlib 3-D surface of the height map
+    stacks/obj_00012.ome.tif   the focus stack of the crop, Z Y X, each plane's stage x, y, z in the OME metadata,
+                               the image named after the structure ("pentagon, structure 33")
+    heights/obj_00012.npz      height map, µm above the glass, NaN outside the structure (heights_um), and its
+                               pixel size (um_per_px); scans before session 48 wrote the map alone (.npy)
+    plots/obj_00012_3d.png     matplotlib 3-D surface of the height map, titled like the stack
+
+``structures.csv`` (:func:`appliance.results.report.structures_csv`) maps each structure's id to its files.
 
 Every writer writes a ``.part`` file and renames it into place, so a file under its final name is always
 whole (a process killed mid-write leaves only a ``.part``, which the next write of that name replaces), and
@@ -23,7 +27,7 @@ import cv2
 import numpy as np
 import tifffile
 
-from appliance.results.store import write_durably
+from appliance.results.store import ObjectRecord, fsync_file, write_durably
 
 SUBDIRS = ("frames", "crops", "stacks", "heights", "plots")
 
@@ -67,30 +71,54 @@ class ScanFolder:
         write_durably(path, buf.tobytes())
         return path
 
-    def stack(self, name: str, planes: np.ndarray, z_um: Sequence[float], um_per_px: float) -> Path:
-        """Write a focus stack as OME-TIFF (ZYX), each plane's stage z as its OME ``PositionZ``."""
+    def stack(self, name: str, planes: np.ndarray, z_um: Sequence[float], um_per_px: float,
+              xy_um: tuple[float, float] | None = None, image_name: str | None = None) -> Path:
+        """Write a focus stack as OME-TIFF (ZYX): each plane's stage z (and x, y) in its OME ``Plane``.
+
+        ``image_name`` names the OME image (:func:`structure_title`, once the structure has its id).
+        """
+        from appliance.focus.stack import write_ome_stack
+
         path = self.root / "stacks" / f"{name}.ome.tif"
         tmp = _part(path)
-        steps = np.diff(np.asarray(z_um, dtype=np.float64))
-        dz = float(np.median(steps)) if steps.size else 1.0
-        tifffile.imwrite(tmp, np.ascontiguousarray(planes), ome=True, photometric="minisblack",
-                         metadata={"axes": "ZYX", "PhysicalSizeX": um_per_px, "PhysicalSizeXUnit": "µm",
-                                   "PhysicalSizeY": um_per_px, "PhysicalSizeYUnit": "µm",
-                                   "PhysicalSizeZ": dz, "PhysicalSizeZUnit": "µm",
-                                   "Plane": {"PositionZ": [float(z) for z in z_um],
-                                             "PositionZUnit": ["µm"] * len(z_um),
-                                             "TheZ": list(range(len(z_um)))}})
-        tmp.replace(path)
+        write_ome_stack(tmp, planes, z_um, um_per_px, xy_um, image_name)
+        _replace_durably(tmp, path)
         return path
 
-    def heights(self, name: str, heights: np.ndarray) -> Path:
-        """Write a height map as ``.npy``."""
-        path = self.root / "heights" / f"{name}.npy"
-        tmp = _part(path)
-        with open(tmp, "wb") as f:
-            np.save(f, heights.astype(np.float32))
-        tmp.replace(path)
+    def heights(self, name: str, heights: np.ndarray, um_per_px: float | None = None) -> Path:
+        """Write a height map: ``.npz`` with ``heights_um`` and ``um_per_px``; ``.npy`` (heights alone) without a scale.
+
+        A height map without its pixel size cannot be measured across (:func:`read_heights` reads both).
+        """
+        if um_per_px is None:
+            path = self.root / "heights" / f"{name}.npy"
+            with open(tmp := _part(path), "wb") as f:
+                np.save(f, heights.astype(np.float32))
+        else:
+            path = self.root / "heights" / f"{name}.npz"
+            with open(tmp := _part(path), "wb") as f:
+                np.savez(f, heights_um=heights.astype(np.float32), um_per_px=np.float64(um_per_px))
+        _replace_durably(tmp, path)
         return path
+
+    def name_structure(self, o: ObjectRecord, um_per_px: float) -> None:
+        """Put the structure's type and id (``pentagon, structure 33``) in its stack's OME name and its plot's title.
+
+        The files are written before the structure's row, whose id the database gives it, so they are named
+        after the scan; the stack also gets the stage x, y its planes were taken at (``extra.stage_xy_um``).
+        """
+        title = structure_title(o)
+        if o.stack_path and (self.root / o.stack_path).is_file():
+            from appliance.focus.stack import read_plane_z_um
+
+            path = self.root / o.stack_path
+            planes, zs = tifffile.imread(path), read_plane_z_um(path)
+            xy = (o.extra or {}).get("stage_xy_um")
+            self.stack(path.name.removesuffix(".ome.tif"), planes, zs, um_per_px,
+                       (float(xy[0]), float(xy[1])) if xy and len(xy) == 2 else None, title)
+        if o.plot_path and o.height_map_path and (self.root / o.height_map_path).is_file():
+            heights, scale = read_heights(self.root / o.height_map_path)
+            self.plot_3d(Path(o.plot_path).name.removesuffix("_3d.png"), heights, scale or um_per_px, title)
 
     def plot_3d(self, name: str, heights: np.ndarray, um_per_px: float, title: str) -> Path:
         """Render a 3-D surface of a height map (matplotlib, Agg) as PNG."""
@@ -117,8 +145,27 @@ class ScanFolder:
             fig.savefig(tmp := _part(path), format="png")
         finally:
             plt.close(fig)
-        tmp.replace(path)
+        _replace_durably(tmp, path)
         return path
+
+
+def structure_title(o: ObjectRecord) -> str:
+    """What a structure's plot and stack are titled: its type and the id ``tppscan results show`` lists."""
+    return f"{o.cls}, structure {o.id}"
+
+
+def read_heights(path: Path) -> tuple[np.ndarray, float | None]:
+    """A height map (µm) and its pixel size (µm; None for an older scan's ``.npy``, which carries none)."""
+    if path.suffix == ".npz":
+        with np.load(path, allow_pickle=False) as f:
+            return np.asarray(f["heights_um"]), float(f["um_per_px"])
+    return np.load(path, allow_pickle=False), None
+
+
+def _replace_durably(tmp: Path, path: Path) -> None:
+    """Rename a written ``.part`` into place, ``fsync``-ed first: a file renamed after the scan's rows stays whole."""
+    fsync_file(tmp)
+    tmp.replace(path)
 
 
 def _part(path: Path) -> Path:

@@ -1189,7 +1189,8 @@ class ScanRunner:
         um_px = self.cal.um_per_px
         heights, zs = shape.rec.heights, stack.zs
         paths = [self.folder.png("frames", name, focused.image), self.folder.png("crops", name, shape.crop),
-                 self.folder.stack(name, stack.planes, zs, um_px), self.folder.heights(name, heights),
+                 self.folder.stack(name, stack.planes, zs, um_px, (focused.position.x_um, focused.position.y_um)),
+                 self.folder.heights(name, heights, um_px),
                  self.folder.plot_3d(name, heights, um_px, f"{det.cls} {name[-5:]}")]
         w.files.extend(paths)
         fw, fh = self.camera.size_px

@@ -26,7 +26,7 @@ import numpy as np
 from appliance.hardware.camera.base import Camera, CameraError
 from appliance.hardware.stage.base import Stage, StageLimitError
 from appliance.hardware.stage.offset import offset
-from appliance.results.files import ScanFolder
+from appliance.results.files import ScanFolder, read_heights
 from appliance.results.focuscurve import TUNED_DEPTH_OF_FIELD_UM, depth_of_field_scale
 from appliance.results.store import SCAN_COPY, ObjectRecord, ResultStore, write_durably
 from appliance.scan.backlash import approach_um, backlash_warnings
@@ -526,7 +526,11 @@ def write_outputs(store: ResultStore, scan_id: int, folder: ScanFolder, fov_um: 
     from appliance.results.export import scan_annotations, write_export
     from appliance.results.report import write_report
 
-    write_export(folder.root, folder.root, scan_annotations(store, store.scan(scan_id)), f"tppscan scan {scan_id}")
+    scan = store.scan(scan_id)
+    um_per_px = Calibration.from_mapping(scan.config["calibration"]).um_per_px
+    for o in store.objects(scan_id, "structure"):  # its id, which the files were written without
+        folder.name_structure(o, um_per_px)
+    write_export(folder.root, folder.root, scan_annotations(store, scan), f"tppscan scan {scan_id}")
     return write_report(folder.root, store.scan(scan_id), store.fields(scan_id), store.objects(scan_id), summary,
                         fov_um, area_um, height_rmse)
 
@@ -541,7 +545,7 @@ def _height_rmse(store: ResultStore, scan_id: int, folder: ScanFolder, height_tr
     for o in store.objects(scan_id, "structure"):
         if not o.height_map_path:
             continue
-        heights = np.load(folder.root / o.height_map_path)
+        heights, _ = read_heights(folder.root / o.height_map_path)
         true = height_truth(o, heights)
         if true is None:
             continue

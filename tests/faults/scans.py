@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
-import numpy as np
 import tifffile
 
 # a 1 x 1 mm slide (about 15 fields), two structures and a little debris
@@ -64,8 +63,10 @@ def _opens(path: Path) -> str | None:
         elif path.suffix == ".png":
             if cv2.imread(str(path), cv2.IMREAD_UNCHANGED) is None:
                 return "cv2 cannot read it"
-        elif path.suffix == ".npy":
-            np.load(path)
+        elif path.suffix in (".npy", ".npz"):
+            from appliance.results.files import read_heights
+
+            read_heights(path)
     except Exception as exc:  # noqa: BLE001 - any failure to open is the finding
         return f"{type(exc).__name__}: {exc}"
     return None

@@ -2,8 +2,10 @@ import csv
 import json
 import re
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import numpy as np
+import pytest
 import tifffile
 
 from appliance.results.export import CSV_COLUMNS
@@ -77,3 +79,51 @@ def test_height_maps_are_scored_per_type(finished_scan):
     assert s["height_rmse_um_by_type"]
     for v in s["height_rmse_um_by_type"].values():
         assert v >= 0 and np.isfinite(v)
+
+
+def test_stacks_are_named_after_their_structure_with_the_stage_xy(finished_scan):
+    out, _ = finished_scan
+    with ResultStore(out.db_path) as st:
+        objs = st.objects(out.scan_id, "structure")
+    assert objs
+    for o in objs:
+        with tifffile.TiffFile(out.out_dir / o.stack_path) as tf:
+            root = ET.fromstring(tf.ome_metadata)
+        ns = {"ome": root.tag.split("}")[0].strip("{")}
+        assert root.find("ome:Image", ns).get("Name") == f"{o.cls}, structure {o.id}"
+        planes = root.findall(".//ome:Plane", ns)
+        assert {(float(p.get("PositionX")), float(p.get("PositionY"))) for p in planes} == {
+            tuple(o.extra["stage_xy_um"])}
+        assert {p.get("PositionXUnit") for p in planes} == {"µm"}
+
+
+def test_height_maps_carry_their_pixel_size_and_old_ones_stay_readable(finished_scan, tmp_path):
+    from appliance.results.files import ScanFolder, read_heights
+
+    out, _ = finished_scan
+    with ResultStore(out.db_path) as st:
+        scan, objs = st.scan(out.scan_id), st.objects(out.scan_id, "structure")
+    scale = np.sqrt(abs(np.linalg.det(np.asarray(scan.config["calibration"]["matrix"]))))
+    for o in objs:
+        assert o.height_map_path.endswith(".npz")
+        heights, um_per_px = read_heights(out.out_dir / o.height_map_path)
+        assert heights.ndim == 2 and um_per_px == pytest.approx(scale, rel=1e-3)
+    old = ScanFolder(tmp_path).create().heights("obj_001_00001", np.ones((4, 5)))  # a scan before session 48
+    heights, um_per_px = read_heights(old)
+    assert old.suffix == ".npy" and heights.shape == (4, 5) and um_per_px is None
+
+
+def test_plots_are_titled_with_the_structures_id(finished_scan, tmp_path, monkeypatch):
+    import shutil
+
+    from appliance.results.files import ScanFolder
+
+    out, _ = finished_scan
+    with ResultStore(out.db_path) as st:
+        o = st.objects(out.scan_id, "structure")[0]
+    copy = ScanFolder(tmp_path / "copy")
+    shutil.copytree(out.out_dir, copy.root)
+    titles = []
+    monkeypatch.setattr(ScanFolder, "plot_3d", lambda self, name, h, s, title: titles.append((name, title)))
+    copy.name_structure(o, 0.56)
+    assert titles == [(Path(o.plot_path).name.removesuffix("_3d.png"), f"{o.cls}, structure {o.id}")]
