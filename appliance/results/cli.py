@@ -32,7 +32,8 @@ def register(sub: Any) -> None:
     s.set_defaults(func=_cmd_show)
     s = ss.add_parser("export", help="a scan's annotations as CSV and/or COCO JSON",
                       description="Write the seed's CSV (filename,width,height,class,xmin,ymin,xmax,ymax) "
-                                  "and/or COCO JSON of a scan.")
+                                  "and/or COCO JSON of a scan, and structures.csv; with --out another folder, "
+                                  "with the frames and structure files they name (a dataset on its own).")
     s.add_argument("dir", type=Path, metavar="DIR", help="the scan folder")
     s.add_argument("--format", choices=("csv", "coco", "both"), default="both", help="default both")
     s.add_argument("--out", type=Path, default=None, metavar="DIR",
@@ -149,14 +150,15 @@ def _cmd_show(args: argparse.Namespace) -> int:
         moved = "" if Path(s.out_dir) == args.dir.resolve() else f" (scanned into {s.out_dir})"
         print(f"scan {s.id} {s.name}: {s.status} ({s.finish_reason}), folder {args.dir}{moved}, records {db}")
         for k, v in (s.summary or {}).items():
-            if k not in ("missed", "per_type", "height_rmse_um_by_structure", "wall_time_s_by_step", "warnings"):
+            if k not in ("missed", "per_type", "height_rmse_um_by_structure", "wall_time_s_by_step", "warnings",
+                         "structures"):
                 print(f"  {k}: {v}")
         for w in (s.summary or {}).get("warnings") or ():
             print(f"  warning: {w}")
         for o in st.objects(sid, "structure"):
             unsure = " (focus unsure)" if o.focus_unsure else ""
             print(f"  structure {o.id}: {o.cls} ({o.confidence:.2f}) at x={o.x_um:.1f} y={o.y_um:.1f} "
-                  f"z={o.z_um or 0:.1f} um{unsure}  {o.stack_path}")
+                  f"z={o.z_um or 0:.1f} um{unsure}  {o.stack_path}  {o.height_map_path}")
     return 0
 
 
@@ -168,10 +170,11 @@ def _cmd_export(args: argparse.Namespace) -> int:
     with ResultStore(db, read_only=True) as st:
         scan = _scan(st, sid, args.dir)
         ann = scan_annotations(st, scan)
+        objects = st.objects(sid)
     formats = ("csv", "coco") if args.format == "both" else (args.format,)
     out = args.out or args.dir
-    written = write_export(out, args.dir, ann, f"tppscan scan {sid}", formats)
+    written = write_export(out, args.dir, ann, f"tppscan scan {sid}", formats, objects)
     frames = len({a.filename for a in ann})
-    copied = f" and {frames} frames" if out.resolve() != args.dir.resolve() else ""
+    copied = " and the files they name" if out.resolve() != args.dir.resolve() else ""
     print(f"{len(ann)} boxes in {frames} frames; wrote " + ", ".join(str(p) for p in written) + copied)
     return 0

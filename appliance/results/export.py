@@ -155,27 +155,32 @@ def _iou(p: Sequence[float], q: Sequence[float]) -> float:
 
 
 def write_export(out: Path, scan_dir: Path, annotations: Sequence[Annotation], description: str,
-                 formats: Iterable[str] = ("csv", "coco")) -> list[Path]:
-    """Write ``export.csv`` and/or ``export_coco.json`` into ``out``; return the paths written.
+                 formats: Iterable[str] = ("csv", "coco"), objects: Sequence[ObjectRecord] = ()) -> list[Path]:
+    """Write ``export.csv`` and/or ``export_coco.json``, and ``structures.csv``, into ``out``; return the paths.
 
-    An ``out`` other than the scan folder gets the frames the annotations name, at the same relative paths, and
-    a ``README.txt`` saying what is labelled: the folder is a dataset on its own, to be copied anywhere.
+    ``structures.csv`` lists the recorded structures among ``objects`` with their files
+    (:mod:`appliance.results.structures`). An ``out`` other than the scan folder gets the frames the annotations
+    name and the structures' files, at the same relative paths, and a ``README.txt`` saying what is labelled: the
+    folder is a dataset on its own, to be copied anywhere.
 
     Raises
     ------
     OSError
         Exporting elsewhere, a frame the annotations name is not in the scan folder (nothing is written then).
     """
+    from appliance.results.structures import structure_files, structures_csv
+
     frames = sorted({a.filename for a in annotations})
+    files = sorted({*frames, *structure_files(objects)})
     elsewhere = out.resolve() != scan_dir.resolve()
-    missing = [f for f in frames if elsewhere and not (scan_dir / f).is_file()]
+    missing = [f for f in files if elsewhere and not (scan_dir / f).is_file()]
     if missing:  # in the scan folder itself the files name its frames wherever they are, as before
-        raise OSError(f"{scan_dir / missing[0]}: a frame the scan's annotations name is missing "
-                      f"({len(missing)} of {len(frames)}); nothing exported")
+        raise OSError(f"{scan_dir / missing[0]}: a file the scan's records name is missing "
+                      f"({len(missing)} of {len(files)}); nothing exported")
     out.mkdir(parents=True, exist_ok=True)
     written = []
     if elsewhere:
-        for f in frames:
+        for f in files:
             link_or_copy(scan_dir / f, out / f)
         write_durably(out / "README.txt", readme(description, len(frames), len(annotations)).encode())
         written.append(out / "README.txt")
@@ -185,6 +190,8 @@ def write_export(out: Path, scan_dir: Path, annotations: Sequence[Annotation], d
     if "coco" in formats:
         write_durably(out / "export_coco.json", to_coco_json(annotations, description).encode())
         written.append(out / "export_coco.json")
+    write_durably(out / "structures.csv", structures_csv(objects).encode())
+    written.append(out / "structures.csv")
     return written
 
 
@@ -207,5 +214,7 @@ def readme(description: str, n_frames: int, n_boxes: int) -> str:
     """The export folder's ``README.txt``: what it holds and what is labelled."""
     return (f"{description}: {n_frames} frames (frames/), {n_boxes} boxes.\n\n"
             "export_coco.json: COCO detection (bbox = x, y, width, height; file names relative to this folder).\n"
-            "export.csv: filename,width,height,class,xmin,ymin,xmax,ymax (max exclusive).\n\n"
+            "export.csv: filename,width,height,class,xmin,ymin,xmax,ymax (max exclusive).\n"
+            "structures.csv: one row per recorded structure (its id, type, position, focus, measured height) and "
+            "its crop, stack, height map and 3-D plot under crops/, stacks/, heights/, plots/.\n\n"
             f"Labels: {UNLABELLED_NOTE}\n")

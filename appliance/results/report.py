@@ -20,9 +20,25 @@ from appliance.results.store import FieldRecord, ObjectRecord, ScanRecord, write
 
 TYPE_COLOURS = {"woodpile": "#1f77b4", "microlens": "#ff7f0e", "scaffold": "#2ca02c", "pentagon": "#d62728",
                 "split_ring": "#9467bd"}
-SCORE_KEYS = ("recall", "type_accuracy", "debris_as_structure", "position_error_um_median", "duplicates",
-              "structures_truth", "structures_found", "focus_error_um_median", "focus_within_1um",
-              "autofocus_within_1um")
+#: The scores the report shows (``summary.json``'s keys, each its tooltip) and how each reads there.
+SCORE_LABELS = {"recall": "structures found (recall)", "type_accuracy": "type right, of those found",
+                "debris_as_structure": "debris recorded as a structure", "position_error_um_median":
+                "position error, median (µm)", "duplicates": "structures recorded twice",
+                "structures_truth": "structures on the slide", "structures_found": "structures found",
+                "focus_error_um_median": "focus error, median (µm)", "focus_within_1um": "focus within 1 µm",
+                "autofocus_within_1um": "autofocus within 1 µm"}
+SCORE_KEYS = tuple(SCORE_LABELS)
+#: Scores that are shares, shown as percentages.
+SHARE_KEYS = ("recall", "type_accuracy", "focus_within_1um", "autofocus_within_1um")
+#: Scores that mean nothing on a slide without structures in the scanned area (recall reads 1 there).
+PER_STRUCTURE_KEYS = ("recall", "type_accuracy", "position_error_um_median", "focus_error_um_median",
+                      "focus_within_1um", "autofocus_within_1um")
+
+#: Above the structure table: how far its heights can be off (the bar is RMSE <= 1 µm; docs/scan.md, "Height maps"
+#: and "Measurements": 1.5-7.8 µm per type on held-out slides at 10x).
+HEIGHT_CAVEAT = ("Heights are measured from each structure's focus stack and can be off by several micrometres: "
+                 "1.5-7.8 µm RMS per type on held-out virtual slides at 10x, more at other objectives (the goal "
+                 "is 1 µm). docs/scan.md, section \"Height maps\", says what can and cannot be measured.")
 
 
 def _plt() -> Any:
@@ -132,6 +148,21 @@ def timings_plot(path: Path, fields: Sequence[FieldRecord], by_step: Mapping[str
     return path
 
 
+def _score(key: str, summary: Mapping[str, Any]) -> str:
+    """A score as the report shows it: a share as a percentage, None as a dash.
+
+    Per-structure scores on a slide without structures in the scanned area say so (recall reads 1 there).
+    """
+    v = summary.get(key)
+    if key in PER_STRUCTURE_KEYS and summary.get("structures_truth") == 0:
+        return "no structures on the slide"
+    if v is None:
+        return "—"
+    if key in SHARE_KEYS and isinstance(v, (int, float)) and not isinstance(v, bool):
+        return f"{100 * v:.0f} %"
+    return _fmt(v)
+
+
 def _fmt(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:.4g}"
@@ -206,6 +237,27 @@ def _pieces(extra: Mapping[str, Any]) -> str:
     return "".join(links)
 
 
+def _link(path: str | None, text: str) -> str:
+    """A link to a file of the scan folder, or nothing where the record names none."""
+    return f"<a href='{html.escape(path)}'>{text}</a>" if path else ""
+
+
+def _structure_row(o: ObjectRecord, rmse: float | None) -> str:
+    """A structure's row of the report's table: its id, reading, thumbnails and links to all its files."""
+    extra = o.extra or {}
+    files = " · ".join(x for x in (_link(o.stack_path, "stack"), _link(o.height_map_path, "height map"),
+                                   _link(o.frame_path, "frame")) if x)
+    return ("<tr>"
+            f"<td>{o.id}</td><td><span class='sw' style='background:{TYPE_COLOURS.get(o.cls, '#000')}'></span>"
+            f"{html.escape(o.cls)}</td><td>{o.confidence:.2f}</td>"
+            f"<td>{o.x_um:.1f}</td><td>{o.y_um:.1f}</td><td>{(o.z_um or 0):.1f}{_unsure(o)}</td>"
+            f"<td>{o.width_um:.0f} × {o.height_um:.0f}</td><td>{extra.get('max_height_um', 0):.1f}</td>"
+            f"<td>{'' if rmse is None else f'{rmse:.2f}'}</td>"
+            f"<td><a href='{o.crop_path}'><img class='thumb' src='{o.crop_path}' alt='crop {o.id}'></a></td>"
+            f"<td><a href='{o.plot_path}'><img class='plot' src='{o.plot_path}' alt='3-D view {o.id}'></a></td>"
+            f"<td>{files}{_pieces(extra)}</td></tr>")
+
+
 def write_report(root: Path, scan: ScanRecord, fields: Sequence[FieldRecord], objects: Sequence[ObjectRecord],
                  summary: Mapping[str, Any], fov_um: tuple[float, float], area_um: Sequence[float],
                  height_rmse: Mapping[int, float] | None = None) -> Path:
@@ -216,25 +268,13 @@ def write_report(root: Path, scan: ScanRecord, fields: Sequence[FieldRecord], ob
     focus_heatmap(root / "focus_map.png", fields, area_um)
     timings_plot(root / "timings.png", fields, summary.get("wall_time_s_by_step", {}))
     structures = [o for o in objects if o.kind == "structure"]
-    rows = []
-    for o in structures:
-        extra = o.extra or {}
-        rmse = (height_rmse or {}).get(o.id)
-        rows.append(
-            "<tr>"
-            f"<td>{o.id}</td><td><span class='sw' style='background:{TYPE_COLOURS.get(o.cls, '#000')}'></span>"
-            f"{html.escape(o.cls)}</td><td>{o.confidence:.2f}</td>"
-            f"<td>{o.x_um:.1f}</td><td>{o.y_um:.1f}</td><td>{(o.z_um or 0):.1f}{_unsure(o)}</td>"
-            f"<td>{o.width_um:.0f} × {o.height_um:.0f}</td><td>{extra.get('max_height_um', 0):.1f}</td>"
-            f"<td>{'' if rmse is None else f'{rmse:.2f}'}</td>"
-            f"<td><a href='{o.crop_path}'><img class='thumb' src='{o.crop_path}' alt='crop {o.id}'></a></td>"
-            f"<td><a href='{o.plot_path}'><img class='plot' src='{o.plot_path}' alt='3-D view {o.id}'></a></td>"
-            f"<td><a href='{o.stack_path}'>stack</a> · <a href='{o.frame_path}'>frame</a>{_pieces(extra)}</td></tr>")
+    rows = [_structure_row(o, (height_rmse or {}).get(o.id)) for o in structures]
     scores = [k for k in SCORE_KEYS if k in summary]
     score_html = ""
     if scores:
         score_html = ("<h2>Against the virtual slide's ground truth</h2><table class='kv'>"
-                      + "".join(f"<tr><th>{k}</th><td>{_fmt(summary[k])}</td></tr>" for k in scores)
+                      + "".join(f"<tr><th title='summary.json: {k}'>{html.escape(SCORE_LABELS[k])}</th>"
+                                f"<td>{_score(k, summary)}</td></tr>" for k in scores)
                       + "".join(f"<tr><th>height RMSE, {html.escape(t)} (µm)</th><td>{v:.2f}</td></tr>"
                                 for t, v in (summary.get("height_rmse_um_by_type") or {}).items())
                       + "</table>")
@@ -260,6 +300,7 @@ td, th {{ border: 1px solid #ddd; padding: 3px 6px; text-align: left; vertical-a
 .plot {{ max-width: 220px; }}
 .sw {{ display: inline-block; width: 10px; height: 10px; margin-right: 4px; }}
 .figs img {{ max-width: 48%; margin: 0.5%; border: 1px solid #eee; }}
+.note {{ font-size: 13px; max-width: 60em; }}
 </style></head><body>
 <h1>tppscan report · {html.escape(scan.name)}</h1>
 <table class="kv">{''.join(f'<tr><th>{k}</th><td>{_fmt(v)}</td></tr>' for k, v in info)}</table>
@@ -267,13 +308,16 @@ td, th {{ border: 1px solid #ddd; padding: 3px 6px; text-align: left; vertical-a
 <h2>Slide map and focus map</h2>
 <div class="figs"><img src="slide_map.png" alt="slide map"><img src="focus_map.png" alt="focus map"></div>
 <h2>Structures ({len(structures)})</h2>
-<table><tr><th>id</th><th>type</th><th>conf.</th><th>x µm</th><th>y µm</th><th>focus z µm</th><th>size µm</th>
-<th>height µm</th><th>height RMSE µm</th><th>crop</th><th>3-D view</th><th>files</th></tr>
+<p class="note">{html.escape(HEIGHT_CAVEAT)} The id is the one <code>tppscan results show</code> lists;
+<a href="structures.csv">structures.csv</a> maps each id to its files.</p>
+<table><tr><th>id</th><th>type</th><th>type score</th><th>x µm</th><th>y µm</th><th>focus z µm</th>
+<th>size µm</th><th>height µm</th><th>height RMSE µm (virtual slide only)</th><th>crop</th><th>3-D view</th>
+<th>files</th></tr>
 {''.join(rows)}</table>
 <h2>Timings</h2>
 <div class="figs"><img src="timings.png" alt="timings"></div>
 <p>Exports: <a href="export.csv">export.csv</a> · <a href="export_coco.json">export_coco.json</a> ·
-<a href="summary.json">summary.json</a></p>
+<a href="structures.csv">structures.csv</a> · <a href="summary.json">summary.json</a></p>
 </body></html>
 """
     path = root / "report.html"

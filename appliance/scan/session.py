@@ -530,7 +530,8 @@ def write_outputs(store: ResultStore, scan_id: int, folder: ScanFolder, fov_um: 
     um_per_px = Calibration.from_mapping(scan.config["calibration"]).um_per_px
     for o in store.objects(scan_id, "structure"):  # its id, which the files were written without
         folder.name_structure(o, um_per_px)
-    write_export(folder.root, folder.root, scan_annotations(store, scan), f"tppscan scan {scan_id}")
+    write_export(folder.root, folder.root, scan_annotations(store, scan), f"tppscan scan {scan_id}",
+                 objects=store.objects(scan_id))
     return write_report(folder.root, store.scan(scan_id), store.fields(scan_id), store.objects(scan_id), summary,
                         fov_um, area_um, height_rmse)
 
@@ -776,6 +777,7 @@ def summarise(store: ResultStore, scan_id: int, area_um: tuple[float, float, flo
               truth: Mapping[str, Any] | None) -> dict[str, Any]:
     """Counts, timings and (with ``truth``) the scores of a scan, as ``summary.json`` holds them."""
     from appliance.results.score import score
+    from appliance.results.structures import structure_rows
 
     scan = store.scan(scan_id)
     flds = store.fields(scan_id)
@@ -800,6 +802,7 @@ def summarise(store: ResultStore, scan_id: int, area_um: tuple[float, float, flo
     out["wall_time_s_by_step"] = {k: round(v, 3) for k, v in sorted(steps.items(), key=lambda kv: -kv[1])}
     structures = [o for o in objs if o.kind == "structure"]
     out["structures_focus_ok"] = sum(not o.focus_unsure for o in structures)
+    out["structures"] = structure_rows(structures)  # as structures.csv: each id with its files
     travel = (scan.config.get("focus_drive") or {}).get("travel_z_um")
     ends = at_travel_end([o.z_um for o in structures if o.focus_unsure and o.z_um is not None], travel)
     out["warnings"] = (start_warnings(scan.config)

@@ -106,3 +106,12 @@ def test_the_scans_own_export_names_the_same_classes(finished_scan, fmt):
     assert [names[a["category_id"]] for a in coco["annotations"]] == [a.cls for a in ann]
     own = {(o.frame_path, *o.box): o.cls for o in objs}
     assert all(own.get((a.filename, a.xmin, a.ymin, a.xmax, a.ymax), a.cls) == a.cls for a in ann)
+
+
+def test_an_export_elsewhere_holds_each_structures_files(finished_scan, tmp_path, capsys):
+    out, _ = finished_scan
+    exp = tmp_path / "exp"
+    assert main(["results", "export", str(out.out_dir), "--out", str(exp), "--format", "coco"]) == 0
+    with (exp / "structures.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert rows and all((exp / r[c]).is_file() for r in rows for c in ("crop", "stack", "height_map", "plot_3d"))

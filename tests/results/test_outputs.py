@@ -1,4 +1,5 @@
 import csv
+import html
 import json
 import re
 import xml.etree.ElementTree as ET
@@ -127,3 +128,48 @@ def test_plots_are_titled_with_the_structures_id(finished_scan, tmp_path, monkey
     monkeypatch.setattr(ScanFolder, "plot_3d", lambda self, name, h, s, title: titles.append((name, title)))
     copy.name_structure(o, 0.56)
     assert titles == [(Path(o.plot_path).name.removesuffix("_3d.png"), f"{o.cls}, structure {o.id}")]
+
+
+def test_structures_csv_and_summary_map_each_id_to_its_files(finished_scan):
+    from appliance.results.structures import COLUMNS
+
+    out, _ = finished_scan
+    with ResultStore(out.db_path) as st:
+        objs = st.objects(out.scan_id, "structure")
+    with (out.out_dir / "structures.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert tuple(rows[0]) == COLUMNS and [int(r["id"]) for r in rows] == [o.id for o in objs]
+    for r, o in zip(rows, objs, strict=True):
+        assert r["type"] == o.cls and r["stack"] == o.stack_path and r["height_map"] == o.height_map_path
+        assert float(r["height_um"]) == pytest.approx(o.extra["max_height_um"], abs=0.01)
+        assert r["focus_ok"] == str(not o.focus_unsure)
+        for col in ("crop", "stack", "height_map", "plot_3d", "frame"):
+            assert (out.out_dir / r[col]).is_file()
+    listed = json.loads((out.out_dir / "summary.json").read_text())["structures"]
+    assert [{k: str(v) for k, v in s.items()} for s in listed] == rows
+
+
+def test_report_says_how_far_heights_can_be_off_and_links_every_file(finished_scan):
+    from appliance.results.report import HEIGHT_CAVEAT, SCORE_LABELS
+
+    out, _ = finished_scan
+    page = (out.out_dir / "report.html").read_text()
+    with ResultStore(out.db_path) as st:
+        objs = st.objects(out.scan_id, "structure")
+    assert "Height maps" in HEIGHT_CAVEAT and html.escape(HEIGHT_CAVEAT) in page
+    assert page.index("1.5-7.8 µm") < page.index("<th>id</th>")
+    assert "height RMSE µm (virtual slide only)" in page and 'href="structures.csv"' in page
+    for o in objs:
+        assert f"<td>{o.id}</td>" in page and f"href='{o.height_map_path}'>height map</a>" in page
+    assert "<th>type_accuracy</th>" not in page and f">{SCORE_LABELS['type_accuracy']}</th>" in page
+
+
+def test_scores_on_a_slide_without_structures_say_so():
+    from appliance.results.report import _score
+
+    empty = {"structures_truth": 0, "recall": 1.0, "position_error_um_median": None, "duplicates": 0}
+    assert _score("recall", empty) == "no structures on the slide"
+    assert _score("position_error_um_median", empty) == "no structures on the slide"
+    assert _score("duplicates", empty) == "0"
+    some = {"structures_truth": 4, "recall": 0.75, "position_error_um_median": None}
+    assert _score("recall", some) == "75 %" and _score("position_error_um_median", some) == "—"
