@@ -105,7 +105,7 @@ def write_ome_stack(path: str | os.PathLike[str], stack: np.ndarray, z_um: Seque
                     name: str | None = None) -> None:
     """Write a ZYX uint8 stack as OME-TIFF with each plane's stage z (and x, y) in its OME ``Plane``.
 
-    ``name`` is the OME ``Image`` name Fiji and napari show for it (``pentagon, structure 33``); without it
+    ``name`` is the OME ``Image`` name Fiji and napari show for it (``pentagon obj_001_00001``); without it
     tifffile names every stack ``Image0``.
 
     Raises

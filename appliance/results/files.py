@@ -5,7 +5,7 @@ Layout under the scan folder (paths stored in the database are relative to it)::
     frames/obj_00012.png       the frame a structure was centred in (annotated in the exports)
     crops/obj_00012.png        the structure (or debris) with a margin
     stacks/obj_00012.ome.tif   the focus stack of the crop, Z Y X, each plane's stage x, y, z in the OME metadata,
-                               the image named after the structure ("pentagon, structure 33")
+                               the image named after the structure's type and file ("pentagon obj_00012")
     heights/obj_00012.npz      height map, µm above the glass, NaN outside the structure (heights_um), and its
                                pixel size (um_per_px); scans before session 48 wrote the map alone (.npy)
     plots/obj_00012_3d.png     matplotlib 3-D surface of the height map, titled like the stack
@@ -25,9 +25,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import tifffile
 
-from appliance.results.store import ObjectRecord, fsync_file, write_durably
+from appliance.results.store import fsync_file, write_durably
 
 SUBDIRS = ("frames", "crops", "stacks", "heights", "plots")
 
@@ -75,7 +74,7 @@ class ScanFolder:
               xy_um: tuple[float, float] | None = None, image_name: str | None = None) -> Path:
         """Write a focus stack as OME-TIFF (ZYX): each plane's stage z (and x, y) in its OME ``Plane``.
 
-        ``image_name`` names the OME image (:func:`structure_title`, once the structure has its id).
+        ``image_name`` names the OME image (the structure's type and file name, as its plot is titled).
         """
         from appliance.focus.stack import write_ome_stack
 
@@ -100,25 +99,6 @@ class ScanFolder:
                 np.savez(f, heights_um=heights.astype(np.float32), um_per_px=np.float64(um_per_px))
         _replace_durably(tmp, path)
         return path
-
-    def name_structure(self, o: ObjectRecord, um_per_px: float) -> None:
-        """Put the structure's type and id (``pentagon, structure 33``) in its stack's OME name and its plot's title.
-
-        The files are written before the structure's row, whose id the database gives it, so they are named
-        after the scan; the stack also gets the stage x, y its planes were taken at (``extra.stage_xy_um``).
-        """
-        title = structure_title(o)
-        if o.stack_path and (self.root / o.stack_path).is_file():
-            from appliance.focus.stack import read_plane_z_um
-
-            path = self.root / o.stack_path
-            planes, zs = tifffile.imread(path), read_plane_z_um(path)
-            xy = (o.extra or {}).get("stage_xy_um")
-            self.stack(path.name.removesuffix(".ome.tif"), planes, zs, um_per_px,
-                       (float(xy[0]), float(xy[1])) if xy and len(xy) == 2 else None, title)
-        if o.plot_path and o.height_map_path and (self.root / o.height_map_path).is_file():
-            heights, scale = read_heights(self.root / o.height_map_path)
-            self.plot_3d(Path(o.plot_path).name.removesuffix("_3d.png"), heights, scale or um_per_px, title)
 
     def plot_3d(self, name: str, heights: np.ndarray, um_per_px: float, title: str) -> Path:
         """Render a 3-D surface of a height map (matplotlib, Agg) as PNG."""
@@ -147,11 +127,6 @@ class ScanFolder:
             plt.close(fig)
         _replace_durably(tmp, path)
         return path
-
-
-def structure_title(o: ObjectRecord) -> str:
-    """What a structure's plot and stack are titled: its type and the id ``tppscan results show`` lists."""
-    return f"{o.cls}, structure {o.id}"
 
 
 def read_heights(path: Path) -> tuple[np.ndarray, float | None]:

@@ -1188,10 +1188,14 @@ class ScanRunner:
         name = self._next_name()
         um_px = self.cal.um_per_px
         heights, zs = shape.rec.heights, stack.zs
+        # named by type and file, not by the database id: the row (and its id) comes after its files are durable,
+        # and rewriting them once it exists would open a window where a power cut tears them; structures.csv maps
+        # each id to its files
+        title = f"{det.cls} {name}"
         paths = [self.folder.png("frames", name, focused.image), self.folder.png("crops", name, shape.crop),
-                 self.folder.stack(name, stack.planes, zs, um_px, (focused.position.x_um, focused.position.y_um)),
-                 self.folder.heights(name, heights, um_px),
-                 self.folder.plot_3d(name, heights, um_px, f"{det.cls} {name[-5:]}")]
+                 self.folder.stack(name, stack.planes, zs, um_px, (focused.position.x_um, focused.position.y_um),
+                                   title),
+                 self.folder.heights(name, heights, um_px), self.folder.plot_3d(name, heights, um_px, title)]
         w.files.extend(paths)
         fw, fh = self.camera.size_px
         frame_rel = self.folder.rel(paths[0])

@@ -527,9 +527,6 @@ def write_outputs(store: ResultStore, scan_id: int, folder: ScanFolder, fov_um: 
     from appliance.results.report import write_report
 
     scan = store.scan(scan_id)
-    um_per_px = Calibration.from_mapping(scan.config["calibration"]).um_per_px
-    for o in store.objects(scan_id, "structure"):  # its id, which the files were written without
-        folder.name_structure(o, um_per_px)
     write_export(folder.root, folder.root, scan_annotations(store, scan), f"tppscan scan {scan_id}",
                  objects=store.objects(scan_id))
     return write_report(folder.root, store.scan(scan_id), store.fields(scan_id), store.objects(scan_id), summary,
