@@ -14,6 +14,8 @@ detector's call against the classifier's over all of an object's boxes, as a sca
 other boxes), so the rows whose ``verdict`` is ``structure`` count the structures. ``agree`` says whether the two
 models agreed (``no``: a scan would centre and refocus on the object before deciding, which one image cannot).
 
+An ``--out`` already holding an earlier run's results is refused (exit 2) before anything is read.
+
 A folder argument is searched (not recursively) for image files. Files are read by
 :mod:`appliance.vision.imagefile` (any bit depth, float TIFF, every page of a stack); a file that cannot be read
 is reported and skipped, the others' results are still written, and the command then exits 1.
@@ -33,6 +35,9 @@ IMAGE_SUFFIXES: frozenset[str] = frozenset({".png", ".jpg", ".jpeg", ".tif", ".t
 CSV_COLUMNS: tuple[str, ...] = ("filename", "width", "height", "class", "xmin", "ymin", "xmax", "ymax", "score",
                                 "type", "type_score", "object", "verdict", "agree")
 COLOURS = {"structure": (0, 0, 255), "debris": (0, 170, 0)}
+#: What a run writes into --out: these two, and one ``<stem>ANNOTATED_SUFFIX`` per frame.
+RESULT_FILES: tuple[str, ...] = ("detections.csv", "detections.json")
+ANNOTATED_SUFFIX = ".detections.png"
 
 
 def register(sub: Any) -> None:
@@ -43,7 +48,8 @@ def register(sub: Any) -> None:
                                    "classifier's type, and the verdict of both weighed together, as a scan's first "
                                    "look decides (agree=no: the models disagreed).")
     p.add_argument("inputs", nargs="+", type=Path, metavar="IMAGE|DIR", help="image files or folders of them")
-    p.add_argument("--out", type=Path, required=True, help="output folder (created)")
+    p.add_argument("--out", type=Path, required=True,
+                   help="output folder (created; one holding an earlier run's results is refused)")
     p.add_argument("--model", type=Path, default=None, help="detector ONNX (default: the shipped one)")
     p.add_argument("--labels", type=Path, default=None, help="detector labels (default: beside the model)")
     p.add_argument("--classifier", type=Path, default=None, help="classifier .tflite (default: the shipped one)")
@@ -61,6 +67,25 @@ def register(sub: Any) -> None:
 def _bad(option: str, value: object, allowed: str) -> int:
     print(f"tppscan detect: error: {option} must be {allowed}, got {value!r}", file=sys.stderr)
     return 2
+
+
+def out_problem(out: Path) -> str | None:
+    """Why ``out`` cannot take this run's results (one line), or None for a new, empty or unrelated folder.
+
+    A folder holding an earlier run's results is refused: the new CSV and JSON would replace the old ones while the
+    old run's annotated PNGs stayed beside them, describing images the new CSV does not list.
+    """
+    if not out.exists():
+        return None
+    if not out.is_dir():
+        return f"--out {out} is a file; give a folder (created if missing)"
+    found = next((n for n in RESULT_FILES if (out / n).exists()), None)
+    if found is None:
+        found = next((q.name for q in out.glob("*" + ANNOTATED_SUFFIX)), None)
+    if found is None:
+        return None
+    return (f"--out {out} already holds detect results ({found}); give another --out or remove it, so that "
+            f"earlier results are not mixed with these")
 
 
 def collect_images(inputs: list[Path]) -> list[Path]:
@@ -111,6 +136,9 @@ def _cmd_detect(args: argparse.Namespace) -> int:
                     f"restore)")
     if args.no_classifier and args.classifier is not None:
         print("tppscan detect: error: --no-classifier and --classifier both given; drop one", file=sys.stderr)
+        return 2
+    if problem := out_problem(args.out):
+        print(f"tppscan detect: error: {problem}", file=sys.stderr)
         return 2
     images = collect_images(args.inputs)
     if not images:
@@ -165,10 +193,10 @@ def _report_error(path: Path, message: str) -> dict[str, str]:
 def _annotated_name(path: Path, name: str, pages: int, used: set[str]) -> str:
     """``stem.detections.png`` (``stem_p<k>`` for a page of a stack), made unique when two folders share a stem."""
     stem = path.stem if pages == 1 else f"{path.stem}_p{name.rsplit('[', 1)[1].rstrip(']')}"
-    out, n = f"{stem}.detections.png", 1
+    out, n = f"{stem}{ANNOTATED_SUFFIX}", 1
     while out in used:
         n += 1
-        out = f"{stem}-{n}.detections.png"
+        out = f"{stem}-{n}{ANNOTATED_SUFFIX}"
     used.add(out)
     return out
 

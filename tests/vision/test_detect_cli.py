@@ -93,3 +93,45 @@ def test_read_frames_names_a_fifo_without_opening_it(tmp_path):
         read_frames(fifo)
     with pytest.raises(ImageFileError, match=r"/dev/null: not a regular file: a character device"):
         read_frames(Path("/dev/null"))
+
+
+def _frame(path: Path) -> None:
+    frame = np.full((240, 320), 150, np.uint8)
+    cv2.circle(frame, (160, 120), 30, 40, 4)
+    cv2.imwrite(str(path), frame)
+
+
+@pytest.mark.parametrize("earlier", ["detections.csv", "detections.json", "b.detections.png"])
+def test_an_out_holding_earlier_results_is_refused_naming_it(tmp_path, capsys, earlier):
+    # The new CSV replaced the old while the old run's annotated PNGs stayed: 4 PNGs beside a CSV for 1 image.
+    _frame(tmp_path / "a.png")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / earlier).write_bytes(b"an earlier run's")
+    rc = main(["detect", str(tmp_path / "a.png"), "--out", str(out), "--no-classifier", "--backend", "onnxruntime"])
+    assert rc == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and f"--out {out} already holds detect results ({earlier})" in err
+    assert "another --out or remove it" in err
+    assert sorted(p.name for p in out.iterdir()) == [earlier] and (out / earlier).read_bytes() == b"an earlier run's"
+
+
+def test_an_out_that_is_a_file_is_refused(tmp_path, capsys):
+    _frame(tmp_path / "a.png")
+    (tmp_path / "out").write_text("x")
+    rc = main(["detect", str(tmp_path / "a.png"), "--out", str(tmp_path / "out"), "--no-classifier"])
+    assert rc == 2
+    assert "is a file; give a folder" in capsys.readouterr().err
+
+
+def test_an_empty_or_unrelated_out_folder_is_used(tmp_path, capsys):
+    _frame(tmp_path / "a.png")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    rc = main(["detect", str(tmp_path / "a.png"), "--out", str(out), "--no-classifier", "--backend", "onnxruntime"])
+    assert rc == 0, capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["a.detections.png", "detections.csv", "detections.json",
+                                                     "notes.txt"]
+    # ... and a second run into it is refused
+    assert main(["detect", str(tmp_path / "a.png"), "--out", str(out), "--no-classifier"]) == 2
