@@ -14,6 +14,10 @@ detector's call against the classifier's over all of an object's boxes, as a sca
 other boxes), so the rows whose ``verdict`` is ``structure`` count the structures. ``agree`` says whether the two
 models agreed (``no``: a scan would centre and refocus on the object before deciding, which one image cannot).
 
+Without ``--um-per-px``, a frame larger than the detector's training frames (640 x 480 for the shipped input) gets
+one NOTE line per run on stderr: small objects in it may be missed; the pixel size lets the detector read it in finer
+tiles (:func:`appliance.vision.tiles.shrunk_beyond_training`).
+
 An ``--out`` already holding an earlier run's results is refused (exit 2) before anything is read.
 
 A folder argument is searched (not recursively) for image files. Files are read by
@@ -60,7 +64,7 @@ def register(sub: Any) -> None:
     p.add_argument("--um-per-px", type=float, default=None,
                    help="pixel size at the sample, 0.1..5 µm (what the models were trained to read): the gate's size "
                         "limits, and the detector reads frames at the scale it was trained on (default: unknown; the "
-                        "gate takes 1.0)")
+                        "gate takes 1.0, and small objects in frames over 640 x 480 may be missed)")
     p.set_defaults(func=_cmd_detect)
 
 
@@ -118,7 +122,7 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     from appliance.vision.detector import BACKENDS
     from appliance.vision.imagefile import ImageFileError, read_frames
     from appliance.vision.pipeline import verdicts
-    from appliance.vision.tiles import READABLE_UM_PER_PX
+    from appliance.vision.tiles import READABLE_UM_PER_PX, shrunk_beyond_training
 
     if args.backend not in BACKENDS:
         return _bad("--backend", args.backend, "one of " + ", ".join(BACKENDS))
@@ -150,6 +154,7 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     per_image: list[dict[str, Any]] = []
     errors: list[dict[str, str]] = []
     used: set[str] = set()
+    noted = args.um_per_px is not None  # told the pixel size: large frames are read at the trained scale
     for path in images:
         # One unreadable file is reported and skipped: the other frames' results are still written.
         try:
@@ -163,6 +168,9 @@ def _cmd_detect(args: argparse.Namespace) -> int:
             except ValueError as exc:
                 errors.append(_report_error(path, f"{name}: {exc}"))
                 continue
+            if not noted and shrunk_beyond_training((res.width, res.height), pipe.detector.input_hw):
+                noted = True  # once per run: the advice is the same for every large frame
+                _note_large(name, (res.width, res.height), pipe.detector.input_hw)
             calls = verdicts(res.objects, args.um_per_px)
             _annotate(img, res, calls, args.out / _annotated_name(path, name, len(frames), used))
             objs = _rows(name, res, calls)
@@ -183,6 +191,17 @@ def _cmd_detect(args: argparse.Namespace) -> int:
               f"under 'errors' in detections.json)", file=sys.stderr)
         return 1
     return 0
+
+
+def _note_large(name: str, size: tuple[int, int], input_hw: tuple[int, int]) -> None:
+    """One line on stderr: a frame larger than the training's was read without its pixel size."""
+    from appliance.vision.tiles import trained_frame_size
+
+    tw, th = trained_frame_size(input_hw)
+    print(f"tppscan detect: NOTE: {name} is {size[0]} x {size[1]}, larger than the detector's training frames "
+          f"({tw} x {th}), and no --um-per-px was given: small objects in it (and in any such frame) may be missed; "
+          f"pass --um-per-px (the camera's µm per pixel at the sample) to read them at the trained scale",
+          file=sys.stderr)
 
 
 def _report_error(path: Path, message: str) -> dict[str, str]:

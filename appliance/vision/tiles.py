@@ -37,6 +37,8 @@ PAD_ASPECT_LIMIT = 1.2
 #: The pixel size at the detector's input, µm per input pixel, the shipped detector was trained over: frames of
 #: 640 x 480 at 0.3-1.2 µm per pixel (``models/data/randomise.py``, ``Ranges.um_per_px``) resized to 320 x 240.
 TRAINED_INPUT_UM_PER_PX = (0.6, 2.4)
+#: ... from frames at these pixel sizes at the sample, µm per frame pixel: a 640 x 480 frame shrunk twice over.
+TRAINED_FRAME_UM_PER_PX = (0.3, 1.2)
 #: A frame the detector would read coarser than that range is read in tiles this fine at the input
 #: (:func:`zoom_tiles`). Measured on held-out frames at 4x-5x (docs/detector.md, "Frames coarser than the
 #: training"): mAP@0.5 best at 2.0 (1.8: 0.804, 2.0: 0.815, 2.4: 0.775 on 640 x 480 frames at 1.3-1.6 µm/px).
@@ -119,6 +121,29 @@ def layout(size: tuple[int, int], input_hw: tuple[int, int], um_per_px: float | 
     if um_per_px is None or read_scale(by_shape[0], input_hw, um_per_px) <= TRAINED_INPUT_UM_PER_PX[1]:
         return by_shape
     return zoom_tiles(size, input_hw, um_per_px)
+
+
+def trained_frame_size(input_hw: tuple[int, int]) -> tuple[int, int]:
+    """The largest (width, height) read at the input's shape no more shrunk than the training frames were.
+
+    640 x 480 for the shipped 320 x 240 input: its frames were shrunk by the ratio of the two trained pixel
+    sizes, :data:`TRAINED_INPUT_UM_PER_PX` over :data:`TRAINED_FRAME_UM_PER_PX`.
+    """
+    ih, iw = input_hw
+    k = TRAINED_INPUT_UM_PER_PX[1] / TRAINED_FRAME_UM_PER_PX[1]
+    return round(iw * k), round(ih * k)
+
+
+def shrunk_beyond_training(size: tuple[int, int], input_hw: tuple[int, int]) -> bool:
+    """Whether a frame of ``size`` read without its pixel size is shrunk more than any training frame was.
+
+    Then its objects reach the detector smaller, in input pixels, than the same objects did in training at the
+    same pixel size: small ones may be missed unless the pixel size is given (:func:`layout` then reads it in
+    finer tiles where it needs them).
+    """
+    tw, th = trained_frame_size(input_hw)
+    ih, iw = input_hw
+    return read_scale(tiles(size, input_hw)[0], input_hw, 1.0) > max(tw / iw, th / ih) + 1e-9
 
 
 def canvas_size(size: tuple[int, int], input_hw: tuple[int, int], um_per_px: float | None = None) -> tuple[int, int]:

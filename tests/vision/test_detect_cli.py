@@ -135,3 +135,43 @@ def test_an_empty_or_unrelated_out_folder_is_used(tmp_path, capsys):
                                                      "notes.txt"]
     # ... and a second run into it is refused
     assert main(["detect", str(tmp_path / "a.png"), "--out", str(out), "--no-classifier"]) == 2
+
+
+def _glass(path: Path, size: tuple[int, int]) -> None:
+    frame = np.full((size[1], size[0]), 150, np.uint8)
+    cv2.circle(frame, (size[0] // 2, size[1] // 2), 30, 40, 4)
+    cv2.imwrite(str(path), frame)
+
+
+def test_frames_larger_than_the_training_without_a_pixel_size_get_one_note(tmp_path, capsys):
+    # A real pentagon tile padded into a 1280 x 960 frame gave 0 structures without --um-per-px, 1 with it, silently.
+    for name in ("a.png", "b.png"):
+        _glass(tmp_path / name, (1280, 960))
+    _glass(tmp_path / "c.png", (640, 480))
+    rc = main(["detect", str(tmp_path), "--out", str(tmp_path / "out"), "--no-classifier", "--backend",
+               "onnxruntime"])
+    assert rc == 0
+    notes = [ln for ln in capsys.readouterr().err.splitlines() if "NOTE" in ln]
+    assert len(notes) == 1, notes  # one per run, not per frame
+    assert "a.png is 1280 x 960, larger than the detector's training frames (640 x 480)" in notes[0]
+    assert "may be missed" in notes[0] and "pass --um-per-px" in notes[0]
+
+
+@pytest.mark.parametrize("size, extra", [((640, 480), []), ((960, 540), []), ((2560, 480), []),
+                                         ((1280, 960), ["--um-per-px", "0.56"])])
+def test_a_note_only_for_frames_shrunk_beyond_the_training_without_a_pixel_size(tmp_path, capsys, size, extra):
+    # 960 x 540 is padded to 960 x 720 and shrunk 3x: noted; a 2560 x 480 strip is read in 640 x 480 tiles: not.
+    _glass(tmp_path / "a.png", size)
+    rc = main(["detect", str(tmp_path / "a.png"), "--out", str(tmp_path / "out"), "--no-classifier", "--backend",
+               "onnxruntime", *extra])
+    assert rc == 0
+    assert ("NOTE" in capsys.readouterr().err) == (size == (960, 540))
+
+
+def test_the_trained_frame_size_follows_from_the_trained_pixel_sizes_and_the_input():
+    from appliance.vision.tiles import shrunk_beyond_training, trained_frame_size
+
+    assert trained_frame_size((240, 320)) == (640, 480)
+    assert not shrunk_beyond_training((640, 480), (240, 320))
+    assert shrunk_beyond_training((648, 486), (240, 320))
+    assert not shrunk_beyond_training((1280, 960), (480, 640))  # a detector with a 640 x 480 input
