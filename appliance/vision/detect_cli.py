@@ -263,6 +263,22 @@ def _pipeline(args: argparse.Namespace) -> Any:
     return Pipeline(det, clf, um_per_px=args.um_per_px if known else 1.0, scale_known=known)
 
 
+def label_origin(text: tuple[int, int, int], box: tuple[int, int, int, int],
+                 size: tuple[int, int]) -> tuple[int, int]:
+    """Where a label of ``text`` (width, height, baseline; ``cv2.getTextSize``) starts: inside an image of ``size``.
+
+    Above the box's left corner where it fits, else just below the box, else inside its top; shifted left where
+    it would run past the right edge (a box at the edge had its type and score cut off).
+    """
+    tw, th, base = text
+    w, h = size
+    x = max(0, min(box[0], w - tw - 1))
+    y = box[1] - 3
+    if y - th < 0:
+        y = box[3] + th + 3 if box[3] + th + 3 + base < h else th + 1
+    return x, min(y, h - base - 1)
+
+
 def _annotate(img: Any, res: Any, calls: list[Any], path: Path) -> None:
     """Write the image with each object's strongest box drawn in its verdict's colour.
 
@@ -284,7 +300,8 @@ def _annotate(img: Any, res: Any, calls: list[Any], path: Path) -> None:
         x1, y1, x2, y2 = (int(round(u)) for u in o.box)
         cv2.rectangle(canvas, (x1, y1), (x2, y2), col, scale)
         text = f"{v.cls or v.kind} {o.score:.2f}{'' if v.agree else ' ?'}"
-        cv2.putText(canvas, text, (x1, max(10, y1 - 3)), cv2.FONT_HERSHEY_SIMPLEX, 0.35 * scale, col, 1,
-                    cv2.LINE_AA)
+        (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.35 * scale, 1)
+        at = label_origin((tw, th, base), (x1, y1, x2, y2), (canvas.shape[1], canvas.shape[0]))
+        cv2.putText(canvas, text, at, cv2.FONT_HERSHEY_SIMPLEX, 0.35 * scale, col, 1, cv2.LINE_AA)
     if not cv2.imwrite(str(path), np.ascontiguousarray(canvas)):
         raise OSError(f"{path}: cannot write the annotated image")

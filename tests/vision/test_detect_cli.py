@@ -175,3 +175,18 @@ def test_the_trained_frame_size_follows_from_the_trained_pixel_sizes_and_the_inp
     assert not shrunk_beyond_training((640, 480), (240, 320))
     assert shrunk_beyond_training((648, 486), (240, 320))
     assert not shrunk_beyond_training((1280, 960), (480, 640))  # a detector with a 640 x 480 input
+
+
+@pytest.mark.parametrize("box", [(600, 200, 639, 260), (630, 0, 639, 20), (0, 0, 640, 480), (-5, 470, 5, 479),
+                                 (100, 100, 200, 200)])
+@pytest.mark.parametrize("scale", [1, 2, 4])
+def test_an_annotation_label_lies_inside_the_image(box, scale):
+    # A box at the right edge had its label drawn from its left corner on, past the edge: type and score cut off.
+    from appliance.vision.detect_cli import label_origin
+
+    size = (640 * scale // 2, 480 * scale // 2) if box == (100, 100, 200, 200) else (640, 480)
+    (tw, th), base = cv2.getTextSize("split_ring 0.87 ?", cv2.FONT_HERSHEY_SIMPLEX, 0.35 * scale, 1)
+    x, y = label_origin((tw, th, base), box, size)
+    assert 0 <= x and x + tw < size[0] and y - th >= 0 and y + base < size[1]
+    if box == (100, 100, 200, 200):
+        assert (x, y) == (100, 97)  # where it fits, above the box's left corner as before
