@@ -38,6 +38,8 @@ from typing import Any
 IMAGE_SUFFIXES: frozenset[str] = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"})
 CSV_COLUMNS: tuple[str, ...] = ("filename", "width", "height", "class", "xmin", "ymin", "xmax", "ymax", "score",
                                 "type", "type_score", "object", "verdict", "agree")
+#: The column holding the final call (the seed's ``class`` column keeps the detector's raw class, by contract).
+VERDICT_COLUMN = "verdict"
 COLOURS = {"structure": (0, 0, 255), "debris": (0, 170, 0)}
 #: What a run writes into --out: these two, and one ``<stem>ANNOTATED_SUFFIX`` per frame.
 RESULT_FILES: tuple[str, ...] = ("detections.csv", "detections.json")
@@ -50,7 +52,10 @@ def register(sub: Any) -> None:
                        description="Find TPP structures and debris in image files; write annotated PNGs, "
                                    "detections.csv and detections.json. Each box has the detector's class and the "
                                    "classifier's type, and the verdict of both weighed together, as a scan's first "
-                                   "look decides (agree=no: the models disagreed).")
+                                   "look decides (agree=no: the models disagreed). In detections.csv the answer is "
+                                   f"the '{VERDICT_COLUMN}' column (structure or debris, on each object's strongest "
+                                   "box); 'class' is the detector's call alone, kept where the seed paper's CSV has "
+                                   "it.")
     p.add_argument("inputs", nargs="+", type=Path, metavar="IMAGE|DIR", help="image files or folders of them")
     p.add_argument("--out", type=Path, required=True,
                    help="output folder (created; one holding an earlier run's results is refused)")
@@ -185,7 +190,8 @@ def _cmd_detect(args: argparse.Namespace) -> int:
                   f"(detector: {sum(o.cls == 'structure' for o in res.objects)} structure, "
                   f"{sum(o.cls == 'debris' for o in res.objects)} debris boxes)")
     _write(args, pipe, rows, per_image, errors)
-    print(f"wrote {len(per_image)} annotated images, detections.csv and detections.json to {args.out}")
+    print(f"wrote {len(per_image)} annotated images, detections.csv and detections.json to {args.out} "
+          f"(the verdict is the '{VERDICT_COLUMN}' column; 'class' is the detector's alone)")
     if errors:
         print(f"tppscan detect: {len(errors)} of {len(images)} files could not be read or run (listed above and "
               f"under 'errors' in detections.json)", file=sys.stderr)

@@ -190,3 +190,18 @@ def test_an_annotation_label_lies_inside_the_image(box, scale):
     assert 0 <= x and x + tw < size[0] and y - th >= 0 and y + base < size[1]
     if box == (100, 100, 200, 200):
         assert (x, y) == (100, 97)  # where it fits, above the box's left corner as before
+
+
+def test_the_output_says_which_csv_column_is_the_verdict(tmp_path, capsys):
+    # 'class' comes first, in the seed paper's order, but is the detector's raw call: a reader took it for the answer.
+    from appliance.cli import build_parser
+    from appliance.vision.detect_cli import CSV_COLUMNS
+
+    assert CSV_COLUMNS[:11] == ("filename", "width", "height", "class", "xmin", "ymin", "xmax", "ymax", "score",
+                                "type", "type_score")  # the seed's contract
+    _frame(tmp_path / "a.png")
+    assert main(["detect", str(tmp_path / "a.png"), "--out", str(tmp_path / "out"), "--no-classifier",
+                 "--backend", "onnxruntime"]) == 0
+    assert "the verdict is the 'verdict' column; 'class' is the detector's alone" in capsys.readouterr().out
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    assert "the answer is the 'verdict' column" in " ".join(sub.choices["detect"].format_help().split())
