@@ -20,7 +20,8 @@ tiles (:func:`appliance.vision.tiles.shrunk_beyond_training`).
 
 An ``--out`` already holding an earlier run's results is refused (exit 2) before anything is read.
 
-A folder argument is searched (not recursively) for image files. Files are read by
+A folder argument is searched (not recursively) for image files. Each file is named by its path from the inputs'
+common folder (``cam1/f.png``; a bare name when all share a folder), so files of one name stay apart. Files are read by
 :mod:`appliance.vision.imagefile` (any bit depth, float TIFF, every page of a stack); a file that cannot be read
 is reported and skipped, the others' results are still written, and the command then exits 1.
 """
@@ -31,6 +32,7 @@ import argparse
 import csv
 import json
 import math
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -159,6 +161,7 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     per_image: list[dict[str, Any]] = []
     errors: list[dict[str, str]] = []
     used: set[str] = set()
+    folders = relative_folders(images)
     noted = args.um_per_px is not None  # told the pixel size: large frames are read at the trained scale
     for path in images:
         # One unreadable file is reported and skipped: the other frames' results are still written.
@@ -167,7 +170,8 @@ def _cmd_detect(args: argparse.Namespace) -> int:
         except ImageFileError as exc:
             errors.append(_report_error(path, str(exc)))
             continue
-        for name, img in frames:
+        for page, img in frames:
+            name = folders[path] + page  # unique: the same file name in two folders is told apart
             try:
                 res = pipe.run(img)
             except ValueError as exc:
@@ -177,7 +181,7 @@ def _cmd_detect(args: argparse.Namespace) -> int:
                 noted = True  # once per run: the advice is the same for every large frame
                 _note_large(name, (res.width, res.height), pipe.detector.input_hw)
             calls = verdicts(res.objects, args.um_per_px)
-            _annotate(img, res, calls, args.out / _annotated_name(path, name, len(frames), used))
+            _annotate(img, res, calls, args.out / _annotated_name(folders[path] + path.name, page, len(frames), used))
             objs = _rows(name, res, calls)
             rows.extend(objs)
             per_image.append({"filename": name, "path": str(path), "width": res.width, "height": res.height,
@@ -215,9 +219,31 @@ def _report_error(path: Path, message: str) -> dict[str, str]:
     return {"path": str(path), "error": message}
 
 
-def _annotated_name(path: Path, name: str, pages: int, used: set[str]) -> str:
-    """``stem.detections.png`` (``stem_p<k>`` for a page of a stack), made unique when two folders share a stem."""
-    stem = path.stem if pages == 1 else f"{path.stem}_p{name.rsplit('[', 1)[1].rstrip(']')}"
+def relative_folders(images: list[Path]) -> dict[Path, str]:
+    """Each image's folder relative to the images' common folder, ``""`` or ending in ``/`` (``a/``, ``a/b/``).
+
+    Prefixed to a file's name in the CSV, the JSON and the annotated PNG's name, it tells apart files of one name
+    from different folders (two cameras' ``f.png``), which were both ``f.png``; files of one folder keep their
+    bare names.
+    """
+    parents = {p: os.path.abspath(p.parent) for p in images}
+    common = os.path.commonpath(list(parents.values()))
+    out: dict[Path, str] = {}
+    for p, parent in parents.items():
+        rel = os.path.relpath(parent, common)
+        out[p] = "" if rel == "." else Path(rel).as_posix() + "/"
+    return out
+
+
+def _annotated_name(relative: str, name: str, pages: int, used: set[str]) -> str:
+    """``stem.detections.png`` (``stem_p<k>`` for a page of a stack) in ``--out`` itself, unique.
+
+    ``relative`` is the image's path relative to the inputs' common folder: its folders become part of the name
+    (``a/f.png``: ``a__f.detections.png``), and a stem two files share (``f.png``, ``f.tif``) gets ``-2``.
+    """
+    path = Path(relative)
+    flat = "__".join((*path.parent.parts, path.stem))
+    stem = flat if pages == 1 else f"{flat}_p{name.rsplit('[', 1)[1].rstrip(']')}"
     out, n = f"{stem}{ANNOTATED_SUFFIX}", 1
     while out in used:
         n += 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import socket
@@ -205,3 +206,30 @@ def test_the_output_says_which_csv_column_is_the_verdict(tmp_path, capsys):
     assert "the verdict is the 'verdict' column; 'class' is the detector's alone" in capsys.readouterr().out
     sub = next(a for a in build_parser()._actions if a.dest == "command")
     assert "the answer is the 'verdict' column" in " ".join(sub.choices["detect"].format_help().split())
+
+
+def test_files_of_one_name_from_two_folders_are_told_apart(tmp_path, capsys):
+    # Both were 'f.png' in the CSV and the JSON, their annotated PNGs f.detections.png and f-2.detections.png.
+    for folder in ("cam1", "cam2", "cam2/old"):
+        (tmp_path / folder).mkdir()
+        _frame(tmp_path / folder / "f.png")
+    out = tmp_path / "out"
+    rc = main(["detect", str(tmp_path / "cam1" / "f.png"), str(tmp_path / "cam2"), str(tmp_path / "cam2/old/f.png"),
+               "--out", str(out), "--no-classifier", "--backend", "onnxruntime"])
+    assert rc == 0
+    names = ["cam1/f.png", "cam2/f.png", "cam2/old/f.png"]
+    printed = capsys.readouterr().out
+    assert all(f"{n}: " in printed for n in names)
+    assert [i["filename"] for i in json.loads((out / "detections.json").read_text())["images"]] == names
+    with open(out / "detections.csv") as fh:
+        assert {r["filename"] for r in csv.DictReader(fh)} <= set(names)
+    assert sorted(p.name for p in out.glob("*.detections.png")) == [
+        "cam1__f.detections.png", "cam2__f.detections.png", "cam2__old__f.detections.png"]
+
+
+def test_files_of_one_folder_keep_their_bare_names():
+    from appliance.vision.detect_cli import relative_folders
+
+    assert relative_folders([Path("d/a.png"), Path("d/b.png")]) == {Path("d/a.png"): "", Path("d/b.png"): ""}
+    assert relative_folders([Path("/x/a.png"), Path("/x/y/a.png")]) == {Path("/x/a.png"): "",
+                                                                        Path("/x/y/a.png"): "y/"}
