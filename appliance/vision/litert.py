@@ -11,20 +11,71 @@ Batches: the interpreter is resized to the batch it is given (``resize_tensor_in
 and larger batches are split into chunks of ``max_batch``. An interpreter is not thread-safe: one
 :class:`LiteModel` per thread. ``num_threads`` is the caller's choice (the scan loop leaves cores to the
 camera and the detector).
+
+LiteRT's ``INFO: Created TensorFlow Lite XNNPACK delegate for CPU.`` line is kept off stderr while a model loads
+(:func:`quiet_xnnpack_info`); anything else the runtime writes there, its errors included, is shown.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import os
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+#: What LiteRT's C++ runtime writes on stderr each time an interpreter takes its CPU delegate: news to no user.
+XNNPACK_INFO = "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
+#: Held while fd 2 is redirected: two threads redirecting at once would leave it pointing at a closed file.
+_STDERR_LOCK = threading.Lock()
+
 
 class ModelFileError(OSError):
     """A model or labels file that is missing, unreadable or not what the caller expects."""
+
+
+@contextlib.contextmanager
+def quiet_xnnpack_info() -> Iterator[None]:
+    """Hide :data:`XNNPACK_INFO` from stderr while the block runs; everything else written there is written after.
+
+    LiteRT writes it from C++ straight to file descriptor 2, so fd 2 is pointed at a temporary file around the
+    block and what it caught, less that line, is written back, real errors included (a damaged model's). Where
+    fd 2 cannot be redirected (closed), the block runs as it is.
+    """
+    with _STDERR_LOCK:
+        try:
+            sys.stderr.flush()
+            saved = os.dup(2)
+        except (OSError, ValueError):
+            yield
+            return
+        try:
+            with tempfile.TemporaryFile() as caught:
+                os.dup2(caught.fileno(), 2)
+                try:
+                    yield
+                finally:
+                    with contextlib.suppress(OSError, ValueError):
+                        sys.stderr.flush()  # Python's own writes in the block are caught too
+                    os.dup2(saved, 2)
+                    caught.seek(0)
+                    _write_back(caught.read())
+        finally:
+            os.close(saved)
+
+
+def _write_back(text: bytes) -> None:
+    """``text`` to fd 2 without the lines that are :data:`XNNPACK_INFO`."""
+    kept = [ln for ln in text.splitlines(keepends=True) if ln.strip() != XNNPACK_INFO.encode()]
+    out = b"".join(kept)
+    while out:  # a pipe may take less than all of it at once
+        out = out[os.write(2, out):]
 
 
 def _interpreter_class() -> Any:
@@ -127,8 +178,9 @@ class LiteModel:
             raise ModelFileError(f"{self.path}: not a TFLite flatbuffer (no 'TFL3' identifier); "
                                  f"expected {self._what()}")
         try:
-            interp = _interpreter_class()(model_content=data, num_threads=num_threads)
-            interp.allocate_tensors()
+            with quiet_xnnpack_info():  # the delegate is taken in allocate_tensors; its INFO line was on every command
+                interp = _interpreter_class()(model_content=data, num_threads=num_threads)
+                interp.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
             raise ModelFileError(f"{self.path}: LiteRT cannot load it, truncated or corrupt? ({exc}); "
                                  f"expected {self._what()}") from None
