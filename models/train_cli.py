@@ -7,15 +7,22 @@ read when the parser is built (the trainer modules import torch only inside thei
 
 from __future__ import annotations
 
-import argparse
 import importlib
 from typing import Any
+
+from appliance.helpformat import DefaultsHelpFormatter
 
 # subcommand -> (module, one-line help)
 TRAINERS: dict[str, tuple[str, str]] = {
     "detector": ("models.detector.train", "the detectNet-style ONNX detector (structure / debris)"),
     "classifier": ("models.classifier.train", "the structure-type classifier (TFLite)"),
     "focus": ("models.focusnet.train", "the single-frame defocus net (TFLite)"),
+}
+#: One example line under each trainer's --help.
+TRAIN_EXAMPLES: dict[str, str] = {
+    "detector": "example: tppscan train detector --data det-train --val det-val --out det",
+    "classifier": "example: tppscan train classifier --data cls-train --val cls-val --out cls",
+    "focus": "example: tppscan train focus --data focus-train --val focus-val --out focus",
 }
 
 
@@ -32,8 +39,8 @@ def register(sub: Any) -> None:
             if exc.name is None or not (mod_name.startswith(exc.name) or _ours(exc.name)):
                 raise
             continue  # that model's trainer, or the part of the project it needs, is not part of this version
-        q = ss.add_parser(name, help=text, description=f"Train {text}.",
-                          formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        q = ss.add_parser(name, help=text, description=f"Train {text}.", epilog=TRAIN_EXAMPLES.get(name),
+                          formatter_class=DefaultsHelpFormatter)
         mod.add_arguments(q)
         q.set_defaults(func=mod.run)
 

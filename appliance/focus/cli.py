@@ -47,7 +47,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     b = fs.add_parser("bench", help="autofocus over K fields of virtual slides and print the figures",
                       description="Autofocus over K fields, each centred on a structure of the virtual slide "
                                   "SEED (then SEED+1, ...): frames, |z - true focus|, success (|dz| <= 1 um), "
-                                  "virtual time.")
+                                  "virtual time.",
+                      epilog="example: tppscan focus bench --fields 50 --focus stepper --strategy map")
     b.add_argument("--seed", type=_int_in("--seed", 0, 2**31 - 1), default=1000,
                    help="first slide seed (default 1000; seeds below 200 were used to tune)")
     b.add_argument("--fields", type=_int_in("--fields", 1, 100000), default=20, help="fields (default 20)")
@@ -78,9 +79,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                       description="Focus three structures of slide SEED (classical), then run the map strategy on "
                                   "N empty and N debris-only fields: frames and how far any frame strays from the "
                                   "map's prediction, in its standard deviations.")
-    k.add_argument("--seed", type=_int_in("--seed", 0, 2**31 - 1), default=1000)
+    k.add_argument("--seed", type=_int_in("--seed", 0, 2**31 - 1), default=1000,
+                   help="virtual slide seed (default 1000; seeds below 200 were used to tune)")
     k.add_argument("--fields", type=_int_in("--fields", 1, 1000), default=10, help="of each kind (default 10)")
-    k.add_argument("--focus", choices=("servo", "stepper"), default="servo")
+    k.add_argument("--focus", choices=("servo", "stepper"), default="servo",
+                   help="servo (1 um per whole degree, the default) or stepper (1/32 um steps)")
     k.add_argument("--json", action="store_true", help="print one JSON object")
     k.add_argument("--no-net", action="store_true", help="do not load the focus net")
     k.set_defaults(func=run_blank)
@@ -88,7 +91,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     s = fs.add_parser("stack", help="autofocus on a structure, then write a focus stack as OME-TIFF",
                       description="Focus on a structure of slide SEED (classical search), then capture a stack "
                                   "around it and write OME-TIFF with each plane's stage z in its metadata.")
-    s.add_argument("--seed", type=_int_in("--seed", 0, 2**31 - 1), default=1)
+    s.add_argument("--seed", type=_int_in("--seed", 0, 2**31 - 1), default=1,
+                   help="virtual slide seed (default 1)")
     s.add_argument("--structure", type=_int_in("--structure", 0, 100000), default=0,
                    help="index among the slide's structures (default 0)")
     s.add_argument("--range-um", type=_float_in("--range-um", 0.0, 100.0), default=20.0,

@@ -57,7 +57,8 @@ def register(sub: Any) -> None:
                                    "look decides (agree=no: the models disagreed). In detections.csv the answer is "
                                    f"the '{VERDICT_COLUMN}' column (structure or debris, on each object's strongest "
                                    "box); 'class' is the detector's call alone, kept where the seed paper's CSV has "
-                                   "it.")
+                                   "it.",
+                       epilog="example: tppscan detect frames/ --out results --um-per-px 0.56")
     p.add_argument("inputs", nargs="+", type=Path, metavar="IMAGE|DIR", help="image files or folders of them")
     p.add_argument("--out", type=Path, required=True,
                    help="output folder (created; one holding an earlier run's results is refused)")

@@ -32,7 +32,8 @@ def register(sub: Any) -> None:
     ss = p.add_subparsers(dest="models_command", metavar="SUBCOMMAND")
     e = ss.add_parser("eval", help="metrics of a model on a dataset",
                       description="Metrics of the detector, classifier or focus net on a dataset made by "
-                                  "`tppscan dataset` (use a held-out split).")
+                                  "`tppscan dataset` (use a held-out split).",
+                      epilog="example: tppscan models eval detector --data data/det-test --at-scale")
     e.add_argument("model_kind", choices=sorted(EVALUATORS), metavar="MODEL",
                    help="detector, classifier or focus")
     e.add_argument("--data", type=Path, required=True, help="dataset folder")

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from appliance.helpformat import DefaultsHelpFormatter
 from models.data.randomise import HARD_BOUNDS, Ranges, check_range, range_knobs
 
 SPLIT_CODES: dict[str, int] = {"train": 1, "val": 2, "test": 3}
@@ -221,7 +222,8 @@ def register(sub: Any) -> None:
     p = sub.add_parser("dataset", help="render training data from the virtual microscope",
                        description="Render detection frames, classifier crops or focus crops from the virtual "
                                    "microscope with domain randomisation; deterministic by seed.",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       epilog="example: tppscan dataset detection --count 200 --split val --out det-val",
+                       formatter_class=DefaultsHelpFormatter)
     p.add_argument("kind", choices=sorted(KINDS), help="what to render")
     p.add_argument("--seed", type=int, default=0, help=f"dataset seed, 0..{MAX_SEED}")
     p.add_argument("--count", type=int, required=True, help=f"items to render, 1..{MAX_COUNT}")
