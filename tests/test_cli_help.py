@@ -11,7 +11,7 @@ from appliance.cli import build_parser
 
 #: The commands whose --help ends in one example line (the ones a new user starts with).
 WITH_EXAMPLE = ("detect", "dataset", "train detector", "train classifier", "train focus", "models eval",
-                "focus bench")
+                "focus bench", "sim slide", "sim field", "sim stack", "sim strip")
 
 
 def _parsers(p: argparse.ArgumentParser, path: str = "") -> Iterator[tuple[str, argparse.ArgumentParser]]:

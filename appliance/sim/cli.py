@@ -5,6 +5,9 @@
 - ``sim stack``: a focus stack at x, y as OME-TIFF (Fiji and napari read it), boxes as JSON beside it.
 - ``sim strip``: a through-focus strip of one structure or debris type (PNG), for judging the optics by eye.
 
+Every subcommand takes ``--sim-set SECTION.KEY=VALUE`` (repeatable), read and checked by the parser ``tppscan scan``
+uses (:mod:`appliance.sim.overrides`), so the slide a scan will see can be looked at first.
+
 Without ``--x/--y`` a field or stack is centred on the slide's first structure. Without ``--z`` (or a z range)
 it is focused on what is in view: the structure nearest the frame's centre, else the nearest debris, else the
 glass. Every option value is checked before anything is rendered: a bad value exits 2 with one line naming the
@@ -46,6 +49,13 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message}\n")
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:  # argparse overloads it
+        """Refuse an unknown option here, naming this subcommand: left to ``tppscan``, it came under its usage."""
+        parsed, extra = super().parse_known_args(args, namespace)
+        if extra:
+            self.error(f"unrecognized arguments: {' '.join(extra)} (see {self.prog} --help)")
+        return parsed, extra
 
 
 def _allowed(lo: float | None, hi: float | None, unit: str, open_lo: bool = False) -> str:
@@ -90,6 +100,7 @@ def _float_in(lo: float, hi: float, unit: str = "", open_lo: bool = False) -> Ca
 
 
 def _travel(axis: str) -> tuple[float, float]:
+    # the default stage's travel: the options are read before --sim-set, so a stage.travel_* set there is not used
     from appliance.sim.stage import SimStageParams
 
     lo, hi = getattr(_stage_params(SimStageParams), f"travel_{axis}_um")
@@ -127,13 +138,18 @@ def register(sub: Any) -> None:
                        help=f"output file, {' or '.join(suffixes)} (default {out_default})")
         q.add_argument("--slice-um", type=_float_in(*SLICE_UM, " µm"), default=None,
                        help="propagate through slices of at most this thickness, µm, 0.5..50 (default: thin screens)")
-        q.add_argument("--camera", choices=CAMERA_PRESETS, default="default",
+        q.add_argument("--camera", choices=CAMERA_PRESETS, default=None,
                        help="the camera's capture chain, a preset of appliance.sim.capture.PRESETS: default (colour "
                             "USB/CSI camera), cheap_colour (softer lens, stronger JPEG), mono_raw (monochrome, "
                             "linear, no ISP) (default: default)")
+        q.add_argument("--sim-set", action="append", default=[], metavar="KEY=VALUE",
+                       help="set a virtual slide, optics, sensor, stage or camera parameter as tppscan scan --sim-set "
+                            "does, to look at the slide a scan would see, e.g. slide.debris_per_mm2=40 "
+                            "(repeatable; every value checked)")
         q.set_defaults(out_suffixes=suffixes)
 
-    s = ss.add_parser("slide", help="overview map of the slide (PNG) + ground truth (JSON)",
+    s = ss.add_parser("slide", epilog="example: tppscan sim slide --seed 7 --sim-set slide.debris_per_mm2=40",
+                      help="overview map of the slide (PNG) + ground truth (JSON)",
                       description="Write an overview map of the slide, structures marked, and its ground truth "
                                   "JSON beside it.")
     common(s, "slide.png", PNG_SUFFIXES)
@@ -146,14 +162,15 @@ def register(sub: Any) -> None:
     def position(q: argparse.ArgumentParser) -> None:
         q.add_argument("--x", type=_on_stage("x"), default=None, help="stage x, µm (default: first structure)")
         q.add_argument("--y", type=_on_stage("y"), default=None, help="stage y, µm (default: first structure)")
-        q.add_argument("--width", type=_int_in(*WIDTH_PX, " px"), default=640, help="frame width, px (16..2592, "
-                                                                                    "default 640)")
-        q.add_argument("--height", type=_int_in(*HEIGHT_PX, " px"), default=480,
+        q.add_argument("--width", type=_int_in(*WIDTH_PX, " px"), default=None, help="frame width, px (16..2592, "
+                                                                                     "default 640)")
+        q.add_argument("--height", type=_int_in(*HEIGHT_PX, " px"), default=None,
                        help="frame height, px (16..1944, default 480)")
-        q.add_argument("--exposure-ms", type=_float_in(*EXPOSURE_MS, " ms"), default=10.0,
+        q.add_argument("--exposure-ms", type=_float_in(*EXPOSURE_MS, " ms"), default=None,
                        help="exposure, ms (0.01..10000, default 10)")
 
-    f = ss.add_parser("field", help="one frame at x, y, z (PNG) + boxes in view (JSON)",
+    f = ss.add_parser("field", epilog="example: tppscan sim field --sim-set sensor.width_px=1280 --out f.png",
+                      help="one frame at x, y, z (PNG) + boxes in view (JSON)",
                       description="Capture one frame at a stage position; write PNG and boxes JSON.")
     common(f, "field.png", PNG_SUFFIXES)
     position(f)
@@ -161,7 +178,8 @@ def register(sub: Any) -> None:
                    help="stage z, µm (default: focus of the structure nearest the centre of the view)")
     f.set_defaults(func=_cmd_field)
 
-    k = ss.add_parser("stack", help="a focus stack at x, y (OME-TIFF)",
+    k = ss.add_parser("stack", epilog="example: tppscan sim stack --seed 7 --z-step 0.5 --out s.ome.tif",
+                      help="a focus stack at x, y (OME-TIFF)",
                       description="Capture frames from z-from to z-to at x, y; write an OME-TIFF (ZYX).")
     common(k, "stack.ome.tif", TIFF_SUFFIXES)
     position(k)
@@ -171,7 +189,8 @@ def register(sub: Any) -> None:
                    help="z step, µm (0 < step <= 180, default 1)")
     k.set_defaults(func=_cmd_stack)
 
-    t = ss.add_parser("strip", help="through-focus strip of one structure or debris type (PNG)",
+    t = ss.add_parser("strip", epilog="example: tppscan sim strip --cls pentagon --sim-set optics.na=0.4",
+                      help="through-focus strip of one structure or debris type (PNG)",
                       description="Crops around the first object of a class, at focus offsets side by side.")
     common(t, "strip.png", PNG_SUFFIXES)
     t.add_argument("--cls", required=True, help="a structure type (woodpile, microlens, scaffold, pentagon, "
@@ -211,19 +230,50 @@ def _check_outputs(out: Path, suffixes: tuple[str, ...], sidecar: Path) -> int |
     return None
 
 
-def _scope(args: argparse.Namespace) -> Any:
-    from appliance.sim.capture import preset
-    from appliance.sim.microscope import VirtualMicroscope
-    from appliance.sim.optics import OpticsParams
-    from appliance.sim.sensor import SensorParams
-    from appliance.sim.stage import SimStageParams
+#: The options that set a simulator parameter --sim-set can set too: (option, section, key).
+OPTION_KEYS: tuple[tuple[str, str, str], ...] = (
+    ("--width", "sensor", "width_px"), ("--height", "sensor", "height_px"), ("--exposure-ms", "sensor", "exposure_ms"),
+    ("--slice-um", "optics", "slice_um"), ("--camera", "camera", "preset"))
 
-    sensor = None
+
+def sim_sets(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """The simulator's overrides: ``--sim-set`` (read and checked as ``tppscan scan`` does) and the options.
+
+    ``ValueError`` naming both where an option and a ``--sim-set`` set one parameter. The stage is a Z stepper
+    unless ``stage.z_mode`` is set, so any requested z is reached to 1/32 µm (the scan's default servo: 1 µm).
+    Sets ``args.width`` and ``args.height`` to the frame's size (the stack's budget needs it).
+    """
+    from appliance.sim.overrides import parse_sim_sets, sim_params
+
+    sets = parse_sim_sets(args.sim_set)
+    for option, section, key in OPTION_KEYS:
+        value = getattr(args, option[2:].replace("-", "_"), None)
+        if value is None:
+            continue
+        if key in sets[section]:
+            raise ValueError(f"{option} {value} and --sim-set {section}.{key}={sets[section][key]} set the same "
+                             f"parameter; give one")
+        sets[section][key] = value
+    sets["stage"].setdefault("z_mode", "stepper")
+    sensor = sim_params(sets)[2]  # every value checked here, before any output is touched
     if hasattr(args, "width"):
-        sensor = SensorParams(width_px=args.width, height_px=args.height, exposure_ms=args.exposure_ms)
-    optics = OpticsParams(slice_um=getattr(args, "slice_um", None))
-    return VirtualMicroscope(seed=args.seed, sensor=sensor, optics=optics, stage=_stage_params(SimStageParams),
-                             chain=preset(args.camera))
+        args.width, args.height = sensor.width_px, sensor.height_px
+    return sets
+
+
+def _scope(args: argparse.Namespace) -> Any:
+    from appliance.sim.overrides import sim_microscope
+
+    return sim_microscope(args.seed, args.sets)
+
+
+def _prepared(args: argparse.Namespace) -> int | None:
+    """Read the overrides into ``args.sets``; None, or exit 2 after one line naming the bad one."""
+    try:
+        args.sets = sim_sets(args)
+    except ValueError as exc:
+        return _fail(str(exc))
+    return None
 
 
 def _target(scope: Any, args: argparse.Namespace) -> tuple[float, float, float, str]:
@@ -283,6 +333,8 @@ def _mark_structures(img: Any, scope: Any, um_per_px: float) -> Any:
 def _cmd_slide(args: argparse.Namespace) -> int:
     import cv2
 
+    if (code := _prepared(args)) is not None:
+        return code
     sidecar = args.out.with_suffix(".json")
     if (code := _check_outputs(args.out, args.out_suffixes, sidecar)) is not None:
         return code
@@ -302,6 +354,8 @@ def _cmd_slide(args: argparse.Namespace) -> int:
 def _cmd_field(args: argparse.Namespace) -> int:
     import cv2
 
+    if (code := _prepared(args)) is not None:
+        return code
     sidecar = args.out.with_suffix(".json")
     if (code := _check_outputs(args.out, args.out_suffixes, sidecar)) is not None:
         return code
@@ -319,7 +373,8 @@ def _cmd_field(args: argparse.Namespace) -> int:
     boxes = [b.to_dict() for b in scope.boxes_in_view(frame)]
     _write_json(sidecar, {"seed": args.seed, "position_um": list(frame.position),
                           "true_position_um": list(frame.meta["true_position_um"]),
-                          "um_per_px": scope.camera.um_per_px, "camera": args.camera, "boxes": boxes})
+                          "um_per_px": scope.camera.um_per_px, "camera": args.sets["camera"].get("preset", "default"),
+                          "sim_set": list(args.sim_set), "boxes": boxes})
     focus = "" if args.z is not None else f" (focus of {what})"
     print(f"wrote {args.out} at x={x:.1f} y={y:.1f} z={z:.2f} um{focus} ({len(boxes)} objects in view)")
     return 0
@@ -340,7 +395,8 @@ def _check_stack(z0: float, z1: float, args: argparse.Namespace) -> int | None:
     need = n * args.width * args.height
     if need > STACK_BUDGET_BYTES:
         return _fail(f"a stack of {n} planes of {args.width}x{args.height} needs {need / 1e9:.2f} GB, more than "
-                     f"the {STACK_BUDGET_BYTES / 1e9:.2f} GB allowed (--width, --height, --z-from, --z-to, --z-step)")
+                     f"the {STACK_BUDGET_BYTES / 1e9:.2f} GB allowed (--width, --height or --sim-set "
+                     f"sensor.width_px, height_px; --z-from, --z-to, --z-step)")
     return None
 
 
@@ -348,6 +404,8 @@ def _cmd_stack(args: argparse.Namespace) -> int:
     import numpy as np
     import tifffile
 
+    if (code := _prepared(args)) is not None:
+        return code
     sidecar = Path(str(args.out) + ".json")
     if (code := _check_outputs(args.out, args.out_suffixes, sidecar)) is not None:
         return code
@@ -396,9 +454,11 @@ def _cmd_strip(args: argparse.Namespace) -> int:
 
     if args.cls not in STRUCTURE_TYPES + DEBRIS_TYPES:
         return _fail(f"--cls must be one of {', '.join(STRUCTURE_TYPES + DEBRIS_TYPES)}, got {args.cls!r}")
+    if (code := _prepared(args)) is not None:
+        return code
     if (code := _check_outputs(args.out, args.out_suffixes, args.out)) is not None:
         return code
-    scope = _scope(argparse.Namespace(seed=args.seed, slice_um=args.slice_um, camera=args.camera))
+    scope = _scope(args)
     objs = [o for o in scope.slide.objects if o.cls == args.cls]
     if not 0 <= args.index < len(objs):
         return _fail(f"--index must be in [0, {len(objs) - 1}] for {args.cls} on seed {args.seed}, got {args.index}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import cv2
 import numpy as np
 import pytest
 import tifffile
@@ -124,3 +125,35 @@ def test_sim_field_camera_preset_changes_the_capture_chain(tmp_path):
         frames[name] = np.asarray(Image.open(out).convert("L")).astype(int)
         assert json.loads(out.with_suffix(".json").read_text())["camera"] == name
     assert np.abs(frames["default"] - frames["mono_raw"]).mean() > 1.0
+
+
+def test_sim_set_previews_the_slide_a_scan_would_see(tmp_path):
+    # `tppscan scan --sim --sim-set ...` could not be previewed: sim had no --sim-set.
+    from appliance.sim.overrides import parse_sim_sets, sim_microscope
+
+    sets = ["slide.debris_per_mm2=0", "slide.width_um=3000", "slide.height_um=3000"]
+    out = tmp_path / "slide.png"
+    assert main(["sim", "slide", "--seed", "5", "--out", str(out), *[a for s in sets for a in ("--sim-set", s)]]) == 0
+    truth = json.loads(out.with_suffix(".json").read_text())
+    scan_slide = sim_microscope(5, parse_sim_sets(sets)).slide
+    assert [(o["id"], o["cls"], o["center_um"]) for o in truth["objects"]] == \
+        [(o.id, o.cls, list(o.center_um)) for o in scan_slide.objects]
+    assert truth["params"]["width_um"] == 3000 and truth["params"]["debris_per_mm2"] == 0
+
+
+def test_sim_set_sets_the_frame_and_the_camera(tmp_path):
+    out = tmp_path / "f.png"
+    assert main(["sim", "field", "--sim-set", "sensor.width_px=800", "--sim-set", "camera.preset=mono_raw",
+                 "--out", str(out)]) == 0
+    assert cv2.imread(str(out), cv2.IMREAD_UNCHANGED).shape[:2] == (480, 800)
+    meta = json.loads(out.with_suffix(".json").read_text())
+    assert meta["camera"] == "mono_raw" and meta["sim_set"] == ["sensor.width_px=800", "camera.preset=mono_raw"]
+
+
+def test_an_unknown_option_names_the_subcommand(capsys):
+    # argparse left it to the top-level parser: 'tppscan: error: unrecognized arguments' under tppscan's usage.
+    with pytest.raises(SystemExit) as e:
+        main(["sim", "field", "--bogus"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "tppscan sim field: error: unrecognized arguments: --bogus (see tppscan sim field --help)"

@@ -86,15 +86,26 @@ ROWS: list[tuple[list[str], int, list[str]]] = [
     (["strip", "--cls", "pentagon", "--index", "99"], 2, ["--index", "99", "[0, 3]", "pentagon"]),
     (["strip", "--cls", "pentagon", "--crop", "600"], 2, ["--crop", "600", "[16, 480]"]),
     (["strip", "--cls", "pentagon", "--crop", "big"], 2, ["--crop", "'big'", "integer"]),
+    # every subcommand: --sim-set, read and checked by scan's own parser (appliance.sim.overrides)
+    (["slide", "--sim-set", "slide.debris_per_mm2"], 2, ["--sim-set", "SECTION.KEY=VALUE"]),
+    (["field", "--sim-set", "sensor.bogus=1"], 2, ["--sim-set", "sensor.bogus", "unknown parameter", "width_px"]),
+    (["stack", "--sim-set", "lens.na=0.3"], 2, ["--sim-set", "'lens.na=0.3'", "slide, optics, sensor"]),
+    (["strip", "--cls", "pentagon", "--sim-set", "camera.preset=webcam"], 2, ["--sim-set", "camera.preset",
+                                                                              "'webcam'", "mono_raw"]),
+    (["field", "--sim-set", "sensor.width_px=800", "--width", "700"], 2,
+     ["--width", "700", "--sim-set", "sensor.width_px=800", "give one"]),
+    (["stack", "--sim-set", "sensor.width_px=2592", "--sim-set", "sensor.height_px=1944", "--z-from", "0", "--z-to",
+      "179.82", "--z-step", "0.18"], 2, ["--sim-set", "1000 planes", "2592x1944", "GB"]),
 ]
 
 #: Every option of every subcommand has at least one row (checked below).
 OPTIONS = {
-    "slide": {"--seed", "--out", "--slice-um", "--camera", "--um-per-px", "--markers"},
-    "field": {"--seed", "--out", "--slice-um", "--camera", "--x", "--y", "--width", "--height", "--exposure-ms", "--z"},
-    "stack": {"--seed", "--out", "--slice-um", "--camera", "--x", "--y", "--width", "--height", "--exposure-ms",
-              "--z-from", "--z-to", "--z-step"},
-    "strip": {"--seed", "--out", "--slice-um", "--camera", "--cls", "--dz", "--index", "--crop"},
+    "slide": {"--seed", "--out", "--slice-um", "--camera", "--sim-set", "--um-per-px", "--markers"},
+    "field": {"--seed", "--out", "--slice-um", "--camera", "--sim-set", "--x", "--y", "--width", "--height",
+              "--exposure-ms", "--z"},
+    "stack": {"--seed", "--out", "--slice-um", "--camera", "--sim-set", "--x", "--y", "--width", "--height",
+              "--exposure-ms", "--z-from", "--z-to", "--z-step"},
+    "strip": {"--seed", "--out", "--slice-um", "--camera", "--sim-set", "--cls", "--dz", "--index", "--crop"},
 }
 
 
