@@ -51,8 +51,8 @@ def load_calibration(cfg: Config) -> Any:
         return None
     path = Path(cfg.calibration.file)
     if not path.exists():
-        raise ConfigError(f"calibration.file {path}: no such file (write one with 'tppscan calibrate --out {path}', "
-                          "or set calibration.file: null to calibrate at the start of each scan)")
+        raise ConfigError(f"calibration.file {path}: no such file ({_calibrate_hint(path)}, or set "
+                          "calibration.file: null to calibrate at the start of each scan)")
     _readable_file("calibration.file", path)
     try:
         cal = Calibration.load(path)
@@ -67,6 +67,19 @@ def load_calibration(cfg: Config) -> Any:
     return cal
 
 
+def _calibrate_hint(path: Path) -> str:
+    """How to write the calibration ``path`` names: ``tppscan calibrate`` writes YAML, to a .yaml or .yml name only.
+
+    Configs before session 47 named ``calibration.json``; ``calibrate --out X.json`` refuses that name, so the
+    hint names the .yaml beside it and says to point the key there.
+    """
+    if path.suffix in (".yaml", ".yml"):
+        return f"write one with 'tppscan calibrate --out {path}'"
+    yaml_path = path.with_suffix(".yaml")
+    return (f"'tppscan calibrate' writes YAML: run 'tppscan calibrate --out {yaml_path}' and set calibration.file: "
+            f"{yaml_path}")
+
+
 def _check_frame_size(cfg: Config, path: Path, size_px: tuple[int, ...]) -> None:
     """A calibration made at another frame size than the configured camera's would fail every scan.
 
@@ -77,7 +90,7 @@ def _check_frame_size(cfg: Config, path: Path, size_px: tuple[int, ...]) -> None
     if size_px not in ((w, h), (h, w)):
         raise ConfigError(f"calibration.file {path}: made at a frame size of {size_px[0]} x {size_px[1]} px, but "
                           f"camera.width x camera.height is {w} x {h}; calibrate again with this camera "
-                          f"('tppscan calibrate --out {path}'), or set calibration.file: null")
+                          f"({_calibrate_hint(path)}), or set calibration.file: null")
 
 
 def check_model_files(cfg: Config) -> None:

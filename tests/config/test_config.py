@@ -99,6 +99,9 @@ def _check(tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str) -> tup
     ("models: {classifier: PLACE}", ["models.classifier", "is a directory"]),
     ("calibration: {file: PLACE/none.yaml}", ["calibration.file", "no such file", "tppscan calibrate --out",
                                               "calibration.file: null"]),
+    ("calibration: {file: PLACE/calibration.json}", ["calibration.file", "no such file",
+                                                     "'tppscan calibrate --out PLACE/calibration.yaml'",
+                                                     "set calibration.file: PLACE/calibration.yaml"]),
     ("calibration: {file: PLACE}", ["calibration.file", "is a directory"]),
     ("calibration: {file: PLACE/bad_cal.yaml}", ["calibration.file", "invertible"]),
     ("calibration: {file: PLACE/bytes.yaml}", ["calibration.file", "not UTF-8"]),
@@ -117,7 +120,8 @@ def test_check_refuses_the_files_the_service_could_not_use(tmp_path: Path, capsy
     (tmp_path / "big_cal.yaml").write_text("matrix: [[1, 0], [0, 1]]\nsize_px: [1280, 960]")  # camera: 640 x 480
     rc, err = _check(tmp_path, capsys, text.replace("PLACE", str(tmp_path)))
     assert rc == 2 and err.count("\n") == 1, err
-    assert all(w in err for w in words), err
+    assert all(w.replace("PLACE", str(tmp_path)) in err for w in words), err
+    assert "--out" not in err or ".json" not in err.split("--out")[1].split()[0], err  # calibrate refuses .json
 
 
 def test_check_passes_a_good_plan_and_calibration(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
