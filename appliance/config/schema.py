@@ -108,7 +108,8 @@ class StageConfig(_Section):
 class SimConfig(_Section):
     """The virtual microscope, when camera or stage is ``sim``."""
 
-    seed: int = Field(1, ge=0, le=2**31 - 1)
+    # 0, as `tppscan scan --sim`'s --seed: "the default virtual slide" is one slide (it was 1 here, session 48)
+    seed: int = Field(0, ge=0, le=2**31 - 1)
     set: dict[str, float | int | str | bool] = Field(
         default_factory=dict, description="simulator parameters as 'group.name: value' (as tppscan scan --sim-set)")
 

@@ -135,6 +135,14 @@ def test_check_passes_a_good_plan_and_calibration(tmp_path: Path, capsys: pytest
     assert Config().calibration.file is None  # unset: each scan calibrates at its start
 
 
+def test_the_services_default_virtual_slide_is_the_scan_commands() -> None:
+    """The config's ``sim.seed`` default was 1 and ``tppscan scan --sim``'s ``--seed`` 0: two default slides."""
+    from appliance.cli import build_parser
+
+    args = build_parser().parse_args(["scan", "--sim"])
+    assert Config().sim.seed == args.seed == 0
+
+
 def test_defaults_round_trip_through_the_commented_yaml() -> None:
     assert parse_config(yaml.safe_load(default_yaml())) == Config()
 
