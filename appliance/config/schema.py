@@ -133,8 +133,8 @@ class CalibrationConfig(_Section):
 class ScanDefaults(_Section):
     """What a scan started by a trigger does."""
 
-    plan: str | None = Field(None, description="a scan plan YAML file (tppscan scan --help shows the format); "
-                                               "none: the default plan over the whole slide")
+    plan: str | None = Field(None, description="a scan plan YAML file (its keys: docs/scan.md, section Plans); "
+                                               "null: the default plan over the whole slide")
 
 
 class ModelsConfig(_Section):
@@ -149,7 +149,7 @@ class ModelsConfig(_Section):
 
 
 class PathsConfig(_Section):
-    """Where the service keeps state, results, logs and its sockets."""
+    """Where the service keeps state, results, logs and its sockets (control.sock, http.sock in run_dir)."""
 
     data_dir: str = "/var/lib/tppscan"
     log_dir: str = "/var/log/tppscan"
@@ -184,7 +184,7 @@ class BoardButtonTrigger(_Section):
 class SocketTrigger(_Section):
     """The local control socket behind ``tppscan start|stop|pause|status``."""
 
-    path: str = "/run/tppscan/control.sock"
+    path: str | None = Field(None, description="the socket file; null: control.sock in paths.run_dir")
     group: str = "tppscan"
     mode: int = Field(0o660, ge=0, le=0o777)
 
@@ -202,7 +202,7 @@ class LiveConfig(_Section):
     """The read-only live view, served on a Unix socket (reach it with ssh -L 8080:<socket> host)."""
 
     enabled: bool = True
-    socket: str = "/run/tppscan/http.sock"
+    socket: str | None = Field(None, description="the socket file; null: http.sock in paths.run_dir")
 
 
 class LoggingConfig(_Section):
@@ -228,6 +228,16 @@ class Config(_Section):
     triggers: TriggersConfig = TriggersConfig()
     live: LiveConfig = LiveConfig()
     logging: LoggingConfig = LoggingConfig()
+
+    @property
+    def control_socket(self) -> str:
+        """The control socket's file: ``triggers.socket.path``, else ``control.sock`` in ``paths.run_dir``."""
+        return self.triggers.socket.path or str(Path(self.paths.run_dir) / "control.sock")
+
+    @property
+    def live_socket(self) -> str:
+        """The live view's socket file: ``live.socket``, else ``http.sock`` in ``paths.run_dir``."""
+        return self.live.socket or str(Path(self.paths.run_dir) / "http.sock")
 
 
 def _describe(err: Any) -> str:

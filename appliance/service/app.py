@@ -37,12 +37,12 @@ def run_service(cfg: Config) -> int:
     service = Service(backend, connect_retry_s=cfg.stage.connect_retry_s, on_status=lambda st: feed.status(**st))
     live = None
     if cfg.live.enabled:
-        live = LiveServer(cfg.live.socket, feed, Path(cfg.paths.data_dir) / "scans", group=cfg.triggers.socket.group,
+        live = LiveServer(cfg.live_socket, feed, Path(cfg.paths.data_dir) / "scans", group=cfg.triggers.socket.group,
                           mode=cfg.triggers.socket.mode)
         try:
             live.start()
         except OSError as exc:
-            print(f"tppscan run: live.socket {cfg.live.socket}: cannot serve the live view: {exc.strerror or exc}",
+            print(f"tppscan run: live.socket {cfg.live_socket}: cannot serve the live view: {exc.strerror or exc}",
                   file=sys.stderr)
             return 1
     try:
@@ -61,7 +61,7 @@ def _triggers(cfg: Config, service: Service, backend: Any) -> Iterator[None]:
     """Start the control socket and the configured triggers; stop them all on the way out."""
     started: list[Any] = []
     t = cfg.triggers
-    control = ControlServer(t.socket.path, service.handle, group=t.socket.group or None, mode=t.socket.mode)
+    control = ControlServer(cfg.control_socket, service.handle, group=t.socket.group or None, mode=t.socket.mode)
     control.start()
     started.append(control)
     try:

@@ -24,14 +24,19 @@ def register(sub: argparse._SubParsersAction) -> None:
                        ("status", "print the service's state and the scan's progress")):
         c = sub.add_parser(name, help=text, description=f"{text[0].upper()}{text[1:]}, through the service's "
                                                          "control socket (members of group tppscan).")
-        c.add_argument("--socket", default=DEFAULT_SOCKET, metavar="PATH",
-                       help=f"the control socket (default {DEFAULT_SOCKET})")
+        c.add_argument("--socket", default=None, metavar="PATH",
+                       help="the control socket (default: the config's, control.sock in paths.run_dir; "
+                            f"{DEFAULT_SOCKET} without a config)")
+        c.add_argument("--config", default=None, metavar="FILE",
+                       help="the service's config file, for its socket (default /etc/tppscan/config.yaml where it "
+                            "exists)")
         c.add_argument("--json", action="store_true", help="print the service's whole reply as JSON")
         c.add_argument("--timeout", type=float, default=10.0, metavar="S", help="seconds to wait (0.1..600)")
         c.set_defaults(func=_control, control_command=name)
 
 
 def _control(args: argparse.Namespace) -> int:
+    from appliance.config.schema import ConfigError, ConfigFileError
     from appliance.service.control import ControlError, send_command
 
     if not 0.1 <= args.timeout <= 600:  # also false for nan
@@ -39,7 +44,12 @@ def _control(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     try:
-        reply = send_command(args.socket, args.control_command, timeout_s=args.timeout)
+        path = _socket_path(args)
+    except ConfigError as exc:
+        print(f"tppscan {args.control_command}: {exc}", file=sys.stderr)
+        return 1 if isinstance(exc, ConfigFileError) else 2
+    try:
+        reply = send_command(path, args.control_command, timeout_s=args.timeout)
     except ControlError as exc:
         print(f"tppscan {args.control_command}: {exc}", file=sys.stderr)
         return 1
@@ -53,6 +63,17 @@ def _control(args: argparse.Namespace) -> int:
             print(f"scan {st.get('scan_id')}: {st.get('fields_done')}/{st.get('fields_total')} fields, "
                   f"{st.get('structures')} structures; last scan: {st.get('last_outcome')}{why}")
     return 0 if reply.get("ok") else 1
+
+
+def _socket_path(args: argparse.Namespace) -> str:
+    """``--socket``; else the socket of ``--config`` or of the installed config, where the service listens."""
+    from appliance.config.schema import DEFAULT_CONFIG_PATH, load_config
+
+    if args.socket is not None:
+        return str(args.socket)
+    if args.config is None and not DEFAULT_CONFIG_PATH.exists():
+        return DEFAULT_SOCKET
+    return load_config(args.config if args.config is not None else DEFAULT_CONFIG_PATH).control_socket
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -174,3 +174,10 @@ def test_show_defaults_from_a_real_process() -> None:
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and out.stderr == ""
     assert parse_config(yaml.safe_load(out.stdout)) == Config()
+
+
+def test_the_plan_key_points_to_where_plans_are_described() -> None:
+    """``scan.plan``'s comment said 'tppscan scan --help shows the format'; it does not, docs/scan.md does."""
+    text = default_yaml()
+    assert "scan --help" not in text and "docs/scan.md, section Plans" in text
+    assert "## Plans" in (Path(__file__).parents[2] / "docs" / "scan.md").read_text()

@@ -462,3 +462,30 @@ def test_logs_say_where_they_looked_when_there_is_nothing(tmp_path: Path) -> Non
                          text=True, timeout=60, env={**os.environ, "PATH": f"{fake.parent}:{os.environ['PATH']}"})
     assert out.returncode == 0 and out.stdout == ""
     assert out.stderr == f"tppscan logs: no log lines: no log file in {empty}, and journald has none (unit tppscan)\n"
+
+
+def test_the_sockets_live_in_paths_run_dir(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``paths.run_dir`` is documented as the sockets' folder; changing it moved neither socket, and ``tppscan
+    status`` looked in /run/tppscan whatever the config said."""
+    import yaml
+
+    from appliance.cli import main
+    from appliance.config.schema import Config
+
+    cfg = Config.model_validate({"paths": {"run_dir": "/srv/run"}})
+    assert (cfg.control_socket, cfg.live_socket) == ("/srv/run/control.sock", "/srv/run/http.sock")
+    assert (Config().control_socket, Config().live_socket) == ("/run/tppscan/control.sock", "/run/tppscan/http.sock")
+    named = Config.model_validate({"triggers": {"socket": {"path": "/x/c.sock"}}, "live": {"socket": "/x/h.sock"}})
+    assert (named.control_socket, named.live_socket) == ("/x/c.sock", "/x/h.sock")
+    conf = tmp_path / "config.yaml"
+    conf.write_text(yaml.safe_dump({"paths": {"run_dir": str(tmp_path)}}))
+    st = {"state": "idle", "scan_id": None, "fields_done": 0, "fields_total": 0, "structures": 0, "eta_s": None,
+          "last_outcome": None, "message": ""}
+    t = _one_reply(tmp_path / "control.sock", (json.dumps({"ok": True, "message": "idle", "status": st}) + "\n")
+                   .encode())
+    assert main(["status", "--config", str(conf), "--timeout", "5"]) == 0
+    t.join(5)
+    assert capsys.readouterr().out.startswith("idle")
+    conf.write_text("paths: {run_dir: 3}")
+    assert main(["status", "--config", str(conf)]) == 2
+    assert capsys.readouterr().err.startswith(f"tppscan status: {conf}: paths.run_dir")
