@@ -331,3 +331,15 @@ def test_home_on_a_board_that_falls_silent_is_a_quick_one_line_error(capsys, fak
     err = _one_line_exit_1(capsys, "home", "--port", fake_grbl.path, "--boot-delay", "0")
     assert f"no status report from {fake_grbl.path} within 2 s of '?' while '$H' ran" in err, err
     assert time.monotonic() - t0 < 8.0
+
+
+def test_a_locked_board_is_told_what_to_do_in_this_clis_words(capsys, fake_grbl):
+    """``status`` printed ``state Alarm`` with no next step, and a refused move said ``home ($H) or unlock ($X)``,
+    the firmware's commands, where this CLI has ``tppscan stage home``, ``--home`` and ``--unlock``."""
+    port = ["--port", fake_grbl.path, "--boot-delay", "0"]
+    code, out, _ = run(capsys, "status", *port)
+    assert code == 0 and "state    Alarm" in out
+    assert "next     locked in alarm: run 'tppscan stage home', or add --home or --unlock to move" in out
+    code, _, err = run(capsys, "move", *port, "--x", "10")
+    assert code == 1 and err.count("\n") == 1 and "error:9" in err, err
+    assert "add --home (homing cycle) or --unlock (trust the position)" in err and "$H" not in err, err

@@ -285,6 +285,8 @@ def _status(args: argparse.Namespace) -> int:
         print(f"state    {report.state}" + (f":{report.substate}" if report.substate is not None else ""))
         print(f"position {_fmt(stage.position_um())}")
         print(f"report   {report.raw}")
+        if report.state == "Alarm":  # a fresh board with homing on starts locked: say how on, in this CLI's words
+            print(f"next     locked in alarm: {_ALARM_NEXT['status']}")
     return 0
 
 
@@ -401,7 +403,7 @@ def _guarded(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse
         try:
             return handler(args)
         except (StageError, SimavrBoardError) as exc:
-            print(f"stage error: {_one_line(exc)}", file=sys.stderr)
+            print(f"stage error: {_one_line(_in_cli_words(exc, args))}", file=sys.stderr)
             return 1
         except OSError as exc:
             print(f"error: {_one_line(exc)}", file=sys.stderr)
@@ -412,6 +414,32 @@ def _guarded(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse
     return run
 
 
-def _one_line(exc: BaseException, limit: int = 400) -> str:
+#: What to do about a board locked in alarm, in each action's own options (the driver says '$H' / '$X').
+_ALARM_NEXT = {
+    "status": "run 'tppscan stage home', or add --home or --unlock to move, focus or stream (--unlock trusts "
+              "the position)",
+    "home": "check the limit switches and run 'tppscan stage home' again, or give move, focus or stream --unlock "
+            "to trust the position",
+    "settings": "run 'tppscan stage home', or add --home or --unlock to move, focus or stream",
+}
+_DRIVER_WORDS = ("home ($H) or unlock ($X) first", "home ($H) or unlock ($X)")
+
+
+def _in_cli_words(exc: BaseException, args: argparse.Namespace) -> str:
+    """The driver's message, its alarm advice ('home ($H) or unlock ($X)') told as this CLI's options."""
+    from appliance.hardware.stage.base import StageAlarm
+
+    text = str(exc)
+    if not isinstance(exc, StageAlarm):
+        return text
+    action = getattr(args, "stage_command", None)
+    advice = _ALARM_NEXT.get(action or "", "add --home (homing cycle) or --unlock (trust the position)")
+    for words in _DRIVER_WORDS:
+        if words in text:
+            return text.replace(words, advice)
+    return f"{text}; {advice}"
+
+
+def _one_line(exc: BaseException | str, limit: int = 400) -> str:
     text = " ".join(str(exc).split())
     return text if len(text) <= limit else text[:limit] + "..."
