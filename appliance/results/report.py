@@ -284,7 +284,7 @@ def write_report(root: Path, scan: ScanRecord, fields: Sequence[FieldRecord], ob
             ("structures", summary.get("structures_recorded")), ("debris", summary.get("debris_recorded")),
             ("stage time", f"{summary.get('stage_time_s_total', 0):.0f} s (median "
                            f"{summary.get('stage_time_s_per_field_median') or 0:.2f} s per field)"),
-            ("computer time", f"{summary.get('wall_time_s_total', 0):.0f} s"),
+            ("computer time in the fields", f"{summary.get('wall_time_s_total', 0):.0f} s"),
             ("calibration", _calibration_line((scan.config or {}).get("calibration"))),
             ("exposure", _exposure_line(root / "scan.json")),
             ("flat field", _flat_field_line(root / "scan.json")),

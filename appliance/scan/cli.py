@@ -231,8 +231,8 @@ class _Progress:
                   "the field is redone", file=sys.stderr, flush=True)
         if isinstance(event, ObjectRecorded) and event.obj.kind == "structure" and not self.bar:
             o = event.obj
-            print(f"structure {o.id}: {o.cls} at x={o.x_um:.1f} y={o.y_um:.1f} um, focus z={o.z_um:.1f} um",
-                  file=sys.stderr, flush=True)
+            print(f"structure {o.id}: {o.cls} at x={o.x_um:.1f} y={o.y_um:.1f} um, focus z={o.z_um:.1f} um"
+                  f"{' (focus unsure)' if o.focus_unsure else ''}", file=sys.stderr, flush=True)
         if isinstance(event, FieldDone):
             s = event.status
             eta = "" if s.eta_s is None else f", ETA {s.eta_s:.0f} s"
@@ -344,9 +344,11 @@ def _scan(args: argparse.Namespace) -> int:
         finally:
             progress.close()
     s = outcome.summary
-    print(f"scan {outcome.scan_id} {s['status']} ({s['finish_reason']}) in {time.monotonic() - t0:.0f} s: "
-          f"{s['fields_done']}/{s['fields_planned']} fields, {s['structures_recorded']} structures, "
-          f"{s['debris_recorded']} debris")
+    # the whole command's time, and the fields' share of it (summary.json's wall_time_s_total, the report's
+    # "computer time in the fields"): the rest is the calibration, exposure, flat field, checks and outputs
+    print(f"scan {outcome.scan_id} {s['status']} ({s['finish_reason']}) in {time.monotonic() - t0:.0f} s "
+          f"({s.get('wall_time_s_total') or 0:.0f} s of it in the fields): {s['fields_done']}/{s['fields_planned']} "
+          f"fields, {s['structures_recorded']} structures, {s['debris_recorded']} debris")
     if "recall" in s:
         pe = s["position_error_um_median"]
         print(f"against the slide's truth: recall {s['recall']:.3f}, type accuracy {s['type_accuracy']:.3f}, "

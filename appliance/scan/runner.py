@@ -285,6 +285,18 @@ class _Shape:
     specks_z: float | None = None  # the specks' focus on both sides of it (the drive's direction check)
 
 
+#: No ETA before this many fields of a run are committed: the first field carries the run's start (the slide's
+#: focus, warm caches) and said "ETA 795 s" for a 70 s scan; the rate is taken from the fields after it.
+ETA_AFTER_FIELDS = 3
+
+
+def eta_s(fields_run: int, since_first_s: float, fields_left: int) -> float | None:
+    """Seconds left at the rate of this run's fields after its first; None until :data:`ETA_AFTER_FIELDS` ran."""
+    if fields_run < ETA_AFTER_FIELDS:
+        return None
+    return since_first_s / (fields_run - 1) * max(0, fields_left)
+
+
 class ScanRunner:
     """Runs one scan plan on a stage and camera, recording into a results store and a scan folder.
 
@@ -375,6 +387,7 @@ class ScanRunner:
         self._n_debris = 0
         self._next_object = 0
         self._n_run = 0  # fields done by this run (the ETA's rate)
+        self._t_first: float | None = None  # when this run's first field was committed (the ETA's rate from there)
         self._n_retries = 0  # captures retried by this run
         self._n_stage_faults = 0  # stage faults this run recovered from or stopped at
         self._failed: dict[int, str] = {}  # cell -> error, fields that failed in this run
@@ -403,8 +416,8 @@ class ScanRunner:
             elapsed = time.monotonic() - self._t0
             planned = self.grid.n_fields
             eta = None
-            if self._n_run and self._state in (ScanState.RUNNING, ScanState.PAUSED):
-                eta = elapsed / self._n_run * max(0, planned - done)
+            if self._state in (ScanState.RUNNING, ScanState.PAUSED) and self._t_first is not None:
+                eta = eta_s(self._n_run, time.monotonic() - self._t_first, planned - done)
             return ScanStatus(self._state, self._step, self.scan_id, done, planned, self._n_struct,
                               self._n_debris, self._cell, elapsed, eta, self._reason, self._error,
                               len(self._failed), self._n_retries, self._n_stage_faults)
@@ -414,6 +427,7 @@ class ScanRunner:
         """Scan every field not yet committed; return the final status (never raises for a failed step)."""
         self._t0 = time.monotonic()
         self._n_run = 0
+        self._t_first = None
         self._set(state=ScanState.RUNNING)
         order = FieldOrder(self.grid, self.plan.grid.mode, self._done)
         try:
@@ -599,6 +613,8 @@ class ScanRunner:
             self._n_struct += n_s
             self._n_debris += len(w.objects) - n_s
             self._n_run += 1
+            if self._n_run == 1:
+                self._t_first = time.monotonic()
         for oid, o in zip(ids, w.objects, strict=True):
             self._emit(ObjectRecorded(replace(o, id=oid)))
         self._emit(FieldDone(rec, self.status()))

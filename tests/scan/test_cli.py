@@ -79,6 +79,12 @@ def test_scan_then_results_commands(tmp_path, capsys):
     assert "NOTE vision: sim-truth TEST DOUBLE" in captured.err
     assert "fields" in captured.err and "%" in captured.err  # log lines, not a bar, off a terminal
     assert "report:" in captured.out
+    first = next(ln for ln in captured.err.splitlines() if ln.startswith("fields "))
+    assert "ETA" not in first, first  # one field timed is no rate: it said ETA 795 s for a 70 s scan
+    summary = json.loads((out / "summary.json").read_text())
+    # three wall times that disagreed, now one figure each, labelled: the command's, the fields' share of it
+    assert f"s ({summary['wall_time_s_total']:.0f} s of it in the fields)" in captured.out
+    assert "computer time in the fields" in (out / "report.html").read_text()
     summary = json.loads((out / "summary.json").read_text())
     assert summary["status"] == "finished"
     assert summary["warnings"] == [] and "warning:" not in captured.err
@@ -154,11 +160,13 @@ def test_a_scan_whose_structures_focus_could_not_be_trusted_says_so(tmp_path, ca
     sets = ["--sim-set", "slide.width_um=1200", "--sim-set", "slide.height_um=1200", "--sim-set",
             "slide.n_structures=3", "--sim-set", "slide.debris_per_mm2=3"]
     code = main(["scan", "--sim", "--seed", "5", *sets, "--out", str(out), "--vision", "sim-truth",
-                 "--focus", "sim-truth", "--progress", "none"])
+                 "--focus", "sim-truth", "--progress", "log"])
     err = capsys.readouterr().err
     assert code == 0, err
     summary = json.loads((out / "summary.json").read_text())
     assert summary["structures_recorded"] >= 3 and summary["structures_focus_ok"] == 0
+    lines = [ln for ln in err.splitlines() if ln.startswith("structure ")]  # the live lines say so too
+    assert len(lines) == summary["structures_recorded"] and all(ln.endswith("(focus unsure)") for ln in lines)
     assert len(summary["warnings"]) == 1 and "could not be trusted" in summary["warnings"][0]
     assert "warning: the focus of" in err
     report = (out / "report.html").read_text()

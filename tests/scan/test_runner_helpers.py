@@ -1,6 +1,8 @@
 """Which field frames may give the map of the glass their focus, when a phase proves a lens, and when the gate sees an
 object neither model boxes (runner helpers)."""
 
+import pytest
+
 from appliance.scan.protocols import Detection
 from appliance.scan.verdicts import may_show_a_print
 
@@ -58,3 +60,13 @@ def test_a_view_sure_of_dirt_is_no_longer_a_disputed_lens():
     assert still_a_lens({"debris": 0.69, "microlens": 0.0506, "pentagon": 0.01})  # the least of sessions 41-42
     assert not still_a_lens({"debris": 0.5, "microlens": 0.2, "woodpile": 0.3})  # likeliest a woodpile
     assert not still_a_lens({"debris": 1.0}) and not still_a_lens({})
+
+
+def test_no_eta_until_a_few_fields_are_timed_and_then_at_their_rate_after_the_first() -> None:
+    """The first field carries the run's start: 'ETA 795 s' after it, for a scan of 70 s."""
+    from appliance.scan.runner import ETA_AFTER_FIELDS, eta_s
+
+    assert ETA_AFTER_FIELDS == 3
+    assert eta_s(1, 0.0, 129) is None and eta_s(2, 0.5, 128) is None
+    assert eta_s(3, 1.0, 127) == pytest.approx(63.5)  # 2 fields in 1 s after the first: 0.5 s each
+    assert eta_s(5, 2.0, -1) == 0.0
