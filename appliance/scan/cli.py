@@ -20,6 +20,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from appliance.hardware.stage.base import focus_travel_of
@@ -73,6 +74,9 @@ def register(sub: Any) -> None:
     p.add_argument("--no-resume", action="store_true", help="start a new scan even if one is unfinished in --out")
     p.add_argument("--progress", choices=("auto", "bar", "log", "none"), default="auto",
                    help="progress display (auto: a bar on a terminal, log lines otherwise)")
+    p.add_argument("--check", action="store_true",
+                   help="only check the inputs (plan, calibration, --sim-set, --out and --db) and exit: 0 when a "
+                        "scan would start, 2 naming every error of the plan; no device is opened, nothing written")
     p.set_defaults(func=_cmd_scan)
 
     c = sub.add_parser("calibrate", help="measure the camera's pixel -> stage um map by phase correlation",
@@ -299,12 +303,17 @@ def _scan(args: argparse.Namespace) -> int:
         return _fail("scan", f"--out {out} exists and is not a directory")
     db = args.db if args.db is not None else out.resolve().parent / "tppscan.db"
     try:  # before any device moves: another program's SQLite file or a folder is the user's to fix, not a fault
-        with ResultStore(db) as store:
-            problem = _out_problem(out, store, plan, args.plan, not args.no_resume)
+        if args.check and not db.exists():  # a check makes no database: none holds a scan yet
+            problem = _out_problem(out, SimpleNamespace(scans=list, path=db), plan, args.plan, not args.no_resume)
+        else:
+            with ResultStore(db, read_only=args.check) as store:
+                problem = _out_problem(out, store, plan, args.plan, not args.no_resume)
     except OSError as exc:
         return _fail("scan", f"--db: {exc}", 1)
     if problem:
         return _fail("scan", problem)
+    if args.check:
+        return _checked(args, plan, out)
     import kernels
 
     kernels.warmup()
@@ -365,6 +374,17 @@ def _scan(args: argparse.Namespace) -> int:
         print("interrupted: the stage is stopped; run the same command again to resume", file=sys.stderr)
         return 130
     return 0 if s["status"] == "finished" else 1
+
+
+def _checked(args: argparse.Namespace, plan: Any, out: Path) -> int:
+    """``--check``: the virtual slide's settings too (read when the devices open), then say what would run."""
+    from appliance.sim.overrides import parse_sim_sets, sim_microscope
+
+    sim_microscope(args.seed, parse_sim_sets(args.sim_set))  # a bad --sim-set: ValueError, exit 2, as the scan
+    cal = f"calibration {args.calibration}" if args.calibration else "calibration measured at the start"
+    print(f"inputs ok: plan {plan.name!r} ({args.plan or 'the whole slide'}), {cal}, --out {out}; nothing was "
+          "opened or moved (--check)")
+    return 0
 
 
 def _cmd_calibrate(args: argparse.Namespace) -> int:

@@ -70,6 +70,42 @@ def _from_mapping(cls: type, path: str, values: object) -> Any:
     return cls(**dict(values))
 
 
+def _section_errors(cls: type, path: str, values: object, first: str) -> list[str]:
+    """Every error of a section that failed with ``first``: each unknown key, each key's own bad value.
+
+    A section stops at its first error; a plan with a misspelt key and a bad value showed one per run. Each key is
+    tried alone, then beside the keys that passed alone (a rule over two keys reads their values), and its error
+    kept where it names that key; ``first`` is kept where it names none of them ("give all four of top, ...").
+    """
+    if not isinstance(values, Mapping):
+        return [first]
+    known = {f.name for f in fields(cls)}
+    errors = [f"{path}.{k}: unknown key; allowed: {', '.join(sorted(known))}"
+              for k in sorted(str(k) for k in values if k not in known)]
+    given = {k: v for k, v in values.items() if k in known}
+    alone = {k: _problem(cls, {k: v}) for k, v in given.items()}
+    good = {k: v for k, v in given.items() if alone[k] is None}
+    for key, value in given.items():
+        said = alone[key] and (_problem(cls, {**good, key: value}) or alone[key])
+        if said and said.startswith((f"{path}.{key}:", f"{path}.{key}[")):
+            errors.append(said)
+    return errors if first in errors else [*errors, first]
+
+
+def _problem(cls: type, values: dict[str, Any]) -> str | None:
+    """The error building a plan section of ``values`` raises, or None."""
+    try:
+        cls(**values)
+    except (TypeError, ValueError) as exc:
+        return str(exc)
+    return None
+
+
+def _joined(errors: list[str]) -> str:
+    """One line for one error or several: ``2 errors: A | B``."""
+    return errors[0] if len(errors) == 1 else f"{len(errors)} errors: " + " | ".join(errors)
+
+
 def _one_line(exc: yaml.YAMLError) -> str:
     """A YAML error as one line: what is wrong and where (PyYAML's own text quotes the source over lines)."""
     mark = getattr(exc, "problem_mark", None)
@@ -410,15 +446,21 @@ class ScanPlan:
         if not isinstance(values, Mapping):
             raise ValueError(f"plan: must be a mapping, got {type(values).__name__}")
         allowed = {"name", "grid", "focus", "imaging", "reconstruct", "faults"}
-        unknown = sorted(str(k) for k in values if k not in allowed)
-        if unknown:
-            raise ValueError(f"{unknown[0]}: unknown key; allowed: {', '.join(sorted(allowed))}")
-        return cls(name=values.get("name", "scan"),
-                   grid=_from_mapping(GridPlan, "grid", values.get("grid")),
-                   focus=_from_mapping(FocusPlan, "focus", values.get("focus")),
-                   imaging=_from_mapping(ImagingPlan, "imaging", values.get("imaging")),
-                   reconstruct=_from_mapping(ReconstructPlan, "reconstruct", values.get("reconstruct")),
-                   faults=_from_mapping(FaultsPlan, "faults", values.get("faults")))
+        errors = [f"{k}: unknown key; allowed: {', '.join(sorted(allowed))}"
+                  for k in sorted(str(k) for k in values if k not in allowed)]
+        try:
+            cls(name=values.get("name", "scan"))
+        except ValueError as exc:
+            errors.append(str(exc))
+        sections: dict[str, Any] = {}
+        for name, kind in _SECTIONS:  # every section read, so that one run names every error of the file
+            try:
+                sections[name] = _from_mapping(kind, name, values.get(name))
+            except ValueError as exc:
+                errors.extend(_section_errors(kind, name, values.get(name), str(exc)))
+        if errors:
+            raise ValueError(_joined(errors))
+        return cls(name=values.get("name", "scan"), **sections)
 
     @classmethod
     def from_yaml(cls, text: str) -> ScanPlan:
@@ -439,3 +481,7 @@ class ScanPlan:
     def to_yaml(self) -> str:
         """YAML text that :meth:`from_yaml` turns back into an equal plan."""
         return yaml.safe_dump(self.to_mapping(), sort_keys=False)
+
+
+_SECTIONS: tuple[tuple[str, type], ...] = (("grid", GridPlan), ("focus", FocusPlan), ("imaging", ImagingPlan),
+                                           ("reconstruct", ReconstructPlan), ("faults", FaultsPlan))

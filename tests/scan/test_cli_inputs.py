@@ -109,3 +109,20 @@ def test_resuming_with_the_same_plan_or_into_a_new_folder_is_allowed(tmp_path):
     with ResultStore(db) as store:
         assert _out_problem(out, store, plan, tmp_path / "p.yaml", resume=True) is None
         assert _out_problem(tmp_path / "new", store, plan, None, resume=True) is None
+
+
+def test_check_validates_the_inputs_without_opening_anything(tmp_path, capsys):
+    """``scan --check``: every plan error at once (exit 2), or 'inputs ok' (exit 0); no database, folder or device."""
+    bad, good = tmp_path / "bad.yaml", tmp_path / "good.yaml"
+    bad.write_text("grid: {overlap: 80}\nfocus: {stratgy: map}\n")
+    good.write_text(PLAN)
+    out = tmp_path / "s"
+    assert main(["scan", "--check", "--plan", str(bad), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "2 errors" in err and "grid.overlap[x]" in err and "focus.stratgy" in err, err
+    assert main(["scan", "--check", "--plan", str(good), "--out", str(out)]) == 0
+    assert capsys.readouterr().out.startswith("inputs ok: plan 'tiny'")
+    assert main(["scan", "--check", "--sim-set", "slide.colour=red", "--out", str(out)]) == 2
+    assert "slide.colour" in capsys.readouterr().err
+    assert main(["scan", "--check", "--calibration", str(tmp_path / "none.yaml"), "--out", str(out)]) == 1
+    assert not out.exists() and not (tmp_path / "tppscan.db").exists()

@@ -117,3 +117,20 @@ def test_adaptive_spiral_grows_only_around_occupied_fields():
     # empty sample: only the centre block
     order = FieldOrder(g, "adaptive_spiral")
     assert len(list(order)) == 9
+
+
+def test_every_error_of_a_plan_is_named_at_once():
+    """A misspelt ``stratgy`` was only reported once ``overlap: 80`` was fixed: one error per run."""
+    text = ("name: ''\nspeed: 3\ngrid: {overlap: 80, mode: zigzag, top: 10}\n"
+            "focus: {stratgy: map, stack_range_um: 0.5, stack_step_um: 1}\n")
+    with pytest.raises(ValueError) as err:
+        ScanPlan.from_yaml(text)
+    msg = str(err.value)
+    assert msg.startswith("7 errors: ") and "\n" not in msg, msg
+    for words in ("speed: unknown key", "name: must be 1..80",
+                  "grid.overlap[x]: must be a number in [0, 49.999], got 80", "grid.mode: must be one of",
+                  "got 'zigzag'", "grid: give all four", "focus.stratgy: unknown key",
+                  "focus.stack_range_um: must be at least focus.stack_step_um (1)"):  # its step as given, not 2
+        assert words in msg, (words, msg)
+    with pytest.raises(ValueError, match=r"^grid.overlap\[x\]: must be a number in \[0, 49.999\], got 80$"):
+        ScanPlan.from_yaml("grid: {overlap: 80}")  # one error: as before, no count
