@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,20 @@ from appliance.service.logs import log_context, scan_log_file
 
 log = logging.getLogger("tppscan.scan")
 OUTCOME = {"completed": "done", "cancelled": "interrupted", "failed": "failed"}
+
+
+@dataclass(frozen=True)
+class NextScan:
+    """What a START runs: its scan's id, folder, and the fields already done of a scan it resumes.
+
+    The id is the results database's, the one ``tppscan status``, ``logs --scan`` and ``results list`` give.
+    """
+
+    scan_id: int
+    out_dir: Path
+    resumed: bool
+    fields_done: int = 0
+    fields_total: int = 0
 
 
 class ScanBackend:
@@ -88,8 +103,10 @@ class ScanBackend:
         if self.devices is None:
             raise RuntimeError("the devices are not connected")
         dev = self.devices
-        out_dir = self._scan_folder()
+        nxt = self.next_scan()
+        out_dir = nxt.out_dir
         out_dir.mkdir(parents=True, exist_ok=True)
+        control.report(scan_id=str(nxt.scan_id), fields_done=nxt.fields_done, fields_total=nxt.fields_total)
         vision, focuser, fmap = self._pipeline(dev)
         scope = dev.scope
         area = scan_area(self._plan, self._slide_size(scope))
@@ -98,8 +115,10 @@ class ScanBackend:
             self.feed.status(area_um=list(area))
         events = _EventBridge(control, self.feed, area)
         stop_watch = threading.Event()
-        with scan_log_file(out_dir.name, out_dir / "scan.log"), log_context(scan=out_dir.name):
-            log.info("scan folder %s", out_dir)
+        # every line names the scan by its database id, the one status, logs --scan and results list give
+        with scan_log_file(nxt.scan_id, out_dir / "scan.log"), log_context(scan=nxt.scan_id):
+            log.info("scan %s %s: plan %r, folder %s", nxt.scan_id, "resumed" if nxt.resumed else "started",
+                     self._plan.name, out_dir)
             outcome = run_scan(dev.stage, dev.camera, vision, focuser, fmap, self._plan, out_dir, self.db_path,
                                area, calibration=self._calibration, on_event=events, resume=True,
                                device_clock=self._device_clock(dev),
@@ -108,23 +127,39 @@ class ScanBackend:
                                runner_hook=lambda r: _watch(control, r, stop_watch, events),
                                nominal_um_per_px=float(getattr(dev.camera, "um_per_px", self._um_per_px_guess())))
             stop_watch.set()
-            log_summary_warnings(out_dir.name, outcome.summary)
-        reason = outcome.status.reason.value if outcome.status.reason is not None else "failed"
-        log.info("scan %s ended: %s", out_dir.name, reason)
+            if outcome.scan_id != nxt.scan_id:  # another program wrote the database: the lines before named it wrong
+                log.warning("scan %s: the database gave it id %s; the lines above name it %s", outcome.scan_id,
+                            outcome.scan_id, nxt.scan_id)
+            log_summary_warnings(outcome.scan_id, outcome.summary)
+            reason = outcome.status.reason.value if outcome.status.reason is not None else "failed"
+            log_scan_end(outcome.scan_id, reason, outcome.summary, out_dir / "report.html")
         return OUTCOME.get(reason, "failed")
 
     # -- helpers --------------------------------------------------------------------------------------------------
 
-    def _scan_folder(self) -> Path:
-        """The newest unfinished scan's folder, else a new one named by the UTC time."""
-        scans = self.data_dir / "scans"
+    def next_scan(self) -> NextScan:
+        """The newest unfinished scan (resumed), else a new one in a folder named by the UTC time.
+
+        A new scan's id is the one the database will give it: its ids are an INTEGER PRIMARY KEY, so the largest
+        plus one; the service is the database's one writer. Known before the scan starts, it names the scan's first
+        log lines (exposure, flat field, calibration) and the reply to START.
+        """
+        last = 0
         if self.db_path.exists():
             from appliance.results.store import ResultStore
 
             with ResultStore(self.db_path) as store:
-                for rec in sorted(store.scans(), key=lambda r: r.id, reverse=True):
+                records = sorted(store.scans(), key=lambda r: r.id, reverse=True)
+                for rec in records:
                     if rec.status != "finished" and Path(rec.out_dir).is_dir():
-                        return Path(rec.out_dir)
+                        return NextScan(rec.id, Path(rec.out_dir), True, len(store.fields(rec.id)),
+                                        rec.fields_planned)
+                last = records[0].id if records else 0
+        return NextScan(last + 1, self._new_folder(), False)
+
+    def _new_folder(self) -> Path:
+        """A new scan folder under ``<data_dir>/scans``, named by the UTC time."""
+        scans = self.data_dir / "scans"
         name = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
         out = scans / name
         n = 1
@@ -234,12 +269,26 @@ class _EventBridge:
         elif isinstance(event, StageFault):
             log.warning("stage fault cell=%d error=%s recovered=%s; the field is redone", event.cell, event.error,
                         event.action)
-        elif isinstance(event, ObjectRecorded) and self.feed is not None:
+        elif isinstance(event, ObjectRecorded):
             o = event.obj
-            self.feed.obj(o.x_um, o.y_um, o.kind, o.cls)
+            if o.kind == "structure":  # one line each, as the docs promise; dust is counted at the end only
+                with log_context(field=o.cell):
+                    log.info("structure found type=%s id=%d x_um=%.0f y_um=%.0f z_um=%s%s", o.cls, o.id, o.x_um,
+                             o.y_um, "-" if o.z_um is None else f"{o.z_um:.1f}",
+                             " focus=unsure" if o.focus_unsure else "")
+            if self.feed is not None:
+                self.feed.obj(o.x_um, o.y_um, o.kind, o.cls)
 
 
-def log_summary_warnings(scan: str, summary: dict[str, Any]) -> None:
+def log_scan_end(scan: object, reason: str, summary: dict[str, Any], report: Path) -> None:
+    """The scan's last line, in the journal and its scan.log: how it ended, its counts and its report."""
+    n = summary.get("structures_recorded", 0)
+    log.info("scan %s %s: %s of %s fields, %d structure%s, %s debris; report %s", scan, reason,
+             summary.get("fields_done", "?"), summary.get("fields_planned", "?"), n, "" if n == 1 else "s",
+             summary.get("debris_recorded", "?"), report)
+
+
+def log_summary_warnings(scan: object, summary: dict[str, Any]) -> None:
     """A finished scan's warnings (``summary.json``'s ``warnings``) to the journal and the scan's own log."""
     for w in summary.get("warnings") or ():
         log.warning("scan %s: %s", scan, w)

@@ -2,12 +2,12 @@
 
 On stdout each line starts with the syslog priority (``<6>``), which journald turns into the entry's level
 (``SyslogLevelPrefix=`` is on by default), so ``journalctl -u tppscan -p warning`` works. The rotating file under
-``/var/log/tppscan`` carries a UTC timestamp. The scan runner sets the context (:func:`log_context`) so every line
-logged while a field is processed names its scan and field without each call passing them.
+``/var/log/tppscan`` carries a UTC timestamp. The service's scan sets the context (:func:`log_context`) so every
+line logged during a scan names its scan (its results-database id) without each call passing it.
 
 Line format (file)::
 
-    2026-11-30T07:31:45.123Z INFO  scan.runner scan=12 field=40 structure found type=pentagon
+    2026-11-30T07:31:45.123Z INFO  tppscan.scan scan=12 field=40 structure found type=pentagon id=3 x_um=5016 ...
 """
 
 from __future__ import annotations

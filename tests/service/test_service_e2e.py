@@ -87,10 +87,14 @@ def test_serial_start_sigterm_mid_scan_then_socket_resumes(tmp_path: Path) -> No
     assert (folder / "report.html").is_file() and (folder / "summary.json").is_file()
     summary = json.loads((folder / "summary.json").read_text())  # scored against the virtual slide as a CLI scan is
     assert summary["recall"] is not None and "height_rmse_um_by_type" in summary
-    assert "scan" in (folder / "scan.log").read_text()
+    sid = scans[0][0]  # the id status gave: the log lines name the scan by it, not by its folder
+    end = f"scan={sid} scan {sid} completed: {len(cells)} of {len(cells)} fields, "
+    own = (folder / "scan.log").read_text()
+    assert f"scan={sid} scan {sid} started" in own and f"scan={sid} scan {sid} resumed" in own and end in own, own
+    assert own.count("structure found type=") >= summary["structures_recorded"] >= 1, own  # merged pieces: fewer
     logs = subprocess.run([sys.executable, "-m", "appliance.cli", "logs", "--log-dir", str(tmp_path / "log"),
-                           "--scan", folder.name], capture_output=True, text=True, timeout=60)
-    assert logs.returncode == 0 and f"scan={folder.name}" in logs.stdout
+                           "--scan", str(sid)], capture_output=True, text=True, timeout=60)
+    assert logs.returncode == 0 and end in logs.stdout and f"; report {folder / 'report.html'}" in logs.stdout
 
 
 def _in_process_service(tmp: Path, **triggers: Any) -> tuple[Any, threading.Thread, Any]:

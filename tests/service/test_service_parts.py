@@ -362,7 +362,7 @@ def test_the_services_scans_use_the_configured_calibration(tmp_path: Path, monke
 
     def fake_run_scan(*args: object, **kwargs: object) -> object:
         seen.update(kwargs, vision=args[2])
-        return SimpleNamespace(summary={}, status=SimpleNamespace(reason=None))
+        return SimpleNamespace(scan_id=1, summary={}, status=SimpleNamespace(reason=None))
 
     monkeypatch.setattr(session, "run_scan", fake_run_scan)
     backend.run_scan(ScanControl(lambda **_: None))
@@ -489,3 +489,83 @@ def test_the_sockets_live_in_paths_run_dir(tmp_path: Path, capsys: pytest.Captur
     conf.write_text("paths: {run_dir: 3}")
     assert main(["status", "--config", str(conf)]) == 2
     assert capsys.readouterr().err.startswith(f"tppscan status: {conf}: paths.run_dir")
+
+
+def _service_scan(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, run: object) -> tuple[object, list[dict]]:
+    """The service's backend on the virtual microscope, ``run`` standing in for the scan runner; its reports."""
+    from types import SimpleNamespace
+
+    import appliance.scan.session as session
+    from appliance.config.schema import Config
+    from appliance.service.backend import ScanBackend
+    from appliance.service.inputs import load_plan
+    from appliance.sim.microscope import VirtualMicroscope
+
+    cfg = Config.model_validate({"paths": {"data_dir": str(tmp_path / "data"), "log_dir": str(tmp_path / "log")}})
+    backend = ScanBackend(cfg)
+    backend._plan, backend._models = load_plan(cfg), (object(), object())
+    scope = VirtualMicroscope(seed=0)
+    backend.devices = SimpleNamespace(scope=scope, stage=scope.stage, camera=scope.camera)  # type: ignore[assignment]
+    monkeypatch.setattr(session, "run_scan", run)
+    return backend, []
+
+
+def test_one_scan_id_names_the_scan_in_status_logs_and_scan_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """``tppscan status`` said ``scan 1`` while the log lines said ``scan=20261206-091612``, so ``logs --scan 1``
+    found nothing; no line said which structures were found, nor how the scan ended and where its report is."""
+    from types import SimpleNamespace
+
+    from appliance.cli import main
+    from appliance.results.store import ObjectRecord
+    from appliance.scan.events import ObjectRecorded
+    from appliance.scan.runner import FinishReason
+    from appliance.service.daemon import ScanControl
+
+    def fake_run_scan(*args: object, **kwargs: object) -> object:
+        logging.getLogger("tppscan.scan.session").info("exposure: the glass is grey 170")
+        o = ObjectRecord(cell=40, kind="structure", cls="pentagon", confidence=0.9, x_um=5016.2, y_um=7161.0,
+                         z_um=72.0, width_um=30.0, height_um=30.0, extra={"focus_ok": False}, id=7)
+        kwargs["on_event"](ObjectRecorded(o))  # type: ignore[operator]
+        kwargs["on_event"](ObjectRecorded(ObjectRecord(40, "debris", "debris", 0.8, 1.0, 2.0, None, 5.0, 5.0)))
+        summary = {"fields_done": 130, "fields_planned": 130, "structures_recorded": 1, "debris_recorded": 4}
+        return SimpleNamespace(scan_id=1, summary=summary, status=SimpleNamespace(reason=FinishReason.COMPLETED))
+
+    backend, reports = _service_scan(tmp_path, monkeypatch, fake_run_scan)
+    setup_logging("INFO", tmp_path / "log", journal_prefix=False)
+    try:
+        backend.run_scan(ScanControl(lambda **kw: reports.append(kw)))  # type: ignore[attr-defined]
+    finally:
+        setup_logging("INFO", None, journal_prefix=False)  # this test's file handler off
+    assert reports[0]["scan_id"] == "1"  # the status names it from the start, as the lines do
+    folder = next((tmp_path / "data" / "scans").iterdir())
+    want = ["scan=1 scan 1 started: plan 'scan', folder", "scan=1 exposure: the glass is grey 170",
+            "scan=1 field=40 structure found type=pentagon id=7 x_um=5016 y_um=7161 z_um=72.0 focus=unsure",
+            f"scan=1 scan 1 completed: 130 of 130 fields, 1 structure, 4 debris; report {folder / 'report.html'}"]
+    for text in ((tmp_path / "log" / "tppscan.log").read_text(), (folder / "scan.log").read_text()):
+        assert all(w in text for w in want), text
+        assert text.count("\n") == 4, text  # no line for the piece of dust
+    capsys.readouterr()  # the lines the stdout handler printed
+    assert main(["logs", "--scan", "1", "--log-dir", str(tmp_path / "log")]) == 0
+    assert capsys.readouterr().out.count("\n") == 4
+
+
+def test_the_next_scan_is_the_unfinished_one_or_the_databases_next_id(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from appliance.results.store import FieldRecord, ResultStore
+
+    backend, _ = _service_scan(tmp_path, monkeypatch, None)
+    nxt = backend.next_scan()  # type: ignore[attr-defined]
+    assert (nxt.scan_id, nxt.resumed) == (1, False)
+    with ResultStore(tmp_path / "data" / "tppscan.db") as store:
+        done = store.create_scan("a", tmp_path / "a", {}, 4)
+        store.finish_scan(done, "finished", "completed")
+        (tmp_path / "b").mkdir()
+        left = store.create_scan("b", tmp_path / "b", {}, 130)
+        store.commit_field(left, FieldRecord(3, 0, 0.0, 0.0, 0.0, "map", 0, 0, 0, 0.1, 0.1, {}), [], [])
+    nxt = backend.next_scan()  # type: ignore[attr-defined]
+    assert (nxt.scan_id, nxt.resumed, nxt.fields_done, nxt.fields_total, nxt.out_dir) == (2, True, 1, 130,
+                                                                                          tmp_path / "b")
+    with ResultStore(tmp_path / "data" / "tppscan.db") as store:
+        store.finish_scan(left, "finished", "completed")
+    assert backend.next_scan().scan_id == 3  # type: ignore[attr-defined]
