@@ -25,7 +25,6 @@ from appliance.service.live_feed import LiveFeed
 from appliance.service.logs import log_context, scan_log_file
 
 log = logging.getLogger("tppscan.scan")
-OUTCOME = {"completed": "done", "cancelled": "interrupted", "failed": "failed"}
 
 
 @dataclass(frozen=True)
@@ -97,7 +96,7 @@ class ScanBackend:
     # -- one scan -----------------------------------------------------------------------------------------------
 
     def run_scan(self, control: ScanControl) -> str:
-        """Resume the newest unfinished scan, or start a new one; done | interrupted | failed."""
+        """Resume the newest unfinished scan, or start a new one; completed | cancelled | failed (the report's)."""
         from appliance.scan.session import run_scan, scan_area, sim_height_truth
 
         if self.devices is None:
@@ -133,7 +132,12 @@ class ScanBackend:
             log_summary_warnings(outcome.scan_id, outcome.summary)
             reason = outcome.status.reason.value if outcome.status.reason is not None else "failed"
             log_scan_end(outcome.scan_id, reason, outcome.summary, out_dir / "report.html")
-        return OUTCOME.get(reason, "failed")
+        s = outcome.summary  # the ended scan's own counts, for tppscan status
+        control.report(scan_id=str(outcome.scan_id), fields_done=int(s.get("fields_done") or 0),
+                       fields_total=int(s.get("fields_planned") or 0),
+                       structures=int(s.get("structures_recorded") or 0),
+                       report=str(out_dir / "report.html") if (out_dir / "report.html").is_file() else None)
+        return reason
 
     # -- helpers --------------------------------------------------------------------------------------------------
 

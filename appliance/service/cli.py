@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
+from typing import Any
 
 DEFAULT_SOCKET = "/run/tppscan/control.sock"
 
@@ -57,12 +59,37 @@ def _control(args: argparse.Namespace) -> int:
         print(json.dumps(reply, indent=2))
     else:
         st = reply.get("status")  # send_command checked its shape; a refused request has none
-        print(reply["message"])
-        if args.control_command == "status" and st is not None:
-            why = f" ({st['message']})" if st.get("last_outcome") == "failed" and st.get("message") else ""
-            print(f"scan {st.get('scan_id')}: {st.get('fields_done')}/{st.get('fields_total')} fields, "
-                  f"{st.get('structures')} structures; last scan: {st.get('last_outcome')}{why}")
+        print(status_text(st) if args.control_command == "status" and st is not None else reply["message"])
     return 0 if reply.get("ok") else 1
+
+
+def _count(n: object, word: str) -> str:
+    """``1 structure``, ``20 structures``."""
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def status_text(st: dict[str, Any]) -> str:
+    """The service's status as a person says it: the scan running, or the last one and where its report is.
+
+    ``scanning: scan 3, 59 of 130 fields, 4 structures, ETA 120 s``;
+    ``idle; last scan 3 completed 2026-12-06 09:12 UTC: 20 structures, report /var/lib/.../report.html``.
+    """
+    state, sid = st.get("state"), st.get("scan_id")
+    done = f"{st.get('fields_done')} of {st.get('fields_total')} fields"
+    if state in ("scanning", "paused") and sid is not None:
+        eta = f", ETA {st['eta_s']:.0f} s" if isinstance(st.get("eta_s"), (int, float)) else ""
+        return f"{state}: scan {sid}, {done}, {_count(st.get('structures'), 'structure')}{eta}"
+    outcome = st.get("last_outcome")
+    if not outcome:
+        return f"{state}; no scan since the service started"
+    at = st.get("finished_at")
+    when = time.strftime(" %Y-%m-%d %H:%M UTC", time.gmtime(at)) if isinstance(at, (int, float)) else ""
+    head = f"{state}; last scan{'' if sid is None else f' {sid}'} {outcome}{when}"
+    if outcome == "failed":
+        return f"{head}: {st.get('message') or 'no reason given'}"
+    then = "; 'tppscan start' resumes it" if outcome == "cancelled" else ""
+    report = f", report {st['report']}" if st.get("report") else ""
+    return f"{head}: {_count(st.get('structures'), 'structure')}, {done}{report}{then}"
 
 
 def _socket_path(args: argparse.Namespace) -> str:

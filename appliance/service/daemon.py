@@ -47,8 +47,10 @@ class Progress:
     fields_total: int = 0
     structures: int = 0
     eta_s: float | None = None
-    outcome: str | None = None   # done | interrupted | failed (of the last finished scan)
+    outcome: str | None = None   # completed | cancelled | failed (of the last scan; the report's words)
     message: str = ""
+    report: str | None = None    # the last scan's report.html, once written
+    finished_at: float | None = None  # when the last scan ended, seconds since the epoch
 
 
 class ScanControl:
@@ -94,8 +96,11 @@ class Backend(Protocol):
     def warm(self) -> None:
         """Compile kernels and load models, so the first scan starts at full speed."""
 
+    def next_scan(self) -> Any:
+        """What a START would run: ``scan_id``, ``resumed``, ``fields_done``, ``fields_total`` attributes."""
+
     def run_scan(self, control: ScanControl) -> str:
-        """Run (or resume) a scan to its end; returns done | interrupted | failed."""
+        """Run (or resume) a scan to its end; returns completed | cancelled | failed (the report's words)."""
 
     def close(self) -> None:
         """Release the devices."""
@@ -130,7 +135,7 @@ class Service:
             s, p = self._shared.state, self._shared.progress
         return {"state": s.value, "scan_id": p.scan_id, "fields_done": p.fields_done,
                 "fields_total": p.fields_total, "structures": p.structures, "eta_s": p.eta_s,
-                "last_outcome": p.outcome, "message": p.message}
+                "last_outcome": p.outcome, "message": p.message, "report": p.report, "finished_at": p.finished_at}
 
     def handle(self, ev: TriggerEvent) -> dict[str, Any]:
         """Answer one trigger command: ``{"ok": bool, "message": str, "status": {...}}``."""
@@ -166,13 +171,28 @@ class Service:
         with self._lock:
             if self._shared.state is not State.IDLE:
                 return False, f"cannot start: the service is {self._shared.state.value}"
+            nxt = self._next_scan()
             self._control = ScanControl(self._on_progress)
             self._shared.state = State.SCANNING
-            self._shared.progress = Progress(message=f"started by {source}")
+            if nxt is None:
+                self._shared.progress, msg = Progress(message=f"started by {source}"), "scan started"
+            else:
+                self._shared.progress = Progress(scan_id=str(nxt.scan_id), fields_done=nxt.fields_done,
+                                                 fields_total=nxt.fields_total, message=f"started by {source}")
+                msg = (f"scan resumed (scan {nxt.scan_id}, {nxt.fields_done} of {nxt.fields_total} fields done)"
+                       if nxt.resumed else f"scan started (scan {nxt.scan_id})")
             self._worker = threading.Thread(target=self._scan, args=(self._control,), name="scan", daemon=True)
             self._worker.start()
         self._status_changed()
-        return True, "scan started"
+        return True, msg
+
+    def _next_scan(self) -> Any:
+        """The backend's next scan, for START's answer; None (a plain 'scan started') where it cannot say."""
+        try:
+            return self.backend.next_scan()
+        except Exception as exc:  # noqa: BLE001 - a database it cannot read now: the scan itself will say so
+            log.warning("cannot tell which scan a start runs: %s", exc)
+            return None
 
     def _pause_or_resume(self) -> tuple[bool, str]:
         with self._lock:
@@ -215,7 +235,8 @@ class Service:
                 log.exception("scan failed: %s", exc)
             outcome, message = "failed", f"scan failed: {exc}"
         with self._lock:
-            self._shared.progress = replace(self._shared.progress, outcome=outcome, message=message)
+            self._shared.progress = replace(self._shared.progress, outcome=outcome, message=message,
+                                            finished_at=time.time())
             if self._shared.state is not State.STOPPING:
                 self._shared.state = State.IDLE
             self._control = None

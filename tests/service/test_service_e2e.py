@@ -72,9 +72,10 @@ def test_serial_start_sigterm_mid_scan_then_socket_resumes(tmp_path: Path) -> No
     svc = ServiceProcess(tmp_path, _config(tmp_path))
     try:
         svc.wait(lambda s: s["state"] == "idle", 300, "the restarted service")
-        assert send_command(svc.control, "start")["ok"]
+        started = send_command(svc.control, "start")
+        assert started["ok"] and started["message"] == f"scan resumed (scan 1, {done_before} of {planned} fields done)"
         st = svc.wait(lambda s: s["state"] == "idle" and s["last_outcome"] is not None, 900, "the scan to finish")
-        assert st["last_outcome"] == "done", svc.output()[-3000:]
+        assert st["last_outcome"] == "completed", svc.output()[-3000:]
         assert inet_sockets(svc.proc.pid) == []
         assert svc.terminate() == 0
     finally:
@@ -139,7 +140,7 @@ def test_gpio_button_starts_and_long_press_stops(tmp_path: Path, monkeypatch: py
         chip.requests[7].drive(7, 0, now + 10**9)
         chip.requests[7].drive(7, 1, now + 4 * 10**9)  # held 3 s: stop
         assert _until(lambda: svc.status()["state"] == "idle", 300)
-        assert svc.status()["last_outcome"] == "interrupted"
+        assert svc.status()["last_outcome"] == "cancelled"
     finally:
         svc.request_shutdown()
         t.join(120)

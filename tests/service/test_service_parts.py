@@ -43,15 +43,21 @@ class ScriptedBackend:
     def warm(self) -> None:
         pass
 
+    def next_scan(self) -> object:
+        from types import SimpleNamespace
+
+        return SimpleNamespace(scan_id=1, resumed=self.done_fields > 0, fields_done=self.done_fields,
+                               fields_total=self.fields)
+
     def run_scan(self, control: ScanControl) -> str:
         control.report(scan_id="1", fields_total=self.fields)
         while self.done_fields < self.fields:
             if control.checkpoint():
-                return "interrupted"
+                return "cancelled"
             time.sleep(self.step_s)
             self.done_fields += 1
             control.report(fields_done=self.done_fields)
-        return "done"
+        return "completed"
 
     def close(self) -> None:
         self.closed = True
@@ -96,7 +102,7 @@ def test_socket_start_pause_resume_stop(running) -> None:  # noqa: ANN001
     assert send_command(sock, "stop")["ok"]
     assert _wait(lambda: svc.status()["state"] == "idle")
     st = send_command(sock, "status")["status"]
-    assert st["last_outcome"] == "interrupted" and 0 < st["fields_done"] < backend.fields
+    assert st["last_outcome"] == "cancelled" and 0 < st["fields_done"] < backend.fields
 
 
 def test_button_starts_then_pauses(running) -> None:  # noqa: ANN001
@@ -418,7 +424,8 @@ def test_status_says_why_the_last_scan_failed(tmp_path: Path, capsys: pytest.Cap
     t = _one_reply(tmp_path / "c.sock", (json.dumps({"ok": True, "message": "idle", "status": st}) + "\n").encode())
     assert main(["status", "--socket", str(tmp_path / "c.sock"), "--timeout", "5"]) == 0
     t.join(5)
-    assert "last scan: failed (scan failed: the calibration was made at a frame size" in capsys.readouterr().out
+    assert capsys.readouterr().out == ("idle; last scan failed: scan failed: the calibration was made at a frame "
+                                       "size of 1280 x 960\n")
 
 
 def test_a_scan_refusing_its_inputs_is_logged_as_one_line() -> None:
@@ -569,3 +576,40 @@ def test_the_next_scan_is_the_unfinished_one_or_the_databases_next_id(tmp_path: 
     with ResultStore(tmp_path / "data" / "tppscan.db") as store:
         store.finish_scan(left, "finished", "completed")
     assert backend.next_scan().scan_id == 3  # type: ignore[attr-defined]
+
+
+def test_status_reads_as_a_person_writes_it() -> None:
+    """Idle it said ``scan None: 0/0 fields, 0 structures; last scan: None``; ``1 structures``; no report path;
+    ``done`` and ``interrupted`` where the report says ``completed`` and ``cancelled``."""
+    from appliance.service.cli import status_text
+
+    base = {"state": "idle", "scan_id": None, "fields_done": 0, "fields_total": 0, "structures": 0, "eta_s": None,
+            "last_outcome": None, "message": "", "report": None, "finished_at": None}
+    assert status_text(base) == "idle; no scan since the service started"
+    at = 1796548320.0  # 2026-12-06 09:12 UTC
+    done = {**base, "scan_id": "3", "fields_done": 130, "fields_total": 130, "structures": 20,
+            "last_outcome": "completed", "report": "/d/scans/x/report.html", "finished_at": at}
+    assert status_text(done) == ("idle; last scan 3 completed 2026-12-06 09:12 UTC: 20 structures, 130 of 130 "
+                                 "fields, report /d/scans/x/report.html")
+    assert "1 structure," in status_text({**done, "structures": 1})
+    stopped = {**done, "last_outcome": "cancelled", "fields_done": 59, "structures": 4}
+    assert status_text(stopped).endswith("4 structures, 59 of 130 fields, report /d/scans/x/report.html; "
+                                         "'tppscan start' resumes it")
+    running = {**base, "state": "scanning", "scan_id": "3", "fields_done": 59, "fields_total": 130, "structures": 1,
+               "eta_s": 120.4}
+    assert status_text(running) == "scanning: scan 3, 59 of 130 fields, 1 structure, ETA 120 s"
+    assert status_text({**running, "state": "paused", "eta_s": None}) == "paused: scan 3, 59 of 130 fields, 1 structure"
+
+
+def test_start_after_a_stop_says_it_resumed(running) -> None:  # noqa: ANN001
+    """``start`` answered ``scan started`` where it resumed the stopped scan."""
+    svc, backend, sock = running
+    assert send_command(sock, "start")["message"] == "scan started (scan 1)"
+    assert _wait(lambda: backend.done_fields >= 2)
+    send_command(sock, "stop")
+    assert _wait(lambda: svc.status()["state"] == "idle")
+    st = svc.status()
+    assert st["last_outcome"] == "cancelled" and st["finished_at"] is not None
+    reply = send_command(sock, "start")
+    assert reply["message"] == f"scan resumed (scan 1, {backend.done_fields} of 50 fields done)"
+    assert reply["status"]["scan_id"] == "1"
