@@ -280,6 +280,7 @@ def write_report(root: Path, scan: ScanRecord, fields: Sequence[FieldRecord], ob
                       + "</table>")
     # every value is escaped once, by _fmt: escaped here too, a warning's "stage's" read "stage&amp;#x27;s"
     info = [("scan", f"{scan.id} · {scan.name}"), ("status", f"{scan.status} ({scan.finish_reason})"),
+            *((("camera", summary["camera"]),) if summary.get("camera") else ()),
             ("fields", f"{summary.get('fields_done')} of {summary.get('fields_planned')}"),
             ("structures", summary.get("structures_recorded")), ("debris", summary.get("debris_recorded")),
             ("stage time", f"{summary.get('stage_time_s_total', 0):.0f} s (median "

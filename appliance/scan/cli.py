@@ -2,10 +2,12 @@
 
 ``scan`` runs a plan (``--plan``, or the default: the whole virtual slide, snake order) on the virtual
 microscope (``--sim``, the default), or with the real stage firmware in simavr (``--stage simavr``) or a GRBL
-board (``--stage grbl --port ...``) as the stage. It leaves the scan folder ``--out`` (report, exports,
-crops, stacks, height maps, ``summary.json``) and the scan's rows in the results database (``--db``). An
-interrupted scan into the same folder resumes from its committed fields. On a terminal a progress bar shows
-fields done, structures found and the ETA; otherwise one log line per structure and every 5 % of fields.
+board (``--stage grbl --port ...``) as the stage and the virtual camera over it (said on a NOTE line), or with
+the devices, calibration and plan of the service's YAML config (``--config FILE``). It leaves the scan folder
+``--out`` (report, exports, crops, stacks, height maps, ``summary.json``) and the scan's rows in the results
+database (``--db``). An interrupted scan into the same folder resumes from its committed fields. On a terminal a
+progress bar shows fields done, structures found and the ETA; otherwise one log line per structure and every 5 %
+of fields.
 Heavy imports happen inside the handlers so ``tppscan --help`` stays fast.
 """
 
@@ -25,6 +27,8 @@ from typing import Any
 
 from appliance.hardware.stage.base import focus_travel_of
 
+DEFAULT_SEED = 0  # the config's sim.seed default too: one "default virtual slide"
+
 
 def _seed(text: str) -> int:
     try:
@@ -39,14 +43,21 @@ def _seed(text: str) -> int:
 def _device_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("device")
     g.add_argument("--sim", action="store_true", help="the virtual microscope (the default device)")
-    g.add_argument("--seed", type=_seed, default=0, help="virtual slide seed, integer in [0, 2**32) (default 0)")
+    g.add_argument("--seed", type=_seed, default=None,
+                   help=f"virtual slide seed, integer in [0, 2**32) (default {DEFAULT_SEED})")
     g.add_argument("--sim-set", action="append", default=[], metavar="KEY=VALUE",
                    help="set a virtual slide, optics, sensor, stage or camera (capture chain) parameter, e.g. "
                         "slide.debris_per_mm2=40, slide.tilt_x_um_per_mm=4, sensor.width_px=1280, "
                         "camera.preset=cheap_colour (repeatable; every value checked)")
-    g.add_argument("--stage", choices=("sim", "simavr", "grbl"), default="sim",
+    g.add_argument("--stage", choices=("sim", "simavr", "grbl"), default=None,
                    help="sim: the virtual stage (default); simavr: the stage firmware running in simavr; "
-                        "grbl: a GRBL board on --port (the camera stays virtual unless a real one is configured)")
+                        "grbl: a GRBL board on --port. With simavr or grbl the camera is the virtual one, rendering "
+                        "the virtual slide where the stage reports it is (a stage-in-the-loop test); a real camera "
+                        "comes from --config")
+    g.add_argument("--config", type=Path, default=None, metavar="FILE",
+                   help="the devices from the service's YAML config (camera, stage, sim, optics), and its "
+                        "calibration.file and scan.plan unless --calibration or --plan is given; instead of "
+                        "--stage, --port, --seed, --sim-set and --z-reversed")
     g.add_argument("--port", help="serial port of the GRBL board (with --stage grbl)")
     g.add_argument("--z-reversed", action="store_true",
                    help="the focus drive lowers the focal plane as its z grows (an upright microscope that focuses "
@@ -98,8 +109,15 @@ def _fail(cmd: str, msg: str, code: int = 2) -> int:
     return code
 
 
-def _device_problem(args: argparse.Namespace) -> str | None:
-    """Why the device options cannot go together, or None: an option the chosen stage would ignore."""
+def _device_problem(args: argparse.Namespace, cfg: Any = None) -> str | None:
+    """Why the device options cannot go together, or None: an option the chosen stage would ignore.
+
+    Fills in ``args.stage`` and ``args.seed``: the options' defaults, or with ``--config`` the config's.
+    """
+    if cfg is not None:
+        return _config_device_problem(args, cfg)
+    args.stage = args.stage or "sim"
+    args.seed = DEFAULT_SEED if args.seed is None else args.seed
     if args.port is not None and args.stage != "grbl":
         return (f"--port {args.port} is only for --stage grbl (the stage here is {args.stage}); drop it or add "
                 "--stage grbl")
@@ -132,10 +150,58 @@ def _out_problem(out: Path, store: Any, plan: Any, plan_file: Path | None, resum
     return None
 
 
+def _config_device_problem(args: argparse.Namespace, cfg: Any) -> str | None:
+    """Why the device options cannot go with ``--config``, or None; fills in ``args`` from the config.
+
+    The devices are the config's: a device option too would be ignored, and a test double reads the virtual
+    slide's truth, which a real camera does not show.
+    """
+    given = [name for name, value in (("--stage", args.stage), ("--port", args.port), ("--seed", args.seed),
+                                      ("--sim-set", args.sim_set or None), ("--z-reversed", args.z_reversed or None))
+             if value is not None]
+    if given:
+        return (f"{', '.join(given)} with --config {args.config}: the devices come from the config (stage, camera, "
+                f"sim); drop {'it' if len(given) == 1 else 'them'} or --config")
+    doubles = [f"--{k} sim-truth" for k in ("vision", "focus") if getattr(args, k, None) == "sim-truth"]
+    if doubles and cfg.camera.kind != "sim":
+        return (f"{' and '.join(doubles)}: a test double reads the virtual slide's truth, and --config {args.config} "
+                f"has a real camera (camera.kind {cfg.camera.kind}); use --vision auto --focus auto")
+    args.stage, args.seed, args.sim_set = cfg.stage.kind, cfg.sim.seed, []
+    return None
+
+
+def _config_of(args: argparse.Namespace) -> Any:
+    """``--config``'s validated Config, or None (ConfigError naming the file and the key)."""
+    from appliance.config.schema import load_config
+
+    return None if args.config is None else load_config(args.config)
+
+
+def _camera_note(args: argparse.Namespace, cfg: Any) -> str:
+    """What gives the images, for the NOTE line, ``summary.json``'s ``camera`` and the report's header."""
+    from appliance.service.devices import camera_description
+
+    return camera_description(args.stage, cfg.camera if cfg is not None else None)
+
+
 @contextlib.contextmanager
-def _devices(args: argparse.Namespace) -> Iterator[tuple[Any, Any, Any]]:
-    """(scope, stage, camera), open; the camera renders the virtual slide wherever the stage is."""
+def _devices(args: argparse.Namespace, cfg: Any = None) -> Iterator[tuple[Any, Any, Any]]:
+    """(scope, stage, camera), open; without ``cfg`` the camera renders the virtual slide wherever the stage is.
+
+    With ``cfg`` (``--config``) the service's own builder opens what the config names; ``scope`` is None with a
+    real camera.
+    """
     from appliance.sim.overrides import parse_sim_sets, sim_microscope
+
+    if cfg is not None:
+        from appliance.service.devices import open_devices
+
+        dev = open_devices(cfg)
+        try:
+            yield dev.scope, dev.stage, dev.camera
+        finally:
+            dev.close()
+        return
 
     scope = sim_microscope(args.seed, parse_sim_sets(args.sim_set))
     if args.stage == "sim":
@@ -169,7 +235,7 @@ def _oriented(stage: Any, camera: Any, args: argparse.Namespace) -> tuple[Any, A
 
 
 def _vision_focus(args: argparse.Namespace, scope: Any, stage: Any,
-                  um_per_px: float) -> tuple[Any, Any, Any, list[str]]:
+                  um_per_px: float, cfg: Any = None) -> tuple[Any, Any, Any, list[str]]:
     """The vision pipeline, focuser and focus map asked for; test doubles only by name, and said so."""
     notes = []
     if args.vision == "sim-truth":
@@ -199,18 +265,28 @@ def _vision_focus(args: argparse.Namespace, scope: Any, stage: Any,
         try:
             fmap = FocusMapAdapter()
             estimator = focus_estimator(args.strategy, um_per_px)  # the focus net, for `neural`
-            # the camera renders the virtual slide whatever the stage: its catalogue's heights by default
+            # a virtual camera renders the virtual slide whatever the stage: its catalogue's heights by default
+            virtual = scope is not None
             focuser = AutofocusFocuser(args.strategy, travel, fmap, estimator=estimator,
-                                       now_s=scope.clock.now_s if args.stage == "sim" else None,
+                                       now_s=scope.clock.now_s if args.stage == "sim" and virtual else None,
                                        reference_heights=reference_heights(
-                                           args.reference_heights, virtual=True, sigma_um=args.reference_sigma),
-                                       reading_bias=True,
-                                       depth_of_field_um=scope.camera.optics.depth_of_field_um(um_per_px),
+                                           args.reference_heights, virtual=virtual, sigma_um=args.reference_sigma),
+                                       reading_bias=virtual,
+                                       depth_of_field_um=_depth_of_field_um(scope, cfg, um_per_px),
                                        um_per_px=um_per_px)
         except ValueError as exc:
             raise ValueError(f"--focus auto: {exc}; --focus sim-truth runs the scan with a ground-truth "
                              "test double instead") from None
     return vision, focuser, fmap, notes
+
+
+def _depth_of_field_um(scope: Any, cfg: Any, um_per_px: float) -> float:
+    """The objective's depth of field: the virtual optics', else the config's ``optics.na`` (as the service)."""
+    if scope is not None:
+        return float(scope.camera.optics.depth_of_field_um(um_per_px))
+    from appliance.sim.optics import depth_of_field_um
+
+    return depth_of_field_um(cfg.optics.na, um_per_px)
 
 
 class _Progress:
@@ -276,28 +352,83 @@ def _cmd_scan(args: argparse.Namespace) -> int:
         return _fail("scan", f"{exc}; the committed fields are kept: run the same command again to resume", 1)
 
 
+class _Refused(Exception):
+    """An input the scan cannot use: the one-line message, and the exit code (2 a bad value, 1 a file)."""
+
+    def __init__(self, message: str, code: int = 2) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _plan_of(args: argparse.Namespace, cfg: Any) -> Any:
+    """``--plan``'s plan, else the config's ``scan.plan`` (read as the service reads it), else the default."""
+    from appliance.config.schema import ConfigError
+    from appliance.scan.plan import ScanPlan
+
+    if args.plan is None:
+        if cfg is None:
+            return ScanPlan()
+        from appliance.service.inputs import load_plan
+
+        try:
+            return load_plan(cfg)
+        except ConfigError as exc:
+            raise _Refused(f"--config {args.config}: {exc}") from None
+    try:
+        return ScanPlan.from_yaml(args.plan.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise _Refused(f"--plan {args.plan}: {exc.strerror}", 1) from None
+    except ValueError as exc:
+        raise _Refused(f"--plan {args.plan}: {exc}") from None
+
+
+def _calibration_of(args: argparse.Namespace, cfg: Any) -> Any:
+    """``--calibration``'s, else the config's ``calibration.file`` (as the service reads it), else None."""
+    from appliance.config.schema import ConfigError
+    from appliance.scan.calibration import Calibration
+
+    if args.calibration is None:
+        if cfg is None:
+            return None
+        from appliance.service.inputs import load_calibration
+
+        try:
+            return load_calibration(cfg)
+        except ConfigError as exc:
+            raise _Refused(f"--config {args.config}: {exc}") from None
+    try:
+        return Calibration.load(args.calibration)
+    except OSError as exc:
+        raise _Refused(f"--calibration {args.calibration}: {exc.strerror}", 1) from None
+    except ValueError as exc:
+        raise _Refused(f"--calibration {args.calibration}: {exc}") from None
+
+
+def _inputs(args: argparse.Namespace) -> tuple[Any, Any, Any]:
+    """(config or None, plan, calibration or None), read and checked before anything is opened."""
+    from appliance.config.schema import ConfigError, ConfigFileError
+
+    try:
+        cfg = _config_of(args)
+    except ConfigError as exc:
+        raise _Refused(f"--config {exc}", 1 if isinstance(exc, ConfigFileError) else 2) from None
+    if problem := _device_problem(args, cfg):
+        raise _Refused(problem)
+    plan = _plan_of(args, cfg)
+    if cfg is not None and cfg.camera.kind != "sim" and plan.grid.whole_slide:
+        raise _Refused(f"--config {args.config}: a real camera (camera.kind {cfg.camera.kind}) needs a plan with "
+                       "grid top, left, bottom and right (--plan, or the config's scan.plan): a real slide's extent "
+                       "is not known")
+    return cfg, plan, _calibration_of(args, cfg)
+
+
 def _scan(args: argparse.Namespace) -> int:
     from appliance.results.store import ResultStore
-    from appliance.scan.calibration import Calibration
-    from appliance.scan.plan import ScanPlan
-    from appliance.scan.session import check_area_in_travel, run_scan, scan_area, sim_height_truth
 
-    if problem := _device_problem(args):
-        return _fail("scan", problem)
     try:
-        plan = ScanPlan.from_yaml(args.plan.read_text(encoding="utf-8")) if args.plan else ScanPlan()
-    except OSError as exc:
-        return _fail("scan", f"--plan {args.plan}: {exc.strerror}", 1)
-    except ValueError as exc:
-        return _fail("scan", f"--plan {args.plan}: {exc}")
-    cal = None
-    if args.calibration:
-        try:
-            cal = Calibration.load(args.calibration)
-        except OSError as exc:
-            return _fail("scan", f"--calibration {args.calibration}: {exc.strerror}", 1)
-        except ValueError as exc:
-            return _fail("scan", f"--calibration {args.calibration}: {exc}")
+        cfg, plan, cal = _inputs(args)
+    except _Refused as exc:
+        return _fail("scan", str(exc), exc.code)
     out: Path = args.out
     if out.exists() and not out.is_dir():
         return _fail("scan", f"--out {out} exists and is not a directory")
@@ -313,45 +444,19 @@ def _scan(args: argparse.Namespace) -> int:
     if problem:
         return _fail("scan", problem)
     if args.check:
-        return _checked(args, plan, out)
+        return _checked(args, cfg, plan, cal, out)
     import kernels
 
     kernels.warmup()
-    with _devices(args) as (scope, stage, camera):
-        args.strategy = plan.focus.strategy
-        args.reference_heights = plan.focus.reference_heights
-        args.reference_sigma = plan.focus.reference_height_sigma_um
-        um_px = cal.um_per_px if cal is not None else scope.camera.um_per_px
-        vision, focuser, fmap, notes = _vision_focus(args, scope, stage, um_px)
-        for n in notes:
-            print(f"NOTE {n}", file=sys.stderr)
-        p = scope.slide.params
-        area = scan_area(plan, (p.width_um, p.height_um))
-        travel = getattr(getattr(stage, "params", None), "travel_x_um", None)
-        if travel is not None:  # the virtual stage's soft limits; a board's are its own (it refuses the move)
-            try:
-                check_area_in_travel(area, stage.params.travel_x_um, stage.params.travel_y_um)
-            except ValueError as exc:
-                if not plan.grid.whole_slide:
-                    return _fail("scan", f"--plan {args.plan}: {exc}")
-                sp = stage.params
-                return _fail("scan", f"--sim-set slide.width_um / slide.height_um: the whole slide, {p.width_um:g} x "
-                             f"{p.height_um:g} um, reaches past the stage's travel (x {sp.travel_x_um[0]:g}.."
-                             f"{sp.travel_x_um[1]:g}, y {sp.travel_y_um[0]:g}..{sp.travel_y_um[1]:g} um); scan a part "
-                             "of it with a --plan grid (top, left, bottom, right) or widen --sim-set "
-                             "stage.travel_x_um / stage.travel_y_um")
-        progress = _Progress(args.progress, 0)
-        clock = scope.clock.now_s if args.stage == "sim" else None
-        t0 = time.monotonic()
-        try:
-            outcome = run_scan(stage, camera, vision, focuser, fmap, plan, out, db, area, calibration=cal,
-                               device_clock=clock, on_event=progress, resume=not args.no_resume,
-                               config={"seed": args.seed, "sim_set": list(args.sim_set), "stage": args.stage,
-                                       "vision": args.vision, "focus": args.focus},
-                               truth=scope.slide.truth(), height_truth=sim_height_truth(scope),
-                               z_start_um=stage.position_um().z_um, nominal_um_per_px=scope.camera.um_per_px)
-        finally:
-            progress.close()
+    camera_kind = _camera_note(args, cfg)
+    if camera_kind.startswith("virtual") and args.stage != "sim":  # legitimate, but not a scan of a real slide
+        print(f"NOTE camera: {camera_kind}: the images come from the virtual slide at the position the {args.stage} "
+              "stage reports (a stage-in-the-loop test; scores are against the virtual slide)", file=sys.stderr)
+    t0 = time.monotonic()
+    with _devices(args, cfg) as devices:
+        outcome = _run(args, cfg, plan, cal, out, db, devices, camera_kind)
+    if isinstance(outcome, int):
+        return outcome
     s = outcome.summary
     # the whole command's time, and the fields' share of it (summary.json's wall_time_s_total, the report's
     # "computer time in the fields"): the rest is the calibration, exposure, flat field, checks and outputs
@@ -376,15 +481,79 @@ def _scan(args: argparse.Namespace) -> int:
     return 0 if s["status"] == "finished" else 1
 
 
-def _checked(args: argparse.Namespace, plan: Any, out: Path) -> int:
+def _checked(args: argparse.Namespace, cfg: Any, plan: Any, cal: Any, out: Path) -> int:
     """``--check``: the virtual slide's settings too (read when the devices open), then say what would run."""
     from appliance.sim.overrides import parse_sim_sets, sim_microscope
 
     sim_microscope(args.seed, parse_sim_sets(args.sim_set))  # a bad --sim-set: ValueError, exit 2, as the scan
-    cal = f"calibration {args.calibration}" if args.calibration else "calibration measured at the start"
-    print(f"inputs ok: plan {plan.name!r} ({args.plan or 'the whole slide'}), {cal}, --out {out}; nothing was "
-          "opened or moved (--check)")
+    from_cfg = cfg.scan if cfg is not None else None
+    where = args.plan or (from_cfg.plan if from_cfg is not None and from_cfg.plan else "the whole slide")
+    cal_from = args.calibration or (cfg.calibration.file if cfg is not None else None)
+    cal_text = f"calibration {cal_from}" if cal is not None else "calibration measured at the start"
+    print(f"inputs ok: plan {plan.name!r} ({where}), {cal_text}, camera {_camera_note(args, cfg)}, --out {out}; "
+          "nothing was opened or moved (--check)")
     return 0
+
+
+def _run(args: argparse.Namespace, cfg: Any, plan: Any, cal: Any, out: Path, db: Path,
+         devices: tuple[Any, Any, Any], camera_kind: str) -> Any:
+    """The scan on the open devices: its outcome, or an exit code where the plan's area cannot be scanned."""
+    from appliance.scan.session import run_scan, scan_area, sim_height_truth
+
+    scope, stage, camera = devices
+    args.strategy = plan.focus.strategy
+    args.reference_heights = plan.focus.reference_heights
+    args.reference_sigma = plan.focus.reference_height_sigma_um
+    nominal = _nominal_um_per_px(scope, camera, cfg)
+    um_px = cal.um_per_px if cal is not None else nominal
+    vision, focuser, fmap, notes = _vision_focus(args, scope, stage, um_px, cfg)
+    for n in notes:
+        print(f"NOTE {n}", file=sys.stderr)
+    p = scope.slide.params if scope is not None else None
+    area = scan_area(plan, None if p is None else (p.width_um, p.height_um))
+    if (refused := _travel_problem(args, plan, area, stage, p)) is not None:
+        return _fail("scan", refused)
+    progress = _Progress(args.progress, 0)
+    clock = scope.clock.now_s if args.stage == "sim" and scope is not None else None
+    try:
+        return run_scan(stage, camera, vision, focuser, fmap, plan, out, db, area, calibration=cal,
+                        device_clock=clock, on_event=progress, resume=not args.no_resume,
+                        config={"seed": args.seed, "sim_set": list(args.sim_set), "stage": args.stage,
+                                "camera": camera_kind, "vision": args.vision, "focus": args.focus,
+                                **({"config": str(args.config)} if args.config is not None else {})},
+                        truth=scope.slide.truth() if scope is not None else None,
+                        height_truth=sim_height_truth(scope) if scope is not None else None,
+                        z_start_um=stage.position_um().z_um, nominal_um_per_px=nominal)
+    finally:
+        progress.close()
+
+
+def _nominal_um_per_px(scope: Any, camera: Any, cfg: Any) -> float:
+    """The objective and camera's nominal scale: the virtual microscope's, a camera's own, else the config's optics."""
+    if scope is not None:
+        return float(scope.camera.um_per_px)
+    own = getattr(camera, "um_per_px", None)
+    return float(own) if own else float(cfg.optics.pixel_um / cfg.optics.magnification)
+
+
+def _travel_problem(args: argparse.Namespace, plan: Any, area: Any, stage: Any, slide: Any) -> str | None:
+    """Why the area reaches past the virtual stage's soft limits (a board's are its own: it refuses the move)."""
+    from appliance.scan.session import check_area_in_travel
+
+    sp: Any = getattr(stage, "params", None)
+    if getattr(sp, "travel_x_um", None) is None:
+        return None
+    try:
+        check_area_in_travel(area, sp.travel_x_um, sp.travel_y_um)
+    except ValueError as exc:
+        if not plan.grid.whole_slide or slide is None:
+            return f"--plan {args.plan}: {exc}"
+        return (f"--sim-set slide.width_um / slide.height_um: the whole slide, {slide.width_um:g} x "
+                f"{slide.height_um:g} um, reaches past the stage's travel (x {sp.travel_x_um[0]:g}.."
+                f"{sp.travel_x_um[1]:g}, y {sp.travel_y_um[0]:g}..{sp.travel_y_um[1]:g} um); scan a part "
+                "of it with a --plan grid (top, left, bottom, right) or widen --sim-set "
+                "stage.travel_x_um / stage.travel_y_um")
+    return None
 
 
 def _cmd_calibrate(args: argparse.Namespace) -> int:
@@ -405,10 +574,15 @@ def _backlash_text(backlash_um: tuple[float, float] | None) -> str:
 
 
 def _calibrate(args: argparse.Namespace) -> int:
+    from appliance.config.schema import ConfigError, ConfigFileError
     from appliance.outpath import out_file_problem, out_file_unwritable
     from appliance.scan.calibration import calibrate
 
-    if problem := out_file_problem(args.out, (".yaml", ".yml")) or _device_problem(args):  # before the stage moves
+    try:
+        cfg = _config_of(args)
+    except ConfigError as exc:
+        return _fail("calibrate", f"--config {exc}", 1 if isinstance(exc, ConfigFileError) else 2)
+    if problem := out_file_problem(args.out, (".yaml", ".yml")) or _device_problem(args, cfg):  # before it moves
         return _fail("calibrate", problem)
     if not 1.0 <= args.step_um <= 1000.0:
         return _fail("calibrate", f"--step-um must be in [1, 1000], got {args.step_um}")
@@ -418,7 +592,7 @@ def _calibrate(args: argparse.Namespace) -> int:
             return _fail("calibrate", f"--{name} must be a finite number of um, got {value}")
     if problem := out_file_unwritable(args.out):  # the file system's refusal, before the stage moves
         return _fail("calibrate", problem, code=1)
-    with _devices(args) as (scope, stage, camera):
+    with _devices(args, cfg) as (scope, stage, camera):
         if args.z is not None:
             stage.focus_to_um(args.z)
         p = stage.position_um()

@@ -783,6 +783,8 @@ def summarise(store: ResultStore, scan_id: int, area_um: tuple[float, float, flo
     out: dict[str, Any] = {
         "scan_id": scan_id, "name": scan.name, "status": scan.status, "finish_reason": scan.finish_reason,
         "fields_done": len(flds), "fields_planned": scan.fields_planned,
+        # what gave the images (a virtual camera over a real stage is a test of the stage, not of a slide)
+        **({"camera": scan.config["camera"]} if "camera" in scan.config else {}),
         "structures_recorded": sum(o.kind == "structure" for o in objs),
         "debris_recorded": sum(o.kind == "debris" for o in objs),
         "stage_time_s_total": float(sum(stage_t)),

@@ -19,7 +19,7 @@ from typing import Any
 from appliance.config.schema import Config
 from appliance.hardware.stage.base import focus_travel_of
 from appliance.service.daemon import ScanControl
-from appliance.service.devices import Devices, open_devices
+from appliance.service.devices import Devices, camera_description, open_devices
 from appliance.service.inputs import load_calibration, load_plan
 from appliance.service.live_feed import LiveFeed
 from appliance.service.logs import log_context, scan_log_file
@@ -120,6 +120,7 @@ class ScanBackend:
                      self._plan.name, out_dir)
             outcome = run_scan(dev.stage, dev.camera, vision, focuser, fmap, self._plan, out_dir, self.db_path,
                                area, calibration=self._calibration, on_event=events, resume=True,
+                               config={"camera": camera_description(self.cfg.stage.kind, self.cfg.camera)},
                                device_clock=self._device_clock(dev),
                                truth=scope.truth() if scope is not None else None,
                                height_truth=sim_height_truth(scope) if scope is not None else None,

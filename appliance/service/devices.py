@@ -57,6 +57,20 @@ def open_camera(cfg: CameraConfig, position_source: Any = None) -> Camera:
     raise ValueError(f"camera.kind {cfg.kind!r} is not a hardware camera")
 
 
+def camera_description(stage_kind: str, camera: CameraConfig | None) -> str:
+    """What gives a scan's images, as its NOTE line, ``summary.json``'s ``camera`` and its report say it.
+
+    ``camera`` None: the command line's virtual camera (``tppscan scan`` without ``--config``).
+    """
+    if camera is not None and camera.kind != "sim":
+        source = {"opencv": camera.device, "jetson": camera.device, "gstreamer": f"sensor {camera.sensor_id}",
+                  "files": camera.folder or ""}.get(camera.kind, "")
+        return f"{camera.kind} {source}".rstrip()
+    if stage_kind == "sim":
+        return "virtual (sim): the virtual microscope"
+    return f"virtual (sim) over the {stage_kind} stage"
+
+
 def _sim_scope(cfg: Config) -> Any:
     from appliance.sim.overrides import CONFIG_KEY, config_sim_sets, sim_microscope
 

@@ -249,3 +249,72 @@ def test_a_field_of_view_too_narrow_for_the_prints_is_warned_of() -> None:
     assert field_size_warnings(cal(0.0934, (640, 480))) == []  # 60x on 640 x 480: 60 x 45 um
     (w,) = field_size_warnings(cal(0.0934, (320, 240)))
     assert w.startswith("the field of view is 30 x 22 um, under 40 um across") and "larger sensor" in w
+
+
+def test_a_virtual_camera_over_a_real_stage_says_so_and_records_it(tmp_path, capsys, monkeypatch):
+    """``--stage grbl`` / ``simavr`` scanned with the virtual camera and never said so: its report read like a
+    real slide's, scored 'against the slide's truth'. The stage here is the virtual one standing in for simavr's."""
+    import contextlib
+
+    import appliance.scan.cli as scan_cli
+    from appliance.sim.overrides import parse_sim_sets, sim_microscope
+
+    @contextlib.contextmanager
+    def stand_in(args, cfg=None):  # noqa: ANN001, ANN202
+        scope = sim_microscope(args.seed, parse_sim_sets(args.sim_set))
+        with scope.stage, scope.camera:
+            yield scope, scope.stage, scope.camera
+
+    monkeypatch.setattr(scan_cli, "_devices", stand_in)
+    out = tmp_path / "s"
+    assert main(["scan", "--stage", "simavr", "--seed", "5", *TINY, "--out", str(out), "--vision", "sim-truth",
+                 "--focus", "sim-truth", "--progress", "none"]) == 0
+    err = capsys.readouterr().err
+    notes = [ln for ln in err.splitlines() if ln.startswith("NOTE camera:")]
+    assert notes == ["NOTE camera: virtual (sim) over the simavr stage: the images come from the virtual slide at "
+                     "the position the simavr stage reports (a stage-in-the-loop test; scores are against the "
+                     "virtual slide)"], err
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["camera"] == "virtual (sim) over the simavr stage"
+    assert "<th>camera</th><td>virtual (sim) over the simavr stage</td>" in (out / "report.html").read_text()
+
+
+def test_config_gives_the_scan_the_services_devices_calibration_and_plan(tmp_path, capsys):
+    """``--config FILE``: the camera, stage, virtual slide, calibration.file and scan.plan of the service's YAML,
+    opened by the service's own builder; device options beside it are refused, as is a test double on a real camera
+    and a whole-slide plan for one."""
+    import yaml
+
+    from appliance.scan.calibration import Calibration
+
+    slide = {"slide.width_um": 1000, "slide.height_um": 1000, "slide.n_structures": 1, "slide.debris_per_mm2": 3}
+    Calibration.nominal(0.5, (640, 480)).save(tmp_path / "cal.yaml")
+    (tmp_path / "plan.yaml").write_text("name: from-config\n")
+    conf = tmp_path / "config.yaml"
+    conf.write_text(yaml.safe_dump({"sim": {"seed": 5, "set": slide}, "scan": {"plan": str(tmp_path / "plan.yaml")},
+                                    "calibration": {"file": str(tmp_path / "cal.yaml")}}))
+    assert main(["scan", "--config", str(conf), "--check", "--out", str(tmp_path / "s")]) == 0
+    said = capsys.readouterr().out
+    assert f"plan 'from-config' ({tmp_path / 'plan.yaml'}), calibration {tmp_path / 'cal.yaml'}" in said, said
+    assert "camera virtual (sim): the virtual microscope" in said
+    for extra, words in ((["--seed", "3"], "--seed with --config"), (["--stage", "simavr"], "--stage with --config"),
+                         (["--sim-set", "slide.n_structures=2"], "--sim-set with --config")):
+        assert main(["scan", "--config", str(conf), *extra, "--out", str(tmp_path / "s")]) == 2
+        assert words in capsys.readouterr().err
+    real = tmp_path / "real.yaml"
+    real.write_text(yaml.safe_dump({"camera": {"kind": "files", "folder": str(tmp_path)}, "stage": {"kind": "grbl"}}))
+    assert main(["scan", "--config", str(real), "--vision", "sim-truth", "--out", str(tmp_path / "r")]) == 2
+    assert "--vision sim-truth: a test double reads the virtual slide's truth" in capsys.readouterr().err
+    assert main(["scan", "--config", str(real), "--out", str(tmp_path / "r")]) == 2
+    assert "a real camera (camera.kind files) needs a plan with grid top, left" in capsys.readouterr().err
+    conf.write_text("camera: {width: 7}\n")
+    assert main(["scan", "--config", str(conf), "--out", str(tmp_path / "s")]) == 2
+    assert f"--config {conf}: camera.width" in capsys.readouterr().err
+    conf.write_text(yaml.safe_dump({"sim": {"seed": 5, "set": slide}, "scan": {"plan": str(tmp_path / "plan.yaml")}}))
+    out = tmp_path / "s"
+    assert main(["scan", "--config", str(conf), "--out", str(out), "--vision", "sim-truth", "--focus", "sim-truth",
+                 "--progress", "none"]) == 0, capsys.readouterr().err
+    assert "NOTE camera" not in capsys.readouterr().err  # the virtual camera on the virtual stage: nothing to say
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["name"] == "from-config" and summary["camera"] == "virtual (sim): the virtual microscope"
+    assert summary["recall"] == 1.0  # the config's slide (seed 5, 1 x 1 mm, one print), scored against its truth
