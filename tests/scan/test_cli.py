@@ -61,6 +61,10 @@ def test_out_that_is_a_file_is_refused(tmp_path, capsys):
 def test_product_path_without_models_is_a_clear_error_not_a_fallback(tmp_path, capsys, monkeypatch):
     import sys
 
+    import appliance.scan.session  # noqa: F401 - the runner's own use of appliance.vision (decision) loaded
+    from appliance.cli import build_parser
+
+    build_parser()  # and the commands' modules (detect's): run alone or first, the test failed importing those
     for mod in ("appliance.vision", "appliance.vision.pipeline", "appliance.vision.detector",
                 "appliance.vision.classifier"):
         monkeypatch.setitem(sys.modules, mod, None)  # as in a build without appliance/vision
