@@ -449,11 +449,13 @@ def _scan(args: argparse.Namespace) -> int:
 
     kernels.warmup()
     camera_kind = _camera_note(args, cfg)
-    if camera_kind.startswith("virtual") and args.stage != "sim":  # legitimate, but not a scan of a real slide
-        print(f"NOTE camera: {camera_kind}: the images come from the virtual slide at the position the {args.stage} "
-              "stage reports (a stage-in-the-loop test; scores are against the virtual slide)", file=sys.stderr)
     t0 = time.monotonic()
     with _devices(args, cfg) as devices:
+        # once the devices are open: a stage that cannot start stays one line
+        if camera_kind.startswith("virtual") and args.stage != "sim":  # legitimate, but not a scan of a real slide
+            print(f"NOTE camera: {camera_kind}: the images come from the virtual slide at the position the "
+                  f"{args.stage} stage reports (a stage-in-the-loop test; scores are against the virtual slide)",
+                  file=sys.stderr)
         outcome = _run(args, cfg, plan, cal, out, db, devices, camera_kind)
     if isinstance(outcome, int):
         return outcome

@@ -27,7 +27,7 @@ def test_default_config_serves_the_page_inside_the_units_runtime_directory() -> 
     cfg = Config()
     unit = _unit_lines()
     assert cfg.live.enabled
-    sock = Path(cfg.live.socket)
+    sock = Path(cfg.live_socket)
     assert sock.parent == Path("/run") / unit["RuntimeDirectory"][0]  # created and owned by systemd for the service
     assert sock.parent == Path(cfg.paths.run_dir)
     assert unit["RestrictAddressFamilies"] == ["AF_UNIX"] and unit["PrivateNetwork"] == ["yes"]
