@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 DEFAULT_SOCKET = "/run/tppscan/control.sock"
@@ -59,7 +60,8 @@ def _control(args: argparse.Namespace) -> int:
         print(json.dumps(reply, indent=2))
     else:
         st = reply.get("status")  # send_command checked its shape; a refused request has none
-        print(status_text(st) if args.control_command == "status" and st is not None else reply["message"])
+        print(status_text(st, _results_db(args)) if args.control_command == "status" and st is not None
+              else reply["message"])
     return 0 if reply.get("ok") else 1
 
 
@@ -68,11 +70,13 @@ def _count(n: object, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
-def status_text(st: dict[str, Any]) -> str:
+def status_text(st: dict[str, Any], db: str | None = None) -> str:
     """The service's status as a person says it: the scan running, or the last one and where its report is.
 
     ``scanning: scan 3, 59 of 130 fields, 4 structures, ETA 120 s``;
     ``idle; last scan 3 completed 2026-12-06 09:12 UTC: 20 structures, report /var/lib/.../report.html``.
+    ``db``: the service's results database, named when it has run no scan since it started (after a reboot the
+    user's question is still "where is my last scan").
     """
     state, sid = st.get("state"), st.get("scan_id")
     done = f"{st.get('fields_done')} of {st.get('fields_total')} fields"
@@ -81,7 +85,8 @@ def status_text(st: dict[str, Any]) -> str:
         return f"{state}: scan {sid}, {done}, {_count(st.get('structures'), 'structure')}{eta}"
     outcome = st.get("last_outcome")
     if not outcome:
-        return f"{state}; no scan since the service started"
+        earlier = f"; earlier scans: tppscan results list --db {db}" if db else ""
+        return f"{state}; no scan since the service started{earlier}"
     at = st.get("finished_at")
     when = time.strftime(" %Y-%m-%d %H:%M UTC", time.gmtime(at)) if isinstance(at, (int, float)) else ""
     head = f"{state}; last scan{'' if sid is None else f' {sid}'} {outcome}{when}"
@@ -90,6 +95,17 @@ def status_text(st: dict[str, Any]) -> str:
     then = "; 'tppscan start' resumes it" if outcome == "cancelled" else ""
     report = f", report {st['report']}" if st.get("report") else ""
     return f"{head}: {_count(st.get('structures'), 'structure')}, {done}{report}{then}"
+
+
+def _results_db(args: argparse.Namespace) -> str | None:
+    """The service's results database (``paths.data_dir``/tppscan.db) from ``--config`` or the installed config."""
+    from appliance.config.schema import DEFAULT_CONFIG_PATH, ConfigError, load_config
+
+    path = args.config if args.config is not None else DEFAULT_CONFIG_PATH
+    try:
+        return str(Path(load_config(path).paths.data_dir) / "tppscan.db") if Path(path).exists() else None
+    except ConfigError:  # the status itself came back: a config that no longer loads only loses the hint
+        return None
 
 
 def _socket_path(args: argparse.Namespace) -> str:

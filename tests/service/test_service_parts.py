@@ -586,6 +586,8 @@ def test_status_reads_as_a_person_writes_it() -> None:
     base = {"state": "idle", "scan_id": None, "fields_done": 0, "fields_total": 0, "structures": 0, "eta_s": None,
             "last_outcome": None, "message": "", "report": None, "finished_at": None}
     assert status_text(base) == "idle; no scan since the service started"
+    assert status_text(base, "/var/lib/tppscan/tppscan.db") == (  # after a reboot: where the earlier scans are
+        "idle; no scan since the service started; earlier scans: tppscan results list --db /var/lib/tppscan/tppscan.db")
     at = 1796548320.0  # 2026-12-06 09:12 UTC
     done = {**base, "scan_id": "3", "fields_done": 130, "fields_total": 130, "structures": 20,
             "last_outcome": "completed", "report": "/d/scans/x/report.html", "finished_at": at}
