@@ -299,8 +299,10 @@ def _cmd_dataset(args: argparse.Namespace) -> int:
         return 2
     out: Path = args.out
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        print(f"tppscan dataset: OSError: --out {out} exists and is not an empty folder", file=sys.stderr)
-        return 1
+        # a command-line choice the user fixes, as scan's and detect's refused --out (exit 2), not a file fault
+        print(f"tppscan dataset: error: --out {out} exists and is not an empty folder (a dataset is never written "
+              "over another): give another --out or remove it", file=sys.stderr)
+        return 2
     augment = args.split == "train" if args.augment is None else bool(args.augment)
     render, write = load_kind(args.kind)
     del render

@@ -109,10 +109,12 @@ def test_bad_values_exit_2_with_one_line(argv, needle, tmp_path, capsys):
     assert needle in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
-def test_non_empty_out_is_a_file_error(tmp_path, capsys):
+def test_non_empty_out_is_refused_as_bad_input(tmp_path, capsys):
+    """Exit 2, as scan's and detect's refused --out: the user gives another folder."""
     (tmp_path / "junk").write_text("x")
-    assert main(["dataset", "detection", "--count", "1", "--out", str(tmp_path)]) == 1
-    assert "not an empty folder" in capsys.readouterr().err
+    assert main(["dataset", "detection", "--count", "1", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "not an empty folder" in err and "give another --out" in err and len(err.strip().splitlines()) == 1
 
 
 def _line_object(center_um=(0.0, 0.0), size=200, pitch=0.5):
