@@ -21,6 +21,7 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -59,6 +60,20 @@ def _box(b: tuple[float, float, float, float], size: tuple[int, int]) -> Box:
     x0, y0 = max(0, int(math.floor(b[0]))), max(0, int(math.floor(b[1])))
     x1, y1 = min(w, int(math.ceil(b[2]))), min(h, int(math.ceil(b[3])))
     return (x0, y0, max(x1, x0 + 1), max(y1, y0 + 1))
+
+
+def configured_models(models: Any) -> tuple[Any, Any]:
+    """The detector and classifier a config's ``models`` section names (the shipped ones where unset), loaded.
+
+    The service and ``tppscan scan --config`` load them through this one function, so a scan run by hand uses
+    the models the appliance would (a missing or damaged file: ``ModelFileError`` naming it).
+    """
+    from appliance.vision.classifier import StructureClassifier
+    from appliance.vision.detector import DEFAULT_THRESHOLD, Detector
+
+    detector = Detector(Path(models.detector) if models.detector else None, None, backend=models.detector_backend,
+                        threshold=models.detector_threshold or DEFAULT_THRESHOLD, threads=models.threads)
+    return detector, StructureClassifier(models.classifier, num_threads=models.threads)
 
 
 def scan_pipeline(um_per_px: float, detector: Any | None = None, classifier: Any | None = None) -> Any:

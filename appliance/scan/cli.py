@@ -244,10 +244,11 @@ def _vision_focus(args: argparse.Namespace, scope: Any, stage: Any,
         vision: Any = SimTruthVision(scope)
         notes.append("vision: sim-truth TEST DOUBLE (candidates from the real gate, named from ground truth)")
     else:
-        from appliance.scan.adapters import PipelineVision
+        from appliance.scan.adapters import PipelineVision, configured_models, scan_pipeline
 
-        try:
-            vision = PipelineVision(um_per_px)
+        try:  # --config's models, as the service would run them; else the shipped ones
+            pipeline = None if cfg is None else scan_pipeline(um_per_px, *configured_models(cfg.models))
+            vision = PipelineVision(um_per_px, pipeline)
         except ValueError as exc:
             raise ValueError(f"--vision auto: {exc}; --vision sim-truth runs the scan with a ground-truth "
                              "test double instead") from None
@@ -414,6 +415,13 @@ def _inputs(args: argparse.Namespace) -> tuple[Any, Any, Any]:
         raise _Refused(f"--config {exc}", 1 if isinstance(exc, ConfigFileError) else 2) from None
     if problem := _device_problem(args, cfg):
         raise _Refused(problem)
+    if cfg is not None:
+        from appliance.service.inputs import check_model_files
+
+        try:  # the models the scan will load, named before anything opens (as `tppscan run` checks them)
+            check_model_files(cfg)
+        except ConfigError as exc:
+            raise _Refused(f"--config {args.config}: {exc}") from None
     plan = _plan_of(args, cfg)
     if cfg is not None and cfg.camera.kind != "sim" and plan.grid.whole_slide:
         raise _Refused(f"--config {args.config}: a real camera (camera.kind {cfg.camera.kind}) needs a plan with "

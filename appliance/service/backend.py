@@ -175,14 +175,9 @@ class ScanBackend:
 
     def _load_models(self) -> tuple[Any, Any]:
         """Load the configured model files once, so a missing or broken one stops the service at start."""
-        from appliance.vision.classifier import StructureClassifier
-        from appliance.vision.detector import DEFAULT_THRESHOLD, Detector
+        from appliance.scan.adapters import configured_models
 
-        m = self.cfg.models
-        detector = Detector(Path(m.detector) if m.detector else None, None, backend=m.detector_backend,
-                            threshold=m.detector_threshold or DEFAULT_THRESHOLD, threads=m.threads)
-        classifier = StructureClassifier(m.classifier, num_threads=m.threads)
-        return detector, classifier
+        return configured_models(self.cfg.models)
 
     def _scan_um_per_px(self, dev: Devices) -> float:
         """The pixel size the vision and focus are told: the calibration's, as ``tppscan scan --calibration``."""

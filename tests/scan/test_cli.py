@@ -322,3 +322,32 @@ def test_config_gives_the_scan_the_services_devices_calibration_and_plan(tmp_pat
     summary = json.loads((out / "summary.json").read_text())
     assert summary["name"] == "from-config" and summary["camera"] == "virtual (sim): the virtual microscope"
     assert summary["recall"] == 1.0  # the config's slide (seed 5, 1 x 1 mm, one print), scored against its truth
+
+
+def test_config_models_are_the_ones_the_scan_runs_and_a_missing_one_is_refused(tmp_path, capsys, monkeypatch):
+    """``scan --config`` ran the shipped models whatever the config's ``models`` said: a lab's own detector was
+    ignored without a word. It loads them as the service does (``configured_models``), and a missing file is refused
+    before anything opens."""
+    import yaml
+
+    import appliance.scan.adapters as adapters
+
+    slide = {"slide.width_um": 1000, "slide.height_um": 1000, "slide.n_structures": 1, "slide.debris_per_mm2": 2}
+    conf = tmp_path / "config.yaml"
+    conf.write_text(yaml.safe_dump({"sim": {"seed": 5, "set": slide}, "models": {"detector": "/no/such/det.onnx"}}))
+    assert main(["scan", "--config", str(conf), "--out", str(tmp_path / "a")]) == 2
+    err = capsys.readouterr().err
+    assert "models.detector" in err and "/no/such/det.onnx" in err and len(err.strip().splitlines()) == 1, err
+    seen = []
+    real = adapters.configured_models
+
+    def spy(models):  # noqa: ANN001, ANN202
+        seen.append((models.detector_threshold, models.threads))
+        return real(models)
+
+    monkeypatch.setattr(adapters, "configured_models", spy)
+    conf.write_text(yaml.safe_dump({"sim": {"seed": 5, "set": slide},
+                                    "models": {"detector_threshold": 0.3, "threads": 1}}))
+    assert main(["scan", "--config", str(conf), "--out", str(tmp_path / "b"), "--focus", "sim-truth",
+                 "--progress", "none"]) == 0, capsys.readouterr().err
+    assert seen == [(0.3, 1)]
