@@ -539,11 +539,18 @@ def test_one_scan_id_names_the_scan_in_status_logs_and_scan_log(tmp_path: Path, 
         return SimpleNamespace(scan_id=1, summary=summary, status=SimpleNamespace(reason=FinishReason.COMPLETED))
 
     backend, reports = _service_scan(tmp_path, monkeypatch, fake_run_scan)
+    root = logging.getLogger()
+    before = (list(root.handlers), root.level)
     setup_logging("INFO", tmp_path / "log", journal_prefix=False)
     try:
         backend.run_scan(ScanControl(lambda **kw: reports.append(kw)))  # type: ignore[attr-defined]
     finally:
-        setup_logging("INFO", None, journal_prefix=False)  # this test's file handler off
+        # the root logger as it was: a stdout handler left on capsys's stream, closed after this test, made every
+        # later log line in this worker a '--- Logging error ---' on stderr (a one-line-error test failed on it)
+        for h in [h for h in root.handlers if h not in before[0]]:
+            root.removeHandler(h)
+            h.close()
+        root.setLevel(before[1])
     assert reports[0]["scan_id"] == "1"  # the status names it from the start, as the lines do
     folder = next((tmp_path / "data" / "scans").iterdir())
     want = ["scan=1 scan 1 started: plan 'scan', folder", "scan=1 exposure: the glass is grey 170",

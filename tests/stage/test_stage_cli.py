@@ -179,7 +179,9 @@ def test_silent_board_is_a_one_line_error_not_a_hang(capsys, fake_grbl):
     fake_grbl.silent = True
     t0 = time.monotonic()
     err = _one_line_exit_1(capsys, "status", "--port", fake_grbl.path, "--boot-delay", "0")
-    assert "no GRBL status report" in err and time.monotonic() - t0 < 8
+    # the handshake's 5 s and one soft reset, plus the CLI's first imports when the test runs alone (8.6 s seen):
+    # the bound is "not a hang", not the handshake's exact length
+    assert "no GRBL status report" in err and time.monotonic() - t0 < 20
 
 
 def test_message_flood_error_is_bounded(capsys, fake_grbl):
