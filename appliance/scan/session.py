@@ -526,11 +526,9 @@ def write_outputs(store: ResultStore, scan_id: int, folder: ScanFolder, fov_um: 
     from appliance.results.export import scan_annotations, write_export
     from appliance.results.report import write_report
 
-    scan = store.scan(scan_id)
-    write_export(folder.root, folder.root, scan_annotations(store, scan), f"tppscan scan {scan_id}",
-                 objects=store.objects(scan_id))
-    return write_report(folder.root, store.scan(scan_id), store.fields(scan_id), store.objects(scan_id), summary,
-                        fov_um, area_um, height_rmse)
+    scan, objects = store.scan(scan_id), store.objects(scan_id)  # read once for the exports and the report
+    write_export(folder.root, folder.root, scan_annotations(store, scan), f"tppscan scan {scan_id}", objects=objects)
+    return write_report(folder.root, scan, store.fields(scan_id), objects, summary, fov_um, area_um, height_rmse)
 
 
 def _height_rmse(store: ResultStore, scan_id: int, folder: ScanFolder, height_truth: HeightTruth,
