@@ -2,7 +2,7 @@
 
 Each case is timed against a reference in the same process, a 5x5 Gaussian blur of a 640 x 480 frame in
 OpenCV (a fixed unit of CPU work on this machine), so the gate is a ratio, not an absolute time
-(PERFORMANCE-NOTES.md: absolute timings on the shared 2-core machine move 10-50 %). Absolute medians go into
+(docs/bench.md: absolute timings on the shared 2-core machine move 10-50 %). Absolute medians go into
 ``extra_info`` and the model cards. Threads: 1, as the scan loop gives these models one core.
 
 Cases: each shipped variant (float, dynamic-range, int8) of the classifier on a batch of 16 and of the focus

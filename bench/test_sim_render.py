@@ -7,7 +7,7 @@ Scenes: a 640 x 480 and a 2592 x 1944 field centred on structures (the busiest f
 - cold: the renderer cache cleared before every frame (full optics for every object in view).
 The reference is what any camera model must do per frame: make the noise for that frame size and convert it to
 uint8 (``sensor.expose`` on a blank field). The camera under test is the default one: the colour capture chain.
-Absolute medians go into ``extra_info`` and docs/simulator.md; the gates are ratios (PERFORMANCE-NOTES.md:
+Absolute medians go into ``extra_info`` and docs/simulator.md; the gates are ratios (docs/bench.md:
 absolute timings on this shared machine move 10-50 %).
 """
 

@@ -5,7 +5,7 @@ The sequence: a serpentine 10 x 10 grid of fields 500 um apart on a tilted slide
 600 focus calls. The reference loop does the least any stage model must: for the same targets it rounds to
 steps and evaluates the trapezoid formula (pure Python). The ratio says what the full model (validation,
 soft limits, backlash, overshoot approach, clock) costs on top; it is gated loosely because the machine is
-shared and noisy (PERFORMANCE-NOTES.md).
+shared and noisy (docs/bench.md).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 What is timed: :meth:`appliance.vision.detector.Detector.detect` with the shipped model on a busy frame of
 the virtual microscope (grey conversion, resize to the model input, inference, detectNet's post-processing),
 through ONNX Runtime (one thread, and its default) and OpenCV DNN. The reference is OpenCV's Gaussian
-adaptive threshold (block 31) on the same frame, about 1 ms (PERFORMANCE-NOTES.md): a fixed amount of
+adaptive threshold (block 31) on the same frame, about 1 ms on this 2-core machine: a fixed amount of
 per-frame image work that scales with the machine. Absolute medians go into ``extra_info``; the gate is the
 ratio (the issue's target, 20 ms per frame, is about 20x the reference on the development machine).
 """

@@ -1,4 +1,4 @@
-"""Numba kernels on 2-D uint8 frames: thresholds, focus measures, blob search (DESIGN.md section 2).
+"""Numba kernels on 2-D uint8 frames: thresholds, focus measures, blob search (docs/design.md §2).
 
 Every public function is plain Python that validates its input (raising ``ValueError`` before any compiled
 code runs) and then calls a private ``@njit(cache=True)`` core. Compiled code is cached in ``__pycache__``

@@ -1,4 +1,4 @@
-"""Style and typing gates, run with the tests so they cannot drift (STYLE.md: ruff + mypy)."""
+"""Style and typing gates, run with the tests so they cannot drift (ruff + mypy, configured in pyproject.toml)."""
 
 import subprocess
 import sys

@@ -1,4 +1,4 @@
-"""The results database: one SQLite file in WAL mode for every scan (DESIGN.md section 6).
+"""The results database: one SQLite file in WAL mode for every scan (docs/design.md §6).
 
 Tables: ``scan`` (plan and settings snapshot, times, status), ``field`` (one row per scanned field: position,
 focus, timings), ``field_error`` (a field the camera failed on, and why: the field itself stays uncommitted),

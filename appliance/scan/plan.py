@@ -7,7 +7,7 @@ of view (a number or an ``[x, y]`` pair), ``mode`` is an ``OrderMode`` name (``r
 ``column_wise``, ``column_wise_snake``, ``spiral``), and ``fov_width``/``fov_height`` may be left out to take
 the field of view from the camera and the calibration. Where we depart from useq, and why:
 
-- **y grows downwards** (DESIGN.md section 3: image and stage y point the same way), so ``top < bottom``;
+- **y grows downwards** (docs/design.md §3: image and stage y point the same way), so ``top < bottom``;
   useq's y grows upwards and has ``top > bottom``.
 - ``mode`` adds ``adaptive_spiral``, OpenFlexure's "smart spiral": start at the area's centre and grow ring by
   ring only around fields that held something, so a sparse sample costs few fields. useq has no data-driven

@@ -1,4 +1,4 @@
-"""The local control socket: ``/run/tppscan/control.sock``, mode 0660, group tppscan (DESIGN.md section 8).
+"""The local control socket: ``/run/tppscan/control.sock``, mode 0660, group tppscan (docs/design.md §8).
 
 Protocol: the client sends one JSON object on one line, ``{"command": "start"|"stop"|"pause"|"status"}``, and
 reads one JSON line back: ``{"ok": true|false, "message": "...", "status": {...}}``. Requests are bounded (4 KiB);

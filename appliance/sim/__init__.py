@@ -1,1 +1,1 @@
-"""The virtual microscope: simulated slide, optics, camera, stage and clock (DESIGN.md section 7)."""
+"""The virtual microscope: simulated slide, optics, camera, stage and clock (docs/design.md §7)."""

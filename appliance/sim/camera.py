@@ -1,6 +1,6 @@
 """The simulated camera: renders the slide where the simulated stage truly is.
 
-Pixel <-> slide mapping (x right, y down, as DESIGN.md section 3): with the stage's true position
+Pixel <-> slide mapping (x right, y down, as docs/design.md §3): with the stage's true position
 ``(X, Y)`` and ``s = pixel_um / magnification`` µm per pixel at the sample, pixel column ``u`` and row ``v``
 see slide point ``x = X + (u - (W - 1)/2) s``, ``y = Y + (v - (H - 1)/2) s``. The frame's centre is the
 stage position, so overlapping positions show the same slide in the same place (:func:`pixel_to_slide_um`).

@@ -395,7 +395,7 @@ class SimStageParams:
 
 
 class SimStage(Stage):
-    """The simulated stage on a shared virtual clock (DESIGN.md section 7).
+    """The simulated stage on a shared virtual clock (docs/design.md §7).
 
     Parameters
     ----------

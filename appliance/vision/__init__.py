@@ -1,1 +1,1 @@
-"""The per-frame pipeline: kernels -> candidates -> detector -> classifiers -> detections (DESIGN.md §2)."""
+"""The per-frame pipeline: kernels -> candidates -> detector -> classifiers -> detections (docs/design.md §2)."""

@@ -1,6 +1,6 @@
 """The structure detector: one interface over three backends, with detectNet's own post-processing.
 
-The model file follows jetson-inference detectNet's ONNX contract (DESIGN.md §4): input ``input_0``
+The model file follows jetson-inference detectNet's ONNX contract (docs/design.md §4): input ``input_0``
 float32 [1,3,H,W] scaled ``(x/255 - 0.5)/0.5``, outputs ``scores`` [1,N,C] (class 0 ``BACKGROUND``) and
 ``boxes`` [1,N,4] normalised ``x1,y1,x2,y2``, and a labels file with ``BACKGROUND`` first.
 

@@ -31,7 +31,7 @@ TILE_W, TILE_H = 256, 192
 def _tiles() -> list[np.ndarray]:
     img = cv2.imread(str(ROOT / "docs" / "img" / "seed-frames.png"), cv2.IMREAD_COLOR)
     assert img is not None and img.shape == (3 * TILE_H, 5 * TILE_W, 3)
-    grey = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)  # colour becomes grey once, at capture (DESIGN.md §3)
+    grey = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)  # colour becomes grey once, at capture (docs/design.md §3)
     return [np.ascontiguousarray(grey[r * TILE_H:(r + 1) * TILE_H, c * TILE_W:(c + 1) * TILE_W])
             for r in range(3) for c in range(5)]
 

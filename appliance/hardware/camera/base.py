@@ -1,4 +1,4 @@
-"""The camera interface and the frame it returns (DESIGN.md section 3)."""
+"""The camera interface and the frame it returns (docs/design.md §3)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Colour -> grayscale, once, at capture (DESIGN.md section 3), and a read with a deadline.
+"""Colour -> grayscale, once, at capture (docs/design.md §3), and a read with a deadline.
 
 Every real camera delivers what its driver gives: BGR from OpenCV, RGB from jetson_utils, sometimes BGRA or
 already gray, and in buffers the driver may overwrite on the next capture. :func:`to_gray` always returns a new
