@@ -252,9 +252,21 @@ class ResultStore:
     def _open_reader(self) -> sqlite3.Connection:
         if not self.path.is_file():
             raise OSError(f"{self.path}: no such results database")
-        db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=10.0)
+        uri = f"{self.path.resolve().as_uri()}?mode=ro"
+        db = sqlite3.connect(uri, uri=True, timeout=10.0)
         try:
-            tables = _table_names(db)
+            try:
+                tables = _table_names(db)
+            except sqlite3.OperationalError:
+                # A WAL database that no program holds open has no -shm file, and a reader must create one: a lab
+                # user in group tppscan, who may read the service's folder (0750) but not write it, could not read
+                # the database at all. With no -wal file no writer is connected and the file itself holds every
+                # commit, so it is read as it stands (``immutable``: no -shm, no locks).
+                if Path(f"{self.path}-wal").exists():
+                    raise
+                db.close()
+                db = sqlite3.connect(f"{uri}&immutable=1", uri=True, timeout=10.0)
+                tables = _table_names(db)
             if not tables:
                 raise OSError(f"{self.path}: an empty file, not a tppscan results database")
             self._check_ours(db, tables)
@@ -352,6 +364,18 @@ class ResultStore:
     def scans(self) -> list[ScanRecord]:
         """Every scan, oldest first."""
         return [_scan_record(r) for r in self.db.execute("SELECT * FROM scan ORDER BY id")]
+
+    def last_scan(self) -> ScanRecord | None:
+        """The newest scan (the largest id, as ``results list`` ends), or None in a database without scans."""
+        row = self.db.execute("SELECT * FROM scan ORDER BY id DESC LIMIT 1").fetchone()
+        return None if row is None else _scan_record(row)
+
+    def progress(self, scan_id: int) -> tuple[int, int]:
+        """``(fields committed, structures recorded)`` of a scan, from its rows: a scan cut off has no summary."""
+        fields = self.db.execute("SELECT COUNT(*) FROM field WHERE scan_id=?", (scan_id,)).fetchone()[0]
+        structures = self.db.execute("SELECT COUNT(*) FROM object WHERE scan_id=? AND kind='structure'",
+                                     (scan_id,)).fetchone()[0]
+        return int(fields), int(structures)
 
     def unfinished_scan(self, out_dir: Path) -> ScanRecord | None:
         """The latest scan into ``out_dir`` still to complete.

@@ -7,7 +7,10 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from appliance.config.schema import Config
 
 DEFAULT_SOCKET = "/run/tppscan/control.sock"
 
@@ -47,10 +50,13 @@ def _control(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     try:
-        path = _socket_path(args)
+        # read once, for the socket and the results database; --socket needs no config, so a broken one
+        # costs it only the database (read in _results_db, its errors ignored), as before
+        cfg = None if args.socket is not None else _service_config(args)
     except ConfigError as exc:
         print(f"tppscan {args.control_command}: {exc}", file=sys.stderr)
         return 1 if isinstance(exc, ConfigFileError) else 2
+    path = str(args.socket) if args.socket is not None else cfg.control_socket if cfg is not None else DEFAULT_SOCKET
     try:
         reply = send_command(path, args.control_command, timeout_s=args.timeout)
     except ControlError as exc:
@@ -60,7 +66,7 @@ def _control(args: argparse.Namespace) -> int:
         print(json.dumps(reply, indent=2))
     else:
         st = reply.get("status")  # send_command checked its shape; a refused request has none
-        print(status_text(st, _results_db(args)) if args.control_command == "status" and st is not None
+        print(status_text(st, _results_db(args, cfg)) if args.control_command == "status" and st is not None
               else reply["message"])
     return 0 if reply.get("ok") else 1
 
@@ -70,53 +76,102 @@ def _count(n: object, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
-def status_text(st: dict[str, Any], db: str | None = None) -> str:
+def _utc(at: object) -> str:
+    """`` 2026-12-06 09:12 UTC``; empty for no time."""
+    return time.strftime(" %Y-%m-%d %H:%M UTC", time.gmtime(at)) if isinstance(at, (int, float)) else ""
+
+
+def status_text(st: dict[str, Any], db: Path | None = None) -> str:
     """The service's status as a person says it: the scan running, or the last one and where its report is.
 
     ``scanning: scan 3, 59 of 130 fields, 4 structures, ETA 120 s``;
     ``idle; last scan 3 completed 2026-12-06 09:12 UTC: 20 structures, report /var/lib/.../report.html``.
-    ``db``: the service's results database, named when it has run no scan since it started (after a reboot the
-    user's question is still "where is my last scan").
+    ``db``: the service's results database, read when it has run no scan since it started: after a reboot the
+    user's question is still "what was my last scan", answered from the database in the same words.
     """
     state, sid = st.get("state"), st.get("scan_id")
     done = f"{st.get('fields_done')} of {st.get('fields_total')} fields"
     if state in ("scanning", "paused") and sid is not None:
         eta = f", ETA {st['eta_s']:.0f} s" if isinstance(st.get("eta_s"), (int, float)) else ""
         return f"{state}: scan {sid}, {done}, {_count(st.get('structures'), 'structure')}{eta}"
-    outcome = st.get("last_outcome")
-    if not outcome:
-        earlier = f"; earlier scans: tppscan results list --db {db}" if db else ""
-        return f"{state}; no scan since the service started{earlier}"
-    at = st.get("finished_at")
-    when = time.strftime(" %Y-%m-%d %H:%M UTC", time.gmtime(at)) if isinstance(at, (int, float)) else ""
-    head = f"{state}; last scan{'' if sid is None else f' {sid}'} {outcome}{when}"
+    if st.get("last_outcome"):
+        return f"{state}; {_last_scan(st)}"
+    since = f"{state}; no scan since the service started"
+    return since if db is None else f"{since}; {database_last_scan(db)}"
+
+
+def _last_scan(st: dict[str, Any]) -> str:
+    """``last scan 3 completed 2026-12-06 09:12 UTC: 20 structures, 130 of 130 fields, report PATH``.
+
+    ``last_outcome`` is the report's word (``completed``, ``cancelled``, ``failed``) or ``interrupted`` (a scan
+    the database holds as running: the service stopped in it, so no end time; ``started_at`` says when it began).
+    """
+    outcome, sid = st["last_outcome"], st.get("scan_id")
+    when = _utc(st.get("finished_at")) or (f", started{_utc(st.get('started_at'))}" if st.get("started_at") else "")
+    head = f"last scan{'' if sid is None else f' {sid}'} {outcome}{when}"
     if outcome == "failed":
         return f"{head}: {st.get('message') or 'no reason given'}"
-    then = "; 'tppscan start' resumes it" if outcome == "cancelled" else ""
+    then = "; 'tppscan start' resumes it" if st.get("resumable", outcome == "cancelled") else ""
     report = f", report {st['report']}" if st.get("report") else ""
+    done = f"{st.get('fields_done')} of {st.get('fields_total')} fields"
     return f"{head}: {_count(st.get('structures'), 'structure')}, {done}{report}{then}"
 
 
-def _results_db(args: argparse.Namespace) -> str | None:
-    """The service's results database (``paths.data_dir``/tppscan.db) from ``--config`` or the installed config."""
-    from appliance.config.schema import DEFAULT_CONFIG_PATH, ConfigError, load_config
+def database_last_scan(db: Path) -> str:
+    """The results database's newest scan in :func:`status_text`'s words, or why there is none; never raises.
 
-    path = args.config if args.config is not None else DEFAULT_CONFIG_PATH
+    For a service that has run no scan since it started. A missing, empty or unreadable database is one clause
+    (the status itself came back: the database only adds to it).
+    """
+    import sqlite3
+
+    from appliance.results.store import ResultStore
+
     try:
-        return str(Path(load_config(path).paths.data_dir) / "tppscan.db") if Path(path).exists() else None
-    except ConfigError:  # the status itself came back: a config that no longer loads only loses the hint
-        return None
+        if not db.exists():
+            return f"no scans yet (no results database at {db})"
+        with ResultStore(db, read_only=True) as store:
+            rec = store.last_scan()
+            if rec is None:
+                return f"no scans yet in {db}"
+            fields, structures = store.progress(rec.id)
+    except OSError as exc:  # ResultStore's errors name the file; a PermissionError from exists() names it too
+        return f"cannot read the results database: {exc}"
+    except sqlite3.Error as exc:  # a damaged file found past the open
+        return f"cannot read the results database {db}: {exc}"
+    # the service resumes the newest scan not finished whose folder is still there (ScanBackend.next_scan)
+    resumable = rec.status != "finished" and Path(rec.out_dir).is_dir()
+    outcome = {"finished": "completed", "running": "interrupted"}.get(rec.status, rec.status)
+    report = Path(rec.out_dir) / "report.html"
+    reason = (rec.finish_reason or "").removeprefix("failed").removeprefix(": ")
+    return _last_scan({"last_outcome": outcome, "scan_id": rec.id, "fields_done": fields,
+                       "fields_total": rec.fields_planned, "structures": structures, "finished_at": rec.finished_at,
+                       "started_at": rec.started_at, "message": reason, "resumable": resumable,
+                       "report": str(report) if report.is_file() else None})
 
 
-def _socket_path(args: argparse.Namespace) -> str:
-    """``--socket``; else the socket of ``--config`` or of the installed config, where the service listens."""
+def _service_config(args: argparse.Namespace) -> Config | None:
+    """The config of ``--config``, else the installed one where it exists (None without). Raises ConfigError."""
     from appliance.config.schema import DEFAULT_CONFIG_PATH, load_config
 
-    if args.socket is not None:
-        return str(args.socket)
     if args.config is None and not DEFAULT_CONFIG_PATH.exists():
-        return DEFAULT_SOCKET
-    return load_config(args.config if args.config is not None else DEFAULT_CONFIG_PATH).control_socket
+        return None
+    return load_config(args.config if args.config is not None else DEFAULT_CONFIG_PATH)
+
+
+def _results_db(args: argparse.Namespace, cfg: Config | None) -> Path | None:
+    """The service's results database (``paths.data_dir``/tppscan.db) of ``cfg``, the config already read.
+
+    With ``--socket`` none was read: the config of ``--config`` or the installed one, where it loads.
+    """
+    from appliance.config.schema import ConfigError
+
+    if cfg is None and args.socket is not None:
+        try:
+            cfg = _service_config(args)
+        except ConfigError:  # the status itself came back: a config that no longer loads only loses the hint
+            return None
+    return None if cfg is None else Path(cfg.paths.data_dir) / "tppscan.db"
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -83,6 +83,40 @@ def test_a_reader_sees_what_a_running_scan_committed(one_scan, tmp_path):
             assert reader.scan(sid).name == "running"
 
 
+def test_a_reader_who_may_not_write_the_folder_reads_the_database(tmp_path):
+    """The service's data folder is 0750: group tppscan may read it, not write it. A WAL database no program holds
+    open has no -shm file, which SQLite's reader had to create there, so ``results list`` and ``status`` said
+    ``not a tppscan results database (attempt to write a readonly database)`` to every lab user."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="tppscan-ro-"))  # not under pytest's 0700 folder: another user reads it
+    try:
+        with ResultStore(folder / "tppscan.db") as st:
+            st.finish_scan(st.create_scan("s", folder / "scan", {}, 9), "finished", "completed")
+        assert not (folder / "tppscan.db-shm").exists()  # closed: SQLite removed its -wal and -shm
+        os.chmod(folder / "tppscan.db", 0o644)
+        os.chmod(folder, 0o555)
+        read = ("import sys; from pathlib import Path; from appliance.results.store import ResultStore\n"
+                "with ResultStore(Path(sys.argv[1]), read_only=True) as st: print([s.status for s in st.scans()])")
+        cmd = [sys.executable, "-c", read, str(folder / "tppscan.db")]
+        if os.geteuid() == 0:  # root writes any folder: read as nobody
+            if shutil.which("setpriv") is None:
+                pytest.skip("needs setpriv to read as another user")
+            cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *cmd]
+        root = Path(__file__).resolve().parents[2]
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=60, cwd=root,
+                             env={**os.environ, "PYTHONPATH": str(root)})
+        assert (out.returncode, out.stdout, out.stderr) == (0, "['finished']\n", "")
+        assert sorted(p.name for p in folder.iterdir()) == ["tppscan.db"]
+    finally:
+        os.chmod(folder, 0o755)
+        shutil.rmtree(folder)
+
+
 def test_results_list_refuses_a_foreign_file_and_a_folder(tmp_path, capsys):
     db = _foreign(tmp_path / "other.db")
     assert main(["results", "list", "--db", str(db)]) == 1

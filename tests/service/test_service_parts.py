@@ -593,8 +593,6 @@ def test_status_reads_as_a_person_writes_it() -> None:
     base = {"state": "idle", "scan_id": None, "fields_done": 0, "fields_total": 0, "structures": 0, "eta_s": None,
             "last_outcome": None, "message": "", "report": None, "finished_at": None}
     assert status_text(base) == "idle; no scan since the service started"
-    assert status_text(base, "/var/lib/tppscan/tppscan.db") == (  # after a reboot: where the earlier scans are
-        "idle; no scan since the service started; earlier scans: tppscan results list --db /var/lib/tppscan/tppscan.db")
     at = 1796548320.0  # 2026-12-06 09:12 UTC
     done = {**base, "scan_id": "3", "fields_done": 130, "fields_total": 130, "structures": 20,
             "last_outcome": "completed", "report": "/d/scans/x/report.html", "finished_at": at}
@@ -608,6 +606,108 @@ def test_status_reads_as_a_person_writes_it() -> None:
                "eta_s": 120.4}
     assert status_text(running) == "scanning: scan 3, 59 of 130 fields, 1 structure, ETA 120 s"
     assert status_text({**running, "state": "paused", "eta_s": None}) == "paused: scan 3, 59 of 130 fields, 1 structure"
+
+
+def _idle_status() -> dict:
+    return {"state": "idle", "scan_id": None, "fields_done": 0, "fields_total": 0, "structures": 0, "eta_s": None,
+            "last_outcome": None, "message": "", "report": None, "finished_at": None}
+
+
+def test_status_after_a_restart_reads_the_last_scan_from_the_database(tmp_path: Path) -> None:
+    """After a reboot ``status`` only named the database (``earlier scans: tppscan results list --db ...``): a lab
+    user wants the last scan, and gets it from the database in the words status gives a scan it ran itself."""
+    from appliance.results.store import FieldRecord, ObjectRecord, ResultStore
+    from appliance.service.cli import status_text
+
+    base, db = _idle_status(), tmp_path / "data" / "tppscan.db"
+    since = "idle; no scan since the service started; "
+    assert status_text(base, db) == since + f"no scans yet (no results database at {db})"
+    with ResultStore(db):
+        pass
+    assert status_text(base, db) == since + f"no scans yet in {db}"
+
+    def field(cell: int) -> FieldRecord:
+        return FieldRecord(cell, cell, 0.0, 0.0, 0.0, "map", 1, 1, 0, 0.1, 0.1, {})
+
+    def structure(cell: int) -> ObjectRecord:
+        return ObjectRecord(cell, "structure", "pentagon", 0.9, 1.0, 2.0, 3.0, 30.0, 30.0)
+
+    at = 1796548320.0  # 2026-12-06 09:12 UTC
+    folder = tmp_path / "data" / "scans" / "a"
+    folder.mkdir(parents=True)
+    (folder / "report.html").write_text("<html></html>")
+    with ResultStore(db) as store:
+        sid = store.create_scan("scan", folder, {}, 130)
+        for cell in range(3):
+            store.commit_field(sid, field(cell), [structure(cell)] if cell else [], [])
+        store.commit_field(sid, field(3), [ObjectRecord(3, "debris", "debris", 0.8, 1.0, 2.0, None, 5.0, 5.0)], [])
+        store.db.execute("UPDATE scan SET started_at=? WHERE id=?", (at - 600, sid))
+    # killed in the middle (a power cut, a reboot): the row still says running
+    assert status_text(base, db) == since + (f"last scan {sid} interrupted, started 2026-12-06 09:02 UTC: 2 "
+                                             "structures, 4 of 130 fields, report "
+                                             f"{folder / 'report.html'}; 'tppscan start' resumes it")
+    with ResultStore(db) as store:
+        store.finish_scan(sid, "cancelled", "cancelled")
+        store.db.execute("UPDATE scan SET finished_at=? WHERE id=?", (at, sid))
+    assert status_text(base, db) == since + (f"last scan {sid} cancelled 2026-12-06 09:12 UTC: 2 structures, 4 of "
+                                             f"130 fields, report {folder / 'report.html'}; 'tppscan start' resumes it")
+    with ResultStore(db) as store:
+        store.finish_scan(sid, "finished", "completed")
+        store.db.execute("UPDATE scan SET finished_at=? WHERE id=?", (at, sid))
+        new = store.create_scan("scan", tmp_path / "data" / "scans" / "b", {}, 9)  # the newest is the last
+        store.commit_field(new, field(0), [structure(0)], [])
+        store.finish_scan(new, "failed", "failed: CameraError: no frame in 5 s")
+        store.db.execute("UPDATE scan SET finished_at=? WHERE id=?", (at, new))
+    assert status_text(base, db) == since + f"last scan {new} failed 2026-12-06 09:12 UTC: CameraError: no frame in 5 s"
+    with ResultStore(db) as store:
+        store.db.execute("DELETE FROM field WHERE scan_id=?", (new,))
+        store.db.execute("DELETE FROM object WHERE scan_id=?", (new,))
+        store.db.execute("DELETE FROM scan WHERE id=?", (new,))
+    assert status_text(base, db) == since + (f"last scan {sid} completed 2026-12-06 09:12 UTC: 2 structures, 4 of "
+                                             f"130 fields, report {folder / 'report.html'}")
+    # a database that cannot be read is one clause, never a traceback
+    for bad, why in ((tmp_path / "folder.db", "is a folder"), (tmp_path / "text.db", "not a tppscan results database"),
+                     (tmp_path / "empty.db", "an empty file")):
+        if bad.name == "folder.db":
+            bad.mkdir()
+        else:
+            bad.write_bytes(b"" if bad.name == "empty.db" else b"not a database at all, " * 100)
+        text = status_text(base, bad)
+        assert text.startswith(since + "cannot read the results database: ") and why in text and "\n" not in text
+
+
+def test_status_reads_the_config_once_and_socket_alone_as_before(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """``status`` loaded the config for its socket, then again for the database's path."""
+    import yaml
+
+    import appliance.config.schema as schema
+    from appliance.cli import main
+    from appliance.results.store import ResultStore
+
+    conf = tmp_path / "config.yaml"
+    conf.write_text(yaml.safe_dump({"paths": {"run_dir": str(tmp_path), "data_dir": str(tmp_path / "data")}}))
+    with ResultStore(tmp_path / "data" / "tppscan.db") as store:
+        store.finish_scan(store.create_scan("scan", tmp_path / "gone", {}, 9), "finished", "completed")
+    loads: list[object] = []
+    real = schema.load_config
+    monkeypatch.setattr(schema, "load_config", lambda path=None: loads.append(path) or real(path))
+    reply = (json.dumps({"ok": True, "message": "idle", "status": _idle_status()}) + "\n").encode()
+    t = _one_reply(tmp_path / "control.sock", reply)
+    assert main(["status", "--config", str(conf), "--timeout", "5"]) == 0
+    t.join(5)
+    assert loads == [str(conf)]
+    out = capsys.readouterr().out
+    assert out.startswith("idle; no scan since the service started; last scan 1 completed ") and "report" not in out
+    # --socket alone: the installed config read for the database only, and one that does not load costs only that
+    monkeypatch.setattr(schema, "DEFAULT_CONFIG_PATH", conf)
+    for n, (text, want) in enumerate(((conf.read_text(), "; last scan 1 completed "), ("paths: {run_dir: 3}", None))):
+        conf.write_text(text)
+        t = _one_reply(tmp_path / f"other{n}.sock", reply)
+        assert main(["status", "--socket", str(tmp_path / f"other{n}.sock"), "--timeout", "5"]) == 0
+        t.join(5)
+        out = capsys.readouterr().out
+        assert want in out if want else out == "idle; no scan since the service started\n"
 
 
 def test_start_after_a_stop_says_it_resumed(running) -> None:  # noqa: ANN001
