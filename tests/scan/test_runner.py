@@ -126,19 +126,25 @@ def test_cancel_acts_between_steps_and_resume_finishes_the_scan(tmp_path):
 
 
 def test_pause_holds_between_steps_until_resumed(tmp_path):
-    states = []
+    states, runners = [], []
 
     def hook(runner):
+        runners.append(runner)
+
         def on_event(e):
             if isinstance(e, FieldDone) and e.status.fields_done == 1:
                 runner.pause()
-                threading.Timer(0.3, lambda: (states.append(runner.status()), runner.resume())).start()
+                threading.Timer(1.0, lambda: (states.append(runner.status()), runner.resume())).start()
         runner._emit = on_event
 
     out, _ = scan_small(tmp_path, seed=24, runner_hook=hook, slide=TINY)
     assert out.status.reason is FinishReason.COMPLETED
     assert states and states[0].state is ScanState.PAUSED and states[0].fields_done == 1
     assert states[0].step in (FieldStep.MOVE, None) or isinstance(states[0].step, FieldStep)
+    # the ETA's pace leaves the pause out: the paused field's time is its wall time less the second it waited
+    with ResultStore(out.db_path) as st:
+        paused = st.fields(out.scan_id)[1]
+    assert paused.wall_time_s > 1.0 and runners[0]._field_times[0][0] < paused.wall_time_s - 0.5
 
 
 def test_service_control_pauses_and_stops_the_runner(tmp_path):

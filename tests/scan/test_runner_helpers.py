@@ -67,6 +67,21 @@ def test_no_eta_until_a_few_fields_are_timed_and_then_at_their_rate_after_the_fi
     from appliance.scan.runner import ETA_AFTER_FIELDS, eta_s
 
     assert ETA_AFTER_FIELDS == 3
-    assert eta_s(1, 0.0, 129) is None and eta_s(2, 0.5, 128) is None
-    assert eta_s(3, 1.0, 127) == pytest.approx(63.5)  # 2 fields in 1 s after the first: 0.5 s each
-    assert eta_s(5, 2.0, -1) == 0.0
+    assert eta_s([], 0, 1, 129) is None and eta_s([(0.5, 0)], 0, 2, 128) is None
+    assert eta_s([(0.5, 0), (0.5, 0)], 0, 3, 127) == pytest.approx(63.5)  # 2 fields after the first, 0.5 s each
+    assert eta_s([(0.5, 0), (0.5, 0)], 0, 3, -1) == 0.0
+
+
+def test_the_eta_discounts_the_start_of_a_scan() -> None:
+    """The plain rate since the first field said 2-3 times the time left over the first 5 % of the README slide:
+    its first fields search for the slide's focus, and its first structure's stack warms its code."""
+    from appliance.scan.runner import eta_s
+
+    # 40 fields: the first 20 searched for focus (0.3 s), then 0.05 s each; one structure at 1.05 s (1 s its own)
+    timed = [(0.3, 0)] * 20 + [(0.05, 0)] * 9 + [(1.05, 1)] + [(0.05, 0)] * 10
+    assert eta_s(timed, 1, 41, 1000) == pytest.approx(1000 * (0.05 + 1.0 / 41))  # the rate since: 0.18 s a field
+    # the first structure of two took 4 s more (its code warmed), the second 1 s: the lower is the typical one
+    timed = [(0.05, 0)] * 30 + [(4.05, 1), (1.05, 1)]
+    assert eta_s(timed, 2, 33, 100) == pytest.approx(100 * (0.05 + 1.0 * 2 / 33))
+    # two structures in one field cost one each; a field of structures alone in the later half: the empty ones before
+    assert eta_s([(0.1, 0), (0.1, 0), (2.1, 2), (2.1, 2)], 4, 5, 10) == pytest.approx(10 * (0.1 + 1.0 * 4 / 5))
