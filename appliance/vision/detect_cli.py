@@ -23,7 +23,9 @@ An ``--out`` already holding an earlier run's results is refused (exit 2) before
 A folder argument is searched (not recursively) for image files. Each file is named by its path from the inputs'
 common folder (``cam1/f.png``; a bare name when all share a folder), so files of one name stay apart. Files are read by
 :mod:`appliance.vision.imagefile` (any bit depth, float TIFF, every page of a stack); a file that cannot be read
-is reported and skipped, the others' results are still written, and the command then exits 1.
+is reported and skipped, the others' results are still written, and the command then exits 1. So is an entry of a
+folder with an image file's name that is no regular file (a FIFO, socket, device, folder or broken link): found by
+``stat``, never opened (a FIFO would block).
 """
 
 from __future__ import annotations
@@ -100,19 +102,28 @@ def out_problem(out: Path) -> str | None:
             f"earlier results are not mixed with these")
 
 
-def collect_images(inputs: list[Path]) -> list[Path]:
+def collect_images(inputs: list[Path]) -> tuple[list[Path], list[tuple[Path, str]]]:
     """Image files named or inside the named folders, in order, each once (``OSError`` for a missing path).
 
     A named FIFO, device or socket is an ``OSError`` saying what it is; it is never opened (a FIFO would block).
-    A file named twice (or named and inside a named folder) is read once: its objects would otherwise be
-    counted twice in the CSV and the summary.
+    Inside a named folder, an entry with an image file's name that is no regular file is returned second, with why
+    (it was skipped without a word): ``stat`` alone finds it. A file named twice (or named and inside a named
+    folder) is read once: its objects would otherwise be counted twice in the CSV and the summary.
     """
     from appliance.vision.imagefile import file_problem
 
     out: list[Path] = []
+    skipped: list[tuple[Path, str]] = []
     for p in inputs:
         if p.is_dir():
-            out.extend(sorted(q for q in p.iterdir() if q.suffix.lower() in IMAGE_SUFFIXES and q.is_file()))
+            for q in sorted(q for q in p.iterdir() if q.suffix.lower() in IMAGE_SUFFIXES):
+                problem = file_problem(q)
+                if problem == "no such file" and q.is_symlink():  # stat followed the link to nothing
+                    problem = f"a broken symbolic link (to {os.readlink(q)})"
+                if problem:
+                    skipped.append((q, problem))
+                else:
+                    out.append(q)
             continue
         problem = file_problem(p)
         if problem == "no such file":
@@ -123,7 +134,7 @@ def collect_images(inputs: list[Path]) -> list[Path]:
     unique: dict[Path, Path] = {}
     for p in out:
         unique.setdefault(p.resolve(), p)
-    return list(unique.values())
+    return list(unique.values()), skipped
 
 
 def _cmd_detect(args: argparse.Namespace) -> int:
@@ -152,7 +163,9 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     if problem := out_problem(args.out):
         print(f"tppscan detect: error: {problem}", file=sys.stderr)
         return 2
-    images = collect_images(args.inputs)
+    images, skipped = collect_images(args.inputs)
+    # said as an unreadable file is, and counted as one in the exit status: a script learns not every frame was read
+    errors: list[dict[str, str]] = [_report_error(q, f"{q}: {why}") for q, why in skipped]
     if not images:
         print("tppscan detect: OSError: no image files in " + ", ".join(map(str, args.inputs)), file=sys.stderr)
         return 1
@@ -160,7 +173,6 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
     per_image: list[dict[str, Any]] = []
-    errors: list[dict[str, str]] = []
     used: set[str] = set()
     folders = relative_folders(images)
     noted = args.um_per_px is not None  # told the pixel size: large frames are read at the trained scale
@@ -198,8 +210,8 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     print(f"wrote {len(per_image)} annotated images, detections.csv and detections.json to {args.out} "
           f"(the verdict is the '{VERDICT_COLUMN}' column; 'class' is the detector's alone)")
     if errors:
-        print(f"tppscan detect: {len(errors)} of {len(images)} files could not be read or run (listed above and "
-              f"under 'errors' in detections.json)", file=sys.stderr)
+        print(f"tppscan detect: {len(errors)} of {len(images) + len(skipped)} files could not be read or run "
+              f"(listed above and under 'errors' in detections.json)", file=sys.stderr)
         return 1
     return 0
 

@@ -85,6 +85,43 @@ def test_an_image_that_is_no_regular_file_is_named_for_what_it_is(tmp_path, caps
     assert not (tmp_path / "out").exists()
 
 
+def test_a_folder_entry_that_is_no_regular_file_is_named_and_listed(tmp_path, capsys):
+    """A FIFO, socket or broken link inside a folder given to ``detect`` was skipped without a word (one named on
+    the command line was already refused); it is said on stderr and under ``errors``, never opened, and the run
+    exits 1 as for an unreadable file, with the other frames' results written."""
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    _frame(frames / "a.png")
+    os.mkfifo(frames / "b.png")  # opening it to read would block until a writer came
+    _bound_socket(frames / "c.tif")
+    (frames / "d.jpg").symlink_to(tmp_path / "gone.jpg")
+    (frames / "e.tiff").mkdir()
+    os.mkfifo(frames / "notes")  # not an image file's name: not looked at, as a notes.txt is not
+    out = tmp_path / "out"
+    done: list[int] = []
+    worker = threading.Thread(target=lambda: done.append(main(["detect", str(frames), "--out", str(out),
+                                                                 "--no-classifier", "--backend", "onnxruntime"])),
+                              daemon=True)
+    worker.start()
+    worker.join(120)
+    assert done == [1], "tppscan detect blocked on the FIFO or did not say it skipped entries"
+    err = capsys.readouterr().err
+    want = {frames / "b.png": "not a regular file: a named pipe (FIFO)", frames / "c.tif": "not a regular file: a socket",
+            frames / "d.jpg": f"a broken symbolic link (to {tmp_path / 'gone.jpg'})",
+            frames / "e.tiff": "not a regular file: a folder"}
+    for path, why in want.items():
+        assert f"tppscan detect: skipped: {path}: {why}\n" in err, err
+    assert "notes" not in err and "4 of 5 files could not be read" in err, err
+    data = json.loads((out / "detections.json").read_text())
+    assert [i["filename"] for i in data["images"]] == ["a.png"]
+    assert data["errors"] == [{"path": str(p), "error": f"{p}: {why}"} for p, why in want.items()]
+    # nothing but the entries: still one line each, and no results to write
+    (frames / "a.png").unlink()
+    assert main(["detect", str(frames), "--out", str(tmp_path / "out2"), "--no-classifier"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("skipped: ") == 4 and "no image files in" in err and not (tmp_path / "out2").exists()
+
+
 def test_read_frames_names_a_fifo_without_opening_it(tmp_path):
     from appliance.vision.imagefile import ImageFileError, read_frames
 
