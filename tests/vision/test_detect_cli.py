@@ -106,7 +106,8 @@ def test_a_folder_entry_that_is_no_regular_file_is_named_and_listed(tmp_path, ca
     worker.join(120)
     assert done == [1], "tppscan detect blocked on the FIFO or did not say it skipped entries"
     err = capsys.readouterr().err
-    want = {frames / "b.png": "not a regular file: a named pipe (FIFO)", frames / "c.tif": "not a regular file: a socket",
+    want = {frames / "b.png": "not a regular file: a named pipe (FIFO)",
+            frames / "c.tif": "not a regular file: a socket",
             frames / "d.jpg": f"a broken symbolic link (to {tmp_path / 'gone.jpg'})",
             frames / "e.tiff": "not a regular file: a folder"}
     for path, why in want.items():
