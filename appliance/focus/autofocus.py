@@ -132,39 +132,21 @@ def autofocus(stage: Stage, camera: Camera, strategy: str, *, z_range_um: Sequen
     ValueError
         An unknown strategy or mode, a bad range or roi, or a missing estimator / map.
     """
-    if strategy not in STRATEGIES:
-        raise ValueError(f"strategy must be one of {list(STRATEGIES)}, got {strategy!r}")
-    if mode not in SCORE_MODES:
-        raise ValueError(f"mode must be one of {list(SCORE_MODES)}, got {mode!r}")
+    _check_names(strategy, mode)
     lo, hi = check_range(z_range_um)
     rect = check_roi(roi, camera.size_px)
     pos = stage.position_um()
     start = min(max(pos.z_um if start_um is None else float(start_um), lo), hi)
-    if strategy == "neural" and estimator is None:
-        raise ValueError("strategy 'neural' needs an estimator (a DefocusEstimator such as the focus net)")
-    if strategy == "map" and focus_map is None:
-        raise ValueError("strategy 'map' needs a focus_map")
+    _check_needs(strategy, estimator, focus_map)
     xy = (pos.x_um, pos.y_um) if xy_um is None else (float(xy_um[0]), float(xy_um[1]))
-    if ref_height_um is not None and not math.isfinite(float(ref_height_um)):
-        raise ValueError(f"ref_height_um must be a finite number of um, got {ref_height_um!r}")
-    if isinstance(ref_sigma_um, bool) or not (isinstance(ref_sigma_um, (int, float)) and ref_sigma_um >= 0
-                                              and math.isfinite(ref_sigma_um)):
-        raise ValueError(f"ref_sigma_um must be a finite number of um >= 0, got {ref_sigma_um!r}")
-    if target_width_um is not None and (isinstance(target_width_um, bool) or not (
-            isinstance(target_width_um, (int, float)) and math.isfinite(target_width_um) and target_width_um > 0)):
-        raise ValueError(f"target_width_um must be a finite number of um > 0, got {target_width_um!r}")
-    if isinstance(speck_scale, bool) or not (isinstance(speck_scale, (int, float)) and math.isfinite(speck_scale)
-                                             and speck_scale >= 1.0):
-        raise ValueError(f"speck_scale must be a finite number >= 1, got {speck_scale!r}")
+    _check_numbers(ref_height_um, ref_sigma_um, target_width_um, speck_scale)
     offset = 0.0 if ref_height_um is None else float(ref_height_um)
     ref_sigma = 0.0 if ref_height_um is None else float(ref_sigma_um)
     # the reference plane is the print's mid-plane: the print is twice as tall (when its own height is known)
     own_height = ref_height_um is not None and ref_sigma <= SHAPE_HEIGHT_SIGMA_UM
     bias = reading_bias_um(target_type, height_um=2.0 * offset if own_height else None, width_um=target_width_um)
     fine_pairs = target_type not in FOCAL_SPOT_TYPES
-    pred = focus_map.predict(*xy, offset_um=offset) if focus_map is not None and len(focus_map) > 0 else None
-    if pred is not None:
-        pred = (pred[0], math.hypot(pred[1], ref_sigma))
+    pred = _map_prediction(focus_map, xy, offset, ref_sigma)
     if strategy == "map" and pred is not None and focus_map is not None and len(focus_map) >= MAP_MIN_POINTS:
         sure = math.hypot(focus_map.surface_sigma(*xy), ref_sigma)
         trusted = ref_height_um is not None and sure <= MAP_TRUST_SIGMA_UM
@@ -176,16 +158,62 @@ def autofocus(stage: Stage, camera: Camera, strategy: str, *, z_range_um: Sequen
         s.capture(start)
         if s.specks is None:  # nothing small on the glass in view: the caller decides what else to focus on
             return _no_specks(s, pred)
-    if strategy == "sweep":
-        r = sweep(s, step_um)
-    elif strategy == "classical" or estimator is None:
-        r = classical(s, start, coarse_um=coarse_um, width_scale=width_scale, fine_pairs=fine_pairs)
-    else:
-        r = neural(s, estimator, start, coarse_um=coarse_um, fine_pairs=fine_pairs)
+    r = _search(s, strategy, start, estimator, step_um, coarse_um, width_scale, fine_pairs)
     r = _trust(s, _debias(s, r, target_type, bias), mode, check_lobe, boxed=rect is not None)
     if not r.ok and pred is not None:
         return _park_at_map(s, r, pred[0])
     return r
+
+
+def _check_names(strategy: str, mode: str) -> None:
+    """Refuse an unknown strategy or score mode, naming it."""
+    if strategy not in STRATEGIES:
+        raise ValueError(f"strategy must be one of {list(STRATEGIES)}, got {strategy!r}")
+    if mode not in SCORE_MODES:
+        raise ValueError(f"mode must be one of {list(SCORE_MODES)}, got {mode!r}")
+
+
+def _check_needs(strategy: str, estimator: DefocusEstimator | None, focus_map: FocusMap | None) -> None:
+    """Refuse ``neural`` without an estimator and ``map`` without a map."""
+    if strategy == "neural" and estimator is None:
+        raise ValueError("strategy 'neural' needs an estimator (a DefocusEstimator such as the focus net)")
+    if strategy == "map" and focus_map is None:
+        raise ValueError("strategy 'map' needs a focus_map")
+
+
+def _check_numbers(ref_height_um: float | None, ref_sigma_um: float, target_width_um: float | None,
+                   speck_scale: float) -> None:
+    """Refuse a reference height, its sigma, a target width or a speck scale that is not a number in range."""
+    if ref_height_um is not None and not math.isfinite(float(ref_height_um)):
+        raise ValueError(f"ref_height_um must be a finite number of um, got {ref_height_um!r}")
+    if isinstance(ref_sigma_um, bool) or not (isinstance(ref_sigma_um, (int, float)) and ref_sigma_um >= 0
+                                              and math.isfinite(ref_sigma_um)):
+        raise ValueError(f"ref_sigma_um must be a finite number of um >= 0, got {ref_sigma_um!r}")
+    if target_width_um is not None and (isinstance(target_width_um, bool) or not (
+            isinstance(target_width_um, (int, float)) and math.isfinite(target_width_um) and target_width_um > 0)):
+        raise ValueError(f"target_width_um must be a finite number of um > 0, got {target_width_um!r}")
+    if isinstance(speck_scale, bool) or not (isinstance(speck_scale, (int, float)) and math.isfinite(speck_scale)
+                                             and speck_scale >= 1.0):
+        raise ValueError(f"speck_scale must be a finite number >= 1, got {speck_scale!r}")
+
+
+def _map_prediction(focus_map: FocusMap | None, xy: tuple[float, float], offset_um: float,
+                    ref_sigma: float) -> tuple[float, float] | None:
+    """The map's focus and its sigma at ``xy`` (the reference height's added in quadrature); None: no points."""
+    pred = focus_map.predict(*xy, offset_um=offset_um) if focus_map is not None and len(focus_map) > 0 else None
+    if pred is not None:
+        pred = (pred[0], math.hypot(pred[1], ref_sigma))
+    return pred
+
+
+def _search(s: FocusSession, strategy: str, start: float, estimator: DefocusEstimator | None, step_um: float,
+            coarse_um: float, width_scale: float, fine_pairs: bool) -> FocusResult:
+    """The search ``strategy`` makes from ``start``; ``neural`` and ``map`` with no estimator: ``classical``."""
+    if strategy == "sweep":
+        return sweep(s, step_um)
+    if strategy == "classical" or estimator is None:
+        return classical(s, start, coarse_um=coarse_um, width_scale=width_scale, fine_pairs=fine_pairs)
+    return neural(s, estimator, start, coarse_um=coarse_um, fine_pairs=fine_pairs)
 
 
 #: What :func:`autofocus` says, in ``specks`` mode, when its first frame shows no speck on the glass ...
