@@ -25,10 +25,10 @@ import numpy as np
 
 from appliance.hardware.camera.base import Camera, CameraError
 from appliance.hardware.stage.base import Stage, StageLimitError
-from appliance.hardware.stage.offset import offset
+from appliance.hardware.stage.offset import OffsetStage, offset
 from appliance.results.files import ScanFolder, read_heights
 from appliance.results.focuscurve import TUNED_DEPTH_OF_FIELD_UM, depth_of_field_scale
-from appliance.results.store import SCAN_COPY, ObjectRecord, ResultStore, write_durably
+from appliance.results.store import SCAN_COPY, ObjectRecord, ResultStore, ScanRecord, write_durably
 from appliance.scan.backlash import approach_um, backlash_warnings
 from appliance.scan.calibration import Calibration, CalibrationError, calibrate, spiral_offsets
 from appliance.scan.capture import CaptureFailed, CheckedCamera
@@ -44,7 +44,7 @@ from appliance.scan.grid import Grid, make_grid
 from appliance.scan.mosaic import covered_fov_um
 from appliance.scan.one_print import merge_pieces
 from appliance.scan.plan import ScanPlan
-from appliance.scan.position_check import check_position, position_warnings
+from appliance.scan.position_check import PositionCheck, check_position, position_warnings
 from appliance.scan.protocols import Focuser, FocusMapLike, FocusOutcome, Vision
 from appliance.scan.realign import Realigner
 from appliance.scan.runner import FinishReason, ScanRunner, ScanStatus
@@ -189,84 +189,166 @@ def run_scan(stage: Stage, camera: Camera, vision: Vision, focuser: Focuser, foc
         stood = read_journal(folder.root) if old is not None else None  # before a move of this run replaces it
         if origin.counts_from_power_up:  # only there can a resume use it: a drive with switches homes to its place
             origin.journal = CarriageJournal(folder.root / CARRIAGE_FILE)
-        cal_s: float | None = None
-        start_on_glass = False  # z_start_um is the glass's own focus, found before the first field
-        flat: dict[str, Any] = {}
-        exposure = _settle_exposure(camera, plan.faults.capture_retries) if plan.imaging.auto_exposure else None
-        if plan.imaging.flat_field:  # first: the slide's focus and the calibration are read on corrected frames
-            scale = calibration.um_per_px if calibration is not None else nominal_um_per_px
-            camera, flat = _flat_field_camera(stage, camera, plan, folder, area_um, resumed=old is not None,
-                                              um_per_px=scale)
+        camera, exposure, flat = _prepared_camera(stage, camera, plan, folder, area_um, old is not None,
+                                                  calibration, nominal_um_per_px)
         if old is not None:
-            cal = Calibration.from_mapping(old.config["calibration"])
-            cal.check_frame_size(camera.size_px)  # the camera changed since the scan was started
-            scan_id = old.id
-            store.reopen_scan(scan_id)
+            start = _reopened(store, old, camera, z_start_um)
         else:
-            t = time.perf_counter()
-            checked = CheckedCamera(camera, plan.faults.capture_retries, plan.faults.retry_wait_s)
-            step = 40.0 if nominal_um_per_px is None else calibration_step_um(nominal_um_per_px, camera.size_px)
-            cal, found = retry_after_stage_faults(
-                stage, plan.faults, "the calibration",
-                lambda: _find_and_calibrate(stage, checked, focuser, plan, area_um, calibration, step))
-            if found is not None:
-                z_start_um, start_on_glass = found.z_um, found.glass
-            cal_s = time.perf_counter() - t
-        grid = field_grid(plan, area_um, cal)
-        if old is None:
-            snapshot = {"plan": plan.to_mapping(), "calibration": cal.to_mapping(), "area_um": list(area_um),
-                        "grid": {"rows": grid.rows, "columns": grid.columns},
-                        "focus_drive": focus_drive(stage, focuser), "exposure": exposure, **dict(config or {})}
-            scan_id = store.create_scan(plan.name, out_dir, snapshot, grid.n_fields)
-            for w in start_warnings(snapshot):
-                _log.warning("scan %s: %s", scan_id, w)
-        meta = folder.root / "scan.json"
-        if old is None or not meta.is_file():  # on resume too, if a cut came between the row and the file
-            info = {"scan_id": scan_id, "db": str(Path(db_path).resolve()), "calibration_s": cal_s}
-            extra = {**({"flat_field": flat} if flat else {}), **({"exposure": exposure} if exposure else {})}
-            write_durably(meta, json.dumps({**info, **extra}).encode())
-        approach = approach_um(plan.imaging.approach_um, cal.backlash_um)  # the runner's detour, as it reckons it
-        realign = Realigner(origin, camera, store, scan_id, folder.root, cal, approach)
+            start = _calibrated(stage, camera, focuser, plan, area_um, calibration, nominal_um_per_px, z_start_um)
+        grid = field_grid(plan, area_um, start.cal)
+        scan_id = old.id if old is not None else _create_scan(store, stage, focuser, plan, out_dir, area_um,
+                                                              start.cal, grid, exposure, config)
+        _write_scan_json(folder, scan_id, db_path, start.seconds, flat, exposure, new=old is None)
+        approach = approach_um(plan.imaging.approach_um, start.cal.backlash_um)  # the runner's detour, as it reckons it
+        realign = Realigner(origin, camera, store, scan_id, folder.root, start.cal, approach)
         # a resumed scan: the slide where the first run left it, or the scan's origin moved back to it
-        resumed, scale, carried = None, None, False
-        if old is not None:  # a board without switches that restarted counts from where the carriage stood
-            carried = carry_over_from(origin, stood)
-            resumed = realign("when the scan resumed", resume=True, restarted=carried)
-            scale = realign.check_scale()  # another objective since the first run: stop, not scan on at its scale
+        resumed = _resume_check(origin, stood, realign) if old is not None else None
         watch = DirectionWatch(scan_id, on_event, objective_depth_of_field_um(focuser))
-        runner = ScanRunner(stage, camera, vision, focuser, focus_map, store, folder, plan, grid, cal, scan_id,
+        runner = ScanRunner(stage, camera, vision, focuser, focus_map, store, folder, plan, grid, start.cal, scan_id,
                             device_clock=device_clock, on_event=watch,
-                            z_start_um=z_start_um, area_um=area_um,
-                            start_on_glass=start_on_glass, realign=realign)
+                            z_start_um=start.z_start_um, area_um=area_um,
+                            start_on_glass=start.on_glass, realign=realign)
         if runner_hook is not None:
             runner_hook(runner)
         status = runner.run()
-        for m in merge_pieces(store, scan_id):  # a print larger than the field, recorded from two of its pieces
-            _log.info("scan %s: %s %d holds %d more record(s) of the same print: %s", scan_id, m.keep.cls, m.keep.id,
-                      len(m.pieces), ", ".join(f"{p.cls} {p.id}" for p in m.pieces))
+        _merge_and_log_pieces(store, scan_id)
         check = None
         if status.reason is FinishReason.COMPLETED:  # the slide found again where the scan recorded it (a record
             # that stays: after the pieces of one print are merged)
-            check = check_position(stage, camera, store, scan_id, folder.root, cal, approach)
-        summary = summarise(store, scan_id, area_um, truth)
-        if resumed is not None:
-            ratio = None if scale is None else round(scale, 4)
-            summary["resume_check"] = {**resumed.to_mapping(), "scale_ratio": ratio, "carried_over": carried}
-        if realign.checks:
-            summary["realignments"] = realign.to_mappings()
-        if check is not None:
-            summary["position_check"] = check.to_mapping()
-        for w in [*realign.warnings(), *position_warnings(check)]:
-            _log.warning("scan %s: %s", scan_id, w)
-            summary["warnings"].append(w)
-        rmse = _height_rmse(store, scan_id, folder, height_truth, summary) if height_truth else None
-        write_durably(folder.root / "summary.json", json.dumps(summary, indent=1).encode())
-        write_outputs(store, scan_id, folder, grid.fov_um, area_um, summary, rmse)
-        # last: a scan with its summary row is complete; one stopped before this is resumed (and its
-        # outputs written) by the next run into the same folder
-        store.set_summary(scan_id, summary)
-        store.copy_scan(scan_id, folder.root / SCAN_COPY)  # for a copy of the folder away from the database
+            check = check_position(stage, camera, store, scan_id, folder.root, start.cal, approach)
+        summary = _summary(store, scan_id, area_um, truth, resumed, realign, check)
+        _write_results(store, scan_id, folder, grid.fov_um, area_um, summary, height_truth)
     return ScanOutcome(scan_id, status, summary, folder.root, Path(db_path))
+
+
+@dataclass(frozen=True)
+class _Start:
+    """A scan's calibration, where its first field's focus search starts, and how long the calibration took.
+
+    ``on_glass``: ``z_start_um`` is the glass's own focus, found before the first field. ``seconds``: None on a
+    resume (the calibration is the first run's).
+    """
+
+    cal: Calibration
+    z_start_um: float | None
+    on_glass: bool = False
+    seconds: float | None = None
+
+
+def _prepared_camera(stage: Stage, camera: Camera, plan: ScanPlan, folder: ScanFolder,
+                     area_um: tuple[float, float, float, float], resumed: bool, calibration: Calibration | None,
+                     nominal_um_per_px: float | None) -> tuple[Camera, dict[str, Any] | None, dict[str, Any]]:
+    """The camera with its exposure settled and its flat field applied, as the plan asks, and what of each goes.
+
+    The second and third items go into ``scan.json`` (``exposure``: None where not asked; ``flat_field``: empty).
+    """
+    exposure = _settle_exposure(camera, plan.faults.capture_retries) if plan.imaging.auto_exposure else None
+    flat: dict[str, Any] = {}
+    if plan.imaging.flat_field:  # first: the slide's focus and the calibration are read on corrected frames
+        scale = calibration.um_per_px if calibration is not None else nominal_um_per_px
+        camera, flat = _flat_field_camera(stage, camera, plan, folder, area_um, resumed=resumed, um_per_px=scale)
+    return camera, exposure, flat
+
+
+def _reopened(store: ResultStore, old: ScanRecord, camera: Camera, z_start_um: float | None) -> _Start:
+    """A resumed scan's start: its first run's calibration, checked against the camera; its row reopened."""
+    cal = Calibration.from_mapping(old.config["calibration"])
+    cal.check_frame_size(camera.size_px)  # the camera changed since the scan was started
+    store.reopen_scan(old.id)
+    return _Start(cal, z_start_um)
+
+
+def _calibrated(stage: Stage, camera: Camera, focuser: Focuser, plan: ScanPlan,
+                area_um: tuple[float, float, float, float], calibration: Calibration | None,
+                nominal_um_per_px: float | None, z_start_um: float | None) -> _Start:
+    """A new scan's start: its calibration (``calibration``, or measured) and the slide's focus found for it."""
+    t = time.perf_counter()
+    checked = CheckedCamera(camera, plan.faults.capture_retries, plan.faults.retry_wait_s)
+    step = 40.0 if nominal_um_per_px is None else calibration_step_um(nominal_um_per_px, camera.size_px)
+    cal, found = retry_after_stage_faults(
+        stage, plan.faults, "the calibration",
+        lambda: _find_and_calibrate(stage, checked, focuser, plan, area_um, calibration, step))
+    if found is None:
+        return _Start(cal, z_start_um, False, time.perf_counter() - t)
+    return _Start(cal, found.z_um, found.glass, time.perf_counter() - t)
+
+
+def _create_scan(store: ResultStore, stage: Stage, focuser: Focuser, plan: ScanPlan, out_dir: Path,
+                 area_um: tuple[float, float, float, float], cal: Calibration, grid: Grid,
+                 exposure: dict[str, Any] | None, config: Mapping[str, Any] | None) -> int:
+    """A new scan's row, with the snapshot of what it runs with; the snapshot's warnings logged. Returns its id."""
+    snapshot = {"plan": plan.to_mapping(), "calibration": cal.to_mapping(), "area_um": list(area_um),
+                "grid": {"rows": grid.rows, "columns": grid.columns},
+                "focus_drive": focus_drive(stage, focuser), "exposure": exposure, **dict(config or {})}
+    scan_id = store.create_scan(plan.name, out_dir, snapshot, grid.n_fields)
+    for w in start_warnings(snapshot):
+        _log.warning("scan %s: %s", scan_id, w)
+    return scan_id
+
+
+def _write_scan_json(folder: ScanFolder, scan_id: int, db_path: Path, cal_s: float | None,
+                     flat: Mapping[str, Any], exposure: Mapping[str, Any] | None, new: bool) -> None:
+    """Write ``scan.json`` for a new scan, or for a resumed one whose first run was cut before it."""
+    meta = folder.root / "scan.json"
+    if new or not meta.is_file():  # on resume too, if a cut came between the row and the file
+        info = {"scan_id": scan_id, "db": str(Path(db_path).resolve()), "calibration_s": cal_s}
+        extra = {**({"flat_field": flat} if flat else {}), **({"exposure": exposure} if exposure else {})}
+        write_durably(meta, json.dumps({**info, **extra}).encode())
+
+
+def _resume_check(origin: OffsetStage, stood: Mapping[str, Any] | None, realign: Realigner) -> dict[str, Any] | None:
+    """A resumed scan's first print found again, as the summary's ``resume_check`` (None: not found).
+
+    Raises :class:`appliance.scan.realign.ScaleMismatch` under another objective than the first run's: the scan
+    stops rather than scan on at the wrong scale.
+    """
+    carried = carry_over_from(origin, stood)  # a board without switches that restarted counts from where it stood
+    resumed = realign("when the scan resumed", resume=True, restarted=carried)
+    scale = realign.check_scale()
+    if resumed is None:
+        return None
+    ratio = None if scale is None else round(scale, 4)
+    return {**resumed.to_mapping(), "scale_ratio": ratio, "carried_over": carried}
+
+
+def _merge_and_log_pieces(store: ResultStore, scan_id: int) -> None:
+    """Merge the records of each print larger than the field, recorded from two or more of its pieces; log each."""
+    for m in merge_pieces(store, scan_id):
+        _log.info("scan %s: %s %d holds %d more record(s) of the same print: %s", scan_id, m.keep.cls, m.keep.id,
+                  len(m.pieces), ", ".join(f"{p.cls} {p.id}" for p in m.pieces))
+
+
+def _summary(store: ResultStore, scan_id: int, area_um: tuple[float, float, float, float],
+             truth: Mapping[str, Any] | None, resume_check: dict[str, Any] | None, realign: Realigner,
+             check: PositionCheck | None) -> dict[str, Any]:
+    """The scan's summary with its realignments and position checks, their warnings logged and added."""
+    summary = summarise(store, scan_id, area_um, truth)
+    if resume_check is not None:
+        summary["resume_check"] = resume_check
+    if realign.checks:
+        summary["realignments"] = realign.to_mappings()
+    if check is not None:
+        summary["position_check"] = check.to_mapping()
+    for w in [*realign.warnings(), *position_warnings(check)]:
+        _log.warning("scan %s: %s", scan_id, w)
+        summary["warnings"].append(w)
+    return summary
+
+
+def _write_results(store: ResultStore, scan_id: int, folder: ScanFolder, fov_um: tuple[float, float],
+                   area_um: tuple[float, float, float, float], summary: dict[str, Any],
+                   height_truth: HeightTruth | None) -> None:
+    """Write ``summary.json``, the exports and the report, and last the summary's row and the folder's copy.
+
+    With ``height_truth`` the summary also holds the height maps' errors against it.
+    """
+    rmse = _height_rmse(store, scan_id, folder, height_truth, summary) if height_truth else None
+    write_durably(folder.root / "summary.json", json.dumps(summary, indent=1).encode())
+    write_outputs(store, scan_id, folder, fov_um, area_um, summary, rmse)
+    # last: a scan with its summary row is complete; one stopped before this is resumed (and its
+    # outputs written) by the next run into the same folder
+    store.set_summary(scan_id, summary)
+    store.copy_scan(scan_id, folder.root / SCAN_COPY)  # for a copy of the folder away from the database
 
 
 def _settle_exposure(camera: Camera, retries: int) -> dict[str, Any]:
