@@ -11,9 +11,12 @@ from __future__ import annotations
 import contextlib
 import io
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from appliance.vision.detector import Detector
 
 EVAL_THRESHOLD = 0.05
 MAX_DETS = (1, 10, 300)
@@ -54,13 +57,34 @@ def evaluate_detector(data_dir: Path, model: Path | None = None, limit: int | No
         Not a detection dataset (``models.data.detection.check_coco``), no objects to score, a frame missing,
         or a model file that cannot be used.
     """
-    import time
-
-    import cv2
-    from pycocotools.coco import COCO
+    from pycocotools.coco import COCO  # the training extra's: missing, the command fails before a frame is run
     from pycocotools.cocoeval import COCOeval
 
     from appliance.vision.detector import Detector
+
+    coco_dict = _frames(data_dir, limit)
+    det = Detector(model, backend=backend, threshold=threshold, threads=threads)
+    results, t_run = _detections(det, coco_dict, data_dir, at_scale)
+    out = _run_figures(coco_dict, results, t_run, at_scale, threshold, det.backend)
+    if not results:
+        out.update(map50=0.0, map=0.0, ap50={c["name"]: 0.0 for c in coco_dict["categories"]})
+        return out
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress to stdout
+        gt = COCO()
+        gt.dataset = coco_dict
+        gt.createIndex()
+        dt = gt.loadRes(results)
+        ev = COCOeval(gt, dt, "bbox")
+        ev.params.maxDets = list(MAX_DETS)
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    out.update(_average_precisions(ev, coco_dict["categories"]))
+    return out
+
+
+def _frames(data_dir: Path, limit: int | None) -> dict[str, Any]:
+    """The dataset's COCO dict, cut to its first ``limit`` frames; ``OSError`` when they hold no object."""
     from models.data.detection import load_coco
 
     coco_dict = load_coco(data_dir)
@@ -72,7 +96,16 @@ def evaluate_detector(data_dir: Path, model: Path | None = None, limit: int | No
         # pycocotools scores a set without objects -1 ("no data"), which read as a mAP means nothing
         raise OSError(f"{Path(data_dir) / 'annotations.coco.json'}: no annotated objects in the "
                       f"{len(coco_dict['images'])} frames evaluated; mAP needs at least one")
-    det = Detector(model, backend=backend, threshold=threshold, threads=threads)
+    return coco_dict
+
+
+def _detections(det: Detector, coco_dict: dict[str, Any], data_dir: Path,
+                at_scale: bool) -> tuple[list[dict[str, Any]], float]:
+    """The detector's boxes on every frame, as COCO results (its labels' categories only), and its seconds."""
+    import time
+
+    import cv2
+
     name_to_cat = {c["name"]: c["id"] for c in coco_dict["categories"]}
     results = []
     t_run = 0.0
@@ -90,36 +123,33 @@ def evaluate_detector(data_dir: Path, model: Path | None = None, limit: int | No
             x1, y1, x2, y2 = d.box
             results.append({"image_id": im["id"], "category_id": name_to_cat[d.label],
                             "bbox": [x1, y1, x2 - x1, y2 - y1], "score": d.score})
+    return results, t_run
+
+
+def _run_figures(coco_dict: dict[str, Any], results: list[dict[str, Any]], t_run: float, at_scale: bool,
+                 threshold: float, backend: str) -> dict[str, Any]:
+    """The result's figures before the scoring: frames, time per frame, objects per class, detections."""
     n = len(coco_dict["images"])
-    out: dict[str, Any] = {"n": n, "seconds_per_frame": round(t_run / max(n, 1), 5), "at_scale": at_scale,
-                           "objects": {c["name"]: sum(1 for a in coco_dict["annotations"]
-                                                      if a["category_id"] == c["id"] and not a["iscrowd"])
-                                       for c in coco_dict["categories"]},
-                           "detections": len(results), "threshold": threshold, "backend": det.backend}
-    if not results:
-        out.update(map50=0.0, map=0.0, ap50={c["name"]: 0.0 for c in coco_dict["categories"]})
-        return out
-    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress to stdout
-        gt = COCO()
-        gt.dataset = coco_dict
-        gt.createIndex()
-        dt = gt.loadRes(results)
-        ev = COCOeval(gt, dt, "bbox")
-        ev.params.maxDets = list(MAX_DETS)
-        ev.evaluate()
-        ev.accumulate()
-        ev.summarize()
+    return {"n": n, "seconds_per_frame": round(t_run / max(n, 1), 5), "at_scale": at_scale,
+            "objects": {c["name"]: sum(1 for a in coco_dict["annotations"]
+                                       if a["category_id"] == c["id"] and not a["iscrowd"])
+                        for c in coco_dict["categories"]},
+            "detections": len(results), "threshold": threshold, "backend": backend}
+
+
+def _average_precisions(ev: Any, categories: list[dict[str, Any]]) -> dict[str, Any]:
+    """``map`` (IoU 0.5:0.95), ``map50`` and ``ap50`` per class of an evaluated, accumulated ``COCOeval``."""
     # precision[T, R, K, A, M]: IoU 0.5 is T=0, area 'all' A=0, the largest maxDets M=-1. (COCOeval.stats[0]
     # is read at 100 detections per image, which MAX_DETS does not list, so it is computed here.)
     prec = ev.eval["precision"]
     all_t = prec[:, :, :, 0, -1]
-    out["map"] = round(float(all_t[all_t > -1].mean()), 4) if (all_t > -1).any() else 0.0
+    out: dict[str, Any] = {"map": round(float(all_t[all_t > -1].mean()), 4) if (all_t > -1).any() else 0.0}
     out["map50"] = round(float(ev.stats[1]), 4)
     ap50 = {}
     for k, cat_id in enumerate(ev.params.catIds):
         p = prec[0, :, k, 0, -1]
         p = p[p > -1]
-        name = next(c["name"] for c in coco_dict["categories"] if c["id"] == cat_id)
+        name = next(c["name"] for c in categories if c["id"] == cat_id)
         ap50[name] = round(float(np.mean(p)), 4) if p.size else float("nan")
     out["ap50"] = ap50
     return out
