@@ -314,6 +314,14 @@ def eta_s(timed: Sequence[tuple[float, int]], structures: int, fields_done: int,
     return max(0, fields_left) * (base + per_structure * structures / max(1, fields_done))
 
 
+def _centred(det: Detection, size: tuple[int, int]) -> bool:
+    """Whether ``det`` lies whole in the frame with its box's middle within 8 px of the frame's."""
+    w, h = size
+    bx0, by0, bx1, by1 = det.box_px
+    off = max(abs((bx0 + bx1 - 1) / 2.0 - (w - 1) / 2.0), abs((by0 + by1 - 1) / 2.0 - (h - 1) / 2.0))
+    return off <= 8 and not det.touches_edge(size)
+
+
 class ScanRunner:
     """Runs one scan plan on a stage and camera, recording into a results store and a scan folder.
 
@@ -771,38 +779,12 @@ class ScanRunner:
             except StageLimitError:
                 # its middle lies past the end of the travel (seen at the edge of a field that overhangs the
                 # slide's end; the scan failed there, seed 412): it is judged from the view that holds it
-                self._approach(cur_frame.position.x_um, cur_frame.position.y_um)
-                if on_slide is None and optics.probe(cur_det, cur_frame) is False:
-                    optics.remember(cur_det)
-                    return None
-                return cur_det, cur_frame, sure_debris
+                return self._judged_where_seen(cur_det, cur_frame, on_slide, sure_debris)
             cur_frame = self.camera.capture()
             res = self._analyse(cur_frame)
-            expected = beyond_the_cut(cur_det, recentred(cur_det, (w, h)).box_px, (w, h))
-            dets = [d for d in res.detections if not optics.known(d)]
-            near = in_place(dets, expected) or nearest(dets, (w - 1) / 2.0, (h - 1) / 2.0)
-            if near is None or not same_place(near.box_px, expected):
-                stay = same_box(res.detections, cur_det.box_px, 0.5)
-                if stay is not None and optics.moved_with_slide(cur_det, prev_frame, stay, cur_frame) is False:
-                    on_slide = False
-                    break
-                # seen from the field but not here (a faint object at the gate's edge): keep what the field
-                # saw, now centred, rather than lose a structure. The nearest detection elsewhere is another
-                # object: following it left a 41 µm split ring for a 6 µm speck beside it (seed 206). The
-                # detector boxes a faint blemish in one frame and not the next: one more look may tell
-                kept = recentred(cur_det, (w, h))
-                if on_slide is None and optics.fixed_in_frame(cur_det, kept, cur_frame):
-                    optics.remember(kept)
-                    return None
-                if cur_det.recheck and cur_det.touches_edge((w, h)) and not gate_sees(res.candidate_boxes,
-                                                                                    kept.box_px):
-                    # disputed, only ever seen cut by the frame's edge, and nothing dark where it should be:
-                    # nothing confirms it. The corners of a vignetted frame (sensor.vignetting=0.7) showed a
-                    # 17 x 22 um "woodpile" the classifier alone named at 0.3-0.66, seen in no later look: 10
-                    # false structures on a 3 x 3 mm slide. Where the gate sees it (a print too large in the
-                    # frame for the detector), its sharp frame decides
-                    return as_debris(kept), cur_frame, True
-                return kept, cur_frame, sure_debris
+            near = self._found_again(cur_det, res, (w, h))
+            if near is None:
+                return self._lost_while_centring(cur_det, prev_frame, cur_frame, res, (w, h), on_slide, sure_debris)
             cur_det = near
             whole = not near.touches_edge((w, h))
             if on_slide is None:
@@ -810,9 +792,7 @@ class ScanRunner:
             if on_slide is False:
                 break
             sure_debris = sure_debris or (near.kind != "structure" and not near.recheck and whole)
-            bx0, by0, bx1, by1 = near.box_px
-            off = max(abs((bx0 + bx1 - 1) / 2.0 - (w - 1) / 2.0), abs((by0 + by1 - 1) / 2.0 - (h - 1) / 2.0))
-            if off <= 8 and not near.touches_edge((w, h)):
+            if _centred(near, (w, h)):
                 break
         if on_slide is None:
             on_slide = optics.probe(cur_det, cur_frame)
@@ -820,6 +800,58 @@ class ScanRunner:
             optics.remember(cur_det)
             return None
         return cur_det, cur_frame, sure_debris
+
+    def _judged_where_seen(self, det: Detection, frame: Frame, on_slide: bool | None,
+                           sure_debris: bool) -> tuple[Detection, Frame, bool] | None:
+        """:meth:`_centre`'s end where ``det`` cannot be centred: back where ``frame`` was taken, judged from it.
+
+        None (and ``det`` remembered as the optics') where it was not yet seen to move with the slide and the
+        probe finds it fixed in the frame.
+        """
+        self._approach(frame.position.x_um, frame.position.y_um)
+        if on_slide is None and self.slide_or_optics.probe(det, frame) is False:
+            self.slide_or_optics.remember(det)
+            return None
+        return det, frame, sure_debris
+
+    def _found_again(self, det: Detection, res: VisionResult, size: tuple[int, int]) -> Detection | None:
+        """``det`` in the view after a centring move (``res``), where the move should have put it; else None."""
+        w, h = size
+        expected = beyond_the_cut(det, recentred(det, size).box_px, size)
+        dets = [d for d in res.detections if not self.slide_or_optics.known(d)]
+        near = in_place(dets, expected) or nearest(dets, (w - 1) / 2.0, (h - 1) / 2.0)
+        if near is None or not same_place(near.box_px, expected):
+            return None
+        return near
+
+    def _lost_while_centring(self, det: Detection, prev_frame: Frame, frame: Frame, res: VisionResult,
+                             size: tuple[int, int], on_slide: bool | None,
+                             sure_debris: bool) -> tuple[Detection, Frame, bool] | None:
+        """:meth:`_centre`'s end where the view after a move (``frame``, ``res``) does not show ``det`` there.
+
+        None (and the object remembered as the optics') where it stayed put in the frame while the slide moved.
+        """
+        optics = self.slide_or_optics
+        stay = same_box(res.detections, det.box_px, 0.5)
+        if stay is not None and optics.moved_with_slide(det, prev_frame, stay, frame) is False:
+            optics.remember(det)
+            return None
+        # seen from the field but not here (a faint object at the gate's edge): keep what the field
+        # saw, now centred, rather than lose a structure. The nearest detection elsewhere is another
+        # object: following it left a 41 µm split ring for a 6 µm speck beside it (seed 206). The
+        # detector boxes a faint blemish in one frame and not the next: one more look may tell
+        kept = recentred(det, size)
+        if on_slide is None and optics.fixed_in_frame(det, kept, frame):
+            optics.remember(kept)
+            return None
+        if det.recheck and det.touches_edge(size) and not gate_sees(res.candidate_boxes, kept.box_px):
+            # disputed, only ever seen cut by the frame's edge, and nothing dark where it should be:
+            # nothing confirms it. The corners of a vignetted frame (sensor.vignetting=0.7) showed a
+            # 17 x 22 um "woodpile" the classifier alone named at 0.3-0.66, seen in no later look: 10
+            # false structures on a 3 x 3 mm slide. Where the gate sees it (a print too large in the
+            # frame for the detector), its sharp frame decides
+            return as_debris(kept), frame, True
+        return kept, frame, sure_debris
 
     def _debris_unless_whole(self, w: FieldWork, det: Detection, frame: Frame) -> None:
         """Record sure debris ``det``, unless a whole look finds it a piece of a print larger than the field."""
