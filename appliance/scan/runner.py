@@ -1017,19 +1017,27 @@ class ScanRunner:
             return
         self._known.append(_Known("structure", seen_um))
         sharp = self._sharp_view(w, det, lens)
-        again, focused, out = sharp.det, sharp.frame, sharp.focus
         # the phase's sign, where it was read, goes with the record: it decides lenses and bubbles
         read: dict[str, Any] = {} if sharp.phase_sign is None else {"phase_sign": round(sharp.phase_sign, 3)}
         leaning = False
-        if again.kind != "structure" and not structure_stands(det, again) and not looked:
-            leaning = leans_to_a_print(again)
+        if sharp.det.kind != "structure" and not structure_stands(det, sharp.det) and not looked:
+            leaning = leans_to_a_print(sharp.det)
             if not leaning:
                 # Sharp, it is dirt: blurred dust and bubbles pass for prints more often (a print's own focus
                 # lies above the glass the field was focused on, dirt's on it), and so does a print to them
-                self._debris_after_all(w, again, focused, (x, y), read or None)
+                self._debris_after_all(w, sharp.det, sharp.frame, (x, y), read or None)
                 return
         # ... and names the type: the classifier's woodpile and scaffold are told apart in focus, not blurred
-        det = again if again.kind == "structure" else as_structure(again, det)
+        det = sharp.det if sharp.det.kind == "structure" else as_structure(sharp.det, det)
+        self._stacked_structure(w, det, sharp, read, leaning, stitched, looked)
+
+    def _stacked_structure(self, w: FieldWork, det: Detection, sharp: _SharpView, read: dict[str, Any],
+                           leaning: bool, stitched: bool, looked: bool) -> None:
+        """:meth:`_structure` on from the sharp view: ``det``'s stack and type, then its record as either kind.
+
+        ``read``: the sharp view's phase's sign, if read; ``leaning``: both models only leaned to a print there.
+        """
+        focused, out = sharp.frame, sharp.focus
         x, y = self._stage_xy(det, focused)
         box_um = self._box_um(det, focused)
         self._known[-1] = _Known("structure", box_um)
@@ -1046,14 +1054,7 @@ class ScanRunner:
                                    {**types, "leaned_to_a_print": True})
             return
         if views_say_debris(type_views) and not looked:
-            sign = sharp.phase_sign
-            dof = self.field_focus.depth_of_field_um()
-            if sign is None and sharp_cls == MICROLENS and phase_can_prove_lens(dof):
-                # the sharp frame named a lens the views doubt, and its phase was not read: read it before it
-                # is called dirt. The cheap colour camera's 48 µm lens at 20x (held-out seed 2906): sharp a
-                # micro-lens, its views 0.19, its phase +0.33 at focus: recorded as dirt unread
-                sign = self._read_phase(w, det, focused, out.z_um, types)
-            if not phase_proves_lens(sign, dof):
+            if not self._lens_by_phase(w, det, sharp, sharp_cls, types):
                 self._debris_after_all(w, as_debris(det, 1.0 - sum(type_views.values())), focused, (x, y), types)
                 return
             # ... unless its phase converges where only a lens does: at 10x dust of 12 µm and more read 0 to
@@ -1061,17 +1062,36 @@ class ScanRunner:
             # 0.56, so not there). A blemish of the optics does not change with focus. The cheap colour
             # camera's 55 µm lens read 0.56 and its views 0.17 (held-out seed 2375): the classifier was wrong
             det = replace(det, cls=MICROLENS)
+        self._record_unless_dirt(w, det, sharp, stack, (x, y), box_um, types, stitched, looked)
+
+    def _lens_by_phase(self, w: FieldWork, det: Detection, sharp: _SharpView, sharp_cls: str,
+                       types: dict[str, Any]) -> bool:
+        """Whether the phase's sign proves a lens that its views call debris (``types`` gets a sign read here)."""
+        sign = sharp.phase_sign
+        dof = self.field_focus.depth_of_field_um()
+        if sign is None and sharp_cls == MICROLENS and phase_can_prove_lens(dof):
+            # the sharp frame named a lens the views doubt, and its phase was not read: read it before it
+            # is called dirt. The cheap colour camera's 48 µm lens at 20x (held-out seed 2906): sharp a
+            # micro-lens, its views 0.19, its phase +0.33 at focus: recorded as dirt unread
+            sign = self._read_phase(w, det, sharp.frame, sharp.focus.z_um, types)
+        return phase_proves_lens(sign, dof)
+
+    def _record_unless_dirt(self, w: FieldWork, det: Detection, sharp: _SharpView, stack: _Stack,
+                            xy: tuple[float, float], box_um: tuple[float, float, float, float],
+                            types: dict[str, Any], stitched: bool, looked: bool) -> None:
+        """Record typed ``det`` as a structure, unless its stack shows a speck, its phase a bubble or its shape dirt."""
+        focused, out = sharp.frame, sharp.focus
         speck = self._speck_instead(det, stack, out.z_um) if det.cls == MICROLENS and not looked else None
         if speck is not None:
             # a speck on the glass its lens search ended 10-14 µm above, where its blur passed for a lens and its
             # uneven defocus for a converging phase (held-out seeds 5208, 5309: ten specks at 40x)
-            self._debris_after_all(w, as_debris(det, debris_score(det)), focused, (x, y), {**types, **speck})
+            self._debris_after_all(w, as_debris(det, debris_score(det)), focused, xy, {**types, **speck})
             return
         if det.cls == MICROLENS and sharp.phase_sign is None and self._diverges(w, det, focused, out.z_um, types):
             # a bubble: no micro-lens is recorded unread (step 6). One whose sharp view was disputed with the
             # classifier's micro-lens under the check's bound (0.19) kept the earlier view's structure verdict
             # unread and was recorded as a lens (seed 1411 at 320 x 240)
-            self._debris_after_all(w, as_debris(det, debris_score(det)), focused, (x, y), types)
+            self._debris_after_all(w, as_debris(det, debris_score(det)), focused, xy, types)
             return
         why = None if stitched else self._not_its_shape(det, focused, stack, sharp.seen)
         if why is not None:
@@ -1079,11 +1099,11 @@ class ScanRunner:
                 return
             # dirt the classifier named a print: a clump too narrow for any type, a fibre named a split ring
             # (appliance/vision/typeshape.py)
-            self._debris_after_all(w, as_debris(det, debris_score(det)), focused, (x, y),
+            self._debris_after_all(w, as_debris(det, debris_score(det)), focused, xy,
                                    {**types, "not_its_shape": why})
             return
-        shape = self._shape(w, det, focused, stack, out.z_um, (x, y))
-        self._record_structure(w, det, focused, sharp.seen, out, stack, shape, (x, y), box_um, types)
+        shape = self._shape(w, det, focused, stack, out.z_um, xy)
+        self._record_structure(w, det, focused, sharp.seen, out, stack, shape, xy, box_um, types)
 
     def _looked_whole_instead(self, w: FieldWork, det: Detection, frame: Frame) -> bool:
         """Record the print larger than the field that ``det``, refused by its shape, is a piece of, if one is found.
