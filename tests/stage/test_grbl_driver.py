@@ -1,10 +1,13 @@
 """GrblStage against FakeGrbl, a stock GRBL 1.1 board on a pty (see conftest.py)."""
 
+import errno
+import os
 import threading
 import time
 from types import SimpleNamespace
 
 import pytest
+import serial
 
 from appliance.hardware.stage.base import (
     HomingDisabled,
@@ -315,6 +318,20 @@ def test_a_port_in_use_is_refused_and_its_holder_carries_on(fake_grbl, stage_con
         assert first.position_um().x_um == pytest.approx(-100)
     with GrblStage(stage_config(fake_grbl.path)) as again:  # the lock goes with its holder
         assert again.position_um() is not None
+
+
+@pytest.mark.parametrize("err, hint", [
+    (errno.EACCES, "usermod -aG dialout"),  # a user not in the port's group (root opens anything, so faked)
+    (errno.ENOENT, "plugged in"),
+])
+def test_a_port_that_will_not_open_says_what_to_do(stage_config, err, hint):
+    def opener(port, baud, poll_s, write_timeout_s):
+        raise serial.SerialException(err, f"could not open port {port}: [Errno {err}] {os.strerror(err)}")
+
+    stage = GrblStage(stage_config("/dev/ttyACM7", reconnect_attempts=1), opener=opener)
+    with pytest.raises(StageConnectionError, match="cannot open stage port '/dev/ttyACM7'") as info:
+        stage.open()
+    assert hint in str(info.value)
 
 
 def test_not_open_is_a_clear_error(stage_config):

@@ -277,9 +277,21 @@ def open_serial(port: str, baud: int, poll_s: float, write_timeout_s: float) -> 
                                      exclusive=True)
     except serial.SerialException as exc:
         if exc.errno in (errno.EAGAIN, errno.EWOULDBLOCK) and "lock" in str(exc):
-            raise StagePortBusy(f"stage port {port!r} is in use by another program (another scan, or a "
-                                "'tppscan stage' shell): stop it first, or name another port") from exc
+            raise StagePortBusy(f"stage port {port!r} is in use by another program (the tppscan service, "
+                                "another scan, or a 'tppscan stage' shell): stop it first ('tppscan status' says "
+                                "whether the service holds it; 'sudo systemctl stop tppscan'), or name another "
+                                "port") from exc
         raise
+
+
+def _port_hint(exc: OSError) -> str:
+    """What to do about a port that would not open, from its errno (pyserial keeps the OS's), or nothing."""
+    if exc.errno == errno.EACCES:
+        return ("; the user running tppscan may not open it: add the user to the port's group (usually "
+                "'dialout': sudo usermod -aG dialout $USER, then log in again; the service's user has it)")
+    if exc.errno in (errno.ENOENT, errno.ENODEV, errno.ENXIO):
+        return "; is the board plugged in and powered? ('ls /dev/ttyACM* /dev/ttyUSB*' lists the serial ports)"
+    return ""
 
 
 def _write_order(wanted: Mapping[int, float], current: Mapping[int, float]) -> list[int]:
@@ -414,7 +426,8 @@ class GrblStage(Stage):
             self._connect()
         except (serial.SerialException, OSError) as exc:
             self.close()
-            raise StageConnectionError(f"cannot open stage port {self.port or self.config.port!r}: {exc}") from exc
+            port = self.port or self.config.port
+            raise StageConnectionError(f"cannot open stage port {port!r}: {exc}{_port_hint(exc)}") from exc
         except BaseException:
             self.close()
             raise
