@@ -40,7 +40,8 @@ def _seed(text: str) -> int:
     return v
 
 
-def _device_options(p: argparse.ArgumentParser) -> None:
+def _device_options(p: argparse.ArgumentParser, scan: bool = True) -> None:
+    """The device options of ``scan`` and (``scan`` False: no plan or calibration from the config) ``calibrate``."""
     g = p.add_argument_group("device")
     g.add_argument("--sim", action="store_true", help="the virtual microscope (the default device)")
     g.add_argument("--seed", type=_seed, default=None,
@@ -55,9 +56,10 @@ def _device_options(p: argparse.ArgumentParser) -> None:
                         "the virtual slide where the stage reports it is (a stage-in-the-loop test); a real camera "
                         "comes from --config")
     g.add_argument("--config", type=Path, default=None, metavar="FILE",
-                   help="the devices from the service's YAML config (camera, stage, sim, optics), and its "
-                        "calibration.file and scan.plan unless --calibration or --plan is given; instead of "
-                        "--stage, --port, --seed, --sim-set and --z-reversed")
+                   help="the devices from the service's YAML config (camera, stage, sim, optics)"
+                        + (", and its calibration.file and scan.plan unless --calibration or --plan is given"
+                           if scan else "")
+                        + "; instead of --stage, --port, --seed, --sim-set and --z-reversed")
     g.add_argument("--port", help="serial port of the GRBL board (with --stage grbl)")
     g.add_argument("--z-reversed", action="store_true",
                    help="the focus drive lowers the focal plane as its z grows (an upright microscope that focuses "
@@ -92,7 +94,7 @@ def register(sub: Any) -> None:
 
     c = sub.add_parser("calibrate", help="measure the camera's pixel -> stage um map by phase correlation",
                        description="Move the stage around its position, track the image shift, fit 2x2 + offset.")
-    _device_options(c)
+    _device_options(c, scan=False)
     c.add_argument("--x", type=float, default=None, help="stage x to calibrate at, um (default: where it is)")
     c.add_argument("--y", type=float, default=None, help="stage y to calibrate at, um (default: where it is)")
     c.add_argument("--z", type=float, default=None,
