@@ -297,6 +297,8 @@ def test_find_port_errors_name_what_was_seen(monkeypatch):
     assert find_port(None, "1a86:7523") == "/dev/ttyUSB0"
     with pytest.raises(PortNotFound, match=r"2341:0043; ports seen: /dev/ttyUSB0 \(1a86:7523\)"):
         find_port(None, "2341:0043")
+    with pytest.raises(PortNotFound, match=r"CH340 1a86:7523.*/dev/tppscan-stage"):
+        find_port(None, "2341:0043")
     with pytest.raises(PortNotFound, match="no serial port configured"):
         find_port(None, None)
 

@@ -59,4 +59,6 @@ def find_port(port: str | None, usb_id: str | None) -> str:
             return str(info.device)
         ids = f"{info.vid:04x}:{info.pid:04x}" if info.vid is not None and info.pid is not None else "no USB id"
         seen.append(f"{info.device} ({ids})")
-    raise PortNotFound(f"no serial port with USB id {usb_id}; ports seen: {', '.join(seen) or 'none'}")
+    raise PortNotFound(f"no serial port with USB id {usb_id}; ports seen: {', '.join(seen) or 'none'}. An Uno "
+                       "clone has another id (CH340 1a86:7523, FTDI 0403:6001): give its usb_id, or the port itself "
+                       "(/dev/tppscan-stage once systemd/99-tppscan-stage.rules is installed)")
