@@ -46,6 +46,9 @@ fi
 put 0644 systemd/tppscan.service /etc/systemd/system/tppscan.service
 put 0644 systemd/99-tppscan-stage.rules /etc/udev/rules.d/99-tppscan-stage.rules
 put 0644 systemd/tppscan.tmpfiles.conf /etc/tmpfiles.d/tppscan.conf
+if [ -e /etc/nv_tegra_release ] || [ -n "${TPPSCAN_JETSON:-}" ]; then  # a Jetson: its GPU and CSI cameras
+    put 0644 systemd/tppscan-jetson.conf /etc/systemd/system/tppscan.service.d/jetson.conf
+fi
 if [ -e "$DESTDIR/etc/tppscan/config.yaml" ]; then
     log "kept /etc/tppscan/config.yaml"
 else
@@ -66,3 +69,9 @@ if [ "$real" = 1 ]; then
     systemctl enable tppscan.service
     log "enabled tppscan.service: start it with 'systemctl start tppscan'; read logs with 'tppscan logs -f'"
 fi
+# the command on every user's PATH; lab users need group tppscan for status, logs and results
+if [ "$real" = 1 ]; then target=$PREFIX/.venv/bin/tppscan; else target=$SRC/.venv/bin/tppscan; fi
+mkdir -p "$DESTDIR/usr/local/bin"
+ln -sfn "$target" "$DESTDIR/usr/local/bin/tppscan"
+log "linked /usr/local/bin/tppscan; give each lab user the group: sudo usermod -aG tppscan USER (then log in again)"
+

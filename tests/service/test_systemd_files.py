@@ -89,6 +89,33 @@ def test_install_script_dry_run_writes_every_file(tmp_path: Path) -> None:
     assert load_config(tmp_path / "etc/tppscan/config.yaml").camera.width == 800
 
 
+def test_install_script_links_the_command_and_adds_the_jetson_drop_in_on_a_jetson(tmp_path: Path) -> None:
+    env = {"PATH": "/usr/bin:/bin", "PYTHON": sys.executable, "PYTHONPATH": str(ROOT)}
+    drop_in = "etc/systemd/system/tppscan.service.d/jetson.conf"
+    res = subprocess.run(["bash", str(ROOT / "systemd/install.sh"), "--destdir", str(tmp_path / "pc")],
+                         capture_output=True, text=True, timeout=120, env=env)
+    assert res.returncode == 0, res.stderr
+    link = tmp_path / "pc/usr/local/bin/tppscan"
+    assert link.is_symlink() and link.readlink() == ROOT / ".venv/bin/tppscan"
+    assert "usermod -aG tppscan" in res.stderr
+    assert not (tmp_path / "pc" / drop_in).exists() or Path("/etc/nv_tegra_release").exists()
+    res = subprocess.run(["bash", str(ROOT / "systemd/install.sh"), "--destdir", str(tmp_path / "jetson")],
+                         capture_output=True, text=True, timeout=120, env={**env, "TPPSCAN_JETSON": "1"})
+    assert res.returncode == 0, res.stderr
+    assert (tmp_path / "jetson" / drop_in).read_text() == (ROOT / "systemd/tppscan-jetson.conf").read_text()
+
+
+def test_the_jetson_drop_in_verifies_with_the_unit_and_lifts_only_what_the_jetson_needs(tmp_path: Path) -> None:
+    unit = _unit_with_local_exec(tmp_path)
+    (tmp_path / "tppscan.service.d").mkdir()
+    (tmp_path / "tppscan.service.d/jetson.conf").write_text((ROOT / "systemd/tppscan-jetson.conf").read_text())
+    res = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0 and res.stderr == "", res.stderr
+    keys = {ln.split("=", 1)[0] for ln in (ROOT / "systemd/tppscan-jetson.conf").read_text().splitlines()
+            if ln and not ln.startswith(("#", "["))}
+    assert keys == {"DeviceAllow", "DevicePolicy", "PrivateTmp", "PrivateIPC", "ProcSubset"}  # the network stays shut
+
+
 @pytest.mark.parametrize("args", [["--bogus"], ["--destdir"]])
 def test_install_script_bad_options_exit_2(args: list[str]) -> None:
     res = subprocess.run(["bash", str(ROOT / "systemd/install.sh"), *args], capture_output=True, text=True,
