@@ -11,6 +11,7 @@ import pytest
 
 from appliance.hardware.stage.base import (
     StageAlarm,
+    StageError,
     StageLimitError,
     StageProtocolError,
     StageTimeout,
@@ -319,3 +320,24 @@ def test_case10_error_read_by_the_message_poller_reaches_the_move(fake_grbl, sta
         fake_grbl.drop_queue()
         with pytest.raises(StageLimitError, match="error:15.*late"):
             stage.wait_for_move(target)
+
+
+def test_a_port_that_answers_noise_names_the_baud_rate(fake_grbl, stage_config):
+    # A wrong baud rate turns every byte into noise: the board answers, but never in GRBL's words. The error
+    # says so and points at the baud, where "no status report" alone sent an integrator to look at the port.
+    fake_grbl.silent = True
+    stop = threading.Event()
+
+    def noise() -> None:
+        while not stop.is_set():
+            fake_grbl.out_raw(bytes(range(160, 200))).join()
+            time.sleep(0.1)
+
+    t = threading.Thread(target=noise, daemon=True)
+    t.start()
+    try:
+        with pytest.raises(StageError, match=r"not in GRBL's words; check the baud rate \(stage.baud is 115200"):
+            GrblStage(stage_config(fake_grbl.path, reconnect_attempts=1)).open()
+    finally:
+        stop.set()
+        t.join(2)

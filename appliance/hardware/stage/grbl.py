@@ -504,8 +504,17 @@ class GrblStage(Stage):
                 last = exc
         if self._reset_silent_board(last):
             return self._update(link.query_status(cfg.reply_timeout_s))
+        if self._noise_only():  # bytes came, but not GRBL's words: most often the baud rate
+            raise StageTimeout(f"no GRBL status report from {self.port} within {cfg.handshake_timeout_s:g} s: "
+                               f"the port sent {self.link.bytes_in} bytes, but not in GRBL's words; check the baud "
+                               f"rate (stage.baud is {cfg.baud}; GRBL 1.1 runs at 115200) and that this port is the "
+                               "stage board's")
         raise StageTimeout(f"no GRBL status report from {self.port} within {cfg.handshake_timeout_s:g} s "
                            f"(wrong port or baud {cfg.baud}? last problem: {last})")
+
+    def _noise_only(self) -> bool:
+        """The port sent bytes but not one line in GRBL's words: a wrong baud rate, or another device."""
+        return self.link.bytes_in > 0 and self.link.grbl_lines == 0
 
     def _reset_silent_board(self, last: Exception | None) -> bool:
         """One soft reset for a board that answered no ``?`` at open; True when its banner came back.
@@ -515,8 +524,12 @@ class GrblStage(Stage):
         and stays in Alarm after the reset, as GRBL does; a port with no GRBL on it answers the reset with
         nothing either, and the caller's error stands.
         """
-        _log.warning("%s answered no status query (%s): sending one soft reset (0x18), as stock GRBL needs after "
-                     "ALARM:1/2", self.port, last)
+        if self._noise_only():
+            _log.warning("%s answered the status query with bytes that are not GRBL's (%s; a wrong baud rate does "
+                         "that): sending one soft reset (0x18) in case it is GRBL after ALARM:1/2", self.port, last)
+        else:
+            _log.warning("%s answered no status query (%s): sending one soft reset (0x18), as stock GRBL needs "
+                         "after ALARM:1/2", self.port, last)
         try:
             self._reset_and_wait_banner()
         except (StageTimeout, StageProtocolError):

@@ -191,6 +191,10 @@ class GrblLink:
         self.transport = transport
         self._clock = clock
         self._buf = bytearray()
+        #: bytes read, and lines in GRBL's words among them: a port that sends bytes but never such a line is
+        #: at the wrong baud rate, or not a GRBL board (``GrblStage`` says so when it finds no status report)
+        self.bytes_in = 0
+        self.grbl_lines = 0
         self.messages: deque[str] = deque(maxlen=256)
         self.last_alarm: int | None = None
         self.last_status: StatusReport | None = None
@@ -214,6 +218,7 @@ class GrblLink:
     def _fill(self) -> None:
         waiting = self.transport.in_waiting
         chunk = self.transport.read(max(1, min(waiting, 4096)))
+        self.bytes_in += len(chunk)
         self._buf.extend(chunk)
 
     def read_line(self, deadline: float, waiting_for: str) -> str | None:
@@ -257,6 +262,8 @@ class GrblLink:
 
     def _note(self, line: Line) -> None:
         """Record what a line says about the board, whatever it answers."""
+        if line.kind not in (LineKind.OTHER, LineKind.EMPTY):
+            self.grbl_lines += 1
         if line.kind is LineKind.FEEDBACK and line.text.startswith("[MSG:"):
             self.messages.append(line.text)
             if line.text == RESET_TO_CONTINUE:
