@@ -41,12 +41,17 @@ def _report(exc: Exception) -> int:
 
 def _check(args: argparse.Namespace) -> int:
     from appliance.config.schema import ConfigError, load_config
+    from appliance.service.devices import camera_warning
     from appliance.service.inputs import check_inputs
 
     try:  # the files it names too: the service refuses a missing plan or calibration at start
-        check_inputs(load_config(_path(args)), _path(args))
+        cfg = load_config(_path(args))
+        check_inputs(cfg, _path(args))
     except ConfigError as exc:
         return _report(exc)
+    warning = camera_warning(cfg)  # works, but likely not what was meant: the service logs it too
+    if warning:
+        print(f"{_path(args)}: WARNING {warning}")
     print(f"{_path(args)}: ok")
     return 0
 

@@ -319,6 +319,11 @@ def _combination_problem(cfg: Config) -> str | None:
     if cfg.stage.kind == "sim" and cfg.camera.kind != "sim":
         return (f"camera.kind {cfg.camera.kind!r} with stage.kind 'sim': a real camera cannot follow a simulated "
                 "stage; use camera.kind: sim, or a real stage")
+    if cfg.triggers.serial.enabled and cfg.stage.kind == "grbl" and cfg.stage.port != "auto" \
+            and _same_device(cfg.triggers.serial.port, cfg.stage.port):
+        return (f"triggers.serial.port {cfg.triggers.serial.port!r} is the stage's port (stage.port "
+                f"{cfg.stage.port!r}): one port cannot be both; give the serial console its own port (e.g. "
+                "/dev/ttyTHS1), or set triggers.serial.enabled: false")
     if cfg.sim.set:
         from appliance.sim.overrides import config_sim_sets
 
@@ -327,6 +332,13 @@ def _combination_problem(cfg: Config) -> str | None:
         except ValueError as exc:
             return str(exc)
     return None
+
+
+def _same_device(a: str, b: str) -> bool:
+    """Whether two device paths name one device (a udev link and its target included)."""
+    import os
+
+    return a == b or os.path.realpath(a) == os.path.realpath(b)
 
 
 def load_config(path: str | Path | None = None) -> Config:

@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from appliance.config.schema import Config
-from appliance.hardware.triggers.events import TriggerError
 from appliance.service.control import ControlError, ControlServer
 from appliance.service.daemon import Service
 from appliance.service.logs import setup_logging
+from appliance.service.trigger_keeper import TriggerKeeper, TriggerSpec
 
 log = logging.getLogger("tppscan.service")
 
@@ -34,7 +34,8 @@ def run_service(cfg: Config) -> int:
     except (OSError, ValueError) as exc:
         print(f"tppscan run: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, ValueError) else 1
-    service = Service(backend, connect_retry_s=cfg.stage.connect_retry_s, on_status=lambda st: feed.status(**st))
+    service = Service(backend, connect_retry_s=cfg.stage.connect_retry_s, on_status=lambda st: feed.status(**st),
+                      results_db=Path(cfg.paths.data_dir) / "tppscan.db")
     live = None
     if cfg.live.enabled:
         live = LiveServer(cfg.live_socket, feed, Path(cfg.paths.data_dir) / "scans", group=cfg.triggers.socket.group,
@@ -48,7 +49,7 @@ def run_service(cfg: Config) -> int:
     try:
         with _triggers(cfg, service, backend):
             return service.run()
-    except (ControlError, TriggerError) as exc:  # a trigger that cannot start: its message names it and why
+    except ControlError as exc:  # the control socket cannot start: its message names it and why
         print(f"tppscan run: {exc}", file=sys.stderr)
         return 1
     finally:
@@ -58,32 +59,41 @@ def run_service(cfg: Config) -> int:
 
 @contextlib.contextmanager
 def _triggers(cfg: Config, service: Service, backend: Any) -> Iterator[None]:
-    """Start the control socket and the configured triggers; stop them all on the way out."""
-    started: list[Any] = []
+    """Start the control socket and the configured triggers; stop them all on the way out.
+
+    The control socket is the service's own (it cannot start: exit 1); a trigger that cannot start is kept by a
+    :class:`TriggerKeeper`, which logs it once, reports it in ``status`` and retries it with back-off.
+    """
     t = cfg.triggers
     control = ControlServer(cfg.control_socket, service.handle, group=t.socket.group or None, mode=t.socket.mode)
     control.start()
-    started.append(control)
-    try:
-        if t.gpio.enabled:
+    specs: list[TriggerSpec] = []
+    if t.gpio.enabled:
+        def gpio() -> Any:
             from appliance.hardware.triggers.gpio_button import GpioButton
 
-            started.append(GpioButton(service.handle, t.gpio.chip, t.gpio.line, active_low=t.gpio.active_low,
-                                      debounce_ms=t.gpio.debounce_ms, long_press_s=t.gpio.long_press_s))
-            started[-1].start()
-        if t.serial.enabled:
+            return GpioButton(service.handle, t.gpio.chip, t.gpio.line, active_low=t.gpio.active_low,
+                              debounce_ms=t.gpio.debounce_ms, long_press_s=t.gpio.long_press_s)
+        specs.append(TriggerSpec("gpio", f"{t.gpio.chip} line {t.gpio.line}", gpio))
+    if t.serial.enabled:
+        def serial_console() -> Any:
             from appliance.hardware.triggers.serial_console import SerialConsole
 
-            started.append(SerialConsole(service.serial_reply, t.serial.port, t.serial.baud))
-            started[-1].start()
-        if t.board_button.enabled and hasattr(backend, "board_messages"):
+            return SerialConsole(service.serial_reply, t.serial.port, t.serial.baud)
+        specs.append(TriggerSpec("serial", t.serial.port, serial_console))
+    if t.board_button.enabled and hasattr(backend, "board_messages"):
+        def board_button() -> Any:
             from appliance.hardware.triggers.board_button import BoardButton
 
-            started.append(BoardButton(service.handle, backend.board_messages, long_press_s=t.gpio.long_press_s))
-            started[-1].start()
-        log.info("triggers: %s", ", ".join(type(s).__name__ for s in started))
+            return BoardButton(service.handle, backend.board_messages, long_press_s=t.gpio.long_press_s)
+        specs.append(TriggerSpec("board_button", "the stage board", board_button))
+    keeper = TriggerKeeper(specs)
+    service.problems = keeper.problems
+    try:
+        keeper.start()
+        log.info("triggers: %s", ", ".join(["ControlServer", *keeper.running]))
         yield
     finally:
-        for s in reversed(started):
-            with contextlib.suppress(Exception):
-                s.stop()
+        keeper.stop()
+        with contextlib.suppress(Exception):
+            control.stop()

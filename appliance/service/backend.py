@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from appliance.config.schema import Config
+from appliance.config.schema import Config, ConfigError
 from appliance.hardware.stage.base import focus_travel_of
-from appliance.service.daemon import ScanControl
-from appliance.service.devices import Devices, camera_description, open_devices
+from appliance.service.daemon import DeviceLost, ScanControl
+from appliance.service.devices import Devices, camera_description, camera_warning, open_devices
 from appliance.service.inputs import load_calibration, load_plan
 from appliance.service.live_feed import LiveFeed
 from appliance.service.logs import log_context, scan_log_file
@@ -76,10 +76,18 @@ class ScanBackend:
     def connect(self) -> None:
         """Open the devices (raises when one is missing; the service retries)."""
         if self.devices is None:
-            self.data_dir.mkdir(parents=True, exist_ok=True)
+            try:
+                self.data_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:  # the folder's fault, not a device's: retrying cannot mend it
+                raise ConfigError(f"paths.data_dir {self.data_dir}: cannot make or use it: {exc.strerror or exc}; "
+                                  "make it writable by the service's user (under systemd, a folder outside "
+                                  f"/var/lib/tppscan needs ReadWritePaths={self.data_dir})") from None
             self.devices = open_devices(self.cfg)
             log.info("devices: stage %s, camera %s", type(self.devices.stage).__name__,
                      type(self.devices.camera).__name__)
+            warning = camera_warning(self.cfg)
+            if warning:
+                log.warning("%s", warning)
 
     def close(self) -> None:
         """Close the devices; safe twice."""
@@ -96,12 +104,46 @@ class ScanBackend:
     # -- one scan -----------------------------------------------------------------------------------------------
 
     def run_scan(self, control: ScanControl) -> str:
-        """Resume the newest unfinished scan, or start a new one; completed | cancelled | failed (the report's)."""
+        """Resume the newest unfinished scan, or start a new one; completed | cancelled | failed (the report's).
+
+        Raises
+        ------
+        DeviceLost
+            A device went away (or none is connected): the devices are closed, the service reconnects.
+        """
+        if self.devices is None:
+            raise DeviceLost("the hardware is not connected")
+        problem = self.preflight()
+        if problem:
+            raise ValueError(problem)  # a refusal: one line, nothing created
+        try:
+            return self._run_scan(control, self.devices)
+        except Exception as exc:
+            if not _device_lost(exc):
+                raise
+            self.close()  # what is left of the devices; the service connects them again
+            raise DeviceLost(f"{exc}") from exc
+
+    def preflight(self) -> str | None:
+        """Why a scan cannot start now, in one line (less free space than the plan's ``faults.min_free_mb``)."""
+        import shutil
+
+        need = float(self._plan.faults.min_free_mb) if self._plan is not None else 0.0
+        where = self.data_dir
+        while not where.exists() and where != where.parent:
+            where = where.parent
+        try:
+            free_mb = shutil.disk_usage(where).free / 1e6
+        except OSError as exc:
+            return f"cannot read the free space at {where}: {exc.strerror or exc}"
+        if free_mb < need:
+            return (f"only {free_mb:.1f} MB free at {where}, below the plan's faults.min_free_mb ({need:g} MB): "
+                    "free some space (old scans under its scans/ folder), then start again")
+        return None
+
+    def _run_scan(self, control: ScanControl, dev: Devices) -> str:
         from appliance.scan.session import run_scan, scan_area, sim_height_truth
 
-        if self.devices is None:
-            raise RuntimeError("the devices are not connected")
-        dev = self.devices
         nxt = self.next_scan()
         out_dir = nxt.out_dir
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -118,6 +160,9 @@ class ScanBackend:
         with scan_log_file(nxt.scan_id, out_dir / "scan.log"), log_context(scan=nxt.scan_id):
             log.info("scan %s %s: plan %r, folder %s", nxt.scan_id, "resumed" if nxt.resumed else "started",
                      self._plan.name, out_dir)
+            warning = camera_warning(self.cfg)
+            if warning:
+                log.warning("%s", warning)
             outcome = run_scan(dev.stage, dev.camera, vision, focuser, fmap, self._plan, out_dir, self.db_path,
                                area, calibration=self._calibration, on_event=events, resume=True,
                                config={"camera": camera_description(self.cfg.stage.kind, self.cfg.camera)},
@@ -239,6 +284,14 @@ class ScanBackend:
             return None
         p = scope.slide.params
         return (float(p.width_um), float(p.height_um))
+
+
+def _device_lost(exc: BaseException) -> bool:
+    """Whether a scan's error is a device gone away (the stage's port, the camera), so reconnecting may mend it."""
+    from appliance.hardware.camera.base import CameraError
+    from appliance.hardware.stage.grbl_link import StageConnectionError
+
+    return isinstance(exc, (StageConnectionError, CameraError))
 
 
 class _EventBridge:

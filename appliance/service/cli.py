@@ -89,15 +89,36 @@ def status_text(st: dict[str, Any], db: Path | None = None) -> str:
     ``db``: the service's results database, read when it has run no scan since it started: after a reboot the
     user's question is still "what was my last scan", answered from the database in the same words.
     """
+    text = _state_text(st, db)
+    problems = [p for p in st.get("problems") or () if p]
+    return "; ".join([text, *problems])
+
+
+def _state_text(st: dict[str, Any], db: Path | None) -> str:
     state, sid = st.get("state"), st.get("scan_id")
     done = f"{st.get('fields_done')} of {st.get('fields_total')} fields"
     if state in ("scanning", "paused") and sid is not None:
         eta = f", ETA {st['eta_s']:.0f} s" if isinstance(st.get("eta_s"), (int, float)) else ""
         return f"{state}: scan {sid}, {done}, {_count(st.get('structures'), 'structure')}{eta}"
+    if state in ("starting", "needs attention") and st.get("connect_error"):
+        return f"{state}; {_connect_text(st)}"
     if st.get("last_outcome"):
         return f"{state}; {_last_scan(st)}"
     since = f"{state}; no scan since the service started"
     return since if db is None else f"{since}; {database_last_scan(db)}"
+
+
+def _connect_text(st: dict[str, Any]) -> str:
+    """``cannot connect the hardware: WHY; next try 09:12:30 UTC (in 40 s)``, or what to do when none is planned."""
+    err = " ".join(str(st["connect_error"]).split())
+    at = st.get("retry_at")
+    if st.get("state") == "needs attention":
+        return (f"cannot connect the hardware: {err}; not retried on its own: fix it, then 'tppscan start' tries "
+                "once more (or restart the service)")
+    if isinstance(at, (int, float)):
+        when = time.strftime("%H:%M:%S UTC", time.gmtime(at))
+        return f"cannot connect the hardware: {err}; next try {when} (in {max(0, round(at - time.time()))} s)"
+    return f"cannot connect the hardware: {err}; trying again now"
 
 
 def _last_scan(st: dict[str, Any]) -> str:

@@ -1,13 +1,18 @@
 """``tppscan run``: the service. Connects the hardware, waits for triggers, runs one scan at a time.
 
-States: STARTING -> (connecting, retried while a device is missing; never a switch to simulation; a
-:class:`~appliance.config.schema.ConfigError` ends the run with exit 2 instead of a retry) -> IDLE
-<-> SCANNING <-> PAUSED; STOPPING on SIGTERM/SIGINT. A trigger's command is answered at once from the state
-(``handle``); the scan itself runs in a worker thread through a :class:`Backend`, which owns devices, models
-and the scan runner. On SIGTERM mid-scan the worker is asked to stop between fields, so the scan is left
-``interrupted`` in the store and the next START (or the next service start) resumes it.
+States: STARTING -> (connecting, retried while a device is missing, 5 s doubling to 5 min; never a switch to
+simulation; a :class:`~appliance.config.schema.ConfigError` ends the run with exit 2 instead of a retry) -> IDLE
+<-> SCANNING <-> PAUSED; STOPPING on SIGTERM/SIGINT. A :class:`NeedsAttention` failure (homing failed: another
+try would drive the axes again) is not retried on its own: the service waits in ATTENTION until a START asks for
+one more try. A scan that fails because a device was lost (:class:`DeviceLost`) sends the service back to
+STARTING, which reconnects. ``status`` carries the last connect error and the next retry's time. A trigger's
+command is answered at once from the state (``handle``); the scan itself runs in a worker thread through a
+:class:`Backend`, which owns devices, models and the scan runner. On SIGTERM mid-scan the worker is asked to
+stop between fields, so the scan is left ``interrupted`` in the store and the next START (or the next service
+start) resumes it.
 
-systemd: READY=1 once connected and warm, STATUS= on every change, WATCHDOG=1 from the main loop.
+systemd: READY=1 once warm and answering status (a service still connecting is up: its status says why),
+STATUS= on every change, WATCHDOG=1 from the main loop.
 """
 
 from __future__ import annotations
@@ -32,10 +37,25 @@ class State(enum.Enum):
     """The service's state, as ``tppscan status`` reports it."""
 
     STARTING = "starting"
+    ATTENTION = "needs attention"
     IDLE = "idle"
     SCANNING = "scanning"
     PAUSED = "paused"
     STOPPING = "stopping"
+
+
+class NeedsAttention(RuntimeError):
+    """A connect failure that must not be retried on its own (a failed homing: each try drives the axes again).
+
+    Its message says what failed and what to do; the service waits until a START asks for another try.
+    """
+
+
+class DeviceLost(RuntimeError):
+    """A scan failed because a device went away (unplugged, power-cycled): the service reconnects."""
+
+
+MAX_CONNECT_RETRY_S = 300.0
 
 
 @dataclass(frozen=True)
@@ -110,16 +130,24 @@ class Backend(Protocol):
 class _Shared:
     state: State = State.STARTING
     progress: Progress = field(default_factory=Progress)
+    connect_error: str | None = None   # why the hardware is not connected (while STARTING or ATTENTION)
+    retry_at: float | None = None      # when the next connect try is, seconds since the epoch (None: none planned)
 
 
 class Service:
     """The daemon's state machine; ``run()`` is the main loop."""
 
     def __init__(self, backend: Backend, *, connect_retry_s: float = 5.0, notifier: Notifier | None = None,
-                 on_status: Any = None) -> None:
+                 on_status: Any = None, connect_retry_max_s: float = MAX_CONNECT_RETRY_S,
+                 results_db: Any = None) -> None:
         self.backend = backend
         self.on_status = on_status
         self.connect_retry_s = connect_retry_s
+        self.connect_retry_max_s = max(connect_retry_max_s, connect_retry_s)
+        self.results_db = results_db  # for the serial console's STATUS, in tppscan status's words
+        self.problems: Any = None  # a callable giving lines about parts that are down (a trigger), for status
+        self._retry = threading.Event()  # a START in ATTENTION: try connecting once more
+        self._lost = threading.Event()   # a scan lost a device: reconnect
         self.notify = notifier or Notifier()
         self._lock = threading.Lock()
         self._shared = _Shared()
@@ -133,9 +161,12 @@ class Service:
         """A snapshot for ``tppscan status`` and the serial console."""
         with self._lock:
             s, p = self._shared.state, self._shared.progress
+            err, retry_at = self._shared.connect_error, self._shared.retry_at
+        problems = list(self.problems()) if self.problems is not None else []
         return {"state": s.value, "scan_id": p.scan_id, "fields_done": p.fields_done,
                 "fields_total": p.fields_total, "structures": p.structures, "eta_s": p.eta_s,
-                "last_outcome": p.outcome, "message": p.message, "report": p.report, "finished_at": p.finished_at}
+                "last_outcome": p.outcome, "message": p.message, "report": p.report, "finished_at": p.finished_at,
+                "connect_error": err, "retry_at": retry_at, "problems": problems}
 
     def handle(self, ev: TriggerEvent) -> dict[str, Any]:
         """Answer one trigger command: ``{"ok": bool, "message": str, "status": {...}}``."""
@@ -163,14 +194,25 @@ class Service:
         r = self.handle(ev)
         st = r["status"]
         if ev.command is Command.STATUS:
-            return (f"STATUS state={st['state']} scan={st['scan_id']} fields={st['fields_done']}/"
-                    f"{st['fields_total']} structures={st['structures']}")
+            from appliance.service.cli import status_text
+
+            return "STATUS " + " ".join(status_text(st, self.results_db).split())
         return f"{'OK' if r['ok'] else 'ERROR'} {r['message']}"
 
     def _start(self, source: str) -> tuple[bool, str]:
         with self._lock:
-            if self._shared.state is not State.IDLE:
-                return False, f"cannot start: the service is {self._shared.state.value}"
+            state, err = self._shared.state, self._shared.connect_error
+            if state is State.ATTENTION:
+                self._retry.set()
+                return True, f"trying to connect the hardware again (it failed: {err})"
+            if state is State.STARTING:
+                why = f": {err}" if err else ""
+                return False, f"cannot start: the hardware is not connected yet{why}"
+            if state is not State.IDLE:
+                return False, f"cannot start: the service is {state.value}"
+            problem = self._preflight()
+            if problem:
+                return False, f"cannot start: {problem}"
             nxt = self._next_scan()
             self._control = ScanControl(self._on_progress)
             self._shared.state = State.SCANNING
@@ -185,6 +227,17 @@ class Service:
             self._worker.start()
         self._status_changed()
         return True, msg
+
+    def _preflight(self) -> str | None:
+        """The backend's reason a scan cannot start now (a full disk), before anything is created; None: none."""
+        check = getattr(self.backend, "preflight", None)
+        if check is None:
+            return None
+        try:
+            return check()
+        except Exception as exc:  # noqa: BLE001 - the scan itself will say more
+            log.warning("cannot check whether a scan can start: %s", exc)
+            return None
 
     def _next_scan(self) -> Any:
         """The backend's next scan, for START's answer; None (a plain 'scan started') where it cannot say."""
@@ -225,9 +278,13 @@ class Service:
     # -- the scan worker --------------------------------------------------------------------------------------------
 
     def _scan(self, control: ScanControl) -> None:
+        lost = False
         try:
             outcome = self.backend.run_scan(control)
             message = f"scan {outcome}"
+        except DeviceLost as exc:  # unplugged or power-cycled: reconnect (the scan stays resumable)
+            log.error("scan failed: %s; reconnecting the hardware", exc)
+            outcome, message, lost = "failed", f"scan failed: {exc}", True
         except Exception as exc:  # the scan failed: record it, keep serving
             if _refusal(exc):  # the scan refused what it was given: the message says it all
                 log.error("scan failed: %s", exc)
@@ -238,7 +295,10 @@ class Service:
             self._shared.progress = replace(self._shared.progress, outcome=outcome, message=message,
                                             finished_at=time.time())
             if self._shared.state is not State.STOPPING:
-                self._shared.state = State.IDLE
+                self._shared.state = State.STARTING if lost else State.IDLE
+                if lost:
+                    self._shared.connect_error = str(exc_text(message))
+                    self._lost.set()
             self._control = None
         log.info("%s", message)
         self._status_changed()
@@ -252,6 +312,8 @@ class Service:
             text += f": scan {st['scan_id']} field {st['fields_done']}/{st['fields_total']}, {st['structures']} found"
         elif st["last_outcome"]:
             text += f" (last scan {st['last_outcome']})"
+        if st["connect_error"] and st["state"] in (State.STARTING.value, State.ATTENTION.value):
+            text += f": {st['connect_error']}"
         self.notify.send(status=text)
         if self.on_status is not None:
             self.on_status(st)
@@ -261,24 +323,49 @@ class Service:
         self._shutdown.set()
 
     def connect(self) -> bool:
-        """Open devices, retrying while one is missing; False when shut down first.
+        """Open devices, retrying while one is missing (back-off: doubling up to ``connect_retry_max_s``).
+
+        A :class:`NeedsAttention` failure is not retried on its own: the state is ATTENTION until a START (or
+        shutdown). Returns False when shut down first.
 
         Raises
         ------
         ConfigError
             The configuration cannot work (not retried: no wait makes it right).
         """
+        delay = self.connect_retry_s
         while not self._shutdown.is_set():
             try:
                 self.backend.connect()
+                with self._lock:
+                    self._shared.connect_error = self._shared.retry_at = None
                 return True
             except ConfigError:
                 raise
+            except NeedsAttention as exc:  # homing failed: another try drives the axes again; wait for a person
+                log.error("cannot connect the hardware: %s; not retrying on its own: fix it, then 'tppscan start' "
+                          "tries once more (or restart the service)", exc)
+                self._set_connect(State.ATTENTION, str(exc), None)
+                while not self._shutdown.is_set() and not self._retry.is_set():
+                    self._sleep(1.0)
+                self._retry.clear()
+                delay = self.connect_retry_s
+                self._set_connect(State.STARTING, str(exc), None)
+                continue
             except Exception as exc:  # a missing device: say so, wait, try again (never fall back)
-                log.error("cannot connect the hardware: %s; retrying in %g s", exc, self.connect_retry_s)
+                log.error("cannot connect the hardware: %s; retrying in %g s", exc, delay)
+                self._set_connect(State.STARTING, str(exc), time.time() + delay)
                 self.notify.send(status=f"waiting for hardware: {exc}")
-                self._sleep(self.connect_retry_s)
+                self._sleep(delay)
+                delay = min(delay * 2, self.connect_retry_max_s)
         return False
+
+    def _set_connect(self, state: State, error: str | None, retry_at: float | None) -> None:
+        with self._lock:
+            if self._shared.state is not State.STOPPING:
+                self._shared.state = state
+            self._shared.connect_error, self._shared.retry_at = _one_line(error), retry_at
+        self._status_changed()
 
     def _sleep(self, seconds: float) -> None:
         end = time.monotonic() + seconds
@@ -293,25 +380,34 @@ class Service:
             signal.signal(signal.SIGINT, self.request_shutdown)
         self.notify.send(status="warming up")
         self.backend.warm()
-        try:
-            connected = self.connect()
-        except ConfigError as exc:
-            log.error("cannot connect the hardware: %s; not retrying, this is the configuration's error: fix it "
-                      "(tppscan config check), then restart the service", exc)
-            self.notify.send(status=f"configuration error: {exc}")
-            self.backend.close()
-            self.notify.close()
-            return 2
-        if not connected:
-            return 0
-        with self._lock:
-            self._shared.state = State.IDLE
+        # up and answering status from here: a service still connecting is not a failed start (its status says why)
         self.notify.send(ready=1)
-        self._status_changed()
-        log.info("ready: waiting for a trigger")
-        tick = min(1.0, self.notify.watchdog_s / 3) if self.notify.watchdog_s else 1.0
-        while not self._shutdown.wait(tick):
-            self.notify.send(watchdog=1)
+        while True:
+            try:
+                connected = self.connect()
+            except ConfigError as exc:
+                log.error("cannot connect the hardware: %s; not retrying, this is the configuration's error: fix it "
+                          "(tppscan config check), then restart the service", exc)
+                self.notify.send(status=f"configuration error: {exc}")
+                self.backend.close()
+                self.notify.close()
+                return 2
+            if not connected:
+                break
+            self._lost.clear()
+            with self._lock:
+                if self._shared.state is not State.STOPPING:
+                    self._shared.state = State.IDLE
+            self._status_changed()
+            log.info("ready: waiting for a trigger")
+            tick = min(1.0, self.notify.watchdog_s / 3) if self.notify.watchdog_s else 1.0
+            while not self._shutdown.wait(tick):
+                self.notify.send(watchdog=1)
+                if self._lost.is_set():
+                    break
+            if self._shutdown.is_set():
+                break
+            self.backend.close()  # a device was lost: close what is left, then connect again
         self._finish()
         return 0
 
@@ -330,6 +426,15 @@ class Service:
                 self.notify.send(watchdog=1)
         self.backend.close()
         self.notify.close()
+
+
+def _one_line(text: str | None) -> str | None:
+    return None if text is None else " ".join(text.split())
+
+
+def exc_text(message: str) -> str:
+    """A scan's failure message without its ``scan failed: `` head."""
+    return message.removeprefix("scan failed: ")
 
 
 def _refusal(exc: Exception) -> bool:

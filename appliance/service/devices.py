@@ -71,6 +71,19 @@ def camera_description(stage_kind: str, camera: CameraConfig | None) -> str:
     return f"virtual (sim) over the {stage_kind} stage"
 
 
+def camera_warning(cfg: Config) -> str | None:
+    """The warning for a virtual camera over a real stage (a config that leaves out ``camera:``); None otherwise.
+
+    Such a scan moves the real stage but images the virtual slide: right for a bench test of a board, wrong for a
+    slide. The service logs it at start and in each scan's log; ``tppscan config check`` prints it.
+    """
+    if cfg.stage.kind == "sim" or cfg.camera.kind != "sim":
+        return None
+    return (f"camera: the virtual (sim) camera over the real {cfg.stage.kind} stage: scans move the stage but image "
+            "the virtual slide, not the one on the stage; add a camera: section (e.g. camera: {kind: opencv, "
+            "device: /dev/video0}) to image the real slide")
+
+
 def _sim_scope(cfg: Config) -> Any:
     from appliance.sim.overrides import CONFIG_KEY, config_sim_sets, sim_microscope
 
@@ -101,7 +114,7 @@ def open_devices(cfg: Config) -> Devices:
             stack.enter_context(scope.stage)
             stack.enter_context(scope.camera)
             return Devices(*_oriented(scope.stage, scope.camera, cfg), scope, stack)
-        raw = _open_stage(cfg, stack)
+        raw = _open_stage(cfg, stack)  # not homed yet: every check that needs no motion comes first
         if cfg.camera.kind == "sim":
             from appliance.scan.coupled import ReportedPositionStage
             from appliance.sim.camera import SimCamera
@@ -111,9 +124,11 @@ def open_devices(cfg: Config) -> Devices:
                                     scope.camera.optics, scope.camera.sensor, seed=cfg.sim.seed,
                                     chain=scope.camera.chain_params)
             stack.enter_context(cam)
+            _home(cfg, raw)
             return Devices(*_oriented(raw, cam, cfg), scope, stack)
         cam = open_camera(cfg.camera, position_source=getattr(raw, "last_position_um", None))
         stack.enter_context(cam)
+        _home(cfg, raw)
         return Devices(*_oriented(raw, cam, cfg), None, stack)
     except BaseException:
         stack.close()
@@ -138,7 +153,28 @@ def _open_stage(cfg: Config, stack: contextlib.ExitStack) -> Stage:
     gcfg = GrblStageConfig(port=None if auto else cfg.stage.port, usb_id=cfg.stage.usb_id if auto else None,
                            baud=cfg.stage.baud, focus=cfg.stage.focus, um_per_servo_degree=cfg.stage.um_per_degree,
                            boot_delay_s=2.0)  # an Arduino resets when the port opens
-    stage = stack.enter_context(GrblStage(gcfg))
-    if cfg.stage.home_on_start:
+    return stack.enter_context(GrblStage(gcfg))
+
+
+def _home(cfg: Config, stage: Stage) -> None:
+    """Home the stage where ``stage.home_on_start`` asks, last (the camera is open, so no failure but homing's follows).
+
+    Raises
+    ------
+    NeedsAttention
+        Homing failed (ALARM:8/9: a switch not reached or not wired; ``$22=0``: homing off): another try would
+        drive the axes into the frame again, so the service waits for a person.
+    """
+    if not cfg.stage.home_on_start or cfg.stage.kind == "simavr":
+        return
+    from appliance.hardware.stage.base import HomingDisabled, StageAlarm
+    from appliance.service.daemon import NeedsAttention
+
+    try:
         stage.home()
-    return stage
+    except HomingDisabled as exc:
+        raise NeedsAttention(f"homing at start (stage.home_on_start: true) failed: {exc}; or set "
+                             "stage.home_on_start: false in the config if this stage has no limit switches") from exc
+    except StageAlarm as exc:
+        raise NeedsAttention(f"homing at start (stage.home_on_start: true) failed: {exc}; check the limit switches "
+                             "and their wiring, or set stage.home_on_start: false") from exc

@@ -103,7 +103,8 @@ def check_model_files(cfg: Config) -> None:
 def check_folders(cfg: Config) -> None:
     """The service's folders are absolute, and folders or makeable (``ConfigError`` naming the key).
 
-    A file in a folder's place failed every scan's connection as if the hardware were missing, retried every 5 s.
+    A file in a folder's place failed every scan's connection as if the hardware were missing, retried every 5 s;
+    so did a read-only folder: each must be writable (or makeable) by this user.
     """
     for key, name in (("paths.data_dir", cfg.paths.data_dir), ("paths.log_dir", cfg.paths.log_dir),
                       ("paths.run_dir", cfg.paths.run_dir)):
@@ -113,6 +114,29 @@ def check_folders(cfg: Config) -> None:
         for p in (path, *path.parents):
             if p.exists() and not p.is_dir():
                 raise ConfigError(f"{key} {name}: {p} is a file, not a folder")
+        if key == "paths.log_dir" and not cfg.logging.file:
+            continue
+        _writable(key, path)
+
+
+def _writable(key: str, path: Path) -> None:
+    """The folder, or the nearest one above it that exists (where it would be made), is writable by this user.
+
+    A read-only one failed every connection as if the hardware were missing ("[Errno 30] Read-only file system"),
+    retried forever.
+    """
+    import os
+
+    where = path
+    while not where.exists() and where != where.parent:
+        where = where.parent
+    if os.access(where, os.W_OK | os.X_OK):
+        return
+    made = "" if where == path else f" (it would be made in {where})"
+    raise ConfigError(f"{key} {path}: {where} is not writable{made}: make it writable by the service's user "
+                      "(tppscan); under systemd a folder outside /var/lib/tppscan, /var/log/tppscan and /run/tppscan "
+                      f"is read-only (ProtectSystem=strict): add ReadWritePaths={path} to the unit "
+                      "(systemctl edit tppscan), or use the default folders")
 
 
 def check_inputs(cfg: Config, source: str) -> None:

@@ -83,6 +83,40 @@ class ScanFilter(logging.Filter):
 BODY = "%(levelname)-5s %(name)s %(ctx)s%(message)s"
 
 
+class _QuietOnError:
+    """A handler that cannot write (a full disk, a log folder gone) says so once on stderr, then drops its lines.
+
+    logging's default prints a ``--- Logging error ---`` traceback for every line, which buried the one line that
+    mattered. The other handlers (the journal) go on.
+    """
+
+    _failed = False
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's name
+        if self._failed:
+            return
+        self._failed = True
+        exc = sys.exc_info()[1]
+        where = getattr(self, "baseFilename", None) or getattr(getattr(self, "stream", None), "name", "a stream")
+        try:
+            sys.stderr.write(f"tppscan: cannot write the log to {where}: {exc}; its further lines are dropped\n")
+            sys.stderr.flush()
+        except Exception:  # noqa: BLE001, S110 - nowhere left to say it
+            pass
+
+
+class _StreamHandler(_QuietOnError, logging.StreamHandler):
+    pass
+
+
+class _RotatingFileHandler(_QuietOnError, logging.handlers.RotatingFileHandler):
+    pass
+
+
+class _FileHandler(_QuietOnError, logging.FileHandler):
+    pass
+
+
 def setup_logging(level: str = "INFO", log_dir: str | Path | None = None, *, max_bytes: int = 10_000_000,
                   backups: int = 5, journal_prefix: bool = True) -> logging.Logger:
     """Configure the root logger: stdout (journald) and, with ``log_dir``, a rotating file.
@@ -98,7 +132,7 @@ def setup_logging(level: str = "INFO", log_dir: str | Path | None = None, *, max
             root.removeHandler(h)
             h.close()
     root.setLevel(level)
-    out = logging.StreamHandler(sys.stdout)
+    out = _StreamHandler(sys.stdout)
     out.setFormatter(_JournalFormatter(BODY) if journal_prefix else logging.Formatter(BODY))
     out.addFilter(_ContextFilter())
     out._tppscan = True  # type: ignore[attr-defined]
@@ -106,7 +140,7 @@ def setup_logging(level: str = "INFO", log_dir: str | Path | None = None, *, max
     if log_dir is not None:
         d = Path(log_dir)
         d.mkdir(parents=True, exist_ok=True)
-        fh = logging.handlers.RotatingFileHandler(d / LOG_FILE, maxBytes=max_bytes, backupCount=backups,
+        fh = _RotatingFileHandler(d / LOG_FILE, maxBytes=max_bytes, backupCount=backups,
                                                   encoding="utf-8")
         fh.setFormatter(_FileFormatter("%(asctime)s " + BODY))
         fh.addFilter(_ContextFilter())
@@ -118,7 +152,7 @@ def setup_logging(level: str = "INFO", log_dir: str | Path | None = None, *, max
 @contextlib.contextmanager
 def scan_log_file(scan_id: object, path: str | Path) -> Iterator[None]:
     """Also write this scan's lines to ``path`` (its folder's ``scan.log``) while the block runs."""
-    fh = logging.FileHandler(path, encoding="utf-8")
+    fh = _FileHandler(path, encoding="utf-8")
     fh.setFormatter(_FileFormatter("%(asctime)s " + BODY))
     fh.addFilter(_ContextFilter())
     fh.addFilter(ScanFilter(scan_id))

@@ -110,7 +110,7 @@ def test_button_starts_then_pauses(running) -> None:  # noqa: ANN001
     assert svc.handle(TriggerEvent(Command.BUTTON, "gpio"))["status"]["state"] == "scanning"
     assert _wait(lambda: svc.status()["scan_id"] == "1")
     assert svc.handle(TriggerEvent(Command.BUTTON, "gpio"))["status"]["state"] == "paused"
-    assert svc.serial_reply(TriggerEvent(Command.STATUS, "serial")).startswith("STATUS state=paused scan=1")
+    assert svc.serial_reply(TriggerEvent(Command.STATUS, "serial")).startswith("STATUS paused: scan 1, ")
     assert svc.serial_reply(TriggerEvent(Command.STOP, "serial")).startswith("OK stopping")
 
 

@@ -415,7 +415,9 @@ class GrblStage(Stage):
     def link(self) -> GrblLink:
         """The open link; raises if the stage is not open."""
         if self._link is None:
-            raise StageError("stage is not open: call open() or use 'with GrblStage(...)'")
+            # a connection error: after a reconnect that failed the stage is closed, and a caller sees this
+            raise StageConnectionError(f"the stage {self.port or self.config.port or ''} is not connected (lost, "
+                                       "or not opened yet)".replace("  ", " "))
         return self._link
 
     def open(self) -> None:

@@ -87,5 +87,10 @@ class WatcherThread:
             self._thread.join(2.0)
             self._thread = None
 
+    @property
+    def alive(self) -> bool:
+        """Whether the watching thread runs (it ends on its own when the device fails: it logs why)."""
+        return self._thread is not None and self._thread.is_alive()
+
     def _run(self) -> None:
         raise NotImplementedError

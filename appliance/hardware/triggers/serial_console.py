@@ -93,17 +93,20 @@ class SerialConsole(WatcherThread):
             ser.close()
 
     def _run(self) -> None:
+        ser = self._ser  # stop() clears self._ser while a reply may still be on its way: use this one throughout
         parser = LineParser()
         while not self._stop.is_set():
             try:
-                data = self._ser.read(256)
+                data = ser.read(256)
             except OSError as exc:
-                log.error("serial trigger: %s failed: %s", self.port, exc)
+                if not self._stop.is_set():  # closed by stop(): nothing to report
+                    log.error("serial trigger: %s failed: %s", self.port, exc)
                 return
             for line in parser.feed(data or b""):
                 reply = answer(line, self.handler)
                 try:
-                    self._ser.write(reply.encode("ascii", "replace") + b"\r\n")
+                    ser.write(reply.encode("ascii", "replace") + b"\r\n")
                 except OSError as exc:
-                    log.error("serial trigger: writing to %s failed: %s", self.port, exc)
+                    if not self._stop.is_set():
+                        log.error("serial trigger: writing to %s failed: %s", self.port, exc)
                     return
