@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from appliance.config.schema import Config
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -49,11 +53,22 @@ def _check(args: argparse.Namespace) -> int:
         check_inputs(cfg, _path(args))
     except ConfigError as exc:
         return _report(exc)
-    warning = camera_warning(cfg)  # works, but likely not what was meant: the service logs it too
-    if warning:
-        print(f"{_path(args)}: WARNING {warning}")
+    for warning in (camera_warning(cfg), _disk_warning(cfg)):  # works, but not as meant: the service says it too
+        if warning:
+            print(f"{_path(args)}: WARNING {warning}")
     print(f"{_path(args)}: ok")
     return 0
+
+
+def _disk_warning(cfg: Config) -> str | None:
+    """Less free space at ``paths.data_dir`` than the plan's ``faults.min_free_mb``: every start would be refused."""
+    from pathlib import Path
+
+    from appliance.service.backend import free_space_problem
+    from appliance.service.inputs import load_plan
+
+    problem = free_space_problem(Path(cfg.paths.data_dir), float(load_plan(cfg).faults.min_free_mb))
+    return None if problem is None else f"paths.data_dir: {problem}; until then every start is refused"
 
 
 def _show(args: argparse.Namespace) -> int:

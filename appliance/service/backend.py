@@ -126,20 +126,8 @@ class ScanBackend:
 
     def preflight(self) -> str | None:
         """Why a scan cannot start now, in one line (less free space than the plan's ``faults.min_free_mb``)."""
-        import shutil
-
         need = float(self._plan.faults.min_free_mb) if self._plan is not None else 0.0
-        where = self.data_dir
-        while not where.exists() and where != where.parent:
-            where = where.parent
-        try:
-            free_mb = shutil.disk_usage(where).free / 1e6
-        except OSError as exc:
-            return f"cannot read the free space at {where}: {exc.strerror or exc}"
-        if free_mb < need:
-            return (f"only {free_mb:.1f} MB free at {where}, below the plan's faults.min_free_mb ({need:g} MB): "
-                    "free some space (old scans under its scans/ folder), then start again")
-        return None
+        return free_space_problem(self.data_dir, need)
 
     def _run_scan(self, control: ScanControl, dev: Devices) -> str:
         from appliance.scan.session import run_scan, scan_area, sim_height_truth
@@ -284,6 +272,23 @@ class ScanBackend:
             return None
         p = scope.slide.params
         return (float(p.width_um), float(p.height_um))
+
+
+def free_space_problem(data_dir: Path, need_mb: float) -> str | None:
+    """``only 3.1 MB free at DIR, below the plan's faults.min_free_mb (200 MB): ...``; None when there is enough."""
+    import shutil
+
+    where = data_dir
+    while not where.exists() and where != where.parent:
+        where = where.parent
+    try:
+        free_mb = shutil.disk_usage(where).free / 1e6
+    except OSError as exc:
+        return f"cannot read the free space at {where}: {exc.strerror or exc}"
+    if free_mb < need_mb:
+        return (f"only {free_mb:.1f} MB free at {where}, below the plan's faults.min_free_mb ({need_mb:g} MB): "
+                "free some space (old scans under its scans/ folder), then start again")
+    return None
 
 
 def _device_lost(exc: BaseException) -> bool:

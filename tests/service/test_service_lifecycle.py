@@ -401,6 +401,18 @@ def test_a_start_on_a_full_disk_is_refused_before_anything_is_made(tmp_path: Pat
     assert r["status"]["state"] == "idle" and not (tmp_path / "data").exists()
 
 
+def test_config_check_warns_of_a_disk_below_min_free_mb(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from appliance.config.cli import _check
+
+    (tmp_path / "plan.yaml").write_text("faults: {min_free_mb: 1000000}\n", encoding="utf-8")
+    path = tmp_path / "c.yaml"
+    path.write_text(f"scan: {{plan: {tmp_path}/plan.yaml}}\npaths: {{data_dir: {tmp_path}/d, log_dir: {tmp_path}/l, "
+                    f"run_dir: {tmp_path}/r}}\n", encoding="utf-8")
+    assert _check(argparse.Namespace(config=str(path))) == 0
+    out = capsys.readouterr().out
+    assert "WARNING paths.data_dir: only " in out and "faults.min_free_mb (1e+06 MB)" in out
+
+
 def test_a_log_handler_that_cannot_write_says_so_once(capsys: pytest.CaptureFixture[str]) -> None:
     from appliance.service import logs
 
