@@ -50,10 +50,11 @@ def _check(args: argparse.Namespace) -> int:
 
     try:  # the files it names too: the service refuses a missing plan or calibration at start
         cfg = load_config(_path(args))
-        check_inputs(cfg, _path(args))
+        folder_warnings = check_inputs(cfg, _path(args), as_service=False)  # the service may be another user
     except ConfigError as exc:
         return _report(exc)
-    for warning in (camera_warning(cfg), _disk_warning(cfg)):  # works, but not as meant: the service says it too
+    # each works, but not as meant: the service says (or meets) it too
+    for warning in (*folder_warnings, camera_warning(cfg), _disk_warning(cfg)):
         if warning:
             print(f"{_path(args)}: WARNING {warning}")
     print(f"{_path(args)}: ok")

@@ -100,12 +100,15 @@ def check_model_files(cfg: Config) -> None:
             _readable_file(key, Path(name))
 
 
-def check_folders(cfg: Config) -> None:
+def check_folders(cfg: Config, *, as_service: bool = True) -> list[str]:
     """The service's folders are absolute, and folders or makeable (``ConfigError`` naming the key).
 
     A file in a folder's place failed every scan's connection as if the hardware were missing, retried every 5 s;
-    so did a read-only folder: each must be writable (or makeable) by this user.
+    so did a read-only folder. A folder on a read-only file system is refused for everyone; one this user cannot
+    write is refused ``as_service`` (``tppscan run``) and returned as a warning otherwise (``config check`` may
+    run as another user than the service's).
     """
+    warnings: list[str] = []
     for key, name in (("paths.data_dir", cfg.paths.data_dir), ("paths.log_dir", cfg.paths.log_dir),
                       ("paths.run_dir", cfg.paths.run_dir)):
         path = Path(name)
@@ -116,35 +119,49 @@ def check_folders(cfg: Config) -> None:
                 raise ConfigError(f"{key} {name}: {p} is a file, not a folder")
         if key == "paths.log_dir" and not cfg.logging.file:
             continue
-        _writable(key, path)
+        problem = _unwritable(key, path)
+        if problem is not None:
+            read_only, text = problem
+            if read_only or as_service:
+                raise ConfigError(text)
+            warnings.append(text)
+    return warnings
 
 
-def _writable(key: str, path: Path) -> None:
-    """The folder, or the nearest one above it that exists (where it would be made), is writable by this user.
+def _unwritable(key: str, path: Path) -> tuple[bool, str] | None:
+    """Why the folder, or the nearest one above it that exists (where it would be made), cannot be written.
 
-    A read-only one failed every connection as if the hardware were missing ("[Errno 30] Read-only file system"),
-    retried forever.
+    ``(read_only_file_system, message)``, or None where it can.
     """
     import os
 
     where = path
     while not where.exists() and where != where.parent:
         where = where.parent
-    if os.access(where, os.W_OK | os.X_OK):
-        return
-    made = "" if where == path else f" (it would be made in {where})"
-    raise ConfigError(f"{key} {path}: {where} is not writable{made}: make it writable by the service's user "
-                      "(tppscan); under systemd a folder outside /var/lib/tppscan, /var/log/tppscan and /run/tppscan "
-                      f"is read-only (ProtectSystem=strict): add ReadWritePaths={path} to the unit "
-                      "(systemctl edit tppscan), or use the default folders")
-
-
-def check_inputs(cfg: Config, source: str) -> None:
-    """Every file the config names, as the service will read it; ConfigError naming ``source`` and the key."""
     try:
-        check_folders(cfg)
+        read_only = bool(os.statvfs(where).f_flag & os.ST_RDONLY)
+    except OSError:
+        read_only = False
+    if not read_only and os.access(where, os.W_OK | os.X_OK):
+        return None
+    made = "" if where == path else f" (it would be made in {where})"
+    why = "is on a read-only file system" if read_only else "is not writable by this user"
+    return read_only, (f"{key} {path}: {where} {why}{made}: make it writable by the service's user (tppscan); "
+                       "under systemd a folder outside /var/lib/tppscan, /var/log/tppscan and /run/tppscan is "
+                       f"read-only (ProtectSystem=strict): add ReadWritePaths={path} to the unit (systemctl edit "
+                       "tppscan), or use the default folders")
+
+
+def check_inputs(cfg: Config, source: str, *, as_service: bool = True) -> list[str]:
+    """Every file the config names, as the service will read it; ConfigError naming ``source`` and the key.
+
+    Returns the warnings (a folder this user cannot write, where not ``as_service``).
+    """
+    try:
+        warnings = check_folders(cfg, as_service=as_service)
         load_plan(cfg)
         load_calibration(cfg)
         check_model_files(cfg)
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from None
+    return warnings

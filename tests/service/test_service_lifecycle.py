@@ -258,6 +258,16 @@ def test_a_data_folder_that_cannot_be_written_is_a_configuration_error(tmp_path:
     monkeypatch.setattr(os, "access", lambda p, mode: False if Path(p) == ro else real(p, mode))
     with pytest.raises(ConfigError, match=r"paths\.data_dir .*not writable.*ReadWritePaths="):
         check_folders(cfg)
+    # config check may run as another user than the service's: there it is a warning
+    assert "ReadWritePaths=" in check_folders(cfg, as_service=False)[0]
+    real_statvfs = os.statvfs
+
+    class ReadOnly:
+        f_flag = os.ST_RDONLY
+
+    monkeypatch.setattr(os, "statvfs", lambda p: ReadOnly() if Path(p) == ro else real_statvfs(p))
+    with pytest.raises(ConfigError, match="read-only file system"):
+        check_folders(cfg, as_service=False)
 
 
 # -- 4: triggers -------------------------------------------------------------------------------------------------
