@@ -17,11 +17,13 @@ STATUS= on every change, WATCHDOG=1 from the main loop.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import logging
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from types import FrameType
 from typing import Any, Protocol
@@ -56,6 +58,7 @@ class DeviceLost(RuntimeError):
 
 
 MAX_CONNECT_RETRY_S = 300.0
+CONNECT_WATCHDOG_S = 600.0  # a connect (handshake, camera, homing) that takes longer is left to systemd's watchdog
 
 
 @dataclass(frozen=True)
@@ -336,7 +339,8 @@ class Service:
         delay = self.connect_retry_s
         while not self._shutdown.is_set():
             try:
-                self.backend.connect()
+                with self._watchdog_fed(CONNECT_WATCHDOG_S):
+                    self.backend.connect()
                 with self._lock:
                     self._shared.connect_error = self._shared.retry_at = None
                 return True
@@ -359,6 +363,33 @@ class Service:
                 self._sleep(delay)
                 delay = min(delay * 2, self.connect_retry_max_s)
         return False
+
+    @contextlib.contextmanager
+    def _watchdog_fed(self, at_most_s: float) -> Iterator[None]:
+        """Send WATCHDOG=1 from a thread while the block runs, for ``at_most_s`` at most.
+
+        READY=1 comes before the hardware connects, and systemd's watchdog runs from there: a homing at start may
+        take ``homing_timeout_s`` (120 s), longer than ``WatchdogSec``. A connect hung past ``at_most_s`` is left
+        to the watchdog.
+        """
+        if not self.notify.watchdog_s:
+            yield
+            return
+        done = threading.Event()
+        end = time.monotonic() + at_most_s
+        period = self.notify.watchdog_s / 3
+
+        def feed() -> None:
+            while not done.wait(period) and time.monotonic() < end:
+                self.notify.send(watchdog=1)
+
+        t = threading.Thread(target=feed, name="watchdog-connect", daemon=True)
+        t.start()
+        try:
+            yield
+        finally:
+            done.set()
+            t.join(1.0)
 
     def _set_connect(self, state: State, error: str | None, retry_at: float | None) -> None:
         with self._lock:

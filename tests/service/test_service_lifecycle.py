@@ -245,6 +245,33 @@ def test_ready_is_sent_while_the_hardware_is_still_connecting(tmp_path: Path) ->
         rx.close()
 
 
+def test_the_watchdog_is_fed_during_a_long_connect(tmp_path: Path) -> None:
+    """READY=1 comes before connecting, so systemd's watchdog runs during a homing that may outlast WatchdogSec."""
+    path = tmp_path / "notify"
+    rx = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    rx.bind(str(path))
+    rx.settimeout(5)
+
+    class SlowConnect(ScriptedBackend):
+        def connect(self) -> None:
+            time.sleep(1.0)  # homing
+
+    svc = Service(SlowConnect(), notifier=Notifier({"NOTIFY_SOCKET": str(path), "WATCHDOG_USEC": "300000"}))
+    t = _serve(svc)
+    try:
+        msgs: list[str] = []
+        while "READY=1" not in msgs:
+            msgs += rx.recv(4096).decode().splitlines()
+        during = 0
+        while svc.status()["state"] == "starting":
+            got = rx.recv(4096).decode().splitlines()
+            during += got.count("WATCHDOG=1") if svc.status()["state"] == "starting" else 0
+        assert during >= 3
+    finally:
+        _end(svc, t)
+        rx.close()
+
+
 def test_a_data_folder_that_cannot_be_written_is_a_configuration_error(tmp_path: Path,
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     from appliance.service.inputs import check_folders
