@@ -14,7 +14,15 @@ from typing import Any
 
 from appliance.config.schema import CameraConfig, Config, ConfigError
 from appliance.hardware.camera.base import Camera
-from appliance.hardware.stage.base import Stage
+from appliance.hardware.stage.base import Stage, StageError
+from appliance.service.daemon import NeedsAttention
+
+
+class HomingFailed(NeedsAttention, StageError):
+    """Homing at start failed: the service waits for a person (:class:`NeedsAttention`).
+
+    A :class:`StageError` too, so ``tppscan scan --config`` reports it in one line as before.
+    """
 
 
 @dataclass
@@ -161,20 +169,19 @@ def _home(cfg: Config, stage: Stage) -> None:
 
     Raises
     ------
-    NeedsAttention
+    HomingFailed
         Homing failed (ALARM:8/9: a switch not reached or not wired; ``$22=0``: homing off): another try would
         drive the axes into the frame again, so the service waits for a person.
     """
     if not cfg.stage.home_on_start or cfg.stage.kind == "simavr":
         return
     from appliance.hardware.stage.base import HomingDisabled, StageAlarm
-    from appliance.service.daemon import NeedsAttention
 
     try:
         stage.home()
     except HomingDisabled as exc:
-        raise NeedsAttention(f"homing at start (stage.home_on_start: true) failed: {exc}; or set "
+        raise HomingFailed(f"homing at start (stage.home_on_start: true) failed: {exc}; or set "
                              "stage.home_on_start: false in the config if this stage has no limit switches") from exc
     except StageAlarm as exc:
-        raise NeedsAttention(f"homing at start (stage.home_on_start: true) failed: {exc}; check the limit switches "
+        raise HomingFailed(f"homing at start (stage.home_on_start: true) failed: {exc}; check the limit switches "
                              "and their wiring, or set stage.home_on_start: false") from exc

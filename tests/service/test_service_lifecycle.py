@@ -93,7 +93,7 @@ def test_a_missing_camera_fails_the_connection_before_the_stage_homes(monkeypatc
 ])
 def test_a_failed_homing_needs_attention(monkeypatch: pytest.MonkeyPatch, alarm: str, says: str) -> None:
     import appliance.hardware.stage.grbl as grbl
-    from appliance.hardware.stage.base import HomingDisabled, StageAlarm
+    from appliance.hardware.stage.base import HomingDisabled, StageAlarm, StageError
     from appliance.service import devices
 
     monkeypatch.setattr(grbl, "GrblStage", _FakeStage)
@@ -102,6 +102,7 @@ def test_a_failed_homing_needs_attention(monkeypatch: pytest.MonkeyPatch, alarm:
     with pytest.raises(daemon.NeedsAttention, match="home_on_start") as got:
         devices.open_devices(_grbl_cfg())
     assert says in str(got.value) and alarm in str(got.value)
+    assert isinstance(got.value, StageError)  # a StageError: `tppscan scan --config` says it in one line
 
 
 def test_needs_attention_is_not_retried_until_a_start(caplog: pytest.LogCaptureFixture) -> None:
