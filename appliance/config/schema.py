@@ -51,6 +51,30 @@ class _Section(BaseModel):
 Seconds = Annotated[float, Field(gt=0.0, le=3600.0)]
 
 
+def _index_as_text(value: Any) -> Any:
+    """A camera index written as a number (``device: 0``) is the same device as ``'0'``."""
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else value
+
+
+def _quoted_number(value: Any) -> Any:
+    """A baud rate written in quotes (``baud: "115200"``) is that number."""
+    return int(value) if isinstance(value, str) and value.strip().isdigit() else value
+
+
+def _file_mode(value: Any) -> Any:
+    """A mode as octal text (``'0660'``, ``'0o660'``) is that mode; ``660`` written bare is refused by name.
+
+    PyYAML reads ``0660`` as octal (432), but ``660`` is the decimal 660: say how to write it, where the range
+    check alone would say "at most 511".
+    """
+    if isinstance(value, str) and re.fullmatch(r"(0o?)?[0-7]{3}", value.strip()):
+        return int(value.strip().removeprefix("0o"), 8)
+    if isinstance(value, int) and not isinstance(value, bool) and 0o777 < value <= 777 and set(str(value)) <= set(
+            "01234567"):  # 600, 640, 660, 755 ... meant as octal (01777 arrives as 1023: the range check says it)
+        raise ValueError(f"is read as a decimal number: write the mode in octal, as 0{value} or '0{value}'")
+    return value
+
+
 class CameraConfig(_Section):
     """Where frames come from (``appliance.hardware.camera``)."""
 
@@ -74,6 +98,8 @@ class CameraConfig(_Section):
         "frame; each capture drops the frames the driver holds until one delivered an exposure plus this after "
         "the call, so no frame of a stage move is used (0: the first frame read)"))
 
+    _device_index = field_validator("device", mode="before")(_index_as_text)
+
     @model_validator(mode="after")
     def _source_named(self) -> CameraConfig:
         if self.kind == "files" and not self.folder:
@@ -96,6 +122,8 @@ class StageConfig(_Section):
         "stage, a servo coupled the other way round): z is mirrored in the focus travel so that it rises, as "
         "tppscan reads it; a scan whose prints focus below their glass says to set this"))
     connect_retry_s: Seconds = Field(5.0, description="wait between attempts while the board is missing")
+
+    _baud_number = field_validator("baud", mode="before")(_quoted_number)
 
     @field_validator("usb_id")
     @classmethod
@@ -174,6 +202,8 @@ class SerialTrigger(_Section):
     port: str = "/dev/ttyTHS1"
     baud: Literal[9600, 19200, 38400, 57600, 115200] = 115200
 
+    _baud_number = field_validator("baud", mode="before")(_quoted_number)
+
 
 class BoardButtonTrigger(_Section):
     """The stage board's button, reported by the firmware as ``[MSG:BUTTON PRESSED]``."""
@@ -186,7 +216,9 @@ class SocketTrigger(_Section):
 
     path: str | None = Field(None, description="the socket file; null: control.sock in paths.run_dir")
     group: str = "tppscan"
-    mode: int = Field(0o660, ge=0, le=0o777)
+    mode: int = Field(0o660, ge=0, le=0o777, description="the socket's file mode, in octal (0660)")
+
+    _octal = field_validator("mode", mode="before")(_file_mode)
 
 
 class TriggersConfig(_Section):

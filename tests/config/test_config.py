@@ -38,6 +38,8 @@ BAD = [
     ("triggers: {gpio: {long_press_s: 0}}", "triggers.gpio.long_press_s", "above 0"),
     ("triggers: {serial: {baud: 300}}", "triggers.serial.baud", "9600"),
     ("triggers: {socket: {mode: 01777}}", "triggers.socket.mode", "at most"),
+    ("triggers: {socket: {mode: 660}}", "triggers.socket.mode", "write the mode in octal, as 0660"),
+    ("stage: {baud: '12345'}", "stage.baud", "115200"),
     ("triggers: {button: {}}", "triggers.button", "unknown key"),
     ("logging: {level: LOUD}", "logging.level", "'INFO'"),
     ("logging: {backups: many}", "logging.backups", "integer"),
@@ -180,3 +182,14 @@ def test_the_plan_key_points_to_where_plans_are_described() -> None:
     text = default_yaml()
     assert "scan --help" not in text and "docs/scan.md, section Plans" in text
     assert "## Plans" in (Path(__file__).parents[2] / "docs" / "scan.md").read_text()
+
+
+def test_values_written_the_way_people_write_them_are_read_as_meant() -> None:
+    # an integrator wrote `device: 0` (the docs say "an index"), a quoted baud and an octal mode as text: each
+    # was refused ("must be a valid string, got 0")
+    cfg = parse_config(yaml.safe_load(
+        "camera: {kind: opencv, device: 0}\nstage: {kind: grbl, port: /dev/ttyACM0, baud: '57600'}\n"
+        "triggers: {serial: {baud: '9600'}, socket: {mode: '0640'}}\n"))
+    assert (cfg.camera.device, cfg.stage.baud, cfg.triggers.serial.baud) == ("0", 57600, 9600)
+    assert cfg.triggers.socket.mode == 0o640
+
