@@ -28,6 +28,9 @@ SCHEMA_VERSION = 1
 #: A scan folder's own copy of its rows (:meth:`ResultStore.copy_scan`), written as the scan ends: the shared
 #: database stays the store of record; the copy lets ``tppscan results`` read a folder copied to another machine.
 SCAN_COPY = "scan.db"
+#: A cancelled scan's ``finish_reason`` when it was given up for a new one (``tppscan start --new``): the service
+#: resumes it no more.
+ABANDONED = "abandoned: a new scan was started in its place (tppscan start --new)"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);

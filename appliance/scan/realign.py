@@ -67,6 +67,27 @@ class ScaleMismatch(CalibrationError):
     """The microscope no longer has the scale the scan was calibrated with (raised before a resumed scan goes on)."""
 
 
+class SlideNotFound(CalibrationError):
+    """A resumed scan's first print is not where it was recorded, nor within the search about it.
+
+    The search reaches half a frame (135 um on the README camera), far beyond what a homing switch repeats to
+    (2-20 um): the slide under the microscope is another one, or it moved far while the scan was stopped. Going
+    on would merge two slides (or two places of one) into one scan, so the resumed run stops before it scans
+    another field; the scan stays interrupted, with every field it committed.
+    """
+
+
+def slide_not_found(scan_id: int, check: PositionCheck) -> SlideNotFound:
+    """The stop for a resumed scan whose first print ``check`` did not find: what happened and what to do."""
+    return SlideNotFound(
+        f"scan {scan_id} was not resumed: its first recorded print (object {check.object_id}) was not found within "
+        f"{check.search_um:.0f} um of its place, far beyond what the stage repeats to, so the slide under the "
+        "microscope is not where the scan left it. A different slide: start a new scan (tppscan scan ... "
+        "--no-resume, or tppscan start --new for the service, which marks this scan cancelled). The same slide, "
+        "moved or a stage that lost its place: put it back, home the stage (tppscan stage home) and resume (the "
+        "same command, or tppscan start). Nothing committed is lost: the scan stays interrupted")
+
+
 @dataclass
 class Realigner:
     """Finds the scan's first print again and moves ``stage``'s origin by how far the slide moved under it.

@@ -46,7 +46,7 @@ from appliance.scan.one_print import merge_pieces
 from appliance.scan.plan import ScanPlan
 from appliance.scan.position_check import PositionCheck, check_position, position_warnings
 from appliance.scan.protocols import Focuser, FocusMapLike, FocusOutcome, Vision
-from appliance.scan.realign import Realigner
+from appliance.scan.realign import Realigner, slide_not_found
 from appliance.scan.runner import FinishReason, ScanRunner, ScanStatus
 from appliance.scan.stage_recovery import retry_after_stage_faults
 
@@ -300,11 +300,16 @@ def _resume_check(origin: OffsetStage, stood: Mapping[str, Any] | None, realign:
     """A resumed scan's first print found again, as the summary's ``resume_check`` (None: not found).
 
     Raises :class:`appliance.scan.realign.ScaleMismatch` under another objective than the first run's: the scan
-    stops rather than scan on at the wrong scale.
+    stops rather than scan on at the wrong scale. Raises :class:`appliance.scan.realign.SlideNotFound` where the
+    first print was looked for and not found within the search (another slide, or one moved far): the scan stops
+    rather than merge two slides into one; it stays interrupted. A check that could not be made (no print
+    recorded yet, the stage or camera failing) goes on, as before.
     """
     carried = carry_over_from(origin, stood)  # a board without switches that restarted counts from where it stood
     resumed = realign("when the scan resumed", resume=True, restarted=carried)
-    scale = realign.check_scale()
+    scale = realign.check_scale()  # first: under another objective the print is not found either
+    if resumed is not None and resumed.shift_um is None:
+        raise slide_not_found(realign.scan_id, resumed)
     if resumed is None:
         return None
     ratio = None if scale is None else round(scale, 4)

@@ -39,6 +39,7 @@ class NextScan:
     resumed: bool
     fields_done: int = 0
     fields_total: int = 0
+    abandons: int | None = None  # ``start --new``: the unfinished scan it gives up (marked cancelled)
 
 
 class ScanBackend:
@@ -132,7 +133,9 @@ class ScanBackend:
     def _run_scan(self, control: ScanControl, dev: Devices) -> str:
         from appliance.scan.session import run_scan, scan_area, sim_height_truth
 
-        nxt = self.next_scan()
+        nxt = self.next_scan(new=bool(getattr(control, "new_scan", False)))
+        if nxt.abandons is not None:
+            self._abandon(nxt.abandons)
         out_dir = nxt.out_dir
         out_dir.mkdir(parents=True, exist_ok=True)
         control.report(scan_id=str(nxt.scan_id), fields_done=nxt.fields_done, fields_total=nxt.fields_total)
@@ -175,25 +178,37 @@ class ScanBackend:
 
     # -- helpers --------------------------------------------------------------------------------------------------
 
-    def next_scan(self) -> NextScan:
+    def next_scan(self, new: bool = False) -> NextScan:
         """The newest unfinished scan (resumed), else a new one in a folder named by the UTC time.
+
+        ``new`` (``tppscan start --new``): a new scan whatever is unfinished; the unfinished one it would have
+        resumed is named in ``abandons`` (:meth:`run_scan` marks it cancelled). A scan abandoned so is never
+        resumed again.
 
         A new scan's id is the one the database will give it: its ids are an INTEGER PRIMARY KEY, so the largest
         plus one; the service is the database's one writer. Known before the scan starts, it names the scan's first
         log lines (exposure, flat field, calibration) and the reply to START.
         """
-        last = 0
+        last, left = 0, None
         if self.db_path.exists():
             from appliance.results.store import ResultStore
 
             with ResultStore(self.db_path) as store:
                 records = sorted(store.scans(), key=lambda r: r.id, reverse=True)
-                for rec in records:
-                    if rec.status != "finished" and Path(rec.out_dir).is_dir():
-                        return NextScan(rec.id, Path(rec.out_dir), True, len(store.fields(rec.id)),
-                                        rec.fields_planned)
+                left = _resumable(records)
+                if left is not None and not new:
+                    return NextScan(left.id, Path(left.out_dir), True, len(store.fields(left.id)), left.fields_planned)
                 last = records[0].id if records else 0
-        return NextScan(last + 1, self._new_folder(), False)
+        return NextScan(last + 1, self._new_folder(), False, abandons=None if left is None else left.id)
+
+    def _abandon(self, scan_id: int) -> None:
+        """``start --new``: the unfinished scan given up, marked cancelled (its fields and records kept)."""
+        from appliance.results.store import ABANDONED, ResultStore
+
+        with ResultStore(self.db_path) as store:
+            store.finish_scan(scan_id, "cancelled", ABANDONED)
+        log.warning("scan %s abandoned (tppscan start --new): marked cancelled, its fields and records kept; it is "
+                    "not resumed again", scan_id)
 
     def _new_folder(self) -> Path:
         """A new scan folder under ``<data_dir>/scans``, named by the UTC time."""
@@ -297,6 +312,16 @@ def _device_lost(exc: BaseException) -> bool:
     from appliance.hardware.stage.grbl_link import StageConnectionError
 
     return isinstance(exc, (StageConnectionError, CameraError))
+
+
+def _resumable(records: list[Any]) -> Any:
+    """The newest scan not finished whose folder is still there and that no ``start --new`` gave up; or None."""
+    from appliance.results.store import ABANDONED
+
+    for rec in records:
+        if rec.status != "finished" and rec.finish_reason != ABANDONED and Path(rec.out_dir).is_dir():
+            return rec
+    return None
 
 
 class _EventBridge:

@@ -38,6 +38,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                             "exists)")
         c.add_argument("--json", action="store_true", help="print the service's whole reply as JSON")
         c.add_argument("--timeout", type=float, default=10.0, metavar="S", help="seconds to wait (0.1..600)")
+        if name == "start":
+            c.add_argument("--new", action="store_true",
+                           help="start a new scan even where one is interrupted: the interrupted scan is abandoned "
+                                "(marked cancelled, its fields and records kept) and not resumed again; for a "
+                                "different slide, where a resume stops because the scan's first print is not there")
         c.set_defaults(func=_control, control_command=name)
 
 
@@ -58,7 +63,8 @@ def _control(args: argparse.Namespace) -> int:
         return 1 if isinstance(exc, ConfigFileError) else 2
     path = str(args.socket) if args.socket is not None else cfg.control_socket if cfg is not None else DEFAULT_SOCKET
     try:
-        reply = send_command(path, args.control_command, timeout_s=args.timeout)
+        reply = send_command(path, args.control_command, timeout_s=args.timeout,
+                             args={"new": "yes"} if getattr(args, "new", False) else None)
     except ControlError as exc:
         print(f"tppscan {args.control_command}: {exc}", file=sys.stderr)
         return 1
@@ -161,7 +167,9 @@ def database_last_scan(db: Path) -> str:
     except sqlite3.Error as exc:  # a damaged file found past the open
         return f"cannot read the results database {db}: {exc}"
     # the service resumes the newest scan not finished whose folder is still there (ScanBackend.next_scan)
-    resumable = rec.status != "finished" and Path(rec.out_dir).is_dir()
+    from appliance.results.store import ABANDONED
+
+    resumable = rec.status != "finished" and rec.finish_reason != ABANDONED and Path(rec.out_dir).is_dir()
     outcome = {"finished": "completed", "running": "interrupted"}.get(rec.status, rec.status)
     report = Path(rec.out_dir) / "report.html"
     reason = (rec.finish_reason or "").removeprefix("failed").removeprefix(": ")

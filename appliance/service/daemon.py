@@ -84,6 +84,7 @@ class ScanControl:
         self._resume.set()
         self.stop_requested = threading.Event()
         self._on_progress = on_progress
+        self.new_scan = False  # ``tppscan start --new``: a new scan, the unfinished one abandoned
 
     def pause(self) -> None:
         """Pause between fields."""
@@ -119,8 +120,11 @@ class Backend(Protocol):
     def warm(self) -> None:
         """Compile kernels and load models, so the first scan starts at full speed."""
 
-    def next_scan(self) -> Any:
-        """What a START would run: ``scan_id``, ``resumed``, ``fields_done``, ``fields_total`` attributes."""
+    def next_scan(self, new: bool = False) -> Any:
+        """What a START would run: ``scan_id``, ``resumed``, ``fields_done``, ``fields_total`` attributes.
+
+        ``new`` (``start --new``): a new scan, and ``abandons``, the unfinished one it gives up (or None).
+        """
 
     def run_scan(self, control: ScanControl) -> str:
         """Run (or resume) a scan to its end; returns completed | cancelled | failed (the report's words)."""
@@ -182,7 +186,7 @@ class Service:
         if cmd is Command.STATUS:
             msg = state.value
         elif cmd is Command.START:
-            ok, msg = self._start(ev.source)
+            ok, msg = self._start(ev.source, new=_wants_new(ev))
         elif cmd is Command.PAUSE:
             ok, msg = self._pause_or_resume()
         elif cmd is Command.STOP:
@@ -202,7 +206,7 @@ class Service:
             return "STATUS " + " ".join(status_text(st, self.results_db).split())
         return f"{'OK' if r['ok'] else 'ERROR'} {r['message']}"
 
-    def _start(self, source: str) -> tuple[bool, str]:
+    def _start(self, source: str, new: bool = False) -> tuple[bool, str]:
         with self._lock:
             state, err = self._shared.state, self._shared.connect_error
             if state is State.ATTENTION:
@@ -216,8 +220,9 @@ class Service:
             problem = self._preflight()
             if problem:
                 return False, f"cannot start: {problem}"
-            nxt = self._next_scan()
+            nxt = self._next_scan(new)
             self._control = ScanControl(self._on_progress)
+            self._control.new_scan = new
             self._shared.state = State.SCANNING
             if nxt is None:
                 self._shared.progress, msg = Progress(message=f"started by {source}"), "scan started"
@@ -225,7 +230,7 @@ class Service:
                 self._shared.progress = Progress(scan_id=str(nxt.scan_id), fields_done=nxt.fields_done,
                                                  fields_total=nxt.fields_total, message=f"started by {source}")
                 msg = (f"scan resumed (scan {nxt.scan_id}, {nxt.fields_done} of {nxt.fields_total} fields done)"
-                       if nxt.resumed else f"scan started (scan {nxt.scan_id})")
+                       if nxt.resumed else f"scan started (scan {nxt.scan_id}{_abandoned(nxt)})")
             self._worker = threading.Thread(target=self._scan, args=(self._control,), name="scan", daemon=True)
             self._worker.start()
         self._status_changed()
@@ -242,10 +247,10 @@ class Service:
             log.warning("cannot check whether a scan can start: %s", exc)
             return None
 
-    def _next_scan(self) -> Any:
+    def _next_scan(self, new: bool = False) -> Any:
         """The backend's next scan, for START's answer; None (a plain 'scan started') where it cannot say."""
         try:
-            return self.backend.next_scan()
+            return self.backend.next_scan(new=True) if new else self.backend.next_scan()
         except Exception as exc:  # noqa: BLE001 - a database it cannot read now: the scan itself will say so
             log.warning("cannot tell which scan a start runs: %s", exc)
             return None
@@ -466,6 +471,17 @@ def _one_line(text: str | None) -> str | None:
 def exc_text(message: str) -> str:
     """A scan's failure message without its ``scan failed: `` head."""
     return message.removeprefix("scan failed: ")
+
+
+def _wants_new(ev: TriggerEvent) -> bool:
+    """``tppscan start --new`` (the socket's ``{"args": {"new": "yes"}}``): abandon the unfinished scan."""
+    return ev.args.get("new", "").lower() in ("yes", "true", "1")
+
+
+def _abandoned(nxt: Any) -> str:
+    """START --new's answer's tail: the unfinished scan it gives up, where there is one."""
+    old = getattr(nxt, "abandons", None)
+    return "" if old is None else f"; scan {old} abandoned, marked cancelled"
 
 
 def _refusal(exc: Exception) -> bool:

@@ -585,6 +585,59 @@ def test_the_next_scan_is_the_unfinished_one_or_the_databases_next_id(tmp_path: 
     assert backend.next_scan().scan_id == 3  # type: ignore[attr-defined]
 
 
+def test_start_new_abandons_the_interrupted_scan_and_starts_another(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A resume onto another slide stops (its first print is not there); ``start --new`` was missing, so the only
+    way on was to delete the database or the folder."""
+    from types import SimpleNamespace
+
+    from appliance.hardware.triggers.events import Command, TriggerEvent
+    from appliance.results.store import ABANDONED, ResultStore
+    from appliance.scan.runner import FinishReason
+    from appliance.service.daemon import _wants_new
+
+    ran: list[Path] = []
+
+    def fake_run_scan(*args: object, **kwargs: object) -> object:
+        ran.append(Path(args[6]))  # type: ignore[arg-type]
+        summary = {"fields_done": 0, "fields_planned": 4, "structures_recorded": 0}
+        return SimpleNamespace(scan_id=2, summary=summary, status=SimpleNamespace(reason=FinishReason.COMPLETED))
+
+    backend, reports = _service_scan(tmp_path, monkeypatch, fake_run_scan)
+    (tmp_path / "left").mkdir()
+    with ResultStore(tmp_path / "data" / "tppscan.db") as store:
+        left = store.create_scan("a", tmp_path / "left", {}, 130)
+    assert backend.next_scan().resumed  # type: ignore[attr-defined]
+    nxt = backend.next_scan(new=True)  # type: ignore[attr-defined]
+    assert (nxt.scan_id, nxt.resumed, nxt.abandons) == (left + 1, False, left)
+    control = ScanControl(lambda **kw: reports.append(kw))
+    control.new_scan = True
+    backend.run_scan(control)  # type: ignore[attr-defined]
+    assert ran[0] != tmp_path / "left"
+    with ResultStore(tmp_path / "data" / "tppscan.db") as store:
+        rec = store.scan(left)
+    assert (rec.status, rec.finish_reason) == ("cancelled", ABANDONED)
+    assert backend.next_scan().abandons is None and not backend.next_scan().resumed  # type: ignore[attr-defined]
+    assert _wants_new(TriggerEvent(Command.START, "socket", {"new": "yes"}))
+    assert not _wants_new(TriggerEvent(Command.START, "socket"))
+
+
+def test_start_new_reaches_the_service_and_says_what_it_abandoned(running, monkeypatch, capsys) -> None:  # noqa: ANN001
+    from types import SimpleNamespace
+
+    from appliance.cli import main
+
+    svc, backend, sock = running
+    seen: list[bool] = []
+    monkeypatch.setattr(backend, "next_scan", lambda new=False: seen.append(new) or SimpleNamespace(
+        scan_id=3, resumed=False, fields_done=0, fields_total=50, abandons=2 if new else None))
+    assert main(["start", "--new", "--socket", str(sock), "--timeout", "5"]) == 0
+    assert seen == [True]
+    assert capsys.readouterr().out == "scan started (scan 3; scan 2 abandoned, marked cancelled)\n"
+    send_command(sock, "stop")
+    assert _wait(lambda: svc.status()["state"] == "idle")
+
+
 def test_status_reads_as_a_person_writes_it() -> None:
     """Idle it said ``scan None: 0/0 fields, 0 structures; last scan: None``; ``1 structures``; no report path;
     ``done`` and ``interrupted`` where the report says ``completed`` and ``cancelled``."""
