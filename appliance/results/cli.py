@@ -120,20 +120,25 @@ def _cmd_list(args: argparse.Namespace) -> int:
                      f"--db PATH (a scan's database is tppscan.db beside its folder unless scan --db said otherwise; "
                      f"the folder's scan.json names it)", 1)
     with ResultStore(args.db, read_only=True) as st:
-        for s in st.scans():
-            print(list_line(s))
+        scans = st.scans()
+        if not scans:  # said, not an empty output that reads like a command that did nothing
+            print(f"no scans yet in {args.db}")
+        for s in scans:
+            print(list_line(s, None if s.summary else st.progress(s.id)))
     return 0
 
 
-def list_line(s: Any) -> str:
+def list_line(s: Any, progress: tuple[int, int] | None = None) -> str:
     """One scan's line of ``results list``: id, start, name with what tells it apart, status, counts, folder.
 
     Every scan without a plan is named ``scan`` (the plan's default); the start time, the virtual slide's seed
-    and the folder's name tell them apart.
+    and the folder's name tell them apart. ``progress`` (fields, structures from its rows) counts a scan without
+    a summary (interrupted, or cut off in its preparation: ``preparing``).
     """
     import time
 
-    summ = s.summary or {}
+    summ = s.summary or ({} if progress is None else {"fields_done": progress[0],
+                                                        "structures_recorded": progress[1]})
     started = time.strftime("%Y-%m-%d %H:%M", time.localtime(s.started_at))
     seed = (s.config or {}).get("seed")
     label = " ".join([s.name, *([f"seed {seed}"] if isinstance(seed, int) else []), f"({Path(s.out_dir).name})"])

@@ -335,13 +335,25 @@ class ResultStore:
         return self._db
 
     # -- scans ---------------------------------------------------------------------------------------------------
-    def create_scan(self, name: str, out_dir: Path, config: dict[str, Any], fields_planned: int) -> int:
-        """Insert a ``running`` scan and return its id."""
+    def create_scan(self, name: str, out_dir: Path, config: dict[str, Any], fields_planned: int,
+                    status: str = "running") -> int:
+        """Insert a ``running`` scan (or ``preparing``: :meth:`set_prepared` follows) and return its id."""
         cur = self.db.execute(
             "INSERT INTO scan (name, out_dir, config_json, fields_planned, started_at, status) "
-            "VALUES (?, ?, ?, ?, ?, 'running')",
-            (name, str(Path(out_dir).resolve()), json.dumps(config, sort_keys=True), fields_planned, time.time()))
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (name, str(Path(out_dir).resolve()), json.dumps(config, sort_keys=True), fields_planned, time.time(),
+             status))
         return int(cur.lastrowid or 0)
+
+    def set_prepared(self, scan_id: int, config: dict[str, Any], fields_planned: int) -> None:
+        """A ``preparing`` scan's snapshot (now with its calibration and grid) and fields; it is ``running``."""
+        self.db.execute("UPDATE scan SET config_json=?, fields_planned=?, status='running', finished_at=NULL, "
+                        "finish_reason=NULL WHERE id=?", (json.dumps(config, sort_keys=True), fields_planned, scan_id))
+
+    def set_preparing(self, scan_id: int) -> None:
+        """Mark a scan cut off in its preparation ``preparing`` again: it is prepared anew in its row and folder."""
+        self.db.execute("UPDATE scan SET status='preparing', finished_at=NULL, finish_reason=NULL WHERE id=?",
+                        (scan_id,))
 
     def finish_scan(self, scan_id: int, status: str, reason: str, summary: dict[str, Any] | None = None) -> None:
         """Record how a scan ended (``status`` ``finished``, ``cancelled`` or ``failed``)."""

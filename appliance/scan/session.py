@@ -186,18 +186,26 @@ def run_scan(stage: Stage, camera: Camera, vision: Vision, focuser: Focuser, foc
     stage = origin
     with folder_lock(folder.root), ResultStore(db_path) as store:
         old = store.unfinished_scan(out_dir) if resume else None
+        # the row first: the id the log lines, status and the folder name is the database's from the start
+        scan_id, old = _begun(store, old, plan, folder, db_path, area_um, config)
         stood = read_journal(folder.root) if old is not None else None  # before a move of this run replaces it
         if origin.counts_from_power_up:  # only there can a resume use it: a drive with switches homes to its place
             origin.journal = CarriageJournal(folder.root / CARRIAGE_FILE)
-        camera, exposure, flat = _prepared_camera(stage, camera, plan, folder, area_um, old is not None,
-                                                  calibration, nominal_um_per_px)
-        if old is not None:
-            start = _reopened(store, old, camera, z_start_um)
-        else:
-            start = _calibrated(stage, camera, focuser, plan, area_um, calibration, nominal_um_per_px, z_start_um)
+        try:
+            camera, exposure, flat = _prepared_camera(stage, camera, plan, folder, area_um, old is not None,
+                                                      calibration, nominal_um_per_px)
+            if old is not None:
+                start = _reopened(store, old, camera, z_start_um)
+            else:
+                start = _calibrated(stage, camera, focuser, plan, area_um, calibration, nominal_um_per_px,
+                                    z_start_um)
+        except Exception as exc:
+            if old is None:  # said in the row too (results list, status); the next run prepares it again
+                store.finish_scan(scan_id, "failed", f"failed in its preparation: {exc}")
+            raise
         grid = field_grid(plan, area_um, start.cal)
-        scan_id = old.id if old is not None else _create_scan(store, stage, focuser, plan, out_dir, area_um,
-                                                              start.cal, grid, exposure, config)
+        if old is None:
+            _create_scan(store, scan_id, stage, focuser, plan, area_um, start.cal, grid, exposure, config)
         _write_scan_json(folder, scan_id, db_path, start.seconds, flat, exposure, new=old is None)
         approach = approach_um(plan.imaging.approach_um, start.cal.backlash_um)  # the runner's detour, as it reckons it
         realign = Realigner(origin, camera, store, scan_id, folder.root, start.cal, approach)
@@ -273,27 +281,74 @@ def _calibrated(stage: Stage, camera: Camera, focuser: Focuser, plan: ScanPlan,
     return _Start(cal, found.z_um, found.glass, time.perf_counter() - t)
 
 
-def _create_scan(store: ResultStore, stage: Stage, focuser: Focuser, plan: ScanPlan, out_dir: Path,
+def begin_scan(store: ResultStore, plan: ScanPlan, out_dir: Path, area_um: Sequence[float] | None = None,
+               config: Mapping[str, Any] | None = None) -> int:
+    """A new scan's row, ``preparing``, before anything is measured or moved; returns its id.
+
+    Its id and folder are the database's from the start: a scan cut off in its preparation (exposure, flat field,
+    calibration, the slide's search) is found unfinished (``preparing``, or ``failed`` where it raised) and
+    prepared again in the same row and folder by the next run, so no id names two scans. Its snapshot (plan, area,
+    ``config``) gets the calibration and grid once they are known (:func:`_create_scan`).
+    """
+    snapshot = {"plan": plan.to_mapping(), **({} if area_um is None else {"area_um": list(area_um)}),
+                **dict(config or {})}
+    return store.create_scan(plan.name, out_dir, snapshot, 0, status="preparing")
+
+
+def prepared(rec: ScanRecord) -> bool:
+    """Whether a scan's row holds its calibration: False for one cut off in its preparation (nothing committed)."""
+    return "calibration" in rec.config
+
+
+def _begun(store: ResultStore, old: ScanRecord | None, plan: ScanPlan, folder: ScanFolder, db_path: Path,
+           area_um: tuple[float, float, float, float],
+           config: Mapping[str, Any] | None) -> tuple[int, ScanRecord | None]:
+    """The scan's id, and the scan it resumes (None: one to prepare, a new row or one cut off in its preparation).
+
+    ``scan.json`` is written at once for a scan to prepare, so the folder names its scan from the start.
+    """
+    if old is not None and prepared(old):
+        return old.id, old
+    if old is not None:
+        if (folder.root / "scan.json").is_file():  # a run began it (a service's new row has none yet)
+            _log.info("scan %s was cut off in its preparation (nothing committed): preparing it again", old.id)
+        store.set_preparing(old.id)
+        scan_id = old.id
+    else:
+        scan_id = begin_scan(store, plan, folder.root, area_um, config)
+    _write_scan_json(folder, scan_id, db_path, None, {}, None, new=True)
+    return scan_id, None
+
+
+def _create_scan(store: ResultStore, scan_id: int, stage: Stage, focuser: Focuser, plan: ScanPlan,
                  area_um: tuple[float, float, float, float], cal: Calibration, grid: Grid,
-                 exposure: dict[str, Any] | None, config: Mapping[str, Any] | None) -> int:
-    """A new scan's row, with the snapshot of what it runs with; the snapshot's warnings logged. Returns its id."""
+                 exposure: dict[str, Any] | None, config: Mapping[str, Any] | None) -> None:
+    """A new scan's row completed with the snapshot of what it runs with; the snapshot's warnings logged."""
     snapshot = {"plan": plan.to_mapping(), "calibration": cal.to_mapping(), "area_um": list(area_um),
                 "grid": {"rows": grid.rows, "columns": grid.columns},
                 "focus_drive": focus_drive(stage, focuser), "exposure": exposure, **dict(config or {})}
-    scan_id = store.create_scan(plan.name, out_dir, snapshot, grid.n_fields)
+    store.set_prepared(scan_id, snapshot, grid.n_fields)
     for w in start_warnings(snapshot):
         _log.warning("scan %s: %s", scan_id, w)
-    return scan_id
 
 
 def _write_scan_json(folder: ScanFolder, scan_id: int, db_path: Path, cal_s: float | None,
                      flat: Mapping[str, Any], exposure: Mapping[str, Any] | None, new: bool) -> None:
     """Write ``scan.json`` for a new scan, or for a resumed one whose first run was cut before it."""
     meta = folder.root / "scan.json"
-    if new or not meta.is_file():  # on resume too, if a cut came between the row and the file
+    if new or not _names_scan(meta, scan_id):  # on resume too, if a cut came between the row and the file, or
+        # left it torn (a power cut before its rename reached the disk)
         info = {"scan_id": scan_id, "db": str(Path(db_path).resolve()), "calibration_s": cal_s}
         extra = {**({"flat_field": flat} if flat else {}), **({"exposure": exposure} if exposure else {})}
         write_durably(meta, json.dumps({**info, **extra}).encode())
+
+
+def _names_scan(meta: Path, scan_id: int) -> bool:
+    """Whether ``meta`` (a folder's ``scan.json``) can be read and names scan ``scan_id``."""
+    try:
+        return json.loads(meta.read_text()).get("scan_id") == scan_id
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def _resume_check(origin: OffsetStage, stood: Mapping[str, Any] | None, realign: Realigner) -> dict[str, Any] | None:

@@ -136,12 +136,14 @@ class ScanBackend:
         nxt = self.next_scan(new=bool(getattr(control, "new_scan", False)))
         if nxt.abandons is not None:
             self._abandon(nxt.abandons)
+        scope = dev.scope
+        area = scan_area(self._plan, self._slide_size(scope))  # a plan without an area: refused before any row
+        if not nxt.resumed:
+            nxt = self._begin(nxt, area)
         out_dir = nxt.out_dir
         out_dir.mkdir(parents=True, exist_ok=True)
         control.report(scan_id=str(nxt.scan_id), fields_done=nxt.fields_done, fields_total=nxt.fields_total)
         vision, focuser, fmap = self._pipeline(dev)
-        scope = dev.scope
-        area = scan_area(self._plan, self._slide_size(scope))
         if self.feed is not None:
             self.feed.reset_map()
             self.feed.status(area_um=list(area))
@@ -186,8 +188,9 @@ class ScanBackend:
         resumed again.
 
         A new scan's id is the one the database will give it: its ids are an INTEGER PRIMARY KEY, so the largest
-        plus one; the service is the database's one writer. Known before the scan starts, it names the scan's first
-        log lines (exposure, flat field, calibration) and the reply to START.
+        plus one; the service is the database's one writer. It is START's reply; :meth:`run_scan` writes the row
+        (``preparing``, :meth:`_begin`) before the scan's first log line, so the lines name the database's id, and
+        a scan cut off in its preparation is resumed (prepared again) in its row and folder.
         """
         last, left = 0, None
         if self.db_path.exists():
@@ -200,6 +203,25 @@ class ScanBackend:
                     return NextScan(left.id, Path(left.out_dir), True, len(store.fields(left.id)), left.fields_planned)
                 last = records[0].id if records else 0
         return NextScan(last + 1, self._new_folder(), False, abandons=None if left is None else left.id)
+
+    def _begin(self, nxt: NextScan, area: tuple[float, float, float, float]) -> NextScan:
+        """A new scan's folder and its database row (``preparing``), before its first log line or move.
+
+        The id is then the database's, not a guess: a scan cut off in its preparation is found unfinished in its
+        folder and prepared again there by the next START, so no id names two scans (before session 49 the id was
+        guessed, the row written after the calibration, and a scan killed before that left log lines of ``scan=1``
+        and a folder without a row: the next START gave id 1 again, to a new folder).
+        """
+        from dataclasses import replace
+
+        from appliance.results.store import ResultStore
+        from appliance.scan.session import begin_scan
+
+        nxt.out_dir.mkdir(parents=True, exist_ok=True)
+        with ResultStore(self.db_path) as store:
+            scan_id = begin_scan(store, self._plan, nxt.out_dir, area,
+                                 {"camera": camera_description(self.cfg.stage.kind, self.cfg.camera)})
+        return replace(nxt, scan_id=scan_id)
 
     def _abandon(self, scan_id: int) -> None:
         """``start --new``: the unfinished scan given up, marked cancelled (its fields and records kept)."""

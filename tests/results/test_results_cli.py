@@ -222,3 +222,22 @@ def test_an_older_folder_without_its_records_names_the_missing_database(tmp_path
     assert main(["results", "export", str(folder)]) == 1
     err = capsys.readouterr().err
     assert "gone.db: no such results database" in err and "scan.db" in err and "set scan.json's db" in err
+
+
+def test_list_says_an_empty_database_has_no_scans_and_counts_an_unfinished_one(tmp_path, capsys):
+    """``results list`` printed nothing on a database without scans, and ``?`` for a scan cut off."""
+    from appliance.cli import main
+
+    db = tmp_path / "tppscan.db"
+    with ResultStore(db):
+        pass
+    assert main(["results", "list", "--db", str(db)]) == 0
+    assert capsys.readouterr().out == f"no scans yet in {db}\n"
+    assert main(["results", "list", "--db", str(tmp_path / "missing.db")]) == 1
+    assert capsys.readouterr().err.count("\n") == 1
+    with ResultStore(db) as st:
+        sid = st.create_scan("s", tmp_path / "scan", {}, 0, status="preparing")
+        st.commit_field(sid, _field(), [], [])
+    assert main(["results", "list", "--db", str(db)]) == 0
+    line = capsys.readouterr().out
+    assert "preparing" in line and " 1/0 fields  0 structures" in line

@@ -617,7 +617,8 @@ def test_start_new_abandons_the_interrupted_scan_and_starts_another(tmp_path: Pa
     with ResultStore(tmp_path / "data" / "tppscan.db") as store:
         rec = store.scan(left)
     assert (rec.status, rec.finish_reason) == ("cancelled", ABANDONED)
-    assert backend.next_scan().abandons is None and not backend.next_scan().resumed  # type: ignore[attr-defined]
+    after = backend.next_scan()  # type: ignore[attr-defined]
+    assert after.scan_id == left + 1 and after.abandons is None  # the new one (its row left open here), not 1
     assert _wants_new(TriggerEvent(Command.START, "socket", {"new": "yes"}))
     assert not _wants_new(TriggerEvent(Command.START, "socket"))
 
@@ -636,6 +637,38 @@ def test_start_new_reaches_the_service_and_says_what_it_abandoned(running, monke
     assert capsys.readouterr().out == "scan started (scan 3; scan 2 abandoned, marked cancelled)\n"
     send_command(sock, "stop")
     assert _wait(lambda: svc.status()["state"] == "idle")
+
+
+def test_a_scan_cut_off_in_its_preparation_keeps_its_id_and_folder(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The id was guessed and the row written after the calibration: a scan killed before that left a folder and
+    ``scan=1`` lines without a row, and the next START gave id 1 again, to a new folder."""
+    from appliance.results.store import ResultStore
+
+    class Killed(BaseException):
+        pass
+
+    seen: list[tuple[int, Path]] = []
+
+    def killed_in_preparation(*args: object, **kwargs: object) -> object:
+        with ResultStore(args[7]) as store:  # type: ignore[arg-type]
+            rec = store.unfinished_scan(args[6])  # type: ignore[arg-type]
+        assert rec is not None  # the row is there before the scan prepares anything
+        seen.append((rec.id, Path(rec.out_dir)))
+        raise Killed
+
+    backend, reports = _service_scan(tmp_path, monkeypatch, killed_in_preparation)
+    for _ in range(2):
+        with pytest.raises(Killed):
+            backend.run_scan(ScanControl(lambda **kw: reports.append(kw)))  # type: ignore[attr-defined]
+    assert seen[0] == seen[1] and seen[0][0] == 1  # the same scan, in the same folder, prepared again
+    assert reports[0]["scan_id"] == "1"
+    with ResultStore(tmp_path / "data" / "tppscan.db") as store:
+        (rec,) = store.scans()
+        assert rec.status == "preparing"
+    nxt = backend.next_scan()  # type: ignore[attr-defined]
+    assert (nxt.scan_id, nxt.resumed, nxt.out_dir) == (1, True, seen[0][1])
+    assert backend.next_scan(new=True).scan_id == 2  # type: ignore[attr-defined]
 
 
 def test_status_reads_as_a_person_writes_it() -> None:
