@@ -337,7 +337,7 @@ class _Progress:
 
 
 def _cmd_scan(args: argparse.Namespace) -> int:
-    from appliance.hardware.stage.base import StageError
+    from appliance.hardware.stage.base import StageError, StageLimitError
     from appliance.hardware.stage.simavr_board import SimavrBoardError
     from appliance.scan.calibration import CalibrationError
     from appliance.scan.session import ScanFolderBusy
@@ -348,6 +348,8 @@ def _cmd_scan(args: argparse.Namespace) -> int:
         return _fail("scan", str(exc), 1)
     except (CalibrationError, SimavrBoardError) as exc:
         return _fail("scan", f"{type(exc).__name__}: {exc}", 1)
+    except StageLimitError as exc:  # the plan reaches beyond the board's travel: the plan is what to change
+        return _fail("scan", f"{type(exc).__name__}: {exc}", 2)
     except StageError as exc:  # opening the stage, or a fault before the first field (the runner handles the rest)
         return _fail("scan", f"stage: {type(exc).__name__}: {exc}; check the board and its port, then run the same "
                      "command again (a scan left unfinished in --out resumes)", 1)

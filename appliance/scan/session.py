@@ -163,6 +163,35 @@ def check_area_in_travel(area_um: Sequence[float], travel_x_um: Sequence[float],
             raise ValueError(f"{key}: must lie within the stage's {axis} travel [{lo:g}, {hi:g}] um, got {value:g}")
 
 
+def check_board_travel(stage: Stage, area_um: Sequence[float]) -> None:
+    """Refuse a scan area outside the homed board's travel (``stage.xy_travel_um``), before any move.
+
+    A stock GRBL board that homes works from minus its travel (``$130``/``$131``) up to 0: a plan in positive
+    coordinates met ``ALARM:2`` at its first move (the calibration's, to the area's middle; the flat field's and
+    the fields' lie within the area too), and the scan ended 7 minutes later. A stage that does not know its
+    travel is not checked here.
+
+    Raises
+    ------
+    StageLimitError
+        An edge of the area outside the travel: the edge, the travel and what to change.
+    """
+    travel = getattr(stage, "xy_travel_um", None)
+    if travel is None:
+        return
+    (x0, x1), (y0, y1) = travel
+    try:
+        check_area_in_travel(area_um, (x0, x1), (y0, y1))
+    except ValueError as exc:
+        left, top, right, bottom = (float(v) for v in area_um)
+        raise StageLimitError(
+            f"the scan's area (x {left:g}..{right:g}, y {top:g}..{bottom:g} um) lies outside the homed board's "
+            f"travel, x {x0:g}..{x1:g} and y {y0:g}..{y1:g} um ({exc}): a stock GRBL board that homes works from "
+            "minus its travel ($130, $131) up to 0, so give the plan's grid (top, left, bottom, right) in that "
+            "range, e.g. left and top negative, or set the travel the board really has ($130/$131); nothing "
+            "moved") from None
+
+
 def run_scan(stage: Stage, camera: Camera, vision: Vision, focuser: Focuser, focus_map: FocusMapLike,
              plan: ScanPlan, out_dir: Path, db_path: Path, area_um: tuple[float, float, float, float],
              calibration: Calibration | None = None, device_clock: Callable[[], float] | None = None,
@@ -180,6 +209,7 @@ def run_scan(stage: Stage, camera: Camera, vision: Vision, focuser: Focuser, foc
     """
     if calibration is not None:  # before the folder: a map made at another frame size leaves gaps
         calibration.check_frame_size(camera.size_px)
+    check_board_travel(stage, area_um)  # before the folder and any move
     folder = ScanFolder(out_dir).create()
     # the scan's own origin, which a realignment moves back where the slide moved under the drive (realign.py)
     origin, camera = offset(stage, camera, (0.0, 0.0, 0.0))

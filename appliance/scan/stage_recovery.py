@@ -25,7 +25,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from appliance.hardware.stage.base import HomingDisabled, Stage, StageAlarm, StageError, StageLimitError
-from appliance.hardware.stage.grbl_link import StageConnectionError, StageResetError
+from appliance.hardware.stage.grbl_link import SoftLimitAlarm, StageConnectionError, StageResetError
 from appliance.hardware.stage.offset import OffsetStage
 from appliance.scan.plan import FaultsPlan
 
@@ -72,7 +72,7 @@ def recover_stage(stage: Stage, fault: StageError) -> str:
     ValueError
         ``fault`` is a ``StageLimitError``: a plan that reaches beyond the travel is not a stage fault.
     """
-    if isinstance(fault, StageLimitError):
+    if isinstance(fault, (StageLimitError, SoftLimitAlarm)):
         raise ValueError(f"a target beyond the travel is not a stage fault to recover from: {fault}")
     if isinstance(fault, StageConnectionError):
         # A board found again after a long outage may have lost power meanwhile, and a board without a
@@ -93,6 +93,7 @@ def _home_or_carry_over(stage: Stage) -> str:
     restart; any other stage without homing cannot be brought back.
     """
     try:
+        _log.warning("homing the stage ($H) to find its position again")  # it may take minutes: said first
         stage.home()
         return "homed"
     except HomingDisabled:
@@ -136,6 +137,11 @@ def redo_after_stage_faults(stage: Stage, faults: FaultsPlan, work: Callable[[],
             return work()
         except StageLimitError:
             raise
+        except SoftLimitAlarm as exc:  # stock GRBL's ALARM:2: a target beyond the travel, which homing and
+            # redoing the work only meet again (before, three recoveries' $H waited 120 s each on a board that
+            # answers nothing until reset, and the scan ended on the alarm 7 minutes later)
+            raise StageLimitError(f"{exc}: a target lies beyond the board's travel (soft limits); the plan's "
+                                  "area or the scan's moves reach outside it") from exc
         except StageError as exc:
             met, last = met + 1, exc
             on_fault(exc, met)

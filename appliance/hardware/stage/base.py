@@ -112,6 +112,15 @@ class Stage(abc.ABC):
         return None
 
     @property
+    def xy_travel_um(self) -> tuple[tuple[float, float], tuple[float, float]] | None:
+        """Where the carriage may go, ``((x_lo, x_hi), (y_lo, y_hi))`` µm in this stage's coordinates; None unknown.
+
+        A homed GRBL board knows it (``$130``/``$131`` from its home switches); a scan refuses an area outside it
+        before any move (:func:`appliance.scan.session.check_board_travel`).
+        """
+        return None
+
+    @property
     def counts_from_power_up(self) -> bool:
         """Whether the drive's zero is wherever its board powered up: no homing switches to find it again.
 
@@ -216,6 +225,16 @@ class StageWrapper(Stage):
     def counts_from_power_up(self) -> bool:
         """The inner drive's."""
         return self.inner.counts_from_power_up
+
+    @property
+    def xy_travel_um(self) -> tuple[tuple[float, float], tuple[float, float]] | None:
+        """The inner drive's travel, mapped (None when it does not know its own)."""
+        travel = self.inner.xy_travel_um
+        if travel is None:
+            return None
+        (x0, x1), (y0, y1) = travel
+        a, b = self.from_inner(Position(x0, y0, 0.0)), self.from_inner(Position(x1, y1, 0.0))
+        return ((min(a.x_um, b.x_um), max(a.x_um, b.x_um)), (min(a.y_um, b.y_um), max(a.y_um, b.y_um)))
 
     def home(self) -> Position:
         """Home the inner stage."""

@@ -370,6 +370,24 @@ class GrblStage(Stage):
         return self._link is not None and not self.board_settings.get(22, 0.0)
 
     @property
+    def xy_travel_um(self) -> tuple[tuple[float, float], tuple[float, float]] | None:
+        """The homed board's x and y travel, µm, from ``$130``/``$131``; None without homing or before ``open()``.
+
+        Our firmware homes to its minus ends and works from 0 up; stock GRBL's machine space ends at its home
+        switches whichever way it homes (``limits.c``), so it works from minus the travel up to 0, and a target
+        above 0 is ``ALARM:2`` with soft limits (``$20=1``), or the switches without. A board without homing
+        (``$22=0``) has its zero wherever it powered up: None.
+        """
+        if self._link is None or not self.board_settings.get(22, 0.0):
+            return None
+        x, y = (self.board_settings.get(n, 0.0) * 1000.0 for n in (130, 131))
+        if x <= 0 or y <= 0:
+            return None
+        if self.build_info is not None and _ours(self.build_info):
+            return (0.0, x), (0.0, y)
+        return (-x, 0.0), (-y, 0.0)
+
+    @property
     def focus_absolute(self) -> bool:
         """A servo focus's angle survives a restart of the board; a Z stepper's count does not."""
         return self.focus_mode == "servo"
@@ -1034,6 +1052,9 @@ class GrblStage(Stage):
         deadline = self._clock() + self.config.homing_timeout_s
 
         def run() -> None:
+            if self.link.critical_alarm is not None:  # ALARM:1/2: stock GRBL answers nothing, $H included,
+                # until it is reset (before, the $H waited out homing_timeout_s, three times in a recovery)
+                self._reset_and_wait_banner()
             self.link.last_alarm = None
             self._homing, self._span = True, None   # homing may take the carriage anywhere
             check(self.link.send_watched("$H", self.config.homing_timeout_s, self._homing_watch()))
