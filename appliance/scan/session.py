@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from appliance.hardware.camera.base import Camera, CameraError
-from appliance.hardware.stage.base import Stage, StageLimitError
+from appliance.hardware.stage.base import Position, Stage, StageLimitError, StageWrapper
 from appliance.hardware.stage.offset import OffsetStage, offset
 from appliance.results.files import ScanFolder, read_heights
 from appliance.results.focuscurve import TUNED_DEPTH_OF_FIELD_UM, depth_of_field_scale
@@ -198,8 +198,13 @@ def run_scan(stage: Stage, camera: Camera, vision: Vision, focuser: Focuser, foc
              on_event: Callable[[Event], None] | None = None, config: Mapping[str, Any] | None = None,
              resume: bool = True, truth: Mapping[str, Any] | None = None,
              z_start_um: float | None = None, runner_hook: Callable[[ScanRunner], None] | None = None,
-             height_truth: HeightTruth | None = None, nominal_um_per_px: float | None = None) -> ScanOutcome:
+             height_truth: HeightTruth | None = None, nominal_um_per_px: float | None = None,
+             checkpoint: Checkpoint | None = None) -> ScanOutcome:
     """Run (or resume) a scan into ``out_dir`` with its rows in ``db_path``; write ``summary.json``.
+
+    ``checkpoint`` (the service's pause and stop): called with each step of the preparation as it begins
+    (``"exposure"``, ``"flat field"``, ``"calibration"``) and with None before each of its moves; it waits while
+    the scan is paused and answers True to stop, which raises :class:`PreparationStopped` (the scan resumable).
 
     The stage and camera must be open. Without a ``calibration`` the runner measures one where it starts
     (see :func:`appliance.scan.calibration.calibrate`). With ``resume`` an unfinished scan into the same
@@ -221,14 +226,18 @@ def run_scan(stage: Stage, camera: Camera, vision: Vision, focuser: Focuser, foc
         stood = read_journal(folder.root) if old is not None else None  # before a move of this run replaces it
         if origin.counts_from_power_up:  # only there can a resume use it: a drive with switches homes to its place
             origin.journal = CarriageJournal(folder.root / CARRIAGE_FILE)
+        prep = stage if checkpoint is None else _StopBetweenMoves(stage, checkpoint)
         try:
-            camera, exposure, flat = _prepared_camera(stage, camera, plan, folder, area_um, old is not None,
-                                                      calibration, nominal_um_per_px)
+            camera, exposure, flat = _prepared_camera(prep, camera, plan, folder, area_um, old is not None,
+                                                      calibration, nominal_um_per_px, checkpoint)
             if old is not None:
                 start = _reopened(store, old, camera, z_start_um)
             else:
-                start = _calibrated(stage, camera, focuser, plan, area_um, calibration, nominal_um_per_px,
+                _step(checkpoint, "calibration")
+                start = _calibrated(prep, camera, focuser, plan, area_um, calibration, nominal_um_per_px,
                                     z_start_um)
+        except PreparationStopped:
+            raise  # left as it was (preparing, or running for a resumed scan): the next start prepares it again
         except Exception as exc:
             if old is None:  # said in the row too (results list, status); the next run prepares it again
                 store.finish_scan(scan_id, "failed", f"failed in its preparation: {exc}")
@@ -273,16 +282,60 @@ class _Start:
     seconds: float | None = None
 
 
+Checkpoint = Callable[[str | None], bool]
+
+
+class PreparationStopped(Exception):
+    """A stop (``tppscan stop``, SIGTERM) met while the scan was prepared: it is left resumable, nothing lost."""
+
+
+def _step(checkpoint: Checkpoint | None, step: str) -> None:
+    """A preparation step begins: said to ``checkpoint``; :class:`PreparationStopped` where it asks to stop."""
+    if checkpoint is not None and checkpoint(step):
+        raise PreparationStopped(f"stopped in the scan's preparation ({step}); the scan stays resumable")
+
+
+class _StopBetweenMoves(StageWrapper):
+    """The scan's stage while it is prepared: every move first asks ``checkpoint`` (waits while paused).
+
+    The exposure, flat field, calibration and the slide's search (up to 25 places, each a focus search) took
+    minutes on a slow drive and heard no stop: ``looking for the slide at place N of 25`` went on 50 s after the
+    service said it was shutting down (systemd's TimeoutStopSec is 30 s: a SIGKILL mid-move).
+    """
+
+    def __init__(self, inner: Stage, checkpoint: Checkpoint) -> None:
+        super().__init__(inner)
+        self._checkpoint = checkpoint
+
+    def _check(self) -> None:
+        if self._checkpoint(None):
+            raise PreparationStopped("stopped in the scan's preparation; the scan stays resumable")
+
+    def move_to_um(self, x: float | None = None, y: float | None = None, z: float | None = None) -> Position:
+        """Ask the checkpoint, then move."""
+        self._check()
+        return super().move_to_um(x, y, z)
+
+    def focus_to_um(self, z: float) -> Position:
+        """Ask the checkpoint, then focus."""
+        self._check()
+        return super().focus_to_um(z)
+
+
 def _prepared_camera(stage: Stage, camera: Camera, plan: ScanPlan, folder: ScanFolder,
                      area_um: tuple[float, float, float, float], resumed: bool, calibration: Calibration | None,
-                     nominal_um_per_px: float | None) -> tuple[Camera, dict[str, Any] | None, dict[str, Any]]:
+                     nominal_um_per_px: float | None,
+                     checkpoint: Checkpoint | None = None) -> tuple[Camera, dict[str, Any] | None, dict[str, Any]]:
     """The camera with its exposure settled and its flat field applied, as the plan asks, and what of each goes.
 
     The second and third items go into ``scan.json`` (``exposure``: None where not asked; ``flat_field``: empty).
     """
+    if plan.imaging.auto_exposure:
+        _step(checkpoint, "exposure")
     exposure = _settle_exposure(camera, plan.faults.capture_retries) if plan.imaging.auto_exposure else None
     flat: dict[str, Any] = {}
     if plan.imaging.flat_field:  # first: the slide's focus and the calibration are read on corrected frames
+        _step(checkpoint, "flat field")
         scale = calibration.um_per_px if calibration is not None else nominal_um_per_px
         camera, flat = _flat_field_camera(stage, camera, plan, folder, area_um, resumed=resumed, um_per_px=scale)
     return camera, exposure, flat

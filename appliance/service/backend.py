@@ -131,7 +131,7 @@ class ScanBackend:
         return free_space_problem(self.data_dir, need)
 
     def _run_scan(self, control: ScanControl, dev: Devices) -> str:
-        from appliance.scan.session import run_scan, scan_area, sim_height_truth
+        from appliance.scan.session import PreparationStopped, run_scan, scan_area, sim_height_truth
 
         nxt = self.next_scan(new=bool(getattr(control, "new_scan", False)))
         if nxt.abandons is not None:
@@ -156,14 +156,21 @@ class ScanBackend:
             warning = camera_warning(self.cfg)
             if warning:
                 log.warning("%s", warning)
-            outcome = run_scan(dev.stage, dev.camera, vision, focuser, fmap, self._plan, out_dir, self.db_path,
-                               area, calibration=self._calibration, on_event=events, resume=True,
-                               config={"camera": camera_description(self.cfg.stage.kind, self.cfg.camera)},
-                               device_clock=self._device_clock(dev),
-                               truth=scope.truth() if scope is not None else None,
-                               height_truth=sim_height_truth(scope) if scope is not None else None,
-                               runner_hook=lambda r: _watch(control, r, stop_watch, events),
-                               nominal_um_per_px=float(getattr(dev.camera, "um_per_px", self._um_per_px_guess())))
+            try:
+                outcome = run_scan(dev.stage, dev.camera, vision, focuser, fmap, self._plan, out_dir, self.db_path,
+                                   area, calibration=self._calibration, on_event=events, resume=True,
+                                   config={"camera": camera_description(self.cfg.stage.kind, self.cfg.camera)},
+                                   device_clock=self._device_clock(dev),
+                                   truth=scope.truth() if scope is not None else None,
+                                   height_truth=sim_height_truth(scope) if scope is not None else None,
+                                   runner_hook=lambda r: _watch(control, r, stop_watch, events),
+                                   nominal_um_per_px=float(getattr(dev.camera, "um_per_px",
+                                                                   self._um_per_px_guess())),
+                                   checkpoint=lambda step: _preparing(control, step))
+            except PreparationStopped as exc:  # a stop or SIGTERM before the first field: resumable
+                log.info("scan %s %s", nxt.scan_id, exc)
+                control.report(message=f"stopped in its preparation (scan {nxt.scan_id} stays resumable)")
+                return "cancelled"
             stop_watch.set()
             if outcome.scan_id != nxt.scan_id:  # another program wrote the database: the lines before named it wrong
                 log.warning("scan %s: the database gave it id %s; the lines above name it %s", outcome.scan_id,
@@ -399,8 +406,20 @@ def log_summary_warnings(scan: object, summary: dict[str, Any]) -> None:
         log.warning("scan %s: %s", scan, w)
 
 
+def _preparing(control: ScanControl, step: str | None) -> bool:
+    """The scan's preparation asks between its steps and moves: wait while paused; True to stop.
+
+    A step's name goes to the status (``scanning: scan 3, preparing: calibration``), which said ``0 of 0 fields``
+    for minutes; before session 49 the preparation asked nothing, so stop, SIGTERM and pause waited for its end.
+    """
+    if step is not None:
+        control.report(message=f"preparing: {step}")
+    return control.checkpoint()
+
+
 def _watch(control: ScanControl, runner: Any, done: threading.Event, events: _EventBridge) -> None:
     """Follow pause/resume/stop requests onto the runner from a small thread (the runner checks between steps)."""
+    control.report(message="scanning")  # prepared: the fields follow (no longer "preparing: ...")
     grid = getattr(runner, "grid", None)
     if grid is not None and hasattr(grid, "fov_um"):
         events.fov = (float(grid.fov_um[0]), float(grid.fov_um[1]))

@@ -103,6 +103,8 @@ def status_text(st: dict[str, Any], db: Path | None = None) -> str:
 def _state_text(st: dict[str, Any], db: Path | None) -> str:
     state, sid = st.get("state"), st.get("scan_id")
     done = f"{st.get('fields_done')} of {st.get('fields_total')} fields"
+    if state in ("scanning", "paused") and sid is not None and str(st.get("message", "")).startswith("preparing: "):
+        return f"{state}: scan {sid}, {st['message']}"  # before its fields: 0 of 0 said nothing for minutes
     if state in ("scanning", "paused") and sid is not None:
         eta = f", ETA {st['eta_s']:.0f} s" if isinstance(st.get("eta_s"), (int, float)) else ""
         return f"{state}: scan {sid}, {done}, {_count(st.get('structures'), 'structure')}{eta}"

@@ -60,3 +60,25 @@ def test_a_preparation_that_fails_says_so_in_its_row_and_the_next_run_prepares_i
                                                                 "to correlate")
     out, _ = scan_small_slide(tmp_path)
     assert out.scan_id == 1 and out.summary["status"] == "finished"
+
+
+def test_a_stop_in_the_preparation_is_heard_between_its_moves_and_leaves_the_scan_resumable(tmp_path) -> None:
+    """``stop``, SIGTERM and ``pause`` waited for the preparation's end (the slide's search went on 50 s after the
+    service said it was shutting down): the preparation asked the scan's control nothing."""
+    from appliance.scan.session import PreparationStopped
+
+    asked: list[str | None] = []
+
+    def checkpoint(step: str | None) -> bool:  # the service's ScanControl: stop once the calibration has moved
+        asked.append(step)
+        return "calibration" in asked and asked[asked.index("calibration"):].count(None) >= 3
+
+    with pytest.raises(PreparationStopped, match="stays resumable"):
+        scan_small_slide(tmp_path, checkpoint=checkpoint)
+    assert asked[:2] == ["exposure", "flat field"] and None in asked[2:asked.index("calibration")]
+    assert asked[-1] is None  # stopped between two of the calibration's moves, not at its end
+    with ResultStore(tmp_path / "tppscan.db") as st:
+        (rec,) = st.scans()
+        assert rec.status == "preparing" and not st.fields(rec.id)  # not failed: the next run prepares it again
+    out, _ = scan_small_slide(tmp_path, checkpoint=lambda step: False)
+    assert out.scan_id == rec.id and out.summary["status"] == "finished"

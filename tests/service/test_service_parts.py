@@ -671,6 +671,30 @@ def test_a_scan_cut_off_in_its_preparation_keeps_its_id_and_folder(tmp_path: Pat
     assert backend.next_scan(new=True).scan_id == 2  # type: ignore[attr-defined]
 
 
+def test_stop_and_pause_reach_the_scans_preparation_and_status_says_its_step(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from appliance.scan.session import PreparationStopped
+    from appliance.service.cli import status_text
+
+    said: list[str] = []
+
+    def preparing(*args: object, **kwargs: object) -> object:
+        check = kwargs["checkpoint"]
+        assert check("calibration") is False  # type: ignore[operator]
+        said.append(status_text({"state": "scanning", "scan_id": "1", **reports[-1]}))
+        control.stop_requested.set()  # tppscan stop, or SIGTERM, while the slide is looked for
+        if check(None):  # type: ignore[operator]
+            raise PreparationStopped("stopped in the scan's preparation; the scan stays resumable")
+        raise AssertionError("the stop was not heard")
+
+    backend, reports = _service_scan(tmp_path, monkeypatch, preparing)
+    control = ScanControl(lambda **kw: reports.append(kw))
+    assert backend.run_scan(control) == "cancelled"  # type: ignore[attr-defined]
+    assert said == ["scanning: scan 1, preparing: calibration"]  # was "0 of 0 fields" for minutes
+    assert reports[-1]["message"] == "stopped in its preparation (scan 1 stays resumable)"
+    assert backend.next_scan().resumed  # type: ignore[attr-defined]
+
+
 def test_status_reads_as_a_person_writes_it() -> None:
     """Idle it said ``scan None: 0/0 fields, 0 structures; last scan: None``; ``1 structures``; no report path;
     ``done`` and ``interrupted`` where the report says ``completed`` and ``cancelled``."""
