@@ -93,6 +93,19 @@ def _check_frame_size(cfg: Config, path: Path, size_px: tuple[int, ...]) -> None
                           f"({_calibrate_hint(path)}), or set calibration.file: null")
 
 
+def check_plan_area(cfg: Config, plan: Any) -> None:
+    """A real camera's plan gives its area (grid top, left, bottom, right): a real slide's extent is not known.
+
+    ``tppscan scan --check`` refused it, but ``config check`` said ok and the service started, and its first
+    START failed with ``plan grid: give top, left, bottom, right`` (session 49).
+    """
+    if cfg.camera.kind != "sim" and plan.grid.whole_slide:
+        where = f"the plan {cfg.scan.plan}" if cfg.scan.plan else "the default plan (no scan.plan)"
+        raise ConfigError(f"scan.plan: a real camera (camera.kind {cfg.camera.kind}) needs a plan with grid top, "
+                          f"left, bottom and right (the area to scan, in the stage's um); {where} has none: a real "
+                          "slide's extent is not known")
+
+
 def check_model_files(cfg: Config) -> None:
     """The configured model files exist (the shipped ones when unset); ``run`` loads them at start."""
     for key, name in (("models.detector", cfg.models.detector), ("models.classifier", cfg.models.classifier)):
@@ -159,7 +172,7 @@ def check_inputs(cfg: Config, source: str, *, as_service: bool = True) -> list[s
     """
     try:
         warnings = check_folders(cfg, as_service=as_service)
-        load_plan(cfg)
+        check_plan_area(cfg, load_plan(cfg))
         load_calibration(cfg)
         check_model_files(cfg)
     except ConfigError as exc:

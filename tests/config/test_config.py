@@ -193,3 +193,18 @@ def test_values_written_the_way_people_write_them_are_read_as_meant() -> None:
     assert (cfg.camera.device, cfg.stage.baud, cfg.triggers.serial.baud) == ("0", 57600, 9600)
     assert cfg.triggers.socket.mode == 0o640
 
+def test_a_real_camera_without_a_plan_area_is_refused_by_config_check_and_run(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``config check`` said ok and the service started; its first START failed with ``plan grid: give top, left,
+    bottom, right`` (``tppscan scan --check`` caught it)."""
+    base = (f"camera: {{kind: files, folder: {tmp_path}}}\nstage: {{kind: grbl, port: /dev/null}}\n"
+            f"paths: {{data_dir: {tmp_path}/d, log_dir: {tmp_path}/l, run_dir: {tmp_path}/r}}\n")
+    rc, err = _check(tmp_path, capsys, base)
+    assert rc == 2 and "scan.plan: a real camera (camera.kind files) needs a plan with grid top, left" in err
+    assert "the default plan (no scan.plan) has none" in err and err.count("\n") == 1
+    assert main(["run", "--config", str(tmp_path / "config.yaml")]) == 2  # refused before it starts
+    assert "needs a plan with grid top" in capsys.readouterr().err
+    plan = tmp_path / "plan.yaml"
+    plan.write_text("name: area\ngrid: {top: -3000, left: -3000, bottom: -1000, right: -1000}\n")
+    rc, err = _check(tmp_path, capsys, base + f"scan: {{plan: {plan}}}\n")
+    assert rc == 0, err
