@@ -46,6 +46,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: The folders the installed service keeps its results, logs and sockets in (systemd/tppscan.service): a lab
+#: user reads them as a member of the service's group.
+SERVICE_FOLDERS = ("/var/lib/tppscan", "/var/log/tppscan", "/run/tppscan")
+
+
+def _group_hint(exc: BaseException) -> str:
+    """For a permission refused on the service's own folders, the group a lab user needs; else nothing."""
+    path = str(getattr(exc, "filename", None) or exc)
+    if isinstance(exc, PermissionError) and any(f in path for f in SERVICE_FOLDERS):
+        return " (the service's files are readable by group tppscan: sudo usermod -aG tppscan $USER, then log in again)"
+    return ""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (also used by the console script)."""
     parser = build_parser()
@@ -69,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"tppscan {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except (StageError, CameraError, OSError) as exc:  # the device or the file system refused
-        print(f"tppscan {args.command}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(f"tppscan {args.command}: {type(exc).__name__}: {exc}{_group_hint(exc)}", file=sys.stderr)
         return 1
 
 

@@ -37,6 +37,23 @@ def test_device_errors_are_reported_not_raised(capsys, tmp_path):
     assert e.value.code == 2 and "--x" in err and "99999999" in err and "travel" in err
 
 
+def test_a_permission_refused_on_the_services_folders_names_the_group(capsys, monkeypatch):
+    # a lab user not (yet) in group tppscan reading the installed service's results got a bare PermissionError
+    import appliance.results.cli as results_cli
+
+    def refuse(args):
+        raise PermissionError(13, "Permission denied", "/var/lib/tppscan/tppscan.db")
+
+    monkeypatch.setattr(results_cli, "_cmd_list", refuse)
+    assert main(["results", "list"]) == 1
+    err = capsys.readouterr().err
+    assert "Permission denied" in err and "usermod -aG tppscan" in err and err.count("\n") == 1
+    monkeypatch.setattr(results_cli, "_cmd_list", lambda args: (_ for _ in ()).throw(
+        PermissionError(13, "Permission denied", "/home/me/x.db")))
+    assert main(["results", "list"]) == 1
+    assert "usermod" not in capsys.readouterr().err  # another folder: not the service's group to join
+
+
 class _ClosedPipe:
     """A stdout whose reader has gone away, as ``tppscan results show DIR | head`` leaves it."""
 

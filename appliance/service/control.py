@@ -31,6 +31,11 @@ class ControlError(RuntimeError):
     """The control socket could not be reached or answered badly (message says what to do)."""
 
 
+
+#: Where a service that stopped (a bad config exits 2 and stays down) said why: its own log may hold only the run
+#: before, since a config it could not read never opened that log.
+WHY_STOPPED = "; if it stopped, 'journalctl -u tppscan -n 20' says why"
+
 def _parse(raw: bytes) -> TriggerEvent | str:
     if len(raw) > MAX_REQUEST:
         return f"request longer than {MAX_REQUEST} bytes"
@@ -174,9 +179,9 @@ def send_command(path: str | Path, command: str, *, timeout_s: float = 10.0,
             buf += chunk
     except FileNotFoundError:
         raise ControlError(f"the tppscan service is not running (no socket at {p}); "
-                           "start it with: systemctl start tppscan") from None
+                           f"start it with: systemctl start tppscan{WHY_STOPPED}") from None
     except ConnectionRefusedError:
-        raise ControlError(f"the tppscan service is not running (nothing answers on {p})") from None
+        raise ControlError(f"the tppscan service is not running (nothing answers on {p}){WHY_STOPPED}") from None
     except PermissionError:
         raise ControlError(f"no permission to use {p}: add yourself to group tppscan "
                            "(sudo usermod -aG tppscan $USER, then log in again)") from None
