@@ -120,8 +120,16 @@ def test_serial_console_commands_over_a_pty(console: tuple[SerialConsole, int, R
     assert rec.events[0].source == "serial"
 
 
+def test_serial_console_start_new_abandons_as_the_cli_does(console: tuple[SerialConsole, int, Recorder]) -> None:
+    # `tppscan start --new` sends {"new": "yes"}: a PLC or terminal on the console can abandon an interrupted scan too
+    _, master, rec = console
+    assert _ask(master, b"start  new\r\n") == ["OK start"]
+    assert (rec.events[-1].command, rec.events[-1].args) == (Command.START, {"new": "yes"})
+
+
 @pytest.mark.parametrize(("data", "reply"), [
-    (b"LAUNCH\n", "ERROR unknown command 'LAUNCH' (allowed: START, STOP, PAUSE, STATUS)"),
+    (b"LAUNCH\n", "ERROR unknown command 'LAUNCH' (allowed: START, STOP, PAUSE, STATUS, START NEW)"),
+    (b"START OLD\n", "ERROR unknown command 'START OLD' (allowed: START, STOP, PAUSE, STATUS, START NEW)"),
     (b"ST\xffART\n", "ERROR not ASCII text"),
     (b"X" * (MAX_LINE + 50) + b"\n", f"ERROR line longer than {MAX_LINE} bytes"),
 ])

@@ -1,6 +1,7 @@
 """A serial console trigger: a line protocol on a port (a terminal, a PLC, another controller).
 
-Lines (case-insensitive, CR/LF/CRLF ended): ``START``, ``STOP``, ``PAUSE``, ``STATUS``. Every line gets exactly
+Lines (case-insensitive, CR/LF/CRLF ended): ``START``, ``START NEW`` (abandon an interrupted scan and start a new
+one, as ``tppscan start --new``), ``STOP``, ``PAUSE``, ``STATUS``. Every line gets exactly
 one reply line: the handler's answer (``OK ...`` / ``ERROR ...`` / ``STATUS ...``), or ``ERROR`` naming what was
 wrong: an unknown command, a line longer than 128 bytes (discarded up to its end), bytes that are not ASCII.
 """
@@ -17,6 +18,8 @@ log = logging.getLogger(__name__)
 
 MAX_LINE = 128
 COMMANDS = {c.value.upper(): c for c in (Command.START, Command.STOP, Command.PAUSE, Command.STATUS)}
+#: Lines that are a command with arguments: the control socket's ``{"args": {"new": "yes"}}`` of ``start --new``.
+WITH_ARGS = {"START NEW": (Command.START, {"new": "yes"})}
 
 
 class LineParser:
@@ -53,10 +56,14 @@ def answer(line: bytes | None, handler: Handler) -> str:
         text = line.decode("ascii").strip()
     except UnicodeDecodeError:
         return "ERROR not ASCII text"
-    cmd = COMMANDS.get(text.upper())
+    key = " ".join(text.upper().split())
+    if key in WITH_ARGS:
+        cmd, args = WITH_ARGS[key]
+        return str(handler(TriggerEvent(cmd, "serial", dict(args))))
+    cmd = COMMANDS.get(key)
     if cmd is None:
         shown = text if len(text) <= 32 else text[:32] + "..."
-        return f"ERROR unknown command {shown!r} (allowed: {', '.join(COMMANDS)})"
+        return f"ERROR unknown command {shown!r} (allowed: {', '.join([*COMMANDS, *WITH_ARGS])})"
     return str(handler(TriggerEvent(cmd, "serial")))
 
 
