@@ -58,8 +58,8 @@ def answer(line: bytes | None, handler: Handler) -> str:
         return "ERROR not ASCII text"
     key = " ".join(text.upper().split())
     if key in WITH_ARGS:
-        cmd, args = WITH_ARGS[key]
-        return str(handler(TriggerEvent(cmd, "serial", dict(args))))
+        with_args, args = WITH_ARGS[key]
+        return str(handler(TriggerEvent(with_args, "serial", dict(args))))
     cmd = COMMANDS.get(key)
     if cmd is None:
         shown = text if len(text) <= 32 else text[:32] + "..."
