@@ -65,8 +65,7 @@ def _disk_warning(cfg: Config) -> str | None:
     """Less free space at ``paths.data_dir`` than the plan's ``faults.min_free_mb``: every start would be refused."""
     from pathlib import Path
 
-    from appliance.service.backend import free_space_problem
-    from appliance.service.inputs import load_plan
+    from appliance.service.inputs import free_space_problem, load_plan
 
     problem = free_space_problem(Path(cfg.paths.data_dir), float(load_plan(cfg).faults.min_free_mb))
     return None if problem is None else f"paths.data_dir: {problem}; until then every start is refused"

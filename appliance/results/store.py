@@ -107,6 +107,11 @@ class ScanRecord:
     finish_reason: str | None
     summary: dict[str, Any] | None
 
+    @property
+    def resumable(self) -> bool:
+        """Not finished, its folder still there, and not given up by ``tppscan start --new``: the service resumes it."""
+        return self.status != "finished" and self.finish_reason != ABANDONED and Path(self.out_dir).is_dir()
+
 
 @dataclass(frozen=True)
 class FieldRecord:

@@ -413,6 +413,7 @@ class ScanRunner:
         self._next_object = 0
         self._field_times: list[tuple[float, int]] = []  # (s, structures) of the run's fields after its first: ETA
         self._t_commit: float | None = None  # when this run last committed a field (its first: the start, untimed)
+        self._eta: float | None = None  # seconds left, as of the last commit (its inputs change only there)
         self._n_retries = 0  # captures retried by this run
         self._n_stage_faults = 0  # stage faults this run recovered from or stopped at
         self._failed: dict[int, str] = {}  # cell -> error, fields that failed in this run
@@ -440,9 +441,7 @@ class ScanRunner:
             done = len(self._done)
             elapsed = time.monotonic() - self._t0
             planned = self.grid.n_fields
-            eta = None
-            if self._state in (ScanState.RUNNING, ScanState.PAUSED):
-                eta = eta_s(self._field_times, self._n_struct, done, planned - done)
+            eta = self._eta if self._state in (ScanState.RUNNING, ScanState.PAUSED) else None
             return ScanStatus(self._state, self._step, self.scan_id, done, planned, self._n_struct,
                               self._n_debris, self._cell, elapsed, eta, self._reason, self._error,
                               len(self._failed), self._n_retries, self._n_stage_faults)
@@ -453,6 +452,7 @@ class ScanRunner:
         self._t0 = time.monotonic()
         self._field_times = []
         self._t_commit = None
+        self._eta = None
         self._set(state=ScanState.RUNNING)
         order = FieldOrder(self.grid, self.plan.grid.mode, self._done)
         try:
@@ -644,6 +644,8 @@ class ScanRunner:
             if self._t_commit is not None:
                 self._field_times.append((now - self._t_commit, n_s))
             self._t_commit = now
+            # once per field, not per snapshot: status() is asked for every event and by the live view
+            self._eta = eta_s(self._field_times, self._n_struct, len(self._done), self.grid.n_fields - len(self._done))
         for oid, o in zip(ids, w.objects, strict=True):
             self._emit(ObjectRecorded(replace(o, id=oid)))
         self._emit(FieldDone(rec, self.status()))

@@ -330,9 +330,10 @@ def _prepared_camera(stage: Stage, camera: Camera, plan: ScanPlan, folder: ScanF
 
     The second and third items go into ``scan.json`` (``exposure``: None where not asked; ``flat_field``: empty).
     """
+    exposure = None
     if plan.imaging.auto_exposure:
         _step(checkpoint, "exposure")
-    exposure = _settle_exposure(camera, plan.faults.capture_retries) if plan.imaging.auto_exposure else None
+        exposure = _settle_exposure(camera, plan.faults.capture_retries)
     flat: dict[str, Any] = {}
     if plan.imaging.flat_field:  # first: the slide's focus and the calibration are read on corrected frames
         _step(checkpoint, "flat field")

@@ -20,7 +20,7 @@ from appliance.config.schema import Config, ConfigError
 from appliance.hardware.stage.base import focus_travel_of
 from appliance.service.daemon import DeviceLost, ScanControl
 from appliance.service.devices import Devices, camera_description, camera_warning, open_devices
-from appliance.service.inputs import load_calibration, load_plan
+from appliance.service.inputs import free_space_problem, load_calibration, load_plan
 from appliance.service.live_feed import LiveFeed
 from appliance.service.logs import log_context, scan_log_file
 
@@ -318,23 +318,6 @@ class ScanBackend:
         return (float(p.width_um), float(p.height_um))
 
 
-def free_space_problem(data_dir: Path, need_mb: float) -> str | None:
-    """``only 3.1 MB free at DIR, below the plan's faults.min_free_mb (200 MB): ...``; None when there is enough."""
-    import shutil
-
-    where = data_dir
-    while not where.exists() and where != where.parent:
-        where = where.parent
-    try:
-        free_mb = shutil.disk_usage(where).free / 1e6
-    except OSError as exc:
-        return f"cannot read the free space at {where}: {exc.strerror or exc}"
-    if free_mb < need_mb:
-        return (f"only {free_mb:.1f} MB free at {where}, below the plan's faults.min_free_mb ({need_mb:g} MB): "
-                "free some space (old scans under its scans/ folder), then start again")
-    return None
-
-
 def _device_lost(exc: BaseException) -> bool:
     """Whether a scan's error is a device gone away (the stage's port, the camera), so reconnecting may mend it."""
     from appliance.hardware.camera.base import CameraError
@@ -344,13 +327,8 @@ def _device_lost(exc: BaseException) -> bool:
 
 
 def _resumable(records: list[Any]) -> Any:
-    """The newest scan not finished whose folder is still there and that no ``start --new`` gave up; or None."""
-    from appliance.results.store import ABANDONED
-
-    for rec in records:
-        if rec.status != "finished" and rec.finish_reason != ABANDONED and Path(rec.out_dir).is_dir():
-            return rec
-    return None
+    """The newest scan the service resumes (``ScanRecord.resumable``); or None."""
+    return next((rec for rec in records if rec.resumable), None)
 
 
 class _EventBridge:

@@ -168,16 +168,12 @@ def database_last_scan(db: Path) -> str:
         return f"cannot read the results database: {exc}"
     except sqlite3.Error as exc:  # a damaged file found past the open
         return f"cannot read the results database {db}: {exc}"
-    # the service resumes the newest scan not finished whose folder is still there (ScanBackend.next_scan)
-    from appliance.results.store import ABANDONED
-
-    resumable = rec.status != "finished" and rec.finish_reason != ABANDONED and Path(rec.out_dir).is_dir()
     outcome = {"finished": "completed", "running": "interrupted"}.get(rec.status, rec.status)
     report = Path(rec.out_dir) / "report.html"
     reason = (rec.finish_reason or "").removeprefix("failed").removeprefix(": ")
     return _last_scan({"last_outcome": outcome, "scan_id": rec.id, "fields_done": fields,
                        "fields_total": rec.fields_planned, "structures": structures, "finished_at": rec.finished_at,
-                       "started_at": rec.started_at, "message": reason, "resumable": resumable,
+                       "started_at": rec.started_at, "message": reason, "resumable": rec.resumable,
                        "report": str(report) if report.is_file() else None})
 
 

@@ -286,13 +286,13 @@ class Service:
     # -- the scan worker --------------------------------------------------------------------------------------------
 
     def _scan(self, control: ScanControl) -> None:
-        lost = False
+        lost: str | None = None  # why a device was lost, for status while reconnecting
         try:
             outcome = self.backend.run_scan(control)
             message = f"scan {outcome}"
         except DeviceLost as exc:  # unplugged or power-cycled: reconnect (the scan stays resumable)
             log.error("scan failed: %s; reconnecting the hardware", exc)
-            outcome, message, lost = "failed", f"scan failed: {exc}", True
+            outcome, message, lost = "failed", f"scan failed: {exc}", str(exc)
         except Exception as exc:  # the scan failed: record it, keep serving
             if _refusal(exc):  # the scan refused what it was given: the message says it all
                 log.error("scan failed: %s", exc)
@@ -303,9 +303,9 @@ class Service:
             self._shared.progress = replace(self._shared.progress, outcome=outcome, message=message,
                                             finished_at=time.time())
             if self._shared.state is not State.STOPPING:
-                self._shared.state = State.STARTING if lost else State.IDLE
-                if lost:
-                    self._shared.connect_error = str(exc_text(message))
+                self._shared.state = State.STARTING if lost is not None else State.IDLE
+                if lost is not None:
+                    self._shared.connect_error = _one_line(lost)
                     self._lost.set()
             self._control = None
         log.info("%s", message)
@@ -466,11 +466,6 @@ class Service:
 
 def _one_line(text: str | None) -> str | None:
     return None if text is None else " ".join(text.split())
-
-
-def exc_text(message: str) -> str:
-    """A scan's failure message without its ``scan failed: `` head."""
-    return message.removeprefix("scan failed: ")
 
 
 def _wants_new(ev: TriggerEvent) -> bool:

@@ -148,9 +148,7 @@ def _unwritable(key: str, path: Path) -> tuple[bool, str] | None:
     """
     import os
 
-    where = path
-    while not where.exists() and where != where.parent:
-        where = where.parent
+    where = _nearest_existing(path)
     try:
         read_only = bool(os.statvfs(where).f_flag & os.ST_RDONLY)
     except OSError:
@@ -178,3 +176,25 @@ def check_inputs(cfg: Config, source: str, *, as_service: bool = True) -> list[s
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from None
     return warnings
+
+
+def free_space_problem(data_dir: Path, need_mb: float) -> str | None:
+    """``only 3.1 MB free at DIR, below the plan's faults.min_free_mb (200 MB): ...``; None when there is enough."""
+    import shutil
+
+    where = _nearest_existing(data_dir)
+    try:
+        free_mb = shutil.disk_usage(where).free / 1e6
+    except OSError as exc:
+        return f"cannot read the free space at {where}: {exc.strerror or exc}"
+    if free_mb < need_mb:
+        return (f"only {free_mb:.1f} MB free at {where}, below the plan's faults.min_free_mb ({need_mb:g} MB): "
+                "free some space (old scans under its scans/ folder), then start again")
+    return None
+
+
+def _nearest_existing(path: Path) -> Path:
+    """``path``, or the nearest folder above it that exists (where it would be made)."""
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path

@@ -434,8 +434,9 @@ class GrblStage(Stage):
         """The open link; raises if the stage is not open."""
         if self._link is None:
             # a connection error: after a reconnect that failed the stage is closed, and a caller sees this
-            raise StageConnectionError(f"the stage {self.port or self.config.port or ''} is not connected (lost, "
-                                       "or not opened yet)".replace("  ", " "))
+            port = self.port or self.config.port
+            raise StageConnectionError(f"the stage{f' {port}' if port else ''} is not connected (lost, or not "
+                                       "opened yet)")
         return self._link
 
     def open(self) -> None:
