@@ -168,7 +168,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from appliance.results.export import scan_annotations, write_export
+    from appliance.results.export import scan_annotations, scan_um_per_px, write_export
     from appliance.results.store import ResultStore
 
     db, sid = _records(args.dir)
@@ -178,7 +178,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
         objects = st.objects(sid)
     formats = ("csv", "coco") if args.format == "both" else (args.format,)
     out = args.out or args.dir
-    written = write_export(out, args.dir, ann, f"tppscan scan {sid}", formats, objects)
+    written = write_export(out, args.dir, ann, f"tppscan scan {sid}", formats, objects, scan_um_per_px(scan))
     frames = len({a.filename for a in ann})
     copied = " and the files they name" if out.resolve() != args.dir.resolve() else ""
     print(f"{len(ann)} boxes in {frames} frames; wrote " + ", ".join(str(p) for p in written) + copied)

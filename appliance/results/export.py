@@ -9,6 +9,10 @@ scan folder itself, or an export folder that :func:`write_export` copies the fra
 The boxes are those the detector drew in each saved frame, named by the scan's records where they show a
 recorded object (:func:`named_by_records`). Small specks the detector never boxed are in the frames unlabelled
 (:data:`UNLABELLED_NOTE`).
+
+``tppscan train detector`` and ``tppscan models eval detector`` read such a folder (the scan's own, or an export
+elsewhere) as a detection dataset: ``models.data.detection.from_export`` maps each name to its supercategory,
+``structure`` or ``debris``, the detector's two classes.
 """
 
 from __future__ import annotations
@@ -52,14 +56,20 @@ def to_csv(annotations: Sequence[Annotation]) -> str:
     return buf.getvalue()
 
 
-def to_coco(annotations: Sequence[Annotation], description: str = "tppscan scan") -> dict[str, Any]:
-    """The annotations as a COCO detection dataset (a dict ready for ``json.dump``)."""
+def to_coco(annotations: Sequence[Annotation], description: str = "tppscan scan",
+            um_per_px: float | None = None) -> dict[str, Any]:
+    """The annotations as a COCO detection dataset (a dict ready for ``json.dump``).
+
+    ``um_per_px``: the scan's pixel size at the sample, given each image as ``um_per_px`` (as a rendered
+    dataset's images have it), so ``tppscan models eval detector --at-scale`` reads the frames as the scan did.
+    """
+    scale = {} if um_per_px is None else {"um_per_px": float(um_per_px)}
     images: dict[str, dict[str, Any]] = {}
     cats: dict[str, int] = {}
     anns: list[dict[str, Any]] = []
     for a in annotations:
         img = images.setdefault(a.filename, {"id": len(images) + 1, "file_name": a.filename, "width": a.width,
-                                             "height": a.height})
+                                             "height": a.height, **scale})
         cid = cats.setdefault(a.cls, len(cats) + 1)
         w, h = a.xmax - a.xmin, a.ymax - a.ymin
         anns.append({"id": len(anns) + 1, "image_id": img["id"], "category_id": cid,
@@ -70,9 +80,10 @@ def to_coco(annotations: Sequence[Annotation], description: str = "tppscan scan"
                            for n, i in cats.items()]}
 
 
-def to_coco_json(annotations: Sequence[Annotation], description: str = "tppscan scan") -> str:
+def to_coco_json(annotations: Sequence[Annotation], description: str = "tppscan scan",
+                 um_per_px: float | None = None) -> str:
     """:func:`to_coco` as indented JSON text."""
-    return json.dumps(to_coco(annotations, description), indent=1)
+    return json.dumps(to_coco(annotations, description, um_per_px), indent=1)
 
 
 def named_by_records(annotations: Sequence[Annotation], objects: Sequence[ObjectRecord],
@@ -111,6 +122,12 @@ def _near_frame(objects: Sequence[ObjectRecord], stage_xy: tuple[float, float],
     """
     return [o for o in objects if abs(o.x_um - stage_xy[0]) <= fov_um[0] + o.width_um
             and abs(o.y_um - stage_xy[1]) <= fov_um[1] + o.height_um]
+
+
+def scan_um_per_px(scan: ScanRecord) -> float | None:
+    """The scan's pixel size at the sample from its calibration, or None where its record is missing or damaged."""
+    cal = _calibration((scan.config or {}).get("calibration"))
+    return None if cal is None else float(cal.um_per_px)
 
 
 def scan_annotations(store: Any, scan: ScanRecord) -> list[Annotation]:
@@ -155,8 +172,11 @@ def _iou(p: Sequence[float], q: Sequence[float]) -> float:
 
 
 def write_export(out: Path, scan_dir: Path, annotations: Sequence[Annotation], description: str,
-                 formats: Iterable[str] = ("csv", "coco"), objects: Sequence[ObjectRecord] = ()) -> list[Path]:
+                 formats: Iterable[str] = ("csv", "coco"), objects: Sequence[ObjectRecord] = (),
+                 um_per_px: float | None = None) -> list[Path]:
     """Write ``export.csv`` and/or ``export_coco.json``, and ``structures.csv``, into ``out``; return the paths.
+
+    ``um_per_px``: the scan's pixel size (:func:`scan_um_per_px`), given each COCO image (:func:`to_coco`).
 
     ``structures.csv`` lists the recorded structures among ``objects`` with their files
     (:mod:`appliance.results.structures`). An ``out`` other than the scan folder gets the frames the annotations
@@ -188,7 +208,7 @@ def write_export(out: Path, scan_dir: Path, annotations: Sequence[Annotation], d
         write_durably(out / "export.csv", to_csv(annotations).encode())
         written.append(out / "export.csv")
     if "coco" in formats:
-        write_durably(out / "export_coco.json", to_coco_json(annotations, description).encode())
+        write_durably(out / "export_coco.json", to_coco_json(annotations, description, um_per_px).encode())
         written.append(out / "export_coco.json")
     write_durably(out / "structures.csv", structures_csv(objects).encode())
     written.append(out / "structures.csv")
@@ -217,4 +237,7 @@ def readme(description: str, n_frames: int, n_boxes: int) -> str:
             "export.csv: filename,width,height,class,xmin,ymin,xmax,ymax (max exclusive).\n"
             "structures.csv: one row per recorded structure (its id, type, position, focus, measured height) and "
             "its crop, stack, height map and 3-D plot under crops/, stacks/, heights/, plots/.\n\n"
-            f"Labels: {UNLABELLED_NOTE}\n")
+            f"Labels: {UNLABELLED_NOTE}\n\n"
+            "Training data as it stands: `tppscan train detector --data <this folder> ...` and `tppscan models eval "
+            "detector --data <this folder> --at-scale` read export_coco.json (each type counts as a structure; "
+            "docs/datasets.md, \"A scan as training data\").\n")

@@ -749,11 +749,12 @@ def write_outputs(store: ResultStore, scan_id: int, folder: ScanFolder, fov_um: 
                   area_um: Sequence[float], summary: Mapping[str, Any],
                   height_rmse: Mapping[int, float] | None = None) -> Path:
     """Write the exports and ``report.html`` of a scan into its folder; return the report's path."""
-    from appliance.results.export import scan_annotations, write_export
+    from appliance.results.export import scan_annotations, scan_um_per_px, write_export
     from appliance.results.report import write_report
 
     scan, objects = store.scan(scan_id), store.objects(scan_id)  # read once for the exports and the report
-    write_export(folder.root, folder.root, scan_annotations(store, scan), f"tppscan scan {scan_id}", objects=objects)
+    write_export(folder.root, folder.root, scan_annotations(store, scan), f"tppscan scan {scan_id}", objects=objects,
+                 um_per_px=scan_um_per_px(scan))
     return write_report(folder.root, scan, store.fields(scan_id), objects, summary, fov_um, area_um, height_rmse)
 
 

@@ -328,8 +328,16 @@ def _argv_tail() -> Iterator[str]:
 
 
 def read_meta(data_dir: Path) -> dict[str, Any]:
-    """A dataset's ``meta.json`` (``OSError`` naming the folder when it is missing or unreadable)."""
+    """A dataset's ``meta.json`` (``OSError`` naming the folder when it is missing or unreadable).
+
+    A scan's folder or export has no ``meta.json`` but its boxes in ``export_coco.json``: a detection dataset of
+    split ``scan`` (``models.data.detection.coco_path``).
+    """
+    from models.data.detection import EXPORT_COCO
+
     path = Path(data_dir) / "meta.json"
+    if not path.exists() and (Path(data_dir) / EXPORT_COCO).is_file():
+        return {"kind": "detection", "split": "scan", "source": str(Path(data_dir) / EXPORT_COCO)}
     try:
         meta = json.loads(path.read_text())
     except (OSError, ValueError) as exc:

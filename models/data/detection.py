@@ -43,6 +43,9 @@ from models.data.randomise import (
 
 CATEGORIES: tuple[str, ...] = ("structure", "debris")
 CSV_COLUMNS: tuple[str, ...] = ("filename", "width", "height", "class", "xmin", "ymin", "xmax", "ymax")
+#: The COCO file a scan (and ``tppscan results export``) writes beside its frames; read where a folder has no
+#: ``annotations.coco.json`` (:func:`coco_path`), so a scan is training and test data as it stands.
+EXPORT_COCO = "export_coco.json"
 MIN_VISIBLE = 0.2
 MIN_SIDE_PX = 2.0
 MIN_OBJECT_UM = 10.0
@@ -276,28 +279,73 @@ def to_coco(records: list[dict[str, Any]]) -> dict[str, Any]:
             "categories": [{"id": cat_id[c], "name": c} for c in CATEGORIES]}
 
 
+def coco_path(data_dir: Path) -> Path:
+    """The COCO file of a detection dataset folder: ``tppscan dataset``'s, else a scan export's.
+
+    A folder with only :data:`EXPORT_COCO` is a scan (or ``tppscan results export --out``): its boxes are read
+    as training data (:func:`from_export`). Where neither file is there, the dataset's name (for the error).
+    """
+    own = Path(data_dir) / "annotations.coco.json"
+    export = Path(data_dir) / EXPORT_COCO
+    return export if not own.exists() and export.is_file() else own
+
+
 def load_coco(data_dir: Path) -> dict[str, Any]:
     """A detection dataset's COCO dict and frame files, checked (``OSError`` naming the file otherwise).
 
-    ``check_coco`` checks the dict, ``check_image_files`` each frame's file and size.
+    ``check_coco`` checks the dict, ``check_image_files`` each frame's file and size. A scan's export
+    (:func:`coco_path`) is first mapped to the dataset's two categories (:func:`from_export`).
     """
-    path = Path(data_dir) / "annotations.coco.json"
+    path = coco_path(data_dir)
     try:
         coco = json.loads(path.read_text())
         _ = coco["images"], coco["annotations"], coco["categories"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise OSError(f"{path}: not a detection dataset made by `tppscan dataset detection` ({exc})") from None
+        raise OSError(f"{path}: not a detection dataset made by `tppscan dataset detection` or a scan's "
+                      f"`tppscan results export` ({exc})") from None
+    if path.name == EXPORT_COCO:
+        coco, problem = from_export(coco)
+        if problem:
+            raise OSError(f"{path}: {problem}")
     problem = check_coco(coco)
     if problem:
         raise OSError(f"{path}: {problem}")
-    check_image_files(Path(data_dir), coco["images"])
+    check_image_files(Path(data_dir), coco["images"], path)
     for a in coco["annotations"]:  # optional in COCO; pycocotools' evaluation reads both
         a.setdefault("iscrowd", 0)
         a.setdefault("area", a["bbox"][2] * a["bbox"][3])
     return dict(coco)
 
 
-def check_image_files(data_dir: Path, images: list[dict[str, Any]]) -> None:
+def from_export(coco: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+    """A scan export's COCO dict (``appliance.results.export``) in the dataset's categories, or a problem.
+
+    The export names each box by what the scan recorded (``woodpile``, ``pentagon``, ..., ``debris``) and gives
+    each category a ``supercategory`` of ``structure`` or ``debris``: that is the detector's class, and the
+    name is kept as the annotation's ``type`` as in a rendered dataset. Everything else is left to
+    :func:`check_coco`.
+    """
+    cats = coco["categories"]
+    if not isinstance(cats, list) or not all(isinstance(c, dict) for c in cats):
+        return coco, f"'categories' must be a list of objects, got {_short(cats)}"
+    to_class: dict[Any, tuple[int, str]] = {}
+    for c in cats:
+        sup = "debris" if c.get("name") == "debris" else c.get("supercategory")
+        if sup not in CATEGORIES:
+            return coco, (f"category {_short(c.get('name'))} has supercategory {_short(c.get('supercategory'))}; "
+                          f"a scan export's are {' or '.join(map(repr, CATEGORIES))}")
+        to_class[c.get("id")] = (CATEGORIES.index(sup) + 1, str(c.get("name")))
+    anns = []
+    for a in coco["annotations"]:
+        if isinstance(a, dict) and a.get("category_id") in to_class:
+            cid, name = to_class[a["category_id"]]
+            a = {**a, "category_id": cid, "type": name}
+        anns.append(a)  # an unknown category_id is left for check_coco to name
+    return ({**coco, "annotations": anns,
+             "categories": [{"id": k + 1, "name": n} for k, n in enumerate(CATEGORIES)]}, None)
+
+
+def check_image_files(data_dir: Path, images: list[dict[str, Any]], listed: Path | None = None) -> None:
     """Refuse a frame that is missing, not an image, or not the size its COCO entry gives.
 
     Boxes are in the listed size's pixels: a frame of another size (replaced, resized) would train and score
@@ -311,7 +359,7 @@ def check_image_files(data_dir: Path, images: list[dict[str, Any]]) -> None:
     """
     from PIL import Image
 
-    listed = data_dir / "annotations.coco.json"
+    listed = listed if listed is not None else data_dir / "annotations.coco.json"
     for k, im in enumerate(images):
         path = data_dir / im["file_name"]
         if not path.is_file():  # a FIFO or device would block the open below

@@ -30,7 +30,8 @@ def evaluate_detector(data_dir: Path, model: Path | None = None, limit: int | No
     Parameters
     ----------
     data_dir : pathlib.Path
-        Dataset folder (``annotations.coco.json`` and ``images/``).
+        Dataset folder (``annotations.coco.json`` and ``images/``), or a scan's folder or export
+        (``export_coco.json`` and ``frames/``; ``models.data.detection.coco_path``).
     model : pathlib.Path, optional
         ONNX file (default: the shipped detector); ``labels.txt`` beside it.
     limit : int, optional
@@ -85,7 +86,7 @@ def evaluate_detector(data_dir: Path, model: Path | None = None, limit: int | No
 
 def _frames(data_dir: Path, limit: int | None) -> dict[str, Any]:
     """The dataset's COCO dict, cut to its first ``limit`` frames; ``OSError`` when they hold no object."""
-    from models.data.detection import load_coco
+    from models.data.detection import coco_path, load_coco
 
     coco_dict = load_coco(data_dir)
     if limit:
@@ -94,7 +95,7 @@ def _frames(data_dir: Path, limit: int | None) -> dict[str, Any]:
         coco_dict["annotations"] = [a for a in coco_dict["annotations"] if a["image_id"] in keep]
     if not any(not a["iscrowd"] for a in coco_dict["annotations"]):
         # pycocotools scores a set without objects -1 ("no data"), which read as a mAP means nothing
-        raise OSError(f"{Path(data_dir) / 'annotations.coco.json'}: no annotated objects in the "
+        raise OSError(f"{coco_path(data_dir)}: no annotated objects in the "
                       f"{len(coco_dict['images'])} frames evaluated; mAP needs at least one")
     return coco_dict
 
@@ -113,9 +114,9 @@ def _detections(det: Detector, coco_dict: dict[str, Any], data_dir: Path,
         path = Path(data_dir) / im["file_name"]
         img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
         if img is None:
-            raise OSError(f"{path}: missing or not an image (listed in {data_dir}/annotations.coco.json)")
+            raise OSError(f"{path}: missing or not an image (listed in {_coco_path(data_dir)})")
         t0 = time.perf_counter()
-        found = det.detect(img, _pixel_size(im, path) if at_scale else None)
+        found = det.detect(img, _pixel_size(im, path, _coco_path(data_dir)) if at_scale else None)
         t_run += time.perf_counter() - t0
         for d in found:
             if d.label not in name_to_cat:
@@ -155,10 +156,16 @@ def _average_precisions(ev: Any, categories: list[dict[str, Any]]) -> dict[str, 
     return out
 
 
-def _pixel_size(image: dict[str, Any], path: Path) -> float:
+def _coco_path(data_dir: Path) -> Path:
+    from models.data.detection import coco_path
+
+    return coco_path(data_dir)
+
+
+def _pixel_size(image: dict[str, Any], path: Path, listed: Path) -> float:
     """The frame's pixel size at the sample from its COCO image record, or an error naming the frame."""
     upp = image.get("um_per_px")
     if isinstance(upp, bool) or not isinstance(upp, (int, float)) or not 0.01 <= upp <= 100:
-        raise OSError(f"{path}: its record in annotations.coco.json has no pixel size 'um_per_px' in [0.01, 100] "
+        raise OSError(f"{path}: its record in {listed.name} has no pixel size 'um_per_px' in [0.01, 100] "
                       f"(got {upp!r}), which --at-scale needs")
     return float(upp)

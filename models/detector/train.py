@@ -93,7 +93,7 @@ def load_frames(data_dir: Path, input_hw: tuple[int, int] = (INPUT_H, INPUT_W),
     """
     import cv2
 
-    from models.data.detection import load_coco
+    from models.data.detection import coco_path, load_coco
     from models.detector.targets import encode
 
     coco = load_coco(data_dir)
@@ -108,7 +108,7 @@ def load_frames(data_dir: Path, input_hw: tuple[int, int] = (INPUT_H, INPUT_W),
         path = Path(data_dir) / im["file_name"]
         img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
         if img is None:
-            raise OSError(f"{path}: missing or not an image (listed in {data_dir}/annotations.coco.json)")
+            raise OSError(f"{path}: missing or not an image (listed in {coco_path(data_dir)})")
         frames[k] = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
         sx, sy = w / img.shape[1], h / img.shape[0]
         anns = by_img.get(im["id"], [])

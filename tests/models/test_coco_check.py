@@ -156,3 +156,59 @@ def test_a_frame_that_is_not_an_image_file_is_named(make, needle, tmp_path: Path
     make(frame)
     with pytest.raises(OSError, match=rf"{frame}: {needle}"):
         load_coco(data)
+
+
+def _export(root: Path, categories: list[dict[str, Any]], category_ids: list[int]) -> Path:
+    """A folder as ``tppscan results export`` writes it: ``export_coco.json`` and ``frames/``, no ``meta.json``."""
+    (root / "frames").mkdir(parents=True)
+    cv2.imwrite(str(root / "frames" / "a.png"), np.full((48, 64), 128, np.uint8))
+    anns = [{"id": k + 1, "image_id": 1, "category_id": c, "bbox": [2 + k, 3, 10, 12], "area": 120, "iscrowd": 0,
+             "segmentation": []} for k, c in enumerate(category_ids)]
+    coco = {"info": {"description": "tppscan scan 1"}, "licenses": [],
+            "images": [{"id": 1, "file_name": "frames/a.png", "width": 64, "height": 48, "um_per_px": 0.56}],
+            "annotations": anns, "categories": categories}
+    (root / "export_coco.json").write_text(json.dumps(coco))
+    return root
+
+
+SCAN_CATEGORIES = [{"id": 1, "name": "woodpile", "supercategory": "structure"},
+                   {"id": 2, "name": "debris", "supercategory": "debris"},
+                   {"id": 3, "name": "pentagon", "supercategory": "structure"}]
+
+
+def test_a_scan_export_reads_as_a_detection_dataset(tmp_path: Path):
+    from models.data.cli import read_meta
+    from models.data.detection import load_coco
+
+    data = _export(tmp_path / "exp", SCAN_CATEGORIES, [1, 2, 3])
+    coco = load_coco(data)
+    assert coco["categories"] == [{"id": 1, "name": "structure"}, {"id": 2, "name": "debris"}]
+    assert [(a["category_id"], a["type"]) for a in coco["annotations"]] == [(1, "woodpile"), (2, "debris"),
+                                                                            (1, "pentagon")]
+    assert read_meta(data)["kind"] == "detection"
+
+
+def test_a_scan_export_with_an_unknown_supercategory_is_named(tmp_path: Path, capsys):
+    cats = [{"id": 1, "name": "woodpile", "supercategory": "thing"}]
+    data = _export(tmp_path / "exp", cats, [1])
+    assert main(["models", "eval", "detector", "--data", str(data)]) == 1
+    err = capsys.readouterr().err
+    assert f"{data / 'export_coco.json'}: category 'woodpile' has supercategory 'thing'" in err
+    assert "Traceback" not in err
+
+
+def test_models_eval_detector_on_a_scan_export_at_scale(tmp_path: Path, capsys):
+    pytest.importorskip("pycocotools")
+    data = _export(tmp_path / "exp", SCAN_CATEGORIES, [1, 2, 3])
+    assert main(["models", "eval", "detector", "--data", str(data), "--at-scale", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["objects"] == {"structure": 2, "debris": 1} and out["n"] == 1 and out["split"] == "scan"
+
+
+def test_train_detector_on_a_scan_export(tmp_path: Path, capsys):
+    pytest.importorskip("torch")
+    data = _export(tmp_path / "exp", SCAN_CATEGORIES, [1, 2, 3])
+    out = tmp_path / "out"
+    assert main(["train", "detector", "--data", str(data), "--val", str(data), "--out", str(out), "--quick",
+                 "--input-size", "64x64"]) == 0
+    assert (out / "detector.onnx").is_file()

@@ -115,3 +115,17 @@ def test_an_export_elsewhere_holds_each_structures_files(finished_scan, tmp_path
     with (exp / "structures.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert rows and all((exp / r[c]).is_file() for r in rows for c in ("crop", "stack", "height_map", "plot_3d"))
+
+
+def test_a_scans_export_is_training_and_test_data_for_the_detector(finished_scan, tmp_path, capsys):
+    """The issue's "scans become training data": what the export writes, `models eval detector` reads at scale."""
+    pytest.importorskip("pycocotools")
+    out, _ = finished_scan
+    exp = tmp_path / "exp"
+    assert main(["results", "export", str(out.out_dir), "--out", str(exp), "--format", "coco"]) == 0
+    coco = json.loads((exp / "export_coco.json").read_text())
+    assert coco["images"] and all(0.1 < im["um_per_px"] < 5 for im in coco["images"])
+    capsys.readouterr()
+    assert main(["models", "eval", "detector", "--data", str(exp), "--at-scale", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert sum(result["objects"].values()) == len(coco["annotations"]) and result["n"] == len(coco["images"])
