@@ -16,6 +16,7 @@ import dataclasses
 import importlib
 import json
 import multiprocessing
+import re
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -34,6 +35,10 @@ SPLIT_CODES: dict[str, int] = {"train": 1, "val": 2, "test": 3}
 MAX_SEED = 999_999
 MAX_SLIDES = 999_999
 MAX_COUNT = 1_000_000
+#: Augmentation magnitudes: ``randomise.augment_matrix`` draws each within ±HI, so a LO other than 0 would be
+#: silently unused (``--zoom 0.1 0.3`` read as "at least 10 %" drew 0.7-1.3, unzoomed frames included).
+SYMMETRIC_KNOBS: tuple[str, ...] = ("rotation_deg", "shift", "shear", "zoom")
+_FIELDS = frozenset(f.name for f in dataclasses.fields(Ranges))
 # Items rendered from one slide: enough to pay back building it (~0.3-1 s), few enough for variety.
 ITEMS_PER_SLIDE: dict[str, int] = {"detection": 8, "classifier": 32, "focus": 32}
 # kind -> (module, slide renderer, index writer)
@@ -239,8 +244,10 @@ def register(sub: Any) -> None:
     g = p.add_argument_group("randomisation ranges (LO HI; see models/data/randomise.py and docs/datasets.md)")
     for name in range_knobs():
         lo, hi = getattr(d, name)
+        symmetric = " (drawn within ±HI; LO must be 0)" if name in SYMMETRIC_KNOBS else ""
         g.add_argument("--" + name.replace("_", "-"), type=float, nargs=2, metavar=("LO", "HI"), default=None,
-                       help=f"default {lo:g} {hi:g}; bounds {HARD_BOUNDS[name][0]:g}..{HARD_BOUNDS[name][1]:g}")
+                       help=f"default {lo:g} {hi:g}; bounds {HARD_BOUNDS[name][0]:g}..{HARD_BOUNDS[name][1]:g}"
+                            f"{symmetric}")
     for name in ("p_colour", "p_linear", "p_jpeg", "p_hflip", "p_augment", "p_near_focus", "p_on_structure",
                  "p_on_line_debris", "p_far_print", "p_bubble_debris"):
         g.add_argument("--" + name.replace("_", "-"), type=float, default=None,
@@ -269,15 +276,24 @@ def ranges_from_args(args: argparse.Namespace) -> Ranges:
         v = getattr(args, f.name, None)
         if v is None:
             continue
-        opt = "--" + f.name.replace("_", "-")
+        opt = _option(f.name)
         try:
             changes[f.name] = check_range(f.name, tuple(v)) if isinstance(v, list) else float(v)
         except ValueError as exc:
             raise ValueError(f"{opt}: {exc}") from None
+        if f.name in SYMMETRIC_KNOBS and changes[f.name][0] != 0:
+            raise ValueError(f"{opt}: the augmentation draws within ±HI and has no lower bound: give 0 {v[1]:g}, "
+                             f"got {v[0]:g} {v[1]:g}")
     try:
         return Ranges().with_changes(**changes)
-    except ValueError as exc:
-        raise ValueError(f"randomisation option: {exc}") from None
+    except ValueError as exc:  # named by field (p_colour): say the option the user typed
+        raise ValueError(re.sub(r"\b[a-z]+(?:_[a-z0-9]+)+\b",
+                                lambda m: _option(m.group(0)) if m.group(0) in _FIELDS else m.group(0),
+                                str(exc))) from None
+
+
+def _option(field: str) -> str:
+    return "--" + field.replace("_", "-")
 
 
 def _cmd_dataset(args: argparse.Namespace) -> int:

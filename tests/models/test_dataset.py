@@ -99,7 +99,11 @@ def test_flip_moves_boxes_with_the_image():
     (["--count", "2", "--seed", "-1"], "--seed must be"),
     (["--count", "2", "--size", "10x10"], "--size must be"),
     (["--count", "2", "--um-per-px", "1.2", "0.3"], "--um-per-px"),
-    (["--count", "2", "--p-jpeg", "1.5"], "p_jpeg must be a number in [0, 1]"),
+    (["--count", "2", "--p-jpeg", "1.5"], "--p-jpeg must be a number in [0, 1], got 1.5"),
+    (["--count", "2", "--p-on-structure", "0.9", "--p-on-line-debris", "0.5"],
+     "--p-on-structure + --p-on-line-debris must be <= 1"),
+    (["--count", "2", "--zoom", "0.1", "0.3"], "--zoom: the augmentation draws within ±HI"),
+    (["--count", "2", "--rotation-deg", "10", "30"], "--rotation-deg: the augmentation draws within ±HI"),
     (["--count", "2", "--lens-blur-px", "0", "9"], "--lens-blur-px"),
     (["--count", "2", "--jobs", "0"], "--jobs must be"),
 ])
