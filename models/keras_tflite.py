@@ -190,7 +190,10 @@ def add_common_arguments(p: Any, default_out: Path, default_epochs: int) -> None
     p.add_argument("--val", type=Path, default=None, help="validation set: picks the best epoch")
     p.add_argument("--test", type=Path, default=None,
                    help="held-out test set: every exported variant is evaluated on it (metrics.json)")
-    p.add_argument("--out", type=Path, default=default_out, help="output folder for the .tflite files")
+    # required: a run without --out once wrote into the shipped model's folder, replacing the model every scan
+    # loads by default with a smoke run's
+    p.add_argument("--out", type=Path, required=True,
+                   help=f"output folder for the .tflite files (created; {default_out} replaces the shipped model)")
     p.add_argument("--epochs", type=int, default=default_epochs, help="epochs, 1..500")
     p.add_argument("--batch", type=int, default=64, help="batch size, 8..1024")
     p.add_argument("--seed", type=int, default=0, help="training seed, 0..2**31-1")

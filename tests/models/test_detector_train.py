@@ -136,3 +136,12 @@ def test_train_cli_bad_input_size(size, needle, tmp_path, capsys):
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert "--input-size" in err and needle in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("model", ["classifier", "focus"])
+def test_train_without_out_is_refused_not_written_over_the_shipped_model(model, tmp_path, capsys):
+    from appliance.cli import build_parser
+
+    with pytest.raises(SystemExit) as exc:  # parsing only: the old default would train into models/<model>/
+        build_parser().parse_args(["train", model, "--data", str(tmp_path), "--quick"])
+    assert exc.value.code == 2 and "--out" in capsys.readouterr().err
