@@ -184,6 +184,10 @@ def load_init(net: Any, path: Path, width: int) -> None:
     import torch
 
     what = f"--init {path}: not the detector.pt of a width-{width} detector (`tppscan train detector` writes it)"
+    if path.suffix.lower() == ".onnx":  # the file a user has of the shipped model; its batch norms are folded
+        raise OSError(f"{what}: an ONNX detector cannot be trained further (its batch norms are folded into the "
+                      "convolutions); give the detector.pt its run wrote beside it (the shipped detector has none: "
+                      "leave --init out to train from random weights)")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except OSError:

@@ -82,6 +82,17 @@ def test_train_detector_init_that_is_not_weights(content, tmp_path: Path, capsys
     assert not out.exists()
 
 
+def test_train_detector_init_with_the_shipped_onnx_says_what_to_give(tmp_path: Path, capsys):
+    pytest.importorskip("torch")
+    from appliance.vision.detector import default_model_path
+
+    assert main(["train", "detector", "--data", str(tmp_path), "--out", str(tmp_path / "o"), "--init",
+                 str(default_model_path()), "--quick"]) == 1
+    err = capsys.readouterr().err
+    assert "an ONNX detector cannot be trained further" in err and "leave --init out" in err
+    assert "UnpicklingError" not in err and "Traceback" not in err
+
+
 def test_train_detector_init_of_another_width(tmp_path: Path, capsys):
     torch = pytest.importorskip("torch")
     from models.detector.net import DetectorNet
