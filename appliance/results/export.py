@@ -190,6 +190,7 @@ def write_export(out: Path, scan_dir: Path, annotations: Sequence[Annotation], d
     """
     from appliance.results.structures import structure_files, structures_csv
 
+    formats = tuple(formats)  # read more than once
     frames = sorted({a.filename for a in annotations})
     files = sorted({*frames, *structure_files(objects)})
     elsewhere = out.resolve() != scan_dir.resolve()
@@ -202,7 +203,7 @@ def write_export(out: Path, scan_dir: Path, annotations: Sequence[Annotation], d
     if elsewhere:
         for f in files:
             link_or_copy(scan_dir / f, out / f)
-        write_durably(out / "README.txt", readme(description, len(frames), len(annotations)).encode())
+        write_durably(out / "README.txt", readme(description, len(frames), len(annotations), formats).encode())
         written.append(out / "README.txt")
     if "csv" in formats:
         write_durably(out / "export.csv", to_csv(annotations).encode())
@@ -230,14 +231,18 @@ def link_or_copy(src: Path, dst: Path) -> None:
     os.replace(tmp, dst)
 
 
-def readme(description: str, n_frames: int, n_boxes: int) -> str:
-    """The export folder's ``README.txt``: what it holds and what is labelled."""
+def readme(description: str, n_frames: int, n_boxes: int, formats: Iterable[str] = ("csv", "coco")) -> str:
+    """The export folder's ``README.txt``: what it holds (the files of ``formats``) and what is labelled."""
+    formats = tuple(formats)
+    coco = "coco" in formats
     return (f"{description}: {n_frames} frames (frames/), {n_boxes} boxes.\n\n"
-            "export_coco.json: COCO detection (bbox = x, y, width, height; file names relative to this folder).\n"
-            "export.csv: filename,width,height,class,xmin,ymin,xmax,ymax (max exclusive).\n"
-            "structures.csv: one row per recorded structure (its id, type, position, focus, measured height) and "
+            + ("export_coco.json: COCO detection (bbox = x, y, width, height; file names relative to this folder).\n"
+               if coco else "")
+            + ("export.csv: filename,width,height,class,xmin,ymin,xmax,ymax (max exclusive).\n"
+               if "csv" in formats else "")
+            + "structures.csv: one row per recorded structure (its id, type, position, focus, measured height) and "
             "its crop, stack, height map and 3-D plot under crops/, stacks/, heights/, plots/.\n\n"
-            f"Labels: {UNLABELLED_NOTE}\n\n"
-            "Training data as it stands: `tppscan train detector --data <this folder> ...` and `tppscan models eval "
-            "detector --data <this folder> --at-scale` read export_coco.json (each type counts as a structure; "
-            "docs/datasets.md, \"A scan as training data\").\n")
+            f"Labels: {UNLABELLED_NOTE}\n"
+            + ("\nTraining data as it stands: `tppscan train detector --data <this folder> ...` and `tppscan models "
+               "eval detector --data <this folder> --at-scale` read export_coco.json (each type counts as a "
+               "structure; docs/datasets.md, \"A scan as training data\").\n" if coco else ""))

@@ -129,3 +129,11 @@ def test_a_scans_export_is_training_and_test_data_for_the_detector(finished_scan
     assert main(["models", "eval", "detector", "--data", str(exp), "--at-scale", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert sum(result["objects"].values()) == len(coco["annotations"]) and result["n"] == len(coco["images"])
+
+
+def test_a_csv_only_exports_readme_names_only_what_it_holds(finished_scan, tmp_path, capsys):
+    out, _ = finished_scan
+    exp = tmp_path / "exp"
+    assert main(["results", "export", str(out.out_dir), "--out", str(exp), "--format", "csv"]) == 0
+    text = (exp / "README.txt").read_text()
+    assert "export.csv" in text and "export_coco.json" not in text and not (exp / "export_coco.json").exists()
