@@ -297,6 +297,10 @@ def load_coco(data_dir: Path) -> dict[str, Any]:
     (:func:`coco_path`) is first mapped to the dataset's two categories (:func:`from_export`).
     """
     path = coco_path(data_dir)
+    kind = _kind(Path(data_dir))
+    if kind not in (None, "detection"):  # say what it is, as the classifier and focus trainers do
+        raise OSError(f"{data_dir}: a {kind!r} dataset; expected one made by `tppscan dataset detection` or a scan's "
+                      "`tppscan results export`")
     try:
         coco = json.loads(path.read_text())
         _ = coco["images"], coco["annotations"], coco["categories"]
@@ -315,6 +319,15 @@ def load_coco(data_dir: Path) -> dict[str, Any]:
         a.setdefault("iscrowd", 0)
         a.setdefault("area", a["bbox"][2] * a["bbox"][3])
     return dict(coco)
+
+
+def _kind(data_dir: Path) -> Any:
+    """The ``kind`` a folder's ``meta.json`` gives, or None where it has none that can be read."""
+    try:
+        meta = json.loads((data_dir / "meta.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return meta.get("kind") if isinstance(meta, dict) else None
 
 
 def from_export(coco: dict[str, Any]) -> tuple[dict[str, Any], str | None]:

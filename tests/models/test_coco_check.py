@@ -223,3 +223,12 @@ def test_train_detector_on_a_scan_export(tmp_path: Path, capsys):
     assert main(["train", "detector", "--data", str(data), "--val", str(data), "--out", str(out), "--quick",
                  "--input-size", "64x64"]) == 0
     assert (out / "detector.onnx").is_file()
+
+
+def test_train_detector_on_a_classifier_dataset_says_what_it_is(tmp_path: Path, capsys):
+    data = tmp_path / "crops"
+    data.mkdir()
+    (data / "meta.json").write_text(json.dumps({"kind": "classifier", "split": "train"}))
+    assert main(["train", "detector", "--data", str(data), "--out", str(tmp_path / "o"), "--quick"]) == 1
+    err = capsys.readouterr().err
+    assert f"{data}: a 'classifier' dataset; expected one made by `tppscan dataset detection`" in err
