@@ -164,8 +164,12 @@ def _coco_path(data_dir: Path) -> Path:
 
 def _pixel_size(image: dict[str, Any], path: Path, listed: Path) -> float:
     """The frame's pixel size at the sample from its COCO image record, or an error naming the frame."""
+    from models.data.detection import EXPORT_COCO
+
     upp = image.get("um_per_px")
     if isinstance(upp, bool) or not isinstance(upp, (int, float)) or not 0.01 <= upp <= 100:
         raise OSError(f"{path}: its record in {listed.name} has no pixel size 'um_per_px' in [0.01, 100] "
-                      f"(got {upp!r}), which --at-scale needs")
+                      f"(got {upp!r}), which --at-scale needs"
+                      + ("; a scan's export from before the pixel size was written gets it from `tppscan results "
+                         "export SCAN_DIR` run again" if listed.name == EXPORT_COCO else ""))
     return float(upp)

@@ -232,3 +232,13 @@ def test_train_detector_on_a_classifier_dataset_says_what_it_is(tmp_path: Path, 
     assert main(["train", "detector", "--data", str(data), "--out", str(tmp_path / "o"), "--quick"]) == 1
     err = capsys.readouterr().err
     assert f"{data}: a 'classifier' dataset; expected one made by `tppscan dataset detection`" in err
+
+
+def test_an_old_scan_export_without_pixel_size_at_scale_says_to_export_again(tmp_path: Path, capsys):
+    data = _export(tmp_path / "exp", SCAN_CATEGORIES, [1])
+    coco = json.loads((data / "export_coco.json").read_text())
+    del coco["images"][0]["um_per_px"]
+    (data / "export_coco.json").write_text(json.dumps(coco))
+    assert main(["models", "eval", "detector", "--data", str(data), "--at-scale"]) == 1
+    err = capsys.readouterr().err
+    assert "has no pixel size 'um_per_px'" in err and "`tppscan results export SCAN_DIR` run again" in err
