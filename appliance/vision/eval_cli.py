@@ -70,6 +70,9 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     kwargs: dict[str, Any] = {"limit": args.limit} if args.limit else {}
     if args.at_scale:
         kwargs["at_scale"] = True
+    if meta.get("split") == "train":  # the figures then say how well it fits, not how well it generalises
+        print(f"tppscan models eval: note: --data {args.data} is a training split; its figures are not held-out "
+              "(make a test set with `tppscan dataset ... --split test`)", file=sys.stderr)
     result = fn(args.data, args.model, **kwargs)
     result = {"model_kind": args.model_kind, "data": str(args.data), "split": meta.get("split"), **result}
     if args.json:

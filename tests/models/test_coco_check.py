@@ -242,3 +242,13 @@ def test_an_old_scan_export_without_pixel_size_at_scale_says_to_export_again(tmp
     assert main(["models", "eval", "detector", "--data", str(data), "--at-scale"]) == 1
     err = capsys.readouterr().err
     assert "has no pixel size 'um_per_px'" in err and "`tppscan results export SCAN_DIR` run again" in err
+
+
+def test_models_eval_on_a_training_split_says_the_figures_are_not_held_out(tmp_path: Path, capsys):
+    pytest.importorskip("pycocotools")
+    data = _dataset(tmp_path / "d", _coco())
+    (data / "meta.json").write_text(json.dumps({"kind": "detection", "split": "train"}))
+    assert main(["models", "eval", "detector", "--data", str(data), "--json"]) == 0
+    out = capsys.readouterr()
+    assert "is a training split; its figures are not held-out" in out.err
+    assert json.loads(out.out)["split"] == "train"  # stdout stays one JSON object
