@@ -109,8 +109,18 @@ class ScanRecord:
 
     @property
     def resumable(self) -> bool:
-        """Not finished, its folder still there, and not given up by ``tppscan start --new``: the service resumes it."""
-        return self.status != "finished" and self.finish_reason != ABANDONED and Path(self.out_dir).is_dir()
+        """Not complete, its folder still there, and not given up by ``tppscan start --new``: the service resumes it.
+
+        Complete is ``finished`` with its summary: one finished without (stopped while its outputs were written) is
+        resumed too, as :meth:`ResultStore.unfinished_scan` finds it, or its report is never written.
+        """
+        complete = self.status == "finished" and self.summary is not None
+        return not complete and self.finish_reason != ABANDONED and Path(self.out_dir).is_dir()
+
+    @property
+    def outputs_missing(self) -> bool:
+        """Every field done (``finished``), no summary: stopped while its summary, exports and report were written."""
+        return self.status == "finished" and self.summary is None
 
 
 @dataclass(frozen=True)

@@ -47,7 +47,7 @@ from appliance.scan.plan import ScanPlan
 from appliance.scan.position_check import PositionCheck, check_position, position_warnings
 from appliance.scan.protocols import Focuser, FocusMapLike, FocusOutcome, Vision
 from appliance.scan.realign import Realigner, slide_not_found
-from appliance.scan.runner import FinishReason, ScanRunner, ScanStatus
+from appliance.scan.runner import FinishReason, ScanRunner, ScanState, ScanStatus
 from appliance.scan.stage_recovery import retry_after_stage_faults
 
 # re-exported: scans and their tests build the virtual microscope through this module
@@ -223,6 +223,8 @@ def run_scan(stage: Stage, camera: Camera, vision: Vision, focuser: Focuser, foc
         old = store.unfinished_scan(out_dir) if resume else None
         # the row first: the id the log lines, status and the folder name is the database's from the start
         scan_id, old = _begun(store, old, plan, folder, db_path, area_um, config)
+        if old is not None and old.outputs_missing:  # its fields are done: what is left needs no stage, no slide
+            return _outputs_only(store, old, folder, db_path, truth, height_truth)
         stood = read_journal(folder.root) if old is not None else None  # before a move of this run replaces it
         if origin.counts_from_power_up:  # only there can a resume use it: a drive with switches homes to its place
             origin.journal = CarriageJournal(folder.root / CARRIAGE_FILE)
@@ -266,6 +268,35 @@ def run_scan(stage: Stage, camera: Camera, vision: Vision, focuser: Focuser, foc
         summary = _summary(store, scan_id, area_um, truth, resumed, realign, check)
         _write_results(store, scan_id, folder, grid.fov_um, area_um, summary, height_truth)
     return ScanOutcome(scan_id, status, summary, folder.root, Path(db_path))
+
+
+#: The summary's warning of a scan whose outputs a later run wrote: its first run stopped before its last look.
+OUTPUTS_LATER = ("this scan's summary, exports and report were written by a later run (the first one stopped while "
+                 "writing them): the end-of-scan position check was not made")
+
+
+def _outputs_only(store: ResultStore, old: ScanRecord, folder: ScanFolder, db_path: Path,
+                  truth: Mapping[str, Any] | None, height_truth: HeightTruth | None) -> ScanOutcome:
+    """A scan with every field done but cut off while its outputs were written: they are written from its rows.
+
+    Nothing moves: the slide may be gone by now (a resume's look for the first print would stop the scan, and its
+    report would never be written). Its own plan, area and calibration make the grid the report draws.
+    """
+    _log.info("scan %s: every field is done but its report was not written: writing its summary, exports and "
+              "report now (nothing is scanned)", old.id)
+    plan = ScanPlan.from_mapping(old.config["plan"])
+    a = [float(v) for v in old.config["area_um"]]
+    area = (a[0], a[1], a[2], a[3])
+    grid = field_grid(plan, area, Calibration.from_mapping(old.config["calibration"]))
+    _merge_and_log_pieces(store, old.id)  # again where the cut came first: pieces merged once are one record
+    summary = summarise(store, old.id, area, truth)
+    _log.warning("scan %s: %s", old.id, OUTPUTS_LATER)
+    summary["warnings"].append(OUTPUTS_LATER)
+    _write_results(store, old.id, folder, grid.fov_um, area, summary, height_truth)
+    fields, structures = store.progress(old.id)
+    status = ScanStatus(ScanState.FINISHED, None, old.id, fields, old.fields_planned, structures,
+                        int(summary.get("debris_recorded") or 0), None, 0.0, None, FinishReason.COMPLETED)
+    return ScanOutcome(old.id, status, summary, folder.root, Path(db_path))
 
 
 @dataclass(frozen=True)

@@ -69,6 +69,9 @@ def _control(args: argparse.Namespace) -> int:
         print(f"tppscan {args.control_command}: {exc}", file=sys.stderr)
         return 1
     if args.json:
+        st = reply.get("status")
+        if args.control_command == "status" and isinstance(st, dict):  # what the plain status says, as fields
+            reply = {**reply, "status": with_database_last_scan(st, _results_db(args, cfg))}
         print(json.dumps(reply, indent=2))
     else:
         st = reply.get("status")  # send_command checked its shape; a refused request has none
@@ -141,6 +144,8 @@ def _last_scan(st: dict[str, Any]) -> str:
     if outcome == "failed":
         return f"{head}: {st.get('message') or 'no reason given'}"
     then = "; 'tppscan start' resumes it" if st.get("resumable", outcome == "cancelled") else ""
+    if st.get("outputs_missing") and st.get("resumable"):
+        then = "; its report was not written (stopped while writing it): 'tppscan start' writes it"
     report = f", report {st['report']}" if st.get("report") else ""
     done = f"{st.get('fields_done')} of {st.get('fields_total')} fields"
     return f"{head}: {_count(st.get('structures'), 'structure')}, {done}{report}{then}"
@@ -151,6 +156,15 @@ def database_last_scan(db: Path) -> str:
 
     For a service that has run no scan since it started. A missing, empty or unreadable database is one clause
     (the status itself came back: the database only adds to it).
+    """
+    last = database_last_scan_fields(db)
+    return last if isinstance(last, str) else _last_scan(last)
+
+
+def database_last_scan_fields(db: Path) -> dict[str, Any] | str:
+    """The newest scan of the results database as the status's fields (``last_outcome``, ``scan_id``, ...).
+
+    Or, where there is none to read, the clause that says why (as :func:`database_last_scan` gives it).
     """
     import sqlite3
 
@@ -171,10 +185,33 @@ def database_last_scan(db: Path) -> str:
     outcome = {"finished": "completed", "running": "interrupted"}.get(rec.status, rec.status)
     report = Path(rec.out_dir) / "report.html"
     reason = (rec.finish_reason or "").removeprefix("failed").removeprefix(": ")
-    return _last_scan({"last_outcome": outcome, "scan_id": rec.id, "fields_done": fields,
-                       "fields_total": rec.fields_planned, "structures": structures, "finished_at": rec.finished_at,
-                       "started_at": rec.started_at, "message": reason, "resumable": rec.resumable,
-                       "report": str(report) if report.is_file() else None})
+    return {"last_outcome": outcome, "scan_id": rec.id, "fields_done": fields, "fields_total": rec.fields_planned,
+            "structures": structures, "finished_at": rec.finished_at, "started_at": rec.started_at,
+            "message": reason, "resumable": rec.resumable, "outputs_missing": rec.outputs_missing,
+            "report": str(report) if report.is_file() else None}
+
+
+def with_database_last_scan(st: dict[str, Any], db: Path | None) -> dict[str, Any]:
+    """``st`` (the service's status) with ``database_last_scan``, where plain ``status`` reads the database.
+
+    That is a service that has run no scan since it started (after a restart): ``database_last_scan`` holds
+    ``text``, the clause plain ``status`` ends with, and the newest scan's fields where there is one.
+    """
+    if db is None or not _reads_database(st):
+        return st
+    last = database_last_scan_fields(db)
+    fields = {"text": last} if isinstance(last, str) else {"text": _last_scan(last), **last}
+    return {**st, "database_last_scan": fields}
+
+
+def _reads_database(st: dict[str, Any]) -> bool:
+    """Whether :func:`status_text` says the database's last scan: no scan of its own to say, nor a connect error."""
+    state = st.get("state")
+    if state in ("scanning", "paused") and st.get("scan_id") is not None:
+        return False
+    if state in ("starting", "needs attention") and st.get("connect_error"):
+        return False
+    return not st.get("last_outcome")
 
 
 def _service_config(args: argparse.Namespace) -> Config | None:

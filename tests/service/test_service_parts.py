@@ -573,7 +573,7 @@ def test_the_next_scan_is_the_unfinished_one_or_the_databases_next_id(tmp_path: 
     assert (nxt.scan_id, nxt.resumed) == (1, False)
     with ResultStore(tmp_path / "data" / "tppscan.db") as store:
         done = store.create_scan("a", tmp_path / "a", {}, 4)
-        store.finish_scan(done, "finished", "completed")
+        store.finish_scan(done, "finished", "completed", {"fields_done": 4})
         (tmp_path / "b").mkdir()
         left = store.create_scan("b", tmp_path / "b", {}, 130)
         store.commit_field(left, FieldRecord(3, 0, 0.0, 0.0, 0.0, "map", 0, 0, 0, 0.1, 0.1, {}), [], [])
@@ -581,7 +581,11 @@ def test_the_next_scan_is_the_unfinished_one_or_the_databases_next_id(tmp_path: 
     assert (nxt.scan_id, nxt.resumed, nxt.fields_done, nxt.fields_total, nxt.out_dir) == (2, True, 1, 130,
                                                                                           tmp_path / "b")
     with ResultStore(tmp_path / "data" / "tppscan.db") as store:
-        store.finish_scan(left, "finished", "completed")
+        store.finish_scan(left, "finished", "completed")  # every field done; stopped before its summary's row
+    nxt = backend.next_scan()  # type: ignore[attr-defined]
+    assert (nxt.scan_id, nxt.resumed) == (2, True)  # was a new scan 3: the report of 2 was never written
+    with ResultStore(tmp_path / "data" / "tppscan.db") as store:
+        store.set_summary(left, {"fields_done": 1})
     assert backend.next_scan().scan_id == 3  # type: ignore[attr-defined]
 
 
@@ -762,7 +766,7 @@ def test_status_after_a_restart_reads_the_last_scan_from_the_database(tmp_path: 
     assert status_text(base, db) == since + (f"last scan {sid} cancelled 2026-12-06 09:12 UTC: 2 structures, 4 of "
                                              f"130 fields, report {folder / 'report.html'}; 'tppscan start' resumes it")
     with ResultStore(db) as store:
-        store.finish_scan(sid, "finished", "completed")
+        store.finish_scan(sid, "finished", "completed", {"fields_done": 4})  # complete: with its summary
         store.db.execute("UPDATE scan SET finished_at=? WHERE id=?", (at, sid))
         new = store.create_scan("scan", tmp_path / "data" / "scans" / "b", {}, 9)  # the newest is the last
         store.commit_field(new, field(0), [structure(0)], [])
@@ -818,6 +822,46 @@ def test_status_reads_the_config_once_and_socket_alone_as_before(tmp_path: Path,
         t.join(5)
         out = capsys.readouterr().out
         assert want in out if want else out == "idle; no scan since the service started\n"
+
+
+def test_status_json_after_a_restart_carries_the_last_scan_of_the_database(tmp_path: Path,
+                                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """Plain ``status`` said the database's last scan after a restart; ``status --json`` left it out."""
+    import yaml
+
+    from appliance.cli import main
+    from appliance.results.store import ResultStore
+
+    conf = tmp_path / "config.yaml"
+    conf.write_text(yaml.safe_dump({"paths": {"run_dir": str(tmp_path), "data_dir": str(tmp_path / "data")}}))
+    folder = tmp_path / "data" / "scans" / "a"
+    folder.mkdir(parents=True)
+    with ResultStore(tmp_path / "data" / "tppscan.db") as store:
+        sid = store.create_scan("scan", folder, {}, 9)
+        store.finish_scan(sid, "finished", "completed")  # every field done, cut off before its summary's row
+        store.db.execute("UPDATE scan SET finished_at=? WHERE id=?", (1796548320.0, sid))  # 2026-12-06 09:12 UTC
+    reply = (json.dumps({"ok": True, "message": "idle", "status": _idle_status()}) + "\n").encode()
+    said = {}
+    for n, flags in enumerate(((), ("--json",))):
+        t = _one_reply(tmp_path / f"s{n}.sock", reply)
+        assert main(["status", "--socket", str(tmp_path / f"s{n}.sock"), "--config", str(conf), "--timeout", "5",
+                     *flags]) == 0
+        t.join(5)
+        said[flags] = capsys.readouterr().out
+    plain = said[()].strip()
+    assert plain == (f"idle; no scan since the service started; last scan {sid} completed 2026-12-06 09:12 UTC: 0 "
+                     "structures, 0 of 9 fields; its report was not written (stopped while writing it): 'tppscan "
+                     "start' writes it")
+    last = json.loads(said[("--json",)])["status"]["database_last_scan"]
+    assert plain.endswith(last["text"]) and "; last scan" in plain
+    assert (last["scan_id"], last["last_outcome"], last["fields_total"], last["resumable"]) == (sid, "completed", 9,
+                                                                                                True)
+    busy = {**_idle_status(), "state": "scanning", "scan_id": "2"}  # plain status says this scan, not the database's
+    t = _one_reply(tmp_path / "s2.sock", (json.dumps({"ok": True, "message": "", "status": busy}) + "\n").encode())
+    assert main(["status", "--socket", str(tmp_path / "s2.sock"), "--config", str(conf), "--timeout", "5",
+                 "--json"]) == 0
+    t.join(5)
+    assert "database_last_scan" not in json.loads(capsys.readouterr().out)["status"]
 
 
 def test_start_after_a_stop_says_it_resumed(running) -> None:  # noqa: ANN001
