@@ -203,8 +203,9 @@ def run_scan(stage: Stage, camera: Camera, vision: Vision, focuser: Focuser, foc
     """Run (or resume) a scan into ``out_dir`` with its rows in ``db_path``; write ``summary.json``.
 
     ``checkpoint`` (the service's pause and stop): called with each step of the preparation as it begins
-    (``"exposure"``, ``"flat field"``, ``"calibration"``) and with None before each of its moves; it waits while
-    the scan is paused and answers True to stop, which raises :class:`PreparationStopped` (the scan resumable).
+    (``"exposure"``, ``"flat field"``, ``"calibration"``, or a resumed scan's :data:`RESUME_CHECK_STEP`) and with
+    None before each of its moves; it waits while the scan is paused and answers True to stop, which raises
+    :class:`PreparationStopped` (the scan resumable).
 
     The stage and camera must be open. Without a ``calibration`` the runner measures one where it starts
     (see :func:`appliance.scan.calibration.calibrate`). With ``resume`` an unfinished scan into the same
@@ -251,7 +252,11 @@ def run_scan(stage: Stage, camera: Camera, vision: Vision, focuser: Focuser, foc
         approach = approach_um(plan.imaging.approach_um, start.cal.backlash_um)  # the runner's detour, as it reckons it
         realign = Realigner(origin, camera, store, scan_id, folder.root, start.cal, approach)
         # a resumed scan: the slide where the first run left it, or the scan's origin moved back to it
-        resumed = _resume_check(origin, stood, realign) if old is not None else None
+        resumed = None
+        if old is not None:
+            _step(checkpoint, RESUME_CHECK_STEP)
+            with _stoppable(origin, checkpoint):
+                resumed = _resume_check(origin, stood, realign)
         watch = DirectionWatch(scan_id, on_event, objective_depth_of_field_um(focuser))
         runner = ScanRunner(stage, camera, vision, focuser, focus_map, store, folder, plan, grid, start.cal, scan_id,
                             device_clock=device_clock, on_event=watch,
@@ -351,6 +356,29 @@ class _StopBetweenMoves(StageWrapper):
         """Ask the checkpoint, then focus."""
         self._check()
         return super().focus_to_um(z)
+
+
+#: The preparation's step that looks for a resumed scan's first print (status: ``preparing: <step>``).
+RESUME_CHECK_STEP = "looking for the scan's first print again"
+
+
+@contextlib.contextmanager
+def _stoppable(origin: OffsetStage, checkpoint: Checkpoint | None) -> Iterator[None]:
+    """While the block runs, every move of ``origin`` first asks ``checkpoint``, as the preparation's moves do.
+
+    The resume check looks for the first print through the scan's origin (whose offset it may move), so the
+    origin's drive is wrapped rather than the origin: its search (dozens of focus moves on a slow drive) heard no
+    stop or pause before.
+    """
+    if checkpoint is None:
+        yield
+        return
+    inner = origin.inner
+    origin.inner = _StopBetweenMoves(inner, checkpoint)
+    try:
+        yield
+    finally:
+        origin.inner = inner
 
 
 def _prepared_camera(stage: Stage, camera: Camera, plan: ScanPlan, folder: ScanFolder,
