@@ -133,13 +133,9 @@ class ScanBackend:
     def _run_scan(self, control: ScanControl, dev: Devices) -> str:
         from appliance.scan.session import PreparationStopped, run_scan, scan_area, sim_height_truth
 
-        nxt = self.next_scan(new=bool(getattr(control, "new_scan", False)))
-        if nxt.abandons is not None:
-            self._abandon(nxt.abandons)
         scope = dev.scope
-        area = scan_area(self._plan, self._slide_size(scope))  # a plan without an area: refused before any row
-        if not nxt.resumed:
-            nxt = self._begin(nxt, area)
+        nxt = getattr(control, "claimed", None) or self.claim_scan(new=bool(getattr(control, "new_scan", False)))
+        area = scan_area(self._plan, self._slide_size(scope))
         out_dir = nxt.out_dir
         out_dir.mkdir(parents=True, exist_ok=True)
         control.report(scan_id=str(nxt.scan_id), fields_done=nxt.fields_done, fields_total=nxt.fields_total)
@@ -194,10 +190,10 @@ class ScanBackend:
         resumed is named in ``abandons`` (:meth:`run_scan` marks it cancelled). A scan abandoned so is never
         resumed again.
 
-        A new scan's id is the one the database will give it: its ids are an INTEGER PRIMARY KEY, so the largest
-        plus one; the service is the database's one writer. It is START's reply; :meth:`run_scan` writes the row
-        (``preparing``, :meth:`_begin`) before the scan's first log line, so the lines name the database's id, and
-        a scan cut off in its preparation is resumed (prepared again) in its row and folder.
+        A new scan's id here is a forecast (the largest plus one): START claims the scan with :meth:`claim_scan`,
+        which writes the row (``preparing``, :meth:`_begin`) before its answer, so the answer, the status and the
+        scan's log lines name the database's id, and a scan cut off in its preparation is resumed (prepared again)
+        in its row and folder.
         """
         last, left = 0, None
         if self.db_path.exists():
@@ -210,6 +206,24 @@ class ScanBackend:
                     return NextScan(left.id, Path(left.out_dir), True, len(store.fields(left.id)), left.fields_planned)
                 last = records[0].id if records else 0
         return NextScan(last + 1, self._new_folder(), False, abandons=None if left is None else left.id)
+
+    def claim_scan(self, new: bool = False) -> NextScan:
+        """What a START runs, its row written: the unfinished scan, else a new one's row (``preparing``).
+
+        START's reply and the status name the id the database gave (a STATUS right after a START named the id
+        :meth:`next_scan` foresaw, a few ms before the row was written). ``new``: the unfinished scan it gives up
+        is marked cancelled first. Raises where the scan cannot begin (no devices, a plan without an area): before
+        any row.
+        """
+        from appliance.scan.session import scan_area
+
+        if self.devices is None:
+            raise DeviceLost("the hardware is not connected")
+        area = scan_area(self._plan, self._slide_size(self.devices.scope))  # refused before any row
+        nxt = self.next_scan(new=new)
+        if nxt.abandons is not None:
+            self._abandon(nxt.abandons)
+        return nxt if nxt.resumed else self._begin(nxt, area)
 
     def _begin(self, nxt: NextScan, area: tuple[float, float, float, float]) -> NextScan:
         """A new scan's folder and its database row (``preparing``), before its first log line or move.

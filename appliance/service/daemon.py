@@ -85,6 +85,7 @@ class ScanControl:
         self.stop_requested = threading.Event()
         self._on_progress = on_progress
         self.new_scan = False  # ``tppscan start --new``: a new scan, the unfinished one abandoned
+        self.claimed: Any = None  # the scan START claimed, its row written (the backend's ``claim_scan``), or None
 
     def pause(self) -> None:
         """Pause between fields."""
@@ -220,9 +221,10 @@ class Service:
             problem = self._preflight()
             if problem:
                 return False, f"cannot start: {problem}"
-            nxt = self._next_scan(new)
+            nxt, claimed = self._next_scan(new)
             self._control = ScanControl(self._on_progress)
             self._control.new_scan = new
+            self._control.claimed = nxt if claimed else None
             self._shared.state = State.SCANNING
             if nxt is None:
                 self._shared.progress, msg = Progress(message=f"started by {source}"), "scan started"
@@ -247,13 +249,21 @@ class Service:
             log.warning("cannot check whether a scan can start: %s", exc)
             return None
 
-    def _next_scan(self, new: bool = False) -> Any:
-        """The backend's next scan, for START's answer; None (a plain 'scan started') where it cannot say."""
+    def _next_scan(self, new: bool = False) -> tuple[Any, bool]:
+        """The scan a START runs, for its answer, and whether its row is written; None where it cannot say.
+
+        A backend with ``claim_scan`` writes a new scan's row here, so the answer and a STATUS right after it name
+        the id the database gave, not one foreseen before the row (``next_scan``, else). Where the claim fails
+        the scan itself says why (it claims again, and raises).
+        """
+        claim = getattr(self.backend, "claim_scan", None)
         try:
-            return self.backend.next_scan(new=True) if new else self.backend.next_scan()
+            if claim is not None:
+                return claim(new=new), True
+            return (self.backend.next_scan(new=True) if new else self.backend.next_scan()), False
         except Exception as exc:  # noqa: BLE001 - a database it cannot read now: the scan itself will say so
             log.warning("cannot tell which scan a start runs: %s", exc)
-            return None
+            return None, False
 
     def _pause_or_resume(self) -> tuple[bool, str]:
         with self._lock:

@@ -589,6 +589,45 @@ def test_the_next_scan_is_the_unfinished_one_or_the_databases_next_id(tmp_path: 
     assert backend.next_scan().scan_id == 3  # type: ignore[attr-defined]
 
 
+def test_starts_reply_and_status_name_the_scan_row_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """START answered with the id the database would give (the largest plus one) a few ms before the worker wrote
+    the row: a row written between (another program on the database) made the answer and the scan differ."""
+    from types import SimpleNamespace
+
+    from appliance.results.store import ResultStore
+    from appliance.scan.runner import FinishReason
+    from appliance.service.daemon import State
+
+    go, ran = threading.Event(), []
+
+    def held_scan(*args: object, **kwargs: object) -> object:
+        with ResultStore(args[7]) as store:  # type: ignore[arg-type]
+            ran.append(store.unfinished_scan(args[6]).id)  # type: ignore[arg-type, union-attr]
+        go.wait(5)
+        return SimpleNamespace(scan_id=ran[0], summary={}, status=SimpleNamespace(reason=FinishReason.COMPLETED))
+
+    backend, _ = _service_scan(tmp_path, monkeypatch, held_scan)
+    forecast = backend.next_scan  # type: ignore[attr-defined]
+
+    def another_writer_between(new: bool = False) -> object:
+        nxt = forecast(new=new)
+        with ResultStore(tmp_path / "data" / "tppscan.db") as store:  # e.g. tppscan scan --db on the same file
+            store.create_scan("other", tmp_path / "other", {}, 1)
+        return nxt
+
+    monkeypatch.setattr(backend, "next_scan", another_writer_between)
+    svc = Service(backend, notifier=Notifier({}))  # type: ignore[arg-type]
+    svc._shared.state = State.IDLE
+    reply = svc.handle(TriggerEvent(Command.START, "serial"))
+    with ResultStore(tmp_path / "data" / "tppscan.db", read_only=True) as store:
+        ours = [r for r in store.scans() if r.name != "other"]
+    assert [r.id for r in ours] == [2] and reply["message"] == "scan started (scan 2)"  # the row, there at once
+    assert svc.status()["scan_id"] == "2"
+    go.set()
+    assert _wait(lambda: svc.status()["state"] == "idle", 30), svc.status()
+    assert ran == [2] and svc.status()["scan_id"] == "2"
+
+
 def test_start_new_abandons_the_interrupted_scan_and_starts_another(tmp_path: Path,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """A resume onto another slide stops (its first print is not there); ``start --new`` was missing, so the only
