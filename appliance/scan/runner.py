@@ -50,6 +50,7 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import cached_property
+from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
@@ -204,6 +205,12 @@ class _Cancelled(Exception):
 
 class DiskSpaceError(OSError):
     """Less free space than the plan's ``faults.min_free_mb`` where the scan writes."""
+
+
+def low_space_message(free_mb: float, where: Path, need_mb: float) -> str:
+    """A disk below the plan's ``faults.min_free_mb``, in one wording: before a scan starts and before each field."""
+    return (f"only {free_mb:.1f} MB free at {where}, below the plan's faults.min_free_mb ({need_mb:g} MB): free "
+            "some space there (old scan folders), then start again: an interrupted scan resumes")
 
 
 class FieldErrorLimit(RuntimeError):
@@ -523,8 +530,7 @@ class ScanRunner:
         for where in (self.folder.root, self.store.path.parent):
             free = shutil.disk_usage(where).free / 1e6
             if free < need:
-                raise DiskSpaceError(f"disk: {free:.1f} MB free at {where}, below the plan's faults.min_free_mb "
-                                     f"{need:g}; free space, then run the scan again to resume it")
+                raise DiskSpaceError(low_space_message(free, where, need))
 
     def _field_failed(self, pos: FieldPosition, exc: CameraError, in_a_row: int) -> None:
         """Record a field the camera failed on; raise :class:`FieldErrorLimit` when the plan says stop."""

@@ -188,8 +188,9 @@ def free_space_problem(data_dir: Path, need_mb: float) -> str | None:
     except OSError as exc:
         return f"cannot read the free space at {where}: {exc.strerror or exc}"
     if free_mb < need_mb:
-        return (f"only {free_mb:.1f} MB free at {where}, below the plan's faults.min_free_mb ({need_mb:g} MB): "
-                "free some space (old scans under its scans/ folder), then start again")
+        from appliance.scan.runner import low_space_message
+
+        return low_space_message(free_mb, where, need_mb)  # the runner's words before each field
     return None
 
 

@@ -20,6 +20,7 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -79,3 +80,24 @@ def test_a_full_disk_stops_the_scan_cleanly_and_it_resumes(tmp_path):
         s = d["scans"][0]
         assert d["code"] == 0, d["stdout"] + d["stderr"]
         assert s["status"] == "finished" and sorted(s["cells"]) == list(range(s["planned"])) and s["structures"] >= 2
+
+
+def test_the_start_and_each_field_say_a_low_disk_in_one_wording(tmp_path: Path) -> None:
+    """The service's start check said ``only 3.1 MB free at DIR, below ... (200 MB): free some space ...``, the
+    runner's check before each field ``disk: 3.1 MB free at DIR, below ... 200; free space, then run ...``."""
+    from types import SimpleNamespace
+
+    from appliance.scan.runner import DiskSpaceError, ScanRunner
+    from appliance.service.inputs import free_space_problem
+
+    need = 1e12  # MB: more than any disk
+    at_start = free_space_problem(tmp_path, need)
+    runner = SimpleNamespace(plan=SimpleNamespace(faults=SimpleNamespace(min_free_mb=need)),
+                             folder=SimpleNamespace(root=tmp_path), store=SimpleNamespace(path=tmp_path / "x.db"))
+    with pytest.raises(DiskSpaceError) as per_field:
+        ScanRunner._check_disk(runner)  # type: ignore[arg-type]
+    said = str(per_field.value)
+    assert at_start is not None and at_start.startswith("only ") and said.startswith("only ")
+    # the same place, need and hint (the free space itself read twice, a moment apart)
+    assert said.split(" MB free")[1] == at_start.split(" MB free")[1]
+    assert "(1e+12 MB): free some space" in said
