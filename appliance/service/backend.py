@@ -179,6 +179,8 @@ class ScanBackend:
                        fields_total=int(s.get("fields_planned") or 0),
                        structures=int(s.get("structures_recorded") or 0),
                        report=str(out_dir / "report.html") if (out_dir / "report.html").is_file() else None)
+        if reason == "failed" and _stage_gone(dev):  # the runner ends a scan on a lost board as any failure
+            raise DeviceLost(outcome.status.error or "the stage was lost")
         return reason
 
     # -- helpers --------------------------------------------------------------------------------------------------
@@ -338,6 +340,19 @@ def _device_lost(exc: BaseException) -> bool:
     from appliance.hardware.stage.grbl_link import StageConnectionError
 
     return isinstance(exc, (StageConnectionError, CameraError))
+
+
+def _stage_gone(dev: Devices) -> bool:
+    """Whether the stage no longer answers, its port gone (asked after a failed scan).
+
+    The runner records a board lost mid-field as the scan's failure and returns: the service stayed idle on a
+    closed port, and every later START failed on it until a restart, where the docs promise a reconnect.
+    """
+    try:
+        dev.stage.position_um()
+    except Exception as exc:  # noqa: BLE001 - any other fault is not a lost device: the scan's own line says it
+        return _device_lost(exc)
+    return False
 
 
 def _resumable(records: list[Any]) -> Any:

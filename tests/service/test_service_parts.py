@@ -628,6 +628,33 @@ def test_starts_reply_and_status_name_the_scan_row_written(tmp_path: Path, monke
     assert ran == [2] and svc.status()["scan_id"] == "2"
 
 
+def test_a_board_lost_mid_field_sends_the_service_to_reconnect(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The runner ends a scan whose board was lost mid-field as any failure and returns: the service stayed idle on
+    the closed port (the docs promise a reconnect), and every later START failed on it."""
+    from types import SimpleNamespace
+
+    from appliance.hardware.stage.grbl_link import StageConnectionError
+    from appliance.scan.runner import FinishReason
+    from appliance.service.daemon import DeviceLost
+
+    lost = "StageConnectionError: lost the stage on /dev/tppscan-stage (gone); 3 reconnect attempts failed"
+
+    def failed_scan(*args: object, **kwargs: object) -> object:
+        return SimpleNamespace(scan_id=1, summary={"fields_done": 3, "fields_planned": 9},
+                               status=SimpleNamespace(reason=FinishReason.FAILED, error=lost))
+
+    backend, reports = _service_scan(tmp_path, monkeypatch, failed_scan)
+    assert backend.run_scan(ScanControl(lambda **kw: reports.append(kw))) == "failed"  # type: ignore[attr-defined]
+
+    def gone() -> None:
+        raise StageConnectionError("the stage is not connected")
+
+    monkeypatch.setattr(backend.devices.stage, "position_um", gone)  # type: ignore[attr-defined]
+    with pytest.raises(DeviceLost, match="lost the stage"):
+        backend.run_scan(ScanControl(lambda **kw: reports.append(kw)))  # type: ignore[attr-defined]
+    assert backend.next_scan().resumed  # type: ignore[attr-defined]
+
+
 def test_start_new_abandons_the_interrupted_scan_and_starts_another(tmp_path: Path,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """A resume onto another slide stops (its first print is not there); ``start --new`` was missing, so the only
