@@ -136,6 +136,21 @@ def _found_through_focus(stage: Stage, camera: Camera, saved: np.ndarray, box: t
     return best, best_dz
 
 
+def _read_grey(path: Path) -> np.ndarray | None:
+    """A saved frame, grey; None where it is missing or cannot be decoded (the caller's warning says so, once).
+
+    OpenCV's reader prints its own ``[ WARN:...]`` (and ``[ERROR:...]``) lines to stderr for such a file, past the
+    service's logging: unformatted lines in the journal, beside the project's own line for the same file.
+    """
+    log = cv2.utils.logging
+    level = log.getLogLevel()
+    log.setLogLevel(log.LOG_LEVEL_SILENT)
+    try:
+        return cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    finally:
+        log.setLogLevel(level)
+
+
 def _first_print(structures: list[ObjectRecord],
                  root: Path) -> tuple[ObjectRecord, np.ndarray, float, tuple[int, int, int, int]] | None:
     """The earliest recorded structure that can be found again: its record, saved frame, z and template box.
@@ -152,7 +167,7 @@ def _first_print(structures: list[ObjectRecord],
         z = (o.extra or {}).get("autofocus_z_um", o.z_um)
         if not (o.frame_path and o.box and o.extra and len(o.extra.get("stage_xy_um") or ()) == 2 and z is not None):
             continue
-        saved = cv2.imread(str(root / o.frame_path), cv2.IMREAD_GRAYSCALE)  # a frame is grey (Frame's contract)
+        saved = _read_grey(root / o.frame_path)  # a frame is grey (Frame's contract)
         if saved is None:
             _log.warning("position check: %s could not be read", o.frame_path)
             continue
