@@ -184,7 +184,7 @@ def test_a_records_focus_is_scored_at_the_true_plane_its_z_stood_for():
 
     from appliance.hardware.camera.base import Frame
     from appliance.hardware.stage.base import Position
-    from appliance.scan.runner import _true_z_at
+    from appliance.scan.structure_record import _true_z_at
 
     def frame(reported: float, true: float | None) -> Frame:
         meta = {} if true is None else {"true_position_um": (0.0, 0.0, true)}

@@ -13,7 +13,10 @@ from dataclasses import replace
 
 import pytest
 
+import appliance.scan.phase_reading as phase_reading_module
 import appliance.scan.runner as runner_module
+import appliance.scan.sharp_view as sharp_view_module
+import appliance.scan.structure_verdict as structure_verdict_module
 from appliance.scan.field_focus import FIELD_VIEW_ABOVE_GLASS_UM
 from appliance.scan.plan import FocusPlan, GridPlan, ScanPlan
 from appliance.scan.protocols import Detection, VisionResult
@@ -460,7 +463,8 @@ def test_at_5x_a_bubble_both_models_call_a_lens_is_dropped_for_diverging_a_depth
     optics = {"magnification": 5.0, "na": 0.1}
     near_only = PhaseSignRule(deep_from_dof_um=math.inf)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(runner_module, "PHASE_SIGN", near_only)
+        mp.setattr(phase_reading_module, "PHASE_SIGN", near_only)
+        mp.setattr(structure_verdict_module, "PHASE_SIGN", near_only)
         before = _scan(tmp_path / "near", 512, _BubbleIsASureLens, slide=slide, optics=optics,
                        focuser_wrap=_FocusOff)
     after, vision = _scan_relabelled(tmp_path / "far", 512, _BubbleIsASureLens, slide, optics, _FocusOff)
@@ -1000,7 +1004,7 @@ def test_a_sharp_view_both_models_lean_to_a_print_is_one_where_its_views_are_sur
     assert s["recall"] == 1.0 and s["type_accuracy"] == 1.0 and s["duplicates"] == 0
     assert s["debris_as_structure"] == 0 and s["false_structures"] == 0
     # views as unsure as the sharp frame (0.89): every such print is dirt, as all were before
-    monkeypatch.setattr(runner_module, "views_sure_of_a_print", lambda views: False)
+    monkeypatch.setattr(structure_verdict_module, "views_sure_of_a_print", lambda views: False)
     s, _ = _scan_relabelled(tmp_path / "unsure", 35, _PrintJustShortOfSure, slide)
     assert s["recall"] < 1.0 and s["debris_as_structure"] == 0
 
@@ -1047,7 +1051,7 @@ def test_a_print_seen_whole_is_not_named_from_the_part_of_it_its_sharp_frame_box
     assert doubles[-1].parts > 0
     assert s["recall"] == 1.0 and s["type_accuracy"] == 1.0 and s["duplicates"] == 0 and s["false_structures"] == 0
     # named from the middle its sharp frame boxed, as before: every such print's type is wrong
-    monkeypatch.setattr(runner_module, "a_small_part_of", lambda box, whole: False)
+    monkeypatch.setattr(sharp_view_module, "a_small_part_of", lambda box, whole: False)
     s = _scan(tmp_path / "part", 36, make, _SharpPoint)
     assert s["recall"] == 1.0 and s["type_accuracy"] < 0.5
 
