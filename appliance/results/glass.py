@@ -106,44 +106,14 @@ def glass_focus(planes: np.ndarray, z_um: Sequence[float], structure_box_px: tup
     -------
     GlassFocus or None
     """
-    z = np.asarray(z_um, dtype=np.float64)
-    if planes.ndim != 3 or planes.shape[0] != z.size or z.size < 3:
-        raise ValueError(f"planes must be (Z, H, W) with Z = len(z_um) >= 3, got {planes.shape} and {z.size} z")
-    if not np.all(np.diff(z) > 0):
-        raise ValueError("z_um must increase")
-    if not (math.isfinite(um_per_px) and um_per_px > 0):
-        raise ValueError(f"um_per_px must be a finite number > 0, got {um_per_px!r}")
-    n, h, w = planes.shape
+    z = _checked_stack(planes, z_um, um_per_px)
     # One plane at a time (a 5 MP stack as float32 would take 0.7 GB): its glass level, and the running minimum
-    levels = [max(float(np.median(planes[k])), 1.0) for k in range(n)]
-    darkest = np.full((h, w), np.inf, np.float32)
-    for k in range(n):
-        np.minimum(darkest, _smooth(planes[k], levels[k]), out=darkest)
-    dip = 1.0 - darkest
-    keep_out = np.zeros((h, w), bool)
-    c = int(math.ceil(STRUCTURE_CLEARANCE_UM / um_per_px))
-    x0, y0, x1, y1 = structure_box_px
-    keep_out[max(0, y0 - c):min(h, y1 + c), max(0, x0 - c):min(w, x1 + c)] = True
-    mask = ((dip > MIN_DIP) & ~keep_out).astype(np.uint8)
+    levels = [max(float(np.median(planes[k])), 1.0) for k in range(planes.shape[0])]
+    mask = _speck_mask(planes, levels, structure_box_px, um_per_px)
     count, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
-    px2 = um_per_px * um_per_px
-    g = max(2, int(math.ceil(WINDOW_MARGIN_UM / um_per_px)))
     foci: list[float] = []
     for i in range(1, count):
-        bx, by, bw, bh, area = (int(v) for v in stats[i])
-        if not MIN_SPECK_AREA_UM2 <= area * px2 <= MAX_SPECK_AREA_UM2:
-            continue
-        if bx < g or by < g or bx + bw > w - g or by + bh > h - g:
-            continue  # cut by the frame: part of something larger
-        if max(bw, bh) > 3 * max(1, min(bw, bh)) + 2:
-            continue  # long and thin: a fibre's end or a scratch
-        # blurred with 3 px of context each side, so the window's own border is not the blur's
-        ya, yb, xa, xb = max(0, by - g - 3), min(h, by + bh + g + 3), max(0, bx - g - 3), min(w, bx + bw + g + 3)
-        inner = (slice(by - g - ya, by + bh + g - ya), slice(bx - g - xa, bx + bw + g - xa))
-        curve = _sharpness(np.stack([_smooth(planes[k, ya:yb, xa:xb], levels[k])[inner] for k in range(n)]))
-        if curve.min() > FLAT_CURVE * curve.max():
-            continue  # the same at every plane: dust on the camera's window, not on the slide
-        zf = curve_focus(z, curve, lobe_gap_um)
+        zf = _speck_focus(planes, levels, z, stats[i], um_per_px, lobe_gap_um)
         if zf is not None:
             foci.append(zf)
     if out_foci is not None:
@@ -153,6 +123,55 @@ def glass_focus(planes: np.ndarray, z_um: Sequence[float], structure_box_px: tup
         return None
     q1, mid, q3 = np.percentile(np.asarray(foci), [25, 50, 75])
     return GlassFocus(float(mid), len(foci), float(q3 - q1))
+
+
+def _checked_stack(planes: np.ndarray, z_um: Sequence[float], um_per_px: float) -> np.ndarray:
+    """``z_um`` as an array, once the stack and the pixel size are ones :func:`glass_focus` can read."""
+    z = np.asarray(z_um, dtype=np.float64)
+    if planes.ndim != 3 or planes.shape[0] != z.size or z.size < 3:
+        raise ValueError(f"planes must be (Z, H, W) with Z = len(z_um) >= 3, got {planes.shape} and {z.size} z")
+    if not np.all(np.diff(z) > 0):
+        raise ValueError("z_um must increase")
+    if not (math.isfinite(um_per_px) and um_per_px > 0):
+        raise ValueError(f"um_per_px must be a finite number > 0, got {um_per_px!r}")
+    return z
+
+
+def _speck_mask(planes: np.ndarray, levels: Sequence[float], structure_box_px: tuple[int, int, int, int],
+                um_per_px: float) -> np.ndarray:
+    """Pixels darker than the glass in some plane by ``MIN_DIP``, clear of the structure (uint8, 1 where so)."""
+    n, h, w = planes.shape
+    darkest = np.full((h, w), np.inf, np.float32)
+    for k in range(n):
+        np.minimum(darkest, _smooth(planes[k], levels[k]), out=darkest)
+    dip = 1.0 - darkest
+    keep_out = np.zeros((h, w), bool)
+    c = int(math.ceil(STRUCTURE_CLEARANCE_UM / um_per_px))
+    x0, y0, x1, y1 = structure_box_px
+    keep_out[max(0, y0 - c):min(h, y1 + c), max(0, x0 - c):min(w, x1 + c)] = True
+    return ((dip > MIN_DIP) & ~keep_out).astype(np.uint8)
+
+
+def _speck_focus(planes: np.ndarray, levels: Sequence[float], z: np.ndarray, stats: np.ndarray, um_per_px: float,
+                 lobe_gap_um: tuple[float, float]) -> float | None:
+    """The focus of one dark component (``stats``: its box and area), or None where it is no usable speck."""
+    n, h, w = planes.shape
+    g = max(2, int(math.ceil(WINDOW_MARGIN_UM / um_per_px)))
+    bx, by, bw, bh, area = (int(v) for v in stats)
+    px2 = um_per_px * um_per_px
+    if not MIN_SPECK_AREA_UM2 <= area * px2 <= MAX_SPECK_AREA_UM2:
+        return None
+    if bx < g or by < g or bx + bw > w - g or by + bh > h - g:
+        return None  # cut by the frame: part of something larger
+    if max(bw, bh) > 3 * max(1, min(bw, bh)) + 2:
+        return None  # long and thin: a fibre's end or a scratch
+    # blurred with 3 px of context each side, so the window's own border is not the blur's
+    ya, yb, xa, xb = max(0, by - g - 3), min(h, by + bh + g + 3), max(0, bx - g - 3), min(w, bx + bw + g + 3)
+    inner = (slice(by - g - ya, by + bh + g - ya), slice(bx - g - xa, bx + bw + g - xa))
+    curve = _sharpness(np.stack([_smooth(planes[k, ya:yb, xa:xb], levels[k])[inner] for k in range(n)]))
+    if curve.min() > FLAT_CURVE * curve.max():
+        return None  # the same at every plane: dust on the camera's window, not on the slide
+    return curve_focus(z, curve, lobe_gap_um)
 
 
 class SpeckGlassPlane:
