@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -94,37 +95,74 @@ def score(objects: Sequence[ObjectRecord], truth: Mapping[str, Any],
     inside = [t for t in truth["objects"] if _inside(t["bbox_um"], area_um)]
     t_struct = [t for t in inside if t["kind"] == "structure"]
     t_debris = [t for t in inside if t["kind"] == "debris"]
-    first: dict[int, ObjectRecord] = {}
-    dup = 0
-    errors = []
-    focus: dict[int, float] = {}
-    autofocus: list[float] = []
-    debris_hit: set[int] = set()
-    false_structures = 0
-    per_type: dict[str, dict[str, int]] = {}
-    inside_ids = {t["id"] for t in inside}
+    m = _match_all(objects, truth["objects"], {t["id"] for t in inside})
+    first = m.first
+    by_id = {t["id"]: t for t in t_struct}
+    correct = sum(by_id[i]["cls"] == o.cls for i, o in first.items())
+    return {
+        "recall": len(first) / len(t_struct) if t_struct else 1.0,
+        # a slide without structures has nothing to type, as it has nothing to miss (recall 1.0 above)
+        "type_accuracy": correct / len(first) if first else (0.0 if t_struct else 1.0),
+        "debris_as_structure": len(m.debris_hit) / len(t_debris) if t_debris else 0.0,
+        "position_error_um_median": float(np.median(m.errors)) if m.errors else None,
+        "duplicates": m.dup,
+        **_focus_keys("focus", list(m.focus.values())),
+        **_focus_keys("autofocus", m.autofocus),
+        "structures_truth": len(t_struct),
+        "structures_found": sum(o.kind == "structure" for o in objects),
+        "structures_matched": len(first),
+        "false_structures": m.false_structures,
+        "debris_truth": len(t_debris),
+        "debris_recorded": sum(o.kind == "debris" for o in objects),
+        "per_type": _per_type(t_struct, first, m.focus),
+        "missed": sorted(({"id": t["id"], "cls": t["cls"], "center_um": t["center_um"]} for t in t_struct
+                          if t["id"] not in first), key=lambda d: d["id"]),
+    }
+
+
+@dataclass
+class _Matches:
+    """The recorded structures matched to the truth (:func:`_match_all`)."""
+
+    first: dict[int, ObjectRecord] = field(default_factory=dict)  # true structure's id -> its first record
+    dup: int = 0  # records beyond the first of a true structure
+    errors: list[float] = field(default_factory=list)  # first records' distances from their true centres, µm
+    focus: dict[int, float] = field(default_factory=dict)  # true structure's id -> its first record's focus error
+    autofocus: list[float] = field(default_factory=list)  # the first records' autofocus errors, µm
+    debris_hit: set[int] = field(default_factory=set)  # true debris recorded as a structure
+    false_structures: int = 0  # records that match no true object
+
+
+def _match_all(objects: Sequence[ObjectRecord], truth: Sequence[Mapping[str, Any]], inside_ids: set[Any]) -> _Matches:
+    """Match every recorded structure to the true objects; those matching one outside the area are not scored."""
+    m = _Matches()
     for o in objects:
         if o.kind != "structure":
             continue
-        t = _match(o, truth["objects"])
+        t = _match(o, truth)
         if t is not None and t["id"] not in inside_ids:
             continue  # a true object reaching out of the area, seen by a border field: not scored
         if t is None:
-            false_structures += 1
+            m.false_structures += 1
         elif t["kind"] == "debris":
-            debris_hit.add(t["id"])
-        elif t["id"] in first:
-            dup += 1
+            m.debris_hit.add(t["id"])
+        elif t["id"] in m.first:
+            m.dup += 1
         else:
-            first[t["id"]] = o
-            errors.append(math.hypot(o.x_um - t["center_um"][0], o.y_um - t["center_um"][1]))
+            m.first[t["id"]] = o
+            m.errors.append(math.hypot(o.x_um - t["center_um"][0], o.y_um - t["center_um"][1]))
             dz, dz_auto = _focus_error(o, t), _focus_error(o, t, autofocus=True)
             if dz is not None:
-                focus[t["id"]] = dz
+                m.focus[t["id"]] = dz
             if dz_auto is not None:
-                autofocus.append(dz_auto)
-    by_id = {t["id"]: t for t in t_struct}
-    correct = sum(by_id[i]["cls"] == o.cls for i, o in first.items())
+                m.autofocus.append(dz_auto)
+    return m
+
+
+def _per_type(t_struct: Sequence[Mapping[str, Any]], first: Mapping[int, ObjectRecord],
+              focus: Mapping[int, float]) -> dict[str, dict[str, int]]:
+    """Per true type: structures, those found, typed right, and focused within 1 µm."""
+    per_type: dict[str, dict[str, int]] = {}
     for t in t_struct:
         row = per_type.setdefault(t["cls"], {"truth": 0, "found": 0, "type_correct": 0, "focus_within_1um": 0})
         row["truth"] += 1
@@ -132,25 +170,7 @@ def score(objects: Sequence[ObjectRecord], truth: Mapping[str, Any],
             row["found"] += 1
             row["type_correct"] += int(first[t["id"]].cls == t["cls"])
             row["focus_within_1um"] += int(abs(focus.get(t["id"], math.inf)) <= 1.0)
-    return {
-        "recall": len(first) / len(t_struct) if t_struct else 1.0,
-        # a slide without structures has nothing to type, as it has nothing to miss (recall 1.0 above)
-        "type_accuracy": correct / len(first) if first else (0.0 if t_struct else 1.0),
-        "debris_as_structure": len(debris_hit) / len(t_debris) if t_debris else 0.0,
-        "position_error_um_median": float(np.median(errors)) if errors else None,
-        "duplicates": dup,
-        **_focus_keys("focus", list(focus.values())),
-        **_focus_keys("autofocus", autofocus),
-        "structures_truth": len(t_struct),
-        "structures_found": sum(o.kind == "structure" for o in objects),
-        "structures_matched": len(first),
-        "false_structures": false_structures,
-        "debris_truth": len(t_debris),
-        "debris_recorded": sum(o.kind == "debris" for o in objects),
-        "per_type": per_type,
-        "missed": sorted(({"id": t["id"], "cls": t["cls"], "center_um": t["center_um"]} for t in t_struct
-                          if t["id"] not in first), key=lambda d: d["id"]),
-    }
+    return per_type
 
 
 def height_errors(heights: np.ndarray, true_heights: np.ndarray) -> tuple[float, int]:
