@@ -142,9 +142,7 @@ def autofocus(stage: Stage, camera: Camera, strategy: str, *, z_range_um: Sequen
     _check_numbers(ref_height_um, ref_sigma_um, target_width_um, speck_scale)
     offset = 0.0 if ref_height_um is None else float(ref_height_um)
     ref_sigma = 0.0 if ref_height_um is None else float(ref_sigma_um)
-    # the reference plane is the print's mid-plane: the print is twice as tall (when its own height is known)
-    own_height = ref_height_um is not None and ref_sigma <= SHAPE_HEIGHT_SIGMA_UM
-    bias = reading_bias_um(target_type, height_um=2.0 * offset if own_height else None, width_um=target_width_um)
+    bias = _reading_bias(target_type, ref_height_um, ref_sigma, target_width_um)
     fine_pairs = target_type not in FOCAL_SPOT_TYPES
     pred = _map_prediction(focus_map, xy, offset, ref_sigma)
     if strategy == "map" and pred is not None and focus_map is not None and len(focus_map) >= MAP_MIN_POINTS:
@@ -154,15 +152,26 @@ def autofocus(stage: Stage, camera: Camera, strategy: str, *, z_range_um: Sequen
                          target_type, width_scale, check_lobe, sure if ref_height_um is not None else None, bias,
                          fine_pairs, speck_scale)
     s = FocusSession(stage, camera, mode, rect, (lo, hi), now_s, speck_scale)
-    if mode == "specks" and rect is None:
-        s.capture(start)
-        if s.specks is None:  # nothing small on the glass in view: the caller decides what else to focus on
-            return _no_specks(s, pred)
+    if mode == "specks" and rect is None and not _specks_at(s, start):
+        return _no_specks(s, pred)  # nothing small on the glass in view: the caller decides what else to focus on
     r = _search(s, strategy, start, estimator, step_um, coarse_um, width_scale, fine_pairs)
     r = _trust(s, _debias(s, r, target_type, bias), mode, check_lobe, boxed=rect is not None)
-    if not r.ok and pred is not None:
-        return _park_at_map(s, r, pred[0])
-    return r
+    return r if r.ok or pred is None else _park_at_map(s, r, pred[0])
+
+
+def _reading_bias(target_type: str | None, ref_height_um: float | None, ref_sigma: float,
+                  target_width_um: float | None) -> float:
+    """The classical reading's bias for the target (``appliance.focus.typebias``), its shape's where it is known."""
+    offset = 0.0 if ref_height_um is None else float(ref_height_um)
+    # the reference plane is the print's mid-plane: the print is twice as tall (when its own height is known)
+    own_height = ref_height_um is not None and ref_sigma <= SHAPE_HEIGHT_SIGMA_UM
+    return reading_bias_um(target_type, height_um=2.0 * offset if own_height else None, width_um=target_width_um)
+
+
+def _specks_at(s: FocusSession, start: float) -> bool:
+    """Whether the first frame, at ``start``, shows specks on the glass (``specks`` mode looks there first)."""
+    s.capture(start)
+    return s.specks is not None
 
 
 def _check_names(strategy: str, mode: str) -> None:
