@@ -173,6 +173,8 @@ class ModelsConfig(_Section):
     detector_threshold: float | None = Field(None, gt=0.0, lt=1.0,
                                              description="detection score threshold; null: the model card's")
     classifier: str | None = Field(None, description="the classifier .tflite (labels.txt beside it); null: shipped")
+    focusnet: str | None = Field(None, description="the focus net .tflite a plan's focus.strategy neural runs; "
+                                                   "null: shipped (models/focusnet/focusnet.tflite)")
     threads: int = Field(2, ge=1, le=64)
 
 

@@ -62,18 +62,56 @@ def _box(b: tuple[float, float, float, float], size: tuple[int, int]) -> Box:
     return (x0, y0, max(x1, x0 + 1), max(y1, y0 + 1))
 
 
+def _loaded(key: str, load: Callable[[], Any]) -> Any:
+    """``load()``; its error (an ``OSError`` naming the file) as a ``ModelFileError`` that names the key too."""
+    from appliance.vision.litert import ModelFileError
+
+    try:
+        return load()
+    except OSError as exc:
+        raise ModelFileError(f"{key}: {exc}") from None
+
+
 def configured_models(models: Any) -> tuple[Any, Any]:
     """The detector and classifier a config's ``models`` section names (the shipped ones where unset), loaded.
 
-    The service and ``tppscan scan --config`` load them through this one function, so a scan run by hand uses
-    the models the appliance would (a missing or damaged file: ``ModelFileError`` naming it).
+    The service, ``tppscan scan --config`` and ``tppscan config check`` load them through this one function, so
+    a scan run by hand uses the models the appliance would, and a file the check passes is one the scan loads
+    (a missing, truncated or wrong-shaped file, or labels that do not match: an ``OSError`` naming the key and
+    the file).
     """
     from appliance.vision.classifier import StructureClassifier
     from appliance.vision.detector import DEFAULT_THRESHOLD, Detector
 
-    detector = Detector(Path(models.detector) if models.detector else None, None, backend=models.detector_backend,
-                        threshold=models.detector_threshold or DEFAULT_THRESHOLD, threads=models.threads)
-    return detector, StructureClassifier(models.classifier, num_threads=models.threads)
+    detector = _loaded("models.detector", lambda: Detector(
+        Path(models.detector) if models.detector else None, None, backend=models.detector_backend,
+        threshold=models.detector_threshold or DEFAULT_THRESHOLD, threads=models.threads))
+    return detector, _loaded("models.classifier",
+                             lambda: StructureClassifier(models.classifier, num_threads=models.threads))
+
+
+def shipped_models() -> tuple[Any, Any]:
+    """The shipped detector and classifier, loaded as :func:`scan_pipeline` loads them when given none."""
+    from appliance.vision.classifier import StructureClassifier
+    from appliance.vision.detector import Detector
+
+    return Detector(None, None), StructureClassifier()
+
+
+def configured_focus_net(models: Any | None) -> Any:
+    """The focus net ``models.focusnet`` names (the shipped one where unset, or with no ``models``), loaded.
+
+    Raises
+    ------
+    OSError
+        The focus net is not in this build, or its file is missing or not a focus net (naming the key and file).
+    """
+    try:
+        from appliance.vision.focusnet import FocusNet  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        raise OSError("the focus net (appliance/vision/focusnet.py) is not in this build") from None
+    path = getattr(models, "focusnet", None)
+    return _loaded("models.focusnet", lambda: FocusNet(Path(path) if path else None, num_threads=1))
 
 
 def scan_pipeline(um_per_px: float, detector: Any | None = None, classifier: Any | None = None) -> Any:

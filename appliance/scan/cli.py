@@ -23,7 +23,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, NamedTuple
 
 from appliance.hardware.stage.base import focus_travel_of
 
@@ -88,8 +88,9 @@ def register(sub: Any) -> None:
     p.add_argument("--progress", choices=("auto", "bar", "log", "none"), default="auto",
                    help="progress display (auto: a bar on a terminal, log lines otherwise)")
     p.add_argument("--check", action="store_true",
-                   help="only check the inputs (plan, calibration, --sim-set, --out and --db) and exit: 0 when a "
-                        "scan would start, 2 naming every error of the plan; no device is opened, nothing written")
+                   help="only check the inputs (plan, calibration, the models the scan would run, --sim-set, --out "
+                        "and --db) and exit: 0 when a scan would start, 2 naming every error of the plan; no device "
+                        "is opened, nothing written")
     p.set_defaults(func=_cmd_scan)
 
     c = sub.add_parser("calibrate", help="measure the camera's pixel -> stage um map by phase correlation",
@@ -236,9 +237,13 @@ def _oriented(stage: Any, camera: Any, args: argparse.Namespace) -> tuple[Any, A
     return oriented(stage, camera, bool(getattr(args, "z_reversed", False)))
 
 
-def _vision_focus(args: argparse.Namespace, scope: Any, stage: Any,
-                  um_per_px: float, cfg: Any = None) -> tuple[Any, Any, Any, list[str]]:
-    """The vision pipeline, focuser and focus map asked for; test doubles only by name, and said so."""
+def _vision_focus(args: argparse.Namespace, scope: Any, stage: Any, um_per_px: float, cfg: Any = None,
+                  models: _Models | None = None) -> tuple[Any, Any, Any, list[str]]:
+    """The vision pipeline, focuser and focus map asked for; test doubles only by name, and said so.
+
+    ``models``: loaded by :func:`_models_of` before anything opened; None loads them here (the config's, else the
+    shipped ones).
+    """
     notes = []
     if args.vision == "sim-truth":
         from appliance.scan.testing import SimTruthVision
@@ -249,7 +254,10 @@ def _vision_focus(args: argparse.Namespace, scope: Any, stage: Any,
         from appliance.scan.adapters import PipelineVision, configured_models, scan_pipeline
 
         try:  # --config's models, as the service would run them; else the shipped ones
-            pipeline = None if cfg is None else scan_pipeline(um_per_px, *configured_models(cfg.models))
+            if models is not None:
+                pipeline = scan_pipeline(um_per_px, models.detector, models.classifier)
+            else:
+                pipeline = None if cfg is None else scan_pipeline(um_per_px, *configured_models(cfg.models))
             vision = PipelineVision(um_per_px, pipeline)
         except ValueError as exc:
             raise ValueError(f"--vision auto: {exc}; --vision sim-truth runs the scan with a ground-truth "
@@ -267,7 +275,8 @@ def _vision_focus(args: argparse.Namespace, scope: Any, stage: Any,
         travel = focus_travel_of(stage)
         try:
             fmap = FocusMapAdapter()
-            estimator = focus_estimator(args.strategy, um_per_px)  # the focus net, for `neural`
+            net = None if models is None else models.focus_net
+            estimator = focus_estimator(args.strategy, um_per_px, net)  # the focus net, for `neural`
             # a virtual camera renders the virtual slide whatever the stage: its catalogue's heights by default
             virtual = scope is not None
             focuser = AutofocusFocuser(args.strategy, travel, fmap, estimator=estimator,
@@ -341,6 +350,8 @@ def _cmd_scan(args: argparse.Namespace) -> int:
     from appliance.hardware.stage.simavr_board import SimavrBoardError
     from appliance.scan.calibration import CalibrationError
     from appliance.scan.session import ScanFolderBusy
+    from appliance.vision.detector import ModelError
+    from appliance.vision.litert import ModelFileError
 
     try:
         return _scan(args)
@@ -348,6 +359,8 @@ def _cmd_scan(args: argparse.Namespace) -> int:
         return _fail("scan", str(exc), 1)
     except (CalibrationError, SimavrBoardError) as exc:
         return _fail("scan", f"{type(exc).__name__}: {exc}", 1)
+    except (ModelError, ModelFileError) as exc:  # a model file the scan cannot use: rerunning cannot mend it
+        return _fail("scan", f"{exc}; fix the file or the config's models key (tppscan config check)", 2)
     except StageLimitError as exc:  # the plan reaches beyond the board's travel: the plan is what to change
         return _fail("scan", f"{type(exc).__name__}: {exc}", 2)
     except StageError as exc:  # opening the stage, or a fault before the first field (the runner handles the rest)
@@ -409,8 +422,44 @@ def _calibration_of(args: argparse.Namespace, cfg: Any) -> Any:
         raise _Refused(f"--calibration {args.calibration}: {exc}") from None
 
 
-def _inputs(args: argparse.Namespace) -> tuple[Any, Any, Any]:
-    """(config or None, plan, calibration or None), read and checked before anything is opened."""
+class _Models(NamedTuple):
+    """The models a scan runs, loaded before anything opens; None where a test double or strategy needs none."""
+
+    detector: Any
+    classifier: Any
+    focus_net: Any
+
+
+def _models_of(args: argparse.Namespace, cfg: Any, plan: Any) -> _Models:
+    """The models the scan will run (the config's, else the shipped), loaded as it loads them, before any device.
+
+    A truncated or wrong-shaped file, or labels that do not match, was found only once the devices were open
+    (a board homed on start), and was reported as a fault a rerun would resume past (session 50).
+    """
+    from appliance.config.schema import ConfigError
+    from appliance.scan.adapters import configured_focus_net, configured_models, shipped_models
+
+    vision = args.vision == "auto"
+    neural = args.focus == "auto" and plan.focus.strategy == "neural"
+    if cfg is not None:
+        from appliance.service.inputs import check_model_files
+
+        try:  # a missing file named as config check names it, before any loads
+            check_model_files(cfg)
+        except ConfigError as exc:
+            raise _Refused(f"--config {args.config}: {exc}") from None
+    try:
+        detector, classifier = ((configured_models(cfg.models) if cfg is not None else shipped_models())
+                                if vision else (None, None))
+        net = configured_focus_net(cfg.models if cfg is not None else None) if neural else None
+    except OSError as exc:  # the loaders' ModelError / ModelFileError, naming the file
+        where = f"--config {args.config}: " if cfg is not None else ""
+        raise _Refused(f"{where}{exc}") from None
+    return _Models(detector, classifier, net)
+
+
+def _inputs(args: argparse.Namespace) -> tuple[Any, Any, Any, _Models]:
+    """(config or None, plan, calibration or None, models), read, loaded and checked before anything is opened."""
     from appliance.config.schema import ConfigError, ConfigFileError
 
     try:
@@ -419,26 +468,20 @@ def _inputs(args: argparse.Namespace) -> tuple[Any, Any, Any]:
         raise _Refused(f"--config {exc}", 1 if isinstance(exc, ConfigFileError) else 2) from None
     if problem := _device_problem(args, cfg):
         raise _Refused(problem)
-    if cfg is not None:
-        from appliance.service.inputs import check_model_files
-
-        try:  # the models the scan will load, named before anything opens (as `tppscan run` checks them)
-            check_model_files(cfg)
-        except ConfigError as exc:
-            raise _Refused(f"--config {args.config}: {exc}") from None
     plan = _plan_of(args, cfg)
     if cfg is not None and cfg.camera.kind != "sim" and plan.grid.whole_slide:
         raise _Refused(f"--config {args.config}: a real camera (camera.kind {cfg.camera.kind}) needs a plan with "
                        "grid top, left, bottom and right (--plan, or the config's scan.plan): a real slide's extent "
                        "is not known")
-    return cfg, plan, _calibration_of(args, cfg)
+    cal = _calibration_of(args, cfg)
+    return cfg, plan, cal, _models_of(args, cfg, plan)
 
 
 def _scan(args: argparse.Namespace) -> int:
     from appliance.results.store import ResultStore
 
     try:
-        cfg, plan, cal = _inputs(args)
+        cfg, plan, cal, models = _inputs(args)
     except _Refused as exc:
         return _fail("scan", str(exc), exc.code)
     out: Path = args.out
@@ -468,7 +511,7 @@ def _scan(args: argparse.Namespace) -> int:
             print(f"NOTE camera: {camera_kind}: the images come from the virtual slide at the position the "
                   f"{args.stage} stage reports (a stage-in-the-loop test; scores are against the virtual slide)",
                   file=sys.stderr)
-        outcome = _run(args, cfg, plan, cal, out, db, devices, camera_kind)
+        outcome = _run(args, cfg, plan, cal, out, db, devices, camera_kind, models)
     if isinstance(outcome, int):
         return outcome
     s = outcome.summary
@@ -510,7 +553,7 @@ def _checked(args: argparse.Namespace, cfg: Any, plan: Any, cal: Any, out: Path)
 
 
 def _run(args: argparse.Namespace, cfg: Any, plan: Any, cal: Any, out: Path, db: Path,
-         devices: tuple[Any, Any, Any], camera_kind: str) -> Any:
+         devices: tuple[Any, Any, Any], camera_kind: str, models: _Models | None = None) -> Any:
     """The scan on the open devices: its outcome, or an exit code where the plan's area cannot be scanned."""
     from appliance.scan.session import run_scan, scan_area, sim_height_truth
 
@@ -520,7 +563,7 @@ def _run(args: argparse.Namespace, cfg: Any, plan: Any, cal: Any, out: Path, db:
     args.reference_sigma = plan.focus.reference_height_sigma_um
     nominal = _nominal_um_per_px(scope, camera, cfg)
     um_px = cal.um_per_px if cal is not None else nominal
-    vision, focuser, fmap, notes = _vision_focus(args, scope, stage, um_px, cfg)
+    vision, focuser, fmap, notes = _vision_focus(args, scope, stage, um_px, cfg, models)
     for n in notes:
         print(f"NOTE {n}", file=sys.stderr)
     p = scope.slide.params if scope is not None else None

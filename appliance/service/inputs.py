@@ -5,7 +5,8 @@ service cannot use is refused by the check as it would be by the service, with t
 
     /etc/tppscan/config.yaml: scan.plan /srv/plan.yaml: no such file
 
-The model files are only looked for here; loading them needs the model runtimes, which ``run`` does at start.
+The model files are loaded here as a scan loads them (well under a second each), so a truncated or wrong-shaped
+model, or labels that do not match it, is refused by the check too, naming the key and the file.
 """
 
 from __future__ import annotations
@@ -107,10 +108,29 @@ def check_plan_area(cfg: Config, plan: Any) -> None:
 
 
 def check_model_files(cfg: Config) -> None:
-    """The configured model files exist (the shipped ones when unset); ``run`` loads them at start."""
-    for key, name in (("models.detector", cfg.models.detector), ("models.classifier", cfg.models.classifier)):
+    """The configured model files exist (the shipped ones when unset): a cheap first look, before any loads."""
+    for key, name in (("models.detector", cfg.models.detector), ("models.classifier", cfg.models.classifier),
+                      ("models.focusnet", cfg.models.focusnet)):
         if name:
             _readable_file(key, Path(name))
+
+
+def load_models(cfg: Config, strategy: str) -> tuple[Any, Any, Any]:
+    """(detector, classifier, focus net or None), loaded as a scan loads them; ConfigError naming the key and file.
+
+    The focus net only for the focus strategy ``neural`` (the only one that runs it). A file that exists but is
+    truncated, of the wrong shape, or whose labels do not match passed the check before (session 50), and the
+    scan then failed after the stage had homed.
+    """
+    from appliance.scan.adapters import configured_focus_net, configured_models
+
+    check_model_files(cfg)
+    try:
+        detector, classifier = configured_models(cfg.models)
+        net = configured_focus_net(cfg.models) if strategy == "neural" else None
+    except OSError as exc:  # the loaders' ModelFileError / ModelError, naming the key and the file
+        raise ConfigError(str(exc)) from None
+    return detector, classifier, net
 
 
 def check_folders(cfg: Config, *, as_service: bool = True) -> list[str]:
@@ -170,9 +190,10 @@ def check_inputs(cfg: Config, source: str, *, as_service: bool = True) -> list[s
     """
     try:
         warnings = check_folders(cfg, as_service=as_service)
-        check_plan_area(cfg, load_plan(cfg))
+        plan = load_plan(cfg)
+        check_plan_area(cfg, plan)
         load_calibration(cfg)
-        check_model_files(cfg)
+        load_models(cfg, plan.focus.strategy)
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from None
     return warnings
