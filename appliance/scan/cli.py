@@ -350,8 +350,6 @@ def _cmd_scan(args: argparse.Namespace) -> int:
     from appliance.hardware.stage.simavr_board import SimavrBoardError
     from appliance.scan.calibration import CalibrationError
     from appliance.scan.session import ScanFolderBusy
-    from appliance.vision.detector import ModelError
-    from appliance.vision.litert import ModelFileError
 
     try:
         return _scan(args)
@@ -359,7 +357,7 @@ def _cmd_scan(args: argparse.Namespace) -> int:
         return _fail("scan", str(exc), 1)
     except (CalibrationError, SimavrBoardError) as exc:
         return _fail("scan", f"{type(exc).__name__}: {exc}", 1)
-    except (ModelError, ModelFileError) as exc:  # a model file the scan cannot use: rerunning cannot mend it
+    except _model_errors() as exc:  # a model file the scan cannot use: rerunning cannot mend it
         return _fail("scan", f"{exc}; fix the file or the config's models key (tppscan config check)", 2)
     except StageLimitError as exc:  # the plan reaches beyond the board's travel: the plan is what to change
         return _fail("scan", f"{type(exc).__name__}: {exc}", 2)
@@ -368,6 +366,16 @@ def _cmd_scan(args: argparse.Namespace) -> int:
                      "command again (a scan left unfinished in --out resumes)", 1)
     except (OSError, sqlite3.Error) as exc:  # a full disk or a broken database file: committed fields are kept
         return _fail("scan", f"{exc}; the committed fields are kept: run the same command again to resume", 1)
+
+
+def _model_errors() -> tuple[type[Exception], ...]:
+    """The model loaders' errors (``OSError``s a rerun cannot mend); none in a build without appliance/vision."""
+    try:
+        from appliance.vision.detector import ModelError
+        from appliance.vision.litert import ModelFileError
+    except ImportError:
+        return ()
+    return ModelError, ModelFileError
 
 
 class _Refused(Exception):
@@ -448,13 +456,19 @@ def _models_of(args: argparse.Namespace, cfg: Any, plan: Any) -> _Models:
             check_model_files(cfg)
         except ConfigError as exc:
             raise _Refused(f"--config {args.config}: {exc}") from None
+    where = f"--config {args.config}: " if cfg is not None else ""
     try:
         detector, classifier = ((configured_models(cfg.models) if cfg is not None else shipped_models())
                                 if vision else (None, None))
-        net = configured_focus_net(cfg.models if cfg is not None else None) if neural else None
+    except ImportError as exc:
+        raise _Refused(f"--vision auto: the vision pipeline (appliance/vision) is not installed in this build "
+                       f"({exc}); --vision sim-truth runs the scan with a ground-truth test double instead") from None
     except OSError as exc:  # the loaders' ModelError / ModelFileError, naming the file
-        where = f"--config {args.config}: " if cfg is not None else ""
         raise _Refused(f"{where}{exc}") from None
+    try:
+        net = configured_focus_net(cfg.models if cfg is not None else None) if neural else None
+    except OSError as exc:
+        raise _Refused(f"{where}focus.strategy neural: {exc}; or use classical, sweep or map") from None
     return _Models(detector, classifier, net)
 
 
