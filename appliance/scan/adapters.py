@@ -132,10 +132,11 @@ def scan_pipeline(um_per_px: float, detector: Any | None = None, classifier: Any
                     skip_empty=True, type_uncovered=True, scale_known=True)
 
 
-def focus_estimator(strategy: str, um_per_px: float, net: Any | None = None) -> Any | None:
+def focus_estimator(strategy: str, um_per_px: float, net: Any | None = None, models: Any | None = None) -> Any | None:
     """The focus net for a strategy that reads one frame's defocus (``neural``), or None for the others.
 
-    ``net``: a focus net loaded before (``FocusNetEstimator.net``); the shipped one is loaded when None.
+    ``net``: a focus net loaded before (``FocusNetEstimator.net``); else the one ``models.focusnet`` names (a
+    config's ``models`` section: :func:`configured_focus_net`), the shipped one without it.
 
     Raises
     ------
@@ -147,7 +148,7 @@ def focus_estimator(strategy: str, um_per_px: float, net: Any | None = None) -> 
     from appliance.focus.netadapter import FocusNetEstimator
 
     try:
-        return FocusNetEstimator(um_per_px, net)
+        return FocusNetEstimator(um_per_px, configured_focus_net(models) if net is None else net)
     except OSError as exc:
         raise ValueError(f"focus.strategy neural: {exc}; use classical, sweep or map") from None
 

@@ -276,7 +276,8 @@ def _vision_focus(args: argparse.Namespace, scope: Any, stage: Any, um_per_px: f
         try:
             fmap = FocusMapAdapter()
             net = None if models is None else models.focus_net
-            estimator = focus_estimator(args.strategy, um_per_px, net)  # the focus net, for `neural`
+            estimator = focus_estimator(args.strategy, um_per_px, net,  # the focus net, for `neural`
+                                        None if cfg is None else cfg.models)
             # a virtual camera renders the virtual slide whatever the stage: its catalogue's heights by default
             virtual = scope is not None
             focuser = AutofocusFocuser(args.strategy, travel, fmap, estimator=estimator,

@@ -99,3 +99,18 @@ def test_the_focus_net_key_defaults_to_the_shipped_file(tmp_path: Path) -> None:
     shutil.copy(FOCUSNET, mine)
     models = Config.model_validate({"models": {"focusnet": str(mine)}}).models
     assert configured_focus_net(models).model.path == mine
+
+
+def test_the_focus_estimator_runs_the_configured_net(tmp_path: Path) -> None:
+    """The seam the service's backend calls: ``focus_estimator(strategy, scale, models=cfg.models)``."""
+    from appliance.scan.adapters import focus_estimator
+
+    mine = tmp_path / "mine.tflite"
+    shutil.copy(FOCUSNET, mine)
+    models = Config.model_validate({"models": {"focusnet": str(mine)}}).models
+    assert focus_estimator("neural", 0.56, models=models).net.model.path == mine
+    assert focus_estimator("neural", 0.56).net.model.path == FOCUSNET
+    assert focus_estimator("classical", 0.56, models=models) is None
+    bad = Config.model_validate({"models": {"focusnet": str(tmp_path / "none.tflite")}}).models
+    with pytest.raises(ValueError, match=r"focus.strategy neural: models.focusnet: .*none\.tflite"):
+        focus_estimator("neural", 0.56, models=bad)
