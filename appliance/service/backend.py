@@ -70,7 +70,7 @@ class ScanBackend:
         self._calibration = load_calibration(self.cfg)
         self._models = self._load_models()
         scale = self._calibration.um_per_px if self._calibration is not None else self._um_per_px_guess()
-        est = focus_estimator(self._plan.focus.strategy, scale)  # `neural`: the focus net loads
+        est = focus_estimator(self._plan.focus.strategy, scale, models=self.cfg.models)  # `neural`: models.focusnet
         self._focus_net = None if est is None else est.net
         kernels.warmup()
 

@@ -942,3 +942,22 @@ def test_start_after_a_stop_says_it_resumed(running) -> None:  # noqa: ANN001
     reply = send_command(sock, "start")
     assert reply["message"] == f"scan resumed (scan 1, {backend.done_fields} of 50 fields done)"
     assert reply["status"]["scan_id"] == "1"
+
+
+def test_the_services_scans_run_the_focus_net_its_config_names(tmp_path: Path) -> None:
+    # models.focusnet was checked at start but the backend loaded the shipped net for its scans
+    import shutil
+
+    from appliance.config.schema import Config
+    from appliance.service.backend import ScanBackend
+
+    root = Path(__file__).resolve().parents[2]
+    mine = tmp_path / "mine" / "focusnet.tflite"
+    mine.parent.mkdir()
+    shutil.copy(root / "models" / "focusnet" / "focusnet.tflite", mine)
+    plan = tmp_path / "plan.yaml"
+    plan.write_text("focus: {strategy: neural}\n", encoding="utf-8")
+    backend = ScanBackend(Config.model_validate({"paths": {"data_dir": str(tmp_path / "data")},
+                                                 "scan": {"plan": str(plan)}, "models": {"focusnet": str(mine)}}))
+    backend.warm()
+    assert backend._focus_net is not None and backend._focus_net.model.path == mine
