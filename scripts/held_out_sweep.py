@@ -6,6 +6,7 @@ Usage::
     python scripts/held_out_sweep.py run knobs.txt --out sweep/ --jobs 2          # tppscan scan per line
     python scripts/held_out_sweep.py table knobs.txt --out sweep/                 # what each scan found
     python scripts/held_out_sweep.py glass knobs.txt --out sweep/                 # the height maps' glass
+    python scripts/held_out_sweep.py light knobs.txt                              # each slide's light spread
 
 Each line is ``SEED KEY=VALUE ...``: the slide's seed and its ``--sim-set`` knobs, drawn from the seed alone
 (``random.Random``-free: NumPy's PCG64 seeded with ``seed * 7919 + 13``), so a line is the same on every machine.
@@ -19,7 +20,9 @@ docs/held-out.md's sweeps; any other start gives a held-out set.
 ``run`` calls ``tppscan scan --sim --seed N --sim-set K=V ... --out OUT/N --db OUT/N.db --progress none`` per
 line (``--jobs`` at a time), keeping each scan's output in ``OUT/N.log``; ``table`` prints each scan's
 ``summary.json`` figures and the totals by objective and camera and in all (prints found, typed right, dirt
-recorded as a print, duplicates).
+recorded as a print, structures recorded where no object lies, duplicates).
+``light`` measures each line's light field as a scan's flat field does (16 frames over the slide) and prints its
+spread, brightest 2 % over darkest 2 %: which slides a change of ``flatfield.EVEN_WITHIN`` would touch.
 ``glass`` compares the glass each recorded structure's height used (``extra.glass_z_um``, read beside it) with the
 slide's true surface under it, by where that glass came from (``extra.glass_source``) and objective: records,
 median error and interquartile range in µm, and the share within 1 µm (docs/scan.md, "Height maps").
@@ -143,6 +146,7 @@ class Tally:
     truth: int = 0
     typed: int = 0
     dirt: int = 0
+    bare: int = 0
     duplicates: int = 0
 
     def add(self, s: dict[str, Any]) -> None:
@@ -153,13 +157,14 @@ class Tally:
         self.truth += int(s["structures_truth"])
         self.typed += round((s["type_accuracy"] or 0.0) * matched)
         self.dirt += round((s["debris_as_structure"] or 0.0) * int(s["debris_truth"]))
+        self.bare += int(s.get("false_structures") or 0)
         self.duplicates += int(s["duplicates"])
 
     def __str__(self) -> str:
         """The counts as the table prints them."""
         share = f"{self.found / self.truth:.3f}" if self.truth else "-"
         return (f"found {self.found} of {self.truth} ({share}), typed right {self.typed}, dirt as a print "
-                f"{self.dirt}, duplicates {self.duplicates}")
+                f"{self.dirt}, structures where no object lies {self.bare}, duplicates {self.duplicates}")
 
 
 def setting(sets: Sequence[str]) -> str:
@@ -220,8 +225,30 @@ def glass(lines: Sequence[tuple[int, list[str]]], out: Path) -> int:
     return missing
 
 
+def light(lines: Sequence[tuple[int, list[str]]]) -> int:
+    """Print each line's light spread as its scan's flat field would measure it; 1 if any cannot be measured."""
+    from appliance.scan.flatfield import EVEN_WITHIN, FlatFieldError, measure_flat_field
+    from appliance.sim.overrides import parse_sim_sets, sim_microscope
+
+    failed = 0
+    for seed, sets in lines:
+        knob = dict(k.split("=", 1) for k in sets if "=" in k)
+        area = (0.0, 0.0, float(knob.get("slide.width_um", 10000)), float(knob.get("slide.height_um", 10000)))
+        scope = sim_microscope(seed, parse_sim_sets(sets))
+        try:
+            with scope.stage, scope.camera:
+                lo, hi = measure_flat_field(scope.stage, scope.camera, area).spread
+        except FlatFieldError as e:
+            print(f"{seed}: {e}")
+            failed += 1
+            continue
+        print(f"{seed} {setting(sets)}: light {lo:.3f}-{hi:.3f}, spread {hi / lo:.3f}"
+              f"{'' if hi <= EVEN_WITHIN * lo else ' (divided out)'}")
+    return failed
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """``knobs``, ``run``, ``table`` or ``glass`` (see the module's docstring); the exit status."""
+    """``knobs``, ``run``, ``table``, ``glass`` or ``light`` (see the module's docstring); the exit status."""
     p = argparse.ArgumentParser(description="Held-out scans over random settings of the virtual microscope.")
     sub = p.add_subparsers(dest="cmd", required=True)
     k = sub.add_parser("knobs", help="print one line of knobs per slide seed")
@@ -234,6 +261,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         q.add_argument("--out", type=Path, required=True, help="folder of the scans' outputs")
         if name == "run":
             q.add_argument("--jobs", type=int, default=2, help="scans at a time (1..64, default 2)")
+    q = sub.add_parser("light", help="each slide's light spread, as a scan's flat field measures it")
+    q.add_argument("knobs", type=Path, help="a file of 'SEED KEY=VALUE ...' lines (from 'knobs')")
     args = p.parse_args(argv)
     if args.cmd == "knobs":
         if args.start < 0 or not 1 <= args.count <= 10000:
@@ -245,6 +274,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         lines = read_lines(args.knobs)
     except (OSError, ValueError) as e:
         p.error(str(e))
+    if args.cmd == "light":
+        return int(light(lines) > 0)
     if args.cmd == "run":
         if not 1 <= args.jobs <= 64:
             p.error(f"--jobs must be in 1..64, got {args.jobs}")

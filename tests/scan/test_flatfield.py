@@ -9,6 +9,7 @@ import pytest
 
 from appliance.hardware.camera.base import CameraError, Frame, Position
 from appliance.scan.flatfield import (
+    EVEN_WITHIN,
     FlatField,
     FlatFieldCamera,
     FlatFieldError,
@@ -18,6 +19,7 @@ from appliance.scan.flatfield import (
 )
 from appliance.scan.plan import ImagingPlan, ScanPlan
 from appliance.sim.overrides import sim_microscope
+from appliance.vision.gate import find_candidates
 
 H, W = 120, 160
 
@@ -187,7 +189,7 @@ def test_a_scan_with_the_flat_field_says_what_it_decided(tmp_path: Path, variati
     lo, hi = meta["light_p2"], meta["light_p98"]
     line = f"{meta['note']}; the light {lo:.2f}-{hi:.2f} of its median over 16 frames"
     assert f"<th>flat field</th><td>{line}</td>" in (out.out_dir / "report.html").read_text()
-    assert (meta["light_p98"] > 1.2 * meta["light_p2"]) is applied, meta
+    assert (meta["light_p98"] > EVEN_WITHIN * meta["light_p2"]) is applied, meta
     assert FlatField.load(out.out_dir / "flat_field.npz").frames == 16
     assert out.summary["recall"] == 1.0 and out.summary["false_structures"] == 0, out.summary
 
@@ -241,3 +243,22 @@ def test_a_resumed_scan_measures_again_a_flat_field_of_another_camera(tmp_path: 
     assert "measured at 160 x 120 px, the camera gives 640 x 480 px; measuring the flat field again" in caplog.text
     assert info["applied"] is True and frame.meta["flat_field"] is True
     assert FlatField.load(folder.root / FILE_NAME).light.shape == (480, 640)
+
+
+def test_light_uneven_by_a_sixth_is_divided_out_before_the_gate_sees_its_bands() -> None:
+    # Held-out seed 7302 (4x, the raw mono camera, vignetting 0.13): the light spread 0.91-1.07 of its median (a
+    # plateau on one side, its peak off the middle) was left uncorrected under the old bound of 1.2, and the gate's
+    # glass surface, a smooth fit, fell short of it in a band across every frame: bare glass gave dark "objects"
+    # there, the classifier named their blank crops scaffolds, and the scan recorded 10 structures on bare glass.
+    # The smooth part of that slide's measured light field, as a quartic:
+    yy, xx = np.mgrid[0:480, 0:640]
+    x, y = xx / 640 - 0.5, yy / 480 - 0.5
+    light = (1.05 + 0.064 * x - 0.39 * x**2 + 0.03 * x * y - 0.23 * y**2 - 0.41 * x**3 + 0.06 * x * x * y
+             - 0.31 * x**4 + 0.09 * y**4).astype(np.float32)
+    field = FlatField(light / np.median(light), 16)
+    lo, hi = field.spread
+    assert 1.1 < hi / lo < 1.2 and not field.even
+    glass = np.clip(156 * field.light + np.random.default_rng(0).normal(0, 2.0, field.light.shape), 0, 255)
+    frame = np.ascontiguousarray(glass.round().astype(np.uint8))
+    assert find_candidates(frame, 1.26)  # bare glass, uncorrected: a band of noise passes for an object
+    assert find_candidates(np.ascontiguousarray(field.apply(frame)), 1.26) == []

@@ -39,14 +39,14 @@ def test_the_table_totals_the_scans_and_names_the_missing(tmp_path, capsys):
     (tmp_path / "out" / "11").mkdir(parents=True)
     (tmp_path / "out" / "11" / "summary.json").write_text(json.dumps({
         "structures_matched": 7, "structures_truth": 8, "type_accuracy": 6 / 7, "debris_as_structure": 1 / 200,
-        "debris_truth": 200, "duplicates": 0, "position_error_um_median": 0.6}))
+        "debris_truth": 200, "false_structures": 2, "duplicates": 0, "position_error_um_median": 0.6}))
     assert SWEEP["main"](["table", str(knobs), "--out", str(tmp_path / "out")]) == 1  # 12 has no summary
     out = capsys.readouterr().out
     assert "11 10x mono_raw: found 7 of 8 (0.875), typed right 6, dirt as a print 1" in out
     assert "12: no summary.json" in out
     assert "10x mono_raw (1 scans): found 7 of 8 (0.875)" in out
-    assert ("total: found 7 of 8 (0.875), typed right 6, dirt as a print 1, duplicates 0, "
-            "scans without a summary 1") in out
+    assert ("total: found 7 of 8 (0.875), typed right 6, dirt as a print 1, structures where no object lies 2, "
+            "duplicates 0, scans without a summary 1") in out
 
 
 def test_a_line_without_its_seed_is_refused_with_its_place(tmp_path, capsys):
@@ -96,3 +96,14 @@ def test_glass_compares_each_structures_glass_with_the_true_surface(tmp_path, ca
     out = capsys.readouterr().out
     assert "specks 10x: 2 records, median +1.00 um, IQR +0.75 .. +1.25 um, within 1 um 50%" in out
     assert "22: no database" in out
+
+
+def test_light_prints_each_slides_light_spread_and_whether_a_scan_divides_it(capsys):
+    lines = [(7, ["optics.magnification=4", "optics.na=0.13", "slide.width_um=3000", "slide.height_um=3000",
+                  "camera.preset=mono_raw", "sensor.vignetting=0.3"]),
+             (8, ["slide.width_um=2000", "slide.height_um=2000", "sensor.vignetting=0",
+                  "sensor.illumination_variation=0"])]
+    assert SWEEP["light"](lines) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("7 4x mono_raw: light ") and out[0].endswith("(divided out)"), out
+    assert out[1].startswith("8 default objective default: light ") and "divided" not in out[1], out
