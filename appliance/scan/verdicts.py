@@ -167,6 +167,15 @@ def as_structure(sharp: Detection, before: Detection) -> Detection:
     return replace(sharp, kind="structure", cls=before.cls, confidence=before.confidence)
 
 
+def boxed_by_detector(det: Detection) -> bool:
+    """Whether the detector boxed ``det`` (a ``detector_*`` score), not only the gate and the classifier.
+
+    >>> boxed_by_detector(Detection((0, 0, 9, 9), "structure", "woodpile", 0.5, {"woodpile": 0.5}, recheck=True))
+    False
+    """
+    return any(k.startswith("detector_") for k in det.scores)
+
+
 def gate_sees(candidates: Sequence[Box], box: Box, min_cover: float = GATE_SEES_MIN_COVER) -> bool:
     """Whether one of the gate's dark ``candidates`` covers at least ``min_cover`` of ``box`` (pixels, exclusive max).
 
