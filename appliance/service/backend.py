@@ -20,7 +20,7 @@ from appliance.config.schema import Config, ConfigError
 from appliance.hardware.stage.base import focus_travel_of
 from appliance.service.daemon import DeviceLost, ScanControl
 from appliance.service.devices import Devices, camera_description, camera_warning, open_devices
-from appliance.service.inputs import free_space_problem, load_calibration, load_plan
+from appliance.service.inputs import free_space_problem, load_calibration, load_models, load_plan
 from appliance.service.live_feed import LiveFeed
 from appliance.service.logs import log_context, scan_log_file
 
@@ -64,14 +64,9 @@ class ScanBackend:
 
         if self._models is not None:
             return
-        from appliance.scan.adapters import focus_estimator
-
         self._plan = load_plan(self.cfg)
         self._calibration = load_calibration(self.cfg)
-        self._models = self._load_models()
-        scale = self._calibration.um_per_px if self._calibration is not None else self._um_per_px_guess()
-        est = focus_estimator(self._plan.focus.strategy, scale, models=self.cfg.models)  # `neural`: models.focusnet
-        self._focus_net = None if est is None else est.net
+        self._load_models()
         kernels.warmup()
 
     def connect(self) -> None:
@@ -266,11 +261,14 @@ class ScanBackend:
             out = scans / f"{name}-{n}"
         return out
 
-    def _load_models(self) -> tuple[Any, Any]:
-        """Load the configured model files once, so a missing or broken one stops the service at start."""
-        from appliance.scan.adapters import configured_models
+    def _load_models(self) -> None:
+        """Load the models the plan's scans run, once (the focus net for `neural`).
 
-        return configured_models(self.cfg.models)
+        ``config check``'s loader: a missing or broken one stops the service at start (ConfigError naming the key
+        and the file).
+        """
+        detector, classifier, self._focus_net = load_models(self.cfg, self._plan.focus.strategy)
+        self._models = (detector, classifier)
 
     def _scan_um_per_px(self, dev: Devices) -> float:
         """The pixel size the vision and focus are told: the calibration's, as ``tppscan scan --calibration``."""
@@ -296,7 +294,8 @@ class ScanBackend:
         )
 
         if self._models is None:
-            self._models = self._load_models()
+            self._load_models()
+        assert self._models is not None
         um_per_px = self._scan_um_per_px(dev)
         fmap = FocusMapAdapter()
         travel = focus_travel_of(dev.stage)

@@ -246,7 +246,9 @@ def _run(args: argparse.Namespace) -> int:
     path = args.config if args.config is not None else str(DEFAULT_CONFIG_PATH)
     try:
         cfg = load_config(path)
-        check_inputs(cfg, path)  # as config check does: a missing plan or calibration is refused the same way
+        # as config check does: a missing plan or calibration is refused the same way; the models are loaded once,
+        # by the service's start (ScanBackend.warm, the same loader: a bad one is exit 2 there too)
+        check_inputs(cfg, path, models=False)
     except ConfigError as exc:
         print(f"tppscan run: {exc}", file=sys.stderr)
         return 1 if isinstance(exc, ConfigFileError) else 2

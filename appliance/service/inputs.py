@@ -5,8 +5,9 @@ service cannot use is refused by the check as it would be by the service, with t
 
     /etc/tppscan/config.yaml: scan.plan /srv/plan.yaml: no such file
 
-The model files are loaded here as a scan loads them (well under a second each), so a truncated or wrong-shaped
-model, or labels that do not match it, is refused by the check too, naming the key and the file.
+The model files are loaded here as a scan loads them (:func:`load_models`, well under a second each), so a
+truncated or wrong-shaped model, or labels that do not match it, is refused by the check too, naming the key and
+the file; the service's start loads them through the same function and keeps them for its scans.
 """
 
 from __future__ import annotations
@@ -183,17 +184,20 @@ def _unwritable(key: str, path: Path) -> tuple[bool, str] | None:
                        "tppscan), or use the default folders")
 
 
-def check_inputs(cfg: Config, source: str, *, as_service: bool = True) -> list[str]:
+def check_inputs(cfg: Config, source: str, *, as_service: bool = True, models: bool = True) -> list[str]:
     """Every file the config names, as the service will read it; ConfigError naming ``source`` and the key.
 
-    Returns the warnings (a folder this user cannot write, where not ``as_service``).
+    Returns the warnings (a folder this user cannot write, where not ``as_service``). ``models``: load the model
+    files (:func:`load_models`); ``tppscan run`` leaves that to the service's start, which loads them with the
+    same loader a moment later and keeps them.
     """
     try:
         warnings = check_folders(cfg, as_service=as_service)
         plan = load_plan(cfg)
         check_plan_area(cfg, plan)
         load_calibration(cfg)
-        load_models(cfg, plan.focus.strategy)
+        if models:
+            load_models(cfg, plan.focus.strategy)
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from None
     return warnings
