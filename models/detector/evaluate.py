@@ -107,6 +107,9 @@ def _detections(det: Detector, coco_dict: dict[str, Any], data_dir: Path,
 
     import cv2
 
+    from models.data.detection import coco_path
+
+    listed = coco_path(data_dir)  # named in the errors: the dataset's COCO file, or a scan export's
     name_to_cat = {c["name"]: c["id"] for c in coco_dict["categories"]}
     results = []
     t_run = 0.0
@@ -114,9 +117,9 @@ def _detections(det: Detector, coco_dict: dict[str, Any], data_dir: Path,
         path = Path(data_dir) / im["file_name"]
         img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
         if img is None:
-            raise OSError(f"{path}: missing or not an image (listed in {_coco_path(data_dir)})")
+            raise OSError(f"{path}: missing or not an image (listed in {listed})")
         t0 = time.perf_counter()
-        found = det.detect(img, _pixel_size(im, path, _coco_path(data_dir)) if at_scale else None)
+        found = det.detect(img, _pixel_size(im, path, listed) if at_scale else None)
         t_run += time.perf_counter() - t0
         for d in found:
             if d.label not in name_to_cat:
@@ -154,12 +157,6 @@ def _average_precisions(ev: Any, categories: list[dict[str, Any]]) -> dict[str, 
         ap50[name] = round(float(np.mean(p)), 4) if p.size else float("nan")
     out["ap50"] = ap50
     return out
-
-
-def _coco_path(data_dir: Path) -> Path:
-    from models.data.detection import coco_path
-
-    return coco_path(data_dir)
 
 
 def _pixel_size(image: dict[str, Any], path: Path, listed: Path) -> float:
