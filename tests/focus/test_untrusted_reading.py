@@ -162,3 +162,41 @@ def test_a_structure_search_whose_curve_stays_flat_is_no_reading() -> None:
     dev = _Print(sharpens=True, seed=0)
     r = autofocus(dev, dev, "classical", z_range_um=(88, 118), start_um=103.0, roi=box)  # type: ignore[arg-type]
     assert r.ok and abs(r.z_um - 100.0) <= 1.5, r
+
+
+
+class _Clump(_AtOnePlace):
+    """A dark clump whose texture's contrast rises by ``rise`` of itself in a lobe 3 µm wide at z = 100 µm."""
+
+    def __init__(self, rise: float, seed: int) -> None:
+        super().__init__(seed)
+        self.rise = rise
+        tex = cv2.GaussianBlur(np.random.default_rng(99).normal(0, 1, (160, 240)), (0, 0), 1.5)
+        v, u = np.mgrid[:160, :240]
+        self.disc = np.hypot(v - 80, u - 120) <= 25
+        self.texture = tex / tex.std()
+
+    def capture(self) -> Frame:
+        img = np.full((160, 240), 200.0)
+        amp = 20.0 * (1 + self.rise * np.exp(-0.5 * ((self.z - 100.0) / 3.0) ** 2))
+        img[self.disc] = 120.0 + amp * self.texture[self.disc]
+        img += self.rng.normal(0, 0.5, img.shape)
+        return Frame(np.clip(img, 0, 255).astype(np.uint8), self.position_um(), 0.0, 1.0)
+
+
+def test_a_field_search_on_its_largest_object_whose_curve_barely_rises_is_no_reading() -> None:
+    # A field with no speck to read falls back to the largest object in view (``roi`` mode, no box), and its
+    # focus becomes the next fields' z. On the cheap colour camera such curves rose 1.11-1.44 times, the other
+    # cameras' 2-35 times (held-out sweep 7600-7619), and one that rose 1.11 times, its "peak" 5.9 um below the
+    # glass, set the z of every later field of its scan (seed 7617). Here the clump's curve rises 1.14 times in
+    # one clean lobe: before, the field took it (ok at 100 um); a rise that small is what noise gives that camera,
+    # so it is held to the structure searches' bound too.
+    for seed in range(3):
+        dev = _Clump(0.45, seed)
+        r = autofocus(dev, dev, "classical", z_range_um=(88, 118), start_um=106.0, mode="roi",  # type: ignore[arg-type]
+                      check_lobe=True)
+        assert not r.ok and r.reason.startswith(UNTRUSTED) and "times its worst" in r.reason, (seed, r)
+    dev = _Clump(2.0, 0)  # a clump the camera shows sharpening (1.8 times) is focused as before
+    r = autofocus(dev, dev, "classical", z_range_um=(88, 118), start_um=106.0, mode="roi",  # type: ignore[arg-type]
+                  check_lobe=True)
+    assert r.ok and abs(r.z_um - 100.0) <= 0.5, r
