@@ -202,6 +202,17 @@ def _exposure_line(scan_json: Path) -> str:
     return str(exposure.get("note", ""))
 
 
+#: How the report names each field focus source (``FieldRecord.focus_source``).
+FOCUS_SOURCE_LABELS = {"map": "from the focus map", "autofocus": "from their own search",
+                       "autofocus-unsure": "at a guess after a search that found no focus",
+                       "guess": "at a guess"}
+
+
+def _focus_sources_line(counts: dict[str, int]) -> str:
+    """``fields_by_focus`` as the report's line: where each field's z came from, most first."""
+    return ", ".join(f"{n} {FOCUS_SOURCE_LABELS.get(src, src)}" for src, n in counts.items())
+
+
 def _calibration_line(calibration: object) -> str:
     """The scan's pixel -> µm map, the camera's turn and the stage's backlash, in a line (the config snapshot's)."""
     if not isinstance(calibration, Mapping):
@@ -282,6 +293,8 @@ def write_report(root: Path, scan: ScanRecord, fields: Sequence[FieldRecord], ob
     info = [("scan", f"{scan.id} · {scan.name}"), ("status", f"{scan.status} ({scan.finish_reason})"),
             *((("camera", summary["camera"]),) if summary.get("camera") else ()),
             ("fields", f"{summary.get('fields_done')} of {summary.get('fields_planned')}"),
+            *((("fields by focus", _focus_sources_line(summary["fields_by_focus"])),)
+              if summary.get("fields_by_focus") else ()),
             ("structures", summary.get("structures_recorded")), ("debris", summary.get("debris_recorded")),
             ("stage time", f"{summary.get('stage_time_s_total', 0):.0f} s (median "
                            f"{summary.get('stage_time_s_per_field_median') or 0:.2f} s per field)"),

@@ -96,6 +96,10 @@ def test_scan_then_results_commands(tmp_path, capsys):
     # every field counted once by where its z came from
     assert sum(summary["fields_by_focus"].values()) == summary["fields_done"]
     assert set(summary["fields_by_focus"]) <= {"map", "autofocus", "autofocus-unsure", "guess"}
+    labels = {"map": "from the focus map", "autofocus": "from their own search", "guess": "at a guess",
+              "autofocus-unsure": "at a guess after a search that found no focus"}
+    report = (out / "report.html").read_text()
+    assert all(f"{n} {labels[src]}" in report for src, n in summary["fields_by_focus"].items())
     assert (out / "report.html").is_file() and (tmp_path / "out" / "tppscan.db").is_file()
 
     assert main(["results", "list", "--db", str(tmp_path / "out" / "tppscan.db")]) == 0
