@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import warnings
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -38,6 +39,20 @@ def export_onnx(net: DetectorNet, path: Path, input_hw: tuple[int, int] = (INPUT
     """
     import onnx
 
+    model = onnx_model(net, input_hw)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save_model(model, str(path), save_as_external_data=False)
+    return path
+
+
+def onnx_model(net: DetectorNet, input_hw: tuple[int, int] = (INPUT_H, INPUT_W)) -> Any:
+    """The checked ``onnx.ModelProto`` that :func:`export_onnx` writes, in memory.
+
+    One code path for the file and for ``onnx_init``'s reference export, which must match the file's graph node by
+    node (same opset, same constant folding).
+    """
+    import onnx
+
     net = net.eval()
     wrapped = DetectNetExport(net, input_hw).eval()
     dummy = torch.zeros(1, 3, *input_hw)
@@ -53,9 +68,7 @@ def export_onnx(net: DetectorNet, path: Path, input_hw: tuple[int, int] = (INPUT
     model = onnx.load_from_string(buf.getvalue())
     model.producer_name = "tppscan"
     onnx.checker.check_model(model, full_check=True)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save_model(model, str(path), save_as_external_data=False)
-    return path
+    return model
 
 
 def write_labels(path: Path) -> Path:
