@@ -270,13 +270,14 @@ def load_onnx_init(net: Any, path: Path, input_hw: tuple[int, int]) -> list[str]
 
 
 def calibrate_batchnorms(net: Any, frames: np.ndarray, names: list[str], batch: int = 16) -> None:
-    """Re-estimate un-folded batch norms on training frames, keeping the eval-mode function.
+    """Re-estimate the named batch norms' statistics on training frames, keeping the eval-mode function.
 
-    An identity batch norm (mean 0, var 1 - eps) in training mode normalises with the batch's own statistics, a
-    different function from the eval one. Given each layer's per-channel input mean m and variance v over
-    ``frames`` (eval mode, so earlier layers are unchanged), setting running mean m, running var v, weight
-    sqrt(v + eps) and bias m + b keeps eval mode x -> x + b and makes training mode the same on batches like these
-    frames: the original batch norm's affine parameters, approximately, recovered from the data.
+    An un-folded batch norm (identity: mean 0, var 1 - eps) in training mode normalises with the batch's own
+    statistics, a function far from the eval one (see the model card's figure). With each layer's per-channel input
+    mean m and variance v over ``frames`` (eval mode throughout, so earlier layers do not move) and its eval
+    function x -> a x + c, the layer gets running mean m, running var v, weight a sqrt(v + eps) and bias c + a m:
+    eval mode is still a x + c, and training mode is the same on batches whose statistics are m and v. For a
+    folded layer this recovers, approximately, the batch norm's own affine parameters from the data.
     """
     import torch
 
@@ -306,8 +307,9 @@ def calibrate_batchnorms(net: Any, frames: np.ndarray, names: list[str], batch: 
             bn = modules[n]
             mean = s / cnt
             var = torch.clamp(ss / cnt - mean * mean, min=0.0)
-            bias = bn.bias.double()
+            a = bn.weight.double() / torch.sqrt(bn.running_var.double() + bn.eps)
+            c = bn.bias.double() - a * bn.running_mean.double()
             bn.running_mean.copy_(mean)
             bn.running_var.copy_(var)
-            bn.weight.copy_(torch.sqrt(var + bn.eps))
-            bn.bias.copy_(mean + bias)
+            bn.weight.copy_(a * torch.sqrt(var + bn.eps))
+            bn.bias.copy_(c + a * mean)

@@ -1,11 +1,13 @@
-"""``tppscan train detector``: train the detector from scratch on a ``tppscan dataset detection`` folder.
+"""``tppscan train detector``: train the detector on a ``tppscan dataset detection`` folder (or a scan's export).
 
 Frames are loaded once, resized to the network input (``--input-size``) and their targets encoded once; each step
 draws a batch, flips it at random (both axes: bright field has no up or down) and jitters brightness,
 contrast and noise a little more. AdamW with a short warm-up and a cosine decay over ``--steps``; ``--minutes``
 stops early if the wall clock runs out (the log says so). The result: ``detector.onnx`` (single file, detectNet's
 contract), ``labels.txt``, ``detector.pt`` (weights) and ``train_log.json`` (command, steps, losses, time,
-held-out mAP when ``--val`` is given). Deterministic for a given seed, data and thread count.
+held-out mAP when ``--val`` is given). Deterministic for a given seed, data and thread count. ``--init`` starts
+from an earlier run's ``detector.pt`` or from a ``detector.onnx``, the shipped one included
+(``models.detector.onnx_init`` reads it back and un-folds its batch norms).
 """
 
 from __future__ import annotations
@@ -48,8 +50,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="bfloat16 autocast for the convolutions (default: on where the CPU has native bf16, "
                         "AVX512-BF16 or AMX: 2.8x faster here)")
     p.add_argument("--init", type=Path, default=None,
-                   help="start from these weights (the detector.pt of an earlier run, same --width) instead of "
-                        "random ones")
+                   help="start from these weights instead of random ones: an earlier run's detector.pt (same "
+                        "--width) or a detector.onnx, the shipped one included (same --width and --input-size; "
+                        "its folded batch norms are un-folded and re-estimated on --data)")
     p.add_argument("--quick", action="store_true",
                    help=f"smoke run: {QUICK_STEPS} steps on at most {QUICK_IMAGES} frames (tests)")
 
@@ -173,21 +176,24 @@ def _batch(frames: np.ndarray, targets: list[dict[str, np.ndarray]], idx: np.nda
     return x, tt
 
 
-def load_init(net: Any, path: Path, width: int) -> None:
+def load_init(net: Any, path: Path, width: int, input_hw: tuple[int, int] = (INPUT_H, INPUT_W)) -> list[str]:
     """Load ``--init`` weights into ``net``, or raise ``OSError`` naming the file and what it must be.
 
-    ``torch.load`` of a file that is not a state dict fails in many ways (``EOFError`` for an empty file,
-    ``UnpicklingError`` for random bytes or an ONNX file, ``KeyError`` for text): all mean the same to the user.
+    An ``.onnx`` file is read back by :func:`models.detector.onnx_init.load_onnx_init` (un-folding its batch
+    norms); the names of the batch norms it un-folded are returned, for :func:`calibrate_batchnorms` once the
+    frames are loaded (none for a ``detector.pt``). ``torch.load`` of a file that is not a state dict fails in many
+    ways (``EOFError`` for an empty file, ``UnpicklingError`` for random bytes or an ONNX file, ``KeyError`` for
+    text): all mean the same to the user.
     """
     import pickle
 
     import torch
 
+    if path.suffix.lower() == ".onnx":  # the file a user has of the shipped model: batch norms folded
+        from models.detector.onnx_init import load_onnx_init
+
+        return load_onnx_init(net, path, input_hw)
     what = f"--init {path}: not the detector.pt of a width-{width} detector (`tppscan train detector` writes it)"
-    if path.suffix.lower() == ".onnx":  # the file a user has of the shipped model; its batch norms are folded
-        raise OSError(f"{what}: an ONNX detector cannot be trained further (its batch norms are folded into the "
-                      "convolutions); give the detector.pt its run wrote beside it (the shipped detector has none: "
-                      "leave --init out to train from random weights)")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except OSError:
@@ -201,6 +207,7 @@ def load_init(net: Any, path: Path, width: int) -> None:
         net.load_state_dict(state)
     except (RuntimeError, KeyError, TypeError, ValueError) as exc:
         raise OSError(f"{what}: {_first_line(exc)}") from None
+    return []
 
 
 def _first_line(exc: BaseException) -> str:
@@ -234,13 +241,16 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     t0 = time.monotonic()
     input_hw = (args.input_size[1], args.input_size[0])
     net = DetectorNet(width=args.width)
-    if args.init is not None:
-        load_init(net, args.init, args.width)
+    unfolded = load_init(net, args.init, args.width, input_hw) if args.init is not None else []
     if args.val is not None:
         from models.data.detection import load_coco
 
         load_coco(args.val)  # a damaged or empty held-out set, too
     frames, targets = load_sets(args.data, limit=QUICK_IMAGES if args.quick else None, input_hw=input_hw)
+    if unfolded:  # an ONNX --init: its identity batch norms re-estimated, so training mode starts where eval is
+        from models.detector.onnx_init import calibrate_batchnorms
+
+        calibrate_batchnorms(net, frames, unfolded)
     load_s = time.monotonic() - t0
     args.out.mkdir(parents=True, exist_ok=True)  # before training: a bad --out fails now, not after the run
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
