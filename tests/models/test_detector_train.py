@@ -145,3 +145,27 @@ def test_train_without_out_is_refused_not_written_over_the_shipped_model(model, 
     with pytest.raises(SystemExit) as exc:  # parsing only: the old default would train into models/<model>/
         build_parser().parse_args(["train", model, "--data", str(tmp_path), "--quick"])
     assert exc.value.code == 2 and "--out" in capsys.readouterr().err
+
+
+def test_quick_fine_tuning_of_the_shipped_onnx_detector(quick_run, tmp_path):
+    """``--init models/detector/detector.onnx``: read back, re-estimated on the data, trained, exported."""
+    import onnx
+
+    from appliance.vision.detector import default_model_path
+
+    data, _, _ = quick_run
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    done = subprocess.run([sys.executable, "-m", "appliance.cli", "train", "detector", "--quick", "--data", str(data),
+                           "--init", str(default_model_path()), "--out", str(tmp_path / "m")], capture_output=True,
+                          text=True, timeout=600)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime) <= 30.0
+    onnx.checker.check_model(str(tmp_path / "m" / "detector.onnx"), full_check=True)
+    log = json.loads((tmp_path / "m" / "train_log.json").read_text())
+    assert log["init"] == str(default_model_path()) and log["steps_done"] == log["steps_planned"]
+    # the run's own ONNX is an --init too (what a second round of fine-tuning starts from)
+    from models.detector.net import DetectorNet
+    from models.detector.onnx_init import load_onnx_init
+
+    assert len(load_onnx_init(DetectorNet(width=16), tmp_path / "m" / "detector.onnx", (240, 320))) == 15
