@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -166,7 +167,7 @@ def test_calibration_keeps_eval_and_brings_train_mode_to_it(exported: Path):
     frames = np.random.default_rng(2).integers(0, 256, (8, *HW), np.uint8)
     x = torch.from_numpy(frames.astype(np.float32) * np.float32(2 / 255) - 1).unsqueeze(1).expand(-1, 3, -1, -1)
 
-    def heat(n: DetectorNet, mode: bool) -> torch.Tensor:
+    def heat(n: DetectorNet, mode: bool) -> Any:
         n.train(mode)
         with torch.no_grad():  # (training mode moves the running statistics: on a copy, or last)
             return n(x)[0]
