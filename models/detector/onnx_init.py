@@ -313,3 +313,61 @@ def calibrate_batchnorms(net: Any, frames: np.ndarray, names: list[str], batch: 
             bn.running_var.copy_(var)
             bn.weight.copy_(a * torch.sqrt(var + bn.eps))
             bn.bias.copy_(c + a * mean)
+
+
+def measure(data_dir: Path, path: Path, limit: int = 16) -> dict[str, float]:
+    """The model card's figures: ``path`` read back vs ONNX Runtime on a dataset's frames, and train vs eval mode.
+
+    ``python -m models.detector.onnx_init DATA [MODEL]`` prints them (one torch thread).
+    """
+    import copy
+
+    import onnxruntime as ort
+    import torch
+
+    from models.detector.net import DetectNetExport, DetectorNet
+    from models.detector.train import load_frames
+
+    torch.set_num_threads(1)
+    model = read_model(path)
+    width, hw = file_layout(model, path)
+    frames, _, _ = load_frames(data_dir, hw, limit=limit)
+    net = DetectorNet(width=width)
+    unfolded = load_onnx_init(net, path, hw)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    out = {"frames": float(len(frames)), "scores": 0.0, "boxes": 0.0}
+    for f in frames:
+        x = np.ascontiguousarray(np.broadcast_to((f.astype(np.float32) / 255.0 - 0.5) / 0.5, (1, 3, *hw)))
+        got, want = _torch_outputs(DetectNetExport(net.eval(), hw).eval(), x), sess.run(["scores", "boxes"],
+                                                                                        {"input_0": x})
+        for key, g, w in zip(("scores", "boxes"), got, want, strict=True):
+            out[key] = max(out[key], float(np.abs(g - w).max()))
+    batch = torch.from_numpy(frames[:8].astype(np.float32) * np.float32(2 / 255) - 1).unsqueeze(1)
+    batch = batch.expand(-1, 3, -1, -1).contiguous()
+    for label in ("identity", "calibrated"):
+        if label == "calibrated":
+            calibrate_batchnorms(net, frames, unfolded)
+        with torch.no_grad():
+            he, be = net.eval()(batch)
+            ht, bt = copy.deepcopy(net).train()(batch)
+        dh, db = (torch.sigmoid(ht) - torch.sigmoid(he)).abs(), (bt - be).abs()
+        out.update({f"{label}_heat_max": float(dh.max()), f"{label}_heat_mean": float(dh.mean()),
+                    f"{label}_box_max": float(db.max()), f"{label}_box_mean": float(db.mean())})
+    return out
+
+
+def _torch_outputs(wrapped: Any, x: np.ndarray) -> list[np.ndarray]:
+    import torch
+
+    with torch.no_grad():
+        return [t.numpy() for t in wrapped(torch.from_numpy(x))]
+
+
+if __name__ == "__main__":
+    import json
+    import sys
+
+    print(json.dumps(measure(Path(sys.argv[1]), Path(sys.argv[2] if len(sys.argv) > 2 else
+                                                     "models/detector/detector.onnx")), indent=1))
