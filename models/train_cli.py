@@ -1,4 +1,4 @@
-"""``tppscan train detector|classifier|focus``: train a shipped model on rendered data.
+"""``tppscan train detector|classifier|focus``: train a shipped model on rendered data, or go on from one.
 
 Each model is a row of :data:`TRAINERS`: the module that defines ``add_arguments(parser)`` and
 ``run(args) -> int``. Modules are imported when their subcommand runs, except for their options, which are
@@ -28,8 +28,9 @@ TRAIN_EXAMPLES: dict[str, str] = {
 
 def register(sub: Any) -> None:
     """Add the ``train`` command group."""
-    p = sub.add_parser("train", help="train a model on data from `tppscan dataset`",
-                       description="Train one of the shipped models from scratch on rendered data.")
+    p = sub.add_parser("train", help="train a model on data from `tppscan dataset` (or, for the detector, a scan)",
+                       description="Train one of the shipped models on rendered data, from scratch or (--init) from "
+                                   "earlier weights; the detector also trains on a scan's export_coco.json.")
     p.set_defaults(func=lambda a: p.print_help() or 2)
     ss = p.add_subparsers(dest="train_command", metavar="MODEL")
     for name, (mod_name, text) in TRAINERS.items():
