@@ -63,6 +63,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--per-field", action="store_true", help="with --json: add every field's row")
     b.add_argument("--no-net", action="store_true",
                    help="map: do not load the focus net (the map alone, one frame to see the target)")
+    b.add_argument("--model", type=Path, default=None, metavar="FILE",
+                   help="the focus net to bench (a .tflite `tppscan train focus` wrote; default: the shipped one)")
     b.add_argument("--foci-map", action="store_true",
                    help="fit the focus map to the structures' foci, not to the glass (each structure's "
                         "reference height unknown)")
@@ -86,6 +88,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="servo (1 um per whole degree, the default) or stepper (1/32 um steps)")
     k.add_argument("--json", action="store_true", help="print one JSON object")
     k.add_argument("--no-net", action="store_true", help="do not load the focus net")
+    k.add_argument("--model", type=Path, default=None, metavar="FILE",
+                   help="the focus net (a .tflite `tppscan train focus` wrote; default: the shipped one)")
     k.set_defaults(func=run_blank)
 
     s = fs.add_parser("stack", help="autofocus on a structure, then write a focus stack as OME-TIFF",
@@ -105,18 +109,26 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.set_defaults(func=run_stack)
 
 
-def _estimator(strategy: str, um_per_px: float) -> Any:
+def _estimator(strategy: str, um_per_px: float, model: Path | None = None) -> Any:
     """The focus net for ``neural`` (required) and ``map`` (optional: without it the map uses classical).
 
-    ``um_per_px``: the bench camera's scale, so the net's crops cover the slide it was trained on.
+    ``um_per_px``: the bench camera's scale, so the net's crops cover the slide it was trained on. ``model``: a
+    focus net file to load instead of the shipped one; a file named but not loadable is an error (``OSError``)
+    for every strategy, never a bench run without it. The shipped net missing from a ``map`` run is said on
+    stderr, and the map runs without it.
     """
     from appliance.focus.netadapter import FocusNetEstimator
 
+    if model is not None:
+        from appliance.vision.focusnet import FocusNet  # type: ignore[import-not-found,unused-ignore]
+
+        return FocusNetEstimator(um_per_px, FocusNet(model, num_threads=1))
     try:
         return FocusNetEstimator(um_per_px)
-    except OSError:
+    except OSError as exc:
         if strategy == "neural":
             raise
+        print(f"NOTE the shipped focus net could not be loaded ({exc}): the map runs without it", file=sys.stderr)
         return None
 
 
@@ -127,6 +139,11 @@ def run_bench(args: argparse.Namespace) -> int:
 
     if args.no_net and args.strategy == "neural":
         print("tppscan focus bench: error: --no-net with --strategy neural, which is the net; drop one",
+              file=sys.stderr)
+        return 2
+    if args.model is not None and (args.no_net or args.strategy not in ("neural", "map")):
+        print(f"tppscan focus bench: error: --model is the focus net, which only --strategy neural and map use "
+              f"(without --no-net); got --strategy {args.strategy}{' --no-net' if args.no_net else ''}",
               file=sys.stderr)
         return 2
     if args.per_field and not args.json:  # kept working: measurement commands in docs/ were written so
@@ -146,7 +163,11 @@ def run_bench(args: argparse.Namespace) -> int:
         print(f"tppscan focus bench: error: {exc}", file=sys.stderr)
         return 2
     want_net = args.strategy == "neural" or (args.strategy == "map" and not args.no_net)
-    est = _estimator(args.strategy, um_per_px) if want_net else None
+    try:
+        est = _estimator(args.strategy, um_per_px, args.model) if want_net else None
+    except OSError as exc:
+        print(f"tppscan focus bench: error: {exc}", file=sys.stderr)
+        return 2
     try:
         runs = bench(args.seed, args.fields, args.strategy, args.focus, est, args.offset_um, args.range_um,
                      glass_map=not args.foci_map, type_bias=not args.no_type_bias, sim_sets=sets)
@@ -156,6 +177,7 @@ def run_bench(args: argparse.Namespace) -> int:
     out: dict[str, Any] = {"strategy": args.strategy, "focus": args.focus, "seed": args.seed,
                            "sim_set": list(args.sim_set), "um_per_px": um_per_px,
                            "estimator": type(est).__name__ if est is not None else None,
+                           "model": None if est is None else str(args.model) if args.model else "shipped",
                            "map_of": "foci" if args.foci_map else "glass", "type_bias": not args.no_type_bias,
                            **summarise(runs)}
     if args.strategy == "map":
@@ -185,8 +207,15 @@ def run_blank(args: argparse.Namespace) -> int:
     from appliance.sim.sensor import SensorParams
 
     um_per_px = SensorParams().pixel_um / OpticsParams().magnification  # the default virtual camera's
-    runs = run_blank_fields(args.seed, args.fields, args.focus,
-                            None if args.no_net else _estimator("map", um_per_px))
+    if args.model is not None and args.no_net:
+        print("tppscan focus blank: error: --model with --no-net: drop one", file=sys.stderr)
+        return 2
+    try:
+        est = None if args.no_net else _estimator("map", um_per_px, args.model)
+    except OSError as exc:
+        print(f"tppscan focus blank: error: {exc}", file=sys.stderr)
+        return 2
+    runs = run_blank_fields(args.seed, args.fields, args.focus, est)
     out: dict[str, Any] = {"seed": args.seed, "focus": args.focus, "window_k": MAP_WINDOW_K}
     for kind in ("empty", "debris"):
         rs = [r for r in runs if r.kind == kind]

@@ -45,6 +45,28 @@ def test_neural_runs_the_shipped_net_or_says_it_is_missing(capsys: pytest.Captur
     assert out["per_field"][0]["strategy"] in ("neural", "neural>classical")
 
 
+def test_a_focus_net_file_is_benched_and_one_that_cannot_be_is_refused(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # a net `tppscan train focus` wrote is benched as the shipped one is (it used to be the shipped one only)
+    pytest.importorskip("appliance.vision.focusnet")
+    other = Path(__file__).resolve().parents[2] / "models" / "focusnet" / "focusnet_int8.tflite"
+    assert main(["focus", "bench", "--seed", "5", "--fields", "1", "--strategy", "neural", "--model", str(other),
+                 "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["model"] == str(other) and out["estimator"] == "FocusNetEstimator"
+    assert main(["focus", "bench", "--seed", "5", "--fields", "1", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["model"] is None  # classical: no net
+    bad = tmp_path / "focusnet.tflite"
+    bad.write_bytes(b"not a model")
+    for argv in (["focus", "bench", "--fields", "1", "--strategy", "map", "--model", str(bad)],
+                 ["focus", "blank", "--fields", "1", "--model", str(bad)]):
+        assert main(argv) == 2  # never a map run without the net it was asked to bench
+        err = capsys.readouterr().err
+        assert str(bad) in err and err.count("\n") == 1, err
+    assert main(["focus", "bench", "--fields", "1", "--model", str(other)]) == 2  # classical uses no net
+    assert "--model is the focus net" in capsys.readouterr().err
+
+
 def test_the_type_bias_can_be_left_out(capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["focus", "bench", "--seed", "5", "--fields", "1", "--json"]
     assert main(argv) == 0
