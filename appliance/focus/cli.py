@@ -119,14 +119,10 @@ def _estimator(strategy: str, um_per_px: float, model: Path | None = None) -> An
     """
     from appliance.focus.netadapter import FocusNetEstimator
 
-    if model is not None:
-        from appliance.vision.focusnet import FocusNet  # type: ignore[import-not-found,unused-ignore]
-
-        return FocusNetEstimator(um_per_px, FocusNet(model, num_threads=1))
     try:
-        return FocusNetEstimator(um_per_px)
+        return FocusNetEstimator(um_per_px, model=model)
     except OSError as exc:
-        if strategy == "neural":
+        if strategy == "neural" or model is not None:
             raise
         print(f"NOTE the shipped focus net could not be loaded ({exc}): the map runs without it", file=sys.stderr)
         return None

@@ -9,6 +9,7 @@ cuts the net's crop around that rectangle's centre at the camera's scale. Both u
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,9 +25,12 @@ class FocusNetEstimator:
     um_per_px : float
         The camera's scale at the sample, µm per pixel (> 0).
     net : object, optional
-        A loaded ``FocusNet`` (or anything with its ``predict``); loaded from the shipped model when None.
+        A loaded ``FocusNet`` (or anything with its ``predict``); loaded from ``model`` when None.
     crop : callable, optional
         ``crop(image, (cx, cy), um_per_px) -> patch``; ``appliance.vision.crops.focus_crop`` when None.
+    model : path, optional
+        The focus net file to load when ``net`` is None (a ``.tflite`` that ``tppscan train focus`` wrote); the
+        shipped one when None.
 
     Raises
     ------
@@ -36,7 +40,7 @@ class FocusNetEstimator:
         The focus net is not in this build, or its model file is missing or bad.
     """
 
-    def __init__(self, um_per_px: float, net: Any = None, crop: Any = None) -> None:
+    def __init__(self, um_per_px: float, net: Any = None, crop: Any = None, model: str | Path | None = None) -> None:
         if not (isinstance(um_per_px, (int, float)) and um_per_px > 0):
             raise ValueError(f"um_per_px must be a number > 0, got {um_per_px!r}")
         self.um_per_px = float(um_per_px)
@@ -45,7 +49,7 @@ class FocusNetEstimator:
                 from appliance.vision.focusnet import FocusNet  # type: ignore[import-not-found,unused-ignore]
             except ImportError:
                 raise OSError("the focus net (appliance/vision/focusnet.py) is not in this build") from None
-            net = FocusNet(num_threads=1)
+            net = FocusNet(model, num_threads=1)
         self.net = net
         if crop is None:
             from appliance.vision.crops import focus_crop  # type: ignore[import-not-found,unused-ignore]

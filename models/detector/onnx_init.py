@@ -296,8 +296,7 @@ def calibrate_batchnorms(net: Any, frames: np.ndarray, names: list[str], batch: 
     try:
         with torch.no_grad():
             for i in range(0, len(frames), batch):
-                x = torch.from_numpy(frames[i:i + batch].astype(np.float32) * np.float32(2.0 / 255.0) - 1.0)
-                net(x.unsqueeze(1).expand(-1, 3, -1, -1).contiguous())
+                net(_net_input(frames[i:i + batch]))
     finally:
         for h in handles:
             h.remove()
@@ -339,13 +338,12 @@ def measure(data_dir: Path, path: Path, limit: int = 16) -> dict[str, float]:
     sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     out = {"frames": float(len(frames)), "scores": 0.0, "boxes": 0.0}
     for f in frames:
-        x = np.ascontiguousarray(np.broadcast_to((f.astype(np.float32) / 255.0 - 0.5) / 0.5, (1, 3, *hw)))
+        x = _net_input(f[None]).numpy()
         got, want = _torch_outputs(DetectNetExport(net.eval(), hw).eval(), x), sess.run(["scores", "boxes"],
                                                                                         {"input_0": x})
         for key, g, w in zip(("scores", "boxes"), got, want, strict=True):
             out[key] = max(out[key], float(np.abs(g - w).max()))
-    batch = torch.from_numpy(frames[:8].astype(np.float32) * np.float32(2 / 255) - 1).unsqueeze(1)
-    batch = batch.expand(-1, 3, -1, -1).contiguous()
+    batch = _net_input(frames[:8])
     for label in ("identity", "calibrated"):
         if label == "calibrated":
             calibrate_batchnorms(net, frames, unfolded)
@@ -356,6 +354,17 @@ def measure(data_dir: Path, path: Path, limit: int = 16) -> dict[str, float]:
         out.update({f"{label}_heat_max": float(dh.max()), f"{label}_heat_mean": float(dh.mean()),
                     f"{label}_box_max": float(db.max()), f"{label}_box_mean": float(db.mean())})
     return out
+
+
+def _net_input(frames: np.ndarray) -> Any:
+    """Grey uint8 frames ``[N, H, W]`` as the net reads them: ``[N, 3, H, W]`` float32 in [-1, 1].
+
+    DetectNet's ``(x/255 - 0.5)/0.5``, the grey repeated to three channels.
+    """
+    import torch
+
+    x = torch.from_numpy(frames.astype(np.float32) * np.float32(2.0 / 255.0) - np.float32(1.0))
+    return x.unsqueeze(1).expand(-1, 3, -1, -1).contiguous()
 
 
 def _torch_outputs(wrapped: Any, x: np.ndarray) -> list[np.ndarray]:
