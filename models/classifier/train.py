@@ -41,6 +41,10 @@ QUICK_CROPS = 512
 
 
 WIDTHS = (8, 64)
+LR = 2e-3
+LR_RANGE = (1e-6, 1e-1)
+#: Training crops the batch norms of a ``--init classifier.tflite`` are calibrated on (``tflite_init``).
+CALIBRATION_CROPS = 1024
 
 
 def build_model(keras: Any, n_classes: int = len(CLASSIFIER_LABELS), width: int = 16) -> Any:
@@ -74,6 +78,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--width", type=int, default=16,
                    help=f"channels of the first convolution block (the others have twice as many), "
                         f"{WIDTHS[0]}..{WIDTHS[1]} (default 16, the seed paper's size)")
+    p.add_argument("--lr", type=float, default=LR,
+                   help=f"Adam's first learning rate, decayed by a cosine, {LR_RANGE[0]:g}..{LR_RANGE[1]:g} (default "
+                        f"{LR:g}; a fine-tune from --init takes a smaller one, e.g. 5e-4)")
 
 
 def _load(path: Path, limit: int | None) -> tuple[np.ndarray, np.ndarray]:
@@ -110,18 +117,14 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     epochs = 1 if args.quick else args.epochs
     budget_s = 8.0 if args.quick else args.minutes * 60.0
     model = build_model(keras, width=args.width)
-    if args.init is not None:
-        try:
-            model.load_weights(str(args.init))
-        except (OSError, ValueError) as exc:
-            raise OSError(f"--init {args.init}: cannot load these weights into the model ({exc})") from None
+    init_diff = _load_init(keras, model, args.init, xt) if args.init is not None else None
     steps = epochs * int(np.ceil(len(xt) / args.batch))
-    model.compile(optimizer=keras.optimizers.Adam(2e-3),
+    model.compile(optimizer=keras.optimizers.Adam(args.lr),
                   loss=keras.losses.CategoricalCrossentropy(label_smoothing=0.05), metrics=["accuracy"])
     n = len(CLASSIFIER_LABELS)
     ds = make_dataset(tf, xt, np.eye(n, dtype=np.float32)[yt], args.batch, True, args.seed)
     vds = make_dataset(tf, val[0], np.eye(n, dtype=np.float32)[val[1]], 256, False, 0) if val else None
-    budget = time_budget(budget_s, steps, 2e-3)
+    budget = time_budget(budget_s, steps, args.lr)
     callbacks: list[Any] = [budget]
     best = args.out / ".best.weights.h5"
     args.out.mkdir(parents=True, exist_ok=True)
@@ -155,7 +158,23 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             "stopped_by_budget": bool(budget.stopped), "train_seconds": round(train_s, 1),
             "val_accuracy_by_epoch": [round(float(a), 4) for a in hist.history.get("val_accuracy", [])],
             "files": files, "labels": list(CLASSIFIER_LABELS), "seed": args.seed, "threads": args.threads,
-            "width": args.width}
+            "width": args.width, "lr": args.lr, "init": str(args.init) if args.init else None,
+            "init_max_abs_diff": init_diff}
+
+
+def _load_init(keras: Any, model: Any, path: Path, xt: np.ndarray) -> float | None:
+    """Start ``model`` from ``path``: a shipped ``.tflite`` (read back, batch norms un-folded, checked against the
+    file: returns the largest difference) or a ``.weights.h5`` an earlier run wrote (None)."""
+    if path.suffix == ".tflite":
+        from models.classifier.tflite_init import load_tflite_init
+
+        crops = xt[:CALIBRATION_CROPS, :, :, None].astype(np.float32) / 255.0
+        return load_tflite_init(keras, model, path, crops)
+    try:
+        model.load_weights(str(path))
+    except (OSError, ValueError) as exc:
+        raise OSError(f"--init {path}: cannot load these weights into the model ({exc})") from None
+    return None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -163,6 +182,8 @@ def run(args: argparse.Namespace) -> int:
     bad = check_common(args)
     if bad is None and not WIDTHS[0] <= args.width <= WIDTHS[1]:
         bad = f"--width must be in [{WIDTHS[0]}, {WIDTHS[1]}], got {args.width!r}"
+    if bad is None and not LR_RANGE[0] <= args.lr <= LR_RANGE[1]:
+        bad = f"--lr must be in [{LR_RANGE[0]:g}, {LR_RANGE[1]:g}], got {args.lr!r}"
     if bad is None:
         from models.data.cli import repeated_folder
 
