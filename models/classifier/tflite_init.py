@@ -98,14 +98,14 @@ def load_tflite_weights(model: Any, path: Path) -> None:
     width, asked = int(convs[0][0].shape[-1]), int(kconv[0].kernel.shape[-1])
     if width != asked:
         raise OSError(f"--init {path}: a width-{width} classifier; give --width {width} (asked for {asked})")
-    for (k, b), conv, bn in zip(convs, kconv, kbn):
+    for (k, b), conv, bn in zip(convs, kconv, kbn, strict=True):
         if tuple(conv.kernel.shape) != k.shape:
             raise _fail(path, f"a kernel of shape {list(k.shape)} where the model has {list(conv.kernel.shape)}")
         conv.kernel.assign(k)
         eps = float(bn.epsilon)
         n = b.shape[0]
         bn.set_weights([np.ones(n, np.float32), b, np.zeros(n, np.float32), np.full(n, 1.0 - eps, np.float32)])
-    for (w, b), dense in zip(denses, kdense):
+    for (w, b), dense in zip(denses, kdense, strict=True):
         if tuple(dense.kernel.shape) != w.shape:
             raise _fail(path, f"a dense matrix of shape {list(w.shape)} where the model has {list(dense.kernel.shape)}")
         dense.set_weights([w, b])

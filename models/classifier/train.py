@@ -163,8 +163,11 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _load_init(keras: Any, model: Any, path: Path, xt: np.ndarray) -> float | None:
-    """Start ``model`` from ``path``: a shipped ``.tflite`` (read back, batch norms un-folded, checked against the
-    file: returns the largest difference) or a ``.weights.h5`` an earlier run wrote (None)."""
+    """Start ``model`` from ``path``, a shipped ``.tflite`` or a ``.weights.h5`` an earlier run wrote.
+
+    A ``.tflite`` is read back with its batch norms un-folded and checked against the file
+    (:mod:`models.classifier.tflite_init`): returns the largest difference; None for Keras weights.
+    """
     if path.suffix == ".tflite":
         from models.classifier.tflite_init import load_tflite_init
 
