@@ -120,11 +120,10 @@ def calibrate_batchnorms(keras: Any, model: Any, crops: np.ndarray, batch: int =
     """
     for bn in _layers(model, "BatchNormalization"):
         probe = keras.Model(model.inputs[0], bn.input)
-        s1 = s2 = 0.0
-        count = 0
+        n = int(bn.input.shape[-1])
+        s1, s2, count = np.zeros(n), np.zeros(n), 0
         for k in range(0, len(crops), batch):
-            x = np.asarray(probe(crops[k:k + batch], training=False), dtype=np.float64)
-            x = x.reshape(-1, x.shape[-1])
+            x = np.asarray(probe(crops[k:k + batch], training=False), dtype=np.float64).reshape(-1, n)
             s1, s2, count = s1 + x.sum(0), s2 + (x * x).sum(0), count + x.shape[0]
         m = s1 / count
         v = np.maximum(s2 / count - m * m, 0.0)
