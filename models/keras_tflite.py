@@ -184,8 +184,13 @@ def _quiet() -> Iterator[None]:
         yield
 
 
+#: Adam's first learning rate (``--lr``) and the range the option takes.
+LR = 2e-3
+LR_RANGE = (1e-6, 1e-1)
+
+
 def add_common_arguments(p: Any, default_out: Path, default_epochs: int) -> None:
-    """Options every trainer has: data, output, epochs, batch, seed, threads, time budget, --quick."""
+    """Options every trainer has: data, output, epochs, batch, seed, threads, time budget, --init, --lr, --quick."""
     p.add_argument("--data", type=Path, required=True, help="training set (`tppscan dataset ... --split train`)")
     p.add_argument("--val", type=Path, default=None, help="validation set: picks the best epoch")
     p.add_argument("--test", type=Path, default=None,
@@ -201,6 +206,9 @@ def add_common_arguments(p: Any, default_out: Path, default_epochs: int) -> None
     p.add_argument("--minutes", type=float, default=60.0, help="time budget for training, 0.1..600 minutes")
     p.add_argument("--init", type=Path, default=None,
                    help="start from these Keras weights (a .weights.h5 an earlier run wrote) instead of random")
+    p.add_argument("--lr", type=float, default=LR,
+                   help=f"Adam's first learning rate, decayed by a cosine, {LR_RANGE[0]:g}..{LR_RANGE[1]:g} (default "
+                        f"{LR:g}; a fine-tune from --init takes a smaller one, e.g. 5e-4)")
     p.add_argument("--quick", action="store_true",
                    help="smoke run: at most 512 crops, 1 epoch, 8 s budget (for tests)")
 
@@ -208,7 +216,8 @@ def add_common_arguments(p: Any, default_out: Path, default_epochs: int) -> None
 def check_common(args: Any) -> str | None:
     """One line naming the first bad option, value and range; None when all are fine."""
     checks = (("--epochs", args.epochs, 1, 500), ("--batch", args.batch, 8, 1024), ("--seed", args.seed, 0, 2**31 - 1),
-              ("--threads", args.threads, 1, 64), ("--minutes", args.minutes, 0.1, 600.0))
+              ("--threads", args.threads, 1, 64), ("--minutes", args.minutes, 0.1, 600.0),
+              ("--lr", args.lr, *LR_RANGE))
     for opt, v, lo, hi in checks:
         if not lo <= v <= hi:
             return f"{opt} must be in [{lo:g}, {hi:g}], got {v!r}"

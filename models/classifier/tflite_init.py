@@ -32,11 +32,12 @@ CONVS, DENSES = 3, 2
 
 def _interpreter(path: Path) -> Any:
     """The file in LiteRT's interpreter (one thread), tensors allocated; ``OSError`` naming it when unreadable."""
-    from appliance.vision.litert import _interpreter_class
+    from appliance.vision.litert import _interpreter_class, quiet_xnnpack_info
 
     try:
-        it = _interpreter_class()(model_content=Path(path).read_bytes(), num_threads=1)
-        it.allocate_tensors()
+        with quiet_xnnpack_info():
+            it = _interpreter_class()(model_content=Path(path).read_bytes(), num_threads=1)
+            it.allocate_tensors()
     except FileNotFoundError:
         raise OSError(f"--init {path}: not found") from None
     except (ValueError, RuntimeError) as exc:
@@ -77,12 +78,6 @@ def read_tflite_weights(path: Path) -> tuple[list[tuple[np.ndarray, np.ndarray]]
         raise _fail(path, f"{len(convs)} convolutions and {len(denses)} dense layers (this network has "
                           f"{CONVS} and {DENSES})")
     return convs, denses
-
-
-def file_width(path: Path) -> int:
-    """The ``--width`` of the network in the file (its first convolution's channel count)."""
-    convs, _ = read_tflite_weights(path)
-    return int(convs[0][0].shape[-1])
 
 
 def _layers(model: Any, kind: str) -> list[Any]:
@@ -137,17 +132,11 @@ def calibrate_batchnorms(keras: Any, model: Any, crops: np.ndarray, batch: int =
 
 def check_reproduces(model: Any, path: Path, crops: np.ndarray) -> float:
     """The largest difference between ``model``'s softmax and the file's on ``crops``; ``OSError`` past TOLERANCE."""
-    it = _interpreter(path)
-    inp, out = it.get_input_details()[0], it.get_output_details()[0]
-    worst = 0.0
-    for crop in crops:
-        it.resize_tensor_input(inp["index"], [1, 64, 64, 1])
-        it.allocate_tensors()
-        it.set_tensor(inp["index"], crop[None].astype(np.float32))
-        it.invoke()
-        ref = it.get_tensor(out["index"])[0]
-        got = np.asarray(model(crop[None], training=False))[0]
-        worst = max(worst, float(np.abs(got - ref).max()))
+    from appliance.vision.litert import LiteModel, OutputSpec
+
+    n_classes = int(model.outputs[0].shape[-1])
+    ref = LiteModel(path, (64, 64, 1), [OutputSpec("probs", n_classes)]).run(crops)["probs"]
+    worst = float(np.abs(np.asarray(model(crops, training=False)) - ref).max())
     if worst > TOLERANCE:
         raise _fail(path, f"the model read back differs from the file by {worst:.2g} (allowed {TOLERANCE:g})")
     return worst

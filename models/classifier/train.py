@@ -41,8 +41,6 @@ QUICK_CROPS = 512
 
 
 WIDTHS = (8, 64)
-LR = 2e-3
-LR_RANGE = (1e-6, 1e-1)
 #: Training crops the batch norms of a ``--init classifier.tflite`` are calibrated on (``tflite_init``).
 CALIBRATION_CROPS = 1024
 
@@ -78,9 +76,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--width", type=int, default=16,
                    help=f"channels of the first convolution block (the others have twice as many), "
                         f"{WIDTHS[0]}..{WIDTHS[1]} (default 16, the seed paper's size)")
-    p.add_argument("--lr", type=float, default=LR,
-                   help=f"Adam's first learning rate, decayed by a cosine, {LR_RANGE[0]:g}..{LR_RANGE[1]:g} (default "
-                        f"{LR:g}; a fine-tune from --init takes a smaller one, e.g. 5e-4)")
 
 
 def _load(path: Path, limit: int | None) -> tuple[np.ndarray, np.ndarray]:
@@ -185,8 +180,6 @@ def run(args: argparse.Namespace) -> int:
     bad = check_common(args)
     if bad is None and not WIDTHS[0] <= args.width <= WIDTHS[1]:
         bad = f"--width must be in [{WIDTHS[0]}, {WIDTHS[1]}], got {args.width!r}"
-    if bad is None and not LR_RANGE[0] <= args.lr <= LR_RANGE[1]:
-        bad = f"--lr must be in [{LR_RANGE[0]:g}, {LR_RANGE[1]:g}], got {args.lr!r}"
     if bad is None:
         from models.data.cli import repeated_folder
 

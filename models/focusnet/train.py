@@ -181,7 +181,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     # A smoke run of the MobileNetV2 twin trains eagerly: tracing its training graph took 40 of a 90 s quick
     # run. The small net's quick run still traces the same heads and losses in graph mode.
     eager = bool(args.quick) and args.arch == "mobilenetv2"
-    model.compile(optimizer=keras.optimizers.Adam(2e-3),
+    model.compile(optimizer=keras.optimizers.Adam(args.lr),
                   loss={"mag": keras.losses.Huber(delta=1.0), "sign": sign_loss,
                         "probs": keras.losses.CategoricalCrossentropy()},
                   metrics={"mag": ["mae"]}, run_eagerly=eager)
@@ -192,7 +192,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
 
     ds = make_dataset(tf, xt, targets(dt), args.batch, True, args.seed)
     vds = make_dataset(tf, val[0], targets(val[1]), 256, False, 0) if val else None
-    budget = time_budget(budget_s, steps, 2e-3)
+    budget = time_budget(budget_s, steps, args.lr)
     callbacks: list[Any] = [budget]
     args.out.mkdir(parents=True, exist_ok=True)
     stem = ARCHS[args.arch]
@@ -226,7 +226,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             "stopped_by_budget": bool(budget.stopped), "train_seconds": round(train_s, 1),
             "val_loss_by_epoch": [round(float(a), 4) for a in hist.history.get("val_loss", [])],
             "val_abs_dz_mae_by_epoch": [round(float(a), 4) for a in hist.history.get("val_mag_mae", [])],
-            "files": files, "seed": args.seed, "threads": args.threads}
+            "files": files, "seed": args.seed, "threads": args.threads, "lr": args.lr}
 
 
 def run(args: argparse.Namespace) -> int:

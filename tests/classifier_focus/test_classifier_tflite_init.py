@@ -8,11 +8,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.classifier.tflite_init import TOLERANCE, check_reproduces, file_width, read_tflite_weights
+from models.classifier.tflite_init import TOLERANCE, check_reproduces, read_tflite_weights
 
 pytestmark = pytest.mark.slow
 
 SHIPPED = Path(__file__).resolve().parents[2] / "models" / "classifier" / "classifier.tflite"
+
+
+def file_width(path: Path) -> int:
+    """The ``--width`` of the network in the file (its first convolution's channel count)."""
+    return int(read_tflite_weights(path)[0][0][0].shape[-1])
 
 
 def _crops(data: Path) -> np.ndarray:

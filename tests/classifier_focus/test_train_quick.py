@@ -56,7 +56,7 @@ def test_quick_mobilenetv2_twin_builds_and_exports(focus_data, tmp_path: Path):
 
 @pytest.mark.parametrize("module", ["models.classifier.train", "models.focusnet.train"])
 @pytest.mark.parametrize("opt, value", [("--epochs", "0"), ("--batch", "4"), ("--threads", "0"), ("--minutes", "0"),
-                                        ("--seed", "-1")])
+                                        ("--seed", "-1"), ("--lr", "0")])
 def test_bad_option_values_exit_2_naming_them(module, opt, value, tmp_path: Path, capsys):
     import importlib
 
