@@ -1,4 +1,4 @@
-"""``tppscan train detector|classifier|focus``: train a shipped model on rendered data, or go on from one.
+"""``tppscan train detector|classifier|focus|reader``: train a shipped model on rendered data, or go on from one.
 
 Each model is a row of :data:`TRAINERS`: the module that defines ``add_arguments(parser)`` and
 ``run(args) -> int``. Modules are imported when their subcommand runs, except for their options, which are
@@ -17,12 +17,14 @@ TRAINERS: dict[str, tuple[str, str]] = {
     "detector": ("models.detector.train", "the detectNet-style ONNX detector (structure / debris)"),
     "classifier": ("models.classifier.train", "the structure-type classifier (TFLite)"),
     "focus": ("models.focusnet.train", "the single-frame defocus net (TFLite)"),
+    "reader": ("models.focusreader.train", "the learned reading of a classical search's frames (ONNX)"),
 }
 #: One example line under each trainer's --help.
 TRAIN_EXAMPLES: dict[str, str] = {
     "detector": "example: tppscan train detector --data det-train --val det-val --out det",
     "classifier": "example: tppscan train classifier --data cls-train --val cls-val --out cls",
     "focus": "example: tppscan train focus --data focus-train --val focus-val --out focus",
+    "reader": "example: tppscan train reader --out reader (searches its own slides: about 12 minutes on 2 cores)",
 }
 
 

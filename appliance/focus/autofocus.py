@@ -8,6 +8,7 @@ from dataclasses import replace
 
 from appliance.focus.focusmap import FocusMap
 from appliance.focus.neural import DefocusEstimator, estimate, neural
+from appliance.focus.reader import ReadingCorrector
 from appliance.focus.result import FocusResult
 from appliance.focus.scores import SCORE_MODES, check_roi, find_target
 from appliance.focus.search import (
@@ -50,6 +51,11 @@ READING_SIGMA_UM = 0.7
 #: (a held-out field's map 3-4 µm off at 0.9-1.4 µm), and a rarer switch asks more of the disagreement.
 READING_OUTLIER_RATE = 0.01
 READING_OUTLIER_SIGMA_UM = 5.0
+#: The scatter of a reading the learned reader moved (:mod:`appliance.focus.reader`), in place of
+#: ``READING_SIGMA_UM``: a robust standard deviation of its misses on its validation slides (models/focusreader).
+READER_SIGMA_UM = 0.25
+#: What the reason of a reading the learned reader moved says.
+READ_BY_READER = "read from its frames by the learned reader"
 
 
 def autofocus(stage: Stage, camera: Camera, strategy: str, *, z_range_um: Sequence[float],
@@ -59,7 +65,8 @@ def autofocus(stage: Stage, camera: Camera, strategy: str, *, z_range_um: Sequen
               coarse_um: float = 4.0, now_s: Callable[[], float] | None = None,
               ref_height_um: float | None = None, ref_sigma_um: float = 0.0,
               target_type: str | None = None, width_scale: float = 1.0, check_lobe: bool = False,
-              target_width_um: float | None = None, speck_scale: float = 1.0) -> FocusResult:
+              target_width_um: float | None = None, speck_scale: float = 1.0,
+              reader: ReadingCorrector | None = None) -> FocusResult:
     """Focus the stage on the target in view and say how that went.
 
     Parameters
@@ -122,6 +129,10 @@ def autofocus(stage: Stage, camera: Camera, strategy: str, *, z_range_um: Sequen
     speck_scale : float
         ``specks`` mode: the camera's pixels per pixel of the speck sizes, >= 1
         (:func:`appliance.focus.scores.speck_scale` of its µm per pixel); 1: the sizes as tuned at 0.56 µm.
+    reader : ReadingCorrector, optional
+        The learned reading (:mod:`appliance.focus.reader`): a classical search's reading of a caller's target
+        is moved by what the reader reads from the search's frames, instead of by the type's bias. Give it only
+        for the optics it was trained at (:meth:`appliance.focus.reader.FocusReader.fits`).
 
     Returns
     -------
@@ -142,20 +153,20 @@ def autofocus(stage: Stage, camera: Camera, strategy: str, *, z_range_um: Sequen
     _check_numbers(ref_height_um, ref_sigma_um, target_width_um, speck_scale)
     offset = 0.0 if ref_height_um is None else float(ref_height_um)
     ref_sigma = 0.0 if ref_height_um is None else float(ref_sigma_um)
-    bias = _reading_bias(target_type, ref_height_um, ref_sigma, target_width_um)
+    fix = _reading_fix(target_type, _reading_bias(target_type, ref_height_um, ref_sigma, target_width_um), reader)
     fine_pairs = target_type not in FOCAL_SPOT_TYPES
     pred = _map_prediction(focus_map, xy, offset, ref_sigma)
     if strategy == "map" and pred is not None and focus_map is not None and len(focus_map) >= MAP_MIN_POINTS:
         sure = math.hypot(focus_map.surface_sigma(*xy), ref_sigma)
         trusted = ref_height_um is not None and sure <= MAP_TRUST_SIGMA_UM
         return _with_map(stage, camera, pred, (lo, hi), rect, estimator, mode, coarse_um, now_s, trusted,
-                         target_type, width_scale, check_lobe, sure if ref_height_um is not None else None, bias,
+                         width_scale, check_lobe, sure if ref_height_um is not None else None, fix,
                          fine_pairs, speck_scale)
     s = FocusSession(stage, camera, mode, rect, (lo, hi), now_s, speck_scale)
     if mode == "specks" and rect is None and not _specks_at(s, start):
         return _no_specks(s, pred)  # nothing small on the glass in view: the caller decides what else to focus on
     r = _search(s, strategy, start, estimator, step_um, coarse_um, width_scale, fine_pairs)
-    r = _trust(s, _debias(s, r, target_type, bias), mode, check_lobe, boxed=rect is not None)
+    r = _trust(s, fix(s, r), mode, check_lobe, boxed=rect is not None)
     return r if r.ok or pred is None else _park_at_map(s, r, pred[0])
 
 
@@ -263,15 +274,14 @@ def _no_specks(s: FocusSession, pred: tuple[float, float] | None) -> FocusResult
 def _with_map(stage: Stage, camera: Camera, pred: tuple[float, float], z_range: tuple[float, float],
               rect: tuple[int, int, int, int] | None, estimator: DefocusEstimator | None, mode: str,
               coarse_um: float, now_s: Callable[[], float] | None, trusted: bool = False,
-              target_type: str | None = None, width_scale: float = 1.0, check_lobe: bool = False,
-              combine_um: float | None = None, bias_um: float = 0.0, fine_pairs: bool = True,
-              speck_scale: float = 1.0) -> FocusResult:
+              width_scale: float = 1.0, check_lobe: bool = False, combine_um: float | None = None,
+              fix: ReadingFix | None = None, fine_pairs: bool = True, speck_scale: float = 1.0) -> FocusResult:
     """Focus within the map's window: one net frame when it agrees, else a classical search there.
 
     ``trusted`` (a map of the glass, sure at this field): with no estimator, the prediction is the focus
     once one frame shows the target in view. ``combine_um`` (a map of the glass: its surface's and the
     reference height's uncertainty here): a search's reading of a caller's target is combined with the
-    prediction (:func:`_combine`). ``bias_um``: the target's reading bias, taken off a search's reading;
+    prediction (:func:`_combine`). ``fix``: what moves a search's reading (:func:`_reading_fix`);
     ``fine_pairs``: as :func:`appliance.focus.search.classical` has it; ``speck_scale``: as :func:`autofocus`.
     """
     z_map = pred[0]
@@ -309,7 +319,7 @@ def _with_map(stage: Stage, camera: Camera, pred: tuple[float, float], z_range: 
                check_lobe, boxed=rect is not None)
     if not r.ok:
         return _park_at_map(s, r, z_pred, strategy="map")
-    r = _strategy(_debias(s, r, target_type, bias_um), "map" if r.strategy == "map" else f"map>{r.strategy}")
+    r = _strategy((fix or _unfixed)(s, r), "map" if r.strategy == "map" else f"map>{r.strategy}")
     return r if combine_um is None or rect is None else _combine(s, r, z_map, combine_um)
 
 
@@ -324,16 +334,18 @@ def _combine(s: FocusSession, r: FocusResult, z_pred: float, sure_um: float) -> 
     """
     if not (r.ok and r.measured and "classical" in r.strategy) or not math.isfinite(sure_um):
         return r
-    z, missed = _posterior_z(r.z_um, z_pred, max(sure_um, 1e-3))
+    sigma = READER_SIGMA_UM if READ_BY_READER in r.reason else READING_SIGMA_UM
+    z, missed = _posterior_z(r.z_um, z_pred, max(sure_um, 1e-3), sigma)
     how = "the reading taken for a miss: at" if missed else "combined with"
     return replace(r, z_um=s.move(z), reading_um=r.z_um, time_s=s.now_s() - s.t0,
                    reason=f"{r.reason}; {how} the map's prediction {z_pred:.1f} +- {sure_um:.2f} um")
 
 
-def _posterior_z(read_um: float, pred_um: float, sure_um: float) -> tuple[float, bool]:
+def _posterior_z(read_um: float, pred_um: float, sure_um: float,
+                 sigma_um: float = READING_SIGMA_UM) -> tuple[float, bool]:
     """The likelier focus given a reading and a prediction, and whether the reading was taken for a miss.
 
-    The prediction is Gaussian (``sure_um``); the reading's error is ``READING_SIGMA_UM`` with probability
+    The prediction is Gaussian (``sure_um``); the reading's error is ``sigma_um`` with probability
     1 - ``READING_OUTLIER_RATE``, else ``READING_OUTLIER_SIGMA_UM``. The posterior is then two Gaussians, one
     per component, weighed by how well each explains the distance between reading and prediction; the mean of
     the heavier one is returned (the mean of the mixture would land between them, near neither).
@@ -347,9 +359,36 @@ def _posterior_z(read_um: float, pred_um: float, sure_um: float) -> tuple[float,
         return (math.log(rate / spread) - 0.5 * (d / spread) ** 2,
                 (read_um * w_read + pred_um * w_map) / (w_read + w_map))
 
-    good = component(1.0 - READING_OUTLIER_RATE, READING_SIGMA_UM)
+    good = component(1.0 - READING_OUTLIER_RATE, sigma_um)
     miss = component(READING_OUTLIER_RATE, READING_OUTLIER_SIGMA_UM)
     return (good[1], False) if good[0] >= miss[0] else (miss[1], True)
+
+
+#: What moves a classical reading once the search is done: the type's bias, or the learned reader.
+ReadingFix = Callable[[FocusSession, FocusResult], FocusResult]
+
+
+def _unfixed(s: FocusSession, r: FocusResult) -> FocusResult:
+    return r
+
+
+def _reading_fix(target_type: str | None, bias: float, reader: ReadingCorrector | None) -> ReadingFix:
+    """The learned reader where one is given (it replaces the type's table), else the type's bias."""
+    if reader is not None:
+        return lambda s, r: _read(s, r, reader)
+    return lambda s, r: _debias(s, r, target_type, bias)
+
+
+def _read(s: FocusSession, r: FocusResult, reader: ReadingCorrector) -> FocusResult:
+    """Move a classical reading of a caller's target by what the reader reads from the search's frames."""
+    if not (r.ok and r.measured) or "classical" not in r.strategy or s.roi is None or s.mode != "roi":
+        return r
+    c = reader.correction_um(s.z, s.images, s.target, r.z_um)
+    if c is None:
+        return r
+    z = s.move(r.z_um + c)
+    return replace(r, z_um=z, reason=f"{r.reason} ({READ_BY_READER} {c:+.2f} um)",
+                   time_s=s.now_s() - s.t0)
 
 
 def _debias(s: FocusSession, r: FocusResult, target_type: str | None, bias: float) -> FocusResult:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
@@ -22,6 +22,7 @@ import numpy as np
 from appliance.focus.autofocus import autofocus
 from appliance.focus.focusmap import GLASS_PRIOR_SIGMA_UM, FocusMap
 from appliance.focus.neural import DefocusEstimator
+from appliance.focus.reader import ReadingCorrector
 from appliance.focus.scores import TARGET_MARGIN_PX, grow_rect
 from appliance.results.focuscurve import depth_of_field_scale
 from appliance.sim.microscope import VirtualMicroscope
@@ -105,7 +106,8 @@ def _fields(seed: int, focus: str, sim_sets: Mapping[str, Mapping[str, Any]] | N
 def run_bench(seed: int, fields: int, strategy: str, focus: str = "servo",
               estimator: DefocusEstimator | None = None, offset_um: float = 10.0,
               range_um: float = 15.0, glass_map: bool = True, type_bias: bool = True,
-              sim_sets: Mapping[str, Mapping[str, Any]] | None = None) -> list[FieldRun]:
+              sim_sets: Mapping[str, Mapping[str, Any]] | None = None, reader: ReadingCorrector | None = None,
+              on_field: Callable[[FieldRun], None] | None = None) -> list[FieldRun]:
     """Autofocus on ``fields`` structures; one :class:`FieldRun` each (see the module doc).
 
     ``sim_sets``: simulator overrides by section (``appliance.sim.overrides``), e.g. a 20x objective as
@@ -116,7 +118,9 @@ def run_bench(seed: int, fields: int, strategy: str, focus: str = "servo",
     glass; False: the map is fitted to the structures' foci themselves. ``type_bias`` (the default): the
     structure's type is given too, as a classifier would give it, so the classical reading's per-type bias is
     taken off (``appliance.focus.typebias``), and its width across (its box's larger side, µm), as a detection
-    and the camera's calibration give it, for the types whose bias follows their shape.
+    and the camera's calibration give it, for the types whose bias follows their shape. ``reader``: the
+    learned reading (:mod:`appliance.focus.reader`) replaces the type's bias, on slides whose optics it fits
+    (elsewhere the type's bias stays). ``on_field`` is called with each field's run as it is done.
 
     Raises
     ------
@@ -141,14 +145,24 @@ def run_bench(seed: int, fields: int, strategy: str, focus: str = "servo",
             fmap = FocusMap(prior_sigma_um=GLASS_PRIOR_SIGMA_UM) if glass_map else FocusMap()
             scope.stage.open()
             scope.camera.open()
+        fits = reader if reader is not None and reader_fits(reader, scope) else None
         runs.append(_one_field(scope, obj, k, strategy, estimator, fmap, offset_um, range_um, glass_map,
-                               type_bias))
+                               type_bias, fits))
+        if on_field is not None:
+            on_field(runs[-1])
     return runs
+
+
+def reader_fits(reader: ReadingCorrector, scope: VirtualMicroscope) -> bool:
+    """Whether the learned reading was trained at this virtual microscope's scale and depth of field."""
+    um = float(scope.camera.um_per_px)
+    return reader.fits(um, scope.camera.optics.depth_of_field_um(um))
 
 
 def _one_field(scope: VirtualMicroscope, obj: SlideObject, k: int, strategy: str,
                estimator: DefocusEstimator | None, fmap: FocusMap, offset_um: float,
-               range_um: float, glass_map: bool = True, type_bias: bool = True) -> FieldRun:
+               range_um: float, glass_map: bool = True, type_bias: bool = True,
+               reader: ReadingCorrector | None = None) -> FieldRun:
     rng = np.random.default_rng([scope.seed, k, 0xF0C])
     cx, cy = obj.center_um
     start = obj.focus_z_um + float(rng.uniform(-offset_um, offset_um))
@@ -167,7 +181,7 @@ def _one_field(scope: VirtualMicroscope, obj: SlideObject, k: int, strategy: str
     r = autofocus(scope.stage, scope.camera, strategy, z_range_um=(start - range_um, start + range_um),
                   roi=roi, estimator=estimator, focus_map=fmap, xy_um=(cx, cy), now_s=scope.clock.now_s,
                   ref_height_um=ref, target_type=obj.cls if type_bias else None,
-                  target_width_um=_width_um(scope, box.box_px))
+                  target_width_um=_width_um(scope, box.box_px), reader=reader)
     if r.ok and r.measured:
         fmap.add(cx, cy, r.point_um, offset_um=ref or 0.0)
     dz = scope.stage.true_position_um().z_um - obj.focus_z_um

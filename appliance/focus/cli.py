@@ -71,6 +71,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--no-type-bias", action="store_true",
                    help="do not take the classical reading's per-type bias off (appliance/focus/typebias.py; "
                         "measured for the default optics)")
+    b.add_argument("--reader", type=Path, default=None, metavar="FILE",
+                   help="the learned reading to bench (a reader.onnx `tppscan train reader` wrote; default: the "
+                        "shipped one); it moves each classical reading instead of the type's bias, on the optics it "
+                        "was trained at")
+    b.add_argument("--no-reader", action="store_true", help="do not load the learned reading (the type's bias instead)")
     b.add_argument("--sim-set", action="append", default=[], metavar="KEY=VALUE",
                    help="set a virtual slide, optics, sensor or stage parameter, as tppscan scan does, e.g. "
                         "optics.magnification=20 optics.na=0.4 for the focus net's objective class "
@@ -128,6 +133,25 @@ def _estimator(strategy: str, um_per_px: float, model: Path | None = None) -> An
         return None
 
 
+def _reader(path: Path | None, wanted: bool) -> Any:
+    """The learned reading: ``path``, else the shipped one (None when ``wanted`` is False).
+
+    A file named but not loadable is an ``OSError``; the shipped one missing is said on stderr and the bench
+    runs without it.
+    """
+    if not wanted:
+        return None
+    from appliance.focus.reader import SHIPPED_READER, FocusReader
+
+    try:
+        return FocusReader(path or SHIPPED_READER)
+    except OSError as exc:
+        if path is not None:
+            raise
+        print(f"NOTE the shipped focus reader could not be loaded ({exc}): the type's bias is used", file=sys.stderr)
+        return None
+
+
 def run_bench(args: argparse.Namespace) -> int:
     """Handler of ``tppscan focus bench``."""
     from appliance.focus.bench import run_bench as bench
@@ -154,19 +178,30 @@ def run_bench(args: argparse.Namespace) -> int:
 
     try:
         sets = parse_sim_sets(args.sim_set)
-        um_per_px = float(sim_microscope(args.seed, bench_sets(args.focus, sets)).camera.um_per_px)  # all checked
+        scope0 = sim_microscope(args.seed, bench_sets(args.focus, sets))  # every override checked
+        um_per_px = float(scope0.camera.um_per_px)
     except ValueError as exc:
         print(f"tppscan focus bench: error: {exc}", file=sys.stderr)
+        return 2
+    if args.reader is not None and args.no_reader:
+        print("tppscan focus bench: error: --reader FILE with --no-reader; drop one", file=sys.stderr)
         return 2
     want_net = args.strategy == "neural" or (args.strategy == "map" and not args.no_net)
     try:
         est = _estimator(args.strategy, um_per_px, args.model) if want_net else None
+        reader = _reader(args.reader, args.strategy != "sweep" and not args.no_reader)
     except OSError as exc:
         print(f"tppscan focus bench: error: {exc}", file=sys.stderr)
         return 2
+    from appliance.focus.bench import reader_fits
+
+    if reader is not None and not reader_fits(reader, scope0):
+        print(f"NOTE the focus reader was trained at {reader.meta['um_per_px']:.3g} um/px and a depth of field of "
+              f"{reader.meta['dof_um']:.3g} um; these optics differ, so the type's bias is used", file=sys.stderr)
+        reader = None
     try:
         runs = bench(args.seed, args.fields, args.strategy, args.focus, est, args.offset_um, args.range_um,
-                     glass_map=not args.foci_map, type_bias=not args.no_type_bias, sim_sets=sets)
+                     glass_map=not args.foci_map, type_bias=not args.no_type_bias, sim_sets=sets, reader=reader)
     except ValueError as exc:  # slides without a structure to focus on
         print(f"tppscan focus bench: error: {exc}", file=sys.stderr)
         return 2
@@ -175,6 +210,7 @@ def run_bench(args: argparse.Namespace) -> int:
                            "estimator": type(est).__name__ if est is not None else None,
                            "model": None if est is None else str(args.model) if args.model else "shipped",
                            "map_of": "foci" if args.foci_map else "glass", "type_bias": not args.no_type_bias,
+                           "reader": None if reader is None else str(args.reader) if args.reader else "shipped",
                            **summarise(runs)}
     if args.strategy == "map":
         later = [r for r in runs if r.map_points >= 3]

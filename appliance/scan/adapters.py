@@ -263,12 +263,18 @@ class AutofocusFocuser:
         at 10x would be a different figure at 20x). None, or another objective: the type's constant bias.
         Whatever the objective, it also scales the sizes of the glass's specks a field's focus reads
         (:func:`appliance.focus.scores.speck_scale`: finer pixels than 0.56 µm see the same dust larger).
+    reader : ReadingCorrector, optional
+        The learned reading (:mod:`appliance.focus.reader`): a structure's classical reading is moved by what
+        it reads from the search's frames, instead of by the type's bias. Trained on the virtual microscope,
+        so only a virtual device whose optics it fits is given one
+        (:func:`appliance.focus.reader.shipped_reader_for`).
     """
 
     def __init__(self, strategy: str, z_travel_um: tuple[float, float], focus_map: FocusMapAdapter | None = None,
                  estimator: Any | None = None, now_s: Callable[[], float] | None = None,
                  reference_heights: Mapping[str, Any] | None = None, reading_bias: bool = False,
-                 depth_of_field_um: float | None = None, um_per_px: float | None = None) -> None:
+                 depth_of_field_um: float | None = None, um_per_px: float | None = None,
+                 reader: Any | None = None) -> None:
         try:
             from appliance.focus import autofocus
             from appliance.focus.focusmap import GLASS_PRIOR_SIGMA_UM
@@ -286,6 +292,7 @@ class AutofocusFocuser:
         self.now_s = now_s
         self.reference_heights = dict(reference_heights or {})
         self.reading_bias = bool(reading_bias)
+        self.reader = reader
         self._warned: set[str] = set()
         dof = TUNED_DEPTH_OF_FIELD_UM if depth_of_field_um is None else depth_of_field_um
         if isinstance(dof, bool) or not isinstance(dof, (int, float)) or not 0.05 <= dof <= 5000:
@@ -335,7 +342,8 @@ class AutofocusFocuser:
                                    ref_height_um=None if ref is None else ref.height_um,
                                    ref_sigma_um=0.0 if ref is None else ref.sigma_um,
                                    target_type=cls if self.reading_bias else None,
-                                   target_width_um=width, speck_scale=self.speck_scale)
+                                   target_width_um=width, speck_scale=self.speck_scale,
+                                   reader=None if field else self.reader)
 
         glass = field  # a field's own focus: the glass, read from its specks
         r = search(lo, hi, z_guess_um, "specks" if glass else "roi")

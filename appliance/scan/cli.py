@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import logging
 import math
 import sqlite3
 import sys
@@ -280,13 +281,19 @@ def _vision_focus(args: argparse.Namespace, scope: Any, stage: Any, um_per_px: f
                                         None if cfg is None else cfg.models)
             # a virtual camera renders the virtual slide whatever the stage: its catalogue's heights by default
             virtual = scope is not None
+            dof = _depth_of_field_um(scope, cfg, um_per_px)
+            reader = None
+            if virtual:  # trained on the virtual microscope: a real device's prints and optics are its own
+                from appliance.focus.reader import shipped_reader_for
+
+                reader, line = shipped_reader_for(um_per_px, dof)
+                logging.getLogger("tppscan.scan").info(line)
             focuser = AutofocusFocuser(args.strategy, travel, fmap, estimator=estimator,
                                        now_s=scope.clock.now_s if args.stage == "sim" and virtual else None,
                                        reference_heights=reference_heights(
                                            args.reference_heights, virtual=virtual, sigma_um=args.reference_sigma),
                                        reading_bias=virtual,
-                                       depth_of_field_um=_depth_of_field_um(scope, cfg, um_per_px),
-                                       um_per_px=um_per_px)
+                                       depth_of_field_um=dof, um_per_px=um_per_px, reader=reader)
         except ValueError as exc:
             raise ValueError(f"--focus auto: {exc}; --focus sim-truth runs the scan with a ground-truth "
                              "test double instead") from None

@@ -305,10 +305,17 @@ class ScanBackend:
         refs = reference_heights(self._plan.focus.reference_heights, virtual=dev.scope is not None,
                                  sigma_um=self._plan.focus.reference_height_sigma_um)
         estimator = focus_estimator(self._plan.focus.strategy, um_per_px, self._focus_net)  # for `neural`
+        dof = self._depth_of_field_um(dev, um_per_px)
+        reader = None
+        if dev.scope is not None:  # trained on the virtual microscope: a real device's optics are its own
+            from appliance.focus.reader import shipped_reader_for
+
+            reader, line = shipped_reader_for(um_per_px, dof)
+            log.info(line)
         focuser = AutofocusFocuser(self._plan.focus.strategy, travel, fmap, estimator=estimator, now_s=clock,
                                    reference_heights=refs,
                                    reading_bias=dev.scope is not None,
-                                   depth_of_field_um=self._depth_of_field_um(dev, um_per_px), um_per_px=um_per_px)
+                                   depth_of_field_um=dof, um_per_px=um_per_px, reader=reader)
         detector, classifier = self._models
         vision = PipelineVision(um_per_px, scan_pipeline(um_per_px, detector, classifier))
         return vision, focuser, fmap
