@@ -53,7 +53,7 @@ READING_OUTLIER_RATE = 0.01
 READING_OUTLIER_SIGMA_UM = 5.0
 #: The scatter of a reading the learned reader moved (:mod:`appliance.focus.reader`), in place of
 #: ``READING_SIGMA_UM``: a robust standard deviation of its misses on its validation slides (models/focusreader).
-READER_SIGMA_UM = 0.25
+READER_SIGMA_UM = 0.27
 #: What the reason of a reading the learned reader moved says.
 READ_BY_READER = "read from its frames by the learned reader"
 

@@ -47,7 +47,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="focus drives to search with (each on its own slides)")
     p.add_argument("--epochs", type=int, default=60, help="epochs, 1..1000")
     p.add_argument("--train-seed", type=int, default=0, help="the network's seed, 0..2**31-1")
-    p.add_argument("--shifts", type=int, default=0,
+    p.add_argument("--shifts", type=int, default=4,
                    help="more copies of each search, read about a moved reading, 0..20")
     p.add_argument("--shift-um", type=float, default=3.0, help="the copies' readings move by up to this, 0..8 um")
     p.add_argument("--jobs", type=int, default=2, help="processes searching slides, 1..64")
