@@ -287,7 +287,7 @@ def _vision_focus(args: argparse.Namespace, scope: Any, stage: Any, um_per_px: f
                 from appliance.focus.reader import shipped_reader_for
 
                 reader, line = shipped_reader_for(um_per_px, dof)
-                logging.getLogger("tppscan.scan").info(line)
+                logging.getLogger("tppscan.scan").debug(line)
             focuser = AutofocusFocuser(args.strategy, travel, fmap, estimator=estimator,
                                        now_s=scope.clock.now_s if args.stage == "sim" and virtual else None,
                                        reference_heights=reference_heights(

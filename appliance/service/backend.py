@@ -311,7 +311,7 @@ class ScanBackend:
             from appliance.focus.reader import shipped_reader_for
 
             reader, line = shipped_reader_for(um_per_px, dof)
-            log.info(line)
+            log.debug(line)
         focuser = AutofocusFocuser(self._plan.focus.strategy, travel, fmap, estimator=estimator, now_s=clock,
                                    reference_heights=refs,
                                    reading_bias=dev.scope is not None,

@@ -153,13 +153,15 @@ def _scan(tmp_path, name, *extra):
 def test_a_reversed_drive_is_said_and_the_flag_scans_it_as_a_square_one(tmp_path):
     # Seed 4181 (held out, session 36): reversed and unflagged, 2 of 5 prints recorded within 1 um of their focus
     # (median 2.4 um, scored at the true plane of each record's z); flagged, the same as the drive wired the usual
-    # way: 5 of 5 within 1 um.
+    # way: 5 of 5 within 1 um. Since session 53's learned reading the unflagged scan's foci land within 1 um too,
+    # but its height maps still read z the other way: RMSE 12-19 um per type, against 2-12 um flagged.
     wrong = _scan(tmp_path, "wrong")
     assert any("the focus drive looks reversed" in w for w in wrong["warnings"])
     right = _scan(tmp_path, "right", "--z-reversed")
     assert not any("the focus drive looks reversed" in w for w in right["warnings"])
     assert right["recall"] == 1.0 and right["focus_within_1um"] >= 0.8
-    assert wrong["focus_error_um_median"] > 2 * right["focus_error_um_median"] + 0.5
+    heights = [sum(r["height_rmse_um_by_type"].values()) / len(r["height_rmse_um_by_type"]) for r in (wrong, right)]
+    assert heights[0] > 2 * heights[1]
 
 
 def test_the_service_mirrors_stage_and_camera_when_the_config_says_so():
