@@ -19,6 +19,7 @@ does not use it (its prints and optics are not the simulator's).
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,6 +28,7 @@ from typing import Protocol
 import numpy as np
 from scipy import ndimage as ndi
 
+from appliance.focus.neural import crop
 from appliance.focus.scores import Rect
 
 #: Laplacian-of-Gaussian widths (px) whose band energies describe a frame: fine detail (a wall's inversion)
@@ -48,6 +50,8 @@ FEATURE_VERSION = 1
 #: The border (px) of the target's rectangle that gives the glass's level: the search's roi is a detection's
 #: box grown by 24 px, so its rim is glass.
 BORDER_PX = 6
+#: The smallest target rectangle a frame's features are read from (px a side): the rim and a few pixels inside.
+MIN_CROP_PX = 2 * BORDER_PX + 4
 #: A reading needs this many distinct frames, spanning at least ``MIN_SPAN_UM``.
 MIN_FRAMES = 4
 MIN_SPAN_UM = 8.0
@@ -58,8 +62,8 @@ MAX_CORRECTION_UM = 8.0
 def frame_features(crop: np.ndarray) -> np.ndarray:
     """A dozen numbers for one frame of the target (its rectangle, grey levels): see :data:`N_FRAME_FEATURES`."""
     c = np.asarray(crop, dtype=np.float64)
-    if c.ndim != 2 or min(c.shape) < 2 * BORDER_PX + 4:
-        raise ValueError(f"a target crop must be 2-D and at least {2 * BORDER_PX + 4} px a side, got {c.shape}")
+    if c.ndim != 2 or min(c.shape) < MIN_CROP_PX:
+        raise ValueError(f"a target crop must be 2-D and at least {MIN_CROP_PX} px a side, got {c.shape}")
     b = BORDER_PX
     rim = np.concatenate([c[:b].ravel(), c[-b:].ravel(), c[:, :b].ravel(), c[:, -b:].ravel()])
     c = c / max(float(np.median(rim)), 1.0)
@@ -117,8 +121,7 @@ def grid_vector(zs: np.ndarray, feats: np.ndarray, reading_um: float) -> np.ndar
 
 def crops_of(images: Sequence[np.ndarray], rect: Rect) -> list[np.ndarray]:
     """The target's rectangle ``(x, y, w, h)`` cut from each frame."""
-    x, y, w, h = rect
-    return [im[y:y + h, x:x + w] for im in images]
+    return [crop(im, rect) for im in images]
 
 
 class ReadingCorrector(Protocol):
@@ -194,7 +197,7 @@ class FocusReader:
     def correction_um(self, z_um: Sequence[float], images: Sequence[np.ndarray], rect: Rect | None,
                       reading_um: float) -> float | None:
         """How far the true focus lies from ``reading_um`` by the search's frames, or None when they cannot say."""
-        if rect is None:
+        if rect is None or min(rect[2], rect[3]) < MIN_CROP_PX:  # no rim of glass to measure the print against
             return None
         v = reading_features(z_um, crops_of(images, rect), reading_um)
         if v is None:
@@ -218,3 +221,16 @@ def shipped_reader_for(um_per_px: float, dof_um: float, path: Path = SHIPPED_REA
                       f"and a depth of field of {reader.meta['dof_um']:.3g} um, these optics are {um_per_px:.3g} "
                       f"um/px and {dof_um:.3g} um; the type's reading bias is used")
     return reader, f"structures' foci read by the learned focus reading ({path.name})"
+
+
+def device_reader(virtual: bool, um_per_px: float, dof_um: float) -> FocusReader | None:
+    """The reader a scan's focuser gets: the shipped one on a virtual device whose optics it fits, else None.
+
+    Trained on the virtual microscope, it is never given to a real device (its prints and optics are its own).
+    Which reading is used, and why, goes to the scan's debug log.
+    """
+    if not virtual:
+        return None
+    reader, line = shipped_reader_for(um_per_px, dof_um)
+    logging.getLogger("tppscan.scan").debug(line)
+    return reader

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import logging
 import math
 import sqlite3
 import sys
@@ -282,12 +281,9 @@ def _vision_focus(args: argparse.Namespace, scope: Any, stage: Any, um_per_px: f
             # a virtual camera renders the virtual slide whatever the stage: its catalogue's heights by default
             virtual = scope is not None
             dof = _depth_of_field_um(scope, cfg, um_per_px)
-            reader = None
-            if virtual:  # trained on the virtual microscope: a real device's prints and optics are its own
-                from appliance.focus.reader import shipped_reader_for
+            from appliance.focus.reader import device_reader
 
-                reader, line = shipped_reader_for(um_per_px, dof)
-                logging.getLogger("tppscan.scan").debug(line)
+            reader = device_reader(virtual, um_per_px, dof)
             focuser = AutofocusFocuser(args.strategy, travel, fmap, estimator=estimator,
                                        now_s=scope.clock.now_s if args.stage == "sim" and virtual else None,
                                        reference_heights=reference_heights(

@@ -306,12 +306,9 @@ class ScanBackend:
                                  sigma_um=self._plan.focus.reference_height_sigma_um)
         estimator = focus_estimator(self._plan.focus.strategy, um_per_px, self._focus_net)  # for `neural`
         dof = self._depth_of_field_um(dev, um_per_px)
-        reader = None
-        if dev.scope is not None:  # trained on the virtual microscope: a real device's optics are its own
-            from appliance.focus.reader import shipped_reader_for
+        from appliance.focus.reader import device_reader
 
-            reader, line = shipped_reader_for(um_per_px, dof)
-            log.debug(line)
+        reader = device_reader(dev.scope is not None, um_per_px, dof)
         focuser = AutofocusFocuser(self._plan.focus.strategy, travel, fmap, estimator=estimator, now_s=clock,
                                    reference_heights=refs,
                                    reading_bias=dev.scope is not None,

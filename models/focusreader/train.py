@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from appliance.focus.reader import FEATURE_VERSION, GRID_UM, N_FEATURES, FocusReader
-from models.focusreader.gather import Rows, gather
+from models.focusreader.gather import FIELDS_PER_SLIDE, Rows, gather
 
 DEFAULT_OUT = Path(__file__).resolve().parent
 #: Slides whose searches stay out of training and validation: the autofocus bench's held-out slides.
@@ -75,12 +75,12 @@ def check_args(args: argparse.Namespace) -> str | None:
 
 
 def _fields(args: argparse.Namespace) -> tuple[int, int]:
-    return (20, 20) if args.quick else (args.fields, args.val_fields)
+    return (FIELDS_PER_SLIDE, FIELDS_PER_SLIDE) if args.quick else (args.fields, args.val_fields)
 
 
 def _spans(args: argparse.Namespace) -> dict[str, tuple[int, int]]:
     """First and past-last slide of the training and validation searches, every drive included."""
-    nt, nv = (math.ceil(n / 20) * len(args.focus) for n in _fields(args))
+    nt, nv = (math.ceil(n / FIELDS_PER_SLIDE) * len(args.focus) for n in _fields(args))
     return {"training": (args.seed, args.seed + nt), "validation": (args.val_seed, args.val_seed + nv)}
 
 

@@ -61,6 +61,8 @@ def test_the_shipped_reader_loads_and_fits_the_default_optics_only() -> None:
     assert r.meta["um_per_px"] == pytest.approx(0.56) and r.fits(0.56, r.meta["dof_um"])
     assert not r.fits(0.28, r.meta["dof_um"]) and not r.fits(0.56, 2.0 * r.meta["dof_um"])
     assert r.predict(np.zeros((3, N_FEATURES))).shape == (3,)
+    frames = [np.full((60, 80), 170, np.uint8)] * 5
+    assert r.correction_um([-8.0, -4.0, 0.0, 4.0, 8.0], frames, (30, 20, 10, 40), 0.0) is None  # too narrow a box
     reader, line = shipped_reader_for(0.28, 3.0)
     assert reader is None and "trained at 0.56 um/px" in line and "the type's reading bias is used" in line
 
