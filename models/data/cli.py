@@ -20,7 +20,7 @@ import re
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
@@ -200,17 +200,32 @@ def run_jobs(jobs: list[SlideJob], workers: int, progress: Progress | None = Non
         consume(map(work, jobs))
         return rows
     context = _worker_context([__name__, KINDS[jobs[0].kind][0]])
+    ours_before = set(multiprocessing.active_children())
+    futures: list[Future[JobResult]] = []
     with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=context) as pool:
-        futures = [pool.submit(work, job) for job in jobs]
         try:
+            futures.extend(pool.submit(work, job) for job in jobs)
             consume(f.result() for f in futures)
         except BrokenProcessPool:
+            _kill_children_since(ours_before)
             raise OSError(f"a dataset worker process died (killed, or out of memory?) after {len(rows)} items "
                           f"had come back; no index was written") from None
         finally:
             for f in futures:
                 f.cancel()  # a no-op when all came back; otherwise the pool's exit waits only for running jobs
     return rows
+
+
+def _kill_children_since(before: set[multiprocessing.process.BaseProcess]) -> None:
+    """Kill the worker processes started since ``before``, so a broken pool's exit has none left to wait for.
+
+    Python 3.11's pool spawns workers from ``submit`` while its manager thread may already be tearing the pool
+    down after a death: a worker spawned after the teardown's terminate pass is never signalled, waits for
+    work forever, and the teardown's join of it never returns (seen on CI: a test hung ten minutes). Every
+    submit has returned when this runs, so no worker can appear after it.
+    """
+    for child in set(multiprocessing.active_children()) - before:
+        child.kill()
 
 
 def _worker_context(preload: list[str]) -> multiprocessing.context.BaseContext:

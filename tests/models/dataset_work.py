@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import signal
+import time
 from typing import Any
 
 from models.data.cli import JobResult, SlideJob
@@ -16,6 +18,21 @@ def echo(job: SlideJob) -> JobResult:
 def die_after_first(job: SlideJob) -> JobResult:
     """The first job comes back; any other kills its worker process as the kernel's OOM killer would."""
     if job.first > 0:
+        os._exit(137)
+    return echo(job)
+
+
+def die_beside_a_stubborn_worker(job: SlideJob) -> JobResult:
+    """The first job ignores SIGTERM and keeps its worker busy; the second kills its own worker.
+
+    The first worker then outlives the pool's own teardown (which only sends SIGTERM), as a worker spawned
+    during that teardown does on Python 3.11.
+    """
+    if job.first == 0:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        time.sleep(300.0)  # longer than the test waits: only a kill ends it
+    elif job.first == job.count:
+        time.sleep(0.5)
         os._exit(137)
     return echo(job)
 

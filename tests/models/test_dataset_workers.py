@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import time
 from pathlib import Path
@@ -31,6 +32,16 @@ def test_a_worker_that_dies_is_an_error_not_a_hang(tmp_path):
     with pytest.raises(OSError, match="worker process died"):
         run_jobs(_jobs(tmp_path), 2, work=dataset_work.die_after_first)
     assert time.monotonic() - t0 < 60.0
+
+
+@pytest.mark.timeout(120)
+def test_a_worker_that_outlives_the_pools_teardown_is_killed_not_waited_for(tmp_path):
+    before = set(multiprocessing.active_children())
+    t0 = time.monotonic()
+    with pytest.raises(OSError, match="worker process died"):
+        run_jobs(_jobs(tmp_path), 2, work=dataset_work.die_beside_a_stubborn_worker)
+    assert time.monotonic() - t0 < 60.0
+    assert set(multiprocessing.active_children()) <= before
 
 
 def test_a_job_that_raises_ends_the_run_with_its_error(tmp_path):
