@@ -15,13 +15,10 @@ import argparse
 import dataclasses
 import importlib
 import json
-import multiprocessing
 import re
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +27,7 @@ import numpy as np
 
 from appliance.helpformat import DefaultsHelpFormatter
 from models.data.randomise import HARD_BOUNDS, Ranges, check_range, range_knobs
+from models.workers import WorkerDied, ordered_results
 
 SPLIT_CODES: dict[str, int] = {"train": 1, "val": 2, "test": 3}
 MAX_SEED = 999_999
@@ -173,14 +171,7 @@ def run_jobs(jobs: list[SlideJob], workers: int, progress: Progress | None = Non
     """Run slide jobs (in worker processes when ``workers > 1``); rows come back in item order.
 
     ``work`` renders one job (default: its kind's renderer); in worker processes it must be importable by name.
-
-    Workers come from a fork server, not from forking this process: a process that has already run torch,
-    ONNX Runtime or a parallel kernel holds native thread pools (OpenMP's among them) whose locks a plain
-    ``fork`` copies in whatever state they were in, and a child that then enters such a pool can wait on a
-    lock no thread will ever release. That hung a test worker's dataset for ten minutes on CI. The server is
-    a fresh interpreter, so its children start clean. A worker that dies (killed, out of memory) ends the run
-    with an error; ``multiprocessing.Pool`` would wait for its result forever. A job that raises ends the
-    run with its exception, and jobs not yet started are dropped.
+    The workers start clean and a dead one ends the run (:mod:`models.workers`).
 
     Raises
     ------
@@ -188,53 +179,16 @@ def run_jobs(jobs: list[SlideJob], workers: int, progress: Progress | None = Non
         A worker process died before its job finished.
     """
     rows: list[dict[str, Any]] = []
-
-    def consume(results: Iterable[JobResult]) -> None:
-        for n, r in results:
+    preload = [__name__, KINDS[jobs[0].kind][0]] if jobs else []
+    try:
+        for n, r in ordered_results(work or _run_job, [(job,) for job in jobs], workers, preload):
             rows.extend(r)
             if progress:
                 progress.update(n)
-
-    work = work or _run_job
-    if workers <= 1 or len(jobs) <= 1:
-        consume(map(work, jobs))
-        return rows
-    context = _worker_context([__name__, KINDS[jobs[0].kind][0]])
-    ours_before = set(multiprocessing.active_children())
-    futures: list[Future[JobResult]] = []
-    with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=context) as pool:
-        try:
-            futures.extend(pool.submit(work, job) for job in jobs)
-            consume(f.result() for f in futures)
-        except BrokenProcessPool:
-            _kill_children_since(ours_before)
-            raise OSError(f"a dataset worker process died (killed, or out of memory?) after {len(rows)} items "
-                          f"had come back; no index was written") from None
-        finally:
-            for f in futures:
-                f.cancel()  # a no-op when all came back; otherwise the pool's exit waits only for running jobs
+    except WorkerDied as exc:
+        raise OSError(f"a dataset worker process died (killed, or out of memory?) after {len(rows)} items "
+                      f"had come back; no index was written") from exc
     return rows
-
-
-def _kill_children_since(before: set[multiprocessing.process.BaseProcess]) -> None:
-    """Kill the worker processes started since ``before``, so a broken pool's exit has none left to wait for.
-
-    Python 3.11's pool spawns workers from ``submit`` while its manager thread may already be tearing the pool
-    down after a death: a worker spawned after the teardown's terminate pass is never signalled, waits for
-    work forever, and the teardown's join of it never returns (seen on CI: a test hung ten minutes). Every
-    submit has returned when this runs, so no worker can appear after it.
-    """
-    for child in set(multiprocessing.active_children()) - before:
-        child.kill()
-
-
-def _worker_context(preload: list[str]) -> multiprocessing.context.BaseContext:
-    """The start method for dataset workers: a fork server that imports ``preload`` once, where there is one."""
-    if "forkserver" not in multiprocessing.get_all_start_methods():
-        return multiprocessing.get_context("spawn")
-    ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(preload)  # no effect once the server runs: its children import what they use
-    return ctx
 
 
 def register(sub: Any) -> None:

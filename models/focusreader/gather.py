@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,6 +18,7 @@ import numpy as np
 from appliance.focus.bench import FieldRun, run_bench
 from appliance.focus.reader import N_FEATURES, N_FRAME_FEATURES, crops_of, grid_vector, search_frames
 from appliance.focus.scores import Rect
+from models.workers import ordered_results
 
 #: Structures on one default virtual slide: a chunk of work is a run of whole slides.
 FIELDS_PER_SLIDE = 20
@@ -128,15 +128,9 @@ def gather(first_seed: int, fields: int, drives: Sequence[str], jobs: int = 2, c
         for a in range(0, n_slides, chunk_slides):
             tasks.append((base + a, min(chunk_slides, n_slides - a), focus))
     parts: list[Rows] = []
-    if jobs <= 1:
-        for t in tasks:
-            parts.append(slides_rows(*t))
-            _say(progress, len(parts), len(tasks))
-        return Rows.concat(parts)
-    with ProcessPoolExecutor(jobs) as ex:
-        for r in ex.map(slides_rows, *zip(*tasks, strict=True)):
-            parts.append(r)
-            _say(progress, len(parts), len(tasks))
+    for r in ordered_results(slides_rows, tasks, jobs, [__name__]):
+        parts.append(r)
+        _say(progress, len(parts), len(tasks))
     return Rows.concat(parts)
 
 

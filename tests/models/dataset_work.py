@@ -47,3 +47,8 @@ def refuse_second(job: SlideJob) -> JobResult:
 def rows(result: list[dict[str, Any]]) -> list[int]:
     """The item numbers of ``run_jobs``' rows, in the order they came back."""
     return [r["item"] for r in result]
+
+
+def power(base: int, exponent: int) -> tuple[int, int]:
+    """``base ** exponent`` and the process that worked it out."""
+    return base ** exponent, os.getpid()

@@ -1,4 +1,4 @@
-"""``models.data.cli.run_jobs``: worker processes give the rows in item order, and fail loudly, never hang."""
+"""Worker processes (`models.workers`, also through `run_jobs`): results in order, loud failures, no hang."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import pytest
 
 from models.data.cli import plan, run_jobs
 from models.data.randomise import Ranges
+from models.workers import WorkerDied, ordered_results
 from tests.models import dataset_work
 
 
@@ -47,3 +48,15 @@ def test_a_worker_that_outlives_the_pools_teardown_is_killed_not_waited_for(tmp_
 def test_a_job_that_raises_ends_the_run_with_its_error(tmp_path):
     with pytest.raises(ValueError, match="a value the renderer cannot use"):
         run_jobs(_jobs(tmp_path), 2, work=dataset_work.refuse_second)
+
+
+def test_ordered_results_spreads_argument_tuples_over_workers_in_order():
+    jobs = [(b, 3) for b in range(9)]
+    serial = list(ordered_results(dataset_work.power, jobs, 1))
+    parallel = list(ordered_results(dataset_work.power, jobs, 2, [dataset_work.__name__]))
+    assert [v for v, _ in parallel] == [v for v, _ in serial] == [b ** 3 for b in range(9)]
+    assert os.getpid() not in {pid for _, pid in parallel}
+
+
+def test_a_dead_worker_is_a_worker_died_error_an_oserror():
+    assert issubclass(WorkerDied, OSError)
