@@ -115,13 +115,15 @@ class FocusOutcome:
     """Result of one autofocus: the z reached, frames spent, and whether the search trusted its peak.
 
     ``glass``: the z is the glass's own, read from the specks resting on it (a field's search), not an object's
-    mid-plane.
+    mid-plane. ``learned``: a structure's z was read from its search's frames by the learned reader
+    (:mod:`appliance.focus.reader`), closer to its mid-plane than its stack's own readings are.
     """
 
     z_um: float
     frames: int
     ok: bool
     glass: bool = False
+    learned: bool = False
 
 
 class Focuser(Protocol):

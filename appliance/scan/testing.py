@@ -172,11 +172,13 @@ def truth_boxes(scope: VirtualMicroscope, frame: Frame) -> Sequence[tuple[str, B
 
 def scan_small_slide(tmp: Any, seed: int = 21, plan: Any = None, vision_factory: Any = None,
                      slide: dict[str, Any] | None = None, stage: dict[str, Any] | None = None,
-                     sensor: dict[str, Any] | None = None, **kw: Any) -> Any:
+                     sensor: dict[str, Any] | None = None, focuser_factory: Any = None, **kw: Any) -> Any:
     """Scan a small virtual slide (1.4 x 1.4 mm, 4 structures) with these doubles; returns (outcome, scope).
 
     A short focus stack (± 3 µm) keeps it quick; ``slide``, ``stage`` and ``sensor`` override the slide's, the
-    virtual stage's and the sensor's parameters; ``kw`` goes to :func:`appliance.scan.session.run_scan`.
+    virtual stage's and the sensor's parameters; ``vision_factory`` and ``focuser_factory`` (each called with the
+    scope) replace :class:`SimTruthVision` and :class:`SimTruthFocuser`; ``kw`` goes to
+    :func:`appliance.scan.session.run_scan`.
     """
     from pathlib import Path
 
@@ -194,7 +196,8 @@ def scan_small_slide(tmp: Any, seed: int = 21, plan: Any = None, vision_factory:
     p = scope.slide.params
     with scope.stage, scope.camera:
         vision = (vision_factory or SimTruthVision)(scope)
-        out = run_scan(scope.stage, scope.camera, vision, SimTruthFocuser(scope), PlaneFocusMap(), plan,
+        focuser = (focuser_factory or SimTruthFocuser)(scope)
+        out = run_scan(scope.stage, scope.camera, vision, focuser, PlaneFocusMap(), plan,
                        tmp / "scan", tmp / "tppscan.db", scan_area(plan, (p.width_um, p.height_um)),
                        device_clock=scope.clock.now_s, truth=scope.slide.truth(),
                        height_truth=sim_height_truth(scope), **kw)

@@ -17,11 +17,13 @@ from appliance.focus.reader import (
     N_FEATURES,
     SHIPPED_READER,
     FocusReader,
+    OnDetectionBoxes,
+    device_reader,
     frame_features,
     reading_features,
     shipped_reader_for,
 )
-from appliance.focus.scores import Rect
+from appliance.focus.scores import TARGET_MARGIN_PX, Rect
 from appliance.focus.testing import centre_on, structures
 from appliance.sim.microscope import VirtualMicroscope
 from appliance.sim.stage import SimStageParams
@@ -65,6 +67,37 @@ def test_the_shipped_reader_loads_and_fits_the_default_optics_only() -> None:
     assert r.correction_um([-8.0, -4.0, 0.0, 4.0, 8.0], frames, (30, 20, 10, 40), 0.0) is None  # too narrow a box
     reader, line = shipped_reader_for(0.28, 3.0)
     assert reader is None and "trained at 0.56 um/px" in line and "the type's reading bias is used" in line
+
+
+class _Rects:
+    """A reader that keeps the rectangles it is asked to read."""
+
+    def __init__(self) -> None:
+        self.rects: list[Rect | None] = []
+
+    def fits(self, um_per_px: float, dof_um: float) -> bool:
+        return um_per_px == 0.56
+
+    def correction_um(self, z_um: Sequence[float], images: Sequence[np.ndarray], rect: Rect | None,
+                      reading_um: float) -> float | None:
+        self.rects.append(rect)
+        return 0.5
+
+
+def test_a_scans_reader_reads_its_detections_box_grown_as_the_bench_gave_it() -> None:
+    inner = _Rects()
+    wrapped = OnDetectionBoxes(inner)
+    frames = [np.zeros((480, 640), np.uint8)] * 5
+    m = TARGET_MARGIN_PX
+    assert wrapped.correction_um([0.0, 1, 2, 3, 4], frames, (100, 200, 50, 40), 2.0) == 0.5
+    assert wrapped.correction_um([0.0, 1, 2, 3, 4], frames, (5, 450, 50, 20), 2.0) == 0.5  # clipped to the frame
+    assert inner.rects == [(100 - m, 200 - m, 50 + 2 * m, 40 + 2 * m), (0, 450 - m, 55 + m, 30 + m)]
+    assert wrapped.correction_um([0.0], frames, None, 0.0) is None and len(inner.rects) == 2
+    assert wrapped.fits(0.56, 11.0) and not wrapped.fits(0.28, 11.0)
+    dof = FocusReader(SHIPPED_READER).meta["dof_um"]
+    scan_reader = device_reader(True, 0.56, dof)
+    assert isinstance(scan_reader, OnDetectionBoxes) and isinstance(scan_reader.reader, FocusReader)
+    assert device_reader(False, 0.56, dof) is None and device_reader(True, 0.28, dof) is None
 
 
 def test_a_bad_model_file_is_an_error_naming_it(tmp_path: Path) -> None:

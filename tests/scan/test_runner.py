@@ -1,9 +1,11 @@
 import json
 import threading
+from dataclasses import replace
 
 from appliance.results.store import ResultStore
 from appliance.scan.events import FieldDone, ScanFinished
 from appliance.scan.runner import FieldStep, FinishReason, ScanState
+from appliance.scan.testing import SimTruthFocuser
 
 from .conftest import scan_small, small_plan
 
@@ -52,6 +54,38 @@ def test_a_structure_is_recorded_at_its_stacks_focus_and_the_autofocus_is_kept(s
     s = out.summary
     assert s["focus_within_1um"] is not None and s["autofocus_within_1um"] is not None
     assert 0.0 <= s["focus_error_um_median"] <= s["focus_error_um_p95"]
+
+
+class _LearnedFocuser(SimTruthFocuser):
+    """The truth's focus, said to be the learned reader's for a structure; its stack readings 1.5 µm off."""
+
+    def __init__(self, scope):
+        super().__init__(scope)
+        self.stack_reads = 0
+
+    def focus(self, stage, camera, z_guess_um, range_um, roi_px=None, cls=None):
+        out = super().focus(stage, camera, z_guess_um, range_um, roi_px, cls)
+        return replace(out, learned=cls is not None)
+
+    def read_stack(self, planes, z_um, cls, near_um):
+        self.stack_reads += 1
+        return near_um + 1.5
+
+
+def test_a_focus_the_learned_reader_read_is_recorded_as_it_is_not_read_again_from_the_stack(tmp_path):
+    focusers = []
+
+    def make(scope):
+        focusers.append(_LearnedFocuser(scope))
+        return focusers[0]
+
+    out, _ = scan_small(tmp_path, focuser_factory=make)
+    assert out.status.reason is FinishReason.COMPLETED, out.status.error
+    with ResultStore(out.db_path) as st:
+        objs = st.objects(out.scan_id, "structure")
+    assert len(objs) == 4
+    assert all(o.z_um == o.extra["autofocus_z_um"] for o in objs)
+    assert focusers[0].stack_reads == 0
 
 
 def test_overlapping_fields_record_each_structure_once(tmp_path):
