@@ -22,7 +22,7 @@ import numpy as np
 from appliance.focus.autofocus import autofocus
 from appliance.focus.focusmap import GLASS_PRIOR_SIGMA_UM, FocusMap
 from appliance.focus.neural import DefocusEstimator
-from appliance.focus.reader import ReadingCorrector
+from appliance.focus.reader import ReadingCorrector, default_chain
 from appliance.focus.scores import TARGET_MARGIN_PX, grow_rect
 from appliance.results.focuscurve import depth_of_field_scale
 from appliance.sim.microscope import VirtualMicroscope
@@ -154,9 +154,9 @@ def run_bench(seed: int, fields: int, strategy: str, focus: str = "servo",
 
 
 def reader_fits(reader: ReadingCorrector, scope: VirtualMicroscope) -> bool:
-    """Whether the learned reading was trained at this virtual microscope's scale and depth of field."""
+    """Whether the learned reading was trained at this virtual microscope's scale, depth of field and camera chain."""
     um = float(scope.camera.um_per_px)
-    return reader.fits(um, scope.camera.optics.depth_of_field_um(um))
+    return reader.fits(um, scope.camera.optics.depth_of_field_um(um)) and default_chain(scope)
 
 
 def _one_field(scope: VirtualMicroscope, obj: SlideObject, k: int, strategy: str,

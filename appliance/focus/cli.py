@@ -197,7 +197,8 @@ def run_bench(args: argparse.Namespace) -> int:
 
     if reader is not None and not reader_fits(reader, scope0):
         print(f"NOTE the focus reader was trained at {reader.meta['um_per_px']:.3g} um/px and a depth of field of "
-              f"{reader.meta['dof_um']:.3g} um; these optics differ, so the type's bias is used", file=sys.stderr)
+              f"{reader.meta['dof_um']:.3g} um with the default camera chain; these optics or this camera differ, "
+              "so the type's bias is used", file=sys.stderr)
         reader = None
     try:
         runs = bench(args.seed, args.fields, args.strategy, args.focus, est, args.offset_um, args.range_um,

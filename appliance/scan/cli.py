@@ -283,7 +283,7 @@ def _vision_focus(args: argparse.Namespace, scope: Any, stage: Any, um_per_px: f
             dof = _depth_of_field_um(scope, cfg, um_per_px)
             from appliance.focus.reader import device_reader
 
-            reader = device_reader(virtual, um_per_px, dof)
+            reader = device_reader(scope, um_per_px, dof)
             focuser = AutofocusFocuser(args.strategy, travel, fmap, estimator=estimator,
                                        now_s=scope.clock.now_s if args.stage == "sim" and virtual else None,
                                        reference_heights=reference_heights(

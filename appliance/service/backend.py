@@ -308,7 +308,7 @@ class ScanBackend:
         dof = self._depth_of_field_um(dev, um_per_px)
         from appliance.focus.reader import device_reader
 
-        reader = device_reader(dev.scope is not None, um_per_px, dof)
+        reader = device_reader(dev.scope, um_per_px, dof)
         focuser = AutofocusFocuser(self._plan.focus.strategy, travel, fmap, estimator=estimator, now_s=clock,
                                    reference_heights=refs,
                                    reading_bias=dev.scope is not None,

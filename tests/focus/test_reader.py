@@ -25,6 +25,7 @@ from appliance.focus.reader import (
 )
 from appliance.focus.scores import TARGET_MARGIN_PX, Rect
 from appliance.focus.testing import centre_on, structures
+from appliance.sim.capture import PRESETS
 from appliance.sim.microscope import VirtualMicroscope
 from appliance.sim.stage import SimStageParams
 
@@ -95,9 +96,11 @@ def test_a_scans_reader_reads_its_detections_box_grown_as_the_bench_gave_it() ->
     assert wrapped.correction_um([0.0], frames, None, 0.0) is None and len(inner.rects) == 2
     assert wrapped.fits(0.56, 11.0) and not wrapped.fits(0.28, 11.0)
     dof = FocusReader(SHIPPED_READER).meta["dof_um"]
-    scan_reader = device_reader(True, 0.56, dof)
+    default, mono = VirtualMicroscope(seed=3), VirtualMicroscope(seed=3, chain=PRESETS["mono_raw"])
+    scan_reader = device_reader(default, 0.56, dof)
     assert isinstance(scan_reader, OnDetectionBoxes) and isinstance(scan_reader.reader, FocusReader)
-    assert device_reader(False, 0.56, dof) is None and device_reader(True, 0.28, dof) is None
+    assert device_reader(None, 0.56, dof) is None and device_reader(default, 0.28, dof) is None
+    assert device_reader(mono, 0.56, dof) is None  # another camera chain than the one it learned from
 
 
 def test_a_bad_model_file_is_an_error_naming_it(tmp_path: Path) -> None:
@@ -197,7 +200,9 @@ def test_the_bench_says_which_reader_and_refuses_a_bad_one(tmp_path: Path) -> No
     assert missing.returncode == 2 and "nope.onnx: no focus reader model there" in missing.stderr
     other = bench("--sim-set", "optics.magnification=20", "--sim-set", "optics.na=0.4")
     assert other.returncode == 0 and json.loads(other.stdout)["reader"] is None
-    assert "these optics differ, so the type's bias is used" in other.stderr
+    assert "these optics or this camera differ, so the type's bias is used" in other.stderr
+    mono = bench("--sim-set", "camera.preset=mono_raw")
+    assert mono.returncode == 0 and json.loads(mono.stdout)["reader"] is None
 
 
 def test_quick_training_writes_a_reader_that_loads(tmp_path: Path) -> None:
