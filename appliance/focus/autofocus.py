@@ -334,7 +334,7 @@ def _combine(s: FocusSession, r: FocusResult, z_pred: float, sure_um: float) -> 
     """
     if not (r.ok and r.measured and "classical" in r.strategy) or not math.isfinite(sure_um):
         return r
-    sigma = READER_SIGMA_UM if READ_BY_READER in r.reason else READING_SIGMA_UM
+    sigma = READER_SIGMA_UM if r.learned else READING_SIGMA_UM
     z, missed = _posterior_z(r.z_um, z_pred, max(sure_um, 1e-3), sigma)
     how = "the reading taken for a miss: at" if missed else "combined with"
     return replace(r, z_um=s.move(z), reading_um=r.z_um, time_s=s.now_s() - s.t0,
@@ -387,7 +387,7 @@ def _read(s: FocusSession, r: FocusResult, reader: ReadingCorrector) -> FocusRes
     if c is None:
         return r
     z = s.move(r.z_um + c)
-    return replace(r, z_um=z, reason=f"{r.reason} ({READ_BY_READER} {c:+.2f} um)",
+    return replace(r, z_um=z, reason=f"{r.reason} ({READ_BY_READER} {c:+.2f} um)", learned=True,
                    time_s=s.now_s() - s.t0)
 
 

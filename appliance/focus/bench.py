@@ -136,6 +136,7 @@ def run_bench(seed: int, fields: int, strategy: str, focus: str = "servo",
     runs: list[FieldRun] = []
     current: VirtualMicroscope | None = None
     fmap = FocusMap()
+    fits: ReadingCorrector | None = None
     bench_sets(focus, sim_sets)  # a bad override fails here, before any field
     for scope, obj, k in _fields(seed, focus, sim_sets):
         if len(runs) >= fields:
@@ -145,7 +146,7 @@ def run_bench(seed: int, fields: int, strategy: str, focus: str = "servo",
             fmap = FocusMap(prior_sigma_um=GLASS_PRIOR_SIGMA_UM) if glass_map else FocusMap()
             scope.stage.open()
             scope.camera.open()
-        fits = reader if reader is not None and reader_fits(reader, scope) else None
+            fits = reader if reader is not None and reader_fits(reader, scope) else None
         runs.append(_one_field(scope, obj, k, strategy, estimator, fmap, offset_um, range_um, glass_map,
                                type_bias, fits))
         if on_field is not None:

@@ -40,6 +40,8 @@ class FocusResult:
         The focus the frames read, when ``z_um`` is not that alone (NaN otherwise): the ``map`` strategy
         combines its search's reading with the map's prediction, and a map must be fed the reading
         (:attr:`point_um`), never a z that holds its own prediction.
+    learned : bool
+        True when the learned reader (:mod:`appliance.focus.reader`) moved the search's reading to ``z_um``.
     """
 
     z_um: float
@@ -52,6 +54,7 @@ class FocusResult:
     trace: tuple[tuple[float, float], ...] = field(default=())
     measured: bool = True
     reading_um: float = float("nan")
+    learned: bool = False
 
     @property
     def point_um(self) -> float:

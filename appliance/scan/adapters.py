@@ -277,7 +277,6 @@ class AutofocusFocuser:
                  reader: Any | None = None) -> None:
         try:
             from appliance.focus import autofocus
-            from appliance.focus.autofocus import READ_BY_READER
             from appliance.focus.focusmap import GLASS_PRIOR_SIGMA_UM
             from appliance.focus.scores import speck_scale
             from appliance.focus.search import UNTRUSTED
@@ -285,7 +284,6 @@ class AutofocusFocuser:
             raise ValueError(f"autofocus (appliance/focus) is not installed in this build ({exc})") from None
         self._autofocus = autofocus
         self._untrusted = UNTRUSTED
-        self._read_by_reader = READ_BY_READER
         self._sure_ref_um = GLASS_PRIOR_SIGMA_UM
         self.strategy = strategy
         self.z_travel_um = (float(z_travel_um[0]), float(z_travel_um[1]))
@@ -378,7 +376,7 @@ class AutofocusFocuser:
             # the maps take the search's own reading (`point_um`), not a z the map strategy combined with them
             self.structure_focused(p.x_um, p.y_um, float(r.point_um), cls, evidence=_one_lobe(r.trace))
         return FocusOutcome(float(r.z_um), frames, bool(r.ok), glass=bool(glass and r.ok),
-                            learned=bool(r.ok and self._read_by_reader in str(r.reason)))
+                            learned=bool(r.ok and r.learned))
 
     def read_stack(self, planes: np.ndarray, z_um: Sequence[float], cls: str, near_um: float) -> float | None:
         """A structure's focus read from its own focus stack, as the search reads its frames, near ``near_um``.

@@ -165,6 +165,7 @@ def test_a_reader_moves_a_searched_focus_instead_of_the_types_bias() -> None:
     assert "bias" not in r1.reason  # type: ignore[attr-defined]
     z2, r2 = _focus(_Fixed(None))  # it cannot say: the reading stays, and no bias either
     assert z2 == pytest.approx(z0) and "reader" not in r2.reason  # type: ignore[attr-defined]
+    assert r1.learned and not r2.learned and not r0.learned  # type: ignore[attr-defined]
 
 
 def test_a_fields_own_focus_is_never_given_to_the_reader() -> None:
