@@ -14,6 +14,9 @@ from appliance.focus.scores import Rect, biharmonic_variance, find_target, noise
 from appliance.hardware.camera.base import Camera
 from appliance.hardware.stage.base import Stage
 
+#: A reading further than this from where the stage stopped is kept beside it (:meth:`FocusSession.result`), µm.
+READING_TOL_UM = 1e-3
+
 
 class FocusSession:
     """The frames one autofocus takes and the bookkeeping every strategy shares.
@@ -175,11 +178,18 @@ class FocusSession:
 
     def result(self, z_um: float, ok: bool, reason: str, strategy: str, score_at: float = math.nan,
                moved: bool = False) -> FocusResult:
-        """Finish: focus to ``z_um`` (unless ``moved``) and build the result."""
+        """Finish: focus to ``z_um`` (unless ``moved``) and build the result.
+
+        Where the stage cannot stand at ``z_um`` (a servo's whole degrees), the result keeps it as its
+        ``reading_um``: the frames read the focus there, and a focus map wants that, not the nearest degree
+        (on the development slides the servo's rounding had doubled the scatter of the map's points).
+        """
         z = float(self.stage.position_um().z_um) if moved else self.move(z_um)
+        kept = ok and not moved and abs(z - float(z_um)) > READING_TOL_UM
         return FocusResult(z_um=z, frames=self.frames, score=float(score_at), ok=ok, reason=reason,
                            strategy=strategy, time_s=self.now_s() - self.t0,
-                           trace=tuple(zip(self.z, self._scores, strict=True)))
+                           trace=tuple(zip(self.z, self._scores, strict=True)),
+                           reading_um=float(z_um) if kept else math.nan)
 
 
 def check_range(z_range_um: object) -> tuple[float, float]:

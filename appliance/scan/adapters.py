@@ -376,7 +376,8 @@ class AutofocusFocuser:
             # the maps take the search's own reading (`point_um`), not a z the map strategy combined with them
             self.structure_focused(p.x_um, p.y_um, float(r.point_um), cls, evidence=_one_lobe(r.trace))
         return FocusOutcome(float(r.z_um), frames, bool(r.ok), glass=bool(glass and r.ok),
-                            learned=bool(r.ok and r.learned))
+                            learned=bool(r.ok and r.learned),
+                            reading_um=float(r.point_um) if r.ok and r.measured else math.nan)
 
     def read_stack(self, planes: np.ndarray, z_um: Sequence[float], cls: str, near_um: float) -> float | None:
         """A structure's focus read from its own focus stack, as the search reads its frames, near ``near_um``.

@@ -8,6 +8,7 @@ predicts a field's z from the points focused so far. Tests plug in doubles that 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -116,7 +117,9 @@ class FocusOutcome:
 
     ``glass``: the z is the glass's own, read from the specks resting on it (a field's search), not an object's
     mid-plane. ``learned``: a structure's z was read from its search's frames by the learned reader
-    (:mod:`appliance.focus.reader`), closer to its mid-plane than its stack's own readings are.
+    (:mod:`appliance.focus.reader`), closer to its mid-plane than its stack's own readings are. ``reading_um``:
+    where the frames read the focus when the stage could not stop there (a servo's whole degrees); NaN: at
+    ``z_um``.
     """
 
     z_um: float
@@ -124,6 +127,12 @@ class FocusOutcome:
     ok: bool
     glass: bool = False
     learned: bool = False
+    reading_um: float = math.nan
+
+    @property
+    def read_um(self) -> float:
+        """The focus the frames read: ``reading_um`` where there is one, else the z reached."""
+        return self.z_um if math.isnan(self.reading_um) else self.reading_um
 
 
 class Focuser(Protocol):

@@ -485,7 +485,8 @@ class ScanRunner(LargerPrints, Centring):
                 self._n_struct += 1
                 extra = o.extra or {}
                 told = getattr(self.focuser, "structure_focused", None)
-                z = extra.get("autofocus_z_um", o.z_um)  # the maps had the autofocus's z, not the stack's
+                # the maps had the autofocus's reading (a servo's lies between the degrees it stood on), not the stack's
+                z = extra.get("focus_reading_um", extra.get("autofocus_z_um", o.z_um))
                 if callable(told) and z is not None and extra.get("focus_ok"):
                     # its focus, to the maps that focus structures (not as evidence of the glass: whether its
                     # curve was one lobe is not recorded)

@@ -51,6 +51,7 @@ class StructureRecord(RunnerCore):
             box=det.box_px, crop_path=self.folder.rel(paths[1]), stack_path=self.folder.rel(paths[2]),
             height_map_path=self.folder.rel(paths[3]), plot_path=self.folder.rel(paths[4]), scores=dict(det.scores),
             extra={"focus_frames": out.frames, "focus_ok": out.ok, "autofocus_z_um": out.z_um,
+                   "focus_reading_um": out.read_um,
                    "base_z_um": shape.rec.base_z_um,
                    "max_height_um": float(np.percentile(valid, 98)) if valid.size else 0.0,
                    "height_source": shape.rec.source, "peak_height_um": shape.rec.peak_um,

@@ -151,10 +151,11 @@ class StackSteps(RunnerCore):
         return replace(det, cls=cls, confidence=at_focus[cls]), *rounded
 
     def _shape(self, w: FieldWork, det: Detection, focused: Frame, stack: Stack, focus_z_um: float,
-               xy: tuple[float, float], learned: bool = False) -> Shape:
+               xy: tuple[float, float], learned_um: float | None = None) -> Shape:
         """The structure's mask and height map from its stack, with the glass they stand on.
 
-        ``learned``: ``focus_z_um`` was read by the learned reader (:class:`FocusOutcome`); it is recorded as it is.
+        ``learned_um``: the focus the learned reader read (:attr:`FocusOutcome.read_um`, which on a servo lies
+        between the whole degrees ``focus_z_um`` stands on); it is recorded as it is.
         """
         self._checkpoint(FieldStep.RECONSTRUCT)
         t = time.perf_counter()
@@ -170,7 +171,8 @@ class StackSteps(RunnerCore):
         planes, zs = stack.planes, stack.zs
         focus_z = focus_z_um if det.cls == "microlens" else stack_focus(planes, zs, mask, focus_z_um,
                                                                         lobe_gap_um=settings.lobe_gap)
-        record = focus_z_um if learned else self._stack_focus(planes, zs, det.cls, focus_z, focus_z_um)
+        record = learned_um if learned_um is not None else self._stack_focus(planes, zs, det.cls, focus_z,
+                                                                               focus_z_um)
         used = focus_z_um if det.cls == "microlens" else record
         glass, glass_source = self.field_focus.structure_glass(stack.whole(), zs, det.box_px, *xy, used,
                                                                settings.lobe_gap)

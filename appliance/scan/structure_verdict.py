@@ -148,7 +148,7 @@ class StructureVerdict(SharpLook, StackSteps, StructureRecord):
             self._debris_after_all(w, as_debris(det, debris_score(det)), focused, xy,
                                    {**types, "not_its_shape": why})
             return
-        shape = self._shape(w, det, focused, stack, out.z_um, xy, learned=out.learned)
+        shape = self._shape(w, det, focused, stack, out.z_um, xy, learned_um=out.read_um if out.learned else None)
         self._record_structure(w, det, focused, sharp.seen, out, stack, shape, xy, box_um, types)
 
     def _speck_instead(self, det: Detection, stack: Stack, focus_z_um: float) -> dict[str, float] | None:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from appliance.focus import FocusMap, autofocus
-from appliance.focus.autofocus import MAP_TRUST_SIGMA_UM, MAP_WINDOW_K
+from appliance.focus.autofocus import MAP_WINDOW_K, _map_trusted
 from appliance.focus.focusmap import GLASS_PRIOR_SIGMA_UM
 from appliance.focus.neural import DefocusEstimate
 from appliance.focus.search import SYMMETRY_COVER_UM
@@ -187,7 +187,7 @@ def test_a_sure_map_of_the_glass_focuses_a_new_structure_with_one_frame(stepper_
     fmap = _glass_map(stepper_scope, grid * 3)
     obj = structures(stepper_scope)[1]
     ref = obj.focus_z_um - stepper_scope.slide.surface_z_um(*obj.center_um)
-    assert fmap.surface_sigma(*obj.center_um) <= MAP_TRUST_SIGMA_UM
+    assert _map_trusted(100.0, fmap.surface_sigma(*obj.center_um), 100.0, 1.0)
     dz, r = _run(stepper_scope, 1, "map", 7.0, focus_map=fmap, xy_um=obj.center_um, ref_height_um=ref)
     assert r.ok and r.frames == 1 and not r.measured, r  # type: ignore[attr-defined]
     assert abs(dz) <= 1.0
@@ -200,7 +200,7 @@ def test_an_unsure_map_searches_wide_enough_to_measure_a_detected_structure(step
     fmap = _glass_map(stepper_scope, [(1000.0, 1000.0), (1500.0, 1020.0), (2000.0, 990.0)])
     obj = structures(stepper_scope)[0]
     ref = obj.focus_z_um - stepper_scope.slide.surface_z_um(*obj.center_um)
-    assert fmap.surface_sigma(*obj.center_um) > MAP_TRUST_SIGMA_UM
+    assert not _map_trusted(100.0, fmap.surface_sigma(*obj.center_um), 100.0, 1.0)
     _, r = _run(stepper_scope, 0, "map", -8.0, focus_map=fmap, xy_um=obj.center_um, ref_height_um=ref)
     assert r.measured and r.frames > 1  # type: ignore[attr-defined]
     zs = [z for z, _ in r.trace]  # type: ignore[attr-defined]

@@ -19,15 +19,16 @@ import pytest
 
 from appliance.focus import FocusMap, autofocus
 from appliance.focus.autofocus import (
-    MAP_TRUST_SIGMA_UM,
     READING_OUTLIER_SIGMA_UM,
     READING_SIGMA_UM,
+    _map_trusted,
     _posterior_z,
 )
 from appliance.focus.focusmap import GLASS_PRIOR_SIGMA_UM
 from appliance.focus.result import FocusResult
 from appliance.focus.testing import FocusOnly
 from appliance.hardware.camera.base import Frame
+from appliance.hardware.stage.base import Position
 
 GLASS_UM, REF_UM = 95.0, 5.0  # the map's glass under the stage (x = y = 0) and the structure's height above it
 PEAK_UM = GLASS_UM + REF_UM + 2.0  # where the texture is sharpest: the reading, 2 µm above the prediction
@@ -75,7 +76,7 @@ def _focus(strategy: str, fmap: FocusMap, ref: float | None, peak_um: float = PE
 def test_the_reading_and_the_prediction_meet_where_their_uncertainties_say() -> None:
     fmap = _glass_map(300.0)
     sure, z_map = fmap.surface_sigma(0.0, 0.0), fmap.predict(0.0, 0.0, offset_um=REF_UM)[0]
-    assert MAP_TRUST_SIGMA_UM < sure < 1.0  # not sure enough to stand alone: the structure is searched
+    assert not _map_trusted(z_map, sure, z_map, 1.0) and sure < 1.0  # not sure enough alone: a search
     dev, r = _focus("map", fmap, REF_UM)
     assert r.ok and r.measured and r.strategy == "map>classical", r
     assert abs(r.reading_um - PEAK_UM) < 0.5  # the search read its peak
@@ -127,3 +128,33 @@ def test_the_mixture_switches_only_where_the_reading_cannot_be_the_likelier() ->
     assert _posterior_z(1e6, 100.0, 0.5)[1]  # however far: no underflow into a tie
     # a loose prediction (a type's typical height, +-3.5 µm) is no ground to call an 8 µm reading a miss
     assert not _posterior_z(108.0, 100.0, 3.5)[1]
+
+
+# ----- when a map of the glass stands alone: the odds that the stage lands within the budget ----------------
+
+def test_a_map_stands_alone_where_the_stage_lands_within_a_micrometre_nine_times_in_ten() -> None:
+    # a stage that stands at the prediction (a stepper): a surface sure to 0.61 µm, no less sure
+    assert _map_trusted(100.0, 0.60, 100.0, 1.0) and not _map_trusted(100.0, 0.62, 100.0, 1.0)
+    # a servo stands on a whole degree: the same surface is trusted near a degree, not half-way between two
+    assert _map_trusted(100.05, 0.45, 100.0, 1.0) and not _map_trusted(100.5, 0.45, 100.0, 1.0)
+    # a shallower objective (half the default depth of field) halves the budget
+    assert not _map_trusted(100.0, 0.45, 100.0, 0.5) and _map_trusted(100.0, 0.30, 100.0, 0.5)
+    # a deeper one keeps it: the budget is the issue's micrometre, never wider
+    assert _map_trusted(100.0, 0.60, 100.0, 6.0) and not _map_trusted(100.0, 0.62, 100.0, 6.0)
+    for bad in (0.0, math.nan, math.inf):
+        assert not _map_trusted(100.0, bad, 100.0, 1.0)
+
+
+def test_a_servos_search_keeps_its_reading_for_the_map_not_the_degree_it_stopped_at() -> None:
+    dev = _Servo(PEAK_UM + 0.4)  # the texture sharpest 0.4 µm above a whole degree
+    r = autofocus(dev, dev, "classical", z_range_um=(80.0, 120.0), roi=ROI)  # type: ignore[arg-type]
+    assert r.ok and r.z_um == round(r.z_um) and dev.z == r.z_um, r  # the stage stands on a degree
+    assert abs(r.reading_um - (PEAK_UM + 0.4)) < abs(r.z_um - (PEAK_UM + 0.4)), r  # the reading is nearer
+    assert r.point_um == r.reading_um  # and it is what a map is fed
+
+
+class _Servo(_Peak):
+    """:class:`_Peak` on a focus drive that stops on whole micrometres (a servo's degrees)."""
+
+    def focus_to_um(self, z: float) -> Position:
+        return super().focus_to_um(float(round(z)))

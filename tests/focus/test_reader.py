@@ -144,8 +144,8 @@ class _Fixed:
         return self.um
 
 
-def _focus(reader: _Fixed | None, target_type: str | None = "pentagon") -> tuple[float, object]:
-    scope = VirtualMicroscope(seed=3, stage=SimStageParams(z_mode="stepper"))
+def _focus(reader: _Fixed | None, target_type: str | None = "pentagon", drive: str = "stepper") -> tuple[float, object]:
+    scope = VirtualMicroscope(seed=3, stage=SimStageParams(z_mode=drive))  # type: ignore[arg-type]
     scope.stage.open()
     scope.camera.open()
     obj = next(o for o in structures(scope) if o.cls == "pentagon")
@@ -166,6 +166,15 @@ def test_a_reader_moves_a_searched_focus_instead_of_the_types_bias() -> None:
     z2, r2 = _focus(_Fixed(None))  # it cannot say: the reading stays, and no bias either
     assert z2 == pytest.approx(z0) and "reader" not in r2.reason  # type: ignore[attr-defined]
     assert r1.learned and not r2.learned and not r0.learned  # type: ignore[attr-defined]
+
+
+def test_on_a_servo_the_readers_reading_is_kept_beside_the_degree_the_stage_stops_on() -> None:
+    # the reader's answer lies between whole degrees: the stage stops on the nearest, the map is fed the answer
+    z0, r0 = _focus(_Fixed(0.0), drive="servo")
+    z1, r1 = _focus(_Fixed(0.4), drive="servo")
+    assert z0 == round(z0) and z1 == round(z1)  # type: ignore[attr-defined]
+    assert r1.reading_um == pytest.approx(z0 + 0.4) and r1.point_um == r1.reading_um  # type: ignore[attr-defined]
+    assert z1 == round(z0 + 0.4)
 
 
 def test_a_fields_own_focus_is_never_given_to_the_reader() -> None:

@@ -505,9 +505,14 @@ def test_a_resumed_scan_tells_the_focuser_of_its_structures_but_not_as_evidence_
     # a record that keeps its autofocus's z apart from its stack's focus: the maps had the autofocus's live
     stacked = ObjectRecord(cell=4, kind="structure", cls="woodpile", confidence=0.9, x_um=900.0, y_um=700.0,
                            z_um=96.5, width_um=40.0, height_um=40.0, extra={"focus_ok": True, "autofocus_z_um": 100.0})
-    r.store = SimpleNamespace(fields=lambda sid: [], objects=lambda sid: [obj, stacked])
+    # a servo's record: the stage stood on the degree 100, the frames read 100.4, and the maps had the reading
+    servo = ObjectRecord(cell=5, kind="structure", cls="scaffold", confidence=0.9, x_um=1300.0, y_um=700.0,
+                         z_um=100.4, width_um=40.0, height_um=40.0,
+                         extra={"focus_ok": True, "autofocus_z_um": 100.0, "focus_reading_um": 100.4})
+    r.store = SimpleNamespace(fields=lambda sid: [], objects=lambda sid: [obj, stacked, servo])
     r._load_committed()
-    assert told == [((500.0, 700.0, 101.0, "pentagon"), {}), ((900.0, 700.0, 100.0, "woodpile"), {})]
+    assert told == [((500.0, 700.0, 101.0, "pentagon"), {}), ((900.0, 700.0, 100.0, "woodpile"), {}),
+                    ((1300.0, 700.0, 100.4, "scaffold"), {})]
 
 
 def test_a_structure_focus_is_evidence_of_the_glass_only_when_its_curve_is_one_lobe():

@@ -57,7 +57,8 @@ def test_a_structure_is_recorded_at_its_stacks_focus_and_the_autofocus_is_kept(s
 
 
 class _LearnedFocuser(SimTruthFocuser):
-    """The truth's focus, said to be the learned reader's for a structure; its stack readings 1.5 µm off."""
+    """The truth's focus, said to be the learned reader's for a structure, read 0.25 µm above where the stage stood
+    (as a servo's whole degree leaves it); its stack readings 1.5 µm off."""
 
     def __init__(self, scope):
         super().__init__(scope)
@@ -65,7 +66,7 @@ class _LearnedFocuser(SimTruthFocuser):
 
     def focus(self, stage, camera, z_guess_um, range_um, roi_px=None, cls=None):
         out = super().focus(stage, camera, z_guess_um, range_um, roi_px, cls)
-        return replace(out, learned=cls is not None)
+        return replace(out, learned=cls is not None, reading_um=out.z_um + 0.25)
 
     def read_stack(self, planes, z_um, cls, near_um):
         self.stack_reads += 1
@@ -84,7 +85,7 @@ def test_a_focus_the_learned_reader_read_is_recorded_as_it_is_not_read_again_fro
     with ResultStore(out.db_path) as st:
         objs = st.objects(out.scan_id, "structure")
     assert len(objs) == 4
-    assert all(o.z_um == o.extra["autofocus_z_um"] for o in objs)
+    assert all(o.z_um == o.extra["autofocus_z_um"] + 0.25 for o in objs)  # the reading, not the degree
     assert focusers[0].stack_reads == 0
 
 
