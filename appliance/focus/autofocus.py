@@ -75,7 +75,7 @@ def autofocus(stage: Stage, camera: Camera, strategy: str, *, z_range_um: Sequen
               ref_height_um: float | None = None, ref_sigma_um: float = 0.0,
               target_type: str | None = None, width_scale: float = 1.0, check_lobe: bool = False,
               target_width_um: float | None = None, speck_scale: float = 1.0,
-              reader: ReadingCorrector | None = None) -> FocusResult:
+              reader: ReadingCorrector | None = None, map_trust: float = MAP_TRUST_P) -> FocusResult:
     """Focus the stage on the target in view and say how that went.
 
     Parameters
@@ -142,6 +142,10 @@ def autofocus(stage: Stage, camera: Camera, strategy: str, *, z_range_um: Sequen
         The learned reading (:mod:`appliance.focus.reader`): a classical search's reading of a caller's target
         is moved by what the reader reads from the search's frames, instead of by the type's bias. Give it only
         for the optics it was trained at (:meth:`appliance.focus.reader.FocusReader.fits`).
+    map_trust : float
+        ``map`` with a map of the glass and no estimator: the prediction alone is the focus (one frame) where
+        the stage lands within ``MAP_TRUST_WITHIN_UM`` of the focus with this probability, in [0.5, 1]
+        (``MAP_TRUST_P`` by default; 1: never, every structure is searched).
 
     Returns
     -------
@@ -160,6 +164,7 @@ def autofocus(stage: Stage, camera: Camera, strategy: str, *, z_range_um: Sequen
     _check_needs(strategy, estimator, focus_map)
     xy = (pos.x_um, pos.y_um) if xy_um is None else (float(xy_um[0]), float(xy_um[1]))
     _check_numbers(ref_height_um, ref_sigma_um, target_width_um, speck_scale)
+    _check_trust(map_trust)
     offset = 0.0 if ref_height_um is None else float(ref_height_um)
     ref_sigma = 0.0 if ref_height_um is None else float(ref_sigma_um)
     fix = _reading_fix(target_type, _reading_bias(target_type, ref_height_um, ref_sigma, target_width_um), reader)
@@ -168,7 +173,7 @@ def autofocus(stage: Stage, camera: Camera, strategy: str, *, z_range_um: Sequen
     if strategy == "map" and pred is not None and focus_map is not None and len(focus_map) >= MAP_MIN_POINTS:
         sure = math.hypot(focus_map.surface_sigma(*xy), ref_sigma) if ref_height_um is not None else None
         return _with_map(stage, camera, pred, (lo, hi), rect, estimator, mode, coarse_um, now_s, width_scale,
-                         check_lobe, sure, fix, fine_pairs, speck_scale)
+                         check_lobe, sure, fix, fine_pairs, speck_scale, map_trust)
     s = FocusSession(stage, camera, mode, rect, (lo, hi), now_s, speck_scale)
     if mode == "specks" and rect is None and not _specks_at(s, start):
         return _no_specks(s, pred)  # nothing small on the glass in view: the caller decides what else to focus on
@@ -206,6 +211,12 @@ def _check_needs(strategy: str, estimator: DefocusEstimator | None, focus_map: F
         raise ValueError("strategy 'neural' needs an estimator (a DefocusEstimator such as the focus net)")
     if strategy == "map" and focus_map is None:
         raise ValueError("strategy 'map' needs a focus_map")
+
+
+def _check_trust(map_trust: float) -> None:
+    """Refuse a map trust that is not a probability in [0.5, 1]."""
+    if isinstance(map_trust, bool) or not (isinstance(map_trust, (int, float)) and 0.5 <= map_trust <= 1.0):
+        raise ValueError(f"map_trust must be a probability in [0.5, 1], got {map_trust!r}")
 
 
 def _check_numbers(ref_height_um: float | None, ref_sigma_um: float, target_width_um: float | None,
@@ -282,13 +293,13 @@ def _with_map(stage: Stage, camera: Camera, pred: tuple[float, float], z_range: 
               rect: tuple[int, int, int, int] | None, estimator: DefocusEstimator | None, mode: str,
               coarse_um: float, now_s: Callable[[], float] | None, width_scale: float = 1.0,
               check_lobe: bool = False, combine_um: float | None = None, fix: ReadingFix | None = None,
-              fine_pairs: bool = True, speck_scale: float = 1.0) -> FocusResult:
+              fine_pairs: bool = True, speck_scale: float = 1.0, map_trust: float = MAP_TRUST_P) -> FocusResult:
     """Focus within the map's window: one net frame when it agrees, else a classical search there.
 
     ``combine_um`` (a map of the glass: its surface's and the reference height's uncertainty here): with no
     estimator, the prediction is the focus once one frame shows the target in view, where the stage stands
-    near enough to it (:func:`_map_trusted`); otherwise a search's reading of a caller's target is combined
-    with the prediction (:func:`_combine`). ``fix``: what moves a search's reading (:func:`_reading_fix`);
+    near enough to it (:func:`_map_trusted` at ``map_trust``); otherwise a search's reading of a caller's target is
+    combined with the prediction (:func:`_combine`). ``fix``: what moves a search's reading (:func:`_reading_fix`);
     ``fine_pairs``: as :func:`appliance.focus.search.classical` has it; ``speck_scale``: as :func:`autofocus`.
     """
     z_map = pred[0]
@@ -311,7 +322,7 @@ def _with_map(stage: Stage, camera: Camera, pred: tuple[float, float], z_range: 
         z1 = z0 - e.defocus_um
         if e.confidence >= 0.5 and lo <= z1 <= hi:
             return _strategy(s.result(z1, True, "focused (map + one net frame)", "map"), "map")
-    elif combine_um is not None and _map_trusted(z_map, combine_um, z0, width_scale):
+    elif combine_um is not None and _map_trusted(z_map, combine_um, z0, width_scale, map_trust):
         r = s.result(z_pred, True, "focused at the map's prediction (one frame: target in view)", "map",
                      moved=True)
         return replace(r, measured=False)
@@ -330,8 +341,9 @@ def _with_map(stage: Stage, camera: Camera, pred: tuple[float, float], z_range: 
     return r if combine_um is None or rect is None else _combine(s, r, z_map, combine_um)
 
 
-def _map_trusted(z_pred: float, sure_um: float, z_stage: float, width_scale: float) -> bool:
-    """Whether the stage at ``z_stage`` is within the budget of the true focus with probability ``MAP_TRUST_P``.
+def _map_trusted(z_pred: float, sure_um: float, z_stage: float, width_scale: float,
+                 p: float = MAP_TRUST_P) -> bool:
+    """Whether the stage at ``z_stage`` is within the budget of the true focus with probability ``p``.
 
     The focus is taken as the map of the glass's prediction ``z_pred`` +- ``sure_um`` (Gaussian); the budget is
     ``MAP_TRUST_WITHIN_UM``, less for an objective shallower than the default (``width_scale`` < 1). A servo
@@ -341,7 +353,7 @@ def _map_trusted(z_pred: float, sure_um: float, z_stage: float, width_scale: flo
         return False
     budget = MAP_TRUST_WITHIN_UM * min(1.0, width_scale)
     lo, hi = (z_stage - budget - z_pred) / sure_um, (z_stage + budget - z_pred) / sure_um
-    return _normal_cdf(hi) - _normal_cdf(lo) >= MAP_TRUST_P
+    return p < 1.0 and _normal_cdf(hi) - _normal_cdf(lo) >= p
 
 
 def _normal_cdf(x: float) -> float:

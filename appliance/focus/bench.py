@@ -19,7 +19,7 @@ from typing import Any, Literal, cast
 
 import numpy as np
 
-from appliance.focus.autofocus import autofocus
+from appliance.focus.autofocus import MAP_TRUST_P, autofocus
 from appliance.focus.focusmap import GLASS_PRIOR_SIGMA_UM, FocusMap
 from appliance.focus.neural import DefocusEstimator
 from appliance.focus.reader import ReadingCorrector, default_chain
@@ -107,7 +107,7 @@ def run_bench(seed: int, fields: int, strategy: str, focus: str = "servo",
               estimator: DefocusEstimator | None = None, offset_um: float = 10.0,
               range_um: float = 15.0, glass_map: bool = True, type_bias: bool = True,
               sim_sets: Mapping[str, Mapping[str, Any]] | None = None, reader: ReadingCorrector | None = None,
-              on_field: Callable[[FieldRun], None] | None = None) -> list[FieldRun]:
+              on_field: Callable[[FieldRun], None] | None = None, map_trust: float = MAP_TRUST_P) -> list[FieldRun]:
     """Autofocus on ``fields`` structures; one :class:`FieldRun` each (see the module doc).
 
     ``sim_sets``: simulator overrides by section (``appliance.sim.overrides``), e.g. a 20x objective as
@@ -120,7 +120,8 @@ def run_bench(seed: int, fields: int, strategy: str, focus: str = "servo",
     taken off (``appliance.focus.typebias``), and its width across (its box's larger side, µm), as a detection
     and the camera's calibration give it, for the types whose bias follows their shape. ``reader``: the
     learned reading (:mod:`appliance.focus.reader`) replaces the type's bias, on slides whose optics it fits
-    (elsewhere the type's bias stays). ``on_field`` is called with each field's run as it is done.
+    (elsewhere the type's bias stays). ``map_trust``: the ``map`` strategy's odds for one frame
+    (:func:`appliance.focus.autofocus.autofocus`). ``on_field`` is called with each field's run as it is done.
 
     Raises
     ------
@@ -148,7 +149,7 @@ def run_bench(seed: int, fields: int, strategy: str, focus: str = "servo",
             scope.camera.open()
             fits = reader if reader is not None and reader_fits(reader, scope) else None
         runs.append(_one_field(scope, obj, k, strategy, estimator, fmap, offset_um, range_um, glass_map,
-                               type_bias, fits))
+                               type_bias, fits, map_trust))
         if on_field is not None:
             on_field(runs[-1])
     return runs
@@ -163,7 +164,7 @@ def reader_fits(reader: ReadingCorrector, scope: VirtualMicroscope) -> bool:
 def _one_field(scope: VirtualMicroscope, obj: SlideObject, k: int, strategy: str,
                estimator: DefocusEstimator | None, fmap: FocusMap, offset_um: float,
                range_um: float, glass_map: bool = True, type_bias: bool = True,
-               reader: ReadingCorrector | None = None) -> FieldRun:
+               reader: ReadingCorrector | None = None, map_trust: float = MAP_TRUST_P) -> FieldRun:
     rng = np.random.default_rng([scope.seed, k, 0xF0C])
     cx, cy = obj.center_um
     start = obj.focus_z_um + float(rng.uniform(-offset_um, offset_um))
@@ -182,7 +183,7 @@ def _one_field(scope: VirtualMicroscope, obj: SlideObject, k: int, strategy: str
     r = autofocus(scope.stage, scope.camera, strategy, z_range_um=(start - range_um, start + range_um),
                   roi=roi, estimator=estimator, focus_map=fmap, xy_um=(cx, cy), now_s=scope.clock.now_s,
                   ref_height_um=ref, target_type=obj.cls if type_bias else None,
-                  target_width_um=_width_um(scope, box.box_px), reader=reader)
+                  target_width_um=_width_um(scope, box.box_px), reader=reader, map_trust=map_trust)
     if r.ok and r.measured:
         fmap.add(cx, cy, r.point_um, offset_um=ref or 0.0)
     dz = scope.stage.true_position_um().z_um - obj.focus_z_um

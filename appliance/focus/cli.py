@@ -75,6 +75,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="the learned reading to bench (a reader.onnx `tppscan train reader` wrote; default: the "
                         "shipped one); it moves each classical reading instead of the type's bias, on the optics it "
                         "was trained at")
+    b.add_argument("--map-trust", type=_float_in("--map-trust", 0.5, 1.0), default=None, metavar="P",
+                   help="map strategy: one frame where the stage lands within 1 um with this probability "
+                        "(default 0.9; 1: search every structure)")
     b.add_argument("--no-reader", action="store_true", help="do not load the learned reading (the type's bias instead)")
     b.add_argument("--sim-set", action="append", default=[], metavar="KEY=VALUE",
                    help="set a virtual slide, optics, sensor or stage parameter, as tppscan scan does, e.g. "
@@ -154,6 +157,7 @@ def _reader(path: Path | None, wanted: bool) -> Any:
 
 def run_bench(args: argparse.Namespace) -> int:
     """Handler of ``tppscan focus bench``."""
+    from appliance.focus.autofocus import MAP_TRUST_P
     from appliance.focus.bench import run_bench as bench
     from appliance.focus.bench import summarise
 
@@ -202,7 +206,8 @@ def run_bench(args: argparse.Namespace) -> int:
         reader = None
     try:
         runs = bench(args.seed, args.fields, args.strategy, args.focus, est, args.offset_um, args.range_um,
-                     glass_map=not args.foci_map, type_bias=not args.no_type_bias, sim_sets=sets, reader=reader)
+                     glass_map=not args.foci_map, type_bias=not args.no_type_bias, sim_sets=sets, reader=reader,
+                     map_trust=MAP_TRUST_P if args.map_trust is None else args.map_trust)
     except ValueError as exc:  # slides without a structure to focus on
         print(f"tppscan focus bench: error: {exc}", file=sys.stderr)
         return 2
@@ -212,6 +217,7 @@ def run_bench(args: argparse.Namespace) -> int:
                            "model": None if est is None else str(args.model) if args.model else "shipped",
                            "map_of": "foci" if args.foci_map else "glass", "type_bias": not args.no_type_bias,
                            "reader": None if reader is None else str(args.reader) if args.reader else "shipped",
+                           "map_trust": MAP_TRUST_P if args.map_trust is None else args.map_trust,
                            **summarise(runs)}
     if args.strategy == "map":
         later = [r for r in runs if r.map_points >= 3]

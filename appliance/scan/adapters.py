@@ -268,15 +268,18 @@ class AutofocusFocuser:
         it reads from the search's frames, instead of by the type's bias. Trained on the virtual microscope,
         so only a virtual device whose optics it fits is given one
         (:func:`appliance.focus.reader.shipped_reader_for`).
+    map_trust : float, optional
+        The ``map`` strategy's odds for one frame (the plan's ``focus.map_trust``; None: the autofocus's default).
     """
 
     def __init__(self, strategy: str, z_travel_um: tuple[float, float], focus_map: FocusMapAdapter | None = None,
                  estimator: Any | None = None, now_s: Callable[[], float] | None = None,
                  reference_heights: Mapping[str, Any] | None = None, reading_bias: bool = False,
                  depth_of_field_um: float | None = None, um_per_px: float | None = None,
-                 reader: Any | None = None) -> None:
+                 reader: Any | None = None, map_trust: float | None = None) -> None:
         try:
             from appliance.focus import autofocus
+            from appliance.focus.autofocus import MAP_TRUST_P
             from appliance.focus.focusmap import GLASS_PRIOR_SIGMA_UM
             from appliance.focus.scores import speck_scale
             from appliance.focus.search import UNTRUSTED
@@ -293,6 +296,7 @@ class AutofocusFocuser:
         self.reference_heights = dict(reference_heights or {})
         self.reading_bias = bool(reading_bias)
         self.reader = reader
+        self.map_trust = MAP_TRUST_P if map_trust is None else float(map_trust)
         self._warned: set[str] = set()
         dof = TUNED_DEPTH_OF_FIELD_UM if depth_of_field_um is None else depth_of_field_um
         if isinstance(dof, bool) or not isinstance(dof, (int, float)) or not 0.05 <= dof <= 5000:
@@ -343,7 +347,7 @@ class AutofocusFocuser:
                                    ref_sigma_um=0.0 if ref is None else ref.sigma_um,
                                    target_type=cls if self.reading_bias else None,
                                    target_width_um=width, speck_scale=self.speck_scale,
-                                   reader=None if field else self.reader)
+                                   reader=None if field else self.reader, map_trust=self.map_trust)
 
         glass = field  # a field's own focus: the glass, read from its specks
         r = search(lo, hi, z_guess_um, "specks" if glass else "roi")

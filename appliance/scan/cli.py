@@ -289,7 +289,8 @@ def _vision_focus(args: argparse.Namespace, scope: Any, stage: Any, um_per_px: f
                                        reference_heights=reference_heights(
                                            args.reference_heights, virtual=virtual, sigma_um=args.reference_sigma),
                                        reading_bias=virtual,
-                                       depth_of_field_um=dof, um_per_px=um_per_px, reader=reader)
+                                       depth_of_field_um=dof, um_per_px=um_per_px, reader=reader,
+                                       map_trust=args.map_trust)
         except ValueError as exc:
             raise ValueError(f"--focus auto: {exc}; --focus sim-truth runs the scan with a ground-truth "
                              "test double instead") from None
@@ -579,6 +580,7 @@ def _run(args: argparse.Namespace, cfg: Any, plan: Any, cal: Any, out: Path, db:
     args.strategy = plan.focus.strategy
     args.reference_heights = plan.focus.reference_heights
     args.reference_sigma = plan.focus.reference_height_sigma_um
+    args.map_trust = plan.focus.map_trust
     nominal = _nominal_um_per_px(scope, camera, cfg)
     um_px = cal.um_per_px if cal is not None else nominal
     vision, focuser, fmap, notes = _vision_focus(args, scope, stage, um_px, cfg, models)

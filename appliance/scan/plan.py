@@ -229,6 +229,11 @@ class FocusPlan:
         A resin that shrinks by more, or one design printed in several heights, wants a larger value: it widens
         the map strategy's window, keeps the map from standing alone, and weighs the map less against a
         search's reading; above 1 µm a structure's focus no longer becomes a point of the glass.
+    map_trust : float
+        ``strategy: map`` with a stated reference height: a structure is focused at the map of the glass's
+        prediction after one frame where the stage lands within 1 µm of its focus with this probability, in
+        [0.5, 1]. Default 0.9 (``appliance.focus.autofocus.MAP_TRUST_P``); 0.95 searches more structures and
+        gains a point or two of accuracy (docs/autofocus.md, "Trusting the map by the odds"); 1 searches every one.
     """
 
     strategy: str = "classical"
@@ -238,6 +243,7 @@ class FocusPlan:
     stack_step_um: float = 2.0
     reference_height_um: tuple[tuple[str, float], ...] = ()
     reference_height_sigma_um: float = 0.3
+    map_trust: float = 0.9
 
     def __post_init__(self) -> None:
         _put(self, "strategy", _choice("focus.strategy", self.strategy, FOCUS_STRATEGIES))
@@ -256,6 +262,7 @@ class FocusPlan:
         _put(self, "reference_height_um", _reference_heights(self.reference_height_um))
         _put(self, "reference_height_sigma_um",
              _number("focus.reference_height_sigma_um", self.reference_height_sigma_um, 0.0, 50.0))
+        _put(self, "map_trust", _number("focus.map_trust", self.map_trust, 0.5, 1.0))
 
     @property
     def reference_heights(self) -> dict[str, float]:

@@ -312,7 +312,8 @@ class ScanBackend:
         focuser = AutofocusFocuser(self._plan.focus.strategy, travel, fmap, estimator=estimator, now_s=clock,
                                    reference_heights=refs,
                                    reading_bias=dev.scope is not None,
-                                   depth_of_field_um=dof, um_per_px=um_per_px, reader=reader)
+                                   depth_of_field_um=dof, um_per_px=um_per_px, reader=reader,
+                                   map_trust=self._plan.focus.map_trust)
         detector, classifier = self._models
         vision = PipelineVision(um_per_px, scan_pipeline(um_per_px, detector, classifier))
         return vision, focuser, fmap

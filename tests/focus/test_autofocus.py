@@ -161,6 +161,8 @@ def test_map_with_an_estimator_takes_one_frame(stepper_scope: VirtualMicroscope)
     ({"strategy": "neural"}, "needs an estimator"),
     ({"strategy": "map"}, "needs a focus_map"),
     ({"mode": "sharpest"}, "mode must be one of"),
+    ({"map_trust": 0.4}, "map_trust must be a probability in"),
+    ({"map_trust": True}, "map_trust must be a probability in"),
 ])
 def test_bad_arguments_are_value_errors(servo_scope: VirtualMicroscope, kwargs: dict[str, object],
                                         match: str) -> None:
@@ -193,6 +195,9 @@ def test_a_sure_map_of_the_glass_focuses_a_new_structure_with_one_frame(stepper_
     assert abs(dz) <= 1.0
     # Without the structure's reference height the same map predicts the glass: not trusted, a search runs.
     dz, r = _run(stepper_scope, 1, "map", 7.0, focus_map=fmap, xy_um=obj.center_um)
+    assert r.frames > 1 and r.measured  # type: ignore[attr-defined]
+    # Nor when the caller asks for certainty (a plan's focus.map_trust: 1): every structure is searched.
+    dz, r = _run(stepper_scope, 1, "map", 7.0, focus_map=fmap, xy_um=obj.center_um, ref_height_um=ref, map_trust=1.0)
     assert r.frames > 1 and r.measured  # type: ignore[attr-defined]
 
 

@@ -23,6 +23,13 @@ def test_bench_json_has_the_issue_keys(capsys: pytest.CaptureFixture[str]) -> No
     assert 0.0 <= out["success_rate"] <= 1.0 and out["frames_median"] >= 3
 
 
+def test_a_map_that_may_never_stand_alone_searches_every_structure(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["focus", "bench", "--seed", "5", "--fields", "6", "--strategy", "map", "--focus", "stepper",
+                 "--no-net", "--map-trust", "1", "--json", "--per-field"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["map_trust"] == 1.0 and all(f["frames"] > 1 for f in out["per_field"])
+
+
 def test_bench_table(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["focus", "bench", "--seed", "5", "--fields", "2", "--strategy", "sweep", "--range-um", "6",
                  "--offset-um", "2"]) == 0
@@ -99,6 +106,7 @@ def test_stack_writes_ome_tiff(tmp_path: Path, capsys: pytest.CaptureFixture[str
     (["focus", "bench", "--strategy", "fast"], "invalid choice"),
     (["focus", "bench", "--focus", "piezo"], "invalid choice"),
     (["focus", "bench", "--offset-um", "nan"], "--offset-um must be a number"),
+    (["focus", "bench", "--map-trust", "0.3"], "--map-trust must be a number in [0.5, 1]"),
     (["focus", "bench", "--offset-um", "20", "--range-um", "10"], "--offset-um must be below --range-um"),
     (["focus", "stack", "--out", "x.tif", "--step-um", "0"], "--step-um must be a number"),
     (["focus", "blank", "--fields", "0"], "--fields must be an integer in [1, 1000]"),

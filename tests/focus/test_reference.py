@@ -56,6 +56,20 @@ def test_the_plan_says_how_well_its_heights_are_known() -> None:
             ScanPlan.from_yaml(f"focus: {{reference_height_sigma_um: {bad}}}")
 
 
+def test_the_plan_says_how_sure_a_map_must_be_to_stand_alone_and_the_focuser_takes_it() -> None:
+    from appliance.focus.autofocus import MAP_TRUST_P
+    from appliance.scan.adapters import AutofocusFocuser
+
+    assert FocusPlan().map_trust == MAP_TRUST_P
+    plan = ScanPlan.from_yaml("focus: {strategy: map, map_trust: 0.95}")
+    assert plan.focus.map_trust == 0.95 and ScanPlan.from_yaml(plan.to_yaml()) == plan
+    assert AutofocusFocuser("map", (0.0, 200.0), map_trust=plan.focus.map_trust).map_trust == 0.95
+    assert AutofocusFocuser("map", (0.0, 200.0)).map_trust == MAP_TRUST_P
+    for bad in ("0.4", "1.01", ".nan", "sure"):
+        with pytest.raises(ValueError, match=re.escape("focus.map_trust: must be a number in [0.5, 1]")):
+            ScanPlan.from_yaml(f"focus: {{map_trust: {bad}}}")
+
+
 def test_heights_come_from_the_plan_else_the_virtual_catalogue_else_nowhere() -> None:
     stated = reference_heights({"pentagon": 9.0}, virtual=True)
     assert stated == {"pentagon": ReferenceHeight(9.0, PRINT_JOB_SIGMA_UM, "plan")}  # the print job only
@@ -181,9 +195,11 @@ def test_the_scan_command_focuses_with_the_plans_heights_and_their_sigma() -> No
 
     scope = VirtualMicroscope(5)
     args = argparse.Namespace(vision="sim-truth", focus="auto", stage="sim", strategy="map",
-                              reference_heights={"pentagon": 10.0}, reference_sigma=1.5)
+                              reference_heights={"pentagon": 10.0}, reference_sigma=1.5,
+                              map_trust=0.95)
     _, focuser, _, _ = _vision_focus(args, scope, scope.stage, scope.camera.um_per_px)
     assert focuser.reference_heights == {"pentagon": ReferenceHeight(10.0, 1.5, "plan")}
+    assert focuser.map_trust == 0.95
 
 
 def test_the_focuser_gives_a_structures_width_in_um_when_it_knows_the_cameras_scale(

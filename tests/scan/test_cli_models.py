@@ -86,7 +86,8 @@ def test_the_configured_focus_net_is_the_one_the_neural_focuser_runs(tmp_path: P
     shutil.copy(FOCUSNET, mine)
     cfg = Config.model_validate({"models": {"focusnet": str(mine)}})
     args = argparse.Namespace(vision="sim-truth", focus="auto", config=tmp_path / "c.yaml", stage="sim",
-                              strategy="neural", reference_heights={}, reference_sigma=None)
+                              strategy="neural", reference_heights={}, reference_sigma=None,
+                              map_trust=0.9)
     models = _models_of(args, cfg, ScanPlan(focus=FocusPlan(strategy="neural")))
     assert models.focus_net.model.path == mine and models.detector is None
     scope = VirtualMicroscope(5)
