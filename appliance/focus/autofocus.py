@@ -40,8 +40,8 @@ MAP_MIN_POINTS = 3
 #: its window. On a stepper that is a surface sure to 0.61 µm; on a servo it also asks how far the prediction
 #: lies from the whole degree the stage could stop at. Development slides 100-139, offline on 800 fields' own
 #: readings per drive: 0.9 put 56 % of the stepper's fields after three at one frame (97.2 % within 1 µm), 0.95
-#: (the old rule, a surface sure to 0.5 µm) 47 % (97.3 %); 0.85 cost 2 points (docs/autofocus.md, "Trusting
-#: the map by the odds of landing within the budget").
+#: (the old rule, a surface sure to 0.5 µm) 47 % (97.3 %); 0.85 cost 2 points (docs/autofocus.md, "A servo's
+#: reading, and trusting the map by the odds").
 MAP_TRUST_P = 0.9
 #: ... within this budget (µm) at the default objective's depth of field; a shallower one shrinks it in proportion
 #: (``width_scale`` below 1), a deeper one keeps it.

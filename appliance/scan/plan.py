@@ -233,7 +233,8 @@ class FocusPlan:
         ``strategy: map`` with a stated reference height: a structure is focused at the map of the glass's
         prediction after one frame where the stage lands within 1 µm of its focus with this probability, in
         [0.5, 1]. Default 0.9 (``appliance.focus.autofocus.MAP_TRUST_P``); 0.95 searches more structures and
-        gains a point or two of accuracy (docs/autofocus.md, "Trusting the map by the odds"); 1 searches every one.
+        gains a point or two of accuracy (docs/autofocus.md, "A servo's reading, and trusting the map by the
+        odds"); 1 searches every one.
     """
 
     strategy: str = "classical"
