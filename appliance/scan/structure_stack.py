@@ -169,10 +169,12 @@ class StackSteps(RunnerCore):
         # the glass lies under the structure's focus as its own stack reads it (reconstruct reads the pair again);
         # a lens's TIE keeps its autofocus's plane
         planes, zs = stack.planes, stack.zs
-        focus_z = focus_z_um if det.cls == "microlens" else stack_focus(planes, zs, mask, focus_z_um,
-                                                                        lobe_gap_um=settings.lobe_gap)
-        record = learned_um if learned_um is not None else self._stack_focus(planes, zs, det.cls, focus_z,
-                                                                               focus_z_um)
+        if learned_um is not None:
+            record = learned_um  # the stack is not read again (its reading carries the bias the reader removed)
+        else:
+            focus_z = focus_z_um if det.cls == "microlens" else stack_focus(planes, zs, mask, focus_z_um,
+                                                                            lobe_gap_um=settings.lobe_gap)
+            record = self._stack_focus(planes, zs, det.cls, focus_z, focus_z_um)
         used = focus_z_um if det.cls == "microlens" else record
         glass, glass_source = self.field_focus.structure_glass(stack.whole(), zs, det.box_px, *xy, used,
                                                                settings.lobe_gap)
